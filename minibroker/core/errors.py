@@ -1,0 +1,172 @@
+"""The broker's error vocabulary.
+
+Every failure a client can see has a stable, documented code (the strings
+below are part of the wire protocol, see docs/protocol.md). The core raises
+these exceptions; the protocol layer turns them into error frames; the clients
+turn error frames back into the same exception classes, so a caller catches
+``minibroker.NotFound`` whether it talks over TCP or in-process.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class BrokerError(Exception):
+    """Base of every error with a wire code. ``str(err)`` is the human message."""
+
+    code: ClassVar[str] = "internal"
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        #: Machine-readable extras (e.g. ``first_offset`` for OffsetOutOfRange).
+        self.details: dict[str, object] = details
+
+
+class BadFrame(BrokerError):
+    """The bytes on the wire are not a valid frame; the connection is closed."""
+
+    code = "bad_frame"
+
+
+class UnsupportedVersion(BrokerError):
+    code = "unsupported_version"
+
+
+class Unauthorized(BrokerError):
+    """Missing or wrong token, or a request before a successful hello."""
+
+    code = "unauthorized"
+
+
+class Forbidden(BrokerError):
+    """The token is valid but does not grant this operation on this name."""
+
+    code = "forbidden"
+
+
+class UnknownOp(BrokerError):
+    code = "unknown_op"
+
+
+class BadRequest(BrokerError):
+    """A well-formed frame whose fields have wrong types or out-of-range values."""
+
+    code = "bad_request"
+
+
+class InvalidName(BrokerError):
+    """A queue, topic, pattern, log or subject name that breaks the naming rules."""
+
+    code = "invalid_name"
+
+
+class NotFound(BrokerError):
+    code = "not_found"
+
+
+class Conflict(BrokerError):
+    """Declaring something that exists with different options, and similar clashes."""
+
+    code = "conflict"
+
+
+class TooLarge(BrokerError):
+    """A frame or message above the configured size limit."""
+
+    code = "too_large"
+
+
+class Overflow(BrokerError):
+    """A queue at max_length with overflow=reject_publish refused a message."""
+
+    code = "overflow"
+
+
+class LimitExceeded(BrokerError):
+    """A configured limit (connections, subscriptions, pending requests...) is reached."""
+
+    code = "limit_exceeded"
+
+
+class UnknownDelivery(BrokerError):
+    """Ack/nack of a delivery id that is unknown, expired, or not held by this connection."""
+
+    code = "unknown_delivery"
+
+
+class OffsetOutOfRange(BrokerError):
+    """Reading a log below its first retained offset; details carry ``first_offset``."""
+
+    code = "offset_out_of_range"
+
+
+class NoResponders(BrokerError):
+    code = "no_responders"
+
+
+class Timeout(BrokerError):
+    code = "timeout"
+
+
+class ResponderGone(BrokerError):
+    """The responder holding a request disconnected before replying."""
+
+    code = "responder_gone"
+
+
+class ResponderError(BrokerError):
+    """A responder answered the request with an error instead of a reply."""
+
+    code = "responder_error"
+
+
+class StorageFull(BrokerError):
+    """The disk is full (ENOSPC); nothing was stored, the broker keeps serving."""
+
+    code = "storage_full"
+
+
+class StorageError(BrokerError):
+    """Any other storage failure; nothing was confirmed."""
+
+    code = "storage_error"
+
+
+class ShuttingDown(BrokerError):
+    code = "shutting_down"
+
+
+class SlowConsumer(BrokerError):
+    """A subscription with on_overflow=disconnect overflowed its buffer."""
+
+    code = "slow_consumer"
+
+
+class InternalError(BrokerError):
+    code = "internal"
+
+
+def _all_error_classes() -> dict[str, type[BrokerError]]:
+    found: dict[str, type[BrokerError]] = {}
+    pending: list[type[BrokerError]] = [BrokerError]
+    while pending:
+        cls = pending.pop()
+        found.setdefault(cls.code, cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+#: Wire code -> exception class; used by the clients to rebuild errors.
+ERRORS_BY_CODE: dict[str, type[BrokerError]] = _all_error_classes()
+
+
+def error_from_code(code: str, message: str, details: dict[str, object] | None = None) -> BrokerError:
+    """Build the exception for a wire error; unknown codes become a plain BrokerError."""
+    cls = ERRORS_BY_CODE.get(code)
+    if cls is None:
+        err = BrokerError(message, **(details or {}))
+        err.code = code  # type: ignore[misc]
+        return err
+    return cls(message, **(details or {}))
