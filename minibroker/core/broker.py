@@ -1,0 +1,135 @@
+"""The broker core: namespaces of queues, topics, logs and responders.
+
+Everything here is synchronous and deterministic. The Trio shell calls in
+with plain values and the current time (``now``, seconds on the Trio clock);
+the core answers with plain values, calls the ``Peer`` port of the
+connections involved, and arms deadlines in ``Timers``.
+
+A *namespace* is an isolated set of names, like a RabbitMQ virtual host: a
+connection picks one in its hello, and nothing it declares is visible from
+another namespace. The test fixtures give every test a fresh namespace on one
+shared broker, so tests never see each other's queues.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from minibroker.core.config import CoreConfig
+from minibroker.core.errors import InvalidName
+from minibroker.core.namespace import Namespace, StorageOpener
+from minibroker.core.peer import Peer
+from minibroker.core.timers import Timers
+
+DEFAULT_NAMESPACE = ""
+MAX_NAMESPACE_LENGTH = 128
+
+
+@dataclass(slots=True)
+class Clock:
+    """Converts the monotonic ``now`` the shell passes in to wall-clock time.
+
+    Timestamps users see (publish time, log record time) are milliseconds
+    since the Unix epoch. The shell fixes ``epoch_offset`` once at start-up
+    (``time.time() - trio.current_time()``), so wall time advances with the
+    Trio clock, and a MockClock moves both together in tests.
+    """
+
+    epoch_offset: float = 0.0
+    _last_ms: int = field(default=0, repr=False)
+
+    def wall_ms(self, now: float) -> int:
+        """Milliseconds since the epoch, never going backwards."""
+        ms = int((now + self.epoch_offset) * 1000)
+        if ms < self._last_ms:
+            ms = self._last_ms
+        self._last_ms = ms
+        return ms
+
+
+class Broker:
+    """The whole broker state; one instance per server or embedded broker."""
+
+    def __init__(
+        self,
+        config: CoreConfig | None = None,
+        *,
+        storage: StorageOpener | None = None,
+        epoch_offset: float = 0.0,
+    ) -> None:
+        self.config = config or CoreConfig()
+        self.timers = Timers()
+        self.clock = Clock(epoch_offset)
+        self.storage = storage
+        self._namespaces: dict[str, Namespace] = {}
+        #: Bumped by every durable write; the shell fsyncs up to it before
+        #: confirming (group commit). See server/durability.py.
+        self.write_generation = 0
+        self.on_durable_write: Callable[[], None] | None = None
+
+    # ------------------------------------------------------------ namespaces
+
+    def namespace(self, name: str = DEFAULT_NAMESPACE) -> Namespace:
+        """The namespace called ``name``, created (and recovered from disk) on first use."""
+        ns = self._namespaces.get(name)
+        if ns is None:
+            check_namespace_name(name)
+            ns = Namespace(name, self)
+            self._namespaces[name] = ns
+        return ns
+
+    @property
+    def namespaces(self) -> dict[str, Namespace]:
+        return dict(self._namespaces)
+
+    def drop_namespace(self, name: str) -> bool:
+        """Forget a namespace and everything in it (test clean-up)."""
+        ns = self._namespaces.pop(name, None)
+        if ns is None:
+            return False
+        ns.destroy()
+        return True
+
+    # ----------------------------------------------------------- connections
+
+    def disconnect(self, peer: Peer, namespace: Namespace, now: float) -> None:
+        """A connection closed: requeue its deliveries, drop its subscriptions."""
+        namespace.disconnect(peer, now)
+
+    # ----------------------------------------------------------------- time
+
+    def next_deadline(self) -> float | None:
+        return self.timers.next_deadline()
+
+    def on_time(self, now: float) -> int:
+        """Fire every deadline that is due at ``now``; returns how many fired."""
+        return self.timers.fire_due(now)
+
+    # ----------------------------------------------------------- durability
+
+    def note_durable_write(self) -> None:
+        """Called by models after writing to storage that must be fsynced before confirming."""
+        self.write_generation += 1
+        if self.on_durable_write is not None:
+            self.on_durable_write()
+
+    def sync_storage(self) -> None:
+        """fsync every store with unsynced writes (runs off the event loop)."""
+        for ns in list(self._namespaces.values()):
+            ns.sync()
+
+    def close(self) -> None:
+        """Flush and close all storage (graceful shutdown)."""
+        for ns in list(self._namespaces.values()):
+            ns.close()
+
+
+def check_namespace_name(name: str) -> None:
+    if len(name) > MAX_NAMESPACE_LENGTH:
+        raise InvalidName(f"namespace is longer than {MAX_NAMESPACE_LENGTH} characters")
+    for ch in name:
+        if not (ch.isalnum() or ch in "-_."):
+            raise InvalidName(
+                f"namespace {name!r} may only contain letters, digits, '-', '_' and '.'"
+            )

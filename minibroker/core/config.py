@@ -1,0 +1,37 @@
+"""Settings the core honours. Plain values; the CLI and embedding APIs fill them in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+FsyncPolicy = Literal["always", "batch", "never"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Protective ceilings; each one, when hit, gives the client a clear error."""
+
+    #: Largest message body (queue, topic, log record, request, reply).
+    max_message_bytes: int = 8 * 1024 * 1024
+    #: Most messages or records in one batch frame.
+    max_batch: int = 100_000
+    #: Push subscriptions (topics, tails, responders) one connection may hold.
+    max_subscriptions_per_connection: int = 10_000
+    #: Requests one connection may have waiting for replies.
+    max_pending_requests_per_connection: int = 100_000
+    #: Largest topic subscription buffer a client may ask for.
+    max_subscription_buffer: int = 1_000_000
+    #: Longest long-poll wait and request timeout, in seconds.
+    max_wait_seconds: float = 3600.0
+    #: Most messages one fetch may return.
+    max_fetch: int = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class CoreConfig:
+    limits: Limits = Limits()
+    #: ``always``: fsync each write before confirming; ``batch``: group commit
+    #: (one fsync covers every write that arrived while the last one ran);
+    #: ``never``: leave it to the OS page cache.
+    fsync: FsyncPolicy = "batch"

@@ -1,0 +1,74 @@
+"""A namespace: one isolated set of queues, topics, logs and responders.
+
+Each messaging model lives in its own module and owns its own state; the
+namespace only holds one instance of each and fans connection-level events
+(disconnect, fsync, close) out to them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from minibroker.core.peer import Peer
+
+if TYPE_CHECKING:
+    from minibroker.core.broker import Broker
+    from minibroker.storage.store import LogStore
+
+
+class StorageOpener(Protocol):
+    """Opens durable stores; injected by the shell so the core does no file I/O itself.
+
+    ``kind`` is "log" or "queue"; names are the namespace's own names.
+    """
+
+    def open(self, namespace: str, kind: str, name: str, *, segment_bytes: int | None) -> LogStore:
+        """Open (recovering if it exists) or create the store for ``name``."""
+        ...
+
+    def existing(self, namespace: str, kind: str) -> list[str]:
+        """Names of the stores of this kind that exist on disk."""
+        ...
+
+    def remove(self, namespace: str, kind: str, name: str) -> None:
+        """Delete a store's files."""
+        ...
+
+
+class Model(Protocol):
+    """What every messaging model offers the namespace."""
+
+    def disconnect(self, peer: Peer, now: float) -> None:
+        """Forget or hand back everything ``peer`` held."""
+
+    def sync(self) -> None:
+        """fsync pending durable writes."""
+
+    def close(self) -> None:
+        """Flush and close storage; the model is not used afterwards."""
+
+    def destroy(self) -> None:
+        """Close and remove everything, including files (namespace dropped)."""
+
+
+class Namespace:
+    def __init__(self, name: str, broker: Broker) -> None:
+        self.name = name
+        self.broker = broker
+        self.models: list[Model] = []
+
+    def disconnect(self, peer: Peer, now: float) -> None:
+        for model in self.models:
+            model.disconnect(peer, now)
+
+    def sync(self) -> None:
+        for model in self.models:
+            model.sync()
+
+    def close(self) -> None:
+        for model in self.models:
+            model.close()
+
+    def destroy(self) -> None:
+        for model in self.models:
+            model.destroy()

@@ -1,0 +1,68 @@
+"""Deadlines for the core: a heap of (when, callback), read by the Trio shell.
+
+The core never reads a clock. Models arm timers with an absolute time taken
+from the ``now`` their caller passed in; the server's timer task sleeps until
+``next_deadline()`` and then calls ``fire_due(now)``. Under Trio's MockClock
+that sleep is instant, which is what makes visibility timeouts, TTLs and
+request deadlines testable without waiting.
+
+Cancelled timers stay in the heap and are skipped when they surface (lazy
+deletion): cancelling is O(1), which matters because almost every
+visibility-timeout timer is cancelled by an ack before it fires.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(order=True, slots=True)
+class Timer:
+    """One armed deadline; ``cancel()`` disarms it."""
+
+    when: float
+    seq: int
+    callback: Callable[[float], None] = field(compare=False)
+    cancelled: bool = field(default=False, compare=False)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Timers:
+    """A min-heap of timers ordered by deadline, then by arming order."""
+
+    def __init__(self) -> None:
+        self._heap: list[Timer] = []
+        self._counter = itertools.count()
+
+    def call_at(self, when: float, callback: Callable[[float], None]) -> Timer:
+        """Run ``callback(now)`` once the clock reaches ``when``."""
+        timer = Timer(when, next(self._counter), callback)
+        heapq.heappush(self._heap, timer)
+        return timer
+
+    def next_deadline(self) -> float | None:
+        """The earliest live deadline, or None when nothing is armed."""
+        heap = self._heap
+        while heap and heap[0].cancelled:
+            heapq.heappop(heap)
+        return heap[0].when if heap else None
+
+    def fire_due(self, now: float) -> int:
+        """Run every live timer whose deadline is at or before ``now``."""
+        fired = 0
+        heap = self._heap
+        while heap and heap[0].when <= now:
+            timer = heapq.heappop(heap)
+            if not timer.cancelled:
+                timer.cancelled = True
+                timer.callback(now)
+                fired += 1
+        return fired
+
+    def __len__(self) -> int:
+        return sum(1 for t in self._heap if not t.cancelled)

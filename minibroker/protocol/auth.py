@@ -1,0 +1,66 @@
+"""Token authentication for the hello handshake.
+
+With no tokens configured every client is let in. With tokens (``--auth-token``
+or a tokens file), hello must carry one of them; the comparison is constant
+time (``hmac.compare_digest``) so response timing does not leak how much of a
+guess was right.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from minibroker.core.errors import Unauthorized
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a connection authenticated as (``name`` is "anonymous" without auth)."""
+
+    name: str
+
+
+ANONYMOUS = Principal("anonymous")
+
+
+class Authenticator:
+    def __init__(self, tokens: dict[str, str] | None = None) -> None:
+        """``tokens`` maps token -> principal name; empty or None disables auth."""
+        self._tokens = [(t.encode(), name) for t, name in (tokens or {}).items()]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._tokens)
+
+    def authenticate(self, token: str | None) -> Principal:
+        if not self._tokens:
+            return ANONYMOUS
+        if token is None:
+            raise Unauthorized("this server requires a token in hello")
+        given = token.encode()
+        found: str | None = None
+        # Compare against every token, without stopping early, in constant time each.
+        for candidate, name in self._tokens:
+            if hmac.compare_digest(candidate, given):
+                found = name
+        if found is None:
+            raise Unauthorized("invalid token")
+        return Principal(found)
+
+
+def load_tokens_file(path: str) -> dict[str, str]:
+    """Read a tokens file: one ``token`` or ``name:token`` per line, '#' comments."""
+    tokens: dict[str, str] = {}
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            name, sep, token = line.partition(":")
+            if not sep:
+                name, token = f"token{number}", line
+            if not token.strip():
+                raise ValueError(f"{path}:{number}: empty token")
+            tokens[token.strip()] = name.strip()
+    return tokens

@@ -1,0 +1,183 @@
+"""Bytes <-> frames, sans-I/O (in the style of h11).
+
+A frame is a 4-byte big-endian length followed by that many bytes holding
+one msgpack value. ``FrameDecoder.receive_data(chunk)`` accepts arbitrary
+slices of the byte stream; ``frames()`` then yields every complete frame.
+Nothing here touches a socket, so the same decoder serves the Trio server,
+the asyncio and blocking clients, and the Hypothesis tests.
+
+Two kinds of trouble are kept apart because they call for different cures:
+
+* ``ProtocolError`` — the byte stream itself is broken (a length over the
+  limit, bytes that are not msgpack, a frame that is not a map). The stream
+  cannot be resynchronised, so the connection must be closed.
+* ``InvalidFrame`` — a well-framed map that is not a valid request (unknown
+  op, missing or mistyped field). The next frame is still readable, so the
+  server answers with an error for that request id and carries on.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from minibroker.core.errors import BadFrame, BadRequest, BrokerError, TooLarge, UnknownOp
+from minibroker.protocol.frames import DECODERS, REQUESTS
+from minibroker.protocol.schema import to_wire
+
+HEADER = struct.Struct(">I")
+HEADER_SIZE = HEADER.size
+#: Default ceiling for one frame (length prefix excluded): 16 MiB.
+DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
+
+
+class ProtocolError(BadFrame):
+    """The byte stream is malformed; the connection has to be closed."""
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidFrame:
+    """A readable frame that is not a valid request; answer ``error`` and go on.
+
+    ``id`` is the request id if the frame carried a usable one, else None.
+    """
+
+    id: int | None
+    error: BrokerError
+
+
+class RawFrameDecoder:
+    """Splits the stream into frames and unpacks each to a plain msgpack value.
+
+    The maximum size is checked as soon as the 4 length bytes are in, so an
+    oversized frame is refused before its body is buffered.
+    """
+
+    __slots__ = ("_buffer", "_max_frame_bytes")
+
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        self._buffer = bytearray()
+        self._max_frame_bytes = max_frame_bytes
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes received but not yet part of a complete frame."""
+        return len(self._buffer)
+
+    def receive_data(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) >= HEADER_SIZE:
+            # Refuse an oversized frame now, even if its body never arrives.
+            self._check_length(HEADER.unpack_from(self._buffer, 0)[0])
+
+    def _check_length(self, length: int) -> None:
+        if length > self._max_frame_bytes:
+            raise ProtocolError(
+                f"frame of {length} bytes exceeds the limit of {self._max_frame_bytes} bytes",
+                limit=self._max_frame_bytes,
+            )
+
+    def values(self) -> Iterator[Any]:
+        """Yield every complete frame's decoded value; keep any partial tail."""
+        buf = self._buffer
+        end_of_buf = len(buf)
+        pos = 0
+        unpack_from = HEADER.unpack_from
+        try:
+            while end_of_buf - pos >= HEADER_SIZE:
+                (length,) = unpack_from(buf, pos)
+                self._check_length(length)
+                end = pos + HEADER_SIZE + length
+                if end > end_of_buf:
+                    break
+                body = bytes(buf[pos + HEADER_SIZE : end])
+                pos = end
+                yield _unpack(body)
+        finally:
+            if pos:
+                del buf[:pos]
+
+
+def _unpack(body: bytes) -> Any:
+    if not body:
+        raise ProtocolError("empty frame: a frame holds exactly one msgpack value")
+    try:
+        return msgpack.unpackb(body, raw=False, strict_map_key=False)
+    except msgpack.ExtraData as exc:
+        raise ProtocolError("frame holds more than one msgpack value") from exc
+    except (ValueError, msgpack.UnpackException, RecursionError) as exc:
+        raise ProtocolError(f"frame is not valid msgpack: {exc}") from exc
+
+
+class FrameDecoder:
+    """Decodes client requests into their frame dataclasses.
+
+    ``frames()`` yields request dataclasses, or ``InvalidFrame`` for maps that
+    are not valid requests; it raises ``ProtocolError`` for a broken stream.
+    """
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        self._raw = RawFrameDecoder(max_frame_bytes)
+
+    @property
+    def buffered_bytes(self) -> int:
+        return self._raw.buffered_bytes
+
+    def receive_data(self, data: bytes) -> None:
+        self._raw.receive_data(data)
+
+    def frames(self) -> Iterator[object]:
+        for value in self._raw.values():
+            yield decode_request(value)
+
+
+def decode_request(value: object) -> object:
+    """Map one decoded msgpack value to a request dataclass or an InvalidFrame."""
+    if type(value) is not dict:
+        raise ProtocolError("a frame must be a msgpack map with an 'op' key")
+    raw_id = value.get("id")
+    request_id = raw_id if type(raw_id) is int and raw_id >= 0 else None
+    op = value.get("op")
+    if type(op) is not str:
+        return InvalidFrame(request_id, BadRequest("frame has no string 'op' field"))
+    decoder = DECODERS.get(op) if op in REQUESTS else None
+    if decoder is None:
+        return InvalidFrame(request_id, UnknownOp(f"unknown op {op!r}"))
+    if request_id is None:
+        return InvalidFrame(None, BadRequest("request has no unsigned integer 'id' field"))
+    try:
+        return decoder(value, "")
+    except BrokerError as exc:
+        return InvalidFrame(request_id, exc)
+
+
+_packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+
+
+def pack_frame(value: Mapping[str, Any]) -> bytes:
+    """Length-prefix one msgpack value: the bytes of one complete frame."""
+    body = _packer.pack(value)
+    return HEADER.pack(len(body)) + body
+
+
+def encode(frame: object) -> bytes:
+    """Encode a frame dataclass (``op`` first, nil fields left out)."""
+    wire = to_wire(frame)
+    assert isinstance(wire, dict)
+    return pack_frame({"op": frame.op, **wire})  # type: ignore[attr-defined]
+
+
+def check_frame_size(frame: bytes, max_frame_bytes: int) -> None:
+    """Raise TooLarge if an outgoing frame would break the peer's limit."""
+    if len(frame) - HEADER_SIZE > max_frame_bytes:
+        raise TooLarge(
+            f"frame of {len(frame) - HEADER_SIZE} bytes exceeds the limit of "
+            f"{max_frame_bytes} bytes",
+            limit=max_frame_bytes,
+        )

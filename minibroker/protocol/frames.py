@@ -1,0 +1,452 @@
+"""Every frame of the minibroker wire protocol, one frozen dataclass each.
+
+On the wire a frame is a msgpack map; its ``op`` key names the dataclass
+and the other keys are its fields (absent and nil mean "use the default").
+This file is the protocol's single source of truth: docs/protocol.md
+describes these same classes, and a test checks that every op here is
+documented there.
+
+Three families:
+
+* requests (client -> server) carry ``id``, a client-chosen unsigned integer
+  echoed by the response, so requests can be pipelined;
+* responses (server -> client): ``ok`` with a ``result`` or ``error`` with a
+  stable ``code``; exactly one per request;
+* pushes (server -> client) carry ``sub``, the subscription they belong to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from minibroker.protocol.schema import compile_decoder
+
+PROTOCOL_VERSION = 1
+
+StartSpec = int | str
+
+
+# --------------------------------------------------------------- shared parts
+
+
+@dataclass(frozen=True, slots=True)
+class MessageIn:
+    """A message as a client sends it (queue put, topic publish)."""
+
+    body: bytes
+    headers: dict[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordIn:
+    """A log record as a client sends it; the broker adds offset and timestamp."""
+
+    body: bytes
+    key: bytes | None = None
+    headers: dict[str, str] | None = None
+
+
+# ------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """Base of client requests: ``id`` is echoed by the single response."""
+
+    op: ClassVar[str] = ""
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Hello(Request):
+    """First frame on every connection: version check, authentication, namespace."""
+
+    op: ClassVar[str] = "hello"
+    version: int
+    client: str = ""
+    token: str | None = None
+    namespace: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ping(Request):
+    """Round trip with optional payload, echoed back as the result."""
+
+    op: ClassVar[str] = "ping"
+    data: bytes | None = None
+
+
+# queues
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDeclare(Request):
+    op: ClassVar[str] = "queue.declare"
+    queue: str
+    max_length: int | None = None
+    overflow: Literal["reject_publish", "drop_head"] = "reject_publish"
+    message_ttl: float | None = None
+    visibility_timeout: float = 30.0
+    max_deliveries: int | None = None
+    dead_letter_queue: str | None = None
+    durable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDelete(Request):
+    op: ClassVar[str] = "queue.delete"
+    queue: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePurge(Request):
+    op: ClassVar[str] = "queue.purge"
+    queue: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueList(Request):
+    op: ClassVar[str] = "queue.list"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats(Request):
+    op: ClassVar[str] = "queue.stats"
+    queue: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInspect(Request):
+    """Test hook: list the ready and in-flight messages of a queue."""
+
+    op: ClassVar[str] = "queue.inspect"
+    queue: str
+    limit: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Put(Request):
+    op: ClassVar[str] = "put"
+    queue: str
+    messages: list[MessageIn]
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch(Request):
+    op: ClassVar[str] = "fetch"
+    queue: str
+    max_messages: int = 1
+    wait: float = 0.0
+    visibility_timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ack(Request):
+    op: ClassVar[str] = "ack"
+    queue: str
+    deliveries: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class Nack(Request):
+    op: ClassVar[str] = "nack"
+    queue: str
+    deliveries: list[int]
+    requeue: bool = True
+    delay: float = 0.0
+
+
+# topics
+
+
+@dataclass(frozen=True, slots=True)
+class Publish(Request):
+    op: ClassVar[str] = "publish"
+    topic: str
+    messages: list[MessageIn]
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe(Request):
+    op: ClassVar[str] = "subscribe"
+    pattern: str
+    group: str | None = None
+    buffer: int = 10_000
+    on_overflow: Literal["drop_oldest", "disconnect"] = "drop_oldest"
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe(Request):
+    """Ends any push subscription: topic subscription, log tail or responder."""
+
+    op: ClassVar[str] = "unsubscribe"
+    sub: int
+
+
+@dataclass(frozen=True, slots=True)
+class Bind(Request):
+    op: ClassVar[str] = "bind"
+    queue: str
+    pattern: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unbind(Request):
+    op: ClassVar[str] = "unbind"
+    queue: str
+    pattern: str
+
+
+# logs
+
+
+@dataclass(frozen=True, slots=True)
+class LogCreate(Request):
+    op: ClassVar[str] = "log.create"
+    log: str
+    retention_bytes: int | None = None
+    retention_seconds: float | None = None
+    segment_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogDelete(Request):
+    op: ClassVar[str] = "log.delete"
+    log: str
+
+
+@dataclass(frozen=True, slots=True)
+class LogList(Request):
+    op: ClassVar[str] = "log.list"
+
+
+@dataclass(frozen=True, slots=True)
+class LogStats(Request):
+    op: ClassVar[str] = "log.stats"
+    log: str
+
+
+@dataclass(frozen=True, slots=True)
+class Append(Request):
+    op: ClassVar[str] = "append"
+    log: str
+    records: list[RecordIn]
+
+
+@dataclass(frozen=True, slots=True)
+class Read(Request):
+    """Read records. ``start`` is an offset or "earliest" / "latest" / "committed"
+    (the group's committed offset); ``timestamp_ms``, when given, overrides it."""
+
+    op: ClassVar[str] = "read"
+    log: str
+    start: int | str = "earliest"
+    timestamp_ms: int | None = None
+    group: str | None = None
+    max_records: int = 1000
+    max_bytes: int = 1_048_576
+    wait: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Tail(Request):
+    """Push subscription: replay from ``start``, then follow new appends."""
+
+    op: ClassVar[str] = "tail"
+    log: str
+    start: int | str = "latest"
+    timestamp_ms: int | None = None
+    group: str | None = None
+    max_bytes: int = 1_048_576
+
+
+@dataclass(frozen=True, slots=True)
+class Commit(Request):
+    op: ClassVar[str] = "commit"
+    log: str
+    group: str
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Committed(Request):
+    op: ClassVar[str] = "committed"
+    log: str
+    group: str
+
+
+# request/reply
+
+
+@dataclass(frozen=True, slots=True)
+class Respond(Request):
+    """Register as a responder for ``subject``; requests arrive as ``req`` pushes."""
+
+    op: ClassVar[str] = "respond"
+    subject: str
+    group: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestCall(Request):
+    """A synchronous call: the response is the responder's reply (or an error)."""
+
+    op: ClassVar[str] = "request"
+    subject: str
+    body: bytes = b""
+    headers: dict[str, str] | None = None
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Reply(Request):
+    """A responder's answer to request ``rid``; ``error`` turns it into a failure."""
+
+    op: ClassVar[str] = "reply"
+    rid: int
+    body: bytes = b""
+    headers: dict[str, str] | None = None
+    error: str | None = None
+
+
+# ------------------------------------------------------------------ responses
+
+
+@dataclass(frozen=True, slots=True)
+class Ok:
+    op: ClassVar[str] = "ok"
+    id: int
+    result: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """``id`` is nil when the error is about the connection, not one request."""
+
+    op: ClassVar[str] = "error"
+    code: str
+    message: str
+    id: int | None = None
+    details: Any = None
+
+
+# --------------------------------------------------------------------- pushes
+
+
+@dataclass(frozen=True, slots=True)
+class TopicMessageOut:
+    topic: str
+    body: bytes
+    headers: dict[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Msg:
+    """Topic messages for one subscription, in publish order."""
+
+    op: ClassVar[str] = "msg"
+    sub: int
+    messages: list[TopicMessageOut]
+
+
+@dataclass(frozen=True, slots=True)
+class Records:
+    """Log records for a tail subscription, in the storage record format."""
+
+    op: ClassVar[str] = "records"
+    sub: int
+    data: bytes
+    count: int
+    next_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class RequestOut:
+    rid: int
+    subject: str
+    body: bytes
+    headers: dict[str, str] | None = None
+    timeout: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Req:
+    """Requests for a responder subscription."""
+
+    op: ClassVar[str] = "req"
+    sub: int
+    requests: list[RequestOut]
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A subscription lost ``dropped`` messages to its overflow policy."""
+
+    op: ClassVar[str] = "notice"
+    sub: int
+    dropped: int
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """The broker ended a subscription (e.g. its log was deleted)."""
+
+    op: ClassVar[str] = "end"
+    sub: int
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Bye:
+    """The server is closing this connection (shutdown, slow consumer, bad frame)."""
+
+    op: ClassVar[str] = "bye"
+    code: str
+    message: str
+
+
+REQUEST_TYPES: tuple[type[Request], ...] = (
+    Hello,
+    Ping,
+    QueueDeclare,
+    QueueDelete,
+    QueuePurge,
+    QueueList,
+    QueueStats,
+    QueueInspect,
+    Put,
+    Fetch,
+    Ack,
+    Nack,
+    Publish,
+    Subscribe,
+    Unsubscribe,
+    Bind,
+    Unbind,
+    LogCreate,
+    LogDelete,
+    LogList,
+    LogStats,
+    Append,
+    Read,
+    Tail,
+    Commit,
+    Committed,
+    Respond,
+    RequestCall,
+    Reply,
+)
+
+SERVER_FRAME_TYPES: tuple[type, ...] = (Ok, Error, Msg, Records, Req, Notice, End, Bye)
+
+#: op -> request class, for the server's decoder.
+REQUESTS: dict[str, type[Request]] = {cls.op: cls for cls in REQUEST_TYPES}
+#: op -> server frame class, for the clients' decoder.
+SERVER_FRAMES: dict[str, type] = {cls.op: cls for cls in SERVER_FRAME_TYPES}
+
+#: op -> compiled map-to-dataclass decoder (see schema.py).
+DECODERS: dict[str, Any] = {
+    op: compile_decoder(cls) for op, cls in {**REQUESTS, **SERVER_FRAMES}.items()
+}

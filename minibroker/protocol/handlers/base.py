@@ -1,0 +1,27 @@
+"""Connection-level requests: hello, ping, unsubscribe."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from minibroker.protocol import frames
+from minibroker.protocol.handlers.registry import handles
+
+if TYPE_CHECKING:
+    from minibroker.protocol.session import Session
+
+
+@handles(frames.Hello)
+def hello(session: Session, frame: frames.Hello) -> dict[str, object]:
+    return session.hello(frame)
+
+
+@handles(frames.Ping)
+def ping(session: Session, frame: frames.Ping) -> bytes | None:
+    return frame.data
+
+
+@handles(frames.Unsubscribe)
+def unsubscribe(session: Session, frame: frames.Unsubscribe) -> None:
+    source = session.remove_subscription(frame.sub)
+    source.cancel(session.now)

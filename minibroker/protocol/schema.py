@@ -1,0 +1,242 @@
+"""Turn decoded msgpack maps into typed frame dataclasses, and back.
+
+Each frame type is a frozen dataclass whose annotations *are* its wire
+schema: ``queue: str`` means the map must carry a string under ``"queue"``;
+``wait: float = 0.0`` means an optional number; ``headers: dict[str, str] |
+None`` an optional string map. From those annotations this module compiles,
+once per class, a checker that validates a decoded map and builds the
+instance. A wrong type, a missing field or an out-of-range integer becomes a
+``BadRequest`` naming the field, so a client author reads exactly what to fix.
+
+Unknown keys are ignored, so a newer client can send optional fields an older
+server does not know (forward compatibility, as in most binary protocols).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+from minibroker.core.errors import BadRequest
+
+T = TypeVar("T")
+
+#: A checker takes the raw decoded value and the field path, returns the clean value.
+Checker = Callable[[object, str], Any]
+
+#: Integers on the wire must fit in a signed 64-bit value (msgpack's own range).
+INT_MIN = -(2**63)
+INT_MAX = 2**64 - 1
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, bytes | bytearray):
+        return "bin"
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, dict):
+        return "map"
+    return type(value).__name__
+
+
+def _fail(path: str, expected: str, value: object) -> BadRequest:
+    return BadRequest(f"field {path!r} must be {expected}, got {_type_name(value)}")
+
+
+def _check_str(value: object, path: str) -> str:
+    if type(value) is str:
+        return value
+    raise _fail(path, "a string", value)
+
+
+def _check_bytes(value: object, path: str) -> bytes:
+    if type(value) is bytes:
+        return value
+    if isinstance(value, bytearray):
+        return bytes(value)
+    # Text bodies are accepted for convenience of clients in languages that
+    # blur the two; they are stored as their UTF-8 bytes.
+    if type(value) is str:
+        return value.encode()
+    raise _fail(path, "binary", value)
+
+
+def _check_int(value: object, path: str) -> int:
+    if type(value) is int:
+        return value
+    raise _fail(path, "an integer", value)
+
+
+def _check_float(value: object, path: str) -> float:
+    if type(value) is float or type(value) is int:
+        return float(value)
+    raise _fail(path, "a number", value)
+
+
+def _check_bool(value: object, path: str) -> bool:
+    if type(value) is bool:
+        return value
+    raise _fail(path, "a boolean", value)
+
+
+def _check_any(value: object, path: str) -> object:
+    return value
+
+
+def _optional(inner: Checker) -> Checker:
+    def check(value: object, path: str) -> object:
+        return None if value is None else inner(value, path)
+
+    return check
+
+
+def _list_of(inner: Checker) -> Checker:
+    def check(value: object, path: str) -> list[object]:
+        if type(value) is not list:
+            raise _fail(path, "an array", value)
+        return [inner(item, f"{path}[{i}]") for i, item in enumerate(value)]
+
+    return check
+
+
+def _str_map(value: object, path: str) -> dict[str, str]:
+    if type(value) is not dict:
+        raise _fail(path, "a map of string to string", value)
+    for k, v in value.items():
+        if type(k) is not str or type(v) is not str:
+            raise BadRequest(f"field {path!r} must map strings to strings")
+    return value
+
+
+def _literal(options: tuple[object, ...]) -> Checker:
+    def check(value: object, path: str) -> object:
+        if value in options and type(value) in {type(o) for o in options}:
+            return value
+        allowed = ", ".join(repr(o) for o in options)
+        raise BadRequest(f"field {path!r} must be one of {allowed}, got {value!r}")
+
+    return check
+
+
+def _union(checkers: list[tuple[type, Checker]], label: str) -> Checker:
+    def check(value: object, path: str) -> object:
+        for py_type, checker in checkers:
+            if type(value) is py_type or (py_type is float and type(value) is int):
+                return checker(value, path)
+        raise _fail(path, label, value)
+
+    return check
+
+
+_SIMPLE: dict[object, tuple[Checker, str]] = {
+    str: (_check_str, "a string"),
+    bytes: (_check_bytes, "binary"),
+    int: (_check_int, "an integer"),
+    float: (_check_float, "a number"),
+    bool: (_check_bool, "a boolean"),
+    object: (_check_any, "any value"),
+}
+
+
+def checker_for(annotation: object) -> Checker:
+    """Compile a checker for one annotation (recursing into containers)."""
+    if annotation in _SIMPLE:
+        return _SIMPLE[annotation][0]
+    if annotation is Any:
+        return _check_any
+    origin = get_origin(annotation)
+    args = get_args(annotation)
+    if origin in (Union, types.UnionType):
+        non_none = [a for a in args if a is not type(None)]
+        inner: Checker
+        if len(non_none) == 1:
+            inner = checker_for(non_none[0])
+        else:
+            inner = _union(
+                [(a, checker_for(a)) for a in non_none],
+                " or ".join(_SIMPLE[a][1] for a in non_none if a in _SIMPLE),
+            )
+        return _optional(inner) if type(None) in args else inner
+    if origin is list:
+        return _list_of(checker_for(args[0]))
+    if origin is dict:
+        if args != (str, str):
+            raise TypeError(f"only dict[str, str] maps are supported, not {annotation}")
+        return _str_map
+    if origin is Literal:
+        return _literal(args)
+    if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
+        nested = compile_decoder(annotation)
+
+        def check_nested(value: object, path: str) -> object:
+            if type(value) is not dict:
+                raise _fail(path, "a map", value)
+            return nested(value, path)
+
+        return check_nested
+    raise TypeError(f"unsupported annotation in a frame: {annotation!r}")
+
+
+def compile_decoder(cls: type[T]) -> Callable[[dict[Any, Any], str], T]:
+    """Build ``decode(map, path) -> cls`` from the dataclass's annotations.
+
+    Fields without a default are required; ``op`` is never read from the map
+    (the registry already used it to pick the class).
+    """
+    hints = typing.get_type_hints(cls)
+    plan: list[tuple[str, Checker, bool, object]] = []
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if not field.init:
+            continue
+        required = (
+            field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+        )
+        default: object = field.default
+        if field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory
+        plan.append((field.name, checker_for(hints[field.name]), required, default))
+
+    def decode(raw: dict[Any, Any], path: str = "") -> T:
+        values: dict[str, object] = {}
+        for name, check, required, default in plan:
+            if name in raw:
+                value = raw[name]
+                if value is None and not required:
+                    continue
+                values[name] = check(value, f"{path}{name}")
+            elif required:
+                raise BadRequest(f"missing required field {path + name!r}")
+        return cls(**values)
+
+    return decode
+
+
+def to_wire(value: object) -> object:
+    """Convert a frame or nested dataclass to plain msgpack-ready values.
+
+    Fields equal to ``None`` are left out: absent and nil mean the same thing
+    on the wire, and leaving them out keeps frames small.
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out: dict[str, object] = {}
+        for field in dataclasses.fields(value):
+            item = getattr(value, field.name)
+            if item is not None:
+                out[field.name] = to_wire(item)
+        return out
+    if type(value) is list or type(value) is tuple:
+        return [to_wire(v) for v in value]  # type: ignore[union-attr]
+    return value

@@ -1,0 +1,366 @@
+"""One client connection's protocol state, sans-I/O.
+
+The shell feeds received bytes to ``receive_data`` and sends whatever
+``data_to_send`` returns; everything between is synchronous:
+
+    bytes -> FrameDecoder -> request dataclass -> handler -> core -> result
+          -> encoded response appended to this session's outbound buffer
+
+A whole received chunk is decoded and dispatched without yielding, and all
+responses and pushes produced meanwhile leave in one ``send_all``: that is
+the broker's fast path (see docs/internals.md).
+
+The session is also the core's ``Peer`` for this connection: parked requests
+are finished through ``resolve``/``reject``, and push sources (subscriptions,
+tails, responders) announce themselves with ``push_ready`` and are drained
+here, only while the outbound buffer is under its high-water mark. A client
+that stops reading therefore stops being fed; its sources apply their own
+overflow policy, and nobody else notices.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from minibroker import __version__
+from minibroker.core.broker import Broker
+from minibroker.core.errors import (
+    BrokerError,
+    InternalError,
+    LimitExceeded,
+    NotFound,
+    ShuttingDown,
+    Unauthorized,
+    UnsupportedVersion,
+)
+from minibroker.core.namespace import Namespace
+from minibroker.core.peer import PushSource
+from minibroker.protocol import frames
+from minibroker.protocol.auth import Authenticator, Principal
+from minibroker.protocol.codec import (
+    DEFAULT_MAX_FRAME_BYTES,
+    FrameDecoder,
+    InvalidFrame,
+    ProtocolError,
+    pack_frame,
+)
+from minibroker.protocol.handlers import HANDLERS, PARKED, PUSH_ENCODERS
+from minibroker.protocol.stats import ProtocolStats
+
+log = logging.getLogger("minibroker.session")
+
+#: Stop draining push sources into the outbound buffer past this many bytes.
+DEFAULT_OUTBOUND_HIGH_WATER = 1024 * 1024
+
+ResultEncoder = Callable[[Any], Any]
+
+
+@dataclass(slots=True)
+class SessionSettings:
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    outbound_high_water: int = DEFAULT_OUTBOUND_HIGH_WATER
+    features: tuple[str, ...] = ("queues", "topics", "logs", "request_reply")
+    #: Hold confirms of durable writes until the shell's group commit says so.
+    hold_until_synced: bool = False
+    stats: ProtocolStats = field(default_factory=ProtocolStats)
+
+
+class Session:
+    """Protocol state of one connection; also that connection's core ``Peer``."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        conn_id: int,
+        *,
+        settings: SessionSettings | None = None,
+        auth: Authenticator | None = None,
+        peer_name: str = "",
+    ) -> None:
+        self.broker = broker
+        self.settings = settings or SessionSettings()
+        self.stats = self.settings.stats
+        self.auth = auth or Authenticator()
+        self.peer_name = peer_name
+        self._conn_id = conn_id
+        self._decoder = FrameDecoder(self.settings.max_frame_bytes)
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self._ready: dict[int, PushSource] = {}
+        self._parked: dict[int, tuple[int, ResultEncoder]] = {}
+        self._next_token = 1
+        #: Confirms waiting for group commit: (write generation, request id, result).
+        self._held: list[tuple[int, int, object]] = []
+        self._next_sub_id = 1
+        #: Live push subscriptions of this connection, by sub id.
+        self.subscriptions: dict[int, PushSource] = {}
+        self.namespace: Namespace | None = None
+        self.principal: Principal | None = None
+        self.client_name = ""
+        #: Set when the connection must close once the outbound buffer is sent.
+        self.closing: BrokerError | None = None
+        self.closed = False
+        #: The current time on the Trio clock, set by the shell before each call in.
+        self.now = 0.0
+        #: Called whenever there is something new to send; the shell wakes its writer.
+        self.wakeup: Callable[[], None] = _nothing
+
+    # ------------------------------------------------------------ Peer port
+
+    @property
+    def conn_id(self) -> int:
+        return self._conn_id
+
+    def resolve(self, token: int, result: object) -> None:
+        parked = self._parked.pop(token, None)
+        if parked is None or self.closed:
+            return
+        request_id, encoder = parked
+        self._respond_ok(request_id, encoder(result))
+        self.wakeup()
+
+    def reject(self, token: int, error: BrokerError) -> None:
+        parked = self._parked.pop(token, None)
+        if parked is None or self.closed:
+            return
+        self._respond_error(parked[0], error)
+        self.wakeup()
+
+    def push_ready(self, source: PushSource) -> None:
+        if not self.closed:
+            self._ready[source.sub_id] = source
+            self.wakeup()
+
+    def kick(self, error: BrokerError) -> None:
+        """Close this connection after telling the client why."""
+        if self.closing is None and not self.closed:
+            self._write(pack_frame({"op": "bye", "code": error.code, "message": error.message}))
+            self.closing = error
+            self.wakeup()
+
+    # -------------------------------------------------------------- input
+
+    def receive_data(self, data: bytes) -> None:
+        """Decode and dispatch every complete frame in ``data``; never blocks."""
+        if self.closing is not None or self.closed:
+            return
+        self.stats.bytes_in += len(data)
+        try:
+            self._decoder.receive_data(data)
+            for frame in self._decoder.frames():
+                self.stats.frames_in += 1
+                if type(frame) is InvalidFrame:
+                    self._respond_error(frame.id, frame.error)
+                else:
+                    self._dispatch(frame)  # type: ignore[arg-type]
+                if self.closing is not None:
+                    return
+        except ProtocolError as exc:
+            self._respond_error(None, exc)
+            self.closing = exc
+
+    def _dispatch(self, frame: frames.Request) -> None:
+        request_id = frame.id
+        try:
+            if self.namespace is None and type(frame) is not frames.Hello:
+                raise Unauthorized("the first request on a connection must be hello")
+            handler = HANDLERS[frame.op]
+            generation = self.broker.write_generation
+            result = handler(self, frame)
+        except BrokerError as exc:
+            self._respond_error(request_id, exc)
+            return
+        except Exception:
+            log.exception("internal error handling %s from %s", frame.op, self.peer_name)
+            self._respond_error(request_id, InternalError(f"internal error handling {frame.op!r}"))
+            return
+        if result is PARKED:
+            return
+        if self.settings.hold_until_synced and self.broker.write_generation != generation:
+            self._held.append((self.broker.write_generation, request_id, result))
+            return
+        self._respond_ok(request_id, result)
+
+    # --------------------------------------------- helpers for the handlers
+
+    def park(self, request_id: int, encoder: ResultEncoder) -> int:
+        """Reserve a token for a request the core will finish later; see ``PARKED``."""
+        limit = self.broker.config.limits.max_pending_requests_per_connection
+        if len(self._parked) >= limit:
+            raise LimitExceeded(f"more than {limit} requests are waiting on this connection")
+        token = self._next_token
+        self._next_token += 1
+        self._parked[token] = (request_id, encoder)
+        return token
+
+    def unpark(self, token: int) -> None:
+        """Release a token whose request finished synchronously after all."""
+        self._parked.pop(token, None)
+
+    def add_subscription(self, make: Callable[[int], PushSource]) -> int:
+        """Create a push source with a fresh sub id and remember it."""
+        limit = self.broker.config.limits.max_subscriptions_per_connection
+        if len(self.subscriptions) >= limit:
+            raise LimitExceeded(f"more than {limit} subscriptions on this connection")
+        sub_id = self._next_sub_id
+        self._next_sub_id += 1
+        self.subscriptions[sub_id] = make(sub_id)
+        return sub_id
+
+    def remove_subscription(self, sub_id: int) -> PushSource:
+        source = self.subscriptions.pop(sub_id, None)
+        if source is None:
+            raise NotFound(f"no subscription {sub_id} on this connection")
+        self._ready.pop(sub_id, None)
+        return source
+
+    def end_subscription(self, sub_id: int, error: BrokerError) -> None:
+        """The core ended a subscription (its log or queue went away): tell the client."""
+        if self.subscriptions.pop(sub_id, None) is None:
+            return
+        self._ready.pop(sub_id, None)
+        self._write(
+            pack_frame({"op": "end", "sub": sub_id, "code": error.code, "message": error.message})
+        )
+        self.wakeup()
+
+    @property
+    def ns(self) -> Namespace:
+        """The namespace chosen at hello (handlers run only after hello)."""
+        assert self.namespace is not None
+        return self.namespace
+
+    def hello(self, frame: frames.Hello) -> dict[str, object]:
+        """Check the version and token, pick the namespace; returns the server info."""
+        if self.namespace is not None:
+            raise Unauthorized("hello was already sent on this connection")
+        if frame.version != frames.PROTOCOL_VERSION:
+            self.closing = UnsupportedVersion(
+                f"protocol version {frame.version} is not supported; this server speaks "
+                f"version {frames.PROTOCOL_VERSION}",
+                supported=[frames.PROTOCOL_VERSION],
+            )
+            raise self.closing
+        try:
+            self.principal = self.auth.authenticate(frame.token)
+        except Unauthorized as exc:
+            self.closing = exc
+            raise
+        self.namespace = self.broker.namespace(frame.namespace or "")
+        self.client_name = frame.client
+        limits = self.broker.config.limits
+        return {
+            "server": "minibroker",
+            "version": __version__,
+            "protocol": frames.PROTOCOL_VERSION,
+            "connection": self._conn_id,
+            "namespace": self.namespace.name,
+            "features": list(self.settings.features),
+            "fsync": self.broker.config.fsync,
+            "limits": {
+                "max_frame_bytes": self.settings.max_frame_bytes,
+                "max_message_bytes": limits.max_message_bytes,
+                "max_batch": limits.max_batch,
+                "max_subscriptions": limits.max_subscriptions_per_connection,
+                "max_pending_requests": limits.max_pending_requests_per_connection,
+            },
+        }
+
+    # ------------------------------------------------------------- output
+
+    def _write(self, data: bytes) -> None:
+        self._out.append(data)
+        self._out_bytes += len(data)
+
+    def _respond_ok(self, request_id: int, result: object) -> None:
+        self._write(pack_frame({"op": "ok", "id": request_id, "result": result}))
+
+    def _respond_error(self, request_id: int | None, error: BrokerError) -> None:
+        self.stats.count_error(error.code)
+        frame: dict[str, object] = {"op": "error", "code": error.code, "message": error.message}
+        if request_id is not None:
+            frame["id"] = request_id
+        if error.details:
+            frame["details"] = error.details
+        self._write(pack_frame(frame))
+
+    def release_synced(self, generation: int) -> None:
+        """Group commit reached ``generation``: send the confirms it covers."""
+        if not self._held:
+            return
+        keep: list[tuple[int, int, object]] = []
+        for held in self._held:
+            if held[0] <= generation:
+                self._respond_ok(held[1], held[2])
+            else:
+                keep.append(held)
+        self._held = keep
+        self.wakeup()
+
+    def fail_held(self, error: BrokerError) -> None:
+        """Storage failed to sync: the held confirms become errors (nothing confirmed)."""
+        held, self._held = self._held, []
+        for _, request_id, _ in held:
+            self._respond_error(request_id, error)
+        self.wakeup()
+
+    @property
+    def outbound_bytes(self) -> int:
+        """Bytes waiting to be sent (the shell pauses reading above the high-water mark)."""
+        return self._out_bytes
+
+    @property
+    def over_high_water(self) -> bool:
+        return self._out_bytes >= self.settings.outbound_high_water
+
+    def has_output(self) -> bool:
+        return bool(self._out) or bool(self._ready)
+
+    def data_to_send(self) -> bytes:
+        """Everything ready to go, joined: responses first, then pushes within budget."""
+        high_water = self.settings.outbound_high_water
+        ready = self._ready
+        while ready and self._out_bytes < high_water:
+            sub_id = next(iter(ready))
+            source = ready.pop(sub_id)
+            encode_push = PUSH_ENCODERS[type(source)]
+            data, more = encode_push(source, high_water - self._out_bytes)
+            if data:
+                self._write(data)
+            if more:
+                ready[sub_id] = source
+        if not self._out:
+            return b""
+        data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
+        self.stats.bytes_out += len(data)
+        self._out = []
+        self._out_bytes = 0
+        return data
+
+    # ---------------------------------------------------------- lifecycle
+
+    def connection_lost(self) -> None:
+        """The socket is gone: hand back deliveries, drop subscriptions and waiters."""
+        if self.closed:
+            return
+        self.closed = True
+        self._ready.clear()
+        self._held.clear()
+        if self.namespace is not None:
+            self.broker.disconnect(self, self.namespace, self.now)
+        self.subscriptions.clear()
+        self._parked.clear()
+
+    def shutdown(self) -> None:
+        """Server shutdown: fail parked requests, say goodbye, close after flushing."""
+        error = ShuttingDown("the server is shutting down")
+        for token in list(self._parked):
+            self.reject(token, error)
+        self.kick(error)
+
+
+def _nothing() -> None:
+    return None

@@ -1,0 +1,21 @@
+"""Plain counters the protocol layer bumps; the metrics collector reads them.
+
+Incrementing a prometheus Counter costs about a microsecond, as much as
+decoding a frame, so the hot path only bumps ints here and
+``server/metrics.py`` turns them into Prometheus samples at scrape time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class ProtocolStats:
+    frames_in: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def count_error(self, code: str) -> None:
+        self.errors[code] = self.errors.get(code, 0) + 1
