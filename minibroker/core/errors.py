@@ -170,3 +170,12 @@ def error_from_code(code: str, message: str, details: dict[str, object] | None =
         err.code = code  # type: ignore[misc]
         return err
     return cls(message, **(details or {}))
+
+
+class ConnectionClosed(BrokerError):
+    """Client side only: the connection dropped; every pending call fails with this."""
+
+    code = "connection_closed"
+
+
+ERRORS_BY_CODE[ConnectionClosed.code] = ConnectionClosed

@@ -12,12 +12,10 @@ Shape (borrowed from the NATS server's ``sublist``)
 
 Each pattern is stored as a path from the root, one node per word::
 
-    patterns: orders.created   orders.*   #.created   orders.#
-
-    root ─ "orders" ─┬─ "created"   {s1}
-                     ├─ star        {s2}
-                     └─ hash        {s4}
-         └ hash ──────── "created"  {s3}
+    root ─┬─ "orders" ─┬─ "created"   {s1}    s1: orders.created
+          │            ├─ star        {s2}    s2: orders.*
+          │            └─ hash        {s3}    s3: orders.#
+          └─ hash ─────── "created"   {s4}    s4: #.created
 
 A node keeps its literal children in a dict (one O(1) lookup per word, however
 many siblings there are) and the two wildcards in dedicated pointers, ``star``
@@ -109,7 +107,7 @@ class _Node(Generic[T]):
         self.swallows = swallows
         self.values: dict[T, int] = {}
 
-    def is_empty(self) -> bool:
+    def is_unused(self) -> bool:
         """True when nothing is stored here or below: the node can be pruned."""
         return not self.values and not self.children and self.star is None and self.hash is None
 
@@ -232,7 +230,7 @@ class SubscriptionTrie(Generic[T]):
         self._cache.clear()
         # Prune: walk back up while the node we just left is empty.
         for parent, word in reversed(path):
-            if not node.is_empty():
+            if not node.is_unused():
                 break
             parent.remove_child(word)
             self._nodes -= 1

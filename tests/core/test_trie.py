@@ -43,7 +43,8 @@ def reference_matches(pattern: Words, topic: Words) -> bool:
 
 def reference_match(entries: dict[tuple[Words, int], None], topic: Words) -> tuple[int, ...]:
     """What the trie must answer: matching values in insertion order, each once."""
-    return tuple(dict.fromkeys(value for pattern, value in entries if reference_matches(pattern, topic)))
+    matching = (value for pattern, value in entries if reference_matches(pattern, topic))
+    return tuple(dict.fromkeys(matching))
 
 
 def distinct_prefixes(entries: dict[tuple[Words, int], None]) -> int:

@@ -1,0 +1,109 @@
+"""The :class:`Target` abstraction and helpers shared by the targets.
+
+A target knows how to reach (or start) one broker and, per workload, lists the
+:class:`~benchmarks.workloads.Impl` objects that drive it: which role functions
+run in the child processes and with which parameters. The role functions live
+in the same module as the target, take a
+:class:`~benchmarks.child.RoleContext` and return a report following the
+contract in :mod:`benchmarks.workloads`. Keep client imports inside the role
+functions, so importing a target module never needs its client library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
+from benchmarks.config import HOST, RunConfig
+from benchmarks.workloads import Impl
+
+
+class Target(ABC):
+    name: str = ""
+    title: str = ""
+
+    def __init__(self, cfg: RunConfig, log_dir: Path) -> None:
+        self.cfg = cfg
+        self.log_dir = log_dir
+
+    @abstractmethod
+    def setup(self) -> str | None:
+        """Reach or start the broker. Return None when usable, else why it is skipped."""
+
+    def teardown(self) -> None:
+        """Stop whatever :meth:`setup` started."""
+
+    def versions(self) -> dict[str, str]:
+        """Server and client library versions, for the report."""
+        return {}
+
+    def notes(self) -> list[str]:
+        """How this target is configured, one sentence each, for the report."""
+        return []
+
+    def impls(self, workload: str) -> list[Impl]:
+        """The ways this target runs a workload; empty when it does not take part."""
+        return []
+
+
+# --- helpers --------------------------------------------------------------------
+
+
+def port_open(port: int, host: str = HOST, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def dist_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
+    """Poll ``predicate()`` every 20 ms until true or ``timeout`` seconds pass."""
+    end = time.perf_counter() + timeout
+    while time.perf_counter() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def log_tail(path: Path, lines: int = 5) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    """SIGTERM, wait, then SIGKILL: the process we started, by its own handle."""
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(5)

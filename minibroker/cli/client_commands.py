@@ -1,0 +1,7 @@
+"""The client subcommands of each model, in the order ``--help`` lists them."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+MODULES: list[ModuleType] = []

@@ -1,0 +1,107 @@
+"""``minibroker serve``: run the broker as a server until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from minibroker.config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig
+from minibroker.protocol.auth import load_tokens_file
+from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES
+from minibroker.server.app import BrokerServer
+
+log = logging.getLogger("minibroker.server")
+
+ENV_PREFIX = "MINIBROKER_"
+
+
+def _env(name: str, default: Any) -> Any:
+    """Each flag's default comes from MINIBROKER_<FLAG> when that is set."""
+    return os.environ.get(ENV_PREFIX + name.upper().replace("-", "_"), default)
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "serve",
+        help="run the broker server",
+        description="Run the broker. Every flag can also be set with a MINIBROKER_* "
+        "environment variable, e.g. MINIBROKER_PORT=7000; flags win over the environment.",
+    )
+    parser.add_argument("--host", default=_env("host", DEFAULT_HOST), help="address to bind (default %(default)s)")
+    parser.add_argument("--port", type=int, default=int(_env("port", DEFAULT_PORT)), help="TCP port, 0 for any free port (default %(default)s)")
+    parser.add_argument("--max-frame-bytes", type=int, default=int(_env("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES)), help="largest accepted frame (default %(default)s)")
+    parser.add_argument("--max-connections", type=int, default=int(_env("max_connections", 10_000)), help="concurrent connections (default %(default)s)")
+    parser.add_argument("--auth-token", default=_env("auth_token", None), help="require this token in hello")
+    parser.add_argument("--auth-file", default=_env("auth_file", None), help="file of accepted tokens, one 'name:token' per line")
+    parser.add_argument("--tls-cert", default=_env("tls_cert", None), help="PEM certificate (chain) for TLS")
+    parser.add_argument("--tls-key", default=_env("tls_key", None), help="PEM private key for TLS")
+    parser.add_argument("--metrics-host", default=_env("metrics_host", DEFAULT_HOST), help="address for /metrics (default %(default)s)")
+    parser.add_argument("--metrics-port", type=int, default=_env("metrics_port", None), help="serve Prometheus /metrics on this port")
+    parser.add_argument("--data-dir", default=_env("data_dir", None), help="directory for durable queues and logs (default: memory only)")
+    parser.add_argument("--fsync", choices=["always", "batch", "never"], default=_env("fsync", "batch"), help="when to fsync durable writes before confirming (default %(default)s)")
+    parser.add_argument("--shutdown-grace", type=float, default=float(_env("shutdown_grace", 5.0)), help="seconds clients get to finish on SIGTERM (default %(default)s)")
+    parser.add_argument("--log-level", default=_env("log_level", "info"), choices=["debug", "info", "warning", "error"], help="(default %(default)s)")
+    parser.set_defaults(run=run)
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    tokens: dict[str, str] = {}
+    if args.auth_token:
+        tokens[args.auth_token] = "token"
+    if args.auth_file:
+        tokens.update(load_tokens_file(args.auth_file))
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise SystemExit("minibroker serve: --tls-cert and --tls-key must be given together")
+    return ServerConfig(
+        host=args.host,
+        port=args.port,
+        max_frame_bytes=args.max_frame_bytes,
+        max_connections=args.max_connections,
+        tokens=tokens or None,
+        tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+        tls_key=Path(args.tls_key) if args.tls_key else None,
+        metrics_host=args.metrics_host,
+        metrics_port=int(args.metrics_port) if args.metrics_port is not None else None,
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+        fsync=args.fsync,
+        shutdown_grace=args.shutdown_grace,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        config = config_from_args(args)
+    except (OSError, ValueError) as exc:
+        print(f"minibroker serve: {exc}", file=sys.stderr)
+        return 2
+    trio.run(serve_until_signalled, config)
+    return 0
+
+
+async def serve_until_signalled(config: ServerConfig) -> None:
+    server = BrokerServer(config)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.run)
+
+            async def stop_on_signal() -> None:
+                async for signum in signals:
+                    log.info("received %s, shutting down", signal.Signals(signum).name)
+                    server.shutdown()
+                    return
+
+            nursery.start_soon(stop_on_signal)
+            await server.stopped.wait()
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,120 @@
+"""The client half of the protocol, sans-I/O, shared by every Python client.
+
+The Trio, asyncio, blocking and in-process clients differ only in how they
+wait; what they send and how they read answers lives here:
+
+* a ``Call`` is one request: its op, its fields, and the function that turns
+  the ``ok`` result into what the API method returns. Each API method is a
+  one-line wrapper around a Call, so the four clients cannot drift apart;
+* ``ClientProtocol`` numbers requests, encodes frames, and turns received
+  bytes into ``Reply`` and ``Push`` events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from minibroker.core.errors import BrokerError, ConnectionClosed, error_from_code
+from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES, RawFrameDecoder, pack_frame
+from minibroker.protocol.frames import PROTOCOL_VERSION
+
+T = TypeVar("T")
+
+
+def _identity(result: Any) -> Any:
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """One request: ``op`` and ``fields`` go on the wire, ``parse`` reads the result."""
+
+    op: str
+    fields: dict[str, Any]
+    parse: Callable[[Any], T] = field(default=_identity)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The answer to request ``id``: ``result`` on success, else ``error``."""
+
+    id: int
+    result: Any = None
+    error: BrokerError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """A server push for subscription ``sub``; ``frame`` is the decoded map."""
+
+    sub: int
+    op: str
+    frame: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Goodbye:
+    """The server is closing the connection (or refused it) and says why."""
+
+    error: BrokerError
+
+
+Event = Reply | Push | Goodbye
+
+
+def hello_call(client_name: str, token: str | None, namespace: str | None) -> Call[dict[str, Any]]:
+    fields: dict[str, Any] = {"version": PROTOCOL_VERSION, "client": client_name}
+    if token is not None:
+        fields["token"] = token
+    if namespace is not None:
+        fields["namespace"] = namespace
+    return Call("hello", fields)
+
+
+class ClientProtocol:
+    """Request numbering, framing and event decoding for one connection."""
+
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        self._decoder = RawFrameDecoder(max_frame_bytes)
+        self._next_id = 1
+
+    def encode(self, call: Call[Any]) -> tuple[int, bytes]:
+        """Give ``call`` a fresh request id; return it with the frame bytes."""
+        request_id = self._next_id
+        self._next_id += 1
+        frame = {"op": call.op, "id": request_id}
+        frame.update(call.fields)
+        return request_id, pack_frame(frame)
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Decode every complete frame in ``data`` into events."""
+        self._decoder.receive_data(data)
+        events: list[Event] = []
+        for frame in self._decoder.values():
+            events.append(_to_event(frame))
+        return events
+
+
+def _to_event(frame: Any) -> Event:
+    if type(frame) is not dict:
+        return Goodbye(BrokerError("server sent a frame that is not a map"))
+    op = frame.get("op")
+    if op == "ok":
+        return Reply(frame["id"], frame.get("result"))
+    if op == "error":
+        error = error_from_code(
+            str(frame.get("code")), str(frame.get("message")), frame.get("details")
+        )
+        request_id = frame.get("id")
+        if request_id is None:
+            return Goodbye(error)
+        return Reply(request_id, error=error)
+    if op == "bye":
+        return Goodbye(error_from_code(str(frame.get("code")), str(frame.get("message"))))
+    return Push(frame.get("sub", 0), str(op), frame)
+
+
+def connection_lost(reason: str) -> ConnectionClosed:
+    return ConnectionClosed(f"connection to the broker lost: {reason}")

@@ -1,0 +1,309 @@
+"""The Trio client: ``async with minibroker.connect(url) as mb``.
+
+One reader task turns received bytes into events (replies matched to their
+waiting call by request id, pushes handed to their subscription); one writer
+task sends everything that callers queued since its last wake-up in one
+``send_all``. Many tasks can call at once on one client: their requests are
+pipelined on the wire and answered in any order. If the connection drops,
+every pending call fails at once with ``ConnectionClosed``; nothing hangs.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Generic, TypeVar
+
+import trio
+
+from minibroker.client.api import AsyncMethods
+from minibroker.client.protocol import (
+    Call,
+    ClientProtocol,
+    Goodbye,
+    Push,
+    Reply,
+    connection_lost,
+    hello_call,
+)
+from minibroker.client.pushes import PushParser, SubscriptionEnded
+from minibroker.client.url import parse_url
+from minibroker.core.errors import BrokerError, ConnectionClosed
+
+log = logging.getLogger("minibroker.client")
+
+T = TypeVar("T")
+
+#: Items a subscription may hold unread before the client stops reading the socket.
+DEFAULT_MAX_PENDING = 10_000
+
+
+class _Waiter:
+    __slots__ = ("error", "event", "result")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class Subscription(Generic[T]):
+    """A live push subscription: iterate it with ``async for``.
+
+    Items arrive in batches from the reader task and wait in a local deque.
+    ``dropped`` counts messages the broker discarded for this subscription
+    because it fell behind (its overflow policy); the broker says so in a
+    ``notice`` frame.
+    """
+
+    def __init__(
+        self, client: Client, call: Call[Any], parser: PushParser[T], max_pending: int
+    ) -> None:
+        self._client = client
+        self._call = call
+        self._parser = parser
+        self._items: deque[T] = deque()
+        self._arrived = trio.Event()
+        self._room = trio.Event()
+        self._max_pending = max_pending
+        self._ended: BaseException | None = None
+        self.sub_id: int | None = None
+        self.dropped = 0
+        self.info: Any = None
+
+    async def _start(self) -> None:
+        self.info = await self._client._call(self._call)
+        self.sub_id = int(self.info["sub"])
+        self._client._subscriptions[self.sub_id] = self
+
+    def _feed(self, push: Push) -> None:
+        if push.op == "notice":
+            self.dropped += int(push.frame.get("dropped", 0))
+            log.warning("subscription %s dropped %s messages (slow consumer)", self.sub_id, push.frame.get("dropped"))
+            return
+        if push.op == "end":
+            self._end(SubscriptionEnded.from_frame(push.frame))
+            return
+        self._items.extend(self._parser(push.frame, self._client))
+        self._arrived.set()
+
+    def _end(self, error: BaseException) -> None:
+        if self._ended is None:
+            self._ended = error
+        self._arrived.set()
+        self._room.set()
+
+    @property
+    def full(self) -> bool:
+        return len(self._items) >= self._max_pending
+
+    async def _wait_for_room(self) -> None:
+        while self.full and self._ended is None:
+            self._room = trio.Event()
+            await self._room.wait()
+
+    def __aiter__(self) -> Subscription[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        while not self._items:
+            if self._ended is not None:
+                if isinstance(self._ended, SubscriptionEnded | StopAsyncIteration):
+                    raise StopAsyncIteration
+                raise self._ended
+            self._arrived = trio.Event()
+            await self._arrived.wait()
+        item = self._items.popleft()
+        if len(self._items) < self._max_pending:
+            self._room.set()
+        return item
+
+    async def get_batch(self, max_items: int = 1000) -> list[T]:
+        """Wait for at least one item, then return up to ``max_items`` at once."""
+        first = await self.__anext__()
+        batch = [first]
+        items = self._items
+        while items and len(batch) < max_items:
+            batch.append(items.popleft())
+        self._room.set()
+        return batch
+
+    def get_nowait(self) -> T | None:
+        """The next buffered item, or None when nothing has arrived."""
+        return self._items.popleft() if self._items else None
+
+    @property
+    def ended(self) -> BaseException | None:
+        """Why the subscription ended (None while live)."""
+        return self._ended
+
+    async def aclose(self) -> None:
+        if self.sub_id is None or self._ended is not None:
+            return
+        self._end(StopAsyncIteration())
+        self._client._subscriptions.pop(self.sub_id, None)
+        if not self._client.closed:
+            try:
+                await self._client._call(Call("unsubscribe", {"sub": self.sub_id}))
+            except (ConnectionClosed, BrokerError):
+                pass
+
+
+class Client(AsyncMethods):
+    """A connection to a broker. Use ``minibroker.connect`` or ``broker.connect``."""
+
+    def __init__(self, stream: trio.abc.Stream, *, max_pending: int = DEFAULT_MAX_PENDING) -> None:
+        self._stream = stream
+        self._protocol = ClientProtocol()
+        self._pending: dict[int, _Waiter] = {}
+        self._subscriptions: dict[int, Subscription[Any]] = {}
+        self._outbox: list[bytes] = []
+        self._outbox_ready = trio.Event()
+        self._max_pending = max_pending
+        self._closed: BaseException | None = None
+        self.server_info: dict[str, Any] = {}
+
+    @property
+    def closed(self) -> bool:
+        return self._closed is not None
+
+    # -------------------------------------------------------- the transport
+
+    async def _call(self, call: Call[T]) -> T:
+        if self._closed is not None:
+            raise connection_lost(str(self._closed))
+        request_id, data = self._protocol.encode(call)
+        waiter = _Waiter()
+        self._pending[request_id] = waiter
+        self._outbox.append(data)
+        self._outbox_ready.set()
+        try:
+            await waiter.event.wait()
+        finally:
+            self._pending.pop(request_id, None)
+        if waiter.error is not None:
+            raise waiter.error
+        return call.parse(waiter.result)
+
+    def _subscription(self, call: Call[Any], parser: PushParser[T]) -> _SubscriptionContext[T]:
+        return _SubscriptionContext(Subscription(self, call, parser, self._max_pending))
+
+    async def _reader(self) -> None:
+        protocol = self._protocol
+        try:
+            while True:
+                data = await self._stream.receive_some(65536)
+                if not data:
+                    self._fail(connection_lost("the broker closed the connection"))
+                    return
+                for event in protocol.receive_data(data):
+                    if type(event) is Reply:
+                        waiter = self._pending.get(event.id)
+                        if waiter is not None:
+                            waiter.result = event.result
+                            waiter.error = event.error
+                            waiter.event.set()
+                    elif type(event) is Push:
+                        subscription = self._subscriptions.get(event.sub)
+                        if subscription is not None:
+                            subscription._feed(event)
+                            if subscription.full:
+                                await subscription._wait_for_room()
+                    elif type(event) is Goodbye:
+                        self._fail(event.error)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._fail(connection_lost(str(exc) or type(exc).__name__))
+        except BrokerError as exc:  # undecodable data from the server
+            self._fail(exc)
+
+    async def _writer(self) -> None:
+        try:
+            while True:
+                await self._outbox_ready.wait()
+                self._outbox_ready = trio.Event()
+                if not self._outbox:
+                    continue
+                data = b"".join(self._outbox)
+                self._outbox.clear()
+                await self._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._fail(connection_lost(str(exc) or type(exc).__name__))
+
+    def _fail(self, error: BaseException) -> None:
+        """Fail every pending call and end every subscription with ``error``."""
+        if self._closed is None:
+            self._closed = error
+        for waiter in self._pending.values():
+            waiter.error = error if isinstance(error, ConnectionClosed) else connection_lost(str(error))
+            waiter.event.set()
+        for subscription in list(self._subscriptions.values()):
+            subscription._end(error)
+        self._subscriptions.clear()
+
+
+class _SubscriptionContext(Generic[T]):
+    def __init__(self, subscription: Subscription[T]) -> None:
+        self._subscription = subscription
+
+    async def __aenter__(self) -> Subscription[T]:
+        await self._subscription._start()
+        return self._subscription
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._subscription.aclose()
+
+
+@asynccontextmanager
+async def open_client(
+    stream: trio.abc.Stream,
+    *,
+    client_name: str = "minibroker-trio",
+    token: str | None = None,
+    namespace: str | None = None,
+) -> AsyncIterator[Client]:
+    """Run a client over an already-connected stream (TCP, TLS or in-memory)."""
+    client = Client(stream)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client._reader)
+            nursery.start_soon(client._writer)
+            client.server_info = await client._call(hello_call(client_name, token, namespace))
+            try:
+                yield client
+            finally:
+                for subscription in list(client._subscriptions.values()):
+                    subscription._end(StopAsyncIteration())
+                nursery.cancel_scope.cancel()
+    finally:
+        client._fail(ConnectionClosed("the client was closed"))
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(stream)
+
+
+@asynccontextmanager
+async def connect(
+    url: str = "minibroker://127.0.0.1:7878",
+    *,
+    token: str | None = None,
+    namespace: str | None = None,
+    client_name: str = "minibroker-trio",
+    ssl_context: ssl.SSLContext | None = None,
+) -> AsyncIterator[Client]:
+    """Connect to a broker over TCP (or TLS with ``minibrokers://``) and say hello."""
+    address = parse_url(url)
+    stream: trio.abc.Stream = await trio.open_tcp_stream(address.host, address.port)
+    if address.tls or ssl_context is not None:
+        stream = trio.SSLStream(
+            stream, ssl_context or ssl.create_default_context(), server_hostname=address.host
+        )
+    async with open_client(
+        stream,
+        client_name=client_name,
+        token=token if token is not None else address.token,
+        namespace=namespace if namespace is not None else address.namespace,
+    ) as client:
+        yield client
+

@@ -1,0 +1,37 @@
+"""Server settings, from command-line flags or MINIBROKER_* environment variables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from minibroker.core.config import FsyncPolicy, Limits
+from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES
+
+#: No common broker uses it (AMQP 5672, Kafka 9092, NATS 4222, MQTT 1883, Redis 6379).
+DEFAULT_PORT = 7878
+DEFAULT_HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = DEFAULT_HOST
+    #: 0 picks a free port (tests); the bound port is reported when ready.
+    port: int = DEFAULT_PORT
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    max_connections: int = 10_000
+    #: token -> principal name; empty means no authentication.
+    tokens: dict[str, str] | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    metrics_host: str = DEFAULT_HOST
+    metrics_port: int | None = None
+    data_dir: Path | None = None
+    fsync: FsyncPolicy = "batch"
+    limits: Limits = Limits()
+    #: Seconds to let clients finish after SIGTERM before connections are cut.
+    shutdown_grace: float = 5.0
+    #: Bytes of queued output per connection before reading from it pauses.
+    outbound_high_water: int = 1024 * 1024
+    #: Whether to accept TCP connections at all (embedded brokers don't).
+    listen: bool = True

@@ -1,0 +1,78 @@
+"""An in-process broker for tests and Trio programs: ``async with open_broker()``.
+
+The broker runs inside the caller's Trio run, stores everything in memory,
+and listens on no socket. ``broker.connect()`` returns a client over an
+in-memory stream that goes through the very same protocol session as a TCP
+client, so what passes here passes against ``minibroker serve``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import trio
+
+from minibroker.client.trio_client import Client, open_client
+from minibroker.config import ServerConfig
+from minibroker.core.broker import Broker
+from minibroker.core.config import FsyncPolicy
+from minibroker.server.app import BrokerServer
+
+
+class EmbeddedBroker:
+    """Handle on a running in-process broker."""
+
+    def __init__(self, server: BrokerServer) -> None:
+        self.server = server
+
+    @property
+    def core(self) -> Broker:
+        """The broker core, for tests that want to look inside."""
+        return self.server.broker
+
+    @property
+    def port(self) -> int | None:
+        """The TCP port, if the broker was opened with ``listen=True``."""
+        return self.server.port
+
+    def connect(
+        self, *, namespace: str | None = None, token: str | None = None, client_name: str = "in-process"
+    ) -> AbstractAsyncContextManager[Client]:
+        """An in-process client with the same API as ``minibroker.connect``."""
+        stream = self.server.open_in_process_stream()
+        return open_client(stream, client_name=client_name, token=token, namespace=namespace)
+
+
+@asynccontextmanager
+async def open_broker(
+    *,
+    data_dir: str | Path | None = None,
+    fsync: FsyncPolicy = "batch",
+    listen: bool = False,
+    port: int = 0,
+    config: ServerConfig | None = None,
+) -> AsyncIterator[EmbeddedBroker]:
+    """Run a broker in this Trio run for the duration of the ``async with``.
+
+    Memory storage and no socket by default; ``data_dir`` makes durable
+    queues and logs persist there; ``listen=True`` also serves TCP on
+    ``port`` (0 = any free port, see ``broker.port``).
+    """
+    base = config or ServerConfig()
+    config = replace(
+        base,
+        listen=listen,
+        port=port,
+        data_dir=Path(data_dir) if data_dir is not None else base.data_dir,
+        fsync=fsync,
+    )
+    server = BrokerServer(config)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        try:
+            yield EmbeddedBroker(server)
+        finally:
+            server.shutdown()

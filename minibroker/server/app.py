@@ -1,0 +1,234 @@
+"""The Trio shell around the broker core: listeners, connections, timers, shutdown.
+
+``BrokerServer.run`` is the whole server. It holds no broker logic: it
+accepts streams (TCP, TLS or in-process memory streams), gives each one a
+``Session`` and a ``Connection``, drives the core's deadlines, runs group
+commit for durable writes, serves /metrics, and shuts down in order:
+stop accepting, tell every client, let in-flight work finish (bounded),
+fsync and close storage.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import ssl
+import time
+from typing import Any
+
+import trio
+import trio.testing
+
+from minibroker import __version__
+from minibroker.config import ServerConfig
+from minibroker.core.broker import Broker
+from minibroker.core.config import CoreConfig
+from minibroker.core.errors import LimitExceeded
+from minibroker.core.namespace import StorageOpener
+from minibroker.protocol.auth import Authenticator
+from minibroker.protocol.codec import pack_frame
+from minibroker.protocol.session import Session, SessionSettings
+from minibroker.protocol.stats import ProtocolStats
+from minibroker.server.connection import Connection
+from minibroker.server.durability import GroupCommit
+from minibroker.server.metrics import BrokerCollector, make_registry, serve_metrics
+from minibroker.server.timers import TimerService
+
+log = logging.getLogger("minibroker.server")
+
+TLS_HANDSHAKE_TIMEOUT = 10.0
+
+
+class BrokerServer:
+    """One broker: its core state plus the Trio tasks that serve it."""
+
+    def __init__(self, config: ServerConfig | None = None, *, storage: StorageOpener | None = None):
+        self.config = config = config or ServerConfig()
+        if storage is None and config.data_dir is not None:
+            from minibroker.server.datadir import DataDirectory
+
+            storage = DataDirectory(config.data_dir)
+        self.broker = Broker(CoreConfig(limits=config.limits, fsync=config.fsync), storage=storage)
+        self.stats = ProtocolStats()
+        self.settings = SessionSettings(
+            max_frame_bytes=config.max_frame_bytes,
+            outbound_high_water=config.outbound_high_water,
+            hold_until_synced=storage is not None and config.fsync == "batch",
+            stats=self.stats,
+        )
+        self.auth = Authenticator(config.tokens)
+        self.sessions: dict[int, Session] = {}
+        self.timers = TimerService(self.broker)
+        self.group_commit = GroupCommit(self.broker, lambda: self.sessions.values())
+        self.connections_accepted = 0
+        self.registry = make_registry(
+            BrokerCollector(
+                self.broker,
+                self.stats,
+                connections=lambda: len(self.sessions),
+                accepted=lambda: self.connections_accepted,
+            )
+        )
+        #: The TCP port actually bound (useful with port 0), once listening.
+        self.port: int | None = None
+        self.metrics_port: int | None = None
+        self._conn_ids = itertools.count(1)
+        self._nursery: trio.Nursery | None = None
+        self._connections_nursery: trio.Nursery | None = None
+        self._shutdown_requested = trio.Event()
+        #: Set once ``run`` has shut down completely (storage closed).
+        self.stopped = trio.Event()
+        self._all_closed = trio.Event()
+        self._accepting = True
+
+    # ------------------------------------------------------------- running
+
+    async def run(self, *, task_status: trio.TaskStatus[BrokerServer] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until ``shutdown()`` is called; ``task_status.started`` once ready."""
+        config = self.config
+        self.broker.clock.epoch_offset = time.time() - trio.current_time()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self.timers.run)
+            nursery.start_soon(self.group_commit.run)
+            async with trio.open_nursery() as connections:
+                self._connections_nursery = connections
+                listeners: list[trio.SocketListener] = []
+                if config.listen:
+                    listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+                    self.port = listeners[0].socket.getsockname()[1]
+                    connections.start_soon(self._accept_loop, listeners)
+                if config.metrics_port is not None:
+                    self.metrics_port = await nursery.start(
+                        serve_metrics, self.registry, config.metrics_host, config.metrics_port
+                    )
+                self._log_start()
+                task_status.started(self)
+                await self._shutdown_requested.wait()
+                await self._graceful_close(listeners, connections)
+            nursery.cancel_scope.cancel()
+        self.stopped.set()
+
+    def shutdown(self) -> None:
+        """Ask the server to stop (idempotent); ``run`` returns once it has."""
+        self._shutdown_requested.set()
+
+    async def _graceful_close(
+        self, listeners: list[trio.SocketListener], connections: trio.Nursery
+    ) -> None:
+        self._accepting = False
+        for listener in listeners:
+            await listener.aclose()
+        log.info("shutting down: %d connections to close", len(self.sessions))
+        for session in list(self.sessions.values()):
+            session.shutdown()
+        with trio.move_on_after(self.config.shutdown_grace):
+            while self.sessions:
+                await self._all_closed.wait()
+        connections.cancel_scope.cancel()
+        self.group_commit.sync_now()
+        self.broker.close()
+        log.info("stopped")
+
+    def _log_start(self) -> None:
+        config = self.config
+        where = f"{config.host}:{self.port}" if config.listen else "in-process only"
+        log.info(
+            "minibroker %s listening on %s (tls=%s, auth=%s, data_dir=%s, fsync=%s, "
+            "max_frame_bytes=%d, max_connections=%d, metrics=%s)",
+            __version__,
+            where,
+            "on" if config.tls_cert else "off",
+            "token" if self.auth.enabled else "off",
+            config.data_dir or "none (memory)",
+            config.fsync,
+            config.max_frame_bytes,
+            config.max_connections,
+            f"{config.metrics_host}:{self.metrics_port}" if self.metrics_port else "off",
+        )
+
+    # --------------------------------------------------------- connections
+
+    async def _accept_loop(self, listeners: list[trio.SocketListener]) -> None:
+        tls = self._tls_context()
+
+        async def handle(stream: trio.SocketStream) -> None:
+            peer = _peer_name(stream)
+            if tls is None:
+                await self.serve_stream(stream, peer)
+                return
+            ssl_stream = trio.SSLStream(stream, tls, server_side=True)
+            try:
+                with trio.fail_after(TLS_HANDSHAKE_TIMEOUT):
+                    await ssl_stream.do_handshake()
+            except (trio.TooSlowError, trio.BrokenResourceError) as exc:
+                log.info("TLS handshake with %s failed: %s", peer, exc or type(exc).__name__)
+                await trio.aclose_forcefully(ssl_stream)
+                return
+            await self.serve_stream(ssl_stream, peer)
+
+        await trio.serve_listeners(handle, listeners)  # type: ignore[arg-type]
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        if self.config.tls_cert is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(self.config.tls_cert), str(self.config.tls_key or self.config.tls_cert))
+        return context
+
+    async def serve_stream(self, stream: trio.abc.Stream, peer_name: str) -> None:
+        """Serve one client over any Trio stream until it closes."""
+        self.connections_accepted += 1
+        if not self._accepting or len(self.sessions) >= self.config.max_connections:
+            await _refuse(stream, len(self.sessions), self.config.max_connections)
+            return
+        conn_id = next(self._conn_ids)
+        session = Session(
+            self.broker, conn_id, settings=self.settings, auth=self.auth, peer_name=peer_name
+        )
+        self.sessions[conn_id] = session
+        connection = Connection(stream, session, after_input=self.timers.poke, peer_name=peer_name)
+        log.info("connection %d opened from %s", conn_id, peer_name)
+        try:
+            await connection.run()
+        finally:
+            del self.sessions[conn_id]
+            log.info(
+                "connection %d from %s closed (%s): %s",
+                conn_id,
+                peer_name,
+                session.client_name or "no hello",
+                connection.close_reason,
+            )
+            if not self.sessions:
+                self._all_closed.set()
+                self._all_closed = trio.Event()
+
+    def open_in_process_stream(self) -> trio.abc.Stream:
+        """A connected in-memory stream to this broker: no socket, same protocol."""
+        if self._connections_nursery is None or not self._accepting:
+            raise RuntimeError("the broker is not running")
+        client_side, server_side = trio.testing.memory_stream_pair()
+        self._connections_nursery.start_soon(self.serve_stream, server_side, "in-process")
+        return client_side
+
+
+async def _refuse(stream: trio.abc.Stream, current: int, limit: int) -> None:
+    error = LimitExceeded(f"too many connections ({current} of {limit}); try again later")
+    log.warning("refused a connection: %s", error.message)
+    with trio.move_on_after(1):
+        try:
+            await stream.send_all(
+                pack_frame({"op": "error", "code": error.code, "message": error.message})
+            )
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+    await trio.aclose_forcefully(stream)
+
+
+def _peer_name(stream: trio.SocketStream) -> str:
+    try:
+        address: Any = stream.socket.getpeername()
+        return f"{address[0]}:{address[1]}"
+    except OSError:
+        return "unknown"

@@ -1,0 +1,114 @@
+"""Prometheus metrics: one registry per broker, read from plain counters at scrape time.
+
+Each broker gets its own ``CollectorRegistry`` (never the global default), so
+several embedded brokers in one test process don't collide. The hot path
+never touches prometheus objects: sessions and models bump plain ints, and
+the collector below turns them into samples when /metrics is scraped.
+Models add their own families by registering a ``MetricSource``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+
+import trio
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
+
+from minibroker.core.broker import Broker
+from minibroker.protocol.stats import ProtocolStats
+
+log = logging.getLogger("minibroker.server")
+
+#: A function yielding metric families for one model (see core model stats).
+MetricSource = Callable[[Broker], Iterable[Metric]]
+
+#: Model metric sources, registered at import time by server/model_metrics.py.
+METRIC_SOURCES: list[MetricSource] = []
+
+
+class BrokerCollector(Collector):
+    def __init__(
+        self,
+        broker: Broker,
+        stats: ProtocolStats,
+        connections: Callable[[], int],
+        accepted: Callable[[], int],
+    ) -> None:
+        self._broker = broker
+        self._stats = stats
+        self._connections = connections
+        self._accepted = accepted
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats
+        yield GaugeMetricFamily(
+            "minibroker_connections", "Open client connections", value=self._connections()
+        )
+        yield CounterMetricFamily(
+            "minibroker_connections_accepted", "Connections accepted", value=self._accepted()
+        )
+        yield CounterMetricFamily("minibroker_frames_in", "Frames received", value=stats.frames_in)
+        yield CounterMetricFamily("minibroker_bytes_in", "Bytes received", value=stats.bytes_in)
+        yield CounterMetricFamily("minibroker_bytes_out", "Bytes sent", value=stats.bytes_out)
+        errors = CounterMetricFamily(
+            "minibroker_errors", "Error frames sent, by error code", labels=["code"]
+        )
+        for code, count in sorted(stats.errors.items()):
+            errors.add_metric([code], count)
+        yield errors
+        for source in METRIC_SOURCES:
+            yield from source(self._broker)
+
+
+def make_registry(collector: BrokerCollector) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(collector)
+    return registry
+
+
+async def serve_metrics(
+    registry: CollectorRegistry,
+    host: str,
+    port: int,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Answer ``GET /metrics`` over HTTP/1.0 on the event loop.
+
+    Serving from the loop (not prometheus-client's threaded server) means the
+    collector reads broker state from the thread that mutates it, so a scrape
+    never sees a half-updated dictionary.
+    """
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    task_status.started(listeners[0].socket.getsockname()[1])
+
+    async def handle(stream: trio.SocketStream) -> None:
+        try:
+            with trio.move_on_after(10):
+                request = b""
+                while b"\r\n\r\n" not in request and len(request) < 8192:
+                    chunk = await stream.receive_some(4096)
+                    if not chunk:
+                        break
+                    request += chunk
+                line = request.split(b"\r\n", 1)[0].split()
+                if len(line) >= 2 and line[0] == b"GET" and line[1].split(b"?")[0] == b"/metrics":
+                    body = generate_latest(registry)
+                    head = (
+                        f"HTTP/1.0 200 OK\r\nContent-Type: {CONTENT_TYPE_LATEST}\r\n"
+                        f"Content-Length: {len(body)}\r\n\r\n"
+                    ).encode()
+                else:
+                    body = b"not found; try /metrics\n"
+                    head = f"HTTP/1.0 404 Not Found\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                await stream.send_all(head + body)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            await stream.aclose()
+
+    await trio.serve_listeners(handle, listeners)  # type: ignore[arg-type]

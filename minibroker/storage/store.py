@@ -1,0 +1,114 @@
+"""The interface every log store offers, whatever keeps the bytes.
+
+The log model (a Kafka-like partition) and the durable-queue journal are
+written against :class:`LogStore` only, so they run unchanged on the
+in-memory store (:class:`~minibroker.storage.memory.MemoryLog`, the embedded
+default) and on disk (:class:`~minibroker.storage.commitlog.SegmentedLog`).
+
+Stores are synchronous and single-threaded: the Trio server calls them from
+its one thread, and decides *when* to call :meth:`LogStore.sync` (group
+commit), because only it knows which appends are waiting for a confirmation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from minibroker.storage.record import Entry, Record
+
+
+@dataclass(frozen=True, slots=True)
+class RecordBatch:
+    """The answer to a read: raw frames, ready to ship to a client as they are.
+
+    ``data`` holds ``count`` whole frames (see :mod:`minibroker.storage.record`)
+    with consecutive offsets; ``next_offset`` is the offset to read next.
+    """
+
+    data: bytes
+    count: int
+    next_offset: int
+
+
+class LogStore(Protocol):
+    """An append-only sequence of records addressed by dense, increasing offsets."""
+
+    @property
+    def first_offset(self) -> int:
+        """First retained offset; equals :attr:`next_offset` when the log is empty."""
+        ...
+
+    @property
+    def next_offset(self) -> int:
+        """The offset the next appended record gets."""
+        ...
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of retained frames (index files not counted)."""
+        ...
+
+    @property
+    def segment_count(self) -> int:
+        """Number of segments, the active one included (always at least 1)."""
+        ...
+
+    def append(self, entries: Sequence[Entry], timestamp_ms: int) -> int:
+        """Append ``entries`` as one batch stamped ``timestamp_ms``; return the first offset.
+
+        The timestamp is raised to the last stored one if it is older, so
+        timestamps never decrease. Either the whole batch is stored or, on
+        :class:`~minibroker.core.errors.StorageFull` /
+        :class:`~minibroker.core.errors.StorageError`, none of it is.
+        An empty batch stores nothing and returns :attr:`next_offset`.
+        """
+        ...
+
+    def read(self, offset: int, max_records: int, max_bytes: int) -> RecordBatch:
+        """Raw frames from ``offset``: at most ``max_records`` and ``max_bytes``.
+
+        At least one record is returned when one exists at ``offset``, even if
+        it alone exceeds ``max_bytes``. Reading at :attr:`next_offset` returns
+        an empty batch. An offset below :attr:`first_offset` or above
+        :attr:`next_offset` raises
+        :class:`~minibroker.core.errors.OffsetOutOfRange` with ``first_offset``
+        and ``next_offset`` in its details.
+        """
+        ...
+
+    def iter_records(self, start_offset: int | None = None) -> Iterator[Record]:
+        """Decode every record from ``start_offset`` (default: the first) to the end."""
+        ...
+
+    def offset_for_timestamp(self, timestamp_ms: int) -> int:
+        """First retained offset whose timestamp is >= ``timestamp_ms``; next_offset if none."""
+        ...
+
+    def timestamp_range(self) -> tuple[int, int] | None:
+        """Timestamps of the first and last retained records, or None when empty."""
+        ...
+
+    def enforce_retention(
+        self, now_ms: int, retention_bytes: int | None, retention_ms: int | None
+    ) -> int:
+        """Delete whole old segments (never the active one); return how many records went.
+
+        A segment goes when its newest record is older than ``retention_ms``,
+        or when the log would still hold at least ``retention_bytes`` without
+        it (Kafka's rule: size-based retention never cuts below the limit).
+        """
+        ...
+
+    def sync(self) -> None:
+        """Make every appended record durable (fsync); a no-op in memory."""
+        ...
+
+    def close(self) -> None:
+        """Flush and release resources; the store is unusable afterwards."""
+        ...
+
+    def destroy(self) -> None:
+        """Close and delete everything the store kept."""
+        ...

@@ -1,0 +1,17 @@
+"""Shared test configuration: Hypothesis profiles sized for a 2-core machine."""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+# "default" keeps `make test` within minutes; "thorough" is for long runs:
+#   HYPOTHESIS_PROFILE=thorough make test
+settings.register_profile(
+    "default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "thorough", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
