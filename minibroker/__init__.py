@@ -12,10 +12,10 @@ with offsets, and request/reply, over one msgpack-over-TCP protocol.
 
 __version__ = "0.1.0"
 
-from minibroker.client.trio_client import Client, Subscription, connect  # noqa: E402
-from minibroker.core.errors import *  # noqa: E402,F403
-from minibroker.core.errors import BrokerError, ConnectionClosed  # noqa: E402
-from minibroker.embedded import EmbeddedBroker, open_broker  # noqa: E402
+from minibroker.client.trio_client import Client, Subscription, connect
+from minibroker.core.errors import *  # noqa: F403
+from minibroker.core.errors import BrokerError, ConnectionClosed
+from minibroker.embedded import EmbeddedBroker, open_broker
 
 __all__ = [
     "BrokerError",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from minibroker.core.config import FsyncPolicy, Limits
@@ -28,7 +28,7 @@ class ServerConfig:
     metrics_port: int | None = None
     data_dir: Path | None = None
     fsync: FsyncPolicy = "batch"
-    limits: Limits = Limits()
+    limits: Limits = field(default_factory=Limits)
     #: Seconds to let clients finish after SIGTERM before connections are cut.
     shutdown_grace: float = 5.0
     #: Bytes of queued output per connection before reading from it pauses.

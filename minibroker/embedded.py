@@ -39,7 +39,11 @@ class EmbeddedBroker:
         return self.server.port
 
     def connect(
-        self, *, namespace: str | None = None, token: str | None = None, client_name: str = "in-process"
+        self,
+        *,
+        namespace: str | None = None,
+        token: str | None = None,
+        client_name: str = "in-process",
     ) -> AbstractAsyncContextManager[Client]:
         """An in-process client with the same API as ``minibroker.connect``."""
         stream = self.server.open_in_process_stream()

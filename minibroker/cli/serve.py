@@ -34,20 +34,73 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Run the broker. Every flag can also be set with a MINIBROKER_* "
         "environment variable, e.g. MINIBROKER_PORT=7000; flags win over the environment.",
     )
-    parser.add_argument("--host", default=_env("host", DEFAULT_HOST), help="address to bind (default %(default)s)")
-    parser.add_argument("--port", type=int, default=int(_env("port", DEFAULT_PORT)), help="TCP port, 0 for any free port (default %(default)s)")
-    parser.add_argument("--max-frame-bytes", type=int, default=int(_env("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES)), help="largest accepted frame (default %(default)s)")
-    parser.add_argument("--max-connections", type=int, default=int(_env("max_connections", 10_000)), help="concurrent connections (default %(default)s)")
-    parser.add_argument("--auth-token", default=_env("auth_token", None), help="require this token in hello")
-    parser.add_argument("--auth-file", default=_env("auth_file", None), help="file of accepted tokens, one 'name:token' per line")
-    parser.add_argument("--tls-cert", default=_env("tls_cert", None), help="PEM certificate (chain) for TLS")
+    parser.add_argument(
+        "--host", default=_env("host", DEFAULT_HOST), help="address to bind (default %(default)s)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(_env("port", DEFAULT_PORT)),
+        help="TCP port, 0 for any free port (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-frame-bytes",
+        type=int,
+        default=int(_env("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES)),
+        help="largest accepted frame (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=int(_env("max_connections", 10_000)),
+        help="concurrent connections (default %(default)s)",
+    )
+    parser.add_argument(
+        "--auth-token", default=_env("auth_token", None), help="require this token in hello"
+    )
+    parser.add_argument(
+        "--auth-file",
+        default=_env("auth_file", None),
+        help="file of accepted tokens, one 'name:token' per line",
+    )
+    parser.add_argument(
+        "--tls-cert", default=_env("tls_cert", None), help="PEM certificate (chain) for TLS"
+    )
     parser.add_argument("--tls-key", default=_env("tls_key", None), help="PEM private key for TLS")
-    parser.add_argument("--metrics-host", default=_env("metrics_host", DEFAULT_HOST), help="address for /metrics (default %(default)s)")
-    parser.add_argument("--metrics-port", type=int, default=_env("metrics_port", None), help="serve Prometheus /metrics on this port")
-    parser.add_argument("--data-dir", default=_env("data_dir", None), help="directory for durable queues and logs (default: memory only)")
-    parser.add_argument("--fsync", choices=["always", "batch", "never"], default=_env("fsync", "batch"), help="when to fsync durable writes before confirming (default %(default)s)")
-    parser.add_argument("--shutdown-grace", type=float, default=float(_env("shutdown_grace", 5.0)), help="seconds clients get to finish on SIGTERM (default %(default)s)")
-    parser.add_argument("--log-level", default=_env("log_level", "info"), choices=["debug", "info", "warning", "error"], help="(default %(default)s)")
+    parser.add_argument(
+        "--metrics-host",
+        default=_env("metrics_host", DEFAULT_HOST),
+        help="address for /metrics (default %(default)s)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=_env("metrics_port", None),
+        help="serve Prometheus /metrics on this port",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=_env("data_dir", None),
+        help="directory for durable queues and logs (default: memory only)",
+    )
+    parser.add_argument(
+        "--fsync",
+        choices=["always", "batch", "never"],
+        default=_env("fsync", "batch"),
+        help="when to fsync durable writes before confirming (default %(default)s)",
+    )
+    parser.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=float(_env("shutdown_grace", 5.0)),
+        help="seconds clients get to finish on SIGTERM (default %(default)s)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=_env("log_level", "info"),
+        choices=["debug", "info", "warning", "error"],
+        help="(default %(default)s)",
+    )
     parser.set_defaults(run=run)
 
 

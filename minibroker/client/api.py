@@ -1,18 +1,22 @@
 """The client API, written once for every client flavour.
 
-Each method builds a ``Call`` (see protocol.py) with the helpers of one
-model module and hands it to ``_call``, which each client implements for its
-own concurrency style. ``AsyncMethods`` serves the Trio, asyncio and
-in-process clients; ``SyncMethods`` the blocking client. The bodies are the
-same one-liners, so the method names, arguments and results cannot drift.
+Each method builds a ``Call`` (see protocol.py) and hands it to ``_call``,
+which each client implements for its own concurrency style; push
+subscriptions go through ``_subscription(call, parser)`` the same way.
+``AsyncMethods`` serves the Trio, asyncio and in-process clients;
+``SyncMethods`` the blocking client. Every model keeps its calls and its two
+method mixins in one module (``client/queues.py``, ``client/topics.py``, ...),
+and the classes below simply inherit them all, so the method names,
+arguments and results cannot drift between clients.
 """
 
 from __future__ import annotations
 
 import abc
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from minibroker.client.protocol import Call
+from minibroker.client.pushes import PushParser
 
 T = TypeVar("T")
 
@@ -21,21 +25,39 @@ def ping_call(data: bytes | None) -> Call[bytes | None]:
     return Call("ping", {} if data is None else {"data": data})
 
 
-class AsyncMethods(abc.ABC):
+class AsyncTransport(abc.ABC):
+    """What an async client flavour provides to the method mixins."""
+
     @abc.abstractmethod
     async def _call(self, call: Call[T]) -> T:
-        """Send ``call`` and wait for its parsed result (each client's own transport)."""
+        """Send ``call`` and wait for its parsed result."""
 
+    @abc.abstractmethod
+    def _subscription(self, call: Call[Any], parser: PushParser[T]) -> Any:
+        """An ``async with`` context that starts a push subscription with ``call``
+        (whose result carries ``sub``) and yields an async-iterable Subscription
+        whose items are produced from each push frame by ``parser``."""
+
+
+class SyncTransport(abc.ABC):
+    """What the blocking client provides to the method mixins."""
+
+    @abc.abstractmethod
+    def _call(self, call: Call[T]) -> T:
+        """Send ``call`` and block until its parsed result."""
+
+    @abc.abstractmethod
+    def _subscription(self, call: Call[Any], parser: PushParser[T]) -> Any:
+        """A ``with`` context yielding an iterable Subscription (see AsyncTransport)."""
+
+
+class AsyncMethods(AsyncTransport):
     async def ping(self, data: bytes | None = None) -> bytes | None:
         """Round trip to the broker; returns ``data`` back."""
         return await self._call(ping_call(data))
 
 
-class SyncMethods(abc.ABC):
-    @abc.abstractmethod
-    def _call(self, call: Call[T]) -> T:
-        """Send ``call`` and block until its parsed result."""
-
+class SyncMethods(SyncTransport):
     def ping(self, data: bytes | None = None) -> bytes | None:
         """Round trip to the broker; returns ``data`` back."""
         return self._call(ping_call(data))

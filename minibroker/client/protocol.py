@@ -88,7 +88,7 @@ class ClientProtocol:
         frame.update(call.fields)
         return request_id, pack_frame(frame)
 
-    def receive_data(self, data: bytes) -> list[Event]:
+    def receive_data(self, data: bytes | bytearray) -> list[Event]:
         """Decode every complete frame in ``data`` into events."""
         self._decoder.receive_data(data)
         events: list[Event] = []

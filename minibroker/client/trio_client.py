@@ -14,7 +14,7 @@ import logging
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any, Generic, TypeVar
 
 import trio
@@ -82,7 +82,11 @@ class Subscription(Generic[T]):
     def _feed(self, push: Push) -> None:
         if push.op == "notice":
             self.dropped += int(push.frame.get("dropped", 0))
-            log.warning("subscription %s dropped %s messages (slow consumer)", self.sub_id, push.frame.get("dropped"))
+            log.warning(
+                "subscription %s dropped %s messages (slow consumer)",
+                self.sub_id,
+                push.frame.get("dropped"),
+            )
             return
         if push.op == "end":
             self._end(SubscriptionEnded.from_frame(push.frame))
@@ -146,10 +150,8 @@ class Subscription(Generic[T]):
         self._end(StopAsyncIteration())
         self._client._subscriptions.pop(self.sub_id, None)
         if not self._client.closed:
-            try:
+            with suppress(ConnectionClosed, BrokerError):
                 await self._client._call(Call("unsubscribe", {"sub": self.sub_id}))
-            except (ConnectionClosed, BrokerError):
-                pass
 
 
 class Client(AsyncMethods):
@@ -237,7 +239,9 @@ class Client(AsyncMethods):
         if self._closed is None:
             self._closed = error
         for waiter in self._pending.values():
-            waiter.error = error if isinstance(error, ConnectionClosed) else connection_lost(str(error))
+            waiter.error = (
+                error if isinstance(error, ConnectionClosed) else connection_lost(str(error))
+            )
             waiter.event.set()
         for subscription in list(self._subscriptions.values()):
             subscription._end(error)
@@ -306,4 +310,3 @@ async def connect(
         namespace=namespace if namespace is not None else address.namespace,
     ) as client:
         yield client
-

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 FsyncPolicy = Literal["always", "batch", "never"]
@@ -30,7 +30,7 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class CoreConfig:
-    limits: Limits = Limits()
+    limits: Limits = field(default_factory=Limits)
     #: ``always``: fsync each write before confirming; ``batch``: group commit
     #: (one fsync covers every write that arrived while the last one ran);
     #: ``never``: leave it to the OS page cache.

@@ -162,7 +162,9 @@ def _all_error_classes() -> dict[str, type[BrokerError]]:
 ERRORS_BY_CODE: dict[str, type[BrokerError]] = _all_error_classes()
 
 
-def error_from_code(code: str, message: str, details: dict[str, object] | None = None) -> BrokerError:
+def error_from_code(
+    code: str, message: str, details: dict[str, object] | None = None
+) -> BrokerError:
     """Build the exception for a wire error; unknown codes become a plain BrokerError."""
     cls = ERRORS_BY_CODE.get(code)
     if cls is None:

@@ -68,7 +68,7 @@ class RawFrameDecoder:
         """Bytes received but not yet part of a complete frame."""
         return len(self._buffer)
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         self._buffer += data
         if len(self._buffer) >= HEADER_SIZE:
             # Refuse an oversized frame now, even if its body never arrives.
@@ -129,7 +129,7 @@ class FrameDecoder:
     def buffered_bytes(self) -> int:
         return self._raw.buffered_bytes
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         self._raw.receive_data(data)
 
     def frames(self) -> Iterator[object]:
@@ -162,7 +162,7 @@ _packer = msgpack.Packer(use_bin_type=True, autoreset=True)
 
 def pack_frame(value: Mapping[str, Any]) -> bytes:
     """Length-prefix one msgpack value: the bytes of one complete frame."""
-    body = _packer.pack(value)
+    body: bytes = _packer.pack(value)
     return HEADER.pack(len(body)) + body
 
 

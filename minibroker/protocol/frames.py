@@ -439,12 +439,12 @@ REQUEST_TYPES: tuple[type[Request], ...] = (
     Reply,
 )
 
-SERVER_FRAME_TYPES: tuple[type, ...] = (Ok, Error, Msg, Records, Req, Notice, End, Bye)
+SERVER_FRAME_TYPES: tuple[Any, ...] = (Ok, Error, Msg, Records, Req, Notice, End, Bye)
 
 #: op -> request class, for the server's decoder.
 REQUESTS: dict[str, type[Request]] = {cls.op: cls for cls in REQUEST_TYPES}
 #: op -> server frame class, for the clients' decoder.
-SERVER_FRAMES: dict[str, type] = {cls.op: cls for cls in SERVER_FRAME_TYPES}
+SERVER_FRAMES: dict[str, Any] = {cls.op: cls for cls in SERVER_FRAME_TYPES}
 
 #: op -> compiled map-to-dataclass decoder (see schema.py).
 DECODERS: dict[str, Any] = {

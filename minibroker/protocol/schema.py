@@ -211,7 +211,7 @@ def compile_decoder(cls: type[T]) -> Callable[[dict[Any, Any], str], T]:
 
     def decode(raw: dict[Any, Any], path: str = "") -> T:
         values: dict[str, object] = {}
-        for name, check, required, default in plan:
+        for name, check, required, _default in plan:
             if name in raw:
                 value = raw[name]
                 if value is None and not required:
@@ -238,5 +238,5 @@ def to_wire(value: object) -> object:
                 out[field.name] = to_wire(item)
         return out
     if type(value) is list or type(value) is tuple:
-        return [to_wire(v) for v in value]  # type: ignore[union-attr]
+        return [to_wire(v) for v in value]
     return value

@@ -143,9 +143,9 @@ class Session:
 
     # -------------------------------------------------------------- input
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         """Decode and dispatch every complete frame in ``data``; never blocks."""
-        if self.closing is not None or self.closed:
+        if not self.accepting_input():
             return
         self.stats.bytes_in += len(data)
         try:
@@ -156,11 +156,15 @@ class Session:
                     self._respond_error(frame.id, frame.error)
                 else:
                     self._dispatch(frame)  # type: ignore[arg-type]
-                if self.closing is not None:
+                if not self.accepting_input():
                     return
         except ProtocolError as exc:
             self._respond_error(None, exc)
             self.closing = exc
+
+    def accepting_input(self) -> bool:
+        """False once the connection is closing or closed: further input is ignored."""
+        return self.closing is None and not self.closed
 
     def _dispatch(self, frame: frames.Request) -> None:
         request_id = frame.id

@@ -10,6 +10,7 @@ fsync and close storage.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import ssl
@@ -83,7 +84,9 @@ class BrokerServer:
 
     # ------------------------------------------------------------- running
 
-    async def run(self, *, task_status: trio.TaskStatus[BrokerServer] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: trio.TaskStatus[BrokerServer] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Serve until ``shutdown()`` is called; ``task_status.started`` once ready."""
         config = self.config
         self.broker.clock.epoch_offset = time.time() - trio.current_time()
@@ -167,13 +170,15 @@ class BrokerServer:
                 return
             await self.serve_stream(ssl_stream, peer)
 
-        await trio.serve_listeners(handle, listeners)  # type: ignore[arg-type]
+        await trio.serve_listeners(handle, listeners)
 
     def _tls_context(self) -> ssl.SSLContext | None:
         if self.config.tls_cert is None:
             return None
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(str(self.config.tls_cert), str(self.config.tls_key or self.config.tls_cert))
+        context.load_cert_chain(
+            str(self.config.tls_cert), str(self.config.tls_key or self.config.tls_cert)
+        )
         return context
 
     async def serve_stream(self, stream: trio.abc.Stream, peer_name: str) -> None:
@@ -217,12 +222,10 @@ async def _refuse(stream: trio.abc.Stream, current: int, limit: int) -> None:
     error = LimitExceeded(f"too many connections ({current} of {limit}); try again later")
     log.warning("refused a connection: %s", error.message)
     with trio.move_on_after(1):
-        try:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await stream.send_all(
                 pack_frame({"op": "error", "code": error.code, "message": error.message})
             )
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
     await trio.aclose_forcefully(stream)
 
 

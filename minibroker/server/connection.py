@@ -16,6 +16,7 @@ bounded and TCP pushes back on the client.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -129,8 +130,5 @@ async def _finish(stream: trio.abc.Stream, reason: BrokerError) -> None:
     send_eof = getattr(stream, "send_eof", None)
     if send_eof is not None:
         with trio.move_on_after(1):
-            try:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 await send_eof()
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
-

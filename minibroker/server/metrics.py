@@ -111,4 +111,4 @@ async def serve_metrics(
         finally:
             await stream.aclose()
 
-    await trio.serve_listeners(handle, listeners)  # type: ignore[arg-type]
+    await trio.serve_listeners(handle, listeners)

@@ -10,9 +10,8 @@ broker instant in tests.
 
 from __future__ import annotations
 
-import math
-
 import logging
+import math
 
 import trio
 
@@ -32,6 +31,10 @@ class TimerService:
         deadline = self._broker.next_deadline()
         if deadline is not None and deadline < self._sleeping_until:
             self._rearm.set()
+
+    def poke_now(self) -> None:
+        """Wake the timer task unconditionally (after the clock jumped in tests)."""
+        self._rearm.set()
 
     async def run(self) -> None:
         broker = self._broker

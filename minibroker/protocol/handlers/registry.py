@@ -35,7 +35,9 @@ HANDLERS: dict[str, Handler] = {}
 PUSH_ENCODERS: dict[type, PushEncoder] = {}
 
 
-def handles(frame_type: type[F]) -> Callable[[Callable[[Session, F], Any]], Callable[[Session, F], Any]]:
+def handles(
+    frame_type: type[F],
+) -> Callable[[Callable[[Session, F], Any]], Callable[[Session, F], Any]]:
     """Register the decorated function as the handler of ``frame_type``."""
 
     def register(fn: Callable[[Session, F], Any]) -> Callable[[Session, F], Any]:
@@ -53,7 +55,9 @@ def encodes_pushes(
 ) -> Callable[[Callable[[S, int], tuple[bytes, bool]]], Callable[[S, int], tuple[bytes, bool]]]:
     """Register the decorated function as the push encoder for ``source_type``."""
 
-    def register(fn: Callable[[S, int], tuple[bytes, bool]]) -> Callable[[S, int], tuple[bytes, bool]]:
+    def register(
+        fn: Callable[[S, int], tuple[bytes, bool]],
+    ) -> Callable[[S, int], tuple[bytes, bool]]:
         PUSH_ENCODERS[source_type] = fn
         return fn
 

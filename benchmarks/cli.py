@@ -1,0 +1,247 @@
+"""``python -m benchmarks``: run workloads against targets, write a report.
+
+Examples::
+
+    python -m benchmarks                                  # everything reachable
+    python -m benchmarks --targets rabbitmq,nats --workloads w2,w4
+    python -m benchmarks --quick                          # smoke run, minibroker only
+    python -m benchmarks.render_docs benchmarks/results/<run>/results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shlex
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from benchmarks.config import ALL_TARGETS, ALL_WORKLOADS, FULL, QUICK, RunConfig
+from benchmarks.payload import MIN_BODY_SIZE, expected_checksum
+from benchmarks.results import METRICS, Measurement, RunResults
+from benchmarks.runner import PhaseOutcome, Reports, run_phase
+from benchmarks.workloads import BUILDERS, Scenario
+
+RESULTS_ROOT = Path(__file__).resolve().parent / "results"
+
+
+def _csv(choices: Sequence[str]) -> argparse._StoreAction | None:  # pragma: no cover - doc only
+    return None
+
+
+def _parse_list(value: str, choices: Sequence[str], what: str) -> tuple[str, ...]:
+    items = tuple(x.strip().lower() for x in value.split(",") if x.strip())
+    unknown = [x for x in items if x not in choices]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown {what} {', '.join(unknown)}; choose from {', '.join(choices)}"
+        )
+    return items
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Benchmark minibroker against RabbitMQ, a Kafka-protocol broker (tansu) "
+        "and NATS on this machine. Producers and consumers run in separate processes and "
+        "every message is counted and checksummed.",
+    )
+    parser.add_argument(
+        "--targets",
+        type=lambda v: _parse_list(v, ALL_TARGETS, "target"),
+        default=None,
+        help=f"comma-separated, from {','.join(ALL_TARGETS)} (default: all; with --quick: "
+        "minibroker)",
+    )
+    parser.add_argument(
+        "--workloads",
+        type=lambda v: _parse_list(v, ALL_WORKLOADS, "workload"),
+        default=ALL_WORKLOADS,
+        help=f"comma-separated, from {','.join(ALL_WORKLOADS)} (default: all)",
+    )
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=None,
+        help=f"messages per run for W1/W2/W3 (default {FULL.queue:,}/{FULL.fanout:,}/"
+        f"{FULL.log:,}); W4 uses --requests",
+    )
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        help=f"W4 sequential requests (default {FULL.rr_sequential:,}); the concurrent part "
+        "sends 4x as many",
+    )
+    parser.add_argument("--body-size", type=int, default=100, help="body bytes (default 100)")
+    parser.add_argument(
+        "--quick", action="store_true", help="small counts, minibroker only unless --targets"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="results folder (default benchmarks/results/<time>/)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=None, help="seconds per phase (default 180; quick 60)"
+    )
+    parser.add_argument(
+        "--fsync",
+        choices=("always", "batch", "never"),
+        default=None,
+        help="passed to `minibroker serve --fsync` for minibroker-durable (default: its own)",
+    )
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    if not MIN_BODY_SIZE <= args.body_size <= 1_000_000:
+        raise SystemExit(f"--body-size must be between {MIN_BODY_SIZE} and 1000000")
+    counts = QUICK if args.quick else FULL
+    if args.count is not None:
+        if args.count < 1:
+            raise SystemExit("--count must be positive")
+        counts = replace(counts, queue=args.count, fanout=args.count, log=args.count)
+    if args.requests is not None:
+        if args.requests < 1:
+            raise SystemExit("--requests must be positive")
+        counts = replace(counts, rr_sequential=args.requests, rr_concurrent=4 * args.requests)
+    targets = args.targets or (("minibroker",) if args.quick else ALL_TARGETS)
+    timeout = args.timeout if args.timeout is not None else (60.0 if args.quick else 180.0)
+    return RunConfig(
+        targets=tuple(targets),
+        workloads=tuple(args.workloads),
+        counts=counts,
+        body_size=args.body_size,
+        timeout=timeout,
+        fsync=args.fsync,
+        quick=args.quick,
+    )
+
+
+def run_scenario(scenario: Scenario, progress: object, console: object) -> list[Measurement]:
+    from rich.progress import Progress
+
+    assert isinstance(progress, Progress)
+    outcomes: list[PhaseOutcome] = []
+    reports: Reports = {}
+    for build in scenario.phases:
+        phase = build(reports)
+        title = f"{scenario.target} · {scenario.label}"
+        if phase.title:
+            title += f" {phase.title}"
+        task = progress.add_task(f"{title} · {scenario.client}", total=phase.progress_total or None)
+        outcome = run_phase(phase, on_progress=lambda n, t=task: progress.update(t, completed=n))
+        progress.update(task, visible=False)
+        outcomes.append(outcome)
+        reports.update(outcome.reports)
+        if outcome.first_error():
+            break
+    while len(outcomes) < len(scenario.phases):  # phases never reached
+        outcomes.append(PhaseOutcome(reports={}, aborted="an earlier phase failed"))
+    return scenario.evaluate(outcomes)
+
+
+def format_value(m: Measurement) -> str:
+    if not m.ok or m.value is None:
+        return m.status
+    unit = m.info.unit
+    if unit in ("µs", "ms", "MiB"):
+        return f"{m.value:,.1f} {unit}"
+    return f"{m.value:,.0f} {unit}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from benchmarks import report
+    from benchmarks.sysinfo import machine_info
+    from benchmarks.targets import make_target
+
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(args)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out: Path = args.out or RESULTS_ROOT / stamp
+    out.mkdir(parents=True, exist_ok=True)
+    log_dir = out / "logs"
+    log_dir.mkdir(exist_ok=True)
+    console = Console(stderr=True, highlight=False)
+
+    argv_list = list(sys.argv[1:] if argv is None else argv)
+    results = RunResults(
+        started=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        command=shlex.join(["python", "-m", "benchmarks", *argv_list]),
+        config=cfg.to_json(),
+        machine=machine_info(),
+    )
+    console.print(f"[bold]minibroker benchmarks[/] → {out}")
+    console.print(
+        f"targets {', '.join(cfg.targets)} · workloads {', '.join(cfg.workloads)} · "
+        f"body {cfg.body_size} B{' · quick' if cfg.quick else ''}"
+    )
+    # the checksums the receivers must reach, computed once up front
+    for n in {cfg.counts.queue, cfg.counts.fanout, cfg.counts.log}:
+        expected_checksum(n, cfg.body_size)
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    with progress:
+        for name in cfg.targets:
+            target = make_target(name, cfg, log_dir)
+            try:
+                reason = target.setup()
+            except Exception as exc:
+                reason = f"set-up failed: {type(exc).__name__}: {exc}"
+            if reason:
+                line = f"{name}: skipped — {reason}"
+                results.skipped.append(line)
+                console.print(f"[yellow]SKIP[/] {line}")
+                target.teardown()
+                continue
+            try:
+                results.versions.update(target.versions())
+                results.notes[name] = target.notes()
+                for workload in cfg.workloads:
+                    impls = target.impls(workload)
+                    if not impls:
+                        console.print(f"[dim]{name}: {workload} not part of this target[/]")
+                        continue
+                    for impl in impls:
+                        for scenario in BUILDERS[workload](name, impl, cfg):
+                            measured = run_scenario(scenario, progress, console)
+                            results.measurements.extend(measured)
+                            for m in measured:
+                                style = "green" if m.ok else "bold red"
+                                tail = f" — {m.detail}" if m.detail and not m.ok else ""
+                                console.print(
+                                    f"[{style}]{m.status:>6}[/] {name:<18} "
+                                    f"{METRICS[m.metric].title:<34} {format_value(m):>18}  "
+                                    f"[dim]{m.client}[/]{tail}"
+                                )
+            finally:
+                target.teardown()
+
+    results.finished = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    results.save(out / "results.json")
+    (out / "results.md").write_text(report.render_markdown(results))
+    if not args.no_plots:
+        try:
+            for path in report.render_plots(results, out):
+                console.print(f"[dim]plot {path}[/]")
+        except ImportError as exc:
+            console.print(f"[yellow]no plots: {exc}[/]")
+    report.print_summary(results, console)
+    console.print(f"results: {out / 'results.md'}")
+    failed = results.failed()
+    if failed:
+        console.print(f"[bold red]{len(failed)} FAILED measurement(s)[/]")
+        return 1
+    return 0

@@ -1,0 +1,294 @@
+"""The disk log store: a directory of segments, opened with crash recovery.
+
+A log directory holds, for each segment, ``<base offset>.log`` and
+``<base offset>.index`` (see :mod:`minibroker.storage.segment`), plus a
+``.lock`` file that keeps a second process (or a second open in this one) from
+writing the same log.
+
+Opening a directory is recovery, every time (there is no "clean shutdown"
+shortcut, so there is one code path to trust):
+
+1. older segments are trusted, after a cheap check (index well-formed, last
+   records valid and ending where the next segment begins); a missing or
+   corrupt index is rebuilt by scanning;
+2. the newest segment is scanned record by record and truncated after its last
+   valid record, which removes a torn write or a corrupt tail;
+3. should an *older* segment fail its check (real disk damage, since a
+   segment is fsynced before a newer one is created), it is treated like the
+   newest: cut to its valid prefix, and the segments after it are deleted,
+   because offsets must stay dense. This is what Kafka does too.
+
+The outcome is in :attr:`SegmentedLog.recovery` and logged on the
+``minibroker.storage`` logger.
+
+Durability is the caller's to orchestrate: :meth:`SegmentedLog.append` writes
+without fsync; the server calls :meth:`SegmentedLog.sync` once for every
+append that arrived while the previous sync ran (group commit). Only
+structural changes fsync on their own: a segment is fsynced (data and index)
+when it is rolled over, and the directory when segment files are created or
+deleted.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from dataclasses import dataclass
+from typing import Final
+
+from minibroker.core.errors import StorageError
+from minibroker.storage import fileio
+from minibroker.storage.chain import DEFAULT_SEGMENT_BYTES, SegmentChain, check_segment_bytes
+from minibroker.storage.segment import (
+    DEFAULT_INDEX_INTERVAL_BYTES,
+    INDEX_SUFFIX,
+    LOG_SUFFIX,
+    FileSegment,
+    segment_file_name,
+)
+
+log = logging.getLogger("minibroker.storage")
+
+LOCK_FILE_NAME: Final = ".lock"
+_DIGITS: Final = 20
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    """What opening a log directory found and repaired."""
+
+    #: Segments in the log after recovery.
+    segments: int
+    #: Records in the log after recovery.
+    records: int
+    #: Bytes cut off damaged segments, including the bytes of segments removed.
+    bytes_truncated: int
+    #: Segments deleted because an older segment before them was damaged.
+    segments_removed: int = 0
+
+
+class SegmentedLog(SegmentChain[FileSegment]):
+    """A :class:`~minibroker.storage.store.LogStore` kept in a directory of segment files.
+
+    Create or reopen one with :meth:`open`.
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        segments: list[FileSegment],
+        segment_bytes: int,
+        index_interval_bytes: int,
+        recovery: RecoveryReport,
+        lock_fd: int,
+    ) -> None:
+        super().__init__(segments, segment_bytes)
+        self.directory = directory
+        self.index_interval_bytes = index_interval_bytes
+        #: What :meth:`open` found and repaired.
+        self.recovery = recovery
+        self._lock_fd = lock_fd
+
+    @classmethod
+    def open(
+        cls,
+        directory: str | os.PathLike[str],
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        index_interval_bytes: int = DEFAULT_INDEX_INTERVAL_BYTES,
+        start_offset: int = 0,
+    ) -> SegmentedLog:
+        """Open the log in ``directory`` (created if missing), recovering it.
+
+        ``start_offset`` is the first offset of a brand-new log and is ignored
+        when the directory already holds segments.
+        """
+        check_segment_bytes(segment_bytes)
+        if index_interval_bytes < 1:
+            raise ValueError("index_interval_bytes must be at least 1")
+        if start_offset < 0:
+            raise ValueError("start_offset must not be negative")
+        path = os.fspath(directory)
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            raise fileio.storage_error(exc, "creating", path) from exc
+        lock_fd = _lock_directory(path)
+        try:
+            segments, report = _recover(path, index_interval_bytes, start_offset)
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        store = cls(path, segments, segment_bytes, index_interval_bytes, report, lock_fd)
+        log.info(
+            "opened log %s: %d segments, offsets [%d, %d), %d bytes",
+            path,
+            store.segment_count,
+            store.first_offset,
+            store.next_offset,
+            store.size_bytes,
+        )
+        return store
+
+    # -- SegmentChain hooks ------------------------------------------------------
+
+    def _create_segment(self, base_offset: int) -> FileSegment:
+        segment = FileSegment.create(self.directory, base_offset, self.index_interval_bytes)
+        try:
+            fileio.fsync_directory(self.directory)
+        except OSError as exc:
+            segment.delete()
+            raise fileio.storage_error(exc, "syncing", self.directory) from exc
+        return segment
+
+    def _seal_segment(self, segment: FileSegment) -> None:
+        segment.seal()
+
+    def _delete_segment(self, segment: FileSegment) -> None:
+        segment.delete()
+
+    def _after_deletions(self) -> None:
+        try:
+            fileio.fsync_directory(self.directory)
+        except OSError as exc:
+            raise fileio.storage_error(exc, "syncing", self.directory) from exc
+
+    # -- durability and lifecycle ------------------------------------------------
+
+    def sync(self) -> None:
+        """fdatasync the active segment (older ones were synced when they were sealed)."""
+        self._check_open()
+        self._segments[-1].sync()
+
+    def close(self) -> None:
+        """Write index files, sync, close every file and release the directory lock."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            for segment in self._segments:
+                segment.close()
+        finally:
+            os.close(self._lock_fd)
+
+    def destroy(self) -> None:
+        """Close, delete every segment and the lock file, and remove the directory if empty."""
+        was_open = not self._closed
+        self._closed = True
+        for segment in self._segments:
+            segment.delete()
+        if was_open:
+            os.close(self._lock_fd)
+        try:
+            os.unlink(os.path.join(self.directory, LOCK_FILE_NAME))
+        except FileNotFoundError:
+            pass
+        try:
+            os.rmdir(self.directory)
+        except OSError:
+            pass  # something else lives there; leave it
+
+
+def _lock_directory(path: str) -> int:
+    """Take an exclusive lock on the directory's lock file; fail fast if it is taken."""
+    lock_path = os.path.join(path, LOCK_FILE_NAME)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as exc:
+        raise fileio.storage_error(exc, "opening", lock_path) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise StorageError(f"log {path} is already open", path=path) from None
+    return fd
+
+
+def _base_offsets(path: str, suffix: str) -> list[int]:
+    """Base offsets of the files named ``<20 digits><suffix>`` in ``path``, sorted."""
+    try:
+        names = os.listdir(path)
+    except OSError as exc:
+        raise fileio.storage_error(exc, "listing", path) from exc
+    return sorted(
+        int(name[:_DIGITS])
+        for name in names
+        if name.endswith(suffix) and len(name) == _DIGITS + len(suffix) and name[:_DIGITS].isdigit()
+    )
+
+
+def _recover(
+    path: str, index_interval_bytes: int, start_offset: int
+) -> tuple[list[FileSegment], RecoveryReport]:
+    """Open every segment of the log in ``path`` (see the module docstring)."""
+    bases = _base_offsets(path, LOG_SUFFIX)
+    _remove_orphan_indexes(path, set(bases))
+    if not bases:
+        segment = FileSegment.create(path, start_offset, index_interval_bytes)
+        try:
+            fileio.fsync_directory(path)
+        except OSError as exc:
+            segment.delete()
+            raise fileio.storage_error(exc, "syncing", path) from exc
+        return [segment], RecoveryReport(segments=1, records=0, bytes_truncated=0)
+
+    segments: list[FileSegment] = []
+    truncated = 0
+    removed = 0
+    try:
+        for i, base in enumerate(bases):
+            if i + 1 < len(bases):
+                sealed = FileSegment.open_sealed(path, base, index_interval_bytes, bases[i + 1])
+                if sealed is not None:
+                    segments.append(sealed)
+                    continue
+                log.error(
+                    "segment %s is damaged; cutting it to its valid records and "
+                    "deleting the %d segments after it",
+                    base,
+                    len(bases) - i - 1,
+                )
+            segment, cut = FileSegment.recover(path, base, index_interval_bytes)
+            segments.append(segment)
+            truncated += cut
+            if cut:
+                log.warning("cut %d bytes of torn or corrupt records off %s", cut, segment.log_path)
+            for later in bases[i + 1 :]:
+                truncated += _delete_segment_files(path, later)
+                removed += 1
+            break
+        if removed:
+            fileio.fsync_directory(path)
+    except OSError as exc:
+        for segment in segments:
+            segment.release()
+        raise fileio.storage_error(exc, "recovering", path) from exc
+    except BaseException:
+        for segment in segments:
+            segment.release()
+        raise
+    records = segments[-1].next_offset - segments[0].base_offset
+    return segments, RecoveryReport(len(segments), records, truncated, removed)
+
+
+def _delete_segment_files(path: str, base: int) -> int:
+    """Delete one segment's files without opening it; return the bytes deleted."""
+    deleted = 0
+    for suffix in (LOG_SUFFIX, INDEX_SUFFIX):
+        file_path = os.path.join(path, segment_file_name(base, suffix))
+        try:
+            if suffix == LOG_SUFFIX:
+                deleted = os.path.getsize(file_path)
+            os.unlink(file_path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise fileio.storage_error(exc, "deleting", file_path) from exc
+    return deleted
+
+
+def _remove_orphan_indexes(path: str, bases: set[int]) -> None:
+    """Index files whose segment is gone (a crash during retention) are deleted."""
+    for base in _base_offsets(path, INDEX_SUFFIX):
+        if base not in bases:
+            _delete_segment_files(path, base)

@@ -1,0 +1,445 @@
+"""One segment on disk: ``<base offset>.log`` holding frames, ``<base offset>.index`` indexing them.
+
+Both file names are the segment's base offset as 20 zero-padded digits
+(``00000000000000001000.log``), so a directory listing sorts in log order and
+the base offset of every segment is known without opening it.
+
+Three ways to get a segment, matching the three states a segment can be in:
+
+- :meth:`FileSegment.create`: a new, empty active segment;
+- :meth:`FileSegment.open_sealed`: an older segment, written in full and
+  fsynced when it was rolled over. It is trusted (not rescanned) but checked
+  cheaply: its index must be well-formed and its last records must be valid
+  and end exactly where the next segment begins. Failing that, it is scanned
+  in full and its index rebuilt; if even that fails it is reported damaged;
+- :meth:`FileSegment.recover`: the newest segment, which a crash may have
+  left with a torn or corrupt tail. It is scanned record by record and cut
+  back to the last valid one.
+
+The index of the active segment lives in memory and is written to its file
+when the segment is sealed or closed; recovery never needs it, because the
+newest segment is always rescanned.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from bisect import bisect_left
+from typing import Final
+
+from minibroker.core.errors import StorageError, StorageFull
+from minibroker.storage import fileio
+from minibroker.storage.index import SparseIndex
+from minibroker.storage.record import (
+    FRAME_HEADER_SIZE,
+    MAX_FRAME_SIZE,
+    MIN_FRAME_LENGTH,
+    CorruptRecord,
+    EncodedBatch,
+    Record,
+    decode_records,
+    frame_size_at,
+    peek_offset,
+    span_frames,
+    walk_valid_frames,
+)
+
+log = logging.getLogger("minibroker.storage")
+
+#: Default spacing of sparse index entries, in bytes of log (Kafka's default too).
+DEFAULT_INDEX_INTERVAL_BYTES: Final = 4096
+LOG_SUFFIX: Final = ".log"
+INDEX_SUFFIX: Final = ".index"
+
+#: Bounds of one ``pread`` while stepping over frames during a read.
+_MIN_WINDOW: Final = 4096
+_MAX_WINDOW: Final = 1024 * 1024
+_NO_LIMIT: Final = 1 << 62
+_OPEN_FLAGS: Final = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
+
+
+def segment_file_name(base_offset: int, suffix: str) -> str:
+    """``00000000000000000042.log`` for base offset 42."""
+    return f"{base_offset:020d}{suffix}"
+
+
+class FileSegment:
+    """A segment file, its sparse index, and the facts about it kept in memory."""
+
+    __slots__ = (
+        "_failed",
+        "_fd",
+        "_index",
+        "_index_dirty",
+        "_unsynced",
+        "base_offset",
+        "first_timestamp_ms",
+        "index_path",
+        "last_timestamp_ms",
+        "log_path",
+        "next_offset",
+        "size_bytes",
+    )
+
+    def __init__(self, directory: str, base_offset: int, fd: int, index_interval_bytes: int) -> None:
+        self.base_offset = base_offset
+        self.next_offset = base_offset
+        self.size_bytes = 0
+        self.first_timestamp_ms: int | None = None
+        self.last_timestamp_ms: int | None = None
+        self.log_path = os.path.join(directory, segment_file_name(base_offset, LOG_SUFFIX))
+        self.index_path = os.path.join(directory, segment_file_name(base_offset, INDEX_SUFFIX))
+        self._fd = fd
+        self._index = SparseIndex(index_interval_bytes)
+        self._index_dirty = False
+        self._unsynced = False
+        #: Set when a failed write could not be undone; the segment refuses appends.
+        self._failed: StorageError | None = None
+
+    # -- getting a segment ---------------------------------------------------------
+
+    @classmethod
+    def create(cls, directory: str, base_offset: int, index_interval_bytes: int) -> FileSegment:
+        """Create the empty file of a new active segment (the caller fsyncs the directory)."""
+        path = os.path.join(directory, segment_file_name(base_offset, LOG_SUFFIX))
+        try:
+            fd = os.open(path, _OPEN_FLAGS | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as exc:
+            raise fileio.storage_error(exc, "creating", path) from exc
+        return cls(directory, base_offset, fd, index_interval_bytes)
+
+    @classmethod
+    def open_sealed(
+        cls, directory: str, base_offset: int, index_interval_bytes: int, expected_next_offset: int
+    ) -> FileSegment | None:
+        """Open an older segment that should end just before ``expected_next_offset``.
+
+        Returns None when the segment is damaged (its records do not run
+        validly from its base offset to ``expected_next_offset``).
+        """
+        segment = cls._open_existing(directory, base_offset, index_interval_bytes)
+        try:
+            if segment._load_sealed(expected_next_offset):
+                return segment
+        except BaseException:
+            segment.release()
+            raise
+        segment.release()
+        return None
+
+    @classmethod
+    def recover(
+        cls, directory: str, base_offset: int, index_interval_bytes: int
+    ) -> tuple[FileSegment, int]:
+        """Open the newest segment, cutting it back to its last valid record.
+
+        Returns the segment and the number of bytes cut off its tail.
+        """
+        segment = cls._open_existing(directory, base_offset, index_interval_bytes)
+        try:
+            file_size = os.fstat(segment._fd).st_size
+            data = segment._read_range(0, file_size)
+            valid_bytes = segment._load_from_scan(data)
+            cut = file_size - valid_bytes
+            if cut:
+                os.ftruncate(segment._fd, valid_bytes)
+                os.fsync(segment._fd)
+        except OSError as exc:
+            segment.release()
+            raise fileio.storage_error(exc, "recovering", segment.log_path) from exc
+        except BaseException:
+            segment.release()
+            raise
+        segment._index_dirty = True
+        return segment, cut
+
+    @classmethod
+    def _open_existing(cls, directory: str, base_offset: int, index_interval_bytes: int) -> FileSegment:
+        path = os.path.join(directory, segment_file_name(base_offset, LOG_SUFFIX))
+        try:
+            fd = os.open(path, _OPEN_FLAGS)
+        except OSError as exc:
+            raise fileio.storage_error(exc, "opening", path) from exc
+        return cls(directory, base_offset, fd, index_interval_bytes)
+
+    def _load_sealed(self, expected_next_offset: int) -> bool:
+        try:
+            self.size_bytes = os.fstat(self._fd).st_size
+        except OSError as exc:
+            raise fileio.storage_error(exc, "opening", self.log_path) from exc
+        index = self._read_index_file()
+        if index is not None and self._check_tail(index, expected_next_offset):
+            self._index = index
+            return True
+        log.warning("rebuilding the index of %s", self.log_path)
+        valid_bytes = self._load_from_scan(self._read_range(0, self.size_bytes))
+        if valid_bytes != self.size_bytes or self.next_offset != expected_next_offset:
+            return False
+        try:
+            self._write_index_file()
+        except (StorageError, StorageFull) as exc:  # the in-memory index is enough to serve
+            log.warning("could not rewrite %s: %s", self.index_path, exc)
+        return True
+
+    def _check_tail(self, index: SparseIndex, expected_next_offset: int) -> bool:
+        """Cheap trust check of a sealed segment: its last records are valid and end it."""
+        relative, position = index.entry(len(index) - 1) if len(index) else (0, 0)
+        tail = self._read_range(position, self.size_bytes - position)
+        last = None
+        for frame in walk_valid_frames(tail, self.base_offset + relative):
+            last = frame
+        if (
+            last is None
+            or last.position + last.size != len(tail)
+            or last.offset + 1 != expected_next_offset
+        ):
+            return False
+        try:
+            first = self._record_at(0)
+        except CorruptRecord:
+            return False
+        if first.offset != self.base_offset or first.timestamp_ms > last.timestamp_ms:
+            return False
+        self.next_offset = expected_next_offset
+        self.first_timestamp_ms = first.timestamp_ms
+        self.last_timestamp_ms = last.timestamp_ms
+        return True
+
+    def _load_from_scan(self, data: bytes) -> int:
+        """Take offsets, timestamps and index from a full scan; return the valid byte count."""
+        sizes: list[int] = []
+        first_timestamp = last_timestamp = None
+        for frame in walk_valid_frames(data, self.base_offset):
+            sizes.append(frame.size)
+            if first_timestamp is None:
+                first_timestamp = frame.timestamp_ms
+            last_timestamp = frame.timestamp_ms
+        self._index = SparseIndex(self._index.interval_bytes)
+        self._index.add_batch(0, 0, sizes)
+        self.size_bytes = sum(sizes)
+        self.next_offset = self.base_offset + len(sizes)
+        self.first_timestamp_ms = first_timestamp
+        self.last_timestamp_ms = last_timestamp
+        return self.size_bytes
+
+    # -- append --------------------------------------------------------------------
+
+    def append(self, batch: EncodedBatch, timestamp_ms: int) -> None:
+        """Write the batch with one unbuffered write; on failure leave the file as it was."""
+        if self._failed is not None:
+            raise self._failed
+        position = self.size_bytes
+        try:
+            fileio.write_all(self._fd, batch.data, position)
+        except OSError as exc:
+            error = fileio.storage_error(exc, "appending to", self.log_path)
+            self._undo_write(position, error)
+            raise error from exc
+        self._index.add_batch(self.next_offset - self.base_offset, position, batch.frame_sizes)
+        self.size_bytes += len(batch.data)
+        self.next_offset += len(batch.frame_sizes)
+        if self.first_timestamp_ms is None:
+            self.first_timestamp_ms = timestamp_ms
+        self.last_timestamp_ms = timestamp_ms
+        self._index_dirty = True
+        self._unsynced = True
+
+    def _undo_write(self, position: int, error: StorageError) -> None:
+        """Cut off whatever part of a failed write reached the file."""
+        try:
+            os.ftruncate(self._fd, position)
+        except OSError as exc:
+            log.error("cannot undo a failed write to %s: %s", self.log_path, exc)
+            self._failed = StorageError(
+                f"{self.log_path} may hold a partial write; reopen the log to recover it",
+                path=self.log_path,
+            )
+            self._failed.__cause__ = error
+
+    # -- read ----------------------------------------------------------------------
+
+    def read(
+        self, offset: int, max_records: int, max_bytes: int, at_least_one: bool
+    ) -> tuple[bytes, int]:
+        """Whole frames from ``offset``, found with the sparse index then a short scan."""
+        relative = offset - self.base_offset
+        entry_relative, position = self._index.floor(relative)
+        if entry_relative < relative:
+            to_skip = relative - entry_relative
+            position, skipped, _ = self._walk(position, to_skip, _NO_LIMIT, False)
+            if skipped != to_skip:
+                raise self._corrupt(f"offset {offset} is missing")
+        end, count, window = self._walk(position, max_records, max_bytes, at_least_one)
+        if not count:
+            return b"", 0
+        length = end - position
+        if length == len(window):
+            data = window
+        elif length < len(window):
+            data = window[:length]
+        else:
+            data = self._read_range(position, length)
+        if peek_offset(data, 0) != offset:  # the index led us astray: never serve wrong offsets
+            raise self._corrupt(f"the index does not lead to offset {offset}")
+        return data, count
+
+    def _walk(
+        self, start: int, max_records: int, max_bytes: int, at_least_one: bool
+    ) -> tuple[int, int, bytes]:
+        """Step over frames from ``start`` like :func:`span_frames`, reading windows from the file.
+
+        Returns ``(end, count, first window read)``; the window starts at
+        ``start`` and usually covers the whole span, sparing a second read.
+        """
+        end = start
+        count = 0
+        first_window = b""
+        while count < max_records and end < self.size_bytes:
+            budget = max_bytes - (end - start)
+            window = self._read_range(end, self._window_size(end, max_records - count, budget))
+            if end == start:
+                first_window = window
+            used, taken = span_frames(window, 0, max_records - count, budget, at_least_one and not count)
+            end += used
+            count += taken
+            if count >= max_records or end >= self.size_bytes:
+                break
+            # span_frames stopped early: the next frame is over budget or runs past the window.
+            size = frame_size_at(window, used) or frame_size_at(self._read_range(end, 4), 0)
+            if size is None or size < 4 + MIN_FRAME_LENGTH or end + size > self.size_bytes:
+                raise self._corrupt(f"bad frame length at byte {end}")
+            if end + size - start > max_bytes and (count or not at_least_one):
+                break
+            end += size
+            count += 1
+        return end, count, first_window
+
+    def _window_size(self, position: int, records: int, budget: int) -> int:
+        """How much to read to see ``records`` more frames: a guess from the average frame size."""
+        average = self.size_bytes // max(1, self.next_offset - self.base_offset)
+        guess = max((records + 1) * average, _MIN_WINDOW)
+        return min(self.size_bytes - position, max(budget, FRAME_HEADER_SIZE), guess, _MAX_WINDOW)
+
+    def _read_range(self, position: int, length: int) -> bytes:
+        try:
+            data = os.pread(self._fd, length, position)
+            while len(data) < length:
+                more = os.pread(self._fd, length - len(data), position + len(data))
+                if not more:
+                    break
+                data += more
+        except OSError as exc:
+            raise fileio.storage_error(exc, "reading", self.log_path) from exc
+        return data
+
+    def _record_at(self, position: int) -> Record:
+        size = frame_size_at(self._read_range(position, 4), 0)
+        if size is None or size > MAX_FRAME_SIZE or position + size > self.size_bytes:
+            raise CorruptRecord(f"bad frame length at byte {position}")
+        return decode_records(self._read_range(position, size))[0]
+
+    def _corrupt(self, problem: str) -> StorageError:
+        log.error("%s is corrupt: %s", self.log_path, problem)
+        return StorageError(f"{self.log_path} is corrupt: {problem}", path=self.log_path)
+
+    # -- time ------------------------------------------------------------------------
+
+    def offset_for_timestamp(self, timestamp_ms: int) -> int | None:
+        """First offset with a timestamp >= ``timestamp_ms``, found by bisecting the index.
+
+        Timestamps never decrease, so the records at the index entries are
+        sorted by time too: a bisect over them (one small read per probe)
+        narrows the search to the stretch between two entries, which is then
+        scanned.
+        """
+        if self.last_timestamp_ms is None or self.last_timestamp_ms < timestamp_ms:
+            return None
+        if self.first_timestamp_ms is not None and self.first_timestamp_ms >= timestamp_ms:
+            return self.base_offset
+        entries = len(self._index)
+        later = bisect_left(
+            range(entries),
+            timestamp_ms,
+            key=lambda i: self._record_at(self._index.entry(i)[1]).timestamp_ms,
+        )
+        relative, start = self._index.entry(later - 1) if later else (0, 0)
+        stop = self._index.entry(later)[1] if later < entries else self.size_bytes
+        for frame in walk_valid_frames(self._read_range(start, stop - start), self.base_offset + relative):
+            if frame.timestamp_ms >= timestamp_ms:
+                return frame.offset
+        if later < entries:
+            return self.base_offset + self._index.entry(later)[0]
+        raise self._corrupt(f"no record at or after timestamp {timestamp_ms}")
+
+    # -- durability and lifecycle ------------------------------------------------------
+
+    def seal(self) -> None:
+        """Make this segment final before a newer one exists: index file written, all fsynced."""
+        self._write_index_file()
+        self.sync()
+
+    def sync(self) -> None:
+        """fdatasync the log file if anything was appended since the last sync."""
+        if not self._unsynced:
+            return
+        try:
+            fileio.datasync(self._fd)
+        except OSError as exc:
+            raise fileio.storage_error(exc, "syncing", self.log_path) from exc
+        self._unsynced = False
+
+    def close(self) -> None:
+        """Write the index, sync and close. Safe to call twice."""
+        if self._fd < 0:
+            return
+        try:
+            if self._failed is None:
+                if self._index_dirty:
+                    self._write_index_file()
+                self.sync()
+        finally:
+            self.release()
+
+    def delete(self) -> None:
+        """Remove both files (the caller fsyncs the directory), then close."""
+        for path in (self.log_path, self.index_path):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise fileio.storage_error(exc, "deleting", path) from exc
+        self.release()
+
+    def release(self) -> None:
+        """Close the file without writing the index or syncing (cleanup after a failure)."""
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+    # -- the index file ------------------------------------------------------------
+
+    def _read_index_file(self) -> SparseIndex | None:
+        try:
+            with open(self.index_path, "rb") as file:
+                data = file.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("cannot read %s: %s", self.index_path, exc)
+            return None
+        return SparseIndex.from_bytes(data, self._index.interval_bytes, self.size_bytes)
+
+    def _write_index_file(self) -> None:
+        """Rewrite the index file from memory and fsync it."""
+        try:
+            fd = os.open(self.index_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                fileio.write_all(fd, self._index.to_bytes(), 0)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise fileio.storage_error(exc, "writing", self.index_path) from exc
+        self._index_dirty = False

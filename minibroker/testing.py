@@ -1,0 +1,169 @@
+"""Testing helpers and the pytest plugin (registered through the pytest11 entry point).
+
+Two ways to put a broker under a test:
+
+* Trio tests get an in-process broker (no socket, memory storage, started in
+  about a millisecond) through the ``minibroker_broker`` and ``minibroker_client``
+  fixtures. With pytest-trio's MockClock (``autojump_threshold=0``) every
+  timeout in the broker is instant: the broker reads only the Trio clock.
+* Synchronous and asyncio code gets a real TCP server running in a thread:
+  ``run_in_thread()`` as a context manager, or the session-wide
+  ``minibroker_server`` fixture with ``minibroker_url``, which carries a fresh
+  namespace for each test so queue and topic names never collide between tests.
+
+``ThreadedBroker.advance(seconds)`` moves the threaded server's clock forward
+(a test-only clock) so visibility timeouts, TTLs and deadlines can be tested
+from plain code without waiting.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from minibroker.client.trio_client import Client
+from minibroker.config import ServerConfig
+from minibroker.embedded import EmbeddedBroker, open_broker
+from minibroker.server.app import BrokerServer
+
+_namespace_counter = itertools.count(1)
+
+
+class ThreadedBroker:
+    """A broker server running in its own thread with its own Trio run."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.clock = trio.testing.MockClock(rate=1.0)
+        self.server = BrokerServer(config)
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="minibroker-server", daemon=True)
+
+    @property
+    def port(self) -> int:
+        assert self.server.port is not None
+        return self.server.port
+
+    @property
+    def url(self) -> str:
+        scheme = "minibrokers" if self.config.tls_cert else "minibroker"
+        return f"{scheme}://{self.config.host}:{self.port}"
+
+    def url_for(self, namespace: str) -> str:
+        """The URL of this broker with a namespace selected."""
+        return f"{self.url}?namespace={namespace}"
+
+    def start(self) -> None:
+        """Start the server thread; returns once the broker accepts connections."""
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise RuntimeError("the threaded broker failed to start") from self._error
+
+    def _main(self) -> None:
+        async def run() -> None:
+            self._token = trio.lowlevel.current_trio_token()
+            await self.server.run(task_status=_Started(self._ready))
+
+        try:
+            trio.run(run, clock=self.clock)
+        except BaseException as exc:  # reported to the starting thread
+            self._error = exc
+            self._ready.set()
+
+    def advance(self, seconds: float) -> None:
+        """Jump the broker's clock forward; due timeouts fire at once."""
+
+        def jump() -> None:
+            self.clock.jump(seconds)
+            self.server.timers.poke_now()
+
+        self._run_in_loop(jump)
+
+    def _run_in_loop(self, fn: Any) -> Any:
+        assert self._token is not None
+        return trio.from_thread.run_sync(fn, trio_token=self._token)
+
+    def stop(self) -> None:
+        """Shut the server down gracefully and wait for its thread to end."""
+        if self._token is not None and self._thread.is_alive():
+            with suppress(trio.RunFinishedError):
+                self._run_in_loop(self.server.shutdown)
+        self._thread.join(timeout=30)
+
+
+class _Started:
+    """Adapts ``task_status.started`` to a threading.Event for the starting thread."""
+
+    def __init__(self, ready: threading.Event) -> None:
+        self._ready = ready
+
+    def started(self, value: object = None) -> None:
+        self._ready.set()
+
+
+@contextmanager
+def run_in_thread(config: ServerConfig | None = None, **overrides: Any) -> Iterator[ThreadedBroker]:
+    """Serve a broker on a free port in a background thread for sync/asyncio code.
+
+    with run_in_thread() as broker:
+        with minibroker.connect_sync(broker.url) as mb: ...
+    """
+    base = config or ServerConfig(port=0)
+    threaded = ThreadedBroker(replace(base, **overrides) if overrides else base)
+    threaded.start()
+    try:
+        yield threaded
+    finally:
+        threaded.stop()
+
+
+def fresh_namespace(prefix: str = "test") -> str:
+    """A namespace name unique within this process."""
+    return f"{prefix}-{next(_namespace_counter)}"
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+async def minibroker_broker() -> AsyncIterator[EmbeddedBroker]:
+    """An in-process broker for this (Trio) test, memory storage, no socket."""
+    async with open_broker() as broker:
+        yield broker
+
+
+@pytest.fixture
+async def minibroker_client(minibroker_broker: EmbeddedBroker) -> AsyncIterator[Client]:
+    """An in-process client connected to ``minibroker_broker``."""
+    async with minibroker_broker.connect() as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def minibroker_server() -> Iterator[ThreadedBroker]:
+    """One TCP broker for the whole test session, in a background thread."""
+    with run_in_thread() as threaded:
+        yield threaded
+
+
+@pytest.fixture
+def minibroker_namespace() -> str:
+    """A fresh namespace name for this test."""
+    return fresh_namespace()
+
+
+@pytest.fixture
+def minibroker_url(minibroker_server: ThreadedBroker, minibroker_namespace: str) -> str:
+    """URL of the session broker with this test's own namespace selected."""
+    return minibroker_server.url_for(minibroker_namespace)
