@@ -27,10 +27,6 @@ from benchmarks.workloads import BUILDERS, Scenario
 RESULTS_ROOT = Path(__file__).resolve().parent / "results"
 
 
-def _csv(choices: Sequence[str]) -> argparse._StoreAction | None:  # pragma: no cover - doc only
-    return None
-
-
 def _parse_list(value: str, choices: Sequence[str], what: str) -> tuple[str, ...]:
     items = tuple(x.strip().lower() for x in value.split(",") if x.strip())
     unknown = [x for x in items if x not in choices]

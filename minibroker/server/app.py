@@ -90,6 +90,7 @@ class BrokerServer:
         """Serve until ``shutdown()`` is called; ``task_status.started`` once ready."""
         config = self.config
         self.broker.clock.epoch_offset = time.time() - trio.current_time()
+        self._recover_namespaces()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self.timers.run)
@@ -111,6 +112,15 @@ class BrokerServer:
                 await self._graceful_close(listeners, connections)
             nursery.cancel_scope.cancel()
         self.stopped.set()
+
+    def _recover_namespaces(self) -> None:
+        """Open every namespace found in the data directory, so durable queues and
+        logs are recovered (and their recovery logged) before the first client."""
+        from minibroker.server.datadir import DataDirectory
+
+        if isinstance(self.broker.storage, DataDirectory):
+            for namespace in self.broker.storage.existing_namespaces():
+                self.broker.namespace(namespace)
 
     def shutdown(self) -> None:
         """Ask the server to stop (idempotent); ``run`` returns once it has."""

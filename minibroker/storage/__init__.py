@@ -1,0 +1,45 @@
+"""Append-only logs: the segmented store on disk and its in-memory twin.
+
+Synchronous and free of Trio: the server decides when to call in (and when
+to fsync), this package only keeps bytes safe and finds them again.
+
+- :mod:`~minibroker.storage.record`: the record format (also the wire format of log reads)
+- :mod:`~minibroker.storage.store`: the :class:`LogStore` interface
+- :mod:`~minibroker.storage.chain`: segments in order: append, read, retention
+- :mod:`~minibroker.storage.memory`: :class:`MemoryLog`
+- :mod:`~minibroker.storage.index`, :mod:`~minibroker.storage.segment`,
+  :mod:`~minibroker.storage.commitlog`: :class:`SegmentedLog` on disk
+- :mod:`~minibroker.storage.fileio`: the system calls, and the test seam for them
+
+See docs/storage.md for the design and the byte formats.
+"""
+
+from minibroker.storage.chain import DEFAULT_SEGMENT_BYTES
+from minibroker.storage.commitlog import RecoveryReport, SegmentedLog
+from minibroker.storage.memory import MemoryLog
+from minibroker.storage.record import (
+    CorruptRecord,
+    Entry,
+    Record,
+    decode_records,
+    encode_records,
+    scan_valid_prefix,
+)
+from minibroker.storage.segment import DEFAULT_INDEX_INTERVAL_BYTES
+from minibroker.storage.store import LogStore, RecordBatch
+
+__all__ = [
+    "DEFAULT_INDEX_INTERVAL_BYTES",
+    "DEFAULT_SEGMENT_BYTES",
+    "CorruptRecord",
+    "Entry",
+    "LogStore",
+    "MemoryLog",
+    "Record",
+    "RecordBatch",
+    "RecoveryReport",
+    "SegmentedLog",
+    "decode_records",
+    "encode_records",
+    "scan_valid_prefix",
+]

@@ -114,7 +114,9 @@ class SegmentChain(ABC, Generic[S]):
         return self._closed
 
     def timestamp_range(self) -> tuple[int, int] | None:
-        first = next((s.first_timestamp_ms for s in self._segments if s.first_timestamp_ms is not None), None)
+        first = next(
+            (s.first_timestamp_ms for s in self._segments if s.first_timestamp_ms is not None), None
+        )
         last = self._last_timestamp()
         if first is None or last is None:
             return None
@@ -216,9 +218,15 @@ class SegmentChain(ABC, Generic[S]):
         try:
             while len(self._segments) > 1:  # never the active segment
                 oldest = self._segments[0]
-                last = oldest.last_timestamp_ms
-                too_old = retention_ms is not None and last is not None and now_ms - last > retention_ms
-                too_big = retention_bytes is not None and size - oldest.size_bytes >= retention_bytes
+                newest_ms = oldest.last_timestamp_ms
+                too_old = (
+                    retention_ms is not None
+                    and newest_ms is not None
+                    and now_ms - newest_ms > retention_ms
+                )
+                too_big = (
+                    retention_bytes is not None and size - oldest.size_bytes >= retention_bytes
+                )
                 if not (too_old or too_big):
                     break
                 self._delete_segment(oldest)

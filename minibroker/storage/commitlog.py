@@ -31,6 +31,7 @@ deleted.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -179,14 +180,10 @@ class SegmentedLog(SegmentChain[FileSegment]):
             segment.delete()
         if was_open:
             os.close(self._lock_fd)
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(self.directory, LOCK_FILE_NAME))
-        except FileNotFoundError:
-            pass
-        try:
+        with contextlib.suppress(OSError):  # something else lives there: leave it
             os.rmdir(self.directory)
-        except OSError:
-            pass  # something else lives there; leave it
 
 
 def _lock_directory(path: str) -> int:

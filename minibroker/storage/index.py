@@ -22,7 +22,7 @@ import sys
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from itertools import accumulate
+from itertools import accumulate, pairwise
 from typing import Final
 
 ENTRY_SIZE: Final = 8
@@ -52,7 +52,9 @@ class SparseIndex:
         """The i-th stored entry as ``(relative offset, position)``."""
         return self._relative_offsets[i], self._positions[i]
 
-    def add_batch(self, first_relative: int, first_position: int, frame_sizes: Sequence[int]) -> None:
+    def add_batch(
+        self, first_relative: int, first_position: int, frame_sizes: Sequence[int]
+    ) -> None:
         """Index a batch of frames written at ``first_position``.
 
         An entry is added for the first record that starts at least
@@ -106,7 +108,9 @@ class SparseIndex:
         index = cls(interval_bytes)
         index._relative_offsets = interleaved[0::2]
         index._positions = interleaved[1::2]
-        if not (_strictly_increasing(index._relative_offsets) and _strictly_increasing(index._positions)):
+        if not _strictly_increasing(index._relative_offsets):
+            return None
+        if not _strictly_increasing(index._positions):
             return None
         if index._positions and (
             index._relative_offsets[0] == 0
@@ -118,4 +122,4 @@ class SparseIndex:
 
 
 def _strictly_increasing(values: array[int]) -> bool:
-    return all(a < b for a, b in zip(values, values[1:]))
+    return all(a < b for a, b in pairwise(values))

@@ -79,7 +79,7 @@ class ScanResult(NamedTuple):
     """What :func:`scan_valid_prefix` found."""
 
     valid_bytes: int
-    count: int
+    record_count: int
     last_offset: int | None
 
 

@@ -82,7 +82,9 @@ class FileSegment:
         "size_bytes",
     )
 
-    def __init__(self, directory: str, base_offset: int, fd: int, index_interval_bytes: int) -> None:
+    def __init__(
+        self, directory: str, base_offset: int, fd: int, index_interval_bytes: int
+    ) -> None:
         self.base_offset = base_offset
         self.next_offset = base_offset
         self.size_bytes = 0
@@ -155,7 +157,9 @@ class FileSegment:
         return segment, cut
 
     @classmethod
-    def _open_existing(cls, directory: str, base_offset: int, index_interval_bytes: int) -> FileSegment:
+    def _open_existing(
+        cls, directory: str, base_offset: int, index_interval_bytes: int
+    ) -> FileSegment:
         path = os.path.join(directory, segment_file_name(base_offset, LOG_SUFFIX))
         try:
             fd = os.open(path, _OPEN_FLAGS)
@@ -245,7 +249,7 @@ class FileSegment:
         self._index_dirty = True
         self._unsynced = True
 
-    def _undo_write(self, position: int, error: StorageError) -> None:
+    def _undo_write(self, position: int, error: Exception) -> None:
         """Cut off whatever part of a failed write reached the file."""
         try:
             os.ftruncate(self._fd, position)
@@ -300,7 +304,8 @@ class FileSegment:
             window = self._read_range(end, self._window_size(end, max_records - count, budget))
             if end == start:
                 first_window = window
-            used, taken = span_frames(window, 0, max_records - count, budget, at_least_one and not count)
+            first = at_least_one and not count
+            used, taken = span_frames(window, 0, max_records - count, budget, first)
             end += used
             count += taken
             if count >= max_records or end >= self.size_bytes:
@@ -365,7 +370,8 @@ class FileSegment:
         )
         relative, start = self._index.entry(later - 1) if later else (0, 0)
         stop = self._index.entry(later)[1] if later < entries else self.size_bytes
-        for frame in walk_valid_frames(self._read_range(start, stop - start), self.base_offset + relative):
+        stretch = self._read_range(start, stop - start)
+        for frame in walk_valid_frames(stretch, self.base_offset + relative):
             if frame.timestamp_ms >= timestamp_ms:
                 return frame.offset
         if later < entries:

@@ -1,0 +1,84 @@
+"""The ``--data-dir`` layout: where durable queues and logs keep their segments.
+
+    DATA_DIR/
+      namespaces/
+        default/                 the "" namespace
+          logs/events/           one SegmentedLog directory per log
+            00000000000000000000.log
+            00000000000000000000.index
+          queues/jobs/           one journal (also a SegmentedLog) per durable queue
+        ns.tenant-a/             namespace "tenant-a"
+
+Names are percent-encoded where the file system would misread them ("/",
+a leading "."), so any valid queue or log name maps to exactly one directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+from minibroker.storage import DEFAULT_SEGMENT_BYTES, LogStore, SegmentedLog
+from minibroker.storage.fileio import fsync_directory
+
+DEFAULT_NAMESPACE_DIR = "default"
+NAMESPACE_PREFIX = "ns."
+
+
+def encode_name(name: str) -> str:
+    """A file-system-safe, reversible directory name for ``name``."""
+    encoded = quote(name, safe="-_.@+=,")
+    if encoded.startswith("."):
+        encoded = "%2E" + encoded[1:]
+    return encoded
+
+
+def namespace_dir_name(namespace: str) -> str:
+    return NAMESPACE_PREFIX + namespace if namespace else DEFAULT_NAMESPACE_DIR
+
+
+class DataDirectory:
+    """The StorageOpener for a data directory (see core/namespace.py)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _kind_dir(self, namespace: str, kind: str) -> Path:
+        return self.root / "namespaces" / namespace_dir_name(namespace) / f"{kind}s"
+
+    def path_of(self, namespace: str, kind: str, name: str) -> Path:
+        return self._kind_dir(namespace, kind) / encode_name(name)
+
+    def open(self, namespace: str, kind: str, name: str, *, segment_bytes: int | None) -> LogStore:
+        return SegmentedLog.open(
+            self.path_of(namespace, kind, name),
+            segment_bytes=segment_bytes or DEFAULT_SEGMENT_BYTES,
+        )
+
+    def existing(self, namespace: str, kind: str) -> list[str]:
+        directory = self._kind_dir(namespace, kind)
+        if not directory.is_dir():
+            return []
+        return sorted(unquote(entry.name) for entry in directory.iterdir() if entry.is_dir())
+
+    def existing_namespaces(self) -> list[str]:
+        """Namespaces that have something on disk (recovered at start-up)."""
+        directory = self.root / "namespaces"
+        if not directory.is_dir():
+            return []
+        found = []
+        for entry in sorted(directory.iterdir()):
+            if entry.name == DEFAULT_NAMESPACE_DIR:
+                found.append("")
+            elif entry.name.startswith(NAMESPACE_PREFIX):
+                found.append(entry.name[len(NAMESPACE_PREFIX) :])
+        return found
+
+    def remove(self, namespace: str, kind: str, name: str) -> None:
+        path = self.path_of(namespace, kind, name)
+        shutil.rmtree(path, ignore_errors=True)
+        if path.parent.is_dir():
+            fsync_directory(str(path.parent))
