@@ -111,6 +111,10 @@ def _unpack(body: bytes) -> Any:
         raise ProtocolError("frame holds more than one msgpack value") from exc
     except (ValueError, msgpack.UnpackException, RecursionError) as exc:
         raise ProtocolError(f"frame is not valid msgpack: {exc}") from exc
+    except TypeError as exc:
+        # A map whose key is an array or a map: valid msgpack, but unhashable
+        # in Python, so it can never be a frame.
+        raise ProtocolError(f"frame has a map key that is not a scalar: {exc}") from exc
 
 
 class FrameDecoder:
@@ -137,6 +141,9 @@ class FrameDecoder:
             yield decode_request(value)
 
 
+_REQUEST_DECODERS = {op: DECODERS[op] for op in REQUESTS}
+
+
 def decode_request(value: object) -> object:
     """Map one decoded msgpack value to a request dataclass or an InvalidFrame."""
     if type(value) is not dict:
@@ -146,7 +153,7 @@ def decode_request(value: object) -> object:
     op = value.get("op")
     if type(op) is not str:
         return InvalidFrame(request_id, BadRequest("frame has no string 'op' field"))
-    decoder = DECODERS.get(op) if op in REQUESTS else None
+    decoder = _REQUEST_DECODERS.get(op)
     if decoder is None:
         return InvalidFrame(request_id, UnknownOp(f"unknown op {op!r}"))
     if request_id is None:

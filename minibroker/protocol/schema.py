@@ -184,7 +184,8 @@ def checker_for(annotation: object) -> Checker:
         def check_nested(value: object, path: str) -> object:
             if type(value) is not dict:
                 raise _fail(path, "a map", value)
-            return nested(value, path)
+            # Inner fields are named "messages[0].body", not "messages[0]body".
+            return nested(value, path + ".")
 
         return check_nested
     raise TypeError(f"unsupported annotation in a frame: {annotation!r}")
@@ -197,31 +198,46 @@ def compile_decoder(cls: type[T]) -> Callable[[dict[Any, Any], str], T]:
     (the registry already used it to pick the class).
     """
     hints = typing.get_type_hints(cls)
-    plan: list[tuple[str, Checker, bool, object]] = []
+    # (name, exact type accepted without a call, checker, required)
+    plan: list[tuple[str, type | None, Checker, bool]] = []
     for field in dataclasses.fields(cls):  # type: ignore[arg-type]
         if not field.init:
             continue
         required = (
             field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
         )
-        default: object = field.default
-        if field.default_factory is not dataclasses.MISSING:
-            default = field.default_factory
-        plan.append((field.name, checker_for(hints[field.name]), required, default))
+        annotation = hints[field.name]
+        plan.append((field.name, _exact_type(annotation), checker_for(annotation), required))
 
     def decode(raw: dict[Any, Any], path: str = "") -> T:
         values: dict[str, object] = {}
-        for name, check, required, _default in plan:
-            if name in raw:
-                value = raw[name]
-                if value is None and not required:
-                    continue
-                values[name] = check(value, f"{path}{name}")
-            elif required:
-                raise BadRequest(f"missing required field {path + name!r}")
+        get = raw.get
+        for name, exact, check, required in plan:
+            value = get(name)
+            if value is None:
+                if required:
+                    raise BadRequest(f"missing required field {path + name!r}")
+                continue
+            # The common case (the value already has the exact type) costs one
+            # comparison; anything else goes through the full checker.
+            if type(value) is not exact:
+                value = check(value, path + name)
+            values[name] = value
         return cls(**values)
 
     return decode
+
+
+def _exact_type(annotation: object) -> type | None:
+    """The one Python type a value may have to skip its checker, if there is one."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        non_none = [a for a in get_args(annotation) if a is not type(None)]
+        if len(non_none) != 1:
+            return None
+        annotation = non_none[0]
+    if annotation in (str, int, bool, float, bytes):
+        return annotation
+    return None
 
 
 def to_wire(value: object) -> object:

@@ -1,0 +1,75 @@
+"""One queued message, as the queue and its journal hold it.
+
+A ``Message`` object is created once, when the message enters the queue, and
+then only moves: from the ready deque to the in-flight table (fetch), back to
+the front of the deque (nack, visibility timeout, disconnect), or out (ack,
+expiry, dead-lettering...). Nothing is copied per delivery, which is what
+keeps a fetch-and-ack cycle down to a few dictionary operations.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from minibroker.core.queues import Lease
+
+#: ``expires_at`` of a message that never expires.
+NEVER: float = math.inf
+
+
+class Message:
+    """A message in a queue (ready, in flight or delayed).
+
+    The fields a consumer sees are ``body``, ``headers``, ``published_at``
+    (wall-clock milliseconds), ``delivery_count`` and, while the message is
+    in flight, ``delivery_id``. Objects returned by a fetch stay owned by the
+    queue: read them right away, before calling into the queue again (a
+    redelivery reuses the object with a new id and count).
+    """
+
+    __slots__ = (
+        "body",
+        "delivery_count",
+        "delivery_id",
+        "expires_at",
+        "headers",
+        "jid",
+        "lease",
+        "published_at",
+        "seq",
+    )
+
+    def __init__(
+        self,
+        body: bytes,
+        headers: dict[str, str] | None,
+        published_at: int,
+        expires_at: float = NEVER,
+        delivery_count: int = 0,
+        seq: int = -1,
+        jid: int = -1,
+    ) -> None:
+        self.body = body
+        self.headers = headers
+        #: Publish time, milliseconds since the Unix epoch.
+        self.published_at = published_at
+        #: When the message expires, on the broker's ``now`` clock (``NEVER`` if no TTL).
+        self.expires_at = expires_at
+        #: How many times it has been delivered (0 until its first fetch).
+        self.delivery_count = delivery_count
+        #: The id of its current delivery (meaningful only while in flight).
+        self.delivery_id = 0
+        #: The fetch it was delivered in, while in flight.
+        self.lease: Lease | None = None
+        #: Publish order, kept across restarts (durable queues; -1 otherwise).
+        self.seq = seq
+        #: Offset of the journal record that holds it (durable queues; -1 otherwise).
+        self.jid = jid
+
+    def __repr__(self) -> str:
+        return (
+            f"Message(body={self.body[:32]!r}, count={self.delivery_count}, "
+            f"delivery_id={self.delivery_id}, published_at={self.published_at})"
+        )

@@ -1,0 +1,238 @@
+"""Both log stores against a reference model, driven by Hypothesis state machines.
+
+The reference is a plain list of records plus the segment layout, which is
+fully determined by the frame sizes and the roll rule, so even retention can
+be predicted exactly. The disk machine also closes and reopens the log.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
+
+from minibroker.core.errors import OffsetOutOfRange
+from minibroker.storage import MemoryLog, SegmentedLog
+from minibroker.storage.record import Entry, Record, decode_records, encode_records
+from minibroker.storage.store import LogStore
+
+STATEFUL_SETTINGS = settings(max_examples=int(__import__("os").environ.get("SM_EX", 40)), stateful_step_count=25, deadline=None)
+
+entry = st.tuples(
+    st.none() | st.binary(max_size=8),
+    st.none() | st.dictionaries(st.sampled_from("abc"), st.text(max_size=4), max_size=2),
+    st.binary(max_size=120),
+)
+
+
+@dataclass
+class ModelSegment:
+    base: int
+    size: int = 0
+    count: int = 0
+    last_ts: int | None = None
+
+
+@dataclass
+class Model:
+    """What any correct store must hold after the same operations."""
+
+    segment_bytes: int
+    start: int = 0
+    records: list[Record] = field(default_factory=list)  # retained records, oldest first
+    segments: list[ModelSegment] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.segments.append(ModelSegment(self.start))
+
+    @property
+    def first_offset(self) -> int:
+        return self.segments[0].base
+
+    @property
+    def next_offset(self) -> int:
+        return self.segments[-1].base + self.segments[-1].count
+
+    def last_ts(self) -> int:
+        return next((s.last_ts for s in reversed(self.segments) if s.last_ts is not None), 0)
+
+    def append(self, batch: list[Entry], ts: int) -> int:
+        first = self.next_offset
+        if not batch:
+            return first
+        ts = max(ts, self.last_ts())
+        size = len(encode_records(first, ts, batch))
+        active = self.segments[-1]
+        if active.size and active.size + size > self.segment_bytes:
+            active = ModelSegment(first)
+            self.segments.append(active)
+        active.size += size
+        active.count += len(batch)
+        active.last_ts = ts
+        self.records += [Record(first + i, ts, *e) for i, e in enumerate(batch)]
+        return first
+
+    def enforce_retention(self, now: int, max_bytes: int | None, max_ms: int | None) -> int:
+        removed = 0
+        while len(self.segments) > 1:
+            oldest = self.segments[0]
+            total = sum(s.size for s in self.segments)
+            old = max_ms is not None and oldest.last_ts is not None and now - oldest.last_ts > max_ms
+            big = max_bytes is not None and total - oldest.size >= max_bytes
+            if not (old or big):
+                break
+            self.segments.pop(0)
+            removed += oldest.count
+        self.records = self.records[removed:]
+        return removed
+
+    def offset_for_timestamp(self, ts: int) -> int:
+        return next((r.offset for r in self.records if r.timestamp_ms >= ts), self.next_offset)
+
+    def frame_size(self, record: Record) -> int:
+        return len(encode_records(record.offset, record.timestamp_ms, [record_entry(record)]))
+
+
+def record_entry(record: Record) -> Entry:
+    return record.key, record.headers, record.body
+
+
+class LogMachine(RuleBasedStateMachine):
+    """Rules shared by both stores; subclasses say how to make (and reopen) one."""
+
+    store: LogStore
+    model: Model
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = 1_000
+
+    def make_store(self, segment_bytes: int, index_interval: int, start: int) -> LogStore:
+        raise NotImplementedError
+
+    @initialize(
+        segment_bytes=st.integers(40, 1200),
+        index_interval=st.integers(1, 300),
+        start=st.sampled_from([0, 0, 7, 2**40]),
+    )
+    def setup(self, segment_bytes: int, index_interval: int, start: int) -> None:
+        self.model = Model(segment_bytes, start)
+        self.store = self.make_store(segment_bytes, index_interval, start)
+
+    @rule(batch=st.lists(entry, max_size=6), step=st.integers(-20, 50))
+    def append(self, batch: list[Entry], step: int) -> None:
+        self.clock = max(0, self.clock + step)  # may go backwards: the store clamps
+        assert self.store.append(batch, self.clock) == self.model.append(batch, self.clock)
+
+    @rule(data=st.data(), max_records=st.integers(1, 12), max_bytes=st.integers(0, 700))
+    def read(self, data: st.DataObject, max_records: int, max_bytes: int) -> None:
+        model = self.model
+        offset = data.draw(st.integers(model.first_offset, model.next_offset), label="offset")
+        batch = self.store.read(offset, max_records, max_bytes)
+        got = decode_records(batch.data)
+        i = offset - model.first_offset
+        assert got == model.records[i : i + batch.count]
+        assert batch.count == len(got)
+        assert batch.next_offset == offset + batch.count
+        assert batch.count <= max_records
+        if offset < model.next_offset:
+            assert batch.count >= 1  # at least one, whatever max_bytes says
+        assert len(batch.data) <= max_bytes or batch.count == 1
+        # ... and as many as the limits allow (reads span segment boundaries).
+        stopped_by_bytes = batch.next_offset < model.next_offset and len(
+            batch.data
+        ) + model.frame_size(model.records[i + batch.count]) > max(max_bytes, 0)
+        assert batch.count == max_records or batch.next_offset == model.next_offset or stopped_by_bytes
+
+    @rule(data=st.data())
+    def read_out_of_range(self, data: st.DataObject) -> None:
+        model = self.model
+        below = st.integers(0, model.first_offset - 1) if model.first_offset else st.nothing()
+        offset = data.draw(below | st.integers(model.next_offset + 1, model.next_offset + 5))
+        with pytest.raises(OffsetOutOfRange) as caught:
+            self.store.read(offset, 1, 100)
+        assert caught.value.details["first_offset"] == model.first_offset
+        assert caught.value.details["next_offset"] == model.next_offset
+
+    @rule(delta=st.integers(-30, 30))
+    def offset_for_timestamp(self, delta: int) -> None:
+        ts = self.clock + delta
+        assert self.store.offset_for_timestamp(ts) == self.model.offset_for_timestamp(ts)
+
+    @rule(
+        age=st.integers(0, 200),
+        max_bytes=st.none() | st.integers(0, 3000),
+        max_ms=st.none() | st.integers(0, 150),
+    )
+    def enforce_retention(self, age: int, max_bytes: int | None, max_ms: int | None) -> None:
+        now = self.clock + age
+        expected = self.model.enforce_retention(now, max_bytes, max_ms)
+        assert self.store.enforce_retention(now, max_bytes, max_ms) == expected
+
+    @rule()
+    def sync(self) -> None:
+        self.store.sync()
+
+    @rule()
+    def iterate(self) -> None:
+        assert list(self.store.iter_records()) == self.model.records
+
+    @invariant()
+    def bounds_match(self) -> None:
+        model = self.model
+        assert self.store.first_offset == model.first_offset
+        assert self.store.next_offset == model.next_offset
+        assert self.store.segment_count == len(model.segments)
+        assert self.store.size_bytes == sum(s.size for s in model.segments)
+        expected_range = (
+            (model.records[0].timestamp_ms, model.records[-1].timestamp_ms)
+            if model.records
+            else None
+        )
+        assert self.store.timestamp_range() == expected_range
+
+    def teardown(self) -> None:
+        if hasattr(self, "store"):
+            self.store.destroy()
+
+
+class MemoryLogMachine(LogMachine):
+    def make_store(self, segment_bytes: int, index_interval: int, start: int) -> LogStore:
+        return MemoryLog(segment_bytes=segment_bytes, start_offset=start)
+
+
+class DiskLogMachine(LogMachine):
+    root: Path  # set by the test, one directory per test run
+
+    def make_store(self, segment_bytes: int, index_interval: int, start: int) -> LogStore:
+        self.directory = tempfile.mkdtemp(dir=self.root)
+        self.options = {"segment_bytes": segment_bytes, "index_interval_bytes": index_interval}
+        return SegmentedLog.open(self.directory, start_offset=start, **self.options)
+
+    @rule()
+    def reopen(self) -> None:
+        self.store.close()
+        reopened = SegmentedLog.open(self.directory, **self.options)
+        self.store = reopened
+        assert reopened.recovery.bytes_truncated == 0
+        assert reopened.recovery.records == self.model.next_offset - self.model.first_offset
+
+
+def test_memory_log_matches_model() -> None:
+    run_state_machine_as_test(MemoryLogMachine, settings=STATEFUL_SETTINGS)
+
+
+def test_disk_log_matches_model(tmp_path: Path) -> None:
+    DiskLogMachine.root = tmp_path
+    run_state_machine_as_test(DiskLogMachine, settings=STATEFUL_SETTINGS)
