@@ -23,6 +23,7 @@ drivers are done and nothing arrived for ``idle_timeout`` seconds).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import time
 import traceback
@@ -178,10 +179,8 @@ async def asyncio_wait_go(ctx: RoleContext) -> None:
 async def asyncio_wait_done(ctx: RoleContext, verifier: Verifier, done: asyncio.Event) -> None:
     """Wait until ``done`` is set or the receiver has stalled."""
     while not done.is_set() and not ctx.stalled(verifier):
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), POLL_INTERVAL)
-        except TimeoutError:
-            pass
 
 
 async def asyncio_wait_stop(ctx: RoleContext) -> None:

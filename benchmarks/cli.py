@@ -163,7 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     log_dir = out / "logs"
     log_dir.mkdir(exist_ok=True)
-    console = Console(stderr=True, highlight=False)
+    # a fixed width when not on a terminal, so each result stays on one line in logs
+    console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 150)
 
     argv_list = list(sys.argv[1:] if argv is None else argv)
     results = RunResults(
@@ -206,6 +207,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results.versions.update(target.versions())
                 results.notes[name] = target.notes()
                 for workload in cfg.workloads:
+                    why_not = target.unavailable(workload)
+                    if why_not:
+                        line = f"{name}: {workload} skipped — {why_not}"
+                        results.skipped.append(line)
+                        console.print(f"[yellow]SKIP[/] {line}")
+                        continue
                     impls = target.impls(workload)
                     if not impls:
                         console.print(f"[dim]{name}: {workload} not part of this target[/]")

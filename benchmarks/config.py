@@ -25,10 +25,17 @@ class Counts:
     rr_warmup: int
 
 
-FULL = Counts(queue=100_000, fanout=100_000, log=500_000, rr_sequential=5_000,
-              rr_concurrent=20_000, rr_warmup=500)
-QUICK = Counts(queue=2_000, fanout=2_000, log=5_000, rr_sequential=200,
-               rr_concurrent=1_000, rr_warmup=20)
+FULL = Counts(
+    queue=100_000,
+    fanout=100_000,
+    log=500_000,
+    rr_sequential=5_000,
+    rr_concurrent=20_000,
+    rr_warmup=500,
+)
+QUICK = Counts(
+    queue=2_000, fanout=2_000, log=5_000, rr_sequential=200, rr_concurrent=1_000, rr_warmup=20
+)
 
 
 @dataclass(frozen=True)

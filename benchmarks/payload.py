@@ -122,7 +122,8 @@ def verify_report(report: dict[str, Any], count: int, size: int) -> tuple[str | 
     """Judge a receiver's report: (failure reason or None, remark for a passing run)."""
     distinct = int(report.get("distinct", 0))
     if distinct != count:
-        return f"lost {count - distinct} of {count} messages", ""
+        remark = f" ({report['remark']})" if report.get("remark") else ""
+        return f"lost {count - distinct} of {count} messages{remark}", ""
     if report.get("corrupt", 0):
         return f"{report['corrupt']} corrupt or unexpected bodies", ""
     if report.get("checksum") != expected_checksum(count, size):

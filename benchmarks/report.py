@@ -30,12 +30,12 @@ class Goal:
 
 
 GOALS = (
-    Goal("W1 queue ≥ 5× RabbitMQ", "queue", "rabbitmq", ">=", 5.0),
+    Goal("W1 queue ≥ 5x RabbitMQ", "queue", "rabbitmq", ">=", 5.0),
     Goal("W1 queue ≥ 150k msgs/s", "queue", None, ">=", 150_000),
     Goal("W2 fan-out ≥ NATS", "fanout", "nats", ">=", 1.0),
     Goal("W3 append ≥ Kafka-protocol peer", "log_append", "kafka", ">=", 1.0),
-    Goal("W3 replay ≥ 2.5× Kafka-protocol peer", "log_replay", "kafka", ">=", 2.5),
-    Goal("W4 p50 ≤ 0.6× NATS", "rr_latency_p50", "nats", "<=", 0.6),
+    Goal("W3 replay ≥ 2.5x Kafka-protocol peer", "log_replay", "kafka", ">=", 2.5),
+    Goal("W4 p50 ≤ 0.6x NATS", "rr_latency_p50", "nats", "<=", 0.6),
     Goal("server ready ≤ 300 ms", "startup_server", None, "<=", 300),
     Goal("embedded broker ready ≤ 5 ms", "startup_embedded", None, "<=", 5),
     Goal("idle RSS ≤ 35 MiB", "idle_rss", None, "<=", 35),
@@ -49,7 +49,7 @@ def ordered_targets(results: RunResults) -> list[str]:
 
 def fmt_number(value: float | None, unit: str) -> str:
     if value is None or math.isnan(value):
-        return "–"
+        return "-"
     if unit in ("µs", "ms", "MiB"):
         return f"{value:,.1f}" if value < 1000 else f"{value:,.0f}"
     return f"{value:,.0f}"
@@ -57,8 +57,8 @@ def fmt_number(value: float | None, unit: str) -> str:
 
 def fmt_ratio(ratio: float | None) -> str:
     if ratio is None:
-        return "–"
-    return f"{ratio:.2f}×"
+        return "-"
+    return f"{ratio:.2f}x"
 
 
 def ratio(results: RunResults, target: str, peer: str, metric: str) -> float | None:
@@ -77,7 +77,7 @@ def _clients_by(results: RunResults, target: str, metric: str) -> set[str]:
 def cell(results: RunResults, target: str, metric: str) -> str:
     best = results.best(target, metric)
     if best is None:
-        return "–"
+        return "-"
     if not best.ok:
         return "**FAILED**"
     text = fmt_number(best.value, METRICS[metric].unit)
@@ -124,7 +124,11 @@ def goal_rows(results: RunResults, target: str = "minibroker") -> list[list[str]
         mine = results.best(target, goal.metric)
         if goal.peer is None:
             value = mine.value if mine is not None and mine.ok else None
-            measured = "–" if value is None else f"{fmt_number(value, METRICS[goal.metric].unit)} {METRICS[goal.metric].unit}"
+            measured = (
+                "-"
+                if value is None
+                else f"{fmt_number(value, METRICS[goal.metric].unit)} {METRICS[goal.metric].unit}"
+            )
         else:
             value = ratio(results, target, goal.peer, goal.metric)
             measured = fmt_ratio(value)
@@ -145,8 +149,18 @@ def measurement_rows(results: RunResults) -> list[list[str]]:
         info = m.info
         value = f"{fmt_number(m.value, info.unit)} {info.unit}" if m.ok else "**FAILED**"
         extras = ", ".join(_fmt_extra(k, v) for k, v in m.extra.items())
-        rows.append([info.workload.upper(), info.title, m.target, m.client, value,
-                     f"{m.count:,}", extras, m.detail.replace("|", "/")])
+        rows.append(
+            [
+                info.workload.upper(),
+                info.title,
+                m.target,
+                m.client,
+                value,
+                f"{m.count:,}",
+                extras,
+                m.detail.replace("|", "/"),
+            ]
+        )
     return rows
 
 

@@ -9,6 +9,7 @@ is read (its own process plus any children).
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -26,10 +27,8 @@ def process_rss_mib(pid: int) -> float:
     proc = psutil.Process(pid)
     total = proc.memory_info().rss
     for child in proc.children(recursive=True):
-        try:
+        with contextlib.suppress(psutil.Error):
             total += child.memory_info().rss
-        except psutil.Error:
-            pass
     return float(total) / 2**20
 
 
@@ -55,7 +54,9 @@ def time_server_start(
                         f"server exited with code {proc.returncode}: {log_tail(log_path)}"
                     )
                 if time.perf_counter() - t0 > timeout:
-                    raise TimeoutError(f"no successful operation within {timeout:.0f}s ({last_error})")
+                    raise TimeoutError(
+                        f"no successful operation within {timeout:.0f}s ({last_error})"
+                    )
                 attempts += 1
                 try:
                     first_op()

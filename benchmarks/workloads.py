@@ -75,7 +75,9 @@ def _common(cfg: RunConfig, impl: Impl, count: int) -> dict[str, Any]:
     }
 
 
-def _failed(target: str, metrics: Sequence[str], client: str, count: int, why: str) -> list[Measurement]:
+def _failed(
+    target: str, metrics: Sequence[str], client: str, count: int, why: str
+) -> list[Measurement]:
     return [Measurement(target, m, "FAILED", None, client, count, detail=why) for m in metrics]
 
 
@@ -101,10 +103,16 @@ def queue_scenarios(target: str, impl: Impl, cfg: RunConfig) -> list[Scenario]:
     scenarios = []
     for variant in impl.variants or ("plain", "confirmed"):
         metric = "queue_confirmed" if variant == "confirmed" else "queue"
-        params = {**_common(cfg, impl, count), "queue": unique("w1"), "confirmed": variant == "confirmed"}
+        params = {
+            **_common(cfg, impl, count),
+            "queue": unique("w1"),
+            "confirmed": variant == "confirmed",
+        }
         phase = Phase(
             roles=(
-                RoleSpec("consumer", impl.roles["consumer"], params, listener=True, counts_progress=True),
+                RoleSpec(
+                    "consumer", impl.roles["consumer"], params, listener=True, counts_progress=True
+                ),
                 RoleSpec("producer", impl.roles["producer"], params),
             ),
             timeout=cfg.timeout,
@@ -254,21 +262,47 @@ def rr_scenarios(target: str, impl: Impl, cfg: RunConfig) -> list[Scenario]:
             return _failed(target, metrics, impl.client, total, error)
         req = outcomes[0].reports["requester"]
         if req.get("errors") or req.get("mismatches"):
-            why = f"{req.get('errors', 0)} failed requests, {req.get('mismatches', 0)} wrong replies"
+            why = (
+                f"{req.get('errors', 0)} failed requests, {req.get('mismatches', 0)} wrong replies"
+            )
             return _failed(target, metrics, impl.client, total, why)
         if req["seq_count"] != c.rr_sequential or req["conc_count"] != c.rr_concurrent:
-            why = f"answered {req['seq_count']}+{req['conc_count']} of {c.rr_sequential}+{c.rr_concurrent}"
+            answered = f"{req['seq_count']}+{req['conc_count']}"
+            why = f"answered {answered} of {c.rr_sequential}+{c.rr_concurrent} requests"
             return _failed(target, metrics, impl.client, total, why)
         lat = {k: float(req[k]) for k in ("p50_us", "p90_us", "p99_us", "max_us", "mean_us")}
         throughput = c.rr_concurrent / req["conc_elapsed"] if req["conc_elapsed"] > 0 else None
         return [
-            Measurement(target, "rr_latency_p50", "ok", lat["p50_us"], impl.client,
-                        c.rr_sequential, lat, impl.detail),
-            Measurement(target, "rr_latency_p99", "ok", lat["p99_us"], impl.client,
-                        c.rr_sequential, lat, impl.detail),
-            Measurement(target, "rr_throughput", "ok", throughput, impl.client, c.rr_concurrent,
-                        {"elapsed_s": req["conc_elapsed"], "in_flight": cfg.concurrency},
-                        impl.detail),
+            Measurement(
+                target,
+                "rr_latency_p50",
+                "ok",
+                lat["p50_us"],
+                impl.client,
+                c.rr_sequential,
+                lat,
+                impl.detail,
+            ),
+            Measurement(
+                target,
+                "rr_latency_p99",
+                "ok",
+                lat["p99_us"],
+                impl.client,
+                c.rr_sequential,
+                lat,
+                impl.detail,
+            ),
+            Measurement(
+                target,
+                "rr_throughput",
+                "ok",
+                throughput,
+                impl.client,
+                c.rr_concurrent,
+                {"elapsed_s": req["conc_elapsed"], "in_flight": cfg.concurrency},
+                impl.detail,
+            ),
         ]
 
     return [Scenario(target, "w4", "W4 request/reply", impl.client, [lambda _r: phase], evaluate)]
@@ -293,11 +327,21 @@ def startup_scenarios(target: str, impl: Impl, cfg: RunConfig) -> list[Scenario]
         out = []
         for metric in metrics:
             if metric in values:
-                out.append(Measurement(target, metric, "ok", values[metric], impl.client, 1,
-                                       extra, detail))
+                out.append(
+                    Measurement(target, metric, "ok", values[metric], impl.client, 1, extra, detail)
+                )
             else:
-                out.append(Measurement(target, metric, "FAILED", None, impl.client, 1,
-                                       detail=f"no {metric} in the report"))
+                out.append(
+                    Measurement(
+                        target,
+                        metric,
+                        "FAILED",
+                        None,
+                        impl.client,
+                        1,
+                        detail=f"no {metric} in the report",
+                    )
+                )
         return out
 
     return [Scenario(target, "w5", "W5 start-up", impl.client, [lambda _r: phase], evaluate)]

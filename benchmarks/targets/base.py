@@ -38,7 +38,7 @@ class Target(ABC):
     def setup(self) -> str | None:
         """Reach or start the broker. Return None when usable, else why it is skipped."""
 
-    def teardown(self) -> None:
+    def teardown(self) -> None:  # noqa: B027 - optional hook, most targets start nothing
         """Stop whatever :meth:`setup` started."""
 
     def versions(self) -> dict[str, str]:
@@ -48,6 +48,11 @@ class Target(ABC):
     def notes(self) -> list[str]:
         """How this target is configured, one sentence each, for the report."""
         return []
+
+    def unavailable(self, workload: str) -> str | None:
+        """Why this target cannot run ``workload`` yet (e.g. a client method that does not
+        exist yet); None when it can. Reported as a skip line, not as a failure."""
+        return None
 
     def impls(self, workload: str) -> list[Impl]:
         """The ways this target runs a workload; empty when it does not take part."""

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from benchmarks.child import RoleContext, asyncio_wait_done, asyncio_wait_go
 from benchmarks.config import HOST, RABBITMQ_PORT
-from benchmarks.payload import Verifier, batched, body_seq, make_bodies
+from benchmarks.payload import Verifier, batched, make_bodies
 from benchmarks.stats import RequesterTally
 from benchmarks.targets.base import Target, dist_version, port_open
 from benchmarks.workloads import Impl
@@ -94,25 +94,55 @@ class RabbitMQTarget(Target):
         pika_v, aio_v = dist_version("pika"), dist_version("aio-pika")
         if workload == "w1":
             return [
-                Impl(f"pika {pika_v} (BlockingConnection)",
-                     {"producer": f"{MODULE}:w1_producer_pika",
-                      "consumer": f"{MODULE}:w1_consumer_pika"}, params),
-                Impl(f"aio-pika {aio_v}",
-                     {"producer": f"{MODULE}:w1_producer_aio",
-                      "consumer": f"{MODULE}:w1_consumer_aio"}, params),
+                Impl(
+                    f"pika {pika_v} (BlockingConnection)",
+                    {
+                        "producer": f"{MODULE}:w1_producer_pika",
+                        "consumer": f"{MODULE}:w1_consumer_pika",
+                    },
+                    params,
+                ),
+                Impl(
+                    f"aio-pika {aio_v}",
+                    {
+                        "producer": f"{MODULE}:w1_producer_aio",
+                        "consumer": f"{MODULE}:w1_consumer_aio",
+                    },
+                    params,
+                ),
             ]
         if workload == "w2":
-            return [Impl(f"pika {pika_v} (BlockingConnection)",
-                         {"publisher": f"{MODULE}:w2_publisher_pika",
-                          "subscriber": f"{MODULE}:w2_subscriber_pika"}, params)]
+            return [
+                Impl(
+                    f"pika {pika_v} (BlockingConnection)",
+                    {
+                        "publisher": f"{MODULE}:w2_publisher_pika",
+                        "subscriber": f"{MODULE}:w2_subscriber_pika",
+                    },
+                    params,
+                )
+            ]
         if workload == "w4":
-            return [Impl(f"pika {pika_v} (BlockingConnection)",
-                         {"requester": f"{MODULE}:w4_requester_pika",
-                          "responder": f"{MODULE}:w4_responder_pika"}, params)]
+            return [
+                Impl(
+                    f"pika {pika_v} (BlockingConnection)",
+                    {
+                        "requester": f"{MODULE}:w4_requester_pika",
+                        "responder": f"{MODULE}:w4_responder_pika",
+                    },
+                    params,
+                )
+            ]
         if workload == "w5":
-            return [Impl("psutil (observed)", {"startup": f"{MODULE}:w5_observed_rss"}, params,
-                         variants=("idle_rss",),
-                         detail="running system service, observed after the other workloads")]
+            return [
+                Impl(
+                    "psutil (observed)",
+                    {"startup": f"{MODULE}:w5_observed_rss"},
+                    params,
+                    variants=("idle_rss",),
+                    detail="running system service, observed after the other workloads",
+                )
+            ]
         return []
 
 
@@ -343,12 +373,19 @@ def w5_observed_rss(ctx: RoleContext) -> dict[str, Any]:
 
     port = ctx.params["port"]
     for conn in psutil.net_connections(kind="tcp"):
-        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+        if (
+            conn.status == psutil.CONN_LISTEN
+            and conn.laddr
+            and conn.laddr.port == port
+            and conn.pid
+        ):
             proc = psutil.Process(conn.pid)
             rss = proc.memory_info().rss / 2**20
             ctx.ready()
-            return {"metrics": {"idle_rss": rss},
-                    "detail": f"{proc.name()} pid {conn.pid}, observed, not launched"}
+            return {
+                "metrics": {"idle_rss": rss},
+                "detail": f"{proc.name()} pid {conn.pid}, observed, not launched",
+            }
     raise RuntimeError(f"no process found listening on port {port}")
 
 
@@ -379,15 +416,20 @@ async def _w1_producer_aio(ctx: RoleContext) -> dict[str, Any]:
         t_start = time.perf_counter()
         if confirmed:
             for chunk in batched(bodies, int(p["confirm_window"])):
-                await asyncio.gather(*(
-                    exchange.publish(aio_pika.Message(b, delivery_mode=transient), routing_key=queue)
-                    for b in chunk
-                ))
+                await asyncio.gather(
+                    *(
+                        exchange.publish(
+                            aio_pika.Message(b, delivery_mode=transient), routing_key=queue
+                        )
+                        for b in chunk
+                    )
+                )
                 ctx.check_deadline()
         else:
             for i, body in enumerate(bodies):
-                await exchange.publish(aio_pika.Message(body, delivery_mode=transient),
-                                       routing_key=queue)
+                await exchange.publish(
+                    aio_pika.Message(body, delivery_mode=transient), routing_key=queue
+                )
                 if i % 1000 == 0:
                     ctx.check_deadline()
         t_end = time.perf_counter()

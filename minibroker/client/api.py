@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 from minibroker.client.protocol import Call
 from minibroker.client.pushes import PushParser
+from minibroker.client.rpc import AsyncRpcMethods, SyncRpcMethods
+from minibroker.client.topics import AsyncTopicMethods, SyncTopicMethods
 
 T = TypeVar("T")
 
@@ -51,13 +53,13 @@ class SyncTransport(abc.ABC):
         """A ``with`` context yielding an iterable Subscription (see AsyncTransport)."""
 
 
-class AsyncMethods(AsyncTransport):
+class AsyncMethods(AsyncRpcMethods, AsyncTopicMethods, AsyncTransport):
     async def ping(self, data: bytes | None = None) -> bytes | None:
         """Round trip to the broker; returns ``data`` back."""
         return await self._call(ping_call(data))
 
 
-class SyncMethods(SyncTransport):
+class SyncMethods(SyncRpcMethods, SyncTopicMethods, SyncTransport):
     def ping(self, data: bytes | None = None) -> bytes | None:
         """Round trip to the broker; returns ``data`` back."""
         return self._call(ping_call(data))

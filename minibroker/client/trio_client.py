@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any, Generic, TypeVar
 
@@ -73,11 +73,30 @@ class Subscription(Generic[T]):
         self.sub_id: int | None = None
         self.dropped = 0
         self.info: Any = None
+        self._abandoned = False
 
     async def _start(self) -> None:
-        self.info = await self._client._call(self._call)
-        self.sub_id = int(self.info["sub"])
-        self._client._subscriptions[self.sub_id] = self
+        try:
+            await self._client._call(self._call, on_reply=self._register)
+        except BaseException:
+            # Cancelled (or failed) while subscribing: never leave the broker
+            # pushing to a subscription nobody reads.
+            self._abandoned = True
+            if self.sub_id is not None:
+                self._client._subscriptions.pop(self.sub_id, None)
+                self._client._post(Call("unsubscribe", {"sub": self.sub_id}))
+            raise
+
+    def _register(self, result: Any) -> None:
+        """Run by the reader as the reply arrives, before it reads the next frame:
+        the first pushes may share a chunk with the reply and must find us."""
+        sub_id = int(result["sub"])
+        if self._abandoned:
+            self._client._post(Call("unsubscribe", {"sub": sub_id}))
+            return
+        self.info = result
+        self.sub_id = sub_id
+        self._client._subscriptions[sub_id] = self
 
     def _feed(self, push: Push) -> None:
         if push.op == "notice":
@@ -161,6 +180,8 @@ class Client(AsyncMethods):
         self._stream = stream
         self._protocol = ClientProtocol()
         self._pending: dict[int, _Waiter] = {}
+        #: Request id -> hook the reader runs on a successful reply (subscribe calls).
+        self._on_reply: dict[int, Callable[[Any], None]] = {}
         self._subscriptions: dict[int, Subscription[Any]] = {}
         self._outbox: list[bytes] = []
         self._outbox_ready = trio.Event()
@@ -174,12 +195,16 @@ class Client(AsyncMethods):
 
     # -------------------------------------------------------- the transport
 
-    async def _call(self, call: Call[T]) -> T:
+    async def _call(
+        self, call: Call[T], *, on_reply: Callable[[Any], None] | None = None
+    ) -> T:
         if self._closed is not None:
             raise connection_lost(str(self._closed))
         request_id, data = self._protocol.encode(call)
         waiter = _Waiter()
         self._pending[request_id] = waiter
+        if on_reply is not None:
+            self._on_reply[request_id] = on_reply
         self._outbox.append(data)
         self._outbox_ready.set()
         try:
@@ -189,6 +214,12 @@ class Client(AsyncMethods):
         if waiter.error is not None:
             raise waiter.error
         return call.parse(waiter.result)
+
+    def _post(self, call: Call[Any]) -> None:
+        """Send ``call`` without waiting; its answer is ignored (cleanup on cancellation)."""
+        if self._closed is None:
+            self._outbox.append(self._protocol.encode(call)[1])
+            self._outbox_ready.set()
 
     def _subscription(self, call: Call[Any], parser: PushParser[T]) -> _SubscriptionContext[T]:
         return _SubscriptionContext(Subscription(self, call, parser, self._max_pending))
@@ -203,6 +234,9 @@ class Client(AsyncMethods):
                     return
                 for event in protocol.receive_data(data):
                     if type(event) is Reply:
+                        hook = self._on_reply.pop(event.id, None)
+                        if hook is not None and event.error is None:
+                            hook(event.result)
                         waiter = self._pending.get(event.id)
                         if waiter is not None:
                             waiter.result = event.result

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from minibroker.core.logs import Logs
 from minibroker.core.peer import Peer
+from minibroker.core.queues import Queues
+from minibroker.core.rpc import RequestRouter
+from minibroker.core.topics import Topics
 
 if TYPE_CHECKING:
     from minibroker.core.broker import Broker
@@ -56,6 +60,18 @@ class Namespace:
         self.name = name
         self.broker = broker
         self.models: list[Model] = []
+        #: Work queues (first: topics bind to queues, and recovery runs here).
+        self.queues = Queues(self)
+        self.models.append(self.queues)
+        #: Topics: push subscriptions, groups, bindings into the queues above.
+        self.topics = Topics(self)
+        self.models.append(self.topics)
+        #: Request/reply: responders, pending requests, deadlines.
+        self.rpc = RequestRouter(self)
+        self.models.append(self.rpc)
+        #: Logs: append-only, offset-addressed, replayable (recovered from disk here).
+        self.logs = Logs(self)
+        self.models.append(self.logs)
 
     def disconnect(self, peer: Peer, now: float) -> None:
         for model in self.models:

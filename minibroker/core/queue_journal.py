@@ -120,8 +120,9 @@ def _unpack_ids(body: bytes) -> tuple[int, ...]:
 
 @dataclass(slots=True)
 class CompactionSettings:
-    """Knobs of :meth:`QueueJournal.compact` (tests shrink them)."""
+    """Journal sizes and the knobs of :meth:`QueueJournal.compact` (tests shrink them)."""
 
+    segment_bytes: int = JOURNAL_SEGMENT_BYTES
     check_bytes: int = COMPACT_CHECK_BYTES
     min_bytes: int = COMPACT_MIN_BYTES
     live_ratio: float = COMPACT_LIVE_RATIO
@@ -216,7 +217,8 @@ class QueueJournal:
                 m.seq if replace else -1,
                 m.published_at,
                 to_ms(m.expires_at),
-                m.delivery_count,
+                # deliveries that ended: an in-flight delivery may still be acked
+                m.delivery_count - 1 if m.lease is not None else m.delivery_count,
             )
             entries.append((key, m.headers, m.body))
             size += len(m.body)

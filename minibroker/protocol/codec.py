@@ -39,6 +39,17 @@ class ProtocolError(BadFrame):
     """The byte stream is malformed; the connection has to be closed."""
 
 
+class FrameTooLarge(ProtocolError):
+    """A length prefix above the limit, refused before the body is read.
+
+    Still a ``ProtocolError`` (the stream cannot be resynchronised without
+    reading the body), but with the ``too_large`` code of the error
+    vocabulary, so the peer learns to raise the limit or split its batch.
+    """
+
+    code = "too_large"
+
+
 @dataclass(frozen=True, slots=True)
 class InvalidFrame:
     """A readable frame that is not a valid request; answer ``error`` and go on.
@@ -76,7 +87,7 @@ class RawFrameDecoder:
 
     def _check_length(self, length: int) -> None:
         if length > self._max_frame_bytes:
-            raise ProtocolError(
+            raise FrameTooLarge(
                 f"frame of {length} bytes exceeds the limit of {self._max_frame_bytes} bytes",
                 limit=self._max_frame_bytes,
             )

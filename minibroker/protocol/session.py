@@ -276,6 +276,8 @@ class Session:
     # ------------------------------------------------------------- output
 
     def _write(self, data: bytes) -> None:
+        # One call per frame (a push encoder's batch counts as one frame).
+        self.stats.frames_out += 1
         self._out.append(data)
         self._out_bytes += len(data)
 

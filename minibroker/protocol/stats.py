@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 @dataclass(slots=True)
 class ProtocolStats:
     frames_in: int = 0
+    #: Frames queued for sending: responses, errors, goodbyes and push frames.
+    frames_out: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
     errors: dict[str, int] = field(default_factory=dict)

@@ -33,7 +33,9 @@ from minibroker.protocol.stats import ProtocolStats
 from minibroker.server.connection import Connection
 from minibroker.server.durability import GroupCommit
 from minibroker.server.metrics import BrokerCollector, make_registry, serve_metrics
+from minibroker.server.rpc_metrics import rpc_metrics as _rpc_metrics  # noqa: F401 (registers)
 from minibroker.server.timers import TimerService
+from minibroker.server.topic_metrics import topic_metrics as _topic_metrics  # noqa: F401
 
 log = logging.getLogger("minibroker.server")
 
@@ -145,7 +147,7 @@ class BrokerServer:
 
     def _log_start(self) -> None:
         config = self.config
-        where = f"{config.host}:{self.port}" if config.listen else "in-process only"
+        where = _host_port(config.host, self.port) if config.listen else "in-process only"
         log.info(
             "minibroker %s listening on %s (tls=%s, auth=%s, data_dir=%s, fsync=%s, "
             "max_frame_bytes=%d, max_connections=%d, metrics=%s)",
@@ -157,7 +159,9 @@ class BrokerServer:
             config.fsync,
             config.max_frame_bytes,
             config.max_connections,
-            f"{config.metrics_host}:{self.metrics_port}" if self.metrics_port else "off",
+            f"http://{_host_port(config.metrics_host, self.metrics_port)}/metrics"
+            if self.metrics_port is not None
+            else "off",
         )
 
     # --------------------------------------------------------- connections
@@ -206,6 +210,10 @@ class BrokerServer:
         log.info("connection %d opened from %s", conn_id, peer_name)
         try:
             await connection.run()
+        except Exception:
+            # A bug met by one connection ends that connection, never the server.
+            log.exception("connection %d from %s failed", conn_id, peer_name)
+            connection.close_reason = "internal error (see the log)"
         finally:
             del self.sessions[conn_id]
             log.info(
@@ -237,6 +245,11 @@ async def _refuse(stream: trio.abc.Stream, current: int, limit: int) -> None:
                 pack_frame({"op": "error", "code": error.code, "message": error.message})
             )
     await trio.aclose_forcefully(stream)
+
+
+def _host_port(host: str, port: int | None) -> str:
+    """``host:port``, with an IPv6 address in brackets so the port stays unambiguous."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _peer_name(stream: trio.SocketStream) -> str:

@@ -28,6 +28,14 @@ from minibroker.protocol.session import Session
 log = logging.getLogger("minibroker.server")
 
 READ_CHUNK = 65536
+#: Seconds a closing connection gets to deliver its last frames (an error, a
+#: ``bye``, answers to requests sent before EOF) to a peer that may not read.
+CLOSE_FLUSH_SECONDS = 5.0
+#: Bytes read and discarded after a close, so the peer sees the goodbye
+#: instead of a reset (closing a socket with unread input sends RST).
+LINGER_DISCARD_BYTES = 1024 * 1024
+#: Seconds to wait for the peer's EOF after our goodbye before closing anyway.
+LINGER_SECONDS = 1.0
 
 
 class Wakeup:
@@ -69,6 +77,10 @@ class Connection:
         self._drained = Wakeup()
         session.wakeup = self._wakeup.set
         self.close_reason = "client closed the connection"
+        #: Set once the reader has stopped (EOF or closing): the writer sends
+        #: what is already answered, then ends the connection.
+        self._input_done = False
+        self._reader_done = trio.Event()
 
     async def run(self) -> None:
         """Serve until EOF, an error, a kick or cancellation; always cleans up."""
@@ -77,12 +89,20 @@ class Connection:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write_loop, nursery.cancel_scope)
                 await self._read_loop()
-                if session.closing is None:
-                    nursery.cancel_scope.cancel()
-                # else: the writer flushes the goodbye, then cancels the scope.
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            self.close_reason = f"connection lost: {exc or type(exc).__name__}"
+                # EOF, or the connection is closing and the peer's input is
+                # drained: the writer flushes what is already answered (the
+                # error or goodbye included), then cancels the scope.
+                self._input_done = True
+                self._wakeup.set()
+        except* (trio.BrokenResourceError, trio.ClosedResourceError) as group:
+            # The nursery wraps task errors in an ExceptionGroup; a peer that
+            # vanished ends this connection only, never the server.
+            if session.closing is None:
+                exc = group.exceptions[0]
+                self.close_reason = f"connection lost: {exc or type(exc).__name__}"
         finally:
+            if session.closing is not None:
+                self.close_reason = f"{session.closing.code}: {session.closing.message}"
             session.now = trio.current_time()
             session.connection_lost()
             self._after_input()
@@ -92,43 +112,64 @@ class Connection:
     async def _read_loop(self) -> None:
         session = self.session
         stream = self.stream
-        while session.closing is None:
-            while session.over_high_water and session.closing is None:
-                self._wakeup.set()
-                await self._drained.wait()
-            data = await stream.receive_some(READ_CHUNK)
-            if not data:
-                return
-            session.now = trio.current_time()
-            session.receive_data(data)
-            self._after_input()
-            if session.has_output():
-                self._wakeup.set()
-        if session.closing is not None:
-            self.close_reason = f"{session.closing.code}: {session.closing.message}"
+        discarded = 0
+        try:
+            while discarded < LINGER_DISCARD_BYTES:
+                while session.over_high_water and session.closing is None:
+                    self._wakeup.set()
+                    await self._drained.wait()
+                data = await stream.receive_some(READ_CHUNK)
+                if not data:
+                    return
+                if session.closing is not None:
+                    # Closing: read and drop the peer's remaining input, so that
+                    # our close is a clean EOF, not a reset that could destroy
+                    # the error frame or goodbye before the peer reads it.
+                    discarded += len(data)
+                    continue
+                session.now = trio.current_time()
+                session.receive_data(data)
+                self._after_input()
+                if session.has_output() or session.closing is not None:
+                    self._wakeup.set()
+        finally:
+            self._reader_done.set()
 
     async def _write_loop(self, scope: trio.CancelScope) -> None:
         session = self.session
         stream = self.stream
         while True:
             await self._wakeup.wait()
+            ending = session.closing is not None or self._input_done
+            if ending:
+                # A peer that stops reading must not keep a closing connection alive.
+                scope.deadline = min(scope.deadline, trio.current_time() + CLOSE_FLUSH_SECONDS)
             while True:
                 data = session.data_to_send()
                 if not data:
                     break
                 await stream.send_all(data)
             self._drained.set()
-            if session.closing is not None:
-                await _finish(stream, session.closing)
+            if ending:
+                if session.closing is not None:
+                    await _finish(stream, session.closing, self._reader_done)
                 scope.cancel()
                 return
 
 
-async def _finish(stream: trio.abc.Stream, reason: BrokerError) -> None:
-    """Half-close politely where the stream supports it, so the goodbye is read."""
+async def _finish(stream: trio.abc.Stream, reason: BrokerError, reader_done: trio.Event) -> None:
+    """Half-close politely, then linger briefly so the goodbye is read.
+
+    Closing a socket whose receive buffer still holds unread bytes (the rest
+    of an oversized frame, say) makes the kernel send RST, and the peer may
+    lose the error frame before reading it. So after our EOF the reader keeps
+    draining the peer's input (bounded in bytes) and we wait, bounded in time,
+    for the peer to close its side too.
+    """
     log.debug("closing connection: %s", reason)
     send_eof = getattr(stream, "send_eof", None)
-    if send_eof is not None:
-        with trio.move_on_after(1):
+    with trio.move_on_after(LINGER_SECONDS):
+        if send_eof is not None:
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 await send_eof()
+        await reader_done.wait()

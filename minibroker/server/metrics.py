@@ -52,6 +52,7 @@ class BrokerCollector(Collector):
             "minibroker_connections_accepted", "Connections accepted", value=self._accepted()
         )
         yield CounterMetricFamily("minibroker_frames_in", "Frames received", value=stats.frames_in)
+        yield CounterMetricFamily("minibroker_frames_out", "Frames sent", value=stats.frames_out)
         yield CounterMetricFamily("minibroker_bytes_in", "Bytes received", value=stats.bytes_in)
         yield CounterMetricFamily("minibroker_bytes_out", "Bytes sent", value=stats.bytes_out)
         errors = CounterMetricFamily(

@@ -181,7 +181,12 @@ class SegmentChain(ABC, Generic[S]):
         return RecordBatch(data, count, offset + count)
 
     def iter_records(self, start_offset: int | None = None) -> Iterator[Record]:
+        self._check_open()
         offset = self.first_offset if start_offset is None else start_offset
+        self._check_offset(offset)  # now, not at the first next()
+        return self._iter_records(offset)
+
+    def _iter_records(self, offset: int) -> Iterator[Record]:
         while offset < self.next_offset:
             batch = self.read(offset, max_records=1 << 30, max_bytes=_ITER_CHUNK_BYTES)
             yield from decode_records(batch.data)

@@ -67,7 +67,6 @@ class SparseIndex:
         i = 0
         while True:
             i = bisect_left(starts, last_position + self.interval_bytes, i, count)
-            if i < count: starts[i] += 1
             if i >= count:
                 return
             last_position = starts[i]

@@ -142,9 +142,7 @@ def _record_from_payload(payload: bytes | memoryview) -> Record:
 
 
 def _is_str_map(value: object) -> bool:
-    return type(value) is dict and all(
-        type(k) is str and type(v) is str for k, v in value.items()
-    )
+    return type(value) is dict and all(type(k) is str and type(v) is str for k, v in value.items())
 
 
 def _payload_at(buf: bytes | memoryview, pos: int) -> memoryview | None:

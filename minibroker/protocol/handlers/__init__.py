@@ -1,6 +1,6 @@
 """Request handlers, one module per messaging model (see registry.py)."""
 
-from minibroker.protocol.handlers import base
+from minibroker.protocol.handlers import base, logs, queues, rpc, topics
 from minibroker.protocol.handlers.registry import (
     HANDLERS,
     PARKED,
@@ -9,4 +9,15 @@ from minibroker.protocol.handlers.registry import (
     handles,
 )
 
-__all__ = ["HANDLERS", "PARKED", "PUSH_ENCODERS", "base", "encodes_pushes", "handles"]
+__all__ = [
+    "HANDLERS",
+    "PARKED",
+    "PUSH_ENCODERS",
+    "base",
+    "encodes_pushes",
+    "handles",
+    "logs",
+    "queues",
+    "rpc",
+    "topics",
+]

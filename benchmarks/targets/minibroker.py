@@ -1,0 +1,613 @@
+"""minibroker itself, through its own clients (the Trio client for W1-W4).
+
+Two targets share this module: ``minibroker`` (a ``minibroker serve``
+subprocess with in-memory storage) and ``minibroker-durable`` (the same with
+``--data-dir`` in a fresh temporary folder, and ``--fsync`` when the harness
+is given one). The harness starts the server on a free port, waits for its
+"listening on" line and stops it at the end.
+
+How each workload drives it (the easy path of the client API, batched):
+
+* W1: the consumer declares the queue and iterates ``mb.consume(queue,
+  prefetch=cfg.prefetch)``, calling ``d.ack()`` on each delivery (the client
+  batches acks). The producer sends ``put_many`` batches of ``cfg.batch``;
+  ``put_many`` returns once the broker confirmed the batch, so both variants
+  are confirmed publishes: the confirmed variant keeps at most
+  ``cfg.confirm_window`` messages unconfirmed (as RabbitMQ's and NATS's do),
+  the plain one a deeper pipeline of ``PLAIN_PIPELINE`` batches.
+* W2: each subscriber holds ``mb.subscribe("<topic>.*", buffer=...)`` with a
+  buffer of at least the run's count and drains it with ``get_batch``; the
+  publisher keeps ``PLAIN_PIPELINE`` ``publish_many`` batches of ``cfg.batch``
+  in flight.
+* W3: ``create_log`` then ``append_many`` batches of ``cfg.batch``; a fresh
+  process replays with ``read(log, start=first_offset, max_records=READ_BATCH)``.
+* W4: ``mb.respond(subject)`` answering every request with its own body, up to
+  ``RESPONDER_CONCURRENCY`` replies in flight (as ``mb.serve`` does);
+  ``mb.request(subject, body, timeout=5)``, sequentially, then from 16 Trio
+  tasks sharing one connection.
+* W5: a fresh ``python -m minibroker serve`` on a free port, timed from launch
+  to a successful ``ping`` through the blocking client; and, in a fresh
+  process, ``open_broker()`` + ``broker.connect()`` + one ``ping``.
+
+If ``import minibroker`` does not provide ``connect`` yet, the target is
+skipped with a clear line.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.child import RoleContext, trio_wait_go, trio_wait_stop, trio_watchdog
+from benchmarks.config import HOST
+from benchmarks.payload import Verifier, batched, make_bodies
+from benchmarks.stats import RequesterTally
+from benchmarks.targets.base import Target, free_port, log_tail, stop_process, wait_for
+from benchmarks.workloads import Impl
+
+MODULE = __name__
+REPO_ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 30.0
+READY_LINE = "listening on"
+PLAIN_PIPELINE = 4  # put_many batches in flight for the plain W1 variant
+READ_BATCH = 10_000  # records per read() in the W3 replay
+SUBSCRIBER_BUFFER = 1_000_000  # W2 subscription buffer (messages), at least the run's count
+RESPONDER_CONCURRENCY = 64  # W4 replies in flight, as `mb.serve` does
+
+
+def server_command(port: int, data_dir: str | None = None, fsync: str | None = None) -> list[str]:
+    cmd = [sys.executable, "-m", "minibroker", "serve", "--port", str(port)]
+    if data_dir is not None:
+        cmd += ["--data-dir", data_dir]
+    if fsync is not None:
+        cmd += ["--fsync", fsync]
+    return cmd
+
+
+def server_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(x for x in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if x)
+    return env
+
+
+# Client methods each workload needs; a workload whose methods are missing is skipped.
+REQUIRED_METHODS: dict[str, tuple[str, ...]] = {
+    "w1": ("declare_queue", "put_many", "consume"),
+    "w2": ("publish_many", "subscribe"),
+    "w3": ("create_log", "append_many", "read"),
+    "w4": ("request", "respond"),
+    "w5": ("ping",),
+}
+
+
+def client_problem() -> str | None:
+    """None when the minibroker client API is importable, else why not."""
+    try:
+        import minibroker
+    except ImportError as exc:
+        return f"`import minibroker` failed ({exc})"
+    missing = [
+        name
+        for name in ("connect", "connect_sync", "open_broker", "Client")
+        if not hasattr(minibroker, name)
+    ]
+    if missing:
+        names = ", ".join(f"minibroker.{name}" for name in missing)
+        return f"the minibroker client is not there yet (no {names})"
+    return None
+
+
+def missing_methods(workload: str) -> list[str]:
+    import minibroker
+
+    return [m for m in REQUIRED_METHODS.get(workload, ()) if not hasattr(minibroker.Client, m)]
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class MinibrokerTarget(Target):
+    title = "minibroker"
+
+    def __init__(self, *args: Any, durable: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.durable = durable
+        self.name = "minibroker-durable" if durable else "minibroker"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.data_dir: str | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"minibroker://{HOST}:{self.port}"
+
+    def setup(self) -> str | None:
+        problem = client_problem()
+        if problem:
+            return problem
+        self.port = free_port()
+        if self.durable:
+            self.data_dir = tempfile.mkdtemp(prefix="bench-minibroker-")
+        log_path = self.log_dir / f"{self.name}.log"
+        cmd = server_command(self.port, self.data_dir, self.cfg.fsync)
+        with log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=server_env()
+            )
+
+        def ready() -> bool:
+            if self.proc is None or self.proc.poll() is not None:
+                return True
+            try:
+                return READY_LINE in log_path.read_text(errors="replace")
+            except OSError:
+                return False
+
+        if not wait_for(ready, START_TIMEOUT):
+            return f"`minibroker serve` printed no '{READY_LINE}' within {START_TIMEOUT:.0f}s"
+        if self.proc.poll() is not None:
+            return (
+                f"`minibroker serve` exited with code {self.proc.returncode}: {log_tail(log_path)}"
+            )
+        return None
+
+    def teardown(self) -> None:
+        stop_process(self.proc)
+        self.proc = None
+        if self.data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            self.data_dir = None
+
+    def versions(self) -> dict[str, str]:
+        import minibroker
+
+        version = getattr(minibroker, "__version__", None) or "0.1.0"
+        return {"minibroker": f"{version} ({_git_commit()})"}
+
+    def notes(self) -> list[str]:
+        c = self.cfg
+        storage = (
+            f"`--data-dir` in a temporary folder{f', --fsync {c.fsync}' if c.fsync else ''}"
+            if self.durable
+            else "in-memory storage"
+        )
+        return [
+            f"`minibroker serve` on a free port, {storage}; Trio client (`minibroker.connect`).",
+            f"W1: `consume(prefetch={c.prefetch})` with `ack()` per delivery (batched by the "
+            f"client); `put_many` batches of {c.batch}, always confirmed: at most "
+            f"{c.confirm_window} unconfirmed (confirmed variant) or {PLAIN_PIPELINE} batches "
+            "in flight (plain variant).",
+            f"W2: `subscribe('<topic>.*', buffer>=count)` drained with `get_batch`; "
+            f"`publish_many` batches of {c.batch}, {PLAIN_PIPELINE} in flight.",
+            f"W3: `append_many` batches of {c.batch}; "
+            f"replay with `read(max_records={READ_BATCH})`.",
+            f"W4: `respond` with up to {RESPONDER_CONCURRENCY} replies in flight; "
+            "`request(timeout=5)`, 16 in flight = 16 Trio tasks on one connection.",
+            "W5: launch to a `ping` through the blocking client; embedded: `open_broker()` + "
+            "`connect()` + `ping()` in a fresh process (import time reported apart).",
+        ]
+
+    def unavailable(self, workload: str) -> str | None:
+        missing = missing_methods(workload)
+        if missing:
+            return f"the client has no {', '.join(missing)} yet"
+        return None
+
+    def impls(self, workload: str) -> list[Impl]:
+        params = {"url": self.url}
+        client = "minibroker Trio client"
+        roles = {
+            "w1": {"producer": "w1_producer", "consumer": "w1_consumer"},
+            "w2": {"publisher": "w2_publisher", "subscriber": "w2_subscriber"},
+            "w3": {"appender": "w3_appender", "replayer": "w3_replayer"},
+            "w4": {"requester": "w4_requester", "responder": "w4_responder"},
+        }
+        if workload in roles:
+            return [Impl(client, {k: f"{MODULE}:{v}" for k, v in roles[workload].items()}, params)]
+        if workload == "w5":
+            variants: tuple[str, ...] = ("startup_server", "idle_rss")
+            if not self.durable:
+                variants += ("startup_embedded",)
+            return [
+                Impl(
+                    "minibroker serve + blocking client",
+                    {"startup": f"{MODULE}:w5_startup"},
+                    {
+                        "log_dir": str(self.log_dir),
+                        "durable": self.durable,
+                        "fsync": self.cfg.fsync,
+                    },
+                    variants=variants,
+                )
+            ]
+        return []
+
+
+# --- W1 ---------------------------------------------------------------------------------
+
+
+def w1_producer(ctx: RoleContext) -> dict[str, Any]:
+    import trio
+
+    return trio.run(_w1_producer, ctx)
+
+
+async def _w1_producer(ctx: RoleContext) -> dict[str, Any]:
+    import trio
+
+    import minibroker
+
+    p = ctx.params
+    bodies = make_bodies(p["count"], p["body_size"])
+    batch = int(p["batch"])
+    queue = p["queue"]
+    in_flight = max(1, int(p["confirm_window"]) // batch) if p["confirmed"] else PLAIN_PIPELINE
+    async with minibroker.connect(p["url"]) as mb:
+        await mb.declare_queue(queue)
+        ctx.ready()
+        await trio_wait_go(ctx)
+        t_start = time.perf_counter()
+        window = trio.Semaphore(in_flight)  # batches sent and not yet confirmed
+
+        async def put(chunk: list[bytes]) -> None:
+            try:
+                await mb.put_many(queue, chunk)
+            finally:
+                window.release()
+
+        with trio.fail_after(max(0.0, ctx.time_left())):
+            async with trio.open_nursery() as nursery:
+                for chunk in batched(bodies, batch):
+                    await window.acquire()
+                    nursery.start_soon(put, chunk)
+        t_end = time.perf_counter()
+    return {"t_start": t_start, "t_end": t_end, "sent": len(bodies)}
+
+
+def w1_consumer(ctx: RoleContext) -> dict[str, Any]:
+    import trio
+
+    return trio.run(_w1_consumer, ctx)
+
+
+async def _w1_consumer(ctx: RoleContext) -> dict[str, Any]:
+    import trio
+
+    import minibroker
+
+    p = ctx.params
+    verifier = Verifier(p["count"], p["body_size"])
+    async with minibroker.connect(p["url"]) as mb:
+        await mb.declare_queue(p["queue"])
+        ctx.ready()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio_watchdog, ctx, verifier, nursery.cancel_scope)
+            async for delivery in mb.consume(p["queue"], prefetch=int(p["prefetch"])):
+                verifier.add(delivery.body)
+                await delivery.ack()
+                if verifier.distinct % 1000 == 0:
+                    ctx.progress(verifier.distinct)
+                if verifier.done:
+                    break
+            nursery.cancel_scope.cancel()
+        ctx.progress(verifier.distinct)
+    return verifier.report()
+
+
+# --- W2 ---------------------------------------------------------------------------------
+
+
+def w2_publisher(ctx: RoleContext) -> dict[str, Any]:
+    import trio
+
+    return trio.run(_w2_publisher, ctx)
+
+
+async def _w2_publisher(ctx: RoleContext) -> dict[str, Any]:
+    import trio
+
+    import minibroker
+
+    p = ctx.params
+    bodies = make_bodies(p["count"], p["body_size"])
+    topic = f"{p['topic']}.a"
+    async with minibroker.connect(p["url"]) as mb:
+        ctx.ready()
+        await trio_wait_go(ctx)
+        t_start = time.perf_counter()
+        window = trio.Semaphore(PLAIN_PIPELINE)  # publish_many batches in flight
+
+        async def publish(chunk: list[bytes]) -> None:
+            try:
+                await mb.publish_many(topic, chunk)
+            finally:
+                window.release()
+
+        with trio.fail_after(max(0.0, ctx.time_left())):
+            async with trio.open_nursery() as nursery:
+                for chunk in batched(bodies, int(p["batch"])):
+                    await window.acquire()
+                    nursery.start_soon(publish, chunk)
+        t_end = time.perf_counter()
+    return {"t_start": t_start, "t_end": t_end, "sent": len(bodies)}
+
+
+def w2_subscriber(ctx: RoleContext) -> dict[str, Any]:
+    import trio
+
+    return trio.run(_w2_subscriber, ctx)
+
+
+async def _w2_subscriber(ctx: RoleContext) -> dict[str, Any]:
+    import trio
+
+    import minibroker
+
+    p = ctx.params
+    verifier = Verifier(p["count"], p["body_size"])
+    # A subscriber buffer as large as the run, like the raised pending limits given to
+    # NATS: the broker must not drop for a subscriber that is briefly behind.
+    buffer = max(SUBSCRIBER_BUFFER, int(p["count"]))
+    async with (
+        minibroker.connect(p["url"]) as mb,
+        mb.subscribe(f"{p['topic']}.*", buffer=buffer) as sub,
+    ):
+        ctx.ready()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio_watchdog, ctx, verifier, nursery.cancel_scope)
+            while not verifier.done:
+                for message in await sub.get_batch(int(p["batch"])):
+                    verifier.add(message.body)
+                ctx.progress(verifier.distinct)
+            nursery.cancel_scope.cancel()
+        dropped = int(getattr(sub, "dropped", 0) or 0)
+    ctx.progress(verifier.distinct)
+    remark = f"the broker dropped {dropped} messages for this subscriber" if dropped else ""
+    return {**verifier.report(), "remark": remark}
+
+
+# --- W3 ---------------------------------------------------------------------------------
+
+
+def w3_appender(ctx: RoleContext) -> dict[str, Any]:
+    import trio
+
+    return trio.run(_w3_appender, ctx)
+
+
+async def _w3_appender(ctx: RoleContext) -> dict[str, Any]:
+    import trio
+
+    import minibroker
+
+    p = ctx.params
+    bodies = make_bodies(p["count"], p["body_size"])
+    log = p["log"]
+    first_offset: int | None = None
+    async with minibroker.connect(p["url"]) as mb:
+        await mb.create_log(log)
+        ctx.ready()
+        await trio_wait_go(ctx)
+        t_start = time.perf_counter()
+        with trio.fail_after(max(0.0, ctx.time_left())):
+            done = 0
+            for chunk in batched(bodies, int(p["batch"])):
+                offset = await mb.append_many(log, chunk)
+                if first_offset is None:
+                    first_offset = int(offset)
+                done += len(chunk)
+                if done % 10_000 < len(chunk):
+                    ctx.progress(done)
+        t_end = time.perf_counter()
+    return {
+        "t_start": t_start,
+        "t_end": t_end,
+        "sent": len(bodies),
+        "first_offset": first_offset or 0,
+    }
+
+
+def w3_replayer(ctx: RoleContext) -> dict[str, Any]:
+    import trio
+
+    return trio.run(_w3_replayer, ctx)
+
+
+async def _w3_replayer(ctx: RoleContext) -> dict[str, Any]:
+    import trio
+
+    import minibroker
+
+    p = ctx.params
+    verifier = Verifier(p["count"], p["body_size"])
+    offset = int(p.get("start", 0))
+    end = offset + int(p["count"])
+    async with minibroker.connect(p["url"]) as mb:
+        ctx.ready()
+        await trio_wait_go(ctx)
+        t_start = time.perf_counter()
+        with trio.move_on_after(max(0.0, ctx.time_left())):
+            while offset < end:
+                records = await mb.read(
+                    p["log"], start=offset, max_records=min(READ_BATCH, end - offset)
+                )
+                if not records:
+                    break  # the log ends early: reported as lost records
+                for record in records:
+                    verifier.add(record.body)
+                offset = int(records[-1].offset) + 1
+                ctx.progress(verifier.distinct)
+    return {**verifier.report(), "t_start": t_start, "remark": f"replay stopped at offset {offset}"}
+
+
+# --- W4 ---------------------------------------------------------------------------------
+
+
+def w4_responder(ctx: RoleContext) -> dict[str, Any]:
+    import trio
+
+    return trio.run(_w4_responder, ctx)
+
+
+async def _w4_responder(ctx: RoleContext) -> dict[str, Any]:
+    import trio
+
+    import minibroker
+
+    served = 0
+    p = ctx.params
+    async with minibroker.connect(p["url"]) as mb, mb.respond(p["subject"]) as requests:
+        ctx.ready()
+        slots = trio.Semaphore(RESPONDER_CONCURRENCY)
+
+        async def answer(request: Any) -> None:
+            nonlocal served
+            try:
+                await request.reply(request.body)
+                served += 1
+            finally:
+                slots.release()
+
+        async with trio.open_nursery() as nursery:
+
+            async def stop_when_told() -> None:
+                await trio_wait_stop(ctx)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(stop_when_told)
+            async for request in requests:
+                await slots.acquire()
+                nursery.start_soon(answer, request)
+    return {"served": served}
+
+
+def w4_requester(ctx: RoleContext) -> dict[str, Any]:
+    import trio
+
+    return trio.run(_w4_requester, ctx)
+
+
+async def _w4_requester(ctx: RoleContext) -> dict[str, Any]:
+    import trio
+
+    import minibroker
+
+    p = ctx.params
+    warmup, sequential, concurrent = p["warmup"], p["sequential"], p["concurrent"]
+    bodies = make_bodies(warmup + sequential + concurrent, p["body_size"])
+    subject, timeout = p["subject"], float(p["request_timeout"])
+    tally = RequesterTally()
+
+    async with minibroker.connect(p["url"]) as mb:
+        ctx.ready()
+        await trio_wait_go(ctx)
+        for seq in range(warmup + sequential):
+            t0 = time.perf_counter()
+            try:
+                reply = await mb.request(subject, bodies[seq], timeout=timeout)
+            except Exception as exc:
+                tally.error(exc)
+                continue
+            elapsed = time.perf_counter() - t0
+            if reply.body != bodies[seq]:
+                tally.mismatches += 1
+            if seq >= warmup:
+                tally.latencies.append(elapsed)
+                tally.seq_count += 1
+            ctx.progress(seq + 1)
+            ctx.check_deadline()
+
+        first = warmup + sequential
+        pending = iter(range(first, first + concurrent))
+
+        async def worker() -> None:
+            for seq in pending:
+                try:
+                    reply = await mb.request(subject, bodies[seq], timeout=timeout)
+                except Exception as exc:
+                    tally.error(exc)
+                    continue
+                if reply.body != bodies[seq]:
+                    tally.mismatches += 1
+                tally.conc_count += 1
+                if tally.conc_count % 500 == 0:
+                    ctx.progress(first + tally.conc_count)
+
+        t0 = time.perf_counter()
+        with trio.move_on_after(max(0.0, ctx.time_left())):
+            async with trio.open_nursery() as nursery:
+                for _ in range(int(p["concurrency"])):
+                    nursery.start_soon(worker)
+        tally.conc_elapsed = time.perf_counter() - t0
+    return tally.report()
+
+
+# --- W5 ---------------------------------------------------------------------------------
+
+
+def w5_startup(ctx: RoleContext) -> dict[str, Any]:
+    from benchmarks.startup import time_server_start
+
+    p = ctx.params
+    ctx.ready()
+
+    # embedded first, in this fresh process: import, then open_broker() to a first put
+    metrics: dict[str, float] = {}
+    extra: dict[str, float] = {}
+    if not p["durable"]:
+        import trio
+
+        t0 = time.perf_counter()
+        import minibroker
+
+        extra["import_ms"] = (time.perf_counter() - t0) * 1000
+        metrics["startup_embedded"] = trio.run(_embedded_first_op, minibroker)
+
+    import minibroker
+
+    port = free_port()
+    data_dir = tempfile.mkdtemp(prefix="bench-minibroker-w5-") if p["durable"] else None
+    url = f"minibroker://{HOST}:{port}"
+
+    def first_op() -> None:
+        with minibroker.connect_sync(url) as mb:
+            mb.ping()
+
+    try:
+        measured = time_server_start(
+            server_command(port, data_dir, p.get("fsync")),
+            first_op,
+            Path(p["log_dir"]) / "minibroker-w5.log",
+            cwd=str(REPO_ROOT),
+            env=server_env(),
+        )
+    finally:
+        if data_dir:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    metrics.update(measured["metrics"])
+    extra.update(measured["extra"])
+    return {"metrics": metrics, "extra": extra}
+
+
+async def _embedded_first_op(minibroker: Any) -> float:
+    t0 = time.perf_counter()
+    async with minibroker.open_broker() as broker, broker.connect() as mb:
+        await mb.ping()
+        elapsed = (time.perf_counter() - t0) * 1000
+    return elapsed

@@ -1,0 +1,202 @@
+"""``minibroker request`` and ``minibroker respond``: request/reply from a shell.
+
+    minibroker request svc.echo 'hello' --timeout 2      # prints the reply body
+    minibroker respond svc.echo --echo                   # echo responder until Ctrl-C
+    minibroker respond svc.time --reply 'pong' --group a
+
+``request`` exits 0 with the reply body on stdout (reply headers go to
+stderr as ``name: value`` lines), or 1 with ``error: <code>: <message>`` on
+stderr (no_responders, timeout, responder_error ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Awaitable
+
+import trio
+
+from minibroker.client.rpc import DEFAULT_TIMEOUT, IncomingRequest, Reply
+from minibroker.client.trio_client import connect
+from minibroker.core.errors import BrokerError
+
+DEFAULT_URL = "minibroker://127.0.0.1:7878"
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    request = commands.add_parser(
+        "request",
+        help="send a request and print the reply",
+        description="Send one request to a responder of SUBJECT and print its reply body.",
+    )
+    _connection_options(request)
+    request.add_argument("subject", help="the subject, e.g. svc.echo")
+    request.add_argument("body", nargs="?", default=None, help="request body (default: empty)")
+    request.add_argument(
+        "--stdin", action="store_true", help="read the request body from standard input"
+    )
+    request.add_argument(
+        "--header",
+        "-H",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a request header (repeatable)",
+    )
+    request.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help="seconds to wait for the reply (default %(default)s)",
+    )
+    request.set_defaults(run=_run_request)
+
+    respond = commands.add_parser(
+        "respond",
+        help="run a responder (echo by default) until Ctrl-C",
+        description="Answer requests to SUBJECT until interrupted: echo each request's "
+        "body and headers back (--echo, the default) or answer with a fixed body (--reply).",
+    )
+    _connection_options(respond)
+    respond.add_argument("subject", help="the subject to serve, e.g. svc.echo")
+    mode = respond.add_mutually_exclusive_group()
+    mode.add_argument("--echo", action="store_true", help="reply with the request (default)")
+    mode.add_argument("--reply", default=None, metavar="BODY", help="reply with this body")
+    respond.add_argument("--group", default=None, help="responder group (a pool sharing a turn)")
+    respond.add_argument(
+        "--quiet", "-q", action="store_true", help="don't log each request to stderr"
+    )
+    respond.set_defaults(run=_run_respond)
+
+
+def _connection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("MINIBROKER_URL", DEFAULT_URL),
+        help="broker URL (default: $MINIBROKER_URL or %(default)s)",
+    )
+    parser.add_argument("--namespace", default=None, help="namespace to use")
+
+
+def _parse_headers(pairs: list[str]) -> dict[str, str] | None:
+    headers: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"error: --header expects NAME=VALUE, got {pair!r}")
+        headers[name] = value
+    return headers or None
+
+
+def _write_body(body: bytes) -> None:
+    out = sys.stdout.buffer
+    out.write(body)
+    if body and not body.endswith(b"\n") and sys.stdout.isatty():
+        out.write(b"\n")
+    out.flush()
+
+
+def _run_request(args: argparse.Namespace) -> int:
+    if args.stdin:
+        body = sys.stdin.buffer.read()
+    else:
+        body = args.body.encode() if args.body is not None else b""
+    headers = _parse_headers(args.header)
+
+    async def main() -> Reply | BrokerError | OSError:
+        # Errors are returned, not raised, so they don't leave the client's
+        # nursery wrapped in an ExceptionGroup.
+        try:
+            async with connect(
+                args.url, namespace=args.namespace, client_name="minibroker-cli"
+            ) as mb:
+                try:
+                    return await mb.request(
+                        args.subject, body, headers=headers, timeout=args.timeout
+                    )
+                except BrokerError as exc:
+                    return exc
+        except (BrokerError, OSError) as exc:
+            return exc
+
+    reply = trio.run(main)
+    if isinstance(reply, BaseException):
+        return _report(reply, args.url)
+    for name, value in (reply.headers or {}).items():
+        print(f"{name}: {value}", file=sys.stderr)
+    _write_body(reply.body)
+    return 0
+
+
+def _run_respond(args: argparse.Namespace) -> int:
+    fixed = args.reply.encode() if args.reply is not None else None
+
+    async def handler(req: IncomingRequest) -> Reply:
+        if not args.quiet:
+            print(f"[{req.rid}] {req.subject}: {_preview(req.body)}", file=sys.stderr, flush=True)
+        if fixed is not None:
+            return Reply(fixed)
+        return Reply(req.body, req.headers)
+
+    async def main() -> BrokerError | OSError | None:
+        try:
+            async with connect(
+                args.url, namespace=args.namespace, client_name="minibroker-cli"
+            ) as mb:
+                mode = "echo" if fixed is None else "fixed reply"
+                group = f" (group {args.group})" if args.group else ""
+                print(
+                    f"responding to {args.subject!r}{group} at {args.url} ({mode}); "
+                    "Ctrl-C to stop",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                try:
+                    await _until_signalled(mb.serve(args.subject, handler, group=args.group))
+                except BrokerError as exc:
+                    return exc
+        except (BrokerError, OSError) as exc:
+            return exc
+        return None
+
+    error = trio.run(main)
+    return 0 if error is None else _report(error, args.url)
+
+
+async def _until_signalled(work: Awaitable[None]) -> None:
+    """Run ``work`` until it returns or SIGINT/SIGTERM arrives, then stop cleanly."""
+    failure: BrokerError | None = None
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def run() -> None:
+                nonlocal failure
+                try:
+                    await work
+                except BrokerError as exc:  # re-raised below, outside the nursery
+                    failure = exc
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(run)
+            async for _ in signals:
+                print("stopping", file=sys.stderr, flush=True)
+                nursery.cancel_scope.cancel()
+                break
+    if failure is not None:
+        raise failure
+
+
+def _report(error: BaseException, url: str) -> int:
+    if isinstance(error, BrokerError):
+        print(f"error: {error.code}: {error.message}", file=sys.stderr)
+    else:
+        print(f"error: cannot reach the broker at {url}: {error}", file=sys.stderr)
+    return 1
+
+
+def _preview(body: bytes, limit: int = 80) -> str:
+    text = body[:limit].decode("utf-8", errors="replace")
+    return repr(text) + ("..." if len(body) > limit else "")

@@ -1,0 +1,516 @@
+"""The asyncio client: ``async with minibroker.aio.connect(url) as mb``.
+
+The same protocol, methods and errors as the Trio client (``trio_client.py``),
+written for asyncio's callback style instead of tasks:
+
+* reading is an ``asyncio.Protocol``: ``data_received`` decodes the whole
+  chunk and dispatches every frame synchronously (replies complete their
+  caller's future, pushes land in their subscription's buffer), so a chunk of
+  a thousand pipelined answers costs one callback, not a thousand wake-ups;
+* writing is coalesced: a call appends its frame to an outbox and, if none is
+  pending, schedules one flush with ``call_soon``. Everything queued during
+  the loop iteration leaves in a single ``transport.write``. When the
+  transport's buffer passes its high-water mark (``pause_writing``), new calls
+  wait for ``resume_writing`` before queueing, like ``StreamWriter.drain()``;
+* a subscription's buffer is bounded (``max_pending`` items): when one fills
+  up, the client pauses reading the socket (``transport.pause_reading``) until
+  the consumer has drained it to half, so TCP pushes back on the broker and
+  the broker's own overflow policy decides what a slow subscriber loses. The
+  rest of the chunk being dispatched is still delivered, so a buffer can
+  overshoot by at most one read (64 KiB of frames).
+
+Errors are the classes of ``minibroker.core.errors``, rebuilt from the wire
+code: ``UnknownOp``, ``NotFound``, ``Unauthorized`` ... (all ``BrokerError``).
+When the connection drops, every pending call fails at once with
+``ConnectionClosed`` and every subscription ends with it; nothing hangs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections import deque
+from collections.abc import Callable, Generator
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from minibroker.client.api import AsyncMethods
+from minibroker.client.protocol import (
+    Call,
+    ClientProtocol,
+    Goodbye,
+    Push,
+    Reply,
+    connection_lost,
+    hello_call,
+)
+from minibroker.client.pushes import PushParser, SubscriptionEnded
+from minibroker.client.url import parse_url
+from minibroker.core.errors import BrokerError, ConnectionClosed
+
+log = logging.getLogger("minibroker.client")
+
+T = TypeVar("T")
+
+#: Items a subscription may hold unread before the client stops reading the socket.
+DEFAULT_MAX_PENDING = 10_000
+#: How long ``aclose`` lets buffered output drain before aborting the transport.
+CLOSE_TIMEOUT = 5.0
+
+__all__ = ["DEFAULT_MAX_PENDING", "Client", "Subscription", "connect"]
+
+
+class Subscription(Generic[T]):
+    """A live push subscription: ``async for item in sub``.
+
+    Items arrive in batches from ``data_received`` and wait in a local deque.
+    ``dropped`` counts messages the broker discarded for this subscription
+    because it fell behind (it says so in a ``notice`` frame). Iteration ends
+    when the subscription is closed or the broker ends it; it raises
+    ``ConnectionClosed`` (or the broker's goodbye error) if the connection goes.
+    """
+
+    def __init__(
+        self, client: Client, call: Call[Any], parser: PushParser[T], max_pending: int
+    ) -> None:
+        self._client = client
+        self._call = call
+        self._parser = parser
+        self._items: deque[T] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._max_pending = max_pending
+        self._resume_below = max(1, max_pending // 2)
+        self._ended: BaseException | None = None
+        self._abandoned = False
+        #: True while this subscription's full buffer holds the socket paused.
+        self._holding = False
+        self.sub_id: int | None = None
+        self.dropped = 0
+        #: The subscribe call's result (carries ``sub`` and model-specific fields).
+        self.info: Any = None
+
+    # ------------------------------------------------- driven by the client
+
+    async def _start(self) -> None:
+        try:
+            await self._client._call(self._call, on_reply=self._register)
+        except BaseException:
+            # Cancelled or failed while subscribing: never leave the broker
+            # pushing to a subscription nobody reads.
+            self._abandoned = True
+            if self.sub_id is not None:
+                self._client._subscriptions.pop(self.sub_id, None)
+                self._client._post(Call("unsubscribe", {"sub": self.sub_id}))
+            raise
+
+    def _register(self, result: Any) -> None:
+        """Run by the reader as the reply arrives, before the next frame is read:
+        the first pushes may share a chunk with the reply and must find us."""
+        sub_id = int(result["sub"])
+        if self._abandoned:
+            self._client._post(Call("unsubscribe", {"sub": sub_id}))
+            return
+        self.info = result
+        self.sub_id = sub_id
+        self._client._subscriptions[sub_id] = self
+
+    def _feed(self, push: Push) -> None:
+        if push.op == "notice":
+            self.dropped += int(push.frame.get("dropped", 0))
+            log.warning(
+                "subscription %s dropped %s messages (slow consumer)",
+                self.sub_id,
+                push.frame.get("dropped"),
+            )
+            return
+        if push.op == "end":
+            self._end(SubscriptionEnded.from_frame(push.frame))
+            return
+        self._items.extend(self._parser(push.frame, self._client))
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _end(self, error: BaseException) -> None:
+        if self._ended is None:
+            self._ended = error
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self._client._release_reading(self)
+
+    @property
+    def full(self) -> bool:
+        return len(self._items) >= self._max_pending
+
+    # ------------------------------------------------------ consumer side
+
+    def __aiter__(self) -> Subscription[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        items = self._items
+        while not items:
+            if self._ended is not None:
+                if isinstance(self._ended, SubscriptionEnded | StopAsyncIteration):
+                    raise StopAsyncIteration
+                raise self._ended
+            waiter = self._waiter
+            if waiter is None or waiter.done():
+                waiter = self._waiter = self._client._loop.create_future()
+            await waiter
+        item = items.popleft()
+        if self._holding and len(items) <= self._resume_below:
+            self._client._release_reading(self)
+        return item
+
+    async def get_batch(self, max_items: int = 1000) -> list[T]:
+        """Wait for at least one item, then return up to ``max_items`` at once."""
+        first = await self.__anext__()
+        batch = [first]
+        items = self._items
+        while items and len(batch) < max_items:
+            batch.append(items.popleft())
+        if self._holding and len(items) <= self._resume_below:
+            self._client._release_reading(self)
+        return batch
+
+    def get_nowait(self) -> T | None:
+        """The next buffered item, or None when nothing has arrived."""
+        if not self._items:
+            return None
+        item = self._items.popleft()
+        if self._holding and len(self._items) <= self._resume_below:
+            self._client._release_reading(self)
+        return item
+
+    @property
+    def ended(self) -> BaseException | None:
+        """Why the subscription ended (None while live)."""
+        return self._ended
+
+    async def aclose(self) -> None:
+        """Stop the subscription: iteration ends and the broker is told (once)."""
+        if self.sub_id is None or self._ended is not None:
+            return
+        self._end(StopAsyncIteration())
+        self._client._subscriptions.pop(self.sub_id, None)
+        if not self._client.closed:
+            with contextlib.suppress(ConnectionClosed, BrokerError):
+                await self._client._call(Call("unsubscribe", {"sub": self.sub_id}))
+
+
+class _SubscriptionContext(Generic[T]):
+    """``async with mb.subscribe(...) as sub``: subscribe on enter, unsubscribe on exit."""
+
+    def __init__(self, subscription: Subscription[T]) -> None:
+        self._subscription = subscription
+
+    async def __aenter__(self) -> Subscription[T]:
+        await self._subscription._start()
+        return self._subscription
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._subscription.aclose()
+
+
+class _Wire(asyncio.Protocol):
+    """asyncio's callbacks, forwarded to the client (keeps them off its public API)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._client._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._client._data_received(data)
+
+    def eof_received(self) -> bool | None:
+        self._client._fail(connection_lost("the broker closed the connection"))
+        return None  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._client._connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._client._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._client._resume_writing()
+
+
+class Client(AsyncMethods):
+    """A connection to a broker from asyncio code. Use ``minibroker.aio.connect``.
+
+    Many tasks may call at once: their requests are pipelined on the wire and
+    answered in any order. Every method of the Trio client is here with the
+    same name and arguments (they come from the same ``AsyncMethods`` mixins).
+    """
+
+    def __init__(self, *, max_pending: int = DEFAULT_MAX_PENDING) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._protocol = ClientProtocol()
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        #: Request id -> hook run by the reader on a successful reply (subscribe calls).
+        self._on_reply: dict[int, Callable[[Any], None]] = {}
+        self._subscriptions: dict[int, Subscription[Any]] = {}
+        self._outbox: list[bytes] = []
+        self._flush_scheduled = False
+        self._transport: asyncio.Transport | None = None
+        self._write_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        #: Subscriptions whose full buffers keep reading paused.
+        self._holding_reads: set[Subscription[Any]] = set()
+        self._max_pending = max_pending
+        self._closed: BaseException | None = None
+        self._lost: asyncio.Future[None] = self._loop.create_future()
+        self.server_info: dict[str, Any] = {}
+
+    @property
+    def closed(self) -> bool:
+        return self._closed is not None
+
+    @property
+    def reading_paused(self) -> bool:
+        """True while a full subscription buffer keeps the socket from being read."""
+        return bool(self._holding_reads)
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -------------------------------------------------------- the transport
+
+    async def _call(self, call: Call[T], *, on_reply: Callable[[Any], None] | None = None) -> T:
+        if self._write_paused and self._closed is None:
+            await self._drain()
+        if self._closed is not None:
+            raise connection_lost(str(self._closed))
+        request_id, data = self._protocol.encode(call)
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._pending[request_id] = future
+        if on_reply is not None:
+            self._on_reply[request_id] = on_reply
+        self._outbox.append(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+        try:
+            result = await future
+        finally:
+            self._pending.pop(request_id, None)
+        return call.parse(result)
+
+    def _subscription(self, call: Call[Any], parser: PushParser[T]) -> _SubscriptionContext[T]:
+        return _SubscriptionContext(Subscription(self, call, parser, self._max_pending))
+
+    def _post(self, call: Call[Any]) -> None:
+        """Send ``call`` without waiting; its answer is ignored (cleanup on cancellation)."""
+        if self._closed is None:
+            self._outbox.append(self._protocol.encode(call)[1])
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """One write of everything queued during this loop iteration."""
+        self._flush_scheduled = False
+        outbox = self._outbox
+        if not outbox or self._transport is None or self._closed is not None:
+            outbox.clear()
+            return
+        data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
+        outbox.clear()
+        self._transport.write(data)
+
+    async def _drain(self) -> None:
+        """Wait until the transport's write buffer is below its high-water mark."""
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._drain_waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if waiter in self._drain_waiters:
+                self._drain_waiters.remove(waiter)
+
+    def _resume_writing(self) -> None:
+        self._write_paused = False
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # ----------------------------------------------------------- the reader
+
+    def _data_received(self, data: bytes) -> None:
+        try:
+            events = self._protocol.receive_data(data)
+        except BrokerError as exc:  # undecodable data from the server
+            self._fail(exc)
+            if self._transport is not None:
+                self._transport.abort()
+            return
+        pending = self._pending
+        for event in events:
+            if type(event) is Reply:
+                hook = self._on_reply.pop(event.id, None) if self._on_reply else None
+                if hook is not None and event.error is None:
+                    hook(event.result)
+                future = pending.get(event.id)
+                if future is not None and not future.done():
+                    if event.error is None:
+                        future.set_result(event.result)
+                    else:
+                        future.set_exception(event.error)
+            elif type(event) is Push:
+                subscription = self._subscriptions.get(event.sub)
+                if subscription is not None:
+                    subscription._feed(event)
+                    if subscription.full and subscription._ended is None:
+                        self._hold_reading(subscription)
+            elif type(event) is Goodbye:
+                self._fail(event.error)
+
+    def _hold_reading(self, subscription: Subscription[Any]) -> None:
+        subscription._holding = True
+        if not self._holding_reads and self._transport is not None:
+            self._transport.pause_reading()
+        self._holding_reads.add(subscription)
+
+    def _release_reading(self, subscription: Subscription[Any]) -> None:
+        if not subscription._holding:
+            return
+        subscription._holding = False
+        self._holding_reads.discard(subscription)
+        if not self._holding_reads and self._transport is not None and self._closed is None:
+            self._transport.resume_reading()
+
+    def _connection_lost(self, exc: Exception | None) -> None:
+        reason = str(exc) if exc is not None else "the broker closed the connection"
+        self._fail(connection_lost(reason or type(exc).__name__))
+        self._resume_writing()
+        if not self._lost.done():
+            self._lost.set_result(None)
+
+    def _fail(self, error: BaseException) -> None:
+        """Fail every pending call and end every subscription with ``error``."""
+        if self._closed is None:
+            self._closed = error
+        call_error = error if isinstance(error, ConnectionClosed) else connection_lost(str(error))
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(call_error)
+        self._on_reply.clear()
+        for subscription in list(self._subscriptions.values()):
+            subscription._end(error)
+        self._subscriptions.clear()
+        self._resume_writing()
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def aclose(self) -> None:
+        """Close the connection: pending calls fail, subscriptions end. Idempotent."""
+        if self._closed is None:
+            for subscription in list(self._subscriptions.values()):
+                subscription._end(StopAsyncIteration())
+            self._fail(ConnectionClosed("the client was closed"))
+        transport = self._transport
+        if transport is None:
+            return
+        if not transport.is_closing():
+            transport.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._lost), CLOSE_TIMEOUT)
+        except TimeoutError:
+            transport.abort()
+
+
+class _Connect:
+    """What ``connect`` returns: use it with ``async with``, or ``await`` it and
+    call ``aclose()`` yourself."""
+
+    def __init__(self, url: str, options: dict[str, Any]) -> None:
+        self._url = url
+        self._options = options
+        self._client: Client | None = None
+
+    def __await__(self) -> Generator[Any, None, Client]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> Client:
+        self._client = await self._open()
+        return self._client
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def _open(self) -> Client:
+        options = self._options
+        address = parse_url(self._url)
+        ssl_context: ssl.SSLContext | None = options["ssl_context"]
+        if address.tls and ssl_context is None:
+            ssl_context = ssl.create_default_context()
+        client = Client(max_pending=options["max_pending"])
+        loop = asyncio.get_running_loop()
+        await loop.create_connection(
+            lambda: _Wire(client),
+            address.host,
+            address.port,
+            ssl=ssl_context,
+            server_hostname=address.host if ssl_context is not None else None,
+        )
+        token = options["token"] if options["token"] is not None else address.token
+        namespace = options["namespace"] if options["namespace"] is not None else address.namespace
+        try:
+            client.server_info = await client._call(
+                hello_call(options["client_name"], token, namespace)
+            )
+        except BaseException:
+            await client.aclose()
+            raise
+        return client
+
+
+def connect(
+    url: str = "minibroker://127.0.0.1:7878",
+    *,
+    token: str | None = None,
+    namespace: str | None = None,
+    client_name: str = "minibroker-asyncio",
+    ssl_context: ssl.SSLContext | None = None,
+    max_pending: int = DEFAULT_MAX_PENDING,
+) -> _Connect:
+    """Connect to a broker over TCP (or TLS with ``minibrokers://`` or an
+    ``ssl_context``) and say hello.
+
+        async with minibroker.aio.connect("minibroker://127.0.0.1:7878") as mb:
+            await mb.ping()
+
+    ``token`` and ``namespace`` override those in the URL
+    (``minibroker://TOKEN@host:port?namespace=NAME``). ``max_pending`` bounds
+    each subscription's unread buffer. Raises ``Unauthorized`` or
+    ``UnsupportedVersion`` if the broker refuses the hello, ``OSError`` if it
+    cannot be reached.
+    """
+    return _Connect(
+        url,
+        {
+            "token": token,
+            "namespace": namespace,
+            "client_name": client_name,
+            "ssl_context": ssl_context,
+            "max_pending": max_pending,
+        },
+    )

@@ -1,0 +1,463 @@
+"""Request/reply for every client: ``request``, ``respond`` and ``serve``.
+
+Calling a service::
+
+    reply = await mb.request("svc.echo", b"hi", timeout=1.0)   # Reply(body, headers)
+
+Answering, one request at a time or with a handler run concurrently::
+
+    async with mb.respond("svc.echo") as requests:
+        async for req in requests:
+            await req.reply(req.body)
+
+    await mb.serve("svc.echo", handler, concurrency=64)  # handler(req) -> bytes | Reply
+
+The blocking client has the same names without ``await``; its ``serve``
+runs the (plain) handler on a thread pool of ``workers`` threads and blocks
+until the connection ends or it is stopped (see ``SyncRpcMethods.serve``).
+
+Errors a requester can get, all from ``minibroker.errors``: ``NoResponders``
+(nobody serves the subject, immediately), ``Timeout`` (no reply within
+``timeout``), ``ResponderGone`` (the responder disconnected or unsubscribed
+while holding the request) and ``ResponderError`` (the responder answered
+with ``req.fail(message)`` or its ``serve`` handler raised).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+)
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, suppress
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sniffio
+
+from minibroker.client.protocol import Call
+from minibroker.core.errors import BrokerError, ConnectionClosed, ResponderError
+
+log = logging.getLogger("minibroker.client")
+
+if TYPE_CHECKING:
+    # api.py inherits these mixins, so importing it here at run time would be
+    # circular; the transports only matter to the type checker.
+    from minibroker.client.api import AsyncTransport, SyncTransport
+
+    _AsyncBase = AsyncTransport
+    _SyncBase = SyncTransport
+else:
+    _AsyncBase = object
+    _SyncBase = object
+
+__all__ = [
+    "AsyncRpcMethods",
+    "IncomingRequest",
+    "Reply",
+    "SyncIncomingRequest",
+    "SyncRpcMethods",
+]
+
+#: Default seconds a request waits for its reply.
+DEFAULT_TIMEOUT = 5.0
+#: Default handlers ``serve`` runs at once (async clients).
+DEFAULT_CONCURRENCY = 64
+#: Default size of the blocking client's ``serve`` thread pool.
+DEFAULT_WORKERS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A responder's answer, as the requester receives it (or a handler returns it)."""
+
+    body: bytes = b""
+    headers: dict[str, str] | None = None
+
+
+# ------------------------------------------------------------------ calls
+
+
+def _parse_reply(result: Any) -> Reply:
+    return Reply(result["body"], result.get("headers"))
+
+
+def request_call(
+    subject: str, body: bytes, headers: dict[str, str] | None, timeout: float
+) -> Call[Reply]:
+    fields: dict[str, Any] = {"subject": subject, "body": body, "timeout": timeout}
+    if headers:
+        fields["headers"] = headers
+    return Call("request", fields, _parse_reply)
+
+
+def respond_call(subject: str, group: str | None) -> Call[dict[str, Any]]:
+    fields: dict[str, Any] = {"subject": subject}
+    if group is not None:
+        fields["group"] = group
+    return Call("respond", fields)
+
+
+def reply_call(rid: int, body: bytes, headers: dict[str, str] | None) -> Call[bool]:
+    fields: dict[str, Any] = {"rid": rid, "body": body}
+    if headers:
+        fields["headers"] = headers
+    return Call("reply", fields, bool)
+
+
+def fail_call(rid: int, message: str) -> Call[bool]:
+    return Call("reply", {"rid": rid, "error": message}, bool)
+
+
+# ------------------------------------------------------ incoming requests
+
+
+@dataclass(slots=True)
+class _IncomingBase:
+    """A request pushed to a responder. ``timeout`` is the requester's, in seconds,
+    counted from when the broker received the request."""
+
+    rid: int
+    subject: str
+    body: bytes
+    headers: dict[str, str] | None
+    timeout: float
+    _client: Any = field(repr=False)
+    #: Set by ``reply``/``fail``; a request is answered at most once.
+    answered: bool = field(default=False, init=False)
+
+
+@dataclass(slots=True)
+class IncomingRequest(_IncomingBase):
+    """A request for an async responder; answer it with ``reply`` or ``fail``."""
+
+    async def reply(self, body: bytes = b"", headers: dict[str, str] | None = None) -> bool:
+        """Send the reply. True if the requester was still waiting; False if the
+        request had already ended (deadline passed, requester gone): the reply
+        is then dropped, which is not an error."""
+        self.answered = True
+        result: bool = await self._client._call(reply_call(self.rid, body, headers))
+        return result
+
+    async def fail(self, message: str) -> bool:
+        """Answer with an error: the requester's ``request`` raises ``ResponderError``."""
+        self.answered = True
+        result: bool = await self._client._call(fail_call(self.rid, message))
+        return result
+
+
+@dataclass(slots=True)
+class SyncIncomingRequest(_IncomingBase):
+    """A request for a blocking responder; ``reply``/``fail`` block until sent."""
+
+    def reply(self, body: bytes = b"", headers: dict[str, str] | None = None) -> bool:
+        """Send the reply; True if delivered, False if the request had already ended."""
+        self.answered = True
+        result: bool = self._client._call(reply_call(self.rid, body, headers))
+        return result
+
+    def fail(self, message: str) -> bool:
+        """Answer with an error: the requester's ``request`` raises ``ResponderError``."""
+        self.answered = True
+        result: bool = self._client._call(fail_call(self.rid, message))
+        return result
+
+
+def parse_requests(frame: dict[str, Any], client: Any) -> list[IncomingRequest]:
+    """Push parser for async clients: one ``req`` frame -> its requests."""
+    return [
+        IncomingRequest(
+            r["rid"], r["subject"], r["body"], r.get("headers"), r.get("timeout", 0.0), client
+        )
+        for r in frame["requests"]
+    ]
+
+
+def parse_requests_sync(frame: dict[str, Any], client: Any) -> list[SyncIncomingRequest]:
+    """Push parser for the blocking client."""
+    return [
+        SyncIncomingRequest(
+            r["rid"], r["subject"], r["body"], r.get("headers"), r.get("timeout", 0.0), client
+        )
+        for r in frame["requests"]
+    ]
+
+
+# ------------------------------------------------------------ handlers
+
+
+#: What a ``serve`` handler may return: the reply body, a full Reply, or None
+#: (an empty reply, unless the handler already answered the request itself).
+HandlerResult = bytes | Reply | None
+
+
+def _answer_of(result: HandlerResult) -> tuple[bytes, dict[str, str] | None]:
+    if isinstance(result, Reply):
+        return result.body, result.headers
+    if result is None:
+        return b"", None
+    if isinstance(result, bytes | bytearray | memoryview):
+        return bytes(result), None
+    raise TypeError(
+        f"a serve handler must return bytes, Reply or None, not {type(result).__name__}"
+    )
+
+
+def _failure_message(exc: Exception) -> str:
+    """What the requester reads when a handler raised."""
+    if isinstance(exc, ResponderError):
+        return exc.message
+    log.exception("request handler failed")
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def _handle_async(
+    req: IncomingRequest, handler: Callable[[IncomingRequest], Awaitable[HandlerResult]]
+) -> None:
+    try:
+        try:
+            body, headers = _answer_of(await handler(req))
+        except Exception as exc:
+            if not req.answered:
+                await req.fail(_failure_message(exc))
+            return
+        if not req.answered:
+            await req.reply(body, headers)
+    except ConnectionClosed:
+        pass  # the responder's connection is gone; the broker failed the request
+
+
+def _handle_sync(
+    req: SyncIncomingRequest, handler: Callable[[SyncIncomingRequest], HandlerResult]
+) -> None:
+    try:
+        try:
+            body, headers = _answer_of(handler(req))
+        except Exception as exc:
+            if not req.answered:
+                req.fail(_failure_message(exc))
+            return
+        if not req.answered:
+            req.reply(body, headers)
+    except ConnectionClosed:
+        pass
+    except BrokerError:
+        log.exception("could not send the reply to request %s", req.rid)
+
+
+async def _serve_trio(
+    requests: AsyncIterator[IncomingRequest],
+    handler: Callable[[IncomingRequest], Awaitable[HandlerResult]],
+    concurrency: int,
+) -> None:
+    import trio
+
+    slots = trio.Semaphore(concurrency)
+    failure: BrokerError | None = None
+
+    async def run_one(req: IncomingRequest) -> None:
+        try:
+            await _handle_async(req, handler)
+        finally:
+            slots.release()
+
+    async with trio.open_nursery() as nursery:
+        try:
+            async for req in requests:
+                await slots.acquire()
+                nursery.start_soon(run_one, req)
+        except BrokerError as exc:
+            # The connection dropped: handlers could not reply anyway. Raised
+            # after the nursery so callers catch it plainly, not in a group.
+            failure = exc
+            nursery.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+
+
+async def _serve_asyncio(
+    requests: AsyncIterator[IncomingRequest],
+    handler: Callable[[IncomingRequest], Awaitable[HandlerResult]],
+    concurrency: int,
+) -> None:
+    import asyncio
+
+    slots = asyncio.Semaphore(concurrency)
+    running: set[asyncio.Task[None]] = set()
+
+    async def run_one(req: IncomingRequest) -> None:
+        try:
+            await _handle_async(req, handler)
+        finally:
+            slots.release()
+
+    try:
+        async for req in requests:
+            await slots.acquire()
+            task = asyncio.ensure_future(run_one(req))
+            running.add(task)
+            task.add_done_callback(running.discard)
+    finally:
+        # Cancelled, or the connection dropped: nothing can be answered now.
+        for task in list(running):
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+
+
+# --------------------------------------------------------------- mixins
+
+
+class AsyncRpcMethods(_AsyncBase):
+    """Request/reply methods of the Trio, asyncio and in-process clients."""
+
+    async def request(
+        self,
+        subject: str,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Reply:
+        """Send a request to one responder of ``subject`` and wait for its reply.
+
+        Raises ``NoResponders`` at once if nobody serves ``subject``,
+        ``Timeout`` after ``timeout`` seconds without a reply,
+        ``ResponderGone`` if the responder went away holding the request, and
+        ``ResponderError`` if it answered with an error.
+        """
+        return await self._call(request_call(subject, body, headers, timeout))
+
+    def respond(
+        self, subject: str, group: str | None = None
+    ) -> AbstractAsyncContextManager[AsyncIterator[IncomingRequest]]:
+        """Register as a responder of ``subject``; iterate the requests as they come.
+
+        Responders sharing a ``group`` form one pool; each pool of a subject
+        gets an equal share of its requests, members of a pool take turns.
+        Leaving the block unregisters: requests received but not answered
+        fail at once with ``responder_gone`` for their requesters.
+        """
+        ctx: AbstractAsyncContextManager[AsyncIterator[IncomingRequest]] = self._subscription(
+            respond_call(subject, group), parse_requests
+        )
+        return ctx
+
+    async def serve(
+        self,
+        subject: str,
+        handler: Callable[[IncomingRequest], Awaitable[HandlerResult]],
+        *,
+        group: str | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ) -> None:
+        """Answer every request to ``subject`` with ``await handler(req)``, forever.
+
+        Up to ``concurrency`` handlers run at once (a Trio nursery, or an
+        asyncio TaskGroup). The handler returns the reply body (bytes), a
+        ``Reply`` with headers, or None after answering ``req`` itself; if it
+        raises, the requester gets ``ResponderError`` with the exception's
+        text (raise ``ResponderError(msg)`` to send just ``msg``). Returns
+        only when cancelled; raises ``ConnectionClosed`` if the connection
+        drops.
+        """
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        async with self.respond(subject, group) as requests:
+            if sniffio.current_async_library() == "trio":
+                await _serve_trio(requests, handler, concurrency)
+            else:
+                await _serve_asyncio(requests, handler, concurrency)
+
+
+class ServeHandle:
+    """Stops a blocking ``serve`` loop from another thread (``stop()``)."""
+
+    def __init__(self) -> None:
+        self._stopped = threading.Event()
+        self._requests: Any = None
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    def stop(self) -> None:
+        """End the loop: no new requests are taken; running handlers finish."""
+        self._stopped.set()
+        requests = self._requests
+        close = getattr(requests, "close", None)
+        if close is not None:
+            with suppress(Exception):
+                close()
+
+
+class SyncRpcMethods(_SyncBase):
+    """Request/reply methods of the blocking client (same names, no await)."""
+
+    def request(
+        self,
+        subject: str,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Reply:
+        """Send a request and block until the reply (see ``AsyncRpcMethods.request``)."""
+        return self._call(request_call(subject, body, headers, timeout))
+
+    def respond(
+        self, subject: str, group: str | None = None
+    ) -> AbstractContextManager[Iterator[SyncIncomingRequest]]:
+        """Register as a responder; iterate the requests (see ``AsyncRpcMethods.respond``)."""
+        ctx: AbstractContextManager[Iterator[SyncIncomingRequest]] = self._subscription(
+            respond_call(subject, group), parse_requests_sync
+        )
+        return ctx
+
+    def serve(
+        self,
+        subject: str,
+        handler: Callable[[SyncIncomingRequest], HandlerResult],
+        *,
+        group: str | None = None,
+        workers: int = DEFAULT_WORKERS,
+        handle: ServeHandle | None = None,
+    ) -> None:
+        """Answer requests to ``subject`` with ``handler(req)`` on ``workers`` threads.
+
+        Blocks the calling thread until the connection closes, Ctrl-C, or
+        ``handle.stop()`` is called from another thread (pass a
+        ``ServeHandle`` to be able to). At most ``workers`` handlers run at
+        once; further requests wait in the client's buffer meanwhile.
+        Handler results and errors work as in the async ``serve``. On the way
+        out, handlers already running are allowed to finish.
+        """
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        control = handle or ServeHandle()
+        slots = threading.BoundedSemaphore(workers)
+
+        def run_one(req: SyncIncomingRequest) -> None:
+            try:
+                _handle_sync(req, handler)
+            finally:
+                slots.release()
+
+        # The pool is the inner context: leaving waits for running handlers to
+        # send their replies, and only then unregisters the responder.
+        with (
+            self.respond(subject, group) as requests,
+            ThreadPoolExecutor(workers, thread_name_prefix=f"serve-{subject}") as pool,
+        ):
+            control._requests = requests
+            if control.stopped:
+                return
+            for req in requests:
+                slots.acquire()
+                if control._stopped.is_set():
+                    slots.release()
+                    break
+                pool.submit(run_one, req)

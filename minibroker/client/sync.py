@@ -1,0 +1,732 @@
+"""The blocking client: ``with minibroker.connect_sync(url) as mb``, no ``await``.
+
+For plain scripts, threads, WSGI apps and test suites that are not async.
+Same protocol, method names, arguments and errors as the Trio client; the
+method mixins are ``SyncMethods`` (see ``client/api.py``).
+
+How it works, and why:
+
+* one **reader thread** owns the receiving side of the socket. It decodes
+  every frame of each chunk, hands each reply to the slot its caller is
+  blocked on (a pre-acquired lock that the reader releases: the cheapest
+  one-shot wake-up in CPython) and each push to its subscription;
+* **any number of threads may call at once**. A caller encodes its request,
+  registers its slot and appends the frame to an outbox under one short lock;
+  then whichever caller finds nobody sending becomes the sender and sends
+  everything in the outbox with one ``sendall``, looping until it is empty
+  (flat combining). Under contention many requests leave in one syscall;
+  alone, a call costs one ``sendall``. Requests are pipelined and answered
+  in any order;
+* **timeouts**: each call waits at most the client's ``timeout`` (from
+  ``connect_sync``; None waits forever) plus whatever server-side wait the
+  request itself asks for (its ``wait`` or ``timeout`` field, so a long-poll
+  fetch or a request/reply call is not cut short). A call that times out
+  raises ``CallTimeout`` (both ``minibroker.Timeout`` and the built-in
+  ``TimeoutError``); its late answer is discarded. A lost connection never
+  waits for a timeout: every pending call fails at once with
+  ``ConnectionClosed``;
+* **subscriptions** buffer up to ``max_pending`` items; when one is full the
+  reader thread stops reading the socket until the consumer catches up, so
+  TCP pushes back on the broker and the broker's overflow policy applies.
+  Alternatively a callback runs on the reader thread for every item; it
+  must not make blocking calls on this client (the reader would wait for
+  itself), which raises ``RuntimeError`` rather than deadlocking;
+* **TLS** (``minibrokers://`` or ``ssl_context=``) runs OpenSSL over memory
+  BIOs (``ssl.SSLObject``) guarded by the outbox lock, because an
+  ``SSLSocket`` must not be read and written from two threads at once.
+  Encrypting under the same lock that orders the outbox keeps TLS records in
+  order; the socket itself only ever carries ciphertext.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from minibroker.client.api import SyncMethods
+from minibroker.client.protocol import (
+    Call,
+    ClientProtocol,
+    Goodbye,
+    Push,
+    Reply,
+    connection_lost,
+    hello_call,
+)
+from minibroker.client.pushes import PushParser, SubscriptionEnded
+from minibroker.client.url import parse_url
+from minibroker.core.errors import BrokerError, ConnectionClosed, Timeout
+
+log = logging.getLogger("minibroker.client")
+
+T = TypeVar("T")
+
+#: Items a subscription may hold unread before the reader stops reading the socket.
+DEFAULT_MAX_PENDING = 10_000
+#: Default seconds a call waits for its answer (on top of any server-side wait).
+DEFAULT_TIMEOUT = 30.0
+READ_CHUNK = 65536
+
+__all__ = [
+    "DEFAULT_MAX_PENDING",
+    "DEFAULT_TIMEOUT",
+    "CallTimeout",
+    "Client",
+    "Subscription",
+    "connect_sync",
+]
+
+
+class CallTimeout(Timeout, TimeoutError):
+    """A blocking call got no answer within its timeout (client side).
+
+    Catch it as ``minibroker.Timeout`` or as the built-in ``TimeoutError``.
+    The connection stays usable; a late answer is discarded.
+    """
+
+
+class _Use:
+    """Sentinel: use the client's default timeout."""
+
+
+USE_DEFAULT: Any = _Use()
+
+
+def server_wait(call: Call[Any]) -> float:
+    """Seconds the broker may legitimately hold ``call`` before answering.
+
+    Long polls carry ``wait`` (fetch, read) and request/reply carries
+    ``timeout``; a client-side timeout must not fire before those.
+    """
+    extra = 0.0
+    for key in ("wait", "timeout"):
+        value = call.fields.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            extra += float(value)
+    return extra
+
+
+class _Slot:
+    """Where one call's answer lands: a lock held until the reader releases it."""
+
+    __slots__ = ("_lock", "error", "result")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def set(self, result: Any, error: BaseException | None) -> None:
+        self.result = result
+        self.error = error
+        self._lock.release()
+
+    def wait(self, timeout: float | None) -> bool:
+        return self._lock.acquire(timeout=-1 if timeout is None else timeout)
+
+
+class _TLS:
+    """OpenSSL over memory buffers: the caller moves ciphertext to and from the socket."""
+
+    def __init__(self, context: ssl.SSLContext, hostname: str) -> None:
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._obj = context.wrap_bio(self._incoming, self._outgoing, server_hostname=hostname)
+
+    def handshake(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                self._obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                pass
+            pending = self._outgoing.read()
+            if pending:
+                sock.sendall(pending)
+            data = sock.recv(READ_CHUNK)
+            if not data:
+                raise ConnectionClosed("the broker closed the connection in the TLS handshake")
+            self._incoming.write(data)
+        pending = self._outgoing.read()
+        if pending:
+            sock.sendall(pending)
+
+    def encrypt(self, data: bytes) -> bytes:
+        view = memoryview(data)
+        while view:
+            written = self._obj.write(view)
+            view = view[written:]
+        return self._outgoing.read()
+
+    def decrypt(self, data: bytes) -> tuple[bytes, bytes]:
+        """Plaintext from ``data``, plus any ciphertext OpenSSL wants to send back."""
+        self._incoming.write(data)
+        chunks: list[bytes] = []
+        while True:
+            try:
+                chunk = self._obj.read(READ_CHUNK)
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks), self._outgoing.read()
+
+
+class Subscription(Generic[T]):
+    """A live push subscription, read from any thread.
+
+    ``for item in sub`` blocks for each item and stops when the subscription
+    is closed or the broker ends it; ``sub.get(timeout)`` returns the next
+    item or raises ``TimeoutError``; ``get_batch`` takes everything buffered.
+    ``dropped`` counts messages the broker discarded because this subscriber
+    fell behind. A dropped connection raises ``ConnectionClosed`` from all of
+    them.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        call: Call[Any],
+        parser: PushParser[T],
+        max_pending: int,
+        callback: Callable[[T], object] | None = None,
+    ) -> None:
+        self._client = client
+        self._call = call
+        self._parser = parser
+        self._callback = callback
+        self._items: deque[T] = deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._max_pending = max_pending
+        self._ended: BaseException | None = None
+        self._abandoned = False
+        #: True while the reader thread waits for room in this buffer.
+        self._reader_waiting = False
+        self.sub_id: int | None = None
+        self.dropped = 0
+        #: The subscribe call's result (carries ``sub`` and model-specific fields).
+        self.info: Any = None
+
+    # ------------------------------------------------- driven by the client
+
+    def _start(self, timeout: Any = USE_DEFAULT) -> None:
+        try:
+            self._client._call(self._call, timeout=timeout, on_reply=self._register)
+        except BaseException:
+            self._abandoned = True
+            if self.sub_id is not None:
+                self._client._subscriptions.pop(self.sub_id, None)
+                self._client._post(Call("unsubscribe", {"sub": self.sub_id}))
+            raise
+
+    def _register(self, result: Any) -> None:
+        """Run by the reader as the reply arrives, before it reads the next frame:
+        the first pushes may share a chunk with the reply and must find us."""
+        sub_id = int(result["sub"])
+        if self._abandoned:
+            self._client._post(Call("unsubscribe", {"sub": sub_id}))
+            return
+        self.info = result
+        self.sub_id = sub_id
+        self._client._subscriptions[sub_id] = self
+
+    def _feed(self, push: Push) -> None:
+        """Reader thread: take one push frame; may block while the buffer is full."""
+        if push.op == "notice":
+            self.dropped += int(push.frame.get("dropped", 0))
+            log.warning(
+                "subscription %s dropped %s messages (slow consumer)",
+                self.sub_id,
+                push.frame.get("dropped"),
+            )
+            return
+        if push.op == "end":
+            self._end(SubscriptionEnded.from_frame(push.frame))
+            return
+        items = self._parser(push.frame, self._client)
+        if self._callback is not None:
+            callback = self._callback
+            for item in items:
+                try:
+                    callback(item)
+                except Exception:
+                    log.exception("subscription %s callback failed", self.sub_id)
+            return
+        with self._cond:
+            self._items.extend(items)
+            self._cond.notify_all()
+            while len(self._items) >= self._max_pending and self._ended is None:
+                self._reader_waiting = True
+                self._cond.wait()
+            self._reader_waiting = False
+
+    def _end(self, error: BaseException) -> None:
+        with self._cond:
+            if self._ended is None:
+                self._ended = error
+            self._cond.notify_all()
+
+    # ------------------------------------------------------ consumer side
+
+    def __iter__(self) -> Iterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        try:
+            return self.get()
+        except SubscriptionEnded:
+            raise StopIteration from None
+
+    def get(self, timeout: float | None = None) -> T:
+        """The next item; raises ``TimeoutError`` if none arrives in ``timeout``
+        seconds, ``SubscriptionEnded`` once the subscription is closed or ended."""
+        with self._cond:
+            if not self._items:
+                self._wait_for_items(timeout)
+            item = self._items.popleft()
+            if self._reader_waiting:
+                self._cond.notify_all()
+            return item
+
+    def get_batch(self, max_items: int = 1000, timeout: float | None = None) -> list[T]:
+        """Wait (up to ``timeout``) for at least one item, then return up to
+        ``max_items`` at once."""
+        with self._cond:
+            items = self._items
+            if not items:
+                self._wait_for_items(timeout)
+            if len(items) <= max_items:
+                batch = list(items)
+                items.clear()
+            else:
+                batch = [items.popleft() for _ in range(max_items)]
+            if self._reader_waiting:
+                self._cond.notify_all()
+            return batch
+
+    def get_nowait(self) -> T | None:
+        """The next buffered item, or None when nothing has arrived."""
+        with self._cond:
+            if not self._items:
+                return None
+            item = self._items.popleft()
+            if self._reader_waiting:
+                self._cond.notify_all()
+            return item
+
+    def _wait_for_items(self, timeout: float | None) -> None:
+        """Holding the condition: return once an item is buffered, else raise."""
+        if not self._cond.wait_for(lambda: self._items or self._ended is not None, timeout):
+            raise TimeoutError(f"no item within {timeout} seconds")
+        if self._items:
+            return
+        ended = self._ended
+        if isinstance(ended, SubscriptionEnded):
+            raise ended
+        if isinstance(ended, StopIteration):
+            raise SubscriptionEnded("the subscription was closed")
+        assert ended is not None
+        raise ended
+
+    @property
+    def ended(self) -> BaseException | None:
+        """Why the subscription ended (None while live)."""
+        return self._ended
+
+    def close(self) -> None:
+        """Stop the subscription: iteration ends and the broker is told (once)."""
+        if self.sub_id is None or self._ended is not None:
+            return
+        self._end(StopIteration())
+        client = self._client
+        client._subscriptions.pop(self.sub_id, None)
+        if client.closed:
+            return
+        unsubscribe: Call[None] = Call("unsubscribe", {"sub": self.sub_id})
+        if client._on_reader_thread():
+            client._post(unsubscribe)
+            return
+        with contextlib.suppress(ConnectionClosed, BrokerError):
+            client._call(unsubscribe)
+
+    def __enter__(self) -> Subscription[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _SubscriptionContext(Generic[T]):
+    """``with mb.subscribe(...) as sub``: subscribe on enter, unsubscribe on exit."""
+
+    def __init__(self, subscription: Subscription[T]) -> None:
+        self._subscription = subscription
+
+    def __enter__(self) -> Subscription[T]:
+        self._subscription._start()
+        return self._subscription
+
+    def __exit__(self, *exc: object) -> None:
+        self._subscription.close()
+
+
+class Client(SyncMethods):
+    """A connection to a broker from blocking code. Use ``minibroker.connect_sync``.
+
+    Safe to share between threads. Every method of the Trio client is here
+    with the same name and arguments, minus the ``await``.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        tls: _TLS | None = None,
+    ) -> None:
+        self._sock = sock
+        self._tls = tls
+        #: Default seconds a call waits for its answer; None waits forever.
+        self.timeout = timeout
+        self._protocol = ClientProtocol()
+        self._lock = threading.Lock()
+        self._pending: dict[int, _Slot] = {}
+        self._on_reply: dict[int, Callable[[Any], None]] = {}
+        self._subscriptions: dict[int, Subscription[Any]] = {}
+        self._outbox: list[bytes] = []
+        self._sending = False
+        self._max_pending = max_pending
+        self._closed: BaseException | None = None
+        self.server_info: dict[str, Any] = {}
+        self._reader = threading.Thread(
+            target=self._read_loop, name="minibroker-client-reader", daemon=True
+        )
+        self._reader.start()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed is not None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def with_timeout(self, timeout: float | None) -> SyncMethods:
+        """A view of this client whose calls wait up to ``timeout`` (None: forever).
+
+            mb.with_timeout(120).put_many("jobs", huge_batch)
+        """
+        return _TimeoutView(self, timeout)
+
+    # -------------------------------------------------------- the transport
+
+    def _call(
+        self,
+        call: Call[T],
+        *,
+        timeout: Any = USE_DEFAULT,
+        on_reply: Callable[[Any], None] | None = None,
+    ) -> T:
+        if self._on_reader_thread():
+            raise RuntimeError(
+                "a blocking call from a subscription callback would wait for the reader "
+                "thread it runs on; hand the work to another thread instead"
+            )
+        request_id, slot = self._submit(call, on_reply)
+        if timeout is USE_DEFAULT:
+            timeout = self.timeout
+        if timeout is not None:
+            timeout += server_wait(call)
+        if not slot.wait(timeout):
+            if self._pending.pop(request_id, None) is not None:
+                self._on_reply.pop(request_id, None)
+                raise CallTimeout(f"no answer to {call.op!r} within {timeout:g} seconds")
+            # The reader (or _fail) took the slot just now and is filling it:
+            # wait for that instead of losing the answer.
+            slot.wait(None)
+        if slot.error is not None:
+            raise slot.error
+        return call.parse(slot.result)
+
+    def _call_many(self, calls: list[Call[Any]], *, timeout: Any = USE_DEFAULT) -> list[Any]:
+        """Pipeline ``calls`` from one thread: one send for all, then wait for
+        every answer. Returns the results in order; raises the first error
+        (after every answer is in, so none is left behind)."""
+        if self._on_reader_thread():
+            raise RuntimeError("a blocking call from a subscription callback would deadlock")
+        slots: list[tuple[int, _Slot]] = []
+        with self._lock:
+            if self._closed is not None:
+                raise connection_lost(str(self._closed))
+            encoded = []
+            for call in calls:
+                request_id, data = self._protocol.encode(call)
+                slot = _Slot()
+                self._pending[request_id] = slot
+                slots.append((request_id, slot))
+                encoded.append(data)
+            data = b"".join(encoded)
+            self._outbox.append(data if self._tls is None else self._tls.encrypt(data))
+        self._flush()
+        if timeout is USE_DEFAULT:
+            timeout = self.timeout
+        deadline = None if timeout is None else time.monotonic() + timeout + max(
+            (server_wait(call) for call in calls), default=0.0
+        )
+        results: list[Any] = []
+        first_error: BaseException | None = None
+        for call, (request_id, slot) in zip(calls, slots, strict=True):
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not slot.wait(remaining):
+                if self._pending.pop(request_id, None) is not None:
+                    first_error = first_error or CallTimeout(
+                        f"no answer to {call.op!r} within {timeout:g} seconds"
+                    )
+                    results.append(None)
+                    continue
+                slot.wait(None)
+            if slot.error is not None:
+                first_error = first_error or slot.error
+                results.append(None)
+            else:
+                results.append(call.parse(slot.result))
+        if first_error is not None:
+            raise first_error
+        return results
+
+    def _submit(
+        self, call: Call[Any], on_reply: Callable[[Any], None] | None = None
+    ) -> tuple[int, _Slot]:
+        """Queue ``call`` and send it (or leave it to the thread already sending)."""
+        slot = _Slot()
+        with self._lock:
+            if self._closed is not None:
+                raise connection_lost(str(self._closed))
+            request_id, data = self._protocol.encode(call)
+            self._pending[request_id] = slot
+            if on_reply is not None:
+                self._on_reply[request_id] = on_reply
+            self._outbox.append(data if self._tls is None else self._tls.encrypt(data))
+        self._flush()
+        return request_id, slot
+
+    def _subscription(
+        self,
+        call: Call[Any],
+        parser: PushParser[T],
+        callback: Callable[[T], object] | None = None,
+    ) -> _SubscriptionContext[T]:
+        return _SubscriptionContext(
+            Subscription(self, call, parser, self._max_pending, callback=callback)
+        )
+
+    def _post(self, call: Call[Any]) -> None:
+        """Send ``call`` without waiting for its answer (cleanup paths)."""
+        with self._lock:
+            if self._closed is not None:
+                return
+            data = self._protocol.encode(call)[1]
+            self._outbox.append(data if self._tls is None else self._tls.encrypt(data))
+        if self._on_reader_thread():
+            # The reader must never block in sendall (the broker may be
+            # waiting for us to read); let a helper thread send it.
+            threading.Thread(target=self._flush, daemon=True).start()
+        else:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Send the outbox unless another thread is already doing so (it will)."""
+        lock = self._lock
+        with lock:
+            if self._sending or not self._outbox:
+                return
+            self._sending = True
+        try:
+            while True:
+                with lock:
+                    outbox = self._outbox
+                    if not outbox:
+                        self._sending = False
+                        return
+                    data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
+                    outbox.clear()
+                self._sock.sendall(data)
+        except OSError as exc:
+            with lock:
+                self._sending = False
+                self._outbox.clear()
+            self._fail(connection_lost(str(exc) or type(exc).__name__))
+
+    def _on_reader_thread(self) -> bool:
+        return threading.current_thread() is self._reader
+
+    # ----------------------------------------------------------- the reader
+
+    def _read_loop(self) -> None:
+        sock = self._sock
+        protocol = self._protocol
+        pending = self._pending
+        on_reply = self._on_reply
+        try:
+            while True:
+                data = sock.recv(READ_CHUNK)
+                if not data:
+                    self._fail(connection_lost("the broker closed the connection"))
+                    return
+                if self._tls is not None:
+                    data = self._decrypt(data)
+                for event in protocol.receive_data(data):
+                    if type(event) is Reply:
+                        hook = on_reply.pop(event.id, None) if on_reply else None
+                        if hook is not None and event.error is None:
+                            hook(event.result)
+                        slot = pending.pop(event.id, None)
+                        if slot is not None:
+                            slot.set(event.result, event.error)
+                    elif type(event) is Push:
+                        subscription = self._subscriptions.get(event.sub)
+                        if subscription is not None:
+                            subscription._feed(event)
+                    elif type(event) is Goodbye:
+                        self._fail(event.error)
+        except OSError as exc:
+            self._fail(connection_lost(str(exc) or type(exc).__name__))
+        except BrokerError as exc:  # undecodable data from the server
+            self._fail(exc)
+        except BaseException as exc:  # a bug must not leave callers hanging
+            log.exception("minibroker client reader failed")
+            self._fail(connection_lost(f"client reader failed: {exc!r}"))
+
+    def _decrypt(self, data: bytes) -> bytes:
+        assert self._tls is not None
+        with self._lock:
+            plain, reply = self._tls.decrypt(data)
+            if reply:
+                self._outbox.append(reply)
+        if reply:
+            threading.Thread(target=self._flush, daemon=True).start()
+        return plain
+
+    def _fail(self, error: BaseException) -> None:
+        """Fail every pending call and end every subscription with ``error``."""
+        with self._lock:
+            if self._closed is None:
+                self._closed = error
+        call_error = error if isinstance(error, ConnectionClosed) else connection_lost(str(error))
+        pending = self._pending
+        while True:
+            try:
+                _, slot = pending.popitem()
+            except KeyError:
+                break
+            slot.set(None, call_error)
+        self._on_reply.clear()
+        while True:
+            try:
+                _, subscription = self._subscriptions.popitem()
+            except KeyError:
+                break
+            subscription._end(error)
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Close the connection: pending calls fail, subscriptions end. Idempotent."""
+        for subscription in list(self._subscriptions.values()):
+            subscription._end(StopIteration())
+        self._fail(ConnectionClosed("the client was closed"))
+        if not self._on_reader_thread():
+            self._reader.join(timeout=10)
+        self._sock.close()
+
+
+class _TimeoutView(SyncMethods):
+    """The same connection with another default timeout (see ``Client.with_timeout``)."""
+
+    def __init__(self, client: Client, timeout: float | None) -> None:
+        self._client = client
+        self._timeout = timeout
+
+    def _call(self, call: Call[T]) -> T:
+        return self._client._call(call, timeout=self._timeout)
+
+    def _subscription(
+        self,
+        call: Call[Any],
+        parser: PushParser[T],
+        callback: Callable[[T], object] | None = None,
+    ) -> Any:
+        return self._client._subscription(call, parser, callback)
+
+
+def connect_sync(
+    url: str = "minibroker://127.0.0.1:7878",
+    *,
+    token: str | None = None,
+    namespace: str | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    connect_timeout: float | None = None,
+    client_name: str = "minibroker-sync",
+    ssl_context: ssl.SSLContext | None = None,
+    max_pending: int = DEFAULT_MAX_PENDING,
+) -> Client:
+    """Connect to a broker over TCP (or TLS with ``minibrokers://`` or an
+    ``ssl_context``), say hello, and return a blocking client.
+
+        with minibroker.connect_sync("minibroker://127.0.0.1:7878") as mb:
+            mb.ping()
+
+    ``timeout`` is the default wait for each call's answer (None: forever);
+    ``connect_timeout`` bounds connecting and the handshake (default:
+    ``timeout``). ``token`` and ``namespace`` override those in the URL.
+    Raises ``Unauthorized`` or ``UnsupportedVersion`` if the broker refuses the
+    hello, ``OSError`` if it cannot be reached.
+    """
+    address = parse_url(url)
+    if connect_timeout is None:
+        connect_timeout = timeout
+    sock = socket.create_connection((address.host, address.port), timeout=connect_timeout)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tls: _TLS | None = None
+        if address.tls or ssl_context is not None:
+            tls = _TLS(ssl_context or ssl.create_default_context(), address.host)
+            tls.handshake(sock)
+        sock.settimeout(None)
+    except BaseException:
+        sock.close()
+        raise
+    client = Client(sock, timeout=timeout, max_pending=max_pending, tls=tls)
+    try:
+        client.server_info = client._call(
+            hello_call(
+                client_name,
+                token if token is not None else address.token,
+                namespace if namespace is not None else address.namespace,
+            ),
+            timeout=connect_timeout,
+        )
+    except BaseException:
+        client.close()
+        raise
+    return client

@@ -1,0 +1,833 @@
+"""Logs: append-only, offset-addressed, replayable streams (a Kafka topic partition).
+
+A log is a :class:`~minibroker.storage.store.LogStore` (segments on disk with
+``--data-dir``, in memory otherwise) plus what the broker adds around it:
+
+* **offsets** are dense and never change meaning: ``append`` gives a batch
+  consecutive offsets and one broker timestamp; retention deletes whole old
+  segments, so ``first_offset`` only moves forward;
+* **the high watermark** is the end of what readers see. Records below it
+  are stored per the fsync policy: with group commit (``fsync=batch``) a
+  record becomes readable when the fsync that covers it is done, at the same
+  moment its append is confirmed. So no reader ever sees a record that a
+  crash could take back, and an offset a consumer has seen is never reused;
+* **reads** start at an offset, "earliest", "latest", a group's committed
+  offset or a timestamp, and return the store's raw record bytes: the
+  server never decodes or re-encodes a record on the read path;
+* **long-poll reads** wait (parked at the session) until the high
+  watermark passes their offset or their deadline comes;
+* **tails** are push sources that read the next chunk from the store at
+  their cursor only when the connection has room to send it, so a slow
+  reader costs the broker a cursor, never a buffer of the log;
+* **consumer groups** commit the next offset to read (Kafka's convention);
+  on disk the offsets and the log's options live in a small metadata
+  journal next to the log (:mod:`minibroker.core.log_meta`).
+
+See docs/logs.md for the semantics as users see them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Final, Literal
+
+from minibroker.core.config import Limits
+from minibroker.core.errors import (
+    BadRequest,
+    BrokerError,
+    Conflict,
+    NotFound,
+    OffsetOutOfRange,
+    StorageError,
+    StorageFull,
+    TooLarge,
+)
+from minibroker.core.log_meta import KIND as META_KIND
+from minibroker.core.log_meta import SEGMENT_BYTES as META_SEGMENT_BYTES
+from minibroker.core.log_meta import LogMeta
+from minibroker.core.log_options import GroupStatistics, LogOptions, LogStatistics
+from minibroker.core.names import check_name
+from minibroker.core.peer import Peer
+from minibroker.core.timers import Timer
+from minibroker.storage.chain import DEFAULT_SEGMENT_BYTES
+from minibroker.storage.memory import MemoryLog
+from minibroker.storage.record import Entry
+from minibroker.storage.store import LogStore, RecordBatch
+
+if TYPE_CHECKING:
+    from minibroker.core.broker import Broker
+    from minibroker.core.namespace import Namespace
+
+log = logging.getLogger("minibroker.logs")
+
+#: The StorageOpener kind of log stores.
+KIND: Final = "log"
+#: Largest ``max_bytes`` of one read or one tail push (a single record may exceed it).
+MAX_READ_BYTES: Final = 8 * 1024 * 1024
+#: Bytes of a ``records`` push frame around its data (op, sub, count, next_offset).
+PUSH_FRAME_OVERHEAD: Final = 64
+#: Most seconds between two checks of age-based retention.
+RETENTION_CHECK_SECONDS: Final = 30.0
+
+Start = int | str
+START_NAMES: Final = ("earliest", "latest", "committed")
+Durability = Literal["memory", "never", "batch", "always"]
+
+
+def _empty(offset: int) -> RecordBatch:
+    return RecordBatch(b"", 0, offset)
+
+
+def check_read_limits(max_records: int, max_bytes: int, limits: Limits) -> None:
+    if type(max_records) is not int or not 1 <= max_records <= limits.max_fetch:
+        raise BadRequest(
+            f"max_records must be between 1 and {limits.max_fetch}, got {max_records!r}"
+        )
+    _check_max_bytes(max_bytes)
+
+
+def _check_max_bytes(max_bytes: int) -> None:
+    if type(max_bytes) is not int or not 1 <= max_bytes <= MAX_READ_BYTES:
+        raise BadRequest(f"max_bytes must be between 1 and {MAX_READ_BYTES}, got {max_bytes!r}")
+
+
+class ReadWaiter:
+    """A long-poll read parked until the high watermark passes ``offset`` or the deadline."""
+
+    __slots__ = ("log", "max_bytes", "max_records", "offset", "peer", "timer", "token")
+
+    def __init__(
+        self, log: Log, peer: Peer, token: int, offset: int, max_records: int, max_bytes: int
+    ) -> None:
+        self.log = log
+        self.peer = peer
+        self.token = token
+        self.offset = offset
+        self.max_records = max_records
+        self.max_bytes = max_bytes
+        self.timer: Timer | None = None
+
+    def detach(self) -> None:
+        """Forget the waiter without answering it (its connection is gone)."""
+        self.log.waiters.pop(self, None)
+        self.log.logs._untrack(self.peer.conn_id, self)
+        if self.timer is not None:
+            self.timer.cancel()
+
+    def expire(self, now: float) -> None:
+        self.timer = None
+        self.detach()
+        self.peer.resolve(self.token, _empty(self.offset))
+
+    def wake(self) -> None:
+        """Records are readable at our offset (or the log went away): answer now."""
+        self.detach()
+        try:
+            batch = self.log.read_at(self.offset, self.max_records, self.max_bytes)
+        except BrokerError as exc:
+            self.peer.reject(self.token, exc)
+            return
+        self.peer.resolve(self.token, batch)
+
+
+class LogTail:
+    """A tail subscription: a cursor the connection drains when it has room.
+
+    The tail holds no records. Each time the session asks (``take``) it reads
+    the next chunk at its cursor, within the byte budget the session gives it
+    (what is left below the connection's outbound high-water mark). When it
+    has caught up with the high watermark it goes *idle*; the next append
+    (or group commit) re-announces it to its connection with ``push_ready``.
+    """
+
+    __slots__ = ("_on_end", "cursor", "idle", "log", "max_bytes", "peer", "sub_id")
+
+    def __init__(
+        self,
+        log: Log,
+        peer: Peer,
+        sub_id: int,
+        cursor: int,
+        max_bytes: int,
+        on_end: Callable[[BrokerError], None],
+    ) -> None:
+        self.log = log
+        self.peer = peer
+        self.sub_id = sub_id
+        self.cursor = cursor
+        self.max_bytes = max_bytes
+        self.idle = False
+        self._on_end = on_end
+
+    def take(self, budget: int) -> RecordBatch | None:
+        """The next chunk of records at the cursor (advancing it), or None when caught up."""
+        log = self.log
+        cursor = self.cursor
+        end = log.high_watermark
+        if cursor >= end or log.closed:
+            self._go_idle()
+            return None
+        first = log.store.first_offset
+        if cursor < first:
+            self.end(
+                OffsetOutOfRange(
+                    f"tail of log {log.name!r} fell behind retention: offset {cursor} was "
+                    f"deleted, the log now starts at {first}",
+                    first_offset=first,
+                )
+            )
+            return None
+        max_bytes = min(self.max_bytes, max(budget - PUSH_FRAME_OVERHEAD, 1))
+        batch = log.store.read(cursor, end - cursor, max_bytes)
+        self.cursor = batch.next_offset
+        return batch
+
+    def has_more(self) -> bool:
+        """True while records wait below the high watermark; otherwise go idle."""
+        if self.cursor < self.log.high_watermark:
+            return True
+        self._go_idle()
+        return False
+
+    def _go_idle(self) -> None:
+        if not self.idle:
+            self.idle = True
+            self.log.idle_tails[self] = None
+
+    def wake(self) -> None:
+        """New records are readable: ask the connection to drain us again."""
+        self.idle = False
+        self.peer.push_ready(self)
+
+    def cancel(self, now: float) -> None:
+        """The client unsubscribed."""
+        self.detach()
+
+    def detach(self) -> None:
+        log = self.log
+        log.tails.pop(self, None)
+        log.idle_tails.pop(self, None)
+        log.logs._untrack(self.peer.conn_id, self)
+
+    def end(self, error: BrokerError) -> None:
+        """End the subscription from the broker's side (log deleted, fell behind)."""
+        self.detach()
+        self._on_end(error)
+
+
+Attachment = ReadWaiter | LogTail
+
+
+class Log:
+    """One log: its store, metadata, readers and counters."""
+
+    def __init__(
+        self,
+        logs: Logs,
+        name: str,
+        options: LogOptions,
+        store: LogStore,
+        meta: LogMeta | None,
+    ) -> None:
+        self.logs = logs
+        self.name = name
+        self.options = options
+        self.store = store
+        self.meta = meta
+        #: group -> next offset to read (shared with the metadata journal on disk).
+        self.groups: dict[str, int] = meta.groups if meta is not None else {}
+        #: End of what readers see (see the module docstring).
+        self.high_watermark = store.next_offset
+        self.tails: dict[LogTail, None] = {}
+        self.idle_tails: dict[LogTail, None] = {}
+        self.waiters: dict[ReadWaiter, None] = {}
+        self.retention_timer: Timer | None = None
+        self.appended_records = 0
+        self.appended_bytes = 0
+        self.retained_away = 0
+        self.closed = False
+        #: Unsynced writes, for group commit.
+        self.data_dirty = False
+        self.meta_dirty = False
+
+    # --------------------------------------------------------------- reading
+
+    def check_offset(self, offset: int) -> None:
+        first = self.store.first_offset
+        if offset < first or offset > self.high_watermark:
+            where = "below the first retained offset" if offset < first else "past the end"
+            raise OffsetOutOfRange(
+                f"offset {offset} of log {self.name!r} is {where}; the log holds "
+                f"[{first}, {self.high_watermark})",
+                first_offset=first,
+                next_offset=self.high_watermark,
+            )
+
+    def read_at(self, offset: int, max_records: int, max_bytes: int) -> RecordBatch:
+        """Raw records from ``offset``, never past the high watermark."""
+        if self.closed:
+            raise NotFound(f"log {self.name!r} was deleted", log=self.name)
+        self.check_offset(offset)
+        available = self.high_watermark - offset
+        if available <= 0:
+            return _empty(offset)
+        return self.store.read(offset, min(max_records, available), max_bytes)
+
+    def resolve_start(self, start: Start, timestamp_ms: int | None, group: str | None) -> int:
+        """The offset a read or tail begins at (``timestamp_ms`` wins over ``start``)."""
+        if timestamp_ms is not None:
+            if type(timestamp_ms) is not int or timestamp_ms < 0:
+                raise BadRequest(
+                    f"timestamp_ms must be a non-negative integer, got {timestamp_ms!r}"
+                )
+            return min(self.store.offset_for_timestamp(timestamp_ms), self.high_watermark)
+        if type(start) is int:
+            if start < 0:
+                raise BadRequest(f"start offset must not be negative, got {start}")
+            return start
+        if start == "earliest":
+            return self.store.first_offset
+        if start == "latest":
+            return self.high_watermark
+        if start == "committed":
+            if group is None:
+                raise BadRequest("start='committed' needs a group")
+            # A group that never committed starts at the beginning (documented).
+            return self.groups.get(group, self.store.first_offset)
+        raise BadRequest(
+            f"start must be an offset or one of {', '.join(START_NAMES)}, got {start!r}"
+        )
+
+    # ------------------------------------------------------------ progress
+
+    def advance(self) -> None:
+        """Raise the high watermark to the store's end and wake who waits for it."""
+        end = self.store.next_offset
+        if end == self.high_watermark:
+            return
+        self.high_watermark = end
+        if self.waiters:
+            for waiter in list(self.waiters):
+                waiter.wake()
+        if self.idle_tails:
+            tails = list(self.idle_tails)
+            self.idle_tails.clear()
+            for tail in tails:
+                tail.wake()
+
+    def statistics(self) -> LogStatistics:
+        store = self.store
+        end = self.high_watermark
+        return LogStatistics(
+            name=self.name,
+            first_offset=store.first_offset,
+            next_offset=store.next_offset,
+            high_watermark=end,
+            bytes=store.size_bytes,
+            segments=store.segment_count,
+            groups={
+                group: GroupStatistics(offset, max(0, end - offset))
+                for group, offset in self.groups.items()
+            },
+            options=self.options,
+            appended_records=self.appended_records,
+            appended_bytes=self.appended_bytes,
+            retained_away=self.retained_away,
+            tails=len(self.tails),
+            waiting_reads=len(self.waiters),
+        )
+
+    def shut(self, error: BrokerError | None) -> None:
+        """Stop serving: end tails and parked reads with ``error`` (None: quietly)."""
+        self.closed = True
+        if self.retention_timer is not None:
+            self.retention_timer.cancel()
+            self.retention_timer = None
+        for waiter in list(self.waiters):
+            waiter.detach()
+            if error is not None:
+                waiter.peer.reject(waiter.token, error)
+        for tail in list(self.tails):
+            if error is not None:
+                tail.end(error)
+            else:
+                tail.detach()
+
+
+class Logs:
+    """The logs of one namespace (the namespace's ``logs`` model)."""
+
+    def __init__(self, namespace: Namespace) -> None:
+        self.namespace = namespace
+        self.broker: Broker = namespace.broker
+        self._logs: dict[str, Log] = {}
+        #: conn id -> tails and parked reads of that connection.
+        self._attached: dict[int, dict[Attachment, None]] = {}
+        #: Logs with writes waiting for the group commit's fsync.
+        self._dirty: dict[Log, None] = {}
+        #: Store syncs done (group commit and fsync=always), for metrics.
+        self.fsyncs = 0
+        self._recover()
+
+    @property
+    def limits(self) -> Limits:
+        return self.broker.config.limits
+
+    @property
+    def durability(self) -> Durability:
+        """How appends are made durable: no storage, or the fsync policy in force."""
+        if self.broker.storage is None:
+            return "memory"
+        return self.broker.config.fsync
+
+    # --------------------------------------------------------------- lookup
+
+    def get(self, name: str) -> Log:
+        found = self._logs.get(name)
+        if found is None:
+            check_name("log", name)
+            raise NotFound(f"log {name!r} does not exist", log=name)
+        return found
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._logs
+
+    def __len__(self) -> int:
+        return len(self._logs)
+
+    def names(self) -> list[str]:
+        return sorted(self._logs)
+
+    def statistics(self, name: str) -> LogStatistics:
+        return self.get(name).statistics()
+
+    def all_statistics(self) -> list[LogStatistics]:
+        return [self._logs[name].statistics() for name in sorted(self._logs)]
+
+    # -------------------------------------------------------- create/delete
+
+    def create(self, name: str, options: LogOptions, now: float) -> bool:
+        """Create the log, or check that it exists with the same options.
+
+        Returns True when it was created; Conflict when it exists with other
+        options. On disk the options are synced before this returns, whatever
+        the fsync policy: creating a log is rare and must survive a crash.
+        """
+        check_name("log", name)
+        options.check()
+        existing = self._logs.get(name)
+        if existing is not None:
+            if existing.options != options:
+                ours, theirs = existing.options.to_dict(), options.to_dict()
+                differ = sorted(k for k in ours if ours[k] != theirs[k])
+                raise Conflict(
+                    f"log {name!r} already exists with different options "
+                    f"({', '.join(f'{k}={ours[k]!r}' for k in differ)})",
+                    log=name,
+                    options=ours,
+                )
+            return False
+        storage = self.broker.storage
+        if storage is None:
+            store: LogStore = MemoryLog(options.segment_bytes or DEFAULT_SEGMENT_BYTES)
+            self._logs[name] = Log(self, name, options, store, None)
+            return True
+        ns = self.namespace.name
+        meta_store = storage.open(ns, META_KIND, name, segment_bytes=META_SEGMENT_BYTES)
+        try:
+            if meta_store.next_offset != meta_store.first_offset:
+                # Leftovers of a create or delete that did not finish: start afresh.
+                meta_store.destroy()
+                meta_store = storage.open(ns, META_KIND, name, segment_bytes=META_SEGMENT_BYTES)
+            meta = LogMeta(meta_store)
+            meta.write_options(options, self.broker.clock.wall_ms(now))
+            meta_store.sync()
+            store = storage.open(ns, KIND, name, segment_bytes=options.segment_bytes)
+            if store.next_offset != store.first_offset:
+                store.destroy()
+                store = storage.open(ns, KIND, name, segment_bytes=options.segment_bytes)
+        except BaseException:
+            meta_store.destroy()
+            raise
+        self._logs[name] = Log(self, name, options, store, meta)
+        return True
+
+    def delete(self, name: str, now: float) -> int:
+        """Delete the log and its files; return how many records it held.
+
+        Its tails end with NotFound and its parked reads fail with NotFound.
+        """
+        target = self.get(name)
+        del self._logs[name]
+        self._dirty.pop(target, None)
+        records = target.store.next_offset - target.store.first_offset
+        target.shut(NotFound(f"log {name!r} was deleted", log=name))
+        self._destroy_stores(target)
+        return records
+
+    def _destroy_stores(self, target: Log) -> None:
+        # The log first, its metadata second: a crash in between leaves only
+        # an orphan metadata journal, which recovery removes.
+        target.store.destroy()
+        if target.meta is not None:
+            target.meta.store.destroy()
+        storage = self.broker.storage
+        if storage is not None:
+            ns = self.namespace.name
+            storage.remove(ns, KIND, target.name)
+            storage.remove(ns, META_KIND, target.name)
+
+    # ---------------------------------------------------------------- append
+
+    def append(self, name: str, entries: Sequence[Entry], now: float) -> int:
+        """Append a batch of ``(key, headers, body)`` entries; return the first offset.
+
+        The whole batch is stored as one buffer with one timestamp, or (on a
+        storage error) none of it. Durability follows the fsync policy: with
+        group commit the caller's confirm is held until the fsync (the
+        broker's write generation moves); with ``always`` the store is synced
+        before this returns.
+        """
+        target = self.get(name)
+        count = len(entries)
+        limits = self.limits
+        if not 1 <= count <= limits.max_batch:
+            raise BadRequest(
+                f"an append holds between 1 and {limits.max_batch} records, got {count}"
+            )
+        limit = limits.max_message_bytes
+        size = 0
+        for key, _headers, body in entries:
+            length = len(body)
+            size += length
+            if length > limit or (key is not None and len(key) > limit):
+                raise TooLarge(
+                    f"a record body or key is larger than the limit of {limit} bytes",
+                    limit=limit,
+                )
+        first = target.store.append(entries, self.broker.clock.wall_ms(now))
+        target.appended_records += count
+        target.appended_bytes += size
+        self._written(target, data=True)
+        if target.options.has_retention:
+            self._check_retention(target, now)
+        return first
+
+    def _written(self, target: Log, *, data: bool) -> None:
+        """Make a write durable per the policy, and visible once it is."""
+        mode = self.durability
+        if mode == "batch":
+            if data:
+                target.data_dirty = True
+            else:
+                target.meta_dirty = True
+            self._dirty[target] = None
+            self.broker.note_durable_write()
+            return
+        if mode == "always":
+            self.fsyncs += 1
+            if data:
+                target.store.sync()
+            elif target.meta is not None:
+                target.meta.store.sync()
+        if data:
+            target.advance()
+
+    # ------------------------------------------------------------------ read
+
+    def read(
+        self,
+        name: str,
+        start: Start = "earliest",
+        timestamp_ms: int | None = None,
+        group: str | None = None,
+        max_records: int = 1000,
+        max_bytes: int = 1024 * 1024,
+        wait: float = 0.0,
+    ) -> RecordBatch:
+        """Raw records from the resolved start; empty (at that offset) when none are there.
+
+        ``wait`` is only checked here; a caller that wants to long-poll an
+        empty answer parks the request and calls :meth:`wait_for_records`.
+        """
+        target = self.get(name)
+        check_read_limits(max_records, max_bytes, self.limits)
+        self._check_wait(wait)
+        if group is not None:
+            check_name("group", group)
+        offset = target.resolve_start(start, timestamp_ms, group)
+        return target.read_at(offset, max_records, max_bytes)
+
+    def _check_wait(self, wait: float) -> None:
+        maximum = self.limits.max_wait_seconds
+        if not 0.0 <= wait <= maximum:
+            raise BadRequest(f"wait must be between 0 and {maximum:g} seconds, got {wait!r}")
+
+    def wait_for_records(
+        self,
+        peer: Peer,
+        token: int,
+        name: str,
+        offset: int,
+        max_records: int,
+        max_bytes: int,
+        wait: float,
+        now: float,
+    ) -> None:
+        """Park a read at ``offset`` until records are readable there or ``wait`` passes.
+
+        The answer goes to ``peer.resolve(token, RecordBatch)`` (empty at the
+        deadline) or ``peer.reject(token, error)`` (the log was deleted, or
+        retention overtook the offset).
+        """
+        target = self.get(name)
+        check_read_limits(max_records, max_bytes, self.limits)
+        self._check_wait(wait)
+        target.check_offset(offset)
+        waiter = ReadWaiter(target, peer, token, offset, max_records, max_bytes)
+        if offset < target.high_watermark:
+            waiter.wake()
+            return
+        target.waiters[waiter] = None
+        self._track(peer.conn_id, waiter)
+        waiter.timer = self.broker.timers.call_at(now + wait, waiter.expire)
+
+    # ------------------------------------------------------------------ tail
+
+    def tail(
+        self,
+        peer: Peer,
+        sub_id: int,
+        name: str,
+        on_end: Callable[[BrokerError], None],
+        start: Start = "latest",
+        timestamp_ms: int | None = None,
+        group: str | None = None,
+        max_bytes: int = 1024 * 1024,
+    ) -> LogTail:
+        """Start a tail subscription for ``peer``; records go out as ``records`` pushes.
+
+        ``on_end(error)`` is called if the broker ends the tail (log deleted,
+        or the tail fell behind retention).
+        """
+        target = self.get(name)
+        _check_max_bytes(max_bytes)
+        if group is not None:
+            check_name("group", group)
+        offset = target.resolve_start(start, timestamp_ms, group)
+        target.check_offset(offset)
+        source = LogTail(target, peer, sub_id, offset, max_bytes, on_end)
+        target.tails[source] = None
+        self._track(peer.conn_id, source)
+        if offset < target.high_watermark:
+            peer.push_ready(source)
+        else:
+            source._go_idle()
+        return source
+
+    # ------------------------------------------------------- consumer groups
+
+    def commit(self, name: str, group: str, offset: int, now: float) -> None:
+        """Record that ``group`` will read from ``offset`` next (durable on disk)."""
+        target = self.get(name)
+        check_name("group", group)
+        if type(offset) is not int or offset < 0 or offset > target.high_watermark:
+            raise OffsetOutOfRange(
+                f"cannot commit offset {offset!r} for log {name!r}: it ends at "
+                f"{target.high_watermark}",
+                first_offset=target.store.first_offset,
+                next_offset=target.high_watermark,
+            )
+        if target.groups.get(group) == offset:
+            return
+        if target.meta is None:
+            target.groups[group] = offset
+            return
+        target.meta.write_commit(group, offset, self.broker.clock.wall_ms(now))
+        self._written(target, data=False)
+
+    def committed(self, name: str, group: str) -> int | None:
+        """The offset ``group`` committed, or None if it never did."""
+        target = self.get(name)
+        check_name("group", group)
+        return target.groups.get(group)
+
+    # ------------------------------------------------------------- retention
+
+    def _check_retention(self, target: Log, now: float) -> None:
+        """After an append: enforce size retention at once, keep age retention armed."""
+        store = target.store
+        if store.segment_count < 2:
+            return  # only the active segment: nothing could go
+        limit = target.options.retention_bytes
+        if limit is not None and store.size_bytes > limit:
+            self._arm_retention(target, now)
+        elif target.options.retention_seconds is not None:
+            self._arm_retention(target, now + self._retention_interval(target))
+
+    @staticmethod
+    def _retention_interval(target: Log) -> float:
+        seconds = target.options.retention_seconds
+        return RETENTION_CHECK_SECONDS if seconds is None else min(RETENTION_CHECK_SECONDS, seconds)
+
+    def _arm_retention(self, target: Log, when: float) -> None:
+        timer = target.retention_timer
+        if timer is not None:
+            if timer.when <= when:
+                return
+            timer.cancel()
+        target.retention_timer = self.broker.timers.call_at(
+            when, lambda now: self._retention_due(target, now)
+        )
+
+    def _retention_due(self, target: Log, now: float) -> None:
+        target.retention_timer = None
+        if target.closed:
+            return
+        options = target.options
+        try:
+            removed = target.store.enforce_retention(
+                self.broker.clock.wall_ms(now), options.retention_bytes, options.retention_ms
+            )
+        except (StorageError, StorageFull) as exc:
+            log.error("retention of log %r failed: %s", target.name, exc)
+            removed = 0
+        if removed:
+            target.retained_away += removed
+            log.info(
+                "retention removed %d records from log %r; it now starts at %d",
+                removed,
+                target.name,
+                target.store.first_offset,
+            )
+        if options.retention_seconds is not None and target.store.segment_count > 1:
+            self._arm_retention(target, now + self._retention_interval(target))
+
+    def enforce_retention(self, now: float) -> int:
+        """Apply retention to every log now (test hook and admin); records removed."""
+        before = sum(t.retained_away for t in self._logs.values())
+        for target in list(self._logs.values()):
+            if target.options.has_retention:
+                self._retention_due(target, now)
+        return sum(t.retained_away for t in self._logs.values()) - before
+
+    # ----------------------------------------------------- connection tracking
+
+    def _track(self, conn_id: int, item: Attachment) -> None:
+        held = self._attached.get(conn_id)
+        if held is None:
+            self._attached[conn_id] = {item: None}
+        else:
+            held[item] = None
+
+    def _untrack(self, conn_id: int, item: Attachment) -> None:
+        held = self._attached.get(conn_id)
+        if held is not None:
+            held.pop(item, None)
+            if not held:
+                del self._attached[conn_id]
+
+    # ---------------------------------------------------------- Model protocol
+
+    def disconnect(self, peer: Peer, now: float) -> None:
+        held = self._attached.pop(peer.conn_id, None)
+        if held:
+            for item in list(held):
+                item.detach()
+
+    def sync(self) -> None:
+        """Group commit: fsync every store written since the last sync, then let
+        readers see the records it covered (raise the high watermarks)."""
+        dirty = self._dirty
+        if not dirty:
+            return
+        logs = list(dirty)
+        dirty.clear()
+        synced: list[Log] = []
+        try:
+            for target in logs:
+                if target.closed:
+                    continue
+                if target.data_dirty:
+                    target.store.sync()
+                    self.fsyncs += 1
+                    target.data_dirty = False
+                    synced.append(target)
+                if target.meta_dirty and target.meta is not None:
+                    target.meta.store.sync()
+                    self.fsyncs += 1
+                    target.meta_dirty = False
+        except BaseException:
+            # Keep what failed dirty, so the next group commit tries again.
+            for target in logs:
+                if not target.closed and (target.data_dirty or target.meta_dirty):
+                    dirty[target] = None
+            raise
+        finally:
+            for target in synced:
+                target.advance()
+
+    def close(self) -> None:
+        for target in list(self._logs.values()):
+            target.shut(None)
+            target.store.close()
+            if target.meta is not None:
+                target.meta.store.close()
+        self._logs.clear()
+        self._dirty.clear()
+
+    def destroy(self) -> None:
+        for target in list(self._logs.values()):
+            target.shut(NotFound(f"log {target.name!r} was deleted", log=target.name))
+            self._destroy_stores(target)
+        self._logs.clear()
+        self._dirty.clear()
+
+    # ---------------------------------------------------------------- recovery
+
+    def _recover(self) -> None:
+        """Reopen every log of this namespace found on disk, with its options and groups."""
+        storage = self.broker.storage
+        if storage is None:
+            return
+        ns = self.namespace.name
+        for name in storage.existing(ns, KIND):
+            meta_store = storage.open(ns, META_KIND, name, segment_bytes=META_SEGMENT_BYTES)
+            try:
+                meta = LogMeta.load(meta_store)
+                if meta.options is None:
+                    log.warning("log %r has no recorded options; using the defaults", name)
+                    meta.write_options(LogOptions(), 0)
+                    meta_store.sync()
+                assert meta.options is not None
+                store = storage.open(ns, KIND, name, segment_bytes=meta.options.segment_bytes)
+            except BaseException:
+                meta_store.close()
+                raise
+            recovered = Log(self, name, meta.options, store, meta)
+            for group, offset in list(recovered.groups.items()):
+                if offset > store.next_offset:
+                    log.warning(
+                        "group %r of log %r committed %d, past the recovered end %d; "
+                        "moving it back",
+                        group,
+                        name,
+                        offset,
+                        store.next_offset,
+                    )
+                    recovered.groups[group] = store.next_offset
+            self._logs[name] = recovered
+            if meta.options.has_retention:
+                # Fires at the first timer run, with the real time.
+                self._arm_retention(recovered, 0.0)
+            log.info(
+                "recovered log %r: offsets [%d, %d), %d groups",
+                name,
+                store.first_offset,
+                store.next_offset,
+                len(recovered.groups),
+            )
+        for name in storage.existing(ns, META_KIND):
+            if name not in self._logs:
+                storage.remove(ns, META_KIND, name)

@@ -1,0 +1,1079 @@
+"""Work queues with pull consumers: at-least-once delivery, redelivery, dead letters.
+
+The model (RabbitMQ queues, Amazon SQS): producers ``put`` messages into a
+named queue; consumers ``fetch`` a batch when they are ready, process it and
+``ack`` each delivery. A delivery that is neither acked nor nacked within
+the queue's *visibility timeout* comes back and is delivered again, with its
+delivery count raised. docs/queues.md states the promises precisely; this
+docstring explains how the code keeps them cheaply.
+
+Where a message can be
+----------------------
+
+* **ready**: in ``_ready``, a deque in delivery order. Puts append on the
+  right; anything coming back (nack, timeout, a consumer's disconnect) goes
+  to the left, so it is delivered first.
+* **in flight**: in ``_inflight``, a dict from delivery id to message. The
+  id is unique in the namespace and never reused, so a stale id can never
+  ack the wrong message.
+* **delayed**: nacked with a delay, parked in ``_delayed`` until its timer
+  moves it back to the front of the ready deque.
+
+The same ``Message`` object moves between these; a delivery allocates
+nothing per message but a dict slot.
+
+Deadlines without per-message timers
+------------------------------------
+
+All messages of one fetch share one visibility deadline, so one fetch arms
+one timer, held by a ``Lease`` that knows the fetch's (contiguous) range of
+delivery ids and how many of them are still outstanding. An ack only
+decrements that count; the ack of the lease's last message cancels its
+timer (O(1): the heap deletes lazily). When a lease's timer does fire, the
+still-outstanding ids of its range go back to the queue. A consumer that
+fetches 1,000 messages at a time therefore costs the timer heap one entry
+per 1,000 messages.
+
+Message TTL uses one timer per queue, armed for the expiry of the message
+at the head; expired messages are removed when they reach the head (as in
+RabbitMQ) and never delivered. Long-polling fetches park a ``_Waiter`` with
+one timer each, for its ``wait`` deadline.
+
+Everything happens in response to a call with the current time ``now``;
+the core reads no clock. Parked fetches are finished through the ``Peer``
+port (``resolve`` with a list of messages, or ``reject`` when the queue is
+deleted).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Protocol
+
+from minibroker.core.config import Limits
+from minibroker.core.errors import (
+    BadRequest,
+    BrokerError,
+    Conflict,
+    NotFound,
+    Overflow,
+    StorageError,
+    StorageFull,
+    TooLarge,
+    UnknownDelivery,
+)
+from minibroker.core.names import check_name
+from minibroker.core.peer import Peer
+from minibroker.core.queue_journal import (
+    CompactionSettings,
+    QueueJournal,
+    recover,
+)
+from minibroker.core.queue_message import NEVER, Message
+from minibroker.core.queue_options import (
+    MAX_VISIBILITY_TIMEOUT,
+    QueueOptions,
+    QueueStatistics,
+    check_seconds,
+)
+from minibroker.core.timers import Timer
+
+if TYPE_CHECKING:
+    from minibroker.core.broker import Broker
+    from minibroker.core.namespace import Namespace
+
+__all__ = [
+    "MAX_DEAD_LETTER_HOPS",
+    "Incoming",
+    "Lease",
+    "Message",
+    "Queue",
+    "QueueContents",
+    "QueueOptions",
+    "QueueStatistics",
+    "Queues",
+]
+
+log = logging.getLogger("minibroker.queues")
+
+#: Dead-lettering that triggers further dead-lettering (a dead-letter queue
+#: overflowing into its own dead-letter queue ...) stops after this many hops;
+#: the message is then dropped. This also ends cycles such as A -> B -> A.
+MAX_DEAD_LETTER_HOPS: Final = 8
+
+DEATH_REASON: Final = "x-death-reason"
+DEATH_QUEUE: Final = "x-death-queue"
+DEATH_COUNT: Final = "x-death-count"
+
+_KIND: Final = "queue"
+
+#: Journal settings every new ``Queues`` starts with (tests swap in small ones).
+compaction_defaults = CompactionSettings()
+
+
+class Incoming(Protocol):
+    """A message handed to ``put``: anything with ``body`` and ``headers``.
+
+    The msgpack front end passes its ``MessageIn`` frames straight through,
+    so a put converts nothing per message before it reaches the queue.
+    """
+
+    @property
+    def body(self) -> bytes: ...
+
+    @property
+    def headers(self) -> dict[str, str] | None: ...
+
+
+class Lease:
+    """The deliveries of one fetch: one consumer, one visibility deadline, one timer."""
+
+    __slots__ = ("conn_id", "count", "deadline", "first_id", "outstanding", "queue", "timer")
+
+    def __init__(self, queue: Queue, conn_id: int, first_id: int, count: int, deadline: float):
+        self.queue = queue
+        self.conn_id = conn_id
+        #: Delivery ids ``first_id .. first_id + count - 1`` belong to this lease.
+        self.first_id = first_id
+        self.count = count
+        #: How many of them are still in flight.
+        self.outstanding = count
+        self.deadline = deadline
+        self.timer: Timer | None = None
+
+    def expire(self, now: float) -> None:
+        self.queue._lease_expired(self, now)
+
+
+class _Waiter:
+    """A long-polling fetch parked until messages arrive or its wait runs out."""
+
+    __slots__ = ("key", "max_messages", "peer", "queue", "timer", "token", "visibility_timeout")
+
+    def __init__(
+        self,
+        queue: Queue,
+        key: int,
+        peer: Peer,
+        token: int,
+        max_messages: int,
+        visibility_timeout: float,
+    ) -> None:
+        self.queue = queue
+        self.key = key
+        self.peer = peer
+        self.token = token
+        self.max_messages = max_messages
+        self.visibility_timeout = visibility_timeout
+        self.timer: Timer | None = None
+
+    def expire(self, now: float) -> None:
+        self.queue._waiter_expired(self, now)
+
+
+class _Delayed:
+    """Messages nacked with a delay, waiting for their timer to requeue them."""
+
+    __slots__ = ("key", "messages", "queue", "timer", "until")
+
+    def __init__(self, queue: Queue, key: int, messages: list[Message], until: float) -> None:
+        self.queue = queue
+        self.key = key
+        self.messages = messages
+        self.until = until
+        self.timer: Timer | None = None
+
+    def expire(self, now: float) -> None:
+        self.queue._delay_over(self, now)
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """An in-flight message as the inspection hook shows it."""
+
+    message: Message
+    delivery_id: int
+    conn_id: int
+    deadline: float
+
+
+@dataclass(frozen=True, slots=True)
+class Delayed:
+    message: Message
+    until: float
+
+
+@dataclass(frozen=True, slots=True)
+class QueueContents:
+    """What the inspection hook returns: the first ``limit`` messages of each kind."""
+
+    ready: list[Message]
+    in_flight: list[InFlight]
+    delayed: list[Delayed]
+
+
+def _check_max_messages(value: int, limits: Limits) -> None:
+    if type(value) is not int or not 1 <= value <= limits.max_fetch:
+        raise BadRequest(f"max_messages must be between 1 and {limits.max_fetch}, got {value!r}")
+
+
+class Queue:
+    """One queue. Get it from :meth:`Queues.get`; all methods take the current time."""
+
+    def __init__(
+        self,
+        parent: Queues,
+        name: str,
+        options: QueueOptions,
+        journal: QueueJournal | None = None,
+    ) -> None:
+        self.name = name
+        self.options = options
+        self._parent = parent
+        self._broker = parent.broker
+        self._timers = parent.broker.timers
+        self._journal = journal
+        self._ready: deque[Message] = deque()
+        self._inflight: dict[int, Message] = {}
+        #: conn id -> its leases here, by first delivery id (in fetch order).
+        self._leases: dict[int, dict[int, Lease]] = {}
+        self._waiters: dict[int, _Waiter] = {}
+        self._delayed: dict[int, _Delayed] = {}
+        self._delayed_count = 0
+        self._ttl = options.message_ttl
+        self._ttl_timer: Timer | None = None
+        bounded = options.max_length is not None
+        self._reject_overflow = bounded and options.overflow == "reject_publish"
+        self._drop_overflow = bounded and options.overflow == "drop_head"
+        self.deleted = False
+        # lifetime counters (see QueueStatistics)
+        self.published = 0
+        self.delivered = 0
+        self.redelivered = 0
+        self.acked = 0
+        self.requeued = 0
+        self.expired = 0
+        self.dead_lettered = 0
+        self.dropped = 0
+        self.purged = 0
+        self.rejected_publishes = 0
+        self.journal_errors = 0
+
+    @property
+    def durable(self) -> bool:
+        """True when the queue is journaled to disk."""
+        return self._journal is not None
+
+    # ------------------------------------------------------------------ put
+
+    def put(self, messages: Sequence[Incoming], now: float) -> int:
+        """Append ``messages`` to the queue (all of them, or none); return how many.
+
+        Raises TooLarge for a body over the limit, Overflow when the queue is at
+        max_length with overflow=reject_publish (nothing of the batch is
+        stored), StorageFull/StorageError when the journal cannot take it.
+        """
+        count = len(messages)
+        if not count:
+            return 0
+        limits = self._parent.limits
+        if count > limits.max_batch:
+            raise BadRequest(f"a batch holds at most {limits.max_batch} messages, got {count}")
+        if self._reject_overflow:
+            max_length = self.options.max_length
+            assert max_length is not None
+            if len(self._ready) + count > max_length:
+                self.rejected_publishes += count
+                raise Overflow(
+                    f"queue {self.name!r} is full: {len(self._ready)} ready messages, "
+                    f"max_length {max_length}; none of the {count} messages was stored",
+                    queue=self.name,
+                    max_length=max_length,
+                    ready=len(self._ready),
+                )
+        published_at = self._broker.clock.wall_ms(now)
+        expires_at = NEVER if self._ttl is None else now + self._ttl
+        max_bytes = limits.max_message_bytes
+        batch: list[Message] = []
+        add = batch.append
+        for m in messages:
+            body = m.body
+            if len(body) > max_bytes:
+                raise TooLarge(
+                    f"a message body of {len(body)} bytes exceeds the limit of {max_bytes} bytes",
+                    limit=max_bytes,
+                )
+            add(Message(body, m.headers or None, published_at, expires_at))
+        journal = self._journal
+        if journal is not None:
+            journal.put(batch, published_at)  # raises before anything changed
+        self.published += count
+        self._enqueue(batch, now)
+        if journal is not None:
+            self._compact_quietly(journal, published_at)
+        return count
+
+    def _enqueue(self, batch: list[Message], now: float) -> None:
+        """Add journaled messages at the back: feed waiters, apply drop_head, arm TTL."""
+        ready = self._ready
+        ready.extend(batch)
+        if self._waiters:
+            self._feed_waiters(now)
+        if self._drop_overflow:
+            max_length = self.options.max_length
+            assert max_length is not None
+            excess = len(ready) - max_length
+            if excess > 0:
+                popleft = ready.popleft
+                self._dispose([popleft() for _ in range(excess)], "overflow", now)
+        if self._ttl is not None:
+            self._arm_expiry()
+
+    # ---------------------------------------------------------------- fetch
+
+    def fetch(
+        self,
+        peer: Peer,
+        max_messages: int,
+        now: float,
+        visibility_timeout: float | None = None,
+    ) -> list[Message]:
+        """Deliver up to ``max_messages`` ready messages to ``peer``, oldest first.
+
+        Returns at once, possibly with an empty list. The returned objects are
+        the queue's own: encode them before calling into the queue again.
+        """
+        _check_max_messages(max_messages, self._parent.limits)
+        if visibility_timeout is None:
+            visibility_timeout = self.options.visibility_timeout
+        else:
+            check_seconds("visibility_timeout", visibility_timeout, MAX_VISIBILITY_TIMEOUT)
+        if not self._ready:
+            return []
+        return self._deliver(peer.conn_id, max_messages, now, visibility_timeout)
+
+    def wait(
+        self,
+        peer: Peer,
+        token: int,
+        max_messages: int,
+        now: float,
+        timeout: float,
+        visibility_timeout: float | None = None,
+    ) -> None:
+        """Park a long-polling fetch: ``peer.resolve(token, messages)`` finishes it.
+
+        It is resolved, in arrival order with other waiters, as soon as
+        messages are ready, or with an empty list once ``timeout`` seconds
+        have passed; rejected with NotFound if the queue is deleted. Call
+        :meth:`fetch` first: a fetch only waits when nothing is ready.
+        """
+        limits = self._parent.limits
+        _check_max_messages(max_messages, limits)
+        check_seconds("wait", timeout, limits.max_wait_seconds)
+        if visibility_timeout is None:
+            visibility_timeout = self.options.visibility_timeout
+        else:
+            check_seconds("visibility_timeout", visibility_timeout, MAX_VISIBILITY_TIMEOUT)
+        parent = self._parent
+        waiter = _Waiter(self, parent.new_key(), peer, token, max_messages, visibility_timeout)
+        waiter.timer = self._timers.call_at(now + timeout, waiter.expire)
+        self._waiters[waiter.key] = waiter
+        parent.track(peer.conn_id, self)
+        if self._ready:
+            self._feed_waiters(now)
+
+    def _deliver(
+        self, conn_id: int, max_messages: int, now: float, visibility_timeout: float
+    ) -> list[Message]:
+        ready = self._ready
+        if self._ttl is None:
+            popleft = ready.popleft
+            out = [popleft() for _ in range(min(max_messages, len(ready)))]
+        else:
+            out = []
+            expired: list[Message] = []
+            while ready and len(out) < max_messages:
+                m = ready.popleft()
+                if m.expires_at <= now:
+                    expired.append(m)
+                else:
+                    out.append(m)
+            if expired:
+                self._dispose(expired, "expired", now)
+            if not out:
+                return out
+        count = len(out)
+        parent = self._parent
+        first = parent.next_delivery_id
+        parent.next_delivery_id = first + count
+        deadline = now + visibility_timeout
+        lease = Lease(self, conn_id, first, count, deadline)
+        lease.timer = self._timers.call_at(deadline, lease.expire)
+        inflight = self._inflight
+        delivery_id = first
+        redelivered = 0
+        for m in out:
+            m.delivery_id = delivery_id
+            m.lease = lease
+            inflight[delivery_id] = m
+            delivery_id += 1
+            if m.delivery_count:
+                redelivered += 1
+            m.delivery_count += 1
+        leases = self._leases.get(conn_id)
+        if leases is None:
+            leases = self._leases[conn_id] = {}
+            parent.track(conn_id, self)
+        leases[first] = lease
+        self.delivered += count
+        self.redelivered += redelivered
+        return out
+
+    def _feed_waiters(self, now: float) -> None:
+        """Hand ready messages to parked fetches, first come first served."""
+        waiters = self._waiters
+        while waiters and self._ready:
+            key = next(iter(waiters))
+            waiter = waiters[key]
+            messages = self._deliver(
+                waiter.peer.conn_id, waiter.max_messages, now, waiter.visibility_timeout
+            )
+            if not messages:
+                break  # everything ready had expired
+            del waiters[key]
+            if waiter.timer is not None:
+                waiter.timer.cancel()
+            waiter.peer.resolve(waiter.token, messages)
+
+    def _waiter_expired(self, waiter: _Waiter, now: float) -> None:
+        if self._waiters.pop(waiter.key, None) is not None:
+            waiter.peer.resolve(waiter.token, [])
+
+    # ------------------------------------------------------------ ack / nack
+
+    def _held_by(self, conn_id: int, delivery_ids: Iterable[int]) -> list[Message]:
+        """The messages behind ``delivery_ids``, all held by ``conn_id``, or UnknownDelivery.
+
+        Checks the whole batch before anything changes. A repeated id gives
+        its message twice; :meth:`_release` keeps one.
+        """
+        inflight = self._inflight
+        messages: list[Message] = []
+        bad: list[int] = []
+        for delivery_id in delivery_ids:
+            m = inflight.get(delivery_id)
+            if m is None:
+                bad.append(delivery_id)
+                continue
+            lease = m.lease
+            if lease is None or lease.conn_id != conn_id:
+                bad.append(delivery_id)
+            else:
+                messages.append(m)
+        if bad:
+            shown = ", ".join(map(str, bad[:20])) + (" ..." if len(bad) > 20 else "")
+            raise UnknownDelivery(
+                f"{len(bad)} delivery ids of queue {self.name!r} are unknown, expired or held "
+                f"by another connection: {shown}; nothing was changed",
+                queue=self.name,
+                deliveries=bad[:1000],
+            )
+        return messages
+
+    def _release(self, messages: list[Message]) -> list[Message]:
+        """Take held messages out of the in-flight table and their leases; return them once each."""
+        inflight = self._inflight
+        released: list[Message] = []
+        for m in messages:
+            if inflight.pop(m.delivery_id, None) is None:
+                continue  # the same id twice in one batch
+            released.append(m)
+            lease = m.lease
+            m.lease = None
+            if lease is not None:
+                lease.outstanding -= 1
+                if not lease.outstanding:
+                    self._end_lease(lease)
+        return released
+
+    def _end_lease(self, lease: Lease) -> None:
+        if lease.timer is not None:
+            lease.timer.cancel()
+        leases = self._leases.get(lease.conn_id)
+        if leases is not None:
+            leases.pop(lease.first_id, None)
+            if not leases:
+                del self._leases[lease.conn_id]
+
+    def ack(self, peer: Peer, delivery_ids: Sequence[int], now: float) -> int:
+        """Acknowledge deliveries held by ``peer``: they leave the queue. All or nothing."""
+        messages = self._held_by(peer.conn_id, delivery_ids)
+        journal = self._journal
+        if journal is not None and messages:
+            timestamp = self._broker.clock.wall_ms(now)
+            journal.settle(messages, timestamp)  # raises before anything changed
+            self._compact_quietly(journal, timestamp)
+        count = len(self._release(messages))
+        self.acked += count
+        return count
+
+    def nack(
+        self,
+        peer: Peer,
+        delivery_ids: Sequence[int],
+        now: float,
+        *,
+        requeue: bool = True,
+        delay: float = 0.0,
+    ) -> int:
+        """Give deliveries back: requeue them at the front (after ``delay`` seconds) or,
+        with ``requeue=False``, dead-letter them (reason "rejected"). All or nothing.
+
+        A message already delivered ``max_deliveries`` times is dead-lettered
+        (reason "max_deliveries") instead of requeued.
+        """
+        delay = check_seconds("delay", delay, MAX_VISIBILITY_TIMEOUT, allow_zero=True)
+        messages = self._release(self._held_by(peer.conn_id, delivery_ids))
+        if not messages:
+            return 0
+        if not requeue:
+            self._dispose(messages, "rejected", now)
+        elif delay > 0:
+            kept = self._past_max_deliveries(messages, now)
+            if kept:
+                self._journal_requeued(kept, now)
+                self.requeued += len(kept)
+                parked = _Delayed(self, self._parent.new_key(), kept, now + delay)
+                parked.timer = self._timers.call_at(now + delay, parked.expire)
+                self._delayed[parked.key] = parked
+                self._delayed_count += len(kept)
+        else:
+            self._requeue(messages, now)
+        return len(messages)
+
+    def _past_max_deliveries(self, messages: list[Message], now: float) -> list[Message]:
+        """Dead-letter the messages that used up their deliveries; return the others."""
+        max_deliveries = self.options.max_deliveries
+        if max_deliveries is None:
+            return messages
+        spent = [m for m in messages if m.delivery_count >= max_deliveries]
+        if not spent:
+            return messages
+        self._dispose(spent, "max_deliveries", now)
+        return [m for m in messages if m.delivery_count < max_deliveries]
+
+    def _requeue(self, messages: list[Message], now: float) -> None:
+        """Messages come back from consumers: to the front, in the order given."""
+        kept = self._past_max_deliveries(messages, now)
+        if not kept:
+            return
+        self._journal_requeued(kept, now)
+        self.requeued += len(kept)
+        self._to_front(kept, now)
+
+    def _to_front(self, messages: list[Message], now: float) -> None:
+        self._ready.extendleft(reversed(messages))
+        if self._ttl is not None:
+            self._arm_expiry()
+        if self._waiters:
+            self._feed_waiters(now)
+
+    def _delay_over(self, parked: _Delayed, now: float) -> None:
+        if self._delayed.pop(parked.key, None) is None:
+            return
+        self._delayed_count -= len(parked.messages)
+        self._to_front(parked.messages, now)
+
+    def _lease_expired(self, lease: Lease, now: float) -> None:
+        """A fetch's visibility deadline passed: its unacked messages come back."""
+        if not lease.outstanding or self.deleted:
+            return
+        inflight = self._inflight
+        back: list[Message] = []
+        for delivery_id in range(lease.first_id, lease.first_id + lease.count):
+            m = inflight.pop(delivery_id, None)
+            if m is not None:
+                m.lease = None
+                back.append(m)
+        lease.outstanding = 0
+        self._end_lease(lease)
+        self._requeue(back, now)
+
+    def disconnect(self, conn_id: int, now: float) -> None:
+        """A consumer's connection closed: drop its waits, requeue what it held, at once."""
+        waiters = self._waiters
+        for key in [k for k, w in waiters.items() if w.peer.conn_id == conn_id]:
+            waiter = waiters.pop(key)
+            if waiter.timer is not None:
+                waiter.timer.cancel()
+        leases = self._leases.pop(conn_id, None)
+        if not leases:
+            return
+        inflight = self._inflight
+        back: list[Message] = []
+        for lease in leases.values():
+            if lease.timer is not None:
+                lease.timer.cancel()
+            for delivery_id in range(lease.first_id, lease.first_id + lease.count):
+                m = inflight.pop(delivery_id, None)
+                if m is not None:
+                    m.lease = None
+                    back.append(m)
+            lease.outstanding = 0
+        self._requeue(back, now)
+
+    # ------------------------------------------------------ expiry, dead letters
+
+    def _arm_expiry(self) -> None:
+        """Make sure a timer fires when the message at the head expires."""
+        ready = self._ready
+        if not ready:
+            return
+        when = ready[0].expires_at
+        timer = self._ttl_timer
+        if timer is not None and not timer.cancelled:
+            if timer.when <= when:
+                return
+            timer.cancel()
+        self._ttl_timer = self._timers.call_at(when, self._expiry_due)
+
+    def _expiry_due(self, now: float) -> None:
+        self._ttl_timer = None
+        if self.deleted:
+            return
+        ready = self._ready
+        if ready and ready[0].expires_at <= now:
+            expired: list[Message] = []
+            while ready and ready[0].expires_at <= now:
+                expired.append(ready.popleft())
+            self._dispose(expired, "expired", now)
+        self._arm_expiry()
+
+    def _dispose(self, messages: list[Message], reason: str, now: float) -> None:
+        """Messages leave without an ack: to the dead-letter queue, or dropped and counted."""
+        count = len(messages)
+        if reason == "expired":
+            self.expired += count
+        target = self._parent.dead_letter_target(self)
+        accepted = False
+        journaled = True
+        if target is not None:
+            accepted, journaled = target._accept_dead_letters(messages, reason, self.name, now)
+        if accepted:
+            self.dead_lettered += count
+        else:
+            self.dropped += count
+        journal = self._journal
+        if journal is not None and journaled:
+            # If the dead-letter queue could not journal them, keep them in this
+            # journal: after a restart they are back here (at least once).
+            timestamp = self._broker.clock.wall_ms(now)
+            try:
+                journal.settle(messages, timestamp)
+            except (BrokerError, OSError) as exc:
+                self._journal_failed(exc)
+
+    def _accept_dead_letters(
+        self, messages: list[Message], reason: str, source: str, now: float
+    ) -> tuple[bool, bool]:
+        """Take dead letters from ``source``: (accepted, journaled if durable)."""
+        parent = self._parent
+        count = len(messages)
+        if parent.dead_letter_depth >= MAX_DEAD_LETTER_HOPS or self.deleted:
+            return False, True
+        if self._reject_overflow:
+            max_length = self.options.max_length
+            assert max_length is not None
+            if len(self._ready) + count > max_length:
+                self.rejected_publishes += count
+                return False, True
+        expires_at = NEVER if self._ttl is None else now + self._ttl
+        batch: list[Message] = []
+        for m in messages:
+            headers = dict(m.headers) if m.headers else {}
+            headers[DEATH_REASON] = reason
+            headers[DEATH_QUEUE] = source
+            headers[DEATH_COUNT] = str(m.delivery_count)
+            batch.append(Message(m.body, headers, m.published_at, expires_at))
+        journaled = True
+        journal = self._journal
+        if journal is not None:
+            try:
+                journal.put_full(batch, self._broker.clock.wall_ms(now), replace=False)
+            except (BrokerError, OSError) as exc:
+                self._journal_failed(exc)
+                journaled = False
+        self.published += count
+        parent.dead_letter_depth += 1
+        try:
+            self._enqueue(batch, now)
+        finally:
+            parent.dead_letter_depth -= 1
+        return True, journaled
+
+    # ------------------------------------------------------------- journal
+
+    def _journal_requeued(self, messages: list[Message], now: float) -> None:
+        journal = self._journal
+        if journal is not None:
+            try:
+                journal.requeued(messages, self._broker.clock.wall_ms(now))
+            except (BrokerError, OSError) as exc:
+                self._journal_failed(exc)
+
+    def _compact_quietly(self, journal: QueueJournal, timestamp: int) -> None:
+        try:
+            journal.maybe_compact(timestamp)
+        except (BrokerError, OSError) as exc:
+            self._journal_failed(exc)
+
+    def _journal_failed(self, exc: BaseException) -> None:
+        """A journal write outside a request failed: count it, log the first few."""
+        self.journal_errors += 1
+        if self.journal_errors <= 10 or self.journal_errors % 1000 == 0:
+            log.error(
+                "journal write for queue %r failed (%d so far): %s",
+                self.name,
+                self.journal_errors,
+                exc,
+            )
+
+    # -------------------------------------------------------- admin, hooks
+
+    def purge(self, now: float) -> int:
+        """Remove every ready and delayed message (in-flight ones stay with their consumers)."""
+        messages = list(self._ready)
+        for parked in self._delayed.values():
+            messages.extend(parked.messages)
+        if not messages:
+            return 0
+        journal = self._journal
+        if journal is not None:
+            journal.settle(messages, self._broker.clock.wall_ms(now))
+        self._ready.clear()
+        for parked in self._delayed.values():
+            if parked.timer is not None:
+                parked.timer.cancel()
+        self._delayed.clear()
+        self._delayed_count = 0
+        if self._ttl_timer is not None:
+            self._ttl_timer.cancel()
+            self._ttl_timer = None
+        self.purged += len(messages)
+        return len(messages)
+
+    def statistics(self) -> QueueStatistics:
+        consumers = set(self._leases)
+        consumers.update(w.peer.conn_id for w in self._waiters.values())
+        return QueueStatistics(
+            name=self.name,
+            durable=self.durable,
+            ready=len(self._ready),
+            in_flight=len(self._inflight),
+            delayed=self._delayed_count,
+            consumers=len(consumers),
+            waiting_fetches=len(self._waiters),
+            published=self.published,
+            delivered=self.delivered,
+            redelivered=self.redelivered,
+            acked=self.acked,
+            requeued=self.requeued,
+            expired=self.expired,
+            dead_lettered=self.dead_lettered,
+            dropped=self.dropped,
+            purged=self.purged,
+            rejected_publishes=self.rejected_publishes,
+            journal_errors=self.journal_errors,
+        )
+
+    def inspect(self, limit: int) -> QueueContents:
+        """Test hook: the first ``limit`` ready, in-flight and delayed messages."""
+        if type(limit) is not int or not 0 <= limit <= self._parent.limits.max_fetch:
+            raise BadRequest(
+                f"limit must be between 0 and {self._parent.limits.max_fetch}, got {limit!r}"
+            )
+        ready = [m for _, m in zip(range(limit), self._ready, strict=False)]
+        in_flight: list[InFlight] = []
+        for delivery_id, m in self._inflight.items():
+            if len(in_flight) >= limit:
+                break
+            lease = m.lease
+            assert lease is not None
+            in_flight.append(InFlight(m, delivery_id, lease.conn_id, lease.deadline))
+        delayed: list[Delayed] = []
+        for parked in self._delayed.values():
+            for m in parked.messages:
+                if len(delayed) >= limit:
+                    break
+                delayed.append(Delayed(m, parked.until))
+        return QueueContents(ready, in_flight, delayed)
+
+    def _restore(self, messages: list[Message]) -> None:
+        """Load recovered messages as ready (publish order)."""
+        self._ready.extend(messages)
+        self.published += len(messages)
+        if self._ttl is not None:
+            self._arm_expiry()
+
+    def _shut(self, error: BrokerError | None) -> int:
+        """The queue goes away: fail waiters with ``error``, disarm every timer."""
+        self.deleted = True
+        held = len(self._ready) + len(self._inflight) + self._delayed_count
+        waiters = list(self._waiters.values())
+        self._waiters.clear()
+        for waiter in waiters:
+            if waiter.timer is not None:
+                waiter.timer.cancel()
+        for leases in self._leases.values():
+            for lease in leases.values():
+                if lease.timer is not None:
+                    lease.timer.cancel()
+                lease.outstanding = 0
+        for parked in self._delayed.values():
+            if parked.timer is not None:
+                parked.timer.cancel()
+        if self._ttl_timer is not None:
+            self._ttl_timer.cancel()
+        self._ready.clear()
+        self._inflight.clear()
+        self._leases.clear()
+        self._delayed.clear()
+        self._delayed_count = 0
+        if error is not None:
+            for waiter in waiters:
+                waiter.peer.reject(waiter.token, error)
+        return held
+
+
+class Queues:
+    """The queues of one namespace: declare, look up, delete; fan-out of disconnects."""
+
+    def __init__(self, namespace: Namespace) -> None:
+        self.namespace = namespace
+        self.broker: Broker = namespace.broker
+        self._queues: dict[str, Queue] = {}
+        #: Delivery ids are unique within the namespace and never reused.
+        self.next_delivery_id = 1
+        self._next_key = 1
+        #: conn id -> queues it fetched from or waits on (an ordered set).
+        self._consumers: dict[int, dict[Queue, None]] = {}
+        #: Nesting of dead-lettering in progress (see MAX_DEAD_LETTER_HOPS).
+        self.dead_letter_depth = 0
+        #: Called with a queue's name after it is deleted (topic bindings listen here).
+        self.on_delete: list[Callable[[str], None]] = []
+        #: Journal segment size and compaction knobs of this namespace's queues.
+        self.compaction = dataclasses.replace(compaction_defaults)
+        self._recover()
+
+    @property
+    def limits(self) -> Limits:
+        return self.broker.config.limits
+
+    def new_key(self) -> int:
+        key = self._next_key
+        self._next_key = key + 1
+        return key
+
+    def track(self, conn_id: int, queue: Queue) -> None:
+        """Remember that ``conn_id`` holds deliveries of, or waits on, ``queue``."""
+        queues = self._consumers.get(conn_id)
+        if queues is None:
+            self._consumers[conn_id] = {queue: None}
+        else:
+            queues[queue] = None
+
+    # --------------------------------------------------------------- lookup
+
+    def get(self, name: str) -> Queue:
+        """The queue called ``name``, or NotFound."""
+        queue = self._queues.get(name)
+        if queue is None:
+            check_name("queue", name)
+            raise NotFound(f"queue {name!r} does not exist", queue=name)
+        return queue
+
+    def find(self, name: str) -> Queue | None:
+        return self._queues.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._queues
+
+    def __len__(self) -> int:
+        return len(self._queues)
+
+    def names(self) -> list[str]:
+        return sorted(self._queues)
+
+    def list(self) -> list[QueueStatistics]:
+        """Statistics of every queue, by name."""
+        return [self._queues[name].statistics() for name in sorted(self._queues)]
+
+    # ------------------------------------------------ topics bound to queues
+
+    def has_queue(self, name: str) -> bool:
+        return name in self._queues
+
+    def put_from_topic(self, name: str, messages: Sequence[Incoming], now: float) -> int:
+        """Enqueue a topic publish's copies; return how many were accepted.
+
+        Raises NotFound if the queue is gone. A full queue (reject_publish) or
+        a failing journal refuses the whole batch and returns 0 instead of
+        raising: a publish never fails because of one bound queue. The queue
+        counts the refusal (``rejected_publishes`` / ``journal_errors``).
+        """
+        queue = self.get(name)
+        try:
+            return queue.put(messages, now)
+        except Overflow:
+            return 0
+        except (StorageFull, StorageError) as exc:
+            queue._journal_failed(exc)
+            return 0
+
+    def dead_letter_target(self, queue: Queue) -> Queue | None:
+        name = queue.options.dead_letter_queue
+        return None if name is None else self._queues.get(name)
+
+    # --------------------------------------------------------- declare/delete
+
+    def declare(self, name: str, options: QueueOptions, now: float) -> bool:
+        """Create the queue, or check that it exists with the same options.
+
+        Returns True when it was created. Raises Conflict when it exists with
+        other options, BadRequest/InvalidName for invalid ones.
+        """
+        check_name("queue", name)
+        options.check(name)
+        existing = self._queues.get(name)
+        if existing is not None:
+            if existing.options != options:
+                ours = existing.options.to_dict()
+                theirs = options.to_dict()
+                differ = sorted(k for k in ours if ours[k] != theirs[k])
+                raise Conflict(
+                    f"queue {name!r} already exists with different options "
+                    f"({', '.join(f'{k}={ours[k]!r}' for k in differ)})",
+                    queue=name,
+                    options=ours,
+                )
+            return False
+        journal = None
+        storage = self.broker.storage
+        if options.durable and storage is not None:
+            journal = self._open_journal(name, options, now)
+        self._queues[name] = Queue(self, name, options, journal)
+        return True
+
+    def _open_journal(self, name: str, options: QueueOptions, now: float) -> QueueJournal:
+        storage = self.broker.storage
+        assert storage is not None
+        ns = self.namespace.name
+        store = storage.open(ns, _KIND, name, segment_bytes=self.compaction.segment_bytes)
+        if store.next_offset != store.first_offset:
+            # Leftovers of a queue whose deletion did not finish: start afresh.
+            store.destroy()
+            store = storage.open(ns, _KIND, name, segment_bytes=self.compaction.segment_bytes)
+        journal = QueueJournal(
+            store,
+            options,
+            epoch_offset=self.broker.clock.epoch_offset,
+            on_write=self.broker.note_durable_write,
+            settings=self.compaction,
+        )
+        try:
+            journal.write_options(self.broker.clock.wall_ms(now))
+        except BaseException:
+            store.destroy()
+            raise
+        return journal
+
+    def delete(self, name: str, now: float) -> int:
+        """Delete the queue and its messages; return how many messages it held.
+
+        Parked fetches on it fail with NotFound; its delivery ids become unknown.
+        """
+        queue = self.get(name)
+        del self._queues[name]
+        held = queue._shut(NotFound(f"queue {name!r} was deleted", queue=name))
+        if queue._journal is not None:
+            queue._journal.destroy()
+        for listener in list(self.on_delete):
+            listener(name)
+        return held
+
+    # ---------------------------------------------------------- recovery
+
+    def _recover(self) -> None:
+        storage = self.broker.storage
+        if storage is None:
+            return
+        ns = self.namespace.name
+        epoch_offset = self.broker.clock.epoch_offset
+        for name in sorted(storage.existing(ns, _KIND)):
+            store = storage.open(ns, _KIND, name, segment_bytes=self.compaction.segment_bytes)
+            try:
+                found = recover(store, epoch_offset)
+            except BaseException:
+                store.close()
+                raise
+            if found.options is None:
+                log.warning("queue journal %r (namespace %r) has no declaration: removed", name, ns)
+                store.destroy()
+                continue
+            journal = QueueJournal(
+                store,
+                found.options,
+                epoch_offset=epoch_offset,
+                on_write=self.broker.note_durable_write,
+                meta_offset=found.meta_offset,
+                settings=self.compaction,
+            )
+            journal.live = found.live
+            journal.live_bytes = sum(len(m.body) + 24 for m in found.live.values())
+            queue = Queue(self, name, found.options, journal)
+            queue._restore(sorted(found.live.values(), key=_publish_order))
+            self._queues[name] = queue
+            log.info(
+                "recovered queue %r in namespace %r: %d messages from %d journal records",
+                name,
+                ns,
+                len(found.live),
+                found.records,
+            )
+
+    # ------------------------------------------------------------ Model
+
+    def disconnect(self, peer: Peer, now: float) -> None:
+        queues = self._consumers.pop(peer.conn_id, None)
+        if queues:
+            for queue in queues:
+                if not queue.deleted:
+                    queue.disconnect(peer.conn_id, now)
+
+    def sync(self) -> None:
+        for queue in list(self._queues.values()):
+            if queue._journal is not None:
+                queue._journal.sync()
+
+    def close(self) -> None:
+        for queue in list(self._queues.values()):
+            queue._shut(None)
+            if queue._journal is not None:
+                queue._journal.close()
+
+    def destroy(self) -> None:
+        queues = list(self._queues.values())
+        self._queues.clear()
+        for queue in queues:
+            queue._shut(NotFound(f"queue {queue.name!r} was deleted with its namespace"))
+            if queue._journal is not None:
+                queue._journal.destroy()
+
+
+def _publish_order(m: Message) -> int:
+    return m.seq

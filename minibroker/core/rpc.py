@@ -1,0 +1,540 @@
+"""Request/reply: responders, pending requests and their deadlines (sans-I/O).
+
+A *responder* registers for a subject; a *request* to that subject goes to
+exactly one responder, and that responder's reply goes back to the one
+requester that asked. The core holds, for every request still waiting, who
+asked (the requester's ``Peer`` and the token of its parked request), who was
+given the request, and the timer of its deadline. Everything ends in one of
+these ways, each counted in :class:`~minibroker.core.rpc_stats.RpcStats`:
+
+=================  ====================================================
+``ok``             the responder replied; the requester gets the body
+``error``          the responder replied with an error message; the
+                   requester gets ``responder_error``
+``timeout``        the deadline passed first; the request is forgotten
+``no_responders``  nobody was registered for the subject (immediately)
+``responder_gone`` the responder holding it disconnected or unsubscribed
+``abandoned``      the requester disconnected first
+=================  ====================================================
+
+Once a request has ended, its id (``rid``) is forgotten: a reply that comes
+later finds nothing and is dropped and counted (``replies_dropped``), and the
+responder is told ``False`` ("not delivered") rather than an error, so a
+responder loop that was merely slow never breaks (NATS and RabbitMQ's direct
+reply-to drop such replies silently too).
+
+Routing
+-------
+
+Responders of one subject are arranged in *pools*, one pool per group name;
+responders registered without a group form the default pool. A request picks
+the next pool in turn, then the next member of that pool in turn: two-level
+round robin. So every pool gets an equal share of the requests however many
+members it has, and members of a pool share their pool's share evenly. With
+no groups at all this is plain round robin over all responders. (NATS's
+queue groups deliver to one member *per group*; a request/reply call needs
+exactly one answer, so here a group decides the share, not the fan-out.)
+
+Correlation
+-----------
+
+Request ids are unique in the process (so in the broker), assigned by the
+broker, never by clients, and a reply is accepted only from the connection
+the request was pushed to. Replies therefore cannot be crossed, and a
+responder cannot answer (or guess) another responder's requests.
+
+Delivery and backpressure
+-------------------------
+
+A routed request waits in its responder's *outbox* until the responder's
+connection can write; the connection then drains the outbox within a byte
+budget (many requests per ``req`` frame when many are waiting) and the
+requests move to the responder's *held* set. If a responder goes away,
+requests it already received fail with ``responder_gone``; those still in its
+outbox were never seen by anyone, so they are handed to another responder of
+the subject when there is one (``rerouted``), and fail with
+``responder_gone`` only when there is none.
+
+Cost per request: one dict insert for the pending table, one timer, one
+append to the responder's outbox; the reply costs one dict pop, one timer
+cancel and a ``resolve`` on the requester's peer. Nothing is scanned.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, NamedTuple
+
+from minibroker.core.errors import (
+    BadRequest,
+    BrokerError,
+    NoResponders,
+    ResponderError,
+    ResponderGone,
+    Timeout,
+    TooLarge,
+)
+from minibroker.core.names import SUBJECT, check_name
+from minibroker.core.peer import Peer
+from minibroker.core.rpc_stats import RpcStats
+from minibroker.core.timers import Timer
+
+if TYPE_CHECKING:
+    from minibroker.core.namespace import Namespace
+
+__all__ = ["RequestRouter", "Responder", "RpcReply", "RpcSnapshot"]
+
+#: Bytes counted per request on top of its body, subject and headers when
+#: filling a ``req`` frame (the map keys, rid and timeout).
+REQUEST_OVERHEAD: Final = 48
+
+_QUEUED: Final = 0  # in a responder's outbox, not sent yet
+_HELD: Final = 1  # sent to the responder, waiting for its reply
+_DONE: Final = 2  # ended; left in an outbox only until the outbox is drained
+
+#: Request ids, unique across every broker in this process.
+_rids = itertools.count(1)
+
+
+class RpcReply(NamedTuple):
+    """What a requester's parked request is resolved with."""
+
+    body: bytes
+    headers: dict[str, str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class RpcSnapshot:
+    """A point-in-time view of one namespace's request/reply state (tests, metrics)."""
+
+    responders: int
+    subjects: int
+    pending: int
+
+
+class _Pending:
+    """One request between its arrival and its end."""
+
+    __slots__ = (
+        "body",
+        "headers",
+        "requester",
+        "responder",
+        "rid",
+        "started",
+        "state",
+        "subject",
+        "timeout",
+        "timer",
+        "token",
+    )
+
+    def __init__(
+        self,
+        rid: int,
+        requester: Peer,
+        token: int,
+        subject: str,
+        body: bytes,
+        headers: dict[str, str] | None,
+        timeout: float,
+        started: float,
+    ) -> None:
+        self.rid = rid
+        self.requester = requester
+        self.token = token
+        self.subject = subject
+        self.body = body
+        self.headers = headers
+        self.timeout = timeout
+        self.started = started
+        self.state = _QUEUED
+        self.responder: Responder | None = None
+        self.timer: Timer | None = None
+
+
+class Responder:
+    """One ``respond`` registration: a push source of requests for one connection.
+
+    ``outbox`` holds routed requests not yet written to the connection (ended
+    ones are skipped lazily when drained); ``held`` those the responder has
+    received and owes a reply for.
+    """
+
+    __slots__ = ("_live_queued", "_router", "group", "held", "outbox", "peer", "sub_id", "subject")
+
+    def __init__(
+        self, router: RequestRouter, peer: Peer, sub_id: int, subject: str, group: str | None
+    ) -> None:
+        self._router = router
+        self.peer = peer
+        self.sub_id = sub_id
+        self.subject = subject
+        self.group = group
+        self.outbox: deque[_Pending] = deque()
+        self.held: dict[int, _Pending] = {}
+        self._live_queued = 0
+
+    # ------------------------------------------------------- PushSource port
+
+    def cancel(self, now: float) -> None:
+        """The client unsubscribed: fail what it holds, reroute what it never saw."""
+        self._router._remove_responder(self, ResponderGone("the responder unsubscribed"))
+
+    # --------------------------------------------------------------- outbox
+
+    def _enqueue(self, pending: _Pending) -> None:
+        pending.responder = self
+        pending.state = _QUEUED
+        self.outbox.append(pending)
+        self._live_queued += 1
+        self.peer.push_ready(self)
+
+    def _forget_queued(self) -> None:
+        """A queued request ended before being sent; compact if mostly dead."""
+        self._live_queued -= 1
+        if len(self.outbox) > 64 and len(self.outbox) > 4 * self._live_queued:
+            self.outbox = deque(p for p in self.outbox if p.state == _QUEUED)
+
+    def take(self, max_bytes: int) -> list[tuple[int, str, bytes, dict[str, str] | None, float]]:
+        """Move queued requests to ``held``, up to about ``max_bytes`` (at least one).
+
+        Returns ``(rid, subject, body, headers, timeout)`` for each, in arrival
+        order, for the protocol layer to encode.
+        """
+        taken: list[tuple[int, str, bytes, dict[str, str] | None, float]] = []
+        outbox = self.outbox
+        held = self.held
+        budget = max_bytes
+        while outbox:
+            pending = outbox[0]
+            if pending.state != _QUEUED:
+                outbox.popleft()
+                continue
+            size = REQUEST_OVERHEAD + len(pending.body) + len(pending.subject)
+            if pending.headers:
+                size += sum(len(k) + len(v) + 4 for k, v in pending.headers.items())
+            if taken and size > budget:
+                break
+            outbox.popleft()
+            budget -= size
+            pending.state = _HELD
+            held[pending.rid] = pending
+            taken.append(
+                (pending.rid, pending.subject, pending.body, pending.headers, pending.timeout)
+            )
+        self._live_queued -= len(taken)
+        return taken
+
+    def has_queued(self) -> bool:
+        """True while some live request still waits to be sent."""
+        return self._live_queued > 0
+
+
+class _Pool:
+    """The responders of one subject sharing one group name, taking turns."""
+
+    __slots__ = ("cursor", "members")
+
+    def __init__(self) -> None:
+        self.members: list[Responder] = []
+        self.cursor = 0
+
+    def pick(self) -> Responder:
+        members = self.members
+        index = self.cursor
+        if index >= len(members):
+            index = 0
+        self.cursor = index + 1
+        return members[index]
+
+
+class _Route:
+    """Every responder of one subject: its pools, taken in turn."""
+
+    __slots__ = ("cursor", "pools", "turns")
+
+    def __init__(self) -> None:
+        self.pools: dict[str | None, _Pool] = {}
+        self.turns: list[_Pool] = []
+        self.cursor = 0
+
+    def pick(self) -> Responder:
+        turns = self.turns
+        index = self.cursor
+        if index >= len(turns):
+            index = 0
+        self.cursor = index + 1
+        return turns[index].pick()
+
+    def add(self, responder: Responder) -> None:
+        pool = self.pools.get(responder.group)
+        if pool is None:
+            pool = self.pools[responder.group] = _Pool()
+            self.turns.append(pool)
+        pool.members.append(responder)
+
+    def remove(self, responder: Responder) -> bool:
+        """Drop ``responder``; returns True when the route is now empty."""
+        pool = self.pools.get(responder.group)
+        if pool is None or responder not in pool.members:
+            return not self.turns
+        pool.members.remove(responder)
+        if not pool.members:
+            del self.pools[responder.group]
+            self.turns.remove(pool)
+        return not self.turns
+
+
+class RequestRouter:
+    """The request/reply model of one namespace."""
+
+    def __init__(self, namespace: Namespace) -> None:
+        self.namespace = namespace
+        self._timers = namespace.broker.timers
+        self._limits = namespace.broker.config.limits
+        self._routes: dict[str, _Route] = {}
+        #: rid -> pending request, for every request that has not ended.
+        self._pending: dict[int, _Pending] = {}
+        #: requester conn_id -> its pending requests (to clean up on disconnect).
+        self._by_requester: dict[int, dict[int, _Pending]] = {}
+        #: responder conn_id -> sub_id -> responder.
+        self._by_responder_peer: dict[int, dict[int, Responder]] = {}
+        self.stats = RpcStats()
+
+    # ------------------------------------------------------------ responders
+
+    def add_responder(
+        self, peer: Peer, sub_id: int, subject: str, group: str | None = None
+    ) -> Responder:
+        """Register ``peer``'s subscription ``sub_id`` as a responder for ``subject``."""
+        check_name(SUBJECT, subject)
+        if group is not None:
+            check_name("group", group)
+        responder = Responder(self, peer, sub_id, subject, group)
+        route = self._routes.get(subject)
+        if route is None:
+            route = self._routes[subject] = _Route()
+        route.add(responder)
+        self._by_responder_peer.setdefault(peer.conn_id, {})[sub_id] = responder
+        return responder
+
+    def _remove_responder(self, responder: Responder, error: BrokerError) -> None:
+        route = self._routes.get(responder.subject)
+        if route is not None and route.remove(responder):
+            del self._routes[responder.subject]
+        by_peer = self._by_responder_peer.get(responder.peer.conn_id)
+        if by_peer is not None and by_peer.get(responder.sub_id) is responder:
+            del by_peer[responder.sub_id]
+            if not by_peer:
+                del self._by_responder_peer[responder.peer.conn_id]
+        held = list(responder.held.values())
+        responder.held.clear()
+        for pending in held:
+            self._fail(pending, "responder_gone", error)
+        queued = [p for p in responder.outbox if p.state == _QUEUED]
+        responder.outbox.clear()
+        responder._live_queued = 0
+        route = self._routes.get(responder.subject)
+        for pending in queued:
+            if route is not None:
+                self.stats.rerouted += 1
+                route.pick()._enqueue(pending)
+            else:
+                self._fail(pending, "responder_gone", error)
+
+    # -------------------------------------------------------------- requests
+
+    def request(
+        self,
+        requester: Peer,
+        token: int,
+        subject: str,
+        body: bytes,
+        headers: dict[str, str] | None,
+        timeout: float,
+        now: float,
+    ) -> int:
+        """Route a request; the requester's ``token`` is finished later. Returns the rid.
+
+        Raises (and changes nothing) for a bad subject or timeout, a body over
+        the size limit, or ``NoResponders`` when nobody serves ``subject``.
+        """
+        route = self._routes.get(subject)
+        if route is None:
+            check_name(SUBJECT, subject)  # a bad name is invalid_name, not no_responders
+            self.stats.outcomes["no_responders"] += 1
+            raise NoResponders(f"no responders for subject {subject!r}", subject=subject)
+        limits = self._limits
+        if not 0.0 < timeout <= limits.max_wait_seconds:
+            raise BadRequest(
+                f"timeout must be more than 0 and at most {limits.max_wait_seconds:g} seconds, "
+                f"got {timeout!r}"
+            )
+        if len(body) > limits.max_message_bytes:
+            raise TooLarge(
+                f"request body of {len(body)} bytes exceeds the limit of "
+                f"{limits.max_message_bytes} bytes",
+                limit=limits.max_message_bytes,
+            )
+        rid = next(_rids)
+        pending = _Pending(rid, requester, token, subject, body, headers, timeout, now)
+        pending.timer = self._timers.call_at(now + timeout, lambda at: self._expire(pending))
+        self._pending[rid] = pending
+        mine = self._by_requester.get(requester.conn_id)
+        if mine is None:
+            mine = self._by_requester[requester.conn_id] = {}
+        mine[rid] = pending
+        route.pick()._enqueue(pending)
+        return rid
+
+    def reply(
+        self,
+        responder_peer: Peer,
+        rid: int,
+        body: bytes,
+        headers: dict[str, str] | None,
+        error: str | None,
+        now: float,
+    ) -> bool:
+        """A responder answers ``rid``. Returns False (and counts it) if nobody waits.
+
+        Only the connection the request was pushed to may answer it; a reply
+        from anywhere else is treated like a late one. ``error`` (a message)
+        fails the request with ``responder_error`` instead of replying.
+        """
+        if error is None and len(body) > self._limits.max_message_bytes:
+            raise TooLarge(
+                f"reply body of {len(body)} bytes exceeds the limit of "
+                f"{self._limits.max_message_bytes} bytes",
+                limit=self._limits.max_message_bytes,
+            )
+        pending = self._pending.get(rid)
+        if (
+            pending is None
+            or pending.state != _HELD
+            or pending.responder is None
+            or pending.responder.peer is not responder_peer
+        ):
+            self.stats.replies_dropped += 1
+            return False
+        del pending.responder.held[rid]
+        self._end(pending)
+        stats = self.stats
+        stats.observe(pending.subject, now - pending.started)
+        if error is None:
+            stats.outcomes["ok"] += 1
+            pending.requester.resolve(pending.token, RpcReply(body, headers))
+        else:
+            stats.outcomes["error"] += 1
+            pending.requester.reject(
+                pending.token, ResponderError(error, subject=pending.subject)
+            )
+        return True
+
+    def _expire(self, pending: _Pending) -> None:
+        """The deadline passed before a reply: the requester gets ``timeout``."""
+        if pending.state == _DONE:
+            return
+        pending.timer = None  # already fired; nothing to cancel
+        self._fail(
+            pending,
+            "timeout",
+            Timeout(
+                f"no reply to the request on {pending.subject!r} within "
+                f"{_seconds(pending.timeout)}",
+                subject=pending.subject,
+                timeout=pending.timeout,
+            ),
+        )
+
+    def _fail(self, pending: _Pending, outcome: str, error: BrokerError) -> None:
+        self._release_from_responder(pending)
+        self._end(pending)
+        self.stats.outcomes[outcome] += 1
+        pending.requester.reject(pending.token, error)
+
+    def _release_from_responder(self, pending: _Pending) -> None:
+        responder = pending.responder
+        if responder is None:
+            return
+        if pending.state == _HELD:
+            responder.held.pop(pending.rid, None)
+        elif pending.state == _QUEUED:
+            pending.state = _DONE
+            responder._forget_queued()
+
+    def _end(self, pending: _Pending) -> None:
+        """Forget ``pending`` everywhere but the responder (the caller handles that)."""
+        pending.state = _DONE
+        if pending.timer is not None:
+            pending.timer.cancel()
+            pending.timer = None
+        del self._pending[pending.rid]
+        mine = self._by_requester.get(pending.requester.conn_id)
+        if mine is not None:
+            mine.pop(pending.rid, None)
+            if not mine:
+                del self._by_requester[pending.requester.conn_id]
+
+    # -------------------------------------------------------- Model protocol
+
+    def disconnect(self, peer: Peer, now: float) -> None:
+        """Forget ``peer``'s requests (abandoned) and responders (their requests fail)."""
+        mine = self._by_requester.pop(peer.conn_id, None)
+        if mine:
+            for pending in list(mine.values()):
+                self._release_from_responder(pending)
+                self._end(pending)
+                self.stats.outcomes["abandoned"] += 1
+        responders = self._by_responder_peer.get(peer.conn_id)
+        if responders:
+            error = ResponderGone("the responder disconnected before replying")
+            for responder in list(responders.values()):
+                self._remove_responder(responder, error)
+
+    def sync(self) -> None:
+        """Nothing durable here."""
+
+    def close(self) -> None:
+        """Broker shutdown: disarm every deadline (sessions already failed their requests)."""
+        for pending in list(self._pending.values()):
+            self._release_from_responder(pending)
+            self._end(pending)
+
+    def destroy(self) -> None:
+        """Namespace dropped: fail every waiting request and forget every responder."""
+        for pending in list(self._pending.values()):
+            self._fail(pending, "responder_gone", ResponderGone("the namespace was dropped"))
+        self._routes.clear()
+        self._by_responder_peer.clear()
+
+    # ------------------------------------------------------------ inspection
+
+    def snapshot(self) -> RpcSnapshot:
+        return RpcSnapshot(
+            responders=sum(len(r) for r in self._by_responder_peer.values()),
+            subjects=len(self._routes),
+            pending=len(self._pending),
+        )
+
+    def responder_count(self, subject: str | None = None) -> int:
+        """Registered responders, of ``subject`` or of every subject."""
+        if subject is None:
+            return sum(len(r) for r in self._by_responder_peer.values())
+        route = self._routes.get(subject)
+        return 0 if route is None else sum(len(p.members) for p in route.turns)
+
+    def pending_rids(self) -> Iterator[int]:
+        """The ids of every request that has not ended (tests: nothing leaks)."""
+        return iter(list(self._pending))
+
+
+def _seconds(value: float) -> str:
+    if math.isfinite(value) and value < 1:
+        return f"{value * 1000:g} ms"
+    return f"{value:g} s"

@@ -1,0 +1,618 @@
+"""Topics: publish/subscribe with push fan-out, wildcards, groups and queue bindings.
+
+A message published to a topic is copied, at once, to every subscription
+whose pattern matches the topic (RabbitMQ's topic exchange, NATS subjects).
+Delivery is at-most-once to live subscribers: nothing is stored for a
+subscriber that is not connected; bind a queue to the pattern for that.
+
+Who gets a copy
+---------------
+
+* every ungrouped subscription whose pattern matches;
+* every *group* with at least one matching member gets exactly one copy,
+  handed to its matching members in turn (round robin). A group is named by
+  its group name alone, within the namespace, like a NATS queue group: two
+  members subscribed with different patterns still share one stream, and a
+  message matching both patterns still reaches the group once;
+* every bound queue whose binding pattern matches gets one copy, however many
+  of its bindings match (RabbitMQ's rule).
+
+Routing cost
+------------
+
+Patterns live in one :class:`~minibroker.core.trie.SubscriptionTrie` (values:
+subscriptions and queue targets, hashed by identity). Publishing asks the
+trie once per *topic*, not per message, and turns the answer into a
+:class:`Route` (ungrouped subscriptions, groups with their matching members,
+bound queues), which is cached per topic string until the next subscribe,
+unsubscribe, bind or unbind. A publish of a batch to a cached topic is then
+one dict lookup plus, per subscription, one ``deque.extend`` of the batch:
+per message and subscriber the core does no work beyond a pointer copy.
+
+Slow subscribers
+----------------
+
+Each subscription buffers at most ``buffer`` messages waiting for its
+connection to take them. The connection pulls (see
+:meth:`minibroker.core.peer.Peer.push_ready`) only while its socket keeps
+up, so a subscriber that stops reading fills its own buffer and nobody
+else's. Then, per its ``on_overflow`` option:
+
+* ``drop_oldest``: the buffer is a ``deque(maxlen=buffer)``, so the oldest
+  messages fall off the front; the count is kept in ``pending_dropped`` and
+  the protocol layer tells the client (a ``notice`` frame) before the next
+  batch it sends;
+* ``disconnect``: the subscription is removed at once and its connection is
+  kicked with :class:`~minibroker.core.errors.SlowConsumer`.
+
+Ordering: one publish's messages are appended to each buffer in order, and a
+connection drains a buffer front to back, so a subscriber sees one
+publisher's messages in publish order (minus any it dropped).
+
+Queues and bindings
+-------------------
+
+``bind(queue, pattern)`` requires the queue to exist. Deleting a queue
+removes its bindings: topics registers :meth:`Topics.drop_queue_bindings` in
+the queue model's ``on_delete`` listeners, so a queue re-declared under the
+same name starts unbound, as in RabbitMQ. (As a safety net, a publish that
+finds a bound queue missing drops its bindings then and there.)
+
+Bound queues get their copies *before* subscribers do, through the queue's
+ordinary ``put``: a storage failure of a durable bound queue fails the
+publish before any subscriber has seen the message (the publisher retries;
+queues that took the batch already may then hold it twice, which
+at-least-once allows). A bound queue that is full with
+``overflow=reject_publish`` refuses its copy (counted in that queue's
+``rejected_publishes``) without failing the publish: ``PublishResult.queues``
+counts only the copies actually enqueued. A durable bound queue makes the
+publish a durable write, so its confirm waits for group commit like a put.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Literal, Protocol
+
+from minibroker.core.errors import BadRequest, NotFound, Overflow, SlowConsumer, TooLarge
+from minibroker.core.names import check_name, split_pattern, split_topic
+from minibroker.core.peer import Peer
+from minibroker.core.trie import SubscriptionTrie
+
+if TYPE_CHECKING:
+    from minibroker.core.namespace import Namespace
+    from minibroker.core.queues import Queues
+
+__all__ = [
+    "OVERFLOW_POLICIES",
+    "Group",
+    "MessageLike",
+    "OverflowPolicy",
+    "PublishResult",
+    "QueueTarget",
+    "Route",
+    "TopicMessage",
+    "TopicStats",
+    "TopicSubscription",
+    "Topics",
+]
+
+OverflowPolicy = Literal["drop_oldest", "disconnect"]
+OVERFLOW_POLICIES: Final = ("drop_oldest", "disconnect")
+
+#: Topics whose routes are remembered between changes to the subscriptions.
+ROUTE_CACHE_SIZE: Final = 1024
+
+
+class MessageLike(Protocol):
+    """What :meth:`Topics.publish` reads from each message it is given."""
+
+    @property
+    def body(self) -> bytes: ...
+
+    @property
+    def headers(self) -> dict[str, str] | None: ...
+
+
+class TopicMessage:
+    """One published message, shared by every subscription it is routed to.
+
+    Immutable in meaning; ``wire`` is a cache slot for a front end: the
+    msgpack encoder stores the message's packed bytes there the first time a
+    subscription sends it, and every other subscription reuses them, so a
+    message is encoded once however many subscribers it has. The core never
+    reads it.
+    """
+
+    __slots__ = ("body", "headers", "topic", "wire")
+
+    def __init__(self, topic: str, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.topic = topic
+        self.body = body
+        self.headers = headers
+        self.wire: bytes | None = None
+
+    def __repr__(self) -> str:
+        return f"TopicMessage({self.topic!r}, {self.body!r}, {self.headers!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    """Totals for one publish call (one message or a batch).
+
+    ``subscriptions`` counts copies handed to subscriptions (a batch of 10
+    messages reaching 3 subscriptions counts 30; a group counts once per
+    message); ``queues`` counts copies enqueued into bound queues.
+    """
+
+    subscriptions: int
+    queues: int
+
+
+@dataclass(slots=True)
+class TopicStats:
+    """Plain counters for metrics, read at scrape time."""
+
+    #: Messages accepted by publish.
+    published: int = 0
+    #: Published messages that matched no subscription and no binding.
+    unrouted: int = 0
+    #: Copies buffered for subscriptions (before any drop).
+    routed: int = 0
+    #: Copies handed to subscribers' connections (counted by the front end).
+    delivered: int = 0
+    #: Copies lost to drop_oldest overflow (slow consumers).
+    dropped: int = 0
+    #: Subscriptions disconnected by on_overflow=disconnect.
+    slow_consumers_kicked: int = 0
+    #: Copies enqueued into bound queues.
+    enqueued: int = 0
+
+
+class Group:
+    """Subscriptions sharing a group name: one copy per message, round robin."""
+
+    __slots__ = ("members", "name", "position")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.members: dict[TopicSubscription, None] = {}
+        #: Round-robin position, advanced by every message the group receives.
+        self.position = 0
+
+    def __repr__(self) -> str:
+        return f"<Group {self.name!r} members={len(self.members)}>"
+
+
+class QueueTarget:
+    """A queue as a trie value: one per bound queue, stored under each of its patterns.
+
+    Because the trie reports a value once however many of its patterns match,
+    a queue bound with two matching patterns gets one copy, as in RabbitMQ.
+    """
+
+    __slots__ = ("name", "patterns")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.patterns: dict[str, tuple[str, ...]] = {}
+
+    def __repr__(self) -> str:
+        return f"<QueueTarget {self.name!r} patterns={list(self.patterns)}>"
+
+
+class TopicSubscription:
+    """One live subscription: the push source a connection drains.
+
+    ``items`` holds messages waiting to be sent; the front end's push encoder
+    pops from its left end. ``pending_dropped`` counts messages lost to
+    overflow that the client has not been told about yet.
+    """
+
+    __slots__ = (
+        "buffer",
+        "closed",
+        "dropped",
+        "group",
+        "items",
+        "on_overflow",
+        "pattern",
+        "peer",
+        "pending_dropped",
+        "stats",
+        "sub_id",
+        "topics",
+        "words",
+    )
+
+    def __init__(
+        self,
+        topics: Topics,
+        peer: Peer,
+        sub_id: int,
+        pattern: str,
+        words: tuple[str, ...],
+        group: Group | None,
+        buffer: int,
+        on_overflow: OverflowPolicy,
+    ) -> None:
+        self.topics = topics
+        self.stats = topics.stats
+        self.peer = peer
+        self.sub_id = sub_id
+        self.pattern = pattern
+        self.words = words
+        self.group = group
+        self.buffer = buffer
+        self.on_overflow = on_overflow
+        self.items: deque[TopicMessage] = (
+            deque(maxlen=buffer) if on_overflow == "drop_oldest" else deque()
+        )
+        self.pending_dropped = 0
+        #: Every message this subscription lost to overflow.
+        self.dropped = 0
+        self.closed = False
+
+    def push(self, messages: Sequence[TopicMessage]) -> None:
+        """Buffer ``messages`` (in order) and tell the connection if it was idle."""
+        if self.closed:
+            return
+        items = self.items
+        was_empty = not items
+        over = len(items) + len(messages) - self.buffer
+        if over > 0:
+            if self.on_overflow == "disconnect":
+                self.topics.kick_slow(self)
+                return
+            self.pending_dropped += over
+            self.dropped += over
+            self.stats.dropped += over
+        items.extend(messages)  # a maxlen deque drops from the left by itself
+        if was_empty:
+            self.peer.push_ready(self)
+
+    def take_dropped(self) -> int:
+        """The drop count to report now (and reset): the front end sends a notice."""
+        dropped, self.pending_dropped = self.pending_dropped, 0
+        return dropped
+
+    def cancel(self, now: float) -> None:
+        """The client unsubscribed: leave the trie and the group, forget buffered messages."""
+        self.topics.unsubscribe(self)
+
+    def __repr__(self) -> str:
+        group = f" group={self.group.name!r}" if self.group else ""
+        buffered = len(self.items)
+        return f"<TopicSubscription {self.sub_id} {self.pattern!r}{group} buffered={buffered}>"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where messages published to one topic go, as of the last change."""
+
+    subscriptions: tuple[TopicSubscription, ...]
+    groups: tuple[tuple[Group, tuple[TopicSubscription, ...]], ...]
+    queues: tuple[QueueTarget, ...]
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.subscriptions or self.groups or self.queues)
+
+
+_NO_ROUTE: Final = Route((), (), ())
+
+_TrieValue = TopicSubscription | QueueTarget
+
+
+class Topics:
+    """The topic model of one namespace."""
+
+    def __init__(self, namespace: Namespace) -> None:
+        self._namespace = namespace
+        self._limits = namespace.broker.config.limits
+        # The route cache below replaces the trie's own match cache.
+        self._trie: SubscriptionTrie[_TrieValue] = SubscriptionTrie(cache_size=0)
+        self._routes: dict[str, Route] = {}
+        self._groups: dict[str, Group] = {}
+        self._by_peer: dict[Peer, dict[TopicSubscription, None]] = {}
+        self._bindings: dict[str, QueueTarget] = {}
+        self._subscription_count = 0
+        self.stats = TopicStats()
+        #: The namespace's queues, where bound copies go; they tell us of deletions.
+        self._queues: Queues = namespace.queues
+        self._queues.on_delete.append(self._queue_deleted)
+
+    # ------------------------------------------------------------ publish
+
+    def publish(self, topic: str, messages: Sequence[MessageLike], now: float) -> PublishResult:
+        """Route a batch of messages published to ``topic``; returns the totals.
+
+        Everything is checked before anything is delivered: an invalid topic,
+        a batch over ``max_batch`` or a body over ``max_message_bytes`` raises
+        and nothing is published.
+        """
+        route = self._routes.get(topic)
+        if route is None:
+            route = self._route(topic)  # validates the topic name
+        count = len(messages)
+        if count > self._limits.max_batch:
+            raise BadRequest(
+                f"a publish holds at most {self._limits.max_batch} messages, got {count}"
+            )
+        max_bytes = self._limits.max_message_bytes
+        for index, message in enumerate(messages):
+            if len(message.body) > max_bytes:
+                raise TooLarge(
+                    f"message {index} has a body of {len(message.body)} bytes; "
+                    f"the limit is {max_bytes}",
+                    limit=max_bytes,
+                    index=index,
+                )
+        stats = self.stats
+        stats.published += count
+        if route is _NO_ROUTE or not count:
+            stats.unrouted += count
+            return PublishResult(0, 0)
+        batch = [TopicMessage(topic, m.body, m.headers) for m in messages]
+        enqueued = self._enqueue(route.queues, batch, now) if route.queues else 0
+        copies = 0
+        for subscription in route.subscriptions:
+            subscription.push(batch)
+        copies += count * len(route.subscriptions)
+        for group, members in route.groups:
+            _share(group, members, batch)
+        copies += count * len(route.groups)
+        stats.routed += copies
+        if not copies and not enqueued:
+            stats.unrouted += count
+        return PublishResult(copies, enqueued)
+
+    def _route(self, topic: str) -> Route:
+        """Match ``topic`` in the trie and cache the resulting route."""
+        words = split_topic(topic)
+        subscriptions: list[TopicSubscription] = []
+        groups: dict[Group, list[TopicSubscription]] = {}
+        queues: list[QueueTarget] = []
+        for value in self._trie.match(words):
+            if isinstance(value, QueueTarget):
+                queues.append(value)
+            elif value.group is None:
+                subscriptions.append(value)
+            else:
+                groups.setdefault(value.group, []).append(value)
+        if subscriptions or groups or queues:
+            route = Route(
+                tuple(subscriptions),
+                tuple((group, tuple(members)) for group, members in groups.items()),
+                tuple(queues),
+            )
+        else:
+            route = _NO_ROUTE
+        if len(self._routes) >= ROUTE_CACHE_SIZE:
+            self._routes.clear()
+        self._routes[topic] = route
+        return route
+
+    def _enqueue(
+        self, targets: Sequence[QueueTarget], batch: list[TopicMessage], now: float
+    ) -> int:
+        """Put copies of ``batch`` into each bound queue; return how many were stored.
+
+        Storage errors propagate (the publish fails, see the module docstring).
+        """
+        queues = self._queues
+        enqueued = 0
+        for target in targets:
+            queue = queues.find(target.name)
+            if queue is None:  # gone without telling us: its bindings go too
+                self.drop_queue_bindings(target.name)
+                continue
+            try:
+                enqueued += queue.put(batch, now)
+            except Overflow:
+                continue  # full with reject_publish: that queue counted it
+        self.stats.enqueued += enqueued
+        return enqueued
+
+    def match(self, topic: str) -> Route:
+        """Where a message published to ``topic`` would go now (tests, admin)."""
+        return self._routes.get(topic) or self._route(topic)
+
+    # ---------------------------------------------------------- subscribe
+
+    def subscribe(
+        self,
+        peer: Peer,
+        sub_id: int,
+        pattern: str,
+        *,
+        group: str | None = None,
+        buffer: int = 10_000,
+        on_overflow: OverflowPolicy = "drop_oldest",
+    ) -> TopicSubscription:
+        """Start a subscription for ``peer``; the protocol layer chose ``sub_id``.
+
+        Raises InvalidName for a bad pattern or group name and BadRequest for
+        a buffer size or overflow policy out of range; nothing changes then.
+        """
+        words = split_pattern(pattern)
+        if group is not None:
+            check_name("group", group)
+        limit = self._limits.max_subscription_buffer
+        if type(buffer) is not int or not 1 <= buffer <= limit:
+            raise BadRequest(f"buffer must be an integer from 1 to {limit}, got {buffer!r}")
+        if on_overflow not in OVERFLOW_POLICIES:
+            raise BadRequest(
+                f"on_overflow must be one of {', '.join(OVERFLOW_POLICIES)}, got {on_overflow!r}"
+            )
+        group_state: Group | None = None
+        if group is not None:
+            group_state = self._groups.get(group)
+            if group_state is None:
+                group_state = self._groups[group] = Group(group)
+        subscription = TopicSubscription(
+            self, peer, sub_id, pattern, words, group_state, buffer, on_overflow
+        )
+        self._trie.insert(words, subscription)
+        if group_state is not None:
+            group_state.members[subscription] = None
+        self._by_peer.setdefault(peer, {})[subscription] = None
+        self._subscription_count += 1
+        self._routes.clear()
+        return subscription
+
+    def unsubscribe(self, subscription: TopicSubscription) -> bool:
+        """Remove a subscription (idempotent); its buffered messages are discarded."""
+        if subscription.closed:
+            return False
+        subscription.closed = True
+        subscription.items.clear()
+        self._trie.remove(subscription.words, subscription)
+        group = subscription.group
+        if group is not None:
+            group.members.pop(subscription, None)
+            if not group.members and self._groups.get(group.name) is group:
+                del self._groups[group.name]
+        held = self._by_peer.get(subscription.peer)
+        if held is not None:
+            held.pop(subscription, None)
+            if not held:
+                del self._by_peer[subscription.peer]
+        self._subscription_count -= 1
+        self._routes.clear()
+        return True
+
+    def kick_slow(self, subscription: TopicSubscription) -> None:
+        """on_overflow=disconnect: remove the subscription and close its connection."""
+        self.unsubscribe(subscription)
+        self.stats.slow_consumers_kicked += 1
+        subscription.peer.kick(
+            SlowConsumer(
+                f"subscription {subscription.sub_id} to {subscription.pattern!r} fell more "
+                f"than {subscription.buffer} messages behind (on_overflow=disconnect)",
+                sub=subscription.sub_id,
+            )
+        )
+
+    # ------------------------------------------------------------ bindings
+
+    def bind(self, queue: str, pattern: str) -> bool:
+        """Copy messages matching ``pattern`` into ``queue``; False if already bound.
+
+        Raises InvalidName for bad names and NotFound if the queue does not exist.
+        """
+        check_name("queue", queue)
+        words = split_pattern(pattern)
+        if queue not in self._queues:
+            raise NotFound(f"queue {queue!r} does not exist", queue=queue)
+        target = self._bindings.get(queue)
+        if target is None:
+            target = self._bindings[queue] = QueueTarget(queue)
+        if pattern in target.patterns:
+            return False
+        target.patterns[pattern] = words
+        self._trie.insert(words, target)
+        self._routes.clear()
+        return True
+
+    def unbind(self, queue: str, pattern: str) -> bool:
+        """Remove one binding; False if it did not exist (not an error, like RabbitMQ)."""
+        check_name("queue", queue)
+        split_pattern(pattern)
+        target = self._bindings.get(queue)
+        if target is None:
+            return False
+        words = target.patterns.pop(pattern, None)
+        if words is None:
+            return False
+        self._trie.remove(words, target)
+        if not target.patterns:
+            del self._bindings[queue]
+        self._routes.clear()
+        return True
+
+    def _queue_deleted(self, queue: str) -> None:
+        self.drop_queue_bindings(queue)
+
+    def drop_queue_bindings(self, queue: str) -> int:
+        """The queue was deleted: remove all its bindings; returns how many."""
+        target = self._bindings.pop(queue, None)
+        if target is None:
+            return 0
+        for words in target.patterns.values():
+            self._trie.remove(words, target)
+        count = len(target.patterns)
+        target.patterns.clear()
+        self._routes.clear()
+        return count
+
+    def bindings(self, queue: str | None = None) -> list[tuple[str, str]]:
+        """(queue, pattern) pairs, for one queue or all, in binding order."""
+        if queue is None:
+            targets = list(self._bindings.values())
+        else:
+            target = self._bindings.get(queue)
+            targets = [] if target is None else [target]
+        return [(target.name, pattern) for target in targets for pattern in target.patterns]
+
+    # ---------------------------------------------------------- inspection
+
+    @property
+    def subscription_count(self) -> int:
+        return self._subscription_count
+
+    @property
+    def group_count(self) -> int:
+        return len(self._groups)
+
+    @property
+    def binding_count(self) -> int:
+        return sum(len(target.patterns) for target in self._bindings.values())
+
+    @property
+    def trie_nodes(self) -> int:
+        return self._trie.node_count
+
+    def subscriptions(self) -> Iterator[TopicSubscription]:
+        """Every live subscription, in subscription order."""
+        for held in list(self._by_peer.values()):
+            yield from held
+
+    # ---------------------------------------------------- Model protocol
+
+    def disconnect(self, peer: Peer, now: float) -> None:
+        for subscription in list(self._by_peer.get(peer, ())):
+            self.unsubscribe(subscription)
+
+    def sync(self) -> None:
+        """Nothing to fsync: topics keep no state on disk (bound queues do)."""
+
+    def close(self) -> None:
+        """Nothing to flush."""
+
+    def destroy(self) -> None:
+        """The namespace is dropped: forget every subscription and binding."""
+        for held in list(self._by_peer.values()):
+            for subscription in list(held):
+                self.unsubscribe(subscription)
+        for queue in list(self._bindings):
+            self.drop_queue_bindings(queue)
+
+
+def _share(group: Group, members: tuple[TopicSubscription, ...], batch: list[TopicMessage]) -> None:
+    """Hand each message of ``batch`` to one member of ``group``, round robin.
+
+    Member ``(start + j) % k`` gets messages ``j, j + k, j + 2k, ...``: one
+    slice per member, so each member still sees its share in publish order.
+    """
+    k = len(members)
+    start = group.position % k
+    group.position = start + len(batch)
+    if k == 1:
+        members[0].push(batch)
+        return
+    for j in range(min(k, len(batch))):
+        members[(start + j) % k].push(batch[j::k])
+

@@ -1,0 +1,90 @@
+"""Request/reply ops: ``respond``, ``request``, ``reply``, and the ``req`` push.
+
+A ``request`` is parked: its response is sent only when the core finishes it
+(the reply, a responder error, the deadline, or the responder going away),
+through ``Session.resolve``/``reject``. So one request costs exactly four
+frames on the wire: request in, ``req`` push out, ``reply`` in, response out.
+
+Wire shapes (see docs/request-reply.md):
+
+* ``respond {subject, group?}`` -> ok ``{"sub": id}``; then pushes
+  ``{"op": "req", "sub", "requests": [{"rid", "subject", "body",
+  "headers"?, "timeout"}]}``, several requests per frame when several wait;
+* ``request {subject, body?, headers?, timeout?}`` -> ok ``{"body",
+  "headers"?}`` or an error (no_responders, timeout, responder_gone,
+  responder_error, ...);
+* ``reply {rid, body?, headers?, error?}`` -> ok ``true`` when a requester was
+  waiting, ``false`` when the request had already ended (never an error, so a
+  slow responder's loop keeps running).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from minibroker.core.rpc import Responder, RpcReply
+from minibroker.protocol import frames
+from minibroker.protocol.codec import pack_frame
+from minibroker.protocol.handlers.registry import PARKED, encodes_pushes, handles
+
+if TYPE_CHECKING:
+    from minibroker.protocol.session import Session
+
+
+def _encode_reply(reply: RpcReply) -> dict[str, Any]:
+    if reply.headers:
+        return {"body": reply.body, "headers": reply.headers}
+    return {"body": reply.body}
+
+
+@handles(frames.Respond)
+def respond(session: Session, frame: frames.Respond) -> dict[str, int]:
+    router = session.ns.rpc
+    sub_id = session.add_subscription(
+        lambda sub_id: router.add_responder(session, sub_id, frame.subject, frame.group)
+    )
+    return {"sub": sub_id}
+
+
+@handles(frames.RequestCall)
+def request(session: Session, frame: frames.RequestCall) -> Any:
+    token = session.park(frame.id, _encode_reply)
+    try:
+        session.ns.rpc.request(
+            session, token, frame.subject, frame.body, frame.headers, frame.timeout, session.now
+        )
+    except BaseException:
+        session.unpark(token)
+        raise
+    return PARKED
+
+
+@handles(frames.Reply)
+def reply(session: Session, frame: frames.Reply) -> bool:
+    return session.ns.rpc.reply(
+        session, frame.rid, frame.body, frame.headers, frame.error, session.now
+    )
+
+
+@encodes_pushes(Responder)
+def encode_requests(source: Responder, budget: int) -> tuple[bytes, bool]:
+    """Drain a responder's outbox into one ``req`` frame within ``budget`` bytes."""
+    taken = source.take(budget)
+    if not taken:
+        return b"", False
+    requests: list[dict[str, Any]] = []
+    for rid, subject, body, headers, timeout in taken:
+        if headers:
+            requests.append(
+                {
+                    "rid": rid,
+                    "subject": subject,
+                    "body": body,
+                    "headers": headers,
+                    "timeout": timeout,
+                }
+            )
+        else:
+            requests.append({"rid": rid, "subject": subject, "body": body, "timeout": timeout})
+    frame = pack_frame({"op": "req", "sub": source.sub_id, "requests": requests})
+    return frame, source.has_queued()
