@@ -17,11 +17,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from benchmarks.config import ALL_TARGETS, ALL_WORKLOADS, FULL, QUICK, RunConfig
 from benchmarks.payload import MIN_BODY_SIZE, expected_checksum
 from benchmarks.results import METRICS, Measurement, RunResults
 from benchmarks.runner import PhaseOutcome, Reports, run_phase
+from benchmarks.targets.base import Target
 from benchmarks.workloads import BUILDERS, Scenario
 
 RESULTS_ROOT = Path(__file__).resolve().parent / "results"
@@ -116,10 +118,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     )
 
 
-def run_scenario(scenario: Scenario, progress: object, console: object) -> list[Measurement]:
-    from rich.progress import Progress
-
-    assert isinstance(progress, Progress)
+def run_scenario(scenario: Scenario, progress: Any) -> list[Measurement]:
+    """Run the phases of a scenario in turn (stopping at the first that fails), judge it."""
     outcomes: list[PhaseOutcome] = []
     reports: Reports = {}
     for build in scenario.phases:
@@ -128,7 +128,11 @@ def run_scenario(scenario: Scenario, progress: object, console: object) -> list[
         if phase.title:
             title += f" {phase.title}"
         task = progress.add_task(f"{title} · {scenario.client}", total=phase.progress_total or None)
-        outcome = run_phase(phase, on_progress=lambda n, t=task: progress.update(t, completed=n))
+
+        def on_progress(done: int, task: Any = task) -> None:
+            progress.update(task, completed=done)
+
+        outcome = run_phase(phase, on_progress=on_progress)
         progress.update(task, visible=False)
         outcomes.append(outcome)
         reports.update(outcome.reports)
@@ -137,6 +141,64 @@ def run_scenario(scenario: Scenario, progress: object, console: object) -> list[
     while len(outcomes) < len(scenario.phases):  # phases never reached
         outcomes.append(PhaseOutcome(reports={}, aborted="an earlier phase failed"))
     return scenario.evaluate(outcomes)
+
+
+def run_target(
+    target: Target, cfg: RunConfig, results: RunResults, console: Any, progress: Any
+) -> None:
+    """Set a target up, run every workload asked for, tear it down. Never raises for a
+    broker's sake: an unreachable peer is a skip line, a broken run a FAILED row."""
+    name = target.name
+    try:
+        reason = target.setup()
+    except Exception as exc:
+        reason = f"set-up failed: {type(exc).__name__}: {exc}"
+    if reason:
+        line = f"{name}: skipped — {reason}"
+        results.skipped.append(line)
+        console.print(f"[yellow]SKIP[/] {line}")
+        target.teardown()
+        return
+    try:
+        results.versions.update(target.versions())
+        results.notes[name] = target.notes()
+        for workload in cfg.workloads:
+            why_not = target.unavailable(workload)
+            if why_not:
+                line = f"{name}: {workload} skipped — {why_not}"
+                results.skipped.append(line)
+                console.print(f"[yellow]SKIP[/] {line}")
+                continue
+            impls = target.impls(workload)
+            if not impls:
+                console.print(f"[dim]{name}: {workload} is not part of this target[/]")
+                continue
+            for impl in impls:
+                for scenario in BUILDERS[workload](name, impl, cfg):
+                    try:
+                        measured = run_scenario(scenario, progress)
+                    except Exception as exc:  # a harness bug must not hide the other results
+                        why = f"harness error: {type(exc).__name__}: {exc}"
+                        measured = [
+                            Measurement(
+                                name, m, "FAILED", None, scenario.client, scenario.count, detail=why
+                            )
+                            for m in scenario.metrics
+                        ]
+                    results.measurements.extend(measured)
+                    for m in measured:
+                        print_measurement(console, m)
+    finally:
+        target.teardown()
+
+
+def print_measurement(console: Any, m: Measurement) -> None:
+    style = "green" if m.ok else "bold red"
+    tail = f" — {m.detail}" if m.detail and not m.ok else ""
+    console.print(
+        f"[{style}]{m.status:>6}[/] {m.target:<18} {METRICS[m.metric].title:<34} "
+        f"{format_value(m):>18}  [dim]{m.client}[/]{tail}"
+    )
 
 
 def format_value(m: Measurement) -> str:
@@ -149,12 +211,10 @@ def format_value(m: Measurement) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from benchmarks import report
-    from benchmarks.sysinfo import machine_info
+    from benchmarks.sysinfo import load_average, machine_info
     from benchmarks.targets import make_target
+    from benchmarks.ui import make_ui
 
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
@@ -163,8 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     log_dir = out / "logs"
     log_dir.mkdir(exist_ok=True)
-    # a fixed width when not on a terminal, so each result stays on one line in logs
-    console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 150)
+    console, progress = make_ui()
 
     argv_list = list(sys.argv[1:] if argv is None else argv)
     results = RunResults(
@@ -182,57 +241,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for n in {cfg.counts.queue, cfg.counts.fanout, cfg.counts.log}:
         expected_checksum(n, cfg.body_size)
 
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
     with progress:
         for name in cfg.targets:
-            target = make_target(name, cfg, log_dir)
-            try:
-                reason = target.setup()
-            except Exception as exc:
-                reason = f"set-up failed: {type(exc).__name__}: {exc}"
-            if reason:
-                line = f"{name}: skipped — {reason}"
-                results.skipped.append(line)
-                console.print(f"[yellow]SKIP[/] {line}")
-                target.teardown()
-                continue
-            try:
-                results.versions.update(target.versions())
-                results.notes[name] = target.notes()
-                for workload in cfg.workloads:
-                    why_not = target.unavailable(workload)
-                    if why_not:
-                        line = f"{name}: {workload} skipped — {why_not}"
-                        results.skipped.append(line)
-                        console.print(f"[yellow]SKIP[/] {line}")
-                        continue
-                    impls = target.impls(workload)
-                    if not impls:
-                        console.print(f"[dim]{name}: {workload} not part of this target[/]")
-                        continue
-                    for impl in impls:
-                        for scenario in BUILDERS[workload](name, impl, cfg):
-                            measured = run_scenario(scenario, progress, console)
-                            results.measurements.extend(measured)
-                            for m in measured:
-                                style = "green" if m.ok else "bold red"
-                                tail = f" — {m.detail}" if m.detail and not m.ok else ""
-                                console.print(
-                                    f"[{style}]{m.status:>6}[/] {name:<18} "
-                                    f"{METRICS[m.metric].title:<34} {format_value(m):>18}  "
-                                    f"[dim]{m.client}[/]{tail}"
-                                )
-            finally:
-                target.teardown()
+            run_target(make_target(name, cfg, log_dir), cfg, results, console, progress)
 
     results.finished = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    results.machine["load_end"] = load_average()
     results.save(out / "results.json")
     (out / "results.md").write_text(report.render_markdown(results))
     if not args.no_plots:
@@ -240,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for path in report.render_plots(results, out):
                 console.print(f"[dim]plot {path}[/]")
         except ImportError as exc:
-            console.print(f"[yellow]no plots: {exc}[/]")
+            console.print(f"[yellow]no plots ({exc}); pip install matplotlib[/]")
     report.print_summary(results, console)
     console.print(f"results: {out / 'results.md'}")
     failed = results.failed()

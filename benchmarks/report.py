@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.results import METRICS, WORKLOADS, Measurement, RunResults
+from benchmarks.results import METRICS, WORKLOADS, RunResults
 
 MINIBROKER_TARGETS = ("minibroker", "minibroker-durable")
 TARGET_ORDER = ("minibroker", "minibroker-durable", "rabbitmq", "kafka", "nats")
@@ -186,9 +186,20 @@ def render_markdown(results: RunResults, title: str = "Benchmark results") -> st
         "",
         f"Command: `{results.command}`",
         "",
+        load_line(results),
+        "",
     ]
     lines += render_body(results)
     return "\n".join(lines) + "\n"
+
+
+def load_line(results: RunResults) -> str:
+    mach = results.machine
+    return (
+        f"1-minute load average {mach.get('load_start', '?')} at the start and "
+        f"{mach.get('load_end', '?')} at the end: with {mach.get('cores', '?')} cores, "
+        "anything else running on the machine shows in these figures."
+    )
 
 
 def render_body(results: RunResults, heading: str = "##") -> list[str]:
@@ -283,18 +294,11 @@ def render_plots(results: RunResults, out: Path) -> list[Path]:
 
 
 def print_summary(results: RunResults, console: Any) -> None:
-    from rich.table import Table
+    from benchmarks.ui import print_table
 
     header, rows = comparison_rows(results)
-    table = Table(title="minibroker benchmarks: best figure per target", show_lines=False)
-    for i, name in enumerate(header):
-        table.add_column(name, justify="left" if i < 3 else "right")
-    for row in rows:
-        table.add_row(*[c.replace("**", "") for c in row])
-    console.print(table)
+    header = [h.replace("minibroker", "mb") if "÷" in h else h for h in header]
+    plain_rows = [[c.replace("**", "") for c in row] for row in rows]
+    print_table(console, "minibroker benchmarks: best figure per target", header, plain_rows)
     for line in results.skipped:
         console.print(f"[yellow]skipped[/] {line}")
-
-
-def failed_measurements(results: RunResults) -> list[Measurement]:
-    return results.failed()

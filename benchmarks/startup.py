@@ -22,14 +22,24 @@ IDLE_SECONDS = 1.0
 
 
 def process_rss_mib(pid: int) -> float:
-    import psutil
-
+    """Resident memory of a process and its children, in MiB (psutil, or /proc)."""
+    try:
+        import psutil
+    except ImportError:
+        return _proc_rss_kib(pid) / 1024
     proc = psutil.Process(pid)
     total = proc.memory_info().rss
     for child in proc.children(recursive=True):
         with contextlib.suppress(psutil.Error):
             total += child.memory_info().rss
     return float(total) / 2**20
+
+
+def _proc_rss_kib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return float(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
 def time_server_start(

@@ -16,59 +16,77 @@ import random
 import shutil
 import tempfile
 import time
-import tracemalloc
 from collections.abc import Callable
 
 from minibroker.storage import MemoryLog, SegmentedLog
-from minibroker.storage.record import decode_records, encode_records
+from minibroker.storage.record import decode_fields, decode_records, encode_records
 from minibroker.storage.store import LogStore
 
 
 def line(name: str, value: str) -> None:
-    print(f"{name:<44} {value}")
+    print(f"{name:<46} {value}")
 
 
-def report(name: str, records: int, nbytes: int, seconds: float) -> None:
+class Timer:
+    """Wall-clock and CPU seconds of a block: on a busy machine, CPU time is the steadier one."""
+
+    def __enter__(self) -> Timer:
+        self.wall = -time.perf_counter()
+        self.cpu = -time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall += time.perf_counter()
+        self.cpu += time.process_time()
+
+
+def report(name: str, records: int, nbytes: int, timer: Timer) -> None:
     print(
-        f"{name:<44} {records / seconds / 1e6:7.2f} M rec/s {nbytes / seconds / 1e6:9.1f} MB/s"
-        f"   ({records} records in {seconds:.3f} s)"
+        f"{name:<46} {records / timer.wall / 1e6:6.2f} M rec/s {nbytes / timer.wall / 1e6:7.1f} MB/s"
+        f"  | CPU time: {records / timer.cpu / 1e6:6.2f} M rec/s {nbytes / timer.cpu / 1e6:7.1f} MB/s"
     )
 
 
-def fill(store: LogStore, records: int, body: bytes, batch: int, sync: bool) -> float:
+def fill(store: LogStore, records: int, body: bytes, batch: int, sync: bool) -> Timer:
     entries = [(None, None, body)] * batch
-    start = time.perf_counter()
-    for i in range(records // batch):
-        store.append(entries, 1_700_000_000_000 + i)
-        if sync:
-            store.sync()
-    return time.perf_counter() - start
+    with Timer() as timer:
+        for i in range(records // batch):
+            store.append(entries, 1_700_000_000_000 + i)
+            if sync:
+                store.sync()
+    return timer
 
 
-def read_all(store: LogStore, max_records: int, max_bytes: int) -> tuple[int, int, float]:
+def read_all(store: LogStore, max_records: int, max_bytes: int) -> tuple[int, int, Timer]:
     offset, count, nbytes = store.first_offset, 0, 0
-    start = time.perf_counter()
-    while offset < store.next_offset:
-        batch = store.read(offset, max_records, max_bytes)
-        offset = batch.next_offset
-        count += batch.count
-        nbytes += len(batch.data)
-    return count, nbytes, time.perf_counter() - start
+    with Timer() as timer:
+        while offset < store.next_offset:
+            batch = store.read(offset, max_records, max_bytes)
+            offset = batch.next_offset
+            count += batch.count
+            nbytes += len(batch.data)
+    return count, nbytes, timer
 
 
-def random_reads(store: LogStore, lookups: int) -> float:
+def per_call(name: str, calls: int, action: Callable[[int], object]) -> None:
+    with Timer() as timer:
+        for i in range(calls):
+            action(i)
+    line(
+        name,
+        f"{timer.wall / calls * 1e6:7.1f} us/call  | CPU time: {timer.cpu / calls * 1e6:.1f} us",
+    )
+
+
+def random_offsets(store: LogStore, count: int) -> list[int]:
     rng = random.Random(1)
-    offsets = [rng.randrange(store.first_offset, store.next_offset) for _ in range(lookups)]
-    start = time.perf_counter()
-    for offset in offsets:
-        store.read(offset, 1, 1 << 20)
-    return time.perf_counter() - start
+    return [rng.randrange(store.first_offset, store.next_offset) for _ in range(count)]
 
 
-def timed(action: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    action()
-    return time.perf_counter() - start
+def resident_bytes() -> int:
+    """This process's resident set size (Linux), to see what the memory store holds."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def main() -> None:
@@ -76,82 +94,96 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--body", type=int, default=100, help="body bytes per record")
     parser.add_argument("--batch", type=int, default=1000, help="records per append")
-    parser.add_argument(
-        "--dir", default=None, help="where to put the disk log (default: a temp dir)"
-    )
+    parser.add_argument("--dir", default=None, help="where to put the disk log (default: temp)")
     args = parser.parse_args()
     body = os.urandom(args.body)
-    records = args.records // args.batch * args.batch
+    batches = args.records // args.batch
+    records = batches * args.batch
+    print(f"{records} records of {args.body} bytes, {args.batch} per append\n")
 
     # Encoding alone: the per-record CPU cost every append pays.
     entries = [(None, None, body)] * args.batch
-    start = time.perf_counter()
-    total = 0
-    for i in range(records // args.batch):
-        total += len(encode_records(i * args.batch, 1_700_000_000_000, entries))
-    report("encode_records", records, total, time.perf_counter() - start)
-    frame_bytes = total
+    frame_bytes = 0
+    with Timer() as timer:
+        for i in range(batches):
+            frame_bytes += len(encode_records(i * args.batch, 1_700_000_000_000, entries))
+    report("encode_records", records, frame_bytes, timer)
 
     # Memory store.
-    tracemalloc.start()
+    rss_before = resident_bytes()
     memory = MemoryLog()
-    seconds = fill(memory, records, body, args.batch, sync=False)
-    held, _ = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    report("MemoryLog.append", records, frame_bytes, seconds)
-    print(f"{'MemoryLog memory':<44} {held / records:7.1f} bytes/record ({held / 1e6:.1f} MB held)")
-    count, nbytes, seconds = read_all(memory, 1000, 1 << 20)
-    report("MemoryLog.read (1000 rec / 1 MiB)", count, nbytes, seconds)
-    lookups = 20_000
-    seconds = random_reads(memory, lookups)
-    print(f"{'MemoryLog.read random offset, 1 record':<44} {seconds / lookups * 1e6:7.1f} us/read")
+    report("MemoryLog.append", records, frame_bytes, fill(memory, records, body, args.batch, False))
+    held = resident_bytes() - rss_before
+    line("MemoryLog resident memory", f"{held / records:7.1f} bytes/record ({held / 1e6:.1f} MB)")
+    count, nbytes, timer = read_all(memory, 1000, 1 << 20)
+    report("MemoryLog.read (1000 rec / 1 MiB)", count, nbytes, timer)
+    offsets = random_offsets(memory, 20_000)
+    per_call(
+        "MemoryLog.read 1 record at a random offset",
+        len(offsets),
+        lambda i: memory.read(offsets[i], 1, 1 << 20),
+    )
+    del memory
 
     # Disk store.
     root = args.dir or tempfile.mkdtemp(prefix="storage-micro-")
     try:
+        directory = ""
         for sync in (False, True):
             directory = os.path.join(root, f"log-sync-{sync}")
             disk = SegmentedLog.open(directory)
-            seconds = fill(disk, records, body, args.batch, sync=sync)
-            kb = frame_bytes / (records // args.batch) / 1024
-            label = f"fsync per {args.batch}-record batch ({kb:.0f} KB)" if sync else "no fsync"
-            report(f"SegmentedLog.append, {label}", records, frame_bytes, seconds)
+            kb = frame_bytes / batches / 1024
+            label = f"fsync every append ({kb:.0f} KB)" if sync else "no fsync"
+            report(
+                f"SegmentedLog.append, {label}",
+                records,
+                frame_bytes,
+                fill(disk, records, body, args.batch, sync),
+            )
             disk.close()
         disk = SegmentedLog.open(directory)
-        on_disk = sum(
-            os.path.getsize(os.path.join(directory, name)) for name in os.listdir(directory)
-        )
-        index_bytes = sum(
-            os.path.getsize(os.path.join(directory, name))
-            for name in os.listdir(directory)
-            if name.endswith(".index")
-        )
-        print(
-            f"{'SegmentedLog disk usage':<44} {on_disk / records:7.1f} bytes/record "
-            f"({on_disk / 1e6:.1f} MB in {disk.segment_count} segments, index {index_bytes} bytes)"
-        )
-        count, nbytes, seconds = read_all(disk, 1000, 1 << 20)
-        report("SegmentedLog.read (1000 rec / 1 MiB)", count, nbytes, seconds)
-        count, nbytes, seconds = read_all(disk, 100_000, 8 << 20)
-        report("SegmentedLog.read (8 MiB)", count, nbytes, seconds)
-        seconds = random_reads(disk, lookups)
-        line("SegmentedLog.read random offset, 1 record", f"{seconds / lookups * 1e6:7.1f} us/read")
-        probes = 2_000
-        rng = random.Random(2)
-        start = time.perf_counter()
-        for _ in range(probes):
-            disk.offset_for_timestamp(1_700_000_000_000 + rng.randrange(records // args.batch))
-        seconds = time.perf_counter() - start
-        print(f"{'SegmentedLog.offset_for_timestamp':<44} {seconds / probes * 1e6:7.1f} us/lookup")
-        data = disk.read(0, 10_000, 1 << 30).data
-        seconds = timed(lambda: decode_records(data))
-        report("decode_records (what a client does)", 10_000, len(data), seconds)
-        disk.close()
-        newest = max(name for name in os.listdir(directory) if name.endswith(".log"))
-        newest_mb = os.path.getsize(os.path.join(directory, newest)) / 1e6
-        seconds = timed(lambda: SegmentedLog.open(directory).close())
+        sizes = {
+            name: os.path.getsize(os.path.join(directory, name)) for name in os.listdir(directory)
+        }
+        on_disk = sum(sizes.values())
+        index_bytes = sum(size for name, size in sizes.items() if name.endswith(".index"))
         line(
-            "SegmentedLog.open (rescans newest segment)", f"{seconds:7.3f} s for {newest_mb:.1f} MB"
+            "SegmentedLog disk usage",
+            f"{on_disk / records:7.1f} bytes/record ({on_disk / 1e6:.1f} MB in "
+            f"{disk.segment_count} segments, of which index files {index_bytes} bytes)",
+        )
+        count, nbytes, timer = read_all(disk, 1000, 1 << 20)
+        report("SegmentedLog.read (1000 rec / 1 MiB)", count, nbytes, timer)
+        count, nbytes, timer = read_all(disk, 100_000, 8 << 20)
+        report("SegmentedLog.read (8 MiB)", count, nbytes, timer)
+        offsets = random_offsets(disk, 20_000)
+        per_call(
+            "SegmentedLog.read 1 record at a random offset",
+            len(offsets),
+            lambda i: disk.read(offsets[i], 1, 1 << 20),
+        )
+        stamps = [1_700_000_000_000 + o // args.batch for o in random_offsets(disk, 2_000)]
+        per_call(
+            "SegmentedLog.offset_for_timestamp",
+            len(stamps),
+            lambda i: disk.offset_for_timestamp(stamps[i]),
+        )
+        data = disk.read(0, 100_000, 1 << 30).data
+        count = len(decode_fields(data))
+        with Timer() as timer:
+            decode_records(data)
+        report("decode_records (Record objects)", count, len(data), timer)
+        with Timer() as timer:
+            decode_fields(data)
+        report("decode_fields (plain tuples)", count, len(data), timer)
+        disk.close()
+        newest = max(name for name in sizes if name.endswith(".log"))
+        with Timer() as timer:
+            SegmentedLog.open(directory).close()
+        line(
+            "SegmentedLog.open (rescans the newest segment)",
+            f"{timer.wall:7.3f} s for {sizes[newest] / 1e6:.1f} MB "
+            f"({sizes[newest] / timer.cpu / 1e6:.0f} MB/s CPU time)",
         )
     finally:
         if args.dir is None:

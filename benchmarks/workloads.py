@@ -56,6 +56,8 @@ class Scenario:
     client: str
     phases: Sequence[Callable[[Reports], Phase]]  # built in turn from earlier reports
     evaluate: Callable[[list[PhaseOutcome]], list[Measurement]]
+    metrics: tuple[str, ...]  # what evaluate() reports on
+    count: int = 0
 
 
 def unique(prefix: str) -> str:
@@ -87,6 +89,15 @@ def _phase_error(outcomes: list[PhaseOutcome]) -> str | None:
         if error:
             return error
     return None
+
+
+def _fixed(phase: Phase) -> Callable[[Reports], Phase]:
+    """A phase factory for a phase that does not depend on earlier reports."""
+
+    def build(_reports: Reports) -> Phase:
+        return phase
+
+    return build
 
 
 def _rate(count: int, t_start: float | None, t_end: float | None) -> float | None:
@@ -123,7 +134,16 @@ def queue_scenarios(target: str, impl: Impl, cfg: RunConfig) -> list[Scenario]:
             return _evaluate_queue(target, metric, impl, cfg, count, outcomes)
 
         scenarios.append(
-            Scenario(target, "w1", f"W1 {variant}", impl.client, [lambda _r, p=phase: p], evaluate)
+            Scenario(
+                target,
+                "w1",
+                f"W1 {variant}",
+                impl.client,
+                [_fixed(phase)],
+                evaluate,
+                (metric,),
+                count,
+            )
         )
     return scenarios
 
@@ -186,7 +206,11 @@ def fanout_scenarios(target: str, impl: Impl, cfg: RunConfig) -> list[Scenario]:
         detail = "; ".join([impl.detail, *remarks]).strip("; ")
         return [Measurement(target, "fanout", "ok", value, impl.client, count, extra, detail)]
 
-    return [Scenario(target, "w2", "W2 fan-out", impl.client, [lambda _r: phase], evaluate)]
+    return [
+        Scenario(
+            target, "w2", "W2 fan-out", impl.client, [_fixed(phase)], evaluate, ("fanout",), count
+        )
+    ]
 
 
 # --- W3 ------------------------------------------------------------------------
@@ -228,7 +252,18 @@ def log_scenarios(target: str, impl: Impl, cfg: RunConfig) -> list[Scenario]:
             out.append(Measurement(target, metric, "ok", value, impl.client, count, extra, detail))
         return out
 
-    return [Scenario(target, "w3", "W3 log", impl.client, [append_phase, replay_phase], evaluate)]
+    return [
+        Scenario(
+            target,
+            "w3",
+            "W3 log",
+            impl.client,
+            [append_phase, replay_phase],
+            evaluate,
+            tuple(metrics),
+            count,
+        )
+    ]
 
 
 # --- W4 ------------------------------------------------------------------------
@@ -305,7 +340,18 @@ def rr_scenarios(target: str, impl: Impl, cfg: RunConfig) -> list[Scenario]:
             ),
         ]
 
-    return [Scenario(target, "w4", "W4 request/reply", impl.client, [lambda _r: phase], evaluate)]
+    return [
+        Scenario(
+            target,
+            "w4",
+            "W4 request/reply",
+            impl.client,
+            [_fixed(phase)],
+            evaluate,
+            tuple(metrics),
+            total,
+        )
+    ]
 
 
 # --- W5 ------------------------------------------------------------------------
@@ -344,7 +390,11 @@ def startup_scenarios(target: str, impl: Impl, cfg: RunConfig) -> list[Scenario]
                 )
         return out
 
-    return [Scenario(target, "w5", "W5 start-up", impl.client, [lambda _r: phase], evaluate)]
+    return [
+        Scenario(
+            target, "w5", "W5 start-up", impl.client, [_fixed(phase)], evaluate, tuple(metrics), 1
+        )
+    ]
 
 
 BUILDERS: dict[str, Callable[[str, Impl, RunConfig], list[Scenario]]] = {

@@ -41,6 +41,7 @@ from benchmarks.workloads import Impl
 
 MODULE = __name__
 START_TIMEOUT = 20.0
+REPLAY_BATCH = 10_000  # records per consume() call in the W3 replay
 
 
 def find_tansu() -> str | None:
@@ -225,7 +226,7 @@ def _consumer_config(bootstrap: str, group: str) -> dict[str, Any]:
 
 def _create_topic(bootstrap: str, topic: str) -> None:
     from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     futures = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
@@ -236,6 +237,9 @@ def _create_topic(bootstrap: str, topic: str) -> None:
             # a retried CreateTopics can find the topic it created itself a moment ago
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
+    partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
+    if len(partitions) != 1:
+        raise RuntimeError(f"topic {topic} has {len(partitions)} partitions, expected 1")
 
 
 def _delete_topic(bootstrap: str, topic: str) -> None:
@@ -262,14 +266,16 @@ def _produce_all(ctx: RoleContext, topic: str, bodies: list[bytes], acks: str) -
         elif not first_offset:
             first_offset.append(msg.offset())
 
-    producer.list_topics(topic, timeout=10)  # metadata before the clock starts
+    # Connect before the clock starts. Ask for all topics, not this one: a metadata request
+    # naming a topic that does not exist yet makes the broker auto-create it (4 partitions).
+    producer.list_topics(timeout=10)
     ctx.ready()
     ctx.wait_go()
     t_start = time.perf_counter()
     for i, body in enumerate(bodies):
         while True:
             try:
-                producer.produce(topic, body, on_delivery=on_delivery)
+                producer.produce(topic, body, partition=0, on_delivery=on_delivery)
                 break
             except BufferError:
                 producer.poll(0.005)
@@ -303,7 +309,7 @@ def w1_producer(ctx: RoleContext) -> dict[str, Any]:
 
 
 def w1_consumer(ctx: RoleContext) -> dict[str, Any]:
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    from confluent_kafka import Consumer, TopicPartition
 
     p = ctx.params
     topic = p["queue"]
@@ -311,24 +317,27 @@ def w1_consumer(ctx: RoleContext) -> dict[str, Any]:
     _create_topic(p["bootstrap"], topic)
     consumer = Consumer(_consumer_config(p["bootstrap"], f"{topic}.group"))
     errors: list[str] = []
-    next_offset = 0
+    next_offset = committed = 0
     try:
-        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        # Resolve the start offset now (this also waits for the partition's leader), so the
+        # consumer fetches at once instead of querying offsets after the clock started.
+        low, _high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+        consumer.assign([TopicPartition(topic, 0, low)])
         ctx.ready()
         while not verifier.done and not ctx.stalled(verifier):
-            msgs = consumer.consume(num_messages=int(p["batch"]), timeout=0.1)
-            last = None
+            # consume() waits for num_messages or the timeout: never ask for more than is due
+            want = min(int(p["batch"]), verifier.expected - verifier.distinct)
+            msgs = consumer.consume(num_messages=want, timeout=0.1)
             for msg in msgs:
-                if msg.error():
-                    errors.append(str(msg.error()))
+                value, offset = msg.value(), msg.offset()
+                if msg.error() or value is None or offset is None:
+                    errors.append(str(msg.error() or "a record without value or offset"))
                     continue
-                verifier.add(msg.value())
-                last = msg
-                next_offset = msg.offset() + 1
-            if last is not None:
-                consumer.commit(
-                    offsets=[TopicPartition(topic, 0, last.offset() + 1)], asynchronous=True
-                )
+                verifier.add(value)
+                next_offset = offset + 1
+            if next_offset > committed:
+                committed = next_offset
+                consumer.commit(offsets=[TopicPartition(topic, 0, next_offset)], asynchronous=True)
             ctx.progress(verifier.distinct)
     finally:
         consumer.close()
@@ -361,15 +370,19 @@ def w3_replayer(ctx: RoleContext) -> dict[str, Any]:
     verifier = Verifier(p["count"], p["body_size"])
     consumer = Consumer(_consumer_config(p["bootstrap"], f"{topic}.replay"))
     try:
-        consumer.list_topics(topic, timeout=10)
+        # Learn the partition's leader before the clock starts (else librdkafka retries
+        # after 500 ms); assign after "go", so nothing is prefetched early.
+        consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
         ctx.ready()
         ctx.wait_go()
         t_start = time.perf_counter()
         consumer.assign([TopicPartition(topic, 0, int(p.get("start", 0)))])
         while not verifier.done and time.perf_counter() < ctx.deadline:
-            for msg in consumer.consume(num_messages=10_000, timeout=0.5):
-                if not msg.error():
-                    verifier.add(msg.value())
+            want = min(REPLAY_BATCH, verifier.expected - verifier.distinct)
+            for msg in consumer.consume(num_messages=want, timeout=0.1):
+                value = msg.value()
+                if not msg.error() and value is not None:
+                    verifier.add(value)
             ctx.progress(verifier.distinct)
     finally:
         consumer.close()

@@ -332,7 +332,6 @@ async def _w4_requester(ctx: RoleContext) -> dict[str, Any]:
     tally = RequesterTally()
     nc = await _connect(p["url"])
     try:
-        await nc.request(subject, bodies[0], timeout=timeout)  # creates the reply inbox
         ctx.ready()
         await asyncio_wait_go(ctx)
         for seq in range(warmup + sequential):

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from minibroker.cli import rpc
+from minibroker.cli import logs, rpc, topics
 
-MODULES: list[ModuleType] = [rpc]
+MODULES: list[ModuleType] = [rpc, topics, logs]

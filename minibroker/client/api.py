@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 from typing import Any, TypeVar
 
+from minibroker.client.logs import AsyncLogMethods, SyncLogMethods
 from minibroker.client.protocol import Call
 from minibroker.client.pushes import PushParser
 from minibroker.client.rpc import AsyncRpcMethods, SyncRpcMethods
@@ -53,13 +54,13 @@ class SyncTransport(abc.ABC):
         """A ``with`` context yielding an iterable Subscription (see AsyncTransport)."""
 
 
-class AsyncMethods(AsyncRpcMethods, AsyncTopicMethods, AsyncTransport):
+class AsyncMethods(AsyncLogMethods, AsyncRpcMethods, AsyncTopicMethods, AsyncTransport):
     async def ping(self, data: bytes | None = None) -> bytes | None:
         """Round trip to the broker; returns ``data`` back."""
         return await self._call(ping_call(data))
 
 
-class SyncMethods(SyncRpcMethods, SyncTopicMethods, SyncTransport):
+class SyncMethods(SyncLogMethods, SyncRpcMethods, SyncTopicMethods, SyncTransport):
     def ping(self, data: bytes | None = None) -> bytes | None:
         """Round trip to the broker; returns ``data`` back."""
         return self._call(ping_call(data))

@@ -354,6 +354,7 @@ class AsyncRpcMethods(_AsyncBase):
         *,
         group: str | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
+        task_status: Any = None,
     ) -> None:
         """Answer every request to ``subject`` with ``await handler(req)``, forever.
 
@@ -363,11 +364,14 @@ class AsyncRpcMethods(_AsyncBase):
         raises, the requester gets ``ResponderError`` with the exception's
         text (raise ``ResponderError(msg)`` to send just ``msg``). Returns
         only when cancelled; raises ``ConnectionClosed`` if the connection
-        drops.
+        drops. With Trio, ``await nursery.start(mb.serve, subject, handler)``
+        returns once the responder is registered (``task_status``).
         """
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         async with self.respond(subject, group) as requests:
+            if task_status is not None:
+                task_status.started()
             if sniffio.current_async_library() == "trio":
                 await _serve_trio(requests, handler, concurrency)
             else:
@@ -380,13 +384,20 @@ class ServeHandle:
     def __init__(self) -> None:
         self._stopped = threading.Event()
         self._requests: Any = None
+        #: Set once the responder is registered with the broker.
+        self.ready = threading.Event()
 
     @property
     def stopped(self) -> bool:
         return self._stopped.is_set()
 
     def stop(self) -> None:
-        """End the loop: no new requests are taken; running handlers finish."""
+        """Unregister the responder and end the loop; handlers already running finish.
+
+        The broker fails requests this responder received but has not answered
+        yet with ``responder_gone`` at once, so replies of handlers still
+        running are dropped (they return False).
+        """
         self._stopped.set()
         requests = self._requests
         close = getattr(requests, "close", None)
@@ -453,6 +464,7 @@ class SyncRpcMethods(_SyncBase):
             ThreadPoolExecutor(workers, thread_name_prefix=f"serve-{subject}") as pool,
         ):
             control._requests = requests
+            control.ready.set()
             if control.stopped:
                 return
             for req in requests:

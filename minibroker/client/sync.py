@@ -457,7 +457,7 @@ class Client(SyncMethods):
             timeout += server_wait(call)
         if not slot.wait(timeout):
             if self._pending.pop(request_id, None) is not None:
-                self._on_reply.pop(request_id, None)
+                # (An on_reply hook stays: a late subscribe reply must still be undone.)
                 raise CallTimeout(f"no answer to {call.op!r} within {timeout:g} seconds")
             # The reader (or _fail) took the slot just now and is filling it:
             # wait for that instead of losing the answer.
@@ -666,6 +666,10 @@ class _TimeoutView(SyncMethods):
     def __init__(self, client: Client, timeout: float | None) -> None:
         self._client = client
         self._timeout = timeout
+
+    def __getattr__(self, name: str) -> Any:
+        # closed, server_info, close() ... are the connection's own.
+        return getattr(self._client, name)
 
     def _call(self, call: Call[T]) -> T:
         return self._client._call(call, timeout=self._timeout)

@@ -234,11 +234,20 @@ class SyncTopicMethods(_SyncBase):
         group: str | None = None,
         buffer: int = DEFAULT_BUFFER,
         on_overflow: OnOverflow = "drop_oldest",
+        callback: Callable[[TopicMessage], object] | None = None,
     ) -> Any:
-        """``with`` a subscription to ``pattern``; iterate it (or ``get(timeout)``)."""
-        return self._subscription(
-            subscribe_call(pattern, group, buffer, on_overflow), parse_messages
-        )
+        """``with`` a subscription to ``pattern``; iterate it (or ``get(timeout)``).
+
+        With ``callback``, each message is handed to ``callback(message)`` on
+        the client's reader thread instead (keep it quick: the reader reads
+        nothing else meanwhile); the subscription then stays empty.
+        """
+        call = subscribe_call(pattern, group, buffer, on_overflow)
+        if callback is None:
+            return self._subscription(call, parse_messages)
+        # The blocking client's transport takes the callback as a third argument.
+        open_subscription: Any = self._subscription
+        return open_subscription(call, parse_messages, callback)
 
     def bind(self, queue: str, pattern: str) -> bool:
         """Copy messages published to topics matching ``pattern`` into ``queue``."""

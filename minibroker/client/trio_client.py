@@ -273,6 +273,8 @@ class Client(AsyncMethods):
         if self._closed is None:
             self._closed = error
         for waiter in self._pending.values():
+            if waiter.event.is_set():
+                continue  # already answered; its caller has not woken up yet
             waiter.error = (
                 error if isinstance(error, ConnectionClosed) else connection_lost(str(error))
             )
@@ -315,6 +317,13 @@ async def open_client(
                 for subscription in list(client._subscriptions.values()):
                     subscription._end(StopAsyncIteration())
                 nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The reader and writer never raise, so a lone exception is the hello's
+        # (Unauthorized...) or the caller's own: give it back as itself, not
+        # wrapped in the nursery's group, so ``except Unauthorized`` works.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
     finally:
         client._fail(ConnectionClosed("the client was closed"))
         with trio.CancelScope(shield=True):
@@ -334,9 +343,19 @@ async def connect(
     address = parse_url(url)
     stream: trio.abc.Stream = await trio.open_tcp_stream(address.host, address.port)
     if address.tls or ssl_context is not None:
-        stream = trio.SSLStream(
+        tls_stream = trio.SSLStream(
             stream, ssl_context or ssl.create_default_context(), server_hostname=address.host
         )
+        try:
+            # Handshake now, so a bad certificate raises ssl.SSLError here (as in
+            # the asyncio and blocking clients), not a vague ConnectionClosed later.
+            await tls_stream.do_handshake()
+        except trio.BrokenResourceError as exc:
+            await trio.aclose_forcefully(tls_stream)
+            if isinstance(exc.__cause__, ssl.SSLError):
+                raise exc.__cause__ from None
+            raise connection_lost(f"TLS handshake failed: {exc}") from exc
+        stream = tls_stream
     async with open_client(
         stream,
         client_name=client_name,

@@ -9,61 +9,70 @@ Records
 -------
 
 Each record is a storage ``(key, headers, body)`` entry; the key's first byte
-says what it is. Integers are packed big-endian (``>q`` is a signed 64-bit).
+says what it is. Integers are packed big-endian (``>q`` is a signed 64-bit,
+``>i`` a signed 32-bit).
 
-=======  =====================================  =================================
-key      headers / body                         meaning
-=======  =====================================  =================================
-nil      message headers / message body         a message was put (the common
-                                                case: 0 bytes of overhead); its
-                                                offset is its journal id (jid),
-                                                its publish time the record's
-                                                timestamp
-``X`` +  message headers / message body         a message with explicit metadata:
-``>qqqqi``                                      ``replaces`` (jid this record
-                                                supersedes, or -1), ``seq``
-                                                (publish order, -1 = own
-                                                offset), ``published_at`` ms,
-                                                ``expires_at`` ms (0 = never),
-                                                ``delivery_count``. Written for
-                                                dead-lettered messages entering
-                                                a queue and for messages moved
-                                                by compaction
-``S``    nil / jids, ``>q`` each                these messages left the queue
-                                                (ack, expiry, dead-letter, drop,
-                                                purge)
-``R``    nil / (jid, count) pairs, ``>qq``      these messages went back to the
-                                                queue after ``count`` deliveries
-``O``    nil / JSON ``{"v": 1, "options":…}``   the queue's declaration
-=======  =====================================  =================================
+==================  ===============================  ====================================
+key                 headers / body                   meaning
+==================  ===============================  ====================================
+nil                 message headers / message body   a message was put (the common case,
+                                                     no overhead); its offset is its
+                                                     journal id (jid) and its publish
+                                                     order, its publish time the
+                                                     record's timestamp
+``X`` + ``>qqqqi``  message headers / message body   a message with explicit metadata:
+                                                     ``replaces`` (the jid this record
+                                                     supersedes, or -1), ``seq``
+                                                     (publish order, -1 = own offset),
+                                                     ``published_at`` ms, ``expires_at``
+                                                     ms (0 = never), ``delivery_count``.
+                                                     Written for dead letters entering a
+                                                     queue and for messages moved by
+                                                     compaction
+``S``               nil / jids, ``>q`` each          these messages left the queue (ack,
+                                                     expiry, dead-letter, drop, purge)
+``R``               nil / (jid, count) ``>qq`` each  these messages went back to the queue
+                                                     after ``count`` deliveries
+``O``               nil / JSON                       the declaration:
+                                                     ``{"v": 1, "options": {...}}``
+==================  ===============================  ====================================
 
 All records written by one operation go in one ``append`` (one write, one
-CRC'd batch), and every append tells the broker (``on_write``) so the server
-holds the operation's confirm until the group commit has fsynced it.
+batch of CRC'd frames), and every append tells the broker (``on_write``), so
+the server holds the operation's confirm until the group commit has fsynced
+it.
 
 Replay (:func:`recover`) walks the records in order: puts add, ``S`` removes,
 ``R`` raises delivery counts, ``X`` adds and removes what it replaces, the
 last ``O`` gives the options. What remains is the queue; it becomes ready in
 publish order (``seq``). Deliveries are not journaled (that would cost a
-write per fetch), so messages in flight at a crash come back ready: that is
-the at-least-once promise.
+write per fetch), so messages in flight at a crash come back ready, with the
+delivery count of their last *finished* delivery: that is the at-least-once
+promise, and a consumer never sees a count go down.
 
 Compaction
 ----------
 
 Without care the journal grows forever. Retention does most of the work for
-free: the store is cut into segments, and a segment whose records all
-precede the oldest live message (and the newest ``O`` record) holds nothing
-replay needs, so it is deleted whole (:meth:`QueueJournal.compact`, using the
-store's time-based retention with the timestamp of the oldest live record as
-"now": timestamps never decrease, so exactly the older segments go). In a
-queue that is consumed roughly in order this keeps the journal at a segment
-or two. When an old message pins the front (a poison message redelivered
-for hours, say) while most of the journal is dead, the oldest live messages
-are *moved*: re-appended as ``X`` records that replace their old jid, a
-bounded batch per step, so the front segments become deletable. A crash in
-the middle is harmless: replay sees both copies and the ``X`` record's
-``replaces`` drops the old one.
+free: the store is cut into segments, and a segment whose records all precede
+both the oldest live message and the newest ``O`` record holds nothing replay
+needs, so it is deleted whole. To tell the store which segments those are
+with its own retention rule ("delete the oldest segment while the rest still
+holds at least N bytes"), the journal keeps, for every record it writes or
+replays, an *upper bound* of its framed size (computed from the field sizes,
+without encoding anything) and so of the position where each live message's
+record starts. N = the upper bound of the bytes from the oldest needed
+record to the end: never less than the truth, so retention can only keep a
+little too much, never delete a needed record.
+
+In a queue consumed roughly in order this keeps the journal at a segment or
+two. When an old message pins the front (a poison message redelivered for
+hours, a consumer that holds one message forever) while most of the journal
+is dead, the oldest live messages are *moved*: re-appended as ``X`` records
+that replace their old jid, a bounded batch per compaction step, after which
+the front segments can go. A crash between the move and the deletion is
+harmless: replay sees both copies and the ``X`` record's ``replaces`` drops
+the old one.
 """
 
 from __future__ import annotations
@@ -78,7 +87,7 @@ from typing import Final
 from minibroker.core.errors import StorageError
 from minibroker.core.queue_message import NEVER, Message
 from minibroker.core.queue_options import QueueOptions
-from minibroker.storage.record import Entry, decode_records
+from minibroker.storage.record import Entry
 from minibroker.storage.store import LogStore
 
 log = logging.getLogger("minibroker.queues")
@@ -91,6 +100,7 @@ TAG_REQUEUE: Final = b"R"
 TAG_OPTIONS: Final = b"O"
 
 _FULL: Final = struct.Struct(">qqqqi")
+_FULL_KEY_SIZE: Final = 1 + _FULL.size
 
 #: Segment size of a queue journal: small, so dead segments are freed early.
 JOURNAL_SEGMENT_BYTES: Final = 8 * 1024 * 1024
@@ -100,12 +110,39 @@ COMPACT_CHECK_BYTES: Final = 1024 * 1024
 COMPACT_MIN_BYTES: Final = 2 * JOURNAL_SEGMENT_BYTES
 #: ... and live messages are less than this share of it.
 COMPACT_LIVE_RATIO: Final = 0.5
-#: Most bytes of live messages moved in one compaction step.
-COMPACT_MOVE_BYTES: Final = JOURNAL_SEGMENT_BYTES
-#: Rough bytes of framing per record (length, CRC, msgpack array, offset, timestamp).
-RECORD_OVERHEAD: Final = 24
+#: Most bytes of live messages moved in one compaction step (bounds write amplification).
+COMPACT_MOVE_BYTES: Final = COMPACT_CHECK_BYTES
 #: Most ids in one ``S`` or ``R`` record (bounds a record's size).
 IDS_PER_RECORD: Final = 65536
+
+# Upper bounds of a frame's size (see storage/record.py): u32 length + u32 CRC,
+# then msgpack [offset, timestamp, key, headers, body]: array header 1, two
+# ints of at most 9, a bin/str/map header of at most 5.
+_FRAME_FIXED: Final = 8 + 1 + 9 + 9 + 5
+_NIL: Final = 1
+
+
+def _key_bound(key_size: int) -> int:
+    return 5 + key_size
+
+
+def _headers_bound(headers: dict[str, str] | None) -> int:
+    """Upper bound of the msgpack size of a header map (UTF-8: at most 4 bytes a character)."""
+    if not headers:
+        return _NIL
+    return 5 + sum(10 + 4 * (len(k) + len(v)) for k, v in headers.items())
+
+
+def record_bound(key_size: int | None, headers: dict[str, str] | None, body_size: int) -> int:
+    """Upper bound of the framed size of a record with these fields."""
+    key = _NIL if key_size is None else _key_bound(key_size)
+    return _FRAME_FIXED + key + _headers_bound(headers) + body_size
+
+
+def _live_size(m: Message) -> int:
+    """What a live message counts for in ``live_bytes`` (its plain-put record's bound)."""
+    headers = m.headers
+    return _FRAME_FIXED + _NIL + len(m.body) + (_headers_bound(headers) if headers else _NIL)
 
 
 def _ids_body(ids: Sequence[int]) -> bytes:
@@ -120,7 +157,7 @@ def _unpack_ids(body: bytes) -> tuple[int, ...]:
 
 @dataclass(slots=True)
 class CompactionSettings:
-    """Journal sizes and the knobs of :meth:`QueueJournal.compact` (tests shrink them)."""
+    """Journal segment size and the knobs of :meth:`QueueJournal.compact` (tests shrink them)."""
 
     segment_bytes: int = JOURNAL_SEGMENT_BYTES
     check_bytes: int = COMPACT_CHECK_BYTES
@@ -132,18 +169,20 @@ class CompactionSettings:
 @dataclass(slots=True)
 class JournalStats:
     records_written: int = 0
+    #: Upper-bound bytes of the records written (see the module docstring).
     bytes_written: int = 0
     messages_moved: int = 0
     compactions: int = 0
-    segments_dropped_records: int = 0
+    records_deleted: int = 0
 
 
 class QueueJournal:
     """Writes a durable queue's records and keeps its journal small.
 
-    ``live`` maps jid -> message for every message the journal says is in
+    ``live`` maps jid -> message for every message the journal holds as in
     the queue, in increasing jid order (dict insertion order: new records
-    always get higher offsets). The queue calls one method per operation.
+    always get higher offsets). The queue calls one method per operation;
+    each raises StorageFull/StorageError with nothing written, or succeeds.
     """
 
     def __init__(
@@ -153,7 +192,6 @@ class QueueJournal:
         *,
         epoch_offset: float,
         on_write: Callable[[], None],
-        meta_offset: int = -1,
         settings: CompactionSettings | None = None,
     ) -> None:
         self.store = store
@@ -163,9 +201,13 @@ class QueueJournal:
         self.settings = settings or CompactionSettings()
         self.stats = JournalStats()
         self.live: dict[int, Message] = {}
-        #: Approximate bytes the live messages take in the journal.
+        #: Upper-bound bytes of the live messages' records.
         self.live_bytes = 0
-        self.meta_offset = meta_offset
+        #: Upper-bound position of the end of the journal (where the next record starts).
+        self.end_position = 0
+        #: Offset and position of the newest ``O`` record (-1: none yet).
+        self.meta_offset = -1
+        self.meta_position = 0
         self._since_check = 0
 
     # ------------------------------------------------------------ writing
@@ -176,6 +218,7 @@ class QueueJournal:
         stats = self.stats
         stats.records_written += len(entries)
         stats.bytes_written += size
+        self.end_position += size
         self._since_check += size
         return first
 
@@ -183,24 +226,33 @@ class QueueJournal:
         body = json.dumps(
             {"v": JOURNAL_FORMAT, "options": self.options.to_dict()}, sort_keys=True
         ).encode()
-        self.meta_offset = self._append([(TAG_OPTIONS, None, body)], timestamp_ms, len(body))
+        position = self.end_position
+        size = record_bound(1, None, len(body))
+        self.meta_offset = self._append([(TAG_OPTIONS, None, body)], timestamp_ms, size)
+        self.meta_position = position
 
     def put(self, messages: Sequence[Message], timestamp_ms: int) -> None:
-        """Journal freshly published messages (all stamped ``timestamp_ms``)."""
-        size = 0
+        """Journal freshly published messages (all stamped ``timestamp_ms``).
+
+        The messages are new: if the append fails they are thrown away, so
+        their jids can be set before it (from ``next_offset``) in one loop.
+        """
         entries: list[Entry] = []
         add = entries.append
+        fixed = _FRAME_FIXED + _NIL
+        start = position = self.end_position
+        first = jid = self.store.next_offset
         for m in messages:
-            add((None, m.headers, m.body))
-            size += len(m.body)
-        size += RECORD_OVERHEAD * len(entries)
-        jid = self._append(entries, timestamp_ms, size)
-        live = self.live
-        for m in messages:
+            headers = m.headers
+            add((None, headers, m.body))
             m.jid = m.seq = jid
-            live[jid] = m
+            m.jpos = position
             jid += 1
-        self.live_bytes += size
+            position += fixed + len(m.body) + (_headers_bound(headers) if headers else _NIL)
+        if self._append(entries, timestamp_ms, position - start) != first:
+            raise StorageError("the journal store assigned unexpected offsets")
+        self.live.update(zip(range(first, jid), messages, strict=True))
+        self.live_bytes += position - start
 
     def put_full(self, messages: Sequence[Message], timestamp_ms: int, *, replace: bool) -> None:
         """Journal messages with their metadata: dead letters entering, or moved messages.
@@ -209,7 +261,7 @@ class QueueJournal:
         (compaction); otherwise the messages are new to this queue.
         """
         entries: list[Entry] = []
-        size = 0
+        sizes: list[int] = []
         to_ms = self.wall_ms
         for m in messages:
             key = TAG_FULL + _FULL.pack(
@@ -221,37 +273,43 @@ class QueueJournal:
                 m.delivery_count - 1 if m.lease is not None else m.delivery_count,
             )
             entries.append((key, m.headers, m.body))
-            size += len(m.body)
-        size += (RECORD_OVERHEAD + 1 + _FULL.size) * len(entries)
-        jid = self._append(entries, timestamp_ms, size)
+            sizes.append(record_bound(_FULL_KEY_SIZE, m.headers, len(m.body)))
+        position = self.end_position
+        total = sum(sizes)
+        jid = self._append(entries, timestamp_ms, total)
         live = self.live
-        for m in messages:
+        for m, size in zip(messages, sizes, strict=True):
             if replace:
                 live.pop(m.jid, None)
             else:
+                self.live_bytes += _live_size(m)
                 m.seq = jid
             m.jid = jid
+            m.jpos = position
             live[jid] = m
             jid += 1
-        if not replace:
-            self.live_bytes += size
+            position += size
 
     def settle(self, messages: Iterable[Message], timestamp_ms: int) -> None:
         """Journal that these messages left the queue for good."""
-        live = self.live
         ids = [m.jid for m in messages]
         if not ids:
             return
-        entries: list[Entry] = [
-            (TAG_SETTLE, None, _ids_body(ids[i : i + IDS_PER_RECORD]))
-            for i in range(0, len(ids), IDS_PER_RECORD)
-        ]
-        self._append(entries, timestamp_ms, 8 * len(ids) + RECORD_OVERHEAD * len(entries))
+        entries: list[Entry] = []
+        size = 0
+        for i in range(0, len(ids), IDS_PER_RECORD):
+            body = _ids_body(ids[i : i + IDS_PER_RECORD])
+            entries.append((TAG_SETTLE, None, body))
+            size += record_bound(1, None, len(body))
+        self._append(entries, timestamp_ms, size)
+        pop = self.live.pop
         freed = 0
         for jid in ids:
-            m = live.pop(jid, None)
+            m = pop(jid, None)
             if m is not None:
-                freed += len(m.body) + RECORD_OVERHEAD
+                freed += _FRAME_FIXED + _NIL + len(m.body)
+                headers = m.headers
+                freed += _headers_bound(headers) if headers else _NIL
         self.live_bytes -= freed
 
     def requeued(self, messages: Sequence[Message], timestamp_ms: int) -> None:
@@ -263,10 +321,13 @@ class QueueJournal:
         if not pairs:
             return
         step = 2 * IDS_PER_RECORD
-        entries: list[Entry] = [
-            (TAG_REQUEUE, None, _ids_body(pairs[i : i + step])) for i in range(0, len(pairs), step)
-        ]
-        self._append(entries, timestamp_ms, 8 * len(pairs) + RECORD_OVERHEAD * len(entries))
+        entries: list[Entry] = []
+        size = 0
+        for i in range(0, len(pairs), step):
+            body = _ids_body(pairs[i : i + step])
+            entries.append((TAG_REQUEUE, None, body))
+            size += record_bound(1, None, len(body))
+        self._append(entries, timestamp_ms, size)
 
     def wall_ms(self, expires_at: float) -> int:
         """``expires_at`` on the ``now`` clock -> epoch milliseconds (0 = never)."""
@@ -283,47 +344,45 @@ class QueueJournal:
             self.compact(timestamp_ms)
 
     def compact(self, timestamp_ms: int) -> None:
-        """Drop dead segments at the front; move a bounded batch of old live messages if needed."""
+        """Delete dead segments at the front; move a bounded batch of old live messages first
+        when they pin a journal that is mostly dead."""
         store = self.store
         settings = self.settings
         self.stats.compactions += 1
-        if store.segment_count > 1 and self.meta_offset < self._oldest_live():
+        # Records in the newest two segments' worth of bytes are never worth moving.
+        old = self.end_position - 2 * settings.segment_bytes
+        size = store.size_bytes
+        if size >= settings.min_bytes and self.live_bytes < size * settings.live_ratio:
+            moved: list[Message] = []
+            budget = settings.move_bytes
+            for m in self.live.values():
+                if m.jpos >= old or budget <= 0:
+                    break
+                moved.append(m)
+                budget -= _live_size(m)
+            if moved:
+                self.put_full(moved, timestamp_ms, replace=True)
+                self.stats.messages_moved += len(moved)
+        if self.meta_position < old and self.meta_position < self._oldest_live_position():
             # The declaration is the oldest record still needed: restate it.
             self.write_options(timestamp_ms)
-        self._drop_dead_prefix()
-        size = store.size_bytes
-        if size < settings.min_bytes or self.live_bytes >= size * settings.live_ratio:
-            return
-        moved: list[Message] = []
-        budget = settings.move_bytes
+        self._delete_dead_segments()
+
+    def _oldest_live_position(self) -> int:
         for m in self.live.values():
-            moved.append(m)
-            budget -= len(m.body) + RECORD_OVERHEAD
-            if budget <= 0:
-                break
-        if moved:
-            self.put_full(moved, timestamp_ms, replace=True)
-            self.stats.messages_moved += len(moved)
-        if self.meta_offset < self._oldest_live():
-            self.write_options(timestamp_ms)
-        self._drop_dead_prefix()
+            return m.jpos
+        return self.end_position
 
-    def _oldest_live(self) -> int:
-        return next(iter(self.live), self.store.next_offset)
-
-    def _drop_dead_prefix(self) -> None:
+    def _delete_dead_segments(self) -> None:
         store = self.store
-        keep_from = min(self._oldest_live(), self.meta_offset)
-        if keep_from <= store.first_offset or store.segment_count < 2:
+        if store.segment_count < 2:
             return
-        batch = store.read(keep_from, 1, 1)
-        if not batch.count:
-            return
-        timestamp = decode_records(batch.data)[0].timestamp_ms
-        # Retention deletes segments whose newest record is older than
-        # ``now_ms - retention_ms`` = ``timestamp``: with timestamps never
-        # decreasing, those hold only records before ``keep_from``.
-        self.stats.segments_dropped_records += store.enforce_retention(timestamp, None, 0)
+        keep_from = min(self._oldest_live_position(), self.meta_position)
+        needed = self.end_position - keep_from  # >= the true bytes from there to the end
+        if 0 < needed < store.size_bytes:
+            # "Delete the oldest segment while the others hold >= needed bytes":
+            # exactly the segments that end before the oldest needed record.
+            self.stats.records_deleted += store.enforce_retention(0, needed, None)
 
     # ---------------------------------------------------------- lifecycle
 
@@ -342,9 +401,12 @@ class Recovered:
     """What replaying a journal found."""
 
     options: QueueOptions | None
-    meta_offset: int
+    meta_offset: int = -1
+    meta_position: int = 0
     #: jid -> message, in jid order; delivery counts as last journaled.
     live: dict[int, Message] = field(default_factory=dict)
+    live_bytes: int = 0
+    end_position: int = 0
     records: int = 0
 
 
@@ -354,32 +416,34 @@ def recover(store: LogStore, epoch_offset: float) -> Recovered:
     Expiry times of plain puts depend on the options, which may come last
     (compaction restates them), so they are filled in at the end.
     """
-    live: dict[int, Message] = {}
-    options: QueueOptions | None = None
-    meta_offset = -1
-    records = 0
+    found = Recovered(None)
+    live = found.live
     plain: list[Message] = []
     full_unpack = _FULL.unpack_from
+    position = 0
     for rec in store.iter_records():
-        records += 1
+        found.records += 1
         key = rec.key
+        size = record_bound(None if key is None else len(key), rec.headers, len(rec.body))
         if key is None:
             m = Message(rec.body, rec.headers, rec.timestamp_ms, NEVER, 0, rec.offset, rec.offset)
+            m.jpos = position
             live[rec.offset] = m
             plain.append(m)
+            position += size
             continue
         tag = key[:1]
         if tag == TAG_SETTLE:
             for jid in _unpack_ids(rec.body):
                 live.pop(jid, None)
         elif tag == TAG_FULL:
-            if len(key) != 1 + _FULL.size:
+            if len(key) != _FULL_KEY_SIZE:
                 raise StorageError(f"journal record {rec.offset} has a malformed key")
             replaces, seq, published, expires_ms, count = full_unpack(key, 1)
             if replaces >= 0:
                 live.pop(replaces, None)
             expires = NEVER if expires_ms <= 0 else expires_ms / 1000 - epoch_offset
-            live[rec.offset] = Message(
+            m = Message(
                 rec.body,
                 rec.headers,
                 published,
@@ -388,24 +452,51 @@ def recover(store: LogStore, epoch_offset: float) -> Recovered:
                 seq if seq >= 0 else rec.offset,
                 rec.offset,
             )
+            m.jpos = position
+            live[rec.offset] = m
         elif tag == TAG_REQUEUE:
             pairs = _unpack_ids(rec.body)
             for i in range(0, len(pairs) - 1, 2):
-                found = live.get(pairs[i])
-                if found is not None and pairs[i + 1] > found.delivery_count:
-                    found.delivery_count = pairs[i + 1]
+                held = live.get(pairs[i])
+                if held is not None and pairs[i + 1] > held.delivery_count:
+                    held.delivery_count = pairs[i + 1]
         elif tag == TAG_OPTIONS:
             try:
                 raw = json.loads(rec.body)
-                options = QueueOptions.from_dict(raw["options"])
+                found.options = QueueOptions.from_dict(raw["options"])
             except (ValueError, KeyError, TypeError) as exc:
                 raise StorageError(f"journal record {rec.offset} holds unreadable options") from exc
-            meta_offset = rec.offset
+            found.meta_offset = rec.offset
+            found.meta_position = position
         else:
             raise StorageError(f"journal record {rec.offset} has an unknown type {tag!r}")
+        position += size
+    found.end_position = position
+    options = found.options
     if options is not None and options.message_ttl is not None:
         ttl = options.message_ttl
         for m in plain:
             m.expires_at = m.published_at / 1000 + ttl - epoch_offset
-    return Recovered(options, meta_offset, live, records)
+    found.live_bytes = sum(map(_live_size, live.values()))
+    return found
 
+
+def reopen(
+    store: LogStore,
+    found: Recovered,
+    *,
+    epoch_offset: float,
+    on_write: Callable[[], None],
+    settings: CompactionSettings | None = None,
+) -> QueueJournal:
+    """A journal that continues a replayed store."""
+    assert found.options is not None
+    journal = QueueJournal(
+        store, found.options, epoch_offset=epoch_offset, on_write=on_write, settings=settings
+    )
+    journal.live = found.live
+    journal.live_bytes = found.live_bytes
+    journal.end_position = found.end_position
+    journal.meta_offset = found.meta_offset
+    journal.meta_position = found.meta_position
+    return journal

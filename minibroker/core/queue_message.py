@@ -36,6 +36,7 @@ class Message:
         "expires_at",
         "headers",
         "jid",
+        "jpos",
         "lease",
         "published_at",
         "seq",
@@ -67,6 +68,8 @@ class Message:
         self.seq = seq
         #: Offset of the journal record that holds it (durable queues; -1 otherwise).
         self.jid = jid
+        #: Where that record starts in the journal, in upper-bound bytes (see queue_journal).
+        self.jpos = 0
 
     def __repr__(self) -> str:
         return (

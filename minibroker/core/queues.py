@@ -72,6 +72,7 @@ from minibroker.core.queue_journal import (
     CompactionSettings,
     QueueJournal,
     recover,
+    reopen,
 )
 from minibroker.core.queue_message import NEVER, Message
 from minibroker.core.queue_options import (
@@ -1025,16 +1026,13 @@ class Queues:
                 log.warning("queue journal %r (namespace %r) has no declaration: removed", name, ns)
                 store.destroy()
                 continue
-            journal = QueueJournal(
+            journal = reopen(
                 store,
-                found.options,
+                found,
                 epoch_offset=epoch_offset,
                 on_write=self.broker.note_durable_write,
-                meta_offset=found.meta_offset,
                 settings=self.compaction,
             )
-            journal.live = found.live
-            journal.live_bytes = sum(len(m.body) + 24 for m in found.live.values())
             queue = Queue(self, name, found.options, journal)
             queue._restore(sorted(found.live.values(), key=_publish_order))
             self._queues[name] = queue

@@ -19,7 +19,7 @@ Two kinds of trouble are kept apart because they call for different cures:
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,6 +153,18 @@ class FrameDecoder:
 
 
 _REQUEST_DECODERS = {op: DECODERS[op] for op in REQUESTS}
+
+
+def register_request_decoder(op: str, decoder: Callable[[dict[Any, Any], str], object]) -> None:
+    """Replace the decoder of request ``op`` with a hand-written fast path.
+
+    For batch requests whose generic, per-item dataclass decoding costs more
+    than the work itself (``append``: see protocol/handlers/logs.py). The
+    replacement must accept and refuse exactly what the generic decoder does.
+    """
+    if op not in _REQUEST_DECODERS:
+        raise KeyError(f"unknown request op {op!r}")
+    _REQUEST_DECODERS[op] = decoder
 
 
 def decode_request(value: object) -> object:

@@ -175,8 +175,8 @@ class SegmentChain(ABC, Generic[S]):
                 parts.append(data)
                 count += n
                 size += len(data)
-            if position + n < segment.next_offset or count >= max_records:
-                break  # a limit stopped us inside this segment
+            if position + n < segment.next_offset or count >= max_records or size >= max_bytes:
+                break  # a limit stopped us
         data = parts[0] if len(parts) == 1 else b"".join(parts)
         return RecordBatch(data, count, offset + count)
 

@@ -5,14 +5,16 @@ A log directory holds, for each segment, ``<base offset>.log`` and
 ``.lock`` file that keeps a second process (or a second open in this one) from
 writing the same log.
 
-Opening a directory is recovery, every time (there is no "clean shutdown"
-shortcut, so there is one code path to trust):
+Opening a directory is recovery, every time, whether the log was closed
+cleanly or not (one code path to trust):
 
 1. older segments are trusted, after a cheap check (index well-formed, last
    records valid and ending where the next segment begins); a missing or
    corrupt index is rebuilt by scanning;
 2. the newest segment is scanned record by record and truncated after its last
-   valid record, which removes a torn write or a corrupt tail;
+   valid record, which removes a torn write or a corrupt tail. This is the
+   one part of opening that costs time in proportion to data (every record's
+   CRC is checked), which is why the newest segment is the only one scanned;
 3. should an *older* segment fail its check (real disk damage, since a
    segment is fsynced before a newer one is created), it is treated like the
    newest: cut to its valid prefix, and the segments after it are deleted,
@@ -38,7 +40,7 @@ import os
 from dataclasses import dataclass
 from typing import Final
 
-from minibroker.core.errors import StorageError
+from minibroker.core.errors import StorageError, StorageFull
 from minibroker.storage import fileio
 from minibroker.storage.chain import DEFAULT_SEGMENT_BYTES, SegmentChain, check_segment_bytes
 from minibroker.storage.segment import (
@@ -162,26 +164,35 @@ class SegmentedLog(SegmentChain[FileSegment]):
         self._segments[-1].sync()
 
     def close(self) -> None:
-        """Write index files, sync, close every file and release the directory lock."""
+        """Write index files, sync, close every file and release the directory lock.
+
+        Every segment is closed even if one fails; the first failure is raised.
+        """
         if self._closed:
             return
         self._closed = True
-        try:
-            for segment in self._segments:
+        failure: Exception | None = None
+        for segment in self._segments:
+            try:
                 segment.close()
-        finally:
-            os.close(self._lock_fd)
+            except (StorageError, StorageFull) as exc:
+                failure = failure or exc
+        os.close(self._lock_fd)
+        if failure is not None:
+            raise failure
 
     def destroy(self) -> None:
-        """Close, delete every segment and the lock file, and remove the directory if empty."""
+        """Delete every segment and the lock file, and the directory if nothing else is in it."""
         was_open = not self._closed
         self._closed = True
-        for segment in self._segments:
-            segment.delete()
-        if was_open:
-            os.close(self._lock_fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(self.directory, LOCK_FILE_NAME))
+        try:
+            for segment in self._segments:
+                segment.delete()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self.directory, LOCK_FILE_NAME))
+        finally:
+            if was_open:
+                os.close(self._lock_fd)
         with contextlib.suppress(OSError):  # something else lives there: leave it
             os.rmdir(self.directory)
 

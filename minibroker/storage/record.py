@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
@@ -35,6 +35,8 @@ import msgpack
 
 #: One entry handed to ``append``: ``(key, headers, body)``.
 Entry = tuple[bytes | None, dict[str, str] | None, bytes]
+#: A decoded record as a plain tuple: ``(offset, timestamp_ms, key, headers, body)``.
+RecordFields = tuple[int, int, bytes | None, dict[str, str] | None, bytes]
 
 #: ``length`` + ``crc32``, both big-endian u32.
 FRAME_HEADER: Final = struct.Struct(">II")
@@ -83,13 +85,22 @@ class ScanResult(NamedTuple):
     last_offset: int | None
 
 
-class FrameInfo(NamedTuple):
-    """Where a valid frame sits in a buffer, and the fields recovery needs."""
+@dataclass(frozen=True, slots=True)
+class FrameScan:
+    """What :func:`scan_frames` found: the facts recovery rebuilds a segment from."""
 
-    position: int
-    size: int
-    offset: int
-    timestamp_ms: int
+    valid_bytes: int
+    #: Size of each valid frame, in order (for rebuilding the sparse index).
+    frame_sizes: list[int]
+    first_offset: int | None
+    first_timestamp_ms: int | None
+    last_timestamp_ms: int | None
+
+    @property
+    def last_offset(self) -> int | None:
+        if not self.frame_sizes or self.first_offset is None:
+            return None
+        return self.first_offset + len(self.frame_sizes) - 1
 
 
 def encode_batch(first_offset: int, timestamp_ms: int, entries: Sequence[Entry]) -> EncodedBatch:
@@ -122,14 +133,16 @@ def encode_records(first_offset: int, timestamp_ms: int, entries: Sequence[Entry
     return encode_batch(first_offset, timestamp_ms, entries).data
 
 
-def _record_from_payload(payload: bytes | memoryview) -> Record:
+def _fields_from_payload(payload: bytes | memoryview) -> RecordFields:
     """Unpack and type-check one payload; anything unexpected is :class:`CorruptRecord`."""
     try:
-        offset, timestamp_ms, key, headers, body = msgpack.unpackb(payload)
+        fields = msgpack.unpackb(payload, use_list=False)
+        offset, timestamp_ms, key, headers, body = fields
     except Exception as exc:  # msgpack raises several unrelated exception types
         raise CorruptRecord(f"undecodable record payload: {exc}") from None
     if (
-        type(offset) is not int
+        type(fields) is not tuple
+        or type(offset) is not int
         or type(timestamp_ms) is not int
         or offset < 0
         or timestamp_ms < 0
@@ -138,14 +151,14 @@ def _record_from_payload(payload: bytes | memoryview) -> Record:
         or not (headers is None or _is_str_map(headers))
     ):
         raise CorruptRecord("record payload has the wrong shape")
-    return Record(offset, timestamp_ms, key, headers, body)
+    return fields
 
 
 def _is_str_map(value: object) -> bool:
     return type(value) is dict and all(type(k) is str and type(v) is str for k, v in value.items())
 
 
-def _payload_at(buf: bytes | memoryview, pos: int) -> memoryview | None:
+def _payload_at(buf: bytes | memoryview, pos: int) -> bytes | memoryview | None:
     """The payload of the frame at ``pos`` if it is complete and its CRC matches, else None."""
     end_of_buffer = len(buf)
     if pos + FRAME_HEADER_SIZE > end_of_buffer:
@@ -154,74 +167,92 @@ def _payload_at(buf: bytes | memoryview, pos: int) -> memoryview | None:
     end = pos + 4 + length
     if length < MIN_FRAME_LENGTH or length + 4 > MAX_FRAME_SIZE or end > end_of_buffer:
         return None
-    payload = memoryview(buf)[pos + FRAME_HEADER_SIZE : end]
+    payload = buf[pos + FRAME_HEADER_SIZE : end]
     if zlib.crc32(payload) != crc:
         return None
     return payload
 
 
-def decode_records(blob: bytes | memoryview) -> list[Record]:
-    """Decode a buffer of whole frames, verifying every CRC.
+def decode_fields(blob: bytes | memoryview) -> list[RecordFields]:
+    """Decode a buffer of whole frames into plain tuples, verifying every CRC.
 
     Raises :class:`CorruptRecord` on a CRC mismatch, a truncated frame or a
-    malformed payload. This is what a client runs on the bytes of a log read.
+    malformed payload. This is the fast path for code that builds its own
+    objects from the fields (a client's record type): it skips constructing a
+    :class:`Record`, which as a frozen dataclass costs more than the decoding.
     """
-    records: list[Record] = []
+    records: list[RecordFields] = []
     pos = 0
     end = len(blob)
     while pos < end:
         payload = _payload_at(blob, pos)
         if payload is None:
             raise CorruptRecord(f"bad or truncated frame at byte {pos}")
-        records.append(_record_from_payload(payload))
+        records.append(_fields_from_payload(payload))
         pos += FRAME_HEADER_SIZE + len(payload)
     return records
 
 
-def walk_valid_frames(
-    buf: bytes | memoryview,
-    first_offset: int | None = None,
-    min_timestamp_ms: int = 0,
-) -> Iterator[FrameInfo]:
-    """Yield the frames of the longest valid prefix of ``buf``; stop silently at the first bad one.
+def decode_records(blob: bytes | memoryview) -> list[Record]:
+    """Decode a buffer of whole frames into :class:`Record` objects, verifying every CRC.
+
+    Raises :class:`CorruptRecord` like :func:`decode_fields`. This is what a
+    client runs on the bytes of a log read.
+    """
+    return [Record(*fields) for fields in decode_fields(blob)]
+
+
+def scan_frames(buf: bytes | memoryview, first_offset: int | None = None) -> FrameScan:
+    """Find the longest valid prefix of ``buf``, stopping silently at the first bad frame.
 
     A frame is valid when it is complete, its length is within bounds, its CRC
     matches, its payload has the record shape, its offset is one more than the
     previous one (the first must equal ``first_offset`` when given) and its
-    timestamp is not below the previous one. Recovery builds on this.
+    timestamp is not below the previous one. Recovery builds on this, so it is
+    one plain loop: about a microsecond per record.
     """
-    pos = 0
+    unpack_header = FRAME_HEADER.unpack_from
+    crc32 = zlib.crc32
+    buffer_end = len(buf)
+    sizes: list[int] = []
     expected = first_offset
-    last_timestamp = min_timestamp_ms
-    while True:
-        payload = _payload_at(buf, pos)
-        if payload is None:
-            return
+    first_timestamp: int | None = None
+    timestamp = 0
+    pos = 0
+    while pos + FRAME_HEADER_SIZE <= buffer_end:
+        length, crc = unpack_header(buf, pos)
+        end = pos + 4 + length
+        if length < MIN_FRAME_LENGTH or length + 4 > MAX_FRAME_SIZE or end > buffer_end:
+            break
+        payload = buf[pos + FRAME_HEADER_SIZE : end]
+        if crc32(payload) != crc:
+            break
         try:
-            record = _record_from_payload(payload)
+            offset, next_timestamp, _, _, _ = _fields_from_payload(payload)
         except CorruptRecord:
-            return
-        if expected is not None and record.offset != expected:
-            return
-        if record.timestamp_ms < last_timestamp:
-            return
-        size = FRAME_HEADER_SIZE + len(payload)
-        yield FrameInfo(pos, size, record.offset, record.timestamp_ms)
-        pos += size
-        expected = record.offset + 1
-        last_timestamp = record.timestamp_ms
+            break
+        if (expected is not None and offset != expected) or next_timestamp < timestamp:
+            break
+        if first_timestamp is None:
+            first_timestamp = next_timestamp
+            first_offset = offset
+        timestamp = next_timestamp
+        expected = offset + 1
+        sizes.append(end - pos)
+        pos = end
+    return FrameScan(
+        valid_bytes=pos,
+        frame_sizes=sizes,
+        first_offset=first_offset,
+        first_timestamp_ms=first_timestamp,
+        last_timestamp_ms=timestamp if sizes else None,
+    )
 
 
 def scan_valid_prefix(buf: bytes | memoryview, first_offset: int | None = None) -> ScanResult:
-    """Measure the longest valid prefix of ``buf`` (see :func:`walk_valid_frames`)."""
-    valid_bytes = 0
-    count = 0
-    last_offset: int | None = None
-    for frame in walk_valid_frames(buf, first_offset):
-        valid_bytes = frame.position + frame.size
-        count += 1
-        last_offset = frame.offset
-    return ScanResult(valid_bytes, count, last_offset)
+    """Measure the longest valid prefix of ``buf`` (see :func:`scan_frames`)."""
+    scan = scan_frames(buf, first_offset)
+    return ScanResult(scan.valid_bytes, len(scan.frame_sizes), scan.last_offset)
 
 
 def span_frames(

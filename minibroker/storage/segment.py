@@ -38,11 +38,12 @@ from minibroker.storage.record import (
     CorruptRecord,
     EncodedBatch,
     Record,
+    decode_fields,
     decode_records,
     frame_size_at,
     peek_offset,
+    scan_frames,
     span_frames,
-    walk_valid_frames,
 )
 
 log = logging.getLogger("minibroker.storage")
@@ -190,42 +191,35 @@ class FileSegment:
         """Cheap trust check of a sealed segment: its last records are valid and end it."""
         relative, position = index.entry(len(index) - 1) if len(index) else (0, 0)
         tail = self._read_range(position, self.size_bytes - position)
-        last = None
-        for frame in walk_valid_frames(tail, self.base_offset + relative):
-            last = frame
+        scan = scan_frames(tail, self.base_offset + relative)
         if (
-            last is None
-            or last.position + last.size != len(tail)
-            or last.offset + 1 != expected_next_offset
+            scan.valid_bytes != len(tail)
+            or scan.last_offset is None
+            or scan.last_offset + 1 != expected_next_offset
+            or scan.last_timestamp_ms is None
         ):
             return False
         try:
             first = self._record_at(0)
         except CorruptRecord:
             return False
-        if first.offset != self.base_offset or first.timestamp_ms > last.timestamp_ms:
+        if first.offset != self.base_offset or first.timestamp_ms > scan.last_timestamp_ms:
             return False
         self.next_offset = expected_next_offset
         self.first_timestamp_ms = first.timestamp_ms
-        self.last_timestamp_ms = last.timestamp_ms
+        self.last_timestamp_ms = scan.last_timestamp_ms
         return True
 
     def _load_from_scan(self, data: bytes) -> int:
         """Take offsets, timestamps and index from a full scan; return the valid byte count."""
-        sizes: list[int] = []
-        first_timestamp = last_timestamp = None
-        for frame in walk_valid_frames(data, self.base_offset):
-            sizes.append(frame.size)
-            if first_timestamp is None:
-                first_timestamp = frame.timestamp_ms
-            last_timestamp = frame.timestamp_ms
+        scan = scan_frames(data, self.base_offset)
         self._index = SparseIndex(self._index.interval_bytes)
-        self._index.add_batch(0, 0, sizes)
-        self.size_bytes = sum(sizes)
-        self.next_offset = self.base_offset + len(sizes)
-        self.first_timestamp_ms = first_timestamp
-        self.last_timestamp_ms = last_timestamp
-        return self.size_bytes
+        self._index.add_batch(0, 0, scan.frame_sizes)
+        self.size_bytes = scan.valid_bytes
+        self.next_offset = self.base_offset + len(scan.frame_sizes)
+        self.first_timestamp_ms = scan.first_timestamp_ms
+        self.last_timestamp_ms = scan.last_timestamp_ms
+        return scan.valid_bytes
 
     # -- append --------------------------------------------------------------------
 
@@ -362,6 +356,12 @@ class FileSegment:
             return None
         if self.first_timestamp_ms is not None and self.first_timestamp_ms >= timestamp_ms:
             return self.base_offset
+        try:
+            return self._bisect_time(timestamp_ms)
+        except CorruptRecord as exc:
+            raise self._corrupt(str(exc)) from None
+
+    def _bisect_time(self, timestamp_ms: int) -> int:
         entries = len(self._index)
         later = bisect_left(
             range(entries),
@@ -370,13 +370,16 @@ class FileSegment:
         )
         relative, start = self._index.entry(later - 1) if later else (0, 0)
         stop = self._index.entry(later)[1] if later < entries else self.size_bytes
-        stretch = self._read_range(start, stop - start)
-        for frame in walk_valid_frames(stretch, self.base_offset + relative):
-            if frame.timestamp_ms >= timestamp_ms:
-                return frame.offset
+        for i, (offset, timestamp, _, _, _) in enumerate(
+            decode_fields(self._read_range(start, stop - start))
+        ):
+            if offset != self.base_offset + relative + i:
+                raise CorruptRecord(f"offset {offset} found where the index expected another")
+            if timestamp >= timestamp_ms:
+                return offset
         if later < entries:
             return self.base_offset + self._index.entry(later)[0]
-        raise self._corrupt(f"no record at or after timestamp {timestamp_ms}")
+        raise CorruptRecord(f"no record at or after timestamp {timestamp_ms}")
 
     # -- durability and lifecycle ------------------------------------------------------
 

@@ -63,6 +63,10 @@ class FakeBroker:
         """Send ``frames`` in one write on the most recent connection."""
         self._connections[-1].sendall(b"".join(pack_frame(f) for f in frames))
 
+    def send_raw(self, data: bytes) -> None:
+        """Send arbitrary bytes (garbage, partial frames) on the most recent connection."""
+        self._connections[-1].sendall(data)
+
     def drop(self) -> None:
         """Cut every connection at once, without a goodbye."""
         for conn in list(self._connections):

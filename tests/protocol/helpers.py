@@ -1,5 +1,9 @@
 """Drive protocol sessions in-process, with a hand-cranked clock.
 
+Also :class:`MemoryOpener`, a StorageOpener in memory whose stores survive a
+broker "restart" (a new ``Broker`` on the same opener), for durable-model tests
+that need no disk.
+
 No sockets and no Trio: a ``Net`` owns a ``Broker`` and the current time; each
 ``Client`` is one ``Session`` (one connection) fed with encoded frames, whose
 output is parsed back with ``RawFrameDecoder``. Responses are collected by
@@ -23,6 +27,7 @@ from minibroker.core.errors import BrokerError, error_from_code
 from minibroker.protocol import frames
 from minibroker.protocol.codec import RawFrameDecoder, encode, pack_frame
 from minibroker.protocol.session import Session, SessionSettings
+from minibroker.storage import LogStore, MemoryLog
 
 
 class Net:
@@ -45,7 +50,8 @@ class Net:
         self._next_conn += 1
         self.clients.append(client)
         if hello:
-            client.call("hello", version=frames.PROTOCOL_VERSION, client="test", namespace=namespace)
+            version = frames.PROTOCOL_VERSION
+            client.call("hello", version=version, client="test", namespace=namespace)
         return client
 
     def advance(self, seconds: float) -> int:
@@ -159,3 +165,42 @@ class Client:
         """The connection drops (the shell's connection_lost)."""
         self.session.now = self.net.now
         self.session.connection_lost()
+
+
+class _KeptLog:
+    """A MemoryLog that outlives ``close``, so a "restarted" broker finds it again."""
+
+    def __init__(self, opener: MemoryOpener, key: tuple[str, str, str], inner: MemoryLog) -> None:
+        self._opener = opener
+        self._key = key
+        self.inner = inner
+
+    def close(self) -> None:
+        pass
+
+    def destroy(self) -> None:
+        self._opener.logs.pop(self._key, None)
+        self.inner.destroy()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class MemoryOpener:
+    """A StorageOpener over memory that survives broker restarts (a fast data directory)."""
+
+    def __init__(self) -> None:
+        self.logs: dict[tuple[str, str, str], MemoryLog] = {}
+
+    def open(self, namespace: str, kind: str, name: str, *, segment_bytes: int | None) -> LogStore:
+        key = (namespace, kind, name)
+        log = self.logs.get(key)
+        if log is None:
+            log = self.logs[key] = MemoryLog(segment_bytes or 64 * 1024 * 1024)
+        return _KeptLog(self, key, log)  # type: ignore[return-value]  # duck-typed LogStore
+
+    def existing(self, namespace: str, kind: str) -> list[str]:
+        return sorted(n for (ns, k, n) in self.logs if (ns, k) == (namespace, kind))
+
+    def remove(self, namespace: str, kind: str, name: str) -> None:
+        self.logs.pop((namespace, kind, name), None)

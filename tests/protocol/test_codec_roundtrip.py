@@ -10,6 +10,7 @@ covered here without touching this file. Requests go through the server's
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
@@ -65,9 +66,7 @@ def strategy_for(annotation: object, name: str = "") -> st.SearchStrategy[Any]:
         return msgpack_values
     origin, args = get_origin(annotation), get_args(annotation)
     if origin in (Union, types.UnionType):
-        return st.one_of(
-            [st.none() if a is type(None) else strategy_for(a, name) for a in args]
-        )
+        return st.one_of([st.none() if a is type(None) else strategy_for(a, name) for a in args])
     if origin is list:
         return st.lists(strategy_for(args[0]), max_size=4)
     if origin is dict:
@@ -89,7 +88,7 @@ def cut(data: bytes, cuts: list[int]) -> list[bytes]:
     """Split ``data`` at the given positions (sorted, deduplicated)."""
     points = sorted({c % (len(data) + 1) for c in cuts})
     bounds = [0, *points, len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def decode_requests(chunks: list[bytes]) -> list[object]:
@@ -172,7 +171,7 @@ def test_nil_fields_are_left_out_and_mean_default() -> None:
     decoder.receive_data(data)
     (value,) = decoder.values()
     assert value == {"op": "hello", "id": 7, "version": 1, "client": ""}
-    assert list(value)[0] == "op"
+    assert next(iter(value)) == "op"
     # An explicit nil decodes exactly like an absent key.
     request = FrameDecoder()
     request.receive_data(pack_frame({"op": "hello", "id": 7, "version": 1, "token": None}))

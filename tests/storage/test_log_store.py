@@ -252,3 +252,22 @@ def test_reopen_continues_and_keeps_timestamps(tmp_path: Path) -> None:
     log.append([(None, None, b"late")], 50)  # clamped to the last stored timestamp
     assert [r.timestamp_ms for r in log.iter_records(40)] == [119]
     log.close()
+
+
+def test_documented_segment_and_index_bytes(tmp_path: Path) -> None:
+    """The example in docs/storage.md, byte for byte."""
+    log = SegmentedLog.open(tmp_path, segment_bytes=1000, index_interval_bytes=64)
+    log.append([(b"k1", {"h": "v"}, b"hello")], 1_700_000_000_000)
+    log.append([(None, None, b"body-%d" % i) for i in range(1, 6)], 1_700_000_000_250)
+    log.close()
+    data = (tmp_path / f"{0:020d}.log").read_bytes()
+    assert len(data) == 180
+    assert data[:35].hex(" ") == (
+        "00 00 00 1f 58 17 46 46 95 00 cf 00 00 01 8b cf e5 68 00 "
+        "c4 02 6b 31 81 a1 68 a1 76 c4 05 68 65 6c 6c 6f"
+    )
+    assert data[35:64].hex(" ") == (
+        "00 00 00 19 85 da 00 e9 95 01 cf 00 00 01 8b cf e5 68 fa c0 c0 c4 06 62 6f 64 79 2d 31"
+    )
+    index = (tmp_path / f"{0:020d}.index").read_bytes()
+    assert index.hex(" ") == "00 00 00 02 00 00 00 40 00 00 00 05 00 00 00 97"

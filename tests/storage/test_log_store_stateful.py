@@ -29,7 +29,7 @@ from minibroker.storage.store import LogStore
 
 # max_examples comes from the Hypothesis profile in tests/conftest.py (60 by
 # default, a few seconds here; HYPOTHESIS_PROFILE=thorough for long runs).
-STATEFUL_SETTINGS = settings(stateful_step_count=25, deadline=None)
+STATEFUL_SETTINGS = settings(stateful_step_count=50, deadline=None)
 
 entry = st.tuples(
     st.none() | st.binary(max_size=8),

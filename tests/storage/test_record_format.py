@@ -16,6 +16,7 @@ from minibroker.storage.record import (
     CorruptRecord,
     Entry,
     Record,
+    decode_fields,
     decode_records,
     encode_batch,
     encode_records,
@@ -45,6 +46,17 @@ def test_round_trip(first: int, ts: int, batch: list[Entry]) -> None:
 
 
 @given(offsets, timestamps, entries)
+def test_fields_match_records(first: int, ts: int, batch: list[Entry]) -> None:
+    blob = encode_records(first, ts, batch)
+    fields = decode_fields(blob)
+    assert fields == [tuple(vars_of(r)) for r in decode_records(blob)]
+
+
+def vars_of(record: Record) -> list[object]:
+    return [record.offset, record.timestamp_ms, record.key, record.headers, record.body]
+
+
+@given(offsets, timestamps, entries)
 def test_frame_sizes_add_up(first: int, ts: int, batch: list[Entry]) -> None:
     data, sizes = encode_batch(first, ts, batch)
     assert sum(sizes) == len(data)
@@ -55,13 +67,15 @@ def test_frame_sizes_add_up(first: int, ts: int, batch: list[Entry]) -> None:
 
 
 def test_documented_example_bytes() -> None:
-    """The example in docs/storage.md, byte for byte."""
-    blob = encode_records(5, 1_700_000_000_000, [(b"k1", {"h": "v"}, b"hello")])
+    """The first frame of the example in docs/storage.md."""
+    blob = encode_records(0, 1_700_000_000_000, [(b"k1", {"h": "v"}, b"hello")])
     assert blob.hex(" ") == (
-        "00 00 00 1f 95 9e 76 0f "  # length 31, crc32
-        "95 05 cf 00 00 01 8b cf e5 68 00 "  # array(5), offset 5, timestamp (uint64)
+        "00 00 00 1f 58 17 46 46 "  # length 31, crc32
+        "95 00 cf 00 00 01 8b cf e5 68 00 "  # array(5), offset 0, timestamp (uint 64)
         "c4 02 6b 31 81 a1 68 a1 76 c4 05 68 65 6c 6c 6f"  # key, headers, body
     )
+    assert blob[8:] == msgpack.packb([0, 1_700_000_000_000, b"k1", {"h": "v"}, b"hello"])
+    assert int.from_bytes(blob[4:8], "big") == zlib.crc32(blob[8:])
 
 
 def test_crc_mismatch_is_detected() -> None:
@@ -85,6 +99,8 @@ def test_truncated_frame_is_detected() -> None:
         msgpack.packb([0, 0, "text key", None, b""]),  # key must be bin
         msgpack.packb([0, 0, None, {"a": 1}, b""]),  # header values must be str
         msgpack.packb([0, 0, None, None, "body"]),  # body must be bin
+        msgpack.packb(b"\x01\x02\x03\x04\x05"),  # five of something, but not an array
+        msgpack.packb([0, 0, None, None, b"", b"extra"]),  # six fields
         b"\xc1\xc1\xc1\xc1\xc1\xc1\xc1",  # not msgpack at all
     ],
 )

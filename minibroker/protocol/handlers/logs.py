@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from minibroker.core.log_options import LogOptions
 from minibroker.core.logs import LogTail
 from minibroker.protocol import frames
-from minibroker.protocol.codec import pack_frame
+from minibroker.protocol.codec import pack_frame, register_request_decoder
 from minibroker.protocol.handlers.registry import PARKED, encodes_pushes, handles
 from minibroker.storage.record import Entry
 from minibroker.storage.store import RecordBatch
@@ -92,15 +92,10 @@ def decode_append(raw: dict[Any, Any], path: str = "") -> AppendEntries | frames
 def _is_str_map(value: object) -> bool:
     if type(value) is not dict:
         return False
-    for k, v in value.items():
-        if type(k) is not str or type(v) is not str:
-            return False
-    return True
+    return all(type(k) is str and type(v) is str for k, v in value.items())
 
 
-# The codec looks decoders up by op at decode time, so this replaces the
-# generic one for ``append`` (see the module docstring).
-frames.DECODERS[frames.Append.op] = decode_append
+register_request_decoder(frames.Append.op, decode_append)
 
 
 # ------------------------------------------------------------------- handlers
@@ -160,7 +155,7 @@ def read(session: Session, frame: frames.Read) -> Any:
     )
     if batch.count or frame.wait <= 0:
         return encode_batch_result(batch)
-    token = session.park(frame.id, encode_batch_result)  # type: ignore[arg-type]
+    token = session.park(frame.id, encode_batch_result)
     try:
         logs.wait_for_records(
             session,

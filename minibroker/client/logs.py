@@ -1,0 +1,621 @@
+"""Logs for every client: create, append, read, tail, commit (event replay).
+
+    await mb.create_log("events", retention_seconds=7 * 86400)
+    offset = await mb.append("events", b'{"deposit": 10}', key=b"acct-1")
+    first = await mb.append_many("events", [b"a", b"b", b"c"])   # one frame, one confirm
+
+    records = await mb.read("events", start="earliest", max_records=1000)
+    for r in records:                       # Record(offset, timestamp_ms, key, headers, body)
+        ...
+
+    async with mb.tail("events", group="projector") as tail:   # resume where the group was
+        async for r in tail:
+            apply(r)                        # committed as it goes, and on exit
+
+The blocking client has the same names without ``await`` and iterates with
+``for``. Reads return the broker's storage frames untouched; the client
+decodes them with :func:`minibroker.storage.decode_records`, which checks
+every record's CRC, so corruption anywhere between the disk and the caller
+is detected.
+
+Group commits in the tail helper (at-least-once): a record counts as
+processed once the loop asks for the next one (or leaves the ``with`` block
+without an exception). The helper commits the next offset to read every
+``commit_every`` processed records, whenever it is about to wait for more
+(the backlog is drained), and on exit. A consumer that crashes re-reads at
+most what it processed since its last commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from minibroker.client.protocol import Call
+from minibroker.client.pushes import SubscriptionEnded
+from minibroker.core.errors import BrokerError, ConnectionClosed, OffsetOutOfRange
+from minibroker.storage.record import Record, decode_records
+
+if TYPE_CHECKING:
+    # api.py inherits these mixins, so importing it at run time would be circular.
+    from minibroker.client.api import AsyncTransport, SyncTransport
+
+    _AsyncBase = AsyncTransport
+    _SyncBase = SyncTransport
+else:
+    _AsyncBase = object
+    _SyncBase = object
+
+__all__ = [
+    "AsyncLogMethods",
+    "AsyncLogTail",
+    "GroupLag",
+    "LogStats",
+    "Record",
+    "Start",
+    "SyncLogMethods",
+    "SyncLogTail",
+    "parse_records",
+]
+
+#: An offset, or "earliest", "latest" or "committed" (a group's committed offset).
+Start = int | str
+#: Default records per read, and default bytes per read or tail push.
+DEFAULT_MAX_RECORDS = 1000
+DEFAULT_MAX_BYTES = 1024 * 1024
+#: Processed records between two commits of the tail helper.
+DEFAULT_COMMIT_EVERY = 1000
+
+#: What ``append_many`` accepts per record: a body, a ``(body, key)`` or
+#: ``(body, key, headers)`` tuple, a ``{"body", "key"?, "headers"?}`` map, or
+#: any object with a ``body`` attribute (and optional ``key``/``headers``),
+#: such as a Record read from another log.
+RecordItem = bytes | tuple[Any, ...] | Mapping[str, Any] | Any
+
+
+@dataclass(frozen=True, slots=True)
+class GroupLag:
+    """A consumer group's committed offset and how many records it is behind."""
+
+    committed: int
+    lag: int
+
+
+@dataclass(frozen=True, slots=True)
+class LogStats:
+    """``log_stats``: where a log starts and ends, its size and its groups."""
+
+    first_offset: int
+    next_offset: int
+    #: End of what readers can see (equals next_offset once the last append is stored).
+    high_watermark: int
+    records: int
+    bytes: int
+    segments: int
+    groups: dict[str, GroupLag]
+    options: dict[str, Any]
+    tails: int
+    waiting_reads: int
+
+
+def _parse_stats(result: dict[str, Any]) -> LogStats:
+    return LogStats(
+        first_offset=result["first_offset"],
+        next_offset=result["next_offset"],
+        high_watermark=result["high_watermark"],
+        records=result["records"],
+        bytes=result["bytes"],
+        segments=result["segments"],
+        groups={g: GroupLag(v["committed"], v["lag"]) for g, v in result["groups"].items()},
+        options=result["options"],
+        tails=result["tails"],
+        waiting_reads=result["waiting_reads"],
+    )
+
+
+def parse_records(frame: dict[str, Any], client: Any) -> list[Record]:
+    """Items of one ``records`` push frame (the tail subscription's push parser)."""
+    return decode_records(frame["data"])
+
+
+def _parse_read(result: dict[str, Any]) -> list[Record]:
+    return decode_records(result["records"])
+
+
+def _encode_record(item: RecordItem) -> dict[str, Any]:
+    if type(item) is bytes:
+        return {"body": item}
+    if isinstance(item, bytearray | memoryview):
+        return {"body": bytes(item)}
+    if isinstance(item, tuple):
+        body, key, headers = (*item, None, None)[:3]
+    elif isinstance(item, Mapping):
+        body, key, headers = item["body"], item.get("key"), item.get("headers")
+    elif isinstance(item, str):
+        raise TypeError("record bodies are bytes; encode text first (e.g. s.encode())")
+    else:
+        body = getattr(item, "body")  # noqa: B009 (any object with a body attribute)
+        key, headers = getattr(item, "key", None), getattr(item, "headers", None)
+    return _record_map(body, key, headers)
+
+
+def _record_map(
+    body: bytes, key: bytes | None, headers: Mapping[str, str] | None
+) -> dict[str, Any]:
+    record: dict[str, Any] = {"body": body}
+    if key is not None:
+        record["key"] = key
+    if headers:
+        record["headers"] = dict(headers)
+    return record
+
+
+def _options(**options: Any) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def create_log_call(
+    log: str,
+    retention_bytes: int | None,
+    retention_seconds: float | None,
+    segment_bytes: int | None,
+) -> Call[bool]:
+    fields = {"log": log}
+    fields.update(
+        _options(
+            retention_bytes=retention_bytes,
+            retention_seconds=retention_seconds,
+            segment_bytes=segment_bytes,
+        )
+    )
+    return Call("log.create", fields, lambda r: bool(r["created"]))
+
+
+def delete_log_call(log: str) -> Call[int]:
+    return Call("log.delete", {"log": log}, lambda r: int(r["records"]))
+
+
+def list_logs_call() -> Call[list[str]]:
+    return Call("log.list", {}, list)
+
+
+def log_stats_call(log: str) -> Call[LogStats]:
+    return Call("log.stats", {"log": log}, _parse_stats)
+
+
+def _first_offset(result: dict[str, Any]) -> int:
+    return int(result["offset"])
+
+
+def append_call(
+    log: str, body: bytes, key: bytes | None, headers: Mapping[str, str] | None
+) -> Call[int]:
+    return Call("append", {"log": log, "records": [_record_map(body, key, headers)]}, _first_offset)
+
+
+def append_many_call(log: str, records: Iterable[RecordItem]) -> Call[int]:
+    if isinstance(records, bytes | str):
+        raise TypeError("append_many takes an iterable of records, not one body")
+    return Call(
+        "append", {"log": log, "records": [_encode_record(r) for r in records]}, _first_offset
+    )
+
+
+def read_call(
+    log: str,
+    start: Start,
+    timestamp_ms: int | None,
+    group: str | None,
+    max_records: int,
+    max_bytes: int,
+    wait: float,
+) -> Call[list[Record]]:
+    fields: dict[str, Any] = {
+        "log": log,
+        "start": start,
+        "max_records": max_records,
+        "max_bytes": max_bytes,
+    }
+    fields.update(_options(timestamp_ms=timestamp_ms, group=group))
+    if wait:
+        fields["wait"] = wait
+    return Call("read", fields, _parse_read)
+
+
+def tail_call(
+    log: str, start: Start | None, timestamp_ms: int | None, group: str | None, max_bytes: int
+) -> Call[dict[str, Any]]:
+    if start is None:
+        start = "committed" if group is not None else "latest"
+    fields: dict[str, Any] = {"log": log, "start": start, "max_bytes": max_bytes}
+    fields.update(_options(timestamp_ms=timestamp_ms, group=group))
+    return Call("tail", fields)
+
+
+def commit_call(log: str, group: str, offset: int) -> Call[None]:
+    return Call("commit", {"log": log, "group": group, "offset": offset}, lambda r: None)
+
+
+def committed_call(log: str, group: str) -> Call[int | None]:
+    return Call("committed", {"log": log, "group": group}, lambda r: r["offset"])
+
+
+def _ended_error(subscription: Any) -> BrokerError | None:
+    """The error to raise when a tail ends: falling behind retention is not a quiet end."""
+    ended = subscription.ended
+    if isinstance(ended, SubscriptionEnded) and isinstance(ended.cause, OffsetOutOfRange):
+        return ended.cause
+    return None
+
+
+class _Progress:
+    """Which offsets a tail helper has handed out, processed and committed."""
+
+    __slots__ = ("committed", "handed_out", "processed", "since_commit")
+
+    def __init__(self, start_offset: int, committed: int | None) -> None:
+        #: Offset after the last record handed to the caller.
+        self.handed_out = start_offset
+        #: Offset after the last record the caller finished with.
+        self.processed = start_offset
+        self.committed = committed
+        self.since_commit = 0
+
+    def finish_previous(self) -> None:
+        if self.processed != self.handed_out:
+            self.since_commit += self.handed_out - self.processed
+            self.processed = self.handed_out
+
+    def needs_commit(self) -> bool:
+        return self.processed != self.committed and self.since_commit > 0
+
+
+class AsyncLogTail:
+    """The records of a tail subscription: ``async for record in tail``.
+
+    With a ``group`` the helper commits as it goes (see the module docstring);
+    :meth:`commit` commits the current position explicitly.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        subscription: Any,
+        log: str,
+        group: str | None,
+        commit_every: int,
+        resumed: bool = False,
+    ) -> None:
+        self._client = client
+        self._subscription = subscription
+        self.log = log
+        self.group = group
+        self._commit_every = commit_every
+        start_offset = int(subscription.info.get("offset", 0))
+        # Resuming from the group's commit: that offset is committed already.
+        self._progress = _Progress(start_offset, start_offset if resumed else None)
+
+    @property
+    def position(self) -> int:
+        """The offset of the next record this tail will hand out."""
+        return self._progress.handed_out
+
+    @property
+    def subscription(self) -> Any:
+        """The underlying push subscription (``dropped``, ``ended``, ``sub_id``)."""
+        return self._subscription
+
+    def __aiter__(self) -> AsyncLogTail:
+        return self
+
+    async def __anext__(self) -> Record:
+        progress = self._progress
+        progress.finish_previous()
+        if self.group is not None and progress.since_commit >= self._commit_every:
+            await self.commit()
+        subscription = self._subscription
+        record: Record | None = subscription.get_nowait()
+        if record is None:
+            if self.group is not None and progress.needs_commit():
+                await self.commit()  # caught up: a good moment to save the position
+            try:
+                record = await subscription.__anext__()
+            except StopAsyncIteration:
+                error = _ended_error(subscription)
+                if error is not None:
+                    raise error from None
+                raise
+        assert record is not None
+        progress.handed_out = record.offset + 1
+        return record
+
+    async def commit(self) -> None:
+        """Commit the offset after the last processed record for the group (if any)."""
+        progress = self._progress
+        if self.group is None or progress.processed == progress.committed:
+            return
+        offset = progress.processed
+        await self._client._call(commit_call(self.log, self.group, offset))
+        progress.committed = offset
+        progress.since_commit = 0
+
+    async def _finish(self, completed: bool) -> None:
+        if completed:
+            self._progress.finish_previous()
+        if self.group is not None and not getattr(self._client, "closed", False):
+            try:
+                await self.commit()
+            except (ConnectionClosed, BrokerError):
+                if completed:
+                    raise
+
+
+class SyncLogTail:
+    """The blocking client's tail: ``for record in tail`` (see :class:`AsyncLogTail`)."""
+
+    def __init__(
+        self,
+        client: Any,
+        subscription: Any,
+        log: str,
+        group: str | None,
+        commit_every: int,
+        resumed: bool = False,
+    ) -> None:
+        self._client = client
+        self._subscription = subscription
+        self.log = log
+        self.group = group
+        self._commit_every = commit_every
+        start_offset = int(subscription.info.get("offset", 0))
+        # Resuming from the group's commit: that offset is committed already.
+        self._progress = _Progress(start_offset, start_offset if resumed else None)
+
+    @property
+    def position(self) -> int:
+        return self._progress.handed_out
+
+    @property
+    def subscription(self) -> Any:
+        return self._subscription
+
+    def __iter__(self) -> Iterator[Record]:
+        return self
+
+    def __next__(self) -> Record:
+        return self.get()
+
+    def get(self, timeout: float | None = None) -> Record:
+        """The next record; ``TimeoutError`` if none comes within ``timeout`` seconds,
+        ``StopIteration`` once the tail ended."""
+        progress = self._progress
+        progress.finish_previous()
+        if self.group is not None and progress.since_commit >= self._commit_every:
+            self.commit()
+        subscription = self._subscription
+        record: Record | None = subscription.get_nowait()
+        if record is None:
+            if self.group is not None and progress.needs_commit():
+                self.commit()
+            try:
+                record = subscription.get(timeout)
+            except SubscriptionEnded:
+                error = _ended_error(subscription)
+                if error is not None:
+                    raise error from None
+                raise StopIteration from None
+        assert record is not None
+        progress.handed_out = record.offset + 1
+        return record
+
+    def commit(self) -> None:
+        progress = self._progress
+        if self.group is None or progress.processed == progress.committed:
+            return
+        offset = progress.processed
+        self._client._call(commit_call(self.log, self.group, offset))
+        progress.committed = offset
+        progress.since_commit = 0
+
+    def _finish(self, completed: bool) -> None:
+        if completed:
+            self._progress.finish_previous()
+        if self.group is not None and not getattr(self._client, "closed", False):
+            try:
+                self.commit()
+            except (ConnectionClosed, BrokerError):
+                if completed:
+                    raise
+
+
+class AsyncLogMethods(_AsyncBase):
+    """Log methods of the Trio, asyncio and in-process clients."""
+
+    async def create_log(
+        self,
+        name: str,
+        retention_bytes: int | None = None,
+        retention_seconds: float | None = None,
+        segment_bytes: int | None = None,
+    ) -> bool:
+        """Create log ``name``; True if created, False if it existed with the same options.
+
+        Raises Conflict if it exists with other options.
+        """
+        return await self._call(
+            create_log_call(name, retention_bytes, retention_seconds, segment_bytes)
+        )
+
+    async def delete_log(self, name: str) -> int:
+        """Delete the log and its records; returns how many records it held."""
+        return await self._call(delete_log_call(name))
+
+    async def list_logs(self) -> list[str]:
+        """Names of the logs in this namespace, sorted."""
+        return await self._call(list_logs_call())
+
+    async def log_stats(self, name: str) -> LogStats:
+        """Offsets, size, segments and consumer groups (committed offset, lag) of a log."""
+        return await self._call(log_stats_call(name))
+
+    async def append(
+        self,
+        log: str,
+        body: bytes,
+        key: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> int:
+        """Append one record; returns its offset once it is stored per the fsync policy."""
+        return await self._call(append_call(log, body, key, headers))
+
+    async def append_many(self, log: str, records: Iterable[RecordItem]) -> int:
+        """Append a batch in one frame; returns the first offset (the rest follow densely).
+
+        All or nothing: an invalid batch appends none of its records.
+        """
+        return await self._call(append_many_call(log, records))
+
+    async def read(
+        self,
+        log: str,
+        start: Start = "earliest",
+        timestamp_ms: int | None = None,
+        group: str | None = None,
+        max_records: int = DEFAULT_MAX_RECORDS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        wait: float = 0.0,
+    ) -> list[Record]:
+        """Read up to ``max_records`` records (and about ``max_bytes``) from ``start``.
+
+        ``start`` is an offset, "earliest", "latest" or "committed" (``group``'s
+        committed offset; earliest if it never committed); ``timestamp_ms``
+        starts at the first record stamped at or after it instead. With
+        ``wait`` > 0 an empty read waits up to that many seconds for records.
+        Raises OffsetOutOfRange (``details["first_offset"]``) below the first
+        retained offset.
+        """
+        return await self._call(
+            read_call(log, start, timestamp_ms, group, max_records, max_bytes, wait)
+        )
+
+    @asynccontextmanager
+    async def tail(
+        self,
+        log: str,
+        start: Start | None = None,
+        group: str | None = None,
+        *,
+        timestamp_ms: int | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        commit_every: int = DEFAULT_COMMIT_EVERY,
+    ) -> AsyncIterator[AsyncLogTail]:
+        """Replay from ``start``, then follow new records live: ``async for r in tail``.
+
+        ``start`` defaults to "committed" with a ``group`` (resume; earliest if
+        the group never committed) and to "latest" without. With a group the
+        helper commits as it goes and on exit.
+        """
+        call = tail_call(log, start, timestamp_ms, group, max_bytes)
+        async with self._subscription(call, parse_records) as subscription:
+            resumed = call.fields["start"] == "committed"
+            tail = AsyncLogTail(self, subscription, log, group, commit_every, resumed)
+            completed = False
+            try:
+                yield tail
+                completed = True
+            finally:
+                await tail._finish(completed)
+
+    async def commit(self, log: str, group: str, offset: int) -> None:
+        """Record that ``group`` will read ``log`` from ``offset`` next."""
+        await self._call(commit_call(log, group, offset))
+
+    async def committed(self, log: str, group: str) -> int | None:
+        """The offset ``group`` committed (the next to read), or None."""
+        return await self._call(committed_call(log, group))
+
+
+class SyncLogMethods(_SyncBase):
+    """Log methods of the blocking client (same names and arguments, no ``await``)."""
+
+    def create_log(
+        self,
+        name: str,
+        retention_bytes: int | None = None,
+        retention_seconds: float | None = None,
+        segment_bytes: int | None = None,
+    ) -> bool:
+        """Create log ``name``; True if created, False if it existed with the same options."""
+        return self._call(create_log_call(name, retention_bytes, retention_seconds, segment_bytes))
+
+    def delete_log(self, name: str) -> int:
+        """Delete the log and its records; returns how many records it held."""
+        return self._call(delete_log_call(name))
+
+    def list_logs(self) -> list[str]:
+        """Names of the logs in this namespace, sorted."""
+        return self._call(list_logs_call())
+
+    def log_stats(self, name: str) -> LogStats:
+        """Offsets, size, segments and consumer groups (committed offset, lag) of a log."""
+        return self._call(log_stats_call(name))
+
+    def append(
+        self,
+        log: str,
+        body: bytes,
+        key: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> int:
+        """Append one record; returns its offset once it is stored per the fsync policy."""
+        return self._call(append_call(log, body, key, headers))
+
+    def append_many(self, log: str, records: Iterable[RecordItem]) -> int:
+        """Append a batch in one frame; returns the first offset."""
+        return self._call(append_many_call(log, records))
+
+    def read(
+        self,
+        log: str,
+        start: Start = "earliest",
+        timestamp_ms: int | None = None,
+        group: str | None = None,
+        max_records: int = DEFAULT_MAX_RECORDS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        wait: float = 0.0,
+    ) -> list[Record]:
+        """Read up to ``max_records`` records from ``start`` (see the async client)."""
+        return self._call(read_call(log, start, timestamp_ms, group, max_records, max_bytes, wait))
+
+    @contextmanager
+    def tail(
+        self,
+        log: str,
+        start: Start | None = None,
+        group: str | None = None,
+        *,
+        timestamp_ms: int | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        commit_every: int = DEFAULT_COMMIT_EVERY,
+    ) -> Iterator[SyncLogTail]:
+        """Replay from ``start``, then follow new records live: ``for r in tail``."""
+        call = tail_call(log, start, timestamp_ms, group, max_bytes)
+        with self._subscription(call, parse_records) as subscription:
+            resumed = call.fields["start"] == "committed"
+            tail = SyncLogTail(self, subscription, log, group, commit_every, resumed)
+            completed = False
+            try:
+                yield tail
+                completed = True
+            finally:
+                tail._finish(completed)
+
+    def commit(self, log: str, group: str, offset: int) -> None:
+        """Record that ``group`` will read ``log`` from ``offset`` next."""
+        self._call(commit_call(log, group, offset))
+
+    def committed(self, log: str, group: str) -> int | None:
+        """The offset ``group`` committed (the next to read), or None."""
+        return self._call(committed_call(log, group))
