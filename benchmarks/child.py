@@ -147,7 +147,10 @@ def child_main(
     except BaseException as exc:  # report everything, even KeyboardInterrupt
         last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
         where = f" (at {last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno})" if last else ""
-        report = {"ok": False, "error": f"{type(exc).__name__}: {exc}{where}"}
+        error = f"{type(exc).__name__}: {exc}{where}"
+        if isinstance(exc, TimeoutError | RoleTimeout) or type(exc).__name__ == "TooSlowError":
+            error = f"ran out of time ({error}); progress {progress_value.value:,}"
+        report = {"ok": False, "error": error}
     results.put((name, report))
 
 

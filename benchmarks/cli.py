@@ -14,6 +14,7 @@ import argparse
 import datetime as dt
 import shlex
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -23,10 +24,12 @@ from benchmarks.config import ALL_TARGETS, ALL_WORKLOADS, FULL, QUICK, RunConfig
 from benchmarks.payload import MIN_BODY_SIZE, expected_checksum
 from benchmarks.results import METRICS, Measurement, RunResults
 from benchmarks.runner import PhaseOutcome, Reports, run_phase
+from benchmarks.sysinfo import load_average
 from benchmarks.targets.base import Target
 from benchmarks.workloads import BUILDERS, Scenario
 
 RESULTS_ROOT = Path(__file__).resolve().parent / "results"
+MAX_LOAD_WAIT = 300.0
 
 
 def _parse_list(value: str, choices: Sequence[str], what: str) -> tuple[str, ...]:
@@ -89,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="passed to `minibroker serve --fsync` for minibroker-durable (default: its own)",
     )
+    parser.add_argument(
+        "--max-load",
+        type=float,
+        default=None,
+        help="before each scenario, wait (up to 5 min) for the 1-minute load average to fall "
+        "below this; the load at each start is recorded either way",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     return parser
 
@@ -114,6 +124,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         body_size=args.body_size,
         timeout=timeout,
         fsync=args.fsync,
+        max_load=args.max_load,
         quick=args.quick,
     )
 
@@ -175,6 +186,7 @@ def run_target(
                 continue
             for impl in impls:
                 for scenario in BUILDERS[workload](name, impl, cfg):
+                    load = wait_for_quiet(cfg, console)
                     try:
                         measured = run_scenario(scenario, progress)
                     except Exception as exc:  # a harness bug must not hide the other results
@@ -185,11 +197,26 @@ def run_target(
                             )
                             for m in scenario.metrics
                         ]
-                    results.measurements.extend(measured)
                     for m in measured:
+                        m.extra["load_1m"] = load
                         print_measurement(console, m)
+                    results.measurements.extend(measured)
     finally:
         target.teardown()
+
+
+def wait_for_quiet(cfg: RunConfig, console: Any) -> float:
+    """With --max-load, wait (at most MAX_LOAD_WAIT seconds) until the 1-minute load
+    average is below it. Returns the load average as the scenario starts."""
+    load = load_average()
+    if cfg.max_load is None or load < cfg.max_load:
+        return load
+    console.print(f"[dim]load {load:.2f} ≥ {cfg.max_load}: waiting up to {MAX_LOAD_WAIT:.0f}s[/]")
+    end = time.monotonic() + MAX_LOAD_WAIT
+    while load >= cfg.max_load and time.monotonic() < end:
+        time.sleep(5)
+        load = load_average()
+    return load
 
 
 def print_measurement(console: Any, m: Measurement) -> None:
@@ -212,7 +239,7 @@ def format_value(m: Measurement) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from benchmarks import report
-    from benchmarks.sysinfo import load_average, machine_info
+    from benchmarks.sysinfo import machine_info
     from benchmarks.targets import make_target
     from benchmarks.ui import make_ui
 

@@ -53,6 +53,7 @@ class RunConfig:
     timeout: float = 180.0  # per phase
     idle_timeout: float = 5.0  # a receiver gives up after this long with nothing new
     fsync: str | None = None  # passed to `minibroker serve --fsync` when set
+    max_load: float | None = None  # wait for a quieter machine before each scenario
     quick: bool = False
 
     def to_json(self) -> dict[str, Any]:

@@ -171,6 +171,8 @@ def _fmt_extra(key: str, value: float) -> str:
         return f"{value:,.1f} MB/s"
     if key == "elapsed_s":
         return f"{value:,.2f} s"
+    if key == "load_1m":
+        return f"load {value:.1f}"
     if key == "publish_rate":
         return f"publish {value:,.0f}/s"
     return f"{key} {value:,.4g}"

@@ -41,10 +41,10 @@ class Timer:
 
 
 def report(name: str, records: int, nbytes: int, timer: Timer) -> None:
-    print(
-        f"{name:<46} {records / timer.wall / 1e6:6.2f} M rec/s {nbytes / timer.wall / 1e6:7.1f} MB/s"
-        f"  | CPU time: {records / timer.cpu / 1e6:6.2f} M rec/s {nbytes / timer.cpu / 1e6:7.1f} MB/s"
-    )
+    def rates(seconds: float) -> str:
+        return f"{records / seconds / 1e6:6.2f} M rec/s {nbytes / seconds / 1e6:7.1f} MB/s"
+
+    line(name, f"{rates(timer.wall)}  | CPU time: {rates(timer.cpu)}")
 
 
 def fill(store: LogStore, records: int, body: bytes, batch: int, sync: bool) -> Timer:
@@ -123,7 +123,7 @@ def main() -> None:
         len(offsets),
         lambda i: memory.read(offsets[i], 1, 1 << 20),
     )
-    del memory
+    memory.destroy()
 
     # Disk store.
     root = args.dir or tempfile.mkdtemp(prefix="storage-micro-")

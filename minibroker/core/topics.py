@@ -74,7 +74,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Final, Literal, NamedTuple, Protocol
 
 from minibroker.core.errors import BadRequest, NotFound, Overflow, SlowConsumer, TooLarge
 from minibroker.core.names import check_name, split_pattern, split_topic
@@ -138,8 +138,7 @@ class TopicMessage:
         return f"TopicMessage({self.topic!r}, {self.body!r}, {self.headers!r})"
 
 
-@dataclass(frozen=True, slots=True)
-class PublishResult:
+class PublishResult(NamedTuple):
     """Totals for one publish call (one message or a batch).
 
     ``subscriptions`` counts copies handed to subscriptions (a batch of 10

@@ -32,6 +32,7 @@ from minibroker.protocol.session import Session, SessionSettings
 from minibroker.protocol.stats import ProtocolStats
 from minibroker.server.connection import Connection
 from minibroker.server.durability import GroupCommit
+from minibroker.server.log_metrics import log_metrics as _log_metrics  # noqa: F401
 from minibroker.server.metrics import BrokerCollector, make_registry, serve_metrics
 from minibroker.server.rpc_metrics import rpc_metrics as _rpc_metrics  # noqa: F401 (registers)
 from minibroker.server.timers import TimerService

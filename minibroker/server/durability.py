@@ -16,6 +16,7 @@ worker thread would race with appends and segment rolls on the same files.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 
 import trio
@@ -23,6 +24,7 @@ import trio
 from minibroker.core.broker import Broker
 from minibroker.core.errors import BrokerError, StorageError
 from minibroker.protocol.session import Session
+from minibroker.server.log_metrics import fsync_histogram
 
 log = logging.getLogger("minibroker.storage")
 
@@ -34,7 +36,13 @@ class GroupCommit:
         self._dirty = trio.Event()
         self.synced_generation = broker.write_generation
         self.fsyncs = 0
-        broker.on_durable_write = self._dirty.set
+        self._fsync_seconds = fsync_histogram(broker)
+        # A method, not ``self._dirty.set``: ``run`` replaces the Event after
+        # each wake-up, and a bound method of the first Event would wake nobody.
+        broker.on_durable_write = self._mark_dirty
+
+    def _mark_dirty(self) -> None:
+        self._dirty.set()
 
     async def run(self) -> None:
         while True:
@@ -49,6 +57,7 @@ class GroupCommit:
         generation = self._broker.write_generation
         if generation == self.synced_generation:
             return
+        started = time.perf_counter()
         try:
             self._broker.sync_storage()
         except (OSError, BrokerError) as exc:
@@ -58,6 +67,7 @@ class GroupCommit:
                 session.fail_held(error)
             self.synced_generation = generation
             return
+        self._fsync_seconds.observe(time.perf_counter() - started)
         self.fsyncs += 1
         self.synced_generation = generation
         for session in self._sessions():

@@ -26,8 +26,6 @@ from itertools import accumulate, pairwise
 from typing import Final
 
 ENTRY_SIZE: Final = 8
-#: Largest position or relative offset an entry can hold.
-MAX_U32: Final = 0xFFFF_FFFF
 
 _U32 = "I" if array("I").itemsize == 4 else "L"
 assert array(_U32).itemsize == 4, "no 4-byte unsigned array type on this platform"

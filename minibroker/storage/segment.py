@@ -32,7 +32,6 @@ from minibroker.core.errors import StorageError, StorageFull
 from minibroker.storage import fileio
 from minibroker.storage.index import SparseIndex
 from minibroker.storage.record import (
-    FRAME_HEADER_SIZE,
     MAX_FRAME_SIZE,
     MIN_FRAME_LENGTH,
     CorruptRecord,
@@ -58,6 +57,25 @@ _MIN_WINDOW: Final = 4096
 _MAX_WINDOW: Final = 1024 * 1024
 _NO_LIMIT: Final = 1 << 62
 _OPEN_FLAGS: Final = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
+
+
+class _Window:
+    """Bytes of a segment file starting at ``start``, fetched with one ``pread``."""
+
+    __slots__ = ("data", "end", "start")
+
+    def __init__(self, data: bytes, start: int) -> None:
+        self.data = data
+        self.start = start
+        self.end = start + len(data)
+
+    def slice(self, start: int, end: int) -> bytes | None:
+        """Bytes ``[start, end)`` of the file if this window holds them all, else None."""
+        if start < self.start or end > self.end:
+            return None
+        if start == self.start and end == self.end:
+            return self.data
+        return self.data[start - self.start : end - self.start]
 
 
 def segment_file_name(base_offset: int, suffix: str) -> str:
@@ -260,65 +278,68 @@ class FileSegment:
     def read(
         self, offset: int, max_records: int, max_bytes: int, at_least_one: bool
     ) -> tuple[bytes, int]:
-        """Whole frames from ``offset``, found with the sparse index then a short scan."""
+        """Whole frames from ``offset``, found with the sparse index then a short scan.
+
+        The frames between the index entry and ``offset`` are stepped over by
+        their length fields, then as many frames as the limits allow. Both
+        walks usually happen inside one window read with one ``pread``, which
+        is then also the answer.
+        """
         relative = offset - self.base_offset
         entry_relative, position = self._index.floor(relative)
-        if entry_relative < relative:
-            to_skip = relative - entry_relative
-            position, skipped, _ = self._walk(position, to_skip, _NO_LIMIT, False)
-            if skipped != to_skip:
-                raise self._corrupt(f"offset {offset} is missing")
-        end, count, window = self._walk(position, max_records, max_bytes, at_least_one)
+        to_skip = relative - entry_relative
+        average = self.size_bytes // max(1, self.next_offset - self.base_offset)
+        answer_guess = min(max_records * average, max_bytes) + average
+        window = self._window(position, (to_skip + 1) * average + answer_guess)
+        start, skipped, window = self._walk(window, position, to_skip, _NO_LIMIT, False)
+        if skipped != to_skip:
+            raise self._corrupt(f"offset {offset} is missing")
+        end, count, window = self._walk(window, start, max_records, max_bytes, at_least_one)
         if not count:
             return b"", 0
-        length = end - position
-        if length == len(window):
-            data = window
-        elif length < len(window):
-            data = window[:length]
-        else:
-            data = self._read_range(position, length)
+        data = window.slice(start, end)
+        if data is None:
+            data = self._read_range(start, end - start)
         if peek_offset(data, 0) != offset:  # the index led us astray: never serve wrong offsets
             raise self._corrupt(f"the index does not lead to offset {offset}")
         return data, count
 
     def _walk(
-        self, start: int, max_records: int, max_bytes: int, at_least_one: bool
-    ) -> tuple[int, int, bytes]:
-        """Step over frames from ``start`` like :func:`span_frames`, reading windows from the file.
+        self, window: _Window, start: int, max_records: int, max_bytes: int, at_least_one: bool
+    ) -> tuple[int, int, _Window]:
+        """Step over frames from ``start`` like :func:`span_frames`: ``(end, count, window)``.
 
-        Returns ``(end, count, first window read)``; the window starts at
-        ``start`` and usually covers the whole span, sparing a second read.
+        Reads a new window when the frames run past the current one; a frame
+        bigger than a window is stepped over by its length alone.
         """
         end = start
         count = 0
-        first_window = b""
         while count < max_records and end < self.size_bytes:
             budget = max_bytes - (end - start)
-            window = self._read_range(end, self._window_size(end, max_records - count, budget))
-            if end == start:
-                first_window = window
+            if end + 4 > window.end or end < window.start:
+                average = self.size_bytes // max(1, self.next_offset - self.base_offset)
+                window = self._window(end, min((max_records - count) * average, budget) + average)
             first = at_least_one and not count
-            used, taken = span_frames(window, 0, max_records - count, budget, first)
-            end += used
+            used, taken = span_frames(
+                window.data, end - window.start, max_records - count, budget, first
+            )
+            end = window.start + used
             count += taken
             if count >= max_records or end >= self.size_bytes:
                 break
             # span_frames stopped early: the next frame is over budget or runs past the window.
-            size = frame_size_at(window, used) or frame_size_at(self._read_range(end, 4), 0)
+            size = frame_size_at(window.data, used) or frame_size_at(self._read_range(end, 4), 0)
             if size is None or size < 4 + MIN_FRAME_LENGTH or end + size > self.size_bytes:
                 raise self._corrupt(f"bad frame length at byte {end}")
             if end + size - start > max_bytes and (count or not at_least_one):
                 break
             end += size
             count += 1
-        return end, count, first_window
+        return end, count, window
 
-    def _window_size(self, position: int, records: int, budget: int) -> int:
-        """How much to read to see ``records`` more frames: a guess from the average frame size."""
-        average = self.size_bytes // max(1, self.next_offset - self.base_offset)
-        guess = max((records + 1) * average, _MIN_WINDOW)
-        return min(self.size_bytes - position, max(budget, FRAME_HEADER_SIZE), guess, _MAX_WINDOW)
+    def _window(self, position: int, wanted: int) -> _Window:
+        length = min(self.size_bytes - position, max(wanted, _MIN_WINDOW), _MAX_WINDOW)
+        return _Window(self._read_range(position, length), position)
 
     def _read_range(self, position: int, length: int) -> bytes:
         try:

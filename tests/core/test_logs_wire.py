@@ -13,11 +13,13 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from minibroker.client.logs import records_from_bytes
 from minibroker.core.errors import BadRequest
 from minibroker.protocol import frames
-from minibroker.protocol.codec import decode_request
-from minibroker.protocol.handlers.logs import AppendEntries, decode_append
+from minibroker.protocol.codec import _REQUEST_DECODERS, decode_request
+from minibroker.protocol.handlers.logs import decode_append
 from minibroker.protocol.schema import compile_decoder
+from minibroker.storage import Record, decode_records, encode_records
 
 generic = compile_decoder(frames.Append)
 
@@ -43,12 +45,6 @@ request = st.fixed_dictionaries(
 )
 
 
-def as_entries(decoded: Any) -> list[tuple[Any, Any, Any]]:
-    if isinstance(decoded, AppendEntries):
-        return list(decoded.entries)
-    return [(r.key, r.headers, r.body) for r in decoded.records]
-
-
 @given(request)
 def test_fast_decoder_agrees_with_the_generic_one(raw: dict[str, Any]) -> None:
     try:
@@ -62,16 +58,40 @@ def test_fast_decoder_agrees_with_the_generic_one(raw: dict[str, Any]) -> None:
             raise AssertionError("the fast decoder accepted what the generic one refuses") from None
         return
     got = decode_append(raw)
-    assert (got.id, got.log) == (expected.id, expected.log)
-    assert as_entries(got) == as_entries(expected)
+    assert got == expected
+    assert type(got) is frames.Append
+    assert all(type(r) is frames.RecordIn for r in got.records)
 
 
 def test_the_codec_uses_the_fast_decoder_for_the_common_shape() -> None:
     raw = {"op": "append", "id": 1, "log": "ev", "records": [{"body": b"x", "key": b"k"}]}
+    assert _REQUEST_DECODERS["append"] is decode_append
     decoded = decode_request(raw)
-    assert isinstance(decoded, AppendEntries)
-    assert decoded.entries == [(b"k", None, b"x")]
+    assert decoded == frames.Append(1, "ev", [frames.RecordIn(b"x", b"k")])
     # A text body is converted by the generic decoder, as for every other frame.
     decoded = decode_request({"op": "append", "id": 1, "log": "ev", "records": [{"body": "é"}]})
     assert isinstance(decoded, frames.Append)
     assert decoded.records[0].body == "é".encode()
+
+
+stored_entries = st.lists(
+    st.tuples(
+        st.none() | st.binary(max_size=4),
+        st.none() | st.dictionaries(st.text(max_size=2), st.text(max_size=2), max_size=2),
+        st.binary(max_size=20),
+    ),
+    max_size=5,
+)
+
+
+@given(stored_entries, st.integers(0, 2**40), st.integers(0, 2**42))
+def test_client_record_decoding_matches_decode_records(
+    entries: list[Any], first: int, stamp: int
+) -> None:
+    data = encode_records(first, stamp, entries)
+    fast = records_from_bytes(data)
+    assert fast == decode_records(data)
+    assert all(type(r) is Record for r in fast)
+    assert [hash(r) for r in fast if r.headers is None] == [
+        hash(r) for r in decode_records(data) if r.headers is None
+    ]

@@ -337,6 +337,6 @@ class DurableQueueMachine(QueueMachine):
 
 
 TestQueueMachine = QueueMachine.TestCase
-TestQueueMachine.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+TestQueueMachine.settings = settings(stateful_step_count=30, deadline=None)
 TestDurableQueueMachine = DurableQueueMachine.TestCase
-TestDurableQueueMachine.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+TestDurableQueueMachine.settings = settings(stateful_step_count=30, deadline=None)

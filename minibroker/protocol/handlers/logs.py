@@ -21,20 +21,19 @@ Wire shapes (see docs/logs.md and docs/protocol.md):
 * ``commit {log, group, offset}`` -> nil; ``committed {log, group}`` ->
   ``{"offset": n | nil}``.
 
-Append fast path: the generic schema decoder builds one frozen ``RecordIn``
-dataclass per record and formats a field path for each of its fields, which
-costs about 2 µs a record, more than storing it. So the ``append`` op gets
-a decoder of its own that turns the records straight into the storage's
-``(key, headers, body)`` entries when every record has exactly the common
-shape, and hands anything else (a text body, a bad type) to the generic
-decoder, which converts it or produces the precise error. A test checks the
-two agree on arbitrary input.
+Append fast path: the generic schema decoder checks each record through its
+compiled checkers and builds each frozen ``RecordIn`` through ``__init__``,
+about 1.5-2 µs a record, more than storing it. So the ``append`` op gets a
+decoder of its own (registered with the codec) that checks the common shape
+inline and sets the ``RecordIn`` slots directly, about a quarter of that,
+and hands anything else (a text body, a bad type) to the generic decoder,
+which converts it or produces the precise error. A property test checks the
+two give equal results and equal errors on arbitrary input.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from minibroker.core.log_options import LogOptions
 from minibroker.core.logs import LogTail
@@ -51,28 +50,29 @@ if TYPE_CHECKING:
 # ---------------------------------------------------------------- append decoding
 
 
-@dataclass(frozen=True, slots=True)
-class AppendEntries:
-    """An ``append`` request decoded by the fast path: records as storage entries."""
-
-    op: ClassVar[str] = "append"
-    id: int
-    log: str
-    entries: list[Entry]
-
-
 _generic_append_decoder = frames.DECODERS[frames.Append.op]
+# A frozen dataclass's __init__ sets each field through object.__setattr__;
+# setting the slots directly builds the same RecordIn about 3x faster.
+_new_record = object.__new__
+_set_body = vars(frames.RecordIn)["body"].__set__
+_set_key = vars(frames.RecordIn)["key"].__set__
+_set_headers = vars(frames.RecordIn)["headers"].__set__
 
 
-def decode_append(raw: dict[Any, Any], path: str = "") -> AppendEntries | frames.Append:
-    """Decode an ``append`` map; the common shape fast, anything else the generic way."""
+def decode_append(raw: dict[Any, Any], path: str = "") -> frames.Append:
+    """Decode an ``append`` map: the common shape fast, anything else the generic way.
+
+    The result is the same ``frames.Append`` the generic decoder builds (a
+    property test checks it); only the path to it is shorter.
+    """
     log = raw.get("log")
     records = raw.get("records")
     request_id = raw.get("id")
     if type(log) is not str or type(records) is not list or type(request_id) is not int:
         return _generic_append_decoder(raw, path)  # type: ignore[no-any-return]
-    entries: list[Entry] = []
-    add = entries.append
+    decoded: list[frames.RecordIn] = []
+    add = decoded.append
+    record_type = frames.RecordIn
     for record in records:
         if type(record) is not dict:
             return _generic_append_decoder(raw, path)  # type: ignore[no-any-return]
@@ -85,8 +85,12 @@ def decode_append(raw: dict[Any, Any], path: str = "") -> AppendEntries | frames
             or (headers is not None and not _is_str_map(headers))
         ):
             return _generic_append_decoder(raw, path)  # type: ignore[no-any-return]
-        add((key, headers, body))
-    return AppendEntries(request_id, log, entries)
+        item = _new_record(record_type)
+        _set_body(item, body)
+        _set_key(item, key)
+        _set_headers(item, headers)
+        add(item)
+    return frames.Append(request_id, log, decoded)
 
 
 def _is_str_map(value: object) -> bool:
@@ -131,12 +135,8 @@ def log_stats(session: Session, frame: frames.LogStats) -> dict[str, Any]:
 
 
 @handles(frames.Append)
-def append(session: Session, frame: AppendEntries | frames.Append) -> dict[str, int]:
-    if type(frame) is AppendEntries:
-        entries = frame.entries
-    else:
-        assert isinstance(frame, frames.Append)
-        entries = [(r.key, r.headers, r.body) for r in frame.records]
+def append(session: Session, frame: frames.Append) -> dict[str, int]:
+    entries: list[Entry] = [(r.key, r.headers, r.body) for r in frame.records]
     first = session.ns.logs.append(frame.log, entries, session.now)
     return {"offset": first, "count": len(entries)}
 

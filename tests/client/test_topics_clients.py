@@ -1,0 +1,126 @@
+"""Topics through every client: Trio, asyncio, blocking and in-process (see conftest.py).
+
+The same API, names and results in each: ``publish`` / ``publish_many`` return
+a ``PublishResult``, ``subscribe`` yields ``TopicMessage`` items, ``bind`` /
+``unbind`` return booleans, and errors come back as the same exceptions.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+import trio
+from client_facades import SAFETY, ClientFacade
+
+from minibroker.client.protocol import Call
+from minibroker.client.topics import PublishResult, TopicMessage
+from minibroker.core.errors import BadRequest, InvalidName, NotFound
+
+
+async def test_publish_and_subscribe(client: ClientFacade) -> None:
+    async with client.subscription("subscribe", "orders.*") as sub:
+        result = await client.call("publish", "orders.created", b"one", headers={"k": "v"})
+        assert result == PublishResult(subscriptions=1, queues=0)
+        await client.call("publish", "orders.eu.created", b"not for us")
+        await client.call("publish", "orders.paid", b"two")
+        with trio.fail_after(SAFETY):
+            first, second = await sub.take(2)
+    assert first == TopicMessage("orders.created", b"one", {"k": "v"})
+    assert second == TopicMessage("orders.paid", b"two", None)
+    assert isinstance(first, TopicMessage)
+
+
+async def test_publish_many_takes_bodies_pairs_and_messages(client: ClientFacade) -> None:
+    async with client.subscription("subscribe", "#") as sub:
+        items: list[Any] = [
+            b"plain",
+            (b"with headers", {"h": "1"}),
+            TopicMessage("ignored.topic", b"a received message", {"h": "2"}),
+        ]
+        result = await client.call("publish_many", "batch.topic", items)
+        assert result == PublishResult(3, 0)
+        with trio.fail_after(SAFETY):
+            got = await sub.take(3)
+    assert [(m.topic, m.body, m.headers) for m in got] == [
+        ("batch.topic", b"plain", None),
+        ("batch.topic", b"with headers", {"h": "1"}),
+        ("batch.topic", b"a received message", {"h": "2"}),
+    ]
+
+
+async def test_nobody_listening_reaches_nobody(client: ClientFacade) -> None:
+    assert await client.call("publish", "quiet", b"x") == PublishResult(0, 0)
+    assert await client.call("publish_many", "quiet", []) == PublishResult(0, 0)
+
+
+async def test_group_members_share_the_stream(client: ClientFacade) -> None:
+    async with (
+        client.subscription("subscribe", "jobs.#", group="workers") as one,
+        client.subscription("subscribe", "jobs.#", group="workers") as two,
+    ):
+        result = await client.call("publish_many", "jobs.new", [b"%d" % i for i in range(10)])
+        assert result == PublishResult(10, 0)
+        with trio.fail_after(SAFETY):
+            shares = [await one.take(5), await two.take(5)]
+    got = sorted(int(m.body) for share in shares for m in share)
+    assert got == list(range(10))
+    for share in shares:
+        assert [int(m.body) for m in share] == sorted(int(m.body) for m in share)
+
+
+async def test_drops_are_counted_and_the_newest_kept(client: ClientFacade) -> None:
+    async with client.subscription("subscribe", "t", buffer=2) as sub:
+        # One publish routes all five at once: the buffer of 2 keeps the newest.
+        await client.call("publish_many", "t", [b"1", b"2", b"3", b"4", b"5"])
+        with trio.fail_after(SAFETY):
+            assert [m.body for m in await sub.take(2)] == [b"4", b"5"]
+        assert sub.dropped == 3
+
+
+async def test_invalid_names_raise_invalid_name(client: ClientFacade) -> None:
+    with pytest.raises(InvalidName):
+        await client.call("publish", "orders.*", b"x")
+    with pytest.raises(InvalidName):
+        await client.call("publish_many", "a..b", [b"x"])
+    with pytest.raises(InvalidName):
+        async with client.subscription("subscribe", "orders.*x"):
+            pass
+    with pytest.raises(BadRequest):
+        async with client.subscription("subscribe", "ok", buffer=0):
+            pass
+    assert await client.call("ping", b"still usable") == b"still usable"
+
+
+async def test_bind_and_unbind(client: ClientFacade) -> None:
+    with pytest.raises(NotFound):
+        await client.call("bind", "audit", "orders.#")
+    await client.raw(Call("queue.declare", {"queue": "audit"}))
+    assert await client.call("bind", "audit", "orders.#") is True
+    assert await client.call("bind", "audit", "orders.#") is False
+    assert await client.call("publish", "orders.x", b"kept") == PublishResult(0, 1)
+    fetched = await client.raw(Call("fetch", {"queue": "audit", "max_messages": 10}))
+    assert [d["body"] for d in fetched] == [b"kept"]
+    assert await client.call("unbind", "audit", "orders.#") is True
+    assert await client.call("unbind", "audit", "orders.#") is False
+    assert await client.call("publish", "orders.x", b"lost") == PublishResult(0, 0)
+
+
+@pytest.mark.parametrize("client_kind", ["blocking"])
+async def test_blocking_client_callback_mode(client: ClientFacade) -> None:
+    received: list[TopicMessage] = []
+    done = threading.Event()
+
+    def on_message(message: TopicMessage) -> None:
+        received.append(message)
+        if len(received) == 3:
+            done.set()
+
+    def run() -> None:
+        with client.client.subscribe("cb.*", callback=on_message):
+            client.client.publish_many("cb.x", [b"1", b"2", b"3"])
+            assert done.wait(SAFETY)
+
+    await trio.to_thread.run_sync(run)
+    assert [m.body for m in received] == [b"1", b"2", b"3"]
