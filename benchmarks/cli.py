@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import shlex
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -99,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="before each scenario, wait (up to 5 min) for the 1-minute load average to fall "
         "below this; the load at each start is recorded either way",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run each scenario N times and report the median (any failed run fails the row)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     return parser
 
@@ -125,6 +132,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         timeout=timeout,
         fsync=args.fsync,
         max_load=args.max_load,
+        repeat=max(1, args.repeat),
         quick=args.quick,
     )
 
@@ -185,24 +193,59 @@ def run_target(
                 console.print(f"[dim]{name}: {workload} is not part of this target[/]")
                 continue
             for impl in impls:
-                for scenario in BUILDERS[workload](name, impl, cfg):
-                    load = wait_for_quiet(cfg, console)
-                    try:
-                        measured = run_scenario(scenario, progress)
-                    except Exception as exc:  # a harness bug must not hide the other results
-                        why = f"harness error: {type(exc).__name__}: {exc}"
-                        measured = [
-                            Measurement(
-                                name, m, "FAILED", None, scenario.client, scenario.count, detail=why
-                            )
-                            for m in scenario.metrics
-                        ]
-                    for m in measured:
-                        m.extra["load_1m"] = load
+                # build the scenarios once per repetition: each gets fresh queue/topic names
+                rounds = [BUILDERS[workload](name, impl, cfg) for _ in range(cfg.repeat)]
+                for i in range(len(rounds[0])):
+                    runs = [measure(r[i], cfg, console, progress) for r in rounds]
+                    for m in combine_runs(runs):
                         print_measurement(console, m)
-                    results.measurements.extend(measured)
+                        results.measurements.append(m)
     finally:
         target.teardown()
+
+
+def measure(scenario: Scenario, cfg: RunConfig, console: Any, progress: Any) -> list[Measurement]:
+    """One run of a scenario; a harness exception becomes FAILED rows, not a crash."""
+    load = wait_for_quiet(cfg, console)
+    try:
+        measured = run_scenario(scenario, progress)
+    except Exception as exc:  # a harness bug must not hide the other results
+        why = f"harness error: {type(exc).__name__}: {exc}"
+        measured = [
+            Measurement(
+                scenario.target, m, "FAILED", None, scenario.client, scenario.count, detail=why
+            )
+            for m in scenario.metrics
+        ]
+    for m in measured:
+        m.extra["load_1m"] = load
+    if cfg.repeat > 1:
+        for m in measured:
+            console.print(f"[dim]  run: {m.target} {METRICS[m.metric].title}: {format_value(m)}[/]")
+    return measured
+
+
+def combine_runs(runs: list[list[Measurement]]) -> list[Measurement]:
+    """The median of repeated runs, per metric. Any failed run makes the metric FAILED:
+    a run that lost a message is never averaged away."""
+    if len(runs) == 1:
+        return runs[0]
+    combined = []
+    for i in range(len(runs[0])):
+        same = [run[i] for run in runs if i < len(run)]
+        failed = [m for m in same if not m.ok]
+        if failed:
+            bad = failed[0]
+            bad.detail = f"{len(failed)} of {len(same)} runs failed; first: {bad.detail}"
+            combined.append(bad)
+            continue
+        values = sorted(m.value or 0.0 for m in same)
+        median = statistics.median(values)
+        pick = min(same, key=lambda m: abs((m.value or 0.0) - median))
+        pick.value = median
+        pick.extra = {**pick.extra, "runs": float(len(same)), "min": values[0], "max": values[-1]}
+        combined.append(pick)
+    return combined
 
 
 def wait_for_quiet(cfg: RunConfig, console: Any) -> float:

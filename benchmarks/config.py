@@ -54,6 +54,7 @@ class RunConfig:
     idle_timeout: float = 5.0  # a receiver gives up after this long with nothing new
     fsync: str | None = None  # passed to `minibroker serve --fsync` when set
     max_load: float | None = None  # wait for a quieter machine before each scenario
+    repeat: int = 1  # runs per scenario; the report shows the median
     quick: bool = False
 
     def to_json(self) -> dict[str, Any]:

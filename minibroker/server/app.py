@@ -24,13 +24,18 @@ from minibroker import __version__
 from minibroker.config import ServerConfig
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig
-from minibroker.core.errors import LimitExceeded
+from minibroker.core.errors import BrokerError, LimitExceeded, ShuttingDown
 from minibroker.core.namespace import StorageOpener
 from minibroker.protocol.auth import Authenticator
 from minibroker.protocol.codec import pack_frame
 from minibroker.protocol.session import Session, SessionSettings
 from minibroker.protocol.stats import ProtocolStats
-from minibroker.server.connection import Connection
+from minibroker.server.connection import (
+    LINGER_DISCARD_BYTES,
+    LINGER_SECONDS,
+    READ_CHUNK,
+    Connection,
+)
 from minibroker.server.durability import GroupCommit
 from minibroker.server.log_metrics import log_metrics as _log_metrics  # noqa: F401
 from minibroker.server.metrics import BrokerCollector, make_registry, serve_metrics
@@ -84,6 +89,7 @@ class BrokerServer:
         self.stopped = trio.Event()
         self._all_closed = trio.Event()
         self._accepting = True
+        self._accept_scope = trio.CancelScope()
 
     # ------------------------------------------------------------- running
 
@@ -104,7 +110,7 @@ class BrokerServer:
                 if config.listen:
                     listeners = await trio.open_tcp_listeners(config.port, host=config.host)
                     self.port = listeners[0].socket.getsockname()[1]
-                    connections.start_soon(self._accept_loop, listeners)
+                    connections.start_soon(self._accept_loop, listeners, connections)
                 if config.metrics_port is not None:
                     self.metrics_port = await nursery.start(
                         serve_metrics, self.registry, config.metrics_host, config.metrics_port
@@ -112,7 +118,7 @@ class BrokerServer:
                 self._log_start()
                 task_status.started(self)
                 await self._shutdown_requested.wait()
-                await self._graceful_close(listeners, connections)
+                await self._graceful_close(connections)
             nursery.cancel_scope.cancel()
         self.stopped.set()
 
@@ -129,12 +135,12 @@ class BrokerServer:
         """Ask the server to stop (idempotent); ``run`` returns once it has."""
         self._shutdown_requested.set()
 
-    async def _graceful_close(
-        self, listeners: list[trio.SocketListener], connections: trio.Nursery
-    ) -> None:
+    async def _graceful_close(self, connections: trio.Nursery) -> None:
         self._accepting = False
-        for listener in listeners:
-            await listener.aclose()
+        # Cancelling the accept tasks closes their listeners. (Closing a
+        # listener under a task blocked in accept() would fail that task with
+        # ClosedResourceError and take the whole server down with it.)
+        self._accept_scope.cancel()
         log.info("shutting down: %d connections to close", len(self.sessions))
         for session in list(self.sessions.values()):
             session.shutdown()
@@ -167,7 +173,9 @@ class BrokerServer:
 
     # --------------------------------------------------------- connections
 
-    async def _accept_loop(self, listeners: list[trio.SocketListener]) -> None:
+    async def _accept_loop(
+        self, listeners: list[trio.SocketListener], handler_nursery: trio.Nursery
+    ) -> None:
         tls = self._tls_context()
 
         async def handle(stream: trio.SocketStream) -> None:
@@ -185,7 +193,10 @@ class BrokerServer:
                 return
             await self.serve_stream(ssl_stream, peer)
 
-        await trio.serve_listeners(handle, listeners)
+        # Connections run in ``handler_nursery``, so that cancelling the accept
+        # scope at shutdown stops accepting without cutting live connections.
+        with self._accept_scope:
+            await trio.serve_listeners(handle, listeners, handler_nursery=handler_nursery)
 
     def _tls_context(self) -> ssl.SSLContext | None:
         if self.config.tls_cert is None:
@@ -200,7 +211,7 @@ class BrokerServer:
         """Serve one client over any Trio stream until it closes."""
         self.connections_accepted += 1
         if not self._accepting or len(self.sessions) >= self.config.max_connections:
-            await _refuse(stream, len(self.sessions), self.config.max_connections)
+            await _refuse(stream, self._refusal())
             return
         conn_id = next(self._conn_ids)
         session = Session(
@@ -228,6 +239,12 @@ class BrokerServer:
                 self._all_closed.set()
                 self._all_closed = trio.Event()
 
+    def _refusal(self) -> BrokerError:
+        if not self._accepting:
+            return ShuttingDown("the server is shutting down")
+        current, limit = len(self.sessions), self.config.max_connections
+        return LimitExceeded(f"too many connections ({current} of {limit}); try again later")
+
     def open_in_process_stream(self) -> trio.abc.Stream:
         """A connected in-memory stream to this broker: no socket, same protocol."""
         if self._connections_nursery is None or not self._accepting:
@@ -237,14 +254,25 @@ class BrokerServer:
         return client_side
 
 
-async def _refuse(stream: trio.abc.Stream, current: int, limit: int) -> None:
-    error = LimitExceeded(f"too many connections ({current} of {limit}); try again later")
+async def _refuse(stream: trio.abc.Stream, error: BrokerError) -> None:
     log.warning("refused a connection: %s", error.message)
-    with trio.move_on_after(1):
+    with trio.move_on_after(LINGER_SECONDS):
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await stream.send_all(
                 pack_frame({"op": "error", "code": error.code, "message": error.message})
             )
+            # Half-close, then drain what the client already sent (its hello)
+            # until it closes too: closing with unread input would send RST,
+            # and the client could lose the error before reading it.
+            send_eof = getattr(stream, "send_eof", None)
+            if send_eof is not None:
+                await send_eof()
+            drained = 0
+            while drained < LINGER_DISCARD_BYTES:
+                data = await stream.receive_some(READ_CHUNK)
+                if not data:
+                    break
+                drained += len(data)
     await trio.aclose_forcefully(stream)
 
 

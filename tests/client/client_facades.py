@@ -13,6 +13,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import trio
+import trio.testing
 
 import minibroker
 import minibroker.aio
@@ -72,6 +73,17 @@ class ClientFacade:
 
     kind: str
     client: Any
+    _advance: Callable[[float], Awaitable[None]] | None = None
+
+    async def advance(self, seconds: float) -> None:
+        """Move the broker's clock forward: due timeouts, TTLs and deadlines fire now.
+
+        TCP kinds jump the threaded server's test clock (``ThreadedBroker.advance``);
+        the in-process broker shares the test's Trio clock, so the test must ask
+        for pytest-trio's ``mock_clock`` (or ``autojump_clock``) fixture.
+        """
+        assert self._advance is not None, "this facade was not opened by make_opener"
+        await self._advance(seconds)
 
     async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call API method ``method`` (``ping``, ``put``, ``publish``...)."""
@@ -293,12 +305,30 @@ def make_opener(
     default_url: str | None,
     broker: EmbeddedBroker | None = None,
     loop: AsyncioLoop | None = None,
+    server: ThreadedBroker | None = None,
 ) -> Opener:
     """A factory of connected facades of one kind.
 
     ``opener(url=None, namespace=None, token=None, ssl_context=None)`` is an
-    async context manager; ``url`` defaults to the test's broker.
+    async context manager; ``url`` defaults to the test's broker. ``server``
+    (TCP kinds) or ``broker`` (in-process) is what ``facade.advance`` moves.
     """
+
+    async def advance(seconds: float) -> None:
+        if kind == "in-process":
+            assert broker is not None
+            clock = trio.lowlevel.current_clock()
+            if not isinstance(clock, trio.testing.MockClock):
+                raise RuntimeError(
+                    "advancing the in-process broker's clock needs a MockClock: "
+                    "ask for pytest-trio's mock_clock or autojump_clock fixture"
+                )
+            clock.jump(seconds)
+            broker.server.timers.poke_now()
+        else:
+            if server is None:
+                raise RuntimeError("no threaded server to advance for this client")
+            await trio.to_thread.run_sync(server.advance, seconds)
 
     @asynccontextmanager
     async def opener(
@@ -307,6 +337,18 @@ def make_opener(
         namespace: str | None = None,
         token: str | None = None,
         ssl_context: Any = None,
+    ) -> AsyncIterator[ClientFacade]:
+        async with _open(url, namespace=namespace, token=token, ssl_context=ssl_context) as facade:
+            facade._advance = advance
+            yield facade
+
+    @asynccontextmanager
+    async def _open(
+        url: str | None,
+        *,
+        namespace: str | None,
+        token: str | None,
+        ssl_context: Any,
     ) -> AsyncIterator[ClientFacade]:
         target = url or default_url
         if kind == "in-process":

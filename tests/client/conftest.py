@@ -19,8 +19,14 @@ nursery, ``asyncio.gather``, a pool of threads) so pipelining is exercised
 for real. ``subscription(method, ...)`` opens any push subscription the same
 way and yields a ``SubscriptionFacade`` with ``next()`` / ``batch()``.
 
-Model engineers: add methods to the clients, then test them here by name;
-nothing in this file needs to change.
+``await client.advance(seconds)`` moves the broker's clock (visibility
+timeouts, TTLs, request deadlines); the in-process kind needs pytest-trio's
+``mock_clock`` fixture for that. The facade classes live in client_facades.py,
+the scripted fake broker in fake_broker.py.
+
+Model engineers: add methods to the clients, then test them in
+test_clients_common.py (or your own module here) by name; nothing in this
+file needs to change.
 """
 
 from __future__ import annotations
@@ -67,7 +73,9 @@ def open_client(
     asyncio_loop: AsyncioLoop,
 ) -> Opener:
     """Open clients of this test's kind to the shared broker (in-process: its own)."""
-    return make_opener(client_kind, minibroker_server.url, embedded_broker, asyncio_loop)
+    return make_opener(
+        client_kind, minibroker_server.url, embedded_broker, asyncio_loop, minibroker_server
+    )
 
 
 @pytest.fixture

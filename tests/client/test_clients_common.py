@@ -107,6 +107,13 @@ async def test_clients_in_different_namespaces_do_not_share_a_connection(
         # must be invisible in the other.
 
 
+async def test_advance_moves_the_broker_clock(client: ClientFacade, mock_clock: Any) -> None:
+    # Nothing is scheduled yet: advancing must simply work for every kind
+    # (model tests use it to fire visibility timeouts, TTLs and deadlines).
+    await client.advance(5.0)
+    assert await client.call("ping", b"later") == b"later"
+
+
 # ------------------------------------------------------ auth and shutdown
 
 

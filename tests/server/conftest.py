@@ -1,4 +1,4 @@
-"""Fixtures for server tests: real ``BrokerServer`` instances on port 0 inside the test's Trio run."""
+"""Fixtures for server tests: real ``BrokerServer`` instances on port 0, in the test's Trio run."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ StartServer = Callable[..., Awaitable[BrokerServer]]
 
 @pytest.fixture
 async def start_server(nursery: trio.Nursery) -> AsyncIterator[StartServer]:
-    """``await start_server(**config)``: a served broker on a free port, shut down after the test."""
+    """``await start_server(**config)``: a broker served on a free port until the test ends."""
     servers: list[BrokerServer] = []
 
     async def start(**overrides: Any) -> BrokerServer:

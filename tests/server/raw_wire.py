@@ -83,9 +83,7 @@ class RawClient:
     def reset(self) -> None:
         """Vanish: close with RST (SO_LINGER 0), no goodbye, unread data discarded."""
         assert isinstance(self.stream, trio.SocketStream)
-        self.stream.socket.setsockopt(
-            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-        )
+        self.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.stream.socket.close()
 
     async def aclose(self) -> None:

@@ -1,0 +1,210 @@
+"""``minibroker serve`` options: flags, MINIBROKER_* environment variables, token files.
+
+These run the argument parsing in-process (fast); tests/cli/test_serve_process.py
+runs the real command as a subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from minibroker.cli import build_parser, main
+from minibroker.cli.serve import config_from_args
+from minibroker.config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig
+from minibroker.protocol.auth import Authenticator, load_tokens_file
+from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES
+
+#: Every flag of `minibroker serve` the docs promise (docs/operations.md).
+FLAGS = [
+    "--host",
+    "--port",
+    "--max-frame-bytes",
+    "--max-connections",
+    "--auth-token",
+    "--auth-file",
+    "--tls-cert",
+    "--tls-key",
+    "--metrics-host",
+    "--metrics-port",
+    "--data-dir",
+    "--fsync",
+    "--shutdown-grace",
+    "--log-level",
+]
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see the built-in defaults, whatever MINIBROKER_* the caller exported."""
+    for name in list(os.environ):
+        if name.startswith("MINIBROKER_"):
+            monkeypatch.delenv(name)
+
+
+def serve_args(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(["serve", *argv])
+
+
+def serve_flags() -> set[str]:
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    serve = commands.choices["serve"]
+    return {s for a in serve._actions for s in a.option_strings if s.startswith("--")} - {"--help"}
+
+
+def test_help_lists_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for flag in FLAGS:
+        assert flag in out, flag
+    assert "MINIBROKER_" in out
+    # And nothing undocumented: the list above is the whole set.
+    assert serve_flags() == set(FLAGS)
+
+
+def test_defaults() -> None:
+    config = config_from_args(serve_args())
+    assert config == ServerConfig()
+    assert config.host == DEFAULT_HOST == "127.0.0.1"
+    assert config.port == DEFAULT_PORT == 7878
+    assert config.max_frame_bytes == DEFAULT_MAX_FRAME_BYTES
+    assert config.tokens is None
+    assert config.metrics_port is None
+    assert config.fsync == "batch"
+
+
+def test_flags() -> None:
+    config = config_from_args(
+        serve_args(
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "9999",
+            "--max-frame-bytes",
+            "1000",
+            "--max-connections",
+            "7",
+            "--metrics-host",
+            "::1",
+            "--metrics-port",
+            "9100",
+            "--data-dir",
+            "/tmp/x",
+            "--fsync",
+            "always",
+            "--shutdown-grace",
+            "1.5",
+        )
+    )
+    assert config.host == "0.0.0.0"
+    assert config.port == 9999
+    assert config.max_frame_bytes == 1000
+    assert config.max_connections == 7
+    assert config.metrics_host == "::1"
+    assert config.metrics_port == 9100
+    assert config.data_dir == Path("/tmp/x")
+    assert config.fsync == "always"
+    assert config.shutdown_grace == 1.5
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "attribute", "expected"),
+    [
+        ("MINIBROKER_HOST", "0.0.0.0", "host", "0.0.0.0"),
+        ("MINIBROKER_PORT", "7001", "port", 7001),
+        ("MINIBROKER_MAX_FRAME_BYTES", "2048", "max_frame_bytes", 2048),
+        ("MINIBROKER_MAX_CONNECTIONS", "5", "max_connections", 5),
+        ("MINIBROKER_AUTH_TOKEN", "t0k", "tokens", {"t0k": "token"}),
+        ("MINIBROKER_METRICS_HOST", "0.0.0.0", "metrics_host", "0.0.0.0"),
+        ("MINIBROKER_METRICS_PORT", "9101", "metrics_port", 9101),
+        ("MINIBROKER_DATA_DIR", "/var/lib/mb", "data_dir", Path("/var/lib/mb")),
+        ("MINIBROKER_FSYNC", "never", "fsync", "never"),
+        ("MINIBROKER_SHUTDOWN_GRACE", "2.5", "shutdown_grace", 2.5),
+    ],
+)
+def test_environment_variables(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, attribute: str, expected: object
+) -> None:
+    monkeypatch.setenv(variable, value)
+    assert getattr(config_from_args(serve_args()), attribute) == expected
+
+
+def test_flags_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MINIBROKER_PORT", "7001")
+    assert config_from_args(serve_args("--port", "7002")).port == 7002
+
+
+def test_log_level_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MINIBROKER_LOG_LEVEL", "debug")
+    assert serve_args().log_level == "debug"
+
+
+def test_tls_files_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MINIBROKER_TLS_CERT", "/etc/mb/cert.pem")
+    monkeypatch.setenv("MINIBROKER_TLS_KEY", "/etc/mb/key.pem")
+    config = config_from_args(serve_args())
+    assert config.tls_cert == Path("/etc/mb/cert.pem")
+    assert config.tls_key == Path("/etc/mb/key.pem")
+
+
+def test_tls_cert_needs_a_key() -> None:
+    with pytest.raises(SystemExit, match="--tls-cert and --tls-key"):
+        config_from_args(serve_args("--tls-cert", "cert.pem"))
+
+
+@pytest.mark.parametrize("bad", [["--port", "seven"], ["--fsync", "sometimes"]])
+def test_bad_flag_values_are_usage_errors(bad: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        serve_args(*bad)
+    assert exit_info.value.code == 2
+
+
+# ----------------------------------------------------------- token files
+
+
+def test_auth_file(tmp_path: Path) -> None:
+    path = tmp_path / "tokens"
+    path.write_text(
+        "# who may connect\n\nci:s3cret\n  ops : with spaces  \nbare-token\nsvc:token:with:colons\n"
+    )
+    tokens = load_tokens_file(str(path))
+    assert tokens == {
+        "s3cret": "ci",
+        "with spaces": "ops",
+        "bare-token": "token5",  # named after its line number
+        "token:with:colons": "svc",
+    }
+    auth = Authenticator(tokens)
+    assert auth.authenticate("s3cret").name == "ci"
+    assert auth.authenticate("token:with:colons").name == "svc"
+
+
+def test_auth_file_rejects_an_empty_token(tmp_path: Path) -> None:
+    path = tmp_path / "tokens"
+    path.write_text("ci:s3cret\nops:\n")
+    with pytest.raises(ValueError, match=r"tokens:2: empty token"):
+        load_tokens_file(str(path))
+
+
+def test_auth_token_and_file_combine(tmp_path: Path) -> None:
+    path = tmp_path / "tokens"
+    path.write_text("ci:s3cret\n")
+    config = config_from_args(serve_args("--auth-token", "admin-t", "--auth-file", str(path)))
+    assert config.tokens == {"admin-t": "token", "s3cret": "ci"}
+
+
+def test_missing_auth_file_is_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (keep serve's logging set-up from touching this test process's root logger)
+    monkeypatch.setattr(logging, "basicConfig", lambda **kwargs: None)
+    status = main(["serve", "--auth-file", str(tmp_path / "missing"), "--port", "0"])
+    assert status == 2
+    assert "missing" in capsys.readouterr().err
