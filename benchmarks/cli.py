@@ -23,6 +23,7 @@ from typing import Any
 
 from benchmarks.config import ALL_TARGETS, ALL_WORKLOADS, FULL, QUICK, RunConfig
 from benchmarks.payload import MIN_BODY_SIZE, expected_checksum
+from benchmarks.profiling import maybe_profile, profile_path, py_spy
 from benchmarks.results import METRICS, Measurement, RunResults
 from benchmarks.runner import PhaseOutcome, Reports, run_phase
 from benchmarks.sysinfo import load_average
@@ -106,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="run each scenario N times and report the median (any failed run fails the row)",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="record a py-spy flame graph of the minibroker server for each scenario "
+        "(<out>/profiles/; needs py-spy)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     return parser
 
@@ -163,7 +170,13 @@ def run_scenario(scenario: Scenario, progress: Any) -> list[Measurement]:
 
 
 def run_target(
-    target: Target, cfg: RunConfig, results: RunResults, console: Any, progress: Any
+    target: Target,
+    cfg: RunConfig,
+    results: RunResults,
+    console: Any,
+    progress: Any,
+    out: Path,
+    profiler: str | None = None,
 ) -> None:
     """Set a target up, run every workload asked for, tear it down. Never raises for a
     broker's sake: an unreachable peer is a skip line, a broken run a FAILED row."""
@@ -196,7 +209,12 @@ def run_target(
                 # build the scenarios once per repetition: each gets fresh queue/topic names
                 rounds = [BUILDERS[workload](name, impl, cfg) for _ in range(cfg.repeat)]
                 for i in range(len(rounds[0])):
-                    runs = [measure(r[i], cfg, console, progress) for r in rounds]
+                    runs = []
+                    for n, r in enumerate(rounds):
+                        label = r[i].label + (f" run {n + 1}" if cfg.repeat > 1 else "")
+                        svg = profile_path(out, name, label, r[i].client)
+                        with maybe_profile(profiler, target.server_pid(), svg):
+                            runs.append(measure(r[i], cfg, console, progress))
                     for m in combine_runs(runs):
                         print_measurement(console, m)
                         results.measurements.append(m)
@@ -303,6 +321,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         machine=machine_info(),
     )
     console.print(f"[bold]minibroker benchmarks[/] → {out}")
+    profiler = py_spy() if args.profile else None
+    if args.profile and profiler is None:
+        console.print(
+            "[yellow]--profile: py-spy is not installed (pip install py-spy); no profiles[/]"
+        )
     console.print(
         f"targets {', '.join(cfg.targets)} · workloads {', '.join(cfg.workloads)} · "
         f"body {cfg.body_size} B{' · quick' if cfg.quick else ''}"
@@ -313,10 +336,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with progress:
         for name in cfg.targets:
-            run_target(make_target(name, cfg, log_dir), cfg, results, console, progress)
+            target = make_target(name, cfg, log_dir)
+            run_target(target, cfg, results, console, progress, out, profiler)
 
     results.finished = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     results.machine["load_end"] = load_average()
+    results.profiles = sorted(str(p.relative_to(out)) for p in out.glob("profiles/*.svg"))
     results.save(out / "results.json")
     (out / "results.md").write_text(report.render_markdown(results))
     if not args.no_plots:

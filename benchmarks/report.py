@@ -249,6 +249,9 @@ def render_body(results: RunResults, heading: str = "##") -> list[str]:
             lines += [f"**{target}**", ""] + [f"- {n}" for n in notes] + [""]
     if "kafka" in results.targets() or any("kafka" in s for s in results.skipped):
         lines += [KAFKA_NOTE, ""]
+    if results.profiles:
+        lines += [f"{heading} Server profiles (py-spy)", ""]
+        lines += [f"- [{Path(p).stem}]({p})" for p in results.profiles] + [""]
     if results.versions:
         lines += [f"{heading} Versions", ""]
         lines += _table(["Component", "Version"], [[k, v] for k, v in results.versions.items()])

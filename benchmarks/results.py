@@ -76,6 +76,7 @@ class RunResults:
     measurements: list[Measurement] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # one clear line each
     notes: dict[str, list[str]] = field(default_factory=dict)  # target -> how it was configured
+    profiles: list[str] = field(default_factory=list)  # --profile: flame graphs, relative paths
     finished: str = ""
 
     def failed(self) -> list[Measurement]:

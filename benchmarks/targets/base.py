@@ -49,6 +49,10 @@ class Target(ABC):
         """How this target is configured, one sentence each, for the report."""
         return []
 
+    def server_pid(self) -> int | None:
+        """The pid of the server process this target started, for ``--profile``."""
+        return None
+
     def unavailable(self, workload: str) -> str | None:
         """Why this target cannot run ``workload`` yet (e.g. a client method that does not
         exist yet); None when it can. Reported as a skip line, not as a failure."""

@@ -203,6 +203,9 @@ class MinibrokerTarget(Target):
             "`connect()` + `ping()` in a fresh process (import time reported apart).",
         ]
 
+    def server_pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
     def unavailable(self, workload: str) -> str | None:
         missing = missing_methods(workload)
         if missing:

@@ -492,7 +492,7 @@ async def _w1_consumer_aio(ctx: RoleContext) -> dict[str, Any]:
 
 # --- W3: stream queue ----------------------------------------------------------------
 
-STREAM_ARGS = {"x-queue-type": "stream"}
+STREAM_ARGS: dict[str, Any] = {"x-queue-type": "stream"}
 
 
 def w3_appender_aio(ctx: RoleContext) -> dict[str, Any]:

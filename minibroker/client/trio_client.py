@@ -37,6 +37,12 @@ log = logging.getLogger("minibroker.client")
 
 T = TypeVar("T")
 
+#: Frames up to this size are sent directly by the calling task (see Client._send).
+DIRECT_SEND_MAX_BYTES = 65536
+#: Seconds a direct send may block on a peer that does not read before the
+#: connection is declared dead.
+SEND_STALL_TIMEOUT = 30.0
+
 #: Items a subscription may hold unread before the client stops reading the socket.
 DEFAULT_MAX_PENDING = 10_000
 
@@ -185,6 +191,7 @@ class Client(AsyncMethods):
         self._subscriptions: dict[int, Subscription[Any]] = {}
         self._outbox: list[bytes] = []
         self._outbox_ready = trio.Event()
+        self._sending = False
         self._max_pending = max_pending
         self._closed: BaseException | None = None
         self.server_info: dict[str, Any] = {}
@@ -205,15 +212,42 @@ class Client(AsyncMethods):
         self._pending[request_id] = waiter
         if on_reply is not None:
             self._on_reply[request_id] = on_reply
-        self._outbox.append(data)
-        self._outbox_ready.set()
         try:
+            await self._send(data)
             await waiter.event.wait()
         finally:
             self._pending.pop(request_id, None)
         if waiter.error is not None:
             raise waiter.error
         return call.parse(waiter.result)
+
+    async def _send(self, data: bytes) -> None:
+        """Send at once when nobody else is sending, else queue for the writer task.
+
+        Handing every frame to the writer task costs a task switch, which is
+        most of a sequential call's latency; under concurrency the writer
+        still coalesces everything queued meanwhile into one ``send_all``.
+        The direct send is shielded, because a send cancelled midway would
+        leave half a frame on the wire; a peer that stops reading for
+        ``SEND_STALL_TIMEOUT`` seconds is treated as a dead connection.
+        """
+        if self._sending or self._outbox or len(data) > DIRECT_SEND_MAX_BYTES:
+            self._outbox.append(data)
+            self._outbox_ready.set()
+            return
+        self._sending = True
+        try:
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(SEND_STALL_TIMEOUT) as stalled:
+                    await self._stream.send_all(data)
+                if stalled.cancelled_caught:
+                    self._fail(connection_lost("the broker stopped reading"))
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._fail(connection_lost(str(exc) or type(exc).__name__))
+        finally:
+            self._sending = False
+            if self._outbox:
+                self._outbox_ready.set()
 
     def _post(self, call: Call[Any]) -> None:
         """Send ``call`` without waiting; its answer is ignored (cleanup on cancellation)."""
@@ -260,11 +294,15 @@ class Client(AsyncMethods):
             while True:
                 await self._outbox_ready.wait()
                 self._outbox_ready = trio.Event()
-                if not self._outbox:
-                    continue
+                if not self._outbox or self._sending:
+                    continue  # a direct send is in progress; it wakes us when done
                 data = b"".join(self._outbox)
                 self._outbox.clear()
-                await self._stream.send_all(data)
+                self._sending = True
+                try:
+                    await self._stream.send_all(data)
+                finally:
+                    self._sending = False
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._fail(connection_lost(str(exc) or type(exc).__name__))
 
