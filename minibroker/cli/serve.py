@@ -24,8 +24,24 @@ ENV_PREFIX = "MINIBROKER_"
 
 
 def _env(name: str, default: Any) -> Any:
-    """Each flag's default comes from MINIBROKER_<FLAG> when that is set."""
+    """Each flag's default comes from MINIBROKER_<FLAG> when that is set.
+
+    The value from the environment is a string, which argparse converts and
+    checks with the flag's ``type`` like a command-line value, so a bad
+    MINIBROKER_PORT is a usage error, not a traceback. (argparse does not
+    check ``choices`` against defaults: ``_check_choices`` does that.)
+    """
     return os.environ.get(ENV_PREFIX + name.upper().replace("-", "_"), default)
+
+
+def _check_choices(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse a MINIBROKER_* value outside a flag's choices, as argparse does for flags."""
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        if action.choices is not None and value not in action.choices:
+            allowed = ", ".join(map(str, action.choices))
+            env = ENV_PREFIX + action.dest.upper()
+            parser.error(f"{env}={value!r} is not one of {allowed}")
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,19 +57,19 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--port",
         type=int,
-        default=int(_env("port", DEFAULT_PORT)),
+        default=_env("port", DEFAULT_PORT),
         help="TCP port, 0 for any free port (default %(default)s)",
     )
     parser.add_argument(
         "--max-frame-bytes",
         type=int,
-        default=int(_env("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES)),
+        default=_env("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES),
         help="largest accepted frame (default %(default)s)",
     )
     parser.add_argument(
         "--max-connections",
         type=int,
-        default=int(_env("max_connections", 10_000)),
+        default=_env("max_connections", 10_000),
         help="concurrent connections (default %(default)s)",
     )
     parser.add_argument(
@@ -62,7 +78,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--auth-file",
         default=_env("auth_file", None),
-        help="file of accepted tokens, one 'name:token' per line",
+        help="file of accepted tokens: one 'name:token' (or bare 'token') per line, "
+        "'#' starts a comment",
     )
     parser.add_argument(
         "--tls-cert", default=_env("tls_cert", None), help="PEM certificate (chain) for TLS"
@@ -77,7 +94,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--metrics-port",
         type=int,
         default=_env("metrics_port", None),
-        help="serve Prometheus /metrics on this port",
+        help="serve Prometheus /metrics over HTTP on this port, 0 for any free port "
+        "(default: no metrics endpoint)",
     )
     parser.add_argument(
         "--data-dir",
@@ -93,16 +111,16 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--shutdown-grace",
         type=float,
-        default=float(_env("shutdown_grace", 5.0)),
+        default=_env("shutdown_grace", 5.0),
         help="seconds clients get to finish on SIGTERM (default %(default)s)",
     )
     parser.add_argument(
         "--log-level",
         default=_env("log_level", "info"),
         choices=["debug", "info", "warning", "error"],
-        help="(default %(default)s)",
+        help="log verbosity, on stderr (default %(default)s)",
     )
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, serve_parser=parser)
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -130,6 +148,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    _check_choices(args.serve_parser, args)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from minibroker.client.protocol import Call
 from minibroker.client.pushes import SubscriptionEnded
 from minibroker.core.errors import BrokerError, ConnectionClosed, OffsetOutOfRange
-from minibroker.storage.record import Record, decode_fields
+from minibroker.storage.record import Record, decode_records
 
 if TYPE_CHECKING:
     # api.py inherits these mixins, so importing it at run time would be circular.
@@ -115,31 +115,13 @@ def _parse_stats(result: dict[str, Any]) -> LogStats:
     )
 
 
-# Replay speed is decoding speed. ``decode_fields`` checks every CRC and the
-# shape of every record and returns plain tuples; building the frozen Record
-# dataclass through its __init__ (object.__setattr__ per field) would cost as
-# much again, so the slots are set directly, which is about 3x cheaper.
-_new_record = object.__new__
-_set_offset = vars(Record)["offset"].__set__
-_set_timestamp = vars(Record)["timestamp_ms"].__set__
-_set_key = vars(Record)["key"].__set__
-_set_headers = vars(Record)["headers"].__set__
-_set_body = vars(Record)["body"].__set__
-
-
 def records_from_bytes(data: bytes) -> list[Record]:
-    """Decode the raw record frames of a read or push (same result as ``decode_records``)."""
-    records: list[Record] = []
-    add = records.append
-    for offset, timestamp_ms, key, headers, body in decode_fields(data):
-        record = _new_record(Record)
-        _set_offset(record, offset)
-        _set_timestamp(record, timestamp_ms)
-        _set_key(record, key)
-        _set_headers(record, headers)
-        _set_body(record, body)
-        add(record)
-    return records
+    """Decode the raw record frames of a read or push, checking every CRC.
+
+    Replay speed is decoding speed: ``decode_records`` is one loop over the
+    frames building NamedTuple records, with no per-record work in the broker.
+    """
+    return decode_records(data)
 
 
 def parse_records(frame: dict[str, Any], client: Any) -> list[Record]:
@@ -156,15 +138,17 @@ def _encode_record(item: RecordItem) -> dict[str, Any]:
         return {"body": item}
     if isinstance(item, bytearray | memoryview):
         return {"body": bytes(item)}
-    if isinstance(item, tuple):
+    if isinstance(item, str):
+        raise TypeError("record bodies are bytes; encode text first (e.g. s.encode())")
+    if hasattr(item, "body"):  # a Record (itself a tuple) or any record-like object
+        body = item.body
+        key, headers = getattr(item, "key", None), getattr(item, "headers", None)
+    elif isinstance(item, tuple):
         body, key, headers = (*item, None, None)[:3]
     elif isinstance(item, Mapping):
         body, key, headers = item["body"], item.get("key"), item.get("headers")
-    elif isinstance(item, str):
-        raise TypeError("record bodies are bytes; encode text first (e.g. s.encode())")
     else:
-        body = getattr(item, "body")  # noqa: B009 (any object with a body attribute)
-        key, headers = getattr(item, "key", None), getattr(item, "headers", None)
+        raise TypeError(f"cannot append a {type(item).__name__}: give bytes, a tuple or a map")
     return _record_map(body, key, headers)
 
 

@@ -36,12 +36,12 @@ from collections.abc import (
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, suppress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import sniffio
 
 from minibroker.client.protocol import Call
-from minibroker.core.errors import BrokerError, ConnectionClosed, ResponderError
+from minibroker.core.errors import BrokerError, ResponderError, TooLarge
 
 log = logging.getLogger("minibroker.client")
 
@@ -131,41 +131,132 @@ class _IncomingBase:
     #: Set by ``reply``/``fail``; a request is answered at most once.
     answered: bool = field(default=False, init=False)
 
+    def _answer(self, body: bytes, headers: dict[str, str] | None) -> None:
+        """Check what the broker would refuse, then mark the request answered."""
+        if self.answered:
+            raise RuntimeError(f"request {self.rid} on {self.subject!r} was already answered")
+        _check_reply(self._client, body, headers)
+        self.answered = True
+
+    def _post(self, call: Call[bool]) -> bool:
+        """Send ``call`` without waiting; False if the transport cannot (then wait)."""
+        post = getattr(self._client, "_post", None)
+        if post is None:
+            return False
+        post(call)
+        return True
+
+
+def _check_reply(client: Any, body: bytes, headers: dict[str, str] | None) -> None:
+    """Refuse locally what the broker would refuse: a posted reply's error is never read."""
+    if not isinstance(body, bytes | bytearray):
+        raise TypeError(f"a reply body must be bytes, not {type(body).__name__}")
+    limit = getattr(client, "server_info", {}).get("limits", {}).get("max_message_bytes")
+    if limit is not None and len(body) > limit:
+        raise TooLarge(
+            f"reply body of {len(body)} bytes exceeds the limit of {limit} bytes", limit=limit
+        )
+    if headers and not all(type(k) is str and type(v) is str for k, v in headers.items()):
+        raise TypeError("reply headers must map str to str")
+
 
 @dataclass(slots=True)
 class IncomingRequest(_IncomingBase):
-    """A request for an async responder; answer it with ``reply`` or ``fail``."""
+    """A request for an async responder; answer it once with ``reply`` or ``fail``.
 
-    async def reply(self, body: bytes = b"", headers: dict[str, str] | None = None) -> bool:
-        """Send the reply. True if the requester was still waiting; False if the
-        request had already ended (deadline passed, requester gone): the reply
-        is then dropped, which is not an error."""
-        self.answered = True
-        result: bool = await self._client._call(reply_call(self.rid, body, headers))
-        return result
+    Answers are sent without waiting for the broker (like NATS's
+    ``msg.respond``), so a responder loop never waits a round trip per
+    request. Pass ``confirm=True`` to wait for the broker's answer instead:
+    True if the requester was still waiting, False if the request had
+    already ended (deadline passed, requester gone) and the reply was
+    dropped. A late reply is never an error.
+    """
 
-    async def fail(self, message: str) -> bool:
+    @overload
+    async def reply(
+        self,
+        body: bytes = ...,
+        headers: dict[str, str] | None = ...,
+        *,
+        confirm: Literal[False] = ...,
+    ) -> None: ...
+
+    @overload
+    async def reply(
+        self, body: bytes, headers: dict[str, str] | None = ..., *, confirm: Literal[True]
+    ) -> bool: ...
+
+    async def reply(
+        self, body: bytes = b"", headers: dict[str, str] | None = None, *, confirm: bool = False
+    ) -> bool | None:
+        """Send the reply (see the class docstring for ``confirm``)."""
+        call = reply_call(self.rid, bytes(body), headers)
+        self._answer(body, headers)
+        if confirm or not self._post(call):
+            delivered: bool = await self._client._call(call)
+            return delivered if confirm else None
+        return None
+
+    @overload
+    async def fail(self, message: str, *, confirm: Literal[False] = ...) -> None: ...
+
+    @overload
+    async def fail(self, message: str, *, confirm: Literal[True]) -> bool: ...
+
+    async def fail(self, message: str, *, confirm: bool = False) -> bool | None:
         """Answer with an error: the requester's ``request`` raises ``ResponderError``."""
-        self.answered = True
-        result: bool = await self._client._call(fail_call(self.rid, message))
-        return result
+        call = fail_call(self.rid, str(message))
+        self._answer(b"", None)
+        if confirm or not self._post(call):
+            delivered: bool = await self._client._call(call)
+            return delivered if confirm else None
+        return None
 
 
 @dataclass(slots=True)
 class SyncIncomingRequest(_IncomingBase):
-    """A request for a blocking responder; ``reply``/``fail`` block until sent."""
+    """A request for a blocking responder; the same ``reply``/``fail`` as
+    ``IncomingRequest``, without ``await``."""
 
-    def reply(self, body: bytes = b"", headers: dict[str, str] | None = None) -> bool:
-        """Send the reply; True if delivered, False if the request had already ended."""
-        self.answered = True
-        result: bool = self._client._call(reply_call(self.rid, body, headers))
-        return result
+    @overload
+    def reply(
+        self,
+        body: bytes = ...,
+        headers: dict[str, str] | None = ...,
+        *,
+        confirm: Literal[False] = ...,
+    ) -> None: ...
 
-    def fail(self, message: str) -> bool:
+    @overload
+    def reply(
+        self, body: bytes, headers: dict[str, str] | None = ..., *, confirm: Literal[True]
+    ) -> bool: ...
+
+    def reply(
+        self, body: bytes = b"", headers: dict[str, str] | None = None, *, confirm: bool = False
+    ) -> bool | None:
+        """Send the reply; with ``confirm=True`` block for the broker's answer."""
+        call = reply_call(self.rid, bytes(body), headers)
+        self._answer(body, headers)
+        if confirm or not self._post(call):
+            delivered: bool = self._client._call(call)
+            return delivered if confirm else None
+        return None
+
+    @overload
+    def fail(self, message: str, *, confirm: Literal[False] = ...) -> None: ...
+
+    @overload
+    def fail(self, message: str, *, confirm: Literal[True]) -> bool: ...
+
+    def fail(self, message: str, *, confirm: bool = False) -> bool | None:
         """Answer with an error: the requester's ``request`` raises ``ResponderError``."""
-        self.answered = True
-        result: bool = self._client._call(fail_call(self.rid, message))
-        return result
+        call = fail_call(self.rid, str(message))
+        self._answer(b"", None)
+        if confirm or not self._post(call):
+            delivered: bool = self._client._call(call)
+            return delivered if confirm else None
+        return None
 
 
 def parse_requests(frame: dict[str, Any], client: Any) -> list[IncomingRequest]:
@@ -220,34 +311,28 @@ async def _handle_async(
     req: IncomingRequest, handler: Callable[[IncomingRequest], Awaitable[HandlerResult]]
 ) -> None:
     try:
-        try:
-            body, headers = _answer_of(await handler(req))
-        except Exception as exc:
-            if not req.answered:
-                await req.fail(_failure_message(exc))
-            return
+        result = await handler(req)
         if not req.answered:
+            body, headers = _answer_of(result)
             await req.reply(body, headers)
-    except ConnectionClosed:
-        pass  # the responder's connection is gone; the broker failed the request
+    except Exception as exc:
+        if not req.answered:
+            with suppress(BrokerError):  # the connection is gone: nobody to tell
+                await req.fail(_failure_message(exc))
 
 
 def _handle_sync(
     req: SyncIncomingRequest, handler: Callable[[SyncIncomingRequest], HandlerResult]
 ) -> None:
     try:
-        try:
-            body, headers = _answer_of(handler(req))
-        except Exception as exc:
-            if not req.answered:
-                req.fail(_failure_message(exc))
-            return
+        result = handler(req)
         if not req.answered:
+            body, headers = _answer_of(result)
             req.reply(body, headers)
-    except ConnectionClosed:
-        pass
-    except BrokerError:
-        log.exception("could not send the reply to request %s", req.rid)
+    except Exception as exc:
+        if not req.answered:
+            with suppress(BrokerError):
+                req.fail(_failure_message(exc))
 
 
 async def _serve_trio(

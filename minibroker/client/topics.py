@@ -115,7 +115,7 @@ def parse_messages(frame: dict[str, Any], client: Any) -> list[TopicMessage]:
 
 
 def _encode_message(item: MessageItem) -> dict[str, Any]:
-    if isinstance(item, bytes | bytearray | memoryview):
+    if isinstance(item, bytes | bytearray | memoryview | str):  # str: sent as UTF-8
         return {"body": item}
     if isinstance(item, tuple):
         body, headers = item

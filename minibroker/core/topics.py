@@ -350,12 +350,15 @@ class Topics:
                     index=index,
                 )
         stats = self.stats
-        stats.published += count
         if route is _NO_ROUTE or not count:
+            stats.published += count
             stats.unrouted += count
             return PublishResult(0, 0)
         batch = [TopicMessage(topic, m.body, m.headers) for m in messages]
+        # Queues first: a storage error there fails the publish before any
+        # subscriber has seen it.
         enqueued = self._enqueue(route.queues, batch, now) if route.queues else 0
+        stats.published += count
         copies = 0
         for subscription in route.subscriptions:
             subscription.push(batch)

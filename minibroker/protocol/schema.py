@@ -103,11 +103,30 @@ def _optional(inner: Checker) -> Checker:
     return check
 
 
-def _list_of(inner: Checker) -> Checker:
+def _list_of(inner: Checker, exact: type | None) -> Checker:
+    """Check every item; batches are long, so the happy path does no per-item extras.
+
+    Items of one exact scalar type (a list of delivery ids) pass without a
+    call per item. Otherwise each item is checked without building its
+    "messages[7]" path; only when something fails is the list walked again
+    with paths, to name the first bad item precisely.
+    """
+
     def check(value: object, path: str) -> list[object]:
         if type(value) is not list:
             raise _fail(path, "an array", value)
-        return [inner(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        if exact is not None:
+            for item in value:
+                if type(item) is not exact:
+                    break
+            else:
+                return value
+        try:
+            return [inner(item, path) for item in value]
+        except BadRequest:
+            for i, item in enumerate(value):
+                inner(item, f"{path}[{i}]")
+            raise
 
     return check
 
@@ -171,7 +190,7 @@ def checker_for(annotation: object) -> Checker:
             )
         return _optional(inner) if type(None) in args else inner
     if origin is list:
-        return _list_of(checker_for(args[0]))
+        return _list_of(checker_for(args[0]), _exact_type(args[0]))
     if origin is dict:
         if args != (str, str):
             raise TypeError(f"only dict[str, str] maps are supported, not {annotation}")
@@ -196,36 +215,57 @@ def compile_decoder(cls: type[T]) -> Callable[[dict[Any, Any], str], T]:
 
     Fields without a default are required; ``op`` is never read from the map
     (the registry already used it to pick the class).
+
+    Like ``dataclasses`` itself, this writes the decoder's source and
+    compiles it: one straight line of checks per field, no loop and no
+    intermediate dict. A message batch runs this once per message, so the
+    difference (about 2x over a generic loop) is the difference users see.
+    For ``Put`` the generated code reads, in part::
+
+        def decode(raw, path=""):
+            get = raw.get
+            v0 = get('id')
+            if v0 is None:
+                raise _missing(path, 'id')
+            if type(v0) is not _exact0:
+                v0 = _check0(v0, path + 'id')
+            ...
+            return _cls(v0, v1, v2)
     """
     hints = typing.get_type_hints(cls)
-    # (name, exact type accepted without a call, checker, required)
-    plan: list[tuple[str, type | None, Checker, bool]] = []
-    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+    namespace: dict[str, Any] = {"_cls": cls, "_missing": _missing}
+    lines = ["def decode(raw, path=''):", "    get = raw.get"]
+    arguments = []
+    for i, field in enumerate(dataclasses.fields(cls)):  # type: ignore[arg-type]
         if not field.init:
             continue
-        required = (
-            field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
-        )
         annotation = hints[field.name]
-        plan.append((field.name, _exact_type(annotation), checker_for(annotation), required))
-
-    def decode(raw: dict[Any, Any], path: str = "") -> T:
-        values: dict[str, object] = {}
-        get = raw.get
-        for name, exact, check, required in plan:
-            value = get(name)
-            if value is None:
-                if required:
-                    raise BadRequest(f"missing required field {path + name!r}")
-                continue
-            # The common case (the value already has the exact type) costs one
-            # comparison; anything else goes through the full checker.
-            if type(value) is not exact:
-                value = check(value, path + name)
-            values[name] = value
-        return cls(**values)
-
+        namespace[f"_check{i}"] = checker_for(annotation)
+        namespace[f"_exact{i}"] = _exact_type(annotation)
+        lines.append(f"    v{i} = get({field.name!r})")
+        lines.append(f"    if v{i} is None:")
+        if field.default is not dataclasses.MISSING:
+            namespace[f"_default{i}"] = field.default
+            lines.append(f"        v{i} = _default{i}")
+        elif field.default_factory is not dataclasses.MISSING:
+            namespace[f"_factory{i}"] = field.default_factory
+            lines.append(f"        v{i} = _factory{i}()")
+        else:
+            lines.append(f"        raise _missing(path, {field.name!r})")
+        # The common case (the value already has the exact type) costs one
+        # comparison; anything else goes through the full checker.
+        lines.append(f"    elif type(v{i}) is not _exact{i}:")
+        lines.append(f"        v{i} = _check{i}(v{i}, path + {field.name!r})")
+        arguments.append(f"{field.name}=v{i}")
+    lines.append(f"    return _cls({', '.join(arguments)})")
+    exec("\n".join(lines), namespace)
+    decode: Callable[[dict[Any, Any], str], T] = namespace["decode"]
+    decode.__qualname__ = f"decode_{cls.__name__}"
     return decode
+
+
+def _missing(path: str, name: str) -> BadRequest:
+    return BadRequest(f"missing required field {path + name!r}")
 
 
 def _exact_type(annotation: object) -> type | None:

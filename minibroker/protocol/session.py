@@ -103,6 +103,8 @@ class Session:
         #: Set when the connection must close once the outbound buffer is sent.
         self.closing: BrokerError | None = None
         self.closed = False
+        #: Set once ``bye`` is written: it is the last frame, nothing follows it.
+        self._sealed = False
         #: The current time on the Trio clock, set by the shell before each call in.
         self.now = 0.0
         #: Called whenever there is something new to send; the shell wakes its writer.
@@ -130,7 +132,7 @@ class Session:
         self.wakeup()
 
     def push_ready(self, source: PushSource) -> None:
-        if not self.closed:
+        if not self.closed and not self._sealed:
             self._ready[source.sub_id] = source
             self.wakeup()
 
@@ -139,6 +141,10 @@ class Session:
         if self.closing is None and not self.closed:
             self._write(pack_frame({"op": "bye", "code": error.code, "message": error.message}))
             self.closing = error
+            # Nothing may follow the goodbye: not a late response (a timer
+            # resolving a parked request), not a push.
+            self._sealed = True
+            self._ready.clear()
             self.wakeup()
 
     # -------------------------------------------------------------- input
@@ -276,6 +282,8 @@ class Session:
     # ------------------------------------------------------------- output
 
     def _write(self, data: bytes) -> None:
+        if self._sealed:
+            return
         # One call per frame (a push encoder's batch counts as one frame).
         self.stats.frames_out += 1
         self._out.append(data)

@@ -208,3 +208,28 @@ def test_missing_auth_file_is_reported(
     status = main(["serve", "--auth-file", str(tmp_path / "missing"), "--port", "0"])
     assert status == 2
     assert "missing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "complaint"),
+    [
+        ("MINIBROKER_PORT", "seven", "invalid int value: 'seven'"),
+        ("MINIBROKER_SHUTDOWN_GRACE", "soon", "invalid float value: 'soon'"),
+        ("MINIBROKER_FSYNC", "sometimes", "MINIBROKER_FSYNC='sometimes' is not one of"),
+        ("MINIBROKER_LOG_LEVEL", "loud", "MINIBROKER_LOG_LEVEL='loud' is not one of"),
+    ],
+)
+def test_bad_environment_values_are_usage_errors(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+    complaint: str,
+) -> None:
+    """A bad MINIBROKER_* value is reported like a bad flag: one line, status 2."""
+    monkeypatch.setenv(variable, value)
+    monkeypatch.setattr(logging, "basicConfig", lambda **kwargs: None)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve"])
+    assert exit_info.value.code == 2
+    assert complaint in capsys.readouterr().err

@@ -15,6 +15,7 @@ from minibroker.core.errors import (
     InvalidName,
     NotFound,
     SlowConsumer,
+    StorageFull,
     TooLarge,
 )
 from minibroker.core.queues import QueueOptions
@@ -429,3 +430,21 @@ def test_full_bound_queue_refuses_its_copy_without_failing_the_publish() -> None
     assert bodies_in_queue(w, "small") == ["1"]
     assert bodies_in_queue(w, "big") == ["1", "2"]
     assert take(sub) == ["1", "2"]
+
+
+def test_storage_failure_of_a_bound_queue_fails_the_publish_before_subscribers_see_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    w = World()
+    w.ns.queues.declare("q", QueueOptions(), w.now)
+    w.topics.bind("q", "t")
+    sub = w.sub("t")
+
+    def disk_full(messages: object, now: float) -> int:
+        raise StorageFull("no space left on device")
+
+    monkeypatch.setattr(w.ns.queues.get("q"), "put", disk_full)
+    with pytest.raises(StorageFull):
+        w.publish("t", "x")
+    assert not sub.items
+    assert w.topics.stats.published == 0

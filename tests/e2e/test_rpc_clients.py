@@ -219,7 +219,7 @@ def test_blocking_request_times_out_on_the_brokers_clock(
         with pytest.raises(Timeout) as info:
             pending.result(timeout=30)
         assert not isinstance(info.value, TimeoutError), "the broker's, not the client's"
-        assert incoming.reply(b"late") is False
+        assert incoming.reply(b"late", confirm=True) is False
         assert requester.ping(b"ok") == b"ok"
 
 
@@ -298,5 +298,5 @@ def test_blocking_respond_loop(minibroker_url: str) -> None:
         pending = pool.submit(request_all, "trio", minibroker_url, [b"a", b"b"], "svc.loop")
         for _ in range(2):
             req = requests.get(timeout=30)
-            assert req.reply(req.body * 2, {"n": "2"}) is True
+            assert req.reply(req.body * 2, {"n": "2"}, confirm=True) is True
         assert sorted(r.body for r in pending.result(timeout=30)) == [b"aa", b"bb"]

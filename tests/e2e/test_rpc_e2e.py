@@ -27,6 +27,7 @@ from minibroker.core.errors import (
     ResponderError,
     ResponderGone,
     Timeout,
+    TooLarge,
 )
 from minibroker.core.rpc import RequestRouter
 from minibroker.embedded import EmbeddedBroker
@@ -116,20 +117,57 @@ async def test_a_late_reply_is_dropped_counted_and_not_an_error(
     async with responder.respond("svc.slow") as requests, trio.open_nursery() as nursery:
 
         async def slow_responder() -> None:
+            confirm = True
             async for req in requests:
                 await trio.sleep(10)
-                assert await req.reply(b"too late") is False
-                await req.reply(b"twice")  # still not an error
+                if confirm:  # the broker says the reply found nobody
+                    assert await req.reply(b"too late", confirm=True) is False
+                else:  # fire and forget: no answer awaited, no error either
+                    await req.reply(b"too late")
+                confirm = False
 
         nursery.start_soon(slow_responder)
         with pytest.raises(Timeout):
             await requester.request("svc.slow", timeout=1)
         await trio.sleep(20)
-        assert router(minibroker_broker).stats.replies_dropped == 2
+        assert router(minibroker_broker).stats.replies_dropped == 1
         # The responder loop survived: it keeps serving.
         with pytest.raises(Timeout):
             await requester.request("svc.slow", timeout=1)
+        await trio.sleep(20)
+        assert router(minibroker_broker).stats.replies_dropped == 2
         nursery.cancel_scope.cancel()
+
+
+async def test_a_request_is_answered_once(pair: Pair) -> None:
+    requester, responder = pair
+    async with responder.respond("svc.once") as requests, trio.open_nursery() as nursery:
+        nursery.start_soon(requester.request, "svc.once")
+        req = await requests.__anext__()
+        with pytest.raises(TypeError):
+            await req.reply("not bytes")  # type: ignore[call-overload]
+        assert not req.answered, "a refused reply leaves the request unanswered"
+        await req.reply(b"first")
+        with pytest.raises(RuntimeError, match="already answered"):
+            await req.reply(b"second")
+        with pytest.raises(RuntimeError, match="already answered"):
+            await req.fail("third")
+
+
+async def test_a_reply_over_the_size_limit_is_refused_before_sending() -> None:
+    config = ServerConfig(limits=Limits(max_message_bytes=100))
+    async with (
+        minibroker.open_broker(config=config) as broker,
+        broker.connect() as requester,
+        broker.connect() as responder,
+        responder.respond("svc.big") as requests,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(requester.request, "svc.big")
+        req = await requests.__anext__()
+        with pytest.raises(TooLarge):
+            await req.reply(b"x" * 101)
+        await req.reply(b"x" * 100)
 
 
 async def test_responder_dying_mid_request_fails_it_at_once(
@@ -201,7 +239,7 @@ async def test_requester_disconnecting_leaves_no_pending_requests(
         assert list(rpc.pending_rids()) == []
         assert minibroker_broker.core.timers.next_deadline() is None
         for req in held:
-            assert await req.reply(b"nobody listens") is False
+            assert await req.reply(b"nobody listens", confirm=True) is False
     assert rpc.stats.replies_dropped == 10
     assert rpc.stats.outcomes["abandoned"] == 10
 
@@ -215,7 +253,7 @@ async def test_responder_error_is_raised_to_the_requester(
 
         async def refuse() -> None:
             async for req in requests:
-                assert await req.fail(f"cannot handle {req.body.decode()}") is True
+                assert await req.fail(f"cannot handle {req.body.decode()}", confirm=True) is True
 
         nursery.start_soon(refuse)
         with pytest.raises(ResponderError) as info:

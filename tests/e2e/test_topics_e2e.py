@@ -26,7 +26,7 @@ import minibroker
 from minibroker.client.protocol import Call
 from minibroker.client.topics import PublishResult, TopicMessage
 from minibroker.config import ServerConfig
-from minibroker.core.errors import InvalidName
+from minibroker.core.errors import InvalidName, SlowConsumer
 from minibroker.embedded import EmbeddedBroker, open_broker
 from minibroker.protocol.codec import RawFrameDecoder, pack_frame
 from minibroker.protocol.frames import PROTOCOL_VERSION
@@ -277,3 +277,14 @@ async def test_metrics_count_published_delivered_dropped_and_trie_size(
     assert values["minibroker_topic_dropped_total"] == 2
     assert values["minibroker_topic_subscriptions"] == 2
     assert values["minibroker_topic_trie_nodes"] == 4  # root, m, *, #
+
+
+async def test_a_kicked_subscriber_sees_slow_consumer(minibroker_broker: EmbeddedBroker) -> None:
+    async with minibroker_broker.connect() as pub, minibroker_broker.connect() as mb:
+        async with mb.subscribe("t", buffer=2, on_overflow="disconnect") as sub:
+            await pub.publish_many("t", [b"1", b"2", b"3"])  # overflows at once
+            with pytest.raises(SlowConsumer), trio.fail_after(SAFETY):
+                async for _ in sub:
+                    pass
+        assert mb.closed
+        assert minibroker_broker.core.namespace().topics.subscription_count == 0

@@ -18,6 +18,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+# The server's request decoders, fast paths included (handlers register them).
+import minibroker.protocol.handlers  # noqa: F401
 from minibroker.protocol.codec import (
     HEADER_SIZE,
     FrameDecoder,

@@ -19,6 +19,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+# The server's request decoders, fast paths included (handlers register them).
+import minibroker.protocol.handlers  # noqa: F401
 from minibroker.protocol import frames
 from minibroker.protocol.codec import (
     HEADER_SIZE,

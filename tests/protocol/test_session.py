@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from minibroker import __version__
 from minibroker.core.broker import Broker
+from minibroker.core.errors import ShuttingDown
 from minibroker.protocol.auth import Authenticator
 from minibroker.protocol.codec import RawFrameDecoder, pack_frame
 from minibroker.protocol.frames import PROTOCOL_VERSION
@@ -320,3 +321,26 @@ def test_high_water_mark() -> None:
     assert wire.session.over_high_water
     assert len(wire.receive()) == 2
     assert not wire.session.over_high_water
+
+
+def test_nothing_follows_bye() -> None:
+    """A parked request finishing after the goodbye is not answered: bye is last."""
+    wire = Wire()
+    wire.hello()
+    token = wire.session.park(5, lambda result: result)
+    wire.session.kick(ShuttingDown("going away"))
+    wire.session.resolve(token, "late")
+    wire.session.reject(token, ShuttingDown("late too"))
+    assert wire.receive() == [{"op": "bye", "code": "shutting_down", "message": "going away"}]
+    wire.session.kick(ShuttingDown("again"))  # idempotent
+    assert wire.receive() == []
+
+
+def test_shutdown_fails_parked_requests_before_bye() -> None:
+    wire = Wire()
+    wire.hello()
+    wire.session.park(5, lambda result: result)
+    wire.session.shutdown()
+    error, bye = wire.receive()
+    assert (error["op"], error["id"], error["code"]) == ("error", 5, "shutting_down")
+    assert (bye["op"], bye["code"]) == ("bye", "shutting_down")

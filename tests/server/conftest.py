@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import trio
+from raw_wire import StartServer
 
 from minibroker.config import ServerConfig
 from minibroker.server.app import BrokerServer
-
-StartServer = Callable[..., Awaitable[BrokerServer]]
 
 
 @pytest.fixture

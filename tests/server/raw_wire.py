@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 
 from minibroker.protocol.codec import RawFrameDecoder, pack_frame
 from minibroker.protocol.frames import PROTOCOL_VERSION
+from minibroker.server.app import BrokerServer
+
+#: The ``start_server`` fixture: ``await start_server(**config_overrides)``.
+StartServer = Callable[..., Awaitable[BrokerServer]]
 
 
 def hello(request_id: int = 1, **fields: Any) -> dict[str, Any]:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import trio
 import trio.testing
-from conftest import StartServer
-from raw_wire import RawClient, hello, ping
+from raw_wire import RawClient, StartServer, hello, ping
 
 import minibroker
 from minibroker.protocol.codec import pack_frame

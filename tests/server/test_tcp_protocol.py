@@ -12,8 +12,7 @@ import struct
 import pytest
 import trio
 import trio.testing
-from conftest import StartServer
-from raw_wire import RawClient, hello, ping
+from raw_wire import RawClient, StartServer, hello, ping
 
 import minibroker
 from minibroker import __version__

@@ -10,9 +10,8 @@ import pytest
 import trio
 import trio.testing
 import trustme
-from conftest import StartServer
 from prometheus_client.parser import text_string_to_metric_families
-from raw_wire import RawClient
+from raw_wire import RawClient, StartServer
 
 import minibroker
 from minibroker.server.app import BrokerServer
