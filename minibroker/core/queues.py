@@ -61,8 +61,6 @@ from minibroker.core.errors import (
     Conflict,
     NotFound,
     Overflow,
-    StorageError,
-    StorageFull,
     TooLarge,
     UnknownDelivery,
 )
@@ -913,28 +911,6 @@ class Queues:
     def list(self) -> list[QueueStatistics]:
         """Statistics of every queue, by name."""
         return [self._queues[name].statistics() for name in sorted(self._queues)]
-
-    # ------------------------------------------------ topics bound to queues
-
-    def has_queue(self, name: str) -> bool:
-        return name in self._queues
-
-    def put_from_topic(self, name: str, messages: Sequence[Incoming], now: float) -> int:
-        """Enqueue a topic publish's copies; return how many were accepted.
-
-        Raises NotFound if the queue is gone. A full queue (reject_publish) or
-        a failing journal refuses the whole batch and returns 0 instead of
-        raising: a publish never fails because of one bound queue. The queue
-        counts the refusal (``rejected_publishes`` / ``journal_errors``).
-        """
-        queue = self.get(name)
-        try:
-            return queue.put(messages, now)
-        except Overflow:
-            return 0
-        except (StorageFull, StorageError) as exc:
-            queue._journal_failed(exc)
-            return 0
 
     def dead_letter_target(self, queue: Queue) -> Queue | None:
         name = queue.options.dead_letter_queue

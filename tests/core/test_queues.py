@@ -620,16 +620,6 @@ def test_limits() -> None:
     assert q.put([], w.now) == 0
 
 
-def test_put_from_topic_never_raises_for_full_queue(w: World) -> None:
-    q = w.declare(max_length=1)
-    assert w.queues.has_queue("q")
-    assert w.queues.put_from_topic("q", [In(b"a")], w.now) == 1
-    assert w.queues.put_from_topic("q", [In(b"b")], w.now) == 0
-    assert q.statistics().rejected_publishes == 1
-    with pytest.raises(NotFound):
-        w.queues.put_from_topic("nope", [In(b"c")], w.now)
-
-
 def test_inspect(w: World) -> None:
     q = w.declare(visibility_timeout=7.0)
     put(q, w.now, "a", "b", "c", "d")

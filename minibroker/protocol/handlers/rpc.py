@@ -2,8 +2,8 @@
 
 A ``request`` is parked: its response is sent only when the core finishes it
 (the reply, a responder error, the deadline, or the responder going away),
-through ``Session.resolve``/``reject``. So one request costs exactly four
-frames on the wire: request in, ``req`` push out, ``reply`` in, response out.
+through ``Session.resolve``/``reject``. So one request costs four frames on
+the critical path: request in, ``req`` push out, ``reply`` in, response out.
 
 Wire shapes (see docs/request-reply.md):
 
@@ -15,7 +15,8 @@ Wire shapes (see docs/request-reply.md):
   responder_error, ...);
 * ``reply {rid, body?, headers?, error?}`` -> ok ``true`` when a requester was
   waiting, ``false`` when the request had already ended (never an error, so a
-  slow responder's loop keeps running).
+  slow responder's loop keeps running). The clients send replies without
+  waiting for this answer, so it costs the responder no round trip.
 """
 
 from __future__ import annotations
