@@ -39,6 +39,11 @@ class Clock:
     epoch_offset: float = 0.0
     _last_ms: int = field(default=0, repr=False)
 
+    @property
+    def last_ms(self) -> int:
+        """The latest wall-clock time handed out, for records that need no fresher one."""
+        return self._last_ms
+
     def wall_ms(self, now: float) -> int:
         """Milliseconds since the epoch, never going backwards."""
         ms = int((now + self.epoch_offset) * 1000)

@@ -76,6 +76,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal, NamedTuple, Protocol
 
+from minibroker.core import binding_journal
+from minibroker.core.binding_journal import BindingJournal
 from minibroker.core.errors import BadRequest, NotFound, Overflow, SlowConsumer, TooLarge
 from minibroker.core.names import check_name, split_pattern, split_topic
 from minibroker.core.peer import Peer
@@ -322,6 +324,27 @@ class Topics:
         #: The namespace's queues, where bound copies go; they tell us of deletions.
         self._queues: Queues = namespace.queues
         self._queues.on_delete.append(self._queue_deleted)
+        self._journal = self._open_journal()
+
+    def _open_journal(self) -> BindingJournal | None:
+        """Reopen the durable bindings (for queues that still exist and are durable)."""
+        broker = self._namespace.broker
+        if broker.storage is None:
+            return None
+        store = broker.storage.open(
+            self._namespace.name, binding_journal.KIND, binding_journal.NAME,
+            segment_bytes=binding_journal.SEGMENT_BYTES,
+        )
+        journal = BindingJournal(store, broker.note_durable_write)
+        for queue, pattern in list(journal.bindings):
+            target = self._queues.find(queue)
+            if target is not None and target.durable:
+                self._bind(queue, pattern, split_pattern(pattern))
+        return journal
+
+    def _is_durable(self, queue: str) -> bool:
+        target = self._queues.find(queue)
+        return self._journal is not None and target is not None and target.durable
 
     # ------------------------------------------------------------ publish
 
@@ -509,26 +532,33 @@ class Topics:
         words = split_pattern(pattern)
         if queue not in self._queues:
             raise NotFound(f"queue {queue!r} does not exist", queue=queue)
+        existing = self._bindings.get(queue)
+        if existing is not None and pattern in existing.patterns:
+            return False
+        if self._journal is not None and self._is_durable(queue):
+            # On disk first: a failed write leaves the binding unmade.
+            self._journal.record_bind(queue, pattern, self._namespace.broker.clock.last_ms)
+        self._bind(queue, pattern, words)
+        return True
+
+    def _bind(self, queue: str, pattern: str, words: tuple[str, ...]) -> None:
         target = self._bindings.get(queue)
         if target is None:
             target = self._bindings[queue] = QueueTarget(queue)
-        if pattern in target.patterns:
-            return False
         target.patterns[pattern] = words
         self._trie.insert(words, target)
         self._routes.clear()
-        return True
 
     def unbind(self, queue: str, pattern: str) -> bool:
         """Remove one binding; False if it did not exist (not an error, like RabbitMQ)."""
         check_name("queue", queue)
         split_pattern(pattern)
         target = self._bindings.get(queue)
-        if target is None:
+        if target is None or pattern not in target.patterns:
             return False
-        words = target.patterns.pop(pattern, None)
-        if words is None:
-            return False
+        if self._journal is not None and (queue, pattern) in self._journal.bindings:
+            self._journal.record_unbind(queue, pattern, self._namespace.broker.clock.last_ms)
+        words = target.patterns.pop(pattern)
         self._trie.remove(words, target)
         if not target.patterns:
             del self._bindings[queue]
@@ -543,8 +573,11 @@ class Topics:
         target = self._bindings.pop(queue, None)
         if target is None:
             return 0
-        for words in target.patterns.values():
+        journal = self._journal
+        for pattern, words in target.patterns.items():
             self._trie.remove(words, target)
+            if journal is not None and (queue, pattern) in journal.bindings:
+                journal.record_unbind(queue, pattern, self._namespace.broker.clock.last_ms)
         count = len(target.patterns)
         target.patterns.clear()
         self._routes.clear()
@@ -589,10 +622,13 @@ class Topics:
             self.unsubscribe(subscription)
 
     def sync(self) -> None:
-        """Nothing to fsync: topics keep no state on disk (bound queues do)."""
+        """fsync the bindings of durable queues (the only topic state on disk)."""
+        if self._journal is not None:
+            self._journal.sync()
 
     def close(self) -> None:
-        """Nothing to flush."""
+        if self._journal is not None:
+            self._journal.close()
 
     def destroy(self) -> None:
         """The namespace is dropped: forget every subscription and binding."""
@@ -601,6 +637,8 @@ class Topics:
                 self.unsubscribe(subscription)
         for queue in list(self._bindings):
             self.drop_queue_bindings(queue)
+        if self._journal is not None:
+            self._journal.destroy()
 
 
 def _share(group: Group, members: tuple[TopicSubscription, ...], batch: list[TopicMessage]) -> None:
