@@ -206,25 +206,27 @@ def _run_read(args: argparse.Namespace) -> int:
 
 def _run_tail(args: argparse.Namespace) -> int:
     write = _printer(args)
-    try:
-        with (
-            _connect(args) as mb,
-            mb.tail(
-                args.name,
-                start=_parse_start(args.start),
-                group=args.group,
-                timestamp_ms=args.timestamp_ms,
-            ) as tail,
-        ):
-            print(
-                f"tailing {args.name!r} from offset {tail.position}; Ctrl-C to stop",
-                file=sys.stderr,
-                flush=True,
-            )
+    with (
+        _connect(args) as mb,
+        mb.tail(
+            args.name,
+            start=_parse_start(args.start),
+            group=args.group,
+            timestamp_ms=args.timestamp_ms,
+        ) as tail,
+    ):
+        print(
+            f"tailing {args.name!r} from offset {tail.position}; Ctrl-C to stop",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
             for record in tail:
                 write(record)
-    except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
+        except KeyboardInterrupt:
+            # A normal way out: what was printed counts as processed, so
+            # leaving the block commits it for the group.
+            print("stopped", file=sys.stderr)
     return 0
 
 

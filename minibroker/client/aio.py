@@ -202,6 +202,54 @@ class Subscription(Generic[T]):
                 await self._client._call(Call("unsubscribe", {"sub": self.sub_id}))
 
 
+class PendingCall(Generic[T]):
+    """A request sent by ``Client._begin``; collect its answer later (see api.PendingCall)."""
+
+    __slots__ = ("_client", "_future", "_id", "_parse")
+
+    def __init__(
+        self,
+        client: Client,
+        request_id: int,
+        future: asyncio.Future[Any],
+        parse: Callable[[Any], T],
+    ) -> None:
+        self._client = client
+        self._id = request_id
+        self._future = future
+        self._parse = parse
+
+    @property
+    def done(self) -> bool:
+        return self._future.done()
+
+    async def wait(self) -> None:
+        future = self._future
+        if future.done():
+            await asyncio.sleep(0)  # still a checkpoint: let the flush and the reader run
+        else:
+            # asyncio.wait neither raises the call's error nor cancels the future
+            # when this task is cancelled: the call stays collectable.
+            await asyncio.wait((future,))
+
+    def outcome(self) -> T:
+        future = self._future
+        if not future.done():
+            raise RuntimeError("the call has not been answered yet")
+        self._client._pending.pop(self._id, None)
+        return self._parse(future.result())
+
+    def abandon(self, on_result: Callable[[Any], None] | None = None) -> None:
+        client = self._client
+        client._pending.pop(self._id, None)
+        future = self._future
+        if future.done():
+            if not future.cancelled() and future.exception() is None and on_result is not None:
+                on_result(future.result())
+        elif on_result is not None and client._closed is None:
+            client._on_reply[self._id] = on_result
+
+
 class _SubscriptionContext(Generic[T]):
     """``async with mb.subscribe(...) as sub``: subscribe on enter, unsubscribe on exit."""
 
@@ -311,6 +359,19 @@ class Client(AsyncMethods):
         finally:
             self._pending.pop(request_id, None)
         return call.parse(result)
+
+    def _begin(self, call: Call[T]) -> PendingCall[T]:
+        """Queue ``call`` for this loop iteration's flush; collect the answer later."""
+        if self._closed is not None:
+            raise connection_lost(str(self._closed))
+        request_id, data = self._protocol.encode(call)
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._pending[request_id] = future
+        self._outbox.append(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+        return PendingCall(self, request_id, future, call.parse)
 
     def _subscription(self, call: Call[Any], parser: PushParser[T]) -> _SubscriptionContext[T]:
         return _SubscriptionContext(Subscription(self, call, parser, self._max_pending))

@@ -134,6 +134,95 @@ class _Slot:
         return self._lock.acquire(timeout=-1 if timeout is None else timeout)
 
 
+class PendingCall(Generic[T]):
+    """A request sent by ``Client._begin``; collect its answer later (see api.SyncPendingCall).
+
+    ``wait`` blocks up to the call's timeout (the client's, plus the
+    request's own server-side wait); past it, ``outcome`` raises CallTimeout.
+    ``abandon(on_result)`` is race-free against the reader thread: the reply
+    hook and ``abandon`` agree under a small lock on who hands the result on.
+    """
+
+    __slots__ = (
+        "_abandoned",
+        "_answered",
+        "_call",
+        "_client",
+        "_done",
+        "_error",
+        "_guard",
+        "_id",
+        "_on_result",
+        "_slot",
+        "_timeout",
+    )
+
+    def __init__(self, client: Client, call: Call[T], timeout: float | None) -> None:
+        self._client = client
+        self._call = call
+        self._timeout = timeout
+        self._guard = threading.Lock()
+        #: A successful reply reached the reader (the hook below ran).
+        self._answered = False
+        self._abandoned = False
+        self._on_result: Callable[[Any], None] | None = None
+        self._done = False
+        self._error: BaseException | None = None
+        self._id, self._slot = client._submit(call, self._reply_arrived)
+
+    def _reply_arrived(self, result: Any) -> None:
+        """Reader thread, successful replies only, just before the slot is filled."""
+        with self._guard:
+            self._answered = True
+            callback = self._on_result if self._abandoned else None
+        if callback is not None:
+            callback(result)
+
+    @property
+    def done(self) -> bool:
+        if not self._done and self._slot.wait(0):
+            self._done = True
+        return self._done
+
+    def wait(self) -> None:
+        if self._done:
+            return
+        if self._slot.wait(self._timeout):
+            self._done = True
+            return
+        if self._client._pending.pop(self._id, None) is not None:
+            self._error = CallTimeout(
+                f"no answer to {self._call.op!r} within {self._timeout:g} seconds"
+            )
+        else:
+            self._slot.wait(None)  # the reader is filling the slot right now
+        self._done = True
+
+    def outcome(self) -> T:
+        if not self.done:
+            raise RuntimeError("the call has not been answered yet")
+        if self._error is not None:
+            raise self._error
+        if self._slot.error is not None:
+            raise self._slot.error
+        return self._call.parse(self._slot.result)
+
+    def abandon(self, on_result: Callable[[Any], None] | None = None) -> None:
+        with self._guard:
+            self._abandoned = True
+            self._on_result = on_result
+            answered = self._answered
+        if not answered:
+            # The reader has not seen a successful answer: it will run the hook
+            # (which now hands the result to ``on_result``) or never answer.
+            self._client._pending.pop(self._id, None)
+            return
+        # The answer came before we gave up: it is in (or going into) the slot.
+        self.wait()
+        if on_result is not None and self._error is None and self._slot.error is None:
+            on_result(self._slot.result)
+
+
 class _TLS:
     """OpenSSL over memory buffers: the caller moves ciphertext to and from the socket."""
 
@@ -512,6 +601,14 @@ class Client(SyncMethods):
             raise first_error
         return results
 
+    def _begin(self, call: Call[T], *, timeout: Any = USE_DEFAULT) -> PendingCall[T]:
+        """Send ``call`` without waiting for its answer; collect it later."""
+        if timeout is USE_DEFAULT:
+            timeout = self.timeout
+        if timeout is not None:
+            timeout += server_wait(call)
+        return PendingCall(self, call, timeout)
+
     def _submit(
         self, call: Call[Any], on_reply: Callable[[Any], None] | None = None
     ) -> tuple[int, _Slot]:
@@ -673,6 +770,9 @@ class _TimeoutView(SyncMethods):
 
     def _call(self, call: Call[T]) -> T:
         return self._client._call(call, timeout=self._timeout)
+
+    def _begin(self, call: Call[T]) -> PendingCall[T]:
+        return self._client._begin(call, timeout=self._timeout)
 
     def _subscription(
         self,

@@ -56,6 +56,46 @@ class _Waiter:
         self.error: BaseException | None = None
 
 
+class PendingCall(Generic[T]):
+    """A request sent by ``Client._begin``; collect its answer later (see api.PendingCall)."""
+
+    __slots__ = ("_client", "_id", "_parse", "_waiter")
+
+    def __init__(
+        self, client: Client, request_id: int, waiter: _Waiter, parse: Callable[[Any], T]
+    ) -> None:
+        self._client = client
+        self._id = request_id
+        self._waiter = waiter
+        self._parse = parse
+
+    @property
+    def done(self) -> bool:
+        return self._waiter.event.is_set()
+
+    async def wait(self) -> None:
+        await self._waiter.event.wait()  # a checkpoint even when already set
+
+    def outcome(self) -> T:
+        waiter = self._waiter
+        if not waiter.event.is_set():
+            raise RuntimeError("the call has not been answered yet")
+        self._client._pending.pop(self._id, None)
+        if waiter.error is not None:
+            raise waiter.error
+        return self._parse(waiter.result)
+
+    def abandon(self, on_result: Callable[[Any], None] | None = None) -> None:
+        client = self._client
+        client._pending.pop(self._id, None)
+        waiter = self._waiter
+        if waiter.event.is_set():
+            if on_result is not None and waiter.error is None:
+                on_result(waiter.result)
+        elif on_result is not None and client._closed is None:
+            client._on_reply[self._id] = on_result
+
+
 class Subscription(Generic[T]):
     """A live push subscription: iterate it with ``async for``.
 
@@ -220,6 +260,17 @@ class Client(AsyncMethods):
         if waiter.error is not None:
             raise waiter.error
         return call.parse(waiter.result)
+
+    def _begin(self, call: Call[T]) -> PendingCall[T]:
+        """Queue ``call`` for the writer without waiting; collect the answer later."""
+        if self._closed is not None:
+            raise connection_lost(str(self._closed))
+        request_id, data = self._protocol.encode(call)
+        waiter = _Waiter()
+        self._pending[request_id] = waiter
+        self._outbox.append(data)
+        self._outbox_ready.set()
+        return PendingCall(self, request_id, waiter, call.parse)
 
     async def _send(self, data: bytes) -> None:
         """Send at once when nobody else is sending, else queue for the writer task.

@@ -12,6 +12,11 @@ Backpressure: when the session's outbound buffer passes its high-water mark
 (a client pipelining requests without reading the answers), the reader stops
 reading until the writer has drained it, so memory per connection stays
 bounded and TCP pushes back on the client.
+
+Closing: whichever side ends the connection, the writer first sends what is
+already answered (an error frame, a ``bye``, the answers to requests that
+arrived before the client's EOF), bounded in time, then half-closes and
+lingers briefly so that the last frame is not lost to a TCP reset.
 """
 
 from __future__ import annotations

@@ -429,3 +429,21 @@ def test_latency_label_set_is_bounded() -> None:
         router.stats.observe(f"svc.s{i}", 0.001)
     assert len(router.stats.latency) == MAX_TRACKED_SUBJECTS + 1
     assert router.stats.latency[OTHER_SUBJECT].count == 50
+
+
+def test_deadline_entries_of_answered_requests_do_not_pile_up() -> None:
+    broker, router = make_router()
+    requester, responder_peer = FakePeer(1), FakePeer(2)
+    responder = router.add_responder(responder_peer, 1, "svc")
+    token, _ = send(router, requester, "svc", timeout=60.0)  # stays pending throughout
+    for i in range(10_000):
+        _, rid = send(router, requester, "svc", timeout=30.0, now=i * 0.001)
+        delivered(responder)
+        router.reply(responder_peer, rid, b"", None, None, i * 0.001)
+    assert router.snapshot().pending == 1
+    assert len(router._deadlines) <= 65
+    assert len(broker.timers) == 1
+    broker.on_time(60.0)
+    assert isinstance(requester.rejected[token], Timeout)
+    assert len(broker.timers) == 0
+    assert router._deadlines == []

@@ -224,8 +224,15 @@ class RouterMachine(RuleBasedStateMachine):
             assert req.token not in req.requester.finished
 
     @invariant()
-    def one_timer_per_live_request(self) -> None:
-        assert len(self.broker.timers) == len(self.model.live)
+    def one_timer_armed_no_later_than_the_first_deadline(self) -> None:
+        """One broker timer while anything is pending, none when idle."""
+        if not self.model.live:
+            assert len(self.broker.timers) == 0
+            return
+        assert len(self.broker.timers) == 1
+        earliest = min(req.deadline for req in self.model.live.values())
+        next_deadline = self.broker.timers.next_deadline()
+        assert next_deadline is not None and next_deadline <= earliest
 
 
 TestRouter = RouterMachine.TestCase

@@ -16,7 +16,7 @@ import typing
 from typing import Any, Literal, Union, get_args, get_origin
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 # The server's request decoders, fast paths included (handlers register them).
@@ -114,9 +114,13 @@ def decode_server_frames(chunks: list[bytes]) -> list[object]:
 
 
 cut_points = st.lists(st.integers(min_value=0), max_size=12)
+#: The per-type tests run once per frame type (37 of them): a third of the
+#: profile's examples each keeps the module at a few seconds by default.
+per_type = settings(max_examples=max(10, settings().max_examples // 3))
 
 
 @pytest.mark.parametrize("cls", REQUEST_TYPES, ids=lambda c: c.op)
+@per_type
 @given(data=st.data(), cuts=cut_points)
 def test_request_round_trip(cls: type, data: st.DataObject, cuts: list[int]) -> None:
     frame = data.draw(frame_strategy(cls))
@@ -126,6 +130,7 @@ def test_request_round_trip(cls: type, data: st.DataObject, cuts: list[int]) -> 
 
 
 @pytest.mark.parametrize("cls", SERVER_FRAME_TYPES, ids=lambda c: c.op)
+@per_type
 @given(data=st.data(), cuts=cut_points)
 def test_server_frame_round_trip(cls: type, data: st.DataObject, cuts: list[int]) -> None:
     frame = data.draw(frame_strategy(cls))

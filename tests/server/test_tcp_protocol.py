@@ -8,6 +8,7 @@ broken connection's session is gone.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import pytest
 import trio
@@ -81,7 +82,8 @@ async def test_wrong_version(server: BrokerServer) -> None:
 
 async def test_bad_token(start_server: StartServer) -> None:
     server = await start_server(tokens={"s3cret": "ci"})
-    for fields in ({}, {"token": "guess"}):
+    cases: list[dict[str, Any]] = [{}, {"token": "guess"}]
+    for fields in cases:
         client = await RawClient.connect(server.port)  # type: ignore[arg-type]
         await client.send(hello(**fields), ping(2))
         frames = await client.receive_until_eof()

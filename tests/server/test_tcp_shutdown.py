@@ -19,7 +19,9 @@ async def test_graceful_shutdown_with_connected_clients() -> None:
     server = BrokerServer(ServerConfig(port=0))
     returned = trio.Event()
 
-    async def run_server(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run_server(
+        task_status: trio.TaskStatus[BrokerServer] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
         await server.run(task_status=task_status)
         returned.set()
 
