@@ -13,6 +13,13 @@ Backpressure: when the session's outbound buffer passes its high-water mark
 reading until the writer has drained it, so memory per connection stays
 bounded and TCP pushes back on the client.
 
+Why the reader never sends itself (which would save a task switch, a few
+microseconds per round trip): a reader blocked in ``send_all`` stops
+reading, and a client that writes a large pipeline before reading any answer
+would then deadlock against it as soon as both socket buffers fill. With a
+separate writer the server keeps reading up to the high-water mark, so such
+a client always makes progress. (Measured and tried; see docs/internals.md.)
+
 Closing: whichever side ends the connection, the writer first sends what is
 already answered (an error frame, a ``bye``, the answers to requests that
 arrived before the client's EOF), bounded in time, then half-closes and
