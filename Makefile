@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 7878
 
-.PHONY: serve test lint typecheck pytest bench bench-quick clean venv
+.PHONY: serve test lint typecheck pytest bench bench-quick clean venv node-deps node-test
 
 venv: $(STAMP)
 
@@ -21,10 +21,11 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(BIN)/minibroker serve --port $(PORT)
 
-test: $(STAMP)
+test: $(STAMP) node-deps
 	$(BIN)/ruff check minibroker tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+	@$(MAKE) --no-print-directory node-test
 
 lint: $(STAMP)
 	$(BIN)/ruff check minibroker tests benchmarks
@@ -46,4 +47,27 @@ bench-quick: $(VENV)/.bench-installed
 	$(BIN)/python -m benchmarks --quick
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis build *.egg-info $(NODE_CLIENT)/node_modules
+
+# The Node.js client (clients/node) and the cross-language tests need
+# Node >= 20 and npm; without them both are skipped, saying so. npm ci
+# installs exactly the lock file, and only when the lock file changed.
+NODE_CLIENT := clients/node
+NODE_STAMP := $(NODE_CLIENT)/node_modules/.installed
+HAVE_NODE = command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 \
+	&& node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)'
+
+node-deps:
+	@if ! { $(HAVE_NODE); }; then \
+		echo "node >= 20 and npm not found: skipping the Node.js client's dependencies (clients/node)"; \
+	elif [ ! -f $(NODE_STAMP) ] || [ $(NODE_CLIENT)/package-lock.json -nt $(NODE_STAMP) ]; then \
+		(cd $(NODE_CLIENT) && npm ci --no-audit --no-fund) && touch $(NODE_STAMP); \
+	fi
+
+node-test: $(STAMP) node-deps
+	@if ! { $(HAVE_NODE); }; then \
+		echo "node >= 20 and npm not found: skipping the Node.js client's tests (clients/node)"; \
+	else \
+		cd $(NODE_CLIENT) && MINIBROKER_PYTHON=$(CURDIR)/$(BIN)/python \
+			node --test --test-reporter=spec test/*.test.js; \
+	fi

@@ -17,7 +17,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -169,64 +169,72 @@ def run_scenario(scenario: Scenario, progress: Any) -> list[Measurement]:
     return scenario.evaluate(outcomes)
 
 
-def run_target(
-    target: Target,
-    cfg: RunConfig,
-    results: RunResults,
-    console: Any,
-    progress: Any,
-    out: Path,
-    profiler: str | None = None,
-) -> None:
-    """Set a target up, run every workload asked for, tear it down. Never raises for a
-    broker's sake: an unreachable peer is a skip line, a broken run a FAILED row."""
-    name = target.name
+@dataclass
+class Session:
+    """What every scenario of a run shares."""
+
+    cfg: RunConfig
+    results: RunResults
+    console: Any
+    progress: Any
+    out: Path
+    profiler: str | None = None  # py-spy, with --profile
+
+
+def set_up(target: Target, session: Session) -> bool:
+    """Reach or start a target. An unreachable peer is a skip line, never a crash."""
     try:
         reason = target.setup()
+        if not reason:
+            session.results.versions.update(target.versions())
+            session.results.notes[target.name] = target.notes()
     except Exception as exc:
         reason = f"set-up failed: {type(exc).__name__}: {exc}"
     if reason:
-        line = f"{name}: skipped — {reason}"
-        results.skipped.append(line)
-        console.print(f"[yellow]SKIP[/] {line}")
+        skip(session, f"{target.name}: skipped — {reason}")
         target.teardown()
+        return False
+    return True
+
+
+def skip(session: Session, line: str) -> None:
+    session.results.skipped.append(line)
+    session.console.print(f"[yellow]SKIP[/] {line}")
+
+
+def run_workload(target: Target, workload: str, session: Session) -> None:
+    """Every way this target runs this workload (each client), each ``--repeat`` times."""
+    cfg, name = session.cfg, target.name
+    why_not = target.unavailable(workload)
+    if why_not:
+        skip(session, f"{name}: {workload} skipped — {why_not}")
         return
-    try:
-        results.versions.update(target.versions())
-        results.notes[name] = target.notes()
-        for workload in cfg.workloads:
-            why_not = target.unavailable(workload)
-            if why_not:
-                line = f"{name}: {workload} skipped — {why_not}"
-                results.skipped.append(line)
-                console.print(f"[yellow]SKIP[/] {line}")
-                continue
-            impls = target.impls(workload)
-            if not impls:
-                console.print(f"[dim]{name}: {workload} is not part of this target[/]")
-                continue
-            for impl in impls:
-                # build the scenarios once per repetition: each gets fresh queue/topic names
-                rounds = [BUILDERS[workload](name, impl, cfg) for _ in range(cfg.repeat)]
-                for i in range(len(rounds[0])):
-                    runs = []
-                    for n, r in enumerate(rounds):
-                        label = r[i].label + (f" run {n + 1}" if cfg.repeat > 1 else "")
-                        svg = profile_path(out, name, label, r[i].client)
-                        with maybe_profile(profiler, target.server_pid(), svg):
-                            runs.append(measure(r[i], cfg, console, progress))
-                    for m in combine_runs(runs):
-                        print_measurement(console, m)
-                        results.measurements.append(m)
-    finally:
-        target.teardown()
+    impls = target.impls(workload)
+    if not impls:
+        session.console.print(f"[dim]{name}: {workload} is not part of this target[/]")
+        return
+    for impl in impls:
+        # build the scenarios once per repetition: each gets fresh queue/topic names
+        rounds = [BUILDERS[workload](name, impl, cfg) for _ in range(cfg.repeat)]
+        for i in range(len(rounds[0])):
+            runs = []
+            for n, scenarios in enumerate(rounds):
+                scenario = scenarios[i]
+                label = scenario.label + (f" run {n + 1}" if cfg.repeat > 1 else "")
+                svg = profile_path(session.out, name, label, scenario.client)
+                with maybe_profile(session.profiler, target.server_pid(), svg):
+                    runs.append(measure(scenario, session))
+            for m in combine_runs(runs):
+                print_measurement(session.console, m)
+                session.results.measurements.append(m)
 
 
-def measure(scenario: Scenario, cfg: RunConfig, console: Any, progress: Any) -> list[Measurement]:
+def measure(scenario: Scenario, session: Session) -> list[Measurement]:
     """One run of a scenario; a harness exception becomes FAILED rows, not a crash."""
+    cfg, console = session.cfg, session.console
     load = wait_for_quiet(cfg, console)
     try:
-        measured = run_scenario(scenario, progress)
+        measured = run_scenario(scenario, session.progress)
     except Exception as exc:  # a harness bug must not hide the other results
         why = f"harness error: {type(exc).__name__}: {exc}"
         measured = [
@@ -334,10 +342,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     for n in {cfg.counts.queue, cfg.counts.fanout, cfg.counts.log}:
         expected_checksum(n, cfg.body_size)
 
-    with progress:
-        for name in cfg.targets:
-            target = make_target(name, cfg, log_dir)
-            run_target(target, cfg, results, console, progress, out, profiler)
+    # Workload by workload, every target in turn: the targets of one comparison run close
+    # together in time, so a busy spell on the machine does not land on one target only.
+    session = Session(cfg, results, console, progress, out, profiler)
+    interrupted = False
+    ready: list[Target] = []
+    try:
+        with progress:
+            for name in cfg.targets:
+                target = make_target(name, cfg, log_dir)
+                if set_up(target, session):
+                    ready.append(target)
+            for workload in cfg.workloads:
+                for target in ready:
+                    run_workload(target, workload, session)
+    except KeyboardInterrupt:
+        interrupted = True
+        results.skipped.append("interrupted (Ctrl-C): the remaining scenarios did not run")
+        console.print("[yellow]interrupted: writing the results measured so far[/]")
+    finally:
+        for target in ready:
+            target.teardown()
 
     results.finished = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     results.machine["load_end"] = load_average()
@@ -352,6 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             console.print(f"[yellow]no plots ({exc}); pip install matplotlib[/]")
     report.print_summary(results, console)
     console.print(f"results: {out / 'results.md'}")
+    if interrupted:
+        return 130
     failed = results.failed()
     if failed:
         console.print(f"[bold red]{len(failed)} FAILED measurement(s)[/]")

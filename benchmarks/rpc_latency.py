@@ -353,6 +353,19 @@ def _run_requester(kind: str, url: str, args: argparse.Namespace) -> dict[str, A
     return result
 
 
+def _medians(runs: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Each figure of each row: its median over the runs."""
+    merged: dict[str, dict[str, Any]] = {}
+    for name, row in runs[0].items():
+        merged[name] = {
+            phase: {
+                key: statistics.median(run[name][phase][key] for run in runs) for key in figures
+            }
+            for phase, figures in row.items()
+        }
+    return merged
+
+
 def _print(rows: dict[str, dict[str, Any]]) -> None:
     nats = rows.get("nats", {}).get("sequential", {}).get("p50_us")
     print(
@@ -388,13 +401,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--size", type=int, default=100, help="body bytes")
     parser.add_argument("--only", choices=["minibroker", "nats"], default=None)
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run everything N times, interleaved, and report each figure's median "
+        "(for shared or noisy machines)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
-    rows: dict[str, dict[str, Any]] = {}
-    if args.only in (None, "nats"):
-        rows.update(_run_nats(args))
-    if args.only in (None, "minibroker"):
-        rows.update(_run_minibroker(args))
+    runs: list[dict[str, dict[str, Any]]] = []
+    for _ in range(args.repeat):
+        rows: dict[str, dict[str, Any]] = {}
+        if args.only in (None, "nats"):
+            rows.update(_run_nats(args))
+        if args.only in (None, "minibroker"):
+            rows.update(_run_minibroker(args))
+        runs.append(rows)
+    rows = _medians(runs)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

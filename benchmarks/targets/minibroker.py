@@ -8,9 +8,12 @@ is given one). The harness starts the server on a free port, waits for its
 
 How each workload drives it (the easy path of the client API, batched):
 
-* W1: the consumer declares the queue and iterates ``mb.consume(queue,
-  prefetch=cfg.prefetch)``, calling ``d.ack()`` on each delivery (the client
-  batches acks). The producer sends ``put_many`` batches of ``cfg.batch``;
+* W1: the consumer declares the queue (``durable=True`` for
+  minibroker-durable) and iterates ``async with mb.consume(queue,
+  prefetch=cfg.prefetch, ack_every=cfg.ack_every)``, calling ``d.ack()`` on
+  each delivery (the client sends them in batches of ``ack_every``, the same
+  cadence as RabbitMQ's multiple-acks here). The producer sends ``put_many``
+  batches of ``cfg.batch``;
   ``put_many`` returns once the broker confirmed the batch, so both variants
   are confirmed publishes: the confirmed variant keeps at most
   ``cfg.confirm_window`` messages unconfirmed (as RabbitMQ's and NATS's do),
@@ -189,8 +192,9 @@ class MinibrokerTarget(Target):
         )
         return [
             f"`minibroker serve` on a free port, {storage}; Trio client (`minibroker.connect`).",
-            f"W1: `consume(prefetch={c.prefetch})` with `ack()` per delivery (batched by the "
-            f"client); `put_many` batches of {c.batch}, always confirmed: at most "
+            f"W1: {'durable ' if self.durable else ''}queue; `consume(prefetch={c.prefetch}, "
+            f"ack_every={c.ack_every})` with `ack()` per delivery (the client sends them in "
+            f"batches); `put_many` batches of {c.batch}, always confirmed: at most "
             f"{c.confirm_window} unconfirmed (confirmed variant) or {PLAIN_PIPELINE} batches "
             "in flight (plain variant).",
             f"W2: `subscribe('<topic>.*', buffer>=count)` drained with `get_batch`; "
@@ -213,7 +217,7 @@ class MinibrokerTarget(Target):
         return None
 
     def impls(self, workload: str) -> list[Impl]:
-        params = {"url": self.url}
+        params = {"url": self.url, "durable": self.durable}
         client = "minibroker Trio client"
         roles = {
             "w1": {"producer": "w1_producer", "consumer": "w1_consumer"},
@@ -262,7 +266,7 @@ async def _w1_producer(ctx: RoleContext) -> dict[str, Any]:
     queue = p["queue"]
     in_flight = max(1, int(p["confirm_window"]) // batch) if p["confirmed"] else PLAIN_PIPELINE
     async with minibroker.connect(p["url"]) as mb:
-        await mb.declare_queue(queue)
+        await mb.declare_queue(queue, durable=bool(p["durable"]))
         ctx.ready()
         await trio_wait_go(ctx)
         t_start = time.perf_counter()
@@ -296,20 +300,24 @@ async def _w1_consumer(ctx: RoleContext) -> dict[str, Any]:
 
     p = ctx.params
     verifier = Verifier(p["count"], p["body_size"])
+    queue = p["queue"]
     async with minibroker.connect(p["url"]) as mb:
-        await mb.declare_queue(p["queue"])
+        await mb.declare_queue(queue, durable=bool(p["durable"]))
         ctx.ready()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(trio_watchdog, ctx, verifier, nursery.cancel_scope)
-            async for delivery in mb.consume(p["queue"], prefetch=int(p["prefetch"])):
-                verifier.add(delivery.body)
-                await delivery.ack()
-                if verifier.distinct % 1000 == 0:
-                    ctx.progress(verifier.distinct)
-                if verifier.done:
-                    break
+            consumer = mb.consume(queue, prefetch=int(p["prefetch"]), ack_every=int(p["ack_every"]))
+            async with consumer as deliveries:
+                async for delivery in deliveries:
+                    verifier.add(delivery.body)
+                    await delivery.ack()
+                    if verifier.distinct % 1000 == 0:
+                        ctx.progress(verifier.distinct)
+                    if verifier.done:
+                        break
             nursery.cancel_scope.cancel()
         ctx.progress(verifier.distinct)
+        await mb.delete_queue(queue)
     return verifier.report()
 
 

@@ -20,17 +20,22 @@ import argparse
 import base64
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from minibroker.client.logs import Record, Start
+from minibroker.client.pushes import SubscriptionEnded
 from minibroker.client.sync import Client, connect_sync
 from minibroker.core.errors import BrokerError
 
 DEFAULT_URL = "minibroker://127.0.0.1:7878"
 #: Records per append frame when reading stdin.
 STDIN_BATCH = 1000
+#: How often ``log tail`` looks up from waiting to see whether it should stop.
+TAIL_POLL_SECONDS = 0.2
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -206,27 +211,42 @@ def _run_read(args: argparse.Namespace) -> int:
 
 def _run_tail(args: argparse.Namespace) -> int:
     write = _printer(args)
-    with (
-        _connect(args) as mb,
-        mb.tail(
-            args.name,
-            start=_parse_start(args.start),
-            group=args.group,
-            timestamp_ms=args.timestamp_ms,
-        ) as tail,
-    ):
-        print(
-            f"tailing {args.name!r} from offset {tail.position}; Ctrl-C to stop",
-            file=sys.stderr,
-            flush=True,
-        )
-        try:
-            for record in tail:
+    # Ctrl-C (or SIGTERM) sets a flag instead of raising KeyboardInterrupt, which
+    # could land inside the client's own locking and sending; the loop checks the
+    # flag between short waits and leaves the tail normally, which commits.
+    stop = threading.Event()
+    previous = {
+        signum: signal.signal(signum, lambda _signum, _frame: stop.set())
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        with (
+            _connect(args) as mb,
+            mb.tail(
+                args.name,
+                start=_parse_start(args.start),
+                group=args.group,
+                timestamp_ms=args.timestamp_ms,
+            ) as tail,
+        ):
+            print(
+                f"tailing {args.name!r} from offset {tail.position}; Ctrl-C to stop",
+                file=sys.stderr,
+                flush=True,
+            )
+            while not stop.is_set():
+                try:
+                    record = tail.get(timeout=TAIL_POLL_SECONDS)
+                except TimeoutError:
+                    continue
+                except SubscriptionEnded as exc:
+                    print(f"the tail ended: {exc.message}", file=sys.stderr)
+                    return 1
                 write(record)
-        except KeyboardInterrupt:
-            # A normal way out: what was printed counts as processed, so
-            # leaving the block commits it for the group.
             print("stopped", file=sys.stderr)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return 0
 
 

@@ -149,8 +149,7 @@ def _run_respond(args: argparse.Namespace) -> int:
                 mode = "echo" if fixed is None else "fixed reply"
                 group = f" (group {args.group})" if args.group else ""
                 print(
-                    f"responding to {args.subject!r}{group} at {args.url} ({mode}); "
-                    "Ctrl-C to stop",
+                    f"responding to {args.subject!r}{group} at {args.url} ({mode}); Ctrl-C to stop",
                     file=sys.stderr,
                     flush=True,
                 )

@@ -19,6 +19,7 @@ from typing import Any, Protocol, TypeVar
 from minibroker.client.logs import AsyncLogMethods, SyncLogMethods
 from minibroker.client.protocol import Call
 from minibroker.client.pushes import PushParser
+from minibroker.client.queues import AsyncQueueMethods, SyncQueueMethods
 from minibroker.client.rpc import AsyncRpcMethods, SyncRpcMethods
 from minibroker.client.topics import AsyncTopicMethods, SyncTopicMethods
 
@@ -102,13 +103,17 @@ class SyncTransport(abc.ABC):
         """A ``with`` context yielding an iterable Subscription (see AsyncTransport)."""
 
 
-class AsyncMethods(AsyncLogMethods, AsyncRpcMethods, AsyncTopicMethods, AsyncTransport):
+class AsyncMethods(
+    AsyncLogMethods, AsyncQueueMethods, AsyncRpcMethods, AsyncTopicMethods, AsyncTransport
+):
     async def ping(self, data: bytes | None = None) -> bytes | None:
         """Round trip to the broker; returns ``data`` back."""
         return await self._call(ping_call(data))
 
 
-class SyncMethods(SyncLogMethods, SyncRpcMethods, SyncTopicMethods, SyncTransport):
+class SyncMethods(
+    SyncLogMethods, SyncQueueMethods, SyncRpcMethods, SyncTopicMethods, SyncTransport
+):
     def ping(self, data: bytes | None = None) -> bytes | None:
         """Round trip to the broker; returns ``data`` back."""
         return self._call(ping_call(data))

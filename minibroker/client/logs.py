@@ -283,6 +283,25 @@ class _Progress:
         return self.processed != self.committed and self.since_commit > 0
 
 
+def _begin_commit(tail: AsyncLogTail | SyncLogTail, begin: Any) -> None:
+    """Send the tail's commit without waiting (one at a time; a busy one is left be)."""
+    if tail._in_flight is not None:
+        if not tail._in_flight.done:
+            return  # the next commit (or the exit) covers this position
+        _settle(tail)
+    progress = tail._progress
+    assert tail.group is not None
+    tail._in_flight = begin(commit_call(tail.log, tail.group, progress.processed))
+    progress.committed = progress.processed
+    progress.since_commit = 0
+
+
+def _settle(tail: AsyncLogTail | SyncLogTail) -> None:
+    """Collect a finished background commit; raises its error, if it failed."""
+    pending, tail._in_flight = tail._in_flight, None
+    pending.outcome()
+
+
 class AsyncLogTail:
     """The records of a tail subscription: ``async for record in tail``.
 
@@ -307,6 +326,8 @@ class AsyncLogTail:
         start_offset = int(subscription.info.get("offset", 0))
         # Resuming from the group's commit: that offset is committed already.
         self._progress = _Progress(start_offset, start_offset if resumed else None)
+        #: A commit sent without waiting (when the tail caught up), if any.
+        self._in_flight: Any = None
 
     @property
     def position(self) -> int:
@@ -330,7 +351,7 @@ class AsyncLogTail:
         record: Record | None = subscription.get_nowait()
         if record is None:
             if self.group is not None and progress.needs_commit():
-                await self.commit()  # caught up: a good moment to save the position
+                self._commit_in_background()  # caught up: a good moment to save the position
             try:
                 record = await subscription.__anext__()
             except StopAsyncIteration:
@@ -359,6 +380,9 @@ class AsyncLogTail:
 
     async def commit(self) -> None:
         """Commit the offset after the last processed record for the group (if any)."""
+        if self._in_flight is not None:
+            await self._in_flight.wait()
+            _settle(self)
         progress = self._progress
         if self.group is None or progress.processed == progress.committed:
             return
@@ -366,6 +390,11 @@ class AsyncLogTail:
         await self._client._call(commit_call(self.log, self.group, offset))
         progress.committed = offset
         progress.since_commit = 0
+
+    def _commit_in_background(self) -> None:
+        """Send a commit without waiting for it: the consumer is about to wait for
+        records anyway. Its answer is checked at the next commit (or on exit)."""
+        _begin_commit(self, self._client._begin)
 
     async def _finish(self, completed: bool) -> None:
         if completed:
@@ -398,6 +427,7 @@ class SyncLogTail:
         start_offset = int(subscription.info.get("offset", 0))
         # Resuming from the group's commit: that offset is committed already.
         self._progress = _Progress(start_offset, start_offset if resumed else None)
+        self._in_flight: Any = None
 
     @property
     def position(self) -> int:
@@ -428,7 +458,7 @@ class SyncLogTail:
         record: Record | None = subscription.get_nowait()
         if record is None:
             if self.group is not None and progress.needs_commit():
-                self.commit()
+                _begin_commit(self, self._client._begin)
             try:
                 record = subscription.get(timeout)
             except SubscriptionEnded:
@@ -454,6 +484,9 @@ class SyncLogTail:
 
     def commit(self) -> None:
         """Commit the offset after the last processed record for the group (if any)."""
+        if self._in_flight is not None:
+            self._in_flight.wait()
+            _settle(self)
         progress = self._progress
         if self.group is None or progress.processed == progress.committed:
             return

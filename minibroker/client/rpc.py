@@ -195,8 +195,8 @@ class IncomingRequest(_IncomingBase):
         self, body: bytes = b"", headers: dict[str, str] | None = None, *, confirm: bool = False
     ) -> bool | None:
         """Send the reply (see the class docstring for ``confirm``)."""
-        call = reply_call(self.rid, bytes(body), headers)
         self._answer(body, headers)
+        call = reply_call(self.rid, bytes(body), headers)
         if confirm or not self._post(call):
             delivered: bool = await self._client._call(call)
             return delivered if confirm else None
@@ -210,8 +210,8 @@ class IncomingRequest(_IncomingBase):
 
     async def fail(self, message: str, *, confirm: bool = False) -> bool | None:
         """Answer with an error: the requester's ``request`` raises ``ResponderError``."""
-        call = fail_call(self.rid, str(message))
         self._answer(b"", None)
+        call = fail_call(self.rid, str(message))
         if confirm or not self._post(call):
             delivered: bool = await self._client._call(call)
             return delivered if confirm else None
@@ -241,8 +241,8 @@ class SyncIncomingRequest(_IncomingBase):
         self, body: bytes = b"", headers: dict[str, str] | None = None, *, confirm: bool = False
     ) -> bool | None:
         """Send the reply; with ``confirm=True`` block for the broker's answer."""
-        call = reply_call(self.rid, bytes(body), headers)
         self._answer(body, headers)
+        call = reply_call(self.rid, bytes(body), headers)
         if confirm or not self._post(call):
             delivered: bool = self._client._call(call)
             return delivered if confirm else None
@@ -256,8 +256,8 @@ class SyncIncomingRequest(_IncomingBase):
 
     def fail(self, message: str, *, confirm: bool = False) -> bool | None:
         """Answer with an error: the requester's ``request`` raises ``ResponderError``."""
-        call = fail_call(self.rid, str(message))
         self._answer(b"", None)
+        call = fail_call(self.rid, str(message))
         if confirm or not self._post(call):
             delivered: bool = self._client._call(call)
             return delivered if confirm else None

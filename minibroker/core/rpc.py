@@ -451,9 +451,7 @@ class RequestRouter:
             pending.requester.resolve(pending.token, RpcReply(body, headers))
         else:
             stats.outcomes["error"] += 1
-            pending.requester.reject(
-                pending.token, ResponderError(error, subject=pending.subject)
-            )
+            pending.requester.reject(pending.token, ResponderError(error, subject=pending.subject))
         return True
 
     # ------------------------------------------------------------- deadlines

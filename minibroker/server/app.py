@@ -39,6 +39,7 @@ from minibroker.server.connection import (
 from minibroker.server.durability import GroupCommit
 from minibroker.server.log_metrics import log_metrics as _log_metrics  # noqa: F401
 from minibroker.server.metrics import BrokerCollector, make_registry, serve_metrics
+from minibroker.server.queue_metrics import queue_metrics as _queue_metrics  # noqa: F401
 from minibroker.server.rpc_metrics import rpc_metrics as _rpc_metrics  # noqa: F401 (registers)
 from minibroker.server.timers import TimerService
 from minibroker.server.topic_metrics import topic_metrics as _topic_metrics  # noqa: F401

@@ -59,8 +59,7 @@ def rpc_metrics(broker: Broker) -> Iterator[Metric]:
 
     requests = CounterMetricFamily(
         "minibroker_rpc_requests",
-        "Requests by how they ended (ok, error, timeout, no_responders, responder_gone, "
-        "abandoned)",
+        "Requests by how they ended (ok, error, timeout, no_responders, responder_gone, abandoned)",
         labels=["outcome"],
     )
     for outcome, count in outcomes.items():
@@ -77,9 +76,7 @@ def rpc_metrics(broker: Broker) -> Iterator[Metric]:
         value=rerouted,
     )
     yield GaugeMetricFamily("minibroker_rpc_responders", "Registered responders", value=responders)
-    yield GaugeMetricFamily(
-        "minibroker_rpc_pending", "Requests waiting for a reply", value=pending
-    )
+    yield GaugeMetricFamily("minibroker_rpc_pending", "Requests waiting for a reply", value=pending)
     histogram_family = HistogramMetricFamily(
         "minibroker_rpc_latency_seconds",
         "Time from a request's arrival to its reply's (answered requests only), by subject",

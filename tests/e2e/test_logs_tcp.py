@@ -16,6 +16,7 @@ from pathlib import Path
 import msgpack
 import pytest
 import trio
+from prometheus_client.exposition import generate_latest
 
 import minibroker
 from minibroker.core.errors import NotFound, OffsetOutOfRange
@@ -246,3 +247,26 @@ async def test_stats_list_and_create_conflicts(mb: minibroker.Client) -> None:
     assert await mb.delete_log("a") == 1
     with pytest.raises(NotFound):
         await mb.log_stats("a")
+
+
+async def test_metrics_report_logs_groups_and_fsyncs(
+    broker: EmbeddedBroker, mb: minibroker.Client, namespace: str
+) -> None:
+    await mb.create_log("ev", segment_bytes=1024)
+    await mb.append_many("ev", [bytes(100)] * 30)
+    await mb.commit("ev", "g", 10)
+    text = generate_latest(broker.server.registry).decode()
+    labels = f'log="ev",namespace="{namespace}"'
+    assert f"minibroker_log_appended_records_total{{{labels}}} 30.0" in text
+    assert f"minibroker_log_appended_bytes_total{{{labels}}} 3000.0" in text
+    assert f"minibroker_log_end_offset{{{labels}}} 30.0" in text
+    assert f"minibroker_log_first_offset{{{labels}}} 0.0" in text
+    assert f'minibroker_log_group_lag{{group="g",{labels}}} 20.0' in text
+    assert f'minibroker_log_group_committed_offset{{group="g",{labels}}} 10.0' in text
+    assert "minibroker_log_segments{" in text and "minibroker_log_bytes{" in text
+    fsyncs = [
+        line for line in text.splitlines() if line.startswith("minibroker_fsync_seconds_count")
+    ]
+    assert len(fsyncs) == 1
+    if broker.server.config.data_dir is not None:  # group commit ran for the append
+        assert float(fsyncs[0].split()[-1]) >= 1

@@ -42,6 +42,8 @@ export class FrameReader {
     /** @type {Buffer[]} bytes of an incomplete frame, waiting for more */
     this._parts = [];
     this._partsLength = 0;
+    /** Bytes the incomplete frame needs in all (0 while its length is not known yet). */
+    this._need = 0;
   }
 
   /**
@@ -54,7 +56,11 @@ export class FrameReader {
     let buf = chunk;
     if (this._partsLength) {
       this._parts.push(chunk);
-      buf = Buffer.concat(this._parts, this._partsLength + chunk.length);
+      this._partsLength += chunk.length;
+      // A big frame arrives in many chunks: join them once, when it is
+      // complete, not at every chunk (that would copy quadratically).
+      if (this._partsLength < this._need) return [];
+      buf = Buffer.concat(this._parts, this._partsLength);
       this._parts = [];
       this._partsLength = 0;
     }
@@ -75,11 +81,11 @@ export class FrameReader {
       pos += 4 + length;
     }
     if (pos < end) {
-      // A view, not a copy: chunks are never reused, and the next push
-      // concatenates it with the following bytes anyway.
+      // A view, not a copy: chunks are never reused.
       const rest = buf.subarray(pos);
       this._parts.push(rest);
       this._partsLength = rest.length;
+      this._need = rest.length >= 4 ? 4 + rest.readUInt32BE(0) : 0;
     }
     return frames;
   }

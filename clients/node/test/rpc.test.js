@@ -1,0 +1,147 @@
+// Request/reply against a real broker: request, respond, serve.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+
+import {
+  NoRespondersError,
+  ResponderError,
+  ResponderGoneError,
+  TimeoutError,
+  connect,
+} from "../src/index.js";
+import { freshNamespace, startBroker } from "./broker.js";
+
+/** @type {Awaited<ReturnType<typeof startBroker>>} */
+let broker;
+before(async () => {
+  broker = await startBroker();
+});
+after(async () => {
+  await broker?.stop();
+});
+
+/** @param {(mb: import("../src/index.js").Client, other: import("../src/index.js").Client) => Promise<void>} body */
+async function withClients(body) {
+  const ns = freshNamespace("r");
+  const mb = await connect(broker.url(ns));
+  const other = await connect(broker.url(ns));
+  try {
+    await body(mb, other);
+  } finally {
+    await mb.close();
+    await other.close();
+  }
+}
+
+test("serve answers requests with the handler's result, headers included", () =>
+  withClients(async (mb, other) => {
+    const service = other.serve("svc.echo", async (req) => {
+      if (req.headers?.mode === "headers") return { body: req.body, headers: { seen: req.subject } };
+      return Buffer.concat([Buffer.from("re:"), req.body]);
+    });
+    await service.ready;
+    const reply = await mb.request("svc.echo", "hi", { timeout: 5 });
+    assert.equal(reply.body.toString(), "re:hi");
+    assert.equal(reply.headers, null);
+    const withHeaders = await mb.request("svc.echo", "x", { headers: { mode: "headers" } });
+    assert.deepEqual([withHeaders.body.toString(), withHeaders.headers], ["x", { seen: "svc.echo" }]);
+    const many = await Promise.all(Array.from({ length: 200 }, (_, i) => mb.request("svc.echo", String(i))));
+    assert.deepEqual(many.map((r) => r.body.toString()), Array.from({ length: 200 }, (_, i) => `re:${i}`));
+    await service.stop();
+    await assert.rejects(mb.request("svc.echo", "gone"), NoRespondersError);
+  }));
+
+test("a handler that throws fails the request with responder_error", () =>
+  withClients(async (mb, other) => {
+    const errors = [];
+    const service = other.serve(
+      "svc.fail",
+      (req) => {
+        if (req.body.toString() === "plain") throw new ResponderError("just this");
+        throw new RangeError("out of range");
+      },
+      { onError: (err) => errors.push(err) },
+    );
+    await service.ready;
+    const err = await mb.request("svc.fail", "boom").catch((e) => e);
+    assert.ok(err instanceof ResponderError);
+    assert.equal(err.code, "responder_error");
+    assert.equal(err.message, "RangeError: out of range");
+    await assert.rejects(mb.request("svc.fail", "plain"), { code: "responder_error", message: "just this" });
+    assert.equal(errors.length, 1);
+    await service.stop();
+  }));
+
+test("no responders at once; a timeout when nobody replies in time", () =>
+  withClients(async (mb, other) => {
+    await assert.rejects(mb.request("svc.none", "x"), NoRespondersError);
+    const requests = other.respond("svc.slow");
+    await requests.ready;
+    const err = await mb.request("svc.slow", "x", { timeout: 0.2 }).catch((e) => e);
+    assert.ok(err instanceof TimeoutError, String(err));
+    const [late] = await requests.nextBatch(1);
+    assert.equal(late.subject, "svc.slow");
+    assert.ok(late.timeout > 0 && late.timeout <= 0.2);
+    assert.equal(await late.reply("too late"), false);
+    await requests.close();
+  }));
+
+test("respond: iterate requests and answer them; unsubscribing fails held ones", () =>
+  withClients(async (mb, other) => {
+    const requests = other.respond("svc.manual", { group: "pool" });
+    await requests.ready;
+    const answered = mb.request("svc.manual", "one");
+    const held = mb.request("svc.manual", "two");
+    const [first, second] = await requests.nextBatch(2).then(async (b) => (b.length === 2 ? b : [...b, ...(await requests.nextBatch(1))]));
+    assert.equal(await first.reply(Buffer.from("1")), true);
+    assert.equal((await answered).body.toString(), "1");
+    await assert.rejects(first.reply("again"), /already answered/);
+    assert.equal(second.body.toString(), "two");
+    const heldFails = assert.rejects(held, ResponderGoneError); // handled before it rejects
+    await requests.close();
+    await heldFails;
+  }));
+
+test("fail() sends an error reply", () =>
+  withClients(async (mb, other) => {
+    const requests = other.respond("svc.f");
+    await requests.ready;
+    const pending = mb.request("svc.f");
+    const [req] = await requests.nextBatch(1);
+    assert.equal(req.body.length, 0);
+    const failed = assert.rejects(pending, { code: "responder_error", message: "nope" });
+    assert.equal(await req.fail("nope"), true);
+    await failed;
+    await requests.close();
+  }));
+
+test("serve runs at most `concurrency` handlers at once", () =>
+  withClients(async (mb, other) => {
+    let running = 0;
+    let peak = 0;
+    /** @type {Array<() => void>} */
+    const gates = [];
+    const service = other.serve(
+      "svc.c",
+      async () => {
+        running++;
+        peak = Math.max(peak, running);
+        await new Promise((resolve) => gates.push(() => resolve(undefined)));
+        running--;
+        return "done";
+      },
+      { concurrency: 3 },
+    );
+    await service.ready;
+    const calls = Array.from({ length: 10 }, () => mb.request("svc.c", "x"));
+    let released = 0;
+    while (released < 10) {
+      while (gates.length === 0) await new Promise((r) => setImmediate(r));
+      assert.ok(running <= 3);
+      /** @type {() => void} */ (gates.shift())();
+      released++;
+    }
+    assert.deepEqual((await Promise.all(calls)).map((r) => r.body.toString()), Array(10).fill("done"));
+    assert.equal(peak, 3);
+    await service.stop();
+  }));

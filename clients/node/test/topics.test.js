@@ -1,0 +1,135 @@
+// Topics against a real broker: publish, subscribe, groups, bindings.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+
+import { InvalidNameError, NotFoundError, connect } from "../src/index.js";
+import { freshNamespace, startBroker } from "./broker.js";
+
+/** @type {Awaited<ReturnType<typeof startBroker>>} */
+let broker;
+before(async () => {
+  broker = await startBroker();
+});
+after(async () => {
+  await broker?.stop();
+});
+
+/** @param {(mb: import("../src/index.js").Client) => Promise<void>} body */
+async function withClient(body) {
+  const mb = await connect(broker.url(freshNamespace("t")));
+  try {
+    await body(mb);
+  } finally {
+    await mb.close();
+  }
+}
+
+/**
+ * Take `n` items from an async iterator.
+ * @template T
+ * @param {AsyncIterator<T>} it
+ * @param {number} n
+ */
+async function take(it, n) {
+  const out = [];
+  while (out.length < n) {
+    const r = await it.next();
+    if (r.done) break;
+    out.push(r.value);
+  }
+  return out;
+}
+
+test("every matching subscription gets a copy, patterns with * and #", () =>
+  withClient(async (mb) => {
+    const star = mb.subscribe("orders.*");
+    const hash = mb.subscribe("orders.#");
+    const other = mb.subscribe("users.*");
+    await Promise.all([star.ready, hash.ready, other.ready]);
+    assert.deepEqual(await mb.publish("orders.created", "one", { headers: { k: "v" } }), { subscriptions: 2, queues: 0 });
+    assert.deepEqual(await mb.publishMany("orders.eu.paid", ["two", { body: "three" }]), { subscriptions: 2, queues: 0 });
+    const [m] = await take(star, 1);
+    assert.deepEqual([m.topic, m.body.toString(), m.headers], ["orders.created", "one", { k: "v" }]);
+    const all = await take(hash, 3);
+    assert.deepEqual(
+      all.map((x) => [x.topic, x.body.toString(), x.headers]),
+      [
+        ["orders.created", "one", { k: "v" }],
+        ["orders.eu.paid", "two", null],
+        ["orders.eu.paid", "three", null],
+      ],
+    );
+    assert.equal(other.pending, 0);
+    await Promise.all([star.close(), hash.close(), other.close()]);
+    assert.deepEqual(await mb.publish("orders.created", "nobody"), { subscriptions: 0, queues: 0 });
+  }));
+
+test("subscribers in a group share the messages", () =>
+  withClient(async (mb) => {
+    const a = mb.subscribe("jobs.#", { group: "workers" });
+    const b = mb.subscribe("jobs.#", { group: "workers" });
+    await Promise.all([a.ready, b.ready]);
+    const result = await mb.publishMany("jobs.x", Array.from({ length: 10 }, (_, i) => String(i)));
+    assert.equal(result.subscriptions, 10);
+    // Round robin between the two members: five each.
+    const got = [...(await take(a, 5)), ...(await take(b, 5))].map((m) => Number(m.body.toString()));
+    assert.deepEqual(got.sort((x, y) => x - y), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert.ok(a.dropped === 0 && b.dropped === 0);
+  }));
+
+test("a subscription is an async iterator; break unsubscribes", () =>
+  withClient(async (mb) => {
+    const sub = mb.subscribe("tick");
+    await sub.ready;
+    await mb.publishMany("tick", ["1", "2", "3"]);
+    const seen = [];
+    for await (const m of sub) {
+      seen.push(m.body.toString());
+      if (seen.length === 2) break;
+    }
+    assert.deepEqual(seen, ["1", "2"]);
+    assert.equal((await mb.publish("tick", "4")).subscriptions, 0);
+    assert.deepEqual(await sub.next(), { value: undefined, done: true });
+  }));
+
+test("bind keeps copies in a queue for pull consumers; unbind stops it", () =>
+  withClient(async (mb) => {
+    await mb.declareQueue("audit");
+    assert.equal(await mb.bind("audit", "orders.#"), true);
+    assert.equal(await mb.bind("audit", "orders.#"), false);
+    assert.deepEqual(await mb.publish("orders.created", "kept"), { subscriptions: 0, queues: 1 });
+    const [d] = await mb.fetch("audit");
+    assert.equal(d.body.toString(), "kept");
+    assert.equal(await mb.unbind("audit", "orders.#"), true);
+    assert.equal(await mb.unbind("audit", "orders.#"), false);
+    assert.deepEqual(await mb.publish("orders.created", "gone"), { subscriptions: 0, queues: 0 });
+    await assert.rejects(mb.bind("missing", "x"), NotFoundError);
+  }));
+
+test("a bad pattern fails the subscription: ready and iteration both reject", () =>
+  withClient(async (mb) => {
+    const sub = mb.subscribe("bad..pattern");
+    await assert.rejects(sub.ready, InvalidNameError);
+    await assert.rejects(sub.next(), { code: "invalid_name" });
+  }));
+
+test("a slow subscriber is told how many messages it lost", { timeout: 60_000 }, () =>
+  withClient(async (mb) => {
+    // A tiny broker-side buffer and a client that stops reading after 1 item.
+    const slow = await connect(broker.url(mb.serverInfo.namespace), { maxPending: 1 });
+    try {
+      const sub = slow.subscribe("flood", { buffer: 4 });
+      await sub.ready;
+      const body = Buffer.alloc(64 * 1024, 1);
+      for (let i = 0; i < 10 && sub.dropped === 0; i++) {
+        await mb.publishMany("flood", Array.from({ length: 64 }, () => body));
+        await mb.ping();
+        // Let the slow client read on a little: notices arrive with the next frames.
+        await take(sub, Math.min(sub.pending, 1));
+      }
+      while (sub.dropped === 0) await take(sub, 1);
+      assert.ok(sub.dropped > 0);
+    } finally {
+      await slow.close();
+    }
+  }));
