@@ -7,6 +7,7 @@ from pathlib import Path
 
 from minibroker.core.config import FsyncPolicy, Limits
 from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES
+from minibroker.protocol.permissions import Permissions
 
 #: No common broker uses it (AMQP 5672, Kafka 9092, NATS 4222, MQTT 1883, Redis 6379).
 DEFAULT_PORT = 7878
@@ -35,3 +36,8 @@ class ServerConfig:
     outbound_high_water: int = 1024 * 1024
     #: Whether to accept TCP connections at all (embedded brokers don't).
     listen: bool = True
+    #: Seconds a new connection gets to complete hello before it is closed
+    #: (slowloris protection); None waits forever.
+    hello_timeout: float | None = 10.0
+    #: Per-principal permissions (protocol/permissions.py); None allows everything.
+    permissions: Permissions | None = None

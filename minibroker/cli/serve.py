@@ -16,6 +16,7 @@ import trio
 from minibroker.config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig
 from minibroker.protocol.auth import load_tokens_file
 from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES
+from minibroker.protocol.permissions import EVERYONE, load_permissions_file
 from minibroker.server.app import BrokerServer
 
 log = logging.getLogger("minibroker.server")
@@ -82,6 +83,19 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "'#' starts a comment",
     )
     parser.add_argument(
+        "--permissions",
+        default=_env("permissions", None),
+        help="file of per-principal grants, e.g. 'allow ci read,write queue:jobs.#' "
+        "(default: every authenticated client may do everything; see docs/security.md)",
+    )
+    parser.add_argument(
+        "--hello-timeout",
+        type=float,
+        default=_env("hello_timeout", 10.0),
+        help="seconds a new connection gets to send hello before it is closed "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
         "--tls-cert", default=_env("tls_cert", None), help="PEM certificate (chain) for TLS"
     )
     parser.add_argument("--tls-key", default=_env("tls_key", None), help="PEM private key for TLS")
@@ -131,6 +145,14 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         tokens.update(load_tokens_file(args.auth_file))
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("minibroker serve: --tls-cert and --tls-key must be given together")
+    permissions = load_permissions_file(args.permissions) if args.permissions else None
+    if permissions is not None:
+        known = set(tokens.values()) if tokens else {"anonymous"}
+        for principal in permissions.principals:
+            if principal != EVERYONE and principal not in known:
+                log.warning("permissions for %r, but no token is for that name", principal)
+    if args.hello_timeout <= 0:
+        raise ValueError("--hello-timeout must be a positive number of seconds")
     return ServerConfig(
         host=args.host,
         port=args.port,
@@ -144,6 +166,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         data_dir=Path(args.data_dir) if args.data_dir else None,
         fsync=args.fsync,
         shutdown_grace=args.shutdown_grace,
+        hello_timeout=args.hello_timeout,
+        permissions=permissions,
     )
 
 

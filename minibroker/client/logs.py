@@ -22,8 +22,9 @@ Group commits in the tail helper (at-least-once): a record counts as
 processed once the loop asks for the next one (or leaves the ``with`` block
 without an exception). The helper commits the next offset to read every
 ``commit_every`` processed records, whenever it is about to wait for more
-(the backlog is drained), and on exit. A consumer that crashes re-reads at
-most what it processed since its last commit.
+(the backlog is drained; that commit is sent without waiting for its answer,
+which is checked at the next commit), and on exit. A consumer that crashes
+re-reads at most what it processed since its last commit.
 """
 
 from __future__ import annotations

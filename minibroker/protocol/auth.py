@@ -9,31 +9,51 @@ guess was right.
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from minibroker.core.errors import Unauthorized
+from minibroker.protocol.permissions import Grants, Permissions
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who a connection authenticated as (``name`` is "anonymous" without auth)."""
+    """Who a connection authenticated as (``name`` is "anonymous" without auth).
+
+    ``grants`` is what it may do when a permissions file is in force (see
+    protocol/permissions.py); None means everything.
+    """
 
     name: str
+    grants: Grants | None = field(default=None, compare=False)
 
 
 ANONYMOUS = Principal("anonymous")
 
 
 class Authenticator:
-    def __init__(self, tokens: dict[str, str] | None = None) -> None:
-        """``tokens`` maps token -> principal name; empty or None disables auth."""
+    def __init__(
+        self, tokens: dict[str, str] | None = None, *, permissions: Permissions | None = None
+    ) -> None:
+        """``tokens`` maps token -> principal name; empty or None disables auth.
+
+        ``permissions``, when given, limits each principal to its grants
+        (without tokens, everyone is the principal "anonymous").
+        """
         self._tokens = [(t.encode(), name) for t, name in (tokens or {}).items()]
+        self._permissions = permissions
 
     @property
     def enabled(self) -> bool:
         return bool(self._tokens)
 
     def authenticate(self, token: str | None) -> Principal:
+        """The principal ``token`` belongs to; Unauthorized if it belongs to nobody."""
+        principal = self._check_token(token)
+        if self._permissions is None:
+            return principal
+        return Principal(principal.name, self._permissions.grants_for(principal.name))
+
+    def _check_token(self, token: str | None) -> Principal:
         if not self._tokens:
             return ANONYMOUS
         if token is None:

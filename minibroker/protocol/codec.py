@@ -19,7 +19,7 @@ Two kinds of trouble are kept apart because they call for different cures:
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,7 +92,7 @@ class RawFrameDecoder:
                 limit=self._max_frame_bytes,
             )
 
-    def values(self) -> Iterator[Any]:
+    def values(self) -> Generator[Any, None, None]:
         """Yield every complete frame's decoded value; keep any partial tail."""
         buf = self._buffer
         end_of_buf = len(buf)
@@ -147,9 +147,17 @@ class FrameDecoder:
     def receive_data(self, data: bytes | bytearray) -> None:
         self._raw.receive_data(data)
 
-    def frames(self) -> Iterator[object]:
-        for value in self._raw.values():
-            yield decode_request(value)
+    def frames(self) -> Generator[object, None, None]:
+        """Yield each complete frame; a caller may stop early (``close()``) and the
+        frames it did not take stay buffered for the next call."""
+        values = self._raw.values()
+        try:
+            for value in values:
+                yield decode_request(value)
+        finally:
+            # Drop the consumed frames from the buffer now, not whenever the
+            # inner generator happens to be collected.
+            values.close()
 
 
 _REQUEST_DECODERS = {op: DECODERS[op] for op in REQUESTS}

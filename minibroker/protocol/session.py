@@ -48,6 +48,7 @@ from minibroker.protocol.codec import (
     pack_frame,
 )
 from minibroker.protocol.handlers import HANDLERS, PARKED, PUSH_ENCODERS
+from minibroker.protocol.permissions import Grants
 from minibroker.protocol.stats import ProtocolStats
 
 log = logging.getLogger("minibroker.session")
@@ -99,7 +100,12 @@ class Session:
         self.subscriptions: dict[int, PushSource] = {}
         self.namespace: Namespace | None = None
         self.principal: Principal | None = None
+        #: The principal's permissions, checked on every request (None: everything allowed).
+        self._grants: Grants | None = None
         self.client_name = ""
+        #: Set when dispatching stopped at the high-water mark with frames still
+        #: buffered; the shell calls ``resume_input`` once the buffer is sent.
+        self.input_paused = False
         #: Set when the connection must close once the outbound buffer is sent.
         self.closing: BrokerError | None = None
         self.closed = False
@@ -150,13 +156,25 @@ class Session:
     # -------------------------------------------------------------- input
 
     def receive_data(self, data: bytes | bytearray) -> None:
-        """Decode and dispatch every complete frame in ``data``; never blocks."""
+        """Decode and dispatch the complete frames in ``data``; never blocks.
+
+        Dispatching pauses once the outbound buffer reaches its high-water
+        mark: the frames not yet dispatched stay in the decoder,
+        ``input_paused`` says so, and the shell calls ``resume_input`` once
+        it has sent the buffer. Without the pause one small chunk of
+        pipelined requests with large answers (a thousand 60-byte ``read``
+        requests of 1 MiB each) would all be answered at once, turning 60 KB
+        read into a gigabyte of memory.
+        """
         if not self.accepting_input():
             return
         self.stats.bytes_in += len(data)
+        self.input_paused = False
+        high_water = self.settings.outbound_high_water
+        pending = self._decoder.frames()
         try:
             self._decoder.receive_data(data)
-            for frame in self._decoder.frames():
+            for frame in pending:
                 self.stats.frames_in += 1
                 if type(frame) is InvalidFrame:
                     self._respond_error(frame.id, frame.error)
@@ -164,9 +182,18 @@ class Session:
                     self._dispatch(frame)  # type: ignore[arg-type]
                 if not self.accepting_input():
                     return
+                if self._out_bytes >= high_water:
+                    self.input_paused = True
+                    return
         except ProtocolError as exc:
             self._respond_error(None, exc)
             self.closing = exc
+        finally:
+            pending.close()  # frames not taken stay buffered in the decoder
+
+    def resume_input(self) -> None:
+        """Dispatch the frames left buffered when ``receive_data`` paused."""
+        self.receive_data(b"")
 
     def accepting_input(self) -> bool:
         """False once the connection is closing or closed: further input is ignored."""
@@ -177,9 +204,13 @@ class Session:
         try:
             if self.namespace is None and type(frame) is not frames.Hello:
                 raise Unauthorized("the first request on a connection must be hello")
+            grants = self._grants
+            only_visible = None if grants is None else grants.authorize(frame)
             handler = HANDLERS[frame.op]
             generation = self.broker.write_generation
             result = handler(self, frame)
+            if only_visible is not None:
+                result = only_visible(result)
         except BrokerError as exc:
             self._respond_error(request_id, exc)
             return
@@ -259,6 +290,7 @@ class Session:
         except Unauthorized as exc:
             self.closing = exc
             raise
+        self._grants = self.principal.grants
         self.namespace = self.broker.namespace(frame.namespace or "")
         self.client_name = frame.client
         limits = self.broker.config.limits

@@ -66,7 +66,7 @@ class BrokerServer:
             hold_until_synced=storage is not None and config.fsync == "batch",
             stats=self.stats,
         )
-        self.auth = Authenticator(config.tokens)
+        self.auth = Authenticator(config.tokens, permissions=config.permissions)
         self.sessions: dict[int, Session] = {}
         self.timers = TimerService(self.broker)
         self.group_commit = GroupCommit(self.broker, lambda: self.sessions.values())
@@ -157,12 +157,13 @@ class BrokerServer:
         config = self.config
         where = _host_port(config.host, self.port) if config.listen else "in-process only"
         log.info(
-            "minibroker %s listening on %s (tls=%s, auth=%s, data_dir=%s, fsync=%s, "
-            "max_frame_bytes=%d, max_connections=%d, metrics=%s)",
+            "minibroker %s listening on %s (tls=%s, auth=%s, permissions=%s, data_dir=%s, "
+            "fsync=%s, max_frame_bytes=%d, max_connections=%d, metrics=%s)",
             __version__,
             where,
             "on" if config.tls_cert else "off",
             "token" if self.auth.enabled else "off",
+            "on" if config.permissions is not None else "off",
             config.data_dir or "none (memory)",
             config.fsync,
             config.max_frame_bytes,
@@ -219,7 +220,13 @@ class BrokerServer:
             self.broker, conn_id, settings=self.settings, auth=self.auth, peer_name=peer_name
         )
         self.sessions[conn_id] = session
-        connection = Connection(stream, session, after_input=self.timers.poke, peer_name=peer_name)
+        connection = Connection(
+            stream,
+            session,
+            after_input=self.timers.poke,
+            peer_name=peer_name,
+            hello_timeout=self.config.hello_timeout,
+        )
         log.info("connection %d opened from %s", conn_id, peer_name)
         try:
             await connection.run()

@@ -11,7 +11,9 @@ nothing awaits per message.
 Backpressure: when the session's outbound buffer passes its high-water mark
 (a client pipelining requests without reading the answers), the reader stops
 reading until the writer has drained it, so memory per connection stays
-bounded and TCP pushes back on the client.
+bounded and TCP pushes back on the client. The session also stops
+dispatching in the middle of a chunk at the mark (``input_paused``); the
+reader answers the rest once the writer has drained, before reading more.
 
 Why the reader never sends itself (which would save a task switch, a few
 microseconds per round trip): a reader blocked in ``send_all`` stops
@@ -34,7 +36,7 @@ from collections.abc import Callable
 
 import trio
 
-from minibroker.core.errors import BrokerError
+from minibroker.core.errors import BrokerError, Timeout
 from minibroker.protocol.session import Session
 
 log = logging.getLogger("minibroker.server")
@@ -80,8 +82,10 @@ class Connection:
         *,
         after_input: Callable[[], None],
         peer_name: str,
+        hello_timeout: float | None = None,
     ) -> None:
         self.stream = stream
+        self._hello_timeout = hello_timeout
         self.session = session
         self.peer_name = peer_name
         self._after_input = after_input
@@ -100,6 +104,8 @@ class Connection:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write_loop, nursery.cancel_scope)
+                if self._hello_timeout is not None:
+                    nursery.start_soon(self._hello_deadline, self._hello_timeout)
                 await self._read_loop()
                 # EOF, or the connection is closing and the peer's input is
                 # drained: the writer flushes what is already answered (the
@@ -121,6 +127,18 @@ class Connection:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await self.stream.aclose()
 
+    async def _hello_deadline(self, seconds: float) -> None:
+        """Close a connection that has not completed hello in time.
+
+        A client that connects and then sends nothing, or its hello one byte
+        at a time (slowloris), would otherwise hold a connection slot and a
+        decoder buffer forever without ever being authenticated.
+        """
+        await trio.sleep(seconds)
+        session = self.session
+        if session.namespace is None and session.accepting_input():
+            session.kick(Timeout(f"no hello within {seconds:g} seconds; closing the connection"))
+
     async def _read_loop(self) -> None:
         session = self.session
         stream = self.stream
@@ -130,6 +148,15 @@ class Connection:
                 while session.over_high_water and session.closing is None:
                     self._wakeup.set()
                     await self._drained.wait()
+                if session.input_paused and session.closing is None:
+                    # Frames of the last chunk wait behind the high-water mark:
+                    # answer them before reading more.
+                    session.now = trio.current_time()
+                    session.resume_input()
+                    self._after_input()
+                    if session.has_output() or session.closing is not None:
+                        self._wakeup.set()
+                    continue
                 data = await stream.receive_some(READ_CHUNK)
                 if not data:
                     return

@@ -27,6 +27,8 @@ FLAGS = [
     "--max-connections",
     "--auth-token",
     "--auth-file",
+    "--permissions",
+    "--hello-timeout",
     "--tls-cert",
     "--tls-key",
     "--metrics-host",

@@ -826,3 +826,58 @@ async def test_consume_reports_a_missing_queue_and_bad_arguments(client: ClientF
         with pytest.raises(ValueError):
             await client.call("consume", "q", **options)
     assert await client.call("ping", b"fine") == b"fine"
+
+
+async def _drain(mb: Any, queue: str) -> list[bytes]:
+    bodies: list[bytes] = []
+    async with mb.consume(queue, prefetch=64, wait=0) as consumer:
+        async for d in consumer:
+            bodies.append(d.body)
+            await d.ack()
+    return bodies
+
+
+def _drain_sync(mb: Any, queue: str) -> list[bytes]:
+    bodies: list[bytes] = []
+    with mb.consume(queue, prefetch=64, wait=0) as consumer:
+        for d in consumer:
+            bodies.append(d.body)
+            d.ack()
+    return bodies
+
+
+async def test_consume_with_no_wait_drains_the_queue_and_stops(client: ClientFacade) -> None:
+    await client.call("declare_queue", "drain")
+    await client.call("put_many", "drain", numbered(500))
+    with trio.fail_after(SAFETY):
+        assert await in_client(client, _drain, _drain_sync, "drain") == numbered(500)
+        assert await in_client(client, _drain, _drain_sync, "drain") == []
+    stats = await settled_stats(client, "drain")
+    assert (stats.acked, stats.ready, stats.in_flight) == (500, 0, 0)
+
+
+async def test_a_fetch_left_parked_by_a_consumer_gives_its_messages_back(
+    client: ClientFacade,
+) -> None:
+    """The protocol cannot withdraw a long poll: whatever it gets later goes straight back."""
+    await client.call("declare_queue", "ghost")
+    await client.call("put_many", "ghost", numbered(2))
+    with trio.fail_after(SAFETY):
+        # prefetch=2: fetches of one; after two full ones the consumer keeps two
+        # in flight, so when it leaves, one of them is parked on the empty queue.
+        result = await in_client(
+            client, _consume_n, _consume_n_sync, "ghost", 2, prefetch=2, wait=SAFETY
+        )
+    assert result["bodies"] == numbered(2)
+    assert (await client.call("queue_stats", "ghost")).waiting_fetches == 1
+    # The parked fetch takes the first message put now; the client nacks it as
+    # soon as the answer arrives, which is before the put's own answer.
+    await client.call("put_many", "ghost", numbered(3, b"late"))
+    late = await client.call("fetch", "ghost", max_messages=10)
+    assert sorted((d.body, d.delivery_count) for d in late) == [
+        (b"late-00000", 2),
+        (b"late-00001", 1),
+        (b"late-00002", 1),
+    ]
+    stats = await client.call("queue_stats", "ghost")
+    assert (stats.waiting_fetches, stats.in_flight, stats.requeued) == (0, 3, 1)

@@ -270,3 +270,29 @@ async def test_metrics_report_logs_groups_and_fsyncs(
     assert len(fsyncs) == 1
     if broker.server.config.data_dir is not None:  # group commit ran for the append
         assert float(fsyncs[0].split()[-1]) >= 1
+
+
+async def test_a_caught_up_group_consumer_commits_without_closing(
+    mb: minibroker.Client, broker: EmbeddedBroker, namespace: str
+) -> None:
+    await mb.create_log("ev")
+    await mb.append_many("ev", [b"%d" % i for i in range(10)])
+    seen: list[int] = []
+    async with (
+        minibroker.connect(url_of(broker), namespace=namespace) as consumer,
+        consumer.tail("ev", group="idle") as tail,
+        trio.open_nursery() as nursery,
+    ):
+
+        async def consume() -> None:
+            async for record in tail:
+                seen.append(record.offset)
+
+        nursery.start_soon(consume)
+        with trio.fail_after(SAFETY):
+            # All ten handed out and the loop waiting for more: the helper has
+            # sent the commit for all ten, without the consumer leaving.
+            while await mb.committed("ev", "idle") != 10:
+                await trio.sleep(0.01)
+        assert seen == list(range(10))
+        nursery.cancel_scope.cancel()

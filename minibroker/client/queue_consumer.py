@@ -1,0 +1,436 @@
+"""The consumer helper behind ``mb.consume(queue)``: pipelined fetches, batched acks.
+
+How it works (the user-facing promises are in client/queues.py and
+docs/queues.md):
+
+* ``ConsumerState`` is the bookkeeping, shared by the async and blocking
+  drivers and never waiting itself: the fetches in flight (``PendingCall``
+  objects from the transport's ``_begin``, oldest first: one connection
+  answers them in order), the buffer of fetched deliveries not handed out
+  yet, the recorded and unsent ack ids, and the ack/nack requests sent and
+  not yet confirmed.
+* ``AsyncConsumer`` and ``SyncConsumer`` are the drivers. Handing out a
+  buffered delivery is a ``popleft``; only an empty buffer makes them flush
+  the recorded acks, top up the fetches and wait for the oldest one. The
+  async driver runs no task of its own: the fetches are plain pipelined
+  requests, collected in ``__anext__``, with one checkpoint per batch.
+* The pipeline depth adapts: two fetches in flight while they come back
+  full (a backlog, where overlapping the network with the work pays), one
+  while the queue keeps up (so a consumer that stops on an idle queue leaves
+  one long poll behind, not two).
+* Leaving: what was fetched and not handed out is nacked; a fetch still
+  parked on the broker is abandoned with a hook that nacks whatever it
+  brings in, run by the transport's reader the moment the answer arrives.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from contextlib import suppress
+from types import TracebackType
+from typing import Any
+
+from minibroker.client.protocol import Call
+from minibroker.client.queue_wire import (
+    Delivery,
+    DeliveryBase,
+    SyncDelivery,
+    ack_call,
+    fetch_call,
+    nack_call,
+)
+from minibroker.core.errors import BrokerError, UnknownDelivery
+
+#: Messages a consumer fetches ahead of the loop (in its buffer and its fetches).
+DEFAULT_PREFETCH = 100
+#: Recorded acks that make the consumer send an ``ack`` frame.
+DEFAULT_ACK_EVERY = 100
+#: Seconds each consumer fetch long-polls before the broker answers "nothing".
+DEFAULT_CONSUME_WAIT = 1.0
+#: Fetches a consumer keeps in flight at most, each for ``prefetch / FETCHES_IN_FLIGHT``.
+FETCHES_IN_FLIGHT = 2
+
+
+def _post(client: Any, call: Call[Any]) -> None:
+    """Send ``call`` without waiting for (or reading) its answer; safe on a reader."""
+    post = getattr(client, "_post", None)
+    if post is not None:
+        post(call)
+    else:
+        client._begin(call).abandon()
+
+
+class ConsumerState:
+    """A consumer's bookkeeping, shared by the async and blocking drivers; never waits.
+
+    ``fetches`` are the pipelined fetch requests, oldest first (one
+    connection answers them in order: fetches are served first come, first
+    served). ``buffer`` holds fetched deliveries not handed out yet, ``acks``
+    the recorded, unsent ack ids, ``settling`` the ack/nack requests sent and
+    not yet confirmed.
+    """
+
+    batched = True
+
+    def __init__(
+        self,
+        client: Any,
+        queue: str,
+        kind: type[DeliveryBase],
+        *,
+        prefetch: int,
+        wait: float,
+        visibility_timeout: float | None,
+        ack_every: int,
+    ) -> None:
+        if type(prefetch) is not int or prefetch < 1:
+            raise ValueError(f"prefetch must be a positive integer, got {prefetch!r}")
+        if type(ack_every) is not int or ack_every < 1:
+            raise ValueError(f"ack_every must be a positive integer, got {ack_every!r}")
+        self.client = client
+        self.queue = queue
+        self.max_depth = min(FETCHES_IN_FLIGHT, prefetch)
+        self.per_fetch = -(-prefetch // self.max_depth)
+        #: Fetches to keep in flight now: all of them while fetches come back
+        #: full (a backlog: pipelining pays), one while the queue keeps up.
+        self.depth = 1
+        # One Call for every fetch: only the request id differs between them.
+        self.fetch = fetch_call(queue, self.per_fetch, wait, visibility_timeout, kind, self)
+        #: With ``wait=0`` the iteration ends at the first empty fetch (drain mode).
+        self.drain = not wait
+        self.ack_every = ack_every
+        self.fetches: deque[Any] = deque()
+        self.buffer: deque[Any] = deque()
+        self.acks: list[int] = []
+        self.settling: list[tuple[Any, Call[int]]] = []
+        self.closed = False
+        #: Acks the broker confirmed.
+        self.acked = 0
+        #: Acks the broker refused because the delivery had been redelivered meanwhile.
+        self.stale_acks = 0
+
+    # ---------------------------------------------------- deliveries' side
+
+    def record_ack(self, delivery_id: int) -> None:
+        if self.closed:
+            # Acked after the block ended: nobody will flush again, send it now.
+            _post(self.client, ack_call(self.queue, [delivery_id]))
+            return
+        acks = self.acks
+        acks.append(delivery_id)
+        if len(acks) >= self.ack_every:
+            self.flush()
+
+    def record_settle(self, call: Call[int]) -> None:
+        if self.closed:
+            _post(self.client, call)
+        else:
+            self.settling.append((self.client._begin(call), call))
+
+    # ------------------------------------------------------ drivers' side
+
+    def top_up(self) -> None:
+        """Begin fetches until ``depth`` are in flight."""
+        fetches = self.fetches
+        while len(fetches) < self.depth:
+            fetches.append(self.client._begin(self.fetch))
+
+    def collect(self) -> list[Any]:
+        """Take the oldest fetch's deliveries (it is answered) and adapt the depth.
+
+        Only a fetch that came back full says there is a backlog worth a
+        second fetch in flight; with one, a consumer that stops on an idle
+        queue leaves one long poll behind, not two (see ``start_closing``).
+        """
+        deliveries: list[Any] = self.fetches.popleft().outcome()
+        self.depth = self.max_depth if len(deliveries) >= self.per_fetch else 1
+        return deliveries
+
+    def flush(self) -> None:
+        """Send the recorded acks as one frame (not waiting for the answer)."""
+        if self.acks:
+            call = ack_call(self.queue, self.acks)
+            self.acks = []
+            self.settling.append((self.client._begin(call), call))
+
+    def reap(self) -> None:
+        """Collect answered acks and nacks; resend a batch without its stale ids.
+
+        Acks and nacks are all or nothing on the broker, so one stale id
+        (redelivered after its visibility timeout) fails its whole batch: the
+        error lists the stale ids, and the rest are sent again without them.
+        Any other error (the queue was deleted, the connection dropped) is raised.
+        """
+        if not self.settling:
+            return
+        keep: list[tuple[Any, Call[int]]] = []
+        failure: BrokerError | None = None
+        for entry in self.settling:
+            pending, call = entry
+            if not pending.done:
+                keep.append(entry)
+                continue
+            try:
+                count = pending.outcome()
+            except UnknownDelivery as exc:
+                try:
+                    retry = self._without_stale(call, exc)
+                except UnknownDelivery as unusable:
+                    failure = failure or unusable
+                    continue
+                if retry is not None:
+                    keep.append((self.client._begin(retry), retry))
+                continue
+            except BrokerError as exc:
+                failure = failure or exc
+                continue
+            if call.op == "ack":
+                self.acked += count
+        self.settling = keep
+        if failure is not None:
+            raise failure
+
+    def _without_stale(self, call: Call[int], error: UnknownDelivery) -> Call[int] | None:
+        details: dict[str, Any] = error.details or {}
+        stale = set(details.get("deliveries") or ())
+        ids: list[int] = call.fields["deliveries"]
+        rest = [i for i in ids if i not in stale]
+        if len(rest) == len(ids):
+            raise error  # no usable details: do not loop
+        if call.op == "ack":
+            self.stale_acks += len(ids) - len(rest)
+        if not rest:
+            return None
+        return Call(call.op, {**call.fields, "deliveries": rest}, call.parse)
+
+    def start_closing(self) -> None:
+        """Give back what was fetched and not handed out, then send the last acks.
+
+        Fetches still in flight are abandoned: whatever they bring in later
+        is nacked straight from the transport's reader.
+        """
+        self.closed = True
+        unhanded = [d.delivery_id for d in self.buffer]
+        self.buffer.clear()
+        queue, client = self.queue, self.client
+
+        def give_back(result: list[dict[str, Any]]) -> None:
+            if result:
+                ids = [m["delivery_id"] for m in result]
+                _post(client, nack_call(queue, ids, True, 0.0))
+
+        for pending in self.fetches:
+            if pending.done:
+                with suppress(BrokerError):  # a failed fetch holds nothing
+                    unhanded.extend(d.delivery_id for d in pending.outcome())
+            else:
+                pending.abandon(give_back)
+        self.fetches.clear()
+        if unhanded:
+            call = nack_call(queue, unhanded, True, 0.0)
+            self.settling.append((client._begin(call), call))
+        self.flush()
+
+    def abandon(self) -> None:
+        """Leave without waiting (an exception, a cancellation): send everything,
+        collect nothing."""
+        if self.closed:
+            return
+        with suppress(BrokerError):  # the connection is gone: the broker requeues all
+            self.start_closing()
+        for pending, _ in self.settling:
+            pending.abandon()
+        self.settling = []
+
+    @property
+    def pending_acks(self) -> int:
+        """Acks recorded and not yet sent."""
+        return len(self.acks)
+
+
+class AsyncConsumer:
+    """``mb.consume(queue, ...)``: ``async with`` it, ``async for`` its deliveries.
+
+    See the module docstring for how fetches are pipelined and acks batched.
+    Runs no task of its own; every wait happens inside ``__anext__`` and
+    ``aclose``.
+    """
+
+    def __init__(self, state: ConsumerState) -> None:
+        self._state = state
+        self._buffer = state.buffer
+
+    @property
+    def queue(self) -> str:
+        return self._state.queue
+
+    @property
+    def acked(self) -> int:
+        """Acks the broker has confirmed so far."""
+        return self._state.acked
+
+    @property
+    def stale_acks(self) -> int:
+        """Acks refused because the delivery had been redelivered meanwhile."""
+        return self._state.stale_acks
+
+    @property
+    def pending_acks(self) -> int:
+        """Acks recorded and not yet sent."""
+        return self._state.pending_acks
+
+    async def __aenter__(self) -> AsyncConsumer:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            await self.aclose()
+        else:
+            self._state.abandon()
+
+    def __aiter__(self) -> AsyncConsumer:
+        return self
+
+    async def __anext__(self) -> Delivery:
+        buffer = self._buffer
+        if buffer:
+            delivery: Delivery = buffer.popleft()
+            return delivery
+        return await self._refill()
+
+    async def _refill(self) -> Delivery:
+        state = self._state
+        while not state.closed:
+            state.reap()
+            # Acks first: a fetch is only sent once what was handed out is acked.
+            state.flush()
+            state.top_up()  # sent, with the acks, at the checkpoint below
+            pending = state.fetches[0]
+            await pending.wait()
+            deliveries: list[Delivery] = state.collect()
+            if deliveries:
+                self._buffer.extend(deliveries)
+                first: Delivery = self._buffer.popleft()
+                return first
+            if state.drain:
+                break
+        raise StopAsyncIteration
+
+    async def flush(self) -> None:
+        """Send the recorded acks now and wait until the broker confirmed every ack."""
+        state = self._state
+        state.flush()
+        await self._settle_all()
+
+    async def _settle_all(self) -> None:
+        state = self._state
+        while state.settling:
+            await state.settling[0][0].wait()
+            state.reap()
+
+    async def aclose(self) -> None:
+        """Stop: give back unprocessed deliveries, send the last acks, wait for
+        the broker to confirm them. Idempotent."""
+        state = self._state
+        if state.closed:
+            return
+        state.start_closing()
+        try:
+            await self._settle_all()
+        except BaseException:
+            state.settling = []
+            raise
+
+
+class SyncConsumer:
+    """The blocking client's ``consume``: ``with`` it, ``for d in`` it, ``d.ack()``."""
+
+    def __init__(self, state: ConsumerState) -> None:
+        self._state = state
+        self._buffer = state.buffer
+
+    @property
+    def queue(self) -> str:
+        return self._state.queue
+
+    @property
+    def acked(self) -> int:
+        return self._state.acked
+
+    @property
+    def stale_acks(self) -> int:
+        return self._state.stale_acks
+
+    @property
+    def pending_acks(self) -> int:
+        return self._state.pending_acks
+
+    def __enter__(self) -> SyncConsumer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._state.abandon()
+
+    def __iter__(self) -> Iterator[SyncDelivery]:
+        return self
+
+    def __next__(self) -> SyncDelivery:
+        buffer = self._buffer
+        if buffer:
+            delivery: SyncDelivery = buffer.popleft()
+            return delivery
+        return self._refill()
+
+    def _refill(self) -> SyncDelivery:
+        state = self._state
+        while not state.closed:
+            state.reap()
+            state.flush()
+            state.top_up()
+            pending = state.fetches[0]
+            pending.wait()
+            deliveries: list[SyncDelivery] = state.collect()
+            if deliveries:
+                self._buffer.extend(deliveries)
+                first: SyncDelivery = self._buffer.popleft()
+                return first
+            if state.drain:
+                break
+        raise StopIteration
+
+    def flush(self) -> None:
+        """Send the recorded acks now and block until the broker confirmed every ack."""
+        self._state.flush()
+        self._settle_all()
+
+    def _settle_all(self) -> None:
+        state = self._state
+        while state.settling:
+            state.settling[0][0].wait()
+            state.reap()
+
+    def close(self) -> None:
+        """Stop (see ``AsyncConsumer.aclose``). Idempotent."""
+        state = self._state
+        if state.closed:
+            return
+        state.start_closing()
+        try:
+            self._settle_all()
+        except BaseException:
+            state.settling = []
+            raise

@@ -1,0 +1,410 @@
+"""Queue objects and requests on the client side: what goes on the wire and what comes back.
+
+The plain data the queue API returns (``QueueStats``, ``QueueInfo``,
+``QueueContents``), the ``Delivery`` objects a fetch hands out, and one
+builder per request (a ``Call``: op, fields, and the parser of its result).
+The method mixins (client/queues.py) and the consumer helper
+(client/queue_consumer.py) are built from these, so every client sends the
+same frames and reads the same results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Literal, TypeVar
+
+from minibroker.client.protocol import Call
+
+OverflowPolicy = Literal["reject_publish", "drop_head"]
+
+#: Seconds a fetched message stays invisible to others unless the queue says otherwise.
+DEFAULT_VISIBILITY_TIMEOUT = 30.0
+
+#: What ``put_many`` accepts per message: a body, a ``(body, headers)`` pair, a
+#: ``{"body", "headers"?}`` map, or any object with ``body`` (and optional
+#: ``headers``), such as a Delivery from another queue or a TopicMessage.
+MessageItem = bytes | tuple[Any, ...] | Mapping[str, Any] | Any
+
+D = TypeVar("D", bound="DeliveryBase")
+
+
+# ------------------------------------------------------------------ models
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """``queue_stats``: a queue's depth now and its counters since the broker started.
+
+    ``published == acked + dead_lettered + dropped + purged + ready +
+    in_flight + delayed``; see docs/queues.md for each field.
+    """
+
+    queue: str
+    durable: bool
+    ready: int
+    in_flight: int
+    delayed: int
+    consumers: int
+    waiting_fetches: int
+    published: int
+    delivered: int
+    redelivered: int
+    acked: int
+    requeued: int
+    expired: int
+    dead_lettered: int
+    dropped: int
+    purged: int
+    rejected_publishes: int
+    journal_errors: int
+    #: The options the queue was declared with.
+    options: dict[str, Any]
+
+
+_STATS_FIELDS = tuple(f.name for f in fields(QueueStats))
+
+
+def _parse_stats(result: dict[str, Any]) -> QueueStats:
+    return QueueStats(**{name: result[name] for name in _STATS_FIELDS})
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """One row of ``list_queues``."""
+
+    queue: str
+    ready: int
+    in_flight: int
+    consumers: int
+    durable: bool
+
+
+def _parse_list(result: list[dict[str, Any]]) -> list[QueueInfo]:
+    return [
+        QueueInfo(r["queue"], r["ready"], r["in_flight"], r["consumers"], r["durable"])
+        for r in result
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    """A message as ``inspect_queue`` shows it (a test hook; nothing changes)."""
+
+    body: bytes
+    headers: dict[str, str] | None
+    delivery_count: int
+    #: Milliseconds since the Unix epoch, of the original put.
+    published_at: int
+    #: In flight only: its delivery id, the holder's connection id, and the
+    #: seconds until its visibility timeout.
+    delivery_id: int | None = None
+    connection: int | None = None
+    visible_in: float | None = None
+    #: Delayed only: seconds until it is ready again.
+    ready_in: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueContents:
+    """``inspect_queue``: the first ``limit`` messages in each place."""
+
+    ready: list[QueuedMessage]
+    in_flight: list[QueuedMessage]
+    delayed: list[QueuedMessage]
+
+
+def _queued(view: dict[str, Any]) -> QueuedMessage:
+    return QueuedMessage(
+        view["body"],
+        view.get("headers"),
+        view["delivery_count"],
+        view["published_at"],
+        view.get("delivery_id"),
+        view.get("connection"),
+        view.get("visible_in"),
+        view.get("ready_in"),
+    )
+
+
+def _parse_contents(result: dict[str, Any]) -> QueueContents:
+    return QueueContents(
+        [_queued(v) for v in result["ready"]],
+        [_queued(v) for v in result["in_flight"]],
+        [_queued(v) for v in result["delayed"]],
+    )
+
+
+class DeliveryBase:
+    """A fetched message, held by this connection until it is acked or nacked.
+
+    ``delivery_count`` is 1 on the first delivery; ``published_at`` is the
+    original put's time in milliseconds since the Unix epoch. Acks and nacks
+    go through the client (or consumer) that fetched it: only that
+    connection may settle it.
+    """
+
+    # A plain slotted class: a consumer builds one per message, and this
+    # __init__ is the cheapest way to do it (no frozen-dataclass setattr).
+    __slots__ = (
+        "_settler",
+        "body",
+        "delivery_count",
+        "delivery_id",
+        "headers",
+        "published_at",
+        "queue",
+    )
+
+    def __init__(self, queue: str, wire: dict[str, Any], settler: Any) -> None:
+        self.queue: str = queue
+        self.delivery_id: int = wire["delivery_id"]
+        self.body: bytes = wire["body"]
+        self.headers: dict[str, str] | None = wire.get("headers")
+        self.delivery_count: int = wire["delivery_count"]
+        self.published_at: int = wire["published_at"]
+        self._settler = settler
+
+    @property
+    def redelivered(self) -> bool:
+        """True if this message was delivered before (and came back)."""
+        return self.delivery_count > 1
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(queue={self.queue!r}, delivery_id={self.delivery_id}, "
+            f"delivery_count={self.delivery_count}, body={self.body[:40]!r}"
+            f"{'...' if len(self.body) > 40 else ''}, headers={self.headers!r})"
+        )
+
+
+class Delivery(DeliveryBase):
+    """A delivery for the Trio, asyncio and in-process clients: ``await d.ack()``."""
+
+    __slots__ = ()
+
+    async def ack(self) -> None:
+        """Acknowledge: the message leaves the queue.
+
+        Fetched with ``fetch``: sent at once, raises ``UnknownDelivery`` if the
+        delivery is no longer held (its visibility timeout ran out). From a
+        consumer: recorded and sent in a batch (see the module docstring).
+        """
+        settler = self._settler
+        if settler.batched:
+            settler.record_ack(self.delivery_id)
+        else:
+            await settler.settle(ack_call(self.queue, [self.delivery_id]))
+
+    async def nack(self, requeue: bool = True, delay: float = 0.0) -> None:
+        """Give the message back: to the front of the queue (after ``delay``
+        seconds), or to the dead-letter queue with ``requeue=False``."""
+        call = nack_call(self.queue, [self.delivery_id], requeue, delay)
+        settler = self._settler
+        if settler.batched:
+            settler.record_settle(call)
+        else:
+            await settler.settle(call)
+
+
+class SyncDelivery(DeliveryBase):
+    """A delivery for the blocking client: ``d.ack()`` without await."""
+
+    __slots__ = ()
+
+    def ack(self) -> None:
+        """Acknowledge (see ``Delivery.ack``)."""
+        settler = self._settler
+        if settler.batched:
+            settler.record_ack(self.delivery_id)
+        else:
+            settler.settle(ack_call(self.queue, [self.delivery_id]))
+
+    def nack(self, requeue: bool = True, delay: float = 0.0) -> None:
+        """Give the message back (see ``Delivery.nack``)."""
+        call = nack_call(self.queue, [self.delivery_id], requeue, delay)
+        settler = self._settler
+        if settler.batched:
+            settler.record_settle(call)
+        else:
+            settler.settle(call)
+
+
+class AsyncDirectSettler:
+    """Settles deliveries of a plain ``fetch``: one awaited call per ack/nack."""
+
+    __slots__ = ("_client",)
+    batched = False
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    async def settle(self, call: Call[int]) -> None:
+        await self._client._call(call)
+
+
+class SyncDirectSettler:
+    __slots__ = ("_client",)
+    batched = False
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def settle(self, call: Call[int]) -> None:
+        self._client._call(call)
+
+
+# ------------------------------------------------------------------ calls
+
+
+def _count(result: dict[str, Any]) -> int:
+    return int(result["count"])
+
+
+def declare_queue_call(
+    name: str,
+    max_length: int | None,
+    overflow: OverflowPolicy,
+    message_ttl: float | None,
+    visibility_timeout: float,
+    max_deliveries: int | None,
+    dead_letter_queue: str | None,
+    durable: bool,
+) -> Call[bool]:
+    fields: dict[str, Any] = {
+        "queue": name,
+        "overflow": overflow,
+        "visibility_timeout": visibility_timeout,
+        "durable": durable,
+    }
+    optional = {
+        "max_length": max_length,
+        "message_ttl": message_ttl,
+        "max_deliveries": max_deliveries,
+        "dead_letter_queue": dead_letter_queue,
+    }
+    fields.update((k, v) for k, v in optional.items() if v is not None)
+    return Call("queue.declare", fields, lambda r: bool(r["created"]))
+
+
+def delete_queue_call(name: str) -> Call[int]:
+    return Call("queue.delete", {"queue": name}, lambda r: int(r["messages"]))
+
+
+def purge_queue_call(name: str) -> Call[int]:
+    return Call("queue.purge", {"queue": name}, lambda r: int(r["purged"]))
+
+
+def list_queues_call() -> Call[list[QueueInfo]]:
+    return Call("queue.list", {}, _parse_list)
+
+
+def queue_stats_call(name: str) -> Call[QueueStats]:
+    return Call("queue.stats", {"queue": name}, _parse_stats)
+
+
+def inspect_queue_call(name: str, limit: int) -> Call[QueueContents]:
+    return Call("queue.inspect", {"queue": name, "limit": limit}, _parse_contents)
+
+
+def _message_map(body: Any, headers: Mapping[str, str] | None) -> dict[str, Any]:
+    if type(body) is not bytes:
+        if isinstance(body, bytearray | memoryview):
+            body = bytes(body)
+        elif isinstance(body, str):
+            raise TypeError("message bodies are bytes; encode text first (e.g. s.encode())")
+    return {"body": body, "headers": dict(headers)} if headers else {"body": body}
+
+
+def _encode_message(item: MessageItem) -> dict[str, Any]:
+    if type(item) is bytes:
+        return {"body": item}
+    if isinstance(item, tuple):
+        body, headers = (*item, None)[:2]
+        return _message_map(body, headers)
+    if isinstance(item, Mapping):
+        return _message_map(item["body"], item.get("headers"))
+    if isinstance(item, bytearray | memoryview | str):
+        return _message_map(item, None)
+    body = getattr(item, "body")  # noqa: B009 (any object with a body attribute)
+    return _message_map(body, getattr(item, "headers", None))
+
+
+def put_call(queue: str, body: bytes, headers: Mapping[str, str] | None) -> Call[None]:
+    return Call("put", {"queue": queue, "messages": [_message_map(body, headers)]}, _none)
+
+
+def _none(result: Any) -> None:
+    return None
+
+
+def put_many_call(queue: str, messages: Iterable[MessageItem]) -> Call[int]:
+    if isinstance(messages, bytes | str | bytearray):
+        raise TypeError("put_many takes an iterable of messages, not one body")
+    return Call("put", {"queue": queue, "messages": [_encode_message(m) for m in messages]}, _count)
+
+
+def fetch_call(
+    queue: str,
+    max_messages: int,
+    wait: float,
+    visibility_timeout: float | None,
+    kind: type[D],
+    settler: Any,
+) -> Call[list[D]]:
+    fields: dict[str, Any] = {"queue": queue, "max_messages": max_messages}
+    if wait:
+        fields["wait"] = wait
+    if visibility_timeout is not None:
+        fields["visibility_timeout"] = visibility_timeout
+
+    def parse(result: list[dict[str, Any]]) -> list[D]:
+        return [kind(queue, m, settler) for m in result]
+
+    return Call("fetch", fields, parse)
+
+
+def ack_call(queue: str, delivery_ids: list[int]) -> Call[int]:
+    return Call("ack", {"queue": queue, "deliveries": delivery_ids}, _count)
+
+
+def nack_call(queue: str, delivery_ids: list[int], requeue: bool, delay: float) -> Call[int]:
+    fields: dict[str, Any] = {"queue": queue, "deliveries": delivery_ids, "requeue": requeue}
+    if delay:
+        fields["delay"] = delay
+    return Call("nack", fields, _count)
+
+
+#: What ``ack``/``nack`` take: deliveries (one, or any iterable, grouped by
+#: queue), or a queue name followed by delivery ids.
+SettleTarget = DeliveryBase | Iterable[DeliveryBase] | str
+
+
+def _by_queue(target: SettleTarget, delivery_ids: Iterable[int] | None) -> dict[str, list[int]]:
+    """Delivery ids to settle, grouped by queue in first-seen order."""
+    if isinstance(target, str):
+        if delivery_ids is None:
+            raise TypeError("ack/nack(queue, delivery_ids): the delivery ids are missing")
+        return {target: list(delivery_ids)}
+    if delivery_ids is not None:
+        raise TypeError("pass either deliveries, or a queue name and delivery ids")
+    deliveries = [target] if isinstance(target, DeliveryBase) else target
+    groups: dict[str, list[int]] = {}
+    for d in deliveries:
+        if not isinstance(d, DeliveryBase):
+            raise TypeError(f"expected deliveries, got {type(d).__name__}")
+        ids = groups.get(d.queue)
+        if ids is None:
+            ids = groups[d.queue] = []
+        ids.append(d.delivery_id)
+    return groups
+
+
+def ack_calls(target: SettleTarget, delivery_ids: Iterable[int] | None) -> list[Call[int]]:
+    return [ack_call(q, ids) for q, ids in _by_queue(target, delivery_ids).items()]
+
+
+def nack_calls(
+    target: SettleTarget, delivery_ids: Iterable[int] | None, requeue: bool, delay: float
+) -> list[Call[int]]:
+    return [nack_call(q, ids, requeue, delay) for q, ids in _by_queue(target, delivery_ids).items()]
