@@ -8,7 +8,7 @@ import sys
 from types import TracebackType
 from typing import Any
 
-_MARKUP = re.compile(r"\[/?[a-z][a-z ]*\]")
+_MARKUP = re.compile(r"\[/?[a-z][a-z ]*\]|\[/\]")
 
 
 class PlainConsole:

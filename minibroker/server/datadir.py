@@ -24,6 +24,8 @@ from minibroker.storage import DEFAULT_SEGMENT_BYTES, LogStore, SegmentedLog
 from minibroker.storage.fileio import fsync_directory
 
 DEFAULT_NAMESPACE_DIR = "default"
+#: The store kind of logs (core/logs.py); every other kind is a journal.
+LOG_KIND = "log"
 NAMESPACE_PREFIX = "ns."
 
 
@@ -56,6 +58,14 @@ class DataDirectory:
         return SegmentedLog.open(
             self.path_of(namespace, kind, name),
             segment_bytes=segment_bytes or DEFAULT_SEGMENT_BYTES,
+            # Journals (queues, bindings, log metadata) are replayed record by
+            # record at start: check all of them while opening, so a damaged
+            # record anywhere cuts the journal to its valid prefix instead of
+            # failing the replay, which kept the broker from starting. Logs
+            # keep the cheap check of older segments (they can be large and
+            # are not replayed); a damaged record in one fails its CRC check
+            # when read.
+            verify=kind != LOG_KIND,
         )
 
     def existing(self, namespace: str, kind: str) -> list[str]:

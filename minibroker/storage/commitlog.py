@@ -100,11 +100,17 @@ class SegmentedLog(SegmentChain[FileSegment]):
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         index_interval_bytes: int = DEFAULT_INDEX_INTERVAL_BYTES,
         start_offset: int = 0,
+        *,
+        verify: bool = False,
     ) -> SegmentedLog:
         """Open the log in ``directory`` (created if missing), recovering it.
 
         ``start_offset`` is the first offset of a brand-new log and is ignored
-        when the directory already holds segments.
+        when the directory already holds segments. ``verify`` checks every
+        record of the older segments too, not only their tails (step 1 of the
+        module docstring becomes a full scan): for stores that are replayed
+        in full at start anyway, so that damage anywhere cuts the store to
+        its valid prefix instead of failing the replay.
         """
         check_segment_bytes(segment_bytes)
         if index_interval_bytes < 1:
@@ -118,7 +124,7 @@ class SegmentedLog(SegmentChain[FileSegment]):
             raise fileio.storage_error(exc, "creating", path) from exc
         lock_fd = _lock_directory(path)
         try:
-            segments, report = _recover(path, index_interval_bytes, start_offset)
+            segments, report = _recover(path, index_interval_bytes, start_offset, verify)
         except BaseException:
             os.close(lock_fd)
             raise
@@ -226,7 +232,7 @@ def _base_offsets(path: str, suffix: str) -> list[int]:
 
 
 def _recover(
-    path: str, index_interval_bytes: int, start_offset: int
+    path: str, index_interval_bytes: int, start_offset: int, verify: bool = False
 ) -> tuple[list[FileSegment], RecoveryReport]:
     """Open every segment of the log in ``path`` (see the module docstring)."""
     bases = _base_offsets(path, LOG_SUFFIX)
@@ -246,7 +252,9 @@ def _recover(
     try:
         for i, base in enumerate(bases):
             if i + 1 < len(bases):
-                sealed = FileSegment.open_sealed(path, base, index_interval_bytes, bases[i + 1])
+                sealed = FileSegment.open_sealed(
+                    path, base, index_interval_bytes, bases[i + 1], verify=verify
+                )
                 if sealed is not None:
                     segments.append(sealed)
                     continue

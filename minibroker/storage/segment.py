@@ -132,16 +132,23 @@ class FileSegment:
 
     @classmethod
     def open_sealed(
-        cls, directory: str, base_offset: int, index_interval_bytes: int, expected_next_offset: int
+        cls,
+        directory: str,
+        base_offset: int,
+        index_interval_bytes: int,
+        expected_next_offset: int,
+        *,
+        verify: bool = False,
     ) -> FileSegment | None:
         """Open an older segment that should end just before ``expected_next_offset``.
 
         Returns None when the segment is damaged (its records do not run
-        validly from its base offset to ``expected_next_offset``).
+        validly from its base offset to ``expected_next_offset``). With
+        ``verify`` every record is checked (a full scan), not only the tail.
         """
         segment = cls._open_existing(directory, base_offset, index_interval_bytes)
         try:
-            if segment._load_sealed(expected_next_offset):
+            if segment._load_sealed(expected_next_offset, verify):
                 return segment
         except BaseException:
             segment.release()
@@ -186,19 +193,22 @@ class FileSegment:
             raise fileio.storage_error(exc, "opening", path) from exc
         return cls(directory, base_offset, fd, index_interval_bytes)
 
-    def _load_sealed(self, expected_next_offset: int) -> bool:
+    def _load_sealed(self, expected_next_offset: int, verify: bool = False) -> bool:
         try:
             self.size_bytes = os.fstat(self._fd).st_size
         except OSError as exc:
             raise fileio.storage_error(exc, "opening", self.log_path) from exc
-        index = self._read_index_file()
+        index = None if verify else self._read_index_file()
         if index is not None and self._check_tail(index, expected_next_offset):
             self._index = index
             return True
-        log.warning("rebuilding the index of %s", self.log_path)
+        if not verify:
+            log.warning("rebuilding the index of %s", self.log_path)
         valid_bytes = self._load_from_scan(self._read_range(0, self.size_bytes))
         if valid_bytes != self.size_bytes or self.next_offset != expected_next_offset:
             return False
+        if verify:
+            return True  # the index on disk is not needed: the scan rebuilt it in memory
         try:
             self._write_index_file()
         except (StorageError, StorageFull) as exc:  # the in-memory index is enough to serve

@@ -25,7 +25,8 @@ from minibroker.core.errors import (
 )
 from minibroker.core.log_meta import LogMeta
 from minibroker.core.log_options import LogOptions
-from minibroker.core.logs import Logs, LogTail
+from minibroker.core.log_readers import LogTail
+from minibroker.core.logs import Logs
 from minibroker.core.peer import PushSource
 from minibroker.server.datadir import DataDirectory
 from minibroker.storage import Record, RecordBatch, decode_records

@@ -30,7 +30,8 @@ from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig, FsyncPolicy
 from minibroker.core.errors import BrokerError, OffsetOutOfRange
 from minibroker.core.log_options import LogOptions
-from minibroker.core.logs import Logs, LogTail
+from minibroker.core.log_readers import LogTail
+from minibroker.core.logs import Logs
 from minibroker.server.datadir import DataDirectory
 from minibroker.storage import Record, RecordBatch, decode_records
 from minibroker.storage.record import Entry

@@ -168,9 +168,13 @@ def _attributes(cls: ast.ClassDef) -> dict[str, ast.AST]:
     """A class's members plus the ``self.x`` its methods assign, and ``__slots__`` names."""
     names = _names_in(cls.body)
     for node in ast.walk(cls):
-        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
-            if isinstance(node.value, ast.Name) and node.value.id == "self":
-                names.setdefault(node.attr, node)
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.ctx, ast.Store)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "self"
+        ):
+            names.setdefault(node.attr, node)
     return names
 
 
@@ -232,7 +236,7 @@ def snippet_source(path: Path, name: str) -> str | None:
     lines = path.read_text().splitlines()
     for index, line in enumerate(lines):
         if line.strip() == f"# --- snippet: {name}":
-            body = []
+            body: list[str] = []
             for inner in lines[index + 1 :]:
                 if inner.strip() == "# --- end":
                     return "\n".join(body).strip("\n")

@@ -36,7 +36,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from minibroker.core.log_options import LogOptions
-from minibroker.core.logs import LogTail
+from minibroker.core.log_readers import LogTail
 from minibroker.protocol import frames
 from minibroker.protocol.codec import pack_frame, register_request_decoder
 from minibroker.protocol.handlers.registry import PARKED, encodes_pushes, handles

@@ -1,0 +1,173 @@
+"""A real ``python -m minibroker serve`` process, for the crash campaign, the soak
+and the reliability tests.
+
+``BrokerProcess.start(data_dir, ...)`` launches the server on port 0, reads
+the port from its start-up line, keeps draining its log (stderr) in a thread
+so that it never blocks on a full pipe, and offers what those harnesses need:
+``kill()`` (SIGKILL, no goodbye), ``stop()`` (SIGTERM, graceful), ``rss_bytes()``
+from /proc, and the log lines so far (``log``, ``log_text()``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+#: "minibroker 0.1.0 listening on 127.0.0.1:PORT (...)"
+_LISTENING = re.compile(r"listening on \S+:(\d+)")
+START_TIMEOUT = 30.0
+
+
+class BrokerProcess:
+    """One ``minibroker serve`` child process."""
+
+    def __init__(self, proc: subprocess.Popen[str], port: int, log: list[str]) -> None:
+        self.proc = proc
+        self.port = port
+        #: Every line the server has logged so far (appended by a reader thread).
+        self.log = log
+        self._reader = threading.Thread(target=self._read_log, daemon=True)
+        self._reader.start()
+
+    @classmethod
+    def start(
+        cls,
+        data_dir: str | os.PathLike[str] | None = None,
+        *extra_args: str,
+        env: dict[str, str] | None = None,
+        log_level: str = "info",
+    ) -> BrokerProcess:
+        """Launch the server and return once it accepts connections."""
+        proc = _launch(data_dir, extra_args, env, log_level, subprocess.PIPE)
+        assert proc.stderr is not None
+        log: list[str] = []
+        timer = threading.Timer(START_TIMEOUT, proc.kill)
+        timer.start()
+        try:
+            for line in proc.stderr:
+                log.append(line)
+                found = _LISTENING.search(line)
+                if found:
+                    return cls(proc, int(found.group(1)), log)
+        finally:
+            timer.cancel()
+        proc.wait()
+        raise RuntimeError(
+            f"minibroker serve exited ({proc.returncode}) before listening:\n" + "".join(log)
+        )
+
+    @staticmethod
+    def launch_and_kill(
+        after_seconds: float, data_dir: str | os.PathLike[str], *extra_args: str
+    ) -> None:
+        """Start a server and SIGKILL it ``after_seconds`` later, ready or not
+        (to crash it in the middle of start-up recovery)."""
+        proc = _launch(data_dir, extra_args, None, "warning", subprocess.DEVNULL)
+        time.sleep(after_seconds)
+        proc.kill()
+        proc.wait(30)
+
+    def _read_log(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.log.append(line)
+
+    @property
+    def url(self) -> str:
+        return f"minibroker://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_text(self) -> str:
+        return "".join(self.log)
+
+    def lines_matching(self, pattern: str) -> list[str]:
+        regex = re.compile(pattern)
+        return [line for line in list(self.log) if regex.search(line)]
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the server process, from /proc/PID/status (Linux)."""
+        return rss_of(self.proc.pid)
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to flush, close or say goodbye."""
+        if self.alive():
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+        self._reader.join(5)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, then wait for the graceful shutdown; returns the exit status."""
+        if self.alive():
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._reader.join(5)
+        return self.proc.returncode
+
+    def __enter__(self) -> BrokerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _launch(
+    data_dir: str | os.PathLike[str] | None,
+    extra_args: Sequence[str],
+    env: dict[str, str] | None,
+    log_level: str,
+    stderr: int,
+) -> subprocess.Popen[str]:
+    args: list[str] = [sys.executable, "-m", "minibroker", "serve", "--port", "0"]
+    if data_dir is not None:
+        args += ["--data-dir", os.fspath(data_dir)]
+    args += ["--log-level", log_level, *extra_args]
+    child_env = {**os.environ, **(env or {})}
+    # Settings come from the arguments (and ``env``) only, not from the caller's shell.
+    for name in list(child_env):
+        if name.startswith("MINIBROKER_") and (env is None or name not in env):
+            del child_env[name]
+    return subprocess.Popen(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        text=True,
+        env=child_env,
+    )
+
+
+def rss_of(pid: int) -> int:
+    """VmRSS of process ``pid`` in bytes (0 if the process is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def serve_args(**flags: object) -> Sequence[str]:
+    """``--flag value`` arguments from keyword arguments (``hello_timeout=1``)."""
+    out: list[str] = []
+    for name, value in flags.items():
+        out += ["--" + name.replace("_", "-"), str(value)]
+    return out

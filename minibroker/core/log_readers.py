@@ -1,0 +1,157 @@
+"""The readers of a log that wait: parked long-poll reads and tail subscriptions.
+
+Both hold a position in a :class:`~minibroker.core.logs.Log`, never records.
+A :class:`ReadWaiter` is answered once, when the high watermark passes its
+offset or its deadline comes; a :class:`LogTail` is a push source that the
+connection drains chunk by chunk, reading each one from the store only when
+there is room to send it (see :mod:`minibroker.core.logs`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+from minibroker.core.errors import BrokerError, OffsetOutOfRange
+from minibroker.core.peer import Peer
+from minibroker.core.timers import Timer
+from minibroker.storage.store import RecordBatch
+
+if TYPE_CHECKING:
+    from minibroker.core.logs import Log
+
+#: Bytes of a ``records`` push frame around its data (op, sub, count, next_offset).
+PUSH_FRAME_OVERHEAD: Final = 64
+
+
+def empty_batch(offset: int) -> RecordBatch:
+    """The answer to a read at ``offset`` that found nothing."""
+    return RecordBatch(b"", 0, offset)
+
+
+class ReadWaiter:
+    """A long-poll read parked until the high watermark passes ``offset`` or the deadline."""
+
+    __slots__ = ("log", "max_bytes", "max_records", "offset", "peer", "timer", "token")
+
+    def __init__(
+        self, log: Log, peer: Peer, token: int, offset: int, max_records: int, max_bytes: int
+    ) -> None:
+        self.log = log
+        self.peer = peer
+        self.token = token
+        self.offset = offset
+        self.max_records = max_records
+        self.max_bytes = max_bytes
+        self.timer: Timer | None = None
+
+    def detach(self) -> None:
+        """Forget the waiter without answering it (its connection is gone)."""
+        self.log.waiters.pop(self, None)
+        self.log.logs._untrack(self.peer.conn_id, self)
+        if self.timer is not None:
+            self.timer.cancel()
+
+    def expire(self, now: float) -> None:
+        self.timer = None
+        self.detach()
+        self.peer.resolve(self.token, empty_batch(self.offset))
+
+    def wake(self) -> None:
+        """Records are readable at our offset (or the log went away): answer now."""
+        self.detach()
+        try:
+            batch = self.log.read_at(self.offset, self.max_records, self.max_bytes)
+        except BrokerError as exc:
+            self.peer.reject(self.token, exc)
+            return
+        self.peer.resolve(self.token, batch)
+
+
+class LogTail:
+    """A tail subscription: a cursor the connection drains when it has room.
+
+    The tail holds no records. Each time the session asks (``take``) it reads
+    the next chunk at its cursor, within the byte budget the session gives it
+    (what is left below the connection's outbound high-water mark). When it
+    has caught up with the high watermark it goes *idle*; the next append
+    (or group commit) re-announces it to its connection with ``push_ready``.
+    """
+
+    __slots__ = ("_on_end", "cursor", "idle", "log", "max_bytes", "peer", "sub_id")
+
+    def __init__(
+        self,
+        log: Log,
+        peer: Peer,
+        sub_id: int,
+        cursor: int,
+        max_bytes: int,
+        on_end: Callable[[BrokerError], None],
+    ) -> None:
+        self.log = log
+        self.peer = peer
+        self.sub_id = sub_id
+        self.cursor = cursor
+        self.max_bytes = max_bytes
+        self.idle = False
+        self._on_end = on_end
+
+    def take(self, budget: int) -> RecordBatch | None:
+        """The next chunk of records at the cursor (advancing it), or None when caught up."""
+        log = self.log
+        cursor = self.cursor
+        end = log.high_watermark
+        if cursor >= end or log.closed:
+            self._go_idle()
+            return None
+        first = log.store.first_offset
+        if cursor < first:
+            self.end(
+                OffsetOutOfRange(
+                    f"tail of log {log.name!r} fell behind retention: offset {cursor} was "
+                    f"deleted, the log now starts at {first}",
+                    first_offset=first,
+                )
+            )
+            return None
+        max_bytes = min(self.max_bytes, max(budget - PUSH_FRAME_OVERHEAD, 1))
+        batch = log.store.read(cursor, end - cursor, max_bytes)
+        self.cursor = batch.next_offset
+        return batch
+
+    def has_more(self) -> bool:
+        """True while records wait below the high watermark; otherwise go idle."""
+        if self.cursor < self.log.high_watermark:
+            return True
+        self._go_idle()
+        return False
+
+    def _go_idle(self) -> None:
+        if not self.idle:
+            self.idle = True
+            self.log.idle_tails[self] = None
+
+    def wake(self) -> None:
+        """New records are readable: ask the connection to drain us again."""
+        self.idle = False
+        self.peer.push_ready(self)
+
+    def cancel(self, now: float) -> None:
+        """The client unsubscribed."""
+        self.detach()
+
+    def detach(self) -> None:
+        log = self.log
+        log.tails.pop(self, None)
+        log.idle_tails.pop(self, None)
+        log.logs._untrack(self.peer.conn_id, self)
+
+    def end(self, error: BrokerError) -> None:
+        """End the subscription from the broker's side (log deleted, fell behind)."""
+        self.detach()
+        self._on_end(error)
+
+
+#: What a connection can have waiting on a log.
+Attachment = ReadWaiter | LogTail
