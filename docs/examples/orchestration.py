@@ -104,7 +104,7 @@ SERVICES = {
 async def step(mb: minibroker.Client, order: int, subject: str, data: dict[str, Any]) -> bool:
     """One call to a service; prints what happened and returns whether it worked."""
     try:
-        reply = await mb.request(subject, json.dumps(data).encode(), timeout=2.0)
+        reply = await mb.request(subject, json.dumps(data).encode(), timeout=10.0)
     except minibroker.ResponderError as error:
         print(f"order {order}: {subject} failed: {error.message}")
         return False

@@ -86,7 +86,7 @@ def call(shop: BlockingClient, item: str, quantity: int, timeout: float) -> None
 
 def main() -> None:
     with run_in_thread() as broker, minibroker.connect_sync(broker.url) as shop:
-        call(shop, "widget", 1, timeout=1.0)
+        call(shop, "widget", 1, timeout=5.0)
 
         # The pricing service: its own connection, answering on 4 threads.
         with minibroker.connect_sync(broker.url, client_name="pricing") as service:
@@ -100,9 +100,9 @@ def main() -> None:
             handle.ready.wait()  # registered: requests reach it from now on
             print("pricing service registered for", SUBJECT)
 
-            call(shop, "widget", 3, timeout=1.0)
-            call(shop, "gadget", 1, timeout=1.0)
-            call(shop, "spaceship", 1, timeout=1.0)
+            call(shop, "widget", 3, timeout=5.0)
+            call(shop, "gadget", 1, timeout=5.0)
+            call(shop, "spaceship", 1, timeout=5.0)
             call(shop, "antique", 1, timeout=0.2)
 
             slow_backend.set()  # the late reply is dropped by the broker

@@ -53,6 +53,10 @@ from minibroker.protocol.stats import ProtocolStats
 
 log = logging.getLogger("minibroker.session")
 
+#: Error codes that say something is wrong with the server, not the request:
+#: logged (rate-limited) as well as answered.
+_OPERATOR_ERRORS = frozenset({"storage_full", "storage_error"})
+
 #: Stop draining push sources into the outbound buffer past this many bytes.
 DEFAULT_OUTBOUND_HIGH_WATER = 1024 * 1024
 
@@ -326,6 +330,12 @@ class Session:
 
     def _respond_error(self, request_id: int | None, error: BrokerError) -> None:
         self.stats.count_error(error.code)
+        if error.code in _OPERATOR_ERRORS:
+            # A full or failing disk refuses every write; the operator must
+            # hear of it, but not once per refused request.
+            count = self.stats.errors[error.code]
+            if count <= 10 or count % 1000 == 0:
+                log.warning("%s (%d %s errors so far)", error.message, count, error.code)
         frame: dict[str, object] = {"op": "error", "code": error.code, "message": error.message}
         if request_id is not None:
             frame["id"] = request_id

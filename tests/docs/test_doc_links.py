@@ -15,10 +15,12 @@ from doccheck import (
     anchors,
     check_code_ref,
     check_link,
+    check_repo_path,
     check_snippet,
     code_refs,
     links,
     markdown_files,
+    repo_paths,
     slug,
     snippets,
 )
@@ -39,6 +41,12 @@ def test_relative_links_resolve(page: Path) -> None:
 @pytest.mark.parametrize("page", PAGES, ids=_ids(PAGES))
 def test_code_references_resolve(page: Path) -> None:
     problems = [p for p in map(check_code_ref, code_refs(page)) if p]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_ids(PAGES))
+def test_repository_paths_exist(page: Path) -> None:
+    problems = [p for p in map(check_repo_path, repo_paths(page)) if p]
     assert not problems, "\n".join(problems)
 
 
@@ -91,3 +99,6 @@ def test_the_checker_finds_stale_pointers(tmp_path: Path) -> None:
     assert check_link(Pointer(page, 1, "semantics.md#queues")) is None
     assert check_link(Pointer(page, 1, "semantics.md#no-such-heading"))
     assert check_link(Pointer(page, 1, "missing.md"))
+    assert check_repo_path(Pointer(page, 1, "tests/docs/doccheck.py")) is None
+    assert check_repo_path(Pointer(page, 1, "tests/docs/")) is None
+    assert check_repo_path(Pointer(page, 1, "tests/docs/nope.py"))
