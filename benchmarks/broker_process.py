@@ -44,7 +44,11 @@ class BrokerProcess:
         env: dict[str, str] | None = None,
         log_level: str = "info",
     ) -> BrokerProcess:
-        """Launch the server and return once it accepts connections."""
+        """Launch the server and return once it accepts connections.
+
+        ``log_level`` must be info or debug: the start-up line that gives the
+        port is logged at info.
+        """
         proc = _launch(data_dir, extra_args, env, log_level, subprocess.PIPE)
         assert proc.stderr is not None
         log: list[str] = []

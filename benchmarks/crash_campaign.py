@@ -183,7 +183,8 @@ class LogLedger:
     def check_all(self, records: list[tuple[int, bytes]]) -> dict[str, int]:
         """Classify from a full read of the log: (offset, body) for every record."""
         ids = self.ids
-        present: dict[int, int] = {}
+        present: dict[int, int] = {}  # id -> offset where it was found
+        found_at: dict[int, int] = {}  # offset -> id found there
         unexpected = duplicated = gaps = 0
         expected_offset = records[0][0] if records else 0
         for offset, body in records:
@@ -198,13 +199,14 @@ class LogLedger:
                 continue
             if message_id in present:
                 duplicated += 1
-            present.setdefault(message_id, offset)
+            present[message_id] = offset
+            found_at[offset] = message_id
         confirmed = delivered = lost = 0
         for offset, message_id in enumerate(self.at_offset):
             if message_id < 0:
                 continue
             confirmed += 1
-            if present.get(message_id) == offset:
+            if found_at.get(offset) == message_id:
                 delivered += 1
             else:
                 lost += 1

@@ -86,6 +86,9 @@ class ThreadedBroker:
 
         def jump() -> None:
             self.clock.jump(seconds)
+            # Fire what is due now, so the caller's next request already
+            # sees the redelivery or expiry; then let the timer task re-arm.
+            self.server.broker.on_time(trio.current_time())
             self.server.timers.poke_now()
 
         self._run_in_loop(jump)

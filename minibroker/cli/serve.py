@@ -14,6 +14,7 @@ from typing import Any
 import trio
 
 from minibroker.config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig
+from minibroker.core.errors import BrokerError
 from minibroker.protocol.auth import load_tokens_file
 from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES
 from minibroker.protocol.permissions import EVERYONE, load_permissions_file
@@ -183,12 +184,12 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"minibroker serve: {exc}", file=sys.stderr)
         return 2
-    failure: OSError | None = None
+    failure: OSError | BrokerError | None = None
     try:
         trio.run(serve_until_signalled, config)
-    except* OSError as group:
-        # A port already taken, a data directory we may not write: one line,
-        # not a traceback nested in exception groups.
+    except* (OSError, BrokerError) as group:
+        # A port already taken, a data directory we may not write or that
+        # another broker holds: one line, not a traceback nested in groups.
         failure = _first_leaf(group)
     if failure is not None:
         print(f"minibroker serve: cannot start: {_describe(failure, config)}", file=sys.stderr)
@@ -196,16 +197,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _first_leaf(group: BaseExceptionGroup[OSError]) -> OSError:
+def _first_leaf(
+    group: BaseExceptionGroup[OSError | BrokerError],
+) -> OSError | BrokerError:
     error: BaseException = group
     while isinstance(error, BaseExceptionGroup):
         error = error.exceptions[0]
-    assert isinstance(error, OSError)
+    assert isinstance(error, OSError | BrokerError)
     return error
 
 
-def _describe(error: OSError, config: ServerConfig) -> str:
-    if error.errno == errno.EADDRINUSE:
+def _describe(error: OSError | BrokerError, config: ServerConfig) -> str:
+    if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
         ports = f"--port {config.port}"
         if config.metrics_port is not None:
             ports += f" or --metrics-port {config.metrics_port}"

@@ -114,13 +114,21 @@ class Broker:
     # ----------------------------------------------------------- durability
 
     def note_durable_write(self) -> None:
-        """Called by models after writing to storage that must be fsynced before confirming."""
+        """Called by models after writing to storage that must be fsynced before confirming.
+
+        Under ``fsync=always`` the write is synced right here, before the
+        request that made it can be confirmed; under ``batch`` the shell's
+        group commit syncs it and releases the held confirm; under ``never``
+        nothing is synced (the OS writes it back when it pleases).
+        """
         self.write_generation += 1
-        if self.on_durable_write is not None:
+        if self.config.fsync == "always":
+            self.sync_storage()
+        elif self.on_durable_write is not None:
             self.on_durable_write()
 
     def sync_storage(self) -> None:
-        """fsync every store with unsynced writes (runs off the event loop)."""
+        """fsync every store with unsynced writes (on the calling thread)."""
         for ns in list(self._namespaces.values()):
             ns.sync()
 

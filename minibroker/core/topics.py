@@ -118,6 +118,17 @@ class MessageLike(Protocol):
     def headers(self) -> dict[str, str] | None: ...
 
 
+#: Header naming the topic on copies that bindings put into queues.
+TOPIC_HEADER: Final = "x-topic"
+
+
+class _QueueCopy(NamedTuple):
+    """A message as a bound queue receives it: the body, headers plus x-topic."""
+
+    body: bytes
+    headers: dict[str, str]
+
+
 class TopicMessage:
     """One published message, shared by every subscription it is routed to.
 
@@ -332,7 +343,9 @@ class Topics:
         if broker.storage is None:
             return None
         store = broker.storage.open(
-            self._namespace.name, binding_journal.KIND, binding_journal.NAME,
+            self._namespace.name,
+            binding_journal.KIND,
+            binding_journal.NAME,
             segment_bytes=binding_journal.SEGMENT_BYTES,
         )
         journal = BindingJournal(store, broker.note_durable_write)
@@ -429,13 +442,22 @@ class Topics:
         """
         queues = self._queues
         enqueued = 0
+        # A queue keeps no topic of its own, so each copy carries the topic it
+        # was published to in a header (RabbitMQ keeps the routing key likewise).
+        copies = [
+            _QueueCopy(
+                m.body,
+                {**m.headers, TOPIC_HEADER: m.topic} if m.headers else {TOPIC_HEADER: m.topic},
+            )
+            for m in batch
+        ]
         for target in targets:
             queue = queues.find(target.name)
             if queue is None:  # gone without telling us: its bindings go too
                 self.drop_queue_bindings(target.name)
                 continue
             try:
-                enqueued += queue.put(batch, now)
+                enqueued += queue.put(copies, now)
             except Overflow:
                 continue  # full with reject_publish: that queue counted it
         self.stats.enqueued += enqueued
@@ -655,4 +677,3 @@ def _share(group: Group, members: tuple[TopicSubscription, ...], batch: list[Top
         return
     for j in range(min(k, len(batch))):
         members[(start + j) % k].push(batch[j::k])
-

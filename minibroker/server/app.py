@@ -18,7 +18,6 @@ import time
 from typing import Any
 
 import trio
-import trio.testing
 
 from minibroker import __version__
 from minibroker.config import ServerConfig
@@ -38,6 +37,7 @@ from minibroker.server.connection import (
 )
 from minibroker.server.durability import GroupCommit
 from minibroker.server.log_metrics import log_metrics as _log_metrics  # noqa: F401
+from minibroker.server.memory_stream import memory_stream_pair
 from minibroker.server.metrics import BrokerCollector, make_registry, serve_metrics
 from minibroker.server.queue_metrics import queue_metrics as _queue_metrics  # noqa: F401
 from minibroker.server.rpc_metrics import rpc_metrics as _rpc_metrics  # noqa: F401 (registers)
@@ -86,6 +86,7 @@ class BrokerServer:
         self._nursery: trio.Nursery | None = None
         self._connections_nursery: trio.Nursery | None = None
         self._shutdown_requested = trio.Event()
+        self._storage_closed = False
         #: Set once ``run`` has shut down completely (storage closed).
         self.stopped = trio.Event()
         self._all_closed = trio.Event()
@@ -100,11 +101,23 @@ class BrokerServer:
         """Serve until ``shutdown()`` is called; ``task_status.started`` once ready."""
         config = self.config
         self.broker.clock.epoch_offset = time.time() - trio.current_time()
-        self._recover_namespaces()
+        try:
+            self._recover_namespaces()
+            await self._serve(config, task_status)
+        finally:
+            self._close_storage()
+        self.stopped.set()
+
+    async def _serve(
+        self, config: ServerConfig, task_status: trio.TaskStatus[BrokerServer]
+    ) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self.timers.run)
-            nursery.start_soon(self.group_commit.run)
+            if self.settings.hold_until_synced:
+                # Group commit is the "batch" policy; "always" syncs inline
+                # (Broker.note_durable_write) and "never" not at all.
+                nursery.start_soon(self.group_commit.run)
             async with trio.open_nursery() as connections:
                 self._connections_nursery = connections
                 listeners: list[trio.SocketListener] = []
@@ -121,7 +134,17 @@ class BrokerServer:
                 await self._shutdown_requested.wait()
                 await self._graceful_close(connections)
             nursery.cancel_scope.cancel()
-        self.stopped.set()
+
+    def _close_storage(self) -> None:
+        """Close every store once, then release the data directory's lock."""
+        if self._storage_closed:
+            return
+        self._storage_closed = True
+        self.broker.close()
+        from minibroker.server.datadir import DataDirectory
+
+        if isinstance(self.broker.storage, DataDirectory):
+            self.broker.storage.close()
 
     def _recover_namespaces(self) -> None:
         """Open every namespace found in the data directory, so durable queues and
@@ -150,7 +173,7 @@ class BrokerServer:
                 await self._all_closed.wait()
         connections.cancel_scope.cancel()
         self.group_commit.sync_now()
-        self.broker.close()
+        self._close_storage()
         log.info("stopped")
 
     def _log_start(self) -> None:
@@ -257,7 +280,7 @@ class BrokerServer:
         """A connected in-memory stream to this broker: no socket, same protocol."""
         if self._connections_nursery is None or not self._accepting:
             raise RuntimeError("the broker is not running")
-        client_side, server_side = trio.testing.memory_stream_pair()
+        client_side, server_side = memory_stream_pair()
         self._connections_nursery.start_soon(self.serve_stream, server_side, "in-process")
         return client_side
 

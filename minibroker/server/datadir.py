@@ -15,15 +15,19 @@ a leading "."), so any valid queue or log name maps to exactly one directory.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 from pathlib import Path
 from urllib.parse import quote, unquote
 
+from minibroker.core.errors import StorageError
 from minibroker.storage import DEFAULT_SEGMENT_BYTES, LogStore, SegmentedLog
 from minibroker.storage.fileio import fsync_directory
 
 DEFAULT_NAMESPACE_DIR = "default"
+#: Held (flock) by the broker that owns the directory, for as long as it runs.
+LOCK_FILE = "minibroker.lock"
 #: The store kind of logs (core/logs.py); every other kind is a journal.
 LOG_KIND = "log"
 NAMESPACE_PREFIX = "ns."
@@ -47,6 +51,13 @@ class DataDirectory:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: int | None = _lock(self.root / LOCK_FILE)
+
+    def close(self) -> None:
+        """Release the directory for another broker (after every store is closed)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _kind_dir(self, namespace: str, kind: str) -> Path:
         return self.root / "namespaces" / namespace_dir_name(namespace) / f"{kind}s"
@@ -92,3 +103,17 @@ class DataDirectory:
         shutil.rmtree(path, ignore_errors=True)
         if path.parent.is_dir():
             fsync_directory(str(path.parent))
+
+
+def _lock(path: Path) -> int:
+    """Two brokers on one data directory would corrupt each other's files: refuse."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise StorageError(
+            f"the data directory {path.parent} is in use by another running broker",
+            path=str(path.parent),
+        ) from None
+    return fd

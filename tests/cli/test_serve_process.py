@@ -213,3 +213,39 @@ async def test_port_in_use_fails_cleanly() -> None:
     assert result.returncode != 0
     assert b"Traceback" not in result.stderr, result.stderr.decode()
     assert str(port).encode() in result.stderr
+
+
+@pytest.mark.slow
+def test_a_second_broker_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:
+    """Two brokers on one data directory would corrupt it: the second says why and exits."""
+    first = subprocess.Popen(
+        [sys.executable, "-m", "minibroker", "serve", "--port", "0", "--data-dir", str(tmp_path)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert first.stderr is not None
+        for line in first.stderr:
+            if "listening on" in line:
+                break
+        second = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "minibroker",
+                "serve",
+                "--port",
+                "0",
+                "--data-dir",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert second.returncode == 1
+        assert "in use by another running broker" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        first.terminate()
+        first.wait(timeout=30)

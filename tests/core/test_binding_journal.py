@@ -69,3 +69,13 @@ def test_bind_churn_is_compacted(tmp_path: Path, monkeypatch: object) -> None:
 
     broker = open_broker(tmp_path)
     assert broker.namespace("").topics.bindings() == [("q", "keep.me")]
+
+
+def test_bound_copies_carry_their_topic(tmp_path: Path) -> None:
+    broker = Broker()
+    ns = broker.namespace("")
+    ns.queues.declare("audit", QueueOptions(), NOW)
+    ns.topics.bind("audit", "orders.#")
+    ns.topics.publish("orders.eu.created", [MessageIn(b"o-1", {"k": "v"})], NOW)
+    [copy] = ns.queues.get("audit").inspect(10).ready
+    assert copy.headers == {"k": "v", "x-topic": "orders.eu.created"}

@@ -236,7 +236,8 @@ def test_damaged_index_files_are_rebuilt(baseline: Path, tmp_path: Path) -> None
     rng = random.Random(7)
     for index in store_dir(data_dir, "log").glob("*.index"):
         index.write_bytes(rng.randbytes(rng.randrange(0, 64)))
-    expected = [(r.offset, r.body) for f in store_files(store_dir(data_dir, "log")) for r in f.records]
+    log_files = store_files(store_dir(data_dir, "log"))
+    expected = [(r.offset, r.body) for f in log_files for r in f.records]
     server = BrokerProcess.start(data_dir)
     try:
         seen = trio.run(observe, server.url)
