@@ -133,9 +133,13 @@ class Broker:
             ns.sync()
 
     def close(self) -> None:
-        """Flush and close all storage (graceful shutdown)."""
+        """Flush and close all storage (graceful shutdown), then release the
+        storage itself (a data directory's lock), if it has anything to release."""
         for ns in list(self._namespaces.values()):
             ns.close()
+        release = getattr(self.storage, "close", None)
+        if release is not None:
+            release()
 
 
 def check_namespace_name(name: str) -> None:

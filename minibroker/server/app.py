@@ -58,6 +58,7 @@ class BrokerServer:
             from minibroker.server.datadir import DataDirectory
 
             storage = DataDirectory(config.data_dir)
+            storage.lock()
         self.broker = Broker(CoreConfig(limits=config.limits, fsync=config.fsync), storage=storage)
         self.stats = ProtocolStats()
         self.settings = SessionSettings(
@@ -141,10 +142,6 @@ class BrokerServer:
             return
         self._storage_closed = True
         self.broker.close()
-        from minibroker.server.datadir import DataDirectory
-
-        if isinstance(self.broker.storage, DataDirectory):
-            self.broker.storage.close()
 
     def _recover_namespaces(self) -> None:
         """Open every namespace found in the data directory, so durable queues and

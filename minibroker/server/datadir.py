@@ -51,7 +51,17 @@ class DataDirectory:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._lock_fd: int | None = _lock(self.root / LOCK_FILE)
+        self._lock_fd: int | None = None
+
+    def lock(self) -> None:
+        """Claim the directory for this broker; StorageError if another one runs on it.
+
+        The server calls this at start-up. (Tools and tests that only inspect
+        a data directory don't.) The lock is an flock, so a killed broker
+        releases it with its process.
+        """
+        if self._lock_fd is None:
+            self._lock_fd = _lock(self.root / LOCK_FILE)
 
     def close(self) -> None:
         """Release the directory for another broker (after every store is closed)."""
