@@ -197,10 +197,7 @@ class IncomingRequest(_IncomingBase):
         """Send the reply (see the class docstring for ``confirm``)."""
         self._answer(body, headers)
         call = reply_call(self.rid, bytes(body), headers)
-        if confirm or not self._post(call):
-            delivered: bool = await self._client._call(call)
-            return delivered if confirm else None
-        return None
+        return await self._send_answer(call, confirm)
 
     @overload
     async def fail(self, message: str, *, confirm: Literal[False] = ...) -> None: ...
@@ -212,9 +209,17 @@ class IncomingRequest(_IncomingBase):
         """Answer with an error: the requester's ``request`` raises ``ResponderError``."""
         self._answer(b"", None)
         call = fail_call(self.rid, str(message))
-        if confirm or not self._post(call):
+        return await self._send_answer(call, confirm)
+
+    async def _send_answer(self, call: Call[bool], confirm: bool) -> bool | None:
+        if confirm:
             delivered: bool = await self._client._call(call)
-            return delivered if confirm else None
+            return delivered
+        post_now = getattr(self._client, "_post_now", None)
+        if post_now is not None:  # the Trio client: send at once when idle
+            await post_now(call)
+        elif not self._post(call):
+            await self._client._call(call)
         return None
 
 

@@ -300,6 +300,12 @@ class Client(AsyncMethods):
             if self._outbox:
                 self._outbox_ready.set()
 
+    async def _post_now(self, call: Call[Any]) -> None:
+        """Send ``call`` without waiting for its answer, directly when the
+        connection is idle (a responder's reply: saves the writer-task hop)."""
+        if self._closed is None:
+            await self._send(self._protocol.encode(call)[1])
+
     def _post(self, call: Call[Any]) -> None:
         """Send ``call`` without waiting; its answer is ignored (cleanup on cancellation)."""
         if self._closed is None:
