@@ -14,26 +14,40 @@ with offsets, and request/reply, over one msgpack-over-TCP protocol.
 
 __version__ = "0.1.0"
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from minibroker.client.sync import CallTimeout, connect_sync
-from minibroker.client.trio_client import Client, Subscription, connect
 from minibroker.core.errors import *  # noqa: F403
 from minibroker.core.errors import BrokerError, ConnectionClosed
-from minibroker.embedded import EmbeddedBroker, open_broker
 
 if TYPE_CHECKING:
     from minibroker import aio
+    from minibroker.client.sync import CallTimeout, connect_sync
+    from minibroker.client.trio_client import Client, Subscription, connect
+    from minibroker.embedded import EmbeddedBroker, open_broker
+
+#: Public names imported on first use, so that ``minibroker serve`` (and a
+#: program that needs only one client) does not pay for loading them all.
+_LAZY = {
+    "CallTimeout": "minibroker.client.sync",
+    "connect_sync": "minibroker.client.sync",
+    "Client": "minibroker.client.trio_client",
+    "Subscription": "minibroker.client.trio_client",
+    "connect": "minibroker.client.trio_client",
+    "EmbeddedBroker": "minibroker.embedded",
+    "open_broker": "minibroker.embedded",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # ``minibroker.aio`` is imported on first use: asyncio costs start-up time
-    # that Trio and blocking users should not pay.
     if name == "aio":
-        import minibroker.aio
-
-        return minibroker.aio
-    raise AttributeError(f"module 'minibroker' has no attribute {name!r}")
+        return importlib.import_module("minibroker.aio")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'minibroker' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 __all__ = [

@@ -233,7 +233,7 @@ class MinibrokerTarget(Target):
                 variants += ("startup_embedded",)
             return [
                 Impl(
-                    "minibroker serve + blocking client",
+                    "minibroker serve + blocking client; embedded: open_broker",
                     {"startup": f"{MODULE}:w5_startup"},
                     {
                         "log_dir": str(self.log_dir),

@@ -11,10 +11,12 @@ import sys
 from collections.abc import Sequence
 
 from minibroker import __version__
-from minibroker.cli import client_commands, serve
+from minibroker.cli import serve
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, client_commands: bool = True) -> argparse.ArgumentParser:
+    """The whole command line; without the client commands for ``serve``, whose
+    start-up should not pay for importing every client."""
     parser = argparse.ArgumentParser(
         prog="minibroker",
         description="A small, fast message broker: queues, topics, logs and request/reply.",
@@ -22,14 +24,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"minibroker {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     serve.add_commands(commands)
-    for module in client_commands.MODULES:
-        module.add_commands(commands)
+    if client_commands:
+        from minibroker.cli.client_commands import MODULES
+
+        for module in MODULES:
+            module.add_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(client_commands=arguments[:1] != ["serve"])
+    args = parser.parse_args(arguments)
     try:
         result: int = args.run(args)
     except KeyboardInterrupt:

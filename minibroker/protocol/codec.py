@@ -160,7 +160,9 @@ class FrameDecoder:
             values.close()
 
 
-_REQUEST_DECODERS = {op: DECODERS[op] for op in REQUESTS}
+#: Request decoders in use: the compiled ones (filled on first use) and any
+#: hand-written fast path registered below.
+_REQUEST_DECODERS: dict[str, Callable[[dict[Any, Any], str], object]] = {}
 
 
 def register_request_decoder(op: str, decoder: Callable[[dict[Any, Any], str], object]) -> None:
@@ -170,7 +172,7 @@ def register_request_decoder(op: str, decoder: Callable[[dict[Any, Any], str], o
     than the work itself (``append``: see protocol/handlers/logs.py). The
     replacement must accept and refuse exactly what the generic decoder does.
     """
-    if op not in _REQUEST_DECODERS:
+    if op not in REQUESTS:
         raise KeyError(f"unknown request op {op!r}")
     _REQUEST_DECODERS[op] = decoder
 
@@ -186,7 +188,9 @@ def decode_request(value: object) -> object:
         return InvalidFrame(request_id, BadRequest("frame has no string 'op' field"))
     decoder = _REQUEST_DECODERS.get(op)
     if decoder is None:
-        return InvalidFrame(request_id, UnknownOp(f"unknown op {op!r}"))
+        if op not in REQUESTS:
+            return InvalidFrame(request_id, UnknownOp(f"unknown op {op!r}"))
+        decoder = _REQUEST_DECODERS[op] = DECODERS[op]
     if request_id is None:
         return InvalidFrame(None, BadRequest("request has no unsigned integer 'id' field"))
     try:

@@ -451,6 +451,18 @@ REQUESTS: dict[str, type[Request]] = {cls.op: cls for cls in REQUEST_TYPES}
 SERVER_FRAMES: dict[str, Any] = {cls.op: cls for cls in SERVER_FRAME_TYPES}
 
 #: op -> compiled map-to-dataclass decoder (see schema.py).
-DECODERS: dict[str, Any] = {
-    op: compile_decoder(cls) for op, cls in {**REQUESTS, **SERVER_FRAMES}.items()
-}
+
+
+class _Decoders(dict[str, Any]):
+    """op -> compiled decoder, each compiled on first use: compiling them all
+    would add tens of milliseconds to every start-up, for ops rarely seen."""
+
+    def __missing__(self, op: str) -> Any:
+        cls = REQUESTS.get(op) or SERVER_FRAMES.get(op)
+        if cls is None:
+            raise KeyError(op)
+        decoder = self[op] = compile_decoder(cls)
+        return decoder
+
+
+DECODERS: dict[str, Any] = _Decoders()
