@@ -239,6 +239,10 @@ class ConsumerState:
             return
         with suppress(BrokerError):  # the connection is gone: the broker requeues all
             self.start_closing()
+        self.forget_settling()
+
+    def forget_settling(self) -> None:
+        """Stop waiting for the acks and nacks in flight (they are still sent)."""
         for pending, _ in self.settling:
             pending.abandon()
         self.settling = []
@@ -344,7 +348,7 @@ class AsyncConsumer:
         try:
             await self._settle_all()
         except BaseException:
-            state.settling = []
+            state.forget_settling()
             raise
 
 
@@ -432,5 +436,5 @@ class SyncConsumer:
         try:
             self._settle_all()
         except BaseException:
-            state.settling = []
+            state.forget_settling()
             raise

@@ -251,3 +251,27 @@ async def test_metrics_have_a_series_per_queue() -> None:
             text = await http_get(port, "/metrics")
         assert 'queue="jobs"' not in text
         assert "# TYPE minibroker_queue_ready gauge" in text
+
+
+class Boom(Exception):
+    pass
+
+
+async def test_an_exception_in_the_loop_still_sends_the_acks_and_gives_back_the_rest(
+    broker: EmbeddedBroker,
+) -> None:
+    url = url_of(broker, fresh_namespace("boom"))
+    async with minibroker.connect(url) as mb:
+        await mb.declare_queue("work")
+        await mb.put_many("work", numbered(100))
+        with pytest.raises(Boom):
+            async with mb.consume("work", prefetch=40, ack_every=1000) as deliveries:
+                async for d in deliveries:
+                    await d.ack()
+                    if deliveries.pending_acks == 10:
+                        raise Boom
+        # Nothing was awaited on the way out, but everything was sent, in order:
+        # an answer to a later request means the broker has applied it.
+        await mb.ping()
+        stats = await mb.queue_stats("work")
+        assert (stats.acked, stats.in_flight, stats.ready) == (10, 0, 90)
