@@ -33,27 +33,27 @@ The permissions file (``minibroker serve --permissions FILE``)::
 What each operation needs (the table is :data:`NEEDS`; an operation missing
 from it is refused, so a new operation cannot slip through unchecked):
 
-=======================================  =====================================
-operation                                needs
-=======================================  =====================================
-put                                      write on queue
-fetch, ack, nack, queue.stats/inspect    read on queue
-queue.declare, queue.delete/purge        admin on queue (declare: also write
-                                         on its dead-letter queue)
-publish                                  write on topic
-subscribe                                read on the topic pattern
-bind                                     admin on queue and read on pattern
-unbind                                   admin on queue
-append                                   write on log
-read, tail, commit, committed, log.stats read on log
-log.create, log.delete                   admin on log
-request                                  write on subject
-respond                                  read on subject
-hello, ping, unsubscribe, reply          nothing (reply answers a request
-                                         this connection was handed)
-queue.list, log.list                     nothing; only names with a grant
-                                         are listed
-=======================================  =====================================
+==========================================  ===================================
+operation                                   needs
+==========================================  ===================================
+put                                         write on queue
+fetch, ack, nack, queue.stats/inspect       read on queue
+queue.declare, queue.delete/purge           admin on queue (declare: also write
+                                            on its dead-letter queue)
+publish                                     write on topic
+subscribe                                   read on the topic pattern
+bind                                        admin on queue and read on pattern
+unbind                                      admin on queue
+append                                      write on log
+read, tail, commit, committed, log.stats    read on log
+log.create, log.delete                      admin on log
+request                                     write on subject
+respond                                     read on subject
+hello, ping, unsubscribe, reply             nothing (reply answers a request
+                                            this connection was handed)
+queue.list, log.list                        nothing; only names with a grant
+                                            are listed
+==========================================  ===================================
 
 A subscription pattern is allowed only if the grant covers every topic the
 pattern could match: ``topic:orders.#`` allows subscribing to ``orders.*``

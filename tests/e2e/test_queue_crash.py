@@ -42,7 +42,7 @@ QUEUE = "ledger"
 PRODUCERS = 3
 BATCH = 100
 #: Confirmed messages to wait for before pulling the plug (per round).
-KILL_AFTER = 15_000
+KILL_AFTER = 25_000
 
 
 class Server:

@@ -25,9 +25,13 @@ PACKAGE = Path(minibroker.__file__).resolve().parent
 #: (module path relative to the package, name) -> why it is safe.
 ALLOWED = {
     ("protocol/schema.py", "exec"): (
-        "compiles the frame decoders from the frame dataclasses' annotations once, at "
-        "import time; the generated source contains field names from frames.py, never "
-        "bytes from a client"
+        "compiles the decoder of a frame dataclass from its annotations, once per class "
+        "(on first use): the generated source holds field names and types from frames.py, "
+        "never bytes from a client, and a client's op only picks one of the fixed classes"
+    ),
+    ("__init__.py", "importlib"): (
+        "lazy public names: imports a module named in the package's own constant table "
+        "when an attribute of the package is first used; never a name from client data"
     ),
 }
 
