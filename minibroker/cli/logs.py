@@ -19,19 +19,18 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import signal
 import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from minibroker.cli.common import connection_options, parse_headers, text
 from minibroker.client.logs import Record, Start
 from minibroker.client.pushes import SubscriptionEnded
 from minibroker.client.sync import Client, connect_sync
 from minibroker.core.errors import BrokerError
 
-DEFAULT_URL = "minibroker://127.0.0.1:7878"
 #: Records per append frame when reading stdin.
 STDIN_BATCH = 1000
 #: How often ``log tail`` looks up from waiting to see whether it should stop.
@@ -95,12 +94,7 @@ def _command(
     run: Callable[[argparse.Namespace], int],
 ) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:])
-    parser.add_argument(
-        "--url",
-        default=os.environ.get("MINIBROKER_URL", DEFAULT_URL),
-        help="broker URL (default: $MINIBROKER_URL or %(default)s)",
-    )
-    parser.add_argument("--namespace", default=None, help="namespace to use")
+    connection_options(parser)
     parser.set_defaults(run=lambda args: _guarded(run, args))
     return parser
 
@@ -163,7 +157,7 @@ def _run_create(args: argparse.Namespace) -> int:
 
 def _run_append(args: argparse.Namespace) -> int:
     key = args.key.encode() if args.key is not None else None
-    headers = _parse_headers(args.header)
+    headers = parse_headers(args.header)
     with _connect(args) as mb:
         if args.bodies:
             first = _append(mb, args.name, [b.encode() for b in args.bodies], key, headers)
@@ -282,20 +276,6 @@ def _run_delete(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ output
 
 
-def _parse_headers(pairs: list[str]) -> dict[str, str] | None:
-    headers: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise SystemExit(f"error: --header expects NAME=VALUE, got {pair!r}")
-        headers[name] = value
-    return headers or None
-
-
-def _text(data: bytes) -> str:
-    return data.decode("utf-8", "backslashreplace")
-
-
 def _printer(args: argparse.Namespace) -> Callable[[Record], None]:
     out = sys.stdout
 
@@ -315,14 +295,14 @@ def _printer(args: argparse.Namespace) -> Callable[[Record], None]:
     elif args.body_only:
 
         def write(record: Record) -> None:
-            out.write(_text(record.body) + "\n")
+            out.write(text(record.body) + "\n")
             out.flush()
 
     else:
 
         def write(record: Record) -> None:
-            key = _text(record.key) if record.key is not None else ""
-            out.write(f"{record.offset}\t{key}\t{_text(record.body)}\n")
+            key = text(record.key) if record.key is not None else ""
+            out.write(f"{record.offset}\t{key}\t{text(record.body)}\n")
             out.flush()
 
     return write

@@ -23,17 +23,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+from minibroker.cli.common import connection_options, parse_headers, text
 from minibroker.client.queues import DEFAULT_VISIBILITY_TIMEOUT, SyncDelivery
 from minibroker.client.sync import Client, connect_sync
 from minibroker.core.errors import BrokerError
 
-DEFAULT_URL = "minibroker://127.0.0.1:7878"
 #: Messages per put frame when reading stdin.
 STDIN_BATCH = 1000
 
@@ -153,12 +152,7 @@ def _command(
     run: Callable[[argparse.Namespace], int],
 ) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:])
-    parser.add_argument(
-        "--url",
-        default=os.environ.get("MINIBROKER_URL", DEFAULT_URL),
-        help="broker URL (default: $MINIBROKER_URL or %(default)s)",
-    )
-    parser.add_argument("--namespace", default=None, help="namespace to use")
+    connection_options(parser)
     parser.set_defaults(run=lambda args: _guarded(run, args))
     return parser
 
@@ -245,7 +239,7 @@ def _run_list(args: argparse.Namespace) -> int:
 
 
 def _run_put(args: argparse.Namespace) -> int:
-    headers = _parse_headers(args.header)
+    headers = parse_headers(args.header)
     total = 0
     with _connect(args) as mb:
         if args.bodies:
@@ -294,20 +288,6 @@ def _run_fetch(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ output
 
 
-def _parse_headers(pairs: list[str]) -> dict[str, str] | None:
-    headers: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise SystemExit(f"error: --header expects NAME=VALUE, got {pair!r}")
-        headers[name] = value
-    return headers or None
-
-
-def _text(data: bytes) -> str:
-    return data.decode("utf-8", "backslashreplace")
-
-
 def _printer(args: argparse.Namespace) -> Callable[[SyncDelivery], None]:
     out = sys.stdout
 
@@ -326,12 +306,12 @@ def _printer(args: argparse.Namespace) -> Callable[[SyncDelivery], None]:
     elif args.body_only:
 
         def write(d: SyncDelivery) -> None:
-            out.write(_text(d.body) + "\n")
+            out.write(text(d.body) + "\n")
 
     else:
 
         def write(d: SyncDelivery) -> None:
-            out.write(f"{d.delivery_id}\t{d.delivery_count}\t{_text(d.body)}\n")
+            out.write(f"{d.delivery_id}\t{d.delivery_count}\t{text(d.body)}\n")
 
     return write
 

@@ -12,18 +12,16 @@ stderr (no_responders, timeout, responder_error ...).
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 from collections.abc import Awaitable
 
 import trio
 
+from minibroker.cli.common import connection_options, parse_headers
 from minibroker.client.rpc import DEFAULT_TIMEOUT, IncomingRequest, Reply
 from minibroker.client.trio_client import connect
 from minibroker.core.errors import BrokerError
-
-DEFAULT_URL = "minibroker://127.0.0.1:7878"
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,7 +30,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="send a request and print the reply",
         description="Send one request to a responder of SUBJECT and print its reply body.",
     )
-    _connection_options(request)
+    connection_options(request)
     request.add_argument("subject", help="the subject, e.g. svc.echo")
     request.add_argument("body", nargs="?", default=None, help="request body (default: empty)")
     request.add_argument(
@@ -60,7 +58,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Answer requests to SUBJECT until interrupted: echo each request's "
         "body and headers back (--echo, the default) or answer with a fixed body (--reply).",
     )
-    _connection_options(respond)
+    connection_options(respond)
     respond.add_argument("subject", help="the subject to serve, e.g. svc.echo")
     mode = respond.add_mutually_exclusive_group()
     mode.add_argument("--echo", action="store_true", help="reply with the request (default)")
@@ -70,25 +68,6 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--quiet", "-q", action="store_true", help="don't log each request to stderr"
     )
     respond.set_defaults(run=_run_respond)
-
-
-def _connection_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--url",
-        default=os.environ.get("MINIBROKER_URL", DEFAULT_URL),
-        help="broker URL (default: $MINIBROKER_URL or %(default)s)",
-    )
-    parser.add_argument("--namespace", default=None, help="namespace to use")
-
-
-def _parse_headers(pairs: list[str]) -> dict[str, str] | None:
-    headers: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise SystemExit(f"error: --header expects NAME=VALUE, got {pair!r}")
-        headers[name] = value
-    return headers or None
 
 
 def _write_body(body: bytes) -> None:
@@ -104,7 +83,7 @@ def _run_request(args: argparse.Namespace) -> int:
         body = sys.stdin.buffer.read()
     else:
         body = args.body.encode() if args.body is not None else b""
-    headers = _parse_headers(args.header)
+    headers = parse_headers(args.header)
 
     async def main() -> Reply | BrokerError | OSError:
         # Errors are returned, not raised, so they don't leave the client's

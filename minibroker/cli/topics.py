@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -26,11 +25,10 @@ from typing import Any
 
 import trio
 
+from minibroker.cli.common import connection_options, parse_headers
 from minibroker.client.topics import DEFAULT_BUFFER, TopicMessage
 from minibroker.client.trio_client import Client, connect
 from minibroker.core.errors import BrokerError
-
-DEFAULT_URL = "minibroker://127.0.0.1:7878"
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,7 +38,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Publish each BODY as one message to TOPIC; with no BODY, publish "
         "each line of standard input (without its newline) as one message.",
     )
-    _connection_options(publish)
+    connection_options(publish)
     publish.add_argument("topic", help="the topic, e.g. orders.created (no wildcards)")
     publish.add_argument("body", nargs="*", help="message bodies (default: lines of stdin)")
     publish.add_argument(
@@ -62,7 +60,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Subscribe to PATTERN ('*' matches one word, '#' zero or more) and "
         "print each message as it arrives, until Ctrl-C or --count messages.",
     )
-    _connection_options(subscribe)
+    connection_options(subscribe)
     subscribe.add_argument("pattern", help="topic pattern, e.g. 'orders.*' or 'orders.#'")
     subscribe.add_argument(
         "--group", default=None, help="share the messages with other members of this group"
@@ -95,7 +93,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Bind QUEUE to PATTERN: every message published to a matching topic "
         "is also put into QUEUE (which must exist), for consumers that are not connected.",
     )
-    _connection_options(bind)
+    connection_options(bind)
     bind.add_argument("queue", help="the queue that receives copies")
     bind.add_argument("pattern", help="topic pattern, e.g. 'orders.#'")
     bind.set_defaults(run=_run_bind)
@@ -105,29 +103,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="remove a queue binding",
         description="Remove the binding of QUEUE to PATTERN.",
     )
-    _connection_options(unbind)
+    connection_options(unbind)
     unbind.add_argument("queue")
     unbind.add_argument("pattern")
     unbind.set_defaults(run=_run_unbind)
-
-
-def _connection_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--url",
-        default=os.environ.get("MINIBROKER_URL", DEFAULT_URL),
-        help="broker URL (default: $MINIBROKER_URL or %(default)s)",
-    )
-    parser.add_argument("--namespace", default=None, help="namespace to use")
-
-
-def _parse_headers(pairs: list[str]) -> dict[str, str] | None:
-    headers: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise SystemExit(f"error: --header expects NAME=VALUE, got {pair!r}")
-        headers[name] = value
-    return headers or None
 
 
 # ----------------------------------------------------------------- running
@@ -193,7 +172,7 @@ async def _read_stdin_lines(publish: Callable[[list[bytes]], Awaitable[None]]) -
 
 
 def _run_publish(args: argparse.Namespace) -> int:
-    headers = _parse_headers(args.header)
+    headers = parse_headers(args.header)
 
     async def work(mb: Client) -> int:
         messages = subscriptions = queues = 0
