@@ -19,18 +19,13 @@ Twice over, to recover an already recovered directory too.
 from __future__ import annotations
 
 import contextlib
-import os
-import re
-import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
 import trio
 
 import minibroker
+from benchmarks.broker_process import BrokerProcess
 from minibroker.core.errors import BrokerError
 
 pytestmark = pytest.mark.slow
@@ -43,63 +38,12 @@ BATCH = 50
 KILL_AFTER = 20_000
 
 
-class Server:
-    """``python -m minibroker serve --port 0`` on a data directory, port read from its log."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "minibroker",
-                "serve",
-                "--port",
-                "0",
-                "--data-dir",
-                str(data_dir),
-                "--log-level",
-                "info",
-            ],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stderr is not None
-        self.log: list[str] = []
-        port = None
-        for line in self.proc.stderr:
-            self.log.append(line)
-            found = re.search(r"listening on \S+:(\d+)", line)
-            if found:
-                port = int(found.group(1))
-                break
-        if port is None:
-            raise RuntimeError("the server did not start:\n" + "".join(self.log))
-        self.url = f"minibroker://127.0.0.1:{port}"
-        # Keep draining stderr so the server never blocks on a full pipe.
-        self._drain = threading.Thread(target=self._read_log, daemon=True)
-        self._drain.start()
-
-    def _read_log(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.log.append(line)
-
-    def kill(self) -> None:
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
-
-
 def body_of(round_: int, writer: int, seq: int) -> bytes:
     return b"r%d-w%d-%08d" % (round_, writer, seq) + b"." * 80
 
 
 async def load_and_kill(
-    server: Server, sent: set[bytes], round_: int
+    server: BrokerProcess, sent: set[bytes], round_: int
 ) -> tuple[dict[int, bytes], list[int]]:
     """Append and commit until the kill; return confirmed records and confirmed commits."""
     confirmed: dict[int, bytes] = {}
@@ -147,7 +91,11 @@ async def load_and_kill(
 
 
 async def check_after_restart(
-    server: Server, confirmed: dict[int, bytes], commits: list[int], sent: set[bytes], marker: bytes
+    server: BrokerProcess,
+    confirmed: dict[int, bytes],
+    commits: list[int],
+    sent: set[bytes],
+    marker: bytes,
 ) -> int:
     async with minibroker.connect(server.url) as mb:
         stats = await mb.log_stats(LOG)
@@ -178,7 +126,7 @@ def test_confirmed_appends_survive_sigkill(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     sent: set[bytes] = set()
     all_confirmed: dict[int, bytes] = {}
-    server = Server(data_dir)
+    server = BrokerProcess.start(data_dir)
     try:
         with minibroker.connect_sync(server.url) as mb:
             mb.create_log(LOG, segment_bytes=256 * 1024)
@@ -186,7 +134,7 @@ def test_confirmed_appends_survive_sigkill(tmp_path: Path) -> None:
             confirmed, commits = trio.run(load_and_kill, server, sent, round_)
             assert len(confirmed) >= KILL_AFTER
             all_confirmed.update(confirmed)
-            server = Server(data_dir)
+            server = BrokerProcess.start(data_dir)
             marker = b"after crash %d" % round_
             sent.add(marker)
             after = trio.run(check_after_restart, server, all_confirmed, commits, sent, marker)

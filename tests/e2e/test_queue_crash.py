@@ -20,12 +20,6 @@ Twice over, so an already recovered (and compacted) journal recovers too.
 from __future__ import annotations
 
 import contextlib
-import os
-import re
-import signal
-import subprocess
-import sys
-import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +28,7 @@ import pytest
 import trio
 
 import minibroker
+from benchmarks.broker_process import BrokerProcess
 from minibroker.core.errors import BrokerError
 
 pytestmark = pytest.mark.slow
@@ -43,57 +38,6 @@ PRODUCERS = 3
 BATCH = 100
 #: Confirmed messages to wait for before pulling the plug (per round).
 KILL_AFTER = 25_000
-
-
-class Server:
-    """``python -m minibroker serve --port 0 --data-dir DIR``, port read from its log."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "minibroker",
-                "serve",
-                "--port",
-                "0",
-                "--data-dir",
-                str(data_dir),
-                "--log-level",
-                "info",
-            ],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stderr is not None
-        self.log: list[str] = []
-        port = None
-        for line in self.proc.stderr:
-            self.log.append(line)
-            found = re.search(r"listening on \S+:(\d+)", line)
-            if found:
-                port = int(found.group(1))
-                break
-        if port is None:
-            raise RuntimeError("the server did not start:\n" + "".join(self.log))
-        self.url = f"minibroker://127.0.0.1:{port}"
-        # Keep draining stderr so the server never blocks on a full pipe.
-        self._drain = threading.Thread(target=self._read_log, daemon=True)
-        self._drain.start()
-
-    def _read_log(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.log.append(line)
-
-    def kill(self) -> None:
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
 
 
 @dataclass
@@ -108,7 +52,7 @@ def body_of(round_: int, producer: int, seq: int) -> bytes:
     return b"r%d-p%d-%08d|" % (round_, producer, seq) + b"." * 80
 
 
-async def load_and_kill(server: Server, ledger: Ledger, round_: int) -> None:
+async def load_and_kill(server: BrokerProcess, ledger: Ledger, round_: int) -> None:
     enough = trio.Event()
 
     async def producer(index: int) -> None:
@@ -146,7 +90,7 @@ async def load_and_kill(server: Server, ledger: Ledger, round_: int) -> None:
             server.kill()
 
 
-async def drain(server: Server) -> list[bytes]:
+async def drain(server: BrokerProcess) -> list[bytes]:
     """Everything the restarted broker holds, acked as it is read."""
     async with minibroker.connect(server.url) as mb:
         stats = await mb.queue_stats(QUEUE)
@@ -186,7 +130,7 @@ def check(ledger: Ledger, drained: list[bytes]) -> dict[str, int]:
 
 def test_confirmed_puts_survive_sigkill(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    server = Server(data_dir)
+    server = BrokerProcess.start(data_dir)
     try:
         with minibroker.connect_sync(server.url) as mb:
             mb.declare_queue(QUEUE, durable=True, visibility_timeout=60)
@@ -194,7 +138,7 @@ def test_confirmed_puts_survive_sigkill(tmp_path: Path) -> None:
             ledger = Ledger()
             trio.run(load_and_kill, server, ledger, round_)
             assert len(ledger.confirmed) >= KILL_AFTER
-            server = Server(data_dir)
+            server = BrokerProcess.start(data_dir)
             report = check(ledger, trio.run(drain, server))
             print(f"round {round_}: {report}")  # duplicates are allowed: at least once
         assert any("recovered" in line for line in server.log), "".join(server.log)

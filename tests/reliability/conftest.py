@@ -1,22 +1,17 @@
 """Fixtures for the reliability tests: real ``minibroker serve`` processes.
 
 The process harness lives in benchmarks/broker_process.py (the crash
-campaign and the soak use it too), so the repository root goes on sys.path.
+campaign and the soak use it too); pyproject's pytest ``pythonpath`` puts
+the repository root on sys.path for it.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.broker_process import BrokerProcess  # noqa: E402
+from benchmarks.broker_process import BrokerProcess
 
 
 @pytest.fixture
