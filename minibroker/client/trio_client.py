@@ -32,6 +32,7 @@ from minibroker.client.protocol import (
 from minibroker.client.pushes import PushParser, SubscriptionEnded
 from minibroker.client.url import parse_url
 from minibroker.core.errors import BrokerError, ConnectionClosed
+from minibroker.direct_io import direct_socket
 
 log = logging.getLogger("minibroker.client")
 
@@ -39,7 +40,7 @@ T = TypeVar("T")
 
 #: Frames up to this size are sent directly by the calling task (see Client._send).
 DIRECT_SEND_MAX_BYTES = 65536
-#: Seconds a direct send may block on a peer that does not read before the
+#: Seconds a send may block on a peer that does not read before the
 #: connection is declared dead.
 SEND_STALL_TIMEOUT = 30.0
 
@@ -229,9 +230,11 @@ class Client(AsyncMethods):
         #: Request id -> hook the reader runs on a successful reply (subscribe calls).
         self._on_reply: dict[int, Callable[[Any], None]] = {}
         self._subscriptions: dict[int, Subscription[Any]] = {}
-        self._outbox: list[bytes] = []
+        self._outbox: list[bytes | memoryview] = []
         self._outbox_ready = trio.Event()
         self._sending = False
+        #: Non-blocking writes and reads on a TCP socket (None for TLS and memory streams).
+        self._direct = direct_socket(stream)
         self._max_pending = max_pending
         self._closed: BaseException | None = None
         self.server_info: dict[str, Any] = {}
@@ -278,13 +281,27 @@ class Client(AsyncMethods):
         Handing every frame to the writer task costs a task switch, which is
         most of a sequential call's latency; under concurrency the writer
         still coalesces everything queued meanwhile into one ``send_all``.
-        The direct send is shielded, because a send cancelled midway would
+        On TCP the frame is written with one non-blocking write (no
+        checkpoint, no cancel scope: ``minibroker/direct_io.py``) and only a
+        tail the socket did not take goes to the writer. On other streams
+        the direct send is shielded, because a send cancelled midway would
         leave half a frame on the wire; a peer that stops reading for
         ``SEND_STALL_TIMEOUT`` seconds is treated as a dead connection.
         """
         if self._sending or self._outbox or len(data) > DIRECT_SEND_MAX_BYTES:
             self._outbox.append(data)
             self._outbox_ready.set()
+            return
+        direct = self._direct
+        if direct is not None:
+            try:
+                sent = direct.try_write(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self._fail(connection_lost(str(exc) or type(exc).__name__))
+                return
+            if sent < len(data):
+                self._outbox.append(memoryview(data)[sent:])
+                self._outbox_ready.set()
             return
         self._sending = True
         try:
@@ -317,9 +334,11 @@ class Client(AsyncMethods):
 
     async def _reader(self) -> None:
         protocol = self._protocol
+        direct = self._direct
+        receive_some = self._stream.receive_some if direct is None else direct.receive_some
         try:
             while True:
-                data = await self._stream.receive_some(65536)
+                data = await receive_some(65536)
                 if not data:
                     self._fail(connection_lost("the broker closed the connection"))
                     return
@@ -357,7 +376,11 @@ class Client(AsyncMethods):
                 self._outbox.clear()
                 self._sending = True
                 try:
-                    await self._stream.send_all(data)
+                    with trio.move_on_after(SEND_STALL_TIMEOUT) as stalled:
+                        await self._stream.send_all(data)
+                    if stalled.cancelled_caught:
+                        self._fail(connection_lost("the broker stopped reading"))
+                        return
                 finally:
                     self._sending = False
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:

@@ -34,6 +34,7 @@ from minibroker.server.connection import (
     LINGER_SECONDS,
     READ_CHUNK,
     Connection,
+    ReadyConnections,
 )
 from minibroker.server.durability import GroupCommit
 from minibroker.server.log_metrics import log_metrics as _log_metrics  # noqa: F401
@@ -70,6 +71,8 @@ class BrokerServer:
         self.auth = Authenticator(config.tokens, permissions=config.permissions)
         self.sessions: dict[int, Session] = {}
         self.timers = TimerService(self.broker)
+        #: Connections a reader writes to directly after its chunk (see connection.py).
+        self._ready_connections = ReadyConnections()
         self.group_commit = GroupCommit(self.broker, lambda: self.sessions.values())
         self.connections_accepted = 0
         self.registry = make_registry(
@@ -246,6 +249,7 @@ class BrokerServer:
             after_input=self.timers.poke,
             peer_name=peer_name,
             hello_timeout=self.config.hello_timeout,
+            ready=self._ready_connections,
         )
         log.info("connection %d opened from %s", conn_id, peer_name)
         try:

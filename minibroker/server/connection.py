@@ -15,12 +15,20 @@ bounded and TCP pushes back on the client. The session also stops
 dispatching in the middle of a chunk at the mark (``input_paused``); the
 reader answers the rest once the writer has drained, before reading more.
 
-Why the reader never sends itself (which would save a task switch, a few
-microseconds per round trip): a reader blocked in ``send_all`` stops
+Direct writes (TCP only): at the end of each chunk, the reader writes the
+output of every connection the chunk gave output to (its own answers, the
+pushes and replies it routed elsewhere) straight into their sockets, with
+non-blocking writes (``minibroker/direct_io.py``). That skips the writer's
+wake-up and Trio's checkpoints, which were most of a request/reply's time
+in the broker. What a socket does not take at once is left to that
+connection's writer task.
+
+Why the reader never *waits* to send: a reader blocked in ``send_all`` stops
 reading, and a client that writes a large pipeline before reading any answer
-would then deadlock against it as soon as both socket buffers fill. With a
-separate writer the server keeps reading up to the high-water mark, so such
-a client always makes progress. (Measured and tried; see docs/internals.md.)
+would then deadlock against it as soon as both socket buffers fill. A
+non-blocking write cannot block, so with the writer taking the rest the
+server keeps reading up to the high-water mark, and such a client always
+makes progress. (Measured and tried; see docs/internals.md.)
 
 Closing: whichever side ends the connection, the writer first sends what is
 already answered (an error frame, a ``bye``, the answers to requests that
@@ -37,6 +45,7 @@ from collections.abc import Callable
 import trio
 
 from minibroker.core.errors import BrokerError, Timeout
+from minibroker.direct_io import DirectSocket, direct_socket
 from minibroker.protocol.session import Session
 
 log = logging.getLogger("minibroker.server")
@@ -72,6 +81,36 @@ class Wakeup:
         self._pending = False
 
 
+class ReadyConnections:
+    """Connections that got output while a reader was dispatching a chunk.
+
+    Routing a message into another connection only marks it here (and wakes
+    its writer, in case nobody flushes); the reader that dispatched the
+    chunk then writes every marked connection's output directly, in the
+    order they were marked, before it reads again. One instance per server.
+    """
+
+    __slots__ = ("_queue", "dispatching")
+
+    def __init__(self) -> None:
+        self._queue: list[Connection] = []
+        #: True while a reader dispatches a chunk: a flush is sure to follow,
+        #: so output found meanwhile need not wake the writer task.
+        self.dispatching = False
+
+    def add(self, connection: Connection) -> None:
+        self._queue.append(connection)
+
+    def flush(self) -> None:
+        self.dispatching = False
+        queue = self._queue
+        if not queue:
+            return
+        self._queue = []
+        for connection in queue:
+            connection.flush_directly()
+
+
 class Connection:
     """Runs one session over one stream until either side closes it."""
 
@@ -83,6 +122,7 @@ class Connection:
         after_input: Callable[[], None],
         peer_name: str,
         hello_timeout: float | None = None,
+        ready: ReadyConnections | None = None,
     ) -> None:
         self.stream = stream
         self._hello_timeout = hello_timeout
@@ -91,12 +131,64 @@ class Connection:
         self._after_input = after_input
         self._wakeup = Wakeup()
         self._drained = Wakeup()
-        session.wakeup = self._wakeup.set
+        self._ready = ready if ready is not None else ReadyConnections()
+        #: Non-blocking access to a TCP socket (None for TLS and memory streams).
+        self._direct: DirectSocket | None = direct_socket(stream)
+        #: True while this connection waits in ``_ready``.
+        self._queued = False
+        #: True while the writer task is inside ``send_all``.
+        self._writing = False
+        #: The tail of a direct write the socket did not take; the writer sends it first.
+        self._unsent: bytes | memoryview = b""
+        session.wakeup = self._wake
         self.close_reason = "client closed the connection"
         #: Set once the reader has stopped (EOF or closing): the writer sends
         #: what is already answered, then ends the connection.
         self._input_done = False
         self._reader_done = trio.Event()
+
+    def _wake(self) -> None:
+        """The session has output: queue a direct write if a reader is about to
+        flush, else wake the writer (a deadline or a group commit produced it)."""
+        if self._direct is not None and self._ready.dispatching:
+            if not self._queued:
+                self._queued = True
+                self._ready.add(self)
+        else:
+            self._wakeup.set()
+
+    def flush_directly(self) -> None:
+        """Write the session's output now, without blocking; the writer sends any rest.
+
+        Skipped while the writer is sending (bytes would interleave) or holds
+        an unsent tail (order), and once the connection is ending: the
+        writer alone sends the last frames and closes.
+        """
+        self._queued = False
+        direct = self._direct
+        session = self.session
+        if (
+            direct is None
+            or self._writing
+            or self._unsent
+            or self._input_done
+            or session.closing is not None
+        ):
+            self._wakeup.set()
+            return
+        data = session.data_to_send()
+        if not data:
+            return
+        try:
+            sent = direct.try_write(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            sent = 0  # the writer meets the same error and ends the connection
+        if sent < len(data) or session.has_output():
+            # The socket is full, or more output waits (pushes past the
+            # high-water mark): the writer task sends the rest.
+            if sent < len(data):
+                self._unsent = memoryview(data)[sent:]
+            self._wakeup.set()
 
     async def run(self) -> None:
         """Serve until EOF, an error, a kick or cancellation; always cleans up."""
@@ -141,7 +233,8 @@ class Connection:
 
     async def _read_loop(self) -> None:
         session = self.session
-        stream = self.stream
+        direct = self._direct
+        receive_some = self.stream.receive_some if direct is None else direct.receive_some
         discarded = 0
         try:
             while discarded < LINGER_DISCARD_BYTES:
@@ -152,12 +245,9 @@ class Connection:
                     # Frames of the last chunk wait behind the high-water mark:
                     # answer them before reading more.
                     session.now = trio.current_time()
-                    session.resume_input()
-                    self._after_input()
-                    if session.has_output() or session.closing is not None:
-                        self._wakeup.set()
+                    self._dispatch(None)
                     continue
-                data = await stream.receive_some(READ_CHUNK)
+                data = await receive_some(READ_CHUNK)
                 if not data:
                     return
                 if session.closing is not None:
@@ -167,12 +257,25 @@ class Connection:
                     discarded += len(data)
                     continue
                 session.now = trio.current_time()
-                session.receive_data(data)
-                self._after_input()
-                if session.has_output() or session.closing is not None:
-                    self._wakeup.set()
+                self._dispatch(data)
         finally:
             self._reader_done.set()
+
+    def _dispatch(self, data: bytes | bytearray | None) -> None:
+        """Dispatch a chunk (None: the frames left at the high-water mark), run
+        due deadlines, then write what that produced, here and elsewhere."""
+        session = self.session
+        self._ready.dispatching = True
+        try:
+            if data is None:
+                session.resume_input()
+            else:
+                session.receive_data(data)
+            self._after_input()
+            if session.has_output() or session.closing is not None:
+                self._wake()
+        finally:
+            self._ready.flush()
 
     async def _write_loop(self, scope: trio.CancelScope) -> None:
         session = self.session
@@ -184,10 +287,15 @@ class Connection:
                 # A peer that stops reading must not keep a closing connection alive.
                 scope.deadline = min(scope.deadline, trio.current_time() + CLOSE_FLUSH_SECONDS)
             while True:
-                data = session.data_to_send()
+                data = self._unsent or session.data_to_send()
+                self._unsent = b""
                 if not data:
                     break
-                await stream.send_all(data)
+                self._writing = True
+                try:
+                    await stream.send_all(data)
+                finally:
+                    self._writing = False
             self._drained.set()
             if ending:
                 if session.closing is not None:

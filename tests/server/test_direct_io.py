@@ -1,0 +1,125 @@
+"""DirectSocket: non-blocking writes and checkpoint-light reads on a Trio TCP stream.
+
+The broker and the Trio client write through it; these tests pin the
+contract they rely on: a write never blocks (it reports how much the kernel
+took), a read returns what arrived or b"" at EOF, and a vanished or closed
+peer shows up as Trio's own stream errors.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import trio
+import trio.testing
+
+from minibroker.direct_io import DirectSocket, direct_socket
+from minibroker.server.memory_stream import memory_stream_pair
+
+
+async def tcp_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
+    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    port = listener.socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        client_box: list[trio.SocketStream] = []
+
+        async def connect() -> None:
+            client_box.append(await trio.open_tcp_stream("127.0.0.1", port))
+
+        nursery.start_soon(connect)
+        server = await listener.accept()
+    await listener.aclose()
+    return client_box[0], server
+
+
+async def test_only_plain_tcp_streams_get_direct_io() -> None:
+    client, server = await tcp_pair()
+    left, right = memory_stream_pair()
+    try:
+        assert isinstance(direct_socket(client), DirectSocket)
+        assert direct_socket(left) is None
+    finally:
+        await client.aclose()
+        await server.aclose()
+        await left.aclose()
+        await right.aclose()
+
+
+async def test_write_then_read_round_trip() -> None:
+    client, server = await tcp_pair()
+    writer, reader = DirectSocket(client), DirectSocket(server)
+    assert writer.try_write(b"hello") == 5
+    assert await reader.receive_some(100) == b"hello"
+    await client.aclose()
+    assert await reader.receive_some(100) == b""  # EOF
+    await server.aclose()
+
+
+async def test_a_full_socket_takes_part_of_a_write_and_then_nothing() -> None:
+    client, server = await tcp_pair()
+    client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    writer = DirectSocket(client)
+    chunk = b"x" * 1_000_000
+    total = 0
+    with trio.fail_after(5):
+        while (sent := writer.try_write(chunk)) > 0:  # never blocks
+            assert sent <= len(chunk)
+            total += sent
+    assert 0 < total < 50_000_000
+    assert writer.try_write(b"more") == 0
+    # The peer drains what was written; every byte arrives in order.
+    received = 0
+    reader = DirectSocket(server)
+    with trio.fail_after(10):
+        while received < total:
+            received += len(await reader.receive_some(1 << 20))
+    assert received == total
+    await client.aclose()
+    await server.aclose()
+
+
+async def test_writing_to_a_vanished_peer_is_a_broken_resource() -> None:
+    client, server = await tcp_pair()
+    await server.aclose()
+    writer = DirectSocket(client)
+    with pytest.raises(trio.BrokenResourceError), trio.fail_after(5):
+        # The first write may still be accepted; the peer's reset breaks a later one.
+        while True:
+            writer.try_write(b"x" * 65536)
+            await trio.lowlevel.checkpoint()
+    await client.aclose()
+
+
+async def test_closing_the_stream_wakes_a_parked_reader_with_closed_resource() -> None:
+    client, server = await tcp_pair()
+    reader = DirectSocket(server)
+    outcome: list[BaseException] = []
+
+    async def read() -> None:
+        try:
+            await reader.receive_some(100)
+        except trio.ClosedResourceError as exc:
+            outcome.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read)
+        await trio.testing.wait_all_tasks_blocked()
+        await server.aclose()
+    assert len(outcome) == 1
+    with pytest.raises(trio.ClosedResourceError):
+        reader.try_write(b"x")
+    await client.aclose()
+
+
+async def test_a_parked_read_is_cancellable() -> None:
+    client, server = await tcp_pair()
+    reader = DirectSocket(server)
+    with trio.move_on_after(0.01) as scope:
+        await reader.receive_some(100)
+    assert scope.cancelled_caught
+    # Nothing was consumed: data written afterwards is read whole.
+    DirectSocket(client).try_write(b"after")
+    assert await reader.receive_some(100) == b"after"
+    await client.aclose()
+    await server.aclose()
