@@ -22,8 +22,10 @@ How each workload drives it (the easy path of the client API, batched):
   buffer of at least the run's count and drains it with ``get_batch``; the
   publisher keeps ``PLAIN_PIPELINE`` ``publish_many`` batches of ``cfg.batch``
   in flight.
-* W3: ``create_log`` then ``append_many`` batches of ``cfg.batch``; a fresh
-  process replays with ``read(log, start=first_offset, max_records=READ_BATCH)``.
+* W3: ``create_log`` then ``append_many`` batches of ``cfg.batch``, with
+  ``PLAIN_PIPELINE`` batches in flight (librdkafka pipelines too); a fresh
+  process replays with ``tail(log, start=first_offset)``, taking records with
+  ``get_batch(READ_BATCH)``.
 * W4: ``mb.respond(subject)`` answering every request with its own body, up to
   ``RESPONDER_CONCURRENCY`` replies in flight (as ``mb.serve`` does);
   ``mb.request(subject, body, timeout=5)``, sequentially, then from 16 Trio
@@ -59,7 +61,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
 READY_LINE = "listening on"
 PLAIN_PIPELINE = 4  # put_many batches in flight for the plain W1 variant
-READ_BATCH = 10_000  # records per read() in the W3 replay
+READ_BATCH = 10_000  # records taken per get_batch() in the W3 replay
+TAIL_MAX_BYTES = 1024 * 1024  # bytes per `records` push of the W3 replay tail
 SUBSCRIBER_BUFFER = 1_000_000  # W2 subscription buffer (messages), at least the run's count
 RESPONDER_CONCURRENCY = 64  # W4 replies in flight, as `mb.serve` does
 
@@ -199,8 +202,8 @@ class MinibrokerTarget(Target):
             "in flight (plain variant).",
             f"W2: `subscribe('<topic>.*', buffer>=count)` drained with `get_batch`; "
             f"`publish_many` batches of {c.batch}, {PLAIN_PIPELINE} in flight.",
-            f"W3: `append_many` batches of {c.batch}; "
-            f"replay with `read(max_records={READ_BATCH})`.",
+            f"W3: `append_many` batches of {c.batch}, {PLAIN_PIPELINE} in flight; "
+            f"replay with `tail(start=first offset, max_bytes={TAIL_MAX_BYTES})`.",
             f"W4: `respond` with up to {RESPONDER_CONCURRENCY} replies in flight; "
             "`request(timeout=5)`, 16 in flight = 16 Trio tasks on one connection.",
             "W5: launch to a `ping` through the blocking client; embedded: `open_broker()` + "
@@ -410,27 +413,35 @@ async def _w3_appender(ctx: RoleContext) -> dict[str, Any]:
     p = ctx.params
     bodies = make_bodies(p["count"], p["body_size"])
     log = p["log"]
-    first_offset: int | None = None
+    first_offsets: list[int] = []
     async with minibroker.connect(p["url"]) as mb:
         await mb.create_log(log)
         ctx.ready()
         await trio_wait_go(ctx)
         t_start = time.perf_counter()
+        window = trio.Semaphore(PLAIN_PIPELINE)  # append_many batches in flight
+
+        async def append(chunk: list[bytes]) -> None:
+            try:
+                first_offsets.append(int(await mb.append_many(log, chunk)))
+            finally:
+                window.release()
+
         with trio.fail_after(max(0.0, ctx.time_left())):
-            done = 0
-            for chunk in batched(bodies, int(p["batch"])):
-                offset = await mb.append_many(log, chunk)
-                if first_offset is None:
-                    first_offset = int(offset)
-                done += len(chunk)
-                if done % 10_000 < len(chunk):
-                    ctx.progress(done)
+            async with trio.open_nursery() as nursery:
+                done = 0
+                for chunk in batched(bodies, int(p["batch"])):
+                    await window.acquire()
+                    nursery.start_soon(append, chunk)
+                    done += len(chunk)
+                    if done % 10_000 < len(chunk):
+                        ctx.progress(done)
         t_end = time.perf_counter()
     return {
         "t_start": t_start,
         "t_end": t_end,
         "sent": len(bodies),
-        "first_offset": first_offset or 0,
+        "first_offset": min(first_offsets, default=0),
     }
 
 
@@ -454,16 +465,15 @@ async def _w3_replayer(ctx: RoleContext) -> dict[str, Any]:
         await trio_wait_go(ctx)
         t_start = time.perf_counter()
         with trio.move_on_after(max(0.0, ctx.time_left())):
-            while offset < end:
-                records = await mb.read(
-                    p["log"], start=offset, max_records=min(READ_BATCH, end - offset)
-                )
-                if not records:
-                    break  # the log ends early: reported as lost records
-                for record in records:
-                    verifier.add(record.body)
-                offset = int(records[-1].offset) + 1
-                ctx.progress(verifier.distinct)
+            # A tail replays from `start` with flow control (the broker pushes
+            # the next range while this process decodes the last one), then
+            # would follow live appends: the consumer API for a replay.
+            async with mb.tail(p["log"], start=offset, max_bytes=TAIL_MAX_BYTES) as tail:
+                while offset < end:
+                    for record in await tail.get_batch(READ_BATCH):
+                        verifier.add(record.body)
+                        offset = int(record.offset) + 1
+                    ctx.progress(verifier.distinct)
     return {**verifier.report(), "t_start": t_start, "remark": f"replay stopped at offset {offset}"}
 
 

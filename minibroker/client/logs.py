@@ -14,9 +14,9 @@
 
 The blocking client has the same names without ``await`` and iterates with
 ``for``. Reads return the broker's storage frames untouched; the client
-decodes them with :func:`minibroker.storage.decode_records`, which checks
-every record's CRC, so corruption anywhere between the disk and the caller
-is detected.
+decodes them with :func:`minibroker.storage.record.decode_records_fast`,
+which checks every record's CRC, so corruption anywhere between the disk
+and the caller is detected.
 
 Group commits in the tail helper (at-least-once): a record counts as
 processed once the loop asks for the next one (or leaves the ``with`` block
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from minibroker.client.protocol import Call
 from minibroker.client.pushes import SubscriptionEnded
 from minibroker.core.errors import BrokerError, ConnectionClosed, OffsetOutOfRange
-from minibroker.storage.record import Record, decode_records
+from minibroker.storage.record import Record, decode_records_fast
 
 if TYPE_CHECKING:
     # api.py inherits these mixins, so importing it at run time would be circular.
@@ -119,10 +119,11 @@ def _parse_stats(result: dict[str, Any]) -> LogStats:
 def records_from_bytes(data: bytes) -> list[Record]:
     """Decode the raw record frames of a read or push, checking every CRC.
 
-    Replay speed is decoding speed: ``decode_records`` is one loop over the
-    frames building NamedTuple records, with no per-record work in the broker.
+    Replay speed is decoding speed: ``decode_records_fast`` is one loop over
+    the frames building NamedTuple records, with no per-record work in the
+    broker; it trusts the CRC rather than re-checking every field's type.
     """
-    return decode_records(data)
+    return decode_records_fast(data)
 
 
 def parse_records(frame: dict[str, Any], client: Any) -> list[Record]:
@@ -134,11 +135,12 @@ def _parse_read(result: dict[str, Any]) -> list[Record]:
     return records_from_bytes(result["records"])
 
 
-def _encode_record(item: RecordItem) -> dict[str, Any]:
+def _encode_record(item: RecordItem) -> bytes | dict[str, Any]:
+    """The wire form of one record: a bare body when it has no key or headers."""
     if type(item) is bytes:
-        return {"body": item}
+        return item
     if isinstance(item, bytearray | memoryview):
-        return {"body": bytes(item)}
+        return bytes(item)
     if isinstance(item, str):
         raise TypeError("record bodies are bytes; encode text first (e.g. s.encode())")
     if hasattr(item, "body"):  # a Record (itself a tuple) or any record-like object
@@ -155,7 +157,9 @@ def _encode_record(item: RecordItem) -> dict[str, Any]:
 
 def _record_map(
     body: bytes, key: bytes | None, headers: Mapping[str, str] | None
-) -> dict[str, Any]:
+) -> bytes | dict[str, Any]:
+    if key is None and not headers and type(body) is bytes:
+        return body
     record: dict[str, Any] = {"body": body}
     if key is not None:
         record["key"] = key

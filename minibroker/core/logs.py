@@ -366,8 +366,13 @@ class Logs:
             )
         limit = limits.max_message_bytes
         size = 0
-        for key, _headers, body in entries:
-            length = len(body)
+        for entry in entries:
+            key: bytes | None = None
+            if isinstance(entry, bytes):
+                length = len(entry)
+            else:
+                key, _headers, body = entry
+                length = len(body)
             size += length
             if length > limit or (key is not None and len(key) > limit):
                 raise TooLarge(

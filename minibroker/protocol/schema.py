@@ -152,8 +152,15 @@ def _literal(options: tuple[object, ...]) -> Checker:
 
 def _union(checkers: list[tuple[type, Checker]], label: str) -> Checker:
     def check(value: object, path: str) -> object:
+        kind = type(value)
         for py_type, checker in checkers:
-            if type(value) is py_type or (py_type is float and type(value) is int):
+            # The same conversions as outside a union: an int is a number,
+            # and text is accepted (as UTF-8) where binary is expected.
+            if (
+                kind is py_type
+                or (py_type is float and kind is int)
+                or (py_type is bytes and kind is str)
+            ):
                 return checker(value, path)
         raise _fail(path, label, value)
 
@@ -185,8 +192,8 @@ def checker_for(annotation: object) -> Checker:
             inner = checker_for(non_none[0])
         else:
             inner = _union(
-                [(a, checker_for(a)) for a in non_none],
-                " or ".join(_SIMPLE[a][1] for a in non_none if a in _SIMPLE),
+                [(_wire_type(a), checker_for(a)) for a in non_none],
+                " or ".join(_wire_label(a) for a in non_none),
             )
         return _optional(inner) if type(None) in args else inner
     if origin is list:
@@ -208,6 +215,20 @@ def checker_for(annotation: object) -> Checker:
 
         return check_nested
     raise TypeError(f"unsupported annotation in a frame: {annotation!r}")
+
+
+def _wire_type(annotation: object) -> type:
+    """The msgpack-decoded type of a union member: a nested dataclass arrives as a map."""
+    if dataclasses.is_dataclass(annotation):
+        return dict
+    assert isinstance(annotation, type)
+    return annotation
+
+
+def _wire_label(annotation: object) -> str:
+    if dataclasses.is_dataclass(annotation):
+        return "a map"
+    return _SIMPLE[annotation][1]
 
 
 def compile_decoder(cls: type[T]) -> Callable[[dict[Any, Any], str], T]:

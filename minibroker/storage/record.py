@@ -33,8 +33,9 @@ from typing import Final, NamedTuple
 
 import msgpack
 
-#: One entry handed to ``append``: ``(key, headers, body)``.
-Entry = tuple[bytes | None, dict[str, str] | None, bytes]
+#: One entry handed to ``append``: ``(key, headers, body)``, or a bare body
+#: (a record without key and headers: the common case, and the cheapest).
+Entry = tuple[bytes | None, dict[str, str] | None, bytes] | bytes
 #: A decoded record as a plain tuple: ``(offset, timestamp_ms, key, headers, body)``.
 RecordFields = tuple[int, int, bytes | None, dict[str, str] | None, bytes]
 
@@ -121,8 +122,12 @@ def encode_batch(first_offset: int, timestamp_ms: int, entries: Sequence[Entry])
     frames: list[bytes] = []
     append = frames.append
     offset = first_offset
-    for key, headers, body in entries:
-        payload = pack((offset, timestamp_ms, key, headers, body))
+    for entry in entries:
+        if type(entry) is bytes:
+            payload = pack((offset, timestamp_ms, None, None, entry))
+        else:
+            key, headers, body = entry
+            payload = pack((offset, timestamp_ms, key, headers, body))
         append(header(len(payload) + 4, crc32(payload)) + payload)
         offset += 1
     data = b"".join(frames)
@@ -204,6 +209,49 @@ def decode_records(blob: bytes | memoryview) -> list[Record]:
     client runs on the bytes of a log read.
     """
     return list(map(Record._make, decode_fields(blob)))
+
+
+def decode_records_fast(blob: bytes) -> list[Record]:
+    """Decode frames the broker produced, checking lengths and CRCs but not field types.
+
+    This is the replay hot path of the clients, about twice as fast as
+    :func:`decode_records`: one loop, one ``unpackb`` per record and the
+    tuple turned into a :class:`Record` in place. It still raises
+    :class:`CorruptRecord` on a bad length, a CRC mismatch, undecodable
+    msgpack or a payload that is not a five-element array. It skips the
+    per-field type checks, because a matching CRC proves the bytes are the
+    ones the broker stored, and the broker checked their shape when it
+    encoded them (or, after a crash, when recovery scanned them).
+    """
+    records: list[Record] = []
+    add = records.append
+    unpack_header = FRAME_HEADER.unpack_from
+    crc32 = zlib.crc32
+    unpackb = msgpack.unpackb
+    new_record = tuple.__new__
+    pos = 0
+    end = len(blob)
+    try:
+        while pos < end:
+            if pos + FRAME_HEADER_SIZE > end:
+                raise CorruptRecord(f"truncated frame at byte {pos}")
+            length, crc = unpack_header(blob, pos)
+            stop = pos + 4 + length
+            if length < MIN_FRAME_LENGTH or stop > end:
+                raise CorruptRecord(f"bad or truncated frame at byte {pos}")
+            payload = blob[pos + FRAME_HEADER_SIZE : stop]
+            if crc32(payload) != crc:
+                raise CorruptRecord(f"CRC mismatch in the frame at byte {pos}")
+            fields = unpackb(payload, use_list=False)
+            if type(fields) is not tuple or len(fields) != 5:
+                raise CorruptRecord(f"the record at byte {pos} is not a five-field array")
+            add(new_record(Record, fields))
+            pos = stop
+    except CorruptRecord:
+        raise
+    except Exception as exc:  # msgpack raises several unrelated exception types
+        raise CorruptRecord(f"undecodable record payload at byte {pos}: {exc}") from None
+    return records
 
 
 def scan_frames(buf: bytes | memoryview, first_offset: int | None = None) -> FrameScan:

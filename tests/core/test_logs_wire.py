@@ -8,18 +8,20 @@ message to the generic decoder.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from minibroker.client.logs import records_from_bytes
 from minibroker.core.errors import BadRequest
 from minibroker.protocol import frames
-from minibroker.protocol.codec import _REQUEST_DECODERS, decode_request
+from minibroker.protocol.codec import _REQUEST_DECODERS, InvalidFrame, decode_request
 from minibroker.protocol.handlers.logs import decode_append
 from minibroker.protocol.schema import compile_decoder
-from minibroker.storage import Record, decode_records, encode_records
+from minibroker.storage import CorruptRecord, Record, decode_records, encode_records
 
 generic = compile_decoder(frames.Append)
 
@@ -60,7 +62,17 @@ def test_fast_decoder_agrees_with_the_generic_one(raw: dict[str, Any]) -> None:
     got = decode_append(raw)
     assert got == expected
     assert type(got) is frames.Append
-    assert all(type(r) is frames.RecordIn for r in got.records)
+    assert all(type(r) in (frames.RecordIn, bytes) for r in got.records)
+
+
+def test_a_bare_body_is_a_record_without_key_or_headers() -> None:
+    raw = {"op": "append", "id": 1, "log": "ev", "records": [b"a", {"body": b"b", "key": b"k"}]}
+    assert decode_request(raw) == frames.Append(1, "ev", [b"a", frames.RecordIn(b"b", b"k")])
+    # Text is accepted where binary is expected, as everywhere in the protocol.
+    assert decode_request({**raw, "records": ["a"]}) == frames.Append(1, "ev", [b"a"])
+    error = decode_request({**raw, "records": [b"a", 7]})
+    assert isinstance(error, InvalidFrame)
+    assert error.error.message == "field 'records[1]' must be a map or binary, got int"
 
 
 def test_the_codec_uses_the_fast_decoder_for_the_common_shape() -> None:
@@ -95,3 +107,20 @@ def test_client_record_decoding_matches_decode_records(
     assert [hash(r) for r in fast if r.headers is None] == [
         hash(r) for r in decode_records(data) if r.headers is None
     ]
+
+
+@given(st.binary(max_size=200))
+def test_client_decoding_of_garbage_raises_only_corrupt_record(garbage: bytes) -> None:
+    with contextlib.suppress(CorruptRecord):
+        records_from_bytes(garbage)
+
+
+def test_client_decoding_detects_a_flipped_byte_and_a_cut_frame() -> None:
+    data = encode_records(5, 1000, [b"alpha", b"beta"])
+    flipped = bytearray(data)
+    flipped[-1] ^= 0x01
+    with pytest.raises(CorruptRecord, match="CRC"):
+        records_from_bytes(bytes(flipped))
+    with pytest.raises(CorruptRecord):
+        records_from_bytes(data[:-1])
+    assert [r.body for r in records_from_bytes(data)] == [b"alpha", b"beta"]

@@ -9,8 +9,9 @@ Wire shapes (see docs/logs.md and docs/protocol.md):
 * ``log.stats {log}`` -> ``{"first_offset", "next_offset", "high_watermark",
   "records", "bytes", "segments", "groups": {group: {"committed", "lag"}},
   "options", "tails", "waiting_reads"}``;
-* ``append {log, records: [{body, key?, headers?}]}`` -> ``{"offset": first,
-  "count": n}``, sent once the records are stored per the fsync policy;
+* ``append {log, records: [{body, key?, headers?} | body]}`` -> ``{"offset":
+  first, "count": n}``, sent once the records are stored per the fsync policy
+  (a bare ``bin`` item is a record without key and headers);
 * ``read {log, start?, timestamp_ms?, group?, max_records?, max_bytes?,
   wait?}`` -> ``{"records": bin, "count": n, "next_offset": k}``;
   ``records`` holds the storage record frames as they are on disk (decode
@@ -70,10 +71,13 @@ def decode_append(raw: dict[Any, Any], path: str = "") -> frames.Append:
     request_id = raw.get("id")
     if type(log) is not str or type(records) is not list or type(request_id) is not int:
         return _generic_append_decoder(raw, path)  # type: ignore[no-any-return]
-    decoded: list[frames.RecordIn] = []
+    decoded: list[frames.RecordIn | bytes] = []
     add = decoded.append
     record_type = frames.RecordIn
     for record in records:
+        if type(record) is bytes:
+            add(record)  # a bare body: nothing to check, nothing to build
+            continue
         if type(record) is not dict:
             return _generic_append_decoder(raw, path)  # type: ignore[no-any-return]
         body = record.get("body")
@@ -136,7 +140,10 @@ def log_stats(session: Session, frame: frames.LogStats) -> dict[str, Any]:
 
 @handles(frames.Append)
 def append(session: Session, frame: frames.Append) -> dict[str, int]:
-    entries: list[Entry] = [(r.key, r.headers, r.body) for r in frame.records]
+    entries: list[Entry] = [
+        r if type(r) is bytes else (r.key, r.headers, r.body)  # type: ignore[union-attr]
+        for r in frame.records
+    ]
     first = session.ns.logs.append(frame.log, entries, session.now)
     return {"offset": first, "count": len(entries)}
 
