@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-ALL_TARGETS = ("minibroker", "minibroker-durable", "rabbitmq", "kafka", "nats")
+ALL_TARGETS = (
+    "minibroker",
+    "minibroker-durable",
+    "minibroker-busy-poll",
+    "rabbitmq",
+    "kafka",
+    "nats",
+)
 ALL_WORKLOADS = ("w1", "w2", "w3", "w4", "w5")
 
 # Only loopback: the harness never sends traffic anywhere else.

@@ -10,8 +10,8 @@ from typing import Any
 
 from benchmarks.results import METRICS, WORKLOADS, RunResults
 
-MINIBROKER_TARGETS = ("minibroker", "minibroker-durable")
-TARGET_ORDER = ("minibroker", "minibroker-durable", "rabbitmq", "kafka", "nats")
+MINIBROKER_TARGETS = ("minibroker", "minibroker-durable", "minibroker-busy-poll")
+TARGET_ORDER = (*MINIBROKER_TARGETS, "rabbitmq", "kafka", "nats")
 KAFKA_NOTE = (
     "Apache Kafka cannot be installed on this machine (no JVM or Kafka download is reachable "
     "here), so the Kafka-protocol figures come from tansu, a Kafka-wire-compatible broker "
@@ -27,6 +27,8 @@ class Goal:
     peer: str | None  # None: an absolute bound in the metric's unit
     op: str  # ">=" or "<="
     bound: float
+    #: The minibroker target judged, when not the default one.
+    target: str | None = None
 
 
 GOALS = (
@@ -36,6 +38,14 @@ GOALS = (
     Goal("W3 append ≥ Kafka-protocol peer", "log_append", "kafka", ">=", 1.0),
     Goal("W3 replay ≥ 2.5x Kafka-protocol peer", "log_replay", "kafka", ">=", 2.5),
     Goal("W4 p50 ≤ 0.6x NATS", "rr_latency_p50", "nats", "<=", 0.6),
+    Goal(
+        "W4 p50 ≤ 0.6x NATS, with `serve --busy-poll-us`",
+        "rr_latency_p50",
+        "nats",
+        "<=",
+        0.6,
+        target="minibroker-busy-poll",
+    ),
     Goal("server ready ≤ 300 ms", "startup_server", None, "<=", 300),
     Goal("embedded broker ready ≤ 5 ms", "startup_embedded", None, "<=", 5),
     Goal("idle RSS ≤ 35 MiB", "idle_rss", None, "<=", 35),
@@ -120,7 +130,9 @@ def comparison_rows(results: RunResults) -> tuple[list[str], list[list[str]]]:
 
 def goal_rows(results: RunResults, target: str = "minibroker") -> list[list[str]]:
     rows = []
+    default_target = target
     for goal in GOALS:
+        target = goal.target or default_target
         mine = results.best(target, goal.metric)
         if goal.peer is None:
             value = mine.value if mine is not None and mine.ok else None

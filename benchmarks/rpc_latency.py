@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.rpc_latency                 # everything found
     .venv/bin/python -m benchmarks.rpc_latency --count 2000 --only minibroker
+    .venv/bin/python -m benchmarks.rpc_latency --busy-poll-us 300   # docs/operations.md
 
 Three processes per run, all on loopback: the broker (``minibroker serve``
 on a free port, or ``nats-server``), one responder process, and the
@@ -311,6 +312,8 @@ def _run_minibroker(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     url = f"minibroker://127.0.0.1:{port}"
     rows: dict[str, dict[str, Any]] = {}
     serve = [sys.executable, "-m", "minibroker", "serve", "--port", str(port)]
+    if args.busy_poll_us:
+        serve += ["--busy-poll-us", f"{args.busy_poll_us:g}"]
     with _process(serve, ready_port=port):
         for name, responder, requester in (
             ("trio/trio", "trio", "trio"),
@@ -407,6 +410,12 @@ def main(argv: list[str] | None = None) -> None:
         default=1,
         help="run everything N times, interleaved, and report each figure's median "
         "(for shared or noisy machines)",
+    )
+    parser.add_argument(
+        "--busy-poll-us",
+        type=float,
+        default=0,
+        help="start the broker with `serve --busy-poll-us N` (default: off)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)

@@ -41,3 +41,6 @@ class ServerConfig:
     hello_timeout: float | None = 10.0
     #: Per-principal permissions (protocol/permissions.py); None allows everything.
     permissions: Permissions | None = None
+    #: Microseconds to keep polling for input after each chunk instead of
+    #: sleeping (server/busy_poll.py): lower latency for a busier CPU. 0 is off.
+    busy_poll_us: float = 0.0

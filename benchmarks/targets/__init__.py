@@ -13,10 +13,15 @@ from benchmarks.targets.base import Target
 
 
 def make_target(name: str, cfg: RunConfig, log_dir: Path) -> Target:
-    if name in ("minibroker", "minibroker-durable"):
-        from benchmarks.targets.minibroker import MinibrokerTarget
+    if name in ("minibroker", "minibroker-durable", "minibroker-busy-poll"):
+        from benchmarks.targets.minibroker import BUSY_POLL_US, MinibrokerTarget
 
-        return MinibrokerTarget(cfg, log_dir, durable=name == "minibroker-durable")
+        return MinibrokerTarget(
+            cfg,
+            log_dir,
+            durable=name == "minibroker-durable",
+            busy_poll_us=BUSY_POLL_US if name == "minibroker-busy-poll" else 0,
+        )
     if name == "rabbitmq":
         from benchmarks.targets.rabbitmq import RabbitMQTarget
 

@@ -65,14 +65,19 @@ READ_BATCH = 10_000  # records taken per get_batch() in the W3 replay
 TAIL_MAX_BYTES = 1024 * 1024  # bytes per `records` push of the W3 replay tail
 SUBSCRIBER_BUFFER = 1_000_000  # W2 subscription buffer (messages), at least the run's count
 RESPONDER_CONCURRENCY = 64  # W4 replies in flight, as `mb.serve` does
+BUSY_POLL_US = 300  # `serve --busy-poll-us` of the minibroker-busy-poll target (W4 only)
 
 
-def server_command(port: int, data_dir: str | None = None, fsync: str | None = None) -> list[str]:
+def server_command(
+    port: int, data_dir: str | None = None, fsync: str | None = None, busy_poll_us: float = 0
+) -> list[str]:
     cmd = [sys.executable, "-m", "minibroker", "serve", "--port", str(port)]
     if data_dir is not None:
         cmd += ["--data-dir", data_dir]
     if fsync is not None:
         cmd += ["--fsync", fsync]
+    if busy_poll_us:
+        cmd += ["--busy-poll-us", f"{busy_poll_us:g}"]
     return cmd
 
 
@@ -131,10 +136,16 @@ def _git_commit() -> str:
 class MinibrokerTarget(Target):
     title = "minibroker"
 
-    def __init__(self, *args: Any, durable: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, durable: bool = False, busy_poll_us: float = 0, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.durable = durable
-        self.name = "minibroker-durable" if durable else "minibroker"
+        self.busy_poll_us = busy_poll_us
+        if busy_poll_us:
+            self.name = "minibroker-busy-poll"
+        else:
+            self.name = "minibroker-durable" if durable else "minibroker"
         self.proc: subprocess.Popen[bytes] | None = None
         self.data_dir: str | None = None
         self.port = 0
@@ -151,7 +162,7 @@ class MinibrokerTarget(Target):
         if self.durable:
             self.data_dir = tempfile.mkdtemp(prefix="bench-minibroker-")
         log_path = self.log_dir / f"{self.name}.log"
-        cmd = server_command(self.port, self.data_dir, self.cfg.fsync)
+        cmd = server_command(self.port, self.data_dir, self.cfg.fsync, self.busy_poll_us)
         with log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=server_env()
@@ -193,6 +204,12 @@ class MinibrokerTarget(Target):
             if self.durable
             else "in-memory storage"
         )
+        if self.busy_poll_us:
+            return [
+                f"`minibroker serve --busy-poll-us {self.busy_poll_us:g}` on a free port, "
+                f"{storage}: the broker polls for {self.busy_poll_us:g} µs after each input "
+                "instead of sleeping (docs/operations.md); W4 only, driven as for minibroker."
+            ]
         return [
             f"`minibroker serve` on a free port, {storage}; Trio client (`minibroker.connect`).",
             f"W1: {'durable ' if self.durable else ''}queue; `consume(prefetch={c.prefetch}, "
@@ -214,6 +231,8 @@ class MinibrokerTarget(Target):
         return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
 
     def unavailable(self, workload: str) -> str | None:
+        if self.busy_poll_us and workload != "w4":
+            return "busy polling is a latency setting: measured on W4 only"
         missing = missing_methods(workload)
         if missing:
             return f"the client has no {', '.join(missing)} yet"

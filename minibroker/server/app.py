@@ -29,6 +29,7 @@ from minibroker.protocol.auth import Authenticator
 from minibroker.protocol.codec import pack_frame
 from minibroker.protocol.session import Session, SessionSettings
 from minibroker.protocol.stats import ProtocolStats
+from minibroker.server.busy_poll import BusyPoll
 from minibroker.server.connection import (
     LINGER_DISCARD_BYTES,
     LINGER_SECONDS,
@@ -71,6 +72,7 @@ class BrokerServer:
         self.auth = Authenticator(config.tokens, permissions=config.permissions)
         self.sessions: dict[int, Session] = {}
         self.timers = TimerService(self.broker)
+        self.busy_poll = BusyPoll(config.busy_poll_us)
         #: Connections a reader writes to directly after its chunk (see connection.py).
         self._ready_connections = ReadyConnections()
         self.group_commit = GroupCommit(self.broker, lambda: self.sessions.values())
@@ -97,6 +99,12 @@ class BrokerServer:
         self._accepting = True
         self._accept_scope = trio.CancelScope()
 
+    def _after_input(self) -> None:
+        """Run by a connection after each chunk of input it dispatched."""
+        self.timers.poke()
+        if self.busy_poll.enabled:
+            self.busy_poll.poke()
+
     # ------------------------------------------------------------- running
 
     async def run(
@@ -118,6 +126,8 @@ class BrokerServer:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self.timers.run)
+            if self.busy_poll.enabled:
+                nursery.start_soon(self.busy_poll.run)
             if self.settings.hold_until_synced:
                 # Group commit is the "batch" policy; "always" syncs inline
                 # (Broker.note_durable_write) and "never" not at all.
@@ -181,7 +191,7 @@ class BrokerServer:
         where = _host_port(config.host, self.port) if config.listen else "in-process only"
         log.info(
             "minibroker %s listening on %s (tls=%s, auth=%s, permissions=%s, data_dir=%s, "
-            "fsync=%s, max_frame_bytes=%d, max_connections=%d, metrics=%s)",
+            "fsync=%s, max_frame_bytes=%d, max_connections=%d, metrics=%s, busy_poll=%s)",
             __version__,
             where,
             "on" if config.tls_cert else "off",
@@ -194,6 +204,7 @@ class BrokerServer:
             f"http://{_host_port(config.metrics_host, self.metrics_port)}/metrics"
             if self.metrics_port is not None
             else "off",
+            f"{config.busy_poll_us:g} us" if config.busy_poll_us else "off",
         )
 
     # --------------------------------------------------------- connections
@@ -246,7 +257,7 @@ class BrokerServer:
         connection = Connection(
             stream,
             session,
-            after_input=self.timers.poke,
+            after_input=self._after_input,
             peer_name=peer_name,
             hello_timeout=self.config.hello_timeout,
             ready=self._ready_connections,

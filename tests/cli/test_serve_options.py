@@ -29,6 +29,7 @@ FLAGS = [
     "--auth-file",
     "--permissions",
     "--hello-timeout",
+    "--busy-poll-us",
     "--tls-cert",
     "--tls-key",
     "--metrics-host",
@@ -103,6 +104,8 @@ def test_flags() -> None:
             "always",
             "--shutdown-grace",
             "1.5",
+            "--busy-poll-us",
+            "300",
         )
     )
     assert config.host == "0.0.0.0"
@@ -114,6 +117,7 @@ def test_flags() -> None:
     assert config.data_dir == Path("/tmp/x")
     assert config.fsync == "always"
     assert config.shutdown_grace == 1.5
+    assert config.busy_poll_us == 300.0
 
 
 @pytest.mark.parametrize(
@@ -129,6 +133,7 @@ def test_flags() -> None:
         ("MINIBROKER_DATA_DIR", "/var/lib/mb", "data_dir", Path("/var/lib/mb")),
         ("MINIBROKER_FSYNC", "never", "fsync", "never"),
         ("MINIBROKER_SHUTDOWN_GRACE", "2.5", "shutdown_grace", 2.5),
+        ("MINIBROKER_BUSY_POLL_US", "150", "busy_poll_us", 150.0),
     ],
 )
 def test_environment_variables(
@@ -154,6 +159,12 @@ def test_tls_files_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
     config = config_from_args(serve_args())
     assert config.tls_cert == Path("/etc/mb/cert.pem")
     assert config.tls_key == Path("/etc/mb/key.pem")
+
+
+@pytest.mark.parametrize("value", ["-1", "10001"])
+def test_busy_poll_out_of_range_is_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="--busy-poll-us must be between 0 and 10000"):
+        config_from_args(serve_args("--busy-poll-us", value))
 
 
 def test_tls_cert_needs_a_key() -> None:
