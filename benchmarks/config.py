@@ -35,7 +35,7 @@ class Counts:
 FULL = Counts(
     queue=100_000,
     fanout=100_000,
-    log=500_000,
+    log=1_000_000,  # issue 5: append 1,000,000 records of 100 bytes, then replay them
     rr_sequential=5_000,
     rr_concurrent=20_000,
     rr_warmup=500,

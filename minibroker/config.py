@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Final
 
 from minibroker.core.config import FsyncPolicy, Limits
-from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES
+from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES, message_limit_for
 from minibroker.protocol.permissions import Permissions
 
 #: No common broker uses it (AMQP 5672, Kafka 9092, NATS 4222, MQTT 1883, Redis 6379).
 DEFAULT_PORT = 7878
 DEFAULT_HOST = "127.0.0.1"
+#: Smallest ``max_frame_bytes``: the hello answer alone takes up to about 550 bytes
+#: (with a 255-character namespace name), and must fit one frame.
+MIN_FRAME_BYTES: Final = 1024
 
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
+    """Everything ``BrokerServer`` needs; checked and made consistent on creation.
+
+    ``max_frame_bytes`` bounds frames in both directions: the server refuses
+    bigger ones and never sends one (batches are cut to fit). So that a single
+    message always fits one frame, ``limits.max_message_bytes`` is lowered to
+    ``message_limit_for(max_frame_bytes)`` when it is above it (for example
+    with ``--max-frame-bytes 65536``); the hello answer shows the value in
+    force.
+    """
+
     host: str = DEFAULT_HOST
     #: 0 picks a free port (tests); the bound port is reported when ready.
     port: int = DEFAULT_PORT
@@ -44,3 +58,14 @@ class ServerConfig:
     #: Microseconds to keep polling for input after each chunk instead of
     #: sleeping (server/busy_poll.py): lower latency for a busier CPU. 0 is off.
     busy_poll_us: float = 0.0
+
+    def __post_init__(self) -> None:
+        if type(self.max_frame_bytes) is not int or self.max_frame_bytes < MIN_FRAME_BYTES:
+            raise ValueError(
+                f"max_frame_bytes must be an integer of at least {MIN_FRAME_BYTES}, "
+                f"got {self.max_frame_bytes!r}"
+            )
+        fitting = message_limit_for(self.max_frame_bytes)
+        if self.limits.max_message_bytes > fitting:
+            # Frozen: set the consistent limits the way dataclasses' own __init__ does.
+            object.__setattr__(self, "limits", replace(self.limits, max_message_bytes=fitting))

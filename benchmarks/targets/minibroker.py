@@ -91,7 +91,7 @@ def server_env() -> dict[str, str]:
 REQUIRED_METHODS: dict[str, tuple[str, ...]] = {
     "w1": ("declare_queue", "put_many", "consume"),
     "w2": ("publish_many", "subscribe"),
-    "w3": ("create_log", "append_many", "read"),
+    "w3": ("create_log", "append_many", "tail"),
     "w4": ("request", "respond"),
     "w5": ("ping",),
 }

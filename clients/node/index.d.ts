@@ -66,6 +66,11 @@ export interface ConnectOptions {
   connectTimeout?: number;
   /** Items a subscription buffers unread before the socket stops being read (default 10000). */
   maxPending?: number;
+  /**
+   * Largest frame accepted from the broker before hello (default 256 MiB). After hello it is
+   * raised to the broker's advertised `limits.max_frame_bytes` if that is larger.
+   */
+  maxFrameBytes?: number;
 }
 
 /** Connect to `minibroker://[token@]host[:port][?namespace=NAME]` and say hello. */
@@ -100,6 +105,8 @@ export class Client {
   /** The hello result. */
   serverInfo: ServerInfo;
   maxPending: number;
+  /** Largest frame accepted from the broker; hello raises it to the broker's advertised limit. */
+  readonly maxFrameBytes: number;
   /** Resolves (never rejects) with the reason once the connection is closed. */
   readonly closed: Promise<Error>;
   readonly isClosed: boolean;
@@ -358,9 +365,13 @@ export function parseUrl(url: string): {
   token: string | undefined;
   namespace: string | undefined;
 };
+/** Largest frame a client accepts before hello tells it the broker's limit (256 MiB). */
+export const DEFAULT_MAX_INBOUND_FRAME: number;
 export function encodeFrame(value: Record<string, unknown>): Buffer;
 export class FrameReader {
   constructor(maxFrameBytes?: number);
+  /** Largest frame accepted; a bigger length prefix throws BadFrameError. */
+  maxFrameBytes: number;
   push(chunk: Buffer): any[];
   readonly pendingBytes: number;
 }

@@ -69,7 +69,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--max-frame-bytes",
         type=int,
         default=_env("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES),
-        help="largest accepted frame (default %(default)s)",
+        help="largest frame accepted and sent, at least 1024; clients learn it in hello "
+        "and max_message_bytes is kept 4 KiB below it (default %(default)s)",
     )
     parser.add_argument(
         "--max-connections",

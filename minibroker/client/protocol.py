@@ -7,7 +7,10 @@ wait; what they send and how they read answers lives here:
   the ``ok`` result into what the API method returns. Each API method is a
   one-line wrapper around a Call, so the four clients cannot drift apart;
 * ``ClientProtocol`` numbers requests, encodes frames, and turns received
-  bytes into ``Reply`` and ``Push`` events.
+  bytes into ``Reply`` and ``Push`` events. It also reads the frame limit
+  the server advertises in its hello answer and raises its own decoder
+  limit to it, so a server started with a bigger ``--max-frame-bytes``
+  than the client's default can send frames of that size.
 """
 
 from __future__ import annotations
@@ -79,11 +82,20 @@ class ClientProtocol:
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
         self._decoder = RawFrameDecoder(max_frame_bytes)
         self._next_id = 1
+        #: The id of the hello request whose answer carries the server's limits.
+        self._hello_id: int | None = None
+
+    @property
+    def max_frame_bytes(self) -> int:
+        """The largest frame accepted from the server (raised by its hello answer)."""
+        return self._decoder.max_frame_bytes
 
     def encode(self, call: Call[Any]) -> tuple[int, bytes]:
         """Give ``call`` a fresh request id; return it with the frame bytes."""
         request_id = self._next_id
         self._next_id += 1
+        if call.op == "hello":
+            self._hello_id = request_id
         frame = {"op": call.op, "id": request_id}
         frame.update(call.fields)
         return request_id, pack_frame(frame)
@@ -93,8 +105,27 @@ class ClientProtocol:
         self._decoder.receive_data(data)
         events: list[Event] = []
         for frame in self._decoder.values():
-            events.append(_to_event(frame))
+            event = _to_event(frame)
+            if type(event) is Reply and event.id == self._hello_id:
+                # Before the next frame is decoded: it may already be a big one.
+                self.adopt_server_limits(event.result)
+            events.append(event)
         return events
+
+    def adopt_server_limits(self, server_info: object) -> None:
+        """Accept frames as large as the server's advertised ``limits.max_frame_bytes``.
+
+        Only ever raises the limit: a server advertising less than this
+        client's limit still gets the client's (it never sends more than it
+        advertises). Anything malformed is ignored and the limit stays.
+        """
+        self._hello_id = None
+        if not isinstance(server_info, dict):
+            return
+        limits = server_info.get("limits")
+        advertised = limits.get("max_frame_bytes") if isinstance(limits, dict) else None
+        if type(advertised) is int and advertised > self._decoder.max_frame_bytes:
+            self._decoder.max_frame_bytes = advertised
 
 
 def _to_event(frame: Any) -> Event:

@@ -10,7 +10,7 @@ there is room to send it (see :mod:`minibroker.core.logs`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from minibroker.core.errors import BrokerError, OffsetOutOfRange
 from minibroker.core.peer import Peer
@@ -19,9 +19,6 @@ from minibroker.storage.store import RecordBatch
 
 if TYPE_CHECKING:
     from minibroker.core.logs import Log
-
-#: Bytes of a ``records`` push frame around its data (op, sub, count, next_offset).
-PUSH_FRAME_OVERHEAD: Final = 64
 
 
 def empty_batch(offset: int) -> RecordBatch:
@@ -73,7 +70,8 @@ class LogTail:
 
     The tail holds no records. Each time the session asks (``take``) it reads
     the next chunk at its cursor, within the byte budget the session gives it
-    (what is left below the connection's outbound high-water mark). When it
+    (what is left below the connection's outbound high-water mark, never more
+    than fits one frame beside the push's envelope). When it
     has caught up with the high watermark it goes *idle*; the next append
     (or group commit) re-announces it to its connection with ``push_ready``.
     """
@@ -98,7 +96,12 @@ class LogTail:
         self._on_end = on_end
 
     def take(self, budget: int) -> RecordBatch | None:
-        """The next chunk of records at the cursor (advancing it), or None when caught up."""
+        """The next chunk of records at the cursor (advancing it), or None when caught up.
+
+        ``budget`` is bytes of record data; the front end has already set the
+        frame's envelope aside. The chunk holds at most ``min(budget,
+        max_bytes)`` bytes, or one record when the first alone is bigger.
+        """
         log = self.log
         cursor = self.cursor
         end = log.high_watermark
@@ -115,8 +118,7 @@ class LogTail:
                 )
             )
             return None
-        max_bytes = min(self.max_bytes, max(budget - PUSH_FRAME_OVERHEAD, 1))
-        batch = log.store.read(cursor, end - cursor, max_bytes)
+        batch = log.store.read(cursor, end - cursor, min(self.max_bytes, max(budget, 1)))
         self.cursor = batch.next_offset
         return batch
 

@@ -64,8 +64,6 @@ log = logging.getLogger("minibroker.logs")
 
 #: The StorageOpener kind of log stores.
 KIND: Final = "log"
-#: Largest ``max_bytes`` of one read or one tail push (a single record may exceed it).
-MAX_READ_BYTES: Final = 8 * 1024 * 1024
 #: Most seconds between two checks of age-based retention.
 RETENTION_CHECK_SECONDS: Final = 30.0
 
@@ -83,8 +81,16 @@ def check_read_limits(max_records: int, max_bytes: int, limits: Limits) -> None:
 
 
 def _check_max_bytes(max_bytes: int) -> None:
-    if type(max_bytes) is not int or not 1 <= max_bytes <= MAX_READ_BYTES:
-        raise BadRequest(f"max_bytes must be between 1 and {MAX_READ_BYTES}, got {max_bytes!r}")
+    """``max_bytes`` is a budget: any positive size is accepted.
+
+    There is no upper bound here because the ceiling is a property of the
+    connection, not of the log: the front end caps ``max_bytes`` at what
+    fits one frame of that connection before calling in (see
+    protocol/handlers/logs.py), so a read never builds an answer the client
+    could not receive, and asking for more is never an error.
+    """
+    if type(max_bytes) is not int or max_bytes < 1:
+        raise BadRequest(f"max_bytes must be a positive integer, got {max_bytes!r}")
 
 
 class Log:

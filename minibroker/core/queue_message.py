@@ -10,13 +10,27 @@ keeps a fetch-and-ack cycle down to a few dictionary operations.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
+
+from minibroker.core.sizes import headers_size
 
 if TYPE_CHECKING:
     from minibroker.core.queues import Lease
 
 #: ``expires_at`` of a message that never expires.
 NEVER: float = math.inf
+#: Bytes of one delivery in a ``fetch`` answer besides its body and headers:
+#: the map and its five keys (54 bytes), three integers (9 each) and the
+#: headers of ``body`` and of the headers map (5 each), at their widest.
+DELIVERY_OVERHEAD: Final = 96
+
+
+def delivery_size(message: Message) -> int:
+    """Bytes ``message`` takes in a ``fetch`` answer, at most (a fetch's byte budget counts it)."""
+    headers = message.headers
+    if headers:
+        return DELIVERY_OVERHEAD + len(message.body) + headers_size(headers)
+    return DELIVERY_OVERHEAD + len(message.body)
 
 
 class Message:

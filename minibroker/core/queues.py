@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -72,7 +73,7 @@ from minibroker.core.queue_journal import (
     recover,
     reopen,
 )
-from minibroker.core.queue_message import NEVER, Message
+from minibroker.core.queue_message import NEVER, Message, delivery_size
 from minibroker.core.queue_options import (
     MAX_VISIBILITY_TIMEOUT,
     QueueOptions,
@@ -151,7 +152,16 @@ class Lease:
 class _Waiter:
     """A long-polling fetch parked until messages arrive or its wait runs out."""
 
-    __slots__ = ("key", "max_messages", "peer", "queue", "timer", "token", "visibility_timeout")
+    __slots__ = (
+        "key",
+        "max_bytes",
+        "max_messages",
+        "peer",
+        "queue",
+        "timer",
+        "token",
+        "visibility_timeout",
+    )
 
     def __init__(
         self,
@@ -161,6 +171,7 @@ class _Waiter:
         token: int,
         max_messages: int,
         visibility_timeout: float,
+        max_bytes: int | None,
     ) -> None:
         self.queue = queue
         self.key = key
@@ -168,6 +179,7 @@ class _Waiter:
         self.token = token
         self.max_messages = max_messages
         self.visibility_timeout = visibility_timeout
+        self.max_bytes = max_bytes
         self.timer: Timer | None = None
 
     def expire(self, now: float) -> None:
@@ -340,11 +352,18 @@ class Queue:
         max_messages: int,
         now: float,
         visibility_timeout: float | None = None,
+        max_bytes: int | None = None,
     ) -> list[Message]:
         """Deliver up to ``max_messages`` ready messages to ``peer``, oldest first.
 
         Returns at once, possibly with an empty list. The returned objects are
         the queue's own: encode them before calling into the queue again.
+
+        ``max_bytes`` (None: no limit) bounds the deliveries' total
+        :func:`~minibroker.core.queue_message.delivery_size`: the front end
+        passes what fits one frame of the connection, so a fetch of many big
+        messages returns the first ones and leaves the rest ready for the
+        next fetch. The first message is delivered whatever its size.
         """
         _check_max_messages(max_messages, self._parent.limits)
         if visibility_timeout is None:
@@ -353,7 +372,7 @@ class Queue:
             check_seconds("visibility_timeout", visibility_timeout, MAX_VISIBILITY_TIMEOUT)
         if not self._ready:
             return []
-        return self._deliver(peer.conn_id, max_messages, now, visibility_timeout)
+        return self._deliver(peer.conn_id, max_messages, now, visibility_timeout, max_bytes)
 
     def wait(
         self,
@@ -363,6 +382,7 @@ class Queue:
         now: float,
         timeout: float,
         visibility_timeout: float | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         """Park a long-polling fetch: ``peer.resolve(token, messages)`` finishes it.
 
@@ -370,6 +390,7 @@ class Queue:
         messages are ready, or with an empty list once ``timeout`` seconds
         have passed; rejected with NotFound if the queue is deleted. Call
         :meth:`fetch` first: a fetch only waits when nothing is ready.
+        ``max_bytes`` bounds the answer as in :meth:`fetch`.
         """
         limits = self._parent.limits
         _check_max_messages(max_messages, limits)
@@ -379,7 +400,9 @@ class Queue:
         else:
             check_seconds("visibility_timeout", visibility_timeout, MAX_VISIBILITY_TIMEOUT)
         parent = self._parent
-        waiter = _Waiter(self, parent.new_key(), peer, token, max_messages, visibility_timeout)
+        waiter = _Waiter(
+            self, parent.new_key(), peer, token, max_messages, visibility_timeout, max_bytes
+        )
         waiter.timer = self._timers.call_at(now + timeout, waiter.expire)
         self._waiters[waiter.key] = waiter
         parent.track(peer.conn_id, self)
@@ -387,23 +410,19 @@ class Queue:
             self._feed_waiters(now)
 
     def _deliver(
-        self, conn_id: int, max_messages: int, now: float, visibility_timeout: float
+        self,
+        conn_id: int,
+        max_messages: int,
+        now: float,
+        visibility_timeout: float,
+        max_bytes: int | None = None,
     ) -> list[Message]:
         ready = self._ready
-        if self._ttl is None:
+        if self._ttl is None and max_bytes is None:
             popleft = ready.popleft
             out = [popleft() for _ in range(min(max_messages, len(ready)))]
         else:
-            out = []
-            expired: list[Message] = []
-            while ready and len(out) < max_messages:
-                m = ready.popleft()
-                if m.expires_at <= now:
-                    expired.append(m)
-                else:
-                    out.append(m)
-            if expired:
-                self._dispose(expired, "expired", now)
+            out = self._take_ready(max_messages, max_bytes, now)
             if not out:
                 return out
         count = len(out)
@@ -433,6 +452,33 @@ class Queue:
         self.redelivered += redelivered
         return out
 
+    def _take_ready(self, max_messages: int, max_bytes: int | None, now: float) -> list[Message]:
+        """Pop the messages one delivery hands out: live ones, within both bounds.
+
+        Expired messages met on the way are disposed of and count against
+        neither bound. A message that would pass ``max_bytes`` stays at the
+        front for the next fetch, unless it is the first (it could never go
+        otherwise; it fits a frame, since its size is bounded on input).
+        """
+        ready = self._ready
+        popleft = ready.popleft
+        budget = math.inf if max_bytes is None else max_bytes
+        out: list[Message] = []
+        expired: list[Message] = []
+        while ready and len(out) < max_messages:
+            m = ready[0]
+            if m.expires_at <= now:
+                expired.append(popleft())
+                continue
+            size = delivery_size(m)
+            if size > budget and out:
+                break
+            budget -= size
+            out.append(popleft())
+        if expired:
+            self._dispose(expired, "expired", now)
+        return out
+
     def _feed_waiters(self, now: float) -> None:
         """Hand ready messages to parked fetches, first come first served."""
         waiters = self._waiters
@@ -440,7 +486,11 @@ class Queue:
             key = next(iter(waiters))
             waiter = waiters[key]
             messages = self._deliver(
-                waiter.peer.conn_id, waiter.max_messages, now, waiter.visibility_timeout
+                waiter.peer.conn_id,
+                waiter.max_messages,
+                now,
+                waiter.visibility_timeout,
+                waiter.max_bytes,
             )
             if not messages:
                 break  # everything ready had expired

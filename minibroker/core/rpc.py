@@ -95,16 +95,20 @@ from minibroker.core.errors import (
 from minibroker.core.names import SUBJECT, check_name
 from minibroker.core.peer import Peer
 from minibroker.core.rpc_stats import RpcStats
+from minibroker.core.sizes import headers_size, utf8_length
 from minibroker.core.timers import Timer
 
 if TYPE_CHECKING:
     from minibroker.core.namespace import Namespace
 
-__all__ = ["RequestRouter", "Responder", "RpcReply", "RpcSnapshot"]
+__all__ = ["RequestRouter", "Responder", "RpcReply", "RpcSnapshot", "request_size"]
 
 #: Bytes counted per request on top of its body, subject and headers when
-#: filling a ``req`` frame (the map keys, rid and timeout).
-REQUEST_OVERHEAD: Final = 48
+#: filling a ``req`` frame: the map and its five keys (34 bytes), rid and
+#: timeout (9 each) and the msgpack headers of subject, body and the headers
+#: map (5 each) at their widest. An upper bound, because the budget it is
+#: counted against keeps the frame within the connection's frame limit.
+REQUEST_OVERHEAD: Final = 72
 
 _QUEUED: Final = 0  # in a responder's outbox, not sent yet
 _HELD: Final = 1  # sent to the responder, waiting for its reply
@@ -112,6 +116,11 @@ _DONE: Final = 2  # ended; left in an outbox only until the outbox is drained
 
 #: Request ids, unique across every broker in this process.
 _rids = itertools.count(1)
+
+
+def request_size(subject: str, body: bytes, headers: dict[str, str] | None) -> int:
+    """Bytes one request takes in a ``req`` push, at most (see ``REQUEST_OVERHEAD``)."""
+    return REQUEST_OVERHEAD + len(body) + utf8_length(subject) + headers_size(headers)
 
 
 class RpcReply(NamedTuple):
@@ -213,7 +222,11 @@ class Responder:
             self.outbox = deque(p for p in self.outbox if p.state == _QUEUED)
 
     def take(self, max_bytes: int) -> list[tuple[int, str, bytes, dict[str, str] | None, float]]:
-        """Move queued requests to ``held``, up to about ``max_bytes`` (at least one).
+        """Move queued requests to ``held``, within ``max_bytes`` (at least one).
+
+        Sizes are counted with :func:`request_size`, an upper bound of their
+        encoding, so a batch never passes ``max_bytes`` unless it is a single
+        request bigger than that alone.
 
         Returns ``(rid, subject, body, headers, timeout)`` for each, in arrival
         order, for the protocol layer to encode.
@@ -227,9 +240,7 @@ class Responder:
             if pending.state != _QUEUED:
                 outbox.popleft()
                 continue
-            size = REQUEST_OVERHEAD + len(pending.body) + len(pending.subject)
-            if pending.headers:
-                size += sum(len(k) + len(v) + 4 for k, v in pending.headers.items())
+            size = request_size(pending.subject, pending.body, pending.headers)
             if taken and size > budget:
                 break
             outbox.popleft()

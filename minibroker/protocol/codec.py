@@ -21,7 +21,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import msgpack
 
@@ -33,6 +33,38 @@ HEADER = struct.Struct(">I")
 HEADER_SIZE = HEADER.size
 #: Default ceiling for one frame (length prefix excluded): 16 MiB.
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
+#: Bytes of any response or push frame besides the items it carries: the
+#: map header, ``op``, ``id`` or ``sub``, ``result``, ``count``,
+#: ``next_offset`` and the msgpack header of the item array or ``bin``, each
+#: at its widest encoding (a ``read`` answer's is 76 bytes, the largest).
+#: Whoever sizes a batch counts its items; this covers the rest.
+ENVELOPE_BYTES: Final = 128
+#: Bytes of a frame kept for everything around one message body when
+#: ``max_message_bytes`` is derived from the frame limit: the envelope,
+#: the per-item fields, names, a record key and headers.
+MESSAGE_RESERVE_BYTES: Final = 4096
+
+
+def frame_payload_budget(max_frame_bytes: int) -> int:
+    """Bytes of items one outgoing frame may carry under ``max_frame_bytes``.
+
+    Every batch the broker sends (a ``read`` answer, a ``fetch`` answer, a
+    ``records``/``msg``/``req`` push) is cut to this many item bytes, so the
+    frame around it stays within the limit the client was told in hello.
+    Never below 1: a batch always holds at least one item.
+    """
+    return max(max_frame_bytes - ENVELOPE_BYTES, 1)
+
+
+def message_limit_for(max_frame_bytes: int) -> int:
+    """The largest ``max_message_bytes`` that still fits one outgoing frame.
+
+    A single message is never split, so it must fit in a frame together with
+    its envelope, key, headers and names: the frame limit minus
+    ``MESSAGE_RESERVE_BYTES`` (minus half the frame for frames under twice
+    the reserve, which only tests use).
+    """
+    return max_frame_bytes - min(MESSAGE_RESERVE_BYTES, max_frame_bytes // 2)
 
 
 class ProtocolError(BadFrame):
@@ -78,6 +110,16 @@ class RawFrameDecoder:
     def buffered_bytes(self) -> int:
         """Bytes received but not yet part of a complete frame."""
         return len(self._buffer)
+
+    @property
+    def max_frame_bytes(self) -> int:
+        """The largest frame accepted; a client raises it to what the server advertises."""
+        return self._max_frame_bytes
+
+    @max_frame_bytes.setter
+    def max_frame_bytes(self, value: int) -> None:
+        # Takes effect from the next frame on, even within a chunk being decoded.
+        self._max_frame_bytes = value
 
     def receive_data(self, data: bytes | bytearray) -> None:
         self._buffer += data

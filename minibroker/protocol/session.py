@@ -33,6 +33,7 @@ from minibroker.core.errors import (
     LimitExceeded,
     NotFound,
     ShuttingDown,
+    TooLarge,
     Unauthorized,
     UnsupportedVersion,
 )
@@ -42,9 +43,12 @@ from minibroker.protocol import frames
 from minibroker.protocol.auth import Authenticator, Principal
 from minibroker.protocol.codec import (
     DEFAULT_MAX_FRAME_BYTES,
+    HEADER,
+    HEADER_SIZE,
     FrameDecoder,
     InvalidFrame,
     ProtocolError,
+    frame_payload_budget,
     pack_frame,
 )
 from minibroker.protocol.handlers import HANDLERS, PARKED, PUSH_ENCODERS
@@ -92,6 +96,12 @@ class Session:
         self.peer_name = peer_name
         self._conn_id = conn_id
         self._decoder = FrameDecoder(self.settings.max_frame_bytes)
+        #: Item bytes one outgoing batch may carry: ``read`` and ``fetch``
+        #: answers and every push are cut to it, so no frame the server sends
+        #: is bigger than the ``max_frame_bytes`` it advertises in hello.
+        self.frame_budget = frame_payload_budget(self.settings.max_frame_bytes)
+        #: Bytes of the longest frame this session may write, length prefix included.
+        self._max_frame_length = self.settings.max_frame_bytes + HEADER_SIZE
         self._out: list[bytes] = []
         self._out_bytes = 0
         self._ready: dict[int, PushSource] = {}
@@ -326,7 +336,24 @@ class Session:
         self._out_bytes += len(data)
 
     def _respond_ok(self, request_id: int, result: object) -> None:
-        self._write(pack_frame({"op": "ok", "id": request_id, "result": result}))
+        frame = pack_frame({"op": "ok", "id": request_id, "result": result})
+        if len(frame) > self._max_frame_length:
+            # Batches are cut to ``frame_budget``, so only an answer nobody
+            # sized gets here (a huge queue.inspect or list, a lone record whose
+            # key and headers fill the frame). The client's decoder would drop
+            # the whole connection on it; an error costs only this request.
+            error = self._too_large("the answer", len(frame), "; ask for less")
+            self._respond_error(request_id, error)
+            return
+        self._write(frame)
+
+    def _too_large(self, what: str, frame_length: int, advice: str = "") -> TooLarge:
+        limit = self.settings.max_frame_bytes
+        return TooLarge(
+            f"{what} would be a frame of {frame_length - HEADER_SIZE} bytes, above this "
+            f"connection's limit of {limit} bytes (max_frame_bytes){advice}",
+            limit=limit,
+        )
 
     def _respond_error(self, request_id: int | None, error: BrokerError) -> None:
         self.stats.count_error(error.code)
@@ -376,14 +403,23 @@ class Session:
         return bool(self._out) or bool(self._ready)
 
     def data_to_send(self) -> bytes:
-        """Everything ready to go, joined: responses first, then pushes within budget."""
+        """Everything ready to go, joined: responses first, then pushes within budget.
+
+        Each push encoder gets the bytes left below the high-water mark, but
+        never more than ``frame_budget``: a push frame must fit the frame
+        limit as much as a response does.
+        """
         high_water = self.settings.outbound_high_water
+        frame_budget = self.frame_budget
         ready = self._ready
         while ready and self._out_bytes < high_water:
             sub_id = next(iter(ready))
             source = ready.pop(sub_id)
             encode_push = PUSH_ENCODERS[type(source)]
-            data, more = encode_push(source, high_water - self._out_bytes)
+            data, more = encode_push(source, min(high_water - self._out_bytes, frame_budget))
+            if len(data) > self._max_frame_length and self._oversized(data):
+                self._end_oversized(source, data)
+                continue
             if data:
                 self._write(data)
             if more:
@@ -395,6 +431,41 @@ class Session:
         self._out = []
         self._out_bytes = 0
         return data
+
+    def _oversized(self, data: bytes) -> int:
+        """The length of the first frame in ``data`` above the limit, else 0.
+
+        ``data`` may hold several frames (a ``notice`` before a ``msg``);
+        only called when ``data`` as a whole is longer than one frame may be.
+        """
+        limit = self.settings.max_frame_bytes
+        pos = 0
+        while pos < len(data):
+            length: int = HEADER.unpack_from(data, pos)[0]
+            if length > limit:
+                return length + HEADER_SIZE
+            pos += HEADER_SIZE + length
+        return 0
+
+    def _end_oversized(self, source: PushSource, data: bytes) -> None:
+        """A push that cannot fit any frame: end its subscription instead of sending it.
+
+        Batches are cut to ``frame_budget``, so only a single item too big
+        for a frame on its own gets here (a message whose key and headers
+        fill the frame its body left). It cannot be split, and sending it
+        would make the client drop the connection; ending the one
+        subscription with ``too_large`` keeps everything else going.
+        """
+        sub_id = source.sub_id
+        error = self._too_large(
+            f"subscription {sub_id} ended: its next item alone", self._oversized(data)
+        )
+        log.warning("ending subscription %d of %s: %s", sub_id, self.peer_name, error.message)
+        if self.subscriptions.pop(sub_id, None) is not None:
+            source.cancel(self.now)
+        self._write(
+            pack_frame({"op": "end", "sub": sub_id, "code": error.code, "message": error.message})
+        )
 
     # ---------------------------------------------------------- lifecycle
 

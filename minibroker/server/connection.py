@@ -84,10 +84,10 @@ class Wakeup:
 class ReadyConnections:
     """Connections that got output while a reader was dispatching a chunk.
 
-    Routing a message into another connection only marks it here (and wakes
-    its writer, in case nobody flushes); the reader that dispatched the
-    chunk then writes every marked connection's output directly, in the
-    order they were marked, before it reads again. One instance per server.
+    Routing a message into another connection only marks it here; the
+    reader that dispatched the chunk then writes every marked connection's
+    output directly, in the order they were marked, before it reads again.
+    One instance per server.
     """
 
     __slots__ = ("_queue", "dispatching")
@@ -108,7 +108,14 @@ class ReadyConnections:
             return
         self._queue = []
         for connection in queue:
-            connection.flush_directly()
+            try:
+                connection.flush_directly()
+            except Exception:
+                # A bug encoding this connection's output must not stop the
+                # others' flush, nor end the connection that was dispatching:
+                # its own writer retries and, failing the same way, ends it.
+                log.exception("flushing the output of %s", connection.peer_name)
+                connection.wake_writer()
 
 
 class Connection:
@@ -156,6 +163,9 @@ class Connection:
                 self._ready.add(self)
         else:
             self._wakeup.set()
+
+    def wake_writer(self) -> None:
+        self._wakeup.set()
 
     def flush_directly(self) -> None:
         """Write the session's output now, without blocking; the writer sends any rest.
@@ -238,6 +248,9 @@ class Connection:
         discarded = 0
         try:
             while discarded < LINGER_DISCARD_BYTES:
+                # (A tail a direct write left in ``_unsent`` does not count: it
+                # is at most one buffer's worth, and stopping at once would
+                # deadlock a client that writes a pipeline before reading.)
                 while session.over_high_water and session.closing is None:
                     self._wakeup.set()
                     await self._drained.wait()

@@ -9,6 +9,7 @@ to fsync), this package only keeps bytes safe and finds them again.
 - :mod:`~minibroker.storage.memory`: :class:`MemoryLog`
 - :mod:`~minibroker.storage.index`, :mod:`~minibroker.storage.segment`,
   :mod:`~minibroker.storage.commitlog`: :class:`SegmentedLog` on disk
+- :mod:`~minibroker.storage.fd_cache`: the bounded cache of older segments' open files
 - :mod:`~minibroker.storage.fileio`: the system calls, and the test seam for them
 
 See docs/storage.md for the design and the byte formats.

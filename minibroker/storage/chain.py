@@ -91,6 +91,14 @@ class SegmentChain(ABC, Generic[S]):
     def _after_deletions(self) -> None:
         """Hook run once after retention deleted segments (disk: fsync the directory)."""
 
+    def _after_roll(self, sealed: S) -> None:
+        """Hook run once a new active segment has replaced ``sealed``.
+
+        Disk: the sealed segment closes its write descriptor. This waits for
+        the new segment to exist so that a failed roll leaves the old one
+        active and writable.
+        """
+
     # -- sizes and bounds ----------------------------------------------------
 
     @property
@@ -149,10 +157,12 @@ class SegmentChain(ABC, Generic[S]):
 
     def _roll(self) -> S:
         """Seal the active segment and start a new one at the next offset."""
-        self._seal_segment(self._segments[-1])
+        sealed = self._segments[-1]
+        self._seal_segment(sealed)
         segment = self._create_segment(self.next_offset)
         self._segments.append(segment)
         self._bases.append(segment.base_offset)
+        self._after_roll(sealed)
         return segment
 
     # -- read ----------------------------------------------------------------------

@@ -29,6 +29,12 @@ append that arrived while the previous sync ran (group commit). Only
 structural changes fsync on their own: a segment is fsynced (data and index)
 when it is rolled over, and the directory when segment files are created or
 deleted.
+
+Open files: the active segment's file and the ``.lock`` file stay open while
+the log is; older segments are opened for a read and closed again through a
+bounded :class:`~minibroker.storage.fd_cache.FdCache` shared by every log in
+the process, so a log with many segments, or many logs, cannot run the
+process out of file descriptors.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from typing import Final
 from minibroker.core.errors import StorageError, StorageFull
 from minibroker.storage import fileio
 from minibroker.storage.chain import DEFAULT_SEGMENT_BYTES, SegmentChain, check_segment_bytes
+from minibroker.storage.fd_cache import SHARED_FD_CACHE, FdCache
 from minibroker.storage.segment import (
     DEFAULT_INDEX_INTERVAL_BYTES,
     INDEX_SUFFIX,
@@ -85,10 +92,12 @@ class SegmentedLog(SegmentChain[FileSegment]):
         index_interval_bytes: int,
         recovery: RecoveryReport,
         lock_fd: int,
+        fd_cache: FdCache,
     ) -> None:
         super().__init__(segments, segment_bytes)
         self.directory = directory
         self.index_interval_bytes = index_interval_bytes
+        self._fd_cache = fd_cache
         #: What :meth:`open` found and repaired.
         self.recovery = recovery
         self._lock_fd = lock_fd
@@ -102,6 +111,7 @@ class SegmentedLog(SegmentChain[FileSegment]):
         start_offset: int = 0,
         *,
         verify: bool = False,
+        fd_cache: FdCache | None = None,
     ) -> SegmentedLog:
         """Open the log in ``directory`` (created if missing), recovering it.
 
@@ -110,7 +120,9 @@ class SegmentedLog(SegmentChain[FileSegment]):
         record of the older segments too, not only their tails (step 1 of the
         module docstring becomes a full scan): for stores that are replayed
         in full at start anyway, so that damage anywhere cuts the store to
-        its valid prefix instead of failing the replay.
+        its valid prefix instead of failing the replay. ``fd_cache`` holds
+        the descriptors of the older segments while they are read; the
+        default is the one cache shared by the whole process.
         """
         check_segment_bytes(segment_bytes)
         if index_interval_bytes < 1:
@@ -122,13 +134,14 @@ class SegmentedLog(SegmentChain[FileSegment]):
             os.makedirs(path, exist_ok=True)
         except OSError as exc:
             raise fileio.storage_error(exc, "creating", path) from exc
+        cache = SHARED_FD_CACHE if fd_cache is None else fd_cache
         lock_fd = _lock_directory(path)
         try:
-            segments, report = _recover(path, index_interval_bytes, start_offset, verify)
+            segments, report = _recover(path, index_interval_bytes, start_offset, cache, verify)
         except BaseException:
             os.close(lock_fd)
             raise
-        store = cls(path, segments, segment_bytes, index_interval_bytes, report, lock_fd)
+        store = cls(path, segments, segment_bytes, index_interval_bytes, report, lock_fd, cache)
         log.info(
             "opened log %s: %d segments, offsets [%d, %d), %d bytes",
             path,
@@ -142,7 +155,9 @@ class SegmentedLog(SegmentChain[FileSegment]):
     # -- SegmentChain hooks ------------------------------------------------------
 
     def _create_segment(self, base_offset: int) -> FileSegment:
-        segment = FileSegment.create(self.directory, base_offset, self.index_interval_bytes)
+        segment = FileSegment.create(
+            self.directory, base_offset, self.index_interval_bytes, self._fd_cache
+        )
         try:
             fileio.fsync_directory(self.directory)
         except OSError as exc:
@@ -153,8 +168,11 @@ class SegmentedLog(SegmentChain[FileSegment]):
     def _seal_segment(self, segment: FileSegment) -> None:
         segment.seal()
 
+    def _after_roll(self, sealed: FileSegment) -> None:
+        sealed.close_writer()
+
     def _delete_segment(self, segment: FileSegment) -> None:
-        segment.delete()
+        segment.delete()  # closes its cached descriptor too
 
     def _after_deletions(self) -> None:
         try:
@@ -232,13 +250,21 @@ def _base_offsets(path: str, suffix: str) -> list[int]:
 
 
 def _recover(
-    path: str, index_interval_bytes: int, start_offset: int, verify: bool = False
+    path: str,
+    index_interval_bytes: int,
+    start_offset: int,
+    fd_cache: FdCache,
+    verify: bool = False,
 ) -> tuple[list[FileSegment], RecoveryReport]:
-    """Open every segment of the log in ``path`` (see the module docstring)."""
+    """Open every segment of the log in ``path`` (see the module docstring).
+
+    Segments are checked one at a time, each through a descriptor of its
+    own that is closed once it is checked; only the newest keeps its file open.
+    """
     bases = _base_offsets(path, LOG_SUFFIX)
     _remove_orphan_indexes(path, set(bases))
     if not bases:
-        segment = FileSegment.create(path, start_offset, index_interval_bytes)
+        segment = FileSegment.create(path, start_offset, index_interval_bytes, fd_cache)
         try:
             fileio.fsync_directory(path)
         except OSError as exc:
@@ -253,7 +279,7 @@ def _recover(
         for i, base in enumerate(bases):
             if i + 1 < len(bases):
                 sealed = FileSegment.open_sealed(
-                    path, base, index_interval_bytes, bases[i + 1], verify=verify
+                    path, base, index_interval_bytes, bases[i + 1], fd_cache, verify=verify
                 )
                 if sealed is not None:
                     segments.append(sealed)
@@ -264,7 +290,7 @@ def _recover(
                     base,
                     len(bases) - i - 1,
                 )
-            segment, cut = FileSegment.recover(path, base, index_interval_bytes)
+            segment, cut = FileSegment.recover(path, base, index_interval_bytes, fd_cache)
             segments.append(segment)
             truncated += cut
             if cut:

@@ -19,10 +19,18 @@ Three ways to get a segment, matching the three states a segment can be in:
 The index of the active segment lives in memory and is written to its file
 when the segment is sealed or closed; recovery never needs it, because the
 newest segment is always rescanned.
+
+File descriptors: only the active segment keeps its file open (read-write),
+because it is written all the time. A sealed segment gives its descriptor up
+(:meth:`FileSegment.close_writer`) and borrows a read-only one from an
+:class:`~minibroker.storage.fd_cache.FdCache` for each read, so the number of
+open files does not grow with the number of segments.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 from bisect import bisect_left
@@ -30,6 +38,7 @@ from typing import Final
 
 from minibroker.core.errors import StorageError, StorageFull
 from minibroker.storage import fileio
+from minibroker.storage.fd_cache import FdCache
 from minibroker.storage.index import SparseIndex
 from minibroker.storage.record import (
     MAX_FRAME_SIZE,
@@ -87,8 +96,10 @@ class FileSegment:
     """A segment file, its sparse index, and the facts about it kept in memory."""
 
     __slots__ = (
+        "_closed",
         "_failed",
         "_fd",
+        "_fds",
         "_index",
         "_index_dirty",
         "_unsynced",
@@ -102,7 +113,12 @@ class FileSegment:
     )
 
     def __init__(
-        self, directory: str, base_offset: int, fd: int, index_interval_bytes: int
+        self,
+        directory: str,
+        base_offset: int,
+        fd: int,
+        index_interval_bytes: int,
+        fd_cache: FdCache,
     ) -> None:
         self.base_offset = base_offset
         self.next_offset = base_offset
@@ -111,7 +127,11 @@ class FileSegment:
         self.last_timestamp_ms: int | None = None
         self.log_path = os.path.join(directory, segment_file_name(base_offset, LOG_SUFFIX))
         self.index_path = os.path.join(directory, segment_file_name(base_offset, INDEX_SUFFIX))
+        #: The segment's own read-write descriptor while it is active (or being
+        #: loaded at open), -1 once sealed: reads then borrow one from ``_fds``.
         self._fd = fd
+        self._fds = fd_cache
+        self._closed = False
         self._index = SparseIndex(index_interval_bytes)
         self._index_dirty = False
         self._unsynced = False
@@ -121,14 +141,16 @@ class FileSegment:
     # -- getting a segment ---------------------------------------------------------
 
     @classmethod
-    def create(cls, directory: str, base_offset: int, index_interval_bytes: int) -> FileSegment:
+    def create(
+        cls, directory: str, base_offset: int, index_interval_bytes: int, fd_cache: FdCache
+    ) -> FileSegment:
         """Create the empty file of a new active segment (the caller fsyncs the directory)."""
         path = os.path.join(directory, segment_file_name(base_offset, LOG_SUFFIX))
         try:
             fd = os.open(path, _OPEN_FLAGS | os.O_CREAT | os.O_EXCL, 0o644)
         except OSError as exc:
             raise fileio.storage_error(exc, "creating", path) from exc
-        return cls(directory, base_offset, fd, index_interval_bytes)
+        return cls(directory, base_offset, fd, index_interval_bytes, fd_cache)
 
     @classmethod
     def open_sealed(
@@ -137,6 +159,7 @@ class FileSegment:
         base_offset: int,
         index_interval_bytes: int,
         expected_next_offset: int,
+        fd_cache: FdCache,
         *,
         verify: bool = False,
     ) -> FileSegment | None:
@@ -145,10 +168,13 @@ class FileSegment:
         Returns None when the segment is damaged (its records do not run
         validly from its base offset to ``expected_next_offset``). With
         ``verify`` every record is checked (a full scan), not only the tail.
+        The file is checked through a descriptor of its own, which is closed
+        before returning: later reads borrow one from ``fd_cache``.
         """
-        segment = cls._open_existing(directory, base_offset, index_interval_bytes)
+        segment = cls._open_existing(directory, base_offset, index_interval_bytes, fd_cache)
         try:
             if segment._load_sealed(expected_next_offset, verify):
+                segment.close_writer()
                 return segment
         except BaseException:
             segment.release()
@@ -158,13 +184,14 @@ class FileSegment:
 
     @classmethod
     def recover(
-        cls, directory: str, base_offset: int, index_interval_bytes: int
+        cls, directory: str, base_offset: int, index_interval_bytes: int, fd_cache: FdCache
     ) -> tuple[FileSegment, int]:
         """Open the newest segment, cutting it back to its last valid record.
 
-        Returns the segment and the number of bytes cut off its tail.
+        Returns the segment, which is the active one and keeps its file open,
+        and the number of bytes cut off its tail.
         """
-        segment = cls._open_existing(directory, base_offset, index_interval_bytes)
+        segment = cls._open_existing(directory, base_offset, index_interval_bytes, fd_cache)
         try:
             file_size = os.fstat(segment._fd).st_size
             data = segment._read_range(0, file_size)
@@ -184,14 +211,14 @@ class FileSegment:
 
     @classmethod
     def _open_existing(
-        cls, directory: str, base_offset: int, index_interval_bytes: int
+        cls, directory: str, base_offset: int, index_interval_bytes: int, fd_cache: FdCache
     ) -> FileSegment:
         path = os.path.join(directory, segment_file_name(base_offset, LOG_SUFFIX))
         try:
             fd = os.open(path, _OPEN_FLAGS)
         except OSError as exc:
             raise fileio.storage_error(exc, "opening", path) from exc
-        return cls(directory, base_offset, fd, index_interval_bytes)
+        return cls(directory, base_offset, fd, index_interval_bytes, fd_cache)
 
     def _load_sealed(self, expected_next_offset: int, verify: bool = False) -> bool:
         try:
@@ -352,16 +379,21 @@ class FileSegment:
         return _Window(self._read_range(position, length), position)
 
     def _read_range(self, position: int, length: int) -> bytes:
+        """Bytes ``[position, position + length)`` of the file (fewer at its end).
+
+        The active segment reads through its own descriptor; a sealed one
+        borrows a descriptor from the cache, which opens the file if it is
+        not open already. Failing to open it is reported like a failed read.
+        """
         try:
-            data = os.pread(self._fd, length, position)
-            while len(data) < length:
-                more = os.pread(self._fd, length - len(data), position + len(data))
-                if not more:
-                    break
-                data += more
+            if self._fd >= 0:
+                return _pread_all(self._fd, position, length)
+            if self._closed:  # as a read on a closed descriptor always did
+                raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+            with self._fds.borrow(self, self.log_path) as fd:
+                return _pread_all(fd, position, length)
         except OSError as exc:
             raise fileio.storage_error(exc, "reading", self.log_path) from exc
-        return data
 
     def _record_at(self, position: int) -> Record:
         size = frame_size_at(self._read_range(position, 4), 0)
@@ -429,9 +461,23 @@ class FileSegment:
             raise fileio.storage_error(exc, "syncing", self.log_path) from exc
         self._unsynced = False
 
+    def close_writer(self) -> None:
+        """Give up the segment's own descriptor once it is sealed: reads now borrow one.
+
+        Called once a newer segment has taken over (after a roll) or once an
+        older segment was checked at open; not by :meth:`seal`, so that a roll
+        that fails after sealing leaves the old segment active and writable.
+        """
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            # Nothing is written through it any more (a sealed segment was
+            # fdatasynced), and Linux frees it even when close reports an error.
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
     def close(self) -> None:
         """Write the index, sync and close. Safe to call twice."""
-        if self._fd < 0:
+        if self._closed:
             return
         try:
             if self._failed is None:
@@ -453,7 +499,14 @@ class FileSegment:
         self.release()
 
     def release(self) -> None:
-        """Close the file without writing the index or syncing (cleanup after a failure)."""
+        """Close every descriptor of the file, without writing the index or syncing.
+
+        Both the segment's own (active segment) and any the cache holds for it
+        (sealed segment): after :meth:`close` or :meth:`delete` nothing of the
+        segment stays open.
+        """
+        self._closed = True
+        self._fds.discard(self)
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             os.close(fd)
@@ -483,3 +536,14 @@ class FileSegment:
         except OSError as exc:
             raise fileio.storage_error(exc, "writing", self.index_path) from exc
         self._index_dirty = False
+
+
+def _pread_all(fd: int, position: int, length: int) -> bytes:
+    """``os.pread`` until ``length`` bytes or the end of the file."""
+    data = os.pread(fd, length, position)
+    while len(data) < length:
+        more = os.pread(fd, length - len(data), position + len(data))
+        if not more:
+            break
+        data += more
+    return data

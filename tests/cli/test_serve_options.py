@@ -91,7 +91,7 @@ def test_flags() -> None:
             "--port",
             "9999",
             "--max-frame-bytes",
-            "1000",
+            "4096",
             "--max-connections",
             "7",
             "--metrics-host",
@@ -110,7 +110,7 @@ def test_flags() -> None:
     )
     assert config.host == "0.0.0.0"
     assert config.port == 9999
-    assert config.max_frame_bytes == 1000
+    assert config.max_frame_bytes == 4096
     assert config.max_connections == 7
     assert config.metrics_host == "::1"
     assert config.metrics_port == 9100

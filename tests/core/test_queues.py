@@ -19,7 +19,7 @@ from minibroker.core.errors import (
     TooLarge,
     UnknownDelivery,
 )
-from minibroker.core.queue_message import Message
+from minibroker.core.queue_message import DELIVERY_OVERHEAD, Message, delivery_size
 from minibroker.core.queues import MAX_DEAD_LETTER_HOPS, Queue, QueueOptions, Queues
 
 
@@ -136,6 +136,50 @@ def test_fetch_empty_and_headers(w: World) -> None:
     q.put([In(b"x", {"k": "v"}), In(b"y", {})], w.now)
     got = q.fetch(A, 5, w.now)
     assert [m.headers for m in got] == [{"k": "v"}, None]
+
+
+def test_fetch_stops_at_max_bytes_and_leaves_the_rest_ready(w: World) -> None:
+    q = w.declare()
+    put(q, w.now, "a" * 100, "b" * 100, "c" * 100)
+    one = delivery_size(q.inspect(1).ready[0])
+    got = q.fetch(A, 10, w.now, max_bytes=2 * one + one // 2)
+    assert bodies(got) == [b"a" * 100, b"b" * 100]
+    assert bodies(q.fetch(A, 10, w.now, max_bytes=2 * one)) == [b"c" * 100]
+    check_conservation(q)
+
+
+def test_fetch_delivers_a_first_message_bigger_than_max_bytes(w: World) -> None:
+    # It could never go otherwise; that it fits a frame is bounded on input.
+    q = w.declare()
+    q.put([In(b"x" * 500, {"k": "v" * 50}), In(b"y")], w.now)
+    assert bodies(q.fetch(A, 10, w.now, max_bytes=10)) == [b"x" * 500]
+    assert bodies(q.fetch(A, 10, w.now, max_bytes=10)) == [b"y"]
+
+
+def test_expired_messages_do_not_count_against_max_bytes(w: World) -> None:
+    q = w.declare(message_ttl=5.0)
+    put(q, w.now, "old" * 100)
+    w.now += 6.0  # expired, but its timer has not fired yet
+    put(q, w.now, "new1", "new2")
+    got = q.fetch(A, 10, w.now, max_bytes=2 * delivery_size(Message(b"new1", None, 0)))
+    assert bodies(got) == [b"new1", b"new2"]
+    assert q.statistics().expired == 1
+
+
+def test_a_parked_fetch_is_answered_within_its_max_bytes(w: World) -> None:
+    q = w.declare()
+    peer = FakePeer(3)
+    budget = 3 * delivery_size(Message(b"m00", None, 0))
+    q.wait(peer, 1, 100, w.now, 30.0, max_bytes=budget)
+    put(q, w.now, *(f"m{i:02}" for i in range(10)))
+    assert [v["body"] for v in peer.resolved[1]] == [b"m00", b"m01", b"m02"]
+    assert q.statistics().ready == 7
+
+
+def test_delivery_size_counts_non_ascii_headers_by_their_utf8_bytes() -> None:
+    ascii_only = delivery_size(Message(b"", {"k": "v"}, 0))
+    assert delivery_size(Message(b"", {"k": "\u00e9"}, 0)) == ascii_only + 1
+    assert delivery_size(Message(b"abc", None, 0)) == DELIVERY_OVERHEAD + 3
 
 
 def test_delivery_ids_unique_across_queues(w: World) -> None:

@@ -250,11 +250,12 @@ def test_garbage_gets_an_error_without_id_and_closes(garbage: bytes, code: str) 
 
 
 def test_oversized_frame_reports_the_limit() -> None:
-    wire = Wire(settings=SessionSettings(max_frame_bytes=100))
-    assert wire.hello()["result"]["limits"]["max_frame_bytes"] == 100
-    (reply,) = wire.send(ping(2, b"x" * 200))
+    # 1024 is the smallest limit a server accepts (the hello answer must fit it).
+    wire = Wire(settings=SessionSettings(max_frame_bytes=1024))
+    assert wire.hello()["result"]["limits"]["max_frame_bytes"] == 1024
+    (reply,) = wire.send(ping(2, b"x" * 1100))
     assert reply["code"] == "too_large"
-    assert reply["details"] == {"limit": 100}
+    assert reply["details"] == {"limit": 1024}
     assert "id" not in reply
 
 

@@ -13,7 +13,10 @@ import socket
 import pytest
 import trio
 import trio.testing
+from raw_wire import StartServer
 
+import minibroker
+from minibroker.core.errors import ConnectionClosed
 from minibroker.direct_io import DirectSocket, direct_socket
 from minibroker.server.memory_stream import memory_stream_pair
 
@@ -123,3 +126,34 @@ async def test_a_parked_read_is_cancellable() -> None:
     assert await reader.receive_some(100) == b"after"
     await client.aclose()
     await server.aclose()
+
+
+async def test_a_connection_whose_output_fails_to_encode_does_not_stop_the_others(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One chunk routes a message to two subscribers; encoding the first one's
+    output raises (a bug). The second still gets its message at once, the
+    publisher's connection is unharmed, and only the broken one is closed."""
+    server = await start_server()
+    url = f"minibroker://127.0.0.1:{server.port}"
+    async with (
+        minibroker.connect(url, client_name="broken") as broken,
+        minibroker.connect(url, client_name="healthy") as healthy,
+        minibroker.connect(url, client_name="publisher") as publisher,
+        broken.subscribe("news.*") as broken_sub,
+        healthy.subscribe("news.*") as healthy_sub,
+    ):
+        (session,) = [s for s in server.sessions.values() if s.client_name == "broken"]
+
+        def explode() -> bytes:
+            raise RuntimeError("a bug in an encoder")
+
+        session.data_to_send = explode  # type: ignore[method-assign]
+        await publisher.publish("news.today", b"hello")
+        with trio.fail_after(10):
+            message = await healthy_sub.__anext__()
+            assert message.body == b"hello"
+            assert await publisher.ping(b"still here") == b"still here"
+            with pytest.raises((ConnectionClosed, StopAsyncIteration)):
+                await broken_sub.__anext__()
+    assert "flushing the output of" in caplog.text

@@ -2,7 +2,9 @@
 
 The reference is a plain list of records plus the segment layout, which is
 fully determined by the frame sizes and the roll rule, so even retention can
-be predicted exactly. The disk machine also closes and reopens the log.
+be predicted exactly. The disk machine also closes and reopens the log, and
+reads its older segments through a two-descriptor cache, so that they are
+closed and reopened all the time.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from hypothesis.stateful import (
 
 from minibroker.core.errors import OffsetOutOfRange
 from minibroker.storage import MemoryLog, SegmentedLog
+from minibroker.storage.fd_cache import FdCache
 from minibroker.storage.record import Entry, Record, decode_records, encode_records
 from minibroker.storage.store import LogStore
 
@@ -217,19 +220,42 @@ class MemoryLogMachine(LogMachine):
 
 class DiskLogMachine(LogMachine):
     root: Path  # set by the test, one directory per test run
+    FD_CACHE_CAPACITY = 2
 
     def make_store(self, segment_bytes: int, index_interval: int, start: int) -> LogStore:
         self.directory = tempfile.mkdtemp(dir=self.root)
         self.options = {"segment_bytes": segment_bytes, "index_interval_bytes": index_interval}
-        return SegmentedLog.open(self.directory, start_offset=start, **self.options)
+        self.fd_cache = FdCache(self.FD_CACHE_CAPACITY)
+        return self.open(start_offset=start)
+
+    def open(self, start_offset: int = 0) -> SegmentedLog:
+        return SegmentedLog.open(
+            self.directory,
+            start_offset=start_offset,
+            fd_cache=self.fd_cache,
+            segment_bytes=self.options["segment_bytes"],
+            index_interval_bytes=self.options["index_interval_bytes"],
+        )
 
     @rule()
     def reopen(self) -> None:
         self.store.close()
-        reopened = SegmentedLog.open(self.directory, **self.options)
+        assert self.fd_cache.open_count == 0
+        reopened = self.open()
         self.store = reopened
         assert reopened.recovery.bytes_truncated == 0
         assert reopened.recovery.records == self.model.next_offset - self.model.first_offset
+
+    @invariant()
+    def open_files_stay_bounded(self) -> None:
+        if hasattr(self, "fd_cache"):
+            sealed = len(self.model.segments) - 1
+            assert self.fd_cache.open_count <= min(self.FD_CACHE_CAPACITY, sealed)
+
+    def teardown(self) -> None:
+        super().teardown()
+        if hasattr(self, "fd_cache"):
+            assert self.fd_cache.open_count == 0
 
 
 def test_memory_log_matches_model() -> None:

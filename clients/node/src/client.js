@@ -81,6 +81,26 @@ export class Client {
     });
   }
 
+  /** The largest frame accepted from the broker (raised to its advertised limit by hello). */
+  get maxFrameBytes() {
+    return this._reader.maxFrameBytes;
+  }
+
+  /**
+   * Accept frames as large as the broker's advertised `limits.max_frame_bytes`.
+   * The broker never sends a frame above the limit it advertises, and may
+   * send any frame up to it, so a broker started with a larger
+   * `--max-frame-bytes` than this client's limit must not make legal frames
+   * fatal. Only ever raises the limit; malformed info is ignored.
+   * @param {any} info the hello result
+   */
+  _adoptServerLimits(info) {
+    const advertised = info?.limits?.max_frame_bytes;
+    if (Number.isSafeInteger(advertised) && advertised > this._reader.maxFrameBytes) {
+      this._reader.maxFrameBytes = advertised;
+    }
+  }
+
   /** True once the connection is closed (by either side). */
   get isClosed() {
     return this._closedWith !== null;

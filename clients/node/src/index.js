@@ -33,6 +33,8 @@ for (const methods of [queueMethods, topicMethods, logMethods, rpcMethods]) {
  * @property {tls.ConnectionOptions | boolean} [tls] TLS options (implied by minibrokers://)
  * @property {number} [connectTimeout] seconds for TCP connect, TLS and hello (default 10)
  * @property {number} [maxPending] items a subscription buffers before reading pauses (default 10000)
+ * @property {number} [maxFrameBytes] largest frame accepted from the broker before hello (default
+ *   256 MiB); raised after hello to the broker's advertised `limits.max_frame_bytes` when that is larger
  */
 
 /**
@@ -46,7 +48,7 @@ export async function connect(url = "minibroker://127.0.0.1:7878", options = {})
   const useTls = address.tls || Boolean(options.tls);
   const timeoutMs = (options.connectTimeout ?? 10) * 1000;
   const socket = await openSocket(address.host, address.port, useTls, options.tls, timeoutMs);
-  const client = new Client(socket, { maxPending: options.maxPending });
+  const client = new Client(socket, { maxPending: options.maxPending, maxFrameBytes: options.maxFrameBytes });
   /** @type {Record<string, unknown>} */
   const hello = { version: PROTOCOL_VERSION, client: options.clientName ?? "minibroker-node" };
   const token = options.token ?? address.token;
@@ -57,7 +59,9 @@ export async function connect(url = "minibroker://127.0.0.1:7878", options = {})
   let timer;
   try {
     client.serverInfo = await Promise.race([
-      client._call("hello", hello),
+      // onOk runs before the next frame is read: from then on frames up to
+      // the broker's advertised limit are accepted.
+      client._call("hello", hello, { onOk: (info) => client._adoptServerLimits(info) }),
       new Promise((_, reject) => {
         timer = setTimeout(
           () => reject(new ConnectionClosedError(`no answer to hello within ${timeoutMs / 1000} s`)),
@@ -117,4 +121,4 @@ export { IncomingRequest, Service, DEFAULT_CONCURRENCY } from "./rpc.js";
 export { decodeRecords } from "./records.js";
 export { crc32 } from "./crc32.js";
 export { parseUrl, DEFAULT_PORT } from "./url.js";
-export { encodeFrame, FrameReader } from "./framing.js";
+export { encodeFrame, FrameReader, DEFAULT_MAX_INBOUND_FRAME } from "./framing.js";

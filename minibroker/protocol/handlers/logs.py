@@ -15,7 +15,8 @@ Wire shapes (see docs/logs.md and docs/protocol.md):
 * ``read {log, start?, timestamp_ms?, group?, max_records?, max_bytes?,
   wait?}`` -> ``{"records": bin, "count": n, "next_offset": k}``;
   ``records`` holds the storage record frames as they are on disk (decode
-  them with ``minibroker.storage.decode_records``);
+  them with ``minibroker.storage.decode_records``); ``max_bytes`` (of read
+  and tail) is capped at what fits one frame (``read_budget``);
 * ``tail {log, start?, timestamp_ms?, group?, max_bytes?}`` -> ``{"sub": id,
   "offset": start}``, then pushes ``{"op": "records", "sub", "data": bin,
   "count", "next_offset"}``;
@@ -148,16 +149,28 @@ def append(session: Session, frame: frames.Append) -> dict[str, int]:
     return {"offset": first, "count": len(entries)}
 
 
+def read_budget(session: Session, max_bytes: int) -> int:
+    """``max_bytes`` capped at what one frame of this connection carries.
+
+    ``max_bytes`` is a budget, not a promise: asking for more than a frame
+    holds is not an error, the answer is simply cut at the frame limit (as
+    Kafka's fetch size is bounded by what the broker sends at once). A
+    non-positive value passes through for the core to refuse.
+    """
+    return min(max_bytes, session.frame_budget) if type(max_bytes) is int else max_bytes
+
+
 @handles(frames.Read)
 def read(session: Session, frame: frames.Read) -> Any:
     logs = session.ns.logs
+    max_bytes = read_budget(session, frame.max_bytes)
     batch = logs.read(
         frame.log,
         frame.start,
         frame.timestamp_ms,
         frame.group,
         frame.max_records,
-        frame.max_bytes,
+        max_bytes,
         frame.wait,
     )
     if batch.count or frame.wait <= 0:
@@ -170,7 +183,7 @@ def read(session: Session, frame: frames.Read) -> Any:
             frame.log,
             batch.next_offset,
             frame.max_records,
-            frame.max_bytes,
+            max_bytes,
             frame.wait,
             session.now,
         )
@@ -194,7 +207,7 @@ def tail(session: Session, frame: frames.Tail) -> dict[str, int]:
             frame.start,
             frame.timestamp_ms,
             frame.group,
-            frame.max_bytes,
+            read_budget(session, frame.max_bytes),
         )
         started.append(source)
         return source

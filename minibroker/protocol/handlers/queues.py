@@ -20,7 +20,9 @@ op                 result
 =================  ====================================================
 
 A delivery is ``{"delivery_id", "body", "delivery_count", "published_at"}``
-plus ``"headers"`` when the message has any.
+plus ``"headers"`` when the message has any. A ``fetch`` returns at most
+``max_messages`` deliveries and at most what fits one frame of the
+connection (``Session.frame_budget``); the rest stays ready.
 """
 
 from __future__ import annotations
@@ -167,7 +169,12 @@ def fetch(session: Session, frame: frames.Fetch) -> Any:
     queue = session.ns.queues.get(frame.queue)
     max_wait = session.broker.config.limits.max_wait_seconds
     check_seconds("wait", frame.wait, max_wait, allow_zero=True)
-    messages = queue.fetch(session, frame.max_messages, session.now, frame.visibility_timeout)
+    # A fetch's deliveries must fit one frame of this connection: what does
+    # not fit stays ready for the next fetch (see Queue.fetch).
+    budget = session.frame_budget
+    messages = queue.fetch(
+        session, frame.max_messages, session.now, frame.visibility_timeout, budget
+    )
     if messages or frame.wait <= 0:
         return encode_deliveries(messages)
     token = session.park(frame.id, _encode_parked)
@@ -179,6 +186,7 @@ def fetch(session: Session, frame: frames.Fetch) -> Any:
             session.now,
             frame.wait,
             frame.visibility_timeout,
+            budget,
         )
     except BaseException:
         session.unpark(token)

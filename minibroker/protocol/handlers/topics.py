@@ -112,10 +112,12 @@ def _array_header(length: int) -> bytes:
 
 @encodes_pushes(TopicSubscription)
 def encode_messages(source: TopicSubscription, budget: int) -> tuple[bytes, bool]:
-    """Drain a subscription's buffer into one ``msg`` frame of about ``budget`` bytes.
+    """Drain a subscription's buffer into one ``msg`` frame of at most ``budget`` message bytes.
 
     Always takes at least one message (the session calls only with budget
-    left), so a message bigger than the budget still goes out, alone. A
+    left), so a message bigger than the budget still goes out, alone; every
+    further message is taken only if it still fits, because the budget is
+    also what keeps the frame within the connection's frame limit. A
     ``notice`` frame goes first if messages were dropped since the last call.
     """
     items = source.items
@@ -124,9 +126,12 @@ def encode_messages(source: TopicSubscription, budget: int) -> tuple[bytes, bool
     add = parts.append
     size = 0
     popleft = items.popleft
-    while items and size < budget:
-        message = popleft()
+    while items:
+        message = items[0]
         wire = message.wire or pack_message(message)
+        if size + len(wire) > budget and size:
+            break
+        popleft()
         add(wire)
         size += len(wire)
     count = len(parts) - 2
