@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import ssl
-from collections import deque
 from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -46,11 +44,9 @@ from minibroker.client.protocol import (
     connection_lost,
     hello_call,
 )
-from minibroker.client.pushes import PushParser, SubscriptionEnded
+from minibroker.client.pushes import PushParser, SubscriptionCore, SubscriptionEnded
 from minibroker.client.url import parse_url
 from minibroker.core.errors import BrokerError, ConnectionClosed
-
-log = logging.getLogger("minibroker.client")
 
 T = TypeVar("T")
 
@@ -62,7 +58,7 @@ CLOSE_TIMEOUT = 5.0
 __all__ = ["DEFAULT_MAX_PENDING", "Client", "Subscription", "connect"]
 
 
-class Subscription(Generic[T]):
+class Subscription(SubscriptionCore[T]):
     """A live push subscription: ``async for item in sub``.
 
     Items arrive in batches from ``data_received`` and wait in a local deque.
@@ -75,21 +71,12 @@ class Subscription(Generic[T]):
     def __init__(
         self, client: Client, call: Call[Any], parser: PushParser[T], max_pending: int
     ) -> None:
-        self._client = client
-        self._call = call
-        self._parser = parser
-        self._items: deque[T] = deque()
+        super().__init__(client, call, parser, max_pending)
+        self._client: Client = client
         self._waiter: asyncio.Future[None] | None = None
-        self._max_pending = max_pending
         self._resume_below = max(1, max_pending // 2)
-        self._ended: BaseException | None = None
-        self._abandoned = False
         #: True while this subscription's full buffer holds the socket paused.
         self._holding = False
-        self.sub_id: int | None = None
-        self.dropped = 0
-        #: The subscribe call's result (carries ``sub`` and model-specific fields).
-        self.info: Any = None
 
     # ------------------------------------------------- driven by the client
 
@@ -97,36 +84,11 @@ class Subscription(Generic[T]):
         try:
             await self._client._call(self._call, on_reply=self._register)
         except BaseException:
-            # Cancelled or failed while subscribing: never leave the broker
-            # pushing to a subscription nobody reads.
-            self._abandoned = True
-            if self.sub_id is not None:
-                self._client._subscriptions.pop(self.sub_id, None)
-                self._client._post(Call("unsubscribe", {"sub": self.sub_id}))
+            self._abandon()
             raise
 
-    def _register(self, result: Any) -> None:
-        """Run by the reader as the reply arrives, before the next frame is read:
-        the first pushes may share a chunk with the reply and must find us."""
-        sub_id = int(result["sub"])
-        if self._abandoned:
-            self._client._post(Call("unsubscribe", {"sub": sub_id}))
-            return
-        self.info = result
-        self.sub_id = sub_id
-        self._client._subscriptions[sub_id] = self
-
     def _feed(self, push: Push) -> None:
-        if push.op == "notice":
-            self.dropped += int(push.frame.get("dropped", 0))
-            log.warning(
-                "subscription %s dropped %s messages (slow consumer)",
-                self.sub_id,
-                push.frame.get("dropped"),
-            )
-            return
-        if push.op == "end":
-            self._end(SubscriptionEnded.from_frame(push.frame))
+        if self._control(push):
             return
         self._items.extend(self._parser(push.frame, self._client))
         waiter = self._waiter
@@ -140,10 +102,6 @@ class Subscription(Generic[T]):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
         self._client._release_reading(self)
-
-    @property
-    def full(self) -> bool:
-        return len(self._items) >= self._max_pending
 
     # ------------------------------------------------------ consumer side
 
@@ -185,11 +143,6 @@ class Subscription(Generic[T]):
         if self._holding and len(self._items) <= self._resume_below:
             self._client._release_reading(self)
         return item
-
-    @property
-    def ended(self) -> BaseException | None:
-        """Why the subscription ended (None while live)."""
-        return self._ended
 
     async def aclose(self) -> None:
         """Stop the subscription: iteration ends and the broker is told (once)."""

@@ -1,11 +1,24 @@
-"""Turning push frames into the items a subscription yields."""
+"""Turning push frames into the items a subscription yields.
+
+:class:`SubscriptionCore` is what the Trio, asyncio and blocking clients'
+``Subscription`` classes share: registering with the client as the subscribe
+reply arrives, giving up cleanly when subscribing fails, and the two control
+pushes (``notice``: the broker dropped messages; ``end``: the broker ended
+the subscription). Each flavour adds only how a consumer waits for items and
+how a full buffer holds back the socket.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections import deque
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
+from minibroker.client.protocol import Call, Push
 from minibroker.core.errors import BrokerError, error_from_code
+
+log = logging.getLogger("minibroker.client")
 
 T = TypeVar("T")
 
@@ -26,3 +39,76 @@ class SubscriptionEnded(BrokerError):
     def from_frame(cls, frame: dict[str, Any]) -> SubscriptionEnded:
         cause = error_from_code(str(frame.get("code")), str(frame.get("message")))
         return cls(f"subscription ended by the broker: {cause.message}", cause)
+
+
+class SubscriptionCore(Generic[T]):
+    """The state and control-push handling every client's subscription shares.
+
+    ``client`` is the owning client; the methods here use only its
+    ``_subscriptions`` map and its ``_post`` (send without waiting).
+    Subclasses implement :meth:`_end` (wake whoever waits) and their own
+    item delivery after :meth:`_control` has filtered out control pushes.
+    """
+
+    def __init__(
+        self, client: Any, call: Call[Any], parser: PushParser[T], max_pending: int
+    ) -> None:
+        self._client = client
+        self._call = call
+        self._parser = parser
+        self._items: deque[T] = deque()
+        self._max_pending = max_pending
+        self._ended: BaseException | None = None
+        self._abandoned = False
+        self.sub_id: int | None = None
+        #: Messages the broker discarded for this subscription because it fell behind.
+        self.dropped = 0
+        #: The subscribe call's result (carries ``sub`` and model-specific fields).
+        self.info: Any = None
+
+    def _register(self, result: Any) -> None:
+        """Run by the reader as the reply arrives, before it reads the next frame:
+        the first pushes may share a chunk with the reply and must find us."""
+        sub_id = int(result["sub"])
+        if self._abandoned:
+            self._client._post(Call("unsubscribe", {"sub": sub_id}))
+            return
+        self.info = result
+        self.sub_id = sub_id
+        self._client._subscriptions[sub_id] = self
+
+    def _abandon(self) -> None:
+        """Subscribing was cancelled or failed: never leave the broker pushing
+        to a subscription nobody reads (the reply may still be on its way)."""
+        self._abandoned = True
+        if self.sub_id is not None:
+            self._client._subscriptions.pop(self.sub_id, None)
+            self._client._post(Call("unsubscribe", {"sub": self.sub_id}))
+
+    def _control(self, push: Push) -> bool:
+        """Handle a ``notice`` or ``end`` push; False for a push that carries items."""
+        if push.op == "notice":
+            self.dropped += int(push.frame.get("dropped", 0))
+            log.warning(
+                "subscription %s dropped %s messages (slow consumer)",
+                self.sub_id,
+                push.frame.get("dropped"),
+            )
+            return True
+        if push.op == "end":
+            self._end(SubscriptionEnded.from_frame(push.frame))
+            return True
+        return False
+
+    def _end(self, error: BaseException) -> None:
+        raise NotImplementedError
+
+    @property
+    def full(self) -> bool:
+        """True when the buffer holds ``max_pending`` items: stop reading the socket."""
+        return len(self._items) >= self._max_pending
+
+    @property
+    def ended(self) -> BaseException | None:
+        """Why the subscription ended (None while live)."""
+        return self._ended

@@ -46,7 +46,6 @@ import socket
 import ssl
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -61,7 +60,7 @@ from minibroker.client.protocol import (
     connection_lost,
     hello_call,
 )
-from minibroker.client.pushes import PushParser, SubscriptionEnded
+from minibroker.client.pushes import PushParser, SubscriptionCore, SubscriptionEnded
 from minibroker.client.url import parse_url
 from minibroker.core.errors import BrokerError, ConnectionClosed, Timeout
 
@@ -271,7 +270,7 @@ class _TLS:
         return b"".join(chunks), self._outgoing.read()
 
 
-class Subscription(Generic[T]):
+class Subscription(SubscriptionCore[T]):
     """A live push subscription, read from any thread.
 
     ``for item in sub`` blocks for each item and stops when the subscription
@@ -290,21 +289,12 @@ class Subscription(Generic[T]):
         max_pending: int,
         callback: Callable[[T], object] | None = None,
     ) -> None:
-        self._client = client
-        self._call = call
-        self._parser = parser
+        super().__init__(client, call, parser, max_pending)
+        self._client: Client = client
         self._callback = callback
-        self._items: deque[T] = deque()
         self._cond = threading.Condition(threading.Lock())
-        self._max_pending = max_pending
-        self._ended: BaseException | None = None
-        self._abandoned = False
         #: True while the reader thread waits for room in this buffer.
         self._reader_waiting = False
-        self.sub_id: int | None = None
-        self.dropped = 0
-        #: The subscribe call's result (carries ``sub`` and model-specific fields).
-        self.info: Any = None
 
     # ------------------------------------------------- driven by the client
 
@@ -312,35 +302,12 @@ class Subscription(Generic[T]):
         try:
             self._client._call(self._call, timeout=timeout, on_reply=self._register)
         except BaseException:
-            self._abandoned = True
-            if self.sub_id is not None:
-                self._client._subscriptions.pop(self.sub_id, None)
-                self._client._post(Call("unsubscribe", {"sub": self.sub_id}))
+            self._abandon()
             raise
-
-    def _register(self, result: Any) -> None:
-        """Run by the reader as the reply arrives, before it reads the next frame:
-        the first pushes may share a chunk with the reply and must find us."""
-        sub_id = int(result["sub"])
-        if self._abandoned:
-            self._client._post(Call("unsubscribe", {"sub": sub_id}))
-            return
-        self.info = result
-        self.sub_id = sub_id
-        self._client._subscriptions[sub_id] = self
 
     def _feed(self, push: Push) -> None:
         """Reader thread: take one push frame; may block while the buffer is full."""
-        if push.op == "notice":
-            self.dropped += int(push.frame.get("dropped", 0))
-            log.warning(
-                "subscription %s dropped %s messages (slow consumer)",
-                self.sub_id,
-                push.frame.get("dropped"),
-            )
-            return
-        if push.op == "end":
-            self._end(SubscriptionEnded.from_frame(push.frame))
+        if self._control(push):
             return
         items = self._parser(push.frame, self._client)
         if self._callback is not None:
@@ -426,11 +393,6 @@ class Subscription(Generic[T]):
             raise SubscriptionEnded("the subscription was closed")
         assert ended is not None
         raise ended
-
-    @property
-    def ended(self) -> BaseException | None:
-        """Why the subscription ended (None while live)."""
-        return self._ended
 
     def close(self) -> None:
         """Stop the subscription: iteration ends and the broker is told (once)."""

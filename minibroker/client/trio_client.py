@@ -10,9 +10,7 @@ every pending call fails at once with ``ConnectionClosed``; nothing hangs.
 
 from __future__ import annotations
 
-import logging
 import ssl
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any, Generic, TypeVar
@@ -29,12 +27,10 @@ from minibroker.client.protocol import (
     connection_lost,
     hello_call,
 )
-from minibroker.client.pushes import PushParser, SubscriptionEnded
+from minibroker.client.pushes import PushParser, SubscriptionCore, SubscriptionEnded
 from minibroker.client.url import parse_url
 from minibroker.core.errors import BrokerError, ConnectionClosed
 from minibroker.direct_io import direct_socket
-
-log = logging.getLogger("minibroker.client")
 
 T = TypeVar("T")
 
@@ -97,7 +93,7 @@ class PendingCall(Generic[T]):
             client._on_reply[self._id] = on_result
 
 
-class Subscription(Generic[T]):
+class Subscription(SubscriptionCore[T]):
     """A live push subscription: iterate it with ``async for``.
 
     Items arrive in batches from the reader task and wait in a local deque.
@@ -109,53 +105,20 @@ class Subscription(Generic[T]):
     def __init__(
         self, client: Client, call: Call[Any], parser: PushParser[T], max_pending: int
     ) -> None:
-        self._client = client
-        self._call = call
-        self._parser = parser
-        self._items: deque[T] = deque()
+        super().__init__(client, call, parser, max_pending)
+        self._client: Client = client
         self._arrived = trio.Event()
         self._room = trio.Event()
-        self._max_pending = max_pending
-        self._ended: BaseException | None = None
-        self.sub_id: int | None = None
-        self.dropped = 0
-        self.info: Any = None
-        self._abandoned = False
 
     async def _start(self) -> None:
         try:
             await self._client._call(self._call, on_reply=self._register)
         except BaseException:
-            # Cancelled (or failed) while subscribing: never leave the broker
-            # pushing to a subscription nobody reads.
-            self._abandoned = True
-            if self.sub_id is not None:
-                self._client._subscriptions.pop(self.sub_id, None)
-                self._client._post(Call("unsubscribe", {"sub": self.sub_id}))
+            self._abandon()
             raise
 
-    def _register(self, result: Any) -> None:
-        """Run by the reader as the reply arrives, before it reads the next frame:
-        the first pushes may share a chunk with the reply and must find us."""
-        sub_id = int(result["sub"])
-        if self._abandoned:
-            self._client._post(Call("unsubscribe", {"sub": sub_id}))
-            return
-        self.info = result
-        self.sub_id = sub_id
-        self._client._subscriptions[sub_id] = self
-
     def _feed(self, push: Push) -> None:
-        if push.op == "notice":
-            self.dropped += int(push.frame.get("dropped", 0))
-            log.warning(
-                "subscription %s dropped %s messages (slow consumer)",
-                self.sub_id,
-                push.frame.get("dropped"),
-            )
-            return
-        if push.op == "end":
-            self._end(SubscriptionEnded.from_frame(push.frame))
+        if self._control(push):
             return
         self._items.extend(self._parser(push.frame, self._client))
         self._arrived.set()
@@ -165,10 +128,6 @@ class Subscription(Generic[T]):
             self._ended = error
         self._arrived.set()
         self._room.set()
-
-    @property
-    def full(self) -> bool:
-        return len(self._items) >= self._max_pending
 
     async def _wait_for_room(self) -> None:
         while self.full and self._ended is None:
@@ -204,11 +163,6 @@ class Subscription(Generic[T]):
     def get_nowait(self) -> T | None:
         """The next buffered item, or None when nothing has arrived."""
         return self._items.popleft() if self._items else None
-
-    @property
-    def ended(self) -> BaseException | None:
-        """Why the subscription ended (None while live)."""
-        return self._ended
 
     async def aclose(self) -> None:
         if self.sub_id is None or self._ended is not None:
