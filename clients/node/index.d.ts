@@ -251,6 +251,8 @@ export class Consumer implements AsyncIterableIterator<Delivery> {
   /** Deliveries yielded and not settled yet. */
   readonly unsettled: number;
   next(): Promise<IteratorResult<Delivery, undefined>>;
+  /** Stop: withdraws a parked long poll (`fetch.cancel`), sends pending acks,
+   * gives fetched, unyielded deliveries back. */
   close(): Promise<void>;
   return(): Promise<IteratorResult<Delivery, undefined>>;
   [Symbol.asyncIterator](): this;

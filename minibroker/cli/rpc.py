@@ -12,13 +12,11 @@ stderr (no_responders, timeout, responder_error ...).
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-from collections.abc import Awaitable
 
 import trio
 
-from minibroker.cli.common import connection_options, parse_headers
+from minibroker.cli.common import connection_options, parse_headers, until_signalled
 from minibroker.client.rpc import DEFAULT_TIMEOUT, IncomingRequest, Reply
 from minibroker.client.trio_client import connect
 from minibroker.core.errors import BrokerError
@@ -127,13 +125,17 @@ def _run_respond(args: argparse.Namespace) -> int:
             ) as mb:
                 mode = "echo" if fixed is None else "fixed reply"
                 group = f" (group {args.group})" if args.group else ""
-                print(
-                    f"responding to {args.subject!r}{group} at {args.url} ({mode}); Ctrl-C to stop",
-                    file=sys.stderr,
-                    flush=True,
+                banner = (
+                    f"responding to {args.subject!r}{group} at {args.url} ({mode}); Ctrl-C to stop"
                 )
                 try:
-                    await _until_signalled(mb.serve(args.subject, handler, group=args.group))
+                    # The banner is printed once the broker has registered the
+                    # responder (serve's task_status): a request sent on seeing
+                    # it must not meet no_responders.
+                    serving = mb.serve(
+                        args.subject, handler, group=args.group, task_status=_Announce(banner)
+                    )
+                    await until_signalled(serving, farewell="stopping")
                 except BrokerError as exc:
                     return exc
         except (BrokerError, OSError) as exc:
@@ -144,27 +146,14 @@ def _run_respond(args: argparse.Namespace) -> int:
     return 0 if error is None else _report(error, args.url)
 
 
-async def _until_signalled(work: Awaitable[None]) -> None:
-    """Run ``work`` until it returns or SIGINT/SIGTERM arrives, then stop cleanly."""
-    failure: BrokerError | None = None
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
+class _Announce:
+    """A ``task_status`` for ``Client.serve`` that prints a line once serving."""
 
-            async def run() -> None:
-                nonlocal failure
-                try:
-                    await work
-                except BrokerError as exc:  # re-raised below, outside the nursery
-                    failure = exc
-                nursery.cancel_scope.cancel()
+    def __init__(self, line: str) -> None:
+        self._line = line
 
-            nursery.start_soon(run)
-            async for _ in signals:
-                print("stopping", file=sys.stderr, flush=True)
-                nursery.cancel_scope.cancel()
-                break
-    if failure is not None:
-        raise failure
+    def started(self, value: object = None) -> None:
+        print(self._line, file=sys.stderr, flush=True)
 
 
 def _report(error: BaseException, url: str) -> int:

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 
-from minibroker.cli.common import connection_options, parse_headers
+from minibroker.cli.common import connection_options, parse_headers, until_signalled
 from minibroker.client.topics import DEFAULT_BUFFER, TopicMessage
 from minibroker.client.trio_client import Client, connect
 from minibroker.core.errors import BrokerError
@@ -243,7 +242,7 @@ def _run_subscribe(args: argparse.Namespace) -> int:
                 printed += len(batch)
 
     async def work(mb: Client) -> int:
-        await _until_signalled(receive(mb))
+        await until_signalled(receive(mb))
         return 0
 
     try:
@@ -252,27 +251,6 @@ def _run_subscribe(args: argparse.Namespace) -> int:
         sys.stderr.close()
         return 0
 
-
-async def _until_signalled(work: Awaitable[None]) -> None:
-    """Run ``work`` until it returns or SIGINT/SIGTERM arrives, then stop cleanly."""
-    failure: BrokerError | None = None
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def run() -> None:
-                nonlocal failure
-                try:
-                    await work
-                except BrokerError as exc:  # re-raised below, outside the nursery
-                    failure = exc
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(run)
-            async for _ in signals:
-                nursery.cancel_scope.cancel()
-                break
-    if failure is not None:
-        raise failure
 
 
 def _run_bind(args: argparse.Namespace) -> int:

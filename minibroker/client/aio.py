@@ -173,6 +173,10 @@ class PendingCall(Generic[T]):
         self._parse = parse
 
     @property
+    def request_id(self) -> int:
+        return self._id
+
+    @property
     def done(self) -> bool:
         return self._future.done()
 

@@ -35,6 +35,10 @@ class PendingCall(Protocol[T_co]):
     """
 
     @property
+    def request_id(self) -> int:
+        """The request's id on the wire (``fetch.cancel`` names a parked fetch by it)."""
+
+    @property
     def done(self) -> bool:
         """True once the answer (or the connection's failure) is in."""
 
@@ -54,6 +58,9 @@ class PendingCall(Protocol[T_co]):
 class SyncPendingCall(Protocol[T_co]):
     """The blocking client's ``PendingCall``: ``wait()`` blocks (up to the
     client's timeout plus the request's own server-side wait)."""
+
+    @property
+    def request_id(self) -> int: ...
 
     @property
     def done(self) -> bool: ...

@@ -16,11 +16,14 @@ docs/queues.md):
   requests, collected in ``__anext__``, with one checkpoint per batch.
 * The pipeline depth adapts: two fetches in flight while they come back
   full (a backlog, where overlapping the network with the work pays), one
-  while the queue keeps up (so a consumer that stops on an idle queue leaves
-  one long poll behind, not two).
-* Leaving: what was fetched and not handed out is nacked; a fetch still
-  parked on the broker is abandoned with a hook that nacks whatever it
-  brings in, run by the transport's reader the moment the answer arrives.
+  while the queue keeps up (so a consumer that stops on an idle queue has
+  one long poll to withdraw, not two).
+* Leaving: a fetch still parked on the broker is withdrawn with
+  ``fetch.cancel`` (it then answers an empty list, and no message is
+  delivered to a consumer that left); what was fetched and not handed out is
+  nacked. In case the fetch's answer was already on its way, the fetch is
+  also abandoned with a hook that nacks whatever it brings in, run by the
+  transport's reader the moment the answer arrives.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from minibroker.client.queue_wire import (
     DeliveryBase,
     SyncDelivery,
     ack_call,
+    cancel_fetch_call,
     fetch_call,
     nack_call,
 )
@@ -50,6 +54,8 @@ DEFAULT_ACK_EVERY = 100
 DEFAULT_CONSUME_WAIT = 1.0
 #: Fetches a consumer keeps in flight at most, each for ``prefetch / FETCHES_IN_FLIGHT``.
 FETCHES_IN_FLIGHT = 2
+#: The op that withdraws a parked fetch; its errors are ignored (see ``reap``).
+CANCEL_OP = "fetch.cancel"
 
 
 def _post(client: Any, call: Call[Any]) -> None:
@@ -67,8 +73,8 @@ class ConsumerState:
     ``fetches`` are the pipelined fetch requests, oldest first (one
     connection answers them in order: fetches are served first come, first
     served). ``buffer`` holds fetched deliveries not handed out yet, ``acks``
-    the recorded, unsent ack ids, ``settling`` the ack/nack requests sent and
-    not yet confirmed.
+    the recorded, unsent ack ids, ``settling`` the ack/nack (and, once
+    leaving, fetch.cancel) requests sent and not yet confirmed.
     """
 
     batched = True
@@ -103,7 +109,7 @@ class ConsumerState:
         self.fetches: deque[Any] = deque()
         self.buffer: deque[Any] = deque()
         self.acks: list[int] = []
-        self.settling: list[tuple[Any, Call[int]]] = []
+        self.settling: list[tuple[Any, Call[Any]]] = []
         self.closed = False
         #: Acks the broker confirmed.
         self.acked = 0
@@ -141,7 +147,7 @@ class ConsumerState:
 
         Only a fetch that came back full says there is a backlog worth a
         second fetch in flight; with one, a consumer that stops on an idle
-        queue leaves one long poll behind, not two (see ``start_closing``).
+        queue has one long poll to withdraw, not two (see ``start_closing``).
         """
         deliveries: list[Any] = self.fetches.popleft().outcome()
         self.depth = self.max_depth if len(deliveries) >= self.per_fetch else 1
@@ -164,7 +170,7 @@ class ConsumerState:
         """
         if not self.settling:
             return
-        keep: list[tuple[Any, Call[int]]] = []
+        keep: list[tuple[Any, Call[Any]]] = []
         failure: BrokerError | None = None
         for entry in self.settling:
             pending, call = entry
@@ -183,7 +189,11 @@ class ConsumerState:
                     keep.append((self.client._begin(retry), retry))
                 continue
             except BrokerError as exc:
-                failure = failure or exc
+                # A failed cancel changes nothing: the give-back hook of the
+                # fetch still nacks what it brings (a broker without
+                # fetch.cancel answers unknown_op).
+                if call.op != CANCEL_OP:
+                    failure = failure or exc
                 continue
             if call.op == "ack":
                 self.acked += count
@@ -205,10 +215,16 @@ class ConsumerState:
         return Call(call.op, {**call.fields, "deliveries": rest}, call.parse)
 
     def start_closing(self) -> None:
-        """Give back what was fetched and not handed out, then send the last acks.
+        """Withdraw the parked fetches, give back what was fetched and not
+        handed out, then send the last acks.
 
-        Fetches still in flight are abandoned: whatever they bring in later
-        is nacked straight from the transport's reader.
+        Each fetch still in flight gets a ``fetch.cancel``, sent before the
+        nack: requeued messages would otherwise feed our own parked fetch
+        first. The broker answers a withdrawn fetch with an empty list, so
+        nothing is delivered to us and no delivery count goes up; its
+        confirmation is awaited with the acks. A fetch answered before the
+        cancel reached the broker is abandoned with a hook that nacks
+        whatever it brings, straight from the transport's reader.
         """
         self.closed = True
         unhanded = [d.delivery_id for d in self.buffer]
@@ -225,7 +241,9 @@ class ConsumerState:
                 with suppress(BrokerError):  # a failed fetch holds nothing
                     unhanded.extend(d.delivery_id for d in pending.outcome())
             else:
+                cancel = cancel_fetch_call(queue, pending.request_id)
                 pending.abandon(give_back)
+                self.settling.append((client._begin(cancel), cancel))
         self.fetches.clear()
         if unhanded:
             call = nack_call(queue, unhanded, True, 0.0)

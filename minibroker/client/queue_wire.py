@@ -366,6 +366,15 @@ def fetch_call(
     return Call("fetch", fields, parse)
 
 
+def _cancelled(result: dict[str, Any]) -> bool:
+    return bool(result["cancelled"])
+
+
+def cancel_fetch_call(queue: str, fetch_id: int) -> Call[bool]:
+    """Withdraw the parked fetch sent with request id ``fetch_id`` (see docs/protocol.md)."""
+    return Call("fetch.cancel", {"queue": queue, "fetch": fetch_id}, _cancelled)
+
+
 def ack_call(queue: str, delivery_ids: list[int]) -> Call[int]:
     return Call("ack", {"queue": queue, "deliveries": delivery_ids}, _count)
 

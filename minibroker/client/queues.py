@@ -50,10 +50,10 @@ someone) after their visibility timeout, or as soon as the broker sees the
 connection close. Make processing idempotent. Likewise a delivery that was
 fetched but not handed out when the block ends is given back at once
 (``nack``: its delivery count went up all the same, which matters with
-``max_deliveries``). The protocol cannot withdraw a parked long poll, so a
-fetch still waiting when the block ends stays parked on the broker for up
-to ``wait`` seconds; whatever it receives meanwhile is nacked back by the
-client as soon as it arrives (its count goes up by one too).
+``max_deliveries``). A fetch still parked on the broker when the block ends
+is withdrawn (``fetch.cancel``), so no message is delivered to a consumer
+that left; only if its answer was already on the way is what it brings
+nacked back as soon as it arrives (its count goes up by one too).
 
 Iterating ``mb.consume(...)`` without ``async with`` works too (the design
 sketch's ``async for d in mb.consume(q)``), but leaving such a loop with

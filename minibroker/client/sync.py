@@ -178,6 +178,10 @@ class PendingCall(Generic[T]):
             callback(result)
 
     @property
+    def request_id(self) -> int:
+        return self._id
+
+    @property
     def done(self) -> bool:
         if not self._done and self._slot.wait(0):
             self._done = True

@@ -146,6 +146,16 @@ class Fetch(Request):
 
 
 @dataclass(frozen=True, slots=True)
+class FetchCancel(Request):
+    """Withdraw this connection's parked ``fetch`` whose request id is ``fetch``:
+    it is answered at once with an empty list (a consumer that leaves)."""
+
+    op: ClassVar[str] = "fetch.cancel"
+    queue: str
+    fetch: int
+
+
+@dataclass(frozen=True, slots=True)
 class Ack(Request):
     op: ClassVar[str] = "ack"
     queue: str
@@ -425,6 +435,7 @@ REQUEST_TYPES: tuple[type[Request], ...] = (
     QueueInspect,
     Put,
     Fetch,
+    FetchCancel,
     Ack,
     Nack,
     Publish,

@@ -37,7 +37,8 @@ from it is refused, so a new operation cannot slip through unchecked):
 operation                                   needs
 ==========================================  ===================================
 put                                         write on queue
-fetch, ack, nack, queue.stats/inspect       read on queue
+fetch, fetch.cancel, ack, nack,             read on queue
+queue.stats/inspect
 queue.declare, queue.delete/purge           admin on queue (declare: also write
                                             on its dead-letter queue)
 publish                                     write on topic
@@ -99,6 +100,7 @@ NEEDS: Final[dict[str, tuple[tuple[str, str, str], ...]]] = {
     "queue.inspect": ((READ, QUEUE, "queue"),),
     "put": ((WRITE, QUEUE, "queue"),),
     "fetch": ((READ, QUEUE, "queue"),),
+    "fetch.cancel": ((READ, QUEUE, "queue"),),
     "ack": ((READ, QUEUE, "queue"),),
     "nack": ((READ, QUEUE, "queue"),),
     "publish": ((WRITE, TOPIC, "topic"),),

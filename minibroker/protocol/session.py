@@ -255,6 +255,18 @@ class Session:
         """Release a token whose request finished synchronously after all."""
         self._parked.pop(token, None)
 
+    def parked_token(self, request_id: int) -> int | None:
+        """The token of this connection's parked request ``request_id``, if any.
+
+        For ``fetch.cancel``, which names the fetch by its request id. A
+        linear scan: cancelling is rare (a consumer leaving), and a reverse
+        index would cost every parked request a second dict entry.
+        """
+        for token, (parked_id, _) in self._parked.items():
+            if parked_id == request_id:
+                return token
+        return None
+
     def add_subscription(self, make: Callable[[int], PushSource]) -> int:
         """Create a push source with a fresh sub id and remember it."""
         limit = self.broker.config.limits.max_subscriptions_per_connection

@@ -1,12 +1,13 @@
 """The disk log store: a directory of segments, opened with crash recovery.
 
 A log directory holds, for each segment, ``<base offset>.log`` and
-``<base offset>.index`` (see :mod:`minibroker.storage.segment`), plus a
-``.lock`` file that keeps a second process (or a second open in this one) from
-writing the same log.
+``<base offset>.index`` (see :mod:`minibroker.storage.segment`), a ``.lock``
+file that keeps a second process (or a second open in this one) from writing
+the same log, and, while the log is closed after a clean close, a
+``.clean_shutdown`` marker.
 
-Opening a directory is recovery, every time, whether the log was closed
-cleanly or not (one code path to trust):
+Opening a directory is recovery, every time; a clean close only spares the
+scan of the newest segment (step 2):
 
 1. older segments are trusted, after a cheap check (index well-formed, last
    records valid and ending where the next segment begins); a missing or
@@ -14,7 +15,15 @@ cleanly or not (one code path to trust):
 2. the newest segment is scanned record by record and truncated after its last
    valid record, which removes a torn write or a corrupt tail. This is the
    one part of opening that costs time in proportion to data (every record's
-   CRC is checked), which is why the newest segment is the only one scanned;
+   CRC is checked), which is why the newest segment is the only one scanned.
+   Unless the log was closed cleanly: :meth:`SegmentedLog.close` writes the
+   marker (the newest segment's base offset, exact size, next offset and a
+   checksum of its index file) once everything is written and fsynced, and
+   an open that finds a marker matching the newest segment trusts it like an
+   older segment, with the same cheap check of its last records, instead of
+   scanning it (Kafka's clean-shutdown file). The marker is read and deleted,
+   durably, before anything in the directory is touched, so a crash after the
+   reopen leads to a full scan again. ``verify`` ignores the marker;
 3. should an *older* segment fail its check (real disk damage, since a
    segment is fsynced before a newer one is created), it is treated like the
    newest: cut to its valid prefix, and the segments after it are deleted,
@@ -41,6 +50,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -54,6 +64,7 @@ from minibroker.storage.segment import (
     DEFAULT_INDEX_INTERVAL_BYTES,
     INDEX_SUFFIX,
     LOG_SUFFIX,
+    CleanEnd,
     FileSegment,
     segment_file_name,
 )
@@ -61,6 +72,9 @@ from minibroker.storage.segment import (
 log = logging.getLogger("minibroker.storage")
 
 LOCK_FILE_NAME: Final = ".lock"
+#: Written by a clean close, deleted by the next open (see the module docstring).
+CLEAN_SHUTDOWN_FILE_NAME: Final = ".clean_shutdown"
+_MARKER_VERSION: Final = 1
 _DIGITS: Final = 20
 
 
@@ -76,6 +90,46 @@ class RecoveryReport:
     bytes_truncated: int
     #: Segments deleted because an older segment before them was damaged.
     segments_removed: int = 0
+    #: True when a clean-shutdown marker let the newest segment be trusted
+    #: instead of scanned (False after a crash, or when the marker did not match).
+    scan_skipped: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CleanShutdown:
+    """The content of a clean-shutdown marker: the newest segment as the close left it."""
+
+    base_offset: int
+    end: CleanEnd
+
+    def to_bytes(self) -> bytes:
+        """A small JSON document: readable when debugging, and versioned."""
+        fields = {
+            "version": _MARKER_VERSION,
+            "base_offset": self.base_offset,
+            "size_bytes": self.end.size_bytes,
+            "next_offset": self.end.next_offset,
+            "index_crc32": self.end.index_crc32,
+        }
+        return json.dumps(fields).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> CleanShutdown | None:
+        """Parse a marker; None if it is not exactly one this version wrote."""
+        try:
+            fields = json.loads(data)
+        except ValueError:
+            return None
+        names = ("version", "base_offset", "size_bytes", "next_offset", "index_crc32")
+        if not isinstance(fields, dict) or sorted(fields) != sorted(names):
+            return None
+        values = [fields[name] for name in names]
+        if any(type(value) is not int or value < 0 for value in values):
+            return None
+        version, base, size, next_offset, crc = values
+        if version != _MARKER_VERSION or next_offset < base:
+            return None
+        return cls(base, CleanEnd(size, next_offset, crc))
 
 
 class SegmentedLog(SegmentChain[FileSegment]):
@@ -137,7 +191,10 @@ class SegmentedLog(SegmentChain[FileSegment]):
         cache = SHARED_FD_CACHE if fd_cache is None else fd_cache
         lock_fd = _lock_directory(path)
         try:
-            segments, report = _recover(path, index_interval_bytes, start_offset, cache, verify)
+            marker = _take_marker(path)
+            segments, report = _recover(
+                path, index_interval_bytes, start_offset, cache, verify, marker
+            )
         except BaseException:
             os.close(lock_fd)
             raise
@@ -191,6 +248,9 @@ class SegmentedLog(SegmentChain[FileSegment]):
         """Write index files, sync, close every file and release the directory lock.
 
         Every segment is closed even if one fails; the first failure is raised.
+        When all of it succeeded, the clean-shutdown marker is written (still
+        under the lock) so that the next open can skip scanning the newest
+        segment.
         """
         if self._closed:
             return
@@ -201,9 +261,33 @@ class SegmentedLog(SegmentChain[FileSegment]):
                 segment.close()
             except (StorageError, StorageFull) as exc:
                 failure = failure or exc
-        os.close(self._lock_fd)
+        try:
+            if failure is None:
+                self._mark_clean()
+        finally:
+            os.close(self._lock_fd)
         if failure is not None:
             raise failure
+
+    def _mark_clean(self) -> None:
+        """Write the clean-shutdown marker; failing to is only logged.
+
+        Everything is on disk already, so a missing marker costs the next
+        open a scan, nothing else: not a reason to fail the close.
+        """
+        active = self._segments[-1]
+        end = active.clean_end()
+        if end is None:
+            return
+        marker = CleanShutdown(active.base_offset, end)
+        try:
+            fileio.replace_file(self.directory, CLEAN_SHUTDOWN_FILE_NAME, marker.to_bytes())
+        except OSError as exc:
+            log.warning(
+                "could not mark %s as closed cleanly (%s): the next open scans its newest segment",
+                self.directory,
+                exc,
+            )
 
     def destroy(self) -> None:
         """Delete every segment and the lock file, and the directory if nothing else is in it."""
@@ -212,8 +296,9 @@ class SegmentedLog(SegmentChain[FileSegment]):
         try:
             for segment in self._segments:
                 segment.delete()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(self.directory, LOCK_FILE_NAME))
+            for name in (CLEAN_SHUTDOWN_FILE_NAME, LOCK_FILE_NAME):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.directory, name))
         finally:
             if was_open:
                 os.close(self._lock_fd)
@@ -236,6 +321,73 @@ def _lock_directory(path: str) -> int:
     return fd
 
 
+def _take_marker(path: str) -> CleanShutdown | None:
+    """Read the clean-shutdown marker, then delete it durably, before anything is written.
+
+    From here on the log may change, so the marker must not outlive this
+    open: if the process crashes later, the next open has to scan. Failing to
+    delete it fails the open, since a stale marker could be trusted later.
+    """
+    marker_path = os.path.join(path, CLEAN_SHUTDOWN_FILE_NAME)
+    with contextlib.suppress(OSError):  # left by a crash while writing one
+        os.unlink(marker_path + ".tmp")
+    try:
+        with open(marker_path, "rb") as file:
+            data = file.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        log.warning("cannot read %s: %s", marker_path, exc)
+        data = b""
+    try:
+        fileio.remove_file(path, CLEAN_SHUTDOWN_FILE_NAME)
+    except OSError as exc:
+        raise fileio.storage_error(exc, "deleting", marker_path) from exc
+    marker = CleanShutdown.from_bytes(data)
+    if marker is None:
+        log.warning("ignoring the malformed clean-shutdown marker of %s", path)
+    return marker
+
+
+def _open_newest(
+    path: str,
+    base: int,
+    index_interval_bytes: int,
+    fd_cache: FdCache,
+    verify: bool,
+    marker: CleanShutdown | None,
+) -> FileSegment | None:
+    """The newest segment, trusted thanks to the clean-shutdown marker; None: scan it.
+
+    Logs which way the segment is opened and, when the marker does not fit,
+    why.
+    """
+    name = segment_file_name(base, LOG_SUFFIX)
+    if marker is None:
+        log.info("%s was not closed cleanly: scanning %s", path, name)
+        return None
+    if verify:
+        log.info("%s was closed cleanly, but verifying: scanning %s", path, name)
+        return None
+    if marker.base_offset != base:
+        problem = f"it names segment {marker.base_offset}, the newest is {base}"
+        segment = None
+    else:
+        segment, problem = FileSegment.open_clean(
+            path, base, index_interval_bytes, fd_cache, marker.end
+        )
+    if segment is None:
+        log.warning(
+            "the clean-shutdown marker of %s does not match (%s): scanning %s",
+            path,
+            problem,
+            name,
+        )
+        return None
+    log.info("%s was closed cleanly: trusting %s without scanning it", path, name)
+    return segment
+
+
 def _base_offsets(path: str, suffix: str) -> list[int]:
     """Base offsets of the files named ``<20 digits><suffix>`` in ``path``, sorted."""
     try:
@@ -255,6 +407,7 @@ def _recover(
     start_offset: int,
     fd_cache: FdCache,
     verify: bool = False,
+    marker: CleanShutdown | None = None,
 ) -> tuple[list[FileSegment], RecoveryReport]:
     """Open every segment of the log in ``path`` (see the module docstring).
 
@@ -275,9 +428,16 @@ def _recover(
     segments: list[FileSegment] = []
     truncated = 0
     removed = 0
+    skipped = False
     try:
         for i, base in enumerate(bases):
-            if i + 1 < len(bases):
+            if i + 1 == len(bases):
+                newest = _open_newest(path, base, index_interval_bytes, fd_cache, verify, marker)
+                if newest is not None:
+                    segments.append(newest)
+                    skipped = True
+                    break
+            else:
                 sealed = FileSegment.open_sealed(
                     path, base, index_interval_bytes, bases[i + 1], fd_cache, verify=verify
                 )
@@ -310,7 +470,7 @@ def _recover(
             segment.release()
         raise
     records = segments[-1].next_offset - segments[0].base_offset
-    return segments, RecoveryReport(len(segments), records, truncated, removed)
+    return segments, RecoveryReport(len(segments), records, truncated, removed, skipped)
 
 
 def _delete_segment_files(path: str, base: int) -> int:

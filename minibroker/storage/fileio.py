@@ -12,6 +12,7 @@ reached the file and can cut them off again, leaving the log as it was.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from collections.abc import Callable
@@ -55,3 +56,38 @@ def storage_error(exc: OSError, action: str, path: str) -> StorageFull | Storage
     if exc.errno in _FULL_ERRNOS:
         return StorageFull(f"disk full while {action} {path}", **details)
     return StorageError(f"{action} {path} failed: {exc.strerror or exc}", **details)
+
+
+def replace_file(directory: str, name: str, data: bytes) -> None:
+    """Make ``directory/name`` hold exactly ``data``, all or nothing, durably.
+
+    Written to a temporary file first, fsynced, renamed over ``name`` and the
+    directory fsynced: after a crash at any point the file is either absent
+    (or its old version) or complete, never half written.
+    """
+    path = os.path.join(directory, name)
+    temporary = path + ".tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(temporary, flags, 0o644)
+    try:
+        try:
+            write_all(fd, data, 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    fsync_directory(directory)
+
+
+def remove_file(directory: str, name: str) -> bool:
+    """Delete ``directory/name`` durably (directory fsynced); False if it did not exist."""
+    try:
+        os.unlink(os.path.join(directory, name))
+    except FileNotFoundError:
+        return False
+    fsync_directory(directory)
+    return True

@@ -4,7 +4,7 @@ Both file names are the segment's base offset as 20 zero-padded digits
 (``00000000000000001000.log``), so a directory listing sorts in log order and
 the base offset of every segment is known without opening it.
 
-Three ways to get a segment, matching the three states a segment can be in:
+Four ways to get a segment, matching the states a segment can be in:
 
 - :meth:`FileSegment.create`: a new, empty active segment;
 - :meth:`FileSegment.open_sealed`: an older segment, written in full and
@@ -14,11 +14,17 @@ Three ways to get a segment, matching the three states a segment can be in:
   in full and its index rebuilt; if even that fails it is reported damaged;
 - :meth:`FileSegment.recover`: the newest segment, which a crash may have
   left with a torn or corrupt tail. It is scanned record by record and cut
-  back to the last valid one.
+  back to the last valid one;
+- :meth:`FileSegment.open_clean`: the newest segment of a log that was
+  closed cleanly, described by the log's clean-shutdown marker (see
+  :mod:`minibroker.storage.commitlog`). Its file was fsynced and its index
+  written at close, so it is trusted like a sealed segment after the same
+  cheap check, instead of scanned; if anything does not match, the caller
+  falls back to :meth:`FileSegment.recover`.
 
 The index of the active segment lives in memory and is written to its file
-when the segment is sealed or closed; recovery never needs it, because the
-newest segment is always rescanned.
+when the segment is sealed or closed; recovery only uses it after a clean
+close (otherwise the newest segment is rescanned and its index rebuilt).
 
 File descriptors: only the active segment keeps its file open (read-write),
 because it is written all the time. A sealed segment gives its descriptor up
@@ -33,7 +39,9 @@ import contextlib
 import errno
 import logging
 import os
+import zlib
 from bisect import bisect_left
+from dataclasses import dataclass
 from typing import Final
 
 from minibroker.core.errors import StorageError, StorageFull
@@ -210,6 +218,34 @@ class FileSegment:
         return segment, cut
 
     @classmethod
+    def open_clean(
+        cls,
+        directory: str,
+        base_offset: int,
+        index_interval_bytes: int,
+        fd_cache: FdCache,
+        expected: CleanEnd,
+    ) -> tuple[FileSegment | None, str]:
+        """Open the newest segment of a cleanly closed log without scanning it.
+
+        Trusts the index file and the end recorded at close (``expected``)
+        once the file's size, the index's checksum and the records from the
+        last index entry to the end agree with them. Returns the active
+        segment, its file open, or ``(None, why)`` when something disagrees
+        and the caller must scan it with :meth:`recover` instead.
+        """
+        segment = cls._open_existing(directory, base_offset, index_interval_bytes, fd_cache)
+        try:
+            problem = segment._load_clean(expected)
+        except BaseException:
+            segment.release()
+            raise
+        if problem:
+            segment.release()
+            return None, problem
+        return segment, ""
+
+    @classmethod
     def _open_existing(
         cls, directory: str, base_offset: int, index_interval_bytes: int, fd_cache: FdCache
     ) -> FileSegment:
@@ -241,6 +277,29 @@ class FileSegment:
         except (StorageError, StorageFull) as exc:  # the in-memory index is enough to serve
             log.warning("could not rewrite %s: %s", self.index_path, exc)
         return True
+
+    def _load_clean(self, expected: CleanEnd) -> str:
+        """Take the index and end recorded at a clean close; say what is wrong, if anything."""
+        try:
+            self.size_bytes = os.fstat(self._fd).st_size
+        except OSError as exc:
+            raise fileio.storage_error(exc, "opening", self.log_path) from exc
+        if self.size_bytes != expected.size_bytes:
+            return f"the file holds {self.size_bytes} bytes, not {expected.size_bytes}"
+        if not self.size_bytes:  # an empty segment never needed an index file
+            if expected.next_offset != self.base_offset:
+                return f"an empty segment cannot end before offset {expected.next_offset}"
+            return ""
+        data = self._read_index_bytes()
+        if data is None:
+            return f"{self.index_path} is missing or unreadable"
+        if zlib.crc32(data) != expected.index_crc32:
+            return f"{self.index_path} is not the index written at close"
+        index = SparseIndex.from_bytes(data, self._index.interval_bytes, self.size_bytes)
+        if index is None or not self._check_tail(index, expected.next_offset):
+            return f"its last records do not end before offset {expected.next_offset}"
+        self._index = index
+        return ""
 
     def _check_tail(self, index: SparseIndex, expected_next_offset: int) -> bool:
         """Cheap trust check of a sealed segment: its last records are valid and end it."""
@@ -514,15 +573,32 @@ class FileSegment:
     # -- the index file ------------------------------------------------------------
 
     def _read_index_file(self) -> SparseIndex | None:
+        data = self._read_index_bytes()
+        if data is None:
+            return None
+        return SparseIndex.from_bytes(data, self._index.interval_bytes, self.size_bytes)
+
+    def _read_index_bytes(self) -> bytes | None:
+        """The index file's bytes, None when it is missing or cannot be read (it is rebuilt)."""
         try:
             with open(self.index_path, "rb") as file:
-                data = file.read()
+                return file.read()
         except FileNotFoundError:
             return None
         except OSError as exc:
             log.warning("cannot read %s: %s", self.index_path, exc)
             return None
-        return SparseIndex.from_bytes(data, self._index.interval_bytes, self.size_bytes)
+
+    def clean_end(self) -> CleanEnd | None:
+        """What a clean-shutdown marker records about this closed segment, None if not clean.
+
+        Only after :meth:`close` wrote the index and synced: a segment whose
+        failed write could not be undone may hold a partial batch and must
+        be scanned next time.
+        """
+        if self._failed is not None or self._index_dirty or self._unsynced:
+            return None
+        return CleanEnd(self.size_bytes, self.next_offset, zlib.crc32(self._index.to_bytes()))
 
     def _write_index_file(self) -> None:
         """Rewrite the index file from memory and fsync it."""
@@ -536,6 +612,18 @@ class FileSegment:
         except OSError as exc:
             raise fileio.storage_error(exc, "writing", self.index_path) from exc
         self._index_dirty = False
+
+
+@dataclass(frozen=True, slots=True)
+class CleanEnd:
+    """The newest segment as a clean close left it: what lets the next open skip its scan."""
+
+    #: Exact size of the ``.log`` file.
+    size_bytes: int
+    #: The offset after its last record.
+    next_offset: int
+    #: ``zlib.crc32`` of the ``.index`` file written at close.
+    index_crc32: int
 
 
 def _pread_all(fd: int, position: int, length: int) -> bytes:

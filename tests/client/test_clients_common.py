@@ -856,28 +856,43 @@ async def test_consume_with_no_wait_drains_the_queue_and_stops(client: ClientFac
     assert (stats.acked, stats.ready, stats.in_flight) == (500, 0, 0)
 
 
-async def test_a_fetch_left_parked_by_a_consumer_gives_its_messages_back(
-    client: ClientFacade,
-) -> None:
-    """The protocol cannot withdraw a long poll: whatever it gets later goes straight back."""
-    await client.call("declare_queue", "ghost")
-    await client.call("put_many", "ghost", numbered(2))
+async def _consume_one(mb: Any, queue: str) -> tuple[bytes, int]:
+    async with mb.consume(queue, prefetch=1) as consumer:
+        async for d in consumer:
+            await d.ack()
+            return d.body, d.delivery_count
+    raise AssertionError("the consumer ended without a delivery")
+
+
+def _consume_one_sync(mb: Any, queue: str) -> tuple[bytes, int]:
+    with mb.consume(queue, prefetch=1) as consumer:
+        for d in consumer:
+            d.ack()
+            return d.body, d.delivery_count
+    raise AssertionError("the consumer ended without a delivery")
+
+
+async def test_a_consumer_that_leaves_withdraws_its_parked_fetch(client: ClientFacade) -> None:
+    """Leaving ``consume`` cancels the long poll still parked on the broker, so a
+    message put afterwards is never delivered to the consumer that left: its
+    delivery count, and with it ``max_deliveries``, is untouched."""
+    await client.call("declare_queue", "ghost.dead")
+    await client.call("declare_queue", "ghost", max_deliveries=2, dead_letter_queue="ghost.dead")
     with trio.fail_after(SAFETY):
-        # prefetch=2: fetches of one; after two full ones the consumer keeps two
-        # in flight, so when it leaves, one of them is parked on the empty queue.
-        result = await in_client(
-            client, _consume_n, _consume_n_sync, "ghost", 2, prefetch=2, wait=SAFETY
-        )
-    assert result["bodies"] == numbered(2)
-    assert (await client.call("queue_stats", "ghost")).waiting_fetches == 1
-    # The parked fetch takes the first message put now; the client nacks it as
-    # soon as the answer arrives, which is before the put's own answer.
-    await client.call("put_many", "ghost", numbered(3, b"late"))
-    late = await client.call("fetch", "ghost", max_messages=10)
-    assert sorted((d.body, d.delivery_count) for d in late) == [
-        (b"late-00000", 2),
-        (b"late-00001", 1),
-        (b"late-00002", 1),
-    ]
-    stats = await client.call("queue_stats", "ghost")
-    assert (stats.waiting_fetches, stats.in_flight, stats.requeued) == (0, 3, 1)
+        for round_ in range(3):
+            batch = numbered(2, b"round%d" % round_)
+            await client.call("put_many", "ghost", batch)
+            # prefetch=2: fetches of one; after two full ones the consumer keeps two
+            # in flight, so when it leaves, one of them is parked on the empty queue.
+            result = await in_client(
+                client, _consume_n, _consume_n_sync, "ghost", 2, prefetch=2, wait=SAFETY
+            )
+            assert result["bodies"] == batch
+            # Leaving waited for the cancel's answer: nothing is parked any more.
+            assert (await client.call("queue_stats", "ghost")).waiting_fetches == 0
+        await client.call("put", "ghost", b"late")
+        got = await in_client(client, _consume_one, _consume_one_sync, "ghost")
+    assert got == (b"late", 1)
+    stats = await settled_stats(client, "ghost")
+    assert (stats.acked, stats.requeued, stats.dead_lettered, stats.ready) == (7, 0, 0, 0)
+    assert (stats.waiting_fetches, stats.in_flight) == (0, 0)

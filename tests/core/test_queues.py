@@ -470,6 +470,47 @@ def test_disconnect_drops_waiters(w: World) -> None:
 # ----------------------------------------------------------- long polls
 
 
+def test_cancel_wait_answers_the_parked_fetch_empty_and_delivers_nothing_to_it(
+    w: World,
+) -> None:
+    q = w.declare(max_deliveries=2)
+    peer = FakePeer(21)
+    q.wait(peer, 7, 5, w.now, 30.0)
+    assert q.cancel_wait(peer, 7, w.now) is True
+    assert peer.resolved == {7: []}
+    assert q.statistics().waiting_fetches == 0
+    put(q, w.now, "a")  # no longer fed to the withdrawn fetch
+    (a,) = q.fetch(B, 1, w.now)
+    assert (a.body, a.delivery_count) == (b"a", 1)
+    w.advance(60)  # its wait timer was disarmed: no second answer (FakePeer asserts)
+    assert q.cancel_wait(peer, 7, w.now) is False
+
+
+def test_cancel_wait_after_the_fetch_was_answered_changes_nothing(w: World) -> None:
+    q = w.declare()
+    peer = FakePeer(22)
+    q.wait(peer, 1, 5, w.now, 30.0)
+    put(q, w.now, "a")
+    assert [d["body"] for d in peer.resolved[1]] == [b"a"]
+    assert q.cancel_wait(peer, 1, w.now) is False
+    # The delivery stays with the peer, to ack or nack (the client nacks it).
+    s = q.statistics()
+    assert (s.in_flight, s.ready, s.waiting_fetches) == (1, 0, 0)
+
+
+def test_cancel_wait_of_an_unknown_or_foreign_fetch_is_false(w: World) -> None:
+    q = w.declare()
+    other = w.declare("other")
+    owner, stranger = FakePeer(23), FakePeer(24)
+    q.wait(owner, 1, 1, w.now, 30.0)
+    assert q.cancel_wait(stranger, 1, w.now) is False  # same token, another connection
+    assert q.cancel_wait(owner, 2, w.now) is False  # no such fetch
+    assert other.cancel_wait(owner, 1, w.now) is False  # parked on another queue
+    assert owner.resolved == {} and stranger.resolved == {}
+    put(q, w.now, "a")  # the fetch is still parked, and served as before
+    assert [d["body"] for d in owner.resolved[1]] == [b"a"]
+
+
 def test_waiters_are_fed_first_come_first_served(w: World) -> None:
     q = w.declare()
     p1, p2, p3 = FakePeer(11), FakePeer(12), FakePeer(13)

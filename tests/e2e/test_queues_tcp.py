@@ -127,33 +127,43 @@ async def test_a_consumer_process_killed_mid_batch_has_its_messages_redelivered(
         assert await mb.ack(got) == 70
 
 
-async def test_a_consumer_leaving_an_idle_queue_is_prompt_and_gives_late_messages_back(
+async def test_a_consumer_leaving_an_idle_queue_is_prompt_and_withdraws_its_poll(
     broker: EmbeddedBroker,
 ) -> None:
+    """A worker stopped (cancelled) while its long poll is parked, again and
+    again, never gets a message: each time the poll is withdrawn, so the
+    message put afterwards reaches the next consumer on its first delivery
+    instead of creeping towards max_deliveries."""
     url = url_of(broker, fresh_namespace("idle"))
     async with minibroker.connect(url) as mb, minibroker.connect(url) as other:
-        await mb.declare_queue("work")
+        await mb.declare_queue("work.dead")
+        await mb.declare_queue("work", max_deliveries=2, dead_letter_queue="work.dead")
         with trio.fail_after(SAFETY):
-            async with trio.open_nursery() as nursery:
+            for _ in range(3):
+                async with trio.open_nursery() as nursery:
 
-                async def idle_consumer() -> None:
-                    async with mb.consume("work", prefetch=50, wait=600) as deliveries:
-                        async for _ in deliveries:
-                            raise AssertionError("nothing was put yet")
+                    async def idle_consumer() -> None:
+                        async with mb.consume("work", prefetch=50, wait=600) as deliveries:
+                            async for _ in deliveries:
+                                raise AssertionError("nothing was put yet")
 
-                nursery.start_soon(idle_consumer)
-                await trio.testing.wait_all_tasks_blocked()  # its fetch is parked on the broker
-                assert (await other.queue_stats("work")).waiting_fetches == 1
-                nursery.cancel_scope.cancel()  # leaves at once, not after the 600 s poll
-            # The parked poll outlives the consumer: what it gets goes straight back.
+                    nursery.start_soon(idle_consumer)
+                    await trio.testing.wait_all_tasks_blocked()  # its fetch is parked
+                    assert (await other.queue_stats("work")).waiting_fetches == 1
+                    nursery.cancel_scope.cancel()  # leaves at once, not after the 600 s poll
+                await mb.ping()  # the cancel went out before this, on the same connection
+                assert (await other.queue_stats("work")).waiting_fetches == 0
             await other.put_many("work", numbered(5))
-            got: list[Delivery] = []
-            while len(got) < 5:
-                got += await other.fetch("work", max_messages=10, wait=SAFETY)
-        assert sorted(d.body for d in got) == numbered(5)
-        assert all(d.delivery_count == 2 for d in got)  # the lost poll's delivery counted
-        assert await other.ack(got) == 5
+            async with other.consume("work", prefetch=10) as deliveries:
+                got: list[Delivery] = []
+                async for d in deliveries:
+                    got.append(d)
+                    await d.ack()
+                    if len(got) == 5:
+                        break
+        assert [(d.body, d.delivery_count) for d in got] == [(b, 1) for b in numbered(5)]
         stats = await other.queue_stats("work")
+        assert (stats.acked, stats.requeued, stats.dead_lettered) == (5, 0, 0)
         assert (stats.in_flight, stats.ready, stats.waiting_fetches) == (0, 0, 0)
 
 

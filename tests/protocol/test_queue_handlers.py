@@ -137,6 +137,7 @@ def test_pipelined_requests_in_one_chunk(a: Client) -> None:
         ("queue.purge", {}),
         ("queue.stats", {}),
         ("queue.inspect", {}),
+        ("fetch.cancel", {"fetch": 1}),
     ],
 )
 def test_unknown_queue(a: Client, op: str, fields: dict[str, Any]) -> None:
@@ -259,6 +260,45 @@ def test_long_poll_fails_when_queue_deleted(net: Net, a: Client) -> None:
     a.call("queue.delete", queue="jobs")
     err = b.response(rid)
     assert (err["op"], err["code"]) == ("error", "not_found")
+
+
+def test_fetch_cancel_answers_the_parked_fetch_first_and_empty(net: Net, a: Client) -> None:
+    rid = a.send("fetch", queue="jobs", max_messages=5, wait=30.0)
+    cancel = a.send("fetch.cancel", queue="jobs", fetch=rid)
+    answered = [(i, f["result"]) for i, f in a.responses.items()]  # in arrival order
+    assert answered == [(rid, []), (cancel, {"cancelled": True})]
+    a.responses.clear()
+    put(a, "jobs", b"x")  # nothing parked: the message stays ready
+    stats = a.call("queue.stats", queue="jobs")
+    assert (stats["ready"], stats["delivered"], stats["waiting_fetches"]) == (1, 0, 0)
+    net.advance(60)  # the withdrawn fetch's wait timer answers nothing more
+    assert a.pump() == []
+
+
+def test_fetch_cancel_of_an_answered_fetch_is_false(net: Net, a: Client) -> None:
+    rid = a.send("fetch", queue="jobs", wait=30.0)
+    put(a, "jobs", b"x")
+    (delivery,) = a.result(rid)
+    assert a.call("fetch.cancel", queue="jobs", fetch=rid) == {"cancelled": False}
+    # The delivery is still the client's to settle (a consumer nacks it).
+    assert a.call("nack", queue="jobs", deliveries=[delivery["delivery_id"]]) == {"count": 1}
+
+
+def test_fetch_cancel_names_only_this_connections_fetches_on_that_queue(
+    net: Net, a: Client
+) -> None:
+    a.call("queue.declare", queue="other")
+    b = net.connect()
+    rid = a.send("fetch", queue="jobs", wait=30.0)
+    assert b.call("fetch.cancel", queue="jobs", fetch=rid) == {"cancelled": False}
+    assert a.call("fetch.cancel", queue="jobs", fetch=rid + 100) == {"cancelled": False}
+    assert a.call("fetch.cancel", queue="other", fetch=rid) == {"cancelled": False}
+    ping = a.send("ping")  # a request that answered at once is not a parked fetch
+    assert a.call("fetch.cancel", queue="jobs", fetch=ping) == {"cancelled": False}
+    assert a.result(ping) is None
+    assert not a.has_response(rid)
+    put(b, "jobs", b"x")  # the fetch is still parked and gets the message
+    assert [d["body"] for d in a.result(rid)] == [b"x"]
 
 
 def test_parked_fetch_of_closed_connection_is_forgotten(net: Net, a: Client) -> None:

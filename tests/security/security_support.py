@@ -35,6 +35,7 @@ _EXAMPLES: dict[str, Any] = {
     "deliveries": [1],
     "sub": 1,
     "rid": 1,
+    "fetch": 1,
     "offset": 0,
     "client": "security-test",
 }

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from minibroker.core.errors import StorageError
 from minibroker.storage import SegmentedLog
+from minibroker.storage.commitlog import CLEAN_SHUTDOWN_FILE_NAME
 from minibroker.storage.record import Record, encode_records
 
 SEGMENT_BYTES = 300
@@ -81,11 +82,13 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Recor
     return directory, fill(directory)
 
 
-def copy_log(template: Path, root: Path) -> Path:
+def copy_log(template: Path, root: Path, *, clean: bool = False) -> Path:
+    """A copy of a closed log; without its clean-shutdown marker, as a crash would leave it."""
     target = root / uuid.uuid4().hex
     target.mkdir()
+    skipped = {".lock"} if clean else {".lock", CLEAN_SHUTDOWN_FILE_NAME}
     for source in template.iterdir():
-        if source.name != ".lock":
+        if source.name not in skipped:
             (target / source.name).write_bytes(source.read_bytes())
     return target
 
@@ -103,7 +106,8 @@ def test_newest_segment_cut_at_any_byte(
     tmp_path_factory: pytest.TempPathFactory,
     data: st.DataObject,
 ) -> None:
-    directory = copy_log(template[0], tmp_path_factory.getbasetemp())
+    clean = data.draw(st.booleans(), label="clean")  # the marker then names the old size
+    directory = copy_log(template[0], tmp_path_factory.getbasetemp(), clean=clean)
     written = template[1]
     newest = segment_files(directory)[-1]
     base = int(newest.stem)
@@ -140,7 +144,7 @@ def test_newest_segment_byte_flipped_anywhere(
 def test_garbage_appended_to_newest_segment(
     template: tuple[Path, list[Record]], tmp_path_factory: pytest.TempPathFactory, garbage: bytes
 ) -> None:
-    directory = copy_log(template[0], tmp_path_factory.getbasetemp())
+    directory = copy_log(template[0], tmp_path_factory.getbasetemp(), clean=True)
     written = template[1]
     newest = segment_files(directory)[-1]
     with newest.open("ab") as file:

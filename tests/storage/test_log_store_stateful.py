@@ -2,13 +2,16 @@
 
 The reference is a plain list of records plus the segment layout, which is
 fully determined by the frame sizes and the roll rule, so even retention can
-be predicted exactly. The disk machine also closes and reopens the log, and
+be predicted exactly. The disk machine also reopens the log, either after a
+clean close (the newest segment is then trusted, not scanned) or after a
+"crash" (its files copied while it is open, so the copy is scanned), and
 reads its older segments through a two-descriptor cache, so that they are
 closed and reopened all the time.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,6 +221,9 @@ class MemoryLogMachine(LogMachine):
         return MemoryLog(segment_bytes=segment_bytes, start_offset=start)
 
 
+_LOCK_FILE = shutil.ignore_patterns(".lock")
+
+
 class DiskLogMachine(LogMachine):
     root: Path  # set by the test, one directory per test run
     FD_CACHE_CAPACITY = 2
@@ -237,14 +243,29 @@ class DiskLogMachine(LogMachine):
             index_interval_bytes=self.options["index_interval_bytes"],
         )
 
-    @rule()
-    def reopen(self) -> None:
+    @rule(clean=st.booleans())
+    def reopen(self, clean: bool) -> None:
+        if not clean:
+            self.crash()
         self.store.close()
         assert self.fd_cache.open_count == 0
         reopened = self.open()
         self.store = reopened
+        assert reopened.recovery.scan_skipped == clean
         assert reopened.recovery.bytes_truncated == 0
         assert reopened.recovery.records == self.model.next_offset - self.model.first_offset
+
+    def crash(self) -> None:
+        """Switch to a copy of the open log's files: what a killed process leaves behind.
+
+        No clean-shutdown marker in it (the open deleted it), and the newest
+        segment's index file missing or stale. The original is closed and
+        deleted.
+        """
+        copy = tempfile.mkdtemp(dir=self.root)
+        shutil.copytree(self.directory, copy, dirs_exist_ok=True, ignore=_LOCK_FILE)
+        self.store.destroy()
+        self.directory = copy
 
     @invariant()
     def open_files_stay_bounded(self) -> None:

@@ -128,12 +128,14 @@ export class Client {
    * Send one request and resolve with its (parsed) result.
    * @param {string} op
    * @param {Record<string, unknown>} fields
-   * @param {{parse?: (result: any) => any, onOk?: (result: any) => void}} [hooks]
+   * @param {{parse?: (result: any) => any, onOk?: (result: any) => void, onId?: (id: number) => void}} [hooks]
+   *   `onId` learns the request id (a consumer names its parked fetch by it in `fetch.cancel`)
    * @returns {Promise<any>}
    */
   _call(op, fields, hooks = {}) {
     if (this._closedWith) return Promise.reject(this._lost());
     const id = this._nextId++;
+    if (hooks.onId) hooks.onId(id);
     let frame;
     try {
       frame = encodeFrame({ ...fields, op, id });

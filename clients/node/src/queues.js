@@ -261,6 +261,8 @@ export class Consumer {
     this._closed = false;
     /** @type {Promise<IteratorResult<Delivery>> | null} */
     this._inFlight = null;
+    /** @type {number | null} request id of the fetch waiting for its answer */
+    this._fetchId = null;
   }
 
   /** @returns {Promise<IteratorResult<Delivery>>} */
@@ -284,15 +286,21 @@ export class Consumer {
         continue;
       }
       settler(this._client).flush();
-      const wire = await this._client._call(
-        "fetch",
-        compact({
-          queue: this.queue,
-          max_messages: this.prefetch - this.unsettled,
-          wait: this.wait,
-          visibility_timeout: this.visibilityTimeout,
-        }),
-      );
+      let wire;
+      try {
+        wire = await this._client._call(
+          "fetch",
+          compact({
+            queue: this.queue,
+            max_messages: this.prefetch - this.unsettled,
+            wait: this.wait,
+            visibility_timeout: this.visibilityTimeout,
+          }),
+          { onId: (id) => (this._fetchId = id) },
+        );
+      } finally {
+        this._fetchId = null;
+      }
       const deliveries = wire.map((/** @type {any} */ w) => this._track(new Delivery(this._client, this.queue, w)));
       if (this._closed) {
         this._giveBack(deliveries);
@@ -327,13 +335,18 @@ export class Consumer {
   }
 
   /**
-   * Stop consuming: pending acks are sent, fetched messages not yet yielded
-   * go back to the queue. A long poll in progress ends on its own (within
-   * `wait` seconds) and its messages go back too.
+   * Stop consuming: a long poll in progress is withdrawn (`fetch.cancel`: it
+   * answers empty at once, and no message is delivered to it; what it got
+   * if its answer was already on the way goes back), pending acks are sent,
+   * fetched messages not yet yielded go back to the queue.
    */
   async close() {
     if (this._closed) return;
     this._closed = true;
+    if (this._fetchId !== null && !this._client.isClosed) {
+      // Before the nacks below: requeued messages would feed this very fetch.
+      this._client._post("fetch.cancel", { queue: this.queue, fetch: this._fetchId });
+    }
     const rest = this._buffer;
     this._buffer = [];
     this._giveBack(rest);

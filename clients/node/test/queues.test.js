@@ -152,6 +152,26 @@ test("consume: leaving the loop gives the fetched, unyielded messages back at on
     assert.deepEqual(rest.map((d) => d.body.toString()), ["b", "c", "d"]);
   }));
 
+test("consume: closing withdraws the parked long poll; later messages are first deliveries", () =>
+  withClient(async (mb) => {
+    await mb.declareQueue("jobs.dead");
+    await mb.declareQueue("jobs", { maxDeliveries: 2, deadLetterQueue: "jobs.dead" });
+    for (let round = 0; round < 3; round++) {
+      const consumer = mb.consume("jobs", { prefetch: 5, wait: 600 });
+      const next = consumer.next();
+      await mb.ping(); // the fetch is parked on the broker
+      assert.equal((await mb.queueStats("jobs")).waiting_fetches, 1);
+      await consumer.close();
+      assert.deepEqual(await next, { value: undefined, done: true }); // at once, not in 600 s
+      assert.equal((await mb.queueStats("jobs")).waiting_fetches, 0);
+    }
+    await mb.putMany("jobs", ["a", "b"]);
+    const got = await mb.fetch("jobs", { maxMessages: 10 });
+    assert.deepEqual(got.map((d) => [d.body.toString(), d.deliveryCount]), [["a", 1], ["b", 1]]);
+    const stats = await mb.queueStats("jobs");
+    assert.equal(stats.requeued, 0);
+  }));
+
 test("consume: waits for room when the application holds prefetch deliveries", () =>
   withClient(async (mb) => {
     await mb.declareQueue("jobs");

@@ -1,4 +1,5 @@
-"""Queue requests: declare, delete, purge, list, stats, inspect, put, fetch, ack, nack.
+"""Queue requests: declare, delete, purge, list, stats, inspect, put, fetch (and
+fetch.cancel), ack, nack.
 
 Each handler maps one request frame to one call on the namespace's
 :class:`~minibroker.core.queues.Queues` and turns the answer into the
@@ -16,6 +17,7 @@ op                 result
 ``queue.inspect``  ``{"ready": [...], "in_flight": [...], "delayed": [...]}``
 ``put``            ``{"count": n}``
 ``fetch``          ``[delivery, ...]``, possibly empty
+``fetch.cancel``   ``{"cancelled": bool}`` (the parked fetch answers ``[]``)
 ``ack`` / ``nack`` ``{"count": n}``
 =================  ====================================================
 
@@ -192,6 +194,21 @@ def fetch(session: Session, frame: frames.Fetch) -> Any:
         session.unpark(token)
         raise
     return PARKED
+
+
+@handles(frames.FetchCancel)
+def fetch_cancel(session: Session, frame: frames.FetchCancel) -> dict[str, bool]:
+    """Withdraw a parked fetch of this connection (a consumer leaving).
+
+    The fetch is answered with an empty list before this request's own
+    answer. ``cancelled`` is False, not an error, when the id names no
+    fetch parked on this queue by this connection: it was answered already
+    (its deliveries are the client's to give back) or never existed.
+    """
+    queue = session.ns.queues.get(frame.queue)
+    token = session.parked_token(frame.fetch)
+    cancelled = token is not None and queue.cancel_wait(session, token, session.now)
+    return {"cancelled": cancelled}
 
 
 @handles(frames.Ack)
