@@ -20,18 +20,23 @@ import { compact, toBytes, wireHeaders } from "./client.js";
 export const DEFAULT_COMMIT_EVERY = 1000;
 
 /**
- * A record for append: a body, or `{body, key?, headers?}`.
+ * A record for append, in its wire form: a record with neither key nor
+ * headers goes as its bare body (smaller, and the broker checks no map for
+ * it; see docs/protocol.md, `append`), any other as `{body, key?, headers?}`.
  * @param {any} item
+ * @returns {Uint8Array | {body: Uint8Array, key?: Uint8Array, headers?: Record<string, string>}}
  */
 function wireRecord(item) {
   if (item instanceof Uint8Array || typeof item === "string" || item instanceof ArrayBuffer) {
-    return { body: toBytes(item) };
+    return toBytes(item);
   }
   if (item !== null && typeof item === "object" && "body" in item) {
-    /** @type {{body: Uint8Array, key?: Uint8Array, headers?: Record<string, string>}} */
-    const record = { body: toBytes(item.body) };
-    if (item.key != null) record.key = toBytes(item.key, "key");
+    const body = toBytes(item.body);
     const headers = wireHeaders(item.headers);
+    if (item.key == null && !headers) return body;
+    /** @type {{body: Uint8Array, key?: Uint8Array, headers?: Record<string, string>}} */
+    const record = { body };
+    if (item.key != null) record.key = toBytes(item.key, "key");
     if (headers) record.headers = headers;
     return record;
   }
