@@ -367,7 +367,7 @@ def _open_newest(
         log.info("%s was not closed cleanly: scanning %s", path, name)
         return None
     if verify:
-        log.info("%s was closed cleanly, but verifying: scanning %s", path, name)
+        log.debug("%s was closed cleanly, but verifying: scanning %s", path, name)
         return None
     if marker.base_offset != base:
         problem = f"it names segment {marker.base_offset}, the newest is {base}"
