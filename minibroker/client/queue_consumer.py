@@ -29,7 +29,7 @@ docs/queues.md):
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from types import TracebackType
 from typing import Any
@@ -65,6 +65,50 @@ def _post(client: Any, call: Call[Any]) -> None:
         post(call)
     else:
         client._begin(call).abandon()
+
+
+def giving_back(client: Any, queue: str) -> Callable[[list[dict[str, Any]]], None]:
+    """A hook for an abandoned fetch: nack (requeue) whatever it still brings in.
+
+    It runs on the transport's reader the moment the answer arrives, so the
+    messages go back at once instead of after their visibility timeout.
+    """
+
+    def give_back(result: list[dict[str, Any]]) -> None:
+        if result:
+            ids = [m["delivery_id"] for m in result]
+            _post(client, nack_call(queue, ids, True, 0.0))
+
+    return give_back
+
+
+async def fetch_withdrawable(client: Any, queue: str, call: Call[list[Delivery]]) -> list[Delivery]:
+    """Run a long-poll ``fetch`` so that cancelling the caller withdraws it.
+
+    Without this, a cancelled ``await mb.fetch(q, wait=30)`` leaves its fetch
+    parked on the broker: the next message is delivered to nobody and stays
+    invisible until its visibility timeout, with its delivery count raised.
+    So on cancellation the fetch is withdrawn (``fetch.cancel``) and
+    abandoned with a hook that gives back anything it brings all the same;
+    deliveries that arrived just as the caller was cancelled are given back
+    too.
+    """
+    pending = client._begin(call)
+    try:
+        await pending.wait()
+    except BaseException:
+        if pending.done:
+            with suppress(BrokerError):  # a failed fetch holds nothing
+                ids = [d.delivery_id for d in pending.outcome()]
+                if ids:
+                    _post(client, nack_call(queue, ids, True, 0.0))
+        else:
+            pending.abandon(giving_back(client, queue))
+            with suppress(BrokerError):  # the connection is gone: the broker requeues all
+                _post(client, cancel_fetch_call(queue, pending.request_id))
+        raise
+    result: list[Delivery] = pending.outcome()
+    return result
 
 
 class ConsumerState:
@@ -230,12 +274,7 @@ class ConsumerState:
         unhanded = [d.delivery_id for d in self.buffer]
         self.buffer.clear()
         queue, client = self.queue, self.client
-
-        def give_back(result: list[dict[str, Any]]) -> None:
-            if result:
-                ids = [m["delivery_id"] for m in result]
-                _post(client, nack_call(queue, ids, True, 0.0))
-
+        give_back = giving_back(client, queue)
         for pending in self.fetches:
             if pending.done:
                 with suppress(BrokerError):  # a failed fetch holds nothing

@@ -78,6 +78,7 @@ from minibroker.client.queue_consumer import (
     AsyncConsumer,
     ConsumerState,
     SyncConsumer,
+    fetch_withdrawable,
 )
 from minibroker.client.queue_wire import (
     DEFAULT_VISIBILITY_TIMEOUT,
@@ -218,11 +219,13 @@ class AsyncQueueMethods(_AsyncBase):
         The deliveries are held by this connection for ``visibility_timeout``
         seconds (the queue's by default): ack or nack them before that.
         """
-        return await self._call(
-            fetch_call(
-                queue, max_messages, wait, visibility_timeout, Delivery, AsyncDirectSettler(self)
-            )
+        call = fetch_call(
+            queue, max_messages, wait, visibility_timeout, Delivery, AsyncDirectSettler(self)
         )
+        if wait <= 0:
+            return await self._call(call)
+        # A long poll parks on the broker: cancelling this call withdraws it.
+        return await fetch_withdrawable(self, queue, call)
 
     async def ack(self, deliveries: SettleTarget, delivery_ids: Iterable[int] | None = None) -> int:
         """Acknowledge deliveries: ``ack(batch)``, ``ack(delivery)`` or ``ack(queue, ids)``.

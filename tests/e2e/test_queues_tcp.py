@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -165,6 +166,31 @@ async def test_a_consumer_leaving_an_idle_queue_is_prompt_and_withdraws_its_poll
         stats = await other.queue_stats("work")
         assert (stats.acked, stats.requeued, stats.dead_lettered) == (5, 0, 0)
         assert (stats.in_flight, stats.ready, stats.waiting_fetches) == (0, 0, 0)
+
+
+async def test_a_cancelled_long_poll_fetch_is_withdrawn(broker: EmbeddedBroker) -> None:
+    """``await mb.fetch(q, wait=600)`` cancelled while parked withdraws its poll:
+    a message put afterwards is not delivered to the cancelled caller (where
+    it would stay invisible until its visibility timeout), but to the next
+    fetch, on its first delivery."""
+    url = url_of(broker, fresh_namespace("cancelled-fetch"))
+    async with minibroker.connect(url) as mb, minibroker.connect(url) as other:
+        await mb.declare_queue("work", max_deliveries=2)
+        with trio.fail_after(SAFETY):
+            for _ in range(3):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(partial(mb.fetch, "work", 10, wait=600))
+                    await trio.testing.wait_all_tasks_blocked()  # the fetch is parked
+                    assert (await other.queue_stats("work")).waiting_fetches == 1
+                    nursery.cancel_scope.cancel()
+                await mb.ping()  # the cancel went out before this, on the same connection
+                assert (await other.queue_stats("work")).waiting_fetches == 0
+            await other.put("work", b"late")
+            (delivery,) = await mb.fetch("work", 10, wait=SAFETY)
+        assert (delivery.body, delivery.delivery_count) == (b"late", 1)
+        await delivery.ack()
+        stats = await other.queue_stats("work")
+        assert (stats.acked, stats.requeued, stats.in_flight, stats.ready) == (1, 0, 0, 0)
 
 
 async def test_a_consumer_holds_at_most_its_prefetch(broker: EmbeddedBroker) -> None:
