@@ -637,6 +637,17 @@ class Client(SyncMethods):
                 self._sending = False
                 self._outbox.clear()
             self._fail(connection_lost(str(exc) or type(exc).__name__))
+        except BaseException as exc:
+            # Interrupted in the middle of a send (KeyboardInterrupt, a signal
+            # handler's exception): part of a frame may be on the wire, so the
+            # byte stream cannot go on. End the connection, so other threads'
+            # calls fail with ConnectionClosed instead of waiting for answers
+            # to frames nobody will ever send, and let the interrupt through.
+            with lock:
+                self._sending = False
+                self._outbox.clear()
+            self._fail(connection_lost(f"a send was interrupted ({type(exc).__name__})"))
+            raise
 
     def _on_reader_thread(self) -> bool:
         return threading.current_thread() is self._reader

@@ -236,3 +236,38 @@ def test_the_shared_server_fixture_serves_blocking_code(
     with minibroker.connect_sync(minibroker_url) as mb:
         assert mb.server_info["namespace"] in minibroker_url
         assert mb.ping(b"fixture") == b"fixture"
+
+
+class _InterruptedSocket:
+    """A socket whose next ``sendall`` sends part of the data, then is interrupted."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self.interrupted = False
+
+    def sendall(self, data: bytes) -> None:
+        if not self.interrupted:
+            self.interrupted = True
+            self._sock.sendall(data[: len(data) // 2])
+            raise KeyboardInterrupt
+        self._sock.sendall(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def test_a_send_interrupted_by_ctrl_c_ends_the_connection_instead_of_hanging(
+    minibroker_url: str,
+) -> None:
+    """Ctrl-C in the middle of a send leaves half a frame on the wire: the
+    interrupt reaches the caller, and every later call on the client fails at
+    once with ConnectionClosed rather than waiting for answers that cannot come."""
+    mb = minibroker.connect_sync(minibroker_url, timeout=30)
+    try:
+        mb._sock = _InterruptedSocket(mb._sock)  # type: ignore[assignment]
+        with pytest.raises(KeyboardInterrupt):
+            mb.ping(b"x" * 1000)
+        with pytest.raises(ConnectionClosed, match="interrupted"):
+            mb.ping(b"after")
+    finally:
+        mb.close()
