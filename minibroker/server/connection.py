@@ -165,6 +165,7 @@ class Connection:
             self._wakeup.set()
 
     def wake_writer(self) -> None:
+        """Leave this connection's pending output to its writer task."""
         self._wakeup.set()
 
     def flush_directly(self) -> None:
