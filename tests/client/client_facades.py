@@ -401,3 +401,17 @@ async def threaded_server(config: ServerConfig | None = None) -> AsyncIterator[T
         yield server
     finally:
         await trio.to_thread.run_sync(server.stop)
+
+
+@asynccontextmanager
+async def opener_for(
+    kind: str, config: ServerConfig, loop: asyncio.AbstractEventLoop | None = None
+) -> AsyncIterator[Any]:
+    """An opener of ``kind`` clients to a broker started with ``config``: in
+    this process for the in-process client, in a thread for the others."""
+    if kind == "in-process":
+        async with minibroker.open_broker(config=config) as broker:
+            yield make_opener(kind, None, broker)
+        return
+    async with threaded_server(config) as server:
+        yield make_opener(kind, server.url, loop=loop)

@@ -22,6 +22,7 @@ from client_facades import (
     SAFETY,
     ClientFacade,
     make_opener,
+    opener_for,
     spec,
     threaded_server,
 )
@@ -131,12 +132,8 @@ async def auth_opener(
 ) -> Any:
     """Clients of this kind to a broker that requires the token ``secret``."""
     config = ServerConfig(port=0, tokens={"secret": "alice"})
-    if client_kind == "in-process":
-        async with open_broker(config=config) as broker:
-            yield make_opener(client_kind, None, broker)
-        return
-    async with threaded_server(config) as server:
-        yield make_opener(client_kind, server.url, loop=asyncio_loop)
+    async with opener_for(client_kind, config, asyncio_loop) as opener:
+        yield opener
 
 
 async def test_a_valid_token_is_accepted(auth_opener: Any) -> None:

@@ -15,12 +15,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from client_facades import make_opener, threaded_server
+from client_facades import opener_for
 
 from minibroker.client.protocol import Call, ClientProtocol, Reply, hello_call
 from minibroker.config import ServerConfig
 from minibroker.core.errors import BrokerError
-from minibroker.embedded import open_broker
 from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES, FrameTooLarge, pack_frame
 
 BIG_LIMIT = 32 * 1024 * 1024
@@ -81,12 +80,8 @@ def test_only_the_hello_answer_can_raise_the_limit() -> None:
 async def big_frame_opener(client_kind: str, asyncio_loop: Any) -> AsyncIterator[Any]:
     """Clients of this kind to a broker advertising 32 MiB frames."""
     config = ServerConfig(port=0, max_frame_bytes=BIG_LIMIT)
-    if client_kind == "in-process":
-        async with open_broker(config=config) as broker:
-            yield make_opener(client_kind, None, broker)
-        return
-    async with threaded_server(config) as server:
-        yield make_opener(client_kind, server.url, loop=asyncio_loop)
+    async with opener_for(client_kind, config, asyncio_loop) as opener:
+        yield opener
 
 
 async def test_a_read_answer_above_the_default_limit_arrives_whole(big_frame_opener: Any) -> None:
