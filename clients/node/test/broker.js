@@ -6,10 +6,13 @@
  */
 
 import { spawn } from "node:child_process";
+import { after, before } from "node:test";
 import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { randomBytes } from "node:crypto";
+
+import { connect } from "../src/index.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = resolve(HERE, "..", "..", "..");
@@ -66,4 +69,37 @@ export function startBroker(args = []) {
 /** A namespace no other test uses. */
 export function freshNamespace(prefix = "node") {
   return `${prefix}-${randomBytes(6).toString("hex")}`;
+}
+
+/**
+ * One broker for the whole test file: started before its first test and
+ * stopped after its last. Returns the broker's `url(ns)` and
+ * `withClient(body)`, which runs `body` with a client in a fresh namespace
+ * and closes the client however `body` ends.
+ * @param {string} prefix namespace prefix of this file's clients
+ */
+export function brokerForFile(prefix) {
+  /** @type {Awaited<ReturnType<typeof startBroker>> | undefined} */
+  let broker;
+  before(async () => {
+    broker = await startBroker();
+  });
+  after(async () => {
+    await broker?.stop();
+  });
+  /** @param {string} [ns] */
+  const url = (ns) => {
+    if (broker === undefined) throw new Error("the broker is not started yet");
+    return broker.url(ns);
+  };
+  /** @param {(mb: import("../src/index.js").Client) => Promise<void>} body */
+  const withClient = async (body) => {
+    const mb = await connect(url(freshNamespace(prefix)));
+    try {
+      await body(mb);
+    } finally {
+      await mb.close();
+    }
+  };
+  return { url, withClient };
 }

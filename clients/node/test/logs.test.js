@@ -1,28 +1,11 @@
 // Logs against a real broker: append, read, tail, consumer groups.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { ConflictError, NotFoundError, OffsetOutOfRangeError, connect } from "../src/index.js";
-import { freshNamespace, startBroker } from "./broker.js";
+import { ConflictError, NotFoundError, OffsetOutOfRangeError } from "../src/index.js";
+import { brokerForFile } from "./broker.js";
 
-/** @type {Awaited<ReturnType<typeof startBroker>>} */
-let broker;
-before(async () => {
-  broker = await startBroker();
-});
-after(async () => {
-  await broker?.stop();
-});
-
-/** @param {(mb: import("../src/index.js").Client) => Promise<void>} body */
-async function withClient(body) {
-  const mb = await connect(broker.url(freshNamespace("l")));
-  try {
-    await body(mb);
-  } finally {
-    await mb.close();
-  }
-}
+const { withClient } = brokerForFile("l");
 
 test("append assigns dense offsets; read returns CRC-checked records", () =>
   withClient(async (mb) => {

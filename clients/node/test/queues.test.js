@@ -1,28 +1,11 @@
 // Queues against a real broker: declare, put, fetch, ack/nack, consume.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import { ConflictError, Delivery, OverflowError, UnknownDeliveryError, connect } from "../src/index.js";
-import { freshNamespace, startBroker } from "./broker.js";
+import { brokerForFile } from "./broker.js";
 
-/** @type {Awaited<ReturnType<typeof startBroker>>} */
-let broker;
-before(async () => {
-  broker = await startBroker();
-});
-after(async () => {
-  await broker?.stop();
-});
-
-/** @param {(mb: import("../src/index.js").Client) => Promise<void>} body */
-async function withClient(body) {
-  const mb = await connect(broker.url(freshNamespace("q")));
-  try {
-    await body(mb);
-  } finally {
-    await mb.close();
-  }
-}
+const { url, withClient } = brokerForFile("q");
 
 test("declare is idempotent with the same options, a conflict with others", () =>
   withClient(async (mb) => {
@@ -98,7 +81,7 @@ test("ack of an unknown delivery fails with its code and ids; the others still s
 test("a long-poll fetch is answered by a put from another client", () =>
   withClient(async (mb) => {
     await mb.declareQueue("jobs");
-    const producer = await connect(broker.url(mb.serverInfo.namespace));
+    const producer = await connect(url(mb.serverInfo.namespace));
     try {
       const waiting = mb.fetch("jobs", { wait: 30, maxMessages: 5 });
       await mb.ping();

@@ -1,5 +1,5 @@
 // Request/reply against a real broker: request, respond, serve.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import {
@@ -9,22 +9,15 @@ import {
   TimeoutError,
   connect,
 } from "../src/index.js";
-import { freshNamespace, startBroker } from "./broker.js";
+import { brokerForFile, freshNamespace } from "./broker.js";
 
-/** @type {Awaited<ReturnType<typeof startBroker>>} */
-let broker;
-before(async () => {
-  broker = await startBroker();
-});
-after(async () => {
-  await broker?.stop();
-});
+const { url } = brokerForFile("r");
 
 /** @param {(mb: import("../src/index.js").Client, other: import("../src/index.js").Client) => Promise<void>} body */
 async function withClients(body) {
   const ns = freshNamespace("r");
-  const mb = await connect(broker.url(ns));
-  const other = await connect(broker.url(ns));
+  const mb = await connect(url(ns));
+  const other = await connect(url(ns));
   try {
     await body(mb, other);
   } finally {

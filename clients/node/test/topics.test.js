@@ -1,28 +1,11 @@
 // Topics against a real broker: publish, subscribe, groups, bindings.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import { InvalidNameError, NotFoundError, connect } from "../src/index.js";
-import { freshNamespace, startBroker } from "./broker.js";
+import { brokerForFile } from "./broker.js";
 
-/** @type {Awaited<ReturnType<typeof startBroker>>} */
-let broker;
-before(async () => {
-  broker = await startBroker();
-});
-after(async () => {
-  await broker?.stop();
-});
-
-/** @param {(mb: import("../src/index.js").Client) => Promise<void>} body */
-async function withClient(body) {
-  const mb = await connect(broker.url(freshNamespace("t")));
-  try {
-    await body(mb);
-  } finally {
-    await mb.close();
-  }
-}
+const { url, withClient } = brokerForFile("t");
 
 /**
  * Take `n` items from an async iterator.
@@ -116,7 +99,7 @@ test("a bad pattern fails the subscription: ready and iteration both reject", ()
 test("a slow subscriber is told how many messages it lost", { timeout: 60_000 }, () =>
   withClient(async (mb) => {
     // A tiny broker-side buffer and a client that stops reading after 1 item.
-    const slow = await connect(broker.url(mb.serverInfo.namespace), { maxPending: 1 });
+    const slow = await connect(url(mb.serverInfo.namespace), { maxPending: 1 });
     try {
       const sub = slow.subscribe("flood", { buffer: 4 });
       await sub.ready;
