@@ -310,13 +310,8 @@ class ConsumerState:
         return len(self.acks)
 
 
-class AsyncConsumer:
-    """``mb.consume(queue, ...)``: ``async with`` it, ``async for`` its deliveries.
-
-    See the module docstring for how fetches are pipelined and acks batched.
-    Runs no task of its own; every wait happens inside ``__anext__`` and
-    ``aclose``.
-    """
+class _ConsumerDriver:
+    """What both drivers show of their ``ConsumerState``."""
 
     def __init__(self, state: ConsumerState) -> None:
         self._state = state
@@ -340,6 +335,15 @@ class AsyncConsumer:
     def pending_acks(self) -> int:
         """Acks recorded and not yet sent."""
         return self._state.pending_acks
+
+
+class AsyncConsumer(_ConsumerDriver):
+    """``mb.consume(queue, ...)``: ``async with`` it, ``async for`` its deliveries.
+
+    See the module docstring for how fetches are pipelined and acks batched.
+    Runs no task of its own; every wait happens inside ``__anext__`` and
+    ``aclose``.
+    """
 
     async def __aenter__(self) -> AsyncConsumer:
         return self
@@ -409,28 +413,8 @@ class AsyncConsumer:
             raise
 
 
-class SyncConsumer:
+class SyncConsumer(_ConsumerDriver):
     """The blocking client's ``consume``: ``with`` it, ``for d in`` it, ``d.ack()``."""
-
-    def __init__(self, state: ConsumerState) -> None:
-        self._state = state
-        self._buffer = state.buffer
-
-    @property
-    def queue(self) -> str:
-        return self._state.queue
-
-    @property
-    def acked(self) -> int:
-        return self._state.acked
-
-    @property
-    def stale_acks(self) -> int:
-        return self._state.stale_acks
-
-    @property
-    def pending_acks(self) -> int:
-        return self._state.pending_acks
 
     def __enter__(self) -> SyncConsumer:
         return self
