@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final, Literal
 
 from minibroker.core.config import Limits
+from minibroker.core.durations import check_seconds
 from minibroker.core.errors import (
     BadRequest,
     BrokerError,
@@ -439,9 +440,7 @@ class Logs:
         return target.read_at(offset, max_records, max_bytes)
 
     def _check_wait(self, wait: float) -> None:
-        maximum = self.limits.max_wait_seconds
-        if not 0.0 <= wait <= maximum:
-            raise BadRequest(f"wait must be between 0 and {maximum:g} seconds, got {wait!r}")
+        check_seconds("wait", wait, self.limits.max_wait_seconds, allow_zero=True)
 
     def wait_for_records(
         self,

@@ -57,6 +57,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
 
 from minibroker.core.config import Limits
+from minibroker.core.durations import check_seconds
 from minibroker.core.errors import (
     BadRequest,
     BrokerError,
@@ -79,7 +80,6 @@ from minibroker.core.queue_options import (
     MAX_VISIBILITY_TIMEOUT,
     QueueOptions,
     QueueStatistics,
-    check_seconds,
 )
 from minibroker.core.timers import Timer
 

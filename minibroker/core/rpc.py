@@ -83,8 +83,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, NamedTuple
 
+from minibroker.core.durations import check_seconds
 from minibroker.core.errors import (
-    BadRequest,
     BrokerError,
     NoResponders,
     ResponderError,
@@ -398,11 +398,7 @@ class RequestRouter:
             self.stats.outcomes["no_responders"] += 1
             raise NoResponders(f"no responders for subject {subject!r}", subject=subject)
         limits = self._limits
-        if not 0.0 < timeout <= limits.max_wait_seconds:
-            raise BadRequest(
-                f"timeout must be more than 0 and at most {limits.max_wait_seconds:g} seconds, "
-                f"got {timeout!r}"
-            )
+        check_seconds("timeout", timeout, limits.max_wait_seconds)
         if len(body) > limits.max_message_bytes:
             raise TooLarge(
                 f"request body of {len(body)} bytes exceeds the limit of "
