@@ -57,6 +57,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
 
 from minibroker.core.config import Limits
+from minibroker.core.dead_letters import dead_letter_headers, would_cycle
 from minibroker.core.durations import check_seconds
 from minibroker.core.errors import (
     BadRequest,
@@ -101,14 +102,11 @@ __all__ = [
 
 log = logging.getLogger("minibroker.queues")
 
-#: Dead-lettering that triggers further dead-lettering (a dead-letter queue
-#: overflowing into its own dead-letter queue ...) stops after this many hops;
-#: the message is then dropped. This also ends cycles such as A -> B -> A.
+#: Dead-lettering that triggers further dead-lettering at once (a dead-letter
+#: queue overflowing into its own dead-letter queue ...) stops after this many
+#: nested hops; the message is then dropped. Cycles are ended by the rule of
+#: :mod:`minibroker.core.dead_letters`; this bounds a long chain's recursion.
 MAX_DEAD_LETTER_HOPS: Final = 8
-
-DEATH_REASON: Final = "x-death-reason"
-DEATH_QUEUE: Final = "x-death-queue"
-DEATH_COUNT: Final = "x-death-count"
 
 _KIND: Final = "queue"
 
@@ -728,19 +726,26 @@ class Queue:
         self._arm_expiry()
 
     def _dispose(self, messages: list[Message], reason: str, now: float) -> None:
-        """Messages leave without an ack: to the dead-letter queue, or dropped and counted."""
+        """Messages leave without an ack: to the dead-letter queue, or dropped and counted.
+
+        A message that would go round a dead-letter cycle with no rejection
+        in it is dropped (see :mod:`minibroker.core.dead_letters`).
+        """
         count = len(messages)
         if reason == "expired":
             self.expired += count
         target = self._parent.dead_letter_target(self)
-        accepted = False
+        dead_lettered = 0
         journaled = True
         if target is not None:
-            accepted, journaled = target._accept_dead_letters(messages, reason, self.name, now)
-        if accepted:
-            self.dead_lettered += count
-        else:
-            self.dropped += count
+            name = self.name
+            onward = [m for m in messages if not would_cycle(m.headers, reason, name, target.name)]
+            if onward:
+                accepted, journaled = target._accept_dead_letters(onward, reason, name, now)
+                if accepted:
+                    dead_lettered = len(onward)
+        self.dead_lettered += dead_lettered
+        self.dropped += count - dead_lettered
         journal = self._journal
         if journal is not None and journaled:
             # If the dead-letter queue could not journal them, keep them in this
@@ -768,10 +773,7 @@ class Queue:
         expires_at = NEVER if self._ttl is None else now + self._ttl
         batch: list[Message] = []
         for m in messages:
-            headers = dict(m.headers) if m.headers else {}
-            headers[DEATH_REASON] = reason
-            headers[DEATH_QUEUE] = source
-            headers[DEATH_COUNT] = str(m.delivery_count)
+            headers = dead_letter_headers(m.headers, reason, source, m.delivery_count)
             batch.append(Message(m.body, headers, m.published_at, expires_at))
         journaled = True
         journal = self._journal
