@@ -52,6 +52,7 @@ from minibroker.protocol.codec import (
     frame_payload_budget,
     pack_frame,
 )
+from minibroker.protocol.error_frames import bye_frame, end_frame, error_frame
 from minibroker.protocol.handlers import HANDLERS, PARKED, PUSH_ENCODERS
 from minibroker.protocol.permissions import Grants
 from minibroker.protocol.stats import ProtocolStats
@@ -164,7 +165,7 @@ class Session:
     def kick(self, error: BrokerError) -> None:
         """Close this connection after telling the client why."""
         if self.closing is None and not self.closed:
-            self._write(pack_frame({"op": "bye", "code": error.code, "message": error.message}))
+            self._write(bye_frame(error))
             self.closing = error
             # Nothing may follow the goodbye: not a late response (a timer
             # resolving a parked request), not a push.
@@ -301,9 +302,7 @@ class Session:
         if self.subscriptions.pop(sub_id, None) is None:
             return
         self._ready.pop(sub_id, None)
-        self._write(
-            pack_frame({"op": "end", "sub": sub_id, "code": error.code, "message": error.message})
-        )
+        self._write(end_frame(sub_id, error))
         self.wakeup()
 
     @property
@@ -387,12 +386,7 @@ class Session:
             count = self.stats.errors[error.code]
             if count <= 10 or count % 1000 == 0:
                 log.warning("%s (%d %s errors so far)", error.message, count, error.code)
-        frame: dict[str, object] = {"op": "error", "code": error.code, "message": error.message}
-        if request_id is not None:
-            frame["id"] = request_id
-        if error.details:
-            frame["details"] = error.details
-        self._write(pack_frame(frame))
+        self._write(error_frame(request_id, error, self.settings.max_frame_bytes))
 
     def release_synced(self, generation: int) -> None:
         """Group commit reached ``generation``: send the confirms it covers."""
@@ -489,9 +483,7 @@ class Session:
         log.warning("ending subscription %d of %s: %s", sub_id, self.peer_name, error.message)
         if self.subscriptions.pop(sub_id, None) is not None:
             source.cancel(self.now)
-        self._write(
-            pack_frame({"op": "end", "sub": sub_id, "code": error.code, "message": error.message})
-        )
+        self._write(end_frame(sub_id, error))
 
     # ---------------------------------------------------------- lifecycle
 
