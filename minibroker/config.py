@@ -7,7 +7,11 @@ from pathlib import Path
 from typing import Final
 
 from minibroker.core.config import FsyncPolicy, Limits
-from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES, message_limit_for
+from minibroker.protocol.codec import (
+    DEFAULT_MAX_FRAME_BYTES,
+    frame_payload_budget,
+    message_limit_for,
+)
 from minibroker.protocol.permissions import Permissions
 
 #: No common broker uses it (AMQP 5672, Kafka 9092, NATS 4222, MQTT 1883, Redis 6379).
@@ -27,7 +31,9 @@ class ServerConfig:
     message always fits one frame, ``limits.max_message_bytes`` is lowered to
     ``message_limit_for(max_frame_bytes)`` when it is above it (for example
     with ``--max-frame-bytes 65536``); the hello answer shows the value in
-    force.
+    force. ``limits.max_item_bytes`` is set to what one frame carries, so the
+    core refuses on the way in any item (a message with its headers, a
+    record with its key) that it could not send out again.
     """
 
     host: str = DEFAULT_HOST
@@ -69,3 +75,6 @@ class ServerConfig:
         if self.limits.max_message_bytes > fitting:
             # Frozen: set the consistent limits the way dataclasses' own __init__ does.
             object.__setattr__(self, "limits", replace(self.limits, max_message_bytes=fitting))
+        budget = frame_payload_budget(self.max_frame_bytes)
+        if self.limits.max_item_bytes is None or self.limits.max_item_bytes > budget:
+            object.__setattr__(self, "limits", replace(self.limits, max_item_bytes=budget))

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from minibroker.core.sizes import headers_size
+
 DEATH_REASON: Final = "x-death-reason"
 DEATH_QUEUE: Final = "x-death-queue"
 DEATH_COUNT: Final = "x-death-count"
@@ -38,6 +40,9 @@ DEATH_PATH: Final = "x-death-path"
 
 #: The one reason that is a consumer's decision; it breaks a cycle.
 REJECTED: Final = "rejected"
+#: The longest reason, and the widest counts, for :func:`added_bytes_bound`.
+_LONGEST_REASON: Final = "max_deliveries"
+_WIDEST_COUNT: Final = "9" * 20
 
 
 def death_path(headers: dict[str, str] | None, reason: str, source: str) -> list[str]:
@@ -72,3 +77,20 @@ def dead_letter_headers(
     else:
         out.pop(DEATH_PATH, None)
     return out
+
+
+def added_bytes_bound(source: str) -> int:
+    """Most bytes one dead-lettering out of ``source`` adds to a message's headers.
+
+    Counted as :func:`~minibroker.core.sizes.headers_size` counts them, so a
+    queue can refuse at ``put`` a message whose dead letter would not fit
+    one delivery. (The path only grows by ``source`` and a space.)
+    """
+    added = {
+        DEATH_REASON: _LONGEST_REASON,
+        DEATH_QUEUE: source,
+        DEATH_COUNT: _WIDEST_COUNT,
+        DEATH_HOPS: _WIDEST_COUNT,
+        DEATH_PATH: source,
+    }
+    return headers_size(added) + 1

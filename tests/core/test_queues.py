@@ -156,6 +156,30 @@ def test_fetch_delivers_a_first_message_bigger_than_max_bytes(w: World) -> None:
     assert bodies(q.fetch(A, 10, w.now, max_bytes=10)) == [b"y"]
 
 
+def test_fetch_never_takes_a_message_no_delivery_frame_can_carry(w: World) -> None:
+    """Only a restart with a smaller frame limit leaves such a message (put refuses it)."""
+    dlq = w.declare("dead")
+    q = w.declare("q", dead_letter_queue="dead")
+    put(q, w.now, "x" * 500, "next")
+    w.broker.config = CoreConfig(limits=Limits(max_item_bytes=400))
+    assert bodies(q.fetch(A, 10, w.now, max_bytes=400)) == [b"next"]
+    s = q.statistics()
+    assert (s.in_flight, s.dropped, s.dead_lettered) == (1, 1, 0)  # too big for "dead" too
+    assert dlq.statistics().published == 0
+    check_conservation(q)
+
+
+def test_a_dead_letter_too_big_for_a_delivery_is_dropped(w: World) -> None:
+    w.declare("dead")
+    q = w.declare("q", dead_letter_queue="dead")
+    q.put([In(b"x" * 190)], w.now)
+    # A smaller frame limit since (a restart): it still fits, its dead letter not.
+    w.broker.config = CoreConfig(limits=Limits(max_item_bytes=DELIVERY_OVERHEAD + 200))
+    (d,) = q.fetch(A, 1, w.now)
+    q.nack(A, [d.delivery_id], w.now, requeue=False)
+    assert (q.statistics().dropped, w.queues.get("dead").statistics().published) == (1, 0)
+
+
 def test_expired_messages_do_not_count_against_max_bytes(w: World) -> None:
     q = w.declare(message_ttl=5.0)
     put(q, w.now, "old" * 100)
