@@ -15,6 +15,7 @@ import itertools
 import logging
 import ssl
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import trio
@@ -29,6 +30,7 @@ from minibroker.protocol.auth import Authenticator
 from minibroker.protocol.codec import pack_frame
 from minibroker.protocol.session import Session, SessionSettings
 from minibroker.protocol.stats import ProtocolStats
+from minibroker.server.accept import serve_listeners
 from minibroker.server.busy_poll import BusyPoll
 from minibroker.server.connection import (
     LINGER_DISCARD_BYTES,
@@ -210,7 +212,9 @@ class BrokerServer:
     # --------------------------------------------------------- connections
 
     async def _accept_loop(
-        self, listeners: list[trio.SocketListener], handler_nursery: trio.Nursery
+        self,
+        listeners: Sequence[trio.abc.Listener[trio.SocketStream]],
+        handler_nursery: trio.Nursery,
     ) -> None:
         tls = self._tls_context()
 
@@ -232,7 +236,7 @@ class BrokerServer:
         # Connections run in ``handler_nursery``, so that cancelling the accept
         # scope at shutdown stops accepting without cutting live connections.
         with self._accept_scope:
-            await trio.serve_listeners(handle, listeners, handler_nursery=handler_nursery)
+            await serve_listeners(handle, listeners, handler_nursery=handler_nursery)
 
     def _tls_context(self) -> ssl.SSLContext | None:
         if self.config.tls_cert is None:
