@@ -17,8 +17,8 @@ __version__ = "0.1.0"
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from minibroker.core.errors import *  # noqa: F403
-from minibroker.core.errors import BrokerError, ConnectionClosed
+from minibroker.errors import *  # noqa: F403
+from minibroker.errors import BrokerError, ConnectionClosed
 
 if TYPE_CHECKING:
     from minibroker import aio

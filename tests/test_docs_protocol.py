@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from minibroker.core.errors import ERRORS_BY_CODE
+from minibroker.errors import ERRORS_BY_CODE
 from minibroker.protocol import frames
 from minibroker.protocol.codec import FrameDecoder, InvalidFrame, RawFrameDecoder
 

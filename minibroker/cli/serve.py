@@ -14,7 +14,7 @@ from typing import Any
 import trio
 
 from minibroker.config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig
-from minibroker.core.errors import BrokerError
+from minibroker.errors import BrokerError
 from minibroker.protocol.auth import load_tokens_file
 from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES
 from minibroker.protocol.permissions import EVERYONE, load_permissions_file

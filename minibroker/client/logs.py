@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from minibroker.client.protocol import Call
 from minibroker.client.pushes import SubscriptionEnded
-from minibroker.core.errors import BrokerError, ConnectionClosed, OffsetOutOfRange
+from minibroker.errors import BrokerError, ConnectionClosed, OffsetOutOfRange
 from minibroker.storage.record import Record, decode_records_fast
 
 if TYPE_CHECKING:

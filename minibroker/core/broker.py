@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from minibroker.core.config import CoreConfig
-from minibroker.core.errors import InvalidName
 from minibroker.core.namespace import Namespace, StorageOpener
 from minibroker.core.peer import Peer
 from minibroker.core.timers import Timers
+from minibroker.errors import InvalidName
 
 DEFAULT_NAMESPACE = ""
 MAX_NAMESPACE_LENGTH = 128

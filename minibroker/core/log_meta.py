@@ -47,8 +47,8 @@ import json
 import logging
 from typing import Any, Final
 
-from minibroker.core.errors import StorageError, StorageFull
 from minibroker.core.log_options import LogOptions
+from minibroker.errors import StorageError, StorageFull
 from minibroker.storage.record import Entry
 from minibroker.storage.store import LogStore
 

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final
 
-from minibroker.core.errors import BadRequest
+from minibroker.errors import BadRequest
 from minibroker.storage.chain import MAX_SEGMENT_BYTES
 
 #: Smallest segment a client may ask for. Every segment on disk holds an open

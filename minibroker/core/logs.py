@@ -33,7 +33,15 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final, Literal
 
 from minibroker.core.config import Limits
-from minibroker.core.errors import (
+from minibroker.core.log_meta import KIND as META_KIND
+from minibroker.core.log_meta import SEGMENT_BYTES as META_SEGMENT_BYTES
+from minibroker.core.log_meta import LogMeta
+from minibroker.core.log_options import GroupStatistics, LogOptions, LogStatistics
+from minibroker.core.log_readers import Attachment, LogTail, ReadWaiter, empty_batch
+from minibroker.core.names import check_name
+from minibroker.core.peer import Peer
+from minibroker.core.timers import Timer
+from minibroker.errors import (
     BadRequest,
     BrokerError,
     Conflict,
@@ -43,14 +51,6 @@ from minibroker.core.errors import (
     StorageFull,
     TooLarge,
 )
-from minibroker.core.log_meta import KIND as META_KIND
-from minibroker.core.log_meta import SEGMENT_BYTES as META_SEGMENT_BYTES
-from minibroker.core.log_meta import LogMeta
-from minibroker.core.log_options import GroupStatistics, LogOptions, LogStatistics
-from minibroker.core.log_readers import Attachment, LogTail, ReadWaiter, empty_batch
-from minibroker.core.names import check_name
-from minibroker.core.peer import Peer
-from minibroker.core.timers import Timer
 from minibroker.storage.chain import DEFAULT_SEGMENT_BYTES
 from minibroker.storage.memory import MemoryLog
 from minibroker.storage.record import Entry

@@ -84,9 +84,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from minibroker.core.errors import StorageError
 from minibroker.core.queue_message import NEVER, Message
 from minibroker.core.queue_options import QueueOptions
+from minibroker.errors import StorageError
 from minibroker.storage.record import Entry
 from minibroker.storage.store import LogStore
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass, field
 
-from minibroker.core.errors import Unauthorized
+from minibroker.errors import Unauthorized
 from minibroker.protocol.permissions import Grants, Permissions
 
 

@@ -71,7 +71,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from minibroker.core.errors import Forbidden
+from minibroker.errors import Forbidden
 
 READ: Final = "read"
 WRITE: Final = "write"

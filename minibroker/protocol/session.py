@@ -27,7 +27,9 @@ from typing import Any
 
 from minibroker import __version__
 from minibroker.core.broker import Broker
-from minibroker.core.errors import (
+from minibroker.core.namespace import Namespace
+from minibroker.core.peer import PushSource
+from minibroker.errors import (
     BrokerError,
     InternalError,
     LimitExceeded,
@@ -37,8 +39,6 @@ from minibroker.core.errors import (
     Unauthorized,
     UnsupportedVersion,
 )
-from minibroker.core.namespace import Namespace
-from minibroker.core.peer import PushSource
 from minibroker.protocol import frames
 from minibroker.protocol.auth import Authenticator, Principal
 from minibroker.protocol.codec import (

@@ -23,8 +23,8 @@ from minibroker import __version__
 from minibroker.config import ServerConfig
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig
-from minibroker.core.errors import BrokerError, LimitExceeded, ShuttingDown
 from minibroker.core.namespace import StorageOpener
+from minibroker.errors import BrokerError, LimitExceeded, ShuttingDown
 from minibroker.protocol.auth import Authenticator
 from minibroker.protocol.codec import pack_frame
 from minibroker.protocol.session import Session, SessionSettings

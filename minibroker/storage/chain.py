@@ -23,7 +23,7 @@ from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from typing import Final, Generic, Protocol, TypeVar
 
-from minibroker.core.errors import OffsetOutOfRange, StorageError
+from minibroker.errors import OffsetOutOfRange, StorageError
 from minibroker.storage.record import EncodedBatch, Entry, Record, decode_records, encode_batch
 from minibroker.storage.store import RecordBatch
 

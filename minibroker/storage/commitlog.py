@@ -56,7 +56,7 @@ import os
 from dataclasses import dataclass
 from typing import Final
 
-from minibroker.core.errors import StorageError, StorageFull
+from minibroker.errors import StorageError, StorageFull
 from minibroker.storage import fileio
 from minibroker.storage.chain import DEFAULT_SEGMENT_BYTES, SegmentChain, check_segment_bytes
 from minibroker.storage.fd_cache import SHARED_FD_CACHE, FdCache

@@ -44,7 +44,7 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Final
 
-from minibroker.core.errors import StorageError, StorageFull
+from minibroker.errors import StorageError, StorageFull
 from minibroker.storage import fileio
 from minibroker.storage.fd_cache import FdCache
 from minibroker.storage.index import SparseIndex

@@ -60,8 +60,8 @@ class LogStore(Protocol):
 
         The timestamp is raised to the last stored one if it is older, so
         timestamps never decrease. Either the whole batch is stored or, on
-        :class:`~minibroker.core.errors.StorageFull` /
-        :class:`~minibroker.core.errors.StorageError`, none of it is.
+        :class:`~minibroker.errors.StorageFull` /
+        :class:`~minibroker.errors.StorageError`, none of it is.
         An empty batch stores nothing and returns :attr:`next_offset`.
         """
         ...
@@ -73,7 +73,7 @@ class LogStore(Protocol):
         it alone exceeds ``max_bytes``. Reading at :attr:`next_offset` returns
         an empty batch. An offset below :attr:`first_offset` or above
         :attr:`next_offset` raises
-        :class:`~minibroker.core.errors.OffsetOutOfRange` with ``first_offset``
+        :class:`~minibroker.errors.OffsetOutOfRange` with ``first_offset``
         and ``next_offset`` in its details.
         """
         ...

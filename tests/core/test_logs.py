@@ -14,7 +14,12 @@ import pytest
 
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig, FsyncPolicy, Limits
-from minibroker.core.errors import (
+from minibroker.core.log_meta import LogMeta
+from minibroker.core.log_options import LogOptions
+from minibroker.core.log_readers import LogTail
+from minibroker.core.logs import Logs
+from minibroker.core.peer import PushSource
+from minibroker.errors import (
     BadRequest,
     BrokerError,
     Conflict,
@@ -23,11 +28,6 @@ from minibroker.core.errors import (
     OffsetOutOfRange,
     TooLarge,
 )
-from minibroker.core.log_meta import LogMeta
-from minibroker.core.log_options import LogOptions
-from minibroker.core.log_readers import LogTail
-from minibroker.core.logs import Logs
-from minibroker.core.peer import PushSource
 from minibroker.server.datadir import DataDirectory
 from minibroker.storage import Record, RecordBatch, decode_records
 

@@ -28,10 +28,10 @@ from test_logs import FakePeer
 
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig, FsyncPolicy
-from minibroker.core.errors import BrokerError, OffsetOutOfRange
 from minibroker.core.log_options import LogOptions
 from minibroker.core.log_readers import LogTail
 from minibroker.core.logs import Logs
+from minibroker.errors import BrokerError, OffsetOutOfRange
 from minibroker.server.datadir import DataDirectory
 from minibroker.storage import Record, RecordBatch, decode_records
 from minibroker.storage.record import Entry

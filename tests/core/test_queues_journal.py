@@ -15,7 +15,6 @@ from test_queues import A, B, In, bodies, ids, put
 
 from minibroker.core import queues as queues_module
 from minibroker.core.broker import Broker
-from minibroker.core.errors import StorageError, StorageFull
 from minibroker.core.queue_journal import (
     TAG_FULL,
     CompactionSettings,
@@ -25,6 +24,7 @@ from minibroker.core.queue_journal import (
 )
 from minibroker.core.queue_message import NEVER, Message
 from minibroker.core.queues import Queue, QueueOptions
+from minibroker.errors import StorageError, StorageFull
 from minibroker.server.datadir import DataDirectory
 from minibroker.storage import LogStore, MemoryLog
 from minibroker.storage.record import Entry, encode_records

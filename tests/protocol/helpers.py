@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from minibroker.core.broker import Broker
-from minibroker.core.errors import BrokerError, error_from_code
+from minibroker.errors import BrokerError, error_from_code
 from minibroker.protocol import frames
 from minibroker.protocol.codec import RawFrameDecoder, encode, pack_frame
 from minibroker.protocol.session import Session, SessionSettings

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from minibroker import __version__
 from minibroker.core.broker import Broker
-from minibroker.core.errors import ShuttingDown
+from minibroker.errors import ShuttingDown
 from minibroker.protocol.auth import Authenticator
 from minibroker.protocol.codec import RawFrameDecoder, pack_frame
 from minibroker.protocol.frames import PROTOCOL_VERSION

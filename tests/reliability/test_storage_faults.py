@@ -33,7 +33,7 @@ from reliability_support import Fault, StoreFile, random_fault, store_files, sur
 
 import minibroker
 from benchmarks.broker_process import BrokerProcess
-from minibroker.core.errors import NotFound
+from minibroker.errors import NotFound
 from minibroker.storage.record import CorruptRecord, Record
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,7 @@ import trio
 from security_support import RawClient, StartServer, hello, sample_request
 
 import minibroker
-from minibroker.core.errors import Unauthorized
+from minibroker.errors import Unauthorized
 from minibroker.protocol import auth, frames
 from minibroker.protocol.codec import InvalidFrame, decode_request
 

@@ -13,7 +13,7 @@ from security_support import RawClient, StartServer, hello, sample_request
 import minibroker
 from minibroker.cli import main
 from minibroker.cli.serve import add_commands, config_from_args
-from minibroker.core.errors import Forbidden
+from minibroker.errors import Forbidden
 from minibroker.protocol import frames
 from minibroker.protocol.permissions import (
     NEEDS,

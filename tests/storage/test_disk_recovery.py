@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minibroker.core.errors import StorageError
+from minibroker.errors import StorageError
 from minibroker.storage import SegmentedLog
 from minibroker.storage.commitlog import CLEAN_SHUTDOWN_FILE_NAME
 from minibroker.storage.record import Record, encode_records

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from minibroker.core.errors import StorageError
+from minibroker.errors import StorageError
 from minibroker.storage import SegmentedLog, fileio
 from minibroker.storage.fd_cache import DEFAULT_CAPACITY, FdCache
 from minibroker.storage.record import Record, decode_records, encode_records

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from minibroker.core.errors import OffsetOutOfRange, StorageError
+from minibroker.errors import OffsetOutOfRange, StorageError
 from minibroker.storage import MemoryLog, SegmentedLog
 from minibroker.storage.record import decode_records, encode_records
 from minibroker.storage.store import LogStore

@@ -27,7 +27,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from minibroker.core.errors import OffsetOutOfRange
+from minibroker.errors import OffsetOutOfRange
 from minibroker.storage import MemoryLog, SegmentedLog
 from minibroker.storage.fd_cache import FdCache
 from minibroker.storage.record import Entry, Record, decode_records, encode_records
