@@ -7,12 +7,10 @@ from pathlib import Path
 from typing import Final
 
 from minibroker.core.config import FsyncPolicy, Limits
+from minibroker.defaults import DEFAULT_HOST, DEFAULT_PORT
 from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES, message_limit_for
 from minibroker.protocol.permissions import Permissions
 
-#: No common broker uses it (AMQP 5672, Kafka 9092, NATS 4222, MQTT 1883, Redis 6379).
-DEFAULT_PORT = 7878
-DEFAULT_HOST = "127.0.0.1"
 #: Smallest ``max_frame_bytes``: the hello answer alone takes up to about 550 bytes
 #: (with a 255-character namespace name), and must fit one frame.
 MIN_FRAME_BYTES: Final = 1024

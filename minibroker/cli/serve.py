@@ -13,7 +13,8 @@ from typing import Any
 
 import trio
 
-from minibroker.config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig
+from minibroker.config import ServerConfig
+from minibroker.defaults import DEFAULT_HOST, DEFAULT_PORT
 from minibroker.errors import BrokerError
 from minibroker.protocol.auth import load_tokens_file
 from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES

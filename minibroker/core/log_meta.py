@@ -49,8 +49,7 @@ from typing import Any, Final
 
 from minibroker.core.log_options import LogOptions
 from minibroker.errors import StorageError, StorageFull
-from minibroker.storage.record import Entry
-from minibroker.storage.store import LogStore
+from minibroker.log_store import Entry, LogStore
 
 log = logging.getLogger("minibroker.logs")
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from minibroker.core.peer import Peer
 from minibroker.core.timers import Timer
 from minibroker.errors import BrokerError, OffsetOutOfRange
-from minibroker.storage.store import RecordBatch
+from minibroker.log_store import RecordBatch
 
 if TYPE_CHECKING:
     from minibroker.core.logs import Log

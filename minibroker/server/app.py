@@ -45,6 +45,7 @@ from minibroker.server.queue_metrics import queue_metrics as _queue_metrics  # n
 from minibroker.server.rpc_metrics import rpc_metrics as _rpc_metrics  # noqa: F401 (registers)
 from minibroker.server.timers import TimerService
 from minibroker.server.topic_metrics import topic_metrics as _topic_metrics  # noqa: F401
+from minibroker.storage.memory import MemoryLog
 
 log = logging.getLogger("minibroker.server")
 
@@ -61,7 +62,11 @@ class BrokerServer:
 
             storage = DataDirectory(config.data_dir)
             storage.lock()
-        self.broker = Broker(CoreConfig(limits=config.limits, fsync=config.fsync), storage=storage)
+        self.broker = Broker(
+            CoreConfig(limits=config.limits, fsync=config.fsync),
+            storage=storage,
+            memory_log=MemoryLog,
+        )
         self.stats = ProtocolStats()
         self.settings = SessionSettings(
             max_frame_bytes=config.max_frame_bytes,

@@ -133,7 +133,7 @@ class CleanShutdown:
 
 
 class SegmentedLog(SegmentChain[FileSegment]):
-    """A :class:`~minibroker.storage.store.LogStore` kept in a directory of segment files.
+    """A :class:`~minibroker.log_store.LogStore` kept in a directory of segment files.
 
     Create or reopen one with :meth:`open`.
     """

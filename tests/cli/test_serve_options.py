@@ -15,7 +15,8 @@ import pytest
 
 from minibroker.cli import build_parser, main
 from minibroker.cli.serve import config_from_args
-from minibroker.config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig
+from minibroker.config import ServerConfig
+from minibroker.defaults import DEFAULT_HOST, DEFAULT_PORT
 from minibroker.protocol.auth import Authenticator, load_tokens_file
 from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES
 

@@ -25,9 +25,10 @@ from minibroker.core.queue_journal import (
 from minibroker.core.queue_message import NEVER, Message
 from minibroker.core.queues import Queue, QueueOptions
 from minibroker.errors import StorageError, StorageFull
+from minibroker.log_store import Entry
+from minibroker.record_format import encode_records
 from minibroker.server.datadir import DataDirectory
 from minibroker.storage import LogStore, MemoryLog
-from minibroker.storage.record import Entry, encode_records
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "protocol"))
 from helpers import MemoryOpener

@@ -34,7 +34,7 @@ class Net:
     """A broker, the connections to it, and the time they all see."""
 
     def __init__(self, broker: Broker | None = None, *, now: float = 1000.0) -> None:
-        self.broker = broker or Broker()
+        self.broker = broker or Broker(memory_log=MemoryLog)
         self.now = now
         self.clients: list[Client] = []
         self._next_conn = 1
