@@ -12,11 +12,10 @@ with offsets, and request/reply, over one msgpack-over-TCP protocol.
     with minibroker.connect_sync("minibroker://127.0.0.1:7878") as mb: ...        # blocking
 """
 
-__version__ = "0.1.0"
-
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from minibroker._version import __version__
 from minibroker.errors import *  # noqa: F403
 from minibroker.errors import BrokerError, ConnectionClosed
 

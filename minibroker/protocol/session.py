@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from minibroker import __version__
+from minibroker._version import __version__
 from minibroker.core.broker import Broker
 from minibroker.core.namespace import Namespace
 from minibroker.core.peer import PushSource

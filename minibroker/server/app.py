@@ -19,7 +19,7 @@ from typing import Any
 
 import trio
 
-from minibroker import __version__
+from minibroker._version import __version__
 from minibroker.config import ServerConfig
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig
