@@ -213,6 +213,11 @@ class Session:
         """False once the connection is closing or closed: further input is ignored."""
         return self.closing is None and not self.closed
 
+    @property
+    def handshake_done(self) -> bool:
+        """True once hello succeeded (the shell's hello deadline stops then)."""
+        return self.namespace is not None
+
     def _dispatch(self, frame: frames.Request) -> None:
         request_id = frame.id
         try:
