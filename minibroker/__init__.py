@@ -16,6 +16,7 @@ The package, from the top down (imports only go down; ``make test`` checks it):
 - ``cli``, ``testing``, ``embedded``: the command, the pytest plugin, ``open_broker``
 - ``server`` (the Trio shell) and ``client`` (the Python clients)
 - ``protocol``: the msgpack front end (other front ends sit beside it)
+- ``access``: who a connection is and what it may do, for every front end
 - ``core``: every model's state and rules, sans-I/O
 - ``storage``: the segmented log on disk and in memory
 - the leaves: ``errors``, ``log_store`` (what the core needs from a store),

@@ -62,7 +62,8 @@ def test_the_blocking_client_loads_no_storage_server_or_permissions() -> None:
         "minibroker.config",
         "minibroker.embedded",
         "minibroker.protocol.session",
-        "minibroker.protocol.auth",
-        "minibroker.protocol.permissions",
+        "minibroker.access",
+        "minibroker.access.auth",
+        "minibroker.access.permissions",
     )
     assert matching(loaded, forbidden) == []

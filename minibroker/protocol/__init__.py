@@ -11,8 +11,8 @@ documents the wire format.
 - :mod:`~minibroker.protocol.codec`: bytes to frames and back, limits checked first
 - :mod:`~minibroker.protocol.session`: one connection's protocol state
 - :mod:`~minibroker.protocol.handlers`: one handler module per messaging model
-- :mod:`~minibroker.protocol.auth`, :mod:`~minibroker.protocol.permissions`:
-  who the client is and what it may do
+- who the client is and what it may do: :mod:`minibroker.access`, shared
+  with the other front ends
 - :mod:`~minibroker.protocol.stats`: the counters the metrics read
 
 The clients share the codec and the frames (not the session, auth or

@@ -20,12 +20,12 @@ from typing import Any
 import trio
 
 from minibroker._version import __version__
+from minibroker.access.auth import Authenticator
 from minibroker.config import ServerConfig
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig
 from minibroker.core.namespace import StorageOpener
 from minibroker.errors import BrokerError, LimitExceeded, ShuttingDown
-from minibroker.protocol.auth import Authenticator
 from minibroker.protocol.codec import pack_frame
 from minibroker.protocol.session import Session, SessionSettings
 from minibroker.protocol.stats import ProtocolStats

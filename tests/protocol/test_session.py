@@ -16,9 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minibroker import __version__
+from minibroker.access.auth import Authenticator
 from minibroker.core.broker import Broker
 from minibroker.errors import ShuttingDown
-from minibroker.protocol.auth import Authenticator
 from minibroker.protocol.codec import RawFrameDecoder, pack_frame
 from minibroker.protocol.frames import PROTOCOL_VERSION
 from minibroker.protocol.session import Session, SessionSettings
