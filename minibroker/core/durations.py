@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from typing import Final
 
-from minibroker.core.errors import BadRequest
+from minibroker.errors import BadRequest
 
 #: The shortest duration a client may ask for, in seconds (one millisecond).
 MIN_SECONDS: Final = 0.001

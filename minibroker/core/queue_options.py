@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Final, Literal
 
 from minibroker.core.durations import check_seconds, clamp_seconds
-from minibroker.core.errors import BadRequest
 from minibroker.core.names import check_name
+from minibroker.errors import BadRequest
 
 OverflowPolicy = Literal["reject_publish", "drop_head"]
 

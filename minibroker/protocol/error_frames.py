@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from minibroker.core.errors import BrokerError
+from minibroker.errors import BrokerError
 from minibroker.protocol.codec import HEADER_SIZE, pack_frame
 
 #: Longest UTF-8 text of any string in an error frame (messages, echoed names).

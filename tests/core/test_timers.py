@@ -13,10 +13,10 @@ import math
 import pytest
 
 from minibroker.core.durations import MIN_SECONDS, check_seconds, clamp_seconds
-from minibroker.core.errors import BadRequest
 from minibroker.core.log_options import MAX_RETENTION_SECONDS, LogOptions
 from minibroker.core.queue_options import MAX_MESSAGE_TTL, QueueOptions
 from minibroker.core.timers import Timers
+from minibroker.errors import BadRequest
 
 TINY = [1e-300, 5e-324, 1e-9, 0.0009]
 

@@ -51,7 +51,7 @@ async def test_an_fd_limit_episode_logs_one_warning_and_a_count(
         port = inner.socket.getsockname()[1]
         listener = ExhaustedListener(inner, FAILURES)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(broker.server._accept_loop, [listener], nursery)
+            nursery.start_soon(broker.server._accept_loop, [listener], nursery, None, False)
             async with minibroker.connect(f"minibroker://127.0.0.1:{port}") as mb:
                 assert await mb.ping(b"through") == b"through"
             nursery.cancel_scope.cancel()
