@@ -26,6 +26,7 @@ from minibroker.protocol import frames
 from minibroker.protocol.codec import RawFrameDecoder, pack_frame
 from minibroker.protocol.error_frames import MAX_ERROR_TEXT_BYTES, shorten
 from minibroker.protocol.session import SessionSettings
+from minibroker.storage import MemoryLog
 
 LIMIT = 1024
 
@@ -96,7 +97,7 @@ def limited(client: Client) -> Client:
 
 def small_frame_net() -> tuple[Net, Client, Client]:
     limits = ServerConfig(max_frame_bytes=LIMIT).limits
-    net = Net(Broker(CoreConfig(limits=limits)))
+    net = Net(Broker(CoreConfig(limits=limits), memory_log=MemoryLog))
     settings_ = SessionSettings(max_frame_bytes=LIMIT)
     a = limited(net.connect(settings=settings_))
     b = limited(net.connect(settings=settings_))

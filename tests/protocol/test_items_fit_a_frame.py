@@ -17,6 +17,7 @@ from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig
 from minibroker.protocol.codec import RawFrameDecoder
 from minibroker.protocol.session import SessionSettings
+from minibroker.storage import MemoryLog
 
 LIMIT = 1024
 BIG_HEADER = {"trace": "t" * 400}
@@ -24,7 +25,7 @@ BIG_HEADER = {"trace": "t" * 400}
 
 def small_frames() -> tuple[Net, Client, Client]:
     limits = ServerConfig(max_frame_bytes=LIMIT).limits
-    net = Net(Broker(CoreConfig(limits=limits)))
+    net = Net(Broker(CoreConfig(limits=limits), memory_log=MemoryLog))
     settings = SessionSettings(max_frame_bytes=LIMIT)
     a, b = net.connect(settings=settings), net.connect(settings=settings)
     for client in (a, b):

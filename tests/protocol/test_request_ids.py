@@ -12,6 +12,7 @@ from helpers import MemoryOpener, Net
 
 from minibroker.core.broker import Broker
 from minibroker.protocol.session import SessionSettings
+from minibroker.storage import MemoryLog
 
 
 def test_a_second_fetch_with_a_parked_fetchs_id_is_refused() -> None:
@@ -57,7 +58,7 @@ def test_a_request_reusing_a_pending_request_id_is_refused() -> None:
 
 
 def test_a_held_durable_confirm_keeps_its_id_until_it_is_sent() -> None:
-    broker = Broker(storage=MemoryOpener())
+    broker = Broker(storage=MemoryOpener(), memory_log=MemoryLog)
     net = Net(broker)
     a = net.connect(settings=SessionSettings(hold_until_synced=True))
     a.send("queue.declare", id=5, queue="d", durable=True)
