@@ -445,7 +445,7 @@ class Queue:
         max_bytes: int | None = None,
     ) -> list[Message]:
         ready = self._ready
-        if self._ttl is None and max_bytes is None:
+        if self._ttl is None and max_bytes is None and self._parent.limits.max_item_bytes is None:
             popleft = ready.popleft
             out = [popleft() for _ in range(min(max_messages, len(ready)))]
         else:

@@ -167,6 +167,11 @@ def test_fetch_never_takes_a_message_no_delivery_frame_can_carry(w: World) -> No
     assert (s.in_flight, s.dropped, s.dead_lettered) == (1, 1, 0)  # too big for "dead" too
     assert dlq.statistics().published == 0
     check_conservation(q)
+    w.broker.config = CoreConfig()
+    put(q, w.now, "y" * 500, "last")
+    w.broker.config = CoreConfig(limits=Limits(max_item_bytes=400))
+    assert bodies(q.fetch(A, 10, w.now)) == [b"last"]  # without a batch budget too
+    assert q.statistics().dropped == 2
 
 
 def test_a_dead_letter_too_big_for_a_delivery_is_dropped(w: World) -> None:
