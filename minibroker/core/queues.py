@@ -67,12 +67,13 @@ from minibroker.core.queue_journal import (
     recover,
     reopen,
 )
-from minibroker.core.queue_message import NEVER, Message, delivery_size
+from minibroker.core.queue_message import DELIVERY_OVERHEAD, NEVER, Message, delivery_size
 from minibroker.core.queue_options import (
     MAX_VISIBILITY_TIMEOUT,
     QueueOptions,
     QueueStatistics,
 )
+from minibroker.core.sizes import headers_size
 from minibroker.core.timers import Timer
 from minibroker.errors import (
     BadRequest,
@@ -309,6 +310,8 @@ class Queue:
         expires_at = NEVER if self._ttl is None else now + self._ttl
         max_bytes = limits.max_message_bytes
         room = self._delivery_room()
+        # delivery_size() inlined: this loop runs once per message put.
+        body_room = math.inf if room is None else room - DELIVERY_OVERHEAD
         batch: list[Message] = []
         add = batch.append
         for m in messages:
@@ -318,10 +321,11 @@ class Queue:
                     f"a message body of {len(body)} bytes exceeds the limit of {max_bytes} bytes",
                     limit=max_bytes,
                 )
-            message = Message(body, m.headers or None, published_at, expires_at)
-            if room is not None and delivery_size(message) > room:
-                raise self._too_large_to_deliver(message, room, len(batch))
-            add(message)
+            headers = m.headers or None
+            if len(body) > body_room or (headers and len(body) + headers_size(headers) > body_room):
+                assert room is not None
+                raise self._too_large_to_deliver(Message(body, headers, 0), room, len(batch))
+            add(Message(body, headers, published_at, expires_at))
         journal = self._journal
         if journal is not None:
             journal.put(batch, published_at)  # raises before anything changed
