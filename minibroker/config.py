@@ -62,6 +62,9 @@ class ServerConfig:
     #: Microseconds to keep polling for input after each chunk instead of
     #: sleeping (server/busy_poll.py): lower latency for a busier CPU. 0 is off.
     busy_poll_us: float = 0.0
+    #: Serve the HTTP face (JSON API, /openapi.json, /metrics) on this port of
+    #: ``host`` (0: any free port); None: none. See docs/http.md.
+    http_port: int | None = None
 
     def __post_init__(self) -> None:
         if type(self.max_frame_bytes) is not int or self.max_frame_bytes < MIN_FRAME_BYTES:

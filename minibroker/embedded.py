@@ -38,6 +38,15 @@ class EmbeddedBroker:
         """The TCP port, if the broker was opened with ``listen=True``."""
         return self.server.port
 
+    @property
+    def http_url(self) -> str:
+        """The HTTP face's base URL (JSON API, /openapi.json, /metrics), if opened
+        with ``http=True``."""
+        if self.server.http_port is None:
+            raise RuntimeError("open the broker with open_broker(http=True) for an HTTP face")
+        scheme = "https" if self.server.config.tls_cert else "http"
+        return f"{scheme}://{self.server.config.host}:{self.server.http_port}"
+
     def connect(
         self,
         *,
@@ -57,13 +66,15 @@ async def open_broker(
     fsync: FsyncPolicy = "batch",
     listen: bool = False,
     port: int = 0,
+    http: bool = False,
     config: ServerConfig | None = None,
 ) -> AsyncIterator[EmbeddedBroker]:
     """Run a broker in this Trio run for the duration of the ``async with``.
 
     Memory storage and no socket by default; ``data_dir`` makes durable
     queues and logs persist there; ``listen=True`` also serves TCP on
-    ``port`` (0 = any free port, see ``broker.port``).
+    ``port`` (0 = any free port, see ``broker.port``); ``http=True`` also
+    serves the HTTP face on a free port (``broker.http_url``).
     """
     base = config or ServerConfig()
     config = replace(
@@ -72,6 +83,7 @@ async def open_broker(
         port=port,
         data_dir=Path(data_dir) if data_dir is not None else base.data_dir,
         fsync=fsync,
+        http_port=0 if http else base.http_port,
     )
     server = BrokerServer(config)
     async with trio.open_nursery() as nursery:

@@ -63,6 +63,12 @@ class ThreadedBroker:
         """The URL of this broker with a namespace selected."""
         return f"{self.url}?namespace={namespace}"
 
+    @property
+    def http_url(self) -> str:
+        """The HTTP face (started with ``http_port=0``)."""
+        assert self.server.http_port is not None, "start it with run_in_thread(http_port=0)"
+        return f"http://{self.config.host}:{self.server.http_port}"
+
     def start(self) -> None:
         """Start the server thread; returns once the broker accepts connections."""
         self._thread.start()

@@ -127,6 +127,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "(default: no metrics endpoint)",
     )
     parser.add_argument(
+        "--http-port",
+        type=int,
+        default=_env("http_port", None),
+        help="serve the HTTP face (JSON API, /openapi.json, /metrics) on this port of "
+        "--host, 0 for any free port (default: none; see docs/http.md)",
+    )
+    parser.add_argument(
         "--data-dir",
         default=_env("data_dir", None),
         help="directory for durable queues and logs (default: memory only)",
@@ -186,6 +193,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         hello_timeout=args.hello_timeout,
         permissions=permissions,
         busy_poll_us=args.busy_poll_us,
+        http_port=int(args.http_port) if args.http_port is not None else None,
     )
 
 

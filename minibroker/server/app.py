@@ -102,6 +102,9 @@ class BrokerServer:
         #: The TCP port actually bound (useful with port 0), once listening.
         self.port: int | None = None
         self.metrics_port: int | None = None
+        #: The HTTP face's port and state, once serving (``config.http_port``).
+        self.http_port: int | None = None
+        self.http_face: Any = None
         self._conn_ids = itertools.count(1)
         self._nursery: trio.Nursery | None = None
         self._connections_nursery: trio.Nursery | None = None
@@ -173,6 +176,10 @@ class BrokerServer:
                     self.metrics_port = await nursery.start(
                         serve_metrics, self.registry, config.metrics_host, config.metrics_port
                     )
+                if config.http_port is not None:
+                    from minibroker.server.http_app import serve_http  # starlette: only when used
+
+                    self.http_port = await nursery.start(serve_http, self)
                 self._log_start()
                 task_status.started(self)
                 await self._shutdown_requested.wait()
