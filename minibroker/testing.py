@@ -65,9 +65,10 @@ class ThreadedBroker:
 
     @property
     def http_url(self) -> str:
-        """The HTTP face (started with ``http_port=0``)."""
+        """The HTTP face (started with ``http_port=0``); https with TLS."""
         assert self.server.http_port is not None, "start it with run_in_thread(http_port=0)"
-        return f"http://{self.config.host}:{self.server.http_port}"
+        scheme = "https" if self.config.tls_cert else "http"
+        return f"{scheme}://{self.config.host}:{self.server.http_port}"
 
     def start(self) -> None:
         """Start the server thread; returns once the broker accepts connections."""
