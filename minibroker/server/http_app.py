@@ -76,8 +76,7 @@ class HttpFace:
 
     def app(self) -> Starlette:
         routes = [
-            Route(op.path, self._endpoint(op), methods=[op.method], name=op.op)
-            for op in OPERATIONS
+            Route(op.path, self._endpoint(op), methods=[op.method], name=op.op) for op in OPERATIONS
         ]
         routes.append(Route("/openapi.json", self._openapi_json, methods=["GET"]))
         routes.append(Route("/metrics", self._metrics, methods=["GET"]))

@@ -38,9 +38,7 @@ async def test_put_fetch_ack(http: httpx.AsyncClient) -> None:
     assert (first["body"], first["headers"], first["delivery_count"]) == ("one", {"k": "v"}, 1)
     assert second["body_base64"] == base64.b64encode(b"\xff").decode()
     ids = [first["delivery_id"], second["delivery_id"]]
-    assert (await http.post("/v1/queues/jobs/ack", json={"deliveries": ids})).json() == {
-        "count": 2
-    }
+    assert (await http.post("/v1/queues/jobs/ack", json={"deliveries": ids})).json() == {"count": 2}
     stats = (await http.get("/v1/queues/jobs")).json()
     assert (stats["ready"], stats["in_flight"], stats["acked"]) == (0, 0, 2)
 
@@ -168,12 +166,27 @@ async def test_request_past_its_deadline_is_504_timeout(
         ("POST", "/v1/queues/q/fetch", {"json": {"max_messages": True}}, 400, "bad_request"),
         ("POST", "/v1/queues/q/fetch", {"json": {"bogus": 1}}, 400, "bad_request"),
         ("POST", "/v1/queues/q/fetch", {"json": [1]}, 400, "bad_request"),
-        ("POST", "/v1/queues/q/fetch", {"content": b"{nope", "headers": {
-            "content-type": "application/json"}}, 400, "bad_request"),
-        ("POST", "/v1/queues/q/fetch", {"content": b'{"wait": NaN}', "headers": {
-            "content-type": "application/json"}}, 400, "bad_request"),
-        ("POST", "/v1/queues/q/fetch", {"content": b"{}", "headers": {
-            "content-type": "text/plain"}}, 415, "bad_request"),
+        (
+            "POST",
+            "/v1/queues/q/fetch",
+            {"content": b"{nope", "headers": {"content-type": "application/json"}},
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/queues/q/fetch",
+            {"content": b'{"wait": NaN}', "headers": {"content-type": "application/json"}},
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/queues/q/fetch",
+            {"content": b"{}", "headers": {"content-type": "text/plain"}},
+            415,
+            "bad_request",
+        ),
         ("POST", "/v1/queues/q/messages", {"json": {"body_base64": "!!"}}, 400, "bad_request"),
         ("GET", "/nowhere", {}, 404, "not_found"),
         ("DELETE", "/v1/queues", {}, 405, "bad_request"),

@@ -27,7 +27,9 @@ def test_put_fetch_ack_with_the_blocking_client() -> None:
 def test_tokens_and_permissions_are_the_native_ports() -> None:
     permissions = Permissions.parse("allow reader read queue:jobs\nallow admin all #\n")
     config = ServerConfig(
-        port=0, http_port=0, tokens={"t-read": "reader", "t-admin": "admin"},
+        port=0,
+        http_port=0,
+        tokens={"t-read": "reader", "t-admin": "admin"},
         permissions=permissions,
     )
     with run_in_thread(config) as broker:

@@ -6,13 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 import schemathesis
-from schemathesis import checks
 from hypothesis import HealthCheck, given, settings
+from schemathesis import checks
 
 from minibroker.config import ServerConfig
 from minibroker.core.config import Limits
 from minibroker.testing import ThreadedBroker, run_in_thread
-
 
 #: What every answer must satisfy. Not ``positive_data_acceptance``: the core
 #: has rules no JSON Schema states (word rules of topic names, a dead-letter
