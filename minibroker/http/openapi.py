@@ -37,6 +37,32 @@ _NAMESPACE: Final = {
     "schema": {"type": "string", "maxLength": 128},
 }
 
+_OVERVIEW: Final = {
+    "operationId": "overview",
+    "summary": "Everything the dashboard shows: every namespace's queues, subscriptions, "
+    "bindings, logs and request/reply state, and the connections",
+    "responses": {
+        "200": {
+            "description": "a snapshot",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["namespaces", "connections", "at"],
+                        "properties": {
+                            "namespaces": {"type": "array", "items": {"type": "object"}},
+                            "connections": {"type": "array", "items": {"type": "object"}},
+                            "at": {"type": "number"},
+                        },
+                    }
+                }
+            },
+        },
+        "401": {"$ref": "#/components/responses/Error"},
+    },
+    "security": [{}, {"bearer": []}],
+}
+
 
 def _error_responses(op: Operation) -> dict[str, Any]:
     """Every status an operation can answer with an error (all share one schema)."""
@@ -92,6 +118,7 @@ def openapi_document() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
         paths.setdefault(op.path, {})[op.method.lower()] = _operation(op)
+    paths["/v1/overview"] = {"get": _OVERVIEW}
     return {
         "openapi": "3.1.0",
         "info": {

@@ -80,6 +80,8 @@ class BrokerServer:
         self.auth = Authenticator(config.tokens, permissions=config.permissions)
         #: Every open connection's session, whichever front end it came through.
         self.sessions: dict[int, WireSession] = {}
+        #: Each open connection's peer address (the dashboard lists them).
+        self.peer_names: dict[int, str] = {}
         #: Front ends served on ports of their own besides the msgpack port
         #: (AMQP, Kafka ...), each a session factory over this same core.
         self.front_ends: list[FrontEnd] = []
@@ -317,6 +319,7 @@ class BrokerServer:
         conn_id = next(self._conn_ids)
         session = (make_session or self._native_session)(self.broker, conn_id, peer_name)
         self.sessions[conn_id] = session
+        self.peer_names[conn_id] = peer_name
         connection = Connection(
             stream,
             session,
@@ -334,6 +337,7 @@ class BrokerServer:
             connection.close_reason = "internal error (see the log)"
         finally:
             del self.sessions[conn_id]
+            del self.peer_names[conn_id]
             log.info(
                 "connection %d from %s closed (%s): %s",
                 conn_id,

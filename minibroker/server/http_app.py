@@ -41,6 +41,7 @@ from minibroker.http.fields import parse_fields, parse_query
 from minibroker.http.openapi import openapi_document
 from minibroker.http.operations import OPERATIONS, Call, HttpPeer, Json, Operation, Parked
 from minibroker.http.statuses import error_body, status_of
+from minibroker.server.http_dashboard import Dashboard
 from minibroker.server.http_listener import BodyTooLarge, read_body, serve_asgi
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ class HttpFace:
         self._results: dict[int, Json | BrokerError] = {}
         self.max_body_bytes = server.config.max_frame_bytes * 2 + BODY_SLACK
         self._openapi = json.dumps(openapi_document()).encode()
+        self.dashboard = Dashboard(self)
 
     def _finished(self, token: int, result: Json | BrokerError) -> None:
         self._results[token] = result
@@ -78,6 +80,7 @@ class HttpFace:
         routes = [
             Route(op.path, self._endpoint(op), methods=[op.method], name=op.op) for op in OPERATIONS
         ]
+        routes.extend(self.dashboard.routes())
         routes.append(Route("/openapi.json", self._openapi_json, methods=["GET"]))
         routes.append(Route("/metrics", self._metrics, methods=["GET"]))
         return Starlette(
