@@ -30,9 +30,11 @@ async def test_overview_shows_queues_logs_subscriptions_and_connections(
         await mb.create_log("events")
         await mb.append("events", b"e")
         await mb.commit("events", "projector", 0)
-        async with mb.subscribe("orders.*", group="billing"):
-            async with httpx.AsyncClient(base_url=broker.http_url) as http:
-                snapshot = (await http.get("/v1/overview")).json()
+        async with (
+            mb.subscribe("orders.*", group="billing"),
+            httpx.AsyncClient(base_url=broker.http_url) as http,
+        ):
+            snapshot = (await http.get("/v1/overview")).json()
     [shop] = snapshot["namespaces"]
     assert shop["namespace"] == "shop"
     [queue] = shop["queues"]
@@ -64,20 +66,22 @@ async def _first_event(stream: httpx.Response) -> dict:
 
 
 async def test_events_stream_snapshots_and_sees_changes(broker: EmbeddedBroker) -> None:
-    async with httpx.AsyncClient(base_url=broker.http_url, timeout=30) as http:
-        async with http.stream("GET", "/events") as stream:
-            assert stream.headers["content-type"] == "text/event-stream"
-            events = _events(stream)
-            assert (await anext(events))["namespaces"] == []
-            async with broker.connect() as mb:
-                await mb.declare_queue("jobs")
-                await mb.put("jobs", b"x")
-            async for event in events:  # the next snapshots, one per interval
-                if event["namespaces"]:
-                    break
-            [queue] = event["namespaces"][0]["queues"]
-            assert queue["ready"] == 1
-            await events.aclose()
+    async with (
+        httpx.AsyncClient(base_url=broker.http_url, timeout=30) as http,
+        http.stream("GET", "/events") as stream,
+    ):
+        assert stream.headers["content-type"] == "text/event-stream"
+        events = _events(stream)
+        assert (await anext(events))["namespaces"] == []
+        async with broker.connect() as mb:
+            await mb.declare_queue("jobs")
+            await mb.put("jobs", b"x")
+        async for event in events:  # the next snapshots, one per interval
+            if event["namespaces"]:
+                break
+        [queue] = event["namespaces"][0]["queues"]
+        assert queue["ready"] == 1
+        await events.aclose()
 
 
 async def test_event_streams_are_capped_and_released(
@@ -86,30 +90,32 @@ async def test_event_streams_are_capped_and_released(
     monkeypatch.setattr(http_dashboard, "MAX_EVENT_STREAMS", 3)
     dashboard = broker.server.http_face.dashboard
     limits = httpx.Limits(max_connections=None)
-    async with httpx.AsyncClient(base_url=broker.http_url, timeout=30, limits=limits) as http:
-        async with trio.open_nursery() as nursery:
-            opened = trio.Semaphore(0)
+    async with (
+        httpx.AsyncClient(base_url=broker.http_url, timeout=30, limits=limits) as http,
+        trio.open_nursery() as nursery,
+    ):
+        opened = trio.Semaphore(0)
 
-            async def watch() -> None:
-                async with http.stream("GET", "/events") as stream:
-                    released = False
-                    async for _ in _events(stream):  # keep reading: closing would end it
-                        if not released:
-                            opened.release()
-                            released = True
+        async def watch() -> None:
+            async with http.stream("GET", "/events") as stream:
+                released = False
+                async for _ in _events(stream):  # keep reading: closing would end it
+                    if not released:
+                        opened.release()
+                        released = True
 
-            for _ in range(3):
-                nursery.start_soon(watch)
-            for _ in range(3):
-                await opened.acquire()
-            assert dashboard.streams == 3
-            for _ in range(50):
-                refused = await http.get("/events")
-                assert refused.status_code == 429
-                assert refused.json()["error"]["code"] == "limit_exceeded"
-            async with broker.connect() as mb:  # the native port does not notice
-                await mb.declare_queue("still-fine")
-            nursery.cancel_scope.cancel()
+        for _ in range(3):
+            nursery.start_soon(watch)
+        for _ in range(3):
+            await opened.acquire()
+        assert dashboard.streams == 3
+        for _ in range(50):
+            refused = await http.get("/events")
+            assert refused.status_code == 429
+            assert refused.json()["error"]["code"] == "limit_exceeded"
+        async with broker.connect() as mb:  # the native port does not notice
+            await mb.declare_queue("still-fine")
+        nursery.cancel_scope.cancel()
     async with httpx.AsyncClient(base_url=broker.http_url) as http:
         await http.get("/v1/overview")  # a round trip: the server saw the closes
     while dashboard.streams:
