@@ -28,7 +28,8 @@ function table(id, columns, rows) {
 }
 
 function rate(key, field, now, value) {
-  const before = previous && previous.counters[key + "/" + field];
+  if (!previous) return "–";
+  const before = previous.counters[key + "/" + field];
   if (before === undefined) return "–";
   const seconds = now - previous.at;
   return seconds > 0 ? ((value - before) / seconds).toFixed(1) : "–";
@@ -58,7 +59,7 @@ function render(snapshot) {
       ["ack/s", (q) => rate(key("queue", q.queue), "acked", now, q.acked)],
       ["dead-lettered", (q) => q.dead_lettered],
     ], ns.queues));
-    sections.push(el("h3", {}, "Topics: " + ns.topics.published + " published, " +
+    sections.push(el("h3", {}, "Topics and subscriptions: " + ns.topics.published + " published, " +
       ns.topics.delivered + " delivered, " + ns.topics.dropped + " dropped"));
     sections.push(table("subscriptions-" + ns.namespace, [
       ["pattern", (s) => s.pattern],
