@@ -43,6 +43,7 @@ from minibroker.http.operations import OPERATIONS, Call, HttpPeer, Json, Operati
 from minibroker.http.statuses import error_body, status_of
 from minibroker.server.http_dashboard import Dashboard
 from minibroker.server.http_listener import BodyTooLarge, read_body, serve_asgi
+from minibroker.server.http_xray import XrayRoutes
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -81,6 +82,7 @@ class HttpFace:
             Route(op.path, self._endpoint(op), methods=[op.method], name=op.op) for op in OPERATIONS
         ]
         routes.extend(self.dashboard.routes())
+        routes.extend(XrayRoutes(self).routes())
         routes.append(Route("/openapi.json", self._openapi_json, methods=["GET"]))
         routes.append(Route("/metrics", self._metrics, methods=["GET"]))
         return Starlette(
@@ -138,7 +140,12 @@ class HttpFace:
         try:
             ns = self.broker.namespace(namespace)
             call = Call(ns, name, params, trio.current_time(), self.peer)
-            result = op.run(call)
+            xray = self.broker.xray
+            if xray is None:
+                result = op.run(call)
+            else:
+                conn_id = self.peer.conn_id
+                result = xray.trace_call(ns, conn_id, op.op, name, params, lambda: op.run(call))
         finally:
             self.server._after_input()
         if isinstance(result, Parked):
