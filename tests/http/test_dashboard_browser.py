@@ -87,3 +87,25 @@ def test_the_page_follows_puts_and_publishes_without_a_reload(
         assert _cell(page, "queues-", "jobs", 2) == "2"
         assert "msgpack" in page.inner_text("#connections")  # type: ignore[attr-defined]
         page.screenshot(path=str(IMAGES / "dashboard-live.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+def test_the_xray_view_follows_one_message(served: ThreadedBroker, page: object) -> None:
+    page.goto(served.http_url + "/")  # type: ignore[attr-defined]
+    page.fill("#xray-pattern", "orders.*")  # type: ignore[attr-defined]
+    page.click("#xray-toggle")  # type: ignore[attr-defined]
+    page.wait_for_selector("#xray-toggle:text-is('stop')", timeout=SEEN_WITHIN_MS)  # type: ignore[attr-defined]
+    with minibroker.connect_sync(served.url) as mb:
+        with mb.subscribe("orders.#"):
+            mb.publish("orders.shipped", b"o-2")
+        page.click("#xray-traces li:has-text('publish orders.shipped')", timeout=SEEN_WITHIN_MS)  # type: ignore[attr-defined]
+    timeline = page.locator("#xray-timeline")  # type: ignore[attr-defined]
+    timeline.locator("text=minibroker/core/topics.py::Topics.publish").wait_for(
+        timeout=SEEN_WITHIN_MS
+    )
+    text = timeline.inner_text()
+    for step in ("decode", "trie match", "publish", "deliveries"):
+        assert step in text
+    page.locator("#xray").screenshot(path=str(IMAGES / "dashboard-xray.png"))  # type: ignore[attr-defined]
+    page.click("#xray-toggle")  # type: ignore[attr-defined]
+    page.wait_for_selector("#xray-toggle:text-is('start')", timeout=SEEN_WITHIN_MS)  # type: ignore[attr-defined]
+    assert served.server.broker.xray is None

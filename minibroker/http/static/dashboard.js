@@ -137,4 +137,68 @@ async function run() {
   }
 }
 
+// ------------------------------------------------------------------ x-ray
+// Traces come from /v1/xray (polled while tracing is on); choosing one draws
+// its steps as a timeline, each with the path::symbol of the code that ran.
+
+const xray = { on: false, traces: [], chosen: null };
+
+async function xrayCall(method, query, body) {
+  const headers = { "content-type": "application/json" };
+  if (token()) headers.authorization = "Bearer " + token();
+  const options = { method, headers };
+  if (body) options.body = JSON.stringify(body);
+  const response = await fetch("/v1/xray" + (query || ""), options);
+  return response.json();
+}
+
+function drawTimeline(trace) {
+  const end = Math.max(...trace.steps.map((s) => s.at_us + s.took_us), 1);
+  const rows = [];
+  for (const step of trace.steps) {
+    const bar = el("div", { class: "bar" });
+    bar.style.left = (100 * step.at_us / end) + "%";
+    bar.style.width = (100 * step.took_us / end) + "%";
+    rows.push(el("div", { class: "step" },
+      el("span", {}, step.step + " " + step.took_us.toFixed(1) + " µs"),
+      el("div", { class: "lane" }, bar),
+      el("span", { class: "source" }, step.source)));
+    rows.push(el("div", { class: "detail" }, JSON.stringify(step.detail)));
+  }
+  document.getElementById("xray-timeline").replaceChildren(
+    el("h3", {}, "#" + trace.id + " " + trace.op + " " + trace.name), ...rows);
+}
+
+function drawTraces() {
+  const items = xray.traces.slice(-20).map((t) => {
+    const item = el("li", { "data-id": t.id }, t.op + " " + t.name + " (" + t.steps.length +
+      " steps)");
+    if (xray.chosen === t.id) item.className = "chosen";
+    item.addEventListener("click", () => { xray.chosen = t.id; drawTraces(); drawTimeline(t); });
+    return item;
+  });
+  document.getElementById("xray-traces").replaceChildren(...items);
+}
+
+async function pollXray() {
+  if (xray.on) {
+    const state = await xrayCall("GET", "?after=0");
+    xray.traces = state.traces;
+    drawTraces();
+  }
+  setTimeout(pollXray, 1000);
+}
+
+document.getElementById("xray-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  xray.on = !xray.on;
+  if (xray.on) {
+    await xrayCall("PUT", "", { pattern: document.getElementById("xray-pattern").value });
+  } else {
+    await xrayCall("DELETE");
+  }
+  document.getElementById("xray-toggle").textContent = xray.on ? "stop" : "start";
+});
+
 run();
+pollXray();
