@@ -62,6 +62,8 @@ SOURCES: Final[dict[str, str]] = {
 TRACED_OPS: Final = frozenset(
     {"publish", "put", "fetch", "ack", "nack", "append", "read", "request"}
 )
+#: Names whose filter answer is remembered, at most (then forgotten at once).
+MAX_REMEMBERED_NAMES: Final = 4096
 #: Frame fields that name what an operation works on, in the order tried.
 _NAME_FIELDS: Final = ("topic", "queue", "log", "subject")
 
@@ -127,6 +129,9 @@ class Xray:
         self.pattern = pattern
         self._filter: SubscriptionTrie[bool] = SubscriptionTrie()
         self._filter.insert(pattern, True)  # raises InvalidName for a bad pattern
+        #: name -> whether the pattern matches it (a trie walk per request is
+        #: most of what tracing costs when the name does not match).
+        self._chosen: dict[str, bool] = {}
         if type(sample_every) is not int or sample_every < 1:
             raise ValueError("sample_every must be a positive integer")
         self.sample_every = sample_every
@@ -140,7 +145,14 @@ class Xray:
     # -------------------------------------------------------------- choose
 
     def _wants(self, op: str, name: str) -> bool:
-        if op not in TRACED_OPS or not name or not self._filter.match(name):
+        if op not in TRACED_OPS or not name:
+            return False
+        chosen = self._chosen.get(name)
+        if chosen is None:
+            if len(self._chosen) >= MAX_REMEMBERED_NAMES:
+                self._chosen.clear()
+            chosen = self._chosen[name] = bool(self._filter.match(name))
+        if not chosen:
             return False
         self._seen += 1
         return self._seen % self.sample_every == 0
