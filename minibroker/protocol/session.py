@@ -45,9 +45,11 @@ from minibroker.protocol.codec import (
     DEFAULT_MAX_FRAME_BYTES,
     HEADER,
     HEADER_SIZE,
+    HELLO_MAX_FRAME_BYTES,
     FrameDecoder,
     InvalidFrame,
     ProtocolError,
+    container_limit_for,
     frame_payload_budget,
     pack_frame,
 )
@@ -95,7 +97,12 @@ class Session:
         self.auth = auth or Authenticator()
         self.peer_name = peer_name
         self._conn_id = conn_id
-        self._decoder = FrameDecoder(self.settings.max_frame_bytes)
+        # Until hello succeeds only a hello-sized frame is accepted (see
+        # HELLO_MAX_FRAME_BYTES); ``hello`` raises the limit.
+        self._decoder = FrameDecoder(
+            min(HELLO_MAX_FRAME_BYTES, self.settings.max_frame_bytes),
+            max_container_len=container_limit_for(broker.config.limits.max_batch),
+        )
         #: Item bytes one outgoing batch may carry: ``read`` and ``fetch``
         #: answers and every push are cut to it, so no frame the server sends
         #: is bigger than the ``max_frame_bytes`` it advertises in hello.
@@ -201,7 +208,12 @@ class Session:
                     return
         except ProtocolError as exc:
             self._respond_error(None, exc)
-            self.closing = exc
+            # Keep the error, never its traceback: the traceback's frames hold
+            # the rejected value (up to a gigabyte of decoded junk) and this
+            # session, which holds the error: a cycle only a full garbage
+            # collection would break.
+            exc.__cause__ = exc.__context__ = None
+            self.closing = exc.with_traceback(None)
         finally:
             pending.close()  # frames not taken stay buffered in the decoder
 
@@ -318,6 +330,7 @@ class Session:
             raise
         self._grants = self.principal.grants
         self.namespace = self.broker.namespace(frame.namespace or "")
+        self._decoder.max_frame_bytes = self.settings.max_frame_bytes
         self.client_name = frame.client
         limits = self.broker.config.limits
         return {
