@@ -140,6 +140,24 @@ class RawFrameDecoder:
         return len(self._buffer)
 
     @property
+    def pending_frame_bytes(self) -> int:
+        """Bytes this buffer will hold before its first frame is complete.
+
+        The declared size of the frame at the head of the buffer (length
+        prefix included) once its prefix is in, or what is buffered if that
+        is more: what the server reserves for a connection's partial frame.
+        """
+        buf = self._buffer
+        if len(buf) < HEADER_SIZE:
+            return len(buf)
+        declared: int = HEADER_SIZE + HEADER.unpack_from(buf, 0)[0]
+        return max(declared, len(buf))
+
+    def discard(self) -> None:
+        """Drop everything buffered (the connection is gone or refused)."""
+        self._buffer = bytearray()
+
+    @property
     def max_frame_bytes(self) -> int:
         """The largest frame accepted; a client raises it to what the server advertises."""
         return self._max_frame_bytes
@@ -236,6 +254,13 @@ class FrameDecoder:
     @property
     def buffered_bytes(self) -> int:
         return self._raw.buffered_bytes
+
+    @property
+    def pending_frame_bytes(self) -> int:
+        return self._raw.pending_frame_bytes
+
+    def discard(self) -> None:
+        self._raw.discard()
 
     @property
     def max_frame_bytes(self) -> int:

@@ -221,6 +221,24 @@ class Session:
         """Dispatch the frames left buffered when ``receive_data`` paused."""
         self.receive_data(b"")
 
+    @property
+    def pending_input_bytes(self) -> int:
+        """Bytes the decoder holds, or will, until its next frame is complete.
+
+        The server reserves this much of its budget for partial frames
+        (server/input_budget.py) before it reads more from this connection.
+        """
+        return self._decoder.pending_frame_bytes
+
+    @property
+    def buffered_input_bytes(self) -> int:
+        """Bytes received and not yet dispatched."""
+        return self._decoder.buffered_bytes
+
+    def discard_input(self) -> None:
+        """Free whatever input is buffered; nothing more is read after this."""
+        self._decoder.discard()
+
     def accepting_input(self) -> bool:
         """False once the connection is closing or closed: further input is ignored."""
         return self.closing is None and not self.closed
@@ -501,6 +519,7 @@ class Session:
         self.closed = True
         self._ready.clear()
         self._held.clear()
+        self._decoder.discard()
         if self.namespace is not None:
             self.broker.disconnect(self, self.namespace, self.now)
         self.subscriptions.clear()
