@@ -460,21 +460,18 @@ class Topics:
                 f"a publish holds at most {self._limits.max_batch} messages, got {count}"
             )
         max_bytes = self._limits.max_message_bytes
-        for index, message in enumerate(messages):
-            if len(message.body) > max_bytes:
-                raise TooLarge(
-                    f"message {index} has a body of {len(message.body)} bytes; "
-                    f"the limit is {max_bytes}",
-                    limit=max_bytes,
-                    index=index,
-                )
         stats = self.stats
         if route is _NO_ROUTE or not count:
+            _check_bodies(messages, max_bytes)
             stats.published += count
             stats.unrouted += count
             return PublishResult(0, 0)
         batch = [TopicMessage(topic, m.body, m.headers) for m in messages]
         size = sum([m.size for m in batch])
+        if size - count * MESSAGE_OVERHEAD > max_bytes:
+            # Only then can one body be over the limit: the common batch
+            # skips a second pass over its messages.
+            _check_bodies(messages, max_bytes)
         # Queues first: a storage error there fails the publish before any
         # subscriber has seen it.
         enqueued = self._enqueue(route.queues, batch, now) if route.queues else 0
@@ -769,6 +766,18 @@ class Topics:
             self.drop_queue_bindings(queue)
         if self._journal is not None:
             self._journal.destroy()
+
+
+def _check_bodies(messages: Sequence[MessageLike], max_bytes: int) -> None:
+    """Raise TooLarge for the first body over ``max_bytes``."""
+    for index, message in enumerate(messages):
+        if len(message.body) > max_bytes:
+            raise TooLarge(
+                f"message {index} has a body of {len(message.body)} bytes; "
+                f"the limit is {max_bytes}",
+                limit=max_bytes,
+                index=index,
+            )
 
 
 def _share(
