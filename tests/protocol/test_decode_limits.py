@@ -107,15 +107,12 @@ def test_a_short_frame_skips_the_container_check_it_cannot_fail() -> None:
 
 
 @pytest.fixture
-def no_garbage_collector() -> Iterator[None]:
+def no_garbage_collector(traced_memory: None) -> Iterator[None]:
     """What is not freed by reference counting alone is counted as kept."""
-    gc.collect()
     gc.disable()
-    tracemalloc.start()
     try:
         yield
     finally:
-        tracemalloc.stop()
         gc.enable()
 
 

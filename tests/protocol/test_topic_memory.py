@@ -8,9 +8,7 @@ worst case (a real connection also stops at its outbound high-water mark).
 
 from __future__ import annotations
 
-import gc
 import tracemalloc
-from collections.abc import Iterator
 
 import pytest
 
@@ -21,15 +19,7 @@ KiB = 1024
 MiB = 1024 * KiB
 
 
-@pytest.fixture
-def traced() -> Iterator[None]:
-    gc.collect()
-    tracemalloc.start()
-    yield
-    tracemalloc.stop()
-
-
-@pytest.mark.usefixtures("traced")
+@pytest.mark.usefixtures("traced_memory")
 def test_a_never_reading_subscriber_with_big_messages_stays_within_the_bound() -> None:
     net = Net()
     subscriber = net.connect()

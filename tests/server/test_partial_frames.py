@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gc
 import tracemalloc
-from collections.abc import Iterator
 
 import pytest
 import trio
@@ -108,15 +107,7 @@ async def test_before_hello_a_connection_past_the_budget_is_refused(
     assert server.input_budget.held == 0
 
 
-@pytest.fixture
-def traced() -> Iterator[None]:
-    gc.collect()
-    tracemalloc.start()
-    yield
-    tracemalloc.stop()
-
-
-@pytest.mark.usefixtures("traced")
+@pytest.mark.usefixtures("traced_memory")
 async def test_many_connections_with_partial_frames_stay_bounded_and_free_on_close(
     start_server: StartServer,
 ) -> None:
