@@ -6,13 +6,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
+from minibroker.access.permissions import Permissions
 from minibroker.core.config import FsyncPolicy, Limits
-from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES, message_limit_for
-from minibroker.protocol.permissions import Permissions
+from minibroker.defaults import DEFAULT_HOST, DEFAULT_PORT
+from minibroker.protocol.codec import (
+    DEFAULT_MAX_FRAME_BYTES,
+    frame_payload_budget,
+    message_limit_for,
+)
 
-#: No common broker uses it (AMQP 5672, Kafka 9092, NATS 4222, MQTT 1883, Redis 6379).
-DEFAULT_PORT = 7878
-DEFAULT_HOST = "127.0.0.1"
 #: Smallest ``max_frame_bytes``: the hello answer alone takes up to about 550 bytes
 #: (with a 255-character namespace name), and must fit one frame.
 MIN_FRAME_BYTES: Final = 1024
@@ -27,7 +29,9 @@ class ServerConfig:
     message always fits one frame, ``limits.max_message_bytes`` is lowered to
     ``message_limit_for(max_frame_bytes)`` when it is above it (for example
     with ``--max-frame-bytes 65536``); the hello answer shows the value in
-    force.
+    force. ``limits.max_item_bytes`` is set to what one frame carries, so the
+    core refuses on the way in any item (a message with its headers, a
+    record with its key) that it could not send out again.
     """
 
     host: str = DEFAULT_HOST
@@ -56,7 +60,7 @@ class ServerConfig:
     #: Seconds a new connection gets to complete hello before it is closed
     #: (slowloris protection); None waits forever.
     hello_timeout: float | None = 10.0
-    #: Per-principal permissions (protocol/permissions.py); None allows everything.
+    #: Per-principal permissions (access/permissions.py); None allows everything.
     permissions: Permissions | None = None
     #: Microseconds to keep polling for input after each chunk instead of
     #: sleeping (server/busy_poll.py): lower latency for a busier CPU. 0 is off.
@@ -75,3 +79,6 @@ class ServerConfig:
         if self.limits.max_message_bytes > fitting:
             # Frozen: set the consistent limits the way dataclasses' own __init__ does.
             object.__setattr__(self, "limits", replace(self.limits, max_message_bytes=fitting))
+        budget = frame_payload_budget(self.max_frame_bytes)
+        if self.limits.max_item_bytes is None or self.limits.max_item_bytes > budget:
+            object.__setattr__(self, "limits", replace(self.limits, max_item_bytes=budget))

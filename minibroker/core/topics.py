@@ -35,8 +35,9 @@ Slow subscribers
 Each subscription buffers at most ``buffer`` messages and ``buffer_bytes``
 bytes waiting for its connection to take them, and all the subscriptions of
 one connection together at most ``max_topic_buffer_bytes_per_connection``
-bytes. A message counts its body, its headers and ``MESSAGE_OVERHEAD``
-(the objects that hold it), computed once per message at publish time; a
+bytes. A message counts the bytes it takes in a ``msg`` push
+(``message_size``: body, headers, topic and ``MESSAGE_OVERHEAD``), computed
+once per message at publish time; a
 subscription keeps a running total, so bounding by bytes costs one addition
 per batch and subscription, not a pass over the buffer. (A count alone is no
 bound on memory: a million 16 KiB messages are 16 GB.)
@@ -51,7 +52,7 @@ own buffer and nobody else's. Then, per its ``on_overflow`` option:
   the count is kept in ``pending_dropped`` and the protocol layer tells the
   client (a ``notice`` frame) before the next batch it sends;
 * ``disconnect``: the subscription is removed at once and its connection is
-  kicked with :class:`~minibroker.core.errors.SlowConsumer`.
+  kicked with :class:`~minibroker.errors.SlowConsumer`.
 
 Ordering: one publish's messages are appended to each buffer in order, and a
 connection drains a buffer front to back, so a subscriber sees one
@@ -86,11 +87,11 @@ from typing import TYPE_CHECKING, Final, Literal, NamedTuple, Protocol
 
 from minibroker.core import binding_journal
 from minibroker.core.binding_journal import BindingJournal
-from minibroker.core.errors import BadRequest, NotFound, Overflow, SlowConsumer, TooLarge
 from minibroker.core.names import check_name, split_pattern, split_topic
 from minibroker.core.peer import Peer
-from minibroker.core.sizes import headers_size
+from minibroker.core.sizes import headers_size, utf8_length
 from minibroker.core.trie import SubscriptionTrie
+from minibroker.errors import BadRequest, NotFound, Overflow, SlowConsumer, TooLarge
 
 if TYPE_CHECKING:
     from minibroker.core.namespace import Namespace
@@ -113,9 +114,6 @@ __all__ = [
 OverflowPolicy = Literal["drop_oldest", "disconnect"]
 OVERFLOW_POLICIES: Final = ("drop_oldest", "disconnect")
 
-#: Bytes counted per buffered message on top of its body and headers: the
-#: message object and its slot in a buffer.
-MESSAGE_OVERHEAD: Final = 64
 #: ``buffer_bytes`` of a subscription that does not choose (at most the
 #: connection's limit).
 DEFAULT_BUFFER_BYTES: Final = 16 * 1024 * 1024
@@ -136,6 +134,15 @@ class MessageLike(Protocol):
 
 #: Header naming the topic on copies that bindings put into queues.
 TOPIC_HEADER: Final = "x-topic"
+#: Bytes of one message in a ``msg`` push besides its topic, body and
+#: headers: the map, its three keys and the headers of the values, at their
+#: widest (see core/sizes.py).
+MESSAGE_OVERHEAD: Final = 40
+
+
+def message_size(topic: str, message: MessageLike) -> int:
+    """Bytes ``message`` takes in a ``msg`` push, at most."""
+    return MESSAGE_OVERHEAD + utf8_length(topic) + len(message.body) + headers_size(message.headers)
 
 
 class _QueueCopy(NamedTuple):
@@ -157,12 +164,21 @@ class TopicMessage:
 
     __slots__ = ("body", "headers", "size", "topic", "wire")
 
-    def __init__(self, topic: str, body: bytes, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        topic: str,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        base: int | None = None,
+    ) -> None:
         self.topic = topic
         self.body = body
         self.headers = headers
-        #: Bytes this message counts for in a subscription's buffer.
-        self.size = len(body) + MESSAGE_OVERHEAD + (headers_size(headers) if headers else 0)
+        if base is None:  # a batch computes it once for all its messages
+            base = MESSAGE_OVERHEAD + utf8_length(topic)
+        #: Bytes this message takes in a ``msg`` push, at most (``message_size``):
+        #: what it counts for in a subscription's buffer.
+        self.size = base + len(body) + (headers_size(headers) if headers else 0)
         self.wire: bytes | None = None
 
     def __repr__(self) -> str:
@@ -460,18 +476,20 @@ class Topics:
                 f"a publish holds at most {self._limits.max_batch} messages, got {count}"
             )
         max_bytes = self._limits.max_message_bytes
+        max_item = self._limits.max_item_bytes
         stats = self.stats
         if route is _NO_ROUTE or not count:
-            _check_bodies(messages, max_bytes)
+            _check_sizes(topic, messages, max_bytes, max_item)
             stats.published += count
             stats.unrouted += count
             return PublishResult(0, 0)
-        batch = [TopicMessage(topic, m.body, m.headers) for m in messages]
+        base = MESSAGE_OVERHEAD + utf8_length(topic)
+        batch = [TopicMessage(topic, m.body, m.headers, base) for m in messages]
         size = sum([m.size for m in batch])
-        if size - count * MESSAGE_OVERHEAD > max_bytes:
-            # Only then can one body be over the limit: the common batch
+        if size - count * base > max_bytes or (max_item is not None and size > max_item):
+            # Only then can one message be over a limit: the common batch
             # skips a second pass over its messages.
-            _check_bodies(messages, max_bytes)
+            _check_sizes(topic, messages, max_bytes, max_item)
         # Queues first: a storage error there fails the publish before any
         # subscriber has seen it.
         enqueued = self._enqueue(route.queues, batch, now) if route.queues else 0
@@ -541,6 +559,11 @@ class Topics:
                 enqueued += queue.put(copies, now)
             except Overflow:
                 continue  # full with reject_publish: that queue counted it
+            except TooLarge:
+                # With its x-topic header (and the x-death headers its dead
+                # letters would get) a copy could not be fetched from that
+                # queue: it takes none, the others go on.
+                continue
         self.stats.enqueued += enqueued
         return enqueued
 
@@ -768,14 +791,24 @@ class Topics:
             self._journal.destroy()
 
 
-def _check_bodies(messages: Sequence[MessageLike], max_bytes: int) -> None:
-    """Raise TooLarge for the first body over ``max_bytes``."""
+def _check_sizes(
+    topic: str, messages: Sequence[MessageLike], max_bytes: int, max_item: int | None
+) -> None:
+    """Raise TooLarge for the first message whose body is over ``max_bytes``
+    or that would not fit a ``msg`` push (``max_item``)."""
     for index, message in enumerate(messages):
         if len(message.body) > max_bytes:
             raise TooLarge(
                 f"message {index} has a body of {len(message.body)} bytes; "
                 f"the limit is {max_bytes}",
                 limit=max_bytes,
+                index=index,
+            )
+        if max_item is not None and message_size(topic, message) > max_item:
+            raise TooLarge(
+                f"message {index} would take {message_size(topic, message)} bytes in a "
+                f"'msg' push with its topic and headers; one frame holds {max_item}",
+                limit=max_item,
                 index=index,
             )
 

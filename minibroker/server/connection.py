@@ -1,4 +1,4 @@
-"""One client connection on Trio: a reader task and a writer task around a Session.
+"""One client connection on Trio: a reader task and a writer task around a session.
 
 The reader takes whatever the socket has (up to 64 KiB), hands the whole
 chunk to the session, and loops: decoding and dispatching a chunk never
@@ -50,10 +50,10 @@ from collections.abc import Callable
 
 import trio
 
-from minibroker.core.errors import BrokerError, LimitExceeded, Timeout
 from minibroker.direct_io import DirectSocket, direct_socket
-from minibroker.protocol.session import Session
+from minibroker.errors import BrokerError, LimitExceeded, Timeout
 from minibroker.server.input_budget import InputBudget
+from minibroker.server.wire_session import WireSession
 
 log = logging.getLogger("minibroker.server")
 
@@ -131,7 +131,7 @@ class Connection:
     def __init__(
         self,
         stream: trio.abc.Stream,
-        session: Session,
+        session: WireSession,
         *,
         after_input: Callable[[], None],
         peer_name: str,
@@ -254,7 +254,7 @@ class Connection:
         """
         await trio.sleep(seconds)
         session = self.session
-        if session.namespace is None and session.accepting_input():
+        if not session.handshake_done and session.accepting_input():
             session.kick(Timeout(f"no hello within {seconds:g} seconds; closing the connection"))
 
     async def _read_loop(self) -> None:
@@ -307,7 +307,7 @@ class Connection:
             # No claim while waiting or refused: waiters must never block each other.
             budget.release(self._claimed)
             self._claimed = 0
-            if session.namespace is None:
+            if not session.handshake_done:
                 budget.refused += 1
                 session.discard_input()
                 session.kick(

@@ -16,7 +16,7 @@ from client_facades import SAFETY, ClientFacade
 
 from minibroker.client.protocol import Call
 from minibroker.client.topics import PublishResult, TopicMessage
-from minibroker.core.errors import BadRequest, InvalidName, NotFound
+from minibroker.errors import BadRequest, InvalidName, NotFound
 
 
 async def test_publish_and_subscribe(client: ClientFacade) -> None:
@@ -81,8 +81,8 @@ async def test_drops_are_counted_and_the_newest_kept(client: ClientFacade) -> No
 
 async def test_buffer_bytes_bounds_what_the_broker_keeps(client: ClientFacade) -> None:
     async with client.subscription("subscribe", "t", buffer_bytes=2500) as sub:
-        # One batch routed at once: 10 messages of 1000 bytes (+64 counted
-        # each) in a buffer of 2500 bytes leave the newest two.
+        # One batch routed at once: 10 messages of 1000 bytes (1041 counted
+        # each, with topic and envelope) in a buffer of 2500 bytes leave the newest two.
         await client.call("publish_many", "t", [bytes([i]) * 1000 for i in range(10)])
         with trio.fail_after(SAFETY):
             assert [m.body[0] for m in await sub.take(2)] == [8, 9]

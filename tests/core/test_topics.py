@@ -9,7 +9,14 @@ import pytest
 
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig, Limits
-from minibroker.core.errors import (
+from minibroker.core.queues import QueueOptions
+from minibroker.core.topics import (
+    DEFAULT_BUFFER_BYTES,
+    PublishResult,
+    Topics,
+    TopicSubscription,
+)
+from minibroker.errors import (
     BadRequest,
     BrokerError,
     InvalidName,
@@ -17,14 +24,6 @@ from minibroker.core.errors import (
     SlowConsumer,
     StorageFull,
     TooLarge,
-)
-from minibroker.core.queues import QueueOptions
-from minibroker.core.topics import (
-    DEFAULT_BUFFER_BYTES,
-    MESSAGE_OVERHEAD,
-    PublishResult,
-    Topics,
-    TopicSubscription,
 )
 
 
@@ -246,9 +245,10 @@ def test_drop_oldest_by_bytes() -> None:
     sub = w.sub("t", buffer=1000, buffer_bytes=10_000)
     for i in range(20):
         w.publish("t", str(i % 10) * 1000)
-    # Each message counts 1000 + 64 bytes: nine fit in 10,000.
+    # Each message counts its 1000 bytes, its topic and 40: nine fit in 10,000.
+    assert sub.items[0].size == 1041
     assert len(sub.items) == 9
-    assert sub.held_bytes == held(sub) == 9 * (1000 + MESSAGE_OVERHEAD)
+    assert sub.held_bytes == held(sub) == 9 * 1041
     assert sub.take_dropped() == 11
     assert [body[0] for body in take(sub)] == list("123456789")
     assert sub.held_bytes == sub.connection.held == 0
@@ -296,7 +296,7 @@ def test_one_connection_is_bounded_over_all_its_subscriptions() -> None:
     assert all(sub.items for sub in mine[1:])
     # Another connection has a bound of its own.
     assert theirs.connection is not connection
-    assert theirs.held_bytes == held(theirs) == 18 * (1000 + MESSAGE_OVERHEAD)
+    assert theirs.held_bytes == held(theirs) == 19 * 1042  # topic "t0"
     for sub in mine:
         sub.cancel(w.now)
     assert connection.held == 0
