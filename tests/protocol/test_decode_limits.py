@@ -29,6 +29,7 @@ from minibroker.protocol.codec import (
     container_limit_for,
     pack_frame,
 )
+from minibroker.storage import MemoryLog
 from tests.protocol.helpers import Net
 
 MiB = 1024 * 1024
@@ -74,7 +75,7 @@ def test_a_container_over_the_limit_is_refused_while_decoding() -> None:
     limits = Limits(max_batch=1000)
     limit = container_limit_for(limits.max_batch)
     assert limit == 2000
-    client = Net(Broker(CoreConfig(limits=limits))).connect()
+    client = Net(Broker(CoreConfig(limits=limits), memory_log=MemoryLog)).connect()
     client.send_bytes(framed(b"\x83\xa2op\xa4ping\xa2id\x02\xa4junk" + empty_maps(limit + 1)))
     (error,) = client.other
     assert error["code"] == "bad_frame"
@@ -83,7 +84,7 @@ def test_a_container_over_the_limit_is_refused_while_decoding() -> None:
 
 
 def test_a_batch_just_over_max_batch_still_gets_bad_request() -> None:
-    client = Net(Broker(CoreConfig(limits=Limits(max_batch=1000)))).connect()
+    client = Net(Broker(CoreConfig(limits=Limits(max_batch=1000)), memory_log=MemoryLog)).connect()
     client.call("queue.declare", queue="q")
     messages = [{"body": b""}] * 1001
     assert client.error("put", queue="q", messages=messages).code == "bad_request"

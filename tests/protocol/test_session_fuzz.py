@@ -31,6 +31,7 @@ from minibroker.protocol.codec import (
 )
 from minibroker.protocol.frames import PROTOCOL_VERSION
 from minibroker.protocol.session import SessionSettings
+from minibroker.storage import MemoryLog
 from tests.protocol.helpers import Net
 from tests.protocol.test_codec_garbage import raw_values, request_like
 
@@ -97,7 +98,7 @@ def empty_maps(count: int) -> bytes:
 def test_whatever_arrives_the_session_answers_within_its_limits(
     hello_first: bool, stream: list[bytes], cuts: list[int]
 ) -> None:
-    net = Net(Broker(CoreConfig(limits=LIMITS)))
+    net = Net(Broker(CoreConfig(limits=LIMITS), memory_log=MemoryLog))
     client = net.connect(hello=False, settings=SessionSettings(max_frame_bytes=MAX_FRAME))
     session = client.session
     data = (HELLO if hello_first else b"") + b"".join(stream)
