@@ -107,6 +107,8 @@ export class Client {
   maxPending: number;
   /** Largest frame accepted from the broker; hello raises it to the broker's advertised limit. */
   readonly maxFrameBytes: number;
+  /** The largest frame the broker accepts (from hello); a bigger request rejects with TooLargeError, unsent. */
+  readonly sendLimit: number | null;
   /** Resolves (never rejects) with the reason once the connection is closed. */
   readonly closed: Promise<Error>;
   readonly isClosed: boolean;

@@ -531,14 +531,14 @@ class Client(SyncMethods):
         with self._lock:
             if self._closed is not None:
                 raise connection_lost(str(self._closed))
-            encoded = []
-            for call in calls:
-                request_id, data = self._protocol.encode(call)
+            # Encode them all before registering any: one that is too large
+            # must not leave the others waiting for answers to unsent frames.
+            encoded = [self._protocol.encode(call) for call in calls]
+            for request_id, _ in encoded:
                 slot = _Slot()
                 self._pending[request_id] = slot
                 slots.append((request_id, slot))
-                encoded.append(data)
-            data = b"".join(encoded)
+            data = b"".join(frame for _, frame in encoded)
             self._outbox.append(data if self._tls is None else self._tls.encrypt(data))
         self._flush()
         if timeout is USE_DEFAULT:
