@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal, TypeVar
 
+from minibroker.client.bodies import as_body
 from minibroker.client.protocol import Call
 
 OverflowPolicy = Literal["reject_publish", "drop_head"]
@@ -308,11 +309,7 @@ def inspect_queue_call(name: str, limit: int) -> Call[QueueContents]:
 
 
 def _message_map(body: Any, headers: Mapping[str, str] | None) -> dict[str, Any]:
-    if type(body) is not bytes:
-        if isinstance(body, bytearray | memoryview):
-            body = bytes(body)
-        elif isinstance(body, str):
-            raise TypeError("message bodies are bytes; encode text first (e.g. s.encode())")
+    body = as_body(body)
     return {"body": body, "headers": dict(headers)} if headers else {"body": body}
 
 

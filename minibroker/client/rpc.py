@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 import sniffio
 
+from minibroker.client.bodies import as_body
 from minibroker.client.protocol import Call
 from minibroker.core.errors import BrokerError, ResponderError, TooLarge
 
@@ -95,7 +96,7 @@ def _parse_reply(result: Any) -> Reply:
 def request_call(
     subject: str, body: bytes, headers: dict[str, str] | None, timeout: float
 ) -> Call[Reply]:
-    fields: dict[str, Any] = {"subject": subject, "body": body, "timeout": timeout}
+    fields: dict[str, Any] = {"subject": subject, "body": as_body(body), "timeout": timeout}
     if headers:
         fields["headers"] = headers
     return Call("request", fields, _parse_reply)
@@ -154,8 +155,7 @@ class _IncomingBase:
 
 def _check_reply(client: Any, body: bytes, headers: dict[str, str] | None) -> None:
     """Refuse locally what the broker would refuse: a posted reply's error is never read."""
-    if not isinstance(body, bytes | bytearray):
-        raise TypeError(f"a reply body must be bytes, not {type(body).__name__}")
+    as_body(body, "reply bodies")
     limit = getattr(client, "server_info", {}).get("limits", {}).get("max_message_bytes")
     if limit is not None and len(body) > limit:
         raise TooLarge(
