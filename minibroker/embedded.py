@@ -15,6 +15,7 @@ from pathlib import Path
 
 import trio
 
+from minibroker.client.advice import require_event_loop
 from minibroker.client.trio_client import Client, open_client
 from minibroker.config import ServerConfig
 from minibroker.core.broker import Broker
@@ -65,6 +66,11 @@ async def open_broker(
     queues and logs persist there; ``listen=True`` also serves TCP on
     ``port`` (0 = any free port, see ``broker.port``).
     """
+    require_event_loop(
+        "trio",
+        "minibroker.open_broker",
+        "minibroker.testing.run_in_thread() and minibroker.aio.connect(broker.url)",
+    )
     base = config or ServerConfig()
     config = replace(
         base,

@@ -34,6 +34,9 @@ from minibroker.protocol.frames import PROTOCOL_VERSION
 
 T = TypeVar("T")
 
+#: Why a connection ended when the broker simply closed it (end of stream).
+CLOSED_BY_BROKER = "the broker closed the connection"
+
 
 def _identity(result: Any) -> Any:
     return result

@@ -50,8 +50,14 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
+from minibroker.client.advice import (
+    explaining_connect,
+    explaining_hello,
+    refuse_blocking_on_trio,
+)
 from minibroker.client.api import SyncMethods
 from minibroker.client.protocol import (
+    CLOSED_BY_BROKER,
     Call,
     ClientProtocol,
     Goodbye,
@@ -663,7 +669,7 @@ class Client(SyncMethods):
             while True:
                 data = sock.recv(READ_CHUNK)
                 if not data:
-                    self._fail(connection_lost("the broker closed the connection"))
+                    self._fail(connection_lost(CLOSED_BY_BROKER))
                     return
                 if self._tls is not None:
                     data = self._decrypt(data)
@@ -783,10 +789,12 @@ def connect_sync(
     Raises ``Unauthorized`` or ``UnsupportedVersion`` if the broker refuses the
     hello, ``OSError`` if it cannot be reached.
     """
+    refuse_blocking_on_trio("minibroker.connect_sync")
     address = parse_url(url)
     if connect_timeout is None:
         connect_timeout = timeout
-    sock = socket.create_connection((address.host, address.port), timeout=connect_timeout)
+    with explaining_connect(address):
+        sock = socket.create_connection((address.host, address.port), timeout=connect_timeout)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         tls: _TLS | None = None
@@ -799,14 +807,15 @@ def connect_sync(
         raise
     client = Client(sock, timeout=timeout, max_pending=max_pending, tls=tls)
     try:
-        client.server_info = client._call(
-            hello_call(
-                client_name,
-                token if token is not None else address.token,
-                namespace if namespace is not None else address.namespace,
-            ),
-            timeout=connect_timeout,
-        )
+        with explaining_hello(address, tls is not None):
+            client.server_info = client._call(
+                hello_call(
+                    client_name,
+                    token if token is not None else address.token,
+                    namespace if namespace is not None else address.namespace,
+                ),
+                timeout=connect_timeout,
+            )
     except BaseException:
         client.close()
         raise

@@ -921,3 +921,17 @@ async def test_a_str_body_is_refused_the_same_way_everywhere(
         await client.call(method, *args)
     assert (await client.call("queue_stats", "jobs")).ready == 0
     assert (await client.call("log_stats", "events")).next_offset == 0
+
+
+@pytest.mark.parametrize("how", ["ack", "requeue"])
+async def test_settling_a_delivery_twice_says_it_was_already_settled(
+    client: ClientFacade, how: str
+) -> None:
+    await client.call("declare_queue", "q")
+    await client.call("put", "q", b"once")
+    deliveries = await client.call("fetch", "q")
+    await settle(client, deliveries, how)
+    with pytest.raises(UnknownDelivery, match=r"was already (acked|nacked) by this client"):
+        await settle(client, deliveries, "ack")
+    stats = await client.call("queue_stats", "q")
+    assert (stats.acked, stats.requeued) == ((1, 0) if how == "ack" else (0, 1))
