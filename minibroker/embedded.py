@@ -39,6 +39,18 @@ class EmbeddedBroker:
         """The TCP port, if the broker was opened with ``listen=True``."""
         return self.server.port
 
+    @property
+    def url(self) -> str:
+        """The URL for TCP clients (``minibroker.aio.connect(broker.url)``...);
+        only for a broker opened with ``listen=True``."""
+        url = self.server.url
+        if url is None:
+            raise RuntimeError(
+                "this in-process broker listens on no socket: open it with "
+                "open_broker(listen=True) to get a URL, or use broker.connect()"
+            )
+        return url
+
     def connect(
         self,
         *,

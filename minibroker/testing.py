@@ -56,8 +56,9 @@ class ThreadedBroker:
 
     @property
     def url(self) -> str:
-        scheme = "minibrokers" if self.config.tls_cert else "minibroker"
-        return f"{scheme}://{self.config.host}:{self.port}"
+        url = self.server.url
+        assert url is not None, "the threaded broker is not started"
+        return url
 
     def url_for(self, namespace: str) -> str:
         """The URL of this broker with a namespace selected."""
