@@ -25,11 +25,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from minibroker.cli.common import connection_options, parse_headers, text
+from minibroker.cli.common import connection_options, guarded, parse_headers, text
 from minibroker.client.logs import Record, Start
 from minibroker.client.pushes import SubscriptionEnded
 from minibroker.client.sync import Client, connect_sync
-from minibroker.core.errors import BrokerError
 
 #: Records per append frame when reading stdin.
 STDIN_BATCH = 1000
@@ -95,7 +94,7 @@ def _command(
 ) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:])
     connection_options(parser)
-    parser.set_defaults(run=lambda args: _guarded(run, args))
+    parser.set_defaults(run=lambda args: guarded(run, args))
     return parser
 
 
@@ -130,17 +129,6 @@ def _parse_start(value: str | None) -> Start | None:
 
 def _connect(args: argparse.Namespace) -> Client:
     return connect_sync(args.url, namespace=args.namespace, client_name="minibroker-cli")
-
-
-def _guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    try:
-        return run(args)
-    except BrokerError as exc:
-        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"error: cannot reach the broker at {args.url}: {exc}", file=sys.stderr)
-        return 1
 
 
 # ----------------------------------------------------------------- commands
