@@ -142,6 +142,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     fetch.add_argument("--json", action="store_true", help="print JSON lines with every field")
     fetch.add_argument("--body-only", action="store_true", help="print only the bodies")
+    fetch.epilog = (
+        "output: one line per delivery, DELIVERY_ID<TAB>DELIVERY_COUNT<TAB>BODY (the id acks "
+        "or nacks it; the count is 1 on a first delivery and grows with each redelivery; "
+        "text decoded as UTF-8 with undecodable bytes escaped); --body-only prints only "
+        "the bodies, --json one JSON object per delivery with every field (delivery_id, "
+        "delivery_count, published_at, headers, body)"
+    )
 
 
 def _command(

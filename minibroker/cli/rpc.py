@@ -49,6 +49,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=DEFAULT_TIMEOUT,
         help="seconds to wait for the reply (default %(default)s)",
     )
+    request.add_argument(
+        "--raw",
+        action="store_true",
+        help="print the reply body exactly, without the newline added after it otherwise",
+    )
     request.set_defaults(run=_run_request)
 
     respond = commands.add_parser(
@@ -69,10 +74,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     respond.set_defaults(run=_run_respond)
 
 
-def _write_body(body: bytes) -> None:
+def _write_body(body: bytes, raw: bool) -> None:
+    """The reply body on stdout, ending with a newline (like every other
+    command's output) unless ``--raw`` asks for the exact bytes."""
     out = sys.stdout.buffer
     out.write(body)
-    if body and not body.endswith(b"\n") and sys.stdout.isatty():
+    if not raw and not body.endswith(b"\n"):
         out.write(b"\n")
     out.flush()
 
@@ -105,7 +112,7 @@ def _run_request(args: argparse.Namespace) -> int:
         return report(reply, args.url)
     for name, value in (reply.headers or {}).items():
         print(f"{name}: {value}", file=sys.stderr)
-    _write_body(reply.body)
+    _write_body(reply.body, args.raw)
     return 0
 
 
