@@ -29,6 +29,8 @@ import pytest
 import trio
 import trio.testing
 
+from minibroker.client.sync import Client as SyncClient
+from minibroker.client.sync import connect_sync
 from minibroker.client.trio_client import Client
 from minibroker.config import ServerConfig
 from minibroker.embedded import EmbeddedBroker, open_broker
@@ -48,6 +50,8 @@ class ThreadedBroker:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._main, name="minibroker-server", daemon=True)
+        #: A connection to the default namespace for ``drop_namespace``, opened on first use.
+        self._admin: SyncClient | None = None
 
     @property
     def port(self) -> int:
@@ -98,8 +102,19 @@ class ThreadedBroker:
         assert self._token is not None
         return trio.from_thread.run_sync(fn, trio_token=self._token)
 
+    def drop_namespace(self, name: str) -> bool:
+        """Delete namespace ``name`` with everything in it, through the
+        ``namespace.drop`` operation (closing the connections still in it).
+        ``minibroker_url`` does this after each test."""
+        if self._admin is None:
+            token = next(iter(self.config.tokens or {}), None)
+            self._admin = connect_sync(self.url, token=token, client_name="minibroker-testing")
+        return self._admin.drop_namespace(name)
+
     def stop(self) -> None:
         """Shut the server down gracefully and wait for its thread to end."""
+        if self._admin is not None:
+            self._admin.close()
         if self._token is not None and self._thread.is_alive():
             with suppress(trio.RunFinishedError):
                 self._run_in_loop(self.server.shutdown)
@@ -168,6 +183,11 @@ def minibroker_namespace() -> str:
 
 
 @pytest.fixture
-def minibroker_url(minibroker_server: ThreadedBroker, minibroker_namespace: str) -> str:
-    """URL of the session broker with this test's own namespace selected."""
-    return minibroker_server.url_for(minibroker_namespace)
+def minibroker_url(minibroker_server: ThreadedBroker, minibroker_namespace: str) -> Iterator[str]:
+    """URL of the session broker with this test's own namespace selected.
+
+    After the test the namespace is dropped with everything in it, so a long
+    session does not accumulate every test's queues and messages.
+    """
+    yield minibroker_server.url_for(minibroker_namespace)
+    minibroker_server.drop_namespace(minibroker_namespace)

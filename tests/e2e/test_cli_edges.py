@@ -126,3 +126,17 @@ def test_log_append_from_a_pipe_says_what_each_line_is(minibroker_url: str) -> N
         "appended 1000 records to 'events' at offsets 0-999",
         "appended 500 records to 'events' at offsets 1000-1499",
     ]
+
+
+# ------------------------------------------------------ namespaces (item 9)
+
+
+def test_namespace_drop_from_the_shell(minibroker_server: Any) -> None:
+    name = "cli-drop-me"
+    with minibroker.connect_sync(minibroker_server.url_for(name)) as mb:
+        mb.declare_queue("jobs")
+    done = cli("namespace", "drop", name, "--url", minibroker_server.url)
+    assert (done.returncode, done.stdout) == (0, f"dropped namespace '{name}'\n")
+    assert name not in minibroker_server.server.broker.namespaces
+    again = cli("namespace", "drop", name, "--url", minibroker_server.url)
+    assert (again.returncode, again.stdout) == (0, f"no namespace '{name}'\n")
