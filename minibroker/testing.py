@@ -10,6 +10,8 @@ Two ways to put a broker under a test:
   ``run_in_thread()`` as a context manager, or the session-wide
   ``minibroker_server`` fixture with ``minibroker_url``, which carries a fresh
   namespace for each test so queue and topic names never collide between tests.
+  With pytest-asyncio installed, ``minibroker_aio_client`` is an asyncio
+  client on that URL (why a thread and not Trio's guest mode: docs/testing.md).
 
 ``ThreadedBroker.advance(seconds)`` moves the threaded server's clock forward
 (a test-only clock) so visibility timeouts, TTLs and deadlines can be tested
@@ -29,6 +31,8 @@ import pytest
 import trio
 import trio.testing
 
+from minibroker.client.aio import Client as AioClient
+from minibroker.client.aio import connect as aio_connect
 from minibroker.client.sync import Client as SyncClient
 from minibroker.client.sync import connect_sync
 from minibroker.client.trio_client import Client
@@ -182,6 +186,25 @@ def minibroker_namespace() -> str:
     return fresh_namespace()
 
 
+#: Fixtures that only a test running under Trio can use.
+TRIO_FIXTURES = ("minibroker_broker", "minibroker_client")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A Trio fixture in a test that Trio does not run (asyncio, plain, or
+    trio_mode forgotten) fails deep inside pytest-trio; say what to do."""
+    requested = getattr(item, "fixturenames", ())
+    wanted = [name for name in TRIO_FIXTURES if name in requested]
+    if wanted and item.get_closest_marker("trio") is None:
+        pytest.fail(
+            f"{wanted[-1]} is a Trio fixture but {item.name} does not run under Trio: set "
+            "trio_mode = true (or mark it @pytest.mark.trio) for Trio tests; asyncio tests "
+            "use minibroker_aio_client, blocking ones minibroker_url",
+            pytrace=False,
+        )
+
+
 @pytest.fixture
 def minibroker_url(minibroker_server: ThreadedBroker, minibroker_namespace: str) -> Iterator[str]:
     """URL of the session broker with this test's own namespace selected.
@@ -191,3 +214,17 @@ def minibroker_url(minibroker_server: ThreadedBroker, minibroker_namespace: str)
     """
     yield minibroker_server.url_for(minibroker_namespace)
     minibroker_server.drop_namespace(minibroker_namespace)
+
+
+try:
+    import pytest_asyncio
+except ImportError:  # pragma: no cover - asyncio tests need pytest-asyncio anyway
+    pass
+else:
+
+    @pytest_asyncio.fixture
+    async def minibroker_aio_client(minibroker_url: str) -> AsyncIterator[AioClient]:
+        """An asyncio client (``minibroker.aio``) in this test's own namespace of
+        the session broker, which runs its Trio loop in a background thread."""
+        async with aio_connect(minibroker_url) as client:
+            yield client
