@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 7878
 
-.PHONY: serve test lint typecheck pytest bench bench-quick clean venv node-deps node-test
+.PHONY: serve test lint typecheck imports pytest bench bench-quick clean venv node-deps node-test
 
 venv: $(STAMP)
 
@@ -24,7 +24,7 @@ serve: $(STAMP)
 # Every part runs even when an earlier one fails, and the last line sums
 # them all up (each part's own output, the pytest and node summaries
 # included, scrolls by above it); the status is non-zero if any part failed.
-TEST_PARTS := lint typecheck pytest node-test
+TEST_PARTS := lint typecheck imports pytest node-test
 
 test: $(STAMP) node-deps
 	@failed=0; summary=""; \
@@ -41,6 +41,9 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+imports: $(STAMP)
+	$(BIN)/lint-imports
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q

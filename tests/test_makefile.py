@@ -21,7 +21,7 @@ def fake_project(tmp_path: Path, failing: str | None) -> dict[str, str]:
     """A venv and a Node client directory the Makefile takes as up to date."""
     bin_dir = tmp_path / "venv" / "bin"
     bin_dir.mkdir(parents=True)
-    for tool in ("ruff", "mypy", "pytest"):
+    for tool in ("ruff", "mypy", "lint-imports", "pytest"):
         script = bin_dir / tool
         status = 1 if tool == failing else 0
         script.write_text(f"#!/bin/sh\necho ran >> {tmp_path}/{tool}.ran\nexit {status}\n")
@@ -58,7 +58,8 @@ def test_make_test_ends_with_one_line_for_every_part(tmp_path: Path) -> None:
     done = make_test(tmp_path, failing=None)
     assert done.returncode == 0, done.stdout + done.stderr
     assert summary(done.stdout) == (
-        "make test: lint ok (N s), typecheck ok (N s), pytest ok (N s), node-test ok (N s)"
+        "make test: lint ok (N s), typecheck ok (N s), imports ok (N s), pytest ok (N s), "
+        "node-test ok (N s)"
     )
 
 
@@ -66,6 +67,7 @@ def test_a_failing_part_is_named_and_the_others_still_run(tmp_path: Path) -> Non
     done = make_test(tmp_path, failing="mypy")
     assert done.returncode != 0
     assert summary(done.stdout) == (
-        "make test: lint ok (N s), typecheck FAILED (N s), pytest ok (N s), node-test ok (N s)"
+        "make test: lint ok (N s), typecheck FAILED (N s), imports ok (N s), pytest ok (N s), "
+        "node-test ok (N s)"
     )
     assert (tmp_path / "pytest.ran").exists()

@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from minibroker import __version__
+from minibroker._version import __version__
 from minibroker.cli import serve
 
 

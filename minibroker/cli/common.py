@@ -15,7 +15,7 @@ import sys
 from collections.abc import Awaitable, Callable
 
 from minibroker.client.url import parse_url, redact_url
-from minibroker.core.errors import BrokerError
+from minibroker.errors import BrokerError
 
 DEFAULT_URL = "minibroker://127.0.0.1:7878"
 
@@ -89,7 +89,7 @@ async def until_signalled(work: Awaitable[None], *, farewell: str | None = None)
     """
     import trio
 
-    from minibroker.core.errors import BrokerError
+    from minibroker.errors import BrokerError
 
     failure: BrokerError | None = None
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

@@ -20,7 +20,7 @@ from minibroker.cli.common import connection_options, parse_headers, report, unt
 from minibroker.client.rpc import DEFAULT_TIMEOUT, IncomingRequest, Reply
 from minibroker.client.trio_client import connect
 from minibroker.client.url import redact_url
-from minibroker.core.errors import BrokerError
+from minibroker.errors import BrokerError
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -16,7 +16,7 @@ import sniffio
 
 from minibroker.client.protocol import CLOSED_BY_BROKER
 from minibroker.client.url import BrokerAddress
-from minibroker.core.errors import ConnectionClosed, Unauthorized
+from minibroker.errors import ConnectionClosed, Unauthorized
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from minibroker.core.errors import BrokerError, ConnectionClosed, TooLarge, error_from_code
+from minibroker.errors import BrokerError, ConnectionClosed, TooLarge, error_from_code
 from minibroker.protocol.codec import (
     DEFAULT_MAX_FRAME_BYTES,
     HEADER_SIZE,

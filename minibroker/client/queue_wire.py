@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 
 from minibroker.client.bodies import as_body
 from minibroker.client.protocol import Call
-from minibroker.core.errors import UnknownDelivery
+from minibroker.errors import UnknownDelivery
 
 OverflowPolicy = Literal["reject_publish", "drop_head"]
 

@@ -48,7 +48,7 @@ import sniffio
 from minibroker.client.bodies import as_body
 from minibroker.client.protocol import Call
 from minibroker.client.serving import serving_in_background, serving_in_thread
-from minibroker.core.errors import BrokerError, ResponderError, TooLarge
+from minibroker.errors import BrokerError, ResponderError, TooLarge
 
 log = logging.getLogger("minibroker.client")
 

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from minibroker.config import DEFAULT_PORT
+from minibroker.defaults import DEFAULT_PORT
 
 SCHEMES = {"minibroker": False, "minibrokers": True, "tcp": False}
 #: The query options a URL may carry (``?namespace=NAME``).

@@ -17,7 +17,7 @@ from client_facades import NETWORK_KINDS, make_opener, threaded_server
 import minibroker
 import minibroker.aio
 from minibroker.config import ServerConfig
-from minibroker.core.errors import ConnectionClosed, Unauthorized
+from minibroker.errors import ConnectionClosed, Unauthorized
 from minibroker.testing import ThreadedBroker
 
 

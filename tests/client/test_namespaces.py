@@ -11,9 +11,9 @@ import pytest
 from client_facades import ClientFacade, Opener
 
 import minibroker
+from minibroker.access.permissions import Permissions
 from minibroker.config import ServerConfig
-from minibroker.core.errors import BrokerError, Conflict, Forbidden, InvalidName, NotFound
-from minibroker.protocol.permissions import Permissions
+from minibroker.errors import BrokerError, Conflict, Forbidden, InvalidName, NotFound
 from minibroker.testing import ThreadedBroker, fresh_namespace
 
 

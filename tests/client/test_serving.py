@@ -10,7 +10,7 @@ import pytest
 import minibroker
 import minibroker.aio
 from minibroker import IncomingRequest, SyncIncomingRequest
-from minibroker.core.errors import InvalidName, NoResponders
+from minibroker.errors import InvalidName, NoResponders
 
 
 async def shout(req: IncomingRequest) -> bytes:

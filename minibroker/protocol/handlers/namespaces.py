@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from minibroker.core.errors import Conflict
+from minibroker.errors import Conflict
 from minibroker.protocol import frames
 from minibroker.protocol.handlers.registry import handles
 
