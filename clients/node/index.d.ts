@@ -121,6 +121,8 @@ export class Client {
   [Symbol.asyncDispose](): Promise<void>;
   /** Round trip; resolves with `data` echoed back (null without data). */
   ping(data?: Bytes): Promise<Buffer | null>;
+  /** Delete a namespace with everything in it; its connections are closed. False if nothing was there. */
+  dropNamespace(name: string): Promise<boolean>;
   /** Low level: send any request and resolve with its raw `ok` result. */
   _call(op: string, fields: Record<string, unknown>): Promise<any>;
 

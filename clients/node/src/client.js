@@ -350,6 +350,17 @@ export class Client {
       parse: (r) => (r == null ? null : asBuffer(r)),
     });
   }
+
+  /**
+   * Delete namespace `name` with everything in it and close the connections
+   * in it (not this client's own namespace: that is a ConflictError).
+   * Resolves false when there was nothing to drop.
+   * @param {string} name
+   * @returns {Promise<boolean>}
+   */
+  dropNamespace(name) {
+    return this._call("namespace.drop", { namespace: name }, { parse: (r) => Boolean(r.dropped) });
+  }
 }
 
 /**
