@@ -50,6 +50,8 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
+import sniffio
+
 from minibroker.client.advice import (
     explaining_connect,
     explaining_hello,
@@ -511,6 +513,8 @@ class Client(SyncMethods):
                 "a blocking call from a subscription callback would wait for the reader "
                 "thread it runs on; hand the work to another thread instead"
             )
+        if sniffio.thread_local.name == "trio":  # one attribute read: cheap enough per call
+            refuse_blocking_on_trio(f"the blocking client's {call.op!r}")
         request_id, slot = self._submit(call, on_reply)
         if timeout is USE_DEFAULT:
             timeout = self.timeout
@@ -533,6 +537,8 @@ class Client(SyncMethods):
         (after every answer is in, so none is left behind)."""
         if self._on_reader_thread():
             raise RuntimeError("a blocking call from a subscription callback would deadlock")
+        if sniffio.thread_local.name == "trio":
+            refuse_blocking_on_trio("the blocking client's pipelined calls")
         slots: list[tuple[int, _Slot]] = []
         with self._lock:
             if self._closed is not None:

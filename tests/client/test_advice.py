@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+import trio
 import trustme
 from client_facades import NETWORK_KINDS, make_opener, threaded_server
 
@@ -120,3 +121,14 @@ def test_the_in_process_broker_under_asyncio_names_what_to_use() -> None:
     with pytest.raises(RuntimeError, match=r"runs under asyncio"):
         asyncio.run(main())
 
+
+
+async def test_a_blocking_call_on_the_trio_thread_fails_at_once(minibroker_url: str) -> None:
+    """Made in a worker thread, then called from the Trio task: still refused."""
+    mb = await trio.to_thread.run_sync(minibroker.connect_sync, minibroker_url)
+    try:
+        with pytest.raises(RuntimeError, match=r"the blocking client's 'ping' blocks"):
+            mb.ping()
+        assert await trio.to_thread.run_sync(mb.ping, b"from a thread") == b"from a thread"
+    finally:
+        mb.close()
