@@ -116,12 +116,15 @@ def parse_messages(frame: dict[str, Any], client: Any) -> list[TopicMessage]:
 
 
 def _encode_message(item: MessageItem) -> dict[str, Any]:
-    if isinstance(item, bytes | bytearray | memoryview | str):
-        return {"body": as_body(item)}
-    if isinstance(item, tuple):
-        body, headers = item
+    if type(item) is bytes:  # the common case first: no further call
+        return {"body": item}
+    message: Any = item
+    if isinstance(message, bytearray | memoryview | str):
+        return {"body": as_body(message)}
+    if isinstance(message, tuple):
+        body, headers = message
     else:
-        body, headers = item.body, getattr(item, "headers", None)
+        body, headers = message.body, getattr(message, "headers", None)
     body = as_body(body)
     return {"body": body, "headers": dict(headers)} if headers else {"body": body}
 
