@@ -19,6 +19,7 @@ settings.register_profile(
     "thorough", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+pytest_plugins = ["pytester"]
 
 
 @pytest.fixture
