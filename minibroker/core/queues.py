@@ -188,15 +188,19 @@ class _Waiter:
 
 
 class _Delayed:
-    """Messages nacked with a delay, waiting for their timer to requeue them."""
+    """Messages waiting for their timer: nacked with a delay (they go back to
+    the front) or put with a delay (they join the back)."""
 
-    __slots__ = ("key", "messages", "queue", "timer", "until")
+    __slots__ = ("at_front", "key", "messages", "queue", "timer", "until")
 
-    def __init__(self, queue: Queue, key: int, messages: list[Message], until: float) -> None:
+    def __init__(
+        self, queue: Queue, key: int, messages: list[Message], until: float, at_front: bool
+    ) -> None:
         self.queue = queue
         self.key = key
         self.messages = messages
         self.until = until
+        self.at_front = at_front
         self.timer: Timer | None = None
 
     def expire(self, now: float) -> None:
@@ -251,8 +255,8 @@ class Queue:
         self._journal = journal
         self._ready: deque[Message] = deque()
         self._inflight: dict[int, Message] = {}
-        #: conn id -> its leases here, by first delivery id (in fetch order).
-        self._leases: dict[int, dict[int, Lease]] = {}
+        #: conn id -> its leases here (an ordered set, in fetch order).
+        self._leases: dict[int, dict[Lease, None]] = {}
         self._waiters: dict[int, _Waiter] = {}
         self._delayed: dict[int, _Delayed] = {}
         self._delayed_count = 0
@@ -282,13 +286,19 @@ class Queue:
 
     # ------------------------------------------------------------------ put
 
-    def put(self, messages: Sequence[Incoming], now: float) -> int:
+    def put(self, messages: Sequence[Incoming], now: float, *, delay: float = 0.0) -> int:
         """Append ``messages`` to the queue (all of them, or none); return how many.
+
+        With ``delay`` (seconds, at most 12 hours) the messages wait as
+        *delayed* first and join the back of the queue when it is over (SQS's
+        DelaySeconds); TTL and publish time count from now all the same.
 
         Raises TooLarge for a body over the limit, Overflow when the queue is at
         max_length with overflow=reject_publish (nothing of the batch is
         stored), StorageFull/StorageError when the journal cannot take it.
         """
+        if delay:
+            delay = check_seconds("delay", delay, MAX_VISIBILITY_TIMEOUT, allow_zero=True)
         count = len(messages)
         if not count:
             return 0
@@ -324,7 +334,10 @@ class Queue:
         if journal is not None:
             journal.put(batch, published_at)  # raises before anything changed
         self.published += count
-        self._enqueue(batch, now)
+        if delay > 0:
+            self._park(batch, now + delay, at_front=False)
+        else:
+            self._enqueue(batch, now)
         if journal is not None:
             self._compact_quietly(journal, published_at)
         return count
@@ -448,7 +461,7 @@ class Queue:
         if leases is None:
             leases = self._leases[conn_id] = {}
             parent.track(conn_id, self)
-        leases[first] = lease
+        leases[lease] = None
         self.delivered += count
         self.redelivered += redelivered
         return out
@@ -581,7 +594,7 @@ class Queue:
             lease.timer.cancel()
         leases = self._leases.get(lease.conn_id)
         if leases is not None:
-            leases.pop(lease.first_id, None)
+            leases.pop(lease, None)
             if not leases:
                 del self._leases[lease.conn_id]
 
@@ -623,10 +636,7 @@ class Queue:
             if kept:
                 self._journal_requeued(kept, now)
                 self.requeued += len(kept)
-                parked = _Delayed(self, self._parent.new_key(), kept, now + delay)
-                parked.timer = self._timers.call_at(now + delay, parked.expire)
-                self._delayed[parked.key] = parked
-                self._delayed_count += len(kept)
+                self._park(kept, now + delay, at_front=True)
         else:
             self._requeue(messages, now)
         return len(messages)
@@ -658,26 +668,86 @@ class Queue:
         if self._waiters:
             self._feed_waiters(now)
 
+    def _park(self, messages: list[Message], until: float, *, at_front: bool) -> None:
+        """Hold ``messages`` as delayed until ``until`` (one timer for them all)."""
+        parked = _Delayed(self, self._parent.new_key(), messages, until, at_front)
+        parked.timer = self._timers.call_at(until, parked.expire)
+        self._delayed[parked.key] = parked
+        self._delayed_count += len(messages)
+
     def _delay_over(self, parked: _Delayed, now: float) -> None:
         if self._delayed.pop(parked.key, None) is None:
             return
         self._delayed_count -= len(parked.messages)
-        self._to_front(parked.messages, now)
+        if parked.at_front:
+            self._to_front(parked.messages, now)
+        else:
+            self._enqueue(parked.messages, now)
+
+    def change_visibility(
+        self, peer: Peer, delivery_ids: Sequence[int], now: float, timeout: float
+    ) -> int:
+        """Give in-flight deliveries of ``peer`` a new visibility deadline, ``timeout``
+        seconds from now (SQS's ChangeMessageVisibility). All or nothing.
+
+        A timeout of 0 makes them ready again at once, as a nack does. Otherwise
+        each message leaves its fetch's lease for a one-message lease of its
+        own, with its own timer (SQS changes visibility one receipt handle at a
+        time, so this path is not the bulk one): the delivery id stays valid,
+        and the old lease's timer no longer takes it back (see
+        :meth:`_take_back`).
+        """
+        timeout = check_seconds(
+            "visibility_timeout", timeout, MAX_VISIBILITY_TIMEOUT, allow_zero=True
+        )
+        if timeout == 0:
+            return self.nack(peer, delivery_ids, now)
+        moved: dict[int, Message] = {}
+        for m in self._held_by(peer.conn_id, delivery_ids):
+            old = m.lease
+            if old is None or m.delivery_id in moved:
+                continue  # the same id twice in one batch
+            old.outstanding -= 1
+            if not old.outstanding:
+                self._end_lease(old)
+            moved[m.delivery_id] = m
+        conn_id = peer.conn_id
+        deadline = now + timeout
+        for m in moved.values():
+            lease = Lease(self, conn_id, m.delivery_id, 1, deadline)
+            lease.timer = self._timers.call_at(deadline, lease.expire)
+            m.lease = lease
+            leases = self._leases.get(conn_id)
+            if leases is None:
+                leases = self._leases[conn_id] = {}
+                self._parent.track(conn_id, self)
+            leases[lease] = None
+        return len(moved)
 
     def _lease_expired(self, lease: Lease, now: float) -> None:
         """A fetch's visibility deadline passed: its unacked messages come back."""
         if not lease.outstanding or self.deleted:
             return
+        back = self._take_back(lease)
+        self._end_lease(lease)
+        self._requeue(back, now)
+
+    def _take_back(self, lease: Lease) -> list[Message]:
+        """Take the lease's still-outstanding messages out of the in-flight table.
+
+        A message of the lease's id range may have moved to a lease of its
+        own (:meth:`change_visibility`): it stays where it is.
+        """
         inflight = self._inflight
         back: list[Message] = []
         for delivery_id in range(lease.first_id, lease.first_id + lease.count):
-            m = inflight.pop(delivery_id, None)
-            if m is not None:
+            m = inflight.get(delivery_id)
+            if m is not None and m.lease is lease:
+                del inflight[delivery_id]
                 m.lease = None
                 back.append(m)
         lease.outstanding = 0
-        self._end_lease(lease)
-        self._requeue(back, now)
+        return back
 
     def disconnect(self, conn_id: int, now: float) -> None:
         """A consumer's connection closed: drop its waits, requeue what it held, at once."""
@@ -687,17 +757,11 @@ class Queue:
         leases = self._leases.pop(conn_id, None)
         if not leases:
             return
-        inflight = self._inflight
         back: list[Message] = []
-        for lease in leases.values():
+        for lease in leases:
             if lease.timer is not None:
                 lease.timer.cancel()
-            for delivery_id in range(lease.first_id, lease.first_id + lease.count):
-                m = inflight.pop(delivery_id, None)
-                if m is not None:
-                    m.lease = None
-                    back.append(m)
-            lease.outstanding = 0
+            back.extend(self._take_back(lease))
         self._requeue(back, now)
 
     # ------------------------------------------------------ expiry, dead letters
@@ -903,7 +967,7 @@ class Queue:
             if waiter.timer is not None:
                 waiter.timer.cancel()
         for leases in self._leases.values():
-            for lease in leases.values():
+            for lease in leases:
                 if lease.timer is not None:
                     lease.timer.cancel()
                 lease.outstanding = 0
