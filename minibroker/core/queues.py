@@ -260,11 +260,8 @@ class Queue:
         self._waiters: dict[int, _Waiter] = {}
         self._delayed: dict[int, _Delayed] = {}
         self._delayed_count = 0
-        self._ttl = options.message_ttl
         self._ttl_timer: Timer | None = None
-        bounded = options.max_length is not None
-        self._reject_overflow = bounded and options.overflow == "reject_publish"
-        self._drop_overflow = bounded and options.overflow == "drop_head"
+        self._configure(options)
         self.deleted = False
         # lifetime counters (see QueueStatistics)
         self.published = 0
@@ -278,6 +275,14 @@ class Queue:
         self.purged = 0
         self.rejected_publishes = 0
         self.journal_errors = 0
+
+    def _configure(self, options: QueueOptions) -> None:
+        """Adopt ``options`` (at creation, and when reconfigured)."""
+        self.options = options
+        self._ttl = options.message_ttl
+        bounded = options.max_length is not None
+        self._reject_overflow = bounded and options.overflow == "reject_publish"
+        self._drop_overflow = bounded and options.overflow == "drop_head"
 
     @property
     def durable(self) -> bool:
@@ -1106,6 +1111,32 @@ class Queues:
             store.destroy()
             raise
         return journal
+
+    def reconfigure(self, name: str, options: QueueOptions, now: float) -> bool:
+        """Change an existing queue's options in place (SQS's SetQueueAttributes).
+
+        Returns False when nothing changed. ``durable`` cannot change (the
+        queue would need another home). New limits apply from now on:
+        ``message_ttl`` to messages put from now, ``visibility_timeout`` to
+        the next fetches, ``max_length`` to the next puts, ``max_deliveries``
+        and ``dead_letter_queue`` to the next message that comes back.
+        """
+        queue = self.get(name)
+        options.check(name)
+        if options == queue.options:
+            return False
+        if options.durable != queue.options.durable:
+            raise BadRequest(f"queue {name!r}: durable cannot change once declared")
+        journal = queue._journal
+        if journal is not None:
+            previous, journal.options = journal.options, options
+            try:
+                journal.write_options(self.broker.clock.wall_ms(now))
+            except BaseException:
+                journal.options = previous
+                raise
+        queue._configure(options)
+        return True
 
     def delete(self, name: str, now: float) -> int:
         """Delete the queue and its messages; return how many messages it held.

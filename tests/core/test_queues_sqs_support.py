@@ -1,13 +1,18 @@
 """The queue core's operations that the SQS front end needs: delayed puts and
-changing an in-flight message's visibility deadline (DelaySeconds,
-ChangeMessageVisibility). Driven directly, no I/O."""
+changing an in-flight message's visibility deadline and a queue's options
+in place (DelaySeconds, ChangeMessageVisibility, SetQueueAttributes). Driven
+directly, no I/O."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from test_queues import A, B, In, World, bodies, check_conservation, ids, put
+from test_queues_journal import Site
 
 from minibroker.core.errors import BadRequest, UnknownDelivery
-from tests.core.test_queues import A, B, In, World, bodies, check_conservation, ids, put
+from minibroker.core.queues import QueueOptions
 
 
 @pytest.fixture
@@ -126,6 +131,41 @@ def test_change_visibility_then_disconnect_requeues_once(w: World) -> None:
     assert sorted(bodies(q.fetch(B, 10, w.now))) == [b"a", b"b"]
     assert q.statistics().in_flight == 2
     check_conservation(q)
+
+
+def test_reconfigure_changes_what_comes_next(w: World) -> None:
+    q = w.declare(visibility_timeout=10)
+    w.declare("dead")
+    put(q, w.now, "a")
+    (m,) = q.fetch(A, 1, w.now)
+    options = QueueOptions(visibility_timeout=60, max_deliveries=1, dead_letter_queue="dead")
+    assert w.queues.reconfigure("q", options, w.now) is True
+    assert w.queues.reconfigure("q", options, w.now) is False
+    assert q.options == options
+    w.advance(10)  # the running fetch keeps its deadline; max_deliveries applies now
+    assert q.statistics().dead_lettered == 1
+    put(q, w.now, "b")
+    q.fetch(A, 1, w.now)
+    w.advance(59)
+    assert q.statistics().in_flight == 1  # the new visibility timeout
+
+
+def test_reconfigure_checks_options_and_keeps_durability(w: World) -> None:
+    w.declare()
+    with pytest.raises(BadRequest):
+        w.queues.reconfigure("q", QueueOptions(visibility_timeout=0), w.now)
+    with pytest.raises(BadRequest):
+        w.queues.reconfigure("q", QueueOptions(durable=True), w.now)
+    assert w.queues.get("q").options == QueueOptions()
+
+
+def test_reconfigured_options_survive_a_restart(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.declare(visibility_timeout=5)
+    site.queues.reconfigure("q", QueueOptions(visibility_timeout=90, durable=True), site.now)
+    site.restart()
+    assert site.queues.get("q").options == QueueOptions(visibility_timeout=90, durable=True)
+    site.broker.close()
 
 
 class _Recorder:
