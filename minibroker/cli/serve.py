@@ -125,6 +125,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "(default: no metrics endpoint)",
     )
     parser.add_argument(
+        "--sqs-port",
+        type=int,
+        default=_env("sqs_port", None),
+        help="serve an SQS-compatible HTTP endpoint (boto3, aiobotocore, kombu) on this "
+        "port of --host, 0 for any free port (default: none; see docs/sqs.md)",
+    )
+    parser.add_argument(
         "--data-dir",
         default=_env("data_dir", None),
         help="directory for durable queues and logs (default: memory only)",
@@ -184,6 +191,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         hello_timeout=args.hello_timeout,
         permissions=permissions,
         busy_poll_us=args.busy_poll_us,
+        sqs_port=int(args.sqs_port) if args.sqs_port is not None else None,
     )
 
 

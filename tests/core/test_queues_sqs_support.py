@@ -70,7 +70,7 @@ def test_change_visibility_extends_one_message_of_a_fetch(w: World) -> None:
     q = w.declare(visibility_timeout=10)
     put(q, w.now, "a", "b")
     got = q.fetch(A, 2, w.now)
-    a_id, b_id = ids(got)
+    a_id, _ = ids(got)
     assert q.change_visibility(A, [a_id], w.now, 60) == 1
     w.advance(10)
     # b came back with its fetch's lease; a stays in flight under its own.
@@ -137,7 +137,7 @@ def test_reconfigure_changes_what_comes_next(w: World) -> None:
     q = w.declare(visibility_timeout=10)
     w.declare("dead")
     put(q, w.now, "a")
-    (m,) = q.fetch(A, 1, w.now)
+    q.fetch(A, 1, w.now)
     options = QueueOptions(visibility_timeout=60, max_deliveries=1, dead_letter_queue="dead")
     assert w.queues.reconfigure("q", options, w.now) is True
     assert w.queues.reconfigure("q", options, w.now) is False
