@@ -11,8 +11,14 @@ Why hypercorn: it is the well-kept ASGI server with a native Trio worker
 ``shutdown_trigger`` for graceful shutdown, and reports what it bound (so
 port 0 works). It also bounds what a client can make it hold: header size
 (``h11_max_incomplete_size``), idle keep-alive connections
-(``keep_alive_timeout``) and slow reads (``read_timeout``). The request
-*body* is the application's to bound: ``read_body`` below does it.
+(``keep_alive_timeout``). The request *body* is the application's to
+bound, in size and in time: ``read_body`` below does both, so a client that
+sends too much or too slowly gets a clean 413 or 408.
+
+hypercorn's ``read_timeout`` is left off: when it fires together with the
+keep-alive timeout (a test clock jumping far ahead does that), hypercorn
+leaves the connection open without reading it, and the client's next
+request on it hangs until the client's own timeout.
 """
 
 from __future__ import annotations
@@ -35,8 +41,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: Seconds an idle keep-alive connection is kept; a long poll is not idle.
 KEEP_ALIVE_SECONDS: Final = 75.0
-#: Seconds a client may take to send the next chunk of its request.
-READ_TIMEOUT_SECONDS: Final = 30.0
+#: Seconds a client may take to send a request's body.
+BODY_TIMEOUT_SECONDS: Final = 30.0
 #: Bytes of request line and headers a client may send (hypercorn's own default).
 MAX_HEADER_BYTES: Final = 16 * 1024
 
@@ -45,22 +51,26 @@ class BodyTooLarge(Exception):
     """The request body is over the limit the application set."""
 
 
-async def read_body(receive: Receive, limit: int) -> bytes | None:
-    """The request body, at most ``limit`` bytes (BodyTooLarge beyond); None if the
-    client disconnected first. Chunks are joined once, at the end."""
+async def read_body(
+    receive: Receive, limit: int, timeout: float = BODY_TIMEOUT_SECONDS
+) -> bytes | None:
+    """The request body, at most ``limit`` bytes (BodyTooLarge beyond) within
+    ``timeout`` seconds (trio.TooSlowError beyond); None if the client
+    disconnected first. Chunks are joined once, at the end."""
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"request body over {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    with trio.fail_after(timeout):
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(f"request body over {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
 
 
 async def respond(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
@@ -88,7 +98,6 @@ async def serve_asgi(
     config.accesslog = None
     config.errorlog = logging.getLogger(f"minibroker.{name}")
     config.keep_alive_timeout = KEEP_ALIVE_SECONDS
-    config.read_timeout = int(READ_TIMEOUT_SECONDS)
     config.h11_max_incomplete_size = MAX_HEADER_BYTES
     config.graceful_timeout = 5.0
     async with trio.open_nursery() as nursery:

@@ -33,7 +33,13 @@ from minibroker.server.http_listener import (
 )
 from minibroker.sqs.errors import SqsError, internal_error
 from minibroker.sqs.handler import Answer, Parked, SqsHandler
-from minibroker.sqs.wire import parse_request, protocol_of, render_error, render_result
+from minibroker.sqs.wire import (
+    HttpAnswer,
+    parse_request,
+    protocol_of,
+    render_error,
+    render_result,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -80,8 +86,11 @@ class SqsApp:
             body = await read_body(receive, MAX_REQUEST_BYTES)
         except BodyTooLarge:
             error = SqsError("RequestEntityTooLarge", "The request is too large.", status=413)
-            answer = render_error(protocol, error)
-            await respond(send, answer.status, answer.headers, answer.body)
+            await _send_answer(send, render_error(protocol, error))
+            return
+        except trio.TooSlowError:
+            error = SqsError("RequestTimeout", "The request body came too slowly.", status=408)
+            await _send_answer(send, render_error(protocol, error))
             return
         if body is None:
             return
@@ -90,10 +99,9 @@ class SqsApp:
             return  # the client left during a long poll
         action, outcome = result
         if isinstance(outcome, SqsError):
-            answer = render_error(protocol, outcome)
+            await _send_answer(send, render_error(protocol, outcome))
         else:
-            answer = render_result(protocol, action, outcome)
-        await respond(send, answer.status, answer.headers, answer.body)
+            await _send_answer(send, render_result(protocol, action, outcome))
 
     async def _carry_out(
         self, scope: Scope, headers: dict[str, str], body: bytes, receive: Receive
@@ -164,6 +172,10 @@ class SqsApp:
                 left = True
         result = self._results.pop(token, None)
         return None if left else result
+
+
+async def _send_answer(send: Send, answer: HttpAnswer) -> None:
+    await respond(send, answer.status, answer.headers, answer.body)
 
 
 def _base_url(scope: Scope, headers: dict[str, str]) -> str:

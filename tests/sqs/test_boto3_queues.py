@@ -22,9 +22,7 @@ def error_code(exc: pytest.ExceptionInfo[ClientError]) -> str:
     return code
 
 
-def test_queue_urls_carry_the_namespace(
-    sqs: Any, minibroker_sqs_endpoint: SqsEndpoint
-) -> None:
+def test_queue_urls_carry_the_namespace(sqs: Any, minibroker_sqs_endpoint: SqsEndpoint) -> None:
     url = sqs.create_queue(QueueName="jobs")["QueueUrl"]
     assert url == f"{minibroker_sqs_endpoint.url}/jobs"
     assert minibroker_sqs_endpoint.namespace in url
@@ -206,9 +204,7 @@ def test_a_queue_created_over_sqs_is_a_minibroker_queue(
         assert delivery.headers is not None and delivery.headers["kind"] == "order"
         mb.ack([delivery])
         mb.put("jobs", b"from the native port", headers={"trace": "t-1"})
-    (message,) = sqs.receive_message(QueueUrl=queue_url, MessageAttributeNames=["All"])[
-        "Messages"
-    ]
+    (message,) = sqs.receive_message(QueueUrl=queue_url, MessageAttributeNames=["All"])["Messages"]
     assert message["Body"] == "from the native port"
     assert message["MessageAttributes"] == {"trace": {"DataType": "String", "StringValue": "t-1"}}
 
