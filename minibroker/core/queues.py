@@ -909,6 +909,24 @@ class Queue:
         self.purged += len(messages)
         return len(messages)
 
+    def purge_held(self, peer: Peer, now: float) -> int:
+        """Remove the in-flight messages ``peer`` holds, as purged (SQS's PurgeQueue
+        deletes in-flight messages too; the SQS endpoint holds all of its own).
+        Their delivery ids become unknown. Returns how many went."""
+        leases = self._leases.pop(peer.conn_id, None)
+        if not leases:
+            return 0
+        messages: list[Message] = []
+        for lease in leases:
+            if lease.timer is not None:
+                lease.timer.cancel()
+            messages.extend(self._take_back(lease))
+        journal = self._journal
+        if journal is not None and messages:
+            journal.settle(messages, self._broker.clock.wall_ms(now))
+        self.purged += len(messages)
+        return len(messages)
+
     def statistics(self) -> QueueStatistics:
         consumers = set(self._leases)
         consumers.update(w.peer.conn_id for w in self._waiters.values())

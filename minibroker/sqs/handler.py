@@ -344,6 +344,7 @@ class SqsHandler:
     def _purge_queue(self, request: SqsRequest, namespace: Namespace, now: float) -> Answer:
         _, queue = self._queue_of(request, namespace)
         queue.purge(now)
+        queue.purge_held(self, now)
         return {}
 
     def _get_queue_attributes(

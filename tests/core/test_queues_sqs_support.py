@@ -133,6 +133,24 @@ def test_change_visibility_then_disconnect_requeues_once(w: World) -> None:
     check_conservation(q)
 
 
+def test_purge_held_removes_one_holders_in_flight_messages(w: World) -> None:
+    q = w.declare(visibility_timeout=10)
+    put(q, w.now, "a", "b", "c", "d")
+    mine = q.fetch(A, 2, w.now)
+    theirs = q.fetch(B, 1, w.now)
+    q.change_visibility(A, [mine[0].delivery_id], w.now, 50)
+    assert q.purge_held(A, w.now) == 2
+    assert q.purge_held(A, w.now) == 0
+    s = q.statistics()
+    assert (s.in_flight, s.ready, s.purged) == (1, 1, 2)
+    with pytest.raises(UnknownDelivery):
+        q.ack(A, ids(mine), w.now)
+    w.advance(60)  # nothing of A's comes back; B's message does
+    assert bodies(q.fetch(A, 10, w.now)) == [b"c", b"d"]
+    assert bodies(theirs) == [b"c"]
+    check_conservation(q)
+
+
 def test_reconfigure_changes_what_comes_next(w: World) -> None:
     q = w.declare(visibility_timeout=10)
     w.declare("dead")

@@ -145,11 +145,18 @@ def test_approximate_counts(sqs: Any, queue_url: str) -> None:
     assert got == dict(zip(names, ["1", "2", "1"], strict=True))
 
 
-def test_purge_queue(sqs: Any, queue_url: str) -> None:
+def test_purge_queue_removes_in_flight_messages_too(
+    sqs: Any, queue_url: str, minibroker_sqs_endpoint: SqsEndpoint
+) -> None:
     for i in range(5):
         sqs.send_message(QueueUrl=queue_url, MessageBody=f"m{i}")
+    sqs.send_message(QueueUrl=queue_url, MessageBody="delayed", DelaySeconds=10)
+    sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=2)
     sqs.purge_queue(QueueUrl=queue_url)
+    minibroker_sqs_endpoint.advance(30)
     assert "Messages" not in sqs.receive_message(QueueUrl=queue_url)
+    with native(minibroker_sqs_endpoint) as mb:
+        assert mb.queue_stats("jobs").purged == 6
 
 
 def test_tags(sqs: Any) -> None:
