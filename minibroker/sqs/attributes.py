@@ -191,60 +191,44 @@ def read(
     settings: QueueSettings,
     stats: QueueStatistics,
 ) -> dict[str, str]:
-    """GetQueueAttributes: the requested attributes (``All`` for every one) as strings."""
+    """GetQueueAttributes: the requested attributes (``All`` for every one) as strings.
+
+    Attributes a queue may lack (RedrivePolicy, Policy...) are left out when
+    it lacks them; names SQS does not know are InvalidAttributeName.
+    """
+    ttl = options.message_ttl
+    values: dict[str, str | None] = {
+        "ApproximateNumberOfMessages": str(stats.ready),
+        "ApproximateNumberOfMessagesNotVisible": str(stats.in_flight),
+        "ApproximateNumberOfMessagesDelayed": str(stats.delayed),
+        "CreatedTimestamp": str(settings.created),
+        "LastModifiedTimestamp": str(settings.modified),
+        "DelaySeconds": str(settings.delay_seconds),
+        "MaximumMessageSize": str(settings.maximum_message_size),
+        "MessageRetentionPeriod": str(int(ttl) if ttl is not None else DEFAULT_RETENTION),
+        "QueueArn": queue_arn(region, namespace, queue),
+        "ReceiveMessageWaitTimeSeconds": str(settings.receive_wait_seconds),
+        "VisibilityTimeout": str(int(options.visibility_timeout)),
+        "RedrivePolicy": _redrive_policy(options, region, namespace),
+    }
     wanted = READABLE if "All" in names else names
     out: dict[str, str] = {}
     for name in wanted:
-        value = _read_one(name, queue, namespace, region, options, settings, stats)
+        value = values[name] if name in values else settings.stored.get(name)
         if value is not None:
             out[name] = value
+        elif name not in READABLE and name not in _FIFO_ONLY and name != "FifoQueue":
+            raise invalid_attribute_name(name)
     return out
 
 
-def _read_one(
-    name: str,
-    queue: str,
-    namespace: str,
-    region: str,
-    options: QueueOptions,
-    settings: QueueSettings,
-    stats: QueueStatistics,
-) -> str | None:
-    if name == "ApproximateNumberOfMessages":
-        return str(stats.ready)
-    if name == "ApproximateNumberOfMessagesNotVisible":
-        return str(stats.in_flight)
-    if name == "ApproximateNumberOfMessagesDelayed":
-        return str(stats.delayed)
-    if name == "CreatedTimestamp":
-        return str(settings.created)
-    if name == "LastModifiedTimestamp":
-        return str(settings.modified)
-    if name == "DelaySeconds":
-        return str(settings.delay_seconds)
-    if name == "MaximumMessageSize":
-        return str(settings.maximum_message_size)
-    if name == "MessageRetentionPeriod":
-        ttl = options.message_ttl
-        return str(int(ttl)) if ttl is not None else str(DEFAULT_RETENTION)
-    if name == "QueueArn":
-        return queue_arn(region, namespace, queue)
-    if name == "ReceiveMessageWaitTimeSeconds":
-        return str(settings.receive_wait_seconds)
-    if name == "VisibilityTimeout":
-        return str(int(options.visibility_timeout))
-    if name == "RedrivePolicy":
-        if options.dead_letter_queue is None or options.max_deliveries is None:
-            return None
-        return json.dumps(
-            {
-                "deadLetterTargetArn": queue_arn(region, namespace, options.dead_letter_queue),
-                "maxReceiveCount": options.max_deliveries,
-            },
-            separators=(",", ":"),
-        )
-    if name in ("Policy", "RedriveAllowPolicy", *_STORED_ONLY):
-        return settings.stored.get(name)
-    if name in _FIFO_ONLY or name == "FifoQueue":
+def _redrive_policy(options: QueueOptions, region: str, namespace: str) -> str | None:
+    if options.dead_letter_queue is None or options.max_deliveries is None:
         return None
-    raise invalid_attribute_name(name)
+    return json.dumps(
+        {
+            "deadLetterTargetArn": queue_arn(region, namespace, options.dead_letter_queue),
+            "maxReceiveCount": options.max_deliveries,
+        },
+        separators=(",", ":"),
+    )

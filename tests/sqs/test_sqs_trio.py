@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,18 @@ async def broker() -> AsyncIterator[EmbeddedBroker]:
 QUEUE = "http://127.0.0.1:9324/000000000000/jobs"
 
 
+@asynccontextmanager
+async def parked_receive(app: SqsApp) -> AsyncIterator[Exchange]:
+    """Create the queue and park a 20-second ReceiveMessage on it; the block
+    runs while it waits, and its end waits for the receive to finish."""
+    await call(app, "CreateQueue", QueueName="jobs")
+    exchange = Exchange(json.dumps({"QueueUrl": QUEUE, "WaitTimeSeconds": 20}).encode())
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(call, app, "ReceiveMessage", exchange)
+        await trio.sleep(1)
+        yield exchange
+
+
 async def test_long_poll_ends_after_wait_time_on_the_trio_clock(
     broker: EmbeddedBroker, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -136,14 +149,11 @@ async def test_a_client_that_hangs_up_withdraws_its_poll(
     broker: EmbeddedBroker, autojump_clock: trio.testing.MockClock
 ) -> None:
     app = sqs_app(broker)
-    await call(app, "CreateQueue", QueueName="jobs")
-    exchange = Exchange(json.dumps({"QueueUrl": QUEUE, "WaitTimeSeconds": 20}).encode())
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(call, app, "ReceiveMessage", exchange)
-        await trio.sleep(1)
-        queue = broker.core.namespace("").queues.get("jobs")
-        assert queue.statistics().waiting_fetches == 1
+    queues = broker.core.namespace("").queues
+    async with parked_receive(app) as exchange:
+        assert queues.get("jobs").statistics().waiting_fetches == 1
         exchange.hang_up.set()
+    queue = queues.get("jobs")
     assert exchange.status == 0  # nothing was answered to nobody
     stats = queue.statistics()
     assert stats.waiting_fetches == 0
@@ -156,11 +166,7 @@ async def test_deleting_the_queue_answers_a_parked_poll(
     broker: EmbeddedBroker, autojump_clock: trio.testing.MockClock
 ) -> None:
     app = sqs_app(broker)
-    await call(app, "CreateQueue", QueueName="jobs")
-    exchange = Exchange(json.dumps({"QueueUrl": QUEUE, "WaitTimeSeconds": 20}).encode())
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(call, app, "ReceiveMessage", exchange)
-        await trio.sleep(1)
+    async with parked_receive(app) as exchange:
         await call(app, "DeleteQueue", QueueUrl=QUEUE)
     assert exchange.status == 400
     assert exchange.headers["x-amzn-query-error"].startswith(
