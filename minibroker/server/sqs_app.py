@@ -200,11 +200,19 @@ async def serve_sqs(
         after_request=server._after_input,
         group_commit=server.group_commit if server.settings.hold_until_synced else None,
     )
-    await serve_asgi(
-        app,
-        config.host,
-        config.sqs_port,
-        name="sqs",
-        shutdown_trigger=server._shutdown_requested.wait,
-        task_status=task_status,
-    )
+
+    async def serve(task_status: trio.TaskStatus[int]) -> None:
+        await serve_asgi(
+            app,
+            config.host,
+            config.sqs_port,
+            name="sqs",
+            shutdown_trigger=server._shutdown_requested.wait,
+            task_status=task_status,
+        )
+
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve)
+        host = f"[{config.host}]" if ":" in config.host else config.host
+        log.info("SQS endpoint on http://%s:%d", host, port)
+        task_status.started(port)
