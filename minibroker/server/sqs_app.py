@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
-from minibroker.core.errors import BrokerError
+from minibroker.errors import BrokerError
 from minibroker.server.durability import GroupCommit
 from minibroker.server.http_listener import (
     BodyTooLarge,
@@ -193,7 +193,8 @@ async def serve_sqs(
     """Serve the SQS endpoint of ``server`` on its host and ``config.sqs_port``
     until the server shuts down; ``task_status.started(port)``."""
     config = server.config
-    assert config.sqs_port is not None
+    wanted_port = config.sqs_port
+    assert wanted_port is not None
     app = SqsApp(
         server.broker,
         next(server._conn_ids),  # the endpoint is one peer of the core, like a connection
@@ -205,7 +206,7 @@ async def serve_sqs(
         await serve_asgi(
             app,
             config.host,
-            config.sqs_port,
+            wanted_port,
             name="sqs",
             shutdown_trigger=server._shutdown_requested.wait,
             task_status=task_status,

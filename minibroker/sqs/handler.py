@@ -28,7 +28,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from minibroker.core.broker import Broker, check_namespace_name
-from minibroker.core.errors import (
+from minibroker.core.namespace import Namespace
+from minibroker.core.peer import PushSource
+from minibroker.core.queues import Message, Queue
+from minibroker.errors import (
     BadRequest,
     BrokerError,
     Conflict,
@@ -38,9 +41,6 @@ from minibroker.core.errors import (
     TooLarge,
     UnknownDelivery,
 )
-from minibroker.core.namespace import Namespace
-from minibroker.core.peer import PushSource
-from minibroker.core.queues import Message, Queue
 from minibroker.sqs import attributes as queue_attributes
 from minibroker.sqs.attributes import QueueSettings
 from minibroker.sqs.digests import md5_of_attributes, md5_of_body

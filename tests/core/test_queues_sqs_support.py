@@ -11,8 +11,8 @@ import pytest
 from test_queues import A, B, In, World, bodies, check_conservation, ids, put
 from test_queues_journal import Site
 
-from minibroker.core.errors import BadRequest, UnknownDelivery
 from minibroker.core.queues import QueueOptions
+from minibroker.errors import BadRequest, UnknownDelivery
 
 
 @pytest.fixture
