@@ -260,6 +260,10 @@ class Queue:
         self._waiters: dict[int, _Waiter] = {}
         self._delayed: dict[int, _Delayed] = {}
         self._delayed_count = 0
+        #: Message group -> how many of its messages are in flight (see ``put``'s ``group``).
+        self._group_holds: dict[str, int] = {}
+        #: Whether a grouped message was ever put: fetches then take the slow path.
+        self._grouped = False
         self._ttl_timer: Timer | None = None
         self._configure(options)
         self.deleted = False
@@ -291,12 +295,26 @@ class Queue:
 
     # ------------------------------------------------------------------ put
 
-    def put(self, messages: Sequence[Incoming], now: float, *, delay: float = 0.0) -> int:
+    def put(
+        self,
+        messages: Sequence[Incoming],
+        now: float,
+        *,
+        delay: float = 0.0,
+        group: str | None = None,
+    ) -> int:
         """Append ``messages`` to the queue (all of them, or none); return how many.
 
         With ``delay`` (seconds, at most 12 hours) the messages wait as
         *delayed* first and join the back of the queue when it is over (SQS's
         DelaySeconds); TTL and publish time count from now all the same.
+
+        With ``group`` (SQS FIFO's MessageGroupId) the messages belong to a
+        message group: while any message of a group is in flight, no other
+        message of that group is delivered, so a group is processed in order
+        by one consumer at a time (a fetch may take several of its messages,
+        in order). Groups live in memory only: a durable queue's messages
+        come back from a restart without one.
 
         Raises TooLarge for a body over the limit, Overflow when the queue is at
         max_length with overflow=reject_publish (nothing of the batch is
@@ -304,6 +322,8 @@ class Queue:
         """
         if delay:
             delay = check_seconds("delay", delay, MAX_VISIBILITY_TIMEOUT, allow_zero=True)
+        if group is not None and (type(group) is not str or not group):
+            raise BadRequest("a message group must be a non-empty string")
         count = len(messages)
         if not count:
             return 0
@@ -338,6 +358,10 @@ class Queue:
         journal = self._journal
         if journal is not None:
             journal.put(batch, published_at)  # raises before anything changed
+        if group is not None:
+            self._grouped = True
+            for message in batch:
+                message.group = group
         self.published += count
         if delay > 0:
             self._park(batch, now + delay, at_front=False)
@@ -437,7 +461,7 @@ class Queue:
         max_bytes: int | None = None,
     ) -> list[Message]:
         ready = self._ready
-        if self._ttl is None and max_bytes is None:
+        if self._ttl is None and max_bytes is None and not self._grouped:
             popleft = ready.popleft
             out = [popleft() for _ in range(min(max_messages, len(ready)))]
         else:
@@ -469,6 +493,11 @@ class Queue:
         leases[lease] = None
         self.delivered += count
         self.redelivered += redelivered
+        if self._grouped:
+            holds = self._group_holds
+            for m in out:
+                if m.group is not None:
+                    holds[m.group] = holds.get(m.group, 0) + 1
         return out
 
     def _take_ready(self, max_messages: int, max_bytes: int | None, now: float) -> list[Message]:
@@ -478,25 +507,47 @@ class Queue:
         neither bound. A message that would pass ``max_bytes`` stays at the
         front for the next fetch, unless it is the first (it could never go
         otherwise; it fits a frame, since its size is bounded on input).
+        Messages of a group with messages in flight are stepped over and
+        stay where they are, in order (so a queue of many blocked groups
+        costs a scan per fetch: message groups are for SQS FIFO's rates).
         """
         ready = self._ready
         popleft = ready.popleft
         budget = math.inf if max_bytes is None else max_bytes
+        held = self._group_holds
         out: list[Message] = []
         expired: list[Message] = []
+        blocked: list[Message] = []
         while ready and len(out) < max_messages:
             m = ready[0]
             if m.expires_at <= now:
                 expired.append(popleft())
+                continue
+            if held and m.group in held:
+                blocked.append(popleft())
                 continue
             size = delivery_size(m)
             if size > budget and out:
                 break
             budget -= size
             out.append(popleft())
+        if blocked:
+            ready.extendleft(reversed(blocked))
         if expired:
             self._dispose(expired, "expired", now)
         return out
+
+    def _unhold(self, messages: list[Message]) -> None:
+        """These messages left flight: their groups may be delivered again."""
+        holds = self._group_holds
+        for m in messages:
+            group = m.group
+            if group is not None:
+                left = holds[group] - 1
+                if left:
+                    holds[group] = left
+                else:
+                    del holds[group]
 
     def _feed_waiters(self, now: float) -> None:
         """Hand ready messages to parked fetches, first come first served."""
@@ -592,7 +643,15 @@ class Queue:
                 lease.outstanding -= 1
                 if not lease.outstanding:
                     self._end_lease(lease)
+        if self._group_holds:
+            self._unhold(released)
         return released
+
+    def _feed_unblocked(self, now: float) -> None:
+        """Messages left flight for good: parked fetches may now take messages of
+        their groups (only message groups make ready messages wait like this)."""
+        if self._waiters and self._ready:
+            self._feed_waiters(now)
 
     def _end_lease(self, lease: Lease) -> None:
         if lease.timer is not None:
@@ -613,6 +672,7 @@ class Queue:
             self._compact_quietly(journal, timestamp)
         count = len(self._release(messages))
         self.acked += count
+        self._feed_unblocked(now)
         return count
 
     def nack(
@@ -636,6 +696,7 @@ class Queue:
             return 0
         if not requeue:
             self._dispose(messages, "rejected", now)
+            self._feed_unblocked(now)
         elif delay > 0:
             kept = self._past_max_deliveries(messages, now)
             if kept:
@@ -752,6 +813,8 @@ class Queue:
                 m.lease = None
                 back.append(m)
         lease.outstanding = 0
+        if self._group_holds:
+            self._unhold(back)
         return back
 
     def disconnect(self, conn_id: int, now: float) -> None:
@@ -925,6 +988,7 @@ class Queue:
         if journal is not None and messages:
             journal.settle(messages, self._broker.clock.wall_ms(now))
         self.purged += len(messages)
+        self._feed_unblocked(now)
         return len(messages)
 
     def statistics(self) -> QueueStatistics:
@@ -1002,6 +1066,7 @@ class Queue:
         self._ready.clear()
         self._inflight.clear()
         self._leases.clear()
+        self._group_holds.clear()
         self._delayed.clear()
         self._delayed_count = 0
         if error is not None:

@@ -151,6 +151,69 @@ def test_purge_held_removes_one_holders_in_flight_messages(w: World) -> None:
     check_conservation(q)
 
 
+def test_a_group_in_flight_blocks_its_later_messages(w: World) -> None:
+    q = w.declare(visibility_timeout=10)
+    q.put([In(b"a1"), In(b"a2")], w.now, group="a")
+    q.put([In(b"b1")], w.now, group="b")
+    q.put([In(b"a3")], w.now, group="a")
+    put(q, w.now, "free")
+    first = q.fetch(A, 1, w.now)
+    assert bodies(first) == [b"a1"]
+    # Group a is held: the next fetch steps over a2 and a3, in order.
+    assert bodies(q.fetch(B, 10, w.now)) == [b"b1", b"free"]
+    assert q.fetch(B, 10, w.now) == []
+    q.ack(A, ids(first), w.now)
+    # One fetch may take several messages of a free group, in order.
+    assert bodies(q.fetch(B, 10, w.now)) == [b"a2", b"a3"]
+    check_conservation(q)
+
+
+def test_a_group_comes_back_in_order_after_a_timeout(w: World) -> None:
+    q = w.declare(visibility_timeout=10)
+    q.put([In(b"1"), In(b"2"), In(b"3")], w.now, group="g")
+    assert bodies(q.fetch(A, 2, w.now)) == [b"1", b"2"]
+    w.advance(10)
+    assert bodies(q.fetch(B, 10, w.now)) == [b"1", b"2", b"3"]
+
+
+def test_an_ack_that_frees_a_group_feeds_a_parked_fetch(w: World) -> None:
+    q = w.declare()
+    q.put([In(b"1"), In(b"2")], w.now, group="g")
+    first = q.fetch(A, 1, w.now)
+    waiting = _Recorder(9)
+    q.wait(waiting, 1, 10, w.now, timeout=20)
+    assert waiting.resolved == {}
+    q.ack(A, ids(first), w.now)
+    assert waiting.resolved == {1: [b"2"]}
+
+
+def test_nack_to_the_front_keeps_the_group_order(w: World) -> None:
+    q = w.declare()
+    q.put([In(b"1"), In(b"2")], w.now, group="g")
+    first = q.fetch(A, 1, w.now)
+    waiting = _Recorder(9)
+    q.wait(waiting, 1, 1, w.now, timeout=20)
+    q.nack(A, ids(first), w.now)
+    assert waiting.resolved == {1: [b"1"]}
+
+
+def test_purge_held_and_disconnect_free_groups(w: World) -> None:
+    q = w.declare()
+    q.put([In(b"1"), In(b"2"), In(b"3")], w.now, group="g")
+    q.fetch(A, 1, w.now)
+    q.purge_held(A, w.now)
+    got = q.fetch(B, 1, w.now)
+    assert bodies(got) == [b"2"]
+    q.disconnect(B.conn_id, w.now)
+    assert bodies(q.fetch(A, 10, w.now)) == [b"2", b"3"]
+
+
+def test_put_refuses_a_bad_group(w: World) -> None:
+    q = w.declare()
+    with pytest.raises(BadRequest):
+        q.put([In(b"x")], w.now, group="")
+
+
 def test_reconfigure_changes_what_comes_next(w: World) -> None:
     q = w.declare(visibility_timeout=10)
     w.declare("dead")
