@@ -21,15 +21,20 @@ from minibroker.sqs.errors import (
     invalid_attribute_name,
     invalid_attribute_value,
     invalid_parameter,
-    unsupported,
 )
+from minibroker.sqs.fifo import Deduplicator
 from minibroker.sqs.urls import parse_arn, queue_arn
 
 DEFAULT_RETENTION: Final = 345_600  # 4 days, as SQS
 DEFAULT_MAXIMUM_MESSAGE_SIZE: Final = 262_144
 #: Attributes accepted and shown back, with no effect on a broker without KMS.
 _STORED_ONLY: Final = ("KmsMasterKeyId", "KmsDataKeyReusePeriodSeconds", "SqsManagedSseEnabled")
-_FIFO_ONLY: Final = ("ContentBasedDeduplication", "DeduplicationScope", "FifoThroughputLimit")
+#: FIFO queues' own attributes and their allowed values.
+_FIFO_ONLY: Final = {
+    "ContentBasedDeduplication": ("true", "false"),
+    "DeduplicationScope": ("queue", "messageGroup"),
+    "FifoThroughputLimit": ("perQueue", "perMessageGroupId"),
+}
 _RANGES: Final = {
     "DelaySeconds": (0, 900),
     "MaximumMessageSize": (1024, 1_048_576),
@@ -65,9 +70,21 @@ class QueueSettings:
     delay_seconds: int = 0
     receive_wait_seconds: int = 0
     maximum_message_size: int = DEFAULT_MAXIMUM_MESSAGE_SIZE
-    #: Policy, RedriveAllowPolicy and the KMS/SSE attributes, stored as given.
+    #: Policy, RedriveAllowPolicy, the KMS/SSE attributes and (FIFO queues)
+    #: ContentBasedDeduplication, DeduplicationScope, FifoThroughputLimit, as given.
     stored: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    #: A FIFO queue (fixed at creation): groups, sequence numbers, deduplication.
+    fifo: bool = False
+    deduplicator: Deduplicator = field(default_factory=Deduplicator)
+
+    @property
+    def content_based_deduplication(self) -> bool:
+        return self.stored.get("ContentBasedDeduplication") == "true"
+
+    @property
+    def deduplication_per_group(self) -> bool:
+        return self.stored.get("DeduplicationScope") == "messageGroup"
 
 
 def new_options() -> QueueOptions:
@@ -116,12 +133,19 @@ def apply(
             else:
                 settings.stored.pop(name, None)
         elif name == "FifoQueue":
-            if raw.lower() == "true":
-                raise unsupported("FIFO queues are not supported by minibroker's SQS endpoint yet.")
-            if raw.lower() != "false":
+            if raw.lower() not in ("true", "false"):
                 raise invalid_attribute_value(name, "must be true or false.")
+            if (raw.lower() == "true") != settings.fifo:
+                raise invalid_attribute_value(
+                    name, "a queue is FIFO, with a name ending in .fifo, from its creation on."
+                )
         elif name in _FIFO_ONLY:
-            raise invalid_attribute_name(name)
+            if not settings.fifo:
+                raise invalid_attribute_name(name)
+            if raw not in _FIFO_ONLY[name]:
+                allowed = " or ".join(_FIFO_ONLY[name])
+                raise invalid_attribute_value(name, f"must be {allowed}.")
+            settings.stored[name] = raw
         else:
             raise invalid_attribute_name(name)
     return dataclasses.replace(options, **changes), settings  # type: ignore[arg-type]
@@ -210,8 +234,17 @@ def read(
         "ReceiveMessageWaitTimeSeconds": str(settings.receive_wait_seconds),
         "VisibilityTimeout": str(int(options.visibility_timeout)),
         "RedrivePolicy": _redrive_policy(options, region, namespace),
+        "FifoQueue": "true" if settings.fifo else None,
     }
-    wanted = READABLE if "All" in names else names
+    if settings.fifo:
+        values["ContentBasedDeduplication"] = settings.stored.get(
+            "ContentBasedDeduplication", "false"
+        )
+        values["DeduplicationScope"] = settings.stored.get("DeduplicationScope", "queue")
+        values["FifoThroughputLimit"] = settings.stored.get("FifoThroughputLimit", "perQueue")
+    wanted: list[str] | tuple[str, ...] = names
+    if "All" in names:
+        wanted = (*READABLE, "FifoQueue", *_FIFO_ONLY) if settings.fifo else READABLE
     out: dict[str, str] = {}
     for name in wanted:
         value = values[name] if name in values else settings.stored.get(name)

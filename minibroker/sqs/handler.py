@@ -54,7 +54,14 @@ from minibroker.sqs.errors import (
     queue_does_not_exist,
     queue_name_exists,
     unknown_action,
-    unsupported,
+)
+from minibroker.sqs.fifo import (
+    DEDUPLICATION_HEADER,
+    GROUP_HEADER,
+    SEQUENCE_HEADER,
+    Sent,
+    check_id,
+    content_deduplication_id,
 )
 from minibroker.sqs.messages import (
     TRACE_HEADER,
@@ -83,6 +90,7 @@ MAX_BATCH_ENTRIES: Final = 10
 MAX_BATCH_BYTES: Final = 1_048_576
 MAX_TAGS: Final = 50
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+_FIFO_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,75}\.fifo$")
 _BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 #: Message system attributes a receive can ask for and this endpoint has.
 _SYSTEM_ATTRIBUTES: Final = (
@@ -91,7 +99,17 @@ _SYSTEM_ATTRIBUTES: Final = (
     "ApproximateReceiveCount",
     "AWSTraceHeader",
     "DeadLetterQueueSourceArn",
+    "MessageGroupId",
+    "MessageDeduplicationId",
+    "SequenceNumber",
 )
+#: System attributes kept in headers: attribute -> header.
+_SYSTEM_HEADERS: Final = {
+    "AWSTraceHeader": TRACE_HEADER,
+    "MessageGroupId": GROUP_HEADER,
+    "MessageDeduplicationId": DEDUPLICATION_HEADER,
+    "SequenceNumber": SEQUENCE_HEADER,
+}
 _SENDER_ID: Final = "AIDAMINIBROKER000000"
 
 Answer = dict[str, Any]
@@ -260,18 +278,19 @@ class SqsHandler:
         if not isinstance(name, str) or not name:
             raise missing_parameter("QueueName")
         requested = _string_map(params.get("Attributes"), "Attributes")
-        if name.endswith(".fifo") or requested.get("FifoQueue", "").lower() == "true":
-            raise unsupported("FIFO queues are not supported by minibroker's SQS endpoint yet.")
-        if not _QUEUE_NAME.match(name):
+        fifo = requested.get("FifoQueue", "").lower() == "true"
+        if not (_FIFO_QUEUE_NAME if fifo else _QUEUE_NAME).match(name):
             raise invalid_parameter(
                 "Can only include alphanumeric characters, hyphens, or underscores. "
-                "1 to 80 in length"
+                "1 to 80 in length; a FIFO queue's name ends with .fifo, and only its does"
             )
         tags = _tags(params.get("tags", params.get("Tags")))
         queues = namespace.queues
         existing = queues.find(name)
         if existing is not None:
             settings = self._settings_of(namespace, name, now)
+            if settings.fifo != fifo:
+                raise queue_name_exists(name, "FifoQueue")
             options, wanted = queue_attributes.apply(
                 requested, existing.options, settings, **self._context(namespace, name)
             )
@@ -282,7 +301,7 @@ class SqsHandler:
         options, settings = queue_attributes.apply(
             requested,
             queue_attributes.new_options(),
-            QueueSettings(created=seconds, modified=seconds, tags=tags),
+            QueueSettings(created=seconds, modified=seconds, tags=tags, fifo=fifo),
             **self._context(namespace, name),
         )
         queues.declare(name, options, now)
@@ -417,9 +436,11 @@ class SqsHandler:
     def _send_message(self, request: SqsRequest, namespace: Namespace, now: float) -> Answer:
         namespace, queue = self._queue_of(request, namespace)
         settings = self._settings_of(namespace, queue.name, now)
-        outgoing, delay, answer = _prepare_send(request.params, settings)
-        queue.put([outgoing], now, delay=delay)
-        return answer
+        prepared = _prepare_send(request.params, settings)
+        if not _deduplicated(prepared, settings, now):
+            queue.put([prepared.outgoing], now, delay=prepared.delay, group=prepared.group)
+            _remember(prepared, settings, now)
+        return prepared.answer
 
     def _send_message_batch(self, request: SqsRequest, namespace: Namespace, now: float) -> Answer:
         namespace, queue = self._queue_of(request, namespace)
@@ -427,30 +448,44 @@ class SqsHandler:
         entries = _batch_entries(request.params)
         successful: list[Answer] = []
         failed: list[Answer] = []
-        # Prepared entries grouped by delay, so each group is one put.
-        groups: dict[int, list[tuple[str, _Outgoing, Answer]]] = {}
+        # Prepared entries by (delay, message group), so each of these is one put.
+        puts: dict[tuple[int, str | None], list[tuple[str, _Prepared]]] = {}
+        # FIFO: deduplication keys of this batch's earlier entries.
+        in_batch: dict[str, _Prepared] = {}
         total = 0
         for entry in entries:
             try:
-                outgoing, delay, answer = _prepare_send(entry, settings)
+                prepared = _prepare_send(entry, settings)
             except SqsError as exc:
                 failed.append(_failure(entry["Id"], exc))
                 continue
-            total += len(outgoing.body)
-            groups.setdefault(delay, []).append((entry["Id"], outgoing, answer))
+            total += len(prepared.outgoing.body)
+            earlier = in_batch.get(prepared.deduplication_key or "")
+            if earlier is not None:
+                prepared.answer["MessageId"] = earlier.answer["MessageId"]
+                prepared.answer["SequenceNumber"] = earlier.answer["SequenceNumber"]
+            if earlier is not None or _deduplicated(prepared, settings, now):
+                successful.append({"Id": entry["Id"], **prepared.answer})
+                continue
+            if prepared.deduplication_key is not None:
+                in_batch[prepared.deduplication_key] = prepared
+            key = (prepared.delay, prepared.group)
+            puts.setdefault(key, []).append((entry["Id"], prepared))
         if total > MAX_BATCH_BYTES:
             raise batch_error(
                 "BatchRequestTooLong",
                 f"Batch requests cannot be longer than {MAX_BATCH_BYTES} bytes. "
                 f"You have sent {total} bytes.",
             )
-        for delay, group in groups.items():
+        for (delay, group), batch in puts.items():
             try:
-                queue.put([outgoing for _, outgoing, _ in group], now, delay=delay)
+                queue.put([p.outgoing for _, p in batch], now, delay=delay, group=group)
             except BrokerError as exc:
-                failed.extend(_failure(entry_id, _translate(exc)) for entry_id, _, _ in group)
+                failed.extend(_failure(entry_id, _translate(exc)) for entry_id, _ in batch)
                 continue
-            successful.extend({"Id": entry_id, **answer} for entry_id, _, answer in group)
+            for entry_id, prepared in batch:
+                _remember(prepared, settings, now)
+                successful.append({"Id": entry_id, **prepared.answer})
         return {"Successful": successful, "Failed": failed}
 
     def _receive_message(
@@ -524,8 +559,9 @@ class SqsHandler:
             "SentTimestamp": str(m.published_at),
             "ApproximateReceiveCount": str(m.delivery_count),
         }
-        if TRACE_HEADER in headers:
-            values["AWSTraceHeader"] = headers[TRACE_HEADER]
+        for name, header in _SYSTEM_HEADERS.items():
+            if header in headers:
+                values[name] = headers[header]
         source = headers.get("x-death-queue")
         if source is not None:
             values["DeadLetterQueueSourceArn"] = queue_arn(
@@ -601,12 +637,49 @@ def _translate(error: BrokerError) -> SqsError:
     return internal_error(f"{error.code}: {error.message}")
 
 
-def _prepare_send(params: dict[str, Any], settings: QueueSettings) -> tuple[_Outgoing, int, Answer]:
-    """Validate one SendMessage (or batch entry): the message, its delay, its answer."""
+@dataclass(slots=True)
+class _Prepared:
+    """One validated send: the message, where and when it goes, its answer."""
+
+    outgoing: _Outgoing
+    delay: int
+    answer: Answer
+    #: FIFO queues: the message group and the deduplication key.
+    group: str | None = None
+    deduplication_key: str | None = None
+
+
+def _deduplicated(prepared: _Prepared, settings: QueueSettings, now: float) -> bool:
+    """A FIFO send whose deduplication id was seen in the window: answer as the
+    first one was answered (its id and sequence number), store nothing."""
+    key = prepared.deduplication_key
+    if key is None:
+        return False
+    sent = settings.deduplicator.find(key, now)
+    if sent is None:
+        return False
+    prepared.answer["MessageId"] = sent.message_id
+    prepared.answer["SequenceNumber"] = sent.sequence_number
+    return True
+
+
+def _remember(prepared: _Prepared, settings: QueueSettings, now: float) -> None:
+    if prepared.deduplication_key is not None:
+        answer = prepared.answer
+        sent = Sent(answer["MessageId"], answer["SequenceNumber"])
+        settings.deduplicator.remember(prepared.deduplication_key, now, sent)
+
+
+def _prepare_send(params: dict[str, Any], settings: QueueSettings) -> _Prepared:
+    """Validate one SendMessage (or batch entry)."""
     body = check_body(params.get("MessageBody"))
     attributes = parse_attributes(params.get("MessageAttributes"))
     trace = _trace_header(params.get("MessageSystemAttributes"))
-    if params.get("MessageDeduplicationId") is not None:
+    fifo_headers: dict[str, str] = {}
+    group = deduplication_key = None
+    if settings.fifo:
+        group, deduplication_key, fifo_headers = _fifo_fields(params, body, settings)
+    elif params.get("MessageDeduplicationId") is not None:
         raise invalid_parameter(
             "The request includes a parameter that is not valid for this queue type: "
             "MessageDeduplicationId is for FIFO queues."
@@ -620,6 +693,7 @@ def _prepare_send(params: dict[str, Any], settings: QueueSettings) -> tuple[_Out
             f"{settings.maximum_message_size} bytes."
         )
     message_id, headers = to_headers(attributes, trace)
+    headers.update(fifo_headers)
     answer: Answer = {"MessageId": message_id, "MD5OfMessageBody": md5_of_body(body)}
     if attributes:
         answer["MD5OfMessageAttributes"] = md5_of_attributes(attributes)
@@ -627,7 +701,48 @@ def _prepare_send(params: dict[str, Any], settings: QueueSettings) -> tuple[_Out
         answer["MD5OfMessageSystemAttributes"] = md5_of_attributes(
             {"AWSTraceHeader": AttributeValue("String", string=trace)}
         )
-    return _Outgoing(encoded, headers), delay, answer
+    if settings.fifo:
+        answer["SequenceNumber"] = headers[SEQUENCE_HEADER]
+    return _Prepared(_Outgoing(encoded, headers), delay, answer, group, deduplication_key)
+
+
+def _fifo_fields(
+    params: dict[str, Any], body: str, settings: QueueSettings
+) -> tuple[str, str, dict[str, str]]:
+    """A FIFO send's group, deduplication key and the headers that keep them."""
+    raw_group = params.get("MessageGroupId")
+    if raw_group is None:
+        raise missing_parameter("MessageGroupId")
+    group = check_id(raw_group)
+    if group is None:
+        raise invalid_parameter("MessageGroupId must be 1 to 128 printable ASCII characters.")
+    raw_id = params.get("MessageDeduplicationId")
+    if raw_id is None:
+        if not settings.content_based_deduplication:
+            raise invalid_parameter(
+                "The queue should either have ContentBasedDeduplication enabled or "
+                "MessageDeduplicationId provided explicitly"
+            )
+        deduplication_id = content_deduplication_id(body)
+    else:
+        checked = check_id(raw_id)
+        if checked is None:
+            raise invalid_parameter(
+                "MessageDeduplicationId must be 1 to 128 printable ASCII characters."
+            )
+        deduplication_id = checked
+    if params.get("DelaySeconds") is not None:
+        raise invalid_parameter(
+            "Value for parameter DelaySeconds is invalid. Reason: The request include "
+            "parameter that is not valid for this queue type."
+        )
+    key = f"{group}\n{deduplication_id}" if settings.deduplication_per_group else deduplication_id
+    headers = {
+        GROUP_HEADER: group,
+        DEDUPLICATION_HEADER: deduplication_id,
+        SEQUENCE_HEADER: settings.deduplicator.next_sequence_number(),
+    }
+    return group, key, headers
 
 
 def _trace_header(raw: object) -> str | None:
@@ -747,6 +862,7 @@ def _tags(raw: object) -> dict[str, str]:
 def _comparable(settings: QueueSettings) -> tuple[object, ...]:
     """What CreateQueue compares on an existing queue (not timestamps or tags)."""
     return (
+        settings.fifo,
         settings.delay_seconds,
         settings.receive_wait_seconds,
         settings.maximum_message_size,

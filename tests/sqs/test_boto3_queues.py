@@ -98,7 +98,7 @@ def test_create_queue_attributes_and_conflict(sqs: Any) -> None:
         ({"VisibilityTimeout": "43201"}, "InvalidAttributeValue"),
         ({"DelaySeconds": "soon"}, "InvalidAttributeValue"),
         ({"NoSuchAttribute": "1"}, "InvalidAttributeName"),
-        ({"FifoQueue": "true"}, "AWS.SimpleQueueService.UnsupportedOperation"),
+        ({"FifoQueue": "true"}, "InvalidParameterValue"),
     ],
 )
 def test_create_queue_refuses_bad_attributes(
