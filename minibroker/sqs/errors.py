@@ -91,10 +91,6 @@ def batch_error(code: str, message: str) -> SqsError:
     return SqsError(code, message, query_code=_PREFIX + code)
 
 
-def unsupported(message: str) -> SqsError:
-    return SqsError("UnsupportedOperation", message, query_code=_PREFIX + "UnsupportedOperation")
-
-
 def unknown_action(action: str) -> SqsError:
     return SqsError(
         "UnknownOperationException",
