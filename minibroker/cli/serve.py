@@ -20,6 +20,7 @@ from minibroker.defaults import DEFAULT_HOST, DEFAULT_PORT
 from minibroker.errors import BrokerError
 from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES
 from minibroker.server.app import BrokerServer
+from minibroker.sqs.signing import load_keys_file
 
 #: Upper bound of --busy-poll-us: beyond 10 ms it is just a spinning broker.
 MAX_BUSY_POLL_US = 10_000.0
@@ -133,6 +134,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "port of --host, 0 for any free port (default: none; see docs/sqs.md)",
     )
     parser.add_argument(
+        "--sqs-keys",
+        default=_env("sqs_keys", None),
+        help="file of 'ACCESS_KEY_ID:SECRET_ACCESS_KEY' lines: the SQS endpoint then checks "
+        "Signature V4 with them (default: any signature is accepted)",
+    )
+    parser.add_argument(
         "--data-dir",
         default=_env("data_dir", None),
         help="directory for durable queues and logs (default: memory only)",
@@ -193,6 +200,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         permissions=permissions,
         busy_poll_us=args.busy_poll_us,
         sqs_port=int(args.sqs_port) if args.sqs_port is not None else None,
+        sqs_keys=load_keys_file(args.sqs_keys) if args.sqs_keys else None,
     )
 
 

@@ -33,6 +33,7 @@ from minibroker.server.http_listener import (
 )
 from minibroker.sqs.errors import SqsError, internal_error
 from minibroker.sqs.handler import Answer, Parked, SqsHandler
+from minibroker.sqs.signing import check_signature
 from minibroker.sqs.wire import (
     HttpAnswer,
     parse_request,
@@ -63,8 +64,11 @@ class SqsApp:
         *,
         after_request: Callable[[], None],
         group_commit: GroupCommit | None,
+        keys: dict[str, str] | None = None,
     ) -> None:
         self._broker = broker
+        #: Access key id -> secret: Signature V4 is checked when set.
+        self._keys = keys
         self._after_request = after_request
         self._group_commit = group_commit
         self.handler = SqsHandler(broker, conn_id, self._finished)
@@ -109,6 +113,15 @@ class SqsApp:
         generation = self._broker.write_generation
         action = ""
         try:
+            if self._keys is not None:
+                check_signature(
+                    self._keys,
+                    scope["method"],
+                    scope.get("raw_path") or scope["path"].encode(),
+                    scope["query_string"],
+                    scope["headers"],
+                    body,
+                )
             request = parse_request(
                 scope["method"],
                 _base_url(scope, headers),
@@ -200,6 +213,7 @@ async def serve_sqs(
         next(server._conn_ids),  # the endpoint is one peer of the core, like a connection
         after_request=server._after_input,
         group_commit=server.group_commit if server.settings.hold_until_synced else None,
+        keys=config.sqs_keys,
     )
 
     async def serve(task_status: trio.TaskStatus[int]) -> None:
