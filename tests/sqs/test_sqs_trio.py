@@ -205,3 +205,26 @@ async def test_open_broker_with_sqs_serves_boto3() -> None:
 
         assert await trio.to_thread.run_sync(round_trip) == "in-process"
         assert "embedded" in broker.core.namespace("").queues
+
+
+async def test_a_body_sent_too_slowly_gets_408(
+    broker: EmbeddedBroker, autojump_clock: trio.testing.MockClock
+) -> None:
+    app = sqs_app(broker)
+    answer: dict[str, Any] = {}
+    chunks = [{"type": "http.request", "body": b'{"QueueName": ', "more_body": True}]
+
+    async def receive() -> Message:
+        if chunks:
+            return chunks.pop()
+        await trio.sleep_forever()  # the rest never comes
+        raise AssertionError
+
+    async def send(message: Message) -> None:
+        answer.setdefault("status", message.get("status"))
+
+    started = trio.current_time()
+    await app(scope("CreateQueue"), receive, send)
+    assert answer["status"] == 408
+    assert trio.current_time() - started == pytest.approx(30)
+    assert "jobs" not in broker.core.namespace("").queues
