@@ -96,6 +96,10 @@ class Broker:
             self._namespaces[name] = ns
         return ns
 
+    def find_namespace(self, name: str) -> Namespace | None:
+        """The namespace called ``name`` if it exists (creates nothing)."""
+        return self._namespaces.get(name)
+
     @property
     def namespaces(self) -> dict[str, Namespace]:
         return dict(self._namespaces)

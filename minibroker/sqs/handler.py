@@ -157,7 +157,7 @@ class SqsHandler:
         self._watched: set[str] = set()
         self._parked: dict[int, _Receive] = {}
         self._tokens = itertools.count(1)
-        self._actions: dict[str, Callable[[SqsRequest, Namespace, float], Answer | Parked]] = {
+        self._actions: dict[str, Callable[[SqsRequest, str, float], Answer | Parked]] = {
             "CreateQueue": self._create_queue,
             "GetQueueUrl": self._get_queue_url,
             "ListQueues": self._list_queues,
@@ -212,9 +212,8 @@ class SqsHandler:
         action = self._actions.get(request.action)
         if action is None:
             raise unknown_action(request.action)
-        namespace = self._namespace(namespace_of_path(request.path))
         try:
-            return action(request, namespace, now)
+            return action(request, namespace_of_path(request.path), now)
         except SqsError:
             raise
         except BrokerError as exc:
@@ -225,18 +224,24 @@ class SqsHandler:
         receive = self._parked.get(token)
         if receive is None:
             return
-        queue = self._namespace(receive.namespace).queues.find(receive.queue)
+        namespace = self._broker.find_namespace(receive.namespace)
+        queue = None if namespace is None else namespace.queues.find(receive.queue)
         if queue is None or not queue.cancel_wait(self, token, now):
             self._parked.pop(token, None)
 
     # ------------------------------------------------------------- helpers
 
-    def _namespace(self, name: str) -> Namespace:
+    def _namespace(self, name: str, *, create: bool = False) -> Namespace:
+        """The namespace called ``name``; only CreateQueue creates one, so requests
+        to made-up paths or queue URLs cost the broker nothing."""
         try:
             check_namespace_name(name)
         except InvalidName as exc:
             raise queue_does_not_exist(exc.message) from None
-        namespace = self._broker.namespace(name)
+        found = self._broker.find_namespace(name)
+        if found is None and not create:
+            raise queue_does_not_exist(f"no queue in namespace {name!r}")
+        namespace = found or self._broker.namespace(name)
         if name not in self._watched:
             self._watched.add(name)
             namespace.queues.on_delete.append(self._forgetter(name))
@@ -250,10 +255,9 @@ class SqsHandler:
 
         return forget
 
-    def _queue_of(self, request: SqsRequest, namespace: Namespace) -> tuple[Namespace, Queue]:
-        ns_name, name = parse_queue_url(request.params.get("QueueUrl"), namespace.name)
-        if ns_name != namespace.name:
-            namespace = self._namespace(ns_name)
+    def _queue_of(self, request: SqsRequest, default: str) -> tuple[Namespace, Queue]:
+        ns_name, name = parse_queue_url(request.params.get("QueueUrl"), default)
+        namespace = self._namespace(ns_name)
         queue = namespace.queues.find(name)
         if queue is None:
             raise queue_does_not_exist(name)
@@ -267,12 +271,12 @@ class SqsHandler:
             settings = self._settings[key] = QueueSettings(created=seconds, modified=seconds)
         return settings
 
-    def _url(self, request: SqsRequest, namespace: Namespace, queue: str) -> str:
-        return queue_url(request.base_url, namespace.name, queue)
+    def _url(self, request: SqsRequest, namespace: str, queue: str) -> str:
+        return queue_url(request.base_url, namespace, queue)
 
     # ------------------------------------------------------------- queues
 
-    def _create_queue(self, request: SqsRequest, namespace: Namespace, now: float) -> Answer:
+    def _create_queue(self, request: SqsRequest, default: str, now: float) -> Answer:
         params = request.params
         name = params.get("QueueName")
         if not isinstance(name, str) or not name:
@@ -285,6 +289,7 @@ class SqsHandler:
                 "1 to 80 in length; a FIFO queue's name ends with .fifo, and only its does"
             )
         tags = _tags(params.get("tags", params.get("Tags")))
+        namespace = self._namespace(default, create=True)
         queues = namespace.queues
         existing = queues.find(name)
         if existing is not None:
@@ -296,7 +301,7 @@ class SqsHandler:
             )
             if options != existing.options or _comparable(wanted) != _comparable(settings):
                 raise queue_name_exists(name, ", ".join(sorted(requested)) or "its attributes")
-            return {"QueueUrl": self._url(request, namespace, name)}
+            return {"QueueUrl": self._url(request, namespace.name, name)}
         seconds = self._broker.clock.wall_ms(now) // 1000
         options, settings = queue_attributes.apply(
             requested,
@@ -306,7 +311,7 @@ class SqsHandler:
         )
         queues.declare(name, options, now)
         self._settings[(namespace.name, name)] = settings
-        return {"QueueUrl": self._url(request, namespace, name)}
+        return {"QueueUrl": self._url(request, namespace.name, name)}
 
     def _context(self, namespace: Namespace, queue: str) -> dict[str, Any]:
         return {
@@ -315,26 +320,29 @@ class SqsHandler:
             "queue_exists": namespace.queues.__contains__,
         }
 
-    def _get_queue_url(self, request: SqsRequest, namespace: Namespace, now: float) -> Answer:
+    def _get_queue_url(self, request: SqsRequest, default: str, now: float) -> Answer:
         name = request.params.get("QueueName")
         if not isinstance(name, str) or not name:
             raise missing_parameter("QueueName")
         owner = request.params.get("QueueOwnerAWSAccountId")
         if isinstance(owner, str) and owner:
-            namespace = self._namespace(namespace_of(owner))
+            default = namespace_of(owner)
+        namespace = self._namespace(default)
         if name not in namespace.queues:
             raise queue_does_not_exist(name)
-        return {"QueueUrl": self._url(request, namespace, name)}
+        return {"QueueUrl": self._url(request, namespace.name, name)}
 
-    def _list_queues(self, request: SqsRequest, namespace: Namespace, now: float) -> Answer:
+    def _list_queues(self, request: SqsRequest, default: str, now: float) -> Answer:
         prefix = request.params.get("QueueNamePrefix") or ""
         if not isinstance(prefix, str):
             raise invalid_parameter("QueueNamePrefix must be a string.")
-        names = [n for n in namespace.queues.names() if n.startswith(prefix)]
-        return self._page(request, namespace, names, "QueueUrls")
+        namespace = self._broker.find_namespace(default)
+        names = [] if namespace is None else namespace.queues.names()
+        chosen = [n for n in names if n.startswith(prefix)]
+        return self._page(request, default, chosen, "QueueUrls")
 
     def _page(
-        self, request: SqsRequest, namespace: Namespace, names: list[str], member: str
+        self, request: SqsRequest, namespace: str, names: list[str], member: str
     ) -> Answer:
         """One page of queue URLs: all (at most 1000) without MaxResults, else
         MaxResults of them and a NextToken naming the last one given."""
@@ -355,21 +363,21 @@ class SqsHandler:
             out["NextToken"] = base64.urlsafe_b64encode(shown[-1].encode()).decode()
         return out
 
-    def _delete_queue(self, request: SqsRequest, namespace: Namespace, now: float) -> Answer:
-        namespace, queue = self._queue_of(request, namespace)
+    def _delete_queue(self, request: SqsRequest, default: str, now: float) -> Answer:
+        namespace, queue = self._queue_of(request, default)
         namespace.queues.delete(queue.name, now)
         return {}
 
-    def _purge_queue(self, request: SqsRequest, namespace: Namespace, now: float) -> Answer:
-        _, queue = self._queue_of(request, namespace)
+    def _purge_queue(self, request: SqsRequest, default: str, now: float) -> Answer:
+        _, queue = self._queue_of(request, default)
         queue.purge(now)
         queue.purge_held(self, now)
         return {}
 
     def _get_queue_attributes(
-        self, request: SqsRequest, namespace: Namespace, now: float
+        self, request: SqsRequest, default: str, now: float
     ) -> Answer:
-        namespace, queue = self._queue_of(request, namespace)
+        namespace, queue = self._queue_of(request, default)
         names = _string_list(request.params.get("AttributeNames"), "AttributeNames")
         found = queue_attributes.read(
             names,
@@ -383,9 +391,9 @@ class SqsHandler:
         return {"Attributes": found} if found else {}
 
     def _set_queue_attributes(
-        self, request: SqsRequest, namespace: Namespace, now: float
+        self, request: SqsRequest, default: str, now: float
     ) -> Answer:
-        namespace, queue = self._queue_of(request, namespace)
+        namespace, queue = self._queue_of(request, default)
         requested = _string_map(request.params.get("Attributes"), "Attributes")
         settings = self._settings_of(namespace, queue.name, now)
         options, updated = queue_attributes.apply(
@@ -398,8 +406,8 @@ class SqsHandler:
 
     # ----------------------------------------------------------- tags
 
-    def _tag_queue(self, request: SqsRequest, namespace: Namespace, now: float) -> Answer:
-        namespace, queue = self._queue_of(request, namespace)
+    def _tag_queue(self, request: SqsRequest, default: str, now: float) -> Answer:
+        namespace, queue = self._queue_of(request, default)
         settings = self._settings_of(namespace, queue.name, now)
         merged = {**settings.tags, **_tags(request.params.get("Tags"))}
         if len(merged) > MAX_TAGS:
@@ -407,34 +415,34 @@ class SqsHandler:
         settings.tags = merged
         return {}
 
-    def _untag_queue(self, request: SqsRequest, namespace: Namespace, now: float) -> Answer:
-        namespace, queue = self._queue_of(request, namespace)
+    def _untag_queue(self, request: SqsRequest, default: str, now: float) -> Answer:
+        namespace, queue = self._queue_of(request, default)
         settings = self._settings_of(namespace, queue.name, now)
         for key in _string_list(request.params.get("TagKeys"), "TagKeys"):
             settings.tags.pop(key, None)
         return {}
 
-    def _list_queue_tags(self, request: SqsRequest, namespace: Namespace, now: float) -> Answer:
-        namespace, queue = self._queue_of(request, namespace)
+    def _list_queue_tags(self, request: SqsRequest, default: str, now: float) -> Answer:
+        namespace, queue = self._queue_of(request, default)
         tags = self._settings_of(namespace, queue.name, now).tags
         return {"Tags": dict(tags)} if tags else {}
 
     def _list_dead_letter_source_queues(
-        self, request: SqsRequest, namespace: Namespace, now: float
+        self, request: SqsRequest, default: str, now: float
     ) -> Answer:
-        namespace, queue = self._queue_of(request, namespace)
+        namespace, queue = self._queue_of(request, default)
         queues = namespace.queues
         sources = [
             name
             for name in queues.names()
             if queues.get(name).options.dead_letter_queue == queue.name
         ]
-        return self._page(request, namespace, sources, "queueUrls")
+        return self._page(request, namespace.name, sources, "queueUrls")
 
     # ----------------------------------------------------------- messages
 
-    def _send_message(self, request: SqsRequest, namespace: Namespace, now: float) -> Answer:
-        namespace, queue = self._queue_of(request, namespace)
+    def _send_message(self, request: SqsRequest, default: str, now: float) -> Answer:
+        namespace, queue = self._queue_of(request, default)
         settings = self._settings_of(namespace, queue.name, now)
         prepared = _prepare_send(request.params, settings)
         if not _deduplicated(prepared, settings, now):
@@ -442,8 +450,8 @@ class SqsHandler:
             _remember(prepared, settings, now)
         return prepared.answer
 
-    def _send_message_batch(self, request: SqsRequest, namespace: Namespace, now: float) -> Answer:
-        namespace, queue = self._queue_of(request, namespace)
+    def _send_message_batch(self, request: SqsRequest, default: str, now: float) -> Answer:
+        namespace, queue = self._queue_of(request, default)
         settings = self._settings_of(namespace, queue.name, now)
         entries = _batch_entries(request.params)
         successful: list[Answer] = []
@@ -489,9 +497,9 @@ class SqsHandler:
         return {"Successful": successful, "Failed": failed}
 
     def _receive_message(
-        self, request: SqsRequest, namespace: Namespace, now: float
+        self, request: SqsRequest, default: str, now: float
     ) -> Answer | Parked:
-        namespace, queue = self._queue_of(request, namespace)
+        namespace, queue = self._queue_of(request, default)
         params = request.params
         settings = self._settings_of(namespace, queue.name, now)
         max_messages = _integer(params, "MaxNumberOfMessages", 1, 10, 1)
@@ -569,8 +577,8 @@ class SqsHandler:
             )
         return {name: value for name, value in values.items() if name in wanted}
 
-    def _delete_message(self, request: SqsRequest, namespace: Namespace, now: float) -> Answer:
-        _, queue = self._queue_of(request, namespace)
+    def _delete_message(self, request: SqsRequest, default: str, now: float) -> Answer:
+        _, queue = self._queue_of(request, default)
         self._delete(queue, request.params.get("ReceiptHandle"), now)
         return {}
 
@@ -583,18 +591,18 @@ class SqsHandler:
             queue.ack(self, [delivery_id], now)
 
     def _delete_message_batch(
-        self, request: SqsRequest, namespace: Namespace, now: float
+        self, request: SqsRequest, default: str, now: float
     ) -> Answer:
-        _, queue = self._queue_of(request, namespace)
+        _, queue = self._queue_of(request, default)
         return _each_entry(
             _batch_entries(request.params),
             lambda entry: self._delete(queue, entry.get("ReceiptHandle"), now),
         )
 
     def _change_message_visibility(
-        self, request: SqsRequest, namespace: Namespace, now: float
+        self, request: SqsRequest, default: str, now: float
     ) -> Answer:
-        _, queue = self._queue_of(request, namespace)
+        _, queue = self._queue_of(request, default)
         self._change_visibility(queue, request.params, now)
         return {}
 
@@ -612,9 +620,9 @@ class SqsHandler:
             raise message_not_inflight() from None
 
     def _change_message_visibility_batch(
-        self, request: SqsRequest, namespace: Namespace, now: float
+        self, request: SqsRequest, default: str, now: float
     ) -> Answer:
-        _, queue = self._queue_of(request, namespace)
+        _, queue = self._queue_of(request, default)
         return _each_entry(
             _batch_entries(request.params),
             lambda entry: self._change_visibility(queue, entry, now),

@@ -232,3 +232,19 @@ def test_a_native_queue_is_reachable_over_sqs(
 def native(endpoint: SqsEndpoint) -> Any:
     """A blocking native client in the endpoint's namespace."""
     return minibroker.connect_sync(endpoint.server.url_for(endpoint.namespace))
+
+
+def test_requests_to_unknown_namespaces_create_nothing(
+    minibroker_sqs_endpoint: SqsEndpoint,
+) -> None:
+    core = minibroker_sqs_endpoint.server.server.broker
+    stranger = SqsEndpoint(minibroker_sqs_endpoint.server, "nobody-here")
+    sqs = stranger.client()
+    assert "QueueUrls" not in sqs.list_queues()
+    with pytest.raises(sqs.exceptions.QueueDoesNotExist):
+        sqs.get_queue_url(QueueName="jobs")
+    with pytest.raises(sqs.exceptions.QueueDoesNotExist):
+        sqs.send_message(QueueUrl=f"{stranger.url}/jobs", MessageBody="x")
+    assert core.find_namespace("nobody-here") is None
+    sqs.create_queue(QueueName="jobs")
+    assert core.find_namespace("nobody-here") is not None
