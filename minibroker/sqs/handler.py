@@ -23,6 +23,7 @@ import base64
 import contextlib
 import itertools
 import re
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -154,7 +155,9 @@ class SqsHandler:
         self._conn_id = conn_id
         self._on_finished = on_finished
         self._settings: dict[tuple[str, str], QueueSettings] = {}
-        self._watched: set[str] = set()
+        #: Namespaces whose queue deletions we listen to (weakly: a dropped
+        #: namespace's settings are forgotten when the next namespace is seen).
+        self._watched: dict[str, weakref.ref[Namespace]] = {}
         self._parked: dict[int, _Receive] = {}
         self._tokens = itertools.count(1)
         self._actions: dict[str, Callable[[SqsRequest, str, float], Answer | Parked]] = {
@@ -242,10 +245,23 @@ class SqsHandler:
         if found is None and not create:
             raise queue_does_not_exist(f"no queue in namespace {name!r}")
         namespace = found or self._broker.namespace(name)
-        if name not in self._watched:
-            self._watched.add(name)
-            namespace.queues.on_delete.append(self._forgetter(name))
+        watched = self._watched.get(name)
+        if watched is None or watched() is not namespace:
+            self._watch(name, namespace)
         return namespace
+
+    def _watch(self, name: str, namespace: Namespace) -> None:
+        """Listen to ``namespace``'s queue deletions, and forget the settings of
+        namespaces that are gone (dropped, or dropped and made anew)."""
+        find = self._broker.find_namespace
+        gone = {ns for ns, ref in self._watched.items() if ns == name or find(ns) is not ref()}
+        if gone:
+            for key in [key for key in self._settings if key[0] in gone]:
+                del self._settings[key]
+            for ns in gone:
+                del self._watched[ns]
+        self._watched[name] = weakref.ref(namespace)
+        namespace.queues.on_delete.append(self._forgetter(name))
 
     def _forgetter(self, namespace: str) -> Callable[[str], None]:
         """Drops a deleted queue's settings (however it was deleted)."""

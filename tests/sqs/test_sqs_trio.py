@@ -228,3 +228,26 @@ async def test_a_body_sent_too_slowly_gets_408(
     assert answer["status"] == 408
     assert trio.current_time() - started == pytest.approx(30)
     assert "jobs" not in broker.core.namespace("").queues
+
+
+async def test_a_dropped_namespace_leaves_no_settings_behind(broker: EmbeddedBroker) -> None:
+    app = sqs_app(broker)
+    url = "http://127.0.0.1:9324/gone/jobs"
+
+    async def create() -> None:
+        exchange = Exchange(
+            json.dumps({"QueueName": "jobs", "Attributes": {"DelaySeconds": "7"}}).encode()
+        )
+        scoped = scope("CreateQueue") | {"path": "/gone"}
+        await app(scoped, exchange.receive, exchange.send)
+        assert exchange.status == 200
+
+    await create()
+    broker.core.drop_namespace("gone")
+    await call(app, "CreateQueue", QueueName="elsewhere")  # another namespace: a sweep
+    assert not [key for key in app.handler._settings if key[0] == "gone"]
+    # Made anew, the namespace's queue starts from SQS's defaults again.
+    exchange = Exchange(json.dumps({"QueueName": "jobs"}).encode())
+    await app(scope("CreateQueue") | {"path": "/gone"}, exchange.receive, exchange.send)
+    got = await call(app, "GetQueueAttributes", QueueUrl=url, AttributeNames=["DelaySeconds"])
+    assert got == {"Attributes": {"DelaySeconds": "0"}}
