@@ -82,6 +82,14 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="concurrent connections (default %(default)s)",
     )
     parser.add_argument(
+        "--partial-frame-budget",
+        type=int,
+        default=_env("partial_frame_budget", 256 * 1024 * 1024),
+        help="bytes of incomplete frames all connections together may hold; past it a "
+        "connection waits before reading more, or is refused before hello "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
         "--auth-token", default=_env("auth_token", None), help="require this token in hello"
     )
     parser.add_argument(
@@ -189,6 +197,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         port=args.port,
         max_frame_bytes=args.max_frame_bytes,
         max_connections=args.max_connections,
+        partial_frame_budget=args.partial_frame_budget,
         tokens=tokens or None,
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
         tls_key=Path(args.tls_key) if args.tls_key else None,

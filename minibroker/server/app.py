@@ -40,6 +40,7 @@ from minibroker.server.connection import (
     ReadyConnections,
 )
 from minibroker.server.durability import GroupCommit
+from minibroker.server.input_budget import InputBudget
 from minibroker.server.log_metrics import log_metrics as _log_metrics  # noqa: F401
 from minibroker.server.memory_stream import memory_stream_pair
 from minibroker.server.metrics import BrokerCollector, make_registry, serve_metrics
@@ -87,6 +88,8 @@ class BrokerServer:
         self.front_end_ports: dict[str, int] = {}
         self.timers = TimerService(self.broker)
         self.busy_poll = BusyPoll(config.busy_poll_us)
+        #: Bytes of partial frames all connections may hold together.
+        self.input_budget = InputBudget(config.partial_frame_budget)
         #: Connections a reader writes to directly after its chunk (see connection.py).
         self._ready_connections = ReadyConnections()
         self.group_commit = GroupCommit(self.broker, lambda: self.sessions.values())
@@ -332,6 +335,7 @@ class BrokerServer:
             peer_name=peer_name,
             hello_timeout=self.config.hello_timeout,
             ready=self._ready_connections,
+            input_budget=self.input_budget,
         )
         log.info("connection %d opened from %s", conn_id, peer_name)
         try:

@@ -26,6 +26,7 @@ FLAGS = [
     "--port",
     "--max-frame-bytes",
     "--max-connections",
+    "--partial-frame-budget",
     "--auth-token",
     "--auth-file",
     "--permissions",
@@ -130,6 +131,13 @@ def test_flags() -> None:
     assert config.fsync == "always"
     assert config.shutdown_grace == 1.5
     assert config.busy_poll_us == 300.0
+
+
+def test_partial_frame_budget_flag() -> None:
+    config = config_from_args(serve_args("--partial-frame-budget", "1048576"))
+    assert config.partial_frame_budget == 1048576
+    with pytest.raises(ValueError, match="partial_frame_budget must be a positive integer"):
+        config_from_args(serve_args("--partial-frame-budget", "0"))
 
 
 @pytest.mark.parametrize(
