@@ -65,6 +65,12 @@ class ServerConfig:
     #: Microseconds to keep polling for input after each chunk instead of
     #: sleeping (server/busy_poll.py): lower latency for a busier CPU. 0 is off.
     busy_poll_us: float = 0.0
+    #: Serve the SQS-compatible HTTP endpoint on this port of ``host`` (0: any free
+    #: port); None: no SQS endpoint. See docs/sqs.md.
+    sqs_port: int | None = None
+    #: Access key id -> secret: the SQS endpoint then checks Signature V4 with
+    #: them; None accepts any signature (the default, as test doubles do).
+    sqs_keys: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         if type(self.max_frame_bytes) is not int or self.max_frame_bytes < MIN_FRAME_BYTES:

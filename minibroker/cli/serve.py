@@ -21,6 +21,7 @@ from minibroker.errors import BrokerError
 from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES
 from minibroker.server.accept import raise_open_file_limit
 from minibroker.server.app import BrokerServer
+from minibroker.sqs.signing import load_keys_file
 
 #: Upper bound of --busy-poll-us: beyond 10 ms it is just a spinning broker.
 MAX_BUSY_POLL_US = 10_000.0
@@ -135,6 +136,19 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "(default: no metrics endpoint)",
     )
     parser.add_argument(
+        "--sqs-port",
+        type=int,
+        default=_env("sqs_port", None),
+        help="serve an SQS-compatible HTTP endpoint (boto3, aiobotocore, kombu) on this "
+        "port of --host, 0 for any free port (default: none; see docs/sqs.md)",
+    )
+    parser.add_argument(
+        "--sqs-keys",
+        default=_env("sqs_keys", None),
+        help="file of 'ACCESS_KEY_ID:SECRET_ACCESS_KEY' lines: the SQS endpoint then checks "
+        "Signature V4 with them (default: any signature is accepted)",
+    )
+    parser.add_argument(
         "--data-dir",
         default=_env("data_dir", None),
         help="directory for durable queues and logs (default: memory only)",
@@ -195,6 +209,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         hello_timeout=args.hello_timeout,
         permissions=permissions,
         busy_poll_us=args.busy_poll_us,
+        sqs_port=int(args.sqs_port) if args.sqs_port is not None else None,
+        sqs_keys=load_keys_file(args.sqs_keys) if args.sqs_keys else None,
     )
 
 

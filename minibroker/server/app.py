@@ -105,6 +105,8 @@ class BrokerServer:
         #: The TCP port actually bound (useful with port 0), once listening.
         self.port: int | None = None
         self.metrics_port: int | None = None
+        #: The SQS endpoint's port, once serving (``config.sqs_port``).
+        self.sqs_port: int | None = None
         self._conn_ids = itertools.count(1)
         self._nursery: trio.Nursery | None = None
         self._connections_nursery: trio.Nursery | None = None
@@ -176,6 +178,10 @@ class BrokerServer:
                     self.metrics_port = await nursery.start(
                         serve_metrics, self.registry, config.metrics_host, config.metrics_port
                     )
+                if config.sqs_port is not None:
+                    from minibroker.server.sqs_app import serve_sqs  # hypercorn: only when used
+
+                    self.sqs_port = await nursery.start(serve_sqs, self)
                 self._log_start()
                 task_status.started(self)
                 await self._shutdown_requested.wait()

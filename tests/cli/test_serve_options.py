@@ -36,6 +36,8 @@ FLAGS = [
     "--tls-key",
     "--metrics-host",
     "--metrics-port",
+    "--sqs-port",
+    "--sqs-keys",
     "--data-dir",
     "--fsync",
     "--shutdown-grace",
@@ -72,6 +74,15 @@ def test_help_lists_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
     assert "MINIBROKER_" in out
     # And nothing undocumented: the list above is the whole set.
     assert serve_flags() == set(FLAGS)
+
+
+def test_sqs_flags(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("AKID:secret\n")
+    config = config_from_args(serve_args("--sqs-port", "9324", "--sqs-keys", str(keys)))
+    assert config.sqs_port == 9324
+    assert config.sqs_keys == {"AKID": "secret"}
+    assert config_from_args(serve_args()).sqs_port is None
 
 
 def test_defaults() -> None:
