@@ -15,6 +15,7 @@ from pathlib import Path
 
 import trio
 
+from minibroker.client.advice import require_event_loop
 from minibroker.client.trio_client import Client, open_client
 from minibroker.config import ServerConfig
 from minibroker.core.broker import Broker
@@ -47,6 +48,25 @@ class EmbeddedBroker:
         scheme = "https" if self.server.config.tls_cert else "http"
         return f"{scheme}://{self.server.config.host}:{self.server.http_port}"
 
+    @property
+    def url(self) -> str:
+        """The URL for TCP clients (``minibroker.aio.connect(broker.url)``...);
+        only for a broker opened with ``listen=True``."""
+        url = self.server.url
+        if url is None:
+            raise RuntimeError(
+                "this in-process broker listens on no socket: open it with "
+                "open_broker(listen=True) to get a URL, or use broker.connect()"
+            )
+        return url
+
+    @property
+    def sqs_endpoint(self) -> str:
+        """The SQS endpoint URL (``endpoint_url`` for boto3), if opened with ``sqs=True``."""
+        if self.server.sqs_port is None:
+            raise RuntimeError("open the broker with open_broker(sqs=True) for an SQS endpoint")
+        return f"http://{self.server.config.host}:{self.server.sqs_port}"
+
     def connect(
         self,
         *,
@@ -67,15 +87,22 @@ async def open_broker(
     listen: bool = False,
     port: int = 0,
     http: bool = False,
+    sqs: bool = False,
     config: ServerConfig | None = None,
 ) -> AsyncIterator[EmbeddedBroker]:
     """Run a broker in this Trio run for the duration of the ``async with``.
 
     Memory storage and no socket by default; ``data_dir`` makes durable
     queues and logs persist there; ``listen=True`` also serves TCP on
-    ``port`` (0 = any free port, see ``broker.port``); ``http=True`` also
-    serves the HTTP face on a free port (``broker.http_url``).
+    ``port`` (0 = any free port, see ``broker.port``); ``sqs=True`` also
+    serves the SQS endpoint on a free port (``broker.sqs_endpoint``);
+    ``http=True`` the HTTP face (``broker.http_url``).
     """
+    require_event_loop(
+        "trio",
+        "minibroker.open_broker",
+        "minibroker.testing.run_in_thread() and minibroker.aio.connect(broker.url)",
+    )
     base = config or ServerConfig()
     config = replace(
         base,
@@ -84,6 +111,7 @@ async def open_broker(
         data_dir=Path(data_dir) if data_dir is not None else base.data_dir,
         fsync=fsync,
         http_port=0 if http else base.http_port,
+        sqs_port=0 if sqs else base.sqs_port,
     )
     server = BrokerServer(config)
     async with trio.open_nursery() as nursery:

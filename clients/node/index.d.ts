@@ -107,6 +107,8 @@ export class Client {
   maxPending: number;
   /** Largest frame accepted from the broker; hello raises it to the broker's advertised limit. */
   readonly maxFrameBytes: number;
+  /** The largest frame the broker accepts (from hello); a bigger request rejects with TooLargeError, unsent. */
+  readonly sendLimit: number | null;
   /** Resolves (never rejects) with the reason once the connection is closed. */
   readonly closed: Promise<Error>;
   readonly isClosed: boolean;
@@ -119,6 +121,8 @@ export class Client {
   [Symbol.asyncDispose](): Promise<void>;
   /** Round trip; resolves with `data` echoed back (null without data). */
   ping(data?: Bytes): Promise<Buffer | null>;
+  /** Delete a namespace with everything in it; its connections are closed. False if nothing was there. */
+  dropNamespace(name: string): Promise<boolean>;
   /** Low level: send any request and resolve with its raw `ok` result. */
   _call(op: string, fields: Record<string, unknown>): Promise<any>;
 
@@ -154,7 +158,14 @@ export class Client {
   publishMany(topic: string, messages: Iterable<MessageInput>): Promise<PublishResult>;
   subscribe(
     pattern: string,
-    options?: { group?: string; buffer?: number; onOverflow?: "drop_oldest" | "disconnect"; maxPending?: number },
+    options?: {
+      group?: string;
+      buffer?: number;
+      /** Bytes the broker buffers for this subscriber when it falls behind (default 16 MiB). */
+      bufferBytes?: number;
+      onOverflow?: "drop_oldest" | "disconnect";
+      maxPending?: number;
+    },
   ): Subscription<TopicMessage>;
   bind(queue: string, pattern: string): Promise<boolean>;
   unbind(queue: string, pattern: string): Promise<boolean>;

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from minibroker.cli import logs, queues, rpc, topics, trace
+from minibroker.cli import logs, namespaces, queues, rpc, topics, trace
 
-MODULES: list[ModuleType] = [queues, rpc, topics, logs, trace]
+MODULES: list[ModuleType] = [queues, rpc, topics, logs, namespaces, trace]

@@ -24,7 +24,7 @@ from typing import Any
 
 import trio
 
-from minibroker.cli.common import connection_options, parse_headers, until_signalled
+from minibroker.cli.common import connection_options, parse_headers, report, until_signalled
 from minibroker.client.topics import DEFAULT_BUFFER, TopicMessage
 from minibroker.client.trio_client import Client, connect
 from minibroker.errors import BrokerError
@@ -79,6 +79,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="messages the broker holds for us when we fall behind (default %(default)s)",
     )
     subscribe.add_argument(
+        "--buffer-bytes",
+        type=int,
+        default=None,
+        help="bytes the broker holds for us when we fall behind (default: the broker's, 16 MiB)",
+    )
+    subscribe.add_argument(
         "--on-overflow",
         choices=["drop_oldest", "disconnect"],
         default="drop_oldest",
@@ -130,16 +136,8 @@ def _with_client(args: argparse.Namespace, work: Callable[[Client], Awaitable[in
 
     outcome = trio.run(main)
     if isinstance(outcome, BaseException):
-        return _report(outcome, args.url)
+        return report(outcome, args.url)
     return outcome
-
-
-def _report(error: BaseException, url: str) -> int:
-    if isinstance(error, BrokerError):
-        print(f"error: {error.code}: {error.message}", file=sys.stderr)
-    else:
-        print(f"error: cannot reach the broker at {url}: {error}", file=sys.stderr)
-    return 1
 
 
 def _split_lines(data: bytes) -> list[bytes]:
@@ -221,7 +219,11 @@ def _run_subscribe(args: argparse.Namespace) -> int:
 
     async def receive(mb: Client) -> None:
         async with mb.subscribe(
-            args.pattern, group=args.group, buffer=args.buffer, on_overflow=args.on_overflow
+            args.pattern,
+            group=args.group,
+            buffer=args.buffer,
+            on_overflow=args.on_overflow,
+            buffer_bytes=args.buffer_bytes,
         ) as sub:
             group = f" in group {args.group!r}" if args.group else ""
             print(f"subscribed to {args.pattern!r}{group}; Ctrl-C to stop", file=sys.stderr)

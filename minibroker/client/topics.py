@@ -17,7 +17,8 @@ Publishing and subscribing::
 The blocking client has the same names without ``await`` and iterates its
 subscription with ``for`` (or ``get(timeout)``). ``sub.dropped`` counts the
 messages the broker discarded because this subscriber fell more than
-``buffer`` messages behind (``on_overflow="drop_oldest"``); with
+``buffer`` messages or ``buffer_bytes`` bytes behind
+(``on_overflow="drop_oldest"``); with
 ``on_overflow="disconnect"`` the broker closes the connection instead
 (``SlowConsumer``).
 
@@ -32,6 +33,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from minibroker.client.bodies import as_body
 from minibroker.client.protocol import Call
 
 if TYPE_CHECKING:
@@ -115,13 +117,16 @@ def parse_messages(frame: dict[str, Any], client: Any) -> list[TopicMessage]:
 
 
 def _encode_message(item: MessageItem) -> dict[str, Any]:
-    if isinstance(item, bytes | bytearray | memoryview | str):  # str: sent as UTF-8
+    if type(item) is bytes:  # the common case first: no further call
         return {"body": item}
-    if isinstance(item, tuple):
-        body, headers = item
-        return {"body": body, "headers": dict(headers)} if headers else {"body": body}
-    body = item.body
-    headers = getattr(item, "headers", None)
+    message: Any = item
+    if isinstance(message, bytearray | memoryview | str):
+        return {"body": as_body(message)}
+    if isinstance(message, tuple):
+        body, headers = message
+    else:
+        body, headers = message.body, getattr(message, "headers", None)
+    body = as_body(body)
     return {"body": body, "headers": dict(headers)} if headers else {"body": body}
 
 
@@ -146,11 +151,17 @@ def publish_many_call(topic: str, messages: Iterable[MessageItem]) -> Call[Publi
 
 
 def subscribe_call(
-    pattern: str, group: str | None, buffer: int, on_overflow: OnOverflow
+    pattern: str,
+    group: str | None,
+    buffer: int,
+    on_overflow: OnOverflow,
+    buffer_bytes: int | None = None,
 ) -> Call[dict[str, Any]]:
     fields: dict[str, Any] = {"pattern": pattern, "buffer": buffer, "on_overflow": on_overflow}
     if group is not None:
         fields["group"] = group
+    if buffer_bytes is not None:
+        fields["buffer_bytes"] = buffer_bytes
     return Call("subscribe", fields)
 
 
@@ -189,16 +200,18 @@ class AsyncTopicMethods(_AsyncBase):
         group: str | None = None,
         buffer: int = DEFAULT_BUFFER,
         on_overflow: OnOverflow = "drop_oldest",
+        buffer_bytes: int | None = None,
     ) -> Any:
         """``async with`` a subscription to ``pattern``; ``async for`` its TopicMessages.
 
         ``*`` matches one word, ``#`` zero or more. Subscriptions with the same
         ``group`` share the stream (one member per message, round robin).
-        ``buffer`` bounds the messages the broker holds for this subscriber
-        when it falls behind; ``on_overflow`` picks what happens then.
+        ``buffer`` (messages) and ``buffer_bytes`` (None: the broker's
+        default, 16 MiB) bound what the broker holds for this subscriber when
+        it falls behind; ``on_overflow`` picks what happens then.
         """
         return self._subscription(
-            subscribe_call(pattern, group, buffer, on_overflow), parse_messages
+            subscribe_call(pattern, group, buffer, on_overflow, buffer_bytes), parse_messages
         )
 
     async def bind(self, queue: str, pattern: str) -> bool:
@@ -235,6 +248,7 @@ class SyncTopicMethods(_SyncBase):
         buffer: int = DEFAULT_BUFFER,
         on_overflow: OnOverflow = "drop_oldest",
         callback: Callable[[TopicMessage], object] | None = None,
+        buffer_bytes: int | None = None,
     ) -> Any:
         """``with`` a subscription to ``pattern``; iterate it (or ``get(timeout)``).
 
@@ -242,7 +256,7 @@ class SyncTopicMethods(_SyncBase):
         the client's reader thread instead (keep it quick: the reader reads
         nothing else meanwhile); the subscription then stays empty.
         """
-        call = subscribe_call(pattern, group, buffer, on_overflow)
+        call = subscribe_call(pattern, group, buffer, on_overflow, buffer_bytes)
         if callback is None:
             return self._subscription(call, parse_messages)
         # The blocking client's transport takes the callback as a third argument.

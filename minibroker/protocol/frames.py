@@ -104,6 +104,14 @@ class QueueDelete(Request):
 
 
 @dataclass(frozen=True, slots=True)
+class NamespaceDrop(Request):
+    """Delete a namespace and everything in it; its connections are closed."""
+
+    op: ClassVar[str] = "namespace.drop"
+    namespace: str
+
+
+@dataclass(frozen=True, slots=True)
 class QueuePurge(Request):
     op: ClassVar[str] = "queue.purge"
     queue: str
@@ -188,6 +196,8 @@ class Subscribe(Request):
     group: str | None = None
     buffer: int = 10_000
     on_overflow: Literal["drop_oldest", "disconnect"] = "drop_oldest"
+    #: None: the broker's default (16 MiB, or the per-connection limit if lower).
+    buffer_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,6 +437,7 @@ class Bye:
 REQUEST_TYPES: tuple[type[Request], ...] = (
     Hello,
     Ping,
+    NamespaceDrop,
     QueueDeclare,
     QueueDelete,
     QueuePurge,
