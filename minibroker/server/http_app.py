@@ -42,7 +42,12 @@ from minibroker.http.openapi import openapi_document
 from minibroker.http.operations import OPERATIONS, Call, HttpPeer, Json, Operation, Parked
 from minibroker.http.statuses import error_body, status_of
 from minibroker.server.http_dashboard import Dashboard
-from minibroker.server.http_listener import BodyTooLarge, read_body, serve_asgi
+from minibroker.server.http_listener import (
+    BodyTooLarge,
+    read_body,
+    serve_asgi,
+    wait_unless_client_leaves,
+)
 from minibroker.server.http_xray import XrayRoutes
 
 if TYPE_CHECKING:
@@ -184,28 +189,17 @@ class HttpFace:
         if token in self._results:
             return self._unwrap(self._results.pop(token))
         event = self._events[token] = trio.Event()
-        left = False
-
-        async def watch_client(cancel: trio.CancelScope) -> None:
-            nonlocal left
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
-            left = True
-            cancel.cancel()
-
+        stayed = False
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(watch_client, nursery.cancel_scope)
-                await event.wait()
-                nursery.cancel_scope.cancel()
+            stayed = await wait_unless_client_leaves(event, request.receive)
         finally:
             if token not in self._results:
                 self._events.pop(token, None)
                 self.peer.forget(token)
                 self._withdraw(token)
-                left = True
+                stayed = False
         result = self._results.pop(token, None)
-        return None if left else self._unwrap(result)
+        return self._unwrap(result) if stayed else None
 
     def _withdraw(self, token: int) -> None:
         """Take a parked fetch back from its queue (reads and requests just end

@@ -34,7 +34,7 @@ from minibroker.access.permissions import ACTIONS, KINDS
 from minibroker.errors import BrokerError, LimitExceeded
 from minibroker.http.overview import overview
 from minibroker.http.statuses import error_body, status_of
-from minibroker.server.http_listener import Receive, Scope, Send
+from minibroker.server.http_listener import Receive, Scope, Send, until_disconnect
 
 if TYPE_CHECKING:
     from minibroker.server.app import BrokerServer
@@ -162,8 +162,7 @@ class Dashboard:
 
 
 async def _end_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
+    await until_disconnect(receive)
     scope.cancel()
 
 

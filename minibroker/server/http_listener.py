@@ -73,6 +73,30 @@ async def read_body(
                 return b"".join(chunks)
 
 
+async def until_disconnect(receive: Receive) -> None:
+    """Return once the client has gone away (anything else it sends is dropped)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def wait_unless_client_leaves(event: trio.Event, receive: Receive) -> bool:
+    """Wait for ``event`` (a parked operation finishing) while watching the
+    client: True if the event came, False if the client disconnected first."""
+    left = False
+
+    async def watch_client(cancel: trio.CancelScope) -> None:
+        nonlocal left
+        await until_disconnect(receive)
+        left = True
+        cancel.cancel()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch_client, nursery.cancel_scope)
+        await event.wait()
+        nursery.cancel_scope.cancel()
+    return not left
+
+
 async def respond(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
     """Send a whole response. With its length known, h11 writes no chunked
     encoding (and no terminating chunk: one write fewer per response)."""

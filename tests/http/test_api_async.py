@@ -83,7 +83,9 @@ async def test_a_client_leaving_a_long_poll_withdraws_it(
         nursery.start_soon(partial(http.post, "/v1/queues/jobs/fetch", json={"wait": 30}))
         await _wait_until(lambda: queue.statistics().waiting_fetches == 1)
         nursery.cancel_scope.cancel()  # the client gives up: its connection closes
-    await _wait_until(lambda: queue.statistics().waiting_fetches == 0)
+    face = broker.server.http_face
+    await _wait_until(lambda: face.peer.parked == 0)  # the server saw it leave
+    assert queue.statistics().waiting_fetches == 0
     await http.post("/v1/queues/jobs/messages", json={"body": "kept"})
     assert (queue.statistics().ready, queue.statistics().in_flight) == (1, 0)
 
