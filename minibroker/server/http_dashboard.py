@@ -21,7 +21,7 @@ CDN, no framework, so it works offline.
 from __future__ import annotations
 
 import json
-from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+import minibroker.http
 from minibroker.access.auth import Principal
 from minibroker.access.permissions import ACTIONS, KINDS
 from minibroker.errors import BrokerError, LimitExceeded
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 MAX_EVENT_STREAMS: Final = 64
 #: Seconds between two snapshots on a stream.
 EVENT_INTERVAL: Final = 1.0
+#: The page's files, shipped in the package beside the HTTP front end.
+STATIC_DIR: Final = Path(minibroker.http.__file__).resolve().parent / "static"
 _STATIC: Final = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/dashboard.js": ("dashboard.js", "text/javascript; charset=utf-8"),
@@ -67,7 +70,7 @@ class Dashboard:
         self.streams = 0
         self._cache: dict[str | None, tuple[float, bytes]] = {}
         self._files = {
-            path: (resources.files("minibroker.http").joinpath("static", name).read_bytes(), kind)
+            path: ((STATIC_DIR / name).read_bytes(), kind)
             for path, (name, kind) in _STATIC.items()
         }
 
