@@ -51,6 +51,13 @@ class EmbeddedBroker:
             )
         return url
 
+    @property
+    def sqs_endpoint(self) -> str:
+        """The SQS endpoint URL (``endpoint_url`` for boto3), if opened with ``sqs=True``."""
+        if self.server.sqs_port is None:
+            raise RuntimeError("open the broker with open_broker(sqs=True) for an SQS endpoint")
+        return f"http://{self.server.config.host}:{self.server.sqs_port}"
+
     def connect(
         self,
         *,
@@ -70,13 +77,15 @@ async def open_broker(
     fsync: FsyncPolicy = "batch",
     listen: bool = False,
     port: int = 0,
+    sqs: bool = False,
     config: ServerConfig | None = None,
 ) -> AsyncIterator[EmbeddedBroker]:
     """Run a broker in this Trio run for the duration of the ``async with``.
 
     Memory storage and no socket by default; ``data_dir`` makes durable
     queues and logs persist there; ``listen=True`` also serves TCP on
-    ``port`` (0 = any free port, see ``broker.port``).
+    ``port`` (0 = any free port, see ``broker.port``); ``sqs=True`` also
+    serves the SQS endpoint on a free port (``broker.sqs_endpoint``).
     """
     require_event_loop(
         "trio",
@@ -90,6 +99,7 @@ async def open_broker(
         port=port,
         data_dir=Path(data_dir) if data_dir is not None else base.data_dir,
         fsync=fsync,
+        sqs_port=0 if sqs else base.sqs_port,
     )
     server = BrokerServer(config)
     async with trio.open_nursery() as nursery:
