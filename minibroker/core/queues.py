@@ -263,6 +263,11 @@ class Queue:
         self._group_holds: dict[str, int] = {}
         #: Whether a grouped message was ever put: fetches then take the slow path.
         self._grouped = False
+        #: The largest ``max_item_bytes`` any message here was admitted under
+        #: (inf: unbounded or unknown). Only a smaller limit since (a restart
+        #: with a smaller frame limit) can leave a message no delivery frame
+        #: carries, so fetches check sizes, on the slow path, only then.
+        self._admitted_under = 0.0
         self._ttl_timer: Timer | None = None
         self._configure(options)
         self.deleted = False
@@ -364,6 +369,7 @@ class Queue:
         journal = self._journal
         if journal is not None:
             journal.put(batch, published_at)  # raises before anything changed
+        self._admitted(limits.max_item_bytes)
         if group is not None:
             self._grouped = True
             for message in batch:
@@ -376,6 +382,17 @@ class Queue:
         if journal is not None:
             self._compact_quietly(journal, published_at)
         return count
+
+    def _admitted(self, max_item: int | None) -> None:
+        """Messages checked against ``max_item`` (None: unchecked) join the queue."""
+        limit = math.inf if max_item is None else max_item
+        if limit > self._admitted_under:
+            self._admitted_under = limit
+
+    def _fits_every_frame(self) -> bool:
+        """True when every message here is known to fit a delivery frame."""
+        max_item = self._parent.limits.max_item_bytes
+        return max_item is None or self._admitted_under <= max_item
 
     def _delivery_room(self) -> int | None:
         """Most bytes a message may take in a delivery (``delivery_size``), or None.
@@ -494,7 +511,7 @@ class Queue:
         if (
             self._ttl is None
             and max_bytes is None
-            and self._parent.limits.max_item_bytes is None
+            and self._fits_every_frame()
             and not self._grouped
         ):
             popleft = ready.popleft
@@ -969,6 +986,7 @@ class Queue:
         count = len(batch)
         if not count:
             return 0, True
+        self._admitted(max_item)
         journaled = True
         journal = self._journal
         if journal is not None:
@@ -1103,6 +1121,11 @@ class Queue:
 
     def _restore(self, messages: list[Message]) -> None:
         """Load recovered messages as ready (publish order)."""
+        max_item = self._parent.limits.max_item_bytes
+        if max_item is not None and all(delivery_size(m) <= max_item for m in messages):
+            self._admitted(max_item)
+        else:
+            self._admitted(None)
         self._ready.extend(messages)
         self.published += len(messages)
         if self._ttl is not None:
