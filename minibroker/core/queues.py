@@ -1186,6 +1186,11 @@ class Queues:
     def limits(self) -> Limits:
         return self.broker.config.limits
 
+    @property
+    def _defer_journal_ids(self) -> bool:
+        """Under group commit, journals write ack/requeue ids at the commit (queue_journal.py)."""
+        return self.broker.config.fsync == "batch"
+
     def new_key(self) -> int:
         key = self._next_key
         self._next_key = key + 1
@@ -1274,6 +1279,7 @@ class Queues:
             epoch_offset=self.broker.clock.epoch_offset,
             on_write=self.broker.note_durable_write,
             settings=self.compaction,
+            defer=self._defer_journal_ids,
         )
         try:
             journal.write_options(self.broker.clock.wall_ms(now))
@@ -1347,6 +1353,7 @@ class Queues:
                 epoch_offset=epoch_offset,
                 on_write=self.broker.note_durable_write,
                 settings=self.compaction,
+                defer=self._defer_journal_ids,
             )
             queue = Queue(self, name, found.options, journal)
             queue._restore(sorted(found.live.values(), key=_publish_order))
