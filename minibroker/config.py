@@ -58,6 +58,11 @@ class ServerConfig:
     #: Microseconds to keep polling for input after each chunk instead of
     #: sleeping (server/busy_poll.py): lower latency for a busier CPU. 0 is off.
     busy_poll_us: float = 0.0
+    #: Serve Kafka clients on this port (0: any free port); None: no Kafka front end.
+    kafka_port: int | None = None
+    #: Create Kafka topics on first use, with this many partitions (docs/kafka.md).
+    kafka_auto_create_topics: bool = True
+    kafka_partitions: int = 1
 
     def __post_init__(self) -> None:
         if type(self.max_frame_bytes) is not int or self.max_frame_bytes < MIN_FRAME_BYTES:

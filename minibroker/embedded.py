@@ -38,6 +38,13 @@ class EmbeddedBroker:
         """The TCP port, if the broker was opened with ``listen=True``."""
         return self.server.port
 
+    @property
+    def kafka_bootstrap(self) -> str:
+        """``host:port`` for Kafka clients, if the broker was opened with ``kafka=True``."""
+        from minibroker.server.kafka_door import kafka_bootstrap
+
+        return kafka_bootstrap(self.server)
+
     def connect(
         self,
         *,
@@ -58,12 +65,14 @@ async def open_broker(
     listen: bool = False,
     port: int = 0,
     config: ServerConfig | None = None,
+    kafka: bool = False,
 ) -> AsyncIterator[EmbeddedBroker]:
     """Run a broker in this Trio run for the duration of the ``async with``.
 
     Memory storage and no socket by default; ``data_dir`` makes durable
     queues and logs persist there; ``listen=True`` also serves TCP on
-    ``port`` (0 = any free port, see ``broker.port``).
+    ``port`` (0 = any free port, see ``broker.port``); ``kafka=True`` also
+    serves Kafka clients on a free port (``broker.kafka_bootstrap``, docs/kafka.md).
     """
     base = config or ServerConfig()
     config = replace(
@@ -73,6 +82,8 @@ async def open_broker(
         data_dir=Path(data_dir) if data_dir is not None else base.data_dir,
         fsync=fsync,
     )
+    if kafka and config.kafka_port is None:
+        config = replace(config, kafka_port=0)
     server = BrokerServer(config)
     async with trio.open_nursery() as nursery:
         await nursery.start(server.run)

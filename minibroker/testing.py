@@ -22,7 +22,7 @@ import itertools
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -62,6 +62,13 @@ class ThreadedBroker:
     def url_for(self, namespace: str) -> str:
         """The URL of this broker with a namespace selected."""
         return f"{self.url}?namespace={namespace}"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """``host:port`` for Kafka clients (start with ``kafka_port=0``)."""
+        from minibroker.server.kafka_door import kafka_bootstrap
+
+        return kafka_bootstrap(self.server)
 
     def start(self) -> None:
         """Start the server thread; returns once the broker accepts connections."""
@@ -170,3 +177,45 @@ def minibroker_namespace() -> str:
 def minibroker_url(minibroker_server: ThreadedBroker, minibroker_namespace: str) -> str:
     """URL of the session broker with this test's own namespace selected."""
     return minibroker_server.url_for(minibroker_namespace)
+
+
+@dataclass(frozen=True)
+class KafkaBootstrap:
+    """Where a Kafka client connects for one test, and the client id that
+    selects the test's own namespace (docs/kafka.md, "Tests").
+
+    A client id ``<namespace>/<name>`` picks the namespace, so topics and
+    consumer groups of one test never meet another test's.
+    """
+
+    servers: str
+    namespace: str
+
+    def client_id(self, name: str = "client") -> str:
+        return f"{self.namespace}/{name}"
+
+    def confluent(self, **extra: Any) -> dict[str, Any]:
+        """Config for confluent-kafka's Producer, Consumer and AdminClient."""
+        return {"bootstrap.servers": self.servers, "client.id": self.client_id(), **extra}
+
+    def kwargs(self, **extra: Any) -> dict[str, Any]:
+        """Keyword arguments for aiokafka's and kafka-python's clients."""
+        return {"bootstrap_servers": self.servers, "client_id": self.client_id(), **extra}
+
+    def __str__(self) -> str:
+        return self.servers
+
+
+@pytest.fixture(scope="session")
+def minibroker_kafka_server() -> Iterator[ThreadedBroker]:
+    """One broker with a Kafka port for the whole test session, in a thread."""
+    with run_in_thread(kafka_port=0) as threaded:
+        yield threaded
+
+
+@pytest.fixture
+def minibroker_kafka_bootstrap(
+    minibroker_kafka_server: ThreadedBroker, minibroker_namespace: str
+) -> KafkaBootstrap:
+    """The session broker's Kafka address, with this test's own namespace."""
+    return KafkaBootstrap(minibroker_kafka_server.kafka_bootstrap, minibroker_namespace)

@@ -125,6 +125,25 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "(default: no metrics endpoint)",
     )
     parser.add_argument(
+        "--kafka-port",
+        type=int,
+        default=_env("kafka_port", None),
+        help="also serve Kafka clients on this port, 0 for any free port "
+        "(default: no Kafka port; see docs/kafka.md)",
+    )
+    parser.add_argument(
+        "--kafka-no-auto-create",
+        action="store_true",
+        help="answer unknown Kafka topics with UNKNOWN_TOPIC_OR_PARTITION instead of "
+        "creating them on first use",
+    )
+    parser.add_argument(
+        "--kafka-partitions",
+        type=int,
+        default=_env("kafka_partitions", 1),
+        help="partitions of an auto-created Kafka topic (default %(default)s)",
+    )
+    parser.add_argument(
         "--data-dir",
         default=_env("data_dir", None),
         help="directory for durable queues and logs (default: memory only)",
@@ -184,6 +203,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         hello_timeout=args.hello_timeout,
         permissions=permissions,
         busy_poll_us=args.busy_poll_us,
+        kafka_port=int(args.kafka_port) if args.kafka_port is not None else None,
+        kafka_auto_create_topics=not args.kafka_no_auto_create,
+        kafka_partitions=args.kafka_partitions,
     )
 
 

@@ -15,7 +15,7 @@ import itertools
 import logging
 import ssl
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -46,6 +46,9 @@ from minibroker.server.rpc_metrics import rpc_metrics as _rpc_metrics  # noqa: F
 from minibroker.server.timers import TimerService
 from minibroker.server.topic_metrics import topic_metrics as _topic_metrics  # noqa: F401
 from minibroker.server.wire_session import FrontEnd, SessionFactory, WireSession
+
+if TYPE_CHECKING:
+    from minibroker.kafka.service import KafkaService
 
 log = logging.getLogger("minibroker.server")
 
@@ -78,6 +81,18 @@ class BrokerServer:
         self.front_ends: list[FrontEnd] = []
         #: The port each front end actually bound, by name, once listening.
         self.front_end_ports: dict[str, int] = {}
+        #: The Kafka front end's shared state, when ``config.kafka_port`` is set.
+        self.kafka: KafkaService | None = None
+        if config.kafka_port is not None:
+            from minibroker.kafka.service import KafkaSettings
+            from minibroker.server.kafka_door import add_kafka_front_end
+
+            settings = KafkaSettings(
+                advertised_host=_advertised(config.host),
+                auto_create_topics=config.kafka_auto_create_topics,
+                default_partitions=config.kafka_partitions,
+            )
+            self.kafka = add_kafka_front_end(self, config.kafka_port, settings)
         self.timers = TimerService(self.broker)
         self.busy_poll = BusyPoll(config.busy_poll_us)
         #: Connections a reader writes to directly after its chunk (see connection.py).
@@ -155,6 +170,11 @@ class BrokerServer:
                     )
                     bound = front_listeners[0].socket.getsockname()[1]
                     self.front_end_ports[front_end.name] = bound
+                    log.info(
+                        "%s front end listening on %s",
+                        front_end.name,
+                        _host_port(front_end.host, bound),
+                    )
                     connections.start_soon(
                         self._accept_loop,
                         front_listeners,
@@ -371,6 +391,11 @@ async def _refuse(stream: trio.abc.Stream, error: BrokerError) -> None:
 def _host_port(host: str, port: int | None) -> str:
     """``host:port``, with an IPv6 address in brackets so the port stays unambiguous."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _advertised(host: str) -> str:
+    """The address to tell clients to reconnect to: a wildcard bind is not one."""
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
 
 
 def _peer_name(stream: trio.SocketStream) -> str:
