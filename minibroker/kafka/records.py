@@ -151,9 +151,7 @@ def _gunzip(data: bytes, limit: int) -> bytes:
     except zlib.error as exc:
         raise InvalidBatch(f"the gzip data is corrupt: {exc}", CORRUPT_MESSAGE) from None
     if inflater.unconsumed_tail:
-        raise InvalidBatch(
-            f"the batch inflates past {limit} bytes", MESSAGE_TOO_LARGE
-        )
+        raise InvalidBatch(f"the batch inflates past {limit} bytes", MESSAGE_TOO_LARGE)
     return out
 
 
@@ -294,6 +292,4 @@ def encode_batch(records: Sequence[Record]) -> bytes:
         -1,
         len(records),
     ) + b"".join(parts)
-    return (
-        _BEFORE_CRC.pack(base_offset, len(after_crc) + 9, 0, 2, crc32c(after_crc)) + after_crc
-    )
+    return _BEFORE_CRC.pack(base_offset, len(after_crc) + 9, 0, 2, crc32c(after_crc)) + after_crc

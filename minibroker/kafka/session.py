@@ -173,7 +173,9 @@ class KafkaSession:
         try:
             response = HANDLERS[header.api_key](self, slot, request)
         except Exception:
-            log.exception("internal error handling %s from %s", _api(header.api_key), self.peer_name)
+            log.exception(
+                "internal error handling %s from %s", _api(header.api_key), self.peer_name
+            )
             self.kick(BrokerError(f"internal error handling {_api(header.api_key)}"))
             return
         if response is NO_RESPONSE:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import struct
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from functools import cache
@@ -146,7 +147,7 @@ def frame_response(correlation_id: int, body: bytes) -> bytes:
 @cache
 def request_reader(api_key: int, version: int) -> Callable[[bytes, int], tuple[Any, int]]:
     """kio's decoder of one request version: ``reader(frame, offset) -> (request, size)``."""
-    return entity_reader(load_request_schema(api_key, version))  # type: ignore[no-any-return]
+    return entity_reader(load_request_schema(api_key, version))
 
 
 @cache
@@ -155,14 +156,15 @@ def response_class(api_key: int, version: int) -> Any:
 
 
 @cache
-def _response_writer(cls: type) -> Callable[[io.BytesIO, Any], None]:
-    return entity_writer(cls)  # type: ignore[no-any-return]
+def _response_writer(cls: Any) -> Callable[[io.BytesIO, Any], None]:
+    return entity_writer(cls)
 
 
 def encode_response(response: Any) -> bytes:
     """The body bytes of a kio response object."""
     buffer = io.BytesIO()
-    _response_writer(type(response))(buffer, response)
+    cls: Any = type(response)
+    _response_writer(cls)(buffer, response)
     return buffer.getvalue()
 
 
@@ -184,8 +186,6 @@ def build(cls: type, **values: Any) -> Any:
 
 
 def nested(response_cls: type, name: str) -> type:
-    """The class of a nested entity (``"PartitionData"``) in the same version as ``response_cls``."""
-    import sys
-
+    """The nested entity class ``name`` of the same version as ``response_cls``."""
     found: type = getattr(sys.modules[response_cls.__module__], name)
     return found

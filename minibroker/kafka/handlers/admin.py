@@ -219,7 +219,10 @@ def init_producer_id(session: KafkaSession, slot: Slot, request: Any) -> Any:
     cls = wire.response_class(22, slot.version)
     if request.transactional_id is not None:
         return wire.build(
-            cls, throttle_time=NO_THROTTLE, error_code=UNSUPPORTED_VERSION, producer_id=-1,
+            cls,
+            throttle_time=NO_THROTTLE,
+            error_code=UNSUPPORTED_VERSION,
+            producer_id=-1,
             producer_epoch=-1,
         )
     now_ms = session.broker.clock.wall_ms(session.now)

@@ -79,7 +79,9 @@ class _ParkedFetch:
             )
             self.waiters.append((token, waiter))
         if not self.waiters:
-            session.answer(self.slot, _read(session, self.slot.version, self.wanted, self.max_bytes)[0])
+            session.answer(
+                self.slot, _read(session, self.slot.version, self.wanted, self.max_bytes)[0]
+            )
 
     def _wake(self, _result: object) -> None:
         """Records arrived on one of the logs, or the wait ran out: answer once."""
@@ -136,7 +138,8 @@ def _read(
             )
         )
     topics = tuple(
-        wire.build(topic_cls, topic=name, partitions=tuple(parts)) for name, parts in by_topic.items()
+        wire.build(topic_cls, topic=name, partitions=tuple(parts))
+        for name, parts in by_topic.items()
     )
     response = wire.build(
         cls, throttle_time=NO_THROTTLE, error_code=NONE, session_id=0, responses=topics

@@ -20,7 +20,12 @@ from kio.schema.errors import ErrorCode
 
 from minibroker.core.errors import BrokerError, StorageError, StorageFull, TooLarge
 from minibroker.kafka import wire
-from minibroker.kafka.handlers.admin import NO_THROTTLE, NONE, UNKNOWN_TOPIC_OR_PARTITION, auto_create
+from minibroker.kafka.handlers.admin import (
+    NO_THROTTLE,
+    NONE,
+    UNKNOWN_TOPIC_OR_PARTITION,
+    auto_create,
+)
 from minibroker.kafka.records import InvalidBatch, decode_produced
 
 if TYPE_CHECKING:
