@@ -14,8 +14,8 @@ from kio.schema.errors import ErrorCode
 from minibroker.core.broker import Broker
 from minibroker.kafka import wire
 from minibroker.kafka.groups import JoinResult
-from tests.kafka.test_records import kio_batch
-from tests.kafka.wire_helpers import (
+from kafka_wire.test_records import kio_batch
+from kafka_wire.wire_helpers import (
     ONE_SECOND,
     PORT,
     call,

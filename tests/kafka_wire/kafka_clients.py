@@ -1,0 +1,314 @@
+"""The same few operations through each of the three Python Kafka clients.
+
+Each adapter does one thing per call with the client's own API, as an
+application would, so the test matrix runs every scenario through
+confluent-kafka (librdkafka), aiokafka and kafka-python unchanged. Timeouts are
+short so a rebalance is noticed in a fraction of a second; waits are bounded
+by deadlines that only fail a test, never pace it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Protocol
+
+from minibroker.testing import KafkaBootstrap
+
+DEADLINE = 30.0
+#: Quick group timeouts: members notice a rebalance at their next heartbeat.
+SESSION_MS = 6000
+HEARTBEAT_MS = 100
+
+
+class KafkaClient(Protocol):
+    name: str
+
+    def produce(
+        self, kafka: KafkaBootstrap, topic: str, values: list[bytes], **opts: Any
+    ) -> None: ...
+
+    def consume(
+        self, kafka: KafkaBootstrap, topic: str, group: str, count: int, manual: bool
+    ) -> list[bytes]: ...
+
+    def offset_for_time_then_read(
+        self, kafka: KafkaBootstrap, topic: str, timestamp_ms: int, count: int
+    ) -> tuple[int, list[bytes]]: ...
+
+    def create_topic(self, kafka: KafkaBootstrap, topic: str, partitions: int) -> None: ...
+
+
+def _until(condition: Any, what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+
+
+# ---------------------------------------------------------------- confluent
+
+
+class Confluent:
+    name = "confluent-kafka"
+
+    def produce(self, kafka: KafkaBootstrap, topic: str, values: list[bytes], **opts: Any) -> None:
+        from confluent_kafka import Producer
+
+        config = kafka.confluent(**{"linger.ms": 5})
+        if opts.get("idempotent"):
+            config["enable.idempotence"] = True
+        if opts.get("gzip"):
+            config["compression.type"] = "gzip"
+        errors: list[Any] = []
+        producer = Producer(config)
+        for index, value in enumerate(values):
+            producer.produce(
+                topic,
+                value,
+                key=opts.get("keys", [None] * len(values))[index],
+                on_delivery=lambda err, _msg: err and errors.append(err),
+            )
+        assert producer.flush(DEADLINE) == 0
+        assert errors == []
+
+    def consumer(self, kafka: KafkaBootstrap, group: str | None, **extra: Any) -> Any:
+        from confluent_kafka import Consumer
+
+        config = kafka.confluent(
+            **{
+                "group.id": group or "unused",
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": SESSION_MS,
+                "heartbeat.interval.ms": HEARTBEAT_MS,
+                **extra,
+            }
+        )
+        return Consumer(config)
+
+    def consume(
+        self, kafka: KafkaBootstrap, topic: str, group: str, count: int, manual: bool
+    ) -> list[bytes]:
+        consumer = self.consumer(kafka, group, **{"enable.auto.commit": not manual})
+        consumer.subscribe([topic])
+        got: list[bytes] = []
+
+        def poll() -> bool:
+            message = consumer.poll(0.1)
+            if message is not None and message.error() is None:
+                got.append(message.value())
+            return len(got) >= count
+
+        _until(poll, f"{count} records")
+        if manual:
+            consumer.commit(asynchronous=False)
+        consumer.close()
+        return got
+
+    def offset_for_time_then_read(
+        self, kafka: KafkaBootstrap, topic: str, timestamp_ms: int, count: int
+    ) -> tuple[int, list[bytes]]:
+        from confluent_kafka import TopicPartition
+
+        consumer = self.consumer(kafka, None, **{"enable.auto.commit": False})
+        [found] = consumer.offsets_for_times([TopicPartition(topic, 0, timestamp_ms)], 10)
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        consumer.seek(TopicPartition(topic, 0, found.offset))
+        got: list[bytes] = []
+
+        def poll() -> bool:
+            message = consumer.poll(0.1)
+            if message is not None and message.error() is None:
+                got.append(message.value())
+            return len(got) >= count
+
+        _until(poll, f"{count} records after seeking")
+        consumer.close()
+        return found.offset, got
+
+    def create_topic(self, kafka: KafkaBootstrap, topic: str, partitions: int) -> None:
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        admin = AdminClient(kafka.confluent())
+        futures = admin.create_topics([NewTopic(topic, partitions, 1)])
+        futures[topic].result(DEADLINE)
+
+
+# ------------------------------------------------------------------ aiokafka
+
+
+class AioKafka:
+    name = "aiokafka"
+
+    def produce(self, kafka: KafkaBootstrap, topic: str, values: list[bytes], **opts: Any) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        async def run() -> None:
+            producer = AIOKafkaProducer(
+                **kafka.kwargs(
+                    enable_idempotence=bool(opts.get("idempotent")),
+                    compression_type="gzip" if opts.get("gzip") else None,
+                    linger_ms=5,
+                )
+            )
+            await producer.start()
+            try:
+                keys = opts.get("keys", [None] * len(values))
+                sent = [
+                    await producer.send(topic, v, key=k) for v, k in zip(values, keys, strict=True)
+                ]
+                await asyncio.gather(*sent)
+            finally:
+                await producer.stop()
+
+        asyncio.run(run())
+
+    def consume(
+        self, kafka: KafkaBootstrap, topic: str, group: str, count: int, manual: bool
+    ) -> list[bytes]:
+        from aiokafka import AIOKafkaConsumer
+
+        async def run() -> list[bytes]:
+            consumer = AIOKafkaConsumer(
+                topic,
+                **kafka.kwargs(
+                    group_id=group,
+                    auto_offset_reset="earliest",
+                    enable_auto_commit=not manual,
+                    session_timeout_ms=SESSION_MS,
+                    heartbeat_interval_ms=HEARTBEAT_MS,
+                ),
+            )
+            await consumer.start()
+            got: list[bytes] = []
+            try:
+                async with asyncio.timeout(DEADLINE):
+                    while len(got) < count:
+                        for batch in (await consumer.getmany(timeout_ms=100)).values():
+                            got.extend(message.value for message in batch)
+                if manual:
+                    await consumer.commit()
+            finally:
+                await consumer.stop()
+            return got
+
+        return asyncio.run(run())
+
+    def offset_for_time_then_read(
+        self, kafka: KafkaBootstrap, topic: str, timestamp_ms: int, count: int
+    ) -> tuple[int, list[bytes]]:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        async def run() -> tuple[int, list[bytes]]:
+            consumer = AIOKafkaConsumer(**kafka.kwargs(enable_auto_commit=False))
+            await consumer.start()
+            try:
+                partition = TopicPartition(topic, 0)
+                found = (await consumer.offsets_for_times({partition: timestamp_ms}))[partition]
+                consumer.assign([partition])
+                consumer.seek(partition, found.offset)
+                got: list[bytes] = []
+                async with asyncio.timeout(DEADLINE):
+                    while len(got) < count:
+                        for batch in (await consumer.getmany(timeout_ms=100)).values():
+                            got.extend(message.value for message in batch)
+                return found.offset, got
+            finally:
+                await consumer.stop()
+
+        return asyncio.run(run())
+
+    def create_topic(self, kafka: KafkaBootstrap, topic: str, partitions: int) -> None:
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+        async def run() -> None:
+            admin = AIOKafkaAdminClient(**kafka.kwargs())
+            await admin.start()
+            try:
+                await admin.create_topics([NewTopic(topic, partitions, 1)])
+            finally:
+                await admin.close()
+
+        asyncio.run(run())
+
+
+# -------------------------------------------------------------- kafka-python
+
+
+class KafkaPython:
+    name = "kafka-python"
+
+    def produce(self, kafka: KafkaBootstrap, topic: str, values: list[bytes], **opts: Any) -> None:
+        from kafka import KafkaProducer
+
+        producer = KafkaProducer(
+            **kafka.kwargs(
+                enable_idempotence=bool(opts.get("idempotent")),
+                compression_type="gzip" if opts.get("gzip") else None,
+                linger_ms=5,
+            )
+        )
+        keys = opts.get("keys", [None] * len(values))
+        futures = [producer.send(topic, v, key=k) for v, k in zip(values, keys, strict=True)]
+        producer.flush(DEADLINE)
+        for future in futures:
+            future.get(DEADLINE)
+        producer.close()
+
+    def consumer(self, kafka: KafkaBootstrap, *topics: str, **extra: Any) -> Any:
+        from kafka import KafkaConsumer
+
+        return KafkaConsumer(
+            *topics,
+            **kafka.kwargs(
+                auto_offset_reset="earliest",
+                session_timeout_ms=SESSION_MS,
+                heartbeat_interval_ms=HEARTBEAT_MS,
+                **extra,
+            ),
+        )
+
+    def _poll(self, consumer: Any, count: int) -> list[bytes]:
+        got: list[bytes] = []
+
+        def poll() -> bool:
+            for batch in consumer.poll(timeout_ms=100).values():
+                got.extend(message.value for message in batch)
+            return len(got) >= count
+
+        _until(poll, f"{count} records")
+        return got
+
+    def consume(
+        self, kafka: KafkaBootstrap, topic: str, group: str, count: int, manual: bool
+    ) -> list[bytes]:
+        consumer = self.consumer(kafka, topic, group_id=group, enable_auto_commit=not manual)
+        got = self._poll(consumer, count)
+        if manual:
+            consumer.commit()
+        consumer.close()
+        return got
+
+    def offset_for_time_then_read(
+        self, kafka: KafkaBootstrap, topic: str, timestamp_ms: int, count: int
+    ) -> tuple[int, list[bytes]]:
+        from kafka import TopicPartition
+
+        consumer = self.consumer(kafka, enable_auto_commit=False)
+        partition = TopicPartition(topic, 0)
+        found = consumer.offsets_for_times({partition: timestamp_ms})[partition]
+        consumer.assign([partition])
+        consumer.seek(partition, found.offset)
+        got = self._poll(consumer, count)
+        consumer.close()
+        return found.offset, got
+
+    def create_topic(self, kafka: KafkaBootstrap, topic: str, partitions: int) -> None:
+        from kafka.admin import KafkaAdminClient, NewTopic
+
+        admin = KafkaAdminClient(**kafka.kwargs())
+        admin.create_topics([NewTopic(topic, partitions, 1)])
+        admin.close()
+
+
+CLIENTS: list[KafkaClient] = [Confluent(), AioKafka(), KafkaPython()]
