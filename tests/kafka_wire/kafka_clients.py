@@ -10,6 +10,7 @@ by deadlines that only fail a test, never pace it.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any, Protocol
 
@@ -312,3 +313,122 @@ class KafkaPython:
 
 
 CLIENTS: list[KafkaClient] = [Confluent(), AioKafka(), KafkaPython()]
+
+
+# ------------------------------------------------------- group members in threads
+
+
+class Member:
+    """One group member polling in a thread of its own until stopped.
+
+    ``assignment`` is the partitions it holds now; ``seen`` what it consumed
+    (it commits synchronously after every poll that brought records, so a
+    rebalance hands partitions over at the committed offset).
+    """
+
+    def __init__(
+        self, client: str, kafka: KafkaBootstrap, topic: str, group: str, assignor: str | None
+    ):
+        self.assignment: frozenset[int] = frozenset()
+        self.seen: list[bytes] = []
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        run = {
+            "confluent-kafka": self._confluent,
+            "aiokafka": self._aiokafka,
+            "kafka-python": self._kafka_python,
+        }[client]
+        self._thread = threading.Thread(
+            target=self._guard, args=(run, kafka, topic, group, assignor), daemon=True
+        )
+        self._thread.start()
+
+    def _guard(self, run: Any, *args: Any) -> None:
+        try:
+            run(*args)
+        except BaseException as exc:  # reported by stop()
+            self.error = exc
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(DEADLINE)
+        if self.error is not None:
+            raise self.error
+
+    def _confluent(
+        self, kafka: KafkaBootstrap, topic: str, group: str, assignor: str | None
+    ) -> None:
+        extra: dict[str, Any] = {"enable.auto.commit": False}
+        if assignor:
+            extra["partition.assignment.strategy"] = assignor
+        consumer = Confluent().consumer(kafka, group, **extra)
+        consumer.subscribe([topic])
+        while not self._stop.is_set():
+            message = consumer.poll(0.05)
+            if message is not None and message.error() is None:
+                self.seen.append(message.value())
+                consumer.commit(message, asynchronous=False)
+            self.assignment = frozenset(tp.partition for tp in consumer.assignment())
+            _notify()
+        consumer.close()
+
+    def _kafka_python(
+        self, kafka: KafkaBootstrap, topic: str, group: str, assignor: str | None
+    ) -> None:
+        consumer = KafkaPython().consumer(kafka, topic, group_id=group, enable_auto_commit=False)
+        while not self._stop.is_set():
+            batches = consumer.poll(timeout_ms=50)
+            for batch in batches.values():
+                self.seen.extend(message.value for message in batch)
+            if batches:
+                consumer.commit()
+            self.assignment = frozenset(tp.partition for tp in consumer.assignment())
+            _notify()
+        consumer.close()
+
+    def _aiokafka(
+        self, kafka: KafkaBootstrap, topic: str, group: str, assignor: str | None
+    ) -> None:
+        from aiokafka import AIOKafkaConsumer
+
+        async def run() -> None:
+            consumer = AIOKafkaConsumer(
+                topic,
+                **kafka.kwargs(
+                    group_id=group,
+                    auto_offset_reset="earliest",
+                    enable_auto_commit=False,
+                    session_timeout_ms=SESSION_MS,
+                    heartbeat_interval_ms=HEARTBEAT_MS,
+                ),
+            )
+            await consumer.start()
+            try:
+                while not self._stop.is_set():
+                    batches = await consumer.getmany(timeout_ms=50)
+                    for batch in batches.values():
+                        self.seen.extend(message.value for message in batch)
+                    if batches:
+                        await consumer.commit()
+                    self.assignment = frozenset(tp.partition for tp in consumer.assignment())
+                    _notify()
+            finally:
+                await consumer.stop()
+
+        asyncio.run(run())
+
+
+#: Notified by every member after each poll: what ``wait_for`` checks may have changed.
+_changed = threading.Condition()
+
+
+def _notify() -> None:
+    with _changed:
+        _changed.notify_all()
+
+
+def wait_for(condition: Any, what: str) -> None:
+    """Block until ``condition`` holds (the members work in their own threads)."""
+    with _changed:
+        if not _changed.wait_for(condition, DEADLINE):
+            raise AssertionError(f"timed out waiting for {what}")

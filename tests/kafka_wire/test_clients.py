@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 
 import minibroker
+from kafka_wire.kafka_clients import CLIENTS, KafkaClient, Member, wait_for
 from minibroker.testing import KafkaBootstrap, ThreadedBroker
-from kafka_wire.kafka_clients import CLIENTS, KafkaClient
 
 # kafka-python reads its bundled schemas with a deprecated importlib call.
 pytestmark = pytest.mark.filterwarnings("ignore:(read|open)_text is deprecated:DeprecationWarning")
@@ -93,3 +93,41 @@ def test_admin_create_topics_makes_one_log_per_partition(
             "payments-1",
             "payments-2",
         ]
+
+
+@pytest.mark.parametrize(
+    ("client_name", "assignor"),
+    [
+        ("confluent-kafka", None),
+        ("confluent-kafka", "cooperative-sticky"),
+        ("aiokafka", None),
+        ("kafka-python", None),
+    ],
+)
+def test_a_second_member_takes_over_partitions_and_nothing_is_lost(
+    client_name: str, assignor: str | None, minibroker_kafka_bootstrap: KafkaBootstrap
+) -> None:
+    kafka = minibroker_kafka_bootstrap
+    client = next(each for each in CLIENTS if each.name == client_name)
+    client.create_topic(kafka, "jobs", 3)
+    first = [b"a-%d" % i for i in range(30)]
+    client.produce(kafka, "jobs", first, keys=[b"key-%d" % i for i in range(30)])
+    one = Member(client_name, kafka, "jobs", "workers", assignor)
+    wait_for(lambda: one.assignment == {0, 1, 2} and len(one.seen) == 30, "the lone member")
+    two = Member(client_name, kafka, "jobs", "workers", assignor)
+    wait_for(
+        lambda: (
+            one.assignment
+            and two.assignment
+            and one.assignment | two.assignment == {0, 1, 2}
+            and not one.assignment & two.assignment
+        ),
+        "the partitions to be shared",
+    )
+    second = [b"b-%d" % i for i in range(30)]
+    client.produce(kafka, "jobs", second, keys=[b"key-%d" % i for i in range(30)])
+    wait_for(lambda: len(one.seen) + len(two.seen) >= 60, "every record")
+    one.stop()
+    two.stop()
+    assert sorted(one.seen + two.seen) == sorted(first + second)
+    assert two.seen, "the new member consumed its share"

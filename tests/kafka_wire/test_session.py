@@ -11,9 +11,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from kio.schema.errors import ErrorCode
 
-from minibroker.core.broker import Broker
-from minibroker.kafka import wire
-from minibroker.kafka.groups import JoinResult
 from kafka_wire.test_records import kio_batch
 from kafka_wire.wire_helpers import (
     ONE_SECOND,
@@ -25,6 +22,9 @@ from kafka_wire.wire_helpers import (
     request_class,
     responses,
 )
+from minibroker.core.broker import Broker
+from minibroker.kafka import wire
+from minibroker.kafka.groups import JoinResult
 
 #: The ApiVersions answer, byte for byte: (key, min, max) for the 15 APIs.
 ADVERTISED_BYTES = b"".join(
