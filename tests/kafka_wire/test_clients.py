@@ -8,11 +8,13 @@ a Kafka partition is a minibroker log.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import minibroker
 from kafka_wire.kafka_clients import CLIENTS, KafkaClient, Member, wait_for
-from minibroker.testing import KafkaBootstrap, ThreadedBroker
+from minibroker.testing import KafkaBootstrap, ThreadedBroker, run_in_thread
 
 # kafka-python reads its bundled schemas with a deprecated importlib call.
 pytestmark = pytest.mark.filterwarnings("ignore:(read|open)_text is deprecated:DeprecationWarning")
@@ -131,3 +133,19 @@ def test_a_second_member_takes_over_partitions_and_nothing_is_lost(
     two.stop()
     assert sorted(one.seen + two.seen) == sorted(first + second)
     assert two.seen, "the new member consumed its share"
+
+
+def test_a_group_resumes_from_its_commit_after_a_restart_on_a_data_dir(
+    client: KafkaClient, tmp_path: Path
+) -> None:
+    values = [b"before-%d" % i for i in range(6)]
+    with run_in_thread(kafka_port=0, data_dir=tmp_path) as server:
+        kafka = KafkaBootstrap(server.kafka_bootstrap, "durable")
+        client.produce(kafka, "ledger", values)
+        assert client.consume(kafka, "ledger", "auditors", 6, manual=True) == values
+    later = [b"after-%d" % i for i in range(4)]
+    with run_in_thread(kafka_port=0, data_dir=tmp_path) as server:
+        kafka = KafkaBootstrap(server.kafka_bootstrap, "durable")
+        client.produce(kafka, "ledger", later)
+        assert client.consume(kafka, "ledger", "auditors", 4, manual=True) == later
+        assert _log(server, kafka, "ledger-0").groups["auditors"].committed == 10
