@@ -149,6 +149,8 @@ class MinibrokerTarget(Target):
         self.proc: subprocess.Popen[bytes] | None = None
         self.data_dir: str | None = None
         self.port = 0
+        #: More ``minibroker serve`` flags (a subclass adds its front end's port).
+        self.extra_args: list[str] = []
 
     @property
     def url(self) -> str:
@@ -163,6 +165,7 @@ class MinibrokerTarget(Target):
             self.data_dir = tempfile.mkdtemp(prefix="bench-minibroker-")
         log_path = self.log_dir / f"{self.name}.log"
         cmd = server_command(self.port, self.data_dir, self.cfg.fsync, self.busy_poll_us)
+        cmd += self.extra_args
         with log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=server_env()
