@@ -50,9 +50,6 @@ TRANSACTIONAL: Final = 0x10
 CONTROL: Final = 0x20
 CODEC_NAMES: Final = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
 
-#: Zig-zag varints of 0..127 as ready-made bytes (record lengths, deltas, counts).
-_SMALL: Final = [bytes([(v << 1) & 0xFF]) if v < 64 else b"" for v in range(128)]
-
 
 class InvalidBatch(ValueError):
     """The Produce data is not one valid magic-2 batch; ``error`` is Kafka's code."""
@@ -131,10 +128,10 @@ def decode_produced(data: bytes, max_uncompressed: int) -> ProducedBatch:
             f"the batch says {count} records but lastOffsetDelta {last_offset_delta}",
             INVALID_RECORD,
         )
-    body: bytes | memoryview = memoryview(data)[BATCH_HEADER_SIZE:]
+    body = data[BATCH_HEADER_SIZE:]
     codec = attributes & CODEC_MASK
     if codec == GZIP:
-        body = _gunzip(bytes(body), max_uncompressed)
+        body = _gunzip(body, max_uncompressed)
     elif codec:
         raise InvalidBatch(
             f"{CODEC_NAMES.get(codec, codec)} batches are not supported (gzip is)",
@@ -155,7 +152,7 @@ def _gunzip(data: bytes, limit: int) -> bytes:
     return out
 
 
-def _varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
     """A zig-zag varint at ``pos``: ``(value, next position)``."""
     byte = buf[pos]
     if byte < 0x80:
@@ -174,8 +171,13 @@ def _varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
             raise InvalidBatch("a varint is longer than 10 bytes", CORRUPT_MESSAGE)
 
 
-def _decode_records(body: bytes | memoryview, count: int) -> list[Entry]:
-    """``count`` records from ``body`` as log entries (bare bodies when they can be)."""
+def _decode_records(body: bytes, count: int) -> list[Entry]:
+    """``count`` records from ``body`` as log entries (bare bodies when they can be).
+
+    The produce hot path: one-byte varints (lengths below 64, small deltas)
+    are decoded inline, and the two deltas the broker does not use are
+    skipped without being decoded.
+    """
     entries: list[Entry] = []
     add = entries.append
     varint = _varint
@@ -183,50 +185,79 @@ def _decode_records(body: bytes | memoryview, count: int) -> list[Entry]:
     end = len(body)
     try:
         for _ in range(count):
-            length, pos = varint(body, pos)
+            byte = body[pos]
+            if byte < 0x80:
+                length = (byte >> 1) ^ -(byte & 1)
+                pos += 1
+            else:
+                length, pos = varint(body, pos)
             record_end = pos + length
             if length < 1 or record_end > end:
                 raise InvalidBatch("a record runs past the end of its batch", CORRUPT_MESSAGE)
             pos += 1  # attributes (unused in magic 2)
-            _, pos = varint(body, pos)  # timestamp delta: the broker stamps appends
-            _, pos = varint(body, pos)  # offset delta: offsets are dense here
-            key_length, pos = varint(body, pos)
+            # The timestamp delta (the broker stamps appends) and the offset
+            # delta (offsets are dense here): skipped, not decoded.
+            for _skip in (0, 1):
+                while body[pos] >= 0x80:
+                    pos += 1
+                pos += 1
+            byte = body[pos]
+            if byte < 0x80:
+                key_length = (byte >> 1) ^ -(byte & 1)
+                pos += 1
+            else:
+                key_length, pos = varint(body, pos)
             key: bytes | None = None
             if key_length >= 0:
-                key = bytes(body[pos : pos + key_length])
+                key = body[pos : pos + key_length]
                 pos += key_length
-            value_length, pos = varint(body, pos)
+            byte = body[pos]
+            if byte < 0x80:
+                value_length = (byte >> 1) ^ -(byte & 1)
+                pos += 1
+            else:
+                value_length, pos = varint(body, pos)
             value = b""
             if value_length >= 0:
-                value = bytes(body[pos : pos + value_length])
+                value = body[pos : pos + value_length]
                 pos += value_length
-            header_count, pos = varint(body, pos)
             headers: dict[str, str] | None = None
-            if header_count > 0:
-                headers = {}
-                for _ in range(header_count):
-                    name_length, pos = varint(body, pos)
-                    name = bytes(body[pos : pos + name_length]).decode()
-                    pos += name_length
-                    text_length, pos = varint(body, pos)
-                    text = ""
-                    if text_length >= 0:
-                        text = bytes(body[pos : pos + text_length]).decode()
-                        pos += text_length
-                    headers[name] = text
+            if body[pos] == 0:
+                pos += 1
+            else:
+                headers, pos = _decode_headers(body, pos)
             if pos != record_end:
                 raise InvalidBatch("a record's length does not match its fields", CORRUPT_MESSAGE)
             add(value if key is None and headers is None else (key, headers, value))
     except IndexError:
         raise InvalidBatch("a record runs past the end of its batch", CORRUPT_MESSAGE) from None
+    if pos != end:
+        raise InvalidBatch("bytes left over after the batch's last record", CORRUPT_MESSAGE)
+    return entries
+
+
+def _decode_headers(body: bytes, pos: int) -> tuple[dict[str, str] | None, int]:
+    header_count, pos = _varint(body, pos)
+    if header_count <= 0:
+        return None, pos
+    headers: dict[str, str] = {}
+    try:
+        for _ in range(header_count):
+            name_length, pos = _varint(body, pos)
+            name = body[pos : pos + name_length].decode()
+            pos += name_length
+            text_length, pos = _varint(body, pos)
+            text = ""
+            if text_length >= 0:
+                text = body[pos : pos + text_length].decode()
+                pos += text_length
+            headers[name] = text
     except UnicodeDecodeError:
         raise InvalidBatch(
             "header names and values must be UTF-8 text (minibroker headers are str -> str)",
             INVALID_RECORD,
         ) from None
-    if pos != end:
-        raise InvalidBatch("bytes left over after the batch's last record", CORRUPT_MESSAGE)
-    return entries
+    return headers, pos
 
 
 # ------------------------------------------------------------------ fetch
@@ -244,11 +275,11 @@ def _zigzag(value: int) -> bytes:
     return bytes(out)
 
 
-def _sized(data: bytes | None) -> bytes:
-    if data is None:
-        return b"\x01"  # -1: null
-    length = len(data)
-    return (_SMALL[length] if length < 64 else _zigzag(length)) + data
+#: Zig-zag varints of 0 .. VARINT_TABLE_SIZE-1, ready-made: the fetch hot path
+#: looks up record sizes, lengths and deltas instead of encoding them.
+VARINT_TABLE_SIZE: Final = 1 << 14
+_VARINTS: Final = [_zigzag(value) for value in range(VARINT_TABLE_SIZE)]
+_NULL: Final = b"\x01"  # a length of -1
 
 
 def encode_batch(records: Sequence[Record]) -> bytes:
@@ -256,31 +287,31 @@ def encode_batch(records: Sequence[Record]) -> bytes:
 
     Each record keeps its own broker timestamp as a delta from the first
     (timestamp type CreateTime, so clients show every record's own time).
+    This is the fetch hot path: every varint below 2**13 comes from a table,
+    and the batch is joined once.
     """
     first = records[0]
     base_offset = first.offset
     base_ts = first.timestamp_ms
-    small = _SMALL
+    table = _VARINTS
+    limit = VARINT_TABLE_SIZE
     zigzag = _zigzag
-    sized = _sized
     parts: list[bytes] = []
-    add = parts.append
+    add = parts.extend
     for offset, timestamp_ms, key, headers, body in records:
         delta_ts = timestamp_ms - base_ts
         delta = offset - base_offset
-        head = (
-            b"\x00"
-            + (small[delta_ts] if 0 <= delta_ts < 64 else zigzag(delta_ts))
-            + (small[delta] if delta < 64 else zigzag(delta))
-        )
-        if headers:
-            tail = small[len(headers)] if len(headers) < 64 else zigzag(len(headers))
-            tail += b"".join(sized(k.encode()) + sized(v.encode()) for k, v in headers.items())
+        head = b"\x00" + (table[delta_ts] if delta_ts < limit else zigzag(delta_ts))
+        head += table[delta] if delta < limit else zigzag(delta)
+        if key is None:
+            head += _NULL
         else:
-            tail = b"\x00"
-        record = head + sized(key) + sized(body) + tail
-        size = len(record)
-        add((small[size] if size < 64 else zigzag(size)) + record)
+            head += (table[len(key)] if len(key) < limit else zigzag(len(key))) + key
+        size = len(body)
+        head += table[size] if size < limit else zigzag(size)
+        tail = _encode_headers(headers) if headers else b"\x00"
+        size += len(head) + len(tail)
+        add((table[size] if size < limit else zigzag(size), head, body, tail))
     last = records[-1]
     after_crc = _AFTER_CRC.pack(
         0,
@@ -293,3 +324,12 @@ def encode_batch(records: Sequence[Record]) -> bytes:
         len(records),
     ) + b"".join(parts)
     return _BEFORE_CRC.pack(base_offset, len(after_crc) + 9, 0, 2, crc32c(after_crc)) + after_crc
+
+
+def _encode_headers(headers: dict[str, str]) -> bytes:
+    parts = [_zigzag(len(headers))]
+    for name, text in headers.items():
+        for encoded in (name.encode(), text.encode()):
+            parts.append(_zigzag(len(encoded)))
+            parts.append(encoded)
+    return b"".join(parts)
