@@ -132,10 +132,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "(default: no Kafka port; see docs/kafka.md)",
     )
     parser.add_argument(
-        "--kafka-no-auto-create",
-        action="store_true",
-        help="answer unknown Kafka topics with UNKNOWN_TOPIC_OR_PARTITION instead of "
-        "creating them on first use",
+        "--kafka-auto-create",
+        choices=["on", "off"],
+        default=_env("kafka_auto_create", "on"),
+        help="create a Kafka topic on first use, as Kafka's auto.create.topics.enable "
+        "(default %(default)s; off: unknown topics get UNKNOWN_TOPIC_OR_PARTITION)",
     )
     parser.add_argument(
         "--kafka-partitions",
@@ -204,7 +205,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         permissions=permissions,
         busy_poll_us=args.busy_poll_us,
         kafka_port=int(args.kafka_port) if args.kafka_port is not None else None,
-        kafka_auto_create_topics=not args.kafka_no_auto_create,
+        kafka_auto_create_topics=args.kafka_auto_create == "on",
         kafka_partitions=args.kafka_partitions,
     )
 

@@ -34,6 +34,9 @@ FLAGS = [
     "--tls-key",
     "--metrics-host",
     "--metrics-port",
+    "--kafka-port",
+    "--kafka-auto-create",
+    "--kafka-partitions",
     "--data-dir",
     "--fsync",
     "--shutdown-grace",
@@ -246,3 +249,14 @@ def test_bad_environment_values_are_usage_errors(
         main(["serve"])
     assert exit_info.value.code == 2
     assert complaint in capsys.readouterr().err
+
+
+def test_kafka_flags() -> None:
+    config = config_from_args(
+        serve_args("--kafka-port", "0", "--kafka-auto-create", "off", "--kafka-partitions", "4")
+    )
+    assert (config.kafka_port, config.kafka_auto_create_topics, config.kafka_partitions) == (
+        0,
+        False,
+        4,
+    )
