@@ -201,26 +201,21 @@ def _decode_records(body: bytes, count: int) -> list[Entry]:
                 while body[pos] >= 0x80:
                     pos += 1
                 pos += 1
-            byte = body[pos]
-            if byte < 0x80:
-                key_length = (byte >> 1) ^ -(byte & 1)
-                pos += 1
-            else:
-                key_length, pos = varint(body, pos)
             key: bytes | None = None
-            if key_length >= 0:
-                key = body[pos : pos + key_length]
-                pos += key_length
-            byte = body[pos]
-            if byte < 0x80:
-                value_length = (byte >> 1) ^ -(byte & 1)
-                pos += 1
-            else:
-                value_length, pos = varint(body, pos)
             value = b""
-            if value_length >= 0:
-                value = body[pos : pos + value_length]
-                pos += value_length
+            for is_value in (False, True):  # key, then value: both length-prefixed
+                byte = body[pos]
+                if byte < 0x80:
+                    length = (byte >> 1) ^ -(byte & 1)
+                    pos += 1
+                else:
+                    length, pos = varint(body, pos)
+                if length >= 0:
+                    if is_value:
+                        value = body[pos : pos + length]
+                    else:
+                        key = body[pos : pos + length]
+                    pos += length
             headers: dict[str, str] | None = None
             if body[pos] == 0:
                 pos += 1

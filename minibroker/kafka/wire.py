@@ -185,6 +185,12 @@ def build(cls: type, **values: Any) -> Any:
     return cls(**{name: value for name, value in values.items() if name in names})
 
 
+def response_classes(api_key: int, version: int, *names: str) -> tuple[Any, ...]:
+    """A response class and the nested classes ``names`` of the same version."""
+    cls = response_class(api_key, version)
+    return (cls, *(nested(cls, name) for name in names))
+
+
 def nested(response_cls: type, name: str) -> type:
     """The nested entity class ``name`` of the same version as ``response_cls``."""
     found: type = getattr(sys.modules[response_cls.__module__], name)

@@ -87,11 +87,8 @@ class Confluent:
         )
         return Consumer(config)
 
-    def consume(
-        self, kafka: KafkaBootstrap, topic: str, group: str, count: int, manual: bool
-    ) -> list[bytes]:
-        consumer = self.consumer(kafka, group, **{"enable.auto.commit": not manual})
-        consumer.subscribe([topic])
+    @staticmethod
+    def _poll(consumer: Any, count: int) -> list[bytes]:
         got: list[bytes] = []
 
         def poll() -> bool:
@@ -101,6 +98,14 @@ class Confluent:
             return len(got) >= count
 
         _until(poll, f"{count} records")
+        return got
+
+    def consume(
+        self, kafka: KafkaBootstrap, topic: str, group: str, count: int, manual: bool
+    ) -> list[bytes]:
+        consumer = self.consumer(kafka, group, **{"enable.auto.commit": not manual})
+        consumer.subscribe([topic])
+        got = self._poll(consumer, count)
         if manual:
             consumer.commit(asynchronous=False)
         consumer.close()
@@ -115,15 +120,7 @@ class Confluent:
         [found] = consumer.offsets_for_times([TopicPartition(topic, 0, timestamp_ms)], 10)
         consumer.assign([TopicPartition(topic, 0, 0)])
         consumer.seek(TopicPartition(topic, 0, found.offset))
-        got: list[bytes] = []
-
-        def poll() -> bool:
-            message = consumer.poll(0.1)
-            if message is not None and message.error() is None:
-                got.append(message.value())
-            return len(got) >= count
-
-        _until(poll, f"{count} records after seeking")
+        got = self._poll(consumer, count)
         consumer.close()
         return found.offset, got
 
@@ -136,6 +133,16 @@ class Confluent:
 
 
 # ------------------------------------------------------------------ aiokafka
+
+
+async def _drain(consumer: Any, count: int) -> list[bytes]:
+    """Values from an aiokafka consumer until ``count`` have come."""
+    got: list[bytes] = []
+    async with asyncio.timeout(DEADLINE):
+        while len(got) < count:
+            for batch in (await consumer.getmany(timeout_ms=100)).values():
+                got.extend(message.value for message in batch)
+    return got
 
 
 class AioKafka:
@@ -181,12 +188,8 @@ class AioKafka:
                 ),
             )
             await consumer.start()
-            got: list[bytes] = []
             try:
-                async with asyncio.timeout(DEADLINE):
-                    while len(got) < count:
-                        for batch in (await consumer.getmany(timeout_ms=100)).values():
-                            got.extend(message.value for message in batch)
+                got = await _drain(consumer, count)
                 if manual:
                     await consumer.commit()
             finally:
@@ -208,12 +211,7 @@ class AioKafka:
                 found = (await consumer.offsets_for_times({partition: timestamp_ms}))[partition]
                 consumer.assign([partition])
                 consumer.seek(partition, found.offset)
-                got: list[bytes] = []
-                async with asyncio.timeout(DEADLINE):
-                    while len(got) < count:
-                        for batch in (await consumer.getmany(timeout_ms=100)).values():
-                            got.extend(message.value for message in batch)
-                return found.offset, got
+                return found.offset, await _drain(consumer, count)
             finally:
                 await consumer.stop()
 

@@ -44,8 +44,7 @@ _LOG_CONFIGS: Final = {
 
 
 def api_versions_body(version: int, error: int) -> bytes:
-    cls = wire.response_class(18, version)
-    entry = wire.nested(cls, "ApiVersion")
+    cls, entry = wire.response_classes(18, version, "ApiVersion")
     keys = tuple(
         entry(api_key=key, min_version=low, max_version=high)
         for key, (low, high) in sorted(wire.ADVERTISED.items())
@@ -151,8 +150,7 @@ def find_coordinator(session: KafkaSession, slot: Slot, request: Any) -> Any:
 
 
 def create_topics(session: KafkaSession, slot: Slot, request: Any) -> Any:
-    cls = wire.response_class(19, slot.version)
-    result_cls = wire.nested(cls, "CreatableTopicResult")
+    cls, result_cls = wire.response_classes(19, slot.version, "CreatableTopicResult")
     results = []
     for topic in request.topics:
         error, message = _create_topic(session.ns, session, topic, request.validate_only)
@@ -200,8 +198,7 @@ def _create_topic(
 
 
 def delete_topics(session: KafkaSession, slot: Slot, request: Any) -> Any:
-    cls = wire.response_class(20, slot.version)
-    result_cls = wire.nested(cls, "DeletableTopicResult")
+    cls, result_cls = wire.response_classes(20, slot.version, "DeletableTopicResult")
     results = []
     for name in request.topic_names:
         error = NONE

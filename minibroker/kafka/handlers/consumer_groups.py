@@ -28,8 +28,7 @@ UNKNOWN_SERVER_ERROR: Final = ErrorCode(-1)
 
 
 def join_group(session: KafkaSession, slot: Slot, request: Any) -> Any:
-    cls = wire.response_class(11, slot.version)
-    member_cls = wire.nested(cls, "JoinGroupResponseMember")
+    cls, member_cls = wire.response_classes(11, slot.version, "JoinGroupResponseMember")
 
     def reply(result: JoinResult) -> None:
         members = tuple(
@@ -104,9 +103,9 @@ def leave_group(session: KafkaSession, slot: Slot, request: Any) -> Any:
 
 def offset_commit(session: KafkaSession, slot: Slot, request: Any) -> Any:
     ns = session.ns
-    cls = wire.response_class(8, slot.version)
-    partition_cls = wire.nested(cls, "OffsetCommitResponsePartition")
-    topic_cls = wire.nested(cls, "OffsetCommitResponseTopic")
+    cls, partition_cls, topic_cls = wire.response_classes(
+        8, slot.version, "OffsetCommitResponsePartition", "OffsetCommitResponseTopic"
+    )
     group = request.group_id
     refused = ErrorCode(
         ns.groups.check_commit(group, request.generation_id_or_member_epoch, request.member_id)
@@ -148,9 +147,9 @@ def _commit(session: KafkaSession, group: str, topic: str, part: Any) -> ErrorCo
 
 def offset_fetch(session: KafkaSession, slot: Slot, request: Any) -> Any:
     ns = session.ns
-    cls = wire.response_class(9, slot.version)
-    partition_cls = wire.nested(cls, "OffsetFetchResponsePartition")
-    topic_cls = wire.nested(cls, "OffsetFetchResponseTopic")
+    cls, partition_cls, topic_cls = wire.response_classes(
+        9, slot.version, "OffsetFetchResponsePartition", "OffsetFetchResponseTopic"
+    )
     group = request.group_id
     if request.topics is None:  # v2+: every partition the group committed
         asked = [

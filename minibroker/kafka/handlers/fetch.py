@@ -102,9 +102,9 @@ def _read(
 ) -> tuple[Any, bool]:
     """The Fetch response for ``wanted`` as things are now, and whether it has records."""
     ns = session.ns
-    cls = wire.response_class(1, version)
-    partition_cls = wire.nested(cls, "PartitionData")
-    topic_cls = wire.nested(cls, "FetchableTopicResponse")
+    cls, partition_cls, topic_cls = wire.response_classes(
+        1, version, "PartitionData", "FetchableTopicResponse"
+    )
     max_records = session.broker.config.limits.max_fetch
     budget = max(max_bytes, 1)
     found = False
@@ -151,9 +151,9 @@ def list_offsets(session: KafkaSession, slot: Slot, request: Any) -> Any:
     """Offsets by time: -1 the end (latest), -2 the start (earliest), else the
     first record at or after that many milliseconds since the epoch."""
     ns = session.ns
-    cls = wire.response_class(2, slot.version)
-    partition_cls = wire.nested(cls, "ListOffsetsPartitionResponse")
-    topic_cls = wire.nested(cls, "ListOffsetsTopicResponse")
+    cls, partition_cls, topic_cls = wire.response_classes(
+        2, slot.version, "ListOffsetsPartitionResponse", "ListOffsetsTopicResponse"
+    )
     topics = []
     for topic in request.topics:
         partitions = []

@@ -43,9 +43,9 @@ INVALID_RECORD: Final = ErrorCode(87)
 
 def produce(session: KafkaSession, slot: Slot, request: Any) -> Any:
     ns = session.ns
-    cls = wire.response_class(0, slot.version)
-    partition_cls = wire.nested(cls, "PartitionProduceResponse")
-    topic_cls = wire.nested(cls, "TopicProduceResponse")
+    cls, partition_cls, topic_cls = wire.response_classes(
+        0, slot.version, "PartitionProduceResponse", "TopicProduceResponse"
+    )
     topics = []
     for topic in request.topic_data:
         topic_error = NONE
