@@ -269,6 +269,7 @@ async def test_serve_with_a_kafka_port_takes_kafka_producers() -> None:
 
         await trio.to_thread.run_sync(produce)
         async with minibroker.connect(served.url) as client:
-            assert await client.list_logs() == ["clicks-0", "clicks-1"]  # auto-created, 2 partitions
+            # auto-created, with two partitions
+            assert await client.list_logs() == ["clicks-0", "clicks-1"]
             assert [r.body for r in await client.read("clicks-1")] == [b"first"]
         assert await stop(served) == 0
