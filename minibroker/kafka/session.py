@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from minibroker.core.broker import Broker
-from minibroker.core.errors import BadFrame, BrokerError, ShuttingDown, StorageError
+from minibroker.errors import BadFrame, BrokerError, ShuttingDown, StorageError
 from minibroker.core.peer import PushSource
 from minibroker.kafka import wire
 from minibroker.kafka.handlers import HANDLERS, NO_RESPONSE, unsupported_version

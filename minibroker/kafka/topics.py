@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from minibroker.core.errors import BrokerError
+from minibroker.errors import BrokerError
 from minibroker.core.log_options import LogOptions
 from minibroker.core.logs import Log, Logs
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from kio.schema.errors import ErrorCode
 
-from minibroker.core.errors import BrokerError, InvalidName, OffsetOutOfRange
+from minibroker.errors import BrokerError, InvalidName, OffsetOutOfRange
 from minibroker.kafka import wire
 from minibroker.kafka.groups import JoinResult
 from minibroker.kafka.handlers.admin import NO_THROTTLE, NONE, UNKNOWN_TOPIC_OR_PARTITION

@@ -22,7 +22,7 @@ from minibroker.core.log_readers import ReadWaiter
 from minibroker.kafka import wire
 from minibroker.kafka.handlers.admin import NO_THROTTLE, NONE, UNKNOWN_TOPIC_OR_PARTITION
 from minibroker.kafka.records import encode_batch
-from minibroker.storage.record import decode_records_fast
+from minibroker.record_format import decode_records_fast
 
 if TYPE_CHECKING:
     from minibroker.kafka.session import KafkaSession, Slot

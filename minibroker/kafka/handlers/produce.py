@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from kio.schema.errors import ErrorCode
 
-from minibroker.core.errors import BrokerError, StorageError, StorageFull, TooLarge
+from minibroker.errors import BrokerError, StorageError, StorageFull, TooLarge
 from minibroker.kafka import wire
 from minibroker.kafka.handlers.admin import (
     NO_THROTTLE,
