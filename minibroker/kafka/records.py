@@ -32,7 +32,7 @@ from typing import Final
 
 from crc32c import crc32c
 
-from minibroker.record_format import Entry, Record
+from minibroker.log_store import Entry, Record
 
 BATCH_HEADER: Final = struct.Struct(">qiibIhiqqqhii")
 #: Bytes of a batch header (up to and including ``recordsCount``).

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from minibroker.core.broker import Broker
-from minibroker.errors import BadFrame, BrokerError, ShuttingDown, StorageError
 from minibroker.core.peer import PushSource
+from minibroker.errors import BadFrame, BrokerError, ShuttingDown, StorageError
 from minibroker.kafka import wire
 from minibroker.kafka.handlers import HANDLERS, NO_RESPONSE, unsupported_version
 

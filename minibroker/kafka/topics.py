@@ -14,9 +14,9 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from minibroker.errors import BrokerError
 from minibroker.core.log_options import LogOptions
 from minibroker.core.logs import Log, Logs
+from minibroker.errors import BrokerError
 
 #: Kafka's legal topic names (``[a-zA-Z0-9._-]``, at most 249 characters).
 _TOPIC_NAME: Final = re.compile(r"[a-zA-Z0-9._-]{1,249}")

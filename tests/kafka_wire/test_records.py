@@ -29,7 +29,7 @@ from minibroker.kafka.records import (
     decode_produced,
     encode_batch,
 )
-from minibroker.record_format import Record as LogRecord
+from minibroker.log_store import Record as LogRecord
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 

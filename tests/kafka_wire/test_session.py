@@ -25,6 +25,7 @@ from kafka_wire.wire_helpers import (
 from minibroker.core.broker import Broker
 from minibroker.kafka import wire
 from minibroker.kafka.groups import JoinResult
+from minibroker.storage.memory import MemoryLog
 
 #: The ApiVersions answer, byte for byte: (key, min, max) for the 15 APIs.
 ADVERTISED_BYTES = b"".join(
@@ -291,7 +292,7 @@ VERSIONS = [
 
 @pytest.mark.parametrize(("api_key", "version"), VERSIONS)
 def test_every_implemented_version_is_decoded_and_answered(api_key: int, version: int) -> None:
-    broker = Broker()
+    broker = Broker(memory_log=MemoryLog)
     session = open_session(broker)
     call(session, 3, 0, topics=(wire.build(request_class(3, 0, "MetadataRequestTopic"), name="t"),))
     broker.namespace("t").logs.append("t-0", [b"a", b"b"], 0.0)
@@ -319,7 +320,7 @@ def test_answers_keep_request_order_behind_a_parked_fetch() -> None:
 
 
 def test_a_parked_fetch_is_answered_empty_when_its_wait_runs_out() -> None:
-    broker = Broker()
+    broker = Broker(memory_log=MemoryLog)
     session = open_session(broker)
     call(session, 3, 0, topics=(wire.build(request_class(3, 0, "MetadataRequestTopic"), name="t"),))
     values = _request(1, 11, JoinResult(0))

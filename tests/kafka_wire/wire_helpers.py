@@ -14,12 +14,13 @@ from minibroker.core.broker import Broker
 from minibroker.kafka import wire
 from minibroker.kafka.service import KafkaService, KafkaSettings
 from minibroker.kafka.session import KafkaSession
+from minibroker.storage.memory import MemoryLog
 
 PORT = 9092
 
 
 def open_session(broker: Broker | None = None, **settings: Any) -> KafkaSession:
-    broker = broker or Broker()
+    broker = broker or Broker(memory_log=MemoryLog)
     service = KafkaService(broker, KafkaSettings(**settings), lambda: PORT)
     return service.make_session(broker, 1, "test")
 

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from kio.schema.errors import ErrorCode
 
-from minibroker.errors import BrokerError
 from minibroker.core.log_options import LogOptions
+from minibroker.errors import BrokerError
 from minibroker.kafka import wire
 from minibroker.kafka.topics import MAX_PARTITIONS, valid_topic_name
 
