@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -418,3 +419,19 @@ def test_fuzzed_byte_streams_never_break_the_session(data: bytes) -> None:
     session = open_session()
     session.receive_data(data)
     session.data_to_send()
+
+
+def test_with_a_data_dir_produce_is_answered_only_after_the_group_commit(tmp_path: Path) -> None:
+    from minibroker.server.datadir import DataDirectory
+
+    broker = Broker(storage=DataDirectory(tmp_path), memory_log=MemoryLog)
+    session = open_session(broker)
+    session.receive_data(frame(0, 7, encode_request(0, 7, **_request(0, 7, JoinResult(0))), 1))
+    session.receive_data(frame(18, 0, b"", correlation_id=2))
+    assert responses(session) == []  # appended, not yet fsynced: no confirm, nothing after it
+    assert broker.namespace("t").logs.get("t-0").high_watermark == 0
+    broker.sync_storage()
+    session.release_synced(broker.write_generation)
+    assert [cid for cid, _ in responses(session)] == [1, 2]
+    assert broker.namespace("t").logs.get("t-0").high_watermark == 1
+    broker.close()
