@@ -25,13 +25,13 @@ This module is pure: bytes in, values out.
 from __future__ import annotations
 
 import struct
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from crc32c import crc32c
 
+from minibroker.kafka import compression
 from minibroker.log_store import Entry, Record
 
 BATCH_HEADER: Final = struct.Struct(">qiibIhiqqqhii")
@@ -45,10 +45,8 @@ _AFTER_CRC: Final = struct.Struct(">hiqqqhii")
 _BEFORE_CRC: Final = struct.Struct(">qiibI")
 
 CODEC_MASK: Final = 0x07
-GZIP: Final = 1
 TRANSACTIONAL: Final = 0x10
 CONTROL: Final = 0x20
-CODEC_NAMES: Final = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
 
 
 class InvalidBatch(ValueError):
@@ -130,26 +128,17 @@ def decode_produced(data: bytes, max_uncompressed: int) -> ProducedBatch:
         )
     body = data[BATCH_HEADER_SIZE:]
     codec = attributes & CODEC_MASK
-    if codec == GZIP:
-        body = _gunzip(body, max_uncompressed)
-    elif codec:
-        raise InvalidBatch(
-            f"{CODEC_NAMES.get(codec, codec)} batches are not supported (gzip is)",
-            UNSUPPORTED_COMPRESSION_TYPE,
-        )
+    if codec:
+        try:
+            body = compression.inflate(codec, body, max_uncompressed)
+        except compression.Unsupported as exc:
+            raise InvalidBatch(str(exc), UNSUPPORTED_COMPRESSION_TYPE) from None
+        except compression.Corrupt as exc:
+            raise InvalidBatch(str(exc), CORRUPT_MESSAGE) from None
+        except compression.TooLarge as exc:
+            raise InvalidBatch(str(exc), MESSAGE_TOO_LARGE) from None
     entries = _decode_records(body, count)
     return ProducedBatch(entries, producer_id, producer_epoch, base_sequence)
-
-
-def _gunzip(data: bytes, limit: int) -> bytes:
-    inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header, auto-detected
-    try:
-        out = inflater.decompress(data, limit)
-    except zlib.error as exc:
-        raise InvalidBatch(f"the gzip data is corrupt: {exc}", CORRUPT_MESSAGE) from None
-    if inflater.unconsumed_tail:
-        raise InvalidBatch(f"the batch inflates past {limit} bytes", MESSAGE_TOO_LARGE)
-    return out
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:

@@ -59,8 +59,8 @@ class Confluent:
         config = kafka.confluent(**{"linger.ms": 5})
         if opts.get("idempotent"):
             config["enable.idempotence"] = True
-        if opts.get("gzip"):
-            config["compression.type"] = "gzip"
+        if opts.get("compression"):
+            config["compression.type"] = opts["compression"]
         errors: list[Any] = []
         producer = Producer(config)
         for index, value in enumerate(values):
@@ -155,7 +155,7 @@ class AioKafka:
             producer = AIOKafkaProducer(
                 **kafka.kwargs(
                     enable_idempotence=bool(opts.get("idempotent")),
-                    compression_type="gzip" if opts.get("gzip") else None,
+                    compression_type=opts.get("compression"),
                     linger_ms=5,
                 )
             )
@@ -243,7 +243,7 @@ class KafkaPython:
         producer = KafkaProducer(
             **kafka.kwargs(
                 enable_idempotence=bool(opts.get("idempotent")),
-                compression_type="gzip" if opts.get("gzip") else None,
+                compression_type=opts.get("compression"),
                 linger_ms=5,
             )
         )

@@ -34,7 +34,7 @@ def _log(
         return mb.log_stats(name)
 
 
-@pytest.mark.parametrize("mode", ["default", "idempotent", "gzip"])
+@pytest.mark.parametrize("mode", ["default", "idempotent", "gzip", "snappy", "lz4", "zstd"])
 def test_produce_then_read_through_both_doors(
     client: KafkaClient,
     mode: str,
@@ -42,7 +42,11 @@ def test_produce_then_read_through_both_doors(
     minibroker_kafka_server: ThreadedBroker,
 ) -> None:
     kafka = minibroker_kafka_bootstrap
-    client.produce(kafka, "events", VALUES, **{mode: True} if mode != "default" else {})
+    options = {
+        "default": {},
+        "idempotent": {"idempotent": True},
+    }.get(mode, {"compression": mode})
+    client.produce(kafka, "events", VALUES, **options)
     with minibroker.connect_sync(minibroker_kafka_server.url_for(kafka.namespace)) as mb:
         assert [record.body for record in mb.read("events-0", start=0)] == VALUES
     assert client.consume(kafka, "events", "readers", len(VALUES), manual=True) == VALUES

@@ -8,11 +8,15 @@ the encoder against kio's reader.
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import io
 import struct
 from datetime import UTC, datetime
 
+import cramjam
+import lz4.frame
 import pytest
+import zstandard
 from crc32c import crc32c
 from hypothesis import given
 from hypothesis import strategies as st
@@ -23,6 +27,7 @@ from kio.records.writers import write_new_batch
 from minibroker.kafka.records import (
     CORRUPT_MESSAGE,
     INVALID_RECORD,
+    MESSAGE_TOO_LARGE,
     UNSUPPORTED_COMPRESSION_TYPE,
     UNSUPPORTED_FOR_MESSAGE_FORMAT,
     InvalidBatch,
@@ -100,23 +105,75 @@ def test_only_magic_2_is_accepted() -> None:
     assert caught.value.error == UNSUPPORTED_FOR_MESSAGE_FORMAT
 
 
-def test_a_gzip_batch_is_inflated_within_the_limit() -> None:
+def _compressed(plain: bytes, codec: int, records: bytes) -> bytes:
+    """``plain`` (an uncompressed batch) with its records part replaced and the codec set."""
+    after_crc = bytearray(plain[21:61]) + records
+    struct.pack_into(">h", after_crc, 0, codec)
+    return struct.pack(">qiibI", 0, 9 + len(after_crc), 0, 2, crc32c(after_crc)) + after_crc
+
+
+def _xerial(raw_blocks: list[bytes]) -> bytes:
+    """Snappy in snappy-java's framing, as Kafka's Java client writes it."""
+    header = b"\x82SNAPPY\x00" + struct.pack(">ii", 1, 1)
+    return header + b"".join(struct.pack(">i", len(b)) + b for b in raw_blocks)
+
+
+COMPRESSORS = {
+    "gzip": (1, gzip.compress),
+    "snappy": (2, lambda data: bytes(cramjam.snappy.compress_raw(data))),
+    "snappy-java framing": (
+        2,
+        lambda data: _xerial(
+            [
+                bytes(cramjam.snappy.compress_raw(data[:500])),
+                bytes(cramjam.snappy.compress_raw(data[500:])),
+            ]
+        ),
+    ),
+    "lz4": (3, lz4.frame.compress),
+    "zstd": (4, zstandard.ZstdCompressor().compress),
+}
+
+
+@pytest.mark.parametrize("name", COMPRESSORS)
+def test_compressed_batches_are_inflated_within_the_limit(name: str) -> None:
+    codec, compress = COMPRESSORS[name]
     plain = kio_batch([(None, b"x" * 1000, {}), (None, b"y", {})])
-    # The same batch gzipped: attributes say gzip, the records part is compressed.
-    after_crc = bytearray(plain[21:61]) + gzip.compress(plain[61:])
-    struct.pack_into(">h", after_crc, 0, 1)
-    data = struct.pack(">qiibI", 0, 9 + len(after_crc), 0, 2, crc32c(after_crc)) + after_crc
+    data = _compressed(plain, codec, compress(plain[61:]))
     assert decode_produced(data, 1 << 20).entries == [b"x" * 1000, b"y"]
-    with pytest.raises(InvalidBatch):
-        decode_produced(data, 500)
+    with pytest.raises(InvalidBatch) as caught:
+        decode_produced(data, 500)  # a small batch that inflates past the limit
+    assert caught.value.error == MESSAGE_TOO_LARGE
 
 
-def test_codecs_other_than_gzip_are_refused_by_name() -> None:
-    data = kio_batch([(None, b"a", {})], attributes=4)  # zstd bit, uncompressed body
+@pytest.mark.parametrize("name", COMPRESSORS)
+def test_corrupt_compressed_data_is_corrupt_message(name: str) -> None:
+    codec, _ = COMPRESSORS[name]
+    plain = kio_batch([(None, b"x", {})])
+    data = _compressed(plain, codec, b"\x82SNAPPY\x00 this is not compressed data")
+    with pytest.raises(InvalidBatch) as caught:
+        decode_produced(data, 1 << 20)
+    assert caught.value.error == CORRUPT_MESSAGE
+
+
+def test_unknown_codecs_and_missing_packages_are_unsupported_compression(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plain = kio_batch([(None, b"a", {})])
+    with pytest.raises(InvalidBatch) as caught:
+        decode_produced(_compressed(plain, 5, plain[61:]), 1 << 20)
+    assert caught.value.error == UNSUPPORTED_COMPRESSION_TYPE
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name: None if name == "zstandard" else real_find_spec(name),
+    )
+    data = _compressed(plain, 4, zstandard.ZstdCompressor().compress(plain[61:]))
     with pytest.raises(InvalidBatch) as caught:
         decode_produced(data, 1 << 20)
     assert caught.value.error == UNSUPPORTED_COMPRESSION_TYPE
-    assert "zstd" in str(caught.value)
+    assert "zstandard" in str(caught.value)
 
 
 def test_non_utf8_header_values_are_an_invalid_record() -> None:
