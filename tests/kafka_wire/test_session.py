@@ -26,6 +26,7 @@ from kafka_wire.wire_helpers import (
 from minibroker.core.broker import Broker
 from minibroker.kafka import wire
 from minibroker.kafka.groups import JoinResult
+from minibroker.kafka.session import KafkaSession
 from minibroker.storage.memory import MemoryLog
 
 #: The ApiVersions answer, byte for byte: (key, min, max) for the 15 APIs.
@@ -291,8 +292,8 @@ VERSIONS = [
 ]
 
 
-@pytest.mark.parametrize(("api_key", "version"), VERSIONS)
-def test_every_implemented_version_is_decoded_and_answered(api_key: int, version: int) -> None:
+def prepared_session() -> tuple[KafkaSession, JoinResult]:
+    """A session on a fresh broker with topic ``t`` (two records) and a group ``g`` of one."""
     broker = Broker(memory_log=MemoryLog)
     session = open_session(broker)
     call(session, 3, 0, topics=(wire.build(request_class(3, 0, "MetadataRequestTopic"), name="t"),))
@@ -300,7 +301,12 @@ def test_every_implemented_version_is_decoded_and_answered(api_key: int, version
     joined: list[JoinResult] = []
     groups = session.ns.groups
     groups.join("g", "", "c", 10.0, 10.0, "consumer", [("range", b"m")], joined.append, 0.0)
-    [member] = joined
+    return session, joined[0]
+
+
+@pytest.mark.parametrize(("api_key", "version"), VERSIONS)
+def test_every_implemented_version_is_decoded_and_answered(api_key: int, version: int) -> None:
+    session, member = prepared_session()
     response = call(
         session, api_key, version, correlation_id=40 + version, **_request(api_key, version, member)
     )
