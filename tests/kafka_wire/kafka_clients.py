@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from minibroker.testing import KafkaBootstrap
@@ -40,11 +41,16 @@ class KafkaClient(Protocol):
     def create_topic(self, kafka: KafkaBootstrap, topic: str, partitions: int) -> None: ...
 
 
-def _until(condition: Any, what: str) -> None:
+def _collect(poll: Callable[[], list[bytes]], count: int) -> list[bytes]:
+    """Call ``poll`` (which blocks in the client up to its own timeout) until
+    ``count`` values have come; the deadline only fails a broken test."""
+    got: list[bytes] = []
     deadline = time.monotonic() + DEADLINE
-    while not condition():
+    while len(got) < count:
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {count} records, got {len(got)}")
+        got.extend(poll())
+    return got
 
 
 # ---------------------------------------------------------------- confluent
@@ -89,16 +95,11 @@ class Confluent:
 
     @staticmethod
     def _poll(consumer: Any, count: int) -> list[bytes]:
-        got: list[bytes] = []
-
-        def poll() -> bool:
+        def values() -> list[bytes]:
             message = consumer.poll(0.1)
-            if message is not None and message.error() is None:
-                got.append(message.value())
-            return len(got) >= count
+            return [message.value()] if message is not None and message.error() is None else []
 
-        _until(poll, f"{count} records")
-        return got
+        return _collect(values, count)
 
     def consume(
         self, kafka: KafkaBootstrap, topic: str, group: str, count: int, manual: bool
@@ -268,15 +269,11 @@ class KafkaPython:
         )
 
     def _poll(self, consumer: Any, count: int) -> list[bytes]:
-        got: list[bytes] = []
+        def values() -> list[bytes]:
+            batches = consumer.poll(timeout_ms=100).values()
+            return [message.value for batch in batches for message in batch]
 
-        def poll() -> bool:
-            for batch in consumer.poll(timeout_ms=100).values():
-                got.extend(message.value for message in batch)
-            return len(got) >= count
-
-        _until(poll, f"{count} records")
-        return got
+        return _collect(values, count)
 
     def consume(
         self, kafka: KafkaBootstrap, topic: str, group: str, count: int, manual: bool
