@@ -15,12 +15,8 @@ import itertools
 import logging
 import ssl
 import time
-<<<<<<< HEAD
-from typing import TYPE_CHECKING, Any
-=======
 from collections.abc import Sequence
-from typing import Any
->>>>>>> main
+from typing import TYPE_CHECKING, Any
 
 import trio
 
