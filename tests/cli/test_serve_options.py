@@ -261,3 +261,9 @@ def test_kafka_flags() -> None:
         False,
         4,
     )
+
+
+def test_a_kafka_port_cannot_sit_beside_authentication() -> None:
+    """The Kafka port has no authentication: it would be a way around the tokens."""
+    with pytest.raises(ValueError, match="Kafka port has no authentication"):
+        config_from_args(serve_args("--kafka-port", "0", "--auth-token", "secret"))
