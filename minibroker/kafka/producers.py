@@ -9,8 +9,9 @@ with the offset it got the first time; a batch that skips numbers is
 OUT_OF_ORDER_SEQUENCE; a batch from an older epoch of the producer id is
 INVALID_PRODUCER_EPOCH. This is Kafka's rule (five batches in flight at most).
 
-The table lives in memory: after a restart a producer id is unknown, and
-its next batch is taken as it comes (Kafka would answer UNKNOWN_PRODUCER_ID;
+The table lives in memory and holds at most :data:`MAX_TRACKED` pairs
+(the oldest go first): after a restart, or once forgotten, a producer id is
+unknown, and its next batch is taken as it comes (Kafka would answer UNKNOWN_PRODUCER_ID;
 the clients then bump their epoch and carry on, so the visible behaviour is
 the same). Producer ids start from the wall clock in milliseconds, so ids
 handed out after a restart do not collide with ones still in use.
@@ -24,6 +25,10 @@ from typing import Final
 
 #: Batches remembered per producer and partition (Kafka's max.in.flight ceiling).
 REMEMBERED: Final = 5
+#: (producer, partition) pairs remembered at most; the oldest is forgotten
+#: first (Kafka expires idle producers after a day; a broker serving test
+#: suites sees a new producer id per test, so the table must not grow forever).
+MAX_TRACKED: Final = 100_000
 
 DUPLICATE_SEQUENCE_NUMBER: Final = 46
 OUT_OF_ORDER_SEQUENCE_NUMBER: Final = 45
@@ -52,7 +57,8 @@ APPEND: Final = SequenceVerdict()
 class Producers:
     """Producer ids handed out and the recent batches of each (producer, partition)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_tracked: int = MAX_TRACKED) -> None:
+        self.max_tracked = max_tracked
         self._next_id = 0
         self._sequences: dict[tuple[int, str], _PartitionSequences] = {}
 
@@ -89,6 +95,8 @@ class Producers:
         state = self._sequences.get(key)
         if state is None or epoch > state.epoch:
             state = self._sequences[key] = _PartitionSequences(epoch)
+            if len(self._sequences) > self.max_tracked:
+                del self._sequences[next(iter(self._sequences))]
         state.batches.append((first_seq, last_seq, offset))
 
     def forget_log(self, log: str) -> None:
