@@ -198,8 +198,7 @@ class GroupCoordinator:
         group.rebalance_timer = None
         group.generation += 1
         if not members:
-            group.state = GroupState.EMPTY
-            group.protocol = group.leader = None
+            self._emptied(group)
             return
         group.protocol = _choose_protocol(list(members.values()))
         if group.leader not in members:
@@ -326,13 +325,21 @@ class GroupCoordinator:
         if not group.members:
             _cancel(group.rebalance_timer)
             group.rebalance_timer = None
-            group.state = GroupState.EMPTY
-            group.protocol = group.leader = None
+            self._emptied(group)
             return
         if group.state is GroupState.PREPARING_REBALANCE:
             self._maybe_complete_join(group, now)
         else:
             self._prepare_rebalance(group, now)
+
+    def _emptied(self, group: Group) -> None:
+        """The last member is gone: forget the group. Its committed offsets live
+        in the logs, so nothing is lost, and a broker serving many short-lived
+        groups (a test suite) does not accumulate them."""
+        group.state = GroupState.EMPTY
+        group.protocol = group.leader = None
+        if self.groups.get(group.group_id) is group:
+            del self.groups[group.group_id]
 
     def describe(self, group_id: str) -> Group | None:
         return self.groups.get(group_id)

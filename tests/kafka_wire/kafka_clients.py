@@ -258,8 +258,7 @@ class KafkaPython:
     def consumer(self, kafka: KafkaBootstrap, *topics: str, **extra: Any) -> Any:
         from kafka import KafkaConsumer
 
-        return KafkaConsumer(
-            *topics,
+        consumer = KafkaConsumer(
             **kafka.kwargs(
                 auto_offset_reset="earliest",
                 session_timeout_ms=SESSION_MS,
@@ -267,6 +266,15 @@ class KafkaPython:
                 **extra,
             ),
         )
+        if topics:
+            # Fetch the topics' metadata before joining. On a loaded machine
+            # kafka-python 3 was seen to join before its first metadata
+            # answer arrived, assign nothing ("No partition metadata for
+            # topic") and not rejoin within the test's deadline.
+            for topic in topics:
+                consumer.partitions_for_topic(topic)
+            consumer.subscribe(list(topics))
+        return consumer
 
     def _poll(self, consumer: Any, count: int) -> list[bytes]:
         def values() -> list[bytes]:

@@ -1,6 +1,7 @@
 """The group coordinator under random joins, syncs, heartbeats, leaves and time.
 
-Invariants, whatever the order: generations only grow; every answered join
+Invariants, whatever the order: generations only grow (within one life
+of the group: an emptied group is forgotten); every answered join
 of a round carries that round's generation and leader, and only the leader's
 answer lists the members; a stable group's members got exactly what the
 leader assigned them; a member that left or timed out is gone; every waiting
@@ -34,16 +35,19 @@ class GroupMachine(RuleBasedStateMachine):
         self.pending_sync: set[str] = set()
         self.assigned: dict[str, bytes] = {}
         self.last_generation = 0
+        self.incarnation: object = None
 
     def _join_reply(self, client: str):  # type: ignore[no-untyped-def]
         def reply(result: JoinResult) -> None:
             self.pending_join.discard(client)
             if result.error == NONE:
+                group = self.coordinator.groups["g"]
+                if group is not self.incarnation:  # an emptied group is forgotten, then new
+                    self.incarnation, self.last_generation = group, 0
                 assert result.generation >= self.last_generation
                 self.last_generation = result.generation
                 self.member[client] = result.member_id
                 self.generation[client] = result.generation
-                group = self.coordinator.groups["g"]
                 assert result.leader == group.leader
                 assert bool(result.members) == (result.member_id == result.leader)
             else:
@@ -79,7 +83,9 @@ class GroupMachine(RuleBasedStateMachine):
         member = self.member[client]
         if member is None:
             return
-        group = self.coordinator.groups["g"]
+        group = self.coordinator.groups.get("g")
+        if group is None:
+            return
         assignments = [(m, m.encode()) for m in group.members] if member == group.leader else []
         self.pending_sync.add(client)
         self.coordinator.sync(
@@ -98,7 +104,8 @@ class GroupMachine(RuleBasedStateMachine):
         if member is not None:
             self.coordinator.leave("g", member, self.now)
             self.member[client] = None
-            assert member not in self.coordinator.groups["g"].members
+            group = self.coordinator.groups.get("g")
+            assert group is None or member not in group.members
 
     @rule(seconds=st.sampled_from([0.5, 5.0, 11.0, 25.0]))
     def time_passes(self, seconds: float) -> None:
