@@ -276,13 +276,19 @@ class GroupCoordinator:
 
     def check_commit(self, group_id: str, generation: int, member_id: str) -> int:
         """May this OffsetCommit go ahead? Commits outside a group (``assign()``,
-        generation -1) always may; a member's only in its current generation."""
+        generation -1) always may; a member's only in its current generation.
+
+        As in Kafka, a member may commit while a rebalance is being prepared
+        (that is how an eager consumer commits what it consumed before giving
+        its partitions up); only between a join answer and the assignment
+        (CompletingRebalance) is it told REBALANCE_IN_PROGRESS.
+        """
         if generation < 0 and not member_id:
             return NONE
         group, member, error = self._find(group_id, member_id, generation)
         if group is None or member is None:
             return error
-        if group.state is GroupState.PREPARING_REBALANCE:
+        if group.state is GroupState.COMPLETING_REBALANCE:
             return REBALANCE_IN_PROGRESS
         return NONE
 

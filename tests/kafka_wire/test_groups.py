@@ -133,10 +133,17 @@ def test_the_strategy_is_one_every_member_supports() -> None:
 
 def test_commits_outside_a_group_are_allowed_and_stale_generations_are_not() -> None:
     coordinator = GroupCoordinator(Timers())
-    a = Answers()
+    a, b = Answers(), Answers()
     assert coordinator.check_commit("g", -1, "") == NONE
     join(coordinator, a)
     member = a.joins[0].member_id
+    # Joined, not yet assigned: Kafka says "rebalance in progress" then.
+    assert coordinator.check_commit("g", 1, member) == REBALANCE_IN_PROGRESS
+    coordinator.sync("g", 1, member, [(member, b"p0")], a.sync, 0.0)
+    assert coordinator.check_commit("g", 1, member) == NONE
+    join(coordinator, b)
+    # A rebalance is being prepared: the member may still commit what it
+    # consumed in its generation before it gives its partitions up.
     assert coordinator.check_commit("g", 1, member) == NONE
     assert coordinator.check_commit("g", 0, member) == ILLEGAL_GENERATION
     assert coordinator.check_commit("g", 1, "stranger") == UNKNOWN_MEMBER_ID

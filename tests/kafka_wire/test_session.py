@@ -293,7 +293,7 @@ VERSIONS = [
 
 
 def prepared_session() -> tuple[KafkaSession, JoinResult]:
-    """A session on a fresh broker with topic ``t`` (two records) and a group ``g`` of one."""
+    """A fresh broker with topic ``t`` (two records) and a stable group ``g`` of one."""
     broker = Broker(memory_log=MemoryLog)
     session = open_session(broker)
     call(session, 3, 0, topics=(wire.build(request_class(3, 0, "MetadataRequestTopic"), name="t"),))
@@ -301,7 +301,9 @@ def prepared_session() -> tuple[KafkaSession, JoinResult]:
     joined: list[JoinResult] = []
     groups = session.ns.groups
     groups.join("g", "", "c", 10.0, 10.0, "consumer", [("range", b"m")], joined.append, 0.0)
-    return session, joined[0]
+    member = joined[0]
+    groups.sync("g", 1, member.member_id, [(member.member_id, b"p")], lambda *_: None, 0.0)
+    return session, member
 
 
 @pytest.mark.parametrize(("api_key", "version"), VERSIONS)
