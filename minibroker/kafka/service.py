@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from minibroker.core.broker import Broker
 from minibroker.core.namespace import Namespace
+from minibroker.core.peer import Peer
 from minibroker.kafka.groups import GroupCoordinator
 from minibroker.kafka.producers import Producers
 from minibroker.kafka.session import KafkaSession
@@ -80,17 +81,27 @@ class KafkaService:
         """The port clients are told to connect to (the one the front end bound)."""
         return self._advertised_port()
 
-    def namespace_for(self, client_id: str | None) -> KafkaNamespace:
-        """The namespace a client id selects (see the module docstring)."""
+    def namespace_for(self, client_id: str | None, peer: Peer) -> KafkaNamespace:
+        """The namespace a client id selects (see the module docstring), joined
+        by ``peer``: dropping the namespace closes the connection."""
         name = ""
         if client_id and NAMESPACE_SEPARATOR in client_id:
             name = client_id.split(NAMESPACE_SEPARATOR, 1)[0]
-        core = self.broker.namespace(name)  # raises InvalidName for a bad one
+        core = self.broker.join(name, peer)  # raises InvalidName for a bad one
         found = self._namespaces.get(name)
         if found is None or found.core is not core:
+            self._forget_dropped()
             found = KafkaNamespace(core, TopicLogs(core.logs), GroupCoordinator(self.broker.timers))
             self._namespaces[name] = found
         return found
+
+    def _forget_dropped(self) -> None:
+        """Let go of the Kafka state of namespaces that were dropped (the test
+        fixtures drop one per test), so it does not pile up."""
+        live = self.broker.namespaces
+        for name, known in list(self._namespaces.items()):
+            if live.get(name) is not known.core:
+                del self._namespaces[name]
 
     def make_session(self, broker: Broker, conn_id: int, peer_name: str) -> KafkaSession:
         """A session for a new connection (the shell's ``SessionFactory``)."""

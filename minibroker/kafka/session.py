@@ -148,7 +148,7 @@ class KafkaSession:
             return
         if self.namespace is None:
             try:
-                self.namespace = self.service.namespace_for(header.client_id)
+                self.namespace = self.service.namespace_for(header.client_id, self)
             except BrokerError as exc:
                 self.kick(exc)
                 return
