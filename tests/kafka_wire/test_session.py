@@ -443,3 +443,14 @@ def test_with_a_data_dir_produce_is_answered_only_after_the_group_commit(tmp_pat
     assert [cid for cid, _ in responses(session)] == [1, 2]
     assert broker.namespace("t").logs.get("t-0").high_watermark == 1
     broker.close()
+
+
+def test_dropping_a_namespace_closes_its_kafka_connections_and_forgets_its_state() -> None:
+    broker = Broker(memory_log=MemoryLog)
+    session = open_session(broker)
+    session.receive_data(frame(18, 0, b"", client_id="gone/app"))
+    assert broker.drop_namespace("gone")
+    assert session.closing is not None and "dropped" in session.closing.message
+    other = session.service.make_session(broker, 2, "test")
+    other.receive_data(frame(18, 0, b"", client_id="next/app"))
+    assert "gone" not in session.service._namespaces
