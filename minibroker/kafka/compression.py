@@ -11,7 +11,6 @@ Kafka clients use themselves: ``lz4``, ``zstandard`` and ``cramjam``.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import struct
 import zlib
@@ -42,8 +41,19 @@ class TooLarge(Exception):
 
 
 def available(codec: int) -> bool:
-    package = PACKAGES.get(codec)
-    return codec == GZIP or (package is not None and importlib.util.find_spec(package) is not None)
+    """Whether batches of ``codec`` can be inflated here (its package imports)."""
+    try:
+        if codec == SNAPPY:
+            import cramjam  # noqa: F401
+        elif codec == LZ4:
+            import lz4.frame  # noqa: F401
+        elif codec == ZSTD:
+            import zstandard  # noqa: F401
+        else:
+            return codec == GZIP
+    except ImportError:
+        return False
+    return True
 
 
 def inflate(codec: int, data: bytes, limit: int) -> bytes:
