@@ -378,13 +378,16 @@ class Member:
     def _kafka_python(
         self, kafka: KafkaBootstrap, topic: str, group: str, assignor: str | None
     ) -> None:
-        consumer = KafkaPython().consumer(kafka, topic, group_id=group, enable_auto_commit=False)
+        # Auto-commit (kafka-python commits before a rebalance): a synchronous
+        # commit() inside this loop was seen, on a loaded machine, to block for
+        # the whole test while the broker received nothing more from the member.
+        consumer = KafkaPython().consumer(
+            kafka, topic, group_id=group, enable_auto_commit=True, auto_commit_interval_ms=100
+        )
         while not self._stop.is_set():
             batches = consumer.poll(timeout_ms=50)
             for batch in batches.values():
                 self.seen.extend(message.value for message in batch)
-            if batches:
-                consumer.commit()
             self.assignment = frozenset(tp.partition for tp in consumer.assignment())
             _notify()
         consumer.close()
