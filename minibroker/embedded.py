@@ -58,6 +58,13 @@ class EmbeddedBroker:
 
         return kafka_bootstrap(self.server)
 
+    @property
+    def sqs_endpoint(self) -> str:
+        """The SQS endpoint URL (``endpoint_url`` for boto3), if opened with ``sqs=True``."""
+        if self.server.sqs_port is None:
+            raise RuntimeError("open the broker with open_broker(sqs=True) for an SQS endpoint")
+        return f"http://{self.server.config.host}:{self.server.sqs_port}"
+
     def connect(
         self,
         *,
@@ -77,6 +84,7 @@ async def open_broker(
     fsync: FsyncPolicy = "batch",
     listen: bool = False,
     port: int = 0,
+    sqs: bool = False,
     config: ServerConfig | None = None,
     kafka: bool = False,
 ) -> AsyncIterator[EmbeddedBroker]:
@@ -85,7 +93,8 @@ async def open_broker(
     Memory storage and no socket by default; ``data_dir`` makes durable
     queues and logs persist there; ``listen=True`` also serves TCP on
     ``port`` (0 = any free port, see ``broker.port``); ``kafka=True`` also
-    serves Kafka clients on a free port (``broker.kafka_bootstrap``, docs/kafka.md).
+    serves Kafka clients on a free port (``broker.kafka_bootstrap``, docs/kafka.md);
+    ``sqs=True`` the SQS endpoint on a free port (``broker.sqs_endpoint``).
     """
     require_event_loop(
         "trio",
@@ -99,6 +108,7 @@ async def open_broker(
         port=port,
         data_dir=Path(data_dir) if data_dir is not None else base.data_dir,
         fsync=fsync,
+        sqs_port=0 if sqs else base.sqs_port,
     )
     if kafka and config.kafka_port is None:
         config = replace(config, kafka_port=0)

@@ -21,6 +21,7 @@ from minibroker.errors import BrokerError
 from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES
 from minibroker.server.accept import raise_open_file_limit
 from minibroker.server.app import BrokerServer
+from minibroker.sqs.signing import load_keys_file
 
 #: Upper bound of --busy-poll-us: beyond 10 ms it is just a spinning broker.
 MAX_BUSY_POLL_US = 10_000.0
@@ -79,6 +80,14 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=int,
         default=_env("max_connections", 10_000),
         help="concurrent connections (default %(default)s)",
+    )
+    parser.add_argument(
+        "--partial-frame-budget",
+        type=int,
+        default=_env("partial_frame_budget", 256 * 1024 * 1024),
+        help="bytes of incomplete frames all connections together may hold; past it a "
+        "connection waits before reading more, or is refused before hello "
+        "(default %(default)s)",
     )
     parser.add_argument(
         "--auth-token", default=_env("auth_token", None), help="require this token in hello"
@@ -147,6 +156,19 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="partitions of an auto-created Kafka topic (default %(default)s)",
     )
     parser.add_argument(
+        "--sqs-port",
+        type=int,
+        default=_env("sqs_port", None),
+        help="serve an SQS-compatible HTTP endpoint (boto3, aiobotocore, kombu) on this "
+        "port of --host, 0 for any free port (default: none; see docs/sqs.md)",
+    )
+    parser.add_argument(
+        "--sqs-keys",
+        default=_env("sqs_keys", None),
+        help="file of 'ACCESS_KEY_ID:SECRET_ACCESS_KEY' lines: the SQS endpoint then checks "
+        "Signature V4 with them (default: any signature is accepted)",
+    )
+    parser.add_argument(
         "--data-dir",
         default=_env("data_dir", None),
         help="directory for durable queues and logs (default: memory only)",
@@ -195,6 +217,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         port=args.port,
         max_frame_bytes=args.max_frame_bytes,
         max_connections=args.max_connections,
+        partial_frame_budget=args.partial_frame_budget,
         tokens=tokens or None,
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
         tls_key=Path(args.tls_key) if args.tls_key else None,
@@ -209,6 +232,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         kafka_port=int(args.kafka_port) if args.kafka_port is not None else None,
         kafka_auto_create_topics=args.kafka_auto_create == "on",
         kafka_partitions=args.kafka_partitions,
+        sqs_port=int(args.sqs_port) if args.sqs_port is not None else None,
+        sqs_keys=load_keys_file(args.sqs_keys) if args.sqs_keys else None,
     )
 
 

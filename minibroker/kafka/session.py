@@ -137,6 +137,27 @@ class KafkaSession:
     def resume_input(self) -> None:
         self.receive_data(b"")
 
+    @property
+    def pending_input_bytes(self) -> int:
+        """Bytes held until the next request is complete: its declared size
+        (size prefix included) once the prefix is in, or what is buffered if
+        that is more. The shell claims this from its partial-frame budget."""
+        buffer = self._buffer
+        if len(buffer) < wire.SIZE.size:
+            return len(buffer)
+        (size,) = wire.SIZE.unpack_from(buffer, 0)
+        return max(wire.SIZE.size + max(size, 0), len(buffer))
+
+    @property
+    def buffered_input_bytes(self) -> int:
+        """Bytes received and not yet dispatched (cut requests and the rest)."""
+        return len(self._buffer) + sum(map(len, self._frames))
+
+    def discard_input(self) -> None:
+        """Free the buffered input (the connection is refused or gone)."""
+        self._buffer.clear()
+        self._frames.clear()
+
     def accepting_input(self) -> bool:
         return self.closing is None and not self.closed
 

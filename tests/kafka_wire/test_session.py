@@ -454,3 +454,14 @@ def test_dropping_a_namespace_closes_its_kafka_connections_and_forgets_its_state
     other = session.service.make_session(broker, 2, "test")
     other.receive_data(frame(18, 0, b"", client_id="next/app"))
     assert "gone" not in session.service._namespaces
+
+
+def test_the_session_reports_its_partial_request_to_the_shells_budget() -> None:
+    session = open_session()
+    request = frame(18, 0, b"")
+    session.receive_data(request[:2])
+    assert (session.pending_input_bytes, session.buffered_input_bytes) == (2, 2)
+    session.receive_data(request[2:6])  # the size prefix is in: the whole request is claimed
+    assert session.pending_input_bytes == len(request)
+    session.discard_input()
+    assert (session.pending_input_bytes, session.buffered_input_bytes) == (0, 0)
