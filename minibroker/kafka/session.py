@@ -145,7 +145,7 @@ class KafkaSession:
         buffer = self._buffer
         if len(buffer) < wire.SIZE.size:
             return len(buffer)
-        (size,) = wire.SIZE.unpack_from(buffer, 0)
+        size: int = wire.SIZE.unpack_from(buffer, 0)[0]
         return max(wire.SIZE.size + max(size, 0), len(buffer))
 
     @property
