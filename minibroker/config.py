@@ -58,6 +58,8 @@ class ServerConfig:
     #: Microseconds to keep polling for input after each chunk instead of
     #: sleeping (server/busy_poll.py): lower latency for a busier CPU. 0 is off.
     busy_poll_us: float = 0.0
+    #: Port of the AMQP 0-9-1 front end (minibroker/amqp/); None serves no AMQP.
+    amqp_port: int | None = None
 
     def __post_init__(self) -> None:
         if type(self.max_frame_bytes) is not int or self.max_frame_bytes < MIN_FRAME_BYTES:

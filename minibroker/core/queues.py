@@ -77,6 +77,7 @@ from minibroker.core.queue_journal import (
 from minibroker.core.queue_message import NEVER, Message, delivery_size
 from minibroker.core.queue_options import (
     MAX_VISIBILITY_TIMEOUT,
+    UNTIL_SETTLED,
     QueueOptions,
     QueueStatistics,
     check_seconds,
@@ -258,6 +259,10 @@ class Queue:
         self._delayed_count = 0
         self._ttl = options.message_ttl
         self._ttl_timer: Timer | None = None
+        #: Called as ``listener(queue, now)`` whenever messages become ready
+        #: (put, requeue, end of a nack delay): push-style front ends (AMQP
+        #: consumers) fetch from here for their consumers within their credit.
+        self.ready_listeners: list[Callable[[Queue, float], None]] = []
         bounded = options.max_length is not None
         self._reject_overflow = bounded and options.overflow == "reject_publish"
         self._drop_overflow = bounded and options.overflow == "drop_head"
@@ -335,6 +340,8 @@ class Queue:
         ready.extend(batch)
         if self._waiters:
             self._feed_waiters(now)
+        if self.ready_listeners:
+            self._tell_ready(now)
         if self._drop_overflow:
             max_length = self.options.max_length
             assert max_length is not None
@@ -365,11 +372,15 @@ class Queue:
         passes what fits one frame of the connection, so a fetch of many big
         messages returns the first ones and leaves the rest ready for the
         next fetch. The first message is delivered whatever its size.
+
+        ``visibility_timeout=UNTIL_SETTLED`` delivers without a deadline:
+        the messages stay with ``peer`` until acked, nacked or its
+        connection closes (how AMQP 0-9-1 consumers hold messages).
         """
         _check_max_messages(max_messages, self._parent.limits)
         if visibility_timeout is None:
             visibility_timeout = self.options.visibility_timeout
-        else:
+        elif visibility_timeout != UNTIL_SETTLED:
             check_seconds("visibility_timeout", visibility_timeout, MAX_VISIBILITY_TIMEOUT)
         if not self._ready:
             return []
@@ -432,7 +443,8 @@ class Queue:
         parent.next_delivery_id = first + count
         deadline = now + visibility_timeout
         lease = Lease(self, conn_id, first, count, deadline)
-        lease.timer = self._timers.call_at(deadline, lease.expire)
+        if visibility_timeout != UNTIL_SETTLED:
+            lease.timer = self._timers.call_at(deadline, lease.expire)
         inflight = self._inflight
         delivery_id = first
         redelivered = 0
@@ -657,6 +669,20 @@ class Queue:
             self._arm_expiry()
         if self._waiters:
             self._feed_waiters(now)
+        if self.ready_listeners:
+            self._tell_ready(now)
+
+    def _tell_ready(self, now: float) -> None:
+        """Let the ready listeners fetch what just became ready (after parked fetches)."""
+        for listener in list(self.ready_listeners):
+            if not self._ready or self.deleted:
+                return
+            listener(self, now)
+
+    @property
+    def ready_count(self) -> int:
+        """Messages ready to be fetched now."""
+        return len(self._ready)
 
     def _delay_over(self, parked: _Delayed, now: float) -> None:
         if self._delayed.pop(parked.key, None) is None:

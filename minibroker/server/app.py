@@ -20,6 +20,7 @@ from typing import Any
 import trio
 
 from minibroker import __version__
+from minibroker.amqp.connection import AmqpSession, AmqpSettings
 from minibroker.config import ServerConfig
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig
@@ -78,6 +79,8 @@ class BrokerServer:
         self.front_ends: list[FrontEnd] = []
         #: The port each front end actually bound, by name, once listening.
         self.front_end_ports: dict[str, int] = {}
+        if config.amqp_port is not None:
+            self.front_ends.append(self._amqp_front_end(config.amqp_port))
         self.timers = TimerService(self.broker)
         self.busy_poll = BusyPoll(config.busy_poll_us)
         #: Connections a reader writes to directly after its chunk (see connection.py).
@@ -106,6 +109,19 @@ class BrokerServer:
         self._accepting = True
         #: One per accept loop (the msgpack port and each front end's).
         self._accept_scopes: list[trio.CancelScope] = []
+
+    def _amqp_front_end(self, port: int) -> FrontEnd:
+        settings = AmqpSettings(
+            authenticate=self.auth.authenticate,
+            auth_enabled=self.auth.enabled,
+            outbound_high_water=self.config.outbound_high_water,
+            hold_until_synced=self.settings.hold_until_synced,
+        )
+
+        def make_session(broker: Broker, conn_id: int, peer_name: str) -> AmqpSession:
+            return AmqpSession(broker, conn_id, settings, peer_name)
+
+        return FrontEnd("amqp", self.config.host, port, make_session)
 
     def _after_input(self) -> None:
         """Run by a connection after each chunk of input it dispatched."""

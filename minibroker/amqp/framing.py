@@ -1,0 +1,167 @@
+"""AMQP 0-9-1 frames: cut from the byte stream, and built for sending.
+
+A frame is ``type u8 | channel u16 | size u32 | payload | 0xCE``. pamqp
+decodes and encodes method payloads; this module does the part pamqp leaves
+to its caller: finding frame boundaries in a stream, refusing a frame larger
+than the negotiated ``frame_max`` before buffering it (501 FRAME_ERROR), and
+building content (header + body frames split to ``frame_max``). Content
+headers are kept as raw property bytes, so a message's properties travel
+from publisher to consumer byte for byte, whatever field-table dialect the
+publisher's client writes.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final
+
+from pamqp import base, commands
+from pamqp import frame as pamqp_frame
+from pamqp import header as pamqp_header
+
+from minibroker.amqp.errors import FRAME_ERROR, NOT_IMPLEMENTED, SYNTAX_ERROR, HardError
+
+PROTOCOL_HEADER: Final = b"AMQP\x00\x00\x09\x01"
+METHOD: Final = 1
+HEADER: Final = 2
+BODY: Final = 3
+HEARTBEAT: Final = 8
+FRAME_END: Final = 0xCE
+#: type, channel, size.
+_PREFIX: Final = struct.Struct(">BHI")
+_PREFIX_SIZE: Final = 7
+#: Bytes a frame adds around its payload (prefix and end octet).
+FRAME_OVERHEAD: Final = 8
+#: Smallest frame_max a peer may ask for (the spec's frame-min-size).
+MIN_FRAME_MAX: Final = 4096
+_CONTENT_HEADER: Final = struct.Struct(">HHQ")
+_METHOD_INDEX: Final = struct.Struct(">I")
+HEARTBEAT_FRAME: Final = b"\x08\x00\x00\x00\x00\x00\x00\xce"
+
+
+@dataclass(frozen=True, slots=True)
+class RawFrame:
+    kind: int
+    channel: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ContentHeader:
+    """A content header frame: the body size and the raw property bytes (flags included)."""
+
+    class_id: int
+    body_size: int
+    properties: bytes
+
+
+class FrameReader:
+    """Buffers received bytes and yields whole frames, checking sizes first."""
+
+    def __init__(self, frame_max: int) -> None:
+        self.frame_max = frame_max
+        self._buffer = bytearray()
+        self._pos = 0
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        if self._pos:
+            del self._buffer[: self._pos]
+            self._pos = 0
+        self._buffer += data
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer) - self._pos
+
+    def take_protocol_header(self) -> bytes | None:
+        """The 8 bytes a connection opens with, once they are all here."""
+        if self.buffered < 8:
+            return None
+        header = bytes(self._buffer[self._pos : self._pos + 8])
+        self._pos += 8
+        return header
+
+    def frames(self) -> Iterator[RawFrame]:
+        """Every complete frame buffered; raises HardError(501) on a broken or oversized one."""
+        buffer = self._buffer
+        while len(buffer) - self._pos >= _PREFIX_SIZE:
+            pos = self._pos
+            kind, channel, size = _PREFIX.unpack_from(buffer, pos)
+            if size + FRAME_OVERHEAD > self.frame_max:
+                raise HardError(
+                    FRAME_ERROR,
+                    f"frame of {size + FRAME_OVERHEAD} bytes exceeds frame_max {self.frame_max}",
+                )
+            end = pos + _PREFIX_SIZE + size
+            if len(buffer) <= end:
+                return
+            if buffer[end] != FRAME_END:
+                raise HardError(FRAME_ERROR, f"frame does not end with 0xCE (type {kind})")
+            payload = bytes(buffer[pos + _PREFIX_SIZE : end])
+            self._pos = end + 1
+            yield RawFrame(kind, channel, payload)
+
+
+def decode_method(payload: bytes) -> base.Frame:
+    """A method frame's payload as a pamqp command.
+
+    540 NOT_IMPLEMENTED for a method this codec does not know, 502
+    SYNTAX_ERROR for arguments that do not decode.
+    """
+    if len(payload) < 4:
+        raise HardError(SYNTAX_ERROR, "method frame too short")
+    index: int = _METHOD_INDEX.unpack_from(payload)[0]
+    method_class = commands.INDEX_MAPPING.get(index)
+    if method_class is None:
+        raise HardError(
+            NOT_IMPLEMENTED, f"unknown method class {index >> 16}, method {index & 0xFFFF}"
+        )
+    method = method_class()
+    try:
+        method.unmarshal(payload[4:])
+    except Exception as exc:  # pamqp's decoders raise assorted errors on garbage
+        raise HardError(
+            SYNTAX_ERROR, f"cannot decode {method.name}: {exc!r}", index
+        ) from None
+    return method
+
+
+def decode_content_header(payload: bytes) -> ContentHeader:
+    if len(payload) < 14:
+        raise HardError(FRAME_ERROR, "content header frame too short")
+    class_id, _, body_size = _CONTENT_HEADER.unpack_from(payload)
+    return ContentHeader(class_id, body_size, payload[12:])
+
+
+def decode_properties(raw: bytes) -> commands.Basic.Properties:
+    """Raw property bytes (flags first) as pamqp's Basic.Properties."""
+    header = pamqp_header.ContentHeader()
+    try:
+        header.unmarshal(_CONTENT_HEADER.pack(60, 0, 0) + raw)
+    except Exception as exc:
+        raise HardError(SYNTAX_ERROR, f"cannot decode content header: {exc!r}") from None
+    return header.properties
+
+
+def encode_properties(properties: commands.Basic.Properties) -> bytes:
+    return properties.marshal()
+
+
+def _frame(kind: int, channel: int, payload: bytes) -> bytes:
+    return b"".join((_PREFIX.pack(kind, channel, len(payload)), payload, b"\xce"))
+
+
+def method_frame(channel: int, method: base.Frame) -> bytes:
+    return pamqp_frame.marshal(method, channel)
+
+
+def content_frames(channel: int, properties: bytes, body: bytes, frame_max: int) -> bytes:
+    """The header frame and as many body frames as ``body`` needs under ``frame_max``."""
+    header = _CONTENT_HEADER.pack(60, 0, len(body)) + properties
+    parts = [_frame(HEADER, channel, header)]
+    step = frame_max - FRAME_OVERHEAD
+    for start in range(0, len(body), step):
+        parts.append(_frame(BODY, channel, body[start : start + step]))
+    return b"".join(parts)
