@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import quote
 
 import trio
 
@@ -38,6 +39,14 @@ class EmbeddedBroker:
         """The TCP port, if the broker was opened with ``listen=True``."""
         return self.server.port
 
+    @property
+    def amqp_url(self) -> str:
+        """``amqp://`` URL of the AMQP 0-9-1 port (``open_broker(amqp=True)``), default vhost."""
+        port = self.server.front_end_ports.get("amqp")
+        if port is None:
+            raise RuntimeError("this broker serves no AMQP: open it with open_broker(amqp=True)")
+        return amqp_url(self.server.config.host, port)
+
     def connect(
         self,
         *,
@@ -58,12 +67,14 @@ async def open_broker(
     listen: bool = False,
     port: int = 0,
     config: ServerConfig | None = None,
+    amqp: bool = False,
 ) -> AsyncIterator[EmbeddedBroker]:
     """Run a broker in this Trio run for the duration of the ``async with``.
 
     Memory storage and no socket by default; ``data_dir`` makes durable
     queues and logs persist there; ``listen=True`` also serves TCP on
-    ``port`` (0 = any free port, see ``broker.port``).
+    ``port`` (0 = any free port, see ``broker.port``); ``amqp=True`` serves
+    AMQP 0-9-1 on a free port too (see ``broker.amqp_url``).
     """
     base = config or ServerConfig()
     config = replace(
@@ -72,6 +83,7 @@ async def open_broker(
         port=port,
         data_dir=Path(data_dir) if data_dir is not None else base.data_dir,
         fsync=fsync,
+        amqp_port=0 if amqp else base.amqp_port,
     )
     server = BrokerServer(config)
     async with trio.open_nursery() as nursery:
@@ -80,3 +92,9 @@ async def open_broker(
             yield EmbeddedBroker(server)
         finally:
             server.shutdown()
+
+
+def amqp_url(host: str, port: int, vhost: str = "/") -> str:
+    """The ``amqp://`` URL pika, aio-pika, kombu and Celery take (user and password
+    are ``guest``: any are accepted without tokens; with tokens, the password is one)."""
+    return f"amqp://guest:guest@{host}:{port}/{quote(vhost, safe='')}"

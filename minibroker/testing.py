@@ -31,7 +31,7 @@ import trio.testing
 
 from minibroker.client.trio_client import Client
 from minibroker.config import ServerConfig
-from minibroker.embedded import EmbeddedBroker, open_broker
+from minibroker.embedded import EmbeddedBroker, amqp_url, open_broker
 from minibroker.server.app import BrokerServer
 
 _namespace_counter = itertools.count(1)
@@ -62,6 +62,15 @@ class ThreadedBroker:
     def url_for(self, namespace: str) -> str:
         """The URL of this broker with a namespace selected."""
         return f"{self.url}?namespace={namespace}"
+
+    @property
+    def amqp_url(self) -> str:
+        """The AMQP 0-9-1 URL (default vhost), when served with ``amqp_port``."""
+        return amqp_url(self.config.host, self.server.front_end_ports["amqp"])
+
+    def amqp_url_for(self, namespace: str) -> str:
+        """The AMQP URL with ``namespace`` as the vhost."""
+        return amqp_url(self.config.host, self.server.front_end_ports["amqp"], namespace)
 
     def start(self) -> None:
         """Start the server thread; returns once the broker accepts connections."""
@@ -170,3 +179,16 @@ def minibroker_namespace() -> str:
 def minibroker_url(minibroker_server: ThreadedBroker, minibroker_namespace: str) -> str:
     """URL of the session broker with this test's own namespace selected."""
     return minibroker_server.url_for(minibroker_namespace)
+
+
+@pytest.fixture(scope="session")
+def minibroker_amqp_server() -> Iterator[ThreadedBroker]:
+    """One broker serving AMQP 0-9-1 (and the native port) for the whole test session."""
+    with run_in_thread(amqp_port=0) as threaded:
+        yield threaded
+
+
+@pytest.fixture
+def minibroker_amqp_url(minibroker_amqp_server: ThreadedBroker, minibroker_namespace: str) -> str:
+    """``amqp://`` URL of the session's AMQP broker, with this test's own vhost (namespace)."""
+    return minibroker_amqp_server.amqp_url_for(minibroker_namespace)

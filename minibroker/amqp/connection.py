@@ -81,8 +81,6 @@ class AmqpSettings:
     #: optional ``grants``) or raises BrokerError. The server passes the native
     #: port's authenticator, so the same tokens open both doors.
     authenticate: Callable[[str | None], object]
-    #: Whether tokens are configured (without them any user/password is accepted).
-    auth_enabled: bool = False
     outbound_high_water: int = 1024 * 1024
     #: Hold publisher confirms of durable writes until the group commit's fsync.
     hold_until_synced: bool = False
@@ -345,22 +343,22 @@ class AmqpSession:
         props = method.client_properties or {}
         name = props.get("connection_name") or props.get("product") or ""
         self.client_name = str(name)
-        if self.settings.auth_enabled:
-            try:
-                principal = self.settings.authenticate(password)
-            except BrokerError:
-                principal = None
-            if principal is None or getattr(principal, "grants", None) is not None:
-                why = (
-                    "invalid credentials" if principal is None else
-                    "principals with a permissions file entry cannot use the AMQP port"
-                )
-                raise HardError(
-                    ACCESS_REFUSED,
-                    f"Login was refused using authentication mechanism {method.mechanism}: "
-                    f"{why} (user '{user}')",
-                    method.index,
-                )
+        try:
+            principal = self.settings.authenticate(password)
+        except BrokerError:
+            principal = None
+        if principal is None or getattr(principal, "grants", None) is not None:
+            why = (
+                "invalid credentials"
+                if principal is None
+                else "a permissions file is in force, and the AMQP port does not enforce it"
+            )
+            raise HardError(
+                ACCESS_REFUSED,
+                f"Login was refused using authentication mechanism {method.mechanism}: "
+                f"{why} (user '{user}')",
+                method.index,
+            )
         self._stage = "tune-ok"
         self.write(
             framing.method_frame(

@@ -242,7 +242,7 @@ class Vhost:
                 )
             except InvalidName:
                 return 0, 0  # no binding can match a key the core cannot name
-            return result.queues + result.subscribers, 0
+            return result.queues + result.subscriptions, 0
         if exchange.name == DEFAULT:
             targets: Sequence[str] = (routing_key,)
         else:

@@ -125,6 +125,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "(default: no metrics endpoint)",
     )
     parser.add_argument(
+        "--amqp-port",
+        type=int,
+        default=_env("amqp_port", None),
+        help="also serve AMQP 0-9-1 (pika, aio-pika, kombu, Celery) on this port, 0 for "
+        "any free port; 5672 is the usual one (default: no AMQP)",
+    )
+    parser.add_argument(
         "--data-dir",
         default=_env("data_dir", None),
         help="directory for durable queues and logs (default: memory only)",
@@ -184,6 +191,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         hello_timeout=args.hello_timeout,
         permissions=permissions,
         busy_poll_us=args.busy_poll_us,
+        amqp_port=int(args.amqp_port) if args.amqp_port is not None else None,
     )
 
 

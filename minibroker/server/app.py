@@ -113,7 +113,6 @@ class BrokerServer:
     def _amqp_front_end(self, port: int) -> FrontEnd:
         settings = AmqpSettings(
             authenticate=self.auth.authenticate,
-            auth_enabled=self.auth.enabled,
             outbound_high_water=self.config.outbound_high_water,
             hold_until_synced=self.settings.hold_until_synced,
         )
