@@ -41,8 +41,8 @@ def _integer(arguments: Mapping[str, object], name: str, minimum: int) -> int | 
         return None
     if type(value) is not int or value < minimum:
         raise SoftError(
-            PRECONDITION_FAILED, f"invalid arg '{name}': expected an integer >= {minimum}, "
-            f"got {value!r}"
+            PRECONDITION_FAILED,
+            f"invalid arg '{name}': expected an integer >= {minimum}, got {value!r}",
         )
     return value
 

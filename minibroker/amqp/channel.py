@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pamqp import base, commands
 
@@ -148,9 +148,7 @@ class Channel:
 
     # --------------------------------------------------------------- output
 
-    def write(
-        self, method: base.Frame, properties: bytes | None = None, body: bytes = b""
-    ) -> None:
+    def write(self, method: base.Frame, properties: bytes | None = None, body: bytes = b"") -> None:
         session = self.session
         data = framing.method_frame(self.number, method)
         if properties is not None:
@@ -163,8 +161,7 @@ class Channel:
         if self._publish is not None:
             raise HardError(
                 UNEXPECTED_FRAME,
-                f"expected content header for class 60, got non content header frame "
-                f"{method.name}",
+                f"expected content header for class 60, got non content header frame {method.name}",
                 method.index,
             )
         handler = _HANDLERS.get(type(method))
@@ -235,22 +232,23 @@ class Channel:
         else:
             message = to_core(publish.exchange, key, raw, properties.headers, body)
             try:
-                taken, refused = vhost.route(exchange, key, message, properties.headers,
-                                             session.now)
+                taken, refused = vhost.route(
+                    exchange, key, message, properties.headers, session.now
+                )
             except BrokerError as exc:  # storage full or failing, limits
                 if not self.confirming:
                     raise SoftError(PRECONDITION_FAILED, exc.message) from None
                 session.confirm(self, seq, ok=False, durable=False)
                 return
         if not taken and publish.mandatory:
-            self.write(
-                Basic.Return(NO_ROUTE, "NO_ROUTE", publish.exchange, key), raw, body
-            )
+            self.write(Basic.Return(NO_ROUTE, "NO_ROUTE", publish.exchange, key), raw, body)
         if self.confirming:
             durable = session.broker.write_generation != generation
             session.confirm(self, seq, ok=not refused, durable=durable)
 
-    def deliver_reply(self, routing_key: str, properties: bytes, exchange: str, body: bytes) -> None:
+    def deliver_reply(
+        self, routing_key: str, properties: bytes, exchange: str, body: bytes
+    ) -> None:
         """A direct reply for this channel's ``amq.rabbitmq.reply-to`` consumer (no ack)."""
         if self.closing or self.reply_token is None:
             return
@@ -322,7 +320,8 @@ class Channel:
     def _qos(self, method: commands.Basic.Qos) -> None:
         if method.prefetch_size:
             raise HardError(
-                NOT_IMPLEMENTED, "prefetch_size!=0 (" + str(method.prefetch_size) + ")",
+                NOT_IMPLEMENTED,
+                "prefetch_size!=0 (" + str(method.prefetch_size) + ")",
                 method.index,
             )
         if method.global_:
@@ -338,15 +337,16 @@ class Channel:
     def _consume(self, method: commands.Basic.Consume) -> None:
         session = self.session
         tag = method.consumer_tag or "amq.ctag-" + secrets.token_urlsafe(16)
-        if tag in self.consumers or tag == self._reply_tag and self.reply_token:
-            raise HardError(
-                NOT_ALLOWED, f"attempt to reuse consumer tag '{tag}'", method.index
-            )
+        if tag in self.consumers or (tag == self._reply_tag and self.reply_token):
+            raise HardError(NOT_ALLOWED, f"attempt to reuse consumer tag '{tag}'", method.index)
         if method.queue == REPLY_TO:
             self._consume_replies(method, tag)
             return
         consumer = ChannelConsumer(
-            self, tag, method.queue or session.last_queue, no_ack=method.no_ack,
+            self,
+            tag,
+            method.queue or session.last_queue,
+            no_ack=method.no_ack,
             exclusive=method.exclusive,
         )
         session.vhost.add_consumer(consumer, session.conn_id, session.now)
@@ -367,7 +367,7 @@ class Channel:
             self.write(Basic.ConsumeOk(tag))
 
     def _cancel(self, method: commands.Basic.Cancel) -> None:
-        tag = method.consumer_tag
+        tag = method.consumer_tag or ""
         if self.reply_token is not None and tag == self._reply_tag:
             self.session.vhost.remove_reply_target(self.reply_token)
             self.reply_token = None
@@ -396,8 +396,9 @@ class Channel:
         self.next_tag = tag + 1
         address = from_core(m.headers, name)
         self.write(
-            Basic.GetOk(tag, m.delivery_count > 1, address.exchange, address.routing_key,
-                        queue.ready_count),
+            Basic.GetOk(
+                tag, m.delivery_count > 1, address.exchange, address.routing_key, queue.ready_count
+            ),
             address.properties,
             m.body,
         )
@@ -407,14 +408,14 @@ class Channel:
             self.unacked[tag] = Unacked(name, m.delivery_id, None)
 
     def _ack(self, method: commands.Basic.Ack) -> None:
-        self.settle(self._tags(method.delivery_tag, method.multiple, method), "ack")
+        self.settle(self._tags(method.delivery_tag or 0, method.multiple, method), "ack")
 
     def _nack(self, method: commands.Basic.Nack) -> None:
         tags = self._tags(method.delivery_tag, method.multiple, method)
         self.settle(tags, "requeue" if method.requeue else "drop")
 
     def _reject(self, method: commands.Basic.Reject) -> None:
-        tags = self._tags(method.delivery_tag, False, method)
+        tags = self._tags(method.delivery_tag or 0, False, method)
         self.settle(tags, "requeue" if method.requeue else "drop")
 
     def _recover(self, method: commands.Basic.Recover) -> None:
@@ -436,9 +437,7 @@ class Channel:
 
     def _exchange_declare(self, method: commands.Exchange.Declare) -> None:
         if method.exchange_type not in TYPES and not method.passive:
-            raise HardError(
-                503, f"invalid exchange type '{method.exchange_type}'", method.index
-            )
+            raise HardError(503, f"invalid exchange type '{method.exchange_type}'", method.index)
         self.session.vhost.declare_exchange(
             method.exchange,
             method.exchange_type,
@@ -478,9 +477,7 @@ class Channel:
         session = self.session
         name = method.queue or session.last_queue
         session.vhost.check_owner(name, session.conn_id)
-        session.vhost.bind(
-            name, method.exchange, method.routing_key, dict(method.arguments or {})
-        )
+        session.vhost.bind(name, method.exchange, method.routing_key, dict(method.arguments or {}))
         if not method.nowait:
             self.write(commands.Queue.BindOk())
 
@@ -526,7 +523,9 @@ def close_frame(code: int, detail: str, method_index: int) -> commands.Channel.C
     )
 
 
-_HANDLERS: dict[type[base.Frame], Callable[[Channel, base.Frame], None]] = {
+#: Method class -> handler. Each handler takes its own method class; the
+#: dispatcher looks handlers up by ``type(method)``, so the pairing is exact.
+_HANDLERS: dict[type[base.Frame], Callable[[Channel, Any], None]] = {
     commands.Basic.Qos: Channel._qos,
     commands.Basic.Consume: Channel._consume,
     commands.Basic.Cancel: Channel._cancel,
@@ -545,4 +544,4 @@ _HANDLERS: dict[type[base.Frame], Callable[[Channel, base.Frame], None]] = {
     commands.Queue.Unbind: Channel._queue_unbind,
     commands.Queue.Purge: Channel._queue_purge,
     commands.Queue.Delete: Channel._queue_delete,
-}  # type: ignore[dict-item]
+}

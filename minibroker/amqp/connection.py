@@ -47,7 +47,6 @@ from minibroker.amqp.errors import (
     AmqpError,
     HardError,
     SoftError,
-
 )
 from minibroker.amqp.vhost import Vhost, vhost_of
 from minibroker.core.broker import Broker
@@ -258,7 +257,8 @@ class AmqpSession:
             )
         if number > self.channel_max:
             raise HardError(
-                NOT_ALLOWED, f"channel {number} is above channel_max {self.channel_max}",
+                NOT_ALLOWED,
+                f"channel {number} is above channel_max {self.channel_max}",
                 method.index,
             )
         self.channels[number] = Channel(self, number)
@@ -283,9 +283,7 @@ class AmqpSession:
         log.debug("closing channel %d of %s: %s", channel.number, self.peer_name, error.text)
         channel.closing = True
         channel.release()
-        self.write(
-            framing.method_frame(channel.number, close_frame(error.code, str(error), index))
-        )
+        self.write(framing.method_frame(channel.number, close_frame(error.code, str(error), index)))
 
     # ---------------------------------------------------------- connection
 
@@ -539,4 +537,3 @@ def _credentials(mechanism: str, response: str | bytes) -> tuple[str, str | None
 
 def _nothing() -> None:
     return None
-

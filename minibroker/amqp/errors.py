@@ -49,7 +49,9 @@ _NAMES: Final = {
 def reply_text(code: int, detail: str) -> str:
     """RabbitMQ's style: ``NOT_FOUND - no queue 'jobs' in vhost 'test-1'``, cut to a shortstr."""
     text = f"{_NAMES.get(code, str(code))} - {detail}"
-    return text if len(text.encode()) <= 255 else text.encode()[:252].decode(errors="ignore") + "..."
+    return (
+        text if len(text.encode()) <= 255 else text.encode()[:252].decode(errors="ignore") + "..."
+    )
 
 
 class AmqpError(Exception):

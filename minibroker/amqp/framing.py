@@ -118,13 +118,11 @@ def decode_method(payload: bytes) -> base.Frame:
         raise HardError(
             NOT_IMPLEMENTED, f"unknown method class {index >> 16}, method {index & 0xFFFF}"
         )
-    method = method_class()
+    method: base.Frame = method_class()
     try:
         method.unmarshal(payload[4:])
     except Exception as exc:  # pamqp's decoders raise assorted errors on garbage
-        raise HardError(
-            SYNTAX_ERROR, f"cannot decode {method.name}: {exc!r}", index
-        ) from None
+        raise HardError(SYNTAX_ERROR, f"cannot decode {method.name}: {exc!r}", index) from None
     return method
 
 
@@ -154,7 +152,8 @@ def _frame(kind: int, channel: int, payload: bytes) -> bytes:
 
 
 def method_frame(channel: int, method: base.Frame) -> bytes:
-    return pamqp_frame.marshal(method, channel)
+    data: bytes = pamqp_frame.marshal(method, channel)
+    return data
 
 
 def content_frames(channel: int, properties: bytes, body: bytes, frame_max: int) -> bytes:

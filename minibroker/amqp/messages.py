@@ -84,8 +84,9 @@ def from_core(headers: Mapping[str, str] | None, queue: str) -> Addressed:
         return Addressed(exchange, headers.get(ROUTING_KEY_HEADER, ""), raw)
     # Native: the headers become the headers table; a topic becomes the routing key.
     topic = headers.get(TOPIC_HEADER)
-    table = {k: v for k, v in headers.items() if k != TOPIC_HEADER}
-    properties = encode_properties(commands.Basic.Properties(headers=table or None))
+    table: dict[str, object] = {k: v for k, v in headers.items() if k != TOPIC_HEADER}
+    fields = commands.Basic.Properties(headers=table or None)  # type: ignore[arg-type]
+    properties = encode_properties(fields)
     if topic is not None:
         return Addressed(NATIVE_TOPIC_EXCHANGE, topic, properties)
     return Addressed("", queue, properties)

@@ -20,6 +20,7 @@ disconnects and is destroyed with the namespace like any core model.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -85,8 +86,9 @@ class Consumer(Protocol):
 class ReplyTarget(Protocol):
     """A channel consuming ``amq.rabbitmq.reply-to``."""
 
-    def deliver_reply(self, routing_key: str, properties: bytes, exchange: str, body: bytes) -> None:
-        ...
+    def deliver_reply(
+        self, routing_key: str, properties: bytes, exchange: str, body: bytes
+    ) -> None: ...
 
 
 @dataclass(eq=False)
@@ -165,8 +167,8 @@ class Vhost:
         exchange = self.exchanges.get(name)
         if exchange is None:
             return  # deleting a missing exchange succeeds (RabbitMQ 3.x)
-        bound = self._topic_bindings(exchange) if exchange.type == TOPIC else list(
-            exchange.bindings
+        bound = (
+            self._topic_bindings(exchange) if exchange.type == TOPIC else list(exchange.bindings)
         )
         if if_unused and bound:
             raise SoftError(PRECONDITION_FAILED, f"exchange '{name}' in use")
@@ -184,9 +186,7 @@ class Vhost:
             if pattern == exchange.name or pattern.startswith(prefix)
         ]
 
-    def bind(
-        self, queue: str, exchange_name: str, key: str, arguments: dict[str, object]
-    ) -> None:
+    def bind(self, queue: str, exchange_name: str, key: str, arguments: dict[str, object]) -> None:
         if exchange_name == DEFAULT:
             raise SoftError(ACCESS_REFUSED, "operation not permitted on the default exchange")
         exchange = self.exchange(exchange_name)
@@ -205,10 +205,8 @@ class Vhost:
         exchange = self.exchange(exchange_name)
         self.queue(queue)
         if exchange.type == TOPIC:
-            try:
+            with contextlib.suppress(InvalidName):  # such a key was never bound
                 self.namespace.topics.unbind(queue, topic_name(exchange_name, key))
-            except InvalidName:
-                pass  # never bound
         else:
             exchange.unbind(queue, key)
         self._maybe_auto_delete_exchange(exchange)
@@ -301,9 +299,7 @@ class Vhost:
         if not name:
             name = "amq.gen-" + secrets.token_urlsafe(16)
         elif name.startswith("amq."):
-            raise SoftError(
-                ACCESS_REFUSED, f"queue name '{name}' contains reserved prefix 'amq.*'"
-            )
+            raise SoftError(ACCESS_REFUSED, f"queue name '{name}' contains reserved prefix 'amq.*'")
         parsed = queue_arguments.parse(durable, arguments)
         queues = self.namespace.queues
         existing = queues.find(name)
@@ -311,15 +307,19 @@ class Vhost:
         if existing is not None:
             self.check_owner(name, conn_id)
             if declaration is not None:
-                self._check_equivalent(name, declaration, durable, exclusive, auto_delete,
-                                       arguments)
+                self._check_equivalent(
+                    name, declaration, durable, exclusive, auto_delete, arguments
+                )
         try:
             queues.declare(name, parsed.options, now)
         except BrokerError as exc:  # Conflict (other options), InvalidName, BadRequest
             raise SoftError(PRECONDITION_FAILED, exc.message) from None
         if declaration is None:
             declaration = self.declarations[name] = QueueDeclaration(
-                durable, conn_id if exclusive else None, auto_delete, dict(arguments),
+                durable,
+                conn_id if exclusive else None,
+                auto_delete,
+                dict(arguments),
                 parsed.expires,
             )
         self._touch(name, declaration, now)

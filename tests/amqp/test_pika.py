@@ -28,7 +28,9 @@ def test_confirmed_publish_then_get_keeps_properties_and_headers(
     ch.confirm_delivery()
     ch.queue_declare("jobs")
     props = pika.BasicProperties(
-        content_type="text/plain", headers={"n": 1, "s": "x"}, correlation_id="c-1",
+        content_type="text/plain",
+        headers={"n": 1, "s": "x"},
+        correlation_id="c-1",
         delivery_mode=2,
     )
     ch.basic_publish("", "jobs", b"hello", props)
@@ -143,10 +145,12 @@ def test_direct_reply_to_rpc(minibroker_amqp_url: str, connection: pika.Blocking
         auto_ack=True,
     )
     client.basic_publish(
-        "", "rpc", b"ping",
+        "",
+        "rpc",
+        b"ping",
         pika.BasicProperties(reply_to="amq.rabbitmq.reply-to", correlation_id="42"),
     )
-    method, props, body = server.basic_get("rpc", auto_ack=True)
+    _, props, body = server.basic_get("rpc", auto_ack=True)
     assert props.reply_to.startswith("amq.rabbitmq.reply-to.")
     server.basic_publish(
         "", props.reply_to, body + b"-pong", pika.BasicProperties(correlation_id="42")
@@ -327,6 +331,8 @@ def test_amqp_and_native_doors_share_topics_and_queues(
     assert (body, method.routing_key) == (b"from-amqp", "orders.created")
     method, props, body = ch.basic_get("orders", auto_ack=True)
     assert (body, method.exchange, method.routing_key) == (
-        b"from-native", "amq.topic", "orders.shipped"
+        b"from-native",
+        "amq.topic",
+        "orders.shipped",
     )
     assert props.headers == {"k": "v"}
