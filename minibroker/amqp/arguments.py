@@ -1,7 +1,8 @@
 """Queue arguments (``x-message-ttl``, ``x-max-length`` ...) as core queue options.
 
 Arguments minibroker implements become ``QueueOptions`` fields; ``x-expires``
-is kept by the AMQP vhost (it deletes an idle queue); arguments RabbitMQ
+and ``x-dead-letter-*`` are kept by the AMQP vhost (it deletes an idle
+queue, and routes dead letters through the exchange); arguments RabbitMQ
 knows and minibroker does not implement are refused with 406 and a clear
 message rather than accepted and ignored. Other arguments are stored (for
 the equivalence check of a redeclaration) and have no effect, as in RabbitMQ.
@@ -33,6 +34,8 @@ class QueueArguments:
     options: QueueOptions
     #: ``x-expires`` in seconds: delete the queue after this long unused.
     expires: float | None
+    #: ``x-dead-letter-exchange`` and ``-routing-key`` (None: the message's own key).
+    dead_letter: tuple[str, str | None] | None
 
 
 def _integer(arguments: Mapping[str, object], name: str, minimum: int) -> int | None:
@@ -64,21 +67,22 @@ def parse(durable: bool, arguments: Mapping[str, object]) -> QueueArguments:
             PRECONDITION_FAILED,
             f"invalid arg 'x-overflow': {overflow!r} (supported: drop-head, reject-publish)",
         )
-    dead_letter_queue = _dead_letter_queue(arguments)
+    dead_letter = _dead_letter(arguments)
     options = QueueOptions(
         max_length=max_length,
         overflow=_OVERFLOW[str(overflow)] if max_length is not None else "reject_publish",  # type: ignore[arg-type]
         message_ttl=None if ttl_ms is None else max(ttl_ms / 1000, _SMALLEST_TTL),
-        dead_letter_queue=dead_letter_queue,
         durable=durable,
     )
-    return QueueArguments(options, None if expires_ms is None else expires_ms / 1000)
+    return QueueArguments(options, None if expires_ms is None else expires_ms / 1000, dead_letter)
 
 
-def _dead_letter_queue(arguments: Mapping[str, object]) -> str | None:
-    """Dead-lettering through the default exchange is the core's dead-letter queue."""
+def _dead_letter(arguments: Mapping[str, object]) -> tuple[str, str | None] | None:
+    """(exchange, routing key or None for the message's own) from x-dead-letter-*."""
     exchange = arguments.get("x-dead-letter-exchange")
     key = arguments.get("x-dead-letter-routing-key")
+    if key is not None and type(key) is not str:
+        raise SoftError(PRECONDITION_FAILED, "invalid arg 'x-dead-letter-routing-key'")
     if exchange is None:
         if key is not None:
             raise SoftError(
@@ -86,10 +90,6 @@ def _dead_letter_queue(arguments: Mapping[str, object]) -> str | None:
                 "x-dead-letter-routing-key is set but x-dead-letter-exchange is not",
             )
         return None
-    if exchange != "" or type(key) is not str or not key:
-        raise SoftError(
-            PRECONDITION_FAILED,
-            "dead-lettering is supported through the default exchange only: "
-            "x-dead-letter-exchange '' with x-dead-letter-routing-key naming the queue",
-        )
-    return key
+    if type(exchange) is not str:
+        raise SoftError(PRECONDITION_FAILED, "invalid arg 'x-dead-letter-exchange'")
+    return exchange, key

@@ -231,9 +231,10 @@ class Channel:
                 target[1].deliver_reply(key, raw, publish.exchange, body)
         else:
             message = to_core(publish.exchange, key, raw, properties.headers, body)
+            ttl = _expiration(properties.expiration)
             try:
                 taken, refused = vhost.route(
-                    exchange, key, message, properties.headers, session.now
+                    exchange, key, message, properties.headers, session.now, ttl
                 )
             except BrokerError as exc:  # storage full or failing, limits
                 if not self.confirming:
@@ -508,6 +509,15 @@ class Channel:
         )
         if not method.nowait:
             self.write(commands.Queue.DeleteOk(count))
+
+
+def _expiration(value: str | None) -> float | None:
+    """The ``expiration`` property (milliseconds, as a string) in seconds."""
+    if value is None or value == "":
+        return None
+    if not value.isdigit():
+        raise SoftError(PRECONDITION_FAILED, f"invalid expiration '{value}'", Basic.Publish.index)
+    return max(int(value) / 1000, 0.001)
 
 
 def _settle(queue: Queue, peer: Peer, ids: list[int], action: str, now: float) -> None:

@@ -25,6 +25,7 @@ import secrets
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Final, Protocol
 
 from minibroker.amqp import arguments as queue_arguments
@@ -43,7 +44,8 @@ from minibroker.amqp.exchanges import (
     Exchange,
     topic_name,
 )
-from minibroker.amqp.messages import CoreMessage
+from minibroker.amqp.framing import decode_properties, encode_properties
+from minibroker.amqp.messages import CoreMessage, from_core, to_core
 from minibroker.core.errors import BrokerError, InvalidName, Overflow
 from minibroker.core.peer import Peer
 from minibroker.core.queue_message import Message
@@ -58,6 +60,13 @@ if TYPE_CHECKING:
 EXTENSION_KEY: Final = "amqp"
 #: Most messages one fetch hands a consumer with a large or unlimited credit.
 PULL_BATCH: Final = 256
+#: The core's reasons for dead-lettering, in RabbitMQ's words (x-death "reason").
+_DEATH_REASONS: Final = {
+    "rejected": "rejected",
+    "expired": "expired",
+    "overflow": "maxlen",
+    "max_deliveries": "delivery_limit",
+}
 
 
 class Consumer(Protocol):
@@ -227,6 +236,7 @@ class Vhost:
         message: CoreMessage,
         header_table: Mapping[str, object] | None,
         now: float,
+        ttl: float | None = None,
     ) -> tuple[int, int]:
         """Deliver ``message``; returns (queues that took it, queues that refused it when full).
 
@@ -236,7 +246,7 @@ class Vhost:
         if exchange.type == TOPIC:
             try:
                 result = self.namespace.topics.publish(
-                    topic_name(exchange.name, routing_key), [message], now
+                    topic_name(exchange.name, routing_key), [message], now, ttl
                 )
             except InvalidName:
                 return 0, 0  # no binding can match a key the core cannot name
@@ -252,7 +262,7 @@ class Vhost:
             if queue is None:
                 continue
             try:
-                queue.put([message], now)
+                queue.put([message], now, ttl)
             except Overflow:
                 refused += 1
                 continue
@@ -324,7 +334,56 @@ class Vhost:
             )
         self._touch(name, declaration, now)
         queue = queues.get(name)
+        if parsed.dead_letter is None:
+            queue.dead_letter_route = None
+        else:
+            exchange, key = parsed.dead_letter
+            queue.dead_letter_route = partial(self._dead_letter, name, exchange, key)
         return name, queue.ready_count, len(self.consumers.get(name, ()))
+
+    def _dead_letter(
+        self,
+        source: str,
+        exchange_name: str,
+        key: str | None,
+        messages: list[Message],
+        reason: str,
+        now: float,
+    ) -> bool:
+        """Route dead letters of ``source`` through its x-dead-letter-exchange, as RabbitMQ:
+        an ``x-death`` entry in the headers, the dead-letter key (or the original one)."""
+        exchange = self.exchanges.get(exchange_name)
+        if exchange is None:
+            return False
+        taken = 0
+        for m in messages:
+            address = from_core(m.headers, source)
+            routing_key = address.routing_key if key is None else key
+            properties = decode_properties(address.properties)
+            headers: dict[str, object] = dict(properties.headers or {})
+            amqp_reason = _DEATH_REASONS.get(reason, reason)
+            deaths = headers.get("x-death")
+            headers["x-death"] = [
+                {
+                    "count": 1,
+                    "reason": amqp_reason,
+                    "queue": source,
+                    "exchange": address.exchange,
+                    "routing-keys": [address.routing_key],
+                },
+                *(deaths if isinstance(deaths, list) else []),
+            ]
+            headers.setdefault("x-first-death-reason", amqp_reason)
+            headers.setdefault("x-first-death-queue", source)
+            headers.setdefault("x-first-death-exchange", address.exchange)
+            properties.headers = headers  # type: ignore[assignment]
+            if reason == "expired":
+                properties.expiration = None
+            raw = encode_properties(properties)
+            message = to_core(exchange_name, routing_key, raw, headers, m.body)
+            routed, _ = self.route(exchange, routing_key, message, headers, now)
+            taken += routed
+        return taken > 0
 
     def _check_equivalent(
         self,

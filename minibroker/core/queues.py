@@ -259,6 +259,14 @@ class Queue:
         self._delayed_count = 0
         self._ttl = options.message_ttl
         self._ttl_timer: Timer | None = None
+        #: Set once a message with a TTL of its own arrived (put's ``ttl``):
+        #: from then on deliveries check expiry like a queue with message_ttl.
+        self._expiring = False
+        #: Set by a front end to dead-letter through its own routing (AMQP's
+        #: x-dead-letter-exchange) instead of ``options.dead_letter_queue``:
+        #: called as ``route(messages, reason, now)``, returns whether they
+        #: were taken (not dropped).
+        self.dead_letter_route: Callable[[list[Message], str, float], bool] | None = None
         #: Called as ``listener(queue, now)`` whenever messages become ready
         #: (put, requeue, end of a nack delay): push-style front ends (AMQP
         #: consumers) fetch from here for their consumers within their credit.
@@ -287,8 +295,13 @@ class Queue:
 
     # ------------------------------------------------------------------ put
 
-    def put(self, messages: Sequence[Incoming], now: float) -> int:
+    def put(self, messages: Sequence[Incoming], now: float, ttl: float | None = None) -> int:
         """Append ``messages`` to the queue (all of them, or none); return how many.
+
+        ``ttl`` (seconds) is a per-message time to live for this batch (AMQP's
+        ``expiration`` property): a message expires at the earlier of it and
+        the queue's ``message_ttl``. It is not journaled: after a restart only
+        the queue's TTL applies.
 
         Raises TooLarge for a body over the limit, Overflow when the queue is at
         max_length with overflow=reject_publish (nothing of the batch is
@@ -314,6 +327,9 @@ class Queue:
                 )
         published_at = self._broker.clock.wall_ms(now)
         expires_at = NEVER if self._ttl is None else now + self._ttl
+        if ttl is not None:
+            expires_at = min(expires_at, now + ttl)
+            self._expiring = True
         max_bytes = limits.max_message_bytes
         batch: list[Message] = []
         add = batch.append
@@ -349,7 +365,7 @@ class Queue:
             if excess > 0:
                 popleft = ready.popleft
                 self._dispose([popleft() for _ in range(excess)], "overflow", now)
-        if self._ttl is not None:
+        if self._ttl is not None or self._expiring:
             self._arm_expiry()
 
     # ---------------------------------------------------------------- fetch
@@ -430,7 +446,7 @@ class Queue:
         max_bytes: int | None = None,
     ) -> list[Message]:
         ready = self._ready
-        if self._ttl is None and max_bytes is None:
+        if self._ttl is None and max_bytes is None and not self._expiring:
             popleft = ready.popleft
             out = [popleft() for _ in range(min(max_messages, len(ready)))]
         else:
@@ -665,7 +681,7 @@ class Queue:
 
     def _to_front(self, messages: list[Message], now: float) -> None:
         self._ready.extendleft(reversed(messages))
-        if self._ttl is not None:
+        if self._ttl is not None or self._expiring:
             self._arm_expiry()
         if self._waiters:
             self._feed_waiters(now)
@@ -758,10 +774,19 @@ class Queue:
         count = len(messages)
         if reason == "expired":
             self.expired += count
-        target = self._parent.dead_letter_target(self)
+        parent = self._parent
+        target = parent.dead_letter_target(self)
         accepted = False
         journaled = True
-        if target is not None:
+        route = self.dead_letter_route
+        if route is not None:
+            if parent.dead_letter_depth < MAX_DEAD_LETTER_HOPS:
+                parent.dead_letter_depth += 1
+                try:
+                    accepted = route(messages, reason, now)
+                finally:
+                    parent.dead_letter_depth -= 1
+        elif target is not None:
             accepted, journaled = target._accept_dead_letters(messages, reason, self.name, now)
         if accepted:
             self.dead_lettered += count

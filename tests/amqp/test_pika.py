@@ -336,3 +336,28 @@ def test_amqp_and_native_doors_share_topics_and_queues(
         "orders.shipped",
     )
     assert props.headers == {"k": "v"}
+
+
+def test_expired_messages_dead_letter_through_an_exchange_with_x_death(
+    minibroker_amqp_server: ThreadedBroker, connection: pika.BlockingConnection
+) -> None:
+    ch = connection.channel()
+    ch.confirm_delivery()
+    ch.exchange_declare("dlx", "fanout")
+    ch.queue_declare("graveyard")
+    ch.queue_bind("graveyard", "dlx")
+    ch.queue_declare("waiting", arguments={"x-dead-letter-exchange": "dlx"})
+    ch.basic_publish(
+        "", "waiting", b"late", pika.BasicProperties(expiration="1000", headers={"a": "b"})
+    )
+    ch.basic_publish("", "waiting", b"kept")
+    minibroker_amqp_server.advance(2)
+    method, props, body = ch.basic_get("graveyard", auto_ack=True)
+    assert (body, method.exchange, method.routing_key) == (b"late", "dlx", "waiting")
+    assert props.expiration is None
+    assert props.headers["a"] == "b"
+    [death] = props.headers["x-death"]
+    assert (death["reason"], death["queue"], death["routing-keys"]) == (
+        "expired", "waiting", ["waiting"]
+    )
+    assert ch.basic_get("waiting", auto_ack=True)[2] == b"kept"
