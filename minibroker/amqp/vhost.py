@@ -211,8 +211,9 @@ class Vhost:
     def unbind(self, queue: str, exchange_name: str, key: str) -> None:
         if exchange_name == DEFAULT:
             raise SoftError(ACCESS_REFUSED, "operation not permitted on the default exchange")
-        exchange = self.exchange(exchange_name)
-        self.queue(queue)
+        exchange = self.exchanges.get(exchange_name)
+        if exchange is None or queue not in self.namespace.queues:
+            return  # unbinding is idempotent, as in RabbitMQ 3.x
         if exchange.type == TOPIC:
             with contextlib.suppress(InvalidName):  # such a key was never bound
                 self.namespace.topics.unbind(queue, topic_name(exchange_name, key))

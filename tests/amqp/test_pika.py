@@ -358,6 +358,8 @@ def test_expired_messages_dead_letter_through_an_exchange_with_x_death(
     assert props.headers["a"] == "b"
     [death] = props.headers["x-death"]
     assert (death["reason"], death["queue"], death["routing-keys"]) == (
-        "expired", "waiting", ["waiting"]
+        "expired",
+        "waiting",
+        ["waiting"],
     )
     assert ch.basic_get("waiting", auto_ack=True)[2] == b"kept"
