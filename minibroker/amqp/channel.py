@@ -116,12 +116,16 @@ class ChannelConsumer:
         else:
             self.unacked += len(messages)
             channel.consumer_unacked += len(messages)
+        # Often called while another connection's input is dispatched (its
+        # publish made these messages ready): wake this connection's writer.
+        channel.session.wakeup()
 
     def cancelled_by_server(self, now: float) -> None:
         """The queue went away: Basic.Cancel to the client (consumer_cancel_notify)."""
         channel = self.channel
         if channel.consumers.pop(self.tag, None) is not None and not channel.closing:
             channel.write(Basic.Cancel(self.tag, nowait=True))
+            channel.session.wakeup()
 
 
 class Channel:

@@ -75,6 +75,25 @@ def test_consume_with_prefetch_holds_at_most_prefetch_unacked(
     assert [m.delivery_tag for m in received] == [1, 2, 3, 4]
 
 
+def test_a_publish_on_one_connection_reaches_a_consumer_on_another(
+    minibroker_amqp_url: str, connection: pika.BlockingConnection
+) -> None:
+    consumer = connection.channel()
+    consumer.queue_declare("across")
+    received: list[bytes] = []
+    consumer.basic_consume("across", lambda c, m, p, b: received.append(b), auto_ack=True)
+    publisher = pika.BlockingConnection(pika.URLParameters(minibroker_amqp_url))
+    publisher.channel().basic_publish("", "across", b"hi")
+    publisher.close()
+    # The consumer's connection sends nothing meanwhile: only the broker
+    # waking that connection's writer can bring the delivery.
+    for _ in range(100):
+        if received:
+            break
+        connection.process_data_events(time_limit=0.05)
+    assert received == [b"hi"]
+
+
 def test_nack_and_channel_close_requeue_with_redelivered(
     connection: pika.BlockingConnection,
 ) -> None:
