@@ -53,7 +53,7 @@ import trio
 
 import minibroker
 from benchmarks.broker_process import BrokerProcess
-from minibroker.core.errors import BrokerError, ConnectionClosed
+from minibroker.errors import BrokerError, ConnectionClosed
 
 QUEUE = "jobs"
 AUDIT_QUEUE = "audit"

@@ -37,11 +37,11 @@ from minibroker.amqp.errors import (
 from minibroker.amqp.exchanges import DEFAULT, TYPES
 from minibroker.amqp.messages import from_core, to_core
 from minibroker.amqp.vhost import PULL_BATCH
-from minibroker.core.errors import BrokerError, UnknownDelivery
 from minibroker.core.peer import Peer
 from minibroker.core.queue_message import Message
 from minibroker.core.queue_options import UNTIL_SETTLED
 from minibroker.core.queues import Queue
+from minibroker.errors import BrokerError, UnknownDelivery
 
 if TYPE_CHECKING:
     from minibroker.amqp.connection import AmqpSession

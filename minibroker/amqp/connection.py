@@ -31,7 +31,7 @@ from typing import Final
 
 from pamqp import base, commands, decode
 
-from minibroker import __version__
+from minibroker._version import __version__
 from minibroker.amqp import framing
 from minibroker.amqp.channel import Channel, close_frame
 from minibroker.amqp.errors import (
@@ -50,9 +50,9 @@ from minibroker.amqp.errors import (
 )
 from minibroker.amqp.vhost import Vhost, vhost_of
 from minibroker.core.broker import Broker
-from minibroker.core.errors import BrokerError, ConnectionClosed, ShuttingDown
 from minibroker.core.peer import PushSource
 from minibroker.core.timers import Timer
+from minibroker.errors import BrokerError, ConnectionClosed, ShuttingDown
 
 log = logging.getLogger("minibroker.amqp")
 

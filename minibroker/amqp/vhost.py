@@ -46,12 +46,12 @@ from minibroker.amqp.exchanges import (
 )
 from minibroker.amqp.framing import decode_properties, encode_properties
 from minibroker.amqp.messages import CoreMessage, from_core, to_core
-from minibroker.core.errors import BrokerError, InvalidName, Overflow
 from minibroker.core.peer import Peer
 from minibroker.core.queue_message import Message
 from minibroker.core.queue_options import UNTIL_SETTLED
 from minibroker.core.queues import Queue
 from minibroker.core.timers import Timer
+from minibroker.errors import BrokerError, InvalidName, Overflow
 
 if TYPE_CHECKING:
     from minibroker.core.namespace import Namespace

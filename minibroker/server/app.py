@@ -19,14 +19,14 @@ from typing import Any
 
 import trio
 
-from minibroker import __version__
+from minibroker._version import __version__
+from minibroker.access.auth import Authenticator
 from minibroker.amqp.connection import AmqpSession, AmqpSettings
 from minibroker.config import ServerConfig
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig
-from minibroker.core.errors import BrokerError, LimitExceeded, ShuttingDown
 from minibroker.core.namespace import StorageOpener
-from minibroker.protocol.auth import Authenticator
+from minibroker.errors import BrokerError, LimitExceeded, ShuttingDown
 from minibroker.protocol.codec import pack_frame
 from minibroker.protocol.session import Session, SessionSettings
 from minibroker.protocol.stats import ProtocolStats
@@ -47,6 +47,7 @@ from minibroker.server.rpc_metrics import rpc_metrics as _rpc_metrics  # noqa: F
 from minibroker.server.timers import TimerService
 from minibroker.server.topic_metrics import topic_metrics as _topic_metrics  # noqa: F401
 from minibroker.server.wire_session import FrontEnd, SessionFactory, WireSession
+from minibroker.storage.memory import MemoryLog
 
 log = logging.getLogger("minibroker.server")
 
@@ -63,7 +64,11 @@ class BrokerServer:
 
             storage = DataDirectory(config.data_dir)
             storage.lock()
-        self.broker = Broker(CoreConfig(limits=config.limits, fsync=config.fsync), storage=storage)
+        self.broker = Broker(
+            CoreConfig(limits=config.limits, fsync=config.fsync),
+            storage=storage,
+            memory_log=MemoryLog,
+        )
         self.stats = ProtocolStats()
         self.settings = SessionSettings(
             max_frame_bytes=config.max_frame_bytes,

@@ -44,8 +44,8 @@ from collections.abc import Callable
 
 import trio
 
-from minibroker.core.errors import BrokerError, Timeout
 from minibroker.direct_io import DirectSocket, direct_socket
+from minibroker.errors import BrokerError, Timeout
 from minibroker.server.wire_session import WireSession
 
 log = logging.getLogger("minibroker.server")

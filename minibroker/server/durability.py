@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 import trio
 
 from minibroker.core.broker import Broker
-from minibroker.core.errors import BrokerError, StorageError
+from minibroker.errors import BrokerError, StorageError
 from minibroker.server.log_metrics import fsync_histogram
 from minibroker.server.wire_session import WireSession
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from minibroker.core.broker import Broker
-from minibroker.core.errors import BrokerError
+from minibroker.errors import BrokerError
 
 
 class WireSession(Protocol):

@@ -44,16 +44,13 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Final
 
-from minibroker.core.errors import StorageError, StorageFull
-from minibroker.storage import fileio
-from minibroker.storage.fd_cache import FdCache
-from minibroker.storage.index import SparseIndex
-from minibroker.storage.record import (
+from minibroker.errors import StorageError, StorageFull
+from minibroker.log_store import Record
+from minibroker.record_format import (
     MAX_FRAME_SIZE,
     MIN_FRAME_LENGTH,
     CorruptRecord,
     EncodedBatch,
-    Record,
     decode_fields,
     decode_records,
     frame_size_at,
@@ -61,6 +58,9 @@ from minibroker.storage.record import (
     scan_frames,
     span_frames,
 )
+from minibroker.storage import fileio
+from minibroker.storage.fd_cache import FdCache
+from minibroker.storage.index import SparseIndex
 
 log = logging.getLogger("minibroker.storage")
 

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from minibroker.log_store import Record
 from minibroker.protocol.codec import RawFrameDecoder, pack_frame
 from minibroker.protocol.frames import PROTOCOL_VERSION
-from minibroker.storage.record import Record, decode_records, scan_frames
+from minibroker.record_format import decode_records, scan_frames
 
 
 def hello_frame(request_id: int = 1, **fields: Any) -> dict[str, Any]:

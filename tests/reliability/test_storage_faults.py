@@ -33,8 +33,9 @@ from reliability_support import Fault, StoreFile, random_fault, store_files, sur
 
 import minibroker
 from benchmarks.broker_process import BrokerProcess
-from minibroker.core.errors import NotFound
-from minibroker.storage.record import CorruptRecord, Record
+from minibroker.errors import NotFound
+from minibroker.log_store import Record
+from minibroker.record_format import CorruptRecord
 
 pytestmark = pytest.mark.slow
 

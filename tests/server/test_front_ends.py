@@ -17,7 +17,7 @@ import trio
 import minibroker
 from minibroker.config import ServerConfig
 from minibroker.core.broker import Broker
-from minibroker.core.errors import BrokerError
+from minibroker.errors import BrokerError
 from minibroker.server.app import BrokerServer
 from minibroker.server.wire_session import FrontEnd
 

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from minibroker.log_store import Record
+from minibroker.record_format import FrameScan
 from minibroker.storage import SegmentedLog, fileio, segment
 from minibroker.storage.commitlog import CLEAN_SHUTDOWN_FILE_NAME
-from minibroker.storage.record import FrameScan, Record
 
 SEGMENT_BYTES = 20_000
 INTERVAL = 256

@@ -11,11 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minibroker.storage.record import (
+from minibroker.log_store import Entry, Record
+from minibroker.record_format import (
     MAX_FRAME_SIZE,
     CorruptRecord,
-    Entry,
-    Record,
     decode_fields,
     decode_records,
     encode_batch,
