@@ -383,6 +383,8 @@ class Channel:
             self.write(Basic.CancelOk(tag))
 
     def _publish_method(self, method: commands.Basic.Publish) -> None:
+        if method.immediate:
+            raise HardError(NOT_IMPLEMENTED, "immediate=true", method.index)  # as RabbitMQ 3
         self._publish = method
 
     def _get(self, method: commands.Basic.Get) -> None:
