@@ -19,7 +19,7 @@ def test_orders_are_processed(minibroker_amqp_url: str) -> None:
     channel.confirm_delivery()
     channel.queue_declare("orders", arguments={"x-message-ttl": 60_000})
     channel.basic_publish("", "orders", b"order 1")
-    method, properties, body = channel.basic_get("orders")
+    method, _, body = channel.basic_get("orders")
     assert body == b"order 1"
     channel.basic_ack(method.delivery_tag)
     connection.close()
