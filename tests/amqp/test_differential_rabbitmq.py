@@ -69,7 +69,7 @@ def scenario(params: pika.ConnectionParameters) -> list[Any]:
         ch.basic_nack(first.delivery_tag, requeue=True)
         again, _ = get()
         ch.basic_reject(again.delivery_tag, requeue=False)
-        third, _ = get()
+        get()
         fourth, fourth_props = get()
         seen.append(("props", fourth_props.content_type, fourth_props.headers,
                      fourth_props.correlation_id, fourth_props.priority,

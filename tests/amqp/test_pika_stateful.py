@@ -116,7 +116,9 @@ class PikaQueueMachine(RuleBasedStateMachine):
         assert declared.method.message_count == len(self.ready)
 
 
-def test_a_queue_through_pika_behaves_like_the_model(minibroker_amqp_server: ThreadedBroker) -> None:
+def test_a_queue_through_pika_behaves_like_the_model(
+    minibroker_amqp_server: ThreadedBroker,
+) -> None:
     PikaQueueMachine.broker = minibroker_amqp_server
     run = PikaQueueMachine.TestCase
     run.settings = settings(max_examples=25, stateful_step_count=30, deadline=None)
