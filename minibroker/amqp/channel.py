@@ -17,7 +17,7 @@ the group commit's fsync when a durable queue took the message).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pamqp import base, commands
@@ -51,6 +51,8 @@ Basic = commands.Basic
 #: The pseudo-queue a client consumes from to receive direct replies.
 REPLY_TO: str = "amq.rabbitmq.reply-to"
 _REPLY_PREFIX = REPLY_TO + "."
+#: Property flags of headers, reply_to and expiration: the ones routing reads.
+_ROUTING_PROPERTIES = 0x2000 | 0x0200 | 0x0100
 
 
 class Unacked(NamedTuple):
@@ -102,10 +104,12 @@ class ChannelConsumer:
             tag = channel.next_tag
             channel.next_tag = tag + 1
             address = from_core(m.headers, queue.name)
-            channel.write(
-                Basic.Deliver(
-                    self.tag, tag, m.delivery_count > 1, address.exchange, address.routing_key
-                ),
+            channel.write_delivery(
+                self.tag,
+                tag,
+                m.delivery_count > 1,
+                address.exchange,
+                address.routing_key,
                 address.properties,
                 m.body,
             )
@@ -158,6 +162,25 @@ class Channel:
         if properties is not None:
             data += framing.content_frames(self.number, properties, body, session.frame_max)
         session.write(data)
+
+    def write_delivery(
+        self,
+        consumer_tag: str,
+        delivery_tag: int,
+        redelivered: bool,
+        exchange: str,
+        routing_key: str,
+        properties: bytes,
+        body: bytes,
+    ) -> None:
+        """Basic.Deliver and its content (the per-message path: encoded by hand)."""
+        number = self.number
+        self.session.write(
+            framing.deliver_frame(
+                number, consumer_tag, delivery_tag, redelivered, exchange, routing_key
+            )
+            + framing.content_frames(number, properties, body, self.session.frame_max)
+        )
 
     # ---------------------------------------------------------------- input
 
@@ -220,12 +243,18 @@ class Channel:
             raise SoftError(
                 ACCESS_REFUSED, f"cannot publish to internal exchange '{exchange.name}'"
             )
-        properties = framing.decode_properties(raw)
-        if properties.reply_to == REPLY_TO:
-            if self.reply_token is None:
-                raise SoftError(PRECONDITION_FAILED, "fast reply consumer does not exist")
-            properties.reply_to = _REPLY_PREFIX + self.reply_token
-            raw = framing.encode_properties(properties)
+        headers: Mapping[str, object] | None = None
+        expiration: str | None = None
+        if framing.property_flags(raw) & _ROUTING_PROPERTIES:
+            # Only these properties matter to routing; most messages have none
+            # of them and skip decoding altogether.
+            properties = framing.decode_properties(raw)
+            headers, expiration = properties.headers, properties.expiration
+            if properties.reply_to == REPLY_TO:
+                if self.reply_token is None:
+                    raise SoftError(PRECONDITION_FAILED, "fast reply consumer does not exist")
+                properties.reply_to = _REPLY_PREFIX + self.reply_token
+                raw = framing.encode_properties(properties)
         key = publish.routing_key
         generation = session.broker.write_generation
         if exchange.name == DEFAULT and key.startswith(_REPLY_PREFIX):
@@ -234,12 +263,10 @@ class Channel:
             if target is not None:
                 target[1].deliver_reply(key, raw, publish.exchange, body)
         else:
-            message = to_core(publish.exchange, key, raw, properties.headers, body)
-            ttl = _expiration(properties.expiration)
+            message = to_core(publish.exchange, key, raw, headers, body)
+            ttl = _expiration(expiration)
             try:
-                taken, refused = vhost.route(
-                    exchange, key, message, properties.headers, session.now, ttl
-                )
+                taken, refused = vhost.route(exchange, key, message, headers, session.now, ttl)
             except BrokerError as exc:  # storage full or failing, limits
                 if not self.confirming:
                     raise SoftError(PRECONDITION_FAILED, exc.message) from None
@@ -259,9 +286,7 @@ class Channel:
             return
         tag = self.next_tag
         self.next_tag = tag + 1
-        self.write(
-            Basic.Deliver(self._reply_tag, tag, False, exchange, routing_key), properties, body
-        )
+        self.write_delivery(self._reply_tag, tag, False, exchange, routing_key, properties, body)
         self.session.wakeup()
 
     # ------------------------------------------------------------- settling

@@ -448,8 +448,7 @@ class AmqpSession:
     def _send_confirm(self, channel: Channel, seq: int, ok: bool) -> None:
         if channel.closing or self.channels.get(channel.number) is not channel:
             return  # the channel closed meanwhile: its confirms died with it
-        method = commands.Basic.Ack(seq) if ok else commands.Basic.Nack(seq)
-        self.write(framing.method_frame(channel.number, method))
+        self.write(framing.confirm_frame(channel.number, seq, ok))
 
     def release_synced(self, generation: int) -> None:
         held = self._held
