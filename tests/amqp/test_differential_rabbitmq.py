@@ -40,8 +40,11 @@ def scenario(params: pika.ConnectionParameters) -> list[Any]:
         ch.queue_declare(dead)
         declared = ch.queue_declare(
             queue,
-            arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead,
-                       "x-max-length": 10},
+            arguments={
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": dead,
+                "x-max-length": 10,
+            },
         )
         seen.append(("declared", declared.method.message_count, declared.method.consumer_count))
         ch.exchange_declare(exchange, "topic", auto_delete=False)
@@ -52,8 +55,13 @@ def scenario(params: pika.ConnectionParameters) -> list[Any]:
                 seen.append(("confirmed", key))
             except pika.exceptions.UnroutableError as exc:
                 seen.append(("returned", key, [m.body for m in exc.messages]))
-        props = pika.BasicProperties(content_type="text/plain", headers={"n": 1, "s": "x"},
-                                     correlation_id="c1", priority=3, delivery_mode=2)
+        props = pika.BasicProperties(
+            content_type="text/plain",
+            headers={"n": 1, "s": "x"},
+            correlation_id="c1",
+            priority=3,
+            delivery_mode=2,
+        )
         ch.basic_publish("", queue, b"direct", props)
 
         def get(auto_ack: bool = False) -> Any:
@@ -61,8 +69,17 @@ def scenario(params: pika.ConnectionParameters) -> list[Any]:
             if method is None:
                 seen.append(("empty",))
                 return None
-            seen.append(("got", body, method.delivery_tag, method.redelivered,
-                         method.message_count, method.exchange, method.routing_key))
+            seen.append(
+                (
+                    "got",
+                    body,
+                    method.delivery_tag,
+                    method.redelivered,
+                    method.message_count,
+                    method.exchange,
+                    method.routing_key,
+                )
+            )
             return method, got_props
 
         first, _ = get()
@@ -71,9 +88,16 @@ def scenario(params: pika.ConnectionParameters) -> list[Any]:
         ch.basic_reject(again.delivery_tag, requeue=False)
         get()
         fourth, fourth_props = get()
-        seen.append(("props", fourth_props.content_type, fourth_props.headers,
-                     fourth_props.correlation_id, fourth_props.priority,
-                     fourth_props.delivery_mode))
+        seen.append(
+            (
+                "props",
+                fourth_props.content_type,
+                fourth_props.headers,
+                fourth_props.correlation_id,
+                fourth_props.priority,
+                fourth_props.delivery_mode,
+            )
+        )
         ch.basic_ack(fourth.delivery_tag, multiple=True)  # acks third too
         get()
         dead_method, _, dead_body = ch.basic_get(dead, auto_ack=True)
@@ -101,8 +125,10 @@ def scenario(params: pika.ConnectionParameters) -> list[Any]:
             lambda c: c.exchange_declare("amq.direct", "fanout"),
             lambda c: c.queue_declare("amq.reserved"),
             lambda c: (c.basic_ack(999), c.queue_declare(queue, passive=True)),
-            lambda c: (c.basic_publish(f"diff-none-{suffix}", "k", b"x"),
-                       c.queue_declare(queue, passive=True)),
+            lambda c: (
+                c.basic_publish(f"diff-none-{suffix}", "k", b"x"),
+                c.queue_declare(queue, passive=True),
+            ),
         ):
             try:
                 attempt(ch)
