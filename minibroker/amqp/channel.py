@@ -369,6 +369,11 @@ class Channel:
         tag = method.consumer_tag or "amq.ctag-" + secrets.token_urlsafe(16)
         if tag in self.consumers or (tag == self._reply_tag and self.reply_token):
             raise HardError(NOT_ALLOWED, f"attempt to reuse consumer tag '{tag}'", method.index)
+        limit = session.broker.config.limits.max_subscriptions_per_connection
+        if session.consumer_count() >= limit:
+            raise HardError(
+                NOT_ALLOWED, f"more than {limit} consumers on this connection", method.index
+            )
         if method.queue == REPLY_TO:
             self._consume_replies(method, tag)
             return

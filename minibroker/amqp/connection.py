@@ -250,6 +250,10 @@ class AmqpSession:
 
     # ------------------------------------------------------------ channels
 
+    def consumer_count(self) -> int:
+        """Consumers on all channels of this connection (bounded like subscriptions)."""
+        return sum(len(channel.consumers) for channel in self.channels.values())
+
     def _open_channel(self, number: int, method: base.Frame) -> None:
         if not isinstance(method, commands.Channel.Open):
             raise HardError(

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from pamqp import commands, heartbeat
 
 from minibroker.config import ServerConfig
+from minibroker.core.config import Limits
 from minibroker.embedded import open_broker
 from tests.amqp.amqp_wire import WireClient  # type: ignore[import-not-found]
 
@@ -165,3 +166,20 @@ def test_garbage_never_crashes_the_server_or_disturbs_others(
             await client.aclose()
 
     trio.run(main)
+
+
+async def test_consumers_per_connection_are_bounded() -> None:
+    config = ServerConfig(port=0, limits=Limits(max_subscriptions_per_connection=3))
+    async with open_broker(amqp=True, config=config) as broker:
+        client = await WireClient.connect(amqp_port(broker))
+        await client.handshake()
+        await client.open_channel()
+        await client.send(1, commands.Queue.Declare(queue="q"))
+        await client.expect(commands.Queue.DeclareOk)
+        for n in range(3):
+            await client.send(1, commands.Basic.Consume(queue="q", consumer_tag=f"c{n}"))
+            await client.expect(commands.Basic.ConsumeOk)
+        await client.send(1, commands.Basic.Consume(queue="q", consumer_tag="one-too-many"))
+        [close] = await client.until_eof()
+        assert isinstance(close, commands.Connection.Close) and close.reply_code == 530
+        await client.aclose()
