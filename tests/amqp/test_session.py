@@ -1,0 +1,93 @@
+"""AmqpSession driven directly, sans-I/O: bytes in, bytes out, no socket, no Trio."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pamqp import body, commands, frame, header
+
+from minibroker.amqp.connection import AmqpSession, AmqpSettings
+from minibroker.core.broker import Broker
+from minibroker.errors import StorageError
+
+
+def _open(broker: Broker, *, hold: bool) -> AmqpSession:
+    session = AmqpSession(
+        broker, 1, AmqpSettings(authenticate=lambda token: object(), hold_until_synced=hold)
+    )
+    session.receive_data(b"AMQP\x00\x00\x09\x01")
+    session.receive_data(
+        frame.marshal(commands.Connection.StartOk({}, "PLAIN", "\0u\0p"), 0)
+        + frame.marshal(commands.Connection.TuneOk(2047, 131072, 0), 0)
+        + frame.marshal(commands.Connection.Open("/"), 0)
+        + frame.marshal(commands.Channel.Open(), 1)
+        + frame.marshal(commands.Confirm.Select(), 1)
+        + frame.marshal(commands.Queue.Declare(queue="q", durable=True), 1)
+    )
+    session.data_to_send()
+    return session
+
+
+def _frames(data: bytes) -> list[Any]:
+    out = []
+    while data:
+        consumed, _, value = frame.unmarshal(data)
+        out.append(value)
+        data = data[consumed:]
+    return out
+
+
+def _publish(session: AmqpSession, payload: bytes) -> None:
+    session.receive_data(
+        frame.marshal(commands.Basic.Publish(exchange="", routing_key="q"), 1)
+        + frame.marshal(header.ContentHeader(0, len(payload), commands.Basic.Properties()), 1)
+        + frame.marshal(body.ContentBody(payload), 1)
+    )
+
+
+def _durable_puts(broker: Broker) -> None:
+    """Make every put into "q" a durable write, as a journaled queue's is."""
+    queue = broker.namespace().queues.get("q")
+    put = queue.put
+
+    def journaled_put(*args: Any) -> int:
+        count = put(*args)
+        broker.note_durable_write()
+        return count
+
+    queue.put = journaled_put  # type: ignore[method-assign]
+
+
+def test_confirms_of_durable_writes_wait_for_the_group_commit() -> None:
+    broker = Broker()
+    session = _open(broker, hold=True)
+    _durable_puts(broker)
+    _publish(session, b"one")
+    first = broker.write_generation
+    _publish(session, b"two")
+    assert _frames(session.data_to_send()) == []  # nothing confirmed before the fsync
+    session.release_synced(first)
+    [ack] = _frames(session.data_to_send())
+    assert isinstance(ack, commands.Basic.Ack) and ack.delivery_tag == 1
+    session.release_synced(broker.write_generation)
+    [ack] = _frames(session.data_to_send())
+    assert isinstance(ack, commands.Basic.Ack) and ack.delivery_tag == 2
+
+
+def test_a_failed_fsync_nacks_the_held_confirms() -> None:
+    broker = Broker()
+    session = _open(broker, hold=True)
+    _durable_puts(broker)
+    _publish(session, b"one")
+    session.fail_held(StorageError("disk on fire"))
+    [nack] = _frames(session.data_to_send())
+    assert isinstance(nack, commands.Basic.Nack) and nack.delivery_tag == 1
+
+
+def test_without_group_commit_confirms_go_at_once() -> None:
+    broker = Broker()
+    session = _open(broker, hold=False)
+    _durable_puts(broker)
+    _publish(session, b"one")
+    [ack] = _frames(session.data_to_send())
+    assert isinstance(ack, commands.Basic.Ack)
