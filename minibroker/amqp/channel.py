@@ -25,6 +25,7 @@ from pamqp import base, commands
 from minibroker.amqp import framing
 from minibroker.amqp.errors import (
     ACCESS_REFUSED,
+    COMMAND_INVALID,
     NO_ROUTE,
     NOT_ALLOWED,
     NOT_IMPLEMENTED,
@@ -474,7 +475,9 @@ class Channel:
 
     def _exchange_declare(self, method: commands.Exchange.Declare) -> None:
         if method.exchange_type not in TYPES and not method.passive:
-            raise HardError(503, f"invalid exchange type '{method.exchange_type}'", method.index)
+            raise HardError(
+                COMMAND_INVALID, f"invalid exchange type '{method.exchange_type}'", method.index
+            )
         self.session.vhost.declare_exchange(
             method.exchange,
             method.exchange_type,
