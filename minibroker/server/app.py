@@ -175,6 +175,11 @@ class BrokerServer:
                     )
                     bound = front_listeners[0].socket.getsockname()[1]
                     self.front_end_ports[front_end.name] = bound
+                    log.info(
+                        "%s front end listening on %s",
+                        front_end.name,
+                        _host_port(front_end.host, bound),
+                    )
                     connections.start_soon(
                         self._accept_loop,
                         front_listeners,
