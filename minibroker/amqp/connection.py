@@ -184,6 +184,10 @@ class AmqpSession:
                     return
         except HardError as exc:
             self._close_connection(exc)
+        except Exception:
+            # A bug, not the client's fault; still, only this connection pays for it.
+            log.exception("internal error on AMQP connection %s", self.peer_name)
+            self._close_connection(HardError(INTERNAL_ERROR, "internal error"))
 
     def resume_input(self) -> None:
         self.receive_data(b"")
@@ -522,7 +526,7 @@ class AmqpSession:
 
 def _credentials(mechanism: str, response: str | bytes) -> tuple[str, str | None]:
     """(user, password) from a SASL PLAIN or AMQPLAIN response."""
-    raw = response.encode("latin-1") if isinstance(response, str) else response
+    raw = response.encode() if isinstance(response, str) else response
     if mechanism == "PLAIN":
         parts = raw.split(b"\x00")
         if len(parts) != 3:

@@ -183,3 +183,18 @@ async def test_consumers_per_connection_are_bounded() -> None:
         [close] = await client.until_eof()
         assert isinstance(close, commands.Connection.Close) and close.reply_code == 530
         await client.aclose()
+
+
+async def test_a_non_ascii_plain_response_is_just_a_login() -> None:
+    async with open_broker(amqp=True) as broker:
+        client = await WireClient.connect(amqp_port(broker))
+        await client.send_bytes(b"AMQP\x00\x00\x09\x01")
+        await client.expect(commands.Connection.Start)
+        await client.send(
+            0,
+            commands.Connection.StartOk(
+                client_properties={}, mechanism="PLAIN", response="\0用户\0密码"
+            ),
+        )
+        await client.expect(commands.Connection.Tune)
+        await client.aclose()
