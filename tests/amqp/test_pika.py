@@ -382,3 +382,16 @@ def test_expired_messages_dead_letter_through_an_exchange_with_x_death(
         ["waiting"],
     )
     assert ch.basic_get("waiting", auto_ack=True)[2] == b"kept"
+
+
+def test_an_exclusive_consumer_keeps_others_out(
+    minibroker_amqp_url: str, connection: pika.BlockingConnection
+) -> None:
+    ch = connection.channel()
+    ch.queue_declare("mine")
+    ch.basic_consume("mine", lambda *args: None, exclusive=True)
+    other = pika.BlockingConnection(pika.URLParameters(minibroker_amqp_url))
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
+        other.channel().basic_consume("mine", lambda *args: None)
+    assert refused.value.reply_code == 403
+    other.close()
