@@ -8,7 +8,9 @@ A second door onto the same core, beside the msgpack protocol:
   the handshake, heartbeats, channels, and every method mapped onto the core;
 * ``channel``: one channel's consumers, delivery tags and publisher confirms;
 * ``vhost``: what AMQP keeps per namespace beside the core's own state
-  (exchanges and their bindings, queue declarations, consumers);
+  (exchanges and their bindings, queue declarations, reply-to channels), with
+  ``consumers`` (push delivery over the core's pull queues) and
+  ``dead_letters`` (x-dead-letter-exchange);
 * ``messages``: how an AMQP message (properties, exchange, routing key) is
   kept in a core message's headers and rebuilt from them.
 

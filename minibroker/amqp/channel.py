@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from pamqp import base, commands
 
 from minibroker.amqp import framing
+from minibroker.amqp.consumers import PULL_BATCH
 from minibroker.amqp.errors import (
     ACCESS_REFUSED,
     COMMAND_INVALID,
@@ -37,7 +38,6 @@ from minibroker.amqp.errors import (
 )
 from minibroker.amqp.exchanges import DEFAULT, TYPES
 from minibroker.amqp.messages import from_core, to_core
-from minibroker.amqp.vhost import PULL_BATCH
 from minibroker.core.peer import Peer
 from minibroker.core.queue_message import Message
 from minibroker.core.queue_options import UNTIL_SETTLED
@@ -331,7 +331,7 @@ class Channel:
         starting = list(self.consumers.values()) if self.global_prefetch else list(freed)
         for consumer in starting:
             if consumer.tag in self.consumers:
-                session.vhost.start(consumer, now)
+                session.vhost.consumers.start(consumer, now)
 
     def release(self) -> None:
         """The channel closes: cancel its consumers, requeue what it holds, in tag order."""
@@ -363,7 +363,7 @@ class Channel:
                 consumer.prefetch = method.prefetch_count
         self.write(Basic.QosOk())
         for consumer in list(self.consumers.values()):
-            self.session.vhost.start(consumer, self.session.now)
+            self.session.vhost.consumers.start(consumer, self.session.now)
 
     def _consume(self, method: commands.Basic.Consume) -> None:
         session = self.session
@@ -385,11 +385,11 @@ class Channel:
             no_ack=method.no_ack,
             exclusive=method.exclusive,
         )
-        session.vhost.add_consumer(consumer, session.conn_id, session.now)
+        session.vhost.add_consumer(consumer, session.conn_id)
         self.consumers[tag] = consumer
         if not method.nowait:
             self.write(Basic.ConsumeOk(tag))
-        session.vhost.start(consumer, session.now)
+        session.vhost.consumers.start(consumer, session.now)
 
     def _consume_replies(self, method: commands.Basic.Consume, tag: str) -> None:
         if not method.no_ack:

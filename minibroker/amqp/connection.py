@@ -496,7 +496,7 @@ class AmqpSession:
             self.starved = False
             for channel in list(self.channels.values()):
                 for consumer in list(channel.consumers.values()):
-                    self.vhost.start(consumer, self.now)
+                    self.vhost.consumers.start(consumer, self.now)
         return data
 
     # ----------------------------------------------------------- lifecycle

@@ -8,10 +8,9 @@ all connections of a vhost share, lives here:
   RabbitMQ's rules: 405 for another connection's exclusive queue, 406 for an
   inequivalent redeclaration, deletion with the owner, after the last
   consumer, or after ``x-expires`` unused;
-* the consumers of each queue, fed round robin within their credit. The core
-  queue tells the vhost when messages become ready (``Queue.ready_listeners``);
-  the vhost then *fetches* for its consumers, so the core's queue stays a pull
-  queue and a native consumer of the same queue competes on equal terms;
+* the consumers of each queue (``consumers.py``, push over the pull queue),
+  with RabbitMQ's exclusive-consumer and auto_delete rules applied here;
+* dead-lettering through exchanges (``dead_letters.py``);
 * the direct reply-to channels (``amq.rabbitmq.reply-to``).
 
 It is attached to the namespace (``Namespace.extension``), so it hears of
@@ -22,13 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Final, Protocol
 
 from minibroker.amqp import arguments as queue_arguments
+from minibroker.amqp.consumers import Consumer, Consumers
+from minibroker.amqp.dead_letters import dead_letter
 from minibroker.amqp.errors import (
     ACCESS_REFUSED,
     NOT_FOUND,
@@ -44,11 +44,9 @@ from minibroker.amqp.exchanges import (
     Exchange,
     topic_name,
 )
-from minibroker.amqp.framing import decode_properties, encode_properties
-from minibroker.amqp.messages import CoreMessage, from_core, to_core
+from minibroker.amqp.messages import CoreMessage
 from minibroker.core.peer import Peer
 from minibroker.core.queue_message import Message
-from minibroker.core.queue_options import UNTIL_SETTLED
 from minibroker.core.queues import Queue
 from minibroker.core.timers import Timer
 from minibroker.errors import BrokerError, InvalidName, Overflow
@@ -58,38 +56,6 @@ if TYPE_CHECKING:
 
 #: The key of the vhost in ``Namespace.extension``.
 EXTENSION_KEY: Final = "amqp"
-#: Most messages one fetch hands a consumer with a large or unlimited credit.
-PULL_BATCH: Final = 256
-#: The core's reasons for dead-lettering, in RabbitMQ's words (x-death "reason").
-_DEATH_REASONS: Final = {
-    "rejected": "rejected",
-    "expired": "expired",
-    "overflow": "maxlen",
-    "max_deliveries": "delivery_limit",
-}
-
-
-class Consumer(Protocol):
-    """What the vhost needs from a channel's consumer (see channel.py)."""
-
-    tag: str
-    queue: str
-    exclusive: bool
-
-    @property
-    def peer(self) -> Peer: ...
-
-    def credit(self) -> int:
-        """How many more messages it may take now (0: none)."""
-        ...
-
-    def deliver(self, queue: Queue, messages: list[Message], now: float) -> None:
-        """Send the fetched ``messages`` (encode them before calling into ``queue``)."""
-        ...
-
-    def cancelled_by_server(self, now: float) -> None:
-        """Its queue is gone: tell the client (Basic.Cancel) and forget the consumer."""
-        ...
 
 
 class ReplyTarget(Protocol):
@@ -123,9 +89,8 @@ class Vhost:
         }
         self.exchanges[DEFAULT] = Exchange(DEFAULT, DIRECT)
         self.declarations: dict[str, QueueDeclaration] = {}
-        self.consumers: dict[str, deque[Consumer]] = {}
+        self.consumers = Consumers(namespace)
         self.reply_targets: dict[str, tuple[int, ReplyTarget]] = {}
-        self._dispatching: set[str] = set()
         namespace.queues.on_delete.append(self._queue_deleted)
 
     # ------------------------------------------------------------- exchanges
@@ -306,7 +271,7 @@ class Vhost:
         if passive:
             queue = self.queue(name)
             self.check_owner(name, conn_id)
-            return name, queue.ready_count, len(self.consumers.get(name, ()))
+            return name, queue.ready_count, self.consumers.count(name)
         if not name:
             name = "amq.gen-" + secrets.token_urlsafe(16)
         elif name.startswith("amq."):
@@ -340,7 +305,7 @@ class Vhost:
         else:
             exchange, key = parsed.dead_letter
             queue.dead_letter_route = partial(self._dead_letter, name, exchange, key)
-        return name, queue.ready_count, len(self.consumers.get(name, ()))
+        return name, queue.ready_count, self.consumers.count(name)
 
     def _dead_letter(
         self,
@@ -351,40 +316,21 @@ class Vhost:
         reason: str,
         now: float,
     ) -> bool:
-        """Route dead letters of ``source`` through its x-dead-letter-exchange, as RabbitMQ:
-        an ``x-death`` entry in the headers, the dead-letter key (or the original one)."""
+        """``source``'s dead-letter route (its x-dead-letter-exchange), for the core."""
         exchange = self.exchanges.get(exchange_name)
         if exchange is None:
             return False
-        taken = 0
-        for m in messages:
-            address = from_core(m.headers, source)
-            routing_key = address.routing_key if key is None else key
-            properties = decode_properties(address.properties)
-            headers: dict[str, object] = dict(properties.headers or {})
-            amqp_reason = _DEATH_REASONS.get(reason, reason)
-            deaths = headers.get("x-death")
-            headers["x-death"] = [
-                {
-                    "count": 1,
-                    "reason": amqp_reason,
-                    "queue": source,
-                    "exchange": address.exchange,
-                    "routing-keys": [address.routing_key],
-                },
-                *(deaths if isinstance(deaths, list) else []),
-            ]
-            headers.setdefault("x-first-death-reason", amqp_reason)
-            headers.setdefault("x-first-death-queue", source)
-            headers.setdefault("x-first-death-exchange", address.exchange)
-            properties.headers = headers  # type: ignore[assignment]
-            if reason == "expired":
-                properties.expiration = None
-            raw = encode_properties(properties)
-            message = to_core(exchange_name, routing_key, raw, headers, m.body)
-            routed, _ = self.route(exchange, routing_key, message, headers, now)
-            taken += routed
-        return taken > 0
+        return dead_letter(self._route_taken, exchange, key, source, messages, reason, now)
+
+    def _route_taken(
+        self,
+        exchange: Exchange,
+        routing_key: str,
+        message: CoreMessage,
+        headers: dict[str, object],
+        now: float,
+    ) -> int:
+        return self.route(exchange, routing_key, message, headers, now)[0]
 
     def _check_equivalent(
         self,
@@ -422,7 +368,7 @@ class Vhost:
         if queue is None:
             return 0
         self.check_owner(name, conn_id)
-        if if_unused and self.consumers.get(name):
+        if if_unused and self.consumers.count(name):
             raise SoftError(PRECONDITION_FAILED, f"queue '{name}' in vhost '{self.name}' in use")
         if if_empty and queue.ready_count:
             raise SoftError(
@@ -440,10 +386,8 @@ class Vhost:
         for exchange in self.exchanges.values():
             if exchange.bindings:
                 exchange.drop_queue(name)
-        consumers = self.consumers.pop(name, None)
-        if consumers:
-            for consumer in list(consumers):
-                consumer.cancelled_by_server(0.0)
+        for consumer in self.consumers.drop_queue(name):
+            consumer.cancelled_by_server(0.0)
 
     # ------------------------------------------------------------- x-expires
 
@@ -455,7 +399,7 @@ class Vhost:
 
     def _touch(self, name: str, declaration: QueueDeclaration, now: float) -> None:
         declaration.last_used = now
-        if declaration.expires is None or self.consumers.get(name):
+        if declaration.expires is None or self.consumers.count(name):
             return
         if declaration.expiry is None or declaration.expiry.cancelled:
             timers = self.namespace.broker.timers
@@ -465,7 +409,7 @@ class Vhost:
 
     def _expiry_due(self, name: str, declaration: QueueDeclaration, now: float) -> None:
         declaration.expiry = None
-        if self.declarations.get(name) is not declaration or self.consumers.get(name):
+        if self.declarations.get(name) is not declaration or self.consumers.count(name):
             return
         assert declaration.expires is not None
         due = declaration.last_used + declaration.expires
@@ -479,26 +423,16 @@ class Vhost:
 
     # ------------------------------------------------------------ consumers
 
-    def add_consumer(self, consumer: Consumer, conn_id: int, now: float) -> None:
+    def add_consumer(self, consumer: Consumer, conn_id: int) -> None:
         name = consumer.queue
         queue = self.queue(name)
         self.check_owner(name, conn_id)
-        consumers = self.consumers.get(name)
-        if consumers:
-            if consumer.exclusive:
-                raise SoftError(
-                    ACCESS_REFUSED,
-                    f"queue '{name}' in vhost '{self.name}' in exclusive use",
-                )
-            if consumers[0].exclusive:
-                raise SoftError(
-                    ACCESS_REFUSED,
-                    f"queue '{name}' in vhost '{self.name}' in exclusive use",
-                )
-        if consumers is None:
-            consumers = self.consumers[name] = deque()
-            queue.ready_listeners.append(self._on_ready)
-        consumers.append(consumer)
+        present = self.consumers.of(name)
+        if present and (consumer.exclusive or present[0].exclusive):
+            raise SoftError(
+                ACCESS_REFUSED, f"queue '{name}' in vhost '{self.name}' in exclusive use"
+            )
+        self.consumers.add(consumer, queue)
         declaration = self.declarations.get(name)
         if declaration is not None:
             declaration.had_consumer = True
@@ -506,68 +440,20 @@ class Vhost:
                 declaration.expiry.cancel()
                 declaration.expiry = None
 
-    def start(self, consumer: Consumer, now: float) -> None:
-        """Feed a new consumer (after its ConsumeOk went out) or one whose credit grew."""
-        queue = self.namespace.queues.find(consumer.queue)
-        consumers = self.consumers.get(consumer.queue)
-        if queue is not None and consumers:
-            self._dispatch(queue, consumers, now)
-
-    def remove_consumer(self, consumer: Consumer, now: float, *, auto_delete: bool = True) -> None:
+    def remove_consumer(self, consumer: Consumer, now: float) -> None:
+        """Forget a consumer; its queue's last one going may delete it (auto_delete)
+        or start its x-expires countdown."""
         name = consumer.queue
-        consumers = self.consumers.get(name)
-        if consumers is None or consumer not in consumers:
+        if not self.consumers.remove(consumer):
             return
-        consumers.remove(consumer)
-        if consumers:
-            return
-        del self.consumers[name]
-        queue = self.namespace.queues.find(name)
-        if queue is not None:
-            queue.ready_listeners.remove(self._on_ready)
         declaration = self.declarations.get(name)
         if declaration is None:
             return
-        if auto_delete and declaration.auto_delete and declaration.had_consumer:
-            if queue is not None:
+        if declaration.auto_delete and declaration.had_consumer:
+            if name in self.namespace.queues:
                 self.namespace.queues.delete(name, now)
             return
         self._touch(name, declaration, now)
-
-    def _on_ready(self, queue: Queue, now: float) -> None:
-        consumers = self.consumers.get(queue.name)
-        if consumers:
-            self._dispatch(queue, consumers, now)
-
-    def _dispatch(self, queue: Queue, consumers: deque[Consumer], now: float) -> None:
-        """Hand ready messages to the queue's consumers, round robin, within their credit.
-
-        One message per consumer per turn when several share the queue (fair
-        round robin, as RabbitMQ); a lone consumer takes up to its credit in
-        one fetch. Re-entry (a delivery that requeues, making messages ready
-        again) is absorbed by the loop already running.
-        """
-        name = queue.name
-        if name in self._dispatching:
-            return
-        self._dispatching.add(name)
-        try:
-            idle = 0
-            while queue.ready_count and idle < len(consumers) and not queue.deleted:
-                consumer = consumers[0]
-                consumers.rotate(-1)
-                credit = consumer.credit()
-                if credit <= 0:
-                    idle += 1
-                    continue
-                take = min(credit, PULL_BATCH) if len(consumers) == 1 else 1
-                messages = queue.fetch(consumer.peer, take, now, UNTIL_SETTLED)
-                if not messages:
-                    return  # everything ready had expired
-                consumer.deliver(queue, messages, now)
-                idle = 0
-        finally:
-            self._dispatching.discard(name)
 
     # ------------------------------------------------------- direct reply-to
 
@@ -584,9 +470,8 @@ class Vhost:
     def disconnect(self, peer: Peer, now: float) -> None:
         """A connection ended: drop its consumers, reply targets and exclusive queues."""
         conn_id = peer.conn_id
-        for consumers in list(self.consumers.values()):
-            for consumer in [c for c in consumers if c.peer.conn_id == conn_id]:
-                self.remove_consumer(consumer, now)
+        for consumer in self.consumers.of_connection(conn_id):
+            self.remove_consumer(consumer, now)
         for token in [t for t, (owner, _) in self.reply_targets.items() if owner == conn_id]:
             del self.reply_targets[token]
         owned = [n for n, d in self.declarations.items() if d.exclusive_owner == conn_id]
