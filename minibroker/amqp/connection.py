@@ -120,6 +120,8 @@ class AmqpSession:
         self.input_paused = False
         self.closing: BrokerError | None = None
         self.closed = False
+        #: Set once the connection's deliveries, consumers and queues were handed back.
+        self._released = False
         self.now = 0.0
         self.wakeup: Callable[[], None] = _nothing
 
@@ -319,6 +321,9 @@ class AmqpSession:
     def _connection_method(self, method: base.Frame) -> None:
         stage = self._stage
         if isinstance(method, Connection.Close):
+            # Hand everything back before CloseOk, as RabbitMQ does: a client
+            # that saw CloseOk may count on its exclusive queues being gone.
+            self._release_all()
             self.write(framing.method_frame(0, Connection.CloseOk()))
             self._stage = "closing"
             self.closing = ConnectionClosed("the client closed the connection")
@@ -508,12 +513,18 @@ class AmqpSession:
         self._held.clear()
         if self._heartbeat_timer is not None:
             self._heartbeat_timer.cancel()
-        if self._vhost is not None:
-            for channel in list(self.channels.values()):
-                channel.closing = True
-                channel.release()
-            self.channels.clear()
-            self.broker.disconnect(self, self._vhost.namespace, self.now)
+        self._release_all()
+
+    def _release_all(self) -> None:
+        """Requeue what the connection holds, drop its consumers and exclusive queues (once)."""
+        if self._vhost is None or self._released:
+            return
+        self._released = True
+        for channel in list(self.channels.values()):
+            channel.closing = True
+            channel.release()
+        self.channels.clear()
+        self.broker.disconnect(self, self._vhost.namespace, self.now)
 
     def shutdown(self) -> None:
         error = ShuttingDown("the server is shutting down")

@@ -25,6 +25,8 @@ from minibroker.log_store import LogStore
 
 DEFAULT_NAMESPACE = ""
 MAX_NAMESPACE_LENGTH = 128
+#: Rounds of ``Timers.fire_due`` one ``Broker.on_time`` call runs at most.
+MAX_TIMER_ROUNDS = 100
 
 
 @dataclass(slots=True)
@@ -118,8 +120,21 @@ class Broker:
         return self.timers.next_deadline()
 
     def on_time(self, now: float) -> int:
-        """Fire every deadline that is due at ``now``; returns how many fired."""
-        return self.timers.fire_due(now)
+        """Fire every deadline that is due at ``now``; returns how many fired.
+
+        A timer may arm another that is already due (a lease expiry requeues
+        a message whose TTL passed meanwhile), so this fires in rounds until
+        nothing due is left, but at most ``MAX_TIMER_ROUNDS`` of them: a timer
+        that re-arms itself at ``now`` forever is then left for the next
+        call, and the shell serves its connections in between.
+        """
+        fired = 0
+        for _ in range(MAX_TIMER_ROUNDS):
+            count = self.timers.fire_due(now)
+            if not count:
+                break
+            fired += count
+        return fired
 
     # ----------------------------------------------------------- storage
 

@@ -15,6 +15,7 @@ import itertools
 import logging
 import ssl
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import trio
@@ -30,6 +31,7 @@ from minibroker.errors import BrokerError, LimitExceeded, ShuttingDown
 from minibroker.protocol.codec import pack_frame
 from minibroker.protocol.session import Session, SessionSettings
 from minibroker.protocol.stats import ProtocolStats
+from minibroker.server.accept import serve_listeners
 from minibroker.server.busy_poll import BusyPoll
 from minibroker.server.connection import (
     LINGER_DISCARD_BYTES,
@@ -260,7 +262,7 @@ class BrokerServer:
 
     async def _accept_loop(
         self,
-        listeners: list[trio.SocketListener],
+        listeners: Sequence[trio.abc.Listener[trio.SocketStream]],
         handler_nursery: trio.Nursery,
         make_session: SessionFactory | None,
         use_tls: bool,
@@ -290,7 +292,7 @@ class BrokerServer:
         if not self._accepting:
             scope.cancel()
         with scope:
-            await trio.serve_listeners(handle, listeners, handler_nursery=handler_nursery)
+            await serve_listeners(handle, listeners, handler_nursery=handler_nursery)
 
     def _tls_context(self) -> ssl.SSLContext | None:
         if self.config.tls_cert is None:

@@ -91,3 +91,14 @@ def test_without_group_commit_confirms_go_at_once() -> None:
     _publish(session, b"one")
     [ack] = _frames(session.data_to_send())
     assert isinstance(ack, commands.Basic.Ack)
+
+
+def test_exclusive_queues_are_gone_before_close_ok() -> None:
+    broker = Broker()
+    session = _open(broker, hold=False)
+    session.receive_data(frame.marshal(commands.Queue.Declare(queue="mine", exclusive=True), 1))
+    session.data_to_send()
+    session.receive_data(frame.marshal(commands.Connection.Close(200, "bye", 0, 0), 0))
+    [close_ok] = _frames(session.data_to_send())
+    assert isinstance(close_ok, commands.Connection.CloseOk)
+    assert broker.namespace().queues.find("mine") is None  # already, not at socket close

@@ -560,6 +560,8 @@ async def test_expired_messages_are_dead_lettered(client: ClientFacade, mock_clo
         "x-death-reason": "expired",
         "x-death-queue": "ttl",
         "x-death-count": "0",
+        "x-death-hops": "1",
+        "x-death-path": "ttl",
     }
     stats = await client.call("queue_stats", "ttl")
     assert (stats.expired, stats.dead_lettered) == (1, 1)
@@ -585,6 +587,8 @@ async def test_nack_delay_then_max_deliveries_dead_letters(
         "x-death-reason": "max_deliveries",
         "x-death-queue": "retry",
         "x-death-count": "2",
+        "x-death-hops": "1",
+        "x-death-path": "retry",
     }
     assert (dead.body, dead.published_at) == (b"job", first[0].published_at)
 
