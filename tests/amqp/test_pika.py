@@ -395,3 +395,27 @@ def test_an_exclusive_consumer_keeps_others_out(
         other.channel().basic_consume("mine", lambda *args: None)
     assert refused.value.reply_code == 403
     other.close()
+
+
+def test_global_prefetch_limits_the_channels_consumers_together(
+    connection: pika.BlockingConnection,
+) -> None:
+    ch = connection.channel()
+    for name in ("a", "b"):
+        ch.queue_declare(name)
+        for i in range(3):
+            ch.basic_publish("", name, f"{name}{i}".encode())
+    ch.basic_qos(prefetch_count=3, global_qos=True)
+    received: list[tuple[bytes, int]] = []
+    ch.basic_consume("a", lambda c, m, p, b: received.append((b, m.delivery_tag)))
+    ch.basic_consume("b", lambda c, m, p, b: received.append((b, m.delivery_tag)))
+    while len(received) < 3:
+        connection.process_data_events(time_limit=0.05)
+    # A round trip on the channel: a fourth delivery would have come before its answer.
+    ready = sum(ch.queue_declare(n, passive=True).method.message_count for n in ("a", "b"))
+    assert (len(received), ready) == (3, 3)
+    ch.basic_ack(received[0][1])
+    while len(received) < 4:
+        connection.process_data_events(time_limit=0.05)
+    ready = sum(ch.queue_declare(n, passive=True).method.message_count for n in ("a", "b"))
+    assert (len(received), ready) == (4, 2)
