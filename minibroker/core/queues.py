@@ -632,8 +632,10 @@ class Queue:
         if bad:
             shown = ", ".join(map(str, bad[:20])) + (" ..." if len(bad) > 20 else "")
             raise UnknownDelivery(
-                f"{len(bad)} delivery ids of queue {self.name!r} are unknown, expired or held "
-                f"by another connection: {shown}; nothing was changed",
+                f"{len(bad)} delivery ids of queue {self.name!r} are not held by this "
+                f"connection (already acked or nacked, expired and redelivered after the "
+                f"visibility timeout, unknown, or fetched by another connection): {shown}; "
+                "nothing was changed",
                 queue=self.name,
                 deliveries=bad[:1000],
             )

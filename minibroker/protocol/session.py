@@ -333,7 +333,7 @@ class Session:
             self.closing = exc
             raise
         self._grants = self.principal.grants
-        self.namespace = self.broker.namespace(frame.namespace or "")
+        self.namespace = self.broker.join(frame.namespace or "", self)
         self.client_name = frame.client
         limits = self.broker.config.limits
         return {

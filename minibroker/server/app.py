@@ -215,6 +215,15 @@ class BrokerServer:
             for namespace in self.broker.storage.existing_namespaces():
                 self.broker.namespace(namespace)
 
+    @property
+    def url(self) -> str | None:
+        """``minibroker://host:port`` (``minibrokers://`` with TLS) once
+        listening on TCP; None for a broker that serves in-process only."""
+        if self.port is None:
+            return None
+        scheme = "minibrokers" if self.config.tls_cert else "minibroker"
+        return f"{scheme}://{_host_port(self.config.host, self.port)}"
+
     def shutdown(self) -> None:
         """Ask the server to stop (idempotent); ``run`` returns once it has."""
         self._shutdown_requested.set()
