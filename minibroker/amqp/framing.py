@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from pamqp import base, commands
 from pamqp import frame as pamqp_frame
@@ -41,8 +41,9 @@ _METHOD_INDEX: Final = struct.Struct(">I")
 HEARTBEAT_FRAME: Final = b"\x08\x00\x00\x00\x00\x00\x00\xce"
 
 
-@dataclass(frozen=True, slots=True)
-class RawFrame:
+class RawFrame(NamedTuple):
+    """One frame as cut from the stream (a named tuple: one is made per frame)."""
+
     kind: int
     channel: int
     payload: bytes
