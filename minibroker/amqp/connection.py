@@ -202,7 +202,7 @@ class AmqpSession:
         if kind == framing.HEARTBEAT:
             if frame.channel:
                 raise HardError(FRAME_ERROR, "heartbeat frame on a channel other than 0")
-            return
+            return  # receiving it was the point (see _heartbeat_due)
         if frame.channel == 0:
             if kind != framing.METHOD:
                 raise HardError(UNEXPECTED_FRAME, "content frame on channel 0")
@@ -210,42 +210,48 @@ class AmqpSession:
             return
         if self._stage != "open":
             raise HardError(CHANNEL_ERROR, "channel frame before the connection is open")
-        channel = self.channels.get(frame.channel)
         if kind == framing.METHOD:
-            method = framing.decode_method(frame.payload)
-            if channel is None:
-                self._open_channel(frame.channel, method)
-                return
-            if channel.closing:
-                self._while_closing(channel, method)
-                return
-            current = method.index
-            try:
-                if isinstance(method, commands.Channel.Close):
-                    self._client_closed_channel(channel)
-                elif isinstance(method, commands.Channel.Open):
-                    raise HardError(CHANNEL_ERROR, "second 'channel.open' seen", method.index)
-                else:
-                    channel.handle_method(method)
-            except SoftError as exc:
-                self._close_channel(channel, exc, current)
-            except HardError:
-                raise
-            except Exception:
-                log.exception("internal error handling %s from %s", method.name, self.peer_name)
-                raise HardError(INTERNAL_ERROR, f"internal error handling {method.name}") from None
+            self._channel_method(frame.channel, framing.decode_method(frame.payload))
+        else:
+            self._content(frame)
+
+    def _channel_method(self, number: int, method: base.Frame) -> None:
+        channel = self.channels.get(number)
+        if channel is None:
+            self._open_channel(number, method)
             return
+        if channel.closing:
+            self._while_closing(channel, method)
+            return
+        try:
+            if isinstance(method, commands.Channel.Close):
+                self._client_closed_channel(channel)
+            elif isinstance(method, commands.Channel.Open):
+                raise HardError(CHANNEL_ERROR, "second 'channel.open' seen", method.index)
+            else:
+                channel.handle_method(method)
+        except SoftError as exc:
+            self._close_channel(channel, exc, method.index)
+        except HardError:
+            raise
+        except Exception:
+            log.exception("internal error handling %s from %s", method.name, self.peer_name)
+            raise HardError(INTERNAL_ERROR, f"internal error handling {method.name}") from None
+
+    def _content(self, frame: framing.RawFrame) -> None:
+        """A content header or body frame: part of the publish its channel is assembling."""
+        channel = self.channels.get(frame.channel)
         if channel is None:
             raise HardError(CHANNEL_ERROR, f"content frame on channel {frame.channel}, not open")
         if channel.closing:
             return
         try:
-            if kind == framing.HEADER:
+            if frame.kind == framing.HEADER:
                 channel.handle_header(framing.decode_content_header(frame.payload))
-            elif kind == framing.BODY:
+            elif frame.kind == framing.BODY:
                 channel.handle_body(frame.payload)
             else:
-                raise HardError(FRAME_ERROR, f"unknown frame type {kind}")
+                raise HardError(FRAME_ERROR, f"unknown frame type {frame.kind}")
         except SoftError as exc:
             self._close_channel(channel, exc, commands.Basic.Publish.index)
         except HardError:
