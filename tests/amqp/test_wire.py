@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pamqp import commands, heartbeat
 
+from minibroker.access.permissions import Permissions
 from minibroker.config import ServerConfig
 from minibroker.core.config import Limits
 from minibroker.embedded import open_broker
@@ -197,4 +198,23 @@ async def test_a_non_ascii_plain_response_is_just_a_login() -> None:
             ),
         )
         await client.expect(commands.Connection.Tune)
+        await client.aclose()
+
+
+async def test_with_a_permissions_file_the_amqp_port_refuses_logins() -> None:
+    permissions = Permissions.parse("allow ci read queue:jobs\n")
+    config = ServerConfig(port=0, tokens={"s3cret": "ci"}, permissions=permissions)
+    async with open_broker(amqp=True, config=config) as broker:
+        client = await WireClient.connect(amqp_port(broker))
+        await client.send_bytes(b"AMQP\x00\x00\x09\x01")
+        await client.expect(commands.Connection.Start)
+        await client.send(
+            0,
+            commands.Connection.StartOk(
+                client_properties={}, mechanism="PLAIN", response="\0ci\0s3cret"
+            ),
+        )
+        [close] = await client.until_eof()
+        assert isinstance(close, commands.Connection.Close) and close.reply_code == 403
+        assert "permissions" in close.reply_text
         await client.aclose()
