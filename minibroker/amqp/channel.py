@@ -208,6 +208,15 @@ class Channel:
                 f"message size {header.body_size} is larger than configured max size {limit}",
                 Basic.Publish.index,
             )
+        session = self.session
+        budget = session.settings.max_content_in_progress
+        if session.content_in_progress + header.body_size > budget:
+            raise HardError(
+                NOT_ALLOWED,
+                f"more than {budget} bytes of message bodies in progress on this connection",
+                Basic.Publish.index,
+            )
+        session.content_in_progress += header.body_size
         self._header = header
         if header.body_size == 0:
             self._complete()
@@ -227,8 +236,14 @@ class Channel:
         publish, header = self._publish, self._header
         assert publish is not None and header is not None
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        self._publish, self._header, self._body, self._body_size = None, None, [], 0
+        self._drop_content()
         self._route(publish, header.properties, body)
+
+    def _drop_content(self) -> None:
+        """Forget the publish being assembled (complete, or the channel closes)."""
+        if self._header is not None:
+            self.session.content_in_progress -= self._header.body_size
+        self._publish, self._header, self._body, self._body_size = None, None, [], 0
 
     # -------------------------------------------------------------- publish
 
@@ -337,6 +352,7 @@ class Channel:
         """The channel closes: cancel its consumers, requeue what it holds, in tag order."""
         session = self.session
         vhost = session.vhost
+        self._drop_content()
         for consumer in list(self.consumers.values()):
             vhost.remove_consumer(consumer, session.now)
         self.consumers.clear()

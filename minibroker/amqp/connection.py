@@ -85,6 +85,9 @@ class AmqpSettings:
     hold_until_synced: bool = False
     frame_max: int = FRAME_MAX
     heartbeat: int = HEARTBEAT
+    #: Body bytes of publishes begun and not yet complete, over all channels of
+    #: a connection (each channel may assemble one message at a time).
+    max_content_in_progress: int = 64 * 1024 * 1024
 
 
 class AmqpSession:
@@ -107,6 +110,8 @@ class AmqpSession:
         self.channel_max = CHANNEL_MAX
         #: The last queue declared on this connection (a method's empty queue name means it).
         self.last_queue = ""
+        #: Body bytes announced by content headers and not yet complete (bounded).
+        self.content_in_progress = 0
         #: A consumer found the outbound buffer full; feed consumers again once it drains.
         self.starved = False
         #: Confirms waiting for group commit: (write generation, channel, sequence, ok).

@@ -11,10 +11,13 @@ from minibroker.core.broker import Broker
 from minibroker.errors import StorageError
 
 
-def _open(broker: Broker, *, hold: bool) -> AmqpSession:
-    session = AmqpSession(
-        broker, 1, AmqpSettings(authenticate=lambda token: object(), hold_until_synced=hold)
+def _open(broker: Broker, *, hold: bool, content_budget: int = 1 << 26) -> AmqpSession:
+    settings = AmqpSettings(
+        authenticate=lambda token: object(),
+        hold_until_synced=hold,
+        max_content_in_progress=content_budget,
     )
+    session = AmqpSession(broker, 1, settings)
     session.receive_data(b"AMQP\x00\x00\x09\x01")
     session.receive_data(
         frame.marshal(commands.Connection.StartOk({}, "PLAIN", "\0u\0p"), 0)
@@ -102,3 +105,23 @@ def test_exclusive_queues_are_gone_before_close_ok() -> None:
     [close_ok] = _frames(session.data_to_send())
     assert isinstance(close_ok, commands.Connection.CloseOk)
     assert broker.namespace().queues.find("mine") is None  # already, not at socket close
+
+
+def _begin_publish(channel: int, size: int) -> bytes:
+    return frame.marshal(commands.Basic.Publish(exchange="", routing_key="q"), channel) + (
+        frame.marshal(header.ContentHeader(0, size, commands.Basic.Properties()), channel)
+    )
+
+
+def test_bodies_in_progress_are_bounded_per_connection() -> None:
+    broker = Broker()
+    session = _open(broker, hold=False, content_budget=1000)
+    session.receive_data(frame.marshal(commands.Channel.Open(), 2))
+    session.data_to_send()
+    # One 600-byte body completes and frees its share of the budget ...
+    session.receive_data(_begin_publish(1, 600) + frame.marshal(body.ContentBody(b"x" * 600), 1))
+    session.receive_data(_begin_publish(1, 600))  # ... this one stays half-sent
+    assert session.closing is None
+    session.receive_data(_begin_publish(2, 600))  # 1,200 bytes would be in progress
+    frames = _frames(session.data_to_send())
+    assert isinstance(frames[-1], commands.Connection.Close) and frames[-1].reply_code == 530
