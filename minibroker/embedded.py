@@ -53,6 +53,13 @@ class EmbeddedBroker:
         return url
 
     @property
+    def sqs_endpoint(self) -> str:
+        """The SQS endpoint URL (``endpoint_url`` for boto3), if opened with ``sqs=True``."""
+        if self.server.sqs_port is None:
+            raise RuntimeError("open the broker with open_broker(sqs=True) for an SQS endpoint")
+        return f"http://{self.server.config.host}:{self.server.sqs_port}"
+
+    @property
     def amqp_url(self) -> str:
         """``amqp://`` URL of the AMQP 0-9-1 port (``open_broker(amqp=True)``), default vhost."""
         port = self.server.front_end_ports.get("amqp")
@@ -79,6 +86,7 @@ async def open_broker(
     fsync: FsyncPolicy = "batch",
     listen: bool = False,
     port: int = 0,
+    sqs: bool = False,
     config: ServerConfig | None = None,
     amqp: bool = False,
 ) -> AsyncIterator[EmbeddedBroker]:
@@ -86,8 +94,9 @@ async def open_broker(
 
     Memory storage and no socket by default; ``data_dir`` makes durable
     queues and logs persist there; ``listen=True`` also serves TCP on
-    ``port`` (0 = any free port, see ``broker.port``); ``amqp=True`` serves
-    AMQP 0-9-1 on a free port too (see ``broker.amqp_url``).
+    ``port`` (0 = any free port, see ``broker.port``); ``sqs=True`` also
+    serves the SQS endpoint on a free port (``broker.sqs_endpoint``), and
+    ``amqp=True`` AMQP 0-9-1 (``broker.amqp_url``).
     """
     require_event_loop(
         "trio",
@@ -102,6 +111,7 @@ async def open_broker(
         data_dir=Path(data_dir) if data_dir is not None else base.data_dir,
         fsync=fsync,
         amqp_port=0 if amqp else base.amqp_port,
+        sqs_port=0 if sqs else base.sqs_port,
     )
     server = BrokerServer(config)
     async with trio.open_nursery() as nursery:

@@ -73,6 +73,12 @@ class ThreadedBroker:
         return f"{self.url}?namespace={namespace}"
 
     @property
+    def sqs_url(self) -> str:
+        """The SQS endpoint (started with ``sqs_port=0``), default namespace."""
+        assert self.server.sqs_port is not None, "start it with run_in_thread(sqs_port=0)"
+        return f"http://{self.config.host}:{self.server.sqs_port}"
+
+    @property
     def amqp_url(self) -> str:
         """The AMQP 0-9-1 URL (default vhost), when served with ``amqp_port``."""
         return amqp_url(self.config.host, self.server.front_end_ports["amqp"])
@@ -237,6 +243,59 @@ else:
         the session broker, which runs its Trio loop in a background thread."""
         async with aio_connect(minibroker_url) as client:
             yield client
+
+
+class SqsEndpoint:
+    """An SQS endpoint for one test: its own namespace, visible in its queue URLs.
+
+    ``url`` is the ``endpoint_url`` to give boto3 (or aiobotocore, or kombu):
+    ``http://127.0.0.1:PORT/<namespace>``, so queues this test creates are
+    ``http://127.0.0.1:PORT/<namespace>/<queue>`` and no other test sees them.
+    Credentials are not checked; ``client_kwargs`` has dummy ones.
+    """
+
+    region = "us-east-1"
+
+    def __init__(self, server: ThreadedBroker, namespace: str) -> None:
+        self.server = server
+        self.namespace = namespace
+        self.url = f"{server.sqs_url}/{namespace}"
+
+    @property
+    def client_kwargs(self) -> dict[str, str]:
+        return {
+            "endpoint_url": self.url,
+            "region_name": self.region,
+            "aws_access_key_id": "minibroker",
+            "aws_secret_access_key": "minibroker",
+        }
+
+    def client(self) -> Any:
+        """A boto3 SQS client for this endpoint (boto3 must be installed)."""
+        import boto3
+
+        return boto3.client("sqs", **self.client_kwargs)
+
+    def advance(self, seconds: float) -> None:
+        """Jump the broker's clock: visibility timeouts, delays and retention fire."""
+        self.server.advance(seconds)
+
+
+@pytest.fixture(scope="session")
+def minibroker_sqs_server() -> Iterator[ThreadedBroker]:
+    """One broker with an SQS endpoint for the whole session, in a background thread."""
+    with run_in_thread(sqs_port=0) as threaded:
+        yield threaded
+
+
+@pytest.fixture
+def minibroker_sqs_endpoint(
+    minibroker_sqs_server: ThreadedBroker, minibroker_namespace: str
+) -> Iterator[SqsEndpoint]:
+    """The session's SQS endpoint, in this test's own namespace (dropped after
+    the test, as ``minibroker_url`` does)."""
+    yield SqsEndpoint(minibroker_sqs_server, minibroker_namespace)
+    minibroker_sqs_server.drop_namespace(minibroker_namespace)
 
 
 @pytest.fixture(scope="session")

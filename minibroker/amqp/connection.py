@@ -196,6 +196,24 @@ class AmqpSession:
             log.exception("internal error on AMQP connection %s", self.peer_name)
             self._close_connection(HardError(INTERNAL_ERROR, "internal error"))
 
+    @property
+    def pending_input_bytes(self) -> int:
+        """Bytes held until the next frame is complete (the shell's partial-frame budget).
+
+        Before the 8-byte protocol header is in, what is buffered (those bytes
+        are no frame prefix).
+        """
+        if self._stage == "header":
+            return self._reader.buffered
+        return self._reader.pending_frame_bytes
+
+    @property
+    def buffered_input_bytes(self) -> int:
+        return self._reader.buffered
+
+    def discard_input(self) -> None:
+        self._reader.discard()
+
     def resume_input(self) -> None:
         self.receive_data(b"")
 

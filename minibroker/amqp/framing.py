@@ -74,7 +74,23 @@ class FrameReader:
 
     @property
     def buffered(self) -> int:
+        """Bytes received and not yet cut into frames."""
         return len(self._buffer) - self._pos
+
+    @property
+    def pending_frame_bytes(self) -> int:
+        """Bytes held until the next frame is complete: its declared size once its
+        prefix is in (what the server reserves of its partial-frame budget)."""
+        buffered = len(self._buffer) - self._pos
+        if buffered < _PREFIX_SIZE:
+            return buffered
+        size: int = _PREFIX.unpack_from(self._buffer, self._pos)[2]
+        return max(size + FRAME_OVERHEAD, buffered)
+
+    def discard(self) -> None:
+        """Drop everything buffered (the connection is refused or gone)."""
+        self._buffer = bytearray()
+        self._pos = 0
 
     def take_protocol_header(self) -> bytes | None:
         """The 8 bytes a connection opens with, once they are all here."""

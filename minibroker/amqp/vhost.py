@@ -228,7 +228,7 @@ class Vhost:
             if queue is None:
                 continue
             try:
-                queue.put([message], now, ttl)
+                queue.put([message], now, ttl=ttl)
             except Overflow:
                 refused += 1
                 continue

@@ -41,6 +41,7 @@ from minibroker.server.connection import (
     ReadyConnections,
 )
 from minibroker.server.durability import GroupCommit
+from minibroker.server.input_budget import InputBudget
 from minibroker.server.log_metrics import log_metrics as _log_metrics  # noqa: F401
 from minibroker.server.memory_stream import memory_stream_pair
 from minibroker.server.metrics import BrokerCollector, make_registry, serve_metrics
@@ -90,6 +91,8 @@ class BrokerServer:
             self.front_ends.append(self._amqp_front_end(config.amqp_port))
         self.timers = TimerService(self.broker)
         self.busy_poll = BusyPoll(config.busy_poll_us)
+        #: Bytes of partial frames all connections may hold together.
+        self.input_budget = InputBudget(config.partial_frame_budget)
         #: Connections a reader writes to directly after its chunk (see connection.py).
         self._ready_connections = ReadyConnections()
         self.group_commit = GroupCommit(self.broker, lambda: self.sessions.values())
@@ -105,6 +108,8 @@ class BrokerServer:
         #: The TCP port actually bound (useful with port 0), once listening.
         self.port: int | None = None
         self.metrics_port: int | None = None
+        #: The SQS endpoint's port, once serving (``config.sqs_port``).
+        self.sqs_port: int | None = None
         self._conn_ids = itertools.count(1)
         self._nursery: trio.Nursery | None = None
         self._connections_nursery: trio.Nursery | None = None
@@ -193,6 +198,10 @@ class BrokerServer:
                     self.metrics_port = await nursery.start(
                         serve_metrics, self.registry, config.metrics_host, config.metrics_port
                     )
+                if config.sqs_port is not None:
+                    from minibroker.server.sqs_app import serve_sqs  # hypercorn: only when used
+
+                    self.sqs_port = await nursery.start(serve_sqs, self)
                 self._log_start()
                 task_status.started(self)
                 await self._shutdown_requested.wait()
@@ -346,6 +355,7 @@ class BrokerServer:
             peer_name=peer_name,
             hello_timeout=self.config.hello_timeout,
             ready=self._ready_connections,
+            input_budget=self.input_budget,
         )
         log.info("connection %d opened from %s", conn_id, peer_name)
         try:

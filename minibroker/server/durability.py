@@ -35,6 +35,10 @@ class GroupCommit:
         self._sessions = sessions
         self._dirty = trio.Event()
         self.synced_generation = broker.write_generation
+        #: Set (and replaced) after every sync, for requests that wait outside a
+        #: session (the HTTP front ends): see ``wait_synced``.
+        self._synced = trio.Event()
+        self._failure: tuple[int, BrokerError] | None = None
         self.fsyncs = 0
         self._fsync_seconds = fsync_histogram(broker)
         # A method, not ``self._dirty.set``: ``run`` replaces the Event after
@@ -66,9 +70,26 @@ class GroupCommit:
             for session in self._sessions():
                 session.fail_held(error)
             self.synced_generation = generation
+            self._failure = (generation, error)
+            self._wake_waiters()
             return
         self._fsync_seconds.observe(time.perf_counter() - started)
         self.fsyncs += 1
         self.synced_generation = generation
         for session in self._sessions():
             session.release_synced(generation)
+        self._wake_waiters()
+
+    def _wake_waiters(self) -> None:
+        self._synced.set()
+        self._synced = trio.Event()
+
+    async def wait_synced(self, generation: int) -> None:
+        """Return once the writes up to ``generation`` are fsynced; StorageError if
+        the fsync that covered them failed. The confirm of a request that made a
+        durable write outside a session waits here (group commit)."""
+        while self.synced_generation < generation:
+            await self._synced.wait()
+        failure = self._failure
+        if failure is not None and failure[0] >= generation:
+            raise failure[1]

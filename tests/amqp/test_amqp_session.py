@@ -53,8 +53,8 @@ def _durable_puts(broker: Broker) -> None:
     queue = broker.namespace().queues.get("q")
     put = queue.put
 
-    def journaled_put(*args: Any) -> int:
-        count = put(*args)
+    def journaled_put(*args: Any, **options: Any) -> int:
+        count = put(*args, **options)
         broker.note_durable_write()
         return count
 
@@ -125,3 +125,16 @@ def test_bodies_in_progress_are_bounded_per_connection() -> None:
     session.receive_data(_begin_publish(2, 600))  # 1,200 bytes would be in progress
     frames = _frames(session.data_to_send())
     assert isinstance(frames[-1], commands.Connection.Close) and frames[-1].reply_code == 530
+
+
+def test_pending_input_is_the_next_frames_declared_size() -> None:
+    broker = Broker()
+    session = AmqpSession(broker, 1, AmqpSettings(authenticate=lambda token: object()))
+    session.receive_data(b"AMQP\x00\x00\x09")  # 7 bytes of the header: no frame prefix
+    assert session.pending_input_bytes == 7
+    session = _open(broker, hold=False)
+    publish = frame.marshal(commands.Basic.Publish(exchange="", routing_key="q"), 1)
+    session.receive_data(publish[:10])
+    assert (session.pending_input_bytes, session.buffered_input_bytes) == (len(publish), 10)
+    session.discard_input()
+    assert session.buffered_input_bytes == 0

@@ -26,6 +26,7 @@ FLAGS = [
     "--port",
     "--max-frame-bytes",
     "--max-connections",
+    "--partial-frame-budget",
     "--auth-token",
     "--auth-file",
     "--permissions",
@@ -36,6 +37,8 @@ FLAGS = [
     "--tls-key",
     "--metrics-host",
     "--metrics-port",
+    "--sqs-port",
+    "--sqs-keys",
     "--data-dir",
     "--fsync",
     "--shutdown-grace",
@@ -72,6 +75,15 @@ def test_help_lists_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
     assert "MINIBROKER_" in out
     # And nothing undocumented: the list above is the whole set.
     assert serve_flags() == set(FLAGS)
+
+
+def test_sqs_flags(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("AKID:secret\n")
+    config = config_from_args(serve_args("--sqs-port", "9324", "--sqs-keys", str(keys)))
+    assert config.sqs_port == 9324
+    assert config.sqs_keys == {"AKID": "secret"}
+    assert config_from_args(serve_args()).sqs_port is None
 
 
 def test_defaults() -> None:
@@ -123,6 +135,13 @@ def test_flags() -> None:
     assert config.shutdown_grace == 1.5
     assert config.busy_poll_us == 300.0
     assert config.amqp_port == 5673
+
+
+def test_partial_frame_budget_flag() -> None:
+    config = config_from_args(serve_args("--partial-frame-budget", "1048576"))
+    assert config.partial_frame_budget == 1048576
+    with pytest.raises(ValueError, match="partial_frame_budget must be a positive integer"):
+        config_from_args(serve_args("--partial-frame-budget", "0"))
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ op             fields                                      result
 =============  ==========================================  ==================================
 ``publish``    ``topic``, ``messages: [{body, headers?}]``  ``{"subscriptions": n, "queues": m}``
 ``subscribe``  ``pattern``, ``group?``, ``buffer?``,        ``{"sub": id}``
-               ``on_overflow?``
+               ``buffer_bytes?``, ``on_overflow?``
 ``bind``       ``queue``, ``pattern``                      ``{"created": bool}``
 ``unbind``     ``queue``, ``pattern``                      ``{"removed": bool}``
 =============  ==========================================  ==================================
@@ -68,6 +68,7 @@ def subscribe(session: Session, frame: frames.Subscribe) -> dict[str, int]:
             group=frame.group,
             buffer=frame.buffer,
             on_overflow=frame.on_overflow,
+            buffer_bytes=frame.buffer_bytes,
         )
     )
     return {"sub": sub_id}
@@ -125,6 +126,7 @@ def encode_messages(source: TopicSubscription, budget: int) -> tuple[bytes, bool
     parts: list[bytes] = [b"", b""]
     add = parts.append
     size = 0
+    held = 0
     popleft = items.popleft
     while items:
         message = items[0]
@@ -134,6 +136,8 @@ def encode_messages(source: TopicSubscription, budget: int) -> tuple[bytes, bool
         popleft()
         add(wire)
         size += len(wire)
+        held += message.size
+    source.taken(held)
     count = len(parts) - 2
     notice = b""
     if source.pending_dropped:
