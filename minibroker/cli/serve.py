@@ -20,6 +20,7 @@ from minibroker.defaults import DEFAULT_HOST, DEFAULT_PORT
 from minibroker.errors import BrokerError
 from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES
 from minibroker.server.accept import raise_open_file_limit
+from minibroker.server.allocator import keep_large_blocks_mapped
 from minibroker.server.app import BrokerServer
 from minibroker.sqs.signing import load_keys_file
 
@@ -236,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     raise_open_file_limit()
     failure: OSError | BrokerError | None = None
+    keep_large_blocks_mapped()  # memory of big frames goes back to the system
     try:
         trio.run(serve_until_signalled, config)
     except* (OSError, BrokerError) as group:

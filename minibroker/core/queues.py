@@ -264,6 +264,11 @@ class Queue:
         self._group_holds: dict[str, int] = {}
         #: Whether a grouped message was ever put: fetches then take the slow path.
         self._grouped = False
+        #: The largest ``max_item_bytes`` any message here was admitted under
+        #: (inf: unbounded or unknown). Only a smaller limit since (a restart
+        #: with a smaller frame limit) can leave a message no delivery frame
+        #: carries, so fetches check sizes, on the slow path, only then.
+        self._admitted_under = 0.0
         self._ttl_timer: Timer | None = None
         #: Set once a message with a TTL of its own arrived (put's ``ttl``):
         #: from then on deliveries check expiry like a queue with message_ttl.
@@ -386,6 +391,7 @@ class Queue:
         journal = self._journal
         if journal is not None:
             journal.put(batch, published_at)  # raises before anything changed
+        self._admitted(limits.max_item_bytes)
         if group is not None:
             self._grouped = True
             for message in batch:
@@ -398,6 +404,17 @@ class Queue:
         if journal is not None:
             self._compact_quietly(journal, published_at)
         return count
+
+    def _admitted(self, max_item: int | None) -> None:
+        """Messages checked against ``max_item`` (None: unchecked) join the queue."""
+        limit = math.inf if max_item is None else max_item
+        if limit > self._admitted_under:
+            self._admitted_under = limit
+
+    def _fits_every_frame(self) -> bool:
+        """True when every message here is known to fit a delivery frame."""
+        max_item = self._parent.limits.max_item_bytes
+        return max_item is None or self._admitted_under <= max_item
 
     def _delivery_room(self) -> int | None:
         """Most bytes a message may take in a delivery (``delivery_size``), or None.
@@ -522,7 +539,7 @@ class Queue:
         if (
             self._ttl is None
             and max_bytes is None
-            and self._parent.limits.max_item_bytes is None
+            and self._fits_every_frame()
             and not self._grouped
             and not self._expiring
         ):
@@ -1030,6 +1047,7 @@ class Queue:
         count = len(batch)
         if not count:
             return 0, True
+        self._admitted(max_item)
         journaled = True
         journal = self._journal
         if journal is not None:
@@ -1164,6 +1182,11 @@ class Queue:
 
     def _restore(self, messages: list[Message]) -> None:
         """Load recovered messages as ready (publish order)."""
+        max_item = self._parent.limits.max_item_bytes
+        if max_item is not None and all(delivery_size(m) <= max_item for m in messages):
+            self._admitted(max_item)
+        else:
+            self._admitted(None)
         self._ready.extend(messages)
         self.published += len(messages)
         if self._ttl is not None:
@@ -1223,6 +1246,11 @@ class Queues:
     @property
     def limits(self) -> Limits:
         return self.broker.config.limits
+
+    @property
+    def _defer_journal_ids(self) -> bool:
+        """Under group commit, journals write ack/requeue ids at the commit (queue_journal.py)."""
+        return self.broker.config.fsync == "batch"
 
     def new_key(self) -> int:
         key = self._next_key
@@ -1312,6 +1340,7 @@ class Queues:
             epoch_offset=self.broker.clock.epoch_offset,
             on_write=self.broker.note_durable_write,
             settings=self.compaction,
+            defer=self._defer_journal_ids,
         )
         try:
             journal.write_options(self.broker.clock.wall_ms(now))
@@ -1385,6 +1414,7 @@ class Queues:
                 epoch_offset=epoch_offset,
                 on_write=self.broker.note_durable_write,
                 settings=self.compaction,
+                defer=self._defer_journal_ids,
             )
             queue = Queue(self, name, found.options, journal)
             queue._restore(sorted(found.live.values(), key=_publish_order))

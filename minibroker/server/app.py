@@ -16,7 +16,7 @@ import logging
 import ssl
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -51,6 +51,9 @@ from minibroker.server.timers import TimerService
 from minibroker.server.topic_metrics import topic_metrics as _topic_metrics  # noqa: F401
 from minibroker.server.wire_session import FrontEnd, SessionFactory, WireSession
 from minibroker.storage.memory import MemoryLog
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger("minibroker.server")
 
@@ -97,14 +100,7 @@ class BrokerServer:
         self._ready_connections = ReadyConnections()
         self.group_commit = GroupCommit(self.broker, lambda: self.sessions.values())
         self.connections_accepted = 0
-        self.registry = make_registry(
-            BrokerCollector(
-                self.broker,
-                self.stats,
-                connections=lambda: len(self.sessions),
-                accepted=lambda: self.connections_accepted,
-            )
-        )
+        self._registry: CollectorRegistry | None = None
         #: The TCP port actually bound (useful with port 0), once listening.
         self.port: int | None = None
         self.metrics_port: int | None = None
@@ -121,6 +117,20 @@ class BrokerServer:
         self._accepting = True
         #: One per accept loop (the msgpack port and each front end's).
         self._accept_scopes: list[trio.CancelScope] = []
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """This broker's Prometheus registry, built on first use (see server/metrics.py)."""
+        if self._registry is None:
+            self._registry = make_registry(
+                BrokerCollector(
+                    self.broker,
+                    self.stats,
+                    connections=lambda: len(self.sessions),
+                    accepted=lambda: self.connections_accepted,
+                )
+            )
+        return self._registry
 
     def _amqp_front_end(self, port: int) -> FrontEnd:
         settings = AmqpSettings(
