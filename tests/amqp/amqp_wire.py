@@ -66,9 +66,8 @@ class WireClient:
             frames.append(got[1])
         return frames
 
-    async def handshake(
-        self, *, vhost: str = "/", heartbeat_seconds: int = 0, password: str = "guest"
-    ) -> commands.Connection.Start:
+    async def login(self, user: str = "guest", password: str = "guest") -> object:
+        """Protocol header, then SASL PLAIN; returns Connection.Start."""
         await self.send_bytes(PROTOCOL_HEADER)
         _, start = await self.expect(commands.Connection.Start)
         await self.send(
@@ -76,9 +75,15 @@ class WireClient:
             commands.Connection.StartOk(
                 client_properties={"product": "wire-test"},
                 mechanism="PLAIN",
-                response=f"\0guest\0{password}",
+                response=f"\0{user}\0{password}",
             ),
         )
+        return start
+
+    async def handshake(
+        self, *, vhost: str = "/", heartbeat_seconds: int = 0, password: str = "guest"
+    ) -> commands.Connection.Start:
+        start = await self.login(password=password)
         _, tune = await self.expect(commands.Connection.Tune)
         assert isinstance(tune, commands.Connection.Tune)
         await self.send(

@@ -58,14 +58,7 @@ async def test_tokens_are_the_passwords() -> None:
     config = ServerConfig(port=0, tokens={"s3cret": "app"})
     async with open_broker(amqp=True, config=config) as broker:
         refused = await WireClient.connect(amqp_port(broker))
-        await refused.send_bytes(b"AMQP\x00\x00\x09\x01")
-        await refused.expect(commands.Connection.Start)
-        await refused.send(
-            0,
-            commands.Connection.StartOk(
-                client_properties={}, mechanism="PLAIN", response="\0guest\0guess"
-            ),
-        )
+        await refused.login(password="guess")
         [close] = await refused.until_eof()
         assert isinstance(close, commands.Connection.Close) and close.reply_code == 403
         accepted = await WireClient.connect(amqp_port(broker))
@@ -189,14 +182,7 @@ async def test_consumers_per_connection_are_bounded() -> None:
 async def test_a_non_ascii_plain_response_is_just_a_login() -> None:
     async with open_broker(amqp=True) as broker:
         client = await WireClient.connect(amqp_port(broker))
-        await client.send_bytes(b"AMQP\x00\x00\x09\x01")
-        await client.expect(commands.Connection.Start)
-        await client.send(
-            0,
-            commands.Connection.StartOk(
-                client_properties={}, mechanism="PLAIN", response="\0用户\0密码"
-            ),
-        )
+        await client.login("用户", "密码")
         await client.expect(commands.Connection.Tune)
         await client.aclose()
 
@@ -206,14 +192,7 @@ async def test_with_a_permissions_file_the_amqp_port_refuses_logins() -> None:
     config = ServerConfig(port=0, tokens={"s3cret": "ci"}, permissions=permissions)
     async with open_broker(amqp=True, config=config) as broker:
         client = await WireClient.connect(amqp_port(broker))
-        await client.send_bytes(b"AMQP\x00\x00\x09\x01")
-        await client.expect(commands.Connection.Start)
-        await client.send(
-            0,
-            commands.Connection.StartOk(
-                client_properties={}, mechanism="PLAIN", response="\0ci\0s3cret"
-            ),
-        )
+        await client.login("ci", "s3cret")
         [close] = await client.until_eof()
         assert isinstance(close, commands.Connection.Close) and close.reply_code == 403
         assert "permissions" in close.reply_text
