@@ -10,6 +10,7 @@ ALL_TARGETS = (
     "minibroker-durable",
     "minibroker-busy-poll",
     "minibroker-kafka",
+    "minibroker-amqp",
     "rabbitmq",
     "kafka",
     "nats",

@@ -15,6 +15,7 @@ MINIBROKER_TARGETS = (
     "minibroker-durable",
     "minibroker-busy-poll",
     "minibroker-kafka",
+    "minibroker-amqp",
 )
 TARGET_ORDER = (*MINIBROKER_TARGETS, "rabbitmq", "kafka", "nats")
 KAFKA_NOTE = (

@@ -70,6 +70,8 @@ class ServerConfig:
     #: Create Kafka topics on first use, with this many partitions (docs/kafka.md).
     kafka_auto_create_topics: bool = True
     kafka_partitions: int = 1
+    #: Port of the AMQP 0-9-1 front end (minibroker/amqp/); None serves no AMQP.
+    amqp_port: int | None = None
     #: Serve the SQS-compatible HTTP endpoint on this port of ``host`` (0: any free
     #: port); None: no SQS endpoint. See docs/sqs.md.
     sqs_port: int | None = None

@@ -37,7 +37,7 @@ from minibroker.client.sync import Client as SyncClient
 from minibroker.client.sync import connect_sync
 from minibroker.client.trio_client import Client
 from minibroker.config import ServerConfig
-from minibroker.embedded import EmbeddedBroker, open_broker
+from minibroker.embedded import EmbeddedBroker, amqp_url, open_broker
 from minibroker.server.app import BrokerServer
 
 _namespace_counter = itertools.count(1)
@@ -84,6 +84,15 @@ class ThreadedBroker:
         """The SQS endpoint (started with ``sqs_port=0``), default namespace."""
         assert self.server.sqs_port is not None, "start it with run_in_thread(sqs_port=0)"
         return f"http://{self.config.host}:{self.server.sqs_port}"
+
+    @property
+    def amqp_url(self) -> str:
+        """The AMQP 0-9-1 URL (default vhost), when served with ``amqp_port``."""
+        return amqp_url(self.config.host, self.server.front_end_ports["amqp"])
+
+    def amqp_url_for(self, namespace: str) -> str:
+        """The AMQP URL with ``namespace`` as the vhost."""
+        return amqp_url(self.config.host, self.server.front_end_ports["amqp"], namespace)
 
     def start(self) -> None:
         """Start the server thread; returns once the broker accepts connections."""
@@ -338,3 +347,20 @@ def minibroker_sqs_endpoint(
     the test, as ``minibroker_url`` does)."""
     yield SqsEndpoint(minibroker_sqs_server, minibroker_namespace)
     minibroker_sqs_server.drop_namespace(minibroker_namespace)
+
+
+@pytest.fixture(scope="session")
+def minibroker_amqp_server() -> Iterator[ThreadedBroker]:
+    """One broker serving AMQP 0-9-1 (and the native port) for the whole test session."""
+    with run_in_thread(amqp_port=0) as threaded:
+        yield threaded
+
+
+@pytest.fixture
+def minibroker_amqp_url(
+    minibroker_amqp_server: ThreadedBroker, minibroker_namespace: str
+) -> Iterator[str]:
+    """``amqp://`` URL of the session's AMQP broker, with this test's own vhost (namespace),
+    dropped with everything in it after the test."""
+    yield minibroker_amqp_server.amqp_url_for(minibroker_namespace)
+    minibroker_amqp_server.drop_namespace(minibroker_namespace)

@@ -26,6 +26,10 @@ def make_target(name: str, cfg: RunConfig, log_dir: Path) -> Target:
         from benchmarks.targets.minibroker_kafka import MinibrokerKafkaTarget
 
         return MinibrokerKafkaTarget(cfg, log_dir)
+    if name == "minibroker-amqp":
+        from benchmarks.targets.minibroker_amqp import MinibrokerAmqpTarget
+
+        return MinibrokerAmqpTarget(cfg, log_dir)
     if name == "rabbitmq":
         from benchmarks.targets.rabbitmq import RabbitMQTarget
 

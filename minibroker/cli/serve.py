@@ -20,6 +20,7 @@ from minibroker.defaults import DEFAULT_HOST, DEFAULT_PORT
 from minibroker.errors import BrokerError
 from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES
 from minibroker.server.accept import raise_open_file_limit
+from minibroker.server.allocator import keep_large_blocks_mapped
 from minibroker.server.app import BrokerServer
 from minibroker.sqs.signing import load_keys_file
 
@@ -156,6 +157,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="partitions of an auto-created Kafka topic (default %(default)s)",
     )
     parser.add_argument(
+        "--amqp-port",
+        type=int,
+        default=_env("amqp_port", None),
+        help="also serve AMQP 0-9-1 (pika, aio-pika, kombu, Celery) on this port, 0 for "
+        "any free port; 5672 is the usual one (default: no AMQP)",
+    )
+    parser.add_argument(
         "--sqs-port",
         type=int,
         default=_env("sqs_port", None),
@@ -232,6 +240,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         kafka_port=int(args.kafka_port) if args.kafka_port is not None else None,
         kafka_auto_create_topics=args.kafka_auto_create == "on",
         kafka_partitions=args.kafka_partitions,
+        amqp_port=int(args.amqp_port) if args.amqp_port is not None else None,
         sqs_port=int(args.sqs_port) if args.sqs_port is not None else None,
         sqs_keys=load_keys_file(args.sqs_keys) if args.sqs_keys else None,
     )
@@ -251,6 +260,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     raise_open_file_limit()
     failure: OSError | BrokerError | None = None
+    keep_large_blocks_mapped()  # memory of big frames goes back to the system
     try:
         trio.run(serve_until_signalled, config)
     except* (OSError, BrokerError) as group:

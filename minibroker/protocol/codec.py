@@ -326,12 +326,38 @@ def decode_request(value: object) -> object:
         return InvalidFrame(request_id, exc)
 
 
-_packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+class SharedPacker:
+    """One msgpack ``Packer`` reused for every value, replaced after a big one.
+
+    Reusing a Packer is what makes packing small frames cheap (building one
+    costs more than packing a small reply). But a Packer keeps its buffer at
+    the largest size it ever packed, doubled: one 16 MiB answer would hold
+    up to 32 MiB for the life of the process, long after the queue or log it
+    came from is gone. So a value bigger than a fresh Packer's buffer gets
+    its bytes from this Packer, which is then dropped for a fresh one.
+    """
+
+    #: A fresh Packer's buffer (msgpack 1.x); values up to this size keep it.
+    KEEP_BYTES: Final = 256 * 1024
+
+    __slots__ = ("_packer",)
+
+    def __init__(self) -> None:
+        self._packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+
+    def pack(self, value: Any) -> bytes:
+        body: bytes = self._packer.pack(value)
+        if len(body) > self.KEEP_BYTES:
+            self._packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+        return body
+
+
+_pack = SharedPacker().pack
 
 
 def pack_frame(value: Mapping[str, Any]) -> bytes:
     """Length-prefix one msgpack value: the bytes of one complete frame."""
-    body: bytes = _packer.pack(value)
+    body = _pack(value)
     return HEADER.pack(len(body)) + body
 
 

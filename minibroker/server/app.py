@@ -22,6 +22,7 @@ import trio
 
 from minibroker._version import __version__
 from minibroker.access.auth import Authenticator
+from minibroker.amqp.connection import AmqpSession, AmqpSettings
 from minibroker.config import ServerConfig
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig
@@ -53,6 +54,7 @@ from minibroker.storage.memory import MemoryLog
 
 if TYPE_CHECKING:
     from minibroker.kafka.service import KafkaService
+    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger("minibroker.server")
 
@@ -101,6 +103,8 @@ class BrokerServer:
                 default_partitions=config.kafka_partitions,
             )
             self.kafka = add_kafka_front_end(self, config.kafka_port, settings)
+        if config.amqp_port is not None:
+            self.front_ends.append(self._amqp_front_end(config.amqp_port))
         self.timers = TimerService(self.broker)
         self.busy_poll = BusyPoll(config.busy_poll_us)
         #: Bytes of partial frames all connections may hold together.
@@ -109,14 +113,7 @@ class BrokerServer:
         self._ready_connections = ReadyConnections()
         self.group_commit = GroupCommit(self.broker, lambda: self.sessions.values())
         self.connections_accepted = 0
-        self.registry = make_registry(
-            BrokerCollector(
-                self.broker,
-                self.stats,
-                connections=lambda: len(self.sessions),
-                accepted=lambda: self.connections_accepted,
-            )
-        )
+        self._registry: CollectorRegistry | None = None
         #: The TCP port actually bound (useful with port 0), once listening.
         self.port: int | None = None
         self.metrics_port: int | None = None
@@ -133,6 +130,32 @@ class BrokerServer:
         self._accepting = True
         #: One per accept loop (the msgpack port and each front end's).
         self._accept_scopes: list[trio.CancelScope] = []
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """This broker's Prometheus registry, built on first use (see server/metrics.py)."""
+        if self._registry is None:
+            self._registry = make_registry(
+                BrokerCollector(
+                    self.broker,
+                    self.stats,
+                    connections=lambda: len(self.sessions),
+                    accepted=lambda: self.connections_accepted,
+                )
+            )
+        return self._registry
+
+    def _amqp_front_end(self, port: int) -> FrontEnd:
+        settings = AmqpSettings(
+            authenticate=self.auth.authenticate,
+            outbound_high_water=self.config.outbound_high_water,
+            hold_until_synced=self.settings.hold_until_synced,
+        )
+
+        def make_session(broker: Broker, conn_id: int, peer_name: str) -> AmqpSession:
+            return AmqpSession(broker, conn_id, settings, peer_name)
+
+        return FrontEnd("amqp", self.config.host, port, make_session)
 
     def _after_input(self) -> None:
         """Run by a connection after each chunk of input it dispatched."""

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 import trio
 
 from minibroker.core.broker import Broker
-from minibroker.errors import BrokerError, StorageError
+from minibroker.errors import BrokerError, StorageError, StorageFull
 from minibroker.server.log_metrics import fsync_histogram
 from minibroker.server.wire_session import WireSession
 
@@ -66,7 +66,10 @@ class GroupCommit:
             self._broker.sync_storage()
         except (OSError, BrokerError) as exc:
             log.error("fsync failed; failing %s held confirms: %s", "the", exc)
-            error = StorageError(f"could not sync to disk: {exc}")
+            # A full disk keeps its code: deferred journal records (acks,
+            # queue_journal.py) are written here, and "full" tells the client why.
+            kind = StorageFull if isinstance(exc, StorageFull) else StorageError
+            error = kind(f"could not sync to disk: {exc}")
             for session in self._sessions():
                 session.fail_held(error)
             self.synced_generation = generation

@@ -254,7 +254,13 @@ class SqsHandler:
         """Listen to ``namespace``'s queue deletions, and forget the settings of
         namespaces that are gone (dropped, or dropped and made anew)."""
         find = self._broker.find_namespace
-        gone = {ns for ns, ref in self._watched.items() if ns == name or find(ns) is not ref()}
+        # A watched namespace that was collected (``ref()`` is None) is gone too,
+        # whatever ``find`` returns now.
+        gone = {
+            ns
+            for ns, ref in self._watched.items()
+            if ns == name or (watched := ref()) is None or find(ns) is not watched
+        }
         if gone:
             for key in [key for key in self._settings if key[0] in gone]:
                 del self._settings[key]

@@ -32,6 +32,7 @@ FLAGS = [
     "--permissions",
     "--hello-timeout",
     "--busy-poll-us",
+    "--amqp-port",
     "--tls-cert",
     "--tls-key",
     "--metrics-host",
@@ -122,6 +123,8 @@ def test_flags() -> None:
             "1.5",
             "--busy-poll-us",
             "300",
+            "--amqp-port",
+            "5673",
         )
     )
     assert config.host == "0.0.0.0"
@@ -134,6 +137,7 @@ def test_flags() -> None:
     assert config.fsync == "always"
     assert config.shutdown_grace == 1.5
     assert config.busy_poll_us == 300.0
+    assert config.amqp_port == 5673
 
 
 def test_partial_frame_budget_flag() -> None:
@@ -153,6 +157,7 @@ def test_partial_frame_budget_flag() -> None:
         ("MINIBROKER_AUTH_TOKEN", "t0k", "tokens", {"t0k": "token"}),
         ("MINIBROKER_METRICS_HOST", "0.0.0.0", "metrics_host", "0.0.0.0"),
         ("MINIBROKER_METRICS_PORT", "9101", "metrics_port", 9101),
+        ("MINIBROKER_AMQP_PORT", "5672", "amqp_port", 5672),
         ("MINIBROKER_DATA_DIR", "/var/lib/mb", "data_dir", Path("/var/lib/mb")),
         ("MINIBROKER_FSYNC", "never", "fsync", "never"),
         ("MINIBROKER_SHUTDOWN_GRACE", "2.5", "shutdown_grace", 2.5),

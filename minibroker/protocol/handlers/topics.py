@@ -30,17 +30,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-import msgpack
-
 from minibroker.core.topics import TopicMessage, TopicSubscription
 from minibroker.protocol import frames
-from minibroker.protocol.codec import HEADER, pack_frame
+from minibroker.protocol.codec import HEADER, SharedPacker, pack_frame
 from minibroker.protocol.handlers.registry import encodes_pushes, handles
 
 if TYPE_CHECKING:
     from minibroker.protocol.session import Session
 
-_pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+_pack = SharedPacker().pack
 
 # Fixed msgpack pieces: fixmap headers and fixstr keys (0xa0 | length).
 _MESSAGE_2: Final = b"\x82\xa5topic"  # {"topic": ..., "body": ...}
