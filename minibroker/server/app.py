@@ -53,8 +53,9 @@ from minibroker.server.wire_session import FrontEnd, SessionFactory, WireSession
 from minibroker.storage.memory import MemoryLog
 
 if TYPE_CHECKING:
-    from minibroker.kafka.service import KafkaService
     from prometheus_client import CollectorRegistry
+
+    from minibroker.kafka.service import KafkaService
 
 log = logging.getLogger("minibroker.server")
 
