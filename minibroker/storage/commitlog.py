@@ -199,6 +199,11 @@ class SegmentedLog(SegmentChain[FileSegment]):
             os.close(lock_fd)
             raise
         store = cls(path, segments, segment_bytes, index_interval_bytes, report, lock_fd, cache)
+        try:
+            store._leave_old_format()
+        except BaseException:
+            store.close()
+            raise
         log.info(
             "opened log %s: %d segments, offsets [%d, %d), %d bytes",
             path,
@@ -208,6 +213,25 @@ class SegmentedLog(SegmentChain[FileSegment]):
             store.size_bytes,
         )
         return store
+
+    def _leave_old_format(self) -> None:
+        """Roll over a newest segment written before batches existed (format 1).
+
+        Old segments are read as they are, but appending batches after bare
+        frames would mix two formats in one file; so the first open after an
+        upgrade seals the old segment and appends go to a new one. Nothing is
+        rewritten.
+        """
+        active = self._segments[-1]
+        if active.batched:
+            return
+        log.info(
+            "%s: segment %s is in the old format (format 1, no batch headers): "
+            "appends go to a new segment",
+            self.directory,
+            active.base_offset,
+        )
+        self._roll()
 
     # -- SegmentChain hooks ------------------------------------------------------
 

@@ -17,6 +17,7 @@ import pytest
 
 from minibroker.core.errors import StorageError
 from minibroker.storage import SegmentedLog, fileio
+from minibroker.storage.batch import BATCH_HEADER_SIZE
 from minibroker.storage.fd_cache import DEFAULT_CAPACITY, FdCache
 from minibroker.storage.record import Record, decode_records, encode_records
 
@@ -165,6 +166,7 @@ def test_a_failed_roll_leaves_the_active_segment_writable(
     small = (None, None, b"s")
     big = (None, None, b"b" * 60)
     segment_bytes = len(encode_records(0, 1, [big])) + len(encode_records(1, 1, [small]))
+    segment_bytes += 2 * BATCH_HEADER_SIZE
     log = SegmentedLog.open(tmp_path, segment_bytes=segment_bytes, fd_cache=cache)
     try:
         log.append([big], 1)

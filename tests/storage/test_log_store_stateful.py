@@ -29,6 +29,7 @@ from hypothesis.stateful import (
 
 from minibroker.core.errors import OffsetOutOfRange
 from minibroker.storage import MemoryLog, SegmentedLog
+from minibroker.storage.batch import BATCH_HEADER_SIZE
 from minibroker.storage.fd_cache import FdCache
 from minibroker.storage.record import Entry, Record, decode_records, encode_records
 from minibroker.storage.store import LogStore
@@ -80,7 +81,7 @@ class Model:
         if not batch:
             return first
         ts = max(ts, self.last_ts())
-        size = len(encode_records(first, ts, batch))
+        size = BATCH_HEADER_SIZE + len(encode_records(first, ts, batch))  # as stored on disk
         active = self.segments[-1]
         if active.size and active.size + size > self.segment_bytes:
             active = ModelSegment(first)

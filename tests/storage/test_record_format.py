@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from minibroker.storage.batch import span_frames
 from minibroker.storage.record import (
     MAX_FRAME_SIZE,
     CorruptRecord,
@@ -22,7 +23,6 @@ from minibroker.storage.record import (
     encode_records,
     peek_offset,
     scan_valid_prefix,
-    span_frames,
 )
 
 keys = st.none() | st.binary(max_size=20)
