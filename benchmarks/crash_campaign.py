@@ -478,12 +478,20 @@ class Campaign:
 
     # -- the campaign --------------------------------------------------------------
 
-    def run(self, cycles: int, progress: Callable[[str], None] | None = None) -> Report:
+    def run(
+        self,
+        cycles: int,
+        progress: Callable[[str], None] | None = None,
+        max_seconds: float | None = None,
+    ) -> Report:
+        """Run up to ``cycles`` cycles, none started after ``max_seconds``; then the final check."""
         started = time.monotonic()
         server = self.start_server()
         try:
             trio.run(self.setup, server.url)
             for cycle in range(cycles):
+                if max_seconds is not None and time.monotonic() - started > max_seconds:
+                    break
                 if cycle and self.rng.random() < self.early_kill_chance:
                     # Kill it again while it starts and recovers (or just
                     # after): recovery itself must survive a crash.
@@ -565,8 +573,10 @@ def run_campaign(
     fsync: str = "batch",
     early_kill_chance: float = 0.1,
     progress: Callable[[str], None] | None = None,
+    max_seconds: float | None = None,
 ) -> Report:
-    """Run ``cycles`` kill/restart cycles; returns the report (``report.ok``)."""
+    """Run ``cycles`` kill/restart cycles (fewer if ``max_seconds`` runs out first);
+    returns the report (``report.ok``)."""
     seed = random.randrange(1 << 32) if seed is None else seed
     owned = data_dir is None
     directory = Path(tempfile.mkdtemp(prefix="crash-campaign-")) if owned else data_dir
@@ -579,7 +589,7 @@ def run_campaign(
             fsync=fsync,
             early_kill_chance=early_kill_chance,
         )
-        return campaign.run(cycles, progress)
+        return campaign.run(cycles, progress, max_seconds)
     finally:
         if owned:
             shutil.rmtree(directory, ignore_errors=True)
@@ -601,6 +611,12 @@ def main(argv: list[str] | None = None) -> int:
         "--data-dir", type=Path, default=None, help="keep the data here (default: a temp dir)"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="start no cycle after this long, then check (default: run every cycle)",
+    )
     args = parser.parse_args(argv)
     report = run_campaign(
         args.cycles,
@@ -609,6 +625,7 @@ def main(argv: list[str] | None = None) -> int:
         max_load_seconds=args.max_load,
         fsync=args.fsync,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
+        max_seconds=None if args.max_minutes is None else args.max_minutes * 60,
     )
     print(report.summary())
     if args.json is not None:
