@@ -56,6 +56,7 @@ from minibroker.storage.batch import (
     starts_with_batch,
     strip_batch_headers,
 )
+from minibroker.storage.checkpoint import SealedFacts
 from minibroker.storage.fd_cache import FdCache
 from minibroker.storage.index import SparseIndex
 from minibroker.storage.record import (
@@ -115,18 +116,19 @@ class FileSegment:
 
     __slots__ = (
         "_closed",
+        "_directory",
         "_failed",
         "_fd",
         "_fds",
         "_index",
         "_index_dirty",
+        "_interval_bytes",
+        "_log_path",
         "_unsynced",
         "base_offset",
         "batched",
         "first_timestamp_ms",
-        "index_path",
         "last_timestamp_ms",
-        "log_path",
         "next_offset",
         "size_bytes",
     )
@@ -138,6 +140,8 @@ class FileSegment:
         fd: int,
         index_interval_bytes: int,
         fd_cache: FdCache,
+        *,
+        lazy: bool = False,
     ) -> None:
         self.base_offset = base_offset
         self.next_offset = base_offset
@@ -148,18 +152,34 @@ class FileSegment:
         #: new or empty segment; False for a segment written before batches
         #: existed, which is read but never appended to.
         self.batched = True
-        self.log_path = os.path.join(directory, segment_file_name(base_offset, LOG_SUFFIX))
-        self.index_path = os.path.join(directory, segment_file_name(base_offset, INDEX_SUFFIX))
+        self._directory = directory
+        self._log_path: str | None = None
         #: The segment's own read-write descriptor while it is active (or being
         #: loaded at open), -1 once sealed: reads then borrow one from ``_fds``.
         self._fd = fd
         self._fds = fd_cache
         self._closed = False
-        self._index = SparseIndex(index_interval_bytes)
+        self._interval_bytes = index_interval_bytes
+        #: None for a sealed segment opened from the checkpoint (``lazy``) and not
+        #: read yet.
+        self._index: SparseIndex | None = None if lazy else SparseIndex(index_interval_bytes)
         self._index_dirty = False
         self._unsynced = False
         #: Set when a failed write could not be undone; the segment refuses appends.
         self._failed: StorageError | None = None
+
+    @property
+    def log_path(self) -> str:
+        """The ``.log`` file (built when first asked: a lazy open makes thousands of segments)."""
+        path = self._log_path
+        if path is None:
+            name = segment_file_name(self.base_offset, LOG_SUFFIX)
+            path = self._log_path = os.path.join(self._directory, name)
+        return path
+
+    @property
+    def index_path(self) -> str:
+        return os.path.join(self._directory, segment_file_name(self.base_offset, INDEX_SUFFIX))
 
     # -- getting a segment ---------------------------------------------------------
 
@@ -204,6 +224,53 @@ class FileSegment:
             raise
         segment.release()
         return None
+
+    @classmethod
+    def from_checkpoint(
+        cls, directory: str, facts: SealedFacts, index_interval_bytes: int, fd_cache: FdCache
+    ) -> FileSegment:
+        """A sealed segment known from the log's checkpoint, opened without touching its files.
+
+        Its index is loaded, and the segment checked like :meth:`open_sealed`
+        does, when it is first read (:meth:`_sparse_index`).
+        """
+        segment = cls(directory, facts.base_offset, -1, index_interval_bytes, fd_cache, lazy=True)
+        segment.next_offset = facts.next_offset
+        segment.size_bytes = facts.size_bytes
+        segment.first_timestamp_ms = facts.first_timestamp_ms
+        segment.last_timestamp_ms = facts.last_timestamp_ms
+        segment.batched = facts.batched
+        return segment
+
+    def sealed_facts(self) -> SealedFacts | None:
+        """What the log's checkpoint records about this segment once it is sealed."""
+        if self.first_timestamp_ms is None or self.last_timestamp_ms is None:
+            return None  # an empty segment is never sealed
+        return SealedFacts(
+            self.base_offset,
+            self.next_offset,
+            self.size_bytes,
+            self.first_timestamp_ms,
+            self.last_timestamp_ms,
+            self.batched,
+        )
+
+    def _sparse_index(self) -> SparseIndex:
+        """The index, loaded (and the segment checked) at the first read after a lazy open."""
+        index = self._index
+        if index is None:
+            index = self._load_lazily()
+        return index
+
+    def _load_lazily(self) -> SparseIndex:
+        recorded = (self.next_offset, self.size_bytes)
+        loaded = self._load_sealed(self.next_offset)
+        index = self._index
+        if not loaded or index is None or (self.next_offset, self.size_bytes) != recorded:
+            self._index = None  # so that every later read fails the same way
+            self.next_offset, self.size_bytes = recorded
+            raise self._corrupt("it does not match what was recorded when it was sealed")
+        return index
 
     @classmethod
     def recover(
@@ -304,7 +371,7 @@ class FileSegment:
             return f"{self.index_path} is missing or unreadable"
         if zlib.crc32(data) != expected.index_crc32:
             return f"{self.index_path} is not the index written at close"
-        index = SparseIndex.from_bytes(data, self._index.interval_bytes, self.size_bytes)
+        index = SparseIndex.from_bytes(data, self._interval_bytes, self.size_bytes)
         if index is None or not self._check_tail(index, expected.next_offset):
             return f"its last records do not end before offset {expected.next_offset}"
         self._index = index
@@ -313,7 +380,11 @@ class FileSegment:
     def _load_size_and_format(self) -> None:
         """Learn the file's size and, from its first byte, its format."""
         try:
-            self.size_bytes = os.fstat(self._fd).st_size
+            if self._fd >= 0:
+                self.size_bytes = os.fstat(self._fd).st_size
+            else:
+                with self._fds.borrow(self, self.log_path) as fd:
+                    self.size_bytes = os.fstat(fd).st_size
         except OSError as exc:
             raise fileio.storage_error(exc, "opening", self.log_path) from exc
         self.batched = not self.size_bytes or starts_with_batch(self._read_range(0, 1))
@@ -365,7 +436,7 @@ class FileSegment:
         damaged anywhere is not part of the valid bytes, nor is anything after it.
         """
         self.batched = not data or starts_with_batch(data)
-        index = self._index = SparseIndex(self._index.interval_bytes)
+        index = self._index = SparseIndex(self._interval_bytes)
         scan: FrameScan | BatchScan
         if self.batched:
             scan = scan_batches(data, self.base_offset)
@@ -403,7 +474,7 @@ class FileSegment:
             error = fileio.storage_error(exc, "appending to", self.log_path)
             self._undo_write(position, error)
             raise error from exc
-        self._index.add_batch(
+        self._sparse_index().add_batch(
             self.next_offset - self.base_offset, position + BATCH_HEADER_SIZE, batch.frame_sizes
         )
         self.size_bytes += len(data)
@@ -439,7 +510,7 @@ class FileSegment:
         is then also the answer.
         """
         relative = offset - self.base_offset
-        entry_relative, position = self._index.floor(relative)
+        entry_relative, position = self._sparse_index().floor(relative)
         to_skip = relative - entry_relative
         average = self.size_bytes // max(1, self.next_offset - self.base_offset)
         answer_guess = min(max_records * average, max_bytes) + average
@@ -568,7 +639,7 @@ class FileSegment:
             raise self._corrupt(str(exc)) from None
 
     def _bisect_time(self, timestamp_ms: int) -> int:
-        index = self._index
+        index = self._sparse_index()
         entries = len(index)
         later = bisect_left(
             range(entries),
@@ -668,7 +739,7 @@ class FileSegment:
         data = self._read_index_bytes()
         if data is None:
             return None
-        return SparseIndex.from_bytes(data, self._index.interval_bytes, self.size_bytes)
+        return SparseIndex.from_bytes(data, self._interval_bytes, self.size_bytes)
 
     def _read_index_bytes(self) -> bytes | None:
         """The index file's bytes, None when it is missing or cannot be read (it is rebuilt)."""
@@ -690,14 +761,15 @@ class FileSegment:
         """
         if self._failed is not None or self._index_dirty or self._unsynced:
             return None
-        return CleanEnd(self.size_bytes, self.next_offset, zlib.crc32(self._index.to_bytes()))
+        index = self._sparse_index()
+        return CleanEnd(self.size_bytes, self.next_offset, zlib.crc32(index.to_bytes()))
 
     def _write_index_file(self) -> None:
         """Rewrite the index file from memory and fsync it."""
         try:
             fd = os.open(self.index_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
-                fileio.write_all(fd, self._index.to_bytes(), 0)
+                fileio.write_all(fd, self._sparse_index().to_bytes(), 0)
                 os.fsync(fd)
             finally:
                 os.close(fd)

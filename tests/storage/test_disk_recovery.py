@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from minibroker.core.errors import StorageError
 from minibroker.storage import SegmentedLog
 from minibroker.storage.batch import BATCH_HEADER_SIZE
+from minibroker.storage.checkpoint import CHECKPOINT_FILE_NAME
 from minibroker.storage.commitlog import CLEAN_SHUTDOWN_FILE_NAME
 from minibroker.storage.record import Record, encode_records
 
@@ -209,6 +210,9 @@ def test_index_pointing_at_the_wrong_record_is_rebuilt(tmp_path: Path) -> None:
 
 def test_damaged_older_segment_cuts_the_log_there(tmp_path: Path) -> None:
     written = fill(tmp_path)
+    # Without the checkpoint every older segment is checked at open (with it,
+    # they are checked when first read: tests/storage/test_lazy_open.py).
+    (tmp_path / CHECKPOINT_FILE_NAME).unlink()
     segments = segment_files(tmp_path)
     damaged = segments[1]
     content = bytearray(damaged.read_bytes())

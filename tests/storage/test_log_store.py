@@ -239,7 +239,7 @@ def test_directory_and_files_are_named_by_base_offset(tmp_path: Path) -> None:
         log.append([(None, None, b"x" * 70)], 1)
     log.close()
     names = sorted(p.name for p in (tmp_path / "nested" / "log").iterdir())
-    assert names == [".clean_shutdown", ".lock"] + [
+    assert names == [".clean_shutdown", ".lock", ".sealed_segments"] + [
         f"{base:020d}.{suffix}" for base in (1000, 1001, 1002) for suffix in ("index", "log")
     ]
 
