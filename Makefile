@@ -24,6 +24,7 @@ serve: $(STAMP)
 test: $(STAMP) node-deps
 	$(BIN)/ruff check minibroker tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 	@$(MAKE) --no-print-directory node-test
 

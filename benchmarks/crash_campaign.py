@@ -63,7 +63,7 @@ import trio
 
 import minibroker
 from benchmarks.broker_process import BrokerProcess
-from minibroker.core.errors import (
+from minibroker.errors import (
     BrokerError,
     ConnectionClosed,
     NoResponders,

@@ -18,9 +18,9 @@ import tempfile
 import time
 from collections.abc import Callable
 
+from minibroker.log_store import LogStore
+from minibroker.record_format import decode_fields, decode_records, encode_records
 from minibroker.storage import MemoryLog, SegmentedLog
-from minibroker.storage.record import decode_fields, decode_records, encode_records
-from minibroker.storage.store import LogStore
 
 
 def line(name: str, value: str) -> None:

@@ -35,8 +35,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from minibroker.core.broker import Broker
-from minibroker.core.errors import BrokerError
 from minibroker.core.topics import Topics, TopicSubscription
+from minibroker.errors import BrokerError
 from minibroker.protocol.codec import pack_frame
 from minibroker.protocol.session import Session
 

@@ -10,15 +10,25 @@ with offsets, and request/reply, over one msgpack-over-TCP protocol.
     async with minibroker.connect("minibroker://127.0.0.1:7878") as mb: ...
     async with minibroker.aio.connect("minibroker://127.0.0.1:7878") as mb: ...  # asyncio
     with minibroker.connect_sync("minibroker://127.0.0.1:7878") as mb: ...        # blocking
-"""
 
-__version__ = "0.1.0"
+The package, from the top down (imports only go down; ``make test`` checks it):
+
+- ``cli``, ``testing``, ``embedded``: the command, the pytest plugin, ``open_broker``
+- ``server`` (the Trio shell) and ``client`` (the Python clients)
+- ``protocol``: the msgpack front end (other front ends sit beside it)
+- ``access``: who a connection is and what it may do, for every front end
+- ``core``: every model's state and rules, sans-I/O
+- ``storage``: the segmented log on disk and in memory
+- the leaves: ``errors``, ``log_store`` (what the core needs from a store),
+  ``record_format``, ``defaults``
+"""
 
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from minibroker.core.errors import *  # noqa: F403
-from minibroker.core.errors import BrokerError, ConnectionClosed
+from minibroker._version import __version__
+from minibroker.errors import *  # noqa: F403
+from minibroker.errors import BrokerError, ConnectionClosed
 
 if TYPE_CHECKING:
     from minibroker import aio

@@ -6,13 +6,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
+from minibroker.access.permissions import Permissions
 from minibroker.core.config import FsyncPolicy, Limits
+from minibroker.defaults import DEFAULT_HOST, DEFAULT_PORT
 from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES, message_limit_for
-from minibroker.protocol.permissions import Permissions
 
-#: No common broker uses it (AMQP 5672, Kafka 9092, NATS 4222, MQTT 1883, Redis 6379).
-DEFAULT_PORT = 7878
-DEFAULT_HOST = "127.0.0.1"
 #: Smallest ``max_frame_bytes``: the hello answer alone takes up to about 550 bytes
 #: (with a 255-character namespace name), and must fit one frame.
 MIN_FRAME_BYTES: Final = 1024
@@ -53,7 +51,7 @@ class ServerConfig:
     #: Seconds a new connection gets to complete hello before it is closed
     #: (slowloris protection); None waits forever.
     hello_timeout: float | None = 10.0
-    #: Per-principal permissions (protocol/permissions.py); None allows everything.
+    #: Per-principal permissions (access/permissions.py); None allows everything.
     permissions: Permissions | None = None
     #: Microseconds to keep polling for input after each chunk instead of
     #: sleeping (server/busy_poll.py): lower latency for a busier CPU. 0 is off.

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from minibroker.core.errors import ERRORS_BY_CODE
+from minibroker.errors import ERRORS_BY_CODE
 from minibroker.protocol import frames
 from minibroker.protocol.codec import FrameDecoder, InvalidFrame, RawFrameDecoder
 
@@ -108,7 +108,7 @@ def test_hex_example_decodes_to_what_the_doc_says(index: int) -> None:
 
 
 def test_default_port_and_version_match_the_code() -> None:
-    from minibroker.config import DEFAULT_PORT
+    from minibroker.defaults import DEFAULT_PORT
 
     assert f"default port **{DEFAULT_PORT}**" in TEXT
     assert f"Protocol version: **{frames.PROTOCOL_VERSION}**" in TEXT

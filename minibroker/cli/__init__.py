@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from minibroker import __version__
+from minibroker._version import __version__
 from minibroker.cli import serve
 
 

@@ -46,7 +46,7 @@ async def until_signalled(work: Awaitable[None], *, farewell: str | None = None)
     """
     import trio
 
-    from minibroker.core.errors import BrokerError
+    from minibroker.errors import BrokerError
 
     failure: BrokerError | None = None
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

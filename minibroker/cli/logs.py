@@ -29,7 +29,7 @@ from minibroker.cli.common import connection_options, parse_headers, text
 from minibroker.client.logs import Record, Start
 from minibroker.client.pushes import SubscriptionEnded
 from minibroker.client.sync import Client, connect_sync
-from minibroker.core.errors import BrokerError
+from minibroker.errors import BrokerError
 
 #: Records per append frame when reading stdin.
 STDIN_BATCH = 1000

@@ -31,7 +31,7 @@ from typing import Any
 from minibroker.cli.common import connection_options, parse_headers, text
 from minibroker.client.queues import DEFAULT_VISIBILITY_TIMEOUT, SyncDelivery
 from minibroker.client.sync import Client, connect_sync
-from minibroker.core.errors import BrokerError
+from minibroker.errors import BrokerError
 
 #: Messages per put frame when reading stdin.
 STDIN_BATCH = 1000

@@ -19,7 +19,7 @@ import trio
 from minibroker.cli.common import connection_options, parse_headers, until_signalled
 from minibroker.client.rpc import DEFAULT_TIMEOUT, IncomingRequest, Reply
 from minibroker.client.trio_client import connect
-from minibroker.core.errors import BrokerError
+from minibroker.errors import BrokerError
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

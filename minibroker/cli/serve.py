@@ -13,11 +13,12 @@ from typing import Any
 
 import trio
 
-from minibroker.config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig
-from minibroker.core.errors import BrokerError
-from minibroker.protocol.auth import load_tokens_file
+from minibroker.access.auth import load_tokens_file
+from minibroker.access.permissions import EVERYONE, load_permissions_file
+from minibroker.config import ServerConfig
+from minibroker.defaults import DEFAULT_HOST, DEFAULT_PORT
+from minibroker.errors import BrokerError
 from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES
-from minibroker.protocol.permissions import EVERYONE, load_permissions_file
 from minibroker.server.app import BrokerServer
 
 #: Upper bound of --busy-poll-us: beyond 10 ms it is just a spinning broker.

@@ -27,7 +27,7 @@ import trio
 from minibroker.cli.common import connection_options, parse_headers, until_signalled
 from minibroker.client.topics import DEFAULT_BUFFER, TopicMessage
 from minibroker.client.trio_client import Client, connect
-from minibroker.core.errors import BrokerError
+from minibroker.errors import BrokerError
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

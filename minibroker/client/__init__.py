@@ -1,0 +1,19 @@
+"""The Python clients: Trio, asyncio, blocking, and in-process through Trio.
+
+They speak only the protocol (the codec and frames of
+:mod:`minibroker.protocol`, the record decoder of
+:mod:`minibroker.record_format`, the errors of :mod:`minibroker.errors`);
+they never import the core, storage, the server or its configuration
+(``make test`` checks it), so a program that only talks to a broker loads
+no broker.
+
+- :mod:`~minibroker.client.protocol`: the client half of the protocol, sans-I/O
+- :mod:`~minibroker.client.trio_client`, :mod:`~minibroker.client.aio`,
+  :mod:`~minibroker.client.sync`: the three connections
+- :mod:`~minibroker.client.api`: the methods, written once for every flavour
+- :mod:`~minibroker.client.queues`, :mod:`~minibroker.client.queue_wire`,
+  :mod:`~minibroker.client.queue_consumer`, :mod:`~minibroker.client.topics`,
+  :mod:`~minibroker.client.logs`, :mod:`~minibroker.client.rpc`: per model
+- :mod:`~minibroker.client.pushes`: push frames to subscription items
+- :mod:`~minibroker.client.url`: ``minibroker://`` URLs
+"""

@@ -19,7 +19,7 @@ written for asyncio's callback style instead of tasks:
   rest of the chunk being dispatched is still delivered, so a buffer can
   overshoot by at most one read (64 KiB of frames).
 
-Errors are the classes of ``minibroker.core.errors``, rebuilt from the wire
+Errors are the classes of ``minibroker.errors``, rebuilt from the wire
 code: ``UnknownOp``, ``NotFound``, ``Unauthorized`` ... (all ``BrokerError``).
 When the connection drops, every pending call fails at once with
 ``ConnectionClosed`` and every subscription ends with it; nothing hangs.
@@ -46,7 +46,7 @@ from minibroker.client.protocol import (
 )
 from minibroker.client.pushes import PushParser, SubscriptionCore, SubscriptionEnded
 from minibroker.client.url import parse_url
-from minibroker.core.errors import BrokerError, ConnectionClosed
+from minibroker.errors import BrokerError, ConnectionClosed
 
 T = TypeVar("T")
 

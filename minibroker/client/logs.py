@@ -14,7 +14,7 @@
 
 The blocking client has the same names without ``await`` and iterates with
 ``for``. Reads return the broker's storage frames untouched; the client
-decodes them with :func:`minibroker.storage.record.decode_records_fast`,
+decodes them with :func:`minibroker.record_format.decode_records_fast`,
 which checks every record's CRC, so corruption anywhere between the disk
 and the caller is detected.
 
@@ -36,8 +36,9 @@ from typing import TYPE_CHECKING, Any
 
 from minibroker.client.protocol import Call
 from minibroker.client.pushes import SubscriptionEnded
-from minibroker.core.errors import BrokerError, ConnectionClosed, OffsetOutOfRange
-from minibroker.storage.record import Record, decode_records_fast
+from minibroker.errors import BrokerError, ConnectionClosed, OffsetOutOfRange
+from minibroker.log_store import Record
+from minibroker.record_format import decode_records_fast
 
 if TYPE_CHECKING:
     # api.py inherits these mixins, so importing it at run time would be circular.

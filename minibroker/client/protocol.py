@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from minibroker.core.errors import BrokerError, ConnectionClosed, error_from_code
+from minibroker.errors import BrokerError, ConnectionClosed, error_from_code
 from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES, RawFrameDecoder, pack_frame
 from minibroker.protocol.frames import PROTOCOL_VERSION
 

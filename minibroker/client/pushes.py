@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from minibroker.client.protocol import Call, Push
-from minibroker.core.errors import BrokerError, error_from_code
+from minibroker.errors import BrokerError, error_from_code
 
 log = logging.getLogger("minibroker.client")
 

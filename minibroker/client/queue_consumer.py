@@ -44,7 +44,7 @@ from minibroker.client.queue_wire import (
     fetch_call,
     nack_call,
 )
-from minibroker.core.errors import BrokerError, UnknownDelivery
+from minibroker.errors import BrokerError, UnknownDelivery
 
 #: Messages a consumer fetches ahead of the loop (in its buffer and its fetches).
 DEFAULT_PREFETCH = 100

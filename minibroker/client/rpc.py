@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 import sniffio
 
 from minibroker.client.protocol import Call
-from minibroker.core.errors import BrokerError, ResponderError, TooLarge
+from minibroker.errors import BrokerError, ResponderError, TooLarge
 
 log = logging.getLogger("minibroker.client")
 

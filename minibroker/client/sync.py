@@ -62,7 +62,7 @@ from minibroker.client.protocol import (
 )
 from minibroker.client.pushes import PushParser, SubscriptionCore, SubscriptionEnded
 from minibroker.client.url import parse_url
-from minibroker.core.errors import BrokerError, ConnectionClosed, Timeout
+from minibroker.errors import BrokerError, ConnectionClosed, Timeout
 
 log = logging.getLogger("minibroker.client")
 

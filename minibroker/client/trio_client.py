@@ -29,8 +29,8 @@ from minibroker.client.protocol import (
 )
 from minibroker.client.pushes import PushParser, SubscriptionCore, SubscriptionEnded
 from minibroker.client.url import parse_url
-from minibroker.core.errors import BrokerError, ConnectionClosed
 from minibroker.direct_io import direct_socket
+from minibroker.errors import BrokerError, ConnectionClosed
 
 T = TypeVar("T")
 

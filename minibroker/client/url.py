@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from minibroker.config import DEFAULT_PORT
+from minibroker.defaults import DEFAULT_PORT
 
 SCHEMES = {"minibroker": False, "minibrokers": True, "tcp": False}
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from minibroker.storage.store import LogStore
+from minibroker.log_store import LogStore
 
 KIND = "meta"
 NAME = "bindings"

@@ -17,10 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from minibroker.core.config import CoreConfig
-from minibroker.core.errors import InvalidName
-from minibroker.core.namespace import Namespace, StorageOpener
+from minibroker.core.namespace import MemoryLogFactory, Namespace, StorageOpener
 from minibroker.core.peer import Peer
 from minibroker.core.timers import Timers
+from minibroker.errors import InvalidName
+from minibroker.log_store import LogStore
 
 DEFAULT_NAMESPACE = ""
 MAX_NAMESPACE_LENGTH = 128
@@ -54,19 +55,28 @@ class Clock:
 
 
 class Broker:
-    """The whole broker state; one instance per server or embedded broker."""
+    """The whole broker state; one instance per server or embedded broker.
+
+    The shell hands the core its storage, so the core never names a concrete
+    store: ``storage`` opens durable stores (a data directory), and
+    ``memory_log`` makes the store of a log kept in memory (every log when
+    there is no ``storage``). A broker without ``memory_log`` serves
+    queues, topics and requests, and refuses to create an in-memory log.
+    """
 
     def __init__(
         self,
         config: CoreConfig | None = None,
         *,
         storage: StorageOpener | None = None,
+        memory_log: MemoryLogFactory | None = None,
         epoch_offset: float = 0.0,
     ) -> None:
         self.config = config or CoreConfig()
         self.timers = Timers()
         self.clock = Clock(epoch_offset)
         self.storage = storage
+        self._memory_log = memory_log
         self._namespaces: dict[str, Namespace] = {}
         #: Bumped by every durable write; the shell fsyncs up to it before
         #: confirming (group commit). See server/durability.py.
@@ -110,6 +120,17 @@ class Broker:
     def on_time(self, now: float) -> int:
         """Fire every deadline that is due at ``now``; returns how many fired."""
         return self.timers.fire_due(now)
+
+    # ----------------------------------------------------------- storage
+
+    def new_memory_log(self, segment_bytes: int | None) -> LogStore:
+        """An empty in-memory store from the factory the shell injected."""
+        if self._memory_log is None:
+            raise RuntimeError(
+                "this Broker has no in-memory log store: "
+                "build it with Broker(memory_log=...) (minibroker.storage.MemoryLog)"
+            )
+        return self._memory_log(segment_bytes)
 
     # ----------------------------------------------------------- durability
 

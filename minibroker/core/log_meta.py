@@ -47,10 +47,9 @@ import json
 import logging
 from typing import Any, Final
 
-from minibroker.core.errors import StorageError, StorageFull
 from minibroker.core.log_options import LogOptions
-from minibroker.storage.record import Entry
-from minibroker.storage.store import LogStore
+from minibroker.errors import StorageError, StorageFull
+from minibroker.log_store import Entry, LogStore
 
 log = logging.getLogger("minibroker.logs")
 

@@ -10,8 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final
 
-from minibroker.core.errors import BadRequest
-from minibroker.storage.chain import MAX_SEGMENT_BYTES
+from minibroker.errors import BadRequest
+from minibroker.log_store import MAX_SEGMENT_BYTES
 
 #: Smallest segment a client may ask for. Every segment on disk holds an open
 #: file, so a tiny segment size would turn a long log into thousands of files.

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from minibroker.core.errors import BrokerError, OffsetOutOfRange
 from minibroker.core.peer import Peer
 from minibroker.core.timers import Timer
-from minibroker.storage.store import RecordBatch
+from minibroker.errors import BrokerError, OffsetOutOfRange
+from minibroker.log_store import RecordBatch
 
 if TYPE_CHECKING:
     from minibroker.core.logs import Log

@@ -1,6 +1,6 @@
 """Logs: append-only, offset-addressed, replayable streams (a Kafka topic partition).
 
-A log is a :class:`~minibroker.storage.store.LogStore` (segments on disk with
+A log is a :class:`~minibroker.log_store.LogStore` (segments on disk with
 ``--data-dir``, in memory otherwise) plus what the broker adds around it:
 
 * **offsets** are dense and never change meaning: ``append`` gives a batch
@@ -33,7 +33,15 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final, Literal
 
 from minibroker.core.config import Limits
-from minibroker.core.errors import (
+from minibroker.core.log_meta import KIND as META_KIND
+from minibroker.core.log_meta import SEGMENT_BYTES as META_SEGMENT_BYTES
+from minibroker.core.log_meta import LogMeta
+from minibroker.core.log_options import GroupStatistics, LogOptions, LogStatistics
+from minibroker.core.log_readers import Attachment, LogTail, ReadWaiter, empty_batch
+from minibroker.core.names import check_name
+from minibroker.core.peer import Peer
+from minibroker.core.timers import Timer
+from minibroker.errors import (
     BadRequest,
     BrokerError,
     Conflict,
@@ -43,18 +51,7 @@ from minibroker.core.errors import (
     StorageFull,
     TooLarge,
 )
-from minibroker.core.log_meta import KIND as META_KIND
-from minibroker.core.log_meta import SEGMENT_BYTES as META_SEGMENT_BYTES
-from minibroker.core.log_meta import LogMeta
-from minibroker.core.log_options import GroupStatistics, LogOptions, LogStatistics
-from minibroker.core.log_readers import Attachment, LogTail, ReadWaiter, empty_batch
-from minibroker.core.names import check_name
-from minibroker.core.peer import Peer
-from minibroker.core.timers import Timer
-from minibroker.storage.chain import DEFAULT_SEGMENT_BYTES
-from minibroker.storage.memory import MemoryLog
-from minibroker.storage.record import Entry
-from minibroker.storage.store import LogStore, RecordBatch
+from minibroker.log_store import Entry, LogStore, RecordBatch
 
 if TYPE_CHECKING:
     from minibroker.core.broker import Broker
@@ -304,7 +301,7 @@ class Logs:
             return False
         storage = self.broker.storage
         if storage is None:
-            store: LogStore = MemoryLog(options.segment_bytes or DEFAULT_SEGMENT_BYTES)
+            store = self.broker.new_memory_log(options.segment_bytes)
             self._logs[name] = Log(self, name, options, store, None)
             return True
         ns = self.namespace.name

@@ -44,7 +44,7 @@ import re
 from functools import lru_cache
 from typing import Final
 
-from minibroker.core.errors import InvalidName
+from minibroker.errors import InvalidName
 
 __all__ = [
     "HASH",
@@ -97,7 +97,7 @@ def split_topic(name: str) -> tuple[str, ...]:
     >>> split_topic("orders.eu.created")
     ('orders', 'eu', 'created')
 
-    Raises :class:`~minibroker.core.errors.InvalidName` naming the rule that
+    Raises :class:`~minibroker.errors.InvalidName` naming the rule that
     ``name`` breaks (empty, too long, forbidden character, empty word,
     wildcard, too many words). Valid results are cached, so calling this on
     every publish costs a dictionary lookup for topics seen before.

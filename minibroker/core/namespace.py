@@ -7,17 +7,24 @@ namespace only holds one instance of each and fans connection-level events
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from minibroker.core.logs import Logs
 from minibroker.core.peer import Peer
 from minibroker.core.queues import Queues
 from minibroker.core.rpc import RequestRouter
 from minibroker.core.topics import Topics
+from minibroker.log_store import LogStore
 
 if TYPE_CHECKING:
     from minibroker.core.broker import Broker
-    from minibroker.storage.store import LogStore
+
+#: Makes an empty in-memory store for a log kept without a data directory;
+#: ``None`` asks for the store's default segment size. Injected by the shell
+#: (``Broker(memory_log=MemoryLog)``) for the same reason as StorageOpener:
+#: the core names no concrete store.
+MemoryLogFactory: TypeAlias = Callable[[int | None], LogStore]
 
 
 class StorageOpener(Protocol):

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from minibroker.core.errors import BrokerError
+from minibroker.errors import BrokerError
 
 
 class PushSource(Protocol):

@@ -2,7 +2,7 @@
 
 A durable queue keeps its messages in memory, like any queue, and also
 appends every change that must survive a restart to a
-:class:`~minibroker.storage.store.LogStore` (the same segmented, CRC-framed
+:class:`~minibroker.log_store.LogStore` (the same segmented, CRC-framed
 log that the log model uses). Replaying the journal rebuilds the queue.
 
 Records
@@ -84,11 +84,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from minibroker.core.errors import StorageError
 from minibroker.core.queue_message import NEVER, Message
 from minibroker.core.queue_options import QueueOptions
-from minibroker.storage.record import Entry
-from minibroker.storage.store import LogStore
+from minibroker.errors import StorageError
+from minibroker.log_store import Entry, LogStore
 
 log = logging.getLogger("minibroker.queues")
 
@@ -115,7 +114,7 @@ COMPACT_MOVE_BYTES: Final = COMPACT_CHECK_BYTES
 #: Most ids in one ``S`` or ``R`` record (bounds a record's size).
 IDS_PER_RECORD: Final = 65536
 
-# Upper bounds of a frame's size (see storage/record.py): u32 length + u32 CRC,
+# Upper bounds of a frame's size (see record_format.py): u32 length + u32 CRC,
 # then msgpack [offset, timestamp, key, headers, body]: array header 1, two
 # ints of at most 9, a bin/str/map header of at most 5.
 _FRAME_FIXED: Final = 8 + 1 + 9 + 9 + 5

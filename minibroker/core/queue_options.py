@@ -10,8 +10,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Final, Literal
 
-from minibroker.core.errors import BadRequest
 from minibroker.core.names import check_name
+from minibroker.errors import BadRequest
 
 OverflowPolicy = Literal["reject_publish", "drop_head"]
 

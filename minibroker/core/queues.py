@@ -57,15 +57,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
 
 from minibroker.core.config import Limits
-from minibroker.core.errors import (
-    BadRequest,
-    BrokerError,
-    Conflict,
-    NotFound,
-    Overflow,
-    TooLarge,
-    UnknownDelivery,
-)
 from minibroker.core.names import check_name
 from minibroker.core.peer import Peer
 from minibroker.core.queue_journal import (
@@ -82,6 +73,15 @@ from minibroker.core.queue_options import (
     check_seconds,
 )
 from minibroker.core.timers import Timer
+from minibroker.errors import (
+    BadRequest,
+    BrokerError,
+    Conflict,
+    NotFound,
+    Overflow,
+    TooLarge,
+    UnknownDelivery,
+)
 
 if TYPE_CHECKING:
     from minibroker.core.broker import Broker

@@ -83,7 +83,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, NamedTuple
 
-from minibroker.core.errors import (
+from minibroker.core.names import SUBJECT, check_name
+from minibroker.core.peer import Peer
+from minibroker.core.rpc_stats import RpcStats
+from minibroker.core.sizes import headers_size, utf8_length
+from minibroker.core.timers import Timer
+from minibroker.errors import (
     BadRequest,
     BrokerError,
     NoResponders,
@@ -92,11 +97,6 @@ from minibroker.core.errors import (
     Timeout,
     TooLarge,
 )
-from minibroker.core.names import SUBJECT, check_name
-from minibroker.core.peer import Peer
-from minibroker.core.rpc_stats import RpcStats
-from minibroker.core.sizes import headers_size, utf8_length
-from minibroker.core.timers import Timer
 
 if TYPE_CHECKING:
     from minibroker.core.namespace import Namespace

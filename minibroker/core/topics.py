@@ -43,7 +43,7 @@ else's. Then, per its ``on_overflow`` option:
   the protocol layer tells the client (a ``notice`` frame) before the next
   batch it sends;
 * ``disconnect``: the subscription is removed at once and its connection is
-  kicked with :class:`~minibroker.core.errors.SlowConsumer`.
+  kicked with :class:`~minibroker.errors.SlowConsumer`.
 
 Ordering: one publish's messages are appended to each buffer in order, and a
 connection drains a buffer front to back, so a subscriber sees one
@@ -78,10 +78,10 @@ from typing import TYPE_CHECKING, Final, Literal, NamedTuple, Protocol
 
 from minibroker.core import binding_journal
 from minibroker.core.binding_journal import BindingJournal
-from minibroker.core.errors import BadRequest, NotFound, Overflow, SlowConsumer, TooLarge
 from minibroker.core.names import check_name, split_pattern, split_topic
 from minibroker.core.peer import Peer
 from minibroker.core.trie import SubscriptionTrie
+from minibroker.errors import BadRequest, NotFound, Overflow, SlowConsumer, TooLarge
 
 if TYPE_CHECKING:
     from minibroker.core.namespace import Namespace

@@ -76,8 +76,8 @@ from itertools import chain
 from operator import itemgetter
 from typing import Final, Generic, TypeVar
 
-from minibroker.core.errors import InvalidName
 from minibroker.core.names import HASH, SEPARATOR, STAR, split_pattern, split_topic
+from minibroker.errors import InvalidName
 
 __all__ = ["DEFAULT_CACHE_SIZE", "SubscriptionTrie"]
 

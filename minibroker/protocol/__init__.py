@@ -1,0 +1,20 @@
+"""The msgpack front end, sans-I/O (in the style of h11): bytes in, bytes out.
+
+The first of the broker's front ends; others (AMQP, Kafka, SQS, HTTP) sit
+beside it as packages of their own and never import it. It turns frames
+into plain-value calls on the core and the answers back into frames; the
+Trio shell (:mod:`minibroker.server`) only moves its bytes. docs/protocol.md
+documents the wire format.
+
+- :mod:`~minibroker.protocol.frames`: every frame, one frozen dataclass each
+- :mod:`~minibroker.protocol.schema`: maps to frame dataclasses and back, checked
+- :mod:`~minibroker.protocol.codec`: bytes to frames and back, limits checked first
+- :mod:`~minibroker.protocol.session`: one connection's protocol state
+- :mod:`~minibroker.protocol.handlers`: one handler module per messaging model
+- who the client is and what it may do: :mod:`minibroker.access`, shared
+  with the other front ends
+- :mod:`~minibroker.protocol.stats`: the counters the metrics read
+
+The clients share the codec and the frames (not the session, auth or
+permissions: ``make test`` checks it).
+"""

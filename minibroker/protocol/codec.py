@@ -25,7 +25,7 @@ from typing import Any, Final
 
 import msgpack
 
-from minibroker.core.errors import BadFrame, BadRequest, BrokerError, TooLarge, UnknownOp
+from minibroker.errors import BadFrame, BadRequest, BrokerError, TooLarge, UnknownOp
 from minibroker.protocol.frames import DECODERS, REQUESTS
 from minibroker.protocol.schema import to_wire
 

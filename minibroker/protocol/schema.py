@@ -20,7 +20,7 @@ import typing
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
-from minibroker.core.errors import BadRequest
+from minibroker.errors import BadRequest
 
 T = TypeVar("T")
 

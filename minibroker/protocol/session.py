@@ -25,9 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from minibroker import __version__
+from minibroker._version import __version__
+from minibroker.access.auth import Authenticator, Principal
+from minibroker.access.permissions import Grants
 from minibroker.core.broker import Broker
-from minibroker.core.errors import (
+from minibroker.core.namespace import Namespace
+from minibroker.core.peer import PushSource
+from minibroker.errors import (
     BrokerError,
     InternalError,
     LimitExceeded,
@@ -37,10 +41,7 @@ from minibroker.core.errors import (
     Unauthorized,
     UnsupportedVersion,
 )
-from minibroker.core.namespace import Namespace
-from minibroker.core.peer import PushSource
 from minibroker.protocol import frames
-from minibroker.protocol.auth import Authenticator, Principal
 from minibroker.protocol.codec import (
     DEFAULT_MAX_FRAME_BYTES,
     HEADER,
@@ -52,7 +53,6 @@ from minibroker.protocol.codec import (
     pack_frame,
 )
 from minibroker.protocol.handlers import HANDLERS, PARKED, PUSH_ENCODERS
-from minibroker.protocol.permissions import Grants
 from minibroker.protocol.stats import ProtocolStats
 
 log = logging.getLogger("minibroker.session")
@@ -212,6 +212,11 @@ class Session:
     def accepting_input(self) -> bool:
         """False once the connection is closing or closed: further input is ignored."""
         return self.closing is None and not self.closed
+
+    @property
+    def handshake_done(self) -> bool:
+        """True once hello succeeded (the shell's hello deadline stops then)."""
+        return self.namespace is not None
 
     def _dispatch(self, frame: frames.Request) -> None:
         request_id = frame.id

@@ -19,13 +19,13 @@ from typing import Any
 
 import trio
 
-from minibroker import __version__
+from minibroker._version import __version__
+from minibroker.access.auth import Authenticator
 from minibroker.config import ServerConfig
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig
-from minibroker.core.errors import BrokerError, LimitExceeded, ShuttingDown
 from minibroker.core.namespace import StorageOpener
-from minibroker.protocol.auth import Authenticator
+from minibroker.errors import BrokerError, LimitExceeded, ShuttingDown
 from minibroker.protocol.codec import pack_frame
 from minibroker.protocol.session import Session, SessionSettings
 from minibroker.protocol.stats import ProtocolStats
@@ -45,6 +45,8 @@ from minibroker.server.queue_metrics import queue_metrics as _queue_metrics  # n
 from minibroker.server.rpc_metrics import rpc_metrics as _rpc_metrics  # noqa: F401 (registers)
 from minibroker.server.timers import TimerService
 from minibroker.server.topic_metrics import topic_metrics as _topic_metrics  # noqa: F401
+from minibroker.server.wire_session import FrontEnd, SessionFactory, WireSession
+from minibroker.storage.memory import MemoryLog
 
 log = logging.getLogger("minibroker.server")
 
@@ -61,7 +63,11 @@ class BrokerServer:
 
             storage = DataDirectory(config.data_dir)
             storage.lock()
-        self.broker = Broker(CoreConfig(limits=config.limits, fsync=config.fsync), storage=storage)
+        self.broker = Broker(
+            CoreConfig(limits=config.limits, fsync=config.fsync),
+            storage=storage,
+            memory_log=MemoryLog,
+        )
         self.stats = ProtocolStats()
         self.settings = SessionSettings(
             max_frame_bytes=config.max_frame_bytes,
@@ -70,7 +76,13 @@ class BrokerServer:
             stats=self.stats,
         )
         self.auth = Authenticator(config.tokens, permissions=config.permissions)
-        self.sessions: dict[int, Session] = {}
+        #: Every open connection's session, whichever front end it came through.
+        self.sessions: dict[int, WireSession] = {}
+        #: Front ends served on ports of their own besides the msgpack port
+        #: (AMQP, Kafka ...), each a session factory over this same core.
+        self.front_ends: list[FrontEnd] = []
+        #: The port each front end actually bound, by name, once listening.
+        self.front_end_ports: dict[str, int] = {}
         self.timers = TimerService(self.broker)
         self.busy_poll = BusyPoll(config.busy_poll_us)
         #: Connections a reader writes to directly after its chunk (see connection.py).
@@ -97,7 +109,8 @@ class BrokerServer:
         self.stopped = trio.Event()
         self._all_closed = trio.Event()
         self._accepting = True
-        self._accept_scope = trio.CancelScope()
+        #: One per accept loop (the msgpack port and each front end's).
+        self._accept_scopes: list[trio.CancelScope] = []
 
     def _after_input(self) -> None:
         """Run by a connection after each chunk of input it dispatched."""
@@ -138,7 +151,22 @@ class BrokerServer:
                 if config.listen:
                     listeners = await trio.open_tcp_listeners(config.port, host=config.host)
                     self.port = listeners[0].socket.getsockname()[1]
-                    connections.start_soon(self._accept_loop, listeners, connections)
+                    connections.start_soon(
+                        self._accept_loop, listeners, connections, None, True
+                    )
+                for front_end in self.front_ends:
+                    front_listeners = await trio.open_tcp_listeners(
+                        front_end.port, host=front_end.host
+                    )
+                    bound = front_listeners[0].socket.getsockname()[1]
+                    self.front_end_ports[front_end.name] = bound
+                    connections.start_soon(
+                        self._accept_loop,
+                        front_listeners,
+                        connections,
+                        front_end.make_session,
+                        front_end.tls,
+                    )
                 if config.metrics_port is not None:
                     self.metrics_port = await nursery.start(
                         serve_metrics, self.registry, config.metrics_host, config.metrics_port
@@ -174,7 +202,8 @@ class BrokerServer:
         # Cancelling the accept tasks closes their listeners. (Closing a
         # listener under a task blocked in accept() would fail that task with
         # ClosedResourceError and take the whole server down with it.)
-        self._accept_scope.cancel()
+        for scope in self._accept_scopes:
+            scope.cancel()
         log.info("shutting down: %d connections to close", len(self.sessions))
         for session in list(self.sessions.values()):
             session.shutdown()
@@ -210,14 +239,19 @@ class BrokerServer:
     # --------------------------------------------------------- connections
 
     async def _accept_loop(
-        self, listeners: list[trio.SocketListener], handler_nursery: trio.Nursery
+        self,
+        listeners: list[trio.SocketListener],
+        handler_nursery: trio.Nursery,
+        make_session: SessionFactory | None,
+        use_tls: bool,
     ) -> None:
-        tls = self._tls_context()
+        """Accept on ``listeners``; ``make_session`` None means the msgpack protocol."""
+        tls = self._tls_context() if use_tls else None
 
         async def handle(stream: trio.SocketStream) -> None:
             peer = _peer_name(stream)
             if tls is None:
-                await self.serve_stream(stream, peer)
+                await self.serve_stream(stream, peer, make_session)
                 return
             ssl_stream = trio.SSLStream(stream, tls, server_side=True)
             try:
@@ -227,11 +261,15 @@ class BrokerServer:
                 log.info("TLS handshake with %s failed: %s", peer, exc or type(exc).__name__)
                 await trio.aclose_forcefully(ssl_stream)
                 return
-            await self.serve_stream(ssl_stream, peer)
+            await self.serve_stream(ssl_stream, peer, make_session)
 
         # Connections run in ``handler_nursery``, so that cancelling the accept
         # scope at shutdown stops accepting without cutting live connections.
-        with self._accept_scope:
+        scope = trio.CancelScope()
+        self._accept_scopes.append(scope)
+        if not self._accepting:
+            scope.cancel()
+        with scope:
             await trio.serve_listeners(handle, listeners, handler_nursery=handler_nursery)
 
     def _tls_context(self) -> ssl.SSLContext | None:
@@ -243,16 +281,32 @@ class BrokerServer:
         )
         return context
 
-    async def serve_stream(self, stream: trio.abc.Stream, peer_name: str) -> None:
-        """Serve one client over any Trio stream until it closes."""
+    def _native_session(self, broker: Broker, conn_id: int, peer_name: str) -> Session:
+        """The msgpack protocol's session (docs/protocol.md) for a new connection."""
+        return Session(broker, conn_id, settings=self.settings, auth=self.auth, peer_name=peer_name)
+
+    async def serve_stream(
+        self,
+        stream: trio.abc.Stream,
+        peer_name: str,
+        make_session: SessionFactory | None = None,
+    ) -> None:
+        """Serve one client over any Trio stream until it closes.
+
+        ``make_session`` picks the front end (the msgpack protocol by default).
+        """
         self.connections_accepted += 1
         if not self._accepting or len(self.sessions) >= self.config.max_connections:
-            await _refuse(stream, self._refusal())
+            if make_session is None:
+                await _refuse(stream, self._refusal())
+            else:
+                # The refusal frame is msgpack; another protocol's client
+                # just sees the connection close, as its own brokers do.
+                log.warning("refused a connection: %s", self._refusal().message)
+                await trio.aclose_forcefully(stream)
             return
         conn_id = next(self._conn_ids)
-        session = Session(
-            self.broker, conn_id, settings=self.settings, auth=self.auth, peer_name=peer_name
-        )
+        session = (make_session or self._native_session)(self.broker, conn_id, peer_name)
         self.sessions[conn_id] = session
         connection = Connection(
             stream,

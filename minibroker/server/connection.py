@@ -1,4 +1,4 @@
-"""One client connection on Trio: a reader task and a writer task around a Session.
+"""One client connection on Trio: a reader task and a writer task around a session.
 
 The reader takes whatever the socket has (up to 64 KiB), hands the whole
 chunk to the session, and loops: decoding and dispatching a chunk never
@@ -44,9 +44,9 @@ from collections.abc import Callable
 
 import trio
 
-from minibroker.core.errors import BrokerError, Timeout
 from minibroker.direct_io import DirectSocket, direct_socket
-from minibroker.protocol.session import Session
+from minibroker.errors import BrokerError, Timeout
+from minibroker.server.wire_session import WireSession
 
 log = logging.getLogger("minibroker.server")
 
@@ -124,7 +124,7 @@ class Connection:
     def __init__(
         self,
         stream: trio.abc.Stream,
-        session: Session,
+        session: WireSession,
         *,
         after_input: Callable[[], None],
         peer_name: str,
@@ -239,7 +239,7 @@ class Connection:
         """
         await trio.sleep(seconds)
         session = self.session
-        if session.namespace is None and session.accepting_input():
+        if not session.handshake_done and session.accepting_input():
             session.kick(Timeout(f"no hello within {seconds:g} seconds; closing the connection"))
 
     async def _read_loop(self) -> None:

@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-from minibroker.core.errors import StorageError
+from minibroker.errors import StorageError
 from minibroker.storage import DEFAULT_SEGMENT_BYTES, LogStore, SegmentedLog
 from minibroker.storage.fileio import fsync_directory
 

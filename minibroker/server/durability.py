@@ -22,15 +22,15 @@ from collections.abc import Callable, Iterable
 import trio
 
 from minibroker.core.broker import Broker
-from minibroker.core.errors import BrokerError, StorageError
-from minibroker.protocol.session import Session
+from minibroker.errors import BrokerError, StorageError
 from minibroker.server.log_metrics import fsync_histogram
+from minibroker.server.wire_session import WireSession
 
 log = logging.getLogger("minibroker.storage")
 
 
 class GroupCommit:
-    def __init__(self, broker: Broker, sessions: Callable[[], Iterable[Session]]) -> None:
+    def __init__(self, broker: Broker, sessions: Callable[[], Iterable[WireSession]]) -> None:
         self._broker = broker
         self._sessions = sessions
         self._dirty = trio.Event()

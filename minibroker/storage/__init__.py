@@ -3,8 +3,8 @@
 Synchronous and free of Trio: the server decides when to call in (and when
 to fsync), this package only keeps bytes safe and finds them again.
 
-- :mod:`~minibroker.storage.record`: the record format (also the wire format of log reads)
-- :mod:`~minibroker.storage.store`: the :class:`LogStore` interface
+- :mod:`~minibroker.record_format`: the record format (also the wire format of log reads)
+- :mod:`~minibroker.log_store`: the :class:`LogStore` interface
 - :mod:`~minibroker.storage.chain`: segments in order: append, read, retention
 - :mod:`~minibroker.storage.memory`: :class:`MemoryLog`
 - :mod:`~minibroker.storage.index`, :mod:`~minibroker.storage.segment`,
@@ -15,19 +15,17 @@ to fsync), this package only keeps bytes safe and finds them again.
 See docs/storage.md for the design and the byte formats.
 """
 
-from minibroker.storage.chain import DEFAULT_SEGMENT_BYTES
-from minibroker.storage.commitlog import RecoveryReport, SegmentedLog
-from minibroker.storage.memory import MemoryLog
-from minibroker.storage.record import (
+from minibroker.log_store import Entry, LogStore, Record, RecordBatch
+from minibroker.record_format import (
     CorruptRecord,
-    Entry,
-    Record,
     decode_records,
     encode_records,
     scan_valid_prefix,
 )
+from minibroker.storage.chain import DEFAULT_SEGMENT_BYTES
+from minibroker.storage.commitlog import RecoveryReport, SegmentedLog
+from minibroker.storage.memory import MemoryLog
 from minibroker.storage.segment import DEFAULT_INDEX_INTERVAL_BYTES
-from minibroker.storage.store import LogStore, RecordBatch
 
 __all__ = [
     "DEFAULT_INDEX_INTERVAL_BYTES",

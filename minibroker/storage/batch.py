@@ -21,14 +21,14 @@ all of them are there and valid, so after any crash a batch is there whole
 or not at all. This is Kafka's record batch, cut down to what is needed here.
 
 Why the CRC covers only the header: every record inside carries its own
-CRC (:mod:`minibroker.storage.record`), which recovery checks, so a torn,
+CRC (:mod:`minibroker.record_format`), which recovery checks, so a torn,
 zero-filled or bit-flipped batch is caught by the record CRCs and the
 header's count and length. A second CRC over the records (Kafka has one
 because its records have none) would be a second pass over every byte
 appended, about 5 % of the cost of an append, for no new protection.
 
 The magic byte can never start a record frame: a frame's length is at most
-:data:`~minibroker.storage.record.MAX_FRAME_SIZE` (2**28), so a frame's first
+:data:`~minibroker.record_format.MAX_FRAME_SIZE` (2**28), so a frame's first
 byte is at most 0x10. That is what lets a reader stepping over frames by
 their length fields recognise a header and skip it, and lets a segment's
 first byte tell its format: a segment written before batches existed
@@ -47,7 +47,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Final
 
-from minibroker.storage.record import FRAME_HEADER_SIZE, MAX_FRAME_SIZE, scan_frames
+from minibroker.record_format import FRAME_HEADER_SIZE, MAX_FRAME_SIZE, scan_frames
 
 BATCH_MAGIC: Final = 0xB7
 BATCH_FORMAT_VERSION: Final = 2
@@ -112,7 +112,7 @@ def scan_batches(
 
     A batch is valid when its header is, all ``count`` frames it announces
     are there in exactly ``length`` bytes, and every one of them is valid as
-    :func:`~minibroker.storage.record.scan_frames` defines it (CRC, shape,
+    :func:`~minibroker.record_format.scan_frames` defines it (CRC, shape,
     consecutive offsets, timestamps not decreasing, also across batches). The
     scan stops at the first batch that is not: that batch and everything
     after it are not part of the prefix, however many of its records are

@@ -23,15 +23,13 @@ from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from typing import Final, Generic, Protocol, TypeVar
 
-from minibroker.core.errors import OffsetOutOfRange, StorageError
+from minibroker.errors import OffsetOutOfRange, StorageError
+from minibroker.log_store import MAX_SEGMENT_BYTES, Entry, Record, RecordBatch
+from minibroker.record_format import EncodedBatch, decode_records, encode_batch
 from minibroker.storage.batch import BATCH_HEADER_SIZE
-from minibroker.storage.record import EncodedBatch, Entry, Record, decode_records, encode_batch
-from minibroker.storage.store import RecordBatch
 
 #: Default size at which a new segment is started (Kafka's default is 1 GiB).
 DEFAULT_SEGMENT_BYTES: Final = 64 * 1024 * 1024
-#: Segment files hold u32 positions; keep well clear of that limit.
-MAX_SEGMENT_BYTES: Final = 2 * 1024 * 1024 * 1024
 #: How much :meth:`SegmentChain.iter_records` decodes at a time.
 _ITER_CHUNK_BYTES: Final = 1024 * 1024
 

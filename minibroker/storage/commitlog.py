@@ -56,7 +56,7 @@ import os
 from dataclasses import dataclass
 from typing import Final
 
-from minibroker.core.errors import StorageError, StorageFull
+from minibroker.errors import StorageError, StorageFull
 from minibroker.storage import fileio
 from minibroker.storage.chain import DEFAULT_SEGMENT_BYTES, SegmentChain, check_segment_bytes
 from minibroker.storage.checkpoint import (
@@ -145,7 +145,7 @@ class CleanShutdown:
 
 
 class SegmentedLog(SegmentChain[FileSegment]):
-    """A :class:`~minibroker.storage.store.LogStore` kept in a directory of segment files.
+    """A :class:`~minibroker.log_store.LogStore` kept in a directory of segment files.
 
     Create or reopen one with :meth:`open`.
     """

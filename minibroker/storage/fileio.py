@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable
 from typing import Final
 
-from minibroker.core.errors import StorageError, StorageFull
+from minibroker.errors import StorageError, StorageFull
 
 #: ``os.pwrite``, looked up at call time so tests can replace it.
 pwrite: Callable[[int, bytes | memoryview, int], int] = os.pwrite

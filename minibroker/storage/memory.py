@@ -20,9 +20,9 @@ from array import array
 from bisect import bisect_left, bisect_right
 from itertools import accumulate
 
+from minibroker.record_format import EncodedBatch
 from minibroker.storage.batch import BATCH_HEADER_SIZE
 from minibroker.storage.chain import DEFAULT_SEGMENT_BYTES, SegmentChain
-from minibroker.storage.record import EncodedBatch
 
 
 class MemorySegment:
@@ -92,9 +92,13 @@ class MemorySegment:
 
 
 class MemoryLog(SegmentChain[MemorySegment]):
-    """A :class:`~minibroker.storage.store.LogStore` that lives in memory only."""
+    """A :class:`~minibroker.log_store.LogStore` that lives in memory only."""
 
-    def __init__(self, segment_bytes: int = DEFAULT_SEGMENT_BYTES, start_offset: int = 0) -> None:
+    def __init__(self, segment_bytes: int | None = None, start_offset: int = 0) -> None:
+        """``segment_bytes=None`` means :data:`DEFAULT_SEGMENT_BYTES`, so the class itself is
+        the ``memory_log`` factory the shell hands the core (core/namespace.py)."""
+        if segment_bytes is None:
+            segment_bytes = DEFAULT_SEGMENT_BYTES
         super().__init__([MemorySegment(start_offset)], segment_bytes)
 
     def _create_segment(self, base_offset: int) -> MemorySegment:

@@ -44,7 +44,20 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Final
 
-from minibroker.core.errors import StorageError, StorageFull
+from minibroker.errors import StorageError, StorageFull
+from minibroker.log_store import Record
+from minibroker.record_format import (
+    MAX_FRAME_SIZE,
+    MIN_FRAME_LENGTH,
+    CorruptRecord,
+    EncodedBatch,
+    FrameScan,
+    decode_fields,
+    decode_records,
+    frame_size_at,
+    peek_offset,
+    scan_frames,
+)
 from minibroker.storage import fileio
 from minibroker.storage.batch import (
     BATCH_HEADER_SIZE,
@@ -59,19 +72,6 @@ from minibroker.storage.batch import (
 from minibroker.storage.checkpoint import SealedFacts
 from minibroker.storage.fd_cache import FdCache
 from minibroker.storage.index import SparseIndex
-from minibroker.storage.record import (
-    MAX_FRAME_SIZE,
-    MIN_FRAME_LENGTH,
-    CorruptRecord,
-    EncodedBatch,
-    FrameScan,
-    Record,
-    decode_fields,
-    decode_records,
-    frame_size_at,
-    peek_offset,
-    scan_frames,
-)
 
 log = logging.getLogger("minibroker.storage")
 

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from minibroker.access.auth import Authenticator, load_tokens_file
 from minibroker.cli import build_parser, main
 from minibroker.cli.serve import config_from_args
-from minibroker.config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig
-from minibroker.protocol.auth import Authenticator, load_tokens_file
+from minibroker.config import ServerConfig
+from minibroker.defaults import DEFAULT_HOST, DEFAULT_PORT
 from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES
 
 #: Every flag of `minibroker serve` the docs promise (docs/operations.md).

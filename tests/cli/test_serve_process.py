@@ -22,7 +22,7 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 import minibroker
-from minibroker.core.errors import Unauthorized
+from minibroker.errors import Unauthorized
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ from fake_broker import FakeBroker, items_parser, script
 import minibroker
 import minibroker.aio
 from minibroker.client.protocol import Call
-from minibroker.core.errors import BadFrame, ConnectionClosed, Unauthorized
+from minibroker.errors import BadFrame, ConnectionClosed, Unauthorized
 from minibroker.testing import ThreadedBroker, run_in_thread
 
 SAFETY = 30.0

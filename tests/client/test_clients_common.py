@@ -32,7 +32,8 @@ from minibroker.client.protocol import Call
 from minibroker.client.pushes import SubscriptionEnded
 from minibroker.client.queues import QueueContents, QueueInfo, QueueStats
 from minibroker.config import ServerConfig
-from minibroker.core.errors import (
+from minibroker.embedded import open_broker
+from minibroker.errors import (
     BadRequest,
     BrokerError,
     Conflict,
@@ -46,7 +47,6 @@ from minibroker.core.errors import (
     UnknownDelivery,
     UnknownOp,
 )
-from minibroker.embedded import open_broker
 from minibroker.testing import fresh_namespace
 
 # ------------------------------------------------------------- basics

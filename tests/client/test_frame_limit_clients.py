@@ -19,7 +19,7 @@ from client_facades import opener_for
 
 from minibroker.client.protocol import Call, ClientProtocol, Reply, hello_call
 from minibroker.config import ServerConfig
-from minibroker.core.errors import BrokerError
+from minibroker.errors import BrokerError
 from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES, FrameTooLarge, pack_frame
 
 BIG_LIMIT = 32 * 1024 * 1024

@@ -13,7 +13,7 @@ import trio
 from client_facades import SAFETY, ClientFacade, Opener
 
 from minibroker.client.logs import LogStats
-from minibroker.core.errors import BadRequest, Conflict, NotFound, OffsetOutOfRange
+from minibroker.errors import BadRequest, Conflict, NotFound, OffsetOutOfRange
 from minibroker.storage import Record
 from minibroker.testing import fresh_namespace
 

@@ -17,7 +17,7 @@ import minibroker
 from minibroker.client.protocol import Call
 from minibroker.client.pushes import SubscriptionEnded
 from minibroker.client.sync import CallTimeout, server_wait
-from minibroker.core.errors import BadFrame, ConnectionClosed, Timeout, Unauthorized, UnknownOp
+from minibroker.errors import BadFrame, ConnectionClosed, Timeout, Unauthorized, UnknownOp
 from minibroker.testing import ThreadedBroker, run_in_thread
 
 SAFETY = 30.0

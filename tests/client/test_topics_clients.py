@@ -16,7 +16,7 @@ from client_facades import SAFETY, ClientFacade
 
 from minibroker.client.protocol import Call
 from minibroker.client.topics import PublishResult, TopicMessage
-from minibroker.core.errors import BadRequest, InvalidName, NotFound
+from minibroker.errors import BadRequest, InvalidName, NotFound
 
 
 async def test_publish_and_subscribe(client: ClientFacade) -> None:

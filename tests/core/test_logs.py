@@ -14,7 +14,12 @@ import pytest
 
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig, FsyncPolicy, Limits
-from minibroker.core.errors import (
+from minibroker.core.log_meta import LogMeta
+from minibroker.core.log_options import LogOptions
+from minibroker.core.log_readers import LogTail
+from minibroker.core.logs import Logs
+from minibroker.core.peer import PushSource
+from minibroker.errors import (
     BadRequest,
     BrokerError,
     Conflict,
@@ -23,13 +28,8 @@ from minibroker.core.errors import (
     OffsetOutOfRange,
     TooLarge,
 )
-from minibroker.core.log_meta import LogMeta
-from minibroker.core.log_options import LogOptions
-from minibroker.core.log_readers import LogTail
-from minibroker.core.logs import Logs
-from minibroker.core.peer import PushSource
 from minibroker.server.datadir import DataDirectory
-from minibroker.storage import Record, RecordBatch, decode_records
+from minibroker.storage import MemoryLog, Record, RecordBatch, decode_records
 
 
 class FakePeer:
@@ -65,7 +65,9 @@ def make_logs(
     data_dir: Path | None = None, fsync: FsyncPolicy = "never", limits: Limits | None = None
 ) -> Logs:
     storage = DataDirectory(data_dir) if data_dir is not None else None
-    broker = Broker(CoreConfig(limits=limits or Limits(), fsync=fsync), storage=storage)
+    broker = Broker(
+        CoreConfig(limits=limits or Limits(), fsync=fsync), storage=storage, memory_log=MemoryLog
+    )
     return broker.namespace("t").logs
 
 
@@ -527,3 +529,11 @@ def test_log_meta_replay_ignores_unknown_record_kinds(tmp_path: Path) -> None:
     loaded = LogMeta.load(storage.open("t", "log-meta", "x", segment_bytes=None))
     assert loaded.options == LogOptions(segment_bytes=2048)
     assert loaded.groups == {"g": 5}
+
+
+def test_a_broker_without_an_in_memory_store_says_how_to_give_it_one() -> None:
+    # The core never names a concrete store: the shell injects the factory.
+    logs = Broker().namespace("t").logs
+    with pytest.raises(RuntimeError, match=r"Broker\(memory_log=\.\.\.\)"):
+        logs.create("ev", LogOptions(), 0.0)
+    assert "ev" not in logs

@@ -28,13 +28,13 @@ from test_logs import FakePeer
 
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig, FsyncPolicy
-from minibroker.core.errors import BrokerError, OffsetOutOfRange
 from minibroker.core.log_options import LogOptions
 from minibroker.core.log_readers import LogTail
 from minibroker.core.logs import Logs
+from minibroker.errors import BrokerError, OffsetOutOfRange
+from minibroker.log_store import Entry
 from minibroker.server.datadir import DataDirectory
-from minibroker.storage import Record, RecordBatch, decode_records
-from minibroker.storage.record import Entry
+from minibroker.storage import MemoryLog, Record, RecordBatch, decode_records
 
 MACHINE_SETTINGS = settings(max_examples=30, stateful_step_count=30, deadline=None)
 
@@ -73,7 +73,7 @@ class LogsMachine(RuleBasedStateMachine):
 
     def open_logs(self) -> Logs:
         storage = DataDirectory(self.data_dir) if self.data_dir is not None else None
-        broker = Broker(CoreConfig(fsync=self.fsync), storage=storage)
+        broker = Broker(CoreConfig(fsync=self.fsync), storage=storage, memory_log=MemoryLog)
         return broker.namespace("sm").logs
 
     @initialize(

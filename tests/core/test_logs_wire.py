@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minibroker.client.logs import records_from_bytes
-from minibroker.core.errors import BadRequest
+from minibroker.errors import BadRequest
 from minibroker.protocol import frames
 from minibroker.protocol.codec import _REQUEST_DECODERS, InvalidFrame, decode_request
 from minibroker.protocol.handlers.logs import decode_append

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minibroker.core.errors import InvalidName
 from minibroker.core.names import (
     MAX_NAME_LENGTH,
     MAX_WORDS,
@@ -18,6 +17,7 @@ from minibroker.core.names import (
     split_pattern,
     split_topic,
 )
+from minibroker.errors import InvalidName
 
 # --- topics -------------------------------------------------------------------
 

@@ -9,7 +9,9 @@ import pytest
 
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig, Limits
-from minibroker.core.errors import (
+from minibroker.core.queue_message import DELIVERY_OVERHEAD, Message, delivery_size
+from minibroker.core.queues import MAX_DEAD_LETTER_HOPS, Queue, QueueOptions, Queues
+from minibroker.errors import (
     BadRequest,
     BrokerError,
     Conflict,
@@ -19,8 +21,6 @@ from minibroker.core.errors import (
     TooLarge,
     UnknownDelivery,
 )
-from minibroker.core.queue_message import DELIVERY_OVERHEAD, Message, delivery_size
-from minibroker.core.queues import MAX_DEAD_LETTER_HOPS, Queue, QueueOptions, Queues
 
 
 @dataclass

@@ -15,7 +15,6 @@ from test_queues import A, B, In, bodies, ids, put
 
 from minibroker.core import queues as queues_module
 from minibroker.core.broker import Broker
-from minibroker.core.errors import StorageError, StorageFull
 from minibroker.core.queue_journal import (
     TAG_FULL,
     CompactionSettings,
@@ -25,9 +24,11 @@ from minibroker.core.queue_journal import (
 )
 from minibroker.core.queue_message import NEVER, Message
 from minibroker.core.queues import Queue, QueueOptions
+from minibroker.errors import StorageError, StorageFull
+from minibroker.log_store import Entry
+from minibroker.record_format import encode_records
 from minibroker.server.datadir import DataDirectory
 from minibroker.storage import LogStore, MemoryLog
-from minibroker.storage.record import Entry, encode_records
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "protocol"))
 from helpers import MemoryOpener

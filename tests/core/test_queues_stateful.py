@@ -28,10 +28,10 @@ from test_queues_journal import MemoryOpener
 
 from minibroker.core import queues as queues_module
 from minibroker.core.broker import Broker
-from minibroker.core.errors import UnknownDelivery
 from minibroker.core.queue_journal import CompactionSettings
 from minibroker.core.queue_message import Message
 from minibroker.core.queues import Queue, QueueOptions
+from minibroker.errors import UnknownDelivery
 
 VISIBILITY = 10.0
 MAX_DELIVERIES = 3

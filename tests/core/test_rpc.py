@@ -9,7 +9,9 @@ import pytest
 
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig, Limits
-from minibroker.core.errors import (
+from minibroker.core.rpc import RequestRouter, Responder, RpcReply
+from minibroker.core.rpc_stats import MAX_TRACKED_SUBJECTS, OTHER_SUBJECT
+from minibroker.errors import (
     BadRequest,
     BrokerError,
     InvalidName,
@@ -19,8 +21,6 @@ from minibroker.core.errors import (
     Timeout,
     TooLarge,
 )
-from minibroker.core.rpc import RequestRouter, Responder, RpcReply
-from minibroker.core.rpc_stats import MAX_TRACKED_SUBJECTS, OTHER_SUBJECT
 
 
 class FakePeer:

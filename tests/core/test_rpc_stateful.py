@@ -14,14 +14,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from minibroker.core.broker import Broker
-from minibroker.core.errors import (
+from minibroker.core.rpc import Responder, RpcReply
+from minibroker.errors import (
     BrokerError,
     NoResponders,
     ResponderError,
     ResponderGone,
     Timeout,
 )
-from minibroker.core.rpc import Responder, RpcReply
 
 SUBJECTS = ("a", "b.c")
 GROUPS = (None, "g1", "g2")

@@ -9,7 +9,9 @@ import pytest
 
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig, Limits
-from minibroker.core.errors import (
+from minibroker.core.queues import QueueOptions
+from minibroker.core.topics import PublishResult, Topics, TopicSubscription
+from minibroker.errors import (
     BadRequest,
     BrokerError,
     InvalidName,
@@ -18,8 +20,6 @@ from minibroker.core.errors import (
     StorageFull,
     TooLarge,
 )
-from minibroker.core.queues import QueueOptions
-from minibroker.core.topics import PublishResult, Topics, TopicSubscription
 
 
 @dataclass

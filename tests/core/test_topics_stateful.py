@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
 
 from minibroker.core.broker import Broker
-from minibroker.core.errors import BrokerError, SlowConsumer
 from minibroker.core.topics import Topics, TopicSubscription
+from minibroker.errors import BrokerError, SlowConsumer
 
 Words = tuple[str, ...]
 

@@ -16,8 +16,8 @@ from hypothesis.stateful import (
     rule,
 )
 
-from minibroker.core.errors import InvalidName
 from minibroker.core.trie import SubscriptionTrie
+from minibroker.errors import InvalidName
 
 Words = tuple[str, ...]
 

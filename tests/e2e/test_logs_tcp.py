@@ -19,8 +19,8 @@ import trio
 from prometheus_client.exposition import generate_latest
 
 import minibroker
-from minibroker.core.errors import NotFound, OffsetOutOfRange
 from minibroker.embedded import EmbeddedBroker, open_broker
+from minibroker.errors import NotFound, OffsetOutOfRange
 from minibroker.storage import Record
 from minibroker.testing import fresh_namespace
 

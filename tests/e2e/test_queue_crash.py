@@ -29,7 +29,7 @@ import trio
 
 import minibroker
 from benchmarks.broker_process import BrokerProcess
-from minibroker.core.errors import BrokerError
+from minibroker.errors import BrokerError
 
 pytestmark = pytest.mark.slow
 

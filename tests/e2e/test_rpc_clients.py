@@ -26,7 +26,7 @@ from minibroker.client.rpc import (
     ServeHandle,
     SyncIncomingRequest,
 )
-from minibroker.core.errors import (
+from minibroker.errors import (
     NoResponders,
     ResponderError,
     ResponderGone,

@@ -19,7 +19,9 @@ import minibroker
 from minibroker.client.rpc import IncomingRequest, Reply
 from minibroker.config import ServerConfig
 from minibroker.core.config import Limits
-from minibroker.core.errors import (
+from minibroker.core.rpc import RequestRouter
+from minibroker.embedded import EmbeddedBroker
+from minibroker.errors import (
     BadRequest,
     InvalidName,
     LimitExceeded,
@@ -29,8 +31,6 @@ from minibroker.core.errors import (
     Timeout,
     TooLarge,
 )
-from minibroker.core.rpc import RequestRouter
-from minibroker.embedded import EmbeddedBroker
 
 Pair = tuple[minibroker.Client, minibroker.Client]
 

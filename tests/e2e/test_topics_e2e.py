@@ -26,8 +26,8 @@ import minibroker
 from minibroker.client.protocol import Call
 from minibroker.client.topics import PublishResult, TopicMessage
 from minibroker.config import ServerConfig
-from minibroker.core.errors import InvalidName, SlowConsumer
 from minibroker.embedded import EmbeddedBroker, open_broker
+from minibroker.errors import InvalidName, SlowConsumer
 from minibroker.protocol.codec import RawFrameDecoder, pack_frame
 from minibroker.protocol.frames import PROTOCOL_VERSION
 

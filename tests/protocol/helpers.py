@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from minibroker.core.broker import Broker
-from minibroker.core.errors import BrokerError, error_from_code
+from minibroker.errors import BrokerError, error_from_code
 from minibroker.protocol import frames
 from minibroker.protocol.codec import RawFrameDecoder, encode, pack_frame
 from minibroker.protocol.session import Session, SessionSettings
@@ -34,7 +34,7 @@ class Net:
     """A broker, the connections to it, and the time they all see."""
 
     def __init__(self, broker: Broker | None = None, *, now: float = 1000.0) -> None:
-        self.broker = broker or Broker()
+        self.broker = broker or Broker(memory_log=MemoryLog)
         self.now = now
         self.clients: list[Client] = []
         self._next_conn = 1

@@ -18,7 +18,7 @@ import pytest
 
 # The server's request decoders, fast paths included (handlers register them).
 import minibroker.protocol.handlers  # noqa: F401
-from minibroker.core.errors import BadRequest, UnknownOp
+from minibroker.errors import BadRequest, UnknownOp
 from minibroker.protocol import frames
 from minibroker.protocol.codec import FrameDecoder, InvalidFrame, decode_request, pack_frame
 from minibroker.protocol.frames import REQUEST_TYPES

@@ -33,8 +33,8 @@ from minibroker.protocol.codec import (
 )
 from minibroker.protocol.handlers.queues import encode_deliveries
 from minibroker.protocol.session import SessionSettings
+from minibroker.record_format import encode_records
 from minibroker.storage import decode_records
-from minibroker.storage.record import encode_records
 
 LIMIT = 64 * 1024
 BIG_INT = 2**64 - 1

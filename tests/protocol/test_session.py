@@ -16,12 +16,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minibroker import __version__
+from minibroker.access.auth import Authenticator
 from minibroker.core.broker import Broker
-from minibroker.core.errors import ShuttingDown
-from minibroker.protocol.auth import Authenticator
+from minibroker.errors import ShuttingDown
 from minibroker.protocol.codec import RawFrameDecoder, pack_frame
 from minibroker.protocol.frames import PROTOCOL_VERSION
 from minibroker.protocol.session import Session, SessionSettings
+from minibroker.storage import MemoryLog
 
 HELLO = {"op": "hello", "id": 1, "version": PROTOCOL_VERSION, "client": "test"}
 
@@ -36,7 +37,7 @@ class Wire:
         settings: SessionSettings | None = None,
         broker: Broker | None = None,
     ) -> None:
-        self.broker = broker or Broker()
+        self.broker = broker or Broker(memory_log=MemoryLog)
         self.session = Session(self.broker, 7, settings=settings, auth=auth, peer_name="test")
         self.decoder = RawFrameDecoder()
         self.wakeups = 0

@@ -10,8 +10,8 @@ from helpers import Client, Net
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minibroker.core.errors import BadRequest, InvalidName, NotFound
 from minibroker.core.topics import TopicMessage, TopicSubscription
+from minibroker.errors import BadRequest, InvalidName, NotFound
 from minibroker.protocol import frames
 from minibroker.protocol.handlers.topics import _array_header, encode_messages
 from minibroker.protocol.session import SessionSettings

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from minibroker.log_store import Record
 from minibroker.protocol.codec import RawFrameDecoder, pack_frame
 from minibroker.protocol.frames import PROTOCOL_VERSION
+from minibroker.record_format import decode_records
 from minibroker.storage.batch import scan_batches
-from minibroker.storage.record import Record, decode_records
 
 
 def hello_frame(request_id: int = 1, **fields: Any) -> dict[str, Any]:

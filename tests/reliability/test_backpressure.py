@@ -13,13 +13,14 @@ from minibroker.core.broker import Broker
 from minibroker.protocol.codec import RawFrameDecoder, pack_frame
 from minibroker.protocol.frames import PROTOCOL_VERSION
 from minibroker.protocol.session import Session, SessionSettings
+from minibroker.storage import MemoryLog
 
 HIGH_WATER = 128 * 1024
 ANSWER = 64 * 1024
 
 
 def test_pipelined_answers_stop_at_the_high_water_mark() -> None:
-    broker = Broker()
+    broker = Broker(memory_log=MemoryLog)
     session = Session(broker, 1, settings=SessionSettings(outbound_high_water=HIGH_WATER))
     session.receive_data(
         pack_frame({"op": "hello", "id": 1, "version": PROTOCOL_VERSION})

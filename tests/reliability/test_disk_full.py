@@ -24,7 +24,7 @@ import pytest
 import minibroker
 from benchmarks.broker_process import BrokerProcess
 from minibroker.config import ServerConfig
-from minibroker.core.errors import StorageFull
+from minibroker.errors import StorageFull
 from minibroker.storage import fileio
 from minibroker.testing import run_in_thread
 

@@ -24,7 +24,7 @@ from reliability_support import WireClient
 
 import minibroker
 from benchmarks.broker_process import BrokerProcess
-from minibroker.core.errors import ERRORS_BY_CODE
+from minibroker.errors import ERRORS_BY_CODE
 from minibroker.protocol import frames
 
 pytestmark = pytest.mark.slow

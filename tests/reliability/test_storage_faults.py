@@ -33,9 +33,10 @@ from reliability_support import Fault, StoreFile, random_fault, store_files, sur
 
 import minibroker
 from benchmarks.broker_process import BrokerProcess
-from minibroker.core.errors import NotFound
+from minibroker.errors import NotFound
+from minibroker.log_store import Record
+from minibroker.record_format import CorruptRecord
 from minibroker.storage.batch import BATCH_HEADER_SIZE
-from minibroker.storage.record import CorruptRecord, Record
 
 pytestmark = pytest.mark.slow
 

@@ -16,8 +16,9 @@ import trio
 from security_support import RawClient, StartServer, hello, sample_request
 
 import minibroker
-from minibroker.core.errors import Unauthorized
-from minibroker.protocol import auth, frames
+from minibroker.access import auth
+from minibroker.errors import Unauthorized
+from minibroker.protocol import frames
 from minibroker.protocol.codec import InvalidFrame, decode_request
 
 TOKENS = {"tok-ci-5b1d": "ci", "tok-ops-93aa": "ops"}

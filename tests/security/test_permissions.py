@@ -11,11 +11,7 @@ from hypothesis import strategies as st
 from security_support import RawClient, StartServer, hello, sample_request
 
 import minibroker
-from minibroker.cli import main
-from minibroker.cli.serve import add_commands, config_from_args
-from minibroker.core.errors import Forbidden
-from minibroker.protocol import frames
-from minibroker.protocol.permissions import (
+from minibroker.access.permissions import (
     NEEDS,
     OPEN,
     Permissions,
@@ -23,6 +19,10 @@ from minibroker.protocol.permissions import (
     load_permissions_file,
     split_words,
 )
+from minibroker.cli import main
+from minibroker.cli.serve import add_commands, config_from_args
+from minibroker.errors import Forbidden
+from minibroker.protocol import frames
 
 TOKENS = {"t-ci": "ci", "t-dash": "dashboard", "t-ops": "ops", "t-none": "nobody"}
 PERMISSIONS = """

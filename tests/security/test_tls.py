@@ -12,8 +12,8 @@ import trustme
 from security_support import StartServer
 
 import minibroker
-from minibroker.core.errors import Forbidden, Unauthorized
-from minibroker.protocol.permissions import Permissions
+from minibroker.access.permissions import Permissions
+from minibroker.errors import Forbidden, Unauthorized
 from minibroker.server.app import TLS_HANDSHAKE_TIMEOUT
 
 

@@ -16,8 +16,8 @@ import trio.testing
 from raw_wire import StartServer
 
 import minibroker
-from minibroker.core.errors import ConnectionClosed
 from minibroker.direct_io import DirectSocket, direct_socket
+from minibroker.errors import ConnectionClosed
 from minibroker.server.memory_stream import memory_stream_pair
 
 

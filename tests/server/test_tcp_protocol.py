@@ -17,7 +17,7 @@ from raw_wire import RawClient, StartServer, hello, ping
 
 import minibroker
 from minibroker import __version__
-from minibroker.core.errors import ConnectionClosed, Unauthorized
+from minibroker.errors import ConnectionClosed, Unauthorized
 from minibroker.protocol.codec import pack_frame
 from minibroker.protocol.frames import PROTOCOL_VERSION
 from minibroker.server.app import BrokerServer

@@ -11,7 +11,7 @@ from raw_wire import RawClient, ping
 
 import minibroker
 from minibroker.config import ServerConfig
-from minibroker.core.errors import ConnectionClosed, ShuttingDown
+from minibroker.errors import ConnectionClosed, ShuttingDown
 from minibroker.server.app import BrokerServer
 
 

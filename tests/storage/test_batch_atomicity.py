@@ -21,10 +21,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from minibroker.log_store import Entry, Record
+from minibroker.record_format import decode_records, encode_records
 from minibroker.storage import SegmentedLog
 from minibroker.storage.batch import BATCH_HEADER_SIZE, starts_with_batch
 from minibroker.storage.commitlog import CLEAN_SHUTDOWN_FILE_NAME
-from minibroker.storage.record import Entry, Record, decode_records, encode_records
 
 Batch = list[tuple[bytes | None, dict[str, str] | None, bytes]]
 

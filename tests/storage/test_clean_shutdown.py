@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from minibroker.log_store import Record
 from minibroker.storage import SegmentedLog, fileio, segment
 from minibroker.storage.batch import BatchScan
 from minibroker.storage.commitlog import CLEAN_SHUTDOWN_FILE_NAME
-from minibroker.storage.record import Record
 
 SEGMENT_BYTES = 20_000
 INTERVAL = 256

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from minibroker.core.errors import StorageError, StorageFull
+from minibroker.errors import StorageError, StorageFull
 from minibroker.storage import SegmentedLog, fileio
 
 Pwrite = Callable[[int, bytes | memoryview, int], int]

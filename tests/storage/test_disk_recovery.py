@@ -18,12 +18,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minibroker.core.errors import StorageError
+from minibroker.errors import StorageError
+from minibroker.log_store import Record
+from minibroker.record_format import encode_records
 from minibroker.storage import SegmentedLog
 from minibroker.storage.batch import BATCH_HEADER_SIZE
 from minibroker.storage.checkpoint import CHECKPOINT_FILE_NAME
 from minibroker.storage.commitlog import CLEAN_SHUTDOWN_FILE_NAME
-from minibroker.storage.record import Record, encode_records
 
 SEGMENT_BYTES = 300
 INTERVAL = 64

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from minibroker.core.errors import StorageError
+from minibroker.errors import StorageError
+from minibroker.log_store import Record
+from minibroker.record_format import decode_records, encode_records
 from minibroker.storage import SegmentedLog, fileio
 from minibroker.storage.batch import BATCH_HEADER_SIZE
 from minibroker.storage.fd_cache import DEFAULT_CAPACITY, FdCache
-from minibroker.storage.record import Record, decode_records, encode_records
 
 pytestmark = pytest.mark.skipif(
     not os.path.isdir("/proc/self/fd"), reason="counts open files in /proc/self/fd"

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from minibroker.core.errors import StorageError
+from minibroker.errors import StorageError
+from minibroker.record_format import decode_records
 from minibroker.storage import SegmentedLog, segment
 from minibroker.storage.checkpoint import CHECKPOINT_FILE_NAME
 from minibroker.storage.commitlog import CLEAN_SHUTDOWN_FILE_NAME
 from minibroker.storage.fd_cache import FdCache
-from minibroker.storage.record import decode_records
 
 SEGMENT_BYTES = 400
 INTERVAL = 64

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from minibroker.core.errors import OffsetOutOfRange, StorageError
+from minibroker.errors import OffsetOutOfRange, StorageError
+from minibroker.log_store import LogStore
+from minibroker.record_format import decode_records, encode_records
 from minibroker.storage import MemoryLog, SegmentedLog
 from minibroker.storage.batch import BATCH_HEADER_SIZE
-from minibroker.storage.record import decode_records, encode_records
-from minibroker.storage.store import LogStore
 
 MakeLog = Callable[..., LogStore]
 

@@ -27,12 +27,12 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from minibroker.core.errors import OffsetOutOfRange
+from minibroker.errors import OffsetOutOfRange
+from minibroker.log_store import Entry, LogStore, Record
+from minibroker.record_format import decode_records, encode_records
 from minibroker.storage import MemoryLog, SegmentedLog
 from minibroker.storage.batch import BATCH_HEADER_SIZE
 from minibroker.storage.fd_cache import FdCache
-from minibroker.storage.record import Entry, Record, decode_records, encode_records
-from minibroker.storage.store import LogStore
 
 # max_examples comes from the Hypothesis profile in tests/conftest.py (60 by
 # default, a few seconds here; HYPOTHESIS_PROFILE=thorough for long runs).

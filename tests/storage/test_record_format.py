@@ -11,12 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minibroker.storage.batch import span_frames
-from minibroker.storage.record import (
+from minibroker.log_store import Entry, Record
+from minibroker.record_format import (
     MAX_FRAME_SIZE,
     CorruptRecord,
-    Entry,
-    Record,
     decode_fields,
     decode_records,
     encode_batch,
@@ -24,6 +22,7 @@ from minibroker.storage.record import (
     peek_offset,
     scan_valid_prefix,
 )
+from minibroker.storage.batch import span_frames
 
 keys = st.none() | st.binary(max_size=20)
 headers = st.none() | st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=3)

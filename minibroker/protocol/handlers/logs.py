@@ -39,11 +39,10 @@ from typing import TYPE_CHECKING, Any
 
 from minibroker.core.log_options import LogOptions
 from minibroker.core.log_readers import LogTail
+from minibroker.log_store import Entry, RecordBatch
 from minibroker.protocol import frames
 from minibroker.protocol.codec import pack_frame, register_request_decoder
 from minibroker.protocol.handlers.registry import PARKED, encodes_pushes, handles
-from minibroker.storage.record import Entry
-from minibroker.storage.store import RecordBatch
 
 if TYPE_CHECKING:
     from minibroker.protocol.session import Session

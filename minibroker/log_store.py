@@ -1,9 +1,15 @@
-"""The interface every log store offers, whatever keeps the bytes.
+"""The contract between the core and storage: what a record is, what a store offers.
 
 The log model (a Kafka-like partition) and the durable-queue journal are
 written against :class:`LogStore` only, so they run unchanged on the
 in-memory store (:class:`~minibroker.storage.memory.MemoryLog`, the embedded
 default) and on disk (:class:`~minibroker.storage.commitlog.SegmentedLog`).
+The core never names either: the shell hands it a factory
+(``Broker(memory_log=...)``) and a ``StorageOpener`` (core/namespace.py).
+
+A leaf: standard library only. The core imports it, so it must not pull in
+msgpack or a store; how a record becomes bytes is
+:mod:`minibroker.record_format`.
 
 Stores are synchronous and single-threaded: the Trio server calls them from
 its one thread, and decides *when* to call :meth:`LogStore.sync` (group
@@ -14,16 +20,39 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, NamedTuple, Protocol
 
-from minibroker.storage.record import Entry, Record
+#: One entry handed to ``append``: ``(key, headers, body)``, or a bare body
+#: (a record without key and headers: the common case, and the cheapest).
+Entry = tuple[bytes | None, dict[str, str] | None, bytes] | bytes
+#: A decoded record as a plain tuple: ``(offset, timestamp_ms, key, headers, body)``.
+RecordFields = tuple[int, int, bytes | None, dict[str, str] | None, bytes]
+
+#: Largest segment a store accepts: segment files hold u32 positions, and
+#: this keeps well clear of that limit. The log options check it up front.
+MAX_SEGMENT_BYTES: Final = 2 * 1024 * 1024 * 1024
+
+
+class Record(NamedTuple):
+    """One decoded log record.
+
+    A NamedTuple rather than a frozen dataclass: replay decodes hundreds of
+    thousands of these per second, and building a tuple costs a fifth of
+    what a frozen dataclass's ``__init__`` does.
+    """
+
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    headers: dict[str, str] | None
+    body: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class RecordBatch:
     """The answer to a read: raw frames, ready to ship to a client as they are.
 
-    ``data`` holds ``count`` whole frames (see :mod:`minibroker.storage.record`)
+    ``data`` holds ``count`` whole frames (see :mod:`minibroker.record_format`)
     with consecutive offsets; ``next_offset`` is the offset to read next.
     """
 
@@ -60,8 +89,8 @@ class LogStore(Protocol):
 
         The timestamp is raised to the last stored one if it is older, so
         timestamps never decrease. Either the whole batch is stored or, on
-        :class:`~minibroker.core.errors.StorageFull` /
-        :class:`~minibroker.core.errors.StorageError`, none of it is.
+        :class:`~minibroker.errors.StorageFull` /
+        :class:`~minibroker.errors.StorageError`, none of it is.
         An empty batch stores nothing and returns :attr:`next_offset`.
         """
         ...
@@ -73,7 +102,7 @@ class LogStore(Protocol):
         it alone exceeds ``max_bytes``. Reading at :attr:`next_offset` returns
         an empty batch. An offset below :attr:`first_offset` or above
         :attr:`next_offset` raises
-        :class:`~minibroker.core.errors.OffsetOutOfRange` with ``first_offset``
+        :class:`~minibroker.errors.OffsetOutOfRange` with ``first_offset``
         and ``next_offset`` in its details.
         """
         ...

@@ -21,6 +21,9 @@ Why each part is there:
   trust a position it was told.
 
 This module is pure: bytes in, values out. It knows nothing about files.
+A leaf (the standard library, msgpack and the record types of
+:mod:`minibroker.log_store`): storage frames with it, the log handlers cut
+reads with it, and the clients decode with it, without loading a store.
 """
 
 from __future__ import annotations
@@ -33,11 +36,7 @@ from typing import Final, NamedTuple
 
 import msgpack
 
-#: One entry handed to ``append``: ``(key, headers, body)``, or a bare body
-#: (a record without key and headers: the common case, and the cheapest).
-Entry = tuple[bytes | None, dict[str, str] | None, bytes] | bytes
-#: A decoded record as a plain tuple: ``(offset, timestamp_ms, key, headers, body)``.
-RecordFields = tuple[int, int, bytes | None, dict[str, str] | None, bytes]
+from minibroker.log_store import Entry, Record, RecordFields
 
 #: ``length`` + ``crc32``, both big-endian u32.
 FRAME_HEADER: Final = struct.Struct(">II")
@@ -54,21 +53,6 @@ MAX_FRAME_SIZE: Final = 256 * 1024 * 1024
 
 class CorruptRecord(ValueError):
     """Bytes that do not form valid records (bad CRC, bad length, bad payload)."""
-
-
-class Record(NamedTuple):
-    """One decoded log record.
-
-    A NamedTuple rather than a frozen dataclass: replay decodes hundreds of
-    thousands of these per second, and building a tuple costs a fifth of
-    what a frozen dataclass's ``__init__`` does.
-    """
-
-    offset: int
-    timestamp_ms: int
-    key: bytes | None
-    headers: dict[str, str] | None
-    body: bytes
 
 
 class EncodedBatch(NamedTuple):

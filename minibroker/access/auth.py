@@ -11,8 +11,8 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass, field
 
-from minibroker.core.errors import Unauthorized
-from minibroker.protocol.permissions import Grants, Permissions
+from minibroker.access.permissions import Grants, Permissions
+from minibroker.errors import Unauthorized
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +20,7 @@ class Principal:
     """Who a connection authenticated as (``name`` is "anonymous" without auth).
 
     ``grants`` is what it may do when a permissions file is in force (see
-    protocol/permissions.py); None means everything.
+    access/permissions.py); None means everything.
     """
 
     name: str

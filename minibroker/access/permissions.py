@@ -1,6 +1,6 @@
 """Per-principal permissions: who may read, write or administer which names.
 
-Authentication (protocol/auth.py) says *who* a connection is: the principal
+Authentication (access/auth.py) says *who* a connection is: the principal
 named next to its token in the tokens file. Permissions say what that
 principal may do. They are optional: without a permissions file every
 authenticated connection may do everything, as before. With one, everything
@@ -71,7 +71,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from minibroker.core.errors import Forbidden
+from minibroker.errors import Forbidden
 
 READ: Final = "read"
 WRITE: Final = "write"

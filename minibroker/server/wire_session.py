@@ -1,0 +1,92 @@
+"""What the Trio shell needs from a front end's per-connection state machine.
+
+Every front end (the msgpack protocol today; AMQP 0-9-1, Kafka and others
+beside it) keeps its protocol state in a sans-I/O object per connection:
+bytes go in through ``receive_data``, the core is called synchronously, and
+bytes come out of ``data_to_send``. The shell (``Connection``, group commit,
+graceful shutdown) drives any such object the same way, so a new front end
+reuses the chunked reads, coalesced writes, backpressure and closing logic
+instead of writing its own. ``minibroker.protocol.session.Session`` is the
+reference implementation; this protocol names exactly the part the shell uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from minibroker.core.broker import Broker
+from minibroker.errors import BrokerError
+
+
+class WireSession(Protocol):
+    """One connection's protocol state, as driven by ``server.connection.Connection``."""
+
+    #: The current time on the Trio clock; the shell sets it before each call in.
+    now: float
+    #: Called when there is something new to send; the shell wakes its writer.
+    wakeup: Callable[[], None]
+    #: Set once the connection must close after the pending output is sent.
+    closing: BrokerError | None
+    #: True while dispatching stopped at the outbound high-water mark with
+    #: input still buffered; the shell calls ``resume_input`` after draining.
+    input_paused: bool
+    #: Who the client says it is (for logs); empty until it says.
+    client_name: str
+
+    @property
+    def handshake_done(self) -> bool:
+        """True once the client has authenticated (ends the handshake deadline)."""
+        ...
+
+    def receive_data(self, data: bytes | bytearray) -> None: ...
+
+    def resume_input(self) -> None: ...
+
+    def accepting_input(self) -> bool: ...
+
+    @property
+    def over_high_water(self) -> bool: ...
+
+    def has_output(self) -> bool: ...
+
+    def data_to_send(self) -> bytes: ...
+
+    def kick(self, error: BrokerError) -> None:
+        """Close after telling the client why, in the front end's own terms."""
+        ...
+
+    def connection_lost(self) -> None:
+        """The stream is gone: hand back deliveries, drop subscriptions and waiters."""
+        ...
+
+    def shutdown(self) -> None:
+        """The server is stopping: say goodbye and close once flushed."""
+        ...
+
+    def release_synced(self, generation: int) -> None:
+        """Group commit reached ``generation``: send the confirms it covers."""
+        ...
+
+    def fail_held(self, error: BrokerError) -> None:
+        """The group commit's fsync failed: held confirms become errors."""
+        ...
+
+
+#: Builds a front end's session for a new connection: (core, connection id, peer name).
+SessionFactory = Callable[[Broker, int, str], WireSession]
+
+
+@dataclass(frozen=True, slots=True)
+class FrontEnd:
+    """A front end the server listens for on a port of its own."""
+
+    #: Short name, used in logs and as the key of ``BrokerServer.front_end_ports``.
+    name: str
+    host: str
+    #: 0 picks a free port; the bound one is in ``BrokerServer.front_end_ports``.
+    port: int
+    make_session: SessionFactory
+    #: Whether the server's TLS certificate (if any) applies on this port.
+    tls: bool = True
