@@ -47,7 +47,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Final
 
-from minibroker.record_format import FRAME_HEADER_SIZE, MAX_FRAME_SIZE, scan_frames
+from minibroker.record_format import FRAME_HEADER_SIZE, scan_frames
 
 BATCH_MAGIC: Final = 0xB7
 BATCH_FORMAT_VERSION: Final = 2
@@ -207,39 +207,50 @@ def span_frames(
     buffer_end = len(buf)
     end = pos
     count = 0
-    while count < max_records and end + 4 <= buffer_end:
-        (length,) = unpack_length(buf, end)
-        if length > MAX_FRAME_SIZE:  # not a frame: a batch header, or damage
-            if headers is None or buf[end] != BATCH_MAGIC or end + BATCH_HEADER_SIZE > buffer_end:
-                break
-            headers.append(origin + end)
-            end += BATCH_HEADER_SIZE
-            limit += BATCH_HEADER_SIZE
-            continue
-        next_end = end + 4 + length
-        if next_end > buffer_end or (next_end > limit and (count or not at_least_one)):
-            break
-        end = next_end
-        count += 1
-    return end, count
+    while True:
+        while count < max_records and end + 4 <= buffer_end:
+            (length,) = unpack_length(buf, end)
+            next_end = end + 4 + length
+            if next_end > buffer_end or (next_end > limit and (count or not at_least_one)):
+                break  # a limit, the end of buf, or a batch header (its "length" is huge)
+            end = next_end
+            count += 1
+        # Telling a header from a frame here, not per frame, keeps the loop above
+        # exactly as cheap as for bare frames.
+        if (
+            headers is None
+            or count >= max_records
+            or end + BATCH_HEADER_SIZE > buffer_end
+            or buf[end] != BATCH_MAGIC
+        ):
+            return end, count
+        headers.append(origin + end)
+        end += BATCH_HEADER_SIZE
+        limit += BATCH_HEADER_SIZE
 
 
-def strip_batch_headers(data: bytes, header_positions: list[int], start: int) -> bytes:
-    """``data`` (file bytes from ``start``) without the headers at ``header_positions``.
+def strip_batch_headers(
+    data: bytes, header_positions: list[int], origin: int, start: int, end: int
+) -> bytes:
+    """File bytes ``[start, end)`` without the headers at ``header_positions``.
 
-    The pieces are views, so the frames are copied once, by the join.
+    ``data`` holds the file's bytes from ``origin`` and covers the range. The
+    pieces are views, so the frames are copied once, by the join.
     """
     if not header_positions:
-        return data
+        if start == origin and end == origin + len(data):
+            return data
+        return data[start - origin : end - origin]
     with memoryview(data) as view:
         pieces = []
-        previous = 0
+        previous = start - origin
         for position in header_positions:
-            cut = position - start
+            cut = position - origin
             if cut > previous:
                 pieces.append(view[previous:cut])
             previous = cut + BATCH_HEADER_SIZE
-        pieces.append(view[previous:])
+        if end - origin > previous:
+            pieces.append(view[previous : end - origin])
         joined = b"".join(pieces)
         for piece in pieces:
             piece.release()

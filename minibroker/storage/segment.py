@@ -97,14 +97,6 @@ class _Window:
         self.start = start
         self.end = start + len(data)
 
-    def slice(self, start: int, end: int) -> bytes | None:
-        """Bytes ``[start, end)`` of the file if this window holds them all, else None."""
-        if start < self.start or end > self.end:
-            return None
-        if start == self.start and end == self.end:
-            return self.data
-        return self.data[start - self.start : end - self.start]
-
 
 def segment_file_name(base_offset: int, suffix: str) -> str:
     """``00000000000000000042.log`` for base offset 42."""
@@ -524,10 +516,11 @@ class FileSegment:
         )
         if not count:
             return b"", 0
-        data = window.slice(start, end)
-        if data is None:
+        if window.start <= start and end <= window.end:
+            data = strip_batch_headers(window.data, headers, window.start, start, end)
+        else:
             data = self._read_range(start, end - start)
-        data = strip_batch_headers(data, headers, start)
+            data = strip_batch_headers(data, headers, start, start, end)
         if peek_offset(data, 0) != offset:  # the index led us astray: never serve wrong offsets
             raise self._corrupt(f"the index does not lead to offset {offset}")
         return data, count
@@ -663,8 +656,8 @@ class FileSegment:
         """The record frames in bytes ``[start, stop)`` of the file, batch headers cut out."""
         data = self._read_range(start, stop - start)
         headers: list[int] = []
-        span_frames(data, 0, _NO_LIMIT, _NO_LIMIT, False, headers)
-        return strip_batch_headers(data, headers, 0)
+        span_frames(data, 0, _NO_LIMIT, _NO_LIMIT, False, headers, start)
+        return strip_batch_headers(data, headers, start, start, stop)
 
     # -- durability and lifecycle ------------------------------------------------------
 
