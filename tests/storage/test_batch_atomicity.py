@@ -82,6 +82,7 @@ MULTI = [
 ]
 
 
+@pytest.mark.slow  # about 2,600 reopens
 def test_every_cut_and_every_flip_keeps_whole_batches_only(tmp_path: Path) -> None:
     source = tmp_path / "source"
     content, ends = write_log(source, MULTI)
