@@ -47,7 +47,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Final
 
-from minibroker.record_format import FRAME_HEADER_SIZE, scan_frames
+from minibroker.record_format import FRAME_HEADER_SIZE, FrameScan, scan_frames
 
 BATCH_MAGIC: Final = 0xB7
 BATCH_FORMAT_VERSION: Final = 2
@@ -123,50 +123,44 @@ def scan_batches(
     the bare frames before the first header are then accepted one by one.
     """
     view = memoryview(buf)
-    scan = BatchScan()
-    expected = first_offset
-    timestamp = 0
-    pos = 0
+    scan = BatchScan(first_offset=first_offset)
     if leading_frames:
         lead = _frames_before_header(view)
-        frames = scan_frames(view[:lead], expected)
+        frames = scan_frames(view[:lead], first_offset)
         if frames.valid_bytes != lead:
             return scan
-        if frames.frame_sizes:
-            scan.batches.append((0, frames.frame_sizes))
-            _note(scan, frames.first_offset, frames.first_timestamp_ms, frames.last_timestamp_ms)
-            scan.record_count = len(frames.frame_sizes)
-            expected = (frames.last_offset or 0) + 1
-            timestamp = frames.last_timestamp_ms or 0
-        pos = scan.valid_bytes = lead
+        _take(scan, 0, frames)
     end = len(view)
     while True:
-        header = parse_batch_header(view, pos)
+        header = parse_batch_header(view, scan.valid_bytes)
         if header is None:
             break
         count, length = header
-        start = pos + BATCH_HEADER_SIZE
+        start = scan.valid_bytes + BATCH_HEADER_SIZE
         if start + length > end:
             break
-        frames = scan_frames(view[start : start + length], expected, min_timestamp_ms=timestamp)
+        frames = scan_frames(
+            view[start : start + length],
+            None if scan.first_offset is None else scan.first_offset + scan.record_count,
+            min_timestamp_ms=scan.last_timestamp_ms or 0,
+        )
         if frames.valid_bytes != length or len(frames.frame_sizes) != count:
             break
-        scan.batches.append((start, frames.frame_sizes))
-        _note(scan, frames.first_offset, frames.first_timestamp_ms, frames.last_timestamp_ms)
-        scan.record_count += count
-        expected = (frames.last_offset or 0) + 1
-        timestamp = frames.last_timestamp_ms or 0
-        pos = scan.valid_bytes = start + length
+        _take(scan, start, frames)
     return scan
 
 
-def _note(
-    scan: BatchScan, first_offset: int | None, first_ms: int | None, last_ms: int | None
-) -> None:
-    if scan.first_offset is None:
-        scan.first_offset = first_offset
-        scan.first_timestamp_ms = first_ms
-    scan.last_timestamp_ms = last_ms
+def _take(scan: BatchScan, position: int, frames: FrameScan) -> None:
+    """Add the valid frames found at ``position`` to ``scan``."""
+    scan.valid_bytes = position + frames.valid_bytes
+    if not frames.frame_sizes:
+        return
+    scan.batches.append((position, frames.frame_sizes))
+    if not scan.record_count:
+        scan.first_offset = frames.first_offset
+        scan.first_timestamp_ms = frames.first_timestamp_ms
+    scan.last_timestamp_ms = frames.last_timestamp_ms
+    scan.record_count += len(frames.frame_sizes)
 
 
 def _frames_before_header(buf: memoryview) -> int:
