@@ -63,10 +63,13 @@ def kill_while_writing(server: BrokerProcess, directory: Path) -> None:
             return
 
 
-def test_sigkill_in_the_middle_of_a_batch_keeps_batches_whole(tmp_path: Path) -> None:
+def test_sigkill_in_the_middle_of_a_batch_keeps_batches_whole(
+    tmp_path: Path, broker_processes: list[BrokerProcess]
+) -> None:
     data_dir = tmp_path / "data"
     log_dir = data_dir / "namespaces" / "default" / "logs" / LOG
     server = BrokerProcess.start(data_dir)
+    broker_processes.append(server)
     with minibroker.connect_sync(server.url) as mb:
         mb.create_log(LOG, segment_bytes=64 * 1024 * 1024)
         mb.append_many(LOG, batch_bodies(0))
@@ -79,20 +82,24 @@ def test_sigkill_in_the_middle_of_a_batch_keeps_batches_whole(tmp_path: Path) ->
         kill_while_writing(server, log_dir)
         writer.join()
         server = BrokerProcess.start(data_dir)
+        broker_processes.append(server)  # killed at the end even if an assertion fails
         cuts += len(server.lines_matching(r"cut \d+ bytes of torn or corrupt records"))
-        with minibroker.connect_sync(server.url) as mb:
-            counts: Counter[int] = Counter()
-            position = 0
-            while True:
-                records = mb.read(LOG, start=position, max_records=5000)
-                if not records:
-                    break
-                for record in records:
-                    number, _, size = record.body.split(b"|", 1)[0].split(b"/")
-                    assert int(size) == RECORDS_PER_BATCH
-                    counts[int(number)] += 1
-                position = records[-1].offset + 1
+        counts = batch_sizes_found(server.url)
         partial = {number: n for number, n in counts.items() if n != RECORDS_PER_BATCH}
         assert not partial, f"cycle {cycle}: partial batches {partial}\n{server.log_text()}"
     server.stop()
     print(f"{CYCLES} kills while writing, {cuts} torn batches cut whole by recovery")
+
+
+def batch_sizes_found(url: str) -> Counter[int]:
+    """How many records of each batch the whole log holds."""
+    counts: Counter[int] = Counter()
+    with minibroker.connect_sync(url) as mb:
+        position = 0
+        while records := mb.read(LOG, start=position, max_records=5000):
+            for record in records:
+                number, _, size = record.body.split(b"|", 1)[0].split(b"/")
+                assert int(size) == RECORDS_PER_BATCH
+                counts[int(number)] += 1
+            position = records[-1].offset + 1
+    return counts
