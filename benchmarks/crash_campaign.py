@@ -84,6 +84,11 @@ VISIBILITY_TIMEOUT = 600.0
 LOG_SEGMENT_BYTES = 256 * 1024
 SUBJECT = "svc.echo"
 
+#: How long a restart may take before it counts as hung. Recovery replays the
+#: journals, and on a machine shared with other work a start can take many
+#: times its usual second or two: the 30 s default once cut a 176-cycle run short.
+START_TIMEOUT = 300.0
+
 #: Errors a client sees when the server dies under it: expected, not reported.
 _GONE = (ConnectionClosed, OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 
@@ -345,7 +350,9 @@ class Campaign:
         self.server: BrokerProcess | None = None
 
     def start_server(self) -> BrokerProcess:
-        self.server = BrokerProcess.start(self.data_dir, "--fsync", self.fsync)
+        self.server = BrokerProcess.start(
+            self.data_dir, "--fsync", self.fsync, start_timeout=START_TIMEOUT
+        )
         return self.server
 
     def _note_server_log(self, server: BrokerProcess) -> None:
