@@ -8,25 +8,33 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 7878
 
-.PHONY: serve test lint typecheck pytest bench bench-quick clean venv node-deps node-test
+.PHONY: serve test lint typecheck imports pytest bench bench-quick clean venv node-deps node-test
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 serve: $(STAMP)
 	$(BIN)/minibroker serve --port $(PORT)
 
+# Every part runs even when an earlier one fails, and the last line sums
+# them all up (each part's own output, the pytest and node summaries
+# included, scrolls by above it); the status is non-zero if any part failed.
+TEST_PARTS := lint typecheck imports pytest node-test
+
 test: $(STAMP) node-deps
-	$(BIN)/ruff check minibroker tests benchmarks
-	$(BIN)/mypy
-	$(BIN)/lint-imports
-	$(BIN)/pytest -q
-	@$(MAKE) --no-print-directory node-test
+	@failed=0; summary=""; \
+	for part in $(TEST_PARTS); do \
+		start=$$(date +%s); \
+		if $(MAKE) --no-print-directory $$part; then result=ok; else result=FAILED; failed=1; fi; \
+		summary="$$summary $$part $$result ($$(( $$(date +%s) - start )) s),"; \
+	done; \
+	echo "make test:$${summary%,}"; \
+	exit $$failed
 
 lint: $(STAMP)
 	$(BIN)/ruff check minibroker tests benchmarks
@@ -34,11 +42,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+imports: $(STAMP)
+	$(BIN)/lint-imports
+
 pytest: $(STAMP)
 	$(BIN)/pytest -q
 
 $(VENV)/.bench-installed: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $@
 
 bench: $(VENV)/.bench-installed

@@ -32,12 +32,28 @@ from minibroker.errors import BrokerError, ConnectionClosed
 
 if TYPE_CHECKING:
     from minibroker import aio
+    from minibroker.client.logs import GroupLag, LogStats, Record
+    from minibroker.client.pushes import SubscriptionEnded
+    from minibroker.client.queue_wire import (
+        Delivery,
+        QueueContents,
+        QueuedMessage,
+        QueueInfo,
+        QueueStats,
+        SyncDelivery,
+    )
+    from minibroker.client.rpc import IncomingRequest, Reply, ServeHandle, SyncIncomingRequest
     from minibroker.client.sync import CallTimeout, connect_sync
+    from minibroker.client.topics import PublishResult, TopicMessage
     from minibroker.client.trio_client import Client, Subscription, connect
+    from minibroker.config import ServerConfig
+    from minibroker.core.config import Limits
     from minibroker.embedded import EmbeddedBroker, open_broker
 
 #: Public names imported on first use, so that ``minibroker serve`` (and a
 #: program that needs only one client) does not pay for loading them all.
+#: Everything a user's code names (to annotate, catch or configure) is here,
+#: so nobody has to import from the modules inside.
 _LAZY = {
     "CallTimeout": "minibroker.client.sync",
     "connect_sync": "minibroker.client.sync",
@@ -46,6 +62,24 @@ _LAZY = {
     "connect": "minibroker.client.trio_client",
     "EmbeddedBroker": "minibroker.embedded",
     "open_broker": "minibroker.embedded",
+    "ServerConfig": "minibroker.config",
+    "Limits": "minibroker.core.config",
+    "Delivery": "minibroker.client.queue_wire",
+    "SyncDelivery": "minibroker.client.queue_wire",
+    "QueueStats": "minibroker.client.queue_wire",
+    "QueueInfo": "minibroker.client.queue_wire",
+    "QueueContents": "minibroker.client.queue_wire",
+    "QueuedMessage": "minibroker.client.queue_wire",
+    "TopicMessage": "minibroker.client.topics",
+    "PublishResult": "minibroker.client.topics",
+    "Record": "minibroker.client.logs",
+    "LogStats": "minibroker.client.logs",
+    "GroupLag": "minibroker.client.logs",
+    "Reply": "minibroker.client.rpc",
+    "IncomingRequest": "minibroker.client.rpc",
+    "SyncIncomingRequest": "minibroker.client.rpc",
+    "ServeHandle": "minibroker.client.rpc",
+    "SubscriptionEnded": "minibroker.client.pushes",
 }
 
 
@@ -65,8 +99,26 @@ __all__ = [
     "CallTimeout",
     "Client",
     "ConnectionClosed",
+    "Delivery",
     "EmbeddedBroker",
+    "GroupLag",
+    "IncomingRequest",
+    "Limits",
+    "LogStats",
+    "PublishResult",
+    "QueueContents",
+    "QueueInfo",
+    "QueueStats",
+    "QueuedMessage",
+    "Record",
+    "Reply",
+    "ServeHandle",
+    "ServerConfig",
     "Subscription",
+    "SubscriptionEnded",
+    "SyncDelivery",
+    "SyncIncomingRequest",
+    "TopicMessage",
     "__version__",
     "aio",
     "connect",

@@ -9,7 +9,11 @@ from typing import Final
 from minibroker.access.permissions import Permissions
 from minibroker.core.config import FsyncPolicy, Limits
 from minibroker.defaults import DEFAULT_HOST, DEFAULT_PORT
-from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES, message_limit_for
+from minibroker.protocol.codec import (
+    DEFAULT_MAX_FRAME_BYTES,
+    frame_payload_budget,
+    message_limit_for,
+)
 
 #: Smallest ``max_frame_bytes``: the hello answer alone takes up to about 550 bytes
 #: (with a 255-character namespace name), and must fit one frame.
@@ -25,7 +29,9 @@ class ServerConfig:
     message always fits one frame, ``limits.max_message_bytes`` is lowered to
     ``message_limit_for(max_frame_bytes)`` when it is above it (for example
     with ``--max-frame-bytes 65536``); the hello answer shows the value in
-    force.
+    force. ``limits.max_item_bytes`` is set to what one frame carries, so the
+    core refuses on the way in any item (a message with its headers, a
+    record with its key) that it could not send out again.
     """
 
     host: str = DEFAULT_HOST
@@ -67,3 +73,6 @@ class ServerConfig:
         if self.limits.max_message_bytes > fitting:
             # Frozen: set the consistent limits the way dataclasses' own __init__ does.
             object.__setattr__(self, "limits", replace(self.limits, max_message_bytes=fitting))
+        budget = frame_payload_budget(self.max_frame_bytes)
+        if self.limits.max_item_bytes is None or self.limits.max_item_bytes > budget:
+            object.__setattr__(self, "limits", replace(self.limits, max_item_bytes=budget))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import trio
 
+from minibroker.client.advice import require_event_loop
 from minibroker.client.trio_client import Client, open_client
 from minibroker.config import ServerConfig
 from minibroker.core.broker import Broker
@@ -37,6 +38,18 @@ class EmbeddedBroker:
     def port(self) -> int | None:
         """The TCP port, if the broker was opened with ``listen=True``."""
         return self.server.port
+
+    @property
+    def url(self) -> str:
+        """The URL for TCP clients (``minibroker.aio.connect(broker.url)``...);
+        only for a broker opened with ``listen=True``."""
+        url = self.server.url
+        if url is None:
+            raise RuntimeError(
+                "this in-process broker listens on no socket: open it with "
+                "open_broker(listen=True) to get a URL, or use broker.connect()"
+            )
+        return url
 
     def connect(
         self,
@@ -65,6 +78,11 @@ async def open_broker(
     queues and logs persist there; ``listen=True`` also serves TCP on
     ``port`` (0 = any free port, see ``broker.port``).
     """
+    require_event_loop(
+        "trio",
+        "minibroker.open_broker",
+        "minibroker.testing.run_in_thread() and minibroker.aio.connect(broker.url)",
+    )
     base = config or ServerConfig()
     config = replace(
         base,

@@ -56,6 +56,13 @@ class BadRequest(BrokerError):
     code = "bad_request"
 
 
+class DuplicateId(BrokerError):
+    """A request reuses the id of a request of the same connection that is still
+    waiting for its answer; the newer one is refused, the older one goes on."""
+
+    code = "duplicate_id"
+
+
 class InvalidName(BrokerError):
     """A queue, topic, pattern, log or subject name that breaks the naming rules."""
 

@@ -10,6 +10,8 @@ Two ways to put a broker under a test:
   ``run_in_thread()`` as a context manager, or the session-wide
   ``minibroker_server`` fixture with ``minibroker_url``, which carries a fresh
   namespace for each test so queue and topic names never collide between tests.
+  With pytest-asyncio installed, ``minibroker_aio_client`` is an asyncio
+  client on that URL (why a thread and not Trio's guest mode: docs/testing.md).
 
 ``ThreadedBroker.advance(seconds)`` moves the threaded server's clock forward
 (a test-only clock) so visibility timeouts, TTLs and deadlines can be tested
@@ -29,6 +31,10 @@ import pytest
 import trio
 import trio.testing
 
+from minibroker.client.aio import Client as AioClient
+from minibroker.client.aio import connect as aio_connect
+from minibroker.client.sync import Client as SyncClient
+from minibroker.client.sync import connect_sync
 from minibroker.client.trio_client import Client
 from minibroker.config import ServerConfig
 from minibroker.embedded import EmbeddedBroker, open_broker
@@ -48,6 +54,8 @@ class ThreadedBroker:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._main, name="minibroker-server", daemon=True)
+        #: A connection to the default namespace for ``drop_namespace``, opened on first use.
+        self._admin: SyncClient | None = None
 
     @property
     def port(self) -> int:
@@ -56,8 +64,9 @@ class ThreadedBroker:
 
     @property
     def url(self) -> str:
-        scheme = "minibrokers" if self.config.tls_cert else "minibroker"
-        return f"{scheme}://{self.config.host}:{self.port}"
+        url = self.server.url
+        assert url is not None, "the threaded broker is not started"
+        return url
 
     def url_for(self, namespace: str) -> str:
         """The URL of this broker with a namespace selected."""
@@ -97,8 +106,19 @@ class ThreadedBroker:
         assert self._token is not None
         return trio.from_thread.run_sync(fn, trio_token=self._token)
 
+    def drop_namespace(self, name: str) -> bool:
+        """Delete namespace ``name`` with everything in it, through the
+        ``namespace.drop`` operation (closing the connections still in it).
+        ``minibroker_url`` does this after each test."""
+        if self._admin is None:
+            token = next(iter(self.config.tokens or {}), None)
+            self._admin = connect_sync(self.url, token=token, client_name="minibroker-testing")
+        return self._admin.drop_namespace(name)
+
     def stop(self) -> None:
         """Shut the server down gracefully and wait for its thread to end."""
+        if self._admin is not None:
+            self._admin.close()
         if self._token is not None and self._thread.is_alive():
             with suppress(trio.RunFinishedError):
                 self._run_in_loop(self.server.shutdown)
@@ -166,7 +186,45 @@ def minibroker_namespace() -> str:
     return fresh_namespace()
 
 
+#: Fixtures that only a test running under Trio can use.
+TRIO_FIXTURES = ("minibroker_broker", "minibroker_client")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A Trio fixture in a test that Trio does not run (asyncio, plain, or
+    trio_mode forgotten) fails deep inside pytest-trio; say what to do."""
+    requested = getattr(item, "fixturenames", ())
+    wanted = [name for name in TRIO_FIXTURES if name in requested]
+    if wanted and item.get_closest_marker("trio") is None:
+        pytest.fail(
+            f"{wanted[-1]} is a Trio fixture but {item.name} does not run under Trio: set "
+            "trio_mode = true (or mark it @pytest.mark.trio) for Trio tests; asyncio tests "
+            "use minibroker_aio_client, blocking ones minibroker_url",
+            pytrace=False,
+        )
+
+
 @pytest.fixture
-def minibroker_url(minibroker_server: ThreadedBroker, minibroker_namespace: str) -> str:
-    """URL of the session broker with this test's own namespace selected."""
-    return minibroker_server.url_for(minibroker_namespace)
+def minibroker_url(minibroker_server: ThreadedBroker, minibroker_namespace: str) -> Iterator[str]:
+    """URL of the session broker with this test's own namespace selected.
+
+    After the test the namespace is dropped with everything in it, so a long
+    session does not accumulate every test's queues and messages.
+    """
+    yield minibroker_server.url_for(minibroker_namespace)
+    minibroker_server.drop_namespace(minibroker_namespace)
+
+
+try:
+    import pytest_asyncio
+except ImportError:  # pragma: no cover - asyncio tests need pytest-asyncio anyway
+    pass
+else:
+
+    @pytest_asyncio.fixture
+    async def minibroker_aio_client(minibroker_url: str) -> AsyncIterator[AioClient]:
+        """An asyncio client (``minibroker.aio``) in this test's own namespace of
+        the session broker, which runs its Trio loop in a background thread."""
+        async with aio_connect(minibroker_url) as client:
+            yield client

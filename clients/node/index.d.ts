@@ -107,6 +107,8 @@ export class Client {
   maxPending: number;
   /** Largest frame accepted from the broker; hello raises it to the broker's advertised limit. */
   readonly maxFrameBytes: number;
+  /** The largest frame the broker accepts (from hello); a bigger request rejects with TooLargeError, unsent. */
+  readonly sendLimit: number | null;
   /** Resolves (never rejects) with the reason once the connection is closed. */
   readonly closed: Promise<Error>;
   readonly isClosed: boolean;
@@ -119,6 +121,8 @@ export class Client {
   [Symbol.asyncDispose](): Promise<void>;
   /** Round trip; resolves with `data` echoed back (null without data). */
   ping(data?: Bytes): Promise<Buffer | null>;
+  /** Delete a namespace with everything in it; its connections are closed. False if nothing was there. */
+  dropNamespace(name: string): Promise<boolean>;
   /** Low level: send any request and resolve with its raw `ok` result. */
   _call(op: string, fields: Record<string, unknown>): Promise<any>;
 

@@ -46,7 +46,7 @@ from typing import Any
 import trio
 
 import minibroker
-from minibroker.client.rpc import IncomingRequest
+from minibroker import IncomingRequest
 
 ORDERS: list[dict[str, Any]] = [
     {"order": 1, "item": "widget", "quantity": 3, "card": "visa-ok"},

@@ -11,7 +11,7 @@ from __future__ import annotations
 import trio
 
 import minibroker
-from minibroker.client.rpc import IncomingRequest
+from minibroker import IncomingRequest
 
 
 async def greet(request: IncomingRequest) -> bytes:

@@ -54,6 +54,8 @@ hello, ping, unsubscribe, reply             nothing (reply answers a request
                                             this connection was handed)
 queue.list, log.list                        nothing; only names with a grant
                                             are listed
+namespace.drop                              admin on ``#`` of every kind (it
+                                            deletes every name there is)
 ==========================================  ===================================
 
 A subscription pattern is allowed only if the grant covers every topic the
@@ -121,6 +123,9 @@ NEEDS: Final[dict[str, tuple[tuple[str, str, str], ...]]] = {
 
 #: Operations every authenticated connection may use.
 OPEN: Final = frozenset({"hello", "ping", "unsubscribe", "reply"})
+
+#: Operations on every name at once: they need ``admin`` on ``#`` of every kind.
+ADMIN_OF_EVERYTHING: Final = frozenset({"namespace.drop"})
 
 ResultFilter = Callable[[Any], Any]
 
@@ -224,6 +229,10 @@ class Grants:
                     self.require(action, kind, name)
             return None
         if op in OPEN:
+            return None
+        if op in ADMIN_OF_EVERYTHING:
+            for kind in KINDS:
+                self.require(ADMIN, kind, _HASH)
             return None
         if op == "queue.list":
             return self._visible_queues

@@ -7,6 +7,8 @@ with ``add_commands(subparsers)``; this module only assembles them.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -38,9 +40,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(arguments)
     try:
         result: int = args.run(args)
+        sys.stdout.flush()  # here, so a closed pipe is caught below
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _reader_went_away()
     return result
+
+
+def _reader_went_away() -> int:
+    """stdout's reader closed the pipe (``| head``): stop quietly, as Unix tools do.
+
+    Nothing is wrong with the broker, so no error message; the exit status
+    is the one a process killed by SIGPIPE reports (128 + 13).
+    """
+    # Python would try to flush stdout again at exit and complain: point
+    # the descriptor at /dev/null first.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from minibroker.cli import logs, queues, rpc, topics
+from minibroker.cli import logs, namespaces, queues, rpc, topics
 
-MODULES: list[ModuleType] = [queues, rpc, topics, logs]
+MODULES: list[ModuleType] = [queues, rpc, topics, logs, namespaces]

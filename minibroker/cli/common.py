@@ -1,4 +1,10 @@
-"""What every client subcommand shares: where to connect, and reading headers."""
+"""What every client subcommand shares: where to connect, reading headers,
+and reporting errors in one line.
+
+A URL is a secret when it carries a token (``minibroker://TOKEN@host``), so
+it is shown only through ``redact_url``: in ``--help``, in error messages
+and in banners.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +12,56 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+
+from minibroker.client.url import parse_url, redact_url
+from minibroker.errors import BrokerError
 
 DEFAULT_URL = "minibroker://127.0.0.1:7878"
 
 
+def broker_url(value: str) -> str:
+    """argparse type for ``--url``: a bad URL is a one-line usage error, not a traceback."""
+    try:
+        parse_url(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 def connection_options(parser: argparse.ArgumentParser) -> None:
     """``--url`` (default from MINIBROKER_URL) and ``--namespace``."""
+    default = os.environ.get("MINIBROKER_URL", DEFAULT_URL)
     parser.add_argument(
         "--url",
-        default=os.environ.get("MINIBROKER_URL", DEFAULT_URL),
-        help="broker URL (default: $MINIBROKER_URL or %(default)s)",
+        type=broker_url,
+        default=default,
+        help=f"broker URL (default: $MINIBROKER_URL or {redact_url(default)})".replace("%", "%%"),
     )
     parser.add_argument("--namespace", default=None, help="namespace to use")
+
+
+def report(error: BaseException, url: str) -> int:
+    """Print ``error`` in one line on stderr and return the exit status 1.
+
+    A ``BrokenPipeError`` is not the broker's fault (stdout's reader went
+    away): it is raised again, for ``minibroker.cli.main`` to end quietly.
+    """
+    if isinstance(error, BrokenPipeError):
+        raise error
+    if isinstance(error, BrokerError):
+        print(f"error: {error.code}: {error.message}", file=sys.stderr)
+    else:
+        print(f"error: cannot reach the broker at {redact_url(url)}: {error}", file=sys.stderr)
+    return 1
+
+
+def guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a blocking command; broker and connection errors become exit status 1."""
+    try:
+        return run(args)
+    except (BrokerError, OSError) as exc:
+        return report(exc, args.url)
 
 
 def parse_headers(pairs: list[str]) -> dict[str, str] | None:

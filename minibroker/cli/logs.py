@@ -1,7 +1,7 @@
 """``minibroker log ...``: create, append to, read, tail and inspect logs from a shell.
 
     minibroker log create events --retention-seconds 604800
-    minibroker log append events 'first' 'second'          # one batch, prints the first offset
+    minibroker log append events 'first' 'second'          # one batch: "appended 2 records ..."
     printf 'a\\nb\\n' | minibroker log append events        # one record per stdin line
     minibroker log read events --start earliest --max 10
     minibroker log tail events --group cli                  # until Ctrl-C, resumes next time
@@ -10,7 +10,10 @@
     minibroker log delete events
 
 Records print one per line as ``offset<TAB>key<TAB>body`` (bodies decoded as
-UTF-8, undecodable bytes escaped), or as JSON lines with ``--json``. Errors
+UTF-8, undecodable bytes escaped), or as JSON lines with ``--json``;
+``--help`` of ``read`` and ``tail`` says so too. ``append`` prints one line
+per batch it sent (a batch per 1000 stdin lines), saying how many records
+went in at which offsets. Errors
 print ``error: <code>: <message>`` on stderr and exit with status 1.
 """
 
@@ -25,12 +28,18 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from minibroker.cli.common import connection_options, parse_headers, text
+from minibroker.cli.common import connection_options, guarded, parse_headers, text
 from minibroker.client.logs import Record, Start
 from minibroker.client.pushes import SubscriptionEnded
 from minibroker.client.sync import Client, connect_sync
-from minibroker.errors import BrokerError
 
+#: What ``read`` and ``tail`` print, for their ``--help``.
+RECORD_COLUMNS = (
+    "output: one line per record, OFFSET<TAB>KEY<TAB>BODY (KEY empty when the record has "
+    "none; text decoded as UTF-8 with undecodable bytes escaped); --body-only prints only "
+    "the bodies, --json one JSON object per record with every field (offset, timestamp_ms, "
+    "key, headers, body)"
+)
 #: Records per append frame when reading stdin.
 STDIN_BATCH = 1000
 #: How often ``log tail`` looks up from waiting to see whether it should stop.
@@ -52,7 +61,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     create.add_argument("--segment-bytes", type=int, default=None, help="segment size")
 
     append = _command(
-        sub, "append", "append records (arguments, or stdin lines); prints offsets", _run_append
+        sub,
+        "append",
+        "append records (arguments, or stdin lines); prints the offsets of each batch",
+        _run_append,
     )
     append.add_argument("name")
     append.add_argument("bodies", nargs="*", metavar="BODY", help="record bodies (default: stdin)")
@@ -74,11 +86,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--wait", type=float, default=0.0, help="seconds to wait for records if none are there"
     )
     _format_options(read)
+    read.epilog = RECORD_COLUMNS
 
     tail = _command(sub, "tail", "print records as they arrive, until Ctrl-C", _run_tail)
     tail.add_argument("name")
     _start_options(tail, default_start=None, otherwise="latest")
     _format_options(tail)
+    tail.epilog = RECORD_COLUMNS
 
     stats = _command(sub, "stats", "offsets, size, segments and groups of a log", _run_stats)
     stats.add_argument("name")
@@ -95,7 +109,7 @@ def _command(
 ) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:])
     connection_options(parser)
-    parser.set_defaults(run=lambda args: _guarded(run, args))
+    parser.set_defaults(run=lambda args: guarded(run, args))
     return parser
 
 
@@ -132,17 +146,6 @@ def _connect(args: argparse.Namespace) -> Client:
     return connect_sync(args.url, namespace=args.namespace, client_name="minibroker-cli")
 
 
-def _guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    try:
-        return run(args)
-    except BrokerError as exc:
-        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"error: cannot reach the broker at {args.url}: {exc}", file=sys.stderr)
-        return 1
-
-
 # ----------------------------------------------------------------- commands
 
 
@@ -160,26 +163,32 @@ def _run_append(args: argparse.Namespace) -> int:
     headers = parse_headers(args.header)
     with _connect(args) as mb:
         if args.bodies:
-            first = _append(mb, args.name, [b.encode() for b in args.bodies], key, headers)
-            print(first)
+            _append(mb, args.name, [b.encode() for b in args.bodies], key, headers)
             return 0
         batch: list[bytes] = []
         for line in sys.stdin.buffer:
             batch.append(line.rstrip(b"\r\n"))
             if len(batch) >= STDIN_BATCH:
-                print(_append(mb, args.name, batch, key, headers), flush=True)
+                _append(mb, args.name, batch, key, headers)
                 batch = []
         if batch:
-            print(_append(mb, args.name, batch, key, headers))
+            _append(mb, args.name, batch, key, headers)
     return 0
 
 
 def _append(
     mb: Client, log: str, bodies: list[bytes], key: bytes | None, headers: dict[str, str] | None
-) -> int:
+) -> None:
+    """Append one batch and say where it went (its offsets are consecutive)."""
     if key is None and headers is None:
-        return mb.append_many(log, bodies)
-    return mb.append_many(log, [{"body": b, "key": key, "headers": headers} for b in bodies])
+        first = mb.append_many(log, bodies)
+    else:
+        first = mb.append_many(log, [{"body": b, "key": key, "headers": headers} for b in bodies])
+    if len(bodies) == 1:
+        print(f"appended 1 record to {log!r} at offset {first}", flush=True)
+    else:
+        last = first + len(bodies) - 1
+        print(f"appended {len(bodies)} records to {log!r} at offsets {first}-{last}", flush=True)
 
 
 def _run_read(args: argparse.Namespace) -> int:

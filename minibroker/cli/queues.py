@@ -28,10 +28,9 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from minibroker.cli.common import connection_options, parse_headers, text
+from minibroker.cli.common import connection_options, guarded, parse_headers, text
 from minibroker.client.queues import DEFAULT_VISIBILITY_TIMEOUT, SyncDelivery
 from minibroker.client.sync import Client, connect_sync
-from minibroker.errors import BrokerError
 
 #: Messages per put frame when reading stdin.
 STDIN_BATCH = 1000
@@ -143,6 +142,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     fetch.add_argument("--json", action="store_true", help="print JSON lines with every field")
     fetch.add_argument("--body-only", action="store_true", help="print only the bodies")
+    fetch.epilog = (
+        "output: one line per delivery, DELIVERY_ID<TAB>DELIVERY_COUNT<TAB>BODY (the id acks "
+        "or nacks it; the count is 1 on a first delivery and grows with each redelivery; "
+        "text decoded as UTF-8 with undecodable bytes escaped); --body-only prints only "
+        "the bodies, --json one JSON object per delivery with every field (delivery_id, "
+        "delivery_count, published_at, headers, body)"
+    )
 
 
 def _command(
@@ -153,23 +159,12 @@ def _command(
 ) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:])
     connection_options(parser)
-    parser.set_defaults(run=lambda args: _guarded(run, args))
+    parser.set_defaults(run=lambda args: guarded(run, args))
     return parser
 
 
 def _connect(args: argparse.Namespace) -> Client:
     return connect_sync(args.url, namespace=args.namespace, client_name="minibroker-cli")
-
-
-def _guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    try:
-        return run(args)
-    except BrokerError as exc:
-        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"error: cannot reach the broker at {args.url}: {exc}", file=sys.stderr)
-        return 1
 
 
 # ----------------------------------------------------------------- commands

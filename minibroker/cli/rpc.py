@@ -16,9 +16,10 @@ import sys
 
 import trio
 
-from minibroker.cli.common import connection_options, parse_headers, until_signalled
+from minibroker.cli.common import connection_options, parse_headers, report, until_signalled
 from minibroker.client.rpc import DEFAULT_TIMEOUT, IncomingRequest, Reply
 from minibroker.client.trio_client import connect
+from minibroker.client.url import redact_url
 from minibroker.errors import BrokerError
 
 
@@ -48,6 +49,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=DEFAULT_TIMEOUT,
         help="seconds to wait for the reply (default %(default)s)",
     )
+    request.add_argument(
+        "--raw",
+        action="store_true",
+        help="print the reply body exactly, without the newline added after it otherwise",
+    )
     request.set_defaults(run=_run_request)
 
     respond = commands.add_parser(
@@ -68,10 +74,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     respond.set_defaults(run=_run_respond)
 
 
-def _write_body(body: bytes) -> None:
+def _write_body(body: bytes, raw: bool) -> None:
+    """The reply body on stdout, ending with a newline (like every other
+    command's output) unless ``--raw`` asks for the exact bytes."""
     out = sys.stdout.buffer
     out.write(body)
-    if body and not body.endswith(b"\n") and sys.stdout.isatty():
+    if not raw and not body.endswith(b"\n"):
         out.write(b"\n")
     out.flush()
 
@@ -101,10 +109,10 @@ def _run_request(args: argparse.Namespace) -> int:
 
     reply = trio.run(main)
     if isinstance(reply, BaseException):
-        return _report(reply, args.url)
+        return report(reply, args.url)
     for name, value in (reply.headers or {}).items():
         print(f"{name}: {value}", file=sys.stderr)
-    _write_body(reply.body)
+    _write_body(reply.body, args.raw)
     return 0
 
 
@@ -126,7 +134,8 @@ def _run_respond(args: argparse.Namespace) -> int:
                 mode = "echo" if fixed is None else "fixed reply"
                 group = f" (group {args.group})" if args.group else ""
                 banner = (
-                    f"responding to {args.subject!r}{group} at {args.url} ({mode}); Ctrl-C to stop"
+                    f"responding to {args.subject!r}{group} at {redact_url(args.url)} ({mode}); "
+                    "Ctrl-C to stop"
                 )
                 try:
                     # The banner is printed once the broker has registered the
@@ -143,7 +152,7 @@ def _run_respond(args: argparse.Namespace) -> int:
         return None
 
     error = trio.run(main)
-    return 0 if error is None else _report(error, args.url)
+    return 0 if error is None else report(error, args.url)
 
 
 class _Announce:
@@ -154,14 +163,6 @@ class _Announce:
 
     def started(self, value: object = None) -> None:
         print(self._line, file=sys.stderr, flush=True)
-
-
-def _report(error: BaseException, url: str) -> int:
-    if isinstance(error, BrokerError):
-        print(f"error: {error.code}: {error.message}", file=sys.stderr)
-    else:
-        print(f"error: cannot reach the broker at {url}: {error}", file=sys.stderr)
-    return 1
 
 
 def _preview(body: bytes, limit: int = 80) -> str:

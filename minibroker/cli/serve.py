@@ -19,6 +19,7 @@ from minibroker.config import ServerConfig
 from minibroker.defaults import DEFAULT_HOST, DEFAULT_PORT
 from minibroker.errors import BrokerError
 from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES
+from minibroker.server.accept import raise_open_file_limit
 from minibroker.server.app import BrokerServer
 
 #: Upper bound of --busy-poll-us: beyond 10 ms it is just a spinning broker.
@@ -200,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"minibroker serve: {exc}", file=sys.stderr)
         return 2
+    raise_open_file_limit()
     failure: OSError | BrokerError | None = None
     try:
         trio.run(serve_until_signalled, config)

@@ -24,7 +24,7 @@ from typing import Any
 
 import trio
 
-from minibroker.cli.common import connection_options, parse_headers, until_signalled
+from minibroker.cli.common import connection_options, parse_headers, report, until_signalled
 from minibroker.client.topics import DEFAULT_BUFFER, TopicMessage
 from minibroker.client.trio_client import Client, connect
 from minibroker.errors import BrokerError
@@ -130,16 +130,8 @@ def _with_client(args: argparse.Namespace, work: Callable[[Client], Awaitable[in
 
     outcome = trio.run(main)
     if isinstance(outcome, BaseException):
-        return _report(outcome, args.url)
+        return report(outcome, args.url)
     return outcome
-
-
-def _report(error: BaseException, url: str) -> int:
-    if isinstance(error, BrokerError):
-        print(f"error: {error.code}: {error.message}", file=sys.stderr)
-    else:
-        print(f"error: cannot reach the broker at {url}: {error}", file=sys.stderr)
-    return 1
 
 
 def _split_lines(data: bytes) -> list[bytes]:

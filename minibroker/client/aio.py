@@ -34,8 +34,10 @@ from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
+from minibroker.client.advice import explaining_connect, explaining_hello, require_event_loop
 from minibroker.client.api import AsyncMethods
 from minibroker.client.protocol import (
+    CLOSED_BY_BROKER,
     Call,
     ClientProtocol,
     Goodbye,
@@ -235,7 +237,7 @@ class _Wire(asyncio.Protocol):
         self._client._data_received(data)
 
     def eof_received(self) -> bool | None:
-        self._client._fail(connection_lost("the broker closed the connection"))
+        self._client._fail(connection_lost(CLOSED_BY_BROKER))
         return None  # let the transport close itself
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -415,7 +417,7 @@ class Client(AsyncMethods):
             self._transport.resume_reading()
 
     def _connection_lost(self, exc: Exception | None) -> None:
-        reason = str(exc) if exc is not None else "the broker closed the connection"
+        reason = str(exc) if exc is not None else CLOSED_BY_BROKER
         self._fail(connection_lost(reason or type(exc).__name__))
         self._resume_writing()
         if not self._lost.done():
@@ -475,6 +477,7 @@ class _Connect:
             await self._client.aclose()
 
     async def _open(self) -> Client:
+        require_event_loop("asyncio")
         options = self._options
         address = parse_url(self._url)
         ssl_context: ssl.SSLContext | None = options["ssl_context"]
@@ -482,19 +485,21 @@ class _Connect:
             ssl_context = ssl.create_default_context()
         client = Client(max_pending=options["max_pending"])
         loop = asyncio.get_running_loop()
-        await loop.create_connection(
-            lambda: _Wire(client),
-            address.host,
-            address.port,
-            ssl=ssl_context,
-            server_hostname=address.host if ssl_context is not None else None,
-        )
+        with explaining_connect(address):
+            await loop.create_connection(
+                lambda: _Wire(client),
+                address.host,
+                address.port,
+                ssl=ssl_context,
+                server_hostname=address.host if ssl_context is not None else None,
+            )
         token = options["token"] if options["token"] is not None else address.token
         namespace = options["namespace"] if options["namespace"] is not None else address.namespace
         try:
-            client.server_info = await client._call(
-                hello_call(options["client_name"], token, namespace)
-            )
+            with explaining_hello(address, ssl_context is not None):
+                client.server_info = await client._call(
+                    hello_call(options["client_name"], token, namespace)
+                )
         except BaseException:
             await client.aclose()
             raise

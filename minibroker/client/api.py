@@ -76,6 +76,10 @@ def ping_call(data: bytes | None) -> Call[bytes | None]:
     return Call("ping", {} if data is None else {"data": data})
 
 
+def drop_namespace_call(name: str) -> Call[bool]:
+    return Call("namespace.drop", {"namespace": name}, lambda r: bool(r["dropped"]))
+
+
 class AsyncTransport(abc.ABC):
     """What an async client flavour provides to the method mixins."""
 
@@ -117,6 +121,13 @@ class AsyncMethods(
         """Round trip to the broker; returns ``data`` back."""
         return await self._call(ping_call(data))
 
+    async def drop_namespace(self, name: str) -> bool:
+        """Delete namespace ``name`` with everything in it (queues, messages,
+        logs, subscriptions, responders; durable files too) and close the
+        connections in it. Not the namespace this client is in. False if
+        there was nothing to drop."""
+        return await self._call(drop_namespace_call(name))
+
 
 class SyncMethods(
     SyncLogMethods, SyncQueueMethods, SyncRpcMethods, SyncTopicMethods, SyncTransport
@@ -124,3 +135,7 @@ class SyncMethods(
     def ping(self, data: bytes | None = None) -> bytes | None:
         """Round trip to the broker; returns ``data`` back."""
         return self._call(ping_call(data))
+
+    def drop_namespace(self, name: str) -> bool:
+        """Delete namespace ``name`` (see ``AsyncMethods.drop_namespace``)."""
+        return self._call(drop_namespace_call(name))

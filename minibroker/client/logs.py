@@ -34,6 +34,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from minibroker.client.bodies import as_body
 from minibroker.client.protocol import Call
 from minibroker.client.pushes import SubscriptionEnded
 from minibroker.errors import BrokerError, ConnectionClosed, OffsetOutOfRange
@@ -140,10 +141,8 @@ def _encode_record(item: RecordItem) -> bytes | dict[str, Any]:
     """The wire form of one record: a bare body when it has no key or headers."""
     if type(item) is bytes:
         return item
-    if isinstance(item, bytearray | memoryview):
-        return bytes(item)
-    if isinstance(item, str):
-        raise TypeError("record bodies are bytes; encode text first (e.g. s.encode())")
+    if isinstance(item, bytearray | memoryview | str):
+        return as_body(item, "record bodies")
     if hasattr(item, "body"):  # a Record (itself a tuple) or any record-like object
         body = item.body
         key, headers = getattr(item, "key", None), getattr(item, "headers", None)
@@ -159,11 +158,12 @@ def _encode_record(item: RecordItem) -> bytes | dict[str, Any]:
 def _record_map(
     body: bytes, key: bytes | None, headers: Mapping[str, str] | None
 ) -> bytes | dict[str, Any]:
-    if key is None and not headers and type(body) is bytes:
+    body = as_body(body, "record bodies")
+    if key is None and not headers:
         return body
     record: dict[str, Any] = {"body": body}
     if key is not None:
-        record["key"] = key
+        record["key"] = as_body(key, "record keys")
     if headers:
         record["headers"] = dict(headers)
     return record

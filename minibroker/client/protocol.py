@@ -10,7 +10,11 @@ wait; what they send and how they read answers lives here:
   bytes into ``Reply`` and ``Push`` events. It also reads the frame limit
   the server advertises in its hello answer and raises its own decoder
   limit to it, so a server started with a bigger ``--max-frame-bytes``
-  than the client's default can send frames of that size.
+  than the client's default can send frames of that size. The same
+  advertised limit bounds what the client sends: a request that would not
+  fit raises ``TooLarge`` before anything is written, because the broker
+  closes a connection that sends an oversized frame (it cannot skip a body
+  it refuses to read), and every later call on the client would fail.
 """
 
 from __future__ import annotations
@@ -19,11 +23,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from minibroker.errors import BrokerError, ConnectionClosed, error_from_code
-from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES, RawFrameDecoder, pack_frame
+from minibroker.errors import BrokerError, ConnectionClosed, TooLarge, error_from_code
+from minibroker.protocol.codec import (
+    DEFAULT_MAX_FRAME_BYTES,
+    HEADER_SIZE,
+    RawFrameDecoder,
+    pack_frame,
+)
 from minibroker.protocol.frames import PROTOCOL_VERSION
 
 T = TypeVar("T")
+
+#: Why a connection ended when the broker simply closed it (end of stream).
+CLOSED_BY_BROKER = "the broker closed the connection"
 
 
 def _identity(result: Any) -> Any:
@@ -84,6 +96,8 @@ class ClientProtocol:
         self._next_id = 1
         #: The id of the hello request whose answer carries the server's limits.
         self._hello_id: int | None = None
+        #: The largest frame the server accepts (its advertised limit; None before hello).
+        self.send_limit: int | None = None
 
     @property
     def max_frame_bytes(self) -> int:
@@ -91,14 +105,28 @@ class ClientProtocol:
         return self._decoder.max_frame_bytes
 
     def encode(self, call: Call[Any]) -> tuple[int, bytes]:
-        """Give ``call`` a fresh request id; return it with the frame bytes."""
+        """Give ``call`` a fresh request id; return it with the frame bytes.
+
+        Raises ``TooLarge`` (and uses no id) if the frame exceeds the
+        server's advertised limit: nothing is sent, the connection stays usable.
+        """
         request_id = self._next_id
+        frame = {"op": call.op, "id": request_id}
+        frame.update(call.fields)
+        data = pack_frame(frame)
+        limit = self.send_limit
+        if limit is not None and len(data) - HEADER_SIZE > limit:
+            raise TooLarge(
+                f"the {call.op!r} request is {len(data) - HEADER_SIZE} bytes, above the "
+                f"broker's frame limit of {limit} bytes; nothing was sent. Split it into "
+                "smaller batches (or start the broker with a larger --max-frame-bytes)",
+                limit=limit,
+                size=len(data) - HEADER_SIZE,
+            )
         self._next_id += 1
         if call.op == "hello":
             self._hello_id = request_id
-        frame = {"op": call.op, "id": request_id}
-        frame.update(call.fields)
-        return request_id, pack_frame(frame)
+        return request_id, data
 
     def receive_data(self, data: bytes | bytearray) -> list[Event]:
         """Decode every complete frame in ``data`` into events."""
@@ -113,18 +141,22 @@ class ClientProtocol:
         return events
 
     def adopt_server_limits(self, server_info: object) -> None:
-        """Accept frames as large as the server's advertised ``limits.max_frame_bytes``.
+        """Take the server's advertised ``limits.max_frame_bytes``.
 
-        Only ever raises the limit: a server advertising less than this
-        client's limit still gets the client's (it never sends more than it
-        advertises). Anything malformed is ignored and the limit stays.
+        It becomes ``send_limit`` (what this client may send), and the
+        decoder's limit if it is larger: a server advertising less than this
+        client's limit still gets the client's for what it sends (it never
+        sends more than it advertises). Anything malformed is ignored.
         """
         self._hello_id = None
         if not isinstance(server_info, dict):
             return
         limits = server_info.get("limits")
         advertised = limits.get("max_frame_bytes") if isinstance(limits, dict) else None
-        if type(advertised) is int and advertised > self._decoder.max_frame_bytes:
+        if type(advertised) is not int or advertised <= 0:
+            return
+        self.send_limit = advertised
+        if advertised > self._decoder.max_frame_bytes:
             self._decoder.max_frame_bytes = advertised
 
 

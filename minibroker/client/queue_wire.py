@@ -14,7 +14,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal, TypeVar
 
+from minibroker.client.bodies import as_body
 from minibroker.client.protocol import Call
+from minibroker.errors import UnknownDelivery
 
 OverflowPolicy = Literal["reject_publish", "drop_head"]
 
@@ -147,6 +149,7 @@ class DeliveryBase:
     # A plain slotted class: a consumer builds one per message, and this
     # __init__ is the cheapest way to do it (no frozen-dataclass setattr).
     __slots__ = (
+        "_settled",
         "_settler",
         "body",
         "delivery_count",
@@ -164,6 +167,37 @@ class DeliveryBase:
         self.delivery_count: int = wire["delivery_count"]
         self.published_at: int = wire["published_at"]
         self._settler = settler
+        #: "acked" or "nacked" once settled through this object.
+        self._settled: str | None = None
+
+    def _settling(self, how: str) -> None:
+        """Mark this delivery settled, or raise if it already was.
+
+        The broker forgets a delivery once it is settled, so a second ack
+        would only get "not held by this connection"; this object knows
+        better and says so, without a round trip.
+        """
+        if self._settled is not None:
+            raise UnknownDelivery(
+                f"delivery {self.delivery_id} of queue {self.queue!r} was already "
+                f"{self._settled} by this client; a delivery is settled once",
+                queue=self.queue,
+                deliveries=[self.delivery_id],
+            )
+        self._settled = how
+
+    def _record(self, call: Call[int], how: str) -> bool:
+        """Mark settled; a consumer's settler records it for its next batch
+        (True); a plain fetch's must send ``call`` now (False)."""
+        self._settling(how)
+        settler = self._settler
+        if not settler.batched:
+            return False
+        if how == "acked":
+            settler.record_ack(self.delivery_id)
+        else:
+            settler.record_settle(call)
+        return True
 
     @property
     def redelivered(self) -> bool:
@@ -187,24 +221,25 @@ class Delivery(DeliveryBase):
         """Acknowledge: the message leaves the queue.
 
         Fetched with ``fetch``: sent at once, raises ``UnknownDelivery`` if the
-        delivery is no longer held (its visibility timeout ran out). From a
-        consumer: recorded and sent in a batch (see the module docstring).
+        delivery is no longer held (its visibility timeout ran out, or it was
+        already settled). From a consumer: recorded and sent in a batch (see
+        the module docstring).
         """
-        settler = self._settler
-        if settler.batched:
-            settler.record_ack(self.delivery_id)
-        else:
-            await settler.settle(ack_call(self.queue, [self.delivery_id]))
+        await self._settle(ack_call(self.queue, [self.delivery_id]), "acked")
 
     async def nack(self, requeue: bool = True, delay: float = 0.0) -> None:
         """Give the message back: to the front of the queue (after ``delay``
         seconds), or to the dead-letter queue with ``requeue=False``."""
-        call = nack_call(self.queue, [self.delivery_id], requeue, delay)
-        settler = self._settler
-        if settler.batched:
-            settler.record_settle(call)
-        else:
-            await settler.settle(call)
+        await self._settle(nack_call(self.queue, [self.delivery_id], requeue, delay), "nacked")
+
+    async def _settle(self, call: Call[int], how: str) -> None:
+        if self._record(call, how):
+            return
+        try:
+            await self._settler.settle(call)
+        except BaseException:
+            self._settled = None  # not settled after all: the caller may retry
+            raise
 
 
 class SyncDelivery(DeliveryBase):
@@ -214,20 +249,20 @@ class SyncDelivery(DeliveryBase):
 
     def ack(self) -> None:
         """Acknowledge (see ``Delivery.ack``)."""
-        settler = self._settler
-        if settler.batched:
-            settler.record_ack(self.delivery_id)
-        else:
-            settler.settle(ack_call(self.queue, [self.delivery_id]))
+        self._settle(ack_call(self.queue, [self.delivery_id]), "acked")
 
     def nack(self, requeue: bool = True, delay: float = 0.0) -> None:
         """Give the message back (see ``Delivery.nack``)."""
-        call = nack_call(self.queue, [self.delivery_id], requeue, delay)
-        settler = self._settler
-        if settler.batched:
-            settler.record_settle(call)
-        else:
-            settler.settle(call)
+        self._settle(nack_call(self.queue, [self.delivery_id], requeue, delay), "nacked")
+
+    def _settle(self, call: Call[int], how: str) -> None:
+        if self._record(call, how):
+            return
+        try:
+            self._settler.settle(call)
+        except BaseException:
+            self._settled = None  # not settled after all: the caller may retry
+            raise
 
 
 class AsyncDirectSettler:
@@ -308,11 +343,7 @@ def inspect_queue_call(name: str, limit: int) -> Call[QueueContents]:
 
 
 def _message_map(body: Any, headers: Mapping[str, str] | None) -> dict[str, Any]:
-    if type(body) is not bytes:
-        if isinstance(body, bytearray | memoryview):
-            body = bytes(body)
-        elif isinstance(body, str):
-            raise TypeError("message bodies are bytes; encode text first (e.g. s.encode())")
+    body = as_body(body)
     return {"body": body, "headers": dict(headers)} if headers else {"body": body}
 
 

@@ -45,7 +45,9 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 import sniffio
 
+from minibroker.client.bodies import as_body
 from minibroker.client.protocol import Call
+from minibroker.client.serving import serving_in_background, serving_in_thread
 from minibroker.errors import BrokerError, ResponderError, TooLarge
 
 log = logging.getLogger("minibroker.client")
@@ -95,7 +97,7 @@ def _parse_reply(result: Any) -> Reply:
 def request_call(
     subject: str, body: bytes, headers: dict[str, str] | None, timeout: float
 ) -> Call[Reply]:
-    fields: dict[str, Any] = {"subject": subject, "body": body, "timeout": timeout}
+    fields: dict[str, Any] = {"subject": subject, "body": as_body(body), "timeout": timeout}
     if headers:
         fields["headers"] = headers
     return Call("request", fields, _parse_reply)
@@ -154,8 +156,7 @@ class _IncomingBase:
 
 def _check_reply(client: Any, body: bytes, headers: dict[str, str] | None) -> None:
     """Refuse locally what the broker would refuse: a posted reply's error is never read."""
-    if not isinstance(body, bytes | bytearray):
-        raise TypeError(f"a reply body must be bytes, not {type(body).__name__}")
+    as_body(body, "reply bodies")
     limit = getattr(client, "server_info", {}).get("limits", {}).get("max_message_bytes")
     if limit is not None and len(body) > limit:
         raise TooLarge(
@@ -460,7 +461,8 @@ class AsyncRpcMethods(_AsyncBase):
         text (raise ``ResponderError(msg)`` to send just ``msg``). Returns
         only when cancelled; raises ``ConnectionClosed`` if the connection
         drops. With Trio, ``await nursery.start(mb.serve, subject, handler)``
-        returns once the responder is registered (``task_status``).
+        returns once the responder is registered (``task_status``); with
+        asyncio (or Trio), ``async with mb.serving(...)`` does the same.
         """
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -471,6 +473,29 @@ class AsyncRpcMethods(_AsyncBase):
                 await _serve_trio(requests, handler, concurrency)
             else:
                 await _serve_asyncio(requests, handler, concurrency)
+
+    def serving(
+        self,
+        subject: str,
+        handler: Callable[[IncomingRequest], Awaitable[HandlerResult]],
+        *,
+        group: str | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ) -> AbstractAsyncContextManager[None]:
+        """``async with mb.serving(subject, handler):`` ``serve`` in the
+        background for the duration of the block, in Trio and asyncio alike.
+
+        The block starts only once the responder is registered, so a request
+        sent from it never meets ``NoResponders``; leaving it stops serving.
+        See ``minibroker/client/serving.py``.
+        """
+
+        async def serve(task_status: Any) -> None:
+            await self.serve(
+                subject, handler, group=group, concurrency=concurrency, task_status=task_status
+            )
+
+        return serving_in_background(serve)
 
 
 class ServeHandle:
@@ -568,3 +593,24 @@ class SyncRpcMethods(_SyncBase):
                     slots.release()
                     break
                 pool.submit(run_one, req)
+
+    def serving(
+        self,
+        subject: str,
+        handler: Callable[[SyncIncomingRequest], HandlerResult],
+        *,
+        group: str | None = None,
+        workers: int = DEFAULT_WORKERS,
+    ) -> AbstractContextManager[ServeHandle]:
+        """``with mb.serving(subject, handler) as handle:`` ``serve`` on a
+        background thread for the duration of the block.
+
+        The block starts only once the responder is registered (a request
+        sent from it never meets ``NoResponders``); leaving it stops serving
+        and waits for running handlers. See ``minibroker/client/serving.py``.
+        """
+
+        def serve(handle: ServeHandle) -> None:
+            self.serve(subject, handler, group=group, workers=workers, handle=handle)
+
+        return serving_in_thread(serve, ServeHandle())

@@ -50,8 +50,16 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
+import sniffio
+
+from minibroker.client.advice import (
+    explaining_connect,
+    explaining_hello,
+    refuse_blocking_on_trio,
+)
 from minibroker.client.api import SyncMethods
 from minibroker.client.protocol import (
+    CLOSED_BY_BROKER,
     Call,
     ClientProtocol,
     Goodbye,
@@ -505,6 +513,8 @@ class Client(SyncMethods):
                 "a blocking call from a subscription callback would wait for the reader "
                 "thread it runs on; hand the work to another thread instead"
             )
+        if sniffio.thread_local.name == "trio":  # one attribute read: cheap enough per call
+            refuse_blocking_on_trio(f"the blocking client's {call.op!r}")
         request_id, slot = self._submit(call, on_reply)
         if timeout is USE_DEFAULT:
             timeout = self.timeout
@@ -527,18 +537,20 @@ class Client(SyncMethods):
         (after every answer is in, so none is left behind)."""
         if self._on_reader_thread():
             raise RuntimeError("a blocking call from a subscription callback would deadlock")
+        if sniffio.thread_local.name == "trio":
+            refuse_blocking_on_trio("the blocking client's pipelined calls")
         slots: list[tuple[int, _Slot]] = []
         with self._lock:
             if self._closed is not None:
                 raise connection_lost(str(self._closed))
-            encoded = []
-            for call in calls:
-                request_id, data = self._protocol.encode(call)
+            # Encode them all before registering any: one that is too large
+            # must not leave the others waiting for answers to unsent frames.
+            encoded = [self._protocol.encode(call) for call in calls]
+            for request_id, _ in encoded:
                 slot = _Slot()
                 self._pending[request_id] = slot
                 slots.append((request_id, slot))
-                encoded.append(data)
-            data = b"".join(encoded)
+            data = b"".join(frame for _, frame in encoded)
             self._outbox.append(data if self._tls is None else self._tls.encrypt(data))
         self._flush()
         if timeout is USE_DEFAULT:
@@ -663,7 +675,7 @@ class Client(SyncMethods):
             while True:
                 data = sock.recv(READ_CHUNK)
                 if not data:
-                    self._fail(connection_lost("the broker closed the connection"))
+                    self._fail(connection_lost(CLOSED_BY_BROKER))
                     return
                 if self._tls is not None:
                     data = self._decrypt(data)
@@ -783,10 +795,12 @@ def connect_sync(
     Raises ``Unauthorized`` or ``UnsupportedVersion`` if the broker refuses the
     hello, ``OSError`` if it cannot be reached.
     """
+    refuse_blocking_on_trio("minibroker.connect_sync")
     address = parse_url(url)
     if connect_timeout is None:
         connect_timeout = timeout
-    sock = socket.create_connection((address.host, address.port), timeout=connect_timeout)
+    with explaining_connect(address):
+        sock = socket.create_connection((address.host, address.port), timeout=connect_timeout)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         tls: _TLS | None = None
@@ -799,14 +813,15 @@ def connect_sync(
         raise
     client = Client(sock, timeout=timeout, max_pending=max_pending, tls=tls)
     try:
-        client.server_info = client._call(
-            hello_call(
-                client_name,
-                token if token is not None else address.token,
-                namespace if namespace is not None else address.namespace,
-            ),
-            timeout=connect_timeout,
-        )
+        with explaining_hello(address, tls is not None):
+            client.server_info = client._call(
+                hello_call(
+                    client_name,
+                    token if token is not None else address.token,
+                    namespace if namespace is not None else address.namespace,
+                ),
+                timeout=connect_timeout,
+            )
     except BaseException:
         client.close()
         raise

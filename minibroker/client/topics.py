@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from minibroker.client.bodies import as_body
 from minibroker.client.protocol import Call
 
 if TYPE_CHECKING:
@@ -115,13 +116,16 @@ def parse_messages(frame: dict[str, Any], client: Any) -> list[TopicMessage]:
 
 
 def _encode_message(item: MessageItem) -> dict[str, Any]:
-    if isinstance(item, bytes | bytearray | memoryview | str):  # str: sent as UTF-8
+    if type(item) is bytes:  # the common case first: no further call
         return {"body": item}
-    if isinstance(item, tuple):
-        body, headers = item
-        return {"body": body, "headers": dict(headers)} if headers else {"body": body}
-    body = item.body
-    headers = getattr(item, "headers", None)
+    message: Any = item
+    if isinstance(message, bytearray | memoryview | str):
+        return {"body": as_body(message)}
+    if isinstance(message, tuple):
+        body, headers = message
+    else:
+        body, headers = message.body, getattr(message, "headers", None)
+    body = as_body(body)
     return {"body": body, "headers": dict(headers)} if headers else {"body": body}
 
 

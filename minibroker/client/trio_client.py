@@ -17,8 +17,10 @@ from typing import Any, Generic, TypeVar
 
 import trio
 
+from minibroker.client.advice import explaining_connect, explaining_hello, require_event_loop
 from minibroker.client.api import AsyncMethods
 from minibroker.client.protocol import (
+    CLOSED_BY_BROKER,
     Call,
     ClientProtocol,
     Goodbye,
@@ -28,7 +30,7 @@ from minibroker.client.protocol import (
     hello_call,
 )
 from minibroker.client.pushes import PushParser, SubscriptionCore, SubscriptionEnded
-from minibroker.client.url import parse_url
+from minibroker.client.url import BrokerAddress, parse_url
 from minibroker.direct_io import direct_socket
 from minibroker.errors import BrokerError, ConnectionClosed
 
@@ -298,7 +300,7 @@ class Client(AsyncMethods):
             while True:
                 data = await receive_some(65536)
                 if not data:
-                    self._fail(connection_lost("the broker closed the connection"))
+                    self._fail(connection_lost(CLOSED_BY_BROKER))
                     return
                 for event in protocol.receive_data(data):
                     if type(event) is Reply:
@@ -379,14 +381,25 @@ async def open_client(
     client_name: str = "minibroker-trio",
     token: str | None = None,
     namespace: str | None = None,
+    address: BrokerAddress | None = None,
 ) -> AsyncIterator[Client]:
-    """Run a client over an already-connected stream (TCP, TLS or in-memory)."""
+    """Run a client over an already-connected stream (TCP, TLS or in-memory).
+
+    ``address`` (the URL's, for TCP) lets a failed hello say what to do.
+    """
+    require_event_loop("trio")
     client = Client(stream)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client._reader)
             nursery.start_soon(client._writer)
-            client.server_info = await client._call(hello_call(client_name, token, namespace))
+            call = hello_call(client_name, token, namespace)
+            if address is None:
+                client.server_info = await client._call(call)
+            else:
+                tls = isinstance(stream, trio.SSLStream)
+                with explaining_hello(address, tls):
+                    client.server_info = await client._call(call)
             try:
                 yield client
             finally:
@@ -416,8 +429,10 @@ async def connect(
     ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[Client]:
     """Connect to a broker over TCP (or TLS with ``minibrokers://``) and say hello."""
+    require_event_loop("trio")
     address = parse_url(url)
-    stream: trio.abc.Stream = await trio.open_tcp_stream(address.host, address.port)
+    with explaining_connect(address):
+        stream: trio.abc.Stream = await trio.open_tcp_stream(address.host, address.port)
     if address.tls or ssl_context is not None:
         tls_stream = trio.SSLStream(
             stream, ssl_context or ssl.create_default_context(), server_hostname=address.host
@@ -437,5 +452,6 @@ async def connect(
         client_name=client_name,
         token=token if token is not None else address.token,
         namespace=namespace if namespace is not None else address.namespace,
+        address=address,
     ) as client:
         yield client

@@ -20,11 +20,13 @@ from minibroker.core.config import CoreConfig
 from minibroker.core.namespace import MemoryLogFactory, Namespace, StorageOpener
 from minibroker.core.peer import Peer
 from minibroker.core.timers import Timers
-from minibroker.errors import InvalidName
+from minibroker.errors import InvalidName, NotFound
 from minibroker.log_store import LogStore
 
 DEFAULT_NAMESPACE = ""
 MAX_NAMESPACE_LENGTH = 128
+#: Rounds of ``Timers.fire_due`` one ``Broker.on_time`` call runs at most.
+MAX_TIMER_ROUNDS = 100
 
 
 @dataclass(slots=True)
@@ -94,17 +96,39 @@ class Broker:
             self._namespaces[name] = ns
         return ns
 
+    def join(self, name: str, peer: Peer) -> Namespace:
+        """The namespace a connection chose at hello, which now counts it as its own."""
+        ns = self.namespace(name)
+        ns.peers[peer.conn_id] = peer
+        return ns
+
     @property
     def namespaces(self) -> dict[str, Namespace]:
         return dict(self._namespaces)
 
     def drop_namespace(self, name: str) -> bool:
-        """Forget a namespace and everything in it (test clean-up)."""
-        ns = self._namespaces.pop(name, None)
+        """Delete a namespace and everything in it, durable files included.
+
+        Every connection still in it is closed (told why): a connection left
+        on a deleted namespace would go on declaring into a copy nobody else
+        sees. The next hello naming it starts an empty one. Returns False if
+        there was nothing to drop. This is how the test fixtures clean up a
+        test's namespace, so a long session does not grow without bound.
+        """
+        check_namespace_name(name)
+        existed = name in self._namespaces
+        # Open it if only its files exist (after a restart), so they go too.
+        ns = self.namespace(name) if self.storage is not None or existed else None
         if ns is None:
             return False
+        del self._namespaces[name]
+        for peer in list(ns.peers.values()):
+            peer.kick(NotFound(f"namespace {name!r} was dropped", namespace=name))
+        existed = existed or not ns.is_empty()
         ns.destroy()
-        return True
+        if self.storage is not None:
+            self.storage.remove_namespace(name)
+        return existed
 
     # ----------------------------------------------------------- connections
 
@@ -118,8 +142,21 @@ class Broker:
         return self.timers.next_deadline()
 
     def on_time(self, now: float) -> int:
-        """Fire every deadline that is due at ``now``; returns how many fired."""
-        return self.timers.fire_due(now)
+        """Fire every deadline that is due at ``now``; returns how many fired.
+
+        A timer may arm another that is already due (a lease expiry requeues
+        a message whose TTL passed meanwhile), so this fires in rounds until
+        nothing due is left, but at most ``MAX_TIMER_ROUNDS`` of them: a timer
+        that re-arms itself at ``now`` forever is then left for the next
+        call, and the shell serves its connections in between.
+        """
+        fired = 0
+        for _ in range(MAX_TIMER_ROUNDS):
+            count = self.timers.fire_due(now)
+            if not count:
+                break
+            fired += count
+        return fired
 
     # ----------------------------------------------------------- storage
 

@@ -26,6 +26,11 @@ class Limits:
     max_wait_seconds: float = 3600.0
     #: Most messages one fetch may return.
     max_fetch: int = 100_000
+    #: Bytes one item (a delivery, a pushed message or request, a reply) may
+    #: take in an outgoing frame: the front end's frame budget. A message that
+    #: could not be sent in one frame is refused on the way in (``too_large``)
+    #: rather than accepted and stuck. None: no frame limit.
+    max_item_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,10 +6,10 @@ Kept apart from :mod:`minibroker.core.logs` so the rules for valid options
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Final
 
+from minibroker.core.durations import check_seconds, clamp_seconds
 from minibroker.errors import BadRequest
 from minibroker.log_store import MAX_SEGMENT_BYTES
 
@@ -42,12 +42,7 @@ class LogOptions:
         if self.retention_bytes is not None:
             _check_int("retention_bytes", self.retention_bytes, 1, MAX_RETENTION_BYTES)
         if self.retention_seconds is not None:
-            value = self.retention_seconds
-            if not (math.isfinite(value) and 0 < value <= MAX_RETENTION_SECONDS):
-                raise BadRequest(
-                    f"retention_seconds must be more than 0 and at most "
-                    f"{MAX_RETENTION_SECONDS:g}, got {value!r}"
-                )
+            check_seconds("retention_seconds", self.retention_seconds, MAX_RETENTION_SECONDS)
         if self.segment_bytes is not None:
             _check_int("segment_bytes", self.segment_bytes, MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES)
 
@@ -75,7 +70,10 @@ class LogOptions:
         seconds = raw.get("retention_seconds")
         return cls(
             retention_bytes=_int_or_none(raw.get("retention_bytes")),
-            retention_seconds=None if seconds is None else float(seconds),
+            # Clamped, not refused: an older broker stored any positive value.
+            retention_seconds=(
+                None if seconds is None else clamp_seconds(float(seconds), MAX_RETENTION_SECONDS)
+            ),
             segment_bytes=_int_or_none(raw.get("segment_bytes")),
         )
 

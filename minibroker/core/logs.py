@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final, Literal
 
 from minibroker.core.config import Limits
+from minibroker.core.durations import check_seconds
 from minibroker.core.log_meta import KIND as META_KIND
 from minibroker.core.log_meta import SEGMENT_BYTES as META_SEGMENT_BYTES
 from minibroker.core.log_meta import LogMeta
@@ -40,6 +41,7 @@ from minibroker.core.log_options import GroupStatistics, LogOptions, LogStatisti
 from minibroker.core.log_readers import Attachment, LogTail, ReadWaiter, empty_batch
 from minibroker.core.names import check_name
 from minibroker.core.peer import Peer
+from minibroker.core.sizes import headers_size
 from minibroker.core.timers import Timer
 from minibroker.errors import (
     BadRequest,
@@ -63,6 +65,10 @@ log = logging.getLogger("minibroker.logs")
 KIND: Final = "log"
 #: Most seconds between two checks of age-based retention.
 RETENTION_CHECK_SECONDS: Final = 30.0
+#: Bytes of one stored record frame besides its body, key and headers: length
+#: and CRC (8), the array of five, two 64-bit integers and the msgpack headers
+#: of key, headers map and body at their widest (see docs/protocol.md).
+RECORD_OVERHEAD: Final = 48
 
 Start = int | str
 START_NAMES: Final = ("earliest", "latest", "committed")
@@ -363,24 +369,37 @@ class Logs:
         target = self.get(name)
         count = len(entries)
         limits = self.limits
-        if not 1 <= count <= limits.max_batch:
-            raise BadRequest(
-                f"an append holds between 1 and {limits.max_batch} records, got {count}"
-            )
+        if not count:
+            # The rule of every batch op (put, publish, ack, nack): an empty
+            # batch is accepted and changes nothing. Its "first offset" is
+            # where the next record will go.
+            return target.store.next_offset
+        if count > limits.max_batch:
+            raise BadRequest(f"an append holds at most {limits.max_batch} records, got {count}")
         limit = limits.max_message_bytes
+        max_item = limits.max_item_bytes
+        room = None if max_item is None else max_item - RECORD_OVERHEAD
         size = 0
-        for entry in entries:
+        for index, entry in enumerate(entries):
             key: bytes | None = None
             if isinstance(entry, bytes):
-                length = len(entry)
+                length = item = len(entry)
             else:
-                key, _headers, body = entry
+                key, headers, body = entry
                 length = len(body)
+                item = length + (0 if key is None else len(key)) + headers_size(headers)
             size += length
             if length > limit or (key is not None and len(key) > limit):
                 raise TooLarge(
                     f"a record body or key is larger than the limit of {limit} bytes",
                     limit=limit,
+                )
+            if room is not None and item > room:
+                raise TooLarge(
+                    f"record {index} would take {item + RECORD_OVERHEAD} bytes with its key "
+                    f"and headers; one frame of records holds {max_item}: nothing was appended",
+                    limit=max_item,
+                    index=index,
                 )
         first = target.store.append(entries, self.broker.clock.wall_ms(now))
         target.appended_records += count
@@ -436,9 +455,7 @@ class Logs:
         return target.read_at(offset, max_records, max_bytes)
 
     def _check_wait(self, wait: float) -> None:
-        maximum = self.limits.max_wait_seconds
-        if not 0.0 <= wait <= maximum:
-            raise BadRequest(f"wait must be between 0 and {maximum:g} seconds, got {wait!r}")
+        check_seconds("wait", wait, self.limits.max_wait_seconds, allow_zero=True)
 
     def wait_for_records(
         self,

@@ -45,6 +45,10 @@ class StorageOpener(Protocol):
         """Delete a store's files."""
         ...
 
+    def remove_namespace(self, namespace: str) -> None:
+        """Delete what is left of a namespace on disk, so a restart does not revive it."""
+        ...
+
 
 class Model(Protocol):
     """What every messaging model offers the namespace."""
@@ -66,6 +70,9 @@ class Namespace:
     def __init__(self, name: str, broker: Broker) -> None:
         self.name = name
         self.broker = broker
+        #: The connections in this namespace (conn_id -> peer), so dropping it
+        #: can close them instead of leaving them on a detached namespace.
+        self.peers: dict[int, Peer] = {}
         self.models: list[Model] = []
         #: Work queues (first: topics bind to queues, and recovery runs here).
         self.queues = Queues(self)
@@ -81,8 +88,18 @@ class Namespace:
         self.models.append(self.logs)
 
     def disconnect(self, peer: Peer, now: float) -> None:
+        self.peers.pop(peer.conn_id, None)
         for model in self.models:
             model.disconnect(peer, now)
+
+    def is_empty(self) -> bool:
+        """Nothing declared in it (queues, logs, bindings, subscriptions, responders)."""
+        return (
+            not self.queues.names()
+            and not self.logs.names()
+            and self.topics.subscription_count == 0
+            and self.rpc.responder_count() == 0
+        )
 
     def sync(self) -> None:
         for model in self.models:

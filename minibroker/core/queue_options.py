@@ -6,10 +6,10 @@ Kept apart from :mod:`minibroker.core.queues` so the rules for valid options
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any, Final, Literal
 
+from minibroker.core.durations import check_seconds, clamp_seconds
 from minibroker.core.names import check_name
 from minibroker.errors import BadRequest
 
@@ -70,21 +70,20 @@ class QueueOptions:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> QueueOptions:
-        """Rebuild options stored by :meth:`to_dict` (unknown keys are ignored)."""
+        """Rebuild options stored by :meth:`to_dict` (unknown keys are ignored).
+
+        Durations are clamped into range rather than refused: an older broker
+        accepted any positive value, and recovery must not fail over one
+        (see :mod:`minibroker.core.durations`).
+        """
         known = {name: raw[name] for name in cls.__dataclass_fields__ if name in raw}
+        ttl = known.get("message_ttl")
+        if ttl is not None:
+            known["message_ttl"] = clamp_seconds(float(ttl), MAX_MESSAGE_TTL)
+        visibility = known.get("visibility_timeout")
+        if visibility is not None:
+            known["visibility_timeout"] = clamp_seconds(float(visibility), MAX_VISIBILITY_TIMEOUT)
         return cls(**known)
-
-
-def check_seconds(label: str, value: object, maximum: float, *, allow_zero: bool = False) -> float:
-    """A finite number of seconds in (0, maximum], or [0, maximum] with ``allow_zero``."""
-    if type(value) not in (int, float):
-        raise BadRequest(f"{label} must be a number of seconds")
-    seconds = float(value)  # type: ignore[arg-type]
-    if not math.isfinite(seconds) or seconds > maximum or seconds < 0:
-        raise BadRequest(f"{label} must be between 0 and {maximum:g} seconds, got {value!r}")
-    if seconds == 0 and not allow_zero:
-        raise BadRequest(f"{label} must be more than 0 seconds")
-    return seconds
 
 
 def _check_count(label: str, value: object, *, minimum: int) -> None:

@@ -57,6 +57,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
 
 from minibroker.core.config import Limits
+from minibroker.core.dead_letters import added_bytes_bound, dead_letter_headers, would_cycle
+from minibroker.core.durations import check_seconds
 from minibroker.core.names import check_name
 from minibroker.core.peer import Peer
 from minibroker.core.queue_journal import (
@@ -65,13 +67,13 @@ from minibroker.core.queue_journal import (
     recover,
     reopen,
 )
-from minibroker.core.queue_message import NEVER, Message, delivery_size
+from minibroker.core.queue_message import DELIVERY_OVERHEAD, NEVER, Message, delivery_size
 from minibroker.core.queue_options import (
     MAX_VISIBILITY_TIMEOUT,
     QueueOptions,
     QueueStatistics,
-    check_seconds,
 )
+from minibroker.core.sizes import headers_size
 from minibroker.core.timers import Timer
 from minibroker.errors import (
     BadRequest,
@@ -101,14 +103,11 @@ __all__ = [
 
 log = logging.getLogger("minibroker.queues")
 
-#: Dead-lettering that triggers further dead-lettering (a dead-letter queue
-#: overflowing into its own dead-letter queue ...) stops after this many hops;
-#: the message is then dropped. This also ends cycles such as A -> B -> A.
+#: Dead-lettering that triggers further dead-lettering at once (a dead-letter
+#: queue overflowing into its own dead-letter queue ...) stops after this many
+#: nested hops; the message is then dropped. Cycles are ended by the rule of
+#: :mod:`minibroker.core.dead_letters`; this bounds a long chain's recursion.
 MAX_DEAD_LETTER_HOPS: Final = 8
-
-DEATH_REASON: Final = "x-death-reason"
-DEATH_QUEUE: Final = "x-death-queue"
-DEATH_COUNT: Final = "x-death-count"
 
 _KIND: Final = "queue"
 
@@ -310,6 +309,9 @@ class Queue:
         published_at = self._broker.clock.wall_ms(now)
         expires_at = NEVER if self._ttl is None else now + self._ttl
         max_bytes = limits.max_message_bytes
+        room = self._delivery_room()
+        # delivery_size() inlined: this loop runs once per message put.
+        body_room = math.inf if room is None else room - DELIVERY_OVERHEAD
         batch: list[Message] = []
         add = batch.append
         for m in messages:
@@ -319,7 +321,11 @@ class Queue:
                     f"a message body of {len(body)} bytes exceeds the limit of {max_bytes} bytes",
                     limit=max_bytes,
                 )
-            add(Message(body, m.headers or None, published_at, expires_at))
+            headers = m.headers or None
+            if len(body) > body_room or (headers and len(body) + headers_size(headers) > body_room):
+                assert room is not None
+                raise self._too_large_to_deliver(Message(body, headers, 0), room, len(batch))
+            add(Message(body, headers, published_at, expires_at))
         journal = self._journal
         if journal is not None:
             journal.put(batch, published_at)  # raises before anything changed
@@ -328,6 +334,30 @@ class Queue:
         if journal is not None:
             self._compact_quietly(journal, published_at)
         return count
+
+    def _delivery_room(self) -> int | None:
+        """Most bytes a message may take in a delivery (``delivery_size``), or None.
+
+        What one frame can carry, less what dead-lettering out of this queue
+        may add to the headers: a message is refused at ``put`` rather than
+        accepted and then impossible to fetch (issue 14 item 6).
+        """
+        max_item = self._parent.limits.max_item_bytes
+        if max_item is None:
+            return None
+        if self.options.dead_letter_queue is None:
+            return max_item
+        return max_item - added_bytes_bound(self.name)
+
+    def _too_large_to_deliver(self, message: Message, room: int, index: int) -> TooLarge:
+        dead_letters = self.options.dead_letter_queue is not None
+        extra = " and the x-death headers a dead-lettering adds" if dead_letters else ""
+        return TooLarge(
+            f"message {index} would take {delivery_size(message)} bytes in a delivery with its "
+            f"headers{extra}; one delivery frame holds {room}: nothing of the batch was stored",
+            limit=room,
+            index=index,
+        )
 
     def _enqueue(self, batch: list[Message], now: float) -> None:
         """Add journaled messages at the back: feed waiters, apply drop_head, arm TTL."""
@@ -419,7 +449,7 @@ class Queue:
         max_bytes: int | None = None,
     ) -> list[Message]:
         ready = self._ready
-        if self._ttl is None and max_bytes is None:
+        if self._ttl is None and max_bytes is None and self._parent.limits.max_item_bytes is None:
             popleft = ready.popleft
             out = [popleft() for _ in range(min(max_messages, len(ready)))]
         else:
@@ -459,25 +489,41 @@ class Queue:
         Expired messages met on the way are disposed of and count against
         neither bound. A message that would pass ``max_bytes`` stays at the
         front for the next fetch, unless it is the first (it could never go
-        otherwise; it fits a frame, since its size is bounded on input).
+        otherwise). One bigger than any delivery frame (``max_item_bytes``)
+        is never taken: it is disposed of with reason ``too_large``.
         """
         ready = self._ready
         popleft = ready.popleft
         budget = math.inf if max_bytes is None else max_bytes
+        max_item = self._parent.limits.max_item_bytes
+        too_big = math.inf if max_item is None else max_item
         out: list[Message] = []
         expired: list[Message] = []
+        unsendable: list[Message] = []
         while ready and len(out) < max_messages:
             m = ready[0]
             if m.expires_at <= now:
                 expired.append(popleft())
                 continue
             size = delivery_size(m)
+            if size > too_big:
+                # Never handed out: no frame could carry it (put refuses such
+                # messages; only a restart with a smaller frame limit leaves one).
+                unsendable.append(popleft())
+                continue
             if size > budget and out:
                 break
             budget -= size
             out.append(popleft())
         if expired:
             self._dispose(expired, "expired", now)
+        if unsendable:
+            log.warning(
+                "queue %r: %d messages too large for a delivery frame were removed",
+                self.name,
+                len(unsendable),
+            )
+            self._dispose(unsendable, "too_large", now)
         return out
 
     def _feed_waiters(self, now: float) -> None:
@@ -553,8 +599,10 @@ class Queue:
         if bad:
             shown = ", ".join(map(str, bad[:20])) + (" ..." if len(bad) > 20 else "")
             raise UnknownDelivery(
-                f"{len(bad)} delivery ids of queue {self.name!r} are unknown, expired or held "
-                f"by another connection: {shown}; nothing was changed",
+                f"{len(bad)} delivery ids of queue {self.name!r} are not held by this "
+                f"connection (already acked or nacked, expired and redelivered after the "
+                f"visibility timeout, unknown, or fetched by another connection): {shown}; "
+                "nothing was changed",
                 queue=self.name,
                 deliveries=bad[:1000],
             )
@@ -728,19 +776,24 @@ class Queue:
         self._arm_expiry()
 
     def _dispose(self, messages: list[Message], reason: str, now: float) -> None:
-        """Messages leave without an ack: to the dead-letter queue, or dropped and counted."""
+        """Messages leave without an ack: to the dead-letter queue, or dropped and counted.
+
+        A message that would go round a dead-letter cycle with no rejection
+        in it is dropped (see :mod:`minibroker.core.dead_letters`).
+        """
         count = len(messages)
         if reason == "expired":
             self.expired += count
         target = self._parent.dead_letter_target(self)
-        accepted = False
+        dead_lettered = 0
         journaled = True
         if target is not None:
-            accepted, journaled = target._accept_dead_letters(messages, reason, self.name, now)
-        if accepted:
-            self.dead_lettered += count
-        else:
-            self.dropped += count
+            name = self.name
+            onward = [m for m in messages if not would_cycle(m.headers, reason, name, target.name)]
+            if onward:
+                dead_lettered, journaled = target._accept_dead_letters(onward, reason, name, now)
+        self.dead_lettered += dead_lettered
+        self.dropped += count - dead_lettered
         journal = self._journal
         if journal is not None and journaled:
             # If the dead-letter queue could not journal them, keep them in this
@@ -753,26 +806,32 @@ class Queue:
 
     def _accept_dead_letters(
         self, messages: list[Message], reason: str, source: str, now: float
-    ) -> tuple[bool, bool]:
-        """Take dead letters from ``source``: (accepted, journaled if durable)."""
+    ) -> tuple[int, bool]:
+        """Take dead letters from ``source``: (how many, journaled if durable).
+
+        A dead letter that its new headers make too big for one delivery is
+        left out (its source drops it): it could never be fetched.
+        """
         parent = self._parent
-        count = len(messages)
         if parent.dead_letter_depth >= MAX_DEAD_LETTER_HOPS or self.deleted:
-            return False, True
+            return 0, True
         if self._reject_overflow:
             max_length = self.options.max_length
             assert max_length is not None
-            if len(self._ready) + count > max_length:
-                self.rejected_publishes += count
-                return False, True
+            if len(self._ready) + len(messages) > max_length:
+                self.rejected_publishes += len(messages)
+                return 0, True
         expires_at = NEVER if self._ttl is None else now + self._ttl
+        max_item = parent.limits.max_item_bytes
         batch: list[Message] = []
         for m in messages:
-            headers = dict(m.headers) if m.headers else {}
-            headers[DEATH_REASON] = reason
-            headers[DEATH_QUEUE] = source
-            headers[DEATH_COUNT] = str(m.delivery_count)
-            batch.append(Message(m.body, headers, m.published_at, expires_at))
+            headers = dead_letter_headers(m.headers, reason, source, m.delivery_count)
+            letter = Message(m.body, headers, m.published_at, expires_at)
+            if max_item is None or delivery_size(letter) <= max_item:
+                batch.append(letter)
+        count = len(batch)
+        if not count:
+            return 0, True
         journaled = True
         journal = self._journal
         if journal is not None:
@@ -787,7 +846,7 @@ class Queue:
             self._enqueue(batch, now)
         finally:
             parent.dead_letter_depth -= 1
-        return True, journaled
+        return count, journaled
 
     # ------------------------------------------------------------- journal
 

@@ -83,13 +83,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, NamedTuple
 
+from minibroker.core.durations import check_seconds
 from minibroker.core.names import SUBJECT, check_name
 from minibroker.core.peer import Peer
 from minibroker.core.rpc_stats import RpcStats
 from minibroker.core.sizes import headers_size, utf8_length
 from minibroker.core.timers import Timer
 from minibroker.errors import (
-    BadRequest,
     BrokerError,
     NoResponders,
     ResponderError,
@@ -109,6 +109,9 @@ __all__ = ["RequestRouter", "Responder", "RpcReply", "RpcSnapshot", "request_siz
 #: map (5 each) at their widest. An upper bound, because the budget it is
 #: counted against keeps the frame within the connection's frame limit.
 REQUEST_OVERHEAD: Final = 72
+#: Bytes of a reply in its requester's ``ok`` result besides body and
+#: headers: the map, its two keys and the msgpack headers of the values.
+REPLY_OVERHEAD: Final = 32
 
 _QUEUED: Final = 0  # in a responder's outbox, not sent yet
 _HELD: Final = 1  # sent to the responder, waiting for its reply
@@ -121,6 +124,11 @@ _rids = itertools.count(1)
 def request_size(subject: str, body: bytes, headers: dict[str, str] | None) -> int:
     """Bytes one request takes in a ``req`` push, at most (see ``REQUEST_OVERHEAD``)."""
     return REQUEST_OVERHEAD + len(body) + utf8_length(subject) + headers_size(headers)
+
+
+def reply_size(body: bytes, headers: dict[str, str] | None) -> int:
+    """Bytes a reply takes in the requester's ``ok`` result, at most (see ``REPLY_OVERHEAD``)."""
+    return REPLY_OVERHEAD + len(body) + headers_size(headers)
 
 
 class RpcReply(NamedTuple):
@@ -398,16 +406,21 @@ class RequestRouter:
             self.stats.outcomes["no_responders"] += 1
             raise NoResponders(f"no responders for subject {subject!r}", subject=subject)
         limits = self._limits
-        if not 0.0 < timeout <= limits.max_wait_seconds:
-            raise BadRequest(
-                f"timeout must be more than 0 and at most {limits.max_wait_seconds:g} seconds, "
-                f"got {timeout!r}"
-            )
+        check_seconds("timeout", timeout, limits.max_wait_seconds)
         if len(body) > limits.max_message_bytes:
             raise TooLarge(
                 f"request body of {len(body)} bytes exceeds the limit of "
                 f"{limits.max_message_bytes} bytes",
                 limit=limits.max_message_bytes,
+            )
+        max_item = limits.max_item_bytes
+        if max_item is not None and request_size(subject, body, headers) > max_item:
+            # Routed, it would end the responder it reached: no frame could
+            # carry it. The requester hears why, and responders stay.
+            raise TooLarge(
+                f"the request would take {request_size(subject, body, headers)} bytes in a "
+                f"'req' push with its subject and headers; one frame holds {max_item}",
+                limit=max_item,
             )
         rid = next(_rids)
         pending = _Pending(rid, requester, token, subject, body, headers, timeout, now)
@@ -443,6 +456,15 @@ class RequestRouter:
                 f"reply body of {len(body)} bytes exceeds the limit of "
                 f"{self._limits.max_message_bytes} bytes",
                 limit=self._limits.max_message_bytes,
+            )
+        max_item = self._limits.max_item_bytes
+        if error is None and max_item is not None and reply_size(body, headers) > max_item:
+            # Refused to the responder, which may answer again (smaller, or an
+            # error): passed on, it would reach the requester as too_large.
+            raise TooLarge(
+                f"the reply would take {reply_size(body, headers)} bytes with its headers; "
+                f"one frame holds {max_item}",
+                limit=max_item,
             )
         pending = self._pending.get(rid)
         if (

@@ -53,15 +53,30 @@ class Timers:
         return heap[0].when if heap else None
 
     def fire_due(self, now: float) -> int:
-        """Run every live timer whose deadline is at or before ``now``."""
+        """Run every live timer that was due at ``now`` when the call began.
+
+        A timer armed by a callback during this call waits for the next
+        call, even if it is already due: a callback that re-arms itself at
+        ``now`` (a deadline too small to move the float clock, or a bug)
+        then costs one call each time instead of looping here forever with
+        the event loop blocked. The shell calls again right away when
+        ``next_deadline()`` is already past, after letting other tasks run.
+        """
         fired = 0
         heap = self._heap
+        # Timers numbered from here on were armed by the callbacks below.
+        armed_before = next(self._counter)
+        later: list[Timer] = []
         while heap and heap[0].when <= now:
             timer = heapq.heappop(heap)
-            if not timer.cancelled:
+            if timer.seq > armed_before:
+                later.append(timer)
+            elif not timer.cancelled:
                 timer.cancelled = True
                 timer.callback(now)
                 fired += 1
+        for timer in later:
+            heapq.heappush(heap, timer)
         return fired
 
     def __len__(self) -> int:

@@ -80,6 +80,7 @@ from minibroker.core import binding_journal
 from minibroker.core.binding_journal import BindingJournal
 from minibroker.core.names import check_name, split_pattern, split_topic
 from minibroker.core.peer import Peer
+from minibroker.core.sizes import headers_size, utf8_length
 from minibroker.core.trie import SubscriptionTrie
 from minibroker.errors import BadRequest, NotFound, Overflow, SlowConsumer, TooLarge
 
@@ -120,6 +121,15 @@ class MessageLike(Protocol):
 
 #: Header naming the topic on copies that bindings put into queues.
 TOPIC_HEADER: Final = "x-topic"
+#: Bytes of one message in a ``msg`` push besides its topic, body and
+#: headers: the map, its three keys and the headers of the values, at their
+#: widest (see core/sizes.py).
+MESSAGE_OVERHEAD: Final = 40
+
+
+def message_size(topic: str, message: MessageLike) -> int:
+    """Bytes ``message`` takes in a ``msg`` push, at most."""
+    return MESSAGE_OVERHEAD + utf8_length(topic) + len(message.body) + headers_size(message.headers)
 
 
 class _QueueCopy(NamedTuple):
@@ -377,12 +387,20 @@ class Topics:
                 f"a publish holds at most {self._limits.max_batch} messages, got {count}"
             )
         max_bytes = self._limits.max_message_bytes
+        max_item = self._limits.max_item_bytes
         for index, message in enumerate(messages):
             if len(message.body) > max_bytes:
                 raise TooLarge(
                     f"message {index} has a body of {len(message.body)} bytes; "
                     f"the limit is {max_bytes}",
                     limit=max_bytes,
+                    index=index,
+                )
+            if max_item is not None and message_size(topic, message) > max_item:
+                raise TooLarge(
+                    f"message {index} would take {message_size(topic, message)} bytes in a "
+                    f"'msg' push with its topic and headers; one frame holds {max_item}",
+                    limit=max_item,
                     index=index,
                 )
         stats = self.stats
@@ -460,6 +478,11 @@ class Topics:
                 enqueued += queue.put(copies, now)
             except Overflow:
                 continue  # full with reject_publish: that queue counted it
+            except TooLarge:
+                # With its x-topic header (and the x-death headers its dead
+                # letters would get) a copy could not be fetched from that
+                # queue: it takes none, the others go on.
+                continue
         self.stats.enqueued += enqueued
         return enqueued
 

@@ -104,6 +104,14 @@ class QueueDelete(Request):
 
 
 @dataclass(frozen=True, slots=True)
+class NamespaceDrop(Request):
+    """Delete a namespace and everything in it; its connections are closed."""
+
+    op: ClassVar[str] = "namespace.drop"
+    namespace: str
+
+
+@dataclass(frozen=True, slots=True)
 class QueuePurge(Request):
     op: ClassVar[str] = "queue.purge"
     queue: str
@@ -427,6 +435,7 @@ class Bye:
 REQUEST_TYPES: tuple[type[Request], ...] = (
     Hello,
     Ping,
+    NamespaceDrop,
     QueueDeclare,
     QueueDelete,
     QueuePurge,

@@ -33,6 +33,7 @@ from minibroker.core.namespace import Namespace
 from minibroker.core.peer import PushSource
 from minibroker.errors import (
     BrokerError,
+    DuplicateId,
     InternalError,
     LimitExceeded,
     NotFound,
@@ -52,6 +53,7 @@ from minibroker.protocol.codec import (
     frame_payload_budget,
     pack_frame,
 )
+from minibroker.protocol.error_frames import bye_frame, end_frame, error_frame
 from minibroker.protocol.handlers import HANDLERS, PARKED, PUSH_ENCODERS
 from minibroker.protocol.stats import ProtocolStats
 
@@ -106,9 +108,13 @@ class Session:
         self._out_bytes = 0
         self._ready: dict[int, PushSource] = {}
         self._parked: dict[int, tuple[int, ResultEncoder]] = {}
+        #: Request id -> token of every parked request: ids still awaiting an
+        #: answer, which a new request may not reuse (see ``_dispatch``).
+        self._parked_ids: dict[int, int] = {}
         self._next_token = 1
         #: Confirms waiting for group commit: (write generation, request id, result).
         self._held: list[tuple[int, int, object]] = []
+        self._held_ids: set[int] = set()
         self._next_sub_id = 1
         #: Live push subscriptions of this connection, by sub id.
         self.subscriptions: dict[int, PushSource] = {}
@@ -137,7 +143,7 @@ class Session:
         return self._conn_id
 
     def resolve(self, token: int, result: object) -> None:
-        parked = self._parked.pop(token, None)
+        parked = self._unpark(token)
         if parked is None or self.closed:
             return
         request_id, encoder = parked
@@ -145,7 +151,7 @@ class Session:
         self.wakeup()
 
     def reject(self, token: int, error: BrokerError) -> None:
-        parked = self._parked.pop(token, None)
+        parked = self._unpark(token)
         if parked is None or self.closed:
             return
         self._respond_error(parked[0], error)
@@ -159,7 +165,7 @@ class Session:
     def kick(self, error: BrokerError) -> None:
         """Close this connection after telling the client why."""
         if self.closing is None and not self.closed:
-            self._write(pack_frame({"op": "bye", "code": error.code, "message": error.message}))
+            self._write(bye_frame(error))
             self.closing = error
             # Nothing may follow the goodbye: not a late response (a timer
             # resolving a parked request), not a push.
@@ -223,6 +229,12 @@ class Session:
         try:
             if self.namespace is None and type(frame) is not frames.Hello:
                 raise Unauthorized("the first request on a connection must be hello")
+            if request_id in self._parked_ids or request_id in self._held_ids:
+                raise DuplicateId(
+                    f"request id {request_id} is already in use by a request of this "
+                    "connection still waiting for its answer; use a fresh id per request",
+                    id=request_id,
+                )
             grants = self._grants
             only_visible = None if grants is None else grants.authorize(frame)
             handler = HANDLERS[frame.op]
@@ -241,6 +253,7 @@ class Session:
             return
         if self.settings.hold_until_synced and self.broker.write_generation != generation:
             self._held.append((self.broker.write_generation, request_id, result))
+            self._held_ids.add(request_id)
             return
         self._respond_ok(request_id, result)
 
@@ -254,23 +267,23 @@ class Session:
         token = self._next_token
         self._next_token += 1
         self._parked[token] = (request_id, encoder)
+        self._parked_ids[request_id] = token
         return token
 
     def unpark(self, token: int) -> None:
         """Release a token whose request finished synchronously after all."""
-        self._parked.pop(token, None)
+        self._unpark(token)
+
+    def _unpark(self, token: int) -> tuple[int, ResultEncoder] | None:
+        parked = self._parked.pop(token, None)
+        if parked is not None:
+            del self._parked_ids[parked[0]]
+        return parked
 
     def parked_token(self, request_id: int) -> int | None:
-        """The token of this connection's parked request ``request_id``, if any.
-
-        For ``fetch.cancel``, which names the fetch by its request id. A
-        linear scan: cancelling is rare (a consumer leaving), and a reverse
-        index would cost every parked request a second dict entry.
-        """
-        for token, (parked_id, _) in self._parked.items():
-            if parked_id == request_id:
-                return token
-        return None
+        """The token of this connection's parked request ``request_id``, if any
+        (for ``fetch.cancel``, which names the fetch by its request id)."""
+        return self._parked_ids.get(request_id)
 
     def add_subscription(self, make: Callable[[int], PushSource]) -> int:
         """Create a push source with a fresh sub id and remember it."""
@@ -294,9 +307,7 @@ class Session:
         if self.subscriptions.pop(sub_id, None) is None:
             return
         self._ready.pop(sub_id, None)
-        self._write(
-            pack_frame({"op": "end", "sub": sub_id, "code": error.code, "message": error.message})
-        )
+        self._write(end_frame(sub_id, error))
         self.wakeup()
 
     @property
@@ -322,7 +333,7 @@ class Session:
             self.closing = exc
             raise
         self._grants = self.principal.grants
-        self.namespace = self.broker.namespace(frame.namespace or "")
+        self.namespace = self.broker.join(frame.namespace or "", self)
         self.client_name = frame.client
         limits = self.broker.config.limits
         return {
@@ -380,12 +391,7 @@ class Session:
             count = self.stats.errors[error.code]
             if count <= 10 or count % 1000 == 0:
                 log.warning("%s (%d %s errors so far)", error.message, count, error.code)
-        frame: dict[str, object] = {"op": "error", "code": error.code, "message": error.message}
-        if request_id is not None:
-            frame["id"] = request_id
-        if error.details:
-            frame["details"] = error.details
-        self._write(pack_frame(frame))
+        self._write(error_frame(request_id, error, self.settings.max_frame_bytes))
 
     def release_synced(self, generation: int) -> None:
         """Group commit reached ``generation``: send the confirms it covers."""
@@ -394,6 +400,7 @@ class Session:
         keep: list[tuple[int, int, object]] = []
         for held in self._held:
             if held[0] <= generation:
+                self._held_ids.discard(held[1])
                 self._respond_ok(held[1], held[2])
             else:
                 keep.append(held)
@@ -403,6 +410,7 @@ class Session:
     def fail_held(self, error: BrokerError) -> None:
         """Storage failed to sync: the held confirms become errors (nothing confirmed)."""
         held, self._held = self._held, []
+        self._held_ids.clear()
         for _, request_id, _ in held:
             self._respond_error(request_id, error)
         self.wakeup()
@@ -480,9 +488,7 @@ class Session:
         log.warning("ending subscription %d of %s: %s", sub_id, self.peer_name, error.message)
         if self.subscriptions.pop(sub_id, None) is not None:
             source.cancel(self.now)
-        self._write(
-            pack_frame({"op": "end", "sub": sub_id, "code": error.code, "message": error.message})
-        )
+        self._write(end_frame(sub_id, error))
 
     # ---------------------------------------------------------- lifecycle
 
@@ -493,10 +499,12 @@ class Session:
         self.closed = True
         self._ready.clear()
         self._held.clear()
+        self._held_ids.clear()
         if self.namespace is not None:
             self.broker.disconnect(self, self.namespace, self.now)
         self.subscriptions.clear()
         self._parked.clear()
+        self._parked_ids.clear()
 
     def shutdown(self) -> None:
         """Server shutdown: fail parked requests, say goodbye, close after flushing."""

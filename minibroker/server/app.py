@@ -15,6 +15,7 @@ import itertools
 import logging
 import ssl
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import trio
@@ -29,6 +30,7 @@ from minibroker.errors import BrokerError, LimitExceeded, ShuttingDown
 from minibroker.protocol.codec import pack_frame
 from minibroker.protocol.session import Session, SessionSettings
 from minibroker.protocol.stats import ProtocolStats
+from minibroker.server.accept import serve_listeners
 from minibroker.server.busy_poll import BusyPoll
 from minibroker.server.connection import (
     LINGER_DISCARD_BYTES,
@@ -193,6 +195,15 @@ class BrokerServer:
             for namespace in self.broker.storage.existing_namespaces():
                 self.broker.namespace(namespace)
 
+    @property
+    def url(self) -> str | None:
+        """``minibroker://host:port`` (``minibrokers://`` with TLS) once
+        listening on TCP; None for a broker that serves in-process only."""
+        if self.port is None:
+            return None
+        scheme = "minibrokers" if self.config.tls_cert else "minibroker"
+        return f"{scheme}://{_host_port(self.config.host, self.port)}"
+
     def shutdown(self) -> None:
         """Ask the server to stop (idempotent); ``run`` returns once it has."""
         self._shutdown_requested.set()
@@ -240,7 +251,7 @@ class BrokerServer:
 
     async def _accept_loop(
         self,
-        listeners: list[trio.SocketListener],
+        listeners: Sequence[trio.abc.Listener[trio.SocketStream]],
         handler_nursery: trio.Nursery,
         make_session: SessionFactory | None,
         use_tls: bool,
@@ -270,7 +281,7 @@ class BrokerServer:
         if not self._accepting:
             scope.cancel()
         with scope:
-            await trio.serve_listeners(handle, listeners, handler_nursery=handler_nursery)
+            await serve_listeners(handle, listeners, handler_nursery=handler_nursery)
 
     def _tls_context(self) -> ssl.SSLContext | None:
         if self.config.tls_cert is None:

@@ -109,10 +109,19 @@ class DataDirectory:
         return found
 
     def remove(self, namespace: str, kind: str, name: str) -> None:
-        path = self.path_of(namespace, kind, name)
-        shutil.rmtree(path, ignore_errors=True)
-        if path.parent.is_dir():
-            fsync_directory(str(path.parent))
+        _remove_tree(self.path_of(namespace, kind, name))
+
+    def remove_namespace(self, namespace: str) -> None:
+        """Delete a dropped namespace's directory (its stores are already
+        gone; the empty directories would bring it back at start-up)."""
+        _remove_tree(self.root / "namespaces" / namespace_dir_name(namespace))
+
+
+def _remove_tree(path: Path) -> None:
+    """Delete ``path`` and everything under it, durably (the parent is fsynced)."""
+    shutil.rmtree(path, ignore_errors=True)
+    if path.parent.is_dir():
+        fsync_directory(str(path.parent))
 
 
 def _lock(path: Path) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -77,8 +79,12 @@ class ServeProcess:
 
 
 @asynccontextmanager
-async def serve(*args: str, env: Mapping[str, str] | None = None) -> AsyncIterator[ServeProcess]:
-    """Run ``python -m minibroker serve ARGS``; yields once its start line is logged."""
+async def serve(
+    *args: str, env: Mapping[str, str] | None = None, **options: Any
+) -> AsyncIterator[ServeProcess]:
+    """Run ``python -m minibroker serve ARGS``; yields once its start line is logged.
+
+    ``options`` go to the process creation (e.g. ``preexec_fn``)."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MINIBROKER_")}
     environment.update(env or {})
     process = await trio.lowlevel.open_process(
@@ -87,6 +93,7 @@ async def serve(*args: str, env: Mapping[str, str] | None = None) -> AsyncIterat
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=environment,
+        **options,
     )
     served = ServeProcess(process)
     try:
@@ -249,3 +256,22 @@ def test_a_second_broker_on_the_same_data_dir_is_refused(tmp_path: Path) -> None
     finally:
         first.terminate()
         first.wait(timeout=30)
+
+
+def _lower_open_file_limit() -> None:
+    """In the child before exec: a soft limit far below the hard one, as many systems ship."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+
+async def test_serve_raises_the_soft_open_file_limit_to_the_hard_one() -> None:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    async with serve("--port", "0", preexec_fn=_lower_open_file_limit) as served:
+        assert "raised the open-file limit from 256 to" in served.logs()
+        limits = Path(f"/proc/{served.process.pid}/limits").read_text()
+        [line] = [row for row in limits.splitlines() if row.startswith("Max open files")]
+        soft_now = int(line.split()[3])
+        assert soft_now > 256
+        if hard != resource.RLIM_INFINITY:
+            assert soft_now == hard
+        assert await stop(served) == 0

@@ -560,6 +560,8 @@ async def test_expired_messages_are_dead_lettered(client: ClientFacade, mock_clo
         "x-death-reason": "expired",
         "x-death-queue": "ttl",
         "x-death-count": "0",
+        "x-death-hops": "1",
+        "x-death-path": "ttl",
     }
     stats = await client.call("queue_stats", "ttl")
     assert (stats.expired, stats.dead_lettered) == (1, 1)
@@ -585,6 +587,8 @@ async def test_nack_delay_then_max_deliveries_dead_letters(
         "x-death-reason": "max_deliveries",
         "x-death-queue": "retry",
         "x-death-count": "2",
+        "x-death-hops": "1",
+        "x-death-path": "retry",
     }
     assert (dead.body, dead.published_at) == (b"job", first[0].published_at)
 
@@ -893,3 +897,45 @@ async def test_a_consumer_that_leaves_withdraws_its_parked_fetch(client: ClientF
     stats = await settled_stats(client, "ghost")
     assert (stats.acked, stats.requeued, stats.dead_lettered, stats.ready) == (7, 0, 0, 0)
     assert (stats.waiting_fetches, stats.in_flight) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("method", "args"),
+    [
+        ("put", ("jobs", "text")),
+        ("put_many", ("jobs", ["text"])),
+        ("put_many", ("jobs", [("text", {"h": "v"})])),
+        ("publish", ("news", "text")),
+        ("publish_many", ("news", ["text"])),
+        ("publish_many", ("news", [("text", None)])),
+        ("append", ("events", "text")),
+        ("append_many", ("events", ["text"])),
+        ("append_many", ("events", [{"body": b"x", "key": "text"}])),
+        ("request", ("svc", "text")),
+    ],
+)
+async def test_a_str_body_is_refused_the_same_way_everywhere(
+    client: ClientFacade, method: str, args: tuple[Any, ...]
+) -> None:
+    """One rule: bodies (and record keys) are bytes; a str is a TypeError that
+    says to encode it, whatever the method, and nothing reaches the broker."""
+    await client.call("declare_queue", "jobs")
+    await client.call("create_log", "events")
+    with pytest.raises(TypeError, match=r"are bytes, not str: encode the text first"):
+        await client.call(method, *args)
+    assert (await client.call("queue_stats", "jobs")).ready == 0
+    assert (await client.call("log_stats", "events")).next_offset == 0
+
+
+@pytest.mark.parametrize("how", ["ack", "requeue"])
+async def test_settling_a_delivery_twice_says_it_was_already_settled(
+    client: ClientFacade, how: str
+) -> None:
+    await client.call("declare_queue", "q")
+    await client.call("put", "q", b"once")
+    deliveries = await client.call("fetch", "q")
+    await settle(client, deliveries, how)
+    with pytest.raises(UnknownDelivery, match=r"was already (acked|nacked) by this client"):
+        await settle(client, deliveries, "ack")
+    stats = await client.call("queue_stats", "q")
+    assert (stats.acked, stats.requeued) == ((1, 0) if how == "ack" else (0, 1))

@@ -19,7 +19,7 @@ from client_facades import opener_for
 
 from minibroker.client.protocol import Call, ClientProtocol, Reply, hello_call
 from minibroker.config import ServerConfig
-from minibroker.errors import BrokerError
+from minibroker.errors import BrokerError, TooLarge
 from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES, FrameTooLarge, pack_frame
 
 BIG_LIMIT = 32 * 1024 * 1024
@@ -96,3 +96,43 @@ async def test_a_read_answer_above_the_default_limit_arrives_whole(big_frame_ope
             raise AssertionError(f"the 17 MiB answer was refused: {exc}") from exc
         assert [r.body for r in records] == bodies
         assert await mb.call("ping", b"after") == b"after"
+
+
+SMALL_LIMIT = 64 * 1024
+
+
+@pytest.fixture
+async def small_frame_opener(client_kind: str, asyncio_loop: Any) -> AsyncIterator[Any]:
+    """Clients of this kind to a broker that accepts frames of 64 KiB at most."""
+    config = ServerConfig(port=0, max_frame_bytes=SMALL_LIMIT)
+    async with opener_for(client_kind, config, asyncio_loop) as opener:
+        yield opener
+
+
+@pytest.mark.parametrize(
+    ("method", "args"),
+    [
+        ("put", ("jobs", b"x" * (SMALL_LIMIT + 1))),
+        ("put_many", ("jobs", [b"x" * 1024] * 70)),
+        ("publish", ("news", b"x" * (SMALL_LIMIT + 1))),
+        ("append", ("events", b"x" * (SMALL_LIMIT + 1))),
+        ("request", ("svc", b"x" * (SMALL_LIMIT + 1))),
+    ],
+)
+async def test_a_request_above_the_brokers_frame_limit_fails_alone(
+    small_frame_opener: Any, method: str, args: tuple[Any, ...]
+) -> None:
+    """The client knows the limit from hello: it raises TooLarge without
+    sending, and the connection (and everything on it) carries on."""
+    async with small_frame_opener(namespace="toolarge") as mb:
+        await mb.call("declare_queue", "jobs")
+        await mb.call("create_log", "events")
+        with pytest.raises(TooLarge) as refused:
+            await mb.call(method, *args)
+        assert refused.value.details["limit"] == SMALL_LIMIT
+        assert "nothing was sent" in str(refused.value)
+        assert not mb.closed
+        assert await mb.call("ping", b"still here") == b"still here"
+        await mb.call("put", "jobs", b"small")
+        [delivery] = await mb.call("fetch", "jobs")
+        assert delivery.body == b"small"

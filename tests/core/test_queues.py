@@ -156,6 +156,35 @@ def test_fetch_delivers_a_first_message_bigger_than_max_bytes(w: World) -> None:
     assert bodies(q.fetch(A, 10, w.now, max_bytes=10)) == [b"y"]
 
 
+def test_fetch_never_takes_a_message_no_delivery_frame_can_carry(w: World) -> None:
+    """Only a restart with a smaller frame limit leaves such a message (put refuses it)."""
+    dlq = w.declare("dead")
+    q = w.declare("q", dead_letter_queue="dead")
+    put(q, w.now, "x" * 500, "next")
+    w.broker.config = CoreConfig(limits=Limits(max_item_bytes=400))
+    assert bodies(q.fetch(A, 10, w.now, max_bytes=400)) == [b"next"]
+    s = q.statistics()
+    assert (s.in_flight, s.dropped, s.dead_lettered) == (1, 1, 0)  # too big for "dead" too
+    assert dlq.statistics().published == 0
+    check_conservation(q)
+    w.broker.config = CoreConfig()
+    put(q, w.now, "y" * 500, "last")
+    w.broker.config = CoreConfig(limits=Limits(max_item_bytes=400))
+    assert bodies(q.fetch(A, 10, w.now)) == [b"last"]  # without a batch budget too
+    assert q.statistics().dropped == 2
+
+
+def test_a_dead_letter_too_big_for_a_delivery_is_dropped(w: World) -> None:
+    w.declare("dead")
+    q = w.declare("q", dead_letter_queue="dead")
+    q.put([In(b"x" * 190)], w.now)
+    # A smaller frame limit since (a restart): it still fits, its dead letter not.
+    w.broker.config = CoreConfig(limits=Limits(max_item_bytes=DELIVERY_OVERHEAD + 200))
+    (d,) = q.fetch(A, 1, w.now)
+    q.nack(A, [d.delivery_id], w.now, requeue=False)
+    assert (q.statistics().dropped, w.queues.get("dead").statistics().published) == (1, 0)
+
+
 def test_expired_messages_do_not_count_against_max_bytes(w: World) -> None:
     q = w.declare(message_ttl=5.0)
     put(q, w.now, "old" * 100)
@@ -338,6 +367,7 @@ def test_nack_without_requeue_dead_letters(w: World) -> None:
         "x-death-reason": "rejected",
         "x-death-queue": "q",
         "x-death-count": "1",
+        "x-death-hops": "1",
     }
     assert d.published_at == published_at
     assert d.delivery_count == 1
@@ -419,6 +449,8 @@ def test_max_deliveries_dead_letters_with_headers(w: World) -> None:
         "x-death-reason": "max_deliveries",
         "x-death-queue": "q",
         "x-death-count": "2",
+        "x-death-hops": "1",
+        "x-death-path": "q",
     }
     s = q.statistics()
     assert (s.dead_lettered, s.requeued, s.delivered) == (1, 1, 2)
@@ -561,7 +593,13 @@ def test_ttl_expires_without_fetch_and_dead_letters(w: World) -> None:
     w.advance(5)  # a expires on its own timer
     assert q.statistics().ready == 1
     (d,) = dlq.fetch(A, 1, w.now)
-    assert d.headers == {"x-death-reason": "expired", "x-death-queue": "q", "x-death-count": "0"}
+    assert d.headers == {
+        "x-death-reason": "expired",
+        "x-death-queue": "q",
+        "x-death-count": "0",
+        "x-death-hops": "1",
+        "x-death-path": "q",
+    }
     w.advance(5)
     s = q.statistics()
     assert (s.expired, s.dead_lettered, s.ready) == (2, 2, 0)
@@ -673,6 +711,63 @@ def test_dead_letter_cycle_terminates(w: World) -> None:
     dropped = a.statistics().dropped + w.queues.get("b").statistics().dropped
     assert dropped == 1
     assert MAX_DEAD_LETTER_HOPS >= 2
+
+
+def test_an_expiry_cycle_takes_a_message_round_once_then_drops_it(w: World) -> None:
+    """A <-> B with TTLs bounced a message forever (issue 14 item 2); RabbitMQ's
+    rule drops it when it would go back into a queue it died in."""
+    a = w.declare("a", message_ttl=0.01, dead_letter_queue="b")
+    b = w.declare("b", message_ttl=0.01, dead_letter_queue="a")
+    put(a, w.now, "m")
+    for _ in range(100):
+        w.advance(0.01)
+    sa, sb = a.statistics(), b.statistics()
+    assert (sa.dead_lettered, sa.dropped, sa.ready) == (1, 0, 0)
+    assert (sb.published, sb.dead_lettered, sb.dropped, sb.ready) == (1, 0, 1, 0)
+    assert w.broker.next_deadline() is None
+    check_conservation(a)
+
+
+def test_a_rejection_in_the_cycle_keeps_delayed_retries_going(w: World) -> None:
+    """The retry pattern: rejected work waits in a TTL queue that dead-letters it back."""
+    work = w.declare("work", dead_letter_queue="retry")
+    w.declare("retry", message_ttl=5.0, dead_letter_queue="work")
+    put(work, w.now, "job")
+    for attempt in range(1, 6):
+        (d,) = work.fetch(A, 1, w.now)
+        work.nack(A, [d.delivery_id], w.now, requeue=False)
+        w.advance(5)
+        (back,) = work.fetch(A, 1, w.now)
+        assert back.headers is not None
+        assert back.headers["x-death-reason"] == "expired"
+        assert back.headers["x-death-hops"] == str(2 * attempt)
+        assert back.headers["x-death-path"] == "retry"
+        work.nack(A, [back.delivery_id], w.now)  # requeue for the next round
+    assert work.statistics().dropped == 0
+
+
+def test_a_cycle_through_max_deliveries_is_still_a_cycle(w: World) -> None:
+    a = w.declare("a", message_ttl=1.0, dead_letter_queue="b")
+    b = w.declare("b", max_deliveries=1, visibility_timeout=1.0, dead_letter_queue="a")
+    put(a, w.now, "m")
+    w.advance(1)
+    (d,) = b.fetch(A, 1, w.now)
+    assert d.headers is not None and d.headers["x-death-path"] == "a"
+    w.advance(1)  # its visibility timeout: past max_deliveries, back towards a
+    assert (b.statistics().dropped, a.statistics().ready) == (1, 0)
+
+
+def test_a_rejection_empties_the_path(w: World) -> None:
+    a = w.declare("a", message_ttl=1.0, dead_letter_queue="b")
+    b = w.declare("b", dead_letter_queue="a")
+    put(a, w.now, "m")
+    w.advance(1)
+    (d,) = b.fetch(A, 1, w.now)
+    b.nack(A, [d.delivery_id], w.now, requeue=False)
+    (again,) = a.fetch(A, 1, w.now)
+    assert again.headers is not None
+    assert "x-death-path" not in again.headers
+    assert (again.headers["x-death-hops"], again.headers["x-death-reason"]) == ("2", "rejected")
 
 
 # ---------------------------------------------------------- purge, limits

@@ -143,6 +143,8 @@ def test_dead_letters_survive_restart(site: Site) -> None:
         "x-death-reason": "max_deliveries",
         "x-death-queue": "q",
         "x-death-count": "1",
+        "x-death-hops": "1",
+        "x-death-path": "q",
     }
 
 

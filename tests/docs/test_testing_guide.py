@@ -40,3 +40,13 @@ def test_every_example_file_is_in_the_guide() -> None:
     guide = (ROOT / "docs" / "testing.md").read_text()
     for path in sorted(EXAMPLES.glob("test_*.py")):
         assert f"docs/examples/testing/{path.name}#" in guide, path.name
+
+
+def test_the_threaded_broker_section_says_autojump_does_not_reach_it() -> None:
+    """Where minibroker_url is shown, the guide warns that a Trio test's
+    autojump_clock does not move the threaded broker's clock, and points to
+    advance() (issue 18 item 3)."""
+    guide = (ROOT / "docs" / "testing.md").read_text()
+    section = guide.split("## Blocking and asyncio code", 1)[1].split("\n## ", 1)[0]
+    assert "autojump_clock" in section
+    assert "minibroker_server.advance(seconds)" in section

@@ -26,10 +26,16 @@ def test_create_append_read_stats_list_delete(
     url = ["--url", minibroker_url]
     assert run(capsys, "create", *url, "ev", "--retention-bytes", "100000")[:2] == (0, "created\n")
     assert run(capsys, "create", *url, "ev", "--retention-bytes", "100000")[1].startswith("exists")
-    assert run(capsys, "append", *url, "ev", "one", "two")[:2] == (0, "0\n")
+    assert run(capsys, "append", *url, "ev", "one", "two")[:2] == (
+        0,
+        "appended 2 records to 'ev' at offsets 0-1\n",
+    )
 
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"three\nfour\n")))
-    assert run(capsys, "append", *url, "ev", "--key", "k", "-H", "a=b")[:2] == (0, "2\n")
+    assert run(capsys, "append", *url, "ev", "--key", "k", "-H", "a=b")[:2] == (
+        0,
+        "appended 2 records to 'ev' at offsets 2-3\n",
+    )
 
     code, out, _ = run(capsys, "read", *url, "ev")
     assert code == 0

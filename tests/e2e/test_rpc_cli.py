@@ -30,7 +30,7 @@ def test_request_prints_the_reply_body(
         thread.join(30)
     out, err = capsys.readouterr()
     assert code == 0
-    assert out == "got hello b"
+    assert out == "got hello b\n"  # a newline after the body (--raw: exactly the body)
     assert "x: y" in err
 
 

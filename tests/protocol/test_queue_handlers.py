@@ -342,6 +342,8 @@ def test_visibility_timeout_and_dead_letters_over_the_wire(net: Net) -> None:
         "x-death-reason": "max_deliveries",
         "x-death-queue": "work",
         "x-death-count": "2",
+        "x-death-hops": "1",
+        "x-death-path": "work",
     }
 
 

@@ -38,6 +38,7 @@ _EXAMPLES: dict[str, Any] = {
     "fetch": 1,
     "offset": 0,
     "client": "security-test",
+    "namespace": "elsewhere",
 }
 
 

@@ -17,7 +17,7 @@ from raw_wire import RawClient, StartServer, hello, ping
 
 import minibroker
 from minibroker import __version__
-from minibroker.errors import ConnectionClosed, Unauthorized
+from minibroker.errors import TooLarge, Unauthorized
 from minibroker.protocol.codec import pack_frame
 from minibroker.protocol.frames import PROTOCOL_VERSION
 from minibroker.server.app import BrokerServer
@@ -230,9 +230,12 @@ async def test_half_close_still_gets_answers(server: BrokerServer) -> None:
     await assert_sessions_cleaned_up(server)
 
 
-async def test_trio_client_sees_the_refusal_as_an_error(start_server: StartServer) -> None:
+async def test_trio_client_refuses_an_oversized_frame_itself(start_server: StartServer) -> None:
+    """The client knows the limit from hello: it raises TooLarge unsent and
+    keeps its connection (the raw-wire tests above cover the server's refusal)."""
     server = await start_server(max_frame_bytes=1024)
     async with minibroker.connect(url(server)) as mb:
-        with pytest.raises(ConnectionClosed, match=r"too_large|exceeds"):
+        with pytest.raises(TooLarge, match="nothing was sent"):
             await mb.ping(b"p" * 5000)
+        assert await mb.ping(b"still connected") == b"still connected"
     await assert_healthy(server)

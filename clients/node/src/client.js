@@ -16,7 +16,7 @@
  */
 
 import { FrameReader, encodeFrame } from "./framing.js";
-import { BrokerError, ConnectionClosedError, errorFromCode } from "./errors.js";
+import { BrokerError, ConnectionClosedError, TooLargeError, errorFromCode } from "./errors.js";
 import { asBuffer } from "./records.js";
 import { DEFAULT_MAX_PENDING, DONE as SUBSCRIPTION_DONE } from "./subscription.js";
 
@@ -55,6 +55,8 @@ export class Client {
     this._holders = new Set();
     /** @type {Error | null} */
     this._closedWith = null;
+    /** @type {number | null} the largest frame the broker accepts (its advertised limit, from hello) */
+    this.sendLimit = null;
     /** Items a subscription may buffer before the socket stops being read. */
     this.maxPending = options.maxPending ?? DEFAULT_MAX_PENDING;
     /** @type {Record<string, any>} the hello result: server, version, connection, namespace, features, fsync, limits */
@@ -91,14 +93,17 @@ export class Client {
    * The broker never sends a frame above the limit it advertises, and may
    * send any frame up to it, so a broker started with a larger
    * `--max-frame-bytes` than this client's limit must not make legal frames
-   * fatal. Only ever raises the limit; malformed info is ignored.
+   * fatal. Only ever raises the limit; malformed info is ignored. The
+   * advertised limit also becomes `sendLimit`: a request above it is refused
+   * here (TooLargeError) instead of being sent, because the broker closes a
+   * connection that sends an oversized frame.
    * @param {any} info the hello result
    */
   _adoptServerLimits(info) {
     const advertised = info?.limits?.max_frame_bytes;
-    if (Number.isSafeInteger(advertised) && advertised > this._reader.maxFrameBytes) {
-      this._reader.maxFrameBytes = advertised;
-    }
+    if (!Number.isSafeInteger(advertised) || advertised <= 0) return;
+    this.sendLimit = advertised;
+    if (advertised > this._reader.maxFrameBytes) this._reader.maxFrameBytes = advertised;
   }
 
   /** True once the connection is closed (by either side). */
@@ -134,14 +139,22 @@ export class Client {
    */
   _call(op, fields, hooks = {}) {
     if (this._closedWith) return Promise.reject(this._lost());
-    const id = this._nextId++;
-    if (hooks.onId) hooks.onId(id);
+    const id = this._nextId;
     let frame;
     try {
       frame = encodeFrame({ ...fields, op, id });
     } catch (err) {
       return Promise.reject(err);
     }
+    const size = frame.length - 4;
+    if (this.sendLimit !== null && size > this.sendLimit) {
+      const message =
+        `the '${op}' request is ${size} bytes, above the broker's frame limit of ${this.sendLimit} bytes; ` +
+        "nothing was sent. Split it into smaller batches (or start the broker with a larger --max-frame-bytes)";
+      return Promise.reject(new TooLargeError(message, { details: { limit: this.sendLimit, size } }));
+    }
+    this._nextId += 1;
+    if (hooks.onId) hooks.onId(id);
     return new Promise((resolve, reject) => {
       this._pending.set(id, { resolve, reject, parse: hooks.parse, onOk: hooks.onOk });
       this._send(frame);
@@ -336,6 +349,17 @@ export class Client {
     return this._call("ping", data === undefined ? {} : { data: toBytes(data, "data") }, {
       parse: (r) => (r == null ? null : asBuffer(r)),
     });
+  }
+
+  /**
+   * Delete namespace `name` with everything in it and close the connections
+   * in it (not this client's own namespace: that is a ConflictError).
+   * Resolves false when there was nothing to drop.
+   * @param {string} name
+   * @returns {Promise<boolean>}
+   */
+  dropNamespace(name) {
+    return this._call("namespace.drop", { namespace: name }, { parse: (r) => Boolean(r.dropped) });
   }
 }
 

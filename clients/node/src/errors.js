@@ -51,6 +51,7 @@ export const UnauthorizedError = define("unauthorized", "UnauthorizedError");
 export const ForbiddenError = define("forbidden", "ForbiddenError");
 export const UnknownOpError = define("unknown_op", "UnknownOpError");
 export const BadRequestError = define("bad_request", "BadRequestError");
+export const DuplicateIdError = define("duplicate_id", "DuplicateIdError");
 export const InvalidNameError = define("invalid_name", "InvalidNameError");
 export const NotFoundError = define("not_found", "NotFoundError");
 export const ConflictError = define("conflict", "ConflictError");

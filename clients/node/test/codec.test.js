@@ -127,6 +127,29 @@ test("parseUrl understands token, port, namespace and TLS", () => {
   assert.throws(() => parseUrl("http://h"), TypeError);
 });
 
+test("parseUrl refuses unknown options, naming the known ones, and never shows the token", () => {
+  assert.throws(
+    () => parseUrl("minibroker://sk_live_secret@h:1?namespce=a"),
+    (err) => {
+      assert.ok(err instanceof TypeError);
+      assert.match(err.message, /unknown URL option 'namespce'.*the known options are: namespace/);
+      assert.doesNotMatch(err.message, /sk_live_secret/);
+      return true;
+    },
+  );
+  assert.doesNotMatch(String(assertThrown(() => parseUrl("http://sk_live_secret@h"))), /sk_live_secret/);
+});
+
+/** @param {() => unknown} fn */
+function assertThrown(fn) {
+  try {
+    fn();
+  } catch (err) {
+    return err;
+  }
+  throw new Error("did not throw");
+}
+
 test("errors carry their wire code, unknown codes included", () => {
   const err = errorFromCode("not_found", "queue 'x' does not exist", { queue: "x" });
   assert.ok(err instanceof NotFoundError && err instanceof BrokerError && err instanceof Error);

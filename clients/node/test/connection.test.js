@@ -214,3 +214,25 @@ test("a refused connection reports the broker's reason", async () => {
     await own.stop();
   }
 });
+
+test("dropNamespace deletes a namespace and closes its connections", async () => {
+  const ns = freshNamespace("drop");
+  const inside = await connect(broker.url(ns));
+  const admin = await connect(broker.url());
+  try {
+    await inside.declareQueue("jobs");
+    assert.equal(await admin.dropNamespace(ns), true);
+    const reason = await inside.closed;
+    assert.match(String(reason.message), /was dropped/);
+    assert.equal(await admin.dropNamespace(ns), false);
+    const again = await connect(broker.url(ns));
+    try {
+      assert.deepEqual(await again.listQueues(), []);
+    } finally {
+      await again.close();
+    }
+  } finally {
+    await inside.close();
+    await admin.close();
+  }
+});

@@ -3,7 +3,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 
-import { DEFAULT_MAX_INBOUND_FRAME, connect } from "../src/index.js";
+import { DEFAULT_MAX_INBOUND_FRAME, TooLargeError, connect } from "../src/index.js";
 import { freshNamespace, startBroker } from "./broker.js";
 
 const KIB = 1024;
@@ -82,6 +82,33 @@ test("a read asking for 10 MiB from a 64 KiB broker gets what fits, then the res
     assert.deepEqual(seen, bodies.map((_, i) => i));
     assert.ok(answers >= 4, `${answers} answers`);
     assert.equal((await mb.ping("ok")).toString(), "ok");
+  } finally {
+    await mb.close();
+  }
+});
+
+test("a request above the broker's frame limit is refused unsent, and the connection carries on", async () => {
+  const mb = await connect(small.url(freshNamespace("frames")));
+  try {
+    assert.equal(mb.sendLimit, 64 * KIB);
+    await mb.declareQueue("jobs");
+    for (const call of [
+      () => mb.put("jobs", Buffer.alloc(64 * KIB + 1)),
+      () => mb.publish("news", Buffer.alloc(64 * KIB + 1)),
+      () => mb.appendMany("events", Array.from({ length: 70 }, () => Buffer.alloc(KIB))),
+    ]) {
+      await assert.rejects(call(), (err) => {
+        assert.ok(err instanceof TooLargeError, String(err));
+        assert.equal(err.details.limit, 64 * KIB);
+        assert.match(err.message, /nothing was sent/);
+        return true;
+      });
+    }
+    assert.equal(mb.isClosed, false);
+    assert.equal((await mb.ping("still here")).toString(), "still here");
+    await mb.put("jobs", Buffer.from("small"));
+    const [delivery] = await mb.fetch("jobs");
+    assert.equal(delivery.body.toString(), "small");
   } finally {
     await mb.close();
   }

@@ -11,7 +11,7 @@ import pytest
 import trio
 
 import minibroker
-from minibroker.client.rpc import IncomingRequest
+from minibroker import IncomingRequest
 
 pytestmark = pytest.mark.trio
 

@@ -1,6 +1,6 @@
 """Request handlers, one module per messaging model (see registry.py)."""
 
-from minibroker.protocol.handlers import base, logs, queues, rpc, topics
+from minibroker.protocol.handlers import base, logs, namespaces, queues, rpc, topics
 from minibroker.protocol.handlers.registry import (
     HANDLERS,
     PARKED,
@@ -17,6 +17,7 @@ __all__ = [
     "encodes_pushes",
     "handles",
     "logs",
+    "namespaces",
     "queues",
     "rpc",
     "topics",

@@ -32,8 +32,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from minibroker.core.durations import check_seconds
 from minibroker.core.queue_message import Message
-from minibroker.core.queue_options import QueueOptions, QueueStatistics, check_seconds
+from minibroker.core.queue_options import QueueOptions, QueueStatistics
 from minibroker.protocol import frames
 from minibroker.protocol.handlers.registry import PARKED, handles
 

@@ -1,0 +1,111 @@
+"""Errors that say what to do: the first-hour mistakes, each explained in one sentence.
+
+A bare ``ConnectionRefusedError``, "the broker closed the connection" or an
+event loop's internals leave a new user guessing; the clients raise the
+same exception classes (so ``except OSError`` or ``except Unauthorized``
+still work) with a message that names the broker and the likely fix.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sniffio
+
+from minibroker.client.protocol import CLOSED_BY_BROKER
+from minibroker.client.url import BrokerAddress
+from minibroker.errors import ConnectionClosed, Unauthorized
+
+
+@contextmanager
+def explaining_connect(address: BrokerAddress) -> Iterator[None]:
+    """Opening the connection: an ``OSError`` (same class and errno) names the
+    broker and how to start one. TLS errors pass unchanged: they say enough."""
+    try:
+        yield
+    except ssl.SSLError:
+        raise
+    except OSError as raised:
+        error = _single_cause(raised)
+        reason = error.strerror or str(error) or type(error).__name__
+        message = (
+            f"cannot reach the broker at {address.host}:{address.port} ({reason}); "
+            f"is it running? Start one with: minibroker serve --port {address.port}"
+        )
+        args = (message,) if error.errno is None else (error.errno, message)
+        raise type(error)(*args) from None
+
+
+@contextmanager
+def explaining_hello(address: BrokerAddress, tls: bool) -> Iterator[None]:
+    """The hello call: a refused token says how to pass one; a connection
+    closed before any answer on a plain socket suggests TLS."""
+    where = f"{address.host}:{address.port}"
+    try:
+        yield
+    except Unauthorized as error:
+        raise Unauthorized(
+            f"{error.message}: pass the broker's token in the URL "
+            f"(minibroker://TOKEN@{where}) or as token=...",
+            **error.details,
+        ) from None
+    except ConnectionClosed as error:
+        # Only a plain end of stream: a broker that says why (too many
+        # connections, shutting down) is not speaking TLS.
+        if tls or not error.message.endswith(CLOSED_BY_BROKER):
+            raise
+        raise ConnectionClosed(
+            f"{error.message} before answering hello; if the broker serves TLS, "
+            f"connect with minibrokers://{where}"
+        ) from None
+
+
+def _single_cause(error: OSError) -> OSError:
+    """The one attempt's error behind Trio's "all attempts to connect ... failed"."""
+    cause = error.__cause__
+    if error.errno is None and isinstance(cause, BaseExceptionGroup):
+        causes = cause.exceptions
+        if len(causes) == 1 and isinstance(causes[0], OSError):
+            return causes[0]
+    if error.errno is None and isinstance(cause, OSError):
+        return cause
+    return error
+
+
+#: The client to use under each event loop.
+_CLIENT_FOR = {"trio": "minibroker.connect(url)", "asyncio": "minibroker.aio.connect(url)"}
+
+
+def require_event_loop(wanted: str, what: str | None = None, instead: str | None = None) -> None:
+    """One clear sentence if ``what`` (a ``wanted`` "trio"/"asyncio" API, by
+    default that loop's client) runs under another event loop: ``instead``,
+    by default the other loop's client, is what to use."""
+    running = _running_library()
+    if running == wanted or running is None:
+        return
+    what = what or f"{_CLIENT_FOR[wanted].removesuffix('(url)')} (the {wanted} client)"
+    instead = instead or f"{_CLIENT_FOR.get(running, 'the client of that loop')} (same methods)"
+    raise RuntimeError(f"{what} runs on {wanted} but this code runs under {running}: use {instead}")
+
+
+def refuse_blocking_on_trio(what: str) -> None:
+    """Raise at once if blocking ``what`` is called on a thread that runs Trio's loop.
+
+    Blocking there freezes every task of the loop, an in-process broker's
+    too, so the call could only time out after its 30 seconds.
+    """
+    if _running_library() == "trio":
+        raise RuntimeError(
+            f"{what} blocks, and this thread runs Trio's event loop (a broker in this "
+            "process could never answer): use `async with minibroker.connect(url)` here, "
+            "or call the blocking client from a worker thread (trio.to_thread.run_sync)"
+        )
+
+
+def _running_library() -> str | None:
+    try:
+        return sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        return None

@@ -1,0 +1,81 @@
+"""asyncio test suites (issue 18 item 1): ``minibroker_aio_client`` works
+under pytest-asyncio, and a Trio fixture in a test Trio does not run says
+which fixture to use instead of failing inside pytest-trio. Each runs a
+small suite in a pytest subprocess, as a user's project would."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def run_suite(pytester: pytest.Pytester, source: str, *ini: str) -> pytest.RunResult:
+    pytester.makeini("[pytest]\n" + "\n".join(ini) + "\n")
+    pytester.makepyfile(source)
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider")
+
+
+def test_an_asyncio_suite_gets_an_asyncio_client(pytester: pytest.Pytester) -> None:
+    result = run_suite(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.asyncio
+        async def test_round_trip(minibroker_aio_client):
+            mb = minibroker_aio_client
+            await mb.declare_queue("jobs")
+            await mb.put("jobs", b"job")
+            [delivery] = await mb.fetch("jobs")
+            await delivery.ack()
+            assert delivery.body == b"job"
+
+        @pytest.mark.asyncio
+        async def test_namespaces_are_per_test(minibroker_aio_client):
+            assert await minibroker_aio_client.list_queues() == []
+
+        @pytest.mark.asyncio
+        async def test_serving_is_ready_on_entry(minibroker_aio_client):
+            async def echo(req):
+                return req.body
+            async with minibroker_aio_client.serving("svc.echo", echo):
+                reply = await minibroker_aio_client.request("svc.echo", b"hi")
+            assert reply.body == b"hi"
+        """,
+        "asyncio_default_fixture_loop_scope = function",
+    )
+    result.assert_outcomes(passed=3)
+
+
+TRIO_FIXTURE_IN_AN_ASYNCIO_TEST = """
+import pytest
+
+@pytest.mark.asyncio
+async def test_wrong_fixture(minibroker_client):
+    await minibroker_client.ping()
+"""
+
+
+def test_a_trio_fixture_in_an_asyncio_test_names_the_asyncio_one(
+    pytester: pytest.Pytester,
+) -> None:
+    result = run_suite(
+        pytester, TRIO_FIXTURE_IN_AN_ASYNCIO_TEST, "asyncio_default_fixture_loop_scope = function"
+    )
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*minibroker_client is a Trio fixture but test_wrong_fixture does not run under Trio*"]
+    )
+    result.stdout.no_fnmatch_line("*RunContext*")
+
+
+def test_forgetting_trio_mode_says_how_to_turn_it_on(pytester: pytest.Pytester) -> None:
+    result = run_suite(
+        pytester,
+        """
+        async def test_forgot(minibroker_client):
+            await minibroker_client.ping()
+        """,
+    )
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*set trio_mode = true (or mark it @pytest.mark.trio)*"])
+
