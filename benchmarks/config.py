@@ -9,6 +9,7 @@ ALL_TARGETS = (
     "minibroker",
     "minibroker-durable",
     "minibroker-busy-poll",
+    "minibroker-amqp",
     "rabbitmq",
     "kafka",
     "nats",

@@ -54,6 +54,9 @@ class ServerConfig:
     outbound_high_water: int = 1024 * 1024
     #: Whether to accept TCP connections at all (embedded brokers don't).
     listen: bool = True
+    #: Bytes of incomplete frames all connections together may hold
+    #: (server/input_budget.py): past it, connections wait before reading more.
+    partial_frame_budget: int = 256 * 1024 * 1024
     #: Seconds a new connection gets to complete hello before it is closed
     #: (slowloris protection); None waits forever.
     hello_timeout: float | None = 10.0
@@ -62,6 +65,14 @@ class ServerConfig:
     #: Microseconds to keep polling for input after each chunk instead of
     #: sleeping (server/busy_poll.py): lower latency for a busier CPU. 0 is off.
     busy_poll_us: float = 0.0
+    #: Port of the AMQP 0-9-1 front end (minibroker/amqp/); None serves no AMQP.
+    amqp_port: int | None = None
+    #: Serve the SQS-compatible HTTP endpoint on this port of ``host`` (0: any free
+    #: port); None: no SQS endpoint. See docs/sqs.md.
+    sqs_port: int | None = None
+    #: Access key id -> secret: the SQS endpoint then checks Signature V4 with
+    #: them; None accepts any signature (the default, as test doubles do).
+    sqs_keys: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         if type(self.max_frame_bytes) is not int or self.max_frame_bytes < MIN_FRAME_BYTES:
@@ -69,6 +80,9 @@ class ServerConfig:
                 f"max_frame_bytes must be an integer of at least {MIN_FRAME_BYTES}, "
                 f"got {self.max_frame_bytes!r}"
             )
+        budget = self.partial_frame_budget
+        if type(budget) is not int or budget < 1:
+            raise ValueError(f"partial_frame_budget must be a positive integer, got {budget!r}")
         fitting = message_limit_for(self.max_frame_bytes)
         if self.limits.max_message_bytes > fitting:
             # Frozen: set the consistent limits the way dataclasses' own __init__ does.

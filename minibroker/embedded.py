@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import quote
 
 import trio
 
@@ -51,6 +52,21 @@ class EmbeddedBroker:
             )
         return url
 
+    @property
+    def sqs_endpoint(self) -> str:
+        """The SQS endpoint URL (``endpoint_url`` for boto3), if opened with ``sqs=True``."""
+        if self.server.sqs_port is None:
+            raise RuntimeError("open the broker with open_broker(sqs=True) for an SQS endpoint")
+        return f"http://{self.server.config.host}:{self.server.sqs_port}"
+
+    @property
+    def amqp_url(self) -> str:
+        """``amqp://`` URL of the AMQP 0-9-1 port (``open_broker(amqp=True)``), default vhost."""
+        port = self.server.front_end_ports.get("amqp")
+        if port is None:
+            raise RuntimeError("this broker serves no AMQP: open it with open_broker(amqp=True)")
+        return amqp_url(self.server.config.host, port)
+
     def connect(
         self,
         *,
@@ -70,13 +86,17 @@ async def open_broker(
     fsync: FsyncPolicy = "batch",
     listen: bool = False,
     port: int = 0,
+    sqs: bool = False,
     config: ServerConfig | None = None,
+    amqp: bool = False,
 ) -> AsyncIterator[EmbeddedBroker]:
     """Run a broker in this Trio run for the duration of the ``async with``.
 
     Memory storage and no socket by default; ``data_dir`` makes durable
     queues and logs persist there; ``listen=True`` also serves TCP on
-    ``port`` (0 = any free port, see ``broker.port``).
+    ``port`` (0 = any free port, see ``broker.port``); ``sqs=True`` also
+    serves the SQS endpoint on a free port (``broker.sqs_endpoint``), and
+    ``amqp=True`` AMQP 0-9-1 (``broker.amqp_url``).
     """
     require_event_loop(
         "trio",
@@ -90,6 +110,8 @@ async def open_broker(
         port=port,
         data_dir=Path(data_dir) if data_dir is not None else base.data_dir,
         fsync=fsync,
+        amqp_port=0 if amqp else base.amqp_port,
+        sqs_port=0 if sqs else base.sqs_port,
     )
     server = BrokerServer(config)
     async with trio.open_nursery() as nursery:
@@ -98,3 +120,9 @@ async def open_broker(
             yield EmbeddedBroker(server)
         finally:
             server.shutdown()
+
+
+def amqp_url(host: str, port: int, vhost: str = "/") -> str:
+    """The ``amqp://`` URL pika, aio-pika, kombu and Celery take (user and password
+    are ``guest``: any are accepted without tokens; with tokens, the password is one)."""
+    return f"amqp://guest:guest@{host}:{port}/{quote(vhost, safe='')}"

@@ -37,7 +37,7 @@ from minibroker.client.sync import Client as SyncClient
 from minibroker.client.sync import connect_sync
 from minibroker.client.trio_client import Client
 from minibroker.config import ServerConfig
-from minibroker.embedded import EmbeddedBroker, open_broker
+from minibroker.embedded import EmbeddedBroker, amqp_url, open_broker
 from minibroker.server.app import BrokerServer
 
 _namespace_counter = itertools.count(1)
@@ -71,6 +71,21 @@ class ThreadedBroker:
     def url_for(self, namespace: str) -> str:
         """The URL of this broker with a namespace selected."""
         return f"{self.url}?namespace={namespace}"
+
+    @property
+    def sqs_url(self) -> str:
+        """The SQS endpoint (started with ``sqs_port=0``), default namespace."""
+        assert self.server.sqs_port is not None, "start it with run_in_thread(sqs_port=0)"
+        return f"http://{self.config.host}:{self.server.sqs_port}"
+
+    @property
+    def amqp_url(self) -> str:
+        """The AMQP 0-9-1 URL (default vhost), when served with ``amqp_port``."""
+        return amqp_url(self.config.host, self.server.front_end_ports["amqp"])
+
+    def amqp_url_for(self, namespace: str) -> str:
+        """The AMQP URL with ``namespace`` as the vhost."""
+        return amqp_url(self.config.host, self.server.front_end_ports["amqp"], namespace)
 
     def start(self) -> None:
         """Start the server thread; returns once the broker accepts connections."""
@@ -228,3 +243,73 @@ else:
         the session broker, which runs its Trio loop in a background thread."""
         async with aio_connect(minibroker_url) as client:
             yield client
+
+
+class SqsEndpoint:
+    """An SQS endpoint for one test: its own namespace, visible in its queue URLs.
+
+    ``url`` is the ``endpoint_url`` to give boto3 (or aiobotocore, or kombu):
+    ``http://127.0.0.1:PORT/<namespace>``, so queues this test creates are
+    ``http://127.0.0.1:PORT/<namespace>/<queue>`` and no other test sees them.
+    Credentials are not checked; ``client_kwargs`` has dummy ones.
+    """
+
+    region = "us-east-1"
+
+    def __init__(self, server: ThreadedBroker, namespace: str) -> None:
+        self.server = server
+        self.namespace = namespace
+        self.url = f"{server.sqs_url}/{namespace}"
+
+    @property
+    def client_kwargs(self) -> dict[str, str]:
+        return {
+            "endpoint_url": self.url,
+            "region_name": self.region,
+            "aws_access_key_id": "minibroker",
+            "aws_secret_access_key": "minibroker",
+        }
+
+    def client(self) -> Any:
+        """A boto3 SQS client for this endpoint (boto3 must be installed)."""
+        import boto3
+
+        return boto3.client("sqs", **self.client_kwargs)
+
+    def advance(self, seconds: float) -> None:
+        """Jump the broker's clock: visibility timeouts, delays and retention fire."""
+        self.server.advance(seconds)
+
+
+@pytest.fixture(scope="session")
+def minibroker_sqs_server() -> Iterator[ThreadedBroker]:
+    """One broker with an SQS endpoint for the whole session, in a background thread."""
+    with run_in_thread(sqs_port=0) as threaded:
+        yield threaded
+
+
+@pytest.fixture
+def minibroker_sqs_endpoint(
+    minibroker_sqs_server: ThreadedBroker, minibroker_namespace: str
+) -> Iterator[SqsEndpoint]:
+    """The session's SQS endpoint, in this test's own namespace (dropped after
+    the test, as ``minibroker_url`` does)."""
+    yield SqsEndpoint(minibroker_sqs_server, minibroker_namespace)
+    minibroker_sqs_server.drop_namespace(minibroker_namespace)
+
+
+@pytest.fixture(scope="session")
+def minibroker_amqp_server() -> Iterator[ThreadedBroker]:
+    """One broker serving AMQP 0-9-1 (and the native port) for the whole test session."""
+    with run_in_thread(amqp_port=0) as threaded:
+        yield threaded
+
+
+@pytest.fixture
+def minibroker_amqp_url(
+    minibroker_amqp_server: ThreadedBroker, minibroker_namespace: str
+) -> Iterator[str]:
+    """``amqp://`` URL of the session's AMQP broker, with this test's own vhost (namespace),
+    dropped with everything in it after the test."""
+    yield minibroker_amqp_server.amqp_url_for(minibroker_namespace)
+    minibroker_amqp_server.drop_namespace(minibroker_namespace)

@@ -1,9 +1,13 @@
-"""Shared test configuration: Hypothesis profiles sized for a 2-core machine."""
+"""Shared test configuration: Hypothesis profiles sized for a 2-core machine, memory tracing."""
 
 from __future__ import annotations
 
+import gc
 import os
+import tracemalloc
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # "default" keeps `make test` within minutes; "thorough" is for long runs:
@@ -16,3 +20,15 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 pytest_plugins = ["pytester"]
+
+
+@pytest.fixture
+def traced_memory() -> Iterator[None]:
+    """Trace Python allocations for the test (``tracemalloc.get_traced_memory``),
+    starting from a collected heap."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        yield
+    finally:
+        tracemalloc.stop()

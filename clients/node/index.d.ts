@@ -158,7 +158,14 @@ export class Client {
   publishMany(topic: string, messages: Iterable<MessageInput>): Promise<PublishResult>;
   subscribe(
     pattern: string,
-    options?: { group?: string; buffer?: number; onOverflow?: "drop_oldest" | "disconnect"; maxPending?: number },
+    options?: {
+      group?: string;
+      buffer?: number;
+      /** Bytes the broker buffers for this subscriber when it falls behind (default 16 MiB). */
+      bufferBytes?: number;
+      onOverflow?: "drop_oldest" | "disconnect";
+      maxPending?: number;
+    },
   ): Subscription<TopicMessage>;
   bind(queue: string, pattern: string): Promise<boolean>;
   unbind(queue: string, pattern: string): Promise<boolean>;

@@ -20,7 +20,9 @@ from minibroker.defaults import DEFAULT_HOST, DEFAULT_PORT
 from minibroker.errors import BrokerError
 from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES
 from minibroker.server.accept import raise_open_file_limit
+from minibroker.server.allocator import keep_large_blocks_mapped
 from minibroker.server.app import BrokerServer
+from minibroker.sqs.signing import load_keys_file
 
 #: Upper bound of --busy-poll-us: beyond 10 ms it is just a spinning broker.
 MAX_BUSY_POLL_US = 10_000.0
@@ -81,6 +83,14 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="concurrent connections (default %(default)s)",
     )
     parser.add_argument(
+        "--partial-frame-budget",
+        type=int,
+        default=_env("partial_frame_budget", 256 * 1024 * 1024),
+        help="bytes of incomplete frames all connections together may hold; past it a "
+        "connection waits before reading more, or is refused before hello "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
         "--auth-token", default=_env("auth_token", None), help="require this token in hello"
     )
     parser.add_argument(
@@ -125,6 +135,26 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=_env("metrics_port", None),
         help="serve Prometheus /metrics over HTTP on this port, 0 for any free port "
         "(default: no metrics endpoint)",
+    )
+    parser.add_argument(
+        "--amqp-port",
+        type=int,
+        default=_env("amqp_port", None),
+        help="also serve AMQP 0-9-1 (pika, aio-pika, kombu, Celery) on this port, 0 for "
+        "any free port; 5672 is the usual one (default: no AMQP)",
+    )
+    parser.add_argument(
+        "--sqs-port",
+        type=int,
+        default=_env("sqs_port", None),
+        help="serve an SQS-compatible HTTP endpoint (boto3, aiobotocore, kombu) on this "
+        "port of --host, 0 for any free port (default: none; see docs/sqs.md)",
+    )
+    parser.add_argument(
+        "--sqs-keys",
+        default=_env("sqs_keys", None),
+        help="file of 'ACCESS_KEY_ID:SECRET_ACCESS_KEY' lines: the SQS endpoint then checks "
+        "Signature V4 with them (default: any signature is accepted)",
     )
     parser.add_argument(
         "--data-dir",
@@ -175,6 +205,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         port=args.port,
         max_frame_bytes=args.max_frame_bytes,
         max_connections=args.max_connections,
+        partial_frame_budget=args.partial_frame_budget,
         tokens=tokens or None,
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
         tls_key=Path(args.tls_key) if args.tls_key else None,
@@ -186,6 +217,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         hello_timeout=args.hello_timeout,
         permissions=permissions,
         busy_poll_us=args.busy_poll_us,
+        amqp_port=int(args.amqp_port) if args.amqp_port is not None else None,
+        sqs_port=int(args.sqs_port) if args.sqs_port is not None else None,
+        sqs_keys=load_keys_file(args.sqs_keys) if args.sqs_keys else None,
     )
 
 
@@ -203,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     raise_open_file_limit()
     failure: OSError | BrokerError | None = None
+    keep_large_blocks_mapped()  # memory of big frames goes back to the system
     try:
         trio.run(serve_until_signalled, config)
     except* (OSError, BrokerError) as group:

@@ -79,6 +79,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="messages the broker holds for us when we fall behind (default %(default)s)",
     )
     subscribe.add_argument(
+        "--buffer-bytes",
+        type=int,
+        default=None,
+        help="bytes the broker holds for us when we fall behind (default: the broker's, 16 MiB)",
+    )
+    subscribe.add_argument(
         "--on-overflow",
         choices=["drop_oldest", "disconnect"],
         default="drop_oldest",
@@ -213,7 +219,11 @@ def _run_subscribe(args: argparse.Namespace) -> int:
 
     async def receive(mb: Client) -> None:
         async with mb.subscribe(
-            args.pattern, group=args.group, buffer=args.buffer, on_overflow=args.on_overflow
+            args.pattern,
+            group=args.group,
+            buffer=args.buffer,
+            on_overflow=args.on_overflow,
+            buffer_bytes=args.buffer_bytes,
         ) as sub:
             group = f" in group {args.group!r}" if args.group else ""
             print(f"subscribed to {args.pattern!r}{group}; Ctrl-C to stop", file=sys.stderr)

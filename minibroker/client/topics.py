@@ -17,7 +17,8 @@ Publishing and subscribing::
 The blocking client has the same names without ``await`` and iterates its
 subscription with ``for`` (or ``get(timeout)``). ``sub.dropped`` counts the
 messages the broker discarded because this subscriber fell more than
-``buffer`` messages behind (``on_overflow="drop_oldest"``); with
+``buffer`` messages or ``buffer_bytes`` bytes behind
+(``on_overflow="drop_oldest"``); with
 ``on_overflow="disconnect"`` the broker closes the connection instead
 (``SlowConsumer``).
 
@@ -150,11 +151,17 @@ def publish_many_call(topic: str, messages: Iterable[MessageItem]) -> Call[Publi
 
 
 def subscribe_call(
-    pattern: str, group: str | None, buffer: int, on_overflow: OnOverflow
+    pattern: str,
+    group: str | None,
+    buffer: int,
+    on_overflow: OnOverflow,
+    buffer_bytes: int | None = None,
 ) -> Call[dict[str, Any]]:
     fields: dict[str, Any] = {"pattern": pattern, "buffer": buffer, "on_overflow": on_overflow}
     if group is not None:
         fields["group"] = group
+    if buffer_bytes is not None:
+        fields["buffer_bytes"] = buffer_bytes
     return Call("subscribe", fields)
 
 
@@ -193,16 +200,18 @@ class AsyncTopicMethods(_AsyncBase):
         group: str | None = None,
         buffer: int = DEFAULT_BUFFER,
         on_overflow: OnOverflow = "drop_oldest",
+        buffer_bytes: int | None = None,
     ) -> Any:
         """``async with`` a subscription to ``pattern``; ``async for`` its TopicMessages.
 
         ``*`` matches one word, ``#`` zero or more. Subscriptions with the same
         ``group`` share the stream (one member per message, round robin).
-        ``buffer`` bounds the messages the broker holds for this subscriber
-        when it falls behind; ``on_overflow`` picks what happens then.
+        ``buffer`` (messages) and ``buffer_bytes`` (None: the broker's
+        default, 16 MiB) bound what the broker holds for this subscriber when
+        it falls behind; ``on_overflow`` picks what happens then.
         """
         return self._subscription(
-            subscribe_call(pattern, group, buffer, on_overflow), parse_messages
+            subscribe_call(pattern, group, buffer, on_overflow, buffer_bytes), parse_messages
         )
 
     async def bind(self, queue: str, pattern: str) -> bool:
@@ -239,6 +248,7 @@ class SyncTopicMethods(_SyncBase):
         buffer: int = DEFAULT_BUFFER,
         on_overflow: OnOverflow = "drop_oldest",
         callback: Callable[[TopicMessage], object] | None = None,
+        buffer_bytes: int | None = None,
     ) -> Any:
         """``with`` a subscription to ``pattern``; iterate it (or ``get(timeout)``).
 
@@ -246,7 +256,7 @@ class SyncTopicMethods(_SyncBase):
         the client's reader thread instead (keep it quick: the reader reads
         nothing else meanwhile); the subscription then stays empty.
         """
-        call = subscribe_call(pattern, group, buffer, on_overflow)
+        call = subscribe_call(pattern, group, buffer, on_overflow, buffer_bytes)
         if callback is None:
             return self._subscription(call, parse_messages)
         # The blocking client's transport takes the callback as a third argument.

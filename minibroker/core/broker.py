@@ -102,6 +102,10 @@ class Broker:
         ns.peers[peer.conn_id] = peer
         return ns
 
+    def find_namespace(self, name: str) -> Namespace | None:
+        """The namespace called ``name`` if it exists (creates nothing)."""
+        return self._namespaces.get(name)
+
     @property
     def namespaces(self) -> dict[str, Namespace]:
         return dict(self._namespaces)

@@ -22,6 +22,9 @@ class Limits:
     max_pending_requests_per_connection: int = 100_000
     #: Largest topic subscription buffer a client may ask for.
     max_subscription_buffer: int = 1_000_000
+    #: Bytes of topic messages buffered for one connection, over all its
+    #: subscriptions; also the largest ``buffer_bytes`` one may ask for.
+    max_topic_buffer_bytes_per_connection: int = 64 * 1024 * 1024
     #: Longest long-poll wait and request timeout, in seconds.
     max_wait_seconds: float = 3600.0
     #: Most messages one fetch may return.

@@ -42,6 +42,18 @@ batch of CRC'd frames), and every append tells the broker (``on_write``), so
 the server holds the operation's confirm until the group commit has fsynced
 it.
 
+Under group commit (``fsync=batch``, ``defer=True``) the small ``S`` and
+``R`` records (acks, nacks, expiry, requeue counts) are not written at once:
+their ids wait in memory and go out as one append per queue when the group
+commit syncs (:meth:`QueueJournal.sync`), just before its fsync. The
+operation still calls ``on_write``, so its confirm is held until that fsync,
+and what a confirmed ack promises is unchanged; what changes is the cost: a
+consumer acking one message per frame made one journal write per ack, now
+one per commit. A crash before the commit loses only unconfirmed acks, and
+their messages come back (at least once). ``S`` and ``R`` records may end
+up after puts of newer messages; replay does not care, because an id always
+names a message whose record was written before it.
+
 Replay (:func:`recover`) walks the records in order: puts add, ``S`` removes,
 ``R`` raises delivery counts, ``X`` adds and removes what it replaces, the
 last ``O`` gives the options. What remains is the queue; it becomes ready in
@@ -192,11 +204,19 @@ class QueueJournal:
         epoch_offset: float,
         on_write: Callable[[], None],
         settings: CompactionSettings | None = None,
+        defer: bool = False,
     ) -> None:
         self.store = store
         self.options = options
         self.epoch_offset = epoch_offset
         self.on_write = on_write
+        #: Hold ``S``/``R`` ids until :meth:`sync` (group commit) instead of writing each.
+        self.defer = defer
+        #: Ids of settled messages, and (jid, count) pairs of requeued ones,
+        #: waiting for the next :meth:`flush`; with the newest timestamp given.
+        self._pending_settled: list[int] = []
+        self._pending_requeued: list[int] = []
+        self._pending_ms = 0
         self.settings = settings or CompactionSettings()
         self.stats = JournalStats()
         self.live: dict[int, Message] = {}
@@ -211,9 +231,12 @@ class QueueJournal:
 
     # ------------------------------------------------------------ writing
 
-    def _append(self, entries: Sequence[Entry], timestamp_ms: int, size: int) -> int:
+    def _append(
+        self, entries: Sequence[Entry], timestamp_ms: int, size: int, *, notify: bool = True
+    ) -> int:
         first = self.store.append(entries, timestamp_ms)
-        self.on_write()
+        if notify:
+            self.on_write()
         stats = self.stats
         stats.records_written += len(entries)
         stats.bytes_written += size
@@ -290,17 +313,15 @@ class QueueJournal:
             position += size
 
     def settle(self, messages: Iterable[Message], timestamp_ms: int) -> None:
-        """Journal that these messages left the queue for good."""
+        """Journal that these messages left the queue for good (deferred: at the next sync)."""
         ids = [m.jid for m in messages]
         if not ids:
             return
-        entries: list[Entry] = []
-        size = 0
-        for i in range(0, len(ids), IDS_PER_RECORD):
-            body = _ids_body(ids[i : i + IDS_PER_RECORD])
-            entries.append((TAG_SETTLE, None, body))
-            size += record_bound(1, None, len(body))
-        self._append(entries, timestamp_ms, size)
+        if self.defer:
+            self._pending_settled.extend(ids)
+            self._defer(timestamp_ms)
+        else:
+            self._write_ids(TAG_SETTLE, ids, IDS_PER_RECORD, timestamp_ms)
         pop = self.live.pop
         freed = 0
         for jid in ids:
@@ -319,14 +340,54 @@ class QueueJournal:
             pairs.append(m.delivery_count)
         if not pairs:
             return
-        step = 2 * IDS_PER_RECORD
+        if self.defer:
+            self._pending_requeued.extend(pairs)
+            self._defer(timestamp_ms)
+        else:
+            self._write_ids(TAG_REQUEUE, pairs, 2 * IDS_PER_RECORD, timestamp_ms)
+
+    def _defer(self, timestamp_ms: int) -> None:
+        """Ids were queued for the next flush: the operation's confirm must wait for it."""
+        if timestamp_ms > self._pending_ms:
+            self._pending_ms = timestamp_ms
+        self.on_write()
+
+    def _id_entries(self, tag: bytes, ids: Sequence[int], step: int) -> tuple[list[Entry], int]:
+        """``ids`` as records of ``tag`` of at most ``step`` ids each, and their size bound."""
         entries: list[Entry] = []
         size = 0
-        for i in range(0, len(pairs), step):
-            body = _ids_body(pairs[i : i + step])
-            entries.append((TAG_REQUEUE, None, body))
+        for i in range(0, len(ids), step):
+            body = _ids_body(ids[i : i + step])
+            entries.append((tag, None, body))
             size += record_bound(1, None, len(body))
+        return entries, size
+
+    def _write_ids(self, tag: bytes, ids: Sequence[int], step: int, timestamp_ms: int) -> None:
+        entries, size = self._id_entries(tag, ids, step)
         self._append(entries, timestamp_ms, size)
+
+    @property
+    def pending(self) -> int:
+        """Ids (settled) and pairs (requeued) waiting for the next flush."""
+        return len(self._pending_settled) + len(self._pending_requeued) // 2
+
+    def flush(self) -> None:
+        """Write the deferred ``S`` and ``R`` ids as one append.
+
+        Raises StorageFull/StorageError with nothing written; the ids then
+        stay pending, so the next group commit tries again. The broker was
+        told about these writes when they were deferred, so the append does
+        not tell it again (that would only wake the group commit for an
+        empty round).
+        """
+        if not self._pending_settled and not self._pending_requeued:
+            return
+        entries, size = self._id_entries(TAG_REQUEUE, self._pending_requeued, 2 * IDS_PER_RECORD)
+        settled, settled_size = self._id_entries(TAG_SETTLE, self._pending_settled, IDS_PER_RECORD)
+        entries += settled
+        self._append(entries, self._pending_ms, size + settled_size, notify=False)
+        self._pending_settled = []
+        self._pending_requeued = []
 
     def wall_ms(self, expires_at: float) -> int:
         """``expires_at`` on the ``now`` clock -> epoch milliseconds (0 = never)."""
@@ -386,12 +447,19 @@ class QueueJournal:
     # ---------------------------------------------------------- lifecycle
 
     def sync(self) -> None:
+        """Write what is deferred, then fsync: the group commit's step for this queue."""
+        self.flush()
         self.store.sync()
 
     def close(self) -> None:
-        self.store.close()
+        try:
+            self.flush()
+        finally:
+            self.store.close()
 
     def destroy(self) -> None:
+        self._pending_settled = []
+        self._pending_requeued = []
         self.store.destroy()
 
 
@@ -487,11 +555,17 @@ def reopen(
     epoch_offset: float,
     on_write: Callable[[], None],
     settings: CompactionSettings | None = None,
+    defer: bool = False,
 ) -> QueueJournal:
     """A journal that continues a replayed store."""
     assert found.options is not None
     journal = QueueJournal(
-        store, found.options, epoch_offset=epoch_offset, on_write=on_write, settings=settings
+        store,
+        found.options,
+        epoch_offset=epoch_offset,
+        on_write=on_write,
+        settings=settings,
+        defer=defer,
     )
     journal.live = found.live
     journal.live_bytes = found.live_bytes

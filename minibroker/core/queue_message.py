@@ -48,6 +48,7 @@ class Message:
         "delivery_count",
         "delivery_id",
         "expires_at",
+        "group",
         "headers",
         "jid",
         "jpos",
@@ -84,6 +85,10 @@ class Message:
         self.jid = jid
         #: Where that record starts in the journal, in upper-bound bytes (see queue_journal).
         self.jpos = 0
+        #: Its message group (SQS FIFO's MessageGroupId), or None: while a
+        #: message of a group is in flight, no other message of that group is
+        #: delivered, so each group is processed in order.
+        self.group: str | None = None
 
     def __repr__(self) -> str:
         return (

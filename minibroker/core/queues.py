@@ -70,6 +70,7 @@ from minibroker.core.queue_journal import (
 from minibroker.core.queue_message import DELIVERY_OVERHEAD, NEVER, Message, delivery_size
 from minibroker.core.queue_options import (
     MAX_VISIBILITY_TIMEOUT,
+    UNTIL_SETTLED,
     QueueOptions,
     QueueStatistics,
 )
@@ -187,15 +188,19 @@ class _Waiter:
 
 
 class _Delayed:
-    """Messages nacked with a delay, waiting for their timer to requeue them."""
+    """Messages waiting for their timer: nacked with a delay (they go back to
+    the front) or put with a delay (they join the back)."""
 
-    __slots__ = ("key", "messages", "queue", "timer", "until")
+    __slots__ = ("at_front", "key", "messages", "queue", "timer", "until")
 
-    def __init__(self, queue: Queue, key: int, messages: list[Message], until: float) -> None:
+    def __init__(
+        self, queue: Queue, key: int, messages: list[Message], until: float, at_front: bool
+    ) -> None:
         self.queue = queue
         self.key = key
         self.messages = messages
         self.until = until
+        self.at_front = at_front
         self.timer: Timer | None = None
 
     def expire(self, now: float) -> None:
@@ -250,16 +255,34 @@ class Queue:
         self._journal = journal
         self._ready: deque[Message] = deque()
         self._inflight: dict[int, Message] = {}
-        #: conn id -> its leases here, by first delivery id (in fetch order).
-        self._leases: dict[int, dict[int, Lease]] = {}
+        #: conn id -> its leases here (an ordered set, in fetch order).
+        self._leases: dict[int, dict[Lease, None]] = {}
         self._waiters: dict[int, _Waiter] = {}
         self._delayed: dict[int, _Delayed] = {}
         self._delayed_count = 0
-        self._ttl = options.message_ttl
+        #: Message group -> how many of its messages are in flight (see ``put``'s ``group``).
+        self._group_holds: dict[str, int] = {}
+        #: Whether a grouped message was ever put: fetches then take the slow path.
+        self._grouped = False
+        #: The largest ``max_item_bytes`` any message here was admitted under
+        #: (inf: unbounded or unknown). Only a smaller limit since (a restart
+        #: with a smaller frame limit) can leave a message no delivery frame
+        #: carries, so fetches check sizes, on the slow path, only then.
+        self._admitted_under = 0.0
         self._ttl_timer: Timer | None = None
-        bounded = options.max_length is not None
-        self._reject_overflow = bounded and options.overflow == "reject_publish"
-        self._drop_overflow = bounded and options.overflow == "drop_head"
+        #: Set once a message with a TTL of its own arrived (put's ``ttl``):
+        #: from then on deliveries check expiry like a queue with message_ttl.
+        self._expiring = False
+        #: Set by a front end to dead-letter through its own routing (AMQP's
+        #: x-dead-letter-exchange) instead of ``options.dead_letter_queue``:
+        #: called as ``route(messages, reason, now)``, returns whether they
+        #: were taken (not dropped).
+        self.dead_letter_route: Callable[[list[Message], str, float], bool] | None = None
+        #: Called as ``listener(queue, now)`` whenever messages become ready
+        #: (put, requeue, end of a nack delay): push-style front ends (AMQP
+        #: consumers) fetch from here for their consumers within their credit.
+        self.ready_listeners: list[Callable[[Queue, float], None]] = []
+        self._configure(options)
         self.deleted = False
         # lifetime counters (see QueueStatistics)
         self.published = 0
@@ -274,6 +297,14 @@ class Queue:
         self.rejected_publishes = 0
         self.journal_errors = 0
 
+    def _configure(self, options: QueueOptions) -> None:
+        """Adopt ``options`` (at creation, and when reconfigured)."""
+        self.options = options
+        self._ttl = options.message_ttl
+        bounded = options.max_length is not None
+        self._reject_overflow = bounded and options.overflow == "reject_publish"
+        self._drop_overflow = bounded and options.overflow == "drop_head"
+
     @property
     def durable(self) -> bool:
         """True when the queue is journaled to disk."""
@@ -281,13 +312,41 @@ class Queue:
 
     # ------------------------------------------------------------------ put
 
-    def put(self, messages: Sequence[Incoming], now: float) -> int:
+    def put(
+        self,
+        messages: Sequence[Incoming],
+        now: float,
+        *,
+        delay: float = 0.0,
+        group: str | None = None,
+        ttl: float | None = None,
+    ) -> int:
         """Append ``messages`` to the queue (all of them, or none); return how many.
+
+        With ``delay`` (seconds, at most 12 hours) the messages wait as
+        *delayed* first and join the back of the queue when it is over (SQS's
+        DelaySeconds); TTL and publish time count from now all the same.
+
+        With ``group`` (SQS FIFO's MessageGroupId) the messages belong to a
+        message group: while any message of a group is in flight, no other
+        message of that group is delivered, so a group is processed in order
+        by one consumer at a time (a fetch may take several of its messages,
+        in order). Groups live in memory only: a durable queue's messages
+        come back from a restart without one.
+
+        ``ttl`` (seconds) is a per-message time to live for this batch (AMQP's
+        ``expiration`` property): a message expires at the earlier of it and
+        the queue's ``message_ttl``. It is not journaled: after a restart only
+        the queue's TTL applies.
 
         Raises TooLarge for a body over the limit, Overflow when the queue is at
         max_length with overflow=reject_publish (nothing of the batch is
         stored), StorageFull/StorageError when the journal cannot take it.
         """
+        if delay:
+            delay = check_seconds("delay", delay, MAX_VISIBILITY_TIMEOUT, allow_zero=True)
+        if group is not None and (type(group) is not str or not group):
+            raise BadRequest("a message group must be a non-empty string")
         count = len(messages)
         if not count:
             return 0
@@ -308,6 +367,9 @@ class Queue:
                 )
         published_at = self._broker.clock.wall_ms(now)
         expires_at = NEVER if self._ttl is None else now + self._ttl
+        if ttl is not None:
+            expires_at = min(expires_at, now + ttl)
+            self._expiring = True
         max_bytes = limits.max_message_bytes
         room = self._delivery_room()
         # delivery_size() inlined: this loop runs once per message put.
@@ -329,11 +391,30 @@ class Queue:
         journal = self._journal
         if journal is not None:
             journal.put(batch, published_at)  # raises before anything changed
+        self._admitted(limits.max_item_bytes)
+        if group is not None:
+            self._grouped = True
+            for message in batch:
+                message.group = group
         self.published += count
-        self._enqueue(batch, now)
+        if delay > 0:
+            self._park(batch, now + delay, at_front=False)
+        else:
+            self._enqueue(batch, now)
         if journal is not None:
             self._compact_quietly(journal, published_at)
         return count
+
+    def _admitted(self, max_item: int | None) -> None:
+        """Messages checked against ``max_item`` (None: unchecked) join the queue."""
+        limit = math.inf if max_item is None else max_item
+        if limit > self._admitted_under:
+            self._admitted_under = limit
+
+    def _fits_every_frame(self) -> bool:
+        """True when every message here is known to fit a delivery frame."""
+        max_item = self._parent.limits.max_item_bytes
+        return max_item is None or self._admitted_under <= max_item
 
     def _delivery_room(self) -> int | None:
         """Most bytes a message may take in a delivery (``delivery_size``), or None.
@@ -365,6 +446,8 @@ class Queue:
         ready.extend(batch)
         if self._waiters:
             self._feed_waiters(now)
+        if self.ready_listeners:
+            self._tell_ready(now)
         if self._drop_overflow:
             max_length = self.options.max_length
             assert max_length is not None
@@ -372,7 +455,7 @@ class Queue:
             if excess > 0:
                 popleft = ready.popleft
                 self._dispose([popleft() for _ in range(excess)], "overflow", now)
-        if self._ttl is not None:
+        if self._ttl is not None or self._expiring:
             self._arm_expiry()
 
     # ---------------------------------------------------------------- fetch
@@ -395,11 +478,15 @@ class Queue:
         passes what fits one frame of the connection, so a fetch of many big
         messages returns the first ones and leaves the rest ready for the
         next fetch. The first message is delivered whatever its size.
+
+        ``visibility_timeout=UNTIL_SETTLED`` delivers without a deadline:
+        the messages stay with ``peer`` until acked, nacked or its
+        connection closes (how AMQP 0-9-1 consumers hold messages).
         """
         _check_max_messages(max_messages, self._parent.limits)
         if visibility_timeout is None:
             visibility_timeout = self.options.visibility_timeout
-        else:
+        elif visibility_timeout != UNTIL_SETTLED:
             check_seconds("visibility_timeout", visibility_timeout, MAX_VISIBILITY_TIMEOUT)
         if not self._ready:
             return []
@@ -449,7 +536,13 @@ class Queue:
         max_bytes: int | None = None,
     ) -> list[Message]:
         ready = self._ready
-        if self._ttl is None and max_bytes is None and self._parent.limits.max_item_bytes is None:
+        if (
+            self._ttl is None
+            and max_bytes is None
+            and self._fits_every_frame()
+            and not self._grouped
+            and not self._expiring
+        ):
             popleft = ready.popleft
             out = [popleft() for _ in range(min(max_messages, len(ready)))]
         else:
@@ -462,7 +555,8 @@ class Queue:
         parent.next_delivery_id = first + count
         deadline = now + visibility_timeout
         lease = Lease(self, conn_id, first, count, deadline)
-        lease.timer = self._timers.call_at(deadline, lease.expire)
+        if visibility_timeout != UNTIL_SETTLED:
+            lease.timer = self._timers.call_at(deadline, lease.expire)
         inflight = self._inflight
         delivery_id = first
         redelivered = 0
@@ -478,9 +572,14 @@ class Queue:
         if leases is None:
             leases = self._leases[conn_id] = {}
             parent.track(conn_id, self)
-        leases[first] = lease
+        leases[lease] = None
         self.delivered += count
         self.redelivered += redelivered
+        if self._grouped:
+            holds = self._group_holds
+            for m in out:
+                if m.group is not None:
+                    holds[m.group] = holds.get(m.group, 0) + 1
         return out
 
     def _take_ready(self, max_messages: int, max_bytes: int | None, now: float) -> list[Message]:
@@ -491,19 +590,27 @@ class Queue:
         front for the next fetch, unless it is the first (it could never go
         otherwise). One bigger than any delivery frame (``max_item_bytes``)
         is never taken: it is disposed of with reason ``too_large``.
+        Messages of a group with messages in flight are stepped over and
+        stay where they are, in order (so a queue of many blocked groups
+        costs a scan per fetch: message groups are for SQS FIFO's rates).
         """
         ready = self._ready
         popleft = ready.popleft
         budget = math.inf if max_bytes is None else max_bytes
+        held = self._group_holds
         max_item = self._parent.limits.max_item_bytes
         too_big = math.inf if max_item is None else max_item
         out: list[Message] = []
         expired: list[Message] = []
+        blocked: list[Message] = []
         unsendable: list[Message] = []
         while ready and len(out) < max_messages:
             m = ready[0]
             if m.expires_at <= now:
                 expired.append(popleft())
+                continue
+            if held and m.group in held:
+                blocked.append(popleft())
                 continue
             size = delivery_size(m)
             if size > too_big:
@@ -515,6 +622,8 @@ class Queue:
                 break
             budget -= size
             out.append(popleft())
+        if blocked:
+            ready.extendleft(reversed(blocked))
         if expired:
             self._dispose(expired, "expired", now)
         if unsendable:
@@ -525,6 +634,18 @@ class Queue:
             )
             self._dispose(unsendable, "too_large", now)
         return out
+
+    def _unhold(self, messages: list[Message]) -> None:
+        """These messages left flight: their groups may be delivered again."""
+        holds = self._group_holds
+        for m in messages:
+            group = m.group
+            if group is not None:
+                left = holds[group] - 1
+                if left:
+                    holds[group] = left
+                else:
+                    del holds[group]
 
     def _feed_waiters(self, now: float) -> None:
         """Hand ready messages to parked fetches, first come first served."""
@@ -622,14 +743,22 @@ class Queue:
                 lease.outstanding -= 1
                 if not lease.outstanding:
                     self._end_lease(lease)
+        if self._group_holds:
+            self._unhold(released)
         return released
+
+    def _feed_unblocked(self, now: float) -> None:
+        """Messages left flight for good: parked fetches may now take messages of
+        their groups (only message groups make ready messages wait like this)."""
+        if self._waiters and self._ready:
+            self._feed_waiters(now)
 
     def _end_lease(self, lease: Lease) -> None:
         if lease.timer is not None:
             lease.timer.cancel()
         leases = self._leases.get(lease.conn_id)
         if leases is not None:
-            leases.pop(lease.first_id, None)
+            leases.pop(lease, None)
             if not leases:
                 del self._leases[lease.conn_id]
 
@@ -643,6 +772,7 @@ class Queue:
             self._compact_quietly(journal, timestamp)
         count = len(self._release(messages))
         self.acked += count
+        self._feed_unblocked(now)
         return count
 
     def nack(
@@ -666,15 +796,13 @@ class Queue:
             return 0
         if not requeue:
             self._dispose(messages, "rejected", now)
+            self._feed_unblocked(now)
         elif delay > 0:
             kept = self._past_max_deliveries(messages, now)
             if kept:
                 self._journal_requeued(kept, now)
                 self.requeued += len(kept)
-                parked = _Delayed(self, self._parent.new_key(), kept, now + delay)
-                parked.timer = self._timers.call_at(now + delay, parked.expire)
-                self._delayed[parked.key] = parked
-                self._delayed_count += len(kept)
+                self._park(kept, now + delay, at_front=True)
         else:
             self._requeue(messages, now)
         return len(messages)
@@ -701,31 +829,107 @@ class Queue:
 
     def _to_front(self, messages: list[Message], now: float) -> None:
         self._ready.extendleft(reversed(messages))
-        if self._ttl is not None:
+        if self._ttl is not None or self._expiring:
             self._arm_expiry()
         if self._waiters:
             self._feed_waiters(now)
+        if self.ready_listeners:
+            self._tell_ready(now)
+
+    def _tell_ready(self, now: float) -> None:
+        """Let the ready listeners fetch what just became ready (after parked fetches)."""
+        for listener in list(self.ready_listeners):
+            if not self._ready or self.deleted:
+                return
+            listener(self, now)
+
+    @property
+    def ready_count(self) -> int:
+        """Messages ready to be fetched now."""
+        return len(self._ready)
+
+    def _park(self, messages: list[Message], until: float, *, at_front: bool) -> None:
+        """Hold ``messages`` as delayed until ``until`` (one timer for them all)."""
+        parked = _Delayed(self, self._parent.new_key(), messages, until, at_front)
+        parked.timer = self._timers.call_at(until, parked.expire)
+        self._delayed[parked.key] = parked
+        self._delayed_count += len(messages)
 
     def _delay_over(self, parked: _Delayed, now: float) -> None:
         if self._delayed.pop(parked.key, None) is None:
             return
         self._delayed_count -= len(parked.messages)
-        self._to_front(parked.messages, now)
+        if parked.at_front:
+            self._to_front(parked.messages, now)
+        else:
+            self._enqueue(parked.messages, now)
+
+    def change_visibility(
+        self, peer: Peer, delivery_ids: Sequence[int], now: float, timeout: float
+    ) -> int:
+        """Give in-flight deliveries of ``peer`` a new visibility deadline, ``timeout``
+        seconds from now (SQS's ChangeMessageVisibility). All or nothing.
+
+        A timeout of 0 makes them ready again at once, as a nack does. Otherwise
+        each message leaves its fetch's lease for a one-message lease of its
+        own, with its own timer (SQS changes visibility one receipt handle at a
+        time, so this path is not the bulk one): the delivery id stays valid,
+        and the old lease's timer no longer takes it back (see
+        :meth:`_take_back`).
+        """
+        timeout = check_seconds(
+            "visibility_timeout", timeout, MAX_VISIBILITY_TIMEOUT, allow_zero=True
+        )
+        if timeout == 0:
+            return self.nack(peer, delivery_ids, now)
+        moved: dict[int, Message] = {}
+        for m in self._held_by(peer.conn_id, delivery_ids):
+            old = m.lease
+            if old is None or m.delivery_id in moved:
+                continue  # the same id twice in one batch
+            old.outstanding -= 1
+            if not old.outstanding:
+                self._end_lease(old)
+            moved[m.delivery_id] = m
+        conn_id = peer.conn_id
+        deadline = now + timeout
+        for m in moved.values():
+            lease = Lease(self, conn_id, m.delivery_id, 1, deadline)
+            lease.timer = self._timers.call_at(deadline, lease.expire)
+            m.lease = lease
+            leases = self._leases.get(conn_id)
+            if leases is None:
+                leases = self._leases[conn_id] = {}
+                self._parent.track(conn_id, self)
+            leases[lease] = None
+        return len(moved)
 
     def _lease_expired(self, lease: Lease, now: float) -> None:
         """A fetch's visibility deadline passed: its unacked messages come back."""
         if not lease.outstanding or self.deleted:
             return
+        back = self._take_back(lease)
+        self._end_lease(lease)
+        self._requeue(back, now)
+
+    def _take_back(self, lease: Lease) -> list[Message]:
+        """Take the lease's still-outstanding messages out of the in-flight table.
+
+        A message of the lease's id range may have moved to a lease of its
+        own (:meth:`change_visibility`): it stays where it is.
+        """
         inflight = self._inflight
         back: list[Message] = []
         for delivery_id in range(lease.first_id, lease.first_id + lease.count):
-            m = inflight.pop(delivery_id, None)
-            if m is not None:
+            m = inflight.get(delivery_id)
+            if m is not None and m.lease is lease:
+                del inflight[delivery_id]
                 m.lease = None
                 back.append(m)
         lease.outstanding = 0
-        self._end_lease(lease)
-        self._requeue(back, now)
+        if self._group_holds:
+            self._unhold(back)
+        return back
 
     def disconnect(self, conn_id: int, now: float) -> None:
         """A consumer's connection closed: drop its waits, requeue what it held, at once."""
@@ -735,17 +939,11 @@ class Queue:
         leases = self._leases.pop(conn_id, None)
         if not leases:
             return
-        inflight = self._inflight
         back: list[Message] = []
-        for lease in leases.values():
+        for lease in leases:
             if lease.timer is not None:
                 lease.timer.cancel()
-            for delivery_id in range(lease.first_id, lease.first_id + lease.count):
-                m = inflight.pop(delivery_id, None)
-                if m is not None:
-                    m.lease = None
-                    back.append(m)
-            lease.outstanding = 0
+            back.extend(self._take_back(lease))
         self._requeue(back, now)
 
     # ------------------------------------------------------ expiry, dead letters
@@ -784,14 +982,31 @@ class Queue:
         count = len(messages)
         if reason == "expired":
             self.expired += count
-        target = self._parent.dead_letter_target(self)
         dead_lettered = 0
         journaled = True
-        if target is not None:
-            name = self.name
-            onward = [m for m in messages if not would_cycle(m.headers, reason, name, target.name)]
-            if onward:
-                dead_lettered, journaled = target._accept_dead_letters(onward, reason, name, now)
+        route = self.dead_letter_route
+        if route is not None:
+            # A front end routes them (AMQP's x-dead-letter-exchange); the hop
+            # limit ends cycles through its routing.
+            parent = self._parent
+            if parent.dead_letter_depth < MAX_DEAD_LETTER_HOPS:
+                parent.dead_letter_depth += 1
+                try:
+                    if route(messages, reason, now):
+                        dead_lettered = count
+                finally:
+                    parent.dead_letter_depth -= 1
+        else:
+            target = self._parent.dead_letter_target(self)
+            if target is not None:
+                name = self.name
+                onward = [
+                    m for m in messages if not would_cycle(m.headers, reason, name, target.name)
+                ]
+                if onward:
+                    dead_lettered, journaled = target._accept_dead_letters(
+                        onward, reason, name, now
+                    )
         self.dead_lettered += dead_lettered
         self.dropped += count - dead_lettered
         journal = self._journal
@@ -832,6 +1047,7 @@ class Queue:
         count = len(batch)
         if not count:
             return 0, True
+        self._admitted(max_item)
         journaled = True
         journal = self._journal
         if journal is not None:
@@ -899,6 +1115,25 @@ class Queue:
         self.purged += len(messages)
         return len(messages)
 
+    def purge_held(self, peer: Peer, now: float) -> int:
+        """Remove the in-flight messages ``peer`` holds, as purged (SQS's PurgeQueue
+        deletes in-flight messages too; the SQS endpoint holds all of its own).
+        Their delivery ids become unknown. Returns how many went."""
+        leases = self._leases.pop(peer.conn_id, None)
+        if not leases:
+            return 0
+        messages: list[Message] = []
+        for lease in leases:
+            if lease.timer is not None:
+                lease.timer.cancel()
+            messages.extend(self._take_back(lease))
+        journal = self._journal
+        if journal is not None and messages:
+            journal.settle(messages, self._broker.clock.wall_ms(now))
+        self.purged += len(messages)
+        self._feed_unblocked(now)
+        return len(messages)
+
     def statistics(self) -> QueueStatistics:
         consumers = set(self._leases)
         consumers.update(w.peer.conn_id for w in self._waiters.values())
@@ -947,6 +1182,11 @@ class Queue:
 
     def _restore(self, messages: list[Message]) -> None:
         """Load recovered messages as ready (publish order)."""
+        max_item = self._parent.limits.max_item_bytes
+        if max_item is not None and all(delivery_size(m) <= max_item for m in messages):
+            self._admitted(max_item)
+        else:
+            self._admitted(None)
         self._ready.extend(messages)
         self.published += len(messages)
         if self._ttl is not None:
@@ -962,7 +1202,7 @@ class Queue:
             if waiter.timer is not None:
                 waiter.timer.cancel()
         for leases in self._leases.values():
-            for lease in leases.values():
+            for lease in leases:
                 if lease.timer is not None:
                     lease.timer.cancel()
                 lease.outstanding = 0
@@ -974,6 +1214,7 @@ class Queue:
         self._ready.clear()
         self._inflight.clear()
         self._leases.clear()
+        self._group_holds.clear()
         self._delayed.clear()
         self._delayed_count = 0
         if error is not None:
@@ -1005,6 +1246,11 @@ class Queues:
     @property
     def limits(self) -> Limits:
         return self.broker.config.limits
+
+    @property
+    def _defer_journal_ids(self) -> bool:
+        """Under group commit, journals write ack/requeue ids at the commit (queue_journal.py)."""
+        return self.broker.config.fsync == "batch"
 
     def new_key(self) -> int:
         key = self._next_key
@@ -1094,6 +1340,7 @@ class Queues:
             epoch_offset=self.broker.clock.epoch_offset,
             on_write=self.broker.note_durable_write,
             settings=self.compaction,
+            defer=self._defer_journal_ids,
         )
         try:
             journal.write_options(self.broker.clock.wall_ms(now))
@@ -1101,6 +1348,32 @@ class Queues:
             store.destroy()
             raise
         return journal
+
+    def reconfigure(self, name: str, options: QueueOptions, now: float) -> bool:
+        """Change an existing queue's options in place (SQS's SetQueueAttributes).
+
+        Returns False when nothing changed. ``durable`` cannot change (the
+        queue would need another home). New limits apply from now on:
+        ``message_ttl`` to messages put from now, ``visibility_timeout`` to
+        the next fetches, ``max_length`` to the next puts, ``max_deliveries``
+        and ``dead_letter_queue`` to the next message that comes back.
+        """
+        queue = self.get(name)
+        options.check(name)
+        if options == queue.options:
+            return False
+        if options.durable != queue.options.durable:
+            raise BadRequest(f"queue {name!r}: durable cannot change once declared")
+        journal = queue._journal
+        if journal is not None:
+            previous, journal.options = journal.options, options
+            try:
+                journal.write_options(self.broker.clock.wall_ms(now))
+            except BaseException:
+                journal.options = previous
+                raise
+        queue._configure(options)
+        return True
 
     def delete(self, name: str, now: float) -> int:
         """Delete the queue and its messages; return how many messages it held.
@@ -1141,6 +1414,7 @@ class Queues:
                 epoch_offset=epoch_offset,
                 on_write=self.broker.note_durable_write,
                 settings=self.compaction,
+                defer=self._defer_journal_ids,
             )
             queue = Queue(self, name, found.options, journal)
             queue._restore(sorted(found.live.values(), key=_publish_order))

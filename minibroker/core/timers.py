@@ -8,7 +8,11 @@ request deadlines testable without waiting.
 
 Cancelled timers stay in the heap and are skipped when they surface (lazy
 deletion): cancelling is O(1), which matters because almost every
-visibility-timeout timer is cancelled by an ack before it fires.
+visibility-timeout timer is cancelled by an ack before it fires. Cancelling
+drops the callback at once (it may hold a lease and its messages alive for
+hours), and once cancelled timers are more than half the heap, the heap is
+rebuilt without them, so a client that fetches with a 12-hour visibility
+timeout and acks, over and over, does not grow the broker's memory.
 """
 
 from __future__ import annotations
@@ -17,6 +21,13 @@ import heapq
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+#: Cancelled timers tolerated in a heap before it may be compacted.
+COMPACT_AFTER = 1024
+
+
+def _disarmed(now: float) -> None:
+    """The callback of a cancelled timer: holds nothing alive."""
 
 
 @dataclass(order=True, slots=True)
@@ -27,9 +38,17 @@ class Timer:
     seq: int
     callback: Callable[[float], None] = field(compare=False)
     cancelled: bool = field(default=False, compare=False)
+    #: The heap this timer waits in, told of cancellations; None once out of it.
+    owner: Timers | None = field(default=None, compare=False, repr=False)
 
     def cancel(self) -> None:
+        if self.cancelled:
+            return
         self.cancelled = True
+        self.callback = _disarmed
+        owner = self.owner
+        if owner is not None:
+            owner.note_cancelled()
 
 
 class Timers:
@@ -38,18 +57,37 @@ class Timers:
     def __init__(self) -> None:
         self._heap: list[Timer] = []
         self._counter = itertools.count()
+        #: Cancelled timers still in the heap.
+        self._cancelled = 0
 
     def call_at(self, when: float, callback: Callable[[float], None]) -> Timer:
         """Run ``callback(now)`` once the clock reaches ``when``."""
-        timer = Timer(when, next(self._counter), callback)
+        timer = Timer(when, next(self._counter), callback, owner=self)
         heapq.heappush(self._heap, timer)
+        return timer
+
+    def note_cancelled(self) -> None:
+        """A timer in the heap was cancelled: compact once they dominate it."""
+        self._cancelled += 1
+        heap = self._heap
+        if self._cancelled > COMPACT_AFTER and self._cancelled * 2 > len(heap):
+            # In place: fire_due may be iterating this very list.
+            heap[:] = [timer for timer in heap if not timer.cancelled]
+            heapq.heapify(heap)
+            self._cancelled = 0
+
+    def _pop(self) -> Timer:
+        timer = heapq.heappop(self._heap)
+        timer.owner = None
+        if timer.cancelled:
+            self._cancelled -= 1
         return timer
 
     def next_deadline(self) -> float | None:
         """The earliest live deadline, or None when nothing is armed."""
         heap = self._heap
         while heap and heap[0].cancelled:
-            heapq.heappop(heap)
+            self._pop()
         return heap[0].when if heap else None
 
     def fire_due(self, now: float) -> int:
@@ -68,8 +106,9 @@ class Timers:
         armed_before = next(self._counter)
         later: list[Timer] = []
         while heap and heap[0].when <= now:
-            timer = heapq.heappop(heap)
+            timer = self._pop()
             if timer.seq > armed_before:
+                timer.owner = self
                 later.append(timer)
             elif not timer.cancelled:
                 timer.cancelled = True

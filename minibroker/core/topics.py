@@ -32,16 +32,25 @@ per message and subscriber the core does no work beyond a pointer copy.
 Slow subscribers
 ----------------
 
-Each subscription buffers at most ``buffer`` messages waiting for its
-connection to take them. The connection pulls (see
-:meth:`minibroker.core.peer.Peer.push_ready`) only while its socket keeps
-up, so a subscriber that stops reading fills its own buffer and nobody
-else's. Then, per its ``on_overflow`` option:
+Each subscription buffers at most ``buffer`` messages and ``buffer_bytes``
+bytes waiting for its connection to take them, and all the subscriptions of
+one connection together at most ``max_topic_buffer_bytes_per_connection``
+bytes. A message counts the bytes it takes in a ``msg`` push
+(``message_size``: body, headers, topic and ``MESSAGE_OVERHEAD``), computed
+once per message at publish time; a
+subscription keeps a running total, so bounding by bytes costs one addition
+per batch and subscription, not a pass over the buffer. (A count alone is no
+bound on memory: a million 16 KiB messages are 16 GB.)
 
-* ``drop_oldest``: the buffer is a ``deque(maxlen=buffer)``, so the oldest
-  messages fall off the front; the count is kept in ``pending_dropped`` and
-  the protocol layer tells the client (a ``notice`` frame) before the next
-  batch it sends;
+The connection pulls (see :meth:`minibroker.core.peer.Peer.push_ready`)
+only while its socket keeps up, so a subscriber that stops reading fills its
+own buffer and nobody else's. Then, per its ``on_overflow`` option:
+
+* ``drop_oldest``: the oldest messages are dropped from the front until the
+  buffer is within its bounds again (a single message bigger than
+  ``buffer_bytes`` is still kept, alone, if the connection's bound allows);
+  the count is kept in ``pending_dropped`` and the protocol layer tells the
+  client (a ``notice`` frame) before the next batch it sends;
 * ``disconnect``: the subscription is removed at once and its connection is
   kicked with :class:`~minibroker.errors.SlowConsumer`.
 
@@ -105,6 +114,10 @@ __all__ = [
 OverflowPolicy = Literal["drop_oldest", "disconnect"]
 OVERFLOW_POLICIES: Final = ("drop_oldest", "disconnect")
 
+#: ``buffer_bytes`` of a subscription that does not choose (at most the
+#: connection's limit).
+DEFAULT_BUFFER_BYTES: Final = 16 * 1024 * 1024
+
 #: Topics whose routes are remembered between changes to the subscriptions.
 ROUTE_CACHE_SIZE: Final = 1024
 
@@ -149,12 +162,23 @@ class TopicMessage:
     reads it.
     """
 
-    __slots__ = ("body", "headers", "topic", "wire")
+    __slots__ = ("body", "headers", "size", "topic", "wire")
 
-    def __init__(self, topic: str, body: bytes, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        topic: str,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        base: int | None = None,
+    ) -> None:
         self.topic = topic
         self.body = body
         self.headers = headers
+        if base is None:  # a batch computes it once for all its messages
+            base = MESSAGE_OVERHEAD + utf8_length(topic)
+        #: Bytes this message takes in a ``msg`` push, at most (``message_size``):
+        #: what it counts for in a subscription's buffer.
+        self.size = base + len(body) + (headers_size(headers) if headers else 0)
         self.wire: bytes | None = None
 
     def __repr__(self) -> str:
@@ -225,19 +249,33 @@ class QueueTarget:
         return f"<QueueTarget {self.name!r} patterns={list(self.patterns)}>"
 
 
+class ConnectionBuffers:
+    """Bytes buffered for one connection over all its topic subscriptions."""
+
+    __slots__ = ("held", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+
 class TopicSubscription:
     """One live subscription: the push source a connection drains.
 
     ``items`` holds messages waiting to be sent; the front end's push encoder
-    pops from its left end. ``pending_dropped`` counts messages lost to
-    overflow that the client has not been told about yet.
+    pops from its left end and reports the bytes it took with ``taken``.
+    ``pending_dropped`` counts messages lost to overflow that the client has
+    not been told about yet.
     """
 
     __slots__ = (
         "buffer",
+        "buffer_bytes",
         "closed",
+        "connection",
         "dropped",
         "group",
+        "held_bytes",
         "items",
         "on_overflow",
         "pattern",
@@ -259,6 +297,8 @@ class TopicSubscription:
         group: Group | None,
         buffer: int,
         on_overflow: OverflowPolicy,
+        buffer_bytes: int,
+        connection: ConnectionBuffers,
     ) -> None:
         self.topics = topics
         self.stats = topics.stats
@@ -268,37 +308,84 @@ class TopicSubscription:
         self.words = words
         self.group = group
         self.buffer = buffer
+        self.buffer_bytes = buffer_bytes
         self.on_overflow = on_overflow
-        self.items: deque[TopicMessage] = (
-            deque(maxlen=buffer) if on_overflow == "drop_oldest" else deque()
-        )
+        self.items: deque[TopicMessage] = deque()
+        #: Bytes of ``items``, and of every subscription of this connection.
+        self.held_bytes = 0
+        self.connection = connection
         self.pending_dropped = 0
         #: Every message this subscription lost to overflow.
         self.dropped = 0
         self.closed = False
 
-    def push(self, messages: Sequence[TopicMessage]) -> None:
-        """Buffer ``messages`` (in order) and tell the connection if it was idle."""
+    def push(self, messages: Sequence[TopicMessage], size: int) -> None:
+        """Buffer ``messages`` (``size`` bytes in all, in order) and tell the
+        connection if it was idle."""
         if self.closed:
             return
         items = self.items
         was_empty = not items
-        over = len(items) + len(messages) - self.buffer
-        if over > 0:
+        items.extend(messages)
+        self.held_bytes += size
+        connection = self.connection
+        connection.held += size
+        if (
+            len(items) > self.buffer
+            or (self.held_bytes > self.buffer_bytes and len(items) > 1)
+            or connection.held > connection.limit
+        ):
             if self.on_overflow == "disconnect":
                 self.topics.kick_slow(self)
                 return
-            self.pending_dropped += over
-            self.dropped += over
-            self.stats.dropped += over
-        items.extend(messages)  # a maxlen deque drops from the left by itself
-        if was_empty:
+            self._drop_oldest()
+        if was_empty and items:
             self.peer.push_ready(self)
+
+    def _drop_oldest(self) -> None:
+        """Drop from the front until every bound holds (see the module docstring)."""
+        items = self.items
+        connection = self.connection
+        dropped = 0
+        size = 0
+        while len(items) > 1 and (
+            len(items) > self.buffer or self.held_bytes - size > self.buffer_bytes
+        ):
+            size += items.popleft().size
+            dropped += 1
+        while items and connection.held - size > connection.limit:
+            size += items.popleft().size
+            dropped += 1
+        self.taken(size)
+        self.pending_dropped += dropped
+        self.dropped += dropped
+        self.stats.dropped += dropped
+
+    def taken(self, size: int) -> None:
+        """Messages of ``size`` bytes in all have left ``items`` (sent or dropped)."""
+        self.held_bytes -= size
+        self.connection.held -= size
+
+    def overflow_reason(self) -> str:
+        """Which bound this subscription's buffer broke, in words."""
+        if len(self.items) > self.buffer:
+            return f"more than {self.buffer} messages"
+        if self.held_bytes > self.buffer_bytes:
+            return f"more than {self.buffer_bytes} bytes (buffer_bytes)"
+        return (
+            f"more than the {self.connection.limit} bytes buffered for all of its "
+            "connection's subscriptions"
+        )
 
     def take_dropped(self) -> int:
         """The drop count to report now (and reset): the front end sends a notice."""
         dropped, self.pending_dropped = self.pending_dropped, 0
         return dropped
+
+    def clear(self) -> None:
+        """Forget every buffered message."""
+        self.items.clear()
+        self.taken(self.held_bytes)
 
     def cancel(self, now: float) -> None:
         """The client unsubscribed: leave the trie and the group, forget buffered messages."""
@@ -339,6 +426,8 @@ class Topics:
         self._routes: dict[str, Route] = {}
         self._groups: dict[str, Group] = {}
         self._by_peer: dict[Peer, dict[TopicSubscription, None]] = {}
+        #: Bytes buffered per connection, shared by its subscriptions.
+        self._buffers: dict[Peer, ConnectionBuffers] = {}
         self._bindings: dict[str, QueueTarget] = {}
         self._subscription_count = 0
         self.stats = TopicStats()
@@ -371,12 +460,15 @@ class Topics:
 
     # ------------------------------------------------------------ publish
 
-    def publish(self, topic: str, messages: Sequence[MessageLike], now: float) -> PublishResult:
+    def publish(
+        self, topic: str, messages: Sequence[MessageLike], now: float, ttl: float | None = None
+    ) -> PublishResult:
         """Route a batch of messages published to ``topic``; returns the totals.
 
-        Everything is checked before anything is delivered: an invalid topic,
-        a batch over ``max_batch`` or a body over ``max_message_bytes`` raises
-        and nothing is published.
+        ``ttl`` (seconds) bounds how long the copies wait in bound queues
+        (see ``Queue.put``). Everything is checked before anything is
+        delivered: an invalid topic, a batch over ``max_batch`` or a body over
+        ``max_message_bytes`` raises and nothing is published.
         """
         route = self._routes.get(topic)
         if route is None:
@@ -388,37 +480,29 @@ class Topics:
             )
         max_bytes = self._limits.max_message_bytes
         max_item = self._limits.max_item_bytes
-        for index, message in enumerate(messages):
-            if len(message.body) > max_bytes:
-                raise TooLarge(
-                    f"message {index} has a body of {len(message.body)} bytes; "
-                    f"the limit is {max_bytes}",
-                    limit=max_bytes,
-                    index=index,
-                )
-            if max_item is not None and message_size(topic, message) > max_item:
-                raise TooLarge(
-                    f"message {index} would take {message_size(topic, message)} bytes in a "
-                    f"'msg' push with its topic and headers; one frame holds {max_item}",
-                    limit=max_item,
-                    index=index,
-                )
         stats = self.stats
         if route is _NO_ROUTE or not count:
+            _check_sizes(topic, messages, max_bytes, max_item)
             stats.published += count
             stats.unrouted += count
             return PublishResult(0, 0)
-        batch = [TopicMessage(topic, m.body, m.headers) for m in messages]
+        base = MESSAGE_OVERHEAD + utf8_length(topic)
+        batch = [TopicMessage(topic, m.body, m.headers, base) for m in messages]
+        size = sum([m.size for m in batch])
+        if size - count * base > max_bytes or (max_item is not None and size > max_item):
+            # Only then can one message be over a limit: the common batch
+            # skips a second pass over its messages.
+            _check_sizes(topic, messages, max_bytes, max_item)
         # Queues first: a storage error there fails the publish before any
         # subscriber has seen it.
-        enqueued = self._enqueue(route.queues, batch, now) if route.queues else 0
+        enqueued = self._enqueue(route.queues, batch, now, ttl) if route.queues else 0
         stats.published += count
         copies = 0
         for subscription in route.subscriptions:
-            subscription.push(batch)
+            subscription.push(batch, size)
         copies += count * len(route.subscriptions)
         for group, members in route.groups:
-            _share(group, members, batch)
+            _share(group, members, batch, size)
         copies += count * len(route.groups)
         stats.routed += copies
         if not copies and not enqueued:
@@ -452,7 +536,11 @@ class Topics:
         return route
 
     def _enqueue(
-        self, targets: Sequence[QueueTarget], batch: list[TopicMessage], now: float
+        self,
+        targets: Sequence[QueueTarget],
+        batch: list[TopicMessage],
+        now: float,
+        ttl: float | None = None,
     ) -> int:
         """Put copies of ``batch`` into each bound queue; return how many were stored.
 
@@ -475,7 +563,7 @@ class Topics:
                 self.drop_queue_bindings(target.name)
                 continue
             try:
-                enqueued += queue.put(copies, now)
+                enqueued += queue.put(copies, now, ttl=ttl)
             except Overflow:
                 continue  # full with reject_publish: that queue counted it
             except TooLarge:
@@ -501,11 +589,14 @@ class Topics:
         group: str | None = None,
         buffer: int = 10_000,
         on_overflow: OverflowPolicy = "drop_oldest",
+        buffer_bytes: int | None = None,
     ) -> TopicSubscription:
         """Start a subscription for ``peer``; the protocol layer chose ``sub_id``.
 
         Raises InvalidName for a bad pattern or group name and BadRequest for
         a buffer size or overflow policy out of range; nothing changes then.
+        ``buffer_bytes`` None is ``DEFAULT_BUFFER_BYTES``, or the connection's
+        limit if that is lower.
         """
         words = split_pattern(pattern)
         if group is not None:
@@ -517,13 +608,32 @@ class Topics:
             raise BadRequest(
                 f"on_overflow must be one of {', '.join(OVERFLOW_POLICIES)}, got {on_overflow!r}"
             )
+        bytes_limit = self._limits.max_topic_buffer_bytes_per_connection
+        if buffer_bytes is None:
+            buffer_bytes = min(DEFAULT_BUFFER_BYTES, bytes_limit)
+        elif type(buffer_bytes) is not int or not 1 <= buffer_bytes <= bytes_limit:
+            raise BadRequest(
+                f"buffer_bytes must be an integer from 1 to {bytes_limit}, got {buffer_bytes!r}"
+            )
         group_state: Group | None = None
         if group is not None:
             group_state = self._groups.get(group)
             if group_state is None:
                 group_state = self._groups[group] = Group(group)
+        connection = self._buffers.get(peer)
+        if connection is None:
+            connection = self._buffers[peer] = ConnectionBuffers(bytes_limit)
         subscription = TopicSubscription(
-            self, peer, sub_id, pattern, words, group_state, buffer, on_overflow
+            self,
+            peer,
+            sub_id,
+            pattern,
+            words,
+            group_state,
+            buffer,
+            on_overflow,
+            buffer_bytes,
+            connection,
         )
         self._trie.insert(words, subscription)
         if group_state is not None:
@@ -538,7 +648,7 @@ class Topics:
         if subscription.closed:
             return False
         subscription.closed = True
-        subscription.items.clear()
+        subscription.clear()
         self._trie.remove(subscription.words, subscription)
         group = subscription.group
         if group is not None:
@@ -550,18 +660,20 @@ class Topics:
             held.pop(subscription, None)
             if not held:
                 del self._by_peer[subscription.peer]
+                self._buffers.pop(subscription.peer, None)
         self._subscription_count -= 1
         self._routes.clear()
         return True
 
     def kick_slow(self, subscription: TopicSubscription) -> None:
         """on_overflow=disconnect: remove the subscription and close its connection."""
+        reason = subscription.overflow_reason()
         self.unsubscribe(subscription)
         self.stats.slow_consumers_kicked += 1
         subscription.peer.kick(
             SlowConsumer(
-                f"subscription {subscription.sub_id} to {subscription.pattern!r} fell more "
-                f"than {subscription.buffer} messages behind (on_overflow=disconnect)",
+                f"subscription {subscription.sub_id} to {subscription.pattern!r} fell "
+                f"{reason} behind (on_overflow=disconnect)",
                 sub=subscription.sub_id,
             )
         )
@@ -686,8 +798,32 @@ class Topics:
             self._journal.destroy()
 
 
-def _share(group: Group, members: tuple[TopicSubscription, ...], batch: list[TopicMessage]) -> None:
-    """Hand each message of ``batch`` to one member of ``group``, round robin.
+def _check_sizes(
+    topic: str, messages: Sequence[MessageLike], max_bytes: int, max_item: int | None
+) -> None:
+    """Raise TooLarge for the first message whose body is over ``max_bytes``
+    or that would not fit a ``msg`` push (``max_item``)."""
+    for index, message in enumerate(messages):
+        if len(message.body) > max_bytes:
+            raise TooLarge(
+                f"message {index} has a body of {len(message.body)} bytes; "
+                f"the limit is {max_bytes}",
+                limit=max_bytes,
+                index=index,
+            )
+        if max_item is not None and message_size(topic, message) > max_item:
+            raise TooLarge(
+                f"message {index} would take {message_size(topic, message)} bytes in a "
+                f"'msg' push with its topic and headers; one frame holds {max_item}",
+                limit=max_item,
+                index=index,
+            )
+
+
+def _share(
+    group: Group, members: tuple[TopicSubscription, ...], batch: list[TopicMessage], size: int
+) -> None:
+    """Hand each message of ``batch`` (``size`` bytes) to one member of ``group``, round robin.
 
     Member ``(start + j) % k`` gets messages ``j, j + k, j + 2k, ...``: one
     slice per member, so each member still sees its share in publish order.
@@ -696,7 +832,8 @@ def _share(group: Group, members: tuple[TopicSubscription, ...], batch: list[Top
     start = group.position % k
     group.position = start + len(batch)
     if k == 1:
-        members[0].push(batch)
+        members[0].push(batch, size)
         return
     for j in range(min(k, len(batch))):
-        members[(start + j) % k].push(batch[j::k])
+        share = batch[j::k]
+        members[(start + j) % k].push(share, sum([m.size for m in share]))

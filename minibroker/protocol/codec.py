@@ -33,6 +33,13 @@ HEADER = struct.Struct(">I")
 HEADER_SIZE = HEADER.size
 #: Default ceiling for one frame (length prefix excluded): 16 MiB.
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
+#: Ceiling for a frame sent before a successful hello. A hello is a few
+#: hundred bytes (a token and a namespace name at most), and anyone who can
+#: connect may send it, so a larger frame is refused on its length prefix:
+#: an unauthenticated peer cannot make the server buffer or decode 16 MiB.
+HELLO_MAX_FRAME_BYTES: Final = 64 * 1024
+#: Smallest bound on the elements of one msgpack array or map in a request.
+MIN_CONTAINER_LEN: Final = 1024
 #: Bytes of any response or push frame besides the items it carries: the
 #: map header, ``op``, ``id`` or ``sub``, ``result``, ``count``,
 #: ``next_offset`` and the msgpack header of the item array or ``bin``, each
@@ -67,6 +74,19 @@ def message_limit_for(max_frame_bytes: int) -> int:
     return max_frame_bytes - min(MESSAGE_RESERVE_BYTES, max_frame_bytes // 2)
 
 
+def container_limit_for(max_batch: int) -> int:
+    """Most elements one array or map of a request may hold: twice ``max_batch``.
+
+    The longest legitimate container is a batch, and a batch somewhat over
+    ``max_batch`` still reaches its handler and gets the more helpful
+    ``bad_request``. Anything longer is refused while it is being decoded,
+    before millions of objects are built (one byte of msgpack can become a
+    64-byte Python dict, so an unchecked 16 MiB array of empty maps would
+    cost a gigabyte).
+    """
+    return max(2 * max_batch, MIN_CONTAINER_LEN)
+
+
 class ProtocolError(BadFrame):
     """The byte stream is malformed; the connection has to be closed."""
 
@@ -98,18 +118,44 @@ class RawFrameDecoder:
 
     The maximum size is checked as soon as the 4 length bytes are in, so an
     oversized frame is refused before its body is buffered.
+    ``max_container_len`` (None: no bound but the frame's own length) bounds
+    every array and map while the body is decoded.
     """
 
-    __slots__ = ("_buffer", "_max_frame_bytes")
+    __slots__ = ("_buffer", "_max_container_len", "_max_frame_bytes")
 
-    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+    def __init__(
+        self,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        *,
+        max_container_len: int | None = None,
+    ) -> None:
         self._buffer = bytearray()
         self._max_frame_bytes = max_frame_bytes
+        self._max_container_len = max_container_len
 
     @property
     def buffered_bytes(self) -> int:
         """Bytes received but not yet part of a complete frame."""
         return len(self._buffer)
+
+    @property
+    def pending_frame_bytes(self) -> int:
+        """Bytes this buffer will hold before its first frame is complete.
+
+        The declared size of the frame at the head of the buffer (length
+        prefix included) once its prefix is in, or what is buffered if that
+        is more: what the server reserves for a connection's partial frame.
+        """
+        buf = self._buffer
+        if len(buf) < HEADER_SIZE:
+            return len(buf)
+        declared: int = HEADER_SIZE + HEADER.unpack_from(buf, 0)[0]
+        return max(declared, len(buf))
+
+    def discard(self) -> None:
+        """Drop everything buffered (the connection is gone or refused)."""
+        self._buffer = bytearray()
 
     @property
     def max_frame_bytes(self) -> int:
@@ -140,6 +186,7 @@ class RawFrameDecoder:
         end_of_buf = len(buf)
         pos = 0
         unpack_from = HEADER.unpack_from
+        max_container_len = self._max_container_len
         try:
             while end_of_buf - pos >= HEADER_SIZE:
                 (length,) = unpack_from(buf, pos)
@@ -149,20 +196,37 @@ class RawFrameDecoder:
                     break
                 body = bytes(buf[pos + HEADER_SIZE : end])
                 pos = end
-                yield _unpack(body)
+                yield _unpack(body, max_container_len)
         finally:
             if pos:
                 del buf[:pos]
 
 
-def _unpack(body: bytes) -> Any:
+def _unpack(body: bytes, max_container_len: int | None) -> Any:
     if not body:
         raise ProtocolError("empty frame: a frame holds exactly one msgpack value")
     try:
-        return msgpack.unpackb(body, raw=False, strict_map_key=False)
+        if max_container_len is None or len(body) <= max_container_len:
+            # No container can hold more elements than its frame has bytes
+            # (msgpack's own default bounds), so a frame this short needs no
+            # check: the fast path for small frames stays as it was.
+            return msgpack.unpackb(body, raw=False, strict_map_key=False)
+        return msgpack.unpackb(
+            body,
+            raw=False,
+            strict_map_key=False,
+            max_array_len=max_container_len,
+            max_map_len=max_container_len,
+        )
     except msgpack.ExtraData as exc:
         raise ProtocolError("frame holds more than one msgpack value") from exc
-    except (ValueError, msgpack.UnpackException, RecursionError) as exc:
+    except ValueError as exc:
+        if "exceeds max_" in str(exc):
+            raise ProtocolError(
+                f"frame holds an array or map of more than {max_container_len} elements"
+            ) from None
+        raise ProtocolError(f"frame is not valid msgpack: {exc}") from exc
+    except (msgpack.UnpackException, RecursionError) as exc:
         raise ProtocolError(f"frame is not valid msgpack: {exc}") from exc
     except TypeError as exc:
         # A map whose key is an array or a map: valid msgpack, but unhashable
@@ -179,12 +243,33 @@ class FrameDecoder:
 
     __slots__ = ("_raw",)
 
-    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
-        self._raw = RawFrameDecoder(max_frame_bytes)
+    def __init__(
+        self,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        *,
+        max_container_len: int | None = None,
+    ) -> None:
+        self._raw = RawFrameDecoder(max_frame_bytes, max_container_len=max_container_len)
 
     @property
     def buffered_bytes(self) -> int:
         return self._raw.buffered_bytes
+
+    @property
+    def pending_frame_bytes(self) -> int:
+        return self._raw.pending_frame_bytes
+
+    def discard(self) -> None:
+        self._raw.discard()
+
+    @property
+    def max_frame_bytes(self) -> int:
+        return self._raw.max_frame_bytes
+
+    @max_frame_bytes.setter
+    def max_frame_bytes(self, value: int) -> None:
+        # The session raises it from HELLO_MAX_FRAME_BYTES once hello succeeds.
+        self._raw.max_frame_bytes = value
 
     def receive_data(self, data: bytes | bytearray) -> None:
         self._raw.receive_data(data)
@@ -241,12 +326,38 @@ def decode_request(value: object) -> object:
         return InvalidFrame(request_id, exc)
 
 
-_packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+class SharedPacker:
+    """One msgpack ``Packer`` reused for every value, replaced after a big one.
+
+    Reusing a Packer is what makes packing small frames cheap (building one
+    costs more than packing a small reply). But a Packer keeps its buffer at
+    the largest size it ever packed, doubled: one 16 MiB answer would hold
+    up to 32 MiB for the life of the process, long after the queue or log it
+    came from is gone. So a value bigger than a fresh Packer's buffer gets
+    its bytes from this Packer, which is then dropped for a fresh one.
+    """
+
+    #: A fresh Packer's buffer (msgpack 1.x); values up to this size keep it.
+    KEEP_BYTES: Final = 256 * 1024
+
+    __slots__ = ("_packer",)
+
+    def __init__(self) -> None:
+        self._packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+
+    def pack(self, value: Any) -> bytes:
+        body: bytes = self._packer.pack(value)
+        if len(body) > self.KEEP_BYTES:
+            self._packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+        return body
+
+
+_pack = SharedPacker().pack
 
 
 def pack_frame(value: Mapping[str, Any]) -> bytes:
     """Length-prefix one msgpack value: the bytes of one complete frame."""
-    body: bytes = _packer.pack(value)
+    body = _pack(value)
     return HEADER.pack(len(body)) + body
 
 

@@ -196,6 +196,8 @@ class Subscribe(Request):
     group: str | None = None
     buffer: int = 10_000
     on_overflow: Literal["drop_oldest", "disconnect"] = "drop_oldest"
+    #: None: the broker's default (16 MiB, or the per-connection limit if lower).
+    buffer_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,9 +47,11 @@ from minibroker.protocol.codec import (
     DEFAULT_MAX_FRAME_BYTES,
     HEADER,
     HEADER_SIZE,
+    HELLO_MAX_FRAME_BYTES,
     FrameDecoder,
     InvalidFrame,
     ProtocolError,
+    container_limit_for,
     frame_payload_budget,
     pack_frame,
 )
@@ -97,7 +99,12 @@ class Session:
         self.auth = auth or Authenticator()
         self.peer_name = peer_name
         self._conn_id = conn_id
-        self._decoder = FrameDecoder(self.settings.max_frame_bytes)
+        # Until hello succeeds only a hello-sized frame is accepted (see
+        # HELLO_MAX_FRAME_BYTES); ``hello`` raises the limit.
+        self._decoder = FrameDecoder(
+            min(HELLO_MAX_FRAME_BYTES, self.settings.max_frame_bytes),
+            max_container_len=container_limit_for(broker.config.limits.max_batch),
+        )
         #: Item bytes one outgoing batch may carry: ``read`` and ``fetch``
         #: answers and every push are cut to it, so no frame the server sends
         #: is bigger than the ``max_frame_bytes`` it advertises in hello.
@@ -207,13 +214,36 @@ class Session:
                     return
         except ProtocolError as exc:
             self._respond_error(None, exc)
-            self.closing = exc
+            # Keep the error, never its traceback: the traceback's frames hold
+            # the rejected value (up to a gigabyte of decoded junk) and this
+            # session, which holds the error: a cycle only a full garbage
+            # collection would break.
+            exc.__cause__ = exc.__context__ = None
+            self.closing = exc.with_traceback(None)
         finally:
             pending.close()  # frames not taken stay buffered in the decoder
 
     def resume_input(self) -> None:
         """Dispatch the frames left buffered when ``receive_data`` paused."""
         self.receive_data(b"")
+
+    @property
+    def pending_input_bytes(self) -> int:
+        """Bytes the decoder holds, or will, until its next frame is complete.
+
+        The server reserves this much of its budget for partial frames
+        (server/input_budget.py) before it reads more from this connection.
+        """
+        return self._decoder.pending_frame_bytes
+
+    @property
+    def buffered_input_bytes(self) -> int:
+        """Bytes received and not yet dispatched."""
+        return self._decoder.buffered_bytes
+
+    def discard_input(self) -> None:
+        """Free whatever input is buffered; nothing more is read after this."""
+        self._decoder.discard()
 
     def accepting_input(self) -> bool:
         """False once the connection is closing or closed: further input is ignored."""
@@ -334,6 +364,7 @@ class Session:
             raise
         self._grants = self.principal.grants
         self.namespace = self.broker.join(frame.namespace or "", self)
+        self._decoder.max_frame_bytes = self.settings.max_frame_bytes
         self.client_name = frame.client
         limits = self.broker.config.limits
         return {
@@ -500,6 +531,7 @@ class Session:
         self._ready.clear()
         self._held.clear()
         self._held_ids.clear()
+        self._decoder.discard()
         if self.namespace is not None:
             self.broker.disconnect(self, self.namespace, self.now)
         self.subscriptions.clear()

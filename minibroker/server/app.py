@@ -16,12 +16,13 @@ import logging
 import ssl
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from minibroker._version import __version__
 from minibroker.access.auth import Authenticator
+from minibroker.amqp.connection import AmqpSession, AmqpSettings
 from minibroker.config import ServerConfig
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig
@@ -40,6 +41,7 @@ from minibroker.server.connection import (
     ReadyConnections,
 )
 from minibroker.server.durability import GroupCommit
+from minibroker.server.input_budget import InputBudget
 from minibroker.server.log_metrics import log_metrics as _log_metrics  # noqa: F401
 from minibroker.server.memory_stream import memory_stream_pair
 from minibroker.server.metrics import BrokerCollector, make_registry, serve_metrics
@@ -49,6 +51,9 @@ from minibroker.server.timers import TimerService
 from minibroker.server.topic_metrics import topic_metrics as _topic_metrics  # noqa: F401
 from minibroker.server.wire_session import FrontEnd, SessionFactory, WireSession
 from minibroker.storage.memory import MemoryLog
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger("minibroker.server")
 
@@ -85,23 +90,22 @@ class BrokerServer:
         self.front_ends: list[FrontEnd] = []
         #: The port each front end actually bound, by name, once listening.
         self.front_end_ports: dict[str, int] = {}
+        if config.amqp_port is not None:
+            self.front_ends.append(self._amqp_front_end(config.amqp_port))
         self.timers = TimerService(self.broker)
         self.busy_poll = BusyPoll(config.busy_poll_us)
+        #: Bytes of partial frames all connections may hold together.
+        self.input_budget = InputBudget(config.partial_frame_budget)
         #: Connections a reader writes to directly after its chunk (see connection.py).
         self._ready_connections = ReadyConnections()
         self.group_commit = GroupCommit(self.broker, lambda: self.sessions.values())
         self.connections_accepted = 0
-        self.registry = make_registry(
-            BrokerCollector(
-                self.broker,
-                self.stats,
-                connections=lambda: len(self.sessions),
-                accepted=lambda: self.connections_accepted,
-            )
-        )
+        self._registry: CollectorRegistry | None = None
         #: The TCP port actually bound (useful with port 0), once listening.
         self.port: int | None = None
         self.metrics_port: int | None = None
+        #: The SQS endpoint's port, once serving (``config.sqs_port``).
+        self.sqs_port: int | None = None
         self._conn_ids = itertools.count(1)
         self._nursery: trio.Nursery | None = None
         self._connections_nursery: trio.Nursery | None = None
@@ -113,6 +117,32 @@ class BrokerServer:
         self._accepting = True
         #: One per accept loop (the msgpack port and each front end's).
         self._accept_scopes: list[trio.CancelScope] = []
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """This broker's Prometheus registry, built on first use (see server/metrics.py)."""
+        if self._registry is None:
+            self._registry = make_registry(
+                BrokerCollector(
+                    self.broker,
+                    self.stats,
+                    connections=lambda: len(self.sessions),
+                    accepted=lambda: self.connections_accepted,
+                )
+            )
+        return self._registry
+
+    def _amqp_front_end(self, port: int) -> FrontEnd:
+        settings = AmqpSettings(
+            authenticate=self.auth.authenticate,
+            outbound_high_water=self.config.outbound_high_water,
+            hold_until_synced=self.settings.hold_until_synced,
+        )
+
+        def make_session(broker: Broker, conn_id: int, peer_name: str) -> AmqpSession:
+            return AmqpSession(broker, conn_id, settings, peer_name)
+
+        return FrontEnd("amqp", self.config.host, port, make_session)
 
     def _after_input(self) -> None:
         """Run by a connection after each chunk of input it dispatched."""
@@ -162,6 +192,11 @@ class BrokerServer:
                     )
                     bound = front_listeners[0].socket.getsockname()[1]
                     self.front_end_ports[front_end.name] = bound
+                    log.info(
+                        "%s front end listening on %s",
+                        front_end.name,
+                        _host_port(front_end.host, bound),
+                    )
                     connections.start_soon(
                         self._accept_loop,
                         front_listeners,
@@ -173,6 +208,10 @@ class BrokerServer:
                     self.metrics_port = await nursery.start(
                         serve_metrics, self.registry, config.metrics_host, config.metrics_port
                     )
+                if config.sqs_port is not None:
+                    from minibroker.server.sqs_app import serve_sqs  # hypercorn: only when used
+
+                    self.sqs_port = await nursery.start(serve_sqs, self)
                 self._log_start()
                 task_status.started(self)
                 await self._shutdown_requested.wait()
@@ -326,6 +365,7 @@ class BrokerServer:
             peer_name=peer_name,
             hello_timeout=self.config.hello_timeout,
             ready=self._ready_connections,
+            input_budget=self.input_budget,
         )
         log.info("connection %d opened from %s", conn_id, peer_name)
         try:

@@ -30,6 +30,12 @@ non-blocking write cannot block, so with the writer taking the rest the
 server keeps reading up to the high-water mark, and such a client always
 makes progress. (Measured and tried; see docs/internals.md.)
 
+Partial frames: before reading more, the reader claims the whole of the
+frame its decoder has started from the server-wide ``InputBudget``
+(server/input_budget.py); while the budget is exhausted it reads nothing
+(or, before hello, refuses the connection), so incomplete frames across all
+connections cannot hold more memory than the budget allows.
+
 Closing: whichever side ends the connection, the writer first sends what is
 already answered (an error frame, a ``bye``, the answers to requests that
 arrived before the client's EOF), bounded in time, then half-closes and
@@ -45,7 +51,8 @@ from collections.abc import Callable
 import trio
 
 from minibroker.direct_io import DirectSocket, direct_socket
-from minibroker.errors import BrokerError, Timeout
+from minibroker.errors import BrokerError, LimitExceeded, Timeout
+from minibroker.server.input_budget import InputBudget
 from minibroker.server.wire_session import WireSession
 
 log = logging.getLogger("minibroker.server")
@@ -130,6 +137,7 @@ class Connection:
         peer_name: str,
         hello_timeout: float | None = None,
         ready: ReadyConnections | None = None,
+        input_budget: InputBudget | None = None,
     ) -> None:
         self.stream = stream
         self._hello_timeout = hello_timeout
@@ -139,6 +147,10 @@ class Connection:
         self._wakeup = Wakeup()
         self._drained = Wakeup()
         self._ready = ready if ready is not None else ReadyConnections()
+        #: The server-wide budget for partial frames (None: unbounded), and
+        #: the bytes of it this connection holds.
+        self._budget = input_budget
+        self._claimed = 0
         #: Non-blocking access to a TCP socket (None for TLS and memory streams).
         self._direct: DirectSocket | None = direct_socket(stream)
         #: True while this connection waits in ``_ready``.
@@ -226,6 +238,9 @@ class Connection:
                 self.close_reason = f"{session.closing.code}: {session.closing.message}"
             session.now = trio.current_time()
             session.connection_lost()
+            if self._budget is not None:
+                self._budget.release(self._claimed)
+                self._claimed = 0
             self._after_input()
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await self.stream.aclose()
@@ -261,6 +276,8 @@ class Connection:
                     session.now = trio.current_time()
                     self._dispatch(None)
                     continue
+                if self._budget is not None and session.closing is None:
+                    await self._claim_partial_frame(self._budget)
                 data = await receive_some(READ_CHUNK)
                 if not data:
                     return
@@ -274,6 +291,42 @@ class Connection:
                 self._dispatch(data)
         finally:
             self._reader_done.set()
+
+    async def _claim_partial_frame(self, budget: InputBudget) -> None:
+        """Claim the partial frame the decoder holds; wait (or refuse) while there is no room.
+
+        Called before every read, so a frame's claim is made as soon as its
+        length prefix has arrived, and shrinks as soon as it is complete.
+        """
+        session = self.session
+        while session.closing is None:
+            wanted = session.pending_input_bytes
+            if budget.claim(self._claimed, wanted):
+                self._claimed = wanted
+                return
+            # No claim while waiting or refused: waiters must never block each other.
+            budget.release(self._claimed)
+            self._claimed = 0
+            if not session.handshake_done:
+                budget.refused += 1
+                session.discard_input()
+                session.kick(
+                    LimitExceeded(
+                        f"the server holds its limit of {budget.limit} bytes of incomplete "
+                        "frames; try again later"
+                    )
+                )
+                return
+            if budget.paused % 1000 == 0:
+                log.warning(
+                    "%s waits for room in the partial frame budget (%d of %d bytes held; "
+                    "%d waits so far)",
+                    self.peer_name,
+                    budget.held,
+                    budget.limit,
+                    budget.paused + 1,
+                )
+            await budget.wait_for_room(session.buffered_input_bytes)
 
     def _dispatch(self, data: bytes | bytearray | None) -> None:
         """Dispatch a chunk (None: the frames left at the high-water mark), run

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 import trio
 
 from minibroker.core.broker import Broker
-from minibroker.errors import BrokerError, StorageError
+from minibroker.errors import BrokerError, StorageError, StorageFull
 from minibroker.server.log_metrics import fsync_histogram
 from minibroker.server.wire_session import WireSession
 
@@ -35,6 +35,10 @@ class GroupCommit:
         self._sessions = sessions
         self._dirty = trio.Event()
         self.synced_generation = broker.write_generation
+        #: Set (and replaced) after every sync, for requests that wait outside a
+        #: session (the HTTP front ends): see ``wait_synced``.
+        self._synced = trio.Event()
+        self._failure: tuple[int, BrokerError] | None = None
         self.fsyncs = 0
         self._fsync_seconds = fsync_histogram(broker)
         # A method, not ``self._dirty.set``: ``run`` replaces the Event after
@@ -62,13 +66,33 @@ class GroupCommit:
             self._broker.sync_storage()
         except (OSError, BrokerError) as exc:
             log.error("fsync failed; failing %s held confirms: %s", "the", exc)
-            error = StorageError(f"could not sync to disk: {exc}")
+            # A full disk keeps its code: deferred journal records (acks,
+            # queue_journal.py) are written here, and "full" tells the client why.
+            kind = StorageFull if isinstance(exc, StorageFull) else StorageError
+            error = kind(f"could not sync to disk: {exc}")
             for session in self._sessions():
                 session.fail_held(error)
             self.synced_generation = generation
+            self._failure = (generation, error)
+            self._wake_waiters()
             return
         self._fsync_seconds.observe(time.perf_counter() - started)
         self.fsyncs += 1
         self.synced_generation = generation
         for session in self._sessions():
             session.release_synced(generation)
+        self._wake_waiters()
+
+    def _wake_waiters(self) -> None:
+        self._synced.set()
+        self._synced = trio.Event()
+
+    async def wait_synced(self, generation: int) -> None:
+        """Return once the writes up to ``generation`` are fsynced; StorageError if
+        the fsync that covered them failed. The confirm of a request that made a
+        durable write outside a session waits here (group commit)."""
+        while self.synced_generation < generation:
+            await self._synced.wait()
+        failure = self._failure
+        if failure is not None and failure[0] >= generation:
+            raise failure[1]

@@ -22,18 +22,14 @@ from __future__ import annotations
 import weakref
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
-from typing import Final
-
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from typing import TYPE_CHECKING, Final
 
 from minibroker.core.broker import Broker
 from minibroker.core.log_options import LogStatistics
 from minibroker.server.metrics import METRIC_SOURCES
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
 
 #: Upper bounds of the fsync histogram buckets, in seconds (+Inf is implied).
 FSYNC_BUCKETS: Final = (
@@ -100,6 +96,8 @@ def _all_logs(broker: Broker) -> Iterator[tuple[str, LogStatistics]]:
 
 
 def log_metrics(broker: Broker) -> Iterable[Metric]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
     labels = ["namespace", "log"]
     records = CounterMetricFamily(
         "minibroker_log_appended_records", "Records appended to a log", labels=labels

@@ -24,13 +24,15 @@ Families (counters get Prometheus's ``_total`` suffix):
 from __future__ import annotations
 
 from collections.abc import Iterator
-
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from typing import TYPE_CHECKING
 
 from minibroker.core.broker import Broker
 from minibroker.core.queue_options import QueueStatistics
 from minibroker.core.queues import Queues
 from minibroker.server.metrics import METRIC_SOURCES
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
 
 LABELS = ["namespace", "queue"]
 
@@ -68,6 +70,8 @@ def _all_queues(broker: Broker) -> Iterator[tuple[str, QueueStatistics]]:
 
 
 def queue_metrics(broker: Broker) -> Iterator[Metric]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
     gauges = [
         (field, GaugeMetricFamily(f"minibroker_queue_{field}", text, labels=LABELS))
         for field, text in GAUGES

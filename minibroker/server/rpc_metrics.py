@@ -10,13 +10,7 @@ rest are folded into ``subject="_other"``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from typing import TYPE_CHECKING
 
 from minibroker.core.broker import Broker
 from minibroker.core.rpc import RequestRouter
@@ -29,6 +23,9 @@ from minibroker.core.rpc_stats import (
 )
 from minibroker.server.metrics import METRIC_SOURCES
 
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+
 
 def _routers(broker: Broker) -> Iterator[RequestRouter]:
     for namespace in broker.namespaces.values():
@@ -38,6 +35,8 @@ def _routers(broker: Broker) -> Iterator[RequestRouter]:
 
 
 def rpc_metrics(broker: Broker) -> Iterator[Metric]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
     routers = list(_routers(broker))
     outcomes = dict.fromkeys(OUTCOMES, 0)
     dropped = rerouted = responders = pending = 0

@@ -9,12 +9,14 @@ publish path itself only bumps ints in :class:`~minibroker.core.topics.TopicStat
 from __future__ import annotations
 
 from collections.abc import Iterator
-
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from typing import TYPE_CHECKING
 
 from minibroker.core.broker import Broker
 from minibroker.core.topics import Topics, TopicStats
 from minibroker.server.metrics import METRIC_SOURCES
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
 
 #: (TopicStats field, metric name, help) for every counter.
 _COUNTERS: tuple[tuple[str, str, str], ...] = (
@@ -56,6 +58,8 @@ def _topics(broker: Broker) -> Iterator[Topics]:
 
 
 def topic_metrics(broker: Broker) -> Iterator[Metric]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
     models = list(_topics(broker))
     totals = TopicStats()
     subscriptions = groups = bindings = nodes = 0

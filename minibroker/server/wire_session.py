@@ -42,6 +42,21 @@ class WireSession(Protocol):
 
     def receive_data(self, data: bytes | bytearray) -> None: ...
 
+    @property
+    def pending_input_bytes(self) -> int:
+        """Bytes held until the next frame is complete: its declared size once
+        known (the shell claims it from the partial-frame budget)."""
+        ...
+
+    @property
+    def buffered_input_bytes(self) -> int:
+        """Bytes received and not yet dispatched."""
+        ...
+
+    def discard_input(self) -> None:
+        """Free the buffered input (the connection is refused or gone)."""
+        ...
+
     def resume_input(self) -> None: ...
 
     def accepting_input(self) -> bool: ...

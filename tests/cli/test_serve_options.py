@@ -26,15 +26,19 @@ FLAGS = [
     "--port",
     "--max-frame-bytes",
     "--max-connections",
+    "--partial-frame-budget",
     "--auth-token",
     "--auth-file",
     "--permissions",
     "--hello-timeout",
     "--busy-poll-us",
+    "--amqp-port",
     "--tls-cert",
     "--tls-key",
     "--metrics-host",
     "--metrics-port",
+    "--sqs-port",
+    "--sqs-keys",
     "--data-dir",
     "--fsync",
     "--shutdown-grace",
@@ -73,6 +77,15 @@ def test_help_lists_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
     assert serve_flags() == set(FLAGS)
 
 
+def test_sqs_flags(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("AKID:secret\n")
+    config = config_from_args(serve_args("--sqs-port", "9324", "--sqs-keys", str(keys)))
+    assert config.sqs_port == 9324
+    assert config.sqs_keys == {"AKID": "secret"}
+    assert config_from_args(serve_args()).sqs_port is None
+
+
 def test_defaults() -> None:
     config = config_from_args(serve_args())
     assert config == ServerConfig()
@@ -107,6 +120,8 @@ def test_flags() -> None:
             "1.5",
             "--busy-poll-us",
             "300",
+            "--amqp-port",
+            "5673",
         )
     )
     assert config.host == "0.0.0.0"
@@ -119,6 +134,14 @@ def test_flags() -> None:
     assert config.fsync == "always"
     assert config.shutdown_grace == 1.5
     assert config.busy_poll_us == 300.0
+    assert config.amqp_port == 5673
+
+
+def test_partial_frame_budget_flag() -> None:
+    config = config_from_args(serve_args("--partial-frame-budget", "1048576"))
+    assert config.partial_frame_budget == 1048576
+    with pytest.raises(ValueError, match="partial_frame_budget must be a positive integer"):
+        config_from_args(serve_args("--partial-frame-budget", "0"))
 
 
 @pytest.mark.parametrize(
@@ -131,6 +154,7 @@ def test_flags() -> None:
         ("MINIBROKER_AUTH_TOKEN", "t0k", "tokens", {"t0k": "token"}),
         ("MINIBROKER_METRICS_HOST", "0.0.0.0", "metrics_host", "0.0.0.0"),
         ("MINIBROKER_METRICS_PORT", "9101", "metrics_port", 9101),
+        ("MINIBROKER_AMQP_PORT", "5672", "amqp_port", 5672),
         ("MINIBROKER_DATA_DIR", "/var/lib/mb", "data_dir", Path("/var/lib/mb")),
         ("MINIBROKER_FSYNC", "never", "fsync", "never"),
         ("MINIBROKER_SHUTDOWN_GRACE", "2.5", "shutdown_grace", 2.5),

@@ -79,6 +79,19 @@ async def test_drops_are_counted_and_the_newest_kept(client: ClientFacade) -> No
         assert sub.dropped == 3
 
 
+async def test_buffer_bytes_bounds_what_the_broker_keeps(client: ClientFacade) -> None:
+    async with client.subscription("subscribe", "t", buffer_bytes=2500) as sub:
+        # One batch routed at once: 10 messages of 1000 bytes (1041 counted
+        # each, with topic and envelope) in a buffer of 2500 bytes leave the newest two.
+        await client.call("publish_many", "t", [bytes([i]) * 1000 for i in range(10)])
+        with trio.fail_after(SAFETY):
+            assert [m.body[0] for m in await sub.take(2)] == [8, 9]
+        assert sub.dropped == 8
+    with pytest.raises(BadRequest):
+        async with client.subscription("subscribe", "ok", buffer_bytes=0):
+            pass
+
+
 async def test_invalid_names_raise_invalid_name(client: ClientFacade) -> None:
     with pytest.raises(InvalidName):
         await client.call("publish", "orders.*", b"x")

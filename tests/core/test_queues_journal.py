@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ from test_queues import A, B, In, bodies, ids, put
 
 from minibroker.core import queues as queues_module
 from minibroker.core.broker import Broker
+from minibroker.core.config import CoreConfig
 from minibroker.core.queue_journal import (
     TAG_FULL,
     CompactionSettings,
@@ -353,10 +355,12 @@ class FlakyStore:
     def __init__(self, inner: LogStore) -> None:
         self.inner = inner
         self.fail: type[Exception] | None = None
+        self.appends = 0
 
     def append(self, entries: Sequence[Entry], timestamp_ms: int) -> int:
         if self.fail is not None:
             raise self.fail("disk full")
+        self.appends += 1
         return self.inner.append(entries, timestamp_ms)
 
     def __getattr__(self, name: str) -> Any:
@@ -381,8 +385,10 @@ class FlakyOpener:
 
 
 def test_storage_failures(tmp_path: Path) -> None:
+    """Journal writes made at once (``fsync=never``/``always``): an ack that cannot be
+    written fails and changes nothing. (Under ``batch`` see the next test.)"""
     opener = FlakyOpener(tmp_path)
-    broker = Broker(storage=opener)
+    broker = Broker(CoreConfig(fsync="never"), storage=opener)
     queues = broker.namespace("").queues
     now = 10.0
     queues.declare("dead", QueueOptions(durable=True), now)
@@ -422,6 +428,79 @@ def test_storage_failures(tmp_path: Path) -> None:
     assert sorted(ready_bodies(queues.get("q"))) == [b"a", b"b", b"c"]
     assert ready_bodies(queues.get("dead")) == []
     broker.close()
+
+
+def files_left_by_a_crash(root: Path) -> Path:
+    """What a kill -9 leaves: the files as they are now, without the broker's close
+    (a copy, because the running broker holds the stores' locks)."""
+    copy = root.parent / (root.name + "-crashed")
+    shutil.copytree(root, copy)
+    return copy
+
+
+def test_group_commit_writes_acks_and_nacks_at_the_sync(tmp_path: Path) -> None:
+    """Under ``batch`` acks and nacks wait for the group commit: many acks, one append."""
+    opener = FlakyOpener(tmp_path)
+    broker = Broker(storage=opener)
+    queues = broker.namespace("").queues
+    queues.declare("q", QueueOptions(durable=True), 10.0)
+    q = queues.get("q")
+    put(q, 10.0, *"abcdef")
+    journal = opener.stores["q"]
+    written = journal.appends
+    got = q.fetch(A, 6, 10.0)
+    generation = broker.write_generation
+    for d in got[:4]:
+        q.ack(A, [d.delivery_id], 10.0)  # one request per ack, as a consumer acking each
+    q.nack(A, [got[4].delivery_id], 10.0)
+    assert broker.write_generation == generation + 5  # each confirm waits for the commit
+    assert journal.appends == written  # nothing written yet
+    assert q.statistics().acked == 4  # the queue itself moved on at once
+    broker.sync_storage()
+    assert journal.appends == written + 1  # all of them in one append, then the fsync
+    broker.sync_storage()
+    assert journal.appends == written + 1  # nothing left to write
+
+    # A crash (no close) after the commit: the synced acks and the count stay.
+    crashed = Broker(storage=DataDirectory(files_left_by_a_crash(tmp_path)))
+    contents = crashed.namespace("").queues.get("q").inspect(10)
+    assert [(m.body, m.delivery_count) for m in contents.ready] == [(b"e", 1), (b"f", 0)]
+    crashed.close()
+
+
+def test_group_commit_crash_before_the_sync_undoes_only_unconfirmed_acks(tmp_path: Path) -> None:
+    broker = Broker(storage=DataDirectory(tmp_path))
+    broker.namespace("").queues.declare("q", QueueOptions(durable=True), 10.0)
+    q = broker.namespace("").queues.get("q")
+    put(q, 10.0, "a", "b")
+    got = q.fetch(A, 2, 10.0)
+    q.ack(A, [got[0].delivery_id], 10.0)
+    broker.sync_storage()  # the group commit: a's ack is confirmed
+    q.ack(A, [got[1].delivery_id], 10.0)  # b's is not yet, and the process dies
+    crashed = Broker(storage=DataDirectory(files_left_by_a_crash(tmp_path)))
+    assert ready_bodies(crashed.namespace("").queues.get("q")) == [b"b"]
+    crashed.close()
+
+
+def test_group_commit_write_failure_fails_the_sync_and_retries(tmp_path: Path) -> None:
+    """A deferred ack that cannot be written fails the commit (its held confirm becomes
+    an error, as when the fsync fails); the ids stay pending and the next commit writes them."""
+    opener = FlakyOpener(tmp_path)
+    broker = Broker(storage=opener)
+    queues = broker.namespace("").queues
+    queues.declare("q", QueueOptions(durable=True), 10.0)
+    q = queues.get("q")
+    put(q, 10.0, "a", "b")
+    got = q.fetch(A, 2, 10.0)
+    q.ack(A, ids(got), 10.0)
+    opener.stores["q"].fail = StorageFull
+    with pytest.raises(StorageFull):
+        broker.sync_storage()
+    opener.stores["q"].fail = None
+    broker.sync_storage()
+    crashed = Broker(storage=DataDirectory(files_left_by_a_crash(tmp_path)))
+    assert ready_bodies(crashed.namespace("").queues.get("q")) == []
+    crashed.close()
 
 
 def test_leftover_store_at_declare_is_reset(tmp_path: Path) -> None:

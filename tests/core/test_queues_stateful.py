@@ -37,7 +37,14 @@ VISIBILITY = 10.0
 MAX_DELIVERIES = 3
 CONNS = (1, 2, 3)
 
-READY, IN_FLIGHT, DELAYED, DEAD, ACKED = "ready", "in_flight", "delayed", "dead", "acked"
+READY, IN_FLIGHT, DELAYED, DEAD, ACKED, PURGED = (
+    "ready",
+    "in_flight",
+    "delayed",
+    "dead",
+    "acked",
+    "purged",
+)
 
 
 @dataclass
@@ -263,6 +270,31 @@ class QueueMachine(RuleBasedStateMachine):
             else:
                 self._returned(body)
         self._check_waiters()
+
+    @rule(conn=st.sampled_from(CONNS), data=st.data(), timeout=st.sampled_from([0.0, 2.0, 40.0]))
+    def change_visibility(self, conn: int, data: st.DataObject, timeout: float) -> None:
+        ids, bogus = self._pick(data, conn)
+        peer = self.peers[conn]
+        if bogus:
+            self._refused(lambda: self.q.change_visibility(peer, ids, self.now, timeout))
+            return
+        by_body = {r.delivery_id: b for b, r in self.ref.items() if r.state == IN_FLIGHT}
+        assert self.q.change_visibility(peer, ids, self.now, timeout) == len(ids)
+        for delivery_id in ids:
+            body = by_body[delivery_id]
+            if timeout:
+                self.ref[body].deadline = self.now + timeout  # same delivery id, new deadline
+            else:
+                self._returned(body)
+        self._check_waiters()
+
+    @rule(conn=st.sampled_from(CONNS))
+    def purge_held(self, conn: int) -> None:
+        held = self.held_by(conn)
+        assert self.q.purge_held(self.peers[conn], self.now) == len(held)
+        for body in held:
+            self.stale_ids.append(self.ref[body].delivery_id)
+            self.ref[body].state = PURGED
 
     @rule(dt=st.sampled_from([0.5, 1.0, 3.0, 11.0, 30.0]))
     def advance(self, dt: float) -> None:

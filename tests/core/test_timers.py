@@ -9,13 +9,14 @@ rolled segment; two queues dead-lettering into each other with a 1e-300 TTL).
 from __future__ import annotations
 
 import math
+import weakref
 
 import pytest
 
 from minibroker.core.durations import MIN_SECONDS, check_seconds, clamp_seconds
 from minibroker.core.log_options import MAX_RETENTION_SECONDS, LogOptions
 from minibroker.core.queue_options import MAX_MESSAGE_TTL, QueueOptions
-from minibroker.core.timers import Timers
+from minibroker.core.timers import COMPACT_AFTER, Timers
 from minibroker.errors import BadRequest
 
 TINY = [1e-300, 5e-324, 1e-9, 0.0009]
@@ -78,3 +79,46 @@ def test_stored_options_are_clamped_not_refused() -> None:
     assert log.retention_seconds == MIN_SECONDS
     assert clamp_seconds(1e300, MAX_MESSAGE_TTL) == MAX_MESSAGE_TTL
     assert clamp_seconds(math.inf, MAX_RETENTION_SECONDS) == MAX_RETENTION_SECONDS
+
+
+def test_cancelled_timers_release_their_callbacks_and_leave_the_heap() -> None:
+    """A consumer that fetches with a 12-hour visibility timeout and acks, over
+    and over, must not keep every lease alive until its deadline (issue 14)."""
+
+    class Lease:
+        pass
+
+    timers = Timers()
+    leases = []
+
+    def fetch_and_ack() -> None:
+        lease = Lease()
+        leases.append(weakref.ref(lease))
+        timers.call_at(43_200.0, lambda now: print(lease)).cancel()
+
+    for _ in range(10_000):
+        fetch_and_ack()
+    live = timers.call_at(1.0, lambda now: None)
+    assert all(ref() is None for ref in leases)
+    assert len(timers._heap) <= 2 * COMPACT_AFTER + 1
+    assert timers.next_deadline() == 1.0
+    live.cancel()
+    assert timers.next_deadline() is None
+
+
+def test_timers_cancelled_by_a_firing_callback_are_compacted_safely() -> None:
+    """Compaction may run while fire_due pops the same heap."""
+    timers = Timers()
+    fired: list[float] = []
+    doomed = [timers.call_at(5.0 + i, lambda now: fired.append(now)) for i in range(3000)]
+
+    def cancel_them_all(now: float) -> None:
+        for timer in doomed:
+            timer.cancel()
+
+    timers.call_at(1.0, cancel_them_all)
+    survivor = timers.call_at(2.0, lambda now: fired.append(now))
+    assert timers.fire_due(10_000.0) == 2
+    assert fired == [10_000.0]
+    assert survivor.cancelled
+    assert timers.next_deadline() is None

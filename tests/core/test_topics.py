@@ -10,7 +10,12 @@ import pytest
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig, Limits
 from minibroker.core.queues import QueueOptions
-from minibroker.core.topics import PublishResult, Topics, TopicSubscription
+from minibroker.core.topics import (
+    DEFAULT_BUFFER_BYTES,
+    PublishResult,
+    Topics,
+    TopicSubscription,
+)
 from minibroker.errors import (
     BadRequest,
     BrokerError,
@@ -74,7 +79,7 @@ class World:
 def take(sub: TopicSubscription) -> list[str]:
     """Drain a subscription's buffer as the connection would; bodies as text."""
     bodies = [m.body.decode() for m in sub.items]
-    sub.items.clear()
+    sub.clear()
     return bodies
 
 
@@ -228,6 +233,87 @@ def test_drop_oldest_with_a_batch_bigger_than_the_buffer() -> None:
     w.publish("t", *"abcde")
     assert take(sub) == ["d", "e"]
     assert sub.take_dropped() == 3
+
+
+def held(sub: TopicSubscription) -> int:
+    """What a subscription's byte count should be: the sizes of what it holds."""
+    return sum(m.size for m in sub.items)
+
+
+def test_drop_oldest_by_bytes() -> None:
+    w = World()
+    sub = w.sub("t", buffer=1000, buffer_bytes=10_000)
+    for i in range(20):
+        w.publish("t", str(i % 10) * 1000)
+    # Each message counts its 1000 bytes, its topic and 40: nine fit in 10,000.
+    assert sub.items[0].size == 1041
+    assert len(sub.items) == 9
+    assert sub.held_bytes == held(sub) == 9 * 1041
+    assert sub.take_dropped() == 11
+    assert [body[0] for body in take(sub)] == list("123456789")
+    assert sub.held_bytes == sub.connection.held == 0
+
+
+def test_headers_count_toward_the_bytes() -> None:
+    w = World()
+    sub = w.sub("t", buffer_bytes=1000)
+    w.topics.publish("t", [In(b"x" * 400, {"k": "v" * 500})] * 2, w.now)
+    assert len(sub.items) == 1 and sub.take_dropped() == 1
+
+
+def test_a_message_bigger_than_buffer_bytes_is_kept_alone() -> None:
+    w = World()
+    sub = w.sub("t", buffer_bytes=100)
+    w.publish("t", "small", "x" * 500)
+    assert take(sub) == ["x" * 500]
+    assert sub.take_dropped() == 1
+
+
+def test_disconnect_policy_by_bytes() -> None:
+    w = World()
+    peer = FakePeer(7)
+    w.sub("t", peer, buffer_bytes=3000, on_overflow="disconnect")
+    w.publish("t", "x" * 1000, "y" * 1000)
+    assert peer.kicked == []
+    w.publish("t", "z" * 1000)
+    (kick,) = peer.kicked
+    assert isinstance(kick, SlowConsumer)
+    assert "3000 bytes (buffer_bytes)" in kick.message
+
+
+def test_one_connection_is_bounded_over_all_its_subscriptions() -> None:
+    limit = 20_000
+    w = World(Limits(max_topic_buffer_bytes_per_connection=limit))
+    peer, other = FakePeer(1), FakePeer(2)
+    mine = [w.sub(f"t{i}", peer, buffer_bytes=limit) for i in range(3)]
+    theirs = w.sub("t0", other, buffer_bytes=limit)
+    for _ in range(30):
+        for i in range(3):
+            w.publish(f"t{i}", "m" * 1000)
+    connection = mine[0].connection
+    assert all(sub.connection is connection for sub in mine)
+    assert connection.held == sum(held(sub) for sub in mine) <= limit
+    assert all(sub.items for sub in mine[1:])
+    # Another connection has a bound of its own.
+    assert theirs.connection is not connection
+    assert theirs.held_bytes == held(theirs) == 19 * 1042  # topic "t0"
+    for sub in mine:
+        sub.cancel(w.now)
+    assert connection.held == 0
+
+
+@pytest.mark.parametrize("value", [0, -1, 20_001, "1", 1.5, True])
+def test_buffer_bytes_must_be_in_range(value: Any) -> None:
+    w = World(Limits(max_topic_buffer_bytes_per_connection=20_000))
+    with pytest.raises(BadRequest, match="buffer_bytes must be an integer from 1 to 20000"):
+        w.sub("t", buffer_bytes=value)
+    assert w.topics.subscription_count == 0
+
+
+def test_buffer_bytes_defaults_to_16_mib_or_the_connection_limit() -> None:
+    assert World().sub("t").buffer_bytes == DEFAULT_BUFFER_BYTES == 16 * 1024 * 1024
+    small = World(Limits(max_topic_buffer_bytes_per_connection=1000))
+    assert small.sub("t").buffer_bytes == 1000
 
 
 def test_disconnect_policy_kicks_the_slow_subscriber_only() -> None:
@@ -440,7 +526,7 @@ def test_storage_failure_of_a_bound_queue_fails_the_publish_before_subscribers_s
     w.topics.bind("q", "t")
     sub = w.sub("t")
 
-    def disk_full(messages: object, now: float) -> int:
+    def disk_full(messages: object, now: float, ttl: float | None = None) -> int:
         raise StorageFull("no space left on device")
 
     monkeypatch.setattr(w.ns.queues.get("q"), "put", disk_full)

@@ -228,6 +228,10 @@ class _Source:
         self.items = deque(messages)
         self.pending_dropped = 0
         self.stats = TopicStats()
+        self.held_bytes = sum(m.size for m in messages)
+
+    def taken(self, size: int) -> None:
+        self.held_bytes -= size
 
 
 headers_st = st.one_of(st.none(), st.dictionaries(st.text(max_size=5), st.text(max_size=5)))
@@ -263,6 +267,7 @@ def test_encoded_frames_decode_to_the_messages(
     expected = [(t, b, h or None) for t, b, h in messages]
     assert decoded == expected
     assert source.stats.delivered == len(messages)
+    assert source.held_bytes == 0
 
 
 def test_push_encoder_is_registered_for_subscriptions() -> None:

@@ -49,6 +49,17 @@ class UpperEcho:
                 return
             self._out.append(line.upper() + b"\n")
 
+    @property
+    def pending_input_bytes(self) -> int:
+        return len(self._buffer)  # a partial line
+
+    @property
+    def buffered_input_bytes(self) -> int:
+        return len(self._buffer)
+
+    def discard_input(self) -> None:
+        self._buffer = b""
+
     def resume_input(self) -> None:
         pass
 

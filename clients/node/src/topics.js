@@ -96,7 +96,7 @@ export const topicMethods = {
    * once; `await sub.ready` to know it is live, iterate it with `for await`.
    * @this {import("./client.js").Client}
    * @param {string} pattern
-   * @param {{group?: string, buffer?: number, onOverflow?: "drop_oldest" | "disconnect", maxPending?: number}} [options]
+   * @param {{group?: string, buffer?: number, bufferBytes?: number, onOverflow?: "drop_oldest" | "disconnect", maxPending?: number}} [options]
    * @returns {Subscription<TopicMessage>}
    */
   subscribe(pattern, options = {}) {
@@ -104,6 +104,7 @@ export const topicMethods = {
       pattern,
       group: options.group,
       buffer: options.buffer,
+      buffer_bytes: options.bufferBytes,
       on_overflow: options.onOverflow,
     });
     return new Subscription(this, "subscribe", fields, parseMessages, { maxPending: options.maxPending });

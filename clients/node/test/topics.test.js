@@ -116,3 +116,18 @@ test("a slow subscriber is told how many messages it lost", { timeout: 60_000 },
       await slow.close();
     }
   }));
+
+test("bufferBytes bounds the bytes the broker keeps for a subscriber", () =>
+  withClient(async (mb) => {
+    const sub = mb.subscribe("sized", { bufferBytes: 2500 });
+    await sub.ready;
+    // One batch arrives at once: 10 messages of 1000 bytes (1045 counted
+    // each, with topic and envelope) in a buffer of 2500 bytes leave the newest two.
+    await mb.publishMany("sized", Array.from({ length: 10 }, (_, i) => Buffer.alloc(1000, i)));
+    const got = await take(sub, 2);
+    assert.deepEqual(got.map((m) => m.body[0]), [8, 9]);
+    assert.equal(sub.dropped, 8);
+    await sub.return();
+    const bad = mb.subscribe("sized", { bufferBytes: 0 });
+    await assert.rejects(bad.ready, { code: "bad_request" });
+  }));

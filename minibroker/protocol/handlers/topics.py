@@ -5,7 +5,7 @@ op             fields                                      result
 =============  ==========================================  ==================================
 ``publish``    ``topic``, ``messages: [{body, headers?}]``  ``{"subscriptions": n, "queues": m}``
 ``subscribe``  ``pattern``, ``group?``, ``buffer?``,        ``{"sub": id}``
-               ``on_overflow?``
+               ``buffer_bytes?``, ``on_overflow?``
 ``bind``       ``queue``, ``pattern``                      ``{"created": bool}``
 ``unbind``     ``queue``, ``pattern``                      ``{"removed": bool}``
 =============  ==========================================  ==================================
@@ -30,17 +30,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-import msgpack
-
 from minibroker.core.topics import TopicMessage, TopicSubscription
 from minibroker.protocol import frames
-from minibroker.protocol.codec import HEADER, pack_frame
+from minibroker.protocol.codec import HEADER, SharedPacker, pack_frame
 from minibroker.protocol.handlers.registry import encodes_pushes, handles
 
 if TYPE_CHECKING:
     from minibroker.protocol.session import Session
 
-_pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+_pack = SharedPacker().pack
 
 # Fixed msgpack pieces: fixmap headers and fixstr keys (0xa0 | length).
 _MESSAGE_2: Final = b"\x82\xa5topic"  # {"topic": ..., "body": ...}
@@ -68,6 +66,7 @@ def subscribe(session: Session, frame: frames.Subscribe) -> dict[str, int]:
             group=frame.group,
             buffer=frame.buffer,
             on_overflow=frame.on_overflow,
+            buffer_bytes=frame.buffer_bytes,
         )
     )
     return {"sub": sub_id}
@@ -125,6 +124,7 @@ def encode_messages(source: TopicSubscription, budget: int) -> tuple[bytes, bool
     parts: list[bytes] = [b"", b""]
     add = parts.append
     size = 0
+    held = 0
     popleft = items.popleft
     while items:
         message = items[0]
@@ -134,6 +134,8 @@ def encode_messages(source: TopicSubscription, budget: int) -> tuple[bytes, bool
         popleft()
         add(wire)
         size += len(wire)
+        held += message.size
+    source.taken(held)
     count = len(parts) - 2
     notice = b""
     if source.pending_dropped:

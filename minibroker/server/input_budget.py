@@ -1,0 +1,84 @@
+"""One server-wide budget for the bytes of incomplete frames, shared by every connection.
+
+Each connection may hold one frame of up to ``max_frame_bytes`` while it
+arrives, so without a shared bound 150 connections each sending the first
+half of a 16 MiB frame cost the server 2.4 GB. The budget bounds the total
+the way Kafka's ``queued.max.request.bytes`` memory pool does:
+
+* As soon as a frame's length prefix is in, its connection claims the whole
+  declared frame (not just the bytes that arrived). A connection that has
+  its claim never waits for the budget again until that frame is complete,
+  so connections cannot deadlock each other holding halves of frames.
+* A claim is granted while the *other* connections hold less than the
+  limit, even if this frame takes the total past it. So a legitimate frame
+  as large as ``max_frame_bytes`` goes through whenever the budget is not
+  exhausted, whatever the limit is set to; the total stays below the limit
+  plus one frame plus the chunks of connections waiting for room.
+* A claim that is not granted pauses the connection, holding no claim (it
+  reads nothing more, so TCP pushes back on its client), until released
+  claims leave room; a
+  connection that has not completed hello is refused instead
+  (``limit_exceeded``, closed): whoever can connect must not be able to
+  park memory in the server.
+* Claims shrink as frames complete and are released when a connection
+  closes.
+
+Pure bookkeeping plus one Trio event; the connection decides when to ask.
+"""
+
+from __future__ import annotations
+
+import trio
+
+
+class InputBudget:
+    """Bytes claimed for partial frames, against a server-wide limit."""
+
+    __slots__ = ("_room", "_waiting", "held", "limit", "paused", "refused", "waiting_bytes")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        #: Bytes claimed by connections now.
+        self.held = 0
+        #: Bytes buffered by connections waiting for room (one read each at
+        #: most). Not claims: counting them could let waiters block each
+        #: other for good, with nobody left to release anything.
+        self.waiting_bytes = 0
+        #: Times a connection had to wait for room, and times one was refused.
+        self.paused = 0
+        self.refused = 0
+        self._waiting = 0
+        self._room = trio.Event()
+
+    def claim(self, current: int, wanted: int) -> bool:
+        """Move one connection's claim from ``current`` to ``wanted`` bytes.
+
+        Shrinking always succeeds; growing succeeds while the other
+        connections hold less than the limit. False leaves the claim as it was.
+        """
+        if wanted <= current:
+            self.release(current - wanted)
+            return True
+        if self.held - current >= self.limit:
+            return False
+        self.held += wanted - current
+        return True
+
+    def release(self, nbytes: int) -> None:
+        if nbytes:
+            self.held -= nbytes
+            if self._waiting and self.held < self.limit:
+                self._room.set()
+                self._room = trio.Event()
+
+    async def wait_for_room(self, buffered: int) -> None:
+        """Wait, holding no claim and ``buffered`` bytes, until a claim can be granted."""
+        self._waiting += 1
+        self.paused += 1
+        self.waiting_bytes += buffered
+        try:
+            while self.held >= self.limit:
+                await self._room.wait()
+        finally:
+            self._waiting -= 1
+            self.waiting_bytes -= buffered

@@ -1,0 +1,86 @@
+"""Queue URLs, ARNs and receipt handles: how SQS names things, on minibroker's names.
+
+A queue URL is ``<endpoint>/<account>/<queue>``. The *account* is the
+minibroker namespace the queue lives in (``000000000000`` stands for the
+default namespace ""), so per-test isolation shows in every URL and ARN,
+and a queue URL alone says where its queue is. Requests that name no queue
+(CreateQueue, ListQueues) use the namespace of the path they are posted to:
+an endpoint URL ``http://127.0.0.1:PORT/test-7`` works in namespace
+``test-7``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Final
+from urllib.parse import quote, unquote, urlsplit
+
+from minibroker.sqs.errors import SqsError, invalid_parameter, receipt_handle_invalid
+
+#: The account shown for the default namespace (moto and LocalStack use a fixed one too).
+DEFAULT_ACCOUNT: Final = "000000000000"
+_RECEIPT_PREFIX: Final = "mb1:"
+
+
+def account_of(namespace: str) -> str:
+    return namespace or DEFAULT_ACCOUNT
+
+
+def namespace_of(account: str) -> str:
+    return "" if account == DEFAULT_ACCOUNT else account
+
+
+def namespace_of_path(path: str) -> str:
+    first = path.strip("/").split("/", 1)[0]
+    return namespace_of(unquote(first)) if first else ""
+
+
+def queue_url(base: str, namespace: str, queue: str) -> str:
+    return f"{base}/{quote(account_of(namespace), safe='')}/{quote(queue, safe='')}"
+
+
+def parse_queue_url(url: object, default_namespace: str) -> tuple[str, str]:
+    """(namespace, queue) of a queue URL; a bare queue name means ``default_namespace``."""
+    if not isinstance(url, str) or not url:
+        raise SqsError("MissingParameter", "The request must contain the parameter QueueUrl.")
+    if "/" not in url:
+        return default_namespace, url
+    parts = urlsplit(url).path.strip("/").split("/")
+    if len(parts) != 2 or not all(parts):
+        raise SqsError("InvalidAddress", f"The address {url[:200]} is not valid for this endpoint.")
+    return namespace_of(unquote(parts[0])), unquote(parts[1])
+
+
+def queue_arn(region: str, namespace: str, queue: str) -> str:
+    return f"arn:aws:sqs:{region}:{account_of(namespace)}:{queue}"
+
+
+def parse_arn(arn: object) -> tuple[str, str]:
+    """(namespace, queue) of an SQS queue ARN."""
+    parts = arn.split(":") if isinstance(arn, str) else []
+    if len(parts) != 6 or parts[:3] != ["arn", "aws", "sqs"] or not parts[5]:
+        raise invalid_parameter(f"Invalid value for the queue ARN: {str(arn)[:200]!r}.")
+    return namespace_of(parts[4]), parts[5]
+
+
+def receipt_handle(queue: str, delivery_id: int) -> str:
+    """An opaque handle for one delivery: the queue and the core's delivery id."""
+    raw = f"{delivery_id}\n{queue}".encode()
+    return _RECEIPT_PREFIX + base64.urlsafe_b64encode(raw).decode()
+
+
+def parse_receipt_handle(handle: object, queue: str) -> int:
+    """The delivery id a handle names; ReceiptHandleIsInvalid if it is not one of
+    this queue's handles."""
+    if not isinstance(handle, str) or not handle.startswith(_RECEIPT_PREFIX):
+        raise receipt_handle_invalid(str(handle))
+    try:
+        raw = base64.urlsafe_b64decode(handle[len(_RECEIPT_PREFIX) :]).decode()
+        delivery, named = raw.split("\n", 1)
+        delivery_id = int(delivery)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise receipt_handle_invalid(handle) from None
+    if named != queue or delivery_id <= 0:
+        raise receipt_handle_invalid(handle)
+    return delivery_id

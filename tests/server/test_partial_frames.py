@@ -1,0 +1,160 @@
+"""Partial frames across connections: one server-wide budget (server/input_budget.py).
+
+Each connection here sends the first part of a large frame and stops. The
+server claims each started frame whole; once the budget is taken, the next
+connections read nothing more (after hello) or are refused (before hello),
+a completed frame makes room for a waiting one, and closing frees it all.
+In-process streams make "the server has read all it will read" exact
+(``wait_all_tasks_blocked``), with the same Connection as TCP.
+"""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+
+import pytest
+import trio
+import trio.testing
+from raw_wire import RawClient, StartServer, ping
+
+from minibroker.protocol.codec import HEADER_SIZE, pack_frame
+from minibroker.protocol.frames import PROTOCOL_VERSION
+from minibroker.server.app import BrokerServer
+from minibroker.server.connection import READ_CHUNK
+
+KiB = 1024
+
+
+async def connect(server: BrokerServer, *, say_hello: bool = True) -> RawClient:
+    client = RawClient(server.open_in_process_stream())
+    if say_hello:
+        await client.handshake()
+    return client
+
+
+def big_ping(request_id: int, size: int) -> bytes:
+    """A ping frame of ``size`` bytes with its length prefix."""
+    overhead = len(pack_frame(ping(request_id, b""))) - HEADER_SIZE + 3  # bin 8 -> bin 32 header
+    frame = pack_frame(ping(request_id, b"x" * (size - overhead)))
+    assert len(frame) - HEADER_SIZE == size
+    return frame
+
+
+def buffered(server: BrokerServer) -> list[int]:
+    return [session.buffered_input_bytes for session in server.sessions.values()]
+
+
+async def test_started_frames_past_the_budget_wait_then_go_through(
+    start_server: StartServer,
+) -> None:
+    size = 256 * KiB
+    budget = 2 * size
+    server = await start_server(partial_frame_budget=budget)
+    clients = [await connect(server) for _ in range(4)]
+    frames = [big_ping(2, size) for _ in clients]
+    half = size // 2
+    for client, frame in zip(clients, frames, strict=True):
+        await client.send_bytes(frame[:half])
+    await trio.testing.wait_all_tasks_blocked()
+    # Two frames are claimed whole; the other two connections read one chunk and wait.
+    assert sorted(buffered(server)) == [READ_CHUNK, READ_CHUNK, half, half]
+    assert server.input_budget.held == 2 * (size + HEADER_SIZE)
+    assert server.input_budget.waiting_bytes == 2 * READ_CHUNK
+
+    # Finishing a claimed frame answers it and lets a waiting connection go on.
+    first = next(c for c, b in zip(clients, buffered(server), strict=True) if b == half)
+    await first.send_bytes(frames[clients.index(first)][half:])
+    assert (await first.receive_one())["id"] == 2
+    await trio.testing.wait_all_tasks_blocked()
+    assert sorted(buffered(server)) == [0, READ_CHUNK, half, half]
+
+    rest = [c for c in clients if c is not first]
+    for client in rest:
+        await client.send_bytes(frames[clients.index(client)][half:])
+    for client in rest:
+        reply = await client.receive_one()
+        assert (reply["op"], reply["id"]) == ("ok", 2)
+        assert reply["result"] == b"x" * len(reply["result"])
+        assert len(reply["result"]) > size - 64
+    await trio.testing.wait_all_tasks_blocked()
+    assert server.input_budget.held == 0
+    assert buffered(server) == [0, 0, 0, 0]
+
+
+async def test_before_hello_a_connection_past_the_budget_is_refused(
+    start_server: StartServer,
+) -> None:
+    size = 60 * KiB
+    server = await start_server(partial_frame_budget=100 * KiB)
+    first = {"op": "hello", "id": 1, "version": PROTOCOL_VERSION, "client": "raw"}
+    first["token"] = "t" * (size - len(pack_frame({**first, "token": ""})) + HEADER_SIZE - 2)
+    frame = pack_frame(first)
+    clients = [await connect(server, say_hello=False) for _ in range(3)]
+    for client in clients:
+        await client.send_bytes(frame[: 10 * KiB])
+    await trio.testing.wait_all_tasks_blocked()
+    # Two claims (60 KiB each) exhaust 100 KiB; the third is refused, not parked.
+    *admitted, refused = clients
+    (bye,) = await refused.receive_until_eof()
+    assert (bye["op"], bye["code"]) == ("bye", "limit_exceeded")
+    assert "102400 bytes of incomplete frames" in bye["message"]
+    assert server.input_budget.refused == 1
+    for client in admitted:
+        await client.send_bytes(frame[10 * KiB :])
+        assert (await client.receive_one())["op"] == "ok"
+    await trio.testing.wait_all_tasks_blocked()
+    assert server.input_budget.held == 0
+
+
+@pytest.mark.usefixtures("traced_memory")
+async def test_many_connections_with_partial_frames_stay_bounded_and_free_on_close(
+    start_server: StartServer,
+) -> None:
+    size = 1024 * KiB
+    budget = 8 * size
+    server = await start_server(partial_frame_budget=budget)
+    clients = [await connect(server) for _ in range(100)]
+    before, _ = tracemalloc.get_traced_memory()
+    frame = big_ping(2, size)
+    for client in clients:
+        await client.send_bytes(frame[: size // 2])
+    await trio.testing.wait_all_tasks_blocked()
+    held = buffered(server)
+    waiting = sum(1 for b in held if b <= READ_CHUNK)
+    assert waiting >= 90
+    # Without the budget: 100 half frames, 50 MiB. With it: 8 claims of 1 MiB
+    # (half of each arrived) plus one chunk per waiting connection.
+    # (What the waiting connections did not read stays in their streams: for
+    # TCP, in the kernel's socket buffers, which push back on the clients.)
+    assert sum(held) <= 8 * (size // 2) + waiting * READ_CHUNK
+
+    for client in clients:
+        await client.aclose()
+    del clients  # and with them the unread rest of their frames
+    await trio.testing.wait_all_tasks_blocked()
+    assert not server.sessions
+    assert (server.input_budget.held, server.input_budget.waiting_bytes) == (0, 0)
+    gc.collect()
+    after, _ = tracemalloc.get_traced_memory()
+    assert after - before < 2 * size
+
+
+async def test_connections_waiting_for_room_never_block_each_other(
+    start_server: StartServer,
+) -> None:
+    """Nine waiters hold a chunk each, together far past the budget; all still finish."""
+    size = 256 * KiB
+    server = await start_server(partial_frame_budget=128 * KiB)
+    clients = [await connect(server) for _ in range(10)]
+    frame = big_ping(2, size)
+    for client in clients:
+        await client.send_bytes(frame[: 100 * KiB])
+    await trio.testing.wait_all_tasks_blocked()
+    assert server.input_budget.waiting_bytes == 9 * READ_CHUNK
+    with trio.fail_after(30):
+        for client in clients:
+            await client.send_bytes(frame[100 * KiB :])
+        for client in clients:
+            assert (await client.receive_one())["id"] == 2
+    assert server.input_budget.held == 0
