@@ -43,16 +43,18 @@ class BrokerProcess:
         *extra_args: str,
         env: dict[str, str] | None = None,
         log_level: str = "info",
+        start_timeout: float = START_TIMEOUT,
     ) -> BrokerProcess:
         """Launch the server and return once it accepts connections.
 
         ``log_level`` must be info or debug: the start-up line that gives the
-        port is logged at info.
+        port is logged at info. A server not listening after
+        ``start_timeout`` seconds is killed and reported as failing to start.
         """
         proc = _launch(data_dir, extra_args, env, log_level, subprocess.PIPE)
         assert proc.stderr is not None
         log: list[str] = []
-        timer = threading.Timer(START_TIMEOUT, proc.kill)
+        timer = threading.Timer(start_timeout, proc.kill)
         timer.start()
         try:
             for line in proc.stderr:

@@ -9,6 +9,8 @@ ALL_TARGETS = (
     "minibroker",
     "minibroker-durable",
     "minibroker-busy-poll",
+    "minibroker-kafka",
+    "minibroker-amqp",
     "rabbitmq",
     "kafka",
     "nats",

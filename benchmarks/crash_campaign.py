@@ -13,7 +13,11 @@ still recovering from the last kill). The load is every durable path at once:
   queue;
 * **log**: appenders ``append_many`` batches to the log ``events``; an
   auditor reads it with the consumer group ``auditor`` and commits as it
-  goes.
+  goes;
+* **request/reply**: responders answer ``svc.echo`` requests with the
+  request's body; requesters send numbered requests and check that each
+  reply is the answer to their own request (nothing is stored: this load
+  keeps the event loop and the connections busy while the storage works).
 
 A ledger (Jepsen's total-queue check) records every message id sent, every
 id the broker confirmed, and every delivery seen. After the last cycle the
@@ -26,11 +30,17 @@ read, and every confirmed message is classified:
 * **duplicated**: seen more than once. Allowed (at least once), reported;
 * **acks undone**: delivered again after its ack was confirmed. Must be 0;
 * **unrouted**: a confirmed topic publish that reached no queue. Must be 0;
-* **commits lost**: the group's committed offset went back. Must be 0.
+* **commits lost**: the group's committed offset went back. Must be 0;
+* **partial batches**: a batch (one ``put_many``, ``publish_many`` or
+  ``append_many``, confirmed or not) of which some messages were seen and
+  others never were. Must be 0: after kill -9 a batch is there whole or not
+  at all (docs/storage.md, "Segment files: batches");
+* **wrong replies**: a reply that does not answer the request it came back
+  for. Must be 0.
 
-Run it on demand (``python -m benchmarks.crash_campaign --cycles 50``); a
+Run it on demand (``python -m benchmarks.crash_campaign --cycles 1000``); a
 few cycles run in the test suite (tests/reliability/test_crash_campaign.py).
-docs/reliability.md records the figures of the last long run.
+docs/reliability.md records the command and figures of the last long run.
 """
 
 from __future__ import annotations
@@ -53,7 +63,13 @@ import trio
 
 import minibroker
 from benchmarks.broker_process import BrokerProcess
-from minibroker.errors import BrokerError, ConnectionClosed
+from minibroker.errors import (
+    BrokerError,
+    ConnectionClosed,
+    NoResponders,
+    ResponderGone,
+    Timeout,
+)
 
 QUEUE = "jobs"
 AUDIT_QUEUE = "audit"
@@ -66,6 +82,12 @@ GROUP = "auditor"
 VISIBILITY_TIMEOUT = 600.0
 #: Small log segments, so cycles roll segments and recovery sees several.
 LOG_SEGMENT_BYTES = 256 * 1024
+SUBJECT = "svc.echo"
+
+#: How long a restart may take before it counts as hung. Recovery replays the
+#: journals, and on a machine shared with other work a start can take many
+#: times its usual second or two: the 30 s default once cut a 176-cycle run short.
+START_TIMEOUT = 300.0
 
 #: Errors a client sees when the server dies under it: expected, not reported.
 _GONE = (ConnectionClosed, OSError, trio.BrokenResourceError, trio.ClosedResourceError)
@@ -92,10 +114,14 @@ class IdLedger:
         self.unexpected = 0
         self.unexpected_samples: list[bytes] = []
         self.acks_undone = 0
+        #: First id of every batch, in order: a batch runs to the next one's first id.
+        self.batch_starts: array[int] = array("q")
+        self.partial_samples: list[str] = []
 
     def new_ids(self, count: int) -> range:
-        """Reserve ``count`` fresh ids (they count as sent from now on)."""
+        """Reserve ``count`` fresh ids for one batch (they count as sent from now on)."""
         first = self.next_id
+        self.batch_starts.append(first)
         self.next_id += count
         grow = self.next_id - len(self.confirmed)
         if grow > 0:
@@ -159,7 +185,28 @@ class IdLedger:
             "unexpected": self.unexpected,
             "duplicated": duplicates,
             "acks_undone": self.acks_undone,
+            **self.batch_atomicity(self.seen),
         }
+
+    def batch_atomicity(self, seen: bytearray) -> dict[str, int]:
+        """Batches seen whole, not at all, or in part (``seen``: one byte per id, 0 = never).
+
+        A batch the broker never confirmed may be there or not after a
+        crash, but only as a whole: part of one is a torn batch.
+        """
+        whole = absent = partial = 0
+        ends = [*self.batch_starts[1:], self.next_id]
+        for start, end in zip(self.batch_starts, ends, strict=True):
+            missing = seen[start:end].count(0)
+            if missing == 0:
+                whole += 1
+            elif missing == end - start:
+                absent += 1
+            else:
+                partial += 1
+                if len(self.partial_samples) < 5:
+                    self.partial_samples.append(f"ids {start}..{end - 1}: {missing} missing")
+        return {"batches_whole": whole, "batches_absent": absent, "batches_partial": partial}
 
 
 class LogLedger:
@@ -201,6 +248,9 @@ class LogLedger:
                 duplicated += 1
             present[message_id] = offset
             found_at[offset] = message_id
+        found = bytearray(ids.next_id)
+        for message_id in present:
+            found[message_id] = 1
         confirmed = delivered = lost = 0
         for offset, message_id in enumerate(self.at_offset):
             if message_id < 0:
@@ -219,6 +269,7 @@ class LogLedger:
             "duplicated": duplicated,
             "offset_gaps": gaps,
             "commits_lost": self.commits_lost,
+            **ids.batch_atomicity(found),
         }
 
 
@@ -235,6 +286,8 @@ class Report:
     log: dict[str, int] = field(default_factory=dict)
     #: Confirmed topic publishes (messages) that reached no queue.
     unrouted: int = 0
+    #: Request/reply: requests sent, answered, and replies that answered another request.
+    requests: dict[str, int] = field(default_factory=dict)
     #: Recovery log lines that reported cutting torn or corrupt data.
     recovery_cuts: int = 0
     #: Unexpected client errors (not "the server died"), first few.
@@ -247,7 +300,8 @@ class Report:
         for stats in (self.queue, self.topic, self.log):
             bad += stats.get("lost", 0) + stats.get("unexpected", 0)
             bad += stats.get("acks_undone", 0) + stats.get("commits_lost", 0)
-            bad += stats.get("offset_gaps", 0)
+            bad += stats.get("offset_gaps", 0) + stats.get("batches_partial", 0)
+        bad += self.requests.get("wrong_replies", 0)
         return bad == 0 and self.unrouted == 0 and not self.errors
 
     def confirmed(self) -> int:
@@ -261,6 +315,7 @@ class Report:
         ]
         for name, stats in (("queue", self.queue), ("topic", self.topic), ("log", self.log)):
             lines.append(f"  {name:5}: " + ", ".join(f"{k}={v}" for k, v in stats.items()))
+        lines.append("  requests: " + ", ".join(f"{k}={v}" for k, v in self.requests.items()))
         lines.append(f"  unrouted topic publishes: {self.unrouted}")
         lines.append(f"  recovery log lines that cut data: {self.recovery_cuts}")
         if self.errors:
@@ -290,11 +345,14 @@ class Campaign:
         self.queue = IdLedger(QUEUE)
         self.topic = IdLedger(AUDIT_QUEUE)
         self.log = LogLedger()
-        self.report = Report(seed=seed, fsync=fsync)
+        self.requests = {"sent": 0, "answered": 0, "wrong_replies": 0}
+        self.report = Report(seed=seed, fsync=fsync, requests=self.requests)
         self.server: BrokerProcess | None = None
 
     def start_server(self) -> BrokerProcess:
-        self.server = BrokerProcess.start(self.data_dir, "--fsync", self.fsync)
+        self.server = BrokerProcess.start(
+            self.data_dir, "--fsync", self.fsync, start_timeout=START_TIMEOUT
+        )
         return self.server
 
     def _note_server_log(self, server: BrokerProcess) -> None:
@@ -382,6 +440,25 @@ class Campaign:
                 await mb.commit(LOG, GROUP, position)
                 self.log.last_commit = max(self.log.last_commit, position)
 
+    async def responder(self, mb: Any) -> None:
+        async with mb.respond(SUBJECT, group="echo") as requests:
+            async for request in requests:
+                await request.reply(request.body)
+
+    async def requester(self, mb: Any) -> None:
+        rng = random.Random(self.rng.random())
+        while True:
+            number = self.requests["sent"]
+            self.requests["sent"] += 1
+            body = b"request|%d|%s" % (number, b"." * rng.randrange(0, 64))
+            try:
+                reply = await mb.request(SUBJECT, body, timeout=5.0)
+            except (NoResponders, ResponderGone, Timeout):
+                continue  # responders come and go with the server: not an error
+            self.requests["answered"] += 1
+            if reply.body != body:
+                self.requests["wrong_replies"] += 1
+
     async def load_then_kill(self, server: BrokerProcess) -> None:
         workers: list[tuple[str, Callable[[Any], Awaitable[None]]]] = [
             ("producer-1", self.queue_producer),
@@ -393,6 +470,10 @@ class Campaign:
             ("appender-1", self.log_appender),
             ("appender-2", self.log_appender),
             ("auditor", self.log_auditor),
+            ("responder-1", self.responder),
+            ("responder-2", self.responder),
+            ("requester-1", self.requester),
+            ("requester-2", self.requester),
         ]
         load_for = self.rng.uniform(0.05, self.max_load_seconds)
         with trio.fail_after(load_for + 60):
@@ -404,12 +485,20 @@ class Campaign:
 
     # -- the campaign --------------------------------------------------------------
 
-    def run(self, cycles: int, progress: Callable[[str], None] | None = None) -> Report:
+    def run(
+        self,
+        cycles: int,
+        progress: Callable[[str], None] | None = None,
+        max_seconds: float | None = None,
+    ) -> Report:
+        """Run up to ``cycles`` cycles, none started after ``max_seconds``; then the final check."""
         started = time.monotonic()
         server = self.start_server()
         try:
             trio.run(self.setup, server.url)
             for cycle in range(cycles):
+                if max_seconds is not None and time.monotonic() - started > max_seconds:
+                    break
                 if cycle and self.rng.random() < self.early_kill_chance:
                     # Kill it again while it starts and recovers (or just
                     # after): recovery itself must survive a crash.
@@ -451,6 +540,8 @@ class Campaign:
         for name, ledger in (("queue", self.queue), ("topic", self.topic), ("log", self.log.ids)):
             if ledger.unexpected_samples:
                 self.report.samples[name] = [repr(b) for b in ledger.unexpected_samples]
+            if ledger.partial_samples:
+                self.report.samples[f"{name} partial batches"] = ledger.partial_samples
 
     async def _drain(self, mb: Any, queue: str, ledger: IdLedger) -> None:
         stats = await mb.queue_stats(queue)
@@ -489,8 +580,10 @@ def run_campaign(
     fsync: str = "batch",
     early_kill_chance: float = 0.1,
     progress: Callable[[str], None] | None = None,
+    max_seconds: float | None = None,
 ) -> Report:
-    """Run ``cycles`` kill/restart cycles; returns the report (``report.ok``)."""
+    """Run ``cycles`` kill/restart cycles (fewer if ``max_seconds`` runs out first);
+    returns the report (``report.ok``)."""
     seed = random.randrange(1 << 32) if seed is None else seed
     owned = data_dir is None
     directory = Path(tempfile.mkdtemp(prefix="crash-campaign-")) if owned else data_dir
@@ -503,7 +596,7 @@ def run_campaign(
             fsync=fsync,
             early_kill_chance=early_kill_chance,
         )
-        return campaign.run(cycles, progress)
+        return campaign.run(cycles, progress, max_seconds)
     finally:
         if owned:
             shutil.rmtree(directory, ignore_errors=True)
@@ -525,6 +618,12 @@ def main(argv: list[str] | None = None) -> int:
         "--data-dir", type=Path, default=None, help="keep the data here (default: a temp dir)"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="start no cycle after this long, then check (default: run every cycle)",
+    )
     args = parser.parse_args(argv)
     report = run_campaign(
         args.cycles,
@@ -533,6 +632,7 @@ def main(argv: list[str] | None = None) -> int:
         max_load_seconds=args.max_load,
         fsync=args.fsync,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
+        max_seconds=None if args.max_minutes is None else args.max_minutes * 60,
     )
     print(report.summary())
     if args.json is not None:

@@ -10,7 +10,13 @@ from typing import Any
 
 from benchmarks.results import METRICS, WORKLOADS, RunResults
 
-MINIBROKER_TARGETS = ("minibroker", "minibroker-durable", "minibroker-busy-poll")
+MINIBROKER_TARGETS = (
+    "minibroker",
+    "minibroker-durable",
+    "minibroker-busy-poll",
+    "minibroker-kafka",
+    "minibroker-amqp",
+)
 TARGET_ORDER = (*MINIBROKER_TARGETS, "rabbitmq", "kafka", "nats")
 KAFKA_NOTE = (
     "Apache Kafka cannot be installed on this machine (no JVM or Kafka download is reachable "

@@ -68,6 +68,13 @@ class ServerConfig:
     #: Serve the HTTP face (JSON API, /openapi.json, /metrics) on this port of
     #: ``host`` (0: any free port); None: none. See docs/http.md.
     http_port: int | None = None
+    #: Serve Kafka clients on this port (0: any free port); None: no Kafka front end.
+    kafka_port: int | None = None
+    #: Create Kafka topics on first use, with this many partitions (docs/kafka.md).
+    kafka_auto_create_topics: bool = True
+    kafka_partitions: int = 1
+    #: Port of the AMQP 0-9-1 front end (minibroker/amqp/); None serves no AMQP.
+    amqp_port: int | None = None
     #: Serve the SQS-compatible HTTP endpoint on this port of ``host`` (0: any free
     #: port); None: no SQS endpoint. See docs/sqs.md.
     sqs_port: int | None = None
@@ -91,3 +98,10 @@ class ServerConfig:
         budget = frame_payload_budget(self.max_frame_bytes)
         if self.limits.max_item_bytes is None or self.limits.max_item_bytes > budget:
             object.__setattr__(self, "limits", replace(self.limits, max_item_bytes=budget))
+        if self.kafka_port is not None and (self.tokens or self.permissions is not None):
+            # The Kafka port has no authentication (no SASL): it would let
+            # anyone past the tokens. Refuse rather than open a side door.
+            raise ValueError(
+                "the Kafka port has no authentication: it cannot be combined with "
+                "tokens or permissions (see docs/kafka.md)"
+            )

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import quote
 
 import trio
 
@@ -61,11 +62,26 @@ class EmbeddedBroker:
         return url
 
     @property
+    def kafka_bootstrap(self) -> str:
+        """``host:port`` for Kafka clients, if the broker was opened with ``kafka=True``."""
+        from minibroker.server.kafka_door import kafka_bootstrap
+
+        return kafka_bootstrap(self.server)
+
+    @property
     def sqs_endpoint(self) -> str:
         """The SQS endpoint URL (``endpoint_url`` for boto3), if opened with ``sqs=True``."""
         if self.server.sqs_port is None:
             raise RuntimeError("open the broker with open_broker(sqs=True) for an SQS endpoint")
         return f"http://{self.server.config.host}:{self.server.sqs_port}"
+
+    @property
+    def amqp_url(self) -> str:
+        """``amqp://`` URL of the AMQP 0-9-1 port (``open_broker(amqp=True)``), default vhost."""
+        port = self.server.front_end_ports.get("amqp")
+        if port is None:
+            raise RuntimeError("this broker serves no AMQP: open it with open_broker(amqp=True)")
+        return amqp_url(self.server.config.host, port)
 
     def connect(
         self,
@@ -89,14 +105,18 @@ async def open_broker(
     http: bool = False,
     sqs: bool = False,
     config: ServerConfig | None = None,
+    kafka: bool = False,
+    amqp: bool = False,
 ) -> AsyncIterator[EmbeddedBroker]:
     """Run a broker in this Trio run for the duration of the ``async with``.
 
     Memory storage and no socket by default; ``data_dir`` makes durable
     queues and logs persist there; ``listen=True`` also serves TCP on
-    ``port`` (0 = any free port, see ``broker.port``); ``sqs=True`` also
-    serves the SQS endpoint on a free port (``broker.sqs_endpoint``);
-    ``http=True`` the HTTP face (``broker.http_url``).
+    ``port`` (0 = any free port, see ``broker.port``); ``kafka=True`` also
+    serves Kafka clients on a free port (``broker.kafka_bootstrap``, docs/kafka.md);
+    ``sqs=True`` the SQS endpoint on a free port (``broker.sqs_endpoint``),
+    ``amqp=True`` AMQP 0-9-1 (``broker.amqp_url``), and ``http=True``
+    the HTTP face (``broker.http_url``).
     """
     require_event_loop(
         "trio",
@@ -111,8 +131,11 @@ async def open_broker(
         data_dir=Path(data_dir) if data_dir is not None else base.data_dir,
         fsync=fsync,
         http_port=0 if http else base.http_port,
+        amqp_port=0 if amqp else base.amqp_port,
         sqs_port=0 if sqs else base.sqs_port,
     )
+    if kafka and config.kafka_port is None:
+        config = replace(config, kafka_port=0)
     server = BrokerServer(config)
     async with trio.open_nursery() as nursery:
         await nursery.start(server.run)
@@ -120,3 +143,9 @@ async def open_broker(
             yield EmbeddedBroker(server)
         finally:
             server.shutdown()
+
+
+def amqp_url(host: str, port: int, vhost: str = "/") -> str:
+    """The ``amqp://`` URL pika, aio-pika, kombu and Celery take (user and password
+    are ``guest``: any are accepted without tokens; with tokens, the password is one)."""
+    return f"amqp://guest:guest@{host}:{port}/{quote(vhost, safe='')}"

@@ -76,7 +76,7 @@ class LogStore(Protocol):
 
     @property
     def size_bytes(self) -> int:
-        """Bytes of retained frames (index files not counted)."""
+        """Bytes the retained batches take on disk: frames and batch headers (not index files)."""
         ...
 
     @property

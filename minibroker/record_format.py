@@ -86,6 +86,10 @@ class FrameScan:
     last_timestamp_ms: int | None
 
     @property
+    def record_count(self) -> int:
+        return len(self.frame_sizes)
+
+    @property
     def last_offset(self) -> int | None:
         if not self.frame_sizes or self.first_offset is None:
             return None
@@ -238,14 +242,17 @@ def decode_records_fast(blob: bytes) -> list[Record]:
     return records
 
 
-def scan_frames(buf: bytes | memoryview, first_offset: int | None = None) -> FrameScan:
+def scan_frames(
+    buf: bytes | memoryview, first_offset: int | None = None, *, min_timestamp_ms: int = 0
+) -> FrameScan:
     """Find the longest valid prefix of ``buf``, stopping silently at the first bad frame.
 
     A frame is valid when it is complete, its length is within bounds, its CRC
     matches, its payload has the record shape, its offset is one more than the
     previous one (the first must equal ``first_offset`` when given) and its
-    timestamp is not below the previous one. Recovery builds on this, so it is
-    one plain loop: about a microsecond per record.
+    timestamp is not below the previous one (the first not below
+    ``min_timestamp_ms``). Recovery builds on this, so it is one plain loop:
+    about a microsecond per record.
     """
     unpack_header = FRAME_HEADER.unpack_from
     crc32 = zlib.crc32
@@ -253,7 +260,7 @@ def scan_frames(buf: bytes | memoryview, first_offset: int | None = None) -> Fra
     sizes: list[int] = []
     expected = first_offset
     first_timestamp: int | None = None
-    timestamp = 0
+    timestamp = min_timestamp_ms
     pos = 0
     while pos + FRAME_HEADER_SIZE <= buffer_end:
         length, crc = unpack_header(buf, pos)
@@ -289,35 +296,6 @@ def scan_valid_prefix(buf: bytes | memoryview, first_offset: int | None = None) 
     """Measure the longest valid prefix of ``buf`` (see :func:`scan_frames`)."""
     scan = scan_frames(buf, first_offset)
     return ScanResult(scan.valid_bytes, len(scan.frame_sizes), scan.last_offset)
-
-
-def span_frames(
-    buf: bytes | memoryview,
-    pos: int,
-    max_records: int,
-    max_bytes: int,
-    at_least_one: bool,
-) -> tuple[int, int]:
-    """Step over whole frames from ``pos`` by their length fields: ``(end, count)``.
-
-    Stops before ``max_records`` frames, before the span would exceed
-    ``max_bytes`` (unless ``at_least_one`` and no frame was taken yet), and
-    before a frame that is not entirely inside ``buf``. Payloads are not looked
-    at: this is the cheap loop that cuts log reads on record boundaries.
-    """
-    unpack_length = _LENGTH.unpack_from
-    limit = pos + max_bytes
-    buffer_end = len(buf)
-    end = pos
-    count = 0
-    while count < max_records and end + 4 <= buffer_end:
-        (length,) = unpack_length(buf, end)
-        next_end = end + 4 + length
-        if next_end > buffer_end or (next_end > limit and (count or not at_least_one)):
-            break
-        end = next_end
-        count += 1
-    return end, count
 
 
 def frame_size_at(buf: bytes | memoryview, pos: int) -> int | None:

@@ -24,7 +24,7 @@ import itertools
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -37,7 +37,7 @@ from minibroker.client.sync import Client as SyncClient
 from minibroker.client.sync import connect_sync
 from minibroker.client.trio_client import Client
 from minibroker.config import ServerConfig
-from minibroker.embedded import EmbeddedBroker, open_broker
+from minibroker.embedded import EmbeddedBroker, amqp_url, open_broker
 from minibroker.server.app import BrokerServer
 
 _namespace_counter = itertools.count(1)
@@ -80,10 +80,26 @@ class ThreadedBroker:
         return f"{scheme}://{self.config.host}:{self.server.http_port}"
 
     @property
+    def kafka_bootstrap(self) -> str:
+        """``host:port`` for Kafka clients (start with ``kafka_port=0``)."""
+        from minibroker.server.kafka_door import kafka_bootstrap
+
+        return kafka_bootstrap(self.server)
+
+    @property
     def sqs_url(self) -> str:
         """The SQS endpoint (started with ``sqs_port=0``), default namespace."""
         assert self.server.sqs_port is not None, "start it with run_in_thread(sqs_port=0)"
         return f"http://{self.config.host}:{self.server.sqs_port}"
+
+    @property
+    def amqp_url(self) -> str:
+        """The AMQP 0-9-1 URL (default vhost), when served with ``amqp_port``."""
+        return amqp_url(self.config.host, self.server.front_end_ports["amqp"])
+
+    def amqp_url_for(self, namespace: str) -> str:
+        """The AMQP URL with ``namespace`` as the vhost."""
+        return amqp_url(self.config.host, self.server.front_end_ports["amqp"], namespace)
 
     def start(self) -> None:
         """Start the server thread; returns once the broker accepts connections."""
@@ -243,6 +259,40 @@ else:
             yield client
 
 
+@dataclass(frozen=True)
+class KafkaBootstrap:
+    """Where a Kafka client connects for one test, and the client id that
+    selects the test's own namespace (docs/kafka.md, "Tests").
+
+    A client id ``<namespace>/<name>`` picks the namespace, so topics and
+    consumer groups of one test never meet another test's.
+    """
+
+    servers: str
+    namespace: str
+
+    def client_id(self, name: str = "client") -> str:
+        return f"{self.namespace}/{name}"
+
+    def confluent(self, **extra: Any) -> dict[str, Any]:
+        """Config for confluent-kafka's Producer, Consumer and AdminClient."""
+        return {"bootstrap.servers": self.servers, "client.id": self.client_id(), **extra}
+
+    def kwargs(self, **extra: Any) -> dict[str, Any]:
+        """Keyword arguments for aiokafka's and kafka-python's clients."""
+        return {"bootstrap_servers": self.servers, "client_id": self.client_id(), **extra}
+
+    def __str__(self) -> str:
+        return self.servers
+
+
+@pytest.fixture(scope="session")
+def minibroker_kafka_server() -> Iterator[ThreadedBroker]:
+    """One broker with a Kafka port for the whole test session, in a thread."""
+    with run_in_thread(kafka_port=0) as threaded:
+        yield threaded
+
+
 class SqsEndpoint:
     """An SQS endpoint for one test: its own namespace, visible in its queue URLs.
 
@@ -287,6 +337,16 @@ def minibroker_sqs_server() -> Iterator[ThreadedBroker]:
 
 
 @pytest.fixture
+def minibroker_kafka_bootstrap(
+    minibroker_kafka_server: ThreadedBroker, minibroker_namespace: str
+) -> Iterator[KafkaBootstrap]:
+    """The session broker's Kafka address, with this test's own namespace
+    (dropped after the test, like ``minibroker_url``'s)."""
+    yield KafkaBootstrap(minibroker_kafka_server.kafka_bootstrap, minibroker_namespace)
+    minibroker_kafka_server.drop_namespace(minibroker_namespace)
+
+
+@pytest.fixture
 def minibroker_sqs_endpoint(
     minibroker_sqs_server: ThreadedBroker, minibroker_namespace: str
 ) -> Iterator[SqsEndpoint]:
@@ -294,3 +354,20 @@ def minibroker_sqs_endpoint(
     the test, as ``minibroker_url`` does)."""
     yield SqsEndpoint(minibroker_sqs_server, minibroker_namespace)
     minibroker_sqs_server.drop_namespace(minibroker_namespace)
+
+
+@pytest.fixture(scope="session")
+def minibroker_amqp_server() -> Iterator[ThreadedBroker]:
+    """One broker serving AMQP 0-9-1 (and the native port) for the whole test session."""
+    with run_in_thread(amqp_port=0) as threaded:
+        yield threaded
+
+
+@pytest.fixture
+def minibroker_amqp_url(
+    minibroker_amqp_server: ThreadedBroker, minibroker_namespace: str
+) -> Iterator[str]:
+    """``amqp://`` URL of the session's AMQP broker, with this test's own vhost (namespace),
+    dropped with everything in it after the test."""
+    yield minibroker_amqp_server.amqp_url_for(minibroker_namespace)
+    minibroker_amqp_server.drop_namespace(minibroker_namespace)

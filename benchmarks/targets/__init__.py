@@ -22,6 +22,14 @@ def make_target(name: str, cfg: RunConfig, log_dir: Path) -> Target:
             durable=name == "minibroker-durable",
             busy_poll_us=BUSY_POLL_US if name == "minibroker-busy-poll" else 0,
         )
+    if name == "minibroker-kafka":
+        from benchmarks.targets.minibroker_kafka import MinibrokerKafkaTarget
+
+        return MinibrokerKafkaTarget(cfg, log_dir)
+    if name == "minibroker-amqp":
+        from benchmarks.targets.minibroker_amqp import MinibrokerAmqpTarget
+
+        return MinibrokerAmqpTarget(cfg, log_dir)
     if name == "rabbitmq":
         from benchmarks.targets.rabbitmq import RabbitMQTarget
 

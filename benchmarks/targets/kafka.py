@@ -163,24 +163,9 @@ class KafkaTarget(Target):
         ]
 
     def impls(self, workload: str) -> list[Impl]:
-        params = {"bootstrap": self.bootstrap}
-        client = f"confluent-kafka {dist_version('confluent-kafka')}"
-        if workload == "w1":
-            return [
-                Impl(
-                    client,
-                    {"producer": f"{MODULE}:w1_producer", "consumer": f"{MODULE}:w1_consumer"},
-                    params,
-                )
-            ]
-        if workload == "w3":
-            return [
-                Impl(
-                    client,
-                    {"appender": f"{MODULE}:w3_appender", "replayer": f"{MODULE}:w3_replayer"},
-                    params,
-                )
-            ]
+        found = confluent_impls(workload, self.bootstrap)
+        if found:
+            return found
         if workload == "w5" and self.binary:
             return [
                 Impl(
@@ -192,6 +177,20 @@ class KafkaTarget(Target):
                 )
             ]
         return []
+
+
+def confluent_impls(workload: str, bootstrap: str) -> list[Impl]:
+    """W1 and W3 through confluent-kafka against the Kafka broker at ``bootstrap``
+    (tansu here; minibroker's Kafka port in benchmarks/targets/minibroker_kafka.py)."""
+    params = {"bootstrap": bootstrap}
+    client = f"confluent-kafka {dist_version('confluent-kafka')}"
+    if workload == "w1":
+        roles = {"producer": f"{MODULE}:w1_producer", "consumer": f"{MODULE}:w1_consumer"}
+        return [Impl(client, roles, params)]
+    if workload == "w3":
+        roles = {"appender": f"{MODULE}:w3_appender", "replayer": f"{MODULE}:w3_replayer"}
+        return [Impl(client, roles, params)]
+    return []
 
 
 # --- shared -------------------------------------------------------------------------

@@ -69,9 +69,15 @@ BUSY_POLL_US = 300  # `serve --busy-poll-us` of the minibroker-busy-poll target 
 
 
 def server_command(
-    port: int, data_dir: str | None = None, fsync: str | None = None, busy_poll_us: float = 0
+    port: int,
+    data_dir: str | None = None,
+    fsync: str | None = None,
+    busy_poll_us: float = 0,
+    amqp_port: int | None = None,
 ) -> list[str]:
     cmd = [sys.executable, "-m", "minibroker", "serve", "--port", str(port)]
+    if amqp_port is not None:
+        cmd += ["--amqp-port", str(amqp_port)]
     if data_dir is not None:
         cmd += ["--data-dir", data_dir]
     if fsync is not None:
@@ -149,6 +155,10 @@ class MinibrokerTarget(Target):
         self.proc: subprocess.Popen[bytes] | None = None
         self.data_dir: str | None = None
         self.port = 0
+        #: More ``minibroker serve`` flags (a subclass adds its front end's port).
+        self.extra_args: list[str] = []
+        #: Also serve AMQP 0-9-1 on this port (the minibroker-amqp target sets it).
+        self.amqp_port: int | None = None
 
     @property
     def url(self) -> str:
@@ -162,7 +172,10 @@ class MinibrokerTarget(Target):
         if self.durable:
             self.data_dir = tempfile.mkdtemp(prefix="bench-minibroker-")
         log_path = self.log_dir / f"{self.name}.log"
-        cmd = server_command(self.port, self.data_dir, self.cfg.fsync, self.busy_poll_us)
+        cmd = server_command(
+            self.port, self.data_dir, self.cfg.fsync, self.busy_poll_us, self.amqp_port
+        )
+        cmd += self.extra_args
         with log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=server_env()

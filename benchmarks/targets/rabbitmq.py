@@ -50,6 +50,8 @@ class RabbitMQTarget(Target):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.server_version = "unknown"
+        #: Where the AMQP broker listens (minibroker-amqp drives its own port the same way).
+        self.port = RABBITMQ_PORT
 
     def setup(self) -> str | None:
         try:
@@ -96,7 +98,7 @@ class RabbitMQTarget(Target):
         ]
 
     def impls(self, workload: str) -> list[Impl]:
-        params = {"host": HOST, "port": RABBITMQ_PORT}
+        params = {"host": HOST, "port": self.port}
         pika_v, aio_v = dist_version("pika"), dist_version("aio-pika")
         if workload == "w1":
             return [

@@ -144,6 +144,33 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--host, 0 for any free port (default: none; see docs/http.md)",
     )
     parser.add_argument(
+        "--kafka-port",
+        type=int,
+        default=_env("kafka_port", None),
+        help="also serve Kafka clients on this port, 0 for any free port "
+        "(default: no Kafka port; see docs/kafka.md)",
+    )
+    parser.add_argument(
+        "--kafka-auto-create",
+        choices=["on", "off"],
+        default=_env("kafka_auto_create", "on"),
+        help="create a Kafka topic on first use, as Kafka's auto.create.topics.enable "
+        "(default %(default)s; off: unknown topics get UNKNOWN_TOPIC_OR_PARTITION)",
+    )
+    parser.add_argument(
+        "--kafka-partitions",
+        type=int,
+        default=_env("kafka_partitions", 1),
+        help="partitions of an auto-created Kafka topic (default %(default)s)",
+    )
+    parser.add_argument(
+        "--amqp-port",
+        type=int,
+        default=_env("amqp_port", None),
+        help="also serve AMQP 0-9-1 (pika, aio-pika, kombu, Celery) on this port, 0 for "
+        "any free port; 5672 is the usual one (default: no AMQP)",
+    )
+    parser.add_argument(
         "--sqs-port",
         type=int,
         default=_env("sqs_port", None),
@@ -218,6 +245,10 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         permissions=permissions,
         busy_poll_us=args.busy_poll_us,
         http_port=int(args.http_port) if args.http_port is not None else None,
+        kafka_port=int(args.kafka_port) if args.kafka_port is not None else None,
+        kafka_auto_create_topics=args.kafka_auto_create == "on",
+        kafka_partitions=args.kafka_partitions,
+        amqp_port=int(args.amqp_port) if args.amqp_port is not None else None,
         sqs_port=int(args.sqs_port) if args.sqs_port is not None else None,
         sqs_keys=load_keys_file(args.sqs_keys) if args.sqs_keys else None,
     )

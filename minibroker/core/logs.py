@@ -467,12 +467,15 @@ class Logs:
         max_bytes: int,
         wait: float,
         now: float,
-    ) -> None:
+    ) -> ReadWaiter | None:
         """Park a read at ``offset`` until records are readable there or ``wait`` passes.
 
         The answer goes to ``peer.resolve(token, RecordBatch)`` (empty at the
         deadline) or ``peer.reject(token, error)`` (the log was deleted, or
-        retention overtook the offset).
+        retention overtook the offset). Returns the parked waiter, or None
+        when records were already there and the answer went out at once: a
+        front end that waits on several logs for one request (a Kafka Fetch)
+        withdraws the other waiters with ``detach()`` once one answers.
         """
         target = self.get(name)
         check_read_limits(max_records, max_bytes, self.limits)
@@ -481,10 +484,11 @@ class Logs:
         waiter = ReadWaiter(target, peer, token, offset, max_records, max_bytes)
         if offset < target.high_watermark:
             waiter.wake()
-            return
+            return None
         target.waiters[waiter] = None
         self._track(peer.conn_id, waiter)
         waiter.timer = self.broker.timers.call_at(now + wait, waiter.expire)
+        return waiter
 
     # ------------------------------------------------------------------ tail
 

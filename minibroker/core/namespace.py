@@ -8,7 +8,7 @@ namespace only holds one instance of each and fans connection-level events
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Protocol, TypeAlias, TypeVar
 
 from minibroker.core.logs import Logs
 from minibroker.core.peer import Peer
@@ -66,6 +66,9 @@ class Model(Protocol):
         """Close and remove everything, including files (namespace dropped)."""
 
 
+M = TypeVar("M", bound=Model)
+
+
 class Namespace:
     def __init__(self, name: str, broker: Broker) -> None:
         self.name = name
@@ -86,6 +89,22 @@ class Namespace:
         #: Logs: append-only, offset-addressed, replayable (recovered from disk here).
         self.logs = Logs(self)
         self.models.append(self.logs)
+
+        #: State that a front end keeps per namespace (AMQP exchanges ...), by key.
+        self._extensions: dict[str, Model] = {}
+
+    def extension(self, key: str, make: Callable[[Namespace], M]) -> M:
+        """The front-end state ``key`` of this namespace, made by ``make`` on first use.
+
+        It joins the namespace's models, so it hears of disconnects, syncs,
+        closes and the namespace's destruction like the built-in models, and
+        goes away with the namespace (a test's vhost is dropped with it).
+        """
+        found = self._extensions.get(key)
+        if found is None:
+            found = self._extensions[key] = make(self)
+            self.models.append(found)
+        return found  # type: ignore[return-value]
 
     def disconnect(self, peer: Peer, now: float) -> None:
         self.peers.pop(peer.conn_id, None)

@@ -6,6 +6,7 @@ Kept apart from :mod:`minibroker.core.queues` so the rules for valid options
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Final, Literal
 
@@ -20,6 +21,9 @@ OVERFLOW_POLICIES: Final = ("reject_publish", "drop_head")
 DEFAULT_VISIBILITY_TIMEOUT: Final = 30.0
 #: Longest visibility timeout and longest nack delay, in seconds (12 hours, as SQS).
 MAX_VISIBILITY_TIMEOUT: Final = 12 * 3600.0
+#: A fetch's ``visibility_timeout`` meaning "held until acked, nacked or the
+#: holder disconnects": no visibility deadline, no timer (AMQP 0-9-1's rule).
+UNTIL_SETTLED: Final = math.inf
 #: Longest message TTL, in seconds (about 10 years: "practically forever", but finite).
 MAX_MESSAGE_TTL: Final = 10 * 365 * 86400.0
 #: Largest max_length / max_deliveries a client may ask for.

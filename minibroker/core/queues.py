@@ -70,6 +70,7 @@ from minibroker.core.queue_journal import (
 from minibroker.core.queue_message import DELIVERY_OVERHEAD, NEVER, Message, delivery_size
 from minibroker.core.queue_options import (
     MAX_VISIBILITY_TIMEOUT,
+    UNTIL_SETTLED,
     QueueOptions,
     QueueStatistics,
 )
@@ -269,6 +270,18 @@ class Queue:
         #: carries, so fetches check sizes, on the slow path, only then.
         self._admitted_under = 0.0
         self._ttl_timer: Timer | None = None
+        #: Set once a message with a TTL of its own arrived (put's ``ttl``):
+        #: from then on deliveries check expiry like a queue with message_ttl.
+        self._expiring = False
+        #: Set by a front end to dead-letter through its own routing (AMQP's
+        #: x-dead-letter-exchange) instead of ``options.dead_letter_queue``:
+        #: called as ``route(messages, reason, now)``, returns whether they
+        #: were taken (not dropped).
+        self.dead_letter_route: Callable[[list[Message], str, float], bool] | None = None
+        #: Called as ``listener(queue, now)`` whenever messages become ready
+        #: (put, requeue, end of a nack delay): push-style front ends (AMQP
+        #: consumers) fetch from here for their consumers within their credit.
+        self.ready_listeners: list[Callable[[Queue, float], None]] = []
         self._configure(options)
         self.deleted = False
         # lifetime counters (see QueueStatistics)
@@ -306,6 +319,7 @@ class Queue:
         *,
         delay: float = 0.0,
         group: str | None = None,
+        ttl: float | None = None,
     ) -> int:
         """Append ``messages`` to the queue (all of them, or none); return how many.
 
@@ -319,6 +333,11 @@ class Queue:
         by one consumer at a time (a fetch may take several of its messages,
         in order). Groups live in memory only: a durable queue's messages
         come back from a restart without one.
+
+        ``ttl`` (seconds) is a per-message time to live for this batch (AMQP's
+        ``expiration`` property): a message expires at the earlier of it and
+        the queue's ``message_ttl``. It is not journaled: after a restart only
+        the queue's TTL applies.
 
         Raises TooLarge for a body over the limit, Overflow when the queue is at
         max_length with overflow=reject_publish (nothing of the batch is
@@ -348,6 +367,9 @@ class Queue:
                 )
         published_at = self._broker.clock.wall_ms(now)
         expires_at = NEVER if self._ttl is None else now + self._ttl
+        if ttl is not None:
+            expires_at = min(expires_at, now + ttl)
+            self._expiring = True
         max_bytes = limits.max_message_bytes
         room = self._delivery_room()
         # delivery_size() inlined: this loop runs once per message put.
@@ -424,6 +446,8 @@ class Queue:
         ready.extend(batch)
         if self._waiters:
             self._feed_waiters(now)
+        if self.ready_listeners:
+            self._tell_ready(now)
         if self._drop_overflow:
             max_length = self.options.max_length
             assert max_length is not None
@@ -431,7 +455,7 @@ class Queue:
             if excess > 0:
                 popleft = ready.popleft
                 self._dispose([popleft() for _ in range(excess)], "overflow", now)
-        if self._ttl is not None:
+        if self._ttl is not None or self._expiring:
             self._arm_expiry()
 
     # ---------------------------------------------------------------- fetch
@@ -454,11 +478,15 @@ class Queue:
         passes what fits one frame of the connection, so a fetch of many big
         messages returns the first ones and leaves the rest ready for the
         next fetch. The first message is delivered whatever its size.
+
+        ``visibility_timeout=UNTIL_SETTLED`` delivers without a deadline:
+        the messages stay with ``peer`` until acked, nacked or its
+        connection closes (how AMQP 0-9-1 consumers hold messages).
         """
         _check_max_messages(max_messages, self._parent.limits)
         if visibility_timeout is None:
             visibility_timeout = self.options.visibility_timeout
-        else:
+        elif visibility_timeout != UNTIL_SETTLED:
             check_seconds("visibility_timeout", visibility_timeout, MAX_VISIBILITY_TIMEOUT)
         if not self._ready:
             return []
@@ -513,6 +541,7 @@ class Queue:
             and max_bytes is None
             and self._fits_every_frame()
             and not self._grouped
+            and not self._expiring
         ):
             popleft = ready.popleft
             out = [popleft() for _ in range(min(max_messages, len(ready)))]
@@ -526,7 +555,8 @@ class Queue:
         parent.next_delivery_id = first + count
         deadline = now + visibility_timeout
         lease = Lease(self, conn_id, first, count, deadline)
-        lease.timer = self._timers.call_at(deadline, lease.expire)
+        if visibility_timeout != UNTIL_SETTLED:
+            lease.timer = self._timers.call_at(deadline, lease.expire)
         inflight = self._inflight
         delivery_id = first
         redelivered = 0
@@ -799,10 +829,24 @@ class Queue:
 
     def _to_front(self, messages: list[Message], now: float) -> None:
         self._ready.extendleft(reversed(messages))
-        if self._ttl is not None:
+        if self._ttl is not None or self._expiring:
             self._arm_expiry()
         if self._waiters:
             self._feed_waiters(now)
+        if self.ready_listeners:
+            self._tell_ready(now)
+
+    def _tell_ready(self, now: float) -> None:
+        """Let the ready listeners fetch what just became ready (after parked fetches)."""
+        for listener in list(self.ready_listeners):
+            if not self._ready or self.deleted:
+                return
+            listener(self, now)
+
+    @property
+    def ready_count(self) -> int:
+        """Messages ready to be fetched now."""
+        return len(self._ready)
 
     def _park(self, messages: list[Message], until: float, *, at_front: bool) -> None:
         """Hold ``messages`` as delayed until ``until`` (one timer for them all)."""
@@ -938,14 +982,31 @@ class Queue:
         count = len(messages)
         if reason == "expired":
             self.expired += count
-        target = self._parent.dead_letter_target(self)
         dead_lettered = 0
         journaled = True
-        if target is not None:
-            name = self.name
-            onward = [m for m in messages if not would_cycle(m.headers, reason, name, target.name)]
-            if onward:
-                dead_lettered, journaled = target._accept_dead_letters(onward, reason, name, now)
+        route = self.dead_letter_route
+        if route is not None:
+            # A front end routes them (AMQP's x-dead-letter-exchange); the hop
+            # limit ends cycles through its routing.
+            parent = self._parent
+            if parent.dead_letter_depth < MAX_DEAD_LETTER_HOPS:
+                parent.dead_letter_depth += 1
+                try:
+                    if route(messages, reason, now):
+                        dead_lettered = count
+                finally:
+                    parent.dead_letter_depth -= 1
+        else:
+            target = self._parent.dead_letter_target(self)
+            if target is not None:
+                name = self.name
+                onward = [
+                    m for m in messages if not would_cycle(m.headers, reason, name, target.name)
+                ]
+                if onward:
+                    dead_lettered, journaled = target._accept_dead_letters(
+                        onward, reason, name, now
+                    )
         self.dead_lettered += dead_lettered
         self.dropped += count - dead_lettered
         journal = self._journal

@@ -460,12 +460,15 @@ class Topics:
 
     # ------------------------------------------------------------ publish
 
-    def publish(self, topic: str, messages: Sequence[MessageLike], now: float) -> PublishResult:
+    def publish(
+        self, topic: str, messages: Sequence[MessageLike], now: float, ttl: float | None = None
+    ) -> PublishResult:
         """Route a batch of messages published to ``topic``; returns the totals.
 
-        Everything is checked before anything is delivered: an invalid topic,
-        a batch over ``max_batch`` or a body over ``max_message_bytes`` raises
-        and nothing is published.
+        ``ttl`` (seconds) bounds how long the copies wait in bound queues
+        (see ``Queue.put``). Everything is checked before anything is
+        delivered: an invalid topic, a batch over ``max_batch`` or a body over
+        ``max_message_bytes`` raises and nothing is published.
         """
         route = self._routes.get(topic)
         if route is None:
@@ -492,7 +495,7 @@ class Topics:
             _check_sizes(topic, messages, max_bytes, max_item)
         # Queues first: a storage error there fails the publish before any
         # subscriber has seen it.
-        enqueued = self._enqueue(route.queues, batch, now) if route.queues else 0
+        enqueued = self._enqueue(route.queues, batch, now, ttl) if route.queues else 0
         stats.published += count
         copies = 0
         for subscription in route.subscriptions:
@@ -533,7 +536,11 @@ class Topics:
         return route
 
     def _enqueue(
-        self, targets: Sequence[QueueTarget], batch: list[TopicMessage], now: float
+        self,
+        targets: Sequence[QueueTarget],
+        batch: list[TopicMessage],
+        now: float,
+        ttl: float | None = None,
     ) -> int:
         """Put copies of ``batch`` into each bound queue; return how many were stored.
 
@@ -556,7 +563,7 @@ class Topics:
                 self.drop_queue_bindings(target.name)
                 continue
             try:
-                enqueued += queue.put(copies, now)
+                enqueued += queue.put(copies, now, ttl=ttl)
             except Overflow:
                 continue  # full with reject_publish: that queue counted it
             except TooLarge:

@@ -22,6 +22,7 @@ import trio
 
 from minibroker._version import __version__
 from minibroker.access.auth import Authenticator
+from minibroker.amqp.connection import AmqpSession, AmqpSettings
 from minibroker.config import ServerConfig
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig
@@ -53,6 +54,8 @@ from minibroker.storage.memory import MemoryLog
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
+
+    from minibroker.kafka.service import KafkaService
 
 log = logging.getLogger("minibroker.server")
 
@@ -91,6 +94,20 @@ class BrokerServer:
         self.front_ends: list[FrontEnd] = []
         #: The port each front end actually bound, by name, once listening.
         self.front_end_ports: dict[str, int] = {}
+        #: The Kafka front end's shared state, when ``config.kafka_port`` is set.
+        self.kafka: KafkaService | None = None
+        if config.kafka_port is not None:
+            from minibroker.kafka.service import KafkaSettings
+            from minibroker.server.kafka_door import add_kafka_front_end
+
+            settings = KafkaSettings(
+                advertised_host=_advertised(config.host),
+                auto_create_topics=config.kafka_auto_create_topics,
+                default_partitions=config.kafka_partitions,
+            )
+            self.kafka = add_kafka_front_end(self, config.kafka_port, settings)
+        if config.amqp_port is not None:
+            self.front_ends.append(self._amqp_front_end(config.amqp_port))
         self.timers = TimerService(self.broker)
         self.busy_poll = BusyPoll(config.busy_poll_us)
         #: Bytes of partial frames all connections may hold together.
@@ -133,6 +150,18 @@ class BrokerServer:
                 )
             )
         return self._registry
+
+    def _amqp_front_end(self, port: int) -> FrontEnd:
+        settings = AmqpSettings(
+            authenticate=self.auth.authenticate,
+            outbound_high_water=self.config.outbound_high_water,
+            hold_until_synced=self.settings.hold_until_synced,
+        )
+
+        def make_session(broker: Broker, conn_id: int, peer_name: str) -> AmqpSession:
+            return AmqpSession(broker, conn_id, settings, peer_name)
+
+        return FrontEnd("amqp", self.config.host, port, make_session)
 
     def _after_input(self) -> None:
         """Run by a connection after each chunk of input it dispatched."""
@@ -182,6 +211,11 @@ class BrokerServer:
                     )
                     bound = front_listeners[0].socket.getsockname()[1]
                     self.front_end_ports[front_end.name] = bound
+                    log.info(
+                        "%s front end listening on %s",
+                        front_end.name,
+                        _host_port(front_end.host, bound),
+                    )
                     connections.start_soon(
                         self._accept_loop,
                         front_listeners,
@@ -418,6 +452,11 @@ async def _refuse(stream: trio.abc.Stream, error: BrokerError) -> None:
 def _host_port(host: str, port: int | None) -> str:
     """``host:port``, with an IPv6 address in brackets so the port stays unambiguous."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _advertised(host: str) -> str:
+    """The address to tell clients to reconnect to: a wildcard bind is not one."""
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
 
 
 def _peer_name(stream: trio.SocketStream) -> str:

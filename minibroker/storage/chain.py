@@ -26,6 +26,7 @@ from typing import Final, Generic, Protocol, TypeVar
 from minibroker.errors import OffsetOutOfRange, StorageError
 from minibroker.log_store import MAX_SEGMENT_BYTES, Entry, Record, RecordBatch
 from minibroker.record_format import EncodedBatch, decode_records, encode_batch
+from minibroker.storage.batch import BATCH_HEADER_SIZE
 
 #: Default size at which a new segment is started (Kafka's default is 1 GiB).
 DEFAULT_SEGMENT_BYTES: Final = 64 * 1024 * 1024
@@ -145,10 +146,11 @@ class SegmentChain(ABC, Generic[S]):
             return first
         timestamp_ms = max(timestamp_ms, self._last_timestamp() or 0)
         batch = encode_batch(first, timestamp_ms, entries)
-        if len(batch.data) > MAX_SEGMENT_BYTES:
-            raise ValueError(f"a batch of {len(batch.data)} bytes is larger than a segment may be")
+        stored_bytes = BATCH_HEADER_SIZE + len(batch.data)
+        if stored_bytes > MAX_SEGMENT_BYTES:
+            raise ValueError(f"a batch of {stored_bytes} bytes is larger than a segment may be")
         active = self._segments[-1]
-        if active.size_bytes and active.size_bytes + len(batch.data) > self.segment_bytes:
+        if active.size_bytes and active.size_bytes + stored_bytes > self.segment_bytes:
             active = self._roll()
         active.append(batch, timestamp_ms)
         return first

@@ -59,6 +59,13 @@ from typing import Final
 from minibroker.errors import StorageError, StorageFull
 from minibroker.storage import fileio
 from minibroker.storage.chain import DEFAULT_SEGMENT_BYTES, SegmentChain, check_segment_bytes
+from minibroker.storage.checkpoint import (
+    CHECKPOINT_FILE_NAME,
+    SealedFacts,
+    append_entry,
+    read_checkpoint,
+    rewrite_checkpoint,
+)
 from minibroker.storage.fd_cache import SHARED_FD_CACHE, FdCache
 from minibroker.storage.segment import (
     DEFAULT_INDEX_INTERVAL_BYTES,
@@ -76,6 +83,9 @@ LOCK_FILE_NAME: Final = ".lock"
 CLEAN_SHUTDOWN_FILE_NAME: Final = ".clean_shutdown"
 _MARKER_VERSION: Final = 1
 _DIGITS: Final = 20
+#: Stale checkpoint entries tolerated (beyond as many as there are live ones)
+#: before the file is rewritten instead of appended to.
+_CHECKPOINT_SLACK: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +103,8 @@ class RecoveryReport:
     #: True when a clean-shutdown marker let the newest segment be trusted
     #: instead of scanned (False after a crash, or when the marker did not match).
     scan_skipped: bool = False
+    #: Older segments taken from the checkpoint without opening their files.
+    lazy_segments: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +167,9 @@ class SegmentedLog(SegmentChain[FileSegment]):
         #: What :meth:`open` found and repaired.
         self.recovery = recovery
         self._lock_fd = lock_fd
+        #: Entries in the checkpoint file, stale ones included (see
+        #: :mod:`minibroker.storage.checkpoint`).
+        self._checkpoint_entries = 0
 
     @classmethod
     def open(
@@ -192,13 +207,23 @@ class SegmentedLog(SegmentChain[FileSegment]):
         lock_fd = _lock_directory(path)
         try:
             marker = _take_marker(path)
+            known, entries = ({}, 0) if verify else read_checkpoint(path)
             segments, report = _recover(
-                path, index_interval_bytes, start_offset, cache, verify, marker
+                path, index_interval_bytes, start_offset, cache, verify, marker, known
             )
         except BaseException:
             os.close(lock_fd)
             raise
         store = cls(path, segments, segment_bytes, index_interval_bytes, report, lock_fd, cache)
+        try:
+            store._checkpoint_entries = entries
+            missing = report.lazy_segments < len(segments) - 1  # checked the old way
+            if not verify and (missing or report.segments_removed):
+                store._rewrite_checkpoint()
+            store._leave_old_format()
+        except BaseException:
+            store.close()
+            raise
         log.info(
             "opened log %s: %d segments, offsets [%d, %d), %d bytes",
             path,
@@ -208,6 +233,25 @@ class SegmentedLog(SegmentChain[FileSegment]):
             store.size_bytes,
         )
         return store
+
+    def _leave_old_format(self) -> None:
+        """Roll over a newest segment written before batches existed (format 1).
+
+        Old segments are read as they are, but appending batches after bare
+        frames would mix two formats in one file; so the first open after an
+        upgrade seals the old segment and appends go to a new one. Nothing is
+        rewritten.
+        """
+        active = self._segments[-1]
+        if active.batched:
+            return
+        log.info(
+            "%s: segment %s is in the old format (format 1, no batch headers): "
+            "appends go to a new segment",
+            self.directory,
+            active.base_offset,
+        )
+        self._roll()
 
     # -- SegmentChain hooks ------------------------------------------------------
 
@@ -227,6 +271,28 @@ class SegmentedLog(SegmentChain[FileSegment]):
 
     def _after_roll(self, sealed: FileSegment) -> None:
         sealed.close_writer()
+        facts = sealed.sealed_facts()
+        if facts is None:
+            return
+        live = len(self._segments) - 1
+        try:
+            if self._checkpoint_entries >= 2 * live + _CHECKPOINT_SLACK:
+                self._rewrite_checkpoint()  # drop the entries of deleted segments
+            else:
+                append_entry(self.directory, facts)
+                self._checkpoint_entries += 1
+        except OSError as exc:  # the next open checks the segment instead
+            log.warning("could not update the checkpoint of %s: %s", self.directory, exc)
+
+    def _rewrite_checkpoint(self) -> None:
+        """Write the checkpoint anew with one entry per sealed segment; failing only logs."""
+        sealed = (segment.sealed_facts() for segment in self._segments[:-1])
+        try:
+            self._checkpoint_entries = rewrite_checkpoint(
+                self.directory, (facts for facts in sealed if facts is not None)
+            )
+        except OSError as exc:
+            log.warning("could not write the checkpoint of %s: %s", self.directory, exc)
 
     def _delete_segment(self, segment: FileSegment) -> None:
         segment.delete()  # closes its cached descriptor too
@@ -296,7 +362,7 @@ class SegmentedLog(SegmentChain[FileSegment]):
         try:
             for segment in self._segments:
                 segment.delete()
-            for name in (CLEAN_SHUTDOWN_FILE_NAME, LOCK_FILE_NAME):
+            for name in (CLEAN_SHUTDOWN_FILE_NAME, CHECKPOINT_FILE_NAME, LOCK_FILE_NAME):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(self.directory, name))
         finally:
@@ -388,17 +454,22 @@ def _open_newest(
     return segment
 
 
-def _base_offsets(path: str, suffix: str) -> list[int]:
-    """Base offsets of the files named ``<20 digits><suffix>`` in ``path``, sorted."""
+def _base_offsets(path: str) -> tuple[list[int], set[int]]:
+    """Base offsets of the ``<20 digits>.log`` files in ``path``, sorted, and of the
+    ``.index`` files; one listing (a long history means tens of thousands of names).
+    """
     try:
         names = os.listdir(path)
     except OSError as exc:
         raise fileio.storage_error(exc, "listing", path) from exc
-    return sorted(
-        int(name[:_DIGITS])
-        for name in names
-        if name.endswith(suffix) and len(name) == _DIGITS + len(suffix) and name[:_DIGITS].isdigit()
-    )
+    found: dict[str, list[int]] = {LOG_SUFFIX: [], INDEX_SUFFIX: []}
+    for name in names:
+        digits, dot, suffix = name.partition(".")
+        bases = found.get(dot + suffix)
+        if bases is not None and len(digits) == _DIGITS and digits.isdigit():
+            bases.append(int(digits))
+    found[LOG_SUFFIX].sort()
+    return found[LOG_SUFFIX], set(found[INDEX_SUFFIX])
 
 
 def _recover(
@@ -408,14 +479,18 @@ def _recover(
     fd_cache: FdCache,
     verify: bool = False,
     marker: CleanShutdown | None = None,
+    known: dict[int, SealedFacts] | None = None,
 ) -> tuple[list[FileSegment], RecoveryReport]:
     """Open every segment of the log in ``path`` (see the module docstring).
 
-    Segments are checked one at a time, each through a descriptor of its
-    own that is closed once it is checked; only the newest keeps its file open.
+    An older segment the checkpoint (``known``) describes, ending where the
+    next one begins, is taken from it without opening its files. Others are
+    checked one at a time, each through a descriptor of its own that is
+    closed once it is checked; only the newest keeps its file open.
     """
-    bases = _base_offsets(path, LOG_SUFFIX)
-    _remove_orphan_indexes(path, set(bases))
+    known = known or {}
+    bases, indexed = _base_offsets(path)
+    _remove_orphan_indexes(path, indexed.difference(bases))
     if not bases:
         segment = FileSegment.create(path, start_offset, index_interval_bytes, fd_cache)
         try:
@@ -429,6 +504,7 @@ def _recover(
     truncated = 0
     removed = 0
     skipped = False
+    lazy = 0
     try:
         for i, base in enumerate(bases):
             if i + 1 == len(bases):
@@ -438,6 +514,13 @@ def _recover(
                     skipped = True
                     break
             else:
+                facts = known.get(base)
+                if facts is not None and facts.next_offset == bases[i + 1]:
+                    segments.append(
+                        FileSegment.from_checkpoint(path, facts, index_interval_bytes, fd_cache)
+                    )
+                    lazy += 1
+                    continue
                 sealed = FileSegment.open_sealed(
                     path, base, index_interval_bytes, bases[i + 1], fd_cache, verify=verify
                 )
@@ -470,7 +553,7 @@ def _recover(
             segment.release()
         raise
     records = segments[-1].next_offset - segments[0].base_offset
-    return segments, RecoveryReport(len(segments), records, truncated, removed, skipped)
+    return segments, RecoveryReport(len(segments), records, truncated, removed, skipped, lazy)
 
 
 def _delete_segment_files(path: str, base: int) -> int:
@@ -489,8 +572,7 @@ def _delete_segment_files(path: str, base: int) -> int:
     return deleted
 
 
-def _remove_orphan_indexes(path: str, bases: set[int]) -> None:
+def _remove_orphan_indexes(path: str, orphans: set[int]) -> None:
     """Index files whose segment is gone (a crash during retention) are deleted."""
-    for base in _base_offsets(path, INDEX_SUFFIX):
-        if base not in bases:
-            _delete_segment_files(path, base)
+    for base in sorted(orphans):
+        _delete_segment_files(path, base)

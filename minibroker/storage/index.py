@@ -10,7 +10,8 @@ their length fields, which is cheap.
 File format: a flat array of 8-byte entries, each ``u32 relative offset``
 (offset minus the segment's base offset) then ``u32 byte position`` in the
 segment file, both big-endian, sorted, both strictly increasing. The entry for
-the first record, (0, 0), is implicit and never stored.
+the first record, (0, 0), is implicit and never stored (in the batch format
+position 0 holds the first batch header, which a read steps over).
 
 The index is derived data: it can always be rebuilt by scanning the segment,
 and is validated (sizes, ordering, bounds) before it is trusted.
@@ -62,7 +63,9 @@ class SparseIndex:
         starts = list(accumulate(frame_sizes, initial=first_position))
         count = len(frame_sizes)
         last_position = self._positions[-1] if self._positions else 0
-        i = 0
+        # The first record is the implicit entry (0, 0), even when a batch
+        # header puts its frame further in: reads step over the header.
+        i = 1 if first_relative == 0 else 0
         while True:
             i = bisect_left(starts, last_position + self.interval_bytes, i, count)
             if i >= count:

@@ -4,7 +4,10 @@ It keeps the very same frames a segment file would hold, so a read returns raw
 record bytes exactly like the disk store and everything above storage (the
 server, the clients' decoders) cannot tell the two apart. Segments are
 emulated by size with the same roll rule as on disk, so retention removes the
-same records at the same moments in tests as in production.
+same records at the same moments in tests as in production. For that, a
+segment's ``size_bytes`` counts the batch header every batch has on disk (see
+:mod:`minibroker.storage.batch`), although memory, which no crash can tear,
+does not store one.
 
 Memory has no seek cost, so instead of a sparse index each segment keeps the
 start position of every record: a read is two bisects and one slice, with no
@@ -18,6 +21,7 @@ from bisect import bisect_left, bisect_right
 from itertools import accumulate
 
 from minibroker.record_format import EncodedBatch
+from minibroker.storage.batch import BATCH_HEADER_SIZE
 from minibroker.storage.chain import DEFAULT_SEGMENT_BYTES, SegmentChain
 
 
@@ -50,13 +54,13 @@ class MemorySegment:
         self._batch_timestamps = array("q")
 
     def append(self, batch: EncodedBatch, timestamp_ms: int) -> None:
-        starts = list(accumulate(batch.frame_sizes, initial=self.size_bytes))
+        starts = list(accumulate(batch.frame_sizes, initial=len(self._data)))
         starts.pop()  # the last value is where the *next* record will start
         self._starts.extend(starts)
         self._data += batch.data
         self._batch_first_offsets.append(self.next_offset)
         self._batch_timestamps.append(timestamp_ms)
-        self.size_bytes += len(batch.data)
+        self.size_bytes += BATCH_HEADER_SIZE + len(batch.data)  # as on disk
         self.next_offset += len(batch.frame_sizes)
         if self.first_timestamp_ms is None:
             self.first_timestamp_ms = timestamp_ms
@@ -68,7 +72,7 @@ class MemorySegment:
         first = offset - self.base_offset
         stop = min(first + max_records, len(self._starts))
         start = self._starts[first]
-        end = self._starts[stop] if stop < len(self._starts) else self.size_bytes
+        end = self._starts[stop] if stop < len(self._starts) else len(self._data)
         if end - start > max_bytes:
             # The last record boundary that keeps the span within max_bytes.
             stop = bisect_right(self._starts, start + max_bytes, first + 1, stop) - 1
@@ -76,7 +80,7 @@ class MemorySegment:
                 if not at_least_one:
                     return b"", 0
                 stop = first + 1
-            end = self._starts[stop] if stop < len(self._starts) else self.size_bytes
+            end = self._starts[stop] if stop < len(self._starts) else len(self._data)
         with memoryview(self._data) as view:
             return bytes(view[start:end]), stop - first
 

@@ -51,14 +51,25 @@ from minibroker.record_format import (
     MIN_FRAME_LENGTH,
     CorruptRecord,
     EncodedBatch,
+    FrameScan,
     decode_fields,
     decode_records,
     frame_size_at,
     peek_offset,
     scan_frames,
-    span_frames,
 )
 from minibroker.storage import fileio
+from minibroker.storage.batch import (
+    BATCH_HEADER_SIZE,
+    BATCH_MAGIC,
+    BatchScan,
+    encode_batch_header,
+    scan_batches,
+    span_frames,
+    starts_with_batch,
+    strip_batch_headers,
+)
+from minibroker.storage.checkpoint import SealedFacts
 from minibroker.storage.fd_cache import FdCache
 from minibroker.storage.index import SparseIndex
 
@@ -86,14 +97,6 @@ class _Window:
         self.start = start
         self.end = start + len(data)
 
-    def slice(self, start: int, end: int) -> bytes | None:
-        """Bytes ``[start, end)`` of the file if this window holds them all, else None."""
-        if start < self.start or end > self.end:
-            return None
-        if start == self.start and end == self.end:
-            return self.data
-        return self.data[start - self.start : end - self.start]
-
 
 def segment_file_name(base_offset: int, suffix: str) -> str:
     """``00000000000000000042.log`` for base offset 42."""
@@ -105,17 +108,19 @@ class FileSegment:
 
     __slots__ = (
         "_closed",
+        "_directory",
         "_failed",
         "_fd",
         "_fds",
         "_index",
         "_index_dirty",
+        "_interval_bytes",
+        "_log_path",
         "_unsynced",
         "base_offset",
+        "batched",
         "first_timestamp_ms",
-        "index_path",
         "last_timestamp_ms",
-        "log_path",
         "next_offset",
         "size_bytes",
     )
@@ -127,24 +132,46 @@ class FileSegment:
         fd: int,
         index_interval_bytes: int,
         fd_cache: FdCache,
+        *,
+        lazy: bool = False,
     ) -> None:
         self.base_offset = base_offset
         self.next_offset = base_offset
         self.size_bytes = 0
         self.first_timestamp_ms: int | None = None
         self.last_timestamp_ms: int | None = None
-        self.log_path = os.path.join(directory, segment_file_name(base_offset, LOG_SUFFIX))
-        self.index_path = os.path.join(directory, segment_file_name(base_offset, INDEX_SUFFIX))
+        #: True for the batch format (see :mod:`minibroker.storage.batch`): every
+        #: new or empty segment; False for a segment written before batches
+        #: existed, which is read but never appended to.
+        self.batched = True
+        self._directory = directory
+        self._log_path: str | None = None
         #: The segment's own read-write descriptor while it is active (or being
         #: loaded at open), -1 once sealed: reads then borrow one from ``_fds``.
         self._fd = fd
         self._fds = fd_cache
         self._closed = False
-        self._index = SparseIndex(index_interval_bytes)
+        self._interval_bytes = index_interval_bytes
+        #: None for a sealed segment opened from the checkpoint (``lazy``) and not
+        #: read yet.
+        self._index: SparseIndex | None = None if lazy else SparseIndex(index_interval_bytes)
         self._index_dirty = False
         self._unsynced = False
         #: Set when a failed write could not be undone; the segment refuses appends.
         self._failed: StorageError | None = None
+
+    @property
+    def log_path(self) -> str:
+        """The ``.log`` file (built when first asked: a lazy open makes thousands of segments)."""
+        path = self._log_path
+        if path is None:
+            name = segment_file_name(self.base_offset, LOG_SUFFIX)
+            path = self._log_path = os.path.join(self._directory, name)
+        return path
+
+    @property
+    def index_path(self) -> str:
+        return os.path.join(self._directory, segment_file_name(self.base_offset, INDEX_SUFFIX))
 
     # -- getting a segment ---------------------------------------------------------
 
@@ -189,6 +216,53 @@ class FileSegment:
             raise
         segment.release()
         return None
+
+    @classmethod
+    def from_checkpoint(
+        cls, directory: str, facts: SealedFacts, index_interval_bytes: int, fd_cache: FdCache
+    ) -> FileSegment:
+        """A sealed segment known from the log's checkpoint, opened without touching its files.
+
+        Its index is loaded, and the segment checked like :meth:`open_sealed`
+        does, when it is first read (:meth:`_sparse_index`).
+        """
+        segment = cls(directory, facts.base_offset, -1, index_interval_bytes, fd_cache, lazy=True)
+        segment.next_offset = facts.next_offset
+        segment.size_bytes = facts.size_bytes
+        segment.first_timestamp_ms = facts.first_timestamp_ms
+        segment.last_timestamp_ms = facts.last_timestamp_ms
+        segment.batched = facts.batched
+        return segment
+
+    def sealed_facts(self) -> SealedFacts | None:
+        """What the log's checkpoint records about this segment once it is sealed."""
+        if self.first_timestamp_ms is None or self.last_timestamp_ms is None:
+            return None  # an empty segment is never sealed
+        return SealedFacts(
+            self.base_offset,
+            self.next_offset,
+            self.size_bytes,
+            self.first_timestamp_ms,
+            self.last_timestamp_ms,
+            self.batched,
+        )
+
+    def _sparse_index(self) -> SparseIndex:
+        """The index, loaded (and the segment checked) at the first read after a lazy open."""
+        index = self._index
+        if index is None:
+            index = self._load_lazily()
+        return index
+
+    def _load_lazily(self) -> SparseIndex:
+        recorded = (self.next_offset, self.size_bytes)
+        loaded = self._load_sealed(self.next_offset)
+        index = self._index
+        if not loaded or index is None or (self.next_offset, self.size_bytes) != recorded:
+            self._index = None  # so that every later read fails the same way
+            self.next_offset, self.size_bytes = recorded
+            raise self._corrupt("it does not match what was recorded when it was sealed")
+        return index
 
     @classmethod
     def recover(
@@ -257,10 +331,7 @@ class FileSegment:
         return cls(directory, base_offset, fd, index_interval_bytes, fd_cache)
 
     def _load_sealed(self, expected_next_offset: int, verify: bool = False) -> bool:
-        try:
-            self.size_bytes = os.fstat(self._fd).st_size
-        except OSError as exc:
-            raise fileio.storage_error(exc, "opening", self.log_path) from exc
+        self._load_size_and_format()
         index = None if verify else self._read_index_file()
         if index is not None and self._check_tail(index, expected_next_offset):
             self._index = index
@@ -280,10 +351,7 @@ class FileSegment:
 
     def _load_clean(self, expected: CleanEnd) -> str:
         """Take the index and end recorded at a clean close; say what is wrong, if anything."""
-        try:
-            self.size_bytes = os.fstat(self._fd).st_size
-        except OSError as exc:
-            raise fileio.storage_error(exc, "opening", self.log_path) from exc
+        self._load_size_and_format()
         if self.size_bytes != expected.size_bytes:
             return f"the file holds {self.size_bytes} bytes, not {expected.size_bytes}"
         if not self.size_bytes:  # an empty segment never needed an index file
@@ -295,17 +363,39 @@ class FileSegment:
             return f"{self.index_path} is missing or unreadable"
         if zlib.crc32(data) != expected.index_crc32:
             return f"{self.index_path} is not the index written at close"
-        index = SparseIndex.from_bytes(data, self._index.interval_bytes, self.size_bytes)
+        index = SparseIndex.from_bytes(data, self._interval_bytes, self.size_bytes)
         if index is None or not self._check_tail(index, expected.next_offset):
             return f"its last records do not end before offset {expected.next_offset}"
         self._index = index
         return ""
 
+    def _load_size_and_format(self) -> None:
+        """Learn the file's size and, from its first byte, its format."""
+        try:
+            if self._fd >= 0:
+                self.size_bytes = os.fstat(self._fd).st_size
+            else:
+                with self._fds.borrow(self, self.log_path) as fd:
+                    self.size_bytes = os.fstat(fd).st_size
+        except OSError as exc:
+            raise fileio.storage_error(exc, "opening", self.log_path) from exc
+        self.batched = not self.size_bytes or starts_with_batch(self._read_range(0, 1))
+
     def _check_tail(self, index: SparseIndex, expected_next_offset: int) -> bool:
-        """Cheap trust check of a sealed segment: its last records are valid and end it."""
+        """Cheap trust check of a sealed segment: its last records are valid and end it.
+
+        In the batch format the last index entry may point into the middle of
+        a batch: the frames up to the next header are checked one by one,
+        every batch after it whole.
+        """
         relative, position = index.entry(len(index) - 1) if len(index) else (0, 0)
         tail = self._read_range(position, self.size_bytes - position)
-        scan = scan_frames(tail, self.base_offset + relative)
+        first = self.base_offset + relative
+        scan: FrameScan | BatchScan
+        if self.batched:
+            scan = scan_batches(tail, first, leading_frames=bool(position))
+        else:
+            scan = scan_frames(tail, first)
         if (
             scan.valid_bytes != len(tail)
             or scan.last_offset is None
@@ -314,23 +404,44 @@ class FileSegment:
         ):
             return False
         try:
-            first = self._record_at(0)
+            first_record = self._record_at(self._first_frame_position)
         except CorruptRecord:
             return False
-        if first.offset != self.base_offset or first.timestamp_ms > scan.last_timestamp_ms:
+        if (
+            first_record.offset != self.base_offset
+            or first_record.timestamp_ms > scan.last_timestamp_ms
+        ):
             return False
         self.next_offset = expected_next_offset
-        self.first_timestamp_ms = first.timestamp_ms
+        self.first_timestamp_ms = first_record.timestamp_ms
         self.last_timestamp_ms = scan.last_timestamp_ms
         return True
 
+    @property
+    def _first_frame_position(self) -> int:
+        return BATCH_HEADER_SIZE if self.batched else 0
+
     def _load_from_scan(self, data: bytes) -> int:
-        """Take offsets, timestamps and index from a full scan; return the valid byte count."""
-        scan = scan_frames(data, self.base_offset)
-        self._index = SparseIndex(self._index.interval_bytes)
-        self._index.add_batch(0, 0, scan.frame_sizes)
+        """Take offsets, timestamps and index from a full scan; return the valid byte count.
+
+        In the batch format only whole batches count: a batch cut short or
+        damaged anywhere is not part of the valid bytes, nor is anything after it.
+        """
+        self.batched = not data or starts_with_batch(data)
+        index = self._index = SparseIndex(self._interval_bytes)
+        scan: FrameScan | BatchScan
+        if self.batched:
+            scan = scan_batches(data, self.base_offset)
+            relative = 0
+            for position, sizes in scan.batches:
+                index.add_batch(relative, position, sizes)
+                relative += len(sizes)
+        else:
+            scan = scan_frames(data, self.base_offset)
+            index.add_batch(0, 0, scan.frame_sizes)
         self.size_bytes = scan.valid_bytes
-        self.next_offset = self.base_offset + len(scan.frame_sizes)
+        self.batched = self.batched or not scan.valid_bytes  # an emptied file takes batches
+        self.next_offset = self.base_offset + scan.record_count
         self.first_timestamp_ms = scan.first_timestamp_ms
         self.last_timestamp_ms = scan.last_timestamp_ms
         return scan.valid_bytes
@@ -338,18 +449,27 @@ class FileSegment:
     # -- append --------------------------------------------------------------------
 
     def append(self, batch: EncodedBatch, timestamp_ms: int) -> None:
-        """Write the batch with one unbuffered write; on failure leave the file as it was."""
+        """Write the batch, behind its batch header, with one unbuffered write.
+
+        On failure the file is left as it was. Only batch-format segments are
+        appended to (the log starts a new segment after an old-format one).
+        """
         if self._failed is not None:
             raise self._failed
+        if not self.batched:
+            raise StorageError(f"{self.log_path} is in the old format; it is never appended to")
         position = self.size_bytes
+        data = encode_batch_header(len(batch.frame_sizes), len(batch.data)) + batch.data
         try:
-            fileio.write_all(self._fd, batch.data, position)
+            fileio.write_all(self._fd, data, position)
         except OSError as exc:
             error = fileio.storage_error(exc, "appending to", self.log_path)
             self._undo_write(position, error)
             raise error from exc
-        self._index.add_batch(self.next_offset - self.base_offset, position, batch.frame_sizes)
-        self.size_bytes += len(batch.data)
+        self._sparse_index().add_batch(
+            self.next_offset - self.base_offset, position + BATCH_HEADER_SIZE, batch.frame_sizes
+        )
+        self.size_bytes += len(data)
         self.next_offset += len(batch.frame_sizes)
         if self.first_timestamp_ms is None:
             self.first_timestamp_ms = timestamp_ms
@@ -382,52 +502,80 @@ class FileSegment:
         is then also the answer.
         """
         relative = offset - self.base_offset
-        entry_relative, position = self._index.floor(relative)
+        entry_relative, position = self._sparse_index().floor(relative)
         to_skip = relative - entry_relative
         average = self.size_bytes // max(1, self.next_offset - self.base_offset)
         answer_guess = min(max_records * average, max_bytes) + average
         window = self._window(position, (to_skip + 1) * average + answer_guess)
-        start, skipped, window = self._walk(window, position, to_skip, _NO_LIMIT, False)
+        start, skipped, window = self._walk(window, position, to_skip, _NO_LIMIT, False, [])
         if skipped != to_skip:
             raise self._corrupt(f"offset {offset} is missing")
-        end, count, window = self._walk(window, start, max_records, max_bytes, at_least_one)
+        headers: list[int] = []
+        end, count, window = self._walk(
+            window, start, max_records, max_bytes, at_least_one, headers
+        )
         if not count:
             return b"", 0
-        data = window.slice(start, end)
-        if data is None:
+        if window.start <= start and end <= window.end:
+            data = strip_batch_headers(window.data, headers, window.start, start, end)
+        else:
             data = self._read_range(start, end - start)
+            data = strip_batch_headers(data, headers, start, start, end)
         if peek_offset(data, 0) != offset:  # the index led us astray: never serve wrong offsets
             raise self._corrupt(f"the index does not lead to offset {offset}")
         return data, count
 
     def _walk(
-        self, window: _Window, start: int, max_records: int, max_bytes: int, at_least_one: bool
+        self,
+        window: _Window,
+        start: int,
+        max_records: int,
+        max_bytes: int,
+        at_least_one: bool,
+        headers: list[int],
     ) -> tuple[int, int, _Window]:
         """Step over frames from ``start`` like :func:`span_frames`: ``(end, count, window)``.
 
         Reads a new window when the frames run past the current one; a frame
-        bigger than a window is stepped over by its length alone.
+        bigger than a window is stepped over by its length alone. Batch
+        headers are stepped over too (not counted in ``max_bytes``), and their
+        file positions added to ``headers``, which must start empty.
         """
         end = start
         count = 0
         while count < max_records and end < self.size_bytes:
-            budget = max_bytes - (end - start)
+            budget = max_bytes - (end - start - BATCH_HEADER_SIZE * len(headers))
             if end + 4 > window.end or end < window.start:
                 average = self.size_bytes // max(1, self.next_offset - self.base_offset)
                 window = self._window(end, min((max_records - count) * average, budget) + average)
             first = at_least_one and not count
             used, taken = span_frames(
-                window.data, end - window.start, max_records - count, budget, first
+                window.data,
+                end - window.start,
+                max_records - count,
+                budget,
+                first,
+                headers,
+                window.start,
             )
             end = window.start + used
             count += taken
             if count >= max_records or end >= self.size_bytes:
                 break
-            # span_frames stopped early: the next frame is over budget or runs past the window.
-            size = frame_size_at(window.data, used) or frame_size_at(self._read_range(end, 4), 0)
+            # span_frames stopped early: the next frame is over budget or runs past the
+            # window, or a batch header does.
+            head = window.data[used : used + 4]
+            if len(head) < 4:
+                head = self._read_range(end, 4)
+            if self.batched and head[:1] == bytes((BATCH_MAGIC,)):
+                headers.append(end)
+                end += BATCH_HEADER_SIZE
+                continue
+            size = frame_size_at(head, 0)
             if size is None or size < 4 + MIN_FRAME_LENGTH or end + size > self.size_bytes:
                 raise self._corrupt(f"bad frame length at byte {end}")
-            if end + size - start > max_bytes and (count or not at_least_one):
+            answer_bytes = end - start - BATCH_HEADER_SIZE * len(headers)
+            if answer_bytes + size > max_bytes and (count or not at_least_one):
                 break
             end += size
             count += 1
@@ -484,24 +632,32 @@ class FileSegment:
             raise self._corrupt(str(exc)) from None
 
     def _bisect_time(self, timestamp_ms: int) -> int:
-        entries = len(self._index)
+        index = self._sparse_index()
+        entries = len(index)
         later = bisect_left(
             range(entries),
             timestamp_ms,
-            key=lambda i: self._record_at(self._index.entry(i)[1]).timestamp_ms,
+            key=lambda i: self._record_at(index.entry(i)[1]).timestamp_ms,
         )
-        relative, start = self._index.entry(later - 1) if later else (0, 0)
-        stop = self._index.entry(later)[1] if later < entries else self.size_bytes
+        relative, start = index.entry(later - 1) if later else (0, 0)
+        stop = index.entry(later)[1] if later < entries else self.size_bytes
         for i, (offset, timestamp, _, _, _) in enumerate(
-            decode_fields(self._read_range(start, stop - start))
+            decode_fields(self._frames_between(start, stop))
         ):
             if offset != self.base_offset + relative + i:
                 raise CorruptRecord(f"offset {offset} found where the index expected another")
             if timestamp >= timestamp_ms:
                 return offset
         if later < entries:
-            return self.base_offset + self._index.entry(later)[0]
+            return self.base_offset + index.entry(later)[0]
         raise CorruptRecord(f"no record at or after timestamp {timestamp_ms}")
+
+    def _frames_between(self, start: int, stop: int) -> bytes:
+        """The record frames in bytes ``[start, stop)`` of the file, batch headers cut out."""
+        data = self._read_range(start, stop - start)
+        headers: list[int] = []
+        span_frames(data, 0, _NO_LIMIT, _NO_LIMIT, False, headers, start)
+        return strip_batch_headers(data, headers, start, start, stop)
 
     # -- durability and lifecycle ------------------------------------------------------
 
@@ -576,7 +732,7 @@ class FileSegment:
         data = self._read_index_bytes()
         if data is None:
             return None
-        return SparseIndex.from_bytes(data, self._index.interval_bytes, self.size_bytes)
+        return SparseIndex.from_bytes(data, self._interval_bytes, self.size_bytes)
 
     def _read_index_bytes(self) -> bytes | None:
         """The index file's bytes, None when it is missing or cannot be read (it is rebuilt)."""
@@ -598,14 +754,15 @@ class FileSegment:
         """
         if self._failed is not None or self._index_dirty or self._unsynced:
             return None
-        return CleanEnd(self.size_bytes, self.next_offset, zlib.crc32(self._index.to_bytes()))
+        index = self._sparse_index()
+        return CleanEnd(self.size_bytes, self.next_offset, zlib.crc32(index.to_bytes()))
 
     def _write_index_file(self) -> None:
         """Rewrite the index file from memory and fsync it."""
         try:
             fd = os.open(self.index_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
-                fileio.write_all(fd, self._index.to_bytes(), 0)
+                fileio.write_all(fd, self._sparse_index().to_bytes(), 0)
                 os.fsync(fd)
             finally:
                 os.close(fd)

@@ -32,11 +32,15 @@ FLAGS = [
     "--permissions",
     "--hello-timeout",
     "--busy-poll-us",
+    "--amqp-port",
     "--tls-cert",
     "--tls-key",
     "--metrics-host",
     "--metrics-port",
     "--http-port",
+    "--kafka-port",
+    "--kafka-auto-create",
+    "--kafka-partitions",
     "--sqs-port",
     "--sqs-keys",
     "--data-dir",
@@ -125,6 +129,8 @@ def test_flags() -> None:
             "1.5",
             "--busy-poll-us",
             "300",
+            "--amqp-port",
+            "5673",
         )
     )
     assert config.host == "0.0.0.0"
@@ -137,6 +143,7 @@ def test_flags() -> None:
     assert config.fsync == "always"
     assert config.shutdown_grace == 1.5
     assert config.busy_poll_us == 300.0
+    assert config.amqp_port == 5673
 
 
 def test_partial_frame_budget_flag() -> None:
@@ -156,6 +163,7 @@ def test_partial_frame_budget_flag() -> None:
         ("MINIBROKER_AUTH_TOKEN", "t0k", "tokens", {"t0k": "token"}),
         ("MINIBROKER_METRICS_HOST", "0.0.0.0", "metrics_host", "0.0.0.0"),
         ("MINIBROKER_METRICS_PORT", "9101", "metrics_port", 9101),
+        ("MINIBROKER_AMQP_PORT", "5672", "amqp_port", 5672),
         ("MINIBROKER_DATA_DIR", "/var/lib/mb", "data_dir", Path("/var/lib/mb")),
         ("MINIBROKER_FSYNC", "never", "fsync", "never"),
         ("MINIBROKER_SHUTDOWN_GRACE", "2.5", "shutdown_grace", 2.5),
@@ -272,3 +280,20 @@ def test_bad_environment_values_are_usage_errors(
         main(["serve"])
     assert exit_info.value.code == 2
     assert complaint in capsys.readouterr().err
+
+
+def test_kafka_flags() -> None:
+    config = config_from_args(
+        serve_args("--kafka-port", "0", "--kafka-auto-create", "off", "--kafka-partitions", "4")
+    )
+    assert (config.kafka_port, config.kafka_auto_create_topics, config.kafka_partitions) == (
+        0,
+        False,
+        4,
+    )
+
+
+def test_a_kafka_port_cannot_sit_beside_authentication() -> None:
+    """The Kafka port has no authentication: it would be a way around the tokens."""
+    with pytest.raises(ValueError, match="Kafka port has no authentication"):
+        config_from_args(serve_args("--kafka-port", "0", "--auth-token", "secret"))

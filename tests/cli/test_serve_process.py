@@ -258,6 +258,30 @@ def test_a_second_broker_on_the_same_data_dir_is_refused(tmp_path: Path) -> None
         first.wait(timeout=30)
 
 
+KAFKA_LINE = re.compile(r"kafka front end listening on 127\.0\.0\.1:(?P<port>\d+)")
+
+
+async def test_serve_with_a_kafka_port_takes_kafka_producers() -> None:
+    async with serve("--port", "0", "--kafka-port", "0", "--kafka-partitions", "2") as served:
+        found = [match for line in served.log if (match := KAFKA_LINE.search(line))]
+        assert found, served.logs()
+        bootstrap = f"127.0.0.1:{found[0]['port']}"
+
+        def produce() -> None:
+            from confluent_kafka import Producer
+
+            producer = Producer({"bootstrap.servers": bootstrap})
+            producer.produce("clicks", b"first", partition=1)
+            assert producer.flush(20) == 0
+
+        await trio.to_thread.run_sync(produce)
+        async with minibroker.connect(served.url) as client:
+            # auto-created, with two partitions
+            assert await client.list_logs() == ["clicks-0", "clicks-1"]
+            assert [r.body for r in await client.read("clicks-1")] == [b"first"]
+        assert await stop(served) == 0
+
+
 def _lower_open_file_limit() -> None:
     """In the child before exec: a soft limit far below the hard one, as many systems ship."""
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]

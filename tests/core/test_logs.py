@@ -264,6 +264,22 @@ def test_parked_read_answers_empty_at_its_deadline(logs: Logs) -> None:
     assert (peer.resolved[1].count, peer.resolved[1].next_offset) == (0, 0)
 
 
+def test_a_parked_read_can_be_withdrawn_by_the_front_end(logs: Logs) -> None:
+    """A Kafka Fetch waits on several logs; once one answers, it withdraws the others."""
+    peer = FakePeer()
+    logs.create("ev", LogOptions(), 0.0)
+    logs.append("ev", [b"old"], 0.0)
+    assert logs.wait_for_records(peer, 1, "ev", 0, 100, 1 << 20, 2.0, 0.0) is None
+    assert bodies(peer.resolved[1]) == [b"old"]  # answered at once: nothing to withdraw
+    waiter = logs.wait_for_records(peer, 2, "ev", 1, 100, 1 << 20, 2.0, 0.0)
+    assert waiter is not None and logs.statistics("ev").waiting_reads == 1
+    waiter.detach()
+    assert logs.statistics("ev").waiting_reads == 0
+    logs.append("ev", [b"new"], 1.0)
+    logs.broker.on_time(5.0)
+    assert list(peer.resolved) == [1]  # neither the append nor the deadline answers it
+
+
 def test_parked_read_fails_when_the_log_is_deleted(logs: Logs) -> None:
     peer = FakePeer()
     logs.create("ev", LogOptions(), 0.0)

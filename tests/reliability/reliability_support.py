@@ -11,7 +11,8 @@ from typing import Any
 from minibroker.log_store import Record
 from minibroker.protocol.codec import RawFrameDecoder, pack_frame
 from minibroker.protocol.frames import PROTOCOL_VERSION
-from minibroker.record_format import decode_records, scan_frames
+from minibroker.record_format import decode_records
+from minibroker.storage.batch import scan_batches
 
 
 def hello_frame(request_id: int = 1, **fields: Any) -> dict[str, Any]:
@@ -95,7 +96,8 @@ class StoreFile:
 
     path: Path
     records: list[Record]
-    #: Byte position where each record's frame ends.
+    #: Byte position where the batch holding each record ends: the record
+    #: survives damage at or after that byte, and goes with its batch otherwise.
     ends: list[int]
 
 
@@ -104,13 +106,15 @@ def store_files(store_dir: Path) -> list[StoreFile]:
     files = []
     for path in sorted(store_dir.glob("*.log")):
         data = path.read_bytes()
-        scan = scan_frames(data)
+        scan = scan_batches(data)
         assert scan.valid_bytes == len(data), f"{path} is not pristine"
-        ends, position = [], 0
-        for size in scan.frame_sizes:
-            position += size
-            ends.append(position)
-        files.append(StoreFile(path, decode_records(data), ends))
+        records: list[Record] = []
+        ends: list[int] = []
+        for position, sizes in scan.batches:
+            end = position + sum(sizes)
+            records += decode_records(data[position:end])
+            ends += [end] * len(sizes)
+        files.append(StoreFile(path, records, ends))
     return files
 
 
@@ -141,10 +145,10 @@ def random_fault(kind: str, files: list[StoreFile], rng: random.Random) -> Fault
 
 
 def surviving(files: list[StoreFile], fault: Fault) -> list[Record]:
-    """The records recovery must keep: the valid prefix up to the damaged frame.
+    """The records recovery must keep: the whole batches before the damaged one.
 
     Every record of the files before the damaged one, then the records of the
-    damaged file whose frames end at or before the damage; nothing after it
+    damaged file whose batches end at or before the damage; nothing after it
     (offsets must stay dense, so later segments go too).
     """
     kept: list[Record] = []

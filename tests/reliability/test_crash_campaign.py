@@ -1,9 +1,10 @@
 """A few cycles of the crash campaign (benchmarks/crash_campaign.py) in every test run.
 
 The full campaign runs on demand (``python -m benchmarks.crash_campaign
---cycles 50``); here three kill -9 cycles under mixed load (durable queue,
-topic bound to a durable queue, log with a consumer group) must lose nothing
-that was confirmed and deliver nothing that was not sent. The seed is random
+--cycles 1000``); here three kill -9 cycles under mixed load (durable queue,
+topic bound to a durable queue, log with a consumer group, request/reply)
+must lose nothing that was confirmed, deliver nothing that was not sent and
+leave no batch in part. The seed is random
 each run (printed on failure; set CRASH_CAMPAIGN_SEED to replay one).
 """
 
@@ -35,3 +36,7 @@ def test_crash_campaign(tmp_path: Path) -> None:
     for stream in (report.queue, report.topic, report.log):
         assert stream["confirmed"] > 0, report.summary()
         assert stream["lost"] == stream["unexpected"] == 0
+        assert stream["batches_partial"] == 0, report.summary()
+        assert stream["batches_whole"] > 0, report.summary()
+    assert report.requests["answered"] > 0, report.summary()
+    assert report.requests["wrong_replies"] == 0, report.summary()

@@ -1,8 +1,9 @@
 """Recovery of a log directory after crashes and damage.
 
 Whatever happens to the newest segment (cut at any byte, any byte flipped),
-reopening keeps exactly the records that are intact, all CRC-valid, and new
-appends continue right after them.
+reopening keeps exactly the batches that are intact, whole, all CRC-valid:
+a batch with any byte missing or damaged goes with everything after it,
+however many of its records are intact. New appends continue right after.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from itertools import groupby
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,8 @@ from minibroker.errors import StorageError
 from minibroker.log_store import Record
 from minibroker.record_format import encode_records
 from minibroker.storage import SegmentedLog
+from minibroker.storage.batch import BATCH_HEADER_SIZE
+from minibroker.storage.checkpoint import CHECKPOINT_FILE_NAME
 from minibroker.storage.commitlog import CLEAN_SHUTDOWN_FILE_NAME
 
 SEGMENT_BYTES = 300
@@ -48,14 +52,29 @@ def segment_files(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.log"))
 
 
-def frame_ends(records: list[Record], first_position: int = 0) -> list[int]:
-    """Byte position where each record's frame ends, in a file starting at the first of them."""
+def batch_ends(records: list[Record]) -> list[tuple[int, int]]:
+    """``(byte where a batch ends, records up to it)`` for each batch of a segment's records.
+
+    Every batch :func:`fill` writes has a timestamp of its own, so the
+    records of one batch are the run sharing a timestamp.
+    """
     ends = []
-    position = first_position
-    for r in records:
-        position += len(encode_records(r.offset, r.timestamp_ms, [(r.key, r.headers, r.body)]))
-        ends.append(position)
+    position = 0
+    count = 0
+    for _, batch in groupby(records, key=lambda r: r.timestamp_ms):
+        entries = [(r.key, r.headers, r.body) for r in batch]
+        first = records[count].offset
+        position += BATCH_HEADER_SIZE + len(
+            encode_records(first, records[count].timestamp_ms, entries)
+        )
+        count += len(entries)
+        ends.append((position, count))
     return ends
+
+
+def whole_batches_before(records: list[Record], position: int) -> int:
+    """How many records the batches ending at or before ``position`` hold."""
+    return max((count for end, count in batch_ends(records) if end <= position), default=0)
 
 
 def reopen_and_check_prefix(directory: Path, written: list[Record], expected_count: int) -> None:
@@ -115,8 +134,7 @@ def test_newest_segment_cut_at_any_byte(
     size = newest.stat().st_size
     cut = data.draw(st.integers(0, size), label="cut")
     os.truncate(newest, cut)
-    ends = frame_ends(written[base:])
-    survivors = base + sum(1 for end in ends if end <= cut)
+    survivors = base + whole_batches_before(written[base:], cut)
     reopen_and_check_prefix(directory, written, survivors)
 
 
@@ -135,8 +153,7 @@ def test_newest_segment_byte_flipped_anywhere(
     position = data.draw(st.integers(0, len(content) - 1), label="position")
     content[position] ^= data.draw(st.integers(1, 255), label="mask")
     newest.write_bytes(content)
-    ends = frame_ends(written[base:])
-    survivors = base + sum(1 for end in ends if end <= position)
+    survivors = base + whole_batches_before(written[base:], position)
     reopen_and_check_prefix(directory, written, survivors)
 
 
@@ -162,15 +179,10 @@ def test_recovery_is_reported_and_logged(tmp_path: Path, caplog: pytest.LogCaptu
             tmp_path, segment_bytes=SEGMENT_BYTES, index_interval_bytes=INTERVAL
         )
     report = log.recovery
-    last_frame = len(
-        encode_records(
-            written[-1].offset,
-            written[-1].timestamp_ms,
-            [(written[-1].key, written[-1].headers, written[-1].body)],
-        )
-    )
-    assert report.bytes_truncated == last_frame - 3
-    assert report.records == len(written) - 1
+    base = int(newest.stem)
+    (previous_end, kept), (last_end, _) = ([(0, 0), *batch_ends(written[base:])])[-2:]
+    assert report.bytes_truncated == last_end - previous_end - 3  # the whole last batch
+    assert report.records == base + kept
     assert report.segments == len(segment_files(tmp_path))
     assert any("cut" in message for message in caplog.messages)
     log.close()
@@ -199,13 +211,18 @@ def test_index_pointing_at_the_wrong_record_is_rebuilt(tmp_path: Path) -> None:
 
 def test_damaged_older_segment_cuts_the_log_there(tmp_path: Path) -> None:
     written = fill(tmp_path)
+    # Without the checkpoint every older segment is checked at open (with it,
+    # they are checked when first read: tests/storage/test_lazy_open.py).
+    (tmp_path / CHECKPOINT_FILE_NAME).unlink()
     segments = segment_files(tmp_path)
     damaged = segments[1]
     content = bytearray(damaged.read_bytes())
     content[-1] ^= 0xFF  # the last record of an older segment
     damaged.write_bytes(content)
     log = SegmentedLog.open(tmp_path, segment_bytes=SEGMENT_BYTES, index_interval_bytes=INTERVAL)
-    expected = int(segments[2].stem) - 1  # everything before the damaged record
+    base = int(segments[1].stem)
+    # everything before the batch holding the damaged record
+    expected = base + whole_batches_before(written[base : int(segments[2].stem)], len(content) - 1)
     assert list(log.iter_records()) == written[:expected]
     assert log.recovery.segments_removed == len(segments) - 2
     assert log.recovery.segments == 2

@@ -19,6 +19,7 @@ from minibroker.errors import StorageError
 from minibroker.log_store import Record
 from minibroker.record_format import decode_records, encode_records
 from minibroker.storage import SegmentedLog, fileio
+from minibroker.storage.batch import BATCH_HEADER_SIZE
 from minibroker.storage.fd_cache import DEFAULT_CAPACITY, FdCache
 
 pytestmark = pytest.mark.skipif(
@@ -166,6 +167,7 @@ def test_a_failed_roll_leaves_the_active_segment_writable(
     small = (None, None, b"s")
     big = (None, None, b"b" * 60)
     segment_bytes = len(encode_records(0, 1, [big])) + len(encode_records(1, 1, [small]))
+    segment_bytes += 2 * BATCH_HEADER_SIZE
     log = SegmentedLog.open(tmp_path, segment_bytes=segment_bytes, fd_cache=cache)
     try:
         log.append([big], 1)

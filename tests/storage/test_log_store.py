@@ -12,6 +12,7 @@ from minibroker.errors import OffsetOutOfRange, StorageError
 from minibroker.log_store import LogStore
 from minibroker.record_format import decode_records, encode_records
 from minibroker.storage import MemoryLog, SegmentedLog
+from minibroker.storage.batch import BATCH_HEADER_SIZE
 
 MakeLog = Callable[..., LogStore]
 
@@ -51,6 +52,11 @@ def frame_size(offset: int, body: bytes, ts: int = 1) -> int:
     return len(encode_records(offset, ts, [(None, None, body)]))
 
 
+def stored_size(offset: int, body: bytes, ts: int = 1) -> int:
+    """What a batch of one record adds to a segment: its batch header and its frame."""
+    return BATCH_HEADER_SIZE + frame_size(offset, body, ts)
+
+
 def test_empty_log(make_log: MakeLog) -> None:
     log = make_log(start_offset=42)
     assert (log.first_offset, log.next_offset, log.size_bytes, log.segment_count) == (42, 42, 0, 1)
@@ -74,7 +80,7 @@ def test_append_returns_first_offsets_and_reads_back(make_log: MakeLog) -> None:
 
 
 def test_segments_roll_when_the_next_batch_would_not_fit(make_log: MakeLog) -> None:
-    size = frame_size(0, b"x" * 50)
+    size = stored_size(0, b"x" * 50)
     log = make_log(segment_bytes=3 * size)
     for _ in range(3):
         log.append([(None, None, b"x" * 50)], 1)
@@ -111,7 +117,11 @@ def test_max_bytes_cuts_on_record_boundaries_but_returns_at_least_one(make_log: 
     assert log.read(0, 10, big + frame_size(1, b"b")).count == 2
     assert log.read(1, 10, 1).count == 1
     batch = log.read(0, 10, 10**6)
-    assert (batch.count, batch.next_offset, len(batch.data)) == (3, 3, log.size_bytes)
+    assert (batch.count, batch.next_offset, len(batch.data)) == (
+        3,
+        3,
+        log.size_bytes - BATCH_HEADER_SIZE,
+    )
 
 
 def test_out_of_range_reads_carry_the_bounds(make_log: MakeLog) -> None:
@@ -169,7 +179,7 @@ def test_retention_by_size_keeps_at_least_the_limit(make_log: MakeLog) -> None:
     log = make_log(segment_bytes=100)
     for i in range(5):
         log.append([(None, None, b"x" * 60)], i)
-    size = frame_size(0, b"x" * 60)
+    size = stored_size(0, b"x" * 60)
     assert log.enforce_retention(0, retention_bytes=2 * size, retention_ms=None) == 3
     assert log.size_bytes == 2 * size
     # Deleting the older of the two would leave less than 2 * size - 1 bytes: it stays.
@@ -216,9 +226,10 @@ def test_index_file_format_and_spacing(tmp_path: Path) -> None:
     assert entries, "expected index entries"
     previous = 0
     for relative, position in entries:
-        assert position == relative * size  # each entry points at its record's frame
+        headers = relative // 10 + 1  # one before each batch of 10
+        assert position == relative * size + headers * BATCH_HEADER_SIZE  # at its record's frame
         assert position - previous >= 100  # at least one interval apart...
-        assert position - previous < 100 + size  # ...but not more than a frame beyond it
+        assert position - previous < 100 + size + BATCH_HEADER_SIZE  # ...at most a frame beyond
         previous = position
 
 
@@ -228,7 +239,7 @@ def test_directory_and_files_are_named_by_base_offset(tmp_path: Path) -> None:
         log.append([(None, None, b"x" * 70)], 1)
     log.close()
     names = sorted(p.name for p in (tmp_path / "nested" / "log").iterdir())
-    assert names == [".clean_shutdown", ".lock"] + [
+    assert names == [".clean_shutdown", ".lock", ".sealed_segments"] + [
         f"{base:020d}.{suffix}" for base in (1000, 1001, 1002) for suffix in ("index", "log")
     ]
 
@@ -261,13 +272,15 @@ def test_documented_segment_and_index_bytes(tmp_path: Path) -> None:
     log.append([(None, None, b"body-%d" % i) for i in range(1, 6)], 1_700_000_000_250)
     log.close()
     data = (tmp_path / f"{0:020d}.log").read_bytes()
-    assert len(data) == 180
-    assert data[:35].hex(" ") == (
+    assert len(data) == 212
+    assert data[:16].hex(" ") == "b7 02 00 00 00 00 00 01 00 00 00 23 bc c8 97 07"
+    assert data[16:51].hex(" ") == (
         "00 00 00 1f 58 17 46 46 95 00 cf 00 00 01 8b cf e5 68 00 "
         "c4 02 6b 31 81 a1 68 a1 76 c4 05 68 65 6c 6c 6f"
     )
-    assert data[35:64].hex(" ") == (
+    assert data[51:67].hex(" ") == "b7 02 00 00 00 00 00 05 00 00 00 91 6c 27 e3 67"
+    assert data[67:96].hex(" ") == (
         "00 00 00 19 85 da 00 e9 95 01 cf 00 00 01 8b cf e5 68 fa c0 c0 c4 06 62 6f 64 79 2d 31"
     )
     index = (tmp_path / f"{0:020d}.index").read_bytes()
-    assert index.hex(" ") == "00 00 00 02 00 00 00 40 00 00 00 05 00 00 00 97"
+    assert index.hex(" ") == "00 00 00 01 00 00 00 43 00 00 00 04 00 00 00 9a"

@@ -31,6 +31,7 @@ from minibroker.errors import OffsetOutOfRange
 from minibroker.log_store import Entry, LogStore, Record
 from minibroker.record_format import decode_records, encode_records
 from minibroker.storage import MemoryLog, SegmentedLog
+from minibroker.storage.batch import BATCH_HEADER_SIZE
 from minibroker.storage.fd_cache import FdCache
 
 # max_examples comes from the Hypothesis profile in tests/conftest.py (60 by
@@ -80,7 +81,7 @@ class Model:
         if not batch:
             return first
         ts = max(ts, self.last_ts())
-        size = len(encode_records(first, ts, batch))
+        size = BATCH_HEADER_SIZE + len(encode_records(first, ts, batch))  # as stored on disk
         active = self.segments[-1]
         if active.size and active.size + size > self.segment_bytes:
             active = ModelSegment(first)

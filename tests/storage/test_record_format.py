@@ -21,8 +21,8 @@ from minibroker.record_format import (
     encode_records,
     peek_offset,
     scan_valid_prefix,
-    span_frames,
 )
+from minibroker.storage.batch import span_frames
 
 keys = st.none() | st.binary(max_size=20)
 headers = st.none() | st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=3)

@@ -1,0 +1,612 @@
+"""One AMQP channel: its consumers, delivery tags, publisher confirms and publishes.
+
+Delivery tags are the channel's own (1, 2, 3 ... across Deliver and GetOk);
+each stands for one core delivery id of one queue, so acks, nacks and
+rejects become ``Queue.ack`` / ``Queue.nack`` calls grouped by queue. The
+core's delivery ids are per namespace and never reused, and a message
+fetched for an AMQP consumer has no visibility deadline
+(``UNTIL_SETTLED``): it stays with this connection until it is settled or
+the channel closes, when everything unacked is requeued in tag order.
+
+A publish is three frames or more (Basic.Publish, a content header, body
+frames); the channel assembles them, then routes the message through the
+vhost and, in confirm mode, answers with Basic.Ack or Basic.Nack (held until
+the group commit's fsync when a durable queue took the message).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from pamqp import base, commands
+
+from minibroker.amqp import framing
+from minibroker.amqp.consumers import PULL_BATCH
+from minibroker.amqp.errors import (
+    ACCESS_REFUSED,
+    COMMAND_INVALID,
+    NO_ROUTE,
+    NOT_ALLOWED,
+    NOT_IMPLEMENTED,
+    PRECONDITION_FAILED,
+    UNEXPECTED_FRAME,
+    HardError,
+    SoftError,
+    reply_text,
+)
+from minibroker.amqp.exchanges import DEFAULT, TYPES
+from minibroker.amqp.messages import from_core, to_core
+from minibroker.core.peer import Peer
+from minibroker.core.queue_message import Message
+from minibroker.core.queue_options import UNTIL_SETTLED
+from minibroker.core.queues import Queue
+from minibroker.errors import BrokerError, UnknownDelivery
+
+if TYPE_CHECKING:
+    from minibroker.amqp.connection import AmqpSession
+
+Basic = commands.Basic
+
+#: The pseudo-queue a client consumes from to receive direct replies.
+REPLY_TO: str = "amq.rabbitmq.reply-to"
+_REPLY_PREFIX = REPLY_TO + "."
+#: Property flags of headers, reply_to and expiration: the ones routing reads.
+_ROUTING_PROPERTIES = 0x2000 | 0x0200 | 0x0100
+
+
+class Unacked(NamedTuple):
+    queue: str
+    delivery_id: int
+    consumer: ChannelConsumer | None
+
+
+class ChannelConsumer:
+    """A Basic.Consume: pushes a queue's messages to this channel within its credit."""
+
+    def __init__(
+        self, channel: Channel, tag: str, queue: str, *, no_ack: bool, exclusive: bool
+    ) -> None:
+        self.channel = channel
+        self.tag = tag
+        self.queue = queue
+        self.no_ack = no_ack
+        self.exclusive = exclusive
+        #: Per-consumer prefetch (basic.qos global=False); 0 is unlimited.
+        self.prefetch = channel.prefetch
+        self.unacked = 0
+
+    @property
+    def peer(self) -> Peer:
+        return self.channel.session
+
+    def credit(self) -> int:
+        channel = self.channel
+        session = channel.session
+        if session.closed or channel.closing:
+            return 0
+        if session.over_high_water:
+            session.starved = True  # fed again once the buffer drains
+            return 0
+        if self.no_ack:
+            return PULL_BATCH
+        limit = PULL_BATCH
+        if self.prefetch:
+            limit = min(limit, self.prefetch - self.unacked)
+        if channel.global_prefetch:
+            limit = min(limit, channel.global_prefetch - channel.consumer_unacked)
+        return limit
+
+    def deliver(self, queue: Queue, messages: list[Message], now: float) -> None:
+        channel = self.channel
+        no_ack = self.no_ack
+        for m in messages:
+            tag = channel.next_tag
+            channel.next_tag = tag + 1
+            address = from_core(m.headers, queue.name)
+            channel.write_delivery(
+                self.tag,
+                tag,
+                m.delivery_count > 1,
+                address.exchange,
+                address.routing_key,
+                address.properties,
+                m.body,
+            )
+            if not no_ack:
+                channel.unacked[tag] = Unacked(queue.name, m.delivery_id, self)
+        if no_ack:
+            queue.ack(channel.session, [m.delivery_id for m in messages], now)
+        else:
+            self.unacked += len(messages)
+            channel.consumer_unacked += len(messages)
+        # Often called while another connection's input is dispatched (its
+        # publish made these messages ready): wake this connection's writer.
+        channel.session.wakeup()
+
+    def cancelled_by_server(self, now: float) -> None:
+        """The queue went away: Basic.Cancel to the client (consumer_cancel_notify)."""
+        channel = self.channel
+        if channel.consumers.pop(self.tag, None) is not None and not channel.closing:
+            channel.write(Basic.Cancel(self.tag, nowait=True))
+            channel.session.wakeup()
+
+
+class Channel:
+    def __init__(self, session: AmqpSession, number: int) -> None:
+        self.session = session
+        self.number = number
+        #: Set once the server sent Channel.Close: frames are ignored until CloseOk.
+        self.closing = False
+        self.consumers: dict[str, ChannelConsumer] = {}
+        self.next_tag = 1
+        self.unacked: dict[int, Unacked] = {}
+        #: Unacked deliveries of this channel's consumers (what global prefetch limits).
+        self.consumer_unacked = 0
+        self.prefetch = 0
+        self.global_prefetch = 0
+        self.confirming = False
+        self.publish_seq = 0
+        self.reply_token: str | None = None
+        self._reply_tag = ""
+        self._publish: commands.Basic.Publish | None = None
+        self._header: framing.ContentHeader | None = None
+        self._body: list[bytes] = []
+        self._body_size = 0
+
+    # --------------------------------------------------------------- output
+
+    def write(self, method: base.Frame, properties: bytes | None = None, body: bytes = b"") -> None:
+        session = self.session
+        data = framing.method_frame(self.number, method)
+        if properties is not None:
+            data += framing.content_frames(self.number, properties, body, session.frame_max)
+        session.write(data)
+
+    def write_delivery(
+        self,
+        consumer_tag: str,
+        delivery_tag: int,
+        redelivered: bool,
+        exchange: str,
+        routing_key: str,
+        properties: bytes,
+        body: bytes,
+    ) -> None:
+        """Basic.Deliver and its content (the per-message path: encoded by hand)."""
+        number = self.number
+        self.session.write(
+            framing.deliver_frame(
+                number, consumer_tag, delivery_tag, redelivered, exchange, routing_key
+            )
+            + framing.content_frames(number, properties, body, self.session.frame_max)
+        )
+
+    # ---------------------------------------------------------------- input
+
+    def handle_method(self, method: base.Frame) -> None:
+        if self._publish is not None:
+            raise HardError(
+                UNEXPECTED_FRAME,
+                f"expected content header for class 60, got non content header frame {method.name}",
+                method.index,
+            )
+        handler = _HANDLERS.get(type(method))
+        if handler is None:
+            raise HardError(NOT_IMPLEMENTED, f"{method.name} is not implemented", method.index)
+        handler(self, method)
+
+    def handle_header(self, header: framing.ContentHeader) -> None:
+        if self._publish is None or self._header is not None:
+            raise HardError(UNEXPECTED_FRAME, "unexpected content header frame")
+        limit = self.session.broker.config.limits.max_message_bytes
+        if header.body_size > limit:
+            self._publish = None
+            raise SoftError(
+                PRECONDITION_FAILED,
+                f"message size {header.body_size} is larger than configured max size {limit}",
+                Basic.Publish.index,
+            )
+        session = self.session
+        budget = session.settings.max_content_in_progress
+        if session.content_in_progress + header.body_size > budget:
+            raise HardError(
+                NOT_ALLOWED,
+                f"more than {budget} bytes of message bodies in progress on this connection",
+                Basic.Publish.index,
+            )
+        session.content_in_progress += header.body_size
+        self._header = header
+        if header.body_size == 0:
+            self._complete()
+
+    def handle_body(self, payload: bytes) -> None:
+        header = self._header
+        if header is None:
+            raise HardError(UNEXPECTED_FRAME, "unexpected content body frame")
+        self._body.append(payload)
+        self._body_size += len(payload)
+        if self._body_size > header.body_size:
+            raise HardError(UNEXPECTED_FRAME, "content body exceeds the size in its header")
+        if self._body_size == header.body_size:
+            self._complete()
+
+    def _complete(self) -> None:
+        publish, header = self._publish, self._header
+        assert publish is not None and header is not None
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        self._drop_content()
+        self._route(publish, header.properties, body)
+
+    def _drop_content(self) -> None:
+        """Forget the publish being assembled (complete, or the channel closes)."""
+        if self._header is not None:
+            self.session.content_in_progress -= self._header.body_size
+        self._publish, self._header, self._body, self._body_size = None, None, [], 0
+
+    # -------------------------------------------------------------- publish
+
+    def _route(self, publish: commands.Basic.Publish, raw: bytes, body: bytes) -> None:
+        session = self.session
+        vhost = session.vhost
+        seq = 0
+        if self.confirming:
+            self.publish_seq += 1
+            seq = self.publish_seq
+        exchange = vhost.exchange(publish.exchange)
+        if exchange.internal:
+            raise SoftError(
+                ACCESS_REFUSED, f"cannot publish to internal exchange '{exchange.name}'"
+            )
+        headers: Mapping[str, object] | None = None
+        expiration: str | None = None
+        if framing.property_flags(raw) & _ROUTING_PROPERTIES:
+            # Only these properties matter to routing; most messages have none
+            # of them and skip decoding altogether.
+            properties = framing.decode_properties(raw)
+            headers, expiration = properties.headers, properties.expiration
+            if properties.reply_to == REPLY_TO:
+                if self.reply_token is None:
+                    raise SoftError(PRECONDITION_FAILED, "fast reply consumer does not exist")
+                properties.reply_to = _REPLY_PREFIX + self.reply_token
+                raw = framing.encode_properties(properties)
+        key = publish.routing_key
+        generation = session.broker.write_generation
+        if exchange.name == DEFAULT and key.startswith(_REPLY_PREFIX):
+            target = vhost.reply_targets.get(key[len(_REPLY_PREFIX) :])
+            taken, refused = (0, 0) if target is None else (1, 0)
+            if target is not None:
+                target[1].deliver_reply(key, raw, publish.exchange, body)
+        else:
+            message = to_core(publish.exchange, key, raw, headers, body)
+            ttl = _expiration(expiration)
+            try:
+                taken, refused = vhost.route(exchange, key, message, headers, session.now, ttl)
+            except BrokerError as exc:  # storage full or failing, limits
+                if not self.confirming:
+                    raise SoftError(PRECONDITION_FAILED, exc.message) from None
+                session.confirm(self, seq, ok=False, durable=False)
+                return
+        if not taken and publish.mandatory:
+            self.write(Basic.Return(NO_ROUTE, "NO_ROUTE", publish.exchange, key), raw, body)
+        if self.confirming:
+            durable = session.broker.write_generation != generation
+            session.confirm(self, seq, ok=not refused, durable=durable)
+
+    def deliver_reply(
+        self, routing_key: str, properties: bytes, exchange: str, body: bytes
+    ) -> None:
+        """A direct reply for this channel's ``amq.rabbitmq.reply-to`` consumer (no ack)."""
+        if self.closing or self.reply_token is None:
+            return
+        tag = self.next_tag
+        self.next_tag = tag + 1
+        self.write_delivery(self._reply_tag, tag, False, exchange, routing_key, properties, body)
+        self.session.wakeup()
+
+    # ------------------------------------------------------------- settling
+
+    def _tags(self, delivery_tag: int, multiple: bool, method: base.Frame) -> list[int]:
+        if multiple:
+            tags = [t for t in self.unacked if t <= delivery_tag or delivery_tag == 0]
+            if tags:
+                return tags
+        elif delivery_tag in self.unacked:
+            return [delivery_tag]
+        raise SoftError(PRECONDITION_FAILED, f"unknown delivery tag {delivery_tag}", method.index)
+
+    def settle(self, tags: list[int], action: str) -> None:
+        """Ack (``"ack"``), requeue (``"requeue"``) or drop/dead-letter (``"drop"``) deliveries."""
+        session = self.session
+        by_queue: dict[str, list[int]] = {}
+        freed: dict[ChannelConsumer, None] = {}
+        for tag in tags:
+            entry = self.unacked.pop(tag)
+            by_queue.setdefault(entry.queue, []).append(entry.delivery_id)
+            consumer = entry.consumer
+            if consumer is not None:
+                consumer.unacked -= 1
+                self.consumer_unacked -= 1
+                freed[consumer] = None
+        queues = session.vhost.namespace.queues
+        now = session.now
+        for name, ids in by_queue.items():
+            queue = queues.find(name)
+            if queue is None:
+                continue  # deleted with its messages
+            try:
+                _settle(queue, session, ids, action, now)
+            except UnknownDelivery as exc:
+                # The queue was deleted and declared again: skip the old ids.
+                bad = set(exc.details.get("deliveries", ()))  # type: ignore[call-overload]
+                _settle(queue, session, [i for i in ids if i not in bad], action, now)
+        if session.closed or self.closing:
+            return
+        starting = list(self.consumers.values()) if self.global_prefetch else list(freed)
+        for consumer in starting:
+            if consumer.tag in self.consumers:
+                session.vhost.consumers.start(consumer, now)
+
+    def release(self) -> None:
+        """The channel closes: cancel its consumers, requeue what it holds, in tag order."""
+        session = self.session
+        vhost = session.vhost
+        self._drop_content()
+        for consumer in list(self.consumers.values()):
+            vhost.remove_consumer(consumer, session.now)
+        self.consumers.clear()
+        if self.reply_token is not None:
+            vhost.remove_reply_target(self.reply_token)
+            self.reply_token = None
+        if self.unacked:
+            self.settle(list(self.unacked), "requeue")
+
+    # -------------------------------------------------------------- methods
+
+    def _qos(self, method: commands.Basic.Qos) -> None:
+        if method.prefetch_size:
+            raise HardError(
+                NOT_IMPLEMENTED,
+                "prefetch_size!=0 (" + str(method.prefetch_size) + ")",
+                method.index,
+            )
+        if method.global_:
+            self.global_prefetch = method.prefetch_count
+        else:
+            self.prefetch = method.prefetch_count
+            for consumer in self.consumers.values():
+                consumer.prefetch = method.prefetch_count
+        self.write(Basic.QosOk())
+        for consumer in list(self.consumers.values()):
+            self.session.vhost.consumers.start(consumer, self.session.now)
+
+    def _consume(self, method: commands.Basic.Consume) -> None:
+        session = self.session
+        tag = method.consumer_tag or "amq.ctag-" + secrets.token_urlsafe(16)
+        if tag in self.consumers or (tag == self._reply_tag and self.reply_token):
+            raise HardError(NOT_ALLOWED, f"attempt to reuse consumer tag '{tag}'", method.index)
+        limit = session.broker.config.limits.max_subscriptions_per_connection
+        if session.consumer_count() >= limit:
+            raise HardError(
+                NOT_ALLOWED, f"more than {limit} consumers on this connection", method.index
+            )
+        if method.queue == REPLY_TO:
+            self._consume_replies(method, tag)
+            return
+        consumer = ChannelConsumer(
+            self,
+            tag,
+            method.queue or session.last_queue,
+            no_ack=method.no_ack,
+            exclusive=method.exclusive,
+        )
+        session.vhost.add_consumer(consumer, session.conn_id)
+        self.consumers[tag] = consumer
+        if not method.nowait:
+            self.write(Basic.ConsumeOk(tag))
+        session.vhost.consumers.start(consumer, session.now)
+
+    def _consume_replies(self, method: commands.Basic.Consume, tag: str) -> None:
+        if not method.no_ack:
+            raise SoftError(PRECONDITION_FAILED, "reply consumer cannot acknowledge", method.index)
+        if self.reply_token is not None:
+            raise SoftError(PRECONDITION_FAILED, "reply consumer already set", method.index)
+        session = self.session
+        self.reply_token = session.vhost.add_reply_target(session.conn_id, self)
+        self._reply_tag = tag
+        if not method.nowait:
+            self.write(Basic.ConsumeOk(tag))
+
+    def _cancel(self, method: commands.Basic.Cancel) -> None:
+        tag = method.consumer_tag or ""
+        if self.reply_token is not None and tag == self._reply_tag:
+            self.session.vhost.remove_reply_target(self.reply_token)
+            self.reply_token = None
+        consumer = self.consumers.pop(tag, None)
+        if consumer is not None:
+            self.session.vhost.remove_consumer(consumer, self.session.now)
+        if not method.nowait:
+            self.write(Basic.CancelOk(tag))
+
+    def _publish_method(self, method: commands.Basic.Publish) -> None:
+        if method.immediate:
+            raise HardError(NOT_IMPLEMENTED, "immediate=true", method.index)  # as RabbitMQ 3
+        self._publish = method
+
+    def _get(self, method: commands.Basic.Get) -> None:
+        session = self.session
+        vhost = session.vhost
+        name = method.queue or session.last_queue
+        queue = vhost.queue(name)
+        vhost.check_owner(name, session.conn_id)
+        vhost.touch(name, session.now)
+        messages = queue.fetch(session, 1, session.now, UNTIL_SETTLED)
+        if not messages:
+            self.write(Basic.GetEmpty())
+            return
+        m = messages[0]
+        tag = self.next_tag
+        self.next_tag = tag + 1
+        address = from_core(m.headers, name)
+        self.write(
+            Basic.GetOk(
+                tag, m.delivery_count > 1, address.exchange, address.routing_key, queue.ready_count
+            ),
+            address.properties,
+            m.body,
+        )
+        if method.no_ack:
+            queue.ack(session, [m.delivery_id], session.now)
+        else:
+            self.unacked[tag] = Unacked(name, m.delivery_id, None)
+
+    def _ack(self, method: commands.Basic.Ack) -> None:
+        self.settle(self._tags(method.delivery_tag or 0, method.multiple, method), "ack")
+
+    def _nack(self, method: commands.Basic.Nack) -> None:
+        tags = self._tags(method.delivery_tag, method.multiple, method)
+        self.settle(tags, "requeue" if method.requeue else "drop")
+
+    def _reject(self, method: commands.Basic.Reject) -> None:
+        tags = self._tags(method.delivery_tag or 0, False, method)
+        self.settle(tags, "requeue" if method.requeue else "drop")
+
+    def _recover(self, method: commands.Basic.Recover) -> None:
+        if not method.requeue:
+            raise HardError(NOT_IMPLEMENTED, "requeue=false", method.index)
+        if self.unacked:
+            self.settle(list(self.unacked), "requeue")
+        self.write(Basic.RecoverOk())
+
+    def _confirm_select(self, method: commands.Confirm.Select) -> None:
+        self.confirming = True
+        if not method.nowait:
+            self.write(commands.Confirm.SelectOk())
+
+    def _flow(self, method: commands.Channel.Flow) -> None:
+        if not method.active:
+            raise HardError(NOT_IMPLEMENTED, "active=false", method.index)
+        self.write(commands.Channel.FlowOk(True))
+
+    def _exchange_declare(self, method: commands.Exchange.Declare) -> None:
+        if method.exchange_type not in TYPES and not method.passive:
+            raise HardError(
+                COMMAND_INVALID, f"invalid exchange type '{method.exchange_type}'", method.index
+            )
+        self.session.vhost.declare_exchange(
+            method.exchange,
+            method.exchange_type,
+            passive=method.passive,
+            durable=method.durable,
+            auto_delete=method.auto_delete,
+            internal=method.internal,
+            arguments=dict(method.arguments or {}),
+        )
+        if not method.nowait:
+            self.write(commands.Exchange.DeclareOk())
+
+    def _exchange_delete(self, method: commands.Exchange.Delete) -> None:
+        self.session.vhost.delete_exchange(
+            method.exchange, if_unused=method.if_unused, now=self.session.now
+        )
+        if not method.nowait:
+            self.write(commands.Exchange.DeleteOk())
+
+    def _queue_declare(self, method: commands.Queue.Declare) -> None:
+        session = self.session
+        name, ready, consumers = session.vhost.declare_queue(
+            session.conn_id,
+            method.queue,
+            passive=method.passive,
+            durable=method.durable,
+            exclusive=method.exclusive,
+            auto_delete=method.auto_delete,
+            arguments=dict(method.arguments or {}),
+            now=session.now,
+        )
+        session.last_queue = name
+        if not method.nowait:
+            self.write(commands.Queue.DeclareOk(name, ready, consumers))
+
+    def _queue_bind(self, method: commands.Queue.Bind) -> None:
+        session = self.session
+        name = method.queue or session.last_queue
+        session.vhost.check_owner(name, session.conn_id)
+        session.vhost.bind(name, method.exchange, method.routing_key, dict(method.arguments or {}))
+        if not method.nowait:
+            self.write(commands.Queue.BindOk())
+
+    def _queue_unbind(self, method: commands.Queue.Unbind) -> None:
+        session = self.session
+        name = method.queue or session.last_queue
+        session.vhost.check_owner(name, session.conn_id)
+        session.vhost.unbind(name, method.exchange, method.routing_key)
+        self.write(commands.Queue.UnbindOk())
+
+    def _queue_purge(self, method: commands.Queue.Purge) -> None:
+        session = self.session
+        name = method.queue or session.last_queue
+        queue = session.vhost.queue(name)
+        session.vhost.check_owner(name, session.conn_id)
+        count = queue.purge(session.now)
+        if not method.nowait:
+            self.write(commands.Queue.PurgeOk(count))
+
+    def _queue_delete(self, method: commands.Queue.Delete) -> None:
+        session = self.session
+        count = session.vhost.delete_queue(
+            session.conn_id,
+            method.queue or session.last_queue,
+            if_unused=method.if_unused,
+            if_empty=method.if_empty,
+            now=session.now,
+        )
+        if not method.nowait:
+            self.write(commands.Queue.DeleteOk(count))
+
+
+def _expiration(value: str | None) -> float | None:
+    """The ``expiration`` property (milliseconds, as a string) in seconds."""
+    if value is None or value == "":
+        return None
+    if not value.isdigit():
+        raise SoftError(PRECONDITION_FAILED, f"invalid expiration '{value}'", Basic.Publish.index)
+    return max(int(value) / 1000, 0.001)
+
+
+def _settle(queue: Queue, peer: Peer, ids: list[int], action: str, now: float) -> None:
+    if action == "ack":
+        queue.ack(peer, ids, now)
+    else:
+        queue.nack(peer, ids, now, requeue=action == "requeue")
+
+
+def close_frame(code: int, detail: str, method_index: int) -> commands.Channel.Close:
+    return commands.Channel.Close(
+        code, reply_text(code, detail), method_index >> 16, method_index & 0xFFFF
+    )
+
+
+#: Method class -> handler. Each handler takes its own method class; the
+#: dispatcher looks handlers up by ``type(method)``, so the pairing is exact.
+_HANDLERS: dict[type[base.Frame], Callable[[Channel, Any], None]] = {
+    commands.Basic.Qos: Channel._qos,
+    commands.Basic.Consume: Channel._consume,
+    commands.Basic.Cancel: Channel._cancel,
+    commands.Basic.Publish: Channel._publish_method,
+    commands.Basic.Get: Channel._get,
+    commands.Basic.Ack: Channel._ack,
+    commands.Basic.Nack: Channel._nack,
+    commands.Basic.Reject: Channel._reject,
+    commands.Basic.Recover: Channel._recover,
+    commands.Confirm.Select: Channel._confirm_select,
+    commands.Channel.Flow: Channel._flow,
+    commands.Exchange.Declare: Channel._exchange_declare,
+    commands.Exchange.Delete: Channel._exchange_delete,
+    commands.Queue.Declare: Channel._queue_declare,
+    commands.Queue.Bind: Channel._queue_bind,
+    commands.Queue.Unbind: Channel._queue_unbind,
+    commands.Queue.Purge: Channel._queue_purge,
+    commands.Queue.Delete: Channel._queue_delete,
+}

@@ -1,0 +1,586 @@
+"""One AMQP 0-9-1 connection, sans-I/O: bytes in, core calls, bytes out.
+
+``AmqpSession`` is what the server shell drives for a connection on the
+AMQP port (it has the shape of ``server.wire_session.WireSession``), and the
+core's ``Peer`` for that connection. The shell hands it each received chunk;
+it cuts frames (``framing.FrameReader``), runs the handshake, dispatches
+channel frames to their ``Channel`` and accumulates every frame to send in
+one outbound buffer, which the shell writes in one go.
+
+Handshake: protocol header -> Connection.Start (SASL PLAIN and AMQPLAIN) ->
+StartOk (the password is checked as a minibroker token) -> Tune -> TuneOk
+(frame_max, channel_max, heartbeat) -> Open (vhost = namespace) -> OpenOk.
+
+Errors follow the spec: a ``SoftError`` closes its channel (Channel.Close,
+then the channel's frames are ignored until the client's CloseOk); a
+``HardError`` closes the connection (Connection.Close, then the shell
+flushes and closes). Nothing a client sends reaches another connection.
+
+Heartbeats run on the core's timers (so Trio's MockClock drives them): every
+half interval the session sends a heartbeat if it sent nothing else, and a
+peer silent for two intervals is disconnected.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from pamqp import base, commands, decode
+
+from minibroker._version import __version__
+from minibroker.amqp import framing
+from minibroker.amqp.channel import Channel, close_frame
+from minibroker.amqp.errors import (
+    ACCESS_REFUSED,
+    CHANNEL_ERROR,
+    COMMAND_INVALID,
+    CONNECTION_FORCED,
+    FRAME_ERROR,
+    INTERNAL_ERROR,
+    NOT_ALLOWED,
+    NOT_IMPLEMENTED,
+    UNEXPECTED_FRAME,
+    AmqpError,
+    HardError,
+    SoftError,
+)
+from minibroker.amqp.vhost import Vhost, vhost_of
+from minibroker.core.broker import Broker
+from minibroker.core.peer import PushSource
+from minibroker.core.timers import Timer
+from minibroker.errors import BrokerError, ConnectionClosed, ShuttingDown
+
+log = logging.getLogger("minibroker.amqp")
+
+Connection = commands.Connection
+
+#: What the server offers in Tune; clients may lower frame_max and channel_max.
+FRAME_MAX: Final = 131072
+CHANNEL_MAX: Final = 2047
+HEARTBEAT: Final = 60
+#: Capabilities the server implements (clients read some of them, see docs/amqp.md).
+CAPABILITIES: Final = {
+    "publisher_confirms": True,
+    "basic.nack": True,
+    "consumer_cancel_notify": True,
+    "authentication_failure_close": True,
+    "per_consumer_qos": True,
+    "direct_reply_to": True,
+}
+_LONG: Final = struct.Struct(">I")
+
+
+@dataclass(frozen=True, slots=True)
+class AmqpSettings:
+    #: Checks a password as a token: returns the principal (anything with an
+    #: optional ``grants``) or raises BrokerError. The server passes the native
+    #: port's authenticator, so the same tokens open both doors.
+    authenticate: Callable[[str | None], object]
+    outbound_high_water: int = 1024 * 1024
+    #: Hold publisher confirms of durable writes until the group commit's fsync.
+    hold_until_synced: bool = False
+    frame_max: int = FRAME_MAX
+    heartbeat: int = HEARTBEAT
+    #: Body bytes of publishes begun and not yet complete, over all channels of
+    #: a connection (each channel may assemble one message at a time).
+    max_content_in_progress: int = 64 * 1024 * 1024
+
+
+class AmqpSession:
+    """Protocol state of one AMQP connection; also that connection's core ``Peer``."""
+
+    def __init__(
+        self, broker: Broker, conn_id: int, settings: AmqpSettings, peer_name: str = ""
+    ) -> None:
+        self.broker = broker
+        self.settings = settings
+        self.peer_name = peer_name
+        self._conn_id = conn_id
+        self._reader = framing.FrameReader(framing.MIN_FRAME_MAX)
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self._stage = "header"
+        self.channels: dict[int, Channel] = {}
+        self._vhost: Vhost | None = None
+        self.frame_max = settings.frame_max
+        self.channel_max = CHANNEL_MAX
+        #: The last queue declared on this connection (a method's empty queue name means it).
+        self.last_queue = ""
+        #: Body bytes announced by content headers and not yet complete (bounded).
+        self.content_in_progress = 0
+        #: A consumer found the outbound buffer full; feed consumers again once it drains.
+        self.starved = False
+        #: Confirms waiting for group commit: (write generation, channel, sequence, ok).
+        self._held: list[tuple[int, Channel, int, bool]] = []
+        self._heartbeat = 0
+        self._heartbeat_timer: Timer | None = None
+        self._heard = True
+        self._said = True
+        self._silent_ticks = 0
+        self.client_name = ""
+        self.input_paused = False
+        self.closing: BrokerError | None = None
+        self.closed = False
+        #: Set once the connection's deliveries, consumers and queues were handed back.
+        self._released = False
+        self.now = 0.0
+        self.wakeup: Callable[[], None] = _nothing
+
+    # ------------------------------------------------------------ Peer port
+
+    @property
+    def conn_id(self) -> int:
+        return self._conn_id
+
+    def resolve(self, token: int, result: object) -> None:
+        """Unused: this front end never parks a fetch (consumers are fed by the vhost)."""
+
+    def reject(self, token: int, error: BrokerError) -> None:
+        """Unused, as ``resolve``."""
+
+    def push_ready(self, source: PushSource) -> None:
+        """Unused: AMQP clients reach topics through queues bound to topic exchanges."""
+
+    def kick(self, error: BrokerError) -> None:
+        """Close the connection, telling the client why (320 CONNECTION_FORCED)."""
+        if self.closing is None and not self.closed:
+            self._close_connection(HardError(CONNECTION_FORCED, error.message))
+
+    # ------------------------------------------------------------- state
+
+    @property
+    def vhost(self) -> Vhost:
+        assert self._vhost is not None
+        return self._vhost
+
+    @property
+    def handshake_done(self) -> bool:
+        return self._stage == "open"
+
+    # -------------------------------------------------------------- input
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        if not self.accepting_input():
+            return
+        self.input_paused = False
+        self._heard = True
+        reader = self._reader
+        reader.receive_data(data)
+        try:
+            if self._stage == "header":
+                header = reader.take_protocol_header()
+                if header is None:
+                    return
+                if header != framing.PROTOCOL_HEADER:
+                    # The spec's answer: our protocol header, then close.
+                    self.write(framing.PROTOCOL_HEADER)
+                    self.closing = ConnectionClosed("not an AMQP 0-9-1 protocol header")
+                    return
+                self._start()
+            high_water = self.settings.outbound_high_water
+            for frame in reader.frames():
+                self._dispatch(frame)
+                if not self.accepting_input():
+                    return
+                if self._out_bytes >= high_water:
+                    self.input_paused = True
+                    return
+        except HardError as exc:
+            self._close_connection(exc)
+        except Exception:
+            # A bug, not the client's fault; still, only this connection pays for it.
+            log.exception("internal error on AMQP connection %s", self.peer_name)
+            self._close_connection(HardError(INTERNAL_ERROR, "internal error"))
+
+    @property
+    def pending_input_bytes(self) -> int:
+        """Bytes held until the next frame is complete (the shell's partial-frame budget).
+
+        Before the 8-byte protocol header is in, what is buffered (those bytes
+        are no frame prefix).
+        """
+        if self._stage == "header":
+            return self._reader.buffered
+        return self._reader.pending_frame_bytes
+
+    @property
+    def buffered_input_bytes(self) -> int:
+        return self._reader.buffered
+
+    def discard_input(self) -> None:
+        self._reader.discard()
+
+    def resume_input(self) -> None:
+        self.receive_data(b"")
+
+    def accepting_input(self) -> bool:
+        return self.closing is None and not self.closed and self._stage != "closing"
+
+    def _dispatch(self, frame: framing.RawFrame) -> None:
+        kind = frame.kind
+        if kind == framing.HEARTBEAT:
+            if frame.channel:
+                raise HardError(FRAME_ERROR, "heartbeat frame on a channel other than 0")
+            return  # receiving it was the point (see _heartbeat_due)
+        if frame.channel == 0:
+            if kind != framing.METHOD:
+                raise HardError(UNEXPECTED_FRAME, "content frame on channel 0")
+            self._connection_method(framing.decode_method(frame.payload))
+            return
+        if self._stage != "open":
+            raise HardError(CHANNEL_ERROR, "channel frame before the connection is open")
+        if kind == framing.METHOD:
+            self._channel_method(frame.channel, framing.decode_method(frame.payload))
+        else:
+            self._content(frame)
+
+    def _channel_method(self, number: int, method: base.Frame) -> None:
+        channel = self.channels.get(number)
+        if channel is None:
+            self._open_channel(number, method)
+            return
+        if channel.closing:
+            self._while_closing(channel, method)
+            return
+        try:
+            if isinstance(method, commands.Channel.Close):
+                self._client_closed_channel(channel)
+            elif isinstance(method, commands.Channel.Open):
+                raise HardError(CHANNEL_ERROR, "second 'channel.open' seen", method.index)
+            else:
+                channel.handle_method(method)
+        except SoftError as exc:
+            self._close_channel(channel, exc, method.index)
+        except HardError:
+            raise
+        except Exception:
+            log.exception("internal error handling %s from %s", method.name, self.peer_name)
+            raise HardError(INTERNAL_ERROR, f"internal error handling {method.name}") from None
+
+    def _content(self, frame: framing.RawFrame) -> None:
+        """A content header or body frame: part of the publish its channel is assembling."""
+        channel = self.channels.get(frame.channel)
+        if channel is None:
+            raise HardError(CHANNEL_ERROR, f"content frame on channel {frame.channel}, not open")
+        if channel.closing:
+            return
+        try:
+            if frame.kind == framing.HEADER:
+                channel.handle_header(framing.decode_content_header(frame.payload))
+            elif frame.kind == framing.BODY:
+                channel.handle_body(frame.payload)
+            else:
+                raise HardError(FRAME_ERROR, f"unknown frame type {frame.kind}")
+        except SoftError as exc:
+            self._close_channel(channel, exc, commands.Basic.Publish.index)
+        except HardError:
+            raise
+        except Exception:
+            log.exception("internal error routing a publish from %s", self.peer_name)
+            raise HardError(INTERNAL_ERROR, "internal error routing a publish") from None
+
+    # ------------------------------------------------------------ channels
+
+    def consumer_count(self) -> int:
+        """Consumers on all channels of this connection (bounded like subscriptions)."""
+        return sum(len(channel.consumers) for channel in self.channels.values())
+
+    def _open_channel(self, number: int, method: base.Frame) -> None:
+        if not isinstance(method, commands.Channel.Open):
+            raise HardError(
+                CHANNEL_ERROR, f"expected 'channel.open' on channel {number}", method.index
+            )
+        if number > self.channel_max:
+            raise HardError(
+                NOT_ALLOWED,
+                f"channel {number} is above channel_max {self.channel_max}",
+                method.index,
+            )
+        self.channels[number] = Channel(self, number)
+        self.write(framing.method_frame(number, commands.Channel.OpenOk()))
+
+    def _while_closing(self, channel: Channel, method: base.Frame) -> None:
+        """After the server closed a channel, only Close/CloseOk matter (the rest is dropped)."""
+        if isinstance(method, commands.Channel.CloseOk):
+            del self.channels[channel.number]
+        elif isinstance(method, commands.Channel.Close):
+            self.write(framing.method_frame(channel.number, commands.Channel.CloseOk()))
+            del self.channels[channel.number]
+
+    def _client_closed_channel(self, channel: Channel) -> None:
+        channel.closing = True
+        channel.release()
+        del self.channels[channel.number]
+        self.write(framing.method_frame(channel.number, commands.Channel.CloseOk()))
+
+    def _close_channel(self, channel: Channel, error: AmqpError, method_index: int) -> None:
+        index = error.method_index or method_index
+        log.debug("closing channel %d of %s: %s", channel.number, self.peer_name, error.text)
+        channel.closing = True
+        channel.release()
+        self.write(framing.method_frame(channel.number, close_frame(error.code, str(error), index)))
+
+    # ---------------------------------------------------------- connection
+
+    def _start(self) -> None:
+        self._stage = "start-ok"
+        self.write(
+            framing.method_frame(
+                0,
+                Connection.Start(
+                    version_major=0,
+                    version_minor=9,
+                    server_properties={
+                        "product": "minibroker",
+                        "version": __version__,
+                        "platform": "Python/Trio",
+                        "information": "https://github.com/minibroker (AMQP 0-9-1 front end)",
+                        "capabilities": dict(CAPABILITIES),
+                    },
+                    mechanisms="PLAIN AMQPLAIN",
+                    locales="en_US",
+                ),
+            )
+        )
+
+    def _connection_method(self, method: base.Frame) -> None:
+        stage = self._stage
+        if isinstance(method, Connection.Close):
+            # Hand everything back before CloseOk, as RabbitMQ does: a client
+            # that saw CloseOk may count on its exclusive queues being gone.
+            self._release_all()
+            self.write(framing.method_frame(0, Connection.CloseOk()))
+            self._stage = "closing"
+            self.closing = ConnectionClosed("the client closed the connection")
+            return
+        if isinstance(method, Connection.CloseOk):
+            self._stage = "closing"
+            self.closing = ConnectionClosed("connection closed")
+            return
+        if stage == "start-ok" and isinstance(method, Connection.StartOk):
+            self._authenticate(method)
+        elif stage == "tune-ok" and isinstance(method, Connection.TuneOk):
+            self._tune(method)
+        elif stage == "open-wait" and isinstance(method, Connection.Open):
+            self._open(method)
+        elif isinstance(method, Connection.UpdateSecret | commands.Channel.Open):
+            raise HardError(NOT_IMPLEMENTED, f"{method.name} is not implemented", method.index)
+        elif isinstance(method, Connection.Blocked | Connection.Unblocked):
+            return
+        else:
+            raise HardError(
+                COMMAND_INVALID if stage == "open" else UNEXPECTED_FRAME,
+                f"unexpected {method.name} on channel 0",
+                method.index,
+            )
+
+    def _authenticate(self, method: commands.Connection.StartOk) -> None:
+        user, password = _credentials(method.mechanism, method.response)
+        props = method.client_properties or {}
+        name = props.get("connection_name") or props.get("product") or ""
+        self.client_name = str(name)
+        try:
+            principal = self.settings.authenticate(password)
+        except BrokerError:
+            principal = None
+        if principal is None or getattr(principal, "grants", None) is not None:
+            why = (
+                "invalid credentials"
+                if principal is None
+                else "a permissions file is in force, and the AMQP port does not enforce it"
+            )
+            raise HardError(
+                ACCESS_REFUSED,
+                f"Login was refused using authentication mechanism {method.mechanism}: "
+                f"{why} (user '{user}')",
+                method.index,
+            )
+        self._stage = "tune-ok"
+        self.write(
+            framing.method_frame(
+                0, Connection.Tune(CHANNEL_MAX, self.settings.frame_max, self.settings.heartbeat)
+            )
+        )
+
+    def _tune(self, method: commands.Connection.TuneOk) -> None:
+        frame_max = method.frame_max or self.settings.frame_max
+        if frame_max < framing.MIN_FRAME_MAX or frame_max > self.settings.frame_max:
+            raise HardError(
+                NOT_ALLOWED,
+                f"frame_max={frame_max} outside {framing.MIN_FRAME_MAX}..{self.settings.frame_max}",
+                method.index,
+            )
+        self.frame_max = frame_max
+        self._reader.frame_max = frame_max
+        self.channel_max = min(method.channel_max or CHANNEL_MAX, CHANNEL_MAX)
+        self._heartbeat = method.heartbeat
+        self._stage = "open-wait"
+
+    def _open(self, method: commands.Connection.Open) -> None:
+        vhost = method.virtual_host
+        namespace = "" if vhost in ("/", "") else vhost.lstrip("/")
+        try:
+            ns = self.broker.namespace(namespace)
+        except BrokerError as exc:
+            raise HardError(NOT_ALLOWED, f"vhost {vhost!r}: {exc.message}", method.index) from None
+        self._vhost = vhost_of(ns)
+        self._stage = "open"
+        self.write(framing.method_frame(0, Connection.OpenOk()))
+        if self._heartbeat:
+            self._arm_heartbeat(self.now)
+
+    def _close_connection(self, error: HardError) -> None:
+        log.info("closing AMQP connection %s: %s", self.peer_name, error.text)
+        self.write(
+            framing.method_frame(
+                0,
+                Connection.Close(error.code, error.text, error.class_id, error.method_id),
+            )
+        )
+        self._stage = "closing"
+        self.closing = ConnectionClosed(error.text)
+        self.wakeup()
+
+    # ----------------------------------------------------------- heartbeats
+
+    def _arm_heartbeat(self, now: float) -> None:
+        self._heartbeat_timer = self.broker.timers.call_at(
+            now + self._heartbeat / 2, self._heartbeat_due
+        )
+
+    def _heartbeat_due(self, now: float) -> None:
+        if self.closed or self.closing is not None:
+            return
+        if self._heard:
+            self._silent_ticks = 0
+        else:
+            self._silent_ticks += 1
+            if self._silent_ticks >= 4:  # two intervals without a frame
+                log.info("AMQP connection %s missed its heartbeats", self.peer_name)
+                self.closing = ConnectionClosed("missed heartbeats")
+                self.wakeup()
+                return
+        self._heard = False
+        if not self._said:
+            self.write(framing.HEARTBEAT_FRAME)
+            self.wakeup()
+        self._said = False
+        self._arm_heartbeat(now)
+
+    # --------------------------------------------------------------- output
+
+    def write(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self._out.append(data)
+        self._out_bytes += len(data)
+        self._said = True
+
+    def confirm(self, channel: Channel, seq: int, *, ok: bool, durable: bool) -> None:
+        """Basic.Ack (or Nack) publish ``seq``, after the fsync when it made a durable write."""
+        if self._held or (durable and self.settings.hold_until_synced):
+            self._held.append((self.broker.write_generation, channel, seq, ok))
+            return
+        self._send_confirm(channel, seq, ok)
+
+    def _send_confirm(self, channel: Channel, seq: int, ok: bool) -> None:
+        if channel.closing or self.channels.get(channel.number) is not channel:
+            return  # the channel closed meanwhile: its confirms died with it
+        self.write(framing.confirm_frame(channel.number, seq, ok))
+
+    def release_synced(self, generation: int) -> None:
+        held = self._held
+        if not held:
+            return
+        done = 0
+        for written, channel, seq, ok in held:
+            if written > generation:
+                break
+            self._send_confirm(channel, seq, ok)
+            done += 1
+        del held[:done]
+        self.wakeup()
+
+    def fail_held(self, error: BrokerError) -> None:
+        held, self._held = self._held, []
+        for _, channel, seq, _ in held:
+            self._send_confirm(channel, seq, False)
+        self.wakeup()
+
+    @property
+    def over_high_water(self) -> bool:
+        return self._out_bytes >= self.settings.outbound_high_water
+
+    def has_output(self) -> bool:
+        return bool(self._out)
+
+    def data_to_send(self) -> bytes:
+        out = self._out
+        if not out:
+            data = b""
+        else:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            self._out = []
+            self._out_bytes = 0
+        if self.starved and self._vhost is not None and not self.closed:
+            self.starved = False
+            for channel in list(self.channels.values()):
+                for consumer in list(channel.consumers.values()):
+                    self.vhost.consumers.start(consumer, self.now)
+        return data
+
+    # ----------------------------------------------------------- lifecycle
+
+    def connection_lost(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._held.clear()
+        if self._heartbeat_timer is not None:
+            self._heartbeat_timer.cancel()
+        self._release_all()
+
+    def _release_all(self) -> None:
+        """Requeue what the connection holds, drop its consumers and exclusive queues (once)."""
+        if self._vhost is None or self._released:
+            return
+        self._released = True
+        for channel in list(self.channels.values()):
+            channel.closing = True
+            channel.release()
+        self.channels.clear()
+        self.broker.disconnect(self, self._vhost.namespace, self.now)
+
+    def shutdown(self) -> None:
+        error = ShuttingDown("the server is shutting down")
+        if self._stage == "open":
+            self.kick(error)
+        elif self.closing is None:
+            self.closing = error
+            self.wakeup()
+
+
+def _credentials(mechanism: str, response: str | bytes) -> tuple[str, str | None]:
+    """(user, password) from a SASL PLAIN or AMQPLAIN response."""
+    raw = response.encode() if isinstance(response, str) else response
+    if mechanism == "PLAIN":
+        parts = raw.split(b"\x00")
+        if len(parts) != 3:
+            raise HardError(ACCESS_REFUSED, "malformed PLAIN response")
+        return parts[1].decode(errors="replace"), parts[2].decode(errors="replace")
+    if mechanism == "AMQPLAIN":
+        try:
+            _, table = decode.field_table(_LONG.pack(len(raw)) + raw)
+        except Exception:
+            raise HardError(ACCESS_REFUSED, "malformed AMQPLAIN response") from None
+        login, password = table.get("LOGIN", ""), table.get("PASSWORD")
+        return str(login), None if password is None else str(password)
+    raise HardError(ACCESS_REFUSED, f"unsupported authentication mechanism {mechanism!r}")
+
+
+def _nothing() -> None:
+    return None

@@ -1,0 +1,139 @@
+"""Push delivery over a pull queue: the AMQP consumers of each queue, fed round robin.
+
+The core's queue is a pull queue: it hands out messages when asked (``fetch``).
+AMQP consumers expect the broker to push within their prefetch credit. The
+bridge: the queue tells ``Consumers`` when messages become ready
+(``Queue.ready_listeners``), and ``Consumers`` fetches for its consumers, one
+message per consumer per turn when several share the queue (RabbitMQ's round
+robin), up to the credit in one fetch for a lone consumer. A consumer whose
+credit grows (an ack, a larger prefetch, a drained socket) asks for a turn
+with ``start``. A native consumer of the same queue fetches on its own and
+competes on equal terms.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Final, Protocol
+
+from minibroker.core.peer import Peer
+from minibroker.core.queue_message import Message
+from minibroker.core.queue_options import UNTIL_SETTLED
+from minibroker.core.queues import Queue
+
+if TYPE_CHECKING:
+    from minibroker.core.namespace import Namespace
+
+#: Most messages one fetch hands a consumer with a large or unlimited credit.
+PULL_BATCH: Final = 256
+
+
+class Consumer(Protocol):
+    """What is fed: a channel's consumer (see channel.py)."""
+
+    tag: str
+    queue: str
+    exclusive: bool
+
+    @property
+    def peer(self) -> Peer: ...
+
+    def credit(self) -> int:
+        """How many more messages it may take now (0: none)."""
+        ...
+
+    def deliver(self, queue: Queue, messages: list[Message], now: float) -> None:
+        """Send the fetched ``messages`` (encode them before calling into ``queue``)."""
+        ...
+
+    def cancelled_by_server(self, now: float) -> None:
+        """Its queue is gone: tell the client (Basic.Cancel) and forget the consumer."""
+        ...
+
+
+class Consumers:
+    """The consumers of one namespace's queues, by queue name."""
+
+    def __init__(self, namespace: Namespace) -> None:
+        self._queues = namespace.queues
+        self._by_queue: dict[str, deque[Consumer]] = {}
+        self._dispatching: set[str] = set()
+
+    def of(self, queue: str) -> deque[Consumer]:
+        """The consumers of ``queue`` (empty if none)."""
+        return self._by_queue.get(queue) or deque()
+
+    def count(self, queue: str) -> int:
+        return len(self._by_queue.get(queue, ()))
+
+    def add(self, consumer: Consumer, queue: Queue) -> None:
+        consumers = self._by_queue.get(queue.name)
+        if consumers is None:
+            consumers = self._by_queue[queue.name] = deque()
+            queue.ready_listeners.append(self._on_ready)
+        consumers.append(consumer)
+
+    def remove(self, consumer: Consumer) -> bool:
+        """Forget ``consumer``; True when it was its queue's last one."""
+        name = consumer.queue
+        consumers = self._by_queue.get(name)
+        if consumers is None or consumer not in consumers:
+            return False
+        consumers.remove(consumer)
+        if consumers:
+            return False
+        del self._by_queue[name]
+        queue = self._queues.find(name)
+        if queue is not None:
+            queue.ready_listeners.remove(self._on_ready)
+        return True
+
+    def drop_queue(self, name: str) -> list[Consumer]:
+        """The queue was deleted: its consumers, forgotten here (the caller tells them)."""
+        return list(self._by_queue.pop(name, ()))
+
+    def of_connection(self, conn_id: int) -> list[Consumer]:
+        return [c for cs in self._by_queue.values() for c in cs if c.peer.conn_id == conn_id]
+
+    def clear(self) -> None:
+        self._by_queue.clear()
+
+    def start(self, consumer: Consumer, now: float) -> None:
+        """Give ``consumer``'s queue a turn (a new consumer, or one whose credit grew)."""
+        queue = self._queues.find(consumer.queue)
+        consumers = self._by_queue.get(consumer.queue)
+        if queue is not None and consumers:
+            self._dispatch(queue, consumers, now)
+
+    def _on_ready(self, queue: Queue, now: float) -> None:
+        consumers = self._by_queue.get(queue.name)
+        if consumers:
+            self._dispatch(queue, consumers, now)
+
+    def _dispatch(self, queue: Queue, consumers: deque[Consumer], now: float) -> None:
+        """Hand ready messages to the queue's consumers, round robin, within their credit.
+
+        Re-entry (a delivery that requeues, making messages ready again) is
+        absorbed by the loop already running.
+        """
+        name = queue.name
+        if name in self._dispatching:
+            return
+        self._dispatching.add(name)
+        try:
+            idle = 0
+            while queue.ready_count and idle < len(consumers) and not queue.deleted:
+                consumer = consumers[0]
+                consumers.rotate(-1)
+                credit = consumer.credit()
+                if credit <= 0:
+                    idle += 1
+                    continue
+                take = min(credit, PULL_BATCH) if len(consumers) == 1 else 1
+                messages = queue.fetch(consumer.peer, take, now, UNTIL_SETTLED)
+                if not messages:
+                    return  # everything ready had expired
+                consumer.deliver(queue, messages, now)
+                idle = 0
+        finally:
+            self._dispatching.discard(name)

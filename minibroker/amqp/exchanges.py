@@ -1,0 +1,125 @@
+"""AMQP exchanges: names, types, declarations and the bindings kept here.
+
+Where a message goes is decided by the exchange's type:
+
+* the default exchange ``""`` routes to the queue named by the routing key;
+* ``direct``: to the queues bound with exactly that key;
+* ``fanout``: to every bound queue;
+* ``headers``: to the queues whose binding arguments match the message's
+  headers table (``x-match`` ``all`` or ``any``);
+* ``topic``: through the core's topic trie. Its bindings are the core's
+  queue bindings (``Topics.bind``), so topic routing, durable bindings and
+  cross-door delivery are the core's; :func:`topic_name` says which core
+  topic an exchange and routing key stand for.
+
+Direct, fanout and headers bindings are plain dicts here: a lookup by key is
+all they need (a trie would only add work).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+DIRECT: Final = "direct"
+FANOUT: Final = "fanout"
+TOPIC: Final = "topic"
+HEADERS: Final = "headers"
+TYPES: Final = (DIRECT, FANOUT, TOPIC, HEADERS)
+DEFAULT: Final = ""
+#: The topic exchange whose routing keys are the core's topic names unchanged.
+AMQ_TOPIC: Final = "amq.topic"
+#: Exchanges every vhost has from the start (RabbitMQ's set).
+PREDECLARED: Final = {
+    "amq.direct": DIRECT,
+    "amq.fanout": FANOUT,
+    AMQ_TOPIC: TOPIC,
+    "amq.headers": HEADERS,
+    "amq.match": HEADERS,
+}
+
+
+def topic_name(exchange: str, key: str) -> str:
+    """The core topic (or pattern) for a routing (or binding) key of a topic exchange.
+
+    ``amq.topic`` maps keys to topics unchanged, so AMQP and native clients
+    share one topic space there. Any other topic exchange ``E`` lives under
+    ``E.`` (key ``""`` is ``E`` itself), so exchanges do not see each other's
+    messages, and ``#`` still matches zero words (``E.#`` matches ``E``).
+    """
+    if exchange == AMQ_TOPIC:
+        return key
+    return exchange if key == "" else f"{exchange}.{key}"
+
+
+@dataclass(eq=False)
+class Exchange:
+    name: str
+    type: str
+    durable: bool = True
+    auto_delete: bool = False
+    internal: bool = False
+    arguments: dict[str, object] = field(default_factory=dict)
+    #: direct/fanout/headers: (queue, binding key) -> binding arguments.
+    bindings: dict[tuple[str, str], dict[str, object]] = field(default_factory=dict)
+    #: direct: binding key -> queues bound with it.
+    _by_key: dict[str, dict[str, None]] = field(default_factory=dict)
+
+    def same_declaration(
+        self, type_: str, durable: bool, auto_delete: bool, internal: bool, arguments: object
+    ) -> str | None:
+        """None if a redeclaration matches, else the name of the first argument that differs."""
+        if type_ != self.type:
+            return "type"
+        if durable != self.durable:
+            return "durable"
+        if auto_delete != self.auto_delete:
+            return "auto_delete"
+        if internal != self.internal:
+            return "internal"
+        if (arguments or {}) != self.arguments:
+            return "arguments"
+        return None
+
+    def bind(self, queue: str, key: str, arguments: dict[str, object]) -> None:
+        self.bindings[(queue, key)] = arguments
+        self._by_key.setdefault(key, {})[queue] = None
+
+    def unbind(self, queue: str, key: str) -> bool:
+        if self.bindings.pop((queue, key), None) is None:
+            return False
+        queues = self._by_key[key]
+        del queues[queue]
+        if not queues:
+            del self._by_key[key]
+        return True
+
+    def drop_queue(self, queue: str) -> None:
+        for q, key in [b for b in self.bindings if b[0] == queue]:
+            self.unbind(q, key)
+
+    def route(self, key: str, headers: Mapping[str, object] | None) -> list[str]:
+        """The queues a message with ``key`` (and ``headers``) goes to, once each."""
+        if self.type == DIRECT:
+            return list(self._by_key.get(key, ()))
+        if self.type == FANOUT:
+            return list(dict.fromkeys(q for q, _ in self.bindings))
+        if self.type == HEADERS:
+            return list(
+                dict.fromkeys(
+                    q for (q, _), args in self.bindings.items() if headers_match(args, headers)
+                )
+            )
+        return []
+
+
+def headers_match(binding: Mapping[str, object], headers: Mapping[str, object] | None) -> bool:
+    """RabbitMQ's headers-exchange rule: ``x-match`` all (default) or any of the other arguments."""
+    mode = binding.get("x-match", "all")
+    wanted = [(k, v) for k, v in binding.items() if not k.startswith("x-")]
+    headers = headers or {}
+    hits = (k in headers and (v is None or headers[k] == v) for k, v in wanted)
+    if mode == "any":
+        return any(hits)
+    return all(hits)

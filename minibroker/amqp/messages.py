@@ -1,0 +1,92 @@
+"""An AMQP message kept as a core message, and rebuilt from one.
+
+The core stores a body and a str -> str header map. An AMQP message also has
+an exchange, a routing key and typed properties (content type, reply_to, a
+field table of headers ...). Three reserved headers carry them:
+
+* ``x-amqp-exchange`` and ``x-amqp-routing-key``, as published;
+* ``x-amqp-properties``: the content header's property bytes exactly as the
+  publisher's client wrote them (base64), so a consumer gets them byte for
+  byte: field-table type tags, timestamps and all.
+
+The string entries of the AMQP headers table are copied as plain headers
+too, so a native consumer of the same queue (or a native topic subscriber)
+reads them like any other header. A message that entered through the native
+door has none of the reserved headers: AMQP consumers then get its headers
+as the headers table and its topic (if it came through a topic) as the
+routing key.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Final, NamedTuple
+
+from pamqp import commands
+
+from minibroker.amqp.framing import encode_properties
+from minibroker.core.topics import TOPIC_HEADER
+
+EXCHANGE_HEADER: Final = "x-amqp-exchange"
+ROUTING_KEY_HEADER: Final = "x-amqp-routing-key"
+PROPERTIES_HEADER: Final = "x-amqp-properties"
+_RESERVED: Final = frozenset({EXCHANGE_HEADER, ROUTING_KEY_HEADER, PROPERTIES_HEADER})
+#: The property bytes of a message without properties: two zero flag bytes.
+NO_PROPERTIES: Final = b"\x00\x00"
+#: The exchange an AMQP consumer sees for a message that came through a native topic.
+NATIVE_TOPIC_EXCHANGE: Final = "amq.topic"
+
+
+class CoreMessage(NamedTuple):
+    """What a queue's ``put`` and a topic's ``publish`` take: a body and headers."""
+
+    body: bytes
+    headers: dict[str, str] | None
+
+
+def to_core(
+    exchange: str,
+    routing_key: str,
+    raw_properties: bytes,
+    header_table: Mapping[str, object] | None,
+    body: bytes,
+) -> CoreMessage:
+    """Keep an AMQP message in core form (see the module docstring)."""
+    headers: dict[str, str] = {}
+    if header_table:
+        for key, value in header_table.items():
+            if type(value) is str and key not in _RESERVED:
+                headers[key] = value
+    headers[EXCHANGE_HEADER] = exchange
+    headers[ROUTING_KEY_HEADER] = routing_key
+    if raw_properties != NO_PROPERTIES:
+        headers[PROPERTIES_HEADER] = base64.b64encode(raw_properties).decode("ascii")
+    return CoreMessage(body, headers)
+
+
+class Addressed(NamedTuple):
+    """How an AMQP consumer sees a stored message: where it was sent, and its properties."""
+
+    exchange: str
+    routing_key: str
+    properties: bytes
+
+
+def from_core(headers: Mapping[str, str] | None, queue: str) -> Addressed:
+    """Rebuild exchange, routing key and property bytes from a stored message's headers."""
+    if not headers:
+        return Addressed("", queue, NO_PROPERTIES)
+    exchange = headers.get(EXCHANGE_HEADER)
+    if exchange is not None:
+        encoded = headers.get(PROPERTIES_HEADER)
+        raw = NO_PROPERTIES if encoded is None else base64.b64decode(encoded)
+        return Addressed(exchange, headers.get(ROUTING_KEY_HEADER, ""), raw)
+    # Native: the headers become the headers table; a topic becomes the routing key.
+    topic = headers.get(TOPIC_HEADER)
+    table: dict[str, object] = {k: v for k, v in headers.items() if k != TOPIC_HEADER}
+    fields = commands.Basic.Properties(headers=table or None)  # type: ignore[arg-type]
+    properties = encode_properties(fields)
+    if topic is not None:
+        return Addressed(NATIVE_TOPIC_EXCHANGE, topic, properties)
+    return Addressed("", queue, properties)

@@ -1,0 +1,376 @@
+"""Kafka's classic consumer-group protocol: JoinGroup, SyncGroup, Heartbeat, LeaveGroup.
+
+The broker never assigns partitions itself. Members send the assignment
+strategies they support with opaque metadata; the broker picks one strategy
+all of them support, makes one member the leader, gives the leader everyone's
+metadata, and relays the assignment the leader computes to each member. So
+range, roundrobin, sticky and cooperative-sticky all work unchanged: they
+run in the clients.
+
+A group moves through Kafka's states:
+
+* **Empty**: no members;
+* **PreparingRebalance**: a member joined, left or timed out; every member
+  must (re)send JoinGroup. Members learn about it from a Heartbeat answer
+  (REBALANCE_IN_PROGRESS). The round ends when every known member has
+  joined, or at the rebalance timeout, which drops the ones that did not.
+  A lone member's join therefore completes at once: there is no initial
+  rebalance delay (Kafka waits 3 s by default), which is what makes a group
+  join take milliseconds in tests instead of seconds;
+* **CompletingRebalance**: the join answers are out with a new generation;
+  the followers wait in SyncGroup until the leader sends the assignment;
+* **Stable**: everyone has an assignment; heartbeats keep each member's
+  session alive, and a session that runs out removes that member.
+
+Answers that have to wait (a JoinGroup until the round ends, a SyncGroup
+until the leader's assignment) are callbacks; timers are the core's
+(``Timers.call_at``), so Trio's MockClock drives them in tests. Pure logic:
+no I/O, no clock of its own.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Final
+
+from minibroker.core.timers import Timer, Timers
+
+NONE: Final = 0
+ILLEGAL_GENERATION: Final = 22
+INCONSISTENT_GROUP_PROTOCOL: Final = 23
+UNKNOWN_MEMBER_ID: Final = 25
+INVALID_SESSION_TIMEOUT: Final = 26
+REBALANCE_IN_PROGRESS: Final = 27
+
+#: Session timeouts a member may ask for, in seconds (Kafka's broker defaults).
+MIN_SESSION_TIMEOUT: Final = 0.1
+MAX_SESSION_TIMEOUT: Final = 1800.0
+
+
+class GroupState(Enum):
+    EMPTY = "Empty"
+    PREPARING_REBALANCE = "PreparingRebalance"
+    COMPLETING_REBALANCE = "CompletingRebalance"
+    STABLE = "Stable"
+
+
+@dataclass(frozen=True, slots=True)
+class JoinResult:
+    error: int
+    generation: int = -1
+    protocol: str | None = None
+    leader: str = ""
+    member_id: str = ""
+    #: Every member's (id, metadata for the chosen protocol): the leader's answer only.
+    members: tuple[tuple[str, bytes], ...] = ()
+
+
+JoinReply = Callable[[JoinResult], None]
+#: ``(error, assignment)``.
+SyncReply = Callable[[int, bytes], None]
+
+
+@dataclass(slots=True)
+class Member:
+    member_id: str
+    session_timeout: float
+    rebalance_timeout: float
+    protocols: dict[str, bytes]
+    #: Strategy names in the member's order of preference.
+    preference: list[str]
+    join_reply: JoinReply | None = None
+    sync_reply: SyncReply | None = None
+    assignment: bytes = b""
+    session_timer: Timer | None = None
+
+
+@dataclass(slots=True)
+class Group:
+    group_id: str
+    state: GroupState = GroupState.EMPTY
+    generation: int = 0
+    protocol_type: str | None = None
+    protocol: str | None = None
+    leader: str | None = None
+    members: dict[str, Member] = field(default_factory=dict)
+    rebalance_timer: Timer | None = None
+
+
+class GroupCoordinator:
+    """The consumer groups of one namespace."""
+
+    def __init__(self, timers: Timers) -> None:
+        self._timers = timers
+        self.groups: dict[str, Group] = {}
+        self._member_ids = itertools.count(1)
+
+    # ------------------------------------------------------------- join
+
+    def join(
+        self,
+        group_id: str,
+        member_id: str,
+        client_id: str,
+        session_timeout: float,
+        rebalance_timeout: float,
+        protocol_type: str,
+        protocols: Sequence[tuple[str, bytes]],
+        reply: JoinReply,
+        now: float,
+    ) -> None:
+        """A member (re)joins; ``reply`` is called when the round it joined ends."""
+        if not MIN_SESSION_TIMEOUT <= session_timeout <= MAX_SESSION_TIMEOUT:
+            reply(JoinResult(INVALID_SESSION_TIMEOUT, member_id=member_id))
+            return
+        group = self.groups.get(group_id)
+        if group is None:
+            group = self.groups[group_id] = Group(group_id)
+        if not protocols or not self._compatible(group, member_id, protocol_type, protocols):
+            reply(JoinResult(INCONSISTENT_GROUP_PROTOCOL, member_id=member_id))
+            return
+        if member_id and member_id not in group.members:
+            reply(JoinResult(UNKNOWN_MEMBER_ID, member_id=member_id))
+            return
+        if not member_id:
+            member_id = f"{client_id or 'member'}-{next(self._member_ids)}"
+        previous = group.members.get(member_id)
+        if previous is not None and previous.join_reply is not None:
+            # A retried JoinGroup: the earlier request will never be read.
+            previous.join_reply(JoinResult(REBALANCE_IN_PROGRESS, member_id=member_id))
+        member = Member(
+            member_id,
+            session_timeout,
+            rebalance_timeout,
+            dict(protocols),
+            [name for name, _ in protocols],
+            join_reply=reply,
+        )
+        if previous is not None:
+            _cancel(previous.session_timer)
+            member.assignment = previous.assignment
+        group.members[member_id] = member
+        group.protocol_type = protocol_type
+        if group.state is not GroupState.PREPARING_REBALANCE:
+            self._prepare_rebalance(group, now)
+        self._maybe_complete_join(group, now)
+
+    @staticmethod
+    def _compatible(
+        group: Group, member_id: str, protocol_type: str, protocols: Sequence[tuple[str, bytes]]
+    ) -> bool:
+        others = [m for m in group.members.values() if m.member_id != member_id]
+        if not others:
+            return True
+        if protocol_type != group.protocol_type:
+            return False
+        names = {name for name, _ in protocols}
+        return bool(names & _common(others))
+
+    def _prepare_rebalance(self, group: Group, now: float) -> None:
+        """Start a round: every member must rejoin; waiting syncs learn it at once."""
+        group.state = GroupState.PREPARING_REBALANCE
+        for member in group.members.values():
+            if member.sync_reply is not None:
+                reply, member.sync_reply = member.sync_reply, None
+                reply(REBALANCE_IN_PROGRESS, b"")
+        timeout = max((m.rebalance_timeout for m in group.members.values()), default=0.0)
+        _cancel(group.rebalance_timer)
+        group.rebalance_timer = self._timers.call_at(
+            now + timeout, lambda when: self._rebalance_timed_out(group, when)
+        )
+
+    def _rebalance_timed_out(self, group: Group, now: float) -> None:
+        group.rebalance_timer = None
+        if group.state is not GroupState.PREPARING_REBALANCE:
+            return
+        for member in [m for m in group.members.values() if m.join_reply is None]:
+            self._remove(group, member)
+        self._maybe_complete_join(group, now, forced=True)
+
+    def _maybe_complete_join(self, group: Group, now: float, forced: bool = False) -> None:
+        members = group.members
+        if not forced and any(m.join_reply is None for m in members.values()):
+            return
+        _cancel(group.rebalance_timer)
+        group.rebalance_timer = None
+        group.generation += 1
+        if not members:
+            self._emptied(group)
+            return
+        group.protocol = _choose_protocol(list(members.values()))
+        if group.leader not in members:
+            group.leader = next(iter(members))
+        group.state = GroupState.COMPLETING_REBALANCE
+        everyone = tuple((m.member_id, m.protocols[group.protocol]) for m in members.values())
+        for member in list(members.values()):
+            reply, member.join_reply = member.join_reply, None
+            self._touch(group, member, now)
+            if reply is not None:
+                reply(
+                    JoinResult(
+                        NONE,
+                        group.generation,
+                        group.protocol,
+                        group.leader,
+                        member.member_id,
+                        everyone if member.member_id == group.leader else (),
+                    )
+                )
+
+    # ------------------------------------------------------------- sync
+
+    def sync(
+        self,
+        group_id: str,
+        generation: int,
+        member_id: str,
+        assignments: Sequence[tuple[str, bytes]],
+        reply: SyncReply,
+        now: float,
+    ) -> None:
+        """A member asks for its assignment; the leader brings everyone's."""
+        group, member, error = self._find(group_id, member_id, generation)
+        if group is None or member is None:
+            reply(error, b"")
+            return
+        if group.state is GroupState.PREPARING_REBALANCE:
+            reply(REBALANCE_IN_PROGRESS, b"")
+            return
+        self._touch(group, member, now)
+        if group.state is GroupState.STABLE:
+            reply(NONE, member.assignment)
+            return
+        member.sync_reply = reply
+        if member_id != group.leader:
+            return
+        given = dict(assignments)
+        group.state = GroupState.STABLE
+        for each in group.members.values():
+            each.assignment = given.get(each.member_id, b"")
+            if each.sync_reply is not None:
+                waiting, each.sync_reply = each.sync_reply, None
+                waiting(NONE, each.assignment)
+
+    # -------------------------------------------------- heartbeat, leave
+
+    def heartbeat(self, group_id: str, generation: int, member_id: str, now: float) -> int:
+        group, member, error = self._find(group_id, member_id, generation)
+        if group is None or member is None:
+            return error
+        self._touch(group, member, now)
+        if group.state is GroupState.PREPARING_REBALANCE:
+            return REBALANCE_IN_PROGRESS
+        return NONE
+
+    def leave(self, group_id: str, member_id: str, now: float) -> int:
+        group = self.groups.get(group_id)
+        member = None if group is None else group.members.get(member_id)
+        if group is None or member is None:
+            return UNKNOWN_MEMBER_ID
+        self._remove(group, member)
+        self._membership_changed(group, now)
+        return NONE
+
+    def check_commit(self, group_id: str, generation: int, member_id: str) -> int:
+        """May this OffsetCommit go ahead? Commits outside a group (``assign()``,
+        generation -1) always may; a member's only in its current generation.
+
+        As in Kafka, a member may commit while a rebalance is being prepared
+        (that is how an eager consumer commits what it consumed before giving
+        its partitions up); only between a join answer and the assignment
+        (CompletingRebalance) is it told REBALANCE_IN_PROGRESS.
+        """
+        if generation < 0 and not member_id:
+            return NONE
+        group, member, error = self._find(group_id, member_id, generation)
+        if group is None or member is None:
+            return error
+        if group.state is GroupState.COMPLETING_REBALANCE:
+            return REBALANCE_IN_PROGRESS
+        return NONE
+
+    # ---------------------------------------------------------- helpers
+
+    def _find(
+        self, group_id: str, member_id: str, generation: int
+    ) -> tuple[Group | None, Member | None, int]:
+        group = self.groups.get(group_id)
+        member = None if group is None else group.members.get(member_id)
+        if group is None or member is None:
+            return None, None, UNKNOWN_MEMBER_ID
+        if generation != group.generation:
+            return None, None, ILLEGAL_GENERATION
+        return group, member, NONE
+
+    def _touch(self, group: Group, member: Member, now: float) -> None:
+        """Restart the member's session timer."""
+        _cancel(member.session_timer)
+        member.session_timer = self._timers.call_at(
+            now + member.session_timeout, lambda when: self._expired(group, member, when)
+        )
+
+    def _expired(self, group: Group, member: Member, now: float) -> None:
+        if group.members.get(member.member_id) is not member:
+            return
+        member.session_timer = None
+        self._remove(group, member)
+        self._membership_changed(group, now)
+
+    def _remove(self, group: Group, member: Member) -> None:
+        del group.members[member.member_id]
+        _cancel(member.session_timer)
+        if member.sync_reply is not None:
+            member.sync_reply(UNKNOWN_MEMBER_ID, b"")
+        if member.join_reply is not None:
+            member.join_reply(JoinResult(UNKNOWN_MEMBER_ID, member_id=member.member_id))
+
+    def _membership_changed(self, group: Group, now: float) -> None:
+        if not group.members:
+            _cancel(group.rebalance_timer)
+            group.rebalance_timer = None
+            self._emptied(group)
+            return
+        if group.state is GroupState.PREPARING_REBALANCE:
+            self._maybe_complete_join(group, now)
+        else:
+            self._prepare_rebalance(group, now)
+
+    def _emptied(self, group: Group) -> None:
+        """The last member is gone: forget the group. Its committed offsets live
+        in the logs, so nothing is lost, and a broker serving many short-lived
+        groups (a test suite) does not accumulate them."""
+        group.state = GroupState.EMPTY
+        group.protocol = group.leader = None
+        if self.groups.get(group.group_id) is group:
+            del self.groups[group.group_id]
+
+    def describe(self, group_id: str) -> Group | None:
+        return self.groups.get(group_id)
+
+
+def _common(members: Sequence[Member]) -> set[str]:
+    common = set(members[0].protocols)
+    for member in members[1:]:
+        common &= set(member.protocols)
+    return common
+
+
+def _choose_protocol(members: list[Member]) -> str:
+    """The strategy every member supports that most members prefer (Kafka's vote)."""
+    candidates = _common(members)
+    votes: dict[str, int] = {}
+    for member in members:
+        choice = next((name for name in member.preference if name in candidates), None)
+        if choice is not None:
+            votes[choice] = votes.get(choice, 0) + 1
+    if not votes:
+        return members[0].preference[0]
+    return max(votes, key=lambda name: votes[name])
+
+
+def _cancel(timer: Timer | None) -> None:
+    if timer is not None:
+        timer.cancel()

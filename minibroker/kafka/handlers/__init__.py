@@ -1,0 +1,58 @@
+"""One handler per Kafka API: ``handler(session, slot, request) -> response``.
+
+A handler returns the kio response object to send, or None when it will
+call ``session.answer(slot, response)`` later (a parked Fetch, a JoinGroup
+waiting for its round), or :data:`NO_RESPONSE` (Produce with ``acks=0``).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from minibroker.kafka import wire
+from minibroker.kafka.handlers import admin, consumer_groups, fetch, produce
+
+if TYPE_CHECKING:
+    from minibroker.kafka.session import KafkaSession, Slot
+
+Handler = Callable[["KafkaSession", "Slot", Any], Any]
+
+#: Returned by a handler whose request gets no answer at all.
+NO_RESPONSE: Final = produce.NO_RESPONSE
+
+UNSUPPORTED_VERSION: Final = 35
+
+HANDLERS: Final[dict[int, Handler]] = {
+    0: produce.produce,
+    1: fetch.fetch,
+    2: fetch.list_offsets,
+    3: admin.metadata,
+    8: consumer_groups.offset_commit,
+    9: consumer_groups.offset_fetch,
+    10: admin.find_coordinator,
+    11: consumer_groups.join_group,
+    12: consumer_groups.heartbeat,
+    13: consumer_groups.leave_group,
+    14: consumer_groups.sync_group,
+    18: admin.api_versions,
+    19: admin.create_topics,
+    20: admin.delete_topics,
+    22: admin.init_producer_id,
+}
+assert set(HANDLERS) == set(wire.IMPLEMENTED)
+
+
+def unsupported_version(api_key: int) -> bytes:
+    """The body answering a request of an API or version we do not implement.
+
+    For ApiVersions it is a v0 body (KIP-511): error 35 plus our version
+    list, which is how a client that opened with a newer, flexible
+    ApiVersions learns what to fall back to. Any other API gets just the
+    error code: a version we cannot decode has no body we could write either,
+    and the connection stays open.
+    """
+    if api_key == 18:
+        return admin.api_versions_body(0, UNSUPPORTED_VERSION)
+    return struct.pack(">h", UNSUPPORTED_VERSION)

@@ -1,0 +1,184 @@
+"""JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit and OffsetFetch.
+
+The group protocol itself is ``kafka/groups.py``; these handlers translate
+requests and answers. Committed offsets go into the partition log's
+consumer-group offsets (``Logs.commit``), durable with the log and shown by
+``minibroker log stats`` with the group's lag; the optional metadata string
+of a commit is kept in memory.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final
+
+from kio.schema.errors import ErrorCode
+
+from minibroker.errors import BrokerError, InvalidName, OffsetOutOfRange
+from minibroker.kafka import wire
+from minibroker.kafka.groups import JoinResult
+from minibroker.kafka.handlers.admin import NO_THROTTLE, NONE, UNKNOWN_TOPIC_OR_PARTITION
+from minibroker.kafka.topics import partition_log
+
+if TYPE_CHECKING:
+    from minibroker.kafka.session import KafkaSession, Slot
+
+OFFSET_OUT_OF_RANGE: Final = ErrorCode(1)
+INVALID_GROUP_ID: Final = ErrorCode(24)
+UNKNOWN_SERVER_ERROR: Final = ErrorCode(-1)
+
+
+def join_group(session: KafkaSession, slot: Slot, request: Any) -> Any:
+    cls, member_cls = wire.response_classes(11, slot.version, "JoinGroupResponseMember")
+
+    def reply(result: JoinResult) -> None:
+        members = tuple(
+            wire.build(member_cls, member_id=member_id, group_instance_id=None, metadata=metadata)
+            for member_id, metadata in result.members
+        )
+        session.answer(
+            slot,
+            wire.build(
+                cls,
+                throttle_time=NO_THROTTLE,
+                error_code=ErrorCode(result.error),
+                generation_id=result.generation,
+                protocol_name=result.protocol or "",
+                leader=result.leader,
+                member_id=result.member_id,
+                members=members,
+            ),
+        )
+
+    session_timeout = request.session_timeout.total_seconds()
+    rebalance = getattr(request, "rebalance_timeout", request.session_timeout).total_seconds()
+    session.ns.groups.join(
+        request.group_id,
+        request.member_id,
+        session.client_name,
+        session_timeout,
+        rebalance,
+        request.protocol_type,
+        [(protocol.name, protocol.metadata) for protocol in request.protocols],
+        reply,
+        session.now,
+    )
+    return None
+
+
+def sync_group(session: KafkaSession, slot: Slot, request: Any) -> Any:
+    cls = wire.response_class(14, slot.version)
+
+    def reply(error: int, assignment: bytes) -> None:
+        session.answer(
+            slot,
+            wire.build(
+                cls, throttle_time=NO_THROTTLE, error_code=ErrorCode(error), assignment=assignment
+            ),
+        )
+
+    session.ns.groups.sync(
+        request.group_id,
+        request.generation_id,
+        request.member_id,
+        [(each.member_id, each.assignment) for each in request.assignments],
+        reply,
+        session.now,
+    )
+    return None
+
+
+def heartbeat(session: KafkaSession, slot: Slot, request: Any) -> Any:
+    error = session.ns.groups.heartbeat(
+        request.group_id, request.generation_id, request.member_id, session.now
+    )
+    cls = wire.response_class(12, slot.version)
+    return wire.build(cls, throttle_time=NO_THROTTLE, error_code=ErrorCode(error))
+
+
+def leave_group(session: KafkaSession, slot: Slot, request: Any) -> Any:
+    error = session.ns.groups.leave(request.group_id, request.member_id, session.now)
+    cls = wire.response_class(13, slot.version)
+    return wire.build(cls, throttle_time=NO_THROTTLE, error_code=ErrorCode(error))
+
+
+def offset_commit(session: KafkaSession, slot: Slot, request: Any) -> Any:
+    ns = session.ns
+    cls, partition_cls, topic_cls = wire.response_classes(
+        8, slot.version, "OffsetCommitResponsePartition", "OffsetCommitResponseTopic"
+    )
+    group = request.group_id
+    refused = ErrorCode(
+        ns.groups.check_commit(group, request.generation_id_or_member_epoch, request.member_id)
+    )
+    topics = []
+    for topic in request.topics:
+        partitions = []
+        for part in topic.partitions:
+            error = refused
+            if error is NONE:
+                error = _commit(session, group, topic.name, part)
+            partitions.append(
+                wire.build(partition_cls, partition_index=part.partition_index, error_code=error)
+            )
+        topics.append(wire.build(topic_cls, name=topic.name, partitions=tuple(partitions)))
+    return wire.build(cls, throttle_time=NO_THROTTLE, topics=tuple(topics))
+
+
+def _commit(session: KafkaSession, group: str, topic: str, part: Any) -> ErrorCode:
+    ns = session.ns
+    log = ns.topics.partition(topic, part.partition_index)
+    if log is None:
+        return UNKNOWN_TOPIC_OR_PARTITION
+    try:
+        ns.core.logs.commit(log.name, group, part.committed_offset, session.now)
+    except InvalidName:
+        return INVALID_GROUP_ID
+    except OffsetOutOfRange:
+        return OFFSET_OUT_OF_RANGE
+    except BrokerError:
+        return UNKNOWN_SERVER_ERROR
+    metadata = part.committed_metadata
+    if metadata:
+        ns.commit_metadata[(group, log.name)] = metadata
+    else:
+        ns.commit_metadata.pop((group, log.name), None)
+    return NONE
+
+
+def offset_fetch(session: KafkaSession, slot: Slot, request: Any) -> Any:
+    ns = session.ns
+    cls, partition_cls, topic_cls = wire.response_classes(
+        9, slot.version, "OffsetFetchResponsePartition", "OffsetFetchResponseTopic"
+    )
+    group = request.group_id
+    if request.topics is None:  # v2+: every partition the group committed
+        asked = [
+            (name, tuple(range(count)))
+            for name, count in sorted(ns.topics.topics().items())
+            if any(group in log.groups for log in _logs(session, name, count))
+        ]
+    else:
+        asked = [(topic.name, tuple(topic.partition_indexes)) for topic in request.topics]
+    topics = []
+    for name, indexes in asked:
+        partitions = []
+        for index in indexes:
+            log = ns.topics.partition(name, index)
+            offset = -1 if log is None else log.groups.get(group, -1)
+            partitions.append(
+                wire.build(
+                    partition_cls,
+                    partition_index=index,
+                    committed_offset=offset,
+                    committed_leader_epoch=-1,
+                    metadata=ns.commit_metadata.get((group, partition_log(name, index)), ""),
+                    error_code=NONE,
+                )
+            )
+        topics.append(wire.build(topic_cls, name=name, partitions=tuple(partitions)))
+    return wire.build(cls, throttle_time=NO_THROTTLE, topics=tuple(topics), error_code=NONE)
+
+
+def _logs(session: KafkaSession, topic: str, count: int) -> list[Any]:
+    found = (session.ns.topics.partition(topic, index) for index in range(count))
+    return [log for log in found if log is not None]

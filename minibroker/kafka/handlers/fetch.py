@@ -1,0 +1,185 @@
+"""Fetch (with long-poll) and ListOffsets.
+
+A Fetch reads each requested partition's log from the fetch offset and packs
+the records into one magic-2 batch per partition (``kafka/records.py``). At
+least one record comes back when one is there, even past ``max_bytes``, so a
+consumer is never stuck behind a big record. When nothing is readable the
+request is parked on every partition's log (the core's ``wait_for_records``)
+until records arrive on any of them or ``max_wait_ms`` passes, on the core's
+timers, so a MockClock test never waits. Consumers only ever see records
+below the high watermark, which with group commit means records already
+fsynced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from kio.schema.errors import ErrorCode
+
+from minibroker.core.log_readers import ReadWaiter
+from minibroker.kafka import wire
+from minibroker.kafka.handlers.admin import NO_THROTTLE, NONE, UNKNOWN_TOPIC_OR_PARTITION
+from minibroker.kafka.records import encode_batch
+from minibroker.record_format import decode_records_fast
+
+if TYPE_CHECKING:
+    from minibroker.kafka.session import KafkaSession, Slot
+
+OFFSET_OUT_OF_RANGE: Final = ErrorCode(1)
+LATEST: Final = -1
+EARLIEST: Final = -2
+
+
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    topic: str
+    partition: int
+    offset: int
+    max_bytes: int
+
+
+def fetch(session: KafkaSession, slot: Slot, request: Any) -> Any:
+    wanted = [
+        _Wanted(topic.topic, part.partition, part.fetch_offset, part.partition_max_bytes)
+        for topic in request.topics
+        for part in topic.partitions
+    ]
+    response, found = _read(session, slot.version, wanted, request.max_bytes)
+    wait = request.max_wait.total_seconds()
+    if found or wait <= 0:
+        return response
+    limit = session.broker.config.limits.max_wait_seconds
+    _ParkedFetch(session, slot, wanted, request.max_bytes).park(min(wait, limit))
+    return None
+
+
+@dataclass(slots=True)
+class _ParkedFetch:
+    """A Fetch that found nothing, waiting on all its partitions' logs at once."""
+
+    session: KafkaSession
+    slot: Slot
+    wanted: list[_Wanted]
+    max_bytes: int
+    waiters: list[tuple[int, ReadWaiter | None]] = field(default_factory=list)
+    done: bool = False
+
+    def park(self, wait: float) -> None:
+        session = self.session
+        logs = session.ns.core.logs
+        for want in self.wanted:
+            log = session.ns.topics.partition(want.topic, want.partition)
+            if log is None or want.offset != log.high_watermark:
+                continue
+            token = session.park(self._wake)
+            waiter = logs.wait_for_records(
+                session, token, log.name, want.offset, 1, 1, wait, session.now
+            )
+            self.waiters.append((token, waiter))
+        if not self.waiters:
+            session.answer(
+                self.slot, _read(session, self.slot.version, self.wanted, self.max_bytes)[0]
+            )
+
+    def _wake(self, _result: object) -> None:
+        """Records arrived on one of the logs, or the wait ran out: answer once."""
+        if self.done:
+            return
+        self.done = True
+        session = self.session
+        for token, waiter in self.waiters:
+            session.unpark(token)
+            if waiter is not None:
+                waiter.detach()
+        response, _ = _read(session, self.slot.version, self.wanted, self.max_bytes)
+        session.answer(self.slot, response)
+
+
+def _read(
+    session: KafkaSession, version: int, wanted: list[_Wanted], max_bytes: int
+) -> tuple[Any, bool]:
+    """The Fetch response for ``wanted`` as things are now, and whether it has records."""
+    ns = session.ns
+    cls, partition_cls, topic_cls = wire.response_classes(
+        1, version, "PartitionData", "FetchableTopicResponse"
+    )
+    max_records = session.broker.config.limits.max_fetch
+    budget = max(max_bytes, 1)
+    found = False
+    by_topic: dict[str, list[Any]] = {}
+    for want in wanted:
+        log = ns.topics.partition(want.topic, want.partition)
+        error, records, end, start = NONE, b"", -1, -1
+        if log is None:
+            error = UNKNOWN_TOPIC_OR_PARTITION
+        else:
+            end, start = log.high_watermark, log.store.first_offset
+            if not start <= want.offset <= end:
+                error = OFFSET_OUT_OF_RANGE
+            elif want.offset < end and budget > 0:
+                chunk = log.read_at(want.offset, max_records, max(min(want.max_bytes, budget), 1))
+                if chunk.count:
+                    records = encode_batch(decode_records_fast(chunk.data))
+                    budget -= len(records)
+                    found = True
+        by_topic.setdefault(want.topic, []).append(
+            wire.build(
+                partition_cls,
+                partition_index=want.partition,
+                error_code=error,
+                high_watermark=end,
+                last_stable_offset=end,
+                log_start_offset=start,
+                aborted_transactions=(),
+                preferred_read_replica=-1,
+                records=records,
+            )
+        )
+    topics = tuple(
+        wire.build(topic_cls, topic=name, partitions=tuple(parts))
+        for name, parts in by_topic.items()
+    )
+    response = wire.build(
+        cls, throttle_time=NO_THROTTLE, error_code=NONE, session_id=0, responses=topics
+    )
+    return response, found
+
+
+def list_offsets(session: KafkaSession, slot: Slot, request: Any) -> Any:
+    """Offsets by time: -1 the end (latest), -2 the start (earliest), else the
+    first record at or after that many milliseconds since the epoch."""
+    ns = session.ns
+    cls, partition_cls, topic_cls = wire.response_classes(
+        2, slot.version, "ListOffsetsPartitionResponse", "ListOffsetsTopicResponse"
+    )
+    topics = []
+    for topic in request.topics:
+        partitions = []
+        for part in topic.partitions:
+            log = ns.topics.partition(topic.name, part.partition_index)
+            error, offset, timestamp = NONE, -1, -1
+            if log is None:
+                error = UNKNOWN_TOPIC_OR_PARTITION
+            elif part.timestamp == LATEST:
+                offset = log.high_watermark
+            elif part.timestamp == EARLIEST:
+                offset = log.store.first_offset
+            elif part.timestamp >= 0:
+                found = log.resolve_start("earliest", part.timestamp, None)
+                if found < log.high_watermark:
+                    offset = found
+                    timestamp = decode_records_fast(log.read_at(found, 1, 1).data)[0].timestamp_ms
+            partitions.append(
+                wire.build(
+                    partition_cls,
+                    partition_index=part.partition_index,
+                    error_code=error,
+                    timestamp=timestamp,
+                    offset=offset,
+                    leader_epoch=0,
+                )
+            )
+        topics.append(wire.build(topic_cls, name=topic.name, partitions=tuple(partitions)))
+    return wire.build(cls, throttle_time=NO_THROTTLE, topics=tuple(topics))

@@ -1,0 +1,319 @@
+"""Kafka record batches (magic 2) to minibroker log records and back.
+
+A Kafka partition is a minibroker log, record for record: offset *n* in the
+topic partition is offset *n* in the log, so lag, retention, ``log stats``
+and the other doors (a msgpack ``read`` or ``tail``) see the same records.
+Producing therefore unpacks a batch into ``(key, headers, body)`` entries,
+and fetching packs the stored records into a fresh batch:
+
+    baseOffset i64 | batchLength i32 | partitionLeaderEpoch i32 | magic i8 | crc u32 |
+    attributes i16 | lastOffsetDelta i32 | baseTimestamp i64 | maxTimestamp i64 |
+    producerId i64 | producerEpoch i16 | baseSequence i32 | recordsCount i32 | records
+
+The CRC is CRC-32C over everything from ``attributes`` on. A record inside is
+``length varint | attributes i8 | timestampDelta varlong | offsetDelta varint |
+key (varint length, -1 = null) | value | header count | headers``, all varints
+zig-zag encoded.
+
+Kafka keeps a producer's batch bytes as they came and only patches the base
+offset; minibroker's storage frames each record on its own (docs/storage.md),
+so a batch is taken apart instead (see docs/kafka.md, "Differences" for what
+that changes: the broker's append time replaces the producer's timestamps).
+This module is pure: bytes in, values out.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from crc32c import crc32c
+
+from minibroker.kafka import compression
+from minibroker.log_store import Entry, Record
+
+BATCH_HEADER: Final = struct.Struct(">qiibIhiqqqhii")
+#: Bytes of a batch header (up to and including ``recordsCount``).
+BATCH_HEADER_SIZE: Final = BATCH_HEADER.size
+#: ``baseOffset`` + ``batchLength``: the part outside ``batchLength``'s count.
+_LOG_OVERHEAD: Final = 12
+#: Offset of ``attributes``, where the CRC'd part begins.
+_CRC_START: Final = 21
+_AFTER_CRC: Final = struct.Struct(">hiqqqhii")
+_BEFORE_CRC: Final = struct.Struct(">qiibI")
+
+CODEC_MASK: Final = 0x07
+TRANSACTIONAL: Final = 0x10
+CONTROL: Final = 0x20
+
+
+class InvalidBatch(ValueError):
+    """The Produce data is not one valid magic-2 batch; ``error`` is Kafka's code."""
+
+    def __init__(self, message: str, error: int) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+# Kafka error codes this module reports.
+CORRUPT_MESSAGE: Final = 2
+UNSUPPORTED_FOR_MESSAGE_FORMAT: Final = 43
+UNSUPPORTED_COMPRESSION_TYPE: Final = 76
+INVALID_RECORD: Final = 87
+MESSAGE_TOO_LARGE: Final = 10
+
+
+@dataclass(frozen=True, slots=True)
+class ProducedBatch:
+    """One producer batch, taken apart."""
+
+    entries: list[Entry]
+    producer_id: int
+    producer_epoch: int
+    base_sequence: int
+
+    @property
+    def last_sequence(self) -> int:
+        return self.base_sequence + len(self.entries) - 1
+
+
+def decode_produced(data: bytes, max_uncompressed: int) -> ProducedBatch:
+    """Check and unpack the single batch of one partition in a Produce request.
+
+    Checks what Kafka's log validator checks before an append: magic 2,
+    exactly one batch, its length, the CRC-32C, the record count against
+    ``lastOffsetDelta``; a compressed batch (gzip) may not inflate past
+    ``max_uncompressed`` bytes. Raises :class:`InvalidBatch` with the Kafka
+    error code to answer.
+    """
+    if len(data) < BATCH_HEADER_SIZE:
+        raise InvalidBatch("the record set is shorter than a batch header", CORRUPT_MESSAGE)
+    (
+        _base_offset,
+        batch_length,
+        _leader_epoch,
+        magic,
+        crc,
+        attributes,
+        last_offset_delta,
+        _base_ts,
+        _max_ts,
+        producer_id,
+        producer_epoch,
+        base_sequence,
+        count,
+    ) = BATCH_HEADER.unpack_from(data)
+    if magic != 2:
+        raise InvalidBatch(
+            f"record batches of magic {magic} are not supported (only 2)",
+            UNSUPPORTED_FOR_MESSAGE_FORMAT,
+        )
+    if batch_length + _LOG_OVERHEAD != len(data):
+        raise InvalidBatch(
+            "a produce request must hold exactly one batch per partition (magic 2)"
+            if batch_length + _LOG_OVERHEAD < len(data)
+            else "the batch is cut short",
+            INVALID_RECORD if batch_length + _LOG_OVERHEAD < len(data) else CORRUPT_MESSAGE,
+        )
+    if crc32c(memoryview(data)[_CRC_START:]) != crc:
+        raise InvalidBatch("the batch's CRC-32C does not match its bytes", CORRUPT_MESSAGE)
+    if attributes & (TRANSACTIONAL | CONTROL):
+        raise InvalidBatch("transactional batches are not supported", INVALID_RECORD)
+    if count != last_offset_delta + 1 or count < 1:
+        raise InvalidBatch(
+            f"the batch says {count} records but lastOffsetDelta {last_offset_delta}",
+            INVALID_RECORD,
+        )
+    body = data[BATCH_HEADER_SIZE:]
+    codec = attributes & CODEC_MASK
+    if codec:
+        try:
+            body = compression.inflate(codec, body, max_uncompressed)
+        except compression.Unsupported as exc:
+            raise InvalidBatch(str(exc), UNSUPPORTED_COMPRESSION_TYPE) from None
+        except compression.Corrupt as exc:
+            raise InvalidBatch(str(exc), CORRUPT_MESSAGE) from None
+        except compression.TooLarge as exc:
+            raise InvalidBatch(str(exc), MESSAGE_TOO_LARGE) from None
+    entries = _decode_records(body, count)
+    return ProducedBatch(entries, producer_id, producer_epoch, base_sequence)
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """A zig-zag varint at ``pos``: ``(value, next position)``."""
+    byte = buf[pos]
+    if byte < 0x80:
+        return (byte >> 1) ^ -(byte & 1), pos + 1
+    result = byte & 0x7F
+    shift = 7
+    pos += 1
+    while True:
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return (result >> 1) ^ -(result & 1), pos
+        shift += 7
+        if shift > 63:
+            raise InvalidBatch("a varint is longer than 10 bytes", CORRUPT_MESSAGE)
+
+
+def _decode_records(body: bytes, count: int) -> list[Entry]:
+    """``count`` records from ``body`` as log entries (bare bodies when they can be).
+
+    The produce hot path: one-byte varints (lengths below 64, small deltas)
+    are decoded inline, and the two deltas the broker does not use are
+    skipped without being decoded.
+    """
+    entries: list[Entry] = []
+    add = entries.append
+    varint = _varint
+    pos = 0
+    end = len(body)
+    try:
+        for _ in range(count):
+            byte = body[pos]
+            if byte < 0x80:
+                length = (byte >> 1) ^ -(byte & 1)
+                pos += 1
+            else:
+                length, pos = varint(body, pos)
+            record_end = pos + length
+            if length < 1 or record_end > end:
+                raise InvalidBatch("a record runs past the end of its batch", CORRUPT_MESSAGE)
+            pos += 1  # attributes (unused in magic 2)
+            # The timestamp delta (the broker stamps appends) and the offset
+            # delta (offsets are dense here): skipped, not decoded.
+            for _skip in (0, 1):
+                while body[pos] >= 0x80:
+                    pos += 1
+                pos += 1
+            key: bytes | None = None
+            value = b""
+            for is_value in (False, True):  # key, then value: both length-prefixed
+                byte = body[pos]
+                if byte < 0x80:
+                    length = (byte >> 1) ^ -(byte & 1)
+                    pos += 1
+                else:
+                    length, pos = varint(body, pos)
+                if length >= 0:
+                    if is_value:
+                        value = body[pos : pos + length]
+                    else:
+                        key = body[pos : pos + length]
+                    pos += length
+            headers: dict[str, str] | None = None
+            if body[pos] == 0:
+                pos += 1
+            else:
+                headers, pos = _decode_headers(body, pos)
+            if pos != record_end:
+                raise InvalidBatch("a record's length does not match its fields", CORRUPT_MESSAGE)
+            add(value if key is None and headers is None else (key, headers, value))
+    except IndexError:
+        raise InvalidBatch("a record runs past the end of its batch", CORRUPT_MESSAGE) from None
+    if pos != end:
+        raise InvalidBatch("bytes left over after the batch's last record", CORRUPT_MESSAGE)
+    return entries
+
+
+def _decode_headers(body: bytes, pos: int) -> tuple[dict[str, str] | None, int]:
+    header_count, pos = _varint(body, pos)
+    if header_count <= 0:
+        return None, pos
+    headers: dict[str, str] = {}
+    try:
+        for _ in range(header_count):
+            name_length, pos = _varint(body, pos)
+            name = body[pos : pos + name_length].decode()
+            pos += name_length
+            text_length, pos = _varint(body, pos)
+            text = ""
+            if text_length >= 0:
+                text = body[pos : pos + text_length].decode()
+                pos += text_length
+            headers[name] = text
+    except UnicodeDecodeError:
+        raise InvalidBatch(
+            "header names and values must be UTF-8 text (minibroker headers are str -> str)",
+            INVALID_RECORD,
+        ) from None
+    return headers, pos
+
+
+# ------------------------------------------------------------------ fetch
+
+
+def _zigzag(value: int) -> bytes:
+    encoded = (value << 1) ^ (value >> 63)
+    if encoded < 0x80:
+        return bytes((encoded,))
+    out = bytearray()
+    while encoded >= 0x80:
+        out.append((encoded & 0x7F) | 0x80)
+        encoded >>= 7
+    out.append(encoded)
+    return bytes(out)
+
+
+#: Zig-zag varints of 0 .. VARINT_TABLE_SIZE-1, ready-made: the fetch hot path
+#: looks up record sizes, lengths and deltas instead of encoding them.
+VARINT_TABLE_SIZE: Final = 1 << 14
+_VARINTS: Final = [_zigzag(value) for value in range(VARINT_TABLE_SIZE)]
+_NULL: Final = b"\x01"  # a length of -1
+
+
+def encode_batch(records: Sequence[Record]) -> bytes:
+    """One magic-2 batch holding ``records`` (consecutive offsets, from a log read).
+
+    Each record keeps its own broker timestamp as a delta from the first
+    (timestamp type CreateTime, so clients show every record's own time).
+    This is the fetch hot path: every varint below 2**13 comes from a table,
+    and the batch is joined once.
+    """
+    first = records[0]
+    base_offset = first.offset
+    base_ts = first.timestamp_ms
+    table = _VARINTS
+    limit = VARINT_TABLE_SIZE
+    zigzag = _zigzag
+    parts: list[bytes] = []
+    add = parts.extend
+    for offset, timestamp_ms, key, headers, body in records:
+        delta_ts = timestamp_ms - base_ts
+        delta = offset - base_offset
+        head = b"\x00" + (table[delta_ts] if delta_ts < limit else zigzag(delta_ts))
+        head += table[delta] if delta < limit else zigzag(delta)
+        if key is None:
+            head += _NULL
+        else:
+            head += (table[len(key)] if len(key) < limit else zigzag(len(key))) + key
+        size = len(body)
+        head += table[size] if size < limit else zigzag(size)
+        tail = _encode_headers(headers) if headers else b"\x00"
+        size += len(head) + len(tail)
+        add((table[size] if size < limit else zigzag(size), head, body, tail))
+    last = records[-1]
+    after_crc = _AFTER_CRC.pack(
+        0,
+        last.offset - base_offset,
+        base_ts,
+        last.timestamp_ms,
+        -1,
+        -1,
+        -1,
+        len(records),
+    ) + b"".join(parts)
+    return _BEFORE_CRC.pack(base_offset, len(after_crc) + 9, 0, 2, crc32c(after_crc)) + after_crc
+
+
+def _encode_headers(headers: dict[str, str]) -> bytes:
+    parts = [_zigzag(len(headers))]
+    for name, text in headers.items():
+        for encoded in (name.encode(), text.encode()):
+            parts.append(_zigzag(len(encoded)))
+            parts.append(encoded)
+    return b"".join(parts)

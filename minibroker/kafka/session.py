@@ -1,0 +1,303 @@
+"""One Kafka client connection, sans-I/O: request frames in, response frames out.
+
+The Trio shell (``server.connection.Connection``) drives this object exactly
+as it drives the msgpack ``Session``: it feeds bytes to ``receive_data``,
+sends what ``data_to_send`` returns, and calls ``release_synced`` when group
+commit has made held writes durable.
+
+Kafka answers every request on a connection **in request order** (clients
+pipeline up to five and match answers by position as much as by correlation
+id). Some answers are ready at once, some wait: a Produce until its fsync, a
+Fetch until records arrive or ``max_wait_ms`` passes, a JoinGroup until the
+round ends. So each request takes a *slot* in a queue when it arrives; a
+handler fills its slot now or later, and only the filled prefix of the queue
+goes out. A Produce with ``acks=0`` takes no slot: Kafka sends no answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from minibroker.core.broker import Broker
+from minibroker.core.peer import PushSource
+from minibroker.errors import BadFrame, BrokerError, ShuttingDown, StorageError
+from minibroker.kafka import wire
+from minibroker.kafka.handlers import HANDLERS, NO_RESPONSE, unsupported_version
+
+if TYPE_CHECKING:
+    from minibroker.kafka.service import KafkaNamespace, KafkaService
+
+log = logging.getLogger("minibroker.kafka")
+
+#: Requests one connection may have waiting for their answers. Kafka clients
+#: keep at most five in flight; past this many the client is not following
+#: the protocol, and it is closed rather than allowed to pile up answers.
+MAX_IN_FLIGHT: Final = 1000
+#: Bytes of answers waiting to be sent before dispatching pauses (backpressure).
+OUTBOUND_HIGH_WATER: Final = 1024 * 1024
+
+
+@dataclass(slots=True)
+class Slot:
+    """One request's place in the answer order."""
+
+    correlation_id: int
+    api_key: int
+    version: int
+    #: The encoded answer once known.
+    body: bytes | None = None
+    #: Write generation to wait for (group commit) before the answer may go.
+    held_until: int | None = None
+
+
+class KafkaSession:
+    """Protocol state of one Kafka connection; also its core ``Peer``."""
+
+    def __init__(self, service: KafkaService, broker: Broker, conn_id: int, peer_name: str):
+        self.service = service
+        self.broker = broker
+        self.peer_name = peer_name
+        self._conn_id = conn_id
+        self.now = 0.0
+        self.wakeup: Callable[[], None] = _nothing
+        self.closing: BrokerError | None = None
+        self.input_paused = False
+        self.client_name = ""
+        self.closed = False
+        self.namespace: KafkaNamespace | None = None
+        self._buffer = bytearray()
+        self._frames: deque[bytes] = deque()
+        self._slots: deque[Slot] = deque()
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self._hold = broker.storage is not None and broker.config.fsync == "batch"
+        #: Parked core reads (Fetch long-polls): token -> callback.
+        self._parked: dict[int, Callable[[object], None]] = {}
+        self._next_token = 1
+
+    # ----------------------------------------------------------- Peer port
+
+    @property
+    def conn_id(self) -> int:
+        return self._conn_id
+
+    def resolve(self, token: int, result: object) -> None:
+        callback = self._parked.pop(token, None)
+        if callback is not None and not self.closed:
+            callback(result)
+
+    def reject(self, token: int, error: BrokerError) -> None:
+        self.resolve(token, error)
+
+    def push_ready(self, source: PushSource) -> None:
+        """Kafka has no push subscriptions: consumers fetch."""
+
+    def park(self, callback: Callable[[object], None]) -> int:
+        """A token for a core read that answers later through ``resolve``."""
+        token = self._next_token
+        self._next_token += 1
+        self._parked[token] = callback
+        return token
+
+    def unpark(self, token: int) -> None:
+        self._parked.pop(token, None)
+
+    # --------------------------------------------------------------- input
+
+    @property
+    def handshake_done(self) -> bool:
+        """Kafka has no hello; the first request ends the shell's handshake deadline."""
+        return self.namespace is not None
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        if not self.accepting_input():
+            return
+        self.input_paused = False
+        self._buffer += data
+        try:
+            self._frames.extend(wire.split_frames(self._buffer, self.service.max_request_bytes))
+        except wire.FrameTooLarge as exc:
+            self._frames.clear()
+            self.kick(BadFrame(str(exc)))
+            return
+        frames = self._frames
+        while frames:
+            if self._out_bytes >= OUTBOUND_HIGH_WATER:
+                self.input_paused = True
+                return
+            self._dispatch(frames.popleft())
+            if not self.accepting_input():
+                frames.clear()
+                return
+
+    def resume_input(self) -> None:
+        self.receive_data(b"")
+
+    @property
+    def pending_input_bytes(self) -> int:
+        """Bytes held until the next request is complete: its declared size
+        (size prefix included) once the prefix is in, or what is buffered if
+        that is more. The shell claims this from its partial-frame budget."""
+        buffer = self._buffer
+        if len(buffer) < wire.SIZE.size:
+            return len(buffer)
+        size: int = wire.SIZE.unpack_from(buffer, 0)[0]
+        return max(wire.SIZE.size + max(size, 0), len(buffer))
+
+    @property
+    def buffered_input_bytes(self) -> int:
+        """Bytes received and not yet dispatched (cut requests and the rest)."""
+        return len(self._buffer) + sum(map(len, self._frames))
+
+    def discard_input(self) -> None:
+        """Free the buffered input (the connection is refused or gone)."""
+        self._buffer.clear()
+        self._frames.clear()
+
+    def accepting_input(self) -> bool:
+        return self.closing is None and not self.closed
+
+    def _dispatch(self, frame: bytes) -> None:
+        try:
+            header = wire.parse_header(frame)
+        except wire.MalformedRequest as exc:
+            self.kick(BadFrame(str(exc)))
+            return
+        if self.namespace is None:
+            try:
+                self.namespace = self.service.namespace_for(header.client_id, self)
+            except BrokerError as exc:
+                self.kick(exc)
+                return
+            self.client_name = header.client_id or ""
+        if len(self._slots) >= MAX_IN_FLIGHT:
+            self.kick(BadFrame(f"more than {MAX_IN_FLIGHT} requests waiting for answers"))
+            return
+        slot = Slot(header.correlation_id, header.api_key, header.api_version)
+        self._slots.append(slot)
+        implemented = wire.IMPLEMENTED.get(header.api_key)
+        if implemented is None or not implemented[0] <= header.api_version <= implemented[1]:
+            self._fill(slot, unsupported_version(header.api_key))
+            return
+        try:
+            request, _ = wire.request_reader(header.api_key, header.api_version)(
+                frame, header.body_offset
+            )
+        except Exception as exc:  # kio raises several unrelated types on garbage
+            self.kick(BadFrame(f"undecodable {_api(header.api_key)} request: {exc}"))
+            return
+        generation = self.broker.write_generation
+        try:
+            response = HANDLERS[header.api_key](self, slot, request)
+        except Exception:
+            log.exception(
+                "internal error handling %s from %s", _api(header.api_key), self.peer_name
+            )
+            self.kick(BrokerError(f"internal error handling {_api(header.api_key)}"))
+            return
+        if response is NO_RESPONSE:
+            self._slots.remove(slot)
+            self._flush()
+            return
+        if self._hold and self.broker.write_generation != generation:
+            slot.held_until = self.broker.write_generation
+        if response is not None:
+            self.answer(slot, response)
+
+    @property
+    def ns(self) -> KafkaNamespace:
+        """This connection's namespace (chosen by its first request's client id)."""
+        assert self.namespace is not None
+        return self.namespace
+
+    # -------------------------------------------------------------- output
+
+    def answer_bytes(self, slot: Slot, body: bytes) -> None:
+        """Fill ``slot`` with an already encoded body."""
+        if not self.closed:
+            self._fill(slot, body)
+
+    def answer(self, slot: Slot, response: Any) -> None:
+        """Fill ``slot`` with a kio response object (now or later) and send what may go."""
+        if self.closed:
+            return
+        self._fill(slot, wire.encode_response(response))
+
+    def _fill(self, slot: Slot, body: bytes) -> None:
+        slot.body = body
+        self._flush()
+
+    def _flush(self) -> None:
+        slots = self._slots
+        wrote = False
+        while slots and slots[0].body is not None and slots[0].held_until is None:
+            slot = slots.popleft()
+            assert slot.body is not None
+            data = wire.frame_response(slot.correlation_id, slot.body)
+            self._out.append(data)
+            self._out_bytes += len(data)
+            wrote = True
+        if wrote:
+            self.wakeup()
+
+    def release_synced(self, generation: int) -> None:
+        """Group commit reached ``generation``: answers held for it may go."""
+        for slot in self._slots:
+            if slot.held_until is not None and slot.held_until <= generation:
+                slot.held_until = None
+        self._flush()
+
+    def fail_held(self, error: BrokerError) -> None:
+        """The fsync failed: nothing held may be confirmed. Kafka clients treat a
+        closed connection as a failed request and retry, so close it."""
+        if any(slot.held_until is not None for slot in self._slots):
+            self.kick(StorageError(f"{error.message}; closing so the client retries"))
+
+    @property
+    def over_high_water(self) -> bool:
+        return self._out_bytes >= OUTBOUND_HIGH_WATER
+
+    def has_output(self) -> bool:
+        return bool(self._out)
+
+    def data_to_send(self) -> bytes:
+        if not self._out:
+            return b""
+        data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
+        self._out = []
+        self._out_bytes = 0
+        return data
+
+    # ----------------------------------------------------------- lifecycle
+
+    def kick(self, error: BrokerError) -> None:
+        """Close after what is already answered: Kafka has no goodbye frame, a
+        broker closes the connection and the client reconnects."""
+        if self.closing is None and not self.closed:
+            log.info("closing Kafka connection %s: %s", self.peer_name, error.message)
+            self.closing = error
+            self.wakeup()
+
+    def connection_lost(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._slots.clear()
+        self._parked.clear()
+        if self.namespace is not None:
+            self.broker.disconnect(self, self.namespace.core, self.now)
+
+    def shutdown(self) -> None:
+        self.kick(ShuttingDown("the server is shutting down"))
+
+
+def _api(api_key: int) -> str:
+    return wire.API_NAMES.get(api_key, f"API {api_key}")
+
+
+def _nothing() -> None:
+    return None

@@ -1,0 +1,197 @@
+"""Kafka's framing and request headers, and kio's codecs for the bodies.
+
+A Kafka request is ``i32 size`` followed by a request header (``i16
+api_key, i16 api_version, i32 correlation_id, nullable string client_id``,
+plus tagged fields in the flexible versions this front end does not speak)
+and the body. A response is ``i32 size``, ``i32 correlation_id`` (response
+header v0) and the body.
+
+The header is parsed by hand because it must be read before the version is
+known to be one we support (a flexible ApiVersions v3 request still has to be
+answered). Bodies are decoded and encoded by kio's generated dataclasses
+(Kafka's own JSON schemas), one reader and writer per (API, version), built
+once and cached.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from functools import cache
+from typing import Any, Final
+
+from kio.index import load_request_schema, load_response_schema
+from kio.serial import entity_reader, entity_writer
+
+#: ``size`` prefix of every frame, both ways.
+SIZE: Final = struct.Struct(">i")
+_HEADER: Final = struct.Struct(">hhih")
+_RESPONSE_PREFIX: Final = struct.Struct(">ii")
+
+API_NAMES: Final = {
+    0: "Produce",
+    1: "Fetch",
+    2: "ListOffsets",
+    3: "Metadata",
+    8: "OffsetCommit",
+    9: "OffsetFetch",
+    10: "FindCoordinator",
+    11: "JoinGroup",
+    12: "Heartbeat",
+    13: "LeaveGroup",
+    14: "SyncGroup",
+    18: "ApiVersions",
+    19: "CreateTopics",
+    20: "DeleteTopics",
+    22: "InitProducerId",
+}
+
+#: (API key) -> (lowest, highest) version this front end decodes and answers.
+#: Only non-flexible versions: every client we test falls back to them (see
+#: docs/kafka.md for the table and why each floor is where it is).
+IMPLEMENTED: Final = {
+    0: (3, 7),
+    1: (4, 11),
+    2: (1, 5),
+    3: (0, 5),
+    8: (2, 7),
+    9: (1, 5),
+    10: (0, 2),
+    11: (0, 5),
+    12: (0, 3),
+    13: (0, 1),
+    14: (0, 3),
+    18: (0, 2),
+    19: (2, 4),
+    20: (1, 3),
+    22: (0, 1),
+}
+
+#: What ApiVersions advertises. Produce is advertised from 0 although v0-2
+#: are refused: librdkafka before 2.11.1 silently turns compression off
+#: unless the broker's Produce range starts at 0 (Apache Kafka 4 does the same).
+ADVERTISED: Final = {**IMPLEMENTED, 0: (0, 7)}
+
+
+class FrameTooLarge(ValueError):
+    """A request's size prefix is above the limit (or negative)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHeader:
+    api_key: int
+    api_version: int
+    correlation_id: int
+    client_id: str | None
+    #: Where the body starts in the frame.
+    body_offset: int
+
+
+class MalformedRequest(ValueError):
+    """The frame is too short for a request header or its client id is not UTF-8."""
+
+
+def parse_header(frame: bytes) -> RequestHeader:
+    """The request header at the start of ``frame`` (the size prefix already removed)."""
+    if len(frame) < _HEADER.size:
+        raise MalformedRequest(f"a {len(frame)}-byte request is too short for a header")
+    api_key, version, correlation_id, length = _HEADER.unpack_from(frame)
+    offset = _HEADER.size
+    client_id: str | None = None
+    if length >= 0:
+        end = offset + length
+        if end > len(frame):
+            raise MalformedRequest("the client id runs past the end of the request")
+        try:
+            client_id = frame[offset:end].decode()
+        except UnicodeDecodeError:
+            raise MalformedRequest("the client id is not UTF-8") from None
+        offset = end
+    return RequestHeader(api_key, version, correlation_id, client_id, offset)
+
+
+def split_frames(buffer: bytearray, max_bytes: int) -> list[bytes]:
+    """Cut the complete frames off the front of ``buffer`` (in place), size prefixes removed.
+
+    Raises :class:`FrameTooLarge` as soon as a size prefix is out of range,
+    before its body is read, so an absurd prefix never makes us buffer it.
+    """
+    frames: list[bytes] = []
+    pos = 0
+    end = len(buffer)
+    while end - pos >= 4:
+        (size,) = SIZE.unpack_from(buffer, pos)
+        if size < 0 or size > max_bytes:
+            del buffer[:pos]
+            raise FrameTooLarge(f"a request of {size} bytes is over the {max_bytes}-byte limit")
+        if end - pos - 4 < size:
+            break
+        frames.append(bytes(buffer[pos + 4 : pos + 4 + size]))
+        pos += 4 + size
+    if pos:
+        del buffer[:pos]
+    return frames
+
+
+def frame_response(correlation_id: int, body: bytes) -> bytes:
+    """A whole response frame: size, correlation id (response header v0), body."""
+    return _RESPONSE_PREFIX.pack(len(body) + 4, correlation_id) + body
+
+
+# ------------------------------------------------------------------ bodies
+
+
+@cache
+def request_reader(api_key: int, version: int) -> Callable[[bytes, int], tuple[Any, int]]:
+    """kio's decoder of one request version: ``reader(frame, offset) -> (request, size)``."""
+    return entity_reader(load_request_schema(api_key, version))
+
+
+@cache
+def response_class(api_key: int, version: int) -> Any:
+    return load_response_schema(api_key, version)
+
+
+@cache
+def _response_writer(cls: Any) -> Callable[[io.BytesIO, Any], None]:
+    return entity_writer(cls)
+
+
+def encode_response(response: Any) -> bytes:
+    """The body bytes of a kio response object."""
+    buffer = io.BytesIO()
+    cls: Any = type(response)
+    _response_writer(cls)(buffer, response)
+    return buffer.getvalue()
+
+
+@cache
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in fields(cls))
+
+
+def build(cls: type, **values: Any) -> Any:
+    """Instantiate the kio dataclass ``cls`` from the fields it has in its version.
+
+    Handlers describe a response once, with every field any version has;
+    each version's class keeps only its own (``throttle_time`` appears in
+    Metadata v3, ``log_start_offset`` in Fetch v5 ...), so one handler
+    serves a whole version range.
+    """
+    names = _field_names(cls)
+    return cls(**{name: value for name, value in values.items() if name in names})
+
+
+def response_classes(api_key: int, version: int, *names: str) -> tuple[Any, ...]:
+    """A response class and the nested classes ``names`` of the same version."""
+    cls = response_class(api_key, version)
+    return (cls, *(nested(cls, name) for name in names))
+
+
+def nested(response_cls: type, name: str) -> type:
+    """The nested entity class ``name`` of the same version as ``response_cls``."""
+    found: type = getattr(sys.modules[response_cls.__module__], name)
+    return found

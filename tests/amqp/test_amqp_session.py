@@ -1,0 +1,140 @@
+"""AmqpSession driven directly, sans-I/O: bytes in, bytes out, no socket, no Trio."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pamqp import body, commands, frame, header
+
+from minibroker.amqp.connection import AmqpSession, AmqpSettings
+from minibroker.core.broker import Broker
+from minibroker.errors import StorageError
+
+
+def _open(broker: Broker, *, hold: bool, content_budget: int = 1 << 26) -> AmqpSession:
+    settings = AmqpSettings(
+        authenticate=lambda token: object(),
+        hold_until_synced=hold,
+        max_content_in_progress=content_budget,
+    )
+    session = AmqpSession(broker, 1, settings)
+    session.receive_data(b"AMQP\x00\x00\x09\x01")
+    session.receive_data(
+        frame.marshal(commands.Connection.StartOk({}, "PLAIN", "\0u\0p"), 0)
+        + frame.marshal(commands.Connection.TuneOk(2047, 131072, 0), 0)
+        + frame.marshal(commands.Connection.Open("/"), 0)
+        + frame.marshal(commands.Channel.Open(), 1)
+        + frame.marshal(commands.Confirm.Select(), 1)
+        + frame.marshal(commands.Queue.Declare(queue="q", durable=True), 1)
+    )
+    session.data_to_send()
+    return session
+
+
+def _frames(data: bytes) -> list[Any]:
+    out = []
+    while data:
+        consumed, _, value = frame.unmarshal(data)
+        out.append(value)
+        data = data[consumed:]
+    return out
+
+
+def _publish(session: AmqpSession, payload: bytes) -> None:
+    session.receive_data(
+        frame.marshal(commands.Basic.Publish(exchange="", routing_key="q"), 1)
+        + frame.marshal(header.ContentHeader(0, len(payload), commands.Basic.Properties()), 1)
+        + frame.marshal(body.ContentBody(payload), 1)
+    )
+
+
+def _durable_puts(broker: Broker) -> None:
+    """Make every put into "q" a durable write, as a journaled queue's is."""
+    queue = broker.namespace().queues.get("q")
+    put = queue.put
+
+    def journaled_put(*args: Any, **options: Any) -> int:
+        count = put(*args, **options)
+        broker.note_durable_write()
+        return count
+
+    queue.put = journaled_put  # type: ignore[method-assign]
+
+
+def test_confirms_of_durable_writes_wait_for_the_group_commit() -> None:
+    broker = Broker()
+    session = _open(broker, hold=True)
+    _durable_puts(broker)
+    _publish(session, b"one")
+    first = broker.write_generation
+    _publish(session, b"two")
+    assert _frames(session.data_to_send()) == []  # nothing confirmed before the fsync
+    session.release_synced(first)
+    [ack] = _frames(session.data_to_send())
+    assert isinstance(ack, commands.Basic.Ack) and ack.delivery_tag == 1
+    session.release_synced(broker.write_generation)
+    [ack] = _frames(session.data_to_send())
+    assert isinstance(ack, commands.Basic.Ack) and ack.delivery_tag == 2
+
+
+def test_a_failed_fsync_nacks_the_held_confirms() -> None:
+    broker = Broker()
+    session = _open(broker, hold=True)
+    _durable_puts(broker)
+    _publish(session, b"one")
+    session.fail_held(StorageError("disk on fire"))
+    [nack] = _frames(session.data_to_send())
+    assert isinstance(nack, commands.Basic.Nack) and nack.delivery_tag == 1
+
+
+def test_without_group_commit_confirms_go_at_once() -> None:
+    broker = Broker()
+    session = _open(broker, hold=False)
+    _durable_puts(broker)
+    _publish(session, b"one")
+    [ack] = _frames(session.data_to_send())
+    assert isinstance(ack, commands.Basic.Ack)
+
+
+def test_exclusive_queues_are_gone_before_close_ok() -> None:
+    broker = Broker()
+    session = _open(broker, hold=False)
+    session.receive_data(frame.marshal(commands.Queue.Declare(queue="mine", exclusive=True), 1))
+    session.data_to_send()
+    session.receive_data(frame.marshal(commands.Connection.Close(200, "bye", 0, 0), 0))
+    [close_ok] = _frames(session.data_to_send())
+    assert isinstance(close_ok, commands.Connection.CloseOk)
+    assert broker.namespace().queues.find("mine") is None  # already, not at socket close
+
+
+def _begin_publish(channel: int, size: int) -> bytes:
+    return frame.marshal(commands.Basic.Publish(exchange="", routing_key="q"), channel) + (
+        frame.marshal(header.ContentHeader(0, size, commands.Basic.Properties()), channel)
+    )
+
+
+def test_bodies_in_progress_are_bounded_per_connection() -> None:
+    broker = Broker()
+    session = _open(broker, hold=False, content_budget=1000)
+    session.receive_data(frame.marshal(commands.Channel.Open(), 2))
+    session.data_to_send()
+    # One 600-byte body completes and frees its share of the budget ...
+    session.receive_data(_begin_publish(1, 600) + frame.marshal(body.ContentBody(b"x" * 600), 1))
+    session.receive_data(_begin_publish(1, 600))  # ... this one stays half-sent
+    assert session.closing is None
+    session.receive_data(_begin_publish(2, 600))  # 1,200 bytes would be in progress
+    frames = _frames(session.data_to_send())
+    assert isinstance(frames[-1], commands.Connection.Close) and frames[-1].reply_code == 530
+
+
+def test_pending_input_is_the_next_frames_declared_size() -> None:
+    broker = Broker()
+    session = AmqpSession(broker, 1, AmqpSettings(authenticate=lambda token: object()))
+    session.receive_data(b"AMQP\x00\x00\x09")  # 7 bytes of the header: no frame prefix
+    assert session.pending_input_bytes == 7
+    session = _open(broker, hold=False)
+    publish = frame.marshal(commands.Basic.Publish(exchange="", routing_key="q"), 1)
+    session.receive_data(publish[:10])
+    assert (session.pending_input_bytes, session.buffered_input_bytes) == (len(publish), 10)
+    session.discard_input()
+    assert session.buffered_input_bytes == 0

@@ -1,0 +1,155 @@
+"""confluent-kafka, aiokafka and kafka-python run against minibroker unchanged.
+
+Every scenario runs through each client (tests/kafka_wire/kafka_clients.py) on the
+session's threaded broker, in a namespace of its own (``minibroker_kafka_bootstrap``).
+What the Kafka clients wrote is also checked through minibroker's own client:
+a Kafka partition is a minibroker log.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import minibroker
+from kafka_wire.kafka_clients import CLIENTS, KafkaClient, Member, wait_for
+from minibroker.testing import KafkaBootstrap, ThreadedBroker, run_in_thread
+
+# kafka-python reads its bundled schemas with a deprecated importlib call.
+pytestmark = pytest.mark.filterwarnings("ignore:(read|open)_text is deprecated:DeprecationWarning")
+
+VALUES = [b"record-%d" % i for i in range(20)]
+
+
+@pytest.fixture(params=CLIENTS, ids=lambda client: client.name)
+def client(request: pytest.FixtureRequest) -> KafkaClient:
+    return request.param  # type: ignore[no-any-return]
+
+
+def _log(
+    server: ThreadedBroker, kafka: KafkaBootstrap, name: str
+) -> minibroker.client.logs.LogStats:
+    with minibroker.connect_sync(server.url_for(kafka.namespace)) as mb:
+        return mb.log_stats(name)
+
+
+@pytest.mark.parametrize("mode", ["default", "idempotent", "gzip", "snappy", "lz4", "zstd"])
+def test_produce_then_read_through_both_doors(
+    client: KafkaClient,
+    mode: str,
+    minibroker_kafka_bootstrap: KafkaBootstrap,
+    minibroker_kafka_server: ThreadedBroker,
+) -> None:
+    kafka = minibroker_kafka_bootstrap
+    options = {
+        "default": {},
+        "idempotent": {"idempotent": True},
+    }.get(mode, {"compression": mode})
+    client.produce(kafka, "events", VALUES, **options)
+    with minibroker.connect_sync(minibroker_kafka_server.url_for(kafka.namespace)) as mb:
+        assert [record.body for record in mb.read("events-0", start=0)] == VALUES
+    assert client.consume(kafka, "events", "readers", len(VALUES), manual=True) == VALUES
+
+
+@pytest.mark.parametrize("manual", [False, True], ids=["auto-commit", "manual-commit"])
+def test_group_consume_commits_into_the_logs_group_offsets(
+    client: KafkaClient,
+    manual: bool,
+    minibroker_kafka_bootstrap: KafkaBootstrap,
+    minibroker_kafka_server: ThreadedBroker,
+) -> None:
+    kafka = minibroker_kafka_bootstrap
+    client.produce(kafka, "orders", VALUES[:10])
+    assert client.consume(kafka, "orders", "billing", 10, manual=manual) == VALUES[:10]
+    stats = _log(minibroker_kafka_server, kafka, "orders-0")
+    assert stats.groups["billing"].committed == 10
+    assert stats.groups["billing"].lag == 0
+    client.produce(kafka, "orders", VALUES[10:15])
+    assert _log(minibroker_kafka_server, kafka, "orders-0").groups["billing"].lag == 5
+    assert client.consume(kafka, "orders", "billing", 5, manual=manual) == VALUES[10:15]
+
+
+def test_offsets_for_times_and_seek(
+    client: KafkaClient,
+    minibroker_kafka_bootstrap: KafkaBootstrap,
+    minibroker_kafka_server: ThreadedBroker,
+) -> None:
+    kafka = minibroker_kafka_bootstrap
+    client.produce(kafka, "audit", VALUES[:5])
+    minibroker_kafka_server.advance(60.0)  # the broker's clock: later appends are a minute newer
+    client.produce(kafka, "audit", VALUES[5:8])
+    with minibroker.connect_sync(minibroker_kafka_server.url_for(kafka.namespace)) as mb:
+        later = mb.read("audit-0", start=5)[0].timestamp_ms
+    offset, values = client.offset_for_time_then_read(kafka, "audit", later - 1000, 3)
+    assert offset == 5
+    assert values == VALUES[5:8]
+
+
+def test_admin_create_topics_makes_one_log_per_partition(
+    client: KafkaClient,
+    minibroker_kafka_bootstrap: KafkaBootstrap,
+    minibroker_kafka_server: ThreadedBroker,
+) -> None:
+    kafka = minibroker_kafka_bootstrap
+    client.create_topic(kafka, "payments", 3)
+    with minibroker.connect_sync(minibroker_kafka_server.url_for(kafka.namespace)) as mb:
+        assert [name for name in mb.list_logs() if name.startswith("payments")] == [
+            "payments-0",
+            "payments-1",
+            "payments-2",
+        ]
+
+
+@pytest.mark.parametrize(
+    ("client_name", "assignor"),
+    [
+        ("confluent-kafka", None),
+        ("confluent-kafka", "cooperative-sticky"),
+        ("aiokafka", None),
+        ("kafka-python", None),
+    ],
+)
+def test_a_second_member_takes_over_partitions_and_nothing_is_lost(
+    client_name: str, assignor: str | None, minibroker_kafka_bootstrap: KafkaBootstrap
+) -> None:
+    kafka = minibroker_kafka_bootstrap
+    client = next(each for each in CLIENTS if each.name == client_name)
+    client.create_topic(kafka, "jobs", 3)
+    first = [b"a-%d" % i for i in range(30)]
+    client.produce(kafka, "jobs", first, keys=[b"key-%d" % i for i in range(30)])
+    one = Member(client_name, kafka, "jobs", "workers", assignor)
+    wait_for(lambda: one.assignment == {0, 1, 2} and len(one.seen) == 30, "the lone member")
+    two = Member(client_name, kafka, "jobs", "workers", assignor)
+    wait_for(
+        lambda: (
+            one.assignment
+            and two.assignment
+            and one.assignment | two.assignment == {0, 1, 2}
+            and not one.assignment & two.assignment
+        ),
+        "the partitions to be shared",
+    )
+    second = [b"b-%d" % i for i in range(30)]
+    client.produce(kafka, "jobs", second, keys=[b"key-%d" % i for i in range(30)])
+    wait_for(lambda: len(one.seen) + len(two.seen) >= 60, "every record")
+    one.stop()
+    two.stop()
+    assert sorted(one.seen + two.seen) == sorted(first + second)
+    assert two.seen, "the new member consumed its share"
+
+
+def test_a_group_resumes_from_its_commit_after_a_restart_on_a_data_dir(
+    client: KafkaClient, tmp_path: Path
+) -> None:
+    values = [b"before-%d" % i for i in range(6)]
+    with run_in_thread(kafka_port=0, data_dir=tmp_path) as server:
+        kafka = KafkaBootstrap(server.kafka_bootstrap, "durable")
+        client.produce(kafka, "ledger", values)
+        assert client.consume(kafka, "ledger", "auditors", 6, manual=True) == values
+    later = [b"after-%d" % i for i in range(4)]
+    with run_in_thread(kafka_port=0, data_dir=tmp_path) as server:
+        kafka = KafkaBootstrap(server.kafka_bootstrap, "durable")
+        client.produce(kafka, "ledger", later)
+        assert client.consume(kafka, "ledger", "auditors", 4, manual=True) == later
+        assert _log(server, kafka, "ledger-0").groups["auditors"].committed == 10

@@ -1,0 +1,149 @@
+"""The classic group protocol, driven directly: no sockets, time passed in."""
+
+from __future__ import annotations
+
+from minibroker.core.timers import Timers
+from minibroker.kafka.groups import (
+    ILLEGAL_GENERATION,
+    INCONSISTENT_GROUP_PROTOCOL,
+    NONE,
+    REBALANCE_IN_PROGRESS,
+    UNKNOWN_MEMBER_ID,
+    GroupCoordinator,
+    GroupState,
+    JoinResult,
+)
+
+
+class Answers:
+    def __init__(self) -> None:
+        self.joins: list[JoinResult] = []
+        self.syncs: list[tuple[int, bytes]] = []
+
+    def join(self, result: JoinResult) -> None:
+        self.joins.append(result)
+
+    def sync(self, error: int, assignment: bytes) -> None:
+        self.syncs.append((error, assignment))
+
+
+def join(
+    coordinator: GroupCoordinator,
+    answers: Answers,
+    member_id: str = "",
+    now: float = 0.0,
+    protocols: tuple[tuple[str, bytes], ...] = (("range", b"meta"),),
+) -> None:
+    coordinator.join("g", member_id, "client", 10.0, 30.0, "consumer", protocols, answers.join, now)
+
+
+def test_a_lone_member_joins_at_once_as_leader_of_generation_1() -> None:
+    coordinator = GroupCoordinator(Timers())
+    a = Answers()
+    join(coordinator, a)
+    [result] = a.joins
+    assert result.error == NONE
+    assert result.generation == 1
+    assert result.leader == result.member_id
+    assert result.members == ((result.member_id, b"meta"),)
+    coordinator.sync("g", 1, result.member_id, [(result.member_id, b"all")], a.sync, 0.0)
+    assert a.syncs == [(NONE, b"all")]
+    assert coordinator.groups["g"].state is GroupState.STABLE
+
+
+def test_a_second_member_makes_the_first_rejoin_and_gets_the_leaders_assignment() -> None:
+    coordinator = GroupCoordinator(Timers())
+    a, b = Answers(), Answers()
+    join(coordinator, a)
+    leader = a.joins[0].member_id
+    coordinator.sync("g", 1, leader, [(leader, b"p0,p1")], a.sync, 0.0)
+    join(coordinator, b, now=1.0)
+    assert b.joins == []  # waits for the leader to rejoin
+    assert coordinator.heartbeat("g", 1, leader, 1.5) == REBALANCE_IN_PROGRESS
+    join(coordinator, a, member_id=leader, now=2.0)
+    follower = b.joins[0].member_id
+    assert [r.generation for r in (a.joins[1], b.joins[0])] == [2, 2]
+    assert a.joins[1].leader == leader and len(a.joins[1].members) == 2
+    assert b.joins[0].members == ()  # only the leader sees the members
+    coordinator.sync("g", 2, follower, [], b.sync, 2.0)
+    assert b.syncs == []  # waits for the leader's assignment
+    coordinator.sync("g", 2, leader, [(leader, b"p0"), (follower, b"p1")], a.sync, 2.0)
+    assert b.syncs == [(NONE, b"p1")]
+    assert a.syncs[-1] == (NONE, b"p0")
+    assert coordinator.heartbeat("g", 1, leader, 2.5) == ILLEGAL_GENERATION
+
+
+def test_a_silent_member_is_dropped_at_its_session_timeout() -> None:
+    timers = Timers()
+    coordinator = GroupCoordinator(timers)
+    a, b = Answers(), Answers()
+    join(coordinator, a)
+    first = a.joins[0].member_id
+    join(coordinator, b)
+    join(coordinator, a, member_id=first)
+    second = b.joins[0].member_id
+    for answers, member in ((a, first), (b, second)):
+        coordinator.sync("g", 2, member, [(first, b"x"), (second, b"y")], answers.sync, 0.0)
+    timers.fire_due(9.0)
+    assert coordinator.heartbeat("g", 2, first, 9.0) == NONE
+    timers.fire_due(10.0)  # the second member never heartbeated
+    assert second not in coordinator.groups["g"].members
+    assert coordinator.heartbeat("g", 2, first, 10.0) == REBALANCE_IN_PROGRESS
+    join(coordinator, a, member_id=first, now=10.0)
+    assert a.joins[-1].generation == 3 and len(a.joins[-1].members) == 1
+
+
+def test_the_rebalance_timeout_drops_members_that_do_not_rejoin() -> None:
+    timers = Timers()
+    coordinator = GroupCoordinator(timers)
+    a, b = Answers(), Answers()
+    join(coordinator, a)
+    join(coordinator, b, now=1.0)  # a never rejoins
+    timers.fire_due(1.0 + 30.0)
+    assert b.joins[0].error == NONE and b.joins[0].members == ((b.joins[0].member_id, b"meta"),)
+
+
+def test_leaving_ends_the_membership_and_unknown_members_are_refused() -> None:
+    coordinator = GroupCoordinator(Timers())
+    a = Answers()
+    join(coordinator, a)
+    member = a.joins[0].member_id
+    assert coordinator.leave("g", member, 0.0) == NONE
+    assert "g" not in coordinator.groups  # an empty group is forgotten
+    assert coordinator.leave("g", member, 0.0) == UNKNOWN_MEMBER_ID
+    join(coordinator, a, member_id="who")
+    assert a.joins[-1].error == UNKNOWN_MEMBER_ID
+
+
+def test_the_strategy_is_one_every_member_supports() -> None:
+    coordinator = GroupCoordinator(Timers())
+    a, b, c = Answers(), Answers(), Answers()
+    join(coordinator, a, protocols=(("range", b"r"), ("roundrobin", b"rr")))
+    join(coordinator, b, protocols=(("roundrobin", b"rr2"),))
+    join(
+        coordinator,
+        a,
+        member_id=a.joins[0].member_id,
+        protocols=(("range", b"r"), ("roundrobin", b"rr")),
+    )
+    assert b.joins[0].protocol == "roundrobin"
+    join(coordinator, c, protocols=(("sticky", b"s"),))
+    assert c.joins == [JoinResult(INCONSISTENT_GROUP_PROTOCOL)]
+
+
+def test_commits_outside_a_group_are_allowed_and_stale_generations_are_not() -> None:
+    coordinator = GroupCoordinator(Timers())
+    a, b = Answers(), Answers()
+    assert coordinator.check_commit("g", -1, "") == NONE
+    join(coordinator, a)
+    member = a.joins[0].member_id
+    # Joined, not yet assigned: Kafka says "rebalance in progress" then.
+    assert coordinator.check_commit("g", 1, member) == REBALANCE_IN_PROGRESS
+    coordinator.sync("g", 1, member, [(member, b"p0")], a.sync, 0.0)
+    assert coordinator.check_commit("g", 1, member) == NONE
+    join(coordinator, b)
+    # A rebalance is being prepared: the member may still commit what it
+    # consumed in its generation before it gives its partitions up.
+    assert coordinator.check_commit("g", 1, member) == NONE
+    assert coordinator.check_commit("g", 0, member) == ILLEGAL_GENERATION
+    assert coordinator.check_commit("g", 1, "stranger") == UNKNOWN_MEMBER_ID

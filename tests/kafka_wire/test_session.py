@@ -1,0 +1,467 @@
+"""The Kafka session without a socket: golden bytes, every API version, ordering, bad input."""
+
+from __future__ import annotations
+
+import struct
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from kio.schema.errors import ErrorCode
+
+from kafka_wire.test_records import kio_batch
+from kafka_wire.wire_helpers import (
+    ONE_SECOND,
+    PORT,
+    call,
+    encode_request,
+    frame,
+    open_session,
+    request_class,
+    responses,
+)
+from minibroker.core.broker import Broker
+from minibroker.kafka import wire
+from minibroker.kafka.groups import JoinResult
+from minibroker.kafka.session import KafkaSession
+from minibroker.storage.memory import MemoryLog
+
+#: The ApiVersions answer, byte for byte: (key, min, max) for the 15 APIs.
+ADVERTISED_BYTES = b"".join(
+    struct.pack(">hhh", *entry)
+    for entry in [
+        (0, 0, 7),
+        (1, 4, 11),
+        (2, 1, 5),
+        (3, 0, 5),
+        (8, 2, 7),
+        (9, 1, 5),
+        (10, 0, 2),
+        (11, 0, 5),
+        (12, 0, 3),
+        (13, 0, 1),
+        (14, 0, 3),
+        (18, 0, 2),
+        (19, 2, 4),
+        (20, 1, 3),
+        (22, 0, 1),
+    ]
+)
+
+
+def test_golden_api_versions_v0() -> None:
+    session = open_session()
+    session.receive_data(bytes.fromhex("0000000c 0012 0000 00000007 0002 7463".replace(" ", "")))
+    assert session.data_to_send() == (
+        struct.pack(">iihi", 4 + 2 + 4 + len(ADVERTISED_BYTES), 7, 0, 15) + ADVERTISED_BYTES
+    )
+
+
+def test_golden_api_versions_v3_gets_unsupported_version_in_a_v0_body() -> None:
+    """librdkafka opens with the flexible v3; the answer makes it fall back (KIP-511)."""
+    session = open_session()
+    # header v2: key 18, version 3, correlation 9, client id "c", no tagged fields;
+    # body: compact strings "librdkafka", "2.16" and no tagged fields.
+    body = b"\x0blibrdkafka\x052.16\x00"
+    header = bytes.fromhex("0012 0003 00000009 0001 63 00".replace(" ", ""))
+    session.receive_data(struct.pack(">i", len(header) + len(body)) + header + body)
+    assert session.data_to_send() == (
+        struct.pack(">iihi", 4 + 2 + 4 + len(ADVERTISED_BYTES), 9, 35, 15) + ADVERTISED_BYTES
+    )
+
+
+def test_golden_metadata_v0_auto_creates_the_topic() -> None:
+    session = open_session()
+    session.receive_data(
+        bytes.fromhex("00000014 0003 0000 00000002 0003 6e2f63 00000001 0001 74".replace(" ", ""))
+    )
+    body = (
+        struct.pack(">i", 1)  # brokers
+        + struct.pack(">ih", 0, 9)
+        + b"127.0.0.1"
+        + struct.pack(">i", PORT)
+        + struct.pack(">i", 1)  # topics
+        + struct.pack(">hh", 0, 1)
+        + b"t"
+        + struct.pack(">i", 1)  # partitions
+        + struct.pack(">hii", 0, 0, 0)
+        + struct.pack(">ii", 1, 0)  # replicas
+        + struct.pack(">ii", 1, 0)  # isr
+    )
+    assert session.data_to_send() == struct.pack(">ii", 4 + len(body), 2) + body
+    assert "t-0" in session.broker.namespace("n").logs
+
+
+def test_golden_produce_v3_then_fetch_v4() -> None:
+    session = open_session()
+    batch = kio_batch([(b"k", b"hello", {})])
+    topic = struct.pack(">h", 1) + b"t"
+    produce = struct.pack(">hhi", -1, -1, 1000) + struct.pack(">i", 1) + topic
+    produce += struct.pack(">iii", 1, 0, len(batch)) + batch
+    session.receive_data(frame(0, 3, produce, correlation_id=5))
+    expected = (
+        struct.pack(">i", 1)
+        + topic
+        + struct.pack(">i", 1)
+        + struct.pack(">ihqq", 0, 0, 0, -1)  # partition 0, no error, base offset 0, no append time
+        + struct.pack(">i", 0)  # throttle
+    )
+    assert session.data_to_send() == struct.pack(">ii", 4 + len(expected), 5) + expected
+    fetch = struct.pack(">iiiib", -1, 0, 1, 1 << 20, 0) + struct.pack(">i", 1) + topic
+    fetch += struct.pack(">iiqi", 1, 0, 0, 1 << 20)
+    session.receive_data(frame(1, 4, fetch, correlation_id=6))
+    [(correlation_id, body)] = responses(session)
+    assert correlation_id == 6
+    head = (
+        struct.pack(">ii", 0, 1)
+        + topic
+        + struct.pack(">iihqq", 1, 0, 0, 1, 1)
+        + struct.pack(">i", 0)
+    )
+    assert body.startswith(head)
+    records = body[len(head) + 4 :]
+    assert struct.unpack_from(">i", body, len(head))[0] == len(records)
+    assert struct.unpack_from(">qib", records, 0) == (0, len(records) - 12, 0) and records[16] == 2
+    assert records.endswith(b"\x02k\x0ahello\x00")
+
+
+def test_unknown_apis_and_versions_get_unsupported_version_and_the_connection_stays() -> None:
+    session = open_session()
+    session.receive_data(frame(71, 0, b"", correlation_id=1))  # telemetry: not advertised
+    session.receive_data(frame(0, 2, b"\x00" * 10, correlation_id=2))  # Produce v2: too old
+    session.receive_data(frame(18, 0, b"", correlation_id=3))
+    answers = responses(session)
+    assert answers[:2] == [(1, b"\x00\x23"), (2, b"\x00\x23")]
+    assert answers[2][0] == 3 and session.closing is None
+
+
+def _all_error_codes(value: Any) -> list[ErrorCode]:
+    if isinstance(value, ErrorCode):
+        return [value]
+    if isinstance(value, tuple):
+        return [code for item in value for code in _all_error_codes(item)]
+    slots = getattr(type(value), "__dataclass_fields__", None)
+    if slots is None:
+        return []
+    return [code for name in slots for code in _all_error_codes(getattr(value, name))]
+
+
+def _request(api_key: int, version: int, member: JoinResult) -> dict[str, Any]:
+    """A representative request of every API, as field values (each version keeps its own)."""
+
+    def nested(entity: str, **values: Any) -> Any:
+        return wire.build(request_class(api_key, version, entity), **values)
+
+    group = {"group_id": "g", "generation_id": member.generation, "member_id": member.member_id}
+    group["group_instance_id"] = None
+    return {
+        0: lambda: {
+            "transactional_id": None,
+            "acks": -1,
+            "timeout": ONE_SECOND,
+            "topic_data": (
+                nested(
+                    "TopicProduceData",
+                    name="t",
+                    partition_data=(
+                        nested(
+                            "PartitionProduceData", index=0, records=kio_batch([(None, b"x", {})])
+                        ),
+                    ),
+                ),
+            ),
+        },
+        1: lambda: {
+            "replica_id": -1,
+            "max_wait": timedelta(0),
+            "min_bytes": 1,
+            "max_bytes": 1 << 20,
+            "isolation_level": 0,
+            "session_id": 0,
+            "session_epoch": -1,
+            "topics": (
+                nested(
+                    "FetchTopic",
+                    topic="t",
+                    partitions=(
+                        nested(
+                            "FetchPartition",
+                            partition=0,
+                            current_leader_epoch=-1,
+                            fetch_offset=0,
+                            log_start_offset=-1,
+                            partition_max_bytes=1 << 20,
+                        ),
+                    ),
+                ),
+            ),
+            "forgotten_topics_data": (),
+            "rack_id": "",
+        },
+        2: lambda: {
+            "replica_id": -1,
+            "isolation_level": 0,
+            "topics": (
+                nested(
+                    "ListOffsetsTopic",
+                    name="t",
+                    partitions=(
+                        nested(
+                            "ListOffsetsPartition",
+                            partition_index=0,
+                            current_leader_epoch=-1,
+                            timestamp=-1,
+                        ),
+                    ),
+                ),
+            ),
+        },
+        3: lambda: {
+            "topics": (nested("MetadataRequestTopic", name="t"),),
+            "allow_auto_topic_creation": True,
+        },
+        8: lambda: {
+            **group,
+            "generation_id_or_member_epoch": member.generation,
+            "retention_time": timedelta(milliseconds=-1),
+            "topics": (
+                nested(
+                    "OffsetCommitRequestTopic",
+                    name="t",
+                    partitions=(
+                        nested(
+                            "OffsetCommitRequestPartition",
+                            partition_index=0,
+                            committed_offset=1,
+                            committed_leader_epoch=-1,
+                            committed_metadata="m",
+                        ),
+                    ),
+                ),
+            ),
+        },
+        9: lambda: {
+            "group_id": "g",
+            "topics": (nested("OffsetFetchRequestTopic", name="t", partition_indexes=(0,)),),
+        },
+        10: lambda: {"key": "g", "key_type": 0},
+        11: lambda: {
+            "group_id": "g2",
+            "session_timeout": timedelta(seconds=10),
+            "rebalance_timeout": timedelta(seconds=10),
+            "member_id": "",
+            "group_instance_id": None,
+            "protocol_type": "consumer",
+            "protocols": (nested("JoinGroupRequestProtocol", name="range", metadata=b"m"),),
+        },
+        12: lambda: group,
+        13: lambda: {"group_id": "g", "member_id": member.member_id},
+        14: lambda: {
+            **group,
+            "assignments": (
+                nested("SyncGroupRequestAssignment", member_id=member.member_id, assignment=b"a"),
+            ),
+        },
+        18: lambda: {"client_software_name": "x", "client_software_version": "1"},
+        19: lambda: {
+            "topics": (
+                nested(
+                    "CreatableTopic",
+                    name="new",
+                    num_partitions=3,
+                    replication_factor=1,
+                    assignments=(),
+                    configs=(),
+                ),
+            ),
+            "timeout": ONE_SECOND,
+            "validate_only": False,
+        },
+        20: lambda: {"topic_names": ("t",), "timeout": ONE_SECOND},
+        22: lambda: {"transactional_id": None, "transaction_timeout": ONE_SECOND},
+    }[api_key]()
+
+
+VERSIONS = [
+    (key, version)
+    for key, (low, high) in wire.IMPLEMENTED.items()
+    for version in range(low, high + 1)
+]
+
+
+def prepared_session() -> tuple[KafkaSession, JoinResult]:
+    """A fresh broker with topic ``t`` (two records) and a stable group ``g`` of one."""
+    broker = Broker(memory_log=MemoryLog)
+    session = open_session(broker)
+    call(session, 3, 0, topics=(wire.build(request_class(3, 0, "MetadataRequestTopic"), name="t"),))
+    broker.namespace("t").logs.append("t-0", [b"a", b"b"], 0.0)
+    joined: list[JoinResult] = []
+    groups = session.ns.groups
+    groups.join("g", "", "c", 10.0, 10.0, "consumer", [("range", b"m")], joined.append, 0.0)
+    member = joined[0]
+    groups.sync("g", 1, member.member_id, [(member.member_id, b"p")], lambda *_: None, 0.0)
+    return session, member
+
+
+@pytest.mark.parametrize(("api_key", "version"), VERSIONS)
+def test_every_implemented_version_is_decoded_and_answered(api_key: int, version: int) -> None:
+    session, member = prepared_session()
+    response = call(
+        session, api_key, version, correlation_id=40 + version, **_request(api_key, version, member)
+    )
+    assert _all_error_codes(response), "every answer carries an error code"
+    assert set(_all_error_codes(response)) == {ErrorCode.none}
+
+
+def test_answers_keep_request_order_behind_a_parked_fetch() -> None:
+    session = open_session()
+    call(session, 3, 0, topics=(wire.build(request_class(3, 0, "MetadataRequestTopic"), name="t"),))
+    values = _request(1, 4, JoinResult(0))
+    values["max_wait"] = timedelta(seconds=5)
+    session.receive_data(frame(1, 4, encode_request(1, 4, **values), correlation_id=10))
+    session.receive_data(frame(18, 0, b"", correlation_id=11))
+    assert responses(session) == []  # the metadata answer waits behind the fetch
+    session.ns.core.logs.append("t-0", [b"x"], 0.0)
+    assert [cid for cid, _ in responses(session)] == [10, 11]
+
+
+def test_a_parked_fetch_is_answered_empty_when_its_wait_runs_out() -> None:
+    broker = Broker(memory_log=MemoryLog)
+    session = open_session(broker)
+    call(session, 3, 0, topics=(wire.build(request_class(3, 0, "MetadataRequestTopic"), name="t"),))
+    values = _request(1, 11, JoinResult(0))
+    values["max_wait"] = timedelta(milliseconds=500)
+    session.receive_data(frame(1, 11, encode_request(1, 11, **values), correlation_id=3))
+    assert responses(session) == []
+    assert len(broker.namespace("t").logs.get("t-0").waiters) == 1
+    broker.on_time(0.5)
+    [(correlation_id, _)] = responses(session)
+    assert correlation_id == 3
+    assert not broker.namespace("t").logs.get("t-0").waiters
+
+
+def test_acks_0_gets_no_answer_but_the_records_are_stored() -> None:
+    session = open_session()
+    values = _request(0, 7, JoinResult(0))
+    values["acks"] = 0
+    session.receive_data(frame(0, 7, encode_request(0, 7, **values), correlation_id=1))
+    session.receive_data(frame(18, 0, b"", correlation_id=2))
+    assert [cid for cid, _ in responses(session)] == [2]
+    assert session.ns.core.logs.get("t-0").high_watermark == 1
+
+
+def test_an_idempotent_retry_is_answered_with_the_first_offset_and_stored_once() -> None:
+    session = open_session()
+    values = _request(0, 7, JoinResult(0))
+    batch = kio_batch([(None, b"x", {}), (None, b"y", {})], producer_id=42, base_sequence=0)
+    partition = request_class(0, 7, "PartitionProduceData")(index=0, records=batch)
+    values["topic_data"] = (
+        request_class(0, 7, "TopicProduceData")(name="t", partition_data=(partition,)),
+    )
+    offsets = [
+        call(session, 0, 7, **values).responses[0].partition_responses[0].base_offset
+        for _ in range(2)
+    ]
+    assert offsets == [0, 0]
+    assert session.ns.core.logs.get("t-0").high_watermark == 2
+    gap = kio_batch([(None, b"z", {})], producer_id=42, base_sequence=5)
+    values["topic_data"] = (
+        request_class(0, 7, "TopicProduceData")(
+            name="t",
+            partition_data=(request_class(0, 7, "PartitionProduceData")(index=0, records=gap),),
+        ),
+    )
+    assert call(session, 0, 7, **values).responses[0].partition_responses[
+        0
+    ].error_code == ErrorCode(45)
+
+
+def test_auto_create_can_be_switched_off() -> None:
+    session = open_session(auto_create_topics=False)
+    response = call(
+        session,
+        3,
+        5,
+        topics=(wire.build(request_class(3, 5, "MetadataRequestTopic"), name="t"),),
+        allow_auto_topic_creation=True,
+    )
+    assert response.topics[0].error_code == ErrorCode.unknown_topic_or_partition
+
+
+def test_an_oversized_frame_closes_only_that_connection_before_its_body_arrives() -> None:
+    session = open_session(max_request_bytes=1000)
+    session.receive_data(struct.pack(">i", 5000) + b"\x00" * 10)
+    assert session.closing is not None and "1000-byte limit" in session.closing.message
+
+
+def test_a_request_body_kio_cannot_decode_closes_the_connection() -> None:
+    session = open_session()
+    session.receive_data(frame(3, 1, b"\x00\x00\x00\x05\x00"))
+    assert session.closing is not None and "Metadata" in session.closing.message
+
+
+@given(st.sampled_from(VERSIONS), st.binary(max_size=300))
+def test_fuzzed_request_bodies_never_break_the_session(
+    api_version: tuple[int, int], body: bytes
+) -> None:
+    session = open_session()
+    api_key, version = api_version
+    session.receive_data(frame(api_key, version, body, correlation_id=1))
+    session.receive_data(frame(18, 0, b"", correlation_id=2))
+    answered = [cid for cid, _ in responses(session)]
+    # Garbage closes the connection; anything else is answered in order, except
+    # a Produce with acks=0 (no answer) and requests that wait (Fetch, JoinGroup).
+    assert (
+        session.closing is not None
+        or answered == [1, 2]
+        or (api_key == 0 and answered == [2])
+        or (api_key in (1, 11, 14) and answered == [])
+    )
+
+
+@given(st.binary(max_size=500))
+def test_fuzzed_byte_streams_never_break_the_session(data: bytes) -> None:
+    session = open_session()
+    session.receive_data(data)
+    session.data_to_send()
+
+
+def test_with_a_data_dir_produce_is_answered_only_after_the_group_commit(tmp_path: Path) -> None:
+    from minibroker.server.datadir import DataDirectory
+
+    broker = Broker(storage=DataDirectory(tmp_path), memory_log=MemoryLog)
+    session = open_session(broker)
+    session.receive_data(frame(0, 7, encode_request(0, 7, **_request(0, 7, JoinResult(0))), 1))
+    session.receive_data(frame(18, 0, b"", correlation_id=2))
+    assert responses(session) == []  # appended, not yet fsynced: no confirm, nothing after it
+    assert broker.namespace("t").logs.get("t-0").high_watermark == 0
+    broker.sync_storage()
+    session.release_synced(broker.write_generation)
+    assert [cid for cid, _ in responses(session)] == [1, 2]
+    assert broker.namespace("t").logs.get("t-0").high_watermark == 1
+    broker.close()
+
+
+def test_dropping_a_namespace_closes_its_kafka_connections_and_forgets_its_state() -> None:
+    broker = Broker(memory_log=MemoryLog)
+    session = open_session(broker)
+    session.receive_data(frame(18, 0, b"", client_id="gone/app"))
+    assert broker.drop_namespace("gone")
+    assert session.closing is not None and "dropped" in session.closing.message
+    other = session.service.make_session(broker, 2, "test")
+    other.receive_data(frame(18, 0, b"", client_id="next/app"))
+    assert "gone" not in session.service._namespaces
+
+
+def test_the_session_reports_its_partial_request_to_the_shells_budget() -> None:
+    session = open_session()
+    request = frame(18, 0, b"")
+    session.receive_data(request[:2])
+    assert (session.pending_input_bytes, session.buffered_input_bytes) == (2, 2)
+    session.receive_data(request[2:6])  # the size prefix is in: the whole request is claimed
+    assert session.pending_input_bytes == len(request)
+    session.discard_input()
+    assert (session.pending_input_bytes, session.buffered_input_bytes) == (0, 0)
