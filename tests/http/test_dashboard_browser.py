@@ -1,13 +1,16 @@
 """The dashboard in a real headless Chromium (Debian's), driven by Playwright.
 
 Load the page, put and publish through a client, and watch the numbers
-change without a reload. Screenshots go to docs/images (shown in
-docs/dashboard.md). Skipped, saying how to install it, when there is no
-browser; .ci/run installs it.
+change without a reload. Screenshots go to a temporary folder, or, with
+MINIBROKER_UPDATE_SCREENSHOTS=1, to docs/images (shown in docs/dashboard.md),
+so a test run never changes the checkout. Skipped, saying how to install it,
+when there is no browser; .ci/run installs it.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +20,11 @@ import minibroker
 from minibroker.testing import ThreadedBroker, run_in_thread
 
 CHROMIUM = Path("/usr/bin/chromium")
-IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+IMAGES = (
+    Path(__file__).resolve().parents[2] / "docs" / "images"
+    if os.environ.get("MINIBROKER_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.mkdtemp(prefix="minibroker-screenshots-"))
+)
 FLAGS = [
     "--headless",
     "--no-sandbox",
