@@ -184,8 +184,8 @@ class KafkaSession:
             self._fill(slot, unsupported_version(header.api_key))
             return
         try:
-            request, _ = wire.request_reader(header.api_key, header.api_version)(
-                frame, header.body_offset
+            request = wire.decode_request(
+                header.api_key, header.api_version, frame, header.body_offset
             )
         except Exception as exc:  # kio raises several unrelated types on garbage
             self.kick(BadFrame(f"undecodable {_api(header.api_key)} request: {exc}"))

@@ -21,7 +21,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from functools import cache
-from typing import Any, Final
+from types import NoneType
+from typing import Any, Final, get_args
 
 from kio.index import load_request_schema, load_response_schema
 from kio.serial import entity_reader, entity_writer
@@ -148,6 +149,37 @@ def frame_response(correlation_id: int, body: bytes) -> bytes:
 def request_reader(api_key: int, version: int) -> Callable[[bytes, int], tuple[Any, int]]:
     """kio's decoder of one request version: ``reader(frame, offset) -> (request, size)``."""
     return entity_reader(load_request_schema(api_key, version))
+
+
+def decode_request(api_key: int, version: int, frame: bytes, offset: int) -> Any:
+    """The request body at ``offset`` of ``frame``, decoded by kio and checked for nulls.
+
+    kio reads an array length of -1 as None even where the schema does not
+    allow a null array (Produce's ``topic_data``, Fetch's ``topics`` ...);
+    handlers would then fail iterating it. Such a request is as malformed as
+    one kio refuses, so it raises :class:`MalformedRequest` instead.
+    """
+    request, _ = request_reader(api_key, version)(frame, offset)
+    _check_nulls(request)
+    return request
+
+
+@cache
+def _required_fields(cls: type) -> tuple[str, ...]:
+    """The fields of the kio entity ``cls`` whose schema does not allow null."""
+    return tuple(f.name for f in fields(cls) if NoneType not in get_args(f.type))
+
+
+def _check_nulls(entity: Any) -> None:
+    cls: type = type(entity)
+    for name in _required_fields(cls):
+        value = getattr(entity, name)
+        if value is None:
+            raise MalformedRequest(f"{cls.__name__}.{name} is null, which is not allowed")
+        if isinstance(value, tuple):
+            for item in value:
+                if hasattr(item, "__dataclass_fields__"):
+                    _check_nulls(item)
 
 
 @cache

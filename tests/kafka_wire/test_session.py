@@ -465,3 +465,28 @@ def test_the_session_reports_its_partial_request_to_the_shells_budget() -> None:
     assert session.pending_input_bytes == len(request)
     session.discard_input()
     assert (session.pending_input_bytes, session.buffered_input_bytes) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("api_key", "version", "body"),
+    [
+        # Produce v3: transactional_id null, acks 1, timeout 1000, topic_data null.
+        (0, 3, struct.pack(">hhii", -1, 1, 1000, -1)),
+        # Fetch v4: replica -1, max_wait 100, min_bytes 1, max_bytes 1000, isolation 0, topics null.
+        (1, 4, struct.pack(">iiiibi", -1, 100, 1, 1000, 0, -1)),
+        # ListOffsets v1: replica -1, topics null.
+        (2, 1, struct.pack(">ii", -1, -1)),
+        # Produce v3 with one topic whose partition_data is null (a nested array).
+        (0, 3, struct.pack(">hhii", -1, 1, 1000, 1) + struct.pack(">h", 1) + b"t" + b"\xff" * 4),
+    ],
+)
+def test_a_null_array_the_schema_does_not_allow_closes_the_connection_as_malformed(
+    api_key: int, version: int, body: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    # kio decodes an array length of -1 as None even where the schema forbids
+    # it; the handlers used to crash iterating it (a logged internal error).
+    session = open_session()
+    session.receive_data(frame(api_key, version, body))
+    assert session.closing is not None
+    assert "is null, which is not allowed" in session.closing.message
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]
