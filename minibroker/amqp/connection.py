@@ -222,6 +222,8 @@ class AmqpSession:
 
     def _dispatch(self, frame: framing.RawFrame) -> None:
         kind = frame.kind
+        if kind not in framing.FRAME_TYPES:
+            raise HardError(FRAME_ERROR, f"unknown frame type {kind}")
         if kind == framing.HEARTBEAT:
             if frame.channel:
                 raise HardError(FRAME_ERROR, "heartbeat frame on a channel other than 0")
@@ -271,10 +273,8 @@ class AmqpSession:
         try:
             if frame.kind == framing.HEADER:
                 channel.handle_header(framing.decode_content_header(frame.payload))
-            elif frame.kind == framing.BODY:
-                channel.handle_body(frame.payload)
             else:
-                raise HardError(FRAME_ERROR, f"unknown frame type {frame.kind}")
+                channel.handle_body(frame.payload)
         except SoftError as exc:
             self._close_channel(channel, exc, commands.Basic.Publish.index)
         except HardError:
@@ -367,7 +367,7 @@ class AmqpSession:
             self._tune(method)
         elif stage == "open-wait" and isinstance(method, Connection.Open):
             self._open(method)
-        elif isinstance(method, Connection.UpdateSecret | commands.Channel.Open):
+        elif isinstance(method, Connection.UpdateSecret):
             raise HardError(NOT_IMPLEMENTED, f"{method.name} is not implemented", method.index)
         elif isinstance(method, Connection.Blocked | Connection.Unblocked):
             return

@@ -28,6 +28,8 @@ METHOD: Final = 1
 HEADER: Final = 2
 BODY: Final = 3
 HEARTBEAT: Final = 8
+#: The frame types AMQP 0-9-1 defines; any other is a 501 FRAME_ERROR.
+FRAME_TYPES: Final = frozenset((METHOD, HEADER, BODY, HEARTBEAT))
 FRAME_END: Final = 0xCE
 #: type, channel, size.
 _PREFIX: Final = struct.Struct(">BHI")

@@ -138,3 +138,28 @@ def test_pending_input_is_the_next_frames_declared_size() -> None:
     assert (session.pending_input_bytes, session.buffered_input_bytes) == (len(publish), 10)
     session.discard_input()
     assert session.buffered_input_bytes == 0
+
+
+def _connection_close(session: AmqpSession) -> commands.Connection.Close:
+    sent = _frames(session.data_to_send())
+    closes = [f for f in sent if isinstance(f, commands.Connection.Close)]
+    assert len(closes) == 1
+    return closes[0]
+
+
+def test_an_unknown_frame_type_is_a_frame_error_on_any_channel() -> None:
+    # Type 9 on channel 0 used to be called a "content frame" (505), and on an
+    # unopened channel a channel error (504): the spec's answer is 501.
+    for channel in (0, 1, 7):
+        session = _open(Broker(), hold=False)
+        session.receive_data(b"\x09" + channel.to_bytes(2, "big") + b"\x00\x00\x00\x00\xce")
+        close = _connection_close(session)
+        assert (close.reply_code, close.reply_text) == (501, "FRAME_ERROR - unknown frame type 9")
+
+
+def test_channel_open_on_channel_0_is_an_invalid_command_not_an_unimplemented_one() -> None:
+    session = _open(Broker(), hold=False)
+    session.receive_data(frame.marshal(commands.Channel.Open(), 0))
+    close = _connection_close(session)
+    assert close.reply_code == 503
+    assert close.reply_text == "COMMAND_INVALID - unexpected Channel.Open on channel 0"
