@@ -44,3 +44,22 @@ def keep_large_blocks_mapped() -> bool:
         log.debug("mallopt(M_MMAP_THRESHOLD) refused; the allocator keeps its defaults")
         return False
     return True
+
+
+def return_free_memory() -> bool:
+    """Give the heap's free pages back to the system (glibc's ``malloc_trim``).
+
+    glibc's ``free`` only shrinks a heap from its top, so thousands of small
+    freed blocks (the partial frames of many stalled connections) stay in
+    the RSS for good. The server calls this when its partial-frame budget
+    drains after a burst (server/input_budget.py). False where there is no
+    glibc.
+    """
+    try:
+        malloc_trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    malloc_trim.argtypes = (ctypes.c_size_t,)
+    malloc_trim.restype = ctypes.c_int
+    malloc_trim(0)
+    return True

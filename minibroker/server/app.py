@@ -32,6 +32,7 @@ from minibroker.protocol.codec import pack_frame
 from minibroker.protocol.session import Session, SessionSettings
 from minibroker.protocol.stats import ProtocolStats
 from minibroker.server.accept import serve_listeners
+from minibroker.server.allocator import return_free_memory
 from minibroker.server.busy_poll import BusyPoll
 from minibroker.server.connection import (
     LINGER_DISCARD_BYTES,
@@ -111,7 +112,7 @@ class BrokerServer:
         self.timers = TimerService(self.broker)
         self.busy_poll = BusyPoll(config.busy_poll_us)
         #: Bytes of partial frames all connections may hold together.
-        self.input_budget = InputBudget(config.partial_frame_budget)
+        self.input_budget = InputBudget(config.partial_frame_budget, on_drained=return_free_memory)
         #: Connections a reader writes to directly after its chunk (see connection.py).
         self._ready_connections = ReadyConnections()
         self.group_commit = GroupCommit(self.broker, lambda: self.sessions.values())

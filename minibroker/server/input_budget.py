@@ -23,21 +23,53 @@ the way Kafka's ``queued.max.request.bytes`` memory pool does:
 * Claims shrink as frames complete and are released when a connection
   closes.
 
+* When every claim is released after the claims reached ``drained_after``
+  bytes, ``on_drained`` runs (the server returns freed memory to the
+  system then: partial frames are many small heap blocks, which glibc keeps
+  after they are freed, so without it the RSS a slowloris burst raised never
+  came down after its connections closed).
+
 Pure bookkeeping plus one Trio event; the connection decides when to ask.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import trio
+
+#: Peak claims after which draining the budget calls ``on_drained``.
+DRAINED_AFTER_BYTES = 16 * 1024 * 1024
 
 
 class InputBudget:
     """Bytes claimed for partial frames, against a server-wide limit."""
 
-    __slots__ = ("_room", "_waiting", "held", "limit", "paused", "refused", "waiting_bytes")
+    __slots__ = (
+        "_on_drained",
+        "_peak",
+        "_room",
+        "_waiting",
+        "drained_after",
+        "held",
+        "limit",
+        "paused",
+        "refused",
+        "waiting_bytes",
+    )
 
-    def __init__(self, limit: int) -> None:
+    def __init__(
+        self,
+        limit: int,
+        *,
+        on_drained: Callable[[], object] | None = None,
+        drained_after: int = DRAINED_AFTER_BYTES,
+    ) -> None:
         self.limit = limit
+        self._on_drained = on_drained
+        self.drained_after = drained_after
+        #: Highest ``held`` since the budget was last drained.
+        self._peak = 0
         #: Bytes claimed by connections now.
         self.held = 0
         #: Bytes buffered by connections waiting for room (one read each at
@@ -62,11 +94,16 @@ class InputBudget:
         if self.held - current >= self.limit:
             return False
         self.held += wanted - current
+        self._peak = max(self._peak, self.held)
         return True
 
     def release(self, nbytes: int) -> None:
         if nbytes:
             self.held -= nbytes
+            if not self.held and self._peak >= self.drained_after:
+                self._peak = 0
+                if self._on_drained is not None:
+                    self._on_drained()
             if self._waiting and self.held < self.limit:
                 self._room.set()
                 self._room = trio.Event()

@@ -20,8 +20,10 @@ from raw_wire import RawClient, StartServer, ping
 
 from minibroker.protocol.codec import HEADER_SIZE, pack_frame
 from minibroker.protocol.frames import PROTOCOL_VERSION
+from minibroker.server import app
 from minibroker.server.app import BrokerServer
 from minibroker.server.connection import READ_CHUNK
+from minibroker.server.input_budget import InputBudget
 
 KiB = 1024
 
@@ -158,3 +160,39 @@ async def test_connections_waiting_for_room_never_block_each_other(
         for client in clients:
             assert (await client.receive_one())["id"] == 2
     assert server.input_budget.held == 0
+
+
+def test_a_drained_budget_reports_once_per_burst_above_its_threshold() -> None:
+    drained: list[int] = []
+    budget = InputBudget(10_000, on_drained=lambda: drained.append(1), drained_after=1000)
+    assert budget.claim(0, 600) and budget.claim(0, 600)
+    budget.release(600)
+    assert drained == []  # claims remain
+    budget.release(600)
+    assert drained == [1]  # peak 1200 >= 1000, now nothing held
+    assert budget.claim(0, 500)
+    budget.release(500)
+    assert drained == [1]  # a small burst after the drain does not count
+
+
+async def test_the_server_returns_freed_memory_after_stalled_connections_close(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Partial frames are small heap blocks glibc keeps after free: the server
+    # trims the heap when the partial-frame budget drains after a burst, so the
+    # RSS a slowloris raised comes back down.
+    trims: list[int] = []
+    monkeypatch.setattr(app, "return_free_memory", lambda: trims.append(1) or True)
+    size = 256 * KiB
+    server = await start_server()
+    server.input_budget.drained_after = 4 * size
+    clients = [await connect(server) for _ in range(8)]
+    for client in clients:
+        await client.send_bytes(big_ping(2, size)[: size // 2])
+    await trio.testing.wait_all_tasks_blocked()
+    assert server.input_budget.held >= 4 * size and trims == []
+    for client in clients:
+        await client.aclose()
+    await trio.testing.wait_all_tasks_blocked()
+    assert server.input_budget.held == 0
+    assert trims == [1]
