@@ -68,8 +68,9 @@ class Subscription(SubscriptionCore[T]):
     """A live push subscription: ``async for item in sub``.
 
     Items arrive in batches from ``data_received`` and wait in a local deque.
-    ``dropped`` counts messages the broker discarded for this subscription
-    because it fell behind (it says so in a ``notice`` frame). Iteration ends
+    ``dropped`` counts messages discarded for this subscription because it
+    fell behind: by the broker (it says so in a ``notice`` frame) or by this
+    client once ``max_pending`` are buffered. Iteration ends
     when the subscription is closed or the broker ends it; it raises
     ``ConnectionClosed`` (or the broker's goodbye error) if the connection goes.
     """

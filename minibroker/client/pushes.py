@@ -75,7 +75,8 @@ class SubscriptionCore(Generic[T]):
             call.fields.get("on_overflow", "drop_oldest") if call.op == "subscribe" else None
         )
         self.sub_id: int | None = None
-        #: Messages the broker discarded for this subscription because it fell behind.
+        #: Messages discarded for this subscription because it fell behind: by the
+        #: broker (``notice`` pushes) or by this client's full buffer.
         self.dropped = 0
         #: The subscribe call's result (carries ``sub`` and model-specific fields).
         self.info: Any = None

@@ -293,8 +293,9 @@ class Subscription(SubscriptionCore[T]):
     ``for item in sub`` blocks for each item and stops when the subscription
     is closed or the broker ends it; ``sub.get(timeout)`` returns the next
     item or raises ``TimeoutError``; ``get_batch`` takes everything buffered.
-    ``dropped`` counts messages the broker discarded because this subscriber
-    fell behind. A dropped connection raises ``ConnectionClosed`` from all of
+    ``dropped`` counts messages discarded because this subscriber fell behind,
+    by the broker or by this client once ``max_pending`` are buffered. A
+    dropped connection raises ``ConnectionClosed`` from all of
     them.
     """
 

@@ -104,9 +104,11 @@ class Subscription(SubscriptionCore[T]):
     """A live push subscription: iterate it with ``async for``.
 
     Items arrive in batches from the reader task and wait in a local deque.
-    ``dropped`` counts messages the broker discarded for this subscription
-    because it fell behind (its overflow policy); the broker says so in a
-    ``notice`` frame.
+    ``dropped`` counts messages discarded for this subscription because it
+    fell behind (its overflow policy): by the broker, which says so in a
+    ``notice`` frame, or by this client once ``max_pending`` are buffered
+    (``SubscriptionCore._take``; the reader never waits for a topic
+    subscription, only for a full log tail).
     """
 
     def __init__(

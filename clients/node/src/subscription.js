@@ -56,9 +56,9 @@ export class Subscription {
     this.sub = null;
     /** @type {any} the `ok` result of the creating request */
     this.info = null;
-    /** Messages the broker dropped for this subscriber (its overflow policy), per `notice` pushes. */
+    /** Messages dropped for this subscriber (its overflow policy): by the broker, per `notice` pushes, or by this client's full FIFO. */
     this.dropped = 0;
-    /** @type {((dropped: number) => void) | null} called on each `notice` push */
+    /** @type {((dropped: number) => void) | null} called on each `notice` push and each drop from the full FIFO */
     this.onNotice = null;
     /**
      * Resolves with this subscription once the broker confirmed it (the first
