@@ -65,6 +65,9 @@ class ServerConfig:
     #: Microseconds to keep polling for input after each chunk instead of
     #: sleeping (server/busy_poll.py): lower latency for a busier CPU. 0 is off.
     busy_poll_us: float = 0.0
+    #: Serve the HTTP face (JSON API, /openapi.json, /metrics) on this port of
+    #: ``host`` (0: any free port); None: none. See docs/http.md.
+    http_port: int | None = None
     #: Serve Kafka clients on this port (0: any free port); None: no Kafka front end.
     kafka_port: int | None = None
     #: Create Kafka topics on first use, with this many partitions (docs/kafka.md).

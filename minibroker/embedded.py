@@ -41,6 +41,15 @@ class EmbeddedBroker:
         return self.server.port
 
     @property
+    def http_url(self) -> str:
+        """The HTTP face's base URL (JSON API, /openapi.json, /metrics), if opened
+        with ``http=True``."""
+        if self.server.http_port is None:
+            raise RuntimeError("open the broker with open_broker(http=True) for an HTTP face")
+        scheme = "https" if self.server.config.tls_cert else "http"
+        return f"{scheme}://{self.server.config.host}:{self.server.http_port}"
+
+    @property
     def url(self) -> str:
         """The URL for TCP clients (``minibroker.aio.connect(broker.url)``...);
         only for a broker opened with ``listen=True``."""
@@ -93,6 +102,7 @@ async def open_broker(
     fsync: FsyncPolicy = "batch",
     listen: bool = False,
     port: int = 0,
+    http: bool = False,
     sqs: bool = False,
     config: ServerConfig | None = None,
     kafka: bool = False,
@@ -104,8 +114,9 @@ async def open_broker(
     queues and logs persist there; ``listen=True`` also serves TCP on
     ``port`` (0 = any free port, see ``broker.port``); ``kafka=True`` also
     serves Kafka clients on a free port (``broker.kafka_bootstrap``, docs/kafka.md);
-    ``sqs=True`` the SQS endpoint on a free port (``broker.sqs_endpoint``), and
-    ``amqp=True`` AMQP 0-9-1 (``broker.amqp_url``).
+    ``sqs=True`` the SQS endpoint on a free port (``broker.sqs_endpoint``),
+    ``amqp=True`` AMQP 0-9-1 (``broker.amqp_url``), and ``http=True``
+    the HTTP face (``broker.http_url``).
     """
     require_event_loop(
         "trio",
@@ -119,6 +130,7 @@ async def open_broker(
         port=port,
         data_dir=Path(data_dir) if data_dir is not None else base.data_dir,
         fsync=fsync,
+        http_port=0 if http else base.http_port,
         amqp_port=0 if amqp else base.amqp_port,
         sqs_port=0 if sqs else base.sqs_port,
     )

@@ -73,6 +73,13 @@ class ThreadedBroker:
         return f"{self.url}?namespace={namespace}"
 
     @property
+    def http_url(self) -> str:
+        """The HTTP face (started with ``http_port=0``); https with TLS."""
+        assert self.server.http_port is not None, "start it with run_in_thread(http_port=0)"
+        scheme = "https" if self.config.tls_cert else "http"
+        return f"{scheme}://{self.config.host}:{self.server.http_port}"
+
+    @property
     def kafka_bootstrap(self) -> str:
         """``host:port`` for Kafka clients (start with ``kafka_port=0``)."""
         from minibroker.server.kafka_door import kafka_bootstrap

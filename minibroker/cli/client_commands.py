@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from minibroker.cli import logs, namespaces, queues, rpc, topics
+from minibroker.cli import logs, namespaces, queues, rpc, topics, trace
 
-MODULES: list[ModuleType] = [queues, rpc, topics, logs, namespaces]
+MODULES: list[ModuleType] = [queues, rpc, topics, logs, namespaces, trace]

@@ -137,6 +137,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "(default: no metrics endpoint)",
     )
     parser.add_argument(
+        "--http-port",
+        type=int,
+        default=_env("http_port", None),
+        help="serve the HTTP face (JSON API, /openapi.json, /metrics) on this port of "
+        "--host, 0 for any free port (default: none; see docs/http.md)",
+    )
+    parser.add_argument(
         "--kafka-port",
         type=int,
         default=_env("kafka_port", None),
@@ -237,6 +244,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         hello_timeout=args.hello_timeout,
         permissions=permissions,
         busy_poll_us=args.busy_poll_us,
+        http_port=int(args.http_port) if args.http_port is not None else None,
         kafka_port=int(args.kafka_port) if args.kafka_port is not None else None,
         kafka_auto_create_topics=args.kafka_auto_create == "on",
         kafka_partitions=args.kafka_partitions,

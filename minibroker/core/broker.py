@@ -20,6 +20,7 @@ from minibroker.core.config import CoreConfig
 from minibroker.core.namespace import MemoryLogFactory, Namespace, StorageOpener
 from minibroker.core.peer import Peer
 from minibroker.core.timers import Timers
+from minibroker.core.xray import Xray
 from minibroker.errors import InvalidName, NotFound
 from minibroker.log_store import LogStore
 
@@ -84,6 +85,8 @@ class Broker:
         #: confirming (group commit). See server/durability.py.
         self.write_generation = 0
         self.on_durable_write: Callable[[], None] | None = None
+        #: The x-ray tracer when tracing is on (core/xray.py); None costs one check per request.
+        self.xray: Xray | None = None
 
     # ------------------------------------------------------------ namespaces
 

@@ -269,7 +269,13 @@ class Session:
             only_visible = None if grants is None else grants.authorize(frame)
             handler = HANDLERS[frame.op]
             generation = self.broker.write_generation
-            result = handler(self, frame)
+            xray = self.broker.xray
+            if xray is None:
+                result = handler(self, frame)
+            else:
+                result = xray.trace_frame(
+                    self.namespace, self.conn_id, frame, lambda: handler(self, frame)
+                )
             if only_visible is not None:
                 result = only_visible(result)
         except BrokerError as exc:

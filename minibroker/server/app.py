@@ -87,6 +87,8 @@ class BrokerServer:
         self.auth = Authenticator(config.tokens, permissions=config.permissions)
         #: Every open connection's session, whichever front end it came through.
         self.sessions: dict[int, WireSession] = {}
+        #: Each open connection's peer address (the dashboard lists them).
+        self.peer_names: dict[int, str] = {}
         #: Front ends served on ports of their own besides the msgpack port
         #: (AMQP, Kafka ...), each a session factory over this same core.
         self.front_ends: list[FrontEnd] = []
@@ -118,6 +120,9 @@ class BrokerServer:
         #: The TCP port actually bound (useful with port 0), once listening.
         self.port: int | None = None
         self.metrics_port: int | None = None
+        #: The HTTP face's port and state, once serving (``config.http_port``).
+        self.http_port: int | None = None
+        self.http_face: Any = None
         #: The SQS endpoint's port, once serving (``config.sqs_port``).
         self.sqs_port: int | None = None
         self._conn_ids = itertools.count(1)
@@ -222,6 +227,10 @@ class BrokerServer:
                     self.metrics_port = await nursery.start(
                         serve_metrics, self.registry, config.metrics_host, config.metrics_port
                     )
+                if config.http_port is not None:
+                    from minibroker.server.http_app import serve_http  # starlette: only when used
+
+                    self.http_port = await nursery.start(serve_http, self)
                 if config.sqs_port is not None:
                     from minibroker.server.sqs_app import serve_sqs  # hypercorn: only when used
 
@@ -372,6 +381,7 @@ class BrokerServer:
         conn_id = next(self._conn_ids)
         session = (make_session or self._native_session)(self.broker, conn_id, peer_name)
         self.sessions[conn_id] = session
+        self.peer_names[conn_id] = peer_name
         connection = Connection(
             stream,
             session,
@@ -390,6 +400,7 @@ class BrokerServer:
             connection.close_reason = "internal error (see the log)"
         finally:
             del self.sessions[conn_id]
+            del self.peer_names[conn_id]
             log.info(
                 "connection %d from %s closed (%s): %s",
                 conn_id,

@@ -76,7 +76,10 @@ class GroupCommit:
             self._failure = (generation, error)
             self._wake_waiters()
             return
-        self._fsync_seconds.observe(time.perf_counter() - started)
+        took = time.perf_counter() - started
+        self._fsync_seconds.observe(took)
+        if self._broker.xray is not None:
+            self._broker.xray.synced(generation, took)
         self.fsyncs += 1
         self.synced_generation = generation
         for session in self._sessions():

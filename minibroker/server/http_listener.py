@@ -73,6 +73,30 @@ async def read_body(
                 return b"".join(chunks)
 
 
+async def until_disconnect(receive: Receive) -> None:
+    """Return once the client has gone away (anything else it sends is dropped)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def wait_unless_client_leaves(event: trio.Event, receive: Receive) -> bool:
+    """Wait for ``event`` (a parked operation finishing) while watching the
+    client: True if the event came, False if the client disconnected first."""
+    left = False
+
+    async def watch_client(cancel: trio.CancelScope) -> None:
+        nonlocal left
+        await until_disconnect(receive)
+        left = True
+        cancel.cancel()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch_client, nursery.cancel_scope)
+        await event.wait()
+        nursery.cancel_scope.cancel()
+    return not left
+
+
 async def respond(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
     """Send a whole response. With its length known, h11 writes no chunked
     encoding (and no terminating chunk: one write fewer per response)."""
@@ -88,13 +112,15 @@ async def serve_asgi(
     *,
     name: str,
     shutdown_trigger: Callable[[], Awaitable[None]],
+    tls: tuple[str, str] | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on ``host:port`` until ``shutdown_trigger`` returns.
 
     ``task_status.started(port)`` reports the port actually bound (use 0 for
     any free port) once connections are accepted. ``name`` names the logger
-    (``minibroker.<name>``) that hypercorn's error log goes to.
+    (``minibroker.<name>``) that hypercorn's error log goes to. ``tls``, a
+    (certificate file, key file) pair, serves HTTPS.
     """
     config = Config()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
@@ -103,6 +129,8 @@ async def serve_asgi(
     config.keep_alive_timeout = KEEP_ALIVE_SECONDS
     config.h11_max_incomplete_size = MAX_HEADER_BYTES
     config.graceful_timeout = 5.0
+    if tls is not None:
+        config.certfile, config.keyfile = tls
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(
             partial(

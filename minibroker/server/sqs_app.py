@@ -30,6 +30,7 @@ from minibroker.server.http_listener import (
     read_body,
     respond,
     serve_asgi,
+    wait_unless_client_leaves,
 )
 from minibroker.sqs.errors import SqsError, internal_error
 from minibroker.sqs.handler import Answer, Parked, SqsHandler
@@ -163,28 +164,17 @@ class SqsApp:
         if token in self._results:
             return self._results.pop(token)
         event = self._finished_events[token] = trio.Event()
-        left = False
-
-        async def watch_client(cancel: trio.CancelScope) -> None:
-            nonlocal left
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            left = True
-            cancel.cancel()
-
+        stayed = False
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(watch_client, nursery.cancel_scope)
-                await event.wait()
-                nursery.cancel_scope.cancel()
+            stayed = await wait_unless_client_leaves(event, receive)
         finally:
             if token not in self._results:
                 self._finished_events.pop(token, None)
                 self.handler.cancel(token, trio.current_time())
                 self._after_request()
-                left = True
+                stayed = False
         result = self._results.pop(token, None)
-        return None if left else result
+        return result if stayed else None
 
 
 async def _send_answer(send: Send, answer: HttpAnswer) -> None:

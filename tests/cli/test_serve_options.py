@@ -37,6 +37,7 @@ FLAGS = [
     "--tls-key",
     "--metrics-host",
     "--metrics-port",
+    "--http-port",
     "--kafka-port",
     "--kafka-auto-create",
     "--kafka-partitions",
@@ -87,6 +88,11 @@ def test_sqs_flags(tmp_path: Path) -> None:
     assert config.sqs_port == 9324
     assert config.sqs_keys == {"AKID": "secret"}
     assert config_from_args(serve_args()).sqs_port is None
+
+
+def test_http_port_flag() -> None:
+    assert config_from_args(serve_args("--http-port", "8080")).http_port == 8080
+    assert config_from_args(serve_args()).http_port is None
 
 
 def test_defaults() -> None:
