@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
@@ -176,9 +177,12 @@ class HttpFace:
         if content_type != "application/json":
             raise _Status(415, "bad_request", "send the body as application/json")
         try:
-            return json.loads(body, parse_constant=_no_constants)
+            parsed = json.loads(body, parse_constant=_no_constants)
         except (ValueError, RecursionError) as exc:
             raise BadRequest(f"the body is not valid JSON: {exc}") from None
+        if _SURROGATE_ESCAPE.search(body) and not _encodes_as_utf8(parsed):
+            raise BadRequest("the body is not valid JSON: a string holds a lone surrogate")
+        return parsed
 
     async def _wait(self, token: int, request: Request) -> Json | None:
         """The parked operation's answer; None if the client left first.
@@ -238,6 +242,21 @@ def _authorize(principal: Principal, op: Operation, name: str, params: dict[str,
 
 def _no_constants(name: str) -> object:
     raise ValueError(f"{name} is not a JSON number")
+
+
+#: A ``\\uD800``-``\\uDFFF`` escape: only through one can a JSON text hold a lone surrogate.
+_SURROGATE_ESCAPE: Final = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _encodes_as_utf8(parsed: object) -> bool:
+    """False if a string in ``parsed`` (key or value) holds a lone surrogate,
+    which json.loads accepts but nothing downstream can encode (names, bodies,
+    headers all become UTF-8). Checked only when the body has such an escape."""
+    try:
+        json.dumps(parsed, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _error(error: BrokerError) -> Response:
