@@ -37,13 +37,21 @@ from starlette.routing import Route
 
 from minibroker.access.auth import Principal
 from minibroker.access.permissions import NEEDS
-from minibroker.errors import BadRequest, BrokerError, InternalError, TooLarge, Unauthorized
+from minibroker.errors import (
+    BadRequest,
+    BrokerError,
+    InternalError,
+    LimitExceeded,
+    TooLarge,
+    Unauthorized,
+)
 from minibroker.http.fields import parse_fields, parse_query
 from minibroker.http.openapi import openapi_document
 from minibroker.http.operations import OPERATIONS, Call, HttpPeer, Json, Operation, Parked
 from minibroker.http.statuses import error_body, status_of
 from minibroker.server.http_dashboard import Dashboard
 from minibroker.server.http_listener import (
+    BodyBudgetExhausted,
     BodyTooLarge,
     read_body,
     serve_asgi,
@@ -164,11 +172,13 @@ class HttpFace:
 
     async def _json_body(self, request: Request) -> object:
         try:
-            body = await read_body(request.receive, self.max_body_bytes)
+            body = await read_body(request.receive, self.max_body_bytes, self.server.input_budget)
         except BodyTooLarge:
             raise TooLarge(
                 f"the request body is over {self.max_body_bytes} bytes", limit=self.max_body_bytes
             ) from None
+        except BodyBudgetExhausted:
+            raise LimitExceeded("the server is holding too many request bodies; retry") from None
         except trio.TooSlowError:
             raise _Status(408, "bad_request", "the request body came too slowly") from None
         if not body:
