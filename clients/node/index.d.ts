@@ -64,7 +64,7 @@ export interface ConnectOptions {
   tls?: ConnectionOptions | boolean;
   /** Seconds for TCP connect, TLS and hello (default 10). */
   connectTimeout?: number;
-  /** Items a subscription buffers unread before the socket stops being read (default 10000). */
+  /** Items a subscription buffers unread (default 10000); past that a topic subscription applies its onOverflow, a tail or responder pauses the socket. */
   maxPending?: number;
   /**
    * Largest frame accepted from the broker before hello (default 256 MiB). After hello it is
@@ -207,7 +207,7 @@ export class Subscription<T> implements AsyncIterableIterator<T> {
   sub: number | null;
   /** The creating request's `ok` result. */
   info: any;
-  /** Messages the broker dropped for this subscriber (`notice` pushes). */
+  /** Messages dropped for this subscriber: by the broker (`notice` pushes) or by this client's full buffer. */
   dropped: number;
   onNotice: ((dropped: number) => void) | null;
   /** Items received and not yet taken. */

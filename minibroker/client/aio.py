@@ -12,12 +12,15 @@ written for asyncio's callback style instead of tasks:
   the loop iteration leaves in a single ``transport.write``. When the
   transport's buffer passes its high-water mark (``pause_writing``), new calls
   wait for ``resume_writing`` before queueing, like ``StreamWriter.drain()``;
-* a subscription's buffer is bounded (``max_pending`` items): when one fills
-  up, the client pauses reading the socket (``transport.pause_reading``) until
-  the consumer has drained it to half, so TCP pushes back on the broker and
-  the broker's own overflow policy decides what a slow subscriber loses. The
-  rest of the chunk being dispatched is still delivered, so a buffer can
-  overshoot by at most one read (64 KiB of frames).
+* a subscription's buffer is bounded (``max_pending`` items). A full topic
+  subscription never pauses reading, because the answers to this
+  connection's own calls wait behind its pushes: it applies its
+  ``on_overflow`` policy itself (drop its oldest items, counted in
+  ``dropped``, or end with ``SlowConsumer``). A full log tail, which must not
+  lose records, pauses reading the socket (``transport.pause_reading``) until
+  the consumer has drained it to half, so TCP pushes back on the broker. The
+  rest of the chunk being dispatched is still delivered, so a tail's buffer
+  can overshoot by at most one read (64 KiB of frames).
 
 Errors are the classes of ``minibroker.errors``, rebuilt from the wire
 code: ``UnknownOp``, ``NotFound``, ``Unauthorized`` ... (all ``BrokerError``).
@@ -52,7 +55,8 @@ from minibroker.errors import BrokerError, ConnectionClosed
 
 T = TypeVar("T")
 
-#: Items a subscription may hold unread before the client stops reading the socket.
+#: Items a subscription may hold unread: past that a topic subscription applies
+#: its overflow policy in the client, and a log tail stops the client reading.
 DEFAULT_MAX_PENDING = 10_000
 #: How long ``aclose`` lets buffered output drain before aborting the transport.
 CLOSE_TIMEOUT = 5.0
@@ -64,8 +68,9 @@ class Subscription(SubscriptionCore[T]):
     """A live push subscription: ``async for item in sub``.
 
     Items arrive in batches from ``data_received`` and wait in a local deque.
-    ``dropped`` counts messages the broker discarded for this subscription
-    because it fell behind (it says so in a ``notice`` frame). Iteration ends
+    ``dropped`` counts messages discarded for this subscription because it
+    fell behind: by the broker (it says so in a ``notice`` frame) or by this
+    client once ``max_pending`` are buffered. Iteration ends
     when the subscription is closed or the broker ends it; it raises
     ``ConnectionClosed`` (or the broker's goodbye error) if the connection goes.
     """
@@ -92,7 +97,8 @@ class Subscription(SubscriptionCore[T]):
     def _feed(self, push: Push) -> None:
         if self._control(push):
             return
-        self._items.extend(self._parser(push.frame, self._client))
+        if self._take(self._parser(push.frame, self._client)):
+            self._end_slow()
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -397,7 +403,7 @@ class Client(AsyncMethods):
                 subscription = self._subscriptions.get(event.sub)
                 if subscription is not None:
                     subscription._feed(event)
-                    if subscription.full and subscription._ended is None:
+                    if subscription.holds_back_reading and subscription._ended is None:
                         self._hold_reading(subscription)
             elif type(event) is Goodbye:
                 self._fail(event.error)

@@ -4,8 +4,17 @@
 ``Subscription`` classes share: registering with the client as the subscribe
 reply arrives, giving up cleanly when subscribing fails, and the two control
 pushes (``notice``: the broker dropped messages; ``end``: the broker ended
-the subscription). Each flavour adds only how a consumer waits for items and
-how a full buffer holds back the socket.
+the subscription), and what a full buffer does. Each flavour adds only how a
+consumer waits for items.
+
+A full buffer never stops the client reading its socket for a topic
+subscription: replies to this connection's own calls travel behind the
+pushes, so a client that subscribed and then published more than
+``max_pending`` messages on the same connection would wait forever for its
+publish's answer. Like a NATS client, the buffer instead applies the
+subscription's own overflow policy on the client side (:meth:`SubscriptionCore._take`).
+Subscriptions without a policy (log tails, which must not lose records)
+still hold the socket back while full (:attr:`SubscriptionCore.holds_back_reading`).
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from minibroker.client.protocol import Call, Push
-from minibroker.errors import BrokerError, error_from_code
+from minibroker.errors import BrokerError, SlowConsumer, error_from_code
 
 log = logging.getLogger("minibroker.client")
 
@@ -60,8 +69,14 @@ class SubscriptionCore(Generic[T]):
         self._max_pending = max_pending
         self._ended: BaseException | None = None
         self._abandoned = False
+        #: The topic subscription's ``on_overflow`` ("drop_oldest" or "disconnect"),
+        #: applied to a full client-side buffer; None for kinds that have none.
+        self._on_overflow: str | None = (
+            call.fields.get("on_overflow", "drop_oldest") if call.op == "subscribe" else None
+        )
         self.sub_id: int | None = None
-        #: Messages the broker discarded for this subscription because it fell behind.
+        #: Messages discarded for this subscription because it fell behind: by the
+        #: broker (``notice`` pushes) or by this client's full buffer.
         self.dropped = 0
         #: The subscribe call's result (carries ``sub`` and model-specific fields).
         self.info: Any = None
@@ -88,25 +103,69 @@ class SubscriptionCore(Generic[T]):
     def _control(self, push: Push) -> bool:
         """Handle a ``notice`` or ``end`` push; False for a push that carries items."""
         if push.op == "notice":
-            self.dropped += int(push.frame.get("dropped", 0))
-            log.warning(
-                "subscription %s dropped %s messages (slow consumer)",
-                self.sub_id,
-                push.frame.get("dropped"),
-            )
+            self._count_dropped(int(push.frame.get("dropped", 0)), "broker")
             return True
         if push.op == "end":
             self._end(SubscriptionEnded.from_frame(push.frame))
             return True
         return False
 
+    def _count_dropped(self, dropped: int, where: str) -> None:
+        self.dropped += dropped
+        log.warning(
+            "subscription %s dropped %s messages in the %s (slow consumer)",
+            self.sub_id,
+            dropped,
+            where,
+        )
+
+    def _take(self, items: list[T]) -> bool:
+        """Buffer a push's items without ever waiting; True if the subscription
+        must now end as a slow consumer (call :meth:`_end_slow`, outside any lock).
+
+        Past ``max_pending`` items a topic subscription applies its overflow
+        policy here, as the broker would: ``drop_oldest`` drops the oldest
+        buffered items (counted in ``dropped``, logged like a ``notice``);
+        ``disconnect`` keeps the items received so far and discards the rest.
+        Either way memory stays bounded by ``max_pending``.
+        """
+        buffered = self._items
+        buffered.extend(items)
+        excess = len(buffered) - self._max_pending
+        if excess <= 0 or self._on_overflow is None or self._ended is not None:
+            return False
+        if self._on_overflow == "disconnect":
+            for _ in range(excess):
+                buffered.pop()
+            return True
+        for _ in range(excess):
+            buffered.popleft()
+        self._count_dropped(excess, "client")
+        return False
+
+    def _end_slow(self) -> None:
+        """on_overflow=disconnect on the client: end this subscription with the
+        broker's slow-consumer error (after the buffered items) and unsubscribe
+        it; the connection and its other subscriptions carry on."""
+        self._end(
+            SlowConsumer(
+                f"subscription {self.sub_id} fell {self._max_pending} messages behind "
+                "in the client (on_overflow=disconnect)",
+                sub=self.sub_id,
+            )
+        )
+        if self.sub_id is not None and self._client._subscriptions.pop(self.sub_id, None):
+            self._client._post(Call("unsubscribe", {"sub": self.sub_id}))
+
     def _end(self, error: BaseException) -> None:
         raise NotImplementedError
 
     @property
-    def full(self) -> bool:
-        """True when the buffer holds ``max_pending`` items: stop reading the socket."""
-        return len(self._items) >= self._max_pending
+    def holds_back_reading(self) -> bool:
+        """True when the client must stop reading its socket: only a subscription
+        without an overflow policy (a log tail) whose buffer holds ``max_pending``
+        items. A topic subscription never does (see :meth:`_take`)."""
+        return self._on_overflow is None and len(self._items) >= self._max_pending
 
     @property
     def ended(self) -> BaseException | None:

@@ -25,9 +25,13 @@ How it works, and why:
   ``TimeoutError``); its late answer is discarded. A lost connection never
   waits for a timeout: every pending call fails at once with
   ``ConnectionClosed``;
-* **subscriptions** buffer up to ``max_pending`` items; when one is full the
-  reader thread stops reading the socket until the consumer catches up, so
-  TCP pushes back on the broker and the broker's overflow policy applies.
+* **subscriptions** buffer up to ``max_pending`` items. The reader never
+  stops reading for a full topic subscription (the answers to this
+  connection's own calls wait behind its pushes): the subscription applies
+  its ``on_overflow`` policy itself, dropping its oldest items (counted in
+  ``dropped``) or ending with ``SlowConsumer``. A full log tail, which must
+  not lose records, stops the reader until the consumer catches up, so TCP
+  pushes back on the broker.
   Alternatively a callback runs on the reader thread for every item; it
   must not make blocking calls on this client (the reader would wait for
   itself), which raises ``RuntimeError`` rather than deadlocking;
@@ -76,7 +80,8 @@ log = logging.getLogger("minibroker.client")
 
 T = TypeVar("T")
 
-#: Items a subscription may hold unread before the reader stops reading the socket.
+#: Items a subscription may hold unread: past that a topic subscription applies
+#: its overflow policy in the client, and a log tail stops the reader reading.
 DEFAULT_MAX_PENDING = 10_000
 #: Default seconds a call waits for its answer (on top of any server-side wait).
 DEFAULT_TIMEOUT = 30.0
@@ -288,8 +293,9 @@ class Subscription(SubscriptionCore[T]):
     ``for item in sub`` blocks for each item and stops when the subscription
     is closed or the broker ends it; ``sub.get(timeout)`` returns the next
     item or raises ``TimeoutError``; ``get_batch`` takes everything buffered.
-    ``dropped`` counts messages the broker discarded because this subscriber
-    fell behind. A dropped connection raises ``ConnectionClosed`` from all of
+    ``dropped`` counts messages discarded because this subscriber fell behind,
+    by the broker or by this client once ``max_pending`` are buffered. A
+    dropped connection raises ``ConnectionClosed`` from all of
     them.
     """
 
@@ -318,7 +324,7 @@ class Subscription(SubscriptionCore[T]):
             raise
 
     def _feed(self, push: Push) -> None:
-        """Reader thread: take one push frame; may block while the buffer is full."""
+        """Reader thread: take one push frame; blocks only while a log tail's buffer is full."""
         if self._control(push):
             return
         items = self._parser(push.frame, self._client)
@@ -331,12 +337,14 @@ class Subscription(SubscriptionCore[T]):
                     log.exception("subscription %s callback failed", self.sub_id)
             return
         with self._cond:
-            self._items.extend(items)
+            slow = self._take(items)
             self._cond.notify_all()
-            while len(self._items) >= self._max_pending and self._ended is None:
+            while self.holds_back_reading and self._ended is None:
                 self._reader_waiting = True
                 self._cond.wait()
             self._reader_waiting = False
+        if slow:
+            self._end_slow()
 
     def _end(self, error: BaseException) -> None:
         with self._cond:

@@ -20,7 +20,11 @@ messages the broker discarded because this subscriber fell more than
 ``buffer`` messages or ``buffer_bytes`` bytes behind
 (``on_overflow="drop_oldest"``); with
 ``on_overflow="disconnect"`` the broker closes the connection instead
-(``SlowConsumer``).
+(``SlowConsumer``). The client applies the same policy to its own buffer
+(``max_pending`` messages per subscription) without ever pausing its socket,
+so publishing on the subscribing connection never waits for the subscriber:
+drops there are counted in ``sub.dropped`` too, and ``disconnect`` ends just
+that subscription with ``SlowConsumer``.
 
 Batching is the fast path: ``publish_many`` sends one frame and gets one
 answer for the whole batch, and a subscription receives many messages per

@@ -42,7 +42,8 @@ DIRECT_SEND_MAX_BYTES = 65536
 #: connection is declared dead.
 SEND_STALL_TIMEOUT = 30.0
 
-#: Items a subscription may hold unread before the client stops reading the socket.
+#: Items a subscription may hold unread: past that a topic subscription applies
+#: its overflow policy in the client, and a log tail stops the client reading.
 DEFAULT_MAX_PENDING = 10_000
 
 
@@ -103,9 +104,11 @@ class Subscription(SubscriptionCore[T]):
     """A live push subscription: iterate it with ``async for``.
 
     Items arrive in batches from the reader task and wait in a local deque.
-    ``dropped`` counts messages the broker discarded for this subscription
-    because it fell behind (its overflow policy); the broker says so in a
-    ``notice`` frame.
+    ``dropped`` counts messages discarded for this subscription because it
+    fell behind (its overflow policy): by the broker, which says so in a
+    ``notice`` frame, or by this client once ``max_pending`` are buffered
+    (``SubscriptionCore._take``; the reader never waits for a topic
+    subscription, only for a full log tail).
     """
 
     def __init__(
@@ -126,7 +129,8 @@ class Subscription(SubscriptionCore[T]):
     def _feed(self, push: Push) -> None:
         if self._control(push):
             return
-        self._items.extend(self._parser(push.frame, self._client))
+        if self._take(self._parser(push.frame, self._client)):
+            self._end_slow()
         self._arrived.set()
 
     def _end(self, error: BaseException) -> None:
@@ -136,7 +140,7 @@ class Subscription(SubscriptionCore[T]):
         self._room.set()
 
     async def _wait_for_room(self) -> None:
-        while self.full and self._ended is None:
+        while self.holds_back_reading and self._ended is None:
             self._room = trio.Event()
             await self._room.wait()
 
@@ -316,7 +320,7 @@ class Client(AsyncMethods):
                         subscription = self._subscriptions.get(event.sub)
                         if subscription is not None:
                             subscription._feed(event)
-                            if subscription.full:
+                            if subscription.holds_back_reading:
                                 await subscription._wait_for_room()
                     elif type(event) is Goodbye:
                         self._fail(event.error)

@@ -16,7 +16,8 @@ from client_facades import SAFETY, ClientFacade
 
 from minibroker.client.protocol import Call
 from minibroker.client.topics import PublishResult, TopicMessage
-from minibroker.errors import BadRequest, InvalidName, NotFound
+from minibroker.client.trio_client import DEFAULT_MAX_PENDING
+from minibroker.errors import BadRequest, InvalidName, NotFound, SlowConsumer
 
 
 async def test_publish_and_subscribe(client: ClientFacade) -> None:
@@ -77,6 +78,74 @@ async def test_drops_are_counted_and_the_newest_kept(client: ClientFacade) -> No
         with trio.fail_after(SAFETY):
             assert [m.body for m in await sub.take(2)] == [b"4", b"5"]
         assert sub.dropped == 3
+
+
+#: Messages published past what a client buffers per subscription (10,000).
+PAST_THE_CLIENT_BUFFER = 3 * DEFAULT_MAX_PENDING
+
+
+async def publish_many_within_safety(client: ClientFacade, topic: str, bodies: list[bytes]) -> Any:
+    """``publish_many`` that fails, never hangs, if its answer does not come back."""
+    if client.kind == "blocking":  # a thread Trio cannot cancel: bound the call itself
+        bounded = client.client.with_timeout(SAFETY)
+        return await trio.to_thread.run_sync(bounded.publish_many, topic, bodies)
+    with trio.fail_after(SAFETY):
+        return await client.call("publish_many", topic, bodies)
+
+
+async def publish_numbered(client: ClientFacade, topic: str, count: int) -> None:
+    """Publish bodies b"0" .. b"count-1" in batches of 1,000, each answered."""
+    for start in range(0, count, 1000):
+        bodies = [b"%d" % i for i in range(start, min(start + 1000, count))]
+        assert isinstance(await publish_many_within_safety(client, topic, bodies), PublishResult)
+
+
+async def test_publishing_past_the_client_buffer_on_the_subscribing_connection(
+    client: ClientFacade,
+) -> None:
+    """Regression: a full subscription buffer stopped the client reading its
+    socket, so the answers to its own publishes (behind the pushes) never came."""
+    async with client.subscription("subscribe", "t.x", buffer=PAST_THE_CLIENT_BUFFER):
+        for _ in range(0, PAST_THE_CLIENT_BUFFER, 1000):
+            result = await publish_many_within_safety(client, "t.x", [b"x" * 100] * 1000)
+            assert result == PublishResult(1000, 0)
+
+
+async def test_a_full_client_buffer_drops_the_oldest_and_counts_them(
+    client: ClientFacade,
+) -> None:
+    async with client.subscription("subscribe", "t.x", buffer=PAST_THE_CLIENT_BUFFER) as sub:
+        await publish_numbered(client, "t.x", PAST_THE_CLIENT_BUFFER)
+        await publish_many_within_safety(client, "t.x", [b"last"])
+        received: list[bytes] = []
+        with trio.fail_after(SAFETY):
+            while not received or received[-1] != b"last":
+                received.append((await sub.next()).body)
+    numbers = [int(body) for body in received[:-1]]
+    # The newest survive, in order; everything else is counted as dropped.
+    assert numbers == list(range(PAST_THE_CLIENT_BUFFER - len(numbers), PAST_THE_CLIENT_BUFFER))
+    assert sub.dropped == PAST_THE_CLIENT_BUFFER - len(numbers)
+    assert sub.dropped > 0
+
+
+async def test_a_full_client_buffer_ends_a_disconnect_subscription(
+    client: ClientFacade,
+) -> None:
+    async with client.subscription(
+        "subscribe", "t.x", buffer=PAST_THE_CLIENT_BUFFER, on_overflow="disconnect"
+    ) as sub:
+        await publish_numbered(client, "t.x", PAST_THE_CLIENT_BUFFER)
+        received: list[int] = []
+        with trio.fail_after(SAFETY), pytest.raises(SlowConsumer):
+            while True:
+                received.append(int((await sub.next()).body))
+        # What arrived before the overflow is delivered first, in order.
+        assert received == list(range(len(received)))
+        assert 0 < len(received) < PAST_THE_CLIENT_BUFFER
+        # Only the subscription ended: the connection works, and the broker
+        # was told to unsubscribe before this publish.
+        assert await publish_many_within_safety(client, "t.x", [b"after"]) == PublishResult(0, 0)
+        assert sub.dropped == 0
 
 
 async def test_buffer_bytes_bounds_what_the_broker_keeps(client: ClientFacade) -> None:

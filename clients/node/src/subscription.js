@@ -4,15 +4,23 @@
  *
  * The subscription is created by a request whose `ok` result holds `sub`;
  * the client then routes every push frame naming that `sub` here. Items wait
- * in a local FIFO until the application asks for them. When the FIFO holds
- * `maxPending` items the client stops reading the socket, so TCP (and then
- * the broker's per-subscription overflow policy) carries the back-pressure
- * instead of this process's memory.
+ * in a local FIFO until the application asks for them, at most `maxPending`.
+ *
+ * A full topic subscription never stops the client reading its socket: the
+ * answers to this connection's own calls travel behind its pushes, so a
+ * client that subscribed and then published more than `maxPending` messages
+ * itself would wait forever for its publish. Like a NATS client, the FIFO
+ * applies the subscription's own overflow policy instead: `drop_oldest`
+ * drops its oldest items (counted in `dropped`, reported to `onNotice`),
+ * `disconnect` ends the subscription with SlowConsumerError (after the items
+ * received so far) and unsubscribes it. A log tail, which must not lose
+ * records, has no policy: while its FIFO is full the client stops reading
+ * the socket, so TCP carries the back-pressure.
  */
 
-import { ConnectionClosedError, SubscriptionEndedError, errorFromCode } from "./errors.js";
+import { ConnectionClosedError, SlowConsumerError, SubscriptionEndedError, errorFromCode } from "./errors.js";
 
-/** Items a subscription may hold unread before the client stops reading the socket. */
+/** Items a subscription may hold unread: past that a topic subscription applies its overflow policy, a tail pauses reading. */
 export const DEFAULT_MAX_PENDING = 10_000;
 
 /** Marks a subscription that ended quietly (closed by us, or its log deleted). */
@@ -34,6 +42,8 @@ export class Subscription {
     this._client = client;
     this._parse = parse;
     this._maxPending = options.maxPending ?? client.maxPending;
+    /** @type {string | null} a topic subscription's on_overflow, applied to a full FIFO; null for tails and responders */
+    this._onOverflow = op === "subscribe" ? String(fields.on_overflow ?? "drop_oldest") : null;
     /** @type {T[]} */
     this._items = [];
     this._head = 0;
@@ -46,9 +56,9 @@ export class Subscription {
     this.sub = null;
     /** @type {any} the `ok` result of the creating request */
     this.info = null;
-    /** Messages the broker dropped for this subscriber (its overflow policy), per `notice` pushes. */
+    /** Messages dropped for this subscriber (its overflow policy): by the broker, per `notice` pushes, or by this client's full FIFO. */
     this.dropped = 0;
-    /** @type {((dropped: number) => void) | null} called on each `notice` push */
+    /** @type {((dropped: number) => void) | null} called on each `notice` push and each drop from the full FIFO */
     this.onNotice = null;
     /**
      * Resolves with this subscription once the broker confirmed it (the first
@@ -114,9 +124,31 @@ export class Subscription {
       default: {
         const items = this._parse(frame);
         for (const item of items) this._deliver(item);
-        if (this._items.length - this._head >= this._maxPending) this._client._holdReading(this);
+        if (this.pending < this._maxPending) return;
+        if (this._onOverflow === null) this._client._holdReading(this);
+        else if (this.pending > this._maxPending) this._overflow();
       }
     }
+  }
+
+  /** A topic subscription's FIFO passed `maxPending`: apply its policy here, as the broker would. */
+  _overflow() {
+    const excess = this.pending - this._maxPending;
+    if (this._onOverflow === "disconnect") {
+      this._items.length -= excess; // keep what arrived first, as the broker's buffer does
+      this._client._subscriptions.delete(/** @type {number} */ (this.sub));
+      this._client._post("unsubscribe", { sub: this.sub });
+      this._end(
+        new SlowConsumerError(
+          `subscription ${this.sub} fell ${this._maxPending} messages behind in the client (on_overflow=disconnect)`,
+        ),
+      );
+      return;
+    }
+    this._items = this._items.slice(this._head + excess);
+    this._head = 0;
+    this.dropped += excess;
+    if (this.onNotice) this.onNotice(excess);
   }
 
   /** @param {T} item */

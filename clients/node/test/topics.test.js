@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { InvalidNameError, NotFoundError, connect } from "../src/index.js";
+import { InvalidNameError, NotFoundError, SlowConsumerError, connect } from "../src/index.js";
 import { brokerForFile } from "./broker.js";
 
 const { url, withClient } = brokerForFile("t");
@@ -98,7 +98,8 @@ test("a bad pattern fails the subscription: ready and iteration both reject", ()
 
 test("a slow subscriber is told how many messages it lost", { timeout: 60_000 }, () =>
   withClient(async (mb) => {
-    // A tiny broker-side buffer and a client that stops reading after 1 item.
+    // A tiny broker-side buffer and a client that keeps 1 item: the rest are
+    // dropped (by the broker or by the client) and counted either way.
     const slow = await connect(url(mb.serverInfo.namespace), { maxPending: 1 });
     try {
       const sub = slow.subscribe("flood", { buffer: 4 });
@@ -115,6 +116,45 @@ test("a slow subscriber is told how many messages it lost", { timeout: 60_000 },
     } finally {
       await slow.close();
     }
+  }));
+
+/** Publish bodies "0" .. "count-1" on `mb` in batches of 1,000. */
+async function publishNumbered(mb, topic, count) {
+  for (let start = 0; start < count; start += 1000) {
+    await mb.publishMany(topic, Array.from({ length: Math.min(1000, count - start) }, (_, i) => String(start + i)));
+  }
+}
+
+// Regression: a full subscription paused the socket, so the answers to the
+// same connection's publishes (queued behind the pushes) never arrived.
+test("publishing past maxPending on the subscribing connection drops the oldest, counted", { timeout: 60_000 }, () =>
+  withClient(async (mb) => {
+    const sub = mb.subscribe("t.x", { buffer: 30_000 });
+    await sub.ready;
+    await publishNumbered(mb, "t.x", 30_000);
+    await mb.publish("t.x", "last");
+    const got = [];
+    while (got.at(-1) !== "last") got.push((await sub.next()).value.body.toString());
+    const numbers = got.slice(0, -1).map(Number);
+    assert.deepEqual(numbers, Array.from({ length: numbers.length }, (_, i) => 30_000 - numbers.length + i));
+    assert.equal(sub.dropped, 30_000 - numbers.length);
+    assert.ok(sub.dropped > 0);
+    await sub.close();
+  }));
+
+test("a disconnect subscription past maxPending ends with SlowConsumerError, the connection lives", { timeout: 60_000 }, () =>
+  withClient(async (mb) => {
+    const sub = mb.subscribe("t.x", { buffer: 30_000, onOverflow: "disconnect" });
+    await sub.ready;
+    await publishNumbered(mb, "t.x", 30_000);
+    const got = [];
+    await assert.rejects(async () => {
+      for (;;) got.push(Number((await sub.next()).value.body.toString()));
+    }, SlowConsumerError);
+    assert.deepEqual(got, Array.from({ length: got.length }, (_, i) => i));
+    assert.ok(got.length > 0 && got.length < 30_000);
+    // Unsubscribed before this publish: nobody is listening any more.
+    assert.deepEqual(await mb.publish("t.x", "after"), { subscriptions: 0, queues: 0 });
   }));
 
 test("bufferBytes bounds the bytes the broker keeps for a subscriber", () =>
