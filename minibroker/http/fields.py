@@ -112,6 +112,14 @@ def _fail(f: Field, wanted: str, value: object) -> BadRequest:
     )
 
 
+def _check_magnitude(f: Field, value: int) -> None:
+    """JSON integers have no bound, Python's neither: refuse what no field can mean."""
+    if not -MAX_INTEGER <= value <= MAX_INTEGER:
+        raise BadRequest(
+            f"field {f.name!r} must be between {-MAX_INTEGER} and {MAX_INTEGER}", field=f.name
+        )
+
+
 def _string(f: Field, value: object) -> str:
     if not isinstance(value, str):
         raise _fail(f, "a string", value)
@@ -119,17 +127,20 @@ def _string(f: Field, value: object) -> str:
 
 
 def _integer(f: Field, value: object) -> int:
-    if type(value) is not int or not -MAX_INTEGER <= value <= MAX_INTEGER:
+    if type(value) is not int:
         raise _fail(f, "an integer", value)
+    _check_magnitude(f, value)
     if f.minimum is not None and value < f.minimum:
         raise BadRequest(f"field {f.name!r} must be at least {f.minimum:g}", field=f.name)
     return value
 
 
 def _number(f: Field, value: object) -> float:
-    if type(value) not in (int, float):
+    if type(value) is int:
+        _check_magnitude(f, value)  # float() of a 400-digit integer overflows
+    elif type(value) is not float:
         raise _fail(f, "a number", value)
-    number = float(value)  # type: ignore[arg-type]
+    number = float(value)
     if f.minimum is not None and number < f.minimum:
         raise BadRequest(f"field {f.name!r} must be at least {f.minimum:g}", field=f.name)
     return number

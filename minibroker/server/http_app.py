@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
@@ -36,13 +37,21 @@ from starlette.routing import Route
 
 from minibroker.access.auth import Principal
 from minibroker.access.permissions import NEEDS
-from minibroker.errors import BadRequest, BrokerError, InternalError, TooLarge, Unauthorized
+from minibroker.errors import (
+    BadRequest,
+    BrokerError,
+    InternalError,
+    LimitExceeded,
+    TooLarge,
+    Unauthorized,
+)
 from minibroker.http.fields import parse_fields, parse_query
 from minibroker.http.openapi import openapi_document
 from minibroker.http.operations import OPERATIONS, Call, HttpPeer, Json, Operation, Parked
 from minibroker.http.statuses import error_body, status_of
 from minibroker.server.http_dashboard import Dashboard
 from minibroker.server.http_listener import (
+    BodyBudgetExhausted,
     BodyTooLarge,
     read_body,
     serve_asgi,
@@ -163,11 +172,13 @@ class HttpFace:
 
     async def _json_body(self, request: Request) -> object:
         try:
-            body = await read_body(request.receive, self.max_body_bytes)
+            body = await read_body(request.receive, self.max_body_bytes, self.server.input_budget)
         except BodyTooLarge:
             raise TooLarge(
                 f"the request body is over {self.max_body_bytes} bytes", limit=self.max_body_bytes
             ) from None
+        except BodyBudgetExhausted:
+            raise LimitExceeded("the server is holding too many request bodies; retry") from None
         except trio.TooSlowError:
             raise _Status(408, "bad_request", "the request body came too slowly") from None
         if not body:
@@ -176,9 +187,12 @@ class HttpFace:
         if content_type != "application/json":
             raise _Status(415, "bad_request", "send the body as application/json")
         try:
-            return json.loads(body, parse_constant=_no_constants)
+            parsed = json.loads(body, parse_constant=_no_constants)
         except (ValueError, RecursionError) as exc:
             raise BadRequest(f"the body is not valid JSON: {exc}") from None
+        if _SURROGATE_ESCAPE.search(body) and not _encodes_as_utf8(parsed):
+            raise BadRequest("the body is not valid JSON: a string holds a lone surrogate")
+        return parsed
 
     async def _wait(self, token: int, request: Request) -> Json | None:
         """The parked operation's answer; None if the client left first.
@@ -238,6 +252,21 @@ def _authorize(principal: Principal, op: Operation, name: str, params: dict[str,
 
 def _no_constants(name: str) -> object:
     raise ValueError(f"{name} is not a JSON number")
+
+
+#: A ``\\uD800``-``\\uDFFF`` escape: only through one can a JSON text hold a lone surrogate.
+_SURROGATE_ESCAPE: Final = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _encodes_as_utf8(parsed: object) -> bool:
+    """False if a string in ``parsed`` (key or value) holds a lone surrogate,
+    which json.loads accepts but nothing downstream can encode (names, bodies,
+    headers all become UTF-8). Checked only when the body has such an escape."""
+    try:
+        json.dumps(parsed, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _error(error: BrokerError) -> Response:

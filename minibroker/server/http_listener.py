@@ -13,7 +13,9 @@ port 0 works). It also bounds what a client can make it hold: header size
 (``h11_max_incomplete_size``), idle keep-alive connections
 (``keep_alive_timeout``). The request *body* is the application's to
 bound, in size and in time: ``read_body`` below does both, so a client that
-sends too much or too slowly gets a clean 413 or 408.
+sends too much or too slowly gets a clean 413 or 408, and claims what it
+holds from the server's input budget, so many clients together cannot
+either.
 
 hypercorn's ``read_timeout`` is left off: when it fires together with the
 keep-alive timeout (a test clock jumping far ahead does that), hypercorn
@@ -33,6 +35,8 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 from hypercorn.typing import ASGIFramework
 
+from minibroker.server.input_budget import InputBudget
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -51,26 +55,47 @@ class BodyTooLarge(Exception):
     """The request body is over the limit the application set."""
 
 
+class BodyBudgetExhausted(Exception):
+    """The server-wide budget for bodies still arriving is used up by other requests."""
+
+
 async def read_body(
-    receive: Receive, limit: int, timeout: float = BODY_TIMEOUT_SECONDS
+    receive: Receive,
+    limit: int,
+    budget: InputBudget,
+    timeout: float = BODY_TIMEOUT_SECONDS,
 ) -> bytes | None:
     """The request body, at most ``limit`` bytes (BodyTooLarge beyond) within
     ``timeout`` seconds (trio.TooSlowError beyond); None if the client
-    disconnected first. Chunks are joined once, at the end."""
+    disconnected first. Chunks are joined once, at the end.
+
+    Every byte held while the body arrives is claimed from ``budget``, the
+    server-wide budget the native port's partial frames share: without it,
+    a thousand clients each sending most of a 32 MiB body, slowly, would
+    hold 32 GB. A chunk the budget cannot take refuses the request
+    (BodyBudgetExhausted) rather than waiting, since every waiter would
+    hold a partial claim and they could wait on each other for good.
+    """
     chunks: list[bytes] = []
     size = 0
-    with trio.fail_after(timeout):
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge(f"request body over {limit} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+    try:
+        with trio.fail_after(timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return None
+                chunk = message.get("body", b"")
+                if size + len(chunk) > limit:
+                    raise BodyTooLarge(f"request body over {limit} bytes")
+                if not budget.claim(size, size + len(chunk)):
+                    budget.refused += 1
+                    raise BodyBudgetExhausted("the server is holding too many request bodies")
+                size += len(chunk)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+    finally:
+        budget.release(size)
 
 
 async def until_disconnect(receive: Receive) -> None:

@@ -23,6 +23,7 @@ import trio
 from minibroker.errors import BrokerError
 from minibroker.server.durability import GroupCommit
 from minibroker.server.http_listener import (
+    BodyBudgetExhausted,
     BodyTooLarge,
     Receive,
     Scope,
@@ -32,6 +33,7 @@ from minibroker.server.http_listener import (
     serve_asgi,
     wait_unless_client_leaves,
 )
+from minibroker.server.input_budget import InputBudget
 from minibroker.sqs.errors import SqsError, internal_error
 from minibroker.sqs.handler import Answer, Parked, SqsHandler
 from minibroker.sqs.signing import check_signature
@@ -65,9 +67,12 @@ class SqsApp:
         *,
         after_request: Callable[[], None],
         group_commit: GroupCommit | None,
+        input_budget: InputBudget,
         keys: dict[str, str] | None = None,
     ) -> None:
         self._broker = broker
+        #: The server-wide budget request bodies claim while they arrive.
+        self._input_budget = input_budget
         #: Access key id -> secret: Signature V4 is checked when set.
         self._keys = keys
         self._after_request = after_request
@@ -88,9 +93,18 @@ class SqsApp:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         protocol = protocol_of(headers)
         try:
-            body = await read_body(receive, MAX_REQUEST_BYTES)
+            body = await read_body(receive, MAX_REQUEST_BYTES, self._input_budget)
         except BodyTooLarge:
             error = SqsError("RequestEntityTooLarge", "The request is too large.", status=413)
+            await _send_answer(send, render_error(protocol, error))
+            return
+        except BodyBudgetExhausted:
+            error = SqsError(
+                "ServiceUnavailable",
+                "The server is holding too many request bodies; retry.",
+                status=503,
+                sender_fault=False,
+            )
             await _send_answer(send, render_error(protocol, error))
             return
         except trio.TooSlowError:
@@ -203,6 +217,7 @@ async def serve_sqs(
         next(server._conn_ids),  # the endpoint is one peer of the core, like a connection
         after_request=server._after_input,
         group_commit=server.group_commit if server.settings.hold_until_synced else None,
+        input_budget=server.input_budget,
         keys=config.sqs_keys,
     )
 

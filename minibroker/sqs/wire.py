@@ -111,7 +111,7 @@ def parse_request(
             raise unknown_action(target)
         try:
             params = json.loads(body) if body.strip() else {}
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the stack
             raise SqsError(
                 "SerializationException", "The request body is not valid JSON."
             ) from None

@@ -158,6 +158,11 @@ async def test_request_past_its_deadline_is_504_timeout(
     assert answer.json()["error"]["code"] == "timeout"
 
 
+def _raw_json(content: bytes) -> dict[str, object]:
+    """httpx arguments sending ``content`` as it is, labelled as JSON."""
+    return {"content": content, "headers": {"content-type": "application/json"}}
+
+
 @pytest.mark.parametrize(
     ("method", "path", "kwargs", "status", "code"),
     [
@@ -190,6 +195,18 @@ async def test_request_past_its_deadline_is_504_timeout(
             "bad_request",
         ),
         ("POST", "/v1/queues/q/messages", {"json": {"body_base64": "!!"}}, 400, "bad_request"),
+        ("POST", "/v1/queues/q/messages", _raw_json(rb'{"body": "\ud800"}'), 400, "bad_request"),
+        (
+            "POST",
+            "/v1/queues/q/messages",
+            _raw_json(rb'{"body": "x", "headers": {"k\udfff": "v"}}'),
+            400,
+            "bad_request",
+        ),
+        ("PUT", "/v1/queues/q", _raw_json(b"[" * 100_000 + b"]" * 100_000), 400, "bad_request"),
+        ("PUT", "/v1/queues/q", {"json": {"visibility_timeout": 10**400}}, 400, "bad_request"),
+        ("POST", "/v1/queues/q/fetch", {"json": {"wait": -(10**400)}}, 400, "bad_request"),
+        ("POST", "/v1/queues/q/fetch", {"json": {"max_messages": 2**64}}, 400, "bad_request"),
         ("GET", "/nowhere", {}, 404, "not_found"),
         ("DELETE", "/v1/queues", {}, 405, "bad_request"),
     ],
@@ -232,3 +249,11 @@ async def test_metrics_and_openapi_are_served(http: httpx.AsyncClient) -> None:
     document = (await http.get("/openapi.json")).json()
     assert document["openapi"].startswith("3.")
     assert "/v1/queues/{queue}/fetch" in document["paths"]
+
+
+async def test_a_surrogate_pair_escape_is_a_character_not_an_error(http: httpx.AsyncClient) -> None:
+    await http.put("/v1/queues/q")
+    answer = await http.post("/v1/queues/q/messages", **_raw_json(rb'{"body": "\ud83d\ude00"}'))
+    assert answer.status_code == 200
+    fetched = await http.post("/v1/queues/q/fetch", json={})
+    assert fetched.json()["deliveries"][0]["body"] == "\N{GRINNING FACE}"

@@ -19,6 +19,8 @@ from minibroker.sqs.digests import md5_of_body
 from minibroker.testing import SqsEndpoint
 
 NS = "{http://queue.amazonaws.com/doc/2012-11-05/}"
+#: JSON nested deeper than Python's recursion limit (a RecursionError, not a ValueError).
+DEEPLY_NESTED = b"[" * 100_000 + b"]" * 100_000
 
 
 def post(url: str, data: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
@@ -148,6 +150,8 @@ def json_post(url: str, action: str, body: bytes) -> tuple[int, Any]:
     [
         ("ListQueues", b"{not json", "SerializationException"),
         ("ListQueues", b"[1, 2]", "SerializationException"),
+        ("ListQueues", DEEPLY_NESTED, "SerializationException"),
+        ("CreateQueue", b'{"QueueName": ' + DEEPLY_NESTED + b"}", "SerializationException"),
         ("Frobnicate", b"{}", "UnknownOperationException"),
         ("SendMessage", b'{"QueueUrl": 5, "MessageBody": "x"}', "MissingParameter"),
         ("ReceiveMessage", b'{"QueueUrl": "a/b/c/d"}', "InvalidAddress"),

@@ -83,6 +83,7 @@ def sqs_app(broker: EmbeddedBroker) -> SqsApp:
         next(server._conn_ids),
         after_request=server._after_input,
         group_commit=server.group_commit if server.settings.hold_until_synced else None,
+        input_budget=server.input_budget,
     )
 
 
