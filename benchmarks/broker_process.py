@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 #: "minibroker 0.1.0 listening on 127.0.0.1:PORT (...)"
-_LISTENING = re.compile(r"listening on \S+:(\d+)")
+_LISTENING = re.compile(r"minibroker \S+ listening on \S+:(\d+)")
 START_TIMEOUT = 30.0
 
 

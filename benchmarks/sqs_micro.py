@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.broker_process import BrokerProcess
 
-_SQS_LINE = re.compile(r"SQS endpoint on http://\S+:(\d+)")
+_SQS_LINE = re.compile(r"SQS endpoint on https?://\S+:(\d+)")
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -147,7 +147,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def moto_process() -> Iterator[tuple[str, int] | None]:
+def moto_process(*, skip: bool = False) -> Iterator[tuple[str, int] | None]:
+    if skip:
+        yield None
+        return
     port = free_port()
     try:
         proc = subprocess.Popen(
@@ -189,6 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=10)
+    parser.add_argument("--no-moto", action="store_true", help="skip moto_server (it is slow)")
     args = parser.parse_args(argv)
     rows: list[str] = []
     with BrokerProcess.start(None, "--sqs-port", "0") as broker:
@@ -198,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     rows += [p.row("minibroker SQS") for p in ours]
     rows += [p.row("minibroker native") for p in native]
     theirs: list[Phase] = []
-    with moto_process() as moto:
+    with moto_process(skip=args.no_moto) as moto:
         if moto is None:
             print("moto_server not found (pip install 'moto[server]'): no moto figures")
         else:

@@ -71,9 +71,10 @@ class EmbeddedBroker:
     @property
     def sqs_endpoint(self) -> str:
         """The SQS endpoint URL (``endpoint_url`` for boto3), if opened with ``sqs=True``."""
-        if self.server.sqs_port is None:
+        sqs = self.server.sqs
+        if sqs is None or self.server.sqs_port is None:
             raise RuntimeError("open the broker with open_broker(sqs=True) for an SQS endpoint")
-        return f"http://{self.server.config.host}:{self.server.sqs_port}"
+        return f"{sqs.scheme}://{sqs.default_host}"
 
     @property
     def amqp_url(self) -> str:

@@ -89,8 +89,9 @@ class ThreadedBroker:
     @property
     def sqs_url(self) -> str:
         """The SQS endpoint (started with ``sqs_port=0``), default namespace."""
-        assert self.server.sqs_port is not None, "start it with run_in_thread(sqs_port=0)"
-        return f"http://{self.config.host}:{self.server.sqs_port}"
+        sqs = self.server.sqs
+        assert sqs is not None and self.server.sqs_port, "start it with run_in_thread(sqs_port=0)"
+        return f"{sqs.scheme}://{sqs.default_host}"
 
     @property
     def amqp_url(self) -> str:

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from minibroker.kafka.service import KafkaService
+    from minibroker.sqs.session import SqsEndpoint
 
 log = logging.getLogger("minibroker.server")
 
@@ -127,6 +128,12 @@ class BrokerServer:
         #: The SQS endpoint's port, once serving (``config.sqs_port``).
         self.sqs_port: int | None = None
         self._conn_ids = itertools.count(1)
+        #: The SQS endpoint's shared state, when ``config.sqs_port`` is set.
+        self.sqs: SqsEndpoint | None = None
+        if config.sqs_port is not None:
+            from minibroker.server.sqs_app import add_sqs_front_end
+
+            self.sqs = add_sqs_front_end(self, config.sqs_port)
         self._nursery: trio.Nursery | None = None
         self._connections_nursery: trio.Nursery | None = None
         self._shutdown_requested = trio.Event()
@@ -232,10 +239,10 @@ class BrokerServer:
                     from minibroker.server.http_app import serve_http  # starlette: only when used
 
                     self.http_port = await nursery.start(serve_http, self)
-                if config.sqs_port is not None:
-                    from minibroker.server.sqs_app import serve_sqs  # hypercorn: only when used
+                if self.sqs is not None:
+                    from minibroker.server.sqs_app import sqs_listening
 
-                    self.sqs_port = await nursery.start(serve_sqs, self)
+                    self.sqs_port = sqs_listening(self, self.sqs)
                 self._log_start()
                 task_status.started(self)
                 await self._shutdown_requested.wait()

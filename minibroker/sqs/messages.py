@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from minibroker.sqs.errors import invalid_message_contents, invalid_parameter
+from minibroker.sqs.ids import new_id
 
 RESERVED_PREFIX: Final = "x-sqs-"
 MESSAGE_ID_HEADER: Final = "x-sqs-message-id"
@@ -147,7 +148,7 @@ def to_headers(
     attributes: Mapping[str, AttributeValue], trace_header: str | None
 ) -> tuple[str, dict[str, str]]:
     """The message id of a new message and the headers that carry it and its attributes."""
-    message_id = str(uuid.uuid4())
+    message_id = new_id()
     headers = {MESSAGE_ID_HEADER: message_id}
     types: dict[str, str] = {}
     for name, value in attributes.items():

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -27,6 +26,7 @@ from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
 from minibroker.sqs.errors import SqsError, invalid_parameter, unknown_action
+from minibroker.sqs.ids import new_id
 
 Protocol = Literal["json", "query"]
 
@@ -195,7 +195,7 @@ def _numbered(members: dict[str, Any]) -> list[Any]:
 
 
 def render_result(protocol: Protocol, action: str, result: dict[str, Any]) -> HttpAnswer:
-    request_id = str(uuid.uuid4())
+    request_id = new_id()
     if protocol == "json":
         return HttpAnswer(
             200,
@@ -216,7 +216,7 @@ def render_result(protocol: Protocol, action: str, result: dict[str, Any]) -> Ht
 
 
 def render_error(protocol: Protocol, error: SqsError) -> HttpAnswer:
-    request_id = str(uuid.uuid4())
+    request_id = new_id()
     fault = "Sender" if error.sender_fault else "Receiver"
     if protocol == "json":
         return HttpAnswer(
