@@ -1,10 +1,10 @@
-"""The SQS endpoint's Trio adapter, driven as an ASGI application under
-Trio's MockClock: long polls end on the Trio clock, a client that leaves
-withdraws its poll, and durable sends are confirmed after group commit.
+"""The SQS endpoint's connections under Trio's MockClock: long polls end on
+the Trio clock, a client that leaves withdraws its poll, durable sends are
+confirmed after group commit, and the HTTP deadlines and limits hold.
 
-These tests call the ASGI application directly (no socket), so that every
-timeout is instant with the autojump clock; the boto3 tests cover the
-sockets.
+Each test connects to the server's own shell over an in-memory stream
+(``BrokerServer.serve_stream`` with the SQS front end's session), so every
+timeout is instant with the autojump clock; the boto3 tests cover sockets.
 """
 
 from __future__ import annotations
@@ -12,154 +12,194 @@ from __future__ import annotations
 import gc
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import h11
+import httptools
 import pytest
 import trio
 import trio.testing
 
 from minibroker.embedded import EmbeddedBroker, open_broker
-from minibroker.server.sqs_app import SqsApp
-
-Message = dict[str, Any]
-
-
-class Exchange:
-    """One HTTP request to the app: its body, and a switch to hang up."""
-
-    def __init__(self, body: bytes) -> None:
-        self._body: bytes | None = body
-        self.hang_up = trio.Event()
-        self.status = 0
-        self.headers: dict[str, str] = {}
-        self.body = b""
-
-    async def receive(self) -> Message:
-        if self._body is not None:
-            body, self._body = self._body, None
-            return {"type": "http.request", "body": body, "more_body": False}
-        await self.hang_up.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            self.status = message["status"]
-            self.headers = {k.decode(): v.decode() for k, v in message["headers"]}
-        else:
-            self.body += message.get("body", b"")
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def scope(action: str) -> Message:
-    return {
-        "type": "http",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/",
-        "query_string": b"",
-        "server": ("127.0.0.1", 9324),
-        "headers": [
-            (b"host", b"127.0.0.1:9324"),
-            (b"x-amz-target", f"AmazonSQS.{action}".encode()),
-            (b"content-type", b"application/x-amz-json-1.0"),
-        ],
-    }
-
-
-async def call(app: SqsApp, action: str, exchange: Exchange | None = None, **params: Any) -> Any:
-    exchange = exchange or Exchange(json.dumps(params).encode())
-    await app(scope(action), exchange.receive, exchange.send)
-    return exchange.json() if exchange.body else None
-
-
-def sqs_app(broker: EmbeddedBroker) -> SqsApp:
-    server = broker.server
-    return SqsApp(
-        server.broker,
-        next(server._conn_ids),
-        after_request=server._after_input,
-        group_commit=server.group_commit if server.settings.hold_until_synced else None,
-        input_budget=server.input_budget,
-    )
-
-
-@pytest.fixture
-async def broker() -> AsyncIterator[EmbeddedBroker]:
-    async with open_broker() as b:
-        yield b
-
+from minibroker.server.memory_stream import memory_stream_pair
+from minibroker.server.sqs_app import SQS
+from minibroker.sqs.session import IDLE_SECONDS, MAX_HEADER_BYTES
 
 QUEUE = "http://127.0.0.1:9324/000000000000/jobs"
 
 
-@asynccontextmanager
-async def parked_receive(app: SqsApp) -> AsyncIterator[Exchange]:
-    """Create the queue and park a 20-second ReceiveMessage on it; the block
-    runs while it waits, and its end waits for the receive to finish."""
-    await call(app, "CreateQueue", QueueName="jobs")
-    exchange = Exchange(json.dumps({"QueueUrl": QUEUE, "WaitTimeSeconds": 20}).encode())
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(call, app, "ReceiveMessage", exchange)
-        await trio.sleep(1)
-        yield exchange
+class Answer:
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+class Client:
+    """An HTTP/1.1 client (h11) on an in-memory connection to the SQS front end."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.http = h11.Connection(h11.CLIENT)
+
+    def request_bytes(self, action: str, params: dict[str, Any], path: str = "/") -> bytes:
+        body = json.dumps(params).encode()
+        request = h11.Request(
+            method="POST",
+            target=path,
+            headers=[
+                ("host", "127.0.0.1:9324"),
+                ("x-amz-target", f"AmazonSQS.{action}"),
+                ("content-type", "application/x-amz-json-1.0"),
+                ("content-length", str(len(body))),
+            ],
+        )
+        out = self.http.send(request) or b""
+        out += self.http.send(h11.Data(data=body)) or b""
+        return out + (self.http.send(h11.EndOfMessage()) or b"")
+
+    async def send(self, action: str, path: str = "/", **params: Any) -> None:
+        await self.stream.send_all(self.request_bytes(action, params, path))
+
+    async def answer(self) -> Answer:
+        status, headers, body = 0, {}, b""
+        while True:
+            event = self.http.next_event()
+            if event is h11.NEED_DATA:
+                self.http.receive_data(await self.stream.receive_some(65536))
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+                headers = {k.decode(): v.decode() for k, v in event.headers}
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                if self.http.our_state is h11.DONE and self.http.their_state is h11.DONE:
+                    self.http.start_next_cycle()
+                return Answer(status, headers, body)
+            elif isinstance(event, h11.ConnectionClosed):
+                raise EOFError("the server closed the connection")
+
+    async def call(self, action: str, path: str = "/", **params: Any) -> Any:
+        await self.send(action, path, **params)
+        return (await self.answer()).json()
+
+
+async def connect(broker: EmbeddedBroker) -> Client:
+    """A client connected through the server's shell, like one from a socket."""
+    server = broker.server
+    (front_end,) = [f for f in server.front_ends if f.name == SQS]
+    ours, theirs = memory_stream_pair()
+    assert server._connections_nursery is not None
+    server._connections_nursery.start_soon(
+        server.serve_stream, theirs, "test-client", front_end.make_session
+    )
+    return Client(ours)
+
+
+@pytest.fixture
+async def broker() -> AsyncIterator[EmbeddedBroker]:
+    async with open_broker(sqs=True) as b:
+        yield b
 
 
 async def test_long_poll_ends_after_wait_time_on_the_trio_clock(
     broker: EmbeddedBroker, autojump_clock: trio.testing.MockClock
 ) -> None:
-    app = sqs_app(broker)
-    assert (await call(app, "CreateQueue", QueueName="jobs"))["QueueUrl"] == QUEUE
+    client = await connect(broker)
+    assert (await client.call("CreateQueue", QueueName="jobs"))["QueueUrl"] == QUEUE
     started = trio.current_time()
-    assert await call(app, "ReceiveMessage", QueueUrl=QUEUE, WaitTimeSeconds=20) == {}
+    assert await client.call("ReceiveMessage", QueueUrl=QUEUE, WaitTimeSeconds=20) == {}
     assert trio.current_time() - started == pytest.approx(20)
 
 
 async def test_queue_default_wait_time_applies(
     broker: EmbeddedBroker, autojump_clock: trio.testing.MockClock
 ) -> None:
-    app = sqs_app(broker)
-    await call(
-        app, "CreateQueue", QueueName="jobs", Attributes={"ReceiveMessageWaitTimeSeconds": "7"}
+    client = await connect(broker)
+    await client.call(
+        "CreateQueue", QueueName="jobs", Attributes={"ReceiveMessageWaitTimeSeconds": "7"}
     )
     started = trio.current_time()
-    await call(app, "ReceiveMessage", QueueUrl=QUEUE)
+    await client.call("ReceiveMessage", QueueUrl=QUEUE)
     assert trio.current_time() - started == pytest.approx(7)
 
 
 async def test_a_parked_receive_gets_the_next_send(
     broker: EmbeddedBroker, autojump_clock: trio.testing.MockClock
 ) -> None:
-    app = sqs_app(broker)
-    await call(app, "CreateQueue", QueueName="jobs")
-    got: list[Any] = []
-    async with trio.open_nursery() as nursery:
+    poller, sender = await connect(broker), await connect(broker)
+    await sender.call("CreateQueue", QueueName="jobs")
+    await poller.send("ReceiveMessage", QueueUrl=QUEUE, WaitTimeSeconds=20)
+    await trio.sleep(5)
+    await sender.call("SendMessage", QueueUrl=QUEUE, MessageBody="late")
+    got = (await poller.answer()).json()
+    assert got["Messages"][0]["Body"] == "late"
+    assert trio.current_time() == pytest.approx(5)
 
-        async def poll() -> None:
-            got.append(await call(app, "ReceiveMessage", QueueUrl=QUEUE, WaitTimeSeconds=20))
 
-        nursery.start_soon(poll)
-        await trio.sleep(5)
-        await call(app, "SendMessage", QueueUrl=QUEUE, MessageBody="late")
-    assert got[0]["Messages"][0]["Body"] == "late"
+def raw_request(action: str, params: dict[str, Any]) -> bytes:
+    body = json.dumps(params).encode()
+    return (
+        f"POST / HTTP/1.1\r\nhost: 127.0.0.1:9324\r\nx-amz-target: AmazonSQS.{action}\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+async def read_bodies(stream: trio.abc.Stream, count: int) -> list[Any]:
+    """The JSON bodies of the next ``count`` responses (h11 does not pipeline)."""
+    bodies: list[bytes] = []
+    complete: list[bytes] = []
+
+    class Collect:
+        def on_message_begin(self) -> None:
+            bodies.append(b"")
+
+        def on_body(self, body: bytes) -> None:
+            bodies[-1] += body
+
+        def on_message_complete(self) -> None:
+            complete.append(bodies[-1])
+
+    parser = httptools.HttpResponseParser(Collect())
+    while len(complete) < count:
+        parser.feed_data(await stream.receive_some(65536))
+    return [json.loads(b) for b in complete]
+
+
+async def test_requests_pipelined_behind_a_long_poll_are_answered_after_it_in_order(
+    broker: EmbeddedBroker, autojump_clock: trio.testing.MockClock
+) -> None:
+    client, other = await connect(broker), await connect(broker)
+    await other.call("CreateQueue", QueueName="jobs")
+    await client.stream.send_all(
+        raw_request("ReceiveMessage", {"QueueUrl": QUEUE, "WaitTimeSeconds": 20})
+        + raw_request("GetQueueAttributes", {"QueueUrl": QUEUE, "AttributeNames": ["All"]})
+    )
+    await trio.sleep(3)
+    await other.call("SendMessage", QueueUrl=QUEUE, MessageBody="first")
+    received, attributes = await read_bodies(client.stream, 2)
+    assert received["Messages"][0]["Body"] == "first"
+    # Served after the poll's answer: the message is in flight by then.
+    assert attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"
 
 
 async def test_a_client_that_hangs_up_withdraws_its_poll(
     broker: EmbeddedBroker, autojump_clock: trio.testing.MockClock
 ) -> None:
-    app = sqs_app(broker)
-    queues = broker.core.namespace("").queues
-    async with parked_receive(app) as exchange:
-        assert queues.get("jobs").statistics().waiting_fetches == 1
-        exchange.hang_up.set()
-    queue = queues.get("jobs")
-    assert exchange.status == 0  # nothing was answered to nobody
-    stats = queue.statistics()
-    assert stats.waiting_fetches == 0
-    await call(app, "SendMessage", QueueUrl=QUEUE, MessageBody="kept")
+    client, other = await connect(broker), await connect(broker)
+    await client.call("CreateQueue", QueueName="jobs")
+    queue = broker.core.namespace("").queues.get("jobs")
+    await client.send("ReceiveMessage", QueueUrl=QUEUE, WaitTimeSeconds=20)
+    await trio.sleep(1)
+    assert queue.statistics().waiting_fetches == 1
+    await client.stream.aclose()
+    await trio.sleep(1)
+    assert queue.statistics().waiting_fetches == 0
+    await other.call("SendMessage", QueueUrl=QUEUE, MessageBody="kept")
     stats = queue.statistics()
     assert (stats.ready, stats.delivered) == (1, 0)
 
@@ -167,21 +207,35 @@ async def test_a_client_that_hangs_up_withdraws_its_poll(
 async def test_deleting_the_queue_answers_a_parked_poll(
     broker: EmbeddedBroker, autojump_clock: trio.testing.MockClock
 ) -> None:
-    app = sqs_app(broker)
-    async with parked_receive(app) as exchange:
-        await call(app, "DeleteQueue", QueueUrl=QUEUE)
-    assert exchange.status == 400
-    assert exchange.headers["x-amzn-query-error"].startswith(
+    client, other = await connect(broker), await connect(broker)
+    await client.call("CreateQueue", QueueName="jobs")
+    await client.send("ReceiveMessage", QueueUrl=QUEUE, WaitTimeSeconds=20)
+    await trio.sleep(1)
+    await other.call("DeleteQueue", QueueUrl=QUEUE)
+    answer = await client.answer()
+    assert answer.status == 400
+    assert answer.headers["x-amzn-query-error"].startswith(
         "AWS.SimpleQueueService.NonExistentQueue;"
     )
 
 
+async def test_shutdown_answers_a_parked_poll_with_no_messages() -> None:
+    async with open_broker(sqs=True) as broker:
+        client = await connect(broker)
+        await client.call("CreateQueue", QueueName="jobs")
+        await client.send("ReceiveMessage", QueueUrl=QUEUE, WaitTimeSeconds=20)
+        await trio.testing.wait_all_tasks_blocked()
+        broker.server.shutdown()
+        answer = await client.answer()
+        assert (answer.status, answer.json(), answer.headers["connection"]) == (200, {}, "close")
+
+
 async def test_durable_send_is_answered_after_group_commit(tmp_path: Path) -> None:
-    async with open_broker(data_dir=tmp_path) as broker:
-        app = sqs_app(broker)
-        await call(app, "CreateQueue", QueueName="jobs")
+    async with open_broker(data_dir=tmp_path, sqs=True) as broker:
+        client = await connect(broker)
+        await client.call("CreateQueue", QueueName="jobs")
         commit = broker.server.group_commit
-        await call(app, "SendMessage", QueueUrl=QUEUE, MessageBody="safe")
+        await client.call("SendMessage", QueueUrl=QUEUE, MessageBody="safe")
         assert commit.synced_generation == broker.core.write_generation
     async with open_broker(data_dir=tmp_path) as again:
         queue = again.core.namespace("").queues.get("jobs")
@@ -209,48 +263,62 @@ async def test_open_broker_with_sqs_serves_boto3() -> None:
         assert "embedded" in broker.core.namespace("").queues
 
 
-async def test_a_body_sent_too_slowly_gets_408(
+async def test_a_request_sent_too_slowly_gets_408(
     broker: EmbeddedBroker, autojump_clock: trio.testing.MockClock
 ) -> None:
-    app = sqs_app(broker)
-    answer: dict[str, Any] = {}
-    chunks = [{"type": "http.request", "body": b'{"QueueName": ', "more_body": True}]
-
-    async def receive() -> Message:
-        if chunks:
-            return chunks.pop()
-        await trio.sleep_forever()  # the rest never comes
-        raise AssertionError
-
-    async def send(message: Message) -> None:
-        answer.setdefault("status", message.get("status"))
-
+    client = await connect(broker)
+    whole = client.request_bytes("CreateQueue", {"QueueName": "jobs"})
     started = trio.current_time()
-    await app(scope("CreateQueue"), receive, send)
-    assert answer["status"] == 408
+    await client.stream.send_all(whole[:-5])  # the rest never comes
+    answer = await client.answer()
+    assert answer.status == 408
+    assert json.loads(answer.body)["__type"] == "com.amazonaws.sqs#RequestTimeout"
     assert trio.current_time() - started == pytest.approx(30)
     assert "jobs" not in broker.core.namespace("").queues
 
 
+async def test_an_idle_connection_is_closed_after_the_keep_alive_timeout(
+    broker: EmbeddedBroker, autojump_clock: trio.testing.MockClock
+) -> None:
+    client = await connect(broker)
+    await client.call("ListQueues")
+    started = trio.current_time()
+    assert await client.stream.receive_some(100) == b""  # EOF
+    assert trio.current_time() - started == pytest.approx(IDLE_SECONDS)
+
+
+async def test_headers_too_large_get_431_and_the_connection_closes(
+    broker: EmbeddedBroker,
+) -> None:
+    client = await connect(broker)
+    huge = b"x-padding: " + b"x" * (MAX_HEADER_BYTES + 100) + b"\r\n"
+    await client.stream.send_all(b"POST / HTTP/1.1\r\nhost: h\r\n" + huge * 3)
+    answer = await client.answer()
+    assert answer.status == 431
+    with pytest.raises(EOFError):
+        await client.answer()
+
+
+async def test_a_malformed_request_gets_400_and_the_connection_closes(
+    broker: EmbeddedBroker,
+) -> None:
+    client = await connect(broker)
+    await client.stream.send_all(b"POST / HTTP/1.1\r\ncontent-length: nope\r\n\r\n")
+    answer = await client.answer()
+    assert answer.status == 400
+    assert answer.headers["connection"] == "close"
+
+
 async def test_a_dropped_namespace_leaves_no_settings_behind(broker: EmbeddedBroker) -> None:
-    app = sqs_app(broker)
+    client = await connect(broker)
     url = "http://127.0.0.1:9324/gone/jobs"
-
-    async def create() -> None:
-        exchange = Exchange(
-            json.dumps({"QueueName": "jobs", "Attributes": {"DelaySeconds": "7"}}).encode()
-        )
-        scoped = scope("CreateQueue") | {"path": "/gone"}
-        await app(scoped, exchange.receive, exchange.send)
-        assert exchange.status == 200
-
-    await create()
+    await client.call("CreateQueue", "/gone", QueueName="jobs", Attributes={"DelaySeconds": "7"})
     broker.core.drop_namespace("gone")
     gc.collect()  # the dropped namespace may be collected before the sweep: still gone
-    await call(app, "CreateQueue", QueueName="elsewhere")  # another namespace: a sweep
-    assert not [key for key in app.handler._settings if key[0] == "gone"]
+    await client.call("CreateQueue", QueueName="elsewhere")  # another namespace: a sweep
+    assert broker.server.sqs is not None
+    assert not [key for key in broker.server.sqs.handler._settings if key[0] == "gone"]
     # Made anew, the namespace's queue starts from SQS's defaults again.
-    exchange = Exchange(json.dumps({"QueueName": "jobs"}).encode())
-    await app(scope("CreateQueue") | {"path": "/gone"}, exchange.receive, exchange.send)
-    got = await call(app, "GetQueueAttributes", QueueUrl=url, AttributeNames=["DelaySeconds"])
+    await client.call("CreateQueue", "/gone", QueueName="jobs")
+    got = await client.call("GetQueueAttributes", QueueUrl=url, AttributeNames=["DelaySeconds"])
     assert got == {"Attributes": {"DelaySeconds": "0"}}
