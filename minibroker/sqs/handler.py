@@ -872,11 +872,30 @@ def _string_list(raw: object, name: str) -> list[str]:
 
 
 def _string_map(raw: object, name: str) -> dict[str, str]:
+    """A map of strings (Attributes, Tags). A value of another JSON type is the
+    SerializationException AWS's JSON protocol answers, never converted."""
     if raw is None:
         return {}
-    if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):
+    if not isinstance(raw, dict):
         raise invalid_parameter(f"{name} must be a map of strings.")
-    return {k: v if isinstance(v, str) else str(v) for k, v in raw.items()}
+    for key, value in raw.items():
+        if not isinstance(value, str):
+            raise SqsError(
+                "SerializationException",
+                f"{name}[{key[:100]!r}]: {_json_type(value)} can not be converted to a String",
+            )
+    return raw
+
+
+def _json_type(value: object) -> str:
+    """How AWS's JSON deserializer names a value it expected to be a string."""
+    if isinstance(value, bool):
+        return "TRUE_VALUE" if value else "FALSE_VALUE"
+    if isinstance(value, int | float):
+        return "NUMBER_VALUE"
+    if value is None:
+        return "NULL_VALUE"
+    return "Start of structure or list" if isinstance(value, dict | list) else "A value"
 
 
 def _tags(raw: object) -> dict[str, str]:

@@ -33,7 +33,20 @@ def namespace_of(account: str) -> str:
 
 def namespace_of_path(path: str) -> str:
     first = path.strip("/").split("/", 1)[0]
-    return namespace_of(unquote(first)) if first else ""
+    return namespace_of(_unquote(first, path)) if first else ""
+
+
+def _unquote(part: str, whole: str) -> str:
+    """A percent-decoded path segment; InvalidAddress if the escapes are not UTF-8
+    (``%ff``): replacing them with U+FFFD would name another queue."""
+    try:
+        return unquote(part, errors="strict")
+    except UnicodeDecodeError:
+        raise SqsError(
+            "InvalidAddress",
+            f"The address {whole[:200]} is not valid for this endpoint: its percent-escapes "
+            "are not UTF-8.",
+        ) from None
 
 
 def queue_url(base: str, namespace: str, queue: str) -> str:
@@ -49,7 +62,7 @@ def parse_queue_url(url: object, default_namespace: str) -> tuple[str, str]:
     parts = urlsplit(url).path.strip("/").split("/")
     if len(parts) != 2 or not all(parts):
         raise SqsError("InvalidAddress", f"The address {url[:200]} is not valid for this endpoint.")
-    return namespace_of(unquote(parts[0])), unquote(parts[1])
+    return namespace_of(_unquote(parts[0], url)), _unquote(parts[1], url)
 
 
 def queue_arn(region: str, namespace: str, queue: str) -> str:

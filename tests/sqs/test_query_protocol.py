@@ -175,3 +175,48 @@ def test_oversized_request_is_refused_and_the_endpoint_goes_on(
     assert (status, answer["__type"]) == (413, "com.amazonaws.sqs#RequestEntityTooLarge")
     status, _ = json_post(minibroker_sqs_endpoint.url, "ListQueues", b"{}")
     assert status == 200
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [(5, "NUMBER_VALUE"), (True, "TRUE_VALUE"), (None, "NULL_VALUE"), ({"a": "b"}, "structure")],
+)
+def test_tag_values_that_are_not_strings_are_a_serialization_exception(
+    minibroker_sqs_endpoint: SqsEndpoint, sqs: Any, queue_url: str, value: object, named: str
+) -> None:
+    body = json.dumps({"QueueUrl": queue_url, "Tags": {"team": "a", "cost": value}}).encode()
+    status, answer = json_post(minibroker_sqs_endpoint.url, "TagQueue", body)
+    assert (status, answer["__type"]) == (400, "com.amazonaws.sqs#SerializationException")
+    assert named in answer["message"]
+    assert sqs.list_queue_tags(QueueUrl=queue_url).get("Tags", {}) == {}  # nothing was tagged
+
+
+def test_a_non_string_queue_attribute_is_a_serialization_exception(
+    minibroker_sqs_endpoint: SqsEndpoint,
+) -> None:
+    body = b'{"QueueName": "typed", "Attributes": {"DelaySeconds": 5}}'
+    status, answer = json_post(minibroker_sqs_endpoint.url, "CreateQueue", body)
+    assert (status, answer["__type"]) == (400, "com.amazonaws.sqs#SerializationException")
+
+
+@pytest.mark.parametrize("where", ["queue", "account"])
+def test_a_queue_url_whose_escapes_are_not_utf8_is_an_invalid_address(
+    minibroker_sqs_endpoint: SqsEndpoint, queue_url: str, where: str
+) -> None:
+    account, queue = queue_url.rsplit("/", 2)[1:]
+    bad = (
+        queue_url.replace(f"/{queue}", "/jobs%ff")
+        if where == "queue"
+        else queue_url.replace(f"/{account}/", f"/{account}%ff/")
+    )
+    body = json.dumps({"QueueUrl": bad, "MessageBody": "x"}).encode()
+    status, answer = json_post(minibroker_sqs_endpoint.url, "SendMessage", body)
+    assert (status, answer["__type"]) == (400, "com.amazonaws.sqs#InvalidAddress")
+    assert "not UTF-8" in answer["message"]
+
+
+def test_an_endpoint_path_whose_escapes_are_not_utf8_is_an_invalid_address(
+    minibroker_sqs_endpoint: SqsEndpoint,
+) -> None:
+    status, answer = json_post(minibroker_sqs_endpoint.url + "%ff", "ListQueues", b"{}")
+    assert (status, answer["__type"]) == (400, "com.amazonaws.sqs#InvalidAddress")
