@@ -332,7 +332,7 @@ class Queue:
         message of that group is delivered, so a group is processed in order
         by one consumer at a time (a fetch may take several of its messages,
         in order). Groups live in memory only: a durable queue's messages
-        come back from a restart without one.
+        come back from a restart without one (``restore_groups``).
 
         ``ttl`` (seconds) is a per-message time to live for this batch (AMQP's
         ``expiration`` property): a message expires at the earlier of it and
@@ -1133,6 +1133,25 @@ class Queue:
         self.purged += len(messages)
         self._feed_unblocked(now)
         return len(messages)
+
+    def restore_groups(self, group_of: Callable[[Message], str | None]) -> int:
+        """Give the ready messages their message groups back after a restart.
+
+        Groups are not journaled (``put``); a front end that keeps each
+        message's group in its headers (SQS FIFO queues do) calls this once
+        the queue is recovered, before anything was delivered, so a group's
+        messages are again delivered in order, one batch in flight at a time.
+        Returns how many messages got a group.
+        """
+        restored = 0
+        for m in self._ready:
+            group = group_of(m)
+            if group:
+                m.group = group
+                restored += 1
+        if restored:
+            self._grouped = True
+        return restored
 
     def statistics(self) -> QueueStatistics:
         consumers = set(self._leases)

@@ -187,6 +187,8 @@ class BrokerServer:
         self.broker.clock.epoch_offset = time.time() - trio.current_time()
         try:
             self._recover_namespaces()
+            if self.sqs is not None:
+                self.sqs.handler.recover()  # SQS settings and FIFO groups, before any client
             await self._serve(config, task_status)
         finally:
             self._close_storage()

@@ -64,8 +64,11 @@ class Deduplicator:
         entry = self._seen.get(key)
         return entry[1] if entry is not None else None
 
-    def next_sequence_number(self) -> str:
-        self._sequence += 1
+    def next_sequence_number(self, wall_ms: int) -> str:
+        """The next sequence number: above the last one and above ``wall_ms``
+        times a million, so numbers keep increasing across a restart (the
+        counter is not persisted) as long as the wall clock does."""
+        self._sequence = max(self._sequence + 1, wall_ms * 1_000_000)
         return f"{self._sequence:020d}"
 
     def remember(self, key: str, now: float, sent: Sent) -> None:

@@ -64,6 +64,7 @@ from minibroker.sqs.fifo import (
     check_id,
     content_deduplication_id,
 )
+from minibroker.sqs.persist import SettingsStore
 from minibroker.sqs.messages import (
     TRACE_HEADER,
     AttributeValue,
@@ -155,6 +156,8 @@ class SqsHandler:
         self._conn_id = conn_id
         self._on_finished = on_finished
         self._settings: dict[tuple[str, str], QueueSettings] = {}
+        #: Where settings are kept across restarts (a broker with a data directory).
+        self._store = SettingsStore(broker.storage) if broker.storage is not None else None
         #: Namespaces whose queue deletions we listen to (weakly: a dropped
         #: namespace's settings are forgotten when the next namespace is seen).
         self._watched: dict[str, weakref.ref[Namespace]] = {}
@@ -273,7 +276,8 @@ class SqsHandler:
         """Drops a deleted queue's settings (however it was deleted)."""
 
         def forget(queue: str) -> None:
-            self._settings.pop((namespace, queue), None)
+            if self._settings.pop((namespace, queue), None) is not None and self._store:
+                self._store.forget(namespace, queue)
 
         return forget
 
@@ -292,6 +296,31 @@ class SqsHandler:
             seconds = self._broker.clock.wall_ms(now) // 1000
             settings = self._settings[key] = QueueSettings(created=seconds, modified=seconds)
         return settings
+
+    def _save(self, namespace: Namespace, queue: str, settings: QueueSettings, now: float) -> None:
+        """Keep a durable queue's settings across restarts (fsynced before the answer)."""
+        store = self._store
+        found = namespace.queues.find(queue)
+        if store is not None and found is not None and found.options.durable:
+            store.save(namespace.name, queue, settings, self._broker.clock.wall_ms(now))
+
+    def recover(self) -> None:
+        """Load the settings saved by an earlier run, once the core has recovered
+        every namespace and before any client is served; FIFO queues get their
+        messages' groups back (``Queue.restore_groups``)."""
+        store = self._store
+        if store is None:
+            return
+        for name, namespace in self._broker.namespaces.items():
+            self._watch(name, namespace)
+            for queue_name, settings in store.load(name).items():
+                queue = namespace.queues.find(queue_name)
+                if queue is None:
+                    store.forget(name, queue_name)  # its queue did not come back
+                    continue
+                self._settings[(name, queue_name)] = settings
+                if settings.fifo:
+                    queue.restore_groups(_group_of)
 
     def _url(self, request: SqsRequest, namespace: str, queue: str) -> str:
         return queue_url(request.base_url, namespace, queue)
@@ -333,6 +362,7 @@ class SqsHandler:
         )
         queues.declare(name, options, now)
         self._settings[(namespace.name, name)] = settings
+        self._save(namespace, name, settings, now)
         return {"QueueUrl": self._url(request, namespace.name, name)}
 
     def _context(self, namespace: Namespace, queue: str) -> dict[str, Any]:
@@ -424,6 +454,7 @@ class SqsHandler:
         namespace.queues.reconfigure(queue.name, options, now)
         updated.modified = self._broker.clock.wall_ms(now) // 1000
         self._settings[(namespace.name, queue.name)] = updated
+        self._save(namespace, queue.name, updated, now)
         return {}
 
     # ----------------------------------------------------------- tags
@@ -435,6 +466,7 @@ class SqsHandler:
         if len(merged) > MAX_TAGS:
             raise invalid_parameter(f"Too many tags: a queue has at most {MAX_TAGS}.")
         settings.tags = merged
+        self._save(namespace, queue.name, settings, now)
         return {}
 
     def _untag_queue(self, request: SqsRequest, default: str, now: float) -> Answer:
@@ -442,6 +474,7 @@ class SqsHandler:
         settings = self._settings_of(namespace, queue.name, now)
         for key in _string_list(request.params.get("TagKeys"), "TagKeys"):
             settings.tags.pop(key, None)
+        self._save(namespace, queue.name, settings, now)
         return {}
 
     def _list_queue_tags(self, request: SqsRequest, default: str, now: float) -> Answer:
@@ -466,7 +499,7 @@ class SqsHandler:
     def _send_message(self, request: SqsRequest, default: str, now: float) -> Answer:
         namespace, queue = self._queue_of(request, default)
         settings = self._settings_of(namespace, queue.name, now)
-        prepared = _prepare_send(request.params, settings)
+        prepared = _prepare_send(request.params, settings, self._broker.clock.wall_ms(now))
         if not _deduplicated(prepared, settings, now):
             queue.put([prepared.outgoing], now, delay=prepared.delay, group=prepared.group)
             _remember(prepared, settings, now)
@@ -483,9 +516,10 @@ class SqsHandler:
         # FIFO: deduplication keys of this batch's earlier entries.
         in_batch: dict[str, _Prepared] = {}
         total = 0
+        wall_ms = self._broker.clock.wall_ms(now)
         for entry in entries:
             try:
-                prepared = _prepare_send(entry, settings)
+                prepared = _prepare_send(entry, settings, wall_ms)
             except SqsError as exc:
                 failed.append(_failure(entry["Id"], exc))
                 continue
@@ -654,6 +688,11 @@ class SqsHandler:
 # -------------------------------------------------------------- functions
 
 
+def _group_of(message: Message) -> str | None:
+    headers = message.headers
+    return headers.get(GROUP_HEADER) if headers else None
+
+
 def _translate(error: BrokerError) -> SqsError:
     """A core error as the SQS error that means the same."""
     if isinstance(error, NotFound):
@@ -700,15 +739,15 @@ def _remember(prepared: _Prepared, settings: QueueSettings, now: float) -> None:
         settings.deduplicator.remember(prepared.deduplication_key, now, sent)
 
 
-def _prepare_send(params: dict[str, Any], settings: QueueSettings) -> _Prepared:
-    """Validate one SendMessage (or batch entry)."""
+def _prepare_send(params: dict[str, Any], settings: QueueSettings, wall_ms: int) -> _Prepared:
+    """Validate one SendMessage (or batch entry); ``wall_ms`` seeds FIFO sequence numbers."""
     body = check_body(params.get("MessageBody"))
     attributes = parse_attributes(params.get("MessageAttributes"))
     trace = _trace_header(params.get("MessageSystemAttributes"))
     fifo_headers: dict[str, str] = {}
     group = deduplication_key = None
     if settings.fifo:
-        group, deduplication_key, fifo_headers = _fifo_fields(params, body, settings)
+        group, deduplication_key, fifo_headers = _fifo_fields(params, body, settings, wall_ms)
     elif params.get("MessageDeduplicationId") is not None:
         raise invalid_parameter(
             "The request includes a parameter that is not valid for this queue type: "
@@ -737,7 +776,7 @@ def _prepare_send(params: dict[str, Any], settings: QueueSettings) -> _Prepared:
 
 
 def _fifo_fields(
-    params: dict[str, Any], body: str, settings: QueueSettings
+    params: dict[str, Any], body: str, settings: QueueSettings, wall_ms: int
 ) -> tuple[str, str, dict[str, str]]:
     """A FIFO send's group, deduplication key and the headers that keep them."""
     raw_group = params.get("MessageGroupId")
@@ -770,7 +809,7 @@ def _fifo_fields(
     headers = {
         GROUP_HEADER: group,
         DEDUPLICATION_HEADER: deduplication_id,
-        SEQUENCE_HEADER: settings.deduplicator.next_sequence_number(),
+        SEQUENCE_HEADER: settings.deduplicator.next_sequence_number(wall_ms),
     }
     return group, key, headers
 

@@ -249,6 +249,23 @@ def test_reconfigured_options_survive_a_restart(tmp_path: Path) -> None:
     site.broker.close()
 
 
+def test_restore_groups_gives_recovered_messages_their_groups_back(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    q = site.declare()
+    for body, group in [(b"a1", "a"), (b"a2", "a"), (b"b1", "b"), (b"free", None)]:
+        headers = {"g": group} if group else None
+        q.put([In(body, headers)], site.now, group=group)
+    site.restart()
+    q = site.queues.get("q")
+    restored = q.restore_groups(lambda m: (m.headers or {}).get("g"))
+    assert restored == 3
+    assert bodies(q.fetch(A, 1, site.now)) == [b"a1"]
+    # Group a is held again, as before the restart: a2 waits for a1.
+    assert bodies(q.fetch(B, 10, site.now)) == [b"b1", b"free"]
+    check_conservation(q)
+    site.broker.close()
+
+
 class _Recorder:
     def __init__(self, conn_id: int) -> None:
         self.conn_id = conn_id
