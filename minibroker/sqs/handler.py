@@ -64,7 +64,6 @@ from minibroker.sqs.fifo import (
     check_id,
     content_deduplication_id,
 )
-from minibroker.sqs.persist import SettingsStore
 from minibroker.sqs.messages import (
     TRACE_HEADER,
     AttributeValue,
@@ -76,6 +75,7 @@ from minibroker.sqs.messages import (
     select_attributes,
     to_headers,
 )
+from minibroker.sqs.persist import SettingsStore
 from minibroker.sqs.urls import (
     namespace_of,
     namespace_of_path,

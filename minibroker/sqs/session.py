@@ -37,8 +37,8 @@ from minibroker.sqs.errors import SqsError, internal_error
 from minibroker.sqs.handler import Answer, Parked, SqsHandler
 from minibroker.sqs.http11 import CONTINUE, HttpError, HttpRequest, RequestReader, response
 from minibroker.sqs.signing import check_signature
-from minibroker.sqs.wire import HttpAnswer, Protocol as WireProtocol
-from minibroker.sqs.wire import parse_request, protocol_of, render_error, render_result
+from minibroker.sqs.wire import HttpAnswer, parse_request, protocol_of, render_error, render_result
+from minibroker.sqs.wire import Protocol as WireProtocol
 
 log = logging.getLogger("minibroker.sqs")
 
@@ -298,7 +298,9 @@ class SqsSession:
                 self._request_started = self.now
                 self._ensure_timer(self.now + REQUEST_SECONDS)
             if reader.in_body:
-                wanted = reader.declared_length if reader.declared_length <= MAX_REQUEST_BYTES else 0
+                wanted = (
+                    reader.declared_length if reader.declared_length <= MAX_REQUEST_BYTES else 0
+                )
                 if reader.expects_continue and not self._continued:
                     self._continued = True
                     if self._pending is None and not reader.requests:
@@ -403,9 +405,9 @@ class SqsSession:
     def _resume_later(self) -> None:
         """Requests wait behind the one just answered: serve them from a timer,
         not from inside the core's call that finished it."""
-        if (self._reader.requests or self._backlog or self._broken) and self.closing is None:
-            if self._resume_timer is None:
-                self._resume_timer = self._broker.timers.call_at(self.now, self._resume)
+        waiting = self._reader.requests or self._backlog or self._broken
+        if waiting and self.closing is None and self._resume_timer is None:
+            self._resume_timer = self._broker.timers.call_at(self.now, self._resume)
 
     def _resume(self, now: float) -> None:
         self._resume_timer = None
@@ -425,7 +427,9 @@ class SqsSession:
     def _refuse(self, error: HttpError) -> None:
         """Answer an HTTP-level error and close: the stream cannot be framed any more."""
         code = _HTTP_ERRORS.get(error.status, "MalformedHttpRequest")
-        sqs_error = SqsError(code, error.message, status=error.status, sender_fault=error.status < 500)
+        sqs_error = SqsError(
+            code, error.message, status=error.status, sender_fault=error.status < 500
+        )
         self._emit(render_error(self._protocol, sqs_error), close=True)
         self.closing = ConnectionClosed(f"HTTP {error.status}: {error.message}")
         self._endpoint.budget.release(self._claimed)
