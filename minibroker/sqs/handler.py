@@ -6,8 +6,8 @@ returns ``Parked`` for a ReceiveMessage that long-polls: the core then
 finishes it through the ``Peer`` port this handler implements (``resolve``
 when messages arrive or the wait runs out, ``reject`` if the queue is
 deleted), and the handler hands the answer to ``on_finished``. Nothing here
-reads a clock or touches a socket; the Trio adapter
-(``minibroker/server/sqs_app.py``) passes ``now`` and the HTTP bytes.
+reads a clock or touches a socket; each connection's session
+(``minibroker/sqs/session.py``) passes ``now`` and the parsed request.
 
 There is no second queue implementation: an SQS queue *is* a core queue,
 SendMessage is ``Queue.put``, ReceiveMessage is ``Queue.fetch`` (and
