@@ -99,13 +99,18 @@ class SqsEndpoint:
         self.handler = SqsHandler(broker, conn_id, self._finished)
         #: Parked long polls: token -> the connection waiting for the answer.
         self.waiting: dict[int, SqsSession] = {}
+        #: Answers to polls the core finished before their connection took
+        #: the token (within the very call that parked them).
+        self.early: dict[int, Answer | SqsError] = {}
 
     def session(self, conn_id: int, peer_name: str, now: float) -> SqsSession:
         return SqsSession(self, peer_name, now)
 
     def _finished(self, token: int, result: Answer | SqsError) -> None:
         session = self.waiting.pop(token, None)
-        if session is not None:
+        if session is None:
+            self.early[token] = result
+        else:
             session.finish_parked(token, result)
 
 
@@ -363,7 +368,11 @@ class SqsSession:
             return
         if isinstance(outcome, Parked):
             self._pending = _Pending(protocol, action, request.keep_alive, outcome.token)
-            endpoint.waiting[outcome.token] = self
+            early = endpoint.early.pop(outcome.token, None)
+            if early is None:
+                endpoint.waiting[outcome.token] = self
+            else:
+                self.finish_parked(outcome.token, early)
             return
         answer = render_result(protocol, action, outcome)
         written = broker.write_generation
