@@ -322,3 +322,16 @@ async def test_a_dropped_namespace_leaves_no_settings_behind(broker: EmbeddedBro
     await client.call("CreateQueue", "/gone", QueueName="jobs")
     got = await client.call("GetQueueAttributes", QueueUrl=url, AttributeNames=["DelaySeconds"])
     assert got == {"Attributes": {"DelaySeconds": "0"}}
+
+
+async def test_expect_100_continue_is_answered_before_the_body(broker: EmbeddedBroker) -> None:
+    client = await connect(broker)
+    body = b'{"QueueName": "jobs"}'
+    await client.stream.send_all(
+        b"POST / HTTP/1.1\r\nhost: h\r\nx-amz-target: AmazonSQS.CreateQueue\r\n"
+        b"expect: 100-continue\r\ncontent-length: %d\r\n\r\n" % len(body)
+    )
+    assert await client.stream.receive_some(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    await client.stream.send_all(body)
+    (answer,) = await read_bodies(client.stream, 1)
+    assert answer["QueueUrl"].endswith("/000000000000/jobs")
