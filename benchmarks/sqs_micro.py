@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -73,9 +74,11 @@ Measure = Callable[[str, int, int, Callable[[], None]], Phase]
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time of a process, all its threads, from the scheduler's
+    """CPU time of a process's live threads, from the scheduler's
     ``se.sum_exec_runtime`` (/proc/PID/task/*/sched, in ms to the ns): /proc/PID/stat
     counts 10 ms ticks, too coarse for a phase of a few thousand 50 µs requests.
+    Threads that ended are not counted: right for the broker (one thread),
+    wrong for a server with a thread per request (``stat_cpu_seconds``).
     Falls back to /proc/PID/stat where the kernel does not show it."""
     total = 0.0
     try:
@@ -85,12 +88,24 @@ def cpu_seconds(pid: int) -> float:
                 raise ValueError("no se.sum_exec_runtime")
             total += float(found.group(1)) / 1e3
     except (OSError, ValueError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TICKS
+        return stat_cpu_seconds(pid)
     return total
 
 
-def measure_cpu(name: str, pid: int, messages: int, work: Callable[[], None]) -> Phase:
+def stat_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, ended threads included, from /proc/PID/stat
+    (10 ms ticks: fine for moto's server, which spends milliseconds a message)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def measure_cpu(
+    name: str,
+    pid: int,
+    messages: int,
+    work: Callable[[], None],
+    cpu_seconds: Callable[[int], float] = cpu_seconds,
+) -> Phase:
     cpu = cpu_seconds(pid)
     client = time.process_time()
     started = time.perf_counter()
@@ -276,7 +291,14 @@ def main(argv: list[str] | None = None) -> None:
         if moto is None:
             print("no moto figures (--no-moto, or pip install 'moto[server]')")
         else:
-            theirs = sqs_phases(moto[0], moto[1], args.messages, args.batch)
+            # werkzeug serves each request on a thread of its own: count ended ones too.
+            theirs = sqs_phases(
+                moto[0],
+                moto[1],
+                args.messages,
+                args.batch,
+                partial(measure_cpu, cpu_seconds=stat_cpu_seconds),
+            )
             rows += [p.row("moto_server") for p in theirs]
     print(f"{args.messages} messages of 100 bytes, one boto3 client, batches of {args.batch}")
     print(f"load average {os.getloadavg()[0]:.1f} at the end\n")
