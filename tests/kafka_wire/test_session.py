@@ -29,7 +29,7 @@ from minibroker.kafka.groups import JoinResult
 from minibroker.kafka.session import KafkaSession
 from minibroker.storage.memory import MemoryLog
 
-#: The ApiVersions answer, byte for byte: (key, min, max) for the 15 APIs.
+#: The ApiVersions answer, byte for byte: (key, min, max) for the 21 APIs.
 ADVERTISED_BYTES = b"".join(
     struct.pack(">hhh", *entry)
     for entry in [
@@ -44,10 +44,16 @@ ADVERTISED_BYTES = b"".join(
         (12, 0, 3),
         (13, 0, 1),
         (14, 0, 3),
+        (15, 0, 4),
+        (16, 0, 2),
+        (17, 1, 1),
         (18, 0, 2),
         (19, 2, 4),
         (20, 1, 3),
         (22, 0, 1),
+        (32, 1, 3),
+        (36, 0, 1),
+        (37, 0, 1),
     ]
 )
 
@@ -56,7 +62,7 @@ def test_golden_api_versions_v0() -> None:
     session = open_session()
     session.receive_data(bytes.fromhex("0000000c 0012 0000 00000007 0002 7463".replace(" ", "")))
     assert session.data_to_send() == (
-        struct.pack(">iihi", 4 + 2 + 4 + len(ADVERTISED_BYTES), 7, 0, 15) + ADVERTISED_BYTES
+        struct.pack(">iihi", 4 + 2 + 4 + len(ADVERTISED_BYTES), 7, 0, 21) + ADVERTISED_BYTES
     )
 
 
@@ -69,7 +75,7 @@ def test_golden_api_versions_v3_gets_unsupported_version_in_a_v0_body() -> None:
     header = bytes.fromhex("0012 0003 00000009 0001 63 00".replace(" ", ""))
     session.receive_data(struct.pack(">i", len(header) + len(body)) + header + body)
     assert session.data_to_send() == (
-        struct.pack(">iihi", 4 + 2 + 4 + len(ADVERTISED_BYTES), 9, 35, 15) + ADVERTISED_BYTES
+        struct.pack(">iihi", 4 + 2 + 4 + len(ADVERTISED_BYTES), 9, 35, 21) + ADVERTISED_BYTES
     )
 
 
@@ -280,8 +286,30 @@ def _request(api_key: int, version: int, member: JoinResult) -> dict[str, Any]:
             "timeout": ONE_SECOND,
             "validate_only": False,
         },
+        15: lambda: {"groups": ("g",), "include_authorized_operations": False},
+        16: lambda: {},
+        17: lambda: {"mechanism": "PLAIN"},
         20: lambda: {"topic_names": ("t",), "timeout": ONE_SECOND},
         22: lambda: {"transactional_id": None, "transaction_timeout": ONE_SECOND},
+        32: lambda: {
+            "resources": (
+                nested(
+                    "DescribeConfigsResource",
+                    resource_type=2,
+                    resource_name="t",
+                    configuration_keys=None,
+                ),
+            ),
+            "include_synonyms": False,
+            "include_documentation": True,
+        },
+        # After the SaslHandshake that prepared_session(36) sends.
+        36: lambda: {"auth_bytes": b"\x00user\x00password"},
+        37: lambda: {
+            "topics": (nested("CreatePartitionsTopic", name="t", count=3, assignments=None),),
+            "timeout": ONE_SECOND,
+            "validate_only": False,
+        },
     }[api_key]()
 
 
@@ -292,11 +320,14 @@ VERSIONS = [
 ]
 
 
-def prepared_session() -> tuple[KafkaSession, JoinResult]:
-    """A fresh broker with topic ``t`` (two records) and a stable group ``g`` of one."""
+def prepared_session(api_key: int = 0) -> tuple[KafkaSession, JoinResult]:
+    """A fresh broker with topic ``t`` (two records) and a stable group ``g`` of one;
+    for a SaslAuthenticate (36), after a SaslHandshake for PLAIN."""
     broker = Broker(memory_log=MemoryLog)
     session = open_session(broker)
     call(session, 3, 0, topics=(wire.build(request_class(3, 0, "MetadataRequestTopic"), name="t"),))
+    if api_key == 36:
+        call(session, 17, 1, mechanism="PLAIN")
     broker.namespace("t").logs.append("t-0", [b"a", b"b"], 0.0)
     joined: list[JoinResult] = []
     groups = session.ns.groups
@@ -308,7 +339,7 @@ def prepared_session() -> tuple[KafkaSession, JoinResult]:
 
 @pytest.mark.parametrize(("api_key", "version"), VERSIONS)
 def test_every_implemented_version_is_decoded_and_answered(api_key: int, version: int) -> None:
-    session, member = prepared_session()
+    session, member = prepared_session(api_key)
     response = call(
         session, api_key, version, correlation_id=40 + version, **_request(api_key, version, member)
     )
