@@ -18,6 +18,7 @@ from minibroker.kafka.handlers import (
     configs,
     consumer_groups,
     fetch,
+    fetch_sessions,
     group_admin,
     produce,
     sasl,
@@ -38,7 +39,7 @@ HANDLERS: Final[dict[int, Handler]] = {
     # permissions around the handler (kafka/authorize.py); the others check
     # as they go.
     0: guarded(0, produce.produce),
-    1: guarded(1, fetch.fetch),
+    1: guarded(1, fetch_sessions.sessionless(fetch.fetch)),
     2: guarded(2, fetch.list_offsets),
     3: admin.metadata,
     8: consumer_groups.offset_commit,
