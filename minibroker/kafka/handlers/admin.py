@@ -35,13 +35,16 @@ CLUSTER_ID: Final = "minibroker"
 NO_THROTTLE: Final = timedelta(0)
 
 UNKNOWN_TOPIC_OR_PARTITION: Final = ErrorCode(3)
-COORDINATOR_NOT_AVAILABLE: Final = ErrorCode(15)
 INVALID_TOPIC: Final = ErrorCode(17)
-UNSUPPORTED_VERSION: Final = ErrorCode(35)
 TOPIC_ALREADY_EXISTS: Final = ErrorCode(36)
 INVALID_PARTITIONS: Final = ErrorCode(37)
 INVALID_REPLICATION_FACTOR: Final = ErrorCode(38)
 INVALID_CONFIG: Final = ErrorCode(40)
+#: The answer to every transactional request: no transactional id may be
+#: used here. Each client treats it as fatal at once (a retriable code such
+#: as COORDINATOR_NOT_AVAILABLE would keep them retrying until their timeout).
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED: Final = ErrorCode(53)
+NO_TRANSACTIONS: Final = "minibroker does not support transactions"
 NONE: Final = ErrorCode(0)
 
 #: Topic configs that map onto log options (name -> (option, unit scale)).
@@ -155,8 +158,8 @@ def find_coordinator(session: KafkaSession, slot: Slot, request: Any) -> Any:
         return wire.build(
             cls,
             throttle_time=NO_THROTTLE,
-            error_code=COORDINATOR_NOT_AVAILABLE,
-            error_message="transactions are not supported",
+            error_code=TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+            error_message=NO_TRANSACTIONS,
             node_id=-1,
             host="",
             port=-1,
@@ -246,7 +249,7 @@ def init_producer_id(session: KafkaSession, slot: Slot, request: Any) -> Any:
         return wire.build(
             cls,
             throttle_time=NO_THROTTLE,
-            error_code=UNSUPPORTED_VERSION,
+            error_code=TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
             producer_id=-1,
             producer_epoch=-1,
         )
