@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from minibroker.access.auth import ANONYMOUS, Authenticator, Principal
+from minibroker.access.auth import Authenticator, Principal
 from minibroker.core.broker import Broker
 from minibroker.core.namespace import Namespace
 from minibroker.core.peer import Peer
@@ -91,8 +91,7 @@ class KafkaService:
         with that principal's grants when a permissions file is in force."""
         if self.authenticator.enabled:
             return None
-        principal = self.authenticator.authenticate(None)
-        return principal if principal.grants is not None else ANONYMOUS
+        return self.authenticator.authenticate(None)
 
     @property
     def port(self) -> int:

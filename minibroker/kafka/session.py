@@ -37,6 +37,7 @@ from minibroker.kafka import wire
 from minibroker.kafka.handlers import HANDLERS, NO_RESPONSE, unsupported_version
 
 if TYPE_CHECKING:
+    from minibroker.kafka.sasl import Mechanism
     from minibroker.kafka.service import KafkaNamespace, KafkaService
 
 log = logging.getLogger("minibroker.kafka")
@@ -90,7 +91,7 @@ class KafkaSession:
         #: else by a SASL login (``handlers/sasl.py``).
         self.principal: Principal | None = service.anonymous_principal()
         #: The login in progress (a ``kafka.sasl.Mechanism``), after SaslHandshake.
-        self.sasl: Any = None
+        self.sasl: Mechanism | None = None
         #: A SASL login has succeeded (one per connection, as in Kafka).
         self.sasl_done = False
         self._login_failed = False

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
 from kio.schema.errors import ErrorCode
 
 from kafka_wire.test_records import kio_batch
@@ -12,7 +14,7 @@ from kafka_wire.wire_helpers import PORT, call, frame, request_class, responses
 from minibroker.access.auth import Authenticator
 from minibroker.access.permissions import Permissions
 from minibroker.core.broker import Broker
-from minibroker.kafka import wire
+from minibroker.kafka import sasl, wire
 from minibroker.kafka.groups import JoinResult
 from minibroker.kafka.service import KafkaService, KafkaSettings
 from minibroker.kafka.session import FAILED_LOGIN_CLOSE_DELAY, KafkaSession
@@ -139,3 +141,43 @@ def test_a_group_without_a_grant_is_refused_everywhere() -> None:
     ]
     heartbeat = call(session, 12, 3, correlation_id=26, **_request(12, 3, JoinResult(0, 1)))
     assert heartbeat.error_code == ErrorCode.unknown_member_id  # group "g" is allowed
+
+
+@given(
+    st.sampled_from(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]), st.lists(st.binary(), max_size=3)
+)
+def test_any_sasl_message_is_a_login_or_a_refusal(mechanism: str, messages: list[bytes]) -> None:
+    """Whatever a client sends, a mechanism answers or raises SaslFailed (the
+    session's SASL_AUTHENTICATION_FAILED), and never lets it in by accident."""
+    login = sasl.start(mechanism, Authenticator({"app-token": "app"}))
+    assert login is not None
+    for message in messages:
+        try:
+            login.step(message)
+        except sasl.SaslFailed:
+            break
+    assert login.principal is None
+
+
+def test_a_scram_login_that_proves_the_token_gets_the_principal_and_proves_the_server() -> None:
+    """RFC 5802's exchange done by hand, as a client does it."""
+    import base64
+    import hashlib
+    import hmac
+
+    login = sasl.start("SCRAM-SHA-256", Authenticator({"app-token": "app"}))
+    assert login is not None
+    first = login.step(b"n,,n=app,r=abc").decode()
+    fields = dict(part.split("=", 1) for part in first.split(","))
+    assert fields["r"].startswith("abc") and fields["i"] == "4096"
+    salted = hashlib.pbkdf2_hmac("sha256", b"app-token", base64.b64decode(fields["s"]), 4096)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    without_proof = f"c=biws,r={fields['r']}"
+    auth_message = f"n=app,r=abc,{first},{without_proof}".encode()
+    signature = hmac.new(hashlib.sha256(client_key).digest(), auth_message, "sha256").digest()
+    proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
+    final = login.step(f"{without_proof},p={base64.b64encode(proof).decode()}".encode())
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    expected = hmac.new(server_key, auth_message, "sha256").digest()
+    assert final == b"v=" + base64.b64encode(expected)
+    assert login.principal is not None and login.principal.name == "app"
