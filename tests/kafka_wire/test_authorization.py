@@ -181,3 +181,17 @@ def test_a_scram_login_that_proves_the_token_gets_the_principal_and_proves_the_s
     expected = hmac.new(server_key, auth_message, "sha256").digest()
     assert final == b"v=" + base64.b64encode(expected)
     assert login.principal is not None and login.principal.name == "app"
+
+
+def test_offset_fetch_of_every_topic_leaves_out_what_the_principal_may_not_read() -> None:
+    session = logged_in()
+    _produce_two_topics(session)
+    logs = session.ns.core.logs
+    session.ns.topics.create("theirs", 1, logs.get("mine-0").options, 0.0)
+    logs.append("theirs-0", [b"secret"], 0.0)
+    for name in ("mine-0", "theirs-0"):
+        logs.commit(name, "g", 1, 0.0)
+    answer = call(session, 9, 5, correlation_id=27, group_id="g", topics=None)
+    assert [(t.name, [p.committed_offset for p in t.partitions]) for t in answer.topics] == [
+        ("mine", [1])
+    ]

@@ -175,12 +175,7 @@ def offset_fetch(session: KafkaSession, slot: Slot, request: Any) -> Any:
     group = request.group_id
     group_error = NONE if may_group(session, group) else GROUP_AUTHORIZATION_FAILED
     if request.topics is None:  # v2+: every partition the group committed
-        asked = [
-            (name, tuple(range(count)))
-            for name, count in sorted(ns.topics.topics().items())
-            if group_error is NONE
-            and any(group in log.groups for log in _logs(session, name, count))
-        ]
+        asked = [] if group_error is not NONE else _committed(session, group)
     else:
         asked = [(topic.name, tuple(topic.partition_indexes)) for topic in request.topics]
     topics = []
@@ -206,6 +201,18 @@ def offset_fetch(session: KafkaSession, slot: Slot, request: Any) -> Any:
             )
         topics.append(wire.build(topic_cls, name=name, partitions=tuple(partitions)))
     return wire.build(cls, throttle_time=NO_THROTTLE, topics=tuple(topics), error_code=group_error)
+
+
+def _committed(session: KafkaSession, group: str) -> list[tuple[str, tuple[int, ...]]]:
+    """The topics ``group`` committed on, with the partitions this principal
+    may read (Kafka leaves the others out of an OffsetFetch for every topic)."""
+    found = []
+    for name, count in sorted(session.ns.topics.topics().items()):
+        if any(group in log.groups for log in _logs(session, name, count)):
+            readable = tuple(i for i in range(count) if may_partition(session, READ, name, i))
+            if readable:
+                found.append((name, readable))
+    return found
 
 
 def _logs(session: KafkaSession, topic: str, count: int) -> list[Any]:
