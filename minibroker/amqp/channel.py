@@ -513,6 +513,18 @@ class Channel:
         if not method.nowait:
             self.write(commands.Exchange.DeleteOk())
 
+    def _exchange_bind(self, method: commands.Exchange.Bind) -> None:
+        self.session.vhost.bind_exchange(
+            method.destination, method.source, method.routing_key, dict(method.arguments or {})
+        )
+        if not method.nowait:
+            self.write(commands.Exchange.BindOk())
+
+    def _exchange_unbind(self, method: commands.Exchange.Unbind) -> None:
+        self.session.vhost.unbind_exchange(method.destination, method.source, method.routing_key)
+        if not method.nowait:
+            self.write(commands.Exchange.UnbindOk())
+
     def _queue_declare(self, method: commands.Queue.Declare) -> None:
         session = self.session
         name, ready, consumers = session.vhost.declare_queue(
@@ -604,6 +616,8 @@ _HANDLERS: dict[type[base.Frame], Callable[[Channel, Any], None]] = {
     commands.Channel.Flow: Channel._flow,
     commands.Exchange.Declare: Channel._exchange_declare,
     commands.Exchange.Delete: Channel._exchange_delete,
+    commands.Exchange.Bind: Channel._exchange_bind,
+    commands.Exchange.Unbind: Channel._exchange_unbind,
     commands.Queue.Declare: Channel._queue_declare,
     commands.Queue.Bind: Channel._queue_bind,
     commands.Queue.Unbind: Channel._queue_unbind,

@@ -70,6 +70,7 @@ CAPABILITIES: Final = {
     "authentication_failure_close": True,
     "per_consumer_qos": True,
     "direct_reply_to": True,
+    "exchange_exchange_bindings": True,
 }
 _LONG: Final = struct.Struct(">I")
 

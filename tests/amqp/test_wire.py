@@ -38,6 +38,7 @@ async def test_start_advertises_only_implemented_capabilities() -> None:
             "authentication_failure_close",
             "per_consumer_qos",
             "direct_reply_to",
+            "exchange_exchange_bindings",
         }
         assert set(start.mechanisms.split()) == {"PLAIN", "AMQPLAIN"}
         await client.aclose()
