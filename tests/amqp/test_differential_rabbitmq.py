@@ -150,6 +150,62 @@ def scenario(params: pika.ConnectionParameters) -> list[Any]:
     return [_without(suffix, observation) for observation in seen]
 
 
+def exchange_bindings_scenario(params: pika.ConnectionParameters) -> list[Any]:
+    """Exchange-to-exchange bindings: routing, one copy per queue, cycles, errors, deletion."""
+    seen: list[Any] = []
+    suffix = uuid.uuid4().hex[:8]
+    src, mid, hdr, queue = (f"diff-{n}-{suffix}" for n in ("src", "mid", "hdr", "q"))
+    connection = pika.BlockingConnection(params)
+    try:
+        ch = connection.channel()
+        ch.confirm_delivery()
+        ch.exchange_declare(src, "topic", auto_delete=False)
+        ch.exchange_declare(mid, "fanout", auto_delete=False)
+        ch.exchange_declare(hdr, "headers", auto_delete=False)
+        ch.queue_declare(queue, exclusive=True)
+        ch.exchange_bind(mid, src, "orders.#")
+        ch.exchange_bind(src, mid)  # a cycle
+        ch.exchange_bind(hdr, src, "#")
+        ch.queue_bind(queue, mid)
+        ch.queue_bind(queue, hdr, arguments={"x-match": "all", "kind": "a"})
+        ch.queue_bind(queue, src, "orders.eu")
+        for key, headers in (("orders.eu", {"kind": "a"}), ("orders.us", None), ("x", None)):
+            try:
+                ch.basic_publish(
+                    src, key, key.encode(), pika.BasicProperties(headers=headers), mandatory=True
+                )
+                seen.append(("confirmed", key))
+            except pika.exceptions.UnroutableError:
+                seen.append(("returned", key))
+        while True:
+            method, _, body = ch.basic_get(queue, auto_ack=True)
+            if method is None:
+                break
+            seen.append(("got", body, method.exchange, method.routing_key))
+        ch.exchange_unbind(mid, src, "orders.#")
+        ch.exchange_unbind(mid, src, "never-bound")
+        ch.basic_publish(src, "orders.us", b"after unbind")
+        seen.append(("count", ch.queue_declare(queue, passive=True).method.message_count))
+        for attempt in (
+            lambda c: c.exchange_bind(f"diff-none-{suffix}", src, "k"),
+            lambda c: c.exchange_bind(src, f"diff-none-{suffix}", "k"),
+            lambda c: c.exchange_bind("", src, "k"),
+            lambda c: c.exchange_delete(hdr, if_unused=True),
+        ):
+            try:
+                attempt(ch)
+                seen.append(("no error",))
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                seen.append(("channel closed", exc.reply_code))
+            ch = connection.channel()
+        for name in (src, mid, hdr):
+            ch.exchange_delete(name)
+    finally:
+        if connection.is_open:
+            connection.close()
+    return [_without(suffix, observation) for observation in seen]
+
+
 def _without(suffix: str, value: Any) -> Any:
     """``value`` with this run's unique suffix taken out of every string in it."""
     if isinstance(value, str):
@@ -166,6 +222,22 @@ def test_pika_sees_the_same_from_minibroker_and_rabbitmq(minibroker_amqp_url: st
     theirs = scenario(
         pika.ConnectionParameters(*RABBITMQ, credentials=pika.PlainCredentials("guest", "guest"))
     )
+    _same(ours, theirs)
+
+
+def test_exchange_bindings_look_the_same_from_minibroker_and_rabbitmq(
+    minibroker_amqp_url: str,
+) -> None:
+    if not _rabbitmq_reachable():
+        pytest.skip("no RabbitMQ on 127.0.0.1:5672 (guest/guest) to compare with")
+    ours = exchange_bindings_scenario(pika.URLParameters(minibroker_amqp_url))
+    theirs = exchange_bindings_scenario(
+        pika.ConnectionParameters(*RABBITMQ, credentials=pika.PlainCredentials("guest", "guest"))
+    )
+    _same(ours, theirs)
+
+
+def _same(ours: list[Any], theirs: list[Any]) -> None:
     for index, (a, b) in enumerate(zip(ours, theirs, strict=False)):
         assert a == b, f"step {index}: minibroker saw {a!r}, RabbitMQ {b!r}"
     assert len(ours) == len(theirs)
