@@ -198,3 +198,32 @@ async def test_with_a_permissions_file_the_amqp_port_refuses_logins() -> None:
         assert isinstance(close, commands.Connection.Close) and close.reply_code == 403
         assert "permissions" in close.reply_text
         await client.aclose()
+
+
+def _nested_table(depth: int) -> bytes:
+    """A field table with ``depth`` tables nested in one another (the innermost empty)."""
+    table = struct.pack(">I", 0)
+    for _ in range(depth - 1):
+        entry = b"\x01aF" + table
+        table = struct.pack(">I", len(entry)) + entry
+    return table
+
+
+async def test_a_deeply_nested_header_table_closes_with_a_clear_502() -> None:
+    # 5000 levels: pamqp's recursive decoder would run out of stack first.
+    properties = b"\x20\x00" + _nested_table(5000)
+    header = struct.pack(">HHQ", 60, 0, 0) + properties
+    publish = commands.Basic.Publish(exchange="", routing_key="q")
+    async with open_broker(amqp=True) as broker:
+        client = await WireClient.connect(amqp_port(broker))
+        await client.handshake()
+        await client.open_channel()
+        await client.send(1, publish)
+        await client.send_bytes(struct.pack(">BHI", 2, 1, len(header)) + header + b"\xce")
+        frames = await client.until_eof()
+        close = frames[-1]
+        assert isinstance(close, commands.Connection.Close)
+        assert close.reply_code == 502
+        assert "nested more than 100 levels deep" in close.reply_text
+        assert "Recursion" not in close.reply_text
+        await client.aclose()
