@@ -84,7 +84,7 @@ class ChannelConsumer:
     def credit(self) -> int:
         channel = self.channel
         session = channel.session
-        if session.closed or channel.closing:
+        if session.closed or channel.closing or channel.paused:
             return 0
         if session.over_high_water:
             session.starved = True  # fed again once the buffer drains
@@ -139,6 +139,9 @@ class Channel:
         self.number = number
         #: Set once the server sent Channel.Close: frames are ignored until CloseOk.
         self.closing = False
+        #: Channel.Flow(active=false): no deliveries to this channel's consumers until
+        #: Flow(active=true) (publishing and Basic.Get go on).
+        self.paused = False
         self.consumers: dict[str, ChannelConsumer] = {}
         self.next_tag = 1
         self.unacked: dict[int, Unacked] = {}
@@ -485,9 +488,11 @@ class Channel:
             self.write(commands.Confirm.SelectOk())
 
     def _flow(self, method: commands.Channel.Flow) -> None:
-        if not method.active:
-            raise HardError(NOT_IMPLEMENTED, "active=false", method.index)
-        self.write(commands.Channel.FlowOk(True))
+        self.paused = not method.active
+        self.write(commands.Channel.FlowOk(method.active))
+        if method.active:
+            for consumer in list(self.consumers.values()):
+                self.session.vhost.consumers.start(consumer, self.session.now)
 
     def _exchange_declare(self, method: commands.Exchange.Declare) -> None:
         if method.exchange_type not in TYPES and not method.passive:

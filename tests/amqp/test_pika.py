@@ -444,3 +444,25 @@ def test_header_tables_nest_100_levels_and_no_deeper(minibroker_amqp_url: str) -
         again = pika.BlockingConnection(pika.URLParameters(minibroker_amqp_url)).channel()
         again.queue_declare("args", arguments={"x-nested": _nested(101)})
     assert closed.value.reply_code == 502
+
+
+def test_channel_flow_off_stops_deliveries_until_it_is_on_again(
+    connection: pika.BlockingConnection,
+) -> None:
+    consuming, publishing = connection.channel(), connection.channel()
+    consuming.queue_declare("paused")
+    got: list[bytes] = []
+    consuming.basic_consume("paused", lambda c, m, p, body: got.append(body), auto_ack=True)
+    assert consuming.flow(False) is False
+    publishing.basic_publish("", "paused", b"held")
+    # A round trip on the consuming channel: a delivery would have come before it.
+    assert consuming.queue_declare("paused", passive=True).method.message_count == 1
+    method, _, body = consuming.basic_get("paused", auto_ack=True)  # a get still works
+    assert body == b"held"
+    publishing.basic_publish("", "paused", b"later")
+    assert consuming.queue_declare("paused", passive=True).method.message_count == 1
+    assert got == []
+    assert consuming.flow(True) is True
+    while not got:
+        connection.process_data_events(time_limit=1)
+    assert got == [b"later"]
