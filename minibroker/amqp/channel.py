@@ -38,6 +38,7 @@ from minibroker.amqp.errors import (
 )
 from minibroker.amqp.exchanges import DEFAULT, TYPES
 from minibroker.amqp.messages import from_core, to_core
+from minibroker.amqp.permissions import ADMIN, READ, WRITE
 from minibroker.core.peer import Peer
 from minibroker.core.queue_message import Message
 from minibroker.core.queue_options import UNTIL_SETTLED
@@ -275,8 +276,11 @@ class Channel:
                 properties.reply_to = _REPLY_PREFIX + self.reply_token
                 raw = framing.encode_properties(properties)
         key = publish.routing_key
+        reply = exchange.name == DEFAULT and key.startswith(_REPLY_PREFIX)
+        if session.access is not None and not reply:
+            session.access.exchange(WRITE, exchange.name, exchange.type, key, vhost.name)
         generation = session.broker.write_generation
-        if exchange.name == DEFAULT and key.startswith(_REPLY_PREFIX):
+        if reply:
             target = vhost.reply_targets.get(key[len(_REPLY_PREFIX) :])
             taken, refused = (0, 0) if target is None else (1, 0)
             if target is not None:
@@ -397,12 +401,11 @@ class Channel:
         if method.queue == REPLY_TO:
             self._consume_replies(method, tag)
             return
+        queue = method.queue or session.last_queue
+        if session.access is not None:
+            session.access.queue(READ, queue, session.vhost.name)
         consumer = ChannelConsumer(
-            self,
-            tag,
-            method.queue or session.last_queue,
-            no_ack=method.no_ack,
-            exclusive=method.exclusive,
+            self, tag, queue, no_ack=method.no_ack, exclusive=method.exclusive
         )
         session.vhost.add_consumer(consumer, session.conn_id)
         self.consumers[tag] = consumer
@@ -441,6 +444,8 @@ class Channel:
         session = self.session
         vhost = session.vhost
         name = method.queue or session.last_queue
+        if session.access is not None:
+            session.access.queue(READ, name, vhost.name)
         queue = vhost.queue(name)
         vhost.check_owner(name, session.conn_id)
         vhost.touch(name, session.now)
@@ -499,6 +504,9 @@ class Channel:
             raise HardError(
                 COMMAND_INVALID, f"invalid exchange type '{method.exchange_type}'", method.index
             )
+        access = self.session.access
+        if access is not None and not method.passive:
+            access.exchange_itself(ADMIN, method.exchange, self.session.vhost.name)
         self.session.vhost.declare_exchange(
             method.exchange,
             method.exchange_type,
@@ -512,6 +520,8 @@ class Channel:
             self.write(commands.Exchange.DeclareOk())
 
     def _exchange_delete(self, method: commands.Exchange.Delete) -> None:
+        if self.session.access is not None:
+            self.session.access.exchange_itself(ADMIN, method.exchange, self.session.vhost.name)
         self.session.vhost.delete_exchange(
             method.exchange, if_unused=method.if_unused, now=self.session.now
         )
@@ -519,6 +529,7 @@ class Channel:
             self.write(commands.Exchange.DeleteOk())
 
     def _exchange_bind(self, method: commands.Exchange.Bind) -> None:
+        self._check_exchange_binding(method.destination, method.source, method.routing_key)
         self.session.vhost.bind_exchange(
             method.destination, method.source, method.routing_key, dict(method.arguments or {})
         )
@@ -526,9 +537,20 @@ class Channel:
             self.write(commands.Exchange.BindOk())
 
     def _exchange_unbind(self, method: commands.Exchange.Unbind) -> None:
+        self._check_exchange_binding(method.destination, method.source, method.routing_key)
         self.session.vhost.unbind_exchange(method.destination, method.source, method.routing_key)
         if not method.nowait:
             self.write(commands.Exchange.UnbindOk())
+
+    def _check_exchange_binding(self, destination: str, source: str, key: str) -> None:
+        access = self.session.access
+        if access is None:
+            return
+        vhost = self.session.vhost
+        for action, name in ((WRITE, destination), (READ, source)):
+            found = vhost.exchanges.get(name)
+            if found is not None:  # a missing one is the binding's 404
+                access.exchange(action, name, found.type, key, vhost.name)
 
     def _queue_declare(self, method: commands.Queue.Declare) -> None:
         session = self.session
@@ -541,6 +563,7 @@ class Channel:
             auto_delete=method.auto_delete,
             arguments=dict(method.arguments or {}),
             now=session.now,
+            access=session.access,
         )
         session.last_queue = name
         if not method.nowait:
@@ -549,14 +572,24 @@ class Channel:
     def _queue_bind(self, method: commands.Queue.Bind) -> None:
         session = self.session
         name = method.queue or session.last_queue
-        session.vhost.check_owner(name, session.conn_id)
-        session.vhost.bind(name, method.exchange, method.routing_key, dict(method.arguments or {}))
+        vhost = session.vhost
+        if session.access is not None:
+            session.access.queue(ADMIN, name, vhost.name)
+            exchange = vhost.exchanges.get(method.exchange)
+            if exchange is not None:  # a missing one is the binding's 404
+                session.access.exchange(
+                    READ, exchange.name, exchange.type, method.routing_key, vhost.name
+                )
+        vhost.check_owner(name, session.conn_id)
+        vhost.bind(name, method.exchange, method.routing_key, dict(method.arguments or {}))
         if not method.nowait:
             self.write(commands.Queue.BindOk())
 
     def _queue_unbind(self, method: commands.Queue.Unbind) -> None:
         session = self.session
         name = method.queue or session.last_queue
+        if session.access is not None:
+            session.access.queue(ADMIN, name, session.vhost.name)
         session.vhost.check_owner(name, session.conn_id)
         session.vhost.unbind(name, method.exchange, method.routing_key)
         self.write(commands.Queue.UnbindOk())
@@ -564,6 +597,8 @@ class Channel:
     def _queue_purge(self, method: commands.Queue.Purge) -> None:
         session = self.session
         name = method.queue or session.last_queue
+        if session.access is not None:
+            session.access.queue(ADMIN, name, session.vhost.name)
         queue = session.vhost.queue(name)
         session.vhost.check_owner(name, session.conn_id)
         count = queue.purge(session.now)
@@ -572,9 +607,12 @@ class Channel:
 
     def _queue_delete(self, method: commands.Queue.Delete) -> None:
         session = self.session
+        name = method.queue or session.last_queue
+        if session.access is not None:
+            session.access.queue(ADMIN, name, session.vhost.name)
         count = session.vhost.delete_queue(
             session.conn_id,
-            method.queue or session.last_queue,
+            name,
             if_unused=method.if_unused,
             if_empty=method.if_empty,
             now=session.now,

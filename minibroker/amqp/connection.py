@@ -32,6 +32,7 @@ from typing import Final
 from pamqp import base, commands, decode
 
 from minibroker._version import __version__
+from minibroker.access.permissions import Grants
 from minibroker.amqp import framing
 from minibroker.amqp.channel import Channel, close_frame
 from minibroker.amqp.errors import (
@@ -48,6 +49,7 @@ from minibroker.amqp.errors import (
     HardError,
     SoftError,
 )
+from minibroker.amqp.permissions import Access
 from minibroker.amqp.vhost import Vhost, vhost_of
 from minibroker.core.broker import Broker
 from minibroker.core.peer import PushSource
@@ -123,6 +125,8 @@ class AmqpSession:
         self._said = True
         self._silent_ticks = 0
         self.client_name = ""
+        #: What the login may do, when a permissions file is in force (None: everything).
+        self.access: Access | None = None
         self.input_paused = False
         self.closing: BrokerError | None = None
         self.closed = False
@@ -388,18 +392,16 @@ class AmqpSession:
             principal = self.settings.authenticate(password)
         except BrokerError:
             principal = None
-        if principal is None or getattr(principal, "grants", None) is not None:
-            why = (
-                "invalid credentials"
-                if principal is None
-                else "a permissions file is in force, and the AMQP port does not enforce it"
-            )
+        if principal is None:
             raise HardError(
                 ACCESS_REFUSED,
                 f"Login was refused using authentication mechanism {method.mechanism}: "
-                f"{why} (user '{user}')",
+                f"invalid credentials (user '{user}')",
                 method.index,
             )
+        grants = getattr(principal, "grants", None)
+        if isinstance(grants, Grants):
+            self.access = Access(grants, user)
         self._stage = "tune-ok"
         self.write(
             framing.method_frame(

@@ -127,9 +127,7 @@ class VhostJournal:
                     )
                 elif kind == "binding":
                     source, dest_kind, destination, key = parts
-                    saved.bindings.append(
-                        SavedBinding(source, dest_kind, destination, key, table)
-                    )
+                    saved.bindings.append(SavedBinding(source, dest_kind, destination, key, table))
                 elif kind == QUEUE:
                     saved.queues.append(
                         SavedQueue(

@@ -124,7 +124,6 @@ class Exchange:
             )
         return []
 
-
     def bind_exchange(self, destination: str, key: str, arguments: dict[str, object]) -> None:
         self.exchange_bindings[(destination, key)] = arguments
 

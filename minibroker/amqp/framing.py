@@ -13,7 +13,7 @@ publisher's client writes.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
@@ -184,12 +184,13 @@ def decode_properties(raw: bytes) -> commands.Basic.Properties:
     return header.properties
 
 
-def _too_deep(value: dict[str, object] | list[object], depth: int) -> bool:
+def _too_deep(value: object, depth: int) -> bool:
     """True if tables and arrays nest more than MAX_TABLE_DEPTH levels in ``value``."""
     if depth > MAX_TABLE_DEPTH:
         return True
-    values = value.values() if type(value) is dict else value
-    return any(_too_deep(v, depth + 1) for v in values if type(v) in _NESTED)  # type: ignore[arg-type]
+    values = value.values() if isinstance(value, dict) else value
+    assert isinstance(values, Iterable)
+    return any(_too_deep(v, depth + 1) for v in values if type(v) in _NESTED)
 
 
 def _too_deep_text(where: str) -> str:

@@ -61,6 +61,7 @@ from minibroker.amqp.exchanges import (
     topic_name,
 )
 from minibroker.amqp.messages import CoreMessage
+from minibroker.amqp.permissions import ADMIN, READ, WRITE, Access
 from minibroker.core.peer import Peer
 from minibroker.core.queue_message import Message
 from minibroker.core.queues import Queue
@@ -155,7 +156,7 @@ class Vhost:
         try:
             parsed = queue_arguments.parse(True, saved.arguments)
         except SoftError as exc:
-            log.error("queue %r in vhost %r: %s; its arguments are ignored", saved.name, self.name, exc)
+            log.error("queue %r in vhost %r: %s (arguments ignored)", saved.name, self.name, exc)
             parsed = None
         declaration = self.declarations[saved.name] = QueueDeclaration(
             True,
@@ -267,9 +268,7 @@ class Vhost:
                 raise SoftError(PRECONDITION_FAILED, exc.message) from None
         else:
             if exchange.durable and target.durable:
-                self.journal.save_binding(
-                    SavedBinding(exchange_name, QUEUE, queue, key, arguments)
-                )
+                self.journal.save_binding(SavedBinding(exchange_name, QUEUE, queue, key, arguments))
             exchange.bind(queue, key, arguments)
 
     def unbind(self, queue: str, exchange_name: str, key: str) -> None:
@@ -331,7 +330,9 @@ class Vhost:
         a queue that took it (the message did go somewhere).
         """
         if exchange.exchange_bindings:
-            return self._route_through_exchanges(exchange, routing_key, message, header_table, now, ttl)
+            return self._route_through_exchanges(
+                exchange, routing_key, message, header_table, now, ttl
+            )
         if exchange.type == TOPIC:
             return self._publish_topic(exchange, routing_key, message, now, ttl), 0
         if exchange.name == DEFAULT:
@@ -456,9 +457,15 @@ class Vhost:
         auto_delete: bool,
         arguments: dict[str, object],
         now: float,
+        access: Access | None = None,
     ) -> tuple[str, int, int]:
-        """Create or check a queue: (name, ready messages, consumers)."""
+        """Create or check a queue: (name, ready messages, consumers).
+
+        ``access``: the connection's permissions, when a permissions file is in force.
+        """
         if passive:
+            if access is not None:
+                access.queue(READ, name, self.name)
             queue = self.queue(name)
             self.check_owner(name, conn_id)
             return name, queue.ready_count, self.consumers.count(name)
@@ -467,6 +474,8 @@ class Vhost:
         elif name.startswith("amq."):
             raise SoftError(ACCESS_REFUSED, f"queue name '{name}' contains reserved prefix 'amq.*'")
         parsed = queue_arguments.parse(durable, arguments)
+        if access is not None:
+            self._check_declare(access, name, parsed.dead_letter)
         queues = self.namespace.queues
         existing = queues.find(name)
         declaration = self.declarations.get(name)
@@ -494,6 +503,18 @@ class Vhost:
         self._touch(name, declaration, now)
         self._set_dead_letter_route(name, parsed.dead_letter)
         return name, queue.ready_count, self.consumers.count(name)
+
+    def _check_declare(
+        self, access: Access, name: str, dead_letter: tuple[str, str | None] | None
+    ) -> None:
+        """Admin on the queue, and write on where its dead letters go (any key, when
+        they keep their own)."""
+        access.queue(ADMIN, name, self.name)
+        if dead_letter is not None:
+            exchange, key = dead_letter
+            found = self.exchanges.get(exchange)
+            type_ = DIRECT if found is None else found.type
+            access.exchange(WRITE, exchange, type_, "#" if key is None else key, self.name)
 
     def _set_dead_letter_route(self, name: str, route: tuple[str, str | None] | None) -> None:
         queue = self.namespace.queues.get(name)
@@ -708,4 +729,3 @@ def recover_vhosts(namespaces: Sequence[Namespace]) -> None:
     for namespace in namespaces:
         if namespace.has_state(JOURNAL):
             vhost_of(namespace)
-

@@ -1,4 +1,4 @@
-"""What survives a restart on a data directory, seen through pika: exchanges, bindings, queue arguments.
+"""What survives a restart on a data directory, seen through pika.
 
 Each test starts a broker on ``tmp_path``, declares, stops it, starts a new
 one on the same directory and checks what a client then observes. As in
@@ -133,4 +133,3 @@ def test_deleted_objects_stay_deleted_after_a_restart(tmp_path: Path) -> None:
         with pytest.raises(pika.exceptions.ChannelClosedByBroker) as gone:
             ch.exchange_declare("b", "fanout", passive=True)
         assert gone.value.reply_code == 404
-

@@ -457,7 +457,7 @@ def test_channel_flow_off_stops_deliveries_until_it_is_on_again(
     publishing.basic_publish("", "paused", b"held")
     # A round trip on the consuming channel: a delivery would have come before it.
     assert consuming.queue_declare("paused", passive=True).method.message_count == 1
-    method, _, body = consuming.basic_get("paused", auto_ack=True)  # a get still works
+    _, _, body = consuming.basic_get("paused", auto_ack=True)  # a get still works
     assert body == b"held"
     publishing.basic_publish("", "paused", b"later")
     assert consuming.queue_declare("paused", passive=True).method.message_count == 1

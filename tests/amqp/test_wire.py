@@ -188,15 +188,17 @@ async def test_a_non_ascii_plain_response_is_just_a_login() -> None:
         await client.aclose()
 
 
-async def test_with_a_permissions_file_the_amqp_port_refuses_logins() -> None:
+async def test_with_a_permissions_file_a_login_gets_its_principals_grants() -> None:
     permissions = Permissions.parse("allow ci read queue:jobs\n")
     config = ServerConfig(port=0, tokens={"s3cret": "ci"}, permissions=permissions)
     async with open_broker(amqp=True, config=config) as broker:
         client = await WireClient.connect(amqp_port(broker))
-        await client.login("ci", "s3cret")
-        [close] = await client.until_eof()
-        assert isinstance(close, commands.Connection.Close) and close.reply_code == 403
-        assert "permissions" in close.reply_text
+        await client.handshake(password="s3cret")
+        await client.open_channel()
+        await client.send(1, commands.Queue.Declare(queue="jobs"))
+        _, close = await client.expect(commands.Channel.Close)
+        assert close.reply_code == 403  # type: ignore[attr-defined]
+        assert "may not admin queue 'jobs'" in close.reply_text  # type: ignore[attr-defined]
         await client.aclose()
 
 
