@@ -133,3 +133,28 @@ def test_deleted_objects_stay_deleted_after_a_restart(tmp_path: Path) -> None:
         with pytest.raises(pika.exceptions.ChannelClosedByBroker) as gone:
             ch.exchange_declare("b", "fanout", passive=True)
         assert gone.value.reply_code == 404
+
+
+def test_after_a_restart_ttl_dead_letters_and_x_expires_apply_before_any_client_connects(
+    tmp_path: Path,
+) -> None:
+    with broker_on(tmp_path) as broker, channel_of(broker) as ch:
+        ch.exchange_declare("dlx", "fanout", durable=True)
+        ch.queue_declare("dead", durable=True)
+        ch.queue_bind("dead", "dlx")
+        ch.queue_declare(
+            "short",
+            durable=True,
+            arguments={"x-message-ttl": 1000, "x-dead-letter-exchange": "dlx"},
+        )
+        ch.queue_declare("idle", durable=True, arguments={"x-expires": 5000})
+        ch.basic_publish("", "short", b"expires", pika.BasicProperties(delivery_mode=2))
+    with broker_on(tmp_path) as broker:
+        broker.advance(10)  # nobody connected yet
+        with channel_of(broker) as ch:
+            method, properties, body = ch.basic_get("dead", auto_ack=True)
+            assert body == b"expires"
+            assert properties.headers["x-death"][0]["reason"] == "expired"
+            with pytest.raises(pika.exceptions.ChannelClosedByBroker) as gone:
+                ch.queue_declare("idle", passive=True)
+            assert gone.value.reply_code == 404
