@@ -152,7 +152,7 @@ def test_after_a_restart_ttl_dead_letters_and_x_expires_apply_before_any_client_
     with broker_on(tmp_path) as broker:
         broker.advance(10)  # nobody connected yet
         with channel_of(broker) as ch:
-            method, properties, body = ch.basic_get("dead", auto_ack=True)
+            _, properties, body = ch.basic_get("dead", auto_ack=True)
             assert body == b"expires"
             assert properties.headers["x-death"][0]["reason"] == "expired"
             with pytest.raises(pika.exceptions.ChannelClosedByBroker) as gone:
