@@ -11,7 +11,9 @@ the channel closes, when everything unacked is requeued in tag order.
 A publish is three frames or more (Basic.Publish, a content header, body
 frames); the channel assembles them, then routes the message through the
 vhost and, in confirm mode, answers with Basic.Ack or Basic.Nack (held until
-the group commit's fsync when a durable queue took the message).
+the group commit's fsync when a durable queue took the message). A
+transactional channel (Tx.Select) holds its publishes and settlements until
+Tx.Commit (``transactions.py``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from minibroker.amqp.errors import (
 from minibroker.amqp.exchanges import DEFAULT, TYPES
 from minibroker.amqp.messages import from_core, to_core
 from minibroker.amqp.permissions import ADMIN, READ, WRITE
+from minibroker.amqp.transactions import HeldPublish, Transaction
 from minibroker.core.peer import Peer
 from minibroker.core.queue_message import Message
 from minibroker.core.queue_options import UNTIL_SETTLED
@@ -152,6 +155,8 @@ class Channel:
         self.global_prefetch = 0
         self.confirming = False
         self.publish_seq = 0
+        #: Set by Tx.Select: what is held until the next commit or rollback.
+        self.transaction: Transaction[Unacked] | None = None
         self.reply_token: str | None = None
         self._reply_tag = ""
         self._publish: commands.Basic.Publish | None = None
@@ -279,6 +284,9 @@ class Channel:
         reply = exchange.name == DEFAULT and key.startswith(_REPLY_PREFIX)
         if session.access is not None and not reply:
             session.access.exchange(WRITE, exchange.name, exchange.type, key, vhost.name)
+        if self.transaction is not None:
+            self._hold_publish(self.transaction, publish, raw, body)
+            return
         generation = session.broker.write_generation
         if reply:
             target = vhost.reply_targets.get(key[len(_REPLY_PREFIX) :])
@@ -300,6 +308,27 @@ class Channel:
         if self.confirming:
             durable = session.broker.write_generation != generation
             session.confirm(self, seq, ok=not refused, durable=durable)
+
+    def _hold_publish(
+        self,
+        transaction: Transaction[Unacked],
+        publish: commands.Basic.Publish,
+        raw: bytes,
+        body: bytes,
+    ) -> None:
+        held = HeldPublish(publish, raw, body)
+        session = self.session
+        budget = session.settings.max_content_in_progress
+        if session.transactions_size + held.size > budget:
+            raise SoftError(
+                PRECONDITION_FAILED,
+                f"transactions on this connection would hold more than {budget} bytes; "
+                "commit more often",
+                Basic.Publish.index,
+            )
+        session.transactions_size += held.size
+        transaction.size += held.size
+        transaction.publishes.append(held)
 
     def deliver_reply(
         self, routing_key: str, properties: bytes, exchange: str, body: bytes
@@ -355,11 +384,29 @@ class Channel:
             if consumer.tag in self.consumers:
                 session.vhost.consumers.start(consumer, now)
 
+    def _settle_or_hold(self, tags: list[int], action: str) -> None:
+        """Settle now, or, in a transaction, set the deliveries aside until the commit."""
+        transaction = self.transaction
+        if transaction is None:
+            self.settle(tags, action)
+        else:
+            transaction.settlements.append(({t: self.unacked.pop(t) for t in tags}, action))
+
+    def _end_transaction(self, transaction: Transaction[Unacked]) -> None:
+        """Drop what ``transaction`` holds: publishes go, set-aside deliveries come back."""
+        self.session.transactions_size -= transaction.size
+        aside = transaction.set_aside()
+        if aside:
+            self.unacked = dict(sorted({**self.unacked, **aside}.items()))
+
     def release(self) -> None:
         """The channel closes: cancel its consumers, requeue what it holds, in tag order."""
         session = self.session
         vhost = session.vhost
         self._drop_content()
+        if self.transaction is not None:
+            self._end_transaction(self.transaction)
+            self.transaction = None
         for consumer in list(self.consumers.values()):
             vhost.remove_consumer(consumer, session.now)
         self.consumers.clear()
@@ -470,15 +517,15 @@ class Channel:
             self.unacked[tag] = Unacked(name, m.delivery_id, None)
 
     def _ack(self, method: commands.Basic.Ack) -> None:
-        self.settle(self._tags(method.delivery_tag or 0, method.multiple, method), "ack")
+        self._settle_or_hold(self._tags(method.delivery_tag or 0, method.multiple, method), "ack")
 
     def _nack(self, method: commands.Basic.Nack) -> None:
         tags = self._tags(method.delivery_tag, method.multiple, method)
-        self.settle(tags, "requeue" if method.requeue else "drop")
+        self._settle_or_hold(tags, "requeue" if method.requeue else "drop")
 
     def _reject(self, method: commands.Basic.Reject) -> None:
         tags = self._tags(method.delivery_tag or 0, False, method)
-        self.settle(tags, "requeue" if method.requeue else "drop")
+        self._settle_or_hold(tags, "requeue" if method.requeue else "drop")
 
     def _recover(self, method: commands.Basic.Recover) -> None:
         if not method.requeue:
@@ -488,9 +535,50 @@ class Channel:
         self.write(Basic.RecoverOk())
 
     def _confirm_select(self, method: commands.Confirm.Select) -> None:
+        if self.transaction is not None:
+            raise SoftError(PRECONDITION_FAILED, "cannot switch from tx to confirm mode")
         self.confirming = True
         if not method.nowait:
             self.write(commands.Confirm.SelectOk())
+
+    def _tx_select(self, method: commands.Tx.Select) -> None:
+        if self.confirming:
+            raise SoftError(PRECONDITION_FAILED, "cannot switch from confirm to tx mode")
+        if self.transaction is None:
+            self.transaction = Transaction()
+        self.write(commands.Tx.SelectOk())
+
+    def _tx_commit(self, method: commands.Tx.Commit) -> None:
+        """Route the held publishes, apply the held settlements; CommitOk once durable."""
+        transaction = self._transaction()
+        session = self.session
+        session.transactions_size -= transaction.size
+        transaction.size = 0
+        self.transaction = None  # so _route routes instead of holding
+        generation = session.broker.write_generation
+        try:
+            for held in transaction.publishes:
+                self._route(held.method, held.properties, held.body)
+        except BaseException:
+            self._end_transaction(transaction)  # nothing settled: the deliveries come back
+            raise
+        finally:
+            self.transaction = Transaction()
+        for deliveries, action in transaction.settlements:
+            self.unacked.update(deliveries)
+            self.settle(list(deliveries), action)
+        session.committed(self, durable=session.broker.write_generation != generation)
+
+    def _tx_rollback(self, method: commands.Tx.Rollback) -> None:
+        transaction = self._transaction()
+        self._end_transaction(transaction)
+        self.transaction = Transaction()
+        self.write(commands.Tx.RollbackOk())
+
+    def _transaction(self) -> Transaction[Unacked]:
+        if self.transaction is None:
+            raise SoftError(PRECONDITION_FAILED, "channel is not transactional")
+        return self.transaction
 
     def _flow(self, method: commands.Channel.Flow) -> None:
         self.paused = not method.active
@@ -656,6 +744,9 @@ _HANDLERS: dict[type[base.Frame], Callable[[Channel, Any], None]] = {
     commands.Basic.Reject: Channel._reject,
     commands.Basic.Recover: Channel._recover,
     commands.Confirm.Select: Channel._confirm_select,
+    commands.Tx.Select: Channel._tx_select,
+    commands.Tx.Commit: Channel._tx_commit,
+    commands.Tx.Rollback: Channel._tx_rollback,
     commands.Channel.Flow: Channel._flow,
     commands.Exchange.Declare: Channel._exchange_declare,
     commands.Exchange.Delete: Channel._exchange_delete,

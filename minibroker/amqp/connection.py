@@ -44,6 +44,7 @@ from minibroker.amqp.errors import (
     INTERNAL_ERROR,
     NOT_ALLOWED,
     NOT_IMPLEMENTED,
+    PRECONDITION_FAILED,
     UNEXPECTED_FRAME,
     AmqpError,
     HardError,
@@ -75,6 +76,8 @@ CAPABILITIES: Final = {
     "exchange_exchange_bindings": True,
 }
 _LONG: Final = struct.Struct(">I")
+#: The sequence number a held Tx.CommitOk has among the held confirms (they start at 1).
+_COMMIT: Final = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +118,8 @@ class AmqpSession:
         self.last_queue = ""
         #: Body bytes announced by content headers and not yet complete (bounded).
         self.content_in_progress = 0
+        #: Bytes the channels' open transactions hold (bounded by the same budget).
+        self.transactions_size = 0
         #: A consumer found the outbound buffer full; feed consumers again once it drains.
         self.starved = False
         #: Confirms waiting for group commit: (write generation, channel, sequence, ok).
@@ -490,9 +495,24 @@ class AmqpSession:
             return
         self._send_confirm(channel, seq, ok)
 
+    def committed(self, channel: Channel, *, durable: bool) -> None:
+        """Tx.CommitOk, after the fsync when the commit made a durable write (held
+        in line with the confirms, as sequence number ``_COMMIT``)."""
+        if self._held or (durable and self.settings.hold_until_synced):
+            self._held.append((self.broker.write_generation, channel, _COMMIT, True))
+            return
+        self._send_confirm(channel, _COMMIT, True)
+
     def _send_confirm(self, channel: Channel, seq: int, ok: bool) -> None:
         if channel.closing or self.channels.get(channel.number) is not channel:
             return  # the channel closed meanwhile: its confirms died with it
+        if seq == _COMMIT:
+            if ok:
+                self.write(framing.method_frame(channel.number, commands.Tx.CommitOk()))
+            else:
+                failed = SoftError(PRECONDITION_FAILED, "the commit could not be made durable")
+                self._close_channel(channel, failed, commands.Tx.Commit.index)
+            return
         self.write(framing.confirm_frame(channel.number, seq, ok))
 
     def release_synced(self, generation: int) -> None:

@@ -206,6 +206,68 @@ def exchange_bindings_scenario(params: pika.ConnectionParameters) -> list[Any]:
     return [_without(suffix, observation) for observation in seen]
 
 
+def transactions_scenario(params: pika.ConnectionParameters) -> list[Any]:
+    """Tx.Select / Commit / Rollback: when publishes and settlements take effect, and errors."""
+    seen: list[Any] = []
+    suffix = uuid.uuid4().hex[:8]
+    queue = f"diff-tx-{suffix}"
+    connection = pika.BlockingConnection(params)
+    try:
+        observer = connection.channel()
+        observer.queue_declare(queue, exclusive=True)
+
+        def count(label: str) -> None:
+            seen.append((label, observer.queue_declare(queue, passive=True).method.message_count))
+
+        ch = connection.channel()
+        returned: list[bytes] = []
+        ch.add_on_return_callback(lambda c, m, p, body: returned.append(body))
+        ch.tx_select()
+        for body in (b"a", b"b", b"c"):
+            ch.basic_publish("", queue, body)
+        ch.basic_publish("", f"diff-nowhere-{suffix}", b"unroutable", mandatory=True)
+        count("before commit")
+        ch.tx_commit()  # a return comes before CommitOk: pika holds it until asked
+        connection.process_data_events(time_limit=0)
+        seen.append(("returned", returned))
+        count("after commit")
+        ch.basic_publish("", queue, b"rolled back")
+        ch.tx_rollback()
+        count("after rollback")
+        got = [ch.basic_get(queue) for _ in range(3)]
+        seen.append(("got", [(m.delivery_tag, body) for m, _, body in got]))
+        ch.basic_ack(got[0][0].delivery_tag)
+        ch.basic_reject(got[1][0].delivery_tag, requeue=True)
+        ch.tx_commit()
+        ch.basic_ack(got[2][0].delivery_tag)
+        ch.tx_rollback()
+        ch.close()
+        count("after close")
+        for attempt in (
+            lambda c: (c.tx_select(), c.confirm_delivery()),
+            lambda c: (c.confirm_delivery(), c.tx_select()),
+            lambda c: c.tx_commit(),
+            lambda c: c.tx_rollback(),
+            lambda c: (
+                c.tx_select(),
+                c.basic_ack(c.basic_get(queue)[0].delivery_tag),
+                c.basic_ack(1),
+                c.tx_commit(),
+            ),
+        ):
+            ch = connection.channel()
+            try:
+                attempt(ch)
+                seen.append(("no error",))
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                seen.append(("channel closed", exc.reply_code))
+        count("at the end")
+    finally:
+        if connection.is_open:
+            connection.close()
+    return [_without(suffix, observation) for observation in seen]
+
+
 def _without(suffix: str, value: Any) -> Any:
     """``value`` with this run's unique suffix taken out of every string in it."""
     if isinstance(value, str):
@@ -232,6 +294,18 @@ def test_exchange_bindings_look_the_same_from_minibroker_and_rabbitmq(
         pytest.skip("no RabbitMQ on 127.0.0.1:5672 (guest/guest) to compare with")
     ours = exchange_bindings_scenario(pika.URLParameters(minibroker_amqp_url))
     theirs = exchange_bindings_scenario(
+        pika.ConnectionParameters(*RABBITMQ, credentials=pika.PlainCredentials("guest", "guest"))
+    )
+    _same(ours, theirs)
+
+
+def test_transactions_look_the_same_from_minibroker_and_rabbitmq(
+    minibroker_amqp_url: str,
+) -> None:
+    if not _rabbitmq_reachable():
+        pytest.skip("no RabbitMQ on 127.0.0.1:5672 (guest/guest) to compare with")
+    ours = transactions_scenario(pika.URLParameters(minibroker_amqp_url))
+    theirs = transactions_scenario(
         pika.ConnectionParameters(*RABBITMQ, credentials=pika.PlainCredentials("guest", "guest"))
     )
     _same(ours, theirs)

@@ -96,9 +96,9 @@ async def test_a_body_frame_without_a_publish_closes_with_505() -> None:
     await _oversized_frame_closes_with(505, struct.pack(">BHI", 3, 1, 3) + b"abc\xce")
 
 
-async def test_tx_select_is_not_implemented_540() -> None:
+async def test_basic_recover_async_is_not_implemented_540() -> None:
     await _oversized_frame_closes_with(
-        540, b"".join([struct.pack(">BHIHH", 1, 1, 4, 90, 10), b"\xce"])
+        540, b"".join([struct.pack(">BHIHHB", 1, 1, 5, 60, 100, 1), b"\xce"])
     )
 
 
