@@ -334,12 +334,30 @@ class Vhost:
                 exchange, routing_key, message, header_table, now, ttl
             )
         if exchange.type == TOPIC:
-            return self._publish_topic(exchange, routing_key, message, now, ttl), 0
+            try:
+                result = self.namespace.topics.publish(
+                    topic_name(exchange.name, routing_key), [message], now, ttl
+                )
+            except InvalidName:
+                return 0, 0  # no binding can match a key the core cannot name
+            return result.queues + result.subscriptions, 0
         if exchange.name == DEFAULT:
             targets: Sequence[str] = (routing_key,)
         else:
             targets = exchange.route(routing_key, header_table)
-        return self._put(targets, message, now, ttl)
+        taken = refused = 0
+        queues = self.namespace.queues
+        for name in targets:
+            queue = queues.find(name)
+            if queue is None:
+                continue
+            try:
+                queue.put([message], now, ttl=ttl)
+            except Overflow:
+                refused += 1
+                continue
+            taken += 1
+        return taken, refused
 
     def _publish_topic(
         self,
