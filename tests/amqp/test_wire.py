@@ -96,9 +96,10 @@ async def test_a_body_frame_without_a_publish_closes_with_505() -> None:
     await _oversized_frame_closes_with(505, struct.pack(">BHI", 3, 1, 3) + b"abc\xce")
 
 
-async def test_basic_recover_async_is_not_implemented_540() -> None:
+async def test_connection_update_secret_is_not_implemented_540() -> None:
+    payload = struct.pack(">HHI", 10, 70, 3) + b"new" + b"\x06reason"
     await _oversized_frame_closes_with(
-        540, b"".join([struct.pack(">BHIHHB", 1, 1, 5, 60, 100, 1), b"\xce"])
+        540, struct.pack(">BHI", 1, 0, len(payload)) + payload + b"\xce"
     )
 
 
