@@ -13,9 +13,9 @@ arguments and results cannot drift between clients.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
+from minibroker.client.connection import AsyncPendingCall, SyncPendingCall
 from minibroker.client.logs import AsyncLogMethods, SyncLogMethods
 from minibroker.client.protocol import Call
 from minibroker.client.pushes import PushParser
@@ -24,52 +24,6 @@ from minibroker.client.rpc import AsyncRpcMethods, SyncRpcMethods
 from minibroker.client.topics import AsyncTopicMethods, SyncTopicMethods
 
 T = TypeVar("T")
-T_co = TypeVar("T_co", covariant=True)
-
-
-class PendingCall(Protocol[T_co]):
-    """A request sent with ``_begin``: its answer is collected later.
-
-    This is how one task keeps several requests in flight (the queue
-    consumer keeps its fetches pipelined this way) without a task per call.
-    """
-
-    @property
-    def request_id(self) -> int:
-        """The request's id on the wire (``fetch.cancel`` names a parked fetch by it)."""
-
-    @property
-    def done(self) -> bool:
-        """True once the answer (or the connection's failure) is in."""
-
-    async def wait(self) -> None:
-        """Wait until ``done``; never raises the call's error. Always a checkpoint:
-        the transport gets to send what was begun and read answers meanwhile."""
-
-    def outcome(self) -> T_co:
-        """The parsed result, or raise the call's error (only once ``done``)."""
-
-    def abandon(self, on_result: Callable[[Any], None] | None = None) -> None:
-        """Stop caring about the answer. ``on_result(raw_result)`` runs (on the
-        transport's reader) if it arrives and succeeds: cleanup such as giving
-        back messages that a fetch delivered after its consumer left."""
-
-
-class SyncPendingCall(Protocol[T_co]):
-    """The blocking client's ``PendingCall``: ``wait()`` blocks (up to the
-    client's timeout plus the request's own server-side wait)."""
-
-    @property
-    def request_id(self) -> int: ...
-
-    @property
-    def done(self) -> bool: ...
-
-    def wait(self) -> None: ...
-
-    def outcome(self) -> T_co: ...
-
-    def abandon(self, on_result: Callable[[Any], None] | None = None) -> None: ...
 
 
 def ping_call(data: bytes | None) -> Call[bytes | None]:
@@ -88,8 +42,8 @@ class AsyncTransport(abc.ABC):
         """Send ``call`` and wait for its parsed result."""
 
     @abc.abstractmethod
-    def _begin(self, call: Call[T]) -> PendingCall[T]:
-        """Send ``call`` without waiting for its answer (see ``PendingCall``)."""
+    def _begin(self, call: Call[T]) -> AsyncPendingCall[T]:
+        """Send ``call`` without waiting for its answer (see connection.PendingCall)."""
 
     @abc.abstractmethod
     def _subscription(self, call: Call[Any], parser: PushParser[T]) -> Any:

@@ -19,9 +19,10 @@ wait; what they send and how they read answers lives here:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from minibroker.errors import BrokerError, ConnectionClosed, TooLarge, error_from_code
 from minibroker.protocol.codec import (
@@ -33,6 +34,8 @@ from minibroker.protocol.codec import (
 from minibroker.protocol.frames import PROTOCOL_VERSION
 
 T = TypeVar("T")
+P = ParamSpec("P")
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: Why a connection ended when the broker simply closed it (end of stream).
 CLOSED_BY_BROKER = "the broker closed the connection"
@@ -49,6 +52,42 @@ class Call(Generic[T]):
     op: str
     fields: dict[str, Any]
     parse: Callable[[Any], T] = field(default=_identity)
+
+
+def awaiting(
+    build: Callable[P, Call[T]],
+) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]:
+    """The async client method that sends the Call ``build`` makes and returns its result.
+
+    ``build`` carries the method's signature and docstring, so the async and
+    the blocking method (:func:`blocking`) are written once, and cannot drift.
+    """
+
+    async def method(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._call(build(*args, **kwargs))  # type: ignore[no-any-return]
+
+    return _like(method, build)
+
+
+def blocking(build: Callable[P, Call[T]]) -> Callable[Concatenate[Any, P], T]:
+    """The blocking client method that sends the Call ``build`` makes (see :func:`awaiting`)."""
+
+    def method(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._call(build(*args, **kwargs))  # type: ignore[no-any-return]
+
+    return _like(method, build)
+
+
+def _like(method: F, build: Callable[..., Any]) -> F:
+    """Give ``method`` the name (less ``_call``), docstring and signature (plus
+    ``self``) of ``build``."""
+    named: Any = method
+    named.__name__ = named.__qualname__ = build.__name__.removesuffix("_call")
+    named.__doc__ = build.__doc__
+    signature = inspect.signature(build)
+    self = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    named.__signature__ = signature.replace(parameters=[self, *signature.parameters.values()])
+    return method
 
 
 @dataclass(frozen=True, slots=True)

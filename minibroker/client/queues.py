@@ -68,9 +68,10 @@ timeout: prefetched messages are in flight from the moment they are fetched.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from minibroker.client.protocol import awaiting, blocking
 from minibroker.client.queue_consumer import (
     DEFAULT_ACK_EVERY,
     DEFAULT_CONSUME_WAIT,
@@ -142,68 +143,14 @@ __all__ = [
 class AsyncQueueMethods(_AsyncBase):
     """Queue methods of the Trio, asyncio and in-process clients."""
 
-    async def declare_queue(
-        self,
-        name: str,
-        *,
-        max_length: int | None = None,
-        overflow: OverflowPolicy = "reject_publish",
-        message_ttl: float | None = None,
-        visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT,
-        max_deliveries: int | None = None,
-        dead_letter_queue: str | None = None,
-        durable: bool = False,
-    ) -> bool:
-        """Create queue ``name``; True if created, False if it existed with the same options.
-
-        Raises Conflict if it exists with other options (``details["options"]``
-        holds them). See docs/queues.md for what each option means.
-        """
-        return await self._call(
-            declare_queue_call(
-                name,
-                max_length,
-                overflow,
-                message_ttl,
-                visibility_timeout,
-                max_deliveries,
-                dead_letter_queue,
-                durable,
-            )
-        )
-
-    async def delete_queue(self, name: str) -> int:
-        """Delete the queue; returns how many messages it held (ready, in flight, delayed)."""
-        return await self._call(delete_queue_call(name))
-
-    async def purge_queue(self, name: str) -> int:
-        """Remove the ready and delayed messages; returns how many. In-flight ones stay."""
-        return await self._call(purge_queue_call(name))
-
-    async def list_queues(self) -> list[QueueInfo]:
-        """The queues of this namespace, sorted by name, with their depth."""
-        return await self._call(list_queues_call())
-
-    async def queue_stats(self, name: str) -> QueueStats:
-        """Depth, counters and options of a queue."""
-        return await self._call(queue_stats_call(name))
-
-    async def inspect_queue(self, name: str, limit: int = 1000) -> QueueContents:
-        """Look at up to ``limit`` ready, in-flight and delayed messages (a test hook)."""
-        return await self._call(inspect_queue_call(name, limit))
-
-    async def put(self, queue: str, body: bytes, headers: Mapping[str, str] | None = None) -> None:
-        """Put one message; returns once the broker confirmed it (stored per the
-        fsync policy for a durable queue). Raises Overflow on a full queue."""
-        await self._call(put_call(queue, body, headers))
-
-    async def put_many(self, queue: str, messages: Iterable[MessageItem]) -> int:
-        """Put a batch in one frame; returns how many once confirmed. All or nothing.
-
-        Each item is a body, a ``(body, headers)`` pair, a ``{"body",
-        "headers"}`` map or an object with ``body``/``headers``.
-        """
-        return await self._call(put_many_call(queue, messages))
+    declare_queue = awaiting(declare_queue_call)
+    delete_queue = awaiting(delete_queue_call)
+    purge_queue = awaiting(purge_queue_call)
+    list_queues = awaiting(list_queues_call)
+    queue_stats = awaiting(queue_stats_call)
+    inspect_queue = awaiting(inspect_queue_call)
+    put = awaiting(put_call)
+    put_many = awaiting(put_many_call)
 
     async def fetch(
         self,
@@ -288,59 +235,14 @@ class AsyncQueueMethods(_AsyncBase):
 class SyncQueueMethods(_SyncBase):
     """Queue methods of the blocking client (same names and arguments, no ``await``)."""
 
-    def declare_queue(
-        self,
-        name: str,
-        *,
-        max_length: int | None = None,
-        overflow: OverflowPolicy = "reject_publish",
-        message_ttl: float | None = None,
-        visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT,
-        max_deliveries: int | None = None,
-        dead_letter_queue: str | None = None,
-        durable: bool = False,
-    ) -> bool:
-        """Create queue ``name``; True if created, False if it existed alike."""
-        return self._call(
-            declare_queue_call(
-                name,
-                max_length,
-                overflow,
-                message_ttl,
-                visibility_timeout,
-                max_deliveries,
-                dead_letter_queue,
-                durable,
-            )
-        )
-
-    def delete_queue(self, name: str) -> int:
-        """Delete the queue; returns how many messages it held."""
-        return self._call(delete_queue_call(name))
-
-    def purge_queue(self, name: str) -> int:
-        """Remove the ready and delayed messages; returns how many."""
-        return self._call(purge_queue_call(name))
-
-    def list_queues(self) -> list[QueueInfo]:
-        """The queues of this namespace, sorted by name, with their depth."""
-        return self._call(list_queues_call())
-
-    def queue_stats(self, name: str) -> QueueStats:
-        """Depth, counters and options of a queue."""
-        return self._call(queue_stats_call(name))
-
-    def inspect_queue(self, name: str, limit: int = 1000) -> QueueContents:
-        """Look at up to ``limit`` ready, in-flight and delayed messages (a test hook)."""
-        return self._call(inspect_queue_call(name, limit))
-
-    def put(self, queue: str, body: bytes, headers: Mapping[str, str] | None = None) -> None:
-        """Put one message; returns once the broker confirmed it."""
-        self._call(put_call(queue, body, headers))
-
-    def put_many(self, queue: str, messages: Iterable[MessageItem]) -> int:
-        """Put a batch in one frame; returns how many once confirmed. All or nothing."""
-        return self._call(put_many_call(queue, messages))
+    declare_queue = blocking(declare_queue_call)
+    delete_queue = blocking(delete_queue_call)
+    purge_queue = blocking(purge_queue_call)
+    list_queues = blocking(list_queues_call)
+    queue_stats = blocking(queue_stats_call)
+    inspect_queue = blocking(inspect_queue_call)
+    put = blocking(put_call)
+    put_many = blocking(put_many_call)
 
     def fetch(
         self,
