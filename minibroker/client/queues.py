@@ -69,7 +69,6 @@ timeout: prefetched messages are in flight from the moment they are fetched.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from minibroker.client.protocol import awaiting, blocking
 from minibroker.client.queue_consumer import (
@@ -106,16 +105,7 @@ from minibroker.client.queue_wire import (
     put_many_call,
     queue_stats_call,
 )
-
-if TYPE_CHECKING:
-    # api.py inherits these mixins, so importing it at run time would be circular.
-    from minibroker.client.api import AsyncTransport, SyncTransport
-
-    _AsyncBase = AsyncTransport
-    _SyncBase = SyncTransport
-else:
-    _AsyncBase = object
-    _SyncBase = object
+from minibroker.client.transport import AsyncTransport, SyncTransport
 
 __all__ = [
     "DEFAULT_ACK_EVERY",
@@ -140,7 +130,7 @@ __all__ = [
 # ----------------------------------------------------------------- mixins
 
 
-class AsyncQueueMethods(_AsyncBase):
+class AsyncQueueMethods(AsyncTransport):
     """Queue methods of the Trio, asyncio and in-process clients."""
 
     declare_queue = awaiting(declare_queue_call)
@@ -232,7 +222,7 @@ class AsyncQueueMethods(_AsyncBase):
         )
 
 
-class SyncQueueMethods(_SyncBase):
+class SyncQueueMethods(SyncTransport):
     """Queue methods of the blocking client (same names and arguments, no ``await``)."""
 
     declare_queue = blocking(declare_queue_call)

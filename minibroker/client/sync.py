@@ -61,7 +61,7 @@ from minibroker.client.advice import (
     refuse_blocking_on_trio,
 )
 from minibroker.client.api import SyncMethods
-from minibroker.client.connection import Connection, PendingCall, SyncPendingCall
+from minibroker.client.connection import Connection, SyncPendingCall
 from minibroker.client.protocol import CLOSED_BY_BROKER, Call, Push, connection_lost, hello_call
 from minibroker.client.pushes import PushParser, SubscriptionCore, SubscriptionEnded
 from minibroker.client.url import parse_url
@@ -398,22 +398,6 @@ class Client(SyncMethods):
         )
         self._reader.start()
 
-    @property
-    def closed(self) -> bool:
-        return self._conn.closed is not None
-
-    @property
-    def _closed(self) -> BaseException | None:
-        return self._conn.closed
-
-    @property
-    def _pending(self) -> dict[int, PendingCall[Any]]:
-        return self._conn.pending
-
-    @property
-    def _subscriptions(self) -> dict[int, Any]:
-        return self._conn.subscriptions
-
     def __enter__(self) -> Client:
         return self
 
@@ -627,6 +611,7 @@ class _TimeoutView(SyncMethods):
 
     def __init__(self, client: Client, timeout: float | None) -> None:
         self._client = client
+        self._conn = client._conn
         self._timeout = timeout
 
     def __getattr__(self, name: str) -> Any:
@@ -638,6 +623,9 @@ class _TimeoutView(SyncMethods):
 
     def _begin(self, call: Call[T]) -> _BlockingCall[T]:
         return self._client._begin(call, timeout=self._timeout)
+
+    def _post(self, call: Call[Any]) -> None:
+        self._client._post(call)
 
     def _subscription(
         self,

@@ -19,7 +19,7 @@ import trio
 
 from minibroker.client.advice import explaining_connect, explaining_hello, require_event_loop
 from minibroker.client.api import AsyncMethods
-from minibroker.client.connection import AsyncPendingCall, Connection, PendingCall
+from minibroker.client.connection import AsyncPendingCall, Connection
 from minibroker.client.protocol import CLOSED_BY_BROKER, Call, connection_lost, hello_call
 from minibroker.client.pushes import AsyncSubscription, AsyncSubscriptionContext, PushParser
 from minibroker.client.url import BrokerAddress, parse_url
@@ -91,22 +91,6 @@ class Client(AsyncMethods):
         self._direct = direct_socket(stream)
         self._max_pending = max_pending
         self.server_info: dict[str, Any] = {}
-
-    @property
-    def closed(self) -> bool:
-        return self._conn.closed is not None
-
-    @property
-    def _closed(self) -> BaseException | None:
-        return self._conn.closed
-
-    @property
-    def _pending(self) -> dict[int, PendingCall[Any]]:
-        return self._conn.pending
-
-    @property
-    def _subscriptions(self) -> dict[int, Any]:
-        return self._conn.subscriptions
 
     # -------------------------------------------------------- the transport
 
