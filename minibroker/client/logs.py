@@ -35,7 +35,18 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from minibroker.client.bodies import as_body
-from minibroker.client.protocol import Call, awaiting, blocking
+from minibroker.client.producer import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_BATCH_BYTES,
+    DEFAULT_MAX_IN_FLIGHT,
+    AsyncProducer,
+    Confirmation,
+    ProducerState,
+    SyncConfirmation,
+    SyncProducer,
+    body_size,
+)
+from minibroker.client.protocol import Call, awaiting, blocking, opening
 from minibroker.client.pushes import SubscriptionEnded
 from minibroker.client.transport import AsyncTransport, SyncTransport
 from minibroker.errors import BrokerError, ConnectionClosed, OffsetOutOfRange
@@ -44,12 +55,14 @@ from minibroker.record_format import decode_records_fast
 
 __all__ = [
     "AsyncLogMethods",
+    "AsyncLogProducer",
     "AsyncLogTail",
     "GroupLag",
     "LogStats",
     "Record",
     "Start",
     "SyncLogMethods",
+    "SyncLogProducer",
     "SyncLogTail",
     "parse_records",
 ]
@@ -478,6 +491,59 @@ class SyncLogTail(_TailState):
                     raise
 
 
+def log_producer_state(
+    client: Any,
+    log: str,
+    *,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+) -> ProducerState:
+    """An ordered, pipelined producer for ``log``: ``producer.append(body, key,
+    headers)`` returns the record's confirmation at once (its offset, once
+    stored), batches leave in order with up to ``max_in_flight`` awaiting
+    their confirmation. Use it with ``async with`` (``with``); leaving the
+    block flushes. See client/producer.py."""
+
+    def append_batch(records: list[Any]) -> Call[int]:
+        return Call("append", {"log": log, "records": records}, _first_offset)
+
+    return ProducerState(
+        client,
+        append_batch,
+        _offset_in_batch,
+        max_batch=max_batch,
+        max_batch_bytes=max_batch_bytes,
+        max_in_flight=max_in_flight,
+    )
+
+
+def _offset_in_batch(first_offset: int, index: int) -> int:
+    return first_offset + index
+
+
+class AsyncLogProducer(AsyncProducer):
+    """``mb.log_producer(log)`` for the async clients (see ``log_producer_state``)."""
+
+    async def append(
+        self, body: bytes, key: bytes | None = None, headers: Mapping[str, str] | None = None
+    ) -> Confirmation:
+        """Append one record; waits only while the window is full. ``await`` the
+        confirmation it returns for the record's offset once stored."""
+        return await self._add(_record_map(body, key, headers), body_size(body, headers))
+
+
+class SyncLogProducer(SyncProducer):
+    """``mb.log_producer(log)`` for the blocking client (see ``AsyncLogProducer``)."""
+
+    def append(
+        self, body: bytes, key: bytes | None = None, headers: Mapping[str, str] | None = None
+    ) -> SyncConfirmation:
+        """Append one record; blocks only while the window is full. Its
+        confirmation's ``result()`` blocks for the record's offset once stored."""
+        return self._add(_record_map(body, key, headers), body_size(body, headers))
+
+
 class AsyncLogMethods(AsyncTransport):
     """Log methods of the Trio, asyncio and in-process clients."""
 
@@ -490,6 +556,7 @@ class AsyncLogMethods(AsyncTransport):
     read = awaiting(read_call)
     commit = awaiting(commit_call)
     committed = awaiting(committed_call)
+    log_producer = opening(log_producer_state, AsyncLogProducer)
 
     @asynccontextmanager
     async def tail(
@@ -532,6 +599,7 @@ class SyncLogMethods(SyncTransport):
     read = blocking(read_call)
     commit = blocking(commit_call)
     committed = blocking(committed_call)
+    log_producer = opening(log_producer_state, SyncLogProducer)
 
     @contextmanager
     def tail(

@@ -36,6 +36,8 @@ from minibroker.protocol.frames import PROTOCOL_VERSION
 T = TypeVar("T")
 P = ParamSpec("P")
 F = TypeVar("F", bound=Callable[..., Any])
+S = TypeVar("S")
+R = TypeVar("R")
 
 #: Why a connection ended when the broker simply closed it (end of stream).
 CLOSED_BY_BROKER = "the broker closed the connection"
@@ -78,15 +80,33 @@ def blocking(build: Callable[P, Call[T]]) -> Callable[Concatenate[Any, P], T]:
     return _like(method, build)
 
 
-def _like(method: F, build: Callable[..., Any]) -> F:
-    """Give ``method`` the name (less ``_call``), docstring and signature (plus
+def opening(
+    build: Callable[Concatenate[Any, P], S], kind: Callable[[S], R]
+) -> Callable[Concatenate[Any, P], R]:
+    """A client method that builds ``S`` (with the client and its arguments)
+    and returns ``kind(S)``: the flavour's object around the shared state,
+    such as an async or a blocking producer."""
+
+    def method(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return kind(build(self, *args, **kwargs))
+
+    return _like(method, build, add_self=False)
+
+
+def _like(method: F, build: Callable[..., Any], add_self: bool = True) -> F:
+    """Give ``method`` the name (less ``_call`` or ``_state``), docstring and signature (plus
     ``self``) of ``build``."""
     named: Any = method
-    named.__name__ = named.__qualname__ = build.__name__.removesuffix("_call")
+    name = build.__name__.removesuffix("_call").removesuffix("_state")
+    named.__name__ = named.__qualname__ = name
     named.__doc__ = build.__doc__
     signature = inspect.signature(build)
+    parameters = list(signature.parameters.values())
     self = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    named.__signature__ = signature.replace(parameters=[self, *signature.parameters.values()])
+    named.__signature__ = signature.replace(
+        parameters=[self, *parameters[0 if add_self else 1 :]],
+        return_annotation=inspect.Signature.empty,
+    )
     return method
 
 

@@ -292,7 +292,7 @@ class SyncDirectSettler:
 # ------------------------------------------------------------------ calls
 
 
-def _count(result: dict[str, Any]) -> int:
+def count_of(result: dict[str, Any]) -> int:
     return int(result["count"])
 
 
@@ -353,7 +353,7 @@ def inspect_queue_call(name: str, limit: int = 1000) -> Call[QueueContents]:
     return Call("queue.inspect", {"queue": name, "limit": limit}, _parse_contents)
 
 
-def _message_map(body: Any, headers: Mapping[str, str] | None) -> dict[str, Any]:
+def message_map(body: Any, headers: Mapping[str, str] | None) -> dict[str, Any]:
     body = as_body(body)
     return {"body": body, "headers": dict(headers)} if headers else {"body": body}
 
@@ -363,19 +363,19 @@ def _encode_message(item: MessageItem) -> dict[str, Any]:
         return {"body": item}
     if isinstance(item, tuple):
         body, headers = (*item, None)[:2]
-        return _message_map(body, headers)
+        return message_map(body, headers)
     if isinstance(item, Mapping):
-        return _message_map(item["body"], item.get("headers"))
+        return message_map(item["body"], item.get("headers"))
     if isinstance(item, bytearray | memoryview | str):
-        return _message_map(item, None)
+        return message_map(item, None)
     body = getattr(item, "body")  # noqa: B009 (any object with a body attribute)
-    return _message_map(body, getattr(item, "headers", None))
+    return message_map(body, getattr(item, "headers", None))
 
 
 def put_call(queue: str, body: bytes, headers: Mapping[str, str] | None = None) -> Call[None]:
     """Put one message; returns once the broker confirmed it (stored per the
     fsync policy for a durable queue). Raises Overflow on a full queue."""
-    return Call("put", {"queue": queue, "messages": [_message_map(body, headers)]}, _none)
+    return Call("put", {"queue": queue, "messages": [message_map(body, headers)]}, _none)
 
 
 def _none(result: Any) -> None:
@@ -392,7 +392,7 @@ def put_many_call(queue: str, messages: Iterable[MessageItem]) -> Call[int]:
         raise TypeError("put_many takes an iterable of messages, not one body")
     # Plain bytes, the common case, skip the call to _encode_message.
     encoded = [{"body": m} if type(m) is bytes else _encode_message(m) for m in messages]
-    return Call("put", {"queue": queue, "messages": encoded}, _count)
+    return Call("put", {"queue": queue, "messages": encoded}, count_of)
 
 
 def fetch_call(
@@ -425,14 +425,14 @@ def cancel_fetch_call(queue: str, fetch_id: int) -> Call[bool]:
 
 
 def ack_call(queue: str, delivery_ids: list[int]) -> Call[int]:
-    return Call("ack", {"queue": queue, "deliveries": delivery_ids}, _count)
+    return Call("ack", {"queue": queue, "deliveries": delivery_ids}, count_of)
 
 
 def nack_call(queue: str, delivery_ids: list[int], requeue: bool, delay: float) -> Call[int]:
     fields: dict[str, Any] = {"queue": queue, "deliveries": delivery_ids, "requeue": requeue}
     if delay:
         fields["delay"] = delay
-    return Call("nack", fields, _count)
+    return Call("nack", fields, count_of)
 
 
 #: What ``ack``/``nack`` take: deliveries (one, or any iterable, grouped by

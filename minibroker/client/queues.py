@@ -68,9 +68,21 @@ timeout: prefetched messages are in flight from the moment they are fetched.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from minibroker.client.protocol import awaiting, blocking
+from minibroker.client.producer import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_BATCH_BYTES,
+    DEFAULT_MAX_IN_FLIGHT,
+    AsyncProducer,
+    Confirmation,
+    ProducerState,
+    SyncConfirmation,
+    SyncProducer,
+    body_size,
+)
+from minibroker.client.protocol import Call, awaiting, blocking, opening
 from minibroker.client.queue_consumer import (
     DEFAULT_ACK_EVERY,
     DEFAULT_CONSUME_WAIT,
@@ -94,11 +106,13 @@ from minibroker.client.queue_wire import (
     SyncDelivery,
     SyncDirectSettler,
     ack_calls,
+    count_of,
     declare_queue_call,
     delete_queue_call,
     fetch_call,
     inspect_queue_call,
     list_queues_call,
+    message_map,
     nack_calls,
     purge_queue_call,
     put_call,
@@ -114,6 +128,7 @@ __all__ = [
     "DEFAULT_VISIBILITY_TIMEOUT",
     "AsyncConsumer",
     "AsyncQueueMethods",
+    "AsyncQueueProducer",
     "Delivery",
     "MessageItem",
     "OverflowPolicy",
@@ -124,7 +139,59 @@ __all__ = [
     "SyncConsumer",
     "SyncDelivery",
     "SyncQueueMethods",
+    "SyncQueueProducer",
 ]
+
+
+# --------------------------------------------------------------- producers
+
+
+def queue_producer_state(
+    client: Any,
+    queue: str,
+    *,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+) -> ProducerState:
+    """An ordered, pipelined producer for ``queue``: ``producer.put(body, headers)``
+    returns the message's confirmation at once, batches leave in order with
+    up to ``max_in_flight`` awaiting their confirmation. Use it with ``async
+    with`` (``with``); leaving the block flushes. See client/producer.py."""
+
+    def put_batch(messages: list[dict[str, Any]]) -> Call[int]:
+        return Call("put", {"queue": queue, "messages": messages}, count_of)
+
+    return ProducerState(
+        client,
+        put_batch,
+        _no_result,
+        max_batch=max_batch,
+        max_batch_bytes=max_batch_bytes,
+        max_in_flight=max_in_flight,
+    )
+
+
+def _no_result(result: Any, index: int) -> None:
+    return None
+
+
+class AsyncQueueProducer(AsyncProducer):
+    """``mb.queue_producer(queue)`` for the async clients (see ``queue_producer_state``)."""
+
+    async def put(self, body: bytes, headers: Mapping[str, str] | None = None) -> Confirmation:
+        """Queue one message; waits only while the window is full. ``await`` the
+        confirmation it returns to know the message is stored (None) or why not."""
+        return await self._add(message_map(body, headers), body_size(body, headers))
+
+
+class SyncQueueProducer(SyncProducer):
+    """``mb.queue_producer(queue)`` for the blocking client (see ``AsyncQueueProducer``)."""
+
+    def put(self, body: bytes, headers: Mapping[str, str] | None = None) -> SyncConfirmation:
+        """Queue one message; blocks only while the window is full. Its
+        confirmation's ``result()`` blocks until the message is stored (None)."""
+        return self._add(message_map(body, headers), body_size(body, headers))
 
 
 # ----------------------------------------------------------------- mixins
@@ -141,6 +208,7 @@ class AsyncQueueMethods(AsyncTransport):
     inspect_queue = awaiting(inspect_queue_call)
     put = awaiting(put_call)
     put_many = awaiting(put_many_call)
+    queue_producer = opening(queue_producer_state, AsyncQueueProducer)
 
     async def fetch(
         self,
@@ -233,6 +301,7 @@ class SyncQueueMethods(SyncTransport):
     inspect_queue = blocking(inspect_queue_call)
     put = blocking(put_call)
     put_many = blocking(put_many_call)
+    queue_producer = opening(queue_producer_state, SyncQueueProducer)
 
     def fetch(
         self,

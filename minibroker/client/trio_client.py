@@ -107,9 +107,11 @@ class Client(AsyncMethods):
         result: T = pending.outcome()
         return result
 
-    def _begin(self, call: Call[T]) -> _TrioCall[T]:
+    def _begin(
+        self, call: Call[T], on_reply: Callable[[Any], None] | None = None
+    ) -> _TrioCall[T]:
         """Queue ``call`` for the writer without waiting; collect the answer later."""
-        pending, data = self._conn.begin(call, _TrioCall)
+        pending, data = self._conn.begin(call, _TrioCall, on_reply)
         self._queue(data)
         return pending
 
