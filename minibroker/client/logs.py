@@ -522,6 +522,15 @@ def _offset_in_batch(first_offset: int, index: int) -> int:
     return first_offset + index
 
 
+def _record_item(
+    body: bytes, key: bytes | None, headers: Mapping[str, str] | None
+) -> tuple[bytes | dict[str, Any], int]:
+    """One record's wire form and size (a bare body, the common case, first: no calls)."""
+    if type(body) is bytes and key is None and headers is None:
+        return body, len(body)
+    return _record_map(body, key, headers), body_size(body, headers)
+
+
 class AsyncLogProducer(AsyncProducer):
     """``mb.log_producer(log)`` for the async clients (see ``log_producer_state``)."""
 
@@ -530,7 +539,10 @@ class AsyncLogProducer(AsyncProducer):
     ) -> Confirmation:
         """Append one record; waits only while the window is full. ``await`` the
         confirmation it returns for the record's offset once stored."""
-        return await self._add(_record_map(body, key, headers), body_size(body, headers))
+        confirmation: Confirmation = self._state.add(*_record_item(body, key, headers))
+        if self._state.full():
+            await self._make_room()
+        return confirmation
 
 
 class SyncLogProducer(SyncProducer):
@@ -541,7 +553,10 @@ class SyncLogProducer(SyncProducer):
     ) -> SyncConfirmation:
         """Append one record; blocks only while the window is full. Its
         confirmation's ``result()`` blocks for the record's offset once stored."""
-        return self._add(_record_map(body, key, headers), body_size(body, headers))
+        confirmation: SyncConfirmation = self._state.add(*_record_item(body, key, headers))
+        if self._state.full():
+            self._make_room()
+        return confirmation
 
 
 class AsyncLogMethods(AsyncTransport):

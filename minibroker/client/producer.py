@@ -102,6 +102,7 @@ class ProducerState:
             if type(value) is not int or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self.client = client
+        self.conn = client._conn
         self.make_call = make_call
         self.result_of = result_of
         self.max_batch = max_batch
@@ -109,29 +110,43 @@ class ProducerState:
         self.max_in_flight = max_in_flight
         #: Async clients send the next batch from their reader as one is confirmed.
         self.ship_on_confirm = False
+        #: The confirmation class of the driver (awaitable, or with ``result()``).
+        self.confirmation: type[_ConfirmationBase] = SyncConfirmation
         self.collecting = _Batch()
         self.in_flight: deque[_Batch] = deque()
         #: The first error since the last flush (raised by ``flush``).
         self.failure: BaseException | None = None
         self.closed = False
 
-    def add(self, item: Any, size: int) -> tuple[_Batch, int]:
-        """Queue one encoded message; send its batch if it is full or nothing is in flight."""
-        if self.closed:
-            raise RuntimeError("this producer was closed; open a new one")
-        if self.client.closed:
-            raise connection_lost(str(self.client._closed))
+    def add(self, item: Any, size: int) -> Any:
+        """Queue one encoded message and return its confirmation; send its batch
+        if it is full or nothing is in flight (the last batch sent is answered:
+        they are answered in order)."""
+        if self.closed or self.conn.closed is not None:
+            self._refuse()
         batch = self.collecting
-        batch.items.append(item)
+        items = batch.items
+        items.append(item)
         batch.size += size
-        index = len(batch.items) - 1
+        confirmation = self.confirmation(self, batch, len(items) - 1)
+        in_flight = self.in_flight
         if (
-            len(batch.items) >= self.max_batch
+            len(items) >= self.max_batch
             or batch.size >= self.max_batch_bytes
-            or not self.in_flight
+            or not in_flight
+            or in_flight[-1].pending.done
         ):
             self.ship()
-        return batch, index
+        return confirmation
+
+    def _refuse(self) -> None:
+        if self.closed:
+            raise RuntimeError("this producer was closed; open a new one")
+        raise connection_lost(str(self.conn.closed))
+
+    def full(self) -> bool:
+        """True while ``max_in_flight`` batches await their confirmation."""
+        return len(self.in_flight) >= self.max_in_flight
 
     def ship(self) -> None:
         """Send the collecting batch (if it holds anything)."""
@@ -169,11 +184,7 @@ class ProducerState:
     def waiting_for(self) -> Any:
         """The oldest request to wait for while the window is full, else None."""
         self.reap()
-        if len(self.in_flight) >= self.max_in_flight:
-            return self.in_flight[0].pending
-        if not self.in_flight:
-            self.ship()  # an earlier batch was confirmed meanwhile (blocking client)
-        return None
+        return self.in_flight[0].pending if self.full() else None
 
     def unconfirmed(self) -> Any:
         """Flushing: send what is collected; the oldest request still unanswered."""
@@ -270,13 +281,12 @@ class AsyncProducer(_ProducerDriver):
     def __init__(self, state: ProducerState) -> None:
         super().__init__(state)
         state.ship_on_confirm = True
+        state.confirmation = Confirmation
 
-    async def _add(self, item: Any, size: int) -> Confirmation:
-        state = self._state
-        confirmation = Confirmation(state, *state.add(item, size))
-        while (oldest := state.waiting_for()) is not None:
+    async def _make_room(self) -> None:
+        """Wait while the window is full (``put`` calls this only then)."""
+        while (oldest := self._state.waiting_for()) is not None:
             await oldest.wait()
-        return confirmation
 
     async def flush(self) -> None:
         """Wait until every message put so far is confirmed; raise the first
@@ -306,12 +316,10 @@ class SyncProducer(_ProducerDriver):
             self._state.ship()
             self._state.closed = True
 
-    def _add(self, item: Any, size: int) -> SyncConfirmation:
-        state = self._state
-        confirmation = SyncConfirmation(state, *state.add(item, size))
-        while (oldest := state.waiting_for()) is not None:
+    def _make_room(self) -> None:
+        """Block while the window is full (``put`` calls this only then)."""
+        while (oldest := self._state.waiting_for()) is not None:
             oldest.wait()
-        return confirmation
 
     def flush(self) -> None:
         """Block until every message put so far is confirmed; raise the first
@@ -330,4 +338,4 @@ class SyncProducer(_ProducerDriver):
 
 def body_size(body: Any, headers: Mapping[str, str] | None = None) -> int:
     """About how many bytes a message adds to its batch's frame."""
-    return len(body) + 16 + (sum(len(k) + len(v) for k, v in headers.items()) if headers else 0)
+    return len(body) + (sum(len(k) + len(v) for k, v in headers.items()) if headers else 0)

@@ -176,13 +176,23 @@ def _no_result(result: Any, index: int) -> None:
     return None
 
 
+def _message_item(body: bytes, headers: Mapping[str, str] | None) -> tuple[dict[str, Any], int]:
+    """One message's wire form and size (plain bytes without headers first: no calls)."""
+    if type(body) is bytes and headers is None:
+        return {"body": body}, len(body)
+    return message_map(body, headers), body_size(body, headers)
+
+
 class AsyncQueueProducer(AsyncProducer):
     """``mb.queue_producer(queue)`` for the async clients (see ``queue_producer_state``)."""
 
     async def put(self, body: bytes, headers: Mapping[str, str] | None = None) -> Confirmation:
         """Queue one message; waits only while the window is full. ``await`` the
         confirmation it returns to know the message is stored (None) or why not."""
-        return await self._add(message_map(body, headers), body_size(body, headers))
+        confirmation: Confirmation = self._state.add(*_message_item(body, headers))
+        if self._state.full():
+            await self._make_room()
+        return confirmation
 
 
 class SyncQueueProducer(SyncProducer):
@@ -191,7 +201,10 @@ class SyncQueueProducer(SyncProducer):
     def put(self, body: bytes, headers: Mapping[str, str] | None = None) -> SyncConfirmation:
         """Queue one message; blocks only while the window is full. Its
         confirmation's ``result()`` blocks until the message is stored (None)."""
-        return self._add(message_map(body, headers), body_size(body, headers))
+        confirmation: SyncConfirmation = self._state.add(*_message_item(body, headers))
+        if self._state.full():
+            self._make_room()
+        return confirmation
 
 
 # ----------------------------------------------------------------- mixins
