@@ -82,6 +82,9 @@ class _AioCall(AsyncPendingCall[T]):
             # is cancelled: the call stays collectable.
             await asyncio.wait((self._future,))
 
+    async def _answered(self) -> None:
+        await self._future
+
 
 class _FutureSignal:
     """A subscription consumer's wake-up: a fresh future per wait."""
@@ -176,14 +179,7 @@ class Client(AsyncMethods):
     async def _call(self, call: Call[T], *, on_reply: Callable[[Any], None] | None = None) -> T:
         if self._write_paused and self._conn.closed is None:
             await self._drain()
-        pending = self._begin(call, on_reply)
-        try:
-            await pending._future
-        finally:
-            if not pending.done:
-                pending._give_up()
-        result: T = pending.outcome()
-        return result
+        return await self._begin(call, on_reply).answer()
 
     def _begin(
         self, call: Call[T], on_reply: Callable[[Any], None] | None = None

@@ -13,10 +13,11 @@ arguments and results cannot drift between clients.
 from __future__ import annotations
 
 from minibroker.client.logs import AsyncLogMethods, SyncLogMethods
-from minibroker.client.protocol import Call, awaiting, blocking
+from minibroker.client.protocol import Call
 from minibroker.client.queues import AsyncQueueMethods, SyncQueueMethods
 from minibroker.client.rpc import AsyncRpcMethods, SyncRpcMethods
 from minibroker.client.topics import AsyncTopicMethods, SyncTopicMethods
+from minibroker.client.transport import sends
 
 
 def ping_call(data: bytes | None = None) -> Call[bytes | None]:
@@ -33,10 +34,10 @@ def drop_namespace_call(name: str) -> Call[bool]:
 
 
 class AsyncMethods(AsyncLogMethods, AsyncQueueMethods, AsyncRpcMethods, AsyncTopicMethods):
-    ping = awaiting(ping_call)
-    drop_namespace = awaiting(drop_namespace_call)
+    ping = sends(ping_call)
+    drop_namespace = sends(drop_namespace_call)
 
 
 class SyncMethods(SyncLogMethods, SyncQueueMethods, SyncRpcMethods, SyncTopicMethods):
-    ping = blocking(ping_call)
-    drop_namespace = blocking(drop_namespace_call)
+    ping = sends(ping_call)
+    drop_namespace = sends(drop_namespace_call)

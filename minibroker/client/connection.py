@@ -132,6 +132,20 @@ class AsyncPendingCall(PendingCall[T]):
         the transport gets to send what was begun and read answers meanwhile."""
         raise NotImplementedError
 
+    async def _answered(self) -> None:
+        """Wait for the answer the cheapest way (cancelling may cancel the primitive)."""
+        raise NotImplementedError
+
+    async def answer(self) -> T:
+        """Wait for the answer and return the outcome. A caller cancelled meanwhile
+        gives the call up: its late answer is dropped (or only seen by a hook)."""
+        try:
+            await self._answered()
+        finally:
+            if not self.done:
+                self._give_up()
+        return self.outcome()
+
 
 class SyncPendingCall(PendingCall[T]):
     """A call a thread collects: ``call.wait()`` blocks (up to the call's timeout)."""

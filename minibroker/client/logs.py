@@ -46,9 +46,9 @@ from minibroker.client.producer import (
     SyncProducer,
     body_size,
 )
-from minibroker.client.protocol import Call, awaiting, blocking, opening
+from minibroker.client.protocol import Call
 from minibroker.client.pushes import SubscriptionEnded
-from minibroker.client.transport import AsyncTransport, SyncTransport
+from minibroker.client.transport import AsyncTransport, SyncTransport, opens, sends
 from minibroker.errors import BrokerError, ConnectionClosed, OffsetOutOfRange
 from minibroker.log_store import Record
 from minibroker.record_format import decode_records_fast
@@ -559,19 +559,23 @@ class SyncLogProducer(SyncProducer):
         return confirmation
 
 
-class AsyncLogMethods(AsyncTransport):
-    """Log methods of the Trio, asyncio and in-process clients."""
+class LogMethods:
+    """Log methods written once for every client (see ``transport.sends``)."""
 
-    create_log = awaiting(create_log_call)
-    delete_log = awaiting(delete_log_call)
-    list_logs = awaiting(list_logs_call)
-    log_stats = awaiting(log_stats_call)
-    append = awaiting(append_call)
-    append_many = awaiting(append_many_call)
-    read = awaiting(read_call)
-    commit = awaiting(commit_call)
-    committed = awaiting(committed_call)
-    log_producer = opening(log_producer_state, AsyncLogProducer)
+    create_log = sends(create_log_call)
+    delete_log = sends(delete_log_call)
+    list_logs = sends(list_logs_call)
+    log_stats = sends(log_stats_call)
+    append = sends(append_call)
+    append_many = sends(append_many_call)
+    read = sends(read_call)
+    commit = sends(commit_call)
+    committed = sends(committed_call)
+    log_producer = opens(log_producer_state, AsyncLogProducer, SyncLogProducer)
+
+
+class AsyncLogMethods(LogMethods, AsyncTransport):
+    """Log methods of the Trio, asyncio and in-process clients."""
 
     @asynccontextmanager
     async def tail(
@@ -602,19 +606,8 @@ class AsyncLogMethods(AsyncTransport):
                 await tail._finish(completed)
 
 
-class SyncLogMethods(SyncTransport):
+class SyncLogMethods(LogMethods, SyncTransport):
     """Log methods of the blocking client (same names and arguments, no ``await``)."""
-
-    create_log = blocking(create_log_call)
-    delete_log = blocking(delete_log_call)
-    list_logs = blocking(list_logs_call)
-    log_stats = blocking(log_stats_call)
-    append = blocking(append_call)
-    append_many = blocking(append_many_call)
-    read = blocking(read_call)
-    commit = blocking(commit_call)
-    committed = blocking(committed_call)
-    log_producer = opening(log_producer_state, SyncLogProducer)
 
     @contextmanager
     def tail(

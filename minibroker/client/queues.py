@@ -82,7 +82,7 @@ from minibroker.client.producer import (
     SyncProducer,
     body_size,
 )
-from minibroker.client.protocol import Call, awaiting, blocking, opening
+from minibroker.client.protocol import Call
 from minibroker.client.queue_consumer import (
     DEFAULT_ACK_EVERY,
     DEFAULT_CONSUME_WAIT,
@@ -119,7 +119,7 @@ from minibroker.client.queue_wire import (
     put_many_call,
     queue_stats_call,
 )
-from minibroker.client.transport import AsyncTransport, SyncTransport
+from minibroker.client.transport import AsyncTransport, SyncTransport, opens, sends
 
 __all__ = [
     "DEFAULT_ACK_EVERY",
@@ -210,18 +210,22 @@ class SyncQueueProducer(SyncProducer):
 # ----------------------------------------------------------------- mixins
 
 
-class AsyncQueueMethods(AsyncTransport):
-    """Queue methods of the Trio, asyncio and in-process clients."""
+class QueueMethods:
+    """Queue methods written once for every client (see ``transport.sends``)."""
 
-    declare_queue = awaiting(declare_queue_call)
-    delete_queue = awaiting(delete_queue_call)
-    purge_queue = awaiting(purge_queue_call)
-    list_queues = awaiting(list_queues_call)
-    queue_stats = awaiting(queue_stats_call)
-    inspect_queue = awaiting(inspect_queue_call)
-    put = awaiting(put_call)
-    put_many = awaiting(put_many_call)
-    queue_producer = opening(queue_producer_state, AsyncQueueProducer)
+    declare_queue = sends(declare_queue_call)
+    delete_queue = sends(delete_queue_call)
+    purge_queue = sends(purge_queue_call)
+    list_queues = sends(list_queues_call)
+    queue_stats = sends(queue_stats_call)
+    inspect_queue = sends(inspect_queue_call)
+    put = sends(put_call)
+    put_many = sends(put_many_call)
+    queue_producer = opens(queue_producer_state, AsyncQueueProducer, SyncQueueProducer)
+
+
+class AsyncQueueMethods(QueueMethods, AsyncTransport):
+    """Queue methods of the Trio, asyncio and in-process clients."""
 
     async def fetch(
         self,
@@ -303,18 +307,8 @@ class AsyncQueueMethods(AsyncTransport):
         )
 
 
-class SyncQueueMethods(SyncTransport):
+class SyncQueueMethods(QueueMethods, SyncTransport):
     """Queue methods of the blocking client (same names and arguments, no ``await``)."""
-
-    declare_queue = blocking(declare_queue_call)
-    delete_queue = blocking(delete_queue_call)
-    purge_queue = blocking(purge_queue_call)
-    list_queues = blocking(list_queues_call)
-    queue_stats = blocking(queue_stats_call)
-    inspect_queue = blocking(inspect_queue_call)
-    put = blocking(put_call)
-    put_many = blocking(put_many_call)
-    queue_producer = opening(queue_producer_state, SyncQueueProducer)
 
     def fetch(
         self,

@@ -46,10 +46,10 @@ from typing import Any, Literal, TypeVar, overload
 import sniffio
 
 from minibroker.client.bodies import as_body
-from minibroker.client.protocol import Call, awaiting, blocking
+from minibroker.client.protocol import Call
 from minibroker.client.pushes import PushParser
 from minibroker.client.serving import serving_in_background, serving_in_thread
-from minibroker.client.transport import AsyncTransport, SyncTransport
+from minibroker.client.transport import AsyncTransport, SyncTransport, sends
 from minibroker.errors import BrokerError, ResponderError, TooLarge
 
 log = logging.getLogger("minibroker.client")
@@ -381,7 +381,7 @@ async def _serve_asyncio(
 class AsyncRpcMethods(AsyncTransport):
     """Request/reply methods of the Trio, asyncio and in-process clients."""
 
-    request = awaiting(request_call)
+    request = sends(request_call)
 
     def respond(
         self, subject: str, group: str | None = None
@@ -484,7 +484,7 @@ class ServeHandle:
 class SyncRpcMethods(SyncTransport):
     """Request/reply methods of the blocking client (same names, no await)."""
 
-    request = blocking(request_call)
+    request = sends(request_call)
 
     def respond(
         self, subject: str, group: str | None = None

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from minibroker.client.bodies import as_body
-from minibroker.client.protocol import Call, awaiting, blocking
-from minibroker.client.transport import AsyncTransport, SyncTransport
+from minibroker.client.protocol import Call
+from minibroker.client.transport import AsyncTransport, SyncTransport, sends
 
 __all__ = [
     "AsyncTopicMethods",
@@ -183,13 +183,17 @@ def unbind_call(queue: str, pattern: str) -> Call[bool]:
     return Call("unbind", {"queue": queue, "pattern": pattern}, lambda r: bool(r["removed"]))
 
 
-class AsyncTopicMethods(AsyncTransport):
-    """Topic methods of the Trio, asyncio and in-process clients."""
+class TopicMethods:
+    """Topic methods written once for every client (see ``transport.sends``)."""
 
-    publish = awaiting(publish_call)
-    publish_many = awaiting(publish_many_call)
-    bind = awaiting(bind_call)
-    unbind = awaiting(unbind_call)
+    publish = sends(publish_call)
+    publish_many = sends(publish_many_call)
+    bind = sends(bind_call)
+    unbind = sends(unbind_call)
+
+
+class AsyncTopicMethods(TopicMethods, AsyncTransport):
+    """Topic methods of the Trio, asyncio and in-process clients."""
 
     def subscribe(
         self,
@@ -213,13 +217,8 @@ class AsyncTopicMethods(AsyncTransport):
         )
 
 
-class SyncTopicMethods(SyncTransport):
+class SyncTopicMethods(TopicMethods, SyncTransport):
     """Topic methods of the blocking client (same names and arguments, no await)."""
-
-    publish = blocking(publish_call)
-    publish_many = blocking(publish_many_call)
-    bind = blocking(bind_call)
-    unbind = blocking(unbind_call)
 
     def subscribe(
         self,

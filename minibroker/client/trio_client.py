@@ -55,6 +55,8 @@ class _TrioCall(AsyncPendingCall[T]):
         """Wait until ``done`` (a checkpoint even when it is); never raises the call's error."""
         await self._event.wait()
 
+    _answered = wait
+
 
 class _TrioSignal:
     """A subscription consumer's wake-up: a fresh ``trio.Event`` per wait."""
@@ -98,13 +100,8 @@ class Client(AsyncMethods):
         self, call: Call[T], *, on_reply: Callable[[Any], None] | None = None
     ) -> T:
         pending, data = self._conn.begin(call, _TrioCall, on_reply)
-        try:
-            await self._send(data)
-            await pending._event.wait()
-        finally:
-            if not pending.done:
-                pending._give_up()
-        result: T = pending.outcome()
+        await self._send(data)  # never a cancellation point: queued, or a shielded send
+        result: T = await pending.answer()
         return result
 
     def _begin(
