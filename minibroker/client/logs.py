@@ -539,10 +539,7 @@ class AsyncLogProducer(AsyncProducer):
     ) -> Confirmation:
         """Append one record; waits only while the window is full. ``await`` the
         confirmation it returns for the record's offset once stored."""
-        confirmation: Confirmation = self._state.add(*_record_item(body, key, headers))
-        if self._state.full():
-            await self._make_room()
-        return confirmation
+        return await self._put(_record_item(body, key, headers))
 
 
 class SyncLogProducer(SyncProducer):
@@ -553,10 +550,7 @@ class SyncLogProducer(SyncProducer):
     ) -> SyncConfirmation:
         """Append one record; blocks only while the window is full. Its
         confirmation's ``result()`` blocks for the record's offset once stored."""
-        confirmation: SyncConfirmation = self._state.add(*_record_item(body, key, headers))
-        if self._state.full():
-            self._make_room()
-        return confirmation
+        return self._put(_record_item(body, key, headers))
 
 
 class LogMethods:

@@ -183,6 +183,8 @@ class ProducerState:
 
     def waiting_for(self) -> Any:
         """The oldest request to wait for while the window is full, else None."""
+        if not self.full():
+            return None
         self.reap()
         return self.in_flight[0].pending if self.full() else None
 
@@ -283,10 +285,13 @@ class AsyncProducer(_ProducerDriver):
         state.ship_on_confirm = True
         state.confirmation = Confirmation
 
-    async def _make_room(self) -> None:
-        """Wait while the window is full (``put`` calls this only then)."""
-        while (oldest := self._state.waiting_for()) is not None:
+    async def _put(self, message: tuple[Any, int]) -> Confirmation:
+        """Queue one encoded message; wait while the window is full."""
+        state = self._state
+        confirmation: Confirmation = state.add(*message)
+        while (oldest := state.waiting_for()) is not None:
             await oldest.wait()
+        return confirmation
 
     async def flush(self) -> None:
         """Wait until every message put so far is confirmed; raise the first
@@ -316,10 +321,13 @@ class SyncProducer(_ProducerDriver):
             self._state.ship()
             self._state.closed = True
 
-    def _make_room(self) -> None:
-        """Block while the window is full (``put`` calls this only then)."""
-        while (oldest := self._state.waiting_for()) is not None:
+    def _put(self, message: tuple[Any, int]) -> SyncConfirmation:
+        """Queue one encoded message; block while the window is full."""
+        state = self._state
+        confirmation: SyncConfirmation = state.add(*message)
+        while (oldest := state.waiting_for()) is not None:
             oldest.wait()
+        return confirmation
 
     def flush(self) -> None:
         """Block until every message put so far is confirmed; raise the first

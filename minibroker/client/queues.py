@@ -189,10 +189,7 @@ class AsyncQueueProducer(AsyncProducer):
     async def put(self, body: bytes, headers: Mapping[str, str] | None = None) -> Confirmation:
         """Queue one message; waits only while the window is full. ``await`` the
         confirmation it returns to know the message is stored (None) or why not."""
-        confirmation: Confirmation = self._state.add(*_message_item(body, headers))
-        if self._state.full():
-            await self._make_room()
-        return confirmation
+        return await self._put(_message_item(body, headers))
 
 
 class SyncQueueProducer(SyncProducer):
@@ -201,10 +198,37 @@ class SyncQueueProducer(SyncProducer):
     def put(self, body: bytes, headers: Mapping[str, str] | None = None) -> SyncConfirmation:
         """Queue one message; blocks only while the window is full. Its
         confirmation's ``result()`` blocks until the message is stored (None)."""
-        confirmation: SyncConfirmation = self._state.add(*_message_item(body, headers))
-        if self._state.full():
-            self._make_room()
-        return confirmation
+        return self._put(_message_item(body, headers))
+
+
+def consume_state(
+    client: Any,
+    queue: str,
+    *,
+    prefetch: int = DEFAULT_PREFETCH,
+    wait: float = DEFAULT_CONSUME_WAIT,
+    visibility_timeout: float | None = None,
+    ack_every: int = DEFAULT_ACK_EVERY,
+) -> ConsumerState:
+    """Consume ``queue``: ``async with mb.consume(q) as c: async for d in c``
+    (blocking client: ``with mb.consume(q) as c: for d in c: ...; d.ack()``).
+
+    Fetches ``prefetch / 2`` messages at a time, two fetches in flight
+    while there is a backlog, each long polling ``wait`` seconds (with
+    ``wait=0`` the iteration ends as soon as nothing is ready: a drain).
+    ``d.ack()`` records the ack; acks leave in batches of ``ack_every``
+    (see the module docstring for the at-least-once details). One task (or
+    thread) at a time may iterate a consumer.
+    """
+    return ConsumerState(
+        client,
+        queue,
+        Delivery if client._awaits else SyncDelivery,
+        prefetch=prefetch,
+        wait=wait,
+        visibility_timeout=visibility_timeout,
+        ack_every=ack_every,
+    )
 
 
 # ----------------------------------------------------------------- mixins
@@ -222,6 +246,7 @@ class QueueMethods:
     put = sends(put_call)
     put_many = sends(put_many_call)
     queue_producer = opens(queue_producer_state, AsyncQueueProducer, SyncQueueProducer)
+    consume = opens(consume_state, AsyncConsumer, SyncConsumer)
 
 
 class AsyncQueueMethods(QueueMethods, AsyncTransport):
@@ -276,36 +301,6 @@ class AsyncQueueMethods(QueueMethods, AsyncTransport):
             total += await self._call(call)
         return total
 
-    def consume(
-        self,
-        queue: str,
-        *,
-        prefetch: int = DEFAULT_PREFETCH,
-        wait: float = DEFAULT_CONSUME_WAIT,
-        visibility_timeout: float | None = None,
-        ack_every: int = DEFAULT_ACK_EVERY,
-    ) -> AsyncConsumer:
-        """Consume ``queue``: ``async with mb.consume(q) as c: async for d in c``.
-
-        Fetches ``prefetch / 2`` messages at a time, two fetches in flight
-        while there is a backlog, each long polling ``wait`` seconds (with
-        ``wait=0`` the iteration ends as soon as nothing is ready: a drain).
-        ``await d.ack()`` records the ack; acks leave in batches of
-        ``ack_every`` (see the module docstring for the at-least-once
-        details). One task at a time may iterate a consumer.
-        """
-        return AsyncConsumer(
-            ConsumerState(
-                self,
-                queue,
-                Delivery,
-                prefetch=prefetch,
-                wait=wait,
-                visibility_timeout=visibility_timeout,
-                ack_every=ack_every,
-            )
-        )
-
 
 class SyncQueueMethods(QueueMethods, SyncTransport):
     """Queue methods of the blocking client (same names and arguments, no ``await``)."""
@@ -339,29 +334,4 @@ class SyncQueueMethods(QueueMethods, SyncTransport):
         """Give deliveries back (see the async ``nack``)."""
         return sum(
             self._call(call) for call in nack_calls(deliveries, delivery_ids, requeue, delay)
-        )
-
-    def consume(
-        self,
-        queue: str,
-        *,
-        prefetch: int = DEFAULT_PREFETCH,
-        wait: float = DEFAULT_CONSUME_WAIT,
-        visibility_timeout: float | None = None,
-        ack_every: int = DEFAULT_ACK_EVERY,
-    ) -> SyncConsumer:
-        """Consume ``queue``: ``with mb.consume(q) as c: for d in c: ...; d.ack()``.
-
-        Same behaviour as the async ``consume``; one thread at a time may iterate it.
-        """
-        return SyncConsumer(
-            ConsumerState(
-                self,
-                queue,
-                SyncDelivery,
-                prefetch=prefetch,
-                wait=wait,
-                visibility_timeout=visibility_timeout,
-                ack_every=ack_every,
-            )
         )
