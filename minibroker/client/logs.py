@@ -47,7 +47,7 @@ from minibroker.client.producer import (
     body_size,
 )
 from minibroker.client.protocol import Call
-from minibroker.client.pushes import SubscriptionEnded
+from minibroker.client.pushes import BlockingIteration, SubscriptionEnded
 from minibroker.client.transport import AsyncTransport, SyncTransport, opens, sends
 from minibroker.errors import BrokerError, ConnectionClosed, OffsetOutOfRange
 from minibroker.log_store import Record
@@ -441,17 +441,8 @@ class AsyncLogTail(_TailState):
                     raise
 
 
-class SyncLogTail(_TailState):
+class SyncLogTail(_TailState, BlockingIteration[Record]):
     """The blocking client's tail: ``for record in tail`` (see :class:`AsyncLogTail`)."""
-
-    def __iter__(self) -> Iterator[Record]:
-        return self
-
-    def __next__(self) -> Record:
-        try:
-            return self.get()
-        except SubscriptionEnded:
-            raise StopIteration from None
 
     def get(self, timeout: float | None = None) -> Record:
         """The next record; ``TimeoutError`` if none comes within ``timeout`` seconds,

@@ -188,6 +188,22 @@ class SubscriptionCore(Generic[T]):
         return self._ended
 
 
+class BlockingIteration(Generic[T]):
+    """``for item in it`` over the blocking ``get()``; ends at ``SubscriptionEnded``."""
+
+    def get(self, timeout: float | None = None) -> T:
+        raise NotImplementedError
+
+    def __iter__(self) -> BlockingIteration[T]:
+        return self
+
+    def __next__(self) -> T:
+        try:
+            return self.get()
+        except SubscriptionEnded:
+            raise StopIteration from None
+
+
 class Signal(Protocol):
     """One waiter's wake-up: ``set`` from the reader, ``wait`` for the next ``set``."""
 

@@ -49,7 +49,7 @@ import logging
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -63,7 +63,12 @@ from minibroker.client.advice import (
 from minibroker.client.api import SyncMethods
 from minibroker.client.connection import Connection, SyncPendingCall
 from minibroker.client.protocol import CLOSED_BY_BROKER, Call, Push, connection_lost, hello_call
-from minibroker.client.pushes import PushParser, SubscriptionCore, SubscriptionEnded
+from minibroker.client.pushes import (
+    BlockingIteration,
+    PushParser,
+    SubscriptionCore,
+    SubscriptionEnded,
+)
 from minibroker.client.url import parse_url
 from minibroker.errors import BrokerError, ConnectionClosed, Timeout
 
@@ -204,7 +209,7 @@ class _TLS:
         return b"".join(chunks), self._outgoing.read()
 
 
-class Subscription(SubscriptionCore[T]):
+class Subscription(SubscriptionCore[T], BlockingIteration[T]):
     """A live push subscription, read from any thread.
 
     ``for item in sub`` blocks for each item and stops when the subscription
@@ -270,15 +275,6 @@ class Subscription(SubscriptionCore[T]):
             self._cond.notify_all()
 
     # ------------------------------------------------------ consumer side
-
-    def __iter__(self) -> Iterator[T]:
-        return self
-
-    def __next__(self) -> T:
-        try:
-            return self.get()
-        except SubscriptionEnded:
-            raise StopIteration from None
 
     def get(self, timeout: float | None = None) -> T:
         """The next item; raises ``TimeoutError`` if none arrives in ``timeout``
