@@ -29,10 +29,10 @@ re-reads at most what it processed since its last commit.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from minibroker.client.bodies import as_body
 from minibroker.client.producer import (
@@ -286,6 +286,35 @@ def committed_call(log: str, group: str) -> Call[int | None]:
     return Call("committed", {"log": log, "group": group}, lambda r: r["offset"])
 
 
+class TailPlan(NamedTuple):
+    client: Any
+    call: Call[dict[str, Any]]
+    log: str
+    group: str | None
+    commit_every: int
+
+
+def tail_state(
+    client: Any,
+    log: str,
+    start: Start | None = None,
+    group: str | None = None,
+    *,
+    timestamp_ms: int | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    commit_every: int = DEFAULT_COMMIT_EVERY,
+) -> TailPlan:
+    """Replay from ``start``, then follow new records live: ``async with
+    mb.tail(log) as tail: async for r in tail`` (blocking: ``with``/``for``).
+
+    ``start`` defaults to "committed" with a ``group`` (resume; earliest if
+    the group never committed) and to "latest" without. With a group the
+    helper commits as it goes and on exit.
+    """
+    call = tail_call(log, start, timestamp_ms, group, max_bytes)
+    return TailPlan(client, call, log, group, commit_every)
+
+
 class _TailState:
     """What a tail helper of either flavour knows: the subscription, and which
     offsets it has handed out, the caller processed, and the group committed.
@@ -293,29 +322,29 @@ class _TailState:
     It never waits; ``AsyncLogTail`` and ``SyncLogTail`` wait around it.
     """
 
-    def __init__(
-        self,
-        client: Any,
-        subscription: Any,
-        log: str,
-        group: str | None,
-        commit_every: int,
-        resumed: bool = False,
-    ) -> None:
-        self._client = client
-        self._subscription = subscription
-        self.log = log
-        self.group = group
-        self._commit_every = commit_every
-        start_offset = int(subscription.info.get("offset", 0))
+    def __init__(self, plan: TailPlan) -> None:
+        self._client = plan.client
+        self.log = plan.log
+        self.group = plan.group
+        self._commit_every = plan.commit_every
+        self._context = plan.client._subscription(plan.call, parse_records)
+        self._resumed = plan.call.fields["start"] == "committed"
+        self._subscription: Any = None
         #: Offset after the last record handed to the caller, and after the last
         #: one the caller finished with (asked for the next one).
-        self._handed_out = self._processed = start_offset
-        # Resuming from the group's commit: that offset is committed already.
-        self._committed: int | None = start_offset if resumed else None
+        self._handed_out = self._processed = 0
+        self._committed: int | None = None
         self._since_commit = 0
         #: A commit sent without waiting (when the tail caught up), if any.
         self._in_flight: Any = None
+
+    def _started(self, subscription: Any) -> None:
+        """Subscribed: start counting from the offset the broker starts at."""
+        self._subscription = subscription
+        start_offset = int(subscription.info.get("offset", 0))
+        self._handed_out = self._processed = start_offset
+        # Resuming from the group's commit: that offset is committed already.
+        self._committed = start_offset if self._resumed else None
 
     @property
     def position(self) -> int:
@@ -387,10 +416,22 @@ class _TailState:
         self._handed_out = batch[-1].offset + 1
         return batch
 
-    def _should_commit_on_exit(self, completed: bool) -> bool:
+    def _commits_on_exit(self, completed: bool) -> bool:
+        """Leaving: the last record counts as processed if the block completed;
+        True if there is a group (and a connection) to commit for."""
         if completed:
             self._finish_previous()
         return self.group is not None and not getattr(self._client, "closed", False)
+
+    @contextmanager
+    def _tolerating(self, completed: bool) -> Iterator[None]:
+        """The exit's commit: its failure is raised only if the block completed
+        (leaving on an exception, that exception matters more)."""
+        try:
+            yield
+        except (ConnectionClosed, BrokerError):
+            if completed:
+                raise
 
 
 class AsyncLogTail(_TailState):
@@ -432,13 +473,17 @@ class AsyncLogTail(_TailState):
             await self._client._call(call)
             self._did_commit(call)
 
-    async def _finish(self, completed: bool) -> None:
-        if self._should_commit_on_exit(completed):
-            try:
-                await self.commit()
-            except (ConnectionClosed, BrokerError):
-                if completed:
-                    raise
+    async def __aenter__(self) -> AsyncLogTail:
+        self._started(await self._context.__aenter__())
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: Any) -> None:
+        try:
+            if self._commits_on_exit(exc_type is None):
+                with self._tolerating(exc_type is None):
+                    await self.commit()
+        finally:
+            await self._context.__aexit__(exc_type, *exc)
 
 
 class SyncLogTail(_TailState, BlockingIteration[Record]):
@@ -473,13 +518,17 @@ class SyncLogTail(_TailState, BlockingIteration[Record]):
             self._client._call(call)
             self._did_commit(call)
 
-    def _finish(self, completed: bool) -> None:
-        if self._should_commit_on_exit(completed):
-            try:
-                self.commit()
-            except (ConnectionClosed, BrokerError):
-                if completed:
-                    raise
+    def __enter__(self) -> SyncLogTail:
+        self._started(self._context.__enter__())
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: Any) -> None:
+        try:
+            if self._commits_on_exit(exc_type is None):
+                with self._tolerating(exc_type is None):
+                    self.commit()
+        finally:
+            self._context.__exit__(exc_type, *exc)
 
 
 def log_producer_state(
@@ -557,62 +606,12 @@ class LogMethods:
     commit = sends(commit_call)
     committed = sends(committed_call)
     log_producer = opens(log_producer_state, AsyncLogProducer, SyncLogProducer)
+    tail = opens(tail_state, AsyncLogTail, SyncLogTail)
 
 
 class AsyncLogMethods(LogMethods, AsyncTransport):
     """Log methods of the Trio, asyncio and in-process clients."""
 
-    @asynccontextmanager
-    async def tail(
-        self,
-        log: str,
-        start: Start | None = None,
-        group: str | None = None,
-        *,
-        timestamp_ms: int | None = None,
-        max_bytes: int = DEFAULT_MAX_BYTES,
-        commit_every: int = DEFAULT_COMMIT_EVERY,
-    ) -> AsyncIterator[AsyncLogTail]:
-        """Replay from ``start``, then follow new records live: ``async for r in tail``.
-
-        ``start`` defaults to "committed" with a ``group`` (resume; earliest if
-        the group never committed) and to "latest" without. With a group the
-        helper commits as it goes and on exit.
-        """
-        call = tail_call(log, start, timestamp_ms, group, max_bytes)
-        async with self._subscription(call, parse_records) as subscription:
-            resumed = call.fields["start"] == "committed"
-            tail = AsyncLogTail(self, subscription, log, group, commit_every, resumed)
-            completed = False
-            try:
-                yield tail
-                completed = True
-            finally:
-                await tail._finish(completed)
-
 
 class SyncLogMethods(LogMethods, SyncTransport):
     """Log methods of the blocking client (same names and arguments, no ``await``)."""
-
-    @contextmanager
-    def tail(
-        self,
-        log: str,
-        start: Start | None = None,
-        group: str | None = None,
-        *,
-        timestamp_ms: int | None = None,
-        max_bytes: int = DEFAULT_MAX_BYTES,
-        commit_every: int = DEFAULT_COMMIT_EVERY,
-    ) -> Iterator[SyncLogTail]:
-        """Replay from ``start``, then follow new records live: ``for r in tail``."""
-        call = tail_call(log, start, timestamp_ms, group, max_bytes)
-        with self._subscription(call, parse_records) as subscription:
-            resumed = call.fields["start"] == "committed"
-            tail = SyncLogTail(self, subscription, log, group, commit_every, resumed)
-            completed = False
-            try:
-                yield tail
-                completed = True
-            finally:
-                tail._finish(completed)
