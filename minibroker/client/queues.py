@@ -69,7 +69,7 @@ timeout: prefetched messages are in flight from the moment they are fetched.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from minibroker.client.producer import (
     DEFAULT_MAX_BATCH,
@@ -96,6 +96,7 @@ from minibroker.client.queue_wire import (
     DEFAULT_VISIBILITY_TIMEOUT,
     AsyncDirectSettler,
     Delivery,
+    DeliveryBase,
     MessageItem,
     OverflowPolicy,
     QueueContents,
@@ -231,6 +232,47 @@ def consume_state(
     )
 
 
+class FetchPlan(NamedTuple):
+    client: Any
+    queue: str
+    call: Call[list[Any]]
+
+
+def fetch_state(
+    client: Any,
+    queue: str,
+    max_messages: int = 1,
+    wait: float = 0.0,
+    visibility_timeout: float | None = None,
+) -> FetchPlan:
+    """Take up to ``max_messages`` ready messages, oldest first.
+
+    Answers at once with what is ready; with nothing ready and ``wait`` > 0,
+    waits up to ``wait`` seconds for messages (an empty list if none came).
+    The deliveries (``SyncDelivery`` for the blocking client) are held by
+    this connection for ``visibility_timeout`` seconds (the queue's by
+    default): ack or nack them before that.
+    """
+    if client._awaits:
+        kind: type[DeliveryBase] = Delivery
+        settler: Any = AsyncDirectSettler(client)
+    else:
+        kind, settler = SyncDelivery, SyncDirectSettler(client)
+    call = fetch_call(queue, max_messages, wait, visibility_timeout, kind, settler)
+    return FetchPlan(client, queue, call)
+
+
+async def _fetch(plan: FetchPlan) -> list[Delivery]:
+    if "wait" not in plan.call.fields:
+        return await plan.client._call(plan.call)  # type: ignore[no-any-return]
+    # A long poll parks on the broker: cancelling this call withdraws it.
+    return await fetch_withdrawable(plan.client, plan.queue, plan.call)
+
+
+def _fetch_blocking(plan: FetchPlan) -> list[SyncDelivery]:
+    return plan.client._call(plan.call)  # type: ignore[no-any-return]
+
+
 # ----------------------------------------------------------------- mixins
 
 
@@ -247,32 +289,11 @@ class QueueMethods:
     put_many = sends(put_many_call)
     queue_producer = opens(queue_producer_state, AsyncQueueProducer, SyncQueueProducer)
     consume = opens(consume_state, AsyncConsumer, SyncConsumer)
+    fetch = opens(fetch_state, _fetch, _fetch_blocking)
 
 
 class AsyncQueueMethods(QueueMethods, AsyncTransport):
     """Queue methods of the Trio, asyncio and in-process clients."""
-
-    async def fetch(
-        self,
-        queue: str,
-        max_messages: int = 1,
-        wait: float = 0.0,
-        visibility_timeout: float | None = None,
-    ) -> list[Delivery]:
-        """Take up to ``max_messages`` ready messages, oldest first.
-
-        Answers at once with what is ready; with nothing ready and ``wait`` > 0,
-        waits up to ``wait`` seconds for messages (an empty list if none came).
-        The deliveries are held by this connection for ``visibility_timeout``
-        seconds (the queue's by default): ack or nack them before that.
-        """
-        call = fetch_call(
-            queue, max_messages, wait, visibility_timeout, Delivery, AsyncDirectSettler(self)
-        )
-        if wait <= 0:
-            return await self._call(call)
-        # A long poll parks on the broker: cancelling this call withdraws it.
-        return await fetch_withdrawable(self, queue, call)
 
     async def ack(self, deliveries: SettleTarget, delivery_ids: Iterable[int] | None = None) -> int:
         """Acknowledge deliveries: ``ack(batch)``, ``ack(delivery)`` or ``ack(queue, ids)``.
@@ -304,20 +325,6 @@ class AsyncQueueMethods(QueueMethods, AsyncTransport):
 
 class SyncQueueMethods(QueueMethods, SyncTransport):
     """Queue methods of the blocking client (same names and arguments, no ``await``)."""
-
-    def fetch(
-        self,
-        queue: str,
-        max_messages: int = 1,
-        wait: float = 0.0,
-        visibility_timeout: float | None = None,
-    ) -> list[SyncDelivery]:
-        """Take up to ``max_messages`` ready messages (see the async ``fetch``)."""
-        return self._call(
-            fetch_call(
-                queue, max_messages, wait, visibility_timeout, SyncDelivery, SyncDirectSettler(self)
-            )
-        )
 
     def ack(self, deliveries: SettleTarget, delivery_ids: Iterable[int] | None = None) -> int:
         """Acknowledge deliveries (see the async ``ack``)."""
