@@ -2,12 +2,15 @@
 
 Each method builds a ``Call`` (see protocol.py) and hands it to ``_call``,
 which each client implements for its own concurrency style; push
-subscriptions go through ``_subscription(call, parser)`` the same way.
-``AsyncMethods`` serves the Trio, asyncio and in-process clients;
-``SyncMethods`` the blocking client. Every model keeps its calls and its two
-method mixins in one module (``client/queues.py``, ``client/topics.py``, ...),
-and the classes below simply inherit them all, so the method names,
-arguments and results cannot drift between clients.
+subscriptions go through ``_subscription(call, parser)`` the same way. A
+method is declared once for every flavour with ``sends(call_builder)`` or
+``opens(state_builder, async_kind, sync_kind)`` (client/transport.py): the
+builder carries its signature and docstring. ``AsyncMethods`` serves the
+Trio, asyncio and in-process clients; ``SyncMethods`` the blocking client.
+Every model keeps its calls and its method mixins in one module
+(``client/queues.py``, ``client/topics.py``, ...), and the classes below
+simply inherit them all, so the method names, arguments and results cannot
+drift between clients.
 """
 
 from __future__ import annotations
