@@ -268,7 +268,9 @@ class _ProducerDriver:
 
 
 class AsyncProducer(_ProducerDriver):
-    """An ordered, pipelined producer for the async clients (see the module docstring)."""
+    """An ordered, pipelined producer for the async clients (see the module
+    docstring). One task at a time may put through a producer (order is per
+    producer); other tasks can share the client with producers of their own."""
 
     async def __aenter__(self) -> AsyncProducer:
         return self
@@ -309,7 +311,9 @@ class AsyncProducer(_ProducerDriver):
 
 
 class SyncProducer(_ProducerDriver):
-    """An ordered, pipelined producer for the blocking client (see the module docstring)."""
+    """An ordered, pipelined producer for the blocking client (see the module
+    docstring). One thread at a time may use a producer (order is per
+    producer); other threads can share the client with producers of their own."""
 
     def __enter__(self) -> SyncProducer:
         return self
