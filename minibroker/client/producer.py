@@ -19,7 +19,8 @@ What it promises:
   broker refuses (a full queue, ``TooLarge``) fails only its own messages:
   the batches after it are still sent.
 * **batching**: a batch leaves when it holds ``max_batch`` messages (or about
-  ``max_batch_bytes``), at once when nothing of this producer is in flight
+  ``max_batch_bytes``; a message that would overflow it starts the next
+  batch, so one too large for the broker fails alone), at once when nothing of this producer is in flight
   (an idle producer adds no latency), when an earlier batch is confirmed
   (async clients: the client's reader sends it; the blocking client sends it
   at the next call on the producer), and on ``flush``, on waiting for a
@@ -125,6 +126,9 @@ class ProducerState:
         if self.closed or self.conn.closed is not None:
             self._refuse()
         batch = self.collecting
+        if batch.size + size > self.max_batch_bytes and batch.items:
+            self.ship()  # a big message goes alone: if it is too large, it fails alone
+            batch = self.collecting
         items = batch.items
         items.append(item)
         batch.size += size

@@ -18,7 +18,7 @@ import pytest
 
 import minibroker
 import minibroker.aio
-from minibroker.errors import ConnectionClosed, Overflow
+from minibroker.errors import ConnectionClosed, Overflow, TooLarge
 
 COUNT = 1000
 
@@ -186,3 +186,20 @@ def test_producer_arguments_are_checked() -> None:
         minibroker.client.producer.ProducerState(
             None, list, lambda r, i: None, max_batch=1, max_batch_bytes=1, max_in_flight=0
         )
+
+
+async def test_a_message_above_the_frame_limit_fails_alone() -> None:
+    async with minibroker.open_broker() as broker, broker.connect() as mb:
+        await mb.declare_queue("q")
+        limit = mb.server_info["limits"]["max_frame_bytes"]
+        async with mb.queue_producer("q") as producer:
+            await producer.put(b"first")  # sent at once: the next ones collect behind it
+            before = await producer.put(b"small")
+            huge = await producer.put(b"x" * (limit + 1))
+            after = await producer.put(b"after")
+            with pytest.raises(TooLarge):
+                await huge
+            with pytest.raises(TooLarge):
+                await producer.flush()
+        assert await before is None and await after is None
+        assert await _fetch_all(mb, "q", 3) == [b"first", b"small", b"after"]
