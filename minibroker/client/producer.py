@@ -20,8 +20,8 @@ What it promises:
   the batches after it are still sent.
 * **batching**: a batch leaves when it holds ``max_batch`` messages (or about
   ``max_batch_bytes``; a message that would overflow it starts the next
-  batch, so one too large for the broker fails alone), at once when nothing of this producer is in flight
-  (an idle producer adds no latency), when an earlier batch is confirmed
+  batch, so one too large for the broker fails alone), at once when nothing
+  of this producer is in flight (an idle producer adds no latency), when an earlier batch is confirmed
   (async clients: the client's reader sends it; the blocking client sends it
   at the next call on the producer), and on ``flush``, on waiting for a
   confirmation, and on leaving the block.
