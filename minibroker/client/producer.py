@@ -21,10 +21,10 @@ What it promises:
 * **batching**: a batch leaves when it holds ``max_batch`` messages (or about
   ``max_batch_bytes``; a message that would overflow it starts the next
   batch, so one too large for the broker fails alone), at once when nothing
-  of this producer is in flight (an idle producer adds no latency), when an earlier batch is confirmed
-  (async clients: the client's reader sends it; the blocking client sends it
-  at the next call on the producer), and on ``flush``, on waiting for a
-  confirmation, and on leaving the block.
+  of this producer is in flight (an idle producer adds no latency), when an
+  earlier batch is confirmed (async clients: the client's reader sends it;
+  the blocking client sends it at the next call on the producer), and on
+  ``flush``, on waiting for a confirmation, and on leaving the block.
 * **a bounded window**: at most ``max_in_flight`` batches await their
   confirmation; ``put`` waits (``await``, or blocks) while the window is
   full, so memory stays bounded and a slow broker slows the producer down.
