@@ -273,6 +273,47 @@ def _fetch_blocking(plan: FetchPlan) -> list[SyncDelivery]:
     return plan.client._call(plan.call)  # type: ignore[no-any-return]
 
 
+class SettlePlan(NamedTuple):
+    client: Any
+    calls: list[Call[int]]
+
+
+def ack_state(
+    client: Any, deliveries: SettleTarget, delivery_ids: Iterable[int] | None = None
+) -> SettlePlan:
+    """Acknowledge deliveries: ``ack(batch)``, ``ack(delivery)`` or ``ack(queue, ids)``.
+
+    One frame per queue, each all or nothing (``UnknownDelivery`` lists
+    the ids no longer held and acks none of that frame). Returns the count.
+    """
+    return SettlePlan(client, ack_calls(deliveries, delivery_ids))
+
+
+def nack_state(
+    client: Any,
+    deliveries: SettleTarget,
+    delivery_ids: Iterable[int] | None = None,
+    *,
+    requeue: bool = True,
+    delay: float = 0.0,
+) -> SettlePlan:
+    """Give deliveries back: to the front of their queue (after ``delay``
+    seconds), or to the dead-letter queue with ``requeue=False``. Same
+    arguments and all-or-nothing rule as ``ack``."""
+    return SettlePlan(client, nack_calls(deliveries, delivery_ids, requeue, delay))
+
+
+async def _settle(plan: SettlePlan) -> int:
+    total = 0
+    for call in plan.calls:
+        total += await plan.client._call(call)
+    return total
+
+
+def _settle_blocking(plan: SettlePlan) -> int:
+    return sum(plan.client._call(call) for call in plan.calls)
+
+
 # ----------------------------------------------------------------- mixins
 
 
@@ -290,55 +331,13 @@ class QueueMethods:
     queue_producer = opens(queue_producer_state, AsyncQueueProducer, SyncQueueProducer)
     consume = opens(consume_state, AsyncConsumer, SyncConsumer)
     fetch = opens(fetch_state, _fetch, _fetch_blocking)
+    ack = opens(ack_state, _settle, _settle_blocking)
+    nack = opens(nack_state, _settle, _settle_blocking)
 
 
 class AsyncQueueMethods(QueueMethods, AsyncTransport):
     """Queue methods of the Trio, asyncio and in-process clients."""
 
-    async def ack(self, deliveries: SettleTarget, delivery_ids: Iterable[int] | None = None) -> int:
-        """Acknowledge deliveries: ``ack(batch)``, ``ack(delivery)`` or ``ack(queue, ids)``.
-
-        One frame per queue, each all or nothing (``UnknownDelivery`` lists
-        the ids no longer held and acks none of that frame). Returns the count.
-        """
-        total = 0
-        for call in ack_calls(deliveries, delivery_ids):
-            total += await self._call(call)
-        return total
-
-    async def nack(
-        self,
-        deliveries: SettleTarget,
-        delivery_ids: Iterable[int] | None = None,
-        *,
-        requeue: bool = True,
-        delay: float = 0.0,
-    ) -> int:
-        """Give deliveries back: to the front of their queue (after ``delay``
-        seconds), or to the dead-letter queue with ``requeue=False``. Same
-        arguments and all-or-nothing rule as ``ack``."""
-        total = 0
-        for call in nack_calls(deliveries, delivery_ids, requeue, delay):
-            total += await self._call(call)
-        return total
-
 
 class SyncQueueMethods(QueueMethods, SyncTransport):
     """Queue methods of the blocking client (same names and arguments, no ``await``)."""
-
-    def ack(self, deliveries: SettleTarget, delivery_ids: Iterable[int] | None = None) -> int:
-        """Acknowledge deliveries (see the async ``ack``)."""
-        return sum(self._call(call) for call in ack_calls(deliveries, delivery_ids))
-
-    def nack(
-        self,
-        deliveries: SettleTarget,
-        delivery_ids: Iterable[int] | None = None,
-        *,
-        requeue: bool = True,
-        delay: float = 0.0,
-    ) -> int:
-        """Give deliveries back (see the async ``nack``)."""
-        return sum(
-            self._call(call) for call in nack_calls(deliveries, delivery_ids, requeue, delay)
-        )
