@@ -229,11 +229,14 @@ def append_many_call(log: str, records: Iterable[RecordItem]) -> Call[int]:
 
     All or nothing: an invalid batch appends none of its records.
     """
+    return Call("append", {"log": log, "records": encode_records(records)}, _first_offset)
+
+
+def encode_records(records: Iterable[RecordItem]) -> list[bytes | dict[str, Any]]:
+    """The wire form of a batch of records (see ``RecordItem``)."""
     if isinstance(records, bytes | str):
         raise TypeError("append_many takes an iterable of records, not one body")
-    return Call(
-        "append", {"log": log, "records": [_encode_record(r) for r in records]}, _first_offset
-    )
+    return [_encode_record(r) for r in records]
 
 
 def read_call(
@@ -558,8 +561,13 @@ def log_producer_state(
     )
 
 
-def _offset_in_batch(first_offset: int, index: int) -> int:
+def _offset_in_batch(first_offset: int, index: int, count: int | None) -> int:
     return first_offset + index
+
+
+def _record_group(records: Iterable[RecordItem]) -> tuple[list[Any], int]:
+    encoded = encode_records(records)
+    return encoded, sum(len(r if isinstance(r, bytes) else r["body"]) for r in encoded)
 
 
 def _record_item(
@@ -579,7 +587,13 @@ class AsyncLogProducer(AsyncProducer):
     ) -> Confirmation:
         """Append one record; waits only while the window is full. ``await`` the
         confirmation it returns for the record's offset once stored."""
-        return await self._put(_record_item(body, key, headers))
+        return await self._room_after(self._state.add(*_record_item(body, key, headers)))
+
+    async def append_many(self, records: Iterable[RecordItem]) -> Confirmation:
+        """Queue a batch of records (as ``mb.append_many`` takes them) that leave
+        together; waits only while the window is full. Its confirmation gives
+        the first one's offset once stored (the rest follow densely)."""
+        return await self._room_after(self._state.add_many(*_record_group(records)))
 
 
 class SyncLogProducer(SyncProducer):
@@ -590,7 +604,11 @@ class SyncLogProducer(SyncProducer):
     ) -> SyncConfirmation:
         """Append one record; blocks only while the window is full. Its
         confirmation's ``result()`` blocks for the record's offset once stored."""
-        return self._put(_record_item(body, key, headers))
+        return self._room_after(self._state.add(*_record_item(body, key, headers)))
+
+    def append_many(self, records: Iterable[RecordItem]) -> SyncConfirmation:
+        """Queue a batch of records that leave together (see the async ``append_many``)."""
+        return self._room_after(self._state.add_many(*_record_group(records)))
 
 
 class LogMethods:

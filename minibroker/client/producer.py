@@ -81,15 +81,16 @@ class ProducerState:
 
     ``encode`` turns one message into its wire form and checks it (a str
     body raises TypeError in ``put``, before anything is queued); ``make_call``
-    builds the request for a batch; ``result_of(raw, index)`` is the result
-    of the batch's ``index``-th message.
+    builds the request for a batch; ``result_of(raw, index, count)`` is the
+    result of the batch's ``index``-th message (``count`` None), or of the
+    group of ``count`` messages from there.
     """
 
     def __init__(
         self,
         client: Any,
         make_call: Callable[[list[Any]], Call[Any]],
-        result_of: Callable[[Any, int], Any],
+        result_of: Callable[[Any, int, int | None], Any],
         *,
         max_batch: int,
         max_batch_bytes: int,
@@ -133,15 +134,37 @@ class ProducerState:
         items.append(item)
         batch.size += size
         confirmation = self.confirmation(self, batch, len(items) - 1)
+        self._ship_if_due(batch)
+        return confirmation
+
+    def add_many(self, items: list[Any], size: int) -> Any:
+        """Queue a group of encoded messages that leave together, in one batch
+        (after what was collected, if they fit beside it); one confirmation."""
+        if self.closed or self.conn.closed is not None:
+            self._refuse()
+        batch = self.collecting
+        if batch.items and (
+            len(batch.items) + len(items) > self.max_batch
+            or batch.size + size > self.max_batch_bytes
+        ):
+            self.ship()
+            batch = self.collecting
+        first = len(batch.items)
+        batch.items.extend(items)
+        batch.size += size
+        confirmation = self.confirmation(self, batch, first, len(items))
+        self._ship_if_due(batch)
+        return confirmation
+
+    def _ship_if_due(self, batch: _Batch) -> None:
         in_flight = self.in_flight
         if (
-            len(items) >= self.max_batch
+            len(batch.items) >= self.max_batch
             or batch.size >= self.max_batch_bytes
             or not in_flight
             or in_flight[-1].pending.done
         ):
             self.ship()
-        return confirmation
 
     def _refuse(self) -> None:
         if self.closed:
@@ -212,12 +235,16 @@ class ProducerState:
 
 
 class _ConfirmationBase:
-    __slots__ = ("_batch", "_index", "_state")
+    __slots__ = ("_batch", "_count", "_index", "_state")
 
-    def __init__(self, state: ProducerState, batch: _Batch, index: int) -> None:
+    def __init__(
+        self, state: ProducerState, batch: _Batch, index: int, count: int | None = None
+    ) -> None:
         self._state = state
         self._batch = batch
         self._index = index
+        #: How many messages a group confirms (None: one message).
+        self._count = count
 
     @property
     def done(self) -> bool:
@@ -226,7 +253,7 @@ class _ConfirmationBase:
         return batch.error is not None or (batch.pending is not None and batch.pending.done)
 
     def _result(self) -> Any:
-        return self._state.result_of(self._batch.outcome(), self._index)
+        return self._state.result_of(self._batch.outcome(), self._index, self._count)
 
 
 class Confirmation(_ConfirmationBase):
@@ -291,11 +318,9 @@ class AsyncProducer(_ProducerDriver):
         state.ship_on_confirm = True
         state.confirmation = Confirmation
 
-    async def _put(self, message: tuple[Any, int]) -> Confirmation:
-        """Queue one encoded message; wait while the window is full."""
-        state = self._state
-        confirmation: Confirmation = state.add(*message)
-        while (oldest := state.waiting_for()) is not None:
+    async def _room_after(self, confirmation: Confirmation) -> Confirmation:
+        """Return ``confirmation`` once the window has room again."""
+        while (oldest := self._state.waiting_for()) is not None:
             await oldest.wait()
         return confirmation
 
@@ -329,11 +354,9 @@ class SyncProducer(_ProducerDriver):
             self._state.ship()
             self._state.closed = True
 
-    def _put(self, message: tuple[Any, int]) -> SyncConfirmation:
-        """Queue one encoded message; block while the window is full."""
-        state = self._state
-        confirmation: SyncConfirmation = state.add(*message)
-        while (oldest := state.waiting_for()) is not None:
+    def _room_after(self, confirmation: SyncConfirmation) -> SyncConfirmation:
+        """Return ``confirmation`` once the window has room again."""
+        while (oldest := self._state.waiting_for()) is not None:
             oldest.wait()
         return confirmation
 

@@ -388,11 +388,15 @@ def put_many_call(queue: str, messages: Iterable[MessageItem]) -> Call[int]:
     Each item is a body, a ``(body, headers)`` pair, a ``{"body",
     "headers"}`` map or an object with ``body``/``headers``.
     """
+    return Call("put", {"queue": queue, "messages": encode_messages(messages)}, count_of)
+
+
+def encode_messages(messages: Iterable[MessageItem]) -> list[dict[str, Any]]:
+    """The wire form of a batch of messages (see ``MessageItem``)."""
     if isinstance(messages, bytes | str | bytearray):
         raise TypeError("put_many takes an iterable of messages, not one body")
     # Plain bytes, the common case, skip the call to _encode_message.
-    encoded = [{"body": m} if type(m) is bytes else _encode_message(m) for m in messages]
-    return Call("put", {"queue": queue, "messages": encoded}, count_of)
+    return [{"body": m} if type(m) is bytes else _encode_message(m) for m in messages]
 
 
 def fetch_call(

@@ -110,6 +110,7 @@ from minibroker.client.queue_wire import (
     count_of,
     declare_queue_call,
     delete_queue_call,
+    encode_messages,
     fetch_call,
     inspect_queue_call,
     list_queues_call,
@@ -166,15 +167,21 @@ def queue_producer_state(
     return ProducerState(
         client,
         put_batch,
-        _no_result,
+        _queue_result,
         max_batch=max_batch,
         max_batch_bytes=max_batch_bytes,
         max_in_flight=max_in_flight,
     )
 
 
-def _no_result(result: Any, index: int) -> None:
-    return None
+def _queue_result(result: Any, index: int, count: int | None) -> int | None:
+    """A message's result is None; a group's is its count (as ``mb.put_many``)."""
+    return count
+
+
+def _message_group(messages: Iterable[MessageItem]) -> tuple[list[dict[str, Any]], int]:
+    encoded = encode_messages(messages)
+    return encoded, sum(len(m["body"]) for m in encoded)
 
 
 def _message_item(body: bytes, headers: Mapping[str, str] | None) -> tuple[dict[str, Any], int]:
@@ -190,7 +197,13 @@ class AsyncQueueProducer(AsyncProducer):
     async def put(self, body: bytes, headers: Mapping[str, str] | None = None) -> Confirmation:
         """Queue one message; waits only while the window is full. ``await`` the
         confirmation it returns to know the message is stored (None) or why not."""
-        return await self._put(_message_item(body, headers))
+        return await self._room_after(self._state.add(*_message_item(body, headers)))
+
+    async def put_many(self, messages: Iterable[MessageItem]) -> Confirmation:
+        """Queue a batch of messages (as ``mb.put_many`` takes them) that leave
+        together; waits only while the window is full. Its confirmation gives
+        their count once stored (or their batch's error)."""
+        return await self._room_after(self._state.add_many(*_message_group(messages)))
 
 
 class SyncQueueProducer(SyncProducer):
@@ -199,7 +212,11 @@ class SyncQueueProducer(SyncProducer):
     def put(self, body: bytes, headers: Mapping[str, str] | None = None) -> SyncConfirmation:
         """Queue one message; blocks only while the window is full. Its
         confirmation's ``result()`` blocks until the message is stored (None)."""
-        return self._put(_message_item(body, headers))
+        return self._room_after(self._state.add(*_message_item(body, headers)))
+
+    def put_many(self, messages: Iterable[MessageItem]) -> SyncConfirmation:
+        """Queue a batch of messages that leave together (see the async ``put_many``)."""
+        return self._room_after(self._state.add_many(*_message_group(messages)))
 
 
 def consume_state(

@@ -92,11 +92,30 @@ async def reader_sends_the_next_batch(mb: Any) -> None:
     assert await _fetch_all(mb, "q", 2) == [b"first", b"second"]
 
 
+async def groups_keep_order_with_single_messages(mb: Any) -> None:
+    await mb.declare_queue("mixed")
+    await mb.create_log("mixed")
+    async with (
+        mb.queue_producer("mixed", max_batch=10, max_in_flight=2) as queue_producer,
+        mb.log_producer("mixed", max_batch=10, max_in_flight=2) as log_producer,
+    ):
+        single = await queue_producer.put(b"0")
+        group = await queue_producer.put_many([b"%d" % i for i in range(1, 8)])
+        more = await queue_producer.put_many([(b"%d" % i, {"i": str(i)}) for i in range(8, 20)])
+        first = await log_producer.append(b"r0")
+        records = await log_producer.append_many([b"r%d" % i for i in range(1, 30)])
+    assert (await single, await group, await more) == (None, 7, 12)
+    assert (await first, await records) == (0, 1)
+    assert await _fetch_all(mb, "mixed", 20) == [b"%d" % i for i in range(20)]
+    assert [r.body for r in await mb.read("mixed")] == [b"r%d" % i for i in range(30)]
+
+
 ASYNC_SCENARIOS = [
     queue_order_and_window,
     log_offsets,
     errors_per_message,
     reader_sends_the_next_batch,
+    groups_keep_order_with_single_messages,
 ]
 
 
@@ -203,3 +222,15 @@ async def test_a_message_above_the_frame_limit_fails_alone() -> None:
                 await producer.flush()
         assert await before is None and await after is None
         assert await _fetch_all(mb, "q", 3) == [b"first", b"small", b"after"]
+
+
+
+
+def test_blocking_producer_groups(minibroker_url: str) -> None:
+    with minibroker.connect_sync(minibroker_url) as mb:
+        mb.create_log("events")
+        with mb.log_producer("events", max_batch=100) as producer:
+            groups = [producer.append_many([b"%d" % i] * 50) for i in range(10)]
+        assert [g.result() for g in groups] == list(range(0, 500, 50))
+        with pytest.raises(TypeError):
+            producer.append_many(b"one body")
