@@ -12,9 +12,10 @@ How each workload drives it (the easy path of the client API, batched):
   minibroker-durable) and iterates ``async with mb.consume(queue,
   prefetch=cfg.prefetch, ack_every=cfg.ack_every)``, calling ``d.ack()`` on
   each delivery (the client sends them in batches of ``ack_every``, the same
-  cadence as RabbitMQ's multiple-acks here). The producer ``put``s each
-  message through ``mb.queue_producer(queue, max_batch=cfg.batch)``, the
-  public ordered, pipelined producer (client/producer.py), so both variants
+  cadence as RabbitMQ's multiple-acks here). The producer hands batches of
+  ``cfg.batch`` to ``mb.queue_producer(queue, max_batch=cfg.batch)``
+  (``put_many``), the public ordered, pipelined producer
+  (client/producer.py), so both variants
   are confirmed publishes: the confirmed variant keeps at most
   ``cfg.confirm_window`` messages unconfirmed (as RabbitMQ's and NATS's do),
   the plain one the producer's default window of batches in flight.
@@ -22,7 +23,7 @@ How each workload drives it (the easy path of the client API, batched):
   buffer of at least the run's count and drains it with ``get_batch``; the
   publisher keeps ``PLAIN_PIPELINE`` ``publish_many`` batches of ``cfg.batch``
   in flight.
-* W3: ``create_log`` then ``append`` of each record through
+* W3: ``create_log`` then ``append_many`` batches of ``cfg.batch`` through
   ``mb.log_producer(log, max_batch=cfg.batch)`` (ordered batches, the
   producer's default window in flight, as librdkafka pipelines); a fresh
   process replays with ``tail(log, start=first_offset)``, taking records with
@@ -230,12 +231,12 @@ class MinibrokerTarget(Target):
             f"`minibroker serve` on a free port, {storage}; Trio client (`minibroker.connect`).",
             f"W1: {'durable ' if self.durable else ''}queue; `consume(prefetch={c.prefetch}, "
             f"ack_every={c.ack_every})` with `ack()` per delivery (the client sends them in "
-            f"batches); `queue_producer(max_batch={c.batch})` with `put()` per message, "
+            f"batches); `queue_producer(max_batch={c.batch})` fed `put_many` batches, "
             f"always confirmed: at most {c.confirm_window} unconfirmed (confirmed variant) or "
             f"the producer's default {DEFAULT_MAX_IN_FLIGHT} batches in flight (plain variant).",
             f"W2: `subscribe('<topic>.*', buffer>=count)` drained with `get_batch`; "
             f"`publish_many` batches of {c.batch}, {PLAIN_PIPELINE} in flight.",
-            f"W3: `log_producer(max_batch={c.batch})` with `append()` per record, the "
+            f"W3: `log_producer(max_batch={c.batch})` fed `append_many` batches, the "
             f"producer's default {DEFAULT_MAX_IN_FLIGHT} batches in flight; "
             f"replay with `tail(start=first offset, max_bytes={TAIL_MAX_BYTES})`.",
             f"W4: `respond` with up to {RESPONDER_CONCURRENCY} replies in flight; "
@@ -314,8 +315,8 @@ async def _w1_producer(ctx: RoleContext) -> dict[str, Any]:
         t_start = time.perf_counter()
         with trio.fail_after(max(0.0, ctx.time_left())):
             async with mb.queue_producer(queue, max_batch=batch, **window) as producer:
-                for body in bodies:
-                    await producer.put(body)
+                for chunk in batched(bodies, batch):
+                    await producer.put_many(chunk)
         t_end = time.perf_counter()
     return {"t_start": t_start, "t_end": t_end, "sent": len(bodies)}
 
@@ -451,10 +452,13 @@ async def _w3_appender(ctx: RoleContext) -> dict[str, Any]:
         with trio.fail_after(max(0.0, ctx.time_left())):
             # The public producer: ordered batches of ``batch``, its default window.
             async with mb.log_producer(log, max_batch=int(p["batch"])) as producer:
-                first = await producer.append(bodies[0])
-                for done, body in enumerate(bodies[1:], 2):
-                    await producer.append(body)
-                    if done % 10_000 == 0:
+                chunks = batched(bodies, int(p["batch"]))
+                first = await producer.append_many(next(chunks))
+                done = 0
+                for chunk in chunks:
+                    await producer.append_many(chunk)
+                    done += len(chunk)
+                    if done % 10_000 < len(chunk):
                         ctx.progress(done)
         t_end = time.perf_counter()
         first_offset = int(await first)
