@@ -28,6 +28,9 @@ What it promises:
 * **a bounded window**: at most ``max_in_flight`` batches await their
   confirmation; ``put`` waits (``await``, or blocks) while the window is
   full, so memory stays bounded and a slow broker slows the producer down.
+* **groups**: ``put_many``/``append_many`` queue a batch the caller already
+  has; it leaves whole (beside what was collected, if it fits), in order,
+  with one confirmation (the count, or the first record's offset).
 * **errors per message**: each ``put`` returns a confirmation: ``await
   confirmation`` (blocking client: ``confirmation.result(timeout)``) gives
   the message's result (None for a queue, the record's offset for a log) or
