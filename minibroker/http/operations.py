@@ -135,9 +135,7 @@ class HttpPeer:
         """Nothing to close: the HTTP face has no connection of its own."""
 
 
-def _parked(
-    call: Call, encode: Callable[[Any], Json], start: Callable[[int], Withdraw]
-) -> Parked:
+def _parked(call: Call, encode: Callable[[Any], Json], start: Callable[[int], Withdraw]) -> Parked:
     """Park an operation: ``start(token)`` hands it to the core and says how
     to take it back."""
     token = call.peer.park(encode)
@@ -223,7 +221,9 @@ def _fetch(call: Call) -> Json:
         return _deliveries(messages)
 
     def start(token: int) -> Withdraw:
-        queue.wait(call.peer, token, p["max_messages"], call.now, p["wait"], p["visibility_timeout"])
+        queue.wait(
+            call.peer, token, p["max_messages"], call.now, p["wait"], p["visibility_timeout"]
+        )
         return lambda now: queue.cancel_wait(call.peer, token, now)
 
     return _parked(call, _deliveries, start)

@@ -5,8 +5,9 @@
 ``EVENT_INTERVAL`` seconds of the Trio clock. What it costs is bounded:
 
 * at most ``MAX_EVENT_STREAMS`` streams are open at once; one more gets a
-  503 ``limit_exceeded`` (an idle dashboard is a task and a socket, so
-  thousands of them are refused, not held);
+  429 ``limit_exceeded`` (an idle dashboard is a task and a socket, so
+  thousands of them are refused, not held; the connections themselves are
+  capped by ``--http-max-connections``);
 * a snapshot is rendered once per interval and shared by every stream of
   the same principal (without permissions: by all of them);
 * nothing is queued per stream: a stream sends the latest snapshot when it

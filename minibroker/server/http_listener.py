@@ -196,7 +196,9 @@ async def serve_asgi(
                 transport = trio.SSLStream(
                     counted, ssl_context, server_side=True, https_compatible=True
                 )
-            await _Connection(asgi, config, context, ConnectionState({}), transport).run()
+            # (hypercorn types the stream as TLS; a plain one is handled alike)
+            tcp_stream = cast("trio.SSLStream[trio.SocketStream]", transport)
+            await _Connection(asgi, config, context, ConnectionState({}), tcp_stream).run()
         finally:
             connections.remove(counted)
 

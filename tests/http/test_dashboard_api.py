@@ -45,8 +45,9 @@ async def test_overview_shows_queues_logs_subscriptions_and_connections(
     assert log["groups"]["projector"]["lag"] == 1
     [sub] = shop["subscriptions"]
     assert (sub["pattern"], sub["group"]) == ("orders.*", "billing")
-    [connection] = snapshot["connections"]
-    assert (connection["client"], connection["protocol"]) == ("worker-7", "msgpack")
+    native, own = snapshot["connections"]  # the native client's, then this request's
+    assert (native["client"], native["protocol"]) == ("worker-7", "msgpack")
+    assert own["protocol"] == "http"
 
 
 async def test_connections_show_bytes_in_and_out_for_every_protocol() -> None:

@@ -124,7 +124,9 @@ async def test_connections_past_the_cap_get_503_and_the_native_port_does_not_not
 async def test_a_client_that_closes_mid_request_is_released(broker: EmbeddedBroker) -> None:
     connections = broker.server.http_connections
     client = await _connect(broker)
-    await client.send_all(b"POST /v1/queues/q/messages HTTP/1.1\r\nhost: t\r\ncontent-length: 99\r\n")
+    await client.send_all(
+        b"POST /v1/queues/q/messages HTTP/1.1\r\nhost: t\r\ncontent-length: 99\r\n"
+    )
     await _wait_until(lambda: len(connections.open) == 1)
     await client.aclose()
     await _wait_until(lambda: not connections.open)
