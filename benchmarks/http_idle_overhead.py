@@ -26,6 +26,7 @@ with its ratio to the baseline.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import statistics
@@ -86,7 +87,7 @@ class Setting:
             with urllib.request.urlopen(self._http("/events")) as stream:
                 while stream.read1(65536):
                     pass
-        except OSError:
+        except (OSError, http.client.HTTPException):
             pass  # the broker stopped
 
     def stop(self) -> None:
@@ -144,12 +145,13 @@ def main() -> None:
     base = statistics.median(settings[0].samples)
     load = os.getloadavg()
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {args.rounds} rounds")
+    best_base = min(settings[0].samples)
     for setting in settings:
         median = statistics.median(setting.samples)
-        spread = f"{min(setting.samples):.1f}-{max(setting.samples):.1f}"
+        best = min(setting.samples)
         print(
-            f"{setting.name:<26} {median:6.1f} µs CPU per message "
-            f"(rounds {spread})  ratio {median / base:5.3f}"
+            f"{setting.name:<26} median {median:6.1f} µs CPU/message, ratio {median / base:5.3f}"
+            f"; best round {best:6.1f}, ratio {best / best_base:5.3f}"
         )
 
 

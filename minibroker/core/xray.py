@@ -13,7 +13,8 @@ requests whose name matches a topic-style pattern, one in
   subscriptions, groups and bound queues, timed on its own;
 * the **core operation** itself (put, fetch, publish, append, ...), timed,
   with what it did: copies routed, deliveries handed out, first offset;
-* **deliveries**: per subscriber connection, the copies now buffered for it;
+* **deliveries**: per subscriber connection, the copies now buffered for it
+  and their bytes;
 * **fsync batch** (durable writes under group commit): which group commit
   covered the write, how many traced writes it covered and how long the
   fsync took; the confirm goes out after it.
@@ -229,6 +230,7 @@ class Xray:
                             "connection": s.peer.conn_id,
                             "pattern": s.pattern,
                             "waiting": len(s.items),
+                            "bytes": s.held_bytes,
                         }
                         for s in subscribers
                     ]
