@@ -15,7 +15,7 @@ import trio
 from minibroker import open_broker
 from minibroker.config import ServerConfig
 from minibroker.embedded import EmbeddedBroker
-from minibroker.server import http_listener
+from minibroker.server import http_dashboard, http_listener
 from minibroker.server.http_connections import HttpConnections
 
 REQUEST = b"GET /v1/queues HTTP/1.1\r\nhost: test\r\n\r\n"
@@ -145,3 +145,39 @@ async def test_bytes_are_counted_per_http_connection(broker: EmbeddedBroker) -> 
 def test_the_cap_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive integer"):
         HttpConnections(0)
+
+
+async def test_thousands_of_dashboards_get_clear_answers_and_hold_a_bounded_set(
+    broker: EmbeddedBroker,
+) -> None:
+    """2,000 clients open /events and stay: as many as the connection cap
+    (20 here, below the 64 streams the dashboard allows) get their stream,
+    everyone else a 503 and a closed socket. What the server holds stays at
+    the cap; the native port serves on. (Past the stream cap, below the
+    connection cap: tests/http/test_dashboard_api.py, 429.)"""
+    connections = broker.server.http_connections
+    dashboard = broker.server.http_face.dashboard
+    kept: list[trio.SocketStream] = []
+    statuses: dict[bytes, int] = {}
+    for _ in range(2000):
+        client = await _connect(broker)
+        await client.send_all(b"GET /events HTTP/1.1\r\nhost: test\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = await client.receive_some(65536)
+            assert chunk, "closed without an answer"
+            head += chunk
+        status = head.split(b" ", 2)[1]
+        statuses[status] = statuses.get(status, 0) + 1
+        if status == b"503":
+            await client.aclose()
+        else:
+            kept.append(client)
+    assert statuses == {b"200": 20, b"503": 1980}
+    assert dashboard.streams == 20 < http_dashboard.MAX_EVENT_STREAMS
+    assert len(connections.open) == 20
+    async with broker.connect() as mb:
+        await mb.declare_queue("still-fine")
+    for client in kept:
+        await client.aclose()
+    await _wait_until(lambda: not connections.open and not dashboard.streams)
