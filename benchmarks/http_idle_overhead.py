@@ -8,8 +8,8 @@ the machine's load falls on every setting alike:
 
 * ``no HTTP port``: the baseline;
 * ``HTTP port open, idle``: ``--http-port 0``, nobody connected to it;
-* ``one dashboard open``: the same, with one client reading ``/events``
-  (a snapshot rendered and sent every second);
+* ``one dashboard open``: the same, with one client (curl) reading
+  ``/events`` (a snapshot rendered and sent every second);
 * ``x-ray on, not matching``: tracing on for a pattern the workload's names
   never match (every frame pays the check);
 * ``x-ray on, tracing all``: tracing every frame (pattern ``#``).
@@ -17,34 +17,38 @@ the machine's load falls on every setting alike:
 The workload, over one connection: ``messages`` puts (one round trip each),
 fetched back and acked in batches of 100, then ``messages`` publishes to a
 topic the same connection is subscribed to. The figure is the broker
-process's CPU time (user + system, from /proc) for a round, divided by the
-messages it carried: wall-clock rates are too noisy on a shared machine, the
-broker's own CPU is not. The median of the rounds is printed per setting,
-with its ratio to the baseline.
+process's CPU time for a round (the scheduler's run time of its threads,
+/proc/PID/task/*/schedstat), divided by the messages it carried:
+wall-clock rates are too noisy on a shared machine, the broker's own CPU
+much less. The settings run in a new random order each round; the median
+and the best round are printed per setting, with their ratios to the
+baseline.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
+import random
 import statistics
-import threading
+import subprocess
 import urllib.request
 from dataclasses import dataclass, field
 
 from benchmarks.broker_process import BrokerProcess
 from minibroker.client.sync import connect_sync
 
-_TICKS = os.sysconf("SC_CLK_TCK")
-
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of ``pid`` so far (fields 14 and 15 of /proc/PID/stat)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
+    """CPU time of ``pid`` so far, in nanoseconds' precision: the scheduler's
+    run time of each of its threads (/proc/PID/task/*/schedstat), where the
+    user + system ticks of /proc/PID/stat count in 10 ms steps."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/schedstat") as stat:
+            total += int(stat.read().split()[0])
+    return total / 1e9
 
 
 def _http_port(broker: BrokerProcess) -> int:
@@ -62,11 +66,12 @@ class Setting:
     xray: str | None = None
     broker: BrokerProcess | None = None
     samples: list[float] = field(default_factory=list)
+    _dashboard: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.broker = BrokerProcess.start(None, *self.args, log_level="info")
         if self.dashboard:
-            threading.Thread(target=self._watch, daemon=True).start()
+            self._watch()
         if self.xray is not None:
             body = json.dumps({"pattern": self.xray}).encode()
             request = urllib.request.Request(
@@ -82,15 +87,18 @@ class Setting:
         return f"http://127.0.0.1:{_http_port(self.broker)}{path}"
 
     def _watch(self) -> None:
-        """One dashboard: read the event stream for as long as the broker runs."""
-        try:
-            with urllib.request.urlopen(self._http("/events")) as stream:
-                while stream.read1(65536):
-                    pass
-        except (OSError, http.client.HTTPException):
-            pass  # the broker stopped
+        """One dashboard: a curl process reading the event stream until the
+        broker stops (a process of its own: a reader thread here would take
+        the GIL from the workload's client and slow it, which changes the
+        broker's CPU per message too)."""
+        self._dashboard = subprocess.Popen(
+            ["curl", "--silent", "--no-buffer", "--output", "/dev/null", self._http("/events")]
+        )
 
     def stop(self) -> None:
+        if self._dashboard is not None:
+            self._dashboard.kill()
+            self._dashboard.wait()
         if self.broker is not None:
             self.broker.stop()
 
@@ -132,8 +140,10 @@ def main() -> None:
         for setting in settings:  # warm-up round, not counted
             assert setting.broker is not None
             _workload(setting.broker.port, args.messages // 4)
+        order = list(settings)
         for _ in range(args.rounds):
-            for setting in settings:
+            random.shuffle(order)  # no setting always runs right after another
+            for setting in order:
                 assert setting.broker is not None
                 before = _cpu_seconds(setting.broker.proc.pid)
                 _workload(setting.broker.port, args.messages)
