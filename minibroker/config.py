@@ -94,6 +94,9 @@ class ServerConfig:
         budget = self.partial_frame_budget
         if type(budget) is not int or budget < 1:
             raise ValueError(f"partial_frame_budget must be a positive integer, got {budget!r}")
+        cap = self.http_max_connections
+        if type(cap) is not int or cap < 1:
+            raise ValueError(f"http_max_connections must be a positive integer, got {cap!r}")
         fitting = message_limit_for(self.max_frame_bytes)
         if self.limits.max_message_bytes > fitting:
             # Frozen: set the consistent limits the way dataclasses' own __init__ does.
