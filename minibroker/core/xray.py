@@ -166,8 +166,17 @@ class Xray:
         """Run ``run`` (a front end's handler for ``frame``), traced if it is chosen
         (``ns`` is None before the connection's hello: nothing to trace yet)."""
         op: str = frame.op
-        name = next((v for f in _NAME_FIELDS if isinstance(v := getattr(frame, f, None), str)), "")
-        if ns is None or not self._wants(op, name):
+        if ns is None or op not in TRACED_OPS:
+            return run()
+        # A plain loop, not next(<generator>): this runs for every frame while
+        # tracing is on, matching or not, and a generator costs more than the rest.
+        name = ""
+        for field in _NAME_FIELDS:
+            value = getattr(frame, field, None)
+            if isinstance(value, str):
+                name = value
+                break
+        if not self._wants(op, name):
             return run()
         return self._traced(ns, conn_id, op, name, _summary(frame), "decode", run)
 
