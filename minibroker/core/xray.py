@@ -171,8 +171,8 @@ class Xray:
         # A plain loop, not next(<generator>): this runs for every frame while
         # tracing is on, matching or not, and a generator costs more than the rest.
         name = ""
-        for field in _NAME_FIELDS:
-            value = getattr(frame, field, None)
+        for name_field in _NAME_FIELDS:
+            value = getattr(frame, name_field, None)
             if isinstance(value, str):
                 name = value
                 break
