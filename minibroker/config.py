@@ -68,8 +68,8 @@ class ServerConfig:
     #: Serve the HTTP face (JSON API, /openapi.json, /metrics) on this port of
     #: ``host`` (0: any free port); None: none. See docs/http.md.
     http_port: int | None = None
-    #: Connections the HTTP ports (the HTTP face, the SQS endpoint) may have
-    #: open together; more are answered 503 and closed.
+    #: Connections the HTTP face may have open at once; more are answered 503
+    #: and closed (server/http_connections.py; the SQS endpoint has its own cap).
     http_max_connections: int = 1000
     #: Serve Kafka clients on this port (0: any free port); None: no Kafka front end.
     kafka_port: int | None = None

@@ -147,8 +147,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--http-max-connections",
         type=int,
         default=_env("http_max_connections", 1000),
-        help="connections the HTTP ports (--http-port, --sqs-port) may have open together; "
-        "more are answered 503 and closed (default %(default)s)",
+        help="connections the HTTP face (--http-port) may have open at once; more are "
+        "answered 503 and closed (default %(default)s)",
     )
     parser.add_argument(
         "--kafka-port",

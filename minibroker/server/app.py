@@ -128,7 +128,7 @@ class BrokerServer:
         #: The SQS endpoint's port, once serving (``config.sqs_port``).
         self.sqs_port: int | None = None
         self._conn_ids = itertools.count(1)
-        #: The cap and byte counts of the HTTP ports' connections (http_listener.py).
+        #: The cap and byte counts of the HTTP face's connections (http_listener.py).
         self.http_connections = HttpConnections(config.http_max_connections, self._conn_ids)
         self._nursery: trio.Nursery | None = None
         self._connections_nursery: trio.Nursery | None = None

@@ -1,13 +1,15 @@
-"""The HTTP ports' connections: a cap on how many are open, and their byte counts.
+"""An HTTP port's connections: a cap on how many are open, and their byte counts.
 
 A TCP connection to the HTTP face or the SQS endpoint holds a file
 descriptor and a few hypercorn tasks whether or not it carries a request.
 Without a cap, a client that opens connections and leaves them idle (or a
 crowd of long polls and dashboards) could take every descriptor the process
 has, and then the native port could not accept either. So, as the native
-port has ``--max-connections``, the HTTP ports share
-``--http-max-connections``: past it a new connection is answered ``503``
-and closed (``minibroker/server/http_listener.py``).
+port has ``--max-connections``, the HTTP face has ``--http-max-connections``
+(``BrokerServer.http_connections``, which the dashboard lists; an HTTP port
+given the same table shares its cap): past it a new connection is answered
+``503`` and closed (``minibroker/server/http_listener.py``). A port started
+without one has a cap of its own, ``DEFAULT_HTTP_MAX_CONNECTIONS``.
 
 Each open connection's stream is wrapped in a :class:`CountedStream`, which
 adds the bytes it receives and sends to two integers: the dashboard lists
@@ -23,7 +25,7 @@ from typing import Any, Final
 
 import trio
 
-#: HTTP connections open at once over the HTTP ports, unless configured.
+#: HTTP connections open at once on a port not given a table to share.
 DEFAULT_HTTP_MAX_CONNECTIONS: Final = 1000
 
 
@@ -64,7 +66,7 @@ class CountedStream(trio.abc.HalfCloseableStream):
 
 
 class HttpConnections:
-    """Every open connection of the HTTP ports sharing one cap."""
+    """Every open connection of the HTTP ports sharing this table and its cap."""
 
     def __init__(self, limit: int = DEFAULT_HTTP_MAX_CONNECTIONS, ids: Iterator[int] | None = None):
         if type(limit) is not int or limit < 1:
