@@ -136,9 +136,11 @@ async def test_bytes_are_counted_per_http_connection(broker: EmbeddedBroker) -> 
     client = await _connect(broker)
     await client.send_all(REQUEST)
     answer = await _response(client)
-    [listed] = broker.server.http_connections.listing()
+    connections = broker.server.http_connections
+    # Counted once send_all returns, which may be after the client has read it.
+    await _wait_until(lambda: connections.listing()[0]["bytes_out"] == len(answer))
+    [listed] = connections.listing()
     assert (listed["protocol"], listed["bytes_in"]) == ("http", len(REQUEST))
-    assert listed["bytes_out"] == len(answer)
     await client.aclose()
 
 
