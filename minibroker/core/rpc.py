@@ -147,6 +147,24 @@ class RpcSnapshot:
     pending: int
 
 
+@dataclass(frozen=True, slots=True)
+class SubjectSnapshot:
+    """One subject's responders and the requests pending on it (the dashboard)."""
+
+    subject: str
+    #: Registered responders, over every group.
+    responders: int
+    #: The named groups sharing the subject (responders without one take turns
+    #: as a group of their own).
+    groups: list[str]
+    #: Requests routed to a responder but not yet written to it.
+    queued: int
+    #: Requests a responder has received and owes a reply for.
+    held: int
+    #: Seconds the oldest pending request has waited (0 with none pending).
+    oldest_seconds: float
+
+
 class _Pending:
     """One request between its arrival and its end."""
 
@@ -487,6 +505,17 @@ class RequestRouter:
             pending.requester.reject(pending.token, ResponderError(error, subject=pending.subject))
         return True
 
+    def abandon(self, rid: int) -> None:
+        """The requester of ``rid`` is gone (an HTTP client that left): end the
+        request now, as its connection closing would. A responder that holds
+        it may still reply; the reply is dropped, as a late one is."""
+        pending = self._pending.get(rid)
+        if pending is None:
+            return
+        self._release_from_responder(pending)
+        self._end(pending)
+        self.stats.outcomes["abandoned"] += 1
+
     # ------------------------------------------------------------- deadlines
 
     def _arm(self, deadline: float) -> None:
@@ -609,6 +638,35 @@ class RequestRouter:
             subjects=len(self._routes),
             pending=len(self._pending),
         )
+
+    def subjects(self, now: float) -> list[SubjectSnapshot]:
+        """Every subject with a responder or a pending request, by name.
+
+        One pass over the pending requests: meant for an inspection now and
+        then (a dashboard refreshing once a second), not for the hot path.
+        """
+        counts: dict[str, list[float]] = {}  # subject -> [queued, held, oldest start]
+        for pending in self._pending.values():
+            entry = counts.get(pending.subject)
+            if entry is None:
+                entry = counts[pending.subject] = [0, 0, pending.started]
+            entry[1 if pending.state == _HELD else 0] += 1
+            entry[2] = min(entry[2], pending.started)
+        snapshots = []
+        for subject in sorted(self._routes.keys() | counts.keys()):
+            route = self._routes.get(subject)
+            queued, held, oldest = counts.get(subject, (0, 0, now))
+            snapshots.append(
+                SubjectSnapshot(
+                    subject=subject,
+                    responders=0 if route is None else sum(len(p.members) for p in route.turns),
+                    groups=[] if route is None else sorted(g for g in route.pools if g is not None),
+                    queued=int(queued),
+                    held=int(held),
+                    oldest_seconds=max(0.0, now - oldest),
+                )
+            )
+        return snapshots
 
     def responder_count(self, subject: str | None = None) -> int:
         """Registered responders, of ``subject`` or of every subject."""

@@ -13,7 +13,8 @@ requests whose name matches a topic-style pattern, one in
   subscriptions, groups and bound queues, timed on its own;
 * the **core operation** itself (put, fetch, publish, append, ...), timed,
   with what it did: copies routed, deliveries handed out, first offset;
-* **deliveries**: per subscriber connection, the copies now buffered for it;
+* **deliveries**: per subscriber connection, the copies now buffered for it
+  and their bytes;
 * **fsync batch** (durable writes under group commit): which group commit
   covered the write, how many traced writes it covered and how long the
   fsync took; the confirm goes out after it.
@@ -165,8 +166,17 @@ class Xray:
         """Run ``run`` (a front end's handler for ``frame``), traced if it is chosen
         (``ns`` is None before the connection's hello: nothing to trace yet)."""
         op: str = frame.op
-        name = next((v for f in _NAME_FIELDS if isinstance(v := getattr(frame, f, None), str)), "")
-        if ns is None or not self._wants(op, name):
+        if ns is None or op not in TRACED_OPS:
+            return run()
+        # A plain loop, not next(<generator>): this runs for every frame while
+        # tracing is on, matching or not, and a generator costs more than the rest.
+        name = ""
+        for name_field in _NAME_FIELDS:
+            value = getattr(frame, name_field, None)
+            if isinstance(value, str):
+                name = value
+                break
+        if not self._wants(op, name):
             return run()
         return self._traced(ns, conn_id, op, name, _summary(frame), "decode", run)
 
@@ -229,6 +239,7 @@ class Xray:
                             "connection": s.peer.conn_id,
                             "pattern": s.pattern,
                             "waiting": len(s.items),
+                            "bytes": s.held_bytes,
                         }
                         for s in subscribers
                     ]

@@ -259,10 +259,20 @@ def body_json(body: bytes, name: str = "body") -> dict[str, str]:
 # ------------------------------------------------------------------ schemas
 
 _HEADERS_SCHEMA: Final = {"type": "object", "additionalProperties": {"type": "string"}}
+
+
+def _or_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema``, also allowing null: an optional field sent as null is taken
+    as not sent (clients that serialise None send it), so the document says so."""
+    if "oneOf" in schema:
+        return {**schema, "oneOf": [*schema["oneOf"], {"type": "null"}]}
+    return {**schema, "type": [schema["type"], "null"]}
+
+
 _BODY_PROPERTIES: Final = {
-    "body": {"type": "string", "description": "the body as UTF-8 text"},
-    "body_base64": {"type": "string", "description": "the body as base64 (any bytes)"},
-    "headers": _HEADERS_SCHEMA,
+    "body": _or_null({"type": "string", "description": "the body as UTF-8 text"}),
+    "body_base64": _or_null({"type": "string", "description": "the body as base64 (any bytes)"}),
+    "headers": _or_null(_HEADERS_SCHEMA),
 }
 MESSAGE_SCHEMA: Final = {
     "type": "object",
@@ -273,8 +283,8 @@ RECORD_SCHEMA: Final = {
     "type": "object",
     "properties": {
         **_BODY_PROPERTIES,
-        "key": {"type": "string", "description": "the key as UTF-8 text"},
-        "key_base64": {"type": "string", "description": "the key as base64"},
+        "key": _or_null({"type": "string", "description": "the key as UTF-8 text"}),
+        "key_base64": _or_null({"type": "string", "description": "the key as base64"}),
     },
     "additionalProperties": False,
 }
@@ -296,15 +306,15 @@ _SCHEMAS: Final[dict[str, dict[str, Any]]] = {
 }
 
 
-def field_schema(f: Field) -> dict[str, Any]:
-    """The JSON Schema of one field."""
+def field_schema(f: Field, *, in_query: bool = False) -> dict[str, Any]:
+    """The JSON Schema of one field (in a JSON body, an optional one may be null)."""
     schema = dict(_SCHEMAS[f.kind])
     schema["description"] = f.description
     if f.minimum is not None:
         schema["minimum"] = f.minimum
     if f.default is not None:
         schema["default"] = f.default
-    return schema
+    return schema if f.required or in_query else _or_null(schema)
 
 
 def object_schema(fields: Sequence[Field]) -> dict[str, Any]:

@@ -102,7 +102,12 @@ def _operation(op: Operation) -> dict[str, Any]:
     }
     if op.query:
         parameters.extend(
-            {"name": f.name, "in": "query", "required": f.required, "schema": field_schema(f)}
+            {
+                "name": f.name,
+                "in": "query",
+                "required": f.required,
+                "schema": field_schema(f, in_query=True),
+            }
             for f in op.fields
         )
     elif op.fields:

@@ -38,11 +38,22 @@ Json = Any
 MAX_READ_BYTES: Final = 4 * 1024 * 1024
 
 
+#: Takes a parked operation back from the core, at ``now``.
+Withdraw = Callable[[float], object]
+
+
 @dataclass(frozen=True, slots=True)
 class Parked:
-    """The core finishes this operation later through the peer's ``token``."""
+    """The core finishes this operation later through the peer's ``token``.
+
+    ``withdraw(now)`` takes it back from the core if its client leaves first:
+    a fetch must not take messages into flight for nobody, and a read or a
+    request must not hold a waiter (or a responder's attention) until its
+    deadline.
+    """
 
     token: int
+    withdraw: Withdraw
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,15 +135,20 @@ class HttpPeer:
         """Nothing to close: the HTTP face has no connection of its own."""
 
 
-def _parked(call: Call, encode: Callable[[Any], Json], start: Callable[[int], object]) -> Parked:
-    """Park an operation: ``start(token)`` hands it to the core."""
+def _parked(call: Call, encode: Callable[[Any], Json], start: Callable[[int], Withdraw]) -> Parked:
+    """Park an operation: ``start(token)`` hands it to the core and says how
+    to take it back."""
     token = call.peer.park(encode)
     try:
-        start(token)
+        withdraw = start(token)
     except BaseException:
         call.peer.forget(token)
         raise
-    return Parked(token)
+    return Parked(token, withdraw)
+
+
+def _nothing_to_withdraw(now: float) -> None:
+    """The operation was answered as it was parked (records were already there)."""
 
 
 # ----------------------------------------------------------------- queues
@@ -203,18 +219,14 @@ def _fetch(call: Call) -> Json:
     messages = queue.fetch(call.peer, p["max_messages"], call.now, p["visibility_timeout"])
     if messages or p["wait"] <= 0:
         return _deliveries(messages)
-    return _parked(
-        call,
-        _deliveries,
-        lambda token: queue.wait(
-            call.peer,
-            token,
-            p["max_messages"],
-            call.now,
-            p["wait"],
-            p["visibility_timeout"],
-        ),
-    )
+
+    def start(token: int) -> Withdraw:
+        queue.wait(
+            call.peer, token, p["max_messages"], call.now, p["wait"], p["visibility_timeout"]
+        )
+        return lambda now: queue.cancel_wait(call.peer, token, now)
+
+    return _parked(call, _deliveries, start)
 
 
 def _ack(call: Call) -> Json:
@@ -323,10 +335,9 @@ def _read(call: Call) -> Json:
     )
     if batch.count or p["wait"] <= 0:
         return _records(batch)
-    return _parked(
-        call,
-        _records,
-        lambda token: logs.wait_for_records(
+
+    def start(token: int) -> Withdraw:
+        waiter = logs.wait_for_records(
             call.peer,
             token,
             call.name,
@@ -335,8 +346,10 @@ def _read(call: Call) -> Json:
             max_bytes,
             p["wait"],
             call.now,
-        ),
-    )
+        )
+        return _nothing_to_withdraw if waiter is None else lambda now: waiter.detach()
+
+    return _parked(call, _records, start)
 
 
 def _commit(call: Call) -> Json:
@@ -361,13 +374,15 @@ def _request(call: Call) -> Json:
     message = parse_message(
         {k: p[k] for k in ("body", "body_base64", "headers") if p[k] is not None}, "the request"
     )
-    return _parked(
-        call,
-        _reply,
-        lambda token: call.ns.rpc.request(
+    rpc = call.ns.rpc
+
+    def start(token: int) -> Withdraw:
+        rid = rpc.request(
             call.peer, token, call.name, message.body, message.headers, p["timeout"], call.now
-        ),
-    )
+        )
+        return lambda now: rpc.abandon(rid)
+
+    return _parked(call, _reply, start)
 
 
 def _rpc_stats(call: Call) -> Json:

@@ -3,7 +3,8 @@
 Queues (ready, in flight, delayed, consumers and the counters rates are
 computed from), topics (subscriptions with their pattern, group, buffer and
 drops; bindings), logs (offsets, bytes, segments, each consumer group's
-lag) and request/reply (responders, pending requests), for every namespace.
+lag) and request/reply (responders and pending requests, in all and per
+subject), for every namespace.
 Connections are the shell's, so the adapter adds them.
 
 Counters, not rates: a rate needs two snapshots, and the page has them
@@ -30,11 +31,11 @@ def _everything(kind: str, name: str) -> bool:
     return True
 
 
-def overview(broker: Broker, visible: Visible = _everything) -> dict[str, Any]:
-    """The whole broker, namespace by namespace (empty namespaces left out)."""
+def overview(broker: Broker, now: float, visible: Visible = _everything) -> dict[str, Any]:
+    """The whole broker at ``now``, namespace by namespace (empty namespaces left out)."""
     namespaces = []
     for name, ns in sorted(broker.namespaces.items()):
-        section = namespace_overview(ns, visible)
+        section = namespace_overview(ns, now, visible)
         if any(section[key] for key in ("queues", "subscriptions", "bindings", "logs")) or (
             section["rpc"]["responders"] or section["rpc"]["pending"]
         ):
@@ -42,7 +43,7 @@ def overview(broker: Broker, visible: Visible = _everything) -> dict[str, Any]:
     return {"namespaces": namespaces}
 
 
-def namespace_overview(ns: Namespace, visible: Visible = _everything) -> dict[str, Any]:
+def namespace_overview(ns: Namespace, now: float, visible: Visible = _everything) -> dict[str, Any]:
     queues = []
     for stats in ns.queues.list():
         if visible("queue", stats.name):
@@ -83,5 +84,12 @@ def namespace_overview(ns: Namespace, visible: Visible = _everything) -> dict[st
         "subscriptions": subscriptions,
         "bindings": bindings,
         "logs": logs,
-        "rpc": asdict(ns.rpc.snapshot()),
+        "rpc": {
+            **asdict(ns.rpc.snapshot()),
+            "by_subject": [
+                asdict(subject)
+                for subject in ns.rpc.subjects(now)
+                if visible("subject", subject.subject)
+            ],
+        },
     }

@@ -23,6 +23,7 @@ import trio
 from minibroker._version import __version__
 from minibroker.access.auth import Authenticator
 from minibroker.amqp.connection import AmqpSession, AmqpSettings
+from minibroker.amqp.vhost import recover_vhosts
 from minibroker.config import ServerConfig
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig
@@ -42,6 +43,7 @@ from minibroker.server.connection import (
     ReadyConnections,
 )
 from minibroker.server.durability import GroupCommit
+from minibroker.server.http_connections import HttpConnections
 from minibroker.server.input_budget import InputBudget
 from minibroker.server.log_metrics import log_metrics as _log_metrics  # noqa: F401
 from minibroker.server.memory_stream import memory_stream_pair
@@ -89,8 +91,8 @@ class BrokerServer:
         self.auth = Authenticator(config.tokens, permissions=config.permissions)
         #: Every open connection's session, whichever front end it came through.
         self.sessions: dict[int, WireSession] = {}
-        #: Each open connection's peer address (the dashboard lists them).
-        self.peer_names: dict[int, str] = {}
+        #: Every open connection (peer address, bytes in and out: the dashboard lists them).
+        self.connections: dict[int, Connection] = {}
         #: Front ends served on ports of their own besides the msgpack port
         #: (AMQP, Kafka ...), each a session factory over this same core.
         self.front_ends: list[FrontEnd] = []
@@ -128,6 +130,8 @@ class BrokerServer:
         #: The SQS endpoint's port, once serving (``config.sqs_port``).
         self.sqs_port: int | None = None
         self._conn_ids = itertools.count(1)
+        #: The cap and byte counts of the HTTP face's connections (http_listener.py).
+        self.http_connections = HttpConnections(config.http_max_connections, self._conn_ids)
         #: The SQS endpoint's shared state, when ``config.sqs_port`` is set.
         self.sqs: SqsEndpoint | None = None
         if config.sqs_port is not None:
@@ -266,6 +270,8 @@ class BrokerServer:
         if isinstance(self.broker.storage, DataDirectory):
             for namespace in self.broker.storage.existing_namespaces():
                 self.broker.namespace(namespace)
+            if self.config.amqp_port is not None:
+                recover_vhosts(list(self.broker.namespaces.values()))
 
     @property
     def url(self) -> str | None:
@@ -391,8 +397,7 @@ class BrokerServer:
         conn_id = next(self._conn_ids)
         session = (make_session or self._native_session)(self.broker, conn_id, peer_name)
         self.sessions[conn_id] = session
-        self.peer_names[conn_id] = peer_name
-        connection = Connection(
+        connection = self.connections[conn_id] = Connection(
             stream,
             session,
             after_input=self._after_input,
@@ -410,7 +415,7 @@ class BrokerServer:
             connection.close_reason = "internal error (see the log)"
         finally:
             del self.sessions[conn_id]
-            del self.peer_names[conn_id]
+            del self.connections[conn_id]
             log.info(
                 "connection %d from %s closed (%s): %s",
                 conn_id,

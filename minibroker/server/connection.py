@@ -165,6 +165,10 @@ class Connection:
         #: what is already answered, then ends the connection.
         self._input_done = False
         self._reader_done = trio.Event()
+        #: Bytes received from and sent to the client (the dashboard shows them):
+        #: one addition per chunk read or write, not per frame.
+        self.bytes_in = 0
+        self.bytes_out = 0
 
     def _wake(self) -> None:
         """The session has output: queue a direct write if a reader is about to
@@ -206,6 +210,7 @@ class Connection:
             sent = direct.try_write(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             sent = 0  # the writer meets the same error and ends the connection
+        self.bytes_out += sent
         if sent < len(data) or session.has_output():
             # The socket is full, or more output waits (pushes past the
             # high-water mark): the writer task sends the rest.
@@ -281,6 +286,7 @@ class Connection:
                 data = await receive_some(READ_CHUNK)
                 if not data:
                     return
+                self.bytes_in += len(data)
                 if session.closing is not None:
                     # Closing: read and drop the peer's remaining input, so that
                     # our close is a clean EOF, not a reset that could destroy
@@ -363,6 +369,7 @@ class Connection:
                     await stream.send_all(data)
                 finally:
                     self._writing = False
+                self.bytes_out += len(data)
             self._drained.set()
             if ending:
                 if session.closing is not None:

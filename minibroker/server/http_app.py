@@ -163,7 +163,7 @@ class HttpFace:
         finally:
             self.server._after_input()
         if isinstance(result, Parked):
-            return await self._wait(result.token, request)
+            return await self._wait(result, request)
         written = self.broker.write_generation
         group_commit = self.server.group_commit
         if written != generation and self.server.settings.hold_until_synced:
@@ -194,12 +194,15 @@ class HttpFace:
             raise BadRequest("the body is not valid JSON: a string holds a lone surrogate")
         return parsed
 
-    async def _wait(self, token: int, request: Request) -> Json | None:
+    async def _wait(self, parked: Parked, request: Request) -> Json | None:
         """The parked operation's answer; None if the client left first.
 
-        A client that goes away (or a server that shuts down) while a fetch
-        is parked withdraws it, so its messages stay ready for another.
+        A client that goes away (or a server that shuts down) while an
+        operation is parked withdraws it from the core: a fetch's messages
+        stay ready for another consumer, a read's waiter and a request's
+        place with its responder are released at once, not at their deadline.
         """
+        token = parked.token
         if token in self._results:
             return self._unwrap(self._results.pop(token))
         event = self._events[token] = trio.Event()
@@ -210,20 +213,11 @@ class HttpFace:
             if token not in self._results:
                 self._events.pop(token, None)
                 self.peer.forget(token)
-                self._withdraw(token)
+                parked.withdraw(trio.current_time())
+                self.server._after_input()
                 stayed = False
         result = self._results.pop(token, None)
         return self._unwrap(result) if stayed else None
-
-    def _withdraw(self, token: int) -> None:
-        """Take a parked fetch back from its queue (reads and requests just end
-        at their deadline; their answer then goes nowhere)."""
-        now = trio.current_time()
-        for ns in self.broker.namespaces.values():
-            for name in ns.queues.names():
-                if ns.queues.get(name).cancel_wait(self.peer, token, now):
-                    self.server._after_input()
-                    return
 
     @staticmethod
     def _unwrap(result: Json | BrokerError) -> Json:
@@ -305,6 +299,7 @@ async def serve_http(
             name="http",
             shutdown_trigger=server._shutdown_requested.wait,
             tls=tls,
+            connections=server.http_connections,
             task_status=task_status,
         )
 

@@ -5,8 +5,9 @@
 ``EVENT_INTERVAL`` seconds of the Trio clock. What it costs is bounded:
 
 * at most ``MAX_EVENT_STREAMS`` streams are open at once; one more gets a
-  503 ``limit_exceeded`` (an idle dashboard is a task and a socket, so
-  thousands of them are refused, not held);
+  429 ``limit_exceeded`` (an idle dashboard is a task and a socket, so
+  thousands of them are refused, not held; the connections themselves are
+  capped by ``--http-max-connections``);
 * a snapshot is rendered once per interval and shared by every stream of
   the same principal (without permissions: by all of them);
 * nothing is queued per stream: a stream sends the latest snapshot when it
@@ -94,10 +95,10 @@ class Dashboard:
     def snapshot(self, principal: Principal) -> dict[str, Any]:
         grants = principal.grants
         if grants is None:
-            data = overview(self.server.broker)
+            data = overview(self.server.broker, trio.current_time())
             data["connections"] = self._connections()
         else:
-            data = overview(self.server.broker, grants.allows_any)
+            data = overview(self.server.broker, trio.current_time(), grants.allows_any)
             # Who is connected is for those granted everything.
             sees_all = all(grants.allows(a, k, "#") for a in ACTIONS for k in KINDS)
             data["connections"] = self._connections() if sees_all else []
@@ -105,16 +106,21 @@ class Dashboard:
         return data
 
     def _connections(self) -> list[dict[str, Any]]:
-        peers = self.server.peer_names
-        return [
+        """Every connection of every port: the native and front-end ones
+        (msgpack, AMQP, Kafka), then the HTTP ports' (this page's own among them)."""
+        listed = [
             {
                 "connection": conn_id,
-                "client": session.client_name,
-                "address": peers.get(conn_id, ""),
-                "protocol": _protocol_of(session),
+                "client": connection.session.client_name,
+                "address": connection.peer_name,
+                "protocol": _protocol_of(connection.session),
+                "bytes_in": connection.bytes_in,
+                "bytes_out": connection.bytes_out,
             }
-            for conn_id, session in sorted(self.server.sessions.items())
+            for conn_id, connection in sorted(self.server.connections.items())
         ]
+        listed.extend(self.server.http_connections.listing())
+        return listed
 
     def event(self, principal: Principal) -> bytes:
         """This interval's event for ``principal``, rendered once per interval."""

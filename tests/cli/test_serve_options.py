@@ -38,6 +38,7 @@ FLAGS = [
     "--metrics-host",
     "--metrics-port",
     "--http-port",
+    "--http-max-connections",
     "--kafka-port",
     "--kafka-auto-create",
     "--kafka-partitions",
@@ -93,6 +94,15 @@ def test_sqs_flags(tmp_path: Path) -> None:
 def test_http_port_flag() -> None:
     assert config_from_args(serve_args("--http-port", "8080")).http_port == 8080
     assert config_from_args(serve_args()).http_port is None
+
+
+def test_http_max_connections_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert config_from_args(serve_args()).http_max_connections == 1000
+    assert config_from_args(serve_args("--http-max-connections", "50")).http_max_connections == 50
+    monkeypatch.setenv("MINIBROKER_HTTP_MAX_CONNECTIONS", "7")
+    assert config_from_args(serve_args()).http_max_connections == 7
+    with pytest.raises(ValueError, match="http_max_connections must be a positive integer"):
+        config_from_args(serve_args("--http-max-connections", "0"))
 
 
 def test_defaults() -> None:
@@ -293,7 +303,7 @@ def test_kafka_flags() -> None:
     )
 
 
-def test_a_kafka_port_cannot_sit_beside_authentication() -> None:
-    """The Kafka port has no authentication: it would be a way around the tokens."""
-    with pytest.raises(ValueError, match="Kafka port has no authentication"):
-        config_from_args(serve_args("--kafka-port", "0", "--auth-token", "secret"))
+def test_a_kafka_port_sits_beside_authentication() -> None:
+    """The Kafka port logs clients in with SASL against the same tokens (docs/kafka.md)."""
+    config = config_from_args(serve_args("--kafka-port", "0", "--auth-token", "secret"))
+    assert (config.kafka_port, config.tokens) == (0, {"secret": "token"})

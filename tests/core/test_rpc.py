@@ -294,6 +294,48 @@ def test_requester_disconnecting_leaves_nothing_behind() -> None:
     assert router.responder_count() == 1, "the responder itself is unaffected"
 
 
+def test_abandoning_one_request_ends_it_alone() -> None:
+    """An HTTP client that left: its request ends, the others of the same peer stay."""
+    broker, router = make_router()
+    requester, responder_peer = FakePeer(1), FakePeer(2)
+    responder = router.add_responder(responder_peer, 1, "svc")
+    _, held = send(router, requester, "svc")
+    delivered(responder)
+    _, queued = send(router, requester, "svc")
+    _, kept = send(router, requester, "svc")
+    router.abandon(held)
+    router.abandon(queued)
+    router.abandon(held)  # twice, or after it ended: nothing happens
+
+    assert list(router.pending_rids()) == [kept]
+    assert responder.held == {}
+    assert delivered(responder) == [kept], "the abandoned queued request is never pushed"
+    assert router.reply(responder_peer, held, b"late", None, None, 0.0) is False
+    assert router.stats.outcomes["abandoned"] == 2
+    assert not requester.resolved and not requester.rejected
+    router.abandon(kept)
+    assert len(broker.timers) == 0, "no deadline stays armed"
+
+
+def test_subjects_show_responders_groups_and_pending_requests() -> None:
+    _, router = make_router()
+    requester, a, b = FakePeer(1), FakePeer(2), FakePeer(3)
+    first = router.add_responder(a, 1, "svc.a", group="workers")
+    router.add_responder(b, 1, "svc.a", group="workers")
+    router.add_responder(b, 2, "svc.a")
+    router.add_responder(b, 3, "svc.b")
+    send(router, requester, "svc.a", now=1.0)
+    delivered(first)
+    send(router, requester, "svc.a", now=2.0)
+    send(router, requester, "svc.a", now=3.0)
+
+    svc_a, svc_b = router.subjects(now=4.0)
+    assert (svc_a.subject, svc_a.responders, svc_a.groups) == ("svc.a", 3, ["workers"])
+    assert (svc_a.held, svc_a.queued, svc_a.oldest_seconds) == (1, 2, 3.0)
+    assert (svc_b.subject, svc_b.responders, svc_b.queued, svc_b.held) == ("svc.b", 1, 0, 0)
+    assert svc_b.oldest_seconds == 0.0
+
+
 def test_a_connection_that_is_both_requester_and_responder_can_leave() -> None:
     broker, router = make_router()
     peer = FakePeer(1)

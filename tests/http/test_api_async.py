@@ -90,6 +90,43 @@ async def test_a_client_leaving_a_long_poll_withdraws_it(
     assert (queue.statistics().ready, queue.statistics().in_flight) == (1, 0)
 
 
+async def test_a_client_leaving_a_long_poll_read_releases_its_waiter(
+    broker: EmbeddedBroker, http: httpx.AsyncClient
+) -> None:
+    """Without the withdrawal, the waiter stayed on the log until its deadline."""
+    await http.put("/v1/logs/events")
+    log = broker.core.namespace().logs.get("events")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(partial(http.get, "/v1/logs/events/records", params={"wait": 30}))
+        await _wait_until(lambda: len(log.waiters) == 1)
+        nursery.cancel_scope.cancel()
+    face = broker.server.http_face
+    await _wait_until(lambda: face.peer.parked == 0)
+    assert not log.waiters
+
+
+async def test_a_client_leaving_a_request_abandons_it(
+    broker: EmbeddedBroker, http: httpx.AsyncClient
+) -> None:
+    """Without the withdrawal, the request stayed pending (and held by its
+    responder) until its deadline; a reply after the client left is dropped."""
+    rpc = broker.core.namespace().rpc
+    async with broker.connect() as mb, mb.respond("svc.slow") as requests:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                partial(http.post, "/v1/requests/svc.slow", json={"body": "hi", "timeout": 30})
+            )
+            held = await anext(aiter(requests))  # the responder has it
+            nursery.cancel_scope.cancel()
+        face = broker.server.http_face
+        await _wait_until(lambda: face.peer.parked == 0)
+        assert rpc.snapshot().pending == 0
+        assert rpc.stats.outcomes["abandoned"] == 1
+        await held.reply(b"too late")
+        await mb.declare_queue("round-trip")  # the reply was handled before this answer
+    assert rpc.stats.replies_dropped == 1
+
+
 async def _wait_until(condition: Callable[[], bool]) -> None:
     """Let the server's tasks run until ``condition`` holds (no event exists for it)."""
     while not condition():

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from functools import partial
 
 import httpx
 import pytest
@@ -43,8 +45,71 @@ async def test_overview_shows_queues_logs_subscriptions_and_connections(
     assert log["groups"]["projector"]["lag"] == 1
     [sub] = shop["subscriptions"]
     assert (sub["pattern"], sub["group"]) == ("orders.*", "billing")
-    [connection] = snapshot["connections"]
-    assert (connection["client"], connection["protocol"]) == ("worker-7", "msgpack")
+    native, own = snapshot["connections"]  # the native client's, then this request's
+    assert (native["client"], native["protocol"]) == ("worker-7", "msgpack")
+    assert own["protocol"] == "http"
+
+
+async def test_connections_show_bytes_in_and_out_for_every_protocol() -> None:
+    async with (
+        open_broker(http=True, listen=True, amqp=True, kafka=True) as broker,
+        broker.connect(client_name="counted") as mb,
+        httpx.AsyncClient(base_url=broker.http_url) as http,
+    ):
+        server = broker.server
+        amqp = await trio.open_tcp_stream("127.0.0.1", server.front_end_ports["amqp"])
+        await amqp.send_all(b"AMQP\x00\x00\x09\x01")
+        start = await amqp.receive_some(65536)  # connection.start
+        kafka = await trio.open_tcp_stream("127.0.0.1", server.front_end_ports["kafka"])
+        api_versions = struct.pack(">ihhih", 10, 18, 0, 7, -1)  # v0, correlation 7, no client id
+        await kafka.send_all(api_versions)
+        [size] = struct.unpack(">i", await kafka.receive_some(4))
+        await mb.declare_queue("jobs")
+        await mb.put("jobs", b"x" * 10_000)
+        snapshot = (await http.get("/v1/overview")).json()
+        by_protocol = {c["protocol"]: c for c in snapshot["connections"]}
+        assert set(by_protocol) == {"msgpack", "amqp", "kafka", "http"}
+        assert by_protocol["msgpack"]["client"] == "counted"
+        assert by_protocol["msgpack"]["bytes_in"] > 10_000
+        assert by_protocol["msgpack"]["bytes_out"] > 0
+        assert (by_protocol["amqp"]["bytes_in"], by_protocol["amqp"]["bytes_out"]) == (
+            8,
+            len(start),
+        )
+        assert by_protocol["kafka"]["bytes_in"] == len(api_versions)
+        assert by_protocol["kafka"]["bytes_out"] == 4 + size
+        assert by_protocol["http"]["bytes_in"] > 0  # this very request
+        await amqp.aclose()
+        await kafka.aclose()
+
+
+async def test_overview_lists_responders_and_pending_requests_per_subject(
+    broker: EmbeddedBroker,
+) -> None:
+    async with (
+        broker.connect() as mb,
+        mb.respond("svc.echo", group="workers") as requests,
+        mb.respond("svc.idle"),
+        httpx.AsyncClient(base_url=broker.http_url, timeout=30) as http,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(
+            partial(http.post, "/v1/requests/svc.echo", json={"body": "hi", "timeout": 30})
+        )
+        held = await anext(aiter(requests))
+        rpc = (await http.get("/v1/overview")).json()["namespaces"][0]["rpc"]
+        assert (rpc["responders"], rpc["subjects"], rpc["pending"]) == (2, 2, 1)
+        echo, idle = rpc["by_subject"]
+        assert (echo["subject"], echo["responders"], echo["groups"]) == ("svc.echo", 1, ["workers"])
+        assert (echo["queued"], echo["held"]) == (0, 1)
+        assert echo["oldest_seconds"] >= 0
+        assert (idle["subject"], idle["responders"], idle["queued"], idle["held"]) == (
+            "svc.idle",
+            1,
+            0,
+            0,
+        )
+        await held.reply(b"done")
 
 
 async def _events(stream: httpx.Response) -> AsyncIterator[dict]:

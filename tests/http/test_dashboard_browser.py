@@ -93,7 +93,18 @@ def test_the_page_follows_puts_and_publishes_without_a_reload(
         )
         assert _cell(page, "queues-", "jobs", 2) == "2"
         assert "msgpack" in page.inner_text("#connections")  # type: ignore[attr-defined]
-        page.screenshot(path=str(IMAGES / "dashboard-live.png"), full_page=True)  # type: ignore[attr-defined]
+        with mb.respond("svc.resize", group="workers"):
+            mb.put("jobs", b"x" * 20_000)
+            page.wait_for_function(  # type: ignore[attr-defined]
+                "() => [...document.querySelectorAll('#connections tr')].some((tr) =>"
+                " tr.cells[3].textContent === 'msgpack' && Number(tr.cells[4].textContent) > 20000"
+                " && Number(tr.cells[5].textContent) > 0)",
+                timeout=SEEN_WITHIN_MS,
+            )
+            page.wait_for_selector("#rpc- td:text-is('svc.resize')", timeout=SEEN_WITHIN_MS)  # type: ignore[attr-defined]
+            assert _cell(page, "rpc-", "svc.resize", 1) == "1"
+            assert _cell(page, "rpc-", "svc.resize", 2) == "workers"
+            page.screenshot(path=str(IMAGES / "dashboard-live.png"), full_page=True)  # type: ignore[attr-defined]
 
 
 def test_the_xray_view_follows_one_message(served: ThreadedBroker, page: object) -> None:

@@ -41,6 +41,7 @@ async def test_a_publish_is_traced_from_decode_to_deliveries(broker: EmbeddedBro
     assert trace["steps"][2]["detail"] == {"subscriptions": 1, "queues": 0}
     [buffered] = trace["steps"][3]["detail"]["buffered"]
     assert buffered["pattern"] == "orders.#"
+    assert buffered["bytes"] >= len(b"o-1")  # queued for the subscriber's connection
 
 
 async def test_put_fetch_and_a_durable_append_wait_for_their_fsync_batch(

@@ -82,10 +82,20 @@ function render(snapshot) {
       ["groups (lag)", (l) => Object.entries(l.groups)
         .map(([g, s]) => g + " (" + s.lag + ")").join(", ")],
     ], ns.logs));
-    sections.push(el("h3", {}, "Request/reply"));
+    sections.push(el("h3", {}, "Request/reply: " + ns.rpc.responders + " responders on " +
+      ns.rpc.subjects + " subjects, " + ns.rpc.pending + " pending requests"));
     sections.push(table("rpc-" + ns.namespace, [
-      ["subjects", (r) => r.subjects], ["responders", (r) => r.responders],
-      ["pending requests", (r) => r.pending]], [ns.rpc]));
+      ["subject", (s) => s.subject],
+      ["responders", (s) => s.responders],
+      ["groups", (s) => s.groups.join(", ")],
+      ["queued", (s) => s.queued],
+      ["awaiting reply", (s) => s.held],
+      ["oldest pending", (s) => s.queued + s.held ? s.oldest_seconds.toFixed(1) + " s" : ""],
+    ], ns.rpc.by_subject));
+  }
+  for (const c of snapshot.connections) {
+    counters["connection/" + c.connection + "/in"] = c.bytes_in;
+    counters["connection/" + c.connection + "/out"] = c.bytes_out;
   }
   sections.push(el("h2", {}, "Connections"));
   sections.push(table("connections", [
@@ -93,6 +103,10 @@ function render(snapshot) {
     ["client", (c) => c.client],
     ["address", (c) => c.address],
     ["protocol", (c) => c.protocol],
+    ["bytes in", (c) => c.bytes_in],
+    ["bytes out", (c) => c.bytes_out],
+    ["in B/s", (c) => rate("connection/" + c.connection, "in", now, c.bytes_in)],
+    ["out B/s", (c) => rate("connection/" + c.connection, "out", now, c.bytes_out)],
   ], snapshot.connections));
   main.replaceChildren(...sections);
   previous = { at: now, counters };
