@@ -1,6 +1,6 @@
 """An HTTP port's connections: a cap on how many are open, and their byte counts.
 
-A TCP connection to the HTTP face or the SQS endpoint holds a file
+A TCP connection to the HTTP face holds a file
 descriptor and a few hypercorn tasks whether or not it carries a request.
 Without a cap, a client that opens connections and leaves them idle (or a
 crowd of long polls and dashboards) could take every descriptor the process
@@ -41,7 +41,7 @@ class CountedStream(trio.abc.HalfCloseableStream):
         self.socket = stream.socket
         self.conn_id = conn_id
         self.address = address
-        #: The front end it came through: "http" or "sqs".
+        #: The front end it came through ("http"; the dashboard's protocol column).
         self.protocol = protocol
         self.bytes_in = 0
         self.bytes_out = 0

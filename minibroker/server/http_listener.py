@@ -1,10 +1,12 @@
 """Serve an ASGI application on the broker's own Trio loop, with hypercorn's Trio worker.
 
-Every HTTP front end (the SQS endpoint, the HTTP face) runs this way: no
-thread and no second event loop, so an HTTP request reaches the core the
-way a msgpack frame does, between two awaits of the one Trio run, and every
-timer it arms (a long poll, a visibility timeout) is on the same Trio clock
-that MockClock drives in tests.
+The HTTP face runs this way (the SQS endpoint, whose cost per request is
+the product, parses HTTP itself as a front end of the server's shell; see
+``minibroker/sqs/http11.py``): no thread and no second event loop, so an
+HTTP request reaches the core the way a msgpack frame does, between two
+awaits of the one Trio run, and every timer it arms (a long poll, a
+visibility timeout) is on the same Trio clock that MockClock drives in
+tests.
 
 Why hypercorn: it is the well-kept ASGI server with a native Trio worker
 whose per-connection handler (``hypercorn.trio.tcp_server.TCPServer``)
@@ -17,8 +19,8 @@ holds from the server's input budget, so many clients together cannot
 either.
 
 The accept loop is ours (``serve_asgi``), not ``hypercorn.trio.serve``'s:
-it caps the open connections (``--http-max-connections``, shared by the
-HTTP face and the SQS endpoint; see ``server/http_connections.py``), counts
+it caps the open connections (``--http-max-connections``; see
+``server/http_connections.py``), counts
 each one's bytes for the dashboard, and releases a connection as soon as
 its client has closed it, where hypercorn would keep the socket in
 CLOSE-WAIT until its keep-alive timer ran out.
@@ -140,14 +142,6 @@ async def wait_unless_client_leaves(event: trio.Event, receive: Receive) -> bool
         await event.wait()
         nursery.cancel_scope.cancel()
     return not left
-
-
-async def respond(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-    """Send a whole response. With its length known, h11 writes no chunked
-    encoding (and no terminating chunk: one write fewer per response)."""
-    length = (b"content-length", str(len(body)).encode())
-    await send({"type": "http.response.start", "status": status, "headers": [*headers, length]})
-    await send({"type": "http.response.body", "body": body})
 
 
 async def serve_asgi(
