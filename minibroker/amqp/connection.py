@@ -166,6 +166,24 @@ class AmqpSession:
     def receive_data(self, data: bytes | bytearray) -> None:
         if not self.accepting_input():
             return
+        vhost = self._vhost
+        if vhost is None:
+            self._receive(data)
+            return
+        # Consumers are fed once per chunk, not once per publish (see consumers.py).
+        consumers = vhost.consumers
+        consumers.hold()
+        try:
+            self._receive(data)
+        finally:
+            try:
+                consumers.release(self.now)
+            except Exception:
+                log.exception("internal error feeding consumers after %s's input", self.peer_name)
+                if self.closing is None and not self.closed:
+                    self._close_connection(HardError(INTERNAL_ERROR, "internal error"))
+
+    def _receive(self, data: bytes | bytearray) -> None:
         self.input_paused = False
         self._heard = True
         reader = self._reader
