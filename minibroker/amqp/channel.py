@@ -280,14 +280,19 @@ class Channel:
         expiration: str | None = None
         if framing.property_flags(raw) & _ROUTING_PROPERTIES:
             # Only these properties matter to routing; most messages have none
-            # of them and skip decoding altogether.
-            properties = framing.decode_properties(raw)
-            headers, expiration = properties.headers, properties.expiration
-            if properties.reply_to == REPLY_TO:
-                if self.reply_token is None:
-                    raise SoftError(PRECONDITION_FAILED, "fast reply consumer does not exist")
-                properties.reply_to = _REPLY_PREFIX + self.reply_token
-                raw = framing.encode_properties(properties)
+            # of them and skip decoding altogether, and most others are read
+            # without pamqp (routing_properties).
+            found = framing.routing_properties(raw)
+            if found is not None:
+                expiration = found.expiration
+                if found.reply_to == REPLY_TO:
+                    raw = framing.replace_span(raw, found.reply_to_span, self._reply_address())
+            else:
+                properties = framing.decode_properties(raw)
+                headers, expiration = properties.headers, properties.expiration
+                if properties.reply_to == REPLY_TO:
+                    properties.reply_to = self._reply_address()
+                    raw = framing.encode_properties(properties)
         key = publish.routing_key
         generation = session.broker.write_generation
         if exchange.name == DEFAULT and key.startswith(_REPLY_PREFIX):
@@ -310,6 +315,12 @@ class Channel:
         if self.confirming:
             durable = session.broker.write_generation != generation
             session.confirm(self, seq, ok=not refused, durable=durable)
+
+    def _reply_address(self) -> str:
+        """What ``amq.rabbitmq.reply-to`` in a publish's reply_to becomes: this channel's."""
+        if self.reply_token is None:
+            raise SoftError(PRECONDITION_FAILED, "fast reply consumer does not exist")
+        return _REPLY_PREFIX + self.reply_token
 
     def deliver_reply(
         self, routing_key: str, properties: bytes, exchange: str, body: bytes
