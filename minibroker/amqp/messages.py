@@ -73,12 +73,13 @@ def to_core(
     if not header_table and len(raw_properties) <= _CACHED_PROPERTIES:
         if not exchange and raw_properties == NO_PROPERTIES:
             return CoreMessage(body, None)
-        key = (exchange, routing_key, raw_properties)
-        shared = _SHARED.get(key)
+        address = (exchange, routing_key, raw_properties)
+        shared = _SHARED.get(address)
         if shared is None:
             if len(_SHARED) >= _CACHE_SIZE:
                 _SHARED.clear()
-            shared = _SHARED[key] = _address_headers(exchange, routing_key, raw_properties, {})
+            shared = _address_headers(exchange, routing_key, raw_properties, {})
+            _SHARED[address] = shared
         return CoreMessage(body, shared)
     headers: dict[str, str] = {}
     if header_table:
