@@ -98,10 +98,3 @@ class ServerConfig:
         budget = frame_payload_budget(self.max_frame_bytes)
         if self.limits.max_item_bytes is None or self.limits.max_item_bytes > budget:
             object.__setattr__(self, "limits", replace(self.limits, max_item_bytes=budget))
-        if self.kafka_port is not None and (self.tokens or self.permissions is not None):
-            # The Kafka port has no authentication (no SASL): it would let
-            # anyone past the tokens. Refuse rather than open a side door.
-            raise ValueError(
-                "the Kafka port has no authentication: it cannot be combined with "
-                "tokens or permissions (see docs/kafka.md)"
-            )

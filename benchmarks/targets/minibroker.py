@@ -12,18 +12,20 @@ How each workload drives it (the easy path of the client API, batched):
   minibroker-durable) and iterates ``async with mb.consume(queue,
   prefetch=cfg.prefetch, ack_every=cfg.ack_every)``, calling ``d.ack()`` on
   each delivery (the client sends them in batches of ``ack_every``, the same
-  cadence as RabbitMQ's multiple-acks here). The producer sends ``put_many``
-  batches of ``cfg.batch``;
-  ``put_many`` returns once the broker confirmed the batch, so both variants
+  cadence as RabbitMQ's multiple-acks here). The producer hands batches of
+  ``cfg.batch`` to ``mb.queue_producer(queue, max_batch=cfg.batch)``
+  (``put_many``), the public ordered, pipelined producer
+  (client/producer.py), so both variants
   are confirmed publishes: the confirmed variant keeps at most
   ``cfg.confirm_window`` messages unconfirmed (as RabbitMQ's and NATS's do),
-  the plain one a deeper pipeline of ``PLAIN_PIPELINE`` batches.
+  the plain one the producer's default window of batches in flight.
 * W2: each subscriber holds ``mb.subscribe("<topic>.*", buffer=...)`` with a
   buffer of at least the run's count and drains it with ``get_batch``; the
   publisher keeps ``PLAIN_PIPELINE`` ``publish_many`` batches of ``cfg.batch``
   in flight.
-* W3: ``create_log`` then ``append_many`` batches of ``cfg.batch``, with
-  ``PLAIN_PIPELINE`` batches in flight (librdkafka pipelines too); a fresh
+* W3: ``create_log`` then ``append_many`` batches of ``cfg.batch`` through
+  ``mb.log_producer(log, max_batch=cfg.batch)`` (ordered batches, the
+  producer's default window in flight, as librdkafka pipelines); a fresh
   process replays with ``tail(log, start=first_offset)``, taking records with
   ``get_batch(READ_BATCH)``.
 * W4: ``mb.respond(subject)`` answering every request with its own body, up to
@@ -60,7 +62,7 @@ MODULE = __name__
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
 READY_LINE = "listening on"
-PLAIN_PIPELINE = 4  # put_many batches in flight for the plain W1 variant
+PLAIN_PIPELINE = 4  # publish_many batches the W2 publisher keeps in flight
 READ_BATCH = 10_000  # records taken per get_batch() in the W3 replay
 TAIL_MAX_BYTES = 1024 * 1024  # bytes per `records` push of the W3 replay tail
 SUBSCRIBER_BUFFER = 1_000_000  # W2 subscription buffer (messages), at least the run's count
@@ -223,16 +225,19 @@ class MinibrokerTarget(Target):
                 f"{storage}: the broker polls for {self.busy_poll_us:g} µs after each input "
                 "instead of sleeping (docs/operations.md); W4 only, driven as for minibroker."
             ]
+        from minibroker.client.producer import DEFAULT_MAX_IN_FLIGHT
+
         return [
             f"`minibroker serve` on a free port, {storage}; Trio client (`minibroker.connect`).",
             f"W1: {'durable ' if self.durable else ''}queue; `consume(prefetch={c.prefetch}, "
             f"ack_every={c.ack_every})` with `ack()` per delivery (the client sends them in "
-            f"batches); `put_many` batches of {c.batch}, always confirmed: at most "
-            f"{c.confirm_window} unconfirmed (confirmed variant) or {PLAIN_PIPELINE} batches "
-            "in flight (plain variant).",
+            f"batches); `queue_producer(max_batch={c.batch})` fed `put_many` batches, "
+            f"always confirmed: at most {c.confirm_window} unconfirmed (confirmed variant) or "
+            f"the producer's default {DEFAULT_MAX_IN_FLIGHT} batches in flight (plain variant).",
             f"W2: `subscribe('<topic>.*', buffer>=count)` drained with `get_batch`; "
             f"`publish_many` batches of {c.batch}, {PLAIN_PIPELINE} in flight.",
-            f"W3: `append_many` batches of {c.batch}, {PLAIN_PIPELINE} in flight; "
+            f"W3: `log_producer(max_batch={c.batch})` fed `append_many` batches, the "
+            f"producer's default {DEFAULT_MAX_IN_FLIGHT} batches in flight; "
             f"replay with `tail(start=first offset, max_bytes={TAIL_MAX_BYTES})`.",
             f"W4: `respond` with up to {RESPONDER_CONCURRENCY} replies in flight; "
             "`request(timeout=5)`, 16 in flight = 16 Trio tasks on one connection.",
@@ -299,25 +304,19 @@ async def _w1_producer(ctx: RoleContext) -> dict[str, Any]:
     bodies = make_bodies(p["count"], p["body_size"])
     batch = int(p["batch"])
     queue = p["queue"]
-    in_flight = max(1, int(p["confirm_window"]) // batch) if p["confirmed"] else PLAIN_PIPELINE
+    # The public producer (client/producer.py): batches of ``batch``, ordered,
+    # with its default window of batches in flight, or at most
+    # ``confirm_window`` messages unconfirmed for the confirmed variant.
+    window = {"max_in_flight": max(1, int(p["confirm_window"]) // batch)} if p["confirmed"] else {}
     async with minibroker.connect(p["url"]) as mb:
         await mb.declare_queue(queue, durable=bool(p["durable"]))
         ctx.ready()
         await trio_wait_go(ctx)
         t_start = time.perf_counter()
-        window = trio.Semaphore(in_flight)  # batches sent and not yet confirmed
-
-        async def put(chunk: list[bytes]) -> None:
-            try:
-                await mb.put_many(queue, chunk)
-            finally:
-                window.release()
-
         with trio.fail_after(max(0.0, ctx.time_left())):
-            async with trio.open_nursery() as nursery:
+            async with mb.queue_producer(queue, max_batch=batch, **window) as producer:
                 for chunk in batched(bodies, batch):
-                    await window.acquire()
-                    nursery.start_soon(put, chunk)
+                    await producer.put_many(chunk)
         t_end = time.perf_counter()
     return {"t_start": t_start, "t_end": t_end, "sent": len(bodies)}
 
@@ -445,35 +444,29 @@ async def _w3_appender(ctx: RoleContext) -> dict[str, Any]:
     p = ctx.params
     bodies = make_bodies(p["count"], p["body_size"])
     log = p["log"]
-    first_offsets: list[int] = []
     async with minibroker.connect(p["url"]) as mb:
         await mb.create_log(log)
         ctx.ready()
         await trio_wait_go(ctx)
         t_start = time.perf_counter()
-        window = trio.Semaphore(PLAIN_PIPELINE)  # append_many batches in flight
-
-        async def append(chunk: list[bytes]) -> None:
-            try:
-                first_offsets.append(int(await mb.append_many(log, chunk)))
-            finally:
-                window.release()
-
         with trio.fail_after(max(0.0, ctx.time_left())):
-            async with trio.open_nursery() as nursery:
+            # The public producer: ordered batches of ``batch``, its default window.
+            async with mb.log_producer(log, max_batch=int(p["batch"])) as producer:
+                chunks = batched(bodies, int(p["batch"]))
+                first = await producer.append_many(next(chunks))
                 done = 0
-                for chunk in batched(bodies, int(p["batch"])):
-                    await window.acquire()
-                    nursery.start_soon(append, chunk)
+                for chunk in chunks:
+                    await producer.append_many(chunk)
                     done += len(chunk)
                     if done % 10_000 < len(chunk):
                         ctx.progress(done)
         t_end = time.perf_counter()
+        first_offset = int(await first)
     return {
         "t_start": t_start,
         "t_end": t_end,
         "sent": len(bodies),
-        "first_offset": min(first_offsets, default=0),
+        "first_offset": first_offset,
     }
 
 

@@ -36,7 +36,9 @@ async def main() -> None:
 
         # Log: append-only, replayable from any offset.
         await mb.create_log("events")
-        await mb.append_many("events", [b"created", b"paid"])
+        async with mb.log_producer("events") as producer:  # ordered, pipelined appends
+            for event in (b"created", b"paid"):
+                await producer.append(event)
         print("log:", [(r.offset, r.body) for r in await mb.read("events", start=0)])
 
         # Request/reply: one responder answers, within a deadline.

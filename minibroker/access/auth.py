@@ -9,6 +9,7 @@ guess was right.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from minibroker.access.permissions import Grants, Permissions
@@ -52,6 +53,25 @@ class Authenticator:
         if self._permissions is None:
             return principal
         return Principal(principal.name, self._permissions.grants_for(principal.name))
+
+    def authenticate_as(self, name: str, matches: Callable[[bytes], bool]) -> Principal:
+        """The principal ``name`` if ``matches`` accepts one of its tokens.
+
+        For logins that name the principal and prove a token without sending
+        it (SASL SCRAM on the Kafka port): ``matches`` gets each token of
+        ``name`` in turn, all of them, without stopping at the first that
+        matches, so the time taken does not tell which one did. Unauthorized
+        if none does (or the server has no tokens: there is nothing to prove).
+        """
+        found = False
+        for candidate, owner in self._tokens:
+            if owner == name and matches(candidate):
+                found = True
+        if not found:
+            raise Unauthorized(f"invalid credentials for {name!r}")
+        if self._permissions is None:
+            return Principal(name)
+        return Principal(name, self._permissions.grants_for(name))
 
     def _check_token(self, token: str | None) -> Principal:
         if not self._tokens:

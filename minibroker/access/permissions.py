@@ -22,11 +22,12 @@ The permissions file (``minibroker serve --permissions FILE``)::
 * ``ACTIONS`` is a comma-separated list of ``read``, ``write`` and
   ``admin``; ``all`` means all three.
 * ``RESOURCE`` is ``KIND:PATTERN``, or a bare ``PATTERN`` for every kind.
-  ``KIND`` is ``queue``, ``topic``, ``log``, ``subject`` (request/reply) or
-  ``*``. ``PATTERN`` uses the topic pattern syntax for every kind: words
-  separated by dots, ``*`` for exactly one word, ``#`` for zero or more
-  words, so ``queue:jobs.#`` covers ``jobs``, ``jobs.high`` and
-  ``jobs.eu.low``, and ``#`` alone covers every name.
+  ``KIND`` is ``queue``, ``topic``, ``log``, ``subject`` (request/reply),
+  ``group`` (Kafka consumer groups) or ``*``. ``PATTERN`` uses the topic
+  pattern syntax for every kind: words separated by dots, ``*`` for exactly
+  one word, ``#`` for zero or more words, so ``queue:jobs.#`` covers
+  ``jobs``, ``jobs.high`` and ``jobs.eu.low``, and ``#`` alone covers every
+  name.
 * Lines starting with ``#`` are comments (a ``#`` later on a line is a
   pattern, not a comment); blank lines are ignored. Grants add up.
 
@@ -84,7 +85,9 @@ QUEUE: Final = "queue"
 TOPIC: Final = "topic"
 LOG: Final = "log"
 SUBJECT: Final = "subject"
-KINDS: Final = (QUEUE, TOPIC, LOG, SUBJECT)
+#: Kafka consumer groups (the Kafka port checks them; docs/kafka.md).
+GROUP: Final = "group"
+KINDS: Final = (QUEUE, TOPIC, LOG, SUBJECT, GROUP)
 
 #: The principal name that stands for every principal in a permissions file.
 EVERYONE: Final = "*"

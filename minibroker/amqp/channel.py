@@ -11,7 +11,9 @@ the channel closes, when everything unacked is requeued in tag order.
 A publish is three frames or more (Basic.Publish, a content header, body
 frames); the channel assembles them, then routes the message through the
 vhost and, in confirm mode, answers with Basic.Ack or Basic.Nack (held until
-the group commit's fsync when a durable queue took the message).
+the group commit's fsync when a durable queue took the message). A
+transactional channel (Tx.Select) holds its publishes and settlements until
+Tx.Commit (``transactions.py``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from minibroker.amqp.errors import (
 )
 from minibroker.amqp.exchanges import DEFAULT, TYPES
 from minibroker.amqp.messages import from_core, to_core
+from minibroker.amqp.permissions import ADMIN, READ, WRITE
+from minibroker.amqp.transactions import HeldPublish, Transaction
 from minibroker.core.peer import Peer
 from minibroker.core.queue_message import Message
 from minibroker.core.queue_options import UNTIL_SETTLED
@@ -85,7 +89,7 @@ class ChannelConsumer:
     def credit(self) -> int:
         channel = self.channel
         session = channel.session
-        if session.closed or channel.closing:
+        if session.closed or channel.closing or channel.paused:
             return 0
         if session.over_high_water:
             session.starved = True  # fed again once the buffer drains
@@ -151,6 +155,9 @@ class Channel:
         self.number = number
         #: Set once the server sent Channel.Close: frames are ignored until CloseOk.
         self.closing = False
+        #: Channel.Flow(active=false): no deliveries to this channel's consumers until
+        #: Flow(active=true) (publishing and Basic.Get go on).
+        self.paused = False
         self.consumers: dict[str, ChannelConsumer] = {}
         self.next_tag = 1
         self.unacked: dict[int, Unacked] = {}
@@ -160,6 +167,8 @@ class Channel:
         self.global_prefetch = 0
         self.confirming = False
         self.publish_seq = 0
+        #: Set by Tx.Select: what is held until the next commit or rollback.
+        self.transaction: Transaction[Unacked] | None = None
         self.reply_token: str | None = None
         self._reply_tag = ""
         self._publish: commands.Basic.Publish | None = None
@@ -294,8 +303,14 @@ class Channel:
                     properties.reply_to = self._reply_address()
                     raw = framing.encode_properties(properties)
         key = publish.routing_key
+        reply = exchange.name == DEFAULT and key.startswith(_REPLY_PREFIX)
+        if session.access is not None and not reply:
+            session.access.exchange(WRITE, exchange.name, exchange.type, key, vhost.name)
+        if self.transaction is not None:
+            self._hold_publish(self.transaction, publish, raw, body)
+            return
         generation = session.broker.write_generation
-        if exchange.name == DEFAULT and key.startswith(_REPLY_PREFIX):
+        if reply:
             target = vhost.reply_targets.get(key[len(_REPLY_PREFIX) :])
             taken, refused = (0, 0) if target is None else (1, 0)
             if target is not None:
@@ -321,6 +336,27 @@ class Channel:
         if self.reply_token is None:
             raise SoftError(PRECONDITION_FAILED, "fast reply consumer does not exist")
         return _REPLY_PREFIX + self.reply_token
+
+    def _hold_publish(
+        self,
+        transaction: Transaction[Unacked],
+        publish: commands.Basic.Publish,
+        raw: bytes,
+        body: bytes,
+    ) -> None:
+        held = HeldPublish(publish, raw, body)
+        session = self.session
+        budget = session.settings.max_content_in_progress
+        if session.transactions_size + held.size > budget:
+            raise SoftError(
+                PRECONDITION_FAILED,
+                f"transactions on this connection would hold more than {budget} bytes; "
+                "commit more often",
+                Basic.Publish.index,
+            )
+        session.transactions_size += held.size
+        transaction.size += held.size
+        transaction.publishes.append(held)
 
     def deliver_reply(
         self, routing_key: str, properties: bytes, exchange: str, body: bytes
@@ -384,11 +420,29 @@ class Channel:
             if consumer.tag in self.consumers:
                 session.vhost.consumers.start(consumer, now)
 
+    def _settle_or_hold(self, tags: list[int], action: str) -> None:
+        """Settle now, or, in a transaction, set the deliveries aside until the commit."""
+        transaction = self.transaction
+        if transaction is None:
+            self.settle(tags, action)
+        else:
+            transaction.settlements.append(({t: self.unacked.pop(t) for t in tags}, action))
+
+    def _end_transaction(self, transaction: Transaction[Unacked]) -> None:
+        """Drop what ``transaction`` holds: publishes go, set-aside deliveries come back."""
+        self.session.transactions_size -= transaction.size
+        aside = transaction.set_aside()
+        if aside:
+            self.unacked = dict(sorted({**self.unacked, **aside}.items()))
+
     def release(self) -> None:
         """The channel closes: cancel its consumers, requeue what it holds, in tag order."""
         session = self.session
         vhost = session.vhost
         self._drop_content()
+        if self.transaction is not None:
+            self._end_transaction(self.transaction)
+            self.transaction = None
         for consumer in list(self.consumers.values()):
             vhost.remove_consumer(consumer, session.now)
         self.consumers.clear()
@@ -430,12 +484,11 @@ class Channel:
         if method.queue == REPLY_TO:
             self._consume_replies(method, tag)
             return
+        queue = method.queue or session.last_queue
+        if session.access is not None:
+            session.access.queue(READ, queue, session.vhost.name)
         consumer = ChannelConsumer(
-            self,
-            tag,
-            method.queue or session.last_queue,
-            no_ack=method.no_ack,
-            exclusive=method.exclusive,
+            self, tag, queue, no_ack=method.no_ack, exclusive=method.exclusive
         )
         session.vhost.add_consumer(consumer, session.conn_id)
         self.consumers[tag] = consumer
@@ -474,6 +527,8 @@ class Channel:
         session = self.session
         vhost = session.vhost
         name = method.queue or session.last_queue
+        if session.access is not None:
+            session.access.queue(READ, name, vhost.name)
         queue = vhost.queue(name)
         vhost.check_owner(name, session.conn_id)
         vhost.touch(name, session.now)
@@ -498,15 +553,15 @@ class Channel:
             self.unacked[tag] = Unacked(name, m.delivery_id, None)
 
     def _ack(self, method: commands.Basic.Ack) -> None:
-        self.settle(self._tags(method.delivery_tag or 0, method.multiple, method), "ack")
+        self._settle_or_hold(self._tags(method.delivery_tag or 0, method.multiple, method), "ack")
 
     def _nack(self, method: commands.Basic.Nack) -> None:
         tags = self._tags(method.delivery_tag, method.multiple, method)
-        self.settle(tags, "requeue" if method.requeue else "drop")
+        self._settle_or_hold(tags, "requeue" if method.requeue else "drop")
 
     def _reject(self, method: commands.Basic.Reject) -> None:
         tags = self._tags(method.delivery_tag or 0, False, method)
-        self.settle(tags, "requeue" if method.requeue else "drop")
+        self._settle_or_hold(tags, "requeue" if method.requeue else "drop")
 
     def _recover(self, method: commands.Basic.Recover) -> None:
         if not method.requeue:
@@ -516,20 +571,66 @@ class Channel:
         self.write(Basic.RecoverOk())
 
     def _confirm_select(self, method: commands.Confirm.Select) -> None:
+        if self.transaction is not None:
+            raise SoftError(PRECONDITION_FAILED, "cannot switch from tx to confirm mode")
         self.confirming = True
         if not method.nowait:
             self.write(commands.Confirm.SelectOk())
 
+    def _tx_select(self, method: commands.Tx.Select) -> None:
+        if self.confirming:
+            raise SoftError(PRECONDITION_FAILED, "cannot switch from confirm to tx mode")
+        if self.transaction is None:
+            self.transaction = Transaction()
+        self.write(commands.Tx.SelectOk())
+
+    def _tx_commit(self, method: commands.Tx.Commit) -> None:
+        """Route the held publishes, apply the held settlements; CommitOk once durable."""
+        transaction = self._transaction()
+        session = self.session
+        session.transactions_size -= transaction.size
+        transaction.size = 0
+        self.transaction = None  # so _route routes instead of holding
+        generation = session.broker.write_generation
+        try:
+            for held in transaction.publishes:
+                self._route(held.method, held.properties, held.body)
+        except BaseException:
+            self._end_transaction(transaction)  # nothing settled: the deliveries come back
+            raise
+        finally:
+            self.transaction = Transaction()
+        for deliveries, action in transaction.settlements:
+            self.unacked.update(deliveries)
+            self.settle(list(deliveries), action)
+        session.committed(self, durable=session.broker.write_generation != generation)
+
+    def _tx_rollback(self, method: commands.Tx.Rollback) -> None:
+        transaction = self._transaction()
+        self._end_transaction(transaction)
+        self.transaction = Transaction()
+        self.write(commands.Tx.RollbackOk())
+
+    def _transaction(self) -> Transaction[Unacked]:
+        if self.transaction is None:
+            raise SoftError(PRECONDITION_FAILED, "channel is not transactional")
+        return self.transaction
+
     def _flow(self, method: commands.Channel.Flow) -> None:
-        if not method.active:
-            raise HardError(NOT_IMPLEMENTED, "active=false", method.index)
-        self.write(commands.Channel.FlowOk(True))
+        self.paused = not method.active
+        self.write(commands.Channel.FlowOk(method.active))
+        if method.active:
+            for consumer in list(self.consumers.values()):
+                self.session.vhost.consumers.start(consumer, self.session.now)
 
     def _exchange_declare(self, method: commands.Exchange.Declare) -> None:
         if method.exchange_type not in TYPES and not method.passive:
             raise HardError(
                 COMMAND_INVALID, f"invalid exchange type '{method.exchange_type}'", method.index
             )
+        access = self.session.access
+        if access is not None and not method.passive:
+            access.exchange_itself(ADMIN, method.exchange, self.session.vhost.name)
         self.session.vhost.declare_exchange(
             method.exchange,
             method.exchange_type,
@@ -543,11 +644,37 @@ class Channel:
             self.write(commands.Exchange.DeclareOk())
 
     def _exchange_delete(self, method: commands.Exchange.Delete) -> None:
+        if self.session.access is not None:
+            self.session.access.exchange_itself(ADMIN, method.exchange, self.session.vhost.name)
         self.session.vhost.delete_exchange(
             method.exchange, if_unused=method.if_unused, now=self.session.now
         )
         if not method.nowait:
             self.write(commands.Exchange.DeleteOk())
+
+    def _exchange_bind(self, method: commands.Exchange.Bind) -> None:
+        self._check_exchange_binding(method.destination, method.source, method.routing_key)
+        self.session.vhost.bind_exchange(
+            method.destination, method.source, method.routing_key, dict(method.arguments or {})
+        )
+        if not method.nowait:
+            self.write(commands.Exchange.BindOk())
+
+    def _exchange_unbind(self, method: commands.Exchange.Unbind) -> None:
+        self._check_exchange_binding(method.destination, method.source, method.routing_key)
+        self.session.vhost.unbind_exchange(method.destination, method.source, method.routing_key)
+        if not method.nowait:
+            self.write(commands.Exchange.UnbindOk())
+
+    def _check_exchange_binding(self, destination: str, source: str, key: str) -> None:
+        access = self.session.access
+        if access is None:
+            return
+        vhost = self.session.vhost
+        for action, name in ((WRITE, destination), (READ, source)):
+            found = vhost.exchanges.get(name)
+            if found is not None:  # a missing one is the binding's 404
+                access.exchange(action, name, found.type, key, vhost.name)
 
     def _queue_declare(self, method: commands.Queue.Declare) -> None:
         session = self.session
@@ -560,6 +687,7 @@ class Channel:
             auto_delete=method.auto_delete,
             arguments=dict(method.arguments or {}),
             now=session.now,
+            access=session.access,
         )
         session.last_queue = name
         if not method.nowait:
@@ -568,14 +696,24 @@ class Channel:
     def _queue_bind(self, method: commands.Queue.Bind) -> None:
         session = self.session
         name = method.queue or session.last_queue
-        session.vhost.check_owner(name, session.conn_id)
-        session.vhost.bind(name, method.exchange, method.routing_key, dict(method.arguments or {}))
+        vhost = session.vhost
+        if session.access is not None:
+            session.access.queue(ADMIN, name, vhost.name)
+            exchange = vhost.exchanges.get(method.exchange)
+            if exchange is not None:  # a missing one is the binding's 404
+                session.access.exchange(
+                    READ, exchange.name, exchange.type, method.routing_key, vhost.name
+                )
+        vhost.check_owner(name, session.conn_id)
+        vhost.bind(name, method.exchange, method.routing_key, dict(method.arguments or {}))
         if not method.nowait:
             self.write(commands.Queue.BindOk())
 
     def _queue_unbind(self, method: commands.Queue.Unbind) -> None:
         session = self.session
         name = method.queue or session.last_queue
+        if session.access is not None:
+            session.access.queue(ADMIN, name, session.vhost.name)
         session.vhost.check_owner(name, session.conn_id)
         session.vhost.unbind(name, method.exchange, method.routing_key)
         self.write(commands.Queue.UnbindOk())
@@ -583,6 +721,8 @@ class Channel:
     def _queue_purge(self, method: commands.Queue.Purge) -> None:
         session = self.session
         name = method.queue or session.last_queue
+        if session.access is not None:
+            session.access.queue(ADMIN, name, session.vhost.name)
         queue = session.vhost.queue(name)
         session.vhost.check_owner(name, session.conn_id)
         count = queue.purge(session.now)
@@ -591,9 +731,12 @@ class Channel:
 
     def _queue_delete(self, method: commands.Queue.Delete) -> None:
         session = self.session
+        name = method.queue or session.last_queue
+        if session.access is not None:
+            session.access.queue(ADMIN, name, session.vhost.name)
         count = session.vhost.delete_queue(
             session.conn_id,
-            method.queue or session.last_queue,
+            name,
             if_unused=method.if_unused,
             if_empty=method.if_empty,
             now=session.now,
@@ -637,9 +780,14 @@ _HANDLERS: dict[type[base.Frame], Callable[[Channel, Any], None]] = {
     commands.Basic.Reject: Channel._reject,
     commands.Basic.Recover: Channel._recover,
     commands.Confirm.Select: Channel._confirm_select,
+    commands.Tx.Select: Channel._tx_select,
+    commands.Tx.Commit: Channel._tx_commit,
+    commands.Tx.Rollback: Channel._tx_rollback,
     commands.Channel.Flow: Channel._flow,
     commands.Exchange.Declare: Channel._exchange_declare,
     commands.Exchange.Delete: Channel._exchange_delete,
+    commands.Exchange.Bind: Channel._exchange_bind,
+    commands.Exchange.Unbind: Channel._exchange_unbind,
     commands.Queue.Declare: Channel._queue_declare,
     commands.Queue.Bind: Channel._queue_bind,
     commands.Queue.Unbind: Channel._queue_unbind,

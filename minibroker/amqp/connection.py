@@ -32,6 +32,7 @@ from typing import Final
 from pamqp import base, commands, decode
 
 from minibroker._version import __version__
+from minibroker.access.permissions import Grants
 from minibroker.amqp import framing
 from minibroker.amqp.channel import Channel, close_frame
 from minibroker.amqp.errors import (
@@ -43,11 +44,13 @@ from minibroker.amqp.errors import (
     INTERNAL_ERROR,
     NOT_ALLOWED,
     NOT_IMPLEMENTED,
+    PRECONDITION_FAILED,
     UNEXPECTED_FRAME,
     AmqpError,
     HardError,
     SoftError,
 )
+from minibroker.amqp.permissions import Access
 from minibroker.amqp.vhost import Vhost, vhost_of
 from minibroker.core.broker import Broker
 from minibroker.core.peer import PushSource
@@ -70,8 +73,11 @@ CAPABILITIES: Final = {
     "authentication_failure_close": True,
     "per_consumer_qos": True,
     "direct_reply_to": True,
+    "exchange_exchange_bindings": True,
 }
 _LONG: Final = struct.Struct(">I")
+#: The sequence number a held Tx.CommitOk has among the held confirms (they start at 1).
+_COMMIT: Final = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +118,8 @@ class AmqpSession:
         self.last_queue = ""
         #: Body bytes announced by content headers and not yet complete (bounded).
         self.content_in_progress = 0
+        #: Bytes the channels' open transactions hold (bounded by the same budget).
+        self.transactions_size = 0
         #: A consumer found the outbound buffer full; feed consumers again once it drains.
         self.starved = False
         #: Confirms waiting for group commit: (write generation, channel, sequence, ok).
@@ -122,6 +130,8 @@ class AmqpSession:
         self._said = True
         self._silent_ticks = 0
         self.client_name = ""
+        #: What the login may do, when a permissions file is in force (None: everything).
+        self.access: Access | None = None
         self.input_paused = False
         self.closing: BrokerError | None = None
         self.closed = False
@@ -407,18 +417,16 @@ class AmqpSession:
             principal = self.settings.authenticate(password)
         except BrokerError:
             principal = None
-        if principal is None or getattr(principal, "grants", None) is not None:
-            why = (
-                "invalid credentials"
-                if principal is None
-                else "a permissions file is in force, and the AMQP port does not enforce it"
-            )
+        if principal is None:
             raise HardError(
                 ACCESS_REFUSED,
                 f"Login was refused using authentication mechanism {method.mechanism}: "
-                f"{why} (user '{user}')",
+                f"invalid credentials (user '{user}')",
                 method.index,
             )
+        grants = getattr(principal, "grants", None)
+        if isinstance(grants, Grants):
+            self.access = Access(grants, user)
         self._stage = "tune-ok"
         self.write(
             framing.method_frame(
@@ -507,9 +515,24 @@ class AmqpSession:
             return
         self._send_confirm(channel, seq, ok)
 
+    def committed(self, channel: Channel, *, durable: bool) -> None:
+        """Tx.CommitOk, after the fsync when the commit made a durable write (held
+        in line with the confirms, as sequence number ``_COMMIT``)."""
+        if self._held or (durable and self.settings.hold_until_synced):
+            self._held.append((self.broker.write_generation, channel, _COMMIT, True))
+            return
+        self._send_confirm(channel, _COMMIT, True)
+
     def _send_confirm(self, channel: Channel, seq: int, ok: bool) -> None:
         if channel.closing or self.channels.get(channel.number) is not channel:
             return  # the channel closed meanwhile: its confirms died with it
+        if seq == _COMMIT:
+            if ok:
+                self.write(framing.method_frame(channel.number, commands.Tx.CommitOk()))
+            else:
+                failed = SoftError(PRECONDITION_FAILED, "the commit could not be made durable")
+                self._close_channel(channel, failed, commands.Tx.Commit.index)
+            return
         self.write(framing.confirm_frame(channel.number, seq, ok))
 
     def release_synced(self, generation: int) -> None:

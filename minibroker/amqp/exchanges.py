@@ -14,6 +14,12 @@ Where a message goes is decided by the exchange's type:
 
 Direct, fanout and headers bindings are plain dicts here: a lookup by key is
 all they need (a trie would only add work).
+
+Exchange-to-exchange bindings (Exchange.Bind) are kept apart, in
+``Exchange.exchange_bindings``, whatever the source's type (a topic source
+matches their keys with :func:`topic_matches`): an exchange with none
+routes exactly as before, and the vhost follows them only when there are
+some (see ``Vhost.route``).
 """
 
 from __future__ import annotations
@@ -65,6 +71,8 @@ class Exchange:
     bindings: dict[tuple[str, str], dict[str, object]] = field(default_factory=dict)
     #: direct: binding key -> queues bound with it.
     _by_key: dict[str, dict[str, None]] = field(default_factory=dict)
+    #: Exchange.Bind: (destination exchange, binding key) -> binding arguments.
+    exchange_bindings: dict[tuple[str, str], dict[str, object]] = field(default_factory=dict)
 
     def same_declaration(
         self, type_: str, durable: bool, auto_delete: bool, internal: bool, arguments: object
@@ -95,9 +103,12 @@ class Exchange:
             del self._by_key[key]
         return True
 
-    def drop_queue(self, queue: str) -> None:
-        for q, key in [b for b in self.bindings if b[0] == queue]:
-            self.unbind(q, key)
+    def drop_queue(self, queue: str) -> list[str]:
+        """Forget every binding of ``queue``; returns their keys."""
+        keys = [key for q, key in self.bindings if q == queue]
+        for key in keys:
+            self.unbind(queue, key)
+        return keys
 
     def route(self, key: str, headers: Mapping[str, object] | None) -> list[str]:
         """The queues a message with ``key`` (and ``headers``) goes to, once each."""
@@ -112,6 +123,51 @@ class Exchange:
                 )
             )
         return []
+
+    def bind_exchange(self, destination: str, key: str, arguments: dict[str, object]) -> None:
+        self.exchange_bindings[(destination, key)] = arguments
+
+    def unbind_exchange(self, destination: str, key: str) -> bool:
+        return self.exchange_bindings.pop((destination, key), None) is not None
+
+    def drop_exchange(self, destination: str) -> list[str]:
+        """Forget every binding to ``destination``; returns their keys."""
+        keys = [key for dest, key in self.exchange_bindings if dest == destination]
+        for key in keys:
+            del self.exchange_bindings[(destination, key)]
+        return keys
+
+    def route_exchanges(self, key: str, headers: Mapping[str, object] | None) -> list[str]:
+        """The exchanges bound to this one that a message with ``key`` goes on to."""
+        found: dict[str, None] = {}
+        for (destination, binding_key), args in self.exchange_bindings.items():
+            if self.type == DIRECT:
+                hit = binding_key == key
+            elif self.type == FANOUT:
+                hit = True
+            elif self.type == TOPIC:
+                hit = topic_matches(binding_key, key)
+            else:
+                hit = headers_match(args, headers)
+            if hit:
+                found[destination] = None
+        return list(found)
+
+
+def topic_matches(pattern: str, key: str) -> bool:
+    """AMQP's topic rule: words split at dots, ``*`` one word, ``#`` zero or more."""
+    wanted, words = pattern.split("."), key.split(".")
+    # reachable[j]: the pattern so far can match the first j words.
+    reachable = [True] + [False] * len(words)
+    for part in wanted:
+        if part == "#":
+            for j in range(1, len(words) + 1):
+                reachable[j] = reachable[j] or reachable[j - 1]
+        else:
+            reachable = [False] + [
+                reachable[j] and (part == "*" or part == words[j]) for j in range(len(words))
+            ]
+    return reachable[-1]
 
 
 def headers_match(binding: Mapping[str, object], headers: Mapping[str, object] | None) -> bool:

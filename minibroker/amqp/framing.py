@@ -13,7 +13,7 @@ publisher's client writes.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
@@ -41,6 +41,12 @@ MIN_FRAME_MAX: Final = 4096
 _CONTENT_HEADER: Final = struct.Struct(">HHQ")
 _METHOD_INDEX: Final = struct.Struct(">I")
 HEARTBEAT_FRAME: Final = b"\x08\x00\x00\x00\x00\x00\x00\xce"
+#: Deepest nesting of tables and arrays accepted in a field table (header
+#: values, arguments). Far beyond any real use, and far below what would make
+#: pamqp's recursive codec (or a later re-encoding, e.g. for dead-lettering)
+#: run out of stack: a deeper table is a 502 SYNTAX_ERROR with this in its text.
+MAX_TABLE_DEPTH: Final = 100
+_NESTED: Final = (dict, list)
 
 
 #: One frame as cut from the stream: (type, channel, payload). A plain tuple,
@@ -157,8 +163,13 @@ def decode_method(payload: bytes) -> base.Frame:
     method: base.Frame = method_class()
     try:
         method.unmarshal(payload[4:])
+    except RecursionError:
+        raise HardError(SYNTAX_ERROR, _too_deep_text(method.name), index) from None
     except Exception as exc:  # pamqp's decoders raise assorted errors on garbage
         raise HardError(SYNTAX_ERROR, f"cannot decode {method.name}: {exc!r}", index) from None
+    arguments = getattr(method, "arguments", None)
+    if arguments and _too_deep(arguments, 1):
+        raise HardError(SYNTAX_ERROR, _too_deep_text(method.name), index)
     return method
 
 
@@ -174,9 +185,27 @@ def decode_properties(raw: bytes) -> commands.Basic.Properties:
     header = pamqp_header.ContentHeader()
     try:
         header.unmarshal(_CONTENT_HEADER.pack(60, 0, 0) + raw)
+    except RecursionError:
+        raise HardError(SYNTAX_ERROR, _too_deep_text("the content header")) from None
     except Exception as exc:
         raise HardError(SYNTAX_ERROR, f"cannot decode content header: {exc!r}") from None
+    headers = header.properties.headers
+    if headers and _too_deep(headers, 1):
+        raise HardError(SYNTAX_ERROR, _too_deep_text("the content header"))
     return header.properties
+
+
+def _too_deep(value: object, depth: int) -> bool:
+    """True if tables and arrays nest more than MAX_TABLE_DEPTH levels in ``value``."""
+    if depth > MAX_TABLE_DEPTH:
+        return True
+    values = value.values() if isinstance(value, dict) else value
+    assert isinstance(values, Iterable)
+    return any(_too_deep(v, depth + 1) for v in values if type(v) in _NESTED)
+
+
+def _too_deep_text(where: str) -> str:
+    return f"field table in {where} nested more than {MAX_TABLE_DEPTH} levels deep"
 
 
 def property_flags(raw: bytes) -> int:

@@ -3,7 +3,8 @@
 The messages, queues and topic bindings are the core's. What AMQP adds, and
 all connections of a vhost share, lives here:
 
-* the exchanges (``exchanges.py``) with their direct/fanout/headers bindings;
+* the exchanges (``exchanges.py``) with their direct/fanout/headers bindings
+  and their exchange-to-exchange bindings;
 * each queue's AMQP declaration (exclusive owner, auto_delete, arguments) for
   RabbitMQ's rules: 405 for another connection's exclusive queue, 406 for an
   inequivalent redeclaration, deletion with the owner, after the last
@@ -14,13 +15,19 @@ all connections of a vhost share, lives here:
 * the direct reply-to channels (``amq.rabbitmq.reply-to``).
 
 It is attached to the namespace (``Namespace.extension``), so it hears of
-disconnects and is destroyed with the namespace like any core model.
+disconnects and is destroyed with the namespace like any core model. What of
+it is durable (durable exchanges, bindings between durable objects, durable
+queues' declarations) is written to the namespace's state journal as it
+changes (``durable.py``) and read back when the vhost is made, so it
+survives a restart with ``--data-dir`` as in RabbitMQ.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -29,6 +36,15 @@ from typing import TYPE_CHECKING, Final, Protocol
 from minibroker.amqp import arguments as queue_arguments
 from minibroker.amqp.consumers import Consumer, Consumers
 from minibroker.amqp.dead_letters import dead_letter
+from minibroker.amqp.durable import (
+    EXCHANGE,
+    JOURNAL,
+    QUEUE,
+    SavedBinding,
+    SavedExchange,
+    SavedQueue,
+    VhostJournal,
+)
 from minibroker.amqp.errors import (
     ACCESS_REFUSED,
     NOT_FOUND,
@@ -45,6 +61,7 @@ from minibroker.amqp.exchanges import (
     topic_name,
 )
 from minibroker.amqp.messages import CoreMessage
+from minibroker.amqp.permissions import ADMIN, READ, WRITE, Access
 from minibroker.core.peer import Peer
 from minibroker.core.queue_message import Message
 from minibroker.core.queues import Queue
@@ -53,6 +70,8 @@ from minibroker.errors import BrokerError, InvalidName, Overflow
 
 if TYPE_CHECKING:
     from minibroker.core.namespace import Namespace
+
+log = logging.getLogger("minibroker.amqp")
 
 #: The key of the vhost in ``Namespace.extension``.
 EXTENSION_KEY: Final = "amqp"
@@ -92,6 +111,63 @@ class Vhost:
         self.consumers = Consumers(namespace)
         self.reply_targets: dict[str, tuple[int, ReplyTarget]] = {}
         namespace.queues.on_delete.append(self._queue_deleted)
+        self.journal = VhostJournal(namespace.state_journal(JOURNAL), namespace.broker.clock)
+        self._recover()
+
+    # -------------------------------------------------------------- recovery
+
+    def _recover(self) -> None:
+        """Bring back what the journal kept: exchanges, queue declarations, bindings.
+
+        Entries whose objects are gone (a durable queue deleted through the
+        native door while the vhost was not loaded) are dropped. As in
+        RabbitMQ, an exclusive queue does not outlive its connection, so one
+        found at start-up is deleted, and the x-expires countdowns start again.
+        """
+        saved = self.journal.load()
+        queues = self.namespace.queues
+        # The shell's monotonic clock, as the core's timers count it (see Clock).
+        now = time.time() - self.namespace.broker.clock.epoch_offset
+        for ex in saved.exchanges:
+            self.exchanges.setdefault(
+                ex.name, Exchange(ex.name, ex.type, True, ex.auto_delete, ex.internal, ex.arguments)
+            )
+        for q in saved.queues:
+            queue = queues.find(q.name)
+            if queue is None or not queue.durable:
+                self.journal.forget_queue(q.name)
+            elif q.exclusive:
+                queues.delete(q.name, now)  # _queue_deleted forgets it
+            else:
+                self._recover_queue(q, now)
+        for b in saved.bindings:
+            source = self.exchanges.get(b.source)
+            if b.kind == QUEUE:
+                if source is None or b.destination not in queues:
+                    self.journal.forget_binding(b.source, b.kind, b.destination, b.key)
+                else:
+                    source.bind(b.destination, b.key, b.arguments)
+            elif source is None or b.destination not in self.exchanges:
+                self.journal.forget_binding(b.source, b.kind, b.destination, b.key)
+            else:
+                source.bind_exchange(b.destination, b.key, b.arguments)
+
+    def _recover_queue(self, saved: SavedQueue, now: float) -> None:
+        try:
+            parsed = queue_arguments.parse(True, saved.arguments)
+        except SoftError as exc:
+            log.error("queue %r in vhost %r: %s (arguments ignored)", saved.name, self.name, exc)
+            parsed = None
+        declaration = self.declarations[saved.name] = QueueDeclaration(
+            True,
+            None,
+            saved.auto_delete,
+            dict(saved.arguments),
+            None if parsed is None else parsed.expires,
+        )
+        if parsed is not None:
+            self._set_dead_letter_route(saved.name, parsed.dead_letter)
+        self._touch(saved.name, declaration, now)
 
     # ------------------------------------------------------------- exchanges
 
@@ -123,6 +199,10 @@ class Vhost:
                 raise SoftError(
                     ACCESS_REFUSED, f"exchange name '{name}' contains reserved prefix 'amq.*'"
                 )
+            if durable:
+                self.journal.save_exchange(
+                    SavedExchange(name, type_, auto_delete, internal, arguments)
+                )
             self.exchanges[name] = Exchange(name, type_, durable, auto_delete, internal, arguments)
             return
         if name in PREDECLARED:
@@ -144,12 +224,28 @@ class Vhost:
         bound = (
             self._topic_bindings(exchange) if exchange.type == TOPIC else list(exchange.bindings)
         )
-        if if_unused and bound:
+        if if_unused and (bound or exchange.exchange_bindings):
             raise SoftError(PRECONDITION_FAILED, f"exchange '{name}' in use")
+        self._remove_exchange(exchange)
+
+    def _remove_exchange(self, exchange: Exchange) -> None:
+        """Delete an exchange with its bindings, both ways, on disk too."""
+        name = exchange.name
+        journal = self.journal
         if exchange.type == TOPIC:
-            for queue, pattern in bound:
+            for queue, pattern in self._topic_bindings(exchange):
                 self.namespace.topics.unbind(queue, pattern)
+        for queue, key in exchange.bindings:
+            journal.forget_binding(name, QUEUE, queue, key)
+        for destination, key in exchange.exchange_bindings:
+            journal.forget_binding(name, EXCHANGE, destination, key)
         del self.exchanges[name]
+        journal.forget_exchange(name)
+        for source in list(self.exchanges.values()):
+            if source.exchange_bindings:
+                for key in source.drop_exchange(name):
+                    journal.forget_binding(source.name, EXCHANGE, name, key)
+                self._maybe_auto_delete_exchange(source)
 
     def _topic_bindings(self, exchange: Exchange) -> list[tuple[str, str]]:
         """The core bindings that belong to a topic exchange (by its topic prefix)."""
@@ -164,13 +260,15 @@ class Vhost:
         if exchange_name == DEFAULT:
             raise SoftError(ACCESS_REFUSED, "operation not permitted on the default exchange")
         exchange = self.exchange(exchange_name)
-        self.queue(queue)
+        target = self.queue(queue)
         if exchange.type == TOPIC:
             try:
                 self.namespace.topics.bind(queue, topic_name(exchange_name, key))
             except InvalidName as exc:
                 raise SoftError(PRECONDITION_FAILED, exc.message) from None
         else:
+            if exchange.durable and target.durable:
+                self.journal.save_binding(SavedBinding(exchange_name, QUEUE, queue, key, arguments))
             exchange.bind(queue, key, arguments)
 
     def unbind(self, queue: str, exchange_name: str, key: str) -> None:
@@ -182,16 +280,38 @@ class Vhost:
         if exchange.type == TOPIC:
             with contextlib.suppress(InvalidName):  # such a key was never bound
                 self.namespace.topics.unbind(queue, topic_name(exchange_name, key))
-        else:
-            exchange.unbind(queue, key)
+        elif exchange.unbind(queue, key):
+            self.journal.forget_binding(exchange_name, QUEUE, queue, key)
         self._maybe_auto_delete_exchange(exchange)
+
+    def bind_exchange(
+        self, destination: str, source: str, key: str, arguments: dict[str, object]
+    ) -> None:
+        """Exchange.Bind: messages routed by ``source`` with ``key`` go on to ``destination``."""
+        if DEFAULT in (destination, source):
+            raise SoftError(ACCESS_REFUSED, "operation not permitted on the default exchange")
+        target = self.exchange(destination)
+        origin = self.exchange(source)
+        if origin.durable and target.durable:
+            self.journal.save_binding(SavedBinding(source, EXCHANGE, destination, key, arguments))
+        origin.bind_exchange(destination, key, arguments)
+
+    def unbind_exchange(self, destination: str, source: str, key: str) -> None:
+        if DEFAULT in (destination, source):
+            raise SoftError(ACCESS_REFUSED, "operation not permitted on the default exchange")
+        origin = self.exchanges.get(source)
+        if origin is None or destination not in self.exchanges:
+            return  # idempotent, as Queue.Unbind
+        if origin.unbind_exchange(destination, key):
+            self.journal.forget_binding(source, EXCHANGE, destination, key)
+        self._maybe_auto_delete_exchange(origin)
 
     def _maybe_auto_delete_exchange(self, exchange: Exchange) -> None:
         if not exchange.auto_delete or exchange.name not in self.exchanges:
             return
         bound = self._topic_bindings(exchange) if exchange.type == TOPIC else exchange.bindings
-        if not bound:
-            del self.exchanges[exchange.name]
+        if not bound and not exchange.exchange_bindings:
+            self._remove_exchange(exchange)
 
     # ----------------------------------------------------------------- route
 
@@ -209,6 +329,10 @@ class Vhost:
         A native topic subscriber reached through a topic exchange counts as
         a queue that took it (the message did go somewhere).
         """
+        if exchange.exchange_bindings:
+            return self._route_through_exchanges(
+                exchange, routing_key, message, header_table, now, ttl
+            )
         if exchange.type == TOPIC:
             try:
                 result = self.namespace.topics.publish(
@@ -234,6 +358,91 @@ class Vhost:
                 continue
             taken += 1
         return taken, refused
+
+    def _publish_topic(
+        self,
+        exchange: Exchange,
+        routing_key: str,
+        message: CoreMessage,
+        now: float,
+        ttl: float | None,
+    ) -> int:
+        """Publish through the core's topic trie: bound queues and native subscribers."""
+        try:
+            result = self.namespace.topics.publish(
+                topic_name(exchange.name, routing_key), [message], now, ttl
+            )
+        except InvalidName:
+            return 0  # no binding can match a key the core cannot name
+        return result.queues + result.subscriptions
+
+    def _put(
+        self, targets: Sequence[str], message: CoreMessage, now: float, ttl: float | None
+    ) -> tuple[int, int]:
+        taken = refused = 0
+        queues = self.namespace.queues
+        for name in targets:
+            queue = queues.find(name)
+            if queue is None:
+                continue
+            try:
+                queue.put([message], now, ttl=ttl)
+            except Overflow:
+                refused += 1
+                continue
+            taken += 1
+        return taken, refused
+
+    def _route_through_exchanges(
+        self,
+        exchange: Exchange,
+        routing_key: str,
+        message: CoreMessage,
+        header_table: Mapping[str, object] | None,
+        now: float,
+        ttl: float | None,
+    ) -> tuple[int, int]:
+        """Route along exchange-to-exchange bindings too: every queue reached, once.
+
+        The first exchange routes as usual (a topic exchange reaches native
+        subscribers too); the exchanges reached through bindings add their
+        queues (cycles end where an exchange was already reached), and each
+        queue takes the message once, however many paths lead to it.
+        """
+        taken = refused = 0
+        done: set[str] = set()
+        if exchange.type == TOPIC:
+            taken = self._publish_topic(exchange, routing_key, message, now, ttl)
+            done.update(self._topic_queues(exchange, routing_key))
+        else:
+            exchange_queues = exchange.route(routing_key, header_table)
+            done.update(exchange_queues)
+            taken, refused = self._put(exchange_queues, message, now, ttl)
+        reached = {exchange.name}
+        pending = [exchange]
+        targets: dict[str, None] = {}
+        while pending:
+            for name in pending.pop().route_exchanges(routing_key, header_table):
+                following = self.exchanges.get(name)
+                if following is None or name in reached:
+                    continue
+                reached.add(name)
+                pending.append(following)
+                if following.type == TOPIC:
+                    found = self._topic_queues(following, routing_key)
+                else:
+                    found = following.route(routing_key, header_table)
+                targets.update(dict.fromkeys(q for q in found if q not in done))
+        more_taken, more_refused = self._put(list(targets), message, now, ttl)
+        return taken + more_taken, refused + more_refused
+
+    def _topic_queues(self, exchange: Exchange, routing_key: str) -> list[str]:
+        """The queues a topic exchange's bindings send ``routing_key`` to."""
+        try:
+            route = self.namespace.topics.match(topic_name(exchange.name, routing_key))
+        except InvalidName:
+            return []
+        return [target.name for target in route.queues]
 
     # --------------------------------------------------------------- queues
 
@@ -266,9 +475,15 @@ class Vhost:
         auto_delete: bool,
         arguments: dict[str, object],
         now: float,
+        access: Access | None = None,
     ) -> tuple[str, int, int]:
-        """Create or check a queue: (name, ready messages, consumers)."""
+        """Create or check a queue: (name, ready messages, consumers).
+
+        ``access``: the connection's permissions, when a permissions file is in force.
+        """
         if passive:
+            if access is not None:
+                access.queue(READ, name, self.name)
             queue = self.queue(name)
             self.check_owner(name, conn_id)
             return name, queue.ready_count, self.consumers.count(name)
@@ -277,6 +492,8 @@ class Vhost:
         elif name.startswith("amq."):
             raise SoftError(ACCESS_REFUSED, f"queue name '{name}' contains reserved prefix 'amq.*'")
         parsed = queue_arguments.parse(durable, arguments)
+        if access is not None:
+            self._check_declare(access, name, parsed.dead_letter)
         queues = self.namespace.queues
         existing = queues.find(name)
         declaration = self.declarations.get(name)
@@ -290,7 +507,10 @@ class Vhost:
             queues.declare(name, parsed.options, now)
         except BrokerError as exc:  # Conflict (other options), InvalidName, BadRequest
             raise SoftError(PRECONDITION_FAILED, exc.message) from None
+        queue = queues.get(name)
         if declaration is None:
+            if queue.durable:
+                self.journal.save_queue(SavedQueue(name, exclusive, auto_delete, dict(arguments)))
             declaration = self.declarations[name] = QueueDeclaration(
                 durable,
                 conn_id if exclusive else None,
@@ -299,13 +519,28 @@ class Vhost:
                 parsed.expires,
             )
         self._touch(name, declaration, now)
-        queue = queues.get(name)
-        if parsed.dead_letter is None:
+        self._set_dead_letter_route(name, parsed.dead_letter)
+        return name, queue.ready_count, self.consumers.count(name)
+
+    def _check_declare(
+        self, access: Access, name: str, dead_letter: tuple[str, str | None] | None
+    ) -> None:
+        """Admin on the queue, and write on where its dead letters go (any key, when
+        they keep their own)."""
+        access.queue(ADMIN, name, self.name)
+        if dead_letter is not None:
+            exchange, key = dead_letter
+            found = self.exchanges.get(exchange)
+            type_ = DIRECT if found is None else found.type
+            access.exchange(WRITE, exchange, type_, "#" if key is None else key, self.name)
+
+    def _set_dead_letter_route(self, name: str, route: tuple[str, str | None] | None) -> None:
+        queue = self.namespace.queues.get(name)
+        if route is None:
             queue.dead_letter_route = None
         else:
-            exchange, key = parsed.dead_letter
+            exchange, key = route
             queue.dead_letter_route = partial(self._dead_letter, name, exchange, key)
-        return name, queue.ready_count, self.consumers.count(name)
 
     def _dead_letter(
         self,
@@ -383,9 +618,11 @@ class Vhost:
         declaration = self.declarations.pop(name, None)
         if declaration is not None and declaration.expiry is not None:
             declaration.expiry.cancel()
+        self.journal.forget_queue(name)
         for exchange in self.exchanges.values():
             if exchange.bindings:
-                exchange.drop_queue(name)
+                for key in exchange.drop_queue(name):
+                    self.journal.forget_binding(exchange.name, QUEUE, name, key)
         for consumer in self.consumers.drop_queue(name):
             consumer.cancelled_by_server(0.0)
 
@@ -480,19 +717,33 @@ class Vhost:
                 self.namespace.queues.delete(name, now)
 
     def sync(self) -> None:
-        return None
+        self.journal.sync()
 
     def close(self) -> None:
+        self._cancel_timers()
+        self.journal.close()
+
+    def _cancel_timers(self) -> None:
         for declaration in self.declarations.values():
             if declaration.expiry is not None:
                 declaration.expiry.cancel()
 
     def destroy(self) -> None:
-        self.close()
+        self._cancel_timers()
         self.consumers.clear()
         self.reply_targets.clear()
+        self.journal.destroy()
 
 
 def vhost_of(namespace: Namespace) -> Vhost:
     """The AMQP state of ``namespace``, created on first use."""
     return namespace.extension(EXTENSION_KEY, Vhost)
+
+
+def recover_vhosts(namespaces: Sequence[Namespace]) -> None:
+    """At start-up: load the vhosts that have durable AMQP state, so their
+    dead-letter routes, bindings and x-expires countdowns work before the
+    first AMQP client connects (a message may expire in the meantime)."""
+    for namespace in namespaces:
+        if namespace.has_state(JOURNAL):
+            vhost_of(namespace)

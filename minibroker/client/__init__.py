@@ -7,10 +7,15 @@ they never import the core, storage, the server or its configuration
 (``make test`` checks it), so a program that only talks to a broker loads
 no broker.
 
-- :mod:`~minibroker.client.protocol`: the client half of the protocol, sans-I/O
+- :mod:`~minibroker.client.protocol`: requests (``Call``), framing and events
+- :mod:`~minibroker.client.connection`: one connection's state, sans-I/O
+  (request ids, calls in flight, subscriptions, failure)
 - :mod:`~minibroker.client.trio_client`, :mod:`~minibroker.client.aio`,
-  :mod:`~minibroker.client.sync`: the three connections
-- :mod:`~minibroker.client.api`: the methods, written once for every flavour
+  :mod:`~minibroker.client.sync`: the three transports (socket, byte pump,
+  one wake-up primitive each)
+- :mod:`~minibroker.client.transport`, :mod:`~minibroker.client.api`: the
+  methods, written once for every flavour (``sends``, ``opens``)
+- :mod:`~minibroker.client.producer`: ordered, pipelined producers
 - :mod:`~minibroker.client.queues`, :mod:`~minibroker.client.queue_wire`,
   :mod:`~minibroker.client.queue_consumer`, :mod:`~minibroker.client.topics`,
   :mod:`~minibroker.client.logs`, :mod:`~minibroker.client.rpc`: per model

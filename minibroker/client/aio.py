@@ -31,25 +31,21 @@ When the connection drops, every pending call fails at once with
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from collections.abc import Callable, Generator
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from minibroker.client.advice import explaining_connect, explaining_hello, require_event_loop
 from minibroker.client.api import AsyncMethods
-from minibroker.client.protocol import (
-    CLOSED_BY_BROKER,
-    Call,
-    ClientProtocol,
-    Goodbye,
-    Push,
-    Reply,
-    connection_lost,
-    hello_call,
+from minibroker.client.connection import AsyncPendingCall, Connection
+from minibroker.client.protocol import CLOSED_BY_BROKER, Call, connection_lost, hello_call
+from minibroker.client.pushes import (
+    AsyncSubscription,
+    AsyncSubscriptionContext,
+    PushParser,
+    SubscriptionCore,
 )
-from minibroker.client.pushes import PushParser, SubscriptionCore, SubscriptionEnded
 from minibroker.client.url import parse_url
 from minibroker.errors import BrokerError, ConnectionClosed
 
@@ -64,169 +60,53 @@ CLOSE_TIMEOUT = 5.0
 __all__ = ["DEFAULT_MAX_PENDING", "Client", "Subscription", "connect"]
 
 
-class Subscription(SubscriptionCore[T]):
-    """A live push subscription: ``async for item in sub``.
+class _AioCall(AsyncPendingCall[T]):
+    """A call whose caller waits on an asyncio future."""
 
-    Items arrive in batches from ``data_received`` and wait in a local deque.
-    ``dropped`` counts messages discarded for this subscription because it
-    fell behind: by the broker (it says so in a ``notice`` frame) or by this
-    client once ``max_pending`` are buffered. Iteration ends
-    when the subscription is closed or the broker ends it; it raises
-    ``ConnectionClosed`` (or the broker's goodbye error) if the connection goes.
-    """
+    __slots__ = ("_future",)
 
-    def __init__(
-        self, client: Client, call: Call[Any], parser: PushParser[T], max_pending: int
-    ) -> None:
-        super().__init__(client, call, parser, max_pending)
-        self._client: Client = client
-        self._waiter: asyncio.Future[None] | None = None
-        self._resume_below = max(1, max_pending // 2)
-        #: True while this subscription's full buffer holds the socket paused.
-        self._holding = False
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    # ------------------------------------------------- driven by the client
-
-    async def _start(self) -> None:
-        try:
-            await self._client._call(self._call, on_reply=self._register)
-        except BaseException:
-            self._abandon()
-            raise
-
-    def _feed(self, push: Push) -> None:
-        if self._control(push):
-            return
-        if self._take(self._parser(push.frame, self._client)):
-            self._end_slow()
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _end(self, error: BaseException) -> None:
-        if self._ended is None:
-            self._ended = error
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        self._client._release_reading(self)
-
-    # ------------------------------------------------------ consumer side
-
-    def __aiter__(self) -> Subscription[T]:
-        return self
-
-    async def __anext__(self) -> T:
-        items = self._items
-        while not items:
-            if self._ended is not None:
-                if isinstance(self._ended, SubscriptionEnded | StopAsyncIteration):
-                    raise StopAsyncIteration
-                raise self._ended
-            waiter = self._waiter
-            if waiter is None or waiter.done():
-                waiter = self._waiter = self._client._loop.create_future()
-            await waiter
-        item = items.popleft()
-        if self._holding and len(items) <= self._resume_below:
-            self._client._release_reading(self)
-        return item
-
-    async def get_batch(self, max_items: int = 1000) -> list[T]:
-        """Wait for at least one item, then return up to ``max_items`` at once."""
-        first = await self.__anext__()
-        batch = [first]
-        items = self._items
-        while items and len(batch) < max_items:
-            batch.append(items.popleft())
-        if self._holding and len(items) <= self._resume_below:
-            self._client._release_reading(self)
-        return batch
-
-    def get_nowait(self) -> T | None:
-        """The next buffered item, or None when nothing has arrived."""
-        if not self._items:
-            return None
-        item = self._items.popleft()
-        if self._holding and len(self._items) <= self._resume_below:
-            self._client._release_reading(self)
-        return item
-
-    async def aclose(self) -> None:
-        """Stop the subscription: iteration ends and the broker is told (once)."""
-        if self.sub_id is None or self._ended is not None:
-            return
-        self._end(StopAsyncIteration())
-        self._client._subscriptions.pop(self.sub_id, None)
-        if not self._client.closed:
-            with contextlib.suppress(ConnectionClosed, BrokerError):
-                await self._client._call(Call("unsubscribe", {"sub": self.sub_id}))
-
-
-class PendingCall(Generic[T]):
-    """A request sent by ``Client._begin``; collect its answer later (see api.PendingCall)."""
-
-    __slots__ = ("_client", "_future", "_id", "_parse")
-
-    def __init__(
-        self,
-        client: Client,
-        request_id: int,
-        future: asyncio.Future[Any],
-        parse: Callable[[Any], T],
-    ) -> None:
-        self._client = client
-        self._id = request_id
-        self._future = future
-        self._parse = parse
-
-    @property
-    def request_id(self) -> int:
-        return self._id
-
-    @property
-    def done(self) -> bool:
-        return self._future.done()
+    def _wake(self) -> None:
+        if not self._future.done():
+            self._future.set_result(None)
 
     async def wait(self) -> None:
-        future = self._future
-        if future.done():
-            await asyncio.sleep(0)  # still a checkpoint: let the flush and the reader run
+        """Wait until ``done``; never raises the call's error. Always a checkpoint."""
+        if self.done:
+            await asyncio.sleep(0)  # let the flush and the reader run
         else:
-            # asyncio.wait neither raises the call's error nor cancels the future
-            # when this task is cancelled: the call stays collectable.
-            await asyncio.wait((future,))
+            # asyncio.wait neither raises nor cancels the future when this task
+            # is cancelled: the call stays collectable.
+            await asyncio.wait((self._future,))
 
-    def outcome(self) -> T:
+    async def _answered(self) -> None:
+        await self._future
+
+
+class _FutureSignal:
+    """A subscription consumer's wake-up: a fresh future per wait."""
+
+    __slots__ = ("_future", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._future: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
         future = self._future
-        if not future.done():
-            raise RuntimeError("the call has not been answered yet")
-        self._client._pending.pop(self._id, None)
-        return self._parse(future.result())
+        if future is not None and not future.done():
+            future.set_result(None)
 
-    def abandon(self, on_result: Callable[[Any], None] | None = None) -> None:
-        client = self._client
-        client._pending.pop(self._id, None)
-        future = self._future
-        if future.done():
-            if not future.cancelled() and future.exception() is None and on_result is not None:
-                on_result(future.result())
-        elif on_result is not None and client._closed is None:
-            client._on_reply[self._id] = on_result
+    async def wait(self) -> None:
+        self._future = self._loop.create_future()
+        await self._future
 
 
-class _SubscriptionContext(Generic[T]):
-    """``async with mb.subscribe(...) as sub``: subscribe on enter, unsubscribe on exit."""
-
-    def __init__(self, subscription: Subscription[T]) -> None:
-        self._subscription = subscription
-
-    async def __aenter__(self) -> Subscription[T]:
-        await self._subscription._start()
-        return self._subscription
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._subscription.aclose()
+#: A live push subscription: ``async for item in sub`` (see ``AsyncSubscription``).
+Subscription = AsyncSubscription
 
 
 class _Wire(asyncio.Protocol):
@@ -266,26 +146,17 @@ class Client(AsyncMethods):
 
     def __init__(self, *, max_pending: int = DEFAULT_MAX_PENDING) -> None:
         self._loop = asyncio.get_running_loop()
-        self._protocol = ClientProtocol()
-        self._pending: dict[int, asyncio.Future[Any]] = {}
-        #: Request id -> hook run by the reader on a successful reply (subscribe calls).
-        self._on_reply: dict[int, Callable[[Any], None]] = {}
-        self._subscriptions: dict[int, Subscription[Any]] = {}
+        self._conn = Connection()
         self._outbox: list[bytes] = []
         self._flush_scheduled = False
         self._transport: asyncio.Transport | None = None
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         #: Subscriptions whose full buffers keep reading paused.
-        self._holding_reads: set[Subscription[Any]] = set()
+        self._holding_reads: set[SubscriptionCore[Any]] = set()
         self._max_pending = max_pending
-        self._closed: BaseException | None = None
         self._lost: asyncio.Future[None] = self._loop.create_future()
         self.server_info: dict[str, Any] = {}
-
-    @property
-    def closed(self) -> bool:
-        return self._closed is not None
 
     @property
     def reading_paused(self) -> bool:
@@ -306,54 +177,43 @@ class Client(AsyncMethods):
     # -------------------------------------------------------- the transport
 
     async def _call(self, call: Call[T], *, on_reply: Callable[[Any], None] | None = None) -> T:
-        if self._write_paused and self._closed is None:
+        if self._write_paused and self._conn.closed is None:
             await self._drain()
-        if self._closed is not None:
-            raise connection_lost(str(self._closed))
-        request_id, data = self._protocol.encode(call)
-        future: asyncio.Future[Any] = self._loop.create_future()
-        self._pending[request_id] = future
-        if on_reply is not None:
-            self._on_reply[request_id] = on_reply
-        self._outbox.append(data)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-        try:
-            result = await future
-        finally:
-            self._pending.pop(request_id, None)
-        return call.parse(result)
+        return await self._begin(call, on_reply).answer()
 
-    def _begin(self, call: Call[T]) -> PendingCall[T]:
+    def _begin(
+        self, call: Call[T], on_reply: Callable[[Any], None] | None = None
+    ) -> _AioCall[T]:
         """Queue ``call`` for this loop iteration's flush; collect the answer later."""
-        if self._closed is not None:
-            raise connection_lost(str(self._closed))
-        request_id, data = self._protocol.encode(call)
-        future: asyncio.Future[Any] = self._loop.create_future()
-        self._pending[request_id] = future
-        self._outbox.append(data)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-        return PendingCall(self, request_id, future, call.parse)
-
-    def _subscription(self, call: Call[Any], parser: PushParser[T]) -> _SubscriptionContext[T]:
-        return _SubscriptionContext(Subscription(self, call, parser, self._max_pending))
+        pending, data = self._conn.begin(call, _AioCall, on_reply)
+        self._queue(data)
+        return pending
 
     def _post(self, call: Call[Any]) -> None:
         """Send ``call`` without waiting; its answer is ignored (cleanup on cancellation)."""
-        if self._closed is None:
-            self._outbox.append(self._protocol.encode(call)[1])
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                self._loop.call_soon(self._flush)
+        data = self._conn.post(call)
+        if data is not None:
+            self._queue(data)
+
+    def _queue(self, data: bytes) -> None:
+        self._outbox.append(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _signal(self) -> _FutureSignal:
+        return _FutureSignal(self._loop)
+
+    def _subscription(
+        self, call: Call[Any], parser: PushParser[T]
+    ) -> AsyncSubscriptionContext[T]:
+        return AsyncSubscriptionContext(AsyncSubscription(self, call, parser, self._max_pending))
 
     def _flush(self) -> None:
         """One write of everything queued during this loop iteration."""
         self._flush_scheduled = False
         outbox = self._outbox
-        if not outbox or self._transport is None or self._closed is not None:
+        if not outbox or self._transport is None or self._conn.closed is not None:
             outbox.clear()
             return
         data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
@@ -381,43 +241,20 @@ class Client(AsyncMethods):
 
     def _data_received(self, data: bytes) -> None:
         try:
-            events = self._protocol.receive_data(data)
+            for held in self._conn.receive_data(data):
+                self._hold_reading(held)
         except BrokerError as exc:  # undecodable data from the server
             self._fail(exc)
             if self._transport is not None:
                 self._transport.abort()
-            return
-        pending = self._pending
-        for event in events:
-            if type(event) is Reply:
-                hook = self._on_reply.pop(event.id, None) if self._on_reply else None
-                if hook is not None and event.error is None:
-                    hook(event.result)
-                future = pending.get(event.id)
-                if future is not None and not future.done():
-                    if event.error is None:
-                        future.set_result(event.result)
-                    else:
-                        future.set_exception(event.error)
-            elif type(event) is Push:
-                subscription = self._subscriptions.get(event.sub)
-                if subscription is not None:
-                    subscription._feed(event)
-                    if subscription.holds_back_reading and subscription._ended is None:
-                        self._hold_reading(subscription)
-            elif type(event) is Goodbye:
-                self._fail(event.error)
 
-    def _hold_reading(self, subscription: Subscription[Any]) -> None:
+    def _hold_reading(self, subscription: SubscriptionCore[Any]) -> None:
         subscription._holding = True
         if not self._holding_reads and self._transport is not None:
             self._transport.pause_reading()
         self._holding_reads.add(subscription)
 
-    def _release_reading(self, subscription: Subscription[Any]) -> None:
-        if not subscription._holding:
-            return
-        subscription._holding = False
+    def _release_reading(self, subscription: AsyncSubscription[Any]) -> None:
         self._holding_reads.discard(subscription)
         if not self._holding_reads and self._transport is not None and self._closed is None:
             self._transport.resume_reading()
@@ -431,23 +268,14 @@ class Client(AsyncMethods):
 
     def _fail(self, error: BaseException) -> None:
         """Fail every pending call and end every subscription with ``error``."""
-        if self._closed is None:
-            self._closed = error
-        call_error = error if isinstance(error, ConnectionClosed) else connection_lost(str(error))
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(call_error)
-        self._on_reply.clear()
-        for subscription in list(self._subscriptions.values()):
-            subscription._end(error)
-        self._subscriptions.clear()
+        self._conn.fail(error)
         self._resume_writing()
 
     # ------------------------------------------------------------ lifecycle
 
     async def aclose(self) -> None:
         """Close the connection: pending calls fail, subscriptions end. Idempotent."""
-        if self._closed is None:
+        if self._conn.closed is None:
             for subscription in list(self._subscriptions.values()):
                 subscription._end(StopAsyncIteration())
             self._fail(ConnectionClosed("the client was closed"))

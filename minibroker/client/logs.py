@@ -29,36 +29,40 @@ re-reads at most what it processed since its last commit.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple, NoReturn
 
 from minibroker.client.bodies import as_body
+from minibroker.client.producer import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_BATCH_BYTES,
+    DEFAULT_MAX_IN_FLIGHT,
+    AsyncProducer,
+    Confirmation,
+    ProducerState,
+    SyncConfirmation,
+    SyncProducer,
+    body_size,
+)
 from minibroker.client.protocol import Call
-from minibroker.client.pushes import SubscriptionEnded
+from minibroker.client.pushes import BlockingIteration, SubscriptionEnded
+from minibroker.client.transport import AsyncTransport, SyncTransport, opens, sends
 from minibroker.errors import BrokerError, ConnectionClosed, OffsetOutOfRange
 from minibroker.log_store import Record
 from minibroker.record_format import decode_records_fast
 
-if TYPE_CHECKING:
-    # api.py inherits these mixins, so importing it at run time would be circular.
-    from minibroker.client.api import AsyncTransport, SyncTransport
-
-    _AsyncBase = AsyncTransport
-    _SyncBase = SyncTransport
-else:
-    _AsyncBase = object
-    _SyncBase = object
-
 __all__ = [
     "AsyncLogMethods",
+    "AsyncLogProducer",
     "AsyncLogTail",
     "GroupLag",
     "LogStats",
     "Record",
     "Start",
     "SyncLogMethods",
+    "SyncLogProducer",
     "SyncLogTail",
     "parse_records",
 ]
@@ -174,12 +178,16 @@ def _options(**options: Any) -> dict[str, Any]:
 
 
 def create_log_call(
-    log: str,
-    retention_bytes: int | None,
-    retention_seconds: float | None,
-    segment_bytes: int | None,
+    name: str,
+    retention_bytes: int | None = None,
+    retention_seconds: float | None = None,
+    segment_bytes: int | None = None,
 ) -> Call[bool]:
-    fields = {"log": log}
+    """Create log ``name``; True if created, False if it existed with the same options.
+
+    Raises Conflict if it exists with other options.
+    """
+    fields = {"log": name}
     fields.update(
         _options(
             retention_bytes=retention_bytes,
@@ -190,16 +198,19 @@ def create_log_call(
     return Call("log.create", fields, lambda r: bool(r["created"]))
 
 
-def delete_log_call(log: str) -> Call[int]:
-    return Call("log.delete", {"log": log}, lambda r: int(r["records"]))
+def delete_log_call(name: str) -> Call[int]:
+    """Delete the log and its records; returns how many records it held."""
+    return Call("log.delete", {"log": name}, lambda r: int(r["records"]))
 
 
 def list_logs_call() -> Call[list[str]]:
+    """Names of the logs in this namespace, sorted."""
     return Call("log.list", {}, list)
 
 
-def log_stats_call(log: str) -> Call[LogStats]:
-    return Call("log.stats", {"log": log}, _parse_stats)
+def log_stats_call(name: str) -> Call[LogStats]:
+    """Offsets, size, segments and consumer groups (committed offset, lag) of a log."""
+    return Call("log.stats", {"log": name}, _parse_stats)
 
 
 def _first_offset(result: dict[str, Any]) -> int:
@@ -207,28 +218,45 @@ def _first_offset(result: dict[str, Any]) -> int:
 
 
 def append_call(
-    log: str, body: bytes, key: bytes | None, headers: Mapping[str, str] | None
+    log: str, body: bytes, key: bytes | None = None, headers: Mapping[str, str] | None = None
 ) -> Call[int]:
+    """Append one record; returns its offset once it is stored per the fsync policy."""
     return Call("append", {"log": log, "records": [_record_map(body, key, headers)]}, _first_offset)
 
 
 def append_many_call(log: str, records: Iterable[RecordItem]) -> Call[int]:
+    """Append a batch in one frame; returns the first offset (the rest follow densely).
+
+    All or nothing: an invalid batch appends none of its records.
+    """
+    return Call("append", {"log": log, "records": encode_records(records)}, _first_offset)
+
+
+def encode_records(records: Iterable[RecordItem]) -> list[bytes | dict[str, Any]]:
+    """The wire form of a batch of records (see ``RecordItem``)."""
     if isinstance(records, bytes | str):
         raise TypeError("append_many takes an iterable of records, not one body")
-    return Call(
-        "append", {"log": log, "records": [_encode_record(r) for r in records]}, _first_offset
-    )
+    return [_encode_record(r) for r in records]
 
 
 def read_call(
     log: str,
-    start: Start,
-    timestamp_ms: int | None,
-    group: str | None,
-    max_records: int,
-    max_bytes: int,
-    wait: float,
+    start: Start = "earliest",
+    timestamp_ms: int | None = None,
+    group: str | None = None,
+    max_records: int = DEFAULT_MAX_RECORDS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    wait: float = 0.0,
 ) -> Call[list[Record]]:
+    """Read up to ``max_records`` records (and about ``max_bytes``) from ``start``.
+
+    ``start`` is an offset, "earliest", "latest" or "committed" (``group``'s
+    committed offset; earliest if it never committed); ``timestamp_ms``
+    starts at the first record stamped at or after it instead. With
+    ``wait`` > 0 an empty read waits up to that many seconds for records.
+    Raises OffsetOutOfRange (``details["first_offset"]``) below the first
+    retained offset.
+    """
     fields: dict[str, Any] = {
         "log": log,
         "start": start,
@@ -252,452 +280,356 @@ def tail_call(
 
 
 def commit_call(log: str, group: str, offset: int) -> Call[None]:
+    """Record that ``group`` will read ``log`` from ``offset`` next."""
     return Call("commit", {"log": log, "group": group, "offset": offset}, lambda r: None)
 
 
 def committed_call(log: str, group: str) -> Call[int | None]:
+    """The offset ``group`` committed (the next to read), or None."""
     return Call("committed", {"log": log, "group": group}, lambda r: r["offset"])
 
 
-def _ended_error(subscription: Any) -> BrokerError | None:
-    """The error to raise when a tail ends: falling behind retention is not a quiet end."""
-    ended = subscription.ended
-    if isinstance(ended, SubscriptionEnded) and isinstance(ended.cause, OffsetOutOfRange):
-        return ended.cause
-    return None
+class TailPlan(NamedTuple):
+    client: Any
+    call: Call[dict[str, Any]]
+    log: str
+    group: str | None
+    commit_every: int
 
 
-class _Progress:
-    """Which offsets a tail helper has handed out, processed and committed."""
+def tail_state(
+    client: Any,
+    log: str,
+    start: Start | None = None,
+    group: str | None = None,
+    *,
+    timestamp_ms: int | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    commit_every: int = DEFAULT_COMMIT_EVERY,
+) -> TailPlan:
+    """Replay from ``start``, then follow new records live: ``async with
+    mb.tail(log) as tail: async for r in tail`` (blocking: ``with``/``for``).
 
-    __slots__ = ("committed", "handed_out", "processed", "since_commit")
-
-    def __init__(self, start_offset: int, committed: int | None) -> None:
-        #: Offset after the last record handed to the caller.
-        self.handed_out = start_offset
-        #: Offset after the last record the caller finished with.
-        self.processed = start_offset
-        self.committed = committed
-        self.since_commit = 0
-
-    def finish_previous(self) -> None:
-        if self.processed != self.handed_out:
-            self.since_commit += self.handed_out - self.processed
-            self.processed = self.handed_out
-
-    def needs_commit(self) -> bool:
-        return self.processed != self.committed and self.since_commit > 0
-
-
-def _begin_commit(tail: AsyncLogTail | SyncLogTail, begin: Any) -> None:
-    """Send the tail's commit without waiting (one at a time; a busy one is left be)."""
-    if tail._in_flight is not None:
-        if not tail._in_flight.done:
-            return  # the next commit (or the exit) covers this position
-        _settle(tail)
-    progress = tail._progress
-    assert tail.group is not None
-    tail._in_flight = begin(commit_call(tail.log, tail.group, progress.processed))
-    progress.committed = progress.processed
-    progress.since_commit = 0
+    ``start`` defaults to "committed" with a ``group`` (resume; earliest if
+    the group never committed) and to "latest" without. With a group the
+    helper commits as it goes and on exit.
+    """
+    call = tail_call(log, start, timestamp_ms, group, max_bytes)
+    return TailPlan(client, call, log, group, commit_every)
 
 
-def _settle(tail: AsyncLogTail | SyncLogTail) -> None:
-    """Collect a finished background commit; raises its error, if it failed."""
-    pending, tail._in_flight = tail._in_flight, None
-    pending.outcome()
+class _TailState:
+    """What a tail helper of either flavour knows: the subscription, and which
+    offsets it has handed out, the caller processed, and the group committed.
 
-
-class AsyncLogTail:
-    """The records of a tail subscription: ``async for record in tail``.
-
-    With a ``group`` the helper commits as it goes (see the module docstring);
-    :meth:`commit` commits the current position explicitly.
+    It never waits; ``AsyncLogTail`` and ``SyncLogTail`` wait around it.
     """
 
-    def __init__(
-        self,
-        client: Any,
-        subscription: Any,
-        log: str,
-        group: str | None,
-        commit_every: int,
-        resumed: bool = False,
-    ) -> None:
-        self._client = client
-        self._subscription = subscription
-        self.log = log
-        self.group = group
-        self._commit_every = commit_every
-        start_offset = int(subscription.info.get("offset", 0))
-        # Resuming from the group's commit: that offset is committed already.
-        self._progress = _Progress(start_offset, start_offset if resumed else None)
+    def __init__(self, plan: TailPlan) -> None:
+        self._client = plan.client
+        self.log = plan.log
+        self.group = plan.group
+        self._commit_every = plan.commit_every
+        self._context = plan.client._subscription(plan.call, parse_records)
+        self._resumed = plan.call.fields["start"] == "committed"
+        self._subscription: Any = None
+        #: Offset after the last record handed to the caller, and after the last
+        #: one the caller finished with (asked for the next one).
+        self._handed_out = self._processed = 0
+        self._committed: int | None = None
+        self._since_commit = 0
         #: A commit sent without waiting (when the tail caught up), if any.
         self._in_flight: Any = None
+
+    def _started(self, subscription: Any) -> None:
+        """Subscribed: start counting from the offset the broker starts at."""
+        self._subscription = subscription
+        start_offset = int(subscription.info.get("offset", 0))
+        self._handed_out = self._processed = start_offset
+        # Resuming from the group's commit: that offset is committed already.
+        self._committed = start_offset if self._resumed else None
 
     @property
     def position(self) -> int:
         """The offset of the next record this tail will hand out."""
-        return self._progress.handed_out
+        return self._handed_out
 
     @property
     def subscription(self) -> Any:
         """The underlying push subscription (``dropped``, ``ended``, ``sub_id``)."""
         return self._subscription
 
+    def _finish_previous(self) -> bool:
+        """What was handed out is processed now; True if a commit is due."""
+        if self._processed != self._handed_out:
+            self._since_commit += self._handed_out - self._processed
+            self._processed = self._handed_out
+        return self.group is not None and self._since_commit >= self._commit_every
+
+    def _caught_up(self) -> None:
+        """Nothing buffered: a good moment to save the position, without waiting
+        (the consumer is about to wait for records anyway). Its answer is
+        checked at the next commit, or on exit; one in flight at a time."""
+        if self.group is None or self._processed == self._committed or not self._since_commit:
+            return
+        if self._in_flight is not None:
+            if not self._in_flight.done:
+                return  # the next commit (or the exit) covers this position
+            self._settle()
+        self._in_flight = self._client._begin(commit_call(self.log, self.group, self._processed))
+        self._committed = self._processed
+        self._since_commit = 0
+
+    def _settle(self) -> None:
+        """Collect the finished background commit; raises its error, if it failed."""
+        pending, self._in_flight = self._in_flight, None
+        pending.outcome()
+
+    def _to_commit(self) -> Call[None] | None:
+        """The commit of the processed position, if the group has one to make."""
+        if self.group is None or self._processed == self._committed:
+            return None
+        return commit_call(self.log, self.group, self._processed)
+
+    def _did_commit(self, call: Call[None]) -> None:
+        self._committed = call.fields["offset"]
+        self._since_commit = 0
+
+    def _handed(self, record: Record) -> Record:
+        self._handed_out = record.offset + 1
+        return record
+
+    def _ended(self, error: BaseException) -> NoReturn:
+        """The subscription ended with ``error``: a tail that fell behind
+        retention raises OffsetOutOfRange rather than ending quietly."""
+        ended = self._subscription.ended
+        if isinstance(ended, SubscriptionEnded) and isinstance(ended.cause, OffsetOutOfRange):
+            raise ended.cause from None
+        raise error
+
+    def _batch(self, first: Record, max_items: int) -> list[Record]:
+        """``first`` and up to ``max_items - 1`` buffered records, handed out at once."""
+        batch = [first]
+        take = self._subscription.get_nowait
+        while len(batch) < max_items:
+            record = take()
+            if record is None:
+                break
+            batch.append(record)
+        self._handed_out = batch[-1].offset + 1
+        return batch
+
+    def _commits_on_exit(self, completed: bool) -> bool:
+        """Leaving: the last record counts as processed if the block completed;
+        True if there is a group (and a connection) to commit for."""
+        if completed:
+            self._finish_previous()
+        return self.group is not None and not getattr(self._client, "closed", False)
+
+    @contextmanager
+    def _tolerating(self, completed: bool) -> Iterator[None]:
+        """The exit's commit: its failure is raised only if the block completed
+        (leaving on an exception, that exception matters more)."""
+        try:
+            yield
+        except (ConnectionClosed, BrokerError):
+            if completed:
+                raise
+
+
+class AsyncLogTail(_TailState):
+    """The records of a tail subscription: ``async for record in tail``.
+
+    With a ``group`` the helper commits as it goes (see the module docstring);
+    :meth:`commit` commits the current position explicitly.
+    """
+
     def __aiter__(self) -> AsyncLogTail:
         return self
 
     async def __anext__(self) -> Record:
-        progress = self._progress
-        progress.finish_previous()
-        if self.group is not None and progress.since_commit >= self._commit_every:
+        if self._finish_previous():
             await self.commit()
-        subscription = self._subscription
-        record: Record | None = subscription.get_nowait()
+        record: Record | None = self._subscription.get_nowait()
         if record is None:
-            if self.group is not None and progress.needs_commit():
-                self._commit_in_background()  # caught up: a good moment to save the position
+            self._caught_up()
             try:
-                record = await subscription.__anext__()
-            except StopAsyncIteration:
-                error = _ended_error(subscription)
-                if error is not None:
-                    raise error from None
-                raise
-        assert record is not None
-        progress.handed_out = record.offset + 1
-        return record
+                record = await self._subscription.__anext__()
+            except StopAsyncIteration as ended:
+                self._ended(ended)
+        return self._handed(record)
 
     async def get_batch(self, max_items: int = 1000) -> list[Record]:
         """Wait for at least one record, then return up to ``max_items`` at once.
 
         The whole batch counts as processed when the next one is asked for.
         """
-        batch = [await self.__anext__()]
-        take = self._subscription.get_nowait
-        while len(batch) < max_items:
-            record = take()
-            if record is None:
-                break
-            batch.append(record)
-        self._progress.handed_out = batch[-1].offset + 1
-        return batch
+        return self._batch(await self.__anext__(), max_items)
 
     async def commit(self) -> None:
         """Commit the offset after the last processed record for the group (if any)."""
         if self._in_flight is not None:
             await self._in_flight.wait()
-            _settle(self)
-        progress = self._progress
-        if self.group is None or progress.processed == progress.committed:
-            return
-        offset = progress.processed
-        await self._client._call(commit_call(self.log, self.group, offset))
-        progress.committed = offset
-        progress.since_commit = 0
+            self._settle()
+        call = self._to_commit()
+        if call is not None:
+            await self._client._call(call)
+            self._did_commit(call)
 
-    def _commit_in_background(self) -> None:
-        """Send a commit without waiting for it: the consumer is about to wait for
-        records anyway. Its answer is checked at the next commit (or on exit)."""
-        _begin_commit(self, self._client._begin)
-
-    async def _finish(self, completed: bool) -> None:
-        if completed:
-            self._progress.finish_previous()
-        if self.group is not None and not getattr(self._client, "closed", False):
-            try:
-                await self.commit()
-            except (ConnectionClosed, BrokerError):
-                if completed:
-                    raise
-
-
-class SyncLogTail:
-    """The blocking client's tail: ``for record in tail`` (see :class:`AsyncLogTail`)."""
-
-    def __init__(
-        self,
-        client: Any,
-        subscription: Any,
-        log: str,
-        group: str | None,
-        commit_every: int,
-        resumed: bool = False,
-    ) -> None:
-        self._client = client
-        self._subscription = subscription
-        self.log = log
-        self.group = group
-        self._commit_every = commit_every
-        start_offset = int(subscription.info.get("offset", 0))
-        # Resuming from the group's commit: that offset is committed already.
-        self._progress = _Progress(start_offset, start_offset if resumed else None)
-        self._in_flight: Any = None
-
-    @property
-    def position(self) -> int:
-        return self._progress.handed_out
-
-    @property
-    def subscription(self) -> Any:
-        return self._subscription
-
-    def __iter__(self) -> Iterator[Record]:
+    async def __aenter__(self) -> AsyncLogTail:
+        self._started(await self._context.__aenter__())
         return self
 
-    def __next__(self) -> Record:
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: Any) -> None:
         try:
-            return self.get()
-        except SubscriptionEnded:
-            raise StopIteration from None
+            if self._commits_on_exit(exc_type is None):
+                with self._tolerating(exc_type is None):
+                    await self.commit()
+        finally:
+            await self._context.__aexit__(exc_type, *exc)
+
+
+class SyncLogTail(_TailState, BlockingIteration[Record]):
+    """The blocking client's tail: ``for record in tail`` (see :class:`AsyncLogTail`)."""
 
     def get(self, timeout: float | None = None) -> Record:
         """The next record; ``TimeoutError`` if none comes within ``timeout`` seconds,
         ``SubscriptionEnded`` once the tail ended (OffsetOutOfRange if it fell
         behind retention)."""
-        progress = self._progress
-        progress.finish_previous()
-        if self.group is not None and progress.since_commit >= self._commit_every:
+        if self._finish_previous():
             self.commit()
-        subscription = self._subscription
-        record: Record | None = subscription.get_nowait()
+        record: Record | None = self._subscription.get_nowait()
         if record is None:
-            if self.group is not None and progress.needs_commit():
-                _begin_commit(self, self._client._begin)
+            self._caught_up()
             try:
-                record = subscription.get(timeout)
-            except SubscriptionEnded:
-                error = _ended_error(subscription)
-                if error is not None:
-                    raise error from None
-                raise
-        assert record is not None
-        progress.handed_out = record.offset + 1
-        return record
+                record = self._subscription.get(timeout)
+            except SubscriptionEnded as ended:
+                self._ended(ended)
+        return self._handed(record)
 
     def get_batch(self, max_items: int = 1000, timeout: float | None = None) -> list[Record]:
         """Wait (up to ``timeout``) for at least one record, then return up to ``max_items``."""
-        batch = [self.get(timeout)]
-        take = self._subscription.get_nowait
-        while len(batch) < max_items:
-            record = take()
-            if record is None:
-                break
-            batch.append(record)
-        self._progress.handed_out = batch[-1].offset + 1
-        return batch
+        return self._batch(self.get(timeout), max_items)
 
     def commit(self) -> None:
         """Commit the offset after the last processed record for the group (if any)."""
         if self._in_flight is not None:
             self._in_flight.wait()
-            _settle(self)
-        progress = self._progress
-        if self.group is None or progress.processed == progress.committed:
-            return
-        offset = progress.processed
-        self._client._call(commit_call(self.log, self.group, offset))
-        progress.committed = offset
-        progress.since_commit = 0
+            self._settle()
+        call = self._to_commit()
+        if call is not None:
+            self._client._call(call)
+            self._did_commit(call)
 
-    def _finish(self, completed: bool) -> None:
-        if completed:
-            self._progress.finish_previous()
-        if self.group is not None and not getattr(self._client, "closed", False):
-            try:
-                self.commit()
-            except (ConnectionClosed, BrokerError):
-                if completed:
-                    raise
+    def __enter__(self) -> SyncLogTail:
+        self._started(self._context.__enter__())
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: Any) -> None:
+        try:
+            if self._commits_on_exit(exc_type is None):
+                with self._tolerating(exc_type is None):
+                    self.commit()
+        finally:
+            self._context.__exit__(exc_type, *exc)
 
 
-class AsyncLogMethods(_AsyncBase):
-    """Log methods of the Trio, asyncio and in-process clients."""
+def log_producer_state(
+    client: Any,
+    log: str,
+    *,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+) -> ProducerState:
+    """An ordered, pipelined producer for ``log``: ``producer.append(body, key,
+    headers)`` returns the record's confirmation at once (its offset, once
+    stored), batches leave in order with up to ``max_in_flight`` awaiting
+    their confirmation. Use it with ``async with`` (``with``); leaving the
+    block flushes. See client/producer.py."""
 
-    async def create_log(
-        self,
-        name: str,
-        retention_bytes: int | None = None,
-        retention_seconds: float | None = None,
-        segment_bytes: int | None = None,
-    ) -> bool:
-        """Create log ``name``; True if created, False if it existed with the same options.
+    def append_batch(records: list[Any]) -> Call[int]:
+        return Call("append", {"log": log, "records": records}, _first_offset)
 
-        Raises Conflict if it exists with other options.
-        """
-        return await self._call(
-            create_log_call(name, retention_bytes, retention_seconds, segment_bytes)
-        )
+    return ProducerState(
+        client,
+        append_batch,
+        _offset_in_batch,
+        max_batch=max_batch,
+        max_batch_bytes=max_batch_bytes,
+        max_in_flight=max_in_flight,
+    )
 
-    async def delete_log(self, name: str) -> int:
-        """Delete the log and its records; returns how many records it held."""
-        return await self._call(delete_log_call(name))
 
-    async def list_logs(self) -> list[str]:
-        """Names of the logs in this namespace, sorted."""
-        return await self._call(list_logs_call())
+def _offset_in_batch(first_offset: int, index: int, count: int | None) -> int:
+    return first_offset + index
 
-    async def log_stats(self, name: str) -> LogStats:
-        """Offsets, size, segments and consumer groups (committed offset, lag) of a log."""
-        return await self._call(log_stats_call(name))
+
+def _record_group(records: Iterable[RecordItem]) -> tuple[list[Any], int]:
+    encoded = encode_records(records)
+    return encoded, sum(len(r if isinstance(r, bytes) else r["body"]) for r in encoded)
+
+
+def _record_item(
+    body: bytes, key: bytes | None, headers: Mapping[str, str] | None
+) -> tuple[bytes | dict[str, Any], int]:
+    """One record's wire form and size (a bare body, the common case, first: no calls)."""
+    if type(body) is bytes and key is None and headers is None:
+        return body, len(body)
+    return _record_map(body, key, headers), body_size(body, headers)
+
+
+class AsyncLogProducer(AsyncProducer):
+    """``mb.log_producer(log)`` for the async clients (see ``log_producer_state``)."""
 
     async def append(
-        self,
-        log: str,
-        body: bytes,
-        key: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> int:
-        """Append one record; returns its offset once it is stored per the fsync policy."""
-        return await self._call(append_call(log, body, key, headers))
+        self, body: bytes, key: bytes | None = None, headers: Mapping[str, str] | None = None
+    ) -> Confirmation:
+        """Append one record; waits only while the window is full. ``await`` the
+        confirmation it returns for the record's offset once stored."""
+        return await self._room_after(self._state.add(*_record_item(body, key, headers)))
 
-    async def append_many(self, log: str, records: Iterable[RecordItem]) -> int:
-        """Append a batch in one frame; returns the first offset (the rest follow densely).
-
-        All or nothing: an invalid batch appends none of its records.
-        """
-        return await self._call(append_many_call(log, records))
-
-    async def read(
-        self,
-        log: str,
-        start: Start = "earliest",
-        timestamp_ms: int | None = None,
-        group: str | None = None,
-        max_records: int = DEFAULT_MAX_RECORDS,
-        max_bytes: int = DEFAULT_MAX_BYTES,
-        wait: float = 0.0,
-    ) -> list[Record]:
-        """Read up to ``max_records`` records (and about ``max_bytes``) from ``start``.
-
-        ``start`` is an offset, "earliest", "latest" or "committed" (``group``'s
-        committed offset; earliest if it never committed); ``timestamp_ms``
-        starts at the first record stamped at or after it instead. With
-        ``wait`` > 0 an empty read waits up to that many seconds for records.
-        Raises OffsetOutOfRange (``details["first_offset"]``) below the first
-        retained offset.
-        """
-        return await self._call(
-            read_call(log, start, timestamp_ms, group, max_records, max_bytes, wait)
-        )
-
-    @asynccontextmanager
-    async def tail(
-        self,
-        log: str,
-        start: Start | None = None,
-        group: str | None = None,
-        *,
-        timestamp_ms: int | None = None,
-        max_bytes: int = DEFAULT_MAX_BYTES,
-        commit_every: int = DEFAULT_COMMIT_EVERY,
-    ) -> AsyncIterator[AsyncLogTail]:
-        """Replay from ``start``, then follow new records live: ``async for r in tail``.
-
-        ``start`` defaults to "committed" with a ``group`` (resume; earliest if
-        the group never committed) and to "latest" without. With a group the
-        helper commits as it goes and on exit.
-        """
-        call = tail_call(log, start, timestamp_ms, group, max_bytes)
-        async with self._subscription(call, parse_records) as subscription:
-            resumed = call.fields["start"] == "committed"
-            tail = AsyncLogTail(self, subscription, log, group, commit_every, resumed)
-            completed = False
-            try:
-                yield tail
-                completed = True
-            finally:
-                await tail._finish(completed)
-
-    async def commit(self, log: str, group: str, offset: int) -> None:
-        """Record that ``group`` will read ``log`` from ``offset`` next."""
-        await self._call(commit_call(log, group, offset))
-
-    async def committed(self, log: str, group: str) -> int | None:
-        """The offset ``group`` committed (the next to read), or None."""
-        return await self._call(committed_call(log, group))
+    async def append_many(self, records: Iterable[RecordItem]) -> Confirmation:
+        """Queue a batch of records (as ``mb.append_many`` takes them) that leave
+        together; waits only while the window is full. Its confirmation gives
+        the first one's offset once stored (the rest follow densely)."""
+        return await self._room_after(self._state.add_many(*_record_group(records)))
 
 
-class SyncLogMethods(_SyncBase):
-    """Log methods of the blocking client (same names and arguments, no ``await``)."""
-
-    def create_log(
-        self,
-        name: str,
-        retention_bytes: int | None = None,
-        retention_seconds: float | None = None,
-        segment_bytes: int | None = None,
-    ) -> bool:
-        """Create log ``name``; True if created, False if it existed with the same options."""
-        return self._call(create_log_call(name, retention_bytes, retention_seconds, segment_bytes))
-
-    def delete_log(self, name: str) -> int:
-        """Delete the log and its records; returns how many records it held."""
-        return self._call(delete_log_call(name))
-
-    def list_logs(self) -> list[str]:
-        """Names of the logs in this namespace, sorted."""
-        return self._call(list_logs_call())
-
-    def log_stats(self, name: str) -> LogStats:
-        """Offsets, size, segments and consumer groups (committed offset, lag) of a log."""
-        return self._call(log_stats_call(name))
+class SyncLogProducer(SyncProducer):
+    """``mb.log_producer(log)`` for the blocking client (see ``AsyncLogProducer``)."""
 
     def append(
-        self,
-        log: str,
-        body: bytes,
-        key: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> int:
-        """Append one record; returns its offset once it is stored per the fsync policy."""
-        return self._call(append_call(log, body, key, headers))
+        self, body: bytes, key: bytes | None = None, headers: Mapping[str, str] | None = None
+    ) -> SyncConfirmation:
+        """Append one record; blocks only while the window is full. Its
+        confirmation's ``result()`` blocks for the record's offset once stored."""
+        return self._room_after(self._state.add(*_record_item(body, key, headers)))
 
-    def append_many(self, log: str, records: Iterable[RecordItem]) -> int:
-        """Append a batch in one frame; returns the first offset."""
-        return self._call(append_many_call(log, records))
+    def append_many(self, records: Iterable[RecordItem]) -> SyncConfirmation:
+        """Queue a batch of records that leave together (see the async ``append_many``)."""
+        return self._room_after(self._state.add_many(*_record_group(records)))
 
-    def read(
-        self,
-        log: str,
-        start: Start = "earliest",
-        timestamp_ms: int | None = None,
-        group: str | None = None,
-        max_records: int = DEFAULT_MAX_RECORDS,
-        max_bytes: int = DEFAULT_MAX_BYTES,
-        wait: float = 0.0,
-    ) -> list[Record]:
-        """Read up to ``max_records`` records from ``start`` (see the async client)."""
-        return self._call(read_call(log, start, timestamp_ms, group, max_records, max_bytes, wait))
 
-    @contextmanager
-    def tail(
-        self,
-        log: str,
-        start: Start | None = None,
-        group: str | None = None,
-        *,
-        timestamp_ms: int | None = None,
-        max_bytes: int = DEFAULT_MAX_BYTES,
-        commit_every: int = DEFAULT_COMMIT_EVERY,
-    ) -> Iterator[SyncLogTail]:
-        """Replay from ``start``, then follow new records live: ``for r in tail``."""
-        call = tail_call(log, start, timestamp_ms, group, max_bytes)
-        with self._subscription(call, parse_records) as subscription:
-            resumed = call.fields["start"] == "committed"
-            tail = SyncLogTail(self, subscription, log, group, commit_every, resumed)
-            completed = False
-            try:
-                yield tail
-                completed = True
-            finally:
-                tail._finish(completed)
+class LogMethods:
+    """Log methods written once for every client (see ``transport.sends``)."""
 
-    def commit(self, log: str, group: str, offset: int) -> None:
-        """Record that ``group`` will read ``log`` from ``offset`` next."""
-        self._call(commit_call(log, group, offset))
+    create_log = sends(create_log_call)
+    delete_log = sends(delete_log_call)
+    list_logs = sends(list_logs_call)
+    log_stats = sends(log_stats_call)
+    append = sends(append_call)
+    append_many = sends(append_many_call)
+    read = sends(read_call)
+    commit = sends(commit_call)
+    committed = sends(committed_call)
+    log_producer = opens(log_producer_state, AsyncLogProducer, SyncLogProducer)
+    tail = opens(tail_state, AsyncLogTail, SyncLogTail)
 
-    def committed(self, log: str, group: str) -> int | None:
-        """The offset ``group`` committed (the next to read), or None."""
-        return self._call(committed_call(log, group))
+
+class AsyncLogMethods(LogMethods, AsyncTransport):
+    """Log methods of the Trio, asyncio and in-process clients."""
+
+
+class SyncLogMethods(LogMethods, SyncTransport):
+    """Log methods of the blocking client (same names and arguments, no ``await``)."""

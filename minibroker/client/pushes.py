@@ -22,10 +22,11 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from contextlib import suppress
+from typing import Any, Generic, Protocol, TypeVar
 
 from minibroker.client.protocol import Call, Push
-from minibroker.errors import BrokerError, SlowConsumer, error_from_code
+from minibroker.errors import BrokerError, ConnectionClosed, SlowConsumer, error_from_code
 
 log = logging.getLogger("minibroker.client")
 
@@ -75,6 +76,8 @@ class SubscriptionCore(Generic[T]):
             call.fields.get("on_overflow", "drop_oldest") if call.op == "subscribe" else None
         )
         self.sub_id: int | None = None
+        #: True while this subscription's full buffer holds the client's reading back.
+        self._holding = False
         #: Messages discarded for this subscription because it fell behind: by the
         #: broker (``notice`` pushes) or by this client's full buffer.
         self.dropped = 0
@@ -157,6 +160,18 @@ class SubscriptionCore(Generic[T]):
         if self.sub_id is not None and self._client._subscriptions.pop(self.sub_id, None):
             self._client._post(Call("unsubscribe", {"sub": self.sub_id}))
 
+    def _feed(self, push: Push) -> None:
+        """The reader: take one push frame without ever waiting."""
+        if self._control(push):
+            return
+        if self._take(self._parser(push.frame, self._client)):
+            self._end_slow()
+        self._arrived()
+
+    def _arrived(self) -> None:
+        """Wake a consumer waiting for items (the transport's primitive)."""
+        raise NotImplementedError
+
     def _end(self, error: BaseException) -> None:
         raise NotImplementedError
 
@@ -171,3 +186,127 @@ class SubscriptionCore(Generic[T]):
     def ended(self) -> BaseException | None:
         """Why the subscription ended (None while live)."""
         return self._ended
+
+
+class BlockingIteration(Generic[T]):
+    """``for item in it`` over the blocking ``get()``; ends at ``SubscriptionEnded``."""
+
+    def get(self, timeout: float | None = None) -> T:
+        raise NotImplementedError
+
+    def __iter__(self) -> BlockingIteration[T]:
+        return self
+
+    def __next__(self) -> T:
+        try:
+            return self.get()
+        except SubscriptionEnded:
+            raise StopIteration from None
+
+
+class Signal(Protocol):
+    """One waiter's wake-up: ``set`` from the reader, ``wait`` for the next ``set``."""
+
+    def set(self) -> None: ...
+
+    async def wait(self) -> None: ...
+
+
+class AsyncSubscription(SubscriptionCore[T]):
+    """A live push subscription of the Trio and asyncio clients: ``async for item in sub``.
+
+    Items arrive in batches from the reader and wait in a local deque; the
+    consumer waits on the client's :class:`Signal`. A full log tail holds
+    the client's reading back (``client._hold_reading``) until the consumer
+    has drained it to half, so TCP pushes back on the broker. Iteration ends
+    when the subscription is closed or the broker ends it; it raises
+    ``ConnectionClosed`` (or the broker's goodbye error) if the connection goes.
+    """
+
+    def __init__(
+        self, client: Any, call: Call[Any], parser: PushParser[T], max_pending: int
+    ) -> None:
+        super().__init__(client, call, parser, max_pending)
+        self._arrival: Signal = client._signal()
+        self._resume_below = max(1, max_pending // 2)
+
+    async def _start(self) -> None:
+        try:
+            await self._client._call(self._call, on_reply=self._register)
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _arrived(self) -> None:
+        self._arrival.set()
+
+    def _end(self, error: BaseException) -> None:
+        if self._ended is None:
+            self._ended = error
+        self._arrival.set()
+        self._release()
+
+    def _release(self) -> None:
+        if self._holding:
+            self._holding = False
+            self._client._release_reading(self)
+
+    def _taken(self) -> None:
+        if self._holding and len(self._items) <= self._resume_below:
+            self._release()
+
+    def __aiter__(self) -> AsyncSubscription[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        items = self._items
+        while not items:
+            if self._ended is not None:
+                if isinstance(self._ended, SubscriptionEnded | StopAsyncIteration):
+                    raise StopAsyncIteration
+                raise self._ended
+            await self._arrival.wait()
+        item = items.popleft()
+        self._taken()
+        return item
+
+    async def get_batch(self, max_items: int = 1000) -> list[T]:
+        """Wait for at least one item, then return up to ``max_items`` at once."""
+        batch = [await self.__anext__()]
+        items = self._items
+        while items and len(batch) < max_items:
+            batch.append(items.popleft())
+        self._taken()
+        return batch
+
+    def get_nowait(self) -> T | None:
+        """The next buffered item, or None when nothing has arrived."""
+        if not self._items:
+            return None
+        item = self._items.popleft()
+        self._taken()
+        return item
+
+    async def aclose(self) -> None:
+        """Stop the subscription: iteration ends and the broker is told (once)."""
+        if self.sub_id is None or self._ended is not None:
+            return
+        self._end(StopAsyncIteration())
+        self._client._subscriptions.pop(self.sub_id, None)
+        if not self._client.closed:
+            with suppress(ConnectionClosed, BrokerError):
+                await self._client._call(Call("unsubscribe", {"sub": self.sub_id}))
+
+
+class AsyncSubscriptionContext(Generic[T]):
+    """``async with mb.subscribe(...) as sub``: subscribe on enter, unsubscribe on exit."""
+
+    def __init__(self, subscription: AsyncSubscription[T]) -> None:
+        self._subscription = subscription
+
+    async def __aenter__(self) -> AsyncSubscription[T]:
+        await self._subscription._start()
+        return self._subscription
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._subscription.aclose()

@@ -30,8 +30,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import suppress
-from types import TracebackType
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from minibroker.client.protocol import Call
@@ -58,15 +57,6 @@ FETCHES_IN_FLIGHT = 2
 CANCEL_OP = "fetch.cancel"
 
 
-def _post(client: Any, call: Call[Any]) -> None:
-    """Send ``call`` without waiting for (or reading) its answer; safe on a reader."""
-    post = getattr(client, "_post", None)
-    if post is not None:
-        post(call)
-    else:
-        client._begin(call).abandon()
-
-
 def giving_back(client: Any, queue: str) -> Callable[[list[dict[str, Any]]], None]:
     """A hook for an abandoned fetch: nack (requeue) whatever it still brings in.
 
@@ -77,7 +67,7 @@ def giving_back(client: Any, queue: str) -> Callable[[list[dict[str, Any]]], Non
     def give_back(result: list[dict[str, Any]]) -> None:
         if result:
             ids = [m["delivery_id"] for m in result]
-            _post(client, nack_call(queue, ids, True, 0.0))
+            client._post(nack_call(queue, ids, True, 0.0))
 
     return give_back
 
@@ -101,11 +91,11 @@ async def fetch_withdrawable(client: Any, queue: str, call: Call[list[Delivery]]
             with suppress(BrokerError):  # a failed fetch holds nothing
                 ids = [d.delivery_id for d in pending.outcome()]
                 if ids:
-                    _post(client, nack_call(queue, ids, True, 0.0))
+                    client._post(nack_call(queue, ids, True, 0.0))
         else:
             pending.abandon(giving_back(client, queue))
             with suppress(BrokerError):  # the connection is gone: the broker requeues all
-                _post(client, cancel_fetch_call(queue, pending.request_id))
+                client._post(cancel_fetch_call(queue, pending.request_id))
         raise
     result: list[Delivery] = pending.outcome()
     return result
@@ -149,6 +139,7 @@ class ConsumerState:
         self.fetch = fetch_call(queue, self.per_fetch, wait, visibility_timeout, kind, self)
         #: With ``wait=0`` the iteration ends at the first empty fetch (drain mode).
         self.drain = not wait
+        self.drained = False
         self.ack_every = ack_every
         self.fetches: deque[Any] = deque()
         self.buffer: deque[Any] = deque()
@@ -165,7 +156,7 @@ class ConsumerState:
     def record_ack(self, delivery_id: int) -> None:
         if self.closed:
             # Acked after the block ended: nobody will flush again, send it now.
-            _post(self.client, ack_call(self.queue, [delivery_id]))
+            self.client._post(ack_call(self.queue, [delivery_id]))
             return
         acks = self.acks
         acks.append(delivery_id)
@@ -174,7 +165,7 @@ class ConsumerState:
 
     def record_settle(self, call: Call[int]) -> None:
         if self.closed:
-            _post(self.client, call)
+            self.client._post(call)
         else:
             self.settling.append((self.client._begin(call), call))
 
@@ -186,8 +177,20 @@ class ConsumerState:
         while len(fetches) < self.depth:
             fetches.append(self.client._begin(self.fetch))
 
-    def collect(self) -> list[Any]:
-        """Take the oldest fetch's deliveries (it is answered) and adapt the depth.
+    def next_fetch(self) -> Any:
+        """The buffer is empty: send the recorded acks (a fetch is only sent once
+        what was handed out is acked), top up the fetches, and return the oldest
+        one to wait for; None once the consumer is closed or drained."""
+        if self.closed or self.drained:
+            return None
+        self.reap()
+        self.flush()
+        self.top_up()
+        return self.fetches[0]
+
+    def take_fetched(self) -> Any:
+        """The oldest fetch answered: buffer its deliveries and hand out the
+        first (None if it brought none), adapting the depth.
 
         Only a fetch that came back full says there is a backlog worth a
         second fetch in flight; with one, a consumer that stops on an idle
@@ -195,7 +198,26 @@ class ConsumerState:
         """
         deliveries: list[Any] = self.fetches.popleft().outcome()
         self.depth = self.max_depth if len(deliveries) >= self.per_fetch else 1
-        return deliveries
+        if not deliveries:
+            self.drained = self.drain
+            return None
+        self.buffer.extend(deliveries)
+        return self.buffer.popleft()
+
+    def unsettled(self) -> Any:
+        """Collect what was answered; the oldest ack or nack still unanswered, if any."""
+        self.reap()
+        return self.settling[0][0] if self.settling else None
+
+    @contextmanager
+    def forgetting_on_error(self) -> Iterator[None]:
+        """Waiting for the last confirmations failed or was cancelled: stop
+        waiting for the rest (they are still sent)."""
+        try:
+            yield
+        except BaseException:
+            self.forget_settling()
+            raise
 
     def flush(self) -> None:
         """Send the recorded acks as one frame (not waiting for the answer)."""
@@ -258,7 +280,7 @@ class ConsumerState:
             return None
         return Call(call.op, {**call.fields, "deliveries": rest}, call.parse)
 
-    def start_closing(self) -> None:
+    def start_closing(self) -> bool:
         """Withdraw the parked fetches, give back what was fetched and not
         handed out, then send the last acks.
 
@@ -270,6 +292,8 @@ class ConsumerState:
         cancel reached the broker is abandoned with a hook that nacks
         whatever it brings, straight from the transport's reader.
         """
+        if self.closed:
+            return False
         self.closed = True
         unhanded = [d.delivery_id for d in self.buffer]
         self.buffer.clear()
@@ -288,6 +312,7 @@ class ConsumerState:
             call = nack_call(queue, unhanded, True, 0.0)
             self.settling.append((client._begin(call), call))
         self.flush()
+        return True
 
     def abandon(self) -> None:
         """Leave without waiting (an exception, a cancellation): send everything,
@@ -348,12 +373,7 @@ class AsyncConsumer(_ConsumerDriver):
     async def __aenter__(self) -> AsyncConsumer:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         if exc_type is None:
             await self.aclose()
         else:
@@ -367,50 +387,29 @@ class AsyncConsumer(_ConsumerDriver):
         if buffer:
             delivery: Delivery = buffer.popleft()
             return delivery
-        return await self._refill()
-
-    async def _refill(self) -> Delivery:
         state = self._state
-        while not state.closed:
-            state.reap()
-            # Acks first: a fetch is only sent once what was handed out is acked.
-            state.flush()
-            state.top_up()  # sent, with the acks, at the checkpoint below
-            pending = state.fetches[0]
-            await pending.wait()
-            deliveries: list[Delivery] = state.collect()
-            if deliveries:
-                self._buffer.extend(deliveries)
-                first: Delivery = self._buffer.popleft()
-                return first
-            if state.drain:
-                break
+        while (fetch := state.next_fetch()) is not None:
+            await fetch.wait()
+            fetched: Delivery | None = state.take_fetched()
+            if fetched is not None:
+                return fetched
         raise StopAsyncIteration
 
     async def flush(self) -> None:
         """Send the recorded acks now and wait until the broker confirmed every ack."""
-        state = self._state
-        state.flush()
+        self._state.flush()
         await self._settle_all()
 
     async def _settle_all(self) -> None:
-        state = self._state
-        while state.settling:
-            await state.settling[0][0].wait()
-            state.reap()
+        while (pending := self._state.unsettled()) is not None:
+            await pending.wait()
 
     async def aclose(self) -> None:
         """Stop: give back unprocessed deliveries, send the last acks, wait for
         the broker to confirm them. Idempotent."""
-        state = self._state
-        if state.closed:
-            return
-        state.start_closing()
-        try:
-            await self._settle_all()
-        except BaseException:
-            state.forget_settling()
-            raise
+        if self._state.start_closing():
+            with self._state.forgetting_on_error():
+                await self._settle_all()
 
 
 class SyncConsumer(_ConsumerDriver):
@@ -419,12 +418,7 @@ class SyncConsumer(_ConsumerDriver):
     def __enter__(self) -> SyncConsumer:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         if exc_type is None:
             self.close()
         else:
@@ -438,23 +432,12 @@ class SyncConsumer(_ConsumerDriver):
         if buffer:
             delivery: SyncDelivery = buffer.popleft()
             return delivery
-        return self._refill()
-
-    def _refill(self) -> SyncDelivery:
         state = self._state
-        while not state.closed:
-            state.reap()
-            state.flush()
-            state.top_up()
-            pending = state.fetches[0]
-            pending.wait()
-            deliveries: list[SyncDelivery] = state.collect()
-            if deliveries:
-                self._buffer.extend(deliveries)
-                first: SyncDelivery = self._buffer.popleft()
-                return first
-            if state.drain:
-                break
+        while (fetch := state.next_fetch()) is not None:
+            fetch.wait()
+            got: SyncDelivery | None = state.take_fetched()
+            if got is not None:
+                return got
         raise StopIteration
 
     def flush(self) -> None:
@@ -463,19 +446,11 @@ class SyncConsumer(_ConsumerDriver):
         self._settle_all()
 
     def _settle_all(self) -> None:
-        state = self._state
-        while state.settling:
-            state.settling[0][0].wait()
-            state.reap()
+        while (pending := self._state.unsettled()) is not None:
+            pending.wait()
 
     def close(self) -> None:
         """Stop (see ``AsyncConsumer.aclose``). Idempotent."""
-        state = self._state
-        if state.closed:
-            return
-        state.start_closing()
-        try:
-            self._settle_all()
-        except BaseException:
-            state.forget_settling()
-            raise
+        if self._state.start_closing():
+            with self._state.forgetting_on_error():
+                self._settle_all()

@@ -292,20 +292,26 @@ class SyncDirectSettler:
 # ------------------------------------------------------------------ calls
 
 
-def _count(result: dict[str, Any]) -> int:
+def count_of(result: dict[str, Any]) -> int:
     return int(result["count"])
 
 
 def declare_queue_call(
     name: str,
-    max_length: int | None,
-    overflow: OverflowPolicy,
-    message_ttl: float | None,
-    visibility_timeout: float,
-    max_deliveries: int | None,
-    dead_letter_queue: str | None,
-    durable: bool,
+    *,
+    max_length: int | None = None,
+    overflow: OverflowPolicy = "reject_publish",
+    message_ttl: float | None = None,
+    visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT,
+    max_deliveries: int | None = None,
+    dead_letter_queue: str | None = None,
+    durable: bool = False,
 ) -> Call[bool]:
+    """Create queue ``name``; True if created, False if it existed with the same options.
+
+    Raises Conflict if it exists with other options (``details["options"]``
+    holds them). See docs/queues.md for what each option means.
+    """
     fields: dict[str, Any] = {
         "queue": name,
         "overflow": overflow,
@@ -323,26 +329,31 @@ def declare_queue_call(
 
 
 def delete_queue_call(name: str) -> Call[int]:
+    """Delete the queue; returns how many messages it held (ready, in flight, delayed)."""
     return Call("queue.delete", {"queue": name}, lambda r: int(r["messages"]))
 
 
 def purge_queue_call(name: str) -> Call[int]:
+    """Remove the ready and delayed messages; returns how many. In-flight ones stay."""
     return Call("queue.purge", {"queue": name}, lambda r: int(r["purged"]))
 
 
 def list_queues_call() -> Call[list[QueueInfo]]:
+    """The queues of this namespace, sorted by name, with their depth."""
     return Call("queue.list", {}, _parse_list)
 
 
 def queue_stats_call(name: str) -> Call[QueueStats]:
+    """Depth, counters and options of a queue."""
     return Call("queue.stats", {"queue": name}, _parse_stats)
 
 
-def inspect_queue_call(name: str, limit: int) -> Call[QueueContents]:
+def inspect_queue_call(name: str, limit: int = 1000) -> Call[QueueContents]:
+    """Look at up to ``limit`` ready, in-flight and delayed messages (a test hook)."""
     return Call("queue.inspect", {"queue": name, "limit": limit}, _parse_contents)
 
 
-def _message_map(body: Any, headers: Mapping[str, str] | None) -> dict[str, Any]:
+def message_map(body: Any, headers: Mapping[str, str] | None) -> dict[str, Any]:
     body = as_body(body)
     return {"body": body, "headers": dict(headers)} if headers else {"body": body}
 
@@ -352,17 +363,19 @@ def _encode_message(item: MessageItem) -> dict[str, Any]:
         return {"body": item}
     if isinstance(item, tuple):
         body, headers = (*item, None)[:2]
-        return _message_map(body, headers)
+        return message_map(body, headers)
     if isinstance(item, Mapping):
-        return _message_map(item["body"], item.get("headers"))
+        return message_map(item["body"], item.get("headers"))
     if isinstance(item, bytearray | memoryview | str):
-        return _message_map(item, None)
+        return message_map(item, None)
     body = getattr(item, "body")  # noqa: B009 (any object with a body attribute)
-    return _message_map(body, getattr(item, "headers", None))
+    return message_map(body, getattr(item, "headers", None))
 
 
-def put_call(queue: str, body: bytes, headers: Mapping[str, str] | None) -> Call[None]:
-    return Call("put", {"queue": queue, "messages": [_message_map(body, headers)]}, _none)
+def put_call(queue: str, body: bytes, headers: Mapping[str, str] | None = None) -> Call[None]:
+    """Put one message; returns once the broker confirmed it (stored per the
+    fsync policy for a durable queue). Raises Overflow on a full queue."""
+    return Call("put", {"queue": queue, "messages": [message_map(body, headers)]}, _none)
 
 
 def _none(result: Any) -> None:
@@ -370,11 +383,20 @@ def _none(result: Any) -> None:
 
 
 def put_many_call(queue: str, messages: Iterable[MessageItem]) -> Call[int]:
+    """Put a batch in one frame; returns how many once confirmed. All or nothing.
+
+    Each item is a body, a ``(body, headers)`` pair, a ``{"body",
+    "headers"}`` map or an object with ``body``/``headers``.
+    """
+    return Call("put", {"queue": queue, "messages": encode_messages(messages)}, count_of)
+
+
+def encode_messages(messages: Iterable[MessageItem]) -> list[dict[str, Any]]:
+    """The wire form of a batch of messages (see ``MessageItem``)."""
     if isinstance(messages, bytes | str | bytearray):
         raise TypeError("put_many takes an iterable of messages, not one body")
     # Plain bytes, the common case, skip the call to _encode_message.
-    encoded = [{"body": m} if type(m) is bytes else _encode_message(m) for m in messages]
-    return Call("put", {"queue": queue, "messages": encoded}, _count)
+    return [{"body": m} if type(m) is bytes else _encode_message(m) for m in messages]
 
 
 def fetch_call(
@@ -407,14 +429,14 @@ def cancel_fetch_call(queue: str, fetch_id: int) -> Call[bool]:
 
 
 def ack_call(queue: str, delivery_ids: list[int]) -> Call[int]:
-    return Call("ack", {"queue": queue, "deliveries": delivery_ids}, _count)
+    return Call("ack", {"queue": queue, "deliveries": delivery_ids}, count_of)
 
 
 def nack_call(queue: str, delivery_ids: list[int], requeue: bool, delay: float) -> Call[int]:
     fields: dict[str, Any] = {"queue": queue, "deliveries": delivery_ids, "requeue": requeue}
     if delay:
         fields["delay"] = delay
-    return Call("nack", fields, _count)
+    return Call("nack", fields, count_of)
 
 
 #: What ``ack``/``nack`` take: deliveries (one, or any iterable, grouped by

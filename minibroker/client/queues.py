@@ -69,8 +69,20 @@ timeout: prefetched messages are in flight from the moment they are fetched.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import Any, NamedTuple
 
+from minibroker.client.producer import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_BATCH_BYTES,
+    DEFAULT_MAX_IN_FLIGHT,
+    AsyncProducer,
+    Confirmation,
+    ProducerState,
+    SyncConfirmation,
+    SyncProducer,
+    body_size,
+)
+from minibroker.client.protocol import Call
 from minibroker.client.queue_consumer import (
     DEFAULT_ACK_EVERY,
     DEFAULT_CONSUME_WAIT,
@@ -84,6 +96,7 @@ from minibroker.client.queue_wire import (
     DEFAULT_VISIBILITY_TIMEOUT,
     AsyncDirectSettler,
     Delivery,
+    DeliveryBase,
     MessageItem,
     OverflowPolicy,
     QueueContents,
@@ -94,27 +107,21 @@ from minibroker.client.queue_wire import (
     SyncDelivery,
     SyncDirectSettler,
     ack_calls,
+    count_of,
     declare_queue_call,
     delete_queue_call,
+    encode_messages,
     fetch_call,
     inspect_queue_call,
     list_queues_call,
+    message_map,
     nack_calls,
     purge_queue_call,
     put_call,
     put_many_call,
     queue_stats_call,
 )
-
-if TYPE_CHECKING:
-    # api.py inherits these mixins, so importing it at run time would be circular.
-    from minibroker.client.api import AsyncTransport, SyncTransport
-
-    _AsyncBase = AsyncTransport
-    _SyncBase = SyncTransport
-else:
-    _AsyncBase = object
-    _SyncBase = object
+from minibroker.client.transport import AsyncTransport, SyncTransport, opens, sends
 
 __all__ = [
     "DEFAULT_ACK_EVERY",
@@ -123,6 +130,7 @@ __all__ = [
     "DEFAULT_VISIBILITY_TIMEOUT",
     "AsyncConsumer",
     "AsyncQueueMethods",
+    "AsyncQueueProducer",
     "Delivery",
     "MessageItem",
     "OverflowPolicy",
@@ -133,267 +141,220 @@ __all__ = [
     "SyncConsumer",
     "SyncDelivery",
     "SyncQueueMethods",
+    "SyncQueueProducer",
 ]
+
+
+# --------------------------------------------------------------- producers
+
+
+def queue_producer_state(
+    client: Any,
+    queue: str,
+    *,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+) -> ProducerState:
+    """An ordered, pipelined producer for ``queue``: ``producer.put(body, headers)``
+    returns the message's confirmation at once, batches leave in order with
+    up to ``max_in_flight`` awaiting their confirmation. Use it with ``async
+    with`` (``with``); leaving the block flushes. See client/producer.py."""
+
+    def put_batch(messages: list[dict[str, Any]]) -> Call[int]:
+        return Call("put", {"queue": queue, "messages": messages}, count_of)
+
+    return ProducerState(
+        client,
+        put_batch,
+        _queue_result,
+        max_batch=max_batch,
+        max_batch_bytes=max_batch_bytes,
+        max_in_flight=max_in_flight,
+    )
+
+
+def _queue_result(result: Any, index: int, count: int | None) -> int | None:
+    """A message's result is None; a group's is its count (as ``mb.put_many``)."""
+    return count
+
+
+def _message_group(messages: Iterable[MessageItem]) -> tuple[list[dict[str, Any]], int]:
+    encoded = encode_messages(messages)
+    return encoded, sum(len(m["body"]) for m in encoded)
+
+
+def _message_item(body: bytes, headers: Mapping[str, str] | None) -> tuple[dict[str, Any], int]:
+    """One message's wire form and size (plain bytes without headers first: no calls)."""
+    if type(body) is bytes and headers is None:
+        return {"body": body}, len(body)
+    return message_map(body, headers), body_size(body, headers)
+
+
+class AsyncQueueProducer(AsyncProducer):
+    """``mb.queue_producer(queue)`` for the async clients (see ``queue_producer_state``)."""
+
+    async def put(self, body: bytes, headers: Mapping[str, str] | None = None) -> Confirmation:
+        """Queue one message; waits only while the window is full. ``await`` the
+        confirmation it returns to know the message is stored (None) or why not."""
+        return await self._room_after(self._state.add(*_message_item(body, headers)))
+
+    async def put_many(self, messages: Iterable[MessageItem]) -> Confirmation:
+        """Queue a batch of messages (as ``mb.put_many`` takes them) that leave
+        together; waits only while the window is full. Its confirmation gives
+        their count once stored (or their batch's error)."""
+        return await self._room_after(self._state.add_many(*_message_group(messages)))
+
+
+class SyncQueueProducer(SyncProducer):
+    """``mb.queue_producer(queue)`` for the blocking client (see ``AsyncQueueProducer``)."""
+
+    def put(self, body: bytes, headers: Mapping[str, str] | None = None) -> SyncConfirmation:
+        """Queue one message; blocks only while the window is full. Its
+        confirmation's ``result()`` blocks until the message is stored (None)."""
+        return self._room_after(self._state.add(*_message_item(body, headers)))
+
+    def put_many(self, messages: Iterable[MessageItem]) -> SyncConfirmation:
+        """Queue a batch of messages that leave together (see the async ``put_many``)."""
+        return self._room_after(self._state.add_many(*_message_group(messages)))
+
+
+def consume_state(
+    client: Any,
+    queue: str,
+    *,
+    prefetch: int = DEFAULT_PREFETCH,
+    wait: float = DEFAULT_CONSUME_WAIT,
+    visibility_timeout: float | None = None,
+    ack_every: int = DEFAULT_ACK_EVERY,
+) -> ConsumerState:
+    """Consume ``queue``: ``async with mb.consume(q) as c: async for d in c``
+    (blocking client: ``with mb.consume(q) as c: for d in c: ...; d.ack()``).
+
+    Fetches ``prefetch / 2`` messages at a time, two fetches in flight
+    while there is a backlog, each long polling ``wait`` seconds (with
+    ``wait=0`` the iteration ends as soon as nothing is ready: a drain).
+    ``d.ack()`` records the ack; acks leave in batches of ``ack_every``
+    (see the module docstring for the at-least-once details). One task (or
+    thread) at a time may iterate a consumer.
+    """
+    return ConsumerState(
+        client,
+        queue,
+        Delivery if client._awaits else SyncDelivery,
+        prefetch=prefetch,
+        wait=wait,
+        visibility_timeout=visibility_timeout,
+        ack_every=ack_every,
+    )
+
+
+class FetchPlan(NamedTuple):
+    client: Any
+    queue: str
+    call: Call[list[Any]]
+
+
+def fetch_state(
+    client: Any,
+    queue: str,
+    max_messages: int = 1,
+    wait: float = 0.0,
+    visibility_timeout: float | None = None,
+) -> FetchPlan:
+    """Take up to ``max_messages`` ready messages, oldest first.
+
+    Answers at once with what is ready; with nothing ready and ``wait`` > 0,
+    waits up to ``wait`` seconds for messages (an empty list if none came).
+    The deliveries (``SyncDelivery`` for the blocking client) are held by
+    this connection for ``visibility_timeout`` seconds (the queue's by
+    default): ack or nack them before that.
+    """
+    if client._awaits:
+        kind: type[DeliveryBase] = Delivery
+        settler: Any = AsyncDirectSettler(client)
+    else:
+        kind, settler = SyncDelivery, SyncDirectSettler(client)
+    call = fetch_call(queue, max_messages, wait, visibility_timeout, kind, settler)
+    return FetchPlan(client, queue, call)
+
+
+async def _fetch(plan: FetchPlan) -> list[Delivery]:
+    if "wait" not in plan.call.fields:
+        return await plan.client._call(plan.call)  # type: ignore[no-any-return]
+    # A long poll parks on the broker: cancelling this call withdraws it.
+    return await fetch_withdrawable(plan.client, plan.queue, plan.call)
+
+
+def _fetch_blocking(plan: FetchPlan) -> list[SyncDelivery]:
+    return plan.client._call(plan.call)  # type: ignore[no-any-return]
+
+
+class SettlePlan(NamedTuple):
+    client: Any
+    calls: list[Call[int]]
+
+
+def ack_state(
+    client: Any, deliveries: SettleTarget, delivery_ids: Iterable[int] | None = None
+) -> SettlePlan:
+    """Acknowledge deliveries: ``ack(batch)``, ``ack(delivery)`` or ``ack(queue, ids)``.
+
+    One frame per queue, each all or nothing (``UnknownDelivery`` lists
+    the ids no longer held and acks none of that frame). Returns the count.
+    """
+    return SettlePlan(client, ack_calls(deliveries, delivery_ids))
+
+
+def nack_state(
+    client: Any,
+    deliveries: SettleTarget,
+    delivery_ids: Iterable[int] | None = None,
+    *,
+    requeue: bool = True,
+    delay: float = 0.0,
+) -> SettlePlan:
+    """Give deliveries back: to the front of their queue (after ``delay``
+    seconds), or to the dead-letter queue with ``requeue=False``. Same
+    arguments and all-or-nothing rule as ``ack``."""
+    return SettlePlan(client, nack_calls(deliveries, delivery_ids, requeue, delay))
+
+
+async def _settle(plan: SettlePlan) -> int:
+    total = 0
+    for call in plan.calls:
+        total += await plan.client._call(call)
+    return total
+
+
+def _settle_blocking(plan: SettlePlan) -> int:
+    return sum(plan.client._call(call) for call in plan.calls)
 
 
 # ----------------------------------------------------------------- mixins
 
 
-class AsyncQueueMethods(_AsyncBase):
+class QueueMethods:
+    """Queue methods written once for every client (see ``transport.sends``)."""
+
+    declare_queue = sends(declare_queue_call)
+    delete_queue = sends(delete_queue_call)
+    purge_queue = sends(purge_queue_call)
+    list_queues = sends(list_queues_call)
+    queue_stats = sends(queue_stats_call)
+    inspect_queue = sends(inspect_queue_call)
+    put = sends(put_call)
+    put_many = sends(put_many_call)
+    queue_producer = opens(queue_producer_state, AsyncQueueProducer, SyncQueueProducer)
+    consume = opens(consume_state, AsyncConsumer, SyncConsumer)
+    fetch = opens(fetch_state, _fetch, _fetch_blocking)
+    ack = opens(ack_state, _settle, _settle_blocking)
+    nack = opens(nack_state, _settle, _settle_blocking)
+
+
+class AsyncQueueMethods(QueueMethods, AsyncTransport):
     """Queue methods of the Trio, asyncio and in-process clients."""
 
-    async def declare_queue(
-        self,
-        name: str,
-        *,
-        max_length: int | None = None,
-        overflow: OverflowPolicy = "reject_publish",
-        message_ttl: float | None = None,
-        visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT,
-        max_deliveries: int | None = None,
-        dead_letter_queue: str | None = None,
-        durable: bool = False,
-    ) -> bool:
-        """Create queue ``name``; True if created, False if it existed with the same options.
 
-        Raises Conflict if it exists with other options (``details["options"]``
-        holds them). See docs/queues.md for what each option means.
-        """
-        return await self._call(
-            declare_queue_call(
-                name,
-                max_length,
-                overflow,
-                message_ttl,
-                visibility_timeout,
-                max_deliveries,
-                dead_letter_queue,
-                durable,
-            )
-        )
-
-    async def delete_queue(self, name: str) -> int:
-        """Delete the queue; returns how many messages it held (ready, in flight, delayed)."""
-        return await self._call(delete_queue_call(name))
-
-    async def purge_queue(self, name: str) -> int:
-        """Remove the ready and delayed messages; returns how many. In-flight ones stay."""
-        return await self._call(purge_queue_call(name))
-
-    async def list_queues(self) -> list[QueueInfo]:
-        """The queues of this namespace, sorted by name, with their depth."""
-        return await self._call(list_queues_call())
-
-    async def queue_stats(self, name: str) -> QueueStats:
-        """Depth, counters and options of a queue."""
-        return await self._call(queue_stats_call(name))
-
-    async def inspect_queue(self, name: str, limit: int = 1000) -> QueueContents:
-        """Look at up to ``limit`` ready, in-flight and delayed messages (a test hook)."""
-        return await self._call(inspect_queue_call(name, limit))
-
-    async def put(self, queue: str, body: bytes, headers: Mapping[str, str] | None = None) -> None:
-        """Put one message; returns once the broker confirmed it (stored per the
-        fsync policy for a durable queue). Raises Overflow on a full queue."""
-        await self._call(put_call(queue, body, headers))
-
-    async def put_many(self, queue: str, messages: Iterable[MessageItem]) -> int:
-        """Put a batch in one frame; returns how many once confirmed. All or nothing.
-
-        Each item is a body, a ``(body, headers)`` pair, a ``{"body",
-        "headers"}`` map or an object with ``body``/``headers``.
-        """
-        return await self._call(put_many_call(queue, messages))
-
-    async def fetch(
-        self,
-        queue: str,
-        max_messages: int = 1,
-        wait: float = 0.0,
-        visibility_timeout: float | None = None,
-    ) -> list[Delivery]:
-        """Take up to ``max_messages`` ready messages, oldest first.
-
-        Answers at once with what is ready; with nothing ready and ``wait`` > 0,
-        waits up to ``wait`` seconds for messages (an empty list if none came).
-        The deliveries are held by this connection for ``visibility_timeout``
-        seconds (the queue's by default): ack or nack them before that.
-        """
-        call = fetch_call(
-            queue, max_messages, wait, visibility_timeout, Delivery, AsyncDirectSettler(self)
-        )
-        if wait <= 0:
-            return await self._call(call)
-        # A long poll parks on the broker: cancelling this call withdraws it.
-        return await fetch_withdrawable(self, queue, call)
-
-    async def ack(self, deliveries: SettleTarget, delivery_ids: Iterable[int] | None = None) -> int:
-        """Acknowledge deliveries: ``ack(batch)``, ``ack(delivery)`` or ``ack(queue, ids)``.
-
-        One frame per queue, each all or nothing (``UnknownDelivery`` lists
-        the ids no longer held and acks none of that frame). Returns the count.
-        """
-        total = 0
-        for call in ack_calls(deliveries, delivery_ids):
-            total += await self._call(call)
-        return total
-
-    async def nack(
-        self,
-        deliveries: SettleTarget,
-        delivery_ids: Iterable[int] | None = None,
-        *,
-        requeue: bool = True,
-        delay: float = 0.0,
-    ) -> int:
-        """Give deliveries back: to the front of their queue (after ``delay``
-        seconds), or to the dead-letter queue with ``requeue=False``. Same
-        arguments and all-or-nothing rule as ``ack``."""
-        total = 0
-        for call in nack_calls(deliveries, delivery_ids, requeue, delay):
-            total += await self._call(call)
-        return total
-
-    def consume(
-        self,
-        queue: str,
-        *,
-        prefetch: int = DEFAULT_PREFETCH,
-        wait: float = DEFAULT_CONSUME_WAIT,
-        visibility_timeout: float | None = None,
-        ack_every: int = DEFAULT_ACK_EVERY,
-    ) -> AsyncConsumer:
-        """Consume ``queue``: ``async with mb.consume(q) as c: async for d in c``.
-
-        Fetches ``prefetch / 2`` messages at a time, two fetches in flight
-        while there is a backlog, each long polling ``wait`` seconds (with
-        ``wait=0`` the iteration ends as soon as nothing is ready: a drain).
-        ``await d.ack()`` records the ack; acks leave in batches of
-        ``ack_every`` (see the module docstring for the at-least-once
-        details). One task at a time may iterate a consumer.
-        """
-        return AsyncConsumer(
-            ConsumerState(
-                self,
-                queue,
-                Delivery,
-                prefetch=prefetch,
-                wait=wait,
-                visibility_timeout=visibility_timeout,
-                ack_every=ack_every,
-            )
-        )
-
-
-class SyncQueueMethods(_SyncBase):
+class SyncQueueMethods(QueueMethods, SyncTransport):
     """Queue methods of the blocking client (same names and arguments, no ``await``)."""
-
-    def declare_queue(
-        self,
-        name: str,
-        *,
-        max_length: int | None = None,
-        overflow: OverflowPolicy = "reject_publish",
-        message_ttl: float | None = None,
-        visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT,
-        max_deliveries: int | None = None,
-        dead_letter_queue: str | None = None,
-        durable: bool = False,
-    ) -> bool:
-        """Create queue ``name``; True if created, False if it existed alike."""
-        return self._call(
-            declare_queue_call(
-                name,
-                max_length,
-                overflow,
-                message_ttl,
-                visibility_timeout,
-                max_deliveries,
-                dead_letter_queue,
-                durable,
-            )
-        )
-
-    def delete_queue(self, name: str) -> int:
-        """Delete the queue; returns how many messages it held."""
-        return self._call(delete_queue_call(name))
-
-    def purge_queue(self, name: str) -> int:
-        """Remove the ready and delayed messages; returns how many."""
-        return self._call(purge_queue_call(name))
-
-    def list_queues(self) -> list[QueueInfo]:
-        """The queues of this namespace, sorted by name, with their depth."""
-        return self._call(list_queues_call())
-
-    def queue_stats(self, name: str) -> QueueStats:
-        """Depth, counters and options of a queue."""
-        return self._call(queue_stats_call(name))
-
-    def inspect_queue(self, name: str, limit: int = 1000) -> QueueContents:
-        """Look at up to ``limit`` ready, in-flight and delayed messages (a test hook)."""
-        return self._call(inspect_queue_call(name, limit))
-
-    def put(self, queue: str, body: bytes, headers: Mapping[str, str] | None = None) -> None:
-        """Put one message; returns once the broker confirmed it."""
-        self._call(put_call(queue, body, headers))
-
-    def put_many(self, queue: str, messages: Iterable[MessageItem]) -> int:
-        """Put a batch in one frame; returns how many once confirmed. All or nothing."""
-        return self._call(put_many_call(queue, messages))
-
-    def fetch(
-        self,
-        queue: str,
-        max_messages: int = 1,
-        wait: float = 0.0,
-        visibility_timeout: float | None = None,
-    ) -> list[SyncDelivery]:
-        """Take up to ``max_messages`` ready messages (see the async ``fetch``)."""
-        return self._call(
-            fetch_call(
-                queue, max_messages, wait, visibility_timeout, SyncDelivery, SyncDirectSettler(self)
-            )
-        )
-
-    def ack(self, deliveries: SettleTarget, delivery_ids: Iterable[int] | None = None) -> int:
-        """Acknowledge deliveries (see the async ``ack``)."""
-        return sum(self._call(call) for call in ack_calls(deliveries, delivery_ids))
-
-    def nack(
-        self,
-        deliveries: SettleTarget,
-        delivery_ids: Iterable[int] | None = None,
-        *,
-        requeue: bool = True,
-        delay: float = 0.0,
-    ) -> int:
-        """Give deliveries back (see the async ``nack``)."""
-        return sum(
-            self._call(call) for call in nack_calls(deliveries, delivery_ids, requeue, delay)
-        )
-
-    def consume(
-        self,
-        queue: str,
-        *,
-        prefetch: int = DEFAULT_PREFETCH,
-        wait: float = DEFAULT_CONSUME_WAIT,
-        visibility_timeout: float | None = None,
-        ack_every: int = DEFAULT_ACK_EVERY,
-    ) -> SyncConsumer:
-        """Consume ``queue``: ``with mb.consume(q) as c: for d in c: ...; d.ack()``.
-
-        Same behaviour as the async ``consume``; one thread at a time may iterate it.
-        """
-        return SyncConsumer(
-            ConsumerState(
-                self,
-                queue,
-                SyncDelivery,
-                prefetch=prefetch,
-                wait=wait,
-                visibility_timeout=visibility_timeout,
-                ack_every=ack_every,
-            )
-        )

@@ -41,27 +41,21 @@ from collections.abc import (
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, suppress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import Any, Literal, TypeVar, overload
 
 import sniffio
 
 from minibroker.client.bodies import as_body
 from minibroker.client.protocol import Call
+from minibroker.client.pushes import PushParser
 from minibroker.client.serving import serving_in_background, serving_in_thread
+from minibroker.client.transport import AsyncTransport, SyncTransport, sends
 from minibroker.errors import BrokerError, ResponderError, TooLarge
 
 log = logging.getLogger("minibroker.client")
 
-if TYPE_CHECKING:
-    # api.py inherits these mixins, so importing it here at run time would be
-    # circular; the transports only matter to the type checker.
-    from minibroker.client.api import AsyncTransport, SyncTransport
+R = TypeVar("R", bound="_IncomingBase")
 
-    _AsyncBase = AsyncTransport
-    _SyncBase = SyncTransport
-else:
-    _AsyncBase = object
-    _SyncBase = object
 
 __all__ = [
     "AsyncRpcMethods",
@@ -95,8 +89,18 @@ def _parse_reply(result: Any) -> Reply:
 
 
 def request_call(
-    subject: str, body: bytes, headers: dict[str, str] | None, timeout: float
+    subject: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> Call[Reply]:
+    """Send a request to one responder of ``subject`` and wait for its reply.
+
+    Raises ``NoResponders`` at once if nobody serves ``subject``,
+    ``Timeout`` after ``timeout`` seconds without a reply,
+    ``ResponderGone`` if the responder went away holding the request, and
+    ``ResponderError`` if it answered with an error.
+    """
     fields: dict[str, Any] = {"subject": subject, "body": as_body(body), "timeout": timeout}
     if headers:
         fields["headers"] = headers
@@ -145,13 +149,13 @@ class _IncomingBase:
         _check_reply(self._client, body, headers)
         self.answered = True
 
-    def _post(self, call: Call[bool]) -> bool:
-        """Send ``call`` without waiting; False if the transport cannot (then wait)."""
-        post = getattr(self._client, "_post", None)
-        if post is None:
-            return False
-        post(call)
-        return True
+    def _reply_call(self, body: bytes, headers: dict[str, str] | None) -> Call[bool]:
+        self._answer(body, headers)
+        return reply_call(self.rid, bytes(body), headers)
+
+    def _fail_call(self, message: str) -> Call[bool]:
+        self._answer(b"", None)
+        return fail_call(self.rid, str(message))
 
 
 def _check_reply(client: Any, body: bytes, headers: dict[str, str] | None) -> None:
@@ -196,9 +200,7 @@ class IncomingRequest(_IncomingBase):
         self, body: bytes = b"", headers: dict[str, str] | None = None, *, confirm: bool = False
     ) -> bool | None:
         """Send the reply (see the class docstring for ``confirm``)."""
-        self._answer(body, headers)
-        call = reply_call(self.rid, bytes(body), headers)
-        return await self._send_answer(call, confirm)
+        return await self._send_answer(self._reply_call(body, headers), confirm)
 
     @overload
     async def fail(self, message: str, *, confirm: Literal[False] = ...) -> None: ...
@@ -208,86 +210,53 @@ class IncomingRequest(_IncomingBase):
 
     async def fail(self, message: str, *, confirm: bool = False) -> bool | None:
         """Answer with an error: the requester's ``request`` raises ``ResponderError``."""
-        self._answer(b"", None)
-        call = fail_call(self.rid, str(message))
-        return await self._send_answer(call, confirm)
+        return await self._send_answer(self._fail_call(message), confirm)
 
     async def _send_answer(self, call: Call[bool], confirm: bool) -> bool | None:
         if confirm:
             delivered: bool = await self._client._call(call)
             return delivered
-        post_now = getattr(self._client, "_post_now", None)
-        if post_now is not None:  # the Trio client: send at once when idle
-            await post_now(call)
-        elif not self._post(call):
-            await self._client._call(call)
+        await self._client._post_now(call)
         return None
 
 
 @dataclass(slots=True)
 class SyncIncomingRequest(_IncomingBase):
     """A request for a blocking responder; the same ``reply``/``fail`` as
-    ``IncomingRequest``, without ``await``."""
-
-    @overload
-    def reply(
-        self,
-        body: bytes = ...,
-        headers: dict[str, str] | None = ...,
-        *,
-        confirm: Literal[False] = ...,
-    ) -> None: ...
-
-    @overload
-    def reply(
-        self, body: bytes, headers: dict[str, str] | None = ..., *, confirm: Literal[True]
-    ) -> bool: ...
+    ``IncomingRequest`` (True/False with ``confirm=True``, else None), without ``await``."""
 
     def reply(
         self, body: bytes = b"", headers: dict[str, str] | None = None, *, confirm: bool = False
     ) -> bool | None:
         """Send the reply; with ``confirm=True`` block for the broker's answer."""
-        self._answer(body, headers)
-        call = reply_call(self.rid, bytes(body), headers)
-        if confirm or not self._post(call):
-            delivered: bool = self._client._call(call)
-            return delivered if confirm else None
-        return None
-
-    @overload
-    def fail(self, message: str, *, confirm: Literal[False] = ...) -> None: ...
-
-    @overload
-    def fail(self, message: str, *, confirm: Literal[True]) -> bool: ...
+        return self._send_answer(self._reply_call(body, headers), confirm)
 
     def fail(self, message: str, *, confirm: bool = False) -> bool | None:
         """Answer with an error: the requester's ``request`` raises ``ResponderError``."""
-        self._answer(b"", None)
-        call = fail_call(self.rid, str(message))
-        if confirm or not self._post(call):
+        return self._send_answer(self._fail_call(message), confirm)
+
+    def _send_answer(self, call: Call[bool], confirm: bool) -> bool | None:
+        if confirm:
             delivered: bool = self._client._call(call)
-            return delivered if confirm else None
+            return delivered
+        self._client._post(call)
         return None
 
 
-def parse_requests(frame: dict[str, Any], client: Any) -> list[IncomingRequest]:
-    """Push parser for async clients: one ``req`` frame -> its requests."""
-    return [
-        IncomingRequest(
-            r["rid"], r["subject"], r["body"], r.get("headers"), r.get("timeout", 0.0), client
-        )
-        for r in frame["requests"]
-    ]
+def _requests_parser(kind: type[R]) -> PushParser[R]:
+    """The push parser of a responder: one ``req`` frame -> its ``kind`` requests."""
+
+    def parse(frame: dict[str, Any], client: Any) -> list[R]:
+        return [
+            kind(r["rid"], r["subject"], r["body"], r.get("headers"), r.get("timeout", 0.0), client)
+            for r in frame["requests"]
+        ]
+
+    return parse
 
 
-def parse_requests_sync(frame: dict[str, Any], client: Any) -> list[SyncIncomingRequest]:
-    """Push parser for the blocking client."""
-    return [
-        SyncIncomingRequest(
-            r["rid"], r["subject"], r["body"], r.get("headers"), r.get("timeout", 0.0), client
-        )
-        for r in frame["requests"]
-    ]
+parse_requests = _requests_parser(IncomingRequest)
+parse_requests_sync = _requests_parser(SyncIncomingRequest)
 
 
 # ------------------------------------------------------------ handlers
@@ -409,24 +378,10 @@ async def _serve_asyncio(
 # --------------------------------------------------------------- mixins
 
 
-class AsyncRpcMethods(_AsyncBase):
+class AsyncRpcMethods(AsyncTransport):
     """Request/reply methods of the Trio, asyncio and in-process clients."""
 
-    async def request(
-        self,
-        subject: str,
-        body: bytes = b"",
-        headers: dict[str, str] | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-    ) -> Reply:
-        """Send a request to one responder of ``subject`` and wait for its reply.
-
-        Raises ``NoResponders`` at once if nobody serves ``subject``,
-        ``Timeout`` after ``timeout`` seconds without a reply,
-        ``ResponderGone`` if the responder went away holding the request, and
-        ``ResponderError`` if it answered with an error.
-        """
-        return await self._call(request_call(subject, body, headers, timeout))
+    request = sends(request_call)
 
     def respond(
         self, subject: str, group: str | None = None
@@ -526,18 +481,10 @@ class ServeHandle:
                 close()
 
 
-class SyncRpcMethods(_SyncBase):
+class SyncRpcMethods(SyncTransport):
     """Request/reply methods of the blocking client (same names, no await)."""
 
-    def request(
-        self,
-        subject: str,
-        body: bytes = b"",
-        headers: dict[str, str] | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-    ) -> Reply:
-        """Send a request and block until the reply (see ``AsyncRpcMethods.request``)."""
-        return self._call(request_call(subject, body, headers, timeout))
+    request = sends(request_call)
 
     def respond(
         self, subject: str, group: str | None = None

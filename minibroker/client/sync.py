@@ -49,8 +49,7 @@ import logging
 import socket
 import ssl
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -62,17 +61,14 @@ from minibroker.client.advice import (
     refuse_blocking_on_trio,
 )
 from minibroker.client.api import SyncMethods
-from minibroker.client.protocol import (
-    CLOSED_BY_BROKER,
-    Call,
-    ClientProtocol,
-    Goodbye,
-    Push,
-    Reply,
-    connection_lost,
-    hello_call,
+from minibroker.client.connection import Connection, SyncPendingCall
+from minibroker.client.protocol import CLOSED_BY_BROKER, Call, Push, connection_lost, hello_call
+from minibroker.client.pushes import (
+    BlockingIteration,
+    PushParser,
+    SubscriptionCore,
+    SubscriptionEnded,
 )
-from minibroker.client.pushes import PushParser, SubscriptionCore, SubscriptionEnded
 from minibroker.client.url import parse_url
 from minibroker.errors import BrokerError, ConnectionClosed, Timeout
 
@@ -126,117 +122,43 @@ def server_wait(call: Call[Any]) -> float:
     return extra
 
 
-class _Slot:
-    """Where one call's answer lands: a lock held until the reader releases it."""
+class _BlockingCall(SyncPendingCall[T]):
+    """A call whose caller blocks on a lock the reader thread releases (the
+    cheapest one-shot wake-up in CPython).
 
-    __slots__ = ("_lock", "error", "result")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._lock.acquire()
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-    def set(self, result: Any, error: BaseException | None) -> None:
-        self.result = result
-        self.error = error
-        self._lock.release()
-
-    def wait(self, timeout: float | None) -> bool:
-        return self._lock.acquire(timeout=-1 if timeout is None else timeout)
-
-
-class PendingCall(Generic[T]):
-    """A request sent by ``Client._begin``; collect its answer later (see api.SyncPendingCall).
-
-    ``wait`` blocks up to the call's timeout (the client's, plus the
-    request's own server-side wait); past it, ``outcome`` raises CallTimeout.
-    ``abandon(on_result)`` is race-free against the reader thread: the reply
-    hook and ``abandon`` agree under a small lock on who hands the result on.
+    ``wait`` blocks up to ``timeout`` (the client's, plus the request's own
+    server-side wait); past it the call is done with ``CallTimeout`` and a
+    late answer is discarded. Settling and abandoning agree under ``_guard``
+    (see ``PendingCall``), as the reader answers on its own thread.
     """
 
-    __slots__ = (
-        "_abandoned",
-        "_answered",
-        "_call",
-        "_client",
-        "_done",
-        "_error",
-        "_guard",
-        "_id",
-        "_on_result",
-        "_slot",
-        "_timeout",
-    )
+    __slots__ = ("_guard", "_lock", "op", "timeout")
 
-    def __init__(self, client: Client, call: Call[T], timeout: float | None) -> None:
-        self._client = client
-        self._call = call
-        self._timeout = timeout
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
         self._guard = threading.Lock()
-        #: A successful reply reached the reader (the hook below ran).
-        self._answered = False
-        self._abandoned = False
-        self._on_result: Callable[[Any], None] | None = None
-        self._done = False
-        self._error: BaseException | None = None
-        self._id, self._slot = client._submit(call, self._reply_arrived)
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self.op = ""
+        self.timeout: float | None = None
 
-    def _reply_arrived(self, result: Any) -> None:
-        """Reader thread, successful replies only, just before the slot is filled."""
-        with self._guard:
-            self._answered = True
-            callback = self._on_result if self._abandoned else None
-        if callback is not None:
-            callback(result)
-
-    @property
-    def request_id(self) -> int:
-        return self._id
-
-    @property
-    def done(self) -> bool:
-        if not self._done and self._slot.wait(0):
-            self._done = True
-        return self._done
+    def _wake(self) -> None:
+        self._lock.release()
 
     def wait(self) -> None:
-        if self._done:
+        if self.done or self._lock.acquire(timeout=-1 if self.timeout is None else self.timeout):
             return
-        if self._slot.wait(self._timeout):
-            self._done = True
-            return
-        if self._client._pending.pop(self._id, None) is not None:
-            self._error = CallTimeout(
-                f"no answer to {self._call.op!r} within {self._timeout:g} seconds"
-            )
-        else:
-            self._slot.wait(None)  # the reader is filling the slot right now
-        self._done = True
-
-    def outcome(self) -> T:
-        if not self.done:
-            raise RuntimeError("the call has not been answered yet")
-        if self._error is not None:
-            raise self._error
-        if self._slot.error is not None:
-            raise self._slot.error
-        return self._call.parse(self._slot.result)
-
-    def abandon(self, on_result: Callable[[Any], None] | None = None) -> None:
         with self._guard:
-            self._abandoned = True
-            self._on_result = on_result
-            answered = self._answered
-        if not answered:
-            # The reader has not seen a successful answer: it will run the hook
-            # (which now hands the result to ``on_result``) or never answer.
-            self._client._pending.pop(self._id, None)
-            return
-        # The answer came before we gave up: it is in (or going into) the slot.
-        self.wait()
-        if on_result is not None and self._error is None and self._slot.error is None:
-            on_result(self._slot.result)
+            timed_out = not self.done
+            if timed_out:
+                self.error = CallTimeout(
+                    f"no answer to {self.op!r} within {self.timeout:g} seconds"
+                )
+                self.done = True
+        if timed_out:
+            self._give_up()
+        else:
+            self._lock.acquire()  # the reader is settling it right now: let it finish
 
 
 class _TLS:
@@ -287,7 +209,7 @@ class _TLS:
         return b"".join(chunks), self._outgoing.read()
 
 
-class Subscription(SubscriptionCore[T]):
+class Subscription(SubscriptionCore[T], BlockingIteration[T]):
     """A live push subscription, read from any thread.
 
     ``for item in sub`` blocks for each item and stops when the subscription
@@ -353,15 +275,6 @@ class Subscription(SubscriptionCore[T]):
             self._cond.notify_all()
 
     # ------------------------------------------------------ consumer side
-
-    def __iter__(self) -> Iterator[T]:
-        return self
-
-    def __next__(self) -> T:
-        try:
-            return self.get()
-        except SubscriptionEnded:
-            raise StopIteration from None
 
     def get(self, timeout: float | None = None) -> T:
         """The next item; raises ``TimeoutError`` if none arrives in ``timeout``
@@ -470,24 +383,16 @@ class Client(SyncMethods):
         self._tls = tls
         #: Default seconds a call waits for its answer; None waits forever.
         self.timeout = timeout
-        self._protocol = ClientProtocol()
+        self._conn = Connection()
         self._lock = threading.Lock()
-        self._pending: dict[int, _Slot] = {}
-        self._on_reply: dict[int, Callable[[Any], None]] = {}
-        self._subscriptions: dict[int, Subscription[Any]] = {}
         self._outbox: list[bytes] = []
         self._sending = False
         self._max_pending = max_pending
-        self._closed: BaseException | None = None
         self.server_info: dict[str, Any] = {}
         self._reader = threading.Thread(
             target=self._read_loop, name="minibroker-client-reader", daemon=True
         )
         self._reader.start()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed is not None
 
     def __enter__(self) -> Client:
         return self
@@ -516,100 +421,71 @@ class Client(SyncMethods):
         timeout: Any = USE_DEFAULT,
         on_reply: Callable[[Any], None] | None = None,
     ) -> T:
+        pending = self._begin(call, timeout=timeout, on_reply=on_reply)
+        pending.wait()
+        result: T = pending.outcome()
+        return result
+
+    def _call_many(self, calls: list[Call[Any]], *, timeout: Any = USE_DEFAULT) -> list[Any]:
+        """Pipeline ``calls`` from one thread: one send for all, then wait for
+        every answer. Returns the results in order; raises the first error
+        (after every answer is in, so none is left behind)."""
+        pendings = self._submit(calls, timeout)
+        results: list[Any] = []
+        first_error: BaseException | None = None
+        for pending in pendings:
+            pending.wait()
+            try:
+                results.append(pending.outcome())
+            except BrokerError as exc:
+                first_error = first_error or exc
+                results.append(None)
+        if first_error is not None:
+            raise first_error
+        return results
+
+    def _begin(
+        self,
+        call: Call[T],
+        *,
+        timeout: Any = USE_DEFAULT,
+        on_reply: Callable[[Any], None] | None = None,
+    ) -> _BlockingCall[T]:
+        """Send ``call`` without waiting for its answer; collect it later."""
+        return self._submit([call], timeout, on_reply)[0]
+
+    def _submit(
+        self, calls: list[Call[Any]], timeout: Any, on_reply: Callable[[Any], None] | None = None
+    ) -> list[_BlockingCall[Any]]:
+        """Register ``calls`` and send them (or leave them to the thread already sending)."""
         if self._on_reader_thread():
             raise RuntimeError(
                 "a blocking call from a subscription callback would wait for the reader "
                 "thread it runs on; hand the work to another thread instead"
             )
         if sniffio.thread_local.name == "trio":  # one attribute read: cheap enough per call
-            refuse_blocking_on_trio(f"the blocking client's {call.op!r}")
-        request_id, slot = self._submit(call, on_reply)
+            refuse_blocking_on_trio(f"the blocking client's {calls[0].op!r}")
         if timeout is USE_DEFAULT:
             timeout = self.timeout
-        if timeout is not None:
-            timeout += server_wait(call)
-        if not slot.wait(timeout):
-            if self._pending.pop(request_id, None) is not None:
-                # (An on_reply hook stays: a late subscribe reply must still be undone.)
-                raise CallTimeout(f"no answer to {call.op!r} within {timeout:g} seconds")
-            # The reader (or _fail) took the slot just now and is filling it:
-            # wait for that instead of losing the answer.
-            slot.wait(None)
-        if slot.error is not None:
-            raise slot.error
-        return call.parse(slot.result)
-
-    def _call_many(self, calls: list[Call[Any]], *, timeout: Any = USE_DEFAULT) -> list[Any]:
-        """Pipeline ``calls`` from one thread: one send for all, then wait for
-        every answer. Returns the results in order; raises the first error
-        (after every answer is in, so none is left behind)."""
-        if self._on_reader_thread():
-            raise RuntimeError("a blocking call from a subscription callback would deadlock")
-        if sniffio.thread_local.name == "trio":
-            refuse_blocking_on_trio("the blocking client's pipelined calls")
-        slots: list[tuple[int, _Slot]] = []
+        pendings: list[_BlockingCall[Any]] = []
+        frames: list[bytes] = []
         with self._lock:
-            if self._closed is not None:
-                raise connection_lost(str(self._closed))
-            # Encode them all before registering any: one that is too large
-            # must not leave the others waiting for answers to unsent frames.
-            encoded = [self._protocol.encode(call) for call in calls]
-            for request_id, _ in encoded:
-                slot = _Slot()
-                self._pending[request_id] = slot
-                slots.append((request_id, slot))
-            data = b"".join(frame for _, frame in encoded)
+            try:
+                for call in calls:
+                    pending, data = self._conn.begin(call, _BlockingCall, on_reply)
+                    pending.op = call.op
+                    pending.timeout = None if timeout is None else timeout + server_wait(call)
+                    pendings.append(pending)
+                    frames.append(data)
+            except BaseException:
+                # One too large: none of the others may wait for an answer to an unsent frame.
+                for pending in pendings:
+                    self._conn.pending.pop(pending.request_id, None)
+                raise
+            data = frames[0] if len(frames) == 1 else b"".join(frames)
             self._outbox.append(data if self._tls is None else self._tls.encrypt(data))
         self._flush()
-        if timeout is USE_DEFAULT:
-            timeout = self.timeout
-        deadline = None if timeout is None else time.monotonic() + timeout + max(
-            (server_wait(call) for call in calls), default=0.0
-        )
-        results: list[Any] = []
-        first_error: BaseException | None = None
-        for call, (request_id, slot) in zip(calls, slots, strict=True):
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not slot.wait(remaining):
-                if self._pending.pop(request_id, None) is not None:
-                    first_error = first_error or CallTimeout(
-                        f"no answer to {call.op!r} within {timeout:g} seconds"
-                    )
-                    results.append(None)
-                    continue
-                slot.wait(None)
-            if slot.error is not None:
-                first_error = first_error or slot.error
-                results.append(None)
-            else:
-                results.append(call.parse(slot.result))
-        if first_error is not None:
-            raise first_error
-        return results
-
-    def _begin(self, call: Call[T], *, timeout: Any = USE_DEFAULT) -> PendingCall[T]:
-        """Send ``call`` without waiting for its answer; collect it later."""
-        if timeout is USE_DEFAULT:
-            timeout = self.timeout
-        if timeout is not None:
-            timeout += server_wait(call)
-        return PendingCall(self, call, timeout)
-
-    def _submit(
-        self, call: Call[Any], on_reply: Callable[[Any], None] | None = None
-    ) -> tuple[int, _Slot]:
-        """Queue ``call`` and send it (or leave it to the thread already sending)."""
-        slot = _Slot()
-        with self._lock:
-            if self._closed is not None:
-                raise connection_lost(str(self._closed))
-            request_id, data = self._protocol.encode(call)
-            self._pending[request_id] = slot
-            if on_reply is not None:
-                self._on_reply[request_id] = on_reply
-            self._outbox.append(data if self._tls is None else self._tls.encrypt(data))
-        self._flush()
-        return request_id, slot
+        return pendings
 
     def _subscription(
         self,
@@ -624,9 +500,9 @@ class Client(SyncMethods):
     def _post(self, call: Call[Any]) -> None:
         """Send ``call`` without waiting for its answer (cleanup paths)."""
         with self._lock:
-            if self._closed is not None:
+            data = self._conn.post(call)
+            if data is None:
                 return
-            data = self._protocol.encode(call)[1]
             self._outbox.append(data if self._tls is None else self._tls.encrypt(data))
         if self._on_reader_thread():
             # The reader must never block in sendall (the broker may be
@@ -676,9 +552,7 @@ class Client(SyncMethods):
 
     def _read_loop(self) -> None:
         sock = self._sock
-        protocol = self._protocol
-        pending = self._pending
-        on_reply = self._on_reply
+        conn = self._conn
         try:
             while True:
                 data = sock.recv(READ_CHUNK)
@@ -687,20 +561,8 @@ class Client(SyncMethods):
                     return
                 if self._tls is not None:
                     data = self._decrypt(data)
-                for event in protocol.receive_data(data):
-                    if type(event) is Reply:
-                        hook = on_reply.pop(event.id, None) if on_reply else None
-                        if hook is not None and event.error is None:
-                            hook(event.result)
-                        slot = pending.pop(event.id, None)
-                        if slot is not None:
-                            slot.set(event.result, event.error)
-                    elif type(event) is Push:
-                        subscription = self._subscriptions.get(event.sub)
-                        if subscription is not None:
-                            subscription._feed(event)
-                    elif type(event) is Goodbye:
-                        self._fail(event.error)
+                for _ in conn.receive_data(data):
+                    pass  # a full log tail's _feed already waited for room
         except OSError as exc:
             self._fail(connection_lost(str(exc) or type(exc).__name__))
         except BrokerError as exc:  # undecodable data from the server
@@ -721,24 +583,10 @@ class Client(SyncMethods):
 
     def _fail(self, error: BaseException) -> None:
         """Fail every pending call and end every subscription with ``error``."""
-        with self._lock:
-            if self._closed is None:
-                self._closed = error
-        call_error = error if isinstance(error, ConnectionClosed) else connection_lost(str(error))
-        pending = self._pending
-        while True:
-            try:
-                _, slot = pending.popitem()
-            except KeyError:
-                break
-            slot.set(None, call_error)
-        self._on_reply.clear()
-        while True:
-            try:
-                _, subscription = self._subscriptions.popitem()
-            except KeyError:
-                break
-            subscription._end(error)
+        with self._lock:  # a call registering now either sees it closed or gets failed
+            if self._conn.closed is None:
+                self._conn.closed = error
+        self._conn.fail(error)
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
 
@@ -759,6 +607,7 @@ class _TimeoutView(SyncMethods):
 
     def __init__(self, client: Client, timeout: float | None) -> None:
         self._client = client
+        self._conn = client._conn
         self._timeout = timeout
 
     def __getattr__(self, name: str) -> Any:
@@ -768,8 +617,11 @@ class _TimeoutView(SyncMethods):
     def _call(self, call: Call[T]) -> T:
         return self._client._call(call, timeout=self._timeout)
 
-    def _begin(self, call: Call[T]) -> PendingCall[T]:
+    def _begin(self, call: Call[T]) -> _BlockingCall[T]:
         return self._client._begin(call, timeout=self._timeout)
+
+    def _post(self, call: Call[Any]) -> None:
+        self._client._post(call)
 
     def _subscription(
         self,

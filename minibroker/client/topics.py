@@ -35,20 +35,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from minibroker.client.bodies import as_body
 from minibroker.client.protocol import Call
-
-if TYPE_CHECKING:
-    # api.py inherits these mixins, so importing it at run time would be circular.
-    from minibroker.client.api import AsyncTransport, SyncTransport
-
-    _AsyncBase = AsyncTransport
-    _SyncBase = SyncTransport
-else:
-    _AsyncBase = object
-    _SyncBase = object
+from minibroker.client.transport import AsyncTransport, SyncTransport, sends
 
 __all__ = [
     "AsyncTopicMethods",
@@ -138,20 +129,29 @@ def _parse_publish(result: dict[str, int]) -> PublishResult:
     return PublishResult(result["subscriptions"], result["queues"])
 
 
-def publish_call(topic: str, messages: list[dict[str, Any]]) -> Call[PublishResult]:
+def _publish(topic: str, messages: list[dict[str, Any]]) -> Call[PublishResult]:
     return Call("publish", {"topic": topic, "messages": messages}, _parse_publish)
 
 
-def publish_one_call(
-    topic: str, body: bytes, headers: Mapping[str, str] | None
+def publish_call(
+    topic: str, body: bytes, headers: Mapping[str, str] | None = None
 ) -> Call[PublishResult]:
-    return publish_call(topic, [_encode_message((body, headers))])
+    """Publish one message to ``topic``; returns how many subscriptions and queues it reached.
+
+    Raises InvalidName for a topic with wildcards, empty words or over-long names.
+    """
+    return _publish(topic, [_encode_message((body, headers))])
 
 
 def publish_many_call(topic: str, messages: Iterable[MessageItem]) -> Call[PublishResult]:
+    """Publish a batch to ``topic`` in one frame; returns the totals for the batch.
+
+    Each item is a body, a ``(body, headers)`` pair or an object with
+    ``body``/``headers``. All or nothing: an invalid batch publishes none.
+    """
     if isinstance(messages, bytes | str):
         raise TypeError("publish_many takes an iterable of messages, not one body")
-    return publish_call(topic, [_encode_message(item) for item in messages])
+    return _publish(topic, [_encode_message(item) for item in messages])
 
 
 def subscribe_call(
@@ -170,32 +170,30 @@ def subscribe_call(
 
 
 def bind_call(queue: str, pattern: str) -> Call[bool]:
+    """Copy messages published to topics matching ``pattern`` into ``queue``.
+
+    Returns False if that binding existed already. The queue must exist;
+    deleting it removes its bindings.
+    """
     return Call("bind", {"queue": queue, "pattern": pattern}, lambda r: bool(r["created"]))
 
 
 def unbind_call(queue: str, pattern: str) -> Call[bool]:
+    """Remove a binding; returns False if there was none."""
     return Call("unbind", {"queue": queue, "pattern": pattern}, lambda r: bool(r["removed"]))
 
 
-class AsyncTopicMethods(_AsyncBase):
+class TopicMethods:
+    """Topic methods written once for every client (see ``transport.sends``)."""
+
+    publish = sends(publish_call)
+    publish_many = sends(publish_many_call)
+    bind = sends(bind_call)
+    unbind = sends(unbind_call)
+
+
+class AsyncTopicMethods(TopicMethods, AsyncTransport):
     """Topic methods of the Trio, asyncio and in-process clients."""
-
-    async def publish(
-        self, topic: str, body: bytes, headers: Mapping[str, str] | None = None
-    ) -> PublishResult:
-        """Publish one message to ``topic``; returns how many subscriptions and queues it reached.
-
-        Raises InvalidName for a topic with wildcards, empty words or over-long names.
-        """
-        return await self._call(publish_one_call(topic, body, headers))
-
-    async def publish_many(self, topic: str, messages: Iterable[MessageItem]) -> PublishResult:
-        """Publish a batch to ``topic`` in one frame; returns the totals for the batch.
-
-        Each item is a body, a ``(body, headers)`` pair or an object with
-        ``body``/``headers``. All or nothing: an invalid batch publishes none.
-        """
-        return await self._call(publish_many_call(topic, messages))
 
     def subscribe(
         self,
@@ -218,31 +216,9 @@ class AsyncTopicMethods(_AsyncBase):
             subscribe_call(pattern, group, buffer, on_overflow, buffer_bytes), parse_messages
         )
 
-    async def bind(self, queue: str, pattern: str) -> bool:
-        """Copy messages published to topics matching ``pattern`` into ``queue``.
 
-        Returns False if that binding existed already. The queue must exist;
-        deleting it removes its bindings.
-        """
-        return await self._call(bind_call(queue, pattern))
-
-    async def unbind(self, queue: str, pattern: str) -> bool:
-        """Remove a binding; returns False if there was none."""
-        return await self._call(unbind_call(queue, pattern))
-
-
-class SyncTopicMethods(_SyncBase):
+class SyncTopicMethods(TopicMethods, SyncTransport):
     """Topic methods of the blocking client (same names and arguments, no await)."""
-
-    def publish(
-        self, topic: str, body: bytes, headers: Mapping[str, str] | None = None
-    ) -> PublishResult:
-        """Publish one message to ``topic``; returns the subscriptions and queues reached."""
-        return self._call(publish_one_call(topic, body, headers))
-
-    def publish_many(self, topic: str, messages: Iterable[MessageItem]) -> PublishResult:
-        """Publish a batch to ``topic`` in one frame; returns the totals for the batch."""
-        return self._call(publish_many_call(topic, messages))
 
     def subscribe(
         self,
@@ -266,11 +242,3 @@ class SyncTopicMethods(_SyncBase):
         # The blocking client's transport takes the callback as a third argument.
         open_subscription: Any = self._subscription
         return open_subscription(call, parse_messages, callback)
-
-    def bind(self, queue: str, pattern: str) -> bool:
-        """Copy messages published to topics matching ``pattern`` into ``queue``."""
-        return self._call(bind_call(queue, pattern))
-
-    def unbind(self, queue: str, pattern: str) -> bool:
-        """Remove a binding; returns False if there was none."""
-        return self._call(unbind_call(queue, pattern))

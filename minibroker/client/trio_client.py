@@ -12,24 +12,16 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
-from typing import Any, Generic, TypeVar
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 import trio
 
 from minibroker.client.advice import explaining_connect, explaining_hello, require_event_loop
 from minibroker.client.api import AsyncMethods
-from minibroker.client.protocol import (
-    CLOSED_BY_BROKER,
-    Call,
-    ClientProtocol,
-    Goodbye,
-    Push,
-    Reply,
-    connection_lost,
-    hello_call,
-)
-from minibroker.client.pushes import PushParser, SubscriptionCore, SubscriptionEnded
+from minibroker.client.connection import AsyncPendingCall, Connection
+from minibroker.client.protocol import CLOSED_BY_BROKER, Call, connection_lost, hello_call
+from minibroker.client.pushes import AsyncSubscription, AsyncSubscriptionContext, PushParser
 from minibroker.client.url import BrokerAddress, parse_url
 from minibroker.direct_io import direct_socket
 from minibroker.errors import BrokerError, ConnectionClosed
@@ -47,141 +39,43 @@ SEND_STALL_TIMEOUT = 30.0
 DEFAULT_MAX_PENDING = 10_000
 
 
-class _Waiter:
-    __slots__ = ("error", "event", "result")
+class _TrioCall(AsyncPendingCall[T]):
+    """A call whose caller waits on a ``trio.Event``."""
 
-    def __init__(self) -> None:
-        self.event = trio.Event()
-        self.result: Any = None
-        self.error: BaseException | None = None
+    __slots__ = ("_event",)
 
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._event = trio.Event()
 
-class PendingCall(Generic[T]):
-    """A request sent by ``Client._begin``; collect its answer later (see api.PendingCall)."""
-
-    __slots__ = ("_client", "_id", "_parse", "_waiter")
-
-    def __init__(
-        self, client: Client, request_id: int, waiter: _Waiter, parse: Callable[[Any], T]
-    ) -> None:
-        self._client = client
-        self._id = request_id
-        self._waiter = waiter
-        self._parse = parse
-
-    @property
-    def request_id(self) -> int:
-        return self._id
-
-    @property
-    def done(self) -> bool:
-        return self._waiter.event.is_set()
+    def _wake(self) -> None:
+        self._event.set()
 
     async def wait(self) -> None:
-        await self._waiter.event.wait()  # a checkpoint even when already set
+        """Wait until ``done`` (a checkpoint even when it is); never raises the call's error."""
+        await self._event.wait()
 
-    def outcome(self) -> T:
-        waiter = self._waiter
-        if not waiter.event.is_set():
-            raise RuntimeError("the call has not been answered yet")
-        self._client._pending.pop(self._id, None)
-        if waiter.error is not None:
-            raise waiter.error
-        return self._parse(waiter.result)
-
-    def abandon(self, on_result: Callable[[Any], None] | None = None) -> None:
-        client = self._client
-        client._pending.pop(self._id, None)
-        waiter = self._waiter
-        if waiter.event.is_set():
-            if on_result is not None and waiter.error is None:
-                on_result(waiter.result)
-        elif on_result is not None and client._closed is None:
-            client._on_reply[self._id] = on_result
+    _answered = wait
 
 
-class Subscription(SubscriptionCore[T]):
-    """A live push subscription: iterate it with ``async for``.
+class _TrioSignal:
+    """A subscription consumer's wake-up: a fresh ``trio.Event`` per wait."""
 
-    Items arrive in batches from the reader task and wait in a local deque.
-    ``dropped`` counts messages discarded for this subscription because it
-    fell behind (its overflow policy): by the broker, which says so in a
-    ``notice`` frame, or by this client once ``max_pending`` are buffered
-    (``SubscriptionCore._take``; the reader never waits for a topic
-    subscription, only for a full log tail).
-    """
+    __slots__ = ("_event",)
 
-    def __init__(
-        self, client: Client, call: Call[Any], parser: PushParser[T], max_pending: int
-    ) -> None:
-        super().__init__(client, call, parser, max_pending)
-        self._client: Client = client
-        self._arrived = trio.Event()
-        self._room = trio.Event()
+    def __init__(self) -> None:
+        self._event = trio.Event()
 
-    async def _start(self) -> None:
-        try:
-            await self._client._call(self._call, on_reply=self._register)
-        except BaseException:
-            self._abandon()
-            raise
+    def set(self) -> None:
+        self._event.set()
 
-    def _feed(self, push: Push) -> None:
-        if self._control(push):
-            return
-        if self._take(self._parser(push.frame, self._client)):
-            self._end_slow()
-        self._arrived.set()
+    async def wait(self) -> None:
+        self._event = trio.Event()
+        await self._event.wait()
 
-    def _end(self, error: BaseException) -> None:
-        if self._ended is None:
-            self._ended = error
-        self._arrived.set()
-        self._room.set()
 
-    async def _wait_for_room(self) -> None:
-        while self.holds_back_reading and self._ended is None:
-            self._room = trio.Event()
-            await self._room.wait()
-
-    def __aiter__(self) -> Subscription[T]:
-        return self
-
-    async def __anext__(self) -> T:
-        while not self._items:
-            if self._ended is not None:
-                if isinstance(self._ended, SubscriptionEnded | StopAsyncIteration):
-                    raise StopAsyncIteration
-                raise self._ended
-            self._arrived = trio.Event()
-            await self._arrived.wait()
-        item = self._items.popleft()
-        if len(self._items) < self._max_pending:
-            self._room.set()
-        return item
-
-    async def get_batch(self, max_items: int = 1000) -> list[T]:
-        """Wait for at least one item, then return up to ``max_items`` at once."""
-        first = await self.__anext__()
-        batch = [first]
-        items = self._items
-        while items and len(batch) < max_items:
-            batch.append(items.popleft())
-        self._room.set()
-        return batch
-
-    def get_nowait(self) -> T | None:
-        """The next buffered item, or None when nothing has arrived."""
-        return self._items.popleft() if self._items else None
-
-    async def aclose(self) -> None:
-        if self.sub_id is None or self._ended is not None:
-            return
-        self._end(StopAsyncIteration())
-        self._client._subscriptions.pop(self.sub_id, None)
-        if not self._client.closed:
-            with suppress(ConnectionClosed, BrokerError):
-                await self._client._call(Call("unsubscribe", {"sub": self.sub_id}))
+#: A live push subscription: iterate it with ``async for`` (see ``AsyncSubscription``).
+Subscription = AsyncSubscription
 
 
 class Client(AsyncMethods):
@@ -189,55 +83,38 @@ class Client(AsyncMethods):
 
     def __init__(self, stream: trio.abc.Stream, *, max_pending: int = DEFAULT_MAX_PENDING) -> None:
         self._stream = stream
-        self._protocol = ClientProtocol()
-        self._pending: dict[int, _Waiter] = {}
-        #: Request id -> hook the reader runs on a successful reply (subscribe calls).
-        self._on_reply: dict[int, Callable[[Any], None]] = {}
-        self._subscriptions: dict[int, Subscription[Any]] = {}
+        self._conn = Connection()
         self._outbox: list[bytes | memoryview] = []
         self._outbox_ready = trio.Event()
         self._sending = False
+        #: Set when a subscription that held the reader back made room.
+        self._room = trio.Event()
         #: Non-blocking writes and reads on a TCP socket (None for TLS and memory streams).
         self._direct = direct_socket(stream)
         self._max_pending = max_pending
-        self._closed: BaseException | None = None
         self.server_info: dict[str, Any] = {}
-
-    @property
-    def closed(self) -> bool:
-        return self._closed is not None
 
     # -------------------------------------------------------- the transport
 
     async def _call(
         self, call: Call[T], *, on_reply: Callable[[Any], None] | None = None
     ) -> T:
-        if self._closed is not None:
-            raise connection_lost(str(self._closed))
-        request_id, data = self._protocol.encode(call)
-        waiter = _Waiter()
-        self._pending[request_id] = waiter
-        if on_reply is not None:
-            self._on_reply[request_id] = on_reply
-        try:
-            await self._send(data)
-            await waiter.event.wait()
-        finally:
-            self._pending.pop(request_id, None)
-        if waiter.error is not None:
-            raise waiter.error
-        return call.parse(waiter.result)
+        pending, data = self._conn.begin(call, _TrioCall, on_reply)
+        await self._send(data)  # never a cancellation point: queued, or a shielded send
+        result: T = await pending.answer()
+        return result
 
-    def _begin(self, call: Call[T]) -> PendingCall[T]:
+    def _begin(
+        self, call: Call[T], on_reply: Callable[[Any], None] | None = None
+    ) -> _TrioCall[T]:
         """Queue ``call`` for the writer without waiting; collect the answer later."""
-        if self._closed is not None:
-            raise connection_lost(str(self._closed))
-        request_id, data = self._protocol.encode(call)
-        waiter = _Waiter()
-        self._pending[request_id] = waiter
+        pending, data = self._conn.begin(call, _TrioCall, on_reply)
+        self._queue(data)
+        return pending
+
+    def _queue(self, data: bytes | memoryview) -> None:
         self._outbox.append(data)
         self._outbox_ready.set()
-        return PendingCall(self, request_id, waiter, call.parse)
 
     async def _send(self, data: bytes) -> None:
         """Send at once when nobody else is sending, else queue for the writer task.
@@ -253,8 +130,7 @@ class Client(AsyncMethods):
         ``SEND_STALL_TIMEOUT`` seconds is treated as a dead connection.
         """
         if self._sending or self._outbox or len(data) > DIRECT_SEND_MAX_BYTES:
-            self._outbox.append(data)
-            self._outbox_ready.set()
+            self._queue(data)
             return
         direct = self._direct
         if direct is not None:
@@ -264,40 +140,53 @@ class Client(AsyncMethods):
                 self._fail(connection_lost(str(exc) or type(exc).__name__))
                 return
             if sent < len(data):
-                self._outbox.append(memoryview(data)[sent:])
-                self._outbox_ready.set()
+                self._queue(memoryview(data)[sent:])
             return
         self._sending = True
         try:
             with trio.CancelScope(shield=True):
-                with trio.move_on_after(SEND_STALL_TIMEOUT) as stalled:
-                    await self._stream.send_all(data)
-                if stalled.cancelled_caught:
-                    self._fail(connection_lost("the broker stopped reading"))
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            self._fail(connection_lost(str(exc) or type(exc).__name__))
+                await self._send_all(data)
         finally:
             self._sending = False
             if self._outbox:
                 self._outbox_ready.set()
 
+    async def _send_all(self, data: bytes) -> None:
+        """``send_all``, failing the connection if it breaks or the peer stops reading."""
+        try:
+            with trio.move_on_after(SEND_STALL_TIMEOUT) as stalled:
+                await self._stream.send_all(data)
+            if stalled.cancelled_caught:
+                self._fail(connection_lost("the broker stopped reading"))
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._fail(connection_lost(str(exc) or type(exc).__name__))
+
     async def _post_now(self, call: Call[Any]) -> None:
         """Send ``call`` without waiting for its answer, directly when the
         connection is idle (a responder's reply: saves the writer-task hop)."""
-        if self._closed is None:
-            await self._send(self._protocol.encode(call)[1])
+        data = self._conn.post(call)
+        if data is not None:
+            await self._send(data)
 
     def _post(self, call: Call[Any]) -> None:
         """Send ``call`` without waiting; its answer is ignored (cleanup on cancellation)."""
-        if self._closed is None:
-            self._outbox.append(self._protocol.encode(call)[1])
-            self._outbox_ready.set()
+        data = self._conn.post(call)
+        if data is not None:
+            self._queue(data)
 
-    def _subscription(self, call: Call[Any], parser: PushParser[T]) -> _SubscriptionContext[T]:
-        return _SubscriptionContext(Subscription(self, call, parser, self._max_pending))
+    def _signal(self) -> _TrioSignal:
+        return _TrioSignal()
+
+    def _subscription(
+        self, call: Call[Any], parser: PushParser[T]
+    ) -> AsyncSubscriptionContext[T]:
+        return AsyncSubscriptionContext(AsyncSubscription(self, call, parser, self._max_pending))
+
+    def _release_reading(self, subscription: AsyncSubscription[Any]) -> None:
+        self._room.set()
 
     async def _reader(self) -> None:
-        protocol = self._protocol
+        conn = self._conn
         direct = self._direct
         receive_some = self._stream.receive_some if direct is None else direct.receive_some
         try:
@@ -306,76 +195,34 @@ class Client(AsyncMethods):
                 if not data:
                     self._fail(connection_lost(CLOSED_BY_BROKER))
                     return
-                for event in protocol.receive_data(data):
-                    if type(event) is Reply:
-                        hook = self._on_reply.pop(event.id, None)
-                        if hook is not None and event.error is None:
-                            hook(event.result)
-                        waiter = self._pending.get(event.id)
-                        if waiter is not None:
-                            waiter.result = event.result
-                            waiter.error = event.error
-                            waiter.event.set()
-                    elif type(event) is Push:
-                        subscription = self._subscriptions.get(event.sub)
-                        if subscription is not None:
-                            subscription._feed(event)
-                            if subscription.holds_back_reading:
-                                await subscription._wait_for_room()
-                    elif type(event) is Goodbye:
-                        self._fail(event.error)
+                for held in conn.receive_data(data):
+                    # A full log tail: read nothing more until its consumer made room.
+                    held._holding = True
+                    while held._holding:
+                        self._room = trio.Event()
+                        await self._room.wait()
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._fail(connection_lost(str(exc) or type(exc).__name__))
         except BrokerError as exc:  # undecodable data from the server
             self._fail(exc)
 
     async def _writer(self) -> None:
-        try:
-            while True:
-                await self._outbox_ready.wait()
-                self._outbox_ready = trio.Event()
-                if not self._outbox or self._sending:
-                    continue  # a direct send is in progress; it wakes us when done
-                data = b"".join(self._outbox)
-                self._outbox.clear()
-                self._sending = True
-                try:
-                    with trio.move_on_after(SEND_STALL_TIMEOUT) as stalled:
-                        await self._stream.send_all(data)
-                    if stalled.cancelled_caught:
-                        self._fail(connection_lost("the broker stopped reading"))
-                        return
-                finally:
-                    self._sending = False
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            self._fail(connection_lost(str(exc) or type(exc).__name__))
+        while self._conn.closed is None:
+            await self._outbox_ready.wait()
+            self._outbox_ready = trio.Event()
+            if not self._outbox or self._sending:
+                continue  # a direct send is in progress; it wakes us when done
+            data = b"".join(self._outbox)
+            self._outbox.clear()
+            self._sending = True
+            try:
+                await self._send_all(data)
+            finally:
+                self._sending = False
 
     def _fail(self, error: BaseException) -> None:
         """Fail every pending call and end every subscription with ``error``."""
-        if self._closed is None:
-            self._closed = error
-        for waiter in self._pending.values():
-            if waiter.event.is_set():
-                continue  # already answered; its caller has not woken up yet
-            waiter.error = (
-                error if isinstance(error, ConnectionClosed) else connection_lost(str(error))
-            )
-            waiter.event.set()
-        for subscription in list(self._subscriptions.values()):
-            subscription._end(error)
-        self._subscriptions.clear()
-
-
-class _SubscriptionContext(Generic[T]):
-    def __init__(self, subscription: Subscription[T]) -> None:
-        self._subscription = subscription
-
-    async def __aenter__(self) -> Subscription[T]:
-        await self._subscription._start()
-        return self._subscription
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._subscription.aclose()
+        self._conn.fail(error)
 
 
 @asynccontextmanager

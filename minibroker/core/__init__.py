@@ -21,6 +21,7 @@ involved, and arms deadlines in ``Timers``.
 - logs: :mod:`~minibroker.core.logs`, :mod:`~minibroker.core.log_readers`,
   :mod:`~minibroker.core.log_options`, :mod:`~minibroker.core.log_meta`
 - request/reply: :mod:`~minibroker.core.rpc`, :mod:`~minibroker.core.rpc_stats`
+- front ends' own durable state: :mod:`~minibroker.core.state_journal`
 
 Errors come from the leaf :mod:`minibroker.errors`, the store interface from
 the leaf :mod:`minibroker.log_store`. See docs/internals.md.

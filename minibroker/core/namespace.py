@@ -14,6 +14,9 @@ from minibroker.core.logs import Logs
 from minibroker.core.peer import Peer
 from minibroker.core.queues import Queues
 from minibroker.core.rpc import RequestRouter
+from minibroker.core.state_journal import KIND as STATE_KIND
+from minibroker.core.state_journal import SEGMENT_BYTES as STATE_SEGMENT_BYTES
+from minibroker.core.state_journal import StateJournal
 from minibroker.core.topics import Topics
 from minibroker.log_store import LogStore
 
@@ -105,6 +108,29 @@ class Namespace:
             found = self._extensions[key] = make(self)
             self.models.append(found)
         return found  # type: ignore[return-value]
+
+    def state_journal(self, name: str) -> StateJournal | None:
+        """The durable state ``name`` a front end keeps in this namespace (replayed
+        from disk), or None when the broker has no data directory.
+
+        The front end owns the journal from then on: it syncs, closes and
+        destroys it from its own ``Model`` methods.
+        """
+        storage = self.broker.storage
+        if storage is None:
+            return None
+        namespace = self.name
+
+        def open_store() -> LogStore:
+            return storage.open(namespace, STATE_KIND, name, segment_bytes=STATE_SEGMENT_BYTES)
+
+        exists = name in storage.existing(namespace, STATE_KIND)
+        return StateJournal(open_store, self.broker.note_durable_write, exists=exists)
+
+    def has_state(self, name: str) -> bool:
+        """True when a front end's state ``name`` exists on disk for this namespace."""
+        storage = self.broker.storage
+        return storage is not None and name in storage.existing(self.name, STATE_KIND)
 
     def disconnect(self, peer: Peer, now: float) -> None:
         self.peers.pop(peer.conn_id, None)

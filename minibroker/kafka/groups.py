@@ -85,6 +85,9 @@ class Member:
     sync_reply: SyncReply | None = None
     assignment: bytes = b""
     session_timer: Timer | None = None
+    #: Who the member is, for DescribeGroups: its client id and address.
+    client_id: str = ""
+    client_host: str = ""
 
 
 @dataclass(slots=True)
@@ -120,6 +123,7 @@ class GroupCoordinator:
         protocols: Sequence[tuple[str, bytes]],
         reply: JoinReply,
         now: float,
+        client_host: str = "",
     ) -> None:
         """A member (re)joins; ``reply`` is called when the round it joined ends."""
         if not MIN_SESSION_TIMEOUT <= session_timeout <= MAX_SESSION_TIMEOUT:
@@ -147,6 +151,8 @@ class GroupCoordinator:
             dict(protocols),
             [name for name, _ in protocols],
             join_reply=reply,
+            client_id=client_id,
+            client_host=client_host,
         )
         if previous is not None:
             _cancel(previous.session_timer)

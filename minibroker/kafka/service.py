@@ -9,9 +9,10 @@ offsets themselves live in the logs' consumer-group offsets, so
 How a Kafka client picks a namespace: by its ``client.id``. A client id of
 the form ``<namespace>/<anything>`` selects that namespace, any other the
 default one. Every Kafka client lets you set ``client.id`` and sends it with
-every request, without a broker-side handshake (SASL would need two more
-APIs and a mechanism per client), and it leaves topic names untouched, so the
-application under test uses its real topic names. The test fixture
+every request, without a broker-side handshake, and it leaves topic names
+untouched, so the application under test uses its real topic names. (A SASL
+login says who a client is, not where it works: principals and namespaces
+are independent, as on the msgpack port.) The test fixture
 ``minibroker_kafka_bootstrap`` hands out such ids (docs/kafka.md).
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from minibroker.access.auth import Authenticator, Principal
 from minibroker.core.broker import Broker
 from minibroker.core.namespace import Namespace
 from minibroker.core.peer import Peer
@@ -64,10 +66,17 @@ class KafkaService:
     """What every Kafka connection of one broker shares."""
 
     def __init__(
-        self, broker: Broker, settings: KafkaSettings, advertised_port: Callable[[], int]
+        self,
+        broker: Broker,
+        settings: KafkaSettings,
+        advertised_port: Callable[[], int],
+        authenticator: Authenticator | None = None,
     ) -> None:
         self.broker = broker
         self.settings = settings
+        #: The server's tokens and permissions (``access/``), shared with
+        #: every other port; without one, everyone may do everything.
+        self.authenticator = authenticator or Authenticator()
         self._advertised_port = advertised_port
         self.producers = Producers()
         self._namespaces: dict[str, KafkaNamespace] = {}
@@ -75,6 +84,14 @@ class KafkaService:
     @property
     def max_request_bytes(self) -> int:
         return self.settings.max_request_bytes
+
+    def anonymous_principal(self) -> Principal | None:
+        """Who a new connection is before any login: nobody (None) when the
+        server has tokens, so it must log in with SASL; else ``anonymous``,
+        with that principal's grants when a permissions file is in force."""
+        if self.authenticator.enabled:
+            return None
+        return self.authenticator.authenticate(None)
 
     @property
     def port(self) -> int:

@@ -12,6 +12,12 @@ Fetch until records arrive or ``max_wait_ms`` passes, a JoinGroup until the
 round ends. So each request takes a *slot* in a queue when it arrives; a
 handler fills its slot now or later, and only the filled prefix of the queue
 goes out. A Produce with ``acks=0`` takes no slot: Kafka sends no answer.
+
+When the server has tokens, a connection must log in with SASL first
+(``handlers/sasl.py``): until then only ApiVersions, SaslHandshake and
+SaslAuthenticate are served, and anything else closes the connection, as
+Kafka does. The namespace is joined only once the connection is
+authenticated, so a client that has not logged in changes nothing.
 """
 
 from __future__ import annotations
@@ -22,13 +28,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from minibroker.access.auth import Principal
+from minibroker.access.permissions import Grants
 from minibroker.core.broker import Broker
 from minibroker.core.peer import PushSource
-from minibroker.errors import BadFrame, BrokerError, ShuttingDown, StorageError
+from minibroker.errors import BadFrame, BrokerError, ShuttingDown, StorageError, Unauthorized
 from minibroker.kafka import wire
 from minibroker.kafka.handlers import HANDLERS, NO_RESPONSE, unsupported_version
 
 if TYPE_CHECKING:
+    from minibroker.kafka.sasl import Mechanism
     from minibroker.kafka.service import KafkaNamespace, KafkaService
 
 log = logging.getLogger("minibroker.kafka")
@@ -39,6 +48,12 @@ log = logging.getLogger("minibroker.kafka")
 MAX_IN_FLIGHT: Final = 1000
 #: Bytes of answers waiting to be sent before dispatching pauses (backpressure).
 OUTBOUND_HIGH_WATER: Final = 1024 * 1024
+#: APIs served before a SASL login: ApiVersions, SaslHandshake, SaslAuthenticate.
+BEFORE_LOGIN: Final = frozenset({18, 17, 36})
+#: Seconds between a failed login's answer and closing the connection (Kafka's
+#: ``connection.failed.authentication.delay.ms``): the client reads the error
+#: before it sees the connection end, and does not reconnect in a tight loop.
+FAILED_LOGIN_CLOSE_DELAY: Final = 0.1
 
 
 @dataclass(slots=True)
@@ -52,6 +67,9 @@ class Slot:
     body: bytes | None = None
     #: Write generation to wait for (group commit) before the answer may go.
     held_until: int | None = None
+    #: Applied to the response before it is encoded: adds the entries a
+    #: permission check took out of the request (``kafka/authorize.py``).
+    patch: Callable[[Any], Any] | None = None
 
 
 class KafkaSession:
@@ -69,6 +87,15 @@ class KafkaSession:
         self.client_name = ""
         self.closed = False
         self.namespace: KafkaNamespace | None = None
+        #: Who this connection is: set at once when the server has no tokens,
+        #: else by a SASL login (``handlers/sasl.py``).
+        self.principal: Principal | None = service.anonymous_principal()
+        #: The login in progress (a ``kafka.sasl.Mechanism``), after SaslHandshake.
+        self.sasl: Mechanism | None = None
+        #: A SASL login has succeeded (one per connection, as in Kafka).
+        self.sasl_done = False
+        self._login_failed = False
+        self._client_id: str | None = None
         self._buffer = bytearray()
         self._frames: deque[bytes] = deque()
         self._slots: deque[Slot] = deque()
@@ -114,7 +141,7 @@ class KafkaSession:
         return self.namespace is not None
 
     def receive_data(self, data: bytes | bytearray) -> None:
-        if not self.accepting_input():
+        if not self.accepting_input() or self._login_failed:
             return
         self.input_paused = False
         self._buffer += data
@@ -167,13 +194,12 @@ class KafkaSession:
         except wire.MalformedRequest as exc:
             self.kick(BadFrame(str(exc)))
             return
-        if self.namespace is None:
-            try:
-                self.namespace = self.service.namespace_for(header.client_id, self)
-            except BrokerError as exc:
-                self.kick(exc)
-                return
-            self.client_name = header.client_id or ""
+        self._client_id = header.client_id
+        if self.principal is None and header.api_key not in BEFORE_LOGIN:
+            self.kick(Unauthorized(f"{_api(header.api_key)} before a SASL login"))
+            return
+        if self.namespace is None and self.principal is not None and not self.join_namespace():
+            return
         if len(self._slots) >= MAX_IN_FLIGHT:
             self.kick(BadFrame(f"more than {MAX_IN_FLIGHT} requests waiting for answers"))
             return
@@ -208,6 +234,38 @@ class KafkaSession:
         if response is not None:
             self.answer(slot, response)
 
+    def join_namespace(self) -> bool:
+        """Join the namespace the client id selects (False: refused, closing)."""
+        try:
+            self.namespace = self.service.namespace_for(self._client_id, self)
+        except BrokerError as exc:
+            self.kick(exc)
+            return False
+        self.client_name = self._client_id or ""
+        return True
+
+    def logged_in(self, principal: Principal) -> None:
+        """A SASL login succeeded: the connection is ``principal`` from now on."""
+        self.principal = principal
+        self.sasl = None
+        self.sasl_done = True
+        if self.namespace is None:
+            self.join_namespace()
+
+    def login_failed(self, error: BrokerError) -> None:
+        """A SASL login failed: its answer goes out, nothing more is read, and
+        the connection closes :data:`FAILED_LOGIN_CLOSE_DELAY` later."""
+        self._login_failed = True
+        self._frames.clear()
+        self.broker.timers.call_at(
+            self.now + FAILED_LOGIN_CLOSE_DELAY, lambda _now: self.kick(error)
+        )
+
+    @property
+    def grants(self) -> Grants | None:
+        """What this connection may do (None: everything; no permissions file)."""
+        return None if self.principal is None else self.principal.grants
+
     @property
     def ns(self) -> KafkaNamespace:
         """This connection's namespace (chosen by its first request's client id)."""
@@ -218,13 +276,19 @@ class KafkaSession:
 
     def answer_bytes(self, slot: Slot, body: bytes) -> None:
         """Fill ``slot`` with an already encoded body."""
-        if not self.closed:
-            self._fill(slot, body)
+        if self.closed:
+            return
+        if slot.patch is not None:
+            response = wire.decode_response(slot.api_key, slot.version, body)
+            body = wire.encode_response(slot.patch(response))
+        self._fill(slot, body)
 
     def answer(self, slot: Slot, response: Any) -> None:
         """Fill ``slot`` with a kio response object (now or later) and send what may go."""
         if self.closed:
             return
+        if slot.patch is not None:
+            response = slot.patch(response)
         self._fill(slot, wire.encode_response(response))
 
     def _fill(self, slot: Slot, body: bytes) -> None:

@@ -72,9 +72,14 @@ class TopicLogs:
         Raises BrokerError if a log cannot be created; logs made before the
         failure are deleted again, so a topic is never left half made.
         """
+        self.add_partitions(topic, partitions, options, now)
+
+    def add_partitions(self, topic: str, count: int, options: LogOptions, now: float) -> None:
+        """Grow ``topic`` to ``count`` partitions (logs made before a failure are
+        deleted again, so the count never stops half way)."""
         made: list[str] = []
         try:
-            for index in range(partitions):
+            for index in range(self.partition_count(topic), count):
                 name = partition_log(topic, index)
                 self.logs.create(name, options, now)
                 made.append(name)

@@ -44,10 +44,16 @@ API_NAMES: Final = {
     12: "Heartbeat",
     13: "LeaveGroup",
     14: "SyncGroup",
+    15: "DescribeGroups",
+    16: "ListGroups",
+    17: "SaslHandshake",
     18: "ApiVersions",
     19: "CreateTopics",
     20: "DeleteTopics",
     22: "InitProducerId",
+    32: "DescribeConfigs",
+    36: "SaslAuthenticate",
+    37: "CreatePartitions",
 }
 
 #: (API key) -> (lowest, highest) version this front end decodes and answers.
@@ -65,10 +71,16 @@ IMPLEMENTED: Final = {
     12: (0, 3),
     13: (0, 1),
     14: (0, 3),
+    15: (0, 2),
+    16: (0, 2),
+    17: (1, 1),
     18: (0, 2),
     19: (2, 4),
     20: (1, 3),
     22: (0, 1),
+    32: (1, 3),
+    36: (0, 1),
+    37: (0, 1),
 }
 
 #: What ApiVersions advertises. Produce is advertised from 0 although v0-2
@@ -185,6 +197,12 @@ def _check_nulls(entity: Any) -> None:
 @cache
 def response_class(api_key: int, version: int) -> Any:
     return load_response_schema(api_key, version)
+
+
+def decode_response(api_key: int, version: int, body: bytes) -> Any:
+    """A response body decoded by kio (to amend an answer already encoded)."""
+    response, _ = entity_reader(response_class(api_key, version))(body, 0)
+    return response
 
 
 @cache

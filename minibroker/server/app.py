@@ -23,6 +23,7 @@ import trio
 from minibroker._version import __version__
 from minibroker.access.auth import Authenticator
 from minibroker.amqp.connection import AmqpSession, AmqpSettings
+from minibroker.amqp.vhost import recover_vhosts
 from minibroker.config import ServerConfig
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig
@@ -257,6 +258,8 @@ class BrokerServer:
         if isinstance(self.broker.storage, DataDirectory):
             for namespace in self.broker.storage.existing_namespaces():
                 self.broker.namespace(namespace)
+            if self.config.amqp_port is not None:
+                recover_vhosts(list(self.broker.namespaces.values()))
 
     @property
     def url(self) -> str | None:

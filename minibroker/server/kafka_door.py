@@ -20,7 +20,9 @@ KAFKA: Final = "kafka"
 
 def add_kafka_front_end(server: BrokerServer, port: int, settings: KafkaSettings) -> KafkaService:
     """Make ``server`` listen for Kafka clients on ``port`` (0: any free port)."""
-    service = KafkaService(server.broker, settings, lambda: server.front_end_ports[KAFKA])
+    service = KafkaService(
+        server.broker, settings, lambda: server.front_end_ports[KAFKA], server.auth
+    )
     server.front_ends.append(FrontEnd(KAFKA, server.config.host, port, service.make_session))
     return service
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pamqp import body, commands, frame, header
 
 from minibroker.amqp.connection import AmqpSession, AmqpSettings
+from minibroker.amqp.vhost import recover_vhosts
 from minibroker.core.broker import Broker
 from minibroker.errors import StorageError
+from minibroker.server.datadir import DataDirectory
 
 
 def _open(broker: Broker, *, hold: bool, content_budget: int = 1 << 26) -> AmqpSession:
@@ -163,6 +166,67 @@ def test_channel_open_on_channel_0_is_an_invalid_command_not_an_unimplemented_on
     close = _connection_close(session)
     assert close.reply_code == 503
     assert close.reply_text == "COMMAND_INVALID - unexpected Channel.Open on channel 0"
+
+
+def _transactional(session: AmqpSession) -> None:
+    session.receive_data(
+        frame.marshal(commands.Channel.Open(), 2) + frame.marshal(commands.Tx.Select(), 2)
+    )
+    session.data_to_send()
+
+
+def _publish_on(session: AmqpSession, channel: int, payload: bytes) -> None:
+    session.receive_data(
+        frame.marshal(commands.Basic.Publish(exchange="", routing_key="q"), channel)
+        + frame.marshal(header.ContentHeader(0, len(payload), commands.Basic.Properties()), channel)
+        + frame.marshal(body.ContentBody(payload), channel)
+    )
+
+
+def test_a_commit_of_durable_writes_is_answered_after_the_group_commit() -> None:
+    broker = Broker()
+    session = _open(broker, hold=True)
+    _durable_puts(broker)
+    _transactional(session)
+    _publish_on(session, 2, b"one")
+    session.receive_data(frame.marshal(commands.Tx.Commit(), 2))
+    assert _frames(session.data_to_send()) == []  # not before the fsync
+    session.release_synced(broker.write_generation)
+    [commit_ok] = _frames(session.data_to_send())
+    assert isinstance(commit_ok, commands.Tx.CommitOk)
+
+
+def test_a_commit_whose_fsync_fails_closes_its_channel() -> None:
+    broker = Broker()
+    session = _open(broker, hold=True)
+    _durable_puts(broker)
+    _transactional(session)
+    _publish_on(session, 2, b"one")
+    session.receive_data(frame.marshal(commands.Tx.Commit(), 2))
+    session.fail_held(StorageError("disk on fire"))
+    [close] = _frames(session.data_to_send())
+    assert isinstance(close, commands.Channel.Close) and close.reply_code == 406
+    assert "could not be made durable" in close.reply_text
+
+
+def test_an_exclusive_durable_queue_left_by_a_crash_is_deleted_at_start_up(
+    tmp_path: Path,
+) -> None:
+    broker = Broker(storage=DataDirectory(tmp_path))
+    session = _open(broker, hold=False)
+    session.receive_data(
+        frame.marshal(commands.Queue.Declare(queue="mine", durable=True, exclusive=True), 1)
+    )
+    session.data_to_send()
+    broker.sync_storage()
+    broker.close()  # a crash: the connection never closed, the queue is on disk
+
+    broker = Broker(storage=DataDirectory(tmp_path))
+    namespace = broker.namespace()
+    assert namespace.queues.find("mine") is not None  # the core recovered it
+    recover_vhosts([namespace])
+    assert namespace.queues.find("mine") is None
+    assert namespace.queues.find("q") is not None  # the other durable queue stays
 
 
 def _consumer(broker: Broker, conn_id: int, prefetch: int) -> AmqpSession:

@@ -419,3 +419,50 @@ def test_global_prefetch_limits_the_channels_consumers_together(
         connection.process_data_events(time_limit=0.05)
     ready = sum(ch.queue_declare(n, passive=True).method.message_count for n in ("a", "b"))
     assert (len(received), ready) == (4, 2)
+
+
+def _nested(depth: int) -> dict[str, object]:
+    table: dict[str, object] = {}
+    for _ in range(depth - 1):
+        table = {"a": table}
+    return table
+
+
+def test_header_tables_nest_100_levels_and_no_deeper(minibroker_amqp_url: str) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(minibroker_amqp_url))
+    channel = connection.channel()
+    channel.queue_declare("deep")
+    channel.basic_publish("", "deep", b"ok", pika.BasicProperties(headers=_nested(100)))
+    _, properties, _ = channel.basic_get("deep", auto_ack=True)
+    assert properties.headers == _nested(100)
+    channel.basic_publish("", "deep", b"too deep", pika.BasicProperties(headers=_nested(101)))
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as closed:
+        channel.queue_declare("deep", passive=True)
+    assert closed.value.reply_code == 502
+    assert "nested more than 100 levels deep" in closed.value.reply_text
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as closed:
+        again = pika.BlockingConnection(pika.URLParameters(minibroker_amqp_url)).channel()
+        again.queue_declare("args", arguments={"x-nested": _nested(101)})
+    assert closed.value.reply_code == 502
+
+
+def test_channel_flow_off_stops_deliveries_until_it_is_on_again(
+    connection: pika.BlockingConnection,
+) -> None:
+    consuming, publishing = connection.channel(), connection.channel()
+    consuming.queue_declare("paused")
+    got: list[bytes] = []
+    consuming.basic_consume("paused", lambda c, m, p, body: got.append(body), auto_ack=True)
+    assert consuming.flow(False) is False
+    publishing.basic_publish("", "paused", b"held")
+    # A round trip on the consuming channel: a delivery would have come before it.
+    assert consuming.queue_declare("paused", passive=True).method.message_count == 1
+    _, _, body = consuming.basic_get("paused", auto_ack=True)  # a get still works
+    assert body == b"held"
+    publishing.basic_publish("", "paused", b"later")
+    assert consuming.queue_declare("paused", passive=True).method.message_count == 1
+    assert got == []
+    assert consuming.flow(True) is True
+    while not got:
+        connection.process_data_events(time_limit=1)
+    assert got == [b"later"]

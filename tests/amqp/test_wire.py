@@ -38,6 +38,7 @@ async def test_start_advertises_only_implemented_capabilities() -> None:
             "authentication_failure_close",
             "per_consumer_qos",
             "direct_reply_to",
+            "exchange_exchange_bindings",
         }
         assert set(start.mechanisms.split()) == {"PLAIN", "AMQPLAIN"}
         await client.aclose()
@@ -95,9 +96,10 @@ async def test_a_body_frame_without_a_publish_closes_with_505() -> None:
     await _oversized_frame_closes_with(505, struct.pack(">BHI", 3, 1, 3) + b"abc\xce")
 
 
-async def test_tx_select_is_not_implemented_540() -> None:
+async def test_connection_update_secret_is_not_implemented_540() -> None:
+    payload = struct.pack(">HHI", 10, 70, 3) + b"new" + b"\x06reason"
     await _oversized_frame_closes_with(
-        540, b"".join([struct.pack(">BHIHH", 1, 1, 4, 90, 10), b"\xce"])
+        540, struct.pack(">BHI", 1, 0, len(payload)) + payload + b"\xce"
     )
 
 
@@ -187,13 +189,44 @@ async def test_a_non_ascii_plain_response_is_just_a_login() -> None:
         await client.aclose()
 
 
-async def test_with_a_permissions_file_the_amqp_port_refuses_logins() -> None:
+async def test_with_a_permissions_file_a_login_gets_its_principals_grants() -> None:
     permissions = Permissions.parse("allow ci read queue:jobs\n")
     config = ServerConfig(port=0, tokens={"s3cret": "ci"}, permissions=permissions)
     async with open_broker(amqp=True, config=config) as broker:
         client = await WireClient.connect(amqp_port(broker))
-        await client.login("ci", "s3cret")
-        [close] = await client.until_eof()
-        assert isinstance(close, commands.Connection.Close) and close.reply_code == 403
-        assert "permissions" in close.reply_text
+        await client.handshake(password="s3cret")
+        await client.open_channel()
+        await client.send(1, commands.Queue.Declare(queue="jobs"))
+        _, close = await client.expect(commands.Channel.Close)
+        assert close.reply_code == 403  # type: ignore[attr-defined]
+        assert "may not admin queue 'jobs'" in close.reply_text  # type: ignore[attr-defined]
+        await client.aclose()
+
+
+def _nested_table(depth: int) -> bytes:
+    """A field table with ``depth`` tables nested in one another (the innermost empty)."""
+    table = struct.pack(">I", 0)
+    for _ in range(depth - 1):
+        entry = b"\x01aF" + table
+        table = struct.pack(">I", len(entry)) + entry
+    return table
+
+
+async def test_a_deeply_nested_header_table_closes_with_a_clear_502() -> None:
+    # 5000 levels: pamqp's recursive decoder would run out of stack first.
+    properties = b"\x20\x00" + _nested_table(5000)
+    header = struct.pack(">HHQ", 60, 0, 0) + properties
+    publish = commands.Basic.Publish(exchange="", routing_key="q")
+    async with open_broker(amqp=True) as broker:
+        client = await WireClient.connect(amqp_port(broker))
+        await client.handshake()
+        await client.open_channel()
+        await client.send(1, publish)
+        await client.send_bytes(struct.pack(">BHI", 2, 1, len(header)) + header + b"\xce")
+        frames = await client.until_eof()
+        close = frames[-1]
+        assert isinstance(close, commands.Connection.Close)
+        assert close.reply_code == 502
+        assert "nested more than 100 levels deep" in close.reply_text
+        assert "Recursion" not in close.reply_text
         await client.aclose()

@@ -293,7 +293,7 @@ def test_kafka_flags() -> None:
     )
 
 
-def test_a_kafka_port_cannot_sit_beside_authentication() -> None:
-    """The Kafka port has no authentication: it would be a way around the tokens."""
-    with pytest.raises(ValueError, match="Kafka port has no authentication"):
-        config_from_args(serve_args("--kafka-port", "0", "--auth-token", "secret"))
+def test_a_kafka_port_sits_beside_authentication() -> None:
+    """The Kafka port logs clients in with SASL against the same tokens (docs/kafka.md)."""
+    config = config_from_args(serve_args("--kafka-port", "0", "--auth-token", "secret"))
+    assert (config.kafka_port, config.tokens) == (0, {"secret": "token"})

@@ -267,13 +267,13 @@ class KafkaPython:
             ),
         )
         if topics:
-            # Fetch the topics' metadata before joining. On a loaded machine
-            # kafka-python 3 was seen to join before its first metadata
-            # answer arrived, assign nothing ("No partition metadata for
-            # topic") and not rejoin within the test's deadline.
-            for topic in topics:
-                consumer.partitions_for_topic(topic)
             consumer.subscribe(list(topics))
+            # Have the subscribed topics' metadata before the first poll joins
+            # the group (docs/kafka.md, "kafka-python 3"): else kafka-python
+            # 3.0 may join with no metadata, rejoin at once when it arrives,
+            # and, if a poll() times out during that second join, never finish
+            # it (the consumer stays "rebalancing": commits fail, heartbeats stop).
+            consumer.topics()
         return consumer
 
     def _poll(self, consumer: Any, count: int) -> list[bytes]:
@@ -378,16 +378,13 @@ class Member:
     def _kafka_python(
         self, kafka: KafkaBootstrap, topic: str, group: str, assignor: str | None
     ) -> None:
-        # Auto-commit (kafka-python commits before a rebalance): a synchronous
-        # commit() inside this loop was seen, on a loaded machine, to block for
-        # the whole test while the broker received nothing more from the member.
-        consumer = KafkaPython().consumer(
-            kafka, topic, group_id=group, enable_auto_commit=True, auto_commit_interval_ms=100
-        )
+        consumer = KafkaPython().consumer(kafka, topic, group_id=group, enable_auto_commit=False)
         while not self._stop.is_set():
             batches = consumer.poll(timeout_ms=50)
             for batch in batches.values():
                 self.seen.extend(message.value for message in batch)
+            if batches:
+                consumer.commit()
             self.assignment = frozenset(tp.partition for tp in consumer.assignment())
             _notify()
         consumer.close()

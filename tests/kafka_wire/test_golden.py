@@ -28,7 +28,7 @@ UPDATE = os.environ.get("KAFKA_GOLDEN_UPDATE") == "1"
 
 
 def _exchange(api_key: int, version: int, request: bytes | None) -> tuple[bytes, bytes]:
-    session, member = prepared_session()
+    session, member = prepared_session(api_key)
     if request is None:
         values = _request(api_key, version, member)
         request = frame(api_key, version, encode_request(api_key, version, **values), 40 + version)

@@ -29,7 +29,7 @@ from minibroker.kafka.groups import JoinResult
 from minibroker.kafka.session import KafkaSession
 from minibroker.storage.memory import MemoryLog
 
-#: The ApiVersions answer, byte for byte: (key, min, max) for the 15 APIs.
+#: The ApiVersions answer, byte for byte: (key, min, max) for the 21 APIs.
 ADVERTISED_BYTES = b"".join(
     struct.pack(">hhh", *entry)
     for entry in [
@@ -44,10 +44,16 @@ ADVERTISED_BYTES = b"".join(
         (12, 0, 3),
         (13, 0, 1),
         (14, 0, 3),
+        (15, 0, 2),
+        (16, 0, 2),
+        (17, 1, 1),
         (18, 0, 2),
         (19, 2, 4),
         (20, 1, 3),
         (22, 0, 1),
+        (32, 1, 3),
+        (36, 0, 1),
+        (37, 0, 1),
     ]
 )
 
@@ -56,7 +62,7 @@ def test_golden_api_versions_v0() -> None:
     session = open_session()
     session.receive_data(bytes.fromhex("0000000c 0012 0000 00000007 0002 7463".replace(" ", "")))
     assert session.data_to_send() == (
-        struct.pack(">iihi", 4 + 2 + 4 + len(ADVERTISED_BYTES), 7, 0, 15) + ADVERTISED_BYTES
+        struct.pack(">iihi", 4 + 2 + 4 + len(ADVERTISED_BYTES), 7, 0, 21) + ADVERTISED_BYTES
     )
 
 
@@ -69,7 +75,7 @@ def test_golden_api_versions_v3_gets_unsupported_version_in_a_v0_body() -> None:
     header = bytes.fromhex("0012 0003 00000009 0001 63 00".replace(" ", ""))
     session.receive_data(struct.pack(">i", len(header) + len(body)) + header + body)
     assert session.data_to_send() == (
-        struct.pack(">iihi", 4 + 2 + 4 + len(ADVERTISED_BYTES), 9, 35, 15) + ADVERTISED_BYTES
+        struct.pack(">iihi", 4 + 2 + 4 + len(ADVERTISED_BYTES), 9, 35, 21) + ADVERTISED_BYTES
     )
 
 
@@ -280,8 +286,30 @@ def _request(api_key: int, version: int, member: JoinResult) -> dict[str, Any]:
             "timeout": ONE_SECOND,
             "validate_only": False,
         },
+        15: lambda: {"groups": ("g",), "include_authorized_operations": False},
+        16: lambda: {},
+        17: lambda: {"mechanism": "PLAIN"},
         20: lambda: {"topic_names": ("t",), "timeout": ONE_SECOND},
         22: lambda: {"transactional_id": None, "transaction_timeout": ONE_SECOND},
+        32: lambda: {
+            "resources": (
+                nested(
+                    "DescribeConfigsResource",
+                    resource_type=2,
+                    resource_name="t",
+                    configuration_keys=None,
+                ),
+            ),
+            "include_synonyms": False,
+            "include_documentation": True,
+        },
+        # After the SaslHandshake that prepared_session(36) sends.
+        36: lambda: {"auth_bytes": b"\x00user\x00password"},
+        37: lambda: {
+            "topics": (nested("CreatePartitionsTopic", name="t", count=3, assignments=None),),
+            "timeout": ONE_SECOND,
+            "validate_only": False,
+        },
     }[api_key]()
 
 
@@ -292,11 +320,14 @@ VERSIONS = [
 ]
 
 
-def prepared_session() -> tuple[KafkaSession, JoinResult]:
-    """A fresh broker with topic ``t`` (two records) and a stable group ``g`` of one."""
+def prepared_session(api_key: int = 0) -> tuple[KafkaSession, JoinResult]:
+    """A fresh broker with topic ``t`` (two records) and a stable group ``g`` of one;
+    for a SaslAuthenticate (36), after a SaslHandshake for PLAIN."""
     broker = Broker(memory_log=MemoryLog)
     session = open_session(broker)
     call(session, 3, 0, topics=(wire.build(request_class(3, 0, "MetadataRequestTopic"), name="t"),))
+    if api_key == 36:
+        call(session, 17, 1, mechanism="PLAIN")
     broker.namespace("t").logs.append("t-0", [b"a", b"b"], 0.0)
     joined: list[JoinResult] = []
     groups = session.ns.groups
@@ -308,7 +339,7 @@ def prepared_session() -> tuple[KafkaSession, JoinResult]:
 
 @pytest.mark.parametrize(("api_key", "version"), VERSIONS)
 def test_every_implemented_version_is_decoded_and_answered(api_key: int, version: int) -> None:
-    session, member = prepared_session()
+    session, member = prepared_session(api_key)
     response = call(
         session, api_key, version, correlation_id=40 + version, **_request(api_key, version, member)
     )
@@ -412,8 +443,11 @@ def test_fuzzed_request_bodies_never_break_the_session(
     session.receive_data(frame(api_key, version, body, correlation_id=1))
     session.receive_data(frame(18, 0, b"", correlation_id=2))
     answered = [cid for cid, _ in responses(session)]
-    # Garbage closes the connection; anything else is answered in order, except
-    # a Produce with acks=0 (no answer) and requests that wait (Fetch, JoinGroup).
+    # Garbage closes the connection (never through a handler's failure); anything
+    # else is answered in order, except a Produce with acks=0 (no answer) and
+    # requests that wait (Fetch, JoinGroup).
+    if session.closing is not None:
+        assert not session.closing.message.startswith("internal error"), session.closing.message
     assert (
         session.closing is not None
         or answered == [1, 2]
@@ -490,3 +524,42 @@ def test_a_null_array_the_schema_does_not_allow_closes_the_connection_as_malform
     assert session.closing is not None
     assert "is null, which is not allowed" in session.closing.message
     assert not [record for record in caplog.records if record.levelname == "ERROR"]
+
+
+def _golden_requests() -> list[tuple[int, bytes]]:
+    """Every recorded golden request frame, with its API key."""
+    import json
+
+    golden = json.loads((Path(__file__).with_name("golden.json")).read_text())
+    return [
+        (int(key.split(".")[0]), bytes.fromhex(exchange["request"]))
+        for key, exchange in sorted(golden.items())
+    ]
+
+
+@given(
+    st.sampled_from(_golden_requests()),
+    st.lists(st.tuples(st.integers(min_value=0), st.integers(0, 255)), max_size=6),
+    st.integers(min_value=0),
+)
+def test_mutated_valid_requests_are_answered_or_refused_never_crash_a_handler(
+    golden: tuple[int, bytes], flips: list[tuple[int, int]], cut: int
+) -> None:
+    """Random bytes rarely get past the first field; a valid request with a few
+    bytes changed (counts, lengths, indexes, error-prone values) reaches the
+    handlers. Whatever it becomes, the session answers it or closes as for a
+    malformed request: no handler may fail on it (an internal error)."""
+    api_key, request = golden
+    data = bytearray(request)
+    for position, value in flips:
+        index = 4 + position % max(len(data) - 4, 1)  # keep the size prefix
+        data[index] = value
+    body_end = 4 + cut % max(len(data) - 3, 1)
+    data = data[:body_end]
+    data[:4] = struct.pack(">i", len(data) - 4)
+    session, _ = prepared_session(api_key)
+    session.receive_data(bytes(data))
+    session.receive_data(frame(18, 0, b"", correlation_id=99))
+    session.data_to_send()
+    if session.closing is not None:
+        assert not session.closing.message.startswith("internal error"), session.closing.message

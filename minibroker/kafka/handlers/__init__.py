@@ -12,7 +12,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from minibroker.kafka import wire
-from minibroker.kafka.handlers import admin, consumer_groups, fetch, produce
+from minibroker.kafka.authorize import guarded
+from minibroker.kafka.handlers import (
+    admin,
+    configs,
+    consumer_groups,
+    fetch,
+    fetch_sessions,
+    group_admin,
+    produce,
+    sasl,
+)
 
 if TYPE_CHECKING:
     from minibroker.kafka.session import KafkaSession, Slot
@@ -25,9 +35,12 @@ NO_RESPONSE: Final = produce.NO_RESPONSE
 UNSUPPORTED_VERSION: Final = 35
 
 HANDLERS: Final[dict[int, Handler]] = {
-    0: produce.produce,
-    1: fetch.fetch,
-    2: fetch.list_offsets,
+    # Produce, Fetch and ListOffsets are checked against the principal's
+    # permissions around the handler (kafka/authorize.py); the others check
+    # as they go.
+    0: guarded(0, produce.produce),
+    1: guarded(1, fetch_sessions.sessionless(fetch.fetch)),
+    2: guarded(2, fetch.list_offsets),
     3: admin.metadata,
     8: consumer_groups.offset_commit,
     9: consumer_groups.offset_fetch,
@@ -36,10 +49,16 @@ HANDLERS: Final[dict[int, Handler]] = {
     12: consumer_groups.heartbeat,
     13: consumer_groups.leave_group,
     14: consumer_groups.sync_group,
+    15: group_admin.describe_groups,
+    16: group_admin.list_groups,
+    17: sasl.sasl_handshake,
     18: admin.api_versions,
     19: admin.create_topics,
     20: admin.delete_topics,
     22: admin.init_producer_id,
+    32: configs.describe_configs,
+    36: sasl.sasl_authenticate,
+    37: admin.create_partitions,
 }
 assert set(HANDLERS) == set(wire.IMPLEMENTED)
 

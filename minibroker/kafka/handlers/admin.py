@@ -1,4 +1,4 @@
-"""ApiVersions, Metadata, FindCoordinator, CreateTopics, DeleteTopics, InitProducerId.
+"""ApiVersions, Metadata, FindCoordinator, Create/DeleteTopics, CreatePartitions, InitProducerId.
 
 minibroker is a cluster of one: every Metadata answer lists a single broker,
 node 0, at the advertised host and port, as leader of every partition and as
@@ -12,9 +12,18 @@ from typing import TYPE_CHECKING, Any, Final
 
 from kio.schema.errors import ErrorCode
 
+from minibroker.access.permissions import ADMIN
 from minibroker.core.log_options import LogOptions
 from minibroker.errors import BrokerError
 from minibroker.kafka import wire
+from minibroker.kafka.authorize import (
+    GROUP_AUTHORIZATION_FAILED,
+    TOPIC_AUTHORIZATION_FAILED,
+    may_group,
+    may_partition,
+    may_partitions,
+    sees_topic,
+)
 from minibroker.kafka.topics import MAX_PARTITIONS, valid_topic_name
 
 if TYPE_CHECKING:
@@ -26,13 +35,16 @@ CLUSTER_ID: Final = "minibroker"
 NO_THROTTLE: Final = timedelta(0)
 
 UNKNOWN_TOPIC_OR_PARTITION: Final = ErrorCode(3)
-COORDINATOR_NOT_AVAILABLE: Final = ErrorCode(15)
 INVALID_TOPIC: Final = ErrorCode(17)
-UNSUPPORTED_VERSION: Final = ErrorCode(35)
 TOPIC_ALREADY_EXISTS: Final = ErrorCode(36)
 INVALID_PARTITIONS: Final = ErrorCode(37)
 INVALID_REPLICATION_FACTOR: Final = ErrorCode(38)
 INVALID_CONFIG: Final = ErrorCode(40)
+#: The answer to every transactional request: no transactional id may be
+#: used here. Each client treats it as fatal at once (a retriable code such
+#: as COORDINATOR_NOT_AVAILABLE would keep them retrying until their timeout).
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED: Final = ErrorCode(53)
+NO_TRANSACTIONS: Final = "minibroker does not support transactions"
 NONE: Final = ErrorCode(0)
 
 #: Topic configs that map onto log options (name -> (option, unit scale)).
@@ -64,7 +76,7 @@ def metadata(session: KafkaSession, slot: Slot, request: Any) -> Any:
     cls = wire.response_class(3, slot.version)
     requested = request.topics
     if requested is None or (slot.version == 0 and not requested):
-        names = sorted(ns.topics.topics())
+        names = [name for name in sorted(ns.topics.topics()) if sees_topic(session, name)]
         may_create = False
     else:
         names = [topic.name for topic in requested]
@@ -74,7 +86,9 @@ def metadata(session: KafkaSession, slot: Slot, request: Any) -> Any:
     topics = []
     for name in names:
         error, count = NONE, ns.topics.partition_count(name)
-        if count == 0:
+        if not sees_topic(session, name):
+            error, count = TOPIC_AUTHORIZATION_FAILED, 0
+        elif count == 0:
             error = auto_create(session, name) if may_create else UNKNOWN_TOPIC_OR_PARTITION
             count = ns.topics.partition_count(name)
         partitions = tuple(
@@ -119,6 +133,8 @@ def auto_create(session: KafkaSession, topic: str) -> ErrorCode:
         return INVALID_TOPIC
     if not settings.auto_create_topics:
         return UNKNOWN_TOPIC_OR_PARTITION
+    if not may_partitions(session, ADMIN, topic, settings.default_partitions):
+        return UNKNOWN_TOPIC_OR_PARTITION  # Kafka's answer without CREATE rights
     try:
         session.ns.topics.create(topic, settings.default_partitions, LogOptions(), session.now)
     except BrokerError:
@@ -128,12 +144,22 @@ def auto_create(session: KafkaSession, topic: str) -> ErrorCode:
 
 def find_coordinator(session: KafkaSession, slot: Slot, request: Any) -> Any:
     cls = wire.response_class(10, slot.version)
+    if getattr(request, "key_type", 0) == 0 and not may_group(session, request.key):
+        return wire.build(
+            cls,
+            throttle_time=NO_THROTTLE,
+            error_code=GROUP_AUTHORIZATION_FAILED,
+            error_message=f"may not use group {request.key!r}",
+            node_id=-1,
+            host="",
+            port=-1,
+        )
     if getattr(request, "key_type", 0) != 0:  # 1: a transaction coordinator
         return wire.build(
             cls,
             throttle_time=NO_THROTTLE,
-            error_code=COORDINATOR_NOT_AVAILABLE,
-            error_message="transactions are not supported",
+            error_code=TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+            error_message=NO_TRANSACTIONS,
             node_id=-1,
             host="",
             port=-1,
@@ -173,6 +199,8 @@ def _create_topic(
         partitions = session.service.settings.default_partitions
     if not 1 <= partitions <= MAX_PARTITIONS:
         return INVALID_PARTITIONS, f"partitions must be between 1 and {MAX_PARTITIONS}"
+    if not may_partitions(session, ADMIN, name, partitions):
+        return TOPIC_AUTHORIZATION_FAILED, f"may not create the logs of topic {name!r}"
     if topic.replication_factor not in (-1, 1):
         return INVALID_REPLICATION_FACTOR, "a single broker keeps one replica"
     options: dict[str, Any] = {}
@@ -202,8 +230,11 @@ def delete_topics(session: KafkaSession, slot: Slot, request: Any) -> Any:
     results = []
     for name in request.topic_names:
         error = NONE
-        if session.ns.topics.partition_count(name):
-            for index in range(session.ns.topics.partition_count(name)):
+        count = session.ns.topics.partition_count(name)
+        if not may_partitions(session, ADMIN, name, max(count, 1)):
+            error = TOPIC_AUTHORIZATION_FAILED
+        elif count:
+            for index in range(count):
                 session.service.producers.forget_log(f"{name}-{index}")
             session.ns.topics.delete(name, session.now)
         else:
@@ -218,7 +249,7 @@ def init_producer_id(session: KafkaSession, slot: Slot, request: Any) -> Any:
         return wire.build(
             cls,
             throttle_time=NO_THROTTLE,
-            error_code=UNSUPPORTED_VERSION,
+            error_code=TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
             producer_id=-1,
             producer_epoch=-1,
         )
@@ -230,3 +261,41 @@ def init_producer_id(session: KafkaSession, slot: Slot, request: Any) -> Any:
         producer_id=session.service.producers.new_id(now_ms),
         producer_epoch=0,
     )
+
+
+def create_partitions(session: KafkaSession, slot: Slot, request: Any) -> Any:
+    """More partitions for existing topics: new logs ``t-<n>`` with the options of ``t-0``."""
+    cls, result_cls = wire.response_classes(37, slot.version, "CreatePartitionsTopicResult")
+    results = []
+    for topic in request.topics:
+        error, message = _add_partitions(session, topic.name, topic.count, request.validate_only)
+        results.append(
+            wire.build(result_cls, name=topic.name, error_code=error, error_message=message)
+        )
+    return wire.build(cls, throttle_time=NO_THROTTLE, results=tuple(results))
+
+
+def _add_partitions(
+    session: KafkaSession, name: str, count: int, validate_only: bool
+) -> tuple[ErrorCode, str | None]:
+    topics = session.ns.topics
+    current = topics.partition_count(name)
+    if not sees_topic(session, name):
+        return TOPIC_AUTHORIZATION_FAILED, f"may not see topic {name!r}"
+    first = topics.partition(name, 0)
+    if first is None:
+        return UNKNOWN_TOPIC_OR_PARTITION, f"topic {name!r} does not exist"
+    if not current < count <= MAX_PARTITIONS:
+        return INVALID_PARTITIONS, (
+            f"topic {name!r} has {current} partitions: ask for more, at most {MAX_PARTITIONS}"
+        )
+    new = range(current, count)
+    if not all(may_partition(session, ADMIN, name, index) for index in new):
+        return TOPIC_AUTHORIZATION_FAILED, f"may not create the new logs of topic {name!r}"
+    if validate_only:
+        return NONE, None
+    try:
+        topics.add_partitions(name, count, first.options, session.now)
+    except BrokerError as exc:
+        return INVALID_PARTITIONS, exc.message
+    return NONE, None

@@ -13,8 +13,15 @@ from typing import TYPE_CHECKING, Any, Final
 
 from kio.schema.errors import ErrorCode
 
+from minibroker.access.permissions import READ
 from minibroker.errors import BrokerError, InvalidName, OffsetOutOfRange
 from minibroker.kafka import wire
+from minibroker.kafka.authorize import (
+    GROUP_AUTHORIZATION_FAILED,
+    TOPIC_AUTHORIZATION_FAILED,
+    may_group,
+    may_partition,
+)
 from minibroker.kafka.groups import JoinResult
 from minibroker.kafka.handlers.admin import NO_THROTTLE, NONE, UNKNOWN_TOPIC_OR_PARTITION
 from minibroker.kafka.topics import partition_log
@@ -49,6 +56,9 @@ def join_group(session: KafkaSession, slot: Slot, request: Any) -> Any:
             ),
         )
 
+    if not may_group(session, request.group_id):
+        reply(JoinResult(int(GROUP_AUTHORIZATION_FAILED), member_id=request.member_id))
+        return None
     session_timeout = request.session_timeout.total_seconds()
     rebalance = getattr(request, "rebalance_timeout", request.session_timeout).total_seconds()
     session.ns.groups.join(
@@ -61,6 +71,7 @@ def join_group(session: KafkaSession, slot: Slot, request: Any) -> Any:
         [(protocol.name, protocol.metadata) for protocol in request.protocols],
         reply,
         session.now,
+        client_host="/" + session.peer_name.rsplit(":", 1)[0],
     )
     return None
 
@@ -76,6 +87,9 @@ def sync_group(session: KafkaSession, slot: Slot, request: Any) -> Any:
             ),
         )
 
+    if not may_group(session, request.group_id):
+        reply(int(GROUP_AUTHORIZATION_FAILED), b"")
+        return None
     session.ns.groups.sync(
         request.group_id,
         request.generation_id,
@@ -88,15 +102,19 @@ def sync_group(session: KafkaSession, slot: Slot, request: Any) -> Any:
 
 
 def heartbeat(session: KafkaSession, slot: Slot, request: Any) -> Any:
-    error = session.ns.groups.heartbeat(
-        request.group_id, request.generation_id, request.member_id, session.now
-    )
+    error = int(GROUP_AUTHORIZATION_FAILED)
+    if may_group(session, request.group_id):
+        error = session.ns.groups.heartbeat(
+            request.group_id, request.generation_id, request.member_id, session.now
+        )
     cls = wire.response_class(12, slot.version)
     return wire.build(cls, throttle_time=NO_THROTTLE, error_code=ErrorCode(error))
 
 
 def leave_group(session: KafkaSession, slot: Slot, request: Any) -> Any:
-    error = session.ns.groups.leave(request.group_id, request.member_id, session.now)
+    error = int(GROUP_AUTHORIZATION_FAILED)
+    if may_group(session, request.group_id):
+        error = session.ns.groups.leave(request.group_id, request.member_id, session.now)
     cls = wire.response_class(13, slot.version)
     return wire.build(cls, throttle_time=NO_THROTTLE, error_code=ErrorCode(error))
 
@@ -107,14 +125,18 @@ def offset_commit(session: KafkaSession, slot: Slot, request: Any) -> Any:
         8, slot.version, "OffsetCommitResponsePartition", "OffsetCommitResponseTopic"
     )
     group = request.group_id
-    refused = ErrorCode(
-        ns.groups.check_commit(group, request.generation_id_or_member_epoch, request.member_id)
-    )
+    refused = GROUP_AUTHORIZATION_FAILED
+    if may_group(session, group):
+        refused = ErrorCode(
+            ns.groups.check_commit(group, request.generation_id_or_member_epoch, request.member_id)
+        )
     topics = []
     for topic in request.topics:
         partitions = []
         for part in topic.partitions:
             error = refused
+            if error is NONE and not may_partition(session, READ, topic.name, part.partition_index):
+                error = TOPIC_AUTHORIZATION_FAILED
             if error is NONE:
                 error = _commit(session, group, topic.name, part)
             partitions.append(
@@ -151,12 +173,9 @@ def offset_fetch(session: KafkaSession, slot: Slot, request: Any) -> Any:
         9, slot.version, "OffsetFetchResponsePartition", "OffsetFetchResponseTopic"
     )
     group = request.group_id
+    group_error = NONE if may_group(session, group) else GROUP_AUTHORIZATION_FAILED
     if request.topics is None:  # v2+: every partition the group committed
-        asked = [
-            (name, tuple(range(count)))
-            for name, count in sorted(ns.topics.topics().items())
-            if any(group in log.groups for log in _logs(session, name, count))
-        ]
+        asked = [] if group_error is not NONE else _committed(session, group)
     else:
         asked = [(topic.name, tuple(topic.partition_indexes)) for topic in request.topics]
     topics = []
@@ -164,19 +183,36 @@ def offset_fetch(session: KafkaSession, slot: Slot, request: Any) -> Any:
         partitions = []
         for index in indexes:
             log = ns.topics.partition(name, index)
-            offset = -1 if log is None else log.groups.get(group, -1)
+            error = group_error
+            if error is NONE and not may_partition(session, READ, name, index):
+                error = TOPIC_AUTHORIZATION_FAILED
+            offset = -1 if log is None or error is not NONE else log.groups.get(group, -1)
             partitions.append(
                 wire.build(
                     partition_cls,
                     partition_index=index,
                     committed_offset=offset,
                     committed_leader_epoch=-1,
-                    metadata=ns.commit_metadata.get((group, partition_log(name, index)), ""),
-                    error_code=NONE,
+                    metadata=""
+                    if error is not NONE
+                    else ns.commit_metadata.get((group, partition_log(name, index)), ""),
+                    error_code=error,
                 )
             )
         topics.append(wire.build(topic_cls, name=name, partitions=tuple(partitions)))
-    return wire.build(cls, throttle_time=NO_THROTTLE, topics=tuple(topics), error_code=NONE)
+    return wire.build(cls, throttle_time=NO_THROTTLE, topics=tuple(topics), error_code=group_error)
+
+
+def _committed(session: KafkaSession, group: str) -> list[tuple[str, tuple[int, ...]]]:
+    """The topics ``group`` committed on, with the partitions this principal
+    may read (Kafka leaves the others out of an OffsetFetch for every topic)."""
+    found = []
+    for name, count in sorted(session.ns.topics.topics().items()):
+        if any(group in log.groups for log in _logs(session, name, count)):
+            readable = tuple(i for i in range(count) if may_partition(session, READ, name, i))
+            if readable:
+                found.append((name, readable))
+    return found
 
 
 def _logs(session: KafkaSession, topic: str, count: int) -> list[Any]:

@@ -1,0 +1,234 @@
+"""One connection's client state, sans-I/O: what the Trio, asyncio and blocking clients share.
+
+The server's sessions have h11's shape (bytes in, events and bytes out, no
+I/O); this is the client's half. :class:`Connection` numbers requests and
+encodes them (:meth:`Connection.begin` hands back the bytes to send), keeps
+the table of calls waiting for answers and the subscriptions pushes go to,
+is fed the bytes the socket delivered (:meth:`Connection.receive_data`), and
+fails everything at once when the connection ends (:meth:`Connection.fail`).
+
+A transport (``trio_client.py``, ``aio.py``, ``sync.py``) keeps only the
+socket, the byte pump and one wake-up primitive: its :class:`PendingCall`
+subclass says how a caller waits (a Trio event, an asyncio future, a
+pre-acquired lock), its subscription class how a consumer waits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from minibroker.client.protocol import Call, ClientProtocol, Goodbye, Push, Reply, connection_lost
+from minibroker.errors import ConnectionClosed
+
+if TYPE_CHECKING:
+    from minibroker.client.pushes import SubscriptionCore
+
+T = TypeVar("T")
+P = TypeVar("P", bound="PendingCall[Any]")
+V = TypeVar("V")
+
+#: Run with the raw result of a successful reply, on the reader, before the
+#: next frame is read (a subscribe call registers its subscription this way).
+Hook = Callable[[Any], None]
+
+
+class _NoGuard:
+    """The guard of single-threaded transports: nothing to exclude."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+NO_GUARD = _NoGuard()
+
+
+class PendingCall(Generic[T]):
+    """A request in flight: its answer lands here, then its caller wakes.
+
+    A call sent with ``_begin`` is collected later with ``wait`` (each
+    transport's own) and ``outcome``; that is how one task keeps several
+    requests in flight (the queue consumer pipelines its fetches this way).
+    ``abandon(on_result)`` stops caring about the answer: ``on_result(raw
+    result)`` then runs on the reader if it arrives and succeeds (cleanup such
+    as giving back what a fetch delivered after its consumer left). The
+    blocking client answers on a reader thread while its callers give up on
+    theirs, so settling and abandoning agree under ``_guard``: exactly one of
+    them hands a result to a hook.
+    """
+
+    __slots__ = ("_conn", "_hook", "_parse", "done", "error", "request_id", "result")
+
+    _guard: Any = NO_GUARD
+
+    def __init__(
+        self, conn: Connection, request_id: int, parse: Callable[[Any], T], hook: Hook | None
+    ) -> None:
+        self._conn = conn
+        self.request_id = request_id
+        self._parse = parse
+        self._hook = hook
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def _wake(self) -> None:
+        """Wake whoever waits for this call (the transport's primitive)."""
+        raise NotImplementedError
+
+    def _settle(self, result: Any, error: BaseException | None) -> None:
+        """The reader (or a failing connection): the answer is in.
+
+        A hook sees a successful answer even after its caller gave up (the
+        blocking client's timeout has marked the call done already).
+        """
+        with self._guard:
+            if not self.done:
+                self.result = result
+                self.error = error
+                self.done = True
+            hook = self._hook
+        if hook is not None and error is None:
+            hook(result)
+        self._wake()
+
+    def outcome(self) -> T:
+        """The parsed result, or raise the call's error (only once ``done``)."""
+        if not self.done:
+            raise RuntimeError("the call has not been answered yet")
+        if self.error is not None:
+            raise self.error
+        return self._parse(self.result)
+
+    def abandon(self, on_result: Hook | None = None) -> None:
+        """Stop caring about the answer; ``on_result`` still gets a successful one."""
+        with self._guard:
+            done = self.done
+            if not done:
+                self._hook = on_result
+        if not done:
+            if on_result is None or self._conn.closed is not None:
+                self._conn.pending.pop(self.request_id, None)
+        elif on_result is not None and self.error is None:
+            on_result(self.result)
+
+    def _give_up(self) -> None:
+        """The caller stopped waiting (cancelled, timed out): forget the call,
+        unless a hook must still see its answer (a subscribe to undo)."""
+        if self._hook is None:
+            self._conn.pending.pop(self.request_id, None)
+
+
+class AsyncPendingCall(PendingCall[T]):
+    """A call an async task collects: ``await call.wait()``, then ``outcome()``."""
+
+    __slots__ = ()
+
+    async def wait(self) -> None:
+        """Wait until ``done``; never raises the call's error. Always a checkpoint:
+        the transport gets to send what was begun and read answers meanwhile."""
+        raise NotImplementedError
+
+    async def _answered(self) -> None:
+        """Wait for the answer the cheapest way (cancelling may cancel the primitive)."""
+        raise NotImplementedError
+
+    async def answer(self) -> T:
+        """Wait for the answer and return the outcome. A caller cancelled meanwhile
+        gives the call up: its late answer is dropped (or only seen by a hook)."""
+        try:
+            await self._answered()
+        finally:
+            if not self.done:
+                self._give_up()
+        return self.outcome()
+
+
+class SyncPendingCall(PendingCall[T]):
+    """A call a thread collects: ``call.wait()`` blocks (up to the call's timeout)."""
+
+    __slots__ = ()
+
+    def wait(self) -> None:
+        """Block until ``done`` (or the call timed out: ``outcome`` then raises it)."""
+        raise NotImplementedError
+
+
+class Connection:
+    """Request ids, calls in flight, subscriptions and failure of one connection."""
+
+    def __init__(self) -> None:
+        self.protocol = ClientProtocol()
+        #: Request id -> the call waiting for its answer.
+        self.pending: dict[int, PendingCall[Any]] = {}
+        #: Subscription id -> the subscription its pushes go to.
+        self.subscriptions: dict[int, SubscriptionCore[Any]] = {}
+        #: Why the connection ended; None while it is up.
+        self.closed: BaseException | None = None
+
+    def begin(
+        self, call: Call[T], kind: type[P], hook: Hook | None = None
+    ) -> tuple[P, bytes]:
+        """Register ``call`` as a ``kind`` of PendingCall; return it with the bytes to send.
+
+        Raises ``ConnectionClosed`` once the connection ended and ``TooLarge``
+        (registering nothing) for a frame above the broker's limit.
+        """
+        if self.closed is not None:
+            raise connection_lost(str(self.closed))
+        request_id, data = self.protocol.encode(call)
+        pending = kind(self, request_id, call.parse, hook)
+        self.pending[request_id] = pending
+        return pending, data
+
+    def post(self, call: Call[Any]) -> bytes | None:
+        """The bytes of ``call`` when nobody waits for its answer; None once closed."""
+        if self.closed is not None:
+            return None
+        return self.protocol.encode(call)[1]
+
+    def receive_data(self, data: bytes | bytearray) -> Iterator[SubscriptionCore[Any]]:
+        """Dispatch every frame in ``data``: answers to their calls, pushes to their
+        subscriptions. Yields a subscription whose full buffer must hold back
+        reading (a log tail's) right after the push that filled it; the
+        transport waits for room, or pauses its socket, before going on.
+        Raises ``BrokerError`` for undecodable data (then ``fail`` the connection).
+        """
+        pending = self.pending
+        subscriptions = self.subscriptions
+        for event in self.protocol.receive_data(data):
+            if type(event) is Reply:
+                call = pending.pop(event.id, None)
+                if call is not None:
+                    call._settle(event.result, event.error)
+            elif type(event) is Push:
+                subscription = subscriptions.get(event.sub)
+                if subscription is not None:
+                    subscription._feed(event)
+                    if subscription.holds_back_reading and subscription.ended is None:
+                        yield subscription
+            elif type(event) is Goodbye:
+                self.fail(event.error)
+
+    def fail(self, error: BaseException) -> None:
+        """Fail every call in flight and end every subscription with ``error``."""
+        if self.closed is None:
+            self.closed = error
+        call_error = error if isinstance(error, ConnectionClosed) else connection_lost(str(error))
+        for call in _drain(self.pending):
+            call._settle(None, call_error)
+        for subscription in _drain(self.subscriptions):
+            subscription._end(error)
+
+
+def _drain(table: dict[int, V]) -> Iterator[V]:
+    """Take out every entry, each with one atomic ``popitem`` (safe beside a
+    reader thread, which may pop an entry meanwhile: each is taken once)."""
+    while True:
+        try:
+            yield table.popitem()[1]
+        except KeyError:
+            return

@@ -1,0 +1,383 @@
+"""Pipelined, ordered producers: ``mb.queue_producer(q)`` and ``mb.log_producer(log)``.
+
+``put``/``put_many``/``append_many`` wait for their confirmation, so a loop
+of them keeps one batch in flight and pays a round trip per batch. A
+producer batches and pipelines instead, the way librdkafka does for Kafka::
+
+    async with mb.queue_producer("jobs") as producer:
+        for job in jobs:
+            await producer.put(job)            # returns at once (unless the window is full)
+        confirmation = await producer.put(b"last")
+        await confirmation                     # optional: this message is stored
+    # leaving the block flushed: everything put is confirmed (or raised)
+
+What it promises:
+
+* **order**: messages leave in the order ``put``/``append`` took them, in
+  batches, on one connection, which the broker executes in order; so they
+  are stored in that order (a log assigns increasing offsets). A batch the
+  broker refuses (a full queue, ``TooLarge``) fails only its own messages:
+  the batches after it are still sent.
+* **batching**: a batch leaves when it holds ``max_batch`` messages (or about
+  ``max_batch_bytes``; a message that would overflow it starts the next
+  batch, so one too large for the broker fails alone), at once when nothing
+  of this producer is in flight (an idle producer adds no latency), when an
+  earlier batch is confirmed (async clients: the client's reader sends it;
+  the blocking client sends it at the next call on the producer), and on
+  ``flush``, on waiting for a confirmation, and on leaving the block.
+* **a bounded window**: at most ``max_in_flight`` batches await their
+  confirmation; ``put`` waits (``await``, or blocks) while the window is
+  full, so memory stays bounded and a slow broker slows the producer down.
+* **groups**: ``put_many``/``append_many`` queue a batch the caller already
+  has; it leaves whole (beside what was collected, if it fits), in order,
+  with one confirmation (the count, or the first record's offset).
+* **errors per message**: each ``put`` returns a confirmation: ``await
+  confirmation`` (blocking client: ``confirmation.result(timeout)``) gives
+  the message's result (None for a queue, the record's offset for a log) or
+  raises its batch's error. ``flush()`` waits for every message put so far
+  and raises the first error since the previous ``flush``, so errors are
+  never silently lost; leaving the block normally flushes (leaving with an
+  exception sends what was put, without waiting).
+
+``ProducerState`` is the bookkeeping, shared by both drivers and never
+waiting itself; ``AsyncProducer`` and ``SyncProducer`` only wait.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Generator, Mapping
+from typing import Any
+
+from minibroker.client.protocol import Call, connection_lost
+from minibroker.errors import BrokerError
+
+#: Messages a producer puts in one frame at most.
+DEFAULT_MAX_BATCH = 1000
+#: About how many body bytes a producer puts in one frame at most.
+DEFAULT_MAX_BATCH_BYTES = 512 * 1024
+#: Batches a producer keeps waiting for their confirmation at most.
+DEFAULT_MAX_IN_FLIGHT = 8
+
+
+class _Batch:
+    """Messages that leave in one frame, and that frame's answer once sent."""
+
+    __slots__ = ("error", "items", "pending", "size")
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.size = 0
+        #: The sent request (None while the batch is still collecting).
+        self.pending: Any = None
+        #: Why the batch could not be sent at all (TooLarge, the connection ended).
+        self.error: BaseException | None = None
+
+    def outcome(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.pending.outcome()
+
+
+class ProducerState:
+    """A producer's batches; never waits (see the module docstring).
+
+    ``encode`` turns one message into its wire form and checks it (a str
+    body raises TypeError in ``put``, before anything is queued); ``make_call``
+    builds the request for a batch; ``result_of(raw, index, count)`` is the
+    result of the batch's ``index``-th message (``count`` None), or of the
+    group of ``count`` messages from there.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        make_call: Callable[[list[Any]], Call[Any]],
+        result_of: Callable[[Any, int, int | None], Any],
+        *,
+        max_batch: int,
+        max_batch_bytes: int,
+        max_in_flight: int,
+    ) -> None:
+        for name, value in (
+            ("max_batch", max_batch),
+            ("max_batch_bytes", max_batch_bytes),
+            ("max_in_flight", max_in_flight),
+        ):
+            if type(value) is not int or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.client = client
+        self.conn = client._conn
+        self.make_call = make_call
+        self.result_of = result_of
+        self.max_batch = max_batch
+        self.max_batch_bytes = max_batch_bytes
+        self.max_in_flight = max_in_flight
+        #: Async clients send the next batch from their reader as one is confirmed.
+        self.ship_on_confirm = False
+        #: The confirmation class of the driver (awaitable, or with ``result()``).
+        self.confirmation: type[_ConfirmationBase] = SyncConfirmation
+        self.collecting = _Batch()
+        self.in_flight: deque[_Batch] = deque()
+        #: The first error since the last flush (raised by ``flush``).
+        self.failure: BaseException | None = None
+        self.closed = False
+
+    def add(self, item: Any, size: int) -> Any:
+        """Queue one encoded message and return its confirmation; send its batch
+        if it is full or nothing is in flight (the last batch sent is answered:
+        they are answered in order)."""
+        if self.closed or self.conn.closed is not None:
+            self._refuse()
+        batch = self.collecting
+        if batch.size + size > self.max_batch_bytes and batch.items:
+            self.ship()  # a big message goes alone: if it is too large, it fails alone
+            batch = self.collecting
+        items = batch.items
+        items.append(item)
+        batch.size += size
+        confirmation = self.confirmation(self, batch, len(items) - 1)
+        self._ship_if_due(batch)
+        return confirmation
+
+    def add_many(self, items: list[Any], size: int) -> Any:
+        """Queue a group of encoded messages that leave together, in one batch
+        (after what was collected, if they fit beside it); one confirmation."""
+        if self.closed or self.conn.closed is not None:
+            self._refuse()
+        batch = self.collecting
+        if batch.items and (
+            len(batch.items) + len(items) > self.max_batch
+            or batch.size + size > self.max_batch_bytes
+        ):
+            self.ship()
+            batch = self.collecting
+        first = len(batch.items)
+        batch.items.extend(items)
+        batch.size += size
+        confirmation = self.confirmation(self, batch, first, len(items))
+        self._ship_if_due(batch)
+        return confirmation
+
+    def _ship_if_due(self, batch: _Batch) -> None:
+        in_flight = self.in_flight
+        if (
+            len(batch.items) >= self.max_batch
+            or batch.size >= self.max_batch_bytes
+            or not in_flight
+            or in_flight[-1].pending.done
+        ):
+            self.ship()
+
+    def _refuse(self) -> None:
+        if self.closed:
+            raise RuntimeError("this producer was closed; open a new one")
+        raise connection_lost(str(self.conn.closed))
+
+    def full(self) -> bool:
+        """True while ``max_in_flight`` batches await their confirmation."""
+        return len(self.in_flight) >= self.max_in_flight
+
+    def ship(self) -> None:
+        """Send the collecting batch (if it holds anything)."""
+        batch = self.collecting
+        if not batch.items:
+            return
+        self.collecting = _Batch()
+        call = self.make_call(batch.items)
+        try:
+            if self.ship_on_confirm:
+                batch.pending = self.client._begin(call, on_reply=self._confirmed)
+            else:
+                batch.pending = self.client._begin(call)
+        except BrokerError as exc:  # TooLarge, ConnectionClosed: the batch fails as a whole
+            batch.error = exc
+            self.failure = self.failure or exc
+            return
+        self.in_flight.append(batch)
+
+    def _confirmed(self, result: Any) -> None:
+        """The reader: a batch was confirmed; send what collected meanwhile."""
+        if self.collecting.items:
+            self.reap()
+            if len(self.in_flight) < self.max_in_flight:
+                self.ship()
+
+    def reap(self) -> None:
+        """Forget the answered batches at the front of the window, noting failures."""
+        in_flight = self.in_flight
+        while in_flight and in_flight[0].pending.done:
+            batch = in_flight.popleft()
+            if batch.pending.error is not None:
+                self.failure = self.failure or batch.pending.error
+
+    def waiting_for(self) -> Any:
+        """The oldest request to wait for while the window is full, else None."""
+        if not self.full():
+            return None
+        self.reap()
+        return self.in_flight[0].pending if self.full() else None
+
+    def unconfirmed(self) -> Any:
+        """Flushing: send what is collected; the oldest request still unanswered."""
+        self.ship()
+        self.reap()
+        return self.in_flight[0].pending if self.in_flight else None
+
+    def take_failure(self) -> None:
+        """Raise (once) the first error since the last flush."""
+        failure, self.failure = self.failure, None
+        if failure is not None:
+            raise failure
+
+    def shipped(self, batch: _Batch) -> Any:
+        """The request a confirmation of ``batch`` waits for (sending the batch first)."""
+        if batch is self.collecting:
+            self.ship()
+        return batch.pending
+
+
+class _ConfirmationBase:
+    __slots__ = ("_batch", "_count", "_index", "_state")
+
+    def __init__(
+        self, state: ProducerState, batch: _Batch, index: int, count: int | None = None
+    ) -> None:
+        self._state = state
+        self._batch = batch
+        self._index = index
+        #: How many messages a group confirms (None: one message).
+        self._count = count
+
+    @property
+    def done(self) -> bool:
+        """True once the broker answered this message's batch (or it failed to leave)."""
+        batch = self._batch
+        return batch.error is not None or (batch.pending is not None and batch.pending.done)
+
+    def _result(self) -> Any:
+        return self._state.result_of(self._batch.outcome(), self._index, self._count)
+
+
+class Confirmation(_ConfirmationBase):
+    """One message's confirmation for the async clients: ``await confirmation``
+    returns its result (None for a queue, the record's offset for a log) or
+    raises its batch's error."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._wait().__await__()
+
+    async def _wait(self) -> Any:
+        pending = self._state.shipped(self._batch)
+        if pending is not None and not pending.done:
+            await pending.wait()
+        return self._result()
+
+
+class SyncConfirmation(_ConfirmationBase):
+    """One message's confirmation for the blocking client: ``result(timeout)``."""
+
+    __slots__ = ()
+
+    def result(self) -> Any:
+        """Block until the broker answered; the message's result, or raise its
+        batch's error (``CallTimeout`` past the client's timeout)."""
+        pending = self._state.shipped(self._batch)
+        if pending is not None and not pending.done:
+            pending.wait()
+        return self._result()
+
+
+class _ProducerDriver:
+    def __init__(self, state: ProducerState) -> None:
+        self._state = state
+
+    @property
+    def in_flight(self) -> int:
+        """Batches sent and not yet confirmed."""
+        self._state.reap()
+        return len(self._state.in_flight)
+
+
+class AsyncProducer(_ProducerDriver):
+    """An ordered, pipelined producer for the async clients (see the module
+    docstring). One task at a time may put through a producer (order is per
+    producer); other tasks can share the client with producers of their own."""
+
+    async def __aenter__(self) -> AsyncProducer:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            await self.aclose()
+        else:
+            self._state.ship()
+            self._state.closed = True
+
+    def __init__(self, state: ProducerState) -> None:
+        super().__init__(state)
+        state.ship_on_confirm = True
+        state.confirmation = Confirmation
+
+    async def _room_after(self, confirmation: Confirmation) -> Confirmation:
+        """Return ``confirmation`` once the window has room again."""
+        while (oldest := self._state.waiting_for()) is not None:
+            await oldest.wait()
+        return confirmation
+
+    async def flush(self) -> None:
+        """Wait until every message put so far is confirmed; raise the first
+        error since the previous flush."""
+        state = self._state
+        while (pending := state.unconfirmed()) is not None:
+            await pending.wait()
+        state.take_failure()
+
+    async def aclose(self) -> None:
+        """Flush, then refuse further messages. Idempotent."""
+        if not self._state.closed:
+            await self.flush()
+            self._state.closed = True
+
+
+class SyncProducer(_ProducerDriver):
+    """An ordered, pipelined producer for the blocking client (see the module
+    docstring). One thread at a time may use a producer (order is per
+    producer); other threads can share the client with producers of their own."""
+
+    def __enter__(self) -> SyncProducer:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._state.ship()
+            self._state.closed = True
+
+    def _room_after(self, confirmation: SyncConfirmation) -> SyncConfirmation:
+        """Return ``confirmation`` once the window has room again."""
+        while (oldest := self._state.waiting_for()) is not None:
+            oldest.wait()
+        return confirmation
+
+    def flush(self) -> None:
+        """Block until every message put so far is confirmed; raise the first
+        error since the previous flush."""
+        state = self._state
+        while (pending := state.unconfirmed()) is not None:
+            pending.wait()
+        state.take_failure()
+
+    def close(self) -> None:
+        """Flush, then refuse further messages. Idempotent."""
+        if not self._state.closed:
+            self.flush()
+            self._state.closed = True
+
+
+def body_size(body: Any, headers: Mapping[str, str] | None = None) -> int:
+    """About how many bytes a message adds to its batch's frame."""
+    return len(body) + (sum(len(k) + len(v) for k, v in headers.items()) if headers else 0)

@@ -1,0 +1,119 @@
+"""A front end's durable state in a namespace: a small map from names to bytes on disk.
+
+A front end keeps some state of its own per namespace beside the core's
+models (AMQP: durable exchanges, their bindings, queue arguments). The core
+opens storage, not the front ends (the import contracts keep storage below
+the core), so a front end asks its namespace for a ``StateJournal``
+(``Namespace.state_journal``) and keeps ``name -> bytes`` entries in it; what
+the bytes mean is the front end's business.
+
+It is the binding journal's design (:mod:`minibroker.core.binding_journal`)
+for arbitrary entries: one small append-only store per namespace and front
+end (kind ``meta``), written through the same CRC-framed storage layer:
+
+===========  =====================  =====================================
+key          headers                meaning
+===========  =====================  =====================================
+``P``        ``{"name": n}``        entry ``n`` is the record's body
+``D``        ``{"name": n}``        entry ``n`` was removed
+``S``        none                   snapshot: the ``P`` records that follow
+                                    in the same batch are all the entries
+===========  =====================  =====================================
+
+A batch is stored whole or not at all, so a snapshot (``S`` and its ``P``
+records, one append) never half-replaces the state. When the store holds
+many more records than live entries, a snapshot is appended and retention
+drops the segments before it. The store is created on the first write: a
+namespace whose front end never wrote anything gets no file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from minibroker.log_store import Entry, LogStore
+
+KIND = "meta"
+SEGMENT_BYTES = 64 * 1024
+#: Compact when the store has this many records more than there are live entries.
+COMPACT_SLACK = 1000
+
+
+class StateJournal:
+    """Entries ``name -> bytes``, replayed on open; writes raise StorageFull/StorageError."""
+
+    def __init__(
+        self,
+        open_store: Callable[[], LogStore],
+        on_write: Callable[[], None],
+        *,
+        exists: bool,
+    ) -> None:
+        self._open_store = open_store
+        self._on_write = on_write
+        self._store: LogStore | None = None
+        #: The live entries, in the order they were first written.
+        self.entries: dict[str, bytes] = {}
+        if exists:
+            self._store = open_store()
+            self._replay(self._store)
+
+    def _replay(self, store: LogStore) -> None:
+        entries = self.entries
+        for record in store.iter_records():
+            name = (record.headers or {}).get("name")
+            if record.key == b"S":
+                entries.clear()
+            elif record.key == b"P" and name is not None:
+                entries[name] = bytes(record.body)
+            elif record.key == b"D" and name is not None:
+                entries.pop(name, None)
+
+    def put(self, name: str, value: bytes, now_ms: int) -> None:
+        """Write ``name`` down (on failure it raises and nothing changed)."""
+        if self.entries.get(name) == value:
+            return
+        self._append([(b"P", {"name": name}, value)], now_ms)
+        self.entries[name] = value
+        self._compact_if_needed(now_ms)
+
+    def delete(self, name: str, now_ms: int) -> None:
+        if name not in self.entries:
+            return
+        self._append([(b"D", {"name": name}, b"")], now_ms)
+        del self.entries[name]
+        self._compact_if_needed(now_ms)
+
+    def _store_for_write(self) -> LogStore:
+        if self._store is None:
+            self._store = self._open_store()
+        return self._store
+
+    def _append(self, records: list[Entry], now_ms: int) -> None:
+        self._store_for_write().append(records, now_ms)
+        self._on_write()
+
+    def _compact_if_needed(self, now_ms: int) -> None:
+        store = self._store
+        assert store is not None
+        if store.next_offset - store.first_offset < len(self.entries) + COMPACT_SLACK:
+            return
+        snapshot: list[Entry] = [(b"S", None, b"")]
+        snapshot += [(b"P", {"name": name}, value) for name, value in self.entries.items()]
+        before = store.size_bytes
+        store.append(snapshot, now_ms)
+        # Keep at least the snapshot's bytes: whole segments before it can go.
+        store.enforce_retention(now_ms, store.size_bytes - before, None)
+        self._on_write()
+
+    def sync(self) -> None:
+        if self._store is not None:
+            self._store.sync()
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    def destroy(self) -> None:
+        if self._store is not None:
+            self._store.destroy()

@@ -1,0 +1,246 @@
+"""The admin clients of confluent-kafka, aiokafka and kafka-python against minibroker.
+
+Topic configs (DescribeConfigs) come from the partition logs' options, consumer
+groups (ListGroups, DescribeGroups) from the group coordinator and the logs'
+committed offsets, and CreatePartitions and DeleteTopics add and delete logs,
+which minibroker's own client sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import minibroker
+from kafka_wire.kafka_clients import DEADLINE, Confluent
+from minibroker.testing import KafkaBootstrap, ThreadedBroker
+
+pytestmark = pytest.mark.filterwarnings("ignore:(read|open)_text is deprecated:DeprecationWarning")
+
+#: What a group looks like to an admin client: (state, [(client id, host, partitions)]).
+GroupView = tuple[str, list[tuple[str, str, list[int]]]]
+
+
+class ConfluentAdmin:
+    name = "confluent-kafka"
+
+    def _admin(self, kafka: KafkaBootstrap) -> Any:
+        from confluent_kafka.admin import AdminClient
+
+        return AdminClient(kafka.confluent())
+
+    def create_topic(self, kafka: KafkaBootstrap, topic: str, configs: dict[str, str]) -> None:
+        from confluent_kafka.admin import NewTopic
+
+        admin = self._admin(kafka)
+        admin.create_topics([NewTopic(topic, 1, 1, config=configs)])[topic].result(DEADLINE)
+
+    def topic_configs(self, kafka: KafkaBootstrap, topic: str) -> dict[str, str]:
+        from confluent_kafka.admin import ConfigResource
+
+        admin = self._admin(kafka)
+        [future] = admin.describe_configs([ConfigResource("topic", topic)]).values()
+        return {name: entry.value for name, entry in future.result(DEADLINE).items()}
+
+    def groups(self, kafka: KafkaBootstrap) -> set[str]:
+        admin = self._admin(kafka)
+        return {group.group_id for group in admin.list_consumer_groups().result(DEADLINE).valid}
+
+    def describe_group(self, kafka: KafkaBootstrap, group: str) -> GroupView:
+        admin = self._admin(kafka)
+        [future] = admin.describe_consumer_groups([group]).values()
+        found = future.result(DEADLINE)
+        members = [
+            (m.client_id, m.host, sorted(tp.partition for tp in m.assignment.topic_partitions))
+            for m in found.members
+        ]
+        return found.state.name.capitalize(), members
+
+    def create_partitions(self, kafka: KafkaBootstrap, topic: str, total: int) -> None:
+        from confluent_kafka.admin import NewPartitions
+
+        admin = self._admin(kafka)
+        admin.create_partitions([NewPartitions(topic, total)])[topic].result(DEADLINE)
+
+    def delete_topic(self, kafka: KafkaBootstrap, topic: str) -> None:
+        admin = self._admin(kafka)
+        admin.delete_topics([topic])[topic].result(DEADLINE)
+
+
+class AioKafkaAdmin:
+    name = "aiokafka"
+
+    def _run(self, kafka: KafkaBootstrap, call: Callable[[Any], Any]) -> Any:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        async def run() -> Any:
+            admin = AIOKafkaAdminClient(**kafka.kwargs())
+            await admin.start()
+            try:
+                return await call(admin)
+            finally:
+                await admin.close()
+
+        return asyncio.run(run())
+
+    def create_topic(self, kafka: KafkaBootstrap, topic: str, configs: dict[str, str]) -> None:
+        from aiokafka.admin import NewTopic
+
+        new = NewTopic(topic, 1, 1, topic_configs=configs)
+        self._run(kafka, lambda admin: admin.create_topics([new]))
+
+    def topic_configs(self, kafka: KafkaBootstrap, topic: str) -> dict[str, str]:
+        from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+        [response] = self._run(
+            kafka,
+            lambda admin: admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)]),
+        )
+        [resource] = response.resources
+        return {entry[0]: entry[1] for entry in resource[4]}
+
+    def groups(self, kafka: KafkaBootstrap) -> set[str]:
+        return {group for group, _ in self._run(kafka, lambda a: a.list_consumer_groups())}
+
+    def describe_group(self, kafka: KafkaBootstrap, group: str) -> GroupView:
+        from aiokafka.protocol.group import MemberAssignment
+
+        [response] = self._run(kafka, lambda admin: admin.describe_consumer_groups([group]))
+        [(_error, _name, state, _type, _protocol, members)] = response.groups
+        return state, [
+            (
+                client_id,
+                host,
+                sorted(p for _, ps in MemberAssignment.decode(assignment).assignment for p in ps),
+            )
+            for _id, client_id, host, _metadata, assignment in members
+        ]
+
+    def create_partitions(self, kafka: KafkaBootstrap, topic: str, total: int) -> None:
+        from aiokafka.admin import NewPartitions
+
+        self._run(kafka, lambda admin: admin.create_partitions({topic: NewPartitions(total)}))
+
+    def delete_topic(self, kafka: KafkaBootstrap, topic: str) -> None:
+        self._run(kafka, lambda admin: admin.delete_topics([topic]))
+
+
+class KafkaPythonAdmin:
+    name = "kafka-python"
+
+    def _admin(self, kafka: KafkaBootstrap) -> Any:
+        from kafka.admin import KafkaAdminClient
+
+        return KafkaAdminClient(**kafka.kwargs())
+
+    def _call(self, kafka: KafkaBootstrap, call: Callable[[Any], Any]) -> Any:
+        admin = self._admin(kafka)
+        try:
+            return call(admin)
+        finally:
+            admin.close()
+
+    def create_topic(self, kafka: KafkaBootstrap, topic: str, configs: dict[str, str]) -> None:
+        from kafka.admin import NewTopic
+
+        new = NewTopic(topic, 1, 1, topic_configs=configs)
+        self._call(kafka, lambda admin: admin.create_topics([new]))
+
+    def topic_configs(self, kafka: KafkaBootstrap, topic: str) -> dict[str, str]:
+        from kafka.admin import ConfigResource, ConfigResourceType
+
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic)
+        found = self._call(kafka, lambda a: a.describe_configs([resource], config_filter="all"))
+        return {name: entry["value"] for name, entry in found["topic"][topic].items()}
+
+    def groups(self, kafka: KafkaBootstrap) -> set[str]:
+        return {group["group_id"] for group in self._call(kafka, lambda a: a.list_groups())}
+
+    def describe_group(self, kafka: KafkaBootstrap, group: str) -> GroupView:
+        found = self._call(kafka, lambda admin: admin.describe_groups([group]))[group]
+        return found["group_state"], [
+            (
+                member["client_id"],
+                member["client_host"],
+                sorted(
+                    p
+                    for each in member["member_assignment"]["assigned_partitions"]
+                    for p in each["partitions"]
+                ),
+            )
+            for member in found["members"]
+        ]
+
+    def create_partitions(self, kafka: KafkaBootstrap, topic: str, total: int) -> None:
+        from kafka.admin import NewPartitions
+
+        self._call(kafka, lambda admin: admin.create_partitions({topic: NewPartitions(total)}))
+
+    def delete_topic(self, kafka: KafkaBootstrap, topic: str) -> None:
+        self._call(kafka, lambda admin: admin.delete_topics([topic]))
+
+
+ADMINS = [ConfluentAdmin(), AioKafkaAdmin(), KafkaPythonAdmin()]
+
+
+@pytest.fixture(params=ADMINS, ids=lambda admin: admin.name)
+def admin(request: pytest.FixtureRequest) -> Any:
+    return request.param
+
+
+def test_topic_configs_are_the_logs_options(
+    admin: Any, minibroker_kafka_bootstrap: KafkaBootstrap
+) -> None:
+    kafka = minibroker_kafka_bootstrap
+    admin.create_topic(kafka, "kept", {"retention.ms": "60000", "segment.bytes": "1048576"})
+    assert admin.topic_configs(kafka, "kept") == {
+        "cleanup.policy": "delete",
+        "retention.bytes": "-1",
+        "retention.ms": "60000",
+        "segment.bytes": "1048576",
+    }
+
+
+def test_groups_are_listed_and_described(
+    admin: Any, minibroker_kafka_bootstrap: KafkaBootstrap
+) -> None:
+    kafka = minibroker_kafka_bootstrap
+    confluent = Confluent()
+    confluent.produce(kafka, "orders", [b"a", b"b"])
+    assert confluent.consume(kafka, "orders", "finished", 2, manual=True) == [b"a", b"b"]
+    live = confluent.consumer(kafka, "live")
+    live.subscribe(["orders"])
+    try:
+        while not live.assignment():
+            live.poll(0.05)
+        assert admin.groups(kafka) == {"finished", "live"}
+        assert admin.describe_group(kafka, "live") == (
+            "Stable",
+            [(kafka.client_id(), "/127.0.0.1", [0])],
+        )
+        assert admin.describe_group(kafka, "finished") == ("Empty", [])
+        assert admin.describe_group(kafka, "unknown") == ("Dead", [])
+    finally:
+        live.close()
+
+
+def test_create_partitions_and_delete_topics_add_and_delete_logs(
+    admin: Any,
+    minibroker_kafka_bootstrap: KafkaBootstrap,
+    minibroker_kafka_server: ThreadedBroker,
+) -> None:
+    kafka = minibroker_kafka_bootstrap
+    admin.create_topic(kafka, "growing", {"retention.ms": "60000"})
+    admin.create_partitions(kafka, "growing", 3)
+    with minibroker.connect_sync(minibroker_kafka_server.url_for(kafka.namespace)) as mb:
+        assert [name for name in mb.list_logs() if name.startswith("growing")] == [
+            "growing-0",
+            "growing-1",
+            "growing-2",
+        ]
+        assert mb.log_stats("growing-2").options == mb.log_stats("growing-0").options
+        admin.delete_topic(kafka, "growing")
+        assert not [name for name in mb.list_logs() if name.startswith("growing")]
