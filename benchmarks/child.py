@@ -78,10 +78,22 @@ class RoleContext:
         self._progress = progress_value
         self.deadline = deadline
         self.idle_timeout = float(params.get("idle_timeout", DEFAULT_IDLE_TIMEOUT))
+        #: Process CPU and wall clock when set-up ended: the role's cost is counted from here.
+        self.cpu_at_ready: float | None = None
+        self.t_ready: float | None = None
 
     def ready(self) -> None:
         """Tell the parent that set-up is done (subscribed, declared, connected)."""
+        self.cpu_at_ready, self.t_ready = time.process_time(), time.perf_counter()
         self._ready.set()
+
+    def cpu_report(self) -> dict[str, float]:
+        """CPU seconds this process used since ``ready()``, and when it finished (the
+        parent divides by the time since *go*: near 1.0 means one core saturated, the
+        client was the bottleneck)."""
+        if self.cpu_at_ready is None:
+            return {}
+        return {"cpu_s": time.process_time() - self.cpu_at_ready, "t_done": time.perf_counter()}
 
     def wait_go(self) -> None:
         """Block until the parent starts the clock (drivers only)."""
@@ -144,6 +156,8 @@ def child_main(
     try:
         report = dict(resolve(func_ref)(ctx))
         report.setdefault("ok", True)
+        for key, value in ctx.cpu_report().items():
+            report.setdefault(key, value)
     except BaseException as exc:  # report everything, even KeyboardInterrupt
         last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
         where = f" (at {last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno})" if last else ""

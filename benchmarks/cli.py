@@ -27,7 +27,7 @@ from benchmarks.profiling import maybe_profile, profile_path, py_spy
 from benchmarks.results import METRICS, Measurement, RunResults
 from benchmarks.runner import PhaseOutcome, Reports, run_phase
 from benchmarks.sysinfo import load_average
-from benchmarks.targets.base import Target
+from benchmarks.targets.base import Target, process_cpu_seconds
 from benchmarks.workloads import BUILDERS, Scenario
 
 RESULTS_ROOT = Path(__file__).resolve().parent / "results"
@@ -166,7 +166,33 @@ def run_scenario(scenario: Scenario, progress: Any) -> list[Measurement]:
             break
     while len(outcomes) < len(scenario.phases):  # phases never reached
         outcomes.append(PhaseOutcome(reports={}, aborted="an earlier phase failed"))
-    return scenario.evaluate(outcomes)
+    measured = scenario.evaluate(outcomes)
+    client_cpu: dict[str, float] = {}
+    for outcome in outcomes:
+        client_cpu.update(role_cpu(outcome, scenario.count))
+    for m in measured:
+        m.extra.update(client_cpu)
+    return measured
+
+
+def role_cpu(outcome: PhaseOutcome, count: int) -> dict[str, float]:
+    """Each client role's CPU per message and busy share (its CPU ÷ the wall time from
+    the phase's start to its end; 1.0 = one core saturated, the client was the
+    bottleneck). The W2 subscribers are summed up by their busiest."""
+    out: dict[str, float] = {}
+    for name, report in outcome.reports.items():
+        cpu, t_done = report.get("cpu_s"), report.get("t_done")
+        if cpu is None or t_done is None or outcome.t_go is None or not count:
+            continue
+        wall = t_done - outcome.t_go
+        if wall <= 0:
+            continue
+        role = "sub" if name.startswith("sub-") else name
+        per_msg = cpu * 1e6 / count
+        busy = cpu / wall
+        out[f"{role}_cpu_per_msg_us"] = max(out.get(f"{role}_cpu_per_msg_us", 0.0), per_msg)
+        out[f"{role}_busy"] = max(out.get(f"{role}_busy", 0.0), busy)
+    return out
 
 
 @dataclass
@@ -223,16 +249,24 @@ def run_workload(target: Target, workload: str, session: Session) -> None:
                 label = scenario.label + (f" run {n + 1}" if cfg.repeat > 1 else "")
                 svg = profile_path(session.out, name, label, scenario.client)
                 with maybe_profile(session.profiler, target.server_pid(), svg):
-                    runs.append(measure(scenario, session))
+                    runs.append(measure(scenario, session, target.cpu_pid()))
             for m in combine_runs(runs):
                 print_measurement(session.console, m)
                 session.results.measurements.append(m)
 
 
-def measure(scenario: Scenario, session: Session) -> list[Measurement]:
-    """One run of a scenario; a harness exception becomes FAILED rows, not a crash."""
+def measure(
+    scenario: Scenario, session: Session, broker_pid: int | None = None
+) -> list[Measurement]:
+    """One run of a scenario; a harness exception becomes FAILED rows, not a crash.
+
+    With ``broker_pid``, the broker's CPU seconds over the scenario (set-up
+    included) go into each measurement's extras, also per message (W4: per
+    request, which is a request and its reply).
+    """
     cfg, console = session.cfg, session.console
     load = wait_for_quiet(cfg, console)
+    cpu_before = process_cpu_seconds(broker_pid)
     try:
         measured = run_scenario(scenario, session.progress)
     except Exception as exc:  # a harness bug must not hide the other results
@@ -243,8 +277,12 @@ def measure(scenario: Scenario, session: Session) -> list[Measurement]:
             )
             for m in scenario.metrics
         ]
+    cpu_after = process_cpu_seconds(broker_pid)
     for m in measured:
         m.extra["load_1m"] = load
+        if cpu_before is not None and cpu_after is not None and scenario.count:
+            m.extra["broker_cpu_s"] = cpu_after - cpu_before
+            m.extra["broker_cpu_per_msg_us"] = (cpu_after - cpu_before) * 1e6 / scenario.count
     if cfg.repeat > 1:
         for m in measured:
             console.print(f"[dim]  run: {m.target} {METRICS[m.metric].title}: {format_value(m)}[/]")

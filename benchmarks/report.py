@@ -183,6 +183,12 @@ def measurement_rows(results: RunResults) -> list[list[str]]:
 
 
 def _fmt_extra(key: str, value: float, unit: str) -> str:
+    if key.endswith("_cpu_per_msg_us"):
+        return f"{key[: -len('_cpu_per_msg_us')]} CPU {value:,.1f} µs/msg"
+    if key.endswith("_busy"):
+        return f"{key[: -len('_busy')]} busy {value:.0%}"
+    if key == "broker_cpu_s":
+        return f"broker CPU {value:,.2f} s"
     if key.endswith("_us"):
         return f"{key[:-3]} {value:,.0f} µs"
     if key == "mb_per_s":

@@ -52,6 +52,7 @@ class PhaseOutcome:
     reports: Reports
     aborted: str | None = None  # why the phase never started its clock
     elapsed: float = 0.0
+    t_go: float | None = None  # perf_counter() when the clock started
     errors: list[str] = field(default_factory=list)
 
     def first_error(self) -> str | None:
@@ -150,6 +151,7 @@ def run_phase(
         return outcome
 
     # 2. the clock runs
+    outcome.t_go = time.perf_counter()
     go.set()
     drivers = {r.name for r in phase.roles if not r.listener}
     while len(reports) < len(procs):

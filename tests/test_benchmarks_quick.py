@@ -51,3 +51,7 @@ def test_quick_benchmark_completes_without_failures(tmp_path: Path) -> None:
     assert not failed, failed
     assert results["measurements"], f"nothing was measured: {results['skipped']}\n{log}"
     assert (out / "results.md").read_text().startswith("# Benchmark results")
+    queue = next(m for m in results["measurements"] if m["metric"] == "queue")
+    # The broker's CPU (the server the harness started) and each client role's are recorded.
+    assert queue["extra"]["broker_cpu_s"] >= 0
+    assert {"producer_cpu_per_msg_us", "producer_busy", "consumer_busy"} <= set(queue["extra"])

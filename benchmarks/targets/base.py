@@ -53,6 +53,12 @@ class Target(ABC):
         """The pid of the server process this target started, for ``--profile``."""
         return None
 
+    def cpu_pid(self) -> int | None:
+        """The pid whose CPU time is the broker's cost of a scenario (see
+        :func:`process_cpu_seconds`): the server this target started, or a running
+        service found by its port. None when unknown (no broker CPU reported)."""
+        return self.server_pid()
+
     def unavailable(self, workload: str) -> str | None:
         """Why this target cannot run ``workload`` yet (e.g. a client method that does not
         exist yet); None when it can. Reported as a skip line, not as a failure."""
@@ -72,6 +78,31 @@ def port_open(port: int, host: str = HOST, timeout: float = 1.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def listener_pid(port: int, host: str = HOST) -> int | None:
+    """The pid of the process listening on ``host:port`` (None if unknown or not visible)."""
+    try:
+        import psutil
+
+        for conn in psutil.net_connections(kind="tcp"):
+            listening = conn.status == psutil.CONN_LISTEN and conn.laddr and conn.pid
+            if listening and conn.laddr.port == port and conn.laddr.ip in (host, "0.0.0.0", "::"):
+                return int(conn.pid)
+    except (ImportError, OSError):
+        return None
+    return None
+
+
+def process_cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds a process has used so far (Linux /proc; None if unreadable)."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:

@@ -43,6 +43,9 @@ class MinibrokerAmqpTarget(RabbitMQTarget):
     def server_pid(self) -> int | None:
         return self.server.server_pid()
 
+    def cpu_pid(self) -> int | None:
+        return self.server.server_pid()
+
     def versions(self) -> dict[str, str]:
         return {
             **self.server.versions(),

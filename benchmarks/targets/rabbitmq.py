@@ -21,14 +21,20 @@ Configured as a performance-minded user would:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.child import RoleContext, asyncio_wait_done, asyncio_wait_go
+from benchmarks.child import (
+    RoleContext,
+    asyncio_wait_done,
+    asyncio_wait_go,
+    asyncio_wait_stop,
+)
 from benchmarks.config import HOST, RABBITMQ_PORT
 from benchmarks.payload import Verifier, batched, make_bodies
 from benchmarks.stats import RequesterTally
-from benchmarks.targets.base import Target, dist_version, port_open
+from benchmarks.targets.base import Target, dist_version, listener_pid, port_open
 from benchmarks.workloads import Impl
 
 if TYPE_CHECKING:
@@ -70,6 +76,10 @@ class RabbitMQTarget(Target):
         del pika
         return None
 
+    def cpu_pid(self) -> int | None:
+        """The running RabbitMQ node (beam.smp), found by its port: a system service."""
+        return listener_pid(self.port)
+
     def versions(self) -> dict[str, str]:
         return {
             "RabbitMQ server": self.server_version,
@@ -86,13 +96,14 @@ class RabbitMQTarget(Target):
             "BlockingConnection waiting for each confirm (its only mode). Both pika and aio-pika "
             "measured; the comparison keeps the faster.",
             "W2: topic exchange, one exclusive queue per subscriber bound with `<topic>.*`, "
-            "automatic acks (at-most-once, like a topic subscription); pika BlockingConnection.",
+            "automatic acks (at-most-once, like a topic subscription); pika BlockingConnection "
+            "and aio-pika (plain publishes, no confirms).",
             f"W3 (extra): a stream queue (x-queue-type=stream, always persisted); append with "
             f"aio-pika and {c.confirm_window} publisher confirms outstanding, replay with pika "
             f"from x-stream-offset=first, prefetch {c.prefetch}, multiple-ack every {c.ack_every}.",
             "W4: RPC queue with one responder (auto-ack), replies by direct reply-to "
             "(amq.rabbitmq.reply-to); 16 in flight = 16 outstanding correlation ids on one "
-            "channel; pika BlockingConnection.",
+            "channel; pika BlockingConnection and aio-pika (a future per correlation id).",
             "W5: RabbitMQ is a system service here, not launched by the harness: no start-up "
             "time, and the RSS shown is the running node's, observed.",
         ]
@@ -128,7 +139,15 @@ class RabbitMQTarget(Target):
                         "subscriber": f"{MODULE}:w2_subscriber_pika",
                     },
                     params,
-                )
+                ),
+                Impl(
+                    f"aio-pika {aio_v}",
+                    {
+                        "publisher": f"{MODULE}:w2_publisher_aio",
+                        "subscriber": f"{MODULE}:w2_subscriber_aio",
+                    },
+                    params,
+                ),
             ]
         if workload == "w3":
             return [
@@ -152,7 +171,15 @@ class RabbitMQTarget(Target):
                         "responder": f"{MODULE}:w4_responder_pika",
                     },
                     params,
-                )
+                ),
+                Impl(
+                    f"aio-pika {aio_v}",
+                    {
+                        "requester": f"{MODULE}:w4_requester_aio",
+                        "responder": f"{MODULE}:w4_responder_aio",
+                    },
+                    params,
+                ),
             ]
         if workload == "w5":
             return [
@@ -494,6 +521,168 @@ async def _w1_consumer_aio(ctx: RoleContext) -> dict[str, Any]:
         await queue.cancel(tag)
         await queue.delete(if_unused=False, if_empty=False)
     return verifier.report()
+
+
+async def _aio_done_or_stalled(ctx: RoleContext, verifier: Verifier) -> None:
+    done = asyncio.Event()
+    while not verifier.done and not ctx.stalled(verifier):
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), POLL)
+        ctx.progress(verifier.distinct)
+    ctx.progress(verifier.distinct)
+
+
+def w2_publisher_aio(ctx: RoleContext) -> dict[str, Any]:
+    return asyncio.run(_w2_publisher_aio(ctx))
+
+
+async def _w2_publisher_aio(ctx: RoleContext) -> dict[str, Any]:
+    import aio_pika
+
+    p = ctx.params
+    bodies = make_bodies(p["count"], p["body_size"])
+    transient = aio_pika.DeliveryMode.NOT_PERSISTENT
+    conn = await aio_pika.connect(_amqp_url(p))
+    async with conn:
+        ch = await conn.channel(publisher_confirms=False)
+        exchange = await ch.declare_exchange(
+            EXCHANGE, aio_pika.ExchangeType.TOPIC, auto_delete=True
+        )
+        ctx.ready()
+        await asyncio_wait_go(ctx)
+        key = f"{p['topic']}.a"
+        t_start = time.perf_counter()
+        for i, body in enumerate(bodies):
+            await exchange.publish(aio_pika.Message(body, delivery_mode=transient), key)
+            if i % 1000 == 0:
+                ctx.check_deadline()
+        t_end = time.perf_counter()
+    return {"t_start": t_start, "t_end": t_end, "sent": len(bodies)}
+
+
+def w2_subscriber_aio(ctx: RoleContext) -> dict[str, Any]:
+    return asyncio.run(_w2_subscriber_aio(ctx))
+
+
+async def _w2_subscriber_aio(ctx: RoleContext) -> dict[str, Any]:
+    import aio_pika
+
+    p = ctx.params
+    verifier = Verifier(p["count"], p["body_size"])
+    conn = await aio_pika.connect(_amqp_url(p))
+    async with conn:
+        ch = await conn.channel()
+        exchange = await ch.declare_exchange(
+            EXCHANGE, aio_pika.ExchangeType.TOPIC, auto_delete=True
+        )
+        queue = await ch.declare_queue("", exclusive=True)
+        await queue.bind(exchange, routing_key=f"{p['topic']}.*")
+
+        async def on_message(message: Any) -> None:
+            verifier.add(message.body)
+
+        await queue.consume(on_message, no_ack=True)
+        ctx.ready()
+        await _aio_done_or_stalled(ctx, verifier)
+    return verifier.report()
+
+
+def w4_responder_aio(ctx: RoleContext) -> dict[str, Any]:
+    return asyncio.run(_w4_responder_aio(ctx))
+
+
+async def _w4_responder_aio(ctx: RoleContext) -> dict[str, Any]:
+    import aio_pika
+
+    p = ctx.params
+    served = 0
+    conn = await aio_pika.connect(_amqp_url(p))
+    async with conn:
+        ch = await conn.channel(publisher_confirms=False)
+        await ch.set_qos(prefetch_count=p["prefetch"])
+        queue = await ch.declare_queue(p["subject"], exclusive=True)
+        exchange = ch.default_exchange
+
+        async def on_request(message: Any) -> None:
+            nonlocal served
+            reply = aio_pika.Message(message.body, correlation_id=message.correlation_id)
+            await exchange.publish(reply, routing_key=message.reply_to)
+            served += 1
+
+        await queue.consume(on_request, no_ack=True)
+        ctx.ready()
+        await asyncio_wait_stop(ctx)
+    return {"served": served}
+
+
+def w4_requester_aio(ctx: RoleContext) -> dict[str, Any]:
+    return asyncio.run(_w4_requester_aio(ctx))
+
+
+async def _w4_requester_aio(ctx: RoleContext) -> dict[str, Any]:
+    import aio_pika
+
+    p = ctx.params
+    size, subject, timeout = p["body_size"], p["subject"], float(p["request_timeout"])
+    warmup, sequential, concurrent = p["warmup"], p["sequential"], p["concurrent"]
+    bodies = make_bodies(warmup + sequential + concurrent, size)
+    tally = RequesterTally()
+    pending: dict[str, asyncio.Future[bytes]] = {}
+    conn = await aio_pika.connect(_amqp_url(p))
+    async with conn:
+        ch = await conn.channel(publisher_confirms=False)
+        exchange = ch.default_exchange
+        # Direct reply-to: consume the pseudo-queue without declaring it (no_ack is required).
+        replies = aio_pika.Queue(ch, REPLY_TO, False, False, False, None)
+
+        async def on_reply(message: Any) -> None:
+            future = pending.pop(message.correlation_id or "", None)
+            if future is not None and not future.done():
+                future.set_result(message.body)
+
+        await replies.consume(on_reply, no_ack=True)
+
+        async def call(seq: int) -> float:
+            future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+            pending[str(seq)] = future
+            started = time.perf_counter()
+            message = aio_pika.Message(bodies[seq], reply_to=REPLY_TO, correlation_id=str(seq))
+            await exchange.publish(message, routing_key=subject)
+            try:
+                body = await asyncio.wait_for(future, timeout)
+            except TimeoutError:
+                pending.pop(str(seq), None)
+                tally.error(f"request {seq} timed out")
+                return 0.0
+            if body != bodies[seq]:
+                tally.mismatches += 1
+            return time.perf_counter() - started
+
+        ctx.ready()
+        await asyncio_wait_go(ctx)
+        for seq in range(warmup + sequential):
+            elapsed = await call(seq)
+            if seq >= warmup and elapsed:
+                tally.latencies.append(elapsed)
+                tally.seq_count += 1
+            ctx.progress(seq + 1)
+            ctx.check_deadline()
+
+        first = warmup + sequential
+        next_seq = first
+
+        async def worker() -> None:
+            nonlocal next_seq
+            while next_seq < first + concurrent and ctx.time_left() > 0:
+                seq, next_seq = next_seq, next_seq + 1
+                if await call(seq):
+                    tally.conc_count += 1
+                    ctx.progress(first + tally.conc_count)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(int(p["concurrency"]))))
+        tally.conc_elapsed = time.perf_counter() - t0
+    return tally.report()
 
 
 # --- W3: stream queue ----------------------------------------------------------------

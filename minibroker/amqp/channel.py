@@ -80,6 +80,7 @@ class ChannelConsumer:
         #: Per-consumer prefetch (basic.qos global=False); 0 is unlimited.
         self.prefetch = channel.prefetch
         self.unacked = 0
+        self._method_head = framing.deliver_method_head(tag)
 
     @property
     def peer(self) -> Peer:
@@ -103,31 +104,42 @@ class ChannelConsumer:
         return limit
 
     def deliver(self, queue: Queue, messages: list[Message], now: float) -> None:
+        """Encode the fetched messages (one write for the batch) and note them unacked."""
         channel = self.channel
+        session = channel.session
         no_ack = self.no_ack
+        number, frame_max, head = channel.number, session.frame_max, self._method_head
+        name = queue.name
+        unacked = channel.unacked
+        tag = channel.next_tag
+        out = []
         for m in messages:
-            tag = channel.next_tag
-            channel.next_tag = tag + 1
-            address = from_core(m.headers, queue.name)
-            channel.write_delivery(
-                self.tag,
-                tag,
-                m.delivery_count > 1,
-                address.exchange,
-                address.routing_key,
-                address.properties,
-                m.body,
+            address = from_core(m.headers, name)
+            out.append(
+                framing.delivery_frames(
+                    number,
+                    head,
+                    tag,
+                    m.delivery_count > 1,
+                    framing.encoded_address(address.exchange, address.routing_key),
+                    address.properties,
+                    m.body,
+                    frame_max,
+                )
             )
             if not no_ack:
-                channel.unacked[tag] = Unacked(queue.name, m.delivery_id, self)
+                unacked[tag] = Unacked(name, m.delivery_id, self)
+            tag += 1
+        channel.next_tag = tag
+        session.write(out[0] if len(out) == 1 else b"".join(out))
         if no_ack:
-            queue.ack(channel.session, [m.delivery_id for m in messages], now)
+            queue.ack(session, [m.delivery_id for m in messages], now)
         else:
             self.unacked += len(messages)
             channel.consumer_unacked += len(messages)
         # Often called while another connection's input is dispatched (its
         # publish made these messages ready): wake this connection's writer.
-        channel.session.wakeup()
+        session.wakeup()
 
     def cancelled_by_server(self, now: float) -> None:
         """The queue went away: Basic.Cancel to the client (consumer_cancel_notify)."""
@@ -184,12 +196,17 @@ class Channel:
         body: bytes,
     ) -> None:
         """Basic.Deliver and its content (the per-message path: encoded by hand)."""
-        number = self.number
         self.session.write(
-            framing.deliver_frame(
-                number, consumer_tag, delivery_tag, redelivered, exchange, routing_key
+            framing.delivery_frames(
+                self.number,
+                framing.deliver_method_head(consumer_tag),
+                delivery_tag,
+                redelivered,
+                framing.encoded_address(exchange, routing_key),
+                properties,
+                body,
+                self.session.frame_max,
             )
-            + framing.content_frames(number, properties, body, self.session.frame_max)
         )
 
     # ---------------------------------------------------------------- input
@@ -272,14 +289,19 @@ class Channel:
         expiration: str | None = None
         if framing.property_flags(raw) & _ROUTING_PROPERTIES:
             # Only these properties matter to routing; most messages have none
-            # of them and skip decoding altogether.
-            properties = framing.decode_properties(raw)
-            headers, expiration = properties.headers, properties.expiration
-            if properties.reply_to == REPLY_TO:
-                if self.reply_token is None:
-                    raise SoftError(PRECONDITION_FAILED, "fast reply consumer does not exist")
-                properties.reply_to = _REPLY_PREFIX + self.reply_token
-                raw = framing.encode_properties(properties)
+            # of them and skip decoding altogether, and most others are read
+            # without pamqp (routing_properties).
+            found = framing.routing_properties(raw)
+            if found is not None:
+                expiration = found.expiration
+                if found.reply_to == REPLY_TO:
+                    raw = framing.replace_span(raw, found.reply_to_span, self._reply_address())
+            else:
+                properties = framing.decode_properties(raw)
+                headers, expiration = properties.headers, properties.expiration
+                if properties.reply_to == REPLY_TO:
+                    properties.reply_to = self._reply_address()
+                    raw = framing.encode_properties(properties)
         key = publish.routing_key
         reply = exchange.name == DEFAULT and key.startswith(_REPLY_PREFIX)
         if session.access is not None and not reply:
@@ -308,6 +330,12 @@ class Channel:
         if self.confirming:
             durable = session.broker.write_generation != generation
             session.confirm(self, seq, ok=not refused, durable=durable)
+
+    def _reply_address(self) -> str:
+        """What ``amq.rabbitmq.reply-to`` in a publish's reply_to becomes: this channel's."""
+        if self.reply_token is None:
+            raise SoftError(PRECONDITION_FAILED, "fast reply consumer does not exist")
+        return _REPLY_PREFIX + self.reply_token
 
     def _hold_publish(
         self,
@@ -345,7 +373,15 @@ class Channel:
 
     def _tags(self, delivery_tag: int, multiple: bool, method: base.Frame) -> list[int]:
         if multiple:
-            tags = [t for t in self.unacked if t <= delivery_tag or delivery_tag == 0]
+            # ``unacked`` holds its tags in increasing order (tags only grow).
+            if delivery_tag == 0:
+                tags = list(self.unacked)
+            else:
+                tags = []
+                for t in self.unacked:
+                    if t > delivery_tag:
+                        break
+                    tags.append(t)
             if tags:
                 return tags
         elif delivery_tag in self.unacked:

@@ -176,6 +176,24 @@ class AmqpSession:
     def receive_data(self, data: bytes | bytearray) -> None:
         if not self.accepting_input():
             return
+        vhost = self._vhost
+        if vhost is None:
+            self._receive(data)
+            return
+        # Consumers are fed once per chunk, not once per publish (see consumers.py).
+        consumers = vhost.consumers
+        consumers.hold()
+        try:
+            self._receive(data)
+        finally:
+            try:
+                consumers.release(self.now)
+            except Exception:
+                log.exception("internal error feeding consumers after %s's input", self.peer_name)
+                if self.closing is None and not self.closed:
+                    self._close_connection(HardError(INTERNAL_ERROR, "internal error"))
+
+    def _receive(self, data: bytes | bytearray) -> None:
         self.input_paused = False
         self._heard = True
         reader = self._reader
@@ -192,9 +210,12 @@ class AmqpSession:
                     return
                 self._start()
             high_water = self.settings.outbound_high_water
-            for frame in reader.frames():
-                self._dispatch(frame)
-                if not self.accepting_input():
+            for kind, number, payload in reader.frames():
+                if number and framing.HEADER <= kind <= framing.BODY and self.handshake_done:
+                    self._content(kind, number, payload)  # two of a publish's three frames
+                else:
+                    self._dispatch(kind, number, payload)
+                if self.closing is not None or self.closed or self._stage == "closing":
                     return
                 if self._out_bytes >= high_water:
                     self.input_paused = True
@@ -230,25 +251,24 @@ class AmqpSession:
     def accepting_input(self) -> bool:
         return self.closing is None and not self.closed and self._stage != "closing"
 
-    def _dispatch(self, frame: framing.RawFrame) -> None:
-        kind = frame.kind
+    def _dispatch(self, kind: int, number: int, payload: bytes) -> None:
         if kind not in framing.FRAME_TYPES:
             raise HardError(FRAME_ERROR, f"unknown frame type {kind}")
         if kind == framing.HEARTBEAT:
-            if frame.channel:
+            if number:
                 raise HardError(FRAME_ERROR, "heartbeat frame on a channel other than 0")
             return  # receiving it was the point (see _heartbeat_due)
-        if frame.channel == 0:
+        if number == 0:
             if kind != framing.METHOD:
                 raise HardError(UNEXPECTED_FRAME, "content frame on channel 0")
-            self._connection_method(framing.decode_method(frame.payload))
+            self._connection_method(framing.decode_method(payload))
             return
         if self._stage != "open":
             raise HardError(CHANNEL_ERROR, "channel frame before the connection is open")
         if kind == framing.METHOD:
-            self._channel_method(frame.channel, framing.decode_method(frame.payload))
+            self._channel_method(number, framing.decode_method(payload))
         else:
-            self._content(frame)
+            self._content(kind, number, payload)
 
     def _channel_method(self, number: int, method: base.Frame) -> None:
         channel = self.channels.get(number)
@@ -273,18 +293,18 @@ class AmqpSession:
             log.exception("internal error handling %s from %s", method.name, self.peer_name)
             raise HardError(INTERNAL_ERROR, f"internal error handling {method.name}") from None
 
-    def _content(self, frame: framing.RawFrame) -> None:
+    def _content(self, kind: int, number: int, payload: bytes) -> None:
         """A content header or body frame: part of the publish its channel is assembling."""
-        channel = self.channels.get(frame.channel)
+        channel = self.channels.get(number)
         if channel is None:
-            raise HardError(CHANNEL_ERROR, f"content frame on channel {frame.channel}, not open")
+            raise HardError(CHANNEL_ERROR, f"content frame on channel {number}, not open")
         if channel.closing:
             return
         try:
-            if frame.kind == framing.HEADER:
-                channel.handle_header(framing.decode_content_header(frame.payload))
+            if kind == framing.BODY:
+                channel.handle_body(payload)
             else:
-                channel.handle_body(frame.payload)
+                channel.handle_header(framing.decode_content_header(payload))
         except SoftError as exc:
             self._close_channel(channel, exc, commands.Basic.Publish.index)
         except HardError:

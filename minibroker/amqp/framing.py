@@ -49,12 +49,9 @@ MAX_TABLE_DEPTH: Final = 100
 _NESTED: Final = (dict, list)
 
 
-class RawFrame(NamedTuple):
-    """One frame as cut from the stream (a named tuple: one is made per frame)."""
-
-    kind: int
-    channel: int
-    payload: bytes
+#: One frame as cut from the stream: (type, channel, payload). A plain tuple,
+#: not a named one: one is made per frame, three per published message.
+RawFrame = tuple[int, int, bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,18 +64,28 @@ class ContentHeader:
 
 
 class FrameReader:
-    """Buffers received bytes and yields whole frames, checking sizes first."""
+    """Buffers received bytes and yields whole frames, checking sizes first.
+
+    The buffer is an immutable ``bytes``: a chunk that arrives when nothing is
+    left over is kept as it is, and a payload is one slice of it (no copy into
+    and out of a bytearray). What is left over is at most one frame, which
+    ``frame_max`` bounds, so joining it with the next chunk stays cheap.
+    """
 
     def __init__(self, frame_max: int) -> None:
         self.frame_max = frame_max
-        self._buffer = bytearray()
+        self._buffer = b""
         self._pos = 0
 
     def receive_data(self, data: bytes | bytearray) -> None:
-        if self._pos:
-            del self._buffer[: self._pos]
-            self._pos = 0
-        self._buffer += data
+        rest = len(self._buffer) - self._pos
+        if not rest:
+            self._buffer = bytes(data)
+        elif data:
+            self._buffer = self._buffer[self._pos :] + data
+        else:
+            self._buffer = self._buffer[self._pos :]
+        self._pos = 0
 
     @property
     def buffered(self) -> int:
@@ -97,36 +104,40 @@ class FrameReader:
 
     def discard(self) -> None:
         """Drop everything buffered (the connection is refused or gone)."""
-        self._buffer = bytearray()
+        self._buffer = b""
         self._pos = 0
 
     def take_protocol_header(self) -> bytes | None:
         """The 8 bytes a connection opens with, once they are all here."""
         if self.buffered < 8:
             return None
-        header = bytes(self._buffer[self._pos : self._pos + 8])
+        header = self._buffer[self._pos : self._pos + 8]
         self._pos += 8
         return header
 
     def frames(self) -> Iterator[RawFrame]:
         """Every complete frame buffered; raises HardError(501) on a broken or oversized one."""
         buffer = self._buffer
-        while len(buffer) - self._pos >= _PREFIX_SIZE:
-            pos = self._pos
-            kind, channel, size = _PREFIX.unpack_from(buffer, pos)
+        length = len(buffer)
+        unpack = _PREFIX.unpack_from
+        pos = self._pos
+        while length - pos >= _PREFIX_SIZE:
+            kind, channel, size = unpack(buffer, pos)
             if size + FRAME_OVERHEAD > self.frame_max:
                 raise HardError(
                     FRAME_ERROR,
                     f"frame of {size + FRAME_OVERHEAD} bytes exceeds frame_max {self.frame_max}",
                 )
             end = pos + _PREFIX_SIZE + size
-            if len(buffer) <= end:
+            if length <= end:
                 return
             if buffer[end] != FRAME_END:
                 raise HardError(FRAME_ERROR, f"frame does not end with 0xCE (type {kind})")
-            payload = bytes(buffer[pos + _PREFIX_SIZE : end])
-            self._pos = end + 1
-            yield RawFrame(kind, channel, payload)
+            payload = buffer[pos + _PREFIX_SIZE : end]
+            pos = self._pos = end + 1
+            yield kind, channel, payload
+            if self._buffer is not buffer:
+                return  # discarded or refilled meanwhile: a new frames() call goes on
 
 
 def decode_method(payload: bytes) -> base.Frame:
@@ -202,6 +213,71 @@ def property_flags(raw: bytes) -> int:
     return (raw[0] << 8) | raw[1]
 
 
+class RoutingProperties(NamedTuple):
+    """The properties routing reads, found in raw property bytes without decoding them all."""
+
+    reply_to: str | None
+    #: Where the reply_to shortstr (its length octet included) sits in the raw bytes.
+    reply_to_span: tuple[int, int]
+    expiration: str | None
+
+
+_LONG: Final = struct.Struct(">I")
+
+
+def routing_properties(raw: bytes) -> RoutingProperties | None:
+    """reply_to and expiration, read straight from the property bytes.
+
+    None when this shortcut does not apply (a non-empty headers table, which
+    routing needs decoded; a second flags word; bytes that do not add up):
+    then :func:`decode_properties` decodes everything, and names any error.
+    Clients send some properties with every message (aio-pika an empty
+    headers table, a delivery mode and a priority), so most publishes take
+    this path instead of pamqp's generic decoder.
+    """
+    try:
+        flags = (raw[0] << 8) | raw[1]
+        if flags & 1:
+            return None
+        pos = 2
+        if flags & 0x8000:  # content_type
+            pos += 1 + raw[pos]
+        if flags & 0x4000:  # content_encoding
+            pos += 1 + raw[pos]
+        if flags & 0x2000:  # headers
+            if _LONG.unpack_from(raw, pos)[0]:
+                return None
+            pos += 4
+        if flags & 0x1000:  # delivery_mode
+            pos += 1
+        if flags & 0x0800:  # priority
+            pos += 1
+        if flags & 0x0400:  # correlation_id
+            pos += 1 + raw[pos]
+        reply_to = None
+        span = (0, 0)
+        if flags & 0x0200:
+            end = pos + 1 + raw[pos]
+            reply_to = raw[pos + 1 : end].decode()
+            span = (pos, end)
+            pos = end
+        expiration = None
+        if flags & 0x0100:
+            end = pos + 1 + raw[pos]
+            expiration = raw[pos + 1 : end].decode()
+            pos = end
+        if pos > len(raw):
+            return None
+    except (IndexError, struct.error, UnicodeDecodeError):
+        return None
+    return RoutingProperties(reply_to, span, expiration)
+
+
+def replace_span(raw: bytes, span: tuple[int, int], value: str) -> bytes:
+    """``raw`` with the shortstr at ``span`` replaced by ``value`` (the rest byte for byte)."""
+    return raw[: span[0]] + _shortstr(value) + raw[span[1] :]
+
+
 def encode_properties(properties: commands.Basic.Properties) -> bytes:
     return properties.marshal()
 
@@ -232,7 +308,6 @@ def content_frames(channel: int, properties: bytes, body: bytes, frame_max: int)
 # the largest cost per message. The methods that come once per message are
 # encoded and decoded here directly; the rest stay with pamqp.
 
-_DELIVER_INDEX: Final = 0x003C003C
 _PUBLISH_INDEX: Final = commands.Basic.Publish.index
 _ACK_INDEX: Final = commands.Basic.Ack.index
 _LONGLONG: Final = struct.Struct(">Q")
@@ -246,26 +321,62 @@ def _shortstr(value: str) -> bytes:
     return bytes((len(data),)) + data
 
 
-def deliver_frame(
+#: The end of a method frame and the start of a content header frame (up to the properties).
+_HEADER_START: Final = struct.Struct(">BBHIHHQ")
+#: The end of a content header frame and the start of a body frame.
+_BODY_START: Final = struct.Struct(">BBHI")
+#: Encoded (exchange, routing key) pairs of deliveries, by pair (bounded, see below).
+_ADDRESSES: dict[tuple[str, str], bytes] = {}
+_ADDRESSES_MAX: Final = 1024
+
+
+def deliver_method_head(consumer_tag: str) -> bytes:
+    """Basic.Deliver's payload up to its delivery tag: the same for all of a consumer's."""
+    return b"\x00\x3c\x00\x3c" + _shortstr(consumer_tag)
+
+
+def encoded_address(exchange: str, routing_key: str) -> bytes:
+    """Exchange and routing key as Basic.Deliver ends (cached: most messages share a few)."""
+    key = (exchange, routing_key)
+    found = _ADDRESSES.get(key)
+    if found is None:
+        found = _shortstr(exchange) + _shortstr(routing_key)
+        if len(_ADDRESSES) >= _ADDRESSES_MAX:
+            _ADDRESSES.clear()
+        _ADDRESSES[key] = found
+    return found
+
+
+def delivery_frames(
     channel: int,
-    consumer_tag: str,
+    method_head: bytes,
     delivery_tag: int,
     redelivered: bool,
-    exchange: str,
-    routing_key: str,
+    address: bytes,
+    properties: bytes,
+    body: bytes,
+    frame_max: int,
 ) -> bytes:
-    """Basic.Deliver, encoded by hand (it goes out once per message)."""
-    payload = b"".join(
-        (
-            b"\x00\x3c\x00\x3c",
-            _shortstr(consumer_tag),
-            _LONGLONG.pack(delivery_tag),
-            b"\x01" if redelivered else b"\x00",
-            _shortstr(exchange),
-            _shortstr(routing_key),
-        )
+    """Basic.Deliver, its content header and body, built in one join (once per message).
+
+    ``method_head`` is :func:`deliver_method_head`, ``address`` :func:`encoded_address`.
+    """
+    size = len(body)
+    method = (
+        _PREFIX.pack(METHOD, channel, len(method_head) + 9 + len(address)),
+        method_head,
+        _ACK_ARGS.pack(delivery_tag, 1 if redelivered else 0),
+        address,
+        _HEADER_START.pack(FRAME_END, HEADER, channel, 12 + len(properties), 60, 0, size),
+        properties,
     )
-    return _frame(METHOD, channel, payload)
+    if 0 < size <= frame_max - FRAME_OVERHEAD:
+        return b"".join((*method, _BODY_START.pack(FRAME_END, BODY, channel, size), body, b"\xce"))
+    parts = [*method, b"\xce"]
+    step = frame_max - FRAME_OVERHEAD
+    for start in range(0, size, step):
+        parts.append(_frame(BODY, channel, body[start : start + step]))
+    return b"".join(parts)
 
 
 def confirm_frame(channel: int, delivery_tag: int, ok: bool) -> bytes:

@@ -11,7 +11,14 @@ field table of headers ...). Three reserved headers carry them:
 
 The string entries of the AMQP headers table are copied as plain headers
 too, so a native consumer of the same queue (or a native topic subscriber)
-reads them like any other header. A message that entered through the native
+reads them like any other header.
+
+Two shortcuts keep this off the per-message bill. A message published to the
+default exchange without properties is stored without headers: the queue it
+lands in is the one its routing key names, so ``from_core(None, queue)``
+rebuilds it exactly. And messages that share an exchange, a routing key and
+property bytes (and have no header table) share one headers map (nothing
+changes a stored message's headers in place). A message that entered through the native
 door has none of the reserved headers: AMQP consumers then get its headers
 as the headers table and its topic (if it came through a topic) as the
 routing key.
@@ -45,6 +52,16 @@ class CoreMessage(NamedTuple):
     headers: dict[str, str] | None
 
 
+#: Headers maps shared by messages without a header table, by (exchange, key, properties).
+_SHARED: dict[tuple[str, str, bytes], dict[str, str]] = {}
+#: Decoded property bytes by their base64 form (deliveries of similar messages).
+_DECODED: dict[str, bytes] = {}
+#: Entries each cache holds at most; a full cache starts again empty.
+_CACHE_SIZE: Final = 1024
+#: Property bytes longer than this are not cached (the caches stay small).
+_CACHED_PROPERTIES: Final = 512
+
+
 def to_core(
     exchange: str,
     routing_key: str,
@@ -53,16 +70,34 @@ def to_core(
     body: bytes,
 ) -> CoreMessage:
     """Keep an AMQP message in core form (see the module docstring)."""
+    if not header_table and len(raw_properties) <= _CACHED_PROPERTIES:
+        if not exchange and raw_properties == NO_PROPERTIES:
+            return CoreMessage(body, None)
+        address = (exchange, routing_key, raw_properties)
+        shared = _SHARED.get(address)
+        if shared is None:
+            if len(_SHARED) >= _CACHE_SIZE:
+                _SHARED.clear()
+            shared = _address_headers(exchange, routing_key, raw_properties, {})
+            _SHARED[address] = shared
+        return CoreMessage(body, shared)
     headers: dict[str, str] = {}
     if header_table:
         for key, value in header_table.items():
             if type(value) is str and key not in _RESERVED:
                 headers[key] = value
+    return CoreMessage(body, _address_headers(exchange, routing_key, raw_properties, headers))
+
+
+def _address_headers(
+    exchange: str, routing_key: str, raw_properties: bytes, headers: dict[str, str]
+) -> dict[str, str]:
+    """``headers`` with the reserved entries added."""
     headers[EXCHANGE_HEADER] = exchange
     headers[ROUTING_KEY_HEADER] = routing_key
     if raw_properties != NO_PROPERTIES:
         headers[PROPERTIES_HEADER] = base64.b64encode(raw_properties).decode("ascii")
-    return CoreMessage(body, headers)
+    return headers
 
 
 class Addressed(NamedTuple):
@@ -80,7 +115,17 @@ def from_core(headers: Mapping[str, str] | None, queue: str) -> Addressed:
     exchange = headers.get(EXCHANGE_HEADER)
     if exchange is not None:
         encoded = headers.get(PROPERTIES_HEADER)
-        raw = NO_PROPERTIES if encoded is None else base64.b64decode(encoded)
+        if encoded is None:
+            raw = NO_PROPERTIES
+        elif len(encoded) > _CACHED_PROPERTIES:
+            raw = base64.b64decode(encoded)
+        else:
+            found = _DECODED.get(encoded)
+            if found is None:
+                if len(_DECODED) >= _CACHE_SIZE:
+                    _DECODED.clear()
+                found = _DECODED[encoded] = base64.b64decode(encoded)
+            raw = found
         return Addressed(exchange, headers.get(ROUTING_KEY_HEADER, ""), raw)
     # Native: the headers become the headers table; a topic becomes the routing key.
     topic = headers.get(TOPIC_HEADER)

@@ -227,3 +227,90 @@ def test_an_exclusive_durable_queue_left_by_a_crash_is_deleted_at_start_up(
     recover_vhosts([namespace])
     assert namespace.queues.find("mine") is None
     assert namespace.queues.find("q") is not None  # the other durable queue stays
+
+
+def _consumer(broker: Broker, conn_id: int, prefetch: int) -> AmqpSession:
+    session = AmqpSession(broker, conn_id, AmqpSettings(authenticate=lambda token: object()))
+    session.receive_data(b"AMQP\x00\x00\x09\x01")
+    session.receive_data(
+        frame.marshal(commands.Connection.StartOk({}, "PLAIN", "\0u\0p"), 0)
+        + frame.marshal(commands.Connection.TuneOk(2047, 131072, 0), 0)
+        + frame.marshal(commands.Connection.Open("/"), 0)
+        + frame.marshal(commands.Channel.Open(), 1)
+        + frame.marshal(commands.Basic.Qos(prefetch_count=prefetch), 1)
+        + frame.marshal(commands.Basic.Consume(queue="q", consumer_tag="c"), 1)
+    )
+    session.data_to_send()
+    return session
+
+
+def _one_publish(payload: bytes) -> bytes:
+    return (
+        frame.marshal(commands.Basic.Publish(exchange="", routing_key="q"), 1)
+        + frame.marshal(header.ContentHeader(0, len(payload), commands.Basic.Properties()), 1)
+        + frame.marshal(body.ContentBody(payload), 1)
+    )
+
+
+def test_a_chunk_of_publishes_is_fed_to_the_consumer_in_one_fetch() -> None:
+    broker = Broker()
+    publisher = _open(broker, hold=False)
+    consumer = _consumer(broker, 2, prefetch=5)
+    queue = broker.namespace().queues.get("q")
+    fetched: list[int] = []
+    fetch = queue.fetch
+
+    def counting_fetch(*args: Any, **kwargs: Any) -> Any:
+        messages = fetch(*args, **kwargs)
+        fetched.append(len(messages))
+        return messages
+
+    queue.fetch = counting_fetch  # type: ignore[method-assign]
+    publisher.receive_data(b"".join(_one_publish(b"m%d" % i) for i in range(8)))
+    assert fetched == [5]  # once, up to the prefetch, after the whole chunk
+    frames = _frames(consumer.data_to_send())
+    delivers = [f for f in frames if isinstance(f, commands.Basic.Deliver)]
+    assert [d.delivery_tag for d in delivers] == [1, 2, 3, 4, 5]
+    assert [f.value for f in frames if isinstance(f, body.ContentBody)] == [
+        b"m0",
+        b"m1",
+        b"m2",
+        b"m3",
+        b"m4",
+    ]
+    consumer.receive_data(frame.marshal(commands.Basic.Ack(5, multiple=True), 1))
+    assert fetched == [5, 3]
+    assert [
+        f.value for f in _frames(consumer.data_to_send()) if isinstance(f, body.ContentBody)
+    ] == [
+        b"m5",
+        b"m6",
+        b"m7",
+    ]
+
+
+def test_publishes_cut_at_every_byte_arrive_whole() -> None:
+    broker = Broker()
+    publisher = _open(broker, hold=False)
+    consumer = _consumer(broker, 2, prefetch=0)
+    data = b"".join(_one_publish(b"x" * 300 + b"%d" % i) for i in range(3))
+    for i in range(len(data)):
+        publisher.receive_data(data[i : i + 1])
+    frames = _frames(consumer.data_to_send())
+    assert [f.value for f in frames if isinstance(f, body.ContentBody)] == [
+        b"x" * 300 + b"0",
+        b"x" * 300 + b"1",
+        b"x" * 300 + b"2",
+    ]
+
+
+def test_a_plain_default_exchange_publish_is_rebuilt_exactly_from_the_core() -> None:
+    from minibroker.amqp.messages import NO_PROPERTIES, from_core, to_core
+
+    stored = to_core("", "q", NO_PROPERTIES, None, b"body")
+    assert stored.headers is None  # nothing to keep: the queue names the routing key
+    assert from_core(stored.headers, "q") == ("", "q", NO_PROPERTIES)
+    raw = commands.Basic.Properties(content_type="text/plain").marshal()
+    first, second = to_core("ex", "k", raw, {}, b"1"), to_core("ex", "k", raw, None, b"2")
+    assert first.headers is second.headers  # shared, not one map per message
+    assert from_core(first.headers, "q") == ("ex", "k", raw)

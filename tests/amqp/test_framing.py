@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given
 from hypothesis import strategies as st
 from pamqp import commands, frame
+from pamqp import header as header_frame
 
 from minibroker.amqp import framing
 
@@ -16,14 +19,78 @@ channels = st.integers(1, 2047)
 tags = st.integers(1, 2**63 - 1)  # pamqp encodes long-longs signed
 
 
-@given(channels, st.text(max_size=40), tags, st.booleans(), names, keys)
-def test_deliver_frame_is_pamqps(
-    channel: int, consumer_tag: str, tag: int, redelivered: bool, exchange: str, key: str
+property_sets = st.fixed_dictionaries(
+    {},
+    optional={
+        "content_type": st.text(max_size=20),
+        "headers": st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=3),
+        "delivery_mode": st.integers(1, 2),
+        "priority": st.integers(0, 9),
+        "correlation_id": st.text(max_size=20),
+        "reply_to": st.text(max_size=40),
+        "expiration": st.integers(0, 10**9).map(str),
+        "message_id": st.text(max_size=20),
+        "app_id": st.text(max_size=20),
+    },
+)
+bodies = st.one_of(st.binary(max_size=64), st.binary(min_size=5000, max_size=9000))
+
+
+@given(channels, st.text(max_size=40), tags, st.booleans(), names, keys, property_sets, bodies)
+def test_delivery_frames_are_pamqps(
+    channel: int,
+    consumer_tag: str,
+    tag: int,
+    redelivered: bool,
+    exchange: str,
+    key: str,
+    fields: dict[str, Any],
+    data: bytes,
 ) -> None:
+    properties = commands.Basic.Properties(**fields)
+    frame_max = 4096  # bodies over it are split into several body frames
     expected = frame.marshal(
         commands.Basic.Deliver(consumer_tag, tag, redelivered, exchange, key), channel
+    ) + framing.content_frames(channel, properties.marshal(), data, frame_max)
+    built = framing.delivery_frames(
+        channel,
+        framing.deliver_method_head(consumer_tag),
+        tag,
+        redelivered,
+        framing.encoded_address(exchange, key),
+        properties.marshal(),
+        data,
+        frame_max,
     )
-    assert framing.deliver_frame(channel, consumer_tag, tag, redelivered, exchange, key) == expected
+    assert built == expected
+    header = frame.marshal(header_frame.ContentHeader(0, len(data), properties), channel)
+    assert header in built  # the content header is pamqp's too
+
+
+@given(property_sets)
+def test_routing_properties_read_what_pamqp_decodes(fields: dict[str, Any]) -> None:
+    raw = commands.Basic.Properties(**fields).marshal()
+    found = framing.routing_properties(raw)
+    if fields.get("headers"):
+        assert found is None  # routing needs the table: pamqp decodes it
+        return
+    assert found is not None
+    decoded = framing.decode_properties(raw)
+    assert (found.reply_to, found.expiration) == (decoded.reply_to, decoded.expiration)
+    if found.reply_to is not None:
+        replaced = framing.decode_properties(
+            framing.replace_span(raw, found.reply_to_span, "amq.rabbitmq.reply-to.abc")
+        )
+        assert replaced.reply_to == "amq.rabbitmq.reply-to.abc"
+        for name in fields:
+            if name != "reply_to":
+                assert getattr(replaced, name) == getattr(decoded, name)
+
+
+def test_routing_properties_leave_broken_bytes_to_pamqp() -> None:
+    raw = commands.Basic.Properties(reply_to="somewhere", expiration="100").marshal()
+    for cut in range(2, len(raw)):
+        assert framing.routing_properties(raw[:cut]) is None
 
 
 @given(channels, tags, st.booleans())
