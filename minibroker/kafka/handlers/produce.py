@@ -3,10 +3,9 @@
 Each batch is checked (magic, length, CRC-32C, record framing) and appended
 as it came, as one unit, so its records get consecutive offsets atomically
 and keep the producer's timestamps (CreateTime); only the base offset, outside
-the CRC, is the broker's (``kafka/records.py``). A batch stamped more than
-:data:`MAX_TIMESTAMP_AHEAD_MS` ahead of the broker's clock is refused with
-INVALID_TIMESTAMP, so one producer's clock cannot push a log's time (used by
-retention and lookups by time) far into the future. An idempotent
+the CRC, is the broker's (``kafka/records.py``). The batch's ``maxTimestamp``
+is its time in the log (retention, lookups by time), as in Kafka with
+CreateTime. An idempotent
 producer's batch (producer id >= 0) first passes the sequence check of
 ``kafka/producers.py``: a retried batch is answered with the offset it got
 the first time instead of being stored again.
@@ -43,9 +42,6 @@ CORRUPT_MESSAGE: Final = ErrorCode(2)
 MESSAGE_TOO_LARGE: Final = ErrorCode(10)
 KAFKA_STORAGE_ERROR: Final = ErrorCode(56)
 INVALID_RECORD: Final = ErrorCode(87)
-INVALID_TIMESTAMP: Final = ErrorCode(32)
-#: How far ahead of the broker's clock a batch's timestamp may be (one hour).
-MAX_TIMESTAMP_AHEAD_MS: Final = 3_600_000
 
 
 def produce(session: KafkaSession, slot: Slot, request: Any) -> Any:
@@ -91,9 +87,6 @@ def _append(session: KafkaSession, topic: str, data: Any) -> tuple[ErrorCode, in
     except InvalidBatch as exc:
         return ErrorCode(exc.error), -1, -1
     logs = session.ns.core.logs
-    now_ms = session.broker.clock.wall_ms(session.now)
-    if batch.max_timestamp_ms > now_ms + MAX_TIMESTAMP_AHEAD_MS:
-        return INVALID_TIMESTAMP, -1, -1
     producers = session.service.producers
     pid = batch.producer_id
     if pid >= 0:
