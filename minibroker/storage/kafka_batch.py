@@ -3,9 +3,10 @@
 A Kafka producer's batch is stored as it came, as one unit of a segment
 (:mod:`minibroker.storage.batch`, kind :data:`~minibroker.storage.batch.KIND_KAFKA`),
 so a Kafka Fetch sends the stored bytes back without decoding or encoding a
-record. Only the ``baseOffset`` is written by the broker: it is outside the
-batch's CRC, exactly as in Kafka, so assigning it costs eight bytes and no
-checksum. The layout::
+record. Only the ``baseOffset`` and the ``partitionLeaderEpoch`` (always 0
+here: one broker, one leader) are written by the broker: they are outside
+the batch's CRC, exactly as in Kafka, so assigning them costs twelve bytes
+and no checksum. The layout::
 
     baseOffset i64 | batchLength i32 | partitionLeaderEpoch i32 | magic i8 | crc u32 |
     attributes i16 | lastOffsetDelta i32 | baseTimestamp i64 | maxTimestamp i64 |
@@ -49,6 +50,9 @@ CRC_START: Final = 21
 #: Where ``maxTimestamp`` is in a batch.
 MAX_TIMESTAMP_AT: Final = 35
 _BASE_OFFSET: Final = struct.Struct(">q")
+#: The partition leader epoch of every stored batch (as in Fetch answers of native records).
+LEADER_EPOCH: Final = 0
+_LEADER_EPOCH: Final = struct.pack(">i", LEADER_EPOCH)
 _I64: Final = struct.Struct(">q")
 _CRC: Final = struct.Struct(">I")
 
@@ -71,15 +75,17 @@ def stored_facts(buf: bytes | memoryview, pos: int, length: int) -> BatchFacts |
     """The facts of the valid batch of ``length`` bytes at ``pos``, None if it is not one.
 
     Valid means what recovery can check without decoding records: the
-    length agrees with ``batchLength``, magic 2, the CRC-32C matches, and
-    ``recordsCount`` is ``lastOffsetDelta + 1`` and at least one.
+    length agrees with ``batchLength``, the leader epoch is the broker's
+    (0), magic 2, the CRC-32C matches, and ``recordsCount`` is
+    ``lastOffsetDelta + 1`` and at least one. (The caller checks the base
+    offset, the one other field outside the CRC.)
     """
     if length < HEADER_SIZE or pos + length > len(buf):
         return None
     (
         base_offset,
         batch_length,
-        _epoch,
+        leader_epoch,
         magic,
         crc,
         _attributes,
@@ -93,6 +99,7 @@ def stored_facts(buf: bytes | memoryview, pos: int, length: int) -> BatchFacts |
     ) = HEADER.unpack_from(buf, pos)
     if (
         magic != 2
+        or leader_epoch != LEADER_EPOCH
         or batch_length + LOG_OVERHEAD != length
         or count < 1
         or count != last_offset_delta + 1
@@ -103,8 +110,12 @@ def stored_facts(buf: bytes | memoryview, pos: int, length: int) -> BatchFacts |
 
 
 def with_base_offset(batch: bytes, base_offset: int) -> bytes:
-    """``batch`` with its ``baseOffset`` set (the one field outside the CRC that changes)."""
-    return _BASE_OFFSET.pack(base_offset) + batch[8:]
+    """``batch`` as stored: its ``baseOffset`` set, and the leader epoch the broker's.
+
+    Both fields are outside the CRC; producers send epoch -1, and Kafka's
+    broker writes its own there too.
+    """
+    return _BASE_OFFSET.pack(base_offset) + batch[8:12] + _LEADER_EPOCH + batch[16:]
 
 
 def base_offset_of(batch: bytes | memoryview) -> int:

@@ -789,7 +789,11 @@ class FileSegment:
         """
         if self.last_timestamp_ms is None or self.last_timestamp_ms < timestamp_ms:
             return None
-        if self.first_timestamp_ms is not None and self.first_timestamp_ms >= timestamp_ms:
+        if (
+            self.first_timestamp_ms is not None
+            and self.first_timestamp_ms >= timestamp_ms
+            and not (self.batched and is_kafka_header(self._read_range(0, 4), 0))
+        ):  # (a Kafka batch's time is its newest record's: it may hold older ones)
             return self.base_offset
         try:
             try:
