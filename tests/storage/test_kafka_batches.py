@@ -20,6 +20,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -254,7 +255,7 @@ def test_many_segments_of_kafka_batches(make_log: MakeLog) -> None:
 
 
 def assert_contiguous(units: list[StoredBatch], end: int) -> None:
-    for before, after in zip(units, units[1:], strict=False):
+    for before, after in pairwise(units):
         assert before.first_offset + before.records == after.first_offset
     assert units[-1].first_offset + units[-1].records == end
 
