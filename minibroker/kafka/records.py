@@ -168,9 +168,11 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
 def _check_records(body: bytes, count: int) -> int:
     """Check that ``body`` is ``count`` well-framed records; return the largest's length.
 
-    The produce hot path, so nothing is built: lengths are read and stepped
-    over (one-byte varints inline), and the timestamp delta is skipped
-    without being decoded.
+    The produce hot path, so nothing is built and varints of one or two
+    bytes (lengths below 8 KiB, small deltas: nearly all of them) are read
+    inline; longer ones go through :func:`_varint`. Every field is still
+    stepped over, so a record whose fields do not fill exactly its length
+    is refused, as Kafka's validator refuses it.
     """
     varint = _varint
     pos = 0
@@ -178,10 +180,15 @@ def _check_records(body: bytes, count: int) -> int:
     largest = 0
     try:
         for expected_delta in range(count):
+            # length
             byte = body[pos]
             if byte < 0x80:
                 length = (byte >> 1) ^ -(byte & 1)
                 pos += 1
+            elif body[pos + 1] < 0x80:
+                raw = (byte & 0x7F) | (body[pos + 1] << 7)
+                length = (raw >> 1) ^ -(raw & 1)
+                pos += 2
             else:
                 length, pos = varint(body, pos)
             record_end = pos + length
@@ -189,10 +196,12 @@ def _check_records(body: bytes, count: int) -> int:
                 raise InvalidBatch("a record runs past the end of its batch", CORRUPT_MESSAGE)
             if length > largest:
                 largest = length
-            pos += 1  # attributes (unused in magic 2)
-            while body[pos] >= 0x80:  # the timestamp delta
+            # attributes (unused in magic 2), then the timestamp delta, skipped
+            pos += 1
+            while body[pos] >= 0x80:
                 pos += 1
             pos += 1
+            # offset delta: must be the record's index
             byte = body[pos]
             if byte < 0x80:
                 delta = (byte >> 1) ^ -(byte & 1)
@@ -204,15 +213,21 @@ def _check_records(body: bytes, count: int) -> int:
                     f"record {expected_delta} of the batch has offset delta {delta}",
                     INVALID_RECORD,
                 )
-            for _field in (0, 1):  # key, then value: both length-prefixed (-1 = null)
+            # key, then value: both length-prefixed (-1 = null)
+            for _field in (0, 1):
                 byte = body[pos]
                 if byte < 0x80:
                     size = (byte >> 1) ^ -(byte & 1)
                     pos += 1
+                elif body[pos + 1] < 0x80:
+                    raw = (byte & 0x7F) | (body[pos + 1] << 7)
+                    size = (raw >> 1) ^ -(raw & 1)
+                    pos += 2
                 else:
                     size, pos = varint(body, pos)
                 if size > 0:
                     pos += size
+            # headers
             if body[pos] == 0:
                 pos += 1
             else:
