@@ -27,7 +27,6 @@ from minibroker.errors import OffsetOutOfRange, StorageError
 from minibroker.log_store import MAX_SEGMENT_BYTES, Entry, Record, RecordBatch, StoredBatch
 from minibroker.record_format import EncodedBatch, decode_records, encode_batch
 from minibroker.storage.batch import BATCH_HEADER_SIZE
-from minibroker.storage.kafka_batch import with_base_offset
 
 #: Default size at which a new segment is started (Kafka's default is 1 GiB).
 DEFAULT_SEGMENT_BYTES: Final = 64 * 1024 * 1024
@@ -49,7 +48,8 @@ class Segment(Protocol):
         ...
 
     def append_kafka(self, batch: bytes, count: int, timestamp_ms: int) -> None:
-        """Store a Kafka batch whose base offset is ``next_offset``; all or nothing."""
+        """Store a Kafka batch at ``next_offset`` (written into it: see
+        :func:`~minibroker.storage.kafka_batch.stored_head`); all or nothing."""
         ...
 
     def read(
@@ -176,7 +176,7 @@ class SegmentChain(ABC, Generic[S]):
         active = self._segments[-1]
         if active.size_bytes and active.size_bytes + stored_bytes > self.segment_bytes:
             active = self._roll()
-        active.append_kafka(with_base_offset(batch, first), count, timestamp_ms)
+        active.append_kafka(batch, count, timestamp_ms)
         return first
 
     def _roll(self) -> S:

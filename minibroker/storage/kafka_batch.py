@@ -47,14 +47,10 @@ HEADER_SIZE: Final = HEADER.size
 LOG_OVERHEAD: Final = 12
 #: Where ``attributes`` starts, and with it the part the CRC covers.
 CRC_START: Final = 21
-#: Where ``maxTimestamp`` is in a batch.
-MAX_TIMESTAMP_AT: Final = 35
 _BASE_OFFSET: Final = struct.Struct(">q")
 #: The partition leader epoch of every stored batch (as in Fetch answers of native records).
 LEADER_EPOCH: Final = 0
 _LEADER_EPOCH: Final = struct.pack(">i", LEADER_EPOCH)
-_I64: Final = struct.Struct(">q")
-_CRC: Final = struct.Struct(">I")
 
 CODEC_MASK: Final = 0x07
 #: Attribute bit: the batch's timestamps are the broker's append time.
@@ -109,33 +105,28 @@ def stored_facts(buf: bytes | memoryview, pos: int, length: int) -> BatchFacts |
     return BatchFacts(base_offset, count, max_ts)
 
 
-def with_base_offset(batch: bytes, base_offset: int) -> bytes:
-    """``batch`` as stored: its ``baseOffset`` set, and the leader epoch the broker's.
+def stored_head(batch: bytes, base_offset: int) -> bytes:
+    """The first 16 bytes of ``batch`` as stored: ``baseOffset`` set, and the
+    leader epoch the broker's; the rest of the batch is stored as it is.
 
     Both fields are outside the CRC; producers send epoch -1, and Kafka's
     broker writes its own there too.
     """
-    return _BASE_OFFSET.pack(base_offset) + batch[8:12] + _LEADER_EPOCH + batch[16:]
+    return _BASE_OFFSET.pack(base_offset) + batch[8:12] + _LEADER_EPOCH
+
+
+#: Bytes at the start of a batch that :func:`stored_head` rewrites.
+STORED_HEAD_SIZE: Final = 16
+
+
+def with_base_offset(batch: bytes, base_offset: int) -> bytes:
+    """``batch`` as stored at ``base_offset`` (see :func:`stored_head`), as one buffer."""
+    return stored_head(batch, base_offset) + batch[STORED_HEAD_SIZE:]
 
 
 def base_offset_of(batch: bytes | memoryview) -> int:
     (offset,) = _BASE_OFFSET.unpack_from(batch, 0)
     return int(offset)
-
-
-def with_log_append_time(batch: bytes, timestamp_ms: int) -> bytes:
-    """``batch`` stamped with the broker's time (a topic's ``LogAppendTime``).
-
-    Kafka's rule: the timestamp-type attribute is set and ``maxTimestamp``
-    becomes the append time, which every record then reports; the records
-    themselves are untouched, and the CRC is computed again.
-    """
-    out = bytearray(batch)
-    attributes = struct.unpack_from(">h", out, CRC_START)[0] | LOG_APPEND_TIME
-    struct.pack_into(">h", out, CRC_START, attributes)
-    _I64.pack_into(out, MAX_TIMESTAMP_AT, timestamp_ms)
-    _CRC.pack_into(out, 17, crc32c(memoryview(out)[CRC_START:]))
-    return bytes(out)
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:

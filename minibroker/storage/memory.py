@@ -25,7 +25,7 @@ from minibroker.log_store import StoredBatch
 from minibroker.record_format import EncodedBatch
 from minibroker.storage.batch import BATCH_HEADER_SIZE, frames_of
 from minibroker.storage.chain import DEFAULT_SEGMENT_BYTES, SegmentChain
-from minibroker.storage.kafka_batch import first_at_or_after
+from minibroker.storage.kafka_batch import STORED_HEAD_SIZE, first_at_or_after, stored_head
 
 
 class MemorySegment:
@@ -70,8 +70,11 @@ class MemorySegment:
         self._add_batch(batch.data, len(batch.frame_sizes), timestamp_ms, kafka=False)
 
     def append_kafka(self, batch: bytes, count: int, timestamp_ms: int) -> None:
-        self._starts.extend([len(self._data)] * count)
+        start = len(self._data)
+        self._starts.extend([start] * count)
         self._add_batch(batch, count, timestamp_ms, kafka=True)
+        # The base offset and leader epoch, written in place: no copy of the batch.
+        self._data[start : start + STORED_HEAD_SIZE] = stored_head(batch, self.next_offset - count)
         self._kafka_batches += 1
 
     def _add_batch(self, data: bytes, count: int, timestamp_ms: int, *, kafka: bool) -> None:

@@ -82,9 +82,11 @@ from minibroker.storage.kafka_batch import (
     HEADER_SIZE as KAFKA_HEADER_SIZE,
 )
 from minibroker.storage.kafka_batch import (
+    STORED_HEAD_SIZE,
     base_offset_of,
     first_at_or_after,
     stored_facts,
+    stored_head,
 )
 
 log = logging.getLogger("minibroker.storage")
@@ -519,7 +521,7 @@ class FileSegment:
         self._unsynced = True
 
     def append_kafka(self, batch: bytes, count: int, timestamp_ms: int) -> None:
-        """Write a Kafka batch (its base offset already set), behind its batch header.
+        """Write a Kafka batch behind its batch header, its base offset set on the way.
 
         Like :meth:`append`: one unbuffered write, the file as it was on failure.
         """
@@ -528,7 +530,9 @@ class FileSegment:
         if not self.batched:
             raise StorageError(f"{self.log_path} is in the old format; it is never appended to")
         position = self.size_bytes
-        data = encode_batch_header(count, len(batch), KIND_KAFKA) + batch
+        header = encode_batch_header(count, len(batch), KIND_KAFKA)
+        with memoryview(batch) as view:  # one copy of the batch, by the join
+            data = b"".join((header, stored_head(batch, self.next_offset), view[STORED_HEAD_SIZE:]))
         try:
             fileio.write_all(self._fd, data, position)
         except OSError as exc:
