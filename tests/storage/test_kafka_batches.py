@@ -41,7 +41,12 @@ EPOCH_MS = int(EPOCH.timestamp() * 1000)
 
 
 def kafka_batch(
-    values: list[bytes], first_ms: int, *, key: bytes | None = None, gzipped: bool = False
+    values: list[bytes],
+    first_ms: int,
+    *,
+    key: bytes | None = None,
+    gzipped: bool = False,
+    headers: bool = True,
 ) -> bytes:
     """A producer's batch of ``values``, record *i* stamped ``first_ms + i``; base offset 0."""
     buffer = io.BytesIO()
@@ -59,7 +64,7 @@ def kafka_batch(
                     offset=i,
                     key=key,
                     value=value,
-                    headers=(RecordHeader(key=b"h", value=b"%d" % i),),
+                    headers=(RecordHeader(key=b"h", value=b"%d" % i),) if headers else (),
                 )
                 for i, value in enumerate(values)
             ),
