@@ -213,20 +213,27 @@ def _check_records(body: bytes, count: int) -> int:
                     f"record {expected_delta} of the batch has offset delta {delta}",
                     INVALID_RECORD,
                 )
-            # key, then value: both length-prefixed (-1 = null)
-            for _field in (0, 1):
-                byte = body[pos]
-                if byte < 0x80:
-                    size = (byte >> 1) ^ -(byte & 1)
-                    pos += 1
-                elif body[pos + 1] < 0x80:
-                    raw = (byte & 0x7F) | (body[pos + 1] << 7)
-                    size = (raw >> 1) ^ -(raw & 1)
-                    pos += 2
-                else:
-                    size, pos = varint(body, pos)
+            # the key: length-prefixed (-1 = null, one byte: the common case)
+            byte = body[pos]
+            if byte == 1:
+                pos += 1
+            else:
+                size, pos = varint(body, pos)
                 if size > 0:
                     pos += size
+            # the value: length-prefixed
+            byte = body[pos]
+            if byte < 0x80:
+                size = (byte >> 1) ^ -(byte & 1)
+                pos += 1
+            elif body[pos + 1] < 0x80:
+                raw = (byte & 0x7F) | (body[pos + 1] << 7)
+                size = (raw >> 1) ^ -(raw & 1)
+                pos += 2
+            else:
+                size, pos = varint(body, pos)
+            if size > 0:
+                pos += size
             # headers
             if body[pos] == 0:
                 pos += 1
