@@ -79,9 +79,6 @@ from minibroker.storage.checkpoint import SealedFacts
 from minibroker.storage.fd_cache import FdCache
 from minibroker.storage.index import SparseIndex
 from minibroker.storage.kafka_batch import (
-    HEADER_SIZE as KAFKA_HEADER_SIZE,
-)
-from minibroker.storage.kafka_batch import (
     STORED_HEAD_SIZE,
     base_offset_of,
     first_at_or_after,
@@ -442,8 +439,7 @@ class FileSegment:
     def _first_record(self) -> tuple[int, int, bool]:
         """``(offset, timestamp, in a Kafka batch)`` of the segment's first record."""
         if self.batched:
-            head = self._read_range(0, BATCH_HEADER_SIZE + KAFKA_HEADER_SIZE)
-            header = parse_batch_header(head, 0)
+            header = parse_batch_header(self._read_range(0, BATCH_HEADER_SIZE), 0)
             if header is not None and header[2] == KIND_KAFKA:
                 length = header[1]
                 batch = self._read_range(BATCH_HEADER_SIZE, length)
