@@ -20,7 +20,6 @@ ALL_WORKLOADS = ("w1", "w2", "w3", "w4", "w5")
 # Only loopback: the harness never sends traffic anywhere else.
 HOST = "127.0.0.1"
 RABBITMQ_PORT = 5672
-KAFKA_PORT = 9092
 NATS_PORT = 4222
 
 

@@ -61,6 +61,21 @@ class RecordBatch:
     next_offset: int
 
 
+class StoredBatch(NamedTuple):
+    """One stored unit of a log, as :meth:`LogStore.read_batches` returns it.
+
+    Either record frames (``kafka`` False: ``records`` frames from
+    ``first_offset``, possibly part of what one append stored) or one Kafka
+    record batch exactly as its producer sent it, its base offset set to
+    ``first_offset`` (``kafka`` True; always whole).
+    """
+
+    kafka: bool
+    data: bytes
+    first_offset: int
+    records: int
+
+
 class LogStore(Protocol):
     """An append-only sequence of records addressed by dense, increasing offsets."""
 
@@ -92,6 +107,26 @@ class LogStore(Protocol):
         :class:`~minibroker.errors.StorageFull` /
         :class:`~minibroker.errors.StorageError`, none of it is.
         An empty batch stores nothing and returns :attr:`next_offset`.
+        """
+        ...
+
+    def append_kafka(self, batch: bytes, count: int, timestamp_ms: int) -> int:
+        """Append one Kafka record batch (magic 2) of ``count`` records as it is; return
+        the first offset, which the store writes into the batch's ``baseOffset``.
+
+        ``timestamp_ms`` is the batch's time for the log (retention, lookups by
+        time): raised to the last stored one like :meth:`append`'s. All or
+        nothing, like :meth:`append`; the caller has checked the batch.
+        """
+        ...
+
+    def read_batches(self, offset: int, end_offset: int, max_bytes: int) -> list[StoredBatch]:
+        """The stored units holding the records from ``offset`` up to ``end_offset``.
+
+        A Kafka batch comes whole, so the first may start before ``offset``;
+        one reaching past ``end_offset`` is left out. Frames are cut at
+        ``offset`` and ``end_offset``. The units total at most ``max_bytes``,
+        except that the first is returned whatever its size.
         """
         ...
 

@@ -125,6 +125,25 @@ def encode_batch(first_offset: int, timestamp_ms: int, entries: Sequence[Entry])
     return EncodedBatch(data, sizes)
 
 
+def encode_fields(records: Sequence[RecordFields]) -> EncodedBatch:
+    """Frame whole records, each with its own offset and timestamp.
+
+    For records that were stored in another form (a Kafka batch, see
+    :mod:`minibroker.storage.kafka_batch`) and are read by a client of the
+    frame format: the frames are exactly what :func:`encode_batch` would
+    have written for them.
+    """
+    pack = msgpack.Packer().pack
+    header = FRAME_HEADER.pack
+    crc32 = zlib.crc32
+    frames: list[bytes] = []
+    append = frames.append
+    for record in records:
+        payload = pack(record)
+        append(header(len(payload) + 4, crc32(payload)) + payload)
+    return EncodedBatch(b"".join(frames), list(map(len, frames)))
+
+
 def encode_records(first_offset: int, timestamp_ms: int, entries: Sequence[Entry]) -> bytes:
     """Frame ``entries`` as one buffer of records (see :func:`encode_batch`)."""
     return encode_batch(first_offset, timestamp_ms, entries).data

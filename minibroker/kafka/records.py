@@ -1,24 +1,18 @@
-"""Kafka record batches (magic 2) to minibroker log records and back.
+"""Kafka record batches (magic 2): checking what a producer sends, packing what a fetch sends.
 
 A Kafka partition is a minibroker log, record for record: offset *n* in the
 topic partition is offset *n* in the log, so lag, retention, ``log stats``
 and the other doors (a msgpack ``read`` or ``tail``) see the same records.
-Producing therefore unpacks a batch into ``(key, headers, body)`` entries,
-and fetching packs the stored records into a fresh batch:
 
-    baseOffset i64 | batchLength i32 | partitionLeaderEpoch i32 | magic i8 | crc u32 |
-    attributes i16 | lastOffsetDelta i32 | baseTimestamp i64 | maxTimestamp i64 |
-    producerId i64 | producerEpoch i16 | baseSequence i32 | recordsCount i32 | records
+Produce stores a producer's batch as it came (Kafka does the same): it is
+checked here (:func:`check_produced`: magic, length, CRC-32C, every record's
+framing) and appended whole; the storage writes its base offset, which is
+outside the CRC (:mod:`minibroker.storage.kafka_batch` has the layout). So
+the producer's timestamps, headers and compression are kept, and a Fetch
+sends the stored bytes back. Records appended through another door are
+stored as record frames; a Fetch packs those into a fresh batch
+(:func:`encode_batch`).
 
-The CRC is CRC-32C over everything from ``attributes`` on. A record inside is
-``length varint | attributes i8 | timestampDelta varlong | offsetDelta varint |
-key (varint length, -1 = null) | value | header count | headers``, all varints
-zig-zag encoded.
-
-Kafka keeps a producer's batch bytes as they came and only patches the base
-offset; minibroker's storage frames each record on its own (docs/storage.md),
-so a batch is taken apart instead (see docs/kafka.md, "Differences" for what
-that changes: the broker's append time replaces the producer's timestamps).
 This module is pure: bytes in, values out.
 """
 
@@ -31,22 +25,25 @@ from typing import Final
 
 from crc32c import crc32c
 
-from minibroker.kafka import compression
-from minibroker.log_store import Entry, Record
+from minibroker.log_store import Record
+from minibroker.storage import kafka_compression as compression
+from minibroker.storage.kafka_batch import (
+    CODEC_MASK,
+    CONTROL,
+    CRC_START,
+    HEADER,
+    HEADER_SIZE,
+    LOG_OVERHEAD,
+    TRANSACTIONAL,
+)
 
-BATCH_HEADER: Final = struct.Struct(">qiibIhiqqqhii")
+BATCH_HEADER: Final = HEADER
 #: Bytes of a batch header (up to and including ``recordsCount``).
-BATCH_HEADER_SIZE: Final = BATCH_HEADER.size
-#: ``baseOffset`` + ``batchLength``: the part outside ``batchLength``'s count.
-_LOG_OVERHEAD: Final = 12
-#: Offset of ``attributes``, where the CRC'd part begins.
-_CRC_START: Final = 21
+BATCH_HEADER_SIZE: Final = HEADER_SIZE
+_LOG_OVERHEAD: Final = LOG_OVERHEAD
+_CRC_START: Final = CRC_START
 _AFTER_CRC: Final = struct.Struct(">hiqqqhii")
 _BEFORE_CRC: Final = struct.Struct(">qiibI")
-
-CODEC_MASK: Final = 0x07
-TRANSACTIONAL: Final = 0x10
-CONTROL: Final = 0x20
 
 
 class InvalidBatch(ValueError):
@@ -67,26 +64,32 @@ MESSAGE_TOO_LARGE: Final = 10
 
 @dataclass(frozen=True, slots=True)
 class ProducedBatch:
-    """One producer batch, taken apart."""
+    """One producer batch, checked: its bytes and what the broker needs to know of it."""
 
-    entries: list[Entry]
+    data: bytes
+    count: int
     producer_id: int
     producer_epoch: int
     base_sequence: int
+    #: The batch's ``maxTimestamp`` (the producer's clock; -1 when it set none).
+    max_timestamp_ms: int
+    #: Bytes of the largest record (its length field), for the size limits.
+    largest: int
 
     @property
     def last_sequence(self) -> int:
-        return self.base_sequence + len(self.entries) - 1
+        return self.base_sequence + self.count - 1
 
 
-def decode_produced(data: bytes, max_uncompressed: int) -> ProducedBatch:
-    """Check and unpack the single batch of one partition in a Produce request.
+def check_produced(data: bytes, max_uncompressed: int) -> ProducedBatch:
+    """Check the single batch of one partition in a Produce request.
 
     Checks what Kafka's log validator checks before an append: magic 2,
     exactly one batch, its length, the CRC-32C, the record count against
-    ``lastOffsetDelta``; a compressed batch (gzip) may not inflate past
-    ``max_uncompressed`` bytes. Raises :class:`InvalidBatch` with the Kafka
-    error code to answer.
+    ``lastOffsetDelta``, and that the records parse, one after the other,
+    with offset deltas 0, 1, 2, ... A compressed batch is inflated for that
+    (and may not inflate past ``max_uncompressed`` bytes); it is stored
+    compressed. Raises :class:`InvalidBatch` with the Kafka error code to answer.
     """
     if len(data) < BATCH_HEADER_SIZE:
         raise InvalidBatch("the record set is shorter than a batch header", CORRUPT_MESSAGE)
@@ -99,7 +102,7 @@ def decode_produced(data: bytes, max_uncompressed: int) -> ProducedBatch:
         attributes,
         last_offset_delta,
         _base_ts,
-        _max_ts,
+        max_ts,
         producer_id,
         producer_epoch,
         base_sequence,
@@ -137,8 +140,10 @@ def decode_produced(data: bytes, max_uncompressed: int) -> ProducedBatch:
             raise InvalidBatch(str(exc), CORRUPT_MESSAGE) from None
         except compression.TooLarge as exc:
             raise InvalidBatch(str(exc), MESSAGE_TOO_LARGE) from None
-    entries = _decode_records(body, count)
-    return ProducedBatch(entries, producer_id, producer_epoch, base_sequence)
+    largest = _check_records(body, count)
+    return ProducedBatch(
+        data, count, producer_id, producer_epoch, base_sequence, max_ts, largest
+    )
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -160,88 +165,95 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
             raise InvalidBatch("a varint is longer than 10 bytes", CORRUPT_MESSAGE)
 
 
-def _decode_records(body: bytes, count: int) -> list[Entry]:
-    """``count`` records from ``body`` as log entries (bare bodies when they can be).
+def _check_records(body: bytes, count: int) -> int:
+    """Check that ``body`` is ``count`` well-framed records; return the largest's length.
 
-    The produce hot path: one-byte varints (lengths below 64, small deltas)
-    are decoded inline, and the two deltas the broker does not use are
-    skipped without being decoded.
+    The produce hot path, so nothing is built and varints of one or two
+    bytes (lengths below 8 KiB, small deltas: nearly all of them) are read
+    inline; longer ones go through :func:`_varint`. Every field is still
+    stepped over, so a record whose fields do not fill exactly its length
+    is refused, as Kafka's validator refuses it.
     """
-    entries: list[Entry] = []
-    add = entries.append
     varint = _varint
     pos = 0
     end = len(body)
+    largest = 0
     try:
-        for _ in range(count):
+        for expected_delta in range(count):
+            # length
             byte = body[pos]
             if byte < 0x80:
                 length = (byte >> 1) ^ -(byte & 1)
                 pos += 1
+            elif body[pos + 1] < 0x80:
+                raw = (byte & 0x7F) | (body[pos + 1] << 7)
+                length = (raw >> 1) ^ -(raw & 1)
+                pos += 2
             else:
                 length, pos = varint(body, pos)
             record_end = pos + length
             if length < 1 or record_end > end:
                 raise InvalidBatch("a record runs past the end of its batch", CORRUPT_MESSAGE)
-            pos += 1  # attributes (unused in magic 2)
-            # The timestamp delta (the broker stamps appends) and the offset
-            # delta (offsets are dense here): skipped, not decoded.
-            for _skip in (0, 1):
-                while body[pos] >= 0x80:
-                    pos += 1
+            if length > largest:
+                largest = length
+            # attributes (unused in magic 2), then the timestamp delta, skipped
+            pos += 1
+            while body[pos] >= 0x80:
                 pos += 1
-            key: bytes | None = None
-            value = b""
-            for is_value in (False, True):  # key, then value: both length-prefixed
-                byte = body[pos]
-                if byte < 0x80:
-                    length = (byte >> 1) ^ -(byte & 1)
-                    pos += 1
-                else:
-                    length, pos = varint(body, pos)
-                if length >= 0:
-                    if is_value:
-                        value = body[pos : pos + length]
-                    else:
-                        key = body[pos : pos + length]
-                    pos += length
-            headers: dict[str, str] | None = None
+            pos += 1
+            # offset delta: must be the record's index
+            byte = body[pos]
+            if byte < 0x80:
+                delta = (byte >> 1) ^ -(byte & 1)
+                pos += 1
+            else:
+                delta, pos = varint(body, pos)
+            if delta != expected_delta:
+                raise InvalidBatch(
+                    f"record {expected_delta} of the batch has offset delta {delta}",
+                    INVALID_RECORD,
+                )
+            # the key: length-prefixed (-1 = null, one byte: the common case)
+            byte = body[pos]
+            if byte == 1:
+                pos += 1
+            else:
+                size, pos = varint(body, pos)
+                if size > 0:
+                    pos += size
+            # the value: length-prefixed
+            byte = body[pos]
+            if byte < 0x80:
+                size = (byte >> 1) ^ -(byte & 1)
+                pos += 1
+            elif body[pos + 1] < 0x80:
+                raw = (byte & 0x7F) | (body[pos + 1] << 7)
+                size = (raw >> 1) ^ -(raw & 1)
+                pos += 2
+            else:
+                size, pos = varint(body, pos)
+            if size > 0:
+                pos += size
+            # headers
             if body[pos] == 0:
                 pos += 1
             else:
-                headers, pos = _decode_headers(body, pos)
+                headers, pos = varint(body, pos)
+                for _header in range(headers):
+                    size, pos = varint(body, pos)
+                    if size < 0:
+                        raise InvalidBatch("a header without a name", CORRUPT_MESSAGE)
+                    pos += size
+                    size, pos = varint(body, pos)
+                    if size > 0:
+                        pos += size
             if pos != record_end:
                 raise InvalidBatch("a record's length does not match its fields", CORRUPT_MESSAGE)
-            add(value if key is None and headers is None else (key, headers, value))
     except IndexError:
         raise InvalidBatch("a record runs past the end of its batch", CORRUPT_MESSAGE) from None
     if pos != end:
         raise InvalidBatch("bytes left over after the batch's last record", CORRUPT_MESSAGE)
-    return entries
-
-
-def _decode_headers(body: bytes, pos: int) -> tuple[dict[str, str] | None, int]:
-    header_count, pos = _varint(body, pos)
-    if header_count <= 0:
-        return None, pos
-    headers: dict[str, str] = {}
-    try:
-        for _ in range(header_count):
-            name_length, pos = _varint(body, pos)
-            name = body[pos : pos + name_length].decode()
-            pos += name_length
-            text_length, pos = _varint(body, pos)
-            text = ""
-            if text_length >= 0:
-                text = body[pos : pos + text_length].decode()
-                pos += text_length
-            headers[name] = text
-    except UnicodeDecodeError:
-        raise InvalidBatch(
-            "header names and values must be UTF-8 text (minibroker headers are str -> str)",
-            INVALID_RECORD,
-        ) from None
-    return headers, pos
+    return largest
 
 
 # ------------------------------------------------------------------ fetch

@@ -5,10 +5,16 @@ A segment file in *batch format* (format 2) is a sequence of batches, each a
 
     u8  magic     0xB7
     u8  version   2
-    u16 reserved  0
-    u32 count     number of record frames in the batch (at least 1)
-    u32 length    bytes of those frames, header excluded
+    u16 kind      0: record frames follow; 1: a Kafka record batch follows
+    u32 count     number of records in the batch (at least 1)
+    u32 length    bytes of those frames (or of the Kafka batch), header excluded
     u32 crc32     zlib.crc32 of the 12 header bytes before it
+
+A batch of kind 1 holds a Kafka producer's record batch (magic 2) as it came,
+its base offset set to the offset of its first record
+(:mod:`minibroker.storage.kafka_batch`): the Kafka front end appends and
+fetches those bytes unchanged, and readers of frames get frames made from
+it. Its own CRC-32C (over everything but the base offset) covers its records.
 
 Why: a write can be cut short. A process killed by SIGKILL in the middle of
 a large ``pwrite`` leaves the pages already copied in the file (Linux stops a
@@ -47,38 +53,54 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Final
 
+from minibroker.log_store import StoredBatch
 from minibroker.record_format import FRAME_HEADER_SIZE, FrameScan, scan_frames
+from minibroker.storage.kafka_batch import stored_facts, to_frames
 
 BATCH_MAGIC: Final = 0xB7
 BATCH_FORMAT_VERSION: Final = 2
-#: magic, version, reserved, count, length; then the CRC of those 12 bytes.
+#: The batch holds record frames.
+KIND_FRAMES: Final = 0
+#: The batch holds one Kafka record batch (see the module docstring).
+KIND_KAFKA: Final = 1
+#: magic, version, kind, count, length; then the CRC of those 12 bytes.
 _HEADER_FIELDS: Final = struct.Struct(">BBHII")
 _CRC: Final = struct.Struct(">I")
 BATCH_HEADER_SIZE: Final = _HEADER_FIELDS.size + _CRC.size
 _LENGTH: Final = struct.Struct(">I")
 
 
-def encode_batch_header(count: int, length: int) -> bytes:
-    """The header of a batch of ``count`` frames taking ``length`` bytes."""
-    fields = _HEADER_FIELDS.pack(BATCH_MAGIC, BATCH_FORMAT_VERSION, 0, count, length)
+def encode_batch_header(count: int, length: int, kind: int = KIND_FRAMES) -> bytes:
+    """The header of a batch of ``count`` records taking ``length`` bytes."""
+    fields = _HEADER_FIELDS.pack(BATCH_MAGIC, BATCH_FORMAT_VERSION, kind, count, length)
     return fields + _CRC.pack(zlib.crc32(fields))
 
 
-def parse_batch_header(buf: bytes | memoryview, pos: int) -> tuple[int, int] | None:
-    """``(count, length)`` of the valid batch header at ``pos``, None if there is none."""
+def parse_batch_header(buf: bytes | memoryview, pos: int) -> tuple[int, int, int] | None:
+    """``(count, length, kind)`` of the valid batch header at ``pos``, None if there is none."""
     if pos + BATCH_HEADER_SIZE > len(buf):
         return None
-    magic, version, reserved, count, length = _HEADER_FIELDS.unpack_from(buf, pos)
+    magic, version, kind, count, length = _HEADER_FIELDS.unpack_from(buf, pos)
     (crc,) = _CRC.unpack_from(buf, pos + _HEADER_FIELDS.size)
     if (
         magic != BATCH_MAGIC
         or version != BATCH_FORMAT_VERSION
-        or reserved
+        or kind not in (KIND_FRAMES, KIND_KAFKA)
         or count < 1
         or zlib.crc32(buf[pos : pos + _HEADER_FIELDS.size]) != crc
     ):
         return None
-    return count, length
+    return count, length, kind
+
+
+def is_kafka_header(buf: bytes | memoryview, pos: int) -> bool:
+    """Whether the bytes at ``pos`` start the header of a Kafka batch (checked cheaply:
+    magic and kind; :func:`parse_batch_header` checks the rest)."""
+    return (
+        pos + 4 <= len(buf)
+        and buf[pos] == BATCH_MAGIC
+        and (buf[pos + 2] << 8 | buf[pos + 3]) == KIND_KAFKA
+    )
 
 
 def starts_with_batch(buf: bytes | memoryview) -> bool:
@@ -91,8 +113,10 @@ class BatchScan:
     """What :func:`scan_batches` found: the facts recovery rebuilds a segment from."""
 
     valid_bytes: int = 0
-    #: ``(position of the first frame, sizes of the frames)`` of each whole batch.
+    #: ``(position of the first frame, sizes of the frames)`` of each whole batch of frames.
     batches: list[tuple[int, list[int]]] = field(default_factory=list)
+    #: ``(position of the batch header, record count)`` of each whole Kafka batch.
+    kafka_batches: list[tuple[int, int]] = field(default_factory=list)
     first_offset: int | None = None
     first_timestamp_ms: int | None = None
     last_timestamp_ms: int | None = None
@@ -113,7 +137,10 @@ def scan_batches(
     A batch is valid when its header is, all ``count`` frames it announces
     are there in exactly ``length`` bytes, and every one of them is valid as
     :func:`~minibroker.record_format.scan_frames` defines it (CRC, shape,
-    consecutive offsets, timestamps not decreasing, also across batches). The
+    consecutive offsets, timestamps not decreasing, also across batches). A
+    Kafka batch is valid when :func:`~minibroker.storage.kafka_batch.stored_facts`
+    says so and its base offset and record count continue the offsets; its
+    timestamp, for the log, is the largest ``maxTimestamp`` so far. The
     scan stops at the first batch that is not: that batch and everything
     after it are not part of the prefix, however many of its records are
     intact.
@@ -135,10 +162,14 @@ def scan_batches(
         header = parse_batch_header(view, scan.valid_bytes)
         if header is None:
             break
-        count, length = header
+        count, length, kind = header
         start = scan.valid_bytes + BATCH_HEADER_SIZE
         if start + length > end:
             break
+        if kind == KIND_KAFKA:
+            if not _take_kafka(scan, view, start, length, count):
+                break
+            continue
         frames = scan_frames(
             view[start : start + length],
             None if scan.first_offset is None else scan.first_offset + scan.record_count,
@@ -161,6 +192,28 @@ def _take(scan: BatchScan, position: int, frames: FrameScan) -> None:
         scan.first_timestamp_ms = frames.first_timestamp_ms
     scan.last_timestamp_ms = frames.last_timestamp_ms
     scan.record_count += len(frames.frame_sizes)
+
+
+def _take_kafka(scan: BatchScan, view: memoryview, start: int, length: int, count: int) -> bool:
+    """Add the Kafka batch at ``start`` to ``scan`` if it is whole and continues the log."""
+    facts = stored_facts(view, start, length)
+    expected = None if scan.first_offset is None else scan.first_offset + scan.record_count
+    if (
+        facts is None
+        or facts.record_count != count
+        or (expected is not None and facts.base_offset != expected)
+        or facts.base_offset < 0
+    ):
+        return False
+    timestamp = max(scan.last_timestamp_ms or 0, facts.max_timestamp_ms)
+    scan.kafka_batches.append((start - BATCH_HEADER_SIZE, count))
+    scan.valid_bytes = start + length
+    if not scan.record_count:
+        scan.first_offset = facts.base_offset
+        scan.first_timestamp_ms = timestamp
+    scan.last_timestamp_ms = timestamp
+    scan.record_count += count
+    return True
 
 
 def _frames_before_header(buf: memoryview) -> int:
@@ -193,7 +246,8 @@ def span_frames(
     too and their positions (plus ``origin``: where ``buf`` starts in the
     file) appended to it, so that the caller can cut them
     out of the answer (they do not count towards ``max_bytes``, which limits
-    the answer); a header only partly inside ``buf`` stops the walk. Without
+    the answer); a header only partly inside ``buf`` stops the walk, and so
+    does the header of a Kafka batch (its records are not frames). Without
     one, a length field too big for a frame stops it.
     """
     unpack_length = _LENGTH.unpack_from
@@ -216,6 +270,8 @@ def span_frames(
             or count >= max_records
             or end + BATCH_HEADER_SIZE > buffer_end
             or buf[end] != BATCH_MAGIC
+            or buf[end + 2]
+            or buf[end + 3]  # a Kafka batch: not stepped over here
         ):
             return end, count
         headers.append(origin + end)
@@ -249,3 +305,40 @@ def strip_batch_headers(
         for piece in pieces:
             piece.release()
     return joined
+
+
+def frames_of(
+    units: list[StoredBatch], offset: int, max_records: int, max_bytes: int, at_least_one: bool
+) -> tuple[bytes, int]:
+    """The record frames of ``units`` (a read's stored units) from ``offset``: ``(data, count)``.
+
+    This is how a reader of frames reads through Kafka batches: their
+    records are framed on the way (:func:`~minibroker.storage.kafka_batch.to_frames`),
+    within ``max_records`` and ``max_bytes`` like any read, at least one
+    record when ``at_least_one``.
+    """
+    parts: list[bytes] = []
+    count = 0
+    size = 0
+    for unit in units:
+        if count >= max_records:
+            break
+        first = at_least_one and not count
+        if unit.kafka:
+            frames = to_frames(
+                unit.data, offset + count, max_records - count, max_bytes - size, first
+            )
+            data, taken = frames.data, len(frames.frame_sizes)
+            available = unit.first_offset + unit.records - offset - count
+        else:
+            available = unit.records
+            end, taken = span_frames(unit.data, 0, max_records - count, max_bytes - size, first)
+            data = unit.data if end == len(unit.data) else unit.data[:end]
+        if not taken:
+            break
+        parts.append(data)
+        count += taken
+        size += len(data)
+        if taken < available:
+            break
+    return (parts[0] if len(parts) == 1 else b"".join(parts)), count

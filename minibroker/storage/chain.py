@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from typing import Final, Generic, Protocol, TypeVar
 
 from minibroker.errors import OffsetOutOfRange, StorageError
-from minibroker.log_store import MAX_SEGMENT_BYTES, Entry, Record, RecordBatch
+from minibroker.log_store import MAX_SEGMENT_BYTES, Entry, Record, RecordBatch, StoredBatch
 from minibroker.record_format import EncodedBatch, decode_records, encode_batch
 from minibroker.storage.batch import BATCH_HEADER_SIZE
 
@@ -47,10 +47,21 @@ class Segment(Protocol):
         """Store a batch whose first offset is ``next_offset``; all or nothing."""
         ...
 
+    def append_kafka(self, batch: bytes, count: int, timestamp_ms: int) -> None:
+        """Store a Kafka batch at ``next_offset`` (written into it: see
+        :func:`~minibroker.storage.kafka_batch.stored_head`); all or nothing."""
+        ...
+
     def read(
         self, offset: int, max_records: int, max_bytes: int, at_least_one: bool
     ) -> tuple[bytes, int]:
         """Whole frames from ``offset`` (which is in this segment): ``(data, count)``."""
+        ...
+
+    def read_batches(
+        self, offset: int, end_offset: int, max_bytes: int, at_least_one: bool
+    ) -> list[StoredBatch]:
+        """Stored units from ``offset`` (in this segment) as ``LogStore.read_batches``."""
         ...
 
     def offset_for_timestamp(self, timestamp_ms: int) -> int | None:
@@ -155,6 +166,19 @@ class SegmentChain(ABC, Generic[S]):
         active.append(batch, timestamp_ms)
         return first
 
+    def append_kafka(self, batch: bytes, count: int, timestamp_ms: int) -> int:
+        self._check_open()
+        first = self.next_offset
+        timestamp_ms = max(timestamp_ms, self._last_timestamp() or 0, 0)
+        stored_bytes = BATCH_HEADER_SIZE + len(batch)
+        if stored_bytes > MAX_SEGMENT_BYTES:
+            raise ValueError(f"a batch of {stored_bytes} bytes is larger than a segment may be")
+        active = self._segments[-1]
+        if active.size_bytes and active.size_bytes + stored_bytes > self.segment_bytes:
+            active = self._roll()
+        active.append_kafka(batch, count, timestamp_ms)
+        return first
+
     def _roll(self) -> S:
         """Seal the active segment and start a new one at the next offset."""
         sealed = self._segments[-1]
@@ -189,6 +213,28 @@ class SegmentChain(ABC, Generic[S]):
                 break  # a limit stopped us
         data = parts[0] if len(parts) == 1 else b"".join(parts)
         return RecordBatch(data, count, offset + count)
+
+    def read_batches(self, offset: int, end_offset: int, max_bytes: int) -> list[StoredBatch]:
+        self._check_open()
+        self._check_offset(offset)
+        end_offset = min(end_offset, self.next_offset)
+        found: list[StoredBatch] = []
+        size = 0
+        i = bisect_right(self._bases, offset) - 1
+        for segment in self._segments[i:]:
+            if offset >= end_offset or size >= max_bytes:
+                break
+            if offset >= segment.next_offset:
+                continue  # an empty segment (only ever the active one)
+            got = segment.read_batches(offset, end_offset, max_bytes - size, not found)
+            if not got:
+                break
+            found += got
+            size += sum(len(unit.data) for unit in got)
+            offset = got[-1].first_offset + got[-1].records
+            if offset < segment.next_offset:
+                break  # a limit stopped us
+        return found
 
     def iter_records(self, start_offset: int | None = None) -> Iterator[Record]:
         self._check_open()

@@ -75,6 +75,18 @@ class SparseIndex:
             self._positions.append(last_position)
             i += 1
 
+    def add_unit(self, first_relative: int, position: int) -> None:
+        """Index a Kafka batch whose header is at ``position``.
+
+        Its records have no positions of their own: an entry points at the
+        header, and a read steps over the batch whole. Same spacing rule as
+        :meth:`add_batch`.
+        """
+        last_position = self._positions[-1] if self._positions else 0
+        if first_relative and position >= last_position + self.interval_bytes:
+            self._relative_offsets.append(first_relative)
+            self._positions.append(position)
+
     def floor(self, relative_offset: int) -> tuple[int, int]:
         """The last entry at or before ``relative_offset`` (the implicit (0, 0) if none)."""
         i = bisect_right(self._relative_offsets, relative_offset)

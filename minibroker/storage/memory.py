@@ -11,7 +11,8 @@ does not store one.
 
 Memory has no seek cost, so instead of a sparse index each segment keeps the
 start position of every record: a read is two bisects and one slice, with no
-per-record work at all.
+per-record work at all. A Kafka batch (:meth:`MemorySegment.append_kafka`) is
+kept as its bytes, like on disk; its records all "start" where it starts.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from array import array
 from bisect import bisect_left, bisect_right
 from itertools import accumulate
 
+from minibroker.log_store import StoredBatch
 from minibroker.record_format import EncodedBatch
-from minibroker.storage.batch import BATCH_HEADER_SIZE
+from minibroker.storage.batch import BATCH_HEADER_SIZE, frames_of
 from minibroker.storage.chain import DEFAULT_SEGMENT_BYTES, SegmentChain
+from minibroker.storage.kafka_batch import STORED_HEAD_SIZE, first_at_or_after, stored_head
 
 
 class MemorySegment:
@@ -30,8 +33,11 @@ class MemorySegment:
 
     __slots__ = (
         "_batch_first_offsets",
+        "_batch_kafka",
+        "_batch_positions",
         "_batch_timestamps",
         "_data",
+        "_kafka_batches",
         "_starts",
         "base_offset",
         "first_timestamp_ms",
@@ -52,16 +58,33 @@ class MemorySegment:
         #: One entry per appended batch (all records of a batch share a timestamp).
         self._batch_first_offsets = array("q")
         self._batch_timestamps = array("q")
+        #: Where each batch starts in ``_data``, and whether it is a Kafka batch (1).
+        self._batch_positions = array("q")
+        self._batch_kafka = bytearray()
+        self._kafka_batches = 0
 
     def append(self, batch: EncodedBatch, timestamp_ms: int) -> None:
         starts = list(accumulate(batch.frame_sizes, initial=len(self._data)))
         starts.pop()  # the last value is where the *next* record will start
         self._starts.extend(starts)
-        self._data += batch.data
+        self._add_batch(batch.data, len(batch.frame_sizes), timestamp_ms, kafka=False)
+
+    def append_kafka(self, batch: bytes, count: int, timestamp_ms: int) -> None:
+        start = len(self._data)
+        self._starts.extend([start] * count)
+        self._add_batch(batch, count, timestamp_ms, kafka=True)
+        # The base offset and leader epoch, written in place: no copy of the batch.
+        self._data[start : start + STORED_HEAD_SIZE] = stored_head(batch, self.next_offset - count)
+        self._kafka_batches += 1
+
+    def _add_batch(self, data: bytes, count: int, timestamp_ms: int, *, kafka: bool) -> None:
+        self._batch_positions.append(len(self._data))
+        self._batch_kafka.append(kafka)
+        self._data += data
         self._batch_first_offsets.append(self.next_offset)
         self._batch_timestamps.append(timestamp_ms)
-        self.size_bytes += BATCH_HEADER_SIZE + len(batch.data)  # as on disk
-        self.next_offset += len(batch.frame_sizes)
+        self.size_bytes += BATCH_HEADER_SIZE + len(data)  # as on disk
+        self.next_offset += count
         if self.first_timestamp_ms is None:
             self.first_timestamp_ms = timestamp_ms
         self.last_timestamp_ms = timestamp_ms
@@ -69,6 +92,15 @@ class MemorySegment:
     def read(
         self, offset: int, max_records: int, max_bytes: int, at_least_one: bool
     ) -> tuple[bytes, int]:
+        if self._kafka_batches:
+            units = self.read_batches(offset, self.next_offset, max_bytes, at_least_one)
+            return frames_of(units, offset, max_records, max_bytes, at_least_one)
+        return self._frames(offset, max_records, max_bytes, at_least_one)
+
+    def _frames(
+        self, offset: int, max_records: int, max_bytes: int, at_least_one: bool
+    ) -> tuple[bytes, int]:
+        """Frames from ``offset``, all inside one batch of frames or a segment of frames only."""
         first = offset - self.base_offset
         stop = min(first + max_records, len(self._starts))
         start = self._starts[first]
@@ -84,11 +116,58 @@ class MemorySegment:
         with memoryview(self._data) as view:
             return bytes(view[start:end]), stop - first
 
+    def read_batches(
+        self, offset: int, end_offset: int, max_bytes: int, at_least_one: bool
+    ) -> list[StoredBatch]:
+        firsts = self._batch_first_offsets
+        batches = len(firsts)
+        i = bisect_right(firsts, offset) - 1
+        found: list[StoredBatch] = []
+        size = 0
+        while i < batches and offset < end_offset:
+            following = firsts[i + 1] if i + 1 < batches else self.next_offset
+            if self._batch_kafka[i]:
+                start, stop = self._batch_span(i)
+                if following > end_offset or (
+                    size + stop - start > max_bytes and (found or not at_least_one)
+                ):
+                    break
+                with memoryview(self._data) as view:
+                    data = bytes(view[start:stop])
+                found.append(StoredBatch(True, data, firsts[i], following - firsts[i]))
+                size += len(data)
+                offset = following
+            else:
+                wanted = min(following, end_offset) - offset
+                data, count = self._frames(
+                    offset, wanted, max_bytes - size, at_least_one and not found
+                )
+                if count:
+                    found.append(StoredBatch(False, data, offset, count))
+                    size += len(data)
+                    offset += count
+                if count < wanted:
+                    break
+            i += 1
+        return found
+
+    def _batch_span(self, i: int) -> tuple[int, int]:
+        positions = self._batch_positions
+        return positions[i], positions[i + 1] if i + 1 < len(positions) else len(self._data)
+
     def offset_for_timestamp(self, timestamp_ms: int) -> int | None:
+        """The first batch stamped ``timestamp_ms`` or later (a batch's time is the
+        largest so far); inside a Kafka batch, its first record stamped so."""
         i = bisect_left(self._batch_timestamps, timestamp_ms)
-        if i == len(self._batch_timestamps):
-            return None
-        return self._batch_first_offsets[i]
+        while i < len(self._batch_timestamps):
+            if not self._batch_kafka[i]:
+                return self._batch_first_offsets[i]
+            start, stop = self._batch_span(i)
+            found = first_at_or_after(bytes(self._data[start:stop]), timestamp_ms)
+            if found is not None:
+                return found
+            i += 1
+        return None
 
 
 class MemoryLog(SegmentChain[MemorySegment]):

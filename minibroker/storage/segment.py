@@ -39,13 +39,14 @@ import contextlib
 import errno
 import logging
 import os
+import struct
 import zlib
 from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Final
 
 from minibroker.errors import StorageError, StorageFull
-from minibroker.log_store import Record
+from minibroker.log_store import Record, StoredBatch
 from minibroker.record_format import (
     MAX_FRAME_SIZE,
     MIN_FRAME_LENGTH,
@@ -62,8 +63,13 @@ from minibroker.storage import fileio
 from minibroker.storage.batch import (
     BATCH_HEADER_SIZE,
     BATCH_MAGIC,
+    KIND_FRAMES,
+    KIND_KAFKA,
     BatchScan,
     encode_batch_header,
+    frames_of,
+    is_kafka_header,
+    parse_batch_header,
     scan_batches,
     span_frames,
     starts_with_batch,
@@ -72,6 +78,13 @@ from minibroker.storage.batch import (
 from minibroker.storage.checkpoint import SealedFacts
 from minibroker.storage.fd_cache import FdCache
 from minibroker.storage.index import SparseIndex
+from minibroker.storage.kafka_batch import (
+    STORED_HEAD_SIZE,
+    base_offset_of,
+    first_at_or_after,
+    stored_facts,
+    stored_head,
+)
 
 log = logging.getLogger("minibroker.storage")
 
@@ -85,6 +98,11 @@ _MIN_WINDOW: Final = 4096
 _MAX_WINDOW: Final = 1024 * 1024
 _NO_LIMIT: Final = 1 << 62
 _OPEN_FLAGS: Final = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
+_LENGTH: Final = struct.Struct(">I")
+
+
+class _KafkaBatchMet(Exception):
+    """The frames-only fast path of a read reached a Kafka batch: take the general path."""
 
 
 class _Window:
@@ -404,18 +422,33 @@ class FileSegment:
         ):
             return False
         try:
-            first_record = self._record_at(self._first_frame_position)
+            first_offset, first_timestamp, kafka = self._first_record()
         except CorruptRecord:
             return False
-        if (
-            first_record.offset != self.base_offset
-            or first_record.timestamp_ms > scan.last_timestamp_ms
+        # A Kafka batch's time is its largest so far, which a tail scan
+        # cannot know: only frames are held to the order here.
+        if first_offset != self.base_offset or (
+            not kafka and first_timestamp > scan.last_timestamp_ms
         ):
             return False
         self.next_offset = expected_next_offset
-        self.first_timestamp_ms = first_record.timestamp_ms
-        self.last_timestamp_ms = scan.last_timestamp_ms
+        self.first_timestamp_ms = first_timestamp
+        self.last_timestamp_ms = max(scan.last_timestamp_ms, first_timestamp)
         return True
+
+    def _first_record(self) -> tuple[int, int, bool]:
+        """``(offset, timestamp, in a Kafka batch)`` of the segment's first record."""
+        if self.batched:
+            header = parse_batch_header(self._read_range(0, BATCH_HEADER_SIZE), 0)
+            if header is not None and header[2] == KIND_KAFKA:
+                length = header[1]
+                batch = self._read_range(BATCH_HEADER_SIZE, length)
+                facts = stored_facts(batch, 0, length)
+                if facts is None:
+                    raise CorruptRecord("the first Kafka batch is damaged")
+                return facts.base_offset, max(facts.max_timestamp_ms, 0), True
+        record = self._record_at(self._first_frame_position)
+        return record.offset, record.timestamp_ms, False
 
     @property
     def _first_frame_position(self) -> int:
@@ -432,10 +465,16 @@ class FileSegment:
         scan: FrameScan | BatchScan
         if self.batched:
             scan = scan_batches(data, self.base_offset)
+            units: list[tuple[int, list[int] | int]] = [*scan.batches, *scan.kafka_batches]
+            units.sort(key=lambda unit: unit[0])
             relative = 0
-            for position, sizes in scan.batches:
-                index.add_batch(relative, position, sizes)
-                relative += len(sizes)
+            for position, frames in units:
+                if isinstance(frames, int):  # a Kafka batch of that many records
+                    index.add_unit(relative, position)
+                    relative += frames
+                else:
+                    index.add_batch(relative, position, frames)
+                    relative += len(frames)
         else:
             scan = scan_frames(data, self.base_offset)
             index.add_batch(0, 0, scan.frame_sizes)
@@ -477,6 +516,34 @@ class FileSegment:
         self._index_dirty = True
         self._unsynced = True
 
+    def append_kafka(self, batch: bytes, count: int, timestamp_ms: int) -> None:
+        """Write a Kafka batch behind its batch header, its base offset set on the way.
+
+        Like :meth:`append`: one unbuffered write, the file as it was on failure.
+        """
+        if self._failed is not None:
+            raise self._failed
+        if not self.batched:
+            raise StorageError(f"{self.log_path} is in the old format; it is never appended to")
+        position = self.size_bytes
+        header = encode_batch_header(count, len(batch), KIND_KAFKA)
+        with memoryview(batch) as view:  # one copy of the batch, by the join
+            data = b"".join((header, stored_head(batch, self.next_offset), view[STORED_HEAD_SIZE:]))
+        try:
+            fileio.write_all(self._fd, data, position)
+        except OSError as exc:
+            error = fileio.storage_error(exc, "appending to", self.log_path)
+            self._undo_write(position, error)
+            raise error from exc
+        self._sparse_index().add_unit(self.next_offset - self.base_offset, position)
+        self.size_bytes += len(data)
+        self.next_offset += count
+        if self.first_timestamp_ms is None:
+            self.first_timestamp_ms = timestamp_ms
+        self.last_timestamp_ms = timestamp_ms
+        self._index_dirty = True
+        self._unsynced = True
+
     def _undo_write(self, position: int, error: Exception) -> None:
         """Cut off whatever part of a failed write reached the file."""
         try:
@@ -499,8 +566,20 @@ class FileSegment:
         The frames between the index entry and ``offset`` are stepped over by
         their length fields, then as many frames as the limits allow. Both
         walks usually happen inside one window read with one ``pread``, which
-        is then also the answer.
+        is then also the answer. Where a Kafka batch lies on the way, the
+        stored units are read instead and its records framed
+        (:func:`~minibroker.storage.batch.frames_of`).
         """
+        try:
+            return self._read_frames(offset, max_records, max_bytes, at_least_one)
+        except _KafkaBatchMet:
+            units = self.read_batches(offset, self.next_offset, max_bytes, at_least_one)
+            return frames_of(units, offset, max_records, max_bytes, at_least_one)
+
+    def _read_frames(
+        self, offset: int, max_records: int, max_bytes: int, at_least_one: bool
+    ) -> tuple[bytes, int]:
+        """:meth:`read` where only frames lie between the index entry and the answer's end."""
         relative = offset - self.base_offset
         entry_relative, position = self._sparse_index().floor(relative)
         to_skip = relative - entry_relative
@@ -568,6 +647,8 @@ class FileSegment:
             if len(head) < 4:
                 head = self._read_range(end, 4)
             if self.batched and head[:1] == bytes((BATCH_MAGIC,)):
+                if is_kafka_header(head, 0):
+                    raise _KafkaBatchMet
                 headers.append(end)
                 end += BATCH_HEADER_SIZE
                 continue
@@ -580,6 +661,87 @@ class FileSegment:
             end += size
             count += 1
         return end, count, window
+
+    def read_batches(
+        self, offset: int, end_offset: int, max_bytes: int, at_least_one: bool
+    ) -> list[StoredBatch]:
+        """The stored units from ``offset``: Kafka batches whole, frames in runs.
+
+        Starts at the sparse index entry at or before ``offset`` and steps
+        over units by their headers and frames by their lengths; a Kafka
+        batch's bytes are never looked into, only sliced out.
+        """
+        relative = offset - self.base_offset
+        entry_relative, pos = self._sparse_index().floor(relative)
+        current = self.base_offset + entry_relative
+        limit = self.size_bytes
+        found: list[StoredBatch] = []
+        size = 0
+        run_start = run_first = run_count = 0
+        window = _Window(b"", pos)
+
+        def close_run() -> None:
+            nonlocal run_count
+            if run_count:
+                data = self._slice(window, run_start, pos)
+                if peek_offset(data, 0) != run_first:
+                    raise self._corrupt(f"the index does not lead to offset {run_first}")
+                found.append(StoredBatch(False, data, run_first, run_count))
+                run_count = 0
+
+        while pos < limit and current < end_offset:
+            if pos < window.start or pos + BATCH_HEADER_SIZE > window.end:
+                window = self._window(pos, max_bytes - size + _MIN_WINDOW)
+            at = pos - window.start
+            if window.data[at] == BATCH_MAGIC:
+                header = parse_batch_header(window.data, at)
+                if header is None:
+                    raise self._corrupt(f"bad batch header at byte {pos}")
+                count, length, kind = header
+                close_run()
+                if kind == KIND_FRAMES:
+                    pos += BATCH_HEADER_SIZE
+                    continue
+                end = pos + BATCH_HEADER_SIZE + length
+                if end > limit:
+                    raise self._corrupt(f"the Kafka batch at byte {pos} runs past the end")
+                if current + count <= offset:
+                    pos, current = end, current + count
+                    continue
+                if current + count > end_offset or (
+                    size + length > max_bytes and (found or not at_least_one)
+                ):
+                    break
+                data = self._slice(window, pos + BATCH_HEADER_SIZE, end)
+                if base_offset_of(data) != current:
+                    raise self._corrupt(f"the index does not lead to offset {current}")
+                found.append(StoredBatch(True, data, current, count))
+                size += length
+                pos, current = end, current + count
+                continue
+            if at + 4 > len(window.data):
+                raise self._corrupt(f"a frame is cut short at byte {pos}")
+            (length,) = _LENGTH.unpack_from(window.data, at)
+            frame = 4 + length
+            if length < MIN_FRAME_LENGTH or pos + frame > limit:
+                raise self._corrupt(f"bad frame length at byte {pos}")
+            if current >= offset:
+                if size + frame > max_bytes and (found or run_count or not at_least_one):
+                    break
+                if not run_count:
+                    run_start, run_first = pos, current
+                run_count += 1
+                size += frame
+            pos += frame
+            current += 1
+        close_run()
+        return found
+
+    def _slice(self, window: _Window, start: int, end: int) -> bytes:
+        """File bytes ``[start, end)``: from ``window`` when it holds them, else read."""
+        if window.start <= start and end <= window.end:
+            return window.data[start - window.start : end - window.start]
+        return self._read_range(start, end - start)
 
     def _window(self, position: int, wanted: int) -> _Window:
         length = min(self.size_bytes - position, max(wanted, _MIN_WINDOW), _MAX_WINDOW)
@@ -603,7 +765,10 @@ class FileSegment:
             raise fileio.storage_error(exc, "reading", self.log_path) from exc
 
     def _record_at(self, position: int) -> Record:
-        size = frame_size_at(self._read_range(position, 4), 0)
+        head = self._read_range(position, 4)
+        if is_kafka_header(head, 0):
+            raise _KafkaBatchMet
+        size = frame_size_at(head, 0)
         if size is None or size > MAX_FRAME_SIZE or position + size > self.size_bytes:
             raise CorruptRecord(f"bad frame length at byte {position}")
         return decode_records(self._read_range(position, size))[0]
@@ -624,12 +789,34 @@ class FileSegment:
         """
         if self.last_timestamp_ms is None or self.last_timestamp_ms < timestamp_ms:
             return None
-        if self.first_timestamp_ms is not None and self.first_timestamp_ms >= timestamp_ms:
+        if (
+            self.first_timestamp_ms is not None
+            and self.first_timestamp_ms >= timestamp_ms
+            and not (self.batched and is_kafka_header(self._read_range(0, 4), 0))
+        ):  # (a Kafka batch's time is its newest record's: it may hold older ones)
             return self.base_offset
         try:
-            return self._bisect_time(timestamp_ms)
+            try:
+                return self._bisect_time(timestamp_ms)
+            except _KafkaBatchMet:
+                return self._scan_time(timestamp_ms)
         except CorruptRecord as exc:
             raise self._corrupt(str(exc)) from None
+
+    def _scan_time(self, timestamp_ms: int) -> int | None:
+        """:meth:`offset_for_timestamp` by reading the whole segment, when it holds
+        Kafka batches (their records have no index entries to bisect over)."""
+        units = self.read_batches(self.base_offset, self.next_offset, _NO_LIMIT, True)
+        for unit in units:
+            if unit.kafka:
+                found = first_at_or_after(unit.data, timestamp_ms)
+                if found is not None:
+                    return found
+                continue
+            for offset, timestamp, _, _, _ in decode_fields(unit.data):
+                if timestamp >= timestamp_ms:
+                    return offset
+        return None
 
     def _bisect_time(self, timestamp_ms: int) -> int:
         index = self._sparse_index()
@@ -656,7 +843,9 @@ class FileSegment:
         """The record frames in bytes ``[start, stop)`` of the file, batch headers cut out."""
         data = self._read_range(start, stop - start)
         headers: list[int] = []
-        span_frames(data, 0, _NO_LIMIT, _NO_LIMIT, False, headers, start)
+        end, _ = span_frames(data, 0, _NO_LIMIT, _NO_LIMIT, False, headers, start)
+        if end != len(data) and is_kafka_header(data, end):
+            raise _KafkaBatchMet
         return strip_batch_headers(data, headers, start, start, stop)
 
     # -- durability and lifecycle ------------------------------------------------------

@@ -69,11 +69,13 @@ class Confluent:
             config["compression.type"] = opts["compression"]
         errors: list[Any] = []
         producer = Producer(config)
+        stamps = opts.get("timestamps", [0] * len(values))  # 0: the client's clock
         for index, value in enumerate(values):
             producer.produce(
                 topic,
                 value,
                 key=opts.get("keys", [None] * len(values))[index],
+                timestamp=stamps[index],
                 on_delivery=lambda err, _msg: err and errors.append(err),
             )
         assert producer.flush(DEADLINE) == 0
@@ -163,8 +165,10 @@ class AioKafka:
             await producer.start()
             try:
                 keys = opts.get("keys", [None] * len(values))
+                stamps = opts.get("timestamps", [None] * len(values))
                 sent = [
-                    await producer.send(topic, v, key=k) for v, k in zip(values, keys, strict=True)
+                    await producer.send(topic, v, key=k, timestamp_ms=t)
+                    for v, k, t in zip(values, keys, stamps, strict=True)
                 ]
                 await asyncio.gather(*sent)
             finally:
@@ -249,7 +253,11 @@ class KafkaPython:
             )
         )
         keys = opts.get("keys", [None] * len(values))
-        futures = [producer.send(topic, v, key=k) for v, k in zip(values, keys, strict=True)]
+        stamps = opts.get("timestamps", [None] * len(values))
+        futures = [
+            producer.send(topic, v, key=k, timestamp_ms=t)
+            for v, k, t in zip(values, keys, stamps, strict=True)
+        ]
         producer.flush(DEADLINE)
         for future in futures:
             future.get(DEADLINE)

@@ -8,6 +8,7 @@ a Kafka partition is a minibroker log.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -76,14 +77,19 @@ def test_offsets_for_times_and_seek(
     minibroker_kafka_server: ThreadedBroker,
 ) -> None:
     kafka = minibroker_kafka_bootstrap
-    client.produce(kafka, "audit", VALUES[:5])
-    minibroker_kafka_server.advance(60.0)  # the broker's clock: later appends are a minute newer
-    client.produce(kafka, "audit", VALUES[5:8])
+    # The producer's timestamps (CreateTime) are the records' times, kept as sent.
+    earlier = int(time.time() * 1000) - 600_000
+    later = earlier + 60_000
+    client.produce(kafka, "audit", VALUES[:5], timestamps=[earlier] * 5)
+    client.produce(kafka, "audit", VALUES[5:8], timestamps=[later, later + 1, later + 2])
     with minibroker.connect_sync(minibroker_kafka_server.url_for(kafka.namespace)) as mb:
-        later = mb.read("audit-0", start=5)[0].timestamp_ms
+        records = mb.read("audit-0")
+    assert [r.timestamp_ms for r in records] == [earlier] * 5 + [later, later + 1, later + 2]
     offset, values = client.offset_for_time_then_read(kafka, "audit", later - 1000, 3)
     assert offset == 5
     assert values == VALUES[5:8]
+    offset, _ = client.offset_for_time_then_read(kafka, "audit", later + 1, 1)
+    assert offset == 6
 
 
 def test_admin_create_topics_makes_one_log_per_partition(

@@ -1,4 +1,4 @@
-"""Kafka record batches: what a producer sends is checked and taken apart; fetches pack records.
+"""Kafka record batches: what a producer sends is checked and kept; fetches pack native records.
 
 Batches here are built by kio's record writer (an independent implementation
 of the format), so the decoder is checked against someone else's encoder, and
@@ -31,10 +31,21 @@ from minibroker.kafka.records import (
     UNSUPPORTED_COMPRESSION_TYPE,
     UNSUPPORTED_FOR_MESSAGE_FORMAT,
     InvalidBatch,
-    decode_produced,
+    check_produced,
     encode_batch,
 )
 from minibroker.log_store import Record as LogRecord
+from minibroker.storage.kafka_batch import decode, with_base_offset
+
+EPOCH_MS = 1_767_225_600_000
+
+
+def entries_of(data: bytes) -> list:
+    """What a native reader gets from a batch: log entries (bare bodies when they can be)."""
+    return [
+        body if key is None and headers is None else (key, headers, body)
+        for _, _, key, headers, body in decode(data)
+    ]
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -72,28 +83,53 @@ def kio_batch(
     return buffer.getvalue()
 
 
-def test_a_batch_becomes_log_entries_keys_headers_and_all() -> None:
+def test_a_checked_batch_is_kept_as_sent_and_reads_back_keys_headers_and_all() -> None:
     data = kio_batch(
         [(None, b"a", {}), (b"k", b"b", {"trace": b"t1"})], producer_id=7, base_sequence=3
     )
-    batch = decode_produced(data, 1 << 20)
-    assert batch.entries == [b"a", (b"k", {"trace": "t1"}, b"b")]
+    batch = check_produced(data, 1 << 20)
+    assert batch.data is data
+    assert (batch.count, batch.max_timestamp_ms) == (2, EPOCH_MS)
     assert (batch.producer_id, batch.producer_epoch, batch.base_sequence) == (7, 0, 3)
     assert batch.last_sequence == 4
+    assert entries_of(data) == [b"a", (b"k", {"trace": "t1"}, b"b")]
+    stored = with_base_offset(data, 40)
+    assert [(r[0], r[1]) for r in decode(stored)] == [(40, EPOCH_MS), (41, EPOCH_MS)]
+
+
+def test_records_whose_offset_deltas_are_not_consecutive_are_an_invalid_record() -> None:
+    data = bytearray(kio_batch([(None, b"a", {}), (None, b"b", {})]))
+    # The second record: length, attributes, timestamp delta 0, offset delta 1 -> 2.
+    second = 61 + 1 + data[61] // 2
+    assert data[second + 3] == 2  # zig-zag 1
+    data[second + 3] = 4
+    struct.pack_into(">I", data, 17, crc32c(bytes(data[21:])))
+    with pytest.raises(InvalidBatch) as caught:
+        check_produced(bytes(data), 1 << 20)
+    assert caught.value.error == INVALID_RECORD
+
+
+def test_a_record_whose_fields_overrun_its_length_is_corrupt() -> None:
+    data = bytearray(kio_batch([(None, b"abc", {})]))
+    data[61] -= 2  # the record's length, one byte shorter (zig-zag)
+    struct.pack_into(">I", data, 17, crc32c(bytes(data[21:])))
+    with pytest.raises(InvalidBatch) as caught:
+        check_produced(bytes(data), 1 << 20)
+    assert caught.value.error == CORRUPT_MESSAGE
 
 
 def test_a_flipped_bit_inside_the_crc_is_corrupt_message() -> None:
     data = bytearray(kio_batch([(None, b"payload", {})]))
     data[-1] ^= 1
     with pytest.raises(InvalidBatch) as caught:
-        decode_produced(bytes(data), 1 << 20)
+        check_produced(bytes(data), 1 << 20)
     assert caught.value.error == CORRUPT_MESSAGE
 
 
 def test_two_batches_for_one_partition_are_refused() -> None:
     one = kio_batch([(None, b"a", {})])
     with pytest.raises(InvalidBatch) as caught:
-        decode_produced(one + one, 1 << 20)
+        check_produced(one + one, 1 << 20)
     assert caught.value.error == INVALID_RECORD
 
 
@@ -101,7 +137,7 @@ def test_only_magic_2_is_accepted() -> None:
     data = bytearray(kio_batch([(None, b"a", {})]))
     data[16] = 1  # magic
     with pytest.raises(InvalidBatch) as caught:
-        decode_produced(bytes(data), 1 << 20)
+        check_produced(bytes(data), 1 << 20)
     assert caught.value.error == UNSUPPORTED_FOR_MESSAGE_FORMAT
 
 
@@ -140,9 +176,10 @@ def test_compressed_batches_are_inflated_within_the_limit(name: str) -> None:
     codec, compress = COMPRESSORS[name]
     plain = kio_batch([(None, b"x" * 1000, {}), (None, b"y", {})])
     data = _compressed(plain, codec, compress(plain[61:]))
-    assert decode_produced(data, 1 << 20).entries == [b"x" * 1000, b"y"]
+    assert check_produced(data, 1 << 20).count == 2
+    assert entries_of(data) == [b"x" * 1000, b"y"]
     with pytest.raises(InvalidBatch) as caught:
-        decode_produced(data, 500)  # a small batch that inflates past the limit
+        check_produced(data, 500)  # a small batch that inflates past the limit
     assert caught.value.error == MESSAGE_TOO_LARGE
 
 
@@ -152,7 +189,7 @@ def test_corrupt_compressed_data_is_corrupt_message(name: str) -> None:
     plain = kio_batch([(None, b"x", {})])
     data = _compressed(plain, codec, b"\x82SNAPPY\x00 this is not compressed data")
     with pytest.raises(InvalidBatch) as caught:
-        decode_produced(data, 1 << 20)
+        check_produced(data, 1 << 20)
     assert caught.value.error == CORRUPT_MESSAGE
 
 
@@ -161,21 +198,20 @@ def test_unknown_codecs_and_missing_packages_are_unsupported_compression(
 ) -> None:
     plain = kio_batch([(None, b"a", {})])
     with pytest.raises(InvalidBatch) as caught:
-        decode_produced(_compressed(plain, 5, plain[61:]), 1 << 20)
+        check_produced(_compressed(plain, 5, plain[61:]), 1 << 20)
     assert caught.value.error == UNSUPPORTED_COMPRESSION_TYPE
     monkeypatch.setitem(sys.modules, "zstandard", None)  # as if not installed
     data = _compressed(plain, 4, zstandard.ZstdCompressor().compress(plain[61:]))
     with pytest.raises(InvalidBatch) as caught:
-        decode_produced(data, 1 << 20)
+        check_produced(data, 1 << 20)
     assert caught.value.error == UNSUPPORTED_COMPRESSION_TYPE
     assert "zstandard" in str(caught.value)
 
 
-def test_non_utf8_header_values_are_an_invalid_record() -> None:
-    data = kio_batch([(None, b"a", {"bin": b"\xff\xfe"})])
-    with pytest.raises(InvalidBatch) as caught:
-        decode_produced(data, 1 << 20)
-    assert caught.value.error == INVALID_RECORD
+def test_binary_header_values_are_kept_and_replaced_only_for_native_readers() -> None:
+    data = kio_batch([(None, b"a", {"bin": b"\xff\xfe", "text": b"ok"})])
+    assert check_produced(data, 1 << 20).data == data  # Kafka readers get the bytes
+    assert entries_of(data) == [(None, {"bin": "\ufffd\ufffd", "text": "ok"}, b"a")]
 
 
 records_strategy = st.lists(
@@ -222,7 +258,8 @@ def test_produced_batches_round_trip_into_entries(rows: list) -> None:
     data = kio_batch(
         [(key, body, {k: v.encode() for k, v in headers.items()}) for key, headers, body, _ in rows]
     )
-    entries = decode_produced(data, 1 << 24).entries
+    assert check_produced(data, 1 << 24).count == len(rows)
+    entries = entries_of(data)
     expected = [
         body if key is None and not headers else (key, headers or None, body)
         for key, headers, body, _ in rows
@@ -233,7 +270,7 @@ def test_produced_batches_round_trip_into_entries(rows: list) -> None:
 @given(st.binary(max_size=200))
 def test_garbage_is_refused_with_a_kafka_error_never_anything_else(data: bytes) -> None:
     try:
-        decode_produced(data, 1 << 20)
+        check_produced(data, 1 << 20)
     except InvalidBatch as exc:
         assert exc.error in (
             CORRUPT_MESSAGE,

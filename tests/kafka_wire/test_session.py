@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from kio.schema.errors import ErrorCode
 
-from kafka_wire.test_records import kio_batch
+from kafka_wire.test_records import EPOCH_MS, kio_batch
 from kafka_wire.wire_helpers import (
     ONE_SECOND,
     PORT,
@@ -26,7 +26,9 @@ from kafka_wire.wire_helpers import (
 from minibroker.core.broker import Broker
 from minibroker.kafka import wire
 from minibroker.kafka.groups import JoinResult
+from minibroker.kafka.records import encode_batch
 from minibroker.kafka.session import KafkaSession
+from minibroker.log_store import Record as LogRecord
 from minibroker.storage.memory import MemoryLog
 
 #: The ApiVersions answer, byte for byte: (key, min, max) for the 21 APIs.
@@ -563,3 +565,39 @@ def test_mutated_valid_requests_are_answered_or_refused_never_crash_a_handler(
     session.data_to_send()
     if session.closing is not None:
         assert not session.closing.message.startswith("internal error"), session.closing.message
+
+
+def _produce_v3(session: KafkaSession, batch: bytes, correlation_id: int) -> None:
+    topic = struct.pack(">h", 1) + b"t"
+    produce = struct.pack(">hhi", -1, -1, 1000) + struct.pack(">i", 1) + topic
+    produce += struct.pack(">iii", 1, 0, len(batch)) + batch
+    session.receive_data(frame(0, 3, produce, correlation_id=correlation_id))
+
+
+def _fetched_records(session: KafkaSession, offset: int, correlation_id: int) -> bytes:
+    topic = struct.pack(">h", 1) + b"t"
+    fetch = struct.pack(">iiiib", -1, 0, 1, 1 << 20, 0) + struct.pack(">i", 1) + topic
+    fetch += struct.pack(">iiqi", 1, 0, offset, 1 << 20)
+    session.receive_data(frame(1, 4, fetch, correlation_id=correlation_id))
+    [(_, body)] = responses(session)
+    head = 4 + 4 + len(topic) + 4 + struct.calcsize(">ihqq") + 4  # up to the record set's size
+    (size,) = struct.unpack_from(">i", body, head)
+    return body[head + 4 : head + 4 + size]
+
+
+def test_a_produced_batch_is_fetched_as_it_was_sent_beside_native_records() -> None:
+    session = open_session()
+    sent = kio_batch([(b"k", b"one", {"trace": b"\xff"}), (None, b"two", {})])
+    _produce_v3(session, sent, 1)
+    session.data_to_send()
+    session.broker.namespace("t").logs.append("t-0", [b"native"], 0.0)
+    _produce_v3(session, sent, 2)
+    session.data_to_send()
+    stored = struct.pack(">q", 0) + sent[8:12] + struct.pack(">i", 0) + sent[16:]
+    # The native record's time is the log's, which never goes back: the batch's newest.
+    native = encode_batch([LogRecord(2, EPOCH_MS, None, None, b"native")])
+    again = struct.pack(">q", 3) + stored[8:]
+    assert _fetched_records(session, 0, 3) == stored + native + again
+    # From inside a batch: the batch whole (clients skip the records before their offset).
+    assert _fetched_records(session, 1, 4) == stored + native + again
+    assert _fetched_records(session, 4, 5) == again

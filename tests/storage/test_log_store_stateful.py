@@ -6,7 +6,8 @@ be predicted exactly. The disk machine also reopens the log, either after a
 clean close (the newest segment is then trusted, not scanned) or after a
 "crash" (its files copied while it is open, so the copy is scanned), and
 reads its older segments through a two-descriptor cache, so that they are
-closed and reopened all the time.
+closed and reopened all the time. Appends come as entries and as Kafka
+batches (stored whole, read back as frames, as units, and by time).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from storage.test_kafka_batches import kafka_batch
 
 from minibroker.errors import OffsetOutOfRange
 from minibroker.log_store import Entry, LogStore, Record
@@ -33,6 +36,7 @@ from minibroker.record_format import decode_records, encode_records
 from minibroker.storage import MemoryLog, SegmentedLog
 from minibroker.storage.batch import BATCH_HEADER_SIZE
 from minibroker.storage.fd_cache import FdCache
+from minibroker.storage.kafka_batch import decode
 
 # max_examples comes from the Hypothesis profile in tests/conftest.py (60 by
 # default, a few seconds here; HYPOTHESIS_PROFILE=thorough for long runs).
@@ -50,6 +54,7 @@ class ModelSegment:
     base: int
     size: int = 0
     count: int = 0
+    first_ts: int | None = None
     last_ts: int | None = None
 
 
@@ -61,6 +66,8 @@ class Model:
     start: int = 0
     records: list[Record] = field(default_factory=list)  # retained records, oldest first
     segments: list[ModelSegment] = field(default_factory=list)
+    #: First offsets and sizes of the Kafka batches appended.
+    kafka: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.segments.append(ModelSegment(self.start))
@@ -82,15 +89,34 @@ class Model:
             return first
         ts = max(ts, self.last_ts())
         size = BATCH_HEADER_SIZE + len(encode_records(first, ts, batch))  # as stored on disk
-        active = self.segments[-1]
-        if active.size and active.size + size > self.segment_bytes:
-            active = ModelSegment(first)
-            self.segments.append(active)
-        active.size += size
-        active.count += len(batch)
-        active.last_ts = ts
+        self._add(size, len(batch), ts)
         self.records += [Record(first + i, ts, *e) for i, e in enumerate(batch)]
         return first
+
+    def append_kafka(self, batch: bytes) -> int:
+        """A producer's batch, its records stamped at or after the log's latest time."""
+        first = self.next_offset
+        records = [Record(first + i, *fields[1:]) for i, fields in enumerate(decode(batch))]
+        stamps = [record.timestamp_ms for record in records]
+        assert min(stamps) >= self.last_ts()  # (what the rule generates)
+        self._add(BATCH_HEADER_SIZE + len(batch), len(records), max(stamps))
+        self.records += records
+        self.kafka[first] = len(records)
+        return first
+
+    def _add(self, size: int, count: int, ts: int) -> None:
+        active = self.segments[-1]
+        if active.size and active.size + size > self.segment_bytes:
+            active = ModelSegment(self.next_offset)
+            self.segments.append(active)
+        active.size += size
+        active.count += count
+        if active.first_ts is None:
+            active.first_ts = ts
+        active.last_ts = ts
+
+    def in_kafka_batch(self, offset: int) -> bool:
+        return any(first <= offset < first + n for first, n in self.kafka.items())
 
     def enforce_retention(self, now: int, max_bytes: int | None, max_ms: int | None) -> int:
         removed = 0
@@ -146,6 +172,42 @@ class LogMachine(RuleBasedStateMachine):
         self.clock = max(0, self.clock + step)  # may go backwards: the store clamps
         assert self.store.append(batch, self.clock) == self.model.append(batch, self.clock)
 
+    @rule(values=st.lists(st.binary(max_size=60), min_size=1, max_size=6), ahead=st.integers(0, 9))
+    def append_kafka(self, values: list[bytes], ahead: int) -> None:
+        # The producer's clock runs at or ahead of the log's (a late one is in
+        # test_kafka_batches.py); kio's writer keeps whole seconds.
+        first_ms = -(-(max(self.model.last_ts(), self.clock) + ahead) // 1000) * 1000
+        self.clock = first_ms
+        batch = kafka_batch(values, first_ms, headers=False)
+        newest = max(fields[1] for fields in decode(batch))  # what the front end passes
+        got = self.store.append_kafka(batch, len(values), newest)
+        assert got == self.model.append_kafka(batch)
+
+    @rule(data=st.data(), max_bytes=st.integers(1, 900))
+    def read_batches(self, data: st.DataObject, max_bytes: int) -> None:
+        model = self.model
+        offset = data.draw(st.integers(model.first_offset, model.next_offset), label="offset")
+        end = data.draw(st.integers(offset, model.next_offset), label="end")
+        units = self.store.read_batches(offset, end, max_bytes)
+        if offset == end:
+            assert units == []
+            return
+        crossing = [f for f, n in model.kafka.items() if f <= offset < f + n and f + n > end]
+        if crossing:  # the batch holding ``offset`` reaches past ``end``
+            assert units == []
+            return
+        assert units, "at least one unit"
+        assert units[0].first_offset <= offset < units[0].first_offset + units[0].records
+        for unit in units:
+            assert unit.kafka == (unit.first_offset in model.kafka)
+            if unit.kafka:
+                assert unit.records == model.kafka[unit.first_offset]
+                assert unit.first_offset + unit.records <= end
+            assert unit.first_offset + unit.records <= model.next_offset
+        for before, after in pairwise(units):
+            assert before.first_offset + before.records == after.first_offset
+        assert len(units) == 1 or sum(len(u.data) for u in units) <= max_bytes
+
     @rule(data=st.data(), max_records=st.integers(1, 12), max_bytes=st.integers(0, 700))
     def read(self, data: st.DataObject, max_records: int, max_bytes: int) -> None:
         model = self.model
@@ -160,8 +222,11 @@ class LogMachine(RuleBasedStateMachine):
         if offset < model.next_offset:
             assert batch.count >= 1  # at least one, whatever max_bytes says
         assert len(batch.data) <= max_bytes or batch.count == 1
-        # ... and as many as the limits allow (reads span segment boundaries).
-        if batch.count < max_records and batch.next_offset < model.next_offset:
+        # ... and as many as the limits allow (reads span segment boundaries;
+        # through Kafka batches the budget counts their stored bytes).
+        touched = range(offset, min(batch.next_offset + 1, model.next_offset))
+        kafka = any(model.in_kafka_batch(o) for o in touched)
+        if not kafka and batch.count < max_records and batch.next_offset < model.next_offset:
             next_record = model.records[i + batch.count]
             assert len(batch.data) + model.frame_size(next_record) > max_bytes
 
@@ -205,11 +270,8 @@ class LogMachine(RuleBasedStateMachine):
         assert self.store.next_offset == model.next_offset
         assert self.store.segment_count == len(model.segments)
         assert self.store.size_bytes == sum(s.size for s in model.segments)
-        expected_range = (
-            (model.records[0].timestamp_ms, model.records[-1].timestamp_ms)
-            if model.records
-            else None
-        )
+        first_ts = next((s.first_ts for s in model.segments if s.first_ts is not None), None)
+        expected_range = (first_ts, model.last_ts()) if model.records else None
         assert self.store.timestamp_range() == expected_range
 
     def teardown(self) -> None:

@@ -1,9 +1,12 @@
 """Fetch (with long-poll) and ListOffsets.
 
-A Fetch reads each requested partition's log from the fetch offset and packs
-the records into one magic-2 batch per partition (``kafka/records.py``). At
-least one record comes back when one is there, even past ``max_bytes``, so a
-consumer is never stuck behind a big record. When nothing is readable the
+A Fetch reads each requested partition's log from the fetch offset as the
+log stores it: batches a Kafka producer appended come back as their stored
+bytes, whole (the first may begin before the fetch offset; clients skip
+those records, as with Kafka), and records appended through another door are
+packed into one magic-2 batch per run (``kafka/records.py``). At least one
+batch comes back when one is there, even past ``max_bytes``, so a consumer is
+never stuck behind a big one. When nothing is readable the
 request is parked on every partition's log (the core's ``wait_for_records``)
 until records arrive on any of them or ``max_wait_ms`` passes, on the core's
 timers, so a MockClock test never waits. Consumers only ever see records
@@ -22,6 +25,7 @@ from minibroker.core.log_readers import ReadWaiter
 from minibroker.kafka import wire
 from minibroker.kafka.handlers.admin import NO_THROTTLE, NONE, UNKNOWN_TOPIC_OR_PARTITION
 from minibroker.kafka.records import encode_batch
+from minibroker.log_store import StoredBatch
 from minibroker.record_format import decode_records_fast
 
 if TYPE_CHECKING:
@@ -105,7 +109,6 @@ def _read(
     cls, partition_cls, topic_cls = wire.response_classes(
         1, version, "PartitionData", "FetchableTopicResponse"
     )
-    max_records = session.broker.config.limits.max_fetch
     budget = max(max_bytes, 1)
     found = False
     by_topic: dict[str, list[Any]] = {}
@@ -119,9 +122,9 @@ def _read(
             if not start <= want.offset <= end:
                 error = OFFSET_OUT_OF_RANGE
             elif want.offset < end and budget > 0:
-                chunk = log.read_at(want.offset, max_records, max(min(want.max_bytes, budget), 1))
-                if chunk.count:
-                    records = encode_batch(decode_records_fast(chunk.data))
+                units = log.read_batches_at(want.offset, max(min(want.max_bytes, budget), 1))
+                if units:
+                    records = _as_kafka(units)
                     budget -= len(records)
                     found = True
         by_topic.setdefault(want.topic, []).append(
@@ -145,6 +148,16 @@ def _read(
         cls, throttle_time=NO_THROTTLE, error_code=NONE, session_id=0, responses=topics
     )
     return response, found
+
+
+def _as_kafka(units: list[StoredBatch]) -> bytes:
+    """The bytes of a Fetch answer's records: stored Kafka batches as they are,
+    runs of record frames packed into a batch each."""
+    parts = [
+        unit.data if unit.kafka else encode_batch(decode_records_fast(unit.data))
+        for unit in units
+    ]
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def list_offsets(session: KafkaSession, slot: Slot, request: Any) -> Any:

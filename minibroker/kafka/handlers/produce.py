@@ -1,8 +1,11 @@
 """Produce: one magic-2 batch per partition, appended to that partition's log.
 
-Each batch is checked (magic, length, CRC-32C, record count), taken apart
-into log entries and appended as one log append, so its records get
-consecutive offsets and one broker timestamp, atomically. An idempotent
+Each batch is checked (magic, length, CRC-32C, record framing) and appended
+as it came, as one unit, so its records get consecutive offsets atomically
+and keep the producer's timestamps (CreateTime); only the base offset, outside
+the CRC, is the broker's (``kafka/records.py``). The batch's ``maxTimestamp``
+is its time in the log (retention, lookups by time), as in Kafka with
+CreateTime. An idempotent
 producer's batch (producer id >= 0) first passes the sequence check of
 ``kafka/producers.py``: a retried batch is answered with the offset it got
 the first time instead of being stored again.
@@ -26,7 +29,7 @@ from minibroker.kafka.handlers.admin import (
     UNKNOWN_TOPIC_OR_PARTITION,
     auto_create,
 )
-from minibroker.kafka.records import InvalidBatch, decode_produced
+from minibroker.kafka.records import InvalidBatch, check_produced
 
 if TYPE_CHECKING:
     from minibroker.kafka.session import KafkaSession, Slot
@@ -80,9 +83,10 @@ def _append(session: KafkaSession, topic: str, data: Any) -> tuple[ErrorCode, in
     if data.records is None:
         return INVALID_RECORD, -1, -1
     try:
-        batch = decode_produced(data.records, session.service.max_request_bytes)
+        batch = check_produced(data.records, session.service.max_request_bytes)
     except InvalidBatch as exc:
         return ErrorCode(exc.error), -1, -1
+    logs = session.ns.core.logs
     producers = session.service.producers
     pid = batch.producer_id
     if pid >= 0:
@@ -94,7 +98,9 @@ def _append(session: KafkaSession, topic: str, data: Any) -> tuple[ErrorCode, in
         if verdict.duplicate_of is not None:
             return NONE, verdict.duplicate_of, log.store.first_offset
     try:
-        offset = session.ns.core.logs.append(log.name, batch.entries, session.now)
+        offset = logs.append_kafka(
+            log.name, batch.data, batch.count, batch.largest, batch.max_timestamp_ms, session.now
+        )
     except TooLarge:
         return MESSAGE_TOO_LARGE, -1, -1
     except (StorageFull, StorageError):

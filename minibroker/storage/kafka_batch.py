@@ -1,0 +1,270 @@
+"""Kafka record batches (magic 2) as the storage keeps them: the producer's bytes.
+
+A Kafka producer's batch is stored as it came, as one unit of a segment
+(:mod:`minibroker.storage.batch`, kind :data:`~minibroker.storage.batch.KIND_KAFKA`),
+so a Kafka Fetch sends the stored bytes back without decoding or encoding a
+record. Only the ``baseOffset`` and the ``partitionLeaderEpoch`` (always 0
+here: one broker, one leader) are written by the broker: they are outside
+the batch's CRC, exactly as in Kafka, so assigning them costs twelve bytes
+and no checksum. The layout::
+
+    baseOffset i64 | batchLength i32 | partitionLeaderEpoch i32 | magic i8 | crc u32 |
+    attributes i16 | lastOffsetDelta i32 | baseTimestamp i64 | maxTimestamp i64 |
+    producerId i64 | producerEpoch i16 | baseSequence i32 | recordsCount i32 | records
+
+The CRC is CRC-32C over everything from ``attributes`` on. A record inside is
+``length varint | attributes i8 | timestampDelta varlong | offsetDelta varint |
+key (varint length, -1 = null) | value | header count | headers``, all varints
+zig-zag encoded; the records part may be compressed (``attributes & 7``).
+
+Why the storage knows this format at all: a Kafka partition is a minibroker
+log, so the other doors (a msgpack ``read`` or ``tail``) read the same
+records. They get record frames (:mod:`minibroker.record_format`), which
+:func:`to_frames` makes from a stored batch when such a reader reaches it:
+the decoding cost moves from every Kafka produce and fetch to the reads
+that need it. Recovery checks a stored batch with :func:`stored_facts`
+(length, magic, CRC-32C, base offset, record count), as it checks frames.
+
+A leaf of the storage layer: bytes in, values out.
+"""
+
+from __future__ import annotations
+
+import struct
+from itertools import accumulate
+from typing import Final, NamedTuple
+
+from crc32c import crc32c
+
+from minibroker.log_store import RecordFields
+from minibroker.record_format import MAX_FRAME_SIZE, CorruptRecord, EncodedBatch, encode_fields
+from minibroker.storage import kafka_compression as compression
+
+HEADER: Final = struct.Struct(">qiibIhiqqqhii")
+#: Bytes of a batch header (up to and including ``recordsCount``).
+HEADER_SIZE: Final = HEADER.size
+#: ``baseOffset`` + ``batchLength``: the part outside ``batchLength``'s count.
+LOG_OVERHEAD: Final = 12
+#: Where ``attributes`` starts, and with it the part the CRC covers.
+CRC_START: Final = 21
+_BASE_OFFSET: Final = struct.Struct(">q")
+#: The partition leader epoch of every stored batch (as in Fetch answers of native records).
+LEADER_EPOCH: Final = 0
+_LEADER_EPOCH: Final = struct.pack(">i", LEADER_EPOCH)
+
+CODEC_MASK: Final = 0x07
+#: Attribute bit: the batch's timestamps are the broker's append time.
+LOG_APPEND_TIME: Final = 0x08
+TRANSACTIONAL: Final = 0x10
+CONTROL: Final = 0x20
+
+
+class BatchFacts(NamedTuple):
+    """What the storage needs from a batch's header."""
+
+    base_offset: int
+    record_count: int
+    max_timestamp_ms: int
+
+
+def stored_facts(buf: bytes | memoryview, pos: int, length: int) -> BatchFacts | None:
+    """The facts of the valid batch of ``length`` bytes at ``pos``, None if it is not one.
+
+    Valid means what recovery can check without decoding records: the
+    length agrees with ``batchLength``, the leader epoch is the broker's
+    (0), magic 2, the CRC-32C matches, and ``recordsCount`` is
+    ``lastOffsetDelta + 1`` and at least one. (The caller checks the base
+    offset, the one other field outside the CRC.)
+    """
+    if length < HEADER_SIZE or pos + length > len(buf):
+        return None
+    (
+        base_offset,
+        batch_length,
+        leader_epoch,
+        magic,
+        crc,
+        _attributes,
+        last_offset_delta,
+        _base_ts,
+        max_ts,
+        _pid,
+        _epoch2,
+        _seq,
+        count,
+    ) = HEADER.unpack_from(buf, pos)
+    if (
+        magic != 2
+        or leader_epoch != LEADER_EPOCH
+        or batch_length + LOG_OVERHEAD != length
+        or count < 1
+        or count != last_offset_delta + 1
+        or crc32c(memoryview(buf)[pos + CRC_START : pos + length]) != crc
+    ):
+        return None
+    return BatchFacts(base_offset, count, max_ts)
+
+
+def stored_head(batch: bytes, base_offset: int) -> bytes:
+    """The first 16 bytes of ``batch`` as stored: ``baseOffset`` set, and the
+    leader epoch the broker's; the rest of the batch is stored as it is.
+
+    Both fields are outside the CRC; producers send epoch -1, and Kafka's
+    broker writes its own there too.
+    """
+    return _BASE_OFFSET.pack(base_offset) + batch[8:12] + _LEADER_EPOCH
+
+
+#: Bytes at the start of a batch that :func:`stored_head` rewrites.
+STORED_HEAD_SIZE: Final = 16
+
+
+def with_base_offset(batch: bytes, base_offset: int) -> bytes:
+    """``batch`` as stored at ``base_offset`` (see :func:`stored_head`), as one buffer."""
+    return stored_head(batch, base_offset) + batch[STORED_HEAD_SIZE:]
+
+
+def base_offset_of(batch: bytes | memoryview) -> int:
+    (offset,) = _BASE_OFFSET.unpack_from(batch, 0)
+    return int(offset)
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """A zig-zag varint at ``pos``: ``(value, next position)``."""
+    byte = buf[pos]
+    if byte < 0x80:
+        return (byte >> 1) ^ -(byte & 1), pos + 1
+    result = byte & 0x7F
+    shift = 7
+    pos += 1
+    while True:
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return (result >> 1) ^ -(result & 1), pos
+        shift += 7
+        if shift > 63:
+            raise CorruptRecord("a varint is longer than 10 bytes")
+
+
+def records_part(batch: bytes, max_uncompressed: int = MAX_FRAME_SIZE) -> bytes:
+    """The records of ``batch``, inflated when it is compressed.
+
+    Raises the errors of :mod:`~minibroker.storage.kafka_compression`.
+    """
+    (attributes,) = struct.unpack_from(">h", batch, CRC_START)
+    body = batch[HEADER_SIZE:]
+    codec = attributes & CODEC_MASK
+    if codec:
+        body = compression.inflate(codec, body, max_uncompressed)
+    return body
+
+
+def decode(batch: bytes) -> list[RecordFields]:
+    """Every record of a stored batch as ``(offset, timestamp_ms, key, headers, value)``.
+
+    Offsets and timestamps are the batch's base plus each record's deltas
+    (with ``LogAppendTime`` every record has the batch's ``maxTimestamp``,
+    as Kafka's clients report it); a negative timestamp (none given) reads
+    as 0. Header values are minibroker's ``str``: bytes that are not UTF-8
+    are replaced (U+FFFD) and a null value reads as ``""``; Kafka readers
+    get the exact bytes. Raises :class:`CorruptRecord` when the records do
+    not parse.
+    """
+    (
+        base_offset,
+        _length,
+        _epoch,
+        _magic,
+        _crc,
+        attributes,
+        _delta,
+        base_ts,
+        max_ts,
+        _pid,
+        _epoch2,
+        _seq,
+        count,
+    ) = HEADER.unpack_from(batch, 0)
+    try:
+        body = records_part(batch)
+    except (compression.Unsupported, compression.Corrupt, compression.TooLarge) as exc:
+        raise CorruptRecord(f"the stored Kafka batch cannot be inflated: {exc}") from None
+    append_time = max_ts if attributes & LOG_APPEND_TIME else None
+    out: list[RecordFields] = []
+    add = out.append
+    varint = _varint
+    pos = 0
+    end = len(body)
+    try:
+        for _ in range(count):
+            length, pos = varint(body, pos)
+            record_end = pos + length
+            if length < 1 or record_end > end:
+                raise CorruptRecord("a record runs past the end of its batch")
+            pos += 1  # attributes (unused in magic 2)
+            delta_ts, pos = varint(body, pos)
+            delta, pos = varint(body, pos)
+            key_length, pos = varint(body, pos)
+            key = None
+            if key_length >= 0:
+                key = body[pos : pos + key_length]
+                pos += key_length
+            value_length, pos = varint(body, pos)
+            value = b""
+            if value_length >= 0:
+                value = body[pos : pos + value_length]
+                pos += value_length
+            headers: dict[str, str] | None = None
+            header_count, pos = varint(body, pos)
+            for _h in range(header_count):
+                if headers is None:
+                    headers = {}
+                name_length, pos = varint(body, pos)
+                name = body[pos : pos + name_length].decode(errors="replace")
+                pos += name_length
+                text_length, pos = varint(body, pos)
+                text = ""
+                if text_length >= 0:
+                    text = body[pos : pos + text_length].decode(errors="replace")
+                    pos += text_length
+                headers[name] = text
+            if pos != record_end:
+                raise CorruptRecord("a record's length does not match its fields")
+            timestamp = append_time if append_time is not None else base_ts + delta_ts
+            add((base_offset + delta, max(timestamp, 0), key, headers, value))
+    except IndexError:
+        raise CorruptRecord("a record runs past the end of its batch") from None
+    return out
+
+
+def to_frames(
+    batch: bytes, from_offset: int, max_records: int, max_bytes: int, at_least_one: bool
+) -> EncodedBatch:
+    """The records of ``batch`` from ``from_offset`` as record frames, for a native reader.
+
+    At most ``max_records`` and ``max_bytes`` of frames (at least one frame
+    when ``at_least_one``), like a log read.
+    """
+    fields = [record for record in decode(batch) if record[0] >= from_offset][:max_records]
+    frames = encode_fields(fields)
+    sizes = frames.frame_sizes
+    total = len(frames.data)
+    if total <= max_bytes:
+        return frames
+    ends = list(accumulate(sizes))
+    keep = 0
+    while keep < len(ends) and ends[keep] <= max_bytes:
+        keep += 1
+    if not keep and at_least_one and sizes:
+        keep = 1
+    return EncodedBatch(frames.data[: ends[keep - 1]] if keep else b"", sizes[:keep])
+
+
+def first_at_or_after(batch: bytes, timestamp_ms: int) -> int | None:
+    """Offset of the first record of ``batch`` stamped ``timestamp_ms`` or later, if any."""
+    for offset, timestamp, _, _, _ in decode(batch):
+        if timestamp >= timestamp_ms:
+            return offset
+    return None
