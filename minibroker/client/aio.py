@@ -16,11 +16,10 @@ written for asyncio's callback style instead of tasks:
   subscription never pauses reading, because the answers to this
   connection's own calls wait behind its pushes: it applies its
   ``on_overflow`` policy itself (drop its oldest items, counted in
-  ``dropped``, or end with ``SlowConsumer``). A full log tail, which must not
-  lose records, pauses reading the socket (``transport.pause_reading``) until
-  the consumer has drained it to half, so TCP pushes back on the broker. The
-  rest of the chunk being dispatched is still delivered, so a tail's buffer
-  can overshoot by at most one read (64 KiB of frames).
+  ``dropped``, or end with ``SlowConsumer``). A full log tail or responder,
+  which must not lose anything, asks the broker to ``pause`` it and to
+  ``resume`` it once the consumer has drained it to half
+  (``SubscriptionCore._consumed``); the socket is read all the while.
 
 Errors are the classes of ``minibroker.errors``, rebuilt from the wire
 code: ``UnknownOp``, ``NotFound``, ``Unauthorized`` ... (all ``BrokerError``).
@@ -56,7 +55,7 @@ from minibroker.errors import BrokerError, ConnectionClosed
 T = TypeVar("T")
 
 #: Items a subscription may hold unread: past that a topic subscription applies
-#: its overflow policy in the client, and a log tail stops the client reading.
+#: its overflow policy in the client, and a log tail or responder is paused in the broker.
 DEFAULT_MAX_PENDING = 10_000
 #: How long ``aclose`` lets buffered output drain before aborting the transport.
 CLOSE_TIMEOUT = 5.0
@@ -81,9 +80,6 @@ class Subscription(SubscriptionCore[T]):
         super().__init__(client, call, parser, max_pending)
         self._client: Client = client
         self._waiter: asyncio.Future[None] | None = None
-        self._resume_below = max(1, max_pending // 2)
-        #: True while this subscription's full buffer holds the socket paused.
-        self._holding = False
 
     # ------------------------------------------------- driven by the client
 
@@ -109,7 +105,6 @@ class Subscription(SubscriptionCore[T]):
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        self._client._release_reading(self)
 
     # ------------------------------------------------------ consumer side
 
@@ -128,8 +123,8 @@ class Subscription(SubscriptionCore[T]):
                 waiter = self._waiter = self._client._loop.create_future()
             await waiter
         item = items.popleft()
-        if self._holding and len(items) <= self._resume_below:
-            self._client._release_reading(self)
+        if self._paused and self._consumed():
+            self._resume()
         return item
 
     async def get_batch(self, max_items: int = 1000) -> list[T]:
@@ -139,8 +134,8 @@ class Subscription(SubscriptionCore[T]):
         items = self._items
         while items and len(batch) < max_items:
             batch.append(items.popleft())
-        if self._holding and len(items) <= self._resume_below:
-            self._client._release_reading(self)
+        if self._paused and self._consumed():
+            self._resume()
         return batch
 
     def get_nowait(self) -> T | None:
@@ -148,8 +143,8 @@ class Subscription(SubscriptionCore[T]):
         if not self._items:
             return None
         item = self._items.popleft()
-        if self._holding and len(self._items) <= self._resume_below:
-            self._client._release_reading(self)
+        if self._paused and self._consumed():
+            self._resume()
         return item
 
     async def aclose(self) -> None:
@@ -276,8 +271,6 @@ class Client(AsyncMethods):
         self._transport: asyncio.Transport | None = None
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
-        #: Subscriptions whose full buffers keep reading paused.
-        self._holding_reads: set[Subscription[Any]] = set()
         self._max_pending = max_pending
         self._closed: BaseException | None = None
         self._lost: asyncio.Future[None] = self._loop.create_future()
@@ -286,11 +279,6 @@ class Client(AsyncMethods):
     @property
     def closed(self) -> bool:
         return self._closed is not None
-
-    @property
-    def reading_paused(self) -> bool:
-        """True while a full subscription buffer keeps the socket from being read."""
-        return bool(self._holding_reads)
 
     async def __aenter__(self) -> Client:
         return self
@@ -403,24 +391,8 @@ class Client(AsyncMethods):
                 subscription = self._subscriptions.get(event.sub)
                 if subscription is not None:
                     subscription._feed(event)
-                    if subscription.holds_back_reading and subscription._ended is None:
-                        self._hold_reading(subscription)
             elif type(event) is Goodbye:
                 self._fail(event.error)
-
-    def _hold_reading(self, subscription: Subscription[Any]) -> None:
-        subscription._holding = True
-        if not self._holding_reads and self._transport is not None:
-            self._transport.pause_reading()
-        self._holding_reads.add(subscription)
-
-    def _release_reading(self, subscription: Subscription[Any]) -> None:
-        if not subscription._holding:
-            return
-        subscription._holding = False
-        self._holding_reads.discard(subscription)
-        if not self._holding_reads and self._transport is not None and self._closed is None:
-            self._transport.resume_reading()
 
     def _connection_lost(self, exc: Exception | None) -> None:
         reason = str(exc) if exc is not None else CLOSED_BY_BROKER

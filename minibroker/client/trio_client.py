@@ -43,7 +43,7 @@ DIRECT_SEND_MAX_BYTES = 65536
 SEND_STALL_TIMEOUT = 30.0
 
 #: Items a subscription may hold unread: past that a topic subscription applies
-#: its overflow policy in the client, and a log tail stops the client reading.
+#: its overflow policy in the client, and a log tail or responder is paused in the broker.
 DEFAULT_MAX_PENDING = 10_000
 
 
@@ -107,8 +107,8 @@ class Subscription(SubscriptionCore[T]):
     ``dropped`` counts messages discarded for this subscription because it
     fell behind (its overflow policy): by the broker, which says so in a
     ``notice`` frame, or by this client once ``max_pending`` are buffered
-    (``SubscriptionCore._take``; the reader never waits for a topic
-    subscription, only for a full log tail).
+    (``SubscriptionCore._take``). The reader never waits for a subscription:
+    a full log tail or responder is paused in the broker instead.
     """
 
     def __init__(
@@ -117,7 +117,6 @@ class Subscription(SubscriptionCore[T]):
         super().__init__(client, call, parser, max_pending)
         self._client: Client = client
         self._arrived = trio.Event()
-        self._room = trio.Event()
 
     async def _start(self) -> None:
         try:
@@ -137,12 +136,6 @@ class Subscription(SubscriptionCore[T]):
         if self._ended is None:
             self._ended = error
         self._arrived.set()
-        self._room.set()
-
-    async def _wait_for_room(self) -> None:
-        while self.holds_back_reading and self._ended is None:
-            self._room = trio.Event()
-            await self._room.wait()
 
     def __aiter__(self) -> Subscription[T]:
         return self
@@ -156,8 +149,8 @@ class Subscription(SubscriptionCore[T]):
             self._arrived = trio.Event()
             await self._arrived.wait()
         item = self._items.popleft()
-        if len(self._items) < self._max_pending:
-            self._room.set()
+        if self._paused and self._consumed():
+            self._resume()
         return item
 
     async def get_batch(self, max_items: int = 1000) -> list[T]:
@@ -167,12 +160,18 @@ class Subscription(SubscriptionCore[T]):
         items = self._items
         while items and len(batch) < max_items:
             batch.append(items.popleft())
-        self._room.set()
+        if self._paused and self._consumed():
+            self._resume()
         return batch
 
     def get_nowait(self) -> T | None:
         """The next buffered item, or None when nothing has arrived."""
-        return self._items.popleft() if self._items else None
+        if not self._items:
+            return None
+        item = self._items.popleft()
+        if self._paused and self._consumed():
+            self._resume()
+        return item
 
     async def aclose(self) -> None:
         if self.sub_id is None or self._ended is not None:
@@ -320,8 +319,6 @@ class Client(AsyncMethods):
                         subscription = self._subscriptions.get(event.sub)
                         if subscription is not None:
                             subscription._feed(event)
-                            if subscription.holds_back_reading:
-                                await subscription._wait_for_room()
                     elif type(event) is Goodbye:
                         self._fail(event.error)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
