@@ -507,7 +507,10 @@ class Session:
         high_water = self.settings.outbound_high_water
         frame_budget = self.frame_budget
         ready = self._ready
-        while ready and self._out_bytes < high_water:
+        # A closing connection sends what it answered and its error, no more
+        # pushes: a busy subscription would otherwise keep its writer going
+        # until the close deadline.
+        while ready and self._out_bytes < high_water and self.closing is None:
             sub_id = next(iter(ready))
             source = ready.pop(sub_id)
             encode_push = PUSH_ENCODERS[type(source)]

@@ -90,3 +90,4 @@ def test_pause_and_resume_need_a_subscription_of_this_connection() -> None:
     a.call("unsubscribe", sub=sub)
     assert a.error("resume", sub=sub).code == "not_found"
     assert a.error("pause", sub="x").code == "bad_request"
+
