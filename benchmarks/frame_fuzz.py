@@ -21,7 +21,7 @@ Meanwhile a healthy client pings every 10 ms. The run records crashes (the
 server exited), hangs (a ping unanswered for 10 s, or a fuzzing connection
 that got no EOF within 10 s of a frame that must end it), ``internal``
 errors, the healthy client's latency, and the server's RSS at start, at its
-peak and after the pool's queues and logs are deleted at the end.
+peak and after every queue and log left is deleted at the end.
 
     python -m benchmarks.frame_fuzz                     # 1,000,000 frames
     python -m benchmarks.frame_fuzz --frames 20000 --json fuzz.json
@@ -219,11 +219,13 @@ class Fuzzer:
                     for index in range(self.workers):
                         fuzzers.start_soon(self._fuzz, index, share)
                 self.done = True
-            # The pool's state is what the valid requests legitimately stored.
-            for queue in QUEUES:
+            # What the requests legitimately stored: the pool's queues and logs,
+            # and those the generated requests happened to create with valid
+            # odd names (a junk ``log.create`` of a random unicode name makes a log).
+            for info in await healthy.list_queues():
                 with contextlib.suppress(minibroker.NotFound):
-                    await healthy.delete_queue(queue)
-            for log in LOGS:
+                    await healthy.delete_queue(info.queue)
+            for log in await healthy.list_logs():
                 with contextlib.suppress(minibroker.NotFound):
                     await healthy.delete_log(log)
         report.seconds = time.perf_counter() - started

@@ -22,6 +22,7 @@ from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES
 from minibroker.server.accept import raise_open_file_limit
 from minibroker.server.allocator import keep_large_blocks_mapped
 from minibroker.server.app import BrokerServer
+from minibroker.server.memory_settle import MemorySettler
 from minibroker.sqs.signing import load_keys_file
 
 #: Upper bound of --busy-poll-us: beyond 10 ms it is just a spinning broker.
@@ -321,5 +322,7 @@ async def serve_until_signalled(config: ServerConfig) -> None:
                     return
 
             nursery.start_soon(stop_on_signal)
+            # Memory a burst left behind goes back once the server is idle.
+            nursery.start_soon(MemorySettler(lambda: server.stats.frames_in).run)
             await server.stopped.wait()
             nursery.cancel_scope.cancel()

@@ -16,11 +16,10 @@ written for asyncio's callback style instead of tasks:
   subscription never pauses reading, because the answers to this
   connection's own calls wait behind its pushes: it applies its
   ``on_overflow`` policy itself (drop its oldest items, counted in
-  ``dropped``, or end with ``SlowConsumer``). A full log tail, which must not
-  lose records, pauses reading the socket (``transport.pause_reading``) until
-  the consumer has drained it to half, so TCP pushes back on the broker. The
-  rest of the chunk being dispatched is still delivered, so a tail's buffer
-  can overshoot by at most one read (64 KiB of frames).
+  ``dropped``, or end with ``SlowConsumer``). A full log tail or responder,
+  which must not lose anything, asks the broker to ``pause`` it and to
+  ``resume`` it once the consumer has drained it to half
+  (``SubscriptionCore._consumed``); the socket is read all the while.
 
 Errors are the classes of ``minibroker.errors``, rebuilt from the wire
 code: ``UnknownOp``, ``NotFound``, ``Unauthorized`` ... (all ``BrokerError``).
@@ -40,19 +39,14 @@ from minibroker.client.advice import explaining_connect, explaining_hello, requi
 from minibroker.client.api import AsyncMethods
 from minibroker.client.connection import AsyncPendingCall, Connection
 from minibroker.client.protocol import CLOSED_BY_BROKER, Call, connection_lost, hello_call
-from minibroker.client.pushes import (
-    AsyncSubscription,
-    AsyncSubscriptionContext,
-    PushParser,
-    SubscriptionCore,
-)
+from minibroker.client.pushes import AsyncSubscription, AsyncSubscriptionContext, PushParser
 from minibroker.client.url import parse_url
 from minibroker.errors import BrokerError, ConnectionClosed
 
 T = TypeVar("T")
 
 #: Items a subscription may hold unread: past that a topic subscription applies
-#: its overflow policy in the client, and a log tail stops the client reading.
+#: its overflow policy in the client, and a log tail or responder is paused in the broker.
 DEFAULT_MAX_PENDING = 10_000
 #: How long ``aclose`` lets buffered output drain before aborting the transport.
 CLOSE_TIMEOUT = 5.0
@@ -152,16 +146,9 @@ class Client(AsyncMethods):
         self._transport: asyncio.Transport | None = None
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
-        #: Subscriptions whose full buffers keep reading paused.
-        self._holding_reads: set[SubscriptionCore[Any]] = set()
         self._max_pending = max_pending
         self._lost: asyncio.Future[None] = self._loop.create_future()
         self.server_info: dict[str, Any] = {}
-
-    @property
-    def reading_paused(self) -> bool:
-        """True while a full subscription buffer keeps the socket from being read."""
-        return bool(self._holding_reads)
 
     async def __aenter__(self) -> Client:
         return self
@@ -241,23 +228,11 @@ class Client(AsyncMethods):
 
     def _data_received(self, data: bytes) -> None:
         try:
-            for held in self._conn.receive_data(data):
-                self._hold_reading(held)
+            self._conn.receive_data(data)
         except BrokerError as exc:  # undecodable data from the server
             self._fail(exc)
             if self._transport is not None:
                 self._transport.abort()
-
-    def _hold_reading(self, subscription: SubscriptionCore[Any]) -> None:
-        subscription._holding = True
-        if not self._holding_reads and self._transport is not None:
-            self._transport.pause_reading()
-        self._holding_reads.add(subscription)
-
-    def _release_reading(self, subscription: AsyncSubscription[Any]) -> None:
-        self._holding_reads.discard(subscription)
-        if not self._holding_reads and self._transport is not None and self._closed is None:
-            self._transport.resume_reading()
 
     def _connection_lost(self, exc: Exception | None) -> None:
         reason = str(exc) if exc is not None else CLOSED_BY_BROKER

@@ -190,11 +190,12 @@ class Connection:
             return None
         return self.protocol.encode(call)[1]
 
-    def receive_data(self, data: bytes | bytearray) -> Iterator[SubscriptionCore[Any]]:
+    def receive_data(self, data: bytes | bytearray) -> None:
         """Dispatch every frame in ``data``: answers to their calls, pushes to their
-        subscriptions. Yields a subscription whose full buffer must hold back
-        reading (a log tail's) right after the push that filled it; the
-        transport waits for room, or pauses its socket, before going on.
+        subscriptions. Never waits: a full subscription buffer applies its
+        overflow policy or pauses that subscription in the broker
+        (``SubscriptionCore._take``), so the transport keeps reading and the
+        answers to this connection's own calls always get through (issue 14).
         Raises ``BrokerError`` for undecodable data (then ``fail`` the connection).
         """
         pending = self.pending
@@ -208,8 +209,6 @@ class Connection:
                 subscription = subscriptions.get(event.sub)
                 if subscription is not None:
                     subscription._feed(event)
-                    if subscription.holds_back_reading and subscription.ended is None:
-                        yield subscription
             elif type(event) is Goodbye:
                 self.fail(event.error)
 

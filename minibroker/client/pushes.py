@@ -7,14 +7,17 @@ pushes (``notice``: the broker dropped messages; ``end``: the broker ended
 the subscription), and what a full buffer does. Each flavour adds only how a
 consumer waits for items.
 
-A full buffer never stops the client reading its socket for a topic
-subscription: replies to this connection's own calls travel behind the
-pushes, so a client that subscribed and then published more than
-``max_pending`` messages on the same connection would wait forever for its
-publish's answer. Like a NATS client, the buffer instead applies the
+A full buffer never stops the client reading its socket: replies to this
+connection's own calls travel behind the pushes, so a client that subscribed
+(or tails a log, or serves requests) and then called more than
+``max_pending`` times on the same connection would wait forever for an
+answer. Like a NATS client, a topic subscription's buffer instead applies the
 subscription's own overflow policy on the client side (:meth:`SubscriptionCore._take`).
-Subscriptions without a policy (log tails, which must not lose records)
-still hold the socket back while full (:attr:`SubscriptionCore.holds_back_reading`).
+Log tails and responders must lose nothing, so a full buffer of theirs asks
+the broker to ``pause`` that one subscription (Kafka's consumer ``pause``),
+and to ``resume`` it once the application has taken half of it
+(:meth:`SubscriptionCore._consumed`); the broker keeps the tail's cursor or
+the responder's outbox meanwhile.
 """
 
 from __future__ import annotations
@@ -70,14 +73,14 @@ class SubscriptionCore(Generic[T]):
         self._max_pending = max_pending
         self._ended: BaseException | None = None
         self._abandoned = False
+        #: True from the ``pause`` a full tail or responder buffer sent until its ``resume``.
+        self._paused = False
         #: The topic subscription's ``on_overflow`` ("drop_oldest" or "disconnect"),
         #: applied to a full client-side buffer; None for kinds that have none.
         self._on_overflow: str | None = (
             call.fields.get("on_overflow", "drop_oldest") if call.op == "subscribe" else None
         )
         self.sub_id: int | None = None
-        #: True while this subscription's full buffer holds the client's reading back.
-        self._holding = False
         #: Messages discarded for this subscription because it fell behind: by the
         #: broker (``notice`` pushes) or by this client's full buffer.
         self.dropped = 0
@@ -130,12 +133,21 @@ class SubscriptionCore(Generic[T]):
         policy here, as the broker would: ``drop_oldest`` drops the oldest
         buffered items (counted in ``dropped``, logged like a ``notice``);
         ``disconnect`` keeps the items received so far and discards the rest.
-        Either way memory stays bounded by ``max_pending``.
+        Either way memory stays bounded by ``max_pending``. A tail or a
+        responder, which may drop nothing, pauses instead: the broker stops
+        pushing to it, so its buffer holds at most ``max_pending`` items plus
+        those already on their way (at most the broker's outbound high-water
+        mark, 1 MiB, and what the sockets hold).
         """
         buffered = self._items
         buffered.extend(items)
         excess = len(buffered) - self._max_pending
-        if excess <= 0 or self._on_overflow is None or self._ended is not None:
+        if self._on_overflow is None:
+            if excess >= 0 and not self._paused and self._ended is None:
+                self._paused = True
+                self._client._post(Call("pause", {"sub": self.sub_id}))
+            return False
+        if excess <= 0 or self._ended is not None:
             return False
         if self._on_overflow == "disconnect":
             for _ in range(excess):
@@ -145,6 +157,21 @@ class SubscriptionCore(Generic[T]):
             buffered.popleft()
         self._count_dropped(excess, "client")
         return False
+
+    def _consumed(self) -> bool:
+        """The application took items; True if the broker must now be told to
+        resume this paused subscription (call :meth:`_resume`, outside any lock).
+
+        Resuming at half of ``max_pending``, not at the first free slot, keeps
+        a consumer that is just behind from sending a pause and a resume per push.
+        """
+        if self._paused and len(self._items) <= self._max_pending // 2:
+            self._paused = False
+            return self._ended is None
+        return False
+
+    def _resume(self) -> None:
+        self._client._post(Call("resume", {"sub": self.sub_id}))
 
     def _end_slow(self) -> None:
         """on_overflow=disconnect on the client: end this subscription with the
@@ -174,13 +201,6 @@ class SubscriptionCore(Generic[T]):
 
     def _end(self, error: BaseException) -> None:
         raise NotImplementedError
-
-    @property
-    def holds_back_reading(self) -> bool:
-        """True when the client must stop reading its socket: only a subscription
-        without an overflow policy (a log tail) whose buffer holds ``max_pending``
-        items. A topic subscription never does (see :meth:`_take`)."""
-        return self._on_overflow is None and len(self._items) >= self._max_pending
 
     @property
     def ended(self) -> BaseException | None:
@@ -216,9 +236,10 @@ class AsyncSubscription(SubscriptionCore[T]):
     """A live push subscription of the Trio and asyncio clients: ``async for item in sub``.
 
     Items arrive in batches from the reader and wait in a local deque; the
-    consumer waits on the client's :class:`Signal`. A full log tail holds
-    the client's reading back (``client._hold_reading``) until the consumer
-    has drained it to half, so TCP pushes back on the broker. Iteration ends
+    consumer waits on the client's :class:`Signal`. A full log tail or
+    responder is paused in the broker (:meth:`SubscriptionCore._take`) and
+    resumed once the consumer has drained it to half (:meth:`_taken`); the
+    client never stops reading its socket. Iteration ends
     when the subscription is closed or the broker ends it; it raises
     ``ConnectionClosed`` (or the broker's goodbye error) if the connection goes.
     """
@@ -228,7 +249,6 @@ class AsyncSubscription(SubscriptionCore[T]):
     ) -> None:
         super().__init__(client, call, parser, max_pending)
         self._arrival: Signal = client._signal()
-        self._resume_below = max(1, max_pending // 2)
 
     async def _start(self) -> None:
         try:
@@ -244,16 +264,11 @@ class AsyncSubscription(SubscriptionCore[T]):
         if self._ended is None:
             self._ended = error
         self._arrival.set()
-        self._release()
-
-    def _release(self) -> None:
-        if self._holding:
-            self._holding = False
-            self._client._release_reading(self)
 
     def _taken(self) -> None:
-        if self._holding and len(self._items) <= self._resume_below:
-            self._release()
+        """The consumer took items: resume a paused subscription drained to half."""
+        if self._paused and self._consumed():
+            self._resume()
 
     def __aiter__(self) -> AsyncSubscription[T]:
         return self

@@ -29,9 +29,10 @@ How it works, and why:
   stops reading for a full topic subscription (the answers to this
   connection's own calls wait behind its pushes): the subscription applies
   its ``on_overflow`` policy itself, dropping its oldest items (counted in
-  ``dropped``) or ending with ``SlowConsumer``. A full log tail, which must
-  not lose records, stops the reader until the consumer catches up, so TCP
-  pushes back on the broker.
+  ``dropped``) or ending with ``SlowConsumer``. A full log tail or
+  responder, which must not lose anything, asks the broker to ``pause`` it
+  and to ``resume`` it once the consumer has drained it to half; the reader
+  never stops.
   Alternatively a callback runs on the reader thread for every item; it
   must not make blocking calls on this client (the reader would wait for
   itself), which raises ``RuntimeError`` rather than deadlocking;
@@ -77,7 +78,7 @@ log = logging.getLogger("minibroker.client")
 T = TypeVar("T")
 
 #: Items a subscription may hold unread: past that a topic subscription applies
-#: its overflow policy in the client, and a log tail stops the reader reading.
+#: its overflow policy in the client, and a log tail or responder is paused in the broker.
 DEFAULT_MAX_PENDING = 10_000
 #: Default seconds a call waits for its answer (on top of any server-side wait).
 DEFAULT_TIMEOUT = 30.0
@@ -233,8 +234,6 @@ class Subscription(SubscriptionCore[T], BlockingIteration[T]):
         self._client: Client = client
         self._callback = callback
         self._cond = threading.Condition(threading.Lock())
-        #: True while the reader thread waits for room in this buffer.
-        self._reader_waiting = False
 
     # ------------------------------------------------- driven by the client
 
@@ -246,7 +245,7 @@ class Subscription(SubscriptionCore[T], BlockingIteration[T]):
             raise
 
     def _feed(self, push: Push) -> None:
-        """Reader thread: take one push frame; blocks only while a log tail's buffer is full."""
+        """Reader thread: take one push frame; never blocks (see ``SubscriptionCore._take``)."""
         if self._control(push):
             return
         items = self._parser(push.frame, self._client)
@@ -261,10 +260,6 @@ class Subscription(SubscriptionCore[T], BlockingIteration[T]):
         with self._cond:
             slow = self._take(items)
             self._cond.notify_all()
-            while self.holds_back_reading and self._ended is None:
-                self._reader_waiting = True
-                self._cond.wait()
-            self._reader_waiting = False
         if slow:
             self._end_slow()
 
@@ -283,9 +278,10 @@ class Subscription(SubscriptionCore[T], BlockingIteration[T]):
             if not self._items:
                 self._wait_for_items(timeout)
             item = self._items.popleft()
-            if self._reader_waiting:
-                self._cond.notify_all()
-            return item
+            resume = self._paused and self._consumed()
+        if resume:  # outside the lock: sending may block, the reader needs the lock
+            self._resume()
+        return item
 
     def get_batch(self, max_items: int = 1000, timeout: float | None = None) -> list[T]:
         """Wait (up to ``timeout``) for at least one item, then return up to
@@ -299,9 +295,10 @@ class Subscription(SubscriptionCore[T], BlockingIteration[T]):
                 items.clear()
             else:
                 batch = [items.popleft() for _ in range(max_items)]
-            if self._reader_waiting:
-                self._cond.notify_all()
-            return batch
+            resume = self._paused and self._consumed()
+        if resume:
+            self._resume()
+        return batch
 
     def get_nowait(self) -> T | None:
         """The next buffered item, or None when nothing has arrived."""
@@ -309,9 +306,10 @@ class Subscription(SubscriptionCore[T], BlockingIteration[T]):
             if not self._items:
                 return None
             item = self._items.popleft()
-            if self._reader_waiting:
-                self._cond.notify_all()
-            return item
+            resume = self._paused and self._consumed()
+        if resume:
+            self._resume()
+        return item
 
     def _wait_for_items(self, timeout: float | None) -> None:
         """Holding the condition: return once an item is buffered, else raise."""
@@ -561,8 +559,7 @@ class Client(SyncMethods):
                     return
                 if self._tls is not None:
                     data = self._decrypt(data)
-                for _ in conn.receive_data(data):
-                    pass  # a full log tail's _feed already waited for room
+                conn.receive_data(data)
         except OSError as exc:
             self._fail(connection_lost(str(exc) or type(exc).__name__))
         except BrokerError as exc:  # undecodable data from the server

@@ -35,7 +35,7 @@ DIRECT_SEND_MAX_BYTES = 65536
 SEND_STALL_TIMEOUT = 30.0
 
 #: Items a subscription may hold unread: past that a topic subscription applies
-#: its overflow policy in the client, and a log tail stops the client reading.
+#: its overflow policy in the client, and a log tail or responder is paused in the broker.
 DEFAULT_MAX_PENDING = 10_000
 
 
@@ -87,8 +87,6 @@ class Client(AsyncMethods):
         self._outbox: list[bytes | memoryview] = []
         self._outbox_ready = trio.Event()
         self._sending = False
-        #: Set when a subscription that held the reader back made room.
-        self._room = trio.Event()
         #: Non-blocking writes and reads on a TCP socket (None for TLS and memory streams).
         self._direct = direct_socket(stream)
         self._max_pending = max_pending
@@ -182,9 +180,6 @@ class Client(AsyncMethods):
     ) -> AsyncSubscriptionContext[T]:
         return AsyncSubscriptionContext(AsyncSubscription(self, call, parser, self._max_pending))
 
-    def _release_reading(self, subscription: AsyncSubscription[Any]) -> None:
-        self._room.set()
-
     async def _reader(self) -> None:
         conn = self._conn
         direct = self._direct
@@ -195,12 +190,7 @@ class Client(AsyncMethods):
                 if not data:
                     self._fail(connection_lost(CLOSED_BY_BROKER))
                     return
-                for held in conn.receive_data(data):
-                    # A full log tail: read nothing more until its consumer made room.
-                    held._holding = True
-                    while held._holding:
-                        self._room = trio.Event()
-                        await self._room.wait()
+                conn.receive_data(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._fail(connection_lost(str(exc) or type(exc).__name__))
         except BrokerError as exc:  # undecodable data from the server

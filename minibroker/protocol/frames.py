@@ -209,6 +209,27 @@ class Unsubscribe(Request):
 
 
 @dataclass(frozen=True, slots=True)
+class Pause(Request):
+    """Stop pushing to one subscription until ``resume``; nothing is dropped.
+
+    A client whose buffer for a log tail or a responder is full sends it
+    instead of stopping reading its socket, so the answers to its other
+    calls (which travel behind the pushes) keep arriving (issue 14).
+    """
+
+    op: ClassVar[str] = "pause"
+    sub: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resume(Request):
+    """Push to a paused subscription again, from where it stopped."""
+
+    op: ClassVar[str] = "resume"
+    sub: int
+
+
+@dataclass(frozen=True, slots=True)
 class Bind(Request):
     op: ClassVar[str] = "bind"
     queue: str
@@ -452,6 +473,8 @@ REQUEST_TYPES: tuple[type[Request], ...] = (
     Publish,
     Subscribe,
     Unsubscribe,
+    Pause,
+    Resume,
     Bind,
     Unbind,
     LogCreate,

@@ -114,6 +114,9 @@ class Session:
         self._out: list[bytes] = []
         self._out_bytes = 0
         self._ready: dict[int, PushSource] = {}
+        #: Sub ids the client paused -> whether the source asked to be drained
+        #: meanwhile (it is put back in ``_ready`` on resume).
+        self._paused: dict[int, bool] = {}
         self._parked: dict[int, tuple[int, ResultEncoder]] = {}
         #: Request id -> token of every parked request: ids still awaiting an
         #: answer, which a new request may not reuse (see ``_dispatch``).
@@ -166,7 +169,11 @@ class Session:
 
     def push_ready(self, source: PushSource) -> None:
         if not self.closed and not self._sealed:
-            self._ready[source.sub_id] = source
+            sub_id = source.sub_id
+            if sub_id in self._paused:
+                self._paused[sub_id] = True
+                return
+            self._ready[sub_id] = source
             self.wakeup()
 
     def kick(self, error: BrokerError) -> None:
@@ -336,13 +343,39 @@ class Session:
         if source is None:
             raise NotFound(f"no subscription {sub_id} on this connection")
         self._ready.pop(sub_id, None)
+        self._paused.pop(sub_id, None)
         return source
+
+    def pause_subscription(self, sub_id: int) -> None:
+        """Push nothing more to ``sub_id`` until ``resume_subscription``.
+
+        The source keeps what it has (a tail its cursor, a responder its
+        outbox, a topic subscription its buffer, under its own overflow
+        policy): it is only no longer drained. This is how a client whose
+        buffer for a tail or responder is full holds that one stream back
+        while it keeps reading the answers to its other calls; stopping
+        reading the socket instead would hold back those answers too, and a
+        client waiting for one of them would never take from the buffer.
+        """
+        if sub_id not in self.subscriptions:
+            raise NotFound(f"no subscription {sub_id} on this connection")
+        was_ready = self._ready.pop(sub_id, None) is not None
+        self._paused[sub_id] = self._paused.get(sub_id, False) or was_ready
+
+    def resume_subscription(self, sub_id: int) -> None:
+        """Drain ``sub_id`` again, from where it stopped (a no-op unless paused)."""
+        source = self.subscriptions.get(sub_id)
+        if source is None:
+            raise NotFound(f"no subscription {sub_id} on this connection")
+        if self._paused.pop(sub_id, False):
+            self.push_ready(source)
 
     def end_subscription(self, sub_id: int, error: BrokerError) -> None:
         """The core ended a subscription (its log or queue went away): tell the client."""
         if self.subscriptions.pop(sub_id, None) is None:
             return
         self._ready.pop(sub_id, None)
+        self._paused.pop(sub_id, None)
         self._write(end_frame(sub_id, error))
         self.wakeup()
 
@@ -474,7 +507,10 @@ class Session:
         high_water = self.settings.outbound_high_water
         frame_budget = self.frame_budget
         ready = self._ready
-        while ready and self._out_bytes < high_water:
+        # A closing connection sends what it answered and its error, no more
+        # pushes: a busy subscription would otherwise keep its writer going
+        # until the close deadline.
+        while ready and self._out_bytes < high_water and self.closing is None:
             sub_id = next(iter(ready))
             source = ready.pop(sub_id)
             encode_push = PUSH_ENCODERS[type(source)]
@@ -525,6 +561,7 @@ class Session:
         log.warning("ending subscription %d of %s: %s", sub_id, self.peer_name, error.message)
         if self.subscriptions.pop(sub_id, None) is not None:
             source.cancel(self.now)
+        self._paused.pop(sub_id, None)
         self._write(end_frame(sub_id, error))
 
     # ---------------------------------------------------------- lifecycle
@@ -535,6 +572,7 @@ class Session:
             return
         self.closed = True
         self._ready.clear()
+        self._paused.clear()
         self._held.clear()
         self._held_ids.clear()
         self._decoder.discard()

@@ -243,6 +243,10 @@ class Connection:
                 self.close_reason = f"{session.closing.code}: {session.closing.message}"
             session.now = trio.current_time()
             session.connection_lost()
+            # The session's wakeup is our bound method, and we hold the
+            # session: a cycle that would keep both (and everything they
+            # hold) until the cycle collector's rare full collection.
+            session.wakeup = _no_wakeup
             if self._budget is not None:
                 self._budget.release(self._claimed)
                 self._claimed = 0
@@ -376,6 +380,10 @@ class Connection:
                     await _finish(stream, session.closing, self._reader_done)
                 scope.cancel()
                 return
+
+
+def _no_wakeup() -> None:
+    """A closed session's wakeup: nothing left to wake."""
 
 
 async def _finish(stream: trio.abc.Stream, reason: BrokerError, reader_done: trio.Event) -> None:

@@ -186,26 +186,32 @@ def test_subscription_iteration_batches_and_close(fake_broker: FakeBroker) -> No
     run(body)
 
 
-def test_a_full_subscription_buffer_pauses_reading_until_drained(
+def test_a_full_tail_buffer_pauses_its_subscription_not_the_socket(
     fake_broker: FakeBroker,
 ) -> None:
+    """A subscription without an overflow policy (a tail, a responder) that
+    fills ``max_pending`` sends ``pause`` and keeps reading the socket, then
+    ``resume`` once drained to half (issue 14: stopping reading wedged the
+    calls of its own connection)."""
     pushes = [{"op": "msg", "sub": 1, "items": list(range(i, i + 5))} for i in (0, 5, 10)]
 
     async def body() -> None:
+        loop = asyncio.get_running_loop()
         async with minibroker.aio.connect(fake_broker.url, max_pending=10) as mb:
             call = Call("script", script({"sub": 1}, pushes))
             async with mb._subscription(call, items_parser) as sub:
                 assert await sub.__anext__() == 0
-                assert mb.reading_paused
-                assert mb._transport is not None and not mb._transport.is_reading()
+                # 15 buffered, past max_pending: the answer to a call still comes.
+                assert await mb.ping(b"flowing") == b"flowing"
+                assert [f["sub"] for f in fake_broker.received("pause")] == [1]
                 taken = [await sub.__anext__() for _ in range(8)]  # 14 -> 6 buffered
                 assert taken == list(range(1, 9))
-                assert mb.reading_paused
-                assert await sub.__anext__() == 9  # 5 left: at half, reading resumes
-                assert not mb.reading_paused
-                assert mb._transport.is_reading()
-                assert await mb.ping(b"flowing") == b"flowing"
+                assert fake_broker.received("resume") == []
+                assert await sub.__anext__() == 9  # 5 left: at half, it resumes
+                resumed = await loop.run_in_executor(None, fake_broker.wait_for, "resume")
+                assert [f["sub"] for f in resumed] == [1]
                 assert await sub.get_batch() == [10, 11, 12, 13, 14]
+                assert len(fake_broker.received("pause")) == 1
 
     run(body)
 

@@ -189,22 +189,25 @@ def test_callback_subscriptions_run_on_the_reader_thread(fake_broker: FakeBroker
         assert mb.ping(b"fine") == b"fine"
 
 
-def test_a_full_subscription_buffer_stops_the_reader_until_drained(
+def test_a_full_tail_buffer_pauses_its_subscription_not_the_reader(
     fake_broker: FakeBroker,
 ) -> None:
+    """Issue 14: a full buffer without an overflow policy (a tail, a responder)
+    used to stop the reader, and with it the answers to this client's calls."""
     pushes = [{"op": "msg", "sub": 1, "items": list(range(i, i + 5))} for i in (0, 5, 10)]
     call = Call("script", script({"sub": 1}, pushes))
     with (
         minibroker.connect_sync(fake_broker.url, max_pending=10) as mb,
         mb._subscription(call, items_parser) as sub,
     ):
-        with sub._cond:
-            assert sub._cond.wait_for(lambda: sub._reader_waiting, SAFETY)
-            assert len(sub._items) == 10
-        ping, outcome = start(mb.ping, b"behind the pushes")
-        assert sub.get_batch(100, SAFETY) == list(range(10))
-        assert finish(ping, outcome) == b"behind the pushes"
+        assert [f["sub"] for f in fake_broker.wait_for("pause")] == [1]
+        assert mb.ping(b"behind the pushes") == b"behind the pushes"
+        assert sub.get_batch(9, SAFETY) == list(range(9))
+        assert fake_broker.received("resume") == []
+        assert sub.get(SAFETY) == 9  # 5 left: at half, it resumes
+        assert [f["sub"] for f in fake_broker.wait_for("resume")] == [1]
         assert sub.get_batch(100, SAFETY) == list(range(10, 15))
+        assert len(fake_broker.received("pause")) == 1
 
 
 def test_a_subscribe_that_timed_out_is_undone_when_its_reply_comes(

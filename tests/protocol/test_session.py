@@ -12,6 +12,7 @@ import struct
 from typing import Any
 
 import pytest
+from helpers import Net
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -346,3 +347,25 @@ def test_shutdown_fails_parked_requests_before_bye() -> None:
     error, bye = wire.receive()
     assert (error["op"], error["id"], error["code"]) == ("error", 5, "shutting_down")
     assert (bye["op"], bye["code"]) == ("bye", "shutting_down")
+
+
+def test_a_closing_connection_pushes_nothing_more() -> None:
+    """After a frame that ends the connection only what was answered goes out.
+
+    Pushes kept flowing to a connection closing on a bad frame, so a busy
+    subscription could keep its writer sending until the close deadline
+    (benchmarks/frame_fuzz.py saw fuzzers wait over 10 s for the EOF).
+    """
+    net = Net()
+    a, b = net.connect(), net.connect()
+    a.call("subscribe", pattern="t")
+    b.call("publish", topic="t", messages=[{"body": b"before"}])
+    a.pump()
+    body = b"\xc1" * 8  # never valid msgpack
+    a.send_bytes(len(body).to_bytes(4, "big") + body)
+    assert a.session.closing is not None
+    b.call("publish", topic="t", messages=[{"body": b"after"}])
+    a.pump()
+    pushed = [m["body"] for f in a.other if f["op"] == "msg" for m in f["messages"]]
+    assert pushed == [b"before"]
+    assert [f.get("code") for f in a.other if f["op"] == "error"] == ["bad_frame"]

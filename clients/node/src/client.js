@@ -51,8 +51,6 @@ export class Client {
     this._blocked = false;
     /** @type {Array<() => void>} */
     this._drainWaiters = [];
-    /** @type {Set<object>} subscriptions whose buffer is full: reading is paused while any is */
-    this._holders = new Set();
     /** @type {Error | null} */
     this._closedWith = null;
     /** @type {number | null} the largest frame the broker accepts (its advertised limit, from hello) */
@@ -253,19 +251,6 @@ export class Client {
     }
   }
 
-  /** @param {object} subscription a subscription whose buffer is full */
-  _holdReading(subscription) {
-    if (this._holders.has(subscription)) return;
-    this._holders.add(subscription);
-    this._socket.pause();
-  }
-
-  /** @param {object} subscription a subscription with room again (or ended) */
-  _releaseReading(subscription) {
-    if (!this._holders.delete(subscription)) return;
-    if (this._holders.size === 0 && !this._closedWith) this._socket.resume();
-  }
-
   // ------------------------------------------------------------ closing
 
   /** The error for calls made after the connection ended. */
@@ -293,7 +278,6 @@ export class Client {
     // A broker's reason (bye slow_consumer, shutting_down...) is more useful
     // to a subscriber than "connection closed".
     for (const subscription of subscriptions) subscription._end(reason instanceof BrokerError ? reason : lost);
-    this._holders.clear();
     this._outbox = [];
     this._outboxBytes = 0;
     for (const wake of this._drainWaiters.splice(0)) wake();
@@ -318,8 +302,6 @@ export class Client {
     for (const subscription of subscriptions) subscription._end(/** @type {any} */ (SUBSCRIPTION_DONE));
     const rest = this._outbox;
     this._outbox = [];
-    this._holders.clear();
-    this._socket.resume(); // read on to the broker's FIN, even if a subscription had paused us
     await new Promise((resolve) => {
       const timer = setTimeout(() => this._socket.destroy(), 2000);
       this._socket.once("close", () => {

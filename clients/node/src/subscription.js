@@ -13,14 +13,15 @@
  * applies the subscription's own overflow policy instead: `drop_oldest`
  * drops its oldest items (counted in `dropped`, reported to `onNotice`),
  * `disconnect` ends the subscription with SlowConsumerError (after the items
- * received so far) and unsubscribes it. A log tail, which must not lose
- * records, has no policy: while its FIFO is full the client stops reading
- * the socket, so TCP carries the back-pressure.
+ * received so far) and unsubscribes it. A log tail or a responder, which
+ * must not lose anything, has no policy: a full FIFO asks the broker to
+ * `pause` that one subscription, and to `resume` it once the application has
+ * taken half; the socket is read all the while (issue 14).
  */
 
 import { ConnectionClosedError, SlowConsumerError, SubscriptionEndedError, errorFromCode } from "./errors.js";
 
-/** Items a subscription may hold unread: past that a topic subscription applies its overflow policy, a tail pauses reading. */
+/** Items a subscription may hold unread: past that a topic subscription applies its overflow policy, a tail or responder is paused in the broker. */
 export const DEFAULT_MAX_PENDING = 10_000;
 
 /** Marks a subscription that ended quietly (closed by us, or its log deleted). */
@@ -52,6 +53,8 @@ export class Subscription {
     /** @type {unknown} why the subscription ended: DONE, an error, or null while live */
     this._ended = null;
     this._closing = false;
+    /** True from the `pause` a full tail or responder FIFO sent until its `resume`. */
+    this._paused = false;
     /** @type {number | null} the broker's id for this subscription, once it is live */
     this.sub = null;
     /** @type {any} the `ok` result of the creating request */
@@ -125,8 +128,12 @@ export class Subscription {
         const items = this._parse(frame);
         for (const item of items) this._deliver(item);
         if (this.pending < this._maxPending) return;
-        if (this._onOverflow === null) this._client._holdReading(this);
-        else if (this.pending > this._maxPending) this._overflow();
+        if (this._onOverflow === null) {
+          if (!this._paused && this._ended === null) {
+            this._paused = true;
+            this._client._post("pause", { sub: this.sub });
+          }
+        } else if (this.pending > this._maxPending) this._overflow();
       }
     }
   }
@@ -166,7 +173,6 @@ export class Subscription {
   _end(reason) {
     if (this._ended !== null) return;
     this._ended = reason;
-    this._client._releaseReading(this);
     for (const waiter of this._waiters.splice(0)) this._settleEnded(waiter);
   }
 
@@ -199,7 +205,10 @@ export class Subscription {
       this._items = this._items.slice(this._head);
       this._head = 0;
     }
-    if (this._items.length - this._head < this._maxPending) this._client._releaseReading(this);
+    if (this._paused && this._items.length - this._head <= Math.floor(this._maxPending / 2)) {
+      this._paused = false;
+      if (this._ended === null) this._client._post("resume", { sub: this.sub });
+    }
     return item;
   }
 

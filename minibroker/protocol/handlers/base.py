@@ -1,4 +1,4 @@
-"""Connection-level requests: hello, ping, unsubscribe."""
+"""Connection-level requests: hello, ping, unsubscribe, pause, resume."""
 
 from __future__ import annotations
 
@@ -25,3 +25,13 @@ def ping(session: Session, frame: frames.Ping) -> bytes | None:
 def unsubscribe(session: Session, frame: frames.Unsubscribe) -> None:
     source = session.remove_subscription(frame.sub)
     source.cancel(session.now)
+
+
+@handles(frames.Pause)
+def pause(session: Session, frame: frames.Pause) -> None:
+    session.pause_subscription(frame.sub)
+
+
+@handles(frames.Resume)
+def resume(session: Session, frame: frames.Resume) -> None:
+    session.resume_subscription(frame.sub)
