@@ -389,6 +389,26 @@ def test_commit_and_committed(logs: Logs) -> None:
     assert logs.committed("ev", "g") == 3
 
 
+def test_reading_a_commit_that_fell_behind_retention_names_the_first_offset(
+    logs: Logs,
+) -> None:
+    """The stateful test's case: a commit below the first retained offset stays
+    committed, and reading from it fails as docs/logs.md promises."""
+    logs.create("ev", LogOptions(segment_bytes=1024, retention_seconds=5.0), 0.0)
+    for i in range(40):
+        logs.append("ev", [(None, None, bytes(100))], float(i))
+    logs.commit("ev", "g", 3, 40.0)
+    logs.broker.on_time(100.0)
+    first = logs.statistics("ev").first_offset
+    assert first > 3
+    assert logs.committed("ev", "g") == 3
+    with pytest.raises(OffsetOutOfRange) as info:
+        logs.read("ev", start="committed", group="g")
+    assert info.value.details["first_offset"] == first
+    logs.commit("ev", "g", 1, 101.0)  # committing back below the first offset is allowed
+    assert logs.statistics("ev").groups["g"].committed == 1
+
+
 # --------------------------------------------------------------- retention
 
 
