@@ -22,8 +22,6 @@ import trio
 
 from minibroker._version import __version__
 from minibroker.access.auth import Authenticator
-from minibroker.amqp.connection import AmqpSession, AmqpSettings
-from minibroker.amqp.vhost import recover_vhosts
 from minibroker.config import ServerConfig
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig
@@ -57,6 +55,7 @@ from minibroker.storage.memory import MemoryLog
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
+    from minibroker.amqp.connection import AmqpSession
     from minibroker.kafka.service import KafkaService
 
 log = logging.getLogger("minibroker.server")
@@ -154,6 +153,9 @@ class BrokerServer:
         return self._registry
 
     def _amqp_front_end(self, port: int) -> FrontEnd:
+        # pamqp and minibroker.amqp load only when an AMQP port is asked for
+        from minibroker.amqp.connection import AmqpSession, AmqpSettings
+
         settings = AmqpSettings(
             authenticate=self.auth.authenticate,
             outbound_high_water=self.config.outbound_high_water,
@@ -259,6 +261,8 @@ class BrokerServer:
             for namespace in self.broker.storage.existing_namespaces():
                 self.broker.namespace(namespace)
             if self.config.amqp_port is not None:
+                from minibroker.amqp.vhost import recover_vhosts
+
                 recover_vhosts(list(self.broker.namespaces.values()))
 
     @property
