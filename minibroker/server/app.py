@@ -255,6 +255,8 @@ class BrokerServer:
     def _recover_namespaces(self) -> None:
         """Open every namespace found in the data directory, so durable queues and
         logs are recovered (and their recovery logged) before the first client."""
+        if self.broker.storage is None:
+            return  # memory only: nothing to recover, and the disk store stays unloaded
         from minibroker.server.datadir import DataDirectory
 
         if isinstance(self.broker.storage, DataDirectory):

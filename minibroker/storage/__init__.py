@@ -15,6 +15,9 @@ to fsync), this package only keeps bytes safe and finds them again.
 See docs/storage.md for the design and the byte formats.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from minibroker.log_store import Entry, LogStore, Record, RecordBatch
 from minibroker.record_format import (
     CorruptRecord,
@@ -23,9 +26,29 @@ from minibroker.record_format import (
     scan_valid_prefix,
 )
 from minibroker.storage.chain import DEFAULT_SEGMENT_BYTES
-from minibroker.storage.commitlog import RecoveryReport, SegmentedLog
 from minibroker.storage.memory import MemoryLog
-from minibroker.storage.segment import DEFAULT_INDEX_INTERVAL_BYTES
+
+if TYPE_CHECKING:
+    from minibroker.storage.commitlog import RecoveryReport, SegmentedLog
+    from minibroker.storage.segment import DEFAULT_INDEX_INTERVAL_BYTES
+
+#: The on-disk store, imported on first use: a broker without a data
+#: directory (and ``minibroker serve``'s start-up) does not load it.
+_LAZY = {
+    "RecoveryReport": "minibroker.storage.commitlog",
+    "SegmentedLog": "minibroker.storage.commitlog",
+    "DEFAULT_INDEX_INTERVAL_BYTES": "minibroker.storage.segment",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'minibroker.storage' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_INDEX_INTERVAL_BYTES",
