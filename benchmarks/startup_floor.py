@@ -33,6 +33,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from benchmarks.config import HOST
@@ -131,20 +132,16 @@ def variants(trees: dict[str, Path], workdir: Path) -> list[Variant]:
     python = sys.executable
     floor = _env(None, cache=True)
     found = [
-        Variant("import trio", lambda: time_to_exit([python, "-c", "import trio"], floor, workdir))
+        Variant("import trio", partial(time_to_exit, [python, "-c", "import trio"], floor, workdir))
     ]
     for name, source in trees.items():
         for cache in (True, False):
             label = f"{name}, {'cached' if cache else 'no cache'}"
             tree = copy_tree(source, workdir / name / str(cache), compiled=cache)
             env = _env(tree, cache)
-            found.append(Variant(f"serve {label}", lambda t=tree, e=env: time_to_first_ping(t, e)))
-            found.append(
-                Variant(
-                    f"embedded {label}",
-                    lambda t=tree, e=env: time_to_exit([python, "-c", EMBEDDED_SCRIPT], e, t),
-                )
-            )
+            embedded = [python, "-c", EMBEDDED_SCRIPT]
+            found.append(Variant(f"serve {label}", partial(time_to_first_ping, tree, env)))
+            found.append(Variant(f"embedded {label}", partial(time_to_exit, embedded, env, tree)))
     return found
 
 
