@@ -15,7 +15,6 @@ to fsync), this package only keeps bytes safe and finds them again.
 See docs/storage.md for the design and the byte formats.
 """
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from minibroker.log_store import Entry, LogStore, Record, RecordBatch
@@ -32,22 +31,22 @@ if TYPE_CHECKING:
     from minibroker.storage.commitlog import RecoveryReport, SegmentedLog
     from minibroker.storage.segment import DEFAULT_INDEX_INTERVAL_BYTES
 
-#: The on-disk store, imported on first use: a broker without a data
-#: directory (and ``minibroker serve``'s start-up) does not load it.
-_LAZY = {
-    "RecoveryReport": "minibroker.storage.commitlog",
-    "SegmentedLog": "minibroker.storage.commitlog",
-    "DEFAULT_INDEX_INTERVAL_BYTES": "minibroker.storage.segment",
-}
+#: The on-disk store's names, imported on first use: a broker without a
+#: data directory (and ``minibroker serve``'s start-up) does not load it.
+_ON_DISK = frozenset({"RecoveryReport", "SegmentedLog", "DEFAULT_INDEX_INTERVAL_BYTES"})
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
+    if name not in _ON_DISK:
         raise AttributeError(f"module 'minibroker.storage' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    from minibroker.storage import commitlog, segment
+
+    globals().update(
+        RecoveryReport=commitlog.RecoveryReport,
+        SegmentedLog=commitlog.SegmentedLog,
+        DEFAULT_INDEX_INTERVAL_BYTES=segment.DEFAULT_INDEX_INTERVAL_BYTES,
+    )
+    return globals()[name]
 
 
 __all__ = [
