@@ -23,7 +23,6 @@ from minibroker.server.accept import raise_open_file_limit
 from minibroker.server.allocator import keep_large_blocks_mapped
 from minibroker.server.app import BrokerServer
 from minibroker.server.memory_settle import MemorySettler
-from minibroker.sqs.signing import load_keys_file
 
 #: Upper bound of --busy-poll-us: beyond 10 ms it is just a spinning broker.
 MAX_BUSY_POLL_US = 10_000.0
@@ -259,8 +258,15 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         kafka_partitions=args.kafka_partitions,
         amqp_port=int(args.amqp_port) if args.amqp_port is not None else None,
         sqs_port=int(args.sqs_port) if args.sqs_port is not None else None,
-        sqs_keys=load_keys_file(args.sqs_keys) if args.sqs_keys else None,
+        sqs_keys=_sqs_keys(args.sqs_keys) if args.sqs_keys else None,
     )
+
+
+def _sqs_keys(path: str) -> dict[str, str]:
+    """--sqs-keys, read with the SQS front end's own parser (loaded only when given)."""
+    from minibroker.sqs.signing import load_keys_file
+
+    return load_keys_file(path)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,8 +22,6 @@ import trio
 
 from minibroker._version import __version__
 from minibroker.access.auth import Authenticator
-from minibroker.amqp.connection import AmqpSession, AmqpSettings
-from minibroker.amqp.vhost import recover_vhosts
 from minibroker.config import ServerConfig
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig
@@ -58,6 +56,7 @@ from minibroker.storage.memory import MemoryLog
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
+    from minibroker.amqp.connection import AmqpSession
     from minibroker.kafka.service import KafkaService
     from minibroker.sqs.session import SqsEndpoint
 
@@ -164,6 +163,9 @@ class BrokerServer:
         return self._registry
 
     def _amqp_front_end(self, port: int) -> FrontEnd:
+        # pamqp and minibroker.amqp load only when an AMQP port is asked for
+        from minibroker.amqp.connection import AmqpSession, AmqpSettings
+
         settings = AmqpSettings(
             authenticate=self.auth.authenticate,
             outbound_high_water=self.config.outbound_high_water,
@@ -265,12 +267,16 @@ class BrokerServer:
     def _recover_namespaces(self) -> None:
         """Open every namespace found in the data directory, so durable queues and
         logs are recovered (and their recovery logged) before the first client."""
+        if self.broker.storage is None:
+            return  # memory only: nothing to recover, and the disk store stays unloaded
         from minibroker.server.datadir import DataDirectory
 
         if isinstance(self.broker.storage, DataDirectory):
             for namespace in self.broker.storage.existing_namespaces():
                 self.broker.namespace(namespace)
             if self.config.amqp_port is not None:
+                from minibroker.amqp.vhost import recover_vhosts
+
                 recover_vhosts(list(self.broker.namespaces.values()))
 
     @property

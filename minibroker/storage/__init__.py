@@ -15,6 +15,8 @@ to fsync), this package only keeps bytes safe and finds them again.
 See docs/storage.md for the design and the byte formats.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from minibroker.log_store import Entry, LogStore, Record, RecordBatch
 from minibroker.record_format import (
     CorruptRecord,
@@ -23,9 +25,29 @@ from minibroker.record_format import (
     scan_valid_prefix,
 )
 from minibroker.storage.chain import DEFAULT_SEGMENT_BYTES
-from minibroker.storage.commitlog import RecoveryReport, SegmentedLog
 from minibroker.storage.memory import MemoryLog
-from minibroker.storage.segment import DEFAULT_INDEX_INTERVAL_BYTES
+
+if TYPE_CHECKING:
+    from minibroker.storage.commitlog import RecoveryReport, SegmentedLog
+    from minibroker.storage.segment import DEFAULT_INDEX_INTERVAL_BYTES
+
+#: The on-disk store's names, imported on first use: a broker without a
+#: data directory (and ``minibroker serve``'s start-up) does not load it.
+_ON_DISK = frozenset({"RecoveryReport", "SegmentedLog", "DEFAULT_INDEX_INTERVAL_BYTES"})
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _ON_DISK:
+        raise AttributeError(f"module 'minibroker.storage' has no attribute {name!r}")
+    from minibroker.storage import commitlog, segment
+
+    globals().update(
+        RecoveryReport=commitlog.RecoveryReport,
+        SegmentedLog=commitlog.SegmentedLog,
+        DEFAULT_INDEX_INTERVAL_BYTES=segment.DEFAULT_INDEX_INTERVAL_BYTES,
+    )
+    return globals()[name]
+
 
 __all__ = [
     "DEFAULT_INDEX_INTERVAL_BYTES",
