@@ -89,7 +89,7 @@ class ChannelConsumer:
     def credit(self) -> int:
         channel = self.channel
         session = channel.session
-        if session.closed or channel.closing or channel.paused:
+        if session.closed or session.input_ended or channel.closing or channel.paused:
             return 0
         if session.over_high_water:
             session.starved = True  # fed again once the buffer drains

@@ -135,6 +135,8 @@ class AmqpSession:
         self.input_paused = False
         self.closing: BrokerError | None = None
         self.closed = False
+        #: Set once the client sent EOF: consumers get no more credit (see ``eof_received``).
+        self.input_ended = False
         #: Set once the connection's deliveries, consumers and queues were handed back.
         self._released = False
         self.now = 0.0
@@ -159,6 +161,15 @@ class AmqpSession:
         """Close the connection, telling the client why (320 CONNECTION_FORCED)."""
         if self.closing is None and not self.closed:
             self._close_connection(HardError(CONNECTION_FORCED, error.message))
+
+    def eof_received(self) -> None:
+        """The client sent EOF: send what is answered, deliver nothing more.
+
+        A client that can no longer send cannot ack either, so deliveries
+        after its EOF would only be requeued at the close; and on a busy queue
+        they would keep the connection sending until the close deadline.
+        """
+        self.input_ended = True
 
     # ------------------------------------------------------------- state
 

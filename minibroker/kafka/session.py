@@ -346,6 +346,9 @@ class KafkaSession:
             self.closing = error
             self.wakeup()
 
+    def eof_received(self) -> None:
+        """Nothing to stop: Kafka has no pushes, only answers, which still go out."""
+
     def connection_lost(self) -> None:
         if self.closed:
             return

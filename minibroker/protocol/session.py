@@ -139,6 +139,8 @@ class Session:
         #: Set when the connection must close once the outbound buffer is sent.
         self.closing: BrokerError | None = None
         self.closed = False
+        #: Set once the client sent EOF: answers still go out, pushes no more.
+        self.input_ended = False
         #: Set once ``bye`` is written: it is the last frame, nothing follows it.
         self._sealed = False
         #: The current time on the Trio clock, set by the shell before each call in.
@@ -168,7 +170,7 @@ class Session:
         self.wakeup()
 
     def push_ready(self, source: PushSource) -> None:
-        if not self.closed and not self._sealed:
+        if not self.closed and not self._sealed and not self.input_ended:
             sub_id = source.sub_id
             if sub_id in self._paused:
                 self._paused[sub_id] = True
@@ -186,6 +188,15 @@ class Session:
             self._sealed = True
             self._ready.clear()
             self.wakeup()
+
+    def eof_received(self) -> None:
+        """The client sent EOF: answer what it sent, push nothing more.
+
+        Pushes keep coming on a busy subscription or tail; drained after EOF
+        they would keep the connection sending until the close deadline.
+        """
+        self.input_ended = True
+        self._ready.clear()
 
     # -------------------------------------------------------------- input
 
@@ -509,7 +520,7 @@ class Session:
         ready = self._ready
         # A closing connection sends what it answered and its error, no more
         # pushes: a busy subscription would otherwise keep its writer going
-        # until the close deadline.
+        # until the close deadline. (After EOF ``_ready`` stays empty.)
         while ready and self._out_bytes < high_water and self.closing is None:
             sub_id = next(iter(ready))
             source = ready.pop(sub_id)

@@ -39,7 +39,9 @@ connections cannot hold more memory than the budget allows.
 Closing: whichever side ends the connection, the writer first sends what is
 already answered (an error frame, a ``bye``, the answers to requests that
 arrived before the client's EOF), bounded in time, then half-closes and
-lingers briefly so that the last frame is not lost to a TCP reset.
+lingers briefly so that the last frame is not lost to a TCP reset. A closing
+or half-closed connection sends no more pushes (``WireSession.eof_received``):
+what keeps coming on a busy subscription must not hold it open.
 """
 
 from __future__ import annotations
@@ -289,6 +291,9 @@ class Connection:
                     await self._claim_partial_frame(self._budget)
                 data = await receive_some(READ_CHUNK)
                 if not data:
+                    # The client's EOF: the session stops pushing, so the
+                    # writer sends what is answered and closes promptly.
+                    session.eof_received()
                     return
                 self.bytes_in += len(data)
                 if session.closing is not None:

@@ -72,6 +72,13 @@ class WireSession(Protocol):
         """Close after telling the client why, in the front end's own terms."""
         ...
 
+    def eof_received(self) -> None:
+        """The client sent EOF: nothing more comes in, and the shell closes once
+        what is already answered is sent. A front end that pushes (topic
+        subscriptions, tails, consumers) stops pushing here, so a busy source
+        cannot keep a finished connection sending until the close deadline."""
+        ...
+
     def connection_lost(self) -> None:
         """The stream is gone: hand back deliveries, drop subscriptions and waiters."""
         ...

@@ -225,6 +225,9 @@ class SqsSession:
         self.closing = error
         self.wakeup()
 
+    def eof_received(self) -> None:
+        """Nothing to stop: HTTP has no pushes, only responses, which still go out."""
+
     def shutdown(self) -> None:
         """Server shutdown: a parked long poll is answered with no messages (its
         messages stay ready); a held answer goes out once synced; then close."""

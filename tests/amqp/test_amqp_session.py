@@ -289,6 +289,23 @@ def test_a_chunk_of_publishes_is_fed_to_the_consumer_in_one_fetch() -> None:
     ]
 
 
+def test_a_consumer_gets_no_more_deliveries_after_its_clients_eof() -> None:
+    """After EOF (``eof_received``) a client can no longer ack: what is
+    published to its queue stays ready for other consumers, and nothing keeps
+    its connection sending until the close deadline (issue 14)."""
+    broker = Broker()
+    publisher = _open(broker, hold=False)
+    consumer = _consumer(broker, 2, prefetch=0)
+    publisher.receive_data(_one_publish(b"before"))
+    frames = _frames(consumer.data_to_send())
+    assert [f.value for f in frames if isinstance(f, body.ContentBody)] == [b"before"]
+    consumer.eof_received()
+    publisher.receive_data(b"".join(_one_publish(b"after%d" % i) for i in range(3)))
+    assert not consumer.has_output()
+    assert consumer.data_to_send() == b""
+    assert broker.namespace().queues.get("q").ready_count == 3
+
+
 def test_publishes_cut_at_every_byte_arrive_whole() -> None:
     broker = Broker()
     publisher = _open(broker, hold=False)

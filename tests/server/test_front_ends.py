@@ -82,6 +82,9 @@ class UpperEcho:
         self.closing = error
         self.wakeup()
 
+    def eof_received(self) -> None:
+        pass
+
     def connection_lost(self) -> None:
         self._lost.set()
 
