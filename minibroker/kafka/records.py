@@ -26,6 +26,7 @@ from typing import Final
 from crc32c import crc32c
 
 from minibroker.log_store import Record
+from minibroker.record_format import CorruptRecord
 from minibroker.storage import kafka_compression as compression
 from minibroker.storage.kafka_batch import (
     CODEC_MASK,
@@ -35,6 +36,7 @@ from minibroker.storage.kafka_batch import (
     HEADER_SIZE,
     LOG_OVERHEAD,
     TRANSACTIONAL,
+    read_varint,
 )
 
 BATCH_HEADER: Final = HEADER
@@ -146,35 +148,16 @@ def check_produced(data: bytes, max_uncompressed: int) -> ProducedBatch:
     )
 
 
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    """A zig-zag varint at ``pos``: ``(value, next position)``."""
-    byte = buf[pos]
-    if byte < 0x80:
-        return (byte >> 1) ^ -(byte & 1), pos + 1
-    result = byte & 0x7F
-    shift = 7
-    pos += 1
-    while True:
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return (result >> 1) ^ -(result & 1), pos
-        shift += 7
-        if shift > 63:
-            raise InvalidBatch("a varint is longer than 10 bytes", CORRUPT_MESSAGE)
-
-
 def _check_records(body: bytes, count: int) -> int:
     """Check that ``body`` is ``count`` well-framed records; return the largest's length.
 
     The produce hot path, so nothing is built and varints of one or two
     bytes (lengths below 8 KiB, small deltas: nearly all of them) are read
-    inline; longer ones go through :func:`_varint`. Every field is still
+    inline; longer ones go through storage's ``read_varint``. Every field is still
     stepped over, so a record whose fields do not fill exactly its length
     is refused, as Kafka's validator refuses it.
     """
-    varint = _varint
+    varint = read_varint
     pos = 0
     end = len(body)
     largest = 0
@@ -197,10 +180,14 @@ def _check_records(body: bytes, count: int) -> int:
             if length > largest:
                 largest = length
             # attributes (unused in magic 2), then the timestamp delta, skipped
+            # (but no longer than a varint may be: native readers decode it)
             pos += 1
+            start = pos
             while body[pos] >= 0x80:
                 pos += 1
             pos += 1
+            if pos - start > 10:
+                raise InvalidBatch("a varint is longer than 10 bytes", CORRUPT_MESSAGE)
             # offset delta: must be the record's index
             byte = body[pos]
             if byte < 0x80:
@@ -251,6 +238,8 @@ def _check_records(body: bytes, count: int) -> int:
                 raise InvalidBatch("a record's length does not match its fields", CORRUPT_MESSAGE)
     except IndexError:
         raise InvalidBatch("a record runs past the end of its batch", CORRUPT_MESSAGE) from None
+    except CorruptRecord as exc:  # a varint longer than 10 bytes
+        raise InvalidBatch(str(exc), CORRUPT_MESSAGE) from None
     if pos != end:
         raise InvalidBatch("bytes left over after the batch's last record", CORRUPT_MESSAGE)
     return largest

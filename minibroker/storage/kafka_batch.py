@@ -129,8 +129,12 @@ def base_offset_of(batch: bytes | memoryview) -> int:
     return int(offset)
 
 
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    """A zig-zag varint at ``pos``: ``(value, next position)``."""
+def read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """A zig-zag varint at ``pos``: ``(value, next position)``.
+
+    Shared with the produce check (``minibroker/kafka/records.py``), which
+    turns :class:`CorruptRecord` into Kafka's CORRUPT_MESSAGE.
+    """
     byte = buf[pos]
     if byte < 0x80:
         return (byte >> 1) ^ -(byte & 1), pos + 1
@@ -194,7 +198,7 @@ def decode(batch: bytes) -> list[RecordFields]:
     append_time = max_ts if attributes & LOG_APPEND_TIME else None
     out: list[RecordFields] = []
     add = out.append
-    varint = _varint
+    varint = read_varint
     pos = 0
     end = len(body)
     try:

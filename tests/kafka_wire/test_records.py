@@ -118,6 +118,31 @@ def test_a_record_whose_fields_overrun_its_length_is_corrupt() -> None:
     assert caught.value.error == CORRUPT_MESSAGE
 
 
+@pytest.mark.parametrize(
+    ("position", "short", "long"),
+    [
+        (63, 0x00, b"\x80" * 10 + b"\x00"),  # the timestamp delta 0, stepped over inline
+        (65, 0x01, b"\x81" + b"\x80" * 9 + b"\x00"),  # the null key (-1), read by storage's reader
+    ],
+)
+def test_a_varint_longer_than_ten_bytes_is_corrupt_message(
+    position: int, short: int, long: bytes
+) -> None:
+    """Native readers decode every varint of a stored batch, so one that no
+    reader accepts must be refused at produce, as Kafka's CORRUPT_MESSAGE
+    (storage's reader raises CorruptRecord; it must not escape the check)."""
+    data = bytearray(kio_batch([(None, b"abc", {})]))
+    assert data[position] == short
+    data[position : position + 1] = long  # the same value in eleven bytes
+    data[61] += 20  # the record is ten bytes longer (zig-zag)
+    struct.pack_into(">i", data, 8, len(data) - 12)  # and so is the batch
+    struct.pack_into(">I", data, 17, crc32c(bytes(data[21:])))
+    with pytest.raises(InvalidBatch) as caught:
+        check_produced(bytes(data), 1 << 20)
+    assert caught.value.error == CORRUPT_MESSAGE
+    assert "longer than 10 bytes" in str(caught.value)
+
+
 def test_a_flipped_bit_inside_the_crc_is_corrupt_message() -> None:
     data = bytearray(kio_batch([(None, b"payload", {})]))
     data[-1] ^= 1
