@@ -334,30 +334,12 @@ class Vhost:
                 exchange, routing_key, message, header_table, now, ttl
             )
         if exchange.type == TOPIC:
-            try:
-                result = self.namespace.topics.publish(
-                    topic_name(exchange.name, routing_key), [message], now, ttl
-                )
-            except InvalidName:
-                return 0, 0  # no binding can match a key the core cannot name
-            return result.queues + result.subscriptions, 0
+            return self._publish_topic(exchange, routing_key, message, now, ttl), 0
         if exchange.name == DEFAULT:
             targets: Sequence[str] = (routing_key,)
         else:
             targets = exchange.route(routing_key, header_table)
-        taken = refused = 0
-        queues = self.namespace.queues
-        for name in targets:
-            queue = queues.find(name)
-            if queue is None:
-                continue
-            try:
-                queue.put([message], now, ttl=ttl)
-            except Overflow:
-                refused += 1
-                continue
-            taken += 1
-        return taken, refused
+        return self._put(targets, message, now, ttl)
 
     def _publish_topic(
         self,
@@ -379,6 +361,7 @@ class Vhost:
     def _put(
         self, targets: Sequence[str], message: CoreMessage, now: float, ttl: float | None
     ) -> tuple[int, int]:
+        """Put into each named queue that exists: (queues that took it, queues full)."""
         taken = refused = 0
         queues = self.namespace.queues
         for name in targets:
