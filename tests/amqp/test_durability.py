@@ -19,6 +19,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from minibroker.config import ServerConfig
 from minibroker.testing import ThreadedBroker, run_in_thread
+from tests.amqp.pika_helpers import bodies  # type: ignore[import-not-found]
 
 DLX_ARGS = {
     "x-dead-letter-exchange": "dlx",
@@ -44,15 +45,6 @@ def channel_of(broker: ThreadedBroker) -> Iterator[BlockingChannel]:
     finally:
         if connection.is_open:
             connection.close()
-
-
-def bodies(ch: BlockingChannel, queue: str) -> list[bytes]:
-    found = []
-    while True:
-        method, _, body = ch.basic_get(queue, auto_ack=True)
-        if method is None:
-            return found
-        found.append(body)
 
 
 def test_exchanges_bindings_and_queue_arguments_survive_a_restart(tmp_path: Path) -> None:

@@ -9,6 +9,8 @@ import pika.exceptions
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel
 
+from tests.amqp.pika_helpers import bodies  # type: ignore[import-not-found]
+
 
 @pytest.fixture
 def ch(minibroker_amqp_url: str) -> Iterator[BlockingChannel]:
@@ -16,15 +18,6 @@ def ch(minibroker_amqp_url: str) -> Iterator[BlockingChannel]:
     yield connection.channel()
     if connection.is_open:
         connection.close()
-
-
-def bodies(ch: BlockingChannel, queue: str) -> list[bytes]:
-    found = []
-    while True:
-        method, _, body = ch.basic_get(queue, auto_ack=True)
-        if method is None:
-            return found
-        found.append(body)
 
 
 def test_a_message_follows_exchange_bindings_by_the_source_type(ch: BlockingChannel) -> None:
