@@ -493,51 +493,51 @@ class FileSegment:
         On failure the file is left as it was. Only batch-format segments are
         appended to (the log starts a new segment after an old-format one).
         """
-        if self._failed is not None:
-            raise self._failed
-        if not self.batched:
-            raise StorageError(f"{self.log_path} is in the old format; it is never appended to")
-        position = self.size_bytes
+        self._check_appendable()
         data = encode_batch_header(len(batch.frame_sizes), len(batch.data)) + batch.data
-        try:
-            fileio.write_all(self._fd, data, position)
-        except OSError as exc:
-            error = fileio.storage_error(exc, "appending to", self.log_path)
-            self._undo_write(position, error)
-            raise error from exc
+        position = self._write_at_end(data)
         self._sparse_index().add_batch(
             self.next_offset - self.base_offset, position + BATCH_HEADER_SIZE, batch.frame_sizes
         )
-        self.size_bytes += len(data)
-        self.next_offset += len(batch.frame_sizes)
-        if self.first_timestamp_ms is None:
-            self.first_timestamp_ms = timestamp_ms
-        self.last_timestamp_ms = timestamp_ms
-        self._index_dirty = True
-        self._unsynced = True
+        self._appended(len(data), len(batch.frame_sizes), timestamp_ms)
 
     def append_kafka(self, batch: bytes, count: int, timestamp_ms: int) -> None:
         """Write a Kafka batch behind its batch header, its base offset set on the way.
 
         Like :meth:`append`: one unbuffered write, the file as it was on failure.
         """
+        self._check_appendable()
+        header = encode_batch_header(count, len(batch), KIND_KAFKA)
+        with memoryview(batch) as view:  # one copy of the batch, by the join
+            data = b"".join((header, stored_head(batch, self.next_offset), view[STORED_HEAD_SIZE:]))
+        position = self._write_at_end(data)
+        self._sparse_index().add_unit(self.next_offset - self.base_offset, position)
+        self._appended(len(data), count, timestamp_ms)
+
+    def _check_appendable(self) -> None:
         if self._failed is not None:
             raise self._failed
         if not self.batched:
             raise StorageError(f"{self.log_path} is in the old format; it is never appended to")
+
+    def _write_at_end(self, data: bytes) -> int:
+        """One unbuffered write of a whole unit at the end; returns where it starts.
+
+        On failure the file is cut back to where it was (see ``_undo_write``).
+        """
         position = self.size_bytes
-        header = encode_batch_header(count, len(batch), KIND_KAFKA)
-        with memoryview(batch) as view:  # one copy of the batch, by the join
-            data = b"".join((header, stored_head(batch, self.next_offset), view[STORED_HEAD_SIZE:]))
         try:
             fileio.write_all(self._fd, data, position)
         except OSError as exc:
             error = fileio.storage_error(exc, "appending to", self.log_path)
             self._undo_write(position, error)
             raise error from exc
-        self._sparse_index().add_unit(self.next_offset - self.base_offset, position)
-        self.size_bytes += len(data)
-        self.next_offset += count
+        return position
+
+    def _appended(self, size: int, records: int, timestamp_ms: int) -> None:
+        """The bookkeeping after a unit of ``records`` records reached the file."""
+        self.size_bytes += size
+        self.next_offset += records
         if self.first_timestamp_ms is None:
             self.first_timestamp_ms = timestamp_ms
         self.last_timestamp_ms = timestamp_ms
