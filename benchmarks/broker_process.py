@@ -22,7 +22,9 @@ from pathlib import Path
 
 #: "minibroker 0.1.0 listening on 127.0.0.1:PORT (...)"
 _LISTENING = re.compile(r"minibroker \S+ listening on \S+:(\d+)")
-START_TIMEOUT = 30.0
+#: A guard against a server that never starts, not a speed limit: at load 15 on
+#: two cores a restart that recovers a large data dir has taken over 30 s.
+START_TIMEOUT = 120.0
 
 
 class BrokerProcess:
