@@ -10,7 +10,6 @@ must never buffer more than one maximal frame plus one received chunk.
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 
 import msgpack
@@ -30,6 +29,7 @@ from minibroker.protocol.codec import (
     decode_request,
     pack_frame,
 )
+from minibroker.protocol.frame_class import fields
 from minibroker.protocol.frames import REQUESTS, Request
 
 MAX_FRAME = 256
@@ -88,7 +88,7 @@ nested_names = st.sampled_from(["body", "key", "headers", "topic", "rid", "subje
 
 
 def _request_like(op: str) -> st.SearchStrategy[dict[str, object]]:
-    names = [f.name for f in dataclasses.fields(REQUESTS[op]) if f.name != "id"]
+    names = [f.name for f in fields(REQUESTS[op]) if f.name != "id"]
     values = scalars | raw_values | st.lists(st.dictionaries(nested_names, scalars, max_size=3))
     return st.fixed_dictionaries(
         {"op": st.just(op), "id": st.integers(0, 2**64 - 1) | scalars},

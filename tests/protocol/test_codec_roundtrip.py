@@ -9,7 +9,6 @@ covered here without touching this file. Requests go through the server's
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import types
 import typing
@@ -30,6 +29,7 @@ from minibroker.protocol.codec import (
     encode,
     pack_frame,
 )
+from minibroker.protocol.frame_class import fields, is_frame_class
 from minibroker.protocol.frames import DECODERS, REQUEST_TYPES, SERVER_FRAME_TYPES
 
 INT_MIN = -(2**63)
@@ -75,15 +75,16 @@ def strategy_for(annotation: object, name: str = "") -> st.SearchStrategy[Any]:
         return st.dictionaries(texts, texts, max_size=3)
     if origin is Literal:
         return st.sampled_from(args)
-    if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
+    if is_frame_class(annotation):
+        assert isinstance(annotation, type)
         return frame_strategy(annotation)
     raise AssertionError(f"no strategy for {annotation!r}: extend strategy_for")
 
 
 def frame_strategy(cls: type) -> st.SearchStrategy[Any]:
     hints = typing.get_type_hints(cls)
-    fields = {f.name: strategy_for(hints[f.name], f.name) for f in dataclasses.fields(cls)}
-    return st.builds(cls, **fields)
+    strategies = {f.name: strategy_for(hints[f.name], f.name) for f in fields(cls)}
+    return st.builds(cls, **strategies)
 
 
 def cut(data: bytes, cuts: list[int]) -> list[bytes]:

@@ -9,7 +9,6 @@ be matched to its request.
 
 from __future__ import annotations
 
-import dataclasses
 import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
@@ -21,6 +20,7 @@ import minibroker.protocol.handlers  # noqa: F401
 from minibroker.errors import BadRequest, UnknownOp
 from minibroker.protocol import frames
 from minibroker.protocol.codec import FrameDecoder, InvalidFrame, decode_request, pack_frame
+from minibroker.protocol.frame_class import fields, is_frame_class
 from minibroker.protocol.frames import REQUEST_TYPES
 
 
@@ -47,7 +47,8 @@ def valid_value(annotation: object) -> object:
         return {"k": "v"}
     if origin is Literal:
         return args[0]
-    if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
+    if is_frame_class(annotation):
+        assert isinstance(annotation, type)
         return minimal_map(annotation, required_only=False)
     raise AssertionError(f"no example value for {annotation!r}")
 
@@ -75,7 +76,7 @@ def wrong_values(annotation: object) -> list[object]:
         return ["not a map", [["k", "v"]], {"k": 1}, {1: "v"}]
     if origin is Literal:
         return ["no such option", 1, True]
-    if dataclasses.is_dataclass(annotation):
+    if is_frame_class(annotation):
         return ["not a map", 1, []]
     return []
 
@@ -83,11 +84,8 @@ def wrong_values(annotation: object) -> list[object]:
 def minimal_map(cls: type, *, required_only: bool = True) -> dict[str, object]:
     hints = typing.get_type_hints(cls)
     out: dict[str, object] = {}
-    for field in dataclasses.fields(cls):
-        required = (
-            field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
-        )
-        if required or not required_only:
+    for field in fields(cls):
+        if field.required or not required_only:
             out[field.name] = valid_value(hints[field.name])
     return out
 
@@ -107,7 +105,7 @@ def field_cases() -> list[tuple[type[frames.Request], str, object]]:
     cases = []
     for cls in REQUEST_TYPES:
         hints = typing.get_type_hints(cls)
-        for field in dataclasses.fields(cls):
+        for field in fields(cls):
             if field.name == "id":
                 continue
             for wrong in wrong_values(hints[field.name]):
@@ -119,8 +117,8 @@ def required_cases() -> list[tuple[type[frames.Request], str]]:
     return [
         (cls, field.name)
         for cls in REQUEST_TYPES
-        for field in dataclasses.fields(cls)
-        if field.name != "id" and field.default is dataclasses.MISSING
+        for field in fields(cls)
+        if field.name != "id" and field.required
     ]
 
 
