@@ -27,7 +27,9 @@ import msgpack
 
 from minibroker.errors import BadFrame, BadRequest, BrokerError, TooLarge, UnknownOp
 from minibroker.protocol.frames import DECODERS, REQUESTS
-from minibroker.protocol.schema import to_wire
+
+#: (decoded map, field path prefix) -> request frame; BrokerError if invalid.
+Decoder = Callable[[dict[Any, Any], str], object]
 
 HEADER = struct.Struct(">I")
 HEADER_SIZE = HEADER.size
@@ -235,21 +237,25 @@ def _unpack(body: bytes, max_container_len: int | None) -> Any:
 
 
 class FrameDecoder:
-    """Decodes client requests into their frame dataclasses.
+    """Decodes client requests into their frames.
 
-    ``frames()`` yields request dataclasses, or ``InvalidFrame`` for maps that
+    ``frames()`` yields request frames, or ``InvalidFrame`` for maps that
     are not valid requests; it raises ``ProtocolError`` for a broken stream.
+    ``decoders`` maps each op to its decoder: the compiled schema decoders by
+    default, the server's op table (protocol/ops.py) in a session.
     """
 
-    __slots__ = ("_raw",)
+    __slots__ = ("_decoders", "_raw")
 
     def __init__(
         self,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         *,
         max_container_len: int | None = None,
+        decoders: Mapping[str, Decoder] = DECODERS,
     ) -> None:
         self._raw = RawFrameDecoder(max_frame_bytes, max_container_len=max_container_len)
+        self._decoders = decoders
 
     @property
     def buffered_bytes(self) -> int:
@@ -278,34 +284,18 @@ class FrameDecoder:
         """Yield each complete frame; a caller may stop early (``close()``) and the
         frames it did not take stay buffered for the next call."""
         values = self._raw.values()
+        decoders = self._decoders
         try:
             for value in values:
-                yield decode_request(value)
+                yield decode_request(value, decoders)
         finally:
             # Drop the consumed frames from the buffer now, not whenever the
             # inner generator happens to be collected.
             values.close()
 
 
-#: Request decoders in use: the compiled ones (filled on first use) and any
-#: hand-written fast path registered below.
-_REQUEST_DECODERS: dict[str, Callable[[dict[Any, Any], str], object]] = {}
-
-
-def register_request_decoder(op: str, decoder: Callable[[dict[Any, Any], str], object]) -> None:
-    """Replace the decoder of request ``op`` with a hand-written fast path.
-
-    For batch requests whose generic, per-item dataclass decoding costs more
-    than the work itself (``append``: see protocol/handlers/logs.py). The
-    replacement must accept and refuse exactly what the generic decoder does.
-    """
-    if op not in REQUESTS:
-        raise KeyError(f"unknown request op {op!r}")
-    _REQUEST_DECODERS[op] = decoder
-
-
-def decode_request(value: object) -> object:
-    """Map one decoded msgpack value to a request dataclass or an InvalidFrame."""
+def decode_request(value: object, decoders: Mapping[str, Decoder] = DECODERS) -> object:
+    """Map one decoded msgpack value to a request frame or an InvalidFrame."""
     if type(value) is not dict:
         raise ProtocolError("a frame must be a msgpack map with an 'op' key")
     raw_id = value.get("id")
@@ -313,11 +303,9 @@ def decode_request(value: object) -> object:
     op = value.get("op")
     if type(op) is not str:
         return InvalidFrame(request_id, BadRequest("frame has no string 'op' field"))
-    decoder = _REQUEST_DECODERS.get(op)
-    if decoder is None:
-        if op not in REQUESTS:
-            return InvalidFrame(request_id, UnknownOp(f"unknown op {op!r}"))
-        decoder = _REQUEST_DECODERS[op] = DECODERS[op]
+    if op not in REQUESTS:
+        return InvalidFrame(request_id, UnknownOp(f"unknown op {op!r}"))
+    decoder = decoders[op]
     if request_id is None:
         return InvalidFrame(None, BadRequest("request has no unsigned integer 'id' field"))
     try:
@@ -359,13 +347,6 @@ def pack_frame(value: Mapping[str, Any]) -> bytes:
     """Length-prefix one msgpack value: the bytes of one complete frame."""
     body = _pack(value)
     return HEADER.pack(len(body)) + body
-
-
-def encode(frame: object) -> bytes:
-    """Encode a frame dataclass (``op`` first, nil fields left out)."""
-    wire = to_wire(frame)
-    assert isinstance(wire, dict)
-    return pack_frame({"op": frame.op, **wire})  # type: ignore[attr-defined]
 
 
 def check_frame_size(frame: bytes, max_frame_bytes: int) -> None:

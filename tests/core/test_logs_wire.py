@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 from minibroker.client.logs import records_from_bytes
 from minibroker.errors import BadRequest
 from minibroker.protocol import frames
-from minibroker.protocol.codec import _REQUEST_DECODERS, InvalidFrame, decode_request
+from minibroker.protocol.codec import InvalidFrame, decode_request
 from minibroker.protocol.handlers.logs import decode_append
+from minibroker.protocol.ops import OPS, REQUEST_DECODERS
 from minibroker.protocol.schema import compile_decoder
 from minibroker.storage import CorruptRecord, Record, decode_records, encode_records
 
@@ -77,11 +78,14 @@ def test_a_bare_body_is_a_record_without_key_or_headers() -> None:
 
 def test_the_codec_uses_the_fast_decoder_for_the_common_shape() -> None:
     raw = {"op": "append", "id": 1, "log": "ev", "records": [{"body": b"x", "key": b"k"}]}
-    assert _REQUEST_DECODERS["append"] is decode_append
-    decoded = decode_request(raw)
+    assert OPS["append"].decode is decode_append
+    assert REQUEST_DECODERS["append"] is decode_append
+    decoded = decode_request(raw, REQUEST_DECODERS)
     assert decoded == frames.Append(1, "ev", [frames.RecordIn(b"x", b"k")])
     # A text body is converted by the generic decoder, as for every other frame.
-    decoded = decode_request({"op": "append", "id": 1, "log": "ev", "records": [{"body": "é"}]})
+    decoded = decode_request(
+        {"op": "append", "id": 1, "log": "ev", "records": [{"body": "é"}]}, REQUEST_DECODERS
+    )
     assert isinstance(decoded, frames.Append)
     assert decoded.records[0].body == "é".encode()
 

@@ -25,7 +25,8 @@ from typing import Any
 from minibroker.core.broker import Broker
 from minibroker.errors import BrokerError, error_from_code
 from minibroker.protocol import frames
-from minibroker.protocol.codec import RawFrameDecoder, encode, pack_frame
+from minibroker.protocol.codec import RawFrameDecoder, pack_frame
+from minibroker.protocol.encoder import encode
 from minibroker.protocol.session import Session, SessionSettings
 from minibroker.storage import LogStore, MemoryLog
 
@@ -60,8 +61,6 @@ class Net:
 
     def set_time(self, now: float) -> int:
         self.now = now
-        for client in self.clients:
-            client.session.now = now
         fired = 0
         # Timers may arm timers that are already due: fire until quiet.
         while True:
@@ -77,7 +76,6 @@ class Client:
     def __init__(self, net: Net, conn_id: int, settings: SessionSettings | None) -> None:
         self.net = net
         self.session = Session(net.broker, conn_id, settings=settings)
-        self.session.now = net.now
         self.decoder = RawFrameDecoder()
         #: Responses (ok/error) by request id, not yet taken by ``result``.
         self.responses: dict[int, dict[str, Any]] = {}
@@ -110,8 +108,7 @@ class Client:
         return frame.id
 
     def send_bytes(self, data: bytes) -> None:
-        self.session.now = self.net.now
-        self.session.receive_data(data)
+        self.session.receive_data(data, self.net.now)
         self.pump()
 
     # ------------------------------------------------------------ receiving
@@ -163,8 +160,7 @@ class Client:
 
     def close(self) -> None:
         """The connection drops (the shell's connection_lost)."""
-        self.session.now = self.net.now
-        self.session.connection_lost()
+        self.session.connection_lost(self.net.now)
 
 
 class _KeptLog:

@@ -18,19 +18,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-# The server's request decoders, fast paths included (handlers register them).
-import minibroker.protocol.handlers  # noqa: F401
 from minibroker.protocol import frames
 from minibroker.protocol.codec import (
     HEADER_SIZE,
     FrameDecoder,
     InvalidFrame,
     RawFrameDecoder,
-    encode,
     pack_frame,
 )
+from minibroker.protocol.encoder import encode
 from minibroker.protocol.frame_class import fields, is_frame_class
 from minibroker.protocol.frames import DECODERS, REQUEST_TYPES, SERVER_FRAME_TYPES
+
+# The server's request decoders, fast paths included.
+from minibroker.protocol.ops import REQUEST_DECODERS
 
 INT_MIN = -(2**63)
 UINT_MAX = 2**64 - 1
@@ -95,7 +96,7 @@ def cut(data: bytes, cuts: list[int]) -> list[bytes]:
 
 
 def decode_requests(chunks: list[bytes]) -> list[object]:
-    decoder = FrameDecoder()
+    decoder = FrameDecoder(decoders=REQUEST_DECODERS)
     out: list[object] = []
     for chunk in chunks:
         decoder.receive_data(chunk)
@@ -181,13 +182,13 @@ def test_nil_fields_are_left_out_and_mean_default() -> None:
     assert value == {"op": "hello", "id": 7, "version": 1, "client": ""}
     assert next(iter(value)) == "op"
     # An explicit nil decodes exactly like an absent key.
-    request = FrameDecoder()
+    request = FrameDecoder(decoders=REQUEST_DECODERS)
     request.receive_data(pack_frame({"op": "hello", "id": 7, "version": 1, "token": None}))
     assert list(request.frames()) == [frames.Hello(id=7, version=1)]
 
 
 def test_invalid_frame_is_not_a_request() -> None:
-    decoder = FrameDecoder()
+    decoder = FrameDecoder(decoders=REQUEST_DECODERS)
     decoder.receive_data(encode(frames.Ok(id=3, result=1)))
     (result,) = decoder.frames()
     assert isinstance(result, InvalidFrame)

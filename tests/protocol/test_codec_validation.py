@@ -16,12 +16,14 @@ from typing import Any, Literal, Union, get_args, get_origin
 import pytest
 
 # The server's request decoders, fast paths included (handlers register them).
-import minibroker.protocol.handlers  # noqa: F401
 from minibroker.errors import BadRequest, UnknownOp
 from minibroker.protocol import frames
 from minibroker.protocol.codec import FrameDecoder, InvalidFrame, decode_request, pack_frame
 from minibroker.protocol.frame_class import fields, is_frame_class
 from minibroker.protocol.frames import REQUEST_TYPES
+
+# The server's request decoders, fast paths included.
+from minibroker.protocol.ops import REQUEST_DECODERS
 
 
 def valid_value(annotation: object) -> object:
@@ -95,7 +97,7 @@ def request_map(cls: type[frames.Request], **fields: object) -> dict[str, object
 
 
 def decode(value: dict[str, object]) -> object:
-    decoder = FrameDecoder()
+    decoder = FrameDecoder(decoders=REQUEST_DECODERS)
     decoder.receive_data(pack_frame(value))
     (result,) = decoder.frames()
     return result
