@@ -40,6 +40,7 @@ from typing import Any, Literal
 from minibroker.client.bodies import as_body
 from minibroker.client.protocol import Call
 from minibroker.client.transport import AsyncTransport, SyncTransport, sends
+from minibroker.protocol import frames
 
 __all__ = [
     "AsyncTopicMethods",
@@ -106,9 +107,9 @@ def _message(topic: str, body: bytes, headers: dict[str, str] | None) -> TopicMe
     return message
 
 
-def parse_messages(frame: dict[str, Any], client: Any) -> list[TopicMessage]:
+def parse_messages(frame: frames.Msg, client: Any) -> list[TopicMessage]:
     """Items of one ``msg`` push frame (the subscription's push parser)."""
-    return [_message(m["topic"], m["body"], m.get("headers")) for m in frame["messages"]]
+    return [_message(m.topic, m.body, m.headers) for m in frame.messages]
 
 
 def _encode_message(item: MessageItem) -> dict[str, Any]:
