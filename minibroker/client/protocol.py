@@ -253,11 +253,11 @@ def _to_event(value: Any) -> Event:
     return Push(frame.sub, str(op), frame)
 
 
-# Setting the slots directly builds the same TopicMessageOut without a call to __init__.
+# Setting the slots directly builds the same TopicMessage without a call to __init__.
 _new = object.__new__
-_set_topic = vars(frames.TopicMessageOut)["topic"].__set__
-_set_body = vars(frames.TopicMessageOut)["body"].__set__
-_set_headers = vars(frames.TopicMessageOut)["headers"].__set__
+_set_topic = vars(frames.TopicMessage)["topic"].__set__
+_set_body = vars(frames.TopicMessage)["body"].__set__
+_set_headers = vars(frames.TopicMessage)["headers"].__set__
 
 
 def decode_msg(raw: dict[Any, Any], path: str = "") -> frames.Msg:
@@ -271,9 +271,9 @@ def decode_msg(raw: dict[Any, Any], path: str = "") -> frames.Msg:
     items = raw.get("messages")
     if type(sub) is not int or type(items) is not list:
         return _generic_msg(raw, path)
-    messages: list[frames.TopicMessageOut] = []
+    messages: list[frames.TopicMessage] = []
     add = messages.append
-    message_type = frames.TopicMessageOut
+    message_type = frames.TopicMessage
     for item in items:
         if type(item) is not dict:
             return _generic_msg(raw, path)

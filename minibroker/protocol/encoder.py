@@ -154,7 +154,7 @@ _MSG_FRAME_START: Final = b"\x83\xa2op\xa3msg\xa3sub"  # {"op": "msg", "sub": ..
 _MESSAGES_KEY: Final = b"\xa8messages"
 
 
-def topic_message(message: frames.TopicMessageOut) -> bytes:
+def topic_message(message: frames.TopicMessage) -> bytes:
     """The msgpack map of one message of a ``msg`` frame (what :func:`msg` joins)."""
     if message.headers is None:
         return _MESSAGE_2 + _pack(message.topic) + _BODY_KEY + _pack(message.body)

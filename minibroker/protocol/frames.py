@@ -347,7 +347,9 @@ class Error(Frame):
 # --------------------------------------------------------------------- pushes
 
 
-class TopicMessageOut(Frame):
+class TopicMessage(Frame):
+    """One message of a ``msg`` push; also what a client's subscription yields."""
+
     topic: str
     body: bytes
     headers: dict[str, str] | None = None
@@ -358,7 +360,7 @@ class Msg(Frame):
 
     op: ClassVar[str] = "msg"
     sub: int
-    messages: list[TopicMessageOut]
+    messages: list[TopicMessage]
 
 
 class Records(Frame):

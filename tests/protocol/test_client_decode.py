@@ -54,7 +54,7 @@ def test_fast_msg_decoder_agrees_with_the_generic_one(raw: dict[str, Any]) -> No
         return
     got = decode_msg(raw)
     assert got == expected
-    assert all(type(m) is frames.TopicMessageOut for m in got.messages)
+    assert all(type(m) is frames.TopicMessage for m in got.messages)
 
 
 def _wire(frame: frames.Frame | bytes) -> dict[str, Any]:
@@ -70,7 +70,7 @@ def test_server_frames_become_typed_events() -> None:
     assert type(_to_event(_wire(encoder.bye_frame(NotFound("bye"))))) is Goodbye
     records = frames.Records(2, b"data", 1, 8)
     assert _to_event(_wire(records)) == Push(2, "records", records)
-    msg = frames.Msg(1, [frames.TopicMessageOut("t", b"b", {"k": "v"})])
+    msg = frames.Msg(1, [frames.TopicMessage("t", b"b", {"k": "v"})])
     assert _to_event(_wire(msg)) == Push(1, "msg", msg)
 
 

@@ -56,11 +56,11 @@ def test_req(sub: int, requests: list[frames.RequestOut]) -> None:
     assert encoder.req(frame) == encoder.encode(frame)
 
 
-topic_message = st.builds(frames.TopicMessageOut, texts, st.binary(max_size=30), headers)
+topic_message = st.builds(frames.TopicMessage, texts, st.binary(max_size=30), headers)
 
 
 @given(ids, st.lists(topic_message, min_size=1, max_size=40))
-def test_msg_from_messages_packed_once(sub: int, messages: list[frames.TopicMessageOut]) -> None:
+def test_msg_from_messages_packed_once(sub: int, messages: list[frames.TopicMessage]) -> None:
     packed = [encoder.topic_message(m) for m in messages]
     fast = encoder.msg(sub, packed, sum(len(p) for p in packed))
     assert fast == encoder.encode(frames.Msg(sub, messages))

@@ -56,7 +56,7 @@ def test_publish_reaches_a_subscriber_as_one_msg_frame() -> None:
     ]
     # The hand-built frame is exactly what the schema describes.
     decoded = frames.DECODERS["msg"](pushed[0], "")
-    assert decoded.messages[1] == frames.TopicMessageOut("orders.old", b"2", {"k": "v"})
+    assert decoded.messages[1] == frames.TopicMessage("orders.old", b"2", {"k": "v"})
 
 
 def test_publish_result_counts_groups_once() -> None:

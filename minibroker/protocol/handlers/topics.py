@@ -66,7 +66,7 @@ def unbind(session: Session, frame: frames.Unbind, now: float) -> dict[str, bool
 
 def pack_message(message: TopicMessage) -> bytes:
     """The msgpack map of one message in a ``msg`` frame, cached on the message."""
-    out = frames.TopicMessageOut(message.topic, message.body, message.headers or None)
+    out = frames.TopicMessage(message.topic, message.body, message.headers or None)
     wire = message.wire = encoder.topic_message(out)
     return wire
 
