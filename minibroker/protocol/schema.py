@@ -255,7 +255,7 @@ def compile_decoder(cls: type[T]) -> Callable[[dict[Any, Any], str], T]:
             return _cls(v0, v1, v2)
     """
     hints = typing.get_type_hints(cls)
-    namespace: dict[str, Any] = {"_cls": cls, "_missing": _missing}
+    namespace: dict[str, Any] = {"_cls": cls, "_missing": _missing, "_BadRequest": BadRequest}
     lines = ["def decode(raw, path=''):", "    get = raw.get"]
     arguments = []
     for i, field in enumerate(fields(cls)):
@@ -275,16 +275,40 @@ def compile_decoder(cls: type[T]) -> Callable[[dict[Any, Any], str], T]:
         else:
             lines.append(f"    if v{i} is None:")
             lines.append(f"        raise _missing(path, {field.name!r})")
-        # The common case (the value already has the exact type) costs one
-        # comparison; anything else goes through the full checker.
-        lines.append(f"    elif type(v{i}) is not _exact{i}:")
-        lines.append(f"        v{i} = _check{i}(v{i}, path + {field.name!r})")
+        item = _frame_items(annotation)
+        if item is not None:
+            # A batch (``messages: list[MessageIn]``): each item decoded inline,
+            # one call per item; anything wrong goes through the full checker
+            # again, which names the bad item precisely.
+            namespace[f"_item{i}"] = compile_decoder(item)
+            lines.append(f"    elif type(v{i}) is list:")
+            lines.append("        try:")
+            lines.append(f"            v{i} = [_item{i}(x, '') for x in v{i}]")
+            lines.append("        except (_BadRequest, AttributeError):")
+            lines.append(f"            v{i} = _check{i}(v{i}, path + {field.name!r})")
+            lines.append("    else:")
+            lines.append(f"        v{i} = _check{i}(v{i}, path + {field.name!r})")
+        elif annotation is not Any and annotation is not object:
+            # The common case (the value already has the exact type) costs one
+            # comparison; anything else goes through the full checker.
+            lines.append(f"    elif type(v{i}) is not _exact{i}:")
+            lines.append(f"        v{i} = _check{i}(v{i}, path + {field.name!r})")
         arguments.append(f"{field.name}=v{i}")
     lines.append(f"    return _cls({', '.join(arguments)})")
     exec("\n".join(lines), namespace)
     decode: Callable[[dict[Any, Any], str], T] = namespace["decode"]
     decode.__qualname__ = f"decode_{cls.__name__}"
     return decode
+
+
+def _frame_items(annotation: object) -> type | None:
+    """``X`` for a ``list[X]`` of frame classes (a batch), else None."""
+    if get_origin(annotation) is list:
+        (item,) = get_args(annotation)
+        if is_frame_class(item):
+            assert isinstance(item, type)
+            return item
+    return None
 
 
 def _admits_nil(annotation: object) -> bool:

@@ -6,7 +6,7 @@ synchronous:
 
     bytes -> FrameDecoder -> request frame -> its row in ops.OPS: permission,
           handler(session, frame, now) -> core -> result
-          -> encoder.ok -> this session's outbound buffer
+          -> codec.ok -> this session's outbound buffer
 
 A whole received chunk is decoded and dispatched without yielding, and all
 responses and pushes produced meanwhile leave in one ``send_all``: that is
@@ -44,7 +44,7 @@ from minibroker.errors import (
     Unauthorized,
     UnsupportedVersion,
 )
-from minibroker.protocol import encoder, frames
+from minibroker.protocol import codec, frames
 from minibroker.protocol.codec import (
     DEFAULT_MAX_FRAME_BYTES,
     HEADER,
@@ -53,10 +53,12 @@ from minibroker.protocol.codec import (
     FrameDecoder,
     InvalidFrame,
     ProtocolError,
+    bye_frame,
     container_limit_for,
+    end_frame,
+    error_frame,
     frame_payload_budget,
 )
-from minibroker.protocol.encoder import bye_frame, end_frame, error_frame
 from minibroker.protocol.handlers.parked import PARKED
 from minibroker.protocol.ops import OPS, PUSH_ENCODERS, REQUEST_DECODERS
 from minibroker.protocol.stats import ProtocolStats
@@ -451,7 +453,7 @@ class Session:
         self._out_bytes += len(data)
 
     def _respond_ok(self, request_id: int, result: object) -> None:
-        frame = encoder.ok(frames.Ok(request_id, result))
+        frame = codec.ok(frames.Ok(request_id, result))
         if len(frame) > self._max_frame_length:
             # Batches are cut to ``frame_budget``, so only an answer nobody
             # sized gets here (a huge queue.inspect or list, a lone record whose

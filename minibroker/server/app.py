@@ -27,8 +27,7 @@ from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig
 from minibroker.core.namespace import StorageOpener
 from minibroker.errors import BrokerError, LimitExceeded, ShuttingDown
-from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES
-from minibroker.protocol.encoder import error_frame
+from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES, error_frame
 from minibroker.protocol.session import Session, SessionSettings
 from minibroker.protocol.stats import ProtocolStats
 from minibroker.server.accept import serve_listeners

@@ -25,8 +25,7 @@ from typing import Any
 from minibroker.core.broker import Broker
 from minibroker.errors import BrokerError, error_from_code
 from minibroker.protocol import frames
-from minibroker.protocol.codec import RawFrameDecoder, pack_frame
-from minibroker.protocol.encoder import encode
+from minibroker.protocol.codec import RawFrameDecoder, encode, pack_frame
 from minibroker.protocol.session import Session, SessionSettings
 from minibroker.storage import LogStore, MemoryLog
 

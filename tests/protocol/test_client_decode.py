@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from minibroker.client.protocol import Goodbye, Push, Reply, _to_event, decode_msg
 from minibroker.errors import BadRequest, NotFound
-from minibroker.protocol import encoder, frames
+from minibroker.protocol import codec, frames
 from minibroker.protocol.codec import HEADER_SIZE
 from minibroker.protocol.schema import compile_decoder
 
@@ -58,16 +58,16 @@ def test_fast_msg_decoder_agrees_with_the_generic_one(raw: dict[str, Any]) -> No
 
 
 def _wire(frame: frames.Frame | bytes) -> dict[str, Any]:
-    data = frame if isinstance(frame, bytes) else encoder.encode(frame)
+    data = frame if isinstance(frame, bytes) else codec.encode(frame)
     decoded: dict[str, Any] = msgpack.unpackb(data[HEADER_SIZE:])
     return decoded
 
 
 def test_server_frames_become_typed_events() -> None:
-    assert _to_event(_wire(encoder.ok(frames.Ok(3, None)))) == Reply(3, None)
-    event = _to_event(_wire(encoder.error_frame(4, NotFound("gone"), 1024)))
+    assert _to_event(_wire(codec.ok(frames.Ok(3, None)))) == Reply(3, None)
+    event = _to_event(_wire(codec.error_frame(4, NotFound("gone"), 1024)))
     assert type(event) is Reply and isinstance(event.error, NotFound)
-    assert type(_to_event(_wire(encoder.bye_frame(NotFound("bye"))))) is Goodbye
+    assert type(_to_event(_wire(codec.bye_frame(NotFound("bye"))))) is Goodbye
     records = frames.Records(2, b"data", 1, 8)
     assert _to_event(_wire(records)) == Push(2, "records", records)
     msg = frames.Msg(1, [frames.TopicMessage("t", b"b", {"k": "v"})])

@@ -24,9 +24,9 @@ from minibroker.protocol.codec import (
     FrameDecoder,
     InvalidFrame,
     RawFrameDecoder,
+    encode,
     pack_frame,
 )
-from minibroker.protocol.encoder import encode
 from minibroker.protocol.frame_class import fields, is_frame_class
 from minibroker.protocol.frames import DECODERS, REQUEST_TYPES, SERVER_FRAME_TYPES
 

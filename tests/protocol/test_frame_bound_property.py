@@ -23,8 +23,7 @@ from minibroker.config import ServerConfig
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig
 from minibroker.protocol import frames
-from minibroker.protocol.codec import RawFrameDecoder, pack_frame
-from minibroker.protocol.encoder import MAX_ERROR_TEXT_BYTES, shorten
+from minibroker.protocol.codec import MAX_ERROR_TEXT_BYTES, RawFrameDecoder, pack_frame, shorten
 from minibroker.protocol.frame_class import fields
 from minibroker.protocol.session import SessionSettings
 from minibroker.storage import MemoryLog

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from minibroker.core.topics import TopicMessage, TopicSubscription
 from minibroker.errors import BadRequest, InvalidName, NotFound
 from minibroker.protocol import frames
-from minibroker.protocol.encoder import _array_header
+from minibroker.protocol.codec import _array_header
 from minibroker.protocol.handlers.topics import encode_messages
 from minibroker.protocol.session import SessionSettings
 

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from minibroker.core.log_options import LogOptions
 from minibroker.core.log_readers import LogTail
 from minibroker.log_store import Entry, RecordBatch
-from minibroker.protocol import encoder, frames
+from minibroker.protocol import codec, frames
 from minibroker.protocol.handlers.parked import PARKED
 
 if TYPE_CHECKING:
@@ -218,4 +218,4 @@ def encode_records(source: LogTail, budget: int) -> tuple[bytes, bool]:
     if batch is None:
         return b"", False
     frame = frames.Records(source.sub_id, batch.data, batch.count, batch.next_offset)
-    return encoder.records(frame), source.has_more()
+    return codec.records(frame), source.has_more()

@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from minibroker.core.rpc import Responder, RpcReply
-from minibroker.protocol import encoder, frames
+from minibroker.protocol import codec, frames
 from minibroker.protocol.handlers.parked import PARKED
 
 if TYPE_CHECKING:
@@ -72,4 +72,4 @@ def encode_requests(source: Responder, budget: int) -> tuple[bytes, bool]:
         frames.RequestOut(rid, subject, body, headers or None, timeout)
         for rid, subject, body, headers, timeout in taken
     ]
-    return encoder.req(frames.Req(source.sub_id, requests)), source.has_queued()
+    return codec.req(frames.Req(source.sub_id, requests)), source.has_queued()

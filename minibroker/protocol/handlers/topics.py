@@ -17,10 +17,10 @@ arrive as pushes::
     {"op": "notice", "sub": id, "dropped": n}   # before the next msg, after drops
 
 Encoding is the fan-out hot path: each message is packed once
-(:func:`minibroker.protocol.encoder.topic_message`), the first time any
+(:func:`minibroker.protocol.codec.topic_message`), the first time any
 subscription sends it, and the bytes are cached on the shared
 :class:`~minibroker.core.topics.TopicMessage`; every subscription then
-builds its frame from those cached bytes (:func:`~minibroker.protocol.encoder.msg`).
+builds its frame from those cached bytes (:func:`~minibroker.protocol.codec.msg`).
 For one publisher and four subscribers that is one pack per message instead
 of four, and the per-subscriber cost per message is a list append.
 """
@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from minibroker.core.topics import TopicMessage, TopicSubscription
-from minibroker.protocol import encoder, frames
+from minibroker.protocol import codec, frames
 
 if TYPE_CHECKING:
     from minibroker.protocol.session import Session
@@ -67,7 +67,7 @@ def unbind(session: Session, frame: frames.Unbind, now: float) -> dict[str, bool
 def pack_message(message: TopicMessage) -> bytes:
     """The msgpack map of one message in a ``msg`` frame, cached on the message."""
     out = frames.TopicMessage(message.topic, message.body, message.headers or None)
-    wire = message.wire = encoder.topic_message(out)
+    wire = message.wire = codec.topic_message(out)
     return wire
 
 
@@ -98,8 +98,8 @@ def encode_messages(source: TopicSubscription, budget: int) -> tuple[bytes, bool
     source.taken(held)
     notice = b""
     if source.pending_dropped:
-        notice = encoder.notice(frames.Notice(source.sub_id, source.take_dropped()))
+        notice = codec.notice(frames.Notice(source.sub_id, source.take_dropped()))
     if not parts:
         return notice, False
     source.stats.delivered += len(parts)
-    return notice + encoder.msg(source.sub_id, parts, size), bool(items)
+    return notice + codec.msg(source.sub_id, parts, size), bool(items)

@@ -1,6 +1,6 @@
 """The encoder's fast paths give the bytes the generic ``encode`` gives, on any frame.
 
-Every frame the server sends is built in protocol/encoder.py; the functions
+Every frame the server sends is built in protocol/codec.py; the functions
 for the frames sent per request or per message are hand-shaped, and must
 stay byte-for-byte what ``encode(frame)`` (the frame class's schema) builds.
 """
@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minibroker.errors import BadRequest, LimitExceeded, NotFound
-from minibroker.protocol import encoder, frames
+from minibroker.protocol import codec, frames
 from minibroker.protocol.codec import HEADER_SIZE
 from minibroker.protocol.ops import OPS, PUSH_ENCODERS
 
@@ -31,13 +31,13 @@ results: st.SearchStrategy[Any] = st.recursive(
 @given(ids, results)
 def test_ok(request_id: int, result: object) -> None:
     frame = frames.Ok(request_id, result)
-    assert encoder.ok(frame) == encoder.encode(frame)
+    assert codec.ok(frame) == codec.encode(frame)
 
 
 @given(ids, st.binary(max_size=50), st.integers(0, 2**32), st.integers(0, 2**63))
 def test_records(sub: int, data: bytes, count: int, next_offset: int) -> None:
     frame = frames.Records(sub, data, count, next_offset)
-    assert encoder.records(frame) == encoder.encode(frame)
+    assert codec.records(frame) == codec.encode(frame)
 
 
 request_out = st.builds(
@@ -53,7 +53,7 @@ request_out = st.builds(
 @given(ids, st.lists(request_out, max_size=5))
 def test_req(sub: int, requests: list[frames.RequestOut]) -> None:
     frame = frames.Req(sub, requests)
-    assert encoder.req(frame) == encoder.encode(frame)
+    assert codec.req(frame) == codec.encode(frame)
 
 
 topic_message = st.builds(frames.TopicMessage, texts, st.binary(max_size=30), headers)
@@ -61,14 +61,14 @@ topic_message = st.builds(frames.TopicMessage, texts, st.binary(max_size=30), he
 
 @given(ids, st.lists(topic_message, min_size=1, max_size=40))
 def test_msg_from_messages_packed_once(sub: int, messages: list[frames.TopicMessage]) -> None:
-    packed = [encoder.topic_message(m) for m in messages]
-    fast = encoder.msg(sub, packed, sum(len(p) for p in packed))
-    assert fast == encoder.encode(frames.Msg(sub, messages))
+    packed = [codec.topic_message(m) for m in messages]
+    fast = codec.msg(sub, packed, sum(len(p) for p in packed))
+    assert fast == codec.encode(frames.Msg(sub, messages))
 
 
 def test_errors_keep_their_shape_and_fit_the_limit() -> None:
     error = LimitExceeded("too many", limit=3)
-    data = encoder.error_frame(7, error, 1024)
+    data = codec.error_frame(7, error, 1024)
     assert msgpack.unpackb(data[HEADER_SIZE:]) == {
         "op": "error",
         "code": "limit_exceeded",
@@ -78,14 +78,14 @@ def test_errors_keep_their_shape_and_fit_the_limit() -> None:
     }
     # Details that do not fit are left out; the code and message stay.
     big = BadRequest("bad", names=["x" * 300] * 10)
-    decoded = msgpack.unpackb(encoder.error_frame(None, big, 1024)[HEADER_SIZE:])
+    decoded = msgpack.unpackb(codec.error_frame(None, big, 1024)[HEADER_SIZE:])
     assert decoded == {"op": "error", "code": "bad_request", "message": "bad"}
-    assert msgpack.unpackb(encoder.bye_frame(NotFound("gone"))[HEADER_SIZE:]) == {
+    assert msgpack.unpackb(codec.bye_frame(NotFound("gone"))[HEADER_SIZE:]) == {
         "op": "bye",
         "code": "not_found",
         "message": "gone",
     }
-    assert msgpack.unpackb(encoder.end_frame(4, NotFound("gone"))[HEADER_SIZE:]) == {
+    assert msgpack.unpackb(codec.end_frame(4, NotFound("gone"))[HEADER_SIZE:]) == {
         "op": "end",
         "sub": 4,
         "code": "not_found",
