@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from minibroker.core.broker import Broker
-from minibroker.errors import BrokerError, error_from_code
+from minibroker.errors import BadRequest, BrokerError, error_from_code
 from minibroker.protocol import frames
 from minibroker.protocol.codec import RawFrameDecoder, encode, pack_frame
 from minibroker.protocol.session import Session, SessionSettings
@@ -160,6 +160,25 @@ class Client:
     def close(self) -> None:
         """The connection drops (the shell's connection_lost)."""
         self.session.connection_lost(self.net.now)
+
+
+def assert_decoders_agree(fast: Any, generic: Any, raw: dict[str, Any]) -> Any:
+    """Check a hand-written fast decoder against the generic one on ``raw``:
+    the same frame, or the same ``BadRequest`` message. Returns the frame (None if refused)."""
+    try:
+        expected = generic(raw, "")
+    except BadRequest as exc:
+        try:
+            fast(raw)
+        except BadRequest as fast_exc:
+            assert fast_exc.message == exc.message
+        else:
+            raise AssertionError("the fast decoder accepted what the generic one refuses") from None
+        return None
+    got = fast(raw)
+    assert got == expected
+    assert type(got) is type(expected)
+    return got
 
 
 class _KeptLog:
