@@ -22,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 # The server's request decoders, fast paths included (handlers register them).
-import minibroker.protocol.handlers  # noqa: F401
 from minibroker.protocol.codec import FrameDecoder, pack_frame
 
 CHUNK = 65536

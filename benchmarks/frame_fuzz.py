@@ -47,6 +47,7 @@ import trio
 import minibroker
 from benchmarks.broker_process import BrokerProcess
 from minibroker.protocol.codec import RawFrameDecoder, pack_frame
+from minibroker.protocol.frame_class import fields
 from minibroker.protocol.frames import PROTOCOL_VERSION, REQUESTS
 
 HANG_SECONDS = 10.0
@@ -85,7 +86,7 @@ class FrameGenerator:
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
         self._fields = {
-            op: [f.name for f in dataclasses.fields(cls) if f.name != "id"]
+            op: [f.name for f in fields(cls) if f.name != "id"]
             for op, cls in REQUESTS.items()
             if op != "hello"
         }

@@ -9,7 +9,6 @@ value printed under it.
 from __future__ import annotations
 
 import ast
-import dataclasses
 import re
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from minibroker.errors import ERRORS_BY_CODE
 from minibroker.protocol import frames
 from minibroker.protocol.codec import FrameDecoder, InvalidFrame, RawFrameDecoder
+from minibroker.protocol.frame_class import fields
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 TEXT = DOC.read_text(encoding="utf-8")
@@ -59,7 +59,7 @@ def test_every_error_code_is_documented(code: str) -> None:
 @pytest.mark.parametrize("cls", frames.REQUEST_TYPES, ids=lambda c: c.op)
 def test_every_request_field_is_in_its_section(cls: type[frames.Request]) -> None:
     body = section("The handshake") if cls is frames.Hello else section(f"`{cls.op}`")
-    for field in dataclasses.fields(cls):
+    for field in fields(cls):
         if field.name != "id":
             assert f"`{field.name}`" in body, f"{cls.op}: field {field.name!r} undocumented"
 
@@ -72,7 +72,7 @@ def test_every_server_frame_field_is_documented(cls: type) -> None:
         rows = [line for line in TEXT.splitlines() if line.startswith(f"| `{cls.op}` |")]
         assert rows, f"no table row for the {cls.op} frame"
         documented = " ".join(rows)
-    for field in dataclasses.fields(cls):
+    for field in fields(cls):
         assert f"`{field.name}`" in documented, f"{cls.op}: field {field.name!r} undocumented"
 
 

@@ -133,6 +133,35 @@ ADMIN_OF_EVERYTHING: Final = frozenset({"namespace.drop"})
 
 ResultFilter = Callable[[Any], Any]
 
+#: What one operation needs: the (action, kind, field) checks on the names it
+#: carries, or one of the rules below.
+Permission = tuple[tuple[str, str, str], ...] | str
+#: Open to every authenticated connection (``OPEN``).
+ANYONE: Final = "anyone"
+#: ``admin`` on ``#`` of every kind (``ADMIN_OF_EVERYTHING``).
+EVERYTHING: Final = "everything"
+#: Open, but the answer lists only the queues (logs) the principal may see.
+VISIBLE_QUEUES: Final = "visible queues"
+VISIBLE_LOGS: Final = "visible logs"
+#: In no table: refused to everyone, so a new operation cannot slip through.
+UNCLASSIFIED: Final = "unclassified"
+
+
+def permission_for(op: str) -> Permission:
+    """What ``op`` needs, from the tables above (looked up once, by the op table)."""
+    needs = NEEDS.get(op)
+    if needs is not None:
+        return needs
+    if op in OPEN:
+        return ANYONE
+    if op in ADMIN_OF_EVERYTHING:
+        return EVERYTHING
+    if op == "queue.list":
+        return VISIBLE_QUEUES
+    if op == "log.list":
+        return VISIBLE_LOGS
+    return UNCLASSIFIED
+
 #: How many answers one connection's Grants remembers before starting over.
 _MEMO_SIZE: Final = 4096
 
@@ -221,27 +250,27 @@ class Grants:
                 name=name,
             )
 
-    def authorize(self, frame: Any) -> ResultFilter | None:
-        """Raise Forbidden unless ``frame`` is allowed; for list operations,
-        return the filter that keeps only the names this principal may see."""
-        op: str = frame.op
-        needs = NEEDS.get(op)
-        if needs is not None:
-            for action, kind, field in needs:
+    def authorize(self, permission: Permission, frame: Any) -> ResultFilter | None:
+        """Raise Forbidden unless ``frame`` is allowed by ``permission`` (its op's,
+        from :func:`permission_for`); for list operations, return the filter
+        that keeps only the names this principal may see."""
+        if type(permission) is tuple:
+            for action, kind, field in permission:
                 name = getattr(frame, field)
                 if name is not None:
                     self.require(action, kind, name)
             return None
-        if op in OPEN:
+        if permission == ANYONE:
             return None
-        if op in ADMIN_OF_EVERYTHING:
+        if permission == EVERYTHING:
             for kind in KINDS:
                 self.require(ADMIN, kind, _HASH)
             return None
-        if op == "queue.list":
+        if permission == VISIBLE_QUEUES:
             return self._visible_queues
-        if op == "log.list":
+        if permission == VISIBLE_LOGS:
             return self._visible_logs
+        op = frame.op
         raise Forbidden(f"{op!r} is not covered by permissions", op=op)
 
     def _visible_queues(self, result: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -184,7 +184,11 @@ class AmqpSession:
 
     # -------------------------------------------------------------- input
 
-    def receive_data(self, data: bytes | bytearray) -> None:
+    def receive_data(self, data: bytes | bytearray, now: float | None = None) -> None:
+        """Handle ``data``; ``now`` (the shell's clock) becomes ``self.now``,
+        which the channels read (None, in unit tests: keep the last one)."""
+        if now is not None:
+            self.now = now
         if not self.accepting_input():
             return
         vhost = self._vhost
@@ -256,8 +260,8 @@ class AmqpSession:
     def discard_input(self) -> None:
         self._reader.discard()
 
-    def resume_input(self) -> None:
-        self.receive_data(b"")
+    def resume_input(self, now: float | None = None) -> None:
+        self.receive_data(b"", now)
 
     def accepting_input(self) -> bool:
         return self.closing is None and not self.closed and self._stage != "closing"
@@ -589,7 +593,9 @@ class AmqpSession:
 
     # ----------------------------------------------------------- lifecycle
 
-    def connection_lost(self) -> None:
+    def connection_lost(self, now: float | None = None) -> None:
+        if now is not None:
+            self.now = now
         if self.closed:
             return
         self.closed = True

@@ -51,6 +51,7 @@ from minibroker.client.pushes import BlockingIteration, SubscriptionEnded
 from minibroker.client.transport import AsyncTransport, SyncTransport, opens, sends
 from minibroker.errors import BrokerError, ConnectionClosed, OffsetOutOfRange
 from minibroker.log_store import Record
+from minibroker.protocol import frames
 from minibroker.record_format import decode_records_fast
 
 __all__ = [
@@ -132,9 +133,9 @@ def records_from_bytes(data: bytes) -> list[Record]:
     return decode_records_fast(data)
 
 
-def parse_records(frame: dict[str, Any], client: Any) -> list[Record]:
+def parse_records(frame: frames.Records, client: Any) -> list[Record]:
     """Items of one ``records`` push frame (the tail subscription's push parser)."""
-    return records_from_bytes(frame["data"])
+    return records_from_bytes(frame.data)
 
 
 def _parse_read(result: dict[str, Any]) -> list[Record]:

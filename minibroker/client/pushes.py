@@ -30,13 +30,14 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from minibroker.client.protocol import Call, Push
 from minibroker.errors import BrokerError, ConnectionClosed, SlowConsumer, error_from_code
+from minibroker.protocol import frames
 
 log = logging.getLogger("minibroker.client")
 
 T = TypeVar("T")
 
-#: (push frame map, client) -> items for the subscription's buffer.
-PushParser = Callable[[dict[str, Any], Any], list[T]]
+#: (typed push frame, client) -> items for the subscription's buffer.
+PushParser = Callable[[Any, Any], list[T]]
 
 
 class SubscriptionEnded(BrokerError):
@@ -49,8 +50,8 @@ class SubscriptionEnded(BrokerError):
         self.cause = cause
 
     @classmethod
-    def from_frame(cls, frame: dict[str, Any]) -> SubscriptionEnded:
-        cause = error_from_code(str(frame.get("code")), str(frame.get("message")))
+    def from_frame(cls, frame: frames.End) -> SubscriptionEnded:
+        cause = error_from_code(frame.code, frame.message)
         return cls(f"subscription ended by the broker: {cause.message}", cause)
 
 
@@ -109,7 +110,7 @@ class SubscriptionCore(Generic[T]):
     def _control(self, push: Push) -> bool:
         """Handle a ``notice`` or ``end`` push; False for a push that carries items."""
         if push.op == "notice":
-            self._count_dropped(int(push.frame.get("dropped", 0)), "broker")
+            self._count_dropped(push.frame.dropped, "broker")
             return True
         if push.op == "end":
             self._end(SubscriptionEnded.from_frame(push.frame))

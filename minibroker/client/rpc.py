@@ -51,6 +51,7 @@ from minibroker.client.pushes import PushParser
 from minibroker.client.serving import serving_in_background, serving_in_thread
 from minibroker.client.transport import AsyncTransport, SyncTransport, sends
 from minibroker.errors import BrokerError, ResponderError, TooLarge
+from minibroker.protocol import frames
 
 log = logging.getLogger("minibroker.client")
 
@@ -246,10 +247,9 @@ class SyncIncomingRequest(_IncomingBase):
 def _requests_parser(kind: type[R]) -> PushParser[R]:
     """The push parser of a responder: one ``req`` frame -> its ``kind`` requests."""
 
-    def parse(frame: dict[str, Any], client: Any) -> list[R]:
+    def parse(frame: frames.Req, client: Any) -> list[R]:
         return [
-            kind(r["rid"], r["subject"], r["body"], r.get("headers"), r.get("timeout", 0.0), client)
-            for r in frame["requests"]
+            kind(r.rid, r.subject, r.body, r.headers, r.timeout, client) for r in frame.requests
         ]
 
     return parse

@@ -140,7 +140,11 @@ class KafkaSession:
         """Kafka has no hello; the first request ends the shell's handshake deadline."""
         return self.namespace is not None
 
-    def receive_data(self, data: bytes | bytearray) -> None:
+    def receive_data(self, data: bytes | bytearray, now: float | None = None) -> None:
+        """Handle ``data``; ``now`` (the shell's clock) becomes ``self.now``,
+        which the handlers read (None, in unit tests: keep the last one)."""
+        if now is not None:
+            self.now = now
         if not self.accepting_input() or self._login_failed:
             return
         self.input_paused = False
@@ -161,8 +165,8 @@ class KafkaSession:
                 frames.clear()
                 return
 
-    def resume_input(self) -> None:
-        self.receive_data(b"")
+    def resume_input(self, now: float | None = None) -> None:
+        self.receive_data(b"", now)
 
     @property
     def pending_input_bytes(self) -> int:
@@ -349,7 +353,9 @@ class KafkaSession:
     def eof_received(self) -> None:
         """Nothing to stop: Kafka has no pushes, only answers, which still go out."""
 
-    def connection_lost(self) -> None:
+    def connection_lost(self, now: float | None = None) -> None:
+        if now is not None:
+            self.now = now
         if self.closed:
             return
         self.closed = True

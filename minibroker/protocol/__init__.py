@@ -6,9 +6,14 @@ into plain-value calls on the core and the answers back into frames; the
 Trio shell (:mod:`minibroker.server`) only moves its bytes. docs/protocol.md
 documents the wire format.
 
-- :mod:`~minibroker.protocol.frames`: every frame, one frozen dataclass each
-- :mod:`~minibroker.protocol.schema`: maps to frame dataclasses and back, checked
-- :mod:`~minibroker.protocol.codec`: bytes to frames and back, limits checked first
+- :mod:`~minibroker.protocol.frames`: every frame, one frame class each
+  (:mod:`~minibroker.protocol.frame_class`: typed like frozen dataclasses,
+  cheap to define)
+- :mod:`~minibroker.protocol.schema`: maps to frames and back, checked
+- :mod:`~minibroker.protocol.codec`: bytes to frames and back, limits checked
+  first; every frame the server sends is built there
+- :mod:`~minibroker.protocol.ops`: the op table (frame, decoder, handler,
+  permission) and the push encoders: all the wiring, in one place
 - :mod:`~minibroker.protocol.session`: one connection's protocol state
 - :mod:`~minibroker.protocol.handlers`: one handler module per messaging model
 - who the client is and what it may do: :mod:`minibroker.access`, shared

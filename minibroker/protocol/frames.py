@@ -1,6 +1,8 @@
-"""Every frame of the minibroker wire protocol, one frozen dataclass each.
+"""Every frame of the minibroker wire protocol, one frame class each.
 
-On the wire a frame is a msgpack map; its ``op`` key names the dataclass
+A frame class (:mod:`~minibroker.protocol.frame_class`) is typed like a
+frozen dataclass and costs a plain class to define, which keeps start-up
+short. On the wire a frame is a msgpack map; its ``op`` key names the class
 and the other keys are its fields (absent and nil mean "use the default").
 This file is the protocol's single source of truth: docs/protocol.md
 describes these same classes, and a test checks that every op here is
@@ -17,9 +19,9 @@ Three families:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+from minibroker.protocol.frame_class import Frame
 from minibroker.protocol.schema import compile_decoder
 
 PROTOCOL_VERSION = 1
@@ -29,21 +31,18 @@ StartSpec = int | str
 
 # --------------------------------------------------------------- shared parts
 #
-# Parts of a batch are plain (not frozen) slotted dataclasses: a batch
-# decodes one per message, and a frozen dataclass's __init__ costs twice as
-# much. Nothing mutates them after decoding.
+# Parts of a batch: a batch decodes one per message. Nothing mutates them
+# after decoding.
 
 
-@dataclass(slots=True)
-class MessageIn:
+class MessageIn(Frame):
     """A message as a client sends it (queue put, topic publish)."""
 
     body: bytes
     headers: dict[str, str] | None = None
 
 
-@dataclass(slots=True)
-class RecordIn:
+class RecordIn(Frame):
     """A log record as a client sends it; the broker adds offset and timestamp."""
 
     body: bytes
@@ -54,15 +53,13 @@ class RecordIn:
 # ------------------------------------------------------------------- requests
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(Frame):
     """Base of client requests: ``id`` is echoed by the single response."""
 
     op: ClassVar[str] = ""
     id: int
 
 
-@dataclass(frozen=True, slots=True)
 class Hello(Request):
     """First frame on every connection: version check, authentication, namespace."""
 
@@ -73,7 +70,6 @@ class Hello(Request):
     namespace: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
 class Ping(Request):
     """Round trip with optional payload, echoed back as the result."""
 
@@ -84,7 +80,6 @@ class Ping(Request):
 # queues
 
 
-@dataclass(frozen=True, slots=True)
 class QueueDeclare(Request):
     op: ClassVar[str] = "queue.declare"
     queue: str
@@ -97,13 +92,11 @@ class QueueDeclare(Request):
     durable: bool = False
 
 
-@dataclass(frozen=True, slots=True)
 class QueueDelete(Request):
     op: ClassVar[str] = "queue.delete"
     queue: str
 
 
-@dataclass(frozen=True, slots=True)
 class NamespaceDrop(Request):
     """Delete a namespace and everything in it; its connections are closed."""
 
@@ -111,24 +104,20 @@ class NamespaceDrop(Request):
     namespace: str
 
 
-@dataclass(frozen=True, slots=True)
 class QueuePurge(Request):
     op: ClassVar[str] = "queue.purge"
     queue: str
 
 
-@dataclass(frozen=True, slots=True)
 class QueueList(Request):
     op: ClassVar[str] = "queue.list"
 
 
-@dataclass(frozen=True, slots=True)
 class QueueStats(Request):
     op: ClassVar[str] = "queue.stats"
     queue: str
 
 
-@dataclass(frozen=True, slots=True)
 class QueueInspect(Request):
     """Test hook: list the ready and in-flight messages of a queue."""
 
@@ -137,14 +126,12 @@ class QueueInspect(Request):
     limit: int = 1000
 
 
-@dataclass(frozen=True, slots=True)
 class Put(Request):
     op: ClassVar[str] = "put"
     queue: str
     messages: list[MessageIn]
 
 
-@dataclass(frozen=True, slots=True)
 class Fetch(Request):
     op: ClassVar[str] = "fetch"
     queue: str
@@ -153,7 +140,6 @@ class Fetch(Request):
     visibility_timeout: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
 class FetchCancel(Request):
     """Withdraw this connection's parked ``fetch`` whose request id is ``fetch``:
     it is answered at once with an empty list (a consumer that leaves)."""
@@ -163,14 +149,12 @@ class FetchCancel(Request):
     fetch: int
 
 
-@dataclass(frozen=True, slots=True)
 class Ack(Request):
     op: ClassVar[str] = "ack"
     queue: str
     deliveries: list[int]
 
 
-@dataclass(frozen=True, slots=True)
 class Nack(Request):
     op: ClassVar[str] = "nack"
     queue: str
@@ -182,14 +166,12 @@ class Nack(Request):
 # topics
 
 
-@dataclass(frozen=True, slots=True)
 class Publish(Request):
     op: ClassVar[str] = "publish"
     topic: str
     messages: list[MessageIn]
 
 
-@dataclass(frozen=True, slots=True)
 class Subscribe(Request):
     op: ClassVar[str] = "subscribe"
     pattern: str
@@ -200,7 +182,6 @@ class Subscribe(Request):
     buffer_bytes: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
 class Unsubscribe(Request):
     """Ends any push subscription: topic subscription, log tail or responder."""
 
@@ -208,7 +189,6 @@ class Unsubscribe(Request):
     sub: int
 
 
-@dataclass(frozen=True, slots=True)
 class Pause(Request):
     """Stop pushing to one subscription until ``resume``; nothing is dropped.
 
@@ -221,7 +201,6 @@ class Pause(Request):
     sub: int
 
 
-@dataclass(frozen=True, slots=True)
 class Resume(Request):
     """Push to a paused subscription again, from where it stopped."""
 
@@ -229,14 +208,12 @@ class Resume(Request):
     sub: int
 
 
-@dataclass(frozen=True, slots=True)
 class Bind(Request):
     op: ClassVar[str] = "bind"
     queue: str
     pattern: str
 
 
-@dataclass(frozen=True, slots=True)
 class Unbind(Request):
     op: ClassVar[str] = "unbind"
     queue: str
@@ -246,7 +223,6 @@ class Unbind(Request):
 # logs
 
 
-@dataclass(frozen=True, slots=True)
 class LogCreate(Request):
     op: ClassVar[str] = "log.create"
     log: str
@@ -255,24 +231,20 @@ class LogCreate(Request):
     segment_bytes: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
 class LogDelete(Request):
     op: ClassVar[str] = "log.delete"
     log: str
 
 
-@dataclass(frozen=True, slots=True)
 class LogList(Request):
     op: ClassVar[str] = "log.list"
 
 
-@dataclass(frozen=True, slots=True)
 class LogStats(Request):
     op: ClassVar[str] = "log.stats"
     log: str
 
 
-@dataclass(frozen=True, slots=True)
 class Append(Request):
     """Append records: each a ``RecordIn`` map, or a bare body (no key, no headers),
     which is smaller on the wire and cheaper on both sides."""
@@ -282,7 +254,6 @@ class Append(Request):
     records: list[RecordIn | bytes]
 
 
-@dataclass(frozen=True, slots=True)
 class Read(Request):
     """Read records. ``start`` is an offset or "earliest" / "latest" / "committed"
     (the group's committed offset); ``timestamp_ms``, when given, overrides it."""
@@ -297,7 +268,6 @@ class Read(Request):
     wait: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
 class Tail(Request):
     """Push subscription: replay from ``start``, then follow new appends."""
 
@@ -309,7 +279,6 @@ class Tail(Request):
     max_bytes: int = 1_048_576
 
 
-@dataclass(frozen=True, slots=True)
 class Commit(Request):
     op: ClassVar[str] = "commit"
     log: str
@@ -317,7 +286,6 @@ class Commit(Request):
     offset: int
 
 
-@dataclass(frozen=True, slots=True)
 class Committed(Request):
     op: ClassVar[str] = "committed"
     log: str
@@ -327,7 +295,6 @@ class Committed(Request):
 # request/reply
 
 
-@dataclass(frozen=True, slots=True)
 class Respond(Request):
     """Register as a responder for ``subject``; requests arrive as ``req`` pushes."""
 
@@ -336,7 +303,6 @@ class Respond(Request):
     group: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
 class RequestCall(Request):
     """A synchronous call: the response is the responder's reply (or an error)."""
 
@@ -347,7 +313,6 @@ class RequestCall(Request):
     timeout: float = 5.0
 
 
-@dataclass(frozen=True, slots=True)
 class Reply(Request):
     """A responder's answer to request ``rid``; ``error`` turns it into a failure."""
 
@@ -361,15 +326,15 @@ class Reply(Request):
 # ------------------------------------------------------------------ responses
 
 
-@dataclass(frozen=True, slots=True)
-class Ok:
+class Ok(Frame):
+    """``result`` is always on the wire, nil when the operation returns nothing."""
+
     op: ClassVar[str] = "ok"
     id: int
-    result: Any = None
+    result: Any
 
 
-@dataclass(frozen=True, slots=True)
-class Error:
+class Error(Frame):
     """``id`` is nil when the error is about the connection, not one request."""
 
     op: ClassVar[str] = "error"
@@ -382,24 +347,23 @@ class Error:
 # --------------------------------------------------------------------- pushes
 
 
-@dataclass(frozen=True, slots=True)
-class TopicMessageOut:
+class TopicMessage(Frame):
+    """One message of a ``msg`` push; also what a client's subscription yields."""
+
     topic: str
     body: bytes
     headers: dict[str, str] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Msg:
+class Msg(Frame):
     """Topic messages for one subscription, in publish order."""
 
     op: ClassVar[str] = "msg"
     sub: int
-    messages: list[TopicMessageOut]
+    messages: list[TopicMessage]
 
 
-@dataclass(frozen=True, slots=True)
-class Records:
+class Records(Frame):
     """Log records for a tail subscription, in the storage record format."""
 
     op: ClassVar[str] = "records"
@@ -409,8 +373,7 @@ class Records:
     next_offset: int
 
 
-@dataclass(frozen=True, slots=True)
-class RequestOut:
+class RequestOut(Frame):
     rid: int
     subject: str
     body: bytes
@@ -418,8 +381,7 @@ class RequestOut:
     timeout: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class Req:
+class Req(Frame):
     """Requests for a responder subscription."""
 
     op: ClassVar[str] = "req"
@@ -427,8 +389,7 @@ class Req:
     requests: list[RequestOut]
 
 
-@dataclass(frozen=True, slots=True)
-class Notice:
+class Notice(Frame):
     """A subscription lost ``dropped`` messages to its overflow policy."""
 
     op: ClassVar[str] = "notice"
@@ -436,8 +397,7 @@ class Notice:
     dropped: int
 
 
-@dataclass(frozen=True, slots=True)
-class End:
+class End(Frame):
     """The broker ended a subscription (e.g. its log was deleted)."""
 
     op: ClassVar[str] = "end"
@@ -446,8 +406,7 @@ class End:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
-class Bye:
+class Bye(Frame):
     """The server is closing this connection (shutdown, slow consumer, bad frame)."""
 
     op: ClassVar[str] = "bye"
@@ -497,9 +456,6 @@ SERVER_FRAME_TYPES: tuple[Any, ...] = (Ok, Error, Msg, Records, Req, Notice, End
 REQUESTS: dict[str, type[Request]] = {cls.op: cls for cls in REQUEST_TYPES}
 #: op -> server frame class, for the clients' decoder.
 SERVER_FRAMES: dict[str, Any] = {cls.op: cls for cls in SERVER_FRAME_TYPES}
-
-#: op -> compiled map-to-dataclass decoder (see schema.py).
-
 
 class _Decoders(dict[str, Any]):
     """op -> compiled decoder, each compiled on first use: compiling them all

@@ -1,6 +1,6 @@
-"""Turn decoded msgpack maps into typed frame dataclasses, and back.
+"""Turn decoded msgpack maps into typed frames, and back.
 
-Each frame type is a frozen dataclass whose annotations *are* its wire
+Each frame type is a frame class (see frame_class.py) whose annotations *are* its wire
 schema: ``queue: str`` means the map must carry a string under ``"queue"``;
 ``wait: float = 0.0`` means an optional number; ``headers: dict[str, str] |
 None`` an optional string map. From those annotations this module compiles,
@@ -14,13 +14,13 @@ server does not know (forward compatibility, as in most binary protocols).
 
 from __future__ import annotations
 
-import dataclasses
 import types
 import typing
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from minibroker.errors import BadRequest
+from minibroker.protocol.frame_class import fields, is_frame_class
 
 T = TypeVar("T")
 
@@ -204,8 +204,9 @@ def checker_for(annotation: object) -> Checker:
         return _str_map
     if origin is Literal:
         return _literal(args)
-    if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
-        nested = compile_decoder(annotation)
+    if is_frame_class(annotation):
+        assert isinstance(annotation, type)
+        nested: Callable[[dict[Any, Any], str], object] = compile_decoder(annotation)
 
         def check_nested(value: object, path: str) -> object:
             if type(value) is not dict:
@@ -218,21 +219,21 @@ def checker_for(annotation: object) -> Checker:
 
 
 def _wire_type(annotation: object) -> type:
-    """The msgpack-decoded type of a union member: a nested dataclass arrives as a map."""
-    if dataclasses.is_dataclass(annotation):
+    """The msgpack-decoded type of a union member: a nested frame arrives as a map."""
+    if is_frame_class(annotation):
         return dict
     assert isinstance(annotation, type)
     return annotation
 
 
 def _wire_label(annotation: object) -> str:
-    if dataclasses.is_dataclass(annotation):
+    if is_frame_class(annotation):
         return "a map"
     return _SIMPLE[annotation][1]
 
 
 def compile_decoder(cls: type[T]) -> Callable[[dict[Any, Any], str], T]:
-    """Build ``decode(map, path) -> cls`` from the dataclass's annotations.
+    """Build ``decode(map, path) -> cls`` from the frame class's annotations.
 
     Fields without a default are required; ``op`` is never read from the map
     (the registry already used it to pick the class).
@@ -254,35 +255,66 @@ def compile_decoder(cls: type[T]) -> Callable[[dict[Any, Any], str], T]:
             return _cls(v0, v1, v2)
     """
     hints = typing.get_type_hints(cls)
-    namespace: dict[str, Any] = {"_cls": cls, "_missing": _missing}
+    namespace: dict[str, Any] = {"_cls": cls, "_missing": _missing, "_BadRequest": BadRequest}
     lines = ["def decode(raw, path=''):", "    get = raw.get"]
     arguments = []
-    for i, field in enumerate(dataclasses.fields(cls)):  # type: ignore[arg-type]
-        if not field.init:
-            continue
+    for i, field in enumerate(fields(cls)):
         annotation = hints[field.name]
         namespace[f"_check{i}"] = checker_for(annotation)
         namespace[f"_exact{i}"] = _exact_type(annotation)
         lines.append(f"    v{i} = get({field.name!r})")
-        lines.append(f"    if v{i} is None:")
-        if field.default is not dataclasses.MISSING:
+        if not field.required:
             namespace[f"_default{i}"] = field.default
+            lines.append(f"    if v{i} is None:")
             lines.append(f"        v{i} = _default{i}")
-        elif field.default_factory is not dataclasses.MISSING:
-            namespace[f"_factory{i}"] = field.default_factory
-            lines.append(f"        v{i} = _factory{i}()")
+        elif _admits_nil(annotation):
+            # Required but nil is a value (``ok``'s ``result``): always
+            # written, and nil stays nil.
+            lines.append(f"    if v{i} is None:")
+            lines.append("        pass")
         else:
+            lines.append(f"    if v{i} is None:")
             lines.append(f"        raise _missing(path, {field.name!r})")
-        # The common case (the value already has the exact type) costs one
-        # comparison; anything else goes through the full checker.
-        lines.append(f"    elif type(v{i}) is not _exact{i}:")
-        lines.append(f"        v{i} = _check{i}(v{i}, path + {field.name!r})")
+        item = _frame_items(annotation)
+        if item is not None:
+            # A batch (``messages: list[MessageIn]``): each item decoded inline,
+            # one call per item; anything wrong goes through the full checker
+            # again, which names the bad item precisely.
+            namespace[f"_item{i}"] = compile_decoder(item)
+            lines.append(f"    elif type(v{i}) is list:")
+            lines.append("        try:")
+            lines.append(f"            v{i} = [_item{i}(x, '') for x in v{i}]")
+            lines.append("        except (_BadRequest, AttributeError):")
+            lines.append(f"            v{i} = _check{i}(v{i}, path + {field.name!r})")
+            lines.append("    else:")
+            lines.append(f"        v{i} = _check{i}(v{i}, path + {field.name!r})")
+        elif annotation is not Any and annotation is not object:
+            # The common case (the value already has the exact type) costs one
+            # comparison; anything else goes through the full checker.
+            lines.append(f"    elif type(v{i}) is not _exact{i}:")
+            lines.append(f"        v{i} = _check{i}(v{i}, path + {field.name!r})")
         arguments.append(f"{field.name}=v{i}")
     lines.append(f"    return _cls({', '.join(arguments)})")
     exec("\n".join(lines), namespace)
     decode: Callable[[dict[Any, Any], str], T] = namespace["decode"]
     decode.__qualname__ = f"decode_{cls.__name__}"
     return decode
+
+
+def _frame_items(annotation: object) -> type | None:
+    """``X`` for a ``list[X]`` of frame classes (a batch), else None."""
+    if get_origin(annotation) is list:
+        (item,) = get_args(annotation)
+        if is_frame_class(item):
+            assert isinstance(item, type)
+            return item
+    return None
+
+
+def _admits_nil(annotation: object) -> bool:
+    if annotation is Any:
+        return True
+    return get_origin(annotation) in (Union, types.UnionType) and type(None) in get_args(annotation)
 
 
 def _missing(path: str, name: str) -> BadRequest:
@@ -302,16 +334,17 @@ def _exact_type(annotation: object) -> type | None:
 
 
 def to_wire(value: object) -> object:
-    """Convert a frame or nested dataclass to plain msgpack-ready values.
+    """Convert a frame (or a part of one) to plain msgpack-ready values.
 
-    Fields equal to ``None`` are left out: absent and nil mean the same thing
-    on the wire, and leaving them out keeps frames small.
+    Optional fields equal to ``None`` are left out: absent and nil mean the
+    same thing on the wire, and leaving them out keeps frames small. A
+    required field is always written, nil included (``ok``'s ``result``).
     """
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    if is_frame_class(type(value)):
         out: dict[str, object] = {}
-        for field in dataclasses.fields(value):
+        for field in fields(value):
             item = getattr(value, field.name)
-            if item is not None:
+            if item is not None or field.required:
                 out[field.name] = to_wire(item)
         return out
     if type(value) is list or type(value) is tuple:

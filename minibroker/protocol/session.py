@@ -1,10 +1,12 @@
 """One client connection's protocol state, sans-I/O.
 
-The shell feeds received bytes to ``receive_data`` and sends whatever
-``data_to_send`` returns; everything between is synchronous:
+The shell feeds received bytes to ``receive_data`` with the time they
+arrived, and sends whatever ``data_to_send`` returns; everything between is
+synchronous:
 
-    bytes -> FrameDecoder -> request dataclass -> handler -> core -> result
-          -> encoded response appended to this session's outbound buffer
+    bytes -> FrameDecoder -> request frame -> its row in ops.OPS: permission,
+          handler(session, frame, now) -> core -> result
+          -> codec.ok -> this session's outbound buffer
 
 A whole received chunk is decoded and dispatched without yielding, and all
 responses and pushes produced meanwhile leave in one ``send_all``: that is
@@ -42,7 +44,7 @@ from minibroker.errors import (
     Unauthorized,
     UnsupportedVersion,
 )
-from minibroker.protocol import frames
+from minibroker.protocol import codec, frames
 from minibroker.protocol.codec import (
     DEFAULT_MAX_FRAME_BYTES,
     HEADER,
@@ -51,12 +53,14 @@ from minibroker.protocol.codec import (
     FrameDecoder,
     InvalidFrame,
     ProtocolError,
+    bye_frame,
     container_limit_for,
+    end_frame,
+    error_frame,
     frame_payload_budget,
-    pack_frame,
 )
-from minibroker.protocol.error_frames import bye_frame, end_frame, error_frame
-from minibroker.protocol.handlers import HANDLERS, PARKED, PUSH_ENCODERS
+from minibroker.protocol.handlers.parked import PARKED
+from minibroker.protocol.ops import OPS, PUSH_ENCODERS, REQUEST_DECODERS
 from minibroker.protocol.stats import ProtocolStats
 
 log = logging.getLogger("minibroker.session")
@@ -104,6 +108,7 @@ class Session:
         self._decoder = FrameDecoder(
             min(HELLO_MAX_FRAME_BYTES, self.settings.max_frame_bytes),
             max_container_len=container_limit_for(broker.config.limits.max_batch),
+            decoders=REQUEST_DECODERS,
         )
         #: Item bytes one outgoing batch may carry: ``read`` and ``fetch``
         #: answers and every push are cut to it, so no frame the server sends
@@ -143,8 +148,9 @@ class Session:
         self.input_ended = False
         #: Set once ``bye`` is written: it is the last frame, nothing follows it.
         self._sealed = False
-        #: The current time on the Trio clock, set by the shell before each call in.
-        self.now = 0.0
+        #: The time given with the latest input: only for the one core call made
+        #: while sending (ending a subscription whose next item fits no frame).
+        self._input_time = 0.0
         #: Called whenever there is something new to send; the shell wakes its writer.
         self.wakeup: Callable[[], None] = _nothing
 
@@ -200,8 +206,8 @@ class Session:
 
     # -------------------------------------------------------------- input
 
-    def receive_data(self, data: bytes | bytearray) -> None:
-        """Decode and dispatch the complete frames in ``data``; never blocks.
+    def receive_data(self, data: bytes | bytearray, now: float) -> None:
+        """Decode and dispatch the complete frames in ``data``, arrived at ``now``; never blocks.
 
         Dispatching pauses once the outbound buffer reaches its high-water
         mark: the frames not yet dispatched stay in the decoder,
@@ -215,6 +221,7 @@ class Session:
             return
         self.stats.bytes_in += len(data)
         self.input_paused = False
+        self._input_time = now
         high_water = self.settings.outbound_high_water
         pending = self._decoder.frames()
         try:
@@ -224,7 +231,7 @@ class Session:
                 if type(frame) is InvalidFrame:
                     self._respond_error(frame.id, frame.error)
                 else:
-                    self._dispatch(frame)  # type: ignore[arg-type]
+                    self._dispatch(frame, now)  # type: ignore[arg-type]
                 if not self.accepting_input():
                     return
                 if self._out_bytes >= high_water:
@@ -241,9 +248,9 @@ class Session:
         finally:
             pending.close()  # frames not taken stay buffered in the decoder
 
-    def resume_input(self) -> None:
+    def resume_input(self, now: float) -> None:
         """Dispatch the frames left buffered when ``receive_data`` paused."""
-        self.receive_data(b"")
+        self.receive_data(b"", now)
 
     @property
     def pending_input_bytes(self) -> int:
@@ -272,7 +279,7 @@ class Session:
         """True once hello succeeded (the shell's hello deadline stops then)."""
         return self.namespace is not None
 
-    def _dispatch(self, frame: frames.Request) -> None:
+    def _dispatch(self, frame: frames.Request, now: float) -> None:
         request_id = frame.id
         try:
             if self.namespace is None and type(frame) is not frames.Hello:
@@ -283,16 +290,17 @@ class Session:
                     "connection still waiting for its answer; use a fresh id per request",
                     id=request_id,
                 )
+            op = OPS[frame.op]
             grants = self._grants
-            only_visible = None if grants is None else grants.authorize(frame)
-            handler = HANDLERS[frame.op]
+            only_visible = None if grants is None else grants.authorize(op.permission, frame)
+            handler = op.handle
             generation = self.broker.write_generation
             xray = self.broker.xray
             if xray is None:
-                result = handler(self, frame)
+                result = handler(self, frame, now)
             else:
                 result = xray.trace_frame(
-                    self.namespace, self.conn_id, frame, lambda: handler(self, frame)
+                    self.namespace, self.conn_id, frame, lambda: handler(self, frame, now)
                 )
             if only_visible is not None:
                 result = only_visible(result)
@@ -445,7 +453,7 @@ class Session:
         self._out_bytes += len(data)
 
     def _respond_ok(self, request_id: int, result: object) -> None:
-        frame = pack_frame({"op": "ok", "id": request_id, "result": result})
+        frame = codec.ok(frames.Ok(request_id, result))
         if len(frame) > self._max_frame_length:
             # Batches are cut to ``frame_budget``, so only an answer nobody
             # sized gets here (a huge queue.inspect or list, a lone record whose
@@ -571,14 +579,14 @@ class Session:
         )
         log.warning("ending subscription %d of %s: %s", sub_id, self.peer_name, error.message)
         if self.subscriptions.pop(sub_id, None) is not None:
-            source.cancel(self.now)
+            source.cancel(self._input_time)
         self._paused.pop(sub_id, None)
         self._write(end_frame(sub_id, error))
 
     # ---------------------------------------------------------- lifecycle
 
-    def connection_lost(self) -> None:
-        """The socket is gone: hand back deliveries, drop subscriptions and waiters."""
+    def connection_lost(self, now: float) -> None:
+        """The socket is gone (at ``now``): hand back deliveries, drop subscriptions and waiters."""
         if self.closed:
             return
         self.closed = True
@@ -588,7 +596,7 @@ class Session:
         self._held_ids.clear()
         self._decoder.discard()
         if self.namespace is not None:
-            self.broker.disconnect(self, self.namespace, self.now)
+            self.broker.disconnect(self, self.namespace, now)
         self.subscriptions.clear()
         self._parked.clear()
         self._parked_ids.clear()

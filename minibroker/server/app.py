@@ -27,7 +27,7 @@ from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig
 from minibroker.core.namespace import StorageOpener
 from minibroker.errors import BrokerError, LimitExceeded, ShuttingDown
-from minibroker.protocol.codec import pack_frame
+from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES, error_frame
 from minibroker.protocol.session import Session, SessionSettings
 from minibroker.protocol.stats import ProtocolStats
 from minibroker.server.accept import serve_listeners
@@ -43,13 +43,9 @@ from minibroker.server.connection import (
 from minibroker.server.durability import GroupCommit
 from minibroker.server.http_connections import HttpConnections
 from minibroker.server.input_budget import InputBudget
-from minibroker.server.log_metrics import log_metrics as _log_metrics  # noqa: F401
 from minibroker.server.memory_stream import memory_stream_pair
 from minibroker.server.metrics import BrokerCollector, make_registry, serve_metrics
-from minibroker.server.queue_metrics import queue_metrics as _queue_metrics  # noqa: F401
-from minibroker.server.rpc_metrics import rpc_metrics as _rpc_metrics  # noqa: F401 (registers)
 from minibroker.server.timers import TimerService
-from minibroker.server.topic_metrics import topic_metrics as _topic_metrics  # noqa: F401
 from minibroker.server.wire_session import FrontEnd, SessionFactory, WireSession
 from minibroker.storage.memory import MemoryLog
 
@@ -452,9 +448,7 @@ async def _refuse(stream: trio.abc.Stream, error: BrokerError) -> None:
     log.warning("refused a connection: %s", error.message)
     with trio.move_on_after(LINGER_SECONDS):
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await stream.send_all(
-                pack_frame({"op": "error", "code": error.code, "message": error.message})
-            )
+            await stream.send_all(error_frame(None, error, DEFAULT_MAX_FRAME_BYTES))
             # Half-close, then drain what the client already sent (its hello)
             # until it closes too: closing with unread input would send RST,
             # and the client could lose the error before reading it.

@@ -243,8 +243,7 @@ class Connection:
         finally:
             if session.closing is not None:
                 self.close_reason = f"{session.closing.code}: {session.closing.message}"
-            session.now = trio.current_time()
-            session.connection_lost()
+            session.connection_lost(trio.current_time())
             # The session's wakeup is our bound method, and we hold the
             # session: a cycle that would keep both (and everything they
             # hold) until the cycle collector's rare full collection.
@@ -284,7 +283,6 @@ class Connection:
                 if session.input_paused and session.closing is None:
                     # Frames of the last chunk wait behind the high-water mark:
                     # answer them before reading more.
-                    session.now = trio.current_time()
                     self._dispatch(None)
                     continue
                 if self._budget is not None and session.closing is None:
@@ -302,7 +300,6 @@ class Connection:
                     # the error frame or goodbye before the peer reads it.
                     discarded += len(data)
                     continue
-                session.now = trio.current_time()
                 self._dispatch(data)
         finally:
             self._reader_done.set()
@@ -348,11 +345,12 @@ class Connection:
         due deadlines, then write what that produced, here and elsewhere."""
         session = self.session
         self._ready.dispatching = True
+        now = trio.current_time()
         try:
             if data is None:
-                session.resume_input()
+                session.resume_input(now)
             else:
-                session.receive_data(data)
+                session.receive_data(data, now)
             self._after_input()
             if session.has_output() or session.closing is not None:
                 self._wake()

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Final
 
 from minibroker.core.broker import Broker
 from minibroker.core.log_options import LogStatistics
-from minibroker.server.metrics import METRIC_SOURCES
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
@@ -142,5 +141,3 @@ def log_metrics(broker: Broker) -> Iterable[Metric]:
         sum_value=histogram.total,
     )
 
-
-METRIC_SOURCES.append(log_metrics)

@@ -4,7 +4,7 @@ Each broker gets its own ``CollectorRegistry`` (never the global default), so
 several embedded brokers in one test process don't collide. The hot path
 never touches prometheus objects: sessions and models bump plain ints, and
 the collector below turns them into samples when /metrics is scraped.
-Models add their own families by registering a ``MetricSource``.
+Each model's families come from its ``MetricSource``, listed in ``METRIC_SOURCES``.
 
 prometheus-client is imported only when a registry is built or scraped:
 importing it (with its HTTP and WSGI exposition helpers) costs about as much
@@ -22,6 +22,10 @@ import trio
 
 from minibroker.core.broker import Broker
 from minibroker.protocol.stats import ProtocolStats
+from minibroker.server.log_metrics import log_metrics
+from minibroker.server.queue_metrics import queue_metrics
+from minibroker.server.rpc_metrics import rpc_metrics
+from minibroker.server.topic_metrics import topic_metrics
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -33,8 +37,8 @@ log = logging.getLogger("minibroker.server")
 #: A function yielding metric families for one model (see core model stats).
 MetricSource = Callable[[Broker], Iterable["Metric"]]
 
-#: Model metric sources, registered at import time by server/model_metrics.py.
-METRIC_SOURCES: list[MetricSource] = []
+#: Every model's metric families, one source per model.
+METRIC_SOURCES: tuple[MetricSource, ...] = (log_metrics, queue_metrics, rpc_metrics, topic_metrics)
 
 
 class BrokerCollector:

@@ -1,7 +1,7 @@
 """Prometheus families for queues, read from each queue's statistics at scrape time.
 
-Registered in ``METRIC_SOURCES`` on import (server/app.py imports this
-module). The queue model keeps plain integer counters (see
+One of ``METRIC_SOURCES``, the list in server/metrics.py.
+The queue model keeps plain integer counters (see
 :class:`~minibroker.core.queue_options.QueueStatistics`); a scrape takes one
 ``statistics()`` snapshot per queue and turns it into samples, so the put,
 fetch and ack paths never touch a metrics object.
@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING
 from minibroker.core.broker import Broker
 from minibroker.core.queue_options import QueueStatistics
 from minibroker.core.queues import Queues
-from minibroker.server.metrics import METRIC_SOURCES
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
@@ -91,5 +90,3 @@ def queue_metrics(broker: Broker) -> Iterator[Metric]:
     for _, counter in counters:
         yield counter
 
-
-METRIC_SOURCES.append(queue_metrics)

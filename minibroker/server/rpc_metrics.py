@@ -1,7 +1,7 @@
 """Prometheus families for request/reply, built from the core's plain counters.
 
-Registered in ``METRIC_SOURCES`` on import (server/app.py imports this
-module). Counters are summed over namespaces; latency histograms are merged
+One of ``METRIC_SOURCES``, the list in server/metrics.py.
+Counters are summed over namespaces; latency histograms are merged
 per subject, and the label set stays bounded: at most
 ``MAX_TRACKED_SUBJECTS`` subjects keep their own series (the busiest), the
 rest are folded into ``subject="_other"``.
@@ -21,7 +21,6 @@ from minibroker.core.rpc_stats import (
     OUTCOMES,
     LatencyHistogram,
 )
-from minibroker.server.metrics import METRIC_SOURCES
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
@@ -103,5 +102,3 @@ def _bounded(latency: dict[str, LatencyHistogram]) -> dict[str, LatencyHistogram
     kept[OTHER_SUBJECT] = other
     return kept
 
-
-METRIC_SOURCES.append(rpc_metrics)

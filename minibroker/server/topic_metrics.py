@@ -1,7 +1,7 @@
 """Prometheus families for topics, built from the core's plain counters at scrape time.
 
-Registered in ``METRIC_SOURCES`` on import (server/app.py imports this
-module). Every family is summed over namespaces, so the label set stays
+One of ``METRIC_SOURCES``, the list in server/metrics.py.
+Every family is summed over namespaces, so the label set stays
 bounded however many namespaces (one per test, say) a broker has seen; the
 publish path itself only bumps ints in :class:`~minibroker.core.topics.TopicStats`.
 """
@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from minibroker.core.broker import Broker
 from minibroker.core.topics import Topics, TopicStats
-from minibroker.server.metrics import METRIC_SOURCES
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
@@ -87,5 +86,3 @@ def topic_metrics(broker: Broker) -> Iterator[Metric]:
         value=nodes,
     )
 
-
-METRIC_SOURCES.append(topic_metrics)

@@ -3,10 +3,13 @@
 Every front end (the msgpack protocol today; AMQP 0-9-1, Kafka and others
 beside it) keeps its protocol state in a sans-I/O object per connection:
 bytes go in through ``receive_data``, the core is called synchronously, and
-bytes come out of ``data_to_send``. The shell (``Connection``, group commit,
-graceful shutdown) drives any such object the same way, so a new front end
-reuses the chunked reads, coalesced writes, backpressure and closing logic
-instead of writing its own. ``minibroker.protocol.session.Session`` is the
+bytes come out of ``data_to_send``. Time is an argument: the shell passes
+the time on its clock with each call in (``receive_data``, ``resume_input``,
+``connection_lost``), so a session never reads a clock of its own. The shell
+(``Connection``, group commit, graceful shutdown) drives any such object the
+same way, so a new front end reuses the chunked reads, coalesced writes,
+backpressure and closing logic instead of writing its own.
+``minibroker.protocol.session.Session`` is the
 reference implementation; this protocol names exactly the part the shell uses.
 """
 
@@ -23,8 +26,6 @@ from minibroker.errors import BrokerError
 class WireSession(Protocol):
     """One connection's protocol state, as driven by ``server.connection.Connection``."""
 
-    #: The current time on the Trio clock; the shell sets it before each call in.
-    now: float
     #: Called when there is something new to send; the shell wakes its writer.
     wakeup: Callable[[], None]
     #: Set once the connection must close after the pending output is sent.
@@ -40,7 +41,9 @@ class WireSession(Protocol):
         """True once the client has authenticated (ends the handshake deadline)."""
         ...
 
-    def receive_data(self, data: bytes | bytearray) -> None: ...
+    def receive_data(self, data: bytes | bytearray, now: float) -> None:
+        """Handle ``data``, received at ``now`` (the shell's clock)."""
+        ...
 
     @property
     def pending_input_bytes(self) -> int:
@@ -57,7 +60,7 @@ class WireSession(Protocol):
         """Free the buffered input (the connection is refused or gone)."""
         ...
 
-    def resume_input(self) -> None: ...
+    def resume_input(self, now: float) -> None: ...
 
     def accepting_input(self) -> bool: ...
 
@@ -79,7 +82,7 @@ class WireSession(Protocol):
         cannot keep a finished connection sending until the close deadline."""
         ...
 
-    def connection_lost(self) -> None:
+    def connection_lost(self, now: float) -> None:
         """The stream is gone: hand back deliveries, drop subscriptions and waiters."""
         ...
 

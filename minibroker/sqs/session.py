@@ -205,10 +205,16 @@ class SqsSession:
     def discard_input(self) -> None:
         self._backlog.clear()
 
-    def resume_input(self) -> None:
+    def resume_input(self, now: float | None = None) -> None:
+        if now is not None:
+            self.now = now
         self.input_paused = False
 
-    def receive_data(self, data: bytes | bytearray) -> None:
+    def receive_data(self, data: bytes | bytearray, now: float | None = None) -> None:
+        """Handle ``data``; ``now`` (the shell's clock) becomes ``self.now``
+        (None, in unit tests: keep the last one)."""
+        if now is not None:
+            self.now = now
         if self.closing is not None or self._broken is not None:
             return
         if self._pending is not None or self._resume_timer is not None:
@@ -243,7 +249,9 @@ class SqsSession:
             self._close_after_held = True
         self.wakeup()
 
-    def connection_lost(self) -> None:
+    def connection_lost(self, now: float | None = None) -> None:
+        if now is not None:
+            self.now = now
         pending = self._pending
         if pending is not None and pending.token is not None:
             # Withdrawn, so no message is handed to a client that is gone.

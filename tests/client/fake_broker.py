@@ -14,17 +14,22 @@ request tells it:
 * anything else is recorded and never answered (a call that stays pending).
 
 Tests can also push frames later with ``send`` and cut the connection with
-``drop``. Every request received is recorded; ``wait_for(op)`` blocks
-(with a safety timeout) until one with that op has arrived.
+``drop``. A pushed ``msg`` frame may carry ``items`` (any msgpack values)
+instead of ``messages``: it goes out as a real ``msg`` frame, one message per
+item holding the item, and :func:`items_parser` gives the items back.
+Every request received is recorded; ``wait_for(op)`` blocks (with a safety
+timeout) until one with that op has arrived.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 from typing import Any
 
+from minibroker.protocol import frames
 from minibroker.protocol.codec import RawFrameDecoder, pack_frame
 
 
@@ -61,7 +66,7 @@ class FakeBroker:
 
     def send(self, *frames: dict[str, Any]) -> None:
         """Send ``frames`` in one write on the most recent connection."""
-        self._connections[-1].sendall(b"".join(pack_frame(f) for f in frames))
+        self._connections[-1].sendall(b"".join(_pack_push(f) for f in frames))
 
     def send_raw(self, data: bytes) -> None:
         """Send arbitrary bytes (garbage, partial frames) on the most recent connection."""
@@ -135,7 +140,7 @@ class FakeBroker:
             if frame.get("reply", True):
                 reply = {"op": "ok", "id": request_id, "result": frame.get("result")}
                 out.append(pack_frame(reply))
-            out.extend(pack_frame(f) for f in frame.get("send", []))
+            out.extend(_pack_push(f) for f in frame.get("send", []))
             if out:
                 conn.sendall(b"".join(out))
             return not frame.get("close", False)
@@ -148,9 +153,17 @@ def _close(sock: socket.socket) -> None:
     sock.close()
 
 
-def items_parser(frame: dict[str, Any], client: object) -> list[Any]:
-    """The push parser the tests subscribe with: a ``msg`` frame's ``items`` list."""
-    return list(frame["items"])
+def _pack_push(frame: dict[str, Any]) -> bytes:
+    """``frame`` as bytes; the ``items`` of a ``msg`` become its messages' bodies."""
+    if frame.get("op") == "msg" and "items" in frame:
+        messages = [{"topic": "fake", "body": json.dumps(item).encode()} for item in frame["items"]]
+        frame = {"op": "msg", "sub": frame["sub"], "messages": messages}
+    return pack_frame(frame)
+
+
+def items_parser(frame: frames.Msg, client: object) -> list[Any]:
+    """The push parser the tests subscribe with: the ``items`` a ``msg`` frame was sent with."""
+    return [json.loads(message.body) for message in frame.messages]
 
 
 def script(

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from minibroker.core.broker import Broker
-from minibroker.errors import BrokerError, error_from_code
+from minibroker.errors import BadRequest, BrokerError, error_from_code
 from minibroker.protocol import frames
 from minibroker.protocol.codec import RawFrameDecoder, encode, pack_frame
 from minibroker.protocol.session import Session, SessionSettings
@@ -60,8 +60,6 @@ class Net:
 
     def set_time(self, now: float) -> int:
         self.now = now
-        for client in self.clients:
-            client.session.now = now
         fired = 0
         # Timers may arm timers that are already due: fire until quiet.
         while True:
@@ -77,7 +75,6 @@ class Client:
     def __init__(self, net: Net, conn_id: int, settings: SessionSettings | None) -> None:
         self.net = net
         self.session = Session(net.broker, conn_id, settings=settings)
-        self.session.now = net.now
         self.decoder = RawFrameDecoder()
         #: Responses (ok/error) by request id, not yet taken by ``result``.
         self.responses: dict[int, dict[str, Any]] = {}
@@ -110,8 +107,7 @@ class Client:
         return frame.id
 
     def send_bytes(self, data: bytes) -> None:
-        self.session.now = self.net.now
-        self.session.receive_data(data)
+        self.session.receive_data(data, self.net.now)
         self.pump()
 
     # ------------------------------------------------------------ receiving
@@ -163,8 +159,26 @@ class Client:
 
     def close(self) -> None:
         """The connection drops (the shell's connection_lost)."""
-        self.session.now = self.net.now
-        self.session.connection_lost()
+        self.session.connection_lost(self.net.now)
+
+
+def assert_decoders_agree(fast: Any, generic: Any, raw: dict[str, Any]) -> Any:
+    """Check a hand-written fast decoder against the generic one on ``raw``:
+    the same frame, or the same ``BadRequest`` message. Returns the frame (None if refused)."""
+    try:
+        expected = generic(raw, "")
+    except BadRequest as exc:
+        try:
+            fast(raw)
+        except BadRequest as fast_exc:
+            assert fast_exc.message == exc.message
+        else:
+            raise AssertionError("the fast decoder accepted what the generic one refuses") from None
+        return None
+    got = fast(raw)
+    assert got == expected
+    assert type(got) is type(expected)
+    return got
 
 
 class _KeptLog:

@@ -10,7 +10,6 @@ must never buffer more than one maximal frame plus one received chunk.
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 
 import msgpack
@@ -19,7 +18,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 # The server's request decoders, fast paths included (handlers register them).
-import minibroker.protocol.handlers  # noqa: F401
 from minibroker.protocol.codec import (
     HEADER_SIZE,
     FrameDecoder,
@@ -30,7 +28,11 @@ from minibroker.protocol.codec import (
     decode_request,
     pack_frame,
 )
+from minibroker.protocol.frame_class import fields
 from minibroker.protocol.frames import REQUESTS, Request
+
+# The server's request decoders, fast paths included.
+from minibroker.protocol.ops import REQUEST_DECODERS
 
 MAX_FRAME = 256
 
@@ -54,7 +56,7 @@ def feed(decoder: FrameDecoder, chunks: list[bytes]) -> list[object]:
 
 @given(chunks=st.lists(st.binary(max_size=600), max_size=10))
 def test_arbitrary_bytes(chunks: list[bytes]) -> None:
-    feed(FrameDecoder(MAX_FRAME), chunks)
+    feed(FrameDecoder(MAX_FRAME, decoders=REQUEST_DECODERS), chunks)
 
 
 def framed(body: bytes) -> bytes:
@@ -66,7 +68,7 @@ def test_well_framed_random_bodies(bodies: list[bytes], split: int) -> None:
     """Valid length prefixes around random bytes reach the msgpack parser."""
     stream = b"".join(framed(body) for body in bodies)
     split %= len(stream) + 1
-    feed(FrameDecoder(MAX_FRAME), [stream[:split], stream[split:]])
+    feed(FrameDecoder(MAX_FRAME, decoders=REQUEST_DECODERS), [stream[:split], stream[split:]])
 
 
 # Arbitrary msgpack values, including maps keyed by arrays and maps (valid
@@ -88,7 +90,7 @@ nested_names = st.sampled_from(["body", "key", "headers", "topic", "rid", "subje
 
 
 def _request_like(op: str) -> st.SearchStrategy[dict[str, object]]:
-    names = [f.name for f in dataclasses.fields(REQUESTS[op]) if f.name != "id"]
+    names = [f.name for f in fields(REQUESTS[op]) if f.name != "id"]
     values = scalars | raw_values | st.lists(st.dictionaries(nested_names, scalars, max_size=3))
     return st.fixed_dictionaries(
         {"op": st.just(op), "id": st.integers(0, 2**64 - 1) | scalars},
@@ -103,7 +105,7 @@ request_like = st.sampled_from(sorted(REQUESTS)).flatmap(_request_like)
 @given(value=raw_values | request_like)
 def test_any_msgpack_value(value: object) -> None:
     """Any msgpack value in a valid frame: a request, InvalidFrame or ProtocolError."""
-    decoder = FrameDecoder(1 << 20)
+    decoder = FrameDecoder(1 << 20, decoders=REQUEST_DECODERS)
     decoder.receive_data(pack_frame(value))  # type: ignore[arg-type]
     try:
         results = list(decoder.frames())
@@ -126,7 +128,7 @@ def test_request_like_maps_never_raise(value: dict[str, object]) -> None:
 
 def test_unhashable_map_key_is_a_protocol_error() -> None:
     # {[1]: 1}: a map keyed by an array.
-    decoder = FrameDecoder()
+    decoder = FrameDecoder(decoders=REQUEST_DECODERS)
     decoder.receive_data(framed(b"\x81\x91\x01\x01"))
     with pytest.raises(ProtocolError, match="map key"):
         list(decoder.frames())
@@ -146,7 +148,7 @@ def test_unhashable_map_key_is_a_protocol_error() -> None:
     ],
 )
 def test_broken_frames(body: bytes, message: str) -> None:
-    decoder = FrameDecoder()
+    decoder = FrameDecoder(decoders=REQUEST_DECODERS)
     decoder.receive_data(framed(body))
     with pytest.raises(ProtocolError, match=message) as info:
         list(decoder.frames())
@@ -154,7 +156,7 @@ def test_broken_frames(body: bytes, message: str) -> None:
 
 
 def test_the_frame_after_a_broken_one_is_never_decoded() -> None:
-    decoder = FrameDecoder()
+    decoder = FrameDecoder(decoders=REQUEST_DECODERS)
     decoder.receive_data(framed(b"\xc1") + pack_frame({"op": "ping", "id": 1}))
     with pytest.raises(ProtocolError):
         list(decoder.frames())
@@ -188,7 +190,7 @@ def test_length_at_the_limit_is_accepted() -> None:
 
 
 def test_oversized_frame_after_a_good_one_is_refused_before_its_body() -> None:
-    decoder = FrameDecoder(MAX_FRAME)
+    decoder = FrameDecoder(MAX_FRAME, decoders=REQUEST_DECODERS)
     decoder.receive_data(pack_frame({"op": "ping", "id": 1}) + struct.pack(">I", MAX_FRAME + 1))
     frames = decoder.frames()
     assert next(frames) == REQUESTS["ping"](id=1)

@@ -9,7 +9,6 @@ covered here without touching this file. Requests go through the server's
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import types
 import typing
@@ -19,8 +18,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-# The server's request decoders, fast paths included (handlers register them).
-import minibroker.protocol.handlers  # noqa: F401
 from minibroker.protocol import frames
 from minibroker.protocol.codec import (
     HEADER_SIZE,
@@ -30,7 +27,11 @@ from minibroker.protocol.codec import (
     encode,
     pack_frame,
 )
+from minibroker.protocol.frame_class import fields, is_frame_class
 from minibroker.protocol.frames import DECODERS, REQUEST_TYPES, SERVER_FRAME_TYPES
+
+# The server's request decoders, fast paths included.
+from minibroker.protocol.ops import REQUEST_DECODERS
 
 INT_MIN = -(2**63)
 UINT_MAX = 2**64 - 1
@@ -75,15 +76,16 @@ def strategy_for(annotation: object, name: str = "") -> st.SearchStrategy[Any]:
         return st.dictionaries(texts, texts, max_size=3)
     if origin is Literal:
         return st.sampled_from(args)
-    if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
+    if is_frame_class(annotation):
+        assert isinstance(annotation, type)
         return frame_strategy(annotation)
     raise AssertionError(f"no strategy for {annotation!r}: extend strategy_for")
 
 
 def frame_strategy(cls: type) -> st.SearchStrategy[Any]:
     hints = typing.get_type_hints(cls)
-    fields = {f.name: strategy_for(hints[f.name], f.name) for f in dataclasses.fields(cls)}
-    return st.builds(cls, **fields)
+    strategies = {f.name: strategy_for(hints[f.name], f.name) for f in fields(cls)}
+    return st.builds(cls, **strategies)
 
 
 def cut(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -94,7 +96,7 @@ def cut(data: bytes, cuts: list[int]) -> list[bytes]:
 
 
 def decode_requests(chunks: list[bytes]) -> list[object]:
-    decoder = FrameDecoder()
+    decoder = FrameDecoder(decoders=REQUEST_DECODERS)
     out: list[object] = []
     for chunk in chunks:
         decoder.receive_data(chunk)
@@ -180,13 +182,13 @@ def test_nil_fields_are_left_out_and_mean_default() -> None:
     assert value == {"op": "hello", "id": 7, "version": 1, "client": ""}
     assert next(iter(value)) == "op"
     # An explicit nil decodes exactly like an absent key.
-    request = FrameDecoder()
+    request = FrameDecoder(decoders=REQUEST_DECODERS)
     request.receive_data(pack_frame({"op": "hello", "id": 7, "version": 1, "token": None}))
     assert list(request.frames()) == [frames.Hello(id=7, version=1)]
 
 
 def test_invalid_frame_is_not_a_request() -> None:
-    decoder = FrameDecoder()
+    decoder = FrameDecoder(decoders=REQUEST_DECODERS)
     decoder.receive_data(encode(frames.Ok(id=3, result=1)))
     (result,) = decoder.frames()
     assert isinstance(result, InvalidFrame)

@@ -9,7 +9,6 @@ be matched to its request.
 
 from __future__ import annotations
 
-import dataclasses
 import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
@@ -17,11 +16,14 @@ from typing import Any, Literal, Union, get_args, get_origin
 import pytest
 
 # The server's request decoders, fast paths included (handlers register them).
-import minibroker.protocol.handlers  # noqa: F401
 from minibroker.errors import BadRequest, UnknownOp
 from minibroker.protocol import frames
 from minibroker.protocol.codec import FrameDecoder, InvalidFrame, decode_request, pack_frame
+from minibroker.protocol.frame_class import fields, is_frame_class
 from minibroker.protocol.frames import REQUEST_TYPES
+
+# The server's request decoders, fast paths included.
+from minibroker.protocol.ops import REQUEST_DECODERS
 
 
 def valid_value(annotation: object) -> object:
@@ -47,7 +49,8 @@ def valid_value(annotation: object) -> object:
         return {"k": "v"}
     if origin is Literal:
         return args[0]
-    if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
+    if is_frame_class(annotation):
+        assert isinstance(annotation, type)
         return minimal_map(annotation, required_only=False)
     raise AssertionError(f"no example value for {annotation!r}")
 
@@ -75,7 +78,7 @@ def wrong_values(annotation: object) -> list[object]:
         return ["not a map", [["k", "v"]], {"k": 1}, {1: "v"}]
     if origin is Literal:
         return ["no such option", 1, True]
-    if dataclasses.is_dataclass(annotation):
+    if is_frame_class(annotation):
         return ["not a map", 1, []]
     return []
 
@@ -83,11 +86,8 @@ def wrong_values(annotation: object) -> list[object]:
 def minimal_map(cls: type, *, required_only: bool = True) -> dict[str, object]:
     hints = typing.get_type_hints(cls)
     out: dict[str, object] = {}
-    for field in dataclasses.fields(cls):
-        required = (
-            field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
-        )
-        if required or not required_only:
+    for field in fields(cls):
+        if field.required or not required_only:
             out[field.name] = valid_value(hints[field.name])
     return out
 
@@ -97,7 +97,7 @@ def request_map(cls: type[frames.Request], **fields: object) -> dict[str, object
 
 
 def decode(value: dict[str, object]) -> object:
-    decoder = FrameDecoder()
+    decoder = FrameDecoder(decoders=REQUEST_DECODERS)
     decoder.receive_data(pack_frame(value))
     (result,) = decoder.frames()
     return result
@@ -107,7 +107,7 @@ def field_cases() -> list[tuple[type[frames.Request], str, object]]:
     cases = []
     for cls in REQUEST_TYPES:
         hints = typing.get_type_hints(cls)
-        for field in dataclasses.fields(cls):
+        for field in fields(cls):
             if field.name == "id":
                 continue
             for wrong in wrong_values(hints[field.name]):
@@ -119,8 +119,8 @@ def required_cases() -> list[tuple[type[frames.Request], str]]:
     return [
         (cls, field.name)
         for cls in REQUEST_TYPES
-        for field in dataclasses.fields(cls)
-        if field.name != "id" and field.default is dataclasses.MISSING
+        for field in fields(cls)
+        if field.name != "id" and field.required
     ]
 
 

@@ -23,8 +23,8 @@ from minibroker.config import ServerConfig
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig
 from minibroker.protocol import frames
-from minibroker.protocol.codec import RawFrameDecoder, pack_frame
-from minibroker.protocol.error_frames import MAX_ERROR_TEXT_BYTES, shorten
+from minibroker.protocol.codec import MAX_ERROR_TEXT_BYTES, RawFrameDecoder, pack_frame, shorten
+from minibroker.protocol.frame_class import fields
 from minibroker.protocol.session import SessionSettings
 from minibroker.storage import MemoryLog
 
@@ -78,7 +78,7 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
     frame: dict[str, Any] = {"op": op, "id": draw(st.integers(100, 2**32))}
     cls = frames.REQUESTS.get(op)
     if cls is not None:
-        for name in cls.__dataclass_fields__:
+        for name in [f.name for f in fields(cls)]:
             if name == "id" or draw(st.integers(0, 5)) == 0:
                 continue
             strategy = _plausible.get(name)

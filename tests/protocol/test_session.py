@@ -51,7 +51,7 @@ class Wire:
         return self.send_bytes(b"".join(pack_frame(f) for f in frames))
 
     def send_bytes(self, data: bytes) -> list[dict[str, Any]]:
-        self.session.receive_data(data)
+        self.session.receive_data(data, 0.0)
         return self.receive()
 
     def receive(self) -> list[dict[str, Any]]:
@@ -284,8 +284,8 @@ def test_shutdown_says_bye_and_closes() -> None:
 def test_connection_lost_ignores_further_input() -> None:
     wire = Wire()
     wire.hello()
-    wire.session.connection_lost()
-    wire.session.connection_lost()  # idempotent
+    wire.session.connection_lost(0.0)
+    wire.session.connection_lost(0.0)  # idempotent
     assert wire.session.closed
     assert wire.send(ping(2)) == []
 
@@ -304,7 +304,7 @@ def test_counters() -> None:
 
 def test_output_is_joined_and_announced() -> None:
     wire = Wire()
-    wire.session.receive_data(pack_frame(HELLO) + pack_frame(ping(2)))
+    wire.session.receive_data(pack_frame(HELLO) + pack_frame(ping(2)), 0.0)
     assert wire.session.has_output()
     assert wire.session.outbound_bytes > 0
     data = wire.session.data_to_send()
@@ -318,9 +318,9 @@ def test_output_is_joined_and_announced() -> None:
 def test_high_water_mark() -> None:
     wire = Wire(settings=SessionSettings(outbound_high_water=1000))
     wire.hello()
-    wire.session.receive_data(pack_frame(ping(2, b"x" * 600)))
+    wire.session.receive_data(pack_frame(ping(2, b"x" * 600)), 0.0)
     assert not wire.session.over_high_water
-    wire.session.receive_data(pack_frame(ping(3, b"x" * 600)))
+    wire.session.receive_data(pack_frame(ping(3, b"x" * 600)), 0.0)
     assert wire.session.over_high_water
     assert len(wire.receive()) == 2
     assert not wire.session.over_high_water

@@ -105,7 +105,7 @@ def test_whatever_arrives_the_session_answers_within_its_limits(
     bounds = sorted({0, len(data), *(cut % (len(data) + 1) for cut in cuts)})
     received: list[dict[str, object]] = []
     for start, end in itertools.pairwise(bounds):
-        session.receive_data(data[start:end])  # never raises
+        session.receive_data(data[start:end], net.now)  # never raises
         limit = MAX_FRAME if session.namespace is not None else HELLO_MAX_FRAME_BYTES
         if session.closing is None:
             assert session.pending_input_bytes <= HEADER_SIZE + min(limit, MAX_FRAME)

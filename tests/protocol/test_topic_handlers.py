@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from minibroker.core.topics import TopicMessage, TopicSubscription
 from minibroker.errors import BadRequest, InvalidName, NotFound
 from minibroker.protocol import frames
-from minibroker.protocol.handlers.topics import _array_header, encode_messages
+from minibroker.protocol.codec import _array_header
+from minibroker.protocol.handlers.topics import encode_messages
 from minibroker.protocol.session import SessionSettings
 
 
@@ -55,7 +56,7 @@ def test_publish_reaches_a_subscriber_as_one_msg_frame() -> None:
     ]
     # The hand-built frame is exactly what the schema describes.
     decoded = frames.DECODERS["msg"](pushed[0], "")
-    assert decoded.messages[1] == frames.TopicMessageOut("orders.old", b"2", {"k": "v"})
+    assert decoded.messages[1] == frames.TopicMessage("orders.old", b"2", {"k": "v"})
 
 
 def test_publish_result_counts_groups_once() -> None:
@@ -271,6 +272,6 @@ def test_encoded_frames_decode_to_the_messages(
 
 
 def test_push_encoder_is_registered_for_subscriptions() -> None:
-    from minibroker.protocol.handlers import PUSH_ENCODERS
+    from minibroker.protocol.ops import PUSH_ENCODERS
 
     assert PUSH_ENCODERS[TopicSubscription] is encode_messages

@@ -27,7 +27,8 @@ def test_pipelined_answers_stop_at_the_high_water_mark() -> None:
         + pack_frame({"op": "log.create", "id": 2, "log": "big"})
         + pack_frame(
             {"op": "append", "id": 3, "log": "big", "records": [{"body": b"r" * 1000}] * 200}
-        )
+        ),
+        0.0,
     )
     decoder = RawFrameDecoder()
     decoder.receive_data(session.data_to_send())
@@ -37,7 +38,7 @@ def test_pipelined_answers_stop_at_the_high_water_mark() -> None:
         pack_frame({"op": "read", "id": i, "log": "big", "max_bytes": ANSWER})
         for i in range(100, 200)
     )
-    session.receive_data(requests)  # one chunk, a hundred requests
+    session.receive_data(requests, 0.0)  # one chunk, a hundred requests
     answered: list[int] = []
     rounds = 0
     while True:
@@ -49,6 +50,6 @@ def test_pipelined_answers_stop_at_the_high_water_mark() -> None:
         if not session.input_paused:
             break
         rounds += 1
-        session.resume_input()  # the shell's reader, once the buffer is sent
+        session.resume_input(0.0)  # the shell's reader, once the buffer is sent
     assert answered == list(range(100, 200))
     assert rounds >= 100 * ANSWER // (HIGH_WATER + ANSWER) - 1

@@ -9,13 +9,13 @@ server sends, id-less errors and ``bye`` included.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import MISSING
 from typing import Any
 
 import trio
 
 from minibroker.protocol import frames
 from minibroker.protocol.codec import RawFrameDecoder, pack_frame
+from minibroker.protocol.frame_class import fields
 from minibroker.server.app import BrokerServer
 
 #: The ``serve`` fixture (conftest.py): ``await serve(**config_overrides)``.
@@ -46,11 +46,11 @@ def sample_request(op: str, request_id: int = 7, **overrides: Any) -> dict[str, 
     """A well-formed ``op`` request with its required fields filled in."""
     cls = frames.REQUESTS[op]
     frame: dict[str, Any] = {"op": op, "id": request_id}
-    for name, spec in cls.__dataclass_fields__.items():
-        if name == "id" or name in overrides:
+    for field in fields(cls):
+        if field.name == "id" or field.name in overrides:
             continue
-        if spec.default is MISSING and spec.default_factory is MISSING:
-            frame[name] = _EXAMPLES[name]
+        if field.required:
+            frame[field.name] = _EXAMPLES[field.name]
     frame.update(overrides)
     return frame
 

@@ -25,9 +25,13 @@ PACKAGE = Path(minibroker.__file__).resolve().parent
 #: (module path relative to the package, name) -> why it is safe.
 ALLOWED = {
     ("protocol/schema.py", "exec"): (
-        "compiles the decoder of a frame dataclass from its annotations, once per class "
+        "compiles the decoder of a frame class from its annotations, once per class "
         "(on first use): the generated source holds field names and types from frames.py, "
         "never bytes from a client, and a client's op only picks one of the fixed classes"
+    ),
+    ("protocol/frame_class.py", "exec"): (
+        "compiles the __init__ of a frame class from its field names, once per class "
+        "(on first use): the source holds names declared in frames.py, never client bytes"
     ),
     ("__init__.py", "importlib"): (
         "lazy public names: imports a module named in the package's own constant table "

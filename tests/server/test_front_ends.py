@@ -26,7 +26,6 @@ class UpperEcho:
     """Answers every line with the line upper-cased; ``bye`` closes."""
 
     def __init__(self, lost: trio.Event, conn_id: int) -> None:
-        self.now = 0.0
         self.wakeup: Callable[[], None] = lambda: None
         self.closing: BrokerError | None = None
         self.input_paused = False
@@ -40,7 +39,7 @@ class UpperEcho:
     def handshake_done(self) -> bool:
         return True
 
-    def receive_data(self, data: bytes | bytearray) -> None:
+    def receive_data(self, data: bytes | bytearray, now: float) -> None:
         self._buffer += data
         while b"\n" in self._buffer:
             line, self._buffer = self._buffer.split(b"\n", 1)
@@ -60,7 +59,7 @@ class UpperEcho:
     def discard_input(self) -> None:
         self._buffer = b""
 
-    def resume_input(self) -> None:
+    def resume_input(self, now: float) -> None:
         pass
 
     def accepting_input(self) -> bool:
@@ -85,7 +84,7 @@ class UpperEcho:
     def eof_received(self) -> None:
         pass
 
-    def connection_lost(self) -> None:
+    def connection_lost(self, now: float) -> None:
         self._lost.set()
 
     def shutdown(self) -> None:

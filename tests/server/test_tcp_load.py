@@ -88,9 +88,9 @@ async def test_outbound_high_water_mark(start_server: StartServer) -> None:
     peak = 0
     receive_data = session.receive_data
 
-    def watched(data: bytes | bytearray) -> None:
+    def watched(data: bytes | bytearray, now: float) -> None:
         nonlocal peak
-        receive_data(data)
+        receive_data(data, now)
         peak = max(peak, session.outbound_bytes)
 
     session.receive_data = watched  # type: ignore[method-assign]

@@ -1,24 +1,5 @@
-"""Request handlers, one module per messaging model (see registry.py)."""
+"""Request handlers and push encoders, one module per messaging model.
 
-from minibroker.protocol.handlers import base, logs, namespaces, queues, rpc, topics
-from minibroker.protocol.handlers.registry import (
-    HANDLERS,
-    PARKED,
-    PUSH_ENCODERS,
-    encodes_pushes,
-    handles,
-)
-
-__all__ = [
-    "HANDLERS",
-    "PARKED",
-    "PUSH_ENCODERS",
-    "base",
-    "encodes_pushes",
-    "handles",
-    "logs",
-    "namespaces",
-    "queues",
-    "rpc",
-    "topics",
-]
+Each module holds plain functions; :mod:`minibroker.protocol.ops` wires them
+to ops and push sources in one table.
+"""

@@ -24,13 +24,14 @@ Wire shapes (see docs/logs.md and docs/protocol.md):
   ``{"offset": n | nil}``.
 
 Append fast path: the generic schema decoder checks each record through its
-compiled checkers and builds each frozen ``RecordIn`` through ``__init__``,
+compiled checkers and builds each ``RecordIn`` through ``__init__``,
 about 1.5-2 µs a record, more than storing it. So the ``append`` op gets a
-decoder of its own (registered with the codec) that checks the common shape
-inline and sets the ``RecordIn`` slots directly, about a quarter of that,
-and hands anything else (a text body, a bad type) to the generic decoder,
-which converts it or produces the precise error. A property test checks the
-two give equal results and equal errors on arbitrary input.
+decoder of its own that checks the common shape inline and sets the
+``RecordIn`` slots directly, about a quarter of that (the op table in ops.py
+names it as the op's decoder), and hands anything else (a text body, a bad
+type) to the generic decoder, which converts it or produces the precise
+error. A property test checks the two give equal results and equal errors on
+arbitrary input.
 """
 
 from __future__ import annotations
@@ -40,9 +41,8 @@ from typing import TYPE_CHECKING, Any
 from minibroker.core.log_options import LogOptions
 from minibroker.core.log_readers import LogTail
 from minibroker.log_store import Entry, RecordBatch
-from minibroker.protocol import frames
-from minibroker.protocol.codec import pack_frame, register_request_decoder
-from minibroker.protocol.handlers.registry import PARKED, encodes_pushes, handles
+from minibroker.protocol import codec, frames
+from minibroker.protocol.handlers.parked import PARKED
 
 if TYPE_CHECKING:
     from minibroker.protocol.session import Session
@@ -52,8 +52,7 @@ if TYPE_CHECKING:
 
 
 _generic_append_decoder = frames.DECODERS[frames.Append.op]
-# A frozen dataclass's __init__ sets each field through object.__setattr__;
-# setting the slots directly builds the same RecordIn about 3x faster.
+# Setting the slots directly builds the same RecordIn without a call to __init__.
 _new_record = object.__new__
 _set_body = vars(frames.RecordIn)["body"].__set__
 _set_key = vars(frames.RecordIn)["key"].__set__
@@ -103,9 +102,6 @@ def _is_str_map(value: object) -> bool:
     return all(type(k) is str and type(v) is str for k, v in value.items())
 
 
-register_request_decoder(frames.Append.op, decode_append)
-
-
 # ------------------------------------------------------------------- handlers
 
 
@@ -113,38 +109,33 @@ def encode_batch_result(batch: RecordBatch) -> dict[str, Any]:
     return {"records": batch.data, "count": batch.count, "next_offset": batch.next_offset}
 
 
-@handles(frames.LogCreate)
-def log_create(session: Session, frame: frames.LogCreate) -> dict[str, bool]:
+def log_create(session: Session, frame: frames.LogCreate, now: float) -> dict[str, bool]:
     options = LogOptions(
         retention_bytes=frame.retention_bytes,
         retention_seconds=frame.retention_seconds,
         segment_bytes=frame.segment_bytes,
     )
-    return {"created": session.ns.logs.create(frame.log, options, session.now)}
+    return {"created": session.ns.logs.create(frame.log, options, now)}
 
 
-@handles(frames.LogDelete)
-def log_delete(session: Session, frame: frames.LogDelete) -> dict[str, int]:
-    return {"records": session.ns.logs.delete(frame.log, session.now)}
+def log_delete(session: Session, frame: frames.LogDelete, now: float) -> dict[str, int]:
+    return {"records": session.ns.logs.delete(frame.log, now)}
 
 
-@handles(frames.LogList)
-def log_list(session: Session, frame: frames.LogList) -> list[str]:
+def log_list(session: Session, frame: frames.LogList, now: float) -> list[str]:
     return session.ns.logs.names()
 
 
-@handles(frames.LogStats)
-def log_stats(session: Session, frame: frames.LogStats) -> dict[str, Any]:
+def log_stats(session: Session, frame: frames.LogStats, now: float) -> dict[str, Any]:
     return session.ns.logs.statistics(frame.log).to_dict()
 
 
-@handles(frames.Append)
-def append(session: Session, frame: frames.Append) -> dict[str, int]:
+def append(session: Session, frame: frames.Append, now: float) -> dict[str, int]:
     entries: list[Entry] = [
         r if type(r) is bytes else (r.key, r.headers, r.body)  # type: ignore[union-attr]
         for r in frame.records
     ]
-    first = session.ns.logs.append(frame.log, entries, session.now)
+    first = session.ns.logs.append(frame.log, entries, now)
     return {"offset": first, "count": len(entries)}
 
 
@@ -159,8 +150,7 @@ def read_budget(session: Session, max_bytes: int) -> int:
     return min(max_bytes, session.frame_budget) if type(max_bytes) is int else max_bytes
 
 
-@handles(frames.Read)
-def read(session: Session, frame: frames.Read) -> Any:
+def read(session: Session, frame: frames.Read, now: float) -> Any:
     logs = session.ns.logs
     max_bytes = read_budget(session, frame.max_bytes)
     batch = logs.read(
@@ -184,7 +174,7 @@ def read(session: Session, frame: frames.Read) -> Any:
             frame.max_records,
             max_bytes,
             frame.wait,
-            session.now,
+            now,
         )
     except BaseException:
         session.unpark(token)
@@ -192,8 +182,7 @@ def read(session: Session, frame: frames.Read) -> Any:
     return PARKED
 
 
-@handles(frames.Tail)
-def tail(session: Session, frame: frames.Tail) -> dict[str, int]:
+def tail(session: Session, frame: frames.Tail, now: float) -> dict[str, int]:
     logs = session.ns.logs
     started: list[LogTail] = []
 
@@ -215,29 +204,18 @@ def tail(session: Session, frame: frames.Tail) -> dict[str, int]:
     return {"sub": sub_id, "offset": started[0].cursor}
 
 
-@handles(frames.Commit)
-def commit(session: Session, frame: frames.Commit) -> None:
-    session.ns.logs.commit(frame.log, frame.group, frame.offset, session.now)
+def commit(session: Session, frame: frames.Commit, now: float) -> None:
+    session.ns.logs.commit(frame.log, frame.group, frame.offset, now)
 
 
-@handles(frames.Committed)
-def committed(session: Session, frame: frames.Committed) -> dict[str, int | None]:
+def committed(session: Session, frame: frames.Committed, now: float) -> dict[str, int | None]:
     return {"offset": session.ns.logs.committed(frame.log, frame.group)}
 
 
-@encodes_pushes(LogTail)
 def encode_records(source: LogTail, budget: int) -> tuple[bytes, bool]:
     """One ``records`` frame of the tail's next chunk, within ``budget`` bytes."""
     batch = source.take(budget)
     if batch is None:
         return b"", False
-    frame = pack_frame(
-        {
-            "op": "records",
-            "sub": source.sub_id,
-            "data": batch.data,
-            "count": batch.count,
-            "next_offset": batch.next_offset,
-        }
-    )
-    return frame, source.has_more()
+    frame = frames.Records(source.sub_id, batch.data, batch.count, batch.next_offset)
+    return codec.records(frame), source.has_more()

@@ -13,14 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from minibroker.errors import Conflict
 from minibroker.protocol import frames
-from minibroker.protocol.handlers.registry import handles
 
 if TYPE_CHECKING:
     from minibroker.protocol.session import Session
 
 
-@handles(frames.NamespaceDrop)
-def drop(session: Session, frame: frames.NamespaceDrop) -> dict[str, Any]:
+def drop(session: Session, frame: frames.NamespaceDrop, now: float) -> dict[str, Any]:
     if frame.namespace == session.ns.name:
         raise Conflict(
             f"this connection is in namespace {frame.namespace!r} and cannot drop it; "

@@ -36,7 +36,7 @@ from minibroker.core.durations import check_seconds
 from minibroker.core.queue_message import Message
 from minibroker.core.queue_options import QueueOptions, QueueStatistics
 from minibroker.protocol import frames
-from minibroker.protocol.handlers.registry import PARKED, handles
+from minibroker.protocol.handlers.parked import PARKED
 
 if TYPE_CHECKING:
     from minibroker.protocol.session import Session
@@ -91,8 +91,7 @@ def _stats(stats: QueueStatistics) -> dict[str, Any]:
     return out
 
 
-@handles(frames.QueueDeclare)
-def declare(session: Session, frame: frames.QueueDeclare) -> dict[str, Any]:
+def declare(session: Session, frame: frames.QueueDeclare, now: float) -> dict[str, Any]:
     options = QueueOptions(
         max_length=frame.max_length,
         overflow=frame.overflow,
@@ -102,22 +101,19 @@ def declare(session: Session, frame: frames.QueueDeclare) -> dict[str, Any]:
         dead_letter_queue=frame.dead_letter_queue,
         durable=frame.durable,
     )
-    created = session.ns.queues.declare(frame.queue, options, session.now)
+    created = session.ns.queues.declare(frame.queue, options, now)
     return {"queue": frame.queue, "created": created}
 
 
-@handles(frames.QueueDelete)
-def delete(session: Session, frame: frames.QueueDelete) -> dict[str, Any]:
-    return {"messages": session.ns.queues.delete(frame.queue, session.now)}
+def delete(session: Session, frame: frames.QueueDelete, now: float) -> dict[str, Any]:
+    return {"messages": session.ns.queues.delete(frame.queue, now)}
 
 
-@handles(frames.QueuePurge)
-def purge(session: Session, frame: frames.QueuePurge) -> dict[str, Any]:
-    return {"purged": session.ns.queues.get(frame.queue).purge(session.now)}
+def purge(session: Session, frame: frames.QueuePurge, now: float) -> dict[str, Any]:
+    return {"purged": session.ns.queues.get(frame.queue).purge(now)}
 
 
-@handles(frames.QueueList)
-def list_queues(session: Session, frame: frames.QueueList) -> list[dict[str, Any]]:
+def list_queues(session: Session, frame: frames.QueueList, now: float) -> list[dict[str, Any]]:
     return [
         {
             "queue": s.name,
@@ -130,18 +126,15 @@ def list_queues(session: Session, frame: frames.QueueList) -> list[dict[str, Any
     ]
 
 
-@handles(frames.QueueStats)
-def stats(session: Session, frame: frames.QueueStats) -> dict[str, Any]:
+def stats(session: Session, frame: frames.QueueStats, now: float) -> dict[str, Any]:
     queue = session.ns.queues.get(frame.queue)
     out = _stats(queue.statistics())
     out["options"] = queue.options.to_dict()
     return out
 
 
-@handles(frames.QueueInspect)
-def inspect(session: Session, frame: frames.QueueInspect) -> dict[str, Any]:
+def inspect(session: Session, frame: frames.QueueInspect, now: float) -> dict[str, Any]:
     contents = session.ns.queues.get(frame.queue).inspect(frame.limit)
-    now = session.now
     in_flight = []
     for held in contents.in_flight:
         view = _message_view(held.message)
@@ -161,14 +154,12 @@ def inspect(session: Session, frame: frames.QueueInspect) -> dict[str, Any]:
     }
 
 
-@handles(frames.Put)
-def put(session: Session, frame: frames.Put) -> dict[str, int]:
-    count = session.ns.queues.get(frame.queue).put(frame.messages, session.now)
+def put(session: Session, frame: frames.Put, now: float) -> dict[str, int]:
+    count = session.ns.queues.get(frame.queue).put(frame.messages, now)
     return {"count": count}
 
 
-@handles(frames.Fetch)
-def fetch(session: Session, frame: frames.Fetch) -> Any:
+def fetch(session: Session, frame: frames.Fetch, now: float) -> Any:
     queue = session.ns.queues.get(frame.queue)
     max_wait = session.broker.config.limits.max_wait_seconds
     check_seconds("wait", frame.wait, max_wait, allow_zero=True)
@@ -176,7 +167,7 @@ def fetch(session: Session, frame: frames.Fetch) -> Any:
     # not fit stays ready for the next fetch (see Queue.fetch).
     budget = session.frame_budget
     messages = queue.fetch(
-        session, frame.max_messages, session.now, frame.visibility_timeout, budget
+        session, frame.max_messages, now, frame.visibility_timeout, budget
     )
     if messages or frame.wait <= 0:
         return encode_deliveries(messages)
@@ -186,7 +177,7 @@ def fetch(session: Session, frame: frames.Fetch) -> Any:
             session,
             token,
             frame.max_messages,
-            session.now,
+            now,
             frame.wait,
             frame.visibility_timeout,
             budget,
@@ -197,8 +188,7 @@ def fetch(session: Session, frame: frames.Fetch) -> Any:
     return PARKED
 
 
-@handles(frames.FetchCancel)
-def fetch_cancel(session: Session, frame: frames.FetchCancel) -> dict[str, bool]:
+def fetch_cancel(session: Session, frame: frames.FetchCancel, now: float) -> dict[str, bool]:
     """Withdraw a parked fetch of this connection (a consumer leaving).
 
     The fetch is answered with an empty list before this request's own
@@ -208,19 +198,17 @@ def fetch_cancel(session: Session, frame: frames.FetchCancel) -> dict[str, bool]
     """
     queue = session.ns.queues.get(frame.queue)
     token = session.parked_token(frame.fetch)
-    cancelled = token is not None and queue.cancel_wait(session, token, session.now)
+    cancelled = token is not None and queue.cancel_wait(session, token, now)
     return {"cancelled": cancelled}
 
 
-@handles(frames.Ack)
-def ack(session: Session, frame: frames.Ack) -> dict[str, int]:
-    count = session.ns.queues.get(frame.queue).ack(session, frame.deliveries, session.now)
+def ack(session: Session, frame: frames.Ack, now: float) -> dict[str, int]:
+    count = session.ns.queues.get(frame.queue).ack(session, frame.deliveries, now)
     return {"count": count}
 
 
-@handles(frames.Nack)
-def nack(session: Session, frame: frames.Nack) -> dict[str, int]:
+def nack(session: Session, frame: frames.Nack, now: float) -> dict[str, int]:
     count = session.ns.queues.get(frame.queue).nack(
-        session, frame.deliveries, session.now, requeue=frame.requeue, delay=frame.delay
+        session, frame.deliveries, now, requeue=frame.requeue, delay=frame.delay
     )
     return {"count": count}

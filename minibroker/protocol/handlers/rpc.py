@@ -24,9 +24,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from minibroker.core.rpc import Responder, RpcReply
-from minibroker.protocol import frames
-from minibroker.protocol.codec import pack_frame
-from minibroker.protocol.handlers.registry import PARKED, encodes_pushes, handles
+from minibroker.protocol import codec, frames
+from minibroker.protocol.handlers.parked import PARKED
 
 if TYPE_CHECKING:
     from minibroker.protocol.session import Session
@@ -38,8 +37,7 @@ def _encode_reply(reply: RpcReply) -> dict[str, Any]:
     return {"body": reply.body}
 
 
-@handles(frames.Respond)
-def respond(session: Session, frame: frames.Respond) -> dict[str, int]:
+def respond(session: Session, frame: frames.Respond, now: float) -> dict[str, int]:
     router = session.ns.rpc
     sub_id = session.add_subscription(
         lambda sub_id: router.add_responder(session, sub_id, frame.subject, frame.group)
@@ -47,12 +45,11 @@ def respond(session: Session, frame: frames.Respond) -> dict[str, int]:
     return {"sub": sub_id}
 
 
-@handles(frames.RequestCall)
-def request(session: Session, frame: frames.RequestCall) -> Any:
+def request(session: Session, frame: frames.RequestCall, now: float) -> Any:
     token = session.park(frame.id, _encode_reply)
     try:
         session.ns.rpc.request(
-            session, token, frame.subject, frame.body, frame.headers, frame.timeout, session.now
+            session, token, frame.subject, frame.body, frame.headers, frame.timeout, now
         )
     except BaseException:
         session.unpark(token)
@@ -60,32 +57,19 @@ def request(session: Session, frame: frames.RequestCall) -> Any:
     return PARKED
 
 
-@handles(frames.Reply)
-def reply(session: Session, frame: frames.Reply) -> bool:
+def reply(session: Session, frame: frames.Reply, now: float) -> bool:
     return session.ns.rpc.reply(
-        session, frame.rid, frame.body, frame.headers, frame.error, session.now
+        session, frame.rid, frame.body, frame.headers, frame.error, now
     )
 
 
-@encodes_pushes(Responder)
 def encode_requests(source: Responder, budget: int) -> tuple[bytes, bool]:
     """Drain a responder's outbox into one ``req`` frame within ``budget`` bytes."""
     taken = source.take(budget)
     if not taken:
         return b"", False
-    requests: list[dict[str, Any]] = []
-    for rid, subject, body, headers, timeout in taken:
-        if headers:
-            requests.append(
-                {
-                    "rid": rid,
-                    "subject": subject,
-                    "body": body,
-                    "headers": headers,
-                    "timeout": timeout,
-                }
-            )
-        else:
-            requests.append({"rid": rid, "subject": subject, "body": body, "timeout": timeout})
-    frame = pack_frame({"op": "req", "sub": source.sub_id, "requests": requests})
-    return frame, source.has_queued()
+    requests = [
+        frames.RequestOut(rid, subject, body, headers or None, timeout)
+        for rid, subject, body, headers, timeout in taken
+    ]
+    return codec.req(frames.Req(source.sub_id, requests)), source.has_queued()

@@ -1,0 +1,73 @@
+"""The client decodes what the server sends through the same frame classes.
+
+``decode_msg`` is the client's fast path for ``msg`` pushes; it must give
+what the generic schema decoder gives, errors included, on arbitrary input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+from helpers import assert_decoders_agree
+from hypothesis import given
+from hypothesis import strategies as st
+
+from minibroker.client.protocol import Goodbye, Push, Reply, _to_event, decode_msg
+from minibroker.errors import NotFound
+from minibroker.protocol import codec, frames
+from minibroker.protocol.codec import HEADER_SIZE
+from minibroker.protocol.schema import compile_decoder
+
+generic = compile_decoder(frames.Msg)
+
+scalars = (
+    st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=3) | st.binary(max_size=3)
+)
+headers = st.dictionaries(st.text(max_size=2), st.text(max_size=2), max_size=2) | scalars
+message = (
+    st.dictionaries(
+        st.sampled_from(["topic", "body", "headers", "other"]),
+        st.one_of(scalars, headers),
+    )
+    | scalars
+)
+raw_msg = st.fixed_dictionaries(
+    {"op": st.just("msg")},
+    optional={
+        "sub": st.integers(0, 5) | scalars,
+        "messages": st.lists(message, max_size=4) | scalars,
+    },
+)
+
+
+@given(raw_msg)
+def test_fast_msg_decoder_agrees_with_the_generic_one(raw: dict[str, Any]) -> None:
+    got = assert_decoders_agree(decode_msg, generic, raw)
+    if got is not None:
+        assert all(type(m) is frames.TopicMessage for m in got.messages)
+
+
+def _wire(frame: frames.Frame | bytes) -> dict[str, Any]:
+    data = frame if isinstance(frame, bytes) else codec.encode(frame)
+    decoded: dict[str, Any] = msgpack.unpackb(data[HEADER_SIZE:])
+    return decoded
+
+
+def test_server_frames_become_typed_events() -> None:
+    assert _to_event(_wire(codec.ok(frames.Ok(3, None)))) == Reply(3, None)
+    event = _to_event(_wire(codec.error_frame(4, NotFound("gone"), 1024)))
+    assert type(event) is Reply and isinstance(event.error, NotFound)
+    assert type(_to_event(_wire(codec.bye_frame(NotFound("bye"))))) is Goodbye
+    records = frames.Records(2, b"data", 1, 8)
+    assert _to_event(_wire(records)) == Push(2, "records", records)
+    msg = frames.Msg(1, [frames.TopicMessage("t", b"b", {"k": "v"})])
+    assert _to_event(_wire(msg)) == Push(1, "msg", msg)
+
+
+def test_a_frame_that_breaks_the_schema_ends_the_connection_clearly() -> None:
+    event = _to_event({"op": "records", "sub": 1, "data": 5})
+    assert type(event) is Goodbye
+    assert "invalid 'records' frame" in event.error.message
+    assert type(_to_event({"op": "surprise"})) is Goodbye
+    assert type(_to_event([1, 2])) is Goodbye
