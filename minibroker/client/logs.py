@@ -48,20 +48,17 @@ from minibroker.client.producer import (
 )
 from minibroker.client.protocol import Call
 from minibroker.client.pushes import BlockingIteration, SubscriptionEnded
-from minibroker.client.transport import AsyncTransport, SyncTransport, opens, sends
 from minibroker.errors import BrokerError, ConnectionClosed, OffsetOutOfRange
 from minibroker.log_store import Record
 from minibroker.record_format import decode_records_fast
 
 __all__ = [
-    "AsyncLogMethods",
     "AsyncLogProducer",
     "AsyncLogTail",
     "GroupLag",
     "LogStats",
     "Record",
     "Start",
-    "SyncLogMethods",
     "SyncLogProducer",
     "SyncLogTail",
     "parse_records",
@@ -609,27 +606,3 @@ class SyncLogProducer(SyncProducer):
     def append_many(self, records: Iterable[RecordItem]) -> SyncConfirmation:
         """Queue a batch of records that leave together (see the async ``append_many``)."""
         return self._room_after(self._state.add_many(*_record_group(records)))
-
-
-class LogMethods:
-    """Log methods written once for every client (see ``transport.sends``)."""
-
-    create_log = sends(create_log_call)
-    delete_log = sends(delete_log_call)
-    list_logs = sends(list_logs_call)
-    log_stats = sends(log_stats_call)
-    append = sends(append_call)
-    append_many = sends(append_many_call)
-    read = sends(read_call)
-    commit = sends(commit_call)
-    committed = sends(committed_call)
-    log_producer = opens(log_producer_state, AsyncLogProducer, SyncLogProducer)
-    tail = opens(tail_state, AsyncLogTail, SyncLogTail)
-
-
-class AsyncLogMethods(LogMethods, AsyncTransport):
-    """Log methods of the Trio, asyncio and in-process clients."""
-
-
-class SyncLogMethods(LogMethods, SyncTransport):
-    """Log methods of the blocking client (same names and arguments, no ``await``)."""

@@ -108,20 +108,11 @@ from minibroker.client.queue_wire import (
     SyncDirectSettler,
     ack_calls,
     count_of,
-    declare_queue_call,
-    delete_queue_call,
     encode_messages,
     fetch_call,
-    inspect_queue_call,
-    list_queues_call,
     message_map,
     nack_calls,
-    purge_queue_call,
-    put_call,
-    put_many_call,
-    queue_stats_call,
 )
-from minibroker.client.transport import AsyncTransport, SyncTransport, opens, sends
 
 __all__ = [
     "DEFAULT_ACK_EVERY",
@@ -129,7 +120,6 @@ __all__ = [
     "DEFAULT_PREFETCH",
     "DEFAULT_VISIBILITY_TIMEOUT",
     "AsyncConsumer",
-    "AsyncQueueMethods",
     "AsyncQueueProducer",
     "Delivery",
     "MessageItem",
@@ -140,7 +130,6 @@ __all__ = [
     "QueuedMessage",
     "SyncConsumer",
     "SyncDelivery",
-    "SyncQueueMethods",
     "SyncQueueProducer",
 ]
 
@@ -279,14 +268,14 @@ def fetch_state(
     return FetchPlan(client, queue, call)
 
 
-async def _fetch(plan: FetchPlan) -> list[Delivery]:
+async def fetch_async(plan: FetchPlan) -> list[Delivery]:
     if "wait" not in plan.call.fields:
         return await plan.client._call(plan.call)  # type: ignore[no-any-return]
     # A long poll parks on the broker: cancelling this call withdraws it.
     return await fetch_withdrawable(plan.client, plan.queue, plan.call)
 
 
-def _fetch_blocking(plan: FetchPlan) -> list[SyncDelivery]:
+def fetch_blocking(plan: FetchPlan) -> list[SyncDelivery]:
     return plan.client._call(plan.call)  # type: ignore[no-any-return]
 
 
@@ -320,41 +309,12 @@ def nack_state(
     return SettlePlan(client, nack_calls(deliveries, delivery_ids, requeue, delay))
 
 
-async def _settle(plan: SettlePlan) -> int:
+async def settle_async(plan: SettlePlan) -> int:
     total = 0
     for call in plan.calls:
         total += await plan.client._call(call)
     return total
 
 
-def _settle_blocking(plan: SettlePlan) -> int:
+def settle_blocking(plan: SettlePlan) -> int:
     return sum(plan.client._call(call) for call in plan.calls)
-
-
-# ----------------------------------------------------------------- mixins
-
-
-class QueueMethods:
-    """Queue methods written once for every client (see ``transport.sends``)."""
-
-    declare_queue = sends(declare_queue_call)
-    delete_queue = sends(delete_queue_call)
-    purge_queue = sends(purge_queue_call)
-    list_queues = sends(list_queues_call)
-    queue_stats = sends(queue_stats_call)
-    inspect_queue = sends(inspect_queue_call)
-    put = sends(put_call)
-    put_many = sends(put_many_call)
-    queue_producer = opens(queue_producer_state, AsyncQueueProducer, SyncQueueProducer)
-    consume = opens(consume_state, AsyncConsumer, SyncConsumer)
-    fetch = opens(fetch_state, _fetch, _fetch_blocking)
-    ack = opens(ack_state, _settle, _settle_blocking)
-    nack = opens(nack_state, _settle, _settle_blocking)
-
-
-class AsyncQueueMethods(QueueMethods, AsyncTransport):
-    """Queue methods of the Trio, asyncio and in-process clients."""
-
-
-class SyncQueueMethods(QueueMethods, SyncTransport):
-    """Queue methods of the blocking client (same names and arguments, no ``await``)."""
