@@ -19,7 +19,7 @@ requester was still there.
 
 The blocking client has the same names without ``await``; its ``serve``
 runs the (plain) handler on a thread pool of ``workers`` threads and blocks
-until the connection ends or it is stopped (see ``SyncRpcMethods.serve``).
+until the connection ends or it is stopped (see ``SyncServing.serve``).
 
 Errors a requester can get (``minibroker.NoResponders`` ...): ``NoResponders``
 (nobody serves the subject, immediately), ``Timeout`` (no reply within
