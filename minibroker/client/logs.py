@@ -29,10 +29,10 @@ re-reads at most what it processed since its last commit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, Generic, NamedTuple, NoReturn, TypeVar
 
 from minibroker.client.bodies import as_body
 from minibroker.client.producer import (
@@ -63,6 +63,9 @@ __all__ = [
     "SyncLogTail",
     "parse_records",
 ]
+
+#: What a producer's ``append`` returns on one flavour (see ``LogProducer``).
+C = TypeVar("C")
 
 #: An offset, or "earliest", "latest" or "committed" (a group's committed offset).
 Start = int | str
@@ -567,42 +570,35 @@ def _record_group(records: Iterable[RecordItem]) -> tuple[list[Any], int]:
     return encoded, sum(len(r if isinstance(r, bytes) else r["body"]) for r in encoded)
 
 
-def _record_item(
-    body: bytes, key: bytes | None, headers: Mapping[str, str] | None
-) -> tuple[bytes | dict[str, Any], int]:
-    """One record's wire form and size (a bare body, the common case, first: no calls)."""
-    if type(body) is bytes and key is None and headers is None:
-        return body, len(body)
-    return _record_map(body, key, headers), body_size(body, headers)
+class LogProducer(Generic[C]):
+    """``append`` and ``append_many`` of a log producer, written once (see
+    ``queues.QueueProducer``)."""
 
-
-class AsyncLogProducer(AsyncProducer):
-    """``mb.log_producer(log)`` for the async clients (see ``log_producer_state``)."""
-
-    async def append(
-        self, body: bytes, key: bytes | None = None, headers: Mapping[str, str] | None = None
-    ) -> Confirmation:
-        """Append one record; waits only while the window is full. ``await`` the
-        confirmation it returns for the record's offset once stored."""
-        return await self._room_after(self._state.add(*_record_item(body, key, headers)))
-
-    async def append_many(self, records: Iterable[RecordItem]) -> Confirmation:
-        """Queue a batch of records (as ``mb.append_many`` takes them) that leave
-        together; waits only while the window is full. Its confirmation gives
-        the first one's offset once stored (the rest follow densely)."""
-        return await self._room_after(self._state.add_many(*_record_group(records)))
-
-
-class SyncLogProducer(SyncProducer):
-    """``mb.log_producer(log)`` for the blocking client (see ``AsyncLogProducer``)."""
+    _state: ProducerState
+    _room_after: Callable[[Any], C]
 
     def append(
         self, body: bytes, key: bytes | None = None, headers: Mapping[str, str] | None = None
-    ) -> SyncConfirmation:
-        """Append one record; blocks only while the window is full. Its
-        confirmation's ``result()`` blocks for the record's offset once stored."""
-        return self._room_after(self._state.add(*_record_item(body, key, headers)))
+    ) -> C:
+        """Append one record; waits (async: ``await`` it) only while the window is
+        full. Its confirmation gives the record's offset once stored: ``await
+        confirmation``, or ``confirmation.result()`` on the blocking client."""
+        if type(body) is bytes and key is None and headers is None:  # a bare body: no calls
+            return self._room_after(self._state.add(body, len(body)))
+        return self._room_after(
+            self._state.add(_record_map(body, key, headers), body_size(body, headers))
+        )
 
-    def append_many(self, records: Iterable[RecordItem]) -> SyncConfirmation:
-        """Queue a batch of records that leave together (see the async ``append_many``)."""
+    def append_many(self, records: Iterable[RecordItem]) -> C:
+        """Queue a batch of records (as ``mb.append_many`` takes them) that leave
+        together; waits only while the window is full. Its confirmation gives
+        the first one's offset once stored (the rest follow densely)."""
         return self._room_after(self._state.add_many(*_record_group(records)))
+
+
+class AsyncLogProducer(LogProducer[Coroutine[Any, Any, Confirmation]], AsyncProducer):
+    """``mb.log_producer(log)`` for the async clients (see ``log_producer_state``)."""
+
+
+class SyncLogProducer(LogProducer[SyncConfirmation], SyncProducer):
+    """``mb.log_producer(log)`` for the blocking client (see ``log_producer_state``)."""

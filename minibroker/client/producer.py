@@ -40,7 +40,8 @@ What it promises:
   exception sends what was put, without waiting).
 
 ``ProducerState`` is the bookkeeping, shared by both drivers and never
-waiting itself; ``AsyncProducer`` and ``SyncProducer`` only wait.
+waiting itself; ``AsyncProducer`` and ``SyncProducer`` only wait, with the
+waits written once as flows (client/flavours.py).
 """
 
 from __future__ import annotations
@@ -49,6 +50,14 @@ from collections import deque
 from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
+from minibroker.client.flavours import (
+    AwaitingContext,
+    BlockingContext,
+    Flow,
+    run_async,
+    run_blocking,
+    waits,
+)
 from minibroker.client.protocol import Call, connection_lost
 from minibroker.errors import BrokerError
 
@@ -82,11 +91,11 @@ class _Batch:
 class ProducerState:
     """A producer's batches; never waits (see the module docstring).
 
-    ``encode`` turns one message into its wire form and checks it (a str
-    body raises TypeError in ``put``, before anything is queued); ``make_call``
-    builds the request for a batch; ``result_of(raw, index, count)`` is the
-    result of the batch's ``index``-th message (``count`` None), or of the
-    group of ``count`` messages from there.
+    It takes messages in their wire form (the model checks and encodes them
+    first, so a str body raises TypeError before anything is queued);
+    ``make_call`` builds the request for a batch; ``result_of(raw, index,
+    count)`` is the result of the batch's ``index``-th message (``count``
+    None), or of the group of ``count`` messages from there.
     """
 
     def __init__(
@@ -136,8 +145,9 @@ class ProducerState:
         items = batch.items
         items.append(item)
         batch.size += size
-        confirmation = self.confirmation(self, batch, len(items) - 1)
-        self._ship_if_due(batch)
+        confirmation = _new(self.confirmation, (self, batch, len(items) - 1, None))
+        if len(items) >= self.max_batch or self._due(batch):
+            self.ship()
         return confirmation
 
     def add_many(self, items: list[Any], size: int) -> Any:
@@ -155,19 +165,17 @@ class ProducerState:
         first = len(batch.items)
         batch.items.extend(items)
         batch.size += size
-        confirmation = self.confirmation(self, batch, first, len(items))
-        self._ship_if_due(batch)
+        confirmation = _new(self.confirmation, (self, batch, first, len(items)))
+        if len(batch.items) >= self.max_batch or self._due(batch):
+            self.ship()
         return confirmation
 
-    def _ship_if_due(self, batch: _Batch) -> None:
+    def _due(self, batch: _Batch) -> bool:
+        """Whether ``batch`` (below ``max_batch`` messages) leaves now: it is full
+        by bytes, or this producer's last batch sent is answered (they are
+        answered in order), so waiting would only add latency."""
         in_flight = self.in_flight
-        if (
-            len(batch.items) >= self.max_batch
-            or batch.size >= self.max_batch_bytes
-            or not in_flight
-            or in_flight[-1].pending.done
-        ):
-            self.ship()
+        return batch.size >= self.max_batch_bytes or not in_flight or in_flight[-1].pending.done
 
     def _refuse(self) -> None:
         if self.closed:
@@ -237,26 +245,31 @@ class ProducerState:
         return batch.pending
 
 
-class _ConfirmationBase:
-    __slots__ = ("_batch", "_count", "_index", "_state")
+#: Builds a confirmation (a tuple) in one C call: a Python ``__init__`` would
+#: cost a fifth of a message's path through ``put``.
+_new = tuple.__new__
 
-    def __init__(
-        self, state: ProducerState, batch: _Batch, index: int, count: int | None = None
-    ) -> None:
-        self._state = state
-        self._batch = batch
-        self._index = index
-        #: How many messages a group confirms (None: one message).
-        self._count = count
+
+class _ConfirmationBase(tuple[ProducerState, _Batch, int, int | None]):
+    """One message's (or group's) confirmation: its producer, its batch, its
+    index in the batch, and how many messages a group confirms (None: one)."""
+
+    __slots__ = ()
 
     @property
     def done(self) -> bool:
         """True once the broker answered this message's batch (or it failed to leave)."""
-        batch = self._batch
+        batch = self[1]
         return batch.error is not None or (batch.pending is not None and batch.pending.done)
 
-    def _result(self) -> Any:
-        return self._state.result_of(self._batch.outcome(), self._index, self._count)
+    def _answer(self) -> Flow[Any]:
+        """Send the batch if it is still collecting, wait for its answer, and
+        return this message's result (or raise the batch's error)."""
+        state, batch, index, count = self
+        pending = state.shipped(batch)
+        if pending is not None and not pending.done:
+            yield pending
+        return state.result_of(batch.outcome(), index, count)
 
 
 class Confirmation(_ConfirmationBase):
@@ -267,30 +280,24 @@ class Confirmation(_ConfirmationBase):
     __slots__ = ()
 
     def __await__(self) -> Generator[Any, None, Any]:
-        return self._wait().__await__()
-
-    async def _wait(self) -> Any:
-        pending = self._state.shipped(self._batch)
-        if pending is not None and not pending.done:
-            await pending.wait()
-        return self._result()
+        return run_async(self._answer()).__await__()
 
 
 class SyncConfirmation(_ConfirmationBase):
-    """One message's confirmation for the blocking client: ``result(timeout)``."""
+    """One message's confirmation for the blocking client: ``result()``."""
 
     __slots__ = ()
 
     def result(self) -> Any:
         """Block until the broker answered; the message's result, or raise its
         batch's error (``CallTimeout`` past the client's timeout)."""
-        pending = self._state.shipped(self._batch)
-        if pending is not None and not pending.done:
-            pending.wait()
-        return self._result()
+        return run_blocking(self._answer())
 
 
 class _ProducerDriver:
+    """What both drivers of a ``ProducerState`` share: everything but how the
+    window makes room (``_room_after``, the per-message path, per side)."""
+
     def __init__(self, state: ProducerState) -> None:
         self._state = state
 
@@ -300,21 +307,37 @@ class _ProducerDriver:
         self._state.reap()
         return len(self._state.in_flight)
 
+    def _room(self) -> Flow[None]:
+        """Wait until fewer than ``max_in_flight`` batches await their confirmation."""
+        while (oldest := self._state.waiting_for()) is not None:
+            yield oldest
 
-class AsyncProducer(_ProducerDriver):
+    def _flush(self) -> Flow[None]:
+        """Wait until every message put so far is confirmed; raise the first
+        error since the previous flush."""
+        state = self._state
+        while (pending := state.unconfirmed()) is not None:
+            yield pending
+        state.take_failure()
+
+    flush = waits(_flush)
+
+    def _closing(self) -> Flow[None]:
+        """Flush, then refuse further messages."""
+        if not self._state.closed:
+            yield from self._flush()
+            self._state.closed = True
+
+    def _abandon(self) -> None:
+        """Leaving on an exception: send what was put, wait for nothing."""
+        self._state.ship()
+        self._state.closed = True
+
+
+class AsyncProducer(_ProducerDriver, AwaitingContext):
     """An ordered, pipelined producer for the async clients (see the module
     docstring). One task at a time may put through a producer (order is per
     producer); other tasks can share the client with producers of their own."""
-
-    async def __aenter__(self) -> AsyncProducer:
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        if exc_type is None:
-            await self.aclose()
-        else:
-            self._state.ship()
-            self._state.closed = True
 
     def __init__(self, state: ProducerState) -> None:
         super().__init__(state)
@@ -322,60 +345,25 @@ class AsyncProducer(_ProducerDriver):
         state.confirmation = Confirmation
 
     async def _room_after(self, confirmation: Confirmation) -> Confirmation:
-        """Return ``confirmation`` once the window has room again."""
-        while (oldest := self._state.waiting_for()) is not None:
-            await oldest.wait()
+        """``confirmation`` once the window has room. ``put`` is a plain method
+        returning this coroutine: one coroutine per message, not two."""
+        state = self._state
+        if len(state.in_flight) >= state.max_in_flight:
+            await run_async(self._room())
         return confirmation
 
-    async def flush(self) -> None:
-        """Wait until every message put so far is confirmed; raise the first
-        error since the previous flush."""
-        state = self._state
-        while (pending := state.unconfirmed()) is not None:
-            await pending.wait()
-        state.take_failure()
 
-    async def aclose(self) -> None:
-        """Flush, then refuse further messages. Idempotent."""
-        if not self._state.closed:
-            await self.flush()
-            self._state.closed = True
-
-
-class SyncProducer(_ProducerDriver):
+class SyncProducer(_ProducerDriver, BlockingContext):
     """An ordered, pipelined producer for the blocking client (see the module
     docstring). One thread at a time may use a producer (order is per
     producer); other threads can share the client with producers of their own."""
 
-    def __enter__(self) -> SyncProducer:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self._state.ship()
-            self._state.closed = True
-
     def _room_after(self, confirmation: SyncConfirmation) -> SyncConfirmation:
-        """Return ``confirmation`` once the window has room again."""
-        while (oldest := self._state.waiting_for()) is not None:
-            oldest.wait()
-        return confirmation
-
-    def flush(self) -> None:
-        """Block until every message put so far is confirmed; raise the first
-        error since the previous flush."""
+        """``confirmation`` once the window has room (blocking)."""
         state = self._state
-        while (pending := state.unconfirmed()) is not None:
-            pending.wait()
-        state.take_failure()
-
-    def close(self) -> None:
-        """Flush, then refuse further messages. Idempotent."""
-        if not self._state.closed:
-            self.flush()
-            self._state.closed = True
+        if len(state.in_flight) >= state.max_in_flight:
+            run_blocking(self._room())
+        return confirmation
 
 
 def body_size(body: Any, headers: Mapping[str, str] | None = None) -> int:

@@ -33,6 +33,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
+from minibroker.client.flavours import (
+    AwaitingContext,
+    BlockingContext,
+    Flow,
+    run_async,
+    run_blocking,
+    waits,
+)
 from minibroker.client.protocol import Call
 from minibroker.client.queue_wire import (
     Delivery,
@@ -336,7 +344,8 @@ class ConsumerState:
 
 
 class _ConsumerDriver:
-    """What both drivers show of their ``ConsumerState``."""
+    """What both drivers show of their ``ConsumerState``, and their waits,
+    written once as flows (client/flavours.py)."""
 
     def __init__(self, state: ConsumerState) -> None:
         self._state = state
@@ -361,23 +370,46 @@ class _ConsumerDriver:
         """Acks recorded and not yet sent."""
         return self._state.pending_acks
 
+    def _fetched(self) -> Flow[Any]:
+        """The buffer is empty: the next delivery to hand out, once fetched;
+        None once the consumer is closed or drained."""
+        state = self._state
+        while (fetch := state.next_fetch()) is not None:
+            yield fetch
+            delivery = state.take_fetched()
+            if delivery is not None:
+                return delivery
+        return None
 
-class AsyncConsumer(_ConsumerDriver):
+    def _settled(self) -> Flow[None]:
+        while (pending := self._state.unsettled()) is not None:
+            yield pending
+
+    def _flush(self) -> Flow[None]:
+        """Send the recorded acks now and wait until the broker confirmed every ack."""
+        self._state.flush()
+        yield from self._settled()
+
+    flush = waits(_flush)
+
+    def _closing(self) -> Flow[None]:
+        """Stop: give back unprocessed deliveries, send the last acks, wait for
+        the broker to confirm them."""
+        if self._state.start_closing():
+            with self._state.forgetting_on_error():
+                yield from self._settled()
+
+    def _abandon(self) -> None:
+        self._state.abandon()
+
+
+class AsyncConsumer(_ConsumerDriver, AwaitingContext):
     """``mb.consume(queue, ...)``: ``async with`` it, ``async for`` its deliveries.
 
     See the module docstring for how fetches are pipelined and acks batched.
     Runs no task of its own; every wait happens inside ``__anext__`` and
     ``aclose``.
     """
-
-    async def __aenter__(self) -> AsyncConsumer:
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        if exc_type is None:
-            await self.aclose()
-        else:
-            self._state.abandon()
 
     def __aiter__(self) -> AsyncConsumer:
         return self
@@ -387,42 +419,14 @@ class AsyncConsumer(_ConsumerDriver):
         if buffer:
             delivery: Delivery = buffer.popleft()
             return delivery
-        state = self._state
-        while (fetch := state.next_fetch()) is not None:
-            await fetch.wait()
-            fetched: Delivery | None = state.take_fetched()
-            if fetched is not None:
-                return fetched
-        raise StopAsyncIteration
-
-    async def flush(self) -> None:
-        """Send the recorded acks now and wait until the broker confirmed every ack."""
-        self._state.flush()
-        await self._settle_all()
-
-    async def _settle_all(self) -> None:
-        while (pending := self._state.unsettled()) is not None:
-            await pending.wait()
-
-    async def aclose(self) -> None:
-        """Stop: give back unprocessed deliveries, send the last acks, wait for
-        the broker to confirm them. Idempotent."""
-        if self._state.start_closing():
-            with self._state.forgetting_on_error():
-                await self._settle_all()
+        fetched: Delivery | None = await run_async(self._fetched())
+        if fetched is None:
+            raise StopAsyncIteration
+        return fetched
 
 
-class SyncConsumer(_ConsumerDriver):
+class SyncConsumer(_ConsumerDriver, BlockingContext):
     """The blocking client's ``consume``: ``with`` it, ``for d in`` it, ``d.ack()``."""
-
-    def __enter__(self) -> SyncConsumer:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self._state.abandon()
 
     def __iter__(self) -> Iterator[SyncDelivery]:
         return self
@@ -432,25 +436,7 @@ class SyncConsumer(_ConsumerDriver):
         if buffer:
             delivery: SyncDelivery = buffer.popleft()
             return delivery
-        state = self._state
-        while (fetch := state.next_fetch()) is not None:
-            fetch.wait()
-            got: SyncDelivery | None = state.take_fetched()
-            if got is not None:
-                return got
-        raise StopIteration
-
-    def flush(self) -> None:
-        """Send the recorded acks now and block until the broker confirmed every ack."""
-        self._state.flush()
-        self._settle_all()
-
-    def _settle_all(self) -> None:
-        while (pending := self._state.unsettled()) is not None:
-            pending.wait()
-
-    def close(self) -> None:
-        """Stop (see ``AsyncConsumer.aclose``). Idempotent."""
-        if self._state.start_closing():
-            with self._state.forgetting_on_error():
-                self._settle_all()
+        fetched: SyncDelivery | None = run_blocking(self._fetched())
+        if fetched is None:
+            raise StopIteration
+        return fetched

@@ -68,8 +68,8 @@ timeout: prefetched messages are in flight from the moment they are fetched.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from minibroker.client.producer import (
     DEFAULT_MAX_BATCH,
@@ -113,6 +113,9 @@ from minibroker.client.queue_wire import (
     message_map,
     nack_calls,
 )
+
+#: What a producer's ``put`` returns on one flavour (see ``QueueProducer``).
+C = TypeVar("C")
 
 __all__ = [
     "DEFAULT_ACK_EVERY",
@@ -173,39 +176,36 @@ def _message_group(messages: Iterable[MessageItem]) -> tuple[list[dict[str, Any]
     return encoded, sum(len(m["body"]) for m in encoded)
 
 
-def _message_item(body: bytes, headers: Mapping[str, str] | None) -> tuple[dict[str, Any], int]:
-    """One message's wire form and size (plain bytes without headers first: no calls)."""
-    if type(body) is bytes and headers is None:
-        return {"body": body}, len(body)
-    return message_map(body, headers), body_size(body, headers)
+class QueueProducer(Generic[C]):
+    """``put`` and ``put_many`` of a queue producer, written once: ``C`` is what
+    the driver's ``_room_after`` returns (an awaitable confirmation, or the
+    blocking client's ``SyncConfirmation``)."""
 
+    _state: ProducerState
+    _room_after: Callable[[Any], C]
 
-class AsyncQueueProducer(AsyncProducer):
-    """``mb.queue_producer(queue)`` for the async clients (see ``queue_producer_state``)."""
+    def put(self, body: bytes, headers: Mapping[str, str] | None = None) -> C:
+        """Queue one message; waits (async: ``await`` it) only while the window is
+        full. Its confirmation says when the message is stored (None) or why not:
+        ``await confirmation``, or ``confirmation.result()`` on the blocking client."""
+        if type(body) is bytes and headers is None:  # the common case first: no calls
+            return self._room_after(self._state.add({"body": body}, len(body)))
+        message = message_map(body, headers)
+        return self._room_after(self._state.add(message, body_size(body, headers)))
 
-    async def put(self, body: bytes, headers: Mapping[str, str] | None = None) -> Confirmation:
-        """Queue one message; waits only while the window is full. ``await`` the
-        confirmation it returns to know the message is stored (None) or why not."""
-        return await self._room_after(self._state.add(*_message_item(body, headers)))
-
-    async def put_many(self, messages: Iterable[MessageItem]) -> Confirmation:
+    def put_many(self, messages: Iterable[MessageItem]) -> C:
         """Queue a batch of messages (as ``mb.put_many`` takes them) that leave
         together; waits only while the window is full. Its confirmation gives
         their count once stored (or their batch's error)."""
-        return await self._room_after(self._state.add_many(*_message_group(messages)))
-
-
-class SyncQueueProducer(SyncProducer):
-    """``mb.queue_producer(queue)`` for the blocking client (see ``AsyncQueueProducer``)."""
-
-    def put(self, body: bytes, headers: Mapping[str, str] | None = None) -> SyncConfirmation:
-        """Queue one message; blocks only while the window is full. Its
-        confirmation's ``result()`` blocks until the message is stored (None)."""
-        return self._room_after(self._state.add(*_message_item(body, headers)))
-
-    def put_many(self, messages: Iterable[MessageItem]) -> SyncConfirmation:
-        """Queue a batch of messages that leave together (see the async ``put_many``)."""
         return self._room_after(self._state.add_many(*_message_group(messages)))
+
+
+class AsyncQueueProducer(QueueProducer[Coroutine[Any, Any, Confirmation]], AsyncProducer):
+    """``mb.queue_producer(queue)`` for the async clients (see ``queue_producer_state``)."""
+
+
+class SyncQueueProducer(QueueProducer[SyncConfirmation], SyncProducer):
+    """``mb.queue_producer(queue)`` for the blocking client (see ``queue_producer_state``)."""
 
 
 def consume_state(

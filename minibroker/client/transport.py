@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Coroutine
-from types import MethodType
-from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
+from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar
 
 from minibroker.client.connection import (
     AsyncPendingCall,
@@ -20,6 +19,7 @@ from minibroker.client.connection import (
     PendingCall,
     SyncPendingCall,
 )
+from minibroker.client.flavours import Awaiting, Blocking, Flavoured
 from minibroker.client.protocol import Call, awaiting, blocking, opening
 from minibroker.client.pushes import (
     AsyncSubscription,
@@ -32,8 +32,6 @@ T = TypeVar("T")
 A = TypeVar("A")
 B = TypeVar("B")
 S = TypeVar("S")
-AM = TypeVar("AM")
-SM = TypeVar("SM")
 P = ParamSpec("P")
 
 
@@ -41,8 +39,6 @@ class Transport(abc.ABC):
     """A client over one ``Connection`` (``_conn``), whatever its concurrency style."""
 
     _conn: Connection
-    #: True for the async flavours: ``sends`` methods return awaitables.
-    _awaits: ClassVar[bool]
 
     @property
     def closed(self) -> bool:
@@ -75,12 +71,11 @@ class Transport(abc.ABC):
         ``callback`` on the reader)."""
 
 
-class AsyncTransport(Transport):
+class AsyncTransport(Transport, Awaiting):
     """What an async client flavour (Trio, asyncio, in-process) provides: how a
     caller waits (``_pending_kind``), a consumer's wake-up (``_signal``), and
     how bytes leave (``_queue``, and its own ``_call``)."""
 
-    _awaits = True
     _pending_kind: ClassVar[type[AsyncPendingCall[Any]]]
     #: Items each subscription may hold unread (see pushes.SubscriptionCore._take).
     _max_pending: int
@@ -122,10 +117,8 @@ class AsyncTransport(Transport):
         self._post(call)
 
 
-class SyncTransport(Transport):
+class SyncTransport(Transport, Blocking):
     """What the blocking client provides."""
-
-    _awaits = False
 
     @abc.abstractmethod
     def _call(self, call: Call[T]) -> T:
@@ -136,28 +129,7 @@ class SyncTransport(Transport):
         """Send ``call`` without waiting for its answer (see connection.PendingCall)."""
 
 
-class _Flavoured(Generic[AM, SM]):
-    """A method of every client flavour: ``AM`` on the async clients, ``SM`` on
-    the blocking one, picked by the client's ``_awaits`` as it is looked up."""
-
-    _methods: tuple[Callable[..., Any], Callable[..., Any]]
-
-    @overload
-    def __get__(self, client: None, owner: type) -> Self: ...
-
-    @overload
-    def __get__(self, client: AsyncTransport, owner: type) -> AM: ...
-
-    @overload
-    def __get__(self, client: SyncTransport, owner: type) -> SM: ...
-
-    def __get__(self, client: Transport | None, owner: type) -> Any:
-        if client is None:
-            return self
-        return MethodType(self._methods[client._awaits], client)
-
-
-class sends(_Flavoured[Callable[P, Coroutine[Any, Any, T]], Callable[P, T]]):
+class sends(Flavoured[Callable[P, Coroutine[Any, Any, T]], Callable[P, T]]):
     """A method of every client flavour that sends the Call ``build`` makes and
     returns its result: awaited on the async clients, blocking on the blocking one.
 
@@ -170,7 +142,7 @@ class sends(_Flavoured[Callable[P, Coroutine[Any, Any, T]], Callable[P, T]]):
         self.__doc__ = build.__doc__
 
 
-class opens(_Flavoured[Callable[P, A], Callable[P, B]], Generic[P, S, A, B]):
+class opens(Flavoured[Callable[P, A], Callable[P, B]], Generic[P, S, A, B]):
     """A method of every client flavour that builds shared state (with the
     client and its arguments) and wraps it in the flavour's object: the async
     clients' ``async_kind``, the blocking client's ``sync_kind`` (the two
