@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, NoReturn, TypeVar
 
 from minibroker.client.bodies import as_body
+from minibroker.client.flavours import Awaiting, Blocking, Flow, waits
 from minibroker.client.producer import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_BATCH_BYTES,
@@ -385,15 +386,22 @@ class _TailState:
         pending, self._in_flight = self._in_flight, None
         pending.outcome()
 
-    def _to_commit(self) -> Call[None] | None:
-        """The commit of the processed position, if the group has one to make."""
+    def _commit(self) -> Flow[None]:
+        """Commit the offset after the last processed record for the group (if any)."""
+        if self._in_flight is not None:
+            if not self._in_flight.done:
+                yield self._in_flight
+            self._settle()
         if self.group is None or self._processed == self._committed:
-            return None
-        return commit_call(self.log, self.group, self._processed)
-
-    def _did_commit(self, call: Call[None]) -> None:
-        self._committed = call.fields["offset"]
+            return
+        offset = self._processed
+        pending = self._client._begin(commit_call(self.log, self.group, offset))
+        yield pending
+        pending.outcome()
+        self._committed = offset
         self._since_commit = 0
+
+    commit = waits(_commit)
 
     def _handed(self, record: Record) -> Record:
         self._handed_out = record.offset + 1
@@ -437,7 +445,7 @@ class _TailState:
                 raise
 
 
-class AsyncLogTail(_TailState):
+class AsyncLogTail(_TailState, Awaiting):
     """The records of a tail subscription: ``async for record in tail``.
 
     With a ``group`` the helper commits as it goes (see the module docstring);
@@ -466,16 +474,6 @@ class AsyncLogTail(_TailState):
         """
         return self._batch(await self.__anext__(), max_items)
 
-    async def commit(self) -> None:
-        """Commit the offset after the last processed record for the group (if any)."""
-        if self._in_flight is not None:
-            await self._in_flight.wait()
-            self._settle()
-        call = self._to_commit()
-        if call is not None:
-            await self._client._call(call)
-            self._did_commit(call)
-
     async def __aenter__(self) -> AsyncLogTail:
         self._started(await self._context.__aenter__())
         return self
@@ -489,7 +487,7 @@ class AsyncLogTail(_TailState):
             await self._context.__aexit__(exc_type, *exc)
 
 
-class SyncLogTail(_TailState, BlockingIteration[Record]):
+class SyncLogTail(_TailState, BlockingIteration[Record], Blocking):
     """The blocking client's tail: ``for record in tail`` (see :class:`AsyncLogTail`)."""
 
     def get(self, timeout: float | None = None) -> Record:
@@ -510,16 +508,6 @@ class SyncLogTail(_TailState, BlockingIteration[Record]):
     def get_batch(self, max_items: int = 1000, timeout: float | None = None) -> list[Record]:
         """Wait (up to ``timeout``) for at least one record, then return up to ``max_items``."""
         return self._batch(self.get(timeout), max_items)
-
-    def commit(self) -> None:
-        """Commit the offset after the last processed record for the group (if any)."""
-        if self._in_flight is not None:
-            self._in_flight.wait()
-            self._settle()
-        call = self._to_commit()
-        if call is not None:
-            self._client._call(call)
-            self._did_commit(call)
 
     def __enter__(self) -> SyncLogTail:
         self._started(self._context.__enter__())

@@ -30,6 +30,7 @@ from contextlib import AbstractContextManager, suppress
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from minibroker.client.connection import NO_GUARD
+from minibroker.client.flavours import Awaiting, Blocking, Flow, waits
 from minibroker.client.protocol import Call, Push
 from minibroker.errors import BrokerError, ConnectionClosed, SlowConsumer, error_from_code
 
@@ -114,6 +115,19 @@ class SubscriptionCore(Generic[T]):
         self.info = result
         self.sub_id = sub_id
         self._client._subscriptions[sub_id] = self
+
+    def _starting(self, /, **options: Any) -> Flow[None]:
+        """Subscribe (``options``: the blocking client's ``timeout``); a subscribe
+        that fails or is cancelled is abandoned."""
+        pending = self._client._begin(self._call, on_reply=self._register, **options)
+        try:
+            yield pending
+            pending.outcome()
+        except BaseException:
+            self._abandon()
+            raise
+
+    _start = waits(_starting)
 
     def _abandon(self) -> None:
         """Subscribing was cancelled or failed: never leave the broker pushing
@@ -267,7 +281,7 @@ class Signal(Protocol):
     async def wait(self) -> None: ...
 
 
-class AsyncSubscription(SubscriptionCore[T]):
+class AsyncSubscription(SubscriptionCore[T], Awaiting):
     """A live push subscription of the Trio and asyncio clients: ``async for item in sub``.
 
     Items arrive in batches from the reader and wait in a local deque; the
@@ -282,13 +296,6 @@ class AsyncSubscription(SubscriptionCore[T]):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self._arrival: Signal = self._client._signal()
-
-    async def _start(self) -> None:
-        try:
-            await self._client._call(self._call, on_reply=self._register)
-        except BaseException:
-            self._abandon()
-            raise
 
     def _arrived(self) -> None:
         self._arrival.set()
@@ -360,7 +367,7 @@ class AsyncSubscriptionContext(Generic[T]):
         await self._subscription.aclose()
 
 
-class BlockingSubscription(SubscriptionCore[T], BlockingIteration[T]):
+class BlockingSubscription(SubscriptionCore[T], BlockingIteration[T], Blocking):
     """A live push subscription of the blocking client, read from any thread.
 
     ``for item in sub`` blocks for each item and stops when the subscription
@@ -377,13 +384,6 @@ class BlockingSubscription(SubscriptionCore[T], BlockingIteration[T]):
         self._cond = self._guard = threading.Condition(threading.Lock())
 
     # ------------------------------------------------- driven by the client
-
-    def _start(self, **options: Any) -> None:
-        try:
-            self._client._call(self._call, on_reply=self._register, **options)
-        except BaseException:
-            self._abandon()
-            raise
 
     def _arrived(self) -> None:
         self._cond.notify_all()

@@ -415,14 +415,13 @@ class AsyncConsumer(_ConsumerDriver, AwaitingContext):
         return self
 
     async def __anext__(self) -> Delivery:
-        buffer = self._buffer
-        if buffer:
-            delivery: Delivery = buffer.popleft()
-            return delivery
-        fetched: Delivery | None = await run_async(self._fetched())
-        if fetched is None:
+        # A buffered delivery, the common case, needs no flow.
+        delivery: Delivery | None = (
+            self._buffer.popleft() if self._buffer else await run_async(self._fetched())
+        )
+        if delivery is None:
             raise StopAsyncIteration
-        return fetched
+        return delivery
 
 
 class SyncConsumer(_ConsumerDriver, BlockingContext):
@@ -432,11 +431,9 @@ class SyncConsumer(_ConsumerDriver, BlockingContext):
         return self
 
     def __next__(self) -> SyncDelivery:
-        buffer = self._buffer
-        if buffer:
-            delivery: SyncDelivery = buffer.popleft()
-            return delivery
-        fetched: SyncDelivery | None = run_blocking(self._fetched())
-        if fetched is None:
+        delivery: SyncDelivery | None = (
+            self._buffer.popleft() if self._buffer else run_blocking(self._fetched())
+        )
+        if delivery is None:
             raise StopIteration
-        return fetched
+        return delivery

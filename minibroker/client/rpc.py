@@ -338,27 +338,19 @@ def _handle_sync(
             req._client._post(call)
 
 
-async def _serve_trio(
-    requests: AsyncIterator[IncomingRequest],
-    handler: Callable[[IncomingRequest], Awaitable[HandlerResult]],
-    concurrency: int,
-) -> None:
+#: Answers one request, then frees its slot (built by ``AsyncServing.serve``).
+Answer = Callable[[IncomingRequest], Awaitable[None]]
+
+
+async def _serve_trio(requests: AsyncIterator[IncomingRequest], answer: Answer, slots: Any) -> None:
     import trio
 
-    slots = trio.Semaphore(concurrency)
     failure: BrokerError | None = None
-
-    async def run_one(req: IncomingRequest) -> None:
-        try:
-            await _handle_async(req, handler)
-        finally:
-            slots.release()
-
     async with trio.open_nursery() as nursery:
         try:
             async for req in requests:
                 await slots.acquire()
-                nursery.start_soon(run_one, req)
+                nursery.start_soon(answer, req)
         except BrokerError as exc:
             # The connection dropped: handlers could not reply anyway. Raised
             # after the nursery so callers catch it plainly, not in a group.
@@ -369,25 +361,15 @@ async def _serve_trio(
 
 
 async def _serve_asyncio(
-    requests: AsyncIterator[IncomingRequest],
-    handler: Callable[[IncomingRequest], Awaitable[HandlerResult]],
-    concurrency: int,
+    requests: AsyncIterator[IncomingRequest], answer: Answer, slots: Any
 ) -> None:
     import asyncio
 
-    slots = asyncio.Semaphore(concurrency)
     running: set[asyncio.Task[None]] = set()
-
-    async def run_one(req: IncomingRequest) -> None:
-        try:
-            await _handle_async(req, handler)
-        finally:
-            slots.release()
-
     try:
         async for req in requests:
             await slots.acquire()
-            task = asyncio.ensure_future(run_one(req))
+            task = asyncio.ensure_future(answer(req))
             running.add(task)
             task.add_done_callback(running.discard)
     finally:
@@ -428,13 +410,26 @@ class AsyncServing(AsyncTransport):
         """
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        on_trio = sniffio.current_async_library() == "trio"
+        if on_trio:
+            import trio
+
+            slots: Any = trio.Semaphore(concurrency)
+        else:
+            import asyncio
+
+            slots = asyncio.Semaphore(concurrency)
+
+        async def answer(req: IncomingRequest) -> None:
+            try:
+                await _handle_async(req, handler)
+            finally:
+                slots.release()
+
         async with opened_async(respond_state(self, subject, group)) as requests:
             if task_status is not None:
                 task_status.started()
-            if sniffio.current_async_library() == "trio":
-                await _serve_trio(requests, handler, concurrency)
-            else:
-                await _serve_asyncio(requests, handler, concurrency)
+            await (_serve_trio if on_trio else _serve_asyncio)(requests, answer, slots)
 
     def serving(
         self,
