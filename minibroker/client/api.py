@@ -19,7 +19,7 @@ arguments and results cannot drift between clients.
 
 from __future__ import annotations
 
-from minibroker.client import logs, queue_wire, queues, rpc, topics
+from minibroker.client import logs, producer, queue_wire, queues, rpc, topics
 from minibroker.client.protocol import Call
 from minibroker.client.pushes import opened_async, opened_blocking
 from minibroker.client.transport import AsyncTransport, SyncTransport, opens, sends
@@ -55,7 +55,7 @@ class Methods:
     put = sends(queue_wire.put_call)
     put_many = sends(queue_wire.put_many_call)
     queue_producer = opens(
-        queues.queue_producer_state, queues.AsyncQueueProducer, queues.SyncQueueProducer
+        producer.queue_producer_state, producer.AsyncQueueProducer, producer.SyncQueueProducer
     )
     consume = opens(queues.consume_state, queues.AsyncConsumer, queues.SyncConsumer)
     fetch = opens(queues.fetch_state, queues.fetch_async, queues.fetch_blocking)
@@ -79,7 +79,9 @@ class Methods:
     read = sends(logs.read_call)
     commit = sends(logs.commit_call)
     committed = sends(logs.committed_call)
-    log_producer = opens(logs.log_producer_state, logs.AsyncLogProducer, logs.SyncLogProducer)
+    log_producer = opens(
+        producer.log_producer_state, producer.AsyncLogProducer, producer.SyncLogProducer
+    )
     tail = opens(logs.tail_state, logs.AsyncLogTail, logs.SyncLogTail)
 
     # Request/reply: client/rpc.py.

@@ -29,24 +29,13 @@ re-reads at most what it processed since its last commit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Generic, NamedTuple, NoReturn, TypeVar
+from typing import Any, NamedTuple, NoReturn
 
 from minibroker.client.bodies import as_body
 from minibroker.client.flavours import Awaiting, Blocking, Flow, waits
-from minibroker.client.producer import (
-    DEFAULT_MAX_BATCH,
-    DEFAULT_MAX_BATCH_BYTES,
-    DEFAULT_MAX_IN_FLIGHT,
-    AsyncProducer,
-    Confirmation,
-    ProducerState,
-    SyncConfirmation,
-    SyncProducer,
-    body_size,
-)
 from minibroker.client.protocol import Call
 from minibroker.client.pushes import BlockingIteration, SubscriptionEnded
 from minibroker.errors import BrokerError, ConnectionClosed, OffsetOutOfRange
@@ -54,19 +43,14 @@ from minibroker.log_store import Record
 from minibroker.record_format import decode_records_fast
 
 __all__ = [
-    "AsyncLogProducer",
     "AsyncLogTail",
     "GroupLag",
     "LogStats",
     "Record",
     "Start",
-    "SyncLogProducer",
     "SyncLogTail",
     "parse_records",
 ]
-
-#: What a producer's ``append`` returns on one flavour (see ``LogProducer``).
-C = TypeVar("C")
 
 #: An offset, or "earliest", "latest" or "committed" (a group's committed offset).
 Start = int | str
@@ -157,10 +141,10 @@ def _encode_record(item: RecordItem) -> bytes | dict[str, Any]:
         body, key, headers = item["body"], item.get("key"), item.get("headers")
     else:
         raise TypeError(f"cannot append a {type(item).__name__}: give bytes, a tuple or a map")
-    return _record_map(body, key, headers)
+    return record_map(body, key, headers)
 
 
-def _record_map(
+def record_map(
     body: bytes, key: bytes | None, headers: Mapping[str, str] | None
 ) -> bytes | dict[str, Any]:
     body = as_body(body, "record bodies")
@@ -214,7 +198,7 @@ def log_stats_call(name: str) -> Call[LogStats]:
     return Call("log.stats", {"log": name}, _parse_stats)
 
 
-def _first_offset(result: dict[str, Any]) -> int:
+def first_offset(result: dict[str, Any]) -> int:
     return int(result["offset"])
 
 
@@ -222,7 +206,7 @@ def append_call(
     log: str, body: bytes, key: bytes | None = None, headers: Mapping[str, str] | None = None
 ) -> Call[int]:
     """Append one record; returns its offset once it is stored per the fsync policy."""
-    return Call("append", {"log": log, "records": [_record_map(body, key, headers)]}, _first_offset)
+    return Call("append", {"log": log, "records": [record_map(body, key, headers)]}, first_offset)
 
 
 def append_many_call(log: str, records: Iterable[RecordItem]) -> Call[int]:
@@ -230,7 +214,7 @@ def append_many_call(log: str, records: Iterable[RecordItem]) -> Call[int]:
 
     All or nothing: an invalid batch appends none of its records.
     """
-    return Call("append", {"log": log, "records": encode_records(records)}, _first_offset)
+    return Call("append", {"log": log, "records": encode_records(records)}, first_offset)
 
 
 def encode_records(records: Iterable[RecordItem]) -> list[bytes | dict[str, Any]]:
@@ -520,73 +504,3 @@ class SyncLogTail(_TailState, BlockingIteration[Record], Blocking):
                     self.commit()
         finally:
             self._context.__exit__(exc_type, *exc)
-
-
-def log_producer_state(
-    client: Any,
-    log: str,
-    *,
-    max_batch: int = DEFAULT_MAX_BATCH,
-    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
-    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-) -> ProducerState:
-    """An ordered, pipelined producer for ``log``: ``producer.append(body, key,
-    headers)`` returns the record's confirmation at once (its offset, once
-    stored), batches leave in order with up to ``max_in_flight`` awaiting
-    their confirmation. Use it with ``async with`` (``with``); leaving the
-    block flushes. See client/producer.py."""
-
-    def append_batch(records: list[Any]) -> Call[int]:
-        return Call("append", {"log": log, "records": records}, _first_offset)
-
-    return ProducerState(
-        client,
-        append_batch,
-        _offset_in_batch,
-        max_batch=max_batch,
-        max_batch_bytes=max_batch_bytes,
-        max_in_flight=max_in_flight,
-    )
-
-
-def _offset_in_batch(first_offset: int, index: int, count: int | None) -> int:
-    return first_offset + index
-
-
-def _record_group(records: Iterable[RecordItem]) -> tuple[list[Any], int]:
-    encoded = encode_records(records)
-    return encoded, sum(len(r if isinstance(r, bytes) else r["body"]) for r in encoded)
-
-
-class LogProducer(Generic[C]):
-    """``append`` and ``append_many`` of a log producer, written once (see
-    ``queues.QueueProducer``)."""
-
-    _state: ProducerState
-    _room_after: Callable[[Any], C]
-
-    def append(
-        self, body: bytes, key: bytes | None = None, headers: Mapping[str, str] | None = None
-    ) -> C:
-        """Append one record; waits (async: ``await`` it) only while the window is
-        full. Its confirmation gives the record's offset once stored: ``await
-        confirmation``, or ``confirmation.result()`` on the blocking client."""
-        if type(body) is bytes and key is None and headers is None:  # a bare body: no calls
-            return self._room_after(self._state.add(body, len(body)))
-        return self._room_after(
-            self._state.add(_record_map(body, key, headers), body_size(body, headers))
-        )
-
-    def append_many(self, records: Iterable[RecordItem]) -> C:
-        """Queue a batch of records (as ``mb.append_many`` takes them) that leave
-        together; waits only while the window is full. Its confirmation gives
-        the first one's offset once stored (the rest follow densely)."""
-        return self._room_after(self._state.add_many(*_record_group(records)))
-
-
-class AsyncLogProducer(LogProducer[Coroutine[Any, Any, Confirmation]], AsyncProducer):
-    """``mb.log_producer(log)`` for the async clients (see ``log_producer_state``)."""
-
-
-class SyncLogProducer(LogProducer[SyncConfirmation], SyncProducer):
-    """``mb.log_producer(log)`` for the blocking client (see ``log_producer_state``)."""

@@ -47,8 +47,8 @@ waits written once as flows (client/flavours.py).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Generator, Mapping
-from typing import Any
+from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping
+from typing import Any, Generic, TypedDict, TypeVar, Unpack
 
 from minibroker.client.flavours import (
     AwaitingContext,
@@ -58,8 +58,13 @@ from minibroker.client.flavours import (
     run_blocking,
     waits,
 )
+from minibroker.client.logs import RecordItem, encode_records, first_offset, record_map
 from minibroker.client.protocol import Call, connection_lost
+from minibroker.client.queue_wire import MessageItem, count_of, encode_messages, message_map
 from minibroker.errors import BrokerError
+
+#: What a producer's ``put`` or ``append`` returns on one side (see ``QueueProducer``).
+C = TypeVar("C")
 
 #: Messages a producer puts in one frame at most.
 DEFAULT_MAX_BATCH = 1000
@@ -104,9 +109,9 @@ class ProducerState:
         make_call: Callable[[list[Any]], Call[Any]],
         result_of: Callable[[Any, int, int | None], Any],
         *,
-        max_batch: int,
-        max_batch_bytes: int,
-        max_in_flight: int,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         for name, value in (
             ("max_batch", max_batch),
@@ -369,3 +374,123 @@ class SyncProducer(_ProducerDriver, BlockingContext):
 def body_size(body: Any, headers: Mapping[str, str] | None = None) -> int:
     """About how many bytes a message adds to its batch's frame."""
     return len(body) + (sum(len(k) + len(v) for k, v in headers.items()) if headers else 0)
+
+
+class Window(TypedDict, total=False):
+    """A producer's limits, as ``mb.queue_producer(q, max_batch=100)`` takes them."""
+
+    #: Messages in one frame at most (default ``DEFAULT_MAX_BATCH``, 1000).
+    max_batch: int
+    #: About how many body bytes in one frame at most (default 512 KiB).
+    max_batch_bytes: int
+    #: Batches awaiting their confirmation at most (default 8).
+    max_in_flight: int
+
+
+# ------------------------------------------------------- queue producers
+
+
+def queue_producer_state(client: Any, queue: str, **window: Unpack[Window]) -> ProducerState:
+    """An ordered, pipelined producer for ``queue``: ``producer.put(body, headers)``
+    returns the message's confirmation at once, batches leave in order with
+    up to ``max_in_flight`` awaiting their confirmation (``max_batch``,
+    ``max_batch_bytes`` and ``max_in_flight``: see ``Window``). Use it with
+    ``async with`` (``with``); leaving the block flushes."""
+
+    def put_batch(messages: list[dict[str, Any]]) -> Call[int]:
+        return Call("put", {"queue": queue, "messages": messages}, count_of)
+
+    return ProducerState(client, put_batch, _queue_result, **window)
+
+
+def _queue_result(result: Any, index: int, count: int | None) -> int | None:
+    """A message's result is None; a group's is its count (as ``mb.put_many``)."""
+    return count
+
+
+class QueueProducer(Generic[C]):
+    """``put`` and ``put_many`` of a queue producer, written once: ``C`` is what
+    the driver's ``_room_after`` returns (an awaitable confirmation, or the
+    blocking client's ``SyncConfirmation``)."""
+
+    _state: ProducerState
+    _room_after: Callable[[Any], C]
+
+    def put(self, body: bytes, headers: Mapping[str, str] | None = None) -> C:
+        """Queue one message; waits (async: ``await`` it) only while the window is
+        full. Its confirmation says when the message is stored (None) or why not:
+        ``await confirmation``, or ``confirmation.result()`` on the blocking client."""
+        if type(body) is bytes and headers is None:  # the common case first: no calls
+            return self._room_after(self._state.add({"body": body}, len(body)))
+        message = message_map(body, headers)
+        return self._room_after(self._state.add(message, body_size(body, headers)))
+
+    def put_many(self, messages: Iterable[MessageItem]) -> C:
+        """Queue a batch of messages (as ``mb.put_many`` takes them) that leave
+        together; waits only while the window is full. Its confirmation gives
+        their count once stored (or their batch's error)."""
+        encoded = encode_messages(messages)
+        return self._room_after(self._state.add_many(encoded, sum(len(m["body"]) for m in encoded)))
+
+
+class AsyncQueueProducer(QueueProducer[Coroutine[Any, Any, Confirmation]], AsyncProducer):
+    """``mb.queue_producer(queue)`` for the async clients (see ``queue_producer_state``)."""
+
+
+class SyncQueueProducer(QueueProducer[SyncConfirmation], SyncProducer):
+    """``mb.queue_producer(queue)`` for the blocking client (see ``queue_producer_state``)."""
+
+
+# --------------------------------------------------------- log producers
+
+
+def log_producer_state(client: Any, log: str, **window: Unpack[Window]) -> ProducerState:
+    """An ordered, pipelined producer for ``log``: ``producer.append(body, key,
+    headers)`` returns the record's confirmation at once (its offset, once
+    stored), batches leave in order with up to ``max_in_flight`` awaiting
+    their confirmation (see ``Window``). Use it with ``async with``
+    (``with``); leaving the block flushes."""
+
+    def append_batch(records: list[Any]) -> Call[int]:
+        return Call("append", {"log": log, "records": records}, first_offset)
+
+    return ProducerState(client, append_batch, _offset_in_batch, **window)
+
+
+def _offset_in_batch(first: int, index: int, count: int | None) -> int:
+    return first + index
+
+
+class LogProducer(Generic[C]):
+    """``append`` and ``append_many`` of a log producer, written once (see
+    ``QueueProducer``)."""
+
+    _state: ProducerState
+    _room_after: Callable[[Any], C]
+
+    def append(
+        self, body: bytes, key: bytes | None = None, headers: Mapping[str, str] | None = None
+    ) -> C:
+        """Append one record; waits (async: ``await`` it) only while the window is
+        full. Its confirmation gives the record's offset once stored: ``await
+        confirmation``, or ``confirmation.result()`` on the blocking client."""
+        if type(body) is bytes and key is None and headers is None:  # a bare body: no calls
+            return self._room_after(self._state.add(body, len(body)))
+        record = record_map(body, key, headers)
+        return self._room_after(self._state.add(record, body_size(body, headers)))
+
+    def append_many(self, records: Iterable[RecordItem]) -> C:
+        """Queue a batch of records (as ``mb.append_many`` takes them) that leave
+        together; waits only while the window is full. Its confirmation gives
+        the first one's offset once stored (the rest follow densely)."""
+        encoded = encode_records(records)
+        size = sum(len(r if isinstance(r, bytes) else r["body"]) for r in encoded)
+        return self._room_after(self._state.add_many(encoded, size))
+
+
+class AsyncLogProducer(LogProducer[Coroutine[Any, Any, Confirmation]], AsyncProducer):
+    """``mb.log_producer(log)`` for the async clients (see ``log_producer_state``)."""
+
+
+class SyncLogProducer(LogProducer[SyncConfirmation], SyncProducer):
+    """``mb.log_producer(log)`` for the blocking client (see ``log_producer_state``)."""

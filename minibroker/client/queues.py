@@ -68,20 +68,9 @@ timeout: prefetched messages are in flight from the moment they are fetched.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Iterable, Mapping
-from typing import Any, Generic, NamedTuple, TypeVar
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
-from minibroker.client.producer import (
-    DEFAULT_MAX_BATCH,
-    DEFAULT_MAX_BATCH_BYTES,
-    DEFAULT_MAX_IN_FLIGHT,
-    AsyncProducer,
-    Confirmation,
-    ProducerState,
-    SyncConfirmation,
-    SyncProducer,
-    body_size,
-)
 from minibroker.client.protocol import Call
 from minibroker.client.queue_consumer import (
     DEFAULT_ACK_EVERY,
@@ -107,15 +96,9 @@ from minibroker.client.queue_wire import (
     SyncDelivery,
     SyncDirectSettler,
     ack_calls,
-    count_of,
-    encode_messages,
     fetch_call,
-    message_map,
     nack_calls,
 )
-
-#: What a producer's ``put`` returns on one flavour (see ``QueueProducer``).
-C = TypeVar("C")
 
 __all__ = [
     "DEFAULT_ACK_EVERY",
@@ -123,7 +106,6 @@ __all__ = [
     "DEFAULT_PREFETCH",
     "DEFAULT_VISIBILITY_TIMEOUT",
     "AsyncConsumer",
-    "AsyncQueueProducer",
     "Delivery",
     "MessageItem",
     "OverflowPolicy",
@@ -133,79 +115,7 @@ __all__ = [
     "QueuedMessage",
     "SyncConsumer",
     "SyncDelivery",
-    "SyncQueueProducer",
 ]
-
-
-# --------------------------------------------------------------- producers
-
-
-def queue_producer_state(
-    client: Any,
-    queue: str,
-    *,
-    max_batch: int = DEFAULT_MAX_BATCH,
-    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
-    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-) -> ProducerState:
-    """An ordered, pipelined producer for ``queue``: ``producer.put(body, headers)``
-    returns the message's confirmation at once, batches leave in order with
-    up to ``max_in_flight`` awaiting their confirmation. Use it with ``async
-    with`` (``with``); leaving the block flushes. See client/producer.py."""
-
-    def put_batch(messages: list[dict[str, Any]]) -> Call[int]:
-        return Call("put", {"queue": queue, "messages": messages}, count_of)
-
-    return ProducerState(
-        client,
-        put_batch,
-        _queue_result,
-        max_batch=max_batch,
-        max_batch_bytes=max_batch_bytes,
-        max_in_flight=max_in_flight,
-    )
-
-
-def _queue_result(result: Any, index: int, count: int | None) -> int | None:
-    """A message's result is None; a group's is its count (as ``mb.put_many``)."""
-    return count
-
-
-def _message_group(messages: Iterable[MessageItem]) -> tuple[list[dict[str, Any]], int]:
-    encoded = encode_messages(messages)
-    return encoded, sum(len(m["body"]) for m in encoded)
-
-
-class QueueProducer(Generic[C]):
-    """``put`` and ``put_many`` of a queue producer, written once: ``C`` is what
-    the driver's ``_room_after`` returns (an awaitable confirmation, or the
-    blocking client's ``SyncConfirmation``)."""
-
-    _state: ProducerState
-    _room_after: Callable[[Any], C]
-
-    def put(self, body: bytes, headers: Mapping[str, str] | None = None) -> C:
-        """Queue one message; waits (async: ``await`` it) only while the window is
-        full. Its confirmation says when the message is stored (None) or why not:
-        ``await confirmation``, or ``confirmation.result()`` on the blocking client."""
-        if type(body) is bytes and headers is None:  # the common case first: no calls
-            return self._room_after(self._state.add({"body": body}, len(body)))
-        message = message_map(body, headers)
-        return self._room_after(self._state.add(message, body_size(body, headers)))
-
-    def put_many(self, messages: Iterable[MessageItem]) -> C:
-        """Queue a batch of messages (as ``mb.put_many`` takes them) that leave
-        together; waits only while the window is full. Its confirmation gives
-        their count once stored (or their batch's error)."""
-        return self._room_after(self._state.add_many(*_message_group(messages)))
-
-
-class AsyncQueueProducer(QueueProducer[Coroutine[Any, Any, Confirmation]], AsyncProducer):
-    """``mb.queue_producer(queue)`` for the async clients (see ``queue_producer_state``)."""
-
-
-class SyncQueueProducer(QueueProducer[SyncConfirmation], SyncProducer):
-    """``mb.queue_producer(queue)`` for the blocking client (see ``queue_producer_state``)."""
 
 
 def consume_state(
