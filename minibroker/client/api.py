@@ -41,11 +41,10 @@ def drop_namespace_call(name: str) -> Call[bool]:
 class Methods:
     """Every method of every client flavour (see the module docstring)."""
 
+    # One request, its result returned: the builders are in client/queue_wire.py,
+    # topics.py, logs.py and rpc.py, each with its method's signature and docstring.
     ping = sends(ping_call)
     drop_namespace = sends(drop_namespace_call)
-
-    # Queues: client/queue_wire.py (requests, deliveries), client/queues.py,
-    # client/queue_consumer.py (consume), client/producer.py (queue_producer).
     declare_queue = sends(queue_wire.declare_queue_call)
     delete_queue = sends(queue_wire.delete_queue_call)
     purge_queue = sends(queue_wire.purge_queue_call)
@@ -54,22 +53,10 @@ class Methods:
     inspect_queue = sends(queue_wire.inspect_queue_call)
     put = sends(queue_wire.put_call)
     put_many = sends(queue_wire.put_many_call)
-    queue_producer = opens(
-        producer.queue_producer_state, producer.AsyncQueueProducer, producer.SyncQueueProducer
-    )
-    consume = opens(queues.consume_state, queues.AsyncConsumer, queues.SyncConsumer)
-    fetch = opens(queues.fetch_state, queues.fetch_async, queues.fetch_blocking)
-    ack = opens(queues.ack_state, queues.settle_async, queues.settle_blocking)
-    nack = opens(queues.nack_state, queues.settle_async, queues.settle_blocking)
-
-    # Topics: client/topics.py.
     publish = sends(topics.publish_call)
     publish_many = sends(topics.publish_many_call)
-    subscribe = opens(topics.subscribe_state, opened_async, opened_blocking)
     bind = sends(topics.bind_call)
     unbind = sends(topics.unbind_call)
-
-    # Logs: client/logs.py.
     create_log = sends(logs.create_log_call)
     delete_log = sends(logs.delete_log_call)
     list_logs = sends(logs.list_logs_call)
@@ -79,14 +66,24 @@ class Methods:
     read = sends(logs.read_call)
     commit = sends(logs.commit_call)
     committed = sends(logs.committed_call)
+    request = sends(rpc.request_call)
+
+    # Shared state in each flavour's object: a fetch's or a settle's plan run
+    # (client/queues.py), a consumer (queue_consumer.py), a producer
+    # (producer.py), a push subscription (pushes.py), a log tail (logs.py).
+    fetch = opens(queues.fetch_state, queues.fetch_async, queues.fetch_blocking)
+    ack = opens(queues.ack_state, queues.settle_async, queues.settle_blocking)
+    nack = opens(queues.nack_state, queues.settle_async, queues.settle_blocking)
+    consume = opens(queues.consume_state, queues.AsyncConsumer, queues.SyncConsumer)
+    queue_producer = opens(
+        producer.queue_producer_state, producer.AsyncQueueProducer, producer.SyncQueueProducer
+    )
     log_producer = opens(
         producer.log_producer_state, producer.AsyncLogProducer, producer.SyncLogProducer
     )
-    tail = opens(logs.tail_state, logs.AsyncLogTail, logs.SyncLogTail)
-
-    # Request/reply: client/rpc.py.
-    request = sends(rpc.request_call)
+    subscribe = opens(topics.subscribe_state, opened_async, opened_blocking)
     respond = opens(rpc.respond_state, opened_async, opened_blocking)
+    tail = opens(logs.tail_state, logs.AsyncLogTail, logs.SyncLogTail)
 
 
 class AsyncMethods(Methods, rpc.AsyncServing, AsyncTransport):

@@ -139,7 +139,9 @@ class waits(Flavoured[Callable[P, Coroutine[Any, Any, T]], Callable[P, T]]):
 class AwaitingContext(Awaiting):
     """``async with`` an object that closes with its ``_closing`` flow: leaving
     normally closes it (``aclose``), leaving on an exception ``_abandon``s it
-    (sends what it must, waits for nothing)."""
+    (sends what it must, waits for nothing). ``_run`` drives its flows."""
+
+    _run = staticmethod(run_async)
 
     def _closing(self) -> Flow[None]:
         raise NotImplementedError
@@ -149,7 +151,7 @@ class AwaitingContext(Awaiting):
 
     async def aclose(self) -> None:
         """Close: send what is left and wait for the broker's answers. Idempotent."""
-        await run_async(self._closing())
+        await self._run(self._closing())
 
     async def __aenter__(self) -> Self:
         return self
@@ -165,6 +167,8 @@ class BlockingContext(Blocking):
     """``with`` an object that closes with its ``_closing`` flow (see
     :class:`AwaitingContext`)."""
 
+    _run = staticmethod(run_blocking)
+
     def _closing(self) -> Flow[None]:
         raise NotImplementedError
 
@@ -173,7 +177,7 @@ class BlockingContext(Blocking):
 
     def close(self) -> None:
         """Close: send what is left and wait for the broker's answers. Idempotent."""
-        run_blocking(self._closing())
+        self._run(self._closing())
 
     def __enter__(self) -> Self:
         return self

@@ -354,7 +354,7 @@ class AsyncProducer(_ProducerDriver, AwaitingContext):
         returning this coroutine: one coroutine per message, not two."""
         state = self._state
         if len(state.in_flight) >= state.max_in_flight:
-            await run_async(self._room())
+            await self._run(self._room())
         return confirmation
 
 
@@ -367,7 +367,7 @@ class SyncProducer(_ProducerDriver, BlockingContext):
         """``confirmation`` once the window has room (blocking)."""
         state = self._state
         if len(state.in_flight) >= state.max_in_flight:
-            run_blocking(self._room())
+            self._run(self._room())
         return confirmation
 
 

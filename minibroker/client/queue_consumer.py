@@ -31,14 +31,12 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import Any, TypeVar
 
 from minibroker.client.flavours import (
     AwaitingContext,
     BlockingContext,
     Flow,
-    run_async,
-    run_blocking,
     waits,
 )
 from minibroker.client.protocol import Call
@@ -52,6 +50,8 @@ from minibroker.client.queue_wire import (
     nack_call,
 )
 from minibroker.errors import BrokerError, UnknownDelivery
+
+D = TypeVar("D")
 
 #: Messages a consumer fetches ahead of the loop (in its buffer and its fetches).
 DEFAULT_PREFETCH = 100
@@ -381,6 +381,13 @@ class _ConsumerDriver:
                 return delivery
         return None
 
+    @staticmethod
+    def _handed(delivery: D | None, exhausted: type[Exception]) -> D:
+        """``delivery``, or raise ``exhausted`` (the side's end of iteration) for None."""
+        if delivery is None:
+            raise exhausted
+        return delivery
+
     def _settled(self) -> Flow[None]:
         while (pending := self._state.unsettled()) is not None:
             yield pending
@@ -417,11 +424,9 @@ class AsyncConsumer(_ConsumerDriver, AwaitingContext):
     async def __anext__(self) -> Delivery:
         # A buffered delivery, the common case, needs no flow.
         delivery: Delivery | None = (
-            self._buffer.popleft() if self._buffer else await run_async(self._fetched())
+            self._buffer.popleft() if self._buffer else await self._run(self._fetched())
         )
-        if delivery is None:
-            raise StopAsyncIteration
-        return delivery
+        return self._handed(delivery, StopAsyncIteration)
 
 
 class SyncConsumer(_ConsumerDriver, BlockingContext):
@@ -432,8 +437,6 @@ class SyncConsumer(_ConsumerDriver, BlockingContext):
 
     def __next__(self) -> SyncDelivery:
         delivery: SyncDelivery | None = (
-            self._buffer.popleft() if self._buffer else run_blocking(self._fetched())
+            self._buffer.popleft() if self._buffer else self._run(self._fetched())
         )
-        if delivery is None:
-            raise StopIteration
-        return delivery
+        return self._handed(delivery, StopIteration)
