@@ -14,11 +14,14 @@ no broker.
   :mod:`~minibroker.client.sync`: the three transports (socket, byte pump,
   one wake-up primitive each)
 - :mod:`~minibroker.client.transport`, :mod:`~minibroker.client.api`: the
-  methods, written once for every flavour (``sends``, ``opens``)
+  methods, written once for every flavour (``sends``, ``opens``), in one table
+- :mod:`~minibroker.client.flavours`: the async and blocking sides, and
+  waits written once for both (flows, ``waits``)
 - :mod:`~minibroker.client.producer`: ordered, pipelined producers
 - :mod:`~minibroker.client.queues`, :mod:`~minibroker.client.queue_wire`,
   :mod:`~minibroker.client.queue_consumer`, :mod:`~minibroker.client.topics`,
   :mod:`~minibroker.client.logs`, :mod:`~minibroker.client.rpc`: per model
-- :mod:`~minibroker.client.pushes`: push frames to subscription items
+- :mod:`~minibroker.client.pushes`: push frames to subscription items, and
+  both sides' subscriptions
 - :mod:`~minibroker.client.url`: ``minibroker://`` URLs
 """

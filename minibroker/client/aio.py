@@ -39,15 +39,12 @@ from minibroker.client.advice import explaining_connect, explaining_hello, requi
 from minibroker.client.api import AsyncMethods
 from minibroker.client.connection import AsyncPendingCall, Connection
 from minibroker.client.protocol import CLOSED_BY_BROKER, Call, connection_lost, hello_call
-from minibroker.client.pushes import AsyncSubscription, AsyncSubscriptionContext, PushParser
+from minibroker.client.pushes import DEFAULT_MAX_PENDING, AsyncSubscription
 from minibroker.client.url import parse_url
 from minibroker.errors import BrokerError, ConnectionClosed
 
 T = TypeVar("T")
 
-#: Items a subscription may hold unread: past that a topic subscription applies
-#: its overflow policy in the client, and a log tail or responder is paused in the broker.
-DEFAULT_MAX_PENDING = 10_000
 #: How long ``aclose`` lets buffered output drain before aborting the transport.
 CLOSE_TIMEOUT = 5.0
 
@@ -138,6 +135,8 @@ class Client(AsyncMethods):
     same name and arguments (they come from the same ``AsyncMethods`` mixins).
     """
 
+    _pending_kind = _AioCall
+
     def __init__(self, *, max_pending: int = DEFAULT_MAX_PENDING) -> None:
         self._loop = asyncio.get_running_loop()
         self._conn = Connection()
@@ -168,21 +167,8 @@ class Client(AsyncMethods):
             await self._drain()
         return await self._begin(call, on_reply).answer()
 
-    def _begin(
-        self, call: Call[T], on_reply: Callable[[Any], None] | None = None
-    ) -> _AioCall[T]:
-        """Queue ``call`` for this loop iteration's flush; collect the answer later."""
-        pending, data = self._conn.begin(call, _AioCall, on_reply)
-        self._queue(data)
-        return pending
-
-    def _post(self, call: Call[Any]) -> None:
-        """Send ``call`` without waiting; its answer is ignored (cleanup on cancellation)."""
-        data = self._conn.post(call)
-        if data is not None:
-            self._queue(data)
-
     def _queue(self, data: bytes) -> None:
+        """Queue ``data`` for this loop iteration's flush."""
         self._outbox.append(data)
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -190,11 +176,6 @@ class Client(AsyncMethods):
 
     def _signal(self) -> _FutureSignal:
         return _FutureSignal(self._loop)
-
-    def _subscription(
-        self, call: Call[Any], parser: PushParser[T]
-    ) -> AsyncSubscriptionContext[T]:
-        return AsyncSubscriptionContext(AsyncSubscription(self, call, parser, self._max_pending))
 
     def _flush(self) -> None:
         """One write of everything queued during this loop iteration."""

@@ -16,6 +16,7 @@ pre-acquired lock), its subscription class how a consumer waits.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from minibroker.client.protocol import Call, ClientProtocol, Goodbye, Push, Reply, connection_lost
@@ -33,17 +34,8 @@ V = TypeVar("V")
 Hook = Callable[[Any], None]
 
 
-class _NoGuard:
-    """The guard of single-threaded transports: nothing to exclude."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-NO_GUARD = _NoGuard()
+#: The guard of single-threaded transports: nothing to exclude.
+NO_GUARD: AbstractContextManager[None] = nullcontext()
 
 
 class PendingCall(Generic[T]):

@@ -35,35 +35,20 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, NoReturn
 
 from minibroker.client.bodies import as_body
-from minibroker.client.producer import (
-    DEFAULT_MAX_BATCH,
-    DEFAULT_MAX_BATCH_BYTES,
-    DEFAULT_MAX_IN_FLIGHT,
-    AsyncProducer,
-    Confirmation,
-    ProducerState,
-    SyncConfirmation,
-    SyncProducer,
-    body_size,
-)
+from minibroker.client.flavours import Awaiting, Blocking, Flow, waits
 from minibroker.client.protocol import Call
 from minibroker.client.pushes import BlockingIteration, SubscriptionEnded
-from minibroker.client.transport import AsyncTransport, SyncTransport, opens, sends
 from minibroker.errors import BrokerError, ConnectionClosed, OffsetOutOfRange
 from minibroker.log_store import Record
 from minibroker.protocol import frames
 from minibroker.record_format import decode_records_fast
 
 __all__ = [
-    "AsyncLogMethods",
-    "AsyncLogProducer",
     "AsyncLogTail",
     "GroupLag",
     "LogStats",
     "Record",
     "Start",
-    "SyncLogMethods",
-    "SyncLogProducer",
     "SyncLogTail",
     "parse_records",
 ]
@@ -157,10 +142,10 @@ def _encode_record(item: RecordItem) -> bytes | dict[str, Any]:
         body, key, headers = item["body"], item.get("key"), item.get("headers")
     else:
         raise TypeError(f"cannot append a {type(item).__name__}: give bytes, a tuple or a map")
-    return _record_map(body, key, headers)
+    return record_map(body, key, headers)
 
 
-def _record_map(
+def record_map(
     body: bytes, key: bytes | None, headers: Mapping[str, str] | None
 ) -> bytes | dict[str, Any]:
     body = as_body(body, "record bodies")
@@ -214,7 +199,7 @@ def log_stats_call(name: str) -> Call[LogStats]:
     return Call("log.stats", {"log": name}, _parse_stats)
 
 
-def _first_offset(result: dict[str, Any]) -> int:
+def first_offset(result: dict[str, Any]) -> int:
     return int(result["offset"])
 
 
@@ -222,7 +207,7 @@ def append_call(
     log: str, body: bytes, key: bytes | None = None, headers: Mapping[str, str] | None = None
 ) -> Call[int]:
     """Append one record; returns its offset once it is stored per the fsync policy."""
-    return Call("append", {"log": log, "records": [_record_map(body, key, headers)]}, _first_offset)
+    return Call("append", {"log": log, "records": [record_map(body, key, headers)]}, first_offset)
 
 
 def append_many_call(log: str, records: Iterable[RecordItem]) -> Call[int]:
@@ -230,7 +215,7 @@ def append_many_call(log: str, records: Iterable[RecordItem]) -> Call[int]:
 
     All or nothing: an invalid batch appends none of its records.
     """
-    return Call("append", {"log": log, "records": encode_records(records)}, _first_offset)
+    return Call("append", {"log": log, "records": encode_records(records)}, first_offset)
 
 
 def encode_records(records: Iterable[RecordItem]) -> list[bytes | dict[str, Any]]:
@@ -386,15 +371,22 @@ class _TailState:
         pending, self._in_flight = self._in_flight, None
         pending.outcome()
 
-    def _to_commit(self) -> Call[None] | None:
-        """The commit of the processed position, if the group has one to make."""
+    def _commit(self) -> Flow[None]:
+        """Commit the offset after the last processed record for the group (if any)."""
+        if self._in_flight is not None:
+            if not self._in_flight.done:
+                yield self._in_flight
+            self._settle()
         if self.group is None or self._processed == self._committed:
-            return None
-        return commit_call(self.log, self.group, self._processed)
-
-    def _did_commit(self, call: Call[None]) -> None:
-        self._committed = call.fields["offset"]
+            return
+        offset = self._processed
+        pending = self._client._begin(commit_call(self.log, self.group, offset))
+        yield pending
+        pending.outcome()
+        self._committed = offset
         self._since_commit = 0
+
+    commit = waits(_commit)
 
     def _handed(self, record: Record) -> Record:
         self._handed_out = record.offset + 1
@@ -438,7 +430,7 @@ class _TailState:
                 raise
 
 
-class AsyncLogTail(_TailState):
+class AsyncLogTail(_TailState, Awaiting):
     """The records of a tail subscription: ``async for record in tail``.
 
     With a ``group`` the helper commits as it goes (see the module docstring);
@@ -467,16 +459,6 @@ class AsyncLogTail(_TailState):
         """
         return self._batch(await self.__anext__(), max_items)
 
-    async def commit(self) -> None:
-        """Commit the offset after the last processed record for the group (if any)."""
-        if self._in_flight is not None:
-            await self._in_flight.wait()
-            self._settle()
-        call = self._to_commit()
-        if call is not None:
-            await self._client._call(call)
-            self._did_commit(call)
-
     async def __aenter__(self) -> AsyncLogTail:
         self._started(await self._context.__aenter__())
         return self
@@ -490,7 +472,7 @@ class AsyncLogTail(_TailState):
             await self._context.__aexit__(exc_type, *exc)
 
 
-class SyncLogTail(_TailState, BlockingIteration[Record]):
+class SyncLogTail(_TailState, BlockingIteration[Record], Blocking):
     """The blocking client's tail: ``for record in tail`` (see :class:`AsyncLogTail`)."""
 
     def get(self, timeout: float | None = None) -> Record:
@@ -512,16 +494,6 @@ class SyncLogTail(_TailState, BlockingIteration[Record]):
         """Wait (up to ``timeout``) for at least one record, then return up to ``max_items``."""
         return self._batch(self.get(timeout), max_items)
 
-    def commit(self) -> None:
-        """Commit the offset after the last processed record for the group (if any)."""
-        if self._in_flight is not None:
-            self._in_flight.wait()
-            self._settle()
-        call = self._to_commit()
-        if call is not None:
-            self._client._call(call)
-            self._did_commit(call)
-
     def __enter__(self) -> SyncLogTail:
         self._started(self._context.__enter__())
         return self
@@ -533,104 +505,3 @@ class SyncLogTail(_TailState, BlockingIteration[Record]):
                     self.commit()
         finally:
             self._context.__exit__(exc_type, *exc)
-
-
-def log_producer_state(
-    client: Any,
-    log: str,
-    *,
-    max_batch: int = DEFAULT_MAX_BATCH,
-    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
-    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-) -> ProducerState:
-    """An ordered, pipelined producer for ``log``: ``producer.append(body, key,
-    headers)`` returns the record's confirmation at once (its offset, once
-    stored), batches leave in order with up to ``max_in_flight`` awaiting
-    their confirmation. Use it with ``async with`` (``with``); leaving the
-    block flushes. See client/producer.py."""
-
-    def append_batch(records: list[Any]) -> Call[int]:
-        return Call("append", {"log": log, "records": records}, _first_offset)
-
-    return ProducerState(
-        client,
-        append_batch,
-        _offset_in_batch,
-        max_batch=max_batch,
-        max_batch_bytes=max_batch_bytes,
-        max_in_flight=max_in_flight,
-    )
-
-
-def _offset_in_batch(first_offset: int, index: int, count: int | None) -> int:
-    return first_offset + index
-
-
-def _record_group(records: Iterable[RecordItem]) -> tuple[list[Any], int]:
-    encoded = encode_records(records)
-    return encoded, sum(len(r if isinstance(r, bytes) else r["body"]) for r in encoded)
-
-
-def _record_item(
-    body: bytes, key: bytes | None, headers: Mapping[str, str] | None
-) -> tuple[bytes | dict[str, Any], int]:
-    """One record's wire form and size (a bare body, the common case, first: no calls)."""
-    if type(body) is bytes and key is None and headers is None:
-        return body, len(body)
-    return _record_map(body, key, headers), body_size(body, headers)
-
-
-class AsyncLogProducer(AsyncProducer):
-    """``mb.log_producer(log)`` for the async clients (see ``log_producer_state``)."""
-
-    async def append(
-        self, body: bytes, key: bytes | None = None, headers: Mapping[str, str] | None = None
-    ) -> Confirmation:
-        """Append one record; waits only while the window is full. ``await`` the
-        confirmation it returns for the record's offset once stored."""
-        return await self._room_after(self._state.add(*_record_item(body, key, headers)))
-
-    async def append_many(self, records: Iterable[RecordItem]) -> Confirmation:
-        """Queue a batch of records (as ``mb.append_many`` takes them) that leave
-        together; waits only while the window is full. Its confirmation gives
-        the first one's offset once stored (the rest follow densely)."""
-        return await self._room_after(self._state.add_many(*_record_group(records)))
-
-
-class SyncLogProducer(SyncProducer):
-    """``mb.log_producer(log)`` for the blocking client (see ``AsyncLogProducer``)."""
-
-    def append(
-        self, body: bytes, key: bytes | None = None, headers: Mapping[str, str] | None = None
-    ) -> SyncConfirmation:
-        """Append one record; blocks only while the window is full. Its
-        confirmation's ``result()`` blocks for the record's offset once stored."""
-        return self._room_after(self._state.add(*_record_item(body, key, headers)))
-
-    def append_many(self, records: Iterable[RecordItem]) -> SyncConfirmation:
-        """Queue a batch of records that leave together (see the async ``append_many``)."""
-        return self._room_after(self._state.add_many(*_record_group(records)))
-
-
-class LogMethods:
-    """Log methods written once for every client (see ``transport.sends``)."""
-
-    create_log = sends(create_log_call)
-    delete_log = sends(delete_log_call)
-    list_logs = sends(list_logs_call)
-    log_stats = sends(log_stats_call)
-    append = sends(append_call)
-    append_many = sends(append_many_call)
-    read = sends(read_call)
-    commit = sends(commit_call)
-    committed = sends(committed_call)
-    log_producer = opens(log_producer_state, AsyncLogProducer, SyncLogProducer)
-    tail = opens(tail_state, AsyncLogTail, SyncLogTail)
-
-
-class AsyncLogMethods(LogMethods, AsyncTransport):
-    """Log methods of the Trio, asyncio and in-process clients."""
-
-
-class SyncLogMethods(LogMethods, SyncTransport):
-    """Log methods of the blocking client (same names and arguments, no ``await``)."""

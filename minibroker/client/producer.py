@@ -40,17 +40,31 @@ What it promises:
   exception sends what was put, without waiting).
 
 ``ProducerState`` is the bookkeeping, shared by both drivers and never
-waiting itself; ``AsyncProducer`` and ``SyncProducer`` only wait.
+waiting itself; ``AsyncProducer`` and ``SyncProducer`` only wait, with the
+waits written once as flows (client/flavours.py).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Generator, Mapping
-from typing import Any
+from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping
+from typing import Any, Generic, TypedDict, TypeVar, Unpack
 
+from minibroker.client.flavours import (
+    AwaitingContext,
+    BlockingContext,
+    Flow,
+    run_async,
+    run_blocking,
+    waits,
+)
+from minibroker.client.logs import RecordItem, encode_records, first_offset, record_map
 from minibroker.client.protocol import Call, connection_lost
+from minibroker.client.queue_wire import MessageItem, count_of, encode_messages, message_map
 from minibroker.errors import BrokerError
+
+#: What a producer's ``put`` or ``append`` returns on one side (see ``QueueProducer``).
+C = TypeVar("C")
 
 #: Messages a producer puts in one frame at most.
 DEFAULT_MAX_BATCH = 1000
@@ -82,11 +96,11 @@ class _Batch:
 class ProducerState:
     """A producer's batches; never waits (see the module docstring).
 
-    ``encode`` turns one message into its wire form and checks it (a str
-    body raises TypeError in ``put``, before anything is queued); ``make_call``
-    builds the request for a batch; ``result_of(raw, index, count)`` is the
-    result of the batch's ``index``-th message (``count`` None), or of the
-    group of ``count`` messages from there.
+    It takes messages in their wire form (the model checks and encodes them
+    first, so a str body raises TypeError before anything is queued);
+    ``make_call`` builds the request for a batch; ``result_of(raw, index,
+    count)`` is the result of the batch's ``index``-th message (``count``
+    None), or of the group of ``count`` messages from there.
     """
 
     def __init__(
@@ -95,9 +109,9 @@ class ProducerState:
         make_call: Callable[[list[Any]], Call[Any]],
         result_of: Callable[[Any, int, int | None], Any],
         *,
-        max_batch: int,
-        max_batch_bytes: int,
-        max_in_flight: int,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         for name, value in (
             ("max_batch", max_batch),
@@ -136,8 +150,9 @@ class ProducerState:
         items = batch.items
         items.append(item)
         batch.size += size
-        confirmation = self.confirmation(self, batch, len(items) - 1)
-        self._ship_if_due(batch)
+        confirmation = _new(self.confirmation, (self, batch, len(items) - 1, None))
+        if len(items) >= self.max_batch or self._due(batch):
+            self.ship()
         return confirmation
 
     def add_many(self, items: list[Any], size: int) -> Any:
@@ -155,19 +170,17 @@ class ProducerState:
         first = len(batch.items)
         batch.items.extend(items)
         batch.size += size
-        confirmation = self.confirmation(self, batch, first, len(items))
-        self._ship_if_due(batch)
+        confirmation = _new(self.confirmation, (self, batch, first, len(items)))
+        if len(batch.items) >= self.max_batch or self._due(batch):
+            self.ship()
         return confirmation
 
-    def _ship_if_due(self, batch: _Batch) -> None:
+    def _due(self, batch: _Batch) -> bool:
+        """Whether ``batch`` (below ``max_batch`` messages) leaves now: it is full
+        by bytes, or this producer's last batch sent is answered (they are
+        answered in order), so waiting would only add latency."""
         in_flight = self.in_flight
-        if (
-            len(batch.items) >= self.max_batch
-            or batch.size >= self.max_batch_bytes
-            or not in_flight
-            or in_flight[-1].pending.done
-        ):
-            self.ship()
+        return batch.size >= self.max_batch_bytes or not in_flight or in_flight[-1].pending.done
 
     def _refuse(self) -> None:
         if self.closed:
@@ -237,26 +250,31 @@ class ProducerState:
         return batch.pending
 
 
-class _ConfirmationBase:
-    __slots__ = ("_batch", "_count", "_index", "_state")
+#: Builds a confirmation (a tuple) in one C call: a Python ``__init__`` would
+#: cost a fifth of a message's path through ``put``.
+_new = tuple.__new__
 
-    def __init__(
-        self, state: ProducerState, batch: _Batch, index: int, count: int | None = None
-    ) -> None:
-        self._state = state
-        self._batch = batch
-        self._index = index
-        #: How many messages a group confirms (None: one message).
-        self._count = count
+
+class _ConfirmationBase(tuple[ProducerState, _Batch, int, int | None]):
+    """One message's (or group's) confirmation: its producer, its batch, its
+    index in the batch, and how many messages a group confirms (None: one)."""
+
+    __slots__ = ()
 
     @property
     def done(self) -> bool:
         """True once the broker answered this message's batch (or it failed to leave)."""
-        batch = self._batch
+        batch = self[1]
         return batch.error is not None or (batch.pending is not None and batch.pending.done)
 
-    def _result(self) -> Any:
-        return self._state.result_of(self._batch.outcome(), self._index, self._count)
+    def _answer(self) -> Flow[Any]:
+        """Send the batch if it is still collecting, wait for its answer, and
+        return this message's result (or raise the batch's error)."""
+        state, batch, index, count = self
+        pending = state.shipped(batch)
+        if pending is not None and not pending.done:
+            yield pending
+        return state.result_of(batch.outcome(), index, count)
 
 
 class Confirmation(_ConfirmationBase):
@@ -267,30 +285,24 @@ class Confirmation(_ConfirmationBase):
     __slots__ = ()
 
     def __await__(self) -> Generator[Any, None, Any]:
-        return self._wait().__await__()
-
-    async def _wait(self) -> Any:
-        pending = self._state.shipped(self._batch)
-        if pending is not None and not pending.done:
-            await pending.wait()
-        return self._result()
+        return run_async(self._answer()).__await__()
 
 
 class SyncConfirmation(_ConfirmationBase):
-    """One message's confirmation for the blocking client: ``result(timeout)``."""
+    """One message's confirmation for the blocking client: ``result()``."""
 
     __slots__ = ()
 
     def result(self) -> Any:
         """Block until the broker answered; the message's result, or raise its
         batch's error (``CallTimeout`` past the client's timeout)."""
-        pending = self._state.shipped(self._batch)
-        if pending is not None and not pending.done:
-            pending.wait()
-        return self._result()
+        return run_blocking(self._answer())
 
 
 class _ProducerDriver:
+    """What both drivers of a ``ProducerState`` share: everything but how the
+    window makes room (``_room_after``, the per-message path, per side)."""
+
     def __init__(self, state: ProducerState) -> None:
         self._state = state
 
@@ -300,21 +312,37 @@ class _ProducerDriver:
         self._state.reap()
         return len(self._state.in_flight)
 
+    def _room(self) -> Flow[None]:
+        """Wait until fewer than ``max_in_flight`` batches await their confirmation."""
+        while (oldest := self._state.waiting_for()) is not None:
+            yield oldest
 
-class AsyncProducer(_ProducerDriver):
+    def _flush(self) -> Flow[None]:
+        """Wait until every message put so far is confirmed; raise the first
+        error since the previous flush."""
+        state = self._state
+        while (pending := state.unconfirmed()) is not None:
+            yield pending
+        state.take_failure()
+
+    flush = waits(_flush)
+
+    def _closing(self) -> Flow[None]:
+        """Flush, then refuse further messages."""
+        if not self._state.closed:
+            yield from self._flush()
+            self._state.closed = True
+
+    def _abandon(self) -> None:
+        """Leaving on an exception: send what was put, wait for nothing."""
+        self._state.ship()
+        self._state.closed = True
+
+
+class AsyncProducer(_ProducerDriver, AwaitingContext):
     """An ordered, pipelined producer for the async clients (see the module
     docstring). One task at a time may put through a producer (order is per
     producer); other tasks can share the client with producers of their own."""
-
-    async def __aenter__(self) -> AsyncProducer:
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        if exc_type is None:
-            await self.aclose()
-        else:
-            self._state.ship()
-            self._state.closed = True
 
     def __init__(self, state: ProducerState) -> None:
         super().__init__(state)
@@ -322,62 +350,147 @@ class AsyncProducer(_ProducerDriver):
         state.confirmation = Confirmation
 
     async def _room_after(self, confirmation: Confirmation) -> Confirmation:
-        """Return ``confirmation`` once the window has room again."""
-        while (oldest := self._state.waiting_for()) is not None:
-            await oldest.wait()
+        """``confirmation`` once the window has room. ``put`` is a plain method
+        returning this coroutine: one coroutine per message, not two."""
+        state = self._state
+        if len(state.in_flight) >= state.max_in_flight:
+            await self._run(self._room())
         return confirmation
 
-    async def flush(self) -> None:
-        """Wait until every message put so far is confirmed; raise the first
-        error since the previous flush."""
-        state = self._state
-        while (pending := state.unconfirmed()) is not None:
-            await pending.wait()
-        state.take_failure()
 
-    async def aclose(self) -> None:
-        """Flush, then refuse further messages. Idempotent."""
-        if not self._state.closed:
-            await self.flush()
-            self._state.closed = True
-
-
-class SyncProducer(_ProducerDriver):
+class SyncProducer(_ProducerDriver, BlockingContext):
     """An ordered, pipelined producer for the blocking client (see the module
     docstring). One thread at a time may use a producer (order is per
     producer); other threads can share the client with producers of their own."""
 
-    def __enter__(self) -> SyncProducer:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self._state.ship()
-            self._state.closed = True
-
     def _room_after(self, confirmation: SyncConfirmation) -> SyncConfirmation:
-        """Return ``confirmation`` once the window has room again."""
-        while (oldest := self._state.waiting_for()) is not None:
-            oldest.wait()
-        return confirmation
-
-    def flush(self) -> None:
-        """Block until every message put so far is confirmed; raise the first
-        error since the previous flush."""
+        """``confirmation`` once the window has room (blocking)."""
         state = self._state
-        while (pending := state.unconfirmed()) is not None:
-            pending.wait()
-        state.take_failure()
-
-    def close(self) -> None:
-        """Flush, then refuse further messages. Idempotent."""
-        if not self._state.closed:
-            self.flush()
-            self._state.closed = True
+        if len(state.in_flight) >= state.max_in_flight:
+            self._run(self._room())
+        return confirmation
 
 
 def body_size(body: Any, headers: Mapping[str, str] | None = None) -> int:
     """About how many bytes a message adds to its batch's frame."""
     return len(body) + (sum(len(k) + len(v) for k, v in headers.items()) if headers else 0)
+
+
+class Window(TypedDict, total=False):
+    """A producer's limits, as ``mb.queue_producer(q, max_batch=100)`` takes them."""
+
+    #: Messages in one frame at most (default ``DEFAULT_MAX_BATCH``, 1000).
+    max_batch: int
+    #: About how many body bytes in one frame at most (default 512 KiB).
+    max_batch_bytes: int
+    #: Batches awaiting their confirmation at most (default 8).
+    max_in_flight: int
+
+
+# ------------------------------------------------------- queue producers
+
+
+def queue_producer_state(client: Any, queue: str, **window: Unpack[Window]) -> ProducerState:
+    """An ordered, pipelined producer for ``queue``: ``producer.put(body, headers)``
+    returns the message's confirmation at once, batches leave in order with
+    up to ``max_in_flight`` awaiting their confirmation (``max_batch``,
+    ``max_batch_bytes`` and ``max_in_flight``: see ``Window``). Use it with
+    ``async with`` (``with``); leaving the block flushes."""
+
+    def put_batch(messages: list[dict[str, Any]]) -> Call[int]:
+        return Call("put", {"queue": queue, "messages": messages}, count_of)
+
+    return ProducerState(client, put_batch, _queue_result, **window)
+
+
+def _queue_result(result: Any, index: int, count: int | None) -> int | None:
+    """A message's result is None; a group's is its count (as ``mb.put_many``)."""
+    return count
+
+
+class QueueProducer(Generic[C]):
+    """``put`` and ``put_many`` of a queue producer, written once: ``C`` is what
+    the driver's ``_room_after`` returns (an awaitable confirmation, or the
+    blocking client's ``SyncConfirmation``)."""
+
+    _state: ProducerState
+    _room_after: Callable[[Any], C]
+
+    def put(self, body: bytes, headers: Mapping[str, str] | None = None) -> C:
+        """Queue one message; waits (async: ``await`` it) only while the window is
+        full. Its confirmation says when the message is stored (None) or why not:
+        ``await confirmation``, or ``confirmation.result()`` on the blocking client."""
+        if type(body) is bytes and headers is None:  # the common case first: no calls
+            return self._room_after(self._state.add({"body": body}, len(body)))
+        message = message_map(body, headers)
+        return self._room_after(self._state.add(message, body_size(body, headers)))
+
+    def put_many(self, messages: Iterable[MessageItem]) -> C:
+        """Queue a batch of messages (as ``mb.put_many`` takes them) that leave
+        together; waits only while the window is full. Its confirmation gives
+        their count once stored (or their batch's error)."""
+        encoded = encode_messages(messages)
+        return self._room_after(self._state.add_many(encoded, sum(len(m["body"]) for m in encoded)))
+
+
+class AsyncQueueProducer(QueueProducer[Coroutine[Any, Any, Confirmation]], AsyncProducer):
+    """``mb.queue_producer(queue)`` for the async clients (see ``queue_producer_state``)."""
+
+
+class SyncQueueProducer(QueueProducer[SyncConfirmation], SyncProducer):
+    """``mb.queue_producer(queue)`` for the blocking client (see ``queue_producer_state``)."""
+
+
+# --------------------------------------------------------- log producers
+
+
+def log_producer_state(client: Any, log: str, **window: Unpack[Window]) -> ProducerState:
+    """An ordered, pipelined producer for ``log``: ``producer.append(body, key,
+    headers)`` returns the record's confirmation at once (its offset, once
+    stored), batches leave in order with up to ``max_in_flight`` awaiting
+    their confirmation (see ``Window``). Use it with ``async with``
+    (``with``); leaving the block flushes."""
+
+    def append_batch(records: list[Any]) -> Call[int]:
+        return Call("append", {"log": log, "records": records}, first_offset)
+
+    return ProducerState(client, append_batch, _offset_in_batch, **window)
+
+
+def _offset_in_batch(first: int, index: int, count: int | None) -> int:
+    return first + index
+
+
+class LogProducer(Generic[C]):
+    """``append`` and ``append_many`` of a log producer, written once (see
+    ``QueueProducer``)."""
+
+    _state: ProducerState
+    _room_after: Callable[[Any], C]
+
+    def append(
+        self, body: bytes, key: bytes | None = None, headers: Mapping[str, str] | None = None
+    ) -> C:
+        """Append one record; waits (async: ``await`` it) only while the window is
+        full. Its confirmation gives the record's offset once stored: ``await
+        confirmation``, or ``confirmation.result()`` on the blocking client."""
+        if type(body) is bytes and key is None and headers is None:  # a bare body: no calls
+            return self._room_after(self._state.add(body, len(body)))
+        record = record_map(body, key, headers)
+        return self._room_after(self._state.add(record, body_size(body, headers)))
+
+    def append_many(self, records: Iterable[RecordItem]) -> C:
+        """Queue a batch of records (as ``mb.append_many`` takes them) that leave
+        together; waits only while the window is full. Its confirmation gives
+        the first one's offset once stored (the rest follow densely)."""
+        encoded = encode_records(records)
+        size = sum(len(r if isinstance(r, bytes) else r["body"]) for r in encoded)
+        return self._room_after(self._state.add_many(encoded, size))
+
+
+class AsyncLogProducer(LogProducer[Coroutine[Any, Any, Confirmation]], AsyncProducer):
+    """``mb.log_producer(log)`` for the async clients (see ``log_producer_state``)."""
+
+
+class SyncLogProducer(LogProducer[SyncConfirmation], SyncProducer):
+    """``mb.log_producer(log)`` for the blocking client (see ``log_producer_state``)."""

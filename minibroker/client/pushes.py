@@ -23,11 +23,14 @@ the responder's outbox meanwhile.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable
-from contextlib import suppress
-from typing import Any, Generic, Protocol, TypeVar
+from contextlib import AbstractContextManager, suppress
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
+from minibroker.client.connection import NO_GUARD
+from minibroker.client.flavours import Awaiting, Blocking, Flow, waits
 from minibroker.client.protocol import Call, Push
 from minibroker.errors import BrokerError, ConnectionClosed, SlowConsumer, error_from_code
 from minibroker.protocol import frames
@@ -35,6 +38,12 @@ from minibroker.protocol import frames
 log = logging.getLogger("minibroker.client")
 
 T = TypeVar("T")
+A = TypeVar("A")
+B = TypeVar("B")
+
+#: Items a subscription may hold unread: past that a topic subscription applies
+#: its overflow policy in the client, and a log tail or responder is paused in the broker.
+DEFAULT_MAX_PENDING = 10_000
 
 #: (typed push frame, client) -> items for the subscription's buffer.
 PushParser = Callable[[Any, Any], list[T]]
@@ -64,12 +73,21 @@ class SubscriptionCore(Generic[T]):
     item delivery after :meth:`_control` has filtered out control pushes.
     """
 
+    #: Held while the reader buffers items (the blocking client's condition).
+    _guard: AbstractContextManager[Any] = NO_GUARD
+
     def __init__(
-        self, client: Any, call: Call[Any], parser: PushParser[T], max_pending: int
+        self,
+        client: Any,
+        call: Call[Any],
+        parser: PushParser[T],
+        max_pending: int,
+        callback: Callable[[T], object] | None = None,
     ) -> None:
         self._client = client
         self._call = call
         self._parser = parser
+        self._callback = callback
         self._items: deque[T] = deque()
         self._max_pending = max_pending
         self._ended: BaseException | None = None
@@ -98,6 +116,19 @@ class SubscriptionCore(Generic[T]):
         self.info = result
         self.sub_id = sub_id
         self._client._subscriptions[sub_id] = self
+
+    def _starting(self, /, **options: Any) -> Flow[None]:
+        """Subscribe (``options``: the blocking client's ``timeout``); a subscribe
+        that fails or is cancelled is abandoned."""
+        pending = self._client._begin(self._call, on_reply=self._register, **options)
+        try:
+            yield pending
+            pending.outcome()
+        except BaseException:
+            self._abandon()
+            raise
+
+    _start = waits(_starting)
 
     def _abandon(self) -> None:
         """Subscribing was cancelled or failed: never leave the broker pushing
@@ -189,12 +220,30 @@ class SubscriptionCore(Generic[T]):
             self._client._post(Call("unsubscribe", {"sub": self.sub_id}))
 
     def _feed(self, push: Push) -> None:
-        """The reader: take one push frame without ever waiting."""
+        """The reader: take one push frame without ever waiting (see :meth:`_take`),
+        or hand its items to the subscription's callback."""
         if self._control(push):
             return
-        if self._take(self._parser(push.frame, self._client)):
+        items = self._parser(push.frame, self._client)
+        if self._callback is not None:
+            self._run_callback(items)
+            return
+        with self._guard:
+            slow = self._take(items)
+            self._arrived()
+        if slow:
             self._end_slow()
-        self._arrived()
+
+    def _run_callback(self, items: list[T]) -> None:
+        """``callback(item)`` for each item, on the reader: one that raises is
+        logged, and the reader (with every other subscription) carries on."""
+        callback = self._callback
+        assert callback is not None
+        for item in items:
+            try:
+                callback(item)
+            except Exception:
+                log.exception("subscription %s callback failed", self.sub_id)
 
     def _arrived(self) -> None:
         """Wake a consumer waiting for items (the transport's primitive)."""
@@ -233,7 +282,7 @@ class Signal(Protocol):
     async def wait(self) -> None: ...
 
 
-class AsyncSubscription(SubscriptionCore[T]):
+class AsyncSubscription(SubscriptionCore[T], Awaiting):
     """A live push subscription of the Trio and asyncio clients: ``async for item in sub``.
 
     Items arrive in batches from the reader and wait in a local deque; the
@@ -245,18 +294,9 @@ class AsyncSubscription(SubscriptionCore[T]):
     ``ConnectionClosed`` (or the broker's goodbye error) if the connection goes.
     """
 
-    def __init__(
-        self, client: Any, call: Call[Any], parser: PushParser[T], max_pending: int
-    ) -> None:
-        super().__init__(client, call, parser, max_pending)
-        self._arrival: Signal = client._signal()
-
-    async def _start(self) -> None:
-        try:
-            await self._client._call(self._call, on_reply=self._register)
-        except BaseException:
-            self._abandon()
-            raise
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._arrival: Signal = self._client._signal()
 
     def _arrived(self) -> None:
         self._arrival.set()
@@ -326,3 +366,149 @@ class AsyncSubscriptionContext(Generic[T]):
 
     async def __aexit__(self, *exc: object) -> None:
         await self._subscription.aclose()
+
+
+class BlockingSubscription(SubscriptionCore[T], BlockingIteration[T], Blocking):
+    """A live push subscription of the blocking client, read from any thread.
+
+    ``for item in sub`` blocks for each item and stops when the subscription
+    is closed or the broker ends it; ``sub.get(timeout)`` returns the next
+    item or raises ``TimeoutError``; ``get_batch`` takes everything buffered.
+    ``dropped`` counts messages discarded because this subscriber fell behind,
+    by the broker or by this client once ``max_pending`` are buffered. A
+    dropped connection raises ``ConnectionClosed`` from all of
+    them.
+    """
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._cond = self._guard = threading.Condition(threading.Lock())
+
+    # ------------------------------------------------- driven by the client
+
+    def _arrived(self) -> None:
+        self._cond.notify_all()
+
+    def _end(self, error: BaseException) -> None:
+        with self._cond:
+            if self._ended is None:
+                self._ended = error
+            self._cond.notify_all()
+
+    # ------------------------------------------------------ consumer side
+
+    def get(self, timeout: float | None = None) -> T:
+        """The next item; raises ``TimeoutError`` if none arrives in ``timeout``
+        seconds, ``SubscriptionEnded`` once the subscription is closed or ended."""
+        with self._cond:
+            if not self._items:
+                self._wait_for_items(timeout)
+            item = self._items.popleft()
+            resume = self._paused and self._consumed()
+        if resume:  # outside the lock: sending may block, the reader needs the lock
+            self._resume()
+        return item
+
+    def get_batch(self, max_items: int = 1000, timeout: float | None = None) -> list[T]:
+        """Wait (up to ``timeout``) for at least one item, then return up to
+        ``max_items`` at once."""
+        with self._cond:
+            items = self._items
+            if not items:
+                self._wait_for_items(timeout)
+            if len(items) <= max_items:
+                batch = list(items)
+                items.clear()
+            else:
+                batch = [items.popleft() for _ in range(max_items)]
+            resume = self._paused and self._consumed()
+        if resume:
+            self._resume()
+        return batch
+
+    def get_nowait(self) -> T | None:
+        """The next buffered item, or None when nothing has arrived."""
+        with self._cond:
+            if not self._items:
+                return None
+            item = self._items.popleft()
+            resume = self._paused and self._consumed()
+        if resume:
+            self._resume()
+        return item
+
+    def _wait_for_items(self, timeout: float | None) -> None:
+        """Holding the condition: return once an item is buffered, else raise."""
+        if not self._cond.wait_for(lambda: self._items or self._ended is not None, timeout):
+            raise TimeoutError(f"no item within {timeout} seconds")
+        if self._items:
+            return
+        ended = self._ended
+        if isinstance(ended, SubscriptionEnded):
+            raise ended
+        if isinstance(ended, StopIteration):
+            raise SubscriptionEnded("the subscription was closed")
+        assert ended is not None
+        raise ended
+
+    def close(self) -> None:
+        """Stop the subscription: iteration ends and the broker is told (once)."""
+        if self.sub_id is None or self._ended is not None:
+            return
+        self._end(StopIteration())
+        client = self._client
+        client._subscriptions.pop(self.sub_id, None)
+        if client.closed:
+            return
+        unsubscribe: Call[None] = Call("unsubscribe", {"sub": self.sub_id})
+        if client._on_reader_thread():
+            client._post(unsubscribe)
+            return
+        with suppress(ConnectionClosed, BrokerError):
+            client._call(unsubscribe)
+
+    def __enter__(self) -> BlockingSubscription[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class BlockingSubscriptionContext(Generic[T]):
+    """``with mb.subscribe(...) as sub``: subscribe on enter, unsubscribe on exit."""
+
+    def __init__(self, subscription: BlockingSubscription[T]) -> None:
+        self._subscription = subscription
+
+    def __enter__(self) -> BlockingSubscription[T]:
+        self._subscription._start()
+        return self._subscription
+
+    def __exit__(self, *exc: object) -> None:
+        self._subscription.close()
+
+
+class Opening(NamedTuple, Generic[A, B]):
+    """A push subscription a client method opens (``subscribe``, ``respond``):
+    its call, and how its pushes become items on each flavour (the parsers
+    differ where the items do, as a responder's requests)."""
+
+    client: Any
+    call: Call[Any]
+    parse_async: PushParser[A]
+    parse_blocking: PushParser[B]
+    callback: Callable[[Any], object] | None = None
+
+
+def opened_async(opening: Opening[A, Any]) -> AsyncSubscriptionContext[A]:
+    """The async clients' context for ``opening`` (a ``transport.opens`` kind)."""
+    client, call, parse, _, callback = opening
+    context: AsyncSubscriptionContext[A] = client._subscription(call, parse, callback)
+    return context
+
+
+def opened_blocking(opening: Opening[Any, B]) -> BlockingSubscriptionContext[B]:
+    """The blocking client's context for ``opening``."""
+    client, call, _, parse, callback = opening
+    context: BlockingSubscriptionContext[B] = client._subscription(call, parse, callback)
+    return context

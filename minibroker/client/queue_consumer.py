@@ -31,8 +31,14 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import Any, TypeVar
 
+from minibroker.client.flavours import (
+    AwaitingContext,
+    BlockingContext,
+    Flow,
+    waits,
+)
 from minibroker.client.protocol import Call
 from minibroker.client.queue_wire import (
     Delivery,
@@ -44,6 +50,8 @@ from minibroker.client.queue_wire import (
     nack_call,
 )
 from minibroker.errors import BrokerError, UnknownDelivery
+
+D = TypeVar("D")
 
 #: Messages a consumer fetches ahead of the loop (in its buffer and its fetches).
 DEFAULT_PREFETCH = 100
@@ -336,7 +344,8 @@ class ConsumerState:
 
 
 class _ConsumerDriver:
-    """What both drivers show of their ``ConsumerState``."""
+    """What both drivers show of their ``ConsumerState``, and their waits,
+    written once as flows (client/flavours.py)."""
 
     def __init__(self, state: ConsumerState) -> None:
         self._state = state
@@ -361,8 +370,47 @@ class _ConsumerDriver:
         """Acks recorded and not yet sent."""
         return self._state.pending_acks
 
+    def _fetched(self) -> Flow[Any]:
+        """The buffer is empty: the next delivery to hand out, once fetched;
+        None once the consumer is closed or drained."""
+        state = self._state
+        while (fetch := state.next_fetch()) is not None:
+            yield fetch
+            delivery = state.take_fetched()
+            if delivery is not None:
+                return delivery
+        return None
 
-class AsyncConsumer(_ConsumerDriver):
+    @staticmethod
+    def _handed(delivery: D | None, exhausted: type[Exception]) -> D:
+        """``delivery``, or raise ``exhausted`` (the side's end of iteration) for None."""
+        if delivery is None:
+            raise exhausted
+        return delivery
+
+    def _settled(self) -> Flow[None]:
+        while (pending := self._state.unsettled()) is not None:
+            yield pending
+
+    def _flush(self) -> Flow[None]:
+        """Send the recorded acks now and wait until the broker confirmed every ack."""
+        self._state.flush()
+        yield from self._settled()
+
+    flush = waits(_flush)
+
+    def _closing(self) -> Flow[None]:
+        """Stop: give back unprocessed deliveries, send the last acks, wait for
+        the broker to confirm them."""
+        if self._state.start_closing():
+            with self._state.forgetting_on_error():
+                yield from self._settled()
+
+    def _abandon(self) -> None:
+        self._state.abandon()
+
+
+class AsyncConsumer(_ConsumerDriver, AwaitingContext):
     """``mb.consume(queue, ...)``: ``async with`` it, ``async for`` its deliveries.
 
     See the module docstring for how fetches are pipelined and acks batched.
@@ -370,87 +418,25 @@ class AsyncConsumer(_ConsumerDriver):
     ``aclose``.
     """
 
-    async def __aenter__(self) -> AsyncConsumer:
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        if exc_type is None:
-            await self.aclose()
-        else:
-            self._state.abandon()
-
     def __aiter__(self) -> AsyncConsumer:
         return self
 
     async def __anext__(self) -> Delivery:
-        buffer = self._buffer
-        if buffer:
-            delivery: Delivery = buffer.popleft()
-            return delivery
-        state = self._state
-        while (fetch := state.next_fetch()) is not None:
-            await fetch.wait()
-            fetched: Delivery | None = state.take_fetched()
-            if fetched is not None:
-                return fetched
-        raise StopAsyncIteration
-
-    async def flush(self) -> None:
-        """Send the recorded acks now and wait until the broker confirmed every ack."""
-        self._state.flush()
-        await self._settle_all()
-
-    async def _settle_all(self) -> None:
-        while (pending := self._state.unsettled()) is not None:
-            await pending.wait()
-
-    async def aclose(self) -> None:
-        """Stop: give back unprocessed deliveries, send the last acks, wait for
-        the broker to confirm them. Idempotent."""
-        if self._state.start_closing():
-            with self._state.forgetting_on_error():
-                await self._settle_all()
+        # A buffered delivery, the common case, needs no flow.
+        delivery: Delivery | None = (
+            self._buffer.popleft() if self._buffer else await self._run(self._fetched())
+        )
+        return self._handed(delivery, StopAsyncIteration)
 
 
-class SyncConsumer(_ConsumerDriver):
+class SyncConsumer(_ConsumerDriver, BlockingContext):
     """The blocking client's ``consume``: ``with`` it, ``for d in`` it, ``d.ack()``."""
-
-    def __enter__(self) -> SyncConsumer:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self._state.abandon()
 
     def __iter__(self) -> Iterator[SyncDelivery]:
         return self
 
     def __next__(self) -> SyncDelivery:
-        buffer = self._buffer
-        if buffer:
-            delivery: SyncDelivery = buffer.popleft()
-            return delivery
-        state = self._state
-        while (fetch := state.next_fetch()) is not None:
-            fetch.wait()
-            got: SyncDelivery | None = state.take_fetched()
-            if got is not None:
-                return got
-        raise StopIteration
-
-    def flush(self) -> None:
-        """Send the recorded acks now and block until the broker confirmed every ack."""
-        self._state.flush()
-        self._settle_all()
-
-    def _settle_all(self) -> None:
-        while (pending := self._state.unsettled()) is not None:
-            pending.wait()
-
-    def close(self) -> None:
-        """Stop (see ``AsyncConsumer.aclose``). Idempotent."""
-        if self._state.start_closing():
-            with self._state.forgetting_on_error():
-                self._settle_all()
+        delivery: SyncDelivery | None = (
+            self._buffer.popleft() if self._buffer else self._run(self._fetched())
+        )
+        return self._handed(delivery, StopIteration)

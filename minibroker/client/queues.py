@@ -68,20 +68,9 @@ timeout: prefetched messages are in flight from the moment they are fetched.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from minibroker.client.producer import (
-    DEFAULT_MAX_BATCH,
-    DEFAULT_MAX_BATCH_BYTES,
-    DEFAULT_MAX_IN_FLIGHT,
-    AsyncProducer,
-    Confirmation,
-    ProducerState,
-    SyncConfirmation,
-    SyncProducer,
-    body_size,
-)
 from minibroker.client.protocol import Call
 from minibroker.client.queue_consumer import (
     DEFAULT_ACK_EVERY,
@@ -107,21 +96,9 @@ from minibroker.client.queue_wire import (
     SyncDelivery,
     SyncDirectSettler,
     ack_calls,
-    count_of,
-    declare_queue_call,
-    delete_queue_call,
-    encode_messages,
     fetch_call,
-    inspect_queue_call,
-    list_queues_call,
-    message_map,
     nack_calls,
-    purge_queue_call,
-    put_call,
-    put_many_call,
-    queue_stats_call,
 )
-from minibroker.client.transport import AsyncTransport, SyncTransport, opens, sends
 
 __all__ = [
     "DEFAULT_ACK_EVERY",
@@ -129,8 +106,6 @@ __all__ = [
     "DEFAULT_PREFETCH",
     "DEFAULT_VISIBILITY_TIMEOUT",
     "AsyncConsumer",
-    "AsyncQueueMethods",
-    "AsyncQueueProducer",
     "Delivery",
     "MessageItem",
     "OverflowPolicy",
@@ -140,83 +115,7 @@ __all__ = [
     "QueuedMessage",
     "SyncConsumer",
     "SyncDelivery",
-    "SyncQueueMethods",
-    "SyncQueueProducer",
 ]
-
-
-# --------------------------------------------------------------- producers
-
-
-def queue_producer_state(
-    client: Any,
-    queue: str,
-    *,
-    max_batch: int = DEFAULT_MAX_BATCH,
-    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
-    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-) -> ProducerState:
-    """An ordered, pipelined producer for ``queue``: ``producer.put(body, headers)``
-    returns the message's confirmation at once, batches leave in order with
-    up to ``max_in_flight`` awaiting their confirmation. Use it with ``async
-    with`` (``with``); leaving the block flushes. See client/producer.py."""
-
-    def put_batch(messages: list[dict[str, Any]]) -> Call[int]:
-        return Call("put", {"queue": queue, "messages": messages}, count_of)
-
-    return ProducerState(
-        client,
-        put_batch,
-        _queue_result,
-        max_batch=max_batch,
-        max_batch_bytes=max_batch_bytes,
-        max_in_flight=max_in_flight,
-    )
-
-
-def _queue_result(result: Any, index: int, count: int | None) -> int | None:
-    """A message's result is None; a group's is its count (as ``mb.put_many``)."""
-    return count
-
-
-def _message_group(messages: Iterable[MessageItem]) -> tuple[list[dict[str, Any]], int]:
-    encoded = encode_messages(messages)
-    return encoded, sum(len(m["body"]) for m in encoded)
-
-
-def _message_item(body: bytes, headers: Mapping[str, str] | None) -> tuple[dict[str, Any], int]:
-    """One message's wire form and size (plain bytes without headers first: no calls)."""
-    if type(body) is bytes and headers is None:
-        return {"body": body}, len(body)
-    return message_map(body, headers), body_size(body, headers)
-
-
-class AsyncQueueProducer(AsyncProducer):
-    """``mb.queue_producer(queue)`` for the async clients (see ``queue_producer_state``)."""
-
-    async def put(self, body: bytes, headers: Mapping[str, str] | None = None) -> Confirmation:
-        """Queue one message; waits only while the window is full. ``await`` the
-        confirmation it returns to know the message is stored (None) or why not."""
-        return await self._room_after(self._state.add(*_message_item(body, headers)))
-
-    async def put_many(self, messages: Iterable[MessageItem]) -> Confirmation:
-        """Queue a batch of messages (as ``mb.put_many`` takes them) that leave
-        together; waits only while the window is full. Its confirmation gives
-        their count once stored (or their batch's error)."""
-        return await self._room_after(self._state.add_many(*_message_group(messages)))
-
-
-class SyncQueueProducer(SyncProducer):
-    """``mb.queue_producer(queue)`` for the blocking client (see ``AsyncQueueProducer``)."""
-
-    def put(self, body: bytes, headers: Mapping[str, str] | None = None) -> SyncConfirmation:
-        """Queue one message; blocks only while the window is full. Its
-        confirmation's ``result()`` blocks until the message is stored (None)."""
-        return self._room_after(self._state.add(*_message_item(body, headers)))
-
-    def put_many(self, messages: Iterable[MessageItem]) -> SyncConfirmation:
-        """Queue a batch of messages that leave together (see the async ``put_many``)."""
-        return self._room_after(self._state.add_many(*_message_group(messages)))
 
 
 def consume_state(
@@ -279,14 +178,14 @@ def fetch_state(
     return FetchPlan(client, queue, call)
 
 
-async def _fetch(plan: FetchPlan) -> list[Delivery]:
+async def fetch_async(plan: FetchPlan) -> list[Delivery]:
     if "wait" not in plan.call.fields:
         return await plan.client._call(plan.call)  # type: ignore[no-any-return]
     # A long poll parks on the broker: cancelling this call withdraws it.
     return await fetch_withdrawable(plan.client, plan.queue, plan.call)
 
 
-def _fetch_blocking(plan: FetchPlan) -> list[SyncDelivery]:
+def fetch_blocking(plan: FetchPlan) -> list[SyncDelivery]:
     return plan.client._call(plan.call)  # type: ignore[no-any-return]
 
 
@@ -320,41 +219,12 @@ def nack_state(
     return SettlePlan(client, nack_calls(deliveries, delivery_ids, requeue, delay))
 
 
-async def _settle(plan: SettlePlan) -> int:
+async def settle_async(plan: SettlePlan) -> int:
     total = 0
     for call in plan.calls:
         total += await plan.client._call(call)
     return total
 
 
-def _settle_blocking(plan: SettlePlan) -> int:
+def settle_blocking(plan: SettlePlan) -> int:
     return sum(plan.client._call(call) for call in plan.calls)
-
-
-# ----------------------------------------------------------------- mixins
-
-
-class QueueMethods:
-    """Queue methods written once for every client (see ``transport.sends``)."""
-
-    declare_queue = sends(declare_queue_call)
-    delete_queue = sends(delete_queue_call)
-    purge_queue = sends(purge_queue_call)
-    list_queues = sends(list_queues_call)
-    queue_stats = sends(queue_stats_call)
-    inspect_queue = sends(inspect_queue_call)
-    put = sends(put_call)
-    put_many = sends(put_many_call)
-    queue_producer = opens(queue_producer_state, AsyncQueueProducer, SyncQueueProducer)
-    consume = opens(consume_state, AsyncConsumer, SyncConsumer)
-    fetch = opens(fetch_state, _fetch, _fetch_blocking)
-    ack = opens(ack_state, _settle, _settle_blocking)
-    nack = opens(nack_state, _settle, _settle_blocking)
-
-
-class AsyncQueueMethods(QueueMethods, AsyncTransport):
-    """Queue methods of the Trio, asyncio and in-process clients."""
-
-
-class SyncQueueMethods(QueueMethods, SyncTransport):
-    """Queue methods of the blocking client (same names and arguments, no ``await``)."""

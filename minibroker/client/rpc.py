@@ -19,7 +19,7 @@ requester was still there.
 
 The blocking client has the same names without ``await``; its ``serve``
 runs the (plain) handler on a thread pool of ``workers`` threads and blocks
-until the connection ends or it is stopped (see ``SyncRpcMethods.serve``).
+until the connection ends or it is stopped (see ``SyncServing.serve``).
 
 Errors a requester can get (``minibroker.NoResponders`` ...): ``NoResponders``
 (nobody serves the subject, immediately), ``Timeout`` (no reply within
@@ -36,7 +36,6 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
-    Iterator,
 )
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, suppress
@@ -47,9 +46,9 @@ import sniffio
 
 from minibroker.client.bodies import as_body
 from minibroker.client.protocol import Call
-from minibroker.client.pushes import PushParser
+from minibroker.client.pushes import Opening, PushParser, opened_async, opened_blocking
 from minibroker.client.serving import serving_in_background, serving_in_thread
-from minibroker.client.transport import AsyncTransport, SyncTransport, sends
+from minibroker.client.transport import AsyncTransport, SyncTransport
 from minibroker.errors import BrokerError, ResponderError, TooLarge
 from minibroker.protocol import frames
 
@@ -59,11 +58,11 @@ R = TypeVar("R", bound="_IncomingBase")
 
 
 __all__ = [
-    "AsyncRpcMethods",
+    "AsyncServing",
     "IncomingRequest",
     "Reply",
     "SyncIncomingRequest",
-    "SyncRpcMethods",
+    "SyncServing",
 ]
 
 #: Default seconds a request waits for its reply.
@@ -106,13 +105,6 @@ def request_call(
     if headers:
         fields["headers"] = headers
     return Call("request", fields, _parse_reply)
-
-
-def respond_call(subject: str, group: str | None) -> Call[dict[str, Any]]:
-    fields: dict[str, Any] = {"subject": subject}
-    if group is not None:
-        fields["group"] = group
-    return Call("respond", fields)
 
 
 def reply_call(rid: int, body: bytes, headers: dict[str, str] | None) -> Call[bool]:
@@ -259,6 +251,24 @@ parse_requests = _requests_parser(IncomingRequest)
 parse_requests_sync = _requests_parser(SyncIncomingRequest)
 
 
+def respond_state(
+    client: Any, subject: str, group: str | None = None
+) -> Opening[IncomingRequest, SyncIncomingRequest]:
+    """Register as a responder of ``subject``; iterate the requests as they come
+    (``async with mb.respond(s) as requests: async for req in requests``;
+    blocking client: ``with``/``for``).
+
+    Responders sharing a ``group`` form one pool; each pool of a subject
+    gets an equal share of its requests, members of a pool take turns.
+    Leaving the block unregisters: requests received but not answered
+    fail at once with ``responder_gone`` for their requesters.
+    """
+    fields: dict[str, Any] = {"subject": subject}
+    if group is not None:
+        fields["group"] = group
+    return Opening(client, Call("respond", fields), parse_requests, parse_requests_sync)
+
+
 # ------------------------------------------------------------ handlers
 
 
@@ -283,59 +293,64 @@ def _failure_message(exc: Exception) -> str:
     """What the requester reads when a handler raised."""
     if isinstance(exc, ResponderError):
         return exc.message
-    log.exception("request handler failed")
+    log.error("request handler failed", exc_info=exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+def _answer_call(req: _IncomingBase, outcome: HandlerResult | Exception) -> Call[bool] | None:
+    """The answer a handler's ``outcome`` (its result, or what it raised) makes:
+    the reply, or a failure the requester reads; None if the handler answered
+    ``req`` itself. A result that cannot be sent (not bytes, too large) fails
+    the request instead of leaving its requester waiting for the timeout."""
+    if req.answered:
+        return None
+    if not isinstance(outcome, Exception):
+        try:
+            return req._reply_call(*_answer_of(outcome))
+        except Exception as exc:
+            outcome = exc
+    return req._fail_call(_failure_message(outcome))
 
 
 async def _handle_async(
     req: IncomingRequest, handler: Callable[[IncomingRequest], Awaitable[HandlerResult]]
 ) -> None:
     try:
-        result = await handler(req)
-        if not req.answered:
-            body, headers = _answer_of(result)
-            await req.reply(body, headers)
+        outcome: HandlerResult | Exception = await handler(req)
     except Exception as exc:
-        if not req.answered:
-            with suppress(BrokerError):  # the connection is gone: nobody to tell
-                await req.fail(_failure_message(exc))
+        outcome = exc
+    call = _answer_call(req, outcome)
+    if call is not None:
+        with suppress(BrokerError):  # the connection is gone: nobody to tell
+            await req._client._post_now(call)
 
 
 def _handle_sync(
     req: SyncIncomingRequest, handler: Callable[[SyncIncomingRequest], HandlerResult]
 ) -> None:
     try:
-        result = handler(req)
-        if not req.answered:
-            body, headers = _answer_of(result)
-            req.reply(body, headers)
+        outcome: HandlerResult | Exception = handler(req)
     except Exception as exc:
-        if not req.answered:
-            with suppress(BrokerError):
-                req.fail(_failure_message(exc))
+        outcome = exc
+    call = _answer_call(req, outcome)
+    if call is not None:
+        with suppress(BrokerError):
+            req._client._post(call)
 
 
-async def _serve_trio(
-    requests: AsyncIterator[IncomingRequest],
-    handler: Callable[[IncomingRequest], Awaitable[HandlerResult]],
-    concurrency: int,
-) -> None:
+#: Answers one request, then frees its slot (built by ``AsyncServing.serve``).
+Answer = Callable[[IncomingRequest], Awaitable[None]]
+
+
+async def _serve_trio(requests: AsyncIterator[IncomingRequest], answer: Answer, slots: Any) -> None:
     import trio
 
-    slots = trio.Semaphore(concurrency)
     failure: BrokerError | None = None
-
-    async def run_one(req: IncomingRequest) -> None:
-        try:
-            await _handle_async(req, handler)
-        finally:
-            slots.release()
-
     async with trio.open_nursery() as nursery:
         try:
             async for req in requests:
                 await slots.acquire()
-                nursery.start_soon(run_one, req)
+                nursery.start_soon(answer, req)
         except BrokerError as exc:
             # The connection dropped: handlers could not reply anyway. Raised
             # after the nursery so callers catch it plainly, not in a group.
@@ -346,25 +361,15 @@ async def _serve_trio(
 
 
 async def _serve_asyncio(
-    requests: AsyncIterator[IncomingRequest],
-    handler: Callable[[IncomingRequest], Awaitable[HandlerResult]],
-    concurrency: int,
+    requests: AsyncIterator[IncomingRequest], answer: Answer, slots: Any
 ) -> None:
     import asyncio
 
-    slots = asyncio.Semaphore(concurrency)
     running: set[asyncio.Task[None]] = set()
-
-    async def run_one(req: IncomingRequest) -> None:
-        try:
-            await _handle_async(req, handler)
-        finally:
-            slots.release()
-
     try:
         async for req in requests:
             await slots.acquire()
-            task = asyncio.ensure_future(run_one(req))
+            task = asyncio.ensure_future(answer(req))
             running.add(task)
             task.add_done_callback(running.discard)
     finally:
@@ -378,25 +383,9 @@ async def _serve_asyncio(
 # --------------------------------------------------------------- mixins
 
 
-class AsyncRpcMethods(AsyncTransport):
-    """Request/reply methods of the Trio, asyncio and in-process clients."""
-
-    request = sends(request_call)
-
-    def respond(
-        self, subject: str, group: str | None = None
-    ) -> AbstractAsyncContextManager[AsyncIterator[IncomingRequest]]:
-        """Register as a responder of ``subject``; iterate the requests as they come.
-
-        Responders sharing a ``group`` form one pool; each pool of a subject
-        gets an equal share of its requests, members of a pool take turns.
-        Leaving the block unregisters: requests received but not answered
-        fail at once with ``responder_gone`` for their requesters.
-        """
-        ctx: AbstractAsyncContextManager[AsyncIterator[IncomingRequest]] = self._subscription(
-            respond_call(subject, group), parse_requests
-        )
-        return ctx
+class AsyncServing(AsyncTransport):
+    """``serve`` and ``serving`` of the Trio, asyncio and in-process clients:
+    handlers run as tasks (``respond`` is written once, in client/api.py)."""
 
     async def serve(
         self,
@@ -421,13 +410,26 @@ class AsyncRpcMethods(AsyncTransport):
         """
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        async with self.respond(subject, group) as requests:
+        on_trio = sniffio.current_async_library() == "trio"
+        if on_trio:
+            import trio
+
+            slots: Any = trio.Semaphore(concurrency)
+        else:
+            import asyncio
+
+            slots = asyncio.Semaphore(concurrency)
+
+        async def answer(req: IncomingRequest) -> None:
+            try:
+                await _handle_async(req, handler)
+            finally:
+                slots.release()
+
+        async with opened_async(respond_state(self, subject, group)) as requests:
             if task_status is not None:
                 task_status.started()
-            if sniffio.current_async_library() == "trio":
-                await _serve_trio(requests, handler, concurrency)
-            else:
-                await _serve_asyncio(requests, handler, concurrency)
+            await (_serve_trio if on_trio else _serve_asyncio)(requests, answer, slots)
 
     def serving(
         self,
@@ -481,19 +483,9 @@ class ServeHandle:
                 close()
 
 
-class SyncRpcMethods(SyncTransport):
-    """Request/reply methods of the blocking client (same names, no await)."""
-
-    request = sends(request_call)
-
-    def respond(
-        self, subject: str, group: str | None = None
-    ) -> AbstractContextManager[Iterator[SyncIncomingRequest]]:
-        """Register as a responder; iterate the requests (see ``AsyncRpcMethods.respond``)."""
-        ctx: AbstractContextManager[Iterator[SyncIncomingRequest]] = self._subscription(
-            respond_call(subject, group), parse_requests_sync
-        )
-        return ctx
+class SyncServing(SyncTransport):
+    """``serve`` and ``serving`` of the blocking client: handlers run on a
+    thread pool (same names as the async ones, no ``await``)."""
 
     def serve(
         self,
@@ -527,7 +519,7 @@ class SyncRpcMethods(SyncTransport):
         # The pool is the inner context: leaving waits for running handlers to
         # send their replies, and only then unregisters the responder.
         with (
-            self.respond(subject, group) as requests,
+            opened_blocking(respond_state(self, subject, group)) as requests,
             ThreadPoolExecutor(workers, thread_name_prefix=f"serve-{subject}") as pool,
         ):
             control._requests = requests

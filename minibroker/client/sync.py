@@ -52,7 +52,7 @@ import ssl
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import sniffio
 
@@ -63,12 +63,12 @@ from minibroker.client.advice import (
 )
 from minibroker.client.api import SyncMethods
 from minibroker.client.connection import Connection, SyncPendingCall
-from minibroker.client.protocol import CLOSED_BY_BROKER, Call, Push, connection_lost, hello_call
+from minibroker.client.protocol import CLOSED_BY_BROKER, Call, connection_lost, hello_call
 from minibroker.client.pushes import (
-    BlockingIteration,
+    DEFAULT_MAX_PENDING,
+    BlockingSubscription,
+    BlockingSubscriptionContext,
     PushParser,
-    SubscriptionCore,
-    SubscriptionEnded,
 )
 from minibroker.client.url import parse_url
 from minibroker.errors import BrokerError, ConnectionClosed, Timeout
@@ -77,9 +77,6 @@ log = logging.getLogger("minibroker.client")
 
 T = TypeVar("T")
 
-#: Items a subscription may hold unread: past that a topic subscription applies
-#: its overflow policy in the client, and a log tail or responder is paused in the broker.
-DEFAULT_MAX_PENDING = 10_000
 #: Default seconds a call waits for its answer (on top of any server-side wait).
 DEFAULT_TIMEOUT = 30.0
 READ_CHUNK = 65536
@@ -210,156 +207,8 @@ class _TLS:
         return b"".join(chunks), self._outgoing.read()
 
 
-class Subscription(SubscriptionCore[T], BlockingIteration[T]):
-    """A live push subscription, read from any thread.
-
-    ``for item in sub`` blocks for each item and stops when the subscription
-    is closed or the broker ends it; ``sub.get(timeout)`` returns the next
-    item or raises ``TimeoutError``; ``get_batch`` takes everything buffered.
-    ``dropped`` counts messages discarded because this subscriber fell behind,
-    by the broker or by this client once ``max_pending`` are buffered. A
-    dropped connection raises ``ConnectionClosed`` from all of
-    them.
-    """
-
-    def __init__(
-        self,
-        client: Client,
-        call: Call[Any],
-        parser: PushParser[T],
-        max_pending: int,
-        callback: Callable[[T], object] | None = None,
-    ) -> None:
-        super().__init__(client, call, parser, max_pending)
-        self._client: Client = client
-        self._callback = callback
-        self._cond = threading.Condition(threading.Lock())
-
-    # ------------------------------------------------- driven by the client
-
-    def _start(self, timeout: Any = USE_DEFAULT) -> None:
-        try:
-            self._client._call(self._call, timeout=timeout, on_reply=self._register)
-        except BaseException:
-            self._abandon()
-            raise
-
-    def _feed(self, push: Push) -> None:
-        """Reader thread: take one push frame; never blocks (see ``SubscriptionCore._take``)."""
-        if self._control(push):
-            return
-        items = self._parser(push.frame, self._client)
-        if self._callback is not None:
-            callback = self._callback
-            for item in items:
-                try:
-                    callback(item)
-                except Exception:
-                    log.exception("subscription %s callback failed", self.sub_id)
-            return
-        with self._cond:
-            slow = self._take(items)
-            self._cond.notify_all()
-        if slow:
-            self._end_slow()
-
-    def _end(self, error: BaseException) -> None:
-        with self._cond:
-            if self._ended is None:
-                self._ended = error
-            self._cond.notify_all()
-
-    # ------------------------------------------------------ consumer side
-
-    def get(self, timeout: float | None = None) -> T:
-        """The next item; raises ``TimeoutError`` if none arrives in ``timeout``
-        seconds, ``SubscriptionEnded`` once the subscription is closed or ended."""
-        with self._cond:
-            if not self._items:
-                self._wait_for_items(timeout)
-            item = self._items.popleft()
-            resume = self._paused and self._consumed()
-        if resume:  # outside the lock: sending may block, the reader needs the lock
-            self._resume()
-        return item
-
-    def get_batch(self, max_items: int = 1000, timeout: float | None = None) -> list[T]:
-        """Wait (up to ``timeout``) for at least one item, then return up to
-        ``max_items`` at once."""
-        with self._cond:
-            items = self._items
-            if not items:
-                self._wait_for_items(timeout)
-            if len(items) <= max_items:
-                batch = list(items)
-                items.clear()
-            else:
-                batch = [items.popleft() for _ in range(max_items)]
-            resume = self._paused and self._consumed()
-        if resume:
-            self._resume()
-        return batch
-
-    def get_nowait(self) -> T | None:
-        """The next buffered item, or None when nothing has arrived."""
-        with self._cond:
-            if not self._items:
-                return None
-            item = self._items.popleft()
-            resume = self._paused and self._consumed()
-        if resume:
-            self._resume()
-        return item
-
-    def _wait_for_items(self, timeout: float | None) -> None:
-        """Holding the condition: return once an item is buffered, else raise."""
-        if not self._cond.wait_for(lambda: self._items or self._ended is not None, timeout):
-            raise TimeoutError(f"no item within {timeout} seconds")
-        if self._items:
-            return
-        ended = self._ended
-        if isinstance(ended, SubscriptionEnded):
-            raise ended
-        if isinstance(ended, StopIteration):
-            raise SubscriptionEnded("the subscription was closed")
-        assert ended is not None
-        raise ended
-
-    def close(self) -> None:
-        """Stop the subscription: iteration ends and the broker is told (once)."""
-        if self.sub_id is None or self._ended is not None:
-            return
-        self._end(StopIteration())
-        client = self._client
-        client._subscriptions.pop(self.sub_id, None)
-        if client.closed:
-            return
-        unsubscribe: Call[None] = Call("unsubscribe", {"sub": self.sub_id})
-        if client._on_reader_thread():
-            client._post(unsubscribe)
-            return
-        with contextlib.suppress(ConnectionClosed, BrokerError):
-            client._call(unsubscribe)
-
-    def __enter__(self) -> Subscription[T]:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class _SubscriptionContext(Generic[T]):
-    """``with mb.subscribe(...) as sub``: subscribe on enter, unsubscribe on exit."""
-
-    def __init__(self, subscription: Subscription[T]) -> None:
-        self._subscription = subscription
-
-    def __enter__(self) -> Subscription[T]:
-        self._subscription._start()
-        return self._subscription
-
-    def __exit__(self, *exc: object) -> None:
-        self._subscription.close()
+#: A live push subscription: ``for item in sub`` (see ``BlockingSubscription``).
+Subscription = BlockingSubscription
 
 
 class Client(SyncMethods):
@@ -490,9 +339,9 @@ class Client(SyncMethods):
         call: Call[Any],
         parser: PushParser[T],
         callback: Callable[[T], object] | None = None,
-    ) -> _SubscriptionContext[T]:
-        return _SubscriptionContext(
-            Subscription(self, call, parser, self._max_pending, callback=callback)
+    ) -> BlockingSubscriptionContext[T]:
+        return BlockingSubscriptionContext(
+            BlockingSubscription(self, call, parser, self._max_pending, callback)
         )
 
     def _post(self, call: Call[Any]) -> None:

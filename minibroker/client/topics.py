@@ -39,14 +39,12 @@ from typing import Any, Literal
 
 from minibroker.client.bodies import as_body
 from minibroker.client.protocol import Call
-from minibroker.client.transport import AsyncTransport, SyncTransport, sends
+from minibroker.client.pushes import Opening
 from minibroker.protocol import frames
 
 __all__ = [
-    "AsyncTopicMethods",
     "OnOverflow",
     "PublishResult",
-    "SyncTopicMethods",
     "TopicMessage",
     "parse_messages",
 ]
@@ -128,21 +126,6 @@ def publish_many_call(topic: str, messages: Iterable[MessageItem]) -> Call[Publi
     return _publish(topic, [_encode_message(item) for item in messages])
 
 
-def subscribe_call(
-    pattern: str,
-    group: str | None,
-    buffer: int,
-    on_overflow: OnOverflow,
-    buffer_bytes: int | None = None,
-) -> Call[dict[str, Any]]:
-    fields: dict[str, Any] = {"pattern": pattern, "buffer": buffer, "on_overflow": on_overflow}
-    if group is not None:
-        fields["group"] = group
-    if buffer_bytes is not None:
-        fields["buffer_bytes"] = buffer_bytes
-    return Call("subscribe", fields)
-
-
 def bind_call(queue: str, pattern: str) -> Call[bool]:
     """Copy messages published to topics matching ``pattern`` into ``queue``.
 
@@ -157,62 +140,31 @@ def unbind_call(queue: str, pattern: str) -> Call[bool]:
     return Call("unbind", {"queue": queue, "pattern": pattern}, lambda r: bool(r["removed"]))
 
 
-class TopicMethods:
-    """Topic methods written once for every client (see ``transport.sends``)."""
+def subscribe_state(
+    client: Any,
+    pattern: str,
+    *,
+    group: str | None = None,
+    buffer: int = DEFAULT_BUFFER,
+    on_overflow: OnOverflow = "drop_oldest",
+    buffer_bytes: int | None = None,
+    callback: Callable[[TopicMessage], object] | None = None,
+) -> Opening[TopicMessage, TopicMessage]:
+    """A subscription to ``pattern``: ``async with`` it and ``async for`` its
+    TopicMessages (blocking client: ``with`` it, iterate it or ``get(timeout)``).
 
-    publish = sends(publish_call)
-    publish_many = sends(publish_many_call)
-    bind = sends(bind_call)
-    unbind = sends(unbind_call)
-
-
-class AsyncTopicMethods(TopicMethods, AsyncTransport):
-    """Topic methods of the Trio, asyncio and in-process clients."""
-
-    def subscribe(
-        self,
-        pattern: str,
-        *,
-        group: str | None = None,
-        buffer: int = DEFAULT_BUFFER,
-        on_overflow: OnOverflow = "drop_oldest",
-        buffer_bytes: int | None = None,
-    ) -> Any:
-        """``async with`` a subscription to ``pattern``; ``async for`` its TopicMessages.
-
-        ``*`` matches one word, ``#`` zero or more. Subscriptions with the same
-        ``group`` share the stream (one member per message, round robin).
-        ``buffer`` (messages) and ``buffer_bytes`` (None: the broker's
-        default, 16 MiB) bound what the broker holds for this subscriber when
-        it falls behind; ``on_overflow`` picks what happens then.
-        """
-        return self._subscription(
-            subscribe_call(pattern, group, buffer, on_overflow, buffer_bytes), parse_messages
-        )
-
-
-class SyncTopicMethods(TopicMethods, SyncTransport):
-    """Topic methods of the blocking client (same names and arguments, no await)."""
-
-    def subscribe(
-        self,
-        pattern: str,
-        *,
-        group: str | None = None,
-        buffer: int = DEFAULT_BUFFER,
-        on_overflow: OnOverflow = "drop_oldest",
-        callback: Callable[[TopicMessage], object] | None = None,
-        buffer_bytes: int | None = None,
-    ) -> Any:
-        """``with`` a subscription to ``pattern``; iterate it (or ``get(timeout)``).
-
-        With ``callback``, each message is handed to ``callback(message)`` on
-        the client's reader thread instead (keep it quick: the reader reads
-        nothing else meanwhile); the subscription then stays empty.
-        """
-        call = subscribe_call(pattern, group, buffer, on_overflow, buffer_bytes)
-        if callback is None:
-            return self._subscription(call, parse_messages)
-        # The blocking client's transport takes the callback as a third argument.
-        open_subscription: Any = self._subscription
-        return open_subscription(call, parse_messages, callback)
+    ``*`` matches one word, ``#`` zero or more. Subscriptions with the same
+    ``group`` share the stream (one member per message, round robin).
+    ``buffer`` (messages) and ``buffer_bytes`` (None: the broker's
+    default, 16 MiB) bound what the broker holds for this subscriber when
+    it falls behind; ``on_overflow`` picks what happens then. With
+    ``callback``, each message is handed to ``callback(message)`` on the
+    client's reader instead (keep it quick: the reader reads nothing else
+    meanwhile); the subscription then stays empty.
+    """
+    fields: dict[str, Any] = {"pattern": pattern, "buffer": buffer, "on_overflow": on_overflow}
+    if group is not None:
+        fields["group"] = group
+    if buffer_bytes is not None:
+        fields["buffer_bytes"] = buffer_bytes
+    return Opening(client, Call("subscribe", fields), parse_messages, parse_messages, callback)

@@ -10,12 +10,23 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Coroutine
-from types import MethodType
-from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar, overload
+from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar
 
-from minibroker.client.connection import AsyncPendingCall, Connection, PendingCall, SyncPendingCall
+from minibroker.client.connection import (
+    AsyncPendingCall,
+    Connection,
+    Hook,
+    PendingCall,
+    SyncPendingCall,
+)
+from minibroker.client.flavours import Awaiting, Blocking, Flavoured
 from minibroker.client.protocol import Call, awaiting, blocking, opening
-from minibroker.client.pushes import PushParser
+from minibroker.client.pushes import (
+    AsyncSubscription,
+    AsyncSubscriptionContext,
+    PushParser,
+    Signal,
+)
 
 T = TypeVar("T")
 A = TypeVar("A")
@@ -28,8 +39,6 @@ class Transport(abc.ABC):
     """A client over one ``Connection`` (``_conn``), whatever its concurrency style."""
 
     _conn: Connection
-    #: True for the async flavours: ``sends`` methods return awaitables.
-    _awaits: ClassVar[bool]
 
     @property
     def closed(self) -> bool:
@@ -53,24 +62,54 @@ class Transport(abc.ABC):
         """Send ``call`` without waiting for (or reading) its answer; safe on the reader."""
 
     @abc.abstractmethod
-    def _subscription(self, call: Call[Any], parser: PushParser[T]) -> Any:
+    def _subscription(
+        self, call: Call[Any], parser: PushParser[T], callback: Callable[[T], object] | None = None
+    ) -> Any:
         """A context (``async with`` / ``with``) that starts a push subscription with
         ``call`` (whose result carries ``sub``) and yields an iterable Subscription
-        whose items are produced from each push frame by ``parser``."""
+        whose items are produced from each push frame by ``parser`` (or handed to
+        ``callback`` on the reader)."""
 
 
-class AsyncTransport(Transport):
-    """What an async client flavour (Trio, asyncio, in-process) provides."""
+class AsyncTransport(Transport, Awaiting):
+    """What an async client flavour (Trio, asyncio, in-process) provides: how a
+    caller waits (``_pending_kind``), a consumer's wake-up (``_signal``), and
+    how bytes leave (``_queue``, and its own ``_call``)."""
 
-    _awaits = True
+    _pending_kind: ClassVar[type[AsyncPendingCall[Any]]]
+    #: Items each subscription may hold unread (see pushes.SubscriptionCore._take).
+    _max_pending: int
 
     @abc.abstractmethod
-    async def _call(self, call: Call[T]) -> T:
+    async def _call(self, call: Call[T], *, on_reply: Hook | None = None) -> T:
         """Send ``call`` and wait for its parsed result."""
 
     @abc.abstractmethod
-    def _begin(self, call: Call[T]) -> AsyncPendingCall[T]:
-        """Send ``call`` without waiting for its answer (see connection.PendingCall)."""
+    def _queue(self, data: bytes) -> None:
+        """Hand ``data`` to the writer: it leaves soon, in order, without waiting."""
+
+    @abc.abstractmethod
+    def _signal(self) -> Signal:
+        """A fresh wake-up for one subscription's consumer."""
+
+    def _begin(self, call: Call[T], on_reply: Hook | None = None) -> AsyncPendingCall[T]:
+        """Queue ``call`` without waiting; collect the answer later (see connection.PendingCall)."""
+        pending, data = self._conn.begin(call, self._pending_kind, on_reply)
+        self._queue(data)
+        return pending
+
+    def _post(self, call: Call[Any]) -> None:
+        """Queue ``call`` without waiting; its answer is ignored (cleanup, a responder's reply)."""
+        data = self._conn.post(call)
+        if data is not None:
+            self._queue(data)
+
+    def _subscription(
+        self, call: Call[Any], parser: PushParser[T], callback: Callable[[T], object] | None = None
+    ) -> AsyncSubscriptionContext[T]:
+        return AsyncSubscriptionContext(
+            AsyncSubscription(self, call, parser, self._max_pending, callback)
+        )
 
     async def _post_now(self, call: Call[Any]) -> None:
         """Send ``call`` without waiting for its answer, as soon as the transport
@@ -78,10 +117,8 @@ class AsyncTransport(Transport):
         self._post(call)
 
 
-class SyncTransport(Transport):
+class SyncTransport(Transport, Blocking):
     """What the blocking client provides."""
-
-    _awaits = False
 
     @abc.abstractmethod
     def _call(self, call: Call[T]) -> T:
@@ -92,7 +129,7 @@ class SyncTransport(Transport):
         """Send ``call`` without waiting for its answer (see connection.PendingCall)."""
 
 
-class sends(Generic[P, T]):
+class sends(Flavoured[Callable[P, Coroutine[Any, Any, T]], Callable[P, T]]):
     """A method of every client flavour that sends the Call ``build`` makes and
     returns its result: awaited on the async clients, blocking on the blocking one.
 
@@ -104,24 +141,8 @@ class sends(Generic[P, T]):
         self._methods = (blocking(build), awaiting(build))
         self.__doc__ = build.__doc__
 
-    @overload
-    def __get__(self, client: None, owner: type) -> sends[P, T]: ...
 
-    @overload
-    def __get__(
-        self, client: AsyncTransport, owner: type
-    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
-
-    @overload
-    def __get__(self, client: SyncTransport, owner: type) -> Callable[P, T]: ...
-
-    def __get__(self, client: Transport | None, owner: type) -> Any:
-        if client is None:
-            return self
-        return MethodType(self._methods[client._awaits], client)
-
-
-class opens(Generic[P, S, A, B]):
+class opens(Flavoured[Callable[P, A], Callable[P, B]], Generic[P, S, A, B]):
     """A method of every client flavour that builds shared state (with the
     client and its arguments) and wraps it in the flavour's object: the async
     clients' ``async_kind``, the blocking client's ``sync_kind`` (the two
@@ -135,17 +156,3 @@ class opens(Generic[P, S, A, B]):
     ) -> None:
         self._methods = (opening(build, sync_kind), opening(build, async_kind))
         self.__doc__ = build.__doc__
-
-    @overload
-    def __get__(self, client: None, owner: type) -> opens[P, S, A, B]: ...
-
-    @overload
-    def __get__(self, client: AsyncTransport, owner: type) -> Callable[P, A]: ...
-
-    @overload
-    def __get__(self, client: SyncTransport, owner: type) -> Callable[P, B]: ...
-
-    def __get__(self, client: Transport | None, owner: type) -> Any:
-        if client is None:
-            return self
-        return MethodType(self._methods[client._awaits], client)

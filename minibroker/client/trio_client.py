@@ -21,7 +21,7 @@ from minibroker.client.advice import explaining_connect, explaining_hello, requi
 from minibroker.client.api import AsyncMethods
 from minibroker.client.connection import AsyncPendingCall, Connection
 from minibroker.client.protocol import CLOSED_BY_BROKER, Call, connection_lost, hello_call
-from minibroker.client.pushes import AsyncSubscription, AsyncSubscriptionContext, PushParser
+from minibroker.client.pushes import DEFAULT_MAX_PENDING, AsyncSubscription
 from minibroker.client.url import BrokerAddress, parse_url
 from minibroker.direct_io import direct_socket
 from minibroker.errors import BrokerError, ConnectionClosed
@@ -34,9 +34,6 @@ DIRECT_SEND_MAX_BYTES = 65536
 #: connection is declared dead.
 SEND_STALL_TIMEOUT = 30.0
 
-#: Items a subscription may hold unread: past that a topic subscription applies
-#: its overflow policy in the client, and a log tail or responder is paused in the broker.
-DEFAULT_MAX_PENDING = 10_000
 
 
 class _TrioCall(AsyncPendingCall[T]):
@@ -81,6 +78,8 @@ Subscription = AsyncSubscription
 class Client(AsyncMethods):
     """A connection to a broker. Use ``minibroker.connect`` or ``broker.connect``."""
 
+    _pending_kind = _TrioCall
+
     def __init__(self, stream: trio.abc.Stream, *, max_pending: int = DEFAULT_MAX_PENDING) -> None:
         self._stream = stream
         self._conn = Connection()
@@ -101,14 +100,6 @@ class Client(AsyncMethods):
         await self._send(data)  # never a cancellation point: queued, or a shielded send
         result: T = await pending.answer()
         return result
-
-    def _begin(
-        self, call: Call[T], on_reply: Callable[[Any], None] | None = None
-    ) -> _TrioCall[T]:
-        """Queue ``call`` for the writer without waiting; collect the answer later."""
-        pending, data = self._conn.begin(call, _TrioCall, on_reply)
-        self._queue(data)
-        return pending
 
     def _queue(self, data: bytes | memoryview) -> None:
         self._outbox.append(data)
@@ -166,19 +157,8 @@ class Client(AsyncMethods):
         if data is not None:
             await self._send(data)
 
-    def _post(self, call: Call[Any]) -> None:
-        """Send ``call`` without waiting; its answer is ignored (cleanup on cancellation)."""
-        data = self._conn.post(call)
-        if data is not None:
-            self._queue(data)
-
     def _signal(self) -> _TrioSignal:
         return _TrioSignal()
-
-    def _subscription(
-        self, call: Call[Any], parser: PushParser[T]
-    ) -> AsyncSubscriptionContext[T]:
-        return AsyncSubscriptionContext(AsyncSubscription(self, call, parser, self._max_pending))
 
     async def _reader(self) -> None:
         conn = self._conn
@@ -223,13 +203,15 @@ async def open_client(
     token: str | None = None,
     namespace: str | None = None,
     address: BrokerAddress | None = None,
+    max_pending: int = DEFAULT_MAX_PENDING,
 ) -> AsyncIterator[Client]:
     """Run a client over an already-connected stream (TCP, TLS or in-memory).
 
-    ``address`` (the URL's, for TCP) lets a failed hello say what to do.
+    ``address`` (the URL's, for TCP) lets a failed hello say what to do;
+    ``max_pending`` bounds each subscription's unread buffer.
     """
     require_event_loop("trio")
-    client = Client(stream)
+    client = Client(stream, max_pending=max_pending)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client._reader)
@@ -268,8 +250,13 @@ async def connect(
     namespace: str | None = None,
     client_name: str = "minibroker-trio",
     ssl_context: ssl.SSLContext | None = None,
+    max_pending: int = DEFAULT_MAX_PENDING,
 ) -> AsyncIterator[Client]:
-    """Connect to a broker over TCP (or TLS with ``minibrokers://``) and say hello."""
+    """Connect to a broker over TCP (or TLS with ``minibrokers://``) and say hello.
+
+    ``max_pending`` bounds each subscription's unread buffer (as in the
+    asyncio and blocking clients).
+    """
     require_event_loop("trio")
     address = parse_url(url)
     with explaining_connect(address):
@@ -294,5 +281,6 @@ async def connect(
         token=token if token is not None else address.token,
         namespace=namespace if namespace is not None else address.namespace,
         address=address,
+        max_pending=max_pending,
     ) as client:
         yield client

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 import trio
 from client_facades import SAFETY, ClientFacade
 
@@ -141,3 +142,35 @@ async def reply_within_safety(client: ClientFacade, request: Any, body: bytes) -
     else:
         with trio.fail_after(SAFETY):
             await request.reply(body)
+
+
+@asynccontextmanager
+async def trio_client_with(
+    max_pending: int, over: str, minibroker_url: str
+) -> AsyncIterator[minibroker.Client]:
+    """A Trio client over TCP or in-process, opened the documented way with ``max_pending``."""
+    if over == "tcp":
+        async with minibroker.connect(minibroker_url, max_pending=max_pending) as mb:
+            yield mb
+    else:
+        async with (
+            minibroker.open_broker() as broker,
+            broker.connect(max_pending=max_pending) as mb,
+        ):
+            yield mb
+
+
+@pytest.mark.parametrize("over", ["tcp", "in-process"])
+async def test_the_trio_clients_take_max_pending(over: str, minibroker_url: str) -> None:
+    """Regression: ``connect`` and ``broker.connect`` took no ``max_pending``
+    (the asyncio and blocking clients did), so a Trio subscriber could not
+    bound its buffer. With 10, a batch of 15 keeps the newest 10."""
+    async with (
+        trio_client_with(10, over, minibroker_url) as mb,
+        mb.subscribe("ticks") as sub,
+    ):
+        await mb.publish_many("ticks", [b"%d" % i for i in range(15)])
+        with trio.fail_after(SAFETY):
+            first = await sub.__anext__()
+        assert (first.body, sub.dropped) == (b"5", 5)
+        assert [m.body for m in await sub.get_batch()] == [b"%d" % i for i in range(6, 15)]

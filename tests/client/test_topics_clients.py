@@ -206,3 +206,23 @@ async def test_blocking_client_callback_mode(client: ClientFacade) -> None:
 
     await trio.to_thread.run_sync(run)
     assert [m.body for m in received] == [b"1", b"2", b"3"]
+
+
+@pytest.mark.parametrize("client_kind", ["trio", "in-process"])
+async def test_async_client_callback_mode(client: ClientFacade) -> None:
+    """``callback=`` works on every client: on the async ones it runs on the
+    reader, and the subscription stays empty."""
+    received: list[TopicMessage] = []
+    done = trio.Event()
+
+    def on_message(message: TopicMessage) -> None:
+        received.append(message)
+        if len(received) == 3:
+            done.set()
+
+    async with client.client.subscribe("cb.*", callback=on_message) as sub:
+        await client.call("publish_many", "cb.x", [b"1", b"2", b"3"])
+        with trio.fail_after(SAFETY):
+            await done.wait()
+        assert sub.get_nowait() is None
+    assert [m.body for m in received] == [b"1", b"2", b"3"]
