@@ -47,6 +47,7 @@ def entries_of(data: bytes) -> list:
         for _, _, key, headers, body in decode(data)
     ]
 
+
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -106,6 +107,22 @@ def test_records_whose_offset_deltas_are_not_consecutive_are_an_invalid_record()
     struct.pack_into(">I", data, 17, crc32c(bytes(data[21:])))
     with pytest.raises(InvalidBatch) as caught:
         check_produced(bytes(data), 1 << 20)
+    assert caught.value.error == INVALID_RECORD
+
+
+def test_offset_deltas_are_checked_past_the_encoded_table_too() -> None:
+    """The check compares each offset delta with its index's encoding, from a
+    table of 16,384; a larger batch's later records are checked as well."""
+    rows = [LogRecord(i, EPOCH_MS, None, None, b"v") for i in range(20_000)]
+    assert check_produced(encode_batch(rows), 1 << 30).count == 20_000
+    rows[17_001], rows[17_002] = (
+        LogRecord(17_002, EPOCH_MS, None, None, b"v"),
+        LogRecord(17_001, EPOCH_MS, None, None, b"v"),
+    )
+    with pytest.raises(
+        InvalidBatch, match="record 17001 of the batch has offset delta 17002"
+    ) as caught:
+        check_produced(encode_batch(rows), 1 << 30)
     assert caught.value.error == INVALID_RECORD
 
 
