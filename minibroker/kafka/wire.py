@@ -57,6 +57,8 @@ API_NAMES: Final = {
     32: "DescribeConfigs",
     36: "SaslAuthenticate",
     37: "CreatePartitions",
+    42: "DeleteGroups",
+    47: "OffsetDelete",
 }
 
 #: (API key) -> (lowest, highest) version this front end decodes and answers.
@@ -87,6 +89,8 @@ IMPLEMENTED: Final = {
     32: (1, 3),
     36: (0, 1),
     37: (0, 1),
+    42: (0, 1),
+    47: (0, 0),
 }
 
 #: What ApiVersions advertises. Produce is advertised from 0 although v0-2

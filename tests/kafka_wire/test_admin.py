@@ -59,6 +59,18 @@ class ConfluentAdmin:
         ]
         return found.state.name.capitalize(), members
 
+    def delete_group(self, kafka: KafkaBootstrap, group: str) -> str:
+        """The Kafka error name of deleting ``group`` ("NO_ERROR" when deleted)."""
+        from confluent_kafka import KafkaException
+
+        admin = self._admin(kafka)  # kept alive until the answer is in
+        [future] = admin.delete_consumer_groups([group]).values()
+        try:
+            future.result(DEADLINE)
+        except KafkaException as exc:
+            return str(exc.args[0].name())
+        return "NO_ERROR"
+
     def create_partitions(self, kafka: KafkaBootstrap, topic: str, total: int) -> None:
         from confluent_kafka.admin import NewPartitions
 
@@ -182,6 +194,33 @@ class KafkaPythonAdmin:
     def delete_topic(self, kafka: KafkaBootstrap, topic: str) -> None:
         self._call(kafka, lambda admin: admin.delete_topics([topic]))
 
+    def delete_group(self, kafka: KafkaBootstrap, group: str) -> str:
+        from kafka import errors as kafka_errors
+
+        # kafka-python answers "OK" or the name of the error's class
+        found = self._call(kafka, lambda admin: admin.delete_groups([group]))[group]
+        return "NO_ERROR" if found == "OK" else _kafka_name(getattr(kafka_errors, found))
+
+    def delete_offset(self, kafka: KafkaBootstrap, group: str, topic: str) -> str:
+        from kafka import TopicPartition
+        from kafka.errors import KafkaError
+
+        partition = TopicPartition(topic, 0)
+        try:
+            found = self._call(kafka, lambda a: a.delete_group_offsets(group, [partition]))
+        except KafkaError as exc:  # the group's own error code is raised
+            return _kafka_name(type(exc))
+        error = found[partition]
+        return "NO_ERROR" if error.errno == 0 else _kafka_name(error)
+
+
+def _kafka_name(error: Any) -> str:
+    """A kafka-python error class as Kafka names it (GroupIdNotFoundError: GROUP_ID_NOT_FOUND)."""
+    return "".join(
+        "_" + ch if ch.isupper() and i else ch
+        for i, ch in enumerate(error.__name__.removesuffix("Error"))
+    ).upper()
+
 
 ADMINS = [ConfluentAdmin(), AioKafkaAdmin(), KafkaPythonAdmin()]
 
@@ -244,3 +283,59 @@ def test_create_partitions_and_delete_topics_add_and_delete_logs(
         assert mb.log_stats("growing-2").options == mb.log_stats("growing-0").options
         admin.delete_topic(kafka, "growing")
         assert not [name for name in mb.list_logs() if name.startswith("growing")]
+
+
+@pytest.mark.parametrize(
+    "admin", [a for a in ADMINS if hasattr(a, "delete_group")], ids=lambda a: a.name
+)
+def test_delete_groups_deletes_the_committed_offsets_of_a_group_without_members(
+    admin: Any,
+    minibroker_kafka_bootstrap: KafkaBootstrap,
+    minibroker_kafka_server: ThreadedBroker,
+) -> None:
+    kafka = minibroker_kafka_bootstrap
+    confluent = Confluent()
+    confluent.produce(kafka, "orders", [b"a", b"b"])
+    assert confluent.consume(kafka, "orders", "done", 2, manual=True) == [b"a", b"b"]
+    live = confluent.consumer(kafka, "live")
+    live.subscribe(["orders"])
+    try:
+        while not live.assignment():
+            live.poll(0.05)
+        assert admin.delete_group(kafka, "live") == "NON_EMPTY_GROUP"
+        assert admin.delete_group(kafka, "done") == "NO_ERROR"
+        assert admin.delete_group(kafka, "done") == "GROUP_ID_NOT_FOUND"
+    finally:
+        live.close()
+    with minibroker.connect_sync(minibroker_kafka_server.url_for(kafka.namespace)) as mb:
+        assert "done" not in mb.log_stats("orders-0").groups
+
+
+def test_offset_delete_spares_topics_a_live_member_subscribed_to(
+    minibroker_kafka_bootstrap: KafkaBootstrap,
+    minibroker_kafka_server: ThreadedBroker,
+) -> None:
+    kafka = minibroker_kafka_bootstrap
+    admin = KafkaPythonAdmin()
+    confluent = Confluent()
+    confluent.produce(kafka, "orders", [b"a"])
+    assert confluent.consume(kafka, "orders", "done", 1, manual=True) == [b"a"]
+    live = confluent.consumer(kafka, "live", **{"enable.auto.commit": False})
+    live.subscribe(["orders"])
+    try:
+        while not live.assignment():
+            live.poll(0.05)
+        live.commit(asynchronous=False, offsets=[_partition("orders", 1)])
+        assert admin.delete_offset(kafka, "live", "orders") == "GROUP_SUBSCRIBED_TO_TOPIC"
+    finally:
+        live.close()
+    assert admin.delete_offset(kafka, "done", "orders") == "NO_ERROR"
+    assert admin.delete_offset(kafka, "nobody", "orders") == "GROUP_ID_NOT_FOUND"
+    with minibroker.connect_sync(minibroker_kafka_server.url_for(kafka.namespace)) as mb:
+        assert set(mb.log_stats("orders-0").groups) == {"live"}
+
+
+def _partition(topic: str, offset: int) -> Any:
+    from confluent_kafka import TopicPartition
+
+    return TopicPartition(topic, 0, offset)

@@ -34,7 +34,7 @@ from minibroker.kafka.session import KafkaSession
 from minibroker.log_store import Record as LogRecord
 from minibroker.storage.memory import MemoryLog
 
-#: The ApiVersions answer, byte for byte: (key, min, max) for the 24 APIs.
+#: The ApiVersions answer, byte for byte: (key, min, max) for the 26 APIs.
 ADVERTISED_BYTES = b"".join(
     struct.pack(">hhh", *entry)
     for entry in [
@@ -62,6 +62,8 @@ ADVERTISED_BYTES = b"".join(
         (32, 1, 3),
         (36, 0, 1),
         (37, 0, 1),
+        (42, 0, 1),
+        (47, 0, 0),
     ]
 )
 
@@ -70,7 +72,7 @@ def test_golden_api_versions_v0() -> None:
     session = open_session()
     session.receive_data(bytes.fromhex("0000000c 0012 0000 00000007 0002 7463".replace(" ", "")))
     assert session.data_to_send() == (
-        struct.pack(">iihi", 4 + 2 + 4 + len(ADVERTISED_BYTES), 7, 0, 24) + ADVERTISED_BYTES
+        struct.pack(">iihi", 4 + 2 + 4 + len(ADVERTISED_BYTES), 7, 0, 26) + ADVERTISED_BYTES
     )
 
 
@@ -83,7 +85,7 @@ def test_golden_api_versions_v3_gets_unsupported_version_in_a_v0_body() -> None:
     header = bytes.fromhex("0012 0003 00000009 0001 63 00".replace(" ", ""))
     session.receive_data(struct.pack(">i", len(header) + len(body)) + header + body)
     assert session.data_to_send() == (
-        struct.pack(">iihi", 4 + 2 + 4 + len(ADVERTISED_BYTES), 9, 35, 24) + ADVERTISED_BYTES
+        struct.pack(">iihi", 4 + 2 + 4 + len(ADVERTISED_BYTES), 9, 35, 26) + ADVERTISED_BYTES
     )
 
 
@@ -356,6 +358,18 @@ def _request(api_key: int, version: int, member: JoinResult) -> dict[str, Any]:
             "timeout": ONE_SECOND,
             "validate_only": False,
         },
+        # prepared_session gives these a group "old" known by its offset only.
+        42: lambda: {"groups_names": ("old",)},
+        47: lambda: {
+            "group_id": "old",
+            "topics": (
+                nested(
+                    "OffsetDeleteRequestTopic",
+                    name="t",
+                    partitions=(nested("OffsetDeleteRequestPartition", partition_index=0),),
+                ),
+            ),
+        },
     }[api_key]()
 
 
@@ -389,6 +403,8 @@ def prepared_session(api_key: int = 0) -> tuple[KafkaSession, JoinResult]:
     if api_key == 36:
         call(session, 17, 1, mechanism="PLAIN")
     broker.namespace("t").logs.append("t-0", [b"a", b"b"], 0.0)
+    if api_key in (42, 47):
+        broker.namespace("t").logs.commit("t-0", "old", 1, 0.0)
     joined: list[JoinResult] = []
     groups = session.ns.groups
     groups.join("g", "", "c", 10.0, 10.0, "consumer", [("range", b"m")], joined.append, 0.0)

@@ -63,6 +63,8 @@ HANDLERS: Final[dict[int, Handler]] = {
     32: configs.describe_configs,
     36: sasl.sasl_authenticate,
     37: admin.create_partitions,
+    42: group_admin.delete_groups,
+    47: group_admin.offset_delete,
 }
 assert set(HANDLERS) == set(wire.IMPLEMENTED)
 
