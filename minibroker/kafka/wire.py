@@ -55,9 +55,11 @@ API_NAMES: Final = {
     30: "CreateAcls",
     31: "DeleteAcls",
     32: "DescribeConfigs",
+    33: "AlterConfigs",
     36: "SaslAuthenticate",
     37: "CreatePartitions",
     42: "DeleteGroups",
+    44: "IncrementalAlterConfigs",
     47: "OffsetDelete",
 }
 
@@ -87,9 +89,11 @@ IMPLEMENTED: Final = {
     30: (1, 1),
     31: (1, 1),
     32: (1, 3),
+    33: (0, 1),
     36: (0, 1),
     37: (0, 1),
     42: (0, 1),
+    44: (0, 0),
     47: (0, 0),
 }
 

@@ -20,6 +20,8 @@ from minibroker.testing import KafkaBootstrap, ThreadedBroker
 
 pytestmark = pytest.mark.filterwarnings("ignore:(read|open)_text is deprecated:DeprecationWarning")
 
+INVALID_CONFIG = 40
+
 #: What a group looks like to an admin client: (state, [(client id, host, partitions)]).
 GroupView = tuple[str, list[tuple[str, str, list[int]]]]
 
@@ -58,6 +60,29 @@ class ConfluentAdmin:
             for m in found.members
         ]
         return found.state.name.capitalize(), members
+
+    def alter(
+        self, kafka: KafkaBootstrap, topic: str, configs: dict[str, str], incremental: bool
+    ) -> int:
+        """The Kafka error code of altering ``topic``'s configs (0 when done)."""
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
+        admin = self._admin(kafka)
+        if incremental:
+            entries = [
+                ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+                for name, value in configs.items()
+            ]
+            resource = ConfigResource("topic", topic, incremental_configs=entries)
+            [future] = admin.incremental_alter_configs([resource]).values()
+        else:
+            [future] = admin.alter_configs([ConfigResource("topic", topic, configs)]).values()
+        try:
+            future.result(DEADLINE)
+        except KafkaException as exc:
+            return int(exc.args[0].code())
+        return 0
 
     def delete_group(self, kafka: KafkaBootstrap, group: str) -> str:
         """The Kafka error name of deleting ``group`` ("NO_ERROR" when deleted)."""
@@ -139,6 +164,17 @@ class AioKafkaAdmin:
     def delete_topic(self, kafka: KafkaBootstrap, topic: str) -> None:
         self._run(kafka, lambda admin: admin.delete_topics([topic]))
 
+    def alter(
+        self, kafka: KafkaBootstrap, topic: str, configs: dict[str, str], incremental: bool
+    ) -> int:
+        from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+        assert not incremental, "aiokafka sends AlterConfigs only"
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic, configs)
+        [response] = self._run(kafka, lambda admin: admin.alter_configs([resource]))
+        [(code, *_)] = response.resources
+        return int(code)
+
 
 class KafkaPythonAdmin:
     name = "kafka-python"
@@ -193,6 +229,21 @@ class KafkaPythonAdmin:
 
     def delete_topic(self, kafka: KafkaBootstrap, topic: str) -> None:
         self._call(kafka, lambda admin: admin.delete_topics([topic]))
+
+    def alter(
+        self, kafka: KafkaBootstrap, topic: str, configs: dict[str, str], incremental: bool
+    ) -> int:
+        from kafka.admin import ConfigResource, ConfigResourceType
+
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic, configs)
+        # raise_on_unknown=False: let the broker answer what the client would refuse
+        found = self._call(
+            kafka,
+            lambda a: a.alter_configs([resource], incremental=incremental, raise_on_unknown=False),
+        )
+        # "OK", or the error as text: "[Error 40] InvalidConfigurationError: ..."
+        [result] = found["topic"].values()
+        return 0 if result == "OK" else int(result.split("]")[0].removeprefix("[Error "))
 
     def delete_group(self, kafka: KafkaBootstrap, group: str) -> str:
         from kafka import errors as kafka_errors
@@ -339,3 +390,30 @@ def _partition(topic: str, offset: int) -> Any:
     from confluent_kafka import TopicPartition
 
     return TopicPartition(topic, 0, offset)
+
+
+@pytest.mark.parametrize("incremental", [False, True], ids=["AlterConfigs", "Incremental"])
+def test_retention_configs_are_altered_on_every_partition_log(
+    admin: Any,
+    incremental: bool,
+    minibroker_kafka_bootstrap: KafkaBootstrap,
+    minibroker_kafka_server: ThreadedBroker,
+) -> None:
+    if incremental and admin.name == "aiokafka":
+        pytest.skip("aiokafka has no IncrementalAlterConfigs call")
+    kafka = minibroker_kafka_bootstrap
+    admin.create_topic(kafka, "kept", {"retention.ms": "60000"})
+    admin.create_partitions(kafka, "kept", 2)
+    assert admin.alter(kafka, "kept", {"retention.bytes": "1048576"}, incremental) == 0
+    configs = admin.topic_configs(kafka, "kept")
+    # the incremental form keeps what it does not name; AlterConfigs sets the whole set
+    # (kafka-python's alter_configs adds the topic's other modified configs to it)
+    keeps = incremental or admin.name == "kafka-python"
+    assert configs["retention.ms"] == ("60000" if keeps else "-1")
+    assert configs["retention.bytes"] == "1048576"
+    with minibroker.connect_sync(minibroker_kafka_server.url_for(kafka.namespace)) as mb:
+        assert mb.log_stats("kept-1").options == mb.log_stats("kept-0").options
+        assert mb.log_stats("kept-1").options["retention_bytes"] == 1048576
+    assert admin.alter(kafka, "kept", {"segment.bytes": "2048"}, incremental) == INVALID_CONFIG
+    assert admin.alter(kafka, "kept", {"min.insync.replicas": "2"}, incremental) == INVALID_CONFIG
+    assert admin.topic_configs(kafka, "kept")["retention.bytes"] == "1048576"

@@ -34,7 +34,7 @@ from minibroker.kafka.session import KafkaSession
 from minibroker.log_store import Record as LogRecord
 from minibroker.storage.memory import MemoryLog
 
-#: The ApiVersions answer, byte for byte: (key, min, max) for the 26 APIs.
+#: The ApiVersions answer, byte for byte: (key, min, max) for the 28 APIs.
 ADVERTISED_BYTES = b"".join(
     struct.pack(">hhh", *entry)
     for entry in [
@@ -60,9 +60,11 @@ ADVERTISED_BYTES = b"".join(
         (30, 1, 1),
         (31, 1, 1),
         (32, 1, 3),
+        (33, 0, 1),
         (36, 0, 1),
         (37, 0, 1),
         (42, 0, 1),
+        (44, 0, 0),
         (47, 0, 0),
     ]
 )
@@ -72,7 +74,7 @@ def test_golden_api_versions_v0() -> None:
     session = open_session()
     session.receive_data(bytes.fromhex("0000000c 0012 0000 00000007 0002 7463".replace(" ", "")))
     assert session.data_to_send() == (
-        struct.pack(">iihi", 4 + 2 + 4 + len(ADVERTISED_BYTES), 7, 0, 26) + ADVERTISED_BYTES
+        struct.pack(">iihi", 4 + 2 + 4 + len(ADVERTISED_BYTES), 7, 0, 28) + ADVERTISED_BYTES
     )
 
 
@@ -85,7 +87,7 @@ def test_golden_api_versions_v3_gets_unsupported_version_in_a_v0_body() -> None:
     header = bytes.fromhex("0012 0003 00000009 0001 63 00".replace(" ", ""))
     session.receive_data(struct.pack(">i", len(header) + len(body)) + header + body)
     assert session.data_to_send() == (
-        struct.pack(">iihi", 4 + 2 + 4 + len(ADVERTISED_BYTES), 9, 35, 26) + ADVERTISED_BYTES
+        struct.pack(">iihi", 4 + 2 + 4 + len(ADVERTISED_BYTES), 9, 35, 28) + ADVERTISED_BYTES
     )
 
 
@@ -350,6 +352,35 @@ def _request(api_key: int, version: int, member: JoinResult) -> dict[str, Any]:
             ),
             "include_synonyms": False,
             "include_documentation": True,
+        },
+        33: lambda: {
+            "resources": (
+                nested(
+                    "AlterConfigsResource",
+                    resource_type=2,
+                    resource_name="t",
+                    configs=(nested("AlterableConfig", name="retention.ms", value="60000"),),
+                ),
+            ),
+            "validate_only": False,
+        },
+        44: lambda: {
+            "resources": (
+                nested(
+                    "AlterConfigsResource",
+                    resource_type=2,
+                    resource_name="t",
+                    configs=(
+                        nested(
+                            "AlterableConfig",
+                            name="retention.bytes",
+                            config_operation=0,
+                            value="1048576",
+                        ),
+                    ),
+                ),
+            ),
+            "validate_only": False,
         },
         # After the SaslHandshake that prepared_session(36) sends.
         36: lambda: {"auth_bytes": b"\x00user\x00password"},

@@ -61,9 +61,11 @@ HANDLERS: Final[dict[int, Handler]] = {
     30: acls.create_acls,
     31: acls.delete_acls,
     32: configs.describe_configs,
+    33: configs.alter_configs,
     36: sasl.sasl_authenticate,
     37: admin.create_partitions,
     42: group_admin.delete_groups,
+    44: configs.incremental_alter_configs,
     47: group_admin.offset_delete,
 }
 assert set(HANDLERS) == set(wire.IMPLEMENTED)

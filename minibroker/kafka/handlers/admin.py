@@ -48,7 +48,7 @@ NO_TRANSACTIONS: Final = "minibroker does not support transactions"
 NONE: Final = ErrorCode(0)
 
 #: Topic configs that map onto log options (name -> (option, unit scale)).
-_LOG_CONFIGS: Final = {
+LOG_CONFIGS: Final = {
     "retention.ms": ("retention_seconds", 0.001),
     "retention.bytes": ("retention_bytes", 1),
     "segment.bytes": ("segment_bytes", 1),
@@ -205,7 +205,7 @@ def _create_topic(
         return INVALID_REPLICATION_FACTOR, "a single broker keeps one replica"
     options: dict[str, Any] = {}
     for config in topic.configs:
-        known = _LOG_CONFIGS.get(config.name)
+        known = LOG_CONFIGS.get(config.name)
         if known is None or config.value is None:
             continue  # accepted and ignored, as docs/kafka.md lists
         option, scale = known
