@@ -608,8 +608,9 @@ class Logs:
         self._written(target, data=False)
         return True
 
-    def change_retention(self, name: str, options: LogOptions, now: float) -> None:
-        """Give the log new retention options (``segment_bytes`` stays as created).
+    def change_options(self, name: str, options: LogOptions, now: float) -> None:
+        """Give the log new options: retention, ``append_time`` (``segment_bytes``
+        stays as created).
 
         Synced before this returns, as a creation is; a tighter retention
         applies at once. BadRequest for options out of range or a different

@@ -34,6 +34,7 @@ from minibroker.storage.kafka_batch import (
     CRC_START,
     HEADER,
     HEADER_SIZE,
+    LOG_APPEND_TIME,
     LOG_OVERHEAD,
     TRANSACTIONAL,
     read_varint,
@@ -242,6 +243,23 @@ def _check_records(body: bytes, pos: int, count: int) -> int:
     if pos != len(body):
         raise InvalidBatch("bytes left over after the batch's last record", CORRUPT_MESSAGE)
     return largest
+
+
+_MAX_TIMESTAMP: Final = struct.Struct(">q")
+_ATTRIBUTES: Final = struct.Struct(">h")
+_CRC: Final = struct.Struct(">I")
+
+
+def with_append_time(data: bytes, now_ms: int) -> bytes:
+    """``data`` stamped with the broker's append time, as Kafka stamps batches of a
+    LogAppendTime topic: the timestamp-type bit set, ``maxTimestamp`` the append
+    time (readers give it to every record), and the CRC computed again."""
+    batch = bytearray(data)
+    (attributes,) = _ATTRIBUTES.unpack_from(batch, _CRC_START)
+    _ATTRIBUTES.pack_into(batch, _CRC_START, attributes | LOG_APPEND_TIME)
+    _MAX_TIMESTAMP.pack_into(batch, _CRC_START + 2 + 4 + 8, now_ms)
+    _CRC.pack_into(batch, _CRC_START - 4, crc32c(memoryview(batch)[_CRC_START:]))
+    return bytes(batch)
 
 
 # ------------------------------------------------------------------ fetch

@@ -601,12 +601,14 @@ def test_changed_retention_applies_at_once_and_survives_a_restart(tmp_path: Path
         logs.append("ev", [(None, None, b"x" * 1000)], 1.0)
     assert logs.statistics("ev").first_offset == 0
     tighter = LogOptions(retention_bytes=8192, segment_bytes=4096)
-    logs.change_retention("ev", tighter, 2.0)
+    logs.change_options("ev", tighter, 2.0)
     stats = logs.statistics("ev")
     assert stats.options == tighter and stats.first_offset > 0 and stats.bytes <= 8192 + 4096
     with pytest.raises(BadRequest, match="segment size"):
-        logs.change_retention("ev", LogOptions(segment_bytes=8192), 3.0)
+        logs.change_options("ev", LogOptions(segment_bytes=8192), 3.0)
     with pytest.raises(BadRequest):
-        logs.change_retention("ev", LogOptions(retention_bytes=0, segment_bytes=4096), 3.0)
+        logs.change_options("ev", LogOptions(retention_bytes=0, segment_bytes=4096), 3.0)
+    stamped = LogOptions(retention_bytes=8192, segment_bytes=4096, append_time=True)
+    logs.change_options("ev", stamped, 4.0)
     logs.broker.close()
-    assert make_logs(tmp_path).statistics("ev").options == tighter
+    assert make_logs(tmp_path).statistics("ev").options == stamped

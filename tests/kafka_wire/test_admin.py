@@ -9,6 +9,7 @@ which minibroker's own client sees.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -288,6 +289,7 @@ def test_topic_configs_are_the_logs_options(
     admin.create_topic(kafka, "kept", {"retention.ms": "60000", "segment.bytes": "1048576"})
     assert admin.topic_configs(kafka, "kept") == {
         "cleanup.policy": "delete",
+        "message.timestamp.type": "CreateTime",
         "retention.bytes": "-1",
         "retention.ms": "60000",
         "segment.bytes": "1048576",
@@ -417,3 +419,32 @@ def test_retention_configs_are_altered_on_every_partition_log(
     assert admin.alter(kafka, "kept", {"segment.bytes": "2048"}, incremental) == INVALID_CONFIG
     assert admin.alter(kafka, "kept", {"min.insync.replicas": "2"}, incremental) == INVALID_CONFIG
     assert admin.topic_configs(kafka, "kept")["retention.bytes"] == "1048576"
+
+
+def test_a_log_append_time_topic_stamps_batches_with_the_broker_time(
+    admin: Any, minibroker_kafka_bootstrap: KafkaBootstrap
+) -> None:
+    from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, Producer
+
+    kafka = minibroker_kafka_bootstrap
+    admin.create_topic(kafka, "stamped", {"message.timestamp.type": "LogAppendTime"})
+    assert admin.topic_configs(kafka, "stamped")["message.timestamp.type"] == "LogAppendTime"
+    producer = Producer(kafka.confluent())
+    before = int(time.time() * 1000)
+    producer.produce("stamped", b"a", timestamp=1000)  # the producer's time: 1970
+    assert producer.flush(DEADLINE) == 0
+    consumer = Confluent().consumer(kafka, None)
+    consumer.assign([_partition("stamped", 0)])
+    message = consumer.poll(DEADLINE)
+    consumer.close()
+    assert message is not None and message.error() is None and message.value() == b"a"
+    kind, stamp = message.timestamp()
+    assert kind == TIMESTAMP_LOG_APPEND_TIME and stamp >= before - 1000
+    assert admin.alter(kafka, "stamped", {"message.timestamp.type": "CreateTime"}, False) == 0
+    producer.produce("stamped", b"b", timestamp=1000)
+    assert producer.flush(DEADLINE) == 0
+    consumer = Confluent().consumer(kafka, None)
+    consumer.assign([_partition("stamped", 1)])
+    message = consumer.poll(DEADLINE)
+    consumer.close()
+    assert message is not None and message.timestamp() == (TIMESTAMP_CREATE_TIME, 1000)

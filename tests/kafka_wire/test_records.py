@@ -33,6 +33,7 @@ from minibroker.kafka.records import (
     InvalidBatch,
     check_produced,
     encode_batch,
+    with_append_time,
 )
 from minibroker.log_store import Record as LogRecord
 from minibroker.storage.kafka_batch import decode, with_base_offset
@@ -124,6 +125,15 @@ def test_offset_deltas_are_checked_past_the_encoded_table_too() -> None:
     ) as caught:
         check_produced(encode_batch(rows), 1 << 30)
     assert caught.value.error == INVALID_RECORD
+
+
+def test_append_time_stamping_keeps_the_batch_valid_and_times_every_record() -> None:
+    data = kio_batch([(None, b"a", {}), (None, b"b", {})])
+    stamped = with_append_time(data, 1_800_000_000_000)
+    batch = check_produced(stamped, 1 << 20)  # the CRC was computed again
+    assert batch.max_timestamp_ms == 1_800_000_000_000
+    assert [r[1] for r in decode(stamped)] == [1_800_000_000_000] * 2
+    assert stamped[:17] == data[:17] and stamped[61:] == data[61:]
 
 
 def test_a_record_whose_fields_overrun_its_length_is_corrupt() -> None:

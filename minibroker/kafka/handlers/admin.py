@@ -55,6 +55,11 @@ LOG_CONFIGS: Final = {
 }
 
 
+#: The topic config of a topic's timestamps, and its values (True: LogAppendTime).
+TIMESTAMP_TYPE: Final = "message.timestamp.type"
+TIMESTAMP_TYPES: Final = {"CreateTime": False, "LogAppendTime": True}
+
+
 def api_versions_body(version: int, error: int) -> bytes:
     cls, entry = wire.response_classes(18, version, "ApiVersion")
     keys = tuple(
@@ -205,6 +210,11 @@ def _create_topic(
         return INVALID_REPLICATION_FACTOR, "a single broker keeps one replica"
     options: dict[str, Any] = {}
     for config in topic.configs:
+        if config.name == TIMESTAMP_TYPE:
+            if config.value not in TIMESTAMP_TYPES:
+                return INVALID_CONFIG, f"{TIMESTAMP_TYPE} is CreateTime or LogAppendTime"
+            options["append_time"] = TIMESTAMP_TYPES[config.value]
+            continue
         known = LOG_CONFIGS.get(config.name)
         if known is None or config.value is None:
             continue  # accepted and ignored, as docs/kafka.md lists

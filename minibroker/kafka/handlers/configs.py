@@ -9,9 +9,13 @@ every record, and says so here). Configs set at creation report the source
 DYNAMIC_TOPIC_CONFIG, the others DEFAULT_CONFIG, as Kafka does. The broker
 (resource type 4) reports the settings of the ``--kafka-*`` flags.
 
-AlterConfigs (v0-1) and IncrementalAlterConfigs (v0) change ``retention.ms``
-and ``retention.bytes``: every partition log of the topic gets the new
-retention (``Logs.change_retention``: journaled, applied at once). AlterConfigs
+``message.timestamp.type`` is the log option ``append_time``
+(LogAppendTime: the broker stamps produced batches, ``handlers/produce.py``).
+
+AlterConfigs (v0-1) and IncrementalAlterConfigs (v0) change ``retention.ms``,
+``retention.bytes`` and ``message.timestamp.type``: every partition log of
+the topic gets the new options (``Logs.change_options``: journaled,
+applied at once; a new timestamp type applies to batches produced after). AlterConfigs
 sets the whole set, so a retention it does not name goes back to "no limit",
 as a Kafka topic's unnamed configs go back to their defaults; the incremental
 form changes only what it names (SET, or DELETE for the default). The other
@@ -39,6 +43,8 @@ from minibroker.kafka.handlers.admin import (
     LOG_CONFIGS,
     NO_THROTTLE,
     NONE,
+    TIMESTAMP_TYPE,
+    TIMESTAMP_TYPES,
     UNKNOWN_TOPIC_OR_PARTITION,
 )
 from minibroker.kafka.topics import partition_log
@@ -57,6 +63,7 @@ STATIC_BROKER_CONFIG: Final = 4
 DEFAULT_CONFIG: Final = 5
 #: Kafka's ConfigType values (DescribeConfigs v3).
 BOOLEAN: Final = 1
+STRING: Final = 2
 INT: Final = 3
 LONG: Final = 5
 LIST: Final = 7
@@ -64,7 +71,7 @@ LIST: Final = 7
 SET: Final = 0
 DELETE: Final = 1
 #: The topic configs AlterConfigs may change (the log options they are).
-ALTERABLE: Final = ("retention.ms", "retention.bytes")
+ALTERABLE: Final = ("retention.ms", "retention.bytes", TIMESTAMP_TYPE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +103,13 @@ def topic_configs(options: LogOptions) -> list[Config]:
             DEFAULT_CONFIG,
             LIST,
             "minibroker deletes whole old segments; it does not compact",
+        ),
+        Config(
+            TIMESTAMP_TYPE,
+            "LogAppendTime" if options.append_time else "CreateTime",
+            DYNAMIC_TOPIC_CONFIG if options.append_time else DEFAULT_CONFIG,
+            STRING,
+            "CreateTime: the producer's timestamps; LogAppendTime: the broker's append time",
         ),
         Config(
             "retention.bytes",
@@ -246,11 +260,16 @@ def _alter_resource(
     current = first.options
     fixed = {c.name: c.value for c in topic_configs(current) if c.read_only}
     # AlterConfigs names the whole set: a retention it leaves out is "no limit".
-    values: dict[str, Any] = {"retention_seconds": None, "retention_bytes": None}
+    values: dict[str, Any] = {
+        "retention_seconds": None,
+        "retention_bytes": None,
+        "append_time": False,
+    }
     if incremental:
         values = {
             "retention_seconds": current.retention_seconds,
             "retention_bytes": current.retention_bytes,
+            "append_time": current.append_time,
         }
     for config in resource.configs:
         operation = config.config_operation if incremental else SET
@@ -260,6 +279,14 @@ def _alter_resource(
             return INVALID_CONFIG, f"{config.name} is fixed when the topic is created"
         if config.name not in ALTERABLE:
             return INVALID_CONFIG, f"minibroker has no topic config {config.name!r}"
+        if config.name == TIMESTAMP_TYPE:
+            if operation == DELETE:
+                values["append_time"] = False
+            elif operation == SET and config.value in TIMESTAMP_TYPES:
+                values["append_time"] = TIMESTAMP_TYPES[config.value]
+            else:
+                return INVALID_CONFIG, f"{TIMESTAMP_TYPE} is CreateTime or LogAppendTime"
+            continue
         option, scale = LOG_CONFIGS[config.name]
         if operation == DELETE:
             values[option] = None
@@ -277,7 +304,7 @@ def _alter_resource(
         if not validate_only:
             logs = session.ns.core.logs
             for index in range(count):
-                logs.change_retention(partition_log(name, index), options, session.now)
+                logs.change_options(partition_log(name, index), options, session.now)
     except BrokerError as exc:
         return INVALID_CONFIG, exc.message
     return NONE, None
