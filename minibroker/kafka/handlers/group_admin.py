@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 from kio.schema.errors import ErrorCode
 
-from minibroker.access.permissions import ADMIN, GROUP, READ
+from minibroker.access.permissions import READ
 from minibroker.kafka import wire
 from minibroker.kafka.authorize import (
     GROUP_AUTHORIZATION_FAILED,
     TOPIC_AUTHORIZATION_FAILED,
+    may_delete_group,
     may_group,
     may_partition,
     sees_group,
@@ -122,11 +123,6 @@ def _described(group: Group, member_cls: type) -> dict[str, Any]:
     }
 
 
-def _may_delete(session: KafkaSession, group: str) -> bool:
-    grants = session.grants
-    return grants is None or grants.allows(ADMIN, GROUP, group)
-
-
 def delete_groups(session: KafkaSession, slot: Slot, request: Any) -> Any:
     cls, result_cls = wire.response_classes(42, slot.version, "DeletableGroupResult")
     results = tuple(
@@ -138,7 +134,7 @@ def delete_groups(session: KafkaSession, slot: Slot, request: Any) -> Any:
 
 def _delete_group(session: KafkaSession, name: str) -> ErrorCode:
     ns = session.ns
-    if not _may_delete(session, name):
+    if not may_delete_group(session, name):
         return GROUP_AUTHORIZATION_FAILED
     if ns.groups.describe(name) is not None:
         return NON_EMPTY_GROUP
@@ -164,7 +160,7 @@ def offset_delete(session: KafkaSession, slot: Slot, request: Any) -> Any:
     name = request.group_id
     ns = session.ns
     error = NONE
-    if not _may_delete(session, name):
+    if not may_delete_group(session, name):
         error = GROUP_AUTHORIZATION_FAILED
     elif ns.groups.describe(name) is None and name not in _groups_with_offsets(session):
         error = GROUP_ID_NOT_FOUND
