@@ -47,6 +47,11 @@ class Authenticator:
     def enabled(self) -> bool:
         return bool(self._tokens)
 
+    @property
+    def permissions(self) -> Permissions | None:
+        """The permissions file in force (None: every principal may do everything)."""
+        return self._permissions
+
     def authenticate(self, token: str | None) -> Principal:
         """The principal ``token`` belongs to; Unauthorized if it belongs to nobody."""
         principal = self._check_token(token)

@@ -291,6 +291,10 @@ class Permissions:
         """Principals named in the file (``*`` included if used)."""
         return sorted(self._rules)
 
+    def grants_of(self, principal: str) -> tuple[Grant, ...]:
+        """The grants written for ``principal`` itself (``*`` lines not added)."""
+        return self._rules.get(principal, ())
+
     def grants_for(self, principal: str) -> Grants:
         """A fresh Grants for one connection of ``principal``."""
         own = self._rules.get(principal, ())

@@ -328,7 +328,8 @@ async def serve_until_signalled(config: ServerConfig) -> None:
                     return
 
             nursery.start_soon(stop_on_signal)
-            # Memory a burst left behind goes back once the server is idle.
-            nursery.start_soon(MemorySettler(lambda: server.stats.frames_in).run)
+            # Memory a burst left behind goes back once the server is idle: no
+            # input on any port (msgpack frames alone missed Kafka and AMQP bursts).
+            nursery.start_soon(MemorySettler(lambda: server.input_chunks).run)
             await server.stopped.wait()
             nursery.cancel_scope.cancel()

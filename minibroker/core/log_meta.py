@@ -18,14 +18,18 @@ Each record is a storage entry whose key says what it is; bodies are JSON.
 key      body                                       meaning
 =======  =========================================  ==============================
 ``O``    ``{"v": 1, "options": {...}}``             the log was created with these
-                                                    options (written once, first)
+                                                    options (first), or they were
+                                                    changed (retention)
 ``C``    ``{"g": group, "o": offset}``              a consumer group committed
+``F``    ``{"g": group}``                           the group's offset was deleted
+                                                    (an older broker skips it: the
+                                                    offset comes back there)
 ``S``    ``{"v": 1, "options": {...},               a snapshot of the whole state
          "groups": {group: offset}}``
 =======  =========================================  ==============================
 
 Replay applies the records in order: the last options win, commits and
-snapshots set group offsets. Unknown keys are skipped with a warning, so an
+snapshots set group offsets, deletions remove them. Unknown keys are skipped with a warning, so an
 older broker can still open a newer journal.
 
 Compaction
@@ -62,6 +66,7 @@ FORMAT: Final = 1
 TAG_OPTIONS: Final = b"O"
 TAG_COMMIT: Final = b"C"
 TAG_SNAPSHOT: Final = b"S"
+TAG_FORGET: Final = b"F"
 
 
 def _json(value: dict[str, Any]) -> bytes:
@@ -97,6 +102,11 @@ class LogMeta:
             if type(group) is not str or type(offset) is not int:
                 raise ValueError("commit record has the wrong shape")
             self.groups[group] = offset
+        elif tag == TAG_FORGET:
+            group = body["g"]
+            if type(group) is not str:
+                raise ValueError("deletion record has the wrong shape")
+            self.groups.pop(group, None)
         elif tag == TAG_OPTIONS:
             self.options = LogOptions.from_dict(body["options"])
         elif tag == TAG_SNAPSHOT:
@@ -132,6 +142,15 @@ class LogMeta:
                 del groups[group]
             else:
                 groups[group] = previous
+            raise
+
+    def write_forget(self, group: str, timestamp_ms: int) -> None:
+        """Journal that ``group``'s offset is deleted (state first, as in write_commit)."""
+        previous = self.groups.pop(group)
+        try:
+            self._append((TAG_FORGET, None, _json({"g": group})), timestamp_ms)
+        except BaseException:
+            self.groups[group] = previous
             raise
 
     def _append(self, entry: Entry, timestamp_ms: int) -> None:

@@ -36,6 +36,10 @@ class LogOptions:
     retention_seconds: float | None = None
     #: A new segment is started when the active one would grow past this size.
     segment_bytes: int | None = None
+    #: Kafka batches get the broker's append time instead of the producer's
+    #: (a Kafka topic's ``message.timestamp.type=LogAppendTime``); records
+    #: from the other doors always carry the broker's time.
+    append_time: bool = False
 
     def check(self) -> None:
         """Raise BadRequest if an option is out of range."""
@@ -45,6 +49,8 @@ class LogOptions:
             check_seconds("retention_seconds", self.retention_seconds, MAX_RETENTION_SECONDS)
         if self.segment_bytes is not None:
             _check_int("segment_bytes", self.segment_bytes, MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES)
+        if type(self.append_time) is not bool:
+            raise BadRequest(f"append_time must be true or false, got {self.append_time!r}")
 
     @property
     def has_retention(self) -> bool:
@@ -57,12 +63,16 @@ class LogOptions:
         return max(1, int(self.retention_seconds * 1000))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain values, for stats, error details and the metadata journal."""
-        return {
+        """Plain values, for stats, error details and the metadata journal
+        (``append_time`` only when set: the other doors never set it)."""
+        values: dict[str, Any] = {
             "retention_bytes": self.retention_bytes,
             "retention_seconds": self.retention_seconds,
             "segment_bytes": self.segment_bytes,
         }
+        if self.append_time:
+            values["append_time"] = True
+        return values
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> LogOptions:
@@ -75,6 +85,7 @@ class LogOptions:
                 None if seconds is None else clamp_seconds(float(seconds), MAX_RETENTION_SECONDS)
             ),
             segment_bytes=_int_or_none(raw.get("segment_bytes")),
+            append_time=raw.get("append_time") is True,
         )
 
 

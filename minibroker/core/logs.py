@@ -592,6 +592,46 @@ class Logs:
         check_name("group", group)
         return target.groups.get(group)
 
+    def forget_group(self, name: str, group: str, now: float) -> bool:
+        """Delete ``group``'s committed offset (durable on disk); False if it had none.
+
+        The Kafka port's DeleteGroups and OffsetDelete: the group reads from
+        its reset position next time, and ``log stats`` no longer lists it.
+        """
+        target = self.get(name)
+        if group not in target.groups:
+            return False
+        if target.meta is None:
+            del target.groups[group]
+            return True
+        target.meta.write_forget(group, self.broker.clock.wall_ms(now))
+        self._written(target, data=False)
+        return True
+
+    def change_options(self, name: str, options: LogOptions, now: float) -> None:
+        """Give the log new options: retention, ``append_time`` (``segment_bytes``
+        stays as created).
+
+        Synced before this returns, as a creation is; a tighter retention
+        applies at once. BadRequest for options out of range or a different
+        segment size (the segments on disk were cut to it).
+        """
+        target = self.get(name)
+        options.check()
+        if options.segment_bytes != target.options.segment_bytes:
+            raise BadRequest(f"the segment size of log {name!r} is fixed when it is created")
+        if options == target.options:
+            return
+        if target.meta is not None:
+            target.meta.write_options(options, self.broker.clock.wall_ms(now))
+            target.meta.store.sync()
+        target.options = options
+        if target.retention_timer is not None:
+            target.retention_timer.cancel()
+            target.retention_timer = None
+        if options.has_retention:
+            self._retention_due(target, now)
+
     # ------------------------------------------------------------- retention
 
     def _check_retention(self, target: Log, now: float) -> None:

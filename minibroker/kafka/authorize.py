@@ -6,9 +6,10 @@ needs on it what a msgpack client needs on that log: ``write`` to produce,
 A topic is visible (Metadata, DescribeConfigs) with any grant on its first
 partition's log, as ``log.list`` shows a log with any grant. Consumer groups
 are the ``group`` kind: ``read`` to join one, commit for it or describe it,
-as Kafka's Group READ and DESCRIBE ACLs. What is refused gets Kafka's codes:
-TOPIC_AUTHORIZATION_FAILED per partition or topic, GROUP_AUTHORIZATION_FAILED
-for the group, and the connection stays open.
+as Kafka's Group READ and DESCRIBE ACLs, ``admin`` to delete it or its
+offsets. What is refused gets Kafka's codes: TOPIC_AUTHORIZATION_FAILED per
+partition or topic, GROUP_AUTHORIZATION_FAILED for the group, and the
+connection stays open.
 
 Handlers of this package's admin and group APIs check as they go. Produce,
 Fetch and ListOffsets are wrapped instead (:func:`guarded`): the partitions
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from kio.schema.errors import ErrorCode
 
-from minibroker.access.permissions import GROUP, LOG, READ, WRITE
+from minibroker.access.permissions import ADMIN, GROUP, LOG, READ, WRITE
 from minibroker.kafka import wire
 from minibroker.kafka.topics import partition_log
 
@@ -56,6 +57,12 @@ def sees_topic(session: KafkaSession, topic: str) -> bool:
 def may_group(session: KafkaSession, group: str) -> bool:
     grants = session.grants
     return grants is None or grants.allows(READ, GROUP, group)
+
+
+def may_delete_group(session: KafkaSession, group: str) -> bool:
+    """``admin`` on the group: deleting it or its offsets (Kafka's Group DELETE)."""
+    grants = session.grants
+    return grants is None or grants.allows(ADMIN, GROUP, group)
 
 
 def sees_group(session: KafkaSession, group: str) -> bool:

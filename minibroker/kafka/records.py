@@ -34,6 +34,7 @@ from minibroker.storage.kafka_batch import (
     CRC_START,
     HEADER,
     HEADER_SIZE,
+    LOG_APPEND_TIME,
     LOG_OVERHEAD,
     TRANSACTIONAL,
     read_varint,
@@ -131,38 +132,49 @@ def check_produced(data: bytes, max_uncompressed: int) -> ProducedBatch:
             f"the batch says {count} records but lastOffsetDelta {last_offset_delta}",
             INVALID_RECORD,
         )
-    body = data[BATCH_HEADER_SIZE:]
     codec = attributes & CODEC_MASK
     if codec:
         try:
-            body = compression.inflate(codec, body, max_uncompressed)
+            body = compression.inflate(codec, data[BATCH_HEADER_SIZE:], max_uncompressed)
         except compression.Unsupported as exc:
             raise InvalidBatch(str(exc), UNSUPPORTED_COMPRESSION_TYPE) from None
         except compression.Corrupt as exc:
             raise InvalidBatch(str(exc), CORRUPT_MESSAGE) from None
         except compression.TooLarge as exc:
             raise InvalidBatch(str(exc), MESSAGE_TOO_LARGE) from None
-    largest = _check_records(body, count)
+        largest = _check_records(body, 0, count)
+    else:
+        largest = _check_records(data, BATCH_HEADER_SIZE, count)
     return ProducedBatch(
         data, count, producer_id, producer_epoch, base_sequence, max_ts, largest
     )
 
 
-def _check_records(body: bytes, count: int) -> int:
-    """Check that ``body`` is ``count`` well-framed records; return the largest's length.
+def _offset_deltas(count: int) -> list[bytes]:
+    """The encoded offset deltas of a batch of ``count`` records: 0, 1, 2 ... as varints."""
+    if count <= VARINT_TABLE_SIZE:
+        return _VARINTS[:count]
+    return _VARINTS + [_zigzag(i) for i in range(VARINT_TABLE_SIZE, count)]
 
-    The produce hot path, so nothing is built and varints of one or two
-    bytes (lengths below 8 KiB, small deltas: nearly all of them) are read
-    inline; longer ones go through storage's ``read_varint``. Every field is still
-    stepped over, so a record whose fields do not fill exactly its length
-    is refused, as Kafka's validator refuses it.
+
+def _check_records(body: bytes, pos: int, count: int) -> int:
+    """Check that ``body[pos:]`` is ``count`` well-framed records; return the largest's length.
+
+    The produce hot path, so nothing is built and each step is as few
+    Python operations as it can be: a record's offset delta must be its
+    index, so its bytes are compared with that index's encoding (one
+    ``startswith``) instead of being decoded; varints of one or two bytes
+    (lengths below 8 KiB, small timestamp deltas: nearly all of them) are
+    read inline, longer ones by storage's ``read_varint`` (which refuses
+    one longer than 10 bytes, as native readers would). Every field is
+    still stepped over, so a record whose fields do not fill exactly its
+    length is refused, as Kafka's validator refuses it.
     """
     varint = read_varint
-    pos = 0
-    end = len(body)
+    startswith = body.startswith
     largest = 0
     try:
-        for expected_delta in range(count):
+        for index, delta in enumerate(_offset_deltas(count)):
             # length
             byte = body[pos]
             if byte < 0x80:
@@ -175,34 +187,22 @@ def _check_records(body: bytes, count: int) -> int:
             else:
                 length, pos = varint(body, pos)
             record_end = pos + length
-            if length < 1 or record_end > end:
-                raise InvalidBatch("a record runs past the end of its batch", CORRUPT_MESSAGE)
             if length > largest:
                 largest = length
             # attributes (unused in magic 2), then the timestamp delta, skipped
-            # (but no longer than a varint may be: native readers decode it)
-            pos += 1
-            start = pos
-            while body[pos] >= 0x80:
-                pos += 1
-            pos += 1
-            if pos - start > 10:
-                raise InvalidBatch("a varint is longer than 10 bytes", CORRUPT_MESSAGE)
-            # offset delta: must be the record's index
-            byte = body[pos]
-            if byte < 0x80:
-                delta = (byte >> 1) ^ -(byte & 1)
-                pos += 1
+            if body[pos + 1] < 0x80:
+                pos += 2
             else:
-                delta, pos = varint(body, pos)
-            if delta != expected_delta:
+                _timestamp_delta, pos = varint(body, pos + 1)
+            # the offset delta: the record's index
+            if not startswith(delta, pos):
+                found, _ = varint(body, pos)
                 raise InvalidBatch(
-                    f"record {expected_delta} of the batch has offset delta {delta}",
-                    INVALID_RECORD,
+                    f"record {index} of the batch has offset delta {found}", INVALID_RECORD
                 )
+            pos += len(delta)
             # the key: length-prefixed (-1 = null, one byte: the common case)
-            byte = body[pos]
-            if byte == 1:
+            if body[pos] == 1:
                 pos += 1
             else:
                 size, pos = varint(body, pos)
@@ -234,15 +234,32 @@ def _check_records(body: bytes, count: int) -> int:
                     size, pos = varint(body, pos)
                     if size > 0:
                         pos += size
-            if pos != record_end:
+            if length < 1 or pos != record_end:
                 raise InvalidBatch("a record's length does not match its fields", CORRUPT_MESSAGE)
     except IndexError:
         raise InvalidBatch("a record runs past the end of its batch", CORRUPT_MESSAGE) from None
     except CorruptRecord as exc:  # a varint longer than 10 bytes
         raise InvalidBatch(str(exc), CORRUPT_MESSAGE) from None
-    if pos != end:
+    if pos != len(body):
         raise InvalidBatch("bytes left over after the batch's last record", CORRUPT_MESSAGE)
     return largest
+
+
+_MAX_TIMESTAMP: Final = struct.Struct(">q")
+_ATTRIBUTES: Final = struct.Struct(">h")
+_CRC: Final = struct.Struct(">I")
+
+
+def with_append_time(data: bytes, now_ms: int) -> bytes:
+    """``data`` stamped with the broker's append time, as Kafka stamps batches of a
+    LogAppendTime topic: the timestamp-type bit set, ``maxTimestamp`` the append
+    time (readers give it to every record), and the CRC computed again."""
+    batch = bytearray(data)
+    (attributes,) = _ATTRIBUTES.unpack_from(batch, _CRC_START)
+    _ATTRIBUTES.pack_into(batch, _CRC_START, attributes | LOG_APPEND_TIME)
+    _MAX_TIMESTAMP.pack_into(batch, _CRC_START + 2 + 4 + 8, now_ms)
+    _CRC.pack_into(batch, _CRC_START - 4, crc32c(memoryview(batch)[_CRC_START:]))
+    return bytes(batch)
 
 
 # ------------------------------------------------------------------ fetch

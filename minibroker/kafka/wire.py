@@ -51,9 +51,16 @@ API_NAMES: Final = {
     19: "CreateTopics",
     20: "DeleteTopics",
     22: "InitProducerId",
+    29: "DescribeAcls",
+    30: "CreateAcls",
+    31: "DeleteAcls",
     32: "DescribeConfigs",
+    33: "AlterConfigs",
     36: "SaslAuthenticate",
     37: "CreatePartitions",
+    42: "DeleteGroups",
+    44: "IncrementalAlterConfigs",
+    47: "OffsetDelete",
 }
 
 #: (API key) -> (lowest, highest) version this front end decodes and answers.
@@ -78,9 +85,16 @@ IMPLEMENTED: Final = {
     19: (2, 4),
     20: (1, 3),
     22: (0, 1),
+    29: (1, 1),
+    30: (1, 1),
+    31: (1, 1),
     32: (1, 3),
+    33: (0, 1),
     36: (0, 1),
     37: (0, 1),
+    42: (0, 1),
+    44: (0, 0),
+    47: (0, 0),
 }
 
 #: What ApiVersions advertises. Produce is advertised from 0 although v0-2

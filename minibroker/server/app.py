@@ -115,6 +115,9 @@ class BrokerServer:
         self._ready_connections = ReadyConnections()
         self.group_commit = GroupCommit(self.broker, lambda: self.sessions.values())
         self.connections_accepted = 0
+        #: Chunks of input read on any connection of any front end (msgpack, AMQP,
+        #: Kafka): what tells the memory settler the server is busy (cli/serve.py).
+        self.input_chunks = 0
         self._registry: CollectorRegistry | None = None
         #: The TCP port actually bound (useful with port 0), once listening.
         self.port: int | None = None
@@ -175,6 +178,7 @@ class BrokerServer:
 
     def _after_input(self) -> None:
         """Run by a connection after each chunk of input it dispatched."""
+        self.input_chunks += 1
         self.timers.poke()
         if self.busy_poll.enabled:
             self.busy_poll.poke()

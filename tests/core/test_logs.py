@@ -572,3 +572,43 @@ def test_a_broker_without_an_in_memory_store_says_how_to_give_it_one() -> None:
     with pytest.raises(RuntimeError, match=r"Broker\(memory_log=\.\.\.\)"):
         logs.create("ev", LogOptions(), 0.0)
     assert "ev" not in logs
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_a_deleted_group_offset_stays_deleted_after_a_restart(
+    tmp_path: Path, on_disk: bool
+) -> None:
+    logs = make_logs(tmp_path) if on_disk else make_logs()
+    logs.create("ev", LogOptions(), 0.0)
+    logs.append("ev", [(None, None, b"a"), (None, None, b"b")], 0.0)
+    logs.commit("ev", "g", 2, 1.0)
+    logs.commit("ev", "h", 1, 1.0)
+    assert logs.forget_group("ev", "g", 2.0) is True
+    assert logs.forget_group("ev", "g", 2.0) is False
+    assert logs.committed("ev", "g") is None
+    assert set(logs.statistics("ev").groups) == {"h"}
+    if on_disk:
+        logs.broker.close()
+        again = make_logs(tmp_path)
+        assert again.committed("ev", "g") is None
+        assert again.committed("ev", "h") == 1
+
+
+def test_changed_retention_applies_at_once_and_survives_a_restart(tmp_path: Path) -> None:
+    logs = make_logs(tmp_path)
+    logs.create("ev", LogOptions(segment_bytes=4096), 0.0)
+    for _ in range(20):
+        logs.append("ev", [(None, None, b"x" * 1000)], 1.0)
+    assert logs.statistics("ev").first_offset == 0
+    tighter = LogOptions(retention_bytes=8192, segment_bytes=4096)
+    logs.change_options("ev", tighter, 2.0)
+    stats = logs.statistics("ev")
+    assert stats.options == tighter and stats.first_offset > 0 and stats.bytes <= 8192 + 4096
+    with pytest.raises(BadRequest, match="segment size"):
+        logs.change_options("ev", LogOptions(segment_bytes=8192), 3.0)
+    with pytest.raises(BadRequest):
+        logs.change_options("ev", LogOptions(retention_bytes=0, segment_bytes=4096), 3.0)
+    stamped = LogOptions(retention_bytes=8192, segment_bytes=4096, append_time=True)
+    logs.change_options("ev", stamped, 4.0)
+    logs.broker.close()
+    assert make_logs(tmp_path).statistics("ev").options == stamped

@@ -9,6 +9,7 @@ which minibroker's own client sees.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,8 @@ from kafka_wire.kafka_clients import DEADLINE, Confluent
 from minibroker.testing import KafkaBootstrap, ThreadedBroker
 
 pytestmark = pytest.mark.filterwarnings("ignore:(read|open)_text is deprecated:DeprecationWarning")
+
+INVALID_CONFIG = 40
 
 #: What a group looks like to an admin client: (state, [(client id, host, partitions)]).
 GroupView = tuple[str, list[tuple[str, str, list[int]]]]
@@ -58,6 +61,41 @@ class ConfluentAdmin:
             for m in found.members
         ]
         return found.state.name.capitalize(), members
+
+    def alter(
+        self, kafka: KafkaBootstrap, topic: str, configs: dict[str, str], incremental: bool
+    ) -> int:
+        """The Kafka error code of altering ``topic``'s configs (0 when done)."""
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
+        admin = self._admin(kafka)
+        if incremental:
+            entries = [
+                ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+                for name, value in configs.items()
+            ]
+            resource = ConfigResource("topic", topic, incremental_configs=entries)
+            [future] = admin.incremental_alter_configs([resource]).values()
+        else:
+            [future] = admin.alter_configs([ConfigResource("topic", topic, configs)]).values()
+        try:
+            future.result(DEADLINE)
+        except KafkaException as exc:
+            return int(exc.args[0].code())
+        return 0
+
+    def delete_group(self, kafka: KafkaBootstrap, group: str) -> str:
+        """The Kafka error name of deleting ``group`` ("NO_ERROR" when deleted)."""
+        from confluent_kafka import KafkaException
+
+        admin = self._admin(kafka)  # kept alive until the answer is in
+        [future] = admin.delete_consumer_groups([group]).values()
+        try:
+            future.result(DEADLINE)
+        except KafkaException as exc:
+            return str(exc.args[0].name())
+        return "NO_ERROR"
 
     def create_partitions(self, kafka: KafkaBootstrap, topic: str, total: int) -> None:
         from confluent_kafka.admin import NewPartitions
@@ -127,6 +165,17 @@ class AioKafkaAdmin:
     def delete_topic(self, kafka: KafkaBootstrap, topic: str) -> None:
         self._run(kafka, lambda admin: admin.delete_topics([topic]))
 
+    def alter(
+        self, kafka: KafkaBootstrap, topic: str, configs: dict[str, str], incremental: bool
+    ) -> int:
+        from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+        assert not incremental, "aiokafka sends AlterConfigs only"
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic, configs)
+        [response] = self._run(kafka, lambda admin: admin.alter_configs([resource]))
+        [(code, *_)] = response.resources
+        return int(code)
+
 
 class KafkaPythonAdmin:
     name = "kafka-python"
@@ -182,6 +231,48 @@ class KafkaPythonAdmin:
     def delete_topic(self, kafka: KafkaBootstrap, topic: str) -> None:
         self._call(kafka, lambda admin: admin.delete_topics([topic]))
 
+    def alter(
+        self, kafka: KafkaBootstrap, topic: str, configs: dict[str, str], incremental: bool
+    ) -> int:
+        from kafka.admin import ConfigResource, ConfigResourceType
+
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic, configs)
+        # raise_on_unknown=False: let the broker answer what the client would refuse
+        found = self._call(
+            kafka,
+            lambda a: a.alter_configs([resource], incremental=incremental, raise_on_unknown=False),
+        )
+        # "OK", or the error as text: "[Error 40] InvalidConfigurationError: ..."
+        [result] = found["topic"].values()
+        return 0 if result == "OK" else int(result.split("]")[0].removeprefix("[Error "))
+
+    def delete_group(self, kafka: KafkaBootstrap, group: str) -> str:
+        from kafka import errors as kafka_errors
+
+        # kafka-python answers "OK" or the name of the error's class
+        found = self._call(kafka, lambda admin: admin.delete_groups([group]))[group]
+        return "NO_ERROR" if found == "OK" else _kafka_name(getattr(kafka_errors, found))
+
+    def delete_offset(self, kafka: KafkaBootstrap, group: str, topic: str) -> str:
+        from kafka import TopicPartition
+        from kafka.errors import KafkaError
+
+        partition = TopicPartition(topic, 0)
+        try:
+            found = self._call(kafka, lambda a: a.delete_group_offsets(group, [partition]))
+        except KafkaError as exc:  # the group's own error code is raised
+            return _kafka_name(type(exc))
+        error = found[partition]
+        return "NO_ERROR" if error.errno == 0 else _kafka_name(error)
+
+
+def _kafka_name(error: Any) -> str:
+    """A kafka-python error class as Kafka names it (GroupIdNotFoundError: GROUP_ID_NOT_FOUND)."""
+    return "".join(
+        "_" + ch if ch.isupper() and i else ch
+        for i, ch in enumerate(error.__name__.removesuffix("Error"))
+    ).upper()
+
 
 ADMINS = [ConfluentAdmin(), AioKafkaAdmin(), KafkaPythonAdmin()]
 
@@ -198,6 +289,7 @@ def test_topic_configs_are_the_logs_options(
     admin.create_topic(kafka, "kept", {"retention.ms": "60000", "segment.bytes": "1048576"})
     assert admin.topic_configs(kafka, "kept") == {
         "cleanup.policy": "delete",
+        "message.timestamp.type": "CreateTime",
         "retention.bytes": "-1",
         "retention.ms": "60000",
         "segment.bytes": "1048576",
@@ -244,3 +336,115 @@ def test_create_partitions_and_delete_topics_add_and_delete_logs(
         assert mb.log_stats("growing-2").options == mb.log_stats("growing-0").options
         admin.delete_topic(kafka, "growing")
         assert not [name for name in mb.list_logs() if name.startswith("growing")]
+
+
+@pytest.mark.parametrize(
+    "admin", [a for a in ADMINS if hasattr(a, "delete_group")], ids=lambda a: a.name
+)
+def test_delete_groups_deletes_the_committed_offsets_of_a_group_without_members(
+    admin: Any,
+    minibroker_kafka_bootstrap: KafkaBootstrap,
+    minibroker_kafka_server: ThreadedBroker,
+) -> None:
+    kafka = minibroker_kafka_bootstrap
+    confluent = Confluent()
+    confluent.produce(kafka, "orders", [b"a", b"b"])
+    assert confluent.consume(kafka, "orders", "done", 2, manual=True) == [b"a", b"b"]
+    live = confluent.consumer(kafka, "live")
+    live.subscribe(["orders"])
+    try:
+        while not live.assignment():
+            live.poll(0.05)
+        assert admin.delete_group(kafka, "live") == "NON_EMPTY_GROUP"
+        assert admin.delete_group(kafka, "done") == "NO_ERROR"
+        assert admin.delete_group(kafka, "done") == "GROUP_ID_NOT_FOUND"
+    finally:
+        live.close()
+    with minibroker.connect_sync(minibroker_kafka_server.url_for(kafka.namespace)) as mb:
+        assert "done" not in mb.log_stats("orders-0").groups
+
+
+def test_offset_delete_spares_topics_a_live_member_subscribed_to(
+    minibroker_kafka_bootstrap: KafkaBootstrap,
+    minibroker_kafka_server: ThreadedBroker,
+) -> None:
+    kafka = minibroker_kafka_bootstrap
+    admin = KafkaPythonAdmin()
+    confluent = Confluent()
+    confluent.produce(kafka, "orders", [b"a"])
+    assert confluent.consume(kafka, "orders", "done", 1, manual=True) == [b"a"]
+    live = confluent.consumer(kafka, "live", **{"enable.auto.commit": False})
+    live.subscribe(["orders"])
+    try:
+        while not live.assignment():
+            live.poll(0.05)
+        live.commit(asynchronous=False, offsets=[_partition("orders", 1)])
+        assert admin.delete_offset(kafka, "live", "orders") == "GROUP_SUBSCRIBED_TO_TOPIC"
+    finally:
+        live.close()
+    assert admin.delete_offset(kafka, "done", "orders") == "NO_ERROR"
+    assert admin.delete_offset(kafka, "nobody", "orders") == "GROUP_ID_NOT_FOUND"
+    with minibroker.connect_sync(minibroker_kafka_server.url_for(kafka.namespace)) as mb:
+        assert set(mb.log_stats("orders-0").groups) == {"live"}
+
+
+def _partition(topic: str, offset: int) -> Any:
+    from confluent_kafka import TopicPartition
+
+    return TopicPartition(topic, 0, offset)
+
+
+@pytest.mark.parametrize("incremental", [False, True], ids=["AlterConfigs", "Incremental"])
+def test_retention_configs_are_altered_on_every_partition_log(
+    admin: Any,
+    incremental: bool,
+    minibroker_kafka_bootstrap: KafkaBootstrap,
+    minibroker_kafka_server: ThreadedBroker,
+) -> None:
+    if incremental and admin.name == "aiokafka":
+        pytest.skip("aiokafka has no IncrementalAlterConfigs call")
+    kafka = minibroker_kafka_bootstrap
+    admin.create_topic(kafka, "kept", {"retention.ms": "60000"})
+    admin.create_partitions(kafka, "kept", 2)
+    assert admin.alter(kafka, "kept", {"retention.bytes": "1048576"}, incremental) == 0
+    configs = admin.topic_configs(kafka, "kept")
+    # the incremental form keeps what it does not name; AlterConfigs sets the whole set
+    # (kafka-python's alter_configs adds the topic's other modified configs to it)
+    keeps = incremental or admin.name == "kafka-python"
+    assert configs["retention.ms"] == ("60000" if keeps else "-1")
+    assert configs["retention.bytes"] == "1048576"
+    with minibroker.connect_sync(minibroker_kafka_server.url_for(kafka.namespace)) as mb:
+        assert mb.log_stats("kept-1").options == mb.log_stats("kept-0").options
+        assert mb.log_stats("kept-1").options["retention_bytes"] == 1048576
+    assert admin.alter(kafka, "kept", {"segment.bytes": "2048"}, incremental) == INVALID_CONFIG
+    assert admin.alter(kafka, "kept", {"min.insync.replicas": "2"}, incremental) == INVALID_CONFIG
+    assert admin.topic_configs(kafka, "kept")["retention.bytes"] == "1048576"
+
+
+def test_a_log_append_time_topic_stamps_batches_with_the_broker_time(
+    admin: Any, minibroker_kafka_bootstrap: KafkaBootstrap
+) -> None:
+    from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, Producer
+
+    kafka = minibroker_kafka_bootstrap
+    admin.create_topic(kafka, "stamped", {"message.timestamp.type": "LogAppendTime"})
+    assert admin.topic_configs(kafka, "stamped")["message.timestamp.type"] == "LogAppendTime"
+    producer = Producer(kafka.confluent())
+    before = int(time.time() * 1000)
+    producer.produce("stamped", b"a", timestamp=1000)  # the producer's time: 1970
+    assert producer.flush(DEADLINE) == 0
+    consumer = Confluent().consumer(kafka, None)
+    consumer.assign([_partition("stamped", 0)])
+    message = consumer.poll(DEADLINE)
+    consumer.close()
+    assert message is not None and message.error() is None and message.value() == b"a"
+    kind, stamp = message.timestamp()
+    assert kind == TIMESTAMP_LOG_APPEND_TIME and stamp >= before - 1000
+    assert admin.alter(kafka, "stamped", {"message.timestamp.type": "CreateTime"}, False) == 0
+    producer.produce("stamped", b"b", timestamp=1000)
+    assert producer.flush(DEADLINE) == 0
+    consumer = Confluent().consumer(kafka, None)
+    consumer.assign([_partition("stamped", 1)])
+    message = consumer.poll(DEADLINE)
+    consumer.close()
+    assert message is not None and message.timestamp() == (TIMESTAMP_CREATE_TIME, 1000)

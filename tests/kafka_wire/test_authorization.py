@@ -6,6 +6,7 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
+from kio.index import load_request_schema
 from kio.schema.errors import ErrorCode
 
 from kafka_wire.test_records import kio_batch
@@ -14,6 +15,7 @@ from kafka_wire.wire_helpers import PORT, call, frame, request_class, responses
 from minibroker.access.auth import Authenticator
 from minibroker.access.permissions import Permissions
 from minibroker.core.broker import Broker
+from minibroker.core.log_options import LogOptions
 from minibroker.kafka import sasl, wire
 from minibroker.kafka.groups import JoinResult
 from minibroker.kafka.service import KafkaService, KafkaSettings
@@ -195,3 +197,30 @@ def test_offset_fetch_of_every_topic_leaves_out_what_the_principal_may_not_read(
     assert [(t.name, [p.committed_offset for p in t.partitions]) for t in answer.topics] == [
         ("mine", [1])
     ]
+
+
+def test_deleting_a_group_or_altering_configs_needs_admin() -> None:
+    """``read`` on a group lets a client use it, ``admin`` delete it (DeleteGroups,
+    OffsetDelete); altering a topic's configs needs ``admin`` on its logs."""
+    session = logged_in()
+    session.ns.core.logs.create("mine-0", LogOptions(), 0.0)
+    session.ns.core.logs.create("other-0", LogOptions(), 0.0)
+    deleted = call(session, 42, 1, groups_names=("g",))
+    assert deleted.results[0].error_code == ErrorCode.group_authorization_failed
+    offsets = call(session, 47, 0, group_id="g", topics=())
+    assert offsets.error_code == ErrorCode.group_authorization_failed
+
+    def alter(topic: str) -> ErrorCode:
+        cls = wire.nested(load_request_schema(33, 1), "AlterConfigsResource")
+        config = wire.nested(load_request_schema(33, 1), "AlterableConfig")
+        resource = cls(
+            resource_type=2,
+            resource_name=topic,
+            configs=(config(name="retention.ms", value="60000"),),
+        )
+        answer = call(session, 33, 1, resources=(resource,), validate_only=False)
+        return answer.responses[0].error_code  # type: ignore[no-any-return]
+
+    assert alter("mine") == ErrorCode.none
+    assert alter("other") == TOPIC_AUTHORIZATION_FAILED
+    assert session.ns.core.logs.get("mine-0").options.retention_ms == 60000

@@ -33,6 +33,7 @@ from minibroker.kafka.records import (
     InvalidBatch,
     check_produced,
     encode_batch,
+    with_append_time,
 )
 from minibroker.log_store import Record as LogRecord
 from minibroker.storage.kafka_batch import decode, with_base_offset
@@ -46,6 +47,7 @@ def entries_of(data: bytes) -> list:
         body if key is None and headers is None else (key, headers, body)
         for _, _, key, headers, body in decode(data)
     ]
+
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -107,6 +109,31 @@ def test_records_whose_offset_deltas_are_not_consecutive_are_an_invalid_record()
     with pytest.raises(InvalidBatch) as caught:
         check_produced(bytes(data), 1 << 20)
     assert caught.value.error == INVALID_RECORD
+
+
+def test_offset_deltas_are_checked_past_the_encoded_table_too() -> None:
+    """The check compares each offset delta with its index's encoding, from a
+    table of 16,384; a larger batch's later records are checked as well."""
+    rows = [LogRecord(i, EPOCH_MS, None, None, b"v") for i in range(20_000)]
+    assert check_produced(encode_batch(rows), 1 << 30).count == 20_000
+    rows[17_001], rows[17_002] = (
+        LogRecord(17_002, EPOCH_MS, None, None, b"v"),
+        LogRecord(17_001, EPOCH_MS, None, None, b"v"),
+    )
+    with pytest.raises(
+        InvalidBatch, match="record 17001 of the batch has offset delta 17002"
+    ) as caught:
+        check_produced(encode_batch(rows), 1 << 30)
+    assert caught.value.error == INVALID_RECORD
+
+
+def test_append_time_stamping_keeps_the_batch_valid_and_times_every_record() -> None:
+    data = kio_batch([(None, b"a", {}), (None, b"b", {})])
+    stamped = with_append_time(data, 1_800_000_000_000)
+    batch = check_produced(stamped, 1 << 20)  # the CRC was computed again
+    assert batch.max_timestamp_ms == 1_800_000_000_000
+    assert [r[1] for r in decode(stamped)] == [1_800_000_000_000] * 2
+    assert stamped[:17] == data[:17] and stamped[61:] == data[61:]
 
 
 def test_a_record_whose_fields_overrun_its_length_is_corrupt() -> None:

@@ -23,15 +23,18 @@ from kafka_wire.wire_helpers import (
     request_class,
     responses,
 )
+from minibroker.access.auth import Authenticator
+from minibroker.access.permissions import Permissions
 from minibroker.core.broker import Broker
 from minibroker.kafka import wire
 from minibroker.kafka.groups import JoinResult
 from minibroker.kafka.records import encode_batch
+from minibroker.kafka.service import KafkaService, KafkaSettings
 from minibroker.kafka.session import KafkaSession
 from minibroker.log_store import Record as LogRecord
 from minibroker.storage.memory import MemoryLog
 
-#: The ApiVersions answer, byte for byte: (key, min, max) for the 21 APIs.
+#: The ApiVersions answer, byte for byte: (key, min, max) for the 28 APIs.
 ADVERTISED_BYTES = b"".join(
     struct.pack(">hhh", *entry)
     for entry in [
@@ -53,9 +56,16 @@ ADVERTISED_BYTES = b"".join(
         (19, 2, 4),
         (20, 1, 3),
         (22, 0, 1),
+        (29, 1, 1),
+        (30, 1, 1),
+        (31, 1, 1),
         (32, 1, 3),
+        (33, 0, 1),
         (36, 0, 1),
         (37, 0, 1),
+        (42, 0, 1),
+        (44, 0, 0),
+        (47, 0, 0),
     ]
 )
 
@@ -64,7 +74,7 @@ def test_golden_api_versions_v0() -> None:
     session = open_session()
     session.receive_data(bytes.fromhex("0000000c 0012 0000 00000007 0002 7463".replace(" ", "")))
     assert session.data_to_send() == (
-        struct.pack(">iihi", 4 + 2 + 4 + len(ADVERTISED_BYTES), 7, 0, 21) + ADVERTISED_BYTES
+        struct.pack(">iihi", 4 + 2 + 4 + len(ADVERTISED_BYTES), 7, 0, 28) + ADVERTISED_BYTES
     )
 
 
@@ -77,7 +87,7 @@ def test_golden_api_versions_v3_gets_unsupported_version_in_a_v0_body() -> None:
     header = bytes.fromhex("0012 0003 00000009 0001 63 00".replace(" ", ""))
     session.receive_data(struct.pack(">i", len(header) + len(body)) + header + body)
     assert session.data_to_send() == (
-        struct.pack(">iihi", 4 + 2 + 4 + len(ADVERTISED_BYTES), 9, 35, 21) + ADVERTISED_BYTES
+        struct.pack(">iihi", 4 + 2 + 4 + len(ADVERTISED_BYTES), 9, 35, 28) + ADVERTISED_BYTES
     )
 
 
@@ -293,6 +303,44 @@ def _request(api_key: int, version: int, member: JoinResult) -> dict[str, Any]:
         17: lambda: {"mechanism": "PLAIN"},
         20: lambda: {"topic_names": ("t",), "timeout": ONE_SECOND},
         22: lambda: {"transactional_id": None, "transaction_timeout": ONE_SECOND},
+        # prepared_session gives these a permissions file (acls.py needs one).
+        29: lambda: {
+            "resource_type_filter": 1,  # ANY
+            "resource_name_filter": None,
+            "pattern_type_filter": 1,
+            "principal_filter": None,
+            "host_filter": None,
+            "operation": 1,
+            "permission_type": 1,
+        },
+        30: lambda: {
+            "creations": (
+                nested(
+                    "AclCreation",
+                    resource_type=2,
+                    resource_name="t",
+                    resource_pattern_type=3,
+                    principal="User:app",
+                    host="*",
+                    operation=3,
+                    permission_type=3,
+                ),
+            )
+        },
+        31: lambda: {
+            "filters": (
+                nested(
+                    "DeleteAclsFilter",
+                    resource_type_filter=2,
+                    resource_name_filter="t",
+                    pattern_type_filter=3,
+                    principal_filter=None,
+                    host_filter=None,
+                    operation=1,
+                    permission_type=1,
+                ),
+            )
+        },
         32: lambda: {
             "resources": (
                 nested(
@@ -305,12 +353,53 @@ def _request(api_key: int, version: int, member: JoinResult) -> dict[str, Any]:
             "include_synonyms": False,
             "include_documentation": True,
         },
+        33: lambda: {
+            "resources": (
+                nested(
+                    "AlterConfigsResource",
+                    resource_type=2,
+                    resource_name="t",
+                    configs=(nested("AlterableConfig", name="retention.ms", value="60000"),),
+                ),
+            ),
+            "validate_only": False,
+        },
+        44: lambda: {
+            "resources": (
+                nested(
+                    "AlterConfigsResource",
+                    resource_type=2,
+                    resource_name="t",
+                    configs=(
+                        nested(
+                            "AlterableConfig",
+                            name="retention.bytes",
+                            config_operation=0,
+                            value="1048576",
+                        ),
+                    ),
+                ),
+            ),
+            "validate_only": False,
+        },
         # After the SaslHandshake that prepared_session(36) sends.
         36: lambda: {"auth_bytes": b"\x00user\x00password"},
         37: lambda: {
             "topics": (nested("CreatePartitionsTopic", name="t", count=3, assignments=None),),
             "timeout": ONE_SECOND,
             "validate_only": False,
+        },
+        # prepared_session gives these a group "old" known by its offset only.
+        42: lambda: {"groups_names": ("old",)},
+        47: lambda: {
+            "group_id": "old",
+            "topics": (
+                nested(
+                    "OffsetDeleteRequestTopic",
+                    name="t",
+                    partitions=(nested("OffsetDeleteRequestPartition", partition_index=0),),
+                ),
+            ),
         },
     }[api_key]()
 
@@ -322,15 +411,31 @@ VERSIONS = [
 ]
 
 
+#: The ACL APIs answer from a permissions file (without one: SECURITY_DISABLED).
+ACL_PERMISSIONS = "allow anonymous all #\nallow app read log:t-0 group:g\n"
+#: What answers other than NONE the representative requests get, by API.
+EXPECTED_ERRORS = {30: {ErrorCode(44)}, 31: {ErrorCode(44)}}  # ACLs are read-only
+
+
 def prepared_session(api_key: int = 0) -> tuple[KafkaSession, JoinResult]:
     """A fresh broker with topic ``t`` (two records) and a stable group ``g`` of one;
-    for a SaslAuthenticate (36), after a SaslHandshake for PLAIN."""
+    for a SaslAuthenticate (36), after a SaslHandshake for PLAIN; for the ACL
+    APIs (29-31), with a permissions file."""
     broker = Broker(memory_log=MemoryLog)
-    session = open_session(broker)
+    if api_key in (29, 30, 31):
+        permissions = Permissions.parse(ACL_PERMISSIONS)
+        service = KafkaService(
+            broker, KafkaSettings(), lambda: PORT, Authenticator(permissions=permissions)
+        )
+        session = service.make_session(broker, 1, "test")
+    else:
+        session = open_session(broker)
     call(session, 3, 0, topics=(wire.build(request_class(3, 0, "MetadataRequestTopic"), name="t"),))
     if api_key == 36:
         call(session, 17, 1, mechanism="PLAIN")
     broker.namespace("t").logs.append("t-0", [b"a", b"b"], 0.0)
+    if api_key in (42, 47):
+        broker.namespace("t").logs.commit("t-0", "old", 1, 0.0)
     joined: list[JoinResult] = []
     groups = session.ns.groups
     groups.join("g", "", "c", 10.0, 10.0, "consumer", [("range", b"m")], joined.append, 0.0)
@@ -346,7 +451,7 @@ def test_every_implemented_version_is_decoded_and_answered(api_key: int, version
         session, api_key, version, correlation_id=40 + version, **_request(api_key, version, member)
     )
     assert _all_error_codes(response), "every answer carries an error code"
-    assert set(_all_error_codes(response)) == {ErrorCode.none}
+    assert set(_all_error_codes(response)) == EXPECTED_ERRORS.get(api_key, {ErrorCode.none})
 
 
 def test_answers_keep_request_order_behind_a_parked_fetch() -> None:

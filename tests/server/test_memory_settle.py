@@ -4,7 +4,11 @@ after the RSS grew, never while frames come in (server/memory_settle.py)."""
 from __future__ import annotations
 
 import gc
+import struct
 import weakref
+
+import trio
+from raw_wire import StartServer
 
 from minibroker.server.memory_settle import MemorySettler, collect_and_trim, resident_bytes
 
@@ -67,3 +71,19 @@ def test_the_real_settle_empties_garbage_and_the_rss_is_read() -> None:
         gc.enable()
     rss = resident_bytes()
     assert rss is not None and rss > MiB
+
+
+async def test_input_on_any_front_end_keeps_the_server_busy(start_server: StartServer) -> None:
+    """Kafka (and AMQP) requests are not msgpack frames: the settler's sign of
+    activity is the server's chunks of input on every port, so a Kafka burst
+    does not look idle and pay a full collection every second."""
+    server = await start_server(kafka_port=0)
+    before = server.input_chunks, server.stats.frames_in
+    stream = await trio.open_tcp_stream("127.0.0.1", server.front_end_ports["kafka"])
+    async with stream:
+        # ApiVersions v0, correlation id 1, null client id
+        await stream.send_all(struct.pack(">ihhih", 10, 18, 0, 1, -1))
+        answer = await stream.receive_some(4096)
+    assert answer
+    assert server.stats.frames_in == before[1]  # no msgpack frame came in
+    assert server.input_chunks > before[0]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 from minibroker.kafka import wire
 from minibroker.kafka.authorize import guarded
 from minibroker.kafka.handlers import (
+    acls,
     admin,
     configs,
     consumer_groups,
@@ -56,9 +57,16 @@ HANDLERS: Final[dict[int, Handler]] = {
     19: admin.create_topics,
     20: admin.delete_topics,
     22: admin.init_producer_id,
+    29: acls.describe_acls,
+    30: acls.create_acls,
+    31: acls.delete_acls,
     32: configs.describe_configs,
+    33: configs.alter_configs,
     36: sasl.sasl_authenticate,
     37: admin.create_partitions,
+    42: group_admin.delete_groups,
+    44: configs.incremental_alter_configs,
+    47: group_admin.offset_delete,
 }
 assert set(HANDLERS) == set(wire.IMPLEMENTED)
 

@@ -48,11 +48,16 @@ NO_TRANSACTIONS: Final = "minibroker does not support transactions"
 NONE: Final = ErrorCode(0)
 
 #: Topic configs that map onto log options (name -> (option, unit scale)).
-_LOG_CONFIGS: Final = {
+LOG_CONFIGS: Final = {
     "retention.ms": ("retention_seconds", 0.001),
     "retention.bytes": ("retention_bytes", 1),
     "segment.bytes": ("segment_bytes", 1),
 }
+
+
+#: The topic config of a topic's timestamps, and its values (True: LogAppendTime).
+TIMESTAMP_TYPE: Final = "message.timestamp.type"
+TIMESTAMP_TYPES: Final = {"CreateTime": False, "LogAppendTime": True}
 
 
 def api_versions_body(version: int, error: int) -> bytes:
@@ -205,7 +210,12 @@ def _create_topic(
         return INVALID_REPLICATION_FACTOR, "a single broker keeps one replica"
     options: dict[str, Any] = {}
     for config in topic.configs:
-        known = _LOG_CONFIGS.get(config.name)
+        if config.name == TIMESTAMP_TYPE:
+            if config.value not in TIMESTAMP_TYPES:
+                return INVALID_CONFIG, f"{TIMESTAMP_TYPE} is CreateTime or LogAppendTime"
+            options["append_time"] = TIMESTAMP_TYPES[config.value]
+            continue
+        known = LOG_CONFIGS.get(config.name)
         if known is None or config.value is None:
             continue  # accepted and ignored, as docs/kafka.md lists
         option, scale = known

@@ -1,4 +1,4 @@
-"""ListGroups (v0-2) and DescribeGroups (v0-4): the consumer groups an admin client sees.
+"""ListGroups, DescribeGroups, DeleteGroups, OffsetDelete: consumer groups for admin clients.
 
 A group is listed while it has members (the coordinator in ``kafka/groups.py``)
 or committed offsets on a Kafka topic's partition log; one with offsets
@@ -6,16 +6,36 @@ only is Empty, as in Kafka after its members left, and its protocol type is
 unknown (""): the coordinator forgets a group when its last member leaves.
 DescribeGroups answers a group nobody knows as Kafka does: no error, state
 Dead, no members.
+
+DeleteGroups (v0-1) deletes a group's committed offsets from every partition
+log (``Logs.forget_group``: journaled, so they stay deleted after a restart);
+a group with members is NON_EMPTY_GROUP, one nobody knows GROUP_ID_NOT_FOUND.
+OffsetDelete (v0) deletes them for the partitions asked, except on topics a
+live member subscribed to (GROUP_SUBSCRIBED_TO_TOPIC), as Kafka does. Both
+need ``admin`` on ``group:<group>`` (Kafka's Group DELETE); OffsetDelete also
+``read`` on each partition log, as Kafka asks Topic READ.
 """
 
 from __future__ import annotations
 
+import struct
 from typing import TYPE_CHECKING, Any, Final
 
+from kio.schema.errors import ErrorCode
+
+from minibroker.access.permissions import READ
 from minibroker.kafka import wire
-from minibroker.kafka.authorize import GROUP_AUTHORIZATION_FAILED, may_group, sees_group
+from minibroker.kafka.authorize import (
+    GROUP_AUTHORIZATION_FAILED,
+    TOPIC_AUTHORIZATION_FAILED,
+    may_delete_group,
+    may_group,
+    may_partition,
+    sees_group,
+)
 from minibroker.kafka.groups import Group
-from minibroker.kafka.handlers.admin import NO_THROTTLE, NONE
+from minibroker.kafka.handlers.admin import NO_THROTTLE, NONE, UNKNOWN_TOPIC_OR_PARTITION
+from minibroker.kafka.topics import partition_log
 
 if TYPE_CHECKING:
     from minibroker.kafka.session import KafkaSession, Slot
@@ -24,6 +44,9 @@ EMPTY: Final = "Empty"
 DEAD: Final = "Dead"
 #: DescribeGroups v3+: authorized operations were not asked for.
 NOT_ASKED: Final = -(2**31)
+NON_EMPTY_GROUP: Final = ErrorCode(68)
+GROUP_ID_NOT_FOUND: Final = ErrorCode(69)
+GROUP_SUBSCRIBED_TO_TOPIC: Final = ErrorCode(86)
 
 
 def _groups_with_offsets(session: KafkaSession) -> set[str]:
@@ -98,3 +121,94 @@ def _described(group: Group, member_cls: type) -> dict[str, Any]:
         "protocol_data": protocol or "",
         "members": members,
     }
+
+
+def delete_groups(session: KafkaSession, slot: Slot, request: Any) -> Any:
+    cls, result_cls = wire.response_classes(42, slot.version, "DeletableGroupResult")
+    results = tuple(
+        wire.build(result_cls, group_id=name, error_code=_delete_group(session, name))
+        for name in request.groups_names
+    )
+    return wire.build(cls, throttle_time=NO_THROTTLE, results=results)
+
+
+def _delete_group(session: KafkaSession, name: str) -> ErrorCode:
+    ns = session.ns
+    if not may_delete_group(session, name):
+        return GROUP_AUTHORIZATION_FAILED
+    if ns.groups.describe(name) is not None:
+        return NON_EMPTY_GROUP
+    found = False
+    for topic, count in ns.topics.topics().items():
+        for index in range(count):
+            found |= _forget(session, name, topic, index)
+    return NONE if found else GROUP_ID_NOT_FOUND
+
+
+def _forget(session: KafkaSession, group: str, topic: str, index: int) -> bool:
+    """Delete ``group``'s offset on one partition (and its commit metadata)."""
+    ns = session.ns
+    log = partition_log(topic, index)
+    ns.commit_metadata.pop((group, log), None)
+    return ns.core.logs.forget_group(log, group, session.now)
+
+
+def offset_delete(session: KafkaSession, slot: Slot, request: Any) -> Any:
+    cls, topic_cls, partition_cls = wire.response_classes(
+        47, slot.version, "OffsetDeleteResponseTopic", "OffsetDeleteResponsePartition"
+    )
+    name = request.group_id
+    ns = session.ns
+    error = NONE
+    if not may_delete_group(session, name):
+        error = GROUP_AUTHORIZATION_FAILED
+    elif ns.groups.describe(name) is None and name not in _groups_with_offsets(session):
+        error = GROUP_ID_NOT_FOUND
+    if error is not NONE:
+        return wire.build(cls, error_code=error, throttle_time=NO_THROTTLE, topics=())
+    subscribed = _subscribed_topics(ns.groups.describe(name))
+    topics = []
+    for topic in request.topics:
+        partitions = []
+        for part in topic.partitions:
+            index = part.partition_index
+            if not may_partition(session, READ, topic.name, index):
+                code = TOPIC_AUTHORIZATION_FAILED
+            elif ns.topics.partition(topic.name, index) is None:
+                code = UNKNOWN_TOPIC_OR_PARTITION
+            elif subscribed is None or topic.name in subscribed:
+                code = GROUP_SUBSCRIBED_TO_TOPIC
+            else:
+                _forget(session, name, topic.name, index)
+                code = NONE
+            partitions.append(wire.build(partition_cls, partition_index=index, error_code=code))
+        topics.append(wire.build(topic_cls, name=topic.name, partitions=tuple(partitions)))
+    return wire.build(cls, error_code=NONE, throttle_time=NO_THROTTLE, topics=tuple(topics))
+
+
+def _subscribed_topics(group: Group | None) -> set[str] | None:
+    """The topics the live members of ``group`` subscribed to; None: unknown (all).
+
+    A member of a "consumer" group sends its subscription as the metadata of
+    each strategy (Kafka's ConsumerProtocolSubscription: i16 version, then
+    the topic names as an array of i16-length strings; later versions add
+    fields after them). Any other protocol type, or metadata that does not
+    read, counts as subscribed to everything, so nothing is deleted under it.
+    """
+    if group is None:
+        return set()
+    if group.protocol_type != "consumer":
+        return None
+    topics: set[str] = set()
+    try:
+        for member in group.members.values():
+            for metadata in member.protocols.values():
+                (count,) = struct.unpack_from(">i", metadata, 2)
+                pos = 6
+                for _ in range(count):
+                    (length,) = struct.unpack_from(">h", metadata, pos)
+                    topics.add(metadata[pos + 2 : pos + 2 + length].decode())
+                    pos += 2 + length
+    except (struct.error, UnicodeDecodeError):
+        return None
+    return topics

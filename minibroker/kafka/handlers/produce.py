@@ -5,7 +5,10 @@ as it came, as one unit, so its records get consecutive offsets atomically
 and keep the producer's timestamps (CreateTime); only the base offset, outside
 the CRC, is the broker's (``kafka/records.py``). The batch's ``maxTimestamp``
 is its time in the log (retention, lookups by time), as in Kafka with
-CreateTime. An idempotent
+CreateTime. A topic with ``message.timestamp.type=LogAppendTime`` (the log
+option ``append_time``) has each batch stamped with the broker's time
+instead, as Kafka does: ``maxTimestamp`` and the timestamp-type bit set, the
+CRC computed again, and the time in the answer. An idempotent
 producer's batch (producer id >= 0) first passes the sequence check of
 ``kafka/producers.py``: a retried batch is answered with the offset it got
 the first time instead of being stored again.
@@ -17,6 +20,8 @@ a data directory (the session holds it; see ``KafkaSession._dispatch``).
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from kio.schema.errors import ErrorCode
@@ -29,7 +34,7 @@ from minibroker.kafka.handlers.admin import (
     UNKNOWN_TOPIC_OR_PARTITION,
     auto_create,
 )
-from minibroker.kafka.records import InvalidBatch, check_produced
+from minibroker.kafka.records import InvalidBatch, check_produced, with_append_time
 
 if TYPE_CHECKING:
     from minibroker.kafka.session import KafkaSession, Slot
@@ -56,16 +61,16 @@ def produce(session: KafkaSession, slot: Slot, request: Any) -> Any:
             topic_error = auto_create(session, topic.name)
         partitions = []
         for data in topic.partition_data:
-            error, base_offset, log_start = topic_error, -1, -1
+            error, base_offset, log_start, append_time = topic_error, -1, -1, None
             if error is NONE:
-                error, base_offset, log_start = _append(session, topic.name, data)
+                error, base_offset, log_start, append_time = _append(session, topic.name, data)
             partitions.append(
                 wire.build(
                     partition_cls,
                     index=data.index,
                     error_code=error,
                     base_offset=base_offset,
-                    log_append_time=None,
+                    log_append_time=append_time,
                     log_start_offset=log_start,
                 )
             )
@@ -75,17 +80,26 @@ def produce(session: KafkaSession, slot: Slot, request: Any) -> Any:
     return wire.build(cls, responses=tuple(topics), throttle_time=NO_THROTTLE)
 
 
-def _append(session: KafkaSession, topic: str, data: Any) -> tuple[ErrorCode, int, int]:
-    """Append one partition's batch: ``(error, base offset, log start offset)``."""
+Appended = tuple[ErrorCode, int, int, "datetime | None"]
+
+
+def _append(session: KafkaSession, topic: str, data: Any) -> Appended:
+    """Append one partition's batch: ``(error, base offset, log start offset,
+    append time)``; the append time is None unless the topic is LogAppendTime."""
     log = session.ns.topics.partition(topic, data.index)
     if log is None:
-        return UNKNOWN_TOPIC_OR_PARTITION, -1, -1
+        return UNKNOWN_TOPIC_OR_PARTITION, -1, -1, None
     if data.records is None:
-        return INVALID_RECORD, -1, -1
+        return INVALID_RECORD, -1, -1, None
     try:
         batch = check_produced(data.records, session.service.max_request_bytes)
     except InvalidBatch as exc:
-        return ErrorCode(exc.error), -1, -1
+        return ErrorCode(exc.error), -1, -1, None
+    append_time = None
+    if log.options.append_time:
+        now_ms = session.broker.clock.wall_ms(session.now)
+        batch = replace(batch, data=with_append_time(batch.data, now_ms), max_timestamp_ms=now_ms)
+        append_time = datetime.fromtimestamp(now_ms / 1000, UTC)
     logs = session.ns.core.logs
     producers = session.service.producers
     pid = batch.producer_id
@@ -94,21 +108,21 @@ def _append(session: KafkaSession, topic: str, data: Any) -> tuple[ErrorCode, in
             pid, batch.producer_epoch, log.name, batch.base_sequence, batch.last_sequence
         )
         if verdict.error:
-            return ErrorCode(verdict.error), -1, -1
+            return ErrorCode(verdict.error), -1, -1, None
         if verdict.duplicate_of is not None:
-            return NONE, verdict.duplicate_of, log.store.first_offset
+            return NONE, verdict.duplicate_of, log.store.first_offset, None
     try:
         offset = logs.append_kafka(
             log.name, batch.data, batch.count, batch.largest, batch.max_timestamp_ms, session.now
         )
     except TooLarge:
-        return MESSAGE_TOO_LARGE, -1, -1
+        return MESSAGE_TOO_LARGE, -1, -1, None
     except (StorageFull, StorageError):
-        return KAFKA_STORAGE_ERROR, -1, -1
+        return KAFKA_STORAGE_ERROR, -1, -1, None
     except BrokerError:
-        return INVALID_RECORD, -1, -1
+        return INVALID_RECORD, -1, -1, None
     if pid >= 0:
         producers.appended(
             pid, batch.producer_epoch, log.name, batch.base_sequence, batch.last_sequence, offset
         )
-    return NONE, offset, log.store.first_offset
+    return NONE, offset, log.store.first_offset, append_time
