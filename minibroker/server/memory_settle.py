@@ -114,7 +114,9 @@ class MemorySettler:
             self._skip = self._backoff
             self._backoff = min(self._backoff * 2, MAX_BACKOFF)
         self.settled += 1
-        log.debug("settled memory after a burst: RSS %d -> %d bytes", before, after)
+        log.info(
+            "settled memory after a burst: RSS %.1f -> %.1f MiB", before / 2**20, after / 2**20
+        )
         return True
 
     async def run(self, interval: float = IDLE_SECONDS) -> None:
