@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 from typing import Final
 
 log = logging.getLogger("minibroker.server")
@@ -128,14 +129,19 @@ def small_objects_from_the_c_heap() -> bool:
     functions, which tell its blocks (the objects made before the switch)
     from the C heap's and free each where it came from.
 
-    Only when pymalloc itself is the allocator (not under ``PYTHONMALLOC``,
-    ``-X dev`` debug hooks or tracemalloc, which hook the allocator and are
-    left alone), and before other threads run. One effect:
+    The cost is CPU: glibc's malloc is slower than pymalloc for small
+    blocks (docs/reliability.md has the measured difference per message).
+    An operator who prefers pymalloc's speed to memory coming back says so
+    with ``PYTHONMALLOC=pymalloc``: any ``PYTHONMALLOC`` is left as chosen,
+    and so are ``-X dev``'s debug hooks and tracemalloc, which hook the
+    allocator. Done before other threads run. One effect:
     ``sys.getallocatedblocks()`` counts only pymalloc's blocks and is off
     afterwards. False where nothing was switched.
     """
-    if _libc_function("malloc_trim") is None or current_object_allocator() != "pymalloc":
-        return False  # no trim to give the pages back (not glibc), or not pymalloc's to switch
+    if os.environ.get("PYTHONMALLOC") or _libc_function("malloc_trim") is None:
+        return False  # the operator chose an allocator, or no trim to give pages back
+    if current_object_allocator() != "pymalloc":
+        return False  # debug hooks, tracemalloc, or switched already
     api = ctypes.pythonapi
     raw = _MemAllocator()
     api.PyMem_GetAllocator(_DOMAIN_RAW, ctypes.byref(raw))

@@ -78,9 +78,18 @@ BURST_CHILD = textwrap.dedent(
 )
 
 
+def without_pythonmalloc() -> dict[str, str]:
+    """This environment less PYTHONMALLOC: the children start on CPython's default."""
+    return {name: value for name, value in os.environ.items() if name != "PYTHONMALLOC"}
+
+
 def burst_retained_mib(mode: str) -> int:
     done = subprocess.run(
-        [sys.executable, "-c", BURST_CHILD, mode], capture_output=True, text=True, check=True
+        [sys.executable, "-c", BURST_CHILD, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=without_pythonmalloc(),
     )
     return int(done.stdout)
 
@@ -107,14 +116,16 @@ def test_the_switch_is_done_once_and_only_over_pymalloc() -> None:
         print(before, switch(), name(), switch())
         """
     )
-    plain = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
+    plain = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, env=without_pythonmalloc()
+    )
     if plain.stdout.split()[:1] != ["pymalloc"]:
         pytest.skip("this interpreter does not run pymalloc")
     # Switched, it is no allocator set CPython knows, and a second call does nothing.
     assert plain.stdout.split() == ["pymalloc", "True", "None", "False"]
-    # Under PYTHONMALLOC=malloc, or CPython's debug hooks, it changes nothing.
-    for allocator in ("malloc", "pymalloc_debug"):
-        env = {**os.environ, "PYTHONMALLOC": allocator}
+    # An allocator the operator chose (pymalloc too), or debug hooks: left as they are.
+    for allocator in ("pymalloc", "malloc", "pymalloc_debug"):
+        env = {**without_pythonmalloc(), "PYTHONMALLOC": allocator}
         done = subprocess.run(
             [sys.executable, "-c", child], capture_output=True, text=True, env=env, check=True
         )
