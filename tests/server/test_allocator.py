@@ -16,18 +16,24 @@ import pytest
 
 from minibroker.server.allocator import keep_large_blocks_mapped
 
-CHILD = textwrap.dedent(
+#: The start of every child: its argv[1] says "serve" (tuned) or "default".
+PRELUDE = textwrap.dedent(
     """
+    import gc
     import sys
 
-    from minibroker.server.allocator import keep_large_blocks_mapped
+    from minibroker.server import allocator
 
     def rss():
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * 4096
+    """
+)
 
+CHILD = PRELUDE + textwrap.dedent(
+    """
     if sys.argv[1] == "serve":
-        assert keep_large_blocks_mapped()
+        assert allocator.keep_large_blocks_mapped()
     big = b"x" * (8 << 20)
     del big  # a big answer came and went: glibc's own threshold is now 8 MiB
     start = rss()
@@ -54,25 +60,16 @@ def test_freed_big_blocks_go_back_to_the_system() -> None:
     assert retained_mib("serve") <= 4  # one 2 MiB block is still held
 
 
-BURST_CHILD = textwrap.dedent(
+BURST_CHILD = PRELUDE + textwrap.dedent(
     """
-    import gc
-    import sys
-
-    from minibroker.server.allocator import return_free_memory, small_objects_from_the_c_heap
-
-    def rss():
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * 4096
-
     if sys.argv[1] == "serve":
-        assert small_objects_from_the_c_heap()
+        assert allocator.small_objects_from_the_c_heap()
     start = rss()
     burst = [(i, str(i), [i]) for i in range(300_000)]  # about 60 MiB of small objects
     survivors = burst[::1000]  # a few outlive the burst, spread over it
     del burst
     gc.collect()
-    return_free_memory()  # what the server's settle does once idle
+    allocator.return_free_memory()  # what the server's settle does once idle
     print((rss() - start) >> 20)
     """
 )
