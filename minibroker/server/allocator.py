@@ -1,12 +1,9 @@
 """Tune the allocators of ``minibroker serve`` so that freed memory goes back to the system.
 
-Two parts, both process-wide and so never done for an embedded broker:
-big blocks keep their own mappings (``keep_large_blocks_mapped``), and small
-Python objects come from the C heap instead of CPython's arenas
+Two parts: big blocks keep their own mappings (``keep_large_blocks_mapped``),
+and small Python objects come from the C heap instead of CPython's arenas
 (``small_objects_from_the_c_heap``), so that ``malloc_trim``
-(``return_free_memory``) can hand back what a burst left.
-
-Big blocks (glibc only).
+(``return_free_memory``, at the server's settle) hands back what a burst left.
 
 A broker's big allocations come and go: a 1-16 MiB answer frame, the joined
 output of a chunk, a read's slice of a log. glibc serves blocks above its
@@ -20,9 +17,9 @@ explicitly turns that adjustment off, so big blocks keep their own mappings
 and go back to the system when freed; an mmap and munmap per big block
 costs microseconds against the milliseconds it takes to fill one.
 
-Only ``minibroker serve`` calls this: the allocator is process-wide, and an
-embedded broker must not retune the program it runs in. Elsewhere than glibc
-(musl, macOS) it does nothing.
+Only ``minibroker serve`` calls these: the allocators are process-wide, and
+an embedded broker must not retune the program it runs in. Elsewhere than
+glibc (musl, macOS) they do nothing.
 """
 
 from __future__ import annotations
@@ -127,7 +124,10 @@ def small_objects_from_the_c_heap() -> bool:
     before the interpreter starts; this does it from now on: new blocks come
     from malloc, while freeing and resizing still go through pymalloc's own
     functions, which tell its blocks (the objects made before the switch)
-    from the C heap's and free each where it came from.
+    from the C heap's and free each where it came from. (Those functions
+    still take a block resized from nothing, a list's first items say, or a
+    small pymalloc block resized, from pymalloc; the RSS still comes back
+    within 5 % of idle after a burst, docs/reliability.md.)
 
     The cost is CPU: glibc's malloc is slower than pymalloc for small
     blocks (docs/reliability.md has the measured difference per message).
