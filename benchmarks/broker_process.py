@@ -5,7 +5,8 @@ and the reliability tests.
 the port from its start-up line, keeps draining its log (stderr) in a thread
 so that it never blocks on a full pipe, and offers what those harnesses need:
 ``kill()`` (SIGKILL, no goodbye), ``stop()`` (SIGTERM, graceful), ``rss_bytes()``
-from /proc, and the log lines so far (``log``, ``log_text()``).
+from /proc, the log lines so far (``log``, ``log_text()``) and a wait for a
+line to come (``wait_for_line()``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ class BrokerProcess:
         self.port = port
         #: Every line the server has logged so far (appended by a reader thread).
         self.log = log
+        #: Notified by the reader thread at every new line (and at the end of the log).
+        self._new_line = threading.Condition()
+        self._ended = False
         self._reader = threading.Thread(target=self._read_log, daemon=True)
         self._reader.start()
 
@@ -85,7 +89,12 @@ class BrokerProcess:
     def _read_log(self) -> None:
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
-            self.log.append(line)
+            with self._new_line:
+                self.log.append(line)
+                self._new_line.notify_all()
+        with self._new_line:
+            self._ended = True
+            self._new_line.notify_all()
 
     @property
     def url(self) -> str:
@@ -104,6 +113,24 @@ class BrokerProcess:
     def lines_matching(self, pattern: str) -> list[str]:
         regex = re.compile(pattern)
         return [line for line in list(self.log) if regex.search(line)]
+
+    def wait_for_line(self, pattern: str, *, after: int = 0, timeout: float = 30.0) -> int:
+        """Index in ``log`` of the first line from ``after`` on that matches
+        ``pattern``, waiting for the server to log it; TimeoutError if it does
+        not within ``timeout`` seconds or the server's log ends first."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        seen = after
+        with self._new_line:
+            while True:
+                for index in range(seen, len(self.log)):
+                    if regex.search(self.log[index]):
+                        return index
+                seen = len(self.log)
+                left = deadline - time.monotonic()
+                if self._ended or left <= 0:
+                    raise TimeoutError(f"the server logged no line matching {pattern!r}")
+                self._new_line.wait(left)
 
     def rss_bytes(self) -> int:
         """Resident memory of the server process, from /proc/PID/status (Linux)."""

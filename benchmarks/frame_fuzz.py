@@ -21,7 +21,8 @@ Meanwhile a healthy client pings every 10 ms. The run records crashes (the
 server exited), hangs (a ping unanswered for 10 s, or a fuzzing connection
 that got no EOF within 10 s of a frame that must end it), ``internal``
 errors, the healthy client's latency, and the server's RSS at start, at its
-peak and after every queue and log left is deleted at the end.
+peak, 2 s after every queue and log left is deleted at the end, and once the
+server has settled its memory (server/memory_settle.py logs it).
 
     python -m benchmarks.frame_fuzz                     # 1,000,000 frames
     python -m benchmarks.frame_fuzz --frames 20000 --json fuzz.json
@@ -51,6 +52,8 @@ from minibroker.protocol.frame_class import fields
 from minibroker.protocol.frames import PROTOCOL_VERSION, REQUESTS
 
 HANG_SECONDS = 10.0
+#: What ``minibroker serve`` logs when it gives a burst's memory back.
+SETTLED = "settled memory after a burst"
 PING_INTERVAL = 0.01
 QUEUES = [f"fz{i}" for i in range(4)]
 LOGS = [f"fzl{i}" for i in range(4)]
@@ -76,6 +79,8 @@ class FuzzReport:
     rss_start_mib: float = 0.0
     rss_peak_mib: float = 0.0
     rss_end_mib: float = 0.0
+    #: RSS once the server settled its memory after the round (None: it did not within 30 s).
+    rss_settled_mib: float | None = None
     seconds: float = 0.0
     server_tracebacks: int = 0
 
@@ -193,8 +198,17 @@ class FrameGenerator:
 
 
 class Fuzzer:
-    def __init__(self, server: BrokerProcess, frames: int, seed: int, workers: int) -> None:
+    def __init__(
+        self,
+        server: BrokerProcess,
+        frames: int,
+        seed: int,
+        workers: int,
+        idle_mib: float | None = None,
+    ) -> None:
         self.server = server
+        #: The server's RSS before the first round (default: at this round's start).
+        self.idle_mib = idle_mib
         self.frames = frames
         self.seed = seed
         self.workers = workers
@@ -208,6 +222,7 @@ class Fuzzer:
     async def run(self) -> FuzzReport:
         report = self.report
         started = time.perf_counter()
+        seen = len(self.server.log)
         async with minibroker.connect(self.server.url) as healthy:
             await healthy.ping()
             report.rss_start_mib = self.server.rss_bytes() / MiB
@@ -234,6 +249,7 @@ class Fuzzer:
         report.crashed = not self.server.alive()
         report.rss_end_mib = self.server.rss_bytes() / MiB
         report.server_tracebacks = len(self.server.lines_matching("Traceback"))
+        report.rss_settled_mib = await trio.to_thread.run_sync(self._settled_rss, seen)
         if self.latencies:
             ordered = sorted(self.latencies)
             report.pings = len(ordered)
@@ -241,6 +257,17 @@ class Fuzzer:
             report.ping_p99_ms = ordered[int(len(ordered) * 0.99)] * 1000
             report.ping_max_ms = ordered[-1] * 1000
         return report
+
+    def _settled_rss(self, seen: int) -> float | None:
+        """RSS after the first settle that finds the memory back near where it
+        started (a settle may also come in a pause of the round)."""
+        target = (self.idle_mib or self.report.rss_start_mib) * 1.10
+        while (rss := self.server.rss_bytes() / MiB) > target:
+            try:
+                seen = self.server.wait_for_line(SETTLED, after=seen) + 1
+            except TimeoutError:
+                return None
+        return rss
 
     async def _ping(self, healthy: Any) -> None:
         while not self.done:
@@ -345,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     reports = []
     with BrokerProcess.start() as server:
         for round_number in range(args.rounds):
-            fuzzer = Fuzzer(server, args.frames, args.seed + round_number, args.workers)
+            idle = reports[0].rss_start_mib if reports else None
+            fuzzer = Fuzzer(server, args.frames, args.seed + round_number, args.workers, idle)
             report = trio.run(fuzzer.run)
             reports.append(report)
             print(f"--- round {round_number + 1}")

@@ -20,7 +20,7 @@ from minibroker.defaults import DEFAULT_HOST, DEFAULT_PORT
 from minibroker.errors import BrokerError
 from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES
 from minibroker.server.accept import raise_open_file_limit
-from minibroker.server.allocator import keep_large_blocks_mapped
+from minibroker.server.allocator import keep_large_blocks_mapped, small_objects_from_the_c_heap
 from minibroker.server.app import BrokerServer
 from minibroker.server.memory_settle import MemorySettler
 
@@ -284,6 +284,7 @@ def run(args: argparse.Namespace) -> int:
     raise_open_file_limit()
     failure: OSError | BrokerError | None = None
     keep_large_blocks_mapped()  # memory of big frames goes back to the system
+    small_objects_from_the_c_heap()  # and that of a burst's small objects, when trimmed
     try:
         trio.run(serve_until_signalled, config)
     except* (OSError, BrokerError) as group:

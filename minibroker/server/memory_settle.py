@@ -7,15 +7,23 @@ each: CPython keeps freed tuples, lists, dicts and floats on free lists (up
 to 2,000 tuples of each size) for reuse, and only a full collection
 (``gc.collect()``) empties those lists. One object on a free list pins its
 whole 1 MiB arena. A full collection plus glibc's ``malloc_trim`` brought
-a fuzzed server from 60 MiB back to 40 (and with the cycle of a closed
-connection broken, see server/connection.py, to its idle size).
+a fuzzed server from 60 MiB back to 40; the rest were arenas pinned by the
+few objects a burst leaves alive, gone since small objects come from the C
+heap, whose free pages ``malloc_trim`` returns (server/allocator.py).
 
 A full collection walks every tracked object, so it is done only when the
-server is idle (no frame came in for a whole ``interval``) and its RSS grew
-by ``slack`` since the last time: a busy server never pauses for it, and a
-quiet one pays once per burst. Only ``minibroker serve`` runs this (as with
-``keep_large_blocks_mapped``): an embedded broker leaves the garbage collector
-of the program it runs in alone.
+server is idle (no frame came in for a whole ``interval``), something
+happened since the last settle, and the RSS is ``slack`` above the lowest
+level a settle ever brought it to (the *floor*; at first the RSS at start).
+Measuring from the floor, not from the last settle, matters: a settle while
+a backlog was still held used to become the new reference, so once the
+backlog was consumed and deleted the memory it left was never handed back.
+A settle that gives nothing back (the memory is in use: a backlog, a big
+log) makes the next one wait twice as many idle intervals as the last, up
+to ``MAX_BACKOFF``, so an idle server that holds a lot pays for a full
+collection rarely. A busy server never pauses for it. Only ``minibroker
+serve`` runs this (as with the tuning in server/allocator.py): an embedded
+broker leaves the garbage collector of the program it runs in alone.
 """
 
 from __future__ import annotations
@@ -34,8 +42,11 @@ log = logging.getLogger("minibroker.server")
 
 #: Seconds without a frame in that count as idle; also how often RSS is read.
 IDLE_SECONDS: Final = 1.0
-#: Growth of the RSS since the last settle that makes the next idle moment settle.
-SLACK_BYTES: Final = 8 * 1024 * 1024
+#: RSS above the floor that makes the next idle moment settle: under a tenth
+#: of an idle server's 32 MiB, so what is left after a burst stays within 10 %.
+SLACK_BYTES: Final = 2 * 1024 * 1024
+#: Most idle intervals to wait after a settle that gave nothing back.
+MAX_BACKOFF: Final = 600
 
 
 def resident_bytes() -> int | None:
@@ -55,7 +66,7 @@ def collect_and_trim() -> None:
 
 
 class MemorySettler:
-    """Settles memory at the first idle moment after the RSS grew by ``slack``."""
+    """Settles memory at the first idle moment after the RSS rose ``slack`` above its floor."""
 
     def __init__(
         self,
@@ -70,8 +81,13 @@ class MemorySettler:
         self._settle = settle
         self._slack = slack
         self._last_frames = frames_in()
-        #: RSS after the last settle (or at start): the level growth is measured from.
-        self._baseline = rss()
+        #: Frames in at the last settle: with none since, there is nothing new to give back.
+        self._frames_at_settle = self._last_frames
+        #: The lowest RSS at start or after a settle: what memory can come back to.
+        self._floor = rss()
+        #: Idle intervals still to skip, and how many the next fruitless settle adds.
+        self._skip = 0
+        self._backoff = 1
         self.settled = 0
 
     def tick(self) -> bool:
@@ -79,16 +95,28 @@ class MemorySettler:
         frames = self._frames_in()
         busy = frames != self._last_frames
         self._last_frames = frames
-        if busy or self._baseline is None:
+        if busy or self._floor is None or frames == self._frames_at_settle:
+            return False
+        if self._skip:
+            self._skip -= 1
             return False
         before = self._rss()
-        if before is None or before < self._baseline + self._slack:
+        if before is None or before < self._floor + self._slack:
             return False
         self._settle()
+        self._frames_at_settle = frames
         after = self._rss()
-        self._baseline = after if after is not None else before
+        after = before if after is None else after
+        self._floor = min(self._floor, after)
+        if after < self._floor + self._slack:
+            self._backoff = 1  # it came back: settle at the next burst's end at once
+        else:  # the memory is in use: try again later, and later still if it stays
+            self._skip = self._backoff
+            self._backoff = min(self._backoff * 2, MAX_BACKOFF)
         self.settled += 1
-        log.debug("settled memory after a burst: RSS %d -> %s bytes", before, after)
+        log.info(
+            "settled memory after a burst: RSS %.1f -> %.1f MiB", before / 2**20, after / 2**20
+        )
         return True
 
     async def run(self, interval: float = IDLE_SECONDS) -> None:

@@ -20,10 +20,13 @@ class Fake:
         self.frames = 0
         self.rss = 32 * MiB
         self.settles = 0
+        #: False while the memory is in use: a settle then gives nothing back.
+        self.freed = True
 
     def settle(self) -> None:
         self.settles += 1
-        self.rss = 33 * MiB
+        if self.freed:
+            self.rss = 33 * MiB
 
     def settler(self) -> MemorySettler:
         return MemorySettler(
@@ -41,12 +44,62 @@ def test_settles_once_idle_after_growth_and_never_while_busy() -> None:
         assert not settler.tick()
     assert settler.tick()  # the first idle interval after it
     assert fake.settles == 1 and fake.rss == 33 * MiB
-    assert not settler.tick()  # back at the baseline: nothing more to do
-    fake.rss = 40 * MiB  # below baseline + slack
+    assert not settler.tick()  # back at the floor: nothing more to do
+    fake.frames += 1
+    fake.rss = 40 * MiB  # below floor + slack
     assert not settler.tick()
     fake.rss = 42 * MiB
     assert settler.tick()
     assert fake.settles == 2 and settler.settled == 2
+
+
+def test_nothing_happened_since_the_last_settle_so_it_does_not_repeat() -> None:
+    fake = Fake()
+    settler = fake.settler()
+    fake.frames += 1
+    fake.rss = 90 * MiB
+    fake.freed = False
+    assert not settler.tick()  # the burst's interval
+    assert settler.tick()  # idle after it: settles, but the memory is in use
+    for _ in range(10):
+        assert not settler.tick()  # no frame since: the same memory, no new attempt
+    assert fake.settles == 1
+
+
+def test_memory_held_during_a_settle_is_given_back_once_it_is_freed() -> None:
+    """A settle while a backlog is held must not become the reference: when the
+    backlog is later consumed and deleted, the next idle moment settles again."""
+    fake = Fake()
+    settler = fake.settler()
+    fake.frames += 1
+    fake.rss = 90 * MiB  # a backlog of 58 MiB sits in a queue, the server goes idle
+    fake.freed = False
+    assert not settler.tick()  # busy
+    assert settler.tick() and fake.rss == 90 * MiB  # nothing to give back yet
+    fake.frames += 1  # a consumer takes the backlog and the queue is deleted
+    fake.freed = True
+    assert not settler.tick()  # busy
+    assert not settler.tick()  # the first idle moment after it is skipped (backoff)
+    assert settler.tick()  # then the freed memory goes back
+    assert fake.rss == 33 * MiB and fake.settles == 2
+
+
+def test_a_fruitless_settle_waits_longer_each_time() -> None:
+    fake = Fake()
+    settler = fake.settler()
+    fake.freed = False
+    fake.rss = 200 * MiB  # in use for good (a big log), the server pinged now and then
+    gaps = []
+    idle_ticks = 0
+    for _ in range(40):
+        fake.frames += 1  # a ping
+        assert not settler.tick()  # the interval of the ping is busy
+        idle_ticks += 1
+        if settler.tick():
+            gaps.append(idle_ticks)
+            idle_ticks = 0
+    assert gaps[:5] == [1, 2, 3, 5, 9]  # each attempt skips twice as many idle moments
+    assert fake.settles == len(gaps)
 
 
 def test_without_a_reading_of_the_rss_it_never_settles() -> None:
