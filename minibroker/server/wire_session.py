@@ -3,11 +3,14 @@
 Every front end (the msgpack protocol today; AMQP 0-9-1, Kafka and others
 beside it) keeps its protocol state in a sans-I/O object per connection:
 bytes go in through ``receive_data``, the core is called synchronously, and
-bytes come out of ``data_to_send``. The shell (``Connection``, group commit,
-graceful shutdown) drives any such object the same way, so a new front end
+bytes come out of ``data_to_send``. The shell (``Connection``, graceful
+shutdown) drives any such object the same way, so a new front end
 reuses the chunked reads, coalesced writes, backpressure and closing logic
 instead of writing its own. ``minibroker.protocol.session.Session`` is the
 reference implementation; this protocol names exactly the part the shell uses.
+A confirmation that must wait for the group commit's fsync is not the
+shell's business: the session holds it through ``broker.durability``
+(core/durability.py), which calls it back when the fsync is done.
 """
 
 from __future__ import annotations
@@ -85,14 +88,6 @@ class WireSession(Protocol):
 
     def shutdown(self) -> None:
         """The server is stopping: say goodbye and close once flushed."""
-        ...
-
-    def release_synced(self, generation: int) -> None:
-        """Group commit reached ``generation``: send the confirms it covers."""
-        ...
-
-    def fail_held(self, error: BrokerError) -> None:
-        """The group commit's fsync failed: held confirms become errors."""
         ...
 
 
