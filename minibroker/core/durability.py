@@ -40,7 +40,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from minibroker.core.config import FsyncPolicy
-from minibroker.core.histogram import LatencyHistogram
+from minibroker.core.histogram import FSYNC_BUCKETS, LatencyHistogram
 from minibroker.errors import BrokerError, StorageError, StorageFull
 
 log = logging.getLogger("minibroker.storage")
@@ -77,7 +77,7 @@ class Durability:
         self.on_dirty: Callable[[], None] | None = None
         #: Successful group-commit syncs, and how long each took.
         self.fsyncs = 0
-        self.fsync_seconds = LatencyHistogram()
+        self.fsync_seconds = LatencyHistogram(FSYNC_BUCKETS)
         self._sync_storage = sync_storage
         #: (generation, confirm), in the order held; generations never decrease.
         self._held: deque[tuple[int, Confirm]] = deque()
