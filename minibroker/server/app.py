@@ -206,7 +206,7 @@ class BrokerServer:
             nursery.start_soon(self.timers.run)
             if self.busy_poll.enabled:
                 nursery.start_soon(self.busy_poll.run)
-            if self.broker.durability.policy == "batch":
+            if self.broker.durability.holds_confirms:
                 # Group commit; "always" syncs inline (Durability.written) and
                 # "never" (or no data directory) not at all.
                 nursery.start_soon(self.group_commit.run)
