@@ -37,7 +37,6 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Literal
 
 from minibroker.core.config import FsyncPolicy
 from minibroker.core.histogram import FSYNC_BUCKETS, LatencyHistogram
@@ -48,8 +47,6 @@ log = logging.getLogger("minibroker.storage")
 #: Told the outcome of the sync it waited for: None once the writes are on
 #: disk, else the error that kept them from it.
 Confirm = Callable[[BrokerError | None], None]
-#: The policy in force: ``never`` also stands for "no data directory".
-Policy = Literal["always", "batch", "never"]
 
 
 class Durability:
@@ -67,7 +64,8 @@ class Durability:
     )
 
     def __init__(self, policy: FsyncPolicy, sync_storage: Callable[[], None]) -> None:
-        self.policy: Policy = policy
+        #: The policy in force; ``never`` also stands for "no data directory".
+        self.policy: FsyncPolicy = policy
         #: Bumped by every durable write left for a later sync (not under ``always``).
         self.generation = 0
         #: The generation the last finished sync covered (failed syncs included:
