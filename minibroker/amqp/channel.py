@@ -309,7 +309,7 @@ class Channel:
         if self.transaction is not None:
             self._hold_publish(self.transaction, publish, raw, body)
             return
-        generation = session.broker.write_generation
+        generation = session.broker.durability.generation
         if reply:
             target = vhost.reply_targets.get(key[len(_REPLY_PREFIX) :])
             taken, refused = (0, 0) if target is None else (1, 0)
@@ -328,7 +328,7 @@ class Channel:
         if not taken and publish.mandatory:
             self.write(Basic.Return(NO_ROUTE, "NO_ROUTE", publish.exchange, key), raw, body)
         if self.confirming:
-            durable = session.broker.write_generation != generation
+            durable = session.broker.durability.generation != generation
             session.confirm(self, seq, ok=not refused, durable=durable)
 
     def _reply_address(self) -> str:
@@ -591,7 +591,7 @@ class Channel:
         session.transactions_size -= transaction.size
         transaction.size = 0
         self.transaction = None  # so _route routes instead of holding
-        generation = session.broker.write_generation
+        generation = session.broker.durability.generation
         try:
             for held in transaction.publishes:
                 self._route(held.method, held.properties, held.body)
@@ -603,7 +603,7 @@ class Channel:
         for deliveries, action in transaction.settlements:
             self.unacked.update(deliveries)
             self.settle(list(deliveries), action)
-        session.committed(self, durable=session.broker.write_generation != generation)
+        session.committed(self, durable=session.broker.durability.generation != generation)
 
     def _tx_rollback(self, method: commands.Tx.Rollback) -> None:
         transaction = self._transaction()
@@ -628,10 +628,12 @@ class Channel:
             raise HardError(
                 COMMAND_INVALID, f"invalid exchange type '{method.exchange_type}'", method.index
             )
-        access = self.session.access
+        session = self.session
+        access = session.access
         if access is not None and not method.passive:
-            access.exchange_itself(ADMIN, method.exchange, self.session.vhost.name)
-        self.session.vhost.declare_exchange(
+            access.exchange_itself(ADMIN, method.exchange, session.vhost.name)
+        generation = session.broker.durability.generation
+        session.vhost.declare_exchange(
             method.exchange,
             method.exchange_type,
             passive=method.passive,
@@ -641,30 +643,34 @@ class Channel:
             arguments=dict(method.arguments or {}),
         )
         if not method.nowait:
-            self.write(commands.Exchange.DeclareOk())
+            session.reply_after_fsync(self, commands.Exchange.DeclareOk(), since=generation)
 
     def _exchange_delete(self, method: commands.Exchange.Delete) -> None:
-        if self.session.access is not None:
-            self.session.access.exchange_itself(ADMIN, method.exchange, self.session.vhost.name)
-        self.session.vhost.delete_exchange(
-            method.exchange, if_unused=method.if_unused, now=self.session.now
-        )
+        session = self.session
+        if session.access is not None:
+            session.access.exchange_itself(ADMIN, method.exchange, session.vhost.name)
+        generation = session.broker.durability.generation
+        session.vhost.delete_exchange(method.exchange, if_unused=method.if_unused, now=session.now)
         if not method.nowait:
-            self.write(commands.Exchange.DeleteOk())
+            session.reply_after_fsync(self, commands.Exchange.DeleteOk(), since=generation)
 
     def _exchange_bind(self, method: commands.Exchange.Bind) -> None:
         self._check_exchange_binding(method.destination, method.source, method.routing_key)
-        self.session.vhost.bind_exchange(
+        session = self.session
+        generation = session.broker.durability.generation
+        session.vhost.bind_exchange(
             method.destination, method.source, method.routing_key, dict(method.arguments or {})
         )
         if not method.nowait:
-            self.write(commands.Exchange.BindOk())
+            session.reply_after_fsync(self, commands.Exchange.BindOk(), since=generation)
 
     def _exchange_unbind(self, method: commands.Exchange.Unbind) -> None:
         self._check_exchange_binding(method.destination, method.source, method.routing_key)
-        self.session.vhost.unbind_exchange(method.destination, method.source, method.routing_key)
+        session = self.session
+        generation = session.broker.durability.generation
+        session.vhost.unbind_exchange(method.destination, method.source, method.routing_key)
         if not method.nowait:
-            self.write(commands.Exchange.UnbindOk())
+            session.reply_after_fsync(self, commands.Exchange.UnbindOk(), since=generation)
 
     def _check_exchange_binding(self, destination: str, source: str, key: str) -> None:
         access = self.session.access
@@ -678,6 +684,7 @@ class Channel:
 
     def _queue_declare(self, method: commands.Queue.Declare) -> None:
         session = self.session
+        generation = session.broker.durability.generation
         name, ready, consumers = session.vhost.declare_queue(
             session.conn_id,
             method.queue,
@@ -691,7 +698,8 @@ class Channel:
         )
         session.last_queue = name
         if not method.nowait:
-            self.write(commands.Queue.DeclareOk(name, ready, consumers))
+            declared = commands.Queue.DeclareOk(name, ready, consumers)
+            session.reply_after_fsync(self, declared, since=generation)
 
     def _queue_bind(self, method: commands.Queue.Bind) -> None:
         session = self.session
@@ -705,9 +713,10 @@ class Channel:
                     READ, exchange.name, exchange.type, method.routing_key, vhost.name
                 )
         vhost.check_owner(name, session.conn_id)
+        generation = session.broker.durability.generation
         vhost.bind(name, method.exchange, method.routing_key, dict(method.arguments or {}))
         if not method.nowait:
-            self.write(commands.Queue.BindOk())
+            session.reply_after_fsync(self, commands.Queue.BindOk(), since=generation)
 
     def _queue_unbind(self, method: commands.Queue.Unbind) -> None:
         session = self.session
@@ -715,8 +724,9 @@ class Channel:
         if session.access is not None:
             session.access.queue(ADMIN, name, session.vhost.name)
         session.vhost.check_owner(name, session.conn_id)
+        generation = session.broker.durability.generation
         session.vhost.unbind(name, method.exchange, method.routing_key)
-        self.write(commands.Queue.UnbindOk())
+        session.reply_after_fsync(self, commands.Queue.UnbindOk(), since=generation)
 
     def _queue_purge(self, method: commands.Queue.Purge) -> None:
         session = self.session
@@ -725,15 +735,17 @@ class Channel:
             session.access.queue(ADMIN, name, session.vhost.name)
         queue = session.vhost.queue(name)
         session.vhost.check_owner(name, session.conn_id)
+        generation = session.broker.durability.generation
         count = queue.purge(session.now)
         if not method.nowait:
-            self.write(commands.Queue.PurgeOk(count))
+            session.reply_after_fsync(self, commands.Queue.PurgeOk(count), since=generation)
 
     def _queue_delete(self, method: commands.Queue.Delete) -> None:
         session = self.session
         name = method.queue or session.last_queue
         if session.access is not None:
             session.access.queue(ADMIN, name, session.vhost.name)
+        generation = session.broker.durability.generation
         count = session.vhost.delete_queue(
             session.conn_id,
             name,
@@ -742,7 +754,7 @@ class Channel:
             now=session.now,
         )
         if not method.nowait:
-            self.write(commands.Queue.DeleteOk(count))
+            session.reply_after_fsync(self, commands.Queue.DeleteOk(count), since=generation)
 
 
 def _expiration(value: str | None) -> float | None:

@@ -27,6 +27,7 @@ import logging
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Final
 
 from pamqp import base, commands, decode
@@ -87,8 +88,6 @@ class AmqpSettings:
     #: port's authenticator, so the same tokens open both doors.
     authenticate: Callable[[str | None], object]
     outbound_high_water: int = 1024 * 1024
-    #: Hold publisher confirms of durable writes until the group commit's fsync.
-    hold_until_synced: bool = False
     frame_max: int = FRAME_MAX
     heartbeat: int = HEARTBEAT
     #: Body bytes of publishes begun and not yet complete, over all channels of
@@ -122,8 +121,9 @@ class AmqpSession:
         self.transactions_size = 0
         #: A consumer found the outbound buffer full; feed consumers again once it drains.
         self.starved = False
-        #: Confirms waiting for group commit: (write generation, channel, sequence, ok).
-        self._held: list[tuple[int, Channel, int, bool]] = []
+        #: Answers held through ``broker.durability`` for the group commit and
+        #: not yet sent; while any is, later ones wait behind it (``_after_fsync``).
+        self._holding = 0
         self._heartbeat = 0
         self._heartbeat_timer: Timer | None = None
         self._heard = True
@@ -525,49 +525,57 @@ class AmqpSession:
 
     def confirm(self, channel: Channel, seq: int, *, ok: bool, durable: bool) -> None:
         """Basic.Ack (or Nack) publish ``seq``, after the fsync when it made a durable write."""
-        if self._held or (durable and self.settings.hold_until_synced):
-            self._held.append((self.broker.write_generation, channel, seq, ok))
-            return
-        self._send_confirm(channel, seq, ok)
+        self._after_fsync(durable, partial(self._send_confirm, channel, seq, ok))
 
     def committed(self, channel: Channel, *, durable: bool) -> None:
-        """Tx.CommitOk, after the fsync when the commit made a durable write (held
-        in line with the confirms, as sequence number ``_COMMIT``)."""
-        if self._held or (durable and self.settings.hold_until_synced):
-            self._held.append((self.broker.write_generation, channel, _COMMIT, True))
-            return
-        self._send_confirm(channel, _COMMIT, True)
+        """Tx.CommitOk, after the fsync when the commit made a durable write."""
+        self._after_fsync(durable, partial(self._send_confirm, channel, _COMMIT, True))
 
-    def _send_confirm(self, channel: Channel, seq: int, ok: bool) -> None:
+    def reply_after_fsync(self, channel: Channel, reply: base.Frame, *, since: int) -> None:
+        """The answer to a method that may change durable state (declare, bind,
+        unbind, delete, purge), after the fsync when the write generation moved
+        ``since`` it was called: a crash must not undo what the client saw done."""
+        durable = self.broker.durability.generation != since
+        self._after_fsync(durable, partial(self._send_reply, channel, reply))
+
+    def _after_fsync(self, durable: bool, send: Callable[[bool], None]) -> None:
+        """``send(True)`` now, or ``send(synced)`` once the group commit's fsync
+        is done when the answer covers a durable write. Behind an answer already
+        held every answer waits, so a channel's confirms and replies keep their order."""
+        durability = self.broker.durability
+        if self._holding or (durable and durability.holds_confirms):
+            self._holding += 1
+            durability.hold(partial(self._synced, send))
+            return
+        send(True)
+
+    def _synced(self, send: Callable[[bool], None], error: BrokerError | None) -> None:
+        self._holding -= 1
+        send(error is None)
+        self.wakeup()
+
+    def _send_confirm(self, channel: Channel, seq: int, ok: bool, synced: bool) -> None:
         if channel.closing or self.channels.get(channel.number) is not channel:
             return  # the channel closed meanwhile: its confirms died with it
         if seq == _COMMIT:
-            if ok:
+            if synced:
                 self.write(framing.method_frame(channel.number, commands.Tx.CommitOk()))
             else:
                 failed = SoftError(PRECONDITION_FAILED, "the commit could not be made durable")
                 self._close_channel(channel, failed, commands.Tx.Commit.index)
             return
-        self.write(framing.confirm_frame(channel.number, seq, ok))
+        self.write(framing.confirm_frame(channel.number, seq, ok and synced))
 
-    def release_synced(self, generation: int) -> None:
-        held = self._held
-        if not held:
+    def _send_reply(self, channel: Channel, reply: base.Frame, synced: bool) -> None:
+        if channel.closing or self.channels.get(channel.number) is not channel:
             return
-        done = 0
-        for written, channel, seq, ok in held:
-            if written > generation:
-                break
-            self._send_confirm(channel, seq, ok)
-            done += 1
-        del held[:done]
-        self.wakeup()
-
-    def fail_held(self, error: BrokerError) -> None:
-        held, self._held = self._held, []
-        for _, channel, seq, _ in held:
-            self._send_confirm(channel, seq, False)
-        self.wakeup()
+        if synced:
+            self.write(framing.method_frame(channel.number, reply))
+        elif self.closing is None:
+            # As when the declaration cannot be written (durable.py): the
+            # server cannot keep what it declares, which is a connection error.
+            failed = f"could not sync durable state to disk ({reply.name})"
+            self._close_connection(HardError(INTERNAL_ERROR, failed))
 
     @property
     def over_high_water(self) -> bool:
@@ -599,7 +607,6 @@ class AmqpSession:
         if self.closed:
             return
         self.closed = True
-        self._held.clear()
         if self._heartbeat_timer is not None:
             self._heartbeat_timer.cancel()
         self._release_all()

@@ -8,7 +8,9 @@ tests/test_layers.py at run time). Front ends call in with plain values; the
 core answers with plain values, calls the ``Peer`` of the connections
 involved, and arms deadlines in ``Timers``.
 
-- :mod:`~minibroker.core.broker`: ``Broker``, the namespaces, durability hooks
+- :mod:`~minibroker.core.broker`: ``Broker``, the namespaces, storage
+- :mod:`~minibroker.core.durability`: the fsync policy, the write generation and
+  the confirmations waiting for a sync (:mod:`~minibroker.core.histogram`: its fsync times)
 - :mod:`~minibroker.core.namespace`: one isolated set of models; the storage ports
 - :mod:`~minibroker.core.peer`: the ``Peer`` port a connection offers the core
 - :mod:`~minibroker.core.timers`: the deadline heap the shell's timer task drives

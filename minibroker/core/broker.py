@@ -13,10 +13,10 @@ shared broker, so tests never see each other's queues.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from minibroker.core.config import CoreConfig
+from minibroker.core.durability import Durability
 from minibroker.core.namespace import MemoryLogFactory, Namespace, StorageOpener
 from minibroker.core.peer import Peer
 from minibroker.core.timers import Timers
@@ -81,10 +81,11 @@ class Broker:
         self.storage = storage
         self._memory_log = memory_log
         self._namespaces: dict[str, Namespace] = {}
-        #: Bumped by every durable write; the shell fsyncs up to it before
-        #: confirming (group commit). See server/durability.py.
-        self.write_generation = 0
-        self.on_durable_write: Callable[[], None] | None = None
+        #: The fsync policy and the confirmations waiting for a sync (models
+        #: report their writes to it, the shell syncs it): core/durability.py.
+        self.durability = Durability(
+            self.config.fsync if storage is not None else "never", self.sync_storage
+        )
         #: The x-ray tracer when tracing is on (core/xray.py); None costs one check per request.
         self.xray: Xray | None = None
 
@@ -178,22 +179,11 @@ class Broker:
 
     # ----------------------------------------------------------- durability
 
-    def note_durable_write(self) -> None:
-        """Called by models after writing to storage that must be fsynced before confirming.
-
-        Under ``fsync=always`` the write is synced right here, before the
-        request that made it can be confirmed; under ``batch`` the shell's
-        group commit syncs it and releases the held confirm; under ``never``
-        nothing is synced (the OS writes it back when it pleases).
-        """
-        self.write_generation += 1
-        if self.config.fsync == "always":
-            self.sync_storage()
-        elif self.on_durable_write is not None:
-            self.on_durable_write()
-
     def sync_storage(self) -> None:
-        """fsync every store with unsynced writes (on the calling thread)."""
+        """fsync every store with unsynced writes (on the calling thread).
+
+        The storage step of ``durability``; call ``durability.sync()`` to
+        sync and also release the confirmations waiting for it."""
         for ns in list(self._namespaces.values()):
             ns.sync()
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final
 
 from minibroker.core.config import Limits
 from minibroker.core.durations import check_seconds
@@ -72,7 +72,6 @@ RECORD_OVERHEAD: Final = 48
 
 Start = int | str
 START_NAMES: Final = ("earliest", "latest", "committed")
-Durability = Literal["memory", "never", "batch", "always"]
 
 
 def check_read_limits(max_records: int, max_bytes: int, limits: Limits) -> None:
@@ -261,13 +260,6 @@ class Logs:
     def limits(self) -> Limits:
         return self.broker.config.limits
 
-    @property
-    def durability(self) -> Durability:
-        """How appends are made durable: no storage, or the fsync policy in force."""
-        if self.broker.storage is None:
-            return "memory"
-        return self.broker.config.fsync
-
     # --------------------------------------------------------------- lookup
 
     def get(self, name: str) -> Log:
@@ -452,24 +444,22 @@ class Logs:
         return first
 
     def _written(self, target: Log, *, data: bool) -> None:
-        """Make a write durable per the policy, and visible once it is."""
-        mode = self.durability
-        if mode == "batch":
+        """Report a write to the broker's durability (core/durability.py).
+
+        Appended records become visible once synced: at the group commit's
+        fsync (``batch``), inside this call (``always``), or at once when
+        nothing is synced (``never``, no data directory)."""
+        durability = self.broker.durability
+        if not durability.on_disk:
             if data:
-                target.data_dirty = True
-            else:
-                target.meta_dirty = True
-            self._dirty[target] = None
-            self.broker.note_durable_write()
+                target.advance()
             return
-        if mode == "always":
-            self.fsyncs += 1
-            if data:
-                target.store.sync()
-            elif target.meta is not None:
-                target.meta.store.sync()
         if data:
-            target.advance()
+            target.data_dirty = True
+        else:
+            target.meta_dirty = True
+        self._dirty[target] = None
+        durability.written()
 
     # ------------------------------------------------------------------ read
 

@@ -125,7 +125,7 @@ class Namespace:
             return storage.open(namespace, STATE_KIND, name, segment_bytes=STATE_SEGMENT_BYTES)
 
         exists = name in storage.existing(namespace, STATE_KIND)
-        return StateJournal(open_store, self.broker.note_durable_write, exists=exists)
+        return StateJournal(open_store, self.broker.durability.written, exists=exists)
 
     def has_state(self, name: str) -> bool:
         """True when a front end's state ``name`` exists on disk for this namespace."""

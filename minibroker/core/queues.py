@@ -1357,7 +1357,7 @@ class Queues:
             store,
             options,
             epoch_offset=self.broker.clock.epoch_offset,
-            on_write=self.broker.note_durable_write,
+            on_write=self.broker.durability.written,
             settings=self.compaction,
             defer=self._defer_journal_ids,
         )
@@ -1431,7 +1431,7 @@ class Queues:
                 store,
                 found,
                 epoch_offset=epoch_offset,
-                on_write=self.broker.note_durable_write,
+                on_write=self.broker.durability.written,
                 settings=self.compaction,
                 defer=self._defer_journal_ids,
             )

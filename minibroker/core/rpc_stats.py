@@ -13,30 +13,14 @@ bucket and a metrics backend never sees an unbounded label set.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Final
 
+from minibroker.core.histogram import SUBSECOND_BUCKETS, LatencyHistogram
+
 #: Upper bounds (seconds) of the latency buckets; the last bucket is +Inf.
 #: Loopback request/reply sits near 100-300 µs, so the low end is fine-grained.
-LATENCY_BUCKETS: Final[tuple[float, ...]] = (
-    0.0001,
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
+LATENCY_BUCKETS: Final[tuple[float, ...]] = (*SUBSECOND_BUCKETS, 2.5, 5.0, 10.0)
 
 #: Most subjects given their own latency histogram per namespace.
 MAX_TRACKED_SUBJECTS: Final = 256
@@ -53,27 +37,6 @@ OUTCOMES: Final[tuple[str, ...]] = (
     "responder_gone",
     "abandoned",
 )
-
-
-@dataclass(slots=True)
-class LatencyHistogram:
-    """Counts per bucket (not cumulative) and the sum of observed seconds."""
-
-    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
-    total: float = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self.total += seconds
-
-    @property
-    def count(self) -> int:
-        return sum(self.counts)
-
-    def merge(self, other: LatencyHistogram) -> None:
-        for index, value in enumerate(other.counts):
-            self.counts[index] += value
-        self.total += other.total
 
 
 @dataclass(slots=True)
@@ -95,5 +58,5 @@ class RpcStats:
                 subject = OTHER_SUBJECT
             histogram = self.latency.get(subject)
             if histogram is None:
-                histogram = self.latency[subject] = LatencyHistogram()
+                histogram = self.latency[subject] = LatencyHistogram(LATENCY_BUCKETS)
         histogram.observe(seconds)

@@ -447,7 +447,7 @@ class Topics:
             binding_journal.NAME,
             segment_bytes=binding_journal.SEGMENT_BYTES,
         )
-        journal = BindingJournal(store, broker.note_durable_write)
+        journal = BindingJournal(store, broker.durability.written)
         for queue, pattern in list(journal.bindings):
             target = self._queues.find(queue)
             if target is not None and target.durable:

@@ -57,7 +57,7 @@ SOURCES: Final[dict[str, str]] = {
     "append": "minibroker/core/logs.py::Logs.append",
     "read": "minibroker/core/logs.py::Logs.read",
     "request": "minibroker/core/rpc.py::RequestRouter.request",
-    "fsync batch": "minibroker/server/durability.py::GroupCommit.sync_now",
+    "fsync batch": "minibroker/core/durability.py::Durability.sync",
 }
 #: The operations x-ray follows (the others have no message path to show).
 TRACED_OPS: Final = frozenset(
@@ -223,7 +223,8 @@ class Xray:
                     "queues": [q.name for q in route.queues],
                 },
             )
-        generation = ns.broker.write_generation
+        durability = ns.broker.durability
+        generation = durability.generation
         began = clock()
         result = run()
         self._step(trace, op, began, _outcome(result))
@@ -245,8 +246,8 @@ class Xray:
                     ]
                 },
             )
-        if ns.broker.write_generation != generation and ns.broker.config.fsync == "batch":
-            trace.waits_for = ns.broker.write_generation
+        if durability.must_hold(generation):
+            trace.waits_for = durability.generation
             self._awaiting_fsync.append(trace)
         self.traces.append(trace)
         self._changed()

@@ -2,8 +2,9 @@
 
 The Trio shell (``server.connection.Connection``) drives this object exactly
 as it drives the msgpack ``Session``: it feeds bytes to ``receive_data``,
-sends what ``data_to_send`` returns, and calls ``release_synced`` when group
-commit has made held writes durable.
+sends what ``data_to_send`` returns. An answer to a request that made a
+durable write waits in its slot until the group commit's fsync, held
+through ``broker.durability`` (core/durability.py).
 
 Kafka answers every request on a connection **in request order** (clients
 pipeline up to five and match answers by position as much as by correlation
@@ -26,6 +27,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 from minibroker.access.auth import Principal
@@ -65,8 +67,8 @@ class Slot:
     version: int
     #: The encoded answer once known.
     body: bytes | None = None
-    #: Write generation to wait for (group commit) before the answer may go.
-    held_until: int | None = None
+    #: Waiting for the group commit's fsync before the answer may go.
+    held: bool = False
     #: Applied to the response before it is encoded: adds the entries a
     #: permission check took out of the request (``kafka/authorize.py``).
     patch: Callable[[Any], Any] | None = None
@@ -101,7 +103,6 @@ class KafkaSession:
         self._slots: deque[Slot] = deque()
         self._out: list[bytes] = []
         self._out_bytes = 0
-        self._hold = broker.storage is not None and broker.config.fsync == "batch"
         #: Parked core reads (Fetch long-polls): token -> callback.
         self._parked: dict[int, Callable[[object], None]] = {}
         self._next_token = 1
@@ -220,7 +221,8 @@ class KafkaSession:
         except Exception as exc:  # kio raises several unrelated types on garbage
             self.kick(BadFrame(f"undecodable {_api(header.api_key)} request: {exc}"))
             return
-        generation = self.broker.write_generation
+        durability = self.broker.durability
+        generation = durability.generation
         try:
             response = HANDLERS[header.api_key](self, slot, request)
         except Exception:
@@ -233,8 +235,9 @@ class KafkaSession:
             self._slots.remove(slot)
             self._flush()
             return
-        if self._hold and self.broker.write_generation != generation:
-            slot.held_until = self.broker.write_generation
+        if durability.must_hold(generation):
+            slot.held = True
+            durability.hold(partial(self._synced, slot))
         if response is not None:
             self.answer(slot, response)
 
@@ -302,7 +305,7 @@ class KafkaSession:
     def _flush(self) -> None:
         slots = self._slots
         wrote = False
-        while slots and slots[0].body is not None and slots[0].held_until is None:
+        while slots and slots[0].body is not None and not slots[0].held:
             slot = slots.popleft()
             assert slot.body is not None
             data = wire.frame_response(slot.correlation_id, slot.body)
@@ -312,18 +315,18 @@ class KafkaSession:
         if wrote:
             self.wakeup()
 
-    def release_synced(self, generation: int) -> None:
-        """Group commit reached ``generation``: answers held for it may go."""
-        for slot in self._slots:
-            if slot.held_until is not None and slot.held_until <= generation:
-                slot.held_until = None
-        self._flush()
-
-    def fail_held(self, error: BrokerError) -> None:
-        """The fsync failed: nothing held may be confirmed. Kafka clients treat a
-        closed connection as a failed request and retry, so close it."""
-        if any(slot.held_until is not None for slot in self._slots):
+    def _synced(self, slot: Slot, error: BrokerError | None) -> None:
+        """The group commit's fsync covered ``slot``'s writes: its answer may go.
+        If the fsync failed nothing held may be confirmed: Kafka clients treat
+        a closed connection as a failed request and retry, so close it."""
+        if self.closed:
+            return
+        if error is not None:
+            # The slot stays held: its answer never goes out.
             self.kick(StorageError(f"{error.message}; closing so the client retries"))
+            return
+        slot.held = False
+        self._flush()
 
     @property
     def over_high_water(self) -> bool:

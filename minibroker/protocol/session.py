@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from minibroker._version import __version__
@@ -80,8 +81,6 @@ class SessionSettings:
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     outbound_high_water: int = DEFAULT_OUTBOUND_HIGH_WATER
     features: tuple[str, ...] = ("queues", "topics", "logs", "request_reply")
-    #: Hold confirms of durable writes until the shell's group commit says so.
-    hold_until_synced: bool = False
     stats: ProtocolStats = field(default_factory=ProtocolStats)
 
 
@@ -127,8 +126,8 @@ class Session:
         #: answer, which a new request may not reuse (see ``_dispatch``).
         self._parked_ids: dict[int, int] = {}
         self._next_token = 1
-        #: Confirms waiting for group commit: (write generation, request id, result).
-        self._held: list[tuple[int, int, object]] = []
+        #: Ids of requests whose confirms wait for the group commit (held
+        #: through ``broker.durability``; see ``_confirm_held``).
         self._held_ids: set[int] = set()
         self._next_sub_id = 1
         #: Live push subscriptions of this connection, by sub id.
@@ -294,7 +293,7 @@ class Session:
             grants = self._grants
             only_visible = None if grants is None else grants.authorize(op.permission, frame)
             handler = op.handle
-            generation = self.broker.write_generation
+            generation = self.broker.durability.generation
             xray = self.broker.xray
             if xray is None:
                 result = handler(self, frame, now)
@@ -313,9 +312,10 @@ class Session:
             return
         if result is PARKED:
             return
-        if self.settings.hold_until_synced and self.broker.write_generation != generation:
-            self._held.append((self.broker.write_generation, request_id, result))
+        durability = self.broker.durability
+        if durability.must_hold(generation):
             self._held_ids.add(request_id)
+            durability.hold(partial(self._confirm_held, request_id, result))
             return
         self._respond_ok(request_id, result)
 
@@ -482,25 +482,15 @@ class Session:
                 log.warning("%s (%d %s errors so far)", error.message, count, error.code)
         self._write(error_frame(request_id, error, self.settings.max_frame_bytes))
 
-    def release_synced(self, generation: int) -> None:
-        """Group commit reached ``generation``: send the confirms it covers."""
-        if not self._held:
+    def _confirm_held(self, request_id: int, result: object, error: BrokerError | None) -> None:
+        """The group commit's fsync covered a held request: send its answer, or
+        ``error`` when the fsync failed (nothing is confirmed that may be lost)."""
+        if self.closed:
             return
-        keep: list[tuple[int, int, object]] = []
-        for held in self._held:
-            if held[0] <= generation:
-                self._held_ids.discard(held[1])
-                self._respond_ok(held[1], held[2])
-            else:
-                keep.append(held)
-        self._held = keep
-        self.wakeup()
-
-    def fail_held(self, error: BrokerError) -> None:
-        """Storage failed to sync: the held confirms become errors (nothing confirmed)."""
-        held, self._held = self._held, []
-        self._held_ids.clear()
-        for _, request_id, _ in held:
+        self._held_ids.discard(request_id)
+        if error is None:
+            self._respond_ok(request_id, result)
+        else:
             self._respond_error(request_id, error)
         self.wakeup()
 
@@ -592,7 +582,6 @@ class Session:
         self.closed = True
         self._ready.clear()
         self._paused.clear()
-        self._held.clear()
         self._held_ids.clear()
         self._decoder.discard()
         if self.namespace is not None:

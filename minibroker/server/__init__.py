@@ -10,7 +10,7 @@ ends' (:mod:`minibroker.protocol`). It hands the core its storage.
 - :mod:`~minibroker.server.memory_stream`: the stream of in-process clients
 - :mod:`~minibroker.server.timers`: the task that fires the core's deadlines
 - :mod:`~minibroker.server.busy_poll`: optional polling after input, for latency
-- :mod:`~minibroker.server.durability`: group commit (one fsync for many writes)
+- :mod:`~minibroker.server.durability`: group commit: when to sync the core's durability
 - :mod:`~minibroker.server.datadir`: the ``--data-dir`` layout (the StorageOpener)
 - :mod:`~minibroker.server.metrics` and ``*_metrics``: Prometheus, read at scrape time
 """

@@ -80,7 +80,6 @@ class BrokerServer:
         self.settings = SessionSettings(
             max_frame_bytes=config.max_frame_bytes,
             outbound_high_water=config.outbound_high_water,
-            hold_until_synced=storage is not None and config.fsync == "batch",
             stats=self.stats,
         )
         self.auth = Authenticator(config.tokens, permissions=config.permissions)
@@ -113,7 +112,7 @@ class BrokerServer:
         self.input_budget = InputBudget(config.partial_frame_budget, on_drained=return_free_memory)
         #: Connections a reader writes to directly after its chunk (see connection.py).
         self._ready_connections = ReadyConnections()
-        self.group_commit = GroupCommit(self.broker, lambda: self.sessions.values())
+        self.group_commit = GroupCommit(self.broker)
         self.connections_accepted = 0
         #: Chunks of input read on any connection of any front end (msgpack, AMQP,
         #: Kafka): what tells the memory settler the server is busy (cli/serve.py).
@@ -168,7 +167,6 @@ class BrokerServer:
         settings = AmqpSettings(
             authenticate=self.auth.authenticate,
             outbound_high_water=self.config.outbound_high_water,
-            hold_until_synced=self.settings.hold_until_synced,
         )
 
         def make_session(broker: Broker, conn_id: int, peer_name: str) -> AmqpSession:
@@ -208,9 +206,9 @@ class BrokerServer:
             nursery.start_soon(self.timers.run)
             if self.busy_poll.enabled:
                 nursery.start_soon(self.busy_poll.run)
-            if self.settings.hold_until_synced:
-                # Group commit is the "batch" policy; "always" syncs inline
-                # (Broker.note_durable_write) and "never" not at all.
+            if self.broker.durability.holds_confirms:
+                # Group commit; "always" syncs inline (Durability.written) and
+                # "never" (or no data directory) not at all.
                 nursery.start_soon(self.group_commit.run)
             async with trio.open_nursery() as connections:
                 self._connections_nursery = connections
@@ -218,9 +216,7 @@ class BrokerServer:
                 if config.listen:
                     listeners = await trio.open_tcp_listeners(config.port, host=config.host)
                     self.port = listeners[0].socket.getsockname()[1]
-                    connections.start_soon(
-                        self._accept_loop, listeners, connections, None, True
-                    )
+                    connections.start_soon(self._accept_loop, listeners, connections, None, True)
                 for front_end in self.front_ends:
                     front_listeners = await trio.open_tcp_listeners(
                         front_end.port, host=front_end.host

@@ -49,6 +49,7 @@ from minibroker.http.fields import parse_fields, parse_query
 from minibroker.http.openapi import openapi_document
 from minibroker.http.operations import OPERATIONS, Call, HttpPeer, Json, Operation, Parked
 from minibroker.http.statuses import error_body, status_of
+from minibroker.server.durability import wait_synced
 from minibroker.server.http_dashboard import Dashboard
 from minibroker.server.http_listener import (
     BodyBudgetExhausted,
@@ -150,7 +151,7 @@ class HttpFace:
         name = request.path_params.get(op.resource, "") if op.resource else ""
         if principal.grants is not None:
             _authorize(principal, op, name, params)
-        generation = self.broker.write_generation
+        generation = self.broker.durability.generation
         try:
             ns = self.broker.namespace(namespace)
             call = Call(ns, name, params, trio.current_time(), self.peer)
@@ -164,10 +165,8 @@ class HttpFace:
             self.server._after_input()
         if isinstance(result, Parked):
             return await self._wait(result, request)
-        written = self.broker.write_generation
-        group_commit = self.server.group_commit
-        if written != generation and self.server.settings.hold_until_synced:
-            await group_commit.wait_synced(written)
+        if self.broker.durability.must_hold(generation):
+            await wait_synced(self.broker)
         return result
 
     async def _json_body(self, request: Request) -> object:

@@ -13,14 +13,9 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from minibroker.core.broker import Broker
+from minibroker.core.histogram import LatencyHistogram
 from minibroker.core.rpc import RequestRouter
-from minibroker.core.rpc_stats import (
-    LATENCY_BUCKETS,
-    MAX_TRACKED_SUBJECTS,
-    OTHER_SUBJECT,
-    OUTCOMES,
-    LatencyHistogram,
-)
+from minibroker.core.rpc_stats import LATENCY_BUCKETS, MAX_TRACKED_SUBJECTS, OTHER_SUBJECT, OUTCOMES
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
@@ -52,7 +47,7 @@ def rpc_metrics(broker: Broker) -> Iterator[Metric]:
         for subject, histogram in stats.latency.items():
             merged = latency.get(subject)
             if merged is None:
-                merged = latency[subject] = LatencyHistogram()
+                merged = latency[subject] = LatencyHistogram(LATENCY_BUCKETS)
             merged.merge(histogram)
 
     requests = CounterMetricFamily(
@@ -96,7 +91,7 @@ def _bounded(latency: dict[str, LatencyHistogram]) -> dict[str, LatencyHistogram
         return latency
     ranked = sorted(latency.items(), key=lambda item: item[1].count, reverse=True)
     kept = dict(ranked[: MAX_TRACKED_SUBJECTS - 1])
-    other = kept.pop(OTHER_SUBJECT, None) or LatencyHistogram()
+    other = kept.pop(OTHER_SUBJECT, None) or LatencyHistogram(LATENCY_BUCKETS)
     for _subject, histogram in ranked[MAX_TRACKED_SUBJECTS - 1 :]:
         other.merge(histogram)
     kept[OTHER_SUBJECT] = other

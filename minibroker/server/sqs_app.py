@@ -37,7 +37,6 @@ def add_sqs_front_end(server: BrokerServer, port: int) -> SqsEndpoint:
         server.broker,
         next(server._conn_ids),  # the endpoint is one peer of the core, like a connection
         budget=server.input_budget,
-        hold_until_synced=server.settings.hold_until_synced,
         scheme="https" if config.tls_cert else "http",
         keys=config.sqs_keys,
     )

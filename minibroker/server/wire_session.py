@@ -6,11 +6,14 @@ bytes go in through ``receive_data``, the core is called synchronously, and
 bytes come out of ``data_to_send``. Time is an argument: the shell passes
 the time on its clock with each call in (``receive_data``, ``resume_input``,
 ``connection_lost``), so a session never reads a clock of its own. The shell
-(``Connection``, group commit, graceful shutdown) drives any such object the
-same way, so a new front end reuses the chunked reads, coalesced writes,
-backpressure and closing logic instead of writing its own.
+(``Connection``, graceful shutdown) drives any such object the same way, so a
+new front end reuses the chunked reads, coalesced writes, backpressure and
+closing logic instead of writing its own.
 ``minibroker.protocol.session.Session`` is the
 reference implementation; this protocol names exactly the part the shell uses.
+A confirmation that must wait for the group commit's fsync is not the
+shell's business: the session holds it through ``broker.durability``
+(core/durability.py), which calls it back when the fsync is done.
 """
 
 from __future__ import annotations
@@ -88,14 +91,6 @@ class WireSession(Protocol):
 
     def shutdown(self) -> None:
         """The server is stopping: say goodbye and close once flushed."""
-        ...
-
-    def release_synced(self, generation: int) -> None:
-        """Group commit reached ``generation``: send the confirms it covers."""
-        ...
-
-    def fail_held(self, error: BrokerError) -> None:
-        """The group commit's fsync failed: held confirms become errors."""
         ...
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Final, Protocol
 
 from minibroker.core.broker import Broker
@@ -85,14 +86,11 @@ class SqsEndpoint:
         conn_id: int,
         *,
         budget: BodyBudget,
-        hold_until_synced: bool,
         scheme: str = "http",
         keys: dict[str, str] | None = None,
     ) -> None:
         self.broker = broker
         self.budget = budget
-        #: Answers to requests that made durable writes wait for group commit.
-        self.hold_until_synced = hold_until_synced
         #: Access key id -> secret: Signature V4 is checked when set.
         self.keys = keys
         self.scheme = scheme
@@ -153,8 +151,9 @@ class SqsSession:
         self._backlog = bytearray()
         #: The request whose answer is outstanding, if any.
         self._pending: _Pending | None = None
-        #: A durable write's answer waiting for group commit: (generation, bytes).
-        self._held: tuple[int, bytes] | None = None
+        #: A durable write's answer waiting for group commit (held through
+        #: ``broker.durability``; see ``_synced``).
+        self._held: bytes | None = None
         #: An HTTP error that ends the connection once earlier requests are answered.
         self._broken: HttpError | None = None
         self._continued = False
@@ -267,13 +266,14 @@ class SqsSession:
         self._timer = self._resume_timer = None
         self._backlog.clear()
 
-    def release_synced(self, generation: int) -> None:
-        held = self._held
-        if held is not None and held[0] <= generation:
-            self._send_held(held[1])
-
-    def fail_held(self, error: BrokerError) -> None:
-        if self._held is not None and self._pending is not None:
+    def _synced(self, held: bytes, error: BrokerError | None) -> None:
+        """The group commit's fsync covered the held answer: send it, or an
+        internal error in its place when the fsync failed."""
+        if self._held is not held:
+            return  # the connection is gone
+        if error is None:
+            self._send_held(held)
+        elif self._pending is not None:
             answer = render_error(
                 self._pending.protocol, internal_error(f"{error.code}: {error.message}")
             )
@@ -349,7 +349,7 @@ class SqsSession:
             return
         endpoint = self._endpoint
         broker = self._broker
-        generation = broker.write_generation
+        generation = broker.durability.generation
         action = ""
         try:
             if endpoint.keys is not None:
@@ -388,11 +388,11 @@ class SqsSession:
                 self.finish_parked(outcome.token, early)
             return
         answer = render_result(protocol, action, outcome)
-        written = broker.write_generation
-        if written != generation and endpoint.hold_until_synced:
+        if broker.durability.must_hold(generation):
             # The publisher confirm, as on the native port: answered once fsynced.
             self._pending = _Pending(protocol, action, request.keep_alive, None)
-            self._held = (written, _bytes_of(answer, close=not request.keep_alive))
+            held = self._held = _bytes_of(answer, close=not request.keep_alive)
+            broker.durability.hold(partial(self._synced, held))
             return
         self._emit(answer, close=not request.keep_alive)
 

@@ -15,9 +15,12 @@ from minibroker.server.datadir import DataDirectory
 
 
 def _open(broker: Broker, *, hold: bool, content_budget: int = 1 << 26) -> AmqpSession:
+    if hold:
+        # Group commit, as under --fsync batch with a data directory (the
+        # durable writes are simulated: see _durable_puts).
+        broker.durability.policy = "batch"
     settings = AmqpSettings(
         authenticate=lambda token: object(),
-        hold_until_synced=hold,
         max_content_in_progress=content_budget,
     )
     session = AmqpSession(broker, 1, settings)
@@ -58,7 +61,7 @@ def _durable_puts(broker: Broker) -> None:
 
     def journaled_put(*args: Any, **options: Any) -> int:
         count = put(*args, **options)
-        broker.note_durable_write()
+        broker.durability.written()
         return count
 
     queue.put = journaled_put  # type: ignore[method-assign]
@@ -69,13 +72,13 @@ def test_confirms_of_durable_writes_wait_for_the_group_commit() -> None:
     session = _open(broker, hold=True)
     _durable_puts(broker)
     _publish(session, b"one")
-    first = broker.write_generation
+    first = broker.durability.generation
     _publish(session, b"two")
     assert _frames(session.data_to_send()) == []  # nothing confirmed before the fsync
-    session.release_synced(first)
+    broker.durability.release(first)
     [ack] = _frames(session.data_to_send())
     assert isinstance(ack, commands.Basic.Ack) and ack.delivery_tag == 1
-    session.release_synced(broker.write_generation)
+    broker.durability.release(broker.durability.generation)
     [ack] = _frames(session.data_to_send())
     assert isinstance(ack, commands.Basic.Ack) and ack.delivery_tag == 2
 
@@ -85,7 +88,7 @@ def test_a_failed_fsync_nacks_the_held_confirms() -> None:
     session = _open(broker, hold=True)
     _durable_puts(broker)
     _publish(session, b"one")
-    session.fail_held(StorageError("disk on fire"))
+    broker.durability.fail(StorageError("disk on fire"))
     [nack] = _frames(session.data_to_send())
     assert isinstance(nack, commands.Basic.Nack) and nack.delivery_tag == 1
 
@@ -191,7 +194,7 @@ def test_a_commit_of_durable_writes_is_answered_after_the_group_commit() -> None
     _publish_on(session, 2, b"one")
     session.receive_data(frame.marshal(commands.Tx.Commit(), 2))
     assert _frames(session.data_to_send()) == []  # not before the fsync
-    session.release_synced(broker.write_generation)
+    broker.durability.release(broker.durability.generation)
     [commit_ok] = _frames(session.data_to_send())
     assert isinstance(commit_ok, commands.Tx.CommitOk)
 
@@ -203,10 +206,95 @@ def test_a_commit_whose_fsync_fails_closes_its_channel() -> None:
     _transactional(session)
     _publish_on(session, 2, b"one")
     session.receive_data(frame.marshal(commands.Tx.Commit(), 2))
-    session.fail_held(StorageError("disk on fire"))
+    broker.durability.fail(StorageError("disk on fire"))
     [close] = _frames(session.data_to_send())
     assert isinstance(close, commands.Channel.Close) and close.reply_code == 406
     assert "could not be made durable" in close.reply_text
+
+
+#: Methods that write durable state (with a data directory), and their answers.
+_DURABLE_DECLARATIONS = [
+    (
+        commands.Exchange.Declare(exchange="x", exchange_type="direct", durable=True),
+        commands.Exchange.DeclareOk,
+    ),
+    (commands.Queue.Declare(queue="kept", durable=True), commands.Queue.DeclareOk),
+    (commands.Queue.Bind(queue="kept", exchange="x", routing_key="k"), commands.Queue.BindOk),
+    (
+        commands.Exchange.Declare(exchange="y", exchange_type="fanout", durable=True),
+        commands.Exchange.DeclareOk,
+    ),
+    (
+        commands.Exchange.Bind(destination="y", source="x", routing_key="k"),
+        commands.Exchange.BindOk,
+    ),
+]
+
+
+def _synced_session(broker: Broker) -> AmqpSession:
+    """A session whose setup (queue "q", durable) is already on disk and answered."""
+    session = _open(broker, hold=True)
+    broker.durability.sync()
+    session.data_to_send()
+    return session
+
+
+def test_declarations_of_durable_objects_are_answered_after_the_group_commit(
+    tmp_path: Path,
+) -> None:
+    broker = Broker(storage=DataDirectory(tmp_path))
+    session = _synced_session(broker)
+    for method, answer in _DURABLE_DECLARATIONS:
+        session.receive_data(frame.marshal(method, 1))
+        # Written to the state journal, not yet fsynced: a crash now would
+        # lose it, so the client must not hear that it succeeded.
+        assert _frames(session.data_to_send()) == [], method.name
+        broker.durability.sync()
+        [reply] = _frames(session.data_to_send())
+        assert isinstance(reply, answer), method.name
+    broker.close()
+
+
+def test_later_answers_wait_behind_a_held_declaration(tmp_path: Path) -> None:
+    broker = Broker(storage=DataDirectory(tmp_path))
+    session = _synced_session(broker)
+    session.receive_data(
+        frame.marshal(commands.Queue.Declare(queue="kept", durable=True), 1)
+        + frame.marshal(commands.Queue.Declare(queue="memo"), 1)  # writes nothing
+    )
+    assert _frames(session.data_to_send()) == []
+    broker.durability.sync()
+    first, second = _frames(session.data_to_send())
+    assert (first.queue, second.queue) == ("kept", "memo")
+    broker.close()
+
+
+def test_a_declaration_whose_fsync_fails_closes_the_connection(tmp_path: Path) -> None:
+    broker = Broker(storage=DataDirectory(tmp_path))
+    session = _synced_session(broker)
+    session.receive_data(frame.marshal(commands.Queue.Declare(queue="kept", durable=True), 1))
+    broker.durability.fail(StorageError("disk on fire"))
+    [close] = _frames(session.data_to_send())
+    assert isinstance(close, commands.Connection.Close) and close.reply_code == 541
+    assert session.closing is not None
+    broker.close()
+
+
+def test_declarations_of_transient_objects_are_answered_at_once(tmp_path: Path) -> None:
+    broker = Broker(storage=DataDirectory(tmp_path))
+    session = _synced_session(broker)
+    session.receive_data(
+        frame.marshal(commands.Exchange.Declare(exchange="t", exchange_type="direct"), 1)
+        + frame.marshal(commands.Queue.Declare(queue="memo"), 1)
+        + frame.marshal(commands.Queue.Bind(queue="memo", exchange="t", routing_key="k"), 1)
+    )
+    replies = _frames(session.data_to_send())
+    assert [type(r) for r in replies] == [
+        commands.Exchange.DeclareOk,
+        commands.Queue.DeclareOk,
+        commands.Queue.BindOk,
+    ]
+    broker.close()
 
 
 def test_an_exclusive_durable_queue_left_by_a_crash_is_deleted_at_start_up(

@@ -446,9 +446,9 @@ def test_group_commit_holds_records_from_readers_until_synced(tmp_path: Path) ->
     logs.create("ev", LogOptions(), 0.0)
     tail = logs.tail(peer, 1, "ev", lambda e: None)
     logs.wait_for_records(peer, 1, "ev", 0, 10, 1 << 20, 5.0, 0.0)
-    generation = broker.write_generation
+    generation = broker.durability.generation
     logs.append("ev", [(None, None, b"a")], 1.0)
-    assert broker.write_generation == generation + 1
+    assert broker.durability.generation == generation + 1
     assert logs.read("ev").count == 0  # not yet durable, not yet visible
     assert peer.resolved == {} and peer.ready == []
     stats = logs.statistics("ev")
@@ -462,11 +462,11 @@ def test_group_commit_holds_records_from_readers_until_synced(tmp_path: Path) ->
 @pytest.mark.parametrize("fsync", ["always", "never"])
 def test_other_policies_make_records_visible_at_once(tmp_path: Path, fsync: FsyncPolicy) -> None:
     logs = make_logs(tmp_path, fsync=fsync)
-    generation = logs.broker.write_generation
+    generation = logs.broker.durability.generation
     logs.create("ev", LogOptions(), 0.0)
     logs.append("ev", [(None, None, b"a")], 1.0)
     assert logs.read("ev").count == 1
-    assert logs.broker.write_generation == generation
+    assert logs.broker.durability.generation == generation
 
 
 # ---------------------------------------------------------------- recovery

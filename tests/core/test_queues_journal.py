@@ -193,14 +193,14 @@ def test_non_durable_queue_is_not_recovered(site: Site) -> None:
 
 def test_durable_writes_are_reported_for_group_commit(site: Site) -> None:
     q = site.declare()
-    generation = site.broker.write_generation
+    generation = site.broker.durability.generation
     put(q, site.now, "a")
-    assert site.broker.write_generation > generation
-    generation = site.broker.write_generation
+    assert site.broker.durability.generation > generation
+    generation = site.broker.durability.generation
     got = q.fetch(A, 1, site.now)
-    assert site.broker.write_generation == generation  # fetches write nothing
+    assert site.broker.durability.generation == generation  # fetches write nothing
     q.ack(A, ids(got), site.now)
-    assert site.broker.write_generation > generation
+    assert site.broker.durability.generation > generation
     site.broker.sync_storage()
 
 
@@ -449,11 +449,11 @@ def test_group_commit_writes_acks_and_nacks_at_the_sync(tmp_path: Path) -> None:
     journal = opener.stores["q"]
     written = journal.appends
     got = q.fetch(A, 6, 10.0)
-    generation = broker.write_generation
+    generation = broker.durability.generation
     for d in got[:4]:
         q.ack(A, [d.delivery_id], 10.0)  # one request per ack, as a consumer acking each
     q.nack(A, [got[4].delivery_id], 10.0)
-    assert broker.write_generation == generation + 5  # each confirm waits for the commit
+    assert broker.durability.generation == generation + 5  # each confirm waits for the commit
     assert journal.appends == written  # nothing written yet
     assert q.statistics().acked == 4  # the queue itself moved on at once
     broker.sync_storage()

@@ -94,8 +94,8 @@ def test_the_checker_finds_stale_pointers(tmp_path: Path) -> None:
     assert check_code_ref(good) is None
     assert check_code_ref(Pointer(page, 1, "minibroker/core/trie.py::SubscriptionTrie.nope"))
     assert check_code_ref(Pointer(page, 1, "minibroker/core/nope.py::X"))
-    attr = Pointer(page, 1, "minibroker/protocol/session.py::Session._held")
-    assert check_code_ref(attr) is None  # assigned as self._held in __init__
+    attr = Pointer(page, 1, "minibroker/protocol/session.py::Session._held_ids")
+    assert check_code_ref(attr) is None  # assigned as self._held_ids in __init__
     assert check_link(Pointer(page, 1, "semantics.md#queues")) is None
     assert check_link(Pointer(page, 1, "semantics.md#no-such-heading"))
     assert check_link(Pointer(page, 1, "missing.md"))

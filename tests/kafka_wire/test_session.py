@@ -579,8 +579,7 @@ def test_with_a_data_dir_produce_is_answered_only_after_the_group_commit(tmp_pat
     session.receive_data(frame(18, 0, b"", correlation_id=2))
     assert responses(session) == []  # appended, not yet fsynced: no confirm, nothing after it
     assert broker.namespace("t").logs.get("t-0").high_watermark == 0
-    broker.sync_storage()
-    session.release_synced(broker.write_generation)
+    broker.durability.sync()
     assert [cid for cid, _ in responses(session)] == [1, 2]
     assert broker.namespace("t").logs.get("t-0").high_watermark == 1
     broker.close()

@@ -11,7 +11,6 @@ from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig, Limits
 from minibroker.protocol import frames
 from minibroker.protocol.codec import pack_frame
-from minibroker.protocol.session import SessionSettings
 
 
 @pytest.fixture
@@ -353,23 +352,22 @@ def test_visibility_timeout_and_dead_letters_over_the_wire(net: Net) -> None:
 def test_durable_put_confirm_waits_for_group_commit() -> None:
     broker = Broker(storage=MemoryOpener())
     net = Net(broker)
-    a = net.connect(settings=SessionSettings(hold_until_synced=True))
+    a = net.connect()  # storage under fsync=batch: confirms wait for the fsync
     a.call("queue.declare", queue="memo")  # not durable: answered at once
     put(a, "memo", b"x")
     rid = a.send("queue.declare", queue="d", durable=True)
     assert not a.has_response(rid)  # the declaration itself is journaled
-    a.session.release_synced(broker.write_generation)
+    broker.durability.release(broker.durability.generation)
     assert a.result(rid) == {"queue": "d", "created": True}
     rid = a.send("put", queue="d", messages=[{"body": b"1"}])
     assert not a.has_response(rid)
-    broker.sync_storage()
-    a.session.release_synced(broker.write_generation)
+    broker.durability.sync()
     assert a.result(rid) == {"count": 1}
     rid = a.send("fetch", queue="d")
     assert a.has_response(rid)  # fetches write nothing
     (d,) = a.result(rid)
     rid = a.send("ack", queue="d", deliveries=[d["delivery_id"]])
     assert not a.has_response(rid)
-    a.session.release_synced(broker.write_generation)
+    broker.durability.release(broker.durability.generation)
     assert a.result(rid) == {"count": 1}
     assert a.call("queue.stats", queue="d")["durable"] is True

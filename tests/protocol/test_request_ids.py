@@ -11,7 +11,6 @@ from __future__ import annotations
 from helpers import MemoryOpener, Net
 
 from minibroker.core.broker import Broker
-from minibroker.protocol.session import SessionSettings
 from minibroker.storage import MemoryLog
 
 
@@ -60,10 +59,10 @@ def test_a_request_reusing_a_pending_request_id_is_refused() -> None:
 def test_a_held_durable_confirm_keeps_its_id_until_it_is_sent() -> None:
     broker = Broker(storage=MemoryOpener(), memory_log=MemoryLog)
     net = Net(broker)
-    a = net.connect(settings=SessionSettings(hold_until_synced=True))
+    a = net.connect()  # storage under fsync=batch: confirms wait for the fsync
     a.send("queue.declare", id=5, queue="d", durable=True)
     assert a.error("ping", id=5).code == "duplicate_id"
-    a.session.release_synced(broker.write_generation)
+    broker.durability.release(broker.durability.generation)
     assert a.result(5) == {"queue": "d", "created": True}
     assert a.call("ping", id=5, data=b"free") == b"free"
 

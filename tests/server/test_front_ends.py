@@ -90,12 +90,6 @@ class UpperEcho:
     def shutdown(self) -> None:
         self.kick(BrokerError("shutting down"))
 
-    def release_synced(self, generation: int) -> None:
-        pass
-
-    def fail_held(self, error: BrokerError) -> None:
-        pass
-
 
 async def _read_until(stream: trio.SocketStream, end: bytes) -> bytes:
     data = b""

@@ -234,9 +234,9 @@ async def test_durable_send_is_answered_after_group_commit(tmp_path: Path) -> No
     async with open_broker(data_dir=tmp_path, sqs=True) as broker:
         client = await connect(broker)
         await client.call("CreateQueue", QueueName="jobs")
-        commit = broker.server.group_commit
+        commit = broker.core.durability
         await client.call("SendMessage", QueueUrl=QUEUE, MessageBody="safe")
-        assert commit.synced_generation == broker.core.write_generation
+        assert commit.synced_generation == broker.core.durability.generation
     async with open_broker(data_dir=tmp_path) as again:
         queue = again.core.namespace("").queues.get("jobs")
         assert [m.body for m in queue.inspect(10).ready] == [b"safe"]
