@@ -179,8 +179,16 @@ class _BlockingCall(SyncPendingCall[T]):
         return timed_out
 
 
-def _ignore(result: Any) -> None:
-    """The hook of a posted call: its answer is read and dropped."""
+class _PostedCall(SyncPendingCall[Any]):
+    """A call sent with ``_post``: nobody waits, its answer is read and dropped.
+
+    It stays in the pending table until then, so the reader keeps reading.
+    """
+
+    __slots__ = ()
+
+    def _wake(self) -> None:
+        return None
 
 
 class _TLS:
@@ -560,8 +568,7 @@ class Client(SyncMethods):
         with self._lock:
             if self._conn.closed is not None:
                 return
-            pending, data = self._conn.begin(call, _BlockingCall)
-            pending.abandon(_ignore)
+            data = self._conn.begin(call, _PostedCall)[1]
             self._outbox.append(data if self._tls is None else self._tls.encrypt(data))
             self._give_reader_the_turn()
         if self._on_reader_thread():
