@@ -461,10 +461,7 @@ class Client(SyncMethods):
     ) -> T:
         # A call with a hook starts a subscription: its pushes belong to the reader thread.
         [pending] = self._submit([call], timeout, on_reply, read_directly=on_reply is None)
-        if self._reading is threading.current_thread():
-            self._read_until(pending)
-        else:
-            pending.wait()
+        pending.wait()  # at once when it read its own answer
         result: T = pending.outcome()
         return result
 
@@ -520,32 +517,37 @@ class Client(SyncMethods):
             timeout = self.timeout
         pendings: list[_BlockingCall[Any]] = []
         frames: list[bytes] = []
-        with self._lock:
-            try:
-                for call in calls:
-                    pending, data = self._conn.begin(call, _BlockingCall, on_reply)
-                    pending.op = call.op
-                    pending.timeout = None if timeout is None else timeout + server_wait(call)
-                    pendings.append(pending)
-                    frames.append(data)
-            except BaseException:
-                # One too large: none of the others may wait for an answer to an unsent frame.
-                for pending in pendings:
-                    self._conn.pending.pop(pending.request_id, None)
-                raise
-            data = frames[0] if len(frames) == 1 else b"".join(frames)
-            self._outbox.append(data if self._tls is None else self._tls.encrypt(data))
-            reading = read_directly and self._reading is None and not self._conn.subscriptions
-            if reading:
-                self._reading = threading.current_thread()
-            else:
-                self._give_reader_the_turn()
+        me = threading.current_thread()
+        reading = False
+        # From claiming the reading role to giving it up, all in one try: an
+        # interrupt anywhere in between must not leave the role held.
         try:
+            with self._lock:
+                try:
+                    for call in calls:
+                        pending, data = self._conn.begin(call, _BlockingCall, on_reply)
+                        pending.op = call.op
+                        pending.timeout = None if timeout is None else timeout + server_wait(call)
+                        pendings.append(pending)
+                        frames.append(data)
+                except BaseException:
+                    # One too large: none of the others may wait for an answer to an unsent frame.
+                    for pending in pendings:
+                        self._conn.pending.pop(pending.request_id, None)
+                    raise
+                data = frames[0] if len(frames) == 1 else b"".join(frames)
+                self._outbox.append(data if self._tls is None else self._tls.encrypt(data))
+                reading = read_directly and self._reading is None and not self._conn.subscriptions
+                if reading:
+                    self._reading = me
+                else:
+                    self._give_reader_the_turn()
             self._flush()
-        except BaseException:
             if reading:
+                self._read_until(pendings[0])
+        finally:
+            if reading and self._reading is me:
                 self._stop_reading()
-            raise
         return pendings
 
     def _subscription(
@@ -645,21 +647,19 @@ class Client(SyncMethods):
 
     def _read_until(self, pending: _BlockingCall[Any]) -> None:
         """Holding the reading role: read and dispatch until ``pending`` is
-        answered or its timeout passes, then give the role up."""
+        answered, its timeout passes or the connection ends (the caller then
+        gives the role up)."""
         deadline = None if pending.timeout is None else time.monotonic() + pending.timeout
-        try:
-            while not pending.done:
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        pending._time_out()
-                        return
-                    if not self._poll.poll(min(left * 1000, MAX_POLL_MS)):
-                        continue
-                if not self._receive():
+        while not pending.done:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    pending._time_out()
                     return
-        finally:
-            self._stop_reading()
+                if not self._poll.poll(min(left * 1000, MAX_POLL_MS)):
+                    continue
+            if not self._receive():
+                return
 
     def _receive(self) -> bool:
         """Read one chunk and dispatch it; False once the connection has ended.

@@ -323,6 +323,36 @@ def test_a_lost_connection_ends_a_direct_read_at_once(fake_broker: FakeBroker) -
         assert isinstance(finish(thread, outcome), ConnectionClosed)
 
 
+class _InterruptedRecv:
+    """A socket whose first ``recv`` is interrupted (Ctrl-C) before it reads anything."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self.interrupted = False
+
+    def recv(self, size: int) -> bytes:
+        if not self.interrupted:
+            self.interrupted = True
+            raise KeyboardInterrupt
+        data: bytes = self._sock.recv(size)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def test_ctrl_c_during_a_direct_read_gives_the_reading_role_back(fake_broker: FakeBroker) -> None:
+    with minibroker.connect_sync(fake_broker.url, timeout=5) as mb:
+        mb._sock = _InterruptedRecv(mb._sock)  # type: ignore[assignment]
+        with pytest.raises(KeyboardInterrupt):
+            mb.ping(b"interrupted")
+        # Nothing was lost and the role was handed on: the reader thread reads
+        # the interrupted call's answer, and later calls get theirs.
+        assert mb.ping(b"after") == b"after"
+        assert mb.ping(b"again") == b"again"
+        assert not mb.closed
+
+
 def test_answers_to_posted_calls_are_read_while_nothing_else_waits(
     fake_broker: FakeBroker,
 ) -> None:
