@@ -8,8 +8,8 @@ How it works, and why:
 
 * **one thread at a time reads the socket.** A call that finds nobody
   reading and no subscription open reads its own answer on the calling
-  thread: one wake-up per call, the caller's (a sequential request/reply
-  spends about 30 µs less than with a hand-over from a reader thread).
+  thread: one wake-up per call, the caller's, instead of the reader
+  thread's plus its hand-over to the caller (docs/internals.md, "Latency").
   Otherwise the **reader thread** reads: it decodes every frame of each
   chunk, hands each reply to the slot its caller is blocked on (a
   pre-acquired lock that the reader releases: the cheapest one-shot wake-up
@@ -626,7 +626,7 @@ class Client(SyncMethods):
     # (``_reading``). A blocking call that finds nobody reading, and no
     # subscription that pushes could arrive for, takes the role and reads its
     # own answer (``_read_until``): one wake-up, the caller's, instead of the
-    # reader thread's plus a hand-over to the caller (about 30-60 µs here). When
+    # reader thread's plus a hand-over to the caller (docs/internals.md). When
     # it has its answer it hands the role to the reader thread if anything
     # else still waits (other calls, subscriptions). The reader thread reads
     # while anything waits and parks when nothing does.
