@@ -323,27 +323,9 @@ def test_a_lost_connection_ends_a_direct_read_at_once(fake_broker: FakeBroker) -
         assert isinstance(finish(thread, outcome), ConnectionClosed)
 
 
-class _InterruptedRecv:
-    """A socket whose first ``recv`` is interrupted (Ctrl-C) before it reads anything."""
-
-    def __init__(self, sock: Any) -> None:
-        self._sock = sock
-        self.interrupted = False
-
-    def recv(self, size: int) -> bytes:
-        if not self.interrupted:
-            self.interrupted = True
-            raise KeyboardInterrupt
-        data: bytes = self._sock.recv(size)
-        return data
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-
 def test_ctrl_c_during_a_direct_read_gives_the_reading_role_back(fake_broker: FakeBroker) -> None:
     with minibroker.connect_sync(fake_broker.url, timeout=5) as mb:
-        mb._sock = _InterruptedRecv(mb._sock)  # type: ignore[assignment]
+        mb._sock = _InterruptedSocket(mb._sock, "recv")  # type: ignore[assignment]
         with pytest.raises(KeyboardInterrupt):
             mb.ping(b"interrupted")
         # Nothing was lost and the role was handed on: the reader thread reads
@@ -376,18 +358,31 @@ def test_the_shared_server_fixture_serves_blocking_code(
 
 
 class _InterruptedSocket:
-    """A socket whose next ``sendall`` sends part of the data, then is interrupted."""
+    """A socket interrupted (Ctrl-C) once, in its next ``sendall`` after sending
+    half the data, or in its next ``recv`` before reading anything."""
 
-    def __init__(self, sock: Any) -> None:
+    def __init__(self, sock: Any, method: str = "sendall") -> None:
         self._sock = sock
+        self._method = method
         self.interrupted = False
 
+    def _interrupt_now(self, method: str) -> bool:
+        if self.interrupted or method != self._method:
+            return False
+        self.interrupted = True
+        return True
+
     def sendall(self, data: bytes) -> None:
-        if not self.interrupted:
-            self.interrupted = True
+        if self._interrupt_now("sendall"):
             self._sock.sendall(data[: len(data) // 2])
             raise KeyboardInterrupt
         self._sock.sendall(data)
+
+    def recv(self, size: int) -> bytes:
+        if self._interrupt_now("recv"):
+            raise KeyboardInterrupt
+        data: bytes = self._sock.recv(size)
+        return data
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
