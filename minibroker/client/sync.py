@@ -563,9 +563,10 @@ class Client(SyncMethods):
     def _post(self, call: Call[Any]) -> None:
         """Send ``call`` without waiting for its answer (replies, acks, cleanup).
 
-        Its answer is still read (the call stays pending, abandoned, until it
-        comes): answers nobody reads would fill the socket and, with the
-        broker's output budget, finally stop the broker reading this connection.
+        Its answer is still read (a ``_PostedCall`` stays in the pending table
+        until it comes, so the reader thread reads on): answers nobody reads
+        would fill the socket and, with the broker's output budget, finally
+        stop the broker reading this connection.
         """
         with self._lock:
             if self._conn.closed is not None:
