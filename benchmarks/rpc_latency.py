@@ -18,6 +18,7 @@ Rows (requester client / responder client):
 * ``trio/serve``   Trio requester, responder via ``serve()`` (a task per request);
 * ``sync/trio``    blocking-client requester (the synchronous call mode);
 * ``trio/sync``    Trio requester against a blocking ``serve()`` responder (thread pool);
+* ``sync/sync``    blocking client on both sides, as docs/examples/request_reply.py writes it;
 * ``nats``         nats-py on both sides against nats-server (the reference).
 
 This is a quick tool for the request/reply work; the full comparison with
@@ -320,6 +321,7 @@ def _run_minibroker(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             ("trio/serve", "serve", "trio"),
             ("sync/trio", "trio", "sync"),
             ("trio/sync", "sync", "trio"),
+            ("sync/sync", "sync", "sync"),
         ):
             with _process(_child("responder", responder, url)) as child:
                 _wait_ready(child)

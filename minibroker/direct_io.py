@@ -74,10 +74,21 @@ class DirectSocket:
                 raise trio.BrokenResourceError(f"the peer closed the connection: {exc}") from exc
             raise
 
-    async def receive_some(self, max_bytes: int) -> bytes:
-        """Like ``SocketStream.receive_some``: at least one byte, or b"" at EOF."""
+    async def receive_some(self, max_bytes: int, *, drained: bool = False) -> bytes:
+        """Like ``SocketStream.receive_some``: at least one byte, or b"" at EOF.
+
+        ``drained``: the caller's previous read returned less than it asked
+        for, so the socket was empty then. It parks in ``wait_readable`` right
+        away instead of first trying a read that would almost always fail: one
+        system call less per wake-up on a request/reply path. (Readiness is
+        level-triggered, so data that came meanwhile is seen at once.)
+        """
         await trio.lowlevel.checkpoint_if_cancelled()
         waited = False
+        if drained:
+            self._fd()  # closed already: ClosedResourceError, as a read would raise
+            await trio.lowlevel.wait_readable(self._socket)
+            waited = True
         while True:
             try:
                 data = os.read(self._fd(), max_bytes)

@@ -6,10 +6,17 @@ method mixins are ``SyncMethods`` (see ``client/api.py``).
 
 How it works, and why:
 
-* one **reader thread** owns the receiving side of the socket. It decodes
-  every frame of each chunk, hands each reply to the slot its caller is
-  blocked on (a pre-acquired lock that the reader releases: the cheapest
-  one-shot wake-up in CPython) and each push to its subscription;
+* **one thread at a time reads the socket.** A call that finds nobody
+  reading and no subscription open reads its own answer on the calling
+  thread: one wake-up per call, the caller's, instead of the reader
+  thread's plus its hand-over to the caller (docs/internals.md, "Latency").
+  Otherwise the **reader thread** reads: it decodes every frame of each
+  chunk, hands each reply to the slot its caller is blocked on (a
+  pre-acquired lock that the reader releases: the cheapest one-shot wake-up
+  in CPython) and each push to its subscription. It reads while any call,
+  posted call or subscription waits, and parks when nothing does; a caller
+  reading directly answers everyone's calls meanwhile and hands the reading
+  over to it when done;
 * **any number of threads may call at once**. A caller encodes its request,
   registers its slot and appends the frame to an outbox under one short lock;
   then whichever caller finds nobody sending becomes the sender and sends
@@ -33,9 +40,10 @@ How it works, and why:
   responder, which must not lose anything, asks the broker to ``pause`` it
   and to ``resume`` it once the consumer has drained it to half; the reader
   never stops.
-  Alternatively a callback runs on the reader thread for every item; it
-  must not make blocking calls on this client (the reader would wait for
-  itself), which raises ``RuntimeError`` rather than deadlocking;
+  Alternatively a callback runs on the reader thread for every item (or,
+  for a push that arrives while another thread reads its own answer, on
+  that thread); it must not make blocking calls on this client (the reader
+  would wait for itself), which raises ``RuntimeError`` rather than deadlocking;
 * **TLS** (``minibrokers://`` or ``ssl_context=``) runs OpenSSL over memory
   BIOs (``ssl.SSLObject``) guarded by the outbox lock, because an
   ``SSLSocket`` must not be read and written from two threads at once.
@@ -47,9 +55,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -80,6 +90,8 @@ T = TypeVar("T")
 #: Default seconds a call waits for its answer (on top of any server-side wait).
 DEFAULT_TIMEOUT = 30.0
 READ_CHUNK = 65536
+#: Longest single ``poll`` (milliseconds, its C int); longer waits poll again.
+MAX_POLL_MS = 2**31 - 1
 
 __all__ = [
     "DEFAULT_MAX_PENDING",
@@ -146,6 +158,12 @@ class _BlockingCall(SyncPendingCall[T]):
     def wait(self) -> None:
         if self.done or self._lock.acquire(timeout=-1 if self.timeout is None else self.timeout):
             return
+        if not self._time_out():
+            self._lock.acquire()  # the reader is settling it right now: let it finish
+
+    def _time_out(self) -> bool:
+        """The wait is over: done with ``CallTimeout`` unless an answer won the race.
+        Returns True if it timed out."""
         with self._guard:
             timed_out = not self.done
             if timed_out:
@@ -155,8 +173,19 @@ class _BlockingCall(SyncPendingCall[T]):
                 self.done = True
         if timed_out:
             self._give_up()
-        else:
-            self._lock.acquire()  # the reader is settling it right now: let it finish
+        return timed_out
+
+
+class _PostedCall(SyncPendingCall[Any]):
+    """A call sent with ``_post``: nobody waits, its answer is read and dropped.
+
+    It stays in the pending table until then, so the reader keeps reading.
+    """
+
+    __slots__ = ()
+
+    def _wake(self) -> None:
+        return None
 
 
 class _TLS:
@@ -239,6 +268,17 @@ class Client(SyncMethods):
         self._reader = threading.Thread(
             target=self._read_loop, name="minibroker-client-reader", daemon=True
         )
+        #: The thread that reads the socket now (the reader thread, or a caller
+        #: reading its own answer); None while nobody needs to. Under ``_lock``.
+        self._reading: threading.Thread | None = None
+        #: Released to hand the reader thread the reading role; it parks on it.
+        self._turn = threading.Lock()
+        self._turn.acquire()
+        #: Where a caller reading directly waits for input, up to its timeout.
+        self._poll = select.poll()
+        self._poll.register(sock, select.POLLIN)
+        if tls is not None:
+            self._give_reader_the_turn()  # TLS records are decrypted by the reader alone
         self._reader.start()
 
     def __enter__(self) -> Client:
@@ -268,8 +308,9 @@ class Client(SyncMethods):
         timeout: Any = USE_DEFAULT,
         on_reply: Callable[[Any], None] | None = None,
     ) -> T:
-        pending = self._begin(call, timeout=timeout, on_reply=on_reply)
-        pending.wait()
+        # A call with a hook starts a subscription: its pushes belong to the reader thread.
+        [pending] = self._submit([call], timeout, on_reply, read_directly=on_reply is None)
+        pending.wait()  # at once when it read its own answer
         result: T = pending.outcome()
         return result
 
@@ -302,9 +343,18 @@ class Client(SyncMethods):
         return self._submit([call], timeout, on_reply)[0]
 
     def _submit(
-        self, calls: list[Call[Any]], timeout: Any, on_reply: Callable[[Any], None] | None = None
+        self,
+        calls: list[Call[Any]],
+        timeout: Any,
+        on_reply: Callable[[Any], None] | None = None,
+        read_directly: bool = False,
     ) -> list[_BlockingCall[Any]]:
-        """Register ``calls`` and send them (or leave them to the thread already sending)."""
+        """Register ``calls`` and send them (or leave them to the thread already sending).
+
+        Someone must then read the answers: with ``read_directly``, the calling
+        thread takes the reading role if nobody holds it (``_read_until``),
+        else the reader thread is handed the role if it is parked.
+        """
         if self._on_reader_thread():
             raise RuntimeError(
                 "a blocking call from a subscription callback would wait for the reader "
@@ -316,22 +366,37 @@ class Client(SyncMethods):
             timeout = self.timeout
         pendings: list[_BlockingCall[Any]] = []
         frames: list[bytes] = []
-        with self._lock:
-            try:
-                for call in calls:
-                    pending, data = self._conn.begin(call, _BlockingCall, on_reply)
-                    pending.op = call.op
-                    pending.timeout = None if timeout is None else timeout + server_wait(call)
-                    pendings.append(pending)
-                    frames.append(data)
-            except BaseException:
-                # One too large: none of the others may wait for an answer to an unsent frame.
-                for pending in pendings:
-                    self._conn.pending.pop(pending.request_id, None)
-                raise
-            data = frames[0] if len(frames) == 1 else b"".join(frames)
-            self._outbox.append(data if self._tls is None else self._tls.encrypt(data))
-        self._flush()
+        me = threading.current_thread()
+        reading = False
+        # From claiming the reading role to giving it up, all in one try: an
+        # interrupt anywhere in between must not leave the role held.
+        try:
+            with self._lock:
+                try:
+                    for call in calls:
+                        pending, data = self._conn.begin(call, _BlockingCall, on_reply)
+                        pending.op = call.op
+                        pending.timeout = None if timeout is None else timeout + server_wait(call)
+                        pendings.append(pending)
+                        frames.append(data)
+                except BaseException:
+                    # One too large: none of the others may wait for an answer to an unsent frame.
+                    for pending in pendings:
+                        self._conn.pending.pop(pending.request_id, None)
+                    raise
+                data = frames[0] if len(frames) == 1 else b"".join(frames)
+                self._outbox.append(data if self._tls is None else self._tls.encrypt(data))
+                reading = read_directly and self._reading is None and not self._conn.subscriptions
+                if reading:
+                    self._reading = me
+                else:
+                    self._give_reader_the_turn()
+            self._flush()
+            if reading:
+                self._read_until(pendings[0])
+        finally:
+            if reading and self._reading is me:
+                self._stop_reading()
         return pendings
 
     def _subscription(
@@ -345,12 +410,19 @@ class Client(SyncMethods):
         )
 
     def _post(self, call: Call[Any]) -> None:
-        """Send ``call`` without waiting for its answer (cleanup paths)."""
+        """Send ``call`` without waiting for its answer (replies, acks, cleanup).
+
+        Its answer is still read (a ``_PostedCall`` stays in the pending table
+        until it comes, so the reader thread reads on): answers nobody reads
+        would fill the socket and, with the broker's output budget, finally
+        stop the broker reading this connection.
+        """
         with self._lock:
-            data = self._conn.post(call)
-            if data is None:
+            if self._conn.closed is not None:
                 return
+            data = self._conn.begin(call, _PostedCall)[1]
             self._outbox.append(data if self._tls is None else self._tls.encrypt(data))
+            self._give_reader_the_turn()
         if self._on_reader_thread():
             # The reader must never block in sendall (the broker may be
             # waiting for us to read); let a helper thread send it.
@@ -393,29 +465,95 @@ class Client(SyncMethods):
             raise
 
     def _on_reader_thread(self) -> bool:
-        return threading.current_thread() is self._reader
+        """True on the thread dispatching what the socket delivers (where pushes
+        and hooks run): the reader thread, or a caller reading its own answer."""
+        thread = threading.current_thread()
+        return thread is self._reader or thread is self._reading
 
-    # ----------------------------------------------------------- the reader
+    # ----------------------------------------------------------- the readers
+    #
+    # One thread at a time reads the socket: it holds the reading role
+    # (``_reading``). A blocking call that finds nobody reading, and no
+    # subscription that pushes could arrive for, takes the role and reads its
+    # own answer (``_read_until``): one wake-up, the caller's, instead of the
+    # reader thread's plus a hand-over to the caller (docs/internals.md). When
+    # it has its answer it hands the role to the reader thread if anything
+    # else still waits (other calls, subscriptions). The reader thread reads
+    # while anything waits and parks when nothing does.
 
-    def _read_loop(self) -> None:
-        sock = self._sock
-        conn = self._conn
-        try:
-            while True:
-                data = sock.recv(READ_CHUNK)
-                if not data:
-                    self._fail(connection_lost(CLOSED_BY_BROKER))
+    def _give_reader_the_turn(self) -> None:
+        """Under ``_lock``: wake the reader thread to read, unless someone reads."""
+        if self._reading is None:
+            self._reading = self._reader
+            self._turn.release()
+
+    def _stop_reading(self) -> None:
+        """A caller reading directly is done: hand over if anything else waits."""
+        with self._lock:
+            self._reading = None
+            conn = self._conn
+            if conn.pending or conn.subscriptions or conn.closed is not None:
+                self._give_reader_the_turn()
+
+    def _read_until(self, pending: _BlockingCall[Any]) -> None:
+        """Holding the reading role: read and dispatch until ``pending`` is
+        answered, its timeout passes or the connection ends (the caller then
+        gives the role up)."""
+        deadline = None if pending.timeout is None else time.monotonic() + pending.timeout
+        while not pending.done:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    pending._time_out()
                     return
-                if self._tls is not None:
-                    data = self._decrypt(data)
-                conn.receive_data(data)
+                if not self._poll.poll(min(left * 1000, MAX_POLL_MS)):
+                    continue
+            if not self._receive():
+                return
+
+    def _receive(self) -> bool:
+        """Read one chunk and dispatch it; False once the connection has ended.
+
+        An interrupt (Ctrl-C) while waiting for the chunk loses nothing and
+        reaches the caller reading directly; one while dispatching it may
+        leave a chunk half dispatched, so the connection ends first.
+        """
+        try:
+            data = self._sock.recv(READ_CHUNK)
+            if not data:
+                self._fail(connection_lost(CLOSED_BY_BROKER))
+                return False
         except OSError as exc:
             self._fail(connection_lost(str(exc) or type(exc).__name__))
+            return False
+        try:
+            if self._tls is not None:
+                data = self._decrypt(data)
+            self._conn.receive_data(data)
         except BrokerError as exc:  # undecodable data from the server
             self._fail(exc)
-        except BaseException as exc:  # a bug must not leave callers hanging
-            log.exception("minibroker client reader failed")
+            return False
+        except BaseException as exc:  # a bug (or an interrupt) must not leave callers hanging
             self._fail(connection_lost(f"client reader failed: {exc!r}"))
+            if threading.current_thread() is not self._reader:
+                raise
+            log.exception("minibroker client reader failed")
+            return False
+        return True
+
+    def _read_loop(self) -> None:
+        conn = self._conn
+        while True:
+            self._turn.acquire()  # parked until handed the reading role
+            while True:
+                with self._lock:
+                    if conn.closed is not None:
+                        return
+                    if self._tls is None and not conn.pending and not conn.subscriptions:
+                        self._reading = None  # nothing waits: park
+                        break
+                if not self._receive():
+                    return
 
     def _decrypt(self, data: bytes) -> bytes:
         assert self._tls is not None
@@ -432,6 +570,7 @@ class Client(SyncMethods):
         with self._lock:  # a call registering now either sees it closed or gets failed
             if self._conn.closed is None:
                 self._conn.closed = error
+            self._give_reader_the_turn()  # a parked reader thread wakes and ends
         self._conn.fail(error)
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)

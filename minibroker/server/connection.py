@@ -270,7 +270,9 @@ class Connection:
     async def _read_loop(self) -> None:
         session = self.session
         direct = self._direct
-        receive_some = self.stream.receive_some if direct is None else direct.receive_some
+        receive_some = self.stream.receive_some
+        #: The last read took less than a chunk: the socket was empty then.
+        drained = False
         discarded = 0
         try:
             while discarded < LINGER_DISCARD_BYTES:
@@ -287,7 +289,11 @@ class Connection:
                     continue
                 if self._budget is not None and session.closing is None:
                     await self._claim_partial_frame(self._budget)
-                data = await receive_some(READ_CHUNK)
+                if direct is None:
+                    data = await receive_some(READ_CHUNK)
+                else:
+                    data = await direct.receive_some(READ_CHUNK, drained=drained)
+                    drained = len(data) < READ_CHUNK
                 if not data:
                     # The client's EOF: the session stops pushing, so the
                     # writer sends what is answered and closes promptly.

@@ -233,6 +233,122 @@ def test_undecodable_bytes_from_the_server_fail_the_connection(fake_broker: Fake
         assert isinstance(mb._closed, BadFrame)
 
 
+# --- a caller reading its own answer (no reader-thread hop) ---------------------
+
+
+def _dispatching_threads(mb: Any) -> list[str]:
+    """Record the name of each thread that dispatches a chunk the socket delivered."""
+    names: list[str] = []
+    receive = mb._conn.receive_data
+
+    def recording(data: bytes) -> None:
+        names.append(threading.current_thread().name)
+        receive(data)
+
+    mb._conn.receive_data = recording
+    return names
+
+
+def _hold_id(fake_broker: FakeBroker, index: int = 0) -> int:
+    return int(fake_broker.wait_for("hold", index + 1)[index]["id"])
+
+
+def test_a_lone_call_reads_its_own_answer_on_the_calling_thread(fake_broker: FakeBroker) -> None:
+    with minibroker.connect_sync(fake_broker.url) as mb:
+        names = _dispatching_threads(mb)
+        assert mb.ping(b"a") == b"a"
+        assert mb.ping(b"b") == b"b"
+        assert names == [threading.current_thread().name] * 2
+
+
+def test_calls_meeting_a_direct_reader_are_answered_and_it_hands_over(
+    fake_broker: FakeBroker,
+) -> None:
+    with minibroker.connect_sync(fake_broker.url, timeout=None) as mb:
+        first = start(mb._call, Call("hold", {}))
+        first_id = _hold_id(fake_broker)
+        assert mb._reading is first[0]  # the first caller reads for everyone now
+        assert mb.ping(b"meanwhile") == b"meanwhile"
+        second = start(mb._call, Call("hold", {}))
+        second_id = _hold_id(fake_broker, 1)
+        fake_broker.send({"op": "ok", "id": first_id, "result": 1})
+        assert finish(*first) == 1
+        # The first caller is gone: the reader thread must read the second answer.
+        fake_broker.send({"op": "ok", "id": second_id, "result": 2})
+        assert finish(*second) == 2
+
+
+def test_pushes_arriving_during_a_direct_read_reach_their_subscription(
+    fake_broker: FakeBroker,
+) -> None:
+    with minibroker.connect_sync(fake_broker.url, timeout=None) as mb:
+        first = start(mb._call, Call("hold", {}))
+        first_id = _hold_id(fake_broker)
+        pushes = [{"op": "msg", "sub": 4, "items": ["a", "b"]}]
+        with mb._subscription(Call("script", script({"sub": 4}, pushes)), items_parser) as sub:
+            assert sub.get(SAFETY) == "a"  # dispatched by the first caller's read
+            fake_broker.send({"op": "ok", "id": first_id, "result": None})
+            assert finish(*first) is None
+            # The subscription outlives that caller: the reader thread reads on.
+            fake_broker.send({"op": "msg", "sub": 4, "items": ["c"]})
+            assert [sub.get(SAFETY), sub.get(SAFETY)] == ["b", "c"]
+
+
+def test_a_callback_run_by_a_direct_reader_may_not_block_either(fake_broker: FakeBroker) -> None:
+    errors: list[BaseException] = []
+
+    def callback(item: Any) -> None:
+        try:
+            mb.ping()
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    with minibroker.connect_sync(fake_broker.url, timeout=5) as mb:
+        first = start(mb._call, Call("hold", {}))
+        first_id = _hold_id(fake_broker)
+        pushes = [{"op": "msg", "sub": 5, "items": ["x"]}]
+        call = Call("script", script({"sub": 5}, pushes))
+        with mb._subscription(call, items_parser, callback=callback):
+            fake_broker.send({"op": "ok", "id": first_id, "result": None})
+            assert finish(*first) is None
+        assert len(errors) == 1 and "reader thread" in str(errors[0])
+
+
+def test_a_lost_connection_ends_a_direct_read_at_once(fake_broker: FakeBroker) -> None:
+    with minibroker.connect_sync(fake_broker.url, timeout=SAFETY * 2) as mb:
+        thread, outcome = start(mb._call, Call("hold", {}))
+        _hold_id(fake_broker)
+        assert mb._reading is thread
+        fake_broker.drop()
+        assert isinstance(finish(thread, outcome), ConnectionClosed)
+
+
+def test_ctrl_c_during_a_direct_read_gives_the_reading_role_back(fake_broker: FakeBroker) -> None:
+    with minibroker.connect_sync(fake_broker.url, timeout=5) as mb:
+        mb._sock = _InterruptedSocket(mb._sock, "recv")  # type: ignore[assignment]
+        with pytest.raises(KeyboardInterrupt):
+            mb.ping(b"interrupted")
+        # Nothing was lost and the role was handed on: the reader thread reads
+        # the interrupted call's answer, and later calls get theirs.
+        assert mb.ping(b"after") == b"after"
+        assert mb.ping(b"again") == b"again"
+        assert not mb.closed
+
+
+def test_answers_to_posted_calls_are_read_while_nothing_else_waits(
+    fake_broker: FakeBroker,
+) -> None:
+    with minibroker.connect_sync(fake_broker.url) as mb:
+        mb._post(Call("hold", {}))
+        request_id = _hold_id(fake_broker)
+        # Unread answers would pile up in the socket: the reader thread reads them.
+        assert mb._reading is mb._reader
+        assert list(mb._pending) == [request_id]
+        fake_broker.send({"op": "ok", "id": request_id, "result": None})
+        assert mb.ping(b"after") == b"after"  # answered after the posted call's answer
+        assert not mb._pending
+
+
 def test_the_shared_server_fixture_serves_blocking_code(
     minibroker_server: ThreadedBroker, minibroker_url: str
 ) -> None:
@@ -242,18 +358,31 @@ def test_the_shared_server_fixture_serves_blocking_code(
 
 
 class _InterruptedSocket:
-    """A socket whose next ``sendall`` sends part of the data, then is interrupted."""
+    """A socket interrupted (Ctrl-C) once, in its next ``sendall`` after sending
+    half the data, or in its next ``recv`` before reading anything."""
 
-    def __init__(self, sock: Any) -> None:
+    def __init__(self, sock: Any, method: str = "sendall") -> None:
         self._sock = sock
+        self._method = method
         self.interrupted = False
 
+    def _interrupt_now(self, method: str) -> bool:
+        if self.interrupted or method != self._method:
+            return False
+        self.interrupted = True
+        return True
+
     def sendall(self, data: bytes) -> None:
-        if not self.interrupted:
-            self.interrupted = True
+        if self._interrupt_now("sendall"):
             self._sock.sendall(data[: len(data) // 2])
             raise KeyboardInterrupt
         self._sock.sendall(data)
+
+    def recv(self, size: int) -> bytes:
+        if self._interrupt_now("recv"):
+            raise KeyboardInterrupt
+        data: bytes = self._sock.recv(size)
+        return data
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)

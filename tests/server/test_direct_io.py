@@ -8,14 +8,17 @@ peer shows up as Trio's own stream errors.
 
 from __future__ import annotations
 
+import os
 import socket
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
-from raw_wire import StartServer
+from raw_wire import RawClient, StartServer, ping
 
 import minibroker
+from minibroker import direct_io
 from minibroker.direct_io import DirectSocket, direct_socket
 from minibroker.errors import ConnectionClosed
 from minibroker.server.memory_stream import memory_stream_pair
@@ -126,6 +129,67 @@ async def test_a_parked_read_is_cancellable() -> None:
     assert await reader.receive_some(100) == b"after"
     await client.aclose()
     await server.aclose()
+
+
+class _CountingOs:
+    """``os`` for direct_io, counting the reads it tries (failed ones included)."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def read(self, fd: int, n: int) -> bytes:
+        self.reads += 1
+        return os.read(fd, n)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+
+async def test_a_drained_read_waits_for_data_without_trying_a_read_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counting = _CountingOs()
+    monkeypatch.setattr(direct_io, "os", counting)
+    client, server = await tcp_pair()
+    reader, writer = DirectSocket(server), DirectSocket(client)
+    received: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+
+        async def read() -> None:
+            received.append(await reader.receive_some(100, drained=True))
+
+        nursery.start_soon(read)
+        await trio.testing.wait_all_tasks_blocked()
+        assert counting.reads == 0  # parked without a read that could only fail
+        writer.try_write(b"now")
+    assert received == [b"now"] and counting.reads == 1
+    # Data that is already there is returned at once (readiness is level-triggered).
+    writer.try_write(b"waiting")
+    with trio.fail_after(5):
+        assert await reader.receive_some(100, drained=True) == b"waiting"
+    await server.aclose()
+    with pytest.raises(trio.ClosedResourceError):
+        await reader.receive_some(100, drained=True)
+    await client.aclose()
+
+
+async def test_the_broker_reads_each_sequential_request_once(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection's reader waits for readiness after a short read instead of
+    trying a read that fails: one read per request, not two."""
+    server = await start_server()
+    client = await RawClient.connect(server.port)  # Trio's own socket calls, not counted
+    await client.handshake()
+    counting = _CountingOs()
+    monkeypatch.setattr(direct_io, "os", counting)
+    requests = 20
+    with trio.fail_after(10):
+        for request_id in range(2, 2 + requests):
+            await client.send(ping(request_id, b"x"))
+            assert (await client.receive_one())["id"] == request_id
+    assert requests <= counting.reads <= requests + 1
+    await client.aclose()
 
 
 async def test_a_connection_whose_output_fails_to_encode_does_not_stop_the_others(
