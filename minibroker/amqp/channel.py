@@ -89,7 +89,7 @@ class ChannelConsumer:
     def credit(self) -> int:
         channel = self.channel
         session = channel.session
-        if session.closed or session.input_ended or channel.closing or channel.paused:
+        if not session.delivering or channel.closing or channel.paused:
             return 0
         if session.over_high_water:
             session.starved = True  # fed again once the buffer drains
@@ -362,7 +362,7 @@ class Channel:
         self, routing_key: str, properties: bytes, exchange: str, body: bytes
     ) -> None:
         """A direct reply for this channel's ``amq.rabbitmq.reply-to`` consumer (no ack)."""
-        if self.closing or self.reply_token is None:
+        if self.closing or self.reply_token is None or not self.session.delivering:
             return
         tag = self.next_tag
         self.next_tag = tag + 1

@@ -174,6 +174,17 @@ class AmqpSession:
     # ------------------------------------------------------------- state
 
     @property
+    def delivering(self) -> bool:
+        """Whether messages may still be pushed to this connection's consumers.
+
+        Not once it is closing (an error, a kick, the client's Close) or
+        closed, nor after the client's EOF: such a client can no longer ack,
+        so a delivery would only be requeued at the close, and on a busy
+        queue it would keep the connection sending until the close deadline.
+        """
+        return self.closing is None and not self.closed and not self.input_ended
+
+    @property
     def vhost(self) -> Vhost:
         assert self._vhost is not None
         return self._vhost
