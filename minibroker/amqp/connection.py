@@ -29,11 +29,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from pamqp import base, commands, decode
+from pamqp import base, commands
 
 from minibroker._version import __version__
 from minibroker.access.permissions import Grants
-from minibroker.amqp import framing
+from minibroker.amqp import decoding, framing
 from minibroker.amqp.channel import Channel, close_frame
 from minibroker.amqp.errors import (
     ACCESS_REFUSED,
@@ -639,7 +639,7 @@ def _credentials(mechanism: str, response: str | bytes) -> tuple[str, str | None
         return parts[1].decode(errors="replace"), parts[2].decode(errors="replace")
     if mechanism == "AMQPLAIN":
         try:
-            _, table = decode.field_table(_LONG.pack(len(raw)) + raw)
+            table, _ = decoding.field_table(_LONG.pack(len(raw)) + raw)
         except Exception:
             raise HardError(ACCESS_REFUSED, "malformed AMQPLAIN response") from None
         login, password = table.get("LOGIN", ""), table.get("PASSWORD")
