@@ -204,13 +204,14 @@ class RoutingProperties(NamedTuple):
     #: Where the reply_to shortstr (its length octet included) sits in the raw bytes.
     reply_to_span: tuple[int, int]
     expiration: str | None
+    priority: int | None
 
 
 _LONG: Final = struct.Struct(">I")
 
 
 def routing_properties(raw: bytes) -> RoutingProperties | None:
-    """reply_to and expiration, read straight from the property bytes.
+    """reply_to, expiration and priority, read straight from the property bytes.
 
     None when this shortcut does not apply (a non-empty headers table, which
     routing needs decoded; a second flags word; bytes that do not add up):
@@ -234,7 +235,9 @@ def routing_properties(raw: bytes) -> RoutingProperties | None:
             pos += 4
         if flags & 0x1000:  # delivery_mode
             pos += 1
-        if flags & 0x0800:  # priority
+        priority = None
+        if flags & 0x0800:
+            priority = raw[pos]
             pos += 1
         if flags & 0x0400:  # correlation_id
             pos += 1 + raw[pos]
@@ -254,7 +257,7 @@ def routing_properties(raw: bytes) -> RoutingProperties | None:
             return None
     except (IndexError, struct.error, UnicodeDecodeError):
         return None
-    return RoutingProperties(reply_to, span, expiration)
+    return RoutingProperties(reply_to, span, expiration, priority)
 
 
 def replace_span(raw: bytes, span: tuple[int, int], value: str) -> bytes:
