@@ -21,7 +21,9 @@ from test_differential_rabbitmq import RABBITMQ, _rabbitmq_reachable, _same
 def limits_scenario(params: pika.ConnectionParameters) -> list[Any]:
     seen: list[Any] = []
     suffix = uuid.uuid4().hex[:8]
-    names = {kind: f"diff-{kind}-{suffix}" for kind in ("prio", "bytes", "drop", "dlx", "dead")}
+    names = {
+        kind: f"diff-{kind}-{suffix}" for kind in ("prio", "ranked", "bytes", "drop", "dlx", "dead")
+    }
     connection = pika.BlockingConnection(params)
     try:
         ch = connection.channel()
@@ -53,6 +55,11 @@ def limits_scenario(params: pika.ConnectionParameters) -> list[Any]:
         ch.basic_nack(method.delivery_tag, requeue=True)  # back to the front of priority 5
         publish(prio, b"late", 5)
         drain(prio)
+
+        ch.queue_declare(names["ranked"], arguments={"x-max-priority": 3, "x-max-length": 2})
+        for body, priority in ((b"low", 1), (b"high", 3), (b"mid", 2)):
+            publish(names["ranked"], body, priority)  # drop-head drops "high", the head
+        drain(names["ranked"])
 
         ch.queue_declare(
             names["bytes"], arguments={"x-max-length-bytes": 10, "x-overflow": "reject-publish"}
