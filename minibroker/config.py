@@ -78,6 +78,11 @@ class ServerConfig:
     kafka_partitions: int = 1
     #: Port of the AMQP 0-9-1 front end (minibroker/amqp/); None serves no AMQP.
     amqp_port: int | None = None
+    #: Resource alarm (server/resource_alarm.py): resident memory above this many
+    #: bytes, or less than ``disk_free_limit`` bytes free for ``data_dir``,
+    #: blocks AMQP publishers. None: no such alarm.
+    memory_high_watermark: int | None = None
+    disk_free_limit: int | None = None
     #: Serve the SQS-compatible HTTP endpoint on this port of ``host`` (0: any free
     #: port); None: no SQS endpoint. See docs/sqs.md.
     sqs_port: int | None = None

@@ -86,7 +86,7 @@ class TooLarge(BrokerError):
 
 
 class Overflow(BrokerError):
-    """A queue at max_length with overflow=reject_publish refused a message."""
+    """A full queue (max_length or max_length_bytes, overflow=reject_publish) refused a put."""
 
     code = "overflow"
 

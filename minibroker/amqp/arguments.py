@@ -15,14 +15,16 @@ from dataclasses import dataclass
 from typing import Final
 
 from minibroker.amqp.errors import PRECONDITION_FAILED, SoftError
-from minibroker.core.queue_options import QueueOptions
+from minibroker.core.queue_options import MAX_PRIORITY, QueueOptions
 
 #: Shortest TTL the core accepts; ``x-message-ttl: 0`` ("deliver now or never") maps to it.
 _SMALLEST_TTL: Final = 0.001
-_OVERFLOW: Final = {"drop-head": "drop_head", "reject-publish": "reject_publish"}
+_OVERFLOW: Final = {
+    "drop-head": "drop_head",
+    "reject-publish": "reject_publish",
+    "reject-publish-dlx": "reject_publish_dlx",
+}
 _REFUSED: Final = {
-    "x-max-priority": "priority queues are not implemented",
-    "x-max-length-bytes": "a length limit in bytes is not implemented (x-max-length is)",
     "x-single-active-consumer": "single active consumer is not implemented",
     "x-queue-master-locator": "minibroker has a single node",
     "x-queue-mode": "lazy queues are not implemented",
@@ -60,18 +62,28 @@ def parse(durable: bool, arguments: Mapping[str, object]) -> QueueArguments:
         raise SoftError(PRECONDITION_FAILED, f"x-queue-type {queue_type!r} is not supported")
     ttl_ms = _integer(arguments, "x-message-ttl", 0)
     max_length = _integer(arguments, "x-max-length", 0)
+    max_length_bytes = _integer(arguments, "x-max-length-bytes", 0)
+    max_priority = _integer(arguments, "x-max-priority", 0)
+    if max_priority is not None and max_priority > MAX_PRIORITY:
+        raise SoftError(
+            PRECONDITION_FAILED,
+            f"invalid arg 'x-max-priority': {max_priority} is above the maximum {MAX_PRIORITY}",
+        )
     expires_ms = _integer(arguments, "x-expires", 1)
     overflow = arguments.get("x-overflow", "drop-head")
     if overflow not in _OVERFLOW:
         raise SoftError(
             PRECONDITION_FAILED,
-            f"invalid arg 'x-overflow': {overflow!r} (supported: drop-head, reject-publish)",
+            f"invalid arg 'x-overflow': {overflow!r} (supported: {', '.join(_OVERFLOW)})",
         )
     dead_letter = _dead_letter(arguments)
+    bounded = max_length is not None or max_length_bytes is not None
     options = QueueOptions(
         max_length=max_length,
-        overflow=_OVERFLOW[str(overflow)] if max_length is not None else "reject_publish",  # type: ignore[arg-type]
+        max_length_bytes=max_length_bytes,
+        overflow=_OVERFLOW[str(overflow)] if bounded else "reject_publish",  # type: ignore[arg-type]
         message_ttl=None if ttl_ms is None else max(ttl_ms / 1000, _SMALLEST_TTL),
+        max_priority=max_priority,
         durable=durable,
     )
     return QueueArguments(options, None if expires_ms is None else expires_ms / 1000, dead_letter)

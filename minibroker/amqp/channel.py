@@ -56,8 +56,8 @@ Basic = commands.Basic
 #: The pseudo-queue a client consumes from to receive direct replies.
 REPLY_TO: str = "amq.rabbitmq.reply-to"
 _REPLY_PREFIX = REPLY_TO + "."
-#: Property flags of headers, reply_to and expiration: the ones routing reads.
-_ROUTING_PROPERTIES = 0x2000 | 0x0200 | 0x0100
+#: Property flags of headers, priority, reply_to and expiration: the ones routing reads.
+_ROUTING_PROPERTIES = 0x2000 | 0x0800 | 0x0200 | 0x0100
 
 
 class Unacked(NamedTuple):
@@ -89,7 +89,7 @@ class ChannelConsumer:
     def credit(self) -> int:
         channel = self.channel
         session = channel.session
-        if session.closed or session.input_ended or channel.closing or channel.paused:
+        if not session.delivering or channel.closing or channel.paused:
             return 0
         if session.over_high_water:
             session.starved = True  # fed again once the buffer drains
@@ -287,18 +287,20 @@ class Channel:
             )
         headers: Mapping[str, object] | None = None
         expiration: str | None = None
+        priority: int | None = None
         if framing.property_flags(raw) & _ROUTING_PROPERTIES:
             # Only these properties matter to routing; most messages have none
             # of them and skip decoding altogether, and most others are read
             # without pamqp (routing_properties).
             found = framing.routing_properties(raw)
             if found is not None:
-                expiration = found.expiration
+                expiration, priority = found.expiration, found.priority
                 if found.reply_to == REPLY_TO:
                     raw = framing.replace_span(raw, found.reply_to_span, self._reply_address())
             else:
                 properties = framing.decode_properties(raw)
                 headers, expiration = properties.headers, properties.expiration
+                priority = properties.priority
                 if properties.reply_to == REPLY_TO:
                     properties.reply_to = self._reply_address()
                     raw = framing.encode_properties(properties)
@@ -319,7 +321,9 @@ class Channel:
             message = to_core(publish.exchange, key, raw, headers, body)
             ttl = _expiration(expiration)
             try:
-                taken, refused = vhost.route(exchange, key, message, headers, session.now, ttl)
+                taken, refused = vhost.route(
+                    exchange, key, message, headers, session.now, ttl, priority
+                )
             except BrokerError as exc:  # storage full or failing, limits
                 if not self.confirming:
                     raise SoftError(PRECONDITION_FAILED, exc.message) from None
@@ -362,7 +366,7 @@ class Channel:
         self, routing_key: str, properties: bytes, exchange: str, body: bytes
     ) -> None:
         """A direct reply for this channel's ``amq.rabbitmq.reply-to`` consumer (no ack)."""
-        if self.closing or self.reply_token is None:
+        if self.closing or self.reply_token is None or not self.session.delivering:
             return
         tag = self.next_tag
         self.next_tag = tag + 1

@@ -30,11 +30,12 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Final
 
-from pamqp import base, commands, decode
+from pamqp import base, commands
 
 from minibroker._version import __version__
 from minibroker.access.permissions import Grants
-from minibroker.amqp import framing
+from minibroker.amqp import decoding, framing
+from minibroker.amqp.blocking import Blocking
 from minibroker.amqp.channel import Channel, close_frame
 from minibroker.amqp.errors import (
     ACCESS_REFUSED,
@@ -66,7 +67,8 @@ Connection = commands.Connection
 FRAME_MAX: Final = 131072
 CHANNEL_MAX: Final = 2047
 HEARTBEAT: Final = 60
-#: Capabilities the server implements (clients read some of them, see docs/amqp.md).
+#: Capabilities the server implements (clients read some of them, see docs/amqp.md);
+#: ``connection.blocked`` is added when a resource alarm is configured.
 CAPABILITIES: Final = {
     "publisher_confirms": True,
     "basic.nack": True,
@@ -77,6 +79,8 @@ CAPABILITIES: Final = {
     "exchange_exchange_bindings": True,
 }
 _LONG: Final = struct.Struct(">I")
+#: How a Basic.Publish method frame's payload starts (class 60, method 40).
+_PUBLISH_START: Final = b"\x00\x3c\x00\x28"
 #: The sequence number a held Tx.CommitOk has among the held confirms (they start at 1).
 _COMMIT: Final = 0
 
@@ -93,6 +97,9 @@ class AmqpSettings:
     #: Body bytes of publishes begun and not yet complete, over all channels of
     #: a connection (each channel may assemble one message at a time).
     max_content_in_progress: int = 64 * 1024 * 1024
+    #: The server's resource alarm (None: none configured, and the
+    #: ``connection.blocked`` capability is not advertised).
+    blocking: Blocking | None = None
 
 
 class AmqpSession:
@@ -133,6 +140,13 @@ class AmqpSession:
         #: What the login may do, when a permissions file is in force (None: everything).
         self.access: Access | None = None
         self.input_paused = False
+        #: A resource alarm is on and this connection published: the shell
+        #: reads nothing more until the alarm clears (see blocking.py).
+        self.input_blocked = False
+        #: The client advertised the ``connection.blocked`` capability.
+        self._tell_blocked = False
+        #: Connection.Blocked was sent and Unblocked not yet.
+        self._told_blocked = False
         self.closing: BrokerError | None = None
         self.closed = False
         #: Set once the client sent EOF: consumers get no more credit (see ``eof_received``).
@@ -172,6 +186,17 @@ class AmqpSession:
         self.input_ended = True
 
     # ------------------------------------------------------------- state
+
+    @property
+    def delivering(self) -> bool:
+        """Whether messages may still be pushed to this connection's consumers.
+
+        Not once it is closing (an error, a kick, the client's Close) or
+        closed, nor after the client's EOF: such a client can no longer ack,
+        so a delivery would only be requeued at the close, and on a busy
+        queue it would keep the connection sending until the close deadline.
+        """
+        return self.closing is None and not self.closed and not self.input_ended
 
     @property
     def vhost(self) -> Vhost:
@@ -225,6 +250,7 @@ class AmqpSession:
                     return
                 self._start()
             high_water = self.settings.outbound_high_water
+            blocking = self.settings.blocking
             for kind, number, payload in reader.frames():
                 if number and framing.HEADER <= kind <= framing.BODY and self.handshake_done:
                     self._content(kind, number, payload)  # two of a publish's three frames
@@ -234,6 +260,16 @@ class AmqpSession:
                     return
                 if self._out_bytes >= high_water:
                     self.input_paused = True
+                    return
+                if (
+                    blocking is not None
+                    and blocking.reason is not None
+                    and kind == framing.METHOD
+                    and payload.startswith(_PUBLISH_START)
+                ):
+                    # A publisher under the alarm: stop here (the rest of
+                    # the chunk waits) until it clears.
+                    self.input_blocked = self.input_paused = True
                     return
         except HardError as exc:
             self._close_connection(exc)
@@ -384,7 +420,11 @@ class AmqpSession:
                         "version": __version__,
                         "platform": "Python/Trio",
                         "information": "https://github.com/minibroker (AMQP 0-9-1 front end)",
-                        "capabilities": dict(CAPABILITIES),
+                        "capabilities": (
+                            dict(CAPABILITIES)
+                            if self.settings.blocking is None
+                            else {**CAPABILITIES, "connection.blocked": True}
+                        ),
                     },
                     mechanisms="PLAIN AMQPLAIN",
                     locales="en_US",
@@ -426,6 +466,9 @@ class AmqpSession:
     def _authenticate(self, method: commands.Connection.StartOk) -> None:
         user, password = _credentials(method.mechanism, method.response)
         props = method.client_properties or {}
+        capabilities = props.get("capabilities")
+        if isinstance(capabilities, dict) and self.settings.blocking is not None:
+            self._tell_blocked = capabilities.get("connection.blocked") is True
         name = props.get("connection_name") or props.get("product") or ""
         self.client_name = str(name)
         try:
@@ -473,6 +516,11 @@ class AmqpSession:
         self._vhost = vhost_of(ns)
         self._stage = "open"
         self.write(framing.method_frame(0, Connection.OpenOk()))
+        blocking = self.settings.blocking
+        if blocking is not None:
+            blocking.sessions.add(self)
+            if blocking.reason is not None:
+                self.alarm_changed(blocking.reason)
         if self._heartbeat:
             self._arm_heartbeat(self.now)
 
@@ -488,6 +536,24 @@ class AmqpSession:
         self.closing = ConnectionClosed(error.text)
         self.wakeup()
 
+    # -------------------------------------------------------- resource alarm
+
+    def alarm_changed(self, reason: str | None) -> None:
+        """The server's resource alarm went on (``reason``) or off (None)."""
+        if self.closed or self.closing is not None:
+            return
+        if reason is not None:
+            if self._tell_blocked and not self._told_blocked:
+                self._told_blocked = True
+                self.write(framing.method_frame(0, Connection.Blocked(reason)))
+        else:
+            if self._told_blocked:
+                self._told_blocked = False
+                self.write(framing.method_frame(0, Connection.Unblocked()))
+            # The shell's reader waits for the writer's round: wake it either way.
+            self.input_blocked = False
+        self.wakeup()
+
     # ----------------------------------------------------------- heartbeats
 
     def _arm_heartbeat(self, now: float) -> None:
@@ -498,7 +564,7 @@ class AmqpSession:
     def _heartbeat_due(self, now: float) -> None:
         if self.closed or self.closing is not None:
             return
-        if self._heard:
+        if self._heard or self.input_blocked:  # a blocked client's heartbeats go unread
             self._silent_ticks = 0
         else:
             self._silent_ticks += 1
@@ -609,6 +675,8 @@ class AmqpSession:
         self.closed = True
         if self._heartbeat_timer is not None:
             self._heartbeat_timer.cancel()
+        if self.settings.blocking is not None:
+            self.settings.blocking.sessions.discard(self)
         self._release_all()
 
     def _release_all(self) -> None:
@@ -641,7 +709,7 @@ def _credentials(mechanism: str, response: str | bytes) -> tuple[str, str | None
         return parts[1].decode(errors="replace"), parts[2].decode(errors="replace")
     if mechanism == "AMQPLAIN":
         try:
-            _, table = decode.field_table(_LONG.pack(len(raw)) + raw)
+            table, _ = decoding.field_table(_LONG.pack(len(raw)) + raw)
         except Exception:
             raise HardError(ACCESS_REFUSED, "malformed AMQPLAIN response") from None
         login, password = table.get("LOGIN", ""), table.get("PASSWORD")

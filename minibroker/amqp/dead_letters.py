@@ -27,9 +27,9 @@ REASONS: Final = {
     "max_deliveries": "delivery_limit",
 }
 
-#: How a dead letter is routed on: (exchange, routing key, message, headers table, now)
-#: -> how many queues took it.
-Route = Callable[[Exchange, str, CoreMessage, dict[str, object], float], int]
+#: How a dead letter is routed on: (exchange, routing key, message, headers table, now,
+#: priority) -> how many queues took it.
+Route = Callable[[Exchange, str, CoreMessage, dict[str, object], float, int | None], int]
 
 
 def dead_letter(
@@ -68,5 +68,5 @@ def dead_letter(
             properties.expiration = None
         raw = encode_properties(properties)
         message = to_core(exchange.name, routing_key, raw, headers, m.body)
-        taken += route(exchange, routing_key, message, headers, now)
+        taken += route(exchange, routing_key, message, headers, now, properties.priority)
     return taken > 0

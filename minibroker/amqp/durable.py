@@ -26,8 +26,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from pamqp import decode, encode
+from pamqp import encode
 
+from minibroker.amqp import decoding
 from minibroker.amqp.errors import INTERNAL_ERROR, HardError
 from minibroker.core.state_journal import StateJournal
 from minibroker.errors import BrokerError
@@ -89,7 +90,7 @@ def _table(value: dict[str, object]) -> bytes:
 
 
 def _untable(data: bytes) -> dict[str, object]:
-    return dict(decode.field_table(data)[1])
+    return decoding.field_table(data)[0]
 
 
 class VhostJournal:

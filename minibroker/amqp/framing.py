@@ -1,26 +1,28 @@
 """AMQP 0-9-1 frames: cut from the byte stream, and built for sending.
 
 A frame is ``type u8 | channel u16 | size u32 | payload | 0xCE``. pamqp
-decodes and encodes method payloads; this module does the part pamqp leaves
-to its caller: finding frame boundaries in a stream, refusing a frame larger
-than the negotiated ``frame_max`` before buffering it (501 FRAME_ERROR), and
-building content (header + body frames split to ``frame_max``). Content
-headers are kept as raw property bytes, so a message's properties travel
-from publisher to consumer byte for byte, whatever field-table dialect the
-publisher's client writes.
+defines the methods and encodes them; :mod:`minibroker.amqp.decoding`
+decodes them (in time linear in the frame's size, unlike pamqp's decoder).
+This module does the part a codec leaves to its caller: finding frame
+boundaries in a stream, refusing a frame larger than the negotiated
+``frame_max`` before buffering it (501 FRAME_ERROR), and building content
+(header + body frames split to ``frame_max``). Content headers are kept as
+raw property bytes, so a message's properties travel from publisher to
+consumer byte for byte, whatever field-table dialect the publisher's
+client writes.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 from pamqp import base, commands
 from pamqp import frame as pamqp_frame
-from pamqp import header as pamqp_header
 
+from minibroker.amqp import decoding
 from minibroker.amqp.errors import FRAME_ERROR, NOT_IMPLEMENTED, SYNTAX_ERROR, HardError
 
 PROTOCOL_HEADER: Final = b"AMQP\x00\x00\x09\x01"
@@ -43,10 +45,9 @@ _METHOD_INDEX: Final = struct.Struct(">I")
 HEARTBEAT_FRAME: Final = b"\x08\x00\x00\x00\x00\x00\x00\xce"
 #: Deepest nesting of tables and arrays accepted in a field table (header
 #: values, arguments). Far beyond any real use, and far below what would make
-#: pamqp's recursive codec (or a later re-encoding, e.g. for dead-lettering)
-#: run out of stack: a deeper table is a 502 SYNTAX_ERROR with this in its text.
-MAX_TABLE_DEPTH: Final = 100
-_NESTED: Final = (dict, list)
+#: a recursive codec (pamqp's encoder, when dead-lettering re-encodes) run out
+#: of stack: a deeper table is a 502 SYNTAX_ERROR with this in its text.
+MAX_TABLE_DEPTH: Final = decoding.MAX_DEPTH
 
 
 #: One frame as cut from the stream: (type, channel, payload). A plain tuple,
@@ -162,14 +163,11 @@ def decode_method(payload: bytes) -> base.Frame:
         )
     method: base.Frame = method_class()
     try:
-        method.unmarshal(payload[4:])
-    except RecursionError:
+        decoding.unmarshal_method(method, payload)
+    except decoding.TooDeep:
         raise HardError(SYNTAX_ERROR, _too_deep_text(method.name), index) from None
-    except Exception as exc:  # pamqp's decoders raise assorted errors on garbage
+    except (ValueError, struct.error) as exc:
         raise HardError(SYNTAX_ERROR, f"cannot decode {method.name}: {exc!r}", index) from None
-    arguments = getattr(method, "arguments", None)
-    if arguments and _too_deep(arguments, 1):
-        raise HardError(SYNTAX_ERROR, _too_deep_text(method.name), index)
     return method
 
 
@@ -182,26 +180,12 @@ def decode_content_header(payload: bytes) -> ContentHeader:
 
 def decode_properties(raw: bytes) -> commands.Basic.Properties:
     """Raw property bytes (flags first) as pamqp's Basic.Properties."""
-    header = pamqp_header.ContentHeader()
     try:
-        header.unmarshal(_CONTENT_HEADER.pack(60, 0, 0) + raw)
-    except RecursionError:
+        return decoding.properties(raw)
+    except decoding.TooDeep:
         raise HardError(SYNTAX_ERROR, _too_deep_text("the content header")) from None
-    except Exception as exc:
+    except (ValueError, struct.error) as exc:
         raise HardError(SYNTAX_ERROR, f"cannot decode content header: {exc!r}") from None
-    headers = header.properties.headers
-    if headers and _too_deep(headers, 1):
-        raise HardError(SYNTAX_ERROR, _too_deep_text("the content header"))
-    return header.properties
-
-
-def _too_deep(value: object, depth: int) -> bool:
-    """True if tables and arrays nest more than MAX_TABLE_DEPTH levels in ``value``."""
-    if depth > MAX_TABLE_DEPTH:
-        return True
-    values = value.values() if isinstance(value, dict) else value
-    assert isinstance(values, Iterable)
-    return any(_too_deep(v, depth + 1) for v in values if type(v) in _NESTED)
 
 
 def _too_deep_text(where: str) -> str:
@@ -220,13 +204,14 @@ class RoutingProperties(NamedTuple):
     #: Where the reply_to shortstr (its length octet included) sits in the raw bytes.
     reply_to_span: tuple[int, int]
     expiration: str | None
+    priority: int | None
 
 
 _LONG: Final = struct.Struct(">I")
 
 
 def routing_properties(raw: bytes) -> RoutingProperties | None:
-    """reply_to and expiration, read straight from the property bytes.
+    """reply_to, expiration and priority, read straight from the property bytes.
 
     None when this shortcut does not apply (a non-empty headers table, which
     routing needs decoded; a second flags word; bytes that do not add up):
@@ -250,7 +235,9 @@ def routing_properties(raw: bytes) -> RoutingProperties | None:
             pos += 4
         if flags & 0x1000:  # delivery_mode
             pos += 1
-        if flags & 0x0800:  # priority
+        priority = None
+        if flags & 0x0800:
+            priority = raw[pos]
             pos += 1
         if flags & 0x0400:  # correlation_id
             pos += 1 + raw[pos]
@@ -270,7 +257,7 @@ def routing_properties(raw: bytes) -> RoutingProperties | None:
             return None
     except (IndexError, struct.error, UnicodeDecodeError):
         return None
-    return RoutingProperties(reply_to, span, expiration)
+    return RoutingProperties(reply_to, span, expiration, priority)
 
 
 def replace_span(raw: bytes, span: tuple[int, int], value: str) -> bytes:

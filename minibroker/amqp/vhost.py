@@ -323,23 +323,26 @@ class Vhost:
         header_table: Mapping[str, object] | None,
         now: float,
         ttl: float | None = None,
+        priority: int | None = None,
     ) -> tuple[int, int]:
         """Deliver ``message``; returns (queues that took it, queues that refused it when full).
+
+        ``ttl`` and ``priority`` are the message's ``expiration`` and ``priority``.
 
         A native topic subscriber reached through a topic exchange counts as
         a queue that took it (the message did go somewhere).
         """
         if exchange.exchange_bindings:
             return self._route_through_exchanges(
-                exchange, routing_key, message, header_table, now, ttl
+                exchange, routing_key, message, header_table, now, ttl, priority
             )
         if exchange.type == TOPIC:
-            return self._publish_topic(exchange, routing_key, message, now, ttl), 0
+            return self._publish_topic(exchange, routing_key, message, now, ttl, priority), 0
         if exchange.name == DEFAULT:
             targets: Sequence[str] = (routing_key,)
         else:
             targets = exchange.route(routing_key, header_table)
-        return self._put(targets, message, now, ttl)
+        return self._put(targets, message, now, ttl, priority)
 
     def _publish_topic(
         self,
@@ -348,18 +351,24 @@ class Vhost:
         message: CoreMessage,
         now: float,
         ttl: float | None,
+        priority: int | None,
     ) -> int:
         """Publish through the core's topic trie: bound queues and native subscribers."""
         try:
             result = self.namespace.topics.publish(
-                topic_name(exchange.name, routing_key), [message], now, ttl
+                topic_name(exchange.name, routing_key), [message], now, ttl, priority
             )
         except InvalidName:
             return 0  # no binding can match a key the core cannot name
         return result.queues + result.subscriptions
 
     def _put(
-        self, targets: Sequence[str], message: CoreMessage, now: float, ttl: float | None
+        self,
+        targets: Sequence[str],
+        message: CoreMessage,
+        now: float,
+        ttl: float | None,
+        priority: int | None,
     ) -> tuple[int, int]:
         """Put into each named queue that exists: (queues that took it, queues full)."""
         taken = refused = 0
@@ -369,7 +378,7 @@ class Vhost:
             if queue is None:
                 continue
             try:
-                queue.put([message], now, ttl=ttl)
+                queue.put([message], now, ttl=ttl, priority=priority)
             except Overflow:
                 refused += 1
                 continue
@@ -384,6 +393,7 @@ class Vhost:
         header_table: Mapping[str, object] | None,
         now: float,
         ttl: float | None,
+        priority: int | None,
     ) -> tuple[int, int]:
         """Route along exchange-to-exchange bindings too: every queue reached, once.
 
@@ -395,12 +405,12 @@ class Vhost:
         taken = refused = 0
         done: set[str] = set()
         if exchange.type == TOPIC:
-            taken = self._publish_topic(exchange, routing_key, message, now, ttl)
+            taken = self._publish_topic(exchange, routing_key, message, now, ttl, priority)
             done.update(self._topic_queues(exchange, routing_key))
         else:
             exchange_queues = exchange.route(routing_key, header_table)
             done.update(exchange_queues)
-            taken, refused = self._put(exchange_queues, message, now, ttl)
+            taken, refused = self._put(exchange_queues, message, now, ttl, priority)
         reached = {exchange.name}
         pending = [exchange]
         targets: dict[str, None] = {}
@@ -416,7 +426,7 @@ class Vhost:
                 else:
                     found = following.route(routing_key, header_table)
                 targets.update(dict.fromkeys(q for q in found if q not in done))
-        more_taken, more_refused = self._put(list(targets), message, now, ttl)
+        more_taken, more_refused = self._put(list(targets), message, now, ttl, priority)
         return taken + more_taken, refused + more_refused
 
     def _topic_queues(self, exchange: Exchange, routing_key: str) -> list[str]:
@@ -547,8 +557,9 @@ class Vhost:
         message: CoreMessage,
         headers: dict[str, object],
         now: float,
+        priority: int | None,
     ) -> int:
-        return self.route(exchange, routing_key, message, headers, now)[0]
+        return self.route(exchange, routing_key, message, headers, now, priority=priority)[0]
 
     def _check_equivalent(
         self,

@@ -178,6 +178,22 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "any free port; 5672 is the usual one (default: no AMQP)",
     )
     parser.add_argument(
+        "--memory-high-watermark",
+        type=int,
+        default=_env("memory_high_watermark", None),
+        metavar="BYTES",
+        help="resource alarm: while the server's resident memory is above BYTES, AMQP "
+        "publishers are blocked (connection.blocked; default: no alarm)",
+    )
+    parser.add_argument(
+        "--disk-free-limit",
+        type=int,
+        default=_env("disk_free_limit", None),
+        metavar="BYTES",
+        help="resource alarm: while the --data-dir file system has less than BYTES free, "
+        "AMQP publishers are blocked (default: no alarm)",
+    )
+    parser.add_argument(
         "--sqs-port",
         type=int,
         default=_env("sqs_port", None),
@@ -257,6 +273,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         kafka_auto_create_topics=args.kafka_auto_create == "on",
         kafka_partitions=args.kafka_partitions,
         amqp_port=int(args.amqp_port) if args.amqp_port is not None else None,
+        memory_high_watermark=args.memory_high_watermark,
+        disk_free_limit=args.disk_free_limit,
         sqs_port=int(args.sqs_port) if args.sqs_port is not None else None,
         sqs_keys=_sqs_keys(args.sqs_keys) if args.sqs_keys else None,
     )

@@ -20,15 +20,19 @@ nil                 message headers / message body   a message was put (the comm
                                                      journal id (jid) and its publish
                                                      order, its publish time the
                                                      record's timestamp
+``P`` + priority   message headers / message body   a put, as nil, of a message with a
+                                                     priority (one octet, 1 to 255; only
+                                                     queues with ``max_priority`` keep one)
 ``X`` + ``>qqqqi``  message headers / message body   a message with explicit metadata:
                                                      ``replaces`` (the jid this record
                                                      supersedes, or -1), ``seq``
                                                      (publish order, -1 = own offset),
                                                      ``published_at`` ms, ``expires_at``
-                                                     ms (0 = never), ``delivery_count``.
-                                                     Written for dead letters entering a
-                                                     queue and for messages moved by
-                                                     compaction
+                                                     ms (0 = never), ``delivery_count``,
+                                                     then its priority octet if it has
+                                                     one. Written for dead letters
+                                                     entering a queue and for messages
+                                                     moved by compaction
 ``S``               nil / jids, ``>q`` each          these messages left the queue (ack,
                                                      expiry, dead-letter, drop, purge)
 ``R``               nil / (jid, count) ``>qq`` each  these messages went back to the queue
@@ -109,6 +113,7 @@ TAG_FULL: Final = b"X"
 TAG_SETTLE: Final = b"S"
 TAG_REQUEUE: Final = b"R"
 TAG_OPTIONS: Final = b"O"
+TAG_PRIORITY: Final = b"P"
 
 _FULL: Final = struct.Struct(">qqqqi")
 _FULL_KEY_SIZE: Final = 1 + _FULL.size
@@ -150,10 +155,17 @@ def record_bound(key_size: int | None, headers: dict[str, str] | None, body_size
     return _FRAME_FIXED + key + _headers_bound(headers) + body_size
 
 
+#: What a ``P`` key adds to a plain put's bound (a nil key).
+_PRIORITY_EXTRA: Final = _key_bound(2) - _NIL
+#: ``P`` keys by priority (index 0 is the nil key of a plain put).
+_PUT_KEYS: Final = [None] + [TAG_PRIORITY + bytes((p,)) for p in range(1, 256)]
+
+
 def _live_size(m: Message) -> int:
     """What a live message counts for in ``live_bytes`` (its plain-put record's bound)."""
     headers = m.headers
-    return _FRAME_FIXED + _NIL + len(m.body) + (_headers_bound(headers) if headers else _NIL)
+    size = _FRAME_FIXED + _NIL + len(m.body) + (_headers_bound(headers) if headers else _NIL)
+    return size + _PRIORITY_EXTRA if m.priority else size
 
 
 def _ids_body(ids: Sequence[int]) -> bytes:
@@ -266,11 +278,13 @@ class QueueJournal:
         first = jid = self.store.next_offset
         for m in messages:
             headers = m.headers
-            add((None, headers, m.body))
+            add((_PUT_KEYS[m.priority], headers, m.body))
             m.jid = m.seq = jid
             m.jpos = position
             jid += 1
             position += fixed + len(m.body) + (_headers_bound(headers) if headers else _NIL)
+            if m.priority:
+                position += _PRIORITY_EXTRA
         if self._append(entries, timestamp_ms, position - start) != first:
             raise StorageError("the journal store assigned unexpected offsets")
         self.live.update(zip(range(first, jid), messages, strict=True))
@@ -294,8 +308,10 @@ class QueueJournal:
                 # deliveries that ended: an in-flight delivery may still be acked
                 m.delivery_count - 1 if m.lease is not None else m.delivery_count,
             )
+            if m.priority:
+                key += bytes((m.priority,))
             entries.append((key, m.headers, m.body))
-            sizes.append(record_bound(_FULL_KEY_SIZE, m.headers, len(m.body)))
+            sizes.append(record_bound(len(key), m.headers, len(m.body)))
         position = self.end_position
         total = sum(sizes)
         jid = self._append(entries, timestamp_ms, total)
@@ -326,10 +342,12 @@ class QueueJournal:
         freed = 0
         for jid in ids:
             m = pop(jid, None)
-            if m is not None:
+            if m is not None:  # _live_size(m), inlined: this runs once per message acked
                 freed += _FRAME_FIXED + _NIL + len(m.body)
                 headers = m.headers
                 freed += _headers_bound(headers) if headers else _NIL
+                if m.priority:
+                    freed += _PRIORITY_EXTRA
         self.live_bytes -= freed
 
     def requeued(self, messages: Sequence[Message], timestamp_ms: int) -> None:
@@ -492,8 +510,11 @@ def recover(store: LogStore, epoch_offset: float) -> Recovered:
         found.records += 1
         key = rec.key
         size = record_bound(None if key is None else len(key), rec.headers, len(rec.body))
-        if key is None:
-            m = Message(rec.body, rec.headers, rec.timestamp_ms, NEVER, 0, rec.offset, rec.offset)
+        if key is None or (len(key) == 2 and key[:1] == TAG_PRIORITY):
+            priority = 0 if key is None else key[1]
+            m = Message(
+                rec.body, rec.headers, rec.timestamp_ms, NEVER, 0, rec.offset, rec.offset, priority
+            )
             m.jpos = position
             live[rec.offset] = m
             plain.append(m)
@@ -504,7 +525,7 @@ def recover(store: LogStore, epoch_offset: float) -> Recovered:
             for jid in _unpack_ids(rec.body):
                 live.pop(jid, None)
         elif tag == TAG_FULL:
-            if len(key) != _FULL_KEY_SIZE:
+            if len(key) not in (_FULL_KEY_SIZE, _FULL_KEY_SIZE + 1):
                 raise StorageError(f"journal record {rec.offset} has a malformed key")
             replaces, seq, published, expires_ms, count = full_unpack(key, 1)
             if replaces >= 0:
@@ -518,6 +539,7 @@ def recover(store: LogStore, epoch_offset: float) -> Recovered:
                 count,
                 seq if seq >= 0 else rec.offset,
                 rec.offset,
+                key[_FULL_KEY_SIZE] if len(key) > _FULL_KEY_SIZE else 0,
             )
             m.jpos = position
             live[rec.offset] = m

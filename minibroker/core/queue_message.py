@@ -53,6 +53,7 @@ class Message:
         "jid",
         "jpos",
         "lease",
+        "priority",
         "published_at",
         "seq",
     )
@@ -66,6 +67,7 @@ class Message:
         delivery_count: int = 0,
         seq: int = -1,
         jid: int = -1,
+        priority: int = 0,
     ) -> None:
         self.body = body
         self.headers = headers
@@ -89,6 +91,8 @@ class Message:
         #: message of a group is in flight, no other message of that group is
         #: delivered, so each group is processed in order.
         self.group: str | None = None
+        #: Its priority (0 .. 255; only a queue with ``max_priority`` orders by it).
+        self.priority = priority
 
     def __repr__(self) -> str:
         return (

@@ -14,9 +14,11 @@ from minibroker.core.durations import check_seconds, clamp_seconds
 from minibroker.core.names import check_name
 from minibroker.errors import BadRequest
 
-OverflowPolicy = Literal["reject_publish", "drop_head"]
+OverflowPolicy = Literal["reject_publish", "drop_head", "reject_publish_dlx"]
 
-OVERFLOW_POLICIES: Final = ("reject_publish", "drop_head")
+OVERFLOW_POLICIES: Final = ("reject_publish", "drop_head", "reject_publish_dlx")
+#: Highest ``max_priority`` (RabbitMQ's limit).
+MAX_PRIORITY: Final = 255
 #: How long a fetched message stays invisible to other consumers (SQS's default is 30 s too).
 DEFAULT_VISIBILITY_TIMEOUT: Final = 30.0
 #: Longest visibility timeout and longest nack delay, in seconds (12 hours, as SQS).
@@ -36,8 +38,12 @@ class QueueOptions:
 
     #: Most *ready* messages the queue holds (in-flight and delayed ones do not count).
     max_length: int | None = None
-    #: What a put does when ``max_length`` is reached.
+    #: Most body bytes of *ready* messages the queue holds (headers do not count).
+    max_length_bytes: int | None = None
+    #: What a put does when ``max_length`` or ``max_length_bytes`` is reached.
     overflow: OverflowPolicy = "reject_publish"
+    #: Priorities 0 .. max_priority: higher ones are delivered first (None: FIFO only).
+    max_priority: int | None = None
     #: Seconds a message may wait in the queue, counted from its publish.
     message_ttl: float | None = None
     #: Seconds a fetched message stays invisible before it is redelivered.
@@ -53,6 +59,15 @@ class QueueOptions:
         """Raise BadRequest (or InvalidName) if any option is out of range."""
         if self.max_length is not None:
             _check_count("max_length", self.max_length, minimum=0)
+        if self.max_length_bytes is not None:
+            _check_count("max_length_bytes", self.max_length_bytes, minimum=0)
+        priority = self.max_priority
+        if priority is not None and (
+            type(priority) is not int or not 0 <= priority <= MAX_PRIORITY
+        ):
+            raise BadRequest(
+                f"max_priority must be an integer from 0 to {MAX_PRIORITY}, got {priority!r}"
+            )
         if self.overflow not in OVERFLOW_POLICIES:
             raise BadRequest(
                 f"overflow must be one of {', '.join(OVERFLOW_POLICIES)}, got {self.overflow!r}"

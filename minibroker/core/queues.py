@@ -12,7 +12,9 @@ Where a message can be
 
 * **ready**: in ``_ready``, a deque in delivery order. Puts append on the
   right; anything coming back (nack, timeout, a consumer's disconnect) goes
-  to the left, so it is delivered first.
+  to the left, so it is delivered first. A queue with ``max_priority`` or
+  ``max_length_bytes`` keeps a deque-like container that ranks or counts
+  instead (:mod:`minibroker.core.ready`); other queues pay nothing for it.
 * **in flight**: in ``_inflight``, a dict from delivery id to message. The
   id is unique in the namespace and never reused, so a stale id can never
   ack the wrong message.
@@ -51,7 +53,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
@@ -69,11 +70,13 @@ from minibroker.core.queue_journal import (
 )
 from minibroker.core.queue_message import DELIVERY_OVERHEAD, NEVER, Message, delivery_size
 from minibroker.core.queue_options import (
+    MAX_PRIORITY,
     MAX_VISIBILITY_TIMEOUT,
     UNTIL_SETTLED,
     QueueOptions,
     QueueStatistics,
 )
+from minibroker.core.ready import Ready, ready_bytes, ready_for
 from minibroker.core.sizes import headers_size
 from minibroker.core.timers import Timer
 from minibroker.errors import (
@@ -253,7 +256,7 @@ class Queue:
         self._broker = parent.broker
         self._timers = parent.broker.timers
         self._journal = journal
-        self._ready: deque[Message] = deque()
+        self._ready: Ready = ready_for(options)
         self._inflight: dict[int, Message] = {}
         #: conn id -> its leases here (an ordered set, in fetch order).
         self._leases: dict[int, dict[Lease, None]] = {}
@@ -299,11 +302,14 @@ class Queue:
 
     def _configure(self, options: QueueOptions) -> None:
         """Adopt ``options`` (at creation, and when reconfigured)."""
+        if (options.max_length_bytes is None) != (self.options.max_length_bytes is None):
+            self._ready = ready_for(options, self._ready)  # start or stop counting bytes
         self.options = options
         self._ttl = options.message_ttl
-        bounded = options.max_length is not None
-        self._reject_overflow = bounded and options.overflow == "reject_publish"
+        bounded = options.max_length is not None or options.max_length_bytes is not None
+        self._reject_overflow = bounded and options.overflow != "drop_head"
         self._drop_overflow = bounded and options.overflow == "drop_head"
+        self._prioritized = options.max_priority is not None
 
     @property
     def durable(self) -> bool:
@@ -320,6 +326,7 @@ class Queue:
         delay: float = 0.0,
         group: str | None = None,
         ttl: float | None = None,
+        priority: int | None = None,
     ) -> int:
         """Append ``messages`` to the queue (all of them, or none); return how many.
 
@@ -339,9 +346,15 @@ class Queue:
         the queue's ``message_ttl``. It is not journaled: after a restart only
         the queue's TTL applies.
 
-        Raises TooLarge for a body over the limit, Overflow when the queue is at
-        max_length with overflow=reject_publish (nothing of the batch is
-        stored), StorageFull/StorageError when the journal cannot take it.
+        ``priority`` (0 to 255, None = 0) ranks the batch in a queue with
+        ``max_priority`` (above it counts as ``max_priority``); other queues
+        ignore it, as RabbitMQ does. It is journaled.
+
+        Raises TooLarge for a body over the limit, Overflow when the batch
+        would take the queue past max_length or max_length_bytes with
+        overflow=reject_publish or reject_publish_dlx (nothing of the batch is
+        stored; with reject_publish_dlx it is dead-lettered instead),
+        StorageFull/StorageError when the journal cannot take it.
         """
         if delay:
             delay = check_seconds("delay", delay, MAX_VISIBILITY_TIMEOUT, allow_zero=True)
@@ -353,18 +366,14 @@ class Queue:
         limits = self._parent.limits
         if count > limits.max_batch:
             raise BadRequest(f"a batch holds at most {limits.max_batch} messages, got {count}")
-        if self._reject_overflow:
-            max_length = self.options.max_length
-            assert max_length is not None
-            if len(self._ready) + count > max_length:
-                self.rejected_publishes += count
-                raise Overflow(
-                    f"queue {self.name!r} is full: {len(self._ready)} ready messages, "
-                    f"max_length {max_length}; none of the {count} messages was stored",
-                    queue=self.name,
-                    max_length=max_length,
-                    ready=len(self._ready),
-                )
+        if priority is not None and (
+            type(priority) is not int or not 0 <= priority <= MAX_PRIORITY
+        ):
+            raise BadRequest(f"priority must be an integer from 0 to {MAX_PRIORITY}")
+        if self._reject_overflow and self._would_overflow(
+            count, messages if self.options.max_length_bytes is not None else ()
+        ):
+            self._refuse(messages, now, priority)
         published_at = self._broker.clock.wall_ms(now)
         expires_at = NEVER if self._ttl is None else now + self._ttl
         if ttl is not None:
@@ -388,6 +397,9 @@ class Queue:
                 assert room is not None
                 raise self._too_large_to_deliver(Message(body, headers, 0), room, len(batch))
             add(Message(body, headers, published_at, expires_at))
+        if priority and self._prioritized:
+            for message in batch:
+                message.priority = priority
         journal = self._journal
         if journal is not None:
             journal.put(batch, published_at)  # raises before anything changed
@@ -404,6 +416,47 @@ class Queue:
         if journal is not None:
             self._compact_quietly(journal, published_at)
         return count
+
+    def _would_overflow(self, count: int, messages: Iterable[Incoming]) -> bool:
+        """True if ``count`` more ready messages (with these bodies, when bytes are
+        limited) would take the queue past its max_length or max_length_bytes."""
+        options = self.options
+        ready = self._ready
+        if options.max_length is not None and len(ready) + count > options.max_length:
+            return True
+        max_bytes = options.max_length_bytes
+        return max_bytes is not None and (
+            ready_bytes(ready) + sum(len(m.body) for m in messages) > max_bytes
+        )
+
+    def _refuse(self, messages: Sequence[Incoming], now: float, priority: int | None) -> None:
+        """Refuse a put that would overflow: raise Overflow, after dead-lettering
+        the messages under reject_publish_dlx (RabbitMQ's reason: maxlen)."""
+        count = len(messages)
+        self.rejected_publishes += count
+        options = self.options
+        if options.overflow == "reject_publish_dlx":
+            published_at = self._broker.clock.wall_ms(now)
+            level = priority if priority and self._prioritized else 0
+            refused = [
+                Message(m.body, m.headers or None, published_at, priority=level) for m in messages
+            ]
+            self._dead_letter(refused, "overflow", now)
+        ready = self._ready
+        state = f"{len(ready)} ready messages"
+        details: dict[str, object] = {"queue": self.name}
+        if options.max_length is not None:
+            state += f", max_length {options.max_length}"
+            details["max_length"] = options.max_length
+        if options.max_length_bytes is not None:
+            state += f", {ready_bytes(ready)} bytes, max_length_bytes {options.max_length_bytes}"
+            details["max_length_bytes"] = options.max_length_bytes
+            details["ready_bytes"] = ready_bytes(ready)
+        raise Overflow(
+            f"queue {self.name!r} is full: {state}; none of the {count} messages was stored",
+            **details,
+            ready=len(ready),
+        )
 
     def _admitted(self, max_item: int | None) -> None:
         """Messages checked against ``max_item`` (None: unchecked) join the queue."""
@@ -449,14 +502,24 @@ class Queue:
         if self.ready_listeners:
             self._tell_ready(now)
         if self._drop_overflow:
-            max_length = self.options.max_length
-            assert max_length is not None
-            excess = len(ready) - max_length
-            if excess > 0:
-                popleft = ready.popleft
-                self._dispose([popleft() for _ in range(excess)], "overflow", now)
+            self._drop_head(now)
         if self._ttl is not None or self._expiring:
             self._arm_expiry()
+
+    def _drop_head(self, now: float) -> None:
+        """drop_head: remove messages from the head until the queue is within its limits."""
+        ready = self._ready
+        popleft = ready.popleft
+        max_length = self.options.max_length
+        dropped: list[Message] = []
+        if max_length is not None and len(ready) > max_length:
+            dropped = [popleft() for _ in range(len(ready) - max_length)]
+        max_bytes = self.options.max_length_bytes
+        if max_bytes is not None:
+            while ready and ready_bytes(ready) > max_bytes:
+                dropped.append(popleft())
+        if dropped:
+            self._dispose(dropped, "overflow", now)
 
     # ---------------------------------------------------------------- fetch
 
@@ -982,6 +1045,22 @@ class Queue:
         count = len(messages)
         if reason == "expired":
             self.expired += count
+        dead_lettered, journaled = self._dead_letter(messages, reason, now)
+        self.dead_lettered += dead_lettered
+        self.dropped += count - dead_lettered
+        journal = self._journal
+        if journal is not None and journaled:
+            # If the dead-letter queue could not journal them, keep them in this
+            # journal: after a restart they are back here (at least once).
+            timestamp = self._broker.clock.wall_ms(now)
+            try:
+                journal.settle(messages, timestamp)
+            except (BrokerError, OSError) as exc:
+                self._journal_failed(exc)
+
+    def _dead_letter(self, messages: list[Message], reason: str, now: float) -> tuple[int, bool]:
+        """Send ``messages`` on to where this queue's dead letters go: (how many went,
+        whether the dead-letter queue journaled them, when it is durable)."""
         dead_lettered = 0
         journaled = True
         route = self.dead_letter_route
@@ -993,7 +1072,7 @@ class Queue:
                 parent.dead_letter_depth += 1
                 try:
                     if route(messages, reason, now):
-                        dead_lettered = count
+                        dead_lettered = len(messages)
                 finally:
                     parent.dead_letter_depth -= 1
         else:
@@ -1007,17 +1086,7 @@ class Queue:
                     dead_lettered, journaled = target._accept_dead_letters(
                         onward, reason, name, now
                     )
-        self.dead_lettered += dead_lettered
-        self.dropped += count - dead_lettered
-        journal = self._journal
-        if journal is not None and journaled:
-            # If the dead-letter queue could not journal them, keep them in this
-            # journal: after a restart they are back here (at least once).
-            timestamp = self._broker.clock.wall_ms(now)
-            try:
-                journal.settle(messages, timestamp)
-            except (BrokerError, OSError) as exc:
-                self._journal_failed(exc)
+        return dead_lettered, journaled
 
     def _accept_dead_letters(
         self, messages: list[Message], reason: str, source: str, now: float
@@ -1030,18 +1099,17 @@ class Queue:
         parent = self._parent
         if parent.dead_letter_depth >= MAX_DEAD_LETTER_HOPS or self.deleted:
             return 0, True
-        if self._reject_overflow:
-            max_length = self.options.max_length
-            assert max_length is not None
-            if len(self._ready) + len(messages) > max_length:
-                self.rejected_publishes += len(messages)
-                return 0, True
+        if self._reject_overflow and self._would_overflow(
+            len(messages), messages if self.options.max_length_bytes is not None else ()
+        ):
+            self.rejected_publishes += len(messages)
+            return 0, True
         expires_at = NEVER if self._ttl is None else now + self._ttl
         max_item = parent.limits.max_item_bytes
         batch: list[Message] = []
         for m in messages:
             headers = dead_letter_headers(m.headers, reason, source, m.delivery_count)
-            letter = Message(m.body, headers, m.published_at, expires_at)
+            letter = Message(m.body, headers, m.published_at, expires_at, priority=m.priority)
             if max_item is None or delivery_size(letter) <= max_item:
                 batch.append(letter)
         count = len(batch)
@@ -1383,6 +1451,8 @@ class Queues:
             return False
         if options.durable != queue.options.durable:
             raise BadRequest(f"queue {name!r}: durable cannot change once declared")
+        if options.max_priority != queue.options.max_priority:
+            raise BadRequest(f"queue {name!r}: max_priority cannot change once declared")
         journal = queue._journal
         if journal is not None:
             previous, journal.options = journal.options, options

@@ -461,14 +461,20 @@ class Topics:
     # ------------------------------------------------------------ publish
 
     def publish(
-        self, topic: str, messages: Sequence[MessageLike], now: float, ttl: float | None = None
+        self,
+        topic: str,
+        messages: Sequence[MessageLike],
+        now: float,
+        ttl: float | None = None,
+        priority: int | None = None,
     ) -> PublishResult:
         """Route a batch of messages published to ``topic``; returns the totals.
 
-        ``ttl`` (seconds) bounds how long the copies wait in bound queues
-        (see ``Queue.put``). Everything is checked before anything is
-        delivered: an invalid topic, a batch over ``max_batch`` or a body over
-        ``max_message_bytes`` raises and nothing is published.
+        ``ttl`` (seconds) bounds how long the copies wait in bound queues,
+        ``priority`` ranks them in queues with priorities (see ``Queue.put``).
+        Everything is checked before anything is delivered: an invalid topic,
+        a batch over ``max_batch`` or a body over ``max_message_bytes`` raises
+        and nothing is published.
         """
         route = self._routes.get(topic)
         if route is None:
@@ -495,7 +501,7 @@ class Topics:
             _check_sizes(topic, messages, max_bytes, max_item)
         # Queues first: a storage error there fails the publish before any
         # subscriber has seen it.
-        enqueued = self._enqueue(route.queues, batch, now, ttl) if route.queues else 0
+        enqueued = self._enqueue(route.queues, batch, now, ttl, priority) if route.queues else 0
         stats.published += count
         copies = 0
         for subscription in route.subscriptions:
@@ -541,6 +547,7 @@ class Topics:
         batch: list[TopicMessage],
         now: float,
         ttl: float | None = None,
+        priority: int | None = None,
     ) -> int:
         """Put copies of ``batch`` into each bound queue; return how many were stored.
 
@@ -563,7 +570,7 @@ class Topics:
                 self.drop_queue_bindings(target.name)
                 continue
             try:
-                enqueued += queue.put(copies, now, ttl=ttl)
+                enqueued += queue.put(copies, now, ttl=ttl, priority=priority)
             except Overflow:
                 continue  # full with reject_publish: that queue counted it
             except TooLarge:

@@ -86,6 +86,7 @@ class KafkaSession:
         self.wakeup: Callable[[], None] = _nothing
         self.closing: BrokerError | None = None
         self.input_paused = False
+        self.input_blocked = False  # never set here (only AMQP blocks publishers)
         self.client_name = ""
         self.closed = False
         self.namespace: KafkaNamespace | None = None

@@ -140,6 +140,7 @@ class Session:
         #: Set when dispatching stopped at the high-water mark with frames still
         #: buffered; the shell calls ``resume_input`` once the buffer is sent.
         self.input_paused = False
+        self.input_blocked = False  # never set here (only AMQP blocks publishers)
         #: Set when the connection must close once the outbound buffer is sent.
         self.closing: BrokerError | None = None
         self.closed = False

@@ -45,6 +45,7 @@ from minibroker.server.http_connections import HttpConnections
 from minibroker.server.input_budget import InputBudget
 from minibroker.server.memory_stream import memory_stream_pair
 from minibroker.server.metrics import BrokerCollector, make_registry, serve_metrics
+from minibroker.server.resource_alarm import ResourceAlarm
 from minibroker.server.timers import TimerService
 from minibroker.server.wire_session import FrontEnd, SessionFactory, WireSession
 from minibroker.storage.memory import MemoryLog
@@ -104,6 +105,12 @@ class BrokerServer:
                 default_partitions=config.kafka_partitions,
             )
             self.kafka = add_kafka_front_end(self, config.kafka_port, settings)
+        #: Memory and disk against their limits (``--memory-high-watermark`` ...).
+        self.resource_alarm = ResourceAlarm(
+            memory_limit=config.memory_high_watermark,
+            disk_free_limit=config.disk_free_limit,
+            data_dir=config.data_dir,
+        )
         if config.amqp_port is not None:
             self.front_ends.append(self._amqp_front_end(config.amqp_port))
         self.timers = TimerService(self.broker)
@@ -164,9 +171,16 @@ class BrokerServer:
         # pamqp and minibroker.amqp load only when an AMQP port is asked for
         from minibroker.amqp.connection import AmqpSession, AmqpSettings
 
+        blocking = None
+        if self.resource_alarm.enabled:
+            from minibroker.amqp.blocking import Blocking
+
+            blocking = Blocking()
+            self.resource_alarm.listeners.append(blocking.set)
         settings = AmqpSettings(
             authenticate=self.auth.authenticate,
             outbound_high_water=self.config.outbound_high_water,
+            blocking=blocking,
         )
 
         def make_session(broker: Broker, conn_id: int, peer_name: str) -> AmqpSession:
@@ -204,6 +218,8 @@ class BrokerServer:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self.timers.run)
+            if self.resource_alarm.enabled:
+                nursery.start_soon(self.resource_alarm.run)
             if self.busy_poll.enabled:
                 nursery.start_soon(self.busy_poll.run)
             if self.broker.durability.holds_confirms:

@@ -282,6 +282,8 @@ class Connection:
                 while session.over_high_water and session.closing is None:
                     self._wakeup.set()
                     await self._drained.wait()
+                while session.input_blocked and session.closing is None:
+                    await self._drained.wait()  # the session wakes the writer when it ends
                 if session.input_paused and session.closing is None:
                     # Frames of the last chunk wait behind the high-water mark:
                     # answer them before reading more.

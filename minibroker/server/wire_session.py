@@ -36,6 +36,10 @@ class WireSession(Protocol):
     #: True while dispatching stopped at the outbound high-water mark with
     #: input still buffered; the shell calls ``resume_input`` after draining.
     input_paused: bool
+    #: True while the session wants nothing read (AMQP: a publisher under a
+    #: resource alarm); the shell waits for the writer's next round (the
+    #: session's ``wakeup``) and looks again.
+    input_blocked: bool
     #: Who the client says it is (for logs); empty until it says.
     client_name: str
 

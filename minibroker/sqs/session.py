@@ -137,6 +137,7 @@ class SqsSession:
         self.wakeup: Callable[[], None] = _nothing
         self.closing: BrokerError | None = None
         self.input_paused = False
+        self.input_blocked = False  # never set here (only AMQP blocks publishers)
         self.client_name = ""
         self.peer_name = peer_name
         self._endpoint = endpoint

@@ -394,6 +394,51 @@ def test_a_consumer_gets_no_more_deliveries_after_its_clients_eof() -> None:
     assert broker.namespace().queues.get("q").ready_count == 3
 
 
+def test_a_connection_closing_on_an_error_gets_no_more_deliveries() -> None:
+    """Between its Connection.Close (here: for a bad frame) and the socket's
+    close, a connection's consumers get no credit: what is published meanwhile
+    stays ready for others instead of going out after the Close (issue 14)."""
+    broker = Broker()
+    publisher = _open(broker, hold=False)
+    consumer = _consumer(broker, 2, prefetch=0)
+    consumer.receive_data(b"\x09\x00\x00\x00\x00\x00\x00\xce")  # unknown frame type 9
+    [close] = _frames(consumer.data_to_send())
+    assert isinstance(close, commands.Connection.Close) and close.reply_code == 501
+    publisher.receive_data(b"".join(_one_publish(b"after%d" % i) for i in range(3)))
+    assert consumer.data_to_send() == b""
+    assert broker.namespace().queues.get("q").ready_count == 3
+
+
+def test_a_closing_connection_gets_no_direct_replies() -> None:
+    broker = Broker()
+    requester = _open(broker, hold=False)
+    requester.receive_data(
+        frame.marshal(commands.Channel.Open(), 2)
+        + frame.marshal(
+            commands.Basic.Consume(queue="amq.rabbitmq.reply-to", consumer_tag="r", no_ack=True), 2
+        )
+        + frame.marshal(commands.Basic.Publish(exchange="", routing_key="q"), 2)
+        + frame.marshal(
+            header.ContentHeader(0, 3, commands.Basic.Properties(reply_to="amq.rabbitmq.reply-to")),
+            2,
+        )
+        + frame.marshal(body.ContentBody(b"req"), 2)
+    )
+    requester.data_to_send()
+    server = _open(broker, hold=False)
+    server.receive_data(frame.marshal(commands.Basic.Get(queue="q", no_ack=True), 1))
+    _, content_header, _ = _frames(server.data_to_send())
+    reply_to = content_header.properties.reply_to
+    requester.kick(StorageError("gone"))
+    assert isinstance(_frames(requester.data_to_send())[0], commands.Connection.Close)
+    server.receive_data(
+        frame.marshal(commands.Basic.Publish(exchange="", routing_key=reply_to), 1)
+        + frame.marshal(header.ContentHeader(0, 5, commands.Basic.Properties()), 1)
+        + frame.marshal(body.ContentBody(b"reply"), 1)
+    )
+    assert requester.data_to_send() == b""
+
+
 def test_publishes_cut_at_every_byte_arrive_whole() -> None:
     broker = Broker()
     publisher = _open(broker, hold=False)

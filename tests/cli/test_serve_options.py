@@ -33,6 +33,8 @@ FLAGS = [
     "--hello-timeout",
     "--busy-poll-us",
     "--amqp-port",
+    "--memory-high-watermark",
+    "--disk-free-limit",
     "--tls-cert",
     "--tls-key",
     "--metrics-host",
@@ -307,3 +309,18 @@ def test_a_kafka_port_sits_beside_authentication() -> None:
     """The Kafka port logs clients in with SASL against the same tokens (docs/kafka.md)."""
     config = config_from_args(serve_args("--kafka-port", "0", "--auth-token", "secret"))
     assert (config.kafka_port, config.tokens) == (0, {"secret": "token"})
+
+
+def test_resource_alarm_flags(tmp_path: Path) -> None:
+    config = config_from_args(
+        serve_args(
+            "--memory-high-watermark",
+            "1000000",
+            "--disk-free-limit",
+            "5000",
+            "--data-dir",
+            str(tmp_path),
+        )
+    )
+    assert (config.memory_high_watermark, config.disk_free_limit) == (1_000_000, 5000)
+    assert config_from_args(serve_args()).memory_high_watermark is None

@@ -526,7 +526,9 @@ def test_storage_failure_of_a_bound_queue_fails_the_publish_before_subscribers_s
     w.topics.bind("q", "t")
     sub = w.sub("t")
 
-    def disk_full(messages: object, now: float, ttl: float | None = None) -> int:
+    def disk_full(
+        messages: object, now: float, ttl: float | None = None, priority: int | None = None
+    ) -> int:
         raise StorageFull("no space left on device")
 
     monkeypatch.setattr(w.ns.queues.get("q"), "put", disk_full)

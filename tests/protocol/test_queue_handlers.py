@@ -82,7 +82,9 @@ def test_round_trip_shapes(net: Net) -> None:
     assert stats["queue"] == "jobs"
     assert stats["options"] == {
         "max_length": None,
+        "max_length_bytes": None,
         "overflow": "reject_publish",
+        "max_priority": None,
         "message_ttl": None,
         "visibility_timeout": 30.0,
         "max_deliveries": 3,

@@ -29,6 +29,7 @@ class UpperEcho:
         self.wakeup: Callable[[], None] = lambda: None
         self.closing: BrokerError | None = None
         self.input_paused = False
+        self.input_blocked = False
         self.client_name = "echo"
         self._buffer = b""
         self._out: list[bytes] = []

@@ -1,0 +1,160 @@
+"""A queue's ready messages, in delivery order: a plain deque, or one that counts or ranks.
+
+Most queues keep their ready messages in a ``collections.deque``: appends at
+the back, requeues at the front, deliveries from the front, all in C. Two
+options need more, and only queues declared with them pay for it:
+
+* ``max_length_bytes`` needs the total body size of the ready messages at
+  every put: :class:`CountedReady` is a deque that keeps it (``nbytes``).
+* ``max_priority`` needs higher priorities delivered first:
+  :class:`PriorityReady` keeps one deque per priority (0 .. max) and
+  delivers from the highest non-empty one, FIFO within it, as RabbitMQ's
+  priority queues do; it keeps ``nbytes`` too.
+
+Both offer the part of the deque interface the queue uses (``extend``,
+``extendleft``, ``popleft``, ``[0]``, ``len``, iteration in delivery order,
+``clear``), so the queue's code is the same for all three; :func:`ready_for`
+picks one from the options.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import Protocol
+
+from minibroker.core.queue_message import Message
+from minibroker.core.queue_options import QueueOptions
+
+
+class Ready(Protocol):
+    """What a queue needs of its ready messages (``deque[Message]`` has it all)."""
+
+    def extend(self, messages: Iterable[Message], /) -> None: ...
+    def extendleft(self, messages: Iterable[Message], /) -> None: ...
+    def popleft(self) -> Message: ...
+    def clear(self) -> None: ...
+    def __getitem__(self, index: int, /) -> Message: ...
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[Message]: ...
+
+
+class CountedReady(deque[Message]):
+    """A deque of messages that knows the total size of their bodies."""
+
+    def __init__(self, messages: Iterable[Message] = ()) -> None:
+        super().__init__(messages)
+        #: Body bytes of the messages held.
+        self.nbytes = sum(len(m.body) for m in self)
+
+    def extend(self, messages: Iterable[Message], /) -> None:
+        messages = list(messages)
+        super().extend(messages)
+        self.nbytes += sum(len(m.body) for m in messages)
+
+    def extendleft(self, messages: Iterable[Message], /) -> None:
+        messages = list(messages)
+        super().extendleft(messages)
+        self.nbytes += sum(len(m.body) for m in messages)
+
+    def popleft(self) -> Message:
+        m = super().popleft()
+        self.nbytes -= len(m.body)
+        return m
+
+    def clear(self) -> None:
+        super().clear()
+        self.nbytes = 0
+
+
+class PriorityReady:
+    """Ready messages by priority: the highest first, FIFO within a priority.
+
+    A message's ``priority`` above ``max_priority`` counts as ``max_priority``
+    (RabbitMQ's rule). ``_top`` is at least the highest non-empty level, so
+    finding the head scans down only past levels emptied since.
+    """
+
+    __slots__ = ("_count", "_levels", "_top", "nbytes")
+
+    def __init__(self, max_priority: int, messages: Iterable[Message] = ()) -> None:
+        self._levels: list[deque[Message]] = [deque() for _ in range(max_priority + 1)]
+        self._count = 0
+        self._top = 0
+        self.nbytes = 0
+        self.extend(messages)
+
+    def extend(self, messages: Iterable[Message], /) -> None:
+        """Add at the back of each message's priority."""
+        levels = self._levels
+        top = len(levels) - 1
+        for m in messages:
+            level = min(m.priority, top)
+            levels[level].append(m)
+            self._count += 1
+            self.nbytes += len(m.body)
+            if level > self._top:
+                self._top = level
+
+    def extendleft(self, messages: Iterable[Message], /) -> None:
+        """Add at the front of each message's priority, one at a time (as a deque does)."""
+        levels = self._levels
+        top = len(levels) - 1
+        for m in messages:
+            level = min(m.priority, top)
+            levels[level].appendleft(m)
+            self._count += 1
+            self.nbytes += len(m.body)
+            if level > self._top:
+                self._top = level
+
+    def _head_level(self) -> deque[Message]:
+        levels = self._levels
+        top = self._top
+        while top and not levels[top]:
+            top -= 1
+        self._top = top
+        level = levels[top]
+        if not level:
+            raise IndexError("no ready messages")
+        return level
+
+    def popleft(self) -> Message:
+        m = self._head_level().popleft()
+        self._count -= 1
+        self.nbytes -= len(m.body)
+        return m
+
+    def __getitem__(self, index: int) -> Message:
+        if index != 0:
+            raise IndexError("only the head of a priority queue can be read")
+        return self._head_level()[0]
+
+    def clear(self) -> None:
+        for level in self._levels:
+            level.clear()
+        self._count = self._top = self.nbytes = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Message]:
+        for level in reversed(self._levels):
+            yield from level
+
+
+def ready_for(options: QueueOptions, messages: Iterable[Message] = ()) -> Ready:
+    """The container a queue with ``options`` keeps its ready messages in."""
+    if options.max_priority is not None:
+        return PriorityReady(options.max_priority, messages)
+    if options.max_length_bytes is not None:
+        return CountedReady(messages)
+    return deque(messages)
+
+
+def ready_bytes(ready: Ready) -> int:
+    """Body bytes of the ready messages (counted by the containers that count them)."""
+    counted = getattr(ready, "nbytes", None)
+    if counted is not None:
+        return int(counted)
+    return sum(len(m.body) for m in ready)

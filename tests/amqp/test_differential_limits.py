@@ -1,0 +1,121 @@
+"""Priorities and byte limits, run through pika against minibroker and against RabbitMQ.
+
+``x-max-priority``, ``x-max-length-bytes`` and the three ``x-overflow``
+policies: what the client observes (delivery order, priorities, confirms
+and nacks, dead letters and their x-death reason, error codes) must be the
+same. As in test_differential_rabbitmq.py, RabbitMQ is the one on
+127.0.0.1:5672, and the test is skipped, saying so, when it is not there.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pika
+import pika.exceptions
+import pytest
+from test_differential_rabbitmq import RABBITMQ, _rabbitmq_reachable, _same
+
+
+def limits_scenario(params: pika.ConnectionParameters) -> list[Any]:
+    seen: list[Any] = []
+    suffix = uuid.uuid4().hex[:8]
+    names = {
+        kind: f"diff-{kind}-{suffix}" for kind in ("prio", "ranked", "bytes", "drop", "dlx", "dead")
+    }
+    connection = pika.BlockingConnection(params)
+    try:
+        ch = connection.channel()
+        ch.confirm_delivery()
+
+        def publish(queue: str, body: bytes, priority: int | None = None) -> None:
+            try:
+                ch.basic_publish("", queue, body, pika.BasicProperties(priority=priority))
+                seen.append(("ack", body))
+            except pika.exceptions.NackError:
+                seen.append(("nack", body))
+
+        def drain(queue: str) -> None:
+            while True:
+                method, props, body = ch.basic_get(queue, auto_ack=True)
+                if method is None:
+                    return
+                death = (props.headers or {}).get("x-death")
+                reason = death[0]["reason"] if death else None
+                seen.append(("got", queue[:-9], body, props.priority, method.redelivered, reason))
+
+        prio, dead = names["prio"], names["dead"]
+        ch.queue_declare(dead)
+        ch.queue_declare(prio, arguments={"x-max-priority": 5})
+        for i, priority in enumerate([None, 9, 3, 5, 0, 7, 3]):
+            publish(prio, b"m%d" % i, priority)
+        method, _, body = ch.basic_get(prio)
+        seen.append(("first", body))
+        ch.basic_nack(method.delivery_tag, requeue=True)  # back to the front of priority 5
+        publish(prio, b"late", 5)
+        drain(prio)
+
+        ch.queue_declare(names["ranked"], arguments={"x-max-priority": 3, "x-max-length": 2})
+        for body, priority in ((b"low", 1), (b"high", 3), (b"mid", 2)):
+            publish(names["ranked"], body, priority)  # drop-head drops "high", the head
+        drain(names["ranked"])
+
+        ch.queue_declare(
+            names["bytes"], arguments={"x-max-length-bytes": 10, "x-overflow": "reject-publish"}
+        )
+        for body in (b"aaaa", b"bbbb", b"cc", b"d"):
+            publish(names["bytes"], body)
+        method, _, _ = ch.basic_get(names["bytes"])
+        publish(names["bytes"], b"eeee")  # the fetched message no longer counts
+        ch.basic_nack(method.delivery_tag, requeue=True)  # but counts again once requeued
+        publish(names["bytes"], b"f")
+        drain(names["bytes"])
+
+        dead_letters = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead}
+        ch.queue_declare(names["drop"], arguments={"x-max-length-bytes": 10, **dead_letters})
+        for body in (b"aaaa", b"bbbb", b"cc", b"ddd", b"e" * 11):
+            publish(names["drop"], body)
+        drain(names["drop"])
+        drain(dead)
+
+        ch.queue_declare(
+            names["dlx"],
+            arguments={"x-max-length": 1, "x-overflow": "reject-publish-dlx", **dead_letters},
+        )
+        publish(names["dlx"], b"kept")
+        publish(names["dlx"], b"refused")
+        drain(names["dlx"])
+        drain(dead)
+
+        for attempt in (
+            lambda c: c.queue_declare(prio, arguments={"x-max-priority": 6}),
+            lambda c: c.queue_declare(f"diff-p256-{suffix}", arguments={"x-max-priority": 256}),
+            lambda c: c.queue_declare(f"diff-neg-{suffix}", arguments={"x-max-length-bytes": -1}),
+            lambda c: c.queue_declare(f"diff-ovf-{suffix}", arguments={"x-overflow": "nope"}),
+        ):
+            try:
+                attempt(ch)
+                seen.append(("no error",))
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                seen.append(("channel closed", exc.reply_code))
+            ch = connection.channel()
+            ch.confirm_delivery()
+        for name in names.values():
+            ch.queue_delete(name)
+    finally:
+        if connection.is_open:
+            connection.close()
+    return seen
+
+
+def test_priorities_and_byte_limits_look_the_same_from_minibroker_and_rabbitmq(
+    minibroker_amqp_url: str,
+) -> None:
+    if not _rabbitmq_reachable():
+        pytest.skip("no RabbitMQ on 127.0.0.1:5672 (guest/guest) to compare with")
+    ours = limits_scenario(pika.URLParameters(minibroker_amqp_url))
+    theirs = limits_scenario(
+        pika.ConnectionParameters(*RABBITMQ, credentials=pika.PlainCredentials("guest", "guest"))
+    )
+    _same(ours, theirs)
