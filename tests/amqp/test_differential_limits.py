@@ -14,8 +14,7 @@ from typing import Any
 
 import pika
 import pika.exceptions
-import pytest
-from test_differential_rabbitmq import RABBITMQ, _rabbitmq_reachable, _same
+from test_differential_rabbitmq import compare_with_rabbitmq
 
 
 def limits_scenario(params: pika.ConnectionParameters) -> list[Any]:
@@ -112,10 +111,4 @@ def limits_scenario(params: pika.ConnectionParameters) -> list[Any]:
 def test_priorities_and_byte_limits_look_the_same_from_minibroker_and_rabbitmq(
     minibroker_amqp_url: str,
 ) -> None:
-    if not _rabbitmq_reachable():
-        pytest.skip("no RabbitMQ on 127.0.0.1:5672 (guest/guest) to compare with")
-    ours = limits_scenario(pika.URLParameters(minibroker_amqp_url))
-    theirs = limits_scenario(
-        pika.ConnectionParameters(*RABBITMQ, credentials=pika.PlainCredentials("guest", "guest"))
-    )
-    _same(ours, theirs)
+    compare_with_rabbitmq(limits_scenario, minibroker_amqp_url)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pika
@@ -280,34 +281,27 @@ def _without(suffix: str, value: Any) -> Any:
 
 
 def test_pika_sees_the_same_from_minibroker_and_rabbitmq(minibroker_amqp_url: str) -> None:
-    if not _rabbitmq_reachable():
-        pytest.skip("no RabbitMQ on 127.0.0.1:5672 (guest/guest) to compare with")
-    ours = scenario(pika.URLParameters(minibroker_amqp_url))
-    theirs = scenario(
-        pika.ConnectionParameters(*RABBITMQ, credentials=pika.PlainCredentials("guest", "guest"))
-    )
-    _same(ours, theirs)
+    compare_with_rabbitmq(scenario, minibroker_amqp_url)
 
 
 def test_exchange_bindings_look_the_same_from_minibroker_and_rabbitmq(
     minibroker_amqp_url: str,
 ) -> None:
-    if not _rabbitmq_reachable():
-        pytest.skip("no RabbitMQ on 127.0.0.1:5672 (guest/guest) to compare with")
-    ours = exchange_bindings_scenario(pika.URLParameters(minibroker_amqp_url))
-    theirs = exchange_bindings_scenario(
-        pika.ConnectionParameters(*RABBITMQ, credentials=pika.PlainCredentials("guest", "guest"))
-    )
-    _same(ours, theirs)
+    compare_with_rabbitmq(exchange_bindings_scenario, minibroker_amqp_url)
 
 
 def test_transactions_look_the_same_from_minibroker_and_rabbitmq(
     minibroker_amqp_url: str,
 ) -> None:
+    compare_with_rabbitmq(transactions_scenario, minibroker_amqp_url)
+
+
+def compare_with_rabbitmq(run: Callable[[pika.ConnectionParameters], list[Any]], url: str) -> None:
+    """Run one scenario on minibroker's AMQP port and on RabbitMQ; what pika saw must match."""
     if not _rabbitmq_reachable():
         pytest.skip("no RabbitMQ on 127.0.0.1:5672 (guest/guest) to compare with")
-    ours = transactions_scenario(pika.URLParameters(minibroker_amqp_url))
-    theirs = transactions_scenario(
+    ours = run(pika.URLParameters(url))
+    theirs = run(
         pika.ConnectionParameters(*RABBITMQ, credentials=pika.PlainCredentials("guest", "guest"))
     )
     _same(ours, theirs)
