@@ -314,6 +314,7 @@ class Logs:
             return True
         ns = self.namespace.name
         meta_store = storage.open(ns, META_KIND, name, segment_bytes=META_SEGMENT_BYTES)
+        store: LogStore | None = None
         try:
             if meta_store.next_offset != meta_store.first_offset:
                 # Leftovers of a create or delete that did not finish: start afresh.
@@ -326,7 +327,12 @@ class Logs:
             if store.next_offset != store.first_offset:
                 store.destroy()
                 store = storage.open(ns, KIND, name, segment_bytes=options.segment_bytes)
+            # The log exists on disk by its directory (recovery lists them):
+            # its first sync makes that directory's name durable too.
+            store.sync()
         except BaseException:
+            if store is not None:
+                store.destroy()
             meta_store.destroy()
             raise
         self._logs[name] = Log(self, name, options, store, meta)

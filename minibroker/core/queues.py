@@ -1408,11 +1408,20 @@ class Queues:
         journal = None
         storage = self.broker.storage
         if options.durable and storage is not None:
-            journal = self._open_journal(name, options, now)
+            journal = self._open_journal(name, options)
         self._queues[name] = Queue(self, name, options, journal)
+        if journal is not None:
+            # Written once the queue is registered: under fsync=always the
+            # write's own sync (Durability.written) syncs the registered queues.
+            try:
+                journal.write_options(self.broker.clock.wall_ms(now))
+            except BaseException:
+                del self._queues[name]
+                journal.store.destroy()
+                raise
         return True
 
-    def _open_journal(self, name: str, options: QueueOptions, now: float) -> QueueJournal:
+    def _open_journal(self, name: str, options: QueueOptions) -> QueueJournal:
         storage = self.broker.storage
         assert storage is not None
         ns = self.namespace.name
@@ -1429,11 +1438,6 @@ class Queues:
             settings=self.compaction,
             defer=self._defer_journal_ids,
         )
-        try:
-            journal.write_options(self.broker.clock.wall_ms(now))
-        except BaseException:
-            store.destroy()
-            raise
         return journal
 
     def reconfigure(self, name: str, options: QueueOptions, now: float) -> bool:

@@ -22,8 +22,8 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 from minibroker.errors import StorageError
-from minibroker.storage import DEFAULT_SEGMENT_BYTES, LogStore, SegmentedLog
-from minibroker.storage.fileio import fsync_directory
+from minibroker.storage import DEFAULT_SEGMENT_BYTES, LogStore, SegmentedLog, fileio
+from minibroker.storage.new_directories import make_directories
 
 DEFAULT_NAMESPACE_DIR = "default"
 #: Held (flock) by the broker that owns the directory, for as long as it runs.
@@ -50,7 +50,10 @@ class DataDirectory:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        # A brand-new data directory's own name must survive a power loss
+        # too; the stores inside make their own directories durable.
+        for parent in make_directories(str(self.root)):
+            fileio.fsync_directory(parent)
         self._lock_fd: int | None = None
 
     def lock(self) -> None:
@@ -121,7 +124,7 @@ def _remove_tree(path: Path) -> None:
     """Delete ``path`` and everything under it, durably (the parent is fsynced)."""
     shutil.rmtree(path, ignore_errors=True)
     if path.parent.is_dir():
-        fsync_directory(str(path.parent))
+        fileio.fsync_directory(str(path.parent))
 
 
 def _lock(path: Path) -> int:

@@ -37,7 +37,10 @@ without fsync; the server calls :meth:`SegmentedLog.sync` once for every
 append that arrived while the previous sync ran (group commit). Only
 structural changes fsync on their own: a segment is fsynced (data and index)
 when it is rolled over, and the directory when segment files are created or
-deleted.
+deleted. A new log's own directory (and any parent :meth:`SegmentedLog.open`
+had to create) is made durable by the log's first sync, batched with every
+other store created in the same directory
+(:mod:`minibroker.storage.new_directories`).
 
 Open files: the active segment's file and the ``.lock`` file stay open while
 the log is; older segments are opened for a read and closed again through a
@@ -67,6 +70,7 @@ from minibroker.storage.checkpoint import (
     rewrite_checkpoint,
 )
 from minibroker.storage.fd_cache import SHARED_FD_CACHE, FdCache
+from minibroker.storage.new_directories import SHARED_PENDING_DIRECTORIES, make_directories
 from minibroker.storage.segment import (
     DEFAULT_INDEX_INTERVAL_BYTES,
     INDEX_SUFFIX,
@@ -170,6 +174,9 @@ class SegmentedLog(SegmentChain[FileSegment]):
         #: Entries in the checkpoint file, stale ones included (see
         #: :mod:`minibroker.storage.checkpoint`).
         self._checkpoint_entries = 0
+        #: Directories whose entries this log's creation changed, until a sync
+        #: made them durable (see :mod:`minibroker.storage.new_directories`).
+        self._new_entries: tuple[str, ...] = ()
 
     @classmethod
     def open(
@@ -200,9 +207,11 @@ class SegmentedLog(SegmentChain[FileSegment]):
             raise ValueError("start_offset must not be negative")
         path = os.fspath(directory)
         try:
-            os.makedirs(path, exist_ok=True)
+            new_entries = make_directories(path)
         except OSError as exc:
             raise fileio.storage_error(exc, "creating", path) from exc
+        # The new directories' names are made durable at the first sync.
+        SHARED_PENDING_DIRECTORIES.add(new_entries)
         cache = SHARED_FD_CACHE if fd_cache is None else fd_cache
         lock_fd = _lock_directory(path)
         try:
@@ -215,6 +224,7 @@ class SegmentedLog(SegmentChain[FileSegment]):
             os.close(lock_fd)
             raise
         store = cls(path, segments, segment_bytes, index_interval_bytes, report, lock_fd, cache)
+        store._new_entries = new_entries
         try:
             store._checkpoint_entries = entries
             missing = report.lazy_segments < len(segments) - 1  # checked the old way
@@ -306,9 +316,22 @@ class SegmentedLog(SegmentChain[FileSegment]):
     # -- durability and lifecycle ------------------------------------------------
 
     def sync(self) -> None:
-        """fdatasync the active segment (older ones were synced when they were sealed)."""
+        """fdatasync the active segment (older ones were synced when they were sealed).
+
+        The first sync of a new log also fsyncs the parent directories it
+        created, so that the log's directory survives a power loss too.
+        """
         self._check_open()
         self._segments[-1].sync()
+        if self._new_entries:
+            self._sync_new_entries()
+
+    def _sync_new_entries(self) -> None:
+        try:
+            SHARED_PENDING_DIRECTORIES.sync(self._new_entries)
+        except OSError as exc:
+            raise fileio.storage_error(exc, "syncing the parent of", self.directory) from exc
+        self._new_entries = ()
 
     def close(self) -> None:
         """Write index files, sync, close every file and release the directory lock.
@@ -325,6 +348,11 @@ class SegmentedLog(SegmentChain[FileSegment]):
         for segment in self._segments:
             try:
                 segment.close()
+            except (StorageError, StorageFull) as exc:
+                failure = failure or exc
+        if self._new_entries:  # a clean close leaves everything durable
+            try:
+                self._sync_new_entries()
             except (StorageError, StorageFull) as exc:
                 failure = failure or exc
         try:
@@ -356,7 +384,11 @@ class SegmentedLog(SegmentChain[FileSegment]):
             )
 
     def destroy(self) -> None:
-        """Delete every segment and the lock file, and the directory if nothing else is in it."""
+        """Delete every segment and the lock file, and the directory if nothing else is in it.
+
+        The directory's removal is made durable (its parent fsynced), so that
+        a deleted queue or journal does not come back after a power loss.
+        """
         was_open = not self._closed
         self._closed = True
         try:
@@ -368,8 +400,15 @@ class SegmentedLog(SegmentChain[FileSegment]):
         finally:
             if was_open:
                 os.close(self._lock_fd)
-        with contextlib.suppress(OSError):  # something else lives there: leave it
+        try:
             os.rmdir(self.directory)
+        except OSError:  # something else lives there: leave it
+            return
+        parent = os.path.dirname(os.path.abspath(self.directory))
+        try:
+            fileio.fsync_directory(parent)
+        except OSError as exc:
+            raise fileio.storage_error(exc, "syncing", parent) from exc
 
 
 def _lock_directory(path: str) -> int:
