@@ -347,8 +347,9 @@ async def serve_until_signalled(config: ServerConfig) -> None:
                     return
 
             nursery.start_soon(stop_on_signal)
-            # Memory a burst left behind goes back once the server is idle: no
-            # input on any port (msgpack frames alone missed Kafka and AMQP bursts).
-            nursery.start_soon(MemorySettler(lambda: server.input_chunks).run)
+            # Memory a burst left behind goes back once the server is idle:
+            # little input on any port (msgpack frames alone missed Kafka and
+            # AMQP bursts, and any input at all kept a pinged server busy).
+            nursery.start_soon(MemorySettler(lambda: server.input_received).run)
             await server.stopped.wait()
             nursery.cancel_scope.cancel()

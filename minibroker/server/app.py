@@ -121,9 +121,9 @@ class BrokerServer:
         self._ready_connections = ReadyConnections()
         self.group_commit = GroupCommit(self.broker)
         self.connections_accepted = 0
-        #: Chunks of input read on any connection of any front end (msgpack, AMQP,
-        #: Kafka): what tells the memory settler the server is busy (cli/serve.py).
-        self.input_chunks = 0
+        #: Bytes read on any connection of the front ends run by ``Connection``
+        #: (msgpack, AMQP, Kafka, SQS); see ``input_received``.
+        self.input_bytes = 0
         self._registry: CollectorRegistry | None = None
         #: The TCP port actually bound (useful with port 0), once listening.
         self.port: int | None = None
@@ -188,9 +188,15 @@ class BrokerServer:
 
         return FrontEnd("amqp", self.config.host, port, make_session)
 
-    def _after_input(self) -> None:
-        """Run by a connection after each chunk of input it dispatched."""
-        self.input_chunks += 1
+    @property
+    def input_received(self) -> int:
+        """Bytes received on every port, HTTP's included: how busy the memory
+        settler finds the server (cli/serve.py, server/memory_settle.py)."""
+        return self.input_bytes + self.http_connections.bytes_in
+
+    def _after_input(self, received: int = 0) -> None:
+        """Run by a connection after each chunk of input it dispatched (``received`` bytes)."""
+        self.input_bytes += received
         self.timers.poke()
         if self.busy_poll.enabled:
             self.busy_poll.poke()

@@ -135,7 +135,7 @@ class Connection:
         stream: trio.abc.Stream,
         session: WireSession,
         *,
-        after_input: Callable[[], None],
+        after_input: Callable[[int], None],
         peer_name: str,
         hello_timeout: float | None = None,
         ready: ReadyConnections | None = None,
@@ -251,7 +251,7 @@ class Connection:
             if self._budget is not None:
                 self._budget.release(self._claimed)
                 self._claimed = 0
-            self._after_input()
+            self._after_input(0)
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await self.stream.aclose()
 
@@ -357,9 +357,10 @@ class Connection:
         try:
             if data is None:
                 session.resume_input(now)
+                self._after_input(0)
             else:
                 session.receive_data(data, now)
-            self._after_input()
+                self._after_input(len(data))
             if session.has_output() or session.closing is not None:
                 self._wake()
         finally:

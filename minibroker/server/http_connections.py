@@ -78,6 +78,8 @@ class HttpConnections:
         self.open: dict[int, CountedStream] = {}
         #: Connections refused since start because the cap was reached.
         self.refused = 0
+        #: Bytes received by the connections already closed.
+        self._closed_bytes_in = 0
 
     @property
     def full(self) -> bool:
@@ -90,7 +92,14 @@ class HttpConnections:
         return counted
 
     def remove(self, counted: CountedStream) -> None:
-        self.open.pop(counted.conn_id, None)
+        if self.open.pop(counted.conn_id, None) is not None:
+            self._closed_bytes_in += counted.bytes_in
+
+    @property
+    def bytes_in(self) -> int:
+        """Bytes received since start on every connection, open or closed
+        (what tells the memory settler that HTTP clients keep the server busy)."""
+        return self._closed_bytes_in + sum(c.bytes_in for c in self.open.values())
 
     def listing(self) -> list[dict[str, Any]]:
         """The open connections as the dashboard lists them."""

@@ -12,9 +12,15 @@ few objects a burst leaves alive, gone since small objects come from the C
 heap, whose free pages ``malloc_trim`` returns (server/allocator.py).
 
 A full collection walks every tracked object, so it is done only when the
-server is idle (no frame came in for a whole ``interval``), something
-happened since the last settle, and the RSS is ``slack`` above the lowest
-level a settle ever brought it to (the *floor*; at first the RSS at start).
+server is idle (a whole ``interval`` brought at most ``idle_bytes`` of input,
+on every port: native, AMQP, Kafka, SQS and HTTP alike), something happened
+since the last settle, and the RSS is ``slack`` above the lowest level a
+settle ever brought it to (the *floor*; at first the RSS at start).
+Idle is a rate, not silence: a health check every 500 ms, a consumer's
+long poll or a Kafka client's heartbeats are a few hundred bytes a second
+and used to keep the server "busy" for good, so it never settled; a burst
+is megabytes. A trickle does not make settles frequent either: after a
+settle the RSS is at the floor, and one that gave nothing back backs off.
 Measuring from the floor, not from the last settle, matters: a settle while
 a backlog was still held used to become the new reference, so once the
 backlog was consumed and deleted the memory it left was never handed back.
@@ -40,8 +46,12 @@ from minibroker.server.allocator import return_free_memory
 
 log = logging.getLogger("minibroker.server")
 
-#: Seconds without a frame in that count as idle; also how often RSS is read.
+#: The interval over which input is measured; also how often RSS is read.
 IDLE_SECONDS: Final = 1.0
+#: Most bytes of input in an interval that still count as idle: a trickle of
+#: pings, health checks and heartbeats (hundreds of bytes a second) is idle,
+#: a burst (a client sending as fast as it can: megabytes) is not.
+IDLE_INPUT_BYTES: Final = 16 * 1024
 #: RSS above the floor that makes the next idle moment settle: under a tenth
 #: of an idle server's 32 MiB, so what is left after a burst stays within 10 %.
 SLACK_BYTES: Final = 2 * 1024 * 1024
@@ -70,19 +80,22 @@ class MemorySettler:
 
     def __init__(
         self,
-        frames_in: Callable[[], int],
+        input_bytes: Callable[[], int],
         *,
         rss: Callable[[], int | None] = resident_bytes,
         settle: Callable[[], None] = collect_and_trim,
         slack: int = SLACK_BYTES,
+        idle_bytes: int = IDLE_INPUT_BYTES,
     ) -> None:
-        self._frames_in = frames_in
+        #: Bytes received since start, on every port.
+        self._input_bytes = input_bytes
         self._rss = rss
         self._settle = settle
         self._slack = slack
-        self._last_frames = frames_in()
-        #: Frames in at the last settle: with none since, there is nothing new to give back.
-        self._frames_at_settle = self._last_frames
+        self._idle_bytes = idle_bytes
+        self._last_input = input_bytes()
+        #: Input at the last settle: with none since, there is nothing new to give back.
+        self._input_at_settle = self._last_input
         #: The lowest RSS at start or after a settle: what memory can come back to.
         self._floor = rss()
         #: Idle intervals still to skip, and how many the next fruitless settle adds.
@@ -92,10 +105,10 @@ class MemorySettler:
 
     def tick(self) -> bool:
         """One check; True if it settled."""
-        frames = self._frames_in()
-        busy = frames != self._last_frames
-        self._last_frames = frames
-        if busy or self._floor is None or frames == self._frames_at_settle:
+        received = self._input_bytes()
+        busy = received - self._last_input > self._idle_bytes
+        self._last_input = received
+        if busy or self._floor is None or received == self._input_at_settle:
             return False
         if self._skip:
             self._skip -= 1
@@ -104,7 +117,7 @@ class MemorySettler:
         if before is None or before < self._floor + self._slack:
             return False
         self._settle()
-        self._frames_at_settle = frames
+        self._input_at_settle = received
         after = self._rss()
         after = before if after is None else after
         self._floor = min(self._floor, after)
