@@ -131,6 +131,7 @@ export class Client {
     queue: string,
     options?: {
       maxLength?: number;
+      maxLengthBytes?: number;
       overflow?: "reject_publish" | "drop_head";
       messageTtl?: number;
       visibilityTimeout?: number;

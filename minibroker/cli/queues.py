@@ -50,10 +50,16 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--max-length", type=int, default=None, help="most ready messages the queue holds"
     )
     declare.add_argument(
+        "--max-length-bytes",
+        type=int,
+        default=None,
+        help="most body bytes of ready messages the queue holds",
+    )
+    declare.add_argument(
         "--overflow",
         choices=["reject_publish", "drop_head"],
         default="reject_publish",
-        help="what a put does at --max-length (default %(default)s)",
+        help="what a put does at --max-length or --max-length-bytes (default %(default)s)",
     )
     declare.add_argument(
         "--message-ttl", type=float, default=None, help="seconds a message may live"
@@ -175,6 +181,7 @@ def _run_declare(args: argparse.Namespace) -> int:
         created = mb.declare_queue(
             args.name,
             max_length=args.max_length,
+            max_length_bytes=args.max_length_bytes,
             overflow=args.overflow,
             message_ttl=args.message_ttl,
             visibility_timeout=args.visibility_timeout,

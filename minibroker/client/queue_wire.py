@@ -300,6 +300,7 @@ def declare_queue_call(
     name: str,
     *,
     max_length: int | None = None,
+    max_length_bytes: int | None = None,
     overflow: OverflowPolicy = "reject_publish",
     message_ttl: float | None = None,
     visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT,
@@ -320,6 +321,7 @@ def declare_queue_call(
     }
     optional = {
         "max_length": max_length,
+        "max_length_bytes": max_length_bytes,
         "message_ttl": message_ttl,
         "max_deliveries": max_deliveries,
         "dead_letter_queue": dead_letter_queue,

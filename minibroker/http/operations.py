@@ -413,6 +413,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         _declare_queue,
         (
             Field("max_length", "integer", "most ready messages", minimum=0),
+            Field("max_length_bytes", "integer", "most body bytes of ready messages", minimum=0),
             Field("overflow", "string", "reject_publish or drop_head", default="reject_publish"),
             Field("message_ttl", "number", "seconds a message may wait"),
             Field("visibility_timeout", "number", "seconds before redelivery", default=30.0),

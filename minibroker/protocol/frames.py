@@ -84,6 +84,7 @@ class QueueDeclare(Request):
     op: ClassVar[str] = "queue.declare"
     queue: str
     max_length: int | None = None
+    max_length_bytes: int | None = None
     overflow: Literal["reject_publish", "drop_head"] = "reject_publish"
     message_ttl: float | None = None
     visibility_timeout: float = 30.0

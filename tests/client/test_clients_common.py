@@ -667,6 +667,39 @@ async def test_bad_queue_requests_get_clear_errors_and_change_nothing(
     assert (await client.call("queue_stats", "small")).ready == 0
 
 
+async def test_max_length_bytes_bounds_the_body_bytes_of_ready_messages(
+    client: ClientFacade,
+) -> None:
+    """The byte limit AMQP had as x-max-length-bytes, on the native protocol:
+    ``overflow`` applies to it as to ``max_length``."""
+    for bad in ("10", -1, 2**60):
+        with pytest.raises(BadRequest):
+            await client.call("declare_queue", "q", max_length_bytes=bad)
+    assert await client.call("declare_queue", "bytes", max_length_bytes=10)
+    await client.call("put_many", "bytes", [b"12345", b"6789"])
+    with pytest.raises(Overflow) as full:
+        await client.call("put_many", "bytes", [b"a", b"bc"])  # the whole batch is refused
+    assert full.value.details == {
+        "queue": "bytes",
+        "ready": 2,
+        "ready_bytes": 9,
+        "max_length_bytes": 10,
+    }
+    await client.call("put", "bytes", b"0")  # exactly at the limit is fine
+    stats = await client.call("queue_stats", "bytes")
+    assert (stats.ready, stats.rejected_publishes) == (3, 2)
+    assert stats.options["max_length_bytes"] == 10
+    assert not await client.call("declare_queue", "bytes", max_length_bytes=10)
+    with pytest.raises(Conflict):
+        await client.call("declare_queue", "bytes", max_length_bytes=11)
+
+    await client.call("declare_queue", "trimmed", max_length_bytes=10, overflow="drop_head")
+    await client.call("put_many", "trimmed", [b"12345", b"67890", b"abc"])
+    contents = await client.call("inspect_queue", "trimmed")
+    assert [m.body for m in contents.ready] == [b"67890", b"abc"]
+    assert (await client.call("queue_stats", "trimmed")).dropped == 1
+
+
 async def test_a_connection_cannot_settle_another_ones_deliveries(open_client: Any) -> None:
     namespace = fresh_namespace("mine")
     async with open_client(namespace=namespace) as a, open_client(namespace=namespace) as b:

@@ -13,7 +13,7 @@ from client_facades import ClientFacade, Opener
 import minibroker
 from minibroker.access.permissions import Permissions
 from minibroker.config import ServerConfig
-from minibroker.errors import BrokerError, Conflict, Forbidden, InvalidName, NotFound
+from minibroker.errors import BrokerError, Conflict, Forbidden, InvalidName, NotFound, Overflow
 from minibroker.testing import ThreadedBroker, fresh_namespace
 
 
@@ -67,6 +67,17 @@ async def test_a_dropped_durable_namespace_leaves_no_files(tmp_path: Path) -> No
         async with broker.connect(namespace="durable") as mb:
             assert await mb.list_queues() == []
             assert await mb.list_logs() == []
+
+
+async def test_a_durable_queue_keeps_its_byte_limit_across_a_restart(tmp_path: Path) -> None:
+    async with minibroker.open_broker(data_dir=tmp_path) as broker, broker.connect() as mb:
+        await mb.declare_queue("small", durable=True, max_length_bytes=4)
+        await mb.put("small", b"four")
+    async with minibroker.open_broker(data_dir=tmp_path) as broker, broker.connect() as mb:
+        assert (await mb.queue_stats("small")).options["max_length_bytes"] == 4
+        with pytest.raises(Overflow):
+            await mb.put("small", b"x")  # the journaled limit holds after the restart
+        assert not await mb.declare_queue("small", durable=True, max_length_bytes=4)
 
 
 async def test_dropping_needs_admin_on_everything() -> None:

@@ -112,6 +112,17 @@ def test_declare_put_fetch_stats_list_purge_delete(
     assert code == 1 and err.startswith("error: not_found: ")
 
 
+def test_declare_with_a_byte_limit(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    declare = ["queue", "declare", "small", "--url", url, "--max-length-bytes", "6"]
+    assert run(capsys, *declare, "--overflow", "drop_head") == (0, "created\n", "")
+    assert run(capsys, "put", "small", "one", "two", "three", "--url", url)[0] == 0
+    code, out, _ = run(capsys, "queue", "stats", "small", "--json", "--url", url)
+    assert code == 0
+    stats = json.loads(out)
+    assert stats["options"]["max_length_bytes"] == 6
+    assert (stats["ready"], stats["dropped"]) == (1, 2)  # "three" alone fits in 6 bytes
+
+
 def test_put_reads_stdin_lines_with_headers_and_fetch_can_reject(
     url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -376,13 +376,14 @@ export const queueMethods = {
    * Create a queue, or check an existing one has the same options (else `conflict`).
    * @this {import("./client.js").Client}
    * @param {string} queue
-   * @param {{maxLength?: number, overflow?: "reject_publish" | "drop_head", messageTtl?: number, visibilityTimeout?: number, maxDeliveries?: number, deadLetterQueue?: string, durable?: boolean}} [options]
+   * @param {{maxLength?: number, maxLengthBytes?: number, overflow?: "reject_publish" | "drop_head", messageTtl?: number, visibilityTimeout?: number, maxDeliveries?: number, deadLetterQueue?: string, durable?: boolean}} [options]
    * @returns {Promise<boolean>} true if it was created
    */
   declareQueue(queue, options = {}) {
     const fields = compact({
       queue,
       max_length: options.maxLength,
+      max_length_bytes: options.maxLengthBytes,
       overflow: options.overflow,
       message_ttl: options.messageTtl,
       visibility_timeout: options.visibilityTimeout,

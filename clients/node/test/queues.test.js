@@ -101,6 +101,18 @@ test("overflow: a full reject_publish queue refuses the whole batch", () =>
     assert.equal((await mb.inspectQueue("small")).ready.length, 2);
   }));
 
+test("overflow: a byte limit refuses a put past maxLengthBytes, drop_head trims to it", () =>
+  withClient(async (mb) => {
+    await mb.declareQueue("bytes", { maxLengthBytes: 10 });
+    await mb.putMany("bytes", ["12345", "67890"]);
+    await assert.rejects(mb.put("bytes", "x"), OverflowError);
+    await mb.declareQueue("trimmed", { maxLengthBytes: 10, overflow: "drop_head" });
+    await mb.putMany("trimmed", ["12345", "67890", "abc"]);
+    const ready = (await mb.inspectQueue("trimmed")).ready.map((m) => Buffer.from(m.body).toString());
+    assert.deepEqual(ready, ["67890", "abc"]);
+    assert.equal((await mb.queueStats("trimmed")).options.max_length_bytes, 10);
+  }));
+
 test("consume: every message once, in order, never more than prefetch unsettled", () =>
   withClient(async (mb) => {
     await mb.declareQueue("jobs");

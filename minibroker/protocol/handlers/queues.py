@@ -94,6 +94,7 @@ def _stats(stats: QueueStatistics) -> dict[str, Any]:
 def declare(session: Session, frame: frames.QueueDeclare, now: float) -> dict[str, Any]:
     options = QueueOptions(
         max_length=frame.max_length,
+        max_length_bytes=frame.max_length_bytes,
         overflow=frame.overflow,
         message_ttl=frame.message_ttl,
         visibility_timeout=frame.visibility_timeout,
