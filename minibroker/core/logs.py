@@ -314,7 +314,7 @@ class Logs:
             return True
         ns = self.namespace.name
         meta_store = storage.open(ns, META_KIND, name, segment_bytes=META_SEGMENT_BYTES)
-        store: LogStore | None = None
+        opened: list[LogStore] = []  # the log's own store, once open
         try:
             if meta_store.next_offset != meta_store.first_offset:
                 # Leftovers of a create or delete that did not finish: start afresh.
@@ -327,12 +327,13 @@ class Logs:
             if store.next_offset != store.first_offset:
                 store.destroy()
                 store = storage.open(ns, KIND, name, segment_bytes=options.segment_bytes)
+            opened.append(store)
             # The log exists on disk by its directory (recovery lists them):
             # its first sync makes that directory's name durable too.
             store.sync()
         except BaseException:
-            if store is not None:
-                store.destroy()
+            for leftover in opened:
+                leftover.destroy()
             meta_store.destroy()
             raise
         self._logs[name] = Log(self, name, options, store, meta)
