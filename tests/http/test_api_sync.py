@@ -24,6 +24,16 @@ def test_put_fetch_ack_with_the_blocking_client() -> None:
         assert acked.json() == {"count": 1}
 
 
+def test_a_byte_limit_declared_over_http() -> None:
+    with run_in_thread(http_port=0) as broker, httpx.Client(base_url=broker.http_url) as http:
+        http.put("/v1/queues/small", json={"max_length_bytes": 3}).raise_for_status()
+        assert http.post("/v1/queues/small/messages", json={"body": "abc"}).json() == {"count": 1}
+        full = http.post("/v1/queues/small/messages", json={"body": "d"})
+        assert full.status_code == 429 and full.json()["error"]["code"] == "overflow"
+        stats = http.get("/v1/queues/small").json()
+        assert stats["options"]["max_length_bytes"] == 3
+
+
 def test_tokens_and_permissions_are_the_native_ports() -> None:
     permissions = Permissions.parse("allow reader read queue:jobs\nallow admin all #\n")
     config = ServerConfig(
