@@ -594,4 +594,10 @@ def reopen(
     journal.end_position = found.end_position
     journal.meta_offset = found.meta_offset
     journal.meta_position = found.meta_position
+    # What the last process wrote since its last compaction check is unknown:
+    # check at the first write. Otherwise a broker restarted (or killed) before
+    # any one run wrote check_bytes never compacts, and every restart replays
+    # the whole history (a crash campaign saw 608,029 records replayed, 6 s,
+    # for 41 live messages).
+    journal._since_check = journal.settings.check_bytes
     return journal

@@ -319,6 +319,27 @@ def test_compaction_then_restart_keeps_order_and_counts(
     assert held  # the in-flight delivery of p0 came back as ready
 
 
+def test_a_journal_restarted_before_each_check_still_compacts(
+    memory_site: Site, small_journals: CompactionSettings
+) -> None:
+    """Each run writes less than check_bytes, then the broker restarts (a crash
+    loop, or a quiet queue on a server restarted daily): the journal must not
+    keep every run's records, or each start replays all of history."""
+    site = memory_site
+    site.declare()
+    body = b"x" * 100
+    for _ in range(200):
+        q = site.queues.get("q")
+        q.put([In(body)] * 10, site.now)
+        q.ack(A, ids(q.fetch(A, 10, site.now)), site.now)
+        assert _journal(site).stats.bytes_written < small_journals.check_bytes
+        site.restart()
+    put(site.queues.get("q"), site.now, "last")
+    assert _journal(site).store.size_bytes < 4 * small_journals.segment_bytes
+    site.restart()
+    assert ready_bodies(site.queues.get("q")) == [b"last"]
+
+
 def test_replay_of_a_move_interrupted_before_retention() -> None:
     store = MemoryLog()
     journal = QueueJournal(
