@@ -163,6 +163,11 @@ def _options(**options: Any) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 
 
+def list_logs_call() -> Call[list[str]]:
+    """Names of the logs in this namespace, sorted."""
+    return Call("log.list", {}, list)
+
+
 def create_log_call(
     name: str,
     retention_bytes: int | None = None,
@@ -187,11 +192,6 @@ def create_log_call(
 def delete_log_call(name: str) -> Call[int]:
     """Delete the log and its records; returns how many records it held."""
     return Call("log.delete", {"log": name}, lambda r: int(r["records"]))
-
-
-def list_logs_call() -> Call[list[str]]:
-    """Names of the logs in this namespace, sorted."""
-    return Call("log.list", {}, list)
 
 
 def log_stats_call(name: str) -> Call[LogStats]:

@@ -68,7 +68,7 @@ class SubscriptionCore(Generic[T]):
     """The state and control-push handling every client's subscription shares.
 
     ``client`` is the owning client; the methods here use only its
-    ``_subscriptions`` map and its ``_post`` (send without waiting).
+    ``_conn.subscriptions`` map and its ``_post`` (send without waiting).
     Subclasses implement :meth:`_end` (wake whoever waits) and their own
     item delivery after :meth:`_control` has filtered out control pushes.
     """
@@ -115,7 +115,7 @@ class SubscriptionCore(Generic[T]):
             return
         self.info = result
         self.sub_id = sub_id
-        self._client._subscriptions[sub_id] = self
+        self._client._conn.subscriptions[sub_id] = self
 
     def _starting(self, /, **options: Any) -> Flow[None]:
         """Subscribe (``options``: the blocking client's ``timeout``); a subscribe
@@ -135,7 +135,7 @@ class SubscriptionCore(Generic[T]):
         to a subscription nobody reads (the reply may still be on its way)."""
         self._abandoned = True
         if self.sub_id is not None:
-            self._client._subscriptions.pop(self.sub_id, None)
+            self._client._conn.subscriptions.pop(self.sub_id, None)
             self._client._post(Call("unsubscribe", {"sub": self.sub_id}))
 
     def _control(self, push: Push) -> bool:
@@ -216,7 +216,7 @@ class SubscriptionCore(Generic[T]):
                 sub=self.sub_id,
             )
         )
-        if self.sub_id is not None and self._client._subscriptions.pop(self.sub_id, None):
+        if self.sub_id is not None and self._client._conn.subscriptions.pop(self.sub_id, None):
             self._client._post(Call("unsubscribe", {"sub": self.sub_id}))
 
     def _feed(self, push: Push) -> None:
@@ -348,7 +348,7 @@ class AsyncSubscription(SubscriptionCore[T], Awaiting):
         if self.sub_id is None or self._ended is not None:
             return
         self._end(StopAsyncIteration())
-        self._client._subscriptions.pop(self.sub_id, None)
+        self._client._conn.subscriptions.pop(self.sub_id, None)
         if not self._client.closed:
             with suppress(ConnectionClosed, BrokerError):
                 await self._client._call(Call("unsubscribe", {"sub": self.sub_id}))
@@ -457,7 +457,7 @@ class BlockingSubscription(SubscriptionCore[T], BlockingIteration[T], Blocking):
             return
         self._end(StopIteration())
         client = self._client
-        client._subscriptions.pop(self.sub_id, None)
+        client._conn.subscriptions.pop(self.sub_id, None)
         if client.closed:
             return
         unsubscribe: Call[None] = Call("unsubscribe", {"sub": self.sub_id})

@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from minibroker.client.flavours import (
     AwaitingContext,
@@ -52,6 +52,7 @@ from minibroker.client.queue_wire import (
 from minibroker.errors import BrokerError, UnknownDelivery
 
 D = TypeVar("D")
+V = TypeVar("V")
 
 #: Messages a consumer fetches ahead of the loop (in its buffer and its fetches).
 DEFAULT_PREFETCH = 100
@@ -119,7 +120,7 @@ class ConsumerState:
     leaving, fetch.cancel) requests sent and not yet confirmed.
     """
 
-    batched = True
+    _batches = True
 
     def __init__(
         self,
@@ -343,6 +344,19 @@ class ConsumerState:
         return len(self.acks)
 
 
+class _OfState(Generic[V]):
+    """A driver's read-only view of its ``ConsumerState``'s attribute of the same name."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, driver: Any, owner: type) -> V:
+        return getattr(driver._state, self._name)  # type: ignore[no-any-return]
+
+
 class _ConsumerDriver:
     """What both drivers show of their ``ConsumerState``, and their waits,
     written once as flows (client/flavours.py)."""
@@ -351,24 +365,10 @@ class _ConsumerDriver:
         self._state = state
         self._buffer = state.buffer
 
-    @property
-    def queue(self) -> str:
-        return self._state.queue
-
-    @property
-    def acked(self) -> int:
-        """Acks the broker has confirmed so far."""
-        return self._state.acked
-
-    @property
-    def stale_acks(self) -> int:
-        """Acks refused because the delivery had been redelivered meanwhile."""
-        return self._state.stale_acks
-
-    @property
-    def pending_acks(self) -> int:
-        """Acks recorded and not yet sent."""
-        return self._state.pending_acks
+    queue: _OfState[str] = _OfState("The queue consumed.")
+    acked: _OfState[int] = _OfState("Acks the broker has confirmed so far.")
+    stale_acks: _OfState[int] = _OfState("Acks refused: their delivery was redelivered meanwhile.")
+    pending_acks: _OfState[int] = _OfState("Acks recorded and not yet sent.")
 
     def _fetched(self) -> Flow[Any]:
         """The buffer is empty: the next delivery to hand out, once fetched;

@@ -187,11 +187,11 @@ class DeliveryBase:
         self._settled = how
 
     def _record(self, call: Call[int], how: str) -> bool:
-        """Mark settled; a consumer's settler records it for its next batch
-        (True); a plain fetch's must send ``call`` now (False)."""
+        """Mark settled; a consumer records it for its next batch (True); the
+        client of a plain fetch must send ``call`` now (False)."""
         self._settling(how)
         settler = self._settler
-        if not settler.batched:
+        if not settler._batches:
             return False
         if how == "acked":
             settler.record_ack(self.delivery_id)
@@ -236,7 +236,7 @@ class Delivery(DeliveryBase):
         if self._record(call, how):
             return
         try:
-            await self._settler.settle(call)
+            await self._settler._call(call)
         except BaseException:
             self._settled = None  # not settled after all: the caller may retry
             raise
@@ -259,34 +259,10 @@ class SyncDelivery(DeliveryBase):
         if self._record(call, how):
             return
         try:
-            self._settler.settle(call)
+            self._settler._call(call)
         except BaseException:
-            self._settled = None  # not settled after all: the caller may retry
+            self._settled = None
             raise
-
-
-class AsyncDirectSettler:
-    """Settles deliveries of a plain ``fetch``: one awaited call per ack/nack."""
-
-    __slots__ = ("_client",)
-    batched = False
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    async def settle(self, call: Call[int]) -> None:
-        await self._client._call(call)
-
-
-class SyncDirectSettler:
-    __slots__ = ("_client",)
-    batched = False
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    def settle(self, call: Call[int]) -> None:
-        self._client._call(call)
 
 
 # ------------------------------------------------------------------ calls

@@ -83,7 +83,6 @@ from minibroker.client.queue_consumer import (
 )
 from minibroker.client.queue_wire import (
     DEFAULT_VISIBILITY_TIMEOUT,
-    AsyncDirectSettler,
     Delivery,
     DeliveryBase,
     MessageItem,
@@ -94,7 +93,6 @@ from minibroker.client.queue_wire import (
     QueueStats,
     SettleTarget,
     SyncDelivery,
-    SyncDirectSettler,
     ack_calls,
     fetch_call,
     nack_calls,
@@ -169,12 +167,9 @@ def fetch_state(
     this connection for ``visibility_timeout`` seconds (the queue's by
     default): ack or nack them before that.
     """
-    if client._awaits:
-        kind: type[DeliveryBase] = Delivery
-        settler: Any = AsyncDirectSettler(client)
-    else:
-        kind, settler = SyncDelivery, SyncDirectSettler(client)
-    call = fetch_call(queue, max_messages, wait, visibility_timeout, kind, settler)
+    kind: type[DeliveryBase] = Delivery if client._awaits else SyncDelivery
+    # The deliveries settle through the client, one call per ack or nack.
+    call = fetch_call(queue, max_messages, wait, visibility_timeout, kind, client)
     return FetchPlan(client, queue, call)
 
 

@@ -40,7 +40,7 @@ from collections.abc import (
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, suppress
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypedDict, TypeVar, Unpack, overload
 
 import sniffio
 
@@ -277,6 +277,25 @@ def respond_state(
 HandlerResult = bytes | Reply | None
 
 
+#: A ``serve`` handler of the async clients, and of the blocking client.
+AsyncHandler = Callable[[IncomingRequest], Awaitable[HandlerResult]]
+SyncHandler = Callable[[SyncIncomingRequest], HandlerResult]
+
+
+class AsyncServeOptions(TypedDict, total=False):
+    """What the async ``serving`` passes on to ``serve``."""
+
+    group: str | None
+    concurrency: int
+
+
+class SyncServeOptions(TypedDict, total=False):
+    """What the blocking ``serving`` passes on to ``serve``."""
+
+    group: str | None
+    workers: int
+
+
 def _answer_of(result: HandlerResult) -> tuple[bytes, dict[str, str] | None]:
     if isinstance(result, Reply):
         return result.body, result.headers
@@ -312,9 +331,7 @@ def _answer_call(req: _IncomingBase, outcome: HandlerResult | Exception) -> Call
     return req._fail_call(_failure_message(outcome))
 
 
-async def _handle_async(
-    req: IncomingRequest, handler: Callable[[IncomingRequest], Awaitable[HandlerResult]]
-) -> None:
+async def _handle_async(req: IncomingRequest, handler: AsyncHandler) -> None:
     try:
         outcome: HandlerResult | Exception = await handler(req)
     except Exception as exc:
@@ -325,9 +342,7 @@ async def _handle_async(
             await req._client._post_now(call)
 
 
-def _handle_sync(
-    req: SyncIncomingRequest, handler: Callable[[SyncIncomingRequest], HandlerResult]
-) -> None:
+def _handle_sync(req: SyncIncomingRequest, handler: SyncHandler) -> None:
     try:
         outcome: HandlerResult | Exception = handler(req)
     except Exception as exc:
@@ -390,7 +405,7 @@ class AsyncServing(AsyncTransport):
     async def serve(
         self,
         subject: str,
-        handler: Callable[[IncomingRequest], Awaitable[HandlerResult]],
+        handler: AsyncHandler,
         *,
         group: str | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
@@ -432,15 +447,11 @@ class AsyncServing(AsyncTransport):
             await (_serve_trio if on_trio else _serve_asyncio)(requests, answer, slots)
 
     def serving(
-        self,
-        subject: str,
-        handler: Callable[[IncomingRequest], Awaitable[HandlerResult]],
-        *,
-        group: str | None = None,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        self, subject: str, handler: AsyncHandler, **options: Unpack[AsyncServeOptions]
     ) -> AbstractAsyncContextManager[None]:
-        """``async with mb.serving(subject, handler):`` ``serve`` in the
-        background for the duration of the block, in Trio and asyncio alike.
+        """``async with mb.serving(subject, handler):`` ``serve`` (with the same
+        ``options``) in the background for the duration of the block, in Trio
+        and asyncio alike.
 
         The block starts only once the responder is registered, so a request
         sent from it never meets ``NoResponders``; leaving it stops serving.
@@ -448,9 +459,7 @@ class AsyncServing(AsyncTransport):
         """
 
         async def serve(task_status: Any) -> None:
-            await self.serve(
-                subject, handler, group=group, concurrency=concurrency, task_status=task_status
-            )
+            await self.serve(subject, handler, task_status=task_status, **options)
 
         return serving_in_background(serve)
 
@@ -490,7 +499,7 @@ class SyncServing(SyncTransport):
     def serve(
         self,
         subject: str,
-        handler: Callable[[SyncIncomingRequest], HandlerResult],
+        handler: SyncHandler,
         *,
         group: str | None = None,
         workers: int = DEFAULT_WORKERS,
@@ -534,15 +543,10 @@ class SyncServing(SyncTransport):
                 pool.submit(run_one, req)
 
     def serving(
-        self,
-        subject: str,
-        handler: Callable[[SyncIncomingRequest], HandlerResult],
-        *,
-        group: str | None = None,
-        workers: int = DEFAULT_WORKERS,
+        self, subject: str, handler: SyncHandler, **options: Unpack[SyncServeOptions]
     ) -> AbstractContextManager[ServeHandle]:
-        """``with mb.serving(subject, handler) as handle:`` ``serve`` on a
-        background thread for the duration of the block.
+        """``with mb.serving(subject, handler) as handle:`` ``serve`` (with the
+        same ``options``) on a background thread for the duration of the block.
 
         The block starts only once the responder is registered (a request
         sent from it never meets ``NoResponders``); leaving it stops serving
@@ -550,6 +554,6 @@ class SyncServing(SyncTransport):
         """
 
         def serve(handle: ServeHandle) -> None:
-            self.serve(subject, handler, group=group, workers=workers, handle=handle)
+            self.serve(subject, handler, handle=handle, **options)
 
         return serving_in_thread(serve, ServeHandle())

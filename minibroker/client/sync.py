@@ -62,25 +62,25 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 import sniffio
 
 from minibroker.client.advice import (
-    explaining_connect,
-    explaining_hello,
+    DEFAULT_URL,
+    ConnectOptions,
+    Dial,
     refuse_blocking_on_trio,
 )
 from minibroker.client.api import SyncMethods
 from minibroker.client.connection import Connection, SyncPendingCall
-from minibroker.client.protocol import CLOSED_BY_BROKER, Call, connection_lost, hello_call
+from minibroker.client.protocol import CLOSED_BY_BROKER, Call, connection_lost
 from minibroker.client.pushes import (
     DEFAULT_MAX_PENDING,
     BlockingSubscription,
     BlockingSubscriptionContext,
     PushParser,
 )
-from minibroker.client.url import parse_url
 from minibroker.errors import BrokerError, ConnectionClosed, Timeout
 
 log = logging.getLogger("minibroker.client")
@@ -579,7 +579,7 @@ class Client(SyncMethods):
 
     def close(self) -> None:
         """Close the connection: pending calls fail, subscriptions end. Idempotent."""
-        for subscription in list(self._subscriptions.values()):
+        for subscription in list(self._conn.subscriptions.values()):
             subscription._end(StopIteration())
         self._fail(ConnectionClosed("the client was closed"))
         if not self._on_reader_thread():
@@ -618,55 +618,45 @@ class _TimeoutView(SyncMethods):
 
 
 def connect_sync(
-    url: str = "minibroker://127.0.0.1:7878",
+    url: str = DEFAULT_URL,
     *,
-    token: str | None = None,
-    namespace: str | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     connect_timeout: float | None = None,
-    client_name: str = "minibroker-sync",
-    ssl_context: ssl.SSLContext | None = None,
-    max_pending: int = DEFAULT_MAX_PENDING,
+    **options: Unpack[ConnectOptions],
 ) -> Client:
-    """Connect to a broker over TCP (or TLS with ``minibrokers://`` or an
-    ``ssl_context``), say hello, and return a blocking client.
+    """Connect to a broker over TCP (TLS with ``minibrokers://`` or an
+    ``ssl_context``), say hello, and return a blocking client; ``options``:
+    see ``ConnectOptions``.
 
         with minibroker.connect_sync("minibroker://127.0.0.1:7878") as mb:
             mb.ping()
 
     ``timeout`` is the default wait for each call's answer (None: forever);
     ``connect_timeout`` bounds connecting and the handshake (default:
-    ``timeout``). ``token`` and ``namespace`` override those in the URL.
-    Raises ``Unauthorized`` or ``UnsupportedVersion`` if the broker refuses the
-    hello, ``OSError`` if it cannot be reached.
+    ``timeout``). Raises ``Unauthorized`` or ``UnsupportedVersion`` if the
+    broker refuses the hello, ``OSError`` if it cannot be reached.
     """
     refuse_blocking_on_trio("minibroker.connect_sync")
-    address = parse_url(url)
+    dial = Dial.of(url, options, "minibroker-sync")
+    address = dial.address
     if connect_timeout is None:
         connect_timeout = timeout
-    with explaining_connect(address):
+    with dial.connecting():
         sock = socket.create_connection((address.host, address.port), timeout=connect_timeout)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         tls: _TLS | None = None
-        if address.tls or ssl_context is not None:
-            tls = _TLS(ssl_context or ssl.create_default_context(), address.host)
+        if dial.ssl_context is not None:
+            tls = _TLS(dial.ssl_context, address.host)
             tls.handshake(sock)
         sock.settimeout(None)
     except BaseException:
         sock.close()
         raise
-    client = Client(sock, timeout=timeout, max_pending=max_pending, tls=tls)
+    client = Client(sock, timeout=timeout, max_pending=dial.max_pending, tls=tls)
     try:
-        with explaining_hello(address, tls is not None):
-            client.server_info = client._call(
-                hello_call(
-                    client_name,
-                    token if token is not None else address.token,
-                    namespace if namespace is not None else address.namespace,
-                ),
-                timeout=connect_timeout,
-            )
+        with dial.greeting():
+            client.server_info = client._call(dial.hello(), timeout=connect_timeout)
     except BaseException:
         client.close()
         raise
