@@ -1,30 +1,17 @@
 """The asyncio client: ``async with minibroker.aio.connect(url) as mb``.
 
-The same protocol, methods and errors as the Trio client (``trio_client.py``),
-written for asyncio's callback style instead of tasks:
+The same methods and errors as the Trio client, over asyncio's callbacks
+instead of tasks (the state is the shared sans-I/O ``Connection``):
 
-* reading is an ``asyncio.Protocol``: ``data_received`` decodes the whole
-  chunk and dispatches every frame synchronously (replies complete their
-  caller's future, pushes land in their subscription's buffer), so a chunk of
-  a thousand pipelined answers costs one callback, not a thousand wake-ups;
-* writing is coalesced: a call appends its frame to an outbox and, if none is
-  pending, schedules one flush with ``call_soon``. Everything queued during
-  the loop iteration leaves in a single ``transport.write``. When the
-  transport's buffer passes its high-water mark (``pause_writing``), new calls
-  wait for ``resume_writing`` before queueing, like ``StreamWriter.drain()``;
-* a subscription's buffer is bounded (``max_pending`` items). A full topic
-  subscription never pauses reading, because the answers to this
-  connection's own calls wait behind its pushes: it applies its
-  ``on_overflow`` policy itself (drop its oldest items, counted in
-  ``dropped``, or end with ``SlowConsumer``). A full log tail or responder,
-  which must not lose anything, asks the broker to ``pause`` it and to
-  ``resume`` it once the consumer has drained it to half
-  (``SubscriptionCore._consumed``); the socket is read all the while.
-
-Errors are the classes of ``minibroker.errors``, rebuilt from the wire
-code: ``UnknownOp``, ``NotFound``, ``Unauthorized`` ... (all ``BrokerError``).
-When the connection drops, every pending call fails at once with
-``ConnectionClosed`` and every subscription ends with it; nothing hangs.
+* reading is an ``asyncio.Protocol``: ``data_received`` dispatches every
+  frame of the chunk synchronously (replies complete their caller's future,
+  pushes land in their subscription's buffer), so a chunk of a thousand
+  pipelined answers costs one callback, not a thousand wake-ups;
+* writing is coalesced: a call appends its frame to an outbox and, if none
+  is pending, schedules one flush with ``call_soon``, so everything queued
+  during a loop iteration leaves in one ``transport.write``. Past the
+  transport's high-water mark (``pause_writing``) new calls wait for
+  ``resume_writing``, like ``StreamWriter.drain()``.
 """
 
 from __future__ import annotations

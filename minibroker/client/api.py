@@ -1,20 +1,13 @@
-"""The client API, written once for every client flavour: the table of every method.
+"""The client API: the table of every method, written once for every flavour.
 
-Each method is declared once for every flavour: ``sends(call_builder)``
-sends the ``Call`` the builder makes and returns its result (awaited on the
-async clients, blocking on the blocking one); ``opens(state_builder,
-async_kind, sync_kind)`` builds shared state and wraps it in the flavour's
-object (a producer, a consumer, a subscription). Both are in
-client/transport.py; the builder carries the signature and docstring. The
-models keep their builders and objects in their own modules
-(``client/queues.py``, ``client/topics.py``, ``client/logs.py``,
-``client/rpc.py``); only ``serve`` and ``serving``, which run handlers the
-flavour's way (tasks, or a thread pool), are written per flavour
-(``AsyncServing``, ``SyncServing`` in client/rpc.py).
-
-``AsyncMethods`` serves the Trio, asyncio and in-process clients,
-``SyncMethods`` the blocking client: the same table, so the method names,
-arguments and results cannot drift between clients.
+``sends(builder)`` makes a method that sends one request and returns its
+result, ``opens(state_builder, async_kind, sync_kind)`` one that wraps
+shared state in the flavour's object (client/transport.py); the builders,
+in the models' modules, carry each method's signature and docstring. Only
+``serve`` and ``serving``, which run handlers the flavour's way (tasks, or
+a thread pool), are written per side (client/rpc.py). ``AsyncMethods``
+serves the Trio, asyncio and in-process clients, ``SyncMethods`` the
+blocking one: one table, so their names, arguments and results cannot drift.
 """
 
 from __future__ import annotations

@@ -1,24 +1,14 @@
-"""The client half of the protocol, sans-I/O, shared by every Python client.
+"""The client half of the protocol, sans-I/O: requests out, events in.
 
-The Trio, asyncio, blocking and in-process clients differ only in how they
-wait; what they send and how they read answers lives here:
-
-* a ``Call`` is one request: its op, its fields, and the function that turns
-  the ``ok`` result into what the API method returns. Each API method is a
-  one-line wrapper around a Call, so the four clients cannot drift apart;
-* ``ClientProtocol`` numbers requests, encodes frames, and turns received
-  bytes into ``Reply`` and ``Push`` events. Received frames are decoded
-  through the same frame classes the server encodes them from
-  (protocol/frames.py, checked by their schema): a push carries its typed
-  frame (``Msg``, ``Records``, ``Req``, ``Notice``, ``End``), and a frame
-  that breaks the schema ends the connection with a clear error. It also reads the frame limit
-  the server advertises in its hello answer and raises its own decoder
-  limit to it, so a server started with a bigger ``--max-frame-bytes``
-  than the client's default can send frames of that size. The same
-  advertised limit bounds what the client sends: a request that would not
-  fit raises ``TooLarge`` before anything is written, because the broker
-  closes a connection that sends an oversized frame (it cannot skip a body
-  it refuses to read), and every later call on the client would fail.
+A ``Call`` is one request: its op, its fields, and the parser of its ``ok``
+result. ``ClientProtocol`` numbers requests, encodes them, and decodes
+received frames into ``Reply``, ``Push`` and ``Goodbye`` events through the
+frame classes the server encodes them from (protocol/frames.py), so a frame
+that breaks the schema ends the connection with a clear error. It adopts the
+frame limit the server advertises in its hello answer both ways: frames up
+to that size are accepted, and a request above it raises ``TooLarge``
+before anything is written (the broker would close a connection that sends
+one, failing every later call).
 """
 
 from __future__ import annotations

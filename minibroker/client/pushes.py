@@ -100,6 +100,8 @@ class SubscriptionCore(Generic[T]):
             call.fields.get("on_overflow", "drop_oldest") if call.op == "subscribe" else None
         )
         self.sub_id: int | None = None
+        #: Set once subscribing began (entering the ``with`` block).
+        self._started = False
         #: Messages discarded for this subscription because it fell behind: by the
         #: broker (``notice`` pushes) or by this client's full buffer.
         self.dropped = 0
@@ -120,6 +122,7 @@ class SubscriptionCore(Generic[T]):
     def _starting(self, /, **options: Any) -> Flow[None]:
         """Subscribe (``options``: the blocking client's ``timeout``); a subscribe
         that fails or is cancelled is abandoned."""
+        self._started = True
         pending = self._client._begin(self._call, on_reply=self._register, **options)
         try:
             yield pending
@@ -257,6 +260,12 @@ class SubscriptionCore(Generic[T]):
         """Why the subscription ended (None while live)."""
         return self._ended
 
+    def _check_started(self) -> None:
+        """Waiting for an item (never on the fast path): refuse a subscription
+        used outside its ``with`` block, which would wait for ever."""
+        if not self._started:
+            raise RuntimeError("enter the subscription first: `with mb.subscribe(...) as sub`")
+
 
 class BlockingIteration(Generic[T]):
     """``for item in it`` over the blocking ``get()``; ends at ``SubscriptionEnded``."""
@@ -321,6 +330,7 @@ class AsyncSubscription(SubscriptionCore[T], Awaiting):
                 if isinstance(self._ended, SubscriptionEnded | StopAsyncIteration):
                     raise StopAsyncIteration
                 raise self._ended
+            self._check_started()
             await self._arrival.wait()
         item = items.popleft()
         self._taken()
@@ -353,19 +363,14 @@ class AsyncSubscription(SubscriptionCore[T], Awaiting):
             with suppress(ConnectionClosed, BrokerError):
                 await self._client._call(Call("unsubscribe", {"sub": self.sub_id}))
 
-
-class AsyncSubscriptionContext(Generic[T]):
-    """``async with mb.subscribe(...) as sub``: subscribe on enter, unsubscribe on exit."""
-
-    def __init__(self, subscription: AsyncSubscription[T]) -> None:
-        self._subscription = subscription
-
     async def __aenter__(self) -> AsyncSubscription[T]:
-        await self._subscription._start()
-        return self._subscription
+        """Subscribe (once); leaving the block unsubscribes."""
+        if not self._started:
+            await self._start()
+        return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._subscription.aclose()
+        await self.aclose()
 
 
 class BlockingSubscription(SubscriptionCore[T], BlockingIteration[T], Blocking):
@@ -439,6 +444,7 @@ class BlockingSubscription(SubscriptionCore[T], BlockingIteration[T], Blocking):
 
     def _wait_for_items(self, timeout: float | None) -> None:
         """Holding the condition: return once an item is buffered, else raise."""
+        self._check_started()
         if not self._cond.wait_for(lambda: self._items or self._ended is not None, timeout):
             raise TimeoutError(f"no item within {timeout} seconds")
         if self._items:
@@ -468,24 +474,13 @@ class BlockingSubscription(SubscriptionCore[T], BlockingIteration[T], Blocking):
             client._call(unsubscribe)
 
     def __enter__(self) -> BlockingSubscription[T]:
+        """Subscribe (once); leaving the block unsubscribes."""
+        if not self._started:
+            self._start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class BlockingSubscriptionContext(Generic[T]):
-    """``with mb.subscribe(...) as sub``: subscribe on enter, unsubscribe on exit."""
-
-    def __init__(self, subscription: BlockingSubscription[T]) -> None:
-        self._subscription = subscription
-
-    def __enter__(self) -> BlockingSubscription[T]:
-        self._subscription._start()
-        return self._subscription
-
-    def __exit__(self, *exc: object) -> None:
-        self._subscription.close()
 
 
 class Opening(NamedTuple, Generic[A, B]):
@@ -500,15 +495,15 @@ class Opening(NamedTuple, Generic[A, B]):
     callback: Callable[[Any], object] | None = None
 
 
-def opened_async(opening: Opening[A, Any]) -> AsyncSubscriptionContext[A]:
+def opened_async(opening: Opening[A, Any]) -> AsyncSubscription[A]:
     """The async clients' context for ``opening`` (a ``transport.opens`` kind)."""
     client, call, parse, _, callback = opening
-    context: AsyncSubscriptionContext[A] = client._subscription(call, parse, callback)
-    return context
+    subscription: AsyncSubscription[A] = client._subscription(call, parse, callback)
+    return subscription
 
 
-def opened_blocking(opening: Opening[Any, B]) -> BlockingSubscriptionContext[B]:
+def opened_blocking(opening: Opening[Any, B]) -> BlockingSubscription[B]:
     """The blocking client's context for ``opening``."""
     client, call, _, parse, callback = opening
-    context: BlockingSubscriptionContext[B] = client._subscription(call, parse, callback)
-    return context
+    subscription: BlockingSubscription[B] = client._subscription(call, parse, callback)
+    return subscription

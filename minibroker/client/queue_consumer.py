@@ -1,29 +1,15 @@
-"""The consumer helper behind ``mb.consume(queue)``: pipelined fetches, batched acks.
+"""The consumer behind ``mb.consume(queue)``: pipelined fetches, batched acks.
 
-How it works (the user-facing promises are in client/queues.py and
-docs/queues.md):
-
-* ``ConsumerState`` is the bookkeeping, shared by the async and blocking
-  drivers and never waiting itself: the fetches in flight (``PendingCall``
-  objects from the transport's ``_begin``, oldest first: one connection
-  answers them in order), the buffer of fetched deliveries not handed out
-  yet, the recorded and unsent ack ids, and the ack/nack requests sent and
-  not yet confirmed.
-* ``AsyncConsumer`` and ``SyncConsumer`` are the drivers. Handing out a
-  buffered delivery is a ``popleft``; only an empty buffer makes them flush
-  the recorded acks, top up the fetches and wait for the oldest one. The
-  async driver runs no task of its own: the fetches are plain pipelined
-  requests, collected in ``__anext__``, with one checkpoint per batch.
-* The pipeline depth adapts: two fetches in flight while they come back
-  full (a backlog, where overlapping the network with the work pays), one
-  while the queue keeps up (so a consumer that stops on an idle queue has
-  one long poll to withdraw, not two).
-* Leaving: a fetch still parked on the broker is withdrawn with
-  ``fetch.cancel`` (it then answers an empty list, and no message is
-  delivered to a consumer that left); what was fetched and not handed out is
-  nacked. In case the fetch's answer was already on its way, the fetch is
-  also abandoned with a hook that nacks whatever it brings in, run by the
-  transport's reader the moment the answer arrives.
+What it promises is in docs/queues.md, "The consumer". ``ConsumerState`` is
+the bookkeeping, shared by both sides and never waiting itself: the fetches
+in flight (oldest first: one connection answers them in order), the
+fetched deliveries not handed out yet, the recorded acks, and the acks and
+nacks sent and not yet confirmed. ``AsyncConsumer`` and ``SyncConsumer`` only
+wait; handing out a buffered delivery is a ``popleft``, so the async one
+runs no task and yields once per batch. The pipeline depth adapts: two
+fetches in flight while they come back full (a backlog, where overlapping
+the network with the work pays), one while the queue keeps up, so a
+consumer that stops on an idle queue has one long poll to withdraw.
 """
 
 from __future__ import annotations

@@ -222,8 +222,7 @@ class Delivery(DeliveryBase):
 
         Fetched with ``fetch``: sent at once, raises ``UnknownDelivery`` if the
         delivery is no longer held (its visibility timeout ran out, or it was
-        already settled). From a consumer: recorded and sent in a batch (see
-        the module docstring).
+        already settled). From a consumer: recorded and sent in a batch.
         """
         await self._settle(ack_call(self.queue, [self.delivery_id]), "acked")
 

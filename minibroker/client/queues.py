@@ -1,69 +1,9 @@
-"""Queues for every client: declare, put, fetch, ack/nack, and the consumer helper.
+"""Queues for every client: the ``fetch``, ``ack``, ``nack`` and ``consume`` methods.
 
-Producing and consuming by hand::
-
-    await mb.declare_queue("jobs", visibility_timeout=30, max_deliveries=5,
-                           dead_letter_queue="jobs.dead")
-    await mb.put("jobs", b"body", headers={"k": "v"})         # returns once confirmed
-    await mb.put_many("jobs", [b"a", b"b", (b"c", {"k": "v"})])  # one frame, one confirm
-
-    batch = await mb.fetch("jobs", max_messages=10, wait=1.0)  # list[Delivery]
-    for d in batch:
-        ...                                                    # d.body, d.headers, d.delivery_count
-    await mb.ack(batch)                                        # one ack frame per queue
-    await mb.nack(batch[0], requeue=True, delay=5)             # or d.ack() / d.nack() one by one
-
-The fast path, a consumer that keeps fetches pipelined and acks in batches::
-
-    async with mb.consume("jobs", prefetch=1000) as deliveries:
-        async for d in deliveries:
-            handle(d.body)
-            await d.ack()               # recorded; sent in batches (see below)
-
-The blocking client has the same names without ``await`` (``with
-mb.consume(...) as c: for d in c: d.ack()``).
-
-How ``consume`` works, and what it promises
--------------------------------------------
-
-``consume`` fetches ``prefetch / 2`` messages at a time with long-polling
-fetches (``wait`` seconds each; ``wait=0`` drains: the iteration ends at the
-first empty fetch). While fetches come back full it keeps two in flight, so
-the next batch is on its way while the current one is processed. It runs no
-background task and yields to the event loop once per batch, not per
-message: there is nothing to leak and nothing to cancel beyond the ``async
-with`` block (client/queue_consumer.py explains the mechanics).
-
-``d.ack()`` inside the loop only records the delivery id. Recorded acks leave
-as one ``ack`` frame every ``ack_every`` acks, before each new fetch (so a
-loop that acks every delivery before taking the next one never holds more
-than ``prefetch`` unacked messages on the broker; deliveries it keeps
-unacked longer come on top), and when the block is left; leaving it
-normally also waits until the broker has confirmed every ack. An ack the
-broker refuses because the delivery is stale (its visibility timeout ran
-out and the message was redelivered) is dropped from the batch and counted
-in ``stale_acks``; the rest of the batch is acked.
-
-This is **at-least-once**: if the consumer process dies, the acks it recorded
-but had not sent yet are lost, and those messages are delivered again (to
-someone) after their visibility timeout, or as soon as the broker sees the
-connection close. Make processing idempotent. Likewise a delivery that was
-fetched but not handed out when the block ends is given back at once
-(``nack``: its delivery count went up all the same, which matters with
-``max_deliveries``). A fetch still parked on the broker when the block ends
-is withdrawn (``fetch.cancel``), so no message is delivered to a consumer
-that left; only if its answer was already on the way is what it brings
-nacked back as soon as it arrives (its count goes up by one too).
-
-Iterating ``mb.consume(...)`` without ``async with`` works too (the design
-sketch's ``async for d in mb.consume(q)``), but leaving such a loop with
-``break`` cannot be noticed: up to ``ack_every - 1`` recorded acks stay
-unsent and the prefetched deliveries stay held until their visibility
-timeout or the connection closes. Use the ``async with`` form, or call
-``aclose()``, whenever the connection lives on after the loop.
-
-Keep ``prefetch`` x (time to process one message) well under the visibility
-timeout: prefetched messages are in flight from the moment they are fetched.
+The requests' builders and the ``Delivery`` objects are in
+``queue_wire.py``, the consumer in ``queue_consumer.py``; what each method
+promises (batched acks, at-least-once, withdrawing parked fetches) is in
+docs/queues.md, "Client API".
 """
 
 from __future__ import annotations
@@ -132,7 +72,7 @@ def consume_state(
     while there is a backlog, each long polling ``wait`` seconds (with
     ``wait=0`` the iteration ends as soon as nothing is ready: a drain).
     ``d.ack()`` records the ack; acks leave in batches of ``ack_every``
-    (see the module docstring for the at-least-once details). One task (or
+    (docs/queues.md has the at-least-once details). One task (or
     thread) at a time may iterate a consumer.
     """
     return ConsumerState(

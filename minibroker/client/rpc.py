@@ -1,31 +1,9 @@
-"""Request/reply for every client: ``request``, ``respond`` and ``serve``.
-
-Calling a service::
-
-    reply = await mb.request("svc.echo", b"hi", timeout=1.0)   # Reply(body, headers)
-
-Answering, one request at a time or with a handler run concurrently::
-
-    async with mb.respond("svc.echo") as requests:
-        async for req in requests:
-            await req.reply(req.body)          # sent without waiting for the broker
-
-    await mb.serve("svc.echo", handler, concurrency=64)  # handler(req) -> bytes | Reply
+"""Request/reply for every client: ``request``, ``respond``, ``serve`` and ``serving``.
 
 Answers are fire-and-forget by default, like NATS's ``msg.respond``: a
 responder loop must not spend a round trip per request waiting for the
-broker's ``ok``. ``reply(..., confirm=True)`` waits and says whether a
-requester was still there.
-
-The blocking client has the same names without ``await``; its ``serve``
-runs the (plain) handler on a thread pool of ``workers`` threads and blocks
-until the connection ends or it is stopped (see ``SyncServing.serve``).
-
-Errors a requester can get (``minibroker.NoResponders`` ...): ``NoResponders``
-(nobody serves the subject, immediately), ``Timeout`` (no reply within
-``timeout``), ``ResponderGone`` (the responder disconnected or unsubscribed
-while holding the request) and ``ResponderError`` (the responder answered
-with ``req.fail(message)`` or its ``serve`` handler raised).
+broker's ``ok`` (``reply(..., confirm=True)`` waits). The rest (errors,
+groups, the blocking client's thread pool) is in docs/request-reply.md.
 """
 
 from __future__ import annotations

@@ -1,34 +1,7 @@
 """Topics for every client: ``publish``, ``publish_many``, ``subscribe``, ``bind``, ``unbind``.
 
-Publishing and subscribing::
-
-    reached = await mb.publish("orders.created", b"{...}")  # PublishResult(subscriptions, queues)
-    await mb.publish_many("metrics.cpu", [b"1", b"2", b"3"])  # one frame for the batch
-
-    async with mb.subscribe("orders.*") as sub:
-        async for m in sub:  # TopicMessage(topic, body, headers)
-            ...
-
-    async with mb.subscribe("jobs.#", group="workers") as sub:  # share the stream, round robin
-        ...
-
-    await mb.bind("audit", "orders.#")    # keep copies in queue "audit" for pull consumers
-
-The blocking client has the same names without ``await`` and iterates its
-subscription with ``for`` (or ``get(timeout)``). ``sub.dropped`` counts the
-messages the broker discarded because this subscriber fell more than
-``buffer`` messages or ``buffer_bytes`` bytes behind
-(``on_overflow="drop_oldest"``); with
-``on_overflow="disconnect"`` the broker closes the connection instead
-(``SlowConsumer``). The client applies the same policy to its own buffer
-(``max_pending`` messages per subscription) without ever pausing its socket,
-so publishing on the subscribing connection never waits for the subscriber:
-drops there are counted in ``sub.dropped`` too, and ``disconnect`` ends just
-that subscription with ``SlowConsumer``.
-
-Batching is the fast path: ``publish_many`` sends one frame and gets one
-answer for the whole batch, and a subscription receives many messages per
-frame.
+What each promises, and how a subscription's buffer overflows on the
+client (``max_pending``), is in docs/topics.md, "Clients" and "Slow subscribers".
 """
 
 from __future__ import annotations

@@ -19,12 +19,7 @@ from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar
 from minibroker.client.connection import AsyncPendingCall, Connection, Hook, SyncPendingCall
 from minibroker.client.flavours import Awaiting, Blocking, Flavoured
 from minibroker.client.protocol import Call
-from minibroker.client.pushes import (
-    AsyncSubscription,
-    AsyncSubscriptionContext,
-    PushParser,
-    Signal,
-)
+from minibroker.client.pushes import AsyncSubscription, PushParser, Signal
 
 T = TypeVar("T")
 A = TypeVar("A")
@@ -55,9 +50,9 @@ class Transport(abc.ABC):
     def _subscription(
         self, call: Call[Any], parser: PushParser[T], callback: Callable[[T], object] | None = None
     ) -> Any:
-        """A context (``async with`` / ``with``) that subscribes with ``call``
-        (whose result carries ``sub``) and yields the flavour's Subscription,
-        whose items ``parser`` makes of each push (or hands to ``callback``)."""
+        """The flavour's Subscription: entered (``async with`` / ``with``), it
+        subscribes with ``call`` (whose result carries ``sub``); ``parser``
+        makes its items of each push (or hands them to ``callback``)."""
 
 
 class AsyncTransport(Transport, Awaiting):
@@ -94,10 +89,8 @@ class AsyncTransport(Transport, Awaiting):
 
     def _subscription(
         self, call: Call[Any], parser: PushParser[T], callback: Callable[[T], object] | None = None
-    ) -> AsyncSubscriptionContext[T]:
-        return AsyncSubscriptionContext(
-            AsyncSubscription(self, call, parser, self._max_pending, callback)
-        )
+    ) -> AsyncSubscription[T]:
+        return AsyncSubscription(self, call, parser, self._max_pending, callback)
 
     async def _post_now(self, call: Call[Any]) -> None:
         """Send ``call`` without waiting for its answer, as soon as the transport

@@ -403,3 +403,14 @@ def test_a_send_interrupted_by_ctrl_c_ends_the_connection_instead_of_hanging(
             mb.ping(b"after")
     finally:
         mb.close()
+
+
+def test_a_subscription_not_entered_refuses_to_wait(minibroker_url: str) -> None:
+    # Without its ``with`` block nothing subscribed: waiting would never end.
+    with minibroker.connect_sync(minibroker_url) as mb:
+        sub = mb.subscribe("never.entered")
+        with pytest.raises(RuntimeError, match="enter the subscription first"):
+            sub.get(timeout=5)
+        with sub:  # entering subscribes, once, and the same object iterates
+            mb.publish("never.entered", b"now")
+            assert sub.get(timeout=5).body == b"now"
