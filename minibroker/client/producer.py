@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping
 from typing import Any, Generic, TypedDict, TypeVar, Unpack
 
+from minibroker.client.bodies import MessageItem, encode_messages, message_map
 from minibroker.client.flavours import (
     AwaitingContext,
     BlockingContext,
@@ -23,7 +24,7 @@ from minibroker.client.flavours import (
 )
 from minibroker.client.logs import RecordItem, encode_records, first_offset, record_map
 from minibroker.client.protocol import Call, connection_lost
-from minibroker.client.queue_wire import MessageItem, count_of, encode_messages, message_map
+from minibroker.client.queue_wire import count_of
 from minibroker.errors import BrokerError
 
 #: What a producer's ``put`` or ``append`` returns on one side (see ``QueueProducer``).
@@ -392,7 +393,7 @@ class QueueProducer(Generic[C]):
         """Queue a batch of messages (as ``mb.put_many`` takes them) that leave
         together; waits only while the window is full. Its confirmation gives
         their count once stored (or their batch's error)."""
-        encoded = encode_messages(messages)
+        encoded = encode_messages(messages, "put_many")
         return self._room_after(self._state.add_many(encoded, sum(len(m["body"]) for m in encoded)))
 
 

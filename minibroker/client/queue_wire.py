@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal, TypeVar
 
-from minibroker.client.bodies import as_body
+from minibroker.client.bodies import MessageItem, encode_messages, message_map
 from minibroker.client.protocol import Call
 from minibroker.errors import UnknownDelivery
 
@@ -22,11 +22,6 @@ OverflowPolicy = Literal["reject_publish", "drop_head"]
 
 #: Seconds a fetched message stays invisible to others unless the queue says otherwise.
 DEFAULT_VISIBILITY_TIMEOUT = 30.0
-
-#: What ``put_many`` accepts per message: a body, a ``(body, headers)`` pair, a
-#: ``{"body", "headers"?}`` map, or any object with ``body`` (and optional
-#: ``headers``), such as a Delivery from another queue or a TopicMessage.
-MessageItem = bytes | tuple[Any, ...] | Mapping[str, Any] | Any
 
 D = TypeVar("D", bound="DeliveryBase")
 
@@ -328,25 +323,6 @@ def inspect_queue_call(name: str, limit: int = 1000) -> Call[QueueContents]:
     return Call("queue.inspect", {"queue": name, "limit": limit}, _parse_contents)
 
 
-def message_map(body: Any, headers: Mapping[str, str] | None) -> dict[str, Any]:
-    body = as_body(body)
-    return {"body": body, "headers": dict(headers)} if headers else {"body": body}
-
-
-def _encode_message(item: MessageItem) -> dict[str, Any]:
-    if type(item) is bytes:
-        return {"body": item}
-    if isinstance(item, tuple):
-        body, headers = (*item, None)[:2]
-        return message_map(body, headers)
-    if isinstance(item, Mapping):
-        return message_map(item["body"], item.get("headers"))
-    if isinstance(item, bytearray | memoryview | str):
-        return message_map(item, None)
-    body = getattr(item, "body")  # noqa: B009 (any object with a body attribute)
-    return message_map(body, getattr(item, "headers", None))
-
-
 def put_call(queue: str, body: bytes, headers: Mapping[str, str] | None = None) -> Call[None]:
     """Put one message; returns once the broker confirmed it (stored per the
     fsync policy for a durable queue). Raises Overflow on a full queue."""
@@ -363,15 +339,8 @@ def put_many_call(queue: str, messages: Iterable[MessageItem]) -> Call[int]:
     Each item is a body, a ``(body, headers)`` pair, a ``{"body",
     "headers"}`` map or an object with ``body``/``headers``.
     """
-    return Call("put", {"queue": queue, "messages": encode_messages(messages)}, count_of)
-
-
-def encode_messages(messages: Iterable[MessageItem]) -> list[dict[str, Any]]:
-    """The wire form of a batch of messages (see ``MessageItem``)."""
-    if isinstance(messages, bytes | str | bytearray):
-        raise TypeError("put_many takes an iterable of messages, not one body")
-    # Plain bytes, the common case, skip the call to _encode_message.
-    return [{"body": m} if type(m) is bytes else _encode_message(m) for m in messages]
+    messages = encode_messages(messages, "put_many")
+    return Call("put", {"queue": queue, "messages": messages}, count_of)
 
 
 def fetch_call(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
+from minibroker.client.bodies import MessageItem
 from minibroker.client.protocol import Call
 from minibroker.client.queue_consumer import (
     DEFAULT_ACK_EVERY,
@@ -25,7 +26,6 @@ from minibroker.client.queue_wire import (
     DEFAULT_VISIBILITY_TIMEOUT,
     Delivery,
     DeliveryBase,
-    MessageItem,
     OverflowPolicy,
     QueueContents,
     QueuedMessage,

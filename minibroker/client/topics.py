@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from minibroker.client.bodies import as_body
+from minibroker.client.bodies import MessageItem, encode_messages, message_map
 from minibroker.client.protocol import Call
 from minibroker.client.pushes import Opening
 from minibroker.protocol import frames
@@ -27,9 +27,6 @@ OnOverflow = Literal["drop_oldest", "disconnect"]
 #: Default number of messages the broker buffers for a subscriber that falls behind.
 DEFAULT_BUFFER = 10_000
 
-#: What ``publish_many`` accepts per message: a body, a (body, headers) pair,
-#: or any object with ``body`` and ``headers`` attributes (e.g. a received TopicMessage).
-MessageItem = bytes | tuple[bytes, Mapping[str, str] | None] | Any
 
 
 #: A message received by a subscription: ``TopicMessage(topic, body, headers)``.
@@ -56,20 +53,6 @@ def parse_messages(frame: frames.Msg, client: Any) -> list[TopicMessage]:
     return frame.messages
 
 
-def _encode_message(item: MessageItem) -> dict[str, Any]:
-    if type(item) is bytes:  # the common case first: no further call
-        return {"body": item}
-    message: Any = item
-    if isinstance(message, bytearray | memoryview | str):
-        return {"body": as_body(message)}
-    if isinstance(message, tuple):
-        body, headers = message
-    else:
-        body, headers = message.body, getattr(message, "headers", None)
-    body = as_body(body)
-    return {"body": body, "headers": dict(headers)} if headers else {"body": body}
-
-
 def _parse_publish(result: dict[str, int]) -> PublishResult:
     return PublishResult(result["subscriptions"], result["queues"])
 
@@ -85,18 +68,17 @@ def publish_call(
 
     Raises InvalidName for a topic with wildcards, empty words or over-long names.
     """
-    return _publish(topic, [_encode_message((body, headers))])
+    return _publish(topic, [message_map(body, headers)])
 
 
 def publish_many_call(topic: str, messages: Iterable[MessageItem]) -> Call[PublishResult]:
     """Publish a batch to ``topic`` in one frame; returns the totals for the batch.
 
-    Each item is a body, a ``(body, headers)`` pair or an object with
-    ``body``/``headers``. All or nothing: an invalid batch publishes none.
+    Each item is a body, a ``(body, headers)`` pair, a ``{"body",
+    "headers"}`` map or an object with ``body``/``headers`` (as ``put_many``).
+    All or nothing: an invalid batch publishes none.
     """
-    if isinstance(messages, bytes | str):
-        raise TypeError("publish_many takes an iterable of messages, not one body")
-    return _publish(topic, [_encode_message(item) for item in messages])
+    return _publish(topic, encode_messages(messages, "publish_many"))
 
 
 def bind_call(queue: str, pattern: str) -> Call[bool]:
