@@ -65,13 +65,8 @@ class SubscriptionEnded(BrokerError):
 
 
 class SubscriptionCore(Generic[T]):
-    """The state and control-push handling every client's subscription shares.
-
-    ``client`` is the owning client; the methods here use only its
-    ``_conn.subscriptions`` map and its ``_post`` (send without waiting).
-    Subclasses implement :meth:`_end` (wake whoever waits) and their own
-    item delivery after :meth:`_control` has filtered out control pushes.
-    """
+    """The state and control-push handling every client's subscription shares;
+    a side adds how a consumer waits (:meth:`_arrived`, :meth:`_end`)."""
 
     #: Held while the reader buffers items (the blocking client's condition).
     _guard: AbstractContextManager[Any] = NO_GUARD
@@ -292,16 +287,10 @@ class Signal(Protocol):
 
 
 class AsyncSubscription(SubscriptionCore[T], Awaiting):
-    """A live push subscription of the Trio and asyncio clients: ``async for item in sub``.
-
-    Items arrive in batches from the reader and wait in a local deque; the
-    consumer waits on the client's :class:`Signal`. A full log tail or
-    responder is paused in the broker (:meth:`SubscriptionCore._take`) and
-    resumed once the consumer has drained it to half (:meth:`_taken`); the
-    client never stops reading its socket. Iteration ends
-    when the subscription is closed or the broker ends it; it raises
-    ``ConnectionClosed`` (or the broker's goodbye error) if the connection goes.
-    """
+    """A push subscription of the async clients: ``async for item in sub``,
+    waiting on the client's :class:`Signal`. Iteration ends when the
+    subscription is closed or the broker ends it, and raises
+    ``ConnectionClosed`` (or the broker's goodbye error) if the connection goes."""
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
@@ -374,16 +363,9 @@ class AsyncSubscription(SubscriptionCore[T], Awaiting):
 
 
 class BlockingSubscription(SubscriptionCore[T], BlockingIteration[T], Blocking):
-    """A live push subscription of the blocking client, read from any thread.
-
-    ``for item in sub`` blocks for each item and stops when the subscription
-    is closed or the broker ends it; ``sub.get(timeout)`` returns the next
-    item or raises ``TimeoutError``; ``get_batch`` takes everything buffered.
-    ``dropped`` counts messages discarded because this subscriber fell behind,
-    by the broker or by this client once ``max_pending`` are buffered. A
-    dropped connection raises ``ConnectionClosed`` from all of
-    them.
-    """
+    """A push subscription of the blocking client, read from any thread:
+    ``for item in sub``, ``get(timeout)``, ``get_batch``, ``get_nowait``
+    (see :class:`AsyncSubscription`; waiting on a condition)."""
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
