@@ -1,9 +1,10 @@
 """The client API: the table of every method, written once for every flavour.
 
 ``sends(builder)`` makes a method that sends one request and returns its
-result, ``opens(state_builder, async_kind, sync_kind)`` one that wraps
-shared state in the flavour's object (client/transport.py); the builders,
-in the models' modules, carry each method's signature and docstring. Only
+result (``sends_each``: several, their counts summed), ``opens(state_builder,
+async_kind, sync_kind)`` one that wraps shared state in the flavour's object
+(client/transport.py); the builders, in the models' modules, carry each
+method's signature and docstring. Only
 ``serve`` and ``serving``, which run handlers the flavour's way (tasks, or
 a thread pool), are written per side (client/rpc.py). ``AsyncMethods``
 serves the Trio, asyncio and in-process clients, ``SyncMethods`` the
@@ -15,7 +16,7 @@ from __future__ import annotations
 from minibroker.client import logs, producer, queue_wire, queues, rpc, topics
 from minibroker.client.protocol import Call
 from minibroker.client.pushes import opened_async, opened_blocking
-from minibroker.client.transport import AsyncTransport, SyncTransport, opens, sends
+from minibroker.client.transport import AsyncTransport, SyncTransport, opens, sends, sends_each
 
 
 def ping_call(data: bytes | None = None) -> Call[bytes | None]:
@@ -60,13 +61,14 @@ class Methods:
     commit = sends(logs.commit_call)
     committed = sends(logs.committed_call)
     request = sends(rpc.request_call)
+    # One request per queue, their counts summed.
+    ack = sends_each(queue_wire.ack_calls)
+    nack = sends_each(queue_wire.nack_calls)
 
     # Shared state in each flavour's object: a fetch's or a settle's plan run
     # (client/queues.py), a consumer (queue_consumer.py), a producer
     # (producer.py), a push subscription (pushes.py), a log tail (logs.py).
     fetch = opens(queues.fetch_state, queues.fetch_async, queues.fetch_blocking)
-    ack = opens(queues.ack_state, queues.settle_async, queues.settle_blocking)
-    nack = opens(queues.nack_state, queues.settle_async, queues.settle_blocking)
     consume = opens(queues.consume_state, queues.AsyncConsumer, queues.SyncConsumer)
     queue_producer = opens(
         producer.queue_producer_state, producer.AsyncQueueProducer, producer.SyncQueueProducer

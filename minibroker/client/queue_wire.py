@@ -408,11 +408,26 @@ def _by_queue(target: SettleTarget, delivery_ids: Iterable[int] | None) -> dict[
     return groups
 
 
-def ack_calls(target: SettleTarget, delivery_ids: Iterable[int] | None) -> list[Call[int]]:
-    return [ack_call(q, ids) for q, ids in _by_queue(target, delivery_ids).items()]
+def ack_calls(
+    deliveries: SettleTarget, delivery_ids: Iterable[int] | None = None
+) -> list[Call[int]]:
+    """Acknowledge deliveries: ``ack(batch)``, ``ack(delivery)`` or ``ack(queue, ids)``.
+
+    One frame per queue, each all or nothing (``UnknownDelivery`` lists
+    the ids no longer held and acks none of that frame). Returns the count.
+    """
+    return [ack_call(q, ids) for q, ids in _by_queue(deliveries, delivery_ids).items()]
 
 
 def nack_calls(
-    target: SettleTarget, delivery_ids: Iterable[int] | None, requeue: bool, delay: float
+    deliveries: SettleTarget,
+    delivery_ids: Iterable[int] | None = None,
+    *,
+    requeue: bool = True,
+    delay: float = 0.0,
 ) -> list[Call[int]]:
-    return [nack_call(q, ids, requeue, delay) for q, ids in _by_queue(target, delivery_ids).items()]
+    """Give deliveries back: to the front of their queue (after ``delay``
+    seconds), or to the dead-letter queue with ``requeue=False``. Same
+    arguments and all-or-nothing rule as ``ack``."""
+    groups = _by_queue(deliveries, delivery_ids)
+    return [nack_call(q, ids, requeue, delay) for q, ids in groups.items()]

@@ -1,14 +1,13 @@
-"""Queues for every client: the ``fetch``, ``ack``, ``nack`` and ``consume`` methods.
+"""Queues for every client: the ``fetch`` and ``consume`` methods.
 
-The requests' builders and the ``Delivery`` objects are in
-``queue_wire.py``, the consumer in ``queue_consumer.py``; what each method
-promises (batched acks, at-least-once, withdrawing parked fetches) is in
-docs/queues.md, "Client API".
+The requests' builders (``ack`` and ``nack`` too) and the ``Delivery``
+objects are in ``queue_wire.py``, the consumer in ``queue_consumer.py``;
+what each method promises (batched acks, at-least-once, withdrawing parked
+fetches) is in docs/queues.md, "Client API".
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from minibroker.client.bodies import MessageItem
@@ -31,11 +30,8 @@ from minibroker.client.queue_wire import (
     QueuedMessage,
     QueueInfo,
     QueueStats,
-    SettleTarget,
     SyncDelivery,
-    ack_calls,
     fetch_call,
-    nack_calls,
 )
 
 __all__ = [
@@ -122,44 +118,3 @@ async def fetch_async(plan: FetchPlan) -> list[Delivery]:
 
 def fetch_blocking(plan: FetchPlan) -> list[SyncDelivery]:
     return plan.client._call(plan.call)  # type: ignore[no-any-return]
-
-
-class SettlePlan(NamedTuple):
-    client: Any
-    calls: list[Call[int]]
-
-
-def ack_state(
-    client: Any, deliveries: SettleTarget, delivery_ids: Iterable[int] | None = None
-) -> SettlePlan:
-    """Acknowledge deliveries: ``ack(batch)``, ``ack(delivery)`` or ``ack(queue, ids)``.
-
-    One frame per queue, each all or nothing (``UnknownDelivery`` lists
-    the ids no longer held and acks none of that frame). Returns the count.
-    """
-    return SettlePlan(client, ack_calls(deliveries, delivery_ids))
-
-
-def nack_state(
-    client: Any,
-    deliveries: SettleTarget,
-    delivery_ids: Iterable[int] | None = None,
-    *,
-    requeue: bool = True,
-    delay: float = 0.0,
-) -> SettlePlan:
-    """Give deliveries back: to the front of their queue (after ``delay``
-    seconds), or to the dead-letter queue with ``requeue=False``. Same
-    arguments and all-or-nothing rule as ``ack``."""
-    return SettlePlan(client, nack_calls(deliveries, delivery_ids, requeue, delay))
-
-
-async def settle_async(plan: SettlePlan) -> int:
-    total = 0
-    for call in plan.calls:
-        total += await plan.client._call(call)
-    return total
-
-
-def settle_blocking(plan: SettlePlan) -> int:
-    return sum(plan.client._call(call) for call in plan.calls)

@@ -25,7 +25,7 @@ import sniffio
 from minibroker.client.bodies import as_body
 from minibroker.client.protocol import Call
 from minibroker.client.pushes import Opening, PushParser, opened_async, opened_blocking
-from minibroker.client.serving import serving_in_background, serving_in_thread
+from minibroker.client.serving import ServeHandle, serving_in_background, serving_in_thread
 from minibroker.client.transport import AsyncTransport, SyncTransport
 from minibroker.errors import BrokerError, ResponderError, TooLarge
 from minibroker.protocol import frames
@@ -39,6 +39,7 @@ __all__ = [
     "AsyncServing",
     "IncomingRequest",
     "Reply",
+    "ServeHandle",
     "SyncIncomingRequest",
     "SyncServing",
 ]
@@ -440,34 +441,6 @@ class AsyncServing(AsyncTransport):
             await self.serve(subject, handler, task_status=task_status, **options)
 
         return serving_in_background(serve)
-
-
-class ServeHandle:
-    """Stops a blocking ``serve`` loop from another thread (``stop()``)."""
-
-    def __init__(self) -> None:
-        self._stopped = threading.Event()
-        self._requests: Any = None
-        #: Set once the responder is registered with the broker.
-        self.ready = threading.Event()
-
-    @property
-    def stopped(self) -> bool:
-        return self._stopped.is_set()
-
-    def stop(self) -> None:
-        """Unregister the responder and end the loop; handlers already running finish.
-
-        The broker fails requests this responder received but has not answered
-        yet with ``responder_gone`` at once, so replies of handlers still
-        running are dropped (they return False).
-        """
-        self._stopped.set()
-        requests = self._requests
-        close = getattr(requests, "close", None)
-        if close is not None:
-            with suppress(Exception):
-                close()
 
 
 class SyncServing(SyncTransport):

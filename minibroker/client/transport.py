@@ -126,6 +126,24 @@ class sends(Flavoured[Callable[P, Coroutine[Any, Any, T]], Callable[P, T]]):
         self.__doc__ = build.__doc__
 
 
+class sends_each(Flavoured[Callable[P, Coroutine[Any, Any, int]], Callable[P, int]]):
+    """A method that sends, in order, each Call ``build`` makes and returns the
+    sum of their results (``ack``, ``nack``: one frame per queue)."""
+
+    def __init__(self, build: Callable[P, list[Call[int]]]) -> None:
+        async def awaited(client: Any, /, *args: P.args, **kwargs: P.kwargs) -> int:
+            total = 0
+            for call in build(*args, **kwargs):
+                total += await client._call(call)
+            return total
+
+        def blocked(client: Any, /, *args: P.args, **kwargs: P.kwargs) -> int:
+            return sum(client._call(call) for call in build(*args, **kwargs))
+
+        self._methods = (_like(blocked, build), _like(awaited, build))
+        self.__doc__ = build.__doc__
+
+
 class opens(Flavoured[Callable[P, A], Callable[P, B]], Generic[P, S, A, B]):
     """A method that builds shared state ``S`` (from the client and its
     arguments) and wraps it in the flavour's object: ``async_kind`` on the
@@ -148,10 +166,10 @@ class opens(Flavoured[Callable[P, A], Callable[P, B]], Generic[P, S, A, B]):
 
 
 def _like(method: F, build: Callable[..., Any], drop: int = 0) -> F:
-    """Give ``method`` the name (less ``_call`` or ``_state``), docstring and
-    signature of ``build`` (its first ``drop`` parameters become ``self``)."""
+    """Give ``method`` the name (less ``_call``, ``_calls`` or ``_state``),
+    docstring and signature of ``build`` (its first ``drop`` parameters become ``self``)."""
     named: Any = method
-    name = build.__name__.removesuffix("_call").removesuffix("_state")
+    name = build.__name__.removesuffix("_calls").removesuffix("_call").removesuffix("_state")
     named.__name__ = named.__qualname__ = name
     named.__doc__ = build.__doc__
     signature = inspect.signature(build)
