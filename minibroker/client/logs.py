@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from typing import Any, NamedTuple, NoReturn
 
 from minibroker.client.bodies import as_body
@@ -75,18 +76,12 @@ class LogStats:
 
 
 def _parse_stats(result: dict[str, Any]) -> LogStats:
-    return LogStats(
-        first_offset=result["first_offset"],
-        next_offset=result["next_offset"],
-        high_watermark=result["high_watermark"],
-        records=result["records"],
-        bytes=result["bytes"],
-        segments=result["segments"],
-        groups={g: GroupLag(v["committed"], v["lag"]) for g, v in result["groups"].items()},
-        options=result["options"],
-        tails=result["tails"],
-        waiting_reads=result["waiting_reads"],
-    )
+    fields = {name: result[name] for name in _STATS_FIELDS}
+    fields["groups"] = {g: GroupLag(v["committed"], v["lag"]) for g, v in fields["groups"].items()}
+    return LogStats(**fields)
+
+
+_STATS_FIELDS = tuple(f.name for f in dataclass_fields(LogStats))
 
 
 def records_from_bytes(data: bytes) -> list[Record]:

@@ -214,9 +214,9 @@ def test_a_subscribe_that_timed_out_is_undone_when_its_reply_comes(
     fake_broker: FakeBroker,
 ) -> None:
     with minibroker.connect_sync(fake_broker.url) as mb:
-        context = mb._subscription(Call("hold-sub", {}), items_parser)
+        subscription = mb._subscription(Call("hold-sub", {}), items_parser)
         with pytest.raises(CallTimeout):
-            context._subscription._start(timeout=0.05)
+            subscription._start(timeout=0.05)
         request_id = fake_broker.received("hold-sub")[0]["id"]
         fake_broker.send({"op": "ok", "id": request_id, "result": {"sub": 9}})
         assert fake_broker.wait_for("unsubscribe")[0]["sub"] == 9
