@@ -111,7 +111,7 @@ def _respond_trio(url: str, mode: str) -> None:
 
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(mb.serve, SUBJECT, echo)
-                    while mb._subscriptions == {}:  # registered once the sub id is known
+                    while mb._conn.subscriptions == {}:  # registered once the sub id is known
                         await trio.sleep(0.01)
                     print("ready", flush=True)
                 return
@@ -133,7 +133,7 @@ def _respond_sync(url: str) -> None:
             target=mb.serve, args=(SUBJECT, lambda req: req.body), kwargs={"workers": 4}
         )
         thread.start()
-        while not mb._subscriptions:  # registered once the sub id is known
+        while not mb._conn.subscriptions:  # registered once the sub id is known
             time.sleep(0.01)
         print("ready", flush=True)
         thread.join()

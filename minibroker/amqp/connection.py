@@ -1,7 +1,7 @@
 """One AMQP 0-9-1 connection, sans-I/O: bytes in, core calls, bytes out.
 
 ``AmqpSession`` is what the server shell drives for a connection on the
-AMQP port (it has the shape of ``server.wire_session.WireSession``), and the
+AMQP port (a ``core.wire_session.WireSession``), and the
 core's ``Peer`` for that connection. The shell hands it each received chunk;
 it cuts frames (``framing.FrameReader``), runs the handshake, dispatches
 channel frames to their ``Channel`` and accumulates every frame to send in
@@ -57,6 +57,7 @@ from minibroker.amqp.vhost import Vhost, vhost_of
 from minibroker.core.broker import Broker
 from minibroker.core.peer import PushSource
 from minibroker.core.timers import Timer
+from minibroker.core.wire_session import WireSession
 from minibroker.errors import BrokerError, ConnectionClosed, ShuttingDown
 
 log = logging.getLogger("minibroker.amqp")
@@ -102,12 +103,13 @@ class AmqpSettings:
     blocking: Blocking | None = None
 
 
-class AmqpSession:
+class AmqpSession(WireSession):
     """Protocol state of one AMQP connection; also that connection's core ``Peer``."""
 
     def __init__(
         self, broker: Broker, conn_id: int, settings: AmqpSettings, peer_name: str = ""
     ) -> None:
+        super().__init__()
         self.broker = broker
         self.settings = settings
         self.peer_name = peer_name
@@ -136,25 +138,18 @@ class AmqpSession:
         self._heard = True
         self._said = True
         self._silent_ticks = 0
-        self.client_name = ""
         #: What the login may do, when a permissions file is in force (None: everything).
         self.access: Access | None = None
-        self.input_paused = False
-        #: A resource alarm is on and this connection published: the shell
-        #: reads nothing more until the alarm clears (see blocking.py).
-        self.input_blocked = False
         #: The client advertised the ``connection.blocked`` capability.
         self._tell_blocked = False
         #: Connection.Blocked was sent and Unblocked not yet.
         self._told_blocked = False
-        self.closing: BrokerError | None = None
         self.closed = False
         #: Set once the client sent EOF: consumers get no more credit (see ``eof_received``).
         self.input_ended = False
         #: Set once the connection's deliveries, consumers and queues were handed back.
         self._released = False
         self.now = 0.0
-        self.wakeup: Callable[[], None] = _nothing
 
     # ------------------------------------------------------------ Peer port
 
@@ -716,6 +711,3 @@ def _credentials(mechanism: str, response: str | bytes) -> tuple[str, str | None
         return str(login), None if password is None else str(password)
     raise HardError(ACCESS_REFUSED, f"unsupported authentication mechanism {mechanism!r}")
 
-
-def _nothing() -> None:
-    return None

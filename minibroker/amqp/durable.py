@@ -30,6 +30,7 @@ from pamqp import encode
 
 from minibroker.amqp import decoding
 from minibroker.amqp.errors import INTERNAL_ERROR, HardError
+from minibroker.core.journaled import Journaled
 from minibroker.core.state_journal import StateJournal
 from minibroker.errors import BrokerError
 
@@ -93,7 +94,7 @@ def _untable(data: bytes) -> dict[str, object]:
     return decoding.field_table(data)[0]
 
 
-class VhostJournal:
+class VhostJournal(Journaled[StateJournal]):
     """A vhost's durable AMQP state; every method is a no-op without a data directory."""
 
     def __init__(self, journal: StateJournal | None, clock: Clock) -> None:
@@ -203,16 +204,3 @@ class VhostJournal:
     def forget_queue(self, name: str) -> None:
         self._delete(_name(QUEUE, name))
 
-    # ------------------------------------------------------------- Model
-
-    def sync(self) -> None:
-        if self._journal is not None:
-            self._journal.sync()
-
-    def close(self) -> None:
-        if self._journal is not None:
-            self._journal.close()
-
-    def destroy(self) -> None:
-        if self._journal is not None:
-            self._journal.destroy()

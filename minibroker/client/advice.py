@@ -1,4 +1,4 @@
-"""Errors that say what to do: the first-hour mistakes, each explained in one sentence.
+"""Connecting: the options every ``connect`` takes, and errors that say what to do.
 
 A bare ``ConnectionRefusedError``, "the broker closed the connection" or an
 event loop's internals leave a new user guessing; the clients raise the
@@ -9,14 +9,80 @@ still work) with a message that names the broker and the likely fix.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypedDict
 
 import sniffio
 
-from minibroker.client.protocol import CLOSED_BY_BROKER
-from minibroker.client.url import BrokerAddress
+from minibroker.client.protocol import CLOSED_BY_BROKER, Call, hello_call
+from minibroker.client.pushes import DEFAULT_MAX_PENDING
+from minibroker.client.url import BrokerAddress, parse_url
 from minibroker.errors import ConnectionClosed, Unauthorized
+
+#: Where the clients connect by default.
+DEFAULT_URL = "minibroker://127.0.0.1:7878"
+
+
+class ConnectOptions(TypedDict, total=False):
+    """What ``minibroker.connect``, ``minibroker.aio.connect`` and
+    ``minibroker.connect_sync`` take besides the URL (all keyword-only)."""
+
+    #: Overrides the URL's token (``minibroker://TOKEN@host:port``).
+    token: str | None
+    #: Overrides the URL's ``?namespace=NAME``.
+    namespace: str | None
+    #: How the broker names this connection (default: the client's flavour).
+    client_name: str
+    #: TLS with this context (``minibrokers://`` alone uses the default one).
+    ssl_context: ssl.SSLContext | None
+    #: Items each subscription may hold unread (default ``DEFAULT_MAX_PENDING``).
+    max_pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class Dial:
+    """A ``connect``'s URL and options, resolved once for every flavour."""
+
+    address: BrokerAddress
+    #: None for plain TCP.
+    ssl_context: ssl.SSLContext | None
+    client_name: str
+    token: str | None
+    namespace: str | None
+    max_pending: int
+
+    @classmethod
+    def of(cls, url: str, options: Mapping[str, Any], client_name: str) -> Dial:
+        """``options`` (a ``ConnectOptions``) over ``url``; TypeError for an unknown one."""
+        unknown = sorted(options.keys() - ConnectOptions.__optional_keys__)
+        if unknown:
+            raise TypeError(f"connect() got unexpected keyword arguments: {', '.join(unknown)}")
+        address = parse_url(url)
+        ssl_context = options.get("ssl_context")
+        if ssl_context is None and address.tls:
+            ssl_context = ssl.create_default_context()
+        token, namespace = options.get("token"), options.get("namespace")
+        return cls(
+            address,
+            ssl_context,
+            options.get("client_name", client_name),
+            address.token if token is None else token,
+            address.namespace if namespace is None else namespace,
+            options.get("max_pending", DEFAULT_MAX_PENDING),
+        )
+
+    def hello(self) -> Call[dict[str, Any]]:
+        return hello_call(self.client_name, self.token, self.namespace)
+
+    def connecting(self) -> Any:
+        """Around opening the socket (see :func:`explaining_connect`)."""
+        return explaining_connect(self.address)
+
+    def greeting(self) -> Any:
+        """Around the hello call (see :func:`explaining_hello`)."""
+        return explaining_hello(self.address, self.ssl_context is not None)
 
 
 @contextmanager

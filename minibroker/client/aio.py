@@ -1,46 +1,31 @@
 """The asyncio client: ``async with minibroker.aio.connect(url) as mb``.
 
-The same protocol, methods and errors as the Trio client (``trio_client.py``),
-written for asyncio's callback style instead of tasks:
+The same methods and errors as the Trio client, over asyncio's callbacks
+instead of tasks (the state is the shared sans-I/O ``Connection``):
 
-* reading is an ``asyncio.Protocol``: ``data_received`` decodes the whole
-  chunk and dispatches every frame synchronously (replies complete their
-  caller's future, pushes land in their subscription's buffer), so a chunk of
-  a thousand pipelined answers costs one callback, not a thousand wake-ups;
-* writing is coalesced: a call appends its frame to an outbox and, if none is
-  pending, schedules one flush with ``call_soon``. Everything queued during
-  the loop iteration leaves in a single ``transport.write``. When the
-  transport's buffer passes its high-water mark (``pause_writing``), new calls
-  wait for ``resume_writing`` before queueing, like ``StreamWriter.drain()``;
-* a subscription's buffer is bounded (``max_pending`` items). A full topic
-  subscription never pauses reading, because the answers to this
-  connection's own calls wait behind its pushes: it applies its
-  ``on_overflow`` policy itself (drop its oldest items, counted in
-  ``dropped``, or end with ``SlowConsumer``). A full log tail or responder,
-  which must not lose anything, asks the broker to ``pause`` it and to
-  ``resume`` it once the consumer has drained it to half
-  (``SubscriptionCore._consumed``); the socket is read all the while.
-
-Errors are the classes of ``minibroker.errors``, rebuilt from the wire
-code: ``UnknownOp``, ``NotFound``, ``Unauthorized`` ... (all ``BrokerError``).
-When the connection drops, every pending call fails at once with
-``ConnectionClosed`` and every subscription ends with it; nothing hangs.
+* reading is an ``asyncio.Protocol``: ``data_received`` dispatches every
+  frame of the chunk synchronously (replies complete their caller's future,
+  pushes land in their subscription's buffer), so a chunk of a thousand
+  pipelined answers costs one callback, not a thousand wake-ups;
+* writing is coalesced: a call appends its frame to an outbox and, if none
+  is pending, schedules one flush with ``call_soon``, so everything queued
+  during a loop iteration leaves in one ``transport.write``. Past the
+  transport's high-water mark (``pause_writing``) new calls wait for
+  ``resume_writing``, like ``StreamWriter.drain()``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import Callable, Generator
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
-from minibroker.client.advice import explaining_connect, explaining_hello, require_event_loop
+from minibroker.client.advice import DEFAULT_URL, ConnectOptions, Dial, require_event_loop
 from minibroker.client.api import AsyncMethods
 from minibroker.client.connection import AsyncPendingCall, Connection
-from minibroker.client.protocol import CLOSED_BY_BROKER, Call, connection_lost, hello_call
+from minibroker.client.protocol import CLOSED_BY_BROKER, Call, connection_lost
 from minibroker.client.pushes import DEFAULT_MAX_PENDING, AsyncSubscription
-from minibroker.client.url import parse_url
 from minibroker.errors import BrokerError, ConnectionClosed
 
 T = TypeVar("T")
@@ -232,7 +217,7 @@ class Client(AsyncMethods):
     async def aclose(self) -> None:
         """Close the connection: pending calls fail, subscriptions end. Idempotent."""
         if self._conn.closed is None:
-            for subscription in list(self._subscriptions.values()):
+            for subscription in list(self._conn.subscriptions.values()):
                 subscription._end(StopAsyncIteration())
             self._fail(ConnectionClosed("the client was closed"))
         transport = self._transport
@@ -250,9 +235,8 @@ class _Connect:
     """What ``connect`` returns: use it with ``async with``, or ``await`` it and
     call ``aclose()`` yourself."""
 
-    def __init__(self, url: str, options: dict[str, Any]) -> None:
-        self._url = url
-        self._options = options
+    def __init__(self, dial: Dial) -> None:
+        self._dial = dial
         self._client: Client | None = None
 
     def __await__(self) -> Generator[Any, None, Client]:
@@ -268,14 +252,11 @@ class _Connect:
 
     async def _open(self) -> Client:
         require_event_loop("asyncio")
-        options = self._options
-        address = parse_url(self._url)
-        ssl_context: ssl.SSLContext | None = options["ssl_context"]
-        if address.tls and ssl_context is None:
-            ssl_context = ssl.create_default_context()
-        client = Client(max_pending=options["max_pending"])
+        dial = self._dial
+        address, ssl_context = dial.address, dial.ssl_context
+        client = Client(max_pending=dial.max_pending)
         loop = asyncio.get_running_loop()
-        with explaining_connect(address):
+        with dial.connecting():
             await loop.create_connection(
                 lambda: _Wire(client),
                 address.host,
@@ -283,47 +264,23 @@ class _Connect:
                 ssl=ssl_context,
                 server_hostname=address.host if ssl_context is not None else None,
             )
-        token = options["token"] if options["token"] is not None else address.token
-        namespace = options["namespace"] if options["namespace"] is not None else address.namespace
         try:
-            with explaining_hello(address, ssl_context is not None):
-                client.server_info = await client._call(
-                    hello_call(options["client_name"], token, namespace)
-                )
+            with dial.greeting():
+                client.server_info = await client._call(dial.hello())
         except BaseException:
             await client.aclose()
             raise
         return client
 
 
-def connect(
-    url: str = "minibroker://127.0.0.1:7878",
-    *,
-    token: str | None = None,
-    namespace: str | None = None,
-    client_name: str = "minibroker-asyncio",
-    ssl_context: ssl.SSLContext | None = None,
-    max_pending: int = DEFAULT_MAX_PENDING,
-) -> _Connect:
-    """Connect to a broker over TCP (or TLS with ``minibrokers://`` or an
-    ``ssl_context``) and say hello.
+def connect(url: str = DEFAULT_URL, **options: Unpack[ConnectOptions]) -> _Connect:
+    """Connect to a broker over TCP (TLS with ``minibrokers://`` or an
+    ``ssl_context``) and say hello; ``options``: see ``ConnectOptions``.
 
         async with minibroker.aio.connect("minibroker://127.0.0.1:7878") as mb:
             await mb.ping()
 
-    ``token`` and ``namespace`` override those in the URL
-    (``minibroker://TOKEN@host:port?namespace=NAME``). ``max_pending`` bounds
-    each subscription's unread buffer. Raises ``Unauthorized`` or
-    ``UnsupportedVersion`` if the broker refuses the hello, ``OSError`` if it
-    cannot be reached.
+    Raises ``Unauthorized`` or ``UnsupportedVersion`` if the broker refuses the
+    hello, ``OSError`` if it cannot be reached.
     """
-    return _Connect(
-        url,
-        {
-            "token": token,
-            "namespace": namespace,
-            "client_name": client_name,
-            "ssl_context": ssl_context,
-            "max_pending": max_pending,
-        },
-    )
+    return _Connect(Dial.of(url, options, "minibroker-asyncio"))

@@ -1,20 +1,14 @@
-"""The client API, written once for every client flavour: the table of every method.
+"""The client API: the table of every method, written once for every flavour.
 
-Each method is declared once for every flavour: ``sends(call_builder)``
-sends the ``Call`` the builder makes and returns its result (awaited on the
-async clients, blocking on the blocking one); ``opens(state_builder,
-async_kind, sync_kind)`` builds shared state and wraps it in the flavour's
-object (a producer, a consumer, a subscription). Both are in
-client/transport.py; the builder carries the signature and docstring. The
-models keep their builders and objects in their own modules
-(``client/queues.py``, ``client/topics.py``, ``client/logs.py``,
-``client/rpc.py``); only ``serve`` and ``serving``, which run handlers the
-flavour's way (tasks, or a thread pool), are written per flavour
-(``AsyncServing``, ``SyncServing`` in client/rpc.py).
-
-``AsyncMethods`` serves the Trio, asyncio and in-process clients,
-``SyncMethods`` the blocking client: the same table, so the method names,
-arguments and results cannot drift between clients.
+``sends(builder)`` makes a method that sends one request and returns its
+result (``sends_each``: several, their counts summed), ``opens(state_builder,
+async_kind, sync_kind)`` one that wraps shared state in the flavour's object
+(client/transport.py); the builders, in the models' modules, carry each
+method's signature and docstring. Only
+``serve`` and ``serving``, which run handlers the flavour's way (tasks, or
+a thread pool), are written per side (client/rpc.py). ``AsyncMethods``
+serves the Trio, asyncio and in-process clients, ``SyncMethods`` the
+blocking one: one table, so their names, arguments and results cannot drift.
 """
 
 from __future__ import annotations
@@ -22,7 +16,7 @@ from __future__ import annotations
 from minibroker.client import logs, producer, queue_wire, queues, rpc, topics
 from minibroker.client.protocol import Call
 from minibroker.client.pushes import opened_async, opened_blocking
-from minibroker.client.transport import AsyncTransport, SyncTransport, opens, sends
+from minibroker.client.transport import AsyncTransport, SyncTransport, opens, sends, sends_each
 
 
 def ping_call(data: bytes | None = None) -> Call[bytes | None]:
@@ -67,13 +61,14 @@ class Methods:
     commit = sends(logs.commit_call)
     committed = sends(logs.committed_call)
     request = sends(rpc.request_call)
+    # One request per queue, their counts summed.
+    ack = sends_each(queue_wire.ack_calls)
+    nack = sends_each(queue_wire.nack_calls)
 
     # Shared state in each flavour's object: a fetch's or a settle's plan run
     # (client/queues.py), a consumer (queue_consumer.py), a producer
     # (producer.py), a push subscription (pushes.py), a log tail (logs.py).
     fetch = opens(queues.fetch_state, queues.fetch_async, queues.fetch_blocking)
-    ack = opens(queues.ack_state, queues.settle_async, queues.settle_blocking)
-    nack = opens(queues.nack_state, queues.settle_async, queues.settle_blocking)
     consume = opens(queues.consume_state, queues.AsyncConsumer, queues.SyncConsumer)
     queue_producer = opens(
         producer.queue_producer_state, producer.AsyncQueueProducer, producer.SyncQueueProducer

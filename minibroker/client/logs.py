@@ -1,30 +1,11 @@
 """Logs for every client: create, append, read, tail, commit (event replay).
 
-    await mb.create_log("events", retention_seconds=7 * 86400)
-    offset = await mb.append("events", b'{"deposit": 10}', key=b"acct-1")
-    first = await mb.append_many("events", [b"a", b"b", b"c"])   # one frame, one confirm
-
-    records = await mb.read("events", start="earliest", max_records=1000)
-    for r in records:                       # Record(offset, timestamp_ms, key, headers, body)
-        ...
-
-    async with mb.tail("events", group="projector") as tail:   # resume where the group was
-        async for r in tail:
-            apply(r)                        # committed as it goes, and on exit
-
-The blocking client has the same names without ``await`` and iterates with
-``for``. Reads return the broker's storage frames untouched; the client
+Reads and tails hand over the broker's storage frames untouched; the client
 decodes them with :func:`minibroker.record_format.decode_records_fast`,
 which checks every record's CRC, so corruption anywhere between the disk
-and the caller is detected.
-
-Group commits in the tail helper (at-least-once): a record counts as
-processed once the loop asks for the next one (or leaves the ``with`` block
-without an exception). The helper commits the next offset to read every
-``commit_every`` processed records, whenever it is about to wait for more
-(the backlog is drained; that commit is sent without waiting for its answer,
-which is checked at the next commit), and on exit. A consumer that crashes
-re-reads at most what it processed since its last commit.
+and the caller is detected. The tail helper's group commits (at-least-once:
+every ``commit_every`` processed records, whenever it is about to wait, and
+on exit) are described in docs/logs.md, "Consumer groups".
 """
 
 from __future__ import annotations
@@ -32,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from typing import Any, NamedTuple, NoReturn
 
 from minibroker.client.bodies import as_body
@@ -94,18 +76,12 @@ class LogStats:
 
 
 def _parse_stats(result: dict[str, Any]) -> LogStats:
-    return LogStats(
-        first_offset=result["first_offset"],
-        next_offset=result["next_offset"],
-        high_watermark=result["high_watermark"],
-        records=result["records"],
-        bytes=result["bytes"],
-        segments=result["segments"],
-        groups={g: GroupLag(v["committed"], v["lag"]) for g, v in result["groups"].items()},
-        options=result["options"],
-        tails=result["tails"],
-        waiting_reads=result["waiting_reads"],
-    )
+    fields = {name: result[name] for name in _STATS_FIELDS}
+    fields["groups"] = {g: GroupLag(v["committed"], v["lag"]) for g, v in fields["groups"].items()}
+    return LogStats(**fields)
+
+
+_STATS_FIELDS = tuple(f.name for f in dataclass_fields(LogStats))
 
 
 def records_from_bytes(data: bytes) -> list[Record]:
@@ -163,6 +139,11 @@ def _options(**options: Any) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 
 
+def list_logs_call() -> Call[list[str]]:
+    """Names of the logs in this namespace, sorted."""
+    return Call("log.list", {}, list)
+
+
 def create_log_call(
     name: str,
     retention_bytes: int | None = None,
@@ -187,11 +168,6 @@ def create_log_call(
 def delete_log_call(name: str) -> Call[int]:
     """Delete the log and its records; returns how many records it held."""
     return Call("log.delete", {"log": name}, lambda r: int(r["records"]))
-
-
-def list_logs_call() -> Call[list[str]]:
-    """Names of the logs in this namespace, sorted."""
-    return Call("log.list", {}, list)
 
 
 def log_stats_call(name: str) -> Call[LogStats]:

@@ -1,47 +1,10 @@
 """Pipelined, ordered producers: ``mb.queue_producer(q)`` and ``mb.log_producer(log)``.
 
-``put``/``put_many``/``append_many`` wait for their confirmation, so a loop
-of them keeps one batch in flight and pays a round trip per batch. A
-producer batches and pipelines instead, the way librdkafka does for Kafka::
-
-    async with mb.queue_producer("jobs") as producer:
-        for job in jobs:
-            await producer.put(job)            # returns at once (unless the window is full)
-        confirmation = await producer.put(b"last")
-        await confirmation                     # optional: this message is stored
-    # leaving the block flushed: everything put is confirmed (or raised)
-
-What it promises:
-
-* **order**: messages leave in the order ``put``/``append`` took them, in
-  batches, on one connection, which the broker executes in order; so they
-  are stored in that order (a log assigns increasing offsets). A batch the
-  broker refuses (a full queue, ``TooLarge``) fails only its own messages:
-  the batches after it are still sent.
-* **batching**: a batch leaves when it holds ``max_batch`` messages (or about
-  ``max_batch_bytes``; a message that would overflow it starts the next
-  batch, so one too large for the broker fails alone), at once when nothing
-  of this producer is in flight (an idle producer adds no latency), when an
-  earlier batch is confirmed (async clients: the client's reader sends it;
-  the blocking client sends it at the next call on the producer), and on
-  ``flush``, on waiting for a confirmation, and on leaving the block.
-* **a bounded window**: at most ``max_in_flight`` batches await their
-  confirmation; ``put`` waits (``await``, or blocks) while the window is
-  full, so memory stays bounded and a slow broker slows the producer down.
-* **groups**: ``put_many``/``append_many`` queue a batch the caller already
-  has; it leaves whole (beside what was collected, if it fits), in order,
-  with one confirmation (the count, or the first record's offset).
-* **errors per message**: each ``put`` returns a confirmation: ``await
-  confirmation`` (blocking client: ``confirmation.result(timeout)``) gives
-  the message's result (None for a queue, the record's offset for a log) or
-  raises its batch's error. ``flush()`` waits for every message put so far
-  and raises the first error since the previous ``flush``, so errors are
-  never silently lost; leaving the block normally flushes (leaving with an
-  exception sends what was put, without waiting).
-
-``ProducerState`` is the bookkeeping, shared by both drivers and never
-waiting itself; ``AsyncProducer`` and ``SyncProducer`` only wait, with the
-waits written once as flows (client/flavours.py).
+What they promise (order, batching, the window, errors per message) is in
+docs/queues.md, "Producing many messages". ``ProducerState`` is the
+bookkeeping, shared by both sides and never waiting itself, so the order
+and error rules are written once; ``AsyncProducer`` and ``SyncProducer``
+only wait, with the waits written once as flows (client/flavours.py).
 """
 
 from __future__ import annotations
@@ -50,6 +13,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping
 from typing import Any, Generic, TypedDict, TypeVar, Unpack
 
+from minibroker.client.bodies import MessageItem, encode_messages, message_map
 from minibroker.client.flavours import (
     AwaitingContext,
     BlockingContext,
@@ -60,7 +24,7 @@ from minibroker.client.flavours import (
 )
 from minibroker.client.logs import RecordItem, encode_records, first_offset, record_map
 from minibroker.client.protocol import Call, connection_lost
-from minibroker.client.queue_wire import MessageItem, count_of, encode_messages, message_map
+from minibroker.client.queue_wire import count_of
 from minibroker.errors import BrokerError
 
 #: What a producer's ``put`` or ``append`` returns on one side (see ``QueueProducer``).
@@ -429,7 +393,7 @@ class QueueProducer(Generic[C]):
         """Queue a batch of messages (as ``mb.put_many`` takes them) that leave
         together; waits only while the window is full. Its confirmation gives
         their count once stored (or their batch's error)."""
-        encoded = encode_messages(messages)
+        encoded = encode_messages(messages, "put_many")
         return self._room_after(self._state.add_many(encoded, sum(len(m["body"]) for m in encoded)))
 
 

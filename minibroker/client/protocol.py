@@ -1,32 +1,21 @@
-"""The client half of the protocol, sans-I/O, shared by every Python client.
+"""The client half of the protocol, sans-I/O: requests out, events in.
 
-The Trio, asyncio, blocking and in-process clients differ only in how they
-wait; what they send and how they read answers lives here:
-
-* a ``Call`` is one request: its op, its fields, and the function that turns
-  the ``ok`` result into what the API method returns. Each API method is a
-  one-line wrapper around a Call, so the four clients cannot drift apart;
-* ``ClientProtocol`` numbers requests, encodes frames, and turns received
-  bytes into ``Reply`` and ``Push`` events. Received frames are decoded
-  through the same frame classes the server encodes them from
-  (protocol/frames.py, checked by their schema): a push carries its typed
-  frame (``Msg``, ``Records``, ``Req``, ``Notice``, ``End``), and a frame
-  that breaks the schema ends the connection with a clear error. It also reads the frame limit
-  the server advertises in its hello answer and raises its own decoder
-  limit to it, so a server started with a bigger ``--max-frame-bytes``
-  than the client's default can send frames of that size. The same
-  advertised limit bounds what the client sends: a request that would not
-  fit raises ``TooLarge`` before anything is written, because the broker
-  closes a connection that sends an oversized frame (it cannot skip a body
-  it refuses to read), and every later call on the client would fail.
+A ``Call`` is one request: its op, its fields, and the parser of its ``ok``
+result. ``ClientProtocol`` numbers requests, encodes them, and decodes
+received frames into ``Reply``, ``Push`` and ``Goodbye`` events through the
+frame classes the server encodes them from (protocol/frames.py), so a frame
+that breaks the schema ends the connection with a clear error. It adopts the
+frame limit the server advertises in its hello answer both ways: frames up
+to that size are accepted, and a request above it raises ``TooLarge``
+before anything is written (the broker would close a connection that sends
+one, failing every later call).
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, TypeVar
 
 from minibroker.errors import BrokerError, ConnectionClosed, TooLarge, error_from_code
 from minibroker.protocol import frames
@@ -39,10 +28,6 @@ from minibroker.protocol.codec import (
 from minibroker.protocol.frames import PROTOCOL_VERSION, SERVER_FRAMES
 
 T = TypeVar("T")
-P = ParamSpec("P")
-F = TypeVar("F", bound=Callable[..., Any])
-S = TypeVar("S")
-R = TypeVar("R")
 
 #: Why a connection ended when the broker simply closed it (end of stream).
 CLOSED_BY_BROKER = "the broker closed the connection"
@@ -59,60 +44,6 @@ class Call(Generic[T]):
     op: str
     fields: dict[str, Any]
     parse: Callable[[Any], T] = field(default=_identity)
-
-
-def awaiting(
-    build: Callable[P, Call[T]],
-) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]:
-    """The async client method that sends the Call ``build`` makes and returns its result.
-
-    ``build`` carries the method's signature and docstring, so the async and
-    the blocking method (:func:`blocking`) are written once, and cannot drift.
-    """
-
-    async def method(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return await self._call(build(*args, **kwargs))  # type: ignore[no-any-return]
-
-    return _like(method, build)
-
-
-def blocking(build: Callable[P, Call[T]]) -> Callable[Concatenate[Any, P], T]:
-    """The blocking client method that sends the Call ``build`` makes (see :func:`awaiting`)."""
-
-    def method(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return self._call(build(*args, **kwargs))  # type: ignore[no-any-return]
-
-    return _like(method, build)
-
-
-def opening(
-    build: Callable[Concatenate[Any, P], S], kind: Callable[[S], R]
-) -> Callable[Concatenate[Any, P], R]:
-    """A client method that builds ``S`` (with the client and its arguments)
-    and returns ``kind(S)``: the flavour's object around the shared state,
-    such as an async or a blocking producer."""
-
-    def method(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        return kind(build(self, *args, **kwargs))
-
-    return _like(method, build, add_self=False)
-
-
-def _like(method: F, build: Callable[..., Any], add_self: bool = True) -> F:
-    """Give ``method`` the name (less ``_call`` or ``_state``), docstring and signature (plus
-    ``self``) of ``build``."""
-    named: Any = method
-    name = build.__name__.removesuffix("_call").removesuffix("_state")
-    named.__name__ = named.__qualname__ = name
-    named.__doc__ = build.__doc__
-    signature = inspect.signature(build)
-    parameters = list(signature.parameters.values())
-    self = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    named.__signature__ = signature.replace(
-        parameters=[self, *parameters[0 if add_self else 1 :]],
-        return_annotation=inspect.Signature.empty,
-    )
-    return method
 
 
 @dataclass(frozen=True, slots=True)

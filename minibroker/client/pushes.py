@@ -65,13 +65,8 @@ class SubscriptionEnded(BrokerError):
 
 
 class SubscriptionCore(Generic[T]):
-    """The state and control-push handling every client's subscription shares.
-
-    ``client`` is the owning client; the methods here use only its
-    ``_subscriptions`` map and its ``_post`` (send without waiting).
-    Subclasses implement :meth:`_end` (wake whoever waits) and their own
-    item delivery after :meth:`_control` has filtered out control pushes.
-    """
+    """The state and control-push handling every client's subscription shares;
+    a side adds how a consumer waits (:meth:`_arrived`, :meth:`_end`)."""
 
     #: Held while the reader buffers items (the blocking client's condition).
     _guard: AbstractContextManager[Any] = NO_GUARD
@@ -100,6 +95,8 @@ class SubscriptionCore(Generic[T]):
             call.fields.get("on_overflow", "drop_oldest") if call.op == "subscribe" else None
         )
         self.sub_id: int | None = None
+        #: Set once subscribing began (entering the ``with`` block).
+        self._started = False
         #: Messages discarded for this subscription because it fell behind: by the
         #: broker (``notice`` pushes) or by this client's full buffer.
         self.dropped = 0
@@ -115,11 +112,12 @@ class SubscriptionCore(Generic[T]):
             return
         self.info = result
         self.sub_id = sub_id
-        self._client._subscriptions[sub_id] = self
+        self._client._conn.subscriptions[sub_id] = self
 
     def _starting(self, /, **options: Any) -> Flow[None]:
         """Subscribe (``options``: the blocking client's ``timeout``); a subscribe
         that fails or is cancelled is abandoned."""
+        self._started = True
         pending = self._client._begin(self._call, on_reply=self._register, **options)
         try:
             yield pending
@@ -135,7 +133,7 @@ class SubscriptionCore(Generic[T]):
         to a subscription nobody reads (the reply may still be on its way)."""
         self._abandoned = True
         if self.sub_id is not None:
-            self._client._subscriptions.pop(self.sub_id, None)
+            self._client._conn.subscriptions.pop(self.sub_id, None)
             self._client._post(Call("unsubscribe", {"sub": self.sub_id}))
 
     def _control(self, push: Push) -> bool:
@@ -216,7 +214,7 @@ class SubscriptionCore(Generic[T]):
                 sub=self.sub_id,
             )
         )
-        if self.sub_id is not None and self._client._subscriptions.pop(self.sub_id, None):
+        if self.sub_id is not None and self._client._conn.subscriptions.pop(self.sub_id, None):
             self._client._post(Call("unsubscribe", {"sub": self.sub_id}))
 
     def _feed(self, push: Push) -> None:
@@ -257,6 +255,12 @@ class SubscriptionCore(Generic[T]):
         """Why the subscription ended (None while live)."""
         return self._ended
 
+    def _check_started(self) -> None:
+        """Waiting for an item (never on the fast path): refuse a subscription
+        used outside its ``with`` block, which would wait for ever."""
+        if not self._started:
+            raise RuntimeError("enter the subscription first: `with mb.subscribe(...) as sub`")
+
 
 class BlockingIteration(Generic[T]):
     """``for item in it`` over the blocking ``get()``; ends at ``SubscriptionEnded``."""
@@ -283,16 +287,10 @@ class Signal(Protocol):
 
 
 class AsyncSubscription(SubscriptionCore[T], Awaiting):
-    """A live push subscription of the Trio and asyncio clients: ``async for item in sub``.
-
-    Items arrive in batches from the reader and wait in a local deque; the
-    consumer waits on the client's :class:`Signal`. A full log tail or
-    responder is paused in the broker (:meth:`SubscriptionCore._take`) and
-    resumed once the consumer has drained it to half (:meth:`_taken`); the
-    client never stops reading its socket. Iteration ends
-    when the subscription is closed or the broker ends it; it raises
-    ``ConnectionClosed`` (or the broker's goodbye error) if the connection goes.
-    """
+    """A push subscription of the async clients: ``async for item in sub``,
+    waiting on the client's :class:`Signal`. Iteration ends when the
+    subscription is closed or the broker ends it, and raises
+    ``ConnectionClosed`` (or the broker's goodbye error) if the connection goes."""
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
@@ -321,6 +319,7 @@ class AsyncSubscription(SubscriptionCore[T], Awaiting):
                 if isinstance(self._ended, SubscriptionEnded | StopAsyncIteration):
                     raise StopAsyncIteration
                 raise self._ended
+            self._check_started()
             await self._arrival.wait()
         item = items.popleft()
         self._taken()
@@ -348,37 +347,25 @@ class AsyncSubscription(SubscriptionCore[T], Awaiting):
         if self.sub_id is None or self._ended is not None:
             return
         self._end(StopAsyncIteration())
-        self._client._subscriptions.pop(self.sub_id, None)
+        self._client._conn.subscriptions.pop(self.sub_id, None)
         if not self._client.closed:
             with suppress(ConnectionClosed, BrokerError):
                 await self._client._call(Call("unsubscribe", {"sub": self.sub_id}))
 
-
-class AsyncSubscriptionContext(Generic[T]):
-    """``async with mb.subscribe(...) as sub``: subscribe on enter, unsubscribe on exit."""
-
-    def __init__(self, subscription: AsyncSubscription[T]) -> None:
-        self._subscription = subscription
-
     async def __aenter__(self) -> AsyncSubscription[T]:
-        await self._subscription._start()
-        return self._subscription
+        """Subscribe (once); leaving the block unsubscribes."""
+        if not self._started:
+            await self._start()
+        return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._subscription.aclose()
+        await self.aclose()
 
 
 class BlockingSubscription(SubscriptionCore[T], BlockingIteration[T], Blocking):
-    """A live push subscription of the blocking client, read from any thread.
-
-    ``for item in sub`` blocks for each item and stops when the subscription
-    is closed or the broker ends it; ``sub.get(timeout)`` returns the next
-    item or raises ``TimeoutError``; ``get_batch`` takes everything buffered.
-    ``dropped`` counts messages discarded because this subscriber fell behind,
-    by the broker or by this client once ``max_pending`` are buffered. A
-    dropped connection raises ``ConnectionClosed`` from all of
-    them.
-    """
+    """A push subscription of the blocking client, read from any thread:
+    ``for item in sub``, ``get(timeout)``, ``get_batch``, ``get_nowait``
+    (see :class:`AsyncSubscription`; waiting on a condition)."""
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
@@ -439,6 +426,7 @@ class BlockingSubscription(SubscriptionCore[T], BlockingIteration[T], Blocking):
 
     def _wait_for_items(self, timeout: float | None) -> None:
         """Holding the condition: return once an item is buffered, else raise."""
+        self._check_started()
         if not self._cond.wait_for(lambda: self._items or self._ended is not None, timeout):
             raise TimeoutError(f"no item within {timeout} seconds")
         if self._items:
@@ -457,7 +445,7 @@ class BlockingSubscription(SubscriptionCore[T], BlockingIteration[T], Blocking):
             return
         self._end(StopIteration())
         client = self._client
-        client._subscriptions.pop(self.sub_id, None)
+        client._conn.subscriptions.pop(self.sub_id, None)
         if client.closed:
             return
         unsubscribe: Call[None] = Call("unsubscribe", {"sub": self.sub_id})
@@ -468,24 +456,13 @@ class BlockingSubscription(SubscriptionCore[T], BlockingIteration[T], Blocking):
             client._call(unsubscribe)
 
     def __enter__(self) -> BlockingSubscription[T]:
+        """Subscribe (once); leaving the block unsubscribes."""
+        if not self._started:
+            self._start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class BlockingSubscriptionContext(Generic[T]):
-    """``with mb.subscribe(...) as sub``: subscribe on enter, unsubscribe on exit."""
-
-    def __init__(self, subscription: BlockingSubscription[T]) -> None:
-        self._subscription = subscription
-
-    def __enter__(self) -> BlockingSubscription[T]:
-        self._subscription._start()
-        return self._subscription
-
-    def __exit__(self, *exc: object) -> None:
-        self._subscription.close()
 
 
 class Opening(NamedTuple, Generic[A, B]):
@@ -500,15 +477,15 @@ class Opening(NamedTuple, Generic[A, B]):
     callback: Callable[[Any], object] | None = None
 
 
-def opened_async(opening: Opening[A, Any]) -> AsyncSubscriptionContext[A]:
+def opened_async(opening: Opening[A, Any]) -> AsyncSubscription[A]:
     """The async clients' context for ``opening`` (a ``transport.opens`` kind)."""
     client, call, parse, _, callback = opening
-    context: AsyncSubscriptionContext[A] = client._subscription(call, parse, callback)
-    return context
+    subscription: AsyncSubscription[A] = client._subscription(call, parse, callback)
+    return subscription
 
 
-def opened_blocking(opening: Opening[Any, B]) -> BlockingSubscriptionContext[B]:
+def opened_blocking(opening: Opening[Any, B]) -> BlockingSubscription[B]:
     """The blocking client's context for ``opening``."""
     client, call, _, parse, callback = opening
-    context: BlockingSubscriptionContext[B] = client._subscription(call, parse, callback)
-    return context
+    subscription: BlockingSubscription[B] = client._subscription(call, parse, callback)
+    return subscription

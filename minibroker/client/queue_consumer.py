@@ -1,29 +1,15 @@
-"""The consumer helper behind ``mb.consume(queue)``: pipelined fetches, batched acks.
+"""The consumer behind ``mb.consume(queue)``: pipelined fetches, batched acks.
 
-How it works (the user-facing promises are in client/queues.py and
-docs/queues.md):
-
-* ``ConsumerState`` is the bookkeeping, shared by the async and blocking
-  drivers and never waiting itself: the fetches in flight (``PendingCall``
-  objects from the transport's ``_begin``, oldest first: one connection
-  answers them in order), the buffer of fetched deliveries not handed out
-  yet, the recorded and unsent ack ids, and the ack/nack requests sent and
-  not yet confirmed.
-* ``AsyncConsumer`` and ``SyncConsumer`` are the drivers. Handing out a
-  buffered delivery is a ``popleft``; only an empty buffer makes them flush
-  the recorded acks, top up the fetches and wait for the oldest one. The
-  async driver runs no task of its own: the fetches are plain pipelined
-  requests, collected in ``__anext__``, with one checkpoint per batch.
-* The pipeline depth adapts: two fetches in flight while they come back
-  full (a backlog, where overlapping the network with the work pays), one
-  while the queue keeps up (so a consumer that stops on an idle queue has
-  one long poll to withdraw, not two).
-* Leaving: a fetch still parked on the broker is withdrawn with
-  ``fetch.cancel`` (it then answers an empty list, and no message is
-  delivered to a consumer that left); what was fetched and not handed out is
-  nacked. In case the fetch's answer was already on its way, the fetch is
-  also abandoned with a hook that nacks whatever it brings in, run by the
-  transport's reader the moment the answer arrives.
+What it promises is in docs/queues.md, "The consumer". ``ConsumerState`` is
+the bookkeeping, shared by both sides and never waiting itself: the fetches
+in flight (oldest first: one connection answers them in order), the
+fetched deliveries not handed out yet, the recorded acks, and the acks and
+nacks sent and not yet confirmed. ``AsyncConsumer`` and ``SyncConsumer`` only
+wait; handing out a buffered delivery is a ``popleft``, so the async one
+runs no task and yields once per batch. The pipeline depth adapts: two
+fetches in flight while they come back full (a backlog, where overlapping
+the network with the work pays), one while the queue keeps up, so a
+consumer that stops on an idle queue has one long poll to withdraw.
 """
 
 from __future__ import annotations
@@ -31,7 +17,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from minibroker.client.flavours import (
     AwaitingContext,
@@ -52,6 +38,7 @@ from minibroker.client.queue_wire import (
 from minibroker.errors import BrokerError, UnknownDelivery
 
 D = TypeVar("D")
+V = TypeVar("V")
 
 #: Messages a consumer fetches ahead of the loop (in its buffer and its fetches).
 DEFAULT_PREFETCH = 100
@@ -119,7 +106,7 @@ class ConsumerState:
     leaving, fetch.cancel) requests sent and not yet confirmed.
     """
 
-    batched = True
+    _batches = True
 
     def __init__(
         self,
@@ -343,6 +330,19 @@ class ConsumerState:
         return len(self.acks)
 
 
+class _OfState(Generic[V]):
+    """A driver's read-only view of its ``ConsumerState``'s attribute of the same name."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, driver: Any, owner: type) -> V:
+        return getattr(driver._state, self._name)  # type: ignore[no-any-return]
+
+
 class _ConsumerDriver:
     """What both drivers show of their ``ConsumerState``, and their waits,
     written once as flows (client/flavours.py)."""
@@ -351,24 +351,10 @@ class _ConsumerDriver:
         self._state = state
         self._buffer = state.buffer
 
-    @property
-    def queue(self) -> str:
-        return self._state.queue
-
-    @property
-    def acked(self) -> int:
-        """Acks the broker has confirmed so far."""
-        return self._state.acked
-
-    @property
-    def stale_acks(self) -> int:
-        """Acks refused because the delivery had been redelivered meanwhile."""
-        return self._state.stale_acks
-
-    @property
-    def pending_acks(self) -> int:
-        """Acks recorded and not yet sent."""
-        return self._state.pending_acks
+    queue: _OfState[str] = _OfState("The queue consumed.")
+    acked: _OfState[int] = _OfState("Acks the broker has confirmed so far.")
+    stale_acks: _OfState[int] = _OfState("Acks refused: their delivery was redelivered meanwhile.")
+    pending_acks: _OfState[int] = _OfState("Acks recorded and not yet sent.")
 
     def _fetched(self) -> Flow[Any]:
         """The buffer is empty: the next delivery to hand out, once fetched;

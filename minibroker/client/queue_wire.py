@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal, TypeVar
 
-from minibroker.client.bodies import as_body
+from minibroker.client.bodies import MessageItem, encode_messages, message_map
 from minibroker.client.protocol import Call
 from minibroker.errors import UnknownDelivery
 
@@ -22,11 +22,6 @@ OverflowPolicy = Literal["reject_publish", "drop_head"]
 
 #: Seconds a fetched message stays invisible to others unless the queue says otherwise.
 DEFAULT_VISIBILITY_TIMEOUT = 30.0
-
-#: What ``put_many`` accepts per message: a body, a ``(body, headers)`` pair, a
-#: ``{"body", "headers"?}`` map, or any object with ``body`` (and optional
-#: ``headers``), such as a Delivery from another queue or a TopicMessage.
-MessageItem = bytes | tuple[Any, ...] | Mapping[str, Any] | Any
 
 D = TypeVar("D", bound="DeliveryBase")
 
@@ -187,11 +182,11 @@ class DeliveryBase:
         self._settled = how
 
     def _record(self, call: Call[int], how: str) -> bool:
-        """Mark settled; a consumer's settler records it for its next batch
-        (True); a plain fetch's must send ``call`` now (False)."""
+        """Mark settled; a consumer records it for its next batch (True); the
+        client of a plain fetch must send ``call`` now (False)."""
         self._settling(how)
         settler = self._settler
-        if not settler.batched:
+        if not settler._batches:
             return False
         if how == "acked":
             settler.record_ack(self.delivery_id)
@@ -222,8 +217,7 @@ class Delivery(DeliveryBase):
 
         Fetched with ``fetch``: sent at once, raises ``UnknownDelivery`` if the
         delivery is no longer held (its visibility timeout ran out, or it was
-        already settled). From a consumer: recorded and sent in a batch (see
-        the module docstring).
+        already settled). From a consumer: recorded and sent in a batch.
         """
         await self._settle(ack_call(self.queue, [self.delivery_id]), "acked")
 
@@ -236,7 +230,7 @@ class Delivery(DeliveryBase):
         if self._record(call, how):
             return
         try:
-            await self._settler.settle(call)
+            await self._settler._call(call)
         except BaseException:
             self._settled = None  # not settled after all: the caller may retry
             raise
@@ -259,34 +253,10 @@ class SyncDelivery(DeliveryBase):
         if self._record(call, how):
             return
         try:
-            self._settler.settle(call)
+            self._settler._call(call)
         except BaseException:
-            self._settled = None  # not settled after all: the caller may retry
+            self._settled = None
             raise
-
-
-class AsyncDirectSettler:
-    """Settles deliveries of a plain ``fetch``: one awaited call per ack/nack."""
-
-    __slots__ = ("_client",)
-    batched = False
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    async def settle(self, call: Call[int]) -> None:
-        await self._client._call(call)
-
-
-class SyncDirectSettler:
-    __slots__ = ("_client",)
-    batched = False
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    def settle(self, call: Call[int]) -> None:
-        self._client._call(call)
 
 
 # ------------------------------------------------------------------ calls
@@ -355,25 +325,6 @@ def inspect_queue_call(name: str, limit: int = 1000) -> Call[QueueContents]:
     return Call("queue.inspect", {"queue": name, "limit": limit}, _parse_contents)
 
 
-def message_map(body: Any, headers: Mapping[str, str] | None) -> dict[str, Any]:
-    body = as_body(body)
-    return {"body": body, "headers": dict(headers)} if headers else {"body": body}
-
-
-def _encode_message(item: MessageItem) -> dict[str, Any]:
-    if type(item) is bytes:
-        return {"body": item}
-    if isinstance(item, tuple):
-        body, headers = (*item, None)[:2]
-        return message_map(body, headers)
-    if isinstance(item, Mapping):
-        return message_map(item["body"], item.get("headers"))
-    if isinstance(item, bytearray | memoryview | str):
-        return message_map(item, None)
-    body = getattr(item, "body")  # noqa: B009 (any object with a body attribute)
-    return message_map(body, getattr(item, "headers", None))
-
-
 def put_call(queue: str, body: bytes, headers: Mapping[str, str] | None = None) -> Call[None]:
     """Put one message; returns once the broker confirmed it (stored per the
     fsync policy for a durable queue). Raises Overflow on a full queue."""
@@ -390,15 +341,8 @@ def put_many_call(queue: str, messages: Iterable[MessageItem]) -> Call[int]:
     Each item is a body, a ``(body, headers)`` pair, a ``{"body",
     "headers"}`` map or an object with ``body``/``headers``.
     """
-    return Call("put", {"queue": queue, "messages": encode_messages(messages)}, count_of)
-
-
-def encode_messages(messages: Iterable[MessageItem]) -> list[dict[str, Any]]:
-    """The wire form of a batch of messages (see ``MessageItem``)."""
-    if isinstance(messages, bytes | str | bytearray):
-        raise TypeError("put_many takes an iterable of messages, not one body")
-    # Plain bytes, the common case, skip the call to _encode_message.
-    return [{"body": m} if type(m) is bytes else _encode_message(m) for m in messages]
+    messages = encode_messages(messages, "put_many")
+    return Call("put", {"queue": queue, "messages": messages}, count_of)
 
 
 def fetch_call(
@@ -466,11 +410,26 @@ def _by_queue(target: SettleTarget, delivery_ids: Iterable[int] | None) -> dict[
     return groups
 
 
-def ack_calls(target: SettleTarget, delivery_ids: Iterable[int] | None) -> list[Call[int]]:
-    return [ack_call(q, ids) for q, ids in _by_queue(target, delivery_ids).items()]
+def ack_calls(
+    deliveries: SettleTarget, delivery_ids: Iterable[int] | None = None
+) -> list[Call[int]]:
+    """Acknowledge deliveries: ``ack(batch)``, ``ack(delivery)`` or ``ack(queue, ids)``.
+
+    One frame per queue, each all or nothing (``UnknownDelivery`` lists
+    the ids no longer held and acks none of that frame). Returns the count.
+    """
+    return [ack_call(q, ids) for q, ids in _by_queue(deliveries, delivery_ids).items()]
 
 
 def nack_calls(
-    target: SettleTarget, delivery_ids: Iterable[int] | None, requeue: bool, delay: float
+    deliveries: SettleTarget,
+    delivery_ids: Iterable[int] | None = None,
+    *,
+    requeue: bool = True,
+    delay: float = 0.0,
 ) -> list[Call[int]]:
-    return [nack_call(q, ids, requeue, delay) for q, ids in _by_queue(target, delivery_ids).items()]
+    """Give deliveries back: to the front of their queue (after ``delay``
+    seconds), or to the dead-letter queue with ``requeue=False``. Same
+    arguments and all-or-nothing rule as ``ack``."""
+    groups = _by_queue(deliveries, delivery_ids)
+    return [nack_call(q, ids, requeue, delay) for q, ids in groups.items()]

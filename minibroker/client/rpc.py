@@ -1,31 +1,9 @@
-"""Request/reply for every client: ``request``, ``respond`` and ``serve``.
-
-Calling a service::
-
-    reply = await mb.request("svc.echo", b"hi", timeout=1.0)   # Reply(body, headers)
-
-Answering, one request at a time or with a handler run concurrently::
-
-    async with mb.respond("svc.echo") as requests:
-        async for req in requests:
-            await req.reply(req.body)          # sent without waiting for the broker
-
-    await mb.serve("svc.echo", handler, concurrency=64)  # handler(req) -> bytes | Reply
+"""Request/reply for every client: ``request``, ``respond``, ``serve`` and ``serving``.
 
 Answers are fire-and-forget by default, like NATS's ``msg.respond``: a
 responder loop must not spend a round trip per request waiting for the
-broker's ``ok``. ``reply(..., confirm=True)`` waits and says whether a
-requester was still there.
-
-The blocking client has the same names without ``await``; its ``serve``
-runs the (plain) handler on a thread pool of ``workers`` threads and blocks
-until the connection ends or it is stopped (see ``SyncServing.serve``).
-
-Errors a requester can get (``minibroker.NoResponders`` ...): ``NoResponders``
-(nobody serves the subject, immediately), ``Timeout`` (no reply within
-``timeout``), ``ResponderGone`` (the responder disconnected or unsubscribed
-while holding the request) and ``ResponderError`` (the responder answered
-with ``req.fail(message)`` or its ``serve`` handler raised).
+broker's ``ok`` (``reply(..., confirm=True)`` waits). The rest (errors,
+groups, the blocking client's thread pool) is in docs/request-reply.md.
 """
 
 from __future__ import annotations
@@ -40,14 +18,14 @@ from collections.abc import (
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, suppress
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypedDict, TypeVar, Unpack, overload
 
 import sniffio
 
 from minibroker.client.bodies import as_body
 from minibroker.client.protocol import Call
 from minibroker.client.pushes import Opening, PushParser, opened_async, opened_blocking
-from minibroker.client.serving import serving_in_background, serving_in_thread
+from minibroker.client.serving import ServeHandle, serving_in_background, serving_in_thread
 from minibroker.client.transport import AsyncTransport, SyncTransport
 from minibroker.errors import BrokerError, ResponderError, TooLarge
 from minibroker.protocol import frames
@@ -61,6 +39,7 @@ __all__ = [
     "AsyncServing",
     "IncomingRequest",
     "Reply",
+    "ServeHandle",
     "SyncIncomingRequest",
     "SyncServing",
 ]
@@ -277,6 +256,25 @@ def respond_state(
 HandlerResult = bytes | Reply | None
 
 
+#: A ``serve`` handler of the async clients, and of the blocking client.
+AsyncHandler = Callable[[IncomingRequest], Awaitable[HandlerResult]]
+SyncHandler = Callable[[SyncIncomingRequest], HandlerResult]
+
+
+class AsyncServeOptions(TypedDict, total=False):
+    """What the async ``serving`` passes on to ``serve``."""
+
+    group: str | None
+    concurrency: int
+
+
+class SyncServeOptions(TypedDict, total=False):
+    """What the blocking ``serving`` passes on to ``serve``."""
+
+    group: str | None
+    workers: int
+
+
 def _answer_of(result: HandlerResult) -> tuple[bytes, dict[str, str] | None]:
     if isinstance(result, Reply):
         return result.body, result.headers
@@ -312,9 +310,7 @@ def _answer_call(req: _IncomingBase, outcome: HandlerResult | Exception) -> Call
     return req._fail_call(_failure_message(outcome))
 
 
-async def _handle_async(
-    req: IncomingRequest, handler: Callable[[IncomingRequest], Awaitable[HandlerResult]]
-) -> None:
+async def _handle_async(req: IncomingRequest, handler: AsyncHandler) -> None:
     try:
         outcome: HandlerResult | Exception = await handler(req)
     except Exception as exc:
@@ -325,9 +321,7 @@ async def _handle_async(
             await req._client._post_now(call)
 
 
-def _handle_sync(
-    req: SyncIncomingRequest, handler: Callable[[SyncIncomingRequest], HandlerResult]
-) -> None:
+def _handle_sync(req: SyncIncomingRequest, handler: SyncHandler) -> None:
     try:
         outcome: HandlerResult | Exception = handler(req)
     except Exception as exc:
@@ -390,7 +384,7 @@ class AsyncServing(AsyncTransport):
     async def serve(
         self,
         subject: str,
-        handler: Callable[[IncomingRequest], Awaitable[HandlerResult]],
+        handler: AsyncHandler,
         *,
         group: str | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
@@ -432,15 +426,11 @@ class AsyncServing(AsyncTransport):
             await (_serve_trio if on_trio else _serve_asyncio)(requests, answer, slots)
 
     def serving(
-        self,
-        subject: str,
-        handler: Callable[[IncomingRequest], Awaitable[HandlerResult]],
-        *,
-        group: str | None = None,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        self, subject: str, handler: AsyncHandler, **options: Unpack[AsyncServeOptions]
     ) -> AbstractAsyncContextManager[None]:
-        """``async with mb.serving(subject, handler):`` ``serve`` in the
-        background for the duration of the block, in Trio and asyncio alike.
+        """``async with mb.serving(subject, handler):`` ``serve`` (with the same
+        ``options``) in the background for the duration of the block, in Trio
+        and asyncio alike.
 
         The block starts only once the responder is registered, so a request
         sent from it never meets ``NoResponders``; leaving it stops serving.
@@ -448,39 +438,9 @@ class AsyncServing(AsyncTransport):
         """
 
         async def serve(task_status: Any) -> None:
-            await self.serve(
-                subject, handler, group=group, concurrency=concurrency, task_status=task_status
-            )
+            await self.serve(subject, handler, task_status=task_status, **options)
 
         return serving_in_background(serve)
-
-
-class ServeHandle:
-    """Stops a blocking ``serve`` loop from another thread (``stop()``)."""
-
-    def __init__(self) -> None:
-        self._stopped = threading.Event()
-        self._requests: Any = None
-        #: Set once the responder is registered with the broker.
-        self.ready = threading.Event()
-
-    @property
-    def stopped(self) -> bool:
-        return self._stopped.is_set()
-
-    def stop(self) -> None:
-        """Unregister the responder and end the loop; handlers already running finish.
-
-        The broker fails requests this responder received but has not answered
-        yet with ``responder_gone`` at once, so replies of handlers still
-        running are dropped (they return False).
-        """
-        self._stopped.set()
-        requests = self._requests
-        close = getattr(requests, "close", None)
-        if close is not None:
-            with suppress(Exception):
-                close()
 
 
 class SyncServing(SyncTransport):
@@ -490,7 +450,7 @@ class SyncServing(SyncTransport):
     def serve(
         self,
         subject: str,
-        handler: Callable[[SyncIncomingRequest], HandlerResult],
+        handler: SyncHandler,
         *,
         group: str | None = None,
         workers: int = DEFAULT_WORKERS,
@@ -534,15 +494,10 @@ class SyncServing(SyncTransport):
                 pool.submit(run_one, req)
 
     def serving(
-        self,
-        subject: str,
-        handler: Callable[[SyncIncomingRequest], HandlerResult],
-        *,
-        group: str | None = None,
-        workers: int = DEFAULT_WORKERS,
+        self, subject: str, handler: SyncHandler, **options: Unpack[SyncServeOptions]
     ) -> AbstractContextManager[ServeHandle]:
-        """``with mb.serving(subject, handler) as handle:`` ``serve`` on a
-        background thread for the duration of the block.
+        """``with mb.serving(subject, handler) as handle:`` ``serve`` (with the
+        same ``options``) on a background thread for the duration of the block.
 
         The block starts only once the responder is registered (a request
         sent from it never meets ``NoResponders``); leaving it stops serving
@@ -550,6 +505,6 @@ class SyncServing(SyncTransport):
         """
 
         def serve(handle: ServeHandle) -> None:
-            self.serve(subject, handler, group=group, workers=workers, handle=handle)
+            self.serve(subject, handler, handle=handle, **options)
 
         return serving_in_thread(serve, ServeHandle())

@@ -21,20 +21,36 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 import sniffio
 
-H = TypeVar("H", bound="Stoppable")
 
+class ServeHandle:
+    """Stops a blocking ``serve`` loop from another thread (``stop()``)."""
 
-class Stoppable(Protocol):
-    """What the blocking ``serve`` shares with whoever runs it (a ServeHandle)."""
+    def __init__(self) -> None:
+        self._stopped = threading.Event()
+        self._requests: Any = None
+        #: Set once the responder is registered with the broker.
+        self.ready = threading.Event()
 
     @property
-    def ready(self) -> threading.Event: ...
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
 
-    def stop(self) -> None: ...
+    def stop(self) -> None:
+        """Unregister the responder and end the loop; handlers already running finish.
+
+        The broker fails requests this responder received but has not answered
+        yet with ``responder_gone`` at once, so replies of handlers still
+        running are dropped (they return False).
+        """
+        self._stopped.set()
+        close = getattr(self._requests, "close", None)
+        if close is not None:
+            with suppress(Exception):
+                close()
 
 
 @asynccontextmanager
@@ -85,7 +101,9 @@ async def _trio_serving(serve: Callable[..., Awaitable[None]]) -> AsyncIterator[
 
 
 @contextmanager
-def serving_in_thread(serve: Callable[[H], None], handle: H) -> Iterator[H]:
+def serving_in_thread(
+    serve: Callable[[ServeHandle], None], handle: ServeHandle
+) -> Iterator[ServeHandle]:
     """Run the blocking ``serve(handle)`` on a thread; enter once ``handle.ready``
     is set (registered), and stop it (``handle.stop()``) when the block ends."""
     failure: list[BaseException] = []

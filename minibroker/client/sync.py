@@ -1,54 +1,29 @@
 """The blocking client: ``with minibroker.connect_sync(url) as mb``, no ``await``.
 
-For plain scripts, threads, WSGI apps and test suites that are not async.
-Same protocol, method names, arguments and errors as the Trio client; the
-method mixins are ``SyncMethods`` (see ``client/api.py``).
-
-How it works, and why:
+For scripts, threads, WSGI apps and test suites that are not async: the
+same methods and errors as the Trio client. How it works, and why:
 
 * **one thread at a time reads the socket.** A call that finds nobody
   reading and no subscription open reads its own answer on the calling
   thread: one wake-up per call, the caller's, instead of the reader
-  thread's plus its hand-over to the caller (docs/internals.md, "Latency").
-  Otherwise the **reader thread** reads: it decodes every frame of each
-  chunk, hands each reply to the slot its caller is blocked on (a
-  pre-acquired lock that the reader releases: the cheapest one-shot wake-up
-  in CPython) and each push to its subscription. It reads while any call,
-  posted call or subscription waits, and parks when nothing does; a caller
-  reading directly answers everyone's calls meanwhile and hands the reading
-  over to it when done;
-* **any number of threads may call at once**. A caller encodes its request,
-  registers its slot and appends the frame to an outbox under one short lock;
-  then whichever caller finds nobody sending becomes the sender and sends
-  everything in the outbox with one ``sendall``, looping until it is empty
-  (flat combining). Under contention many requests leave in one syscall;
-  alone, a call costs one ``sendall``. Requests are pipelined and answered
-  in any order;
-* **timeouts**: each call waits at most the client's ``timeout`` (from
-  ``connect_sync``; None waits forever) plus whatever server-side wait the
-  request itself asks for (its ``wait`` or ``timeout`` field, so a long-poll
-  fetch or a request/reply call is not cut short). A call that times out
-  raises ``CallTimeout`` (both ``minibroker.Timeout`` and the built-in
-  ``TimeoutError``); its late answer is discarded. A lost connection never
-  waits for a timeout: every pending call fails at once with
-  ``ConnectionClosed``;
-* **subscriptions** buffer up to ``max_pending`` items. The reader never
-  stops reading for a full topic subscription (the answers to this
-  connection's own calls wait behind its pushes): the subscription applies
-  its ``on_overflow`` policy itself, dropping its oldest items (counted in
-  ``dropped``) or ending with ``SlowConsumer``. A full log tail or
-  responder, which must not lose anything, asks the broker to ``pause`` it
-  and to ``resume`` it once the consumer has drained it to half; the reader
-  never stops.
-  Alternatively a callback runs on the reader thread for every item (or,
-  for a push that arrives while another thread reads its own answer, on
-  that thread); it must not make blocking calls on this client (the reader
-  would wait for itself), which raises ``RuntimeError`` rather than deadlocking;
-* **TLS** (``minibrokers://`` or ``ssl_context=``) runs OpenSSL over memory
-  BIOs (``ssl.SSLObject``) guarded by the outbox lock, because an
-  ``SSLSocket`` must not be read and written from two threads at once.
-  Encrypting under the same lock that orders the outbox keeps TLS records in
-  order; the socket itself only ever carries ciphertext.
+  thread's plus its hand-over (docs/internals.md, "Latency"). Otherwise the
+  **reader thread** reads, hands each reply to the lock its caller is
+  blocked on (a pre-acquired lock the reader releases: the cheapest
+  one-shot wake-up in CPython) and each push to its subscription; it parks
+  when nothing waits. A callback subscription's callback runs on whichever
+  thread reads, so a blocking call from it raises ``RuntimeError`` instead
+  of waiting for itself;
+* **any number of threads may call at once**: a caller encodes its request
+  and appends it to an outbox under one short lock; whoever finds nobody
+  sending sends the whole outbox with one ``sendall`` (flat combining), so
+  under contention many requests leave in one syscall;
+* **timeouts**: a call waits at most the client's ``timeout`` plus the
+  server-side wait the request asks for (its ``wait`` or ``timeout``), then
+  raises ``CallTimeout`` (a ``minibroker.Timeout`` and a ``TimeoutError``)
+  and its late answer is discarded. A lost connection fails every call at once;
+* **TLS** runs OpenSSL over memory BIOs (``ssl.SSLObject``) under the
+  outbox lock, because an ``SSLSocket`` must not be read and written from
+  two threads at once; the lock that orders the outbox keeps TLS records in order.
 """
 
 from __future__ import annotations
@@ -62,25 +37,24 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 import sniffio
 
 from minibroker.client.advice import (
-    explaining_connect,
-    explaining_hello,
+    DEFAULT_URL,
+    ConnectOptions,
+    Dial,
     refuse_blocking_on_trio,
 )
 from minibroker.client.api import SyncMethods
 from minibroker.client.connection import Connection, SyncPendingCall
-from minibroker.client.protocol import CLOSED_BY_BROKER, Call, connection_lost, hello_call
+from minibroker.client.protocol import CLOSED_BY_BROKER, Call, connection_lost
 from minibroker.client.pushes import (
     DEFAULT_MAX_PENDING,
     BlockingSubscription,
-    BlockingSubscriptionContext,
     PushParser,
 )
-from minibroker.client.url import parse_url
 from minibroker.errors import BrokerError, ConnectionClosed, Timeout
 
 log = logging.getLogger("minibroker.client")
@@ -404,10 +378,8 @@ class Client(SyncMethods):
         call: Call[Any],
         parser: PushParser[T],
         callback: Callable[[T], object] | None = None,
-    ) -> BlockingSubscriptionContext[T]:
-        return BlockingSubscriptionContext(
-            BlockingSubscription(self, call, parser, self._max_pending, callback)
-        )
+    ) -> BlockingSubscription[T]:
+        return BlockingSubscription(self, call, parser, self._max_pending, callback)
 
     def _post(self, call: Call[Any]) -> None:
         """Send ``call`` without waiting for its answer (replies, acks, cleanup).
@@ -579,7 +551,7 @@ class Client(SyncMethods):
 
     def close(self) -> None:
         """Close the connection: pending calls fail, subscriptions end. Idempotent."""
-        for subscription in list(self._subscriptions.values()):
+        for subscription in list(self._conn.subscriptions.values()):
             subscription._end(StopIteration())
         self._fail(ConnectionClosed("the client was closed"))
         if not self._on_reader_thread():
@@ -618,55 +590,45 @@ class _TimeoutView(SyncMethods):
 
 
 def connect_sync(
-    url: str = "minibroker://127.0.0.1:7878",
+    url: str = DEFAULT_URL,
     *,
-    token: str | None = None,
-    namespace: str | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     connect_timeout: float | None = None,
-    client_name: str = "minibroker-sync",
-    ssl_context: ssl.SSLContext | None = None,
-    max_pending: int = DEFAULT_MAX_PENDING,
+    **options: Unpack[ConnectOptions],
 ) -> Client:
-    """Connect to a broker over TCP (or TLS with ``minibrokers://`` or an
-    ``ssl_context``), say hello, and return a blocking client.
+    """Connect to a broker over TCP (TLS with ``minibrokers://`` or an
+    ``ssl_context``), say hello, and return a blocking client; ``options``:
+    see ``ConnectOptions``.
 
         with minibroker.connect_sync("minibroker://127.0.0.1:7878") as mb:
             mb.ping()
 
     ``timeout`` is the default wait for each call's answer (None: forever);
     ``connect_timeout`` bounds connecting and the handshake (default:
-    ``timeout``). ``token`` and ``namespace`` override those in the URL.
-    Raises ``Unauthorized`` or ``UnsupportedVersion`` if the broker refuses the
-    hello, ``OSError`` if it cannot be reached.
+    ``timeout``). Raises ``Unauthorized`` or ``UnsupportedVersion`` if the
+    broker refuses the hello, ``OSError`` if it cannot be reached.
     """
     refuse_blocking_on_trio("minibroker.connect_sync")
-    address = parse_url(url)
+    dial = Dial.of(url, options, "minibroker-sync")
+    address = dial.address
     if connect_timeout is None:
         connect_timeout = timeout
-    with explaining_connect(address):
+    with dial.connecting():
         sock = socket.create_connection((address.host, address.port), timeout=connect_timeout)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         tls: _TLS | None = None
-        if address.tls or ssl_context is not None:
-            tls = _TLS(ssl_context or ssl.create_default_context(), address.host)
+        if dial.ssl_context is not None:
+            tls = _TLS(dial.ssl_context, address.host)
             tls.handshake(sock)
         sock.settimeout(None)
     except BaseException:
         sock.close()
         raise
-    client = Client(sock, timeout=timeout, max_pending=max_pending, tls=tls)
+    client = Client(sock, timeout=timeout, max_pending=dial.max_pending, tls=tls)
     try:
-        with explaining_hello(address, tls is not None):
-            client.server_info = client._call(
-                hello_call(
-                    client_name,
-                    token if token is not None else address.token,
-                    namespace if namespace is not None else address.namespace,
-                ),
-                timeout=connect_timeout,
-            )
+        with dial.greeting():
+            client.server_info = client._call(dial.hello(), timeout=connect_timeout)
     except BaseException:
         client.close()
         raise

@@ -1,34 +1,7 @@
 """Topics for every client: ``publish``, ``publish_many``, ``subscribe``, ``bind``, ``unbind``.
 
-Publishing and subscribing::
-
-    reached = await mb.publish("orders.created", b"{...}")  # PublishResult(subscriptions, queues)
-    await mb.publish_many("metrics.cpu", [b"1", b"2", b"3"])  # one frame for the batch
-
-    async with mb.subscribe("orders.*") as sub:
-        async for m in sub:  # TopicMessage(topic, body, headers)
-            ...
-
-    async with mb.subscribe("jobs.#", group="workers") as sub:  # share the stream, round robin
-        ...
-
-    await mb.bind("audit", "orders.#")    # keep copies in queue "audit" for pull consumers
-
-The blocking client has the same names without ``await`` and iterates its
-subscription with ``for`` (or ``get(timeout)``). ``sub.dropped`` counts the
-messages the broker discarded because this subscriber fell more than
-``buffer`` messages or ``buffer_bytes`` bytes behind
-(``on_overflow="drop_oldest"``); with
-``on_overflow="disconnect"`` the broker closes the connection instead
-(``SlowConsumer``). The client applies the same policy to its own buffer
-(``max_pending`` messages per subscription) without ever pausing its socket,
-so publishing on the subscribing connection never waits for the subscriber:
-drops there are counted in ``sub.dropped`` too, and ``disconnect`` ends just
-that subscription with ``SlowConsumer``.
-
-Batching is the fast path: ``publish_many`` sends one frame and gets one
-answer for the whole batch, and a subscription receives many messages per
-frame.
+What each promises, and how a subscription's buffer overflows on the
+client (``max_pending``), is in docs/topics.md, "Clients" and "Slow subscribers".
 """
 
 from __future__ import annotations
@@ -37,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from minibroker.client.bodies import as_body
+from minibroker.client.bodies import MessageItem, encode_messages, message_map
 from minibroker.client.protocol import Call
 from minibroker.client.pushes import Opening
 from minibroker.protocol import frames
@@ -54,9 +27,6 @@ OnOverflow = Literal["drop_oldest", "disconnect"]
 #: Default number of messages the broker buffers for a subscriber that falls behind.
 DEFAULT_BUFFER = 10_000
 
-#: What ``publish_many`` accepts per message: a body, a (body, headers) pair,
-#: or any object with ``body`` and ``headers`` attributes (e.g. a received TopicMessage).
-MessageItem = bytes | tuple[bytes, Mapping[str, str] | None] | Any
 
 
 #: A message received by a subscription: ``TopicMessage(topic, body, headers)``.
@@ -83,20 +53,6 @@ def parse_messages(frame: frames.Msg, client: Any) -> list[TopicMessage]:
     return frame.messages
 
 
-def _encode_message(item: MessageItem) -> dict[str, Any]:
-    if type(item) is bytes:  # the common case first: no further call
-        return {"body": item}
-    message: Any = item
-    if isinstance(message, bytearray | memoryview | str):
-        return {"body": as_body(message)}
-    if isinstance(message, tuple):
-        body, headers = message
-    else:
-        body, headers = message.body, getattr(message, "headers", None)
-    body = as_body(body)
-    return {"body": body, "headers": dict(headers)} if headers else {"body": body}
-
-
 def _parse_publish(result: dict[str, int]) -> PublishResult:
     return PublishResult(result["subscriptions"], result["queues"])
 
@@ -112,18 +68,17 @@ def publish_call(
 
     Raises InvalidName for a topic with wildcards, empty words or over-long names.
     """
-    return _publish(topic, [_encode_message((body, headers))])
+    return _publish(topic, [message_map(body, headers)])
 
 
 def publish_many_call(topic: str, messages: Iterable[MessageItem]) -> Call[PublishResult]:
     """Publish a batch to ``topic`` in one frame; returns the totals for the batch.
 
-    Each item is a body, a ``(body, headers)`` pair or an object with
-    ``body``/``headers``. All or nothing: an invalid batch publishes none.
+    Each item is a body, a ``(body, headers)`` pair, a ``{"body",
+    "headers"}`` map or an object with ``body``/``headers`` (as ``put_many``).
+    All or nothing: an invalid batch publishes none.
     """
-    if isinstance(messages, bytes | str):
-        raise TypeError("publish_many takes an iterable of messages, not one body")
-    return _publish(topic, [_encode_message(item) for item in messages])
+    return _publish(topic, encode_messages(messages, "publish_many"))
 
 
 def bind_call(queue: str, pattern: str) -> Call[bool]:

@@ -1,37 +1,31 @@
-"""What a client flavour provides to the method mixins of every model.
+"""What a client flavour provides to the methods, and the methods' two makers.
 
-The per-model modules (``queues.py``, ``topics.py``, ``logs.py``,
-``rpc.py``) write their methods against these interfaces, and ``api.py``
-gathers them into ``AsyncMethods`` and ``SyncMethods``; the Trio, asyncio
-and blocking clients implement them over one sans-I/O ``Connection``.
+The models (``queues.py``, ``topics.py``, ``logs.py``, ``rpc.py``) write
+their methods against :class:`AsyncTransport` and :class:`SyncTransport`,
+which the Trio, asyncio and blocking clients implement over one sans-I/O
+``Connection``. ``api.py`` declares every method once with :class:`sends`
+(one request, its result) or :class:`opens` (shared state in the flavour's
+object); the builder a method is made from carries its signature and
+docstring, so the flavours cannot drift.
 """
 
 from __future__ import annotations
 
 import abc
+import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar
 
-from minibroker.client.connection import (
-    AsyncPendingCall,
-    Connection,
-    Hook,
-    PendingCall,
-    SyncPendingCall,
-)
+from minibroker.client.connection import AsyncPendingCall, Connection, Hook, SyncPendingCall
 from minibroker.client.flavours import Awaiting, Blocking, Flavoured
-from minibroker.client.protocol import Call, awaiting, blocking, opening
-from minibroker.client.pushes import (
-    AsyncSubscription,
-    AsyncSubscriptionContext,
-    PushParser,
-    Signal,
-)
+from minibroker.client.protocol import Call
+from minibroker.client.pushes import AsyncSubscription, PushParser, Signal
 
 T = TypeVar("T")
 A = TypeVar("A")
 B = TypeVar("B")
 S = TypeVar("S")
+F = TypeVar("F", bound=Callable[..., Any])
 P = ParamSpec("P")
 
 
@@ -39,23 +33,14 @@ class Transport(abc.ABC):
     """A client over one ``Connection`` (``_conn``), whatever its concurrency style."""
 
     _conn: Connection
+    #: A fetch's deliveries settle through their client, one call each (a
+    #: consumer's are batched: ``ConsumerState._batches``).
+    _batches: ClassVar[bool] = False
 
     @property
     def closed(self) -> bool:
         """True once the connection ended (closed, dropped, or refused by the broker)."""
         return self._conn.closed is not None
-
-    @property
-    def _closed(self) -> BaseException | None:
-        return self._conn.closed
-
-    @property
-    def _pending(self) -> dict[int, PendingCall[Any]]:
-        return self._conn.pending
-
-    @property
-    def _subscriptions(self) -> dict[int, Any]:
-        return self._conn.subscriptions
 
     @abc.abstractmethod
     def _post(self, call: Call[Any]) -> None:
@@ -65,16 +50,15 @@ class Transport(abc.ABC):
     def _subscription(
         self, call: Call[Any], parser: PushParser[T], callback: Callable[[T], object] | None = None
     ) -> Any:
-        """A context (``async with`` / ``with``) that starts a push subscription with
-        ``call`` (whose result carries ``sub``) and yields an iterable Subscription
-        whose items are produced from each push frame by ``parser`` (or handed to
-        ``callback`` on the reader)."""
+        """The flavour's Subscription: entered (``async with`` / ``with``), it
+        subscribes with ``call`` (whose result carries ``sub``); ``parser``
+        makes its items of each push (or hands them to ``callback``)."""
 
 
 class AsyncTransport(Transport, Awaiting):
-    """What an async client flavour (Trio, asyncio, in-process) provides: how a
-    caller waits (``_pending_kind``), a consumer's wake-up (``_signal``), and
-    how bytes leave (``_queue``, and its own ``_call``)."""
+    """What an async client (Trio, asyncio, in-process) provides: how a caller
+    waits (``_pending_kind``), a consumer's wake-up (``_signal``), and how
+    bytes leave (``_queue``, and its own ``_call``)."""
 
     _pending_kind: ClassVar[type[AsyncPendingCall[Any]]]
     #: Items each subscription may hold unread (see pushes.SubscriptionCore._take).
@@ -99,17 +83,14 @@ class AsyncTransport(Transport, Awaiting):
         return pending
 
     def _post(self, call: Call[Any]) -> None:
-        """Queue ``call`` without waiting; its answer is ignored (cleanup, a responder's reply)."""
         data = self._conn.post(call)
         if data is not None:
             self._queue(data)
 
     def _subscription(
         self, call: Call[Any], parser: PushParser[T], callback: Callable[[T], object] | None = None
-    ) -> AsyncSubscriptionContext[T]:
-        return AsyncSubscriptionContext(
-            AsyncSubscription(self, call, parser, self._max_pending, callback)
-        )
+    ) -> AsyncSubscription[T]:
+        return AsyncSubscription(self, call, parser, self._max_pending, callback)
 
     async def _post_now(self, call: Call[Any]) -> None:
         """Send ``call`` without waiting for its answer, as soon as the transport
@@ -130,23 +111,43 @@ class SyncTransport(Transport, Blocking):
 
 
 class sends(Flavoured[Callable[P, Coroutine[Any, Any, T]], Callable[P, T]]):
-    """A method of every client flavour that sends the Call ``build`` makes and
-    returns its result: awaited on the async clients, blocking on the blocking one.
-
-    ``build`` carries the method's signature and docstring, so each method is
-    written once (``put = sends(put_call)``) and the flavours cannot drift.
-    """
+    """A method that sends the Call ``build`` makes and returns its result:
+    awaited on the async clients, blocking on the blocking one
+    (``put = sends(put_call)``)."""
 
     def __init__(self, build: Callable[P, Call[T]]) -> None:
-        self._methods = (blocking(build), awaiting(build))
+        async def awaited(client: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
+            return await client._call(build(*args, **kwargs))  # type: ignore[no-any-return]
+
+        def blocked(client: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
+            return client._call(build(*args, **kwargs))  # type: ignore[no-any-return]
+
+        self._methods = (_like(blocked, build), _like(awaited, build))
+        self.__doc__ = build.__doc__
+
+
+class sends_each(Flavoured[Callable[P, Coroutine[Any, Any, int]], Callable[P, int]]):
+    """A method that sends, in order, each Call ``build`` makes and returns the
+    sum of their results (``ack``, ``nack``: one frame per queue)."""
+
+    def __init__(self, build: Callable[P, list[Call[int]]]) -> None:
+        async def awaited(client: Any, /, *args: P.args, **kwargs: P.kwargs) -> int:
+            total = 0
+            for call in build(*args, **kwargs):
+                total += await client._call(call)
+            return total
+
+        def blocked(client: Any, /, *args: P.args, **kwargs: P.kwargs) -> int:
+            return sum(client._call(call) for call in build(*args, **kwargs))
+
+        self._methods = (_like(blocked, build), _like(awaited, build))
         self.__doc__ = build.__doc__
 
 
 class opens(Flavoured[Callable[P, A], Callable[P, B]], Generic[P, S, A, B]):
-    """A method of every client flavour that builds shared state (with the
-    client and its arguments) and wraps it in the flavour's object: the async
-    clients' ``async_kind``, the blocking client's ``sync_kind`` (the two
-    drivers of a producer, say)."""
+    """A method that builds shared state ``S`` (from the client and its
+    arguments) and wraps it in the flavour's object: ``async_kind`` on the
+    async clients, ``sync_kind`` on the blocking one (a producer's two drivers, say)."""
 
     def __init__(
         self,
@@ -154,5 +155,27 @@ class opens(Flavoured[Callable[P, A], Callable[P, B]], Generic[P, S, A, B]):
         async_kind: Callable[[S], A],
         sync_kind: Callable[[S], B],
     ) -> None:
-        self._methods = (opening(build, sync_kind), opening(build, async_kind))
+        def making(kind: Callable[[S], Any]) -> Callable[..., Any]:
+            def method(client: Any, /, *args: P.args, **kwargs: P.kwargs) -> Any:
+                return kind(build(client, *args, **kwargs))
+
+            return _like(method, build, drop=1)
+
+        self._methods = (making(sync_kind), making(async_kind))
         self.__doc__ = build.__doc__
+
+
+def _like(method: F, build: Callable[..., Any], drop: int = 0) -> F:
+    """Give ``method`` the name (less ``_call``, ``_calls`` or ``_state``),
+    docstring and signature of ``build`` (its first ``drop`` parameters become ``self``)."""
+    named: Any = method
+    name = build.__name__.removesuffix("_calls").removesuffix("_call").removesuffix("_state")
+    named.__name__ = named.__qualname__ = name
+    named.__doc__ = build.__doc__
+    signature = inspect.signature(build)
+    self = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    named.__signature__ = signature.replace(
+        parameters=[self, *list(signature.parameters.values())[drop:]],
+        return_annotation=inspect.Signature.empty,
+    )
+    return method

@@ -13,16 +13,22 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 import trio
 
-from minibroker.client.advice import explaining_connect, explaining_hello, require_event_loop
+from minibroker.client.advice import (
+    DEFAULT_URL,
+    ConnectOptions,
+    Dial,
+    explaining_hello,
+    require_event_loop,
+)
 from minibroker.client.api import AsyncMethods
 from minibroker.client.connection import AsyncPendingCall, Connection
 from minibroker.client.protocol import CLOSED_BY_BROKER, Call, connection_lost, hello_call
 from minibroker.client.pushes import DEFAULT_MAX_PENDING, AsyncSubscription
-from minibroker.client.url import BrokerAddress, parse_url
+from minibroker.client.url import BrokerAddress
 from minibroker.direct_io import direct_socket
 from minibroker.errors import BrokerError, ConnectionClosed
 
@@ -226,7 +232,7 @@ async def open_client(
             try:
                 yield client
             finally:
-                for subscription in list(client._subscriptions.values()):
+                for subscription in list(client._conn.subscriptions.values()):
                     subscription._end(StopAsyncIteration())
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
@@ -244,27 +250,17 @@ async def open_client(
 
 @asynccontextmanager
 async def connect(
-    url: str = "minibroker://127.0.0.1:7878",
-    *,
-    token: str | None = None,
-    namespace: str | None = None,
-    client_name: str = "minibroker-trio",
-    ssl_context: ssl.SSLContext | None = None,
-    max_pending: int = DEFAULT_MAX_PENDING,
+    url: str = DEFAULT_URL, **options: Unpack[ConnectOptions]
 ) -> AsyncIterator[Client]:
-    """Connect to a broker over TCP (or TLS with ``minibrokers://``) and say hello.
-
-    ``max_pending`` bounds each subscription's unread buffer (as in the
-    asyncio and blocking clients).
-    """
+    """Connect to a broker over TCP (TLS with ``minibrokers://`` or an
+    ``ssl_context``) and say hello; ``options``: see ``ConnectOptions``."""
     require_event_loop("trio")
-    address = parse_url(url)
-    with explaining_connect(address):
+    dial = Dial.of(url, options, "minibroker-trio")
+    address = dial.address
+    with dial.connecting():
         stream: trio.abc.Stream = await trio.open_tcp_stream(address.host, address.port)
-    if address.tls or ssl_context is not None:
-        tls_stream = trio.SSLStream(
-            stream, ssl_context or ssl.create_default_context(), server_hostname=address.host
-        )
+    if dial.ssl_context is not None:
+        tls_stream = trio.SSLStream(stream, dial.ssl_context, server_hostname=address.host)
         try:
             # Handshake now, so a bad certificate raises ssl.SSLError here (as in
             # the asyncio and blocking clients), not a vague ConnectionClosed later.
@@ -277,10 +273,10 @@ async def connect(
         stream = tls_stream
     async with open_client(
         stream,
-        client_name=client_name,
-        token=token if token is not None else address.token,
-        namespace=namespace if namespace is not None else address.namespace,
+        client_name=dial.client_name,
+        token=dial.token,
+        namespace=dial.namespace,
         address=address,
-        max_pending=max_pending,
+        max_pending=dial.max_pending,
     ) as client:
         yield client

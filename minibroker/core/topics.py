@@ -87,6 +87,7 @@ from typing import TYPE_CHECKING, Final, Literal, NamedTuple, Protocol
 
 from minibroker.core import binding_journal
 from minibroker.core.binding_journal import BindingJournal
+from minibroker.core.journaled import Journaled
 from minibroker.core.names import check_name, split_pattern, split_topic
 from minibroker.core.peer import Peer
 from minibroker.core.sizes import headers_size, utf8_length
@@ -415,7 +416,7 @@ _NO_ROUTE: Final = Route((), (), ())
 _TrieValue = TopicSubscription | QueueTarget
 
 
-class Topics:
+class Topics(Journaled[BindingJournal]):
     """The topic model of one namespace."""
 
     def __init__(self, namespace: Namespace) -> None:
@@ -785,14 +786,8 @@ class Topics:
         for subscription in list(self._by_peer.get(peer, ())):
             self.unsubscribe(subscription)
 
-    def sync(self) -> None:
-        """fsync the bindings of durable queues (the only topic state on disk)."""
-        if self._journal is not None:
-            self._journal.sync()
-
-    def close(self) -> None:
-        if self._journal is not None:
-            self._journal.close()
+    # ``sync`` and ``close`` (Journaled): the bindings of durable queues are
+    # the only topic state on disk.
 
     def destroy(self) -> None:
         """The namespace is dropped: forget every subscription and binding."""
@@ -801,8 +796,7 @@ class Topics:
                 self.unsubscribe(subscription)
         for queue in list(self._bindings):
             self.drop_queue_bindings(queue)
-        if self._journal is not None:
-            self._journal.destroy()
+        super().destroy()
 
 
 def _check_sizes(

@@ -34,6 +34,7 @@ from minibroker.access.auth import Principal
 from minibroker.access.permissions import Grants
 from minibroker.core.broker import Broker
 from minibroker.core.peer import PushSource
+from minibroker.core.wire_session import WireSession
 from minibroker.errors import BadFrame, BrokerError, ShuttingDown, StorageError, Unauthorized
 from minibroker.kafka import wire
 from minibroker.kafka.handlers import HANDLERS, NO_RESPONSE, unsupported_version
@@ -74,20 +75,16 @@ class Slot:
     patch: Callable[[Any], Any] | None = None
 
 
-class KafkaSession:
+class KafkaSession(WireSession):
     """Protocol state of one Kafka connection; also its core ``Peer``."""
 
     def __init__(self, service: KafkaService, broker: Broker, conn_id: int, peer_name: str):
+        super().__init__()
         self.service = service
         self.broker = broker
         self.peer_name = peer_name
         self._conn_id = conn_id
         self.now = 0.0
-        self.wakeup: Callable[[], None] = _nothing
-        self.closing: BrokerError | None = None
-        self.input_paused = False
-        self.input_blocked = False  # never set here (only AMQP blocks publishers)
-        self.client_name = ""
         self.closed = False
         self.namespace: KafkaNamespace | None = None
         #: Who this connection is: set at once when the server has no tokens,
@@ -375,6 +372,3 @@ class KafkaSession:
 def _api(api_key: int) -> str:
     return wire.API_NAMES.get(api_key, f"API {api_key}")
 
-
-def _nothing() -> None:
-    return None

@@ -34,6 +34,7 @@ from minibroker.access.permissions import Grants
 from minibroker.core.broker import Broker
 from minibroker.core.namespace import Namespace
 from minibroker.core.peer import PushSource
+from minibroker.core.wire_session import WireSession
 from minibroker.errors import (
     BrokerError,
     DuplicateId,
@@ -84,7 +85,7 @@ class SessionSettings:
     stats: ProtocolStats = field(default_factory=ProtocolStats)
 
 
-class Session:
+class Session(WireSession):
     """Protocol state of one connection; also that connection's core ``Peer``."""
 
     def __init__(
@@ -96,6 +97,7 @@ class Session:
         auth: Authenticator | None = None,
         peer_name: str = "",
     ) -> None:
+        super().__init__()
         self.broker = broker
         self.settings = settings or SessionSettings()
         self.stats = self.settings.stats
@@ -136,13 +138,6 @@ class Session:
         self.principal: Principal | None = None
         #: The principal's permissions, checked on every request (None: everything allowed).
         self._grants: Grants | None = None
-        self.client_name = ""
-        #: Set when dispatching stopped at the high-water mark with frames still
-        #: buffered; the shell calls ``resume_input`` once the buffer is sent.
-        self.input_paused = False
-        self.input_blocked = False  # never set here (only AMQP blocks publishers)
-        #: Set when the connection must close once the outbound buffer is sent.
-        self.closing: BrokerError | None = None
         self.closed = False
         #: Set once the client sent EOF: answers still go out, pushes no more.
         self.input_ended = False
@@ -151,8 +146,6 @@ class Session:
         #: The time given with the latest input: only for the one core call made
         #: while sending (ending a subscription whose next item fits no frame).
         self._input_time = 0.0
-        #: Called whenever there is something new to send; the shell wakes its writer.
-        self.wakeup: Callable[[], None] = _nothing
 
     # ------------------------------------------------------------ Peer port
 
@@ -598,6 +591,3 @@ class Session:
             self.reject(token, error)
         self.kick(error)
 
-
-def _nothing() -> None:
-    return None

@@ -29,12 +29,12 @@ connection arms about one timer per 30 s, not one per request.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from functools import partial
 from typing import Final, Protocol
 
 from minibroker.core.broker import Broker
 from minibroker.core.timers import Timer
+from minibroker.core.wire_session import WireSession
 from minibroker.errors import BrokerError, ConnectionClosed
 from minibroker.sqs.errors import SqsError, internal_error
 from minibroker.sqs.handler import Answer, Parked, SqsHandler
@@ -129,16 +129,12 @@ class _Pending:
         self.token = token
 
 
-class SqsSession:
+class SqsSession(WireSession):
     """One connection's HTTP/1.1 state (a ``WireSession`` for the server's shell)."""
 
     def __init__(self, endpoint: SqsEndpoint, peer_name: str, now: float) -> None:
+        super().__init__()
         self.now = now
-        self.wakeup: Callable[[], None] = _nothing
-        self.closing: BrokerError | None = None
-        self.input_paused = False
-        self.input_blocked = False  # never set here (only AMQP blocks publishers)
-        self.client_name = ""
         self.peer_name = peer_name
         self._endpoint = endpoint
         self._broker = endpoint.broker
@@ -497,6 +493,3 @@ class SqsSession:
 def _bytes_of(answer: HttpAnswer, *, close: bool) -> bytes:
     return response(answer.status, answer.headers, answer.body, close=close)
 
-
-def _nothing() -> None:
-    return None

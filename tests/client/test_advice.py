@@ -132,3 +132,25 @@ async def test_a_blocking_call_on_the_trio_thread_fails_at_once(minibroker_url: 
         assert await trio.to_thread.run_sync(mb.ping, b"from a thread") == b"from a thread"
     finally:
         mb.close()
+
+
+def test_every_connect_refuses_an_unknown_option_before_connecting() -> None:
+    # The options are one ConnectOptions for all three connects: a misspelt
+    # one must still fail at once, as a keyword-only parameter did.
+    url = "minibroker://127.0.0.1:1"  # nothing listens: reaching it would raise OSError
+    unknown = "unexpected keyword arguments: tokn"
+    with pytest.raises(TypeError, match=unknown):
+        minibroker.connect_sync(url, tokn="secret")  # type: ignore[call-arg]
+
+    async def on_trio() -> None:
+        async with minibroker.connect(url, tokn="secret"):  # type: ignore[call-arg]
+            pass
+
+    with pytest.raises(TypeError, match=unknown):
+        trio.run(on_trio)
+
+    async def on_asyncio() -> None:
+        minibroker.aio.connect(url, tokn="secret")  # type: ignore[call-arg]
+
+    with pytest.raises(TypeError, match=unknown):
+        asyncio.run(on_asyncio())

@@ -128,7 +128,7 @@ def test_a_cancelled_call_leaves_the_connection_usable(fake_broker: FakeBroker) 
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            assert not mb._pending
+            assert not mb._conn.pending
             # The late answer to the cancelled call is ignored.
             request_id = fake_broker.received("hold")[0]["id"]
             fake_broker.send({"op": "ok", "id": request_id, "result": "late"})
@@ -155,7 +155,7 @@ def test_a_subscribe_cancelled_before_its_reply_is_undone(fake_broker: FakeBroke
             fake_broker.send({"op": "ok", "id": request_id, "result": {"sub": 9}})
             unsubscribes = await loop.run_in_executor(None, fake_broker.wait_for, "unsubscribe")
             assert unsubscribes[0]["sub"] == 9
-            assert not mb._subscriptions
+            assert not mb._conn.subscriptions
 
     run(body)
 
@@ -226,7 +226,7 @@ def test_undecodable_bytes_from_the_server_fail_the_connection(fake_broker: Fake
             with pytest.raises(ConnectionClosed) as info:
                 await task
             assert "msgpack" in str(info.value)
-            assert isinstance(mb._closed, BadFrame)
+            assert isinstance(mb._conn.closed, BadFrame)
             with pytest.raises(ConnectionClosed):
                 await mb.ping()
 

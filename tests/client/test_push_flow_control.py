@@ -174,3 +174,15 @@ async def test_the_trio_clients_take_max_pending(over: str, minibroker_url: str)
             first = await sub.__anext__()
         assert (first.body, sub.dropped) == (b"5", 5)
         assert [m.body for m in await sub.get_batch()] == [b"%d" % i for i in range(6, 15)]
+
+
+async def test_an_async_subscription_not_entered_refuses_to_wait() -> None:
+    # Without ``async with`` nothing subscribed: ``async for`` would wait for ever.
+    async with minibroker.open_broker() as broker, broker.connect() as mb:
+        sub = mb.subscribe("never.entered")
+        with pytest.raises(RuntimeError, match="enter the subscription first"):
+            await sub.__anext__()
+        async with sub:
+            await mb.publish("never.entered", b"now")
+            with trio.fail_after(SAFETY):
+                assert (await sub.__anext__()).body == b"now"

@@ -53,7 +53,7 @@ def test_many_threads_share_one_client(minibroker_url: str) -> None:
         workers = [start(worker, n) for n in range(16)]
         for n, (thread, outcome) in enumerate(workers):
             assert finish(thread, outcome) == [b"%d-%d" % (n, i) for i in range(200)]
-        assert not mb._pending
+        assert not mb._conn.pending
 
 
 def test_call_many_pipelines_from_one_thread(minibroker_url: str) -> None:
@@ -63,7 +63,7 @@ def test_call_many_pipelines_from_one_thread(minibroker_url: str) -> None:
         calls = [Call("ping", {"data": b"a"}), Call("nope", {}), Call("ping", {"data": b"b"})]
         with pytest.raises(UnknownOp):
             mb._call_many(calls)
-        assert not mb._pending
+        assert not mb._conn.pending
         assert mb.ping(b"after") == b"after"
 
 
@@ -92,7 +92,7 @@ def test_a_call_times_out_and_the_connection_stays_usable(fake_broker: FakeBroke
             mb._call(Call("hold", {}), timeout=0.05)
         assert isinstance(info.value, TimeoutError)
         assert isinstance(info.value, Timeout)
-        assert not mb._pending
+        assert not mb._conn.pending
         # The late answer is discarded; the next call gets its own answer.
         request_id = fake_broker.received("hold")[0]["id"]
         fake_broker.send({"op": "ok", "id": request_id, "result": "late"})
@@ -214,13 +214,13 @@ def test_a_subscribe_that_timed_out_is_undone_when_its_reply_comes(
     fake_broker: FakeBroker,
 ) -> None:
     with minibroker.connect_sync(fake_broker.url) as mb:
-        context = mb._subscription(Call("hold-sub", {}), items_parser)
+        subscription = mb._subscription(Call("hold-sub", {}), items_parser)
         with pytest.raises(CallTimeout):
-            context._subscription._start(timeout=0.05)
+            subscription._start(timeout=0.05)
         request_id = fake_broker.received("hold-sub")[0]["id"]
         fake_broker.send({"op": "ok", "id": request_id, "result": {"sub": 9}})
         assert fake_broker.wait_for("unsubscribe")[0]["sub"] == 9
-        assert not mb._subscriptions
+        assert not mb._conn.subscriptions
 
 
 def test_undecodable_bytes_from_the_server_fail_the_connection(fake_broker: FakeBroker) -> None:
@@ -230,7 +230,7 @@ def test_undecodable_bytes_from_the_server_fail_the_connection(fake_broker: Fake
         fake_broker.send_raw(b"\x00\x00\x00\x02\xc1\xc1")
         error = finish(thread, outcome)
         assert isinstance(error, ConnectionClosed) and "msgpack" in str(error)
-        assert isinstance(mb._closed, BadFrame)
+        assert isinstance(mb._conn.closed, BadFrame)
 
 
 # --- a caller reading its own answer (no reader-thread hop) ---------------------
@@ -343,10 +343,10 @@ def test_answers_to_posted_calls_are_read_while_nothing_else_waits(
         request_id = _hold_id(fake_broker)
         # Unread answers would pile up in the socket: the reader thread reads them.
         assert mb._reading is mb._reader
-        assert list(mb._pending) == [request_id]
+        assert list(mb._conn.pending) == [request_id]
         fake_broker.send({"op": "ok", "id": request_id, "result": None})
         assert mb.ping(b"after") == b"after"  # answered after the posted call's answer
-        assert not mb._pending
+        assert not mb._conn.pending
 
 
 def test_the_shared_server_fixture_serves_blocking_code(
@@ -403,3 +403,14 @@ def test_a_send_interrupted_by_ctrl_c_ends_the_connection_instead_of_hanging(
             mb.ping(b"after")
     finally:
         mb.close()
+
+
+def test_a_subscription_not_entered_refuses_to_wait(minibroker_url: str) -> None:
+    # Without its ``with`` block nothing subscribed: waiting would never end.
+    with minibroker.connect_sync(minibroker_url) as mb:
+        sub = mb.subscribe("never.entered")
+        with pytest.raises(RuntimeError, match="enter the subscription first"):
+            sub.get(timeout=5)
+        with sub:  # entering subscribes, once, and the same object iterates
+            mb.publish("never.entered", b"now")
+            assert sub.get(timeout=5).body == b"now"

@@ -226,3 +226,15 @@ async def test_async_client_callback_mode(client: ClientFacade) -> None:
             await done.wait()
         assert sub.get_nowait() is None
     assert [m.body for m in received] == [b"1", b"2", b"3"]
+
+
+async def test_publish_many_takes_what_put_many_takes(client: ClientFacade) -> None:
+    # One encoder for every method that sends messages: maps and 1-tuples too.
+    async with client.subscription("subscribe", "same.items") as sub:
+        items: list[Any] = [{"body": b"map", "headers": {"h": "1"}}, (b"alone",)]
+        assert await client.call("publish_many", "same.items", items) == PublishResult(2, 0)
+        with trio.fail_after(SAFETY):
+            got = await sub.take(2)
+    assert [(m.body, m.headers) for m in got] == [(b"map", {"h": "1"}), (b"alone", None)]
+    with pytest.raises(TypeError, match="publish_many takes an iterable of messages"):
+        await client.call("publish_many", "same.items", bytearray(b"one body"))

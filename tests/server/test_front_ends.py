@@ -10,8 +10,6 @@ connection goes, while the msgpack port keeps working beside it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import trio
 
 import minibroker
@@ -19,17 +17,14 @@ from minibroker.config import ServerConfig
 from minibroker.core.broker import Broker
 from minibroker.errors import BrokerError
 from minibroker.server.app import BrokerServer
-from minibroker.server.wire_session import FrontEnd
+from minibroker.server.wire_session import FrontEnd, WireSession
 
 
-class UpperEcho:
+class UpperEcho(WireSession):
     """Answers every line with the line upper-cased; ``bye`` closes."""
 
     def __init__(self, lost: trio.Event, conn_id: int) -> None:
-        self.wakeup: Callable[[], None] = lambda: None
-        self.closing: BrokerError | None = None
-        self.input_paused = False
-        self.input_blocked = False
+        super().__init__()
         self.client_name = "echo"
         self._buffer = b""
         self._out: list[bytes] = []
