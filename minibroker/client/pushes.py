@@ -330,8 +330,12 @@ class AsyncSubscription(SubscriptionCore[T], Awaiting):
         """Wait for at least one item, then return up to ``max_items`` at once."""
         batch = [await self.__anext__()]
         items = self._items
-        while items and len(batch) < max_items:
-            batch.append(items.popleft())
+        if len(items) < max_items:  # everything buffered, copied at C speed
+            batch += items
+            items.clear()
+        else:
+            popleft = items.popleft
+            batch += [popleft() for _ in range(max_items - 1)]
         self._taken()
         return batch
 

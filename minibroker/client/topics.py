@@ -79,29 +79,31 @@ class PublishResult:
 
 
 def parse_messages(frame: frames.Msg, client: Any) -> list[TopicMessage]:
-    """Items of one ``msg`` push frame (the subscription's push parser)."""
-    return frame.messages
+    """Items of one ``msg`` push frame (the subscription's push parser): the
+    client's decoder has turned bare bodies into ``TopicMessage`` already."""
+    return frame.messages  # type: ignore[return-value]
 
 
-def _encode_message(item: MessageItem) -> dict[str, Any]:
+def _encode_message(item: MessageItem) -> dict[str, Any] | bytes:
+    """A message as ``publish`` carries it: a body without headers goes bare."""
     if type(item) is bytes:  # the common case first: no further call
-        return {"body": item}
+        return item
     message: Any = item
     if isinstance(message, bytearray | memoryview | str):
-        return {"body": as_body(message)}
+        return as_body(message)
     if isinstance(message, tuple):
         body, headers = message
     else:
         body, headers = message.body, getattr(message, "headers", None)
     body = as_body(body)
-    return {"body": body, "headers": dict(headers)} if headers else {"body": body}
+    return {"body": body, "headers": dict(headers)} if headers else body
 
 
 def _parse_publish(result: dict[str, int]) -> PublishResult:
     return PublishResult(result["subscriptions"], result["queues"])
 
 
-def _publish(topic: str, messages: list[dict[str, Any]]) -> Call[PublishResult]:
+def _publish(topic: str, messages: list[dict[str, Any] | bytes]) -> Call[PublishResult]:
     return Call("publish", {"topic": topic, "messages": messages}, _parse_publish)
 
 
@@ -162,7 +164,14 @@ def subscribe_state(
     client's reader instead (keep it quick: the reader reads nothing else
     meanwhile); the subscription then stays empty.
     """
-    fields: dict[str, Any] = {"pattern": pattern, "buffer": buffer, "on_overflow": on_overflow}
+    # compact: messages without headers arrive as bare bodies, decoded without
+    # a map each (docs/protocol.md, ``msg``); an older broker ignores it.
+    fields: dict[str, Any] = {
+        "pattern": pattern,
+        "buffer": buffer,
+        "on_overflow": on_overflow,
+        "compact": True,
+    }
     if group is not None:
         fields["group"] = group
     if buffer_bytes is not None:
