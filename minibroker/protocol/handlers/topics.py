@@ -168,34 +168,45 @@ def encode_messages(source: TopicSubscription, budget: int) -> tuple[bytes, bool
 def _encode_compact(source: TopicSubscription, budget: int) -> tuple[bytes, bool]:
     """:func:`encode_messages` for a compact subscription: the frame's topic is
     its first message's, and every message on that topic without headers goes
-    as its bare body."""
+    as its bare body.
+
+    The loop is the broker's per-message, per-subscriber work in fan-out, so
+    it pops first and puts back the one message that does not fit, instead
+    of peeking at every message.
+    """
     items = source.items
+    if not items:
+        return _notice(source), False
     parts: list[bytes] = []
     add = parts.append
-    size = 0
+    left = budget
     held = 0
     popleft = items.popleft
-    topic = items[0].topic if items else ""
+    topic = items[0].topic
     while items:
-        message = items[0]
+        message = popleft()
         if message.headers or message.topic != topic:
             wire = message.wire or pack_message(message)
         else:
             wire = message.bare or _pack_bare(message)
-        if size + len(wire) > budget and size:
+        length = len(wire)
+        if length > left and parts:
+            items.appendleft(message)
             break
-        popleft()
         add(wire)
-        size += len(wire)
+        left -= length
         held += message.size
     source.taken(held)
-    notice = b""
-    if source.pending_dropped:
-        notice = codec.notice(frames.Notice(source.sub_id, source.take_dropped()))
-    if not parts:
-        return notice, False
     source.stats.delivered += len(parts)
-    return notice + codec.compact_msg(source.sub_id, topic, parts, size), bool(items)
+    frame = codec.compact_msg(source.sub_id, topic, parts, budget - left)
+    return _notice(source) + frame, bool(items)
+
+
+def _notice(source: TopicSubscription) -> bytes:
+    """A ``notice`` frame if messages were dropped since the last push, else nothing."""
+    if source.pending_dropped:
+        return codec.notice(frames.Notice(source.sub_id, source.take_dropped()))
+    return b""
 
 
 def _pack_bare(message: TopicMessage) -> bytes:
