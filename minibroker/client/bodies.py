@@ -55,9 +55,21 @@ def _encode_message(item: MessageItem) -> dict[str, Any]:
     return message_map(body, getattr(item, "headers", None))
 
 
-def encode_messages(messages: Iterable[MessageItem], method: str) -> list[dict[str, Any]]:
-    """The wire form of a batch of messages (see ``MessageItem``) for ``method``."""
+def encode_messages(
+    messages: Iterable[MessageItem], method: str, *, bare: bool = False
+) -> list[Any]:
+    """The wire form of a batch of messages (see ``MessageItem``) for ``method``.
+
+    With ``bare`` (``publish`` takes it), a message without headers goes as
+    its bare body: no map to build here, none to decode in the broker.
+    """
     if isinstance(messages, bytes | str | bytearray):
         raise TypeError(f"{method} takes an iterable of messages, not one body")
+    if bare:
+        items: list[Any] = list(messages)
+        if set(map(type, items)) <= {bytes}:  # plain bodies, the common batch: sent as they are
+            return items
+        encoded = [_encode_message(m) for m in items]
+        return [m if "headers" in m else m["body"] for m in encoded]
     # Plain bytes, the common case, skip the call to _encode_message.
     return [{"body": m} if type(m) is bytes else _encode_message(m) for m in messages]

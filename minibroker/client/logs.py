@@ -379,12 +379,8 @@ class _TailState:
     def _batch(self, first: Record, max_items: int) -> list[Record]:
         """``first`` and up to ``max_items - 1`` buffered records, handed out at once."""
         batch = [first]
-        take = self._subscription.get_nowait
-        while len(batch) < max_items:
-            record = take()
-            if record is None:
-                break
-            batch.append(record)
+        if max_items > 1:  # the rest in one call, not one get_nowait per record
+            batch += self._subscription._take_buffered(max_items - 1)
         self._handed_out = batch[-1].offset + 1
         return batch
 

@@ -328,9 +328,23 @@ class AsyncSubscription(SubscriptionCore[T], Awaiting):
     async def get_batch(self, max_items: int = 1000) -> list[T]:
         """Wait for at least one item, then return up to ``max_items`` at once."""
         batch = [await self.__anext__()]
+        batch += self._take_buffered(max_items - 1)
+        return batch
+
+    def _take_buffered(self, max_items: int) -> list[T]:
+        """Up to ``max_items`` buffered items at once, without waiting (maybe none).
+
+        What a batch reader takes after its first item: one call for the
+        batch instead of one ``get_nowait`` per item (a log replay takes
+        thousands per batch).
+        """
         items = self._items
-        while items and len(batch) < max_items:
-            batch.append(items.popleft())
+        if len(items) <= max_items:  # everything buffered, copied at C speed
+            batch = list(items)
+            items.clear()
+        else:
+            popleft = items.popleft
+            batch = [popleft() for _ in range(max_items)]
         self._taken()
         return batch
 
@@ -423,6 +437,21 @@ class BlockingSubscription(SubscriptionCore[T], BlockingIteration[T], Blocking):
         if resume:
             self._resume()
         return item
+
+    def _take_buffered(self, max_items: int) -> list[T]:
+        """Up to ``max_items`` buffered items at once, without waiting (maybe none)."""
+        with self._cond:
+            items = self._items
+            if len(items) <= max_items:
+                batch = list(items)
+                items.clear()
+            else:
+                popleft = items.popleft
+                batch = [popleft() for _ in range(max_items)]
+            resume = self._paused and self._consumed()
+        if resume:
+            self._resume()
+        return batch
 
     def _wait_for_items(self, timeout: float | None) -> None:
         """Holding the condition: return once an item is buffered, else raise."""

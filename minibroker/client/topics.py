@@ -6,11 +6,11 @@ client (``max_pending``), is in docs/topics.md, "Clients" and "Slow subscribers"
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from minibroker.client.bodies import MessageItem, encode_messages, message_map
+from minibroker.client.bodies import MessageItem, as_body, encode_messages, message_map
 from minibroker.client.protocol import Call
 from minibroker.client.pushes import Opening
 from minibroker.protocol import frames
@@ -49,15 +49,16 @@ class PublishResult:
 
 
 def parse_messages(frame: frames.Msg, client: Any) -> list[TopicMessage]:
-    """Items of one ``msg`` push frame (the subscription's push parser)."""
-    return frame.messages
+    """Items of one ``msg`` push frame (the subscription's push parser): the
+    client's decoder has turned bare bodies into ``TopicMessage`` already."""
+    return frame.messages  # type: ignore[return-value]
 
 
 def _parse_publish(result: dict[str, int]) -> PublishResult:
     return PublishResult(result["subscriptions"], result["queues"])
 
 
-def _publish(topic: str, messages: list[dict[str, Any]]) -> Call[PublishResult]:
+def _publish(topic: str, messages: Sequence[dict[str, Any] | bytes]) -> Call[PublishResult]:
     return Call("publish", {"topic": topic, "messages": messages}, _parse_publish)
 
 
@@ -68,7 +69,7 @@ def publish_call(
 
     Raises InvalidName for a topic with wildcards, empty words or over-long names.
     """
-    return _publish(topic, [message_map(body, headers)])
+    return _publish(topic, [message_map(body, headers) if headers else as_body(body)])
 
 
 def publish_many_call(topic: str, messages: Iterable[MessageItem]) -> Call[PublishResult]:
@@ -78,7 +79,7 @@ def publish_many_call(topic: str, messages: Iterable[MessageItem]) -> Call[Publi
     "headers"}`` map or an object with ``body``/``headers`` (as ``put_many``).
     All or nothing: an invalid batch publishes none.
     """
-    return _publish(topic, encode_messages(messages, "publish_many"))
+    return _publish(topic, encode_messages(messages, "publish_many", bare=True))
 
 
 def bind_call(queue: str, pattern: str) -> Call[bool]:
@@ -117,7 +118,14 @@ def subscribe_state(
     client's reader instead (keep it quick: the reader reads nothing else
     meanwhile); the subscription then stays empty.
     """
-    fields: dict[str, Any] = {"pattern": pattern, "buffer": buffer, "on_overflow": on_overflow}
+    # compact: messages without headers arrive as bare bodies, decoded without
+    # a map each (docs/protocol.md, ``msg``); an older broker ignores it.
+    fields: dict[str, Any] = {
+        "pattern": pattern,
+        "buffer": buffer,
+        "on_overflow": on_overflow,
+        "compact": True,
+    }
     if group is not None:
         fields["group"] = group
     if buffer_bytes is not None:

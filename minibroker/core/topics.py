@@ -104,6 +104,7 @@ __all__ = [
     "MessageLike",
     "OverflowPolicy",
     "PublishResult",
+    "PublishedMessage",
     "QueueTarget",
     "Route",
     "TopicMessage",
@@ -141,8 +142,17 @@ TOPIC_HEADER: Final = "x-topic"
 MESSAGE_OVERHEAD: Final = 40
 
 
-def message_size(topic: str, message: MessageLike) -> int:
+#: What :meth:`Topics.publish` takes per message: one with ``body`` and
+#: ``headers``, or a bare body (a message without headers, as the native
+#: protocol's ``publish`` may carry it, which spares a front end an object per message).
+PublishedMessage = MessageLike | bytes
+
+
+def message_size(topic: str, message: PublishedMessage) -> int:
     """Bytes ``message`` takes in a ``msg`` push, at most."""
+    if type(message) is bytes:
+        return MESSAGE_OVERHEAD + utf8_length(topic) + len(message)
+    assert not isinstance(message, bytes)
     return MESSAGE_OVERHEAD + utf8_length(topic) + len(message.body) + headers_size(message.headers)
 
 
@@ -156,14 +166,15 @@ class _QueueCopy(NamedTuple):
 class TopicMessage:
     """One published message, shared by every subscription it is routed to.
 
-    Immutable in meaning; ``wire`` is a cache slot for a front end: the
-    msgpack encoder stores the message's packed bytes there the first time a
-    subscription sends it, and every other subscription reuses them, so a
-    message is encoded once however many subscribers it has. The core never
-    reads it.
+    Immutable in meaning; ``wire`` and ``bare`` are cache slots for a front
+    end: the msgpack encoder stores the message's packed bytes there (the
+    full map, and the body alone for subscribers that take bare bodies) the
+    first time a subscription sends it, and every other subscription reuses
+    them, so a message is encoded once however many subscribers it has. The
+    core never reads them.
     """
 
-    __slots__ = ("body", "headers", "size", "topic", "wire")
+    __slots__ = ("bare", "body", "headers", "size", "topic", "wire")
 
     def __init__(
         self,
@@ -181,6 +192,7 @@ class TopicMessage:
         #: what it counts for in a subscription's buffer.
         self.size = base + len(body) + (headers_size(headers) if headers else 0)
         self.wire: bytes | None = None
+        self.bare: bytes | None = None
 
     def __repr__(self) -> str:
         return f"TopicMessage({self.topic!r}, {self.body!r}, {self.headers!r})"
@@ -270,6 +282,7 @@ class TopicSubscription:
     """
 
     __slots__ = (
+        "bare_bodies",
         "buffer",
         "buffer_bytes",
         "closed",
@@ -319,6 +332,10 @@ class TopicSubscription:
         #: Every message this subscription lost to overflow.
         self.dropped = 0
         self.closed = False
+        #: Set by a front end whose client asked for messages without headers
+        #: as bare bodies (the native protocol's ``compact`` subscriptions);
+        #: the core never reads it.
+        self.bare_bodies = False
 
     def push(self, messages: Sequence[TopicMessage], size: int) -> None:
         """Buffer ``messages`` (``size`` bytes in all, in order) and tell the
@@ -464,12 +481,14 @@ class Topics(Journaled[BindingJournal]):
     def publish(
         self,
         topic: str,
-        messages: Sequence[MessageLike],
+        messages: Sequence[PublishedMessage],
         now: float,
         ttl: float | None = None,
         priority: int | None = None,
     ) -> PublishResult:
         """Route a batch of messages published to ``topic``; returns the totals.
+
+        Each message has ``body`` and ``headers``, or is a bare body (no headers).
 
         ``ttl`` (seconds) bounds how long the copies wait in bound queues,
         ``priority`` ranks them in queues with priorities (see ``Queue.put``).
@@ -494,8 +513,7 @@ class Topics(Journaled[BindingJournal]):
             stats.unrouted += count
             return PublishResult(0, 0)
         base = MESSAGE_OVERHEAD + utf8_length(topic)
-        batch = [TopicMessage(topic, m.body, m.headers, base) for m in messages]
-        size = sum([m.size for m in batch])
+        batch, size = _messages(topic, messages, base)
         if size - count * base > max_bytes or (max_item is not None and size > max_item):
             # Only then can one message be over a limit: the common batch
             # skips a second pass over its messages.
@@ -799,16 +817,48 @@ class Topics(Journaled[BindingJournal]):
         super().destroy()
 
 
+_new_message = object.__new__
+
+
+def _messages(
+    topic: str, messages: Sequence[PublishedMessage], base: int
+) -> tuple[list[TopicMessage], int]:
+    """The shared :class:`TopicMessage` of each published message, and their total size.
+
+    Fan-out's hot path: a bare body (the common message, without headers)
+    becomes its message by plain slot stores, without a call to ``__init__``.
+    """
+    batch: list[TopicMessage] = []
+    add = batch.append
+    size = 0
+    for item in messages:
+        if type(item) is bytes:
+            message = _new_message(TopicMessage)
+            message.topic = topic
+            message.body = item
+            message.headers = None
+            message.size = length = base + len(item)
+            message.wire = None
+            message.bare = None
+        else:
+            assert not isinstance(item, bytes)
+            message = TopicMessage(topic, item.body, item.headers, base)
+            length = message.size
+        size += length
+        add(message)
+    return batch, size
+
+
 def _check_sizes(
-    topic: str, messages: Sequence[MessageLike], max_bytes: int, max_item: int | None
+    topic: str, messages: Sequence[PublishedMessage], max_bytes: int, max_item: int | None
 ) -> None:
     """Raise TooLarge for the first message whose body is over ``max_bytes``
     or that would not fit a ``msg`` push (``max_item``)."""
     for index, message in enumerate(messages):
-        if len(message.body) > max_bytes:
+        body = message if type(message) is bytes else message.body  # type: ignore[union-attr]
+        if len(body) > max_bytes:
             raise TooLarge(
-                f"message {index} has a body of {len(message.body)} bytes; "
-                f"the limit is {max_bytes}",
+                f"message {index} has a body of {len(body)} bytes; the limit is {max_bytes}",
                 limit=max_bytes,
                 index=index,
             )

@@ -20,7 +20,9 @@ arbitrary frames:
 * :func:`topic_message` and :func:`msg`: the fan-out path. A topic message
   is packed once, whatever the number of subscriptions it goes to, and each
   subscription's ``msg`` frame joins those bytes behind a hand-written
-  msgpack header (map of 3, ``op``, ``sub``, ``messages``, array length).
+  msgpack header (map of 3, ``op``, ``sub``, ``messages``, array length);
+  :func:`bare_message` and :func:`compact_msg` do the same for compact
+  subscriptions, whose messages without headers travel as bare bodies.
 
 Error, ``end`` and ``bye`` frames always fit the frame limit. An error
 message often echoes what the client sent: an unknown op name, a name that
@@ -507,7 +509,13 @@ _MESSAGE_3: Final = b"\x83\xa5topic"  # {"topic": ..., "body": ..., "headers": .
 _BODY_KEY: Final = b"\xa4body"
 _HEADERS_KEY: Final = b"\xa7headers"
 _MSG_FRAME_START: Final = b"\x83\xa2op\xa3msg\xa3sub"  # {"op": "msg", "sub": ...
+_COMPACT_MSG_FRAME_START: Final = b"\x84\xa2op\xa3msg\xa3sub"  # ... and "topic" at the end
 _MESSAGES_KEY: Final = b"\xa8messages"
+_TOPIC_KEY: Final = b"\xa5topic"
+
+#: The msgpack ``bin`` of one body: a message of a compact ``msg`` frame
+#: published to the frame's topic without headers (what :func:`compact_msg` joins).
+bare_message = _pack
 
 
 def topic_message(message: frames.TopicMessage) -> bytes:
@@ -535,6 +543,17 @@ def msg(sub_id: int, packed: list[bytes], size: int) -> bytes:
     """
     head = _MSG_FRAME_START + _pack(sub_id) + _MESSAGES_KEY + _array_header(len(packed))
     return b"".join((HEADER.pack(len(head) + size), head, *packed))
+
+
+def compact_msg(sub_id: int, topic: str, packed: list[bytes], size: int) -> bytes:
+    """The ``msg`` frame of a compact subscription: ``packed`` (``size`` bytes)
+    holds :func:`bare_message` bodies of messages on ``topic`` and
+    :func:`topic_message` maps of any others, in order; the frame
+    ``encode(frames.Msg(sub_id, messages, topic))`` would build.
+    """
+    head = _COMPACT_MSG_FRAME_START + _pack(sub_id) + _MESSAGES_KEY + _array_header(len(packed))
+    tail = _TOPIC_KEY + _pack(topic)
+    return b"".join((HEADER.pack(len(head) + size + len(tail)), head, *packed, tail))
 
 
 def _array_header(length: int) -> bytes:

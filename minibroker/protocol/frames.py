@@ -168,9 +168,12 @@ class Nack(Request):
 
 
 class Publish(Request):
+    """Publish messages: each a ``MessageIn`` map, or a bare body (no headers),
+    which is smaller on the wire and cheaper on both sides."""
+
     op: ClassVar[str] = "publish"
     topic: str
-    messages: list[MessageIn]
+    messages: list[MessageIn | bytes]
 
 
 class Subscribe(Request):
@@ -181,6 +184,9 @@ class Subscribe(Request):
     on_overflow: Literal["drop_oldest", "disconnect"] = "drop_oldest"
     #: None: the broker's default (16 MiB, or the per-connection limit if lower).
     buffer_bytes: int | None = None
+    #: True: ``msg`` pushes may carry messages without headers as bare bodies
+    #: (``Msg.topic``); an older broker ignores the field and sends maps.
+    compact: bool = False
 
 
 class Unsubscribe(Request):
@@ -357,11 +363,16 @@ class TopicMessage(Frame):
 
 
 class Msg(Frame):
-    """Topic messages for one subscription, in publish order."""
+    """Topic messages for one subscription, in publish order.
+
+    For a ``compact`` subscription, a message published to ``topic`` without
+    headers travels as its bare body; the others are maps as always.
+    """
 
     op: ClassVar[str] = "msg"
     sub: int
-    messages: list[TopicMessage]
+    messages: list[TopicMessage | bytes]
+    topic: str | None = None
 
 
 class Records(Frame):

@@ -77,7 +77,7 @@ OPS: dict[str, Op] = {
         Op(frames.Ack, queues.ack),
         Op(frames.Nack, queues.nack),
         # topics
-        Op(frames.Publish, topics.publish),
+        Op(frames.Publish, topics.publish, decode=topics.decode_publish),
         Op(frames.Subscribe, topics.subscribe),
         Op(frames.Bind, topics.bind),
         Op(frames.Unbind, topics.unbind),

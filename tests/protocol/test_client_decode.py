@@ -1,7 +1,8 @@
 """The client decodes what the server sends through the same frame classes.
 
 ``decode_msg`` is the client's fast path for ``msg`` pushes; it must give
-what the generic schema decoder gives, errors included, on arbitrary input.
+what the generic schema decoder gives, errors included, on arbitrary input,
+once bare bodies (compact pushes) are turned into their ``TopicMessage``.
 """
 
 from __future__ import annotations
@@ -14,12 +15,26 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minibroker.client.protocol import Goodbye, Push, Reply, _to_event, decode_msg
-from minibroker.errors import NotFound
+from minibroker.errors import BadRequest, NotFound
 from minibroker.protocol import codec, frames
 from minibroker.protocol.codec import HEADER_SIZE
 from minibroker.protocol.schema import compile_decoder
 
-generic = compile_decoder(frames.Msg)
+schema_decoder = compile_decoder(frames.Msg)
+
+
+def generic(raw: dict[str, Any], path: str) -> frames.Msg:
+    """The schema decoder's frame, each bare body expanded with the frame's topic."""
+    decoded: frames.Msg = schema_decoder(raw, path)
+    for index, item in enumerate(decoded.messages):
+        if type(item) is bytes:
+            if decoded.topic is None:
+                raise BadRequest(
+                    f"field '{path}messages[{index}]' is a bare body, but the frame has no 'topic'"
+                )
+            decoded.messages[index] = frames.TopicMessage(decoded.topic, item, None)
+    return decoded
+
 
 scalars = (
     st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=3) | st.binary(max_size=3)
@@ -36,7 +51,8 @@ raw_msg = st.fixed_dictionaries(
     {"op": st.just("msg")},
     optional={
         "sub": st.integers(0, 5) | scalars,
-        "messages": st.lists(message, max_size=4) | scalars,
+        "messages": st.lists(message | st.binary(max_size=3), max_size=4) | scalars,
+        "topic": st.text(max_size=3) | scalars,
     },
 )
 
@@ -63,6 +79,24 @@ def test_server_frames_become_typed_events() -> None:
     assert _to_event(_wire(records)) == Push(2, "records", records)
     msg = frames.Msg(1, [frames.TopicMessage("t", b"b", {"k": "v"})])
     assert _to_event(_wire(msg)) == Push(1, "msg", msg)
+
+
+def test_a_compact_msg_becomes_topic_messages() -> None:
+    packed = [codec.bare_message(b"one"), codec.topic_message(frames.TopicMessage("u", b"2"))]
+    data = codec.compact_msg(4, "t", packed, sum(map(len, packed)))
+    assert data == codec.encode(frames.Msg(4, [b"one", frames.TopicMessage("u", b"2")], "t"))
+    event = _to_event(_wire(data))
+    assert type(event) is Push
+    assert event.frame.messages == [
+        frames.TopicMessage("t", b"one"),
+        frames.TopicMessage("u", b"2"),
+    ]
+
+
+def test_a_bare_body_without_a_topic_is_refused() -> None:
+    event = _to_event({"op": "msg", "sub": 1, "messages": [b"x"]})
+    assert type(event) is Goodbye
+    assert "bare body" in event.error.message
 
 
 def test_a_frame_that_breaks_the_schema_ends_the_connection_clearly() -> None:

@@ -10,6 +10,7 @@ from helpers import Client, Net
 from hypothesis import given
 from hypothesis import strategies as st
 
+from minibroker.client.protocol import decode_msg
 from minibroker.core.topics import TopicMessage, TopicSubscription
 from minibroker.errors import BadRequest, InvalidName, NotFound
 from minibroker.protocol import frames
@@ -220,7 +221,7 @@ def test_array_header_sizes(count: int) -> None:
 class _Source:
     """Just enough of a TopicSubscription for the encoder."""
 
-    def __init__(self, sub_id: int, messages: list[TopicMessage]) -> None:
+    def __init__(self, sub_id: int, messages: list[TopicMessage], compact: bool = False) -> None:
         from collections import deque
 
         from minibroker.core.topics import TopicStats
@@ -230,6 +231,7 @@ class _Source:
         self.pending_dropped = 0
         self.stats = TopicStats()
         self.held_bytes = sum(m.size for m in messages)
+        self.bare_bodies = compact
 
     def taken(self, size: int) -> None:
         self.held_bytes -= size
@@ -244,13 +246,19 @@ messages_st = st.lists(
 
 
 @given(
-    sub_id=st.integers(0, 2**63), messages=messages_st, budget=st.integers(1, 5000)
+    sub_id=st.integers(0, 2**63),
+    messages=messages_st,
+    budget=st.integers(1, 5000),
+    compact=st.booleans(),
 )
 def test_encoded_frames_decode_to_the_messages(
-    sub_id: int, messages: list[tuple[str, bytes, dict[str, str] | None]], budget: int
+    sub_id: int,
+    messages: list[tuple[str, bytes, dict[str, str] | None]],
+    budget: int,
+    compact: bool,
 ) -> None:
     items = [TopicMessage(topic, body, headers) for topic, body, headers in messages]
-    source: Any = _Source(sub_id, items)
+    source: Any = _Source(sub_id, items, compact)
     decoded: list[tuple[str, bytes, dict[str, str] | None]] = []
     while True:
         data, more = encode_messages(source, budget)
@@ -262,7 +270,10 @@ def test_encoded_frames_decode_to_the_messages(
         frame = msgpack.unpackb(data[4:], raw=False)
         assert frame["op"] == "msg" and frame["sub"] == sub_id
         assert len(frame["messages"]) == 1 or length <= budget + 400
-        decoded += [(m["topic"], m["body"], m.get("headers")) for m in frame["messages"]]
+        # A compact frame names its topic once and carries bare bodies.
+        assert ("topic" in frame) == compact
+        assert compact or all(type(m) is dict for m in frame["messages"])
+        decoded += [(m.topic, m.body, m.headers) for m in decode_msg(frame).messages]
         if not more:
             break
     expected = [(t, b, h or None) for t, b, h in messages]

@@ -23,14 +23,25 @@ subscription sends it, and the bytes are cached on the shared
 builds its frame from those cached bytes (:func:`~minibroker.protocol.codec.msg`).
 For one publisher and four subscribers that is one pack per message instead
 of four, and the per-subscriber cost per message is a list append.
+
+Compact subscriptions (``subscribe`` with ``compact: true``, what the Python
+clients ask for) get each message published to the frame's ``topic``
+without headers as its bare body, packed once too
+(:func:`minibroker.protocol.codec.bare_message`, cached in the message's
+``bare`` slot), and the frame names the topic once
+(:func:`~minibroker.protocol.codec.compact_msg`): a subscriber then decodes
+no map per message. A ``publish`` may likewise carry bare bodies
+(:func:`decode_publish`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from minibroker.core.topics import TopicMessage, TopicSubscription
 from minibroker.protocol import codec, frames
+from minibroker.protocol.frames import DECODERS
+from minibroker.protocol.handlers.logs import _is_str_map
 
 if TYPE_CHECKING:
     from minibroker.protocol.session import Session
@@ -42,8 +53,9 @@ def publish(session: Session, frame: frames.Publish, now: float) -> dict[str, in
 
 def subscribe(session: Session, frame: frames.Subscribe, now: float) -> dict[str, int]:
     topics = session.ns.topics
-    sub_id = session.add_subscription(
-        lambda sub_id: topics.subscribe(
+
+    def make(sub_id: int) -> TopicSubscription:
+        subscription = topics.subscribe(
             session,
             sub_id,
             frame.pattern,
@@ -52,8 +64,10 @@ def subscribe(session: Session, frame: frames.Subscribe, now: float) -> dict[str
             on_overflow=frame.on_overflow,
             buffer_bytes=frame.buffer_bytes,
         )
-    )
-    return {"sub": sub_id}
+        subscription.bare_bodies = frame.compact
+        return subscription
+
+    return {"sub": session.add_subscription(make)}
 
 
 def bind(session: Session, frame: frames.Bind, now: float) -> dict[str, bool]:
@@ -62,6 +76,50 @@ def bind(session: Session, frame: frames.Bind, now: float) -> dict[str, bool]:
 
 def unbind(session: Session, frame: frames.Unbind, now: float) -> dict[str, bool]:
     return {"removed": session.ns.topics.unbind(frame.queue, frame.pattern)}
+
+
+_generic_publish_decoder: Any = None
+_new_message = object.__new__
+
+
+def decode_publish(raw: dict[Any, Any], path: str = "") -> frames.Publish:
+    """Decode a ``publish`` map: the common shape fast, anything else the generic way.
+
+    The result is the same ``frames.Publish`` the generic decoder builds (a
+    property test checks it); bare bodies stay bytes, so the common batch
+    builds no object per message here.
+    """
+    topic = raw.get("topic")
+    messages = raw.get("messages")
+    request_id = raw.get("id")
+    if type(topic) is not str or type(messages) is not list or type(request_id) is not int:
+        return _generic_publish(raw, path)
+    decoded: list[frames.MessageIn | bytes] = []
+    add = decoded.append
+    message_type = frames.MessageIn
+    for message in messages:
+        if type(message) is bytes:
+            add(message)
+            continue
+        if type(message) is not dict:
+            return _generic_publish(raw, path)
+        body = message.get("body")
+        headers = message.get("headers")
+        if type(body) is not bytes or (headers is not None and not _is_str_map(headers)):
+            return _generic_publish(raw, path)
+        item: Any = _new_message(message_type)
+        item.body = body
+        item.headers = headers
+        add(item)
+    return frames.Publish(request_id, topic, decoded)
+
+
+def _generic_publish(raw: dict[Any, Any], path: str) -> frames.Publish:
+    global _generic_publish_decoder
+    if _generic_publish_decoder is None:  # compiled on first use, as the op table does
+        _generic_publish_decoder = DECODERS[frames.Publish.op]
+    decoded: frames.Publish = _generic_publish_decoder(raw, path)
+    return decoded
 
 
 def pack_message(message: TopicMessage) -> bytes:
@@ -80,6 +138,8 @@ def encode_messages(source: TopicSubscription, budget: int) -> tuple[bytes, bool
     also what keeps the frame within the connection's frame limit. A
     ``notice`` frame goes first if messages were dropped since the last call.
     """
+    if source.bare_bodies:
+        return _encode_compact(source, budget)
     items = source.items
     parts: list[bytes] = []
     add = parts.append
@@ -103,3 +163,53 @@ def encode_messages(source: TopicSubscription, budget: int) -> tuple[bytes, bool
         return notice, False
     source.stats.delivered += len(parts)
     return notice + codec.msg(source.sub_id, parts, size), bool(items)
+
+
+def _encode_compact(source: TopicSubscription, budget: int) -> tuple[bytes, bool]:
+    """:func:`encode_messages` for a compact subscription: the frame's topic is
+    its first message's, and every message on that topic without headers goes
+    as its bare body.
+
+    The loop is the broker's per-message, per-subscriber work in fan-out, so
+    it pops first and puts back the one message that does not fit, instead
+    of peeking at every message.
+    """
+    items = source.items
+    if not items:
+        return _notice(source), False
+    parts: list[bytes] = []
+    add = parts.append
+    left = budget
+    held = 0
+    popleft = items.popleft
+    topic = items[0].topic
+    while items:
+        message = popleft()
+        if message.headers or message.topic != topic:
+            wire = message.wire or pack_message(message)
+        else:
+            wire = message.bare or _pack_bare(message)
+        length = len(wire)
+        if length > left and parts:
+            items.appendleft(message)
+            break
+        add(wire)
+        left -= length
+        held += message.size
+    source.taken(held)
+    source.stats.delivered += len(parts)
+    frame = codec.compact_msg(source.sub_id, topic, parts, budget - left)
+    return _notice(source) + frame, bool(items)
+
+
+def _notice(source: TopicSubscription) -> bytes:
+    """A ``notice`` frame if messages were dropped since the last push, else nothing."""
+    if source.pending_dropped:
+        return codec.notice(frames.Notice(source.sub_id, source.take_dropped()))
+    return b""
+
+
+def _pack_bare(message: TopicMessage) -> bytes:
+    """The msgpack ``bin`` of the message's body, cached on the message."""
+    bare = message.bare = codec.bare_message(message.body)
+    return bare
