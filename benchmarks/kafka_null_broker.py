@@ -293,8 +293,12 @@ class NullBroker:
                     _send_all(sock, [_PREFIX.pack(size + 4, header.correlation_id), *parts])
 
     def serve(self, listener: socket.socket) -> None:
+        """Accept connections until ``listener`` is closed."""
         while True:
-            sock, _ = listener.accept()
+            try:
+                sock, _ = listener.accept()
+            except OSError:
+                return
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=self.serve_connection, args=(sock,), daemon=True).start()
 
