@@ -19,7 +19,7 @@ import io
 import struct
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import cache
 from types import NoneType
 from typing import Any, Final, get_args
@@ -171,9 +171,13 @@ def split_frames(buffer: bytearray, max_bytes: int) -> list[bytes]:
     return frames
 
 
-def frame_response(correlation_id: int, body: bytes) -> bytes:
-    """A whole response frame: size, correlation id (response header v0), body."""
-    return _RESPONSE_PREFIX.pack(len(body) + 4, correlation_id) + body
+def frame_response(correlation_id: int, body: bytes, tail: bytes = b"") -> bytes:
+    """A whole response frame: size, correlation id (response header v0), body
+    and ``tail`` (a Fetch answer's records, see :func:`encode_response_split`)."""
+    prefix = _RESPONSE_PREFIX.pack(len(body) + len(tail) + 4, correlation_id)
+    if not tail:
+        return prefix + body
+    return b"".join((prefix, body, tail))
 
 
 # ------------------------------------------------------------------ bodies
@@ -238,6 +242,30 @@ def encode_response(response: Any) -> bytes:
     cls: Any = type(response)
     _response_writer(cls)(buffer, response)
     return buffer.getvalue()
+
+
+#: Fetch, whose answers carry the records: up to the fetch's ``max_bytes``.
+_FETCH: Final = 1
+
+
+def encode_response_split(response: Any) -> tuple[bytes, bytes]:
+    """A response's body as ``(head, records)``: the body is ``head + records``.
+
+    A Fetch answer of one partition (what a consumer of one partition asks)
+    ends with that partition's records (v4-11: they are the last field of
+    the last entity). Its head is encoded with empty records and their
+    length patched in, so the records, up to megabytes, are not copied
+    through kio's writer; they are joined with the head once, when the
+    frame is built. Any other answer is ``(body, b"")``.
+    """
+    if response.__api_key__ == _FETCH and len(response.responses) == 1:
+        topic = response.responses[0]
+        if len(topic.partitions) == 1 and topic.partitions[0].records:
+            part = topic.partitions[0]
+            bare = replace(topic, partitions=(replace(part, records=b""),))
+            head = encode_response(replace(response, responses=(bare,)))
+            return head[:-4] + SIZE.pack(len(part.records)), part.records
+    return encode_response(response), b""
 
 
 @cache

@@ -755,3 +755,22 @@ def test_delete_records_answers_kafkas_codes_per_partition() -> None:
     ]
     assert delete((0, -1)) == [(0, 0, 2)]
     assert session.ns.core.logs.statistics("t-0").first_offset == 2
+
+
+@pytest.mark.parametrize("version", range(4, 12))
+def test_a_fetch_answer_split_from_its_records_is_the_same_bytes(version: int) -> None:
+    """The records of a one-partition Fetch answer are kept out of kio's writer
+    (wire.encode_response_split); head and records must be the answer's bytes."""
+    session, member = prepared_session(1)
+    response = call(session, 1, version, **_request(1, version, member))
+    head, records = wire.encode_response_split(response)
+    assert records and records == response.responses[0].partitions[0].records
+    assert head + records == wire.encode_response(response)
+    no_records = wire.build(
+        type(response),
+        throttle_time=ONE_SECOND,
+        error_code=ErrorCode.none,
+        session_id=0,
+        responses=(),
+    )
+    assert wire.encode_response_split(no_records) == (wire.encode_response(no_records), b"")
