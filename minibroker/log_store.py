@@ -165,6 +165,16 @@ class LogStore(Protocol):
         """
         ...
 
+    def delete_before(self, offset: int) -> int:
+        """Delete the whole old segments that end at or below ``offset`` (never the
+        active one); return how many records went.
+
+        What is left of the records below ``offset`` (in the segment that holds
+        it) stays stored: a log that starts inside a segment keeps that start
+        itself (the core's log start offset, Kafka's DeleteRecords).
+        """
+        ...
+
     def sync(self) -> None:
         """Make every appended record durable (fsync); a no-op in memory."""
         ...

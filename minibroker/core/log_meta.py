@@ -24,12 +24,18 @@ key      body                                       meaning
 ``F``    ``{"g": group}``                           the group's offset was deleted
                                                     (an older broker skips it: the
                                                     offset comes back there)
+``T``    ``{"o": offset}``                          the log starts at ``offset``
+                                                    (records below it were deleted:
+                                                    Kafka's DeleteRecords)
 ``S``    ``{"v": 1, "options": {...},               a snapshot of the whole state
-         "groups": {group: offset}}``
+         "groups": {group: offset},                 (``start`` only once the log
+         "start": offset}``                         start was moved)
 =======  =========================================  ==============================
 
 Replay applies the records in order: the last options win, commits and
-snapshots set group offsets, deletions remove them. Unknown keys are skipped with a warning, so an
+snapshots set group offsets, deletions remove them, the highest start wins.
+An older broker skips ``T`` and ignores ``start`` (the records below it,
+where still stored, come back there). Unknown keys are skipped with a warning, so an
 older broker can still open a newer journal.
 
 Compaction
@@ -67,6 +73,13 @@ TAG_OPTIONS: Final = b"O"
 TAG_COMMIT: Final = b"C"
 TAG_SNAPSHOT: Final = b"S"
 TAG_FORGET: Final = b"F"
+TAG_START: Final = b"T"
+
+
+def _offset(value: Any) -> int:
+    if type(value) is not int or value < 0:
+        raise ValueError("a start offset must be a non-negative integer")
+    return value
 
 
 def _json(value: dict[str, Any]) -> bytes:
@@ -80,6 +93,9 @@ class LogMeta:
         self.store = store
         self.options: LogOptions | None = None
         self.groups: dict[str, int] = {}
+        #: The log's start offset as last moved (0: never moved; the store's
+        #: first offset may be past it, after retention).
+        self.start_offset = 0
         #: Snapshots written (compactions), for tests and statistics.
         self.compactions = 0
 
@@ -107,6 +123,8 @@ class LogMeta:
             if type(group) is not str:
                 raise ValueError("deletion record has the wrong shape")
             self.groups.pop(group, None)
+        elif tag == TAG_START:
+            self.start_offset = max(self.start_offset, _offset(body["o"]))
         elif tag == TAG_OPTIONS:
             self.options = LogOptions.from_dict(body["options"])
         elif tag == TAG_SNAPSHOT:
@@ -115,6 +133,7 @@ class LogMeta:
             if not all(type(g) is str and type(o) is int for g, o in groups.items()):
                 raise ValueError("snapshot record has the wrong shape")
             self.groups = dict(groups)
+            self.start_offset = max(self.start_offset, _offset(body.get("start", 0)))
         else:
             log.warning("skipping a metadata record of unknown kind %r", tag)
 
@@ -153,6 +172,15 @@ class LogMeta:
             self.groups[group] = previous
             raise
 
+    def write_start(self, offset: int, timestamp_ms: int) -> None:
+        """Journal that the log now starts at ``offset`` (state first, as in write_commit)."""
+        previous, self.start_offset = self.start_offset, offset
+        try:
+            self._append((TAG_START, None, _json({"o": offset})), timestamp_ms)
+        except BaseException:
+            self.start_offset = previous
+            raise
+
     def _append(self, entry: Entry, timestamp_ms: int) -> None:
         store = self.store
         store.append([entry], timestamp_ms)
@@ -166,7 +194,13 @@ class LogMeta:
     def _compact(self, timestamp_ms: int) -> None:
         """Write a snapshot into the active segment, sync it, drop the older segments."""
         assert self.options is not None
-        snapshot = {"v": FORMAT, "options": self.options.to_dict(), "groups": self.groups}
+        snapshot: dict[str, Any] = {
+            "v": FORMAT,
+            "options": self.options.to_dict(),
+            "groups": self.groups,
+        }
+        if self.start_offset:
+            snapshot["start"] = self.start_offset
         store = self.store
         store.append([(TAG_SNAPSHOT, None, _json(snapshot))], timestamp_ms)
         store.sync()

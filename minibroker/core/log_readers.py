@@ -108,11 +108,11 @@ class LogTail:
         if cursor >= end or log.closed:
             self._go_idle()
             return None
-        first = log.store.first_offset
+        first = log.first_offset
         if cursor < first:
             self.end(
                 OffsetOutOfRange(
-                    f"tail of log {log.name!r} fell behind retention: offset {cursor} was "
+                    f"tail of log {log.name!r} fell behind the log's start: offset {cursor} was "
                     f"deleted, the log now starts at {first}",
                     first_offset=first,
                 )

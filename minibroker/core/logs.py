@@ -5,7 +5,8 @@ A log is a :class:`~minibroker.log_store.LogStore` (segments on disk with
 
 * **offsets** are dense and never change meaning: ``append`` gives a batch
   consecutive offsets and one broker timestamp; retention deletes whole old
-  segments, so ``first_offset`` only moves forward;
+  segments, and :meth:`Logs.delete_records` moves the log's start up to
+  any offset (Kafka's DeleteRecords), so ``first_offset`` only moves forward;
 * **the high watermark** is the end of what readers see. Records below it
   are stored per the fsync policy: with group commit (``fsync=batch``) a
   record becomes readable when the fsync that covers it is done, at the same
@@ -115,6 +116,10 @@ class Log:
         self.groups: dict[str, int] = meta.groups if meta is not None else {}
         #: End of what readers see (see the module docstring).
         self.high_watermark = store.next_offset
+        #: Where the log starts as deleting records left it (Kafka's log start
+        #: offset): it may fall inside a segment, whose records below it stay
+        #: stored but are never read. Journalled on disk (``meta.start_offset``).
+        self.start_offset = meta.start_offset if meta is not None else 0
         self.tails: dict[LogTail, None] = {}
         self.idle_tails: dict[LogTail, None] = {}
         self.waiters: dict[ReadWaiter, None] = {}
@@ -129,8 +134,16 @@ class Log:
 
     # --------------------------------------------------------------- reading
 
-    def check_offset(self, offset: int) -> None:
+    @property
+    def first_offset(self) -> int:
+        """The first offset readers may read: the store's first, or the start
+        offset records were deleted up to, whichever is higher."""
         first = self.store.first_offset
+        start = self.start_offset
+        return start if start > first else first
+
+    def check_offset(self, offset: int) -> None:
+        first = self.first_offset
         if offset < first or offset > self.high_watermark:
             where = "below the first retained offset" if offset < first else "past the end"
             raise OffsetOutOfRange(
@@ -167,20 +180,21 @@ class Log:
                 raise BadRequest(
                     f"timestamp_ms must be a non-negative integer, got {timestamp_ms!r}"
                 )
-            return min(self.store.offset_for_timestamp(timestamp_ms), self.high_watermark)
+            found = max(self.store.offset_for_timestamp(timestamp_ms), self.first_offset)
+            return min(found, self.high_watermark)
         if type(start) is int:
             if start < 0:
                 raise BadRequest(f"start offset must not be negative, got {start}")
             return start
         if start == "earliest":
-            return self.store.first_offset
+            return self.first_offset
         if start == "latest":
             return self.high_watermark
         if start == "committed":
             if group is None:
                 raise BadRequest("start='committed' needs a group")
             # A group that never committed starts at the beginning (documented).
-            return self.groups.get(group, self.store.first_offset)
+            return self.groups.get(group, self.first_offset)
         raise BadRequest(
             f"start must be an offset or one of {', '.join(START_NAMES)}, got {start!r}"
         )
@@ -207,7 +221,7 @@ class Log:
         end = self.high_watermark
         return LogStatistics(
             name=self.name,
-            first_offset=store.first_offset,
+            first_offset=self.first_offset,
             next_offset=store.next_offset,
             high_watermark=end,
             bytes=store.size_bytes,
@@ -347,7 +361,7 @@ class Logs:
         target = self.get(name)
         del self._logs[name]
         self._dirty.pop(target, None)
-        records = target.store.next_offset - target.store.first_offset
+        records = target.store.next_offset - target.first_offset
         target.shut(NotFound(f"log {name!r} was deleted", log=name))
         self._destroy_stores(target)
         return records
@@ -572,7 +586,7 @@ class Logs:
             raise OffsetOutOfRange(
                 f"cannot commit offset {offset!r} for log {name!r}: it ends at "
                 f"{target.high_watermark}",
-                first_offset=target.store.first_offset,
+                first_offset=target.first_offset,
                 next_offset=target.high_watermark,
             )
         if target.groups.get(group) == offset:
@@ -604,6 +618,45 @@ class Logs:
         target.meta.write_forget(group, self.broker.clock.wall_ms(now))
         self._written(target, data=False)
         return True
+
+    def delete_records(self, name: str, offset: int, now: float) -> int:
+        """Make the log start at ``offset`` (Kafka's DeleteRecords); return its first offset.
+
+        Readers get OffsetOutOfRange below it from now on, "earliest" is it,
+        and the whole segments below it are deleted. ``offset`` may be
+        anywhere up to the high watermark (deleting every record readers
+        see); at or below the current start nothing changes. On disk the new
+        start is journalled and synced before this returns, as a change of
+        options is, so a restart never brings the records back.
+        """
+        target = self.get(name)
+        if type(offset) is not int or offset < 0 or offset > target.high_watermark:
+            raise OffsetOutOfRange(
+                f"cannot delete the records of log {name!r} below {offset!r}: it holds "
+                f"[{target.first_offset}, {target.high_watermark})",
+                first_offset=target.first_offset,
+                next_offset=target.high_watermark,
+            )
+        if offset <= target.first_offset:
+            return target.first_offset
+        if target.meta is not None:
+            target.meta.write_start(offset, self.broker.clock.wall_ms(now))
+            target.meta.store.sync()
+        target.start_offset = offset
+        self._delete_segments_below(target)
+        # A tail whose cursor is now below the start is not idle (the cursor
+        # is below the high watermark): its next read ends it with
+        # OffsetOutOfRange, as when retention overtakes it.
+        return offset
+
+    @staticmethod
+    def _delete_segments_below(target: Log) -> None:
+        """Free the whole segments below the log's start. A failure only leaves
+        them on disk: they are never read, and the next call or restart retries."""
+        try:
+            target.store.delete_before(target.start_offset)
+        except (StorageError, StorageFull) as exc:
+            log.error("deleting old segments of log %r failed: %s", target.name, exc)
 
     def change_options(self, name: str, options: LogOptions, now: float) -> None:
         """Give the log new options: retention, ``append_time`` (``segment_bytes``
@@ -675,7 +728,7 @@ class Logs:
                 "retention removed %d records from log %r; it now starts at %d",
                 removed,
                 target.name,
-                target.store.first_offset,
+                target.first_offset,
             )
         if options.retention_seconds is not None and target.store.segment_count > 1:
             self._arm_retention(target, now + self._retention_interval(target))
@@ -781,7 +834,17 @@ class Logs:
             except BaseException:
                 meta_store.close()
                 raise
+            if meta.start_offset > store.next_offset:
+                log.warning(
+                    "log %r starts at %d, past the recovered end %d; moving it back",
+                    name,
+                    meta.start_offset,
+                    store.next_offset,
+                )
             recovered = Log(self, name, meta.options, store, meta)
+            recovered.start_offset = min(meta.start_offset, store.next_offset)
+            if recovered.start_offset > store.first_offset:
+                self._delete_segments_below(recovered)
             for group, offset in list(recovered.groups.items()):
                 if offset > store.next_offset:
                     log.warning(
@@ -800,7 +863,7 @@ class Logs:
             log.info(
                 "recovered log %r: offsets [%d, %d), %d groups",
                 name,
-                store.first_offset,
+                recovered.first_offset,
                 store.next_offset,
                 len(recovered.groups),
             )

@@ -66,8 +66,10 @@ class Slot:
     correlation_id: int
     api_key: int
     version: int
-    #: The encoded answer once known.
+    #: The encoded answer once known, and the records that follow it (a Fetch
+    #: answer's, kept apart: see ``wire.encode_response_split``).
     body: bytes | None = None
+    tail: bytes = b""
     #: Waiting for the group commit's fsync before the answer may go.
     held: bool = False
     #: Applied to the response before it is encoded: adds the entries a
@@ -294,10 +296,11 @@ class KafkaSession(WireSession):
             return
         if slot.patch is not None:
             response = slot.patch(response)
-        self._fill(slot, wire.encode_response(response))
+        self._fill(slot, *wire.encode_response_split(response))
 
-    def _fill(self, slot: Slot, body: bytes) -> None:
+    def _fill(self, slot: Slot, body: bytes, tail: bytes = b"") -> None:
         slot.body = body
+        slot.tail = tail
         self._flush()
 
     def _flush(self) -> None:
@@ -306,7 +309,7 @@ class KafkaSession(WireSession):
         while slots and slots[0].body is not None and not slots[0].held:
             slot = slots.popleft()
             assert slot.body is not None
-            data = wire.frame_response(slot.correlation_id, slot.body)
+            data = wire.frame_response(slot.correlation_id, slot.body, slot.tail)
             self._out.append(data)
             self._out_bytes += len(data)
             wrote = True

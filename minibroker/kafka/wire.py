@@ -19,7 +19,7 @@ import io
 import struct
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import cache
 from types import NoneType
 from typing import Any, Final, get_args
@@ -50,6 +50,7 @@ API_NAMES: Final = {
     18: "ApiVersions",
     19: "CreateTopics",
     20: "DeleteTopics",
+    21: "DeleteRecords",
     22: "InitProducerId",
     29: "DescribeAcls",
     30: "CreateAcls",
@@ -84,6 +85,7 @@ IMPLEMENTED: Final = {
     18: (0, 2),
     19: (2, 4),
     20: (1, 3),
+    21: (0, 1),
     22: (0, 1),
     29: (1, 1),
     30: (1, 1),
@@ -149,23 +151,33 @@ def split_frames(buffer: bytearray, max_bytes: int) -> list[bytes]:
     frames: list[bytes] = []
     pos = 0
     end = len(buffer)
-    while end - pos >= 4:
-        (size,) = SIZE.unpack_from(buffer, pos)
-        if size < 0 or size > max_bytes:
-            del buffer[:pos]
-            raise FrameTooLarge(f"a request of {size} bytes is over the {max_bytes}-byte limit")
-        if end - pos - 4 < size:
-            break
-        frames.append(bytes(buffer[pos + 4 : pos + 4 + size]))
-        pos += 4 + size
+    too_large = None
+    # Frames are copied out through a view: slicing the bytearray itself would
+    # copy each frame twice (a Produce request is up to a megabyte).
+    with memoryview(buffer) as view:
+        while end - pos >= 4:
+            (size,) = SIZE.unpack_from(buffer, pos)
+            if size < 0 or size > max_bytes:
+                too_large = size
+                break
+            if end - pos - 4 < size:
+                break
+            frames.append(bytes(view[pos + 4 : pos + 4 + size]))
+            pos += 4 + size
     if pos:
-        del buffer[:pos]
+        del buffer[:pos]  # the view is released: the buffer may shrink
+    if too_large is not None:
+        raise FrameTooLarge(f"a request of {too_large} bytes is over the {max_bytes}-byte limit")
     return frames
 
 
-def frame_response(correlation_id: int, body: bytes) -> bytes:
-    """A whole response frame: size, correlation id (response header v0), body."""
-    return _RESPONSE_PREFIX.pack(len(body) + 4, correlation_id) + body
+def frame_response(correlation_id: int, body: bytes, tail: bytes = b"") -> bytes:
+    """A whole response frame: size, correlation id (response header v0), body
+    and ``tail`` (a Fetch answer's records, see :func:`encode_response_split`)."""
+    prefix = _RESPONSE_PREFIX.pack(len(body) + len(tail) + 4, correlation_id)
+    if not tail:
+        return prefix + body
+    return b"".join((prefix, body, tail))
 
 
 # ------------------------------------------------------------------ bodies
@@ -230,6 +242,30 @@ def encode_response(response: Any) -> bytes:
     cls: Any = type(response)
     _response_writer(cls)(buffer, response)
     return buffer.getvalue()
+
+
+#: Fetch, whose answers carry the records: up to the fetch's ``max_bytes``.
+_FETCH: Final = 1
+
+
+def encode_response_split(response: Any) -> tuple[bytes, bytes]:
+    """A response's body as ``(head, records)``: the body is ``head + records``.
+
+    A Fetch answer of one partition (what a consumer of one partition asks)
+    ends with that partition's records (v4-11: they are the last field of
+    the last entity). Its head is encoded with empty records and their
+    length patched in, so the records, up to megabytes, are not copied
+    through kio's writer; they are joined with the head once, when the
+    frame is built. Any other answer is ``(body, b"")``.
+    """
+    if response.__api_key__ == _FETCH and len(response.responses) == 1:
+        topic = response.responses[0]
+        if len(topic.partitions) == 1 and topic.partitions[0].records:
+            part = topic.partitions[0]
+            bare = replace(topic, partitions=(replace(part, records=b""),))
+            head = encode_response(replace(response, responses=(bare,)))
+            return head[:-4] + SIZE.pack(len(part.records)), part.records
+    return encode_response(response), b""
 
 
 @cache

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from bisect import bisect_right
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Final, Generic, Protocol, TypeVar
 
 from minibroker.errors import OffsetOutOfRange, StorageError
@@ -275,25 +275,39 @@ class SegmentChain(ABC, Generic[S]):
     ) -> int:
         self._check_open()
         size = self.size_bytes
+
+        def goes(oldest: S) -> bool:
+            nonlocal size
+            newest_ms = oldest.last_timestamp_ms
+            too_old = (
+                retention_ms is not None
+                and newest_ms is not None
+                and now_ms - newest_ms > retention_ms
+            )
+            too_big = retention_bytes is not None and size - oldest.size_bytes >= retention_bytes
+            if too_old or too_big:
+                size -= oldest.size_bytes
+                return True
+            return False
+
+        return self._drop_oldest(goes)
+
+    def delete_before(self, offset: int) -> int:
+        self._check_open()
+        return self._drop_oldest(lambda oldest: oldest.next_offset <= offset)
+
+    def _drop_oldest(self, goes: Callable[[S], bool]) -> int:
+        """Delete old segments from the front while ``goes`` says so, never the
+        active one; return how many records went."""
         removed = 0
         try:
-            while len(self._segments) > 1:  # never the active segment
+            while len(self._segments) > 1:
                 oldest = self._segments[0]
-                newest_ms = oldest.last_timestamp_ms
-                too_old = (
-                    retention_ms is not None
-                    and newest_ms is not None
-                    and now_ms - newest_ms > retention_ms
-                )
-                too_big = (
-                    retention_bytes is not None and size - oldest.size_bytes >= retention_bytes
-                )
-                if not (too_old or too_big):
+                if not goes(oldest):
                     break
                 self._delete_segment(oldest)
                 del self._segments[0]
                 del self._bases[0]
-                size -= oldest.size_bytes
                 removed += oldest.next_offset - oldest.base_offset
         finally:
             if removed:

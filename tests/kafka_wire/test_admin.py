@@ -107,6 +107,13 @@ class ConfluentAdmin:
         admin = self._admin(kafka)
         admin.delete_topics([topic])[topic].result(DEADLINE)
 
+    def delete_records(self, kafka: KafkaBootstrap, topic: str, before: int) -> int:
+        from confluent_kafka import TopicPartition
+
+        admin = self._admin(kafka)
+        [future] = admin.delete_records([TopicPartition(topic, 0, before)]).values()
+        return int(future.result(DEADLINE).low_watermark)
+
 
 class AioKafkaAdmin:
     name = "aiokafka"
@@ -164,6 +171,16 @@ class AioKafkaAdmin:
 
     def delete_topic(self, kafka: KafkaBootstrap, topic: str) -> None:
         self._run(kafka, lambda admin: admin.delete_topics([topic]))
+
+    def delete_records(self, kafka: KafkaBootstrap, topic: str, before: int) -> int:
+        from aiokafka import TopicPartition
+        from aiokafka.admin import RecordsToDelete
+
+        partition = TopicPartition(topic, 0)
+        found = self._run(
+            kafka, lambda admin: admin.delete_records({partition: RecordsToDelete(before)})
+        )
+        return int(found[partition])
 
     def alter(
         self, kafka: KafkaBootstrap, topic: str, configs: dict[str, str], incremental: bool
@@ -230,6 +247,13 @@ class KafkaPythonAdmin:
 
     def delete_topic(self, kafka: KafkaBootstrap, topic: str) -> None:
         self._call(kafka, lambda admin: admin.delete_topics([topic]))
+
+    def delete_records(self, kafka: KafkaBootstrap, topic: str, before: int) -> int:
+        from kafka import TopicPartition
+
+        partition = TopicPartition(topic, 0)
+        found = self._call(kafka, lambda admin: admin.delete_records({partition: before}))
+        return int(found[partition]["low_watermark"])
 
     def alter(
         self, kafka: KafkaBootstrap, topic: str, configs: dict[str, str], incremental: bool
@@ -386,6 +410,33 @@ def test_offset_delete_spares_topics_a_live_member_subscribed_to(
     assert admin.delete_offset(kafka, "nobody", "orders") == "GROUP_ID_NOT_FOUND"
     with minibroker.connect_sync(minibroker_kafka_server.url_for(kafka.namespace)) as mb:
         assert set(mb.log_stats("orders-0").groups) == {"live"}
+
+
+def test_delete_records_moves_the_partitions_start_for_every_reader(
+    admin: Any,
+    minibroker_kafka_bootstrap: KafkaBootstrap,
+    minibroker_kafka_server: ThreadedBroker,
+) -> None:
+    """DeleteRecords, the way test suites empty a topic: the partition's log
+    starts at the offset given, for Kafka consumers and the msgpack door alike."""
+    kafka = minibroker_kafka_bootstrap
+    confluent = Confluent()
+    values = [b"r%d" % i for i in range(10)]
+    confluent.produce(kafka, "cleared", values)
+    assert admin.delete_records(kafka, "cleared", 6) == 6
+    assert admin.delete_records(kafka, "cleared", 2) == 6  # below the start: unchanged
+    consumer = confluent.consumer(kafka, "after")
+    assert consumer.get_watermark_offsets(_partition("cleared", 0), DEADLINE) == (6, 10)
+    consumer.close()
+    assert confluent.consume(kafka, "cleared", "after", 4, manual=True) == values[6:]
+    with minibroker.connect_sync(minibroker_kafka_server.url_for(kafka.namespace)) as mb:
+        assert mb.log_stats("cleared-0").first_offset == 6
+        assert [record.offset for record in mb.read("cleared-0", start="earliest")] == [6, 7, 8, 9]
+        with pytest.raises(minibroker.OffsetOutOfRange):
+            mb.read("cleared-0", start=5)
+    assert admin.delete_records(kafka, "cleared", -1) == 10  # -1: the high watermark
+    confluent.produce(kafka, "cleared", [b"new"])
+    assert confluent.consume(kafka, "cleared", "later", 1, manual=True) == [b"new"]
 
 
 def _partition(topic: str, offset: int) -> Any:

@@ -55,6 +55,7 @@ ADVERTISED_BYTES = b"".join(
         (18, 0, 2),
         (19, 2, 4),
         (20, 1, 3),
+        (21, 0, 1),
         (22, 0, 1),
         (29, 1, 1),
         (30, 1, 1),
@@ -74,7 +75,7 @@ def test_golden_api_versions_v0() -> None:
     session = open_session()
     session.receive_data(bytes.fromhex("0000000c 0012 0000 00000007 0002 7463".replace(" ", "")))
     assert session.data_to_send() == (
-        struct.pack(">iihi", 4 + 2 + 4 + len(ADVERTISED_BYTES), 7, 0, 28) + ADVERTISED_BYTES
+        struct.pack(">iihi", 4 + 2 + 4 + len(ADVERTISED_BYTES), 7, 0, 29) + ADVERTISED_BYTES
     )
 
 
@@ -87,7 +88,7 @@ def test_golden_api_versions_v3_gets_unsupported_version_in_a_v0_body() -> None:
     header = bytes.fromhex("0012 0003 00000009 0001 63 00".replace(" ", ""))
     session.receive_data(struct.pack(">i", len(header) + len(body)) + header + body)
     assert session.data_to_send() == (
-        struct.pack(">iihi", 4 + 2 + 4 + len(ADVERTISED_BYTES), 9, 35, 28) + ADVERTISED_BYTES
+        struct.pack(">iihi", 4 + 2 + 4 + len(ADVERTISED_BYTES), 9, 35, 29) + ADVERTISED_BYTES
     )
 
 
@@ -302,6 +303,16 @@ def _request(api_key: int, version: int, member: JoinResult) -> dict[str, Any]:
         16: lambda: {},
         17: lambda: {"mechanism": "PLAIN"},
         20: lambda: {"topic_names": ("t",), "timeout": ONE_SECOND},
+        21: lambda: {
+            "topics": (
+                nested(
+                    "DeleteRecordsTopic",
+                    name="t",
+                    partitions=(nested("DeleteRecordsPartition", partition_index=0, offset=1),),
+                ),
+            ),
+            "timeout": ONE_SECOND,
+        },
         22: lambda: {"transactional_id": None, "transaction_timeout": ONE_SECOND},
         # prepared_session gives these a permissions file (acls.py needs one).
         29: lambda: {
@@ -489,6 +500,18 @@ def test_acks_0_gets_no_answer_but_the_records_are_stored() -> None:
     session.receive_data(frame(18, 0, b"", correlation_id=2))
     assert [cid for cid, _ in responses(session)] == [2]
     assert session.ns.core.logs.get("t-0").high_watermark == 1
+
+
+@pytest.mark.parametrize("acks", [2, 5, -2])
+def test_acks_other_than_0_1_all_is_refused_and_nothing_is_stored_or_created(acks: int) -> None:
+    """Kafka answers INVALID_REQUIRED_ACKS for every partition and appends nothing."""
+    session = open_session()
+    values = _request(0, 7, JoinResult(0))
+    values["acks"] = acks
+    response = call(session, 0, 7, **values)
+    [partition] = response.responses[0].partition_responses
+    assert (partition.error_code, partition.base_offset) == (ErrorCode.invalid_required_acks, -1)
+    assert "t-0" not in session.ns.core.logs  # not even auto-created
 
 
 def test_an_idempotent_retry_is_answered_with_the_first_offset_and_stored_once() -> None:
@@ -705,3 +728,49 @@ def test_a_produced_batch_is_fetched_as_it_was_sent_beside_native_records() -> N
     # From inside a batch: the batch whole (clients skip the records before their offset).
     assert _fetched_records(session, 1, 4) == stored + native + again
     assert _fetched_records(session, 4, 5) == again
+
+
+def test_delete_records_answers_kafkas_codes_per_partition() -> None:
+    """-1 is the high watermark; past it, negative or unknown partitions get
+    Kafka's codes with low watermark -1, and the others are still done."""
+    session, _ = prepared_session(21)  # topic t: two records
+
+    def delete(*parts: tuple[int, int]) -> list[tuple[int, int, int]]:
+        partition_cls = request_class(21, 1, "DeleteRecordsPartition")
+        topic = request_class(21, 1, "DeleteRecordsTopic")(
+            name="t",
+            partitions=tuple(partition_cls(partition_index=p, offset=o) for p, o in parts),
+        )
+        response = call(session, 21, 1, topics=(topic,), timeout=ONE_SECOND)
+        return [
+            (p.partition_index, int(p.error_code), p.low_watermark)
+            for p in response.topics[0].partitions
+        ]
+
+    assert delete((0, 3), (0, -2), (7, 0), (0, 1)) == [
+        (0, 1, -1),
+        (0, 1, -1),
+        (7, 3, -1),
+        (0, 0, 1),
+    ]
+    assert delete((0, -1)) == [(0, 0, 2)]
+    assert session.ns.core.logs.statistics("t-0").first_offset == 2
+
+
+@pytest.mark.parametrize("version", range(4, 12))
+def test_a_fetch_answer_split_from_its_records_is_the_same_bytes(version: int) -> None:
+    """The records of a one-partition Fetch answer are kept out of kio's writer
+    (wire.encode_response_split); head and records must be the answer's bytes."""
+    session, member = prepared_session(1)
+    response = call(session, 1, version, **_request(1, version, member))
+    head, records = wire.encode_response_split(response)
+    assert records and records == response.responses[0].partitions[0].records
+    assert head + records == wire.encode_response(response)
+    no_records = wire.build(
+        type(response),
+        throttle_time=ONE_SECOND,
+        error_code=ErrorCode.none,
+        session_id=0,
+        responses=(),
+    )
+    assert wire.encode_response_split(no_records) == (wire.encode_response(no_records), b"")

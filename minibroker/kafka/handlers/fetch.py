@@ -118,7 +118,7 @@ def _read(
         if log is None:
             error = UNKNOWN_TOPIC_OR_PARTITION
         else:
-            end, start = log.high_watermark, log.store.first_offset
+            end, start = log.high_watermark, log.first_offset
             if not start <= want.offset <= end:
                 error = OFFSET_OUT_OF_RANGE
             elif want.offset < end and budget > 0:
@@ -178,7 +178,7 @@ def list_offsets(session: KafkaSession, slot: Slot, request: Any) -> Any:
             elif part.timestamp == LATEST:
                 offset = log.high_watermark
             elif part.timestamp == EARLIEST:
-                offset = log.store.first_offset
+                offset = log.first_offset
             elif part.timestamp >= 0:
                 found = log.resolve_start("earliest", part.timestamp, None)
                 if found < log.high_watermark:

@@ -45,8 +45,11 @@ NO_RESPONSE: Final = object()
 UNKNOWN_SERVER_ERROR: Final = ErrorCode(-1)
 CORRUPT_MESSAGE: Final = ErrorCode(2)
 MESSAGE_TOO_LARGE: Final = ErrorCode(10)
+INVALID_REQUIRED_ACKS: Final = ErrorCode(21)
 KAFKA_STORAGE_ERROR: Final = ErrorCode(56)
 INVALID_RECORD: Final = ErrorCode(87)
+#: The ``acks`` a producer may ask for: none, the leader, all in-sync replicas.
+VALID_ACKS: Final = (0, 1, -1)
 
 
 def produce(session: KafkaSession, slot: Slot, request: Any) -> Any:
@@ -55,9 +58,12 @@ def produce(session: KafkaSession, slot: Slot, request: Any) -> Any:
         0, slot.version, "PartitionProduceResponse", "TopicProduceResponse"
     )
     topics = []
+    # Any other acks is refused for every partition before anything is
+    # created or stored, as Kafka's replica manager does.
+    valid_acks = request.acks in VALID_ACKS
     for topic in request.topic_data:
-        topic_error = NONE
-        if not ns.topics.partition_count(topic.name):
+        topic_error = NONE if valid_acks else INVALID_REQUIRED_ACKS
+        if valid_acks and not ns.topics.partition_count(topic.name):
             topic_error = auto_create(session, topic.name)
         partitions = []
         for data in topic.partition_data:
@@ -110,7 +116,7 @@ def _append(session: KafkaSession, topic: str, data: Any) -> Appended:
         if verdict.error:
             return ErrorCode(verdict.error), -1, -1, None
         if verdict.duplicate_of is not None:
-            return NONE, verdict.duplicate_of, log.store.first_offset, None
+            return NONE, verdict.duplicate_of, log.first_offset, None
     try:
         offset = logs.append_kafka(
             log.name, batch.data, batch.count, batch.largest, batch.max_timestamp_ms, session.now
@@ -125,4 +131,4 @@ def _append(session: KafkaSession, topic: str, data: Any) -> Appended:
         producers.appended(
             pid, batch.producer_epoch, log.name, batch.base_sequence, batch.last_sequence, offset
         )
-    return NONE, offset, log.store.first_offset, append_time
+    return NONE, offset, log.first_offset, append_time
