@@ -329,7 +329,9 @@ class Channel:
                     raise SoftError(PRECONDITION_FAILED, exc.message) from None
                 session.confirm(self, seq, ok=False, durable=False)
                 return
-        if not taken and publish.mandatory:
+        if not taken and not refused and publish.mandatory:
+            # A full queue that refused it was a route (RabbitMQ returns only
+            # what matched no queue): the publisher learns of it by a nack.
             self.write(Basic.Return(NO_ROUTE, "NO_ROUTE", publish.exchange, key), raw, body)
         if self.confirming:
             durable = session.broker.durability.generation != generation
