@@ -226,6 +226,12 @@ class Channel:
     def handle_header(self, header: framing.ContentHeader) -> None:
         if self._publish is None or self._header is not None:
             raise HardError(UNEXPECTED_FRAME, "unexpected content header frame")
+        if header.class_id != Basic.Publish.index >> 16:
+            raise HardError(
+                UNEXPECTED_FRAME,
+                f"content header for class {header.class_id}, expected class 60",
+                Basic.Publish.index,
+            )
         limit = self.session.broker.config.limits.max_message_bytes
         if header.body_size > limit:
             self._publish = None
