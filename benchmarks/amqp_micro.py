@@ -122,16 +122,17 @@ CASES = [
 ]
 
 
-def run_case(server: Server, scenario: Scenario) -> dict[str, float] | str:
-    """Run one scenario; its broker CPU per message and rate, or why it failed."""
-    cpu0 = process_cpu_seconds(server.proc.pid)
+def run_case(pid: int, scenario: Scenario) -> dict[str, float] | str:
+    """Run one scenario against the server process ``pid``; its CPU per message
+    and rate, or why it failed."""
+    cpu0 = process_cpu_seconds(pid)
     outcomes: list[PhaseOutcome] = []
     reports: Reports = {}
     for build in scenario.phases:
         outcome = run_phase(build(reports))
         outcomes.append(outcome)
         reports.update(outcome.reports)
-    cpu1 = process_cpu_seconds(server.proc.pid)
+    cpu1 = process_cpu_seconds(pid)
     measured = scenario.evaluate(outcomes)
     if not measured or not measured[0].ok or cpu0 is None or cpu1 is None:
         return measured[0].detail if measured else "no measurement"
@@ -140,8 +141,12 @@ def run_case(server: Server, scenario: Scenario) -> dict[str, float] | str:
         "broker_cpu_per_msg_us": (cpu1 - cpu0) * 1e6 / scenario.count,
         "value": first.value or 0.0,
     }
+    total = 0.0
     for outcome in outcomes:
         row.update(role_cpu(outcome, scenario.count))
+        total += sum(float(r.get("cpu_s") or 0.0) for r in outcome.reports.values())
+    #: All client processes together (W2's subscribers summed, not their busiest).
+    row["clients_total_us"] = total * 1e6 / scenario.count
     return row
 
 
@@ -187,7 +192,7 @@ def main() -> None:
             for case in cases:
                 for server in servers:
                     loads.append(load_average())
-                    row = run_case(server, case.build(server, cfg, log_dir))
+                    row = run_case(server.proc.pid, case.build(server, cfg, log_dir))
                     if isinstance(row, str):
                         print(f"round {n + 1}: {case.name} on {server.label}: FAILED: {row}")
                         continue

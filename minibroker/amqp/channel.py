@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from pamqp import base, commands
 
@@ -226,6 +226,12 @@ class Channel:
     def handle_header(self, header: framing.ContentHeader) -> None:
         if self._publish is None or self._header is not None:
             raise HardError(UNEXPECTED_FRAME, "unexpected content header frame")
+        if header.class_id != Basic.Publish.index >> 16:
+            raise HardError(
+                UNEXPECTED_FRAME,
+                f"content header for class {header.class_id}, expected class 60",
+                Basic.Publish.index,
+            )
         limit = self.session.broker.config.limits.max_message_bytes
         if header.body_size > limit:
             self._publish = None
@@ -329,7 +335,9 @@ class Channel:
                     raise SoftError(PRECONDITION_FAILED, exc.message) from None
                 session.confirm(self, seq, ok=False, durable=False)
                 return
-        if not taken and publish.mandatory:
+        if not taken and not refused and publish.mandatory:
+            # A full queue that refused it was a route (RabbitMQ returns only
+            # what matched no queue): the publisher learns of it by a nack.
             self.write(Basic.Return(NO_ROUTE, "NO_ROUTE", publish.exchange, key), raw, body)
         if self.confirming:
             durable = session.broker.durability.generation != generation
@@ -761,13 +769,19 @@ class Channel:
             session.reply_after_fsync(self, commands.Queue.DeleteOk(count), since=generation)
 
 
+#: The TTL of ``expiration: "0"``: past by the next instant the broker acts.
+_NOW_OR_NEVER: Final = 1e-9
+
+
 def _expiration(value: str | None) -> float | None:
     """The ``expiration`` property (milliseconds, as a string) in seconds."""
     if value is None or value == "":
         return None
     if not value.isdigit():
         raise SoftError(PRECONDITION_FAILED, f"invalid expiration '{value}'", Basic.Publish.index)
-    return max(int(value) / 1000, 0.001)
+    # "0" is RabbitMQ's "now or never": to a consumer ready at once (the same
+    # instant of the broker's clock), else expired.
+    return int(value) / 1000 or _NOW_OR_NEVER
 
 
 def _settle(queue: Queue, peer: Peer, ids: list[int], action: str, now: float) -> None:

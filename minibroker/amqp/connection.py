@@ -68,6 +68,8 @@ Connection = commands.Connection
 FRAME_MAX: Final = 131072
 CHANNEL_MAX: Final = 2047
 HEARTBEAT: Final = 60
+#: The connection class's id: its methods belong on channel 0 only.
+_CONNECTION_CLASS: Final = commands.Connection.Start.index >> 16
 #: Capabilities the server implements (clients read some of them, see docs/amqp.md);
 #: ``connection.blocked`` is added when a resource alarm is configured.
 CAPABILITIES: Final = {
@@ -303,6 +305,8 @@ class AmqpSession(WireSession):
         if kind == framing.HEARTBEAT:
             if number:
                 raise HardError(FRAME_ERROR, "heartbeat frame on a channel other than 0")
+            if payload:
+                raise HardError(FRAME_ERROR, "heartbeat frame with a payload")
             return  # receiving it was the point (see _heartbeat_due)
         if number == 0:
             if kind != framing.METHOD:
@@ -317,6 +321,10 @@ class AmqpSession(WireSession):
             self._content(kind, number, payload)
 
     def _channel_method(self, number: int, method: base.Frame) -> None:
+        if method.index >> 16 == _CONNECTION_CLASS:
+            raise HardError(
+                COMMAND_INVALID, f"{method.name} on channel {number}, not 0", method.index
+            )
         channel = self.channels.get(number)
         if channel is None:
             self._open_channel(number, method)

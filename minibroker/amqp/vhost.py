@@ -337,7 +337,7 @@ class Vhost:
                 exchange, routing_key, message, header_table, now, ttl, priority
             )
         if exchange.type == TOPIC:
-            return self._publish_topic(exchange, routing_key, message, now, ttl, priority), 0
+            return self._publish_topic(exchange, routing_key, message, now, ttl, priority)
         if exchange.name == DEFAULT:
             targets: Sequence[str] = (routing_key,)
         else:
@@ -352,15 +352,18 @@ class Vhost:
         now: float,
         ttl: float | None,
         priority: int | None,
-    ) -> int:
-        """Publish through the core's topic trie: bound queues and native subscribers."""
+    ) -> tuple[int, int]:
+        """Publish through the core's topic trie: bound queues and native subscribers.
+
+        Returns (queues and subscribers that took it, full queues that refused it).
+        """
         try:
             result = self.namespace.topics.publish(
                 topic_name(exchange.name, routing_key), [message], now, ttl, priority
             )
         except InvalidName:
-            return 0  # no binding can match a key the core cannot name
-        return result.queues + result.subscriptions
+            return 0, 0  # no binding can match a key the core cannot name
+        return result.queues + result.subscriptions, result.refused
 
     def _put(
         self,
@@ -405,7 +408,7 @@ class Vhost:
         taken = refused = 0
         done: set[str] = set()
         if exchange.type == TOPIC:
-            taken = self._publish_topic(exchange, routing_key, message, now, ttl, priority)
+            taken, refused = self._publish_topic(exchange, routing_key, message, now, ttl, priority)
             done.update(self._topic_queues(exchange, routing_key))
         else:
             exchange_queues = exchange.route(routing_key, header_table)

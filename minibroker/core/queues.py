@@ -1103,7 +1103,24 @@ class Queue:
             len(messages), messages if self.options.max_length_bytes is not None else ()
         ):
             self.rejected_publishes += len(messages)
-            return 0, True
+            if self.options.overflow != "reject_publish_dlx":
+                return 0, True
+            # As RabbitMQ: refused here, they die here too and go on to this
+            # queue's own dead letters (the hop limit ends a cascade).
+            letters = [
+                Message(
+                    m.body,
+                    dead_letter_headers(m.headers, reason, source, m.delivery_count),
+                    m.published_at,
+                    priority=m.priority,
+                )
+                for m in messages
+            ]
+            parent.dead_letter_depth += 1
+            try:
+                return self._dead_letter(letters, "overflow", now)
+            finally:
+                parent.dead_letter_depth -= 1
         expires_at = NEVER if self._ttl is None else now + self._ttl
         max_item = parent.limits.max_item_bytes
         batch: list[Message] = []

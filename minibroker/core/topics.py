@@ -74,8 +74,10 @@ queues that took the batch already may then hold it twice, which
 at-least-once allows). A bound queue that is full with
 ``overflow=reject_publish`` refuses its copy (counted in that queue's
 ``rejected_publishes``) without failing the publish: ``PublishResult.queues``
-counts only the copies actually enqueued. A durable bound queue makes the
-publish a durable write, so its confirm waits for group commit like a put.
+counts only the copies actually enqueued, and ``PublishResult.refused`` the
+copies full queues refused (AMQP nacks such a publish, as RabbitMQ does). A
+durable bound queue makes the publish a durable write, so its confirm waits
+for group commit like a put.
 """
 
 from __future__ import annotations
@@ -203,11 +205,14 @@ class PublishResult(NamedTuple):
 
     ``subscriptions`` counts copies handed to subscriptions (a batch of 10
     messages reaching 3 subscriptions counts 30; a group counts once per
-    message); ``queues`` counts copies enqueued into bound queues.
+    message); ``queues`` counts copies enqueued into bound queues;
+    ``refused`` counts copies that bound queues refused because they were
+    full (``overflow`` reject_publish or reject_publish_dlx).
     """
 
     subscriptions: int
     queues: int
+    refused: int = 0
 
 
 @dataclass(slots=True)
@@ -520,7 +525,9 @@ class Topics(Journaled[BindingJournal]):
             _check_sizes(topic, messages, max_bytes, max_item)
         # Queues first: a storage error there fails the publish before any
         # subscriber has seen it.
-        enqueued = self._enqueue(route.queues, batch, now, ttl, priority) if route.queues else 0
+        enqueued = refused = 0
+        if route.queues:
+            enqueued, refused = self._enqueue(route.queues, batch, now, ttl, priority)
         stats.published += count
         copies = 0
         for subscription in route.subscriptions:
@@ -532,7 +539,7 @@ class Topics(Journaled[BindingJournal]):
         stats.routed += copies
         if not copies and not enqueued:
             stats.unrouted += count
-        return PublishResult(copies, enqueued)
+        return PublishResult(copies, enqueued, refused)
 
     def _route(self, topic: str) -> Route:
         """Match ``topic`` in the trie and cache the resulting route."""
@@ -567,13 +574,14 @@ class Topics(Journaled[BindingJournal]):
         now: float,
         ttl: float | None = None,
         priority: int | None = None,
-    ) -> int:
-        """Put copies of ``batch`` into each bound queue; return how many were stored.
+    ) -> tuple[int, int]:
+        """Put copies of ``batch`` into each bound queue: (copies stored, copies refused
+        by full queues).
 
         Storage errors propagate (the publish fails, see the module docstring).
         """
         queues = self._queues
-        enqueued = 0
+        enqueued = refused = 0
         # A queue keeps no topic of its own, so each copy carries the topic it
         # was published to in a header (RabbitMQ keeps the routing key likewise).
         copies = [
@@ -591,14 +599,15 @@ class Topics(Journaled[BindingJournal]):
             try:
                 enqueued += queue.put(copies, now, ttl=ttl, priority=priority)
             except Overflow:
-                continue  # full with reject_publish: that queue counted it
+                refused += len(copies)  # full with reject_publish: that queue counted it
+                continue
             except TooLarge:
                 # With its x-topic header (and the x-death headers its dead
                 # letters would get) a copy could not be fetched from that
                 # queue: it takes none, the others go on.
                 continue
         self.stats.enqueued += enqueued
-        return enqueued
+        return enqueued, refused
 
     def match(self, topic: str) -> Route:
         """Where a message published to ``topic`` would go now (tests, admin)."""

@@ -112,3 +112,106 @@ def test_priorities_and_byte_limits_look_the_same_from_minibroker_and_rabbitmq(
     minibroker_amqp_url: str,
 ) -> None:
     compare_with_rabbitmq(limits_scenario, minibroker_amqp_url)
+
+
+def overflow_routes_scenario(params: pika.ConnectionParameters) -> list[Any]:
+    """Full reject-publish queues reached through every exchange type, and full
+    dead-letter queues under each overflow policy, reached directly and through
+    a topic dead-letter exchange."""
+    seen: list[Any] = []
+    suffix = uuid.uuid4().hex[:8]
+    queues: list[str] = []
+    exchanges: list[str] = []
+    connection = pika.BlockingConnection(params)
+    try:
+        ch = connection.channel()
+        ch.confirm_delivery()
+
+        def declare(label: str, **arguments: Any) -> str:
+            name = f"{label}-{suffix}"
+            queues.append(name)
+            ch.queue_declare(name, arguments=arguments or None)
+            return name
+
+        def publish(exchange: str, key: str, body: bytes, mandatory: bool = False) -> None:
+            props = pika.BasicProperties(headers={"h": 1})
+            try:
+                ch.basic_publish(exchange, key, body, props, mandatory=mandatory)
+                seen.append(("ack", body))
+            except pika.exceptions.NackError:
+                seen.append(("nack", body))
+            except pika.exceptions.UnroutableError:
+                seen.append(("returned", body))
+
+        def drain(queue: str) -> None:
+            while True:
+                method, props, body = ch.basic_get(queue, auto_ack=True)
+                if method is None:
+                    return
+                deaths = (props.headers or {}).get("x-death") or []
+                seen.append(
+                    ("got", queue[:-9], body, [(d["reason"], d["queue"][:-9]) for d in deaths])
+                )
+
+        full = declare("full", **{"x-max-length": 1, "x-overflow": "reject-publish"})
+        other = declare("other")
+        publish("", full, b"first")
+        publish("", full, b"default")
+        publish("", full, b"default-mandatory", mandatory=True)
+        for kind in ("direct", "fanout", "topic", "headers"):
+            exchange = f"x-{kind}-{suffix}"
+            exchanges.append(exchange)
+            ch.exchange_declare(exchange, kind)
+            for queue in (full, other):
+                ch.queue_bind(queue, exchange, "k", arguments={"x-match": "any", "h": 1})
+            publish(exchange, "k", kind.encode())
+            publish(exchange, "k", kind.encode() + b"-mandatory", mandatory=True)
+            ch.queue_unbind(other, exchange, "k", arguments={"x-match": "any", "h": 1})
+            publish(exchange, "k", kind.encode() + b"-only-full", mandatory=True)
+        drain(full)
+        drain(other)
+
+        topic_dlx = f"dlx-{suffix}"
+        exchanges.append(topic_dlx)
+        ch.exchange_declare(topic_dlx, "topic")
+        for policy, label in (("reject-publish", "rp"), ("reject-publish-dlx", "rd")):
+            for via in ("", topic_dlx):
+                tag = label + ("t" if via else "d")
+                last = declare(f"last{tag}")
+                dlq = declare(
+                    f"dlq{tag}",
+                    **{
+                        "x-max-length": 1,
+                        "x-overflow": policy,
+                        "x-dead-letter-exchange": "",
+                        "x-dead-letter-routing-key": last,
+                    },
+                )
+                if via:
+                    ch.queue_bind(dlq, via, f"dead.{tag}")
+                source = declare(
+                    f"src{tag}",
+                    **{
+                        "x-dead-letter-exchange": via,
+                        "x-dead-letter-routing-key": f"dead.{tag}" if via else dlq,
+                    },
+                )
+                publish("", dlq, b"filler-" + tag.encode())
+                publish("", source, b"job-" + tag.encode())
+                method, _, _ = ch.basic_get(source)
+                ch.basic_reject(method.delivery_tag, requeue=False)
+                drain(source)
+                drain(dlq)
+                drain(last)
+        for name in queues:
+            ch.queue_delete(name)
+        for name in exchanges:
+            ch.exchange_delete(name)
+    finally:
+        if connection.is_open:
+            connection.close()
+    return seen
+
+
+def test_full_queues_refuse_through_every_route_as_in_rabbitmq(minibroker_amqp_url: str) -> None:
+    compare_with_rabbitmq(overflow_routes_scenario, minibroker_amqp_url)

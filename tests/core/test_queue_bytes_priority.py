@@ -111,6 +111,42 @@ def test_reject_publish_dlx_dead_letters_what_it_refuses(w: World) -> None:
     check_conservation(q)
 
 
+def test_a_full_reject_publish_dlx_dead_letter_queue_passes_dead_letters_on(w: World) -> None:
+    # As RabbitMQ: a dead letter the full queue refuses dies there too (reason
+    # maxlen, "overflow" here) and goes on to that queue's own dead-letter queue.
+    w.declare("last")
+    dlq = w.declare("dlq", max_length=1, overflow="reject_publish_dlx", dead_letter_queue="last")
+    q = w.declare("q", dead_letter_queue="dlq")
+    _put(dlq, w.now, "filler")
+    _put(q, w.now, "m")
+    [m] = q.fetch(A, 1, w.now)
+    q.nack(A, [m.delivery_id], w.now, requeue=False)
+    assert bodies(dlq.inspect(10).ready) == [b"filler"]
+    [letter] = w.queues.get("last").inspect(10).ready
+    assert letter.body == b"m"
+    assert letter.headers is not None
+    assert letter.headers["x-death-reason"] == "overflow"
+    assert letter.headers["x-death-queue"] == "dlq"
+    assert letter.headers["x-death-hops"] == "2"
+    assert letter.headers["x-death-path"] == "dlq"
+    assert dlq.statistics().rejected_publishes == 1
+    assert q.statistics().dead_lettered == 1
+    check_conservation(q)
+
+
+def test_a_full_reject_publish_dead_letter_queue_drops_dead_letters(w: World) -> None:
+    w.declare("last")
+    dlq = w.declare("dlq", max_length=1, overflow="reject_publish", dead_letter_queue="last")
+    q = w.declare("q", dead_letter_queue="dlq")
+    _put(dlq, w.now, "filler")
+    _put(q, w.now, "m")
+    [m] = q.fetch(A, 1, w.now)
+    q.nack(A, [m.delivery_id], w.now, requeue=False)
+    assert w.queues.get("last").statistics().ready == 0
+    assert (q.statistics().dropped, dlq.statistics().rejected_publishes) == (1, 1)
+    check_conservation(q)
+
+
 def test_byte_counting_starts_when_a_reconfigure_asks_for_it(w: World) -> None:
     q = w.declare()
     _put(q, w.now, "aaaa", "bbbb")

@@ -512,7 +512,7 @@ def test_full_bound_queue_refuses_its_copy_without_failing_the_publish() -> None
     w.topics.bind("big", "t")
     sub = w.sub("t")
     assert w.publish("t", "1") == PublishResult(1, 2)
-    assert w.publish("t", "2") == PublishResult(1, 1)
+    assert w.publish("t", "2") == PublishResult(1, 1, refused=1)  # the full queue refused its copy
     assert bodies_in_queue(w, "small") == ["1"]
     assert bodies_in_queue(w, "big") == ["1", "2"]
     assert take(sub) == ["1", "2"]
