@@ -37,7 +37,6 @@ from collections.abc import (
     Awaitable,
     Callable,
 )
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, overload
@@ -504,34 +503,62 @@ class SyncServing(SyncTransport):
         once; further requests wait in the client's buffer meanwhile.
         Handler results and errors work as in the async ``serve``. On the way
         out, handlers already running are allowed to finish.
+
+        The calling thread is one of the ``workers``: each worker takes the
+        next request straight from the responder's buffer and runs the
+        handler, so a request costs one hand-over (the client's reader
+        thread waking an idle worker), not two through a dispatching
+        thread and a pool (docs/request-reply.md, "Blocking serve").
         """
         if workers < 1:
             raise ValueError("workers must be at least 1")
         control = handle or ServeHandle()
-        slots = threading.BoundedSemaphore(workers)
+        #: Set when serving ends: requests still buffered are left unhandled.
+        leaving = threading.Event()
 
-        def run_one(req: SyncIncomingRequest) -> None:
-            try:
+        def work(requests: Any) -> None:
+            for req in requests:
+                if leaving.is_set() or control.stopped:
+                    return
                 _handle_sync(req, handler)
-            finally:
-                slots.release()
 
-        # The pool is the inner context: leaving waits for running handlers to
-        # send their replies, and only then unregisters the responder.
-        with (
-            opened_blocking(respond_state(self, subject, group)) as requests,
-            ThreadPoolExecutor(workers, thread_name_prefix=f"serve-{subject}") as pool,
-        ):
+        def helper(requests: Any) -> None:
+            # The serving thread sees the same end (and raises it): nothing to do here.
+            with suppress(BrokerError):
+                work(requests)
+
+        with opened_blocking(respond_state(self, subject, group)) as requests:
             control._requests = requests
             control.ready.set()
             if control.stopped:
                 return
-            for req in requests:
-                slots.acquire()
-                if control._stopped.is_set():
-                    slots.release()
-                    break
-                pool.submit(run_one, req)
+            helpers = [
+                threading.Thread(
+                    target=helper, args=(requests,), name=f"serve-{subject}-{n}", daemon=True
+                )
+                for n in range(1, workers)
+            ]
+            for thread in helpers:
+                thread.start()
+            try:
+                work(requests)
+            finally:
+                # Take no more requests; let running handlers finish (their
+                # replies still count), then unregister (stop() did already).
+                leaving.set()
+                requests._end(StopIteration())
+                for thread in helpers:
+                    thread.join()
+                self._unregister(requests)
+
+    def _unregister(self, requests: Any) -> None:
+        """Unsubscribe a responder whose iteration was ended locally (its
+        ``close`` does nothing then); a no-op once stopped or disconnected."""
+        if requests.sub_id is None or self._subscriptions.pop(requests.sub_id, None) is None:
+            return
+        if not self.closed:
+            with suppress(BrokerError):
+                self._call(Call("unsubscribe", {"sub": requests.sub_id}))
 
     def serving(
         self,

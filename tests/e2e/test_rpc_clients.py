@@ -300,3 +300,74 @@ def test_blocking_respond_loop(minibroker_url: str) -> None:
             req = requests.get(timeout=30)
             assert req.reply(req.body * 2, {"n": "2"}, confirm=True) is True
         assert sorted(r.body for r in pending.result(timeout=30)) == [b"aa", b"bb"]
+
+
+def test_blocking_serve_runs_handlers_on_the_serving_thread_too(minibroker_url: str) -> None:
+    # The serving thread is one of the workers: with one worker every
+    # handler runs there, with no hand-over to a pool thread; and it may
+    # make blocking calls on the same client (it is not the reader thread).
+    ran_on: list[threading.Thread] = []
+
+    def handler(req: SyncIncomingRequest) -> bytes:
+        ran_on.append(threading.current_thread())
+        return responder_client.ping(req.body)
+
+    handle = ServeHandle()
+    with minibroker.connect_sync(minibroker_url) as responder_client:
+        thread = threading.Thread(
+            target=responder_client.serve,
+            args=("svc.inline", handler),
+            kwargs={"workers": 1, "handle": handle},
+            daemon=True,
+        )
+        thread.start()
+        assert handle.ready.wait(30)
+        bodies = [b"%d" % i for i in range(5)]
+        replies = request_all("blocking", minibroker_url, bodies, subject="svc.inline")
+        assert [r.body for r in replies] == bodies
+        assert ran_on == [thread] * len(bodies)
+        handle.stop()
+        thread.join(30)
+        assert not thread.is_alive()
+
+
+def test_blocking_serve_stopped_starts_no_buffered_request(minibroker_url: str) -> None:
+    # One worker busy with a slow request, a second request waiting in the
+    # buffer: stop() lets the running handler finish, never starts the
+    # waiting one, and its requester learns at once that nobody will answer.
+    started = threading.Event()
+    release = threading.Event()
+    handled: list[bytes] = []
+
+    def handler(req: SyncIncomingRequest) -> bytes:
+        handled.append(req.body)
+        if req.body == b"slow":
+            started.set()
+            assert release.wait(30)
+        return req.body
+
+    handle = ServeHandle()
+    with minibroker.connect_sync(minibroker_url) as responder_client, ThreadPoolExecutor(2) as pool:
+        thread = threading.Thread(
+            target=responder_client.serve,
+            args=("svc.stop", handler),
+            kwargs={"workers": 1, "handle": handle},
+            daemon=True,
+        )
+        thread.start()
+        assert handle.ready.wait(30)
+        slow = pool.submit(request_all, "blocking", minibroker_url, [b"slow"], "svc.stop")
+        assert started.wait(30)
+        waiting = pool.submit(request_all, "blocking", minibroker_url, [b"waiting"], "svc.stop")
+        buffered = handle._requests
+        with buffered._cond:  # woken when the request lands in the responder's buffer
+            assert buffered._cond.wait_for(lambda: buffered._items, 30)
+        handle.stop()
+        release.set()
+        thread.join(30)
+        assert not thread.is_alive()
+        (gone,) = waiting.result(30)
+        assert isinstance(gone, ResponderGone)
+        (late,) = slow.result(30)
+        assert isinstance(late, ResponderGone)  # stop() unregistered before it answered
+        assert handled == [b"slow"]
