@@ -13,6 +13,8 @@ sequential requests, per request and per process:
   requester's own ``getrusage``);
 * ``wakeups``: voluntary context switches, i.e. how often a thread of the
   process went to sleep waiting for something (each is a later wake-up);
+* with ``--concurrency N``, N threads (Trio tasks) share the requests and
+  the requester's client: the counts are then per request of that mix;
 * ``syscalls`` (with ``--strace``): system calls, from ``strace -c -f``
   attached for the counted phase only (strace slows every call, so
   latencies of that run are not reported).
@@ -33,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +61,9 @@ def _proc_counts(pid: int) -> tuple[float, int]:
     return cpu, switches
 
 
-def _request(kind: str, url: str, count: int, warmup: int, size: int) -> None:
-    """The requester child: warm up, say ready, wait for go, count, print JSON."""
+def _request(kind: str, url: str, count: int, warmup: int, size: int, concurrency: int) -> None:
+    """The requester child: warm up, say ready, wait for go, count, print JSON.
+    ``concurrency`` > 1: that many threads (Trio tasks) share the count and the client."""
     body = os.urandom(size)
     latencies: list[float] = []
 
@@ -67,13 +71,20 @@ def _request(kind: str, url: str, count: int, warmup: int, size: int) -> None:
         print("ready", flush=True)
         sys.stdin.readline()
         before = resource.getrusage(resource.RUSAGE_SELF)
-        for i in range(count):
-            mine = i.to_bytes(8, "big") + body[8:]
-            t0 = time.perf_counter()
-            reply = call(mine)
-            latencies.append(time.perf_counter() - t0)
-            if reply != mine:
-                raise AssertionError("reply does not match its request")
+
+        def run(numbers: range) -> None:
+            for i in numbers:
+                mine = i.to_bytes(8, "big") + body[8:]
+                t0 = time.perf_counter()
+                reply = call(mine)
+                latencies.append(time.perf_counter() - t0)
+                if reply != mine:
+                    raise AssertionError("reply does not match its request")
+
+        with ThreadPoolExecutor(concurrency) as pool:
+            runs = [pool.submit(run, range(t, count, concurrency)) for t in range(concurrency)]
+            for done in runs:
+                done.result()
         return before, resource.getrusage(resource.RUSAGE_SELF)
 
     if kind == "sync":
@@ -95,13 +106,19 @@ def _request(kind: str, url: str, count: int, warmup: int, size: int) -> None:
                 print("ready", flush=True)
                 await trio.to_thread.run_sync(sys.stdin.readline)
                 before = resource.getrusage(resource.RUSAGE_SELF)
-                for i in range(count):
-                    mine = i.to_bytes(8, "big") + body[8:]
-                    t0 = time.perf_counter()
-                    reply = await mb.request(SUBJECT, mine)
-                    latencies.append(time.perf_counter() - t0)
-                    if reply.body != mine:
-                        raise AssertionError("reply does not match its request")
+
+                async def run(numbers: range) -> None:
+                    for i in numbers:
+                        mine = i.to_bytes(8, "big") + body[8:]
+                        t0 = time.perf_counter()
+                        reply = await mb.request(SUBJECT, mine)
+                        latencies.append(time.perf_counter() - t0)
+                        if reply.body != mine:
+                            raise AssertionError("reply does not match its request")
+
+                async with trio.open_nursery() as nursery:
+                    for task in range(concurrency):
+                        nursery.start_soon(run, range(task, count, concurrency))
                 return before, resource.getrusage(resource.RUSAGE_SELF)
 
         before, after = trio.run(main)
@@ -158,6 +175,7 @@ def _row(name: str, args: argparse.Namespace) -> dict[str, Any]:
                 str(args.count),
                 str(args.warmup),
                 str(args.size),
+                str(args.concurrency),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -208,14 +226,17 @@ def _print(rows: dict[str, dict[str, Any]]) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "requester":
-        kind, url, count, warmup, size = argv[1], argv[2], *map(int, argv[3:6])
-        _request(kind, url, count, warmup, size)
+        kind, url, count, warmup, size, concurrency = argv[1], argv[2], *map(int, argv[3:7])
+        _request(kind, url, count, warmup, size, concurrency)
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated, e.g. sync/sync")
     parser.add_argument("--count", type=int, default=2000, help="counted sequential requests")
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--size", type=int, default=100, help="body bytes")
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="requests in flight (threads or Trio tasks)"
+    )
     parser.add_argument("--strace", action="store_true", help="count system calls (strace -c)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     args = parser.parse_args(argv)
