@@ -106,15 +106,24 @@ def request_call(
     return Call("request", fields, _parse_reply)
 
 
-def reply_call(rid: int, body: bytes, headers: dict[str, str] | None) -> Call[bool]:
+def reply_call(
+    rid: int, body: bytes, headers: dict[str, str] | None, confirm: bool = False
+) -> Call[bool]:
+    """A ``reply`` frame; unless ``confirm``, the broker sends no ``ok`` back (``quiet``)."""
     fields: dict[str, Any] = {"rid": rid, "body": body}
     if headers:
         fields["headers"] = headers
-    return Call("reply", fields, bool)
+    return _answer(fields, confirm)
 
 
-def fail_call(rid: int, message: str) -> Call[bool]:
-    return Call("reply", {"rid": rid, "error": message}, bool)
+def fail_call(rid: int, message: str, confirm: bool = False) -> Call[bool]:
+    return _answer({"rid": rid, "error": message}, confirm)
+
+
+def _answer(fields: dict[str, Any], confirm: bool) -> Call[bool]:
+    if not confirm:
+        fields["confirm"] = False
+    return Call("reply", fields, bool, quiet=not confirm)
 
 
 # ------------------------------------------------------ incoming requests
@@ -141,13 +150,15 @@ class _IncomingBase:
         _check_reply(self._client, body, headers)
         self.answered = True
 
-    def _reply_call(self, body: bytes, headers: dict[str, str] | None) -> Call[bool]:
+    def _reply_call(
+        self, body: bytes, headers: dict[str, str] | None, confirm: bool = False
+    ) -> Call[bool]:
         self._answer(body, headers)
-        return reply_call(self.rid, bytes(body), headers)
+        return reply_call(self.rid, bytes(body), headers, confirm)
 
-    def _fail_call(self, message: str) -> Call[bool]:
+    def _fail_call(self, message: str, confirm: bool = False) -> Call[bool]:
         self._answer(b"", None)
-        return fail_call(self.rid, str(message))
+        return fail_call(self.rid, str(message), confirm)
 
 
 def _check_reply(client: Any, body: bytes, headers: dict[str, str] | None) -> None:
@@ -192,7 +203,7 @@ class IncomingRequest(_IncomingBase):
         self, body: bytes = b"", headers: dict[str, str] | None = None, *, confirm: bool = False
     ) -> bool | None:
         """Send the reply (see the class docstring for ``confirm``)."""
-        return await self._send_answer(self._reply_call(body, headers), confirm)
+        return await self._send_answer(self._reply_call(body, headers, confirm), confirm)
 
     @overload
     async def fail(self, message: str, *, confirm: Literal[False] = ...) -> None: ...
@@ -202,7 +213,7 @@ class IncomingRequest(_IncomingBase):
 
     async def fail(self, message: str, *, confirm: bool = False) -> bool | None:
         """Answer with an error: the requester's ``request`` raises ``ResponderError``."""
-        return await self._send_answer(self._fail_call(message), confirm)
+        return await self._send_answer(self._fail_call(message, confirm), confirm)
 
     async def _send_answer(self, call: Call[bool], confirm: bool) -> bool | None:
         if confirm:
@@ -221,11 +232,11 @@ class SyncIncomingRequest(_IncomingBase):
         self, body: bytes = b"", headers: dict[str, str] | None = None, *, confirm: bool = False
     ) -> bool | None:
         """Send the reply; with ``confirm=True`` block for the broker's answer."""
-        return self._send_answer(self._reply_call(body, headers), confirm)
+        return self._send_answer(self._reply_call(body, headers, confirm), confirm)
 
     def fail(self, message: str, *, confirm: bool = False) -> bool | None:
         """Answer with an error: the requester's ``request`` raises ``ResponderError``."""
-        return self._send_answer(self._fail_call(message), confirm)
+        return self._send_answer(self._fail_call(message, confirm), confirm)
 
     def _send_answer(self, call: Call[bool], confirm: bool) -> bool | None:
         if confirm:

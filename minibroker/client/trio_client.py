@@ -145,9 +145,21 @@ class Client(AsyncMethods):
 
     def _post(self, call: Call[Any]) -> None:
         """Queue ``call`` without waiting; its answer is read and dropped (``_TrioPosted``)."""
-        if self._conn.closed is None:
-            self._queue(self._conn.begin(call, _TrioPosted)[1])
-            self._want_reader()
+        data = self._posted(call)
+        if data is not None:
+            self._queue(data)
+
+    def _posted(self, call: Call[Any]) -> bytes | None:
+        """The bytes of a posted ``call`` (None once closed). Its answer must be
+        read, so it waits in the pending table; a quiet call gets none."""
+        conn = self._conn
+        if conn.closed is not None:
+            return None
+        if call.quiet:
+            return conn.post(call)
+        data = conn.begin(call, _TrioPosted)[1]
+        self._want_reader()
+        return data
 
     def _queue(self, data: bytes | memoryview) -> None:
         self._outbox.append(data)
@@ -201,9 +213,9 @@ class Client(AsyncMethods):
     async def _post_now(self, call: Call[Any]) -> None:
         """Send ``call`` without waiting for its answer, directly when the
         connection is idle (a responder's reply: saves the writer-task hop)."""
-        if self._conn.closed is None:
-            await self._send(self._conn.begin(call, _TrioPosted)[1])
-            self._want_reader()
+        data = self._posted(call)
+        if data is not None:
+            await self._send(data)
 
     def _signal(self) -> _TrioSignal:
         return _TrioSignal()

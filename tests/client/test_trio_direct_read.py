@@ -18,6 +18,7 @@ from fake_broker import FakeBroker, items_parser, script
 
 import minibroker
 from minibroker.client.protocol import Call
+from minibroker.client.rpc import IncomingRequest
 from minibroker.errors import ConnectionClosed
 
 SAFETY = 30.0
@@ -171,3 +172,17 @@ async def test_answers_to_posted_calls_are_read_while_nothing_else_waits(
                 await trio.testing.wait_all_tasks_blocked()
             assert names and names[-1].endswith("_reader")
             assert await mb.ping(b"after") == b"after"
+
+
+async def test_a_responders_replies_are_quiet_and_leave_nothing_pending(
+    fake_broker: FakeBroker,
+) -> None:
+    # reply() without confirm asks the broker for no answer: nothing to read, nothing pending.
+    with trio.fail_after(SAFETY):
+        async with minibroker.connect(fake_broker.url) as mb:
+            request = IncomingRequest(7, "svc", b"q", None, 5.0, mb)
+            await request.reply(b"a")
+            (sent,) = await trio.to_thread.run_sync(fake_broker.wait_for, "reply")
+            assert sent["rid"] == 7 and sent["confirm"] is False
+            assert not mb._pending
+            assert not mb._reading  # nothing waits for input
