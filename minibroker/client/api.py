@@ -9,7 +9,7 @@ client/transport.py; the builder carries the signature and docstring. The
 models keep their builders and objects in their own modules
 (``client/queues.py``, ``client/topics.py``, ``client/logs.py``,
 ``client/rpc.py``); only ``serve`` and ``serving``, which run handlers the
-flavour's way (tasks, or a thread pool), are written per flavour
+flavour's way (tasks, or threads), are written per flavour
 (``AsyncServing``, ``SyncServing`` in client/rpc.py).
 
 ``AsyncMethods`` serves the Trio, asyncio and in-process clients,

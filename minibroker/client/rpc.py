@@ -14,12 +14,14 @@ Answering, one request at a time or with a handler run concurrently::
 
 Answers are fire-and-forget by default, like NATS's ``msg.respond``: a
 responder loop must not spend a round trip per request waiting for the
-broker's ``ok``. ``reply(..., confirm=True)`` waits and says whether a
+broker's ``ok``, and the broker sends none (the ``reply`` frame says
+``confirm: false``). ``reply(..., confirm=True)`` waits and says whether a
 requester was still there.
 
 The blocking client has the same names without ``await``; its ``serve``
-runs the (plain) handler on a thread pool of ``workers`` threads and blocks
-until the connection ends or it is stopped (see ``SyncServing.serve``).
+runs the (plain) handler on ``workers`` threads (the calling one among
+them) and blocks until the connection ends or it is stopped (see
+``SyncServing.serve``).
 
 Errors a requester can get (``minibroker.NoResponders`` ...): ``NoResponders``
 (nobody serves the subject, immediately), ``Timeout`` (no reply within
@@ -68,7 +70,7 @@ __all__ = [
 DEFAULT_TIMEOUT = 5.0
 #: Default handlers ``serve`` runs at once (async clients).
 DEFAULT_CONCURRENCY = 64
-#: Default size of the blocking client's ``serve`` thread pool.
+#: Default number of threads running the blocking client's ``serve`` handlers.
 DEFAULT_WORKERS = 8
 
 
@@ -359,7 +361,12 @@ async def _serve_trio(requests: AsyncIterator[IncomingRequest], answer: Answer, 
     async with trio.open_nursery() as nursery:
         try:
             async for req in requests:
-                await slots.acquire()
+                # A free slot is taken without a checkpoint (a scheduler round
+                # per request); the loop still yields once every slot is busy.
+                try:
+                    slots.acquire_nowait()
+                except trio.WouldBlock:
+                    await slots.acquire()
                 nursery.start_soon(answer, req)
         except BrokerError as exc:
             # The connection dropped: handlers could not reply anyway. Raised
@@ -494,8 +501,8 @@ class ServeHandle:
 
 
 class SyncServing(SyncTransport):
-    """``serve`` and ``serving`` of the blocking client: handlers run on a
-    thread pool (same names as the async ones, no ``await``)."""
+    """``serve`` and ``serving`` of the blocking client: handlers run on
+    ``workers`` threads (same names as the async ones, no ``await``)."""
 
     def serve(
         self,
