@@ -522,52 +522,56 @@ class SyncServing(SyncTransport):
         Handler results and errors work as in the async ``serve``. On the way
         out, handlers already running are allowed to finish.
 
-        The calling thread is one of the ``workers``: each worker takes the
-        next request straight from the responder's buffer and runs the
-        handler, so a request costs one hand-over (the client's reader
-        thread waking an idle worker), not two through a dispatching
-        thread and a pool (docs/request-reply.md, "Blocking serve").
+        Each of the ``workers`` threads takes the next request straight from
+        the responder's buffer and runs the handler, so a request costs one
+        hand-over (the client's reader thread waking an idle worker), not two
+        through a dispatching thread and a pool (docs/request-reply.md,
+        "Blocking serve"). The calling thread runs no handler: it waits, so
+        Ctrl-C there stops serving without interrupting one.
         """
         if workers < 1:
             raise ValueError("workers must be at least 1")
         control = handle or ServeHandle()
         #: Set when serving ends: requests still buffered are left unhandled.
         leaving = threading.Event()
+        #: Why serving ended, if the connection did (raised to the caller).
+        failures: list[BrokerError] = []
 
         def work(requests: Any) -> None:
-            for req in requests:
-                if leaving.is_set() or control.stopped:
-                    return
-                _handle_sync(req, handler)
-
-        def helper(requests: Any) -> None:
-            # The serving thread sees the same end (and raises it): nothing to do here.
-            with suppress(BrokerError):
-                work(requests)
+            try:
+                for req in requests:
+                    if leaving.is_set() or control.stopped:
+                        return
+                    _handle_sync(req, handler)
+            except BrokerError as exc:  # the connection dropped
+                failures.append(exc)
 
         with opened_blocking(respond_state(self, subject, group)) as requests:
             control._requests = requests
             control.ready.set()
             if control.stopped:
                 return
-            helpers = [
+            threads = [
                 threading.Thread(
-                    target=helper, args=(requests,), name=f"serve-{subject}-{n}", daemon=True
+                    target=work, args=(requests,), name=f"serve-{subject}-{n}", daemon=True
                 )
-                for n in range(1, workers)
+                for n in range(workers)
             ]
-            for thread in helpers:
+            for thread in threads:
                 thread.start()
             try:
-                work(requests)
+                for thread in threads:
+                    thread.join()  # until the subscription ends; Ctrl-C interrupts it
             finally:
                 # Take no more requests; let running handlers finish (their
                 # replies still count), then unregister (stop() did already).
                 leaving.set()
                 requests._end(StopIteration())
-                for thread in helpers:
+                for thread in threads:
                     thread.join()
                 self._unregister(requests)
+            if failures:
+                raise failures[0]
 
     def _unregister(self, requests: Any) -> None:
         """Unsubscribe a responder whose iteration was ended locally (its

@@ -302,10 +302,12 @@ def test_blocking_respond_loop(minibroker_url: str) -> None:
         assert sorted(r.body for r in pending.result(timeout=30)) == [b"aa", b"bb"]
 
 
-def test_blocking_serve_runs_handlers_on_the_serving_thread_too(minibroker_url: str) -> None:
-    # The serving thread is one of the workers: with one worker every
-    # handler runs there, with no hand-over to a pool thread; and it may
-    # make blocking calls on the same client (it is not the reader thread).
+def test_blocking_serve_handlers_run_on_workers_and_may_call_the_same_client(
+    minibroker_url: str,
+) -> None:
+    # Handlers run on the serve's worker threads, never on the client's
+    # reader thread (a blocking call there would wait for itself) nor on the
+    # thread that called serve (Ctrl-C there must not interrupt a handler).
     ran_on: list[threading.Thread] = []
 
     def handler(req: SyncIncomingRequest) -> bytes:
@@ -325,10 +327,62 @@ def test_blocking_serve_runs_handlers_on_the_serving_thread_too(minibroker_url: 
         bodies = [b"%d" % i for i in range(5)]
         replies = request_all("blocking", minibroker_url, bodies, subject="svc.inline")
         assert [r.body for r in replies] == bodies
-        assert ran_on == [thread] * len(bodies)
+        assert len(set(ran_on)) == 1 and len(ran_on) == len(bodies)
+        assert ran_on[0] not in (thread, responder_client._reader)
         handle.stop()
         thread.join(30)
         assert not thread.is_alive()
+
+
+CTRL_C_RESPONDER = """
+import sys, threading
+import minibroker
+from minibroker import ServeHandle
+
+def handler(req):
+    print("running", flush=True)
+    sys.stdin.readline()  # the test releases it after Ctrl-C
+    return b"done:" + req.body
+
+with minibroker.connect_sync(sys.argv[1]) as mb:
+    handle = ServeHandle()
+    threading.Thread(target=lambda: handle.ready.wait() and print("ready", flush=True)).start()
+    try:
+        mb.serve("svc.ctrlc", handler, workers=1, handle=handle)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+"""
+
+
+def test_ctrl_c_in_blocking_serve_lets_the_running_handler_answer(minibroker_url: str) -> None:
+    # docs/request-reply.md: on Ctrl-C, handlers already running finish
+    # before the responder is unregistered, so their replies still count.
+    import signal
+    import subprocess
+    import sys
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C_RESPONDER, minibroker_url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        assert child.stdout.readline() == "ready\n"
+        with ThreadPoolExecutor(1) as pool:
+            asked = pool.submit(request_all, "blocking", minibroker_url, [b"x"], "svc.ctrlc")
+            assert child.stdout.readline() == "running\n"
+            child.send_signal(signal.SIGINT)
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            (reply,) = asked.result(30)
+        assert isinstance(reply, Reply) and reply.body == b"done:x"
+        assert child.stdout.readline() == "interrupted\n"
+        assert child.wait(30) == 0
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_blocking_serve_stopped_starts_no_buffered_request(minibroker_url: str) -> None:
