@@ -28,10 +28,15 @@ How each workload drives it (the easy path of the client API, batched):
   producer's default window in flight, as librdkafka pipelines); a fresh
   process replays with ``tail(log, start=first_offset)``, taking records with
   ``get_batch(READ_BATCH)``.
-* W4: ``mb.respond(subject)`` answering every request with its own body, up to
-  ``RESPONDER_CONCURRENCY`` replies in flight (as ``mb.serve`` does);
-  ``mb.request(subject, body, timeout=5)``, sequentially, then from 16 Trio
-  tasks sharing one connection.
+* W4, as docs/request-reply.md tells users to write it, default settings,
+  through each of its two documented ways (both rows are reported, each
+  labelled by its client):
+  ``await mb.serve(subject, handler)`` (a Trio nursery; handler returns the
+  body) and ``await mb.request(subject, body, timeout=5)``, sequentially,
+  then from 16 Trio tasks sharing one connection; and the blocking client of
+  docs/examples/request_reply.py: ``with mb.serving(subject, handler)``
+  (``serve`` on a thread, default ``workers``) and ``mb.request(...)``,
+  sequentially, then from 16 threads sharing one client.
 * W5: a fresh ``python -m minibroker serve`` on a free port, timed from launch
   to a successful ``ping`` through the blocking client; and, in a fresh
   process, ``open_broker()`` + ``broker.connect()`` + one ``ping``.
@@ -51,7 +56,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.child import RoleContext, trio_wait_go, trio_wait_stop, trio_watchdog
+from benchmarks.child import (
+    POLL_INTERVAL,
+    RoleContext,
+    trio_wait_go,
+    trio_wait_stop,
+    trio_watchdog,
+)
 from benchmarks.config import HOST
 from benchmarks.payload import Verifier, batched, make_bodies
 from benchmarks.stats import RequesterTally
@@ -66,7 +77,6 @@ PLAIN_PIPELINE = 4  # publish_many batches the W2 publisher keeps in flight
 READ_BATCH = 10_000  # records taken per get_batch() in the W3 replay
 TAIL_MAX_BYTES = 1024 * 1024  # bytes per `records` push of the W3 replay tail
 SUBSCRIBER_BUFFER = 1_000_000  # W2 subscription buffer (messages), at least the run's count
-RESPONDER_CONCURRENCY = 64  # W4 replies in flight, as `mb.serve` does
 BUSY_POLL_US = 300  # `serve --busy-poll-us` of the minibroker-busy-poll target (W4 only)
 
 
@@ -239,8 +249,11 @@ class MinibrokerTarget(Target):
             f"W3: `log_producer(max_batch={c.batch})` fed `append_many` batches, the "
             f"producer's default {DEFAULT_MAX_IN_FLIGHT} batches in flight; "
             f"replay with `tail(start=first offset, max_bytes={TAIL_MAX_BYTES})`.",
-            f"W4: `respond` with up to {RESPONDER_CONCURRENCY} replies in flight; "
-            "`request(timeout=5)`, 16 in flight = 16 Trio tasks on one connection.",
+            "W4, as docs/request-reply.md writes it (default settings): Trio client, "
+            "`serve(subject, handler)` and `request(timeout=5)`, 16 in flight = 16 Trio tasks "
+            "on one connection; blocking client (docs/examples/request_reply.py), "
+            "`with serving(subject, handler)` and `request(timeout=5)`, 16 in flight = 16 "
+            "threads sharing one client.",
             "W5: launch to a `ping` through the blocking client; embedded: `open_broker()` + "
             "`connect()` + `ping()` in a fresh process (import time reported apart).",
         ]
@@ -265,6 +278,16 @@ class MinibrokerTarget(Target):
             "w3": {"appender": "w3_appender", "replayer": "w3_replayer"},
             "w4": {"requester": "w4_requester", "responder": "w4_responder"},
         }
+        if workload == "w4":
+            blocking = {"requester": "w4_blocking_requester", "responder": "w4_blocking_responder"}
+            return [
+                Impl(client, {k: f"{MODULE}:{v}" for k, v in roles[workload].items()}, params),
+                Impl(
+                    "minibroker blocking client",
+                    {k: f"{MODULE}:{v}" for k, v in blocking.items()},
+                    params,
+                ),
+            ]
         if workload in roles:
             return [Impl(client, {k: f"{MODULE}:{v}" for k, v in roles[workload].items()}, params)]
         if workload == "w5":
@@ -518,29 +541,100 @@ async def _w4_responder(ctx: RoleContext) -> dict[str, Any]:
 
     served = 0
     p = ctx.params
-    async with minibroker.connect(p["url"]) as mb, mb.respond(p["subject"]) as requests:
+
+    async def echo(request: Any) -> bytes:
+        nonlocal served
+        served += 1
+        body: bytes = request.body
+        return body
+
+    async with minibroker.connect(p["url"]) as mb, trio.open_nursery() as nursery:
+        await nursery.start(mb.serve, p["subject"], echo)
         ctx.ready()
-        slots = trio.Semaphore(RESPONDER_CONCURRENCY)
-
-        async def answer(request: Any) -> None:
-            nonlocal served
-            try:
-                await request.reply(request.body)
-                served += 1
-            finally:
-                slots.release()
-
-        async with trio.open_nursery() as nursery:
-
-            async def stop_when_told() -> None:
-                await trio_wait_stop(ctx)
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(stop_when_told)
-            async for request in requests:
-                await slots.acquire()
-                nursery.start_soon(answer, request)
+        await trio_wait_stop(ctx)
+        nursery.cancel_scope.cancel()
     return {"served": served}
+
+
+def w4_blocking_responder(ctx: RoleContext) -> dict[str, Any]:
+    """docs/examples/request_reply.py's responder: ``serve`` on a thread, default workers."""
+    import itertools
+
+    import minibroker
+
+    served = itertools.count()  # next() is atomic: handlers run on several threads
+
+    def echo(request: Any) -> bytes:
+        next(served)
+        body: bytes = request.body
+        return body
+
+    with minibroker.connect_sync(ctx.params["url"]) as mb, mb.serving(ctx.params["subject"], echo):
+        ctx.ready()
+        while not ctx.stop_requested() and ctx.time_left() > 0:
+            time.sleep(POLL_INTERVAL)
+    return {"served": next(served)}
+
+
+def w4_blocking_requester(ctx: RoleContext) -> dict[str, Any]:
+    """``mb.request`` from the blocking client: sequentially, then from 16 threads."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import minibroker
+
+    p = ctx.params
+    warmup, sequential, concurrent = p["warmup"], p["sequential"], p["concurrent"]
+    bodies = make_bodies(warmup + sequential + concurrent, p["body_size"])
+    subject, timeout = p["subject"], float(p["request_timeout"])
+    tally = RequesterTally()
+    counting = threading.Lock()
+
+    with minibroker.connect_sync(p["url"]) as mb:
+        ctx.ready()
+        ctx.wait_go()
+        for seq in range(warmup + sequential):
+            t0 = time.perf_counter()
+            try:
+                reply = mb.request(subject, bodies[seq], timeout=timeout)
+            except Exception as exc:
+                tally.error(exc)
+                continue
+            elapsed = time.perf_counter() - t0
+            if reply.body != bodies[seq]:
+                tally.mismatches += 1
+            if seq >= warmup:
+                tally.latencies.append(elapsed)
+                tally.seq_count += 1
+            ctx.progress(seq + 1)
+            ctx.check_deadline()
+
+        first = warmup + sequential
+        pending = iter(range(first, first + concurrent))  # next() is atomic: shared by threads
+
+        def worker() -> None:
+            for seq in pending:
+                if ctx.time_left() <= 0:
+                    return
+                try:
+                    reply = mb.request(subject, bodies[seq], timeout=timeout)
+                except Exception as exc:
+                    with counting:
+                        tally.error(exc)
+                    continue
+                with counting:
+                    if reply.body != bodies[seq]:
+                        tally.mismatches += 1
+                    tally.conc_count += 1
+                    if tally.conc_count % 500 == 0:
+                        ctx.progress(first + tally.conc_count)
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(int(p["concurrency"])) as pool:
+            for _ in range(int(p["concurrency"])):
+                pool.submit(worker)
+        tally.conc_elapsed = time.perf_counter() - t0
+    return tally.report()
 
 
 def w4_requester(ctx: RoleContext) -> dict[str, Any]:

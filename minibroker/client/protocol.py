@@ -39,11 +39,17 @@ def _identity(result: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class Call(Generic[T]):
-    """One request: ``op`` and ``fields`` go on the wire, ``parse`` reads the result."""
+    """One request: ``op`` and ``fields`` go on the wire, ``parse`` reads the result.
+
+    ``quiet``: the broker answers it only with an error, never with ``ok`` (a
+    responder's ``reply`` with ``confirm`` false), so a transport that posts
+    it keeps no pending entry waiting for an answer.
+    """
 
     op: str
     fields: dict[str, Any]
     parse: Callable[[Any], T] = field(default=_identity)
+    quiet: bool = False
 
 
 @dataclass(frozen=True, slots=True)

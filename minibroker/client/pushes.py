@@ -388,7 +388,9 @@ class BlockingSubscription(SubscriptionCore[T], BlockingIteration[T], Blocking):
     # ------------------------------------------------- driven by the client
 
     def _arrived(self) -> None:
-        self._cond.notify_all()
+        # One waiter per buffered item, not all of them: a blocking serve
+        # has ``workers`` threads waiting here and one request wakes one.
+        self._cond.notify(len(self._items))
 
     def _end(self, error: BaseException) -> None:
         with self._cond:

@@ -2,8 +2,10 @@
 
 Answers are fire-and-forget by default, like NATS's ``msg.respond``: a
 responder loop must not spend a round trip per request waiting for the
-broker's ``ok`` (``reply(..., confirm=True)`` waits). The rest (errors,
-groups, the blocking client's thread pool) is in docs/request-reply.md.
+broker's ``ok``, and the broker sends none (the ``reply`` frame says
+``confirm: false``); ``reply(..., confirm=True)`` waits and says whether a
+requester was still there. The rest (errors, groups, the blocking client's
+``workers`` threads) is in docs/request-reply.md.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from collections.abc import (
     Awaitable,
     Callable,
 )
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict, TypeVar, Unpack, overload
@@ -48,7 +49,7 @@ __all__ = [
 DEFAULT_TIMEOUT = 5.0
 #: Default handlers ``serve`` runs at once (async clients).
 DEFAULT_CONCURRENCY = 64
-#: Default size of the blocking client's ``serve`` thread pool.
+#: Default number of threads running the blocking client's ``serve`` handlers.
 DEFAULT_WORKERS = 8
 
 
@@ -86,15 +87,24 @@ def request_call(
     return Call("request", fields, _parse_reply)
 
 
-def reply_call(rid: int, body: bytes, headers: dict[str, str] | None) -> Call[bool]:
+def reply_call(
+    rid: int, body: bytes, headers: dict[str, str] | None, confirm: bool = False
+) -> Call[bool]:
+    """A ``reply`` frame; unless ``confirm``, the broker sends no ``ok`` back (``quiet``)."""
     fields: dict[str, Any] = {"rid": rid, "body": body}
     if headers:
         fields["headers"] = headers
-    return Call("reply", fields, bool)
+    return _answer(fields, confirm)
 
 
-def fail_call(rid: int, message: str) -> Call[bool]:
-    return Call("reply", {"rid": rid, "error": message}, bool)
+def fail_call(rid: int, message: str, confirm: bool = False) -> Call[bool]:
+    return _answer({"rid": rid, "error": message}, confirm)
+
+
+def _answer(fields: dict[str, Any], confirm: bool) -> Call[bool]:
+    if not confirm:
+        fields["confirm"] = False
+    return Call("reply", fields, bool, quiet=not confirm)
 
 
 # ------------------------------------------------------ incoming requests
@@ -121,13 +131,15 @@ class _IncomingBase:
         _check_reply(self._client, body, headers)
         self.answered = True
 
-    def _reply_call(self, body: bytes, headers: dict[str, str] | None) -> Call[bool]:
+    def _reply_call(
+        self, body: bytes, headers: dict[str, str] | None, confirm: bool = False
+    ) -> Call[bool]:
         self._answer(body, headers)
-        return reply_call(self.rid, bytes(body), headers)
+        return reply_call(self.rid, bytes(body), headers, confirm)
 
-    def _fail_call(self, message: str) -> Call[bool]:
+    def _fail_call(self, message: str, confirm: bool = False) -> Call[bool]:
         self._answer(b"", None)
-        return fail_call(self.rid, str(message))
+        return fail_call(self.rid, str(message), confirm)
 
 
 def _check_reply(client: Any, body: bytes, headers: dict[str, str] | None) -> None:
@@ -172,7 +184,7 @@ class IncomingRequest(_IncomingBase):
         self, body: bytes = b"", headers: dict[str, str] | None = None, *, confirm: bool = False
     ) -> bool | None:
         """Send the reply (see the class docstring for ``confirm``)."""
-        return await self._send_answer(self._reply_call(body, headers), confirm)
+        return await self._send_answer(self._reply_call(body, headers, confirm), confirm)
 
     @overload
     async def fail(self, message: str, *, confirm: Literal[False] = ...) -> None: ...
@@ -182,7 +194,7 @@ class IncomingRequest(_IncomingBase):
 
     async def fail(self, message: str, *, confirm: bool = False) -> bool | None:
         """Answer with an error: the requester's ``request`` raises ``ResponderError``."""
-        return await self._send_answer(self._fail_call(message), confirm)
+        return await self._send_answer(self._fail_call(message, confirm), confirm)
 
     async def _send_answer(self, call: Call[bool], confirm: bool) -> bool | None:
         if confirm:
@@ -201,11 +213,11 @@ class SyncIncomingRequest(_IncomingBase):
         self, body: bytes = b"", headers: dict[str, str] | None = None, *, confirm: bool = False
     ) -> bool | None:
         """Send the reply; with ``confirm=True`` block for the broker's answer."""
-        return self._send_answer(self._reply_call(body, headers), confirm)
+        return self._send_answer(self._reply_call(body, headers, confirm), confirm)
 
     def fail(self, message: str, *, confirm: bool = False) -> bool | None:
         """Answer with an error: the requester's ``request`` raises ``ResponderError``."""
-        return self._send_answer(self._fail_call(message), confirm)
+        return self._send_answer(self._fail_call(message, confirm), confirm)
 
     def _send_answer(self, call: Call[bool], confirm: bool) -> bool | None:
         if confirm:
@@ -343,7 +355,12 @@ async def _serve_trio(requests: AsyncIterator[IncomingRequest], answer: Answer, 
     async with trio.open_nursery() as nursery:
         try:
             async for req in requests:
-                await slots.acquire()
+                # A free slot is taken without a checkpoint (a scheduler round
+                # per request); the loop still yields once every slot is busy.
+                try:
+                    slots.acquire_nowait()
+                except trio.WouldBlock:
+                    await slots.acquire()
                 nursery.start_soon(answer, req)
         except BrokerError as exc:
             # The connection dropped: handlers could not reply anyway. Raised
@@ -444,8 +461,8 @@ class AsyncServing(AsyncTransport):
 
 
 class SyncServing(SyncTransport):
-    """``serve`` and ``serving`` of the blocking client: handlers run on a
-    thread pool (same names as the async ones, no ``await``)."""
+    """``serve`` and ``serving`` of the blocking client: handlers run on
+    ``workers`` threads (same names as the async ones, no ``await``)."""
 
     def serve(
         self,
@@ -464,34 +481,66 @@ class SyncServing(SyncTransport):
         once; further requests wait in the client's buffer meanwhile.
         Handler results and errors work as in the async ``serve``. On the way
         out, handlers already running are allowed to finish.
+
+        Each of the ``workers`` threads takes the next request straight from
+        the responder's buffer and runs the handler, so a request costs one
+        hand-over (the client's reader thread waking an idle worker), not two
+        through a dispatching thread and a pool (docs/request-reply.md,
+        "Blocking serve"). The calling thread runs no handler: it waits, so
+        Ctrl-C there stops serving without interrupting one.
         """
         if workers < 1:
             raise ValueError("workers must be at least 1")
         control = handle or ServeHandle()
-        slots = threading.BoundedSemaphore(workers)
+        #: Set when serving ends: requests still buffered are left unhandled.
+        leaving = threading.Event()
+        #: Why serving ended, if the connection did (raised to the caller).
+        failures: list[BrokerError] = []
 
-        def run_one(req: SyncIncomingRequest) -> None:
+        def work(requests: Any) -> None:
             try:
-                _handle_sync(req, handler)
-            finally:
-                slots.release()
+                for req in requests:
+                    if leaving.is_set() or control.stopped:
+                        return
+                    _handle_sync(req, handler)
+            except BrokerError as exc:  # the connection dropped
+                failures.append(exc)
 
-        # The pool is the inner context: leaving waits for running handlers to
-        # send their replies, and only then unregisters the responder.
-        with (
-            opened_blocking(respond_state(self, subject, group)) as requests,
-            ThreadPoolExecutor(workers, thread_name_prefix=f"serve-{subject}") as pool,
-        ):
+        with opened_blocking(respond_state(self, subject, group)) as requests:
             control._requests = requests
             control.ready.set()
             if control.stopped:
                 return
-            for req in requests:
-                slots.acquire()
-                if control._stopped.is_set():
-                    slots.release()
-                    break
-                pool.submit(run_one, req)
+            threads = [
+                threading.Thread(
+                    target=work, args=(requests,), name=f"serve-{subject}-{n}", daemon=True
+                )
+                for n in range(workers)
+            ]
+            for thread in threads:
+                thread.start()
+            try:
+                for thread in threads:
+                    thread.join()  # until the subscription ends; Ctrl-C interrupts it
+            finally:
+                # Take no more requests; let running handlers finish (their
+                # replies still count), then unregister (stop() did already).
+                leaving.set()
+                requests._end(StopIteration())
+                for thread in threads:
+                    thread.join()
+                self._unregister(requests)
+            if failures:
+                raise failures[0]
+
+    def _unregister(self, requests: Any) -> None:
+        """Unsubscribe a responder whose iteration was ended locally (its
+        ``close`` does nothing then); a no-op once stopped or disconnected."""
+        if requests.sub_id is None or self._conn.subscriptions.pop(requests.sub_id, None) is None:
+            return
+        if not self.closed:
+            with suppress(BrokerError):
+                self._call(Call("unsubscribe", {"sub": requests.sub_id}))
 
     def serving(
         self, subject: str, handler: SyncHandler, **options: Unpack[SyncServeOptions]

@@ -387,14 +387,18 @@ class Client(SyncMethods):
         Its answer is still read (a ``_PostedCall`` stays in the pending table
         until it comes, so the reader thread reads on): answers nobody reads
         would fill the socket and, with the broker's output budget, finally
-        stop the broker reading this connection.
+        stop the broker reading this connection. A quiet call (a reply sent
+        without ``confirm``) gets no answer unless it failed: nothing waits.
         """
         with self._lock:
             if self._conn.closed is not None:
                 return
-            data = self._conn.begin(call, _PostedCall)[1]
+            if call.quiet:  # answered only with an error: nothing to wait for
+                data = self._conn.protocol.encode(call)[1]
+            else:
+                data = self._conn.begin(call, _PostedCall)[1]
+                self._give_reader_the_turn()
             self._outbox.append(data if self._tls is None else self._tls.encrypt(data))
-            self._give_reader_the_turn()
         if self._on_reader_thread():
             # The reader must never block in sendall (the broker may be
             # waiting for us to read); let a helper thread send it.

@@ -1,11 +1,18 @@
 """The Trio client: ``async with minibroker.connect(url) as mb``.
 
-One reader task turns received bytes into events (replies matched to their
-waiting call by request id, pushes handed to their subscription); one writer
-task sends everything that callers queued since its last wake-up in one
-``send_all``. Many tasks can call at once on one client: their requests are
-pipelined on the wire and answered in any order. If the connection drops,
-every pending call fails at once with ``ConnectionClosed``; nothing hangs.
+One task at a time reads the socket and turns received bytes into events
+(replies matched to their waiting call by request id, pushes handed to their
+subscription). On TCP, a call that finds nobody reading and no subscription
+open reads its own answer in its own task: the reply wakes the caller
+directly, with no hand-over from a reader task (a scheduler round, the
+largest part of the client's share of a request/reply; docs/internals.md,
+"Latency"). Otherwise the reader task reads: it reads while any call,
+posted call or subscription waits and parks when nothing does, so a caller
+never has to cancel its wait to take the socket over. One writer task sends
+everything that callers queued since its last wake-up in one ``send_all``.
+Many tasks can call at once on one client: their requests are pipelined on
+the wire and answered in any order. If the connection drops, every pending
+call fails at once with ``ConnectionClosed``; nothing hangs.
 """
 
 from __future__ import annotations
@@ -39,7 +46,8 @@ DIRECT_SEND_MAX_BYTES = 65536
 #: Seconds a send may block on a peer that does not read before the
 #: connection is declared dead.
 SEND_STALL_TIMEOUT = 30.0
-
+#: Bytes asked of the socket per read.
+READ_CHUNK = 65536
 
 
 class _TrioCall(AsyncPendingCall[T]):
@@ -59,6 +67,21 @@ class _TrioCall(AsyncPendingCall[T]):
         await self._event.wait()
 
     _answered = wait
+
+
+class _TrioPosted(AsyncPendingCall[Any]):
+    """A call sent without waiting for its answer (a responder's reply, an ack).
+
+    It stays in the pending table until its answer is read, so the reader
+    task keeps reading: answers nobody reads would fill the socket and, with
+    the broker's output budget, finally stop the broker reading this
+    connection.
+    """
+
+    __slots__ = ()
+
+    def _wake(self) -> None:
+        return None
 
 
 class _TrioSignal:
@@ -96,16 +119,53 @@ class Client(AsyncMethods):
         self._direct = direct_socket(stream)
         self._max_pending = max_pending
         self.server_info: dict[str, Any] = {}
+        #: True while a task reads the socket: the reader task, or a caller
+        #: reading its own answer (``_read_own_answer``). Only TCP callers
+        #: read directly; on other streams the reader task always reads.
+        self._reading = self._direct is None
+        #: Set to hand the parked reader task the reading role.
+        self._turn = trio.Event()
+        if self._reading:
+            self._turn.set()
 
     # -------------------------------------------------------- the transport
 
     async def _call(
         self, call: Call[T], *, on_reply: Callable[[Any], None] | None = None
     ) -> T:
-        pending, data = self._conn.begin(call, _TrioCall, on_reply)
+        conn = self._conn
+        pending, data = conn.begin(call, _TrioCall, on_reply)
         await self._send(data)  # never a cancellation point: queued, or a shielded send
-        result: T = await pending.answer()
-        return result
+        if self._reading or conn.subscriptions or conn.closed is not None:
+            self._want_reader()
+            result: T = await pending.answer()
+            return result
+        return await self._read_own_answer(pending)
+
+    def _begin(
+        self, call: Call[T], on_reply: Callable[[Any], None] | None = None
+    ) -> AsyncPendingCall[T]:
+        pending = super()._begin(call, on_reply)
+        self._want_reader()
+        return pending
+
+    def _post(self, call: Call[Any]) -> None:
+        """Queue ``call`` without waiting; its answer is read and dropped (``_TrioPosted``)."""
+        data = self._posted(call)
+        if data is not None:
+            self._queue(data)
+
+    def _posted(self, call: Call[Any]) -> bytes | None:
+        """The bytes of a posted ``call`` (None once closed). Its answer must be
+        read, so it waits in the pending table; a quiet call gets none."""
+        conn = self._conn
+        if conn.closed is not None:
+            return None
+        if call.quiet:
+            return conn.post(call)
+        data = conn.begin(call, _TrioPosted)[1]
+        self._want_reader()
+        return data
 
     def _queue(self, data: bytes | memoryview) -> None:
         self._outbox.append(data)
@@ -159,28 +219,99 @@ class Client(AsyncMethods):
     async def _post_now(self, call: Call[Any]) -> None:
         """Send ``call`` without waiting for its answer, directly when the
         connection is idle (a responder's reply: saves the writer-task hop)."""
-        data = self._conn.post(call)
+        data = self._posted(call)
         if data is not None:
             await self._send(data)
 
     def _signal(self) -> _TrioSignal:
         return _TrioSignal()
 
+    # ----------------------------------------------------------- the readers
+    #
+    # One task at a time reads the socket: it holds the reading role
+    # (``_reading``). Handing the role over never needs a cancellation: the
+    # reader task only waits on the socket while something waits for input,
+    # and parks on ``_turn`` otherwise; a caller reading directly gives the
+    # role back (to the reader task, if anything else still waits) as soon
+    # as it has its answer. Trio runs one task at a time, so checking what
+    # waits and parking happen with no other task in between.
+
+    def _want_reader(self) -> None:
+        """Something now waits for input: wake the reader task unless a task reads."""
+        if not self._reading:
+            self._reading = True
+            self._turn.set()
+
+    async def _read_own_answer(self, pending: _TrioCall[T]) -> T:
+        """Nobody reads: read and dispatch on this task until ``pending`` is
+        answered (or the connection ends, or the caller is cancelled), then
+        give the reading role back."""
+        conn = self._conn
+        direct = self._direct
+        assert direct is not None
+        self._reading = True
+        try:
+            while not pending.done:
+                # The request has just left: its answer cannot be there yet,
+                # so wait for readiness first instead of trying a read.
+                if not self._read_into(conn, await self._receive(direct)):
+                    break
+        finally:
+            self._reading = False
+            if conn.pending or conn.subscriptions:
+                self._want_reader()
+            if not pending.done:
+                pending._give_up()
+        return pending.outcome()
+
+    async def _receive(self, direct: Any) -> bytes | BaseException:
+        """One chunk from the socket (waiting for readiness first), or why it failed."""
+        try:
+            data: bytes = await direct.receive_some(READ_CHUNK, drained=True)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            return exc
+        return data
+
+    def _read_into(self, conn: Connection, data: bytes | bytearray | BaseException) -> bool:
+        """Dispatch ``data``; False (the connection failed) on EOF, an error or bad data."""
+        if isinstance(data, BaseException):
+            self._fail(connection_lost(str(data) or type(data).__name__))
+            return False
+        if not data:
+            self._fail(connection_lost(CLOSED_BY_BROKER))
+            return False
+        try:
+            conn.receive_data(data)
+        except BrokerError as exc:  # undecodable data from the server
+            self._fail(exc)
+            return False
+        return True
+
     async def _reader(self) -> None:
         conn = self._conn
         direct = self._direct
-        receive_some = self._stream.receive_some if direct is None else direct.receive_some
-        try:
-            while True:
-                data = await receive_some(65536)
-                if not data:
-                    self._fail(connection_lost(CLOSED_BY_BROKER))
+        while conn.closed is None:
+            await self._turn.wait()
+            self._turn = trio.Event()
+            # Holding the role: read while anything waits for input (always
+            # on streams where callers never read directly). After a read
+            # shorter than a chunk the socket was empty: wait for readiness
+            # first instead of trying a read that fails (one system call less).
+            drained = False
+            while direct is None or conn.pending or conn.subscriptions:
+                try:
+                    if direct is None:
+                        data: bytes | bytearray | BaseException = await self._stream.receive_some(
+                            READ_CHUNK
+                        )
+                    else:
+                        data = await direct.receive_some(READ_CHUNK, drained=drained)
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    data = exc
+                if not self._read_into(conn, data):
                     return
-                conn.receive_data(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            self._fail(connection_lost(str(exc) or type(exc).__name__))
-        except BrokerError as exc:  # undecodable data from the server
-            self._fail(exc)
+                drained = not isinstance(data, BaseException) and len(data) < READ_CHUNK
+            self._reading = False  # nothing waits: park until handed the role
 
     async def _writer(self) -> None:
         while self._conn.closed is None:

@@ -328,6 +328,9 @@ class Reply(Request):
     body: bytes = b""
     headers: dict[str, str] | None = None
     error: str | None = None
+    #: False: no ``ok`` comes back (errors still do); the clients' default,
+    #: one frame and one wake-up of the responder less per request.
+    confirm: bool = True
 
 
 # ------------------------------------------------------------------ responses

@@ -16,6 +16,7 @@ from fake_broker import FakeBroker, items_parser, script
 import minibroker
 from minibroker.client.protocol import Call
 from minibroker.client.pushes import SubscriptionEnded
+from minibroker.client.rpc import SyncIncomingRequest
 from minibroker.client.sync import CallTimeout, server_wait
 from minibroker.errors import BadFrame, ConnectionClosed, Timeout, Unauthorized, UnknownOp
 from minibroker.testing import ThreadedBroker, run_in_thread
@@ -414,3 +415,14 @@ def test_a_subscription_not_entered_refuses_to_wait(minibroker_url: str) -> None
         with sub:  # entering subscribes, once, and the same object iterates
             mb.publish("never.entered", b"now")
             assert sub.get(timeout=5).body == b"now"
+
+
+def test_a_responders_replies_are_quiet_and_leave_nothing_pending(
+    fake_broker: FakeBroker,
+) -> None:
+    # reply() without confirm asks the broker for no answer: nothing to read, nothing pending.
+    with minibroker.connect_sync(fake_broker.url) as mb:
+        SyncIncomingRequest(7, "svc", b"q", None, 5.0, mb).reply(b"a")
+        (sent,) = fake_broker.wait_for("reply")
+        assert sent["rid"] == 7 and sent["confirm"] is False
+        assert not mb._conn.pending

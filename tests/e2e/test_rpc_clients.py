@@ -300,3 +300,128 @@ def test_blocking_respond_loop(minibroker_url: str) -> None:
             req = requests.get(timeout=30)
             assert req.reply(req.body * 2, {"n": "2"}, confirm=True) is True
         assert sorted(r.body for r in pending.result(timeout=30)) == [b"aa", b"bb"]
+
+
+def test_blocking_serve_handlers_run_on_workers_and_may_call_the_same_client(
+    minibroker_url: str,
+) -> None:
+    # Handlers run on the serve's worker threads, never on the client's
+    # reader thread (a blocking call there would wait for itself) nor on the
+    # thread that called serve (Ctrl-C there must not interrupt a handler).
+    ran_on: list[threading.Thread] = []
+
+    def handler(req: SyncIncomingRequest) -> bytes:
+        ran_on.append(threading.current_thread())
+        return responder_client.ping(req.body)
+
+    handle = ServeHandle()
+    with minibroker.connect_sync(minibroker_url) as responder_client:
+        thread = threading.Thread(
+            target=responder_client.serve,
+            args=("svc.inline", handler),
+            kwargs={"workers": 1, "handle": handle},
+            daemon=True,
+        )
+        thread.start()
+        assert handle.ready.wait(30)
+        bodies = [b"%d" % i for i in range(5)]
+        replies = request_all("blocking", minibroker_url, bodies, subject="svc.inline")
+        assert [r.body for r in replies] == bodies
+        assert len(set(ran_on)) == 1 and len(ran_on) == len(bodies)
+        assert ran_on[0] not in (thread, responder_client._reader)
+        handle.stop()
+        thread.join(30)
+        assert not thread.is_alive()
+
+
+CTRL_C_RESPONDER = """
+import sys, threading
+import minibroker
+from minibroker import ServeHandle
+
+def handler(req):
+    print("running", flush=True)
+    sys.stdin.readline()  # the test releases it after Ctrl-C
+    return b"done:" + req.body
+
+with minibroker.connect_sync(sys.argv[1]) as mb:
+    handle = ServeHandle()
+    threading.Thread(target=lambda: handle.ready.wait() and print("ready", flush=True)).start()
+    try:
+        mb.serve("svc.ctrlc", handler, workers=1, handle=handle)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+"""
+
+
+def test_ctrl_c_in_blocking_serve_lets_the_running_handler_answer(minibroker_url: str) -> None:
+    # docs/request-reply.md: on Ctrl-C, handlers already running finish
+    # before the responder is unregistered, so their replies still count.
+    import signal
+    import subprocess
+    import sys
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C_RESPONDER, minibroker_url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        assert child.stdout.readline() == "ready\n"
+        with ThreadPoolExecutor(1) as pool:
+            asked = pool.submit(request_all, "blocking", minibroker_url, [b"x"], "svc.ctrlc")
+            assert child.stdout.readline() == "running\n"
+            child.send_signal(signal.SIGINT)
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            (reply,) = asked.result(30)
+        assert isinstance(reply, Reply) and reply.body == b"done:x"
+        assert child.stdout.readline() == "interrupted\n"
+        assert child.wait(30) == 0
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_blocking_serve_stopped_starts_no_buffered_request(minibroker_url: str) -> None:
+    # One worker busy with a slow request, a second request waiting in the
+    # buffer: stop() lets the running handler finish, never starts the
+    # waiting one, and its requester learns at once that nobody will answer.
+    started = threading.Event()
+    release = threading.Event()
+    handled: list[bytes] = []
+
+    def handler(req: SyncIncomingRequest) -> bytes:
+        handled.append(req.body)
+        if req.body == b"slow":
+            started.set()
+            assert release.wait(30)
+        return req.body
+
+    handle = ServeHandle()
+    with minibroker.connect_sync(minibroker_url) as responder_client, ThreadPoolExecutor(2) as pool:
+        thread = threading.Thread(
+            target=responder_client.serve,
+            args=("svc.stop", handler),
+            kwargs={"workers": 1, "handle": handle},
+            daemon=True,
+        )
+        thread.start()
+        assert handle.ready.wait(30)
+        slow = pool.submit(request_all, "blocking", minibroker_url, [b"slow"], "svc.stop")
+        assert started.wait(30)
+        waiting = pool.submit(request_all, "blocking", minibroker_url, [b"waiting"], "svc.stop")
+        buffered = handle._requests
+        with buffered._cond:  # woken when the request lands in the responder's buffer
+            assert buffered._cond.wait_for(lambda: buffered._items, 30)
+        handle.stop()
+        release.set()
+        thread.join(30)
+        assert not thread.is_alive()
+        (gone,) = waiting.result(30)
+        assert isinstance(gone, ResponderGone)
+        (late,) = slow.result(30)
+        assert isinstance(late, ResponderGone)  # stop() unregistered before it answered
+        assert handled == [b"slow"]

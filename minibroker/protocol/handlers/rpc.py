@@ -13,10 +13,12 @@ Wire shapes (see docs/request-reply.md):
 * ``request {subject, body?, headers?, timeout?}`` -> ok ``{"body",
   "headers"?}`` or an error (no_responders, timeout, responder_gone,
   responder_error, ...);
-* ``reply {rid, body?, headers?, error?}`` -> ok ``true`` when a requester was
-  waiting, ``false`` when the request had already ended (never an error, so a
-  slow responder's loop keeps running). The clients send replies without
-  waiting for this answer, so it costs the responder no round trip.
+* ``reply {rid, body?, headers?, error?, confirm?}`` -> ok ``true`` when a
+  requester was waiting, ``false`` when the request had already ended (never
+  an error, so a slow responder's loop keeps running). With ``confirm``
+  false (what the clients send unless asked to confirm) no ``ok`` is sent at
+  all, only errors: the responder waits for none, and the frame would cost
+  the broker a write and the responder a wake-up per request.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from minibroker.core.rpc import Responder, RpcReply
 from minibroker.protocol import codec, frames
-from minibroker.protocol.handlers.parked import PARKED
+from minibroker.protocol.handlers.parked import NO_RESPONSE, PARKED
 
 if TYPE_CHECKING:
     from minibroker.protocol.session import Session
@@ -57,10 +59,13 @@ def request(session: Session, frame: frames.RequestCall, now: float) -> Any:
     return PARKED
 
 
-def reply(session: Session, frame: frames.Reply, now: float) -> bool:
-    return session.ns.rpc.reply(
+def reply(session: Session, frame: frames.Reply, now: float) -> Any:
+    delivered = session.ns.rpc.reply(
         session, frame.rid, frame.body, frame.headers, frame.error, now
     )
+    # confirm false: the responder does not wait for this answer, so it is
+    # not sent (one write here, one wake-up and two reads in the responder).
+    return delivered if frame.confirm else NO_RESPONSE
 
 
 def encode_requests(source: Responder, budget: int) -> tuple[bytes, bool]:
