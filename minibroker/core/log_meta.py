@@ -47,7 +47,6 @@ segments or the synced snapshot. The journal stays below two segments.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Final
 
@@ -70,6 +69,10 @@ TAG_FORGET: Final = b"F"
 
 
 def _json(value: dict[str, Any]) -> bytes:
+    # json is imported here and in ``load``, on first use: a broker whose logs
+    # never commit a group offset (and ``serve``'s start-up) need not load it.
+    import json
+
     return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
 
 
@@ -86,6 +89,8 @@ class LogMeta:
     @classmethod
     def load(cls, store: LogStore) -> LogMeta:
         """Replay the journal in ``store``; damaged bodies raise StorageError."""
+        import json
+
         meta = cls(store)
         for record in store.iter_records():
             try:

@@ -19,11 +19,11 @@ shell's business: the session holds it through ``broker.durability``
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 from minibroker.core.broker import Broker
 from minibroker.errors import BrokerError
+from minibroker.value_class import Value
 
 
 class WireSession(Protocol):
@@ -102,8 +102,7 @@ class WireSession(Protocol):
 SessionFactory = Callable[[Broker, int, str], WireSession]
 
 
-@dataclass(frozen=True, slots=True)
-class FrontEnd:
+class FrontEnd(Value, frozen=True):
     """A front end the server listens for on a port of its own."""
 
     #: Short name, used in logs and as the key of ``BrokerServer.front_end_ports``.
