@@ -34,6 +34,7 @@ import struct
 from itertools import accumulate
 from typing import Final, NamedTuple
 
+from minibroker.errors import StorageError
 from minibroker.log_store import RecordFields
 from minibroker.record_format import MAX_FRAME_SIZE, CorruptRecord, EncodedBatch, encode_fields
 from minibroker.storage import kafka_compression as compression
@@ -110,9 +111,17 @@ def _crc32c(data: memoryview) -> int:
     distributions (``importlib.metadata``, which loads ``email`` and
     ``zipfile``): about a fifth of what ``minibroker serve`` spends above
     ``import trio`` (issue 19), for a check only recovery of a data
-    directory holding Kafka batches makes.
+    directory holding Kafka batches makes. It comes with the ``kafka`` extra
+    (kio needs it), so a broker installed without that extra serves; one
+    that finds Kafka batches written before the extra was removed says so.
     """
-    from crc32c import crc32c
+    try:
+        from crc32c import crc32c
+    except ImportError as exc:
+        raise StorageError(
+            "this data directory holds Kafka record batches, and checking them needs "
+            "the crc32c package: pip install 'minibroker[kafka]'"
+        ) from exc
 
     return int(crc32c(data))
 
