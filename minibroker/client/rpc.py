@@ -37,7 +37,6 @@ from collections.abc import (
     Awaitable,
     Callable,
 )
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, overload
@@ -507,6 +506,10 @@ class SyncServing(SyncTransport):
         """
         if workers < 1:
             raise ValueError("workers must be at least 1")
+        # Imported here: only a blocking responder needs it, and every program
+        # that imports a client (an embedded broker too) would pay for it.
+        from concurrent.futures import ThreadPoolExecutor
+
         control = handle or ServeHandle()
         slots = threading.BoundedSemaphore(workers)
 
