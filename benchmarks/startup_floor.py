@@ -18,6 +18,11 @@ package; default: this checkout) is copied twice: once compiled to bytecode
 environment pays it. The standard library and Trio keep their own caches
 either way. Run ``python -m benchmarks.startup_floor --tree before=/tmp/old``
 to compare a change with the tree before it in one run.
+
+``--callgrind`` runs each variant once under ``valgrind --tool=callgrind``
+instead and prints the instructions it executed, from launch to exit (a
+server is stopped with SIGTERM after its first ping): a count that does not
+depend on the machine's load, unlike the times.
 """
 
 from __future__ import annotations
@@ -93,12 +98,17 @@ def cpu_ms(pid: int) -> float:
 
 
 def time_to_first_ping(
-    tree: Path, env: dict[str, str], timeout: float = 30.0
+    tree: Path,
+    env: dict[str, str],
+    timeout: float = 30.0,
+    prefix: tuple[str, ...] = (),
+    stop_timeout: float = 10.0,
 ) -> tuple[float, float]:
+    """Launch ``prefix + serve`` and ping it; milliseconds to the first answer, and CPU."""
     import minibroker
 
     port = free_port()
-    cmd = [sys.executable, "-m", "minibroker", "serve", "--port", str(port)]
+    cmd = [*prefix, sys.executable, "-m", "minibroker", "serve", "--port", str(port)]
     cmd += ["--host", HOST, "--log-level", "warning"]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=tree, stdout=subprocess.DEVNULL)
@@ -115,7 +125,38 @@ def time_to_first_ping(
                     raise
                 time.sleep(0.001)
     finally:
-        stop_process(proc)
+        stop_process(proc, timeout=stop_timeout)
+
+
+def callgrind_instructions(name: str, tree: Path | None, env: dict[str, str], workdir: Path) -> int:
+    """Instructions variant ``name`` executes under callgrind, launch to exit."""
+    out = workdir / f"callgrind.{len(list(workdir.glob('callgrind.*')))}"
+    prefix = ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--quiet")
+    if name.startswith("serve"):
+        assert tree is not None
+        # Under valgrind the server runs some fifty times slower.
+        time_to_first_ping(tree, env, timeout=600, prefix=prefix, stop_timeout=600)
+    else:
+        script = "import trio" if tree is None else EMBEDDED_SCRIPT
+        subprocess.run([*prefix, sys.executable, "-c", script], env=env, cwd=tree, check=True)
+    for line in out.read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise RuntimeError(f"no instruction count in {out}")
+
+
+def callgrind_main(trees: dict[str, Path], workdir: Path) -> None:
+    floor = callgrind_instructions("import trio", None, _env(None, cache=True), workdir)
+    print(f"load average {os.getloadavg()[0]:.1f}; instructions, launch to exit, in millions")
+    print(f"{'variant':<30} {'Ir':>7} {'- floor':>8}")
+    print(f"{'import trio':<30} {floor / 1e6:7.0f} {0:+8.0f}")
+    for name, source in trees.items():
+        for cache in (True, False):
+            label = f"{name}, {'cached' if cache else 'no cache'}"
+            tree = copy_tree(source, workdir / name / str(cache), compiled=cache)
+            for kind in ("serve", "embedded"):
+                count = callgrind_instructions(kind, tree, _env(tree, cache), workdir)
+                print(f"{kind + ' ' + label:<30} {count / 1e6:7.0f} {(count - floor) / 1e6:+8.0f}")
 
 
 def copy_tree(source: Path, target: Path, compiled: bool) -> Path:
@@ -149,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15, help="launches per variant")
     parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="count instructions under valgrind's callgrind, one launch per variant",
+    )
+    parser.add_argument(
         "--tree",
         action="append",
         default=[],
@@ -160,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.tree:
         name, _, path = spec.partition("=")
         trees[name] = Path(path).resolve()
+    if args.callgrind:
+        with tempfile.TemporaryDirectory(prefix="startup-callgrind-") as tmp:
+            callgrind_main(trees, Path(tmp))
+        return 0
     with tempfile.TemporaryDirectory(prefix="startup-floor-") as tmp:
         found = variants(trees, Path(tmp))
         load_before = os.getloadavg()

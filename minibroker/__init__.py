@@ -20,6 +20,7 @@ The package, from the top down (imports only go down; ``make test`` checks it):
 - ``core``: every model's state and rules, sans-I/O
 - ``storage``: the segmented log on disk and in memory
 - the leaves: ``errors``, ``log_store`` (what the core needs from a store),
+  ``value_class`` (cheap dataclass-like records),
   ``record_format``, ``defaults``
 """
 

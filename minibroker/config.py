@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
@@ -14,14 +13,14 @@ from minibroker.protocol.codec import (
     frame_payload_budget,
     message_limit_for,
 )
+from minibroker.value_class import Value, field, replace
 
 #: Smallest ``max_frame_bytes``: the hello answer alone takes up to about 550 bytes
 #: (with a 255-character namespace name), and must fit one frame.
 MIN_FRAME_BYTES: Final = 1024
 
 
-@dataclass(frozen=True, slots=True)
-class ServerConfig:
+class ServerConfig(Value, frozen=True):
     """Everything ``BrokerServer`` needs; checked and made consistent on creation.
 
     ``max_frame_bytes`` bounds frames in both directions: the server refuses

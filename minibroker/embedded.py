@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote
 
@@ -23,6 +22,7 @@ from minibroker.config import ServerConfig
 from minibroker.core.broker import Broker
 from minibroker.core.config import FsyncPolicy
 from minibroker.server.app import BrokerServer
+from minibroker.value_class import replace
 
 
 class EmbeddedBroker:

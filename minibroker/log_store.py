@@ -19,8 +19,9 @@ commit), because only it knows which appends are waiting for a confirmation.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Final, NamedTuple, Protocol
+
+from minibroker.value_class import Value
 
 #: One entry handed to ``append``: ``(key, headers, body)``, or a bare body
 #: (a record without key and headers: the common case, and the cheapest).
@@ -48,8 +49,7 @@ class Record(NamedTuple):
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class RecordBatch:
+class RecordBatch(Value, frozen=True):
     """The answer to a read: raw frames, ready to ship to a client as they are.
 
     ``data`` holds ``count`` whole frames (see :mod:`minibroker.record_format`)

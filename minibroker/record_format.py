@@ -31,12 +31,12 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 import msgpack
 
 from minibroker.log_store import Entry, Record, RecordFields
+from minibroker.value_class import Value
 
 #: ``length`` + ``crc32``, both big-endian u32.
 FRAME_HEADER: Final = struct.Struct(">II")
@@ -74,8 +74,7 @@ class ScanResult(NamedTuple):
     last_offset: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class FrameScan:
+class FrameScan(Value, frozen=True):
     """What :func:`scan_frames` found: the facts recovery rebuilds a segment from."""
 
     valid_bytes: int

@@ -24,7 +24,7 @@ import itertools
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -39,6 +39,7 @@ from minibroker.client.trio_client import Client
 from minibroker.config import ServerConfig
 from minibroker.embedded import EmbeddedBroker, amqp_url, open_broker
 from minibroker.server.app import BrokerServer
+from minibroker.value_class import replace
 
 _namespace_counter = itertools.count(1)
 

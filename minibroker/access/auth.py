@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from minibroker.access.permissions import Grants, Permissions
 from minibroker.errors import Unauthorized
+from minibroker.value_class import Value, field
 
 
-@dataclass(frozen=True, slots=True)
-class Principal:
+class Principal(Value, frozen=True):
     """Who a connection authenticated as (``name`` is "anonymous" without auth).
 
     ``grants`` is what it may do when a permissions file is in force (see

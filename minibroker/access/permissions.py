@@ -72,10 +72,10 @@ names, they are not a security boundary.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, Final
 
 from minibroker.errors import Forbidden
+from minibroker.value_class import Value
 
 READ: Final = "read"
 WRITE: Final = "write"
@@ -199,8 +199,7 @@ def covers(grant: tuple[str, ...], wanted: tuple[str, ...]) -> bool:
     return ok[0][0]
 
 
-@dataclass(frozen=True, slots=True)
-class Grant:
+class Grant(Value, frozen=True):
     """One resource of one ``allow`` line: actions on names of a kind."""
 
     actions: frozenset[str]

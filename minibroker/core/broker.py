@@ -13,8 +13,6 @@ shared broker, so tests never see each other's queues.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from minibroker.core.config import CoreConfig
 from minibroker.core.durability import Durability
 from minibroker.core.namespace import MemoryLogFactory, Namespace, StorageOpener
@@ -23,6 +21,7 @@ from minibroker.core.timers import Timers
 from minibroker.core.xray import Xray
 from minibroker.errors import InvalidName, NotFound
 from minibroker.log_store import LogStore
+from minibroker.value_class import Value, field
 
 DEFAULT_NAMESPACE = ""
 MAX_NAMESPACE_LENGTH = 128
@@ -30,8 +29,7 @@ MAX_NAMESPACE_LENGTH = 128
 MAX_TIMER_ROUNDS = 100
 
 
-@dataclass(slots=True)
-class Clock:
+class Clock(Value):
     """Converts the monotonic ``now`` the shell passes in to wall-clock time.
 
     Timestamps users see (publish time, log record time) are milliseconds

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Literal
+
+from minibroker.value_class import Value, field
 
 FsyncPolicy = Literal["always", "batch", "never"]
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
+class Limits(Value, frozen=True):
     """Protective ceilings; each one, when hit, gives the client a clear error."""
 
     #: Largest message body (queue, topic, log record, request, reply).
@@ -36,8 +36,7 @@ class Limits:
     max_item_bytes: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class CoreConfig:
+class CoreConfig(Value, frozen=True):
     limits: Limits = field(default_factory=Limits)
     #: ``always``: fsync each write before confirming; ``batch``: group commit
     #: (one fsync covers every write that arrived while the last one ran);

@@ -53,7 +53,6 @@ segments or the synced snapshot. The journal stays below two segments.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Final
 
@@ -83,6 +82,10 @@ def _offset(value: Any) -> int:
 
 
 def _json(value: dict[str, Any]) -> bytes:
+    # json is imported here and in ``load``, on first use: a broker whose logs
+    # never commit a group offset (and ``serve``'s start-up) need not load it.
+    import json
+
     return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
 
 
@@ -102,6 +105,8 @@ class LogMeta:
     @classmethod
     def load(cls, store: LogStore) -> LogMeta:
         """Replay the journal in ``store``; damaged bodies raise StorageError."""
+        import json
+
         meta = cls(store)
         for record in store.iter_records():
             try:

@@ -6,12 +6,12 @@ Kept apart from :mod:`minibroker.core.logs` so the rules for valid options
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Final
 
 from minibroker.core.durations import check_seconds, clamp_seconds
 from minibroker.errors import BadRequest
 from minibroker.log_store import MAX_SEGMENT_BYTES
+from minibroker.value_class import Value
 
 #: Smallest segment a client may ask for. Every segment on disk holds an open
 #: file, so a tiny segment size would turn a long log into thousands of files.
@@ -22,8 +22,7 @@ MAX_RETENTION_SECONDS: Final = 100 * 365 * 86400.0
 MAX_RETENTION_BYTES: Final = 2**60
 
 
-@dataclass(frozen=True, slots=True)
-class LogOptions:
+class LogOptions(Value, frozen=True):
     """What a log is created with. Two creations agree iff these are equal.
 
     ``None`` means "no limit" for the retention options and "the storage
@@ -102,16 +101,14 @@ def _check_int(name: str, value: int, minimum: int, maximum: int) -> None:
         raise BadRequest(f"{name} must be between {minimum} and {maximum}, got {value!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class GroupStatistics:
+class GroupStatistics(Value, frozen=True):
     """Where a consumer group stands: its committed offset and how far behind the end it is."""
 
     committed: int
     lag: int
 
 
-@dataclass(frozen=True, slots=True)
-class LogStatistics:
+class LogStatistics(Value, frozen=True):
     """A snapshot of one log, for ``log.stats``, the CLI and metrics."""
 
     name: str

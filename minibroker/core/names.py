@@ -41,6 +41,7 @@ with garbage beyond its fixed size.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Final
 
@@ -75,16 +76,46 @@ SUBJECT: Final = "subject"
 # character in a str pattern; the ranges are C0 controls, DEL + C1 controls
 # and UTF-16 surrogates (which Python strings can hold but UTF-8 cannot).
 _FORBIDDEN_CHARS = r"\s\x00-\x1f\x7f-\x9f\ud800-\udfff"
-_FORBIDDEN_RE: Final = re.compile(f"[{_FORBIDDEN_CHARS}]")
+
+
+def _compiled_on_first_use(
+    global_name: str, pattern: str, method: str
+) -> Callable[[str], re.Match[str] | None]:
+    """A stand-in for ``re.compile(pattern).<method>``, bound to ``global_name``,
+    that compiles the pattern when first called and puts the compiled method
+    in its place, so later calls cost what a precompiled pattern costs.
+
+    Why not compile at import: these character classes reach past U+00FF (the
+    surrogates), which makes ``re`` build a 64K-entry map for each; the four
+    patterns cost some 16 million instructions, a tenth of what ``minibroker
+    serve`` spent above ``import trio`` before its first client (issue 19),
+    and a broker pays for each only when it first checks such a name.
+    """
+
+    def first_use(name: str) -> re.Match[str] | None:
+        compiled: Callable[[str], re.Match[str] | None] = getattr(re.compile(pattern), method)
+        globals()[global_name] = compiled
+        return compiled(name)
+
+    return first_use
+
+
+_forbidden_search = _compiled_on_first_use("_forbidden_search", f"[{_FORBIDDEN_CHARS}]", "search")
 
 # A literal word: anything but the separator, the wildcards and forbidden chars.
 _WORD = rf"[^.*#{_FORBIDDEN_CHARS}]+"
 _PATTERN_WORD = rf"(?:{_WORD}|\*|\#)"
 
 # Every class excludes the dot, so these never backtrack: linear in the name.
-_TOPIC_RE: Final = re.compile(rf"{_WORD}(?:\.{_WORD})*")
-_PATTERN_RE: Final = re.compile(rf"{_PATTERN_WORD}(?:\.{_PATTERN_WORD})*")
-_RESOURCE_RE: Final = re.compile(rf"[^*#{_FORBIDDEN_CHARS}]+")
+_topic_fullmatch = _compiled_on_first_use(
+    "_topic_fullmatch", rf"{_WORD}(?:\.{_WORD})*", "fullmatch"
+)
+_pattern_fullmatch = _compiled_on_first_use(
+    "_pattern_fullmatch", rf"{_PATTERN_WORD}(?:\.{_PATTERN_WORD})*", "fullmatch"
+)
+_resource_fullmatch = _compiled_on_first_use(
+    "_resource_fullmatch", rf"[^*#{_FORBIDDEN_CHARS}]+", "fullmatch"
+)
 
 #: How many distinct valid topics (and patterns) :func:`split_topic` remembers.
 _TOPIC_CACHE_SIZE: Final = 4096
@@ -150,7 +181,7 @@ def check_name(kind: str, name: str) -> str:
         if _split_words(name) is None:
             raise _invalid("subject", name, wildcards=False)
         return name
-    if isinstance(name, str) and len(name) <= MAX_NAME_LENGTH and _RESOURCE_RE.fullmatch(name):
+    if isinstance(name, str) and len(name) <= MAX_NAME_LENGTH and _resource_fullmatch(name):
         return name
     raise _invalid(f"{kind} name", name, wildcards=False, words=False)
 
@@ -160,7 +191,7 @@ def check_name(kind: str, name: str) -> str:
 
 def _split_words(name: str) -> tuple[str, ...] | None:
     """Words of a valid topic name, or None if any rule is broken."""
-    if len(name) > MAX_NAME_LENGTH or _TOPIC_RE.fullmatch(name) is None:
+    if len(name) > MAX_NAME_LENGTH or _topic_fullmatch(name) is None:
         return None
     words = tuple(name.split(SEPARATOR))
     return words if len(words) <= MAX_WORDS else None
@@ -176,7 +207,7 @@ def _split_topic(name: str) -> tuple[str, ...]:
 
 @lru_cache(maxsize=_PATTERN_CACHE_SIZE)
 def _split_pattern(pattern: str) -> tuple[str, ...]:
-    if len(pattern) <= MAX_NAME_LENGTH and _PATTERN_RE.fullmatch(pattern) is not None:
+    if len(pattern) <= MAX_NAME_LENGTH and _pattern_fullmatch(pattern) is not None:
         words = tuple(pattern.split(SEPARATOR))
         if len(words) <= MAX_WORDS:
             return words
@@ -216,7 +247,7 @@ def _diagnose(label: str, name: object, *, wildcards: bool, words: bool) -> tupl
         return "too_long", (
             f"{label} {shown} is {len(name)} characters long; the maximum is {MAX_NAME_LENGTH}"
         )
-    bad_char = _FORBIDDEN_RE.search(name)
+    bad_char = _forbidden_search(name)
     if bad_char is not None:
         return "forbidden_char", (
             f"{label} {shown} contains {bad_char.group()!r} at index {bad_char.start()}: "

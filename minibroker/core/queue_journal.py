@@ -93,17 +93,16 @@ the old one.
 
 from __future__ import annotations
 
-import json
 import logging
 import struct
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Final
 
 from minibroker.core.queue_message import NEVER, Message
 from minibroker.core.queue_options import QueueOptions
 from minibroker.errors import StorageError
 from minibroker.log_store import Entry, LogStore
+from minibroker.value_class import Value, field
 
 log = logging.getLogger("minibroker.queues")
 
@@ -178,8 +177,7 @@ def _unpack_ids(body: bytes) -> tuple[int, ...]:
     return struct.unpack(f">{len(body) // 8}q", body)
 
 
-@dataclass(slots=True)
-class CompactionSettings:
+class CompactionSettings(Value):
     """Journal segment size and the knobs of :meth:`QueueJournal.compact` (tests shrink them)."""
 
     segment_bytes: int = JOURNAL_SEGMENT_BYTES
@@ -189,8 +187,7 @@ class CompactionSettings:
     move_bytes: int = COMPACT_MOVE_BYTES
 
 
-@dataclass(slots=True)
-class JournalStats:
+class JournalStats(Value):
     records_written: int = 0
     #: Upper-bound bytes of the records written (see the module docstring).
     bytes_written: int = 0
@@ -257,6 +254,8 @@ class QueueJournal:
         return first
 
     def write_options(self, timestamp_ms: int) -> None:
+        import json  # here and in recovery: only durable queues need it (issue 19)
+
         body = json.dumps(
             {"v": JOURNAL_FORMAT, "options": self.options.to_dict()}, sort_keys=True
         ).encode()
@@ -481,8 +480,7 @@ class QueueJournal:
         self.store.destroy()
 
 
-@dataclass(slots=True)
-class Recovered:
+class Recovered(Value):
     """What replaying a journal found."""
 
     options: QueueOptions | None
@@ -550,6 +548,8 @@ def recover(store: LogStore, epoch_offset: float) -> Recovered:
                 if held is not None and pairs[i + 1] > held.delivery_count:
                     held.delivery_count = pairs[i + 1]
         elif tag == TAG_OPTIONS:
+            import json
+
             try:
                 raw = json.loads(rec.body)
                 found.options = QueueOptions.from_dict(raw["options"])

@@ -7,12 +7,12 @@ Kept apart from :mod:`minibroker.core.queues` so the rules for valid options
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from typing import Any, Final, Literal
 
 from minibroker.core.durations import check_seconds, clamp_seconds
 from minibroker.core.names import check_name
 from minibroker.errors import BadRequest
+from minibroker.value_class import Value, asdict, fields
 
 OverflowPolicy = Literal["reject_publish", "drop_head", "reject_publish_dlx"]
 
@@ -32,8 +32,7 @@ MAX_MESSAGE_TTL: Final = 10 * 365 * 86400.0
 MAX_COUNT_OPTION: Final = 2**53
 
 
-@dataclass(frozen=True, slots=True)
-class QueueOptions:
+class QueueOptions(Value, frozen=True):
     """What a queue is declared with. Two declarations agree iff these are equal."""
 
     #: Most *ready* messages the queue holds (in-flight and delayed ones do not count).
@@ -95,7 +94,7 @@ class QueueOptions:
         accepted any positive value, and recovery must not fail over one
         (see :mod:`minibroker.core.durations`).
         """
-        known = {name: raw[name] for name in cls.__dataclass_fields__ if name in raw}
+        known = {name: raw[name] for name in (f.name for f in fields(cls)) if name in raw}
         ttl = known.get("message_ttl")
         if ttl is not None:
             known["message_ttl"] = clamp_seconds(float(ttl), MAX_MESSAGE_TTL)
@@ -112,8 +111,7 @@ def _check_count(label: str, value: object, *, minimum: int) -> None:
         raise BadRequest(f"{label} must be between {minimum} and {MAX_COUNT_OPTION}, got {value}")
 
 
-@dataclass(frozen=True, slots=True)
-class QueueStatistics:
+class QueueStatistics(Value, frozen=True):
     """A snapshot of one queue's depth and lifetime counters (all plain ints).
 
     Every message a queue ever accepted is in exactly one of these places::

@@ -50,11 +50,9 @@ deleted); a consumer that leaves withdraws its parked fetch with
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
 
 from minibroker.core.config import Limits
@@ -88,6 +86,7 @@ from minibroker.errors import (
     TooLarge,
     UnknownDelivery,
 )
+from minibroker.value_class import Value, replace
 
 if TYPE_CHECKING:
     from minibroker.core.broker import Broker
@@ -210,8 +209,7 @@ class _Delayed:
         self.queue._delay_over(self, now)
 
 
-@dataclass(frozen=True, slots=True)
-class InFlight:
+class InFlight(Value, frozen=True):
     """An in-flight message as the inspection hook shows it."""
 
     message: Message
@@ -220,14 +218,12 @@ class InFlight:
     deadline: float
 
 
-@dataclass(frozen=True, slots=True)
-class Delayed:
+class Delayed(Value, frozen=True):
     message: Message
     until: float
 
 
-@dataclass(frozen=True, slots=True)
-class QueueContents:
+class QueueContents(Value, frozen=True):
     """What the inspection hook returns: the first ``limit`` messages of each kind."""
 
     ready: list[Message]
@@ -1344,7 +1340,7 @@ class Queues:
         #: Called with a queue's name after it is deleted (topic bindings listen here).
         self.on_delete: list[Callable[[str], None]] = []
         #: Journal segment size and compaction knobs of this namespace's queues.
-        self.compaction = dataclasses.replace(compaction_defaults)
+        self.compaction = replace(compaction_defaults)
         self._recover()
 
     @property

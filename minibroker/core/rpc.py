@@ -80,7 +80,6 @@ import itertools
 import math
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from minibroker.core.durations import check_seconds
@@ -97,6 +96,7 @@ from minibroker.errors import (
     Timeout,
     TooLarge,
 )
+from minibroker.value_class import Value
 
 if TYPE_CHECKING:
     from minibroker.core.namespace import Namespace
@@ -138,8 +138,7 @@ class RpcReply(NamedTuple):
     headers: dict[str, str] | None
 
 
-@dataclass(frozen=True, slots=True)
-class RpcSnapshot:
+class RpcSnapshot(Value, frozen=True):
     """A point-in-time view of one namespace's request/reply state (tests, metrics)."""
 
     responders: int
@@ -147,8 +146,7 @@ class RpcSnapshot:
     pending: int
 
 
-@dataclass(frozen=True, slots=True)
-class SubjectSnapshot:
+class SubjectSnapshot(Value, frozen=True):
     """One subject's responders and the requests pending on it (the dashboard)."""
 
     subject: str

@@ -13,10 +13,10 @@ bucket and a metrics backend never sees an unbounded label set.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Final
 
 from minibroker.core.histogram import SUBSECOND_BUCKETS, LatencyHistogram
+from minibroker.value_class import Value, field
 
 #: Upper bounds (seconds) of the latency buckets; the last bucket is +Inf.
 #: Loopback request/reply sits near 100-300 µs, so the low end is fine-grained.
@@ -39,8 +39,7 @@ OUTCOMES: Final[tuple[str, ...]] = (
 )
 
 
-@dataclass(slots=True)
-class RpcStats:
+class RpcStats(Value):
     """Everything the request/reply model counts, for one namespace."""
 
     outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))

@@ -20,7 +20,6 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 #: Cancelled timers tolerated in a heap before it may be compacted.
 COMPACT_AFTER = 1024
@@ -30,16 +29,45 @@ def _disarmed(now: float) -> None:
     """The callback of a cancelled timer: holds nothing alive."""
 
 
-@dataclass(order=True, slots=True)
 class Timer:
-    """One armed deadline; ``cancel()`` disarms it."""
+    """One armed deadline; ``cancel()`` disarms it.
 
-    when: float
-    seq: int
-    callback: Callable[[float], None] = field(compare=False)
-    cancelled: bool = field(default=False, compare=False)
-    #: The heap this timer waits in, told of cancellations; None once out of it.
-    owner: Timers | None = field(default=None, compare=False, repr=False)
+    Timers order by ``(when, seq)`` (the heap's order). A plain class, not a
+    dataclass with ``order=True``: defining one of those costs a few million
+    instructions at import (see :mod:`minibroker.value_class`).
+    """
+
+    __slots__ = ("callback", "cancelled", "owner", "seq", "when")
+    __hash__ = None  # type: ignore[assignment]  # compared by (when, seq)
+
+    def __init__(
+        self,
+        when: float,
+        seq: int,
+        callback: Callable[[float], None],
+        cancelled: bool = False,
+        owner: Timers | None = None,
+    ) -> None:
+        self.when = when
+        self.seq = seq
+        self.callback = callback
+        self.cancelled = cancelled
+        #: The heap this timer waits in, told of cancellations; None once out of it.
+        self.owner = owner
+
+    def __lt__(self, other: Timer) -> bool:
+        return (self.when, self.seq) < (other.when, other.seq)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Timer:
+            return NotImplemented
+        return (self.when, self.seq) == (other.when, other.seq)
+
+    def __repr__(self) -> str:
+        return (
+            f"Timer(when={self.when!r}, seq={self.seq!r}, callback={self.callback!r}, "
+            f"cancelled={self.cancelled!r})"
+        )
 
     def cancel(self) -> None:
         if self.cancelled:

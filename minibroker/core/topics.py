@@ -84,7 +84,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal, NamedTuple, Protocol
 
 from minibroker.core import binding_journal
@@ -95,6 +94,7 @@ from minibroker.core.peer import Peer
 from minibroker.core.sizes import headers_size, utf8_length
 from minibroker.core.trie import SubscriptionTrie
 from minibroker.errors import BadRequest, NotFound, Overflow, SlowConsumer, TooLarge
+from minibroker.value_class import Value
 
 if TYPE_CHECKING:
     from minibroker.core.namespace import Namespace
@@ -215,8 +215,7 @@ class PublishResult(NamedTuple):
     refused: int = 0
 
 
-@dataclass(slots=True)
-class TopicStats:
+class TopicStats(Value):
     """Plain counters for metrics, read at scrape time."""
 
     #: Messages accepted by publish.
@@ -420,8 +419,7 @@ class TopicSubscription:
         return f"<TopicSubscription {self.sub_id} {self.pattern!r}{group} buffered={buffered}>"
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
+class Route(Value, frozen=True):
     """Where messages published to one topic go, as of the last change."""
 
     subscriptions: tuple[TopicSubscription, ...]

@@ -33,10 +33,10 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from minibroker.core.trie import SubscriptionTrie
+from minibroker.value_class import Value, field
 
 if TYPE_CHECKING:
     from minibroker.core.namespace import Namespace
@@ -69,8 +69,7 @@ MAX_REMEMBERED_NAMES: Final = 4096
 _NAME_FIELDS: Final = ("topic", "queue", "log", "subject")
 
 
-@dataclass(slots=True)
-class Step:
+class Step(Value):
     """One thing the broker did, ``at_us`` after the trace began, for ``took_us``."""
 
     name: str
@@ -89,8 +88,7 @@ class Step:
         }
 
 
-@dataclass(slots=True)
-class Trace:
+class Trace(Value):
     """The timeline of one request."""
 
     id: int

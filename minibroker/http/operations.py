@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Final
 
 from minibroker.core.log_options import LogOptions
@@ -32,6 +32,7 @@ from minibroker.errors import BadRequest, BrokerError
 from minibroker.http.fields import Field, body_json, parse_message
 from minibroker.log_store import RecordBatch
 from minibroker.record_format import decode_records
+from minibroker.value_class import asdict
 
 Json = Any
 #: Bytes of records one read answers with at most (a JSON answer is built in memory).
@@ -186,7 +187,7 @@ def _list_queues(call: Call) -> Json:
 
 
 def _queue_stats(stats: object) -> Json:
-    out = asdict(stats)  # type: ignore[call-overload]
+    out = asdict(stats)  # type: ignore[arg-type]
     out["queue"] = out.pop("name")
     return out
 

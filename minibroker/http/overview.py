@@ -18,11 +18,11 @@ the principal has no grant on, as the list operations do.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
 
 from minibroker.core.broker import Broker
 from minibroker.core.namespace import Namespace
+from minibroker.value_class import asdict
 
 Visible = Callable[[str, str], bool]
 

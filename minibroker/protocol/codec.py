@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 
 import msgpack
@@ -60,6 +59,7 @@ from minibroker.protocol import frames
 from minibroker.protocol.frame_class import Frame
 from minibroker.protocol.frames import DECODERS, REQUESTS
 from minibroker.protocol.schema import to_wire
+from minibroker.value_class import Value
 
 #: (decoded map, field path prefix) -> request frame; BrokerError if invalid.
 Decoder = Callable[[dict[Any, Any], str], object]
@@ -137,8 +137,7 @@ class FrameTooLarge(ProtocolError):
     code = "too_large"
 
 
-@dataclass(frozen=True, slots=True)
-class InvalidFrame:
+class InvalidFrame(Value, frozen=True):
     """A readable frame that is not a valid request; answer ``error`` and go on.
 
     ``id`` is the request id if the frame carried a usable one, else None.

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -64,6 +63,7 @@ from minibroker.protocol.codec import (
 from minibroker.protocol.handlers.parked import PARKED
 from minibroker.protocol.ops import OPS, PUSH_ENCODERS, REQUEST_DECODERS
 from minibroker.protocol.stats import ProtocolStats
+from minibroker.value_class import Value, field
 
 log = logging.getLogger("minibroker.session")
 
@@ -77,8 +77,7 @@ DEFAULT_OUTBOUND_HIGH_WATER = 1024 * 1024
 ResultEncoder = Callable[[Any], Any]
 
 
-@dataclass(slots=True)
-class SessionSettings:
+class SessionSettings(Value):
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     outbound_high_water: int = DEFAULT_OUTBOUND_HIGH_WATER
     features: tuple[str, ...] = ("queues", "topics", "logs", "request_reply")

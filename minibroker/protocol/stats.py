@@ -7,11 +7,10 @@ decoding a frame, so the hot path only bumps ints here and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from minibroker.value_class import Value, field
 
 
-@dataclass(slots=True)
-class ProtocolStats:
+class ProtocolStats(Value):
     frames_in: int = 0
     #: Frames queued for sending: responses, errors, goodbyes and push frames.
     frames_out: int = 0

@@ -9,10 +9,10 @@ session (``SessionFactory``) and where to listen (``FrontEnd``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from minibroker.core.broker import Broker
 from minibroker.core.wire_session import WireSession
+from minibroker.value_class import Value
 
 __all__ = ["FrontEnd", "SessionFactory", "WireSession"]
 
@@ -21,8 +21,7 @@ __all__ = ["FrontEnd", "SessionFactory", "WireSession"]
 SessionFactory = Callable[[Broker, int, str], WireSession]
 
 
-@dataclass(frozen=True, slots=True)
-class FrontEnd:
+class FrontEnd(Value, frozen=True):
     """A front end the server listens for on a port of its own."""
 
     #: Short name, used in logs and as the key of ``BrokerServer.front_end_ports``.

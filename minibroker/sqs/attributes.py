@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from minibroker import value_class
 from minibroker.core.queue_options import QueueOptions, QueueStatistics
 from minibroker.sqs.errors import (
     invalid_attribute_name,
@@ -148,7 +149,7 @@ def apply(
             settings.stored[name] = raw
         else:
             raise invalid_attribute_name(name)
-    return dataclasses.replace(options, **changes), settings  # type: ignore[arg-type]
+    return value_class.replace(options, **changes), settings
 
 
 def _integer(name: str, raw: str) -> int:

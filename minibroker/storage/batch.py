@@ -50,12 +50,12 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass, field
 from typing import Final
 
 from minibroker.log_store import StoredBatch
 from minibroker.record_format import FRAME_HEADER_SIZE, FrameScan, scan_frames
 from minibroker.storage.kafka_batch import stored_facts, to_frames
+from minibroker.value_class import Value, field
 
 BATCH_MAGIC: Final = 0xB7
 BATCH_FORMAT_VERSION: Final = 2
@@ -108,8 +108,7 @@ def starts_with_batch(buf: bytes | memoryview) -> bool:
     return len(buf) > 0 and buf[0] == BATCH_MAGIC
 
 
-@dataclass(slots=True)
-class BatchScan:
+class BatchScan(Value):
     """What :func:`scan_batches` found: the facts recovery rebuilds a segment from."""
 
     valid_bytes: int = 0

@@ -34,8 +34,7 @@ import struct
 from itertools import accumulate
 from typing import Final, NamedTuple
 
-from crc32c import crc32c
-
+from minibroker.errors import StorageError
 from minibroker.log_store import RecordFields
 from minibroker.record_format import MAX_FRAME_SIZE, CorruptRecord, EncodedBatch, encode_fields
 from minibroker.storage import kafka_compression as compression
@@ -99,10 +98,32 @@ def stored_facts(buf: bytes | memoryview, pos: int, length: int) -> BatchFacts |
         or batch_length + LOG_OVERHEAD != length
         or count < 1
         or count != last_offset_delta + 1
-        or crc32c(memoryview(buf)[pos + CRC_START : pos + length]) != crc
+        or _crc32c(memoryview(buf)[pos + CRC_START : pos + length]) != crc
     ):
         return None
     return BatchFacts(base_offset, count, max_ts)
+
+
+def _crc32c(data: memoryview) -> int:
+    """CRC-32C of ``data``, the crc32c package imported on first use.
+
+    Importing crc32c looks its own version up among the installed
+    distributions (``importlib.metadata``, which loads ``email`` and
+    ``zipfile``): about a fifth of what ``minibroker serve`` spends above
+    ``import trio`` (issue 19), for a check only recovery of a data
+    directory holding Kafka batches makes. It comes with the ``kafka`` extra
+    (kio needs it), so a broker installed without that extra serves; one
+    that finds Kafka batches written before the extra was removed says so.
+    """
+    try:
+        from crc32c import crc32c
+    except ImportError as exc:
+        raise StorageError(
+            "this data directory holds Kafka record batches, and checking them needs "
+            "the crc32c package: pip install 'minibroker[kafka]'"
+        ) from exc
+
+    return int(crc32c(data))
 
 
 def stored_head(batch: bytes, base_offset: int) -> bytes:

@@ -10,6 +10,8 @@ stderr names every module it imports, through start and a first operation.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -33,6 +35,12 @@ FRONT_ENDS = {
 #: Never needed by a memory-only server: the clients (the CLI's client
 #: commands) and the disk store.
 NOT_FOR_SERVE = ("minibroker.client", "minibroker.server.datadir", "minibroker.storage.commitlog")
+#: Not needed before the first client of a server with no extra port (front
+#: ends load some of them): crc32c (Kafka batches; importing it reads every
+#: installed package's metadata through importlib.metadata), json (log group
+#: offsets, queue journals) and dataclasses (the core's classes are value
+#: classes, cheap to define: minibroker/value_class.py).
+NOT_AT_START = ("crc32c", "importlib.metadata", "json", "dataclasses")
 
 
 def imported(log: list[str]) -> set[str]:
@@ -56,7 +64,7 @@ async def test_serve_with_no_extra_port_imports_no_other_front_end() -> None:
     loaded = await serve_and_ping()
     assert "minibroker.protocol.session" in loaded  # the import lines were read
     every_front_end = tuple(p for packages in FRONT_ENDS.values() for p in packages)
-    assert matching(loaded, every_front_end + NOT_FOR_SERVE) == []
+    assert matching(loaded, every_front_end + NOT_FOR_SERVE + NOT_AT_START) == []
 
 
 async def test_each_extra_port_imports_its_front_end() -> None:
@@ -67,3 +75,28 @@ async def test_each_extra_port_imports_its_front_end() -> None:
         for package in packages:
             assert matching(loaded, (package,)), f"{flag} did not import {package}"
     assert matching(loaded, NOT_FOR_SERVE) == []
+
+
+#: Imports what ``minibroker serve`` imports, with ``re.compile`` watched, and
+#: prints the modules of minibroker that compiled a pattern while imported.
+WATCH_COMPILES = """
+import re, sys
+import trio  # its own patterns are not ours to judge
+compiled_by = set()
+original = re.compile
+def watching(pattern, flags=0):
+    compiled_by.add(sys._getframe(1).f_globals.get("__name__", "?"))
+    return original(pattern, flags)
+re.compile = watching
+import minibroker.cli.serve, minibroker.server.app
+print(sorted(m for m in compiled_by if m.startswith("minibroker")))
+"""
+
+
+def test_importing_the_server_compiles_no_regular_expression() -> None:
+    """Patterns are compiled on first use (minibroker/core/names.py): ``re``
+    builds a 64K-entry map for each of the name rules' character classes."""
+    found = subprocess.run(
+        [sys.executable, "-c", WATCH_COMPILES], capture_output=True, text=True, check=True
+    )
+    assert found.stdout.strip() == "[]"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ import minibroker.aio
 from minibroker.config import ServerConfig
 from minibroker.errors import ConnectionClosed, Unauthorized
 from minibroker.testing import ThreadedBroker
+from minibroker.value_class import replace
 
 
 def closed_port() -> int:

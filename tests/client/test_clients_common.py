@@ -10,7 +10,6 @@ TCP clients (they need the scripted fake broker or TLS).
 from __future__ import annotations
 
 import ssl
-from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -48,6 +47,7 @@ from minibroker.errors import (
     UnknownOp,
 )
 from minibroker.testing import fresh_namespace
+from minibroker.value_class import replace
 
 # ------------------------------------------------------------- basics
 

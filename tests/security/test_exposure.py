@@ -33,6 +33,11 @@ ALLOWED = {
         "compiles the __init__ of a frame class from its field names, once per class "
         "(on first use): the source holds names declared in frames.py, never client bytes"
     ),
+    ("value_class.py", "exec"): (
+        "compiles the __init__ of a value class from its field names, once per class "
+        "(on first use): the source holds names declared in minibroker's own classes, "
+        "never client bytes"
+    ),
     ("__init__.py", "importlib"): (
         "lazy public names: imports a module named in the package's own constant table "
         "when an attribute of the package is first used; never a name from client data"

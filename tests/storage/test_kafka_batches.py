@@ -386,3 +386,26 @@ def test_a_process_killed_mid_kafka_batch_leaves_none_of_it(tmp_path: Path) -> N
         assert log.size_bytes == BATCH_HEADER_SIZE + len(log.read_batches(0, 50, 1 << 20)[0].data)
     finally:
         log.close()
+
+
+def test_the_server_imports_without_crc32c() -> None:
+    """crc32c comes with the ``kafka`` extra (kio needs it): a broker installed
+    without that extra must still start (the storage once imported it for all)."""
+    script = (
+        "import sys; sys.modules['crc32c'] = None\n"  # as if not installed
+        "import minibroker.cli.serve, minibroker.server.app, minibroker.storage\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
+
+
+def test_checking_a_kafka_batch_without_crc32c_names_the_missing_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from minibroker.errors import StorageError
+    from minibroker.storage.kafka_batch import stored_facts
+
+    batch = kafka_batch([b"a", b"b"], EPOCH_MS)
+    assert stored_facts(batch, 0, len(batch)) is not None
+    monkeypatch.setitem(sys.modules, "crc32c", None)  # import now raises ImportError
+    with pytest.raises(StorageError, match=r"pip install 'minibroker\[kafka\]'"):
+        stored_facts(batch, 0, len(batch))

@@ -29,7 +29,6 @@ connection (``Session.frame_budget``); the rest stays ready.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from minibroker.core.durations import check_seconds
@@ -37,6 +36,7 @@ from minibroker.core.queue_message import Message
 from minibroker.core.queue_options import QueueOptions, QueueStatistics
 from minibroker.protocol import frames
 from minibroker.protocol.handlers.parked import PARKED
+from minibroker.value_class import asdict
 
 if TYPE_CHECKING:
     from minibroker.protocol.session import Session
