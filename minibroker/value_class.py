@@ -12,10 +12,11 @@ what a plain class costs. Its metaclass turns the annotated fields into
 time the class is instantiated (a process meets a few of these classes, not
 all of them); equality, hash and repr are shared by every class.
 
-This is :mod:`minibroker.protocol.frame_class` grown by what the core's
-classes use: ``field(default_factory=..., compare=False, repr=False)``,
-``__post_init__``, mutable classes next to frozen ones, and :func:`replace`,
-:func:`asdict` and :func:`fields` in place of the ``dataclasses`` ones.
+Besides plain fields: ``field(default_factory=..., compare=False,
+repr=False)``, ``__post_init__``, mutable classes next to frozen ones, and
+:func:`replace`, :func:`asdict` and :func:`fields` in place of the
+``dataclasses`` ones. The protocol's frames
+(:mod:`minibroker.protocol.frame_class`) are value classes frozen by default.
 
 Type checkers see a value class as a dataclass (PEP 681's
 ``dataclass_transform``); ``class Limits(Value, frozen=True)`` is a frozen
