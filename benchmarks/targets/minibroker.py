@@ -244,8 +244,9 @@ class MinibrokerTarget(Target):
             f"batches); `queue_producer(max_batch={c.batch})` fed `put_many` batches, "
             f"always confirmed: at most {c.confirm_window} unconfirmed (confirmed variant) or "
             f"the producer's default {DEFAULT_MAX_IN_FLIGHT} batches in flight (plain variant).",
-            f"W2: `subscribe('<topic>.*', buffer>=count)` drained with `get_batch`; "
-            f"`publish_many` batches of {c.batch}, {PLAIN_PIPELINE} in flight.",
+            f"W2: `connect(max_pending=count)`, `subscribe('<topic>.*', buffer>=count)` "
+            f"drained with `get_batch`; `publish_many` batches of {c.batch}, "
+            f"{PLAIN_PIPELINE} in flight.",
             f"W3: `log_producer(max_batch={c.batch})` fed `append_many` batches, the "
             f"producer's default {DEFAULT_MAX_IN_FLIGHT} batches in flight; "
             f"replay with `tail(start=first offset, max_bytes={TAIL_MAX_BYTES})`.",
@@ -430,10 +431,11 @@ async def _w2_subscriber(ctx: RoleContext) -> dict[str, Any]:
     p = ctx.params
     verifier = Verifier(p["count"], p["body_size"])
     # A subscriber buffer as large as the run, like the raised pending limits given to
-    # NATS: the broker must not drop for a subscriber that is briefly behind.
+    # NATS: neither the broker (``buffer``) nor the client (``max_pending``, 10,000 by
+    # default) may drop for a subscriber that is briefly behind its own reader.
     buffer = max(SUBSCRIBER_BUFFER, int(p["count"]))
     async with (
-        minibroker.connect(p["url"]) as mb,
+        minibroker.connect(p["url"], max_pending=buffer) as mb,
         mb.subscribe(f"{p['topic']}.*", buffer=buffer) as sub,
     ):
         ctx.ready()
