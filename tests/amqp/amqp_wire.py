@@ -15,6 +15,16 @@ from minibroker.amqp.framing import PROTOCOL_HEADER
 Received = Frame | heartbeat.Heartbeat | object
 
 
+def take_frame(buffer: bytes) -> tuple[bytes, int, Received] | None:
+    """The first whole frame of ``buffer`` as (the rest, channel, pamqp value), or None."""
+    if len(buffer) >= 7:
+        size = int.from_bytes(buffer[3:7], "big")
+        if len(buffer) >= size + 8:
+            consumed, channel, value = frame.unmarshal(buffer)
+            return buffer[consumed:], channel, value
+    return None
+
+
 class WireClient:
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
@@ -34,12 +44,9 @@ class WireClient:
     async def receive(self) -> tuple[int, Received] | None:
         """The next frame as (channel, pamqp value), or None at EOF."""
         while True:
-            if len(self.buffer) >= 7:
-                size = int.from_bytes(self.buffer[3:7], "big")
-                if len(self.buffer) >= size + 8:
-                    consumed, channel, value = frame.unmarshal(self.buffer)
-                    self.buffer = self.buffer[consumed:]
-                    return channel, value
+            if (taken := take_frame(self.buffer)) is not None:
+                self.buffer, channel, value = taken
+                return channel, value
             data = await self.stream.receive_some(65536)
             if not data:
                 self.eof = True

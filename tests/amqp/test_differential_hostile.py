@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+from amqp_wire import take_frame
 from pamqp import commands, frame, heartbeat
 from test_differential_rabbitmq import RABBITMQ, _rabbitmq_reachable
 
@@ -67,12 +68,9 @@ class Raw:
 
     def receive(self) -> tuple[int, Any] | None:
         while True:
-            if len(self.buffer) >= 7:
-                size = int.from_bytes(self.buffer[3:7], "big")
-                if len(self.buffer) >= size + 8:
-                    consumed, channel, value = frame.unmarshal(self.buffer)
-                    self.buffer = self.buffer[consumed:]
-                    return channel, value
+            if (taken := take_frame(self.buffer)) is not None:
+                self.buffer, channel, value = taken
+                return channel, value
             try:
                 data = self.sock.recv(65536)
             except (TimeoutError, ConnectionResetError):
