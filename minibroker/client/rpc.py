@@ -497,7 +497,7 @@ class SyncServing(SyncTransport):
         #: Why serving ended, if the connection did (raised to the caller).
         failures: list[BrokerError] = []
 
-        def work(requests: Any) -> None:
+        def work(requests: Any, done: threading.Event) -> None:
             try:
                 for req in requests:
                     if leaving.is_set() or control.stopped:
@@ -505,30 +505,32 @@ class SyncServing(SyncTransport):
                     _handle_sync(req, handler)
             except BrokerError as exc:  # the connection dropped
                 failures.append(exc)
+            finally:
+                done.set()
 
         with opened_blocking(respond_state(self, subject, group)) as requests:
             control._requests = requests
             control.ready.set()
             if control.stopped:
                 return
-            threads = [
+            # One event per worker, not Thread.join: on CPython 3.11 a join that
+            # Ctrl-C interrupted can leave the thread looking finished, and a
+            # second join then returns while its handler still runs.
+            finished = [threading.Event() for _ in range(workers)]
+            for n, done in enumerate(finished):
                 threading.Thread(
-                    target=work, args=(requests,), name=f"serve-{subject}-{n}", daemon=True
-                )
-                for n in range(workers)
-            ]
-            for thread in threads:
-                thread.start()
+                    target=work, args=(requests, done), name=f"serve-{subject}-{n}", daemon=True
+                ).start()
             try:
-                for thread in threads:
-                    thread.join()  # until the subscription ends; Ctrl-C interrupts it
+                for done in finished:
+                    done.wait()  # until the subscription ends; Ctrl-C interrupts it
             finally:
                 # Take no more requests; let running handlers finish (their
                 # replies still count), then unregister (stop() did already).
                 leaving.set()
                 requests._end(StopIteration())
-                for thread in threads:
-                    thread.join()
+                for done in finished:
+                    done.wait()
                 self._unregister(requests)
             if failures:
                 raise failures[0]

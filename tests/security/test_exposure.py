@@ -29,10 +29,6 @@ ALLOWED = {
         "(on first use): the generated source holds field names and types from frames.py, "
         "never bytes from a client, and a client's op only picks one of the fixed classes"
     ),
-    ("protocol/frame_class.py", "exec"): (
-        "compiles the __init__ of a frame class from its field names, once per class "
-        "(on first use): the source holds names declared in frames.py, never client bytes"
-    ),
     ("value_class.py", "exec"): (
         "compiles the __init__ of a value class from its field names, once per class "
         "(on first use): the source holds names declared in minibroker's own classes, "
