@@ -42,6 +42,15 @@ class RequesterTally:
         if not self.first_error:
             self.first_error = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
 
+    def sequential_reply(self, right: bool, elapsed: float, measured: bool) -> None:
+        """One sequential request answered: a wrong body counts as a mismatch;
+        past the warm-up (``measured``) its latency counts too."""
+        if not right:
+            self.mismatches += 1
+        if measured:
+            self.latencies.append(elapsed)
+            self.seq_count += 1
+
     def report(self) -> dict[str, object]:
         return {
             **latency_summary(self.latencies),

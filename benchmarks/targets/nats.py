@@ -342,11 +342,7 @@ async def _w4_requester(ctx: RoleContext) -> dict[str, Any]:
                 tally.error(exc)
                 continue
             elapsed = time.perf_counter() - t0
-            if reply.data != bodies[seq]:
-                tally.mismatches += 1
-            if seq >= warmup:
-                tally.latencies.append(elapsed)
-                tally.seq_count += 1
+            tally.sequential_reply(reply.data == bodies[seq], elapsed, seq >= warmup)
             ctx.progress(seq + 1)
             ctx.check_deadline()
 
