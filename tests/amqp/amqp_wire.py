@@ -7,7 +7,7 @@ and hide what the server answers; these tests need both.
 from __future__ import annotations
 
 import trio
-from pamqp import commands, frame, heartbeat
+from pamqp import body, commands, frame, header, heartbeat
 from pamqp.base import Frame
 
 from minibroker.amqp.framing import PROTOCOL_HEADER
@@ -23,6 +23,16 @@ def take_frame(buffer: bytes) -> tuple[bytes, int, Received] | None:
             consumed, channel, value = frame.unmarshal(buffer)
             return buffer[consumed:], channel, value
     return None
+
+
+def publish_frames(payload: bytes, channel: int = 1, routing_key: str = "q") -> bytes:
+    """A Basic.Publish to the default exchange with its content header and
+    body frame: what a client sends for one message."""
+    return (
+        frame.marshal(commands.Basic.Publish(exchange="", routing_key=routing_key), channel)
+        + frame.marshal(header.ContentHeader(0, len(payload), commands.Basic.Properties()), channel)
+        + frame.marshal(body.ContentBody(payload), channel)
+    )
 
 
 class WireClient:

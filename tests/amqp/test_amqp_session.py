@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from amqp_wire import publish_frames
 from pamqp import body, commands, frame, header
 
 from minibroker.amqp.connection import AmqpSession, AmqpSettings
@@ -47,11 +48,7 @@ def _frames(data: bytes) -> list[Any]:
 
 
 def _publish(session: AmqpSession, payload: bytes) -> None:
-    session.receive_data(
-        frame.marshal(commands.Basic.Publish(exchange="", routing_key="q"), 1)
-        + frame.marshal(header.ContentHeader(0, len(payload), commands.Basic.Properties()), 1)
-        + frame.marshal(body.ContentBody(payload), 1)
-    )
+    session.receive_data(publish_frames(payload))
 
 
 def _durable_puts(broker: Broker) -> None:
@@ -179,11 +176,7 @@ def _transactional(session: AmqpSession) -> None:
 
 
 def _publish_on(session: AmqpSession, channel: int, payload: bytes) -> None:
-    session.receive_data(
-        frame.marshal(commands.Basic.Publish(exchange="", routing_key="q"), channel)
-        + frame.marshal(header.ContentHeader(0, len(payload), commands.Basic.Properties()), channel)
-        + frame.marshal(body.ContentBody(payload), channel)
-    )
+    session.receive_data(publish_frames(payload, channel))
 
 
 def test_a_commit_of_durable_writes_is_answered_after_the_group_commit() -> None:
@@ -332,14 +325,6 @@ def _consumer(broker: Broker, conn_id: int, prefetch: int) -> AmqpSession:
     return session
 
 
-def _one_publish(payload: bytes) -> bytes:
-    return (
-        frame.marshal(commands.Basic.Publish(exchange="", routing_key="q"), 1)
-        + frame.marshal(header.ContentHeader(0, len(payload), commands.Basic.Properties()), 1)
-        + frame.marshal(body.ContentBody(payload), 1)
-    )
-
-
 def test_a_chunk_of_publishes_is_fed_to_the_consumer_in_one_fetch() -> None:
     broker = Broker()
     publisher = _open(broker, hold=False)
@@ -354,7 +339,7 @@ def test_a_chunk_of_publishes_is_fed_to_the_consumer_in_one_fetch() -> None:
         return messages
 
     queue.fetch = counting_fetch  # type: ignore[method-assign]
-    publisher.receive_data(b"".join(_one_publish(b"m%d" % i) for i in range(8)))
+    publisher.receive_data(b"".join(publish_frames(b"m%d" % i) for i in range(8)))
     assert fetched == [5]  # once, up to the prefetch, after the whole chunk
     frames = _frames(consumer.data_to_send())
     delivers = [f for f in frames if isinstance(f, commands.Basic.Deliver)]
@@ -384,11 +369,11 @@ def test_a_consumer_gets_no_more_deliveries_after_its_clients_eof() -> None:
     broker = Broker()
     publisher = _open(broker, hold=False)
     consumer = _consumer(broker, 2, prefetch=0)
-    publisher.receive_data(_one_publish(b"before"))
+    publisher.receive_data(publish_frames(b"before"))
     frames = _frames(consumer.data_to_send())
     assert [f.value for f in frames if isinstance(f, body.ContentBody)] == [b"before"]
     consumer.eof_received()
-    publisher.receive_data(b"".join(_one_publish(b"after%d" % i) for i in range(3)))
+    publisher.receive_data(b"".join(publish_frames(b"after%d" % i) for i in range(3)))
     assert not consumer.has_output()
     assert consumer.data_to_send() == b""
     assert broker.namespace().queues.get("q").ready_count == 3
@@ -404,7 +389,7 @@ def test_a_connection_closing_on_an_error_gets_no_more_deliveries() -> None:
     consumer.receive_data(b"\x09\x00\x00\x00\x00\x00\x00\xce")  # unknown frame type 9
     [close] = _frames(consumer.data_to_send())
     assert isinstance(close, commands.Connection.Close) and close.reply_code == 501
-    publisher.receive_data(b"".join(_one_publish(b"after%d" % i) for i in range(3)))
+    publisher.receive_data(b"".join(publish_frames(b"after%d" % i) for i in range(3)))
     assert consumer.data_to_send() == b""
     assert broker.namespace().queues.get("q").ready_count == 3
 
@@ -443,7 +428,7 @@ def test_publishes_cut_at_every_byte_arrive_whole() -> None:
     broker = Broker()
     publisher = _open(broker, hold=False)
     consumer = _consumer(broker, 2, prefetch=0)
-    data = b"".join(_one_publish(b"x" * 300 + b"%d" % i) for i in range(3))
+    data = b"".join(publish_frames(b"x" * 300 + b"%d" % i) for i in range(3))
     for i in range(len(data)):
         publisher.receive_data(data[i : i + 1])
     frames = _frames(consumer.data_to_send())

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pika
-from pamqp import body, commands, frame, header
+from amqp_wire import publish_frames
+from pamqp import commands, frame
 
 from minibroker.amqp.blocking import Blocking
 from minibroker.amqp.connection import AmqpSession, AmqpSettings
@@ -45,14 +46,6 @@ def _session(
     return session, start
 
 
-def _publish(payload: bytes) -> bytes:
-    return (
-        frame.marshal(commands.Basic.Publish(exchange="", routing_key="q"), 1)
-        + frame.marshal(header.ContentHeader(0, len(payload), commands.Basic.Properties()), 1)
-        + frame.marshal(body.ContentBody(payload), 1)
-    )
-
-
 def test_the_capability_is_advertised_only_with_an_alarm() -> None:
     _, plain = _session(Broker(), 1, None, capable=True)
     _, alarmed = _session(Broker(), 1, Blocking(), capable=True)
@@ -72,8 +65,8 @@ def test_a_publisher_under_the_alarm_is_read_no_further_until_it_clears() -> Non
     assert isinstance(blocked, commands.Connection.Blocked) and blocked.reason == "low on memory"
     assert unaware.data_to_send() == b""  # no capability: not told, blocked all the same
 
-    publisher.receive_data(_publish(b"one") + _publish(b"two"))
-    unaware.receive_data(_publish(b"three"))
+    publisher.receive_data(publish_frames(b"one") + publish_frames(b"two"))
+    unaware.receive_data(publish_frames(b"three"))
     assert publisher.input_blocked and unaware.input_blocked
     assert queue.ready_count == 0  # each stopped after the Publish method frame
 
@@ -90,7 +83,7 @@ def test_a_connection_that_only_consumes_is_not_blocked() -> None:
     broker = Broker()
     blocking = Blocking()
     publisher, _ = _session(broker, 1, None, capable=False)
-    publisher.receive_data(_publish(b"job"))
+    publisher.receive_data(publish_frames(b"job"))
     consumer, _ = _session(broker, 2, blocking, capable=True)
     blocking.set("low on disk")
     consumer.data_to_send()
