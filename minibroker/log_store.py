@@ -175,6 +175,13 @@ class LogStore(Protocol):
         """
         ...
 
+    @property
+    def unsynced(self) -> bool:
+        """Whether :meth:`sync` has anything to make durable: appended records,
+        or a new directory's name, not fsynced yet (a failed sync leaves them
+        so, for the next one to retry). Always False in memory."""
+        ...
+
     def sync(self) -> None:
         """Make every appended record durable (fsync); a no-op in memory."""
         ...

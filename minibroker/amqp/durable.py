@@ -145,6 +145,17 @@ class VhostJournal(Journaled[StateJournal]):
 
     # ----------------------------------------------------------- writing
 
+    def report_unsynced(self) -> None:
+        """A durable object is redeclared: the answer waits for the sync of what
+        is not on disk yet (StateJournal.report_unsynced); a failure is the
+        same error as a failed write."""
+        if self._journal is None:
+            return
+        try:
+            self._journal.report_unsynced()
+        except BrokerError as exc:  # under fsync=always the sync runs here
+            raise HardError(INTERNAL_ERROR, f"cannot write durable state: {exc.message}") from None
+
     def _put(self, name: str, value: bytes) -> None:
         if self._journal is None:
             return

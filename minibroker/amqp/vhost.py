@@ -47,9 +47,11 @@ from minibroker.amqp.durable import (
 )
 from minibroker.amqp.errors import (
     ACCESS_REFUSED,
+    INTERNAL_ERROR,
     NOT_FOUND,
     PRECONDITION_FAILED,
     RESOURCE_LOCKED,
+    HardError,
     SoftError,
 )
 from minibroker.amqp.exchanges import (
@@ -66,7 +68,7 @@ from minibroker.core.peer import Peer
 from minibroker.core.queue_message import Message
 from minibroker.core.queues import Queue
 from minibroker.core.timers import Timer
-from minibroker.errors import BrokerError, InvalidName, Overflow
+from minibroker.errors import BrokerError, InvalidName, Overflow, StorageError, StorageFull
 
 if TYPE_CHECKING:
     from minibroker.core.namespace import Namespace
@@ -214,6 +216,8 @@ class Vhost:
                 PRECONDITION_FAILED,
                 f"inequivalent arg '{differs}' for exchange '{name}' in vhost '{self.name}'",
             )
+        if existing.durable:
+            self.journal.report_unsynced()  # declared only once it is on disk
 
     def delete_exchange(self, name: str, *, if_unused: bool, now: float) -> None:
         if name == DEFAULT or name.startswith("amq."):
@@ -501,9 +505,14 @@ class Vhost:
                 )
         try:
             queues.declare(name, parsed.options, now)
+        except (StorageFull, StorageError) as exc:
+            # As when the vhost's own state cannot be written (durable.py).
+            raise HardError(INTERNAL_ERROR, f"cannot write durable state: {exc.message}") from None
         except BrokerError as exc:  # Conflict (other options), InvalidName, BadRequest
             raise SoftError(PRECONDITION_FAILED, exc.message) from None
         queue = queues.get(name)
+        if declaration is not None and queue.durable:
+            self.journal.report_unsynced()  # declared only once it is on disk
         if declaration is None:
             if queue.durable:
                 self.journal.save_queue(SavedQueue(name, exclusive, auto_delete, dict(arguments)))

@@ -18,13 +18,18 @@ key          headers                              meaning
 On open the records are replayed in order (a snapshot resets the state).
 When the store holds many more records than live bindings, a snapshot is
 appended and retention drops the whole segments before it, so the file stays
-small whatever the bind/unbind churn.
+small whatever the bind/unbind churn. The store is created by the first
+write, as the state journal's (:mod:`minibroker.core.state_journal`): a
+namespace that never binds a durable queue gets no file, and making one
+needs no room on disk (a client can still say hello to a new namespace when
+the disk is full).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from minibroker.core.journaled import Journaled
 from minibroker.log_store import LogStore
 
 KIND = "meta"
@@ -34,17 +39,26 @@ SEGMENT_BYTES = 64 * 1024
 COMPACT_SLACK = 1000
 
 
-class BindingJournal:
-    def __init__(self, store: LogStore, on_write: Callable[[], None]) -> None:
-        self._store = store
+class BindingJournal(Journaled[LogStore]):
+    """The durable bindings; the store is ``_journal`` (None until the first
+    write when none exists yet), so ``sync``/``close``/``destroy`` are
+    :class:`~minibroker.core.journaled.Journaled`'s."""
+
+    def __init__(
+        self, open_store: Callable[[], LogStore], on_write: Callable[[], None], *, exists: bool
+    ) -> None:
+        self._open_store = open_store
         self._on_write = on_write
+        self._journal: LogStore | None = None
         #: Live durable bindings in binding order: (queue, pattern).
         self.bindings: dict[tuple[str, str], None] = {}
-        self._replay()
+        if exists:
+            self._journal = open_store()
+            self._replay(self._journal)
 
-    def _replay(self) -> None:
+    def _replay(self, store: LogStore) -> None:
         bindings = self.bindings
-        for record in self._store.iter_records():
+        for record in store.iter_records():
             headers = record.headers or {}
             if record.key == b"S":
                 bindings.clear()
@@ -68,11 +82,14 @@ class BindingJournal:
         self._compact_if_needed(now_ms)
 
     def _append(self, key: bytes, headers: dict[str, str], now_ms: int) -> None:
-        self._store.append([(key, headers, b"")], now_ms)
+        if self._journal is None:
+            self._journal = self._open_store()
+        self._journal.append([(key, headers, b"")], now_ms)
         self._on_write()
 
     def _compact_if_needed(self, now_ms: int) -> None:
-        store = self._store
+        store = self._journal
+        assert store is not None
         if store.next_offset - store.first_offset < len(self.bindings) + COMPACT_SLACK:
             return
         snapshot = {
@@ -84,11 +101,11 @@ class BindingJournal:
         store.enforce_retention(now_ms, store.size_bytes - before, None)
         self._on_write()
 
-    def sync(self) -> None:
-        self._store.sync()
-
-    def close(self) -> None:
-        self._store.close()
-
-    def destroy(self) -> None:
-        self._store.destroy()
+    def report_unsynced(self) -> None:
+        """A client is about to be told that something this journal holds exists,
+        without a new write (a re-declaration): if the store has writes not yet
+        fsynced (the group commit has not run, or its fsync failed), report a
+        write, so the answer waits for the sync that makes them durable and
+        retries a failed one (under ``always`` it runs here, and raises)."""
+        if self._journal is not None and self._journal.unsynced:
+            self._on_write()

@@ -3,7 +3,8 @@
 A model keeps a journal only where it has something to keep on disk (a data
 directory, a durable queue's bindings, an AMQP vhost's declarations); without
 one the three lifecycle calls the namespace makes are no-ops. Written once
-here for every such model (``core/topics.py``, ``amqp/durable.py``).
+here for every such model (``core/topics.py``, ``amqp/durable.py``) and for
+the state journal, whose store is its optional journal (``core/state_journal.py``).
 """
 
 from __future__ import annotations

@@ -107,6 +107,11 @@ class Namespace:
         if found is None:
             found = self._extensions[key] = make(self)
             self.models.append(found)
+            if self.broker.durability.policy == "always":
+                # What it wrote while it was made (an AMQP vhost drops stale
+                # entries as it recovers) was reported before it was one of
+                # the models the write's own sync walks: sync it now.
+                found.sync()
         return found  # type: ignore[return-value]
 
     def state_journal(self, name: str) -> StateJournal | None:

@@ -463,6 +463,15 @@ class QueueJournal:
 
     # ---------------------------------------------------------- lifecycle
 
+    def report_unsynced(self) -> None:
+        """A client is about to be told that something this journal holds exists,
+        without a new write (a re-declaration): if the store has writes not yet
+        fsynced (the group commit has not run, or its fsync failed), report a
+        write, so the answer waits for the sync that makes them durable and
+        retries a failed one (under ``always`` it runs here, and raises)."""
+        if self.store.unsynced:
+            self.on_write()
+
     def sync(self) -> None:
         """Write what is deferred, then fsync: the group commit's step for this queue."""
         self.flush()

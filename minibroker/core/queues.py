@@ -1417,6 +1417,10 @@ class Queues:
                     queue=name,
                     options=ours,
                 )
+            if existing._journal is not None:
+                # "Exists" is only true once the declaration is on disk: a
+                # failed (or pending) sync of it is retried before the answer.
+                existing._journal.report_unsynced()
             return False
         journal = None
         storage = self.broker.storage

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from minibroker.core.journaled import Journaled
 from minibroker.log_store import Entry, LogStore
 
 KIND = "meta"
@@ -39,8 +40,12 @@ SEGMENT_BYTES = 64 * 1024
 COMPACT_SLACK = 1000
 
 
-class StateJournal:
-    """Entries ``name -> bytes``, replayed on open; writes raise StorageFull/StorageError."""
+class StateJournal(Journaled[LogStore]):
+    """Entries ``name -> bytes``, replayed on open; writes raise StorageFull/StorageError.
+
+    Its store is ``_journal`` (None until the first write when none exists yet),
+    so ``sync``/``close``/``destroy`` are :class:`~minibroker.core.journaled.Journaled`'s.
+    """
 
     def __init__(
         self,
@@ -51,12 +56,12 @@ class StateJournal:
     ) -> None:
         self._open_store = open_store
         self._on_write = on_write
-        self._store: LogStore | None = None
+        self._journal: LogStore | None = None
         #: The live entries, in the order they were first written.
         self.entries: dict[str, bytes] = {}
         if exists:
-            self._store = open_store()
-            self._replay(self._store)
+            self._journal = open_store()
+            self._replay(self._journal)
 
     def _replay(self, store: LogStore) -> None:
         entries = self.entries
@@ -72,6 +77,7 @@ class StateJournal:
     def put(self, name: str, value: bytes, now_ms: int) -> None:
         """Write ``name`` down (on failure it raises and nothing changed)."""
         if self.entries.get(name) == value:
+            self.report_unsynced()
             return
         self._append([(b"P", {"name": name}, value)], now_ms)
         self.entries[name] = value
@@ -84,17 +90,26 @@ class StateJournal:
         del self.entries[name]
         self._compact_if_needed(now_ms)
 
+    def report_unsynced(self) -> None:
+        """A client is about to be told that something this journal holds exists,
+        without a new write (a re-declaration): if the store has writes not yet
+        fsynced (the group commit has not run, or its fsync failed), report a
+        write, so the answer waits for the sync that makes them durable and
+        retries a failed one (under ``always`` it runs here, and raises)."""
+        if self._journal is not None and self._journal.unsynced:
+            self._on_write()
+
     def _store_for_write(self) -> LogStore:
-        if self._store is None:
-            self._store = self._open_store()
-        return self._store
+        if self._journal is None:
+            self._journal = self._open_store()
+        return self._journal
 
     def _append(self, records: list[Entry], now_ms: int) -> None:
         self._store_for_write().append(records, now_ms)
         self._on_write()
 
     def _compact_if_needed(self, now_ms: int) -> None:
-        store = self._store
+        store = self._journal
         assert store is not None
         if store.next_offset - store.first_offset < len(self.entries) + COMPACT_SLACK:
             return
@@ -105,15 +120,3 @@ class StateJournal:
         # Keep at least the snapshot's bytes: whole segments before it can go.
         store.enforce_retention(now_ms, store.size_bytes - before, None)
         self._on_write()
-
-    def sync(self) -> None:
-        if self._store is not None:
-            self._store.sync()
-
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-
-    def destroy(self) -> None:
-        if self._store is not None:
-            self._store.destroy()

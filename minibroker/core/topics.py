@@ -94,6 +94,7 @@ from minibroker.core.peer import Peer
 from minibroker.core.sizes import headers_size, utf8_length
 from minibroker.core.trie import SubscriptionTrie
 from minibroker.errors import BadRequest, NotFound, Overflow, SlowConsumer, TooLarge
+from minibroker.log_store import LogStore
 from minibroker.value_class import Value
 
 if TYPE_CHECKING:
@@ -460,15 +461,21 @@ class Topics(Journaled[BindingJournal]):
     def _open_journal(self) -> BindingJournal | None:
         """Reopen the durable bindings (for queues that still exist and are durable)."""
         broker = self._namespace.broker
-        if broker.storage is None:
+        storage = broker.storage
+        if storage is None:
             return None
-        store = broker.storage.open(
-            self._namespace.name,
-            binding_journal.KIND,
-            binding_journal.NAME,
-            segment_bytes=binding_journal.SEGMENT_BYTES,
-        )
-        journal = BindingJournal(store, broker.durability.written)
+        namespace = self._namespace.name
+
+        def open_store() -> LogStore:
+            return storage.open(
+                namespace,
+                binding_journal.KIND,
+                binding_journal.NAME,
+                segment_bytes=binding_journal.SEGMENT_BYTES,
+            )
+
+        exists = binding_journal.NAME in storage.existing(namespace, binding_journal.KIND)
+        journal = BindingJournal(open_store, broker.durability.written, exists=exists)
         for queue, pattern in list(journal.bindings):
             target = self._queues.find(queue)
             if target is not None and target.durable:
@@ -724,6 +731,8 @@ class Topics(Journaled[BindingJournal]):
             raise NotFound(f"queue {queue!r} does not exist", queue=queue)
         existing = self._bindings.get(queue)
         if existing is not None and pattern in existing.patterns:
+            if self._journal is not None and (queue, pattern) in self._journal.bindings:
+                self._journal.report_unsynced()  # bound only once it is on disk
             return False
         if self._journal is not None and self._is_durable(queue):
             # On disk first: a failed write leaves the binding unmade.

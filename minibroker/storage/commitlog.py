@@ -315,6 +315,11 @@ class SegmentedLog(SegmentChain[FileSegment]):
 
     # -- durability and lifecycle ------------------------------------------------
 
+    @property
+    def unsynced(self) -> bool:
+        """Appends or new directories that :meth:`sync` would still fsync."""
+        return not self._closed and (self._segments[-1].unsynced or bool(self._new_entries))
+
     def sync(self) -> None:
         """fdatasync the active segment (older ones were synced when they were sealed).
 

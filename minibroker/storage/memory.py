@@ -189,6 +189,10 @@ class MemoryLog(SegmentChain[MemorySegment]):
     def _delete_segment(self, segment: MemorySegment) -> None:
         pass  # dropping the last reference frees it
 
+    @property
+    def unsynced(self) -> bool:
+        return False  # nothing here is ever on disk
+
     def sync(self) -> None:
         self._check_open()
 

@@ -188,6 +188,11 @@ class FileSegment:
         return path
 
     @property
+    def unsynced(self) -> bool:
+        """Whether records were appended since the last successful :meth:`sync`."""
+        return self._unsynced
+
+    @property
     def index_path(self) -> str:
         return os.path.join(self._directory, segment_file_name(self.base_offset, INDEX_SUFFIX))
 

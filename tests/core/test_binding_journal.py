@@ -62,7 +62,8 @@ def test_bind_churn_is_compacted(tmp_path: Path, monkeypatch: object) -> None:
         ns.topics.unbind("q", f"churn.{i}")
     journal = ns.topics._journal
     assert journal is not None
-    store = journal._store
+    store = journal._journal
+    assert store is not None
     # Without compaction the store would hold ~6000 records.
     assert store.next_offset - store.first_offset < 2 * binding_journal.COMPACT_SLACK + 10
     broker.close()

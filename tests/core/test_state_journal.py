@@ -56,7 +56,7 @@ def test_churn_is_compacted_into_a_snapshot(tmp_path: Path) -> None:
     for i in range(3 * state_journal.COMPACT_SLACK):
         journal.put("churn", str(i).encode(), 2)
     journal.delete("churn", 3)
-    store = journal._store
+    store = journal._journal
     assert store is not None
     assert store.next_offset - store.first_offset < 2 * state_journal.COMPACT_SLACK
     journal.close()
