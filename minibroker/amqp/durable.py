@@ -82,6 +82,13 @@ class Saved:
     queues: list[SavedQueue] = field(default_factory=list)
 
 
+def cannot_write(exc: BrokerError) -> HardError:
+    """What a client is told when durable state cannot be written or synced
+    (StorageFull, StorageError): the server cannot keep what it would declare,
+    a connection error, as RabbitMQ's internal errors are."""
+    return HardError(INTERNAL_ERROR, f"cannot write durable state: {exc.message}")
+
+
 def _name(*parts: str) -> str:
     return json.dumps(parts, ensure_ascii=False)
 
@@ -154,7 +161,7 @@ class VhostJournal(Journaled[StateJournal]):
         try:
             self._journal.report_unsynced()
         except BrokerError as exc:  # under fsync=always the sync runs here
-            raise HardError(INTERNAL_ERROR, f"cannot write durable state: {exc.message}") from None
+            raise cannot_write(exc) from None
 
     def _put(self, name: str, value: bytes) -> None:
         if self._journal is None:
@@ -162,7 +169,7 @@ class VhostJournal(Journaled[StateJournal]):
         try:
             self._journal.put(name, value, self._now_ms())
         except BrokerError as exc:  # StorageFull, StorageError: nothing was changed
-            raise HardError(INTERNAL_ERROR, f"cannot write durable state: {exc.message}") from None
+            raise cannot_write(exc) from None
 
     def _delete(self, name: str) -> None:
         """Forget an entry. A failed write is logged, not raised: the object is gone

@@ -24,7 +24,6 @@ survives a restart with ``--data-dir`` as in RabbitMQ.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import secrets
 import time
@@ -44,14 +43,13 @@ from minibroker.amqp.durable import (
     SavedExchange,
     SavedQueue,
     VhostJournal,
+    cannot_write,
 )
 from minibroker.amqp.errors import (
     ACCESS_REFUSED,
-    INTERNAL_ERROR,
     NOT_FOUND,
     PRECONDITION_FAILED,
     RESOURCE_LOCKED,
-    HardError,
     SoftError,
 )
 from minibroker.amqp.exchanges import (
@@ -270,6 +268,8 @@ class Vhost:
                 self.namespace.topics.bind(queue, topic_name(exchange_name, key))
             except InvalidName as exc:
                 raise SoftError(PRECONDITION_FAILED, exc.message) from None
+            except (StorageFull, StorageError) as exc:  # a durable queue's binding
+                raise cannot_write(exc) from None
         else:
             if exchange.durable and target.durable:
                 self.journal.save_binding(SavedBinding(exchange_name, QUEUE, queue, key, arguments))
@@ -282,8 +282,12 @@ class Vhost:
         if exchange is None or queue not in self.namespace.queues:
             return  # unbinding is idempotent, as in RabbitMQ 3.x
         if exchange.type == TOPIC:
-            with contextlib.suppress(InvalidName):  # such a key was never bound
+            try:
                 self.namespace.topics.unbind(queue, topic_name(exchange_name, key))
+            except InvalidName:  # such a key was never bound
+                pass
+            except (StorageFull, StorageError) as exc:
+                raise cannot_write(exc) from None
         elif exchange.unbind(queue, key):
             self.journal.forget_binding(exchange_name, QUEUE, queue, key)
         self._maybe_auto_delete_exchange(exchange)
@@ -506,8 +510,7 @@ class Vhost:
         try:
             queues.declare(name, parsed.options, now)
         except (StorageFull, StorageError) as exc:
-            # As when the vhost's own state cannot be written (durable.py).
-            raise HardError(INTERNAL_ERROR, f"cannot write durable state: {exc.message}") from None
+            raise cannot_write(exc) from None
         except BrokerError as exc:  # Conflict (other options), InvalidName, BadRequest
             raise SoftError(PRECONDITION_FAILED, exc.message) from None
         queue = queues.get(name)

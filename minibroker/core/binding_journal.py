@@ -52,6 +52,9 @@ class BindingJournal(Journaled[LogStore]):
         self._journal: LogStore | None = None
         #: Live durable bindings in binding order: (queue, pattern).
         self.bindings: dict[tuple[str, str], None] = {}
+        #: Bindings were forgotten without a ``U`` record: the next write that
+        #: succeeds is followed by a snapshot, which leaves them out for good.
+        self._snapshot_due = False
         if exists:
             self._journal = open_store()
             self._replay(self._journal)
@@ -81,6 +84,16 @@ class BindingJournal(Journaled[LogStore]):
         self.bindings.pop((queue, pattern), None)
         self._compact_if_needed(now_ms)
 
+    def forget_unwritten(self, queue: str, pattern: str) -> None:
+        """Forget a binding whose ``U`` record was not (or cannot be) written:
+        its queue is gone (deleted on a full disk, or missing at recovery).
+        A replay would still find its ``B`` record and bind a later durable
+        queue of that name, so the next snapshot, due at the next successful
+        write, leaves it out."""
+        if (queue, pattern) in self.bindings:
+            del self.bindings[(queue, pattern)]
+            self._snapshot_due = True
+
     def _append(self, key: bytes, headers: dict[str, str], now_ms: int) -> None:
         if self._journal is None:
             self._journal = self._open_store()
@@ -90,7 +103,8 @@ class BindingJournal(Journaled[LogStore]):
     def _compact_if_needed(self, now_ms: int) -> None:
         store = self._journal
         assert store is not None
-        if store.next_offset - store.first_offset < len(self.bindings) + COMPACT_SLACK:
+        slack = store.next_offset - store.first_offset - len(self.bindings)
+        if slack < COMPACT_SLACK and not self._snapshot_due:
             return
         snapshot = {
             str(i): f"{queue}\n{pattern}" for i, (queue, pattern) in enumerate(self.bindings)
@@ -98,6 +112,7 @@ class BindingJournal(Journaled[LogStore]):
         before = store.size_bytes
         store.append([(b"S", snapshot, b"")], now_ms)
         # Keep at least the snapshot's bytes: whole segments before it can go.
+        self._snapshot_due = False
         store.enforce_retention(now_ms, store.size_bytes - before, None)
         self._on_write()
 

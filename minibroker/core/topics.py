@@ -82,6 +82,7 @@ for group commit like a put.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Final, Literal, NamedTuple, Protocol
@@ -93,13 +94,23 @@ from minibroker.core.names import check_name, split_pattern, split_topic
 from minibroker.core.peer import Peer
 from minibroker.core.sizes import headers_size, utf8_length
 from minibroker.core.trie import SubscriptionTrie
-from minibroker.errors import BadRequest, NotFound, Overflow, SlowConsumer, TooLarge
+from minibroker.errors import (
+    BadRequest,
+    NotFound,
+    Overflow,
+    SlowConsumer,
+    StorageError,
+    StorageFull,
+    TooLarge,
+)
 from minibroker.log_store import LogStore
 from minibroker.value_class import Value
 
 if TYPE_CHECKING:
     from minibroker.core.namespace import Namespace
     from minibroker.core.queues import Queues
+
+log = logging.getLogger("minibroker.topics")
 
 __all__ = [
     "OVERFLOW_POLICIES",
@@ -480,6 +491,8 @@ class Topics(Journaled[BindingJournal]):
             target = self._queues.find(queue)
             if target is not None and target.durable:
                 self._bind(queue, pattern, split_pattern(pattern))
+            else:  # its queue was deleted without the record of it
+                journal.forget_unwritten(queue, pattern)
         return journal
 
     def _is_durable(self, queue: str) -> bool:
@@ -776,7 +789,18 @@ class Topics(Journaled[BindingJournal]):
         for pattern, words in target.patterns.items():
             self._trie.remove(words, target)
             if journal is not None and (queue, pattern) in journal.bindings:
-                journal.record_unbind(queue, pattern, self._namespace.broker.clock.last_ms)
+                try:
+                    journal.record_unbind(queue, pattern, self._namespace.broker.clock.last_ms)
+                except (StorageFull, StorageError) as exc:
+                    # The queue is gone whatever the disk says: its deletion
+                    # must not fail halfway, nor its binding come back later.
+                    log.warning(
+                        "queue %r deleted, its binding %r not journaled: %s",
+                        queue,
+                        pattern,
+                        exc.message,
+                    )
+                    journal.forget_unwritten(queue, pattern)
         count = len(target.patterns)
         target.patterns.clear()
         self._routes.clear()
