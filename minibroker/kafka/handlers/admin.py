@@ -14,7 +14,7 @@ from kio.schema.errors import ErrorCode
 
 from minibroker.access.permissions import ADMIN
 from minibroker.core.log_options import LogOptions
-from minibroker.errors import BrokerError
+from minibroker.errors import BrokerError, StorageError, StorageFull
 from minibroker.kafka import wire
 from minibroker.kafka.authorize import (
     GROUP_AUTHORIZATION_FAILED,
@@ -44,6 +44,8 @@ INVALID_CONFIG: Final = ErrorCode(40)
 #: used here. Each client treats it as fatal at once (a retriable code such
 #: as COORDINATOR_NOT_AVAILABLE would keep them retrying until their timeout).
 TRANSACTIONAL_ID_AUTHORIZATION_FAILED: Final = ErrorCode(53)
+#: The data directory is full or failing (retriable: clients try again).
+KAFKA_STORAGE_ERROR: Final = ErrorCode(56)
 NO_TRANSACTIONS: Final = "minibroker does not support transactions"
 NONE: Final = ErrorCode(0)
 
@@ -142,6 +144,8 @@ def auto_create(session: KafkaSession, topic: str) -> ErrorCode:
         return UNKNOWN_TOPIC_OR_PARTITION  # Kafka's answer without CREATE rights
     try:
         session.ns.topics.create(topic, settings.default_partitions, LogOptions(), session.now)
+    except (StorageFull, StorageError):
+        return KAFKA_STORAGE_ERROR
     except BrokerError:
         return INVALID_TOPIC
     return NONE
@@ -230,6 +234,8 @@ def _create_topic(
         log_options.check()
         if not validate_only:
             ns.topics.create(name, partitions, log_options, session.now)
+    except (StorageFull, StorageError) as exc:
+        return KAFKA_STORAGE_ERROR, exc.message
     except BrokerError as exc:
         return INVALID_CONFIG, exc.message
     return NONE, None
@@ -306,6 +312,8 @@ def _add_partitions(
         return NONE, None
     try:
         topics.add_partitions(name, count, first.options, session.now)
+    except (StorageFull, StorageError) as exc:
+        return KAFKA_STORAGE_ERROR, exc.message
     except BrokerError as exc:
         return INVALID_PARTITIONS, exc.message
     return NONE, None

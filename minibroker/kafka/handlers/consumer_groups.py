@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 from kio.schema.errors import ErrorCode
 
 from minibroker.access.permissions import READ
-from minibroker.errors import BrokerError, InvalidName, OffsetOutOfRange
+from minibroker.errors import BrokerError, InvalidName, OffsetOutOfRange, StorageError, StorageFull
 from minibroker.kafka import wire
 from minibroker.kafka.authorize import (
     GROUP_AUTHORIZATION_FAILED,
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 OFFSET_OUT_OF_RANGE: Final = ErrorCode(1)
 INVALID_GROUP_ID: Final = ErrorCode(24)
 UNKNOWN_SERVER_ERROR: Final = ErrorCode(-1)
+#: What Kafka's group coordinator answers when the offsets cannot be stored
+#: (KAFKA_STORAGE_ERROR): the client finds the coordinator again and retries.
+NOT_COORDINATOR: Final = ErrorCode(16)
 
 
 def join_group(session: KafkaSession, slot: Slot, request: Any) -> Any:
@@ -157,6 +160,8 @@ def _commit(session: KafkaSession, group: str, topic: str, part: Any) -> ErrorCo
         return INVALID_GROUP_ID
     except OffsetOutOfRange:
         return OFFSET_OUT_OF_RANGE
+    except (StorageFull, StorageError):
+        return NOT_COORDINATOR
     except BrokerError:
         return UNKNOWN_SERVER_ERROR
     metadata = part.committed_metadata

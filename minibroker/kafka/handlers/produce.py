@@ -29,6 +29,7 @@ from kio.schema.errors import ErrorCode
 from minibroker.errors import BrokerError, StorageError, StorageFull, TooLarge
 from minibroker.kafka import wire
 from minibroker.kafka.handlers.admin import (
+    KAFKA_STORAGE_ERROR,
     NO_THROTTLE,
     NONE,
     UNKNOWN_TOPIC_OR_PARTITION,
@@ -46,7 +47,6 @@ UNKNOWN_SERVER_ERROR: Final = ErrorCode(-1)
 CORRUPT_MESSAGE: Final = ErrorCode(2)
 MESSAGE_TOO_LARGE: Final = ErrorCode(10)
 INVALID_REQUIRED_ACKS: Final = ErrorCode(21)
-KAFKA_STORAGE_ERROR: Final = ErrorCode(56)
 INVALID_RECORD: Final = ErrorCode(87)
 #: The ``acks`` a producer may ask for: none, the leader, all in-sync replicas.
 VALID_ACKS: Final = (0, 1, -1)
