@@ -31,6 +31,7 @@ from minibroker.testing import run_in_thread
 QUEUE = "jobs"
 AUDIT = "audit"
 LOG = "events"
+LATE = "late"
 
 
 class Disk:
@@ -104,6 +105,20 @@ def exercise_full_disk(
             if every_write_fails:
                 with pytest.raises(StorageFull):
                     mb.commit(LOG, "g", 5)
+        if every_write_fails:
+            # Declarations too, each with its own storage_full, nothing declared ...
+            with pytest.raises(StorageFull):
+                mb.declare_queue(LATE, durable=True)
+            with pytest.raises(StorageFull):
+                mb.bind(AUDIT, "late.#")
+            with pytest.raises(StorageFull):
+                mb.create_log(LATE)
+            assert mb.publish_many("late.x", [b"unrouted"]).queues == 0
+        # ... while a new namespace and what needs no disk still work.
+        with minibroker.connect_sync(url, namespace="fresh") as newcomer:
+            newcomer.declare_queue("scratch")
+            newcomer.put_many("scratch", [b"in memory"])
+            assert [d.body for d in newcomer.fetch("scratch")] == [b"in memory"]
         # Reads, and the connections themselves, are unaffected.
         assert mb.ping(b"still up") == b"still up"
         assert bystander.ping(b"me too") == b"me too"
@@ -125,6 +140,9 @@ def exercise_full_disk(
         confirmed[QUEUE] = confirmed[QUEUE][5:]
         write("after")
         mb.commit(LOG, "g", 5)
+        mb.declare_queue(LATE, durable=True)
+        mb.bind(LATE, "late.#")
+        mb.create_log(LATE)
     return confirmed
 
 
@@ -136,6 +154,10 @@ def check_after_restart(url: str, confirmed: dict[str, list[bytes]]) -> None:
             assert bodies == confirmed[queue], queue
         assert [r.body for r in mb.read(LOG, start=0, max_records=1000)] == confirmed[LOG]
         assert mb.committed(LOG, "g") == 5
+        # Declared once there was room again: all there.
+        assert mb.publish_many("late.x", [b"routed"]).queues == 1
+        assert [d.body for d in mb.fetch(LATE)] == [b"routed"]
+        assert list(mb.read(LATE, start=0)) == []  # the log exists (NotFound if not)
 
 
 def test_disk_full_through_the_storage_seam(disk: Disk, tmp_path: Path) -> None:
