@@ -19,18 +19,21 @@ On open the records are replayed in order (a snapshot resets the state).
 When the store holds many more records than live bindings, a snapshot is
 appended and retention drops the whole segments before it, so the file stays
 small whatever the bind/unbind churn. The store is created by the first
-write, as the state journal's (:mod:`minibroker.core.state_journal`): a
-namespace that never binds a durable queue gets no file, and making one
-needs no room on disk (a client can still say hello to a new namespace when
-the disk is full).
+write (:class:`~minibroker.core.journaled.StoreJournal`): a namespace that
+never binds a durable queue gets no file, and making one needs no room on
+disk (a client can still say hello to a new namespace when the disk is full).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
-from minibroker.core.journaled import Journaled
+from minibroker.core.journaled import StoreJournal
+from minibroker.errors import StorageError, StorageFull
 from minibroker.log_store import LogStore
+
+log = logging.getLogger("minibroker.topics")
 
 KIND = "meta"
 NAME = "bindings"
@@ -39,24 +42,19 @@ SEGMENT_BYTES = 64 * 1024
 COMPACT_SLACK = 1000
 
 
-class BindingJournal(Journaled[LogStore]):
-    """The durable bindings; the store is ``_journal`` (None until the first
-    write when none exists yet), so ``sync``/``close``/``destroy`` are
-    :class:`~minibroker.core.journaled.Journaled`'s."""
+class BindingJournal(StoreJournal):
+    """The durable bindings, replayed on open; writes raise StorageFull/StorageError."""
 
     def __init__(
         self, open_store: Callable[[], LogStore], on_write: Callable[[], None], *, exists: bool
     ) -> None:
-        self._open_store = open_store
-        self._on_write = on_write
-        self._journal: LogStore | None = None
+        super().__init__(open_store, on_write, exists=exists)
         #: Live durable bindings in binding order: (queue, pattern).
         self.bindings: dict[tuple[str, str], None] = {}
         #: Bindings were forgotten without a ``U`` record: the next write that
         #: succeeds is followed by a snapshot, which leaves them out for good.
         self._snapshot_due = False
-        if exists:
-            self._journal = open_store()
+        if self._journal is not None:
             self._replay(self._journal)
 
     def _replay(self, store: LogStore) -> None:
@@ -75,12 +73,12 @@ class BindingJournal(Journaled[LogStore]):
 
     def record_bind(self, queue: str, pattern: str, now_ms: int) -> None:
         """Write the binding down (raises StorageFull/StorageError and changes nothing)."""
-        self._append(b"B", {"queue": queue, "pattern": pattern}, now_ms)
+        self._append([(b"B", {"queue": queue, "pattern": pattern}, b"")], now_ms)
         self.bindings[(queue, pattern)] = None
         self._compact_if_needed(now_ms)
 
     def record_unbind(self, queue: str, pattern: str, now_ms: int) -> None:
-        self._append(b"U", {"queue": queue, "pattern": pattern}, now_ms)
+        self._append([(b"U", {"queue": queue, "pattern": pattern}, b"")], now_ms)
         self.bindings.pop((queue, pattern), None)
         self._compact_if_needed(now_ms)
 
@@ -94,12 +92,6 @@ class BindingJournal(Journaled[LogStore]):
             del self.bindings[(queue, pattern)]
             self._snapshot_due = True
 
-    def _append(self, key: bytes, headers: dict[str, str], now_ms: int) -> None:
-        if self._journal is None:
-            self._journal = self._open_store()
-        self._journal.append([(key, headers, b"")], now_ms)
-        self._on_write()
-
     def _compact_if_needed(self, now_ms: int) -> None:
         store = self._journal
         assert store is not None
@@ -110,17 +102,14 @@ class BindingJournal(Journaled[LogStore]):
             str(i): f"{queue}\n{pattern}" for i, (queue, pattern) in enumerate(self.bindings)
         }
         before = store.size_bytes
-        store.append([(b"S", snapshot, b"")], now_ms)
-        # Keep at least the snapshot's bytes: whole segments before it can go.
+        try:
+            store.append([(b"S", snapshot, b"")], now_ms)
+        except (StorageFull, StorageError) as exc:
+            # The record before it is written: only the compaction waits (the
+            # next write tries again), the binding does not fail for it.
+            log.warning("could not compact the durable bindings: %s", exc.message)
+            return
         self._snapshot_due = False
+        # Keep at least the snapshot's bytes: whole segments before it can go.
         store.enforce_retention(now_ms, store.size_bytes - before, None)
         self._on_write()
-
-    def report_unsynced(self) -> None:
-        """A client is about to be told that something this journal holds exists,
-        without a new write (a re-declaration): if the store has writes not yet
-        fsynced (the group commit has not run, or its fsync failed), report a
-        write, so the answer waits for the sync that makes them durable and
-        retries a failed one (under ``always`` it runs here, and raises)."""
-        if self._journal is not None and self._journal.unsynced:
-            self._on_write()

@@ -4,12 +4,16 @@ A model keeps a journal only where it has something to keep on disk (a data
 directory, a durable queue's bindings, an AMQP vhost's declarations); without
 one the three lifecycle calls the namespace makes are no-ops. Written once
 here for every such model (``core/topics.py``, ``amqp/durable.py``) and for
-the state journal, whose store is its optional journal (``core/state_journal.py``).
+the journals kept in one store made by their first write (:class:`StoreJournal`:
+``core/state_journal.py``, ``core/binding_journal.py``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar
+
+from minibroker.log_store import Entry, LogStore
 
 
 class JournalFiles(Protocol):
@@ -43,3 +47,39 @@ class Journaled(Generic[J]):
         """The namespace is dropped: delete the journal's files."""
         if self._journal is not None:
             self._journal.destroy()
+
+
+class StoreJournal(Journaled[LogStore]):
+    """A journal in one store, created by its first write: a namespace that
+    never writes one gets no file, and needs no room on disk to exist.
+
+    The store is ``_journal`` (None until then), so ``sync``/``close``/``destroy``
+    are :class:`Journaled`'s. Every append reports the write (``on_write``,
+    the broker's ``Durability.written``) once it is in the store.
+    """
+
+    def __init__(
+        self, open_store: Callable[[], LogStore], on_write: Callable[[], None], *, exists: bool
+    ) -> None:
+        self._open_store = open_store
+        self._on_write = on_write
+        self._journal: LogStore | None = open_store() if exists else None
+
+    def _store_for_write(self) -> LogStore:
+        if self._journal is None:
+            self._journal = self._open_store()
+        return self._journal
+
+    def _append(self, records: Sequence[Entry], now_ms: int) -> None:
+        self._store_for_write().append(records, now_ms)
+        self._on_write()
+
+    def report_unsynced(self) -> None:
+        """A client is about to be told that something this journal holds
+        exists, without a new write (a re-declaration): if the store has
+        writes not yet fsynced (the group commit has not run, or its fsync
+        failed), report a write, so the answer waits for the sync that makes
+        them durable and retries a failed one (under ``always`` that sync
+        runs here, and raises)."""
+        if self._journal is not None and self._journal.unsynced:
+            self._on_write()

@@ -464,11 +464,9 @@ class QueueJournal:
     # ---------------------------------------------------------- lifecycle
 
     def report_unsynced(self) -> None:
-        """A client is about to be told that something this journal holds exists,
-        without a new write (a re-declaration): if the store has writes not yet
-        fsynced (the group commit has not run, or its fsync failed), report a
-        write, so the answer waits for the sync that makes them durable and
-        retries a failed one (under ``always`` it runs here, and raises)."""
+        """Report a write if the store holds unsynced ones: the queue is
+        re-declared, and "it exists" must wait for them to be on disk (as
+        :meth:`minibroker.core.journaled.StoreJournal.report_unsynced`)."""
         if self.store.unsynced:
             self.on_write()
 

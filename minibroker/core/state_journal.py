@@ -29,10 +29,14 @@ namespace whose front end never wrote anything gets no file.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
-from minibroker.core.journaled import Journaled
+from minibroker.core.journaled import StoreJournal
+from minibroker.errors import StorageError, StorageFull
 from minibroker.log_store import Entry, LogStore
+
+log = logging.getLogger("minibroker.storage")
 
 KIND = "meta"
 SEGMENT_BYTES = 64 * 1024
@@ -40,12 +44,8 @@ SEGMENT_BYTES = 64 * 1024
 COMPACT_SLACK = 1000
 
 
-class StateJournal(Journaled[LogStore]):
-    """Entries ``name -> bytes``, replayed on open; writes raise StorageFull/StorageError.
-
-    Its store is ``_journal`` (None until the first write when none exists yet),
-    so ``sync``/``close``/``destroy`` are :class:`~minibroker.core.journaled.Journaled`'s.
-    """
+class StateJournal(StoreJournal):
+    """Entries ``name -> bytes``, replayed on open; writes raise StorageFull/StorageError."""
 
     def __init__(
         self,
@@ -54,13 +54,10 @@ class StateJournal(Journaled[LogStore]):
         *,
         exists: bool,
     ) -> None:
-        self._open_store = open_store
-        self._on_write = on_write
-        self._journal: LogStore | None = None
+        super().__init__(open_store, on_write, exists=exists)
         #: The live entries, in the order they were first written.
         self.entries: dict[str, bytes] = {}
-        if exists:
-            self._journal = open_store()
+        if self._journal is not None:
             self._replay(self._journal)
 
     def _replay(self, store: LogStore) -> None:
@@ -90,24 +87,6 @@ class StateJournal(Journaled[LogStore]):
         del self.entries[name]
         self._compact_if_needed(now_ms)
 
-    def report_unsynced(self) -> None:
-        """A client is about to be told that something this journal holds exists,
-        without a new write (a re-declaration): if the store has writes not yet
-        fsynced (the group commit has not run, or its fsync failed), report a
-        write, so the answer waits for the sync that makes them durable and
-        retries a failed one (under ``always`` it runs here, and raises)."""
-        if self._journal is not None and self._journal.unsynced:
-            self._on_write()
-
-    def _store_for_write(self) -> LogStore:
-        if self._journal is None:
-            self._journal = self._open_store()
-        return self._journal
-
-    def _append(self, records: list[Entry], now_ms: int) -> None:
-        self._store_for_write().append(records, now_ms)
-        self._on_write()
-
     def _compact_if_needed(self, now_ms: int) -> None:
         store = self._journal
         assert store is not None
@@ -116,7 +95,13 @@ class StateJournal(Journaled[LogStore]):
         snapshot: list[Entry] = [(b"S", None, b"")]
         snapshot += [(b"P", {"name": name}, value) for name, value in self.entries.items()]
         before = store.size_bytes
-        store.append(snapshot, now_ms)
+        try:
+            store.append(snapshot, now_ms)
+        except (StorageFull, StorageError) as exc:
+            # The entry before it is written: only the compaction waits (the
+            # next write tries again), the entry's write does not fail for it.
+            log.warning("could not compact the state journal: %s", exc.message)
+            return
         # Keep at least the snapshot's bytes: whole segments before it can go.
         store.enforce_retention(now_ms, store.size_bytes - before, None)
         self._on_write()

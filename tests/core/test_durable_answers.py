@@ -14,20 +14,23 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from minibroker.amqp.errors import INTERNAL_ERROR, HardError
 from minibroker.amqp.vhost import Vhost, vhost_of
+from minibroker.core import binding_journal, state_journal
+from minibroker.core.binding_journal import BindingJournal
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig, FsyncPolicy
 from minibroker.core.log_options import LogOptions
 from minibroker.core.namespace import Namespace
 from minibroker.core.queue_options import QueueOptions
+from minibroker.core.state_journal import StateJournal
 from minibroker.errors import BrokerError, StorageError, StorageFull
-from minibroker.log_store import LogStore
+from minibroker.log_store import Entry, LogStore
 from minibroker.protocol.frames import MessageIn
 from minibroker.server.datadir import DataDirectory
 from minibroker.storage import MemoryLog, fileio
@@ -453,3 +456,27 @@ def test_amqp_declarations_on_a_full_disk_are_one_clear_error(site: Site, disk: 
     for attempt in attempts:
         assert site.answer(attempt) is None
     assert site.storage.unsynced() == []
+
+
+class SnapshotsFail(MemoryLog):
+    """A store whose disk is full exactly when a journal appends its snapshot."""
+
+    def append(self, entries: Sequence[Entry], timestamp_ms: int) -> int:
+        if entries and entries[0][0] == b"S":
+            raise StorageFull("disk full while appending a snapshot")
+        return super().append(entries, timestamp_ms)
+
+
+def test_a_compaction_the_disk_refuses_does_not_fail_the_write_before_it() -> None:
+    """The record is in the store when the snapshot that compacts it fails: the
+    write must not be reported failed (the binding or entry would come back
+    at the next start although the client was told it was refused)."""
+    store = SnapshotsFail(segment_bytes=4096)
+    bindings = BindingJournal(lambda: store, lambda: None, exists=False)
+    for i in range(binding_journal.COMPACT_SLACK + 10):
+        bindings.record_bind("q", f"p.{i}", 1)
+    assert len(bindings.bindings) == binding_journal.COMPACT_SLACK + 10
+    states = StateJournal(lambda: SnapshotsFail(segment_bytes=4096), lambda: None, exists=False)
+    for i in range(state_journal.COMPACT_SLACK + 10):
+        states.put("churn", b"%d" % i, 1)
+    assert states.entries == {"churn": b"%d" % (state_journal.COMPACT_SLACK + 9)}
