@@ -99,3 +99,15 @@ def test_the_op_table_serves_every_request_op_and_nothing_else() -> None:
         assert op.frame is frames.REQUESTS[name]
         assert op.permission != "unclassified", name
     assert len(PUSH_ENCODERS) == 3
+
+
+@given(
+    ids,
+    st.sampled_from([0, 255, 256, 65535, 65536, 1 << 20]),
+    st.integers(0, 2**32),
+    st.integers(0, 2**63),
+)
+def test_records_at_every_bin_width(sub: int, size: int, count: int, next_offset: int) -> None:
+    """The hand-built ``records`` push writes bin 8, 16 and 32 headers as msgpack does."""
+    frame = frames.Records(sub, bytes([size % 251]) * size, count, next_offset)
+    assert codec.records(frame) == codec.encode(frame)
