@@ -122,7 +122,7 @@ class Client(AsyncMethods):
 
     _pending_kind = _AioCall
 
-    def __init__(self, *, max_pending: int = DEFAULT_MAX_PENDING) -> None:
+    def __init__(self, *, max_pending: int | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         self._conn = Connection()
         self._outbox: list[bytes] = []

@@ -50,11 +50,7 @@ from minibroker.client.advice import (
 from minibroker.client.api import SyncMethods
 from minibroker.client.connection import Connection, SyncPendingCall
 from minibroker.client.protocol import CLOSED_BY_BROKER, Call, connection_lost
-from minibroker.client.pushes import (
-    DEFAULT_MAX_PENDING,
-    BlockingSubscription,
-    PushParser,
-)
+from minibroker.client.pushes import DEFAULT_MAX_PENDING, BlockingSubscription
 from minibroker.errors import BrokerError, ConnectionClosed, Timeout
 
 log = logging.getLogger("minibroker.client")
@@ -226,7 +222,7 @@ class Client(SyncMethods):
         sock: socket.socket,
         *,
         timeout: float | None = DEFAULT_TIMEOUT,
-        max_pending: int = DEFAULT_MAX_PENDING,
+        max_pending: int | None = None,
         tls: _TLS | None = None,
     ) -> None:
         self._sock = sock
@@ -372,14 +368,6 @@ class Client(SyncMethods):
             if reading and self._reading is me:
                 self._stop_reading()
         return pendings
-
-    def _subscription(
-        self,
-        call: Call[Any],
-        parser: PushParser[T],
-        callback: Callable[[T], object] | None = None,
-    ) -> BlockingSubscription[T]:
-        return BlockingSubscription(self, call, parser, self._max_pending, callback)
 
     def _post(self, call: Call[Any]) -> None:
         """Send ``call`` without waiting for its answer (replies, acks, cleanup).
@@ -584,13 +572,8 @@ class _TimeoutView(SyncMethods):
     def _post(self, call: Call[Any]) -> None:
         self._client._post(call)
 
-    def _subscription(
-        self,
-        call: Call[Any],
-        parser: PushParser[T],
-        callback: Callable[[T], object] | None = None,
-    ) -> Any:
-        return self._client._subscription(call, parser, callback)
+    def _subscription(self, *args: Any) -> Any:
+        return self._client._subscription(*args)
 
 
 def connect_sync(

@@ -34,7 +34,8 @@ from minibroker.client.advice import (
 from minibroker.client.api import AsyncMethods
 from minibroker.client.connection import AsyncPendingCall, Connection
 from minibroker.client.protocol import CLOSED_BY_BROKER, Call, connection_lost, hello_call
-from minibroker.client.pushes import DEFAULT_MAX_PENDING, AsyncSubscription
+from minibroker.client.pushes import DEFAULT_MAX_PENDING as DEFAULT_MAX_PENDING
+from minibroker.client.pushes import AsyncSubscription
 from minibroker.client.url import BrokerAddress
 from minibroker.direct_io import direct_socket
 from minibroker.errors import BrokerError, ConnectionClosed
@@ -109,7 +110,7 @@ class Client(AsyncMethods):
 
     _pending_kind = _TrioCall
 
-    def __init__(self, stream: trio.abc.Stream, *, max_pending: int = DEFAULT_MAX_PENDING) -> None:
+    def __init__(self, stream: trio.abc.Stream, *, max_pending: int | None = None) -> None:
         self._stream = stream
         self._conn = Connection()
         self._outbox: list[bytes | memoryview] = []
@@ -340,12 +341,13 @@ async def open_client(
     token: str | None = None,
     namespace: str | None = None,
     address: BrokerAddress | None = None,
-    max_pending: int = DEFAULT_MAX_PENDING,
+    max_pending: int | None = None,
 ) -> AsyncIterator[Client]:
     """Run a client over an already-connected stream (TCP, TLS or in-memory).
 
     ``address`` (the URL's, for TCP) lets a failed hello say what to do;
-    ``max_pending`` bounds each subscription's unread buffer.
+    ``max_pending`` bounds each subscription's unread buffer (None: a topic
+    subscription's ``buffer``, see ``minibroker/client/pushes.py``).
     """
     require_event_loop("trio")
     client = Client(stream, max_pending=max_pending)
