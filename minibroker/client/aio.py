@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Generator
-from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
 from minibroker.client.advice import DEFAULT_URL, ConnectOptions, Dial, require_event_loop
@@ -137,12 +136,7 @@ class Client(AsyncMethods):
     async def __aenter__(self) -> Client:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
     # -------------------------------------------------------- the transport
