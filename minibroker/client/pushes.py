@@ -165,16 +165,6 @@ class SubscriptionCore(Generic[T]):
         if self.sub_id is not None and self._client._conn.subscriptions.pop(self.sub_id, None):
             self._client._post(Call("unsubscribe", {"sub": self.sub_id}))
 
-    def _control(self, push: Push) -> bool:
-        """Handle a ``notice`` or ``end`` push; False for a push that carries items."""
-        if push.op == "notice":
-            self._count_dropped(push.frame.dropped, "broker")
-            return True
-        if push.op == "end":
-            self._end(SubscriptionEnded.from_frame(push.frame))
-            return True
-        return False
-
     def _count_dropped(self, dropped: int, where: str) -> None:
         self.dropped += dropped
         log.warning(
@@ -272,9 +262,14 @@ class SubscriptionCore(Generic[T]):
         self._forget()
 
     def _feed(self, push: Push) -> None:
-        """The reader: take one push frame without ever waiting (see :meth:`_take`),
-        or hand its items to the subscription's callback."""
-        if self._control(push):
+        """The reader: take one push frame without ever waiting: a ``notice`` (the
+        broker dropped messages), an ``end`` (the broker ended the subscription),
+        or items for the buffer (see :meth:`_take`) or the callback."""
+        if push.op == "notice":
+            self._count_dropped(push.frame.dropped, "broker")
+            return
+        if push.op == "end":
+            self._end(SubscriptionEnded.from_frame(push.frame))
             return
         items = self._parser(push.frame, self._client)
         if self._callback is not None:
