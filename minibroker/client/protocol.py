@@ -215,17 +215,18 @@ def decode_msg(raw: dict[Any, Any], path: str = "") -> frames.Msg:
     add = messages.append
     message_type = frames.TopicMessage
     message: Any
-    item_topic: Any
-    body: Any
     # The slots are set directly (a specialised store each), without a call
     # to __init__: the same TopicMessage at a third of the cost.
     for item in items:
+        message = _new(message_type)
         if type(item) is bytes and topic is not None:
-            item_topic, body, headers = topic, item, None
+            message.topic = topic
+            message.body = item
+            message.headers = None
         elif type(item) is dict:
-            item_topic = item.get("topic")
-            body = item.get("body")
-            headers = item.get("headers")
+            message.topic = item_topic = item.get("topic")
+            message.body = body = item.get("body")
+            message.headers = headers = item.get("headers")
             if (
                 type(item_topic) is not str
                 or type(body) is not bytes
@@ -234,10 +235,6 @@ def decode_msg(raw: dict[Any, Any], path: str = "") -> frames.Msg:
                 return _generic_msg(raw, path)
         else:  # a bare body without a topic, or not a message at all
             return _generic_msg(raw, path)
-        message = _new(message_type)
-        message.topic = item_topic
-        message.body = body
-        message.headers = headers
         add(message)
     return frames.Msg(sub, messages, topic)
 
