@@ -16,7 +16,6 @@ from urllib.parse import quote
 import trio
 
 from minibroker.client.advice import require_event_loop
-from minibroker.client.pushes import DEFAULT_MAX_PENDING
 from minibroker.client.trio_client import Client, open_client
 from minibroker.config import ServerConfig
 from minibroker.core.broker import Broker
@@ -91,7 +90,7 @@ class EmbeddedBroker:
         namespace: str | None = None,
         token: str | None = None,
         client_name: str = "in-process",
-        max_pending: int = DEFAULT_MAX_PENDING,
+        max_pending: int | None = None,
     ) -> AbstractAsyncContextManager[Client]:
         """An in-process client with the same API as ``minibroker.connect``."""
         stream = self.server.open_in_process_stream()

@@ -104,7 +104,8 @@ export class Client {
   constructor(socket: Socket, options?: { maxPending?: number; maxFrameBytes?: number });
   /** The hello result. */
   serverInfo: ServerInfo;
-  maxPending: number;
+  /** Items each subscription may hold unread, if `connect` was given `maxPending`. */
+  maxPending: number | undefined;
   /** Largest frame accepted from the broker; hello raises it to the broker's advertised limit. */
   readonly maxFrameBytes: number;
   /** The largest frame the broker accepts (from hello); a bigger request rejects with TooLargeError, unsent. */

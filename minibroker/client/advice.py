@@ -17,7 +17,6 @@ from typing import Any, TypedDict
 import sniffio
 
 from minibroker.client.protocol import CLOSED_BY_BROKER, Call, hello_call
-from minibroker.client.pushes import DEFAULT_MAX_PENDING
 from minibroker.client.url import BrokerAddress, parse_url
 from minibroker.errors import ConnectionClosed, Unauthorized
 
@@ -37,8 +36,10 @@ class ConnectOptions(TypedDict, total=False):
     client_name: str
     #: TLS with this context (``minibrokers://`` alone uses the default one).
     ssl_context: ssl.SSLContext | None
-    #: Items each subscription may hold unread (default ``DEFAULT_MAX_PENDING``).
-    max_pending: int
+    #: Items each subscription may hold unread, unless its own ``max_pending``
+    #: says otherwise (default: a topic subscription's ``buffer``, and
+    #: ``DEFAULT_MAX_PENDING`` for log tails and responders).
+    max_pending: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +52,7 @@ class Dial:
     client_name: str
     token: str | None
     namespace: str | None
-    max_pending: int
+    max_pending: int | None
 
     @classmethod
     def of(cls, url: str, options: Mapping[str, Any], client_name: str) -> Dial:
@@ -70,7 +71,7 @@ class Dial:
             options.get("client_name", client_name),
             address.token if token is None else token,
             address.namespace if namespace is None else namespace,
-            options.get("max_pending", DEFAULT_MAX_PENDING),
+            options.get("max_pending"),
         )
 
     def hello(self) -> Call[dict[str, Any]]:

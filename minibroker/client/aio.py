@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Generator
-from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
 from minibroker.client.advice import DEFAULT_URL, ConnectOptions, Dial, require_event_loop
@@ -122,7 +121,7 @@ class Client(AsyncMethods):
 
     _pending_kind = _AioCall
 
-    def __init__(self, *, max_pending: int = DEFAULT_MAX_PENDING) -> None:
+    def __init__(self, *, max_pending: int | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         self._conn = Connection()
         self._outbox: list[bytes] = []
@@ -137,12 +136,7 @@ class Client(AsyncMethods):
     async def __aenter__(self) -> Client:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
     # -------------------------------------------------------- the transport

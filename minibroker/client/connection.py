@@ -114,6 +114,20 @@ class PendingCall(Generic[T]):
             self._conn.pending.pop(self.request_id, None)
 
 
+class PostedCall(PendingCall[Any]):
+    """A call sent without waiting for its answer (a responder's reply, an ack).
+
+    It stays in the pending table until its answer is read, so the reader
+    keeps reading: answers nobody reads would fill the socket and, with the
+    broker's output budget, finally stop the broker reading this connection.
+    """
+
+    __slots__ = ()
+
+    def _wake(self) -> None:
+        return None
+
+
 class AsyncPendingCall(PendingCall[T]):
     """A call an async task collects: ``await call.wait()``, then ``outcome()``."""
 

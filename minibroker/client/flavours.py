@@ -136,18 +136,23 @@ class waits(Flavoured[Callable[P, Coroutine[Any, Any, T]], Callable[P, T]]):
         self.__doc__ = flow.__doc__
 
 
-class AwaitingContext(Awaiting):
-    """``async with`` an object that closes with its ``_closing`` flow: leaving
-    normally closes it (``aclose``), leaving on an exception ``_abandon``s it
-    (sends what it must, waits for nothing). ``_run`` drives its flows."""
-
-    _run = staticmethod(run_async)
+class _Closable:
+    """What a closable object provides: its ``_closing`` flow (send what is left,
+    wait for the broker's answers) and ``_abandon`` (send, wait for nothing)."""
 
     def _closing(self) -> Flow[None]:
         raise NotImplementedError
 
     def _abandon(self) -> None:
         raise NotImplementedError
+
+
+class AwaitingContext(_Closable, Awaiting):
+    """``async with`` an object that closes with its ``_closing`` flow: leaving
+    normally closes it (``aclose``), leaving on an exception ``_abandon``s it
+    (sends what it must, waits for nothing). ``_run`` drives its flows."""
+
+    _run = staticmethod(run_async)
 
     async def aclose(self) -> None:
         """Close: send what is left and wait for the broker's answers. Idempotent."""
@@ -163,17 +168,11 @@ class AwaitingContext(Awaiting):
             self._abandon()
 
 
-class BlockingContext(Blocking):
+class BlockingContext(_Closable, Blocking):
     """``with`` an object that closes with its ``_closing`` flow (see
     :class:`AwaitingContext`)."""
 
     _run = staticmethod(run_blocking)
-
-    def _closing(self) -> Flow[None]:
-        raise NotImplementedError
-
-    def _abandon(self) -> None:
-        raise NotImplementedError
 
     def close(self) -> None:
         """Close: send what is left and wait for the broker's answers. Idempotent."""

@@ -218,30 +218,23 @@ def decode_msg(raw: dict[Any, Any], path: str = "") -> frames.Msg:
     # The slots are set directly (a specialised store each), without a call
     # to __init__: the same TopicMessage at a third of the cost.
     for item in items:
-        if type(item) is bytes:
-            if topic is None:
-                return _generic_msg(raw, path)
-            message = _new(message_type)
+        message = _new(message_type)
+        if type(item) is bytes and topic is not None:
             message.topic = topic
             message.body = item
             message.headers = None
-            add(message)
-            continue
-        if type(item) is not dict:
+        elif type(item) is dict:
+            message.topic = item_topic = item.get("topic")
+            message.body = body = item.get("body")
+            message.headers = headers = item.get("headers")
+            if (
+                type(item_topic) is not str
+                or type(body) is not bytes
+                or (headers is not None and not _is_str_map(headers))
+            ):
+                return _generic_msg(raw, path)
+        else:  # a bare body without a topic, or not a message at all
             return _generic_msg(raw, path)
-        item_topic = item.get("topic")
-        body = item.get("body")
-        headers = item.get("headers")
-        if (
-            type(item_topic) is not str
-            or type(body) is not bytes
-            or (headers is not None and not _is_str_map(headers))
-        ):
-            return _generic_msg(raw, path)
-        message = _new(message_type)
-        message.topic = item_topic
-        message.body = body
-        message.headers = headers
         add(message)
     return frames.Msg(sub, messages, topic)
 

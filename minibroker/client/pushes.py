@@ -7,6 +7,13 @@ pushes (``notice``: the broker dropped messages; ``end``: the broker ended
 the subscription), and what a full buffer does. Each flavour adds only how a
 consumer waits for items.
 
+A subscription holds at most ``max_pending`` items unread: its own (an
+argument of ``subscribe``), else the client's (``connect(max_pending=...)``),
+else, for a topic subscription, its ``buffer``, so the one number a
+subscriber asks for bounds it in the broker and in the client alike
+(:meth:`SubscriptionCore._limit`); tails and responders default to
+``DEFAULT_MAX_PENDING``.
+
 A full buffer never stops the client reading its socket: replies to this
 connection's own calls travel behind the pushes, so a client that subscribed
 (or tails a log, or serves requests) and then called more than
@@ -41,8 +48,10 @@ T = TypeVar("T")
 A = TypeVar("A")
 B = TypeVar("B")
 
-#: Items a subscription may hold unread: past that a topic subscription applies
-#: its overflow policy in the client, and a log tail or responder is paused in the broker.
+#: Items a log tail or responder may hold unread unless ``max_pending`` says
+#: otherwise (a topic subscription holds its ``buffer``): past that a topic
+#: subscription applies its overflow policy in the client, and a log tail or
+#: responder is paused in the broker.
 DEFAULT_MAX_PENDING = 10_000
 
 #: (typed push frame, client) -> items for the subscription's buffer.
@@ -76,15 +85,15 @@ class SubscriptionCore(Generic[T]):
         client: Any,
         call: Call[Any],
         parser: PushParser[T],
-        max_pending: int,
         callback: Callable[[T], object] | None = None,
+        max_pending: int | None = None,
     ) -> None:
         self._client = client
         self._call = call
         self._parser = parser
         self._callback = callback
         self._items: deque[T] = deque()
-        self._max_pending = max_pending
+        self._max_pending = self._limit(call, max_pending, client._max_pending)
         self._ended: BaseException | None = None
         self._abandoned = False
         #: True from the ``pause`` a full tail or responder buffer sent until its ``resume``.
@@ -102,6 +111,23 @@ class SubscriptionCore(Generic[T]):
         self.dropped = 0
         #: The subscribe call's result (carries ``sub`` and model-specific fields).
         self.info: Any = None
+
+    @staticmethod
+    def _limit(call: Call[Any], own: int | None, clients: int | None) -> int:
+        """The items a subscription opened by ``call`` may hold unread: its own
+        ``max_pending``, else its client's, else what it asked the broker to
+        hold (a topic subscription's ``buffer``), else ``DEFAULT_MAX_PENDING``.
+
+        A subscriber asking for ``buffer=1_000_000`` means to fall that far
+        behind without losing anything; a client-side limit below it would
+        drop what the broker had kept for it.
+        """
+        if own is not None:
+            return own
+        if clients is not None:
+            return clients
+        buffer: int = call.fields.get("buffer", DEFAULT_MAX_PENDING)
+        return buffer
 
     def _register(self, result: Any) -> None:
         """Run by the reader as the reply arrives, before it reads the next frame:
@@ -132,19 +158,12 @@ class SubscriptionCore(Generic[T]):
         """Subscribing was cancelled or failed: never leave the broker pushing
         to a subscription nobody reads (the reply may still be on its way)."""
         self._abandoned = True
-        if self.sub_id is not None:
-            self._client._conn.subscriptions.pop(self.sub_id, None)
-            self._client._post(Call("unsubscribe", {"sub": self.sub_id}))
+        self._forget()
 
-    def _control(self, push: Push) -> bool:
-        """Handle a ``notice`` or ``end`` push; False for a push that carries items."""
-        if push.op == "notice":
-            self._count_dropped(push.frame.dropped, "broker")
-            return True
-        if push.op == "end":
-            self._end(SubscriptionEnded.from_frame(push.frame))
-            return True
-        return False
+    def _forget(self) -> None:
+        """Route no more pushes here and tell the broker, without waiting (once)."""
+        if self.sub_id is not None and self._client._conn.subscriptions.pop(self.sub_id, None):
+            self._client._post(Call("unsubscribe", {"sub": self.sub_id}))
 
     def _count_dropped(self, dropped: int, where: str) -> None:
         self.dropped += dropped
@@ -203,6 +222,32 @@ class SubscriptionCore(Generic[T]):
     def _resume(self) -> None:
         self._client._post(Call("resume", {"sub": self.sub_id}))
 
+    def _popped(self, max_items: int) -> tuple[list[T], bool]:
+        """Under the guard: up to ``max_items`` buffered items (maybe none), and
+        whether to :meth:`_resume` (outside the guard: sending may block, and
+        the blocking client's reader needs the guard)."""
+        items = self._items
+        if len(items) <= max_items:  # everything buffered, copied at C speed
+            batch = list(items)
+            items.clear()
+        else:
+            popleft = items.popleft
+            batch = [popleft() for _ in range(max_items)]
+        return batch, self._paused and self._consumed()
+
+    def _take_buffered(self, max_items: int) -> list[T]:
+        """Up to ``max_items`` buffered items at once, without waiting (maybe none).
+
+        What a batch reader takes after its first item: one call for the
+        batch instead of one ``get_nowait`` per item (a log replay takes
+        thousands per batch).
+        """
+        with self._guard:
+            batch, resume = self._popped(max_items)
+        if resume:
+            self._resume()
+        return batch
+
     def _end_slow(self) -> None:
         """on_overflow=disconnect on the client: end this subscription with the
         broker's slow-consumer error (after the buffered items) and unsubscribe
@@ -214,13 +259,17 @@ class SubscriptionCore(Generic[T]):
                 sub=self.sub_id,
             )
         )
-        if self.sub_id is not None and self._client._conn.subscriptions.pop(self.sub_id, None):
-            self._client._post(Call("unsubscribe", {"sub": self.sub_id}))
+        self._forget()
 
     def _feed(self, push: Push) -> None:
-        """The reader: take one push frame without ever waiting (see :meth:`_take`),
-        or hand its items to the subscription's callback."""
-        if self._control(push):
+        """The reader: take one push frame without ever waiting: a ``notice`` (the
+        broker dropped messages), an ``end`` (the broker ended the subscription),
+        or items for the buffer (see :meth:`_take`) or the callback."""
+        if push.op == "notice":
+            self._count_dropped(push.frame.dropped, "broker")
+            return
+        if push.op == "end":
+            self._end(SubscriptionEnded.from_frame(push.frame))
             return
         items = self._parser(push.frame, self._client)
         if self._callback is not None:
@@ -331,23 +380,6 @@ class AsyncSubscription(SubscriptionCore[T], Awaiting):
         batch += self._take_buffered(max_items - 1)
         return batch
 
-    def _take_buffered(self, max_items: int) -> list[T]:
-        """Up to ``max_items`` buffered items at once, without waiting (maybe none).
-
-        What a batch reader takes after its first item: one call for the
-        batch instead of one ``get_nowait`` per item (a log replay takes
-        thousands per batch).
-        """
-        items = self._items
-        if len(items) <= max_items:  # everything buffered, copied at C speed
-            batch = list(items)
-            items.clear()
-        else:
-            popleft = items.popleft
-            batch = [popleft() for _ in range(max_items)]
-        self._taken()
-        return batch
-
     def get_nowait(self) -> T | None:
         """The next buffered item, or None when nothing has arrived."""
         if not self._items:
@@ -403,57 +435,23 @@ class BlockingSubscription(SubscriptionCore[T], BlockingIteration[T], Blocking):
     def get(self, timeout: float | None = None) -> T:
         """The next item; raises ``TimeoutError`` if none arrives in ``timeout``
         seconds, ``SubscriptionEnded`` once the subscription is closed or ended."""
-        with self._cond:
-            if not self._items:
-                self._wait_for_items(timeout)
-            item = self._items.popleft()
-            resume = self._paused and self._consumed()
-        if resume:  # outside the lock: sending may block, the reader needs the lock
-            self._resume()
-        return item
+        return self.get_batch(1, timeout)[0]
 
     def get_batch(self, max_items: int = 1000, timeout: float | None = None) -> list[T]:
         """Wait (up to ``timeout``) for at least one item, then return up to
         ``max_items`` at once."""
         with self._cond:
-            items = self._items
-            if not items:
+            if not self._items:
                 self._wait_for_items(timeout)
-            if len(items) <= max_items:
-                batch = list(items)
-                items.clear()
-            else:
-                batch = [items.popleft() for _ in range(max_items)]
-            resume = self._paused and self._consumed()
+            batch, resume = self._popped(max_items)
         if resume:
             self._resume()
         return batch
 
     def get_nowait(self) -> T | None:
         """The next buffered item, or None when nothing has arrived."""
-        with self._cond:
-            if not self._items:
-                return None
-            item = self._items.popleft()
-            resume = self._paused and self._consumed()
-        if resume:
-            self._resume()
-        return item
-
-    def _take_buffered(self, max_items: int) -> list[T]:
-        """Up to ``max_items`` buffered items at once, without waiting (maybe none)."""
-        with self._cond:
-            items = self._items
-            if len(items) <= max_items:
-                batch = list(items)
-                items.clear()
-            else:
-                popleft = items.popleft
-                batch = [popleft() for _ in range(max_items)]
-            resume = self._paused and self._consumed()
-        if resume:
-            self._resume()
-        return batch
+        batch = self._take_buffered(1)
+        return batch[0] if batch else None
 
     def _wait_for_items(self, timeout: float | None) -> None:
         """Holding the condition: return once an item is buffered, else raise."""
@@ -506,17 +504,19 @@ class Opening(NamedTuple, Generic[A, B]):
     parse_async: PushParser[A]
     parse_blocking: PushParser[B]
     callback: Callable[[Any], object] | None = None
+    #: Items it may hold unread (None: see :meth:`SubscriptionCore._limit`).
+    max_pending: int | None = None
 
 
 def opened_async(opening: Opening[A, Any]) -> AsyncSubscription[A]:
     """The async clients' context for ``opening`` (a ``transport.opens`` kind)."""
-    client, call, parse, _, callback = opening
-    subscription: AsyncSubscription[A] = client._subscription(call, parse, callback)
+    client, call, parse, _, callback, max_pending = opening
+    subscription: AsyncSubscription[A] = client._subscription(call, parse, callback, max_pending)
     return subscription
 
 
 def opened_blocking(opening: Opening[Any, B]) -> BlockingSubscription[B]:
     """The blocking client's context for ``opening``."""
-    client, call, _, parse, callback = opening
-    subscription: BlockingSubscription[B] = client._subscription(call, parse, callback)
+    client, call, _, parse, callback, max_pending = opening
+    subscription: BlockingSubscription[B] = client._subscription(call, parse, callback, max_pending)
     return subscription

@@ -36,7 +36,6 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
 import sniffio
@@ -48,13 +47,9 @@ from minibroker.client.advice import (
     refuse_blocking_on_trio,
 )
 from minibroker.client.api import SyncMethods
-from minibroker.client.connection import Connection, SyncPendingCall
+from minibroker.client.connection import Connection, PostedCall, SyncPendingCall
 from minibroker.client.protocol import CLOSED_BY_BROKER, Call, connection_lost
-from minibroker.client.pushes import (
-    DEFAULT_MAX_PENDING,
-    BlockingSubscription,
-    PushParser,
-)
+from minibroker.client.pushes import DEFAULT_MAX_PENDING, BlockingSubscription
 from minibroker.errors import BrokerError, ConnectionClosed, Timeout
 
 log = logging.getLogger("minibroker.client")
@@ -150,18 +145,6 @@ class _BlockingCall(SyncPendingCall[T]):
         return timed_out
 
 
-class _PostedCall(SyncPendingCall[Any]):
-    """A call sent with ``_post``: nobody waits, its answer is read and dropped.
-
-    It stays in the pending table until then, so the reader keeps reading.
-    """
-
-    __slots__ = ()
-
-    def _wake(self) -> None:
-        return None
-
-
 class _TLS:
     """OpenSSL over memory buffers: the caller moves ciphertext to and from the socket."""
 
@@ -226,7 +209,7 @@ class Client(SyncMethods):
         sock: socket.socket,
         *,
         timeout: float | None = DEFAULT_TIMEOUT,
-        max_pending: int = DEFAULT_MAX_PENDING,
+        max_pending: int | None = None,
         tls: _TLS | None = None,
     ) -> None:
         self._sock = sock
@@ -258,12 +241,7 @@ class Client(SyncMethods):
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def with_timeout(self, timeout: float | None) -> SyncMethods:
@@ -373,18 +351,10 @@ class Client(SyncMethods):
                 self._stop_reading()
         return pendings
 
-    def _subscription(
-        self,
-        call: Call[Any],
-        parser: PushParser[T],
-        callback: Callable[[T], object] | None = None,
-    ) -> BlockingSubscription[T]:
-        return BlockingSubscription(self, call, parser, self._max_pending, callback)
-
     def _post(self, call: Call[Any]) -> None:
         """Send ``call`` without waiting for its answer (replies, acks, cleanup).
 
-        Its answer is still read (a ``_PostedCall`` stays in the pending table
+        Its answer is still read (a ``PostedCall`` stays in the pending table
         until it comes, so the reader thread reads on): answers nobody reads
         would fill the socket and, with the broker's output budget, finally
         stop the broker reading this connection. A quiet call (a reply sent
@@ -396,7 +366,7 @@ class Client(SyncMethods):
             if call.quiet:  # answered only with an error: nothing to wait for
                 data = self._conn.protocol.encode(call)[1]
             else:
-                data = self._conn.begin(call, _PostedCall)[1]
+                data = self._conn.begin(call, PostedCall)[1]
                 self._give_reader_the_turn()
             self._outbox.append(data if self._tls is None else self._tls.encrypt(data))
         if self._on_reader_thread():
@@ -584,13 +554,8 @@ class _TimeoutView(SyncMethods):
     def _post(self, call: Call[Any]) -> None:
         self._client._post(call)
 
-    def _subscription(
-        self,
-        call: Call[Any],
-        parser: PushParser[T],
-        callback: Callable[[T], object] | None = None,
-    ) -> Any:
-        return self._client._subscription(call, parser, callback)
+    def _subscription(self, *args: Any) -> Any:
+        return self._client._subscription(*args)
 
 
 def connect_sync(

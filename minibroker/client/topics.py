@@ -1,7 +1,8 @@
 """Topics for every client: ``publish``, ``publish_many``, ``subscribe``, ``bind``, ``unbind``.
 
 What each promises, and how a subscription's buffer overflows on the
-client (``max_pending``), is in docs/topics.md, "Clients" and "Slow subscribers".
+client (its ``buffer``, or ``max_pending``), is in docs/topics.md, "Clients"
+and "Slow subscribers".
 """
 
 from __future__ import annotations
@@ -24,10 +25,8 @@ __all__ = [
 
 OnOverflow = Literal["drop_oldest", "disconnect"]
 
-#: Default number of messages the broker buffers for a subscriber that falls behind.
+#: Default number of messages a subscriber may fall behind (in the broker, and in the client).
 DEFAULT_BUFFER = 10_000
-
-
 
 #: A message received by a subscription: ``TopicMessage(topic, body, headers)``.
 #: It is the ``msg`` frame's own item class, so the decoder builds each
@@ -105,6 +104,7 @@ def subscribe_state(
     on_overflow: OnOverflow = "drop_oldest",
     buffer_bytes: int | None = None,
     callback: Callable[[TopicMessage], object] | None = None,
+    max_pending: int | None = None,
 ) -> Opening[TopicMessage, TopicMessage]:
     """A subscription to ``pattern``: ``async with`` it and ``async for`` its
     TopicMessages (blocking client: ``with`` it, iterate it or ``get(timeout)``).
@@ -113,7 +113,10 @@ def subscribe_state(
     ``group`` share the stream (one member per message, round robin).
     ``buffer`` (messages) and ``buffer_bytes`` (None: the broker's
     default, 16 MiB) bound what the broker holds for this subscriber when
-    it falls behind; ``on_overflow`` picks what happens then. With
+    it falls behind; ``on_overflow`` picks what happens then. The client
+    holds up to ``buffer`` received messages too, unless ``max_pending``
+    (here, or given to ``connect``) sets its own limit: past it the client
+    applies ``on_overflow`` itself (docs/topics.md). With
     ``callback``, each message is handed to ``callback(message)`` on the
     client's reader instead (keep it quick: the reader reads nothing else
     meanwhile); the subscription then stays empty.
@@ -130,4 +133,5 @@ def subscribe_state(
         fields["group"] = group
     if buffer_bytes is not None:
         fields["buffer_bytes"] = buffer_bytes
-    return Opening(client, Call("subscribe", fields), parse_messages, parse_messages, callback)
+    call: Call[Any] = Call("subscribe", fields)
+    return Opening(client, call, parse_messages, parse_messages, callback, max_pending)

@@ -19,7 +19,13 @@ from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar
 from minibroker.client.connection import AsyncPendingCall, Connection, Hook, SyncPendingCall
 from minibroker.client.flavours import Awaiting, Blocking, Flavoured
 from minibroker.client.protocol import Call
-from minibroker.client.pushes import AsyncSubscription, PushParser, Signal
+from minibroker.client.pushes import (
+    AsyncSubscription,
+    BlockingSubscription,
+    PushParser,
+    Signal,
+    SubscriptionCore,
+)
 
 T = TypeVar("T")
 A = TypeVar("A")
@@ -33,6 +39,11 @@ class Transport(abc.ABC):
     """A client over one ``Connection`` (``_conn``), whatever its concurrency style."""
 
     _conn: Connection
+    #: Items each subscription may hold unread if ``connect`` was given
+    #: ``max_pending``, else None (see pushes.SubscriptionCore._limit).
+    _max_pending: int | None
+    #: The flavour's subscription class.
+    _subscription_kind: ClassVar[type[SubscriptionCore[Any]]]
     #: A fetch's deliveries settle through their client, one call each (a
     #: consumer's are batched: ``ConsumerState._batches``).
     _batches: ClassVar[bool] = False
@@ -46,13 +57,17 @@ class Transport(abc.ABC):
     def _post(self, call: Call[Any]) -> None:
         """Send ``call`` without waiting for (or reading) its answer; safe on the reader."""
 
-    @abc.abstractmethod
     def _subscription(
-        self, call: Call[Any], parser: PushParser[T], callback: Callable[[T], object] | None = None
+        self,
+        call: Call[Any],
+        parser: PushParser[T],
+        callback: Callable[[T], object] | None = None,
+        max_pending: int | None = None,
     ) -> Any:
         """The flavour's Subscription: entered (``async with`` / ``with``), it
         subscribes with ``call`` (whose result carries ``sub``); ``parser``
         makes its items of each push (or hands them to ``callback``)."""
+        return self._subscription_kind(self, call, parser, callback, max_pending)
 
 
 class AsyncTransport(Transport, Awaiting):
@@ -61,8 +76,7 @@ class AsyncTransport(Transport, Awaiting):
     bytes leave (``_queue``, and its own ``_call``)."""
 
     _pending_kind: ClassVar[type[AsyncPendingCall[Any]]]
-    #: Items each subscription may hold unread (see pushes.SubscriptionCore._take).
-    _max_pending: int
+    _subscription_kind = AsyncSubscription
 
     @abc.abstractmethod
     async def _call(self, call: Call[T], *, on_reply: Hook | None = None) -> T:
@@ -87,11 +101,6 @@ class AsyncTransport(Transport, Awaiting):
         if data is not None:
             self._queue(data)
 
-    def _subscription(
-        self, call: Call[Any], parser: PushParser[T], callback: Callable[[T], object] | None = None
-    ) -> AsyncSubscription[T]:
-        return AsyncSubscription(self, call, parser, self._max_pending, callback)
-
     async def _post_now(self, call: Call[Any]) -> None:
         """Send ``call`` without waiting for its answer, as soon as the transport
         can (a responder's reply); by default with everything else queued."""
@@ -100,6 +109,8 @@ class AsyncTransport(Transport, Awaiting):
 
 class SyncTransport(Transport, Blocking):
     """What the blocking client provides."""
+
+    _subscription_kind = BlockingSubscription
 
     @abc.abstractmethod
     def _call(self, call: Call[T]) -> T:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any, TypeVar, Unpack
 
 import trio
@@ -32,9 +32,10 @@ from minibroker.client.advice import (
     require_event_loop,
 )
 from minibroker.client.api import AsyncMethods
-from minibroker.client.connection import AsyncPendingCall, Connection
+from minibroker.client.connection import AsyncPendingCall, Connection, PostedCall
 from minibroker.client.protocol import CLOSED_BY_BROKER, Call, connection_lost, hello_call
-from minibroker.client.pushes import DEFAULT_MAX_PENDING, AsyncSubscription
+from minibroker.client.pushes import DEFAULT_MAX_PENDING as DEFAULT_MAX_PENDING
+from minibroker.client.pushes import AsyncSubscription
 from minibroker.client.url import BrokerAddress
 from minibroker.direct_io import direct_socket
 from minibroker.errors import BrokerError, ConnectionClosed
@@ -69,21 +70,6 @@ class _TrioCall(AsyncPendingCall[T]):
     _answered = wait
 
 
-class _TrioPosted(AsyncPendingCall[Any]):
-    """A call sent without waiting for its answer (a responder's reply, an ack).
-
-    It stays in the pending table until its answer is read, so the reader
-    task keeps reading: answers nobody reads would fill the socket and, with
-    the broker's output budget, finally stop the broker reading this
-    connection.
-    """
-
-    __slots__ = ()
-
-    def _wake(self) -> None:
-        return None
-
-
 class _TrioSignal:
     """A subscription consumer's wake-up: a fresh ``trio.Event`` per wait."""
 
@@ -109,7 +95,7 @@ class Client(AsyncMethods):
 
     _pending_kind = _TrioCall
 
-    def __init__(self, stream: trio.abc.Stream, *, max_pending: int = DEFAULT_MAX_PENDING) -> None:
+    def __init__(self, stream: trio.abc.Stream, *, max_pending: int | None = None) -> None:
         self._stream = stream
         self._conn = Connection()
         self._outbox: list[bytes | memoryview] = []
@@ -150,7 +136,7 @@ class Client(AsyncMethods):
         return pending
 
     def _post(self, call: Call[Any]) -> None:
-        """Queue ``call`` without waiting; its answer is read and dropped (``_TrioPosted``)."""
+        """Queue ``call`` without waiting; its answer is read and dropped (``PostedCall``)."""
         data = self._posted(call)
         if data is not None:
             self._queue(data)
@@ -163,7 +149,7 @@ class Client(AsyncMethods):
             return None
         if call.quiet:
             return conn.post(call)
-        data = conn.begin(call, _TrioPosted)[1]
+        data = conn.begin(call, PostedCall)[1]
         self._want_reader()
         return data
 
@@ -340,12 +326,13 @@ async def open_client(
     token: str | None = None,
     namespace: str | None = None,
     address: BrokerAddress | None = None,
-    max_pending: int = DEFAULT_MAX_PENDING,
+    max_pending: int | None = None,
 ) -> AsyncIterator[Client]:
     """Run a client over an already-connected stream (TCP, TLS or in-memory).
 
     ``address`` (the URL's, for TCP) lets a failed hello say what to do;
-    ``max_pending`` bounds each subscription's unread buffer.
+    ``max_pending`` bounds each subscription's unread buffer (None: a topic
+    subscription's ``buffer``, see ``minibroker/client/pushes.py``).
     """
     require_event_loop("trio")
     client = Client(stream, max_pending=max_pending)
@@ -353,13 +340,9 @@ async def open_client(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client._reader)
             nursery.start_soon(client._writer)
-            call = hello_call(client_name, token, namespace)
-            if address is None:
-                client.server_info = await client._call(call)
-            else:
-                tls = isinstance(stream, trio.SSLStream)
-                with explaining_hello(address, tls):
-                    client.server_info = await client._call(call)
+            tls = isinstance(stream, trio.SSLStream)
+            with nullcontext() if address is None else explaining_hello(address, tls):
+                client.server_info = await client._call(hello_call(client_name, token, namespace))
             try:
                 yield client
             finally:

@@ -111,10 +111,31 @@ async def test_publishing_past_the_client_buffer_on_the_subscribing_connection(
             assert result == PublishResult(1000, 0)
 
 
+async def test_a_subscriber_loses_nothing_within_the_buffer_it_asked_for(
+    client: ClientFacade,
+) -> None:
+    """Regression: ``buffer`` bounded the broker's side only; the client dropped
+    past its own ``max_pending`` (10,000), so a slow subscriber asking for
+    ``buffer=30000`` lost 20,000 messages (the benchmark harness raised both)."""
+    async with client.subscription("subscribe", "t.x", buffer=PAST_THE_CLIENT_BUFFER) as sub:
+        await publish_numbered(client, "t.x", PAST_THE_CLIENT_BUFFER)
+        # Every publish is answered: every push is in the client's buffer now.
+        received: list[bytes] = []
+        with trio.fail_after(SAFETY):
+            while len(received) < PAST_THE_CLIENT_BUFFER:
+                received += [m.body for m in await sub.batch(1000)]
+    assert [int(body) for body in received] == list(range(PAST_THE_CLIENT_BUFFER))
+    assert sub.dropped == 0
+
+
+#: A subscription asking the broker for more than its client holds (``max_pending``).
+BELOW_THE_BUFFER = {"buffer": PAST_THE_CLIENT_BUFFER, "max_pending": DEFAULT_MAX_PENDING}
+
+
 async def test_a_full_client_buffer_drops_the_oldest_and_counts_them(
     client: ClientFacade,
 ) -> None:
-    async with client.subscription("subscribe", "t.x", buffer=PAST_THE_CLIENT_BUFFER) as sub:
+    async with client.subscription("subscribe", "t.x", **BELOW_THE_BUFFER) as sub:
         await publish_numbered(client, "t.x", PAST_THE_CLIENT_BUFFER)
         await publish_many_within_safety(client, "t.x", [b"last"])
         received: list[bytes] = []
@@ -132,7 +153,7 @@ async def test_a_full_client_buffer_ends_a_disconnect_subscription(
     client: ClientFacade,
 ) -> None:
     async with client.subscription(
-        "subscribe", "t.x", buffer=PAST_THE_CLIENT_BUFFER, on_overflow="disconnect"
+        "subscribe", "t.x", **BELOW_THE_BUFFER, on_overflow="disconnect"
     ) as sub:
         await publish_numbered(client, "t.x", PAST_THE_CLIENT_BUFFER)
         received: list[int] = []

@@ -18,7 +18,7 @@
 import { FrameReader, encodeFrame } from "./framing.js";
 import { BrokerError, ConnectionClosedError, TooLargeError, errorFromCode } from "./errors.js";
 import { asBuffer } from "./records.js";
-import { DEFAULT_MAX_PENDING, DONE as SUBSCRIPTION_DONE } from "./subscription.js";
+import { DONE as SUBSCRIPTION_DONE } from "./subscription.js";
 
 export const PROTOCOL_VERSION = 1;
 
@@ -55,8 +55,12 @@ export class Client {
     this._closedWith = null;
     /** @type {number | null} the largest frame the broker accepts (its advertised limit, from hello) */
     this.sendLimit = null;
-    /** Items a subscription may buffer before the socket stops being read. */
-    this.maxPending = options.maxPending ?? DEFAULT_MAX_PENDING;
+    /**
+     * @type {number | undefined} items each subscription may hold unread, if
+     * `connect` was given `maxPending`; otherwise a topic subscription holds
+     * its `buffer` and a tail or responder DEFAULT_MAX_PENDING (subscription.js).
+     */
+    this.maxPending = options.maxPending;
     /** @type {Record<string, any>} the hello result: server, version, connection, namespace, features, fsync, limits */
     this.serverInfo = {};
     /** @type {(reason: Error) => void} */

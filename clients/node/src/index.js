@@ -32,7 +32,8 @@ for (const methods of [queueMethods, topicMethods, logMethods, rpcMethods]) {
  * @property {string} [clientName] shown in the broker's logs (default "minibroker-node")
  * @property {tls.ConnectionOptions | boolean} [tls] TLS options (implied by minibrokers://)
  * @property {number} [connectTimeout] seconds for TCP connect, TLS and hello (default 10)
- * @property {number} [maxPending] items a subscription buffers before it overflows or is paused (default 10000)
+ * @property {number} [maxPending] items a subscription buffers before it overflows or is paused (default:
+ *   a topic subscription's `buffer`; 10000 for log tails and responders)
  * @property {number} [maxFrameBytes] largest frame accepted from the broker before hello (default
  *   256 MiB); raised after hello to the broker's advertised `limits.max_frame_bytes` when that is larger
  */

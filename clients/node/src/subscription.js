@@ -4,7 +4,9 @@
  *
  * The subscription is created by a request whose `ok` result holds `sub`;
  * the client then routes every push frame naming that `sub` here. Items wait
- * in a local FIFO until the application asks for them, at most `maxPending`.
+ * in a local FIFO until the application asks for them, at most `maxPending`
+ * (the subscription's, else the client's, else a topic subscription's
+ * `buffer`, else DEFAULT_MAX_PENDING).
  *
  * A full topic subscription never stops the client reading its socket: the
  * answers to this connection's own calls travel behind its pushes, so a
@@ -42,7 +44,9 @@ export class Subscription {
   constructor(client, op, fields, parse, options = {}) {
     this._client = client;
     this._parse = parse;
-    this._maxPending = options.maxPending ?? client.maxPending;
+    // One number bounds a topic subscription end to end: the `buffer` it asked
+    // the broker for, unless `maxPending` (its own, else the client's) says otherwise.
+    this._maxPending = options.maxPending ?? client.maxPending ?? Number(fields.buffer ?? DEFAULT_MAX_PENDING);
     /** @type {string | null} a topic subscription's on_overflow, applied to a full FIFO; null for tails and responders */
     this._onOverflow = op === "subscribe" ? String(fields.on_overflow ?? "drop_oldest") : null;
     /** @type {T[]} */

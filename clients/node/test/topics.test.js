@@ -127,9 +127,23 @@ async function publishNumbered(mb, topic, count) {
 
 // Regression: a full subscription paused the socket, so the answers to the
 // same connection's publishes (queued behind the pushes) never arrived.
-test("publishing past maxPending on the subscribing connection drops the oldest, counted", { timeout: 60_000 }, () =>
+// Regression: `buffer` bounded only the broker; the client dropped past its
+// own maxPending (10,000), so a slow subscriber with buffer 30,000 lost 20,000.
+test("a subscriber loses nothing within the buffer it asked for", { timeout: 60_000 }, () =>
   withClient(async (mb) => {
     const sub = mb.subscribe("t.x", { buffer: 30_000 });
+    await sub.ready;
+    await publishNumbered(mb, "t.x", 30_000); // every publish answered: every push is buffered
+    const got = [];
+    while (got.length < 30_000) got.push(...(await sub.nextBatch(1000)).map((m) => Number(m.body.toString())));
+    assert.deepEqual(got, Array.from({ length: 30_000 }, (_, i) => i));
+    assert.equal(sub.dropped, 0);
+    await sub.close();
+  }));
+
+test("publishing past maxPending on the subscribing connection drops the oldest, counted", { timeout: 60_000 }, () =>
+  withClient(async (mb) => {
+    const sub = mb.subscribe("t.x", { buffer: 30_000, maxPending: 10_000 });
     await sub.ready;
     await publishNumbered(mb, "t.x", 30_000);
     await mb.publish("t.x", "last");
@@ -144,7 +158,7 @@ test("publishing past maxPending on the subscribing connection drops the oldest,
 
 test("a disconnect subscription past maxPending ends with SlowConsumerError, the connection lives", { timeout: 60_000 }, () =>
   withClient(async (mb) => {
-    const sub = mb.subscribe("t.x", { buffer: 30_000, onOverflow: "disconnect" });
+    const sub = mb.subscribe("t.x", { buffer: 30_000, maxPending: 10_000, onOverflow: "disconnect" });
     await sub.ready;
     await publishNumbered(mb, "t.x", 30_000);
     const got = [];
