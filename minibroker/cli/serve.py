@@ -348,8 +348,9 @@ async def serve_until_signalled(config: ServerConfig) -> None:
 
             nursery.start_soon(stop_on_signal)
             # Memory a burst left behind goes back once the server is idle:
-            # little input on any port (msgpack frames alone missed Kafka and
-            # AMQP bursts, and any input at all kept a pinged server busy).
-            nursery.start_soon(MemorySettler(lambda: server.input_received).run)
+            # little traffic on any port (msgpack frames alone missed Kafka and
+            # AMQP bursts, input alone a consumer's replay, and any input at
+            # all kept a pinged server busy).
+            nursery.start_soon(MemorySettler(lambda: server.traffic).run)
             await server.stopped.wait()
             nursery.cancel_scope.cancel()

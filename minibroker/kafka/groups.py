@@ -88,6 +88,8 @@ class Member:
     #: Who the member is, for DescribeGroups: its client id and address.
     client_id: str = ""
     client_host: str = ""
+    #: Its ``group.instance.id`` (KIP-345), None for a dynamic member.
+    instance_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -124,8 +126,19 @@ class GroupCoordinator:
         reply: JoinReply,
         now: float,
         client_host: str = "",
+        instance_id: str | None = None,
     ) -> None:
-        """A member (re)joins; ``reply`` is called when the round it joined ends."""
+        """A member (re)joins; ``reply`` is called when the round it joined ends.
+
+        A new member with the ``instance_id`` (``group.instance.id``) of one
+        already in the group is that consumer restarted: it takes the old
+        one's place at once. Clients do not send LeaveGroup for a static
+        member when they close, so without this the group would wait for
+        the old incarnation's session to time out (45 s by default). Kafka
+        (KIP-345) also hands the returning instance its old assignment
+        without a round; here a round runs, as for any join, and the other
+        members take part at their next heartbeat.
+        """
         if not MIN_SESSION_TIMEOUT <= session_timeout <= MAX_SESSION_TIMEOUT:
             reply(JoinResult(INVALID_SESSION_TIMEOUT, member_id=member_id))
             return
@@ -140,6 +153,8 @@ class GroupCoordinator:
             return
         if not member_id:
             member_id = f"{client_id or 'member'}-{next(self._member_ids)}"
+            if instance_id is not None:
+                self._replace_instance(group, instance_id)
         previous = group.members.get(member_id)
         if previous is not None and previous.join_reply is not None:
             # A retried JoinGroup: the earlier request will never be read.
@@ -153,6 +168,7 @@ class GroupCoordinator:
             join_reply=reply,
             client_id=client_id,
             client_host=client_host,
+            instance_id=instance_id,
         )
         if previous is not None:
             _cancel(previous.session_timer)
@@ -162,6 +178,13 @@ class GroupCoordinator:
         if group.state is not GroupState.PREPARING_REBALANCE:
             self._prepare_rebalance(group, now)
         self._maybe_complete_join(group, now)
+
+    def _replace_instance(self, group: Group, instance_id: str) -> None:
+        """Remove the member holding ``instance_id``: its new incarnation is joining.
+        Its own requests get UNKNOWN_MEMBER_ID from now on (Kafka: FENCED_INSTANCE_ID)."""
+        for old in list(group.members.values()):
+            if old.instance_id == instance_id:
+                self._remove(group, old)
 
     @staticmethod
     def _compatible(

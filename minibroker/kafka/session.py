@@ -66,10 +66,10 @@ class Slot:
     correlation_id: int
     api_key: int
     version: int
-    #: The encoded answer once known, and the records that follow it (a Fetch
-    #: answer's, kept apart: see ``wire.encode_response_split``).
+    #: The encoded answer once known, and the buffers that follow it (a Fetch
+    #: answer's records, kept apart: see ``wire.encode_response_split``).
     body: bytes | None = None
-    tail: bytes = b""
+    tail: tuple[bytes, ...] = ()
     #: Waiting for the group commit's fsync before the answer may go.
     held: bool = False
     #: Applied to the response before it is encoded: adds the entries a
@@ -298,7 +298,7 @@ class KafkaSession(WireSession):
             response = slot.patch(response)
         self._fill(slot, *wire.encode_response_split(response))
 
-    def _fill(self, slot: Slot, body: bytes, tail: bytes = b"") -> None:
+    def _fill(self, slot: Slot, body: bytes, tail: tuple[bytes, ...] = ()) -> None:
         slot.body = body
         slot.tail = tail
         self._flush()
@@ -309,9 +309,12 @@ class KafkaSession(WireSession):
         while slots and slots[0].body is not None and not slots[0].held:
             slot = slots.popleft()
             assert slot.body is not None
-            data = wire.frame_response(slot.correlation_id, slot.body, slot.tail)
-            self._out.append(data)
-            self._out_bytes += len(data)
+            tail = slot.tail
+            tail_bytes = sum(map(len, tail)) if tail else 0
+            head = wire.frame_response(slot.correlation_id, slot.body, tail_bytes)
+            self._out.append(head)
+            self._out.extend(tail)
+            self._out_bytes += len(head) + tail_bytes
             wrote = True
         if wrote:
             self.wakeup()
@@ -337,6 +340,8 @@ class KafkaSession(WireSession):
         return bool(self._out)
 
     def data_to_send(self) -> bytes:
+        """Every answer ready to go, as one buffer: the one copy of a Fetch
+        answer's records between the log and the socket."""
         if not self._out:
             return b""
         data = self._out[0] if len(self._out) == 1 else b"".join(self._out)

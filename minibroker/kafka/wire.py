@@ -171,13 +171,11 @@ def split_frames(buffer: bytearray, max_bytes: int) -> list[bytes]:
     return frames
 
 
-def frame_response(correlation_id: int, body: bytes, tail: bytes = b"") -> bytes:
-    """A whole response frame: size, correlation id (response header v0), body
-    and ``tail`` (a Fetch answer's records, see :func:`encode_response_split`)."""
-    prefix = _RESPONSE_PREFIX.pack(len(body) + len(tail) + 4, correlation_id)
-    if not tail:
-        return prefix + body
-    return b"".join((prefix, body, tail))
+def frame_response(correlation_id: int, body: bytes, tail_bytes: int = 0) -> bytes:
+    """The start of a response frame: size, correlation id (response header v0)
+    and ``body``; ``tail_bytes`` more follow it (a Fetch answer's records, sent
+    as they are: see :func:`encode_response_split`)."""
+    return _RESPONSE_PREFIX.pack(len(body) + tail_bytes + 4, correlation_id) + body
 
 
 # ------------------------------------------------------------------ bodies
@@ -248,24 +246,78 @@ def encode_response(response: Any) -> bytes:
 _FETCH: Final = 1
 
 
-def encode_response_split(response: Any) -> tuple[bytes, bytes]:
-    """A response's body as ``(head, records)``: the body is ``head + records``.
+class RecordParts(tuple[bytes, ...]):
+    """A Fetch partition's records as the buffers they were read as (stored
+    batches, packed runs), in order: their concatenation is the record set.
+
+    The Fetch handler puts this in a partition's ``records`` instead of
+    joining the buffers: a one-partition answer's records are then sent as
+    they are (:func:`encode_response_split`), and joined only once, with the
+    rest of the output (``KafkaSession.data_to_send``). Any other answer
+    has them joined before kio's writer sees them.
+    """
+
+    __slots__ = ()
+
+    @property
+    def size(self) -> int:
+        return sum(map(len, self))
+
+
+def record_bytes(records: bytes | RecordParts | None) -> int:
+    """Bytes of a partition's record set, joined or not."""
+    if isinstance(records, RecordParts):
+        return records.size
+    return len(records or b"")
+
+
+def encode_response_split(response: Any) -> tuple[bytes, tuple[bytes, ...]]:
+    """A response's body as ``(head, records)``: the body is ``head`` followed by
+    the buffers of ``records``.
 
     A Fetch answer of one partition (what a consumer of one partition asks)
     ends with that partition's records (v4-11: they are the last field of
     the last entity). Its head is encoded with empty records and their
     length patched in, so the records, up to megabytes, are not copied
-    through kio's writer; they are joined with the head once, when the
-    frame is built. Any other answer is ``(body, b"")``.
+    through kio's writer, nor joined (a :class:`RecordParts` stays in its
+    parts); they are joined with the head once, when the output is sent.
+    Any other answer is ``(body, ())``.
     """
-    if response.__api_key__ == _FETCH and len(response.responses) == 1:
-        topic = response.responses[0]
-        if len(topic.partitions) == 1 and topic.partitions[0].records:
-            part = topic.partitions[0]
-            bare = replace(topic, partitions=(replace(part, records=b""),))
-            head = encode_response(replace(response, responses=(bare,)))
-            return head[:-4] + SIZE.pack(len(part.records)), part.records
-    return encode_response(response), b""
+    if response.__api_key__ == _FETCH:
+        if len(response.responses) == 1:
+            topic = response.responses[0]
+            if len(topic.partitions) == 1 and topic.partitions[0].records:
+                part = topic.partitions[0]
+                records = part.records
+                parts = records if isinstance(records, RecordParts) else (records,)
+                bare = replace(topic, partitions=(replace(part, records=b""),))
+                head = encode_response(replace(response, responses=(bare,)))
+                return head[:-4] + SIZE.pack(record_bytes(records)), parts
+        response = _joined(response)
+    return encode_response(response), ()
+
+
+def _joined(response: Any) -> Any:
+    """A Fetch answer with every :class:`RecordParts` joined, for kio's writer."""
+    if not any(
+        isinstance(part.records, RecordParts)
+        for topic in response.responses
+        for part in topic.partitions
+    ):
+        return response
+    topics = tuple(
+        replace(
+            topic,
+            partitions=tuple(
+                replace(part, records=b"".join(part.records))
+                if isinstance(part.records, RecordParts)
+                else part
+                for part in topic.partitions
+            ),
+        )
+        for topic in response.responses
+    )
+    return replace(response, responses=topics)
 
 
 @cache

@@ -78,8 +78,9 @@ class HttpConnections:
         self.open: dict[int, CountedStream] = {}
         #: Connections refused since start because the cap was reached.
         self.refused = 0
-        #: Bytes received by the connections already closed.
+        #: Bytes received and sent by the connections already closed.
         self._closed_bytes_in = 0
+        self._closed_bytes_out = 0
 
     @property
     def full(self) -> bool:
@@ -94,12 +95,18 @@ class HttpConnections:
     def remove(self, counted: CountedStream) -> None:
         if self.open.pop(counted.conn_id, None) is not None:
             self._closed_bytes_in += counted.bytes_in
+            self._closed_bytes_out += counted.bytes_out
 
     @property
     def bytes_in(self) -> int:
         """Bytes received since start on every connection, open or closed
         (what tells the memory settler that HTTP clients keep the server busy)."""
         return self._closed_bytes_in + sum(c.bytes_in for c in self.open.values())
+
+    @property
+    def bytes_out(self) -> int:
+        """Bytes sent since start on every connection, open or closed."""
+        return self._closed_bytes_out + sum(c.bytes_out for c in self.open.values())
 
     def listing(self) -> list[dict[str, Any]]:
         """The open connections as the dashboard lists them."""

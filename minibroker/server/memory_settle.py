@@ -12,8 +12,10 @@ few objects a burst leaves alive, gone since small objects come from the C
 heap, whose free pages ``malloc_trim`` returns (server/allocator.py).
 
 A full collection walks every tracked object, so it is done only when the
-server is idle (a whole ``interval`` brought at most ``idle_bytes`` of input,
-on every port: native, AMQP, Kafka, SQS and HTTP alike), something happened
+server is idle (a whole ``interval`` brought at most ``idle_bytes`` of traffic,
+bytes received and sent, on every port: native, AMQP, Kafka, SQS and HTTP
+alike; output counts because a consumer replaying a log is megabytes of
+answers to a few small requests), something happened
 since the last settle, and the RSS is ``slack`` above the lowest level a
 settle ever brought it to (the *floor*; at first the RSS at start).
 Idle is a rate, not silence: a health check every 500 ms, a consumer's
@@ -46,9 +48,9 @@ from minibroker.server.allocator import return_free_memory
 
 log = logging.getLogger("minibroker.server")
 
-#: The interval over which input is measured; also how often RSS is read.
+#: The interval over which traffic is measured; also how often RSS is read.
 IDLE_SECONDS: Final = 1.0
-#: Most bytes of input in an interval that still count as idle: a trickle of
+#: Most bytes of traffic in an interval that still count as idle: a trickle of
 #: pings, health checks and heartbeats (hundreds of bytes a second) is idle,
 #: a burst (a client sending as fast as it can: megabytes) is not.
 IDLE_INPUT_BYTES: Final = 16 * 1024
@@ -80,21 +82,21 @@ class MemorySettler:
 
     def __init__(
         self,
-        input_bytes: Callable[[], int],
+        traffic_bytes: Callable[[], int],
         *,
         rss: Callable[[], int | None] = resident_bytes,
         settle: Callable[[], None] = collect_and_trim,
         slack: int = SLACK_BYTES,
         idle_bytes: int = IDLE_INPUT_BYTES,
     ) -> None:
-        #: Bytes received since start, on every port.
-        self._input_bytes = input_bytes
+        #: Bytes received and sent since start, on every port.
+        self._traffic_bytes = traffic_bytes
         self._rss = rss
         self._settle = settle
         self._slack = slack
         self._idle_bytes = idle_bytes
-        self._last_input = input_bytes()
-        #: Input at the last settle: with none since, there is nothing new to give back.
+        self._last_input = traffic_bytes()
+        #: Traffic at the last settle: with none since, there is nothing new to give back.
         self._input_at_settle = self._last_input
         #: The lowest RSS at start or after a settle: what memory can come back to.
         self._floor = rss()
@@ -105,7 +107,7 @@ class MemorySettler:
 
     def tick(self) -> bool:
         """One check; True if it settled."""
-        received = self._input_bytes()
+        received = self._traffic_bytes()
         busy = received - self._last_input > self._idle_bytes
         self._last_input = received
         if busy or self._floor is None or received == self._input_at_settle:

@@ -21,6 +21,8 @@ DEADLINE = 30.0
 #: Quick group timeouts: members notice a rebalance at their next heartbeat.
 SESSION_MS = 6000
 HEARTBEAT_MS = 100
+#: A static member's session: long, as static membership is for riding out restarts.
+STATIC_SESSION_MS = 30_000
 
 
 class KafkaClient(Protocol):
@@ -266,14 +268,12 @@ class KafkaPython:
     def consumer(self, kafka: KafkaBootstrap, *topics: str, **extra: Any) -> Any:
         from kafka import KafkaConsumer
 
-        consumer = KafkaConsumer(
-            **kafka.kwargs(
-                auto_offset_reset="earliest",
-                session_timeout_ms=SESSION_MS,
-                heartbeat_interval_ms=HEARTBEAT_MS,
-                **extra,
-            ),
-        )
+        defaults = {
+            "auto_offset_reset": "earliest",
+            "session_timeout_ms": SESSION_MS,
+            "heartbeat_interval_ms": HEARTBEAT_MS,
+        }
+        consumer = KafkaConsumer(**kafka.kwargs(**{**defaults, **extra}))
         if topics:
             consumer.subscribe(list(topics))
             # Have the subscribed topics' metadata before the first poll joins
@@ -338,9 +338,18 @@ class Member:
     """
 
     def __init__(
-        self, client: str, kafka: KafkaBootstrap, topic: str, group: str, assignor: str | None
+        self,
+        client: str,
+        kafka: KafkaBootstrap,
+        topic: str,
+        group: str,
+        assignor: str | None,
+        instance: str | None = None,
     ):
+        """``instance``: a static member's ``group.instance.id`` (with the longer
+        session a static member is given, :data:`STATIC_SESSION_MS`)."""
         self.assignment: frozenset[int] = frozenset()
+        self._instance = instance
         self.seen: list[bytes] = []
         self.error: BaseException | None = None
         self._stop = threading.Event()
@@ -353,6 +362,12 @@ class Member:
             target=self._guard, args=(run, kafka, topic, group, assignor), daemon=True
         )
         self._thread.start()
+
+    def _static_kwargs(self) -> dict[str, Any]:
+        """aiokafka's and kafka-python's settings of a static member."""
+        if not self._instance:
+            return {}
+        return {"group_instance_id": self._instance, "session_timeout_ms": STATIC_SESSION_MS}
 
     def _guard(self, run: Any, *args: Any) -> None:
         try:
@@ -372,6 +387,9 @@ class Member:
         extra: dict[str, Any] = {"enable.auto.commit": False}
         if assignor:
             extra["partition.assignment.strategy"] = assignor
+        if self._instance:
+            extra["group.instance.id"] = self._instance
+            extra["session.timeout.ms"] = STATIC_SESSION_MS
         consumer = Confluent().consumer(kafka, group, **extra)
         consumer.subscribe([topic])
         while not self._stop.is_set():
@@ -386,7 +404,9 @@ class Member:
     def _kafka_python(
         self, kafka: KafkaBootstrap, topic: str, group: str, assignor: str | None
     ) -> None:
-        consumer = KafkaPython().consumer(kafka, topic, group_id=group, enable_auto_commit=False)
+        consumer = KafkaPython().consumer(
+            kafka, topic, group_id=group, enable_auto_commit=False, **self._static_kwargs()
+        )
         while not self._stop.is_set():
             batches = consumer.poll(timeout_ms=50)
             for batch in batches.values():
@@ -409,8 +429,11 @@ class Member:
                     group_id=group,
                     auto_offset_reset="earliest",
                     enable_auto_commit=False,
-                    session_timeout_ms=SESSION_MS,
-                    heartbeat_interval_ms=HEARTBEAT_MS,
+                    **{
+                        "session_timeout_ms": SESSION_MS,
+                        "heartbeat_interval_ms": HEARTBEAT_MS,
+                        **self._static_kwargs(),
+                    },
                 ),
             )
             await consumer.start()

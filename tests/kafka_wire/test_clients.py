@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import minibroker
-from kafka_wire.kafka_clients import CLIENTS, KafkaClient, Member, wait_for
+from kafka_wire.kafka_clients import CLIENTS, STATIC_SESSION_MS, KafkaClient, Member, wait_for
 from minibroker.testing import KafkaBootstrap, ThreadedBroker, run_in_thread
 
 # kafka-python reads its bundled schemas with a deprecated importlib call.
@@ -143,6 +143,26 @@ def test_a_second_member_takes_over_partitions_and_nothing_is_lost(
     two.stop()
     assert sorted(one.seen + two.seen) == sorted(first + second)
     assert two.seen, "the new member consumed its share"
+
+
+def test_a_restarted_static_member_takes_its_place_without_waiting_for_its_session(
+    client: KafkaClient, minibroker_kafka_bootstrap: KafkaBootstrap
+) -> None:
+    """A consumer with ``group.instance.id`` sends no LeaveGroup when it closes
+    (confluent-kafka at least). Restarted with the same id, it must get its
+    partitions back at once, not after the old incarnation's session (30 s)
+    has timed out: minibroker gives the new member the old one's place."""
+    kafka = minibroker_kafka_bootstrap
+    client.create_topic(kafka, "jobs", 2)
+    first = Member(client.name, kafka, "jobs", "static", None, instance="worker-1")
+    wait_for(lambda: first.assignment == {0, 1}, "the first incarnation's assignment")
+    first.stop()
+    started = time.monotonic()
+    again = Member(client.name, kafka, "jobs", "static", None, instance="worker-1")
+    wait_for(lambda: again.assignment == {0, 1}, "the restarted instance's assignment")
+    took = time.monotonic() - started
+    again.stop()
+    assert took < STATIC_SESSION_MS / 1000 / 3
 
 
 def test_a_group_resumes_from_its_commit_after_a_restart_on_a_data_dir(

@@ -147,3 +147,30 @@ def test_commits_outside_a_group_are_allowed_and_stale_generations_are_not() -> 
     assert coordinator.check_commit("g", 1, member) == NONE
     assert coordinator.check_commit("g", 0, member) == ILLEGAL_GENERATION
     assert coordinator.check_commit("g", 1, "stranger") == UNKNOWN_MEMBER_ID
+
+
+def test_a_static_members_new_incarnation_takes_its_place_at_once() -> None:
+    """A consumer with ``group.instance.id`` sends no LeaveGroup when it closes;
+    restarted, it joins with the same instance id and takes the old member's
+    place at once instead of waiting for that member's session to time out."""
+    coordinator = GroupCoordinator(Timers())
+    old, new, other = Answers(), Answers(), Answers()
+
+    def static_join(answers: Answers, now: float, instance: str = "app-1") -> None:
+        protocols = (("range", b"meta"),)
+        args = ("g", "", "client", 10.0, 30.0, "consumer", protocols, answers.join, now)
+        coordinator.join(*args, instance_id=instance)
+
+    static_join(old, 0.0)
+    gone = old.joins[0].member_id
+    coordinator.sync("g", 1, gone, [(gone, b"all")], old.sync, 0.0)
+    static_join(new, 1.0)  # the restart: the old incarnation never left
+    [result] = new.joins
+    assert (result.error, result.generation) == (NONE, 2)
+    assert result.members == ((result.member_id, b"meta"),)
+    assert coordinator.heartbeat("g", 2, gone, 1.5) == UNKNOWN_MEMBER_ID
+    # Another instance id is another member: it waits for the first to rejoin.
+    static_join(other, 2.0, instance="app-2")
+    assert other.joins == []
+    members = coordinator.groups["g"].members.values()
+    assert sorted(str(m.instance_id) for m in members) == ["app-1", "app-2"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -763,9 +764,16 @@ def test_a_fetch_answer_split_from_its_records_is_the_same_bytes(version: int) -
     (wire.encode_response_split); head and records must be the answer's bytes."""
     session, member = prepared_session(1)
     response = call(session, 1, version, **_request(1, version, member))
-    head, records = wire.encode_response_split(response)
-    assert records and records == response.responses[0].partitions[0].records
-    assert head + records == wire.encode_response(response)
+    head, parts = wire.encode_response_split(response)
+    assert parts and b"".join(parts) == response.responses[0].partitions[0].records
+    assert head + b"".join(parts) == wire.encode_response(response)
+    # Records read as several buffers are sent as they are, not joined.
+    records = response.responses[0].partitions[0].records
+    split = wire.RecordParts((records[:7], records[7:]))
+    unjoined = _with_records(response, [split])
+    head, parts = wire.encode_response_split(unjoined)
+    assert parts == split
+    assert head + b"".join(parts) == wire.encode_response(response)
     no_records = wire.build(
         type(response),
         throttle_time=ONE_SECOND,
@@ -773,4 +781,27 @@ def test_a_fetch_answer_split_from_its_records_is_the_same_bytes(version: int) -
         session_id=0,
         responses=(),
     )
-    assert wire.encode_response_split(no_records) == (wire.encode_response(no_records), b"")
+    assert wire.encode_response_split(no_records) == (wire.encode_response(no_records), ())
+
+
+def _with_records(response: Any, records: list[Any]) -> Any:
+    """``response`` (a Fetch answer of one partition) with a partition per entry of ``records``."""
+    topic = response.responses[0]
+    part = topic.partitions[0]
+    partitions = tuple(
+        replace(part, partition_index=index, records=value) for index, value in enumerate(records)
+    )
+    return replace(response, responses=(replace(topic, partitions=partitions),))
+
+
+@pytest.mark.parametrize("version", range(4, 12))
+def test_a_fetch_answer_of_several_partitions_joins_their_record_parts(version: int) -> None:
+    """Only a one-partition answer sends its records unjoined; any other (an
+    authorization patch can add partitions) is encoded with every part joined."""
+    session, member = prepared_session(1)
+    response = call(session, 1, version, **_request(1, version, member))
+    records = response.responses[0].partitions[0].records
+    parts = [wire.RecordParts((records[:5], records[5:])), wire.RecordParts((records,))]
+    body, tail = wire.encode_response_split(_with_records(response, parts))
+    assert tail == ()
+    assert body == wire.encode_response(_with_records(response, [records, records]))

@@ -189,6 +189,26 @@ async def test_input_on_any_front_end_keeps_the_server_busy(start_server: StartS
     assert server.input_received - before[0] == len(request)
 
 
+async def test_output_counts_too_so_a_replaying_consumer_keeps_the_server_busy(
+    start_server: StartServer,
+) -> None:
+    """A Kafka replay is megabytes of Fetch answers to a few small requests.
+    Counting input alone, the settler took such a server for an idle one and
+    ran a full collection and a heap trim every second of the replay (a fifth
+    of the broker's CPU in a py-spy profile): what it measures, the server's
+    traffic, counts the bytes sent as well as those received."""
+    server = await start_server(kafka_port=0)
+    before = server.traffic, server.input_received
+    request = struct.pack(">ihhih", 10, 18, 0, 1, -1)  # ApiVersions v0, null client id
+    stream = await trio.open_tcp_stream("127.0.0.1", server.front_end_ports["kafka"])
+    async with stream:
+        await stream.send_all(request)
+        answer = await stream.receive_some(4096)
+    assert len(answer) > len(request)
+    assert server.input_received - before[1] == len(request)
+    assert server.traffic - before[0] == len(request) + len(answer)
+
+
 async def _http_exchange(port: int, request: bytes) -> bytes:
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     async with stream:

@@ -75,6 +75,7 @@ def join_group(session: KafkaSession, slot: Slot, request: Any) -> Any:
         reply,
         session.now,
         client_host="/" + session.peer_name.rsplit(":", 1)[0],
+        instance_id=getattr(request, "group_instance_id", None),
     )
     return None
 

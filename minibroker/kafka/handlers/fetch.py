@@ -114,7 +114,8 @@ def _read(
     by_topic: dict[str, list[Any]] = {}
     for want in wanted:
         log = ns.topics.partition(want.topic, want.partition)
-        error, records, end, start = NONE, b"", -1, -1
+        error, end, start = NONE, -1, -1
+        records: bytes | wire.RecordParts = b""
         if log is None:
             error = UNKNOWN_TOPIC_OR_PARTITION
         else:
@@ -125,7 +126,7 @@ def _read(
                 units = log.read_batches_at(want.offset, max(min(want.max_bytes, budget), 1))
                 if units:
                     records = _as_kafka(units)
-                    budget -= len(records)
+                    budget -= records.size
                     found = True
         by_topic.setdefault(want.topic, []).append(
             wire.build(
@@ -150,14 +151,12 @@ def _read(
     return response, found
 
 
-def _as_kafka(units: list[StoredBatch]) -> bytes:
-    """The bytes of a Fetch answer's records: stored Kafka batches as they are,
-    runs of record frames packed into a batch each."""
-    parts = [
-        unit.data if unit.kafka else encode_batch(decode_records_fast(unit.data))
-        for unit in units
-    ]
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+def _as_kafka(units: list[StoredBatch]) -> wire.RecordParts:
+    """A Fetch answer's records: stored Kafka batches as they are, runs of
+    record frames packed into a batch each; not joined (``wire.RecordParts``)."""
+    return wire.RecordParts(
+        unit.data if unit.kafka else encode_batch(decode_records_fast(unit.data)) for unit in units
+    )
 
 
 def list_offsets(session: KafkaSession, slot: Slot, request: Any) -> Any:
