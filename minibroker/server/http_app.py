@@ -116,6 +116,11 @@ class HttpFace:
             paths.setdefault(op.path, {})[op.method] = self._endpoint(op)
         return paths
 
+    @staticmethod
+    def error_response(error: BrokerError) -> Response:
+        """``error`` as the API answers it (its status: 415, 408 included)."""
+        return _error(error)
+
     async def _openapi_json(self, request: Request) -> Response:
         return Response(self._openapi, media_type="application/json")
 
