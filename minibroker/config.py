@@ -68,7 +68,7 @@ class ServerConfig(Value, frozen=True):
     #: ``host`` (0: any free port); None: none. See docs/http.md.
     http_port: int | None = None
     #: Connections the HTTP face may have open at once; more are answered 503
-    #: and closed (server/http_connections.py; the SQS endpoint has its own cap).
+    #: and closed (server/http_connections.py; SQS connections count in max_connections).
     http_max_connections: int = 1000
     #: Serve Kafka clients on this port (0: any free port); None: no Kafka front end.
     kafka_port: int | None = None
@@ -101,6 +101,7 @@ class ServerConfig(Value, frozen=True):
         cap = self.http_max_connections
         if type(cap) is not int or cap < 1:
             raise ValueError(f"http_max_connections must be a positive integer, got {cap!r}")
+        self._check_ranges()
         fitting = message_limit_for(self.max_frame_bytes)
         if self.limits.max_message_bytes > fitting:
             # Frozen: set the consistent limits the way dataclasses' own __init__ does.
@@ -108,3 +109,51 @@ class ServerConfig(Value, frozen=True):
         budget = frame_payload_budget(self.max_frame_bytes)
         if self.limits.max_item_bytes is None or self.limits.max_item_bytes > budget:
             object.__setattr__(self, "limits", replace(self.limits, max_item_bytes=budget))
+
+    def _check_ranges(self) -> None:
+        """Refuse values that would start a broker that cannot work: a port
+        outside 0-65535, no connection allowed, a NaN, negative or absurd
+        duration (a hello timeout of 1e-300 s closes every connection at once,
+        a NaN one failed only at shutdown, deep in Trio)."""
+        for name in _PORT_FIELDS:
+            port = getattr(self, name)
+            if port is not None and (type(port) is not int or not 0 <= port <= 65535):
+                raise ValueError(f"{name} must be a port number from 0 to 65535, got {port!r}")
+        _check_int(self, "max_connections", 1, None)
+        _check_int(self, "kafka_partitions", 1, MAX_KAFKA_PARTITIONS)
+        _check_int(self, "memory_high_watermark", 1, None, optional=True)
+        _check_int(self, "disk_free_limit", 0, None, optional=True)
+        _check_seconds(self, "hello_timeout", MIN_SECONDS, MAX_SETTING_SECONDS, optional=True)
+        _check_seconds(self, "shutdown_grace", 0.0, MAX_SETTING_SECONDS)
+
+
+#: Fields that name a TCP port (0: any free port; None, where allowed: not served).
+_PORT_FIELDS: Final = ("port", "metrics_port", "http_port", "kafka_port", "amqp_port", "sqs_port")
+#: The most partitions an auto-created Kafka topic may get (a CreateTopics
+#: request has the same bound: minibroker/kafka/topics.py::MAX_PARTITIONS).
+MAX_KAFKA_PARTITIONS: Final = 1000
+#: Durations in settings: at least a millisecond (the HTTP API's bound too),
+#: at most a day, which no timeout here needs more than.
+MIN_SECONDS: Final = 0.001
+MAX_SETTING_SECONDS: Final = 86_400.0
+
+
+def _check_int(
+    config: ServerConfig, name: str, low: int, high: int | None, *, optional: bool = False
+) -> None:
+    value = getattr(config, name)
+    if value is None and optional:
+        return
+    if type(value) is not int or value < low or (high is not None and value > high):
+        bound = f"of at least {low}" if high is None else f"from {low} to {high}"
+        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
+
+
+def _check_seconds(
+    config: ServerConfig, name: str, low: float, high: float, *, optional: bool = False
+) -> None:
+    value = getattr(config, name)
+    if value is None and optional:
+        return
+    if type(value) not in (int, float) or not low <= value <= high:  # NaN fails both
+        raise ValueError(f"{name} must be between {low:g} and {high:g} seconds, got {value!r}")

@@ -29,6 +29,24 @@ def broker_url(value: str) -> str:
     return value
 
 
+#: The integers the wire carries (msgpack's signed 64-bit range, as the broker reads them).
+WIRE_INT_MIN = -(2**63)
+WIRE_INT_MAX = 2**63 - 1
+
+
+def int64(value: str) -> int:
+    """argparse type for integer options: a number the wire cannot carry
+    (``--max-length 99999999999999999999999``) is a one-line usage error, not a
+    traceback from the msgpack encoder."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer: {value!r}") from None
+    if not WIRE_INT_MIN <= number <= WIRE_INT_MAX:
+        raise argparse.ArgumentTypeError(f"{value} is out of range (at most {WIRE_INT_MAX})")
+    return number
+
+
 def connection_options(parser: argparse.ArgumentParser) -> None:
     """``--url`` (default from MINIBROKER_URL) and ``--namespace``."""
     default = os.environ.get("MINIBROKER_URL", DEFAULT_URL)

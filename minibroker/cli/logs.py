@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from minibroker.cli.common import connection_options, guarded, parse_headers, text
+from minibroker.cli.common import connection_options, guarded, int64, parse_headers, text
 from minibroker.client.logs import Record, Start
 from minibroker.client.pushes import SubscriptionEnded
 from minibroker.client.sync import Client, connect_sync
@@ -56,9 +56,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     create = _command(sub, "create", "create a log (no-op if it exists alike)", _run_create)
     create.add_argument("name")
-    create.add_argument("--retention-bytes", type=int, default=None, help="size-based retention")
+    create.add_argument("--retention-bytes", type=int64, default=None, help="size-based retention")
     create.add_argument("--retention-seconds", type=float, default=None, help="age-based retention")
-    create.add_argument("--segment-bytes", type=int, default=None, help="segment size")
+    create.add_argument("--segment-bytes", type=int64, default=None, help="segment size")
 
     append = _command(
         sub,
@@ -81,7 +81,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     read = _command(sub, "read", "read records and exit", _run_read)
     read.add_argument("name")
     _start_options(read, default_start=None, otherwise="earliest")
-    read.add_argument("--max", type=int, default=100, help="most records (default %(default)s)")
+    read.add_argument("--max", type=int64, default=100, help="most records (default %(default)s)")
     read.add_argument(
         "--wait", type=float, default=0.0, help="seconds to wait for records if none are there"
     )
@@ -123,7 +123,7 @@ def _start_options(
         help=f"offset, earliest, latest or committed (default: {shown})",
     )
     parser.add_argument(
-        "--timestamp-ms", type=int, default=None, help="start at the first record at/after this"
+        "--timestamp-ms", type=int64, default=None, help="start at the first record at/after this"
     )
     parser.add_argument("--group", default=None, help="consumer group (commits as it reads)")
 
@@ -137,8 +137,10 @@ def _parse_start(value: str | None) -> Start | None:
     if value is None:
         return None
     try:
-        return int(value)
-    except ValueError:
+        return int64(value)
+    except argparse.ArgumentTypeError as exc:
+        if value.lstrip("-").isdigit():
+            raise SystemExit(f"error: --start {exc}") from None
         return value
 
 

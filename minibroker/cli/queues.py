@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from minibroker.cli.common import connection_options, guarded, parse_headers, text
+from minibroker.cli.common import connection_options, guarded, int64, parse_headers, text
 from minibroker.client.queues import DEFAULT_VISIBILITY_TIMEOUT, SyncDelivery
 from minibroker.client.sync import Client, connect_sync
 
@@ -47,11 +47,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     declare = _command(sub, "declare", "declare a queue (no-op if it exists alike)", _run_declare)
     declare.add_argument("name")
     declare.add_argument(
-        "--max-length", type=int, default=None, help="most ready messages the queue holds"
+        "--max-length", type=int64, default=None, help="most ready messages the queue holds"
     )
     declare.add_argument(
         "--max-length-bytes",
-        type=int,
+        type=int64,
         default=None,
         help="most body bytes of ready messages the queue holds",
     )
@@ -71,7 +71,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="seconds a fetched message stays in flight (default %(default)s)",
     )
     declare.add_argument(
-        "--max-deliveries", type=int, default=None, help="dead-letter after this many deliveries"
+        "--max-deliveries", type=int64, default=None, help="dead-letter after this many deliveries"
     )
     declare.add_argument(
         "--dead-letter-queue", default=None, help="queue for expired and rejected messages"
@@ -116,7 +116,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         commands, "fetch", "fetch messages from a queue, print and ack them", _run_fetch
     )
     fetch.add_argument("queue")
-    fetch.add_argument("--max", type=int, default=1, help="most messages (default %(default)s)")
+    fetch.add_argument("--max", type=int64, default=1, help="most messages (default %(default)s)")
     fetch.add_argument(
         "--wait", type=float, default=0.0, help="seconds to wait for messages if none are ready"
     )

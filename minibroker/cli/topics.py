@@ -24,7 +24,7 @@ from typing import Any
 
 import trio
 
-from minibroker.cli.common import connection_options, parse_headers, report, until_signalled
+from minibroker.cli.common import connection_options, int64, parse_headers, report, until_signalled
 from minibroker.client.topics import DEFAULT_BUFFER, TopicMessage
 from minibroker.client.trio_client import Client, connect
 from minibroker.errors import BrokerError
@@ -65,7 +65,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--group", default=None, help="share the messages with other members of this group"
     )
     subscribe.add_argument(
-        "--count", "-n", type=int, default=None, help="exit after this many messages"
+        "--count", "-n", type=int64, default=None, help="exit after this many messages"
     )
     subscribe.add_argument(
         "--json",
@@ -74,13 +74,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     subscribe.add_argument(
         "--buffer",
-        type=int,
+        type=int64,
         default=DEFAULT_BUFFER,
         help="messages the broker holds for us when we fall behind (default %(default)s)",
     )
     subscribe.add_argument(
         "--buffer-bytes",
-        type=int,
+        type=int64,
         default=None,
         help="bytes the broker holds for us when we fall behind (default: the broker's, 16 MiB)",
     )

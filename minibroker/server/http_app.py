@@ -94,7 +94,8 @@ class HttpFace:
 
     def app(self) -> Starlette:
         routes = [
-            Route(op.path, self._endpoint(op), methods=[op.method], name=op.op) for op in OPERATIONS
+            Route(path, _by_method(endpoints), methods=list(endpoints))
+            for path, endpoints in self._endpoints_by_path().items()
         ]
         routes.extend(self.dashboard.routes())
         routes.extend(XrayRoutes(self).routes())
@@ -104,6 +105,21 @@ class HttpFace:
             routes=routes,
             exception_handlers={HTTPException: _http_error},  # type: ignore[dict-item]
         )
+
+    def _endpoints_by_path(self) -> dict[str, dict[str, Callable[[Request], Awaitable[Response]]]]:
+        """Each path's operations by method: one route per path, so that a 405's
+        ``Allow`` lists every method of the path (with one route per operation,
+        starlette answered ``Allow: PUT`` for /v1/queues/{queue}, which GET and
+        DELETE serve too)."""
+        paths: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
+        for op in OPERATIONS:
+            paths.setdefault(op.path, {})[op.method] = self._endpoint(op)
+        return paths
+
+    @staticmethod
+    def error_response(error: BrokerError) -> Response:
+        """``error`` as the API answers it (its status: 415, 408 included)."""
+        return _error(error)
 
     async def _openapi_json(self, request: Request) -> Response:
         return Response(self._openapi, media_type="application/json")
@@ -260,6 +276,19 @@ def _encodes_as_utf8(parsed: object) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _by_method(
+    endpoints: dict[str, Callable[[Request], Awaitable[Response]]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """One endpoint for a path's methods (the route has already refused the others;
+    HEAD is served as GET, as starlette does)."""
+
+    async def endpoint(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await endpoints[method](request)
+
+    return endpoint
 
 
 def _error(error: BrokerError) -> Response:

@@ -22,7 +22,6 @@ from minibroker.access.permissions import ACTIONS, KINDS
 from minibroker.core.xray import Xray
 from minibroker.errors import BadRequest, BrokerError, Forbidden
 from minibroker.http.fields import Field, parse_fields
-from minibroker.http.statuses import error_body, status_of
 
 if TYPE_CHECKING:
     from minibroker.server.http_app import HttpFace
@@ -63,7 +62,8 @@ class XrayRoutes:
                 self.broker.xray = None
             return JSONResponse(self.state(request.query_params.get("after", "0")))
         except BrokerError as error:
-            return JSONResponse(error_body(error), status_code=status_of(error.code))
+            # The face's own rendering: a body that is not JSON is a 415 here too.
+            return self.face.error_response(error)
 
     def state(self, after_text: str) -> dict[str, Any]:
         xray = self.broker.xray

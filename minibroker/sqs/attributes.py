@@ -24,6 +24,7 @@ from minibroker.sqs.errors import (
     invalid_parameter,
 )
 from minibroker.sqs.fifo import Deduplicator
+from minibroker.sqs.numbers import integer_of, reject_constant
 from minibroker.sqs.urls import parse_arn, queue_arn
 
 DEFAULT_RETENTION: Final = 345_600  # 4 days, as SQS
@@ -154,10 +155,9 @@ def apply(
 
 def _integer(name: str, raw: str) -> int:
     low, high = _RANGES[name]
-    try:
-        value = int(raw)
-    except ValueError:
-        raise invalid_attribute_value(name, f"{raw[:50]!r} is not an integer.") from None
+    value = integer_of(raw)
+    if value is None:
+        raise invalid_attribute_value(name, f"{raw[:50]!r} is not an integer.")
     if not low <= value <= high:
         raise invalid_attribute_value(name, f"must be between {low} and {high}.")
     return value
@@ -165,7 +165,7 @@ def _integer(name: str, raw: str) -> int:
 
 def _json_object(name: str, raw: str) -> dict[str, object]:
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_constant=reject_constant)
     except ValueError:
         raise invalid_attribute_value(name, "is not valid JSON.") from None
     if not isinstance(value, dict):
@@ -180,14 +180,13 @@ def _redrive(
         return {"dead_letter_queue": None, "max_deliveries": None}
     policy = _json_object("RedrivePolicy", raw)
     target, count = policy.get("deadLetterTargetArn"), policy.get("maxReceiveCount")
-    try:
-        max_receives = int(count)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
+    if count is None:
         raise invalid_parameter(
             "Value for parameter RedrivePolicy is invalid. Reason: Redrive policy does not "
             "contain mandatory attribute: maxReceiveCount."
-        ) from None
-    if not 1 <= max_receives <= 1000:
+        )
+    max_receives = integer_of(count)
+    if max_receives is None or not 1 <= max_receives <= 1000:
         raise invalid_parameter(
             "Value for parameter RedrivePolicy is invalid. Reason: Invalid value for "
             "maxReceiveCount: must be between 1 and 1000."

@@ -75,6 +75,7 @@ from minibroker.sqs.messages import (
     select_attributes,
     to_headers,
 )
+from minibroker.sqs.numbers import integer_of
 from minibroker.sqs.persist import SettingsStore
 from minibroker.sqs.urls import (
     namespace_of,
@@ -890,11 +891,10 @@ def _optional_integer(params: dict[str, Any], name: str, low: int, high: int) ->
     raw = params.get(name)
     if raw is None:
         return None
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise invalid_parameter(f"Value {str(raw)[:50]} for parameter {name} is invalid.") from None
-    if isinstance(raw, bool) or not low <= value <= high:
+    value = integer_of(raw)
+    if value is None:
+        raise invalid_parameter(f"Value {str(raw)[:50]} for parameter {name} is invalid.")
+    if not low <= value <= high:
         raise invalid_parameter(
             f"Value {raw} for parameter {name} is invalid. Reason: Must be between "
             f"{low} and {high}, if provided."

@@ -25,6 +25,7 @@ from typing import Any, Final
 
 from minibroker.sqs.errors import invalid_message_contents, invalid_parameter
 from minibroker.sqs.ids import new_id
+from minibroker.sqs.numbers import is_number
 
 RESERVED_PREFIX: Final = "x-sqs-"
 MESSAGE_ID_HEADER: Final = "x-sqs-message-id"
@@ -124,13 +125,8 @@ def _parse_value(name: str, value: object) -> AttributeValue:
         raise invalid_parameter(
             f"The message attribute {name!r} must contain a non-empty message attribute value."
         )
-    if data_type.startswith("Number"):
-        try:
-            float(string)
-        except ValueError:
-            raise invalid_parameter(
-                f"Can't cast the value of message attribute {name!r} to a number."
-            ) from None
+    if data_type.startswith("Number") and not is_number(string):
+        raise invalid_parameter(f"Can't cast the value of message attribute {name!r} to a number.")
     check_body_characters(string, f"message attribute {name!r}")
     return AttributeValue(data_type, string=string)
 

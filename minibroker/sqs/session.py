@@ -318,7 +318,11 @@ class SqsSession(WireSession):
                 )
                 if reader.expects_continue and not self._continued:
                     self._continued = True
-                    if self._pending is None and not reader.requests:
+                    if reader.declared_length > MAX_REQUEST_BYTES:
+                        # Refused before the body is sent, as Expect is for
+                        # (RFC 9110 10.1.1): not 100 and then 8 MiB read to drop.
+                        self._broken = HttpError(413, "The request is too large.")
+                    elif self._pending is None and not reader.requests:
                         self._out.append(CONTINUE)
         else:
             self._request_started = None

@@ -27,6 +27,7 @@ from xml.sax.saxutils import escape
 
 from minibroker.sqs.errors import SqsError, invalid_parameter, unknown_action
 from minibroker.sqs.ids import new_id
+from minibroker.sqs.numbers import reject_constant
 
 Protocol = Literal["json", "query"]
 
@@ -110,7 +111,7 @@ def parse_request(
         if method != "POST" or not target.startswith(_TARGET_PREFIX):
             raise unknown_action(target)
         try:
-            params = json.loads(body) if body.strip() else {}
+            params = json.loads(body, parse_constant=reject_constant) if body.strip() else {}
         except (ValueError, RecursionError):  # RecursionError: nesting deeper than the stack
             raise SqsError(
                 "SerializationException", "The request body is not valid JSON."

@@ -324,3 +324,56 @@ def test_resource_alarm_flags(tmp_path: Path) -> None:
     )
     assert (config.memory_high_watermark, config.disk_free_limit) == (1_000_000, 5000)
     assert config_from_args(serve_args()).memory_high_watermark is None
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "complaint"),
+    [
+        # Each of these started a broker that could not work, or failed later
+        # with a traceback (a NaN grace only at shutdown, deep in Trio).
+        ("--hello-timeout", "1e-300", "hello_timeout must be between 0.001 and 86400 seconds"),
+        ("--hello-timeout", "1e300", "hello_timeout must be between 0.001 and 86400 seconds"),
+        ("--hello-timeout", "nan", "hello_timeout must be between 0.001 and 86400 seconds"),
+        ("--hello-timeout", "inf", "hello_timeout must be between 0.001 and 86400 seconds"),
+        ("--shutdown-grace", "nan", "shutdown_grace must be between 0 and 86400 seconds"),
+        ("--shutdown-grace", "-5", "shutdown_grace must be between 0 and 86400 seconds"),
+        ("--shutdown-grace", "1e300", "shutdown_grace must be between 0 and 86400 seconds"),
+        ("--max-connections", "0", "max_connections must be an integer of at least 1"),
+        ("--max-connections", "-3", "max_connections must be an integer of at least 1"),
+        ("--memory-high-watermark", "-1", "memory_high_watermark must be an integer of at least 1"),
+        ("--disk-free-limit", "-1", "disk_free_limit must be an integer of at least 0"),
+        ("--kafka-partitions", "0", "kafka_partitions must be an integer from 1 to 1000"),
+        ("--kafka-partitions", "100000000", "kafka_partitions must be an integer from 1 to 1000"),
+        ("--port", "99999", "port must be a port number from 0 to 65535"),
+        ("--sqs-port", "70000", "sqs_port must be a port number from 0 to 65535"),
+        ("--metrics-port", "-2", "metrics_port must be a port number from 0 to 65535"),
+        ("--http-port", "65536", "http_port must be a port number from 0 to 65535"),
+        ("--amqp-port", "-1", "amqp_port must be a port number from 0 to 65535"),
+        ("--kafka-port", "1000000", "kafka_port must be a port number from 0 to 65535"),
+    ],
+)
+def test_absurd_values_are_refused(flag: str, value: str, complaint: str) -> None:
+    # (`minibroker serve` prints a ValueError from here as one line, status 2:
+    # test_a_refused_value_is_one_line_and_status_2.)
+    with pytest.raises(ValueError, match=complaint):
+        config_from_args(serve_args("--port", "0", flag, value))
+
+
+def test_a_refused_value_is_one_line_and_status_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(logging, "basicConfig", lambda **kwargs: None)
+    assert main(["serve", "--port", "0", "--partial-frame-budget", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("minibroker serve: partial_frame_budget must be")
+    assert err.count("\n") == 1
+
+
+def test_values_at_the_bounds_are_taken() -> None:
+    config = config_from_args(
+        serve_args(
+            "--hello-timeout", "0.001", "--shutdown-grace", "0", "--max-connections", "1",
+            "--kafka-partitions", "1000", "--port", "65535", "--disk-free-limit", "0",
+        )
+    )  # fmt: skip
+    assert (config.hello_timeout, config.shutdown_grace, config.port) == (0.001, 0.0, 65535)

@@ -152,6 +152,32 @@ def test_bad_options_and_an_unreachable_broker_exit_1(capsys: pytest.CaptureFixt
     assert code == 1 and err.startswith("error: cannot reach the broker at ")
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["queue", "declare", "q", "--max-length", "99999999999999999999999"],
+        ["fetch", "q", "--max", "-99999999999999999999999"],
+        ["log", "create", "events", "--retention-bytes", "99999999999999999999999"],
+        ["log", "read", "events", "--timestamp-ms", "99999999999999999999999"],
+    ],
+)
+def test_an_integer_the_wire_cannot_carry_is_a_usage_error(
+    url: str, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    # It reached the msgpack encoder and ended in an OverflowError traceback.
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--url", url])
+    assert exit_info.value.code == 2
+    assert "is out of range (at most 9223372036854775807)" in capsys.readouterr().err
+
+
+def test_a_start_offset_the_wire_cannot_carry_is_one_line(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit, match="--start 99999999999999999999999 is out of range"):
+        main(["log", "read", "events", "--start", "99999999999999999999999", "--url", url])
+
+
 def test_the_real_entry_point_with_a_pipe(url: str) -> None:
     put = subprocess.run(
         [sys.executable, "-m", "minibroker", "put", "piped", "--url", url, "-q"],

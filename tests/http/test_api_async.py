@@ -256,6 +256,33 @@ async def test_bad_input_gets_a_json_error(
     assert (answer.status_code, answer.json()["error"]["code"]) == (status, code)
 
 
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/v1/queues/q", {"GET", "HEAD", "PUT", "DELETE"}),
+        ("/v1/queues/q/messages", {"GET", "HEAD", "POST"}),
+        ("/v1/logs/events", {"GET", "HEAD", "PUT", "DELETE"}),
+        ("/v1/logs/events/records", {"GET", "HEAD", "POST"}),
+        ("/v1/queues/q/fetch", {"POST"}),
+    ],
+)
+async def test_a_405_allows_every_method_of_the_path(
+    http: httpx.AsyncClient, path: str, allowed: set[str]
+) -> None:
+    # One route per operation made starlette answer with the first route's
+    # method alone (`Allow: PUT` for a queue), which RFC 9110 and schemathesis refuse.
+    answer = await http.request("PATCH", path)
+    assert answer.status_code == 405
+    assert {m.strip() for m in answer.headers["allow"].split(",")} == allowed
+
+
+async def test_every_operation_is_still_reached_by_its_method(http: httpx.AsyncClient) -> None:
+    assert (await http.put("/v1/queues/q")).json() == {"queue": "q", "created": True}
+    assert (await http.get("/v1/queues/q")).json()["queue"] == "q"
+    assert (await http.head("/v1/queues/q")).status_code == 200
+    assert (await http.delete("/v1/queues/q")).json() == {"messages": 0}
+
+
 async def test_an_oversized_body_is_413_and_the_native_port_still_works(
     broker: EmbeddedBroker, http: httpx.AsyncClient
 ) -> None:

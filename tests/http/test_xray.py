@@ -70,3 +70,15 @@ async def test_put_fetch_and_a_durable_append_wait_for_their_fsync_batch(
         "put",
         SOURCES["decode.http"],
     )
+
+
+async def test_a_body_that_is_not_json_is_a_415_as_on_every_route(broker: EmbeddedBroker) -> None:
+    # The x-ray rendered errors by their code alone, so this was a 400 here
+    # where the API answers 415 (docs/http.md, Errors).
+    async with httpx.AsyncClient(base_url=broker.http_url) as http:
+        answer = await http.put(
+            "/v1/xray", content=b"pattern=x", headers={"content-type": "text/plain"}
+        )
+        assert answer.status_code == 415
+        assert answer.json()["error"]["code"] == "bad_request"
+        assert (await http.get("/v1/xray")).json() == {"enabled": False, "traces": []}

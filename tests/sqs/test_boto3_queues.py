@@ -188,6 +188,29 @@ def test_redrive_policy_and_dead_letter_sources(sqs: Any) -> None:
     assert sqs.list_dead_letter_source_queues(QueueUrl=dead)["queueUrls"] == [one]
 
 
+def test_a_deleted_dead_letter_queue_leaves_its_sources_policy(
+    sqs: Any, minibroker_sqs_endpoint: SqsEndpoint
+) -> None:
+    """As docs/sqs.md says: the policy stays, a message redriven meanwhile is
+    dropped, and a queue made again with the name is the target again."""
+    dead = sqs.create_queue(QueueName="dead")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    policy = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 1})
+    source = sqs.create_queue(QueueName="source", Attributes={"RedrivePolicy": policy})["QueueUrl"]
+    sqs.delete_queue(QueueUrl=dead)
+    sqs.send_message(QueueUrl=source, MessageBody="poison")
+    assert len(sqs.receive_message(QueueUrl=source)["Messages"]) == 1
+    minibroker_sqs_endpoint.advance(31)  # its one receive is used up: redriven to nowhere
+    assert "Messages" not in sqs.receive_message(QueueUrl=source)
+    got = sqs.get_queue_attributes(QueueUrl=source, AttributeNames=["RedrivePolicy"])
+    assert json.loads(got["Attributes"]["RedrivePolicy"])["deadLetterTargetArn"] == arn
+    dead = sqs.create_queue(QueueName="dead")["QueueUrl"]
+    assert sqs.list_dead_letter_source_queues(QueueUrl=dead)["queueUrls"] == [source]
+    assert "Messages" not in sqs.receive_message(QueueUrl=dead)
+
+
 def test_redrive_policy_needs_an_existing_target(sqs: Any) -> None:
     missing = "arn:aws:sqs:us-east-1:000000000000:nowhere"
     policy = json.dumps({"deadLetterTargetArn": missing, "maxReceiveCount": 3})

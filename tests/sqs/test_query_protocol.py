@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from minibroker.sqs.digests import md5_of_body
 from minibroker.testing import SqsEndpoint
@@ -220,3 +221,89 @@ def test_an_endpoint_path_whose_escapes_are_not_utf8_is_an_invalid_address(
 ) -> None:
     status, answer = json_post(minibroker_sqs_endpoint.url + "%ff", "ListQueues", b"{}")
     assert (status, answer["__type"]) == (400, "com.amazonaws.sqs#InvalidAddress")
+
+
+def _redrive(account: str, count: str) -> str:
+    """A RedrivePolicy aimed at queue "jobs" whose maxReceiveCount is ``count`` (JSON text)."""
+    arn = f"arn:aws:sqs:us-east-1:{account}:jobs"
+    return '{"deadLetterTargetArn": "' + arn + '", "maxReceiveCount": ' + count + "}"
+
+
+@pytest.mark.parametrize(
+    ("action", "params", "kind"),
+    [
+        # 1e400 is valid JSON and parses to infinity: int(inf) raised OverflowError (a 500).
+        (
+            "ReceiveMessage",
+            '{"QueueUrl": "%s", "MaxNumberOfMessages": 1e400}',
+            "InvalidParameterValue",
+        ),
+        (
+            "ReceiveMessage",
+            '{"QueueUrl": "%s", "WaitTimeSeconds": -1e400}',
+            "InvalidParameterValue",
+        ),
+        ("ReceiveMessage", '{"QueueUrl": "%s", "VisibilityTimeout": 2.5}', "InvalidParameterValue"),
+        (
+            "SendMessage",
+            '{"QueueUrl": "%s", "MessageBody": "x", "DelaySeconds": 1e400}',
+            "InvalidParameterValue",
+        ),
+        ("ListQueues", '{"MaxResults": 1e400}', "InvalidParameterValue"),
+        # NaN and Infinity are not JSON (Python's json module takes them by default).
+        (
+            "ReceiveMessage",
+            '{"QueueUrl": "%s", "WaitTimeSeconds": Infinity}',
+            "SerializationException",
+        ),
+        ("ListQueues", '{"MaxResults": NaN}', "SerializationException"),
+    ],
+)
+def test_numbers_json_allows_but_sqs_does_not_are_400s_not_500s(
+    minibroker_sqs_endpoint: SqsEndpoint, queue_url: str, action: str, params: str, kind: str
+) -> None:
+    body = (params % queue_url if "%s" in params else params).encode()
+    status, answer = json_post(minibroker_sqs_endpoint.url, action, body)
+    assert (status, answer["__type"]) == (400, f"com.amazonaws.sqs#{kind}")
+
+
+@pytest.mark.parametrize("count", ["1e400", "Infinity", "2.5", "true"])
+def test_a_redrive_policy_with_a_count_that_is_no_integer_is_refused(
+    minibroker_sqs_endpoint: SqsEndpoint, sqs: Any, queue_url: str, count: str
+) -> None:
+    account = queue_url.rsplit("/", 2)[1]
+    policy = _redrive(account, count)
+    body = json.dumps({"QueueName": "src", "Attributes": {"RedrivePolicy": policy}}).encode()
+    status, answer = json_post(minibroker_sqs_endpoint.url, "CreateQueue", body)
+    assert status == 400
+    assert answer["__type"] in (
+        "com.amazonaws.sqs#InvalidParameterValue",
+        "com.amazonaws.sqs#InvalidAttributeValue",
+    )
+    assert sqs.list_queues(QueueNamePrefix="src").get("QueueUrls", []) == []
+
+
+@pytest.mark.parametrize("value", [" 30", "30 ", "1_0", "\u0663", "+", "3.0"])
+def test_integer_attributes_are_ascii_digits_only(sqs: Any, value: str) -> None:
+    with pytest.raises(ClientError) as refused:
+        sqs.create_queue(QueueName="strict", Attributes={"VisibilityTimeout": value})
+    assert refused.value.response["Error"]["Code"] == "InvalidAttributeValue"
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-inf", "1_000", " 5", "1e999", "0x10", ""])
+def test_number_attributes_must_be_decimal_numbers(sqs: Any, queue_url: str, value: str) -> None:
+    with pytest.raises(ClientError) as refused:
+        sqs.send_message(
+            QueueUrl=queue_url,
+            MessageBody="x",
+            MessageAttributes={"n": {"DataType": "Number", "StringValue": value}},
+        )
+    assert refused.value.response["Error"]["Code"] == "InvalidParameterValue"
+
+
+@pytest.mark.parametrize("value", ["5", "-5", "+5", "1.5", ".5", "5.", "1e10", "-1.5E-3", "9" * 38])
+def test_number_attributes_sqs_takes_are_taken(sqs: Any, queue_url: str, value: str) -> None:
+    attributes = {"n": {"DataType": "Number", "StringValue": value}}
+    sqs.send_message(QueueUrl=queue_url, MessageBody="x", MessageAttributes=attributes)
+    [message] = sqs.receive_message(QueueUrl=queue_url, MessageAttributeNames=["All"])["Messages"]
+    assert message["MessageAttributes"]["n"]["StringValue"] == value

@@ -335,3 +335,18 @@ async def test_expect_100_continue_is_answered_before_the_body(broker: EmbeddedB
     await client.stream.send_all(body)
     (answer,) = await read_bodies(client.stream, 1)
     assert answer["QueueUrl"].endswith("/000000000000/jobs")
+
+
+async def test_an_oversized_body_announced_with_expect_is_refused_before_it_is_sent(
+    broker: EmbeddedBroker,
+) -> None:
+    # It got 100 Continue, so the client sent 9 MB for the endpoint to read and drop.
+    client = await connect(broker)
+    await client.stream.send_all(
+        b"POST / HTTP/1.1\r\nhost: h\r\nx-amz-target: AmazonSQS.SendMessage\r\n"
+        b"expect: 100-continue\r\ncontent-length: 9000000\r\n\r\n"
+    )
+    answer = await client.answer()
+    assert answer.status == 413
+    assert answer.json()["__type"] == "com.amazonaws.sqs#RequestEntityTooLarge"
+    assert answer.headers["connection"] == "close"
