@@ -220,12 +220,16 @@ class Delivery(DeliveryBase):
         delivery is no longer held (its visibility timeout ran out, or it was
         already settled). From a consumer: recorded and sent in a batch.
         """
-        # A consumer's delivery, acked once (the loop's every message): record
-        # the id, building no request (``_record`` does the same the long way).
+        # A consumer's delivery acked once, the loop's every message: its id
+        # joins the consumer's batch (``ConsumerState.record_ack`` inlined), no
+        # request is built. ``_settle`` does the same the long way.
         settler = self._settler
-        if settler._batches and self._settled is None:
+        if settler._batches and self._settled is None and not settler.closed:
             self._settled = "acked"
-            settler.record_ack(self.delivery_id)
+            acks = settler.acks
+            acks.append(self.delivery_id)
+            if len(acks) >= settler.ack_every:
+                settler.flush()
             return
         await self._settle(ack_call(self.queue, [self.delivery_id]), "acked")
 
@@ -377,7 +381,7 @@ def fetch_call(
     fields["compact"] = True
 
     def parse(result: list[dict[str, Any]] | dict[str, Any]) -> list[D]:
-        if type(result) is dict:
+        if isinstance(result, dict):
             return compact_deliveries(kind, queue, settler, result)
         return [kind(queue, m, settler) for m in result]
 
@@ -426,7 +430,12 @@ def compact_deliveries(
     published_of_each = repeat(published, n) if type(published) is int else published
     headers_of_each = repeat(None, n) if headers is None else headers
     for delivery_id, body, count, at, header in zip(
-        range(first_id, first_id + n), bodies, count_of_each, published_of_each, headers_of_each
+        range(first_id, first_id + n),
+        bodies,
+        count_of_each,
+        published_of_each,
+        headers_of_each,
+        strict=True,
     ):
         d = _new(kind)
         d.queue = queue
@@ -443,7 +452,7 @@ def compact_deliveries(
 
 def raw_delivery_ids(result: list[dict[str, Any]] | dict[str, Any]) -> list[int]:
     """The delivery ids of a raw ``fetch`` answer, compact or in map form."""
-    if type(result) is dict:
+    if isinstance(result, dict):
         first_id = result.get("first_id", 0)
         return list(range(first_id, first_id + len(result["bodies"])))
     return [m["delivery_id"] for m in result]

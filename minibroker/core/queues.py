@@ -256,10 +256,10 @@ def _within(ready: Ready, count: int, max_bytes: int) -> bool:
     headers the sizes are summed in C (``delivery_size`` is the body plus a
     fixed overhead).
     """
-    head = list(islice(ready, count))
-    if any(map(_headers_of, head)):
-        return sum(map(delivery_size, head)) <= max_bytes
-    return sum(map(len, map(_body_of, head))) + count * DELIVERY_OVERHEAD <= max_bytes
+    if any(map(_headers_of, islice(ready, count))):
+        return sum(map(delivery_size, islice(ready, count))) <= max_bytes
+    body_bytes = sum(map(len, map(_body_of, islice(ready, count))))
+    return body_bytes + count * DELIVERY_OVERHEAD <= max_bytes
 
 
 def _check_max_messages(value: int, limits: Limits) -> None:
@@ -898,8 +898,8 @@ class Queue:
 
     def _all_held(
         self, conn_id: int, delivery_ids: Sequence[int]
-    ) -> tuple[list[Message], Counter[Lease]] | None:
-        """The common ack, checked in C: the messages and the count per lease, or None.
+    ) -> tuple[list[Message], dict[Lease, int]] | None:
+        """The common ack, checked in C: the messages and how many per lease, or None.
 
         None unless every id is distinct, in flight, held by ``conn_id`` and
         of no message group: the generic ``_held_by`` and ``_release`` then
@@ -909,16 +909,19 @@ class Queue:
         """
         if self._group_holds:
             return None
-        messages = list(map(self._inflight.get, delivery_ids))
-        if None in messages or len(set(delivery_ids)) != len(messages):
+        found = list(map(self._inflight.get, delivery_ids))
+        if None in found or len(set(delivery_ids)) != len(found):
             return None
-        leases = Counter(map(_lease_of, messages))
+        messages: list[Message] = found  # type: ignore[assignment]
+        leases = set(map(_lease_of, messages))
         for lease in leases:
             if lease is None or lease.conn_id != conn_id:
                 return None
-        return messages, leases  # type: ignore[return-value]
+        if len(leases) == 1:  # the acks of one fetch: no count per lease to make
+            return messages, {leases.pop(): len(messages)}
+        return messages, Counter(map(_lease_of, messages))
 
-    def _release_all(self, delivery_ids: Sequence[int], leases: Counter[Lease]) -> int:
+    def _release_all(self, delivery_ids: Sequence[int], leases: dict[Lease, int]) -> int:
         """Settle what ``_all_held`` found: out of the in-flight table, off their leases.
 
         The messages keep their (now stale) ``lease``: they leave the queue
