@@ -24,7 +24,7 @@ from minibroker.client.flavours import (
 )
 from minibroker.client.logs import RecordItem, encode_records, first_offset, record_map
 from minibroker.client.protocol import Call, connection_lost
-from minibroker.client.queue_wire import count_of
+from minibroker.client.queue_wire import bare_puts, count_of
 from minibroker.errors import BrokerError
 
 #: What a producer's ``put`` or ``append`` returns on one side (see ``QueueProducer``).
@@ -100,6 +100,9 @@ class ProducerState:
         #: The first error since the last flush (raised by ``flush``).
         self.failure: BaseException | None = None
         self.closed = False
+        #: Whether a message without headers goes as its bare body (a queue
+        #: producer whose broker announced ``put.bare``; logs always take them).
+        self.bare_bodies = False
 
     def add(self, item: Any, size: int) -> Any:
         """Queue one encoded message and return its confirmation; send its batch
@@ -361,10 +364,12 @@ def queue_producer_state(client: Any, queue: str, **window: Unpack[Window]) -> P
     ``max_batch_bytes`` and ``max_in_flight``: see ``Window``). Use it with
     ``async with`` (``with``); leaving the block flushes."""
 
-    def put_batch(messages: list[dict[str, Any]]) -> Call[int]:
+    def put_batch(messages: list[Any]) -> Call[int]:
         return Call("put", {"queue": queue, "messages": messages}, count_of)
 
-    return ProducerState(client, put_batch, _queue_result, **window)
+    state = ProducerState(client, put_batch, _queue_result, **window)
+    state.bare_bodies = bare_puts(client)
+    return state
 
 
 def _queue_result(result: Any, index: int, count: int | None) -> int | None:
@@ -384,17 +389,28 @@ class QueueProducer(Generic[C]):
         """Queue one message; waits (async: ``await`` it) only while the window is
         full. Its confirmation says when the message is stored (None) or why not:
         ``await confirmation``, or ``confirmation.result()`` on the blocking client."""
+        state = self._state
         if type(body) is bytes and headers is None:  # the common case first: no calls
-            return self._room_after(self._state.add({"body": body}, len(body)))
+            return self._room_after(
+                state.add(body if state.bare_bodies else {"body": body}, len(body))
+            )
         message = message_map(body, headers)
-        return self._room_after(self._state.add(message, body_size(body, headers)))
+        return self._room_after(state.add(message, body_size(body, headers)))
 
     def put_many(self, messages: Iterable[MessageItem]) -> C:
         """Queue a batch of messages (as ``mb.put_many`` takes them) that leave
         together; waits only while the window is full. Its confirmation gives
         their count once stored (or their batch's error)."""
-        encoded = encode_messages(messages, "put_many")
-        return self._room_after(self._state.add_many(encoded, sum(len(m["body"]) for m in encoded)))
+        state = self._state
+        encoded = encode_messages(messages, "put_many", bare=state.bare_bodies)
+        return self._room_after(state.add_many(encoded, encoded_size(encoded)))
+
+
+def encoded_size(encoded: list[Any]) -> int:
+    """Body bytes of a batch in wire form (bare bodies and ``{"body"}`` maps)."""
+    if set(map(type, encoded)) <= {bytes}:  # bare bodies: summed in C
+        return sum(map(len, encoded))
+    return sum(len(m) if type(m) is bytes else len(m["body"]) for m in encoded)
 
 
 class AsyncQueueProducer(QueueProducer[Coroutine[Any, Any, Confirmation]], AsyncProducer):

@@ -100,6 +100,9 @@ class ClientProtocol:
         self._hello_id: int | None = None
         #: The largest frame the server accepts (its advertised limit; None before hello).
         self.send_limit: int | None = None
+        #: The optional protocol forms the server announced in hello (``extensions``,
+        #: frames.EXTENSIONS): a form is used only when its broker names it.
+        self.extensions: frozenset[str] = frozenset()
 
     @property
     def max_frame_bytes(self) -> int:
@@ -143,9 +146,9 @@ class ClientProtocol:
         return events
 
     def adopt_server_limits(self, server_info: object) -> None:
-        """Take the server's advertised ``limits.max_frame_bytes``.
+        """Take the server's advertised ``limits.max_frame_bytes`` and ``extensions``.
 
-        It becomes ``send_limit`` (what this client may send), and the
+        The limit becomes ``send_limit`` (what this client may send), and the
         decoder's limit if it is larger: a server advertising less than this
         client's limit still gets the client's for what it sends (it never
         sends more than it advertises). Anything malformed is ignored.
@@ -153,6 +156,9 @@ class ClientProtocol:
         self._hello_id = None
         if not isinstance(server_info, dict):
             return
+        extensions = server_info.get("extensions")
+        if isinstance(extensions, list):
+            self.extensions = frozenset(e for e in extensions if type(e) is str)
         limits = server_info.get("limits")
         advertised = limits.get("max_frame_bytes") if isinstance(limits, dict) else None
         if type(advertised) is not int or advertised <= 0:

@@ -34,6 +34,7 @@ from minibroker.client.queue_wire import (
     cancel_fetch_call,
     fetch_call,
     nack_call,
+    raw_delivery_ids,
 )
 from minibroker.errors import BrokerError, UnknownDelivery
 
@@ -52,16 +53,16 @@ FETCHES_IN_FLIGHT = 2
 CANCEL_OP = "fetch.cancel"
 
 
-def giving_back(client: Any, queue: str) -> Callable[[list[dict[str, Any]]], None]:
+def giving_back(client: Any, queue: str) -> Callable[[Any], None]:
     """A hook for an abandoned fetch: nack (requeue) whatever it still brings in.
 
     It runs on the transport's reader the moment the answer arrives, so the
     messages go back at once instead of after their visibility timeout.
     """
 
-    def give_back(result: list[dict[str, Any]]) -> None:
-        if result:
-            ids = [m["delivery_id"] for m in result]
+    def give_back(result: list[dict[str, Any]] | dict[str, Any]) -> None:
+        ids = raw_delivery_ids(result)
+        if ids:
             client._post(nack_call(queue, ids, True, 0.0))
 
     return give_back
@@ -408,10 +409,11 @@ class AsyncConsumer(_ConsumerDriver, AwaitingContext):
         return self
 
     async def __anext__(self) -> Delivery:
-        # A buffered delivery, the common case, needs no flow.
-        delivery: Delivery | None = (
-            self._buffer.popleft() if self._buffer else await self._run(self._fetched())
-        )
+        # A buffered delivery, the common case, needs no flow and no call.
+        buffer = self._buffer
+        if buffer:
+            return buffer.popleft()  # type: ignore[no-any-return]
+        delivery: Delivery | None = await self._run(self._fetched())
         return self._handed(delivery, StopAsyncIteration)
 
 
@@ -422,7 +424,8 @@ class SyncConsumer(_ConsumerDriver, BlockingContext):
         return self
 
     def __next__(self) -> SyncDelivery:
-        delivery: SyncDelivery | None = (
-            self._buffer.popleft() if self._buffer else self._run(self._fetched())
-        )
+        buffer = self._buffer
+        if buffer:
+            return buffer.popleft()  # type: ignore[no-any-return]
+        delivery: SyncDelivery | None = self._run(self._fetched())
         return self._handed(delivery, StopIteration)

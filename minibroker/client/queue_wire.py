@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
+from itertools import repeat
 from typing import Any, Literal, TypeVar
 
 from minibroker.client.bodies import MessageItem, encode_messages, message_map
@@ -219,6 +220,17 @@ class Delivery(DeliveryBase):
         delivery is no longer held (its visibility timeout ran out, or it was
         already settled). From a consumer: recorded and sent in a batch.
         """
+        # A consumer's delivery acked once, the loop's every message: its id
+        # joins the consumer's batch (``ConsumerState.record_ack`` inlined), no
+        # request is built. ``_settle`` does the same the long way.
+        settler = self._settler
+        if settler._batches and self._settled is None and not settler.closed:
+            self._settled = "acked"
+            acks = settler.acks
+            acks.append(self.delivery_id)
+            if len(acks) >= settler.ack_every:
+                settler.flush()
+            return
         await self._settle(ack_call(self.queue, [self.delivery_id]), "acked")
 
     async def nack(self, requeue: bool = True, delay: float = 0.0) -> None:
@@ -243,6 +255,11 @@ class SyncDelivery(DeliveryBase):
 
     def ack(self) -> None:
         """Acknowledge (see ``Delivery.ack``)."""
+        settler = self._settler
+        if settler._batches and self._settled is None:  # see Delivery.ack
+            self._settled = "acked"
+            settler.record_ack(self.delivery_id)
+            return
         self._settle(ack_call(self.queue, [self.delivery_id]), "acked")
 
     def nack(self, requeue: bool = True, delay: float = 0.0) -> None:
@@ -359,10 +376,91 @@ def fetch_call(
     if visibility_timeout is not None:
         fields["visibility_timeout"] = visibility_timeout
 
-    def parse(result: list[dict[str, Any]]) -> list[D]:
+    # Compact answers (``fetch.compact``) carry columns instead of a map per
+    # delivery; an older broker ignores the field and answers with maps.
+    fields["compact"] = True
+
+    def parse(result: list[dict[str, Any]] | dict[str, Any]) -> list[D]:
+        if isinstance(result, dict):
+            return compact_deliveries(kind, queue, settler, result)
         return [kind(queue, m, settler) for m in result]
 
     return Call("fetch", fields, parse)
+
+
+_new = object.__new__
+
+
+def compact_deliveries(
+    kind: type[D], queue: str, settler: Any, result: dict[str, Any]
+) -> list[D]:
+    """The deliveries of a compact ``fetch`` answer (docs/protocol.md, ``fetch``).
+
+    ``first_id`` and the ids after it, ``bodies``, and ``delivery_count``
+    and ``published_at`` as one integer for all or an array, ``headers`` an
+    array when some delivery has headers. Each delivery is built with its
+    slots set directly (no ``__init__``, no map per delivery to read): the
+    consumer's per-message decoding is this loop. The deliveries equal
+    those of the same answer in map form (a property test checks it).
+    """
+    bodies: list[bytes] = result["bodies"]
+    if not bodies:
+        return []
+    first_id: int = result["first_id"]
+    counts = result["delivery_count"]
+    published = result["published_at"]
+    headers = result.get("headers")
+    out: list[D] = []
+    add = out.append
+    if type(counts) is int and type(published) is int and headers is None:
+        for delivery_id, body in enumerate(bodies, first_id):
+            d: Any = _new(kind)
+            d.queue = queue
+            d.delivery_id = delivery_id
+            d.body = body
+            d.headers = None
+            d.delivery_count = counts
+            d.published_at = published
+            d._settler = settler
+            d._settled = None
+            add(d)
+        return out
+    n = len(bodies)
+    count_of_each = repeat(counts, n) if type(counts) is int else counts
+    published_of_each = repeat(published, n) if type(published) is int else published
+    headers_of_each = repeat(None, n) if headers is None else headers
+    for delivery_id, body, count, at, header in zip(
+        range(first_id, first_id + n),
+        bodies,
+        count_of_each,
+        published_of_each,
+        headers_of_each,
+        strict=True,
+    ):
+        d = _new(kind)
+        d.queue = queue
+        d.delivery_id = delivery_id
+        d.body = body
+        d.headers = header
+        d.delivery_count = count
+        d.published_at = at
+        d._settler = settler
+        d._settled = None
+        add(d)
+    return out
+
+
+def raw_delivery_ids(result: list[dict[str, Any]] | dict[str, Any]) -> list[int]:
+    """The delivery ids of a raw ``fetch`` answer, compact or in map form."""
+    if isinstance(result, dict):
+        first_id = result.get("first_id", 0)
+        return list(range(first_id, first_id + len(result["bodies"])))
+    return [m["delivery_id"] for m in result]
+
+
+def bare_puts(client: Any) -> bool:
+    """Whether ``client``'s broker takes bare bodies in ``put`` (``put.bare``)."""
+    return "put.bare" in client._conn.protocol.extensions
 
 
 def _cancelled(result: dict[str, Any]) -> bool:

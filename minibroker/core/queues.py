@@ -52,7 +52,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
+from itertools import islice, repeat
+from operator import attrgetter
 from typing import TYPE_CHECKING, Final, Protocol
 
 from minibroker.core.config import Limits
@@ -121,8 +124,10 @@ compaction_defaults = CompactionSettings()
 class Incoming(Protocol):
     """A message handed to ``put``: anything with ``body`` and ``headers``.
 
-    The msgpack front end passes its ``MessageIn`` frames straight through,
-    so a put converts nothing per message before it reaches the queue.
+    ``put`` also takes a bare body (``bytes``) for a message without
+    headers. The msgpack front end passes its ``MessageIn`` frames and bare
+    bodies straight through, so a put converts nothing per message before
+    it reaches the queue.
     """
 
     @property
@@ -231,6 +236,32 @@ class QueueContents(Value, frozen=True):
     delayed: list[Delayed]
 
 
+def _parts(message: Incoming | bytes) -> tuple[bytes, dict[str, str] | None]:
+    """A put message's body and headers (None for none), bare body or not."""
+    if type(message) is bytes:
+        return message, None
+    return message.body, message.headers or None  # type: ignore[union-attr]
+
+
+_body_of = attrgetter("body")
+_headers_of = attrgetter("headers")
+_lease_of = attrgetter("lease")
+
+
+def _within(ready: Ready, count: int, max_bytes: int) -> bool:
+    """True if the first ``count`` ready messages fit ``max_bytes`` of deliveries together.
+
+    What lets a fetch with a byte budget (every fetch of the native
+    protocol: one frame) skip ``_take_ready``'s per-message loop: without
+    headers the sizes are summed in C (``delivery_size`` is the body plus a
+    fixed overhead).
+    """
+    if any(map(_headers_of, islice(ready, count))):
+        return sum(map(delivery_size, islice(ready, count))) <= max_bytes
+    body_bytes = sum(map(len, map(_body_of, islice(ready, count))))
+    return body_bytes + count * DELIVERY_OVERHEAD <= max_bytes
+
+
 def _check_max_messages(value: int, limits: Limits) -> None:
     if type(value) is not int or not 1 <= value <= limits.max_fetch:
         raise BadRequest(f"max_messages must be between 1 and {limits.max_fetch}, got {value!r}")
@@ -316,7 +347,7 @@ class Queue:
 
     def put(
         self,
-        messages: Sequence[Incoming],
+        messages: Sequence[Incoming | bytes],
         now: float,
         *,
         delay: float = 0.0,
@@ -325,6 +356,9 @@ class Queue:
         priority: int | None = None,
     ) -> int:
         """Append ``messages`` to the queue (all of them, or none); return how many.
+
+        Each message is an ``Incoming`` (``body`` and ``headers``) or a bare
+        body (``bytes``: no headers).
 
         With ``delay`` (seconds, at most 12 hours) the messages wait as
         *delayed* first and join the back of the queue when it is over (SQS's
@@ -375,24 +409,7 @@ class Queue:
         if ttl is not None:
             expires_at = min(expires_at, now + ttl)
             self._expiring = True
-        max_bytes = limits.max_message_bytes
-        room = self._delivery_room()
-        # delivery_size() inlined: this loop runs once per message put.
-        body_room = math.inf if room is None else room - DELIVERY_OVERHEAD
-        batch: list[Message] = []
-        add = batch.append
-        for m in messages:
-            body = m.body
-            if len(body) > max_bytes:
-                raise TooLarge(
-                    f"a message body of {len(body)} bytes exceeds the limit of {max_bytes} bytes",
-                    limit=max_bytes,
-                )
-            headers = m.headers or None
-            if len(body) > body_room or (headers and len(body) + headers_size(headers) > body_room):
-                assert room is not None
-                raise self._too_large_to_deliver(Message(body, headers, 0), room, len(batch))
-            add(Message(body, headers, published_at, expires_at))
+        batch = self._admit(messages, published_at, expires_at)
         if priority and self._prioritized:
             for message in batch:
                 message.priority = priority
@@ -413,7 +430,46 @@ class Queue:
             self._compact_quietly(journal, published_at)
         return count
 
-    def _would_overflow(self, count: int, messages: Iterable[Incoming]) -> bool:
+    def _admit(
+        self, messages: Sequence[Incoming | bytes], published_at: int, expires_at: float
+    ) -> list[Message]:
+        """The queue's ``Message`` objects for a put batch, after checking every size.
+
+        Raises TooLarge for the first message whose body is over the limit,
+        or whose delivery (with its headers) no frame could carry.
+        A batch of bare bodies (the native protocol's common put, see
+        ``Incoming``) is checked with ``max(map(len, ...))`` and turned into
+        messages by ``map``, without a Python loop of its own; any other
+        batch, or one with a message too large, takes the loop that finds and
+        names the first bad message.
+        """
+        limits = self._parent.limits
+        max_bytes = limits.max_message_bytes
+        room = self._delivery_room()
+        # delivery_size() inlined: this runs once per message put.
+        body_room = math.inf if room is None else room - DELIVERY_OVERHEAD
+        if set(map(type, messages)) == {bytes}:
+            bodies: Sequence[bytes] = messages  # type: ignore[assignment]
+            if max(map(len, bodies)) <= min(max_bytes, body_room):
+                return list(
+                    map(Message, bodies, repeat(None), repeat(published_at), repeat(expires_at))
+                )
+        batch: list[Message] = []
+        add = batch.append
+        for m in messages:
+            body, headers = _parts(m)
+            if len(body) > max_bytes:
+                raise TooLarge(
+                    f"a message body of {len(body)} bytes exceeds the limit of {max_bytes} bytes",
+                    limit=max_bytes,
+                )
+            if len(body) > body_room or (headers and len(body) + headers_size(headers) > body_room):
+                assert room is not None
+                raise self._too_large_to_deliver(Message(body, headers, 0), room, len(batch))
+            add(Message(body, headers, published_at, expires_at))
+        return batch
+
+    def _would_overflow(self, count: int, messages: Iterable[Incoming | bytes]) -> bool:
         """True if ``count`` more ready messages (with these bodies, when bytes are
         limited) would take the queue past its max_length or max_length_bytes."""
         options = self.options
@@ -422,10 +478,12 @@ class Queue:
             return True
         max_bytes = options.max_length_bytes
         return max_bytes is not None and (
-            ready_bytes(ready) + sum(len(m.body) for m in messages) > max_bytes
+            ready_bytes(ready) + sum(len(_parts(m)[0]) for m in messages) > max_bytes
         )
 
-    def _refuse(self, messages: Sequence[Incoming], now: float, priority: int | None) -> None:
+    def _refuse(
+        self, messages: Sequence[Incoming | bytes], now: float, priority: int | None
+    ) -> None:
         """Refuse a put that would overflow: raise Overflow, after dead-lettering
         the messages under reject_publish_dlx (RabbitMQ's reason: maxlen)."""
         count = len(messages)
@@ -435,7 +493,7 @@ class Queue:
             published_at = self._broker.clock.wall_ms(now)
             level = priority if priority and self._prioritized else 0
             refused = [
-                Message(m.body, m.headers or None, published_at, priority=level) for m in messages
+                Message(*_parts(m), published_at, priority=level) for m in messages
             ]
             self._dead_letter(refused, "overflow", now)
         ready = self._ready
@@ -597,10 +655,10 @@ class Queue:
         ready = self._ready
         if (
             self._ttl is None
-            and max_bytes is None
             and self._fits_every_frame()
             and not self._grouped
             and not self._expiring
+            and (max_bytes is None or _within(ready, min(max_messages, len(ready)), max_bytes))
         ):
             popleft = ready.popleft
             out = [popleft() for _ in range(min(max_messages, len(ready)))]
@@ -823,16 +881,58 @@ class Queue:
 
     def ack(self, peer: Peer, delivery_ids: Sequence[int], now: float) -> int:
         """Acknowledge deliveries held by ``peer``: they leave the queue. All or nothing."""
-        messages = self._held_by(peer.conn_id, delivery_ids)
+        held = self._all_held(peer.conn_id, delivery_ids)
+        messages = self._held_by(peer.conn_id, delivery_ids) if held is None else held[0]
         journal = self._journal
         if journal is not None and messages:
             timestamp = self._broker.clock.wall_ms(now)
             journal.settle(messages, timestamp)  # raises before anything changed
             self._compact_quietly(journal, timestamp)
-        count = len(self._release(messages))
+        if held is None:
+            count = len(self._release(messages))
+        else:
+            count = self._release_all(delivery_ids, held[1])
         self.acked += count
         self._feed_unblocked(now)
         return count
+
+    def _all_held(
+        self, conn_id: int, delivery_ids: Sequence[int]
+    ) -> tuple[list[Message], dict[Lease, int]] | None:
+        """The common ack, checked in C: the messages and how many per lease, or None.
+
+        None unless every id is distinct, in flight, held by ``conn_id`` and
+        of no message group: the generic ``_held_by`` and ``_release`` then
+        check, name the bad ids and settle one message at a time. A consumer
+        acking what it fetched passes, so its ack costs a few passes of
+        ``map`` in C instead of two Python loops per id.
+        """
+        if self._group_holds:
+            return None
+        found = list(map(self._inflight.get, delivery_ids))
+        if None in found or len(set(delivery_ids)) != len(found):
+            return None
+        messages: list[Message] = found  # type: ignore[assignment]
+        leases = set(map(_lease_of, messages))
+        for lease in leases:
+            if lease is None or lease.conn_id != conn_id:
+                return None
+        if len(leases) == 1:  # the acks of one fetch: no count per lease to make
+            return messages, {leases.pop(): len(messages)}
+        return messages, Counter(map(_lease_of, messages))
+
+    def _release_all(self, delivery_ids: Sequence[int], leases: dict[Lease, int]) -> int:
+        """Settle what ``_all_held`` found: out of the in-flight table, off their leases.
+
+        The messages keep their (now stale) ``lease``: they leave the queue
+        for good, and nothing reads it again.
+        """
+        deque(map(self._inflight.__delitem__, delivery_ids), maxlen=0)
+        for lease, settled in leases.items():
+            lease.outstanding -= settled
+            if not lease.outstanding:
+                self._end_lease(lease)
+        return len(delivery_ids)
 
     def nack(
         self,

@@ -321,6 +321,10 @@ def _summary_of_params(params: dict[str, Any]) -> dict[str, Any]:
 def _outcome(result: object) -> dict[str, Any]:
     """What an operation answered, reduced to numbers a timeline can show."""
     if isinstance(result, dict):
+        if isinstance(result.get("bodies"), list):  # a compact fetch answer (fetch.compact)
+            count = len(result["bodies"])
+            first = result.get("first_id", 0)
+            return {"deliveries": count, "delivery_ids": list(range(first, first + min(count, 20)))}
         if isinstance(result.get("deliveries"), list):
             result = result["deliveries"]
         else:

@@ -26,6 +26,11 @@ from minibroker.protocol.schema import compile_decoder
 
 PROTOCOL_VERSION = 1
 
+#: Optional forms of version 1 this broker understands, announced in the
+#: ``hello`` result (``extensions``): a client uses a form only when its
+#: broker names it, so either side may be older (docs/protocol.md).
+EXTENSIONS: tuple[str, ...] = ("put.bare", "fetch.compact")
+
 StartSpec = int | str
 
 
@@ -128,9 +133,12 @@ class QueueInspect(Request):
 
 
 class Put(Request):
+    """Put messages: each a ``MessageIn`` map, or a bare body (no headers),
+    which is smaller on the wire and cheaper on both sides (``put.bare``)."""
+
     op: ClassVar[str] = "put"
     queue: str
-    messages: list[MessageIn]
+    messages: list[MessageIn | bytes]
 
 
 class Fetch(Request):
@@ -139,6 +147,9 @@ class Fetch(Request):
     max_messages: int = 1
     wait: float = 0.0
     visibility_timeout: float | None = None
+    #: True: answer with one compact map of columns instead of a map per
+    #: delivery (``fetch.compact``); an older broker ignores the field.
+    compact: bool = False
 
 
 class FetchCancel(Request):

@@ -71,7 +71,7 @@ OPS: dict[str, Op] = {
         Op(frames.QueueList, queues.list_queues),
         Op(frames.QueueStats, queues.stats),
         Op(frames.QueueInspect, queues.inspect),
-        Op(frames.Put, queues.put),
+        Op(frames.Put, queues.put, decode=queues.decode_put),
         Op(frames.Fetch, queues.fetch),
         Op(frames.FetchCancel, queues.fetch_cancel),
         Op(frames.Ack, queues.ack),

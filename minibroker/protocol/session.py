@@ -425,6 +425,7 @@ class Session(WireSession):
             "connection": self._conn_id,
             "namespace": self.namespace.name,
             "features": list(self.settings.features),
+            "extensions": list(frames.EXTENSIONS),
             "fsync": self.broker.config.fsync,
             "limits": {
                 "max_frame_bytes": self.settings.max_frame_bytes,

@@ -86,6 +86,7 @@ def test_hello_result_shape() -> None:
         "connection": 7,
         "namespace": "tenant-a",
         "features": ["queues", "topics", "logs", "request_reply"],
+        "extensions": ["put.bare", "fetch.compact"],
         "fsync": "batch",
         "limits": result["limits"],
     }

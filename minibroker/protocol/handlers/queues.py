@@ -25,16 +25,25 @@ A delivery is ``{"delivery_id", "body", "delivery_count", "published_at"}``
 plus ``"headers"`` when the message has any. A ``fetch`` returns at most
 ``max_messages`` deliveries and at most what fits one frame of the
 connection (``Session.frame_budget``); the rest stays ready.
+
+The W1 hot path (a producer's ``put`` batches, a consumer's ``fetch``
+batches) builds no object per message here: :func:`decode_put` keeps a
+batch of bare bodies as the list msgpack decoded, and a ``compact`` fetch
+is answered by :func:`encode_compact`, one map of columns whose lists are
+gathered in C, instead of a map per delivery (docs/protocol.md, ``fetch``).
 """
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from minibroker.core.durations import check_seconds
 from minibroker.core.queue_message import Message
 from minibroker.core.queue_options import QueueOptions, QueueStatistics
 from minibroker.protocol import frames
+from minibroker.protocol.frames import DECODERS
+from minibroker.protocol.handlers.messages import fast_messages
 from minibroker.protocol.handlers.parked import PARKED
 from minibroker.value_class import asdict
 
@@ -69,9 +78,74 @@ def encode_deliveries(messages: list[Message]) -> list[dict[str, Any]]:
     return out
 
 
+_bodies_of = attrgetter("body")
+_counts_of = attrgetter("delivery_count")
+_published_of = attrgetter("published_at")
+_headers_of = attrgetter("headers")
+
+
+def encode_compact(messages: list[Message]) -> dict[str, Any] | list[dict[str, Any]]:
+    """Deliveries as one compact map of columns (a ``fetch`` with ``compact``).
+
+    ``{"first_id", "bodies", "delivery_count", "published_at", "headers"?}``:
+    the deliveries' ids are ``first_id``, ``first_id + 1``, ... (one fetch
+    hands out a contiguous range, see ``Queue._deliver``); ``delivery_count``
+    and ``published_at`` are one integer when every delivery has that value
+    (the common case: a batch put at once, delivered for the first time),
+    else an array; ``headers`` is there only when some delivery has headers
+    (an array, nil for the others). An empty answer is ``{"bodies": []}``.
+    The columns are gathered with ``map`` over ``attrgetter``, in C.
+    """
+    if not messages:
+        return {"bodies": []}
+    first_id = messages[0].delivery_id
+    if messages[-1].delivery_id != first_id + len(messages) - 1:
+        return encode_deliveries(messages)  # not a range: the map form, as a client reads too
+    counts = list(map(_counts_of, messages))
+    published = list(map(_published_of, messages))
+    out: dict[str, Any] = {
+        "first_id": first_id,
+        "bodies": list(map(_bodies_of, messages)),
+        "delivery_count": counts[0] if len(set(counts)) == 1 else counts,
+        "published_at": published[0] if len(set(published)) == 1 else published,
+    }
+    headers = list(map(_headers_of, messages))
+    if headers.count(None) != len(headers):
+        out["headers"] = [h or None for h in headers]
+    return out
+
+
 def _encode_parked(result: object) -> object:
     assert isinstance(result, list)
     return encode_deliveries(result)
+
+
+def _encode_parked_compact(result: object) -> object:
+    assert isinstance(result, list)
+    return encode_compact(result)
+
+
+_generic_put_decoder: Any = None
+
+
+def decode_put(raw: dict[Any, Any], path: str = "") -> frames.Put:
+    """Decode a ``put`` map: the common shape fast, anything else the generic way.
+
+    The result is the same ``frames.Put`` the generic decoder builds (a
+    property test checks it, errors included); a batch of bare bodies stays
+    the list msgpack decoded (protocol/handlers/messages.py).
+    """
+    global _generic_put_decoder
+    queue = raw.get("queue")
+    request_id = raw.get("id")
+    if type(queue) is str and type(request_id) is int:
+        decoded = fast_messages(raw.get("messages"))
+        if decoded is not None:
+            return frames.Put(request_id, queue, decoded)
+    if _generic_put_decoder is None:  # compiled on first use, as the op table does
+        _generic_put_decoder = DECODERS[frames.Put.op]
+    generic: frames.Put = _generic_put_decoder(raw, path)
+    return generic
 
 
 def _message_view(m: Message) -> dict[str, Any]:
@@ -171,8 +245,8 @@ def fetch(session: Session, frame: frames.Fetch, now: float) -> Any:
         session, frame.max_messages, now, frame.visibility_timeout, budget
     )
     if messages or frame.wait <= 0:
-        return encode_deliveries(messages)
-    token = session.park(frame.id, _encode_parked)
+        return encode_compact(messages) if frame.compact else encode_deliveries(messages)
+    token = session.park(frame.id, _encode_parked_compact if frame.compact else _encode_parked)
     try:
         queue.wait(
             session,

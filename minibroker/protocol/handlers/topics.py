@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from minibroker.core.topics import TopicMessage, TopicSubscription
 from minibroker.protocol import codec, frames
 from minibroker.protocol.frames import DECODERS
-from minibroker.protocol.handlers.logs import _is_str_map
+from minibroker.protocol.handlers.messages import fast_messages
 
 if TYPE_CHECKING:
     from minibroker.protocol.session import Session
@@ -79,7 +79,6 @@ def unbind(session: Session, frame: frames.Unbind, now: float) -> dict[str, bool
 
 
 _generic_publish_decoder: Any = None
-_new_message = object.__new__
 
 
 def decode_publish(raw: dict[Any, Any], path: str = "") -> frames.Publish:
@@ -87,30 +86,15 @@ def decode_publish(raw: dict[Any, Any], path: str = "") -> frames.Publish:
 
     The result is the same ``frames.Publish`` the generic decoder builds (a
     property test checks it); bare bodies stay bytes, so the common batch
-    builds no object per message here.
+    builds no object per message here (protocol/handlers/messages.py).
     """
     topic = raw.get("topic")
-    messages = raw.get("messages")
     request_id = raw.get("id")
-    if type(topic) is not str or type(messages) is not list or type(request_id) is not int:
+    if type(topic) is not str or type(request_id) is not int:
         return _generic_publish(raw, path)
-    decoded: list[frames.MessageIn | bytes] = []
-    add = decoded.append
-    message_type = frames.MessageIn
-    for message in messages:
-        if type(message) is bytes:
-            add(message)
-            continue
-        if type(message) is not dict:
-            return _generic_publish(raw, path)
-        body = message.get("body")
-        headers = message.get("headers")
-        if type(body) is not bytes or (headers is not None and not _is_str_map(headers)):
-            return _generic_publish(raw, path)
-        item: Any = _new_message(message_type)
-        item.body = body
-        item.headers = headers
-        add(item)
+    decoded = fast_messages(raw.get("messages"))
+    if decoded is None:
+        return _generic_publish(raw, path)
     return frames.Publish(request_id, topic, decoded)
 
 
