@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -497,15 +498,38 @@ class SyncServing(SyncTransport):
         #: Why serving ended, if the connection did (raised to the caller).
         failures: list[BrokerError] = []
 
+        #: Handlers running now (the way out waits for them before unregistering).
+        running = threading.Condition()
+        busy = 0
+
         def work(requests: Any, done: threading.Event) -> None:
+            nonlocal busy
+            next_request = self._next_request
+            clock = time.monotonic
+            handled = 0.0
             try:
-                for req in requests:
-                    if leaving.is_set() or control.stopped:
+                while True:
+                    # Read from the socket by this very thread when nobody else
+                    # reads: no hand-over before the handler runs.
+                    req = next_request(requests, handled)
+                    if req is None:
                         return
-                    _handle_sync(req, handler)
+                    with running:  # ``leaving`` is set under it: no handler starts after
+                        if leaving.is_set() or control.stopped:
+                            return
+                        busy += 1
+                    started = clock()
+                    try:
+                        _handle_sync(req, handler)
+                    finally:
+                        handled = clock() - started
+                        with running:
+                            busy -= 1
+                            running.notify_all()
             except BrokerError as exc:  # the connection dropped
                 failures.append(exc)
             finally:
+                self._stop_serving(requests)
                 done.set()
 
         with opened_blocking(respond_state(self, subject, group)) as requests:
@@ -527,11 +551,16 @@ class SyncServing(SyncTransport):
             finally:
                 # Take no more requests; let running handlers finish (their
                 # replies still count), then unregister (stop() did already).
-                leaving.set()
+                # A worker waiting on the socket for the next request leaves
+                # once the unsubscribe's answer (or the connection's end) comes.
+                with running:
+                    leaving.set()
                 requests._end(StopIteration())
+                with running:
+                    running.wait_for(lambda: busy == 0)
+                self._unregister(requests)
                 for done in finished:
                     done.wait()
-                self._unregister(requests)
             if failures:
                 raise failures[0]
 
