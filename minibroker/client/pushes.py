@@ -102,6 +102,9 @@ class SubscriptionCore(Generic[T]):
         self.dropped = 0
         #: The subscribe call's result (carries ``sub`` and model-specific fields).
         self.info: Any = None
+        #: Set by the Trio ``serve``: takes a push's items on the reader and
+        #: returns those it could not start a handler for (see ``_feed``).
+        self._starter: Callable[[list[T]], list[T]] | None = None
 
     def _register(self, result: Any) -> None:
         """Run by the reader as the reply arrives, before it reads the next frame:
@@ -226,6 +229,12 @@ class SubscriptionCore(Generic[T]):
         if self._callback is not None:
             self._run_callback(items)
             return
+        if self._starter is not None:
+            # The Trio serve starts handler tasks right here, on the reader:
+            # one scheduler round per request less than waking its loop.
+            items = self._starter(items)
+            if not items:
+                return
         with self._guard:
             slow = self._take(items)
             self._arrived()

@@ -26,7 +26,13 @@ import sniffio
 
 from minibroker.client.bodies import as_body
 from minibroker.client.protocol import Call
-from minibroker.client.pushes import Opening, PushParser, opened_async, opened_blocking
+from minibroker.client.pushes import (
+    AsyncSubscription,
+    Opening,
+    PushParser,
+    opened_async,
+    opened_blocking,
+)
 from minibroker.client.serving import ServeHandle, serving_in_background, serving_in_thread
 from minibroker.client.transport import AsyncTransport, SyncTransport
 from minibroker.errors import BrokerError, ResponderError, TooLarge
@@ -349,11 +355,34 @@ def _handle_sync(req: SyncIncomingRequest, handler: SyncHandler) -> None:
 Answer = Callable[[IncomingRequest], Awaitable[None]]
 
 
-async def _serve_trio(requests: AsyncIterator[IncomingRequest], answer: Answer, slots: Any) -> None:
+async def _serve_trio(requests: AsyncSubscription[IncomingRequest], answer: Answer, slots: Any) -> None:
+    """Run ``answer(req)`` in a task per request, at most ``slots`` at once.
+
+    The client's reader starts each handler task itself, in the scheduler
+    round that read the request (``requests._starter``), while a slot is
+    free and nothing waits before it; only requests that find every slot
+    busy go through the buffer and this loop, in order. Waking this loop for
+    every request and starting the task from here cost a scheduler round
+    per request on its critical path (docs/internals.md, "Latency").
+    """
     import trio
 
     failure: BrokerError | None = None
     async with trio.open_nursery() as nursery:
+
+        def start(items: list[IncomingRequest]) -> list[IncomingRequest]:
+            started = 0
+            if not requests._items:  # never ahead of a request that waits for a slot
+                for req in items:
+                    try:
+                        slots.acquire_nowait()
+                    except trio.WouldBlock:
+                        break
+                    nursery.start_soon(answer, req)
+                    started += 1
+            return items[started:] if started else items
+
+        requests._starter = start
         try:
             async for req in requests:
                 # A free slot is taken without a checkpoint (a scheduler round
@@ -368,6 +397,8 @@ async def _serve_trio(requests: AsyncIterator[IncomingRequest], answer: Answer, 
             # after the nursery so callers catch it plainly, not in a group.
             failure = exc
             nursery.cancel_scope.cancel()
+        finally:
+            requests._starter = None
     if failure is not None:
         raise failure
 
