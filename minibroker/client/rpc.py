@@ -355,7 +355,9 @@ def _handle_sync(req: SyncIncomingRequest, handler: SyncHandler) -> None:
 Answer = Callable[[IncomingRequest], Awaitable[None]]
 
 
-async def _serve_trio(requests: AsyncSubscription[IncomingRequest], answer: Answer, slots: Any) -> None:
+async def _serve_trio(
+    requests: AsyncSubscription[IncomingRequest], answer: Answer, slots: Any
+) -> None:
     """Run ``answer(req)`` in a task per request, at most ``slots`` at once.
 
     The client's reader starts each handler task itself, in the scheduler

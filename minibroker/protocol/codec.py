@@ -502,9 +502,7 @@ def req(frame: frames.Req) -> bytes:
     return pack_frame({"op": "req", "sub": frame.sub, "requests": requests})
 
 
-def req_rows(
-    sub: int, rows: list[tuple[int, str, bytes, dict[str, str] | None, float]]
-) -> bytes:
+def req_rows(sub: int, rows: list[tuple[int, str, bytes, dict[str, str] | None, float]]) -> bytes:
     """The ``req`` push of ``rows`` ``(rid, subject, body, headers, timeout)``, as
     :func:`req` builds it from ``Req(sub, [RequestOut(rid, subject, body,
     headers or None, timeout), ...])``, without building those objects: the
