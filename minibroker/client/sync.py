@@ -10,9 +10,11 @@ same methods and errors as the Trio client. How it works, and why:
   **reader thread** reads, hands each reply to the lock its caller is
   blocked on (a pre-acquired lock the reader releases: the cheapest
   one-shot wake-up in CPython) and each push to its subscription; it parks
-  when nothing waits. A callback subscription's callback runs on whichever
-  thread reads, so a blocking call from it raises ``RuntimeError`` instead
-  of waiting for itself;
+  when nothing waits. The worker threads of a blocking ``serve`` read for
+  themselves the same way (``Client._next_request``): the worker that reads
+  a request runs its handler, with no hand-over in between. A callback
+  subscription's callback runs on whichever thread reads, so a blocking
+  call from it raises ``RuntimeError`` instead of waiting for itself;
 * **any number of threads may call at once**: a caller encodes its request
   and appends it to an outbox under one short lock; whoever finds nobody
   sending sends the whole outbox with one ``sendall`` (flat combining), so
