@@ -85,13 +85,16 @@ class DirectSocket:
         system call less per wake-up on a request/reply path. (Readiness is
         level-triggered, so data that came meanwhile is seen at once.)
         """
-        await trio.lowlevel.checkpoint_if_cancelled()
         waited = False
         if drained:
             # Closed already: ClosedResourceError, as a read would raise. Waited
-            # on by its number: Trio closing the stream wakes the wait all the same.
+            # on by its number: Trio closing the stream wakes the wait all the
+            # same. The wait is the checkpoint (a pending cancellation is
+            # delivered as it blocks), so none is needed before it.
             await trio.lowlevel.wait_readable(self._fd())
             waited = True
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
         while True:
             try:
                 data = os.read(self._fd(), max_bytes)
