@@ -601,25 +601,28 @@ class Client(SyncMethods):
                     sub._resume()
                 return item
             # Holding the reading role: read until a request is ours.
+            sub._leader = True
             try:
-                sub._leader = True
                 self._read_for(sub)
-            finally:
+            except BaseException:
                 sub._leader = False
-                with cond:
-                    got = bool(sub._items)
-                    if got:
-                        item = sub._items.popleft()
-                        resume = sub._paused and sub._consumed()
-                        # Keep the role for a quick handler when a worker is idle to watch.
-                        if sub._fast and sub._idle and self._lend(sub, me):
-                            sub._lent_at = time.monotonic()
-                            sub._lender = me
-                            sub._lends += 1
-                            if not sub._watched:
-                                cond.notify()  # an idle worker starts watching
-                if not got or sub._lender is not me:
-                    self._release(me)
+                self._release(me)
+                raise
+            sub._leader = False
+            with cond:
+                got = bool(sub._items)
+                if got:
+                    item = sub._items.popleft()
+                    resume = sub._paused and sub._consumed()
+                    # Keep the role for a quick handler when a worker is idle to watch.
+                    if sub._fast and sub._idle and self._lend(sub, me):
+                        sub._lent_at = time.monotonic()
+                        sub._lender = me
+                        sub._lends += 1
+                        if not sub._watched:
+                            cond.notify()  # an idle worker starts watching
+            if not got or sub._lender is not me:
+                self._release(me)
             if got:
                 if resume:
                     sub._resume()
