@@ -30,6 +30,7 @@ from minibroker.client.pushes import (
     AsyncSubscription,
     Opening,
     PushParser,
+    SubscriptionEnded,
     opened_async,
     opened_blocking,
 )
@@ -356,44 +357,79 @@ Answer = Callable[[IncomingRequest], Awaitable[None]]
 
 
 async def _serve_trio(
-    requests: AsyncSubscription[IncomingRequest], answer: Answer, slots: Any
+    requests: AsyncSubscription[IncomingRequest], handler: AsyncHandler, concurrency: int
 ) -> None:
-    """Run ``answer(req)`` in a task per request, at most ``slots`` at once.
+    """Answer each request with ``handler`` in one of at most ``concurrency`` worker tasks.
 
-    The client's reader starts each handler task itself, in the scheduler
-    round that read the request (``requests._starter``), while a slot is
-    free and nothing waits before it; only requests that find every slot
-    busy go through the buffer and this loop, in order. Waking this loop for
-    every request and starting the task from here cost a scheduler round
-    per request on its critical path (docs/internals.md, "Latency").
+    A worker that has answered a request takes the next one waiting in the
+    buffer, or parks. The client's reader hands each request it reads to a
+    parked worker (one ``reschedule``), or starts a new worker while fewer
+    than ``concurrency`` run, in the scheduler round that read it
+    (``requests._starter``); only a request that finds every worker busy
+    waits in the buffer, and workers take those in arrival order. Waking a
+    serve loop for every request and spawning a task per request cost a
+    scheduler round and a task's start and end per request on its critical
+    path (docs/internals.md, "Latency"). This loop only waits for the
+    subscription to end.
     """
+    import outcome
     import trio
 
+    #: Workers parked with nothing to do, most recently parked last.
+    idle: list[trio.lowlevel.Task] = []
+    running = 0
     failure: BrokerError | None = None
     async with trio.open_nursery() as nursery:
 
+        async def worker(req: IncomingRequest) -> None:
+            nonlocal running
+            task = trio.lowlevel.current_task()
+
+            def abort(_: Any) -> trio.lowlevel.Abort:
+                idle.remove(task)
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            try:
+                while True:
+                    await _handle_async(req, handler)
+                    waiting = requests.get_nowait()  # the buffer first, in order
+                    if waiting is None:
+                        if requests._ended is not None:
+                            return
+                        idle.append(task)
+                        waiting = await trio.lowlevel.wait_task_rescheduled(abort)
+                        if waiting is None:  # the subscription ended
+                            return
+                    req = waiting
+            finally:
+                running -= 1
+
         def start(items: list[IncomingRequest]) -> list[IncomingRequest]:
+            nonlocal running
             started = 0
-            if not requests._items:  # never ahead of a request that waits for a slot
+            if not requests._items:  # never ahead of a request that waits in the buffer
                 for req in items:
-                    try:
-                        slots.acquire_nowait()
-                    except trio.WouldBlock:
+                    if idle:
+                        trio.lowlevel.reschedule(idle.pop(), outcome.Value(req))
+                    elif running < concurrency:
+                        running += 1
+                        nursery.start_soon(worker, req)
+                    else:
                         break
-                    nursery.start_soon(answer, req)
                     started += 1
             return items[started:] if started else items
 
         requests._starter = start
         try:
-            async for req in requests:
-                # A free slot is taken without a checkpoint (a scheduler round
-                # per request); the loop still yields once every slot is busy.
-                try:
-                    slots.acquire_nowait()
-                except trio.WouldBlock:
-                    await slots.acquire()
-                nursery.start_soon(answer, req)
+            while requests._ended is None:
+                await requests._arrival.wait()  # an item buffered (workers take it), or the end
+            ended = requests._ended
+            if not isinstance(ended, SubscriptionEnded | StopAsyncIteration):
+                raise ended
+            # Ended cleanly: running handlers finish (and take what is buffered);
+            # parked workers leave.
+            while idle:
+                trio.lowlevel.reschedule(idle.pop(), outcome.Value(None))
         except BrokerError as exc:
             # The connection dropped: handlers could not reply anyway. Raised
             # after the nursery so callers catch it plainly, not in a group.
@@ -455,26 +491,23 @@ class AsyncServing(AsyncTransport):
         """
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        on_trio = sniffio.current_async_library() == "trio"
-        if on_trio:
-            import trio
-
-            slots: Any = trio.Semaphore(concurrency)
-        else:
+        async with opened_async(respond_state(self, subject, group)) as requests:
+            if task_status is not None:
+                task_status.started()
+            if sniffio.current_async_library() == "trio":
+                await _serve_trio(requests, handler, concurrency)
+                return
             import asyncio
 
             slots = asyncio.Semaphore(concurrency)
 
-        async def answer(req: IncomingRequest) -> None:
-            try:
-                await _handle_async(req, handler)
-            finally:
-                slots.release()
+            async def answer(req: IncomingRequest) -> None:
+                try:
+                    await _handle_async(req, handler)
+                finally:
+                    slots.release()
 
-        async with opened_async(respond_state(self, subject, group)) as requests:
-            if task_status is not None:
-                task_status.started()
-            await (_serve_trio if on_trio else _serve_asyncio)(requests, answer, slots)
+            await _serve_asyncio(requests, answer, slots)
 
     def serving(
         self, subject: str, handler: AsyncHandler, **options: Unpack[AsyncServeOptions]

@@ -8,6 +8,8 @@ and the order either way, over TCP.
 
 from __future__ import annotations
 
+from typing import Any
+
 import trio
 
 import minibroker
@@ -95,3 +97,82 @@ async def test_requests_waiting_for_a_slot_start_in_arrival_order(minibroker_url
             release.set()
         assert order == [b"first", b"0", b"1", b"2", b"3", b"4"]
         nursery.cancel_scope.cancel()
+
+
+async def test_parked_workers_leave_when_serve_is_cancelled(minibroker_url: str) -> None:
+    # After a burst, the serve's workers are parked waiting for requests;
+    # cancelling serve must end them (and serve) at once.
+    async def handler(req: IncomingRequest) -> bytes:
+        await trio.sleep(0)
+        return req.body
+
+    async with (
+        minibroker.connect(minibroker_url) as responder,
+        minibroker.connect(minibroker_url) as mb,
+    ):
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(
+                    lambda task_status: responder.serve(
+                        "svc.park", handler, concurrency=4, task_status=task_status
+                    )
+                )
+                async with trio.open_nursery() as requests:
+                    for i in range(12):
+                        requests.start_soon(mb.request, "svc.park", b"%d" % i, None, 30)
+                nursery.cancel_scope.cancel()
+
+
+async def test_serve_raises_connection_closed_with_workers_parked(minibroker_url: str) -> None:
+    async def handler(req: IncomingRequest) -> bytes:
+        return req.body
+
+    async with (
+        minibroker.connect(minibroker_url) as responder,
+        minibroker.connect(minibroker_url) as mb,
+    ):
+        failure: list[BaseException] = []
+
+        async def serve(task_status: Any) -> None:
+            try:
+                await responder.serve("svc.drop", handler, concurrency=3, task_status=task_status)
+            except minibroker.ConnectionClosed as exc:
+                failure.append(exc)
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(serve)
+                async with trio.open_nursery() as requests:
+                    for i in range(6):
+                        requests.start_soon(mb.request, "svc.drop", b"%d" % i, None, 30)
+                await responder._stream.aclose()  # the connection drops under serve
+        assert len(failure) == 1
+
+
+async def test_serve_returns_when_its_subscription_ends_with_workers_parked(
+    minibroker_url: str,
+) -> None:
+    # An ``end`` push (the broker ending the subscription) stops serve
+    # cleanly: parked workers leave, and serve returns instead of waiting
+    # for requests that cannot come.
+    from minibroker.client.pushes import SubscriptionEnded
+
+    async def handler(req: IncomingRequest) -> bytes:
+        return req.body
+
+    async with (
+        minibroker.connect(minibroker_url) as responder,
+        minibroker.connect(minibroker_url) as mb,
+    ):
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(
+                    lambda task_status: responder.serve(
+                        "svc.end", handler, concurrency=3, task_status=task_status
+                    )
+                )
+                async with trio.open_nursery() as requests:
+                    for i in range(6):
+                        requests.start_soon(mb.request, "svc.end", b"%d" % i, None, 30)
+                (requests_in,) = responder._conn.subscriptions.values()
+                requests_in._end(SubscriptionEnded("ended by the broker"))
