@@ -17,7 +17,14 @@ sequential requests, per request and per process:
   the requester's client: the counts are then per request of that mix;
 * ``syscalls`` (with ``--strace``): system calls, from ``strace -c -f``
   attached for the counted phase only (strace slows every call, so
-  latencies of that run are not reported).
+  latencies of that run are not reported);
+* ``instructions`` (with ``--callgrind WHO``, WHO one of ``broker``,
+  ``responder``, ``requester``): the CPU instructions that process executes
+  per request, counted by valgrind's callgrind with instrumentation switched
+  on (``callgrind_control -i on``) for the counted phase only. Exact and
+  independent of the load, unlike every time above; the process runs some
+  50 times slower under valgrind, so the other figures of that run mean
+  nothing (use ``--count 500`` or so).
 
 The p50 is also printed, with the 1-minute load average: read it as a
 hint, compare the counts. Every reply is checked to be its request's echo.
@@ -153,30 +160,78 @@ def _syscalls(out: Path) -> dict[str, int]:
     return counts
 
 
+def _callgrind(argv: list[str], who: str, args: argparse.Namespace, tmp: str) -> list[str]:
+    """``argv``, run under callgrind with instrumentation off when ``who`` is ``--callgrind``."""
+    if args.callgrind != who:
+        return argv
+    return [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        "-q",
+        f"--callgrind-out-file={tmp}/callgrind.out",
+        *argv,
+    ]
+
+
+def _instructions(pid: int, tmp: str) -> int:
+    """Dump the counts of a process under callgrind; the instructions counted so far."""
+    subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
+    total = 0
+    for dump in Path(tmp).glob("callgrind.out*"):
+        for line in dump.read_text(errors="replace").splitlines():
+            if line.startswith(("summary:", "totals:")):
+                total = max(total, int(line.split()[1]))
+                break
+    return total
+
+
 def _row(name: str, args: argparse.Namespace) -> dict[str, Any]:
     requester, responder = name.split("/")
     port = _free_port()
     url = f"minibroker://127.0.0.1:{port}"
     serve = [sys.executable, "-m", "minibroker", "serve", "--port", str(port)]
+    if args.callgrind_out:
+        out = Path(args.callgrind_out) / name.replace("/", "-")
+        out.mkdir(parents=True, exist_ok=True)
+        return _measure(name, requester, responder, url, serve, port, args, str(out))
+    with tempfile.TemporaryDirectory() as tmp:
+        return _measure(name, requester, responder, url, serve, port, args, tmp)
+
+
+def _measure(
+    name: str,
+    requester: str,
+    responder: str,
+    url: str,
+    serve: list[str],
+    port: int,
+    args: argparse.Namespace,
+    tmp: str,
+) -> dict[str, Any]:
     with (
-        _process(serve, ready_port=port) as broker,
-        _process(_child("responder", responder, url)) as child,
-        tempfile.TemporaryDirectory() as tmp,
+        _process(_callgrind(serve, "broker", args, tmp), ready_port=port, timeout=120) as broker,
+        _process(_callgrind(_child("responder", responder, url), "responder", args, tmp)) as child,
     ):
         _wait_ready(child)
         req = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.rpc_cost",
+            _callgrind(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.rpc_cost",
+                    "requester",
+                    requester,
+                    url,
+                    str(args.count),
+                    str(args.warmup),
+                    str(args.size),
+                    str(args.concurrency),
+                ],
                 "requester",
-                requester,
-                url,
-                str(args.count),
-                str(args.warmup),
-                str(args.size),
-                str(args.concurrency),
-            ],
+                args,
+                tmp,
+            ),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
@@ -187,18 +242,27 @@ def _row(name: str, args: argparse.Namespace) -> dict[str, Any]:
         if args.strace:
             tracers = {who: _strace(pid, Path(tmp) / who) for who, pid in pids.items()}
             time.sleep(1.0)  # attached before the counted phase starts
+        if args.callgrind:
+            subprocess.run(
+                ["callgrind_control", "-i", "on", str(pids[args.callgrind])],
+                check=True,
+                capture_output=True,
+            )
         before = {who: _proc_counts(pids[who]) for who in ("broker", "responder")}
         load = os.getloadavg()[0]
         req.stdin.write(b"go\n")
         req.stdin.flush()
         result = json.loads(req.stdout.readline())
         after = {who: _proc_counts(pids[who]) for who in ("broker", "responder")}
+        instructions = _instructions(pids[args.callgrind], tmp) if args.callgrind else 0
         for tracer in tracers.values():
             tracer.send_signal(signal.SIGINT)
             tracer.wait(10)
-        req.wait(10)
+        req.wait(60)
         n = args.count
         row: dict[str, Any] = {"p50_us": result["p50_us"], "load": load}
+        if args.callgrind:
+            row["instructions"] = {args.callgrind: instructions / n}
         for who in ("broker", "responder"):
             row[who] = {
                 "cpu_us": (after[who][0] - before[who][0]) / n * 1e6,
@@ -214,6 +278,10 @@ def _row(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def _print(rows: dict[str, dict[str, Any]]) -> None:
     for name, row in rows.items():
+        if "instructions" in row:
+            for who, count in row["instructions"].items():
+                print(f"{name}: {who} {count:,.0f} instructions per request (callgrind)")
+            continue
         print(f"{name}: p50 {row['p50_us']:.0f} µs (load {row['load']:.1f})")
         for who in ("requester", "broker", "responder"):
             part = row[who]
@@ -238,6 +306,17 @@ def main(argv: list[str] | None = None) -> None:
         "--concurrency", type=int, default=1, help="requests in flight (threads or Trio tasks)"
     )
     parser.add_argument("--strace", action="store_true", help="count system calls (strace -c)")
+    parser.add_argument(
+        "--callgrind",
+        choices=["broker", "responder", "requester"],
+        default=None,
+        help="count that process's instructions per request under valgrind's callgrind",
+    )
+    parser.add_argument(
+        "--callgrind-out",
+        default=None,
+        help="keep callgrind's dumps in this directory (for callgrind_annotate)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     args = parser.parse_args(argv)
     rows = {name: _row(name, args) for name in args.rows.split(",")}

@@ -66,11 +66,13 @@ def _wait_for_port(port: int, timeout: float = 10.0) -> None:
 
 
 @contextmanager
-def _process(args: list[str], ready_port: int | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def _process(
+    args: list[str], ready_port: int | None = None, timeout: float = 10.0
+) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         if ready_port is not None:
-            _wait_for_port(ready_port)
+            _wait_for_port(ready_port, timeout)
         yield proc
     finally:
         proc.terminate()

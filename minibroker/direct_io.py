@@ -47,13 +47,15 @@ class DirectSocket:
     ``send_all`` on the stream is in progress (bytes would interleave).
     """
 
-    __slots__ = ("_socket",)
+    __slots__ = ("_fileno",)
 
     def __init__(self, stream: trio.SocketStream) -> None:
-        self._socket = stream.socket
+        # The stdlib socket under Trio's: its ``fileno`` is -1 once the stream
+        # closed it, and asking it directly skips a Python call per use.
+        self._fileno = stream.socket._sock.fileno  # type: ignore[attr-defined]
 
     def _fd(self) -> int:
-        fd = self._socket.fileno()
+        fd: int = self._fileno()
         if fd < 0:
             raise trio.ClosedResourceError("the connection was closed")
         return fd
@@ -83,17 +85,21 @@ class DirectSocket:
         system call less per wake-up on a request/reply path. (Readiness is
         level-triggered, so data that came meanwhile is seen at once.)
         """
-        await trio.lowlevel.checkpoint_if_cancelled()
         waited = False
         if drained:
-            self._fd()  # closed already: ClosedResourceError, as a read would raise
-            await trio.lowlevel.wait_readable(self._socket)
+            # Closed already: ClosedResourceError, as a read would raise. Waited
+            # on by its number: Trio closing the stream wakes the wait all the
+            # same. The wait is the checkpoint (a pending cancellation is
+            # delivered as it blocks), so none is needed before it.
+            await trio.lowlevel.wait_readable(self._fd())
             waited = True
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
         while True:
             try:
                 data = os.read(self._fd(), max_bytes)
             except BlockingIOError:
-                await trio.lowlevel.wait_readable(self._socket)
+                await trio.lowlevel.wait_readable(self._fd())
                 waited = True
                 continue
             except OSError as exc:

@@ -111,6 +111,9 @@ class SubscriptionCore(Generic[T]):
         self.dropped = 0
         #: The subscribe call's result (carries ``sub`` and model-specific fields).
         self.info: Any = None
+        #: Set by the Trio ``serve``: takes a push's items on the reader and
+        #: returns those it could not start a handler for (see ``_feed``).
+        self._starter: Callable[[list[T]], list[T]] | None = None
 
     @staticmethod
     def _limit(call: Call[Any], own: int | None, clients: int | None) -> int:
@@ -275,6 +278,12 @@ class SubscriptionCore(Generic[T]):
         if self._callback is not None:
             self._run_callback(items)
             return
+        if self._starter is not None:
+            # The Trio serve starts handler tasks right here, on the reader:
+            # one scheduler round per request less than waking its loop.
+            items = self._starter(items)
+            if not items:
+                return
         with self._guard:
             slow = self._take(items)
             self._arrived()
@@ -416,13 +425,30 @@ class BlockingSubscription(SubscriptionCore[T], BlockingIteration[T], Blocking):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self._cond = self._guard = threading.Condition(threading.Lock())
+        # A blocking ``serve``'s workers take turns reading the socket
+        # (``Client._next_request``); all three under ``_cond``:
+        #: workers waiting for an item or for the reading role;
+        self._idle = 0
+        #: the reading role was handed to this subscription's workers, not yet taken;
+        self._offered = False
+        #: a worker reads the socket for this subscription and takes the first item itself;
+        self._leader = False
+        #: the worker the reading role is lent to while it runs a handler, and since when;
+        self._lender: threading.Thread | None = None
+        self._lent_at = 0.0
+        #: roles lent so far, and whether a worker watches the lent one;
+        self._lends = 0
+        self._watched = False
+        #: whether the last handler was quick (its worker may keep the role next time).
+        self._fast = True
 
     # ------------------------------------------------- driven by the client
 
     def _arrived(self) -> None:
         # One waiter per buffered item, not all of them: a blocking serve
-        # has ``workers`` threads waiting here and one request wakes one.
-        self._cond.notify(len(self._items))
+        # has ``workers`` threads waiting here and one request wakes one
+        # (none for the item the serve worker that read it takes itself).
+        self._cond.notify(len(self._items) - self._leader)
 
     def _end(self, error: BaseException) -> None:
         with self._cond:

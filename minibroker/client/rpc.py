@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -25,7 +26,14 @@ import sniffio
 
 from minibroker.client.bodies import as_body
 from minibroker.client.protocol import Call
-from minibroker.client.pushes import Opening, PushParser, opened_async, opened_blocking
+from minibroker.client.pushes import (
+    AsyncSubscription,
+    Opening,
+    PushParser,
+    SubscriptionEnded,
+    opened_async,
+    opened_blocking,
+)
 from minibroker.client.serving import ServeHandle, serving_in_background, serving_in_thread
 from minibroker.client.transport import AsyncTransport, SyncTransport
 from minibroker.errors import BrokerError, ResponderError, TooLarge
@@ -348,25 +356,87 @@ def _handle_sync(req: SyncIncomingRequest, handler: SyncHandler) -> None:
 Answer = Callable[[IncomingRequest], Awaitable[None]]
 
 
-async def _serve_trio(requests: AsyncIterator[IncomingRequest], answer: Answer, slots: Any) -> None:
+async def _serve_trio(
+    requests: AsyncSubscription[IncomingRequest], handler: AsyncHandler, concurrency: int
+) -> None:
+    """Answer each request with ``handler`` in one of at most ``concurrency`` worker tasks.
+
+    A worker that has answered a request takes the next one waiting in the
+    buffer, or parks. The client's reader hands each request it reads to a
+    parked worker (one ``reschedule``), or starts a new worker while fewer
+    than ``concurrency`` run, in the scheduler round that read it
+    (``requests._starter``); only a request that finds every worker busy
+    waits in the buffer, and workers take those in arrival order. Waking a
+    serve loop for every request and spawning a task per request cost a
+    scheduler round and a task's start and end per request on its critical
+    path (docs/internals.md, "Latency"). This loop only waits for the
+    subscription to end.
+    """
+    import outcome
     import trio
 
+    #: Workers parked with nothing to do, most recently parked last.
+    idle: list[trio.lowlevel.Task] = []
+    running = 0
     failure: BrokerError | None = None
     async with trio.open_nursery() as nursery:
+
+        async def worker(req: IncomingRequest) -> None:
+            nonlocal running
+            task = trio.lowlevel.current_task()
+
+            def abort(_: Any) -> trio.lowlevel.Abort:
+                idle.remove(task)
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            try:
+                while True:
+                    await _handle_async(req, handler)
+                    waiting = requests.get_nowait()  # the buffer first, in order
+                    if waiting is None:
+                        if requests._ended is not None:
+                            return
+                        idle.append(task)
+                        waiting = await trio.lowlevel.wait_task_rescheduled(abort)
+                        if waiting is None:  # the subscription ended
+                            return
+                    req = waiting
+            finally:
+                running -= 1
+
+        def start(items: list[IncomingRequest]) -> list[IncomingRequest]:
+            nonlocal running
+            started = 0
+            if not requests._items:  # never ahead of a request that waits in the buffer
+                for req in items:
+                    if idle:
+                        trio.lowlevel.reschedule(idle.pop(), outcome.Value(req))
+                    elif running < concurrency:
+                        running += 1
+                        nursery.start_soon(worker, req)
+                    else:
+                        break
+                    started += 1
+            return items[started:] if started else items
+
+        requests._starter = start
         try:
-            async for req in requests:
-                # A free slot is taken without a checkpoint (a scheduler round
-                # per request); the loop still yields once every slot is busy.
-                try:
-                    slots.acquire_nowait()
-                except trio.WouldBlock:
-                    await slots.acquire()
-                nursery.start_soon(answer, req)
+            while requests._ended is None:
+                await requests._arrival.wait()  # an item buffered (workers take it), or the end
+            ended = requests._ended
+            if not isinstance(ended, SubscriptionEnded | StopAsyncIteration):
+                raise ended
+            # Ended cleanly: running handlers finish (and take what is buffered);
+            # parked workers leave.
+            while idle:
+                trio.lowlevel.reschedule(idle.pop(), outcome.Value(None))
         except BrokerError as exc:
             # The connection dropped: handlers could not reply anyway. Raised
             # after the nursery so callers catch it plainly, not in a group.
             failure = exc
             nursery.cancel_scope.cancel()
+        finally:
+            requests._starter = None
     if failure is not None:
         raise failure
 
@@ -421,26 +491,23 @@ class AsyncServing(AsyncTransport):
         """
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        on_trio = sniffio.current_async_library() == "trio"
-        if on_trio:
-            import trio
-
-            slots: Any = trio.Semaphore(concurrency)
-        else:
+        async with opened_async(respond_state(self, subject, group)) as requests:
+            if task_status is not None:
+                task_status.started()
+            if sniffio.current_async_library() == "trio":
+                await _serve_trio(requests, handler, concurrency)
+                return
             import asyncio
 
             slots = asyncio.Semaphore(concurrency)
 
-        async def answer(req: IncomingRequest) -> None:
-            try:
-                await _handle_async(req, handler)
-            finally:
-                slots.release()
+            async def answer(req: IncomingRequest) -> None:
+                try:
+                    await _handle_async(req, handler)
+                finally:
+                    slots.release()
 
-        async with opened_async(respond_state(self, subject, group)) as requests:
-            if task_status is not None:
-                task_status.started()
-            await (_serve_trio if on_trio else _serve_asyncio)(requests, answer, slots)
+            await _serve_asyncio(requests, answer, slots)
 
     def serving(
         self, subject: str, handler: AsyncHandler, **options: Unpack[AsyncServeOptions]
@@ -497,15 +564,38 @@ class SyncServing(SyncTransport):
         #: Why serving ended, if the connection did (raised to the caller).
         failures: list[BrokerError] = []
 
+        #: Handlers running now (the way out waits for them before unregistering).
+        running = threading.Condition()
+        busy = 0
+
         def work(requests: Any, done: threading.Event) -> None:
+            nonlocal busy
+            next_request = self._next_request
+            clock = time.monotonic
+            handled = 0.0
             try:
-                for req in requests:
-                    if leaving.is_set() or control.stopped:
+                while True:
+                    # Read from the socket by this very thread when nobody else
+                    # reads: no hand-over before the handler runs.
+                    req = next_request(requests, handled)
+                    if req is None:
                         return
-                    _handle_sync(req, handler)
+                    with running:  # ``leaving`` is set under it: no handler starts after
+                        if leaving.is_set() or control.stopped:
+                            return
+                        busy += 1
+                    started = clock()
+                    try:
+                        _handle_sync(req, handler)
+                    finally:
+                        handled = clock() - started
+                        with running:
+                            busy -= 1
+                            running.notify_all()
             except BrokerError as exc:  # the connection dropped
                 failures.append(exc)
             finally:
+                self._stop_serving(requests)
                 done.set()
 
         with opened_blocking(respond_state(self, subject, group)) as requests:
@@ -527,11 +617,16 @@ class SyncServing(SyncTransport):
             finally:
                 # Take no more requests; let running handlers finish (their
                 # replies still count), then unregister (stop() did already).
-                leaving.set()
+                # A worker waiting on the socket for the next request leaves
+                # once the unsubscribe's answer (or the connection's end) comes.
+                with running:
+                    leaving.set()
                 requests._end(StopIteration())
+                with running:
+                    running.wait_for(lambda: busy == 0)
+                self._unregister(requests)
                 for done in finished:
                     done.wait()
-                self._unregister(requests)
             if failures:
                 raise failures[0]
 

@@ -10,9 +10,11 @@ same methods and errors as the Trio client. How it works, and why:
   **reader thread** reads, hands each reply to the lock its caller is
   blocked on (a pre-acquired lock the reader releases: the cheapest
   one-shot wake-up in CPython) and each push to its subscription; it parks
-  when nothing waits. A callback subscription's callback runs on whichever
-  thread reads, so a blocking call from it raises ``RuntimeError`` instead
-  of waiting for itself;
+  when nothing waits. The worker threads of a blocking ``serve`` read for
+  themselves the same way (``Client._next_request``): the worker that reads
+  a request runs its handler, with no hand-over in between. A callback
+  subscription's callback runs on whichever thread reads, so a blocking
+  call from it raises ``RuntimeError`` instead of waiting for itself;
 * **any number of threads may call at once**: a caller encodes its request
   and appends it to an outbox under one short lock; whoever finds nobody
   sending sends the whole outbox with one ``sendall`` (flat combining), so
@@ -49,7 +51,11 @@ from minibroker.client.advice import (
 from minibroker.client.api import SyncMethods
 from minibroker.client.connection import Connection, PostedCall, SyncPendingCall
 from minibroker.client.protocol import CLOSED_BY_BROKER, Call, connection_lost
-from minibroker.client.pushes import DEFAULT_MAX_PENDING, BlockingSubscription
+from minibroker.client.pushes import (
+    DEFAULT_MAX_PENDING,
+    BlockingSubscription,
+    SubscriptionEnded,
+)
 from minibroker.errors import BrokerError, ConnectionClosed, Timeout
 
 log = logging.getLogger("minibroker.client")
@@ -61,6 +67,14 @@ DEFAULT_TIMEOUT = 30.0
 READ_CHUNK = 65536
 #: Longest single ``poll`` (milliseconds, its C int); longer waits poll again.
 MAX_POLL_MS = 2**31 - 1
+#: A blocking ``serve`` worker whose last handler took less than this keeps
+#: the reading role for its next handler (see ``Client._next_request``) ...
+FAST_HANDLER_SECONDS = 0.00025
+#: ... and loses it to a watching worker once that handler runs this long:
+#: the most a request arriving meanwhile waits before it is read.
+LEND_SECONDS = 0.002
+#: What ``Client._wait_for_turn`` returns when the caller got the reading role.
+_READ: Any = object()
 
 __all__ = [
     "DEFAULT_MAX_PENDING",
@@ -225,12 +239,17 @@ class Client(SyncMethods):
         self._reader = threading.Thread(
             target=self._read_loop, name="minibroker-client-reader", daemon=True
         )
-        #: The thread that reads the socket now (the reader thread, or a caller
-        #: reading its own answer); None while nobody needs to. Under ``_lock``.
-        self._reading: threading.Thread | None = None
+        #: The thread that reads the socket now (the reader thread, a caller
+        #: reading its own answer, a serve worker), or the served subscription
+        #: whose idle workers were offered the role (``_offer``); None while
+        #: nobody needs to. Under ``_lock``.
+        self._reading: threading.Thread | BlockingSubscription[Any] | None = None
         #: Released to hand the reader thread the reading role; it parks on it.
         self._turn = threading.Lock()
         self._turn.acquire()
+        #: Subscriptions a blocking ``serve`` takes requests from with worker
+        #: threads that read the socket themselves (``_next_request``).
+        self._served: set[BlockingSubscription[Any]] = set()
         #: Where a caller reading directly waits for input, up to its timeout.
         self._poll = select.poll()
         self._poll.register(sock, select.POLLIN)
@@ -428,8 +447,13 @@ class Client(SyncMethods):
     # while anything waits and parks when nothing does.
 
     def _give_reader_the_turn(self) -> None:
-        """Under ``_lock``: wake the reader thread to read, unless someone reads."""
-        if self._reading is None:
+        """Under ``_lock``: wake the reader thread to read, unless someone reads.
+
+        A role lent to a serve worker running a handler (see ``_next_request``)
+        counts as nobody reading: a call that handler makes must be answered.
+        """
+        holder = self._reading
+        if holder is None or (isinstance(holder, BlockingSubscription) and not holder._offered):
             self._reading = self._reader
             self._turn.release()
 
@@ -500,6 +524,207 @@ class Client(SyncMethods):
                         break
                 if not self._receive():
                     return
+                if self._served and self._offer_to_workers():
+                    break  # a serve worker reads now: park
+
+    # ------------------------------------------ serve workers read themselves
+    #
+    # A blocking ``serve`` runs handlers on worker threads, never on the
+    # reader thread: a handler may call this client, and a slow one must not
+    # stop the other requests and answers. Passing each request from the
+    # reader thread to a worker cost a thread wake-up and a GIL hand-over on
+    # every request's critical path (docs/internals.md, "Latency"). So the
+    # workers read themselves (leader/followers): an idle worker takes the
+    # reading role, and when what it reads gives its subscription a request
+    # it runs the handler itself:
+    #
+    # * when the last handlers were quick, it *lends* the role: nobody reads
+    #   while its handler runs, and it takes the role back afterwards, so a
+    #   sequential request costs this process one wake-up. One idle worker
+    #   watches (a timed wait, only while requests keep coming): a handler
+    #   still running after ``LEND_SECONDS`` loses the role to the watcher,
+    #   and a call the handler makes on this client hands it to the reader
+    #   thread at once;
+    # * otherwise it *offers* the role to an idle worker (one wake-up, while
+    #   the handler runs), or to the reader thread when none is idle.
+
+    def _next_request(self, sub: BlockingSubscription[T], handled: float = 0.0) -> T | None:
+        """A serve worker's next request of ``sub``, read from the socket by this
+        thread when nobody else reads; None once the subscription ended.
+        ``handled``: seconds this worker's previous handler took (0: none)."""
+        me = threading.current_thread()
+        cond = sub._cond
+        self._served.add(sub)
+        while True:
+            with cond:
+                if handled:
+                    sub._fast = handled < FAST_HANDLER_SECONDS
+                    handled = 0.0
+                if sub._lender is me:  # back from a handler: take the role back
+                    sub._lender = None
+                    if not sub._offered:
+                        self._claim(me, sub)
+                if self._reading is not me:
+                    taken = self._wait_for_turn(sub, me)
+            if self._reading is not me:
+                if taken is None:
+                    return None
+                item, resume = taken
+                if resume:
+                    sub._resume()
+                return item
+            # Holding the reading role: read until a request is ours.
+            sub._leader = True
+            try:
+                self._read_for(sub)
+            except BaseException:
+                sub._leader = False
+                self._release(me)
+                raise
+            sub._leader = False
+            with cond:
+                got = bool(sub._items)
+                if got:
+                    item = sub._items.popleft()
+                    resume = sub._paused and sub._consumed()
+                    # Keep the role for a quick handler when a worker is idle to watch.
+                    if sub._fast and sub._idle and self._lend(sub, me):
+                        sub._lent_at = time.monotonic()
+                        sub._lender = me
+                        sub._lends += 1
+                        if not sub._watched:
+                            cond.notify()  # an idle worker starts watching
+            if not got or sub._lender is not me:
+                self._release(me)
+            if got:
+                if resume:
+                    sub._resume()
+                return item
+
+    def _wait_for_turn(
+        self, sub: BlockingSubscription[T], me: threading.Thread
+    ) -> tuple[T, bool] | None:
+        """Under ``sub._cond``: wait for an item (returned, with whether to
+        resume the subscription), the end (None, or the error raised) or the
+        reading role (then ``me`` holds it)."""
+        cond = sub._cond
+        while True:
+            if sub._offered:  # the role was handed to us workers
+                sub._offered = False
+                if self._claim(me, sub):
+                    return None
+            if sub._items:
+                item = sub._items.popleft()
+                return item, sub._paused and sub._consumed()
+            if sub._ended is not None:
+                self._stop_serving(sub)
+                ended = sub._ended
+                if isinstance(ended, SubscriptionEnded | StopIteration):
+                    return None
+                raise ended
+            if self._tls is None and self._claim(me, None):
+                return None
+            lent = self._reading is sub and not sub._offered
+            if lent and not sub._watched:
+                if self._watch(sub, me):
+                    return None
+                continue
+            sub._idle += 1
+            try:
+                cond.wait()
+            finally:
+                sub._idle -= 1
+
+    def _watch(self, sub: BlockingSubscription[Any], me: threading.Thread) -> bool:
+        """Under ``sub._cond``: watch the role lent to a worker running a handler;
+        True once ``me`` took it over (the handler ran past ``LEND_SECONDS``).
+        Returns False on anything else to look at (an item, an offer, the end),
+        or once no handler borrowed the role during a whole wait."""
+        cond = sub._cond
+        sub._watched = True
+        try:
+            while True:
+                lends = sub._lends
+                lent = self._reading is sub and not sub._offered
+                wait = sub._lent_at + LEND_SECONDS - time.monotonic() if lent else LEND_SECONDS
+                if wait <= 0:
+                    return self._claim(me, sub)
+                sub._idle += 1
+                try:
+                    cond.wait(wait)
+                finally:
+                    sub._idle -= 1
+                if sub._offered or sub._items or sub._ended is not None:
+                    return False
+                lent = self._reading is sub and not sub._offered
+                if not lent and sub._lends == lends:
+                    return False  # requests stopped coming: wait without a timer
+        finally:
+            sub._watched = False
+
+    def _lend(self, sub: BlockingSubscription[Any], me: threading.Thread) -> bool:
+        """Park the role ``me`` holds at ``sub`` while ``me`` runs a handler."""
+        with self._lock:
+            if self._reading is not me:
+                return False
+            self._reading = sub
+            return True
+
+    def _claim(self, me: threading.Thread, holder: object) -> bool:
+        """Take the reading role if ``holder`` (None: nobody, or the subscription
+        it was offered or lent to) has it."""
+        with self._lock:
+            if self._reading is not holder:
+                return False
+            self._reading = me
+            return True
+
+    def _read_for(self, sub: BlockingSubscription[Any]) -> None:
+        """Holding the role: read and dispatch until ``sub`` has an item or ends."""
+        conn = self._conn
+        while not sub._items and sub._ended is None and conn.closed is None:
+            if not self._receive():
+                return
+
+    def _offer_to_workers(self) -> bool:
+        """The reader thread: hand the role to an idle serve worker, if one waits."""
+        if self._tls is not None:
+            return False  # TLS records are decrypted by the reader thread alone
+        return any(self._offer(sub, self._reader) for sub in tuple(self._served))
+
+    def _offer(self, sub: BlockingSubscription[Any], holder: object) -> bool:
+        """Hand the role ``holder`` has to one idle worker of ``sub``, if there is one."""
+        with sub._cond:
+            if not sub._idle or sub._offered:
+                return False
+            with self._lock:
+                if self._reading is not holder:
+                    return False
+                self._reading = sub  # offered: nobody else claims it
+            sub._offered = True
+            sub._cond.notify()
+            return True
+
+    def _release(self, holder: object) -> None:
+        """``holder`` (a worker, or a subscription the role was offered or lent
+        to) gives the role up: to an idle worker of a served subscription, else
+        to the reader thread if anything still waits for input."""
+        if isinstance(holder, threading.Thread):
+            for sub in tuple(self._served):
+                if self._offer(sub, holder):
+                    return
+        with self._lock:
+            if self._reading is not holder:
+                return
+            self._reading = None
+            conn = self._conn
+            if conn.pending or conn.subscriptions or conn.closed is not None:
+                self._give_reader_the_turn()
+
+    def _stop_serving(self, sub: BlockingSubscription[Any]) -> None:
+        """A serve worker of ``sub`` leaves: a role parked at ``sub`` must not stay there."""
+        self._served.discard(sub)
+        self._release(sub)
 
     def _decrypt(self, data: bytes) -> bytes:
         assert self._tls is not None
@@ -553,6 +778,12 @@ class _TimeoutView(SyncMethods):
 
     def _post(self, call: Call[Any]) -> None:
         self._client._post(call)
+
+    def _next_request(self, subscription: Any, handled: float = 0.0) -> Any:
+        return self._client._next_request(subscription, handled)
+
+    def _stop_serving(self, subscription: Any) -> None:
+        self._client._stop_serving(subscription)
 
     def _subscription(self, *args: Any) -> Any:
         return self._client._subscription(*args)

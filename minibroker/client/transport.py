@@ -120,6 +120,16 @@ class SyncTransport(Transport, Blocking):
     def _begin(self, call: Call[T]) -> SyncPendingCall[T]:
         """Send ``call`` without waiting for its answer (see connection.PendingCall)."""
 
+    @abc.abstractmethod
+    def _next_request(self, subscription: Any, handled: float = 0.0) -> Any:
+        """A ``serve`` worker's next item of ``subscription`` (None once it ended),
+        read from the socket by the calling thread when nobody else reads;
+        ``handled``: seconds the worker's previous handler took."""
+
+    @abc.abstractmethod
+    def _stop_serving(self, subscription: Any) -> None:
+        """A ``serve`` worker of ``subscription`` is leaving."""
+
 
 class sends(Flavoured[Callable[P, Coroutine[Any, Any, T]], Callable[P, T]]):
     """A method that sends the Call ``build`` makes and returns its result:

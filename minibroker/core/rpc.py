@@ -172,6 +172,7 @@ class _Pending:
         "requester",
         "responder",
         "rid",
+        "size",
         "started",
         "state",
         "subject",
@@ -189,8 +190,11 @@ class _Pending:
         headers: dict[str, str] | None,
         timeout: float,
         started: float,
+        size: int,
     ) -> None:
         self.rid = rid
+        #: Its ``request_size``, counted once when it arrived.
+        self.size = size
         self.requester = requester
         self.token = token
         self.subject = subject
@@ -264,7 +268,7 @@ class Responder:
             if pending.state != _QUEUED:
                 outbox.popleft()
                 continue
-            size = request_size(pending.subject, pending.body, pending.headers)
+            size = pending.size
             if taken and size > budget:
                 break
             outbox.popleft()
@@ -430,16 +434,17 @@ class RequestRouter:
                 limit=limits.max_message_bytes,
             )
         max_item = limits.max_item_bytes
-        if max_item is not None and request_size(subject, body, headers) > max_item:
+        size = request_size(subject, body, headers)
+        if max_item is not None and size > max_item:
             # Routed, it would end the responder it reached: no frame could
             # carry it. The requester hears why, and responders stay.
             raise TooLarge(
-                f"the request would take {request_size(subject, body, headers)} bytes in a "
+                f"the request would take {size} bytes in a "
                 f"'req' push with its subject and headers; one frame holds {max_item}",
                 limit=max_item,
             )
         rid = next(_rids)
-        pending = _Pending(rid, requester, token, subject, body, headers, timeout, now)
+        pending = _Pending(rid, requester, token, subject, body, headers, timeout, now, size)
         self._pending[rid] = pending
         deadline = now + timeout
         heapq.heappush(self._deadlines, (deadline, rid))

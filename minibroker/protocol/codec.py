@@ -537,6 +537,29 @@ def req(frame: frames.Req) -> bytes:
     return pack_frame({"op": "req", "sub": frame.sub, "requests": requests})
 
 
+def req_rows(sub: int, rows: list[tuple[int, str, bytes, dict[str, str] | None, float]]) -> bytes:
+    """The ``req`` push of ``rows`` ``(rid, subject, body, headers, timeout)``, as
+    :func:`req` builds it from ``Req(sub, [RequestOut(rid, subject, body,
+    headers or None, timeout), ...])``, without building those objects: the
+    frame a responder gets once per request (or per batch of requests)."""
+    requests: list[dict[str, object]] = []
+    add = requests.append
+    for rid, subject, body, headers, timeout in rows:
+        if headers:
+            add(
+                {
+                    "rid": rid,
+                    "subject": subject,
+                    "body": body,
+                    "headers": headers,
+                    "timeout": timeout,
+                }
+            )
+        else:
+            add({"rid": rid, "subject": subject, "body": body, "timeout": timeout})
+    return pack_frame({"op": "req", "sub": sub, "requests": requests})
+
+
 # Fixed msgpack pieces: fixmap headers and fixstr keys (0xa0 | length).
 _MESSAGE_2: Final = b"\x82\xa5topic"  # {"topic": ..., "body": ...}
 _MESSAGE_3: Final = b"\x83\xa5topic"  # {"topic": ..., "body": ..., "headers": ...}

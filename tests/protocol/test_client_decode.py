@@ -64,6 +64,36 @@ def test_fast_msg_decoder_agrees_with_the_generic_one(raw: dict[str, Any]) -> No
         assert all(type(m) is frames.TopicMessage for m in got.messages)
 
 
+def _generic_ok_event(raw: dict[str, Any]) -> Reply | Goodbye:
+    """The event the ``Ok`` frame class's decoder gives (the generic way)."""
+    try:
+        frame = frames.DECODERS["ok"](raw, "")
+    except BadRequest as exc:
+        return Goodbye(BadRequest(f"server sent an invalid 'ok' frame: {exc.message}"))
+    return Reply(frame.id, frame.result)
+
+
+raw_ok = st.fixed_dictionaries(
+    {"op": st.just("ok")},
+    optional={
+        "id": st.integers(-3, 2**64 - 1) | scalars,
+        "result": scalars | headers,
+        "other": scalars,
+    },
+)
+
+
+@given(raw_ok)
+def test_fast_ok_path_agrees_with_the_generic_one(raw: dict[str, Any]) -> None:
+    event = _to_event(raw)
+    expected = _generic_ok_event(raw)
+    if type(expected) is Goodbye:
+        assert type(event) is Goodbye
+        assert str(event.error) == str(expected.error)
+    else:
+        assert event == expected
+
+
 def _wire(frame: frames.Frame | bytes) -> dict[str, Any]:
     data = frame if isinstance(frame, bytes) else codec.encode(frame)
     decoded: dict[str, Any] = msgpack.unpackb(data[HEADER_SIZE:])

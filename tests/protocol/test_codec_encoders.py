@@ -56,6 +56,17 @@ def test_req(sub: int, requests: list[frames.RequestOut]) -> None:
     assert codec.req(frame) == codec.encode(frame)
 
 
+@given(ids, st.lists(request_out, max_size=5), st.lists(st.booleans(), max_size=5))
+def test_req_rows(sub: int, requests: list[frames.RequestOut], empty: list[bool]) -> None:
+    # The rows the router hands out: headers None or a map (an empty map
+    # travels as no headers, as ``RequestOut(..., headers or None, ...)``).
+    rows = [
+        (r.rid, r.subject, r.body, {} if r.headers is None and e else r.headers, r.timeout)
+        for r, e in zip(requests, empty + [False] * len(requests), strict=False)
+    ]
+    assert codec.req_rows(sub, rows) == codec.encode(frames.Req(sub, requests))
+
+
 topic_message = st.builds(frames.TopicMessage, texts, st.binary(max_size=30), headers)
 
 

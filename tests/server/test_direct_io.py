@@ -145,6 +145,26 @@ class _CountingOs:
         return getattr(os, name)
 
 
+@pytest.mark.parametrize("drained", [False, True])
+async def test_a_read_in_a_cancelled_scope_raises_and_loses_nothing(drained: bool) -> None:
+    # A drained read has no checkpoint of its own before it parks: the wait
+    # is the checkpoint. Either way a cancelled caller reads nothing, and the
+    # data stays in the socket for the next read.
+    client, server = await tcp_pair()
+    try:
+        await client.send_all(b"kept")
+        await trio.testing.wait_all_tasks_blocked()
+        reader = DirectSocket(server)
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await reader.receive_some(100, drained=drained)
+        assert scope.cancelled_caught
+        assert await reader.receive_some(100) == b"kept"
+    finally:
+        await client.aclose()
+        await server.aclose()
+
+
 async def test_a_drained_read_waits_for_data_without_trying_a_read_first(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

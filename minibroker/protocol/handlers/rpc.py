@@ -73,8 +73,4 @@ def encode_requests(source: Responder, budget: int) -> tuple[bytes, bool]:
     taken = source.take(budget)
     if not taken:
         return b"", False
-    requests = [
-        frames.RequestOut(rid, subject, body, headers or None, timeout)
-        for rid, subject, body, headers, timeout in taken
-    ]
-    return codec.req(frames.Req(source.sub_id, requests)), source.has_queued()
+    return codec.req_rows(source.sub_id, taken), source.has_queued()
