@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 from pamqp import base, commands
@@ -53,15 +52,6 @@ MAX_TABLE_DEPTH: Final = decoding.MAX_DEPTH
 #: One frame as cut from the stream: (type, channel, payload). A plain tuple,
 #: not a named one: one is made per frame, three per published message.
 RawFrame = tuple[int, int, bytes]
-
-
-@dataclass(frozen=True, slots=True)
-class ContentHeader:
-    """A content header frame: the body size and the raw property bytes (flags included)."""
-
-    class_id: int
-    body_size: int
-    properties: bytes
 
 
 class FrameReader:
@@ -171,11 +161,15 @@ def decode_method(payload: bytes) -> base.Frame:
     return method
 
 
-def decode_content_header(payload: bytes) -> ContentHeader:
+def decode_content_header(payload: bytes) -> tuple[int, int, bytes]:
+    """A content header frame's (class id, body size, raw property bytes, flags included).
+
+    A plain tuple: one is decoded per published message.
+    """
     if len(payload) < 14:
         raise HardError(FRAME_ERROR, "content header frame too short")
     class_id, _, body_size = _CONTENT_HEADER.unpack_from(payload)
-    return ContentHeader(class_id, body_size, payload[12:])
+    return class_id, body_size, payload[12:]
 
 
 def decode_properties(raw: bytes) -> commands.Basic.Properties:
@@ -366,11 +360,14 @@ def delivery_frames(
     return b"".join(parts)
 
 
-def confirm_frame(channel: int, delivery_tag: int, ok: bool) -> bytes:
-    """Basic.Ack (or Basic.Nack) of a publish, multiple=false, encoded by hand."""
-    if ok:
-        return _frame(METHOD, channel, b"\x00\x3c\x00\x50" + _ACK_ARGS.pack(delivery_tag, 0))
-    return _frame(METHOD, channel, b"\x00\x3c\x00\x78" + _ACK_ARGS.pack(delivery_tag, 0))
+def confirm_frame(channel: int, delivery_tag: int, ok: bool, *, multiple: bool = False) -> bytes:
+    """Basic.Ack (or Basic.Nack, requeue=false) of a publish, encoded by hand.
+
+    The same size whatever the arguments: a coalesced confirm replaces the
+    one it extends in place.
+    """
+    method = b"\x00\x3c\x00\x50" if ok else b"\x00\x3c\x00\x78"
+    return _frame(METHOD, channel, method + _ACK_ARGS.pack(delivery_tag, 1 if multiple else 0))
 
 
 def _read_shortstr(payload: bytes, pos: int) -> tuple[str, int]:
@@ -391,6 +388,17 @@ def _decode_publish(payload: bytes) -> base.Frame:
     method.routing_key = routing_key
     method.mandatory = bool(bits & 1)
     method.immediate = bool(bits & 2)
+    return method
+
+
+def decode_publish(payload: bytes) -> commands.Basic.Publish | None:
+    """A Basic.Publish method frame's payload decoded by hand; None when it does
+    not decode (then :func:`decode_method` names the problem)."""
+    try:
+        method = _decode_publish(payload)
+    except (struct.error, IndexError, UnicodeDecodeError):
+        return None
+    assert isinstance(method, commands.Basic.Publish)
     return method
 
 

@@ -93,11 +93,18 @@ def test_routing_properties_leave_broken_bytes_to_pamqp() -> None:
         assert framing.routing_properties(raw[:cut]) is None
 
 
-@given(channels, tags, st.booleans())
-def test_confirm_frame_is_pamqps(channel: int, tag: int, ok: bool) -> None:
+@given(channels, tags, st.booleans(), st.booleans())
+def test_confirm_frame_is_pamqps(channel: int, tag: int, ok: bool, multiple: bool) -> None:
     # A server's nack has requeue=false, as RabbitMQ sends it (requeue means nothing there).
-    method = commands.Basic.Ack(tag) if ok else commands.Basic.Nack(tag, requeue=False)
-    assert framing.confirm_frame(channel, tag, ok) == frame.marshal(method, channel)
+    method = (
+        commands.Basic.Ack(tag, multiple)
+        if ok
+        else commands.Basic.Nack(tag, multiple, requeue=False)
+    )
+    built = framing.confirm_frame(channel, tag, ok, multiple=multiple)
+    assert built == frame.marshal(method, channel)
+    # The same size either way: a coalesced confirm replaces the one it extends.
+    assert len(built) == len(framing.confirm_frame(channel, tag, ok))
 
 
 @given(names, keys, st.booleans(), st.booleans())
