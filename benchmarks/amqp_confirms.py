@@ -87,7 +87,12 @@ def produce(port: int, messages: int, window: int, body_size: int) -> dict[str, 
         else:
             fill()
 
-    connection = pika.SelectConnection(params, on_open_callback=on_open)
+    connection = pika.SelectConnection(
+        params,
+        on_open_callback=on_open,
+        on_open_error_callback=lambda *_: connection.ioloop.stop(),
+        on_close_callback=lambda *_: connection.ioloop.stop(),
+    )
     connection.ioloop.call_later(300, connection.ioloop.stop)
     try:
         connection.ioloop.start()

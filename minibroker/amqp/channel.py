@@ -290,20 +290,27 @@ class Channel:
             self._complete(b"")
 
     def handle_body(self, payload: bytes) -> None:
-        if self._properties is None:
+        properties = self._properties
+        if properties is None:
             raise HardError(UNEXPECTED_FRAME, "unexpected content body frame")
-        size = self._body_size + len(payload)
         expected = self._expected
+        if len(payload) == expected and not self._body_size:
+            # The usual case, inlined (once per message): the whole body in one frame.
+            publish = self._publish
+            assert publish is not None
+            self.session.content_in_progress -= expected
+            self._publish = self._properties = None
+            self._route(publish, properties, payload)
+            return
+        size = self._body_size + len(payload)
         if size > expected:
             raise HardError(UNEXPECTED_FRAME, "content body exceeds the size in its header")
         if size < expected:
             self._body.append(payload)
             self._body_size = size
-        elif self._body:  # the last of several body frames
+        else:  # the last of several body frames
             self._body.append(payload)
             self._complete(b"".join(self._body))
-        else:  # the usual case: the whole body in one frame
-            self._complete(payload)
 
     def _complete(self, body: bytes) -> None:
         publish, properties = self._publish, self._properties

@@ -391,15 +391,30 @@ def _decode_publish(payload: bytes) -> base.Frame:
     return method
 
 
+#: Decoded Basic.Publish payloads (bounded, see below): a publisher sends the
+#: same few (exchange, routing key, flags) over and over.
+_PUBLISHES: dict[bytes, commands.Basic.Publish] = {}
+_PUBLISHES_MAX: Final = 1024
+
+
 def decode_publish(payload: bytes) -> commands.Basic.Publish | None:
     """A Basic.Publish method frame's payload decoded by hand; None when it does
-    not decode (then :func:`decode_method` names the problem)."""
+    not decode (then :func:`decode_method` names the problem).
+
+    Equal payloads give the same object, so it is read-only to its callers.
+    """
+    method = _PUBLISHES.get(payload)
+    if method is not None:
+        return method
     try:
-        method = _decode_publish(payload)
+        decoded = _decode_publish(payload)
     except (struct.error, IndexError, UnicodeDecodeError):
         return None
-    assert isinstance(method, commands.Basic.Publish)
-    return method
+    assert isinstance(decoded, commands.Basic.Publish)
+    if len(_PUBLISHES) >= _PUBLISHES_MAX:
+        _PUBLISHES.clear()
+    _PUBLISHES[payload] = decoded
+    return decoded
 
 
 def _decode_ack(payload: bytes) -> base.Frame:
