@@ -84,6 +84,8 @@ CAPABILITIES: Final = {
 _LONG: Final = struct.Struct(">I")
 #: How a Basic.Publish method frame's payload starts (class 60, method 40).
 _PUBLISH_START: Final = b"\x00\x3c\x00\x28"
+_PUBLISH_INDEX: Final = commands.Basic.Publish.index
+_ROUTING_FAILED: Final = "internal error routing a publish"
 #: The sequence number a held Tx.CommitOk has among the held confirms (they start at 1).
 _COMMIT: Final = 0
 
@@ -254,17 +256,37 @@ class AmqpSession(WireSession):
                 self._start()
             high_water = self.settings.outbound_high_water
             blocking = self.settings.blocking
+            channels = self.channels
+            is_open = self._stage == "open"
+            # Once per frame, three frames per message: the usual frames of an
+            # open connection take the shortest way, the rest go to _dispatch.
             for kind, number, payload in reader.frames():
-                if number and self._stage == "open":
-                    if kind == framing.METHOD:
-                        if payload.startswith(_PUBLISH_START):
-                            self._publish(number, payload)  # one of a publish's three frames
-                        else:
-                            self._channel_method(number, framing.decode_method(payload))
-                    elif framing.HEADER <= kind <= framing.BODY:
-                        self._content(kind, number, payload)  # and the other two
+                if not (number and is_open):
+                    self._dispatch(kind, number, payload)
+                    is_open = self._stage == "open"
+                elif kind == framing.BODY or kind == framing.HEADER:
+                    # Two of a publish's three frames, straight to their channel.
+                    channel = channels.get(number)
+                    if channel is None or channel.closing:
+                        self._content(kind, number, payload)  # refused, or ignored, there
                     else:
-                        self._dispatch(kind, number, payload)
+                        try:
+                            if kind == framing.BODY:
+                                channel.handle_body(payload)
+                            else:
+                                channel.handle_header(payload)
+                        except SoftError as exc:
+                            self._close_channel(channel, exc, _PUBLISH_INDEX)
+                        except HardError:
+                            raise
+                        except Exception:
+                            log.exception("internal error routing %s's publish", self.peer_name)
+                            raise HardError(INTERNAL_ERROR, _ROUTING_FAILED) from None
+                elif kind == framing.METHOD:
+                    if payload.startswith(_PUBLISH_START):
+                        self._publish(number, payload)  # the third
+                    else:
+                        self._channel_method(number, framing.decode_method(payload))
                 else:
                     self._dispatch(kind, number, payload)
                 if self.closing is not None or self.closed or self._stage == "closing":
@@ -388,12 +410,12 @@ class AmqpSession(WireSession):
             else:
                 channel.handle_header(payload)
         except SoftError as exc:
-            self._close_channel(channel, exc, commands.Basic.Publish.index)
+            self._close_channel(channel, exc, _PUBLISH_INDEX)
         except HardError:
             raise
         except Exception:
             log.exception("internal error routing a publish from %s", self.peer_name)
-            raise HardError(INTERNAL_ERROR, "internal error routing a publish") from None
+            raise HardError(INTERNAL_ERROR, _ROUTING_FAILED) from None
 
     # ------------------------------------------------------------ channels
 
