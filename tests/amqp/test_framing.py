@@ -122,6 +122,35 @@ def test_publish_decodes_as_pamqp_does(
     )
 
 
+@given(names, keys, st.booleans())
+def test_the_publish_shortcut_decodes_as_pamqp_does(
+    exchange: str, key: str, mandatory: bool
+) -> None:
+    """The session's shortcut (decode_publish, cached by payload) against pamqp's decoder."""
+    payload = frame.marshal(commands.Basic.Publish(0, exchange, key, mandatory), 1)[7:-1]
+    expected = commands.Basic.Publish()
+    expected.unmarshal(payload[4:])
+    for _ in range(2):  # decoded, then found in the cache
+        method = framing.decode_publish(payload)
+        assert method is not None
+        assert (method.exchange, method.routing_key, method.mandatory, method.immediate) == (
+            expected.exchange,
+            expected.routing_key,
+            expected.mandatory,
+            expected.immediate,
+        )
+
+
+@given(property_sets, st.integers(0, 2**40))
+def test_content_headers_decode_as_pamqp_does(fields: dict[str, Any], size: int) -> None:
+    properties = commands.Basic.Properties(**fields)
+    data = frame.marshal(header_frame.ContentHeader(0, size, properties), 1)
+    _, _, expected = frame.unmarshal(data)
+    class_id, body_size, raw = framing.decode_content_header(data[7:-1])
+    assert (class_id, body_size) == (60, expected.body_size)
+    assert framing.decode_properties(raw) == expected.properties
+
+
 @given(tags, st.booleans())
 def test_ack_decodes_as_pamqp_does(tag: int, multiple: bool) -> None:
     data = frame.marshal(commands.Basic.Ack(tag, multiple), 1)
