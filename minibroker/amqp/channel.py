@@ -118,29 +118,18 @@ class ChannelConsumer:
         name = queue.name
         unacked = channel.unacked
         tag = channel.next_tag
-        out = []
-        encode = framing.delivery_frames
-        # Messages that share a headers object (messages.py shares them between
-        # messages with the same exchange, key and properties; None is the
-        # property-less default-exchange publish) share an address: rebuild it
-        # only when the headers change, which is rare within one fetch.
-        last: object = _NOT_HEADERS
-        address = properties = b""
-        for m in messages:
-            headers = m.headers
-            if headers is not last:
-                last = headers
-                found = from_core(headers, name)
-                address = framing.encoded_address(found.exchange, found.routing_key)
-                properties = found.properties
-            out.append(
-                encode(
+        if len(messages) == 1:  # no run to share anything with
+            m = messages[0]
+            found = from_core(m.headers, name)
+            address = framing.encoded_address(found.exchange, found.routing_key)
+            session.write(
+                framing.delivery_frames(
                     number,
                     head,
                     tag,
                     m.delivery_count > 1,
                     address,
-                    properties,
+                    found.properties,
                     m.body,
                     frame_max,
                 )
@@ -148,8 +137,28 @@ class ChannelConsumer:
             if not no_ack:
                 unacked[tag] = (name, m.delivery_id, self)
             tag += 1
+        else:
+            out: list[bytes] = []
+            # Messages that share a headers object (messages.py shares them
+            # between messages with the same exchange, key and properties; None
+            # is the property-less default-exchange publish) share an address
+            # and properties: one DeliveryRun encodes them, rebuilt only when
+            # the headers change, which is rare within one fetch.
+            last: object = _NOT_HEADERS
+            run: framing.DeliveryRun | None = None
+            for m in messages:
+                headers = m.headers
+                if headers is not last or run is None:
+                    last = headers
+                    found = from_core(headers, name)
+                    address = framing.encoded_address(found.exchange, found.routing_key)
+                    run = framing.DeliveryRun(number, head, address, found.properties, frame_max)
+                run.add(out, tag, m.delivery_count > 1, m.body)
+                if not no_ack:
+                    unacked[tag] = (name, m.delivery_id, self)
+                tag += 1
+            session.write(b"".join(out))
         channel.next_tag = tag
-        session.write(out[0] if len(out) == 1 else b"".join(out))
         if no_ack:
             queue.ack(session, [m.delivery_id for m in messages], now)
         else:

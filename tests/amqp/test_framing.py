@@ -67,6 +67,44 @@ def test_delivery_frames_are_pamqps(
     assert header in built  # the content header is pamqp's too
 
 
+@given(
+    channels,
+    st.text(max_size=40),
+    names,
+    keys,
+    property_sets,
+    st.lists(st.tuples(tags, st.booleans(), bodies), min_size=1, max_size=6),
+)
+def test_a_delivery_run_is_pamqps_frames(
+    channel: int,
+    consumer_tag: str,
+    exchange: str,
+    key: str,
+    fields: dict[str, Any],
+    deliveries: list[tuple[int, bool, bytes]],
+) -> None:
+    """DeliveryRun's pieces, joined, are pamqp's frames for each delivery in turn
+    (bodies of every size: empty, one frame, several; sizes repeat and change)."""
+    properties = commands.Basic.Properties(**fields)
+    raw = properties.marshal()
+    frame_max = 4096
+    run = framing.DeliveryRun(
+        channel,
+        framing.deliver_method_head(consumer_tag),
+        framing.encoded_address(exchange, key),
+        raw,
+        frame_max,
+    )
+    out: list[bytes] = []
+    expected = b""
+    for tag, redelivered, data in deliveries:
+        run.add(out, tag, redelivered, data)
+        expected += frame.marshal(
+            commands.Basic.Deliver(consumer_tag, tag, redelivered, exchange, key), channel
+        ) + framing.content_frames(channel, raw, data, frame_max)
+    assert b"".join(out) == expected
+
+
 @given(property_sets)
 def test_routing_properties_read_what_pamqp_decodes(fields: dict[str, Any]) -> None:
     raw = commands.Basic.Properties(**fields).marshal()
