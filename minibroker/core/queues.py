@@ -530,13 +530,21 @@ class Queue:
     def _expire_unclaimed(self, now: float) -> None:
         """``message_ttl=0``: what no waiting consumer took on arrival expires now.
 
-        Every ready message of such a queue is due by now (each was live
-        only at the instant it arrived), so all of them go.
+        Every message put since the TTL became 0 is due by now (each was
+        live only at the instant it arrived). Only messages put before a
+        ``reconfigure`` to 0 can be due later: they stay, in their order.
         """
         ready = self._ready
-        if ready:
-            popleft = ready.popleft
-            self._dispose([popleft() for _ in range(len(ready))], "expired", now)
+        if not ready:
+            return
+        cutoff = math.nextafter(now, math.inf)
+        popleft = ready.popleft
+        taken = [popleft() for _ in range(len(ready))]
+        due = [m for m in taken if m.expires_at <= cutoff]
+        if len(due) < len(taken):
+            ready.extend([m for m in taken if m.expires_at > cutoff])
+        if due:
+            self._dispose(due, "expired", now)
 
     def _drop_head(self, now: float) -> None:
         """drop_head: remove messages from the head until the queue is within its limits."""

@@ -865,3 +865,11 @@ def test_list_and_namespace_isolation(w: World) -> None:
     other = w.broker.namespace("other").queues
     assert len(other) == 0
     w.broker.drop_namespace("t")
+
+
+def test_ttl_zero_after_a_reconfigure_leaves_older_messages_their_own_ttl(w: World) -> None:
+    q = w.declare("q", message_ttl=60.0)
+    put(q, w.now, "old")
+    w.queues.reconfigure("q", QueueOptions(message_ttl=0), w.now)
+    put(q, w.now, "new")
+    assert (q.statistics().expired, bodies(q.fetch(A, 10, w.now))) == (1, [b"old"])
