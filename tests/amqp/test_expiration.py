@@ -10,6 +10,7 @@ from pamqp import body, commands, frame, header
 from test_amqp_session import _frames, _open
 
 from minibroker.core.broker import Broker
+from minibroker.core.queues import MAX_DEAD_LETTER_HOPS
 
 NOW = 1000.0
 
@@ -127,3 +128,32 @@ def test_a_zero_queue_ttl_reaches_a_consumer_with_credit_and_no_other() -> None:
     assert [d.value for d in delivered] == [b"1"]
     got = _get(session, "dead")
     assert [f.value for f in got if isinstance(f, body.ContentBody)] == [b"2"]
+
+
+def test_a_zero_queue_ttl_that_dead_letters_to_itself_ends() -> None:
+    """Expired on arrival, dead-lettered back to the same queue, expired again...
+    all within one publish: the core's dead-letter hop limit ends it (RabbitMQ
+    drops it sooner, at the first repeat; see docs/amqp.md)."""
+    broker = Broker()
+    session = _open(broker, hold=False)
+    session.receive_data(
+        frame.marshal(
+            commands.Queue.Declare(
+                queue="loop",
+                arguments={
+                    "x-message-ttl": 0,
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": "loop",
+                },
+            ),
+            1,
+        ),
+        NOW,
+    )
+    session.data_to_send()
+    _publish_to(session, "loop", b"m")
+    assert session.closing is None
+    queue = broker.namespace().queues.get("loop")
+    stats = queue.statistics()
+    assert (stats.ready, stats.dropped) == (0, 1)
+    assert stats.expired == stats.dead_lettered + 1 <= MAX_DEAD_LETTER_HOPS + 1

@@ -873,3 +873,13 @@ def test_ttl_zero_after_a_reconfigure_leaves_older_messages_their_own_ttl(w: Wor
     w.queues.reconfigure("q", QueueOptions(message_ttl=0), w.now)
     put(q, w.now, "new")
     assert (q.statistics().expired, bodies(q.fetch(A, 10, w.now))) == (1, [b"old"])
+
+
+def test_ttl_zero_queues_that_dead_letter_to_each_other_end(w: World) -> None:
+    """Expiry on arrival recurses through the dead-letter queues within one put:
+    the cycle rule ends it (an expiry cycle with no rejection in it is dropped)."""
+    a = w.declare("a", message_ttl=0, dead_letter_queue="b")
+    b = w.declare("b", message_ttl=0, dead_letter_queue="a")
+    put(a, w.now, "m")
+    assert (a.ready_count, b.ready_count) == (0, 0)
+    assert a.statistics().expired == 1 and b.statistics().expired == 1
