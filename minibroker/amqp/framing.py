@@ -186,11 +186,6 @@ def _too_deep_text(where: str) -> str:
     return f"field table in {where} nested more than {MAX_TABLE_DEPTH} levels deep"
 
 
-def property_flags(raw: bytes) -> int:
-    """The first property-flags word of raw property bytes (which properties are present)."""
-    return (raw[0] << 8) | raw[1]
-
-
 class RoutingProperties(NamedTuple):
     """The properties routing reads, found in raw property bytes without decoding them all."""
 
