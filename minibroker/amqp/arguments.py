@@ -17,8 +17,6 @@ from typing import Final
 from minibroker.amqp.errors import PRECONDITION_FAILED, SoftError
 from minibroker.core.queue_options import MAX_PRIORITY, QueueOptions
 
-#: Shortest TTL the core accepts; ``x-message-ttl: 0`` ("deliver now or never") maps to it.
-_SMALLEST_TTL: Final = 0.001
 _OVERFLOW: Final = {
     "drop-head": "drop_head",
     "reject-publish": "reject_publish",
@@ -82,7 +80,7 @@ def parse(durable: bool, arguments: Mapping[str, object]) -> QueueArguments:
         max_length=max_length,
         max_length_bytes=max_length_bytes,
         overflow=_OVERFLOW[str(overflow)] if bounded else "reject_publish",  # type: ignore[arg-type]
-        message_ttl=None if ttl_ms is None else max(ttl_ms / 1000, _SMALLEST_TTL),
+        message_ttl=None if ttl_ms is None else ttl_ms / 1000,  # 0: now or never
         max_priority=max_priority,
         durable=durable,
     )

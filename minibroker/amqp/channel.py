@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from pamqp import base, commands
 
@@ -56,14 +56,20 @@ Basic = commands.Basic
 #: The pseudo-queue a client consumes from to receive direct replies.
 REPLY_TO: str = "amq.rabbitmq.reply-to"
 _REPLY_PREFIX = REPLY_TO + "."
-#: Property flags of headers, priority, reply_to and expiration: the ones routing reads.
+#: The class id of Basic (its content headers carry it).
+_BASIC_CLASS: Final = Basic.Publish.index >> 16
+#: Property flags of headers, priority, reply_to and expiration: the ones routing
+#: reads, in the first and the second byte of the raw properties.
 _ROUTING_PROPERTIES = 0x2000 | 0x0800 | 0x0200 | 0x0100
+_ROUTING_FLAGS_HIGH: Final = _ROUTING_PROPERTIES >> 8
+_ROUTING_FLAGS_LOW: Final = _ROUTING_PROPERTIES & 0xFF
 
 
-class Unacked(NamedTuple):
-    queue: str
-    delivery_id: int
-    consumer: ChannelConsumer | None
+#: An unacked delivery: (queue, the core's delivery id, the consumer it went to or
+#: None for Basic.Get). A plain tuple: one is made per delivered message.
+Unacked: TypeAlias = tuple[str, int, "ChannelConsumer | None"]
+#: No message's headers: a value no ``headers`` attribute holds (see ``deliver``).
+_NOT_HEADERS: Final = object()
 
 
 class ChannelConsumer:
@@ -112,26 +118,47 @@ class ChannelConsumer:
         name = queue.name
         unacked = channel.unacked
         tag = channel.next_tag
-        out = []
-        for m in messages:
-            address = from_core(m.headers, name)
-            out.append(
+        if len(messages) == 1:  # no run to share anything with
+            m = messages[0]
+            found = from_core(m.headers, name)
+            address = framing.encoded_address(found.exchange, found.routing_key)
+            session.write(
                 framing.delivery_frames(
                     number,
                     head,
                     tag,
                     m.delivery_count > 1,
-                    framing.encoded_address(address.exchange, address.routing_key),
-                    address.properties,
+                    address,
+                    found.properties,
                     m.body,
                     frame_max,
                 )
             )
             if not no_ack:
-                unacked[tag] = Unacked(name, m.delivery_id, self)
+                unacked[tag] = (name, m.delivery_id, self)
             tag += 1
+        else:
+            out: list[bytes] = []
+            # Messages that share a headers object (messages.py shares them
+            # between messages with the same exchange, key and properties; None
+            # is the property-less default-exchange publish) share an address
+            # and properties: one DeliveryRun encodes them, rebuilt only when
+            # the headers change, which is rare within one fetch.
+            last: object = _NOT_HEADERS
+            run: framing.DeliveryRun | None = None
+            for m in messages:
+                headers = m.headers
+                if headers is not last or run is None:
+                    last = headers
+                    found = from_core(headers, name)
+                    address = framing.encoded_address(found.exchange, found.routing_key)
+                    run = framing.DeliveryRun(number, head, address, found.properties, frame_max)
+                run.add(out, tag, m.delivery_count > 1, m.body)
+                if not no_ack:
+                    unacked[tag] = (name, m.delivery_id, self)
+                tag += 1
+            session.write(b"".join(out))
         channel.next_tag = tag
-        session.write(out[0] if len(out) == 1 else b"".join(out))
         if no_ack:
             queue.ack(session, [m.delivery_id for m in messages], now)
         else:
@@ -171,8 +198,12 @@ class Channel:
         self.transaction: Transaction[Unacked] | None = None
         self.reply_token: str | None = None
         self._reply_tag = ""
+        #: The publish being assembled: its method, then (once its content
+        #: header is in) its raw property bytes and body size, and the body
+        #: frames received so far.
         self._publish: commands.Basic.Publish | None = None
-        self._header: framing.ContentHeader | None = None
+        self._properties: bytes | None = None
+        self._expected = 0
         self._body: list[bytes] = []
         self._body_size = 0
 
@@ -211,6 +242,17 @@ class Channel:
 
     # ---------------------------------------------------------------- input
 
+    def begin_publish(self, method: commands.Basic.Publish) -> None:
+        """A Basic.Publish (the session's shortcut for it): its content frames follow."""
+        if self._publish is not None:
+            raise HardError(
+                UNEXPECTED_FRAME,
+                "expected content header for class 60, got non content header frame "
+                f"{method.name}",
+                method.index,
+            )
+        self._publish_method(method)
+
     def handle_method(self, method: base.Frame) -> None:
         if self._publish is not None:
             raise HardError(
@@ -223,59 +265,75 @@ class Channel:
             raise HardError(NOT_IMPLEMENTED, f"{method.name} is not implemented", method.index)
         handler(self, method)
 
-    def handle_header(self, header: framing.ContentHeader) -> None:
-        if self._publish is None or self._header is not None:
+    def handle_header(self, payload: bytes) -> None:
+        """A content header frame's payload: the publish's body size and properties."""
+        if self._publish is None or self._properties is not None:
             raise HardError(UNEXPECTED_FRAME, "unexpected content header frame")
-        if header.class_id != Basic.Publish.index >> 16:
+        class_id, body_size, properties = framing.decode_content_header(payload)
+        if class_id != _BASIC_CLASS:
             raise HardError(
                 UNEXPECTED_FRAME,
-                f"content header for class {header.class_id}, expected class 60",
-                Basic.Publish.index,
-            )
-        limit = self.session.broker.config.limits.max_message_bytes
-        if header.body_size > limit:
-            self._publish = None
-            raise SoftError(
-                PRECONDITION_FAILED,
-                f"message size {header.body_size} is larger than configured max size {limit}",
+                f"content header for class {class_id}, expected class 60",
                 Basic.Publish.index,
             )
         session = self.session
+        limit = session.max_message_bytes
+        if body_size > limit:
+            self._publish = None
+            raise SoftError(
+                PRECONDITION_FAILED,
+                f"message size {body_size} is larger than configured max size {limit}",
+                Basic.Publish.index,
+            )
         budget = session.settings.max_content_in_progress
-        if session.content_in_progress + header.body_size > budget:
+        if session.content_in_progress + body_size > budget:
             raise HardError(
                 NOT_ALLOWED,
                 f"more than {budget} bytes of message bodies in progress on this connection",
                 Basic.Publish.index,
             )
-        session.content_in_progress += header.body_size
-        self._header = header
-        if header.body_size == 0:
-            self._complete()
+        session.content_in_progress += body_size
+        self._properties = properties
+        self._expected = body_size
+        if body_size == 0:
+            self._complete(b"")
 
     def handle_body(self, payload: bytes) -> None:
-        header = self._header
-        if header is None:
+        properties = self._properties
+        if properties is None:
             raise HardError(UNEXPECTED_FRAME, "unexpected content body frame")
-        self._body.append(payload)
-        self._body_size += len(payload)
-        if self._body_size > header.body_size:
+        expected = self._expected
+        if len(payload) == expected and not self._body_size:
+            # The usual case, inlined (once per message): the whole body in one frame.
+            publish = self._publish
+            assert publish is not None
+            self.session.content_in_progress -= expected
+            self._publish = self._properties = None
+            self._route(publish, properties, payload)
+            return
+        size = self._body_size + len(payload)
+        if size > expected:
             raise HardError(UNEXPECTED_FRAME, "content body exceeds the size in its header")
-        if self._body_size == header.body_size:
-            self._complete()
+        if size < expected:
+            self._body.append(payload)
+            self._body_size = size
+        else:  # the last of several body frames
+            self._body.append(payload)
+            self._complete(b"".join(self._body))
 
-    def _complete(self) -> None:
-        publish, header = self._publish, self._header
-        assert publish is not None and header is not None
-        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+    def _complete(self, body: bytes) -> None:
+        publish, properties = self._publish, self._properties
+        assert publish is not None and properties is not None
         self._drop_content()
-        self._route(publish, header.properties, body)
+        self._route(publish, properties, body)
 
     def _drop_content(self) -> None:
         """Forget the publish being assembled (complete, or the channel closes)."""
-        if self._header is not None:
-            self.session.content_in_progress -= self._header.body_size
-        self._publish, self._header, self._body, self._body_size = None, None, [], 0
+        if self._properties is not None:
+            self.session.content_in_progress -= self._expected
+        self._publish, self._properties, self._expected = None, None, 0
+        if self._body_size or self._body:
+            self._body, self._body_size = [], 0
 
     # -------------------------------------------------------------- publish
 
@@ -294,7 +352,7 @@ class Channel:
         headers: Mapping[str, object] | None = None
         expiration: str | None = None
         priority: int | None = None
-        if framing.property_flags(raw) & _ROUTING_PROPERTIES:
+        if raw[0] & _ROUTING_FLAGS_HIGH or raw[1] & _ROUTING_FLAGS_LOW:
             # Only these properties matter to routing; most messages have none
             # of them and skip decoding altogether, and most others are read
             # without pamqp (routing_properties).
@@ -317,7 +375,8 @@ class Channel:
         if self.transaction is not None:
             self._hold_publish(self.transaction, publish, raw, body)
             return
-        generation = session.broker.durability.generation
+        durability = session.broker.durability
+        generation = durability.generation
         if reply:
             target = vhost.reply_targets.get(key[len(_REPLY_PREFIX) :])
             taken, refused = (0, 0) if target is None else (1, 0)
@@ -325,7 +384,7 @@ class Channel:
                 target[1].deliver_reply(key, raw, publish.exchange, body)
         else:
             message = to_core(publish.exchange, key, raw, headers, body)
-            ttl = _expiration(expiration)
+            ttl = None if expiration is None else _expiration(expiration)
             try:
                 taken, refused = vhost.route(
                     exchange, key, message, headers, session.now, ttl, priority
@@ -339,9 +398,8 @@ class Channel:
             # A full queue that refused it was a route (RabbitMQ returns only
             # what matched no queue): the publisher learns of it by a nack.
             self.write(Basic.Return(NO_ROUTE, "NO_ROUTE", publish.exchange, key), raw, body)
-        if self.confirming:
-            durable = session.broker.durability.generation != generation
-            session.confirm(self, seq, ok=not refused, durable=durable)
+        if seq:
+            session.confirm(self, seq, ok=not refused, durable=durability.generation != generation)
 
     def _reply_address(self) -> str:
         """What ``amq.rabbitmq.reply-to`` in a publish's reply_to becomes: this channel's."""
@@ -405,14 +463,25 @@ class Channel:
         session = self.session
         by_queue: dict[str, list[int]] = {}
         freed: dict[ChannelConsumer, None] = {}
+        pop = self.unacked.pop
+        # Runs of deliveries share a queue and a consumer: look each up once per run.
+        last_queue: str | None = None
+        ids: list[int] = []
+        last_consumer: ChannelConsumer | None = None
+        settled = 0
         for tag in tags:
-            entry = self.unacked.pop(tag)
-            by_queue.setdefault(entry.queue, []).append(entry.delivery_id)
-            consumer = entry.consumer
+            name, delivery_id, consumer = pop(tag)
+            if name != last_queue:
+                ids = by_queue.setdefault(name, [])
+                last_queue = name
+            ids.append(delivery_id)
             if consumer is not None:
                 consumer.unacked -= 1
-                self.consumer_unacked -= 1
-                freed[consumer] = None
+                settled += 1
+                if consumer is not last_consumer:
+                    freed[consumer] = None
+                    last_consumer = consumer
+        self.consumer_unacked -= settled
         queues = session.vhost.namespace.queues
         now = session.now
         for name, ids in by_queue.items():
@@ -562,7 +631,7 @@ class Channel:
         if method.no_ack:
             queue.ack(session, [m.delivery_id], session.now)
         else:
-            self.unacked[tag] = Unacked(name, m.delivery_id, None)
+            self.unacked[tag] = (name, m.delivery_id, None)
 
     def _ack(self, method: commands.Basic.Ack) -> None:
         self._settle_or_hold(self._tags(method.delivery_tag or 0, method.multiple, method), "ack")

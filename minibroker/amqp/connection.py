@@ -84,6 +84,8 @@ CAPABILITIES: Final = {
 _LONG: Final = struct.Struct(">I")
 #: How a Basic.Publish method frame's payload starts (class 60, method 40).
 _PUBLISH_START: Final = b"\x00\x3c\x00\x28"
+_PUBLISH_INDEX: Final = commands.Basic.Publish.index
+_ROUTING_FAILED: Final = "internal error routing a publish"
 #: The sequence number a held Tx.CommitOk has among the held confirms (they start at 1).
 _COMMIT: Final = 0
 
@@ -119,11 +121,17 @@ class AmqpSession(WireSession):
         self._reader = framing.FrameReader(framing.MIN_FRAME_MAX)
         self._out: list[bytes] = []
         self._out_bytes = 0
+        #: (channel, sequence number) when the last frame in ``_out`` is a publisher
+        #: confirm (Basic.Ack) up to that number: the next one on the channel
+        #: extends it (multiple=True) instead of adding a frame (see ``_send_confirm``).
+        self._ack_tail: tuple[int, int] | None = None
         self._stage = "header"
         self.channels: dict[int, Channel] = {}
         self._vhost: Vhost | None = None
         self.frame_max = settings.frame_max
         self.channel_max = CHANNEL_MAX
+        #: The broker's largest message body (read once per publish).
+        self.max_message_bytes = broker.config.limits.max_message_bytes
         #: The last queue declared on this connection (a method's empty queue name means it).
         self.last_queue = ""
         #: Body bytes announced by content headers and not yet complete (bounded).
@@ -248,9 +256,37 @@ class AmqpSession(WireSession):
                 self._start()
             high_water = self.settings.outbound_high_water
             blocking = self.settings.blocking
+            channels = self.channels
+            is_open = self._stage == "open"
+            # Once per frame, three frames per message: the usual frames of an
+            # open connection take the shortest way, the rest go to _dispatch.
             for kind, number, payload in reader.frames():
-                if number and framing.HEADER <= kind <= framing.BODY and self.handshake_done:
-                    self._content(kind, number, payload)  # two of a publish's three frames
+                if not (number and is_open):
+                    self._dispatch(kind, number, payload)
+                    is_open = self._stage == "open"
+                elif kind == framing.BODY or kind == framing.HEADER:
+                    # Two of a publish's three frames, straight to their channel.
+                    channel = channels.get(number)
+                    if channel is None or channel.closing:
+                        self._content(kind, number, payload)  # refused, or ignored, there
+                    else:
+                        try:
+                            if kind == framing.BODY:
+                                channel.handle_body(payload)
+                            else:
+                                channel.handle_header(payload)
+                        except SoftError as exc:
+                            self._close_channel(channel, exc, _PUBLISH_INDEX)
+                        except HardError:
+                            raise
+                        except Exception:
+                            log.exception("internal error routing %s's publish", self.peer_name)
+                            raise HardError(INTERNAL_ERROR, _ROUTING_FAILED) from None
+                elif kind == framing.METHOD:
+                    if payload.startswith(_PUBLISH_START):
+                        self._publish(number, payload)  # the third
+                    else:
+                        self._channel_method(number, framing.decode_method(payload))
                 else:
                     self._dispatch(kind, number, payload)
                 if self.closing is not None or self.closed or self._stage == "closing":
@@ -347,6 +383,20 @@ class AmqpSession(WireSession):
             log.exception("internal error handling %s from %s", method.name, self.peer_name)
             raise HardError(INTERNAL_ERROR, f"internal error handling {method.name}") from None
 
+    def _publish(self, number: int, payload: bytes) -> None:
+        """A Basic.Publish method frame: the shortcut for the method every message
+        starts with (what ``_channel_method`` would do for it, without its general
+        dispatch). Anything unusual takes the general path, which names the problem."""
+        channel = self.channels.get(number)
+        method = framing.decode_publish(payload)
+        if channel is None or channel.closing or method is None:
+            self._channel_method(number, framing.decode_method(payload))
+            return
+        try:
+            channel.begin_publish(method)
+        except SoftError as exc:
+            self._close_channel(channel, exc, method.index)
+
     def _content(self, kind: int, number: int, payload: bytes) -> None:
         """A content header or body frame: part of the publish its channel is assembling."""
         channel = self.channels.get(number)
@@ -358,14 +408,14 @@ class AmqpSession(WireSession):
             if kind == framing.BODY:
                 channel.handle_body(payload)
             else:
-                channel.handle_header(framing.decode_content_header(payload))
+                channel.handle_header(payload)
         except SoftError as exc:
-            self._close_channel(channel, exc, commands.Basic.Publish.index)
+            self._close_channel(channel, exc, _PUBLISH_INDEX)
         except HardError:
             raise
         except Exception:
             log.exception("internal error routing a publish from %s", self.peer_name)
-            raise HardError(INTERNAL_ERROR, "internal error routing a publish") from None
+            raise HardError(INTERNAL_ERROR, _ROUTING_FAILED) from None
 
     # ------------------------------------------------------------ channels
 
@@ -591,6 +641,7 @@ class AmqpSession(WireSession):
         self._out.append(data)
         self._out_bytes += len(data)
         self._said = True
+        self._ack_tail = None
 
     def confirm(self, channel: Channel, seq: int, *, ok: bool, durable: bool) -> None:
         """Basic.Ack (or Nack) publish ``seq``, after the fsync when it made a durable write."""
@@ -633,7 +684,19 @@ class AmqpSession(WireSession):
                 failed = SoftError(PRECONDITION_FAILED, "the commit could not be made durable")
                 self._close_channel(channel, failed, commands.Tx.Commit.index)
             return
-        self.write(framing.confirm_frame(channel.number, seq, ok and synced))
+        number = channel.number
+        if not (ok and synced):
+            self.write(framing.confirm_frame(number, seq, False))
+        elif self._ack_tail == (number, seq - 1):
+            # Coalesced as RabbitMQ does: the Ack already waiting to be sent
+            # covers this one too. Confirms go out in sequence order per
+            # channel, so every earlier one is settled (acked, or nacked
+            # before the run began) and multiple=True acks exactly the run.
+            self._out[-1] = framing.confirm_frame(number, seq, True, multiple=True)
+            self._ack_tail = (number, seq)
+        else:
+            self.write(framing.confirm_frame(number, seq, True))
+            self._ack_tail = (number, seq)
 
     def _send_reply(self, channel: Channel, reply: base.Frame, synced: bool) -> None:
         if channel.closing or self.channels.get(channel.number) is not channel:
@@ -661,6 +724,7 @@ class AmqpSession(WireSession):
             data = out[0] if len(out) == 1 else b"".join(out)
             self._out = []
             self._out_bytes = 0
+            self._ack_tail = None
         if self.starved and self._vhost is not None and not self.closed:
             self.starved = False
             for channel in list(self.channels.values()):

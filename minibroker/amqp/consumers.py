@@ -17,6 +17,8 @@ one message each. While an AMQP connection dispatches a chunk of input it
 consumers gained credit) are noted, and fed once when the chunk is done
 (``release``), one fetch of up to the credit per consumer. Nothing waits
 longer for it: the chunk's output is written only after it is dispatched.
+The exception is a queue with ``x-message-ttl: 0``, fed at once: the core
+expires on arrival what its consumers cannot take then.
 """
 
 from __future__ import annotations
@@ -139,7 +141,9 @@ class Consumers:
             self._dispatch(queue, consumers, now)
 
     def _on_ready(self, queue: Queue, now: float) -> None:
-        if self._holds:
+        # A queue with x-message-ttl 0 expires what is not taken at once: feed
+        # it now, not when the chunk is done (see Queue.now_or_never).
+        if self._holds and not queue.now_or_never:
             self._pending[queue.name] = None
             return
         consumers = self._by_queue.get(queue.name)

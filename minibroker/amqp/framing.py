@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 from pamqp import base, commands
@@ -53,15 +52,6 @@ MAX_TABLE_DEPTH: Final = decoding.MAX_DEPTH
 #: One frame as cut from the stream: (type, channel, payload). A plain tuple,
 #: not a named one: one is made per frame, three per published message.
 RawFrame = tuple[int, int, bytes]
-
-
-@dataclass(frozen=True, slots=True)
-class ContentHeader:
-    """A content header frame: the body size and the raw property bytes (flags included)."""
-
-    class_id: int
-    body_size: int
-    properties: bytes
 
 
 class FrameReader:
@@ -171,11 +161,15 @@ def decode_method(payload: bytes) -> base.Frame:
     return method
 
 
-def decode_content_header(payload: bytes) -> ContentHeader:
+def decode_content_header(payload: bytes) -> tuple[int, int, bytes]:
+    """A content header frame's (class id, body size, raw property bytes, flags included).
+
+    A plain tuple: one is decoded per published message.
+    """
     if len(payload) < 14:
         raise HardError(FRAME_ERROR, "content header frame too short")
     class_id, _, body_size = _CONTENT_HEADER.unpack_from(payload)
-    return ContentHeader(class_id, body_size, payload[12:])
+    return class_id, body_size, payload[12:]
 
 
 def decode_properties(raw: bytes) -> commands.Basic.Properties:
@@ -190,11 +184,6 @@ def decode_properties(raw: bytes) -> commands.Basic.Properties:
 
 def _too_deep_text(where: str) -> str:
     return f"field table in {where} nested more than {MAX_TABLE_DEPTH} levels deep"
-
-
-def property_flags(raw: bytes) -> int:
-    """The first property-flags word of raw property bytes (which properties are present)."""
-    return (raw[0] << 8) | raw[1]
 
 
 class RoutingProperties(NamedTuple):
@@ -366,11 +355,88 @@ def delivery_frames(
     return b"".join(parts)
 
 
-def confirm_frame(channel: int, delivery_tag: int, ok: bool) -> bytes:
-    """Basic.Ack (or Basic.Nack) of a publish, multiple=false, encoded by hand."""
-    if ok:
-        return _frame(METHOD, channel, b"\x00\x3c\x00\x50" + _ACK_ARGS.pack(delivery_tag, 0))
-    return _frame(METHOD, channel, b"\x00\x3c\x00\x78" + _ACK_ARGS.pack(delivery_tag, 0))
+#: The content header frame's start, up to its body size.
+_HEADER_HEAD: Final = struct.Struct(">BBHIHH")
+
+
+class DeliveryRun:
+    """Deliveries of messages that share a channel, a consumer, an address and
+    properties (a run of one fetch): :func:`delivery_frames`'s bytes, with the
+    parts they share packed once.
+
+    ``add`` appends one delivery's pieces to ``out`` (joined once for the
+    whole fetch): the frames before the delivery tag, the tag, what follows
+    up to the body size, the size and properties (packed once per size), the
+    body and the frame end.
+    """
+
+    __slots__ = (
+        "_after_tag",
+        "_before_tag",
+        "_size",
+        "_tail",
+        "address",
+        "channel",
+        "frame_max",
+        "method_head",
+        "properties",
+    )
+
+    def __init__(
+        self, channel: int, method_head: bytes, address: bytes, properties: bytes, frame_max: int
+    ) -> None:
+        self.channel, self.method_head, self.address = channel, method_head, address
+        self.properties, self.frame_max = properties, frame_max
+        self._before_tag = (
+            _PREFIX.pack(METHOD, channel, len(method_head) + 9 + len(address)) + method_head
+        )
+        self._after_tag = address + _HEADER_HEAD.pack(
+            FRAME_END, HEADER, channel, 12 + len(properties), 60, 0
+        )
+        self._size = -1
+        self._tail = b""
+
+    def add(self, out: list[bytes], delivery_tag: int, redelivered: bool, body: bytes) -> None:
+        size = len(body)
+        if not 0 < size <= self.frame_max - FRAME_OVERHEAD:  # empty, or split into frames
+            out.append(
+                delivery_frames(
+                    self.channel,
+                    self.method_head,
+                    delivery_tag,
+                    redelivered,
+                    self.address,
+                    self.properties,
+                    body,
+                    self.frame_max,
+                )
+            )
+            return
+        if size != self._size:
+            self._size = size
+            self._tail = (
+                _LONGLONG.pack(size)
+                + self.properties
+                + _BODY_START.pack(FRAME_END, BODY, self.channel, size)
+            )
+        out += (
+            self._before_tag,
+            _ACK_ARGS.pack(delivery_tag, 1 if redelivered else 0),
+            self._after_tag,
+            self._tail,
+            body,
+            b"\xce",
+        )
+
+
+def confirm_frame(channel: int, delivery_tag: int, ok: bool, *, multiple: bool = False) -> bytes:
+    """Basic.Ack (or Basic.Nack, requeue=false) of a publish, encoded by hand.
+
+    The same size whatever the arguments: a coalesced confirm replaces the
+    one it extends in place.
+    """
+    method = b"\x00\x3c\x00\x50" if ok else b"\x00\x3c\x00\x78"
+    return _frame(METHOD, channel, method + _ACK_ARGS.pack(delivery_tag, 1 if multiple else 0))
 
 
 def _read_shortstr(payload: bytes, pos: int) -> tuple[str, int]:
@@ -392,6 +458,32 @@ def _decode_publish(payload: bytes) -> base.Frame:
     method.mandatory = bool(bits & 1)
     method.immediate = bool(bits & 2)
     return method
+
+
+#: Decoded Basic.Publish payloads (bounded, see below): a publisher sends the
+#: same few (exchange, routing key, flags) over and over.
+_PUBLISHES: dict[bytes, commands.Basic.Publish] = {}
+_PUBLISHES_MAX: Final = 1024
+
+
+def decode_publish(payload: bytes) -> commands.Basic.Publish | None:
+    """A Basic.Publish method frame's payload decoded by hand; None when it does
+    not decode (then :func:`decode_method` names the problem).
+
+    Equal payloads give the same object, so it is read-only to its callers.
+    """
+    method = _PUBLISHES.get(payload)
+    if method is not None:
+        return method
+    try:
+        decoded = _decode_publish(payload)
+    except (struct.error, IndexError, UnicodeDecodeError):
+        return None
+    assert isinstance(decoded, commands.Basic.Publish)
+    if len(_PUBLISHES) >= _PUBLISHES_MAX:
+        _PUBLISHES.clear()
+    _PUBLISHES[payload] = decoded
+    return decoded
 
 
 def _decode_ack(payload: bytes) -> base.Frame:

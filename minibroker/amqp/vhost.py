@@ -340,17 +340,22 @@ class Vhost:
         A native topic subscriber reached through a topic exchange counts as
         a queue that took it (the message did go somewhere).
         """
+        if exchange.name == DEFAULT:  # never bound to other exchanges (403)
+            queue = self.namespace.queues.find(routing_key)
+            if queue is None:
+                return 0, 0
+            try:
+                queue.put([message], now, ttl=ttl, priority=priority)
+            except Overflow:
+                return 0, 1
+            return 1, 0
         if exchange.exchange_bindings:
             return self._route_through_exchanges(
                 exchange, routing_key, message, header_table, now, ttl, priority
             )
         if exchange.type == TOPIC:
             return self._publish_topic(exchange, routing_key, message, now, ttl, priority)
-        if exchange.name == DEFAULT:
-            targets: Sequence[str] = (routing_key,)
-        else:
-            targets = exchange.route(routing_key, header_table)
-        return self._put(targets, message, now, ttl, priority)
+        return self._put(exchange.route(routing_key, header_table), message, now, ttl, priority)
 
     def _publish_topic(
         self,

@@ -43,7 +43,8 @@ class QueueOptions(Value, frozen=True):
     overflow: OverflowPolicy = "reject_publish"
     #: Priorities 0 .. max_priority: higher ones are delivered first (None: FIFO only).
     max_priority: int | None = None
-    #: Seconds a message may wait in the queue, counted from its publish.
+    #: Seconds a message may wait in the queue, counted from its publish. 0 is
+    #: "now or never": to a consumer waiting when it arrives, else expired at once.
     message_ttl: float | None = None
     #: Seconds a fetched message stays invisible before it is redelivered.
     visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT
@@ -72,7 +73,8 @@ class QueueOptions(Value, frozen=True):
                 f"overflow must be one of {', '.join(OVERFLOW_POLICIES)}, got {self.overflow!r}"
             )
         if self.message_ttl is not None:
-            check_seconds("message_ttl", self.message_ttl, MAX_MESSAGE_TTL)
+            # 0: "now or never", delivered only to a consumer waiting at once.
+            check_seconds("message_ttl", self.message_ttl, MAX_MESSAGE_TTL, allow_zero=True)
         check_seconds("visibility_timeout", self.visibility_timeout, MAX_VISIBILITY_TIMEOUT)
         if self.max_deliveries is not None:
             _check_count("max_deliveries", self.max_deliveries, minimum=1)
@@ -96,7 +98,7 @@ class QueueOptions(Value, frozen=True):
         """
         known = {name: raw[name] for name in (f.name for f in fields(cls)) if name in raw}
         ttl = known.get("message_ttl")
-        if ttl is not None:
+        if ttl is not None and ttl != 0:
             known["message_ttl"] = clamp_seconds(float(ttl), MAX_MESSAGE_TTL)
         visibility = known.get("visibility_timeout")
         if visibility is not None:

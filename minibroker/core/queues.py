@@ -333,6 +333,7 @@ class Queue:
             self._ready = ready_for(options, self._ready)  # start or stop counting bytes
         self.options = options
         self._ttl = options.message_ttl
+        self._now_or_never = options.message_ttl == 0
         bounded = options.max_length is not None or options.max_length_bytes is not None
         self._reject_overflow = bounded and options.overflow != "drop_head"
         self._drop_overflow = bounded and options.overflow == "drop_head"
@@ -405,7 +406,7 @@ class Queue:
         ):
             self._refuse(messages, now, priority)
         published_at = self._broker.clock.wall_ms(now)
-        expires_at = NEVER if self._ttl is None else now + self._ttl
+        expires_at = self._expires_at(now)
         if ttl is not None:
             expires_at = min(expires_at, now + ttl)
             self._expiring = True
@@ -468,6 +469,27 @@ class Queue:
                 raise self._too_large_to_deliver(Message(body, headers, 0), room, len(batch))
             add(Message(body, headers, published_at, expires_at))
         return batch
+
+    def _expires_at(self, now: float) -> float:
+        """When a message that arrives ``now`` expires under ``message_ttl``.
+
+        ``message_ttl=0`` is RabbitMQ's "now or never": the message is live
+        at the instant it arrives (the smallest float after ``now`` is not
+        ``<= now``), so a consumer already waiting gets it, and ``_enqueue``
+        expires whatever nobody took at that instant.
+        """
+        ttl = self._ttl
+        if ttl is None:
+            return NEVER
+        if ttl == 0:
+            return math.nextafter(now, math.inf)
+        return now + ttl
+
+    @property
+    def now_or_never(self) -> bool:
+        """``message_ttl`` is 0: a message expires on arrival unless a consumer
+        takes it at once (a push front end feeds such a queue immediately)."""
+        return self._now_or_never
 
     def _would_overflow(self, count: int, messages: Iterable[Incoming | bytes]) -> bool:
         """True if ``count`` more ready messages (with these bodies, when bytes are
@@ -555,10 +577,32 @@ class Queue:
             self._feed_waiters(now)
         if self.ready_listeners:
             self._tell_ready(now)
+        if self._now_or_never:
+            self._expire_unclaimed(now)
+            return
         if self._drop_overflow:
             self._drop_head(now)
         if self._ttl is not None or self._expiring:
             self._arm_expiry()
+
+    def _expire_unclaimed(self, now: float) -> None:
+        """``message_ttl=0``: what no waiting consumer took on arrival expires now.
+
+        Every message put since the TTL became 0 is due by now (each was
+        live only at the instant it arrived). Only messages put before a
+        ``reconfigure`` to 0 can be due later: they stay, in their order.
+        """
+        ready = self._ready
+        if not ready:
+            return
+        cutoff = math.nextafter(now, math.inf)
+        popleft = ready.popleft
+        taken = [popleft() for _ in range(len(ready))]
+        due = [m for m in taken if m.expires_at <= cutoff]
+        if len(due) < len(taken):
+            ready.extend([m for m in taken if m.expires_at > cutoff])
+        if due:
+            self._dispose(due, "expired", now)
 
     def _drop_head(self, now: float) -> None:
         """drop_head: remove messages from the head until the queue is within its limits."""
@@ -1217,7 +1261,7 @@ class Queue:
                 return self._dead_letter(letters, "overflow", now)
             finally:
                 parent.dead_letter_depth -= 1
-        expires_at = NEVER if self._ttl is None else now + self._ttl
+        expires_at = self._expires_at(now)
         max_item = parent.limits.max_item_bytes
         batch: list[Message] = []
         for m in messages:

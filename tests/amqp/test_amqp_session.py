@@ -449,3 +449,64 @@ def test_a_plain_default_exchange_publish_is_rebuilt_exactly_from_the_core() -> 
     first, second = to_core("ex", "k", raw, {}, b"1"), to_core("ex", "k", raw, None, b"2")
     assert first.headers is second.headers  # shared, not one map per message
     assert from_core(first.headers, "q") == ("ex", "k", raw)
+
+
+def _confirms(data: bytes) -> list[tuple[str, int, bool]]:
+    return [
+        (type(f).__name__, f.delivery_tag, f.multiple)
+        for f in _frames(data)
+        if isinstance(f, commands.Basic.Ack | commands.Basic.Nack)
+    ]
+
+
+def test_confirms_ready_together_go_as_one_multiple_ack() -> None:
+    """As RabbitMQ: one Basic.Ack multiple=True for every confirm ready in the same pass."""
+    session = _open(Broker(), hold=False)
+    session.receive_data(publish_frames(b"1") + publish_frames(b"2") + publish_frames(b"3"))
+    assert _confirms(session.data_to_send()) == [("Ack", 3, True)]
+    _publish(session, b"4")  # a pass of its own: a plain ack
+    assert _confirms(session.data_to_send()) == [("Ack", 4, False)]
+
+
+def test_a_nack_ends_a_run_of_coalesced_acks() -> None:
+    session = _open(Broker(), hold=False)
+    session.receive_data(
+        frame.marshal(
+            commands.Queue.Declare(
+                queue="full", arguments={"x-max-length": 0, "x-overflow": "reject-publish"}
+            ),
+            1,
+        )
+    )
+    session.data_to_send()
+    session.receive_data(
+        publish_frames(b"1")
+        + publish_frames(b"2")
+        + publish_frames(b"x", routing_key="full")
+        + publish_frames(b"4")
+        + publish_frames(b"5")
+    )
+    # multiple=True on 5 covers only what is still outstanding: 4 and 5.
+    assert _confirms(session.data_to_send()) == [
+        ("Ack", 2, True),
+        ("Nack", 3, False),
+        ("Ack", 5, True),
+    ]
+
+
+def test_other_frames_between_confirms_keep_their_place() -> None:
+    """A mandatory publish with no route is returned before its own ack, never
+    moved behind a later confirm."""
+    session = _open(Broker(), hold=False)
+    unroutable = (
+        frame.marshal(commands.Basic.Publish(exchange="", routing_key="nowhere", mandatory=True), 1)
+        + frame.marshal(header.ContentHeader(0, 1, commands.Basic.Properties()), 1)
+        + frame.marshal(body.ContentBody(b"r"), 1)
+    )
+    session.receive_data(publish_frames(b"1") + unroutable + publish_frames(b"3"))
+    kinds = [
+        (type(f).__name__, getattr(f, "delivery_tag", None), getattr(f, "multiple", None))
+        for f in _frames(session.data_to_send())
+        if not isinstance(f, header.ContentHeader | body.ContentBody)
+    ]
+    assert kinds == [("Ack", 1, False), ("Return", None, None), ("Ack", 3, True)]

@@ -67,6 +67,44 @@ def test_delivery_frames_are_pamqps(
     assert header in built  # the content header is pamqp's too
 
 
+@given(
+    channels,
+    st.text(max_size=40),
+    names,
+    keys,
+    property_sets,
+    st.lists(st.tuples(tags, st.booleans(), bodies), min_size=1, max_size=6),
+)
+def test_a_delivery_run_is_pamqps_frames(
+    channel: int,
+    consumer_tag: str,
+    exchange: str,
+    key: str,
+    fields: dict[str, Any],
+    deliveries: list[tuple[int, bool, bytes]],
+) -> None:
+    """DeliveryRun's pieces, joined, are pamqp's frames for each delivery in turn
+    (bodies of every size: empty, one frame, several; sizes repeat and change)."""
+    properties = commands.Basic.Properties(**fields)
+    raw = properties.marshal()
+    frame_max = 4096
+    run = framing.DeliveryRun(
+        channel,
+        framing.deliver_method_head(consumer_tag),
+        framing.encoded_address(exchange, key),
+        raw,
+        frame_max,
+    )
+    out: list[bytes] = []
+    expected = b""
+    for tag, redelivered, data in deliveries:
+        run.add(out, tag, redelivered, data)
+        expected += frame.marshal(
+            commands.Basic.Deliver(consumer_tag, tag, redelivered, exchange, key), channel
+        ) + framing.content_frames(channel, raw, data, frame_max)
+    assert b"".join(out) == expected
+
+
 @given(property_sets)
 def test_routing_properties_read_what_pamqp_decodes(fields: dict[str, Any]) -> None:
     raw = commands.Basic.Properties(**fields).marshal()
@@ -93,11 +131,18 @@ def test_routing_properties_leave_broken_bytes_to_pamqp() -> None:
         assert framing.routing_properties(raw[:cut]) is None
 
 
-@given(channels, tags, st.booleans())
-def test_confirm_frame_is_pamqps(channel: int, tag: int, ok: bool) -> None:
+@given(channels, tags, st.booleans(), st.booleans())
+def test_confirm_frame_is_pamqps(channel: int, tag: int, ok: bool, multiple: bool) -> None:
     # A server's nack has requeue=false, as RabbitMQ sends it (requeue means nothing there).
-    method = commands.Basic.Ack(tag) if ok else commands.Basic.Nack(tag, requeue=False)
-    assert framing.confirm_frame(channel, tag, ok) == frame.marshal(method, channel)
+    method = (
+        commands.Basic.Ack(tag, multiple)
+        if ok
+        else commands.Basic.Nack(tag, multiple, requeue=False)
+    )
+    built = framing.confirm_frame(channel, tag, ok, multiple=multiple)
+    assert built == frame.marshal(method, channel)
+    # The same size either way: a coalesced confirm replaces the one it extends.
+    assert len(built) == len(framing.confirm_frame(channel, tag, ok))
 
 
 @given(names, keys, st.booleans(), st.booleans())
@@ -113,6 +158,35 @@ def test_publish_decodes_as_pamqp_does(
         mandatory,
         immediate,
     )
+
+
+@given(names, keys, st.booleans())
+def test_the_publish_shortcut_decodes_as_pamqp_does(
+    exchange: str, key: str, mandatory: bool
+) -> None:
+    """The session's shortcut (decode_publish, cached by payload) against pamqp's decoder."""
+    payload = frame.marshal(commands.Basic.Publish(0, exchange, key, mandatory), 1)[7:-1]
+    expected = commands.Basic.Publish()
+    expected.unmarshal(payload[4:])
+    for _ in range(2):  # decoded, then found in the cache
+        method = framing.decode_publish(payload)
+        assert method is not None
+        assert (method.exchange, method.routing_key, method.mandatory, method.immediate) == (
+            expected.exchange,
+            expected.routing_key,
+            expected.mandatory,
+            expected.immediate,
+        )
+
+
+@given(property_sets, st.integers(0, 2**40))
+def test_content_headers_decode_as_pamqp_does(fields: dict[str, Any], size: int) -> None:
+    properties = commands.Basic.Properties(**fields)
+    data = frame.marshal(header_frame.ContentHeader(0, size, properties), 1)
+    _, _, expected = frame.unmarshal(data)
+    class_id, body_size, raw = framing.decode_content_header(data[7:-1])
+    assert (class_id, body_size) == (60, expected.body_size)
+    assert framing.decode_properties(raw) == expected.properties
 
 
 @given(tags, st.booleans())

@@ -238,7 +238,7 @@ def test_declare_idempotent_and_conflict(w: World) -> None:
         {"max_length": -1},
         {"max_length": 2**60},
         {"overflow": "drop_tail"},
-        {"message_ttl": 0.0},
+        {"message_ttl": 1e-6},
         {"message_ttl": -5.0},
         {"message_ttl": float("nan")},
         {"visibility_timeout": 0.0},
@@ -606,6 +606,47 @@ def test_ttl_expires_without_fetch_and_dead_letters(w: World) -> None:
     check_conservation(q)
 
 
+def test_ttl_zero_expires_on_arrival_and_dead_letters_at_once(w: World) -> None:
+    """message_ttl=0 is RabbitMQ's "now or never": nobody waiting, so it is gone
+    at the instant of the put, without a timer or a later fetch."""
+    dlq = w.declare("dead")
+    q = w.declare("q", message_ttl=0, dead_letter_queue="dead")
+    put(q, w.now, "a", "b")
+    s = q.statistics()
+    assert (s.ready, s.expired, s.dead_lettered) == (0, 2, 2)
+    assert q.fetch(A, 10, w.now) == []  # not even at the same instant
+    assert bodies(dlq.fetch(A, 10, w.now)) == [b"a", b"b"]
+    check_conservation(q)
+
+
+def test_ttl_zero_reaches_a_consumer_waiting_at_once(w: World) -> None:
+    q = w.declare("q", message_ttl=0)
+    peer = FakePeer(7)
+    q.wait(peer, 1, 1, w.now, timeout=5.0)  # a long-poll fetch is parked
+    put(q, w.now, "a", "b")
+    assert [m["body"] for m in peer.resolved[1]] == [b"a"]  # it asked for one
+    s = q.statistics()
+    assert (s.ready, s.in_flight, s.expired) == (0, 1, 1)
+
+
+def test_ttl_zero_reaches_a_ready_listener_at_once(w: World) -> None:
+    q = w.declare("q", message_ttl=0)
+    taken: list[bytes] = []
+
+    def listener(queue: Queue, now: float) -> None:
+        taken.extend(bodies(queue.fetch(B, 1, now)))
+
+    q.ready_listeners.append(listener)
+    put(q, w.now, "a")
+    assert taken == [b"a"]
+    assert q.statistics().expired == 0
+
+
+def test_ttl_zero_survives_a_round_trip_of_its_options() -> None:
+    options = QueueOptions(message_ttl=0, durable=True)
+    assert QueueOptions.from_dict(options.to_dict()).message_ttl == 0
+
+
 def test_ttl_never_delivers_expired_and_drops_without_dlq(w: World) -> None:
     q = w.declare(message_ttl=10.0)
     put(q, w.now, "a")
@@ -824,3 +865,21 @@ def test_list_and_namespace_isolation(w: World) -> None:
     other = w.broker.namespace("other").queues
     assert len(other) == 0
     w.broker.drop_namespace("t")
+
+
+def test_ttl_zero_after_a_reconfigure_leaves_older_messages_their_own_ttl(w: World) -> None:
+    q = w.declare("q", message_ttl=60.0)
+    put(q, w.now, "old")
+    w.queues.reconfigure("q", QueueOptions(message_ttl=0), w.now)
+    put(q, w.now, "new")
+    assert (q.statistics().expired, bodies(q.fetch(A, 10, w.now))) == (1, [b"old"])
+
+
+def test_ttl_zero_queues_that_dead_letter_to_each_other_end(w: World) -> None:
+    """Expiry on arrival recurses through the dead-letter queues within one put:
+    the cycle rule ends it (an expiry cycle with no rejection in it is dropped)."""
+    a = w.declare("a", message_ttl=0, dead_letter_queue="b")
+    b = w.declare("b", message_ttl=0, dead_letter_queue="a")
+    put(a, w.now, "m")
+    assert (a.ready_count, b.ready_count) == (0, 0)
+    assert a.statistics().expired == 1 and b.statistics().expired == 1
