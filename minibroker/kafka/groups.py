@@ -22,6 +22,12 @@ A group moves through Kafka's states:
 * **Stable**: everyone has an assignment; heartbeats keep each member's
   session alive, and a session that runs out removes that member.
 
+Static members (KIP-345, ``group.instance.id``) are mapped by instance id
+to the member id holding it. A new member with a known instance id is that
+consumer restarted: it takes the old member's place (its assignment, and
+the leadership if it had it), and the old member id is fenced: its
+requests that name the instance get FENCED_INSTANCE_ID, as in Kafka.
+
 Answers that have to wait (a JoinGroup until the round ends, a SyncGroup
 until the leader's assignment) are callbacks; timers are the core's
 (``Timers.call_at``), so Trio's MockClock drives them in tests. Pure logic:
@@ -44,6 +50,7 @@ INCONSISTENT_GROUP_PROTOCOL: Final = 23
 UNKNOWN_MEMBER_ID: Final = 25
 INVALID_SESSION_TIMEOUT: Final = 26
 REBALANCE_IN_PROGRESS: Final = 27
+FENCED_INSTANCE_ID: Final = 82
 
 #: Session timeouts a member may ask for, in seconds (Kafka's broker defaults).
 MIN_SESSION_TIMEOUT: Final = 0.1
@@ -64,8 +71,9 @@ class JoinResult:
     protocol: str | None = None
     leader: str = ""
     member_id: str = ""
-    #: Every member's (id, metadata for the chosen protocol): the leader's answer only.
-    members: tuple[tuple[str, bytes], ...] = ()
+    #: Every member's (id, group.instance.id or None, metadata for the chosen
+    #: protocol): the leader's answer only.
+    members: tuple[tuple[str, str | None, bytes], ...] = ()
 
 
 JoinReply = Callable[[JoinResult], None]
@@ -102,6 +110,8 @@ class Group:
     leader: str | None = None
     members: dict[str, Member] = field(default_factory=dict)
     rebalance_timer: Timer | None = None
+    #: Static members: ``group.instance.id`` -> the member id holding it now.
+    instances: dict[str, str] = field(default_factory=dict)
 
 
 class GroupCoordinator:
@@ -131,13 +141,10 @@ class GroupCoordinator:
         """A member (re)joins; ``reply`` is called when the round it joined ends.
 
         A new member with the ``instance_id`` (``group.instance.id``) of one
-        already in the group is that consumer restarted: it takes the old
-        one's place at once. Clients do not send LeaveGroup for a static
+        already in the group is that consumer restarted
+        (:meth:`_rejoin_static`): clients send no LeaveGroup for a static
         member when they close, so without this the group would wait for
-        the old incarnation's session to time out (45 s by default). Kafka
-        (KIP-345) also hands the returning instance its old assignment
-        without a round; here a round runs, as for any join, and the other
-        members take part at their next heartbeat.
+        the old incarnation's session to time out (45 s by default).
         """
         if not MIN_SESSION_TIMEOUT <= session_timeout <= MAX_SESSION_TIMEOUT:
             reply(JoinResult(INVALID_SESSION_TIMEOUT, member_id=member_id))
@@ -148,19 +155,13 @@ class GroupCoordinator:
         if not protocols or not self._compatible(group, member_id, protocol_type, protocols):
             reply(JoinResult(INCONSISTENT_GROUP_PROTOCOL, member_id=member_id))
             return
-        if member_id and member_id not in group.members:
-            reply(JoinResult(UNKNOWN_MEMBER_ID, member_id=member_id))
-            return
-        if not member_id:
-            member_id = f"{client_id or 'member'}-{next(self._member_ids)}"
-            if instance_id is not None:
-                self._replace_instance(group, instance_id)
-        previous = group.members.get(member_id)
-        if previous is not None and previous.join_reply is not None:
-            # A retried JoinGroup: the earlier request will never be read.
-            previous.join_reply(JoinResult(REBALANCE_IN_PROGRESS, member_id=member_id))
+        if member_id:
+            error = _check_member(group, member_id, instance_id)
+            if error != NONE:
+                reply(JoinResult(error, member_id=member_id))
+                return
         member = Member(
-            member_id,
+            member_id or f"{client_id or 'member'}-{next(self._member_ids)}",
             session_timeout,
             rebalance_timeout,
             dict(protocols),
@@ -170,21 +171,74 @@ class GroupCoordinator:
             client_host=client_host,
             instance_id=instance_id,
         )
+        if not member_id and instance_id is not None and instance_id in group.instances:
+            self._rejoin_static(group, member, now)
+            return
+        previous = group.members.get(member.member_id)
         if previous is not None:
+            if previous.join_reply is not None:
+                # A retried JoinGroup: the earlier request will never be read.
+                previous.join_reply(JoinResult(REBALANCE_IN_PROGRESS, member_id=member.member_id))
             _cancel(previous.session_timer)
             member.assignment = previous.assignment
-        group.members[member_id] = member
+            member.instance_id = previous.instance_id  # fixed at the first join, as in Kafka
+        group.members[member.member_id] = member
+        if member.instance_id is not None:
+            group.instances[member.instance_id] = member.member_id
         group.protocol_type = protocol_type
         if group.state is not GroupState.PREPARING_REBALANCE:
             self._prepare_rebalance(group, now)
         self._maybe_complete_join(group, now)
 
-    def _replace_instance(self, group: Group, instance_id: str) -> None:
-        """Remove the member holding ``instance_id``: its new incarnation is joining.
-        Its own requests get UNKNOWN_MEMBER_ID from now on (Kafka: FENCED_INSTANCE_ID)."""
-        for old in list(group.members.values()):
-            if old.instance_id == instance_id:
-                self._remove(group, old)
+    def _rejoin_static(self, group: Group, member: Member, now: float) -> None:
+        """A static member's new incarnation replaces the old one, as Kafka does.
+
+        The old member id is fenced (its waiting JoinGroup or SyncGroup gets
+        FENCED_INSTANCE_ID at once, its later requests too); the new id takes
+        its place, its last assignment and the leadership if it had it. In a
+        stable group, if the returning instance's subscription is the old
+        one's and the strategy the group would choose is unchanged, no round
+        runs: the join is answered at once in the current generation, with
+        the leader as it was (so a returning leader does not compute an
+        assignment nobody would receive), and the SyncGroup that follows
+        hands over the kept assignment. Otherwise a round runs (or the one
+        being prepared goes on) with the new member in it.
+        """
+        assert member.instance_id is not None
+        old = group.members.pop(group.instances[member.instance_id])
+        self._fence(old)
+        member.assignment = old.assignment
+        leader = group.leader
+        if leader == old.member_id:
+            group.leader = member.member_id
+        group.members[member.member_id] = member
+        group.instances[member.instance_id] = member.member_id
+        if (
+            group.state is GroupState.STABLE
+            and group.protocol is not None
+            and _choose_protocol(list(group.members.values())) == group.protocol
+            and _same_subscription(
+                group.protocol_type,
+                old.protocols.get(group.protocol),
+                member.protocols.get(group.protocol),
+            )
+        ):
+            reply, member.join_reply = member.join_reply, None
+            self._touch(group, member, now)
+            assert reply is not None and leader is not None
+            reply(JoinResult(NONE, group.generation, group.protocol, leader, member.member_id))
+            return
+        if group.state is not GroupState.PREPARING_REBALANCE:
+            self._prepare_rebalance(group, now)
+        self._maybe_complete_join(group, now)
+
+    def _fence(self, old: Member) -> None:
+        """Stop the replaced incarnation's timer and answer what it waits for."""
+        _cancel(old.session_timer)
+        if old.sync_reply is not None:
+            old.sync_reply(FENCED_INSTANCE_ID, b"")
+        if old.join_reply is not None:
+            old.join_reply(JoinResult(FENCED_INSTANCE_ID, member_id=old.member_id))
 
     @staticmethod
     def _compatible(
@@ -233,7 +287,9 @@ class GroupCoordinator:
         if group.leader not in members:
             group.leader = next(iter(members))
         group.state = GroupState.COMPLETING_REBALANCE
-        everyone = tuple((m.member_id, m.protocols[group.protocol]) for m in members.values())
+        everyone = tuple(
+            (m.member_id, m.instance_id, m.protocols[group.protocol]) for m in members.values()
+        )
         for member in list(members.values()):
             reply, member.join_reply = member.join_reply, None
             self._touch(group, member, now)
@@ -259,9 +315,10 @@ class GroupCoordinator:
         assignments: Sequence[tuple[str, bytes]],
         reply: SyncReply,
         now: float,
+        instance_id: str | None = None,
     ) -> None:
         """A member asks for its assignment; the leader brings everyone's."""
-        group, member, error = self._find(group_id, member_id, generation)
+        group, member, error = self._find(group_id, member_id, generation, instance_id)
         if group is None or member is None:
             reply(error, b"")
             return
@@ -285,8 +342,15 @@ class GroupCoordinator:
 
     # -------------------------------------------------- heartbeat, leave
 
-    def heartbeat(self, group_id: str, generation: int, member_id: str, now: float) -> int:
-        group, member, error = self._find(group_id, member_id, generation)
+    def heartbeat(
+        self,
+        group_id: str,
+        generation: int,
+        member_id: str,
+        now: float,
+        instance_id: str | None = None,
+    ) -> int:
+        group, member, error = self._find(group_id, member_id, generation, instance_id)
         if group is None or member is None:
             return error
         self._touch(group, member, now)
@@ -303,7 +367,9 @@ class GroupCoordinator:
         self._membership_changed(group, now)
         return NONE
 
-    def check_commit(self, group_id: str, generation: int, member_id: str) -> int:
+    def check_commit(
+        self, group_id: str, generation: int, member_id: str, instance_id: str | None = None
+    ) -> int:
         """May this OffsetCommit go ahead? Commits outside a group (``assign()``,
         generation -1) always may; a member's only in its current generation.
 
@@ -314,7 +380,7 @@ class GroupCoordinator:
         """
         if generation < 0 and not member_id:
             return NONE
-        group, member, error = self._find(group_id, member_id, generation)
+        group, member, error = self._find(group_id, member_id, generation, instance_id)
         if group is None or member is None:
             return error
         if group.state is GroupState.COMPLETING_REBALANCE:
@@ -324,12 +390,16 @@ class GroupCoordinator:
     # ---------------------------------------------------------- helpers
 
     def _find(
-        self, group_id: str, member_id: str, generation: int
+        self, group_id: str, member_id: str, generation: int, instance_id: str | None
     ) -> tuple[Group | None, Member | None, int]:
+        """The group and member a request names, or the error to answer it with."""
         group = self.groups.get(group_id)
-        member = None if group is None else group.members.get(member_id)
-        if group is None or member is None:
+        if group is None:
             return None, None, UNKNOWN_MEMBER_ID
+        error = _check_member(group, member_id, instance_id)
+        if error != NONE:
+            return None, None, error
+        member = group.members[member_id]
         if generation != group.generation:
             return None, None, ILLEGAL_GENERATION
         return group, member, NONE
@@ -350,6 +420,9 @@ class GroupCoordinator:
 
     def _remove(self, group: Group, member: Member) -> None:
         del group.members[member.member_id]
+        instance = member.instance_id
+        if instance is not None and group.instances.get(instance) == member.member_id:
+            del group.instances[instance]
         _cancel(member.session_timer)
         if member.sync_reply is not None:
             member.sync_reply(UNKNOWN_MEMBER_ID, b"")
@@ -378,6 +451,68 @@ class GroupCoordinator:
 
     def describe(self, group_id: str) -> Group | None:
         return self.groups.get(group_id)
+
+
+def _check_member(group: Group, member_id: str, instance_id: str | None) -> int:
+    """Kafka's check of the member a request names (``validateCurrentMember``).
+
+    A request that carries a ``group.instance.id`` (JoinGroup v5, Heartbeat
+    and SyncGroup v3, OffsetCommit v7 on) must name the member id holding
+    that instance now: another id is an incarnation that was replaced
+    (FENCED_INSTANCE_ID: the client stops, a duplicate instance must not go
+    on consuming), an instance the group does not know is UNKNOWN_MEMBER_ID.
+    Older versions carry no instance id and only the member id is checked.
+    """
+    if instance_id is not None:
+        holder = group.instances.get(instance_id)
+        if holder is None:
+            return UNKNOWN_MEMBER_ID
+        if holder != member_id:
+            return FENCED_INSTANCE_ID
+    return NONE if member_id in group.members else UNKNOWN_MEMBER_ID
+
+
+def _same_subscription(protocol_type: str | None, old: bytes | None, new: bytes | None) -> bool:
+    """Does a returning static member subscribe to what its old incarnation did?
+
+    For consumers (protocol type ``consumer``) that is the topic list at the
+    head of the ConsumerProtocol subscription (version, then the topics);
+    the rest (user data, owned partitions, generation) changes with every
+    restart and does not matter. Other protocol types are compared whole.
+    Kafka checks only that the chosen strategy stays the same and leaves a
+    changed subscription to the client to notice; here it runs a round.
+    """
+    if old is None or new is None:
+        return False
+    if protocol_type != "consumer":
+        return old == new
+    topics = _subscribed_topics(old)
+    return topics is not None and topics == _subscribed_topics(new)
+
+
+def _subscribed_topics(metadata: bytes) -> frozenset[str] | None:
+    """The topics of a ConsumerProtocol subscription; None if it cannot be read."""
+    view = memoryview(metadata)
+    if len(view) < 6:
+        return None
+    count = int.from_bytes(view[2:6], "big", signed=True)
+    if count < 0:
+        return None
+    topics: set[str] = set()
+    at = 6
+    for _ in range(count):
+        if at + 2 > len(view):
+            return None
+        size = int.from_bytes(view[at : at + 2], "big", signed=True)
+        at += 2
+        if size < 0 or at + size > len(view):
+            return None
+        try:
+            topics.add(bytes(view[at : at + size]).decode())
+        except UnicodeDecodeError:
+            return None
+        at += size
+    return frozenset(topics)
 
 
 def _common(members: Sequence[Member]) -> set[str]:

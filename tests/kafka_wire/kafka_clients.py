@@ -265,7 +265,9 @@ class KafkaPython:
             future.get(DEADLINE)
         producer.close()
 
-    def consumer(self, kafka: KafkaBootstrap, *topics: str, **extra: Any) -> Any:
+    def consumer(
+        self, kafka: KafkaBootstrap, *topics: str, listener: Any = None, **extra: Any
+    ) -> Any:
         from kafka import KafkaConsumer
 
         defaults = {
@@ -275,7 +277,7 @@ class KafkaPython:
         }
         consumer = KafkaConsumer(**kafka.kwargs(**{**defaults, **extra}))
         if topics:
-            consumer.subscribe(list(topics))
+            consumer.subscribe(list(topics), listener=listener)
             # Have the subscribed topics' metadata before the first poll joins
             # the group (docs/kafka.md, "kafka-python 3"): else kafka-python
             # 3.0 may join with no metadata, rejoin at once when it arrives,
@@ -334,7 +336,9 @@ class Member:
 
     ``assignment`` is the partitions it holds now; ``seen`` what it consumed
     (it commits synchronously after every poll that brought records, so a
-    rebalance hands partitions over at the committed offset).
+    rebalance hands partitions over at the committed offset); ``revocations``
+    how many times the group took partitions back from it (each rebalance
+    round it held partitions in, with the eager protocol).
     """
 
     def __init__(
@@ -349,6 +353,7 @@ class Member:
         """``instance``: a static member's ``group.instance.id`` (with the longer
         session a static member is given, :data:`STATIC_SESSION_MS`)."""
         self.assignment: frozenset[int] = frozenset()
+        self.revocations = 0
         self._instance = instance
         self.seen: list[bytes] = []
         self.error: BaseException | None = None
@@ -368,6 +373,10 @@ class Member:
         if not self._instance:
             return {}
         return {"group_instance_id": self._instance, "session_timeout_ms": STATIC_SESSION_MS}
+
+    def _revoked(self, partitions: Any) -> None:
+        if partitions:
+            self.revocations += 1
 
     def _guard(self, run: Any, *args: Any) -> None:
         try:
@@ -391,7 +400,7 @@ class Member:
             extra["group.instance.id"] = self._instance
             extra["session.timeout.ms"] = STATIC_SESSION_MS
         consumer = Confluent().consumer(kafka, group, **extra)
-        consumer.subscribe([topic])
+        consumer.subscribe([topic], on_revoke=lambda _consumer, parts: self._revoked(parts))
         while not self._stop.is_set():
             message = consumer.poll(0.05)
             if message is not None and message.error() is None:
@@ -404,8 +413,24 @@ class Member:
     def _kafka_python(
         self, kafka: KafkaBootstrap, topic: str, group: str, assignor: str | None
     ) -> None:
+        from kafka import ConsumerRebalanceListener
+
+        member = self
+
+        class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+            def on_partitions_revoked(self, revoked: Any) -> None:
+                member._revoked(revoked)
+
+            def on_partitions_assigned(self, assigned: Any) -> None:
+                pass
+
         consumer = KafkaPython().consumer(
-            kafka, topic, group_id=group, enable_auto_commit=False, **self._static_kwargs()
+            kafka,
+            topic,
+            listener=Listener(),
+            group_id=group,
+            enable_auto_commit=False,
+            **self._static_kwargs(),
         )
         while not self._stop.is_set():
             batches = consumer.poll(timeout_ms=50)
@@ -420,11 +445,19 @@ class Member:
     def _aiokafka(
         self, kafka: KafkaBootstrap, topic: str, group: str, assignor: str | None
     ) -> None:
-        from aiokafka import AIOKafkaConsumer
+        from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+
+        member = self
+
+        class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+            def on_partitions_revoked(self, revoked: Any) -> None:
+                member._revoked(revoked)
+
+            def on_partitions_assigned(self, assigned: Any) -> None:
+                pass
 
         async def run() -> None:
             consumer = AIOKafkaConsumer(
-                topic,
                 **kafka.kwargs(
                     group_id=group,
                     auto_offset_reset="earliest",
@@ -436,6 +469,7 @@ class Member:
                     },
                 ),
             )
+            consumer.subscribe([topic], listener=Listener())
             await consumer.start()
             try:
                 while not self._stop.is_set():

@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 
 import minibroker
-from kafka_wire.kafka_clients import CLIENTS, STATIC_SESSION_MS, KafkaClient, Member, wait_for
+from kafka_wire.kafka_clients import (
+    CLIENTS,
+    STATIC_SESSION_MS,
+    Confluent,
+    KafkaClient,
+    KafkaPython,
+    Member,
+    wait_for,
+)
 from minibroker.testing import KafkaBootstrap, ThreadedBroker, run_in_thread
 
 # kafka-python reads its bundled schemas with a deprecated importlib call.
@@ -163,6 +171,134 @@ def test_a_restarted_static_member_takes_its_place_without_waiting_for_its_sessi
     took = time.monotonic() - started
     again.stop()
     assert took < STATIC_SESSION_MS / 1000 / 3
+
+
+def test_a_restarted_static_member_gets_its_partitions_back_without_a_rebalance(
+    client: KafkaClient, minibroker_kafka_bootstrap: KafkaBootstrap
+) -> None:
+    """KIP-345: a static member restarted with the same subscription gets the
+    partitions its old incarnation held, and the other members are not
+    disturbed: no rebalance round, so nothing is revoked from them."""
+    kafka = minibroker_kafka_bootstrap
+    client.create_topic(kafka, "jobs", 2)
+    one = Member(client.name, kafka, "jobs", "pair", None, instance="worker-1")
+    wait_for(lambda: one.assignment == {0, 1}, "the first member's assignment")
+    two = Member(client.name, kafka, "jobs", "pair", None, instance="worker-2")
+    wait_for(
+        lambda: (
+            len(one.assignment) == len(two.assignment) == 1 and one.assignment != two.assignment
+        ),
+        "the partitions to be shared",
+    )
+    held, revoked = two.assignment, one.revocations
+    two.stop()
+    again = Member(client.name, kafka, "jobs", "pair", None, instance="worker-2")
+    wait_for(lambda: again.assignment == held, "the restarted member's partition")
+    # In a round, the other member gives its partitions up before the round
+    # can end, so before the restarted one is assigned: it would show by now.
+    # (Read before stop(): closing revokes a consumer's own partitions.)
+    revoked_after, kept = one.revocations, one.assignment
+    again.stop()
+    one.stop()
+    assert revoked_after == revoked, "the other member went through a rebalance"
+    assert kept == {0, 1} - held
+
+
+@pytest.mark.parametrize("client_name", ["confluent-kafka", "kafka-python"])
+def test_static_members_are_ranked_by_instance_id_in_the_leaders_assignment(
+    client_name: str, minibroker_kafka_bootstrap: KafkaBootstrap
+) -> None:
+    """The leader's JoinGroup answer (v5) carries each member's
+    ``group.instance.id``; librdkafka's and kafka-python's range assignors
+    order static members by it, so a static member's partitions do not
+    depend on its member id (new at every restart). aiokafka's assignors
+    order by member id only."""
+    kafka = minibroker_kafka_bootstrap
+    client = next(each for each in CLIENTS if each.name == client_name)
+    client.create_topic(kafka, "jobs", 2)
+    # worker-b joins first and gets the first member id; by instance id it comes second.
+    b = Member(client_name, kafka, "jobs", "ranked", None, instance="worker-b")
+    wait_for(lambda: b.assignment == {0, 1}, "the first member's assignment")
+    a = Member(client_name, kafka, "jobs", "ranked", None, instance="worker-a")
+    wait_for(lambda: a.assignment and b.assignment and a.assignment != b.assignment, "a share")
+    a.stop()
+    b.stop()
+    assert (a.assignment, b.assignment) == ({0}, {1})
+
+
+@pytest.mark.parametrize("client_name", ["confluent-kafka", "kafka-python"])
+def test_a_replaced_static_incarnation_is_fenced(
+    client_name: str, minibroker_kafka_bootstrap: KafkaBootstrap
+) -> None:
+    """Two consumers with one ``group.instance.id``: the second replaces the
+    first, whose requests then get FENCED_INSTANCE_ID, as from Kafka: its
+    commit fails with the client's fenced error (librdkafka makes it fatal).
+    (aiokafka sends Heartbeat v0-1 and OffsetCommit v2, without the instance
+    id: it gets UNKNOWN_MEMBER_ID and rejoins, as it would from Kafka.)"""
+    kafka = minibroker_kafka_bootstrap
+    client = next(each for each in CLIENTS if each.name == client_name)
+    client.create_topic(kafka, "jobs", 1)
+    if client_name == "confluent-kafka":
+        _confluent_fenced(kafka)
+    else:
+        _kafka_python_fenced(kafka)
+
+
+def _confluent_fenced(kafka: KafkaBootstrap) -> None:
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    static = {
+        "group.instance.id": "worker-1",
+        "session.timeout.ms": STATIC_SESSION_MS,
+        "enable.auto.commit": False,
+    }
+    consumers = []
+    for _ in range(2):
+        consumer = Confluent().consumer(kafka, "fenced", **static)
+        consumer.subscribe(["jobs"])
+        deadline = time.monotonic() + 30
+        while not consumer.assignment():
+            assert time.monotonic() < deadline, "no assignment"
+            consumer.poll(0.05)
+        consumers.append(consumer)
+    old, new = consumers
+    with pytest.raises(KafkaException) as raised:
+        old.commit(offsets=[TopicPartition("jobs", 0, 0)], asynchronous=False)
+    error = raised.value.args[0]
+    assert error.code() in (KafkaError.FENCED_INSTANCE_ID, KafkaError._FATAL), error
+    assert "fenced" in str(error).lower() or error.code() == KafkaError.FENCED_INSTANCE_ID
+    new.commit(offsets=[TopicPartition("jobs", 0, 0)], asynchronous=False)
+    new.close()
+    old.close()
+
+
+def _kafka_python_fenced(kafka: KafkaBootstrap) -> None:
+    from kafka import TopicPartition
+    from kafka.errors import FencedInstanceIdError
+    from kafka.structs import OffsetAndMetadata
+
+    consumers = []
+    for _ in range(2):
+        consumer = KafkaPython().consumer(
+            kafka,
+            "jobs",
+            group_id="fenced",
+            group_instance_id="worker-1",
+            session_timeout_ms=STATIC_SESSION_MS,
+            enable_auto_commit=False,
+        )
+        deadline = time.monotonic() + 30
+        while not consumer.assignment():
+            assert time.monotonic() < deadline, "no assignment"
+            consumer.poll(timeout_ms=50)
+        consumers.append(consumer)
+    old, new = consumers
+    offsets = {TopicPartition("jobs", 0): OffsetAndMetadata(0, "", -1)}
+    with pytest.raises(FencedInstanceIdError):
+        old.commit(offsets)
+    new.commit(offsets)
+    new.close()
+    old.close()
 
 
 def test_a_group_resumes_from_its_commit_after_a_restart_on_a_data_dir(

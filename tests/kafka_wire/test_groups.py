@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from minibroker.core.timers import Timers
 from minibroker.kafka.groups import (
+    FENCED_INSTANCE_ID,
     ILLEGAL_GENERATION,
     INCONSISTENT_GROUP_PROTOCOL,
     NONE,
@@ -45,7 +46,7 @@ def test_a_lone_member_joins_at_once_as_leader_of_generation_1() -> None:
     assert result.error == NONE
     assert result.generation == 1
     assert result.leader == result.member_id
-    assert result.members == ((result.member_id, b"meta"),)
+    assert result.members == ((result.member_id, None, b"meta"),)
     coordinator.sync("g", 1, result.member_id, [(result.member_id, b"all")], a.sync, 0.0)
     assert a.syncs == [(NONE, b"all")]
     assert coordinator.groups["g"].state is GroupState.STABLE
@@ -100,7 +101,8 @@ def test_the_rebalance_timeout_drops_members_that_do_not_rejoin() -> None:
     join(coordinator, a)
     join(coordinator, b, now=1.0)  # a never rejoins
     timers.fire_due(1.0 + 30.0)
-    assert b.joins[0].error == NONE and b.joins[0].members == ((b.joins[0].member_id, b"meta"),)
+    assert b.joins[0].error == NONE
+    assert b.joins[0].members == ((b.joins[0].member_id, None, b"meta"),)
 
 
 def test_leaving_ends_the_membership_and_unknown_members_are_refused() -> None:
@@ -149,28 +151,160 @@ def test_commits_outside_a_group_are_allowed_and_stale_generations_are_not() -> 
     assert coordinator.check_commit("g", 1, "stranger") == UNKNOWN_MEMBER_ID
 
 
+def subscription(*topics: str, user_data: bytes = b"") -> bytes:
+    """A ConsumerProtocol subscription (v0): version, topics, user data."""
+    out = (0).to_bytes(2, "big") + len(topics).to_bytes(4, "big")
+    for topic in topics:
+        out += len(topic).to_bytes(2, "big") + topic.encode()
+    return out + len(user_data).to_bytes(4, "big") + user_data
+
+
+def static_join(
+    coordinator: GroupCoordinator,
+    answers: Answers,
+    now: float,
+    instance: str = "app-1",
+    member_id: str = "",
+    metadata: bytes = subscription("jobs"),
+) -> None:
+    protocols = (("range", metadata),)
+    args = ("g", member_id, "client", 10.0, 30.0, "consumer", protocols, answers.join, now)
+    coordinator.join(*args, instance_id=instance)
+
+
 def test_a_static_members_new_incarnation_takes_its_place_at_once() -> None:
     """A consumer with ``group.instance.id`` sends no LeaveGroup when it closes;
     restarted, it joins with the same instance id and takes the old member's
     place at once instead of waiting for that member's session to time out."""
     coordinator = GroupCoordinator(Timers())
     old, new, other = Answers(), Answers(), Answers()
-
-    def static_join(answers: Answers, now: float, instance: str = "app-1") -> None:
-        protocols = (("range", b"meta"),)
-        args = ("g", "", "client", 10.0, 30.0, "consumer", protocols, answers.join, now)
-        coordinator.join(*args, instance_id=instance)
-
-    static_join(old, 0.0)
+    static_join(coordinator, old, 0.0)
     gone = old.joins[0].member_id
     coordinator.sync("g", 1, gone, [(gone, b"all")], old.sync, 0.0)
-    static_join(new, 1.0)  # the restart: the old incarnation never left
+    static_join(coordinator, new, 1.0)  # the restart: the old incarnation never left
     [result] = new.joins
-    assert (result.error, result.generation) == (NONE, 2)
-    assert result.members == ((result.member_id, b"meta"),)
-    assert coordinator.heartbeat("g", 2, gone, 1.5) == UNKNOWN_MEMBER_ID
+    assert (result.error, result.generation) == (NONE, 1)  # no round: nothing changed
+    assert coordinator.heartbeat("g", 1, gone, 1.5) == UNKNOWN_MEMBER_ID  # Heartbeat v0-2
     # Another instance id is another member: it waits for the first to rejoin.
-    static_join(other, 2.0, instance="app-2")
+    static_join(coordinator, other, 2.0, instance="app-2")
     assert other.joins == []
     members = coordinator.groups["g"].members.values()
     assert sorted(str(m.instance_id) for m in members) == ["app-1", "app-2"]
+
+
+def test_a_replaced_incarnation_is_fenced_where_its_request_names_the_instance() -> None:
+    """Kafka answers FENCED_INSTANCE_ID to the old member id of a replaced static
+    member on every request that carries its group.instance.id; requests of
+    versions without the field only know the member id is gone."""
+    coordinator = GroupCoordinator(Timers())
+    old, new = Answers(), Answers()
+    static_join(coordinator, old, 0.0)
+    gone = old.joins[0].member_id
+    coordinator.sync("g", 1, gone, [(gone, b"p0")], old.sync, 0.0)
+    static_join(coordinator, new, 1.0)
+    current = new.joins[0].member_id
+    assert coordinator.heartbeat("g", 1, gone, 1.0, instance_id="app-1") == FENCED_INSTANCE_ID
+    assert coordinator.check_commit("g", 1, gone, instance_id="app-1") == FENCED_INSTANCE_ID
+    assert coordinator.check_commit("g", 1, gone) == UNKNOWN_MEMBER_ID  # OffsetCommit v2-6
+    coordinator.sync("g", 1, gone, [], old.sync, 1.0, instance_id="app-1")
+    assert old.syncs[-1] == (FENCED_INSTANCE_ID, b"")
+    static_join(coordinator, old, 1.0, member_id=gone)
+    assert old.joins[-1].error == FENCED_INSTANCE_ID
+    # The current holder is fine; an instance the group does not know is unknown.
+    assert coordinator.heartbeat("g", 1, current, 1.0, instance_id="app-1") == NONE
+    assert coordinator.heartbeat("g", 1, current, 1.0, instance_id="app-9") == UNKNOWN_MEMBER_ID
+    # Once the instance has left (its session ran out), its old ids are unknown.
+    assert coordinator.leave("g", current, 2.0) == NONE
+    static_join(coordinator, Answers(), 2.0, instance="app-2")
+    assert coordinator.heartbeat("g", 1, gone, 2.0, instance_id="app-1") == UNKNOWN_MEMBER_ID
+
+
+def test_what_a_replaced_incarnation_waits_for_is_answered_fenced() -> None:
+    coordinator = GroupCoordinator(Timers())
+    a, b, b_again = Answers(), Answers(), Answers()
+    static_join(coordinator, a, 0.0, instance="app-1")
+    leader = a.joins[0].member_id
+    coordinator.sync("g", 1, leader, [(leader, b"p0,p1")], a.sync, 0.0)
+    static_join(coordinator, b, 1.0, instance="app-2")  # waits for the leader to rejoin
+    assert b.joins == []
+    static_join(coordinator, b_again, 1.5, instance="app-2")  # b restarted meanwhile
+    assert [r.error for r in b.joins] == [FENCED_INSTANCE_ID]
+    static_join(coordinator, a, 2.0, member_id=leader)
+    assert b_again.joins[0].generation == 2
+    [_, (_, instance, _)] = a.joins[-1].members
+    assert instance == "app-2"
+    follower = b_again.joins[0].member_id
+    coordinator.sync("g", 2, follower, [], b_again.sync, 2.0, instance_id="app-2")
+    static_join(coordinator, Answers(), 2.5, instance="app-2")  # restarted again, before its sync
+    assert b_again.syncs == [(FENCED_INSTANCE_ID, b"")]
+
+
+def test_the_leaders_member_list_carries_the_instance_ids() -> None:
+    coordinator = GroupCoordinator(Timers())
+    a, b = Answers(), Answers()
+    static_join(coordinator, a, 0.0, instance="app-1")
+    join(coordinator, b, now=0.0)  # a dynamic member
+    static_join(coordinator, a, 0.0, member_id=a.joins[0].member_id)
+    instances = {member_id: instance for member_id, instance, _ in a.joins[-1].members}
+    assert instances == {a.joins[-1].member_id: "app-1", b.joins[0].member_id: None}
+
+
+def test_a_returning_static_member_gets_its_old_assignment_without_a_round() -> None:
+    """KIP-345: an unchanged static member's restart does not disturb the others.
+    Its join is answered in the current generation with the leader as it was,
+    and its SyncGroup gets what the leader last assigned its old incarnation."""
+    timers = Timers()
+    coordinator = GroupCoordinator(timers)
+    a, b, b_again = Answers(), Answers(), Answers()
+    static_join(coordinator, a, 0.0, instance="app-1")
+    static_join(coordinator, b, 0.0, instance="app-2")
+    leader = a.joins[0].member_id
+    static_join(coordinator, a, 0.0, member_id=leader)
+    gone = b.joins[0].member_id
+    coordinator.sync("g", 2, leader, [(leader, b"p0"), (gone, b"p1")], a.sync, 0.0)
+    coordinator.sync("g", 2, gone, [], b.sync, 0.0)
+    # b restarts: new user data (as after any restart), the same topics.
+    restarted = subscription("jobs", user_data=b"x")
+    static_join(coordinator, b_again, 5.0, instance="app-2", metadata=restarted)
+    [result] = b_again.joins
+    assert (result.error, result.generation, result.leader) == (NONE, 2, leader)
+    assert result.members == ()
+    group = coordinator.groups["g"]
+    assert group.state is GroupState.STABLE
+    assert coordinator.heartbeat("g", 2, leader, 5.0) == NONE  # the leader is not disturbed
+    coordinator.sync("g", 2, result.member_id, [], b_again.sync, 5.0, instance_id="app-2")
+    assert b_again.syncs == [(NONE, b"p1")]
+    # The old incarnation's session (due at 10 s) is gone with it.
+    timers.fire_due(14.0)
+    assert coordinator.heartbeat("g", 2, leader, 14.0) == NONE
+    assert coordinator.heartbeat("g", 2, result.member_id, 14.0, instance_id="app-2") == NONE
+
+
+def test_a_returning_static_leader_keeps_the_leadership_without_computing_again() -> None:
+    coordinator = GroupCoordinator(Timers())
+    a, b, a_again = Answers(), Answers(), Answers()
+    static_join(coordinator, a, 0.0, instance="app-1")
+    static_join(coordinator, b, 0.0, instance="app-2")
+    leader = a.joins[0].member_id
+    static_join(coordinator, a, 0.0, member_id=leader)
+    follower = b.joins[0].member_id
+    coordinator.sync("g", 2, leader, [(leader, b"p0"), (follower, b"p1")], a.sync, 0.0)
+    static_join(coordinator, a_again, 1.0, instance="app-1")
+    [result] = a_again.joins
+    # Told the leader as it was (not itself): it computes no assignment nobody would get.
+    assert (result.error, result.generation, result.leader) == (NONE, 2, leader)
+    assert coordinator.groups["g"].leader == result.member_id  # the leadership moved with it
+    coordinator.sync("g", 2, result.member_id, [], a_again.sync, 1.0)
+    assert a_again.syncs == [(NONE, b"p0")]
+
+
+def test_a_static_member_returning_with_another_subscription_starts_a_round() -> None:
+    coordinator = GroupCoordinator(Timers())
+    a, a_again = Answers(), Answers()
+    static_join(coordinator, a, 0.0)
+    first = a.joins[0].member_id
+    coordinator.sync("g", 1, first, [(first, b"p0")], a.sync, 0.0)
+    static_join(coordinator, a_again, 1.0, metadata=subscription("jobs", "audit"))
+    [result] = a_again.joins
+    assert (result.error, result.generation, result.leader) == (NONE, 2, result.member_id)
+    assert coordinator.groups["g"].state is GroupState.COMPLETING_REBALANCE

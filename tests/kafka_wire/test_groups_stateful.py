@@ -7,6 +7,10 @@ answer lists the members; a stable group's members got exactly what the
 leader assigned them; a member that left or timed out is gone; every waiting
 JoinGroup and SyncGroup is eventually answered (the rebalance and session
 timeouts see to it), so a client never hangs.
+
+Client ``c`` is a static member (``group.instance.id``) that may restart at
+any moment: its new incarnation takes the old one's place (and, in a stable
+group, its assignment, without a round), the old one is fenced.
 """
 
 from __future__ import annotations
@@ -15,10 +19,20 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from minibroker.core.timers import Timers
-from minibroker.kafka.groups import NONE, GroupCoordinator, GroupState, JoinResult
+from minibroker.kafka.groups import (
+    FENCED_INSTANCE_ID,
+    NONE,
+    GroupCoordinator,
+    GroupState,
+    JoinResult,
+)
 
 SESSION = 10.0
 REBALANCE = 20.0
+#: The static client and its ``group.instance.id``.
+STATIC, INSTANCE = "c", "c-instance"
+#: A consumer-protocol subscription to topic ``t`` (the static member's metadata).
+SUBSCRIPTION = b"\x00\x00\x00\x00\x00\x01\x00\x01t\x00\x00\x00\x00"
 
 
 class GroupMachine(RuleBasedStateMachine):
@@ -31,15 +45,25 @@ class GroupMachine(RuleBasedStateMachine):
         #: client -> member id it was given (None before its first join)
         self.member: dict[str, str | None] = dict.fromkeys(self.clients)
         self.generation: dict[str, int] = dict.fromkeys(self.clients, -1)
-        self.pending_join: set[str] = set()
-        self.pending_sync: set[str] = set()
+        #: Waiting requests, as (client, incarnation): a restart fences the old ones.
+        self.pending_join: set[tuple[str, int]] = set()
+        self.pending_sync: set[tuple[str, int]] = set()
+        self.incarnations: dict[str, int] = dict.fromkeys(self.clients, 0)
         self.assigned: dict[str, bytes] = {}
+        #: A static incarnation's member id -> the one it replaced.
+        self.predecessor: dict[str, str] = {}
         self.last_generation = 0
         self.incarnation: object = None
 
     def _join_reply(self, client: str):  # type: ignore[no-untyped-def]
+        incarnation = self.incarnations[client]
+        self.pending_join.add((client, incarnation))
+
         def reply(result: JoinResult) -> None:
-            self.pending_join.discard(client)
+            self.pending_join.discard((client, incarnation))
+            if incarnation != self.incarnations[client]:
+                assert result.error == FENCED_INSTANCE_ID  # a replaced incarnation's
+                return
             if result.error == NONE:
                 group = self.coordinator.groups["g"]
                 if group is not self.incarnation:  # an emptied group is forgotten, then new
@@ -48,7 +72,8 @@ class GroupMachine(RuleBasedStateMachine):
                 self.last_generation = result.generation
                 self.member[client] = result.member_id
                 self.generation[client] = result.generation
-                assert result.leader == group.leader
+                if result.leader != group.leader:  # a static member back without a round
+                    assert client == STATIC and group.state is GroupState.STABLE
                 assert bool(result.members) == (result.member_id == result.leader)
             else:
                 self.member[client] = None
@@ -56,16 +81,24 @@ class GroupMachine(RuleBasedStateMachine):
         return reply
 
     def _sync_reply(self, client: str):  # type: ignore[no-untyped-def]
+        incarnation = self.incarnations[client]
+        self.pending_sync.add((client, incarnation))
+
         def reply(error: int, assignment: bytes) -> None:
-            self.pending_sync.discard(client)
+            self.pending_sync.discard((client, incarnation))
+            if incarnation != self.incarnations[client]:
+                assert error == FENCED_INSTANCE_ID
+                return
             if error == NONE:
                 self.assigned[client] = assignment
 
         return reply
 
+    def _instance(self, client: str) -> str | None:
+        return INSTANCE if client == STATIC else None
+
     @rule(client=st.sampled_from(["a", "b", "c"]))
     def join(self, client: str) -> None:
-        self.pending_join.add(client)
         self.coordinator.join(
             "g",
             self.member[client] or "",
@@ -73,10 +106,24 @@ class GroupMachine(RuleBasedStateMachine):
             SESSION,
             REBALANCE,
             "consumer",
-            [("range", client.encode())],
+            [("range", SUBSCRIPTION if client == STATIC else client.encode())],
             self._join_reply(client),
             self.now,
+            instance_id=self._instance(client),
         )
+
+    @rule()
+    def restart_the_static_member(self) -> None:
+        """``c`` restarts: a new member id, the same instance id, no LeaveGroup."""
+        group = self.coordinator.groups.get("g")
+        old = None if group is None else group.instances.get(INSTANCE)
+        self.incarnations[STATIC] += 1
+        self.member[STATIC] = None
+        self.join(STATIC)
+        if old is not None:
+            holder = self.coordinator.groups["g"].instances[INSTANCE]
+            self.predecessor[holder] = old
+            assert self.coordinator.heartbeat("g", 0, old, self.now, INSTANCE) == FENCED_INSTANCE_ID
 
     @rule(client=st.sampled_from(["a", "b", "c"]))
     def sync(self, client: str) -> None:
@@ -87,16 +134,23 @@ class GroupMachine(RuleBasedStateMachine):
         if group is None:
             return
         assignments = [(m, m.encode()) for m in group.members] if member == group.leader else []
-        self.pending_sync.add(client)
         self.coordinator.sync(
-            "g", self.generation[client], member, assignments, self._sync_reply(client), self.now
+            "g",
+            self.generation[client],
+            member,
+            assignments,
+            self._sync_reply(client),
+            self.now,
+            self._instance(client),
         )
 
     @rule(client=st.sampled_from(["a", "b", "c"]))
     def heartbeat(self, client: str) -> None:
         member = self.member[client]
         if member is not None:
-            self.coordinator.heartbeat("g", self.generation[client], member, self.now)
+            self.coordinator.heartbeat(
+                "g", self.generation[client], member, self.now, self._instance(client)
+            )
 
     @rule(client=st.sampled_from(["a", "b", "c"]))
     def leave(self, client: str) -> None:
@@ -118,7 +172,13 @@ class GroupMachine(RuleBasedStateMachine):
         if group is None or group.state is not GroupState.STABLE:
             return
         for member in group.members.values():
-            assert member.assignment == member.member_id.encode()
+            # The leader assigns each member its id; a static member back
+            # without a round holds what its predecessor was assigned.
+            ids, each = {member.member_id}, member.member_id
+            while each in self.predecessor:
+                each = self.predecessor[each]
+                ids.add(each)
+            assert member.assignment in {i.encode() for i in ids}
 
     @rule()
     def nobody_waits_forever(self) -> None:

@@ -37,13 +37,22 @@ UNKNOWN_SERVER_ERROR: Final = ErrorCode(-1)
 NOT_COORDINATOR: Final = ErrorCode(16)
 
 
+def _instance_id(request: Any) -> str | None:
+    """The request's ``group.instance.id`` (KIP-345): JoinGroup v5, Heartbeat and
+    SyncGroup v3, OffsetCommit v7 on carry it; older versions None."""
+    instance: str | None = getattr(request, "group_instance_id", None)
+    return instance
+
+
 def join_group(session: KafkaSession, slot: Slot, request: Any) -> Any:
     cls, member_cls = wire.response_classes(11, slot.version, "JoinGroupResponseMember")
 
     def reply(result: JoinResult) -> None:
         members = tuple(
-            wire.build(member_cls, member_id=member_id, group_instance_id=None, metadata=metadata)
-            for member_id, metadata in result.members
+            wire.build(
+                member_cls, member_id=member_id, group_instance_id=instance, metadata=metadata
+            )
+            for member_id, instance, metadata in result.members
         )
         session.answer(
             slot,
@@ -75,7 +84,7 @@ def join_group(session: KafkaSession, slot: Slot, request: Any) -> Any:
         reply,
         session.now,
         client_host="/" + session.peer_name.rsplit(":", 1)[0],
-        instance_id=getattr(request, "group_instance_id", None),
+        instance_id=_instance_id(request),
     )
     return None
 
@@ -101,6 +110,7 @@ def sync_group(session: KafkaSession, slot: Slot, request: Any) -> Any:
         [(each.member_id, each.assignment) for each in request.assignments],
         reply,
         session.now,
+        _instance_id(request),
     )
     return None
 
@@ -109,7 +119,11 @@ def heartbeat(session: KafkaSession, slot: Slot, request: Any) -> Any:
     error = int(GROUP_AUTHORIZATION_FAILED)
     if may_group(session, request.group_id):
         error = session.ns.groups.heartbeat(
-            request.group_id, request.generation_id, request.member_id, session.now
+            request.group_id,
+            request.generation_id,
+            request.member_id,
+            session.now,
+            _instance_id(request),
         )
     cls = wire.response_class(12, slot.version)
     return wire.build(cls, throttle_time=NO_THROTTLE, error_code=ErrorCode(error))
@@ -132,7 +146,12 @@ def offset_commit(session: KafkaSession, slot: Slot, request: Any) -> Any:
     refused = GROUP_AUTHORIZATION_FAILED
     if may_group(session, group):
         refused = ErrorCode(
-            ns.groups.check_commit(group, request.generation_id_or_member_epoch, request.member_id)
+            ns.groups.check_commit(
+                group,
+                request.generation_id_or_member_epoch,
+                request.member_id,
+                _instance_id(request),
+            )
         )
     topics = []
     for topic in request.topics:

@@ -107,7 +107,7 @@ def _described(group: Group, member_cls: type) -> dict[str, Any]:
         wire.build(
             member_cls,
             member_id=member.member_id,
-            group_instance_id=None,
+            group_instance_id=member.instance_id,  # v4+ (not served yet)
             client_id=member.client_id,
             client_host=member.client_host,
             member_metadata=member.protocols.get(protocol, b"") if protocol else b"",
