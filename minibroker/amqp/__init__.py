@@ -11,7 +11,7 @@ A second door onto the same core, beside the msgpack protocol:
 * ``vhost``: what AMQP keeps per namespace beside the core's own state
   (exchanges and their bindings, queue declarations, reply-to channels), with
   ``consumers`` (push delivery over the core's pull queues) and
-  ``dead_letters`` (x-dead-letter-exchange);
+  ``dead_letters`` (x-dead-letter-exchange, with ``deaths``: the x-death header);
 * ``messages``: how an AMQP message (properties, exchange, routing key) is
   kept in a core message's headers and rebuilt from them.
 * ``durable``: what a vhost keeps on disk (durable exchanges, bindings,

@@ -838,19 +838,15 @@ class Channel:
             session.reply_after_fsync(self, commands.Queue.DeleteOk(count), since=generation)
 
 
-#: The TTL of ``expiration: "0"``: past by the next instant the broker acts.
-_NOW_OR_NEVER: Final = 1e-9
-
-
 def _expiration(value: str | None) -> float | None:
     """The ``expiration`` property (milliseconds, as a string) in seconds."""
     if value is None or value == "":
         return None
     if not value.isdigit():
         raise SoftError(PRECONDITION_FAILED, f"invalid expiration '{value}'", Basic.Publish.index)
-    # "0" is RabbitMQ's "now or never": to a consumer ready at once (the same
-    # instant of the broker's clock), else expired.
-    return int(value) / 1000 or _NOW_OR_NEVER
+    # "0" is RabbitMQ's "now or never": to a consumer ready at once, else
+    # expired (the core's rule for a ttl of 0, Queue.put).
+    return int(value) / 1000
 
 
 def _settle(queue: Queue, peer: Peer, ids: list[int], action: str, now: float) -> None:

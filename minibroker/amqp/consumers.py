@@ -141,8 +141,9 @@ class Consumers:
             self._dispatch(queue, consumers, now)
 
     def _on_ready(self, queue: Queue, now: float) -> None:
-        # A queue with x-message-ttl 0 expires what is not taken at once: feed
-        # it now, not when the chunk is done (see Queue.now_or_never).
+        # A queue with x-message-ttl 0 (or a publish with expiration "0")
+        # expires what is not taken at once: feed it now, not when the chunk
+        # is done (see Queue.now_or_never).
         if self._holds and not queue.now_or_never:
             self._pending[queue.name] = None
             return

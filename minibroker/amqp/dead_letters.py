@@ -4,9 +4,15 @@ The core decides *when* a message dies (rejected without requeue, expired,
 dropped from the head of a full queue) and hands it to the queue's
 ``dead_letter_route``; this module decides *where* it goes and how it looks
 there: published to the dead-letter exchange with the dead-letter routing key
-(or its own), its properties unchanged but for an ``x-death`` entry at the
-front of its headers and the ``x-first-death-*`` headers, and no
-``expiration`` when it died of it.
+(or its own), its properties unchanged but for its death recorded in the
+``x-death`` header (:mod:`minibroker.amqp.deaths`), the ``x-first-death-*``
+headers, and no ``expiration`` (``x-death`` keeps it as
+``original-expiration``).
+
+Whether it may enter the queues the exchange routes it to is the core's
+call (the cycle rule of :mod:`minibroker.core.dead_letters`): the dead letter
+carries the core's death path in its core headers, so the rule keeps its
+memory from one dead-lettering to the next, and across restarts.
 """
 
 from __future__ import annotations
@@ -14,9 +20,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
+from minibroker.amqp.deaths import DEATHS, record_death
 from minibroker.amqp.exchanges import Exchange
 from minibroker.amqp.framing import decode_properties, encode_properties
 from minibroker.amqp.messages import CoreMessage, from_core, to_core
+from minibroker.core.dead_letters import DEATH_PATH, death_path
 from minibroker.core.queue_message import Message
 
 #: The core's reasons, in RabbitMQ's words (x-death "reason").
@@ -40,8 +48,10 @@ def dead_letter(
     messages: list[Message],
     reason: str,
     now: float,
+    wall_ms: int,
 ) -> bool:
-    """Route ``messages`` that died in queue ``source``; True if any queue took one."""
+    """Route ``messages`` that died in queue ``source`` (at ``wall_ms``, epoch
+    milliseconds); True if any queue took one."""
     amqp_reason = REASONS.get(reason, reason)
     taken = 0
     for m in messages:
@@ -49,24 +59,30 @@ def dead_letter(
         routing_key = address.routing_key if key is None else key
         properties = decode_properties(address.properties)
         headers: dict[str, object] = dict(properties.headers or {})
-        deaths = headers.get("x-death")
-        headers["x-death"] = [
-            {
-                "count": 1,
-                "reason": amqp_reason,
-                "queue": source,
-                "exchange": address.exchange,
-                "routing-keys": [address.routing_key],
-            },
-            *(deaths if isinstance(deaths, list) else []),
-        ]
+        headers[DEATHS] = record_death(
+            headers.get(DEATHS),
+            source,
+            amqp_reason,
+            address.exchange,
+            address.routing_key,
+            wall_ms,
+            properties.expiration,
+        )
         headers.setdefault("x-first-death-reason", amqp_reason)
         headers.setdefault("x-first-death-queue", source)
         headers.setdefault("x-first-death-exchange", address.exchange)
         properties.headers = headers  # type: ignore[assignment]
-        if reason == "expired":
-            properties.expiration = None
+        properties.expiration = None
         raw = encode_properties(properties)
         message = to_core(exchange.name, routing_key, raw, headers, m.body)
-        taken += route(exchange, routing_key, message, headers, now, properties.priority)
+        # The core's memory of the path goes on, whatever door the message
+        # came in by (to_core read it from x-death alone).
+        path = death_path(m.headers, reason, source)
+        letter_headers = dict(message.headers or {})
+        if path:
+            letter_headers[DEATH_PATH] = " ".join(path)
+        else:
+            letter_headers.pop(DEATH_PATH, None)
+        letter = CoreMessage(m.body, letter_headers)
+        taken += route(exchange, routing_key, letter, headers, now, properties.priority)
     return taken > 0

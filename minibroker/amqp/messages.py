@@ -11,7 +11,10 @@ field table of headers ...). Three reserved headers carry them:
 
 The string entries of the AMQP headers table are copied as plain headers
 too, so a native consumer of the same queue (or a native topic subscriber)
-reads them like any other header.
+reads them like any other header. One core header is the broker's own: a
+message with an ``x-death`` table gets the death path it records as
+``x-death-path`` (the memory of the core's dead-letter cycle rule, see
+:mod:`minibroker.amqp.deaths`), never a client's string of that name.
 
 Two shortcuts keep this off the per-message bill. A message published to the
 default exchange without properties is stored without headers: the queue it
@@ -32,13 +35,15 @@ from typing import Final, NamedTuple
 
 from pamqp import commands
 
+from minibroker.amqp.deaths import DEATHS, x_death_path
 from minibroker.amqp.framing import encode_properties
+from minibroker.core.dead_letters import DEATH_PATH
 from minibroker.core.topics import TOPIC_HEADER
 
 EXCHANGE_HEADER: Final = "x-amqp-exchange"
 ROUTING_KEY_HEADER: Final = "x-amqp-routing-key"
 PROPERTIES_HEADER: Final = "x-amqp-properties"
-_RESERVED: Final = frozenset({EXCHANGE_HEADER, ROUTING_KEY_HEADER, PROPERTIES_HEADER})
+_RESERVED: Final = frozenset({EXCHANGE_HEADER, ROUTING_KEY_HEADER, PROPERTIES_HEADER, DEATH_PATH})
 #: The property bytes of a message without properties: two zero flag bytes.
 NO_PROPERTIES: Final = b"\x00\x00"
 #: The exchange an AMQP consumer sees for a message that came through a native topic.
@@ -86,6 +91,9 @@ def to_core(
         for key, value in header_table.items():
             if type(value) is str and key not in _RESERVED:
                 headers[key] = value
+        deaths = header_table.get(DEATHS)
+        if deaths is not None and (path := x_death_path(deaths)):
+            headers[DEATH_PATH] = " ".join(path)
     return CoreMessage(body, _address_headers(exchange, routing_key, raw_properties, headers))
 
 

@@ -345,10 +345,11 @@ class Vhost:
             if queue is None:
                 return 0, 0
             try:
-                queue.put([message], now, ttl=ttl, priority=priority)
+                # 0: a dead letter the core barred (a dead-letter cycle).
+                taken = queue.put([message], now, ttl=ttl, priority=priority)
             except Overflow:
                 return 0, 1
-            return 1, 0
+            return taken, 0
         if exchange.exchange_bindings:
             return self._route_through_exchanges(
                 exchange, routing_key, message, header_table, now, ttl, priority
@@ -394,11 +395,9 @@ class Vhost:
             if queue is None:
                 continue
             try:
-                queue.put([message], now, ttl=ttl, priority=priority)
+                taken += queue.put([message], now, ttl=ttl, priority=priority)
             except Overflow:
                 refused += 1
-                continue
-            taken += 1
         return taken, refused
 
     def _route_through_exchanges(
@@ -568,7 +567,10 @@ class Vhost:
         exchange = self.exchanges.get(exchange_name)
         if exchange is None:
             return False
-        return dead_letter(self._route_taken, exchange, key, source, messages, reason, now)
+        wall_ms = self.namespace.broker.clock.wall_ms(now)
+        return dead_letter(
+            self._route_taken, exchange, key, source, messages, reason, now, wall_ms
+        )
 
     def _route_taken(
         self,

@@ -16,6 +16,14 @@ dead-lettered into a queue it was already dead-lettered from, unless it was
 rejected by a consumer in between.** So with A <-> B and TTLs, a message
 goes from A to B once, and is dropped when it expires in B.
 
+The rule holds on both roads a dead letter can take: to a queue's
+``dead_letter_queue`` (:meth:`Queue._dead_letter` filters with
+:func:`would_cycle`), and through a front end's routing (AMQP's
+x-dead-letter-exchange, which may reach several queues): while the front
+end routes it, the queues on its :func:`death_path` are barred, and a
+``put`` into one of them stores nothing. A dead letter that no queue took
+is dropped by its source queue (counted in ``dropped``).
+
 The broker remembers where a message died in two headers, so the rule holds
 across restarts of a durable queue, and a consumer can read them:
 
@@ -23,7 +31,8 @@ across restarts of a durable queue, and a consumer can read them:
   (RabbitMQ counts the same in its ``x-death`` entries);
 * ``x-death-path``: the queues it died in, oldest first and separated by
   spaces (queue names hold no whitespace), since its last rejection. A
-  rejection empties it.
+  rejection empties it. An AMQP dead letter carries it too, beside its
+  ``x-death`` table (from which it can be read again: minibroker/amqp/deaths.py).
 """
 
 from __future__ import annotations

@@ -59,7 +59,12 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Final, Protocol
 
 from minibroker.core.config import Limits
-from minibroker.core.dead_letters import added_bytes_bound, dead_letter_headers, would_cycle
+from minibroker.core.dead_letters import (
+    added_bytes_bound,
+    dead_letter_headers,
+    death_path,
+    would_cycle,
+)
 from minibroker.core.durations import check_seconds
 from minibroker.core.names import check_name
 from minibroker.core.peer import Peer
@@ -303,10 +308,12 @@ class Queue:
         #: Set once a message with a TTL of its own arrived (put's ``ttl``):
         #: from then on deliveries check expiry like a queue with message_ttl.
         self._expiring = False
+        #: True while a put with a ``ttl`` of 0 tells its listeners (now_or_never).
+        self._arriving_now_or_never = False
         #: Set by a front end to dead-letter through its own routing (AMQP's
         #: x-dead-letter-exchange) instead of ``options.dead_letter_queue``:
-        #: called as ``route(messages, reason, now)``, returns whether they
-        #: were taken (not dropped).
+        #: called as ``route([message], reason, now)`` for each dead message,
+        #: returns whether any queue took it (not dropped).
         self.dead_letter_route: Callable[[list[Message], str, float], bool] | None = None
         #: Called as ``listener(queue, now)`` whenever messages become ready
         #: (put, requeue, end of a nack delay): push-style front ends (AMQP
@@ -375,7 +382,13 @@ class Queue:
         ``ttl`` (seconds) is a per-message time to live for this batch (AMQP's
         ``expiration`` property): a message expires at the earlier of it and
         the queue's ``message_ttl``. It is not journaled: after a restart only
-        the queue's TTL applies.
+        the queue's TTL applies. 0 is "now or never" as in RabbitMQ: what no
+        consumer takes on arrival expires at once if nothing is ahead of it,
+        else when it reaches the head.
+
+        While a front end routes a dead letter (``dead_letter_route``), a put
+        into a queue on that letter's death path stores nothing and returns
+        0: the cycle rule of :mod:`minibroker.core.dead_letters`.
 
         ``priority`` (0 to 255, None = 0) ranks the batch in a queue with
         ``max_priority`` (above it counts as ``max_priority``); other queues
@@ -394,7 +407,10 @@ class Queue:
         count = len(messages)
         if not count:
             return 0
-        limits = self._parent.limits
+        parent = self._parent
+        if parent.barred and self.name in parent.barred:
+            return 0  # a dead letter that would close a cycle: dropped (core/dead_letters.py)
+        limits = parent.limits
         if count > limits.max_batch:
             raise BadRequest(f"a batch holds at most {limits.max_batch} messages, got {count}")
         if priority is not None and (
@@ -408,7 +424,9 @@ class Queue:
         published_at = self._broker.clock.wall_ms(now)
         expires_at = self._expires_at(now)
         if ttl is not None:
-            expires_at = min(expires_at, now + ttl)
+            # 0 is "now or never", as message_ttl 0: live at the instant it
+            # arrives only (for a consumer ready then), see _expire_arrived.
+            expires_at = min(expires_at, now + ttl if ttl else math.nextafter(now, math.inf))
             self._expiring = True
         batch = self._admit(messages, published_at, expires_at)
         if priority and self._prioritized:
@@ -425,6 +443,13 @@ class Queue:
         self.published += count
         if delay > 0:
             self._park(batch, now + delay, at_front=False)
+        elif ttl == 0:
+            self._arriving_now_or_never = True
+            try:
+                self._enqueue(batch, now)
+            finally:
+                self._arriving_now_or_never = False
+            self._expire_arrived(now)
         else:
             self._enqueue(batch, now)
         if journal is not None:
@@ -487,9 +512,10 @@ class Queue:
 
     @property
     def now_or_never(self) -> bool:
-        """``message_ttl`` is 0: a message expires on arrival unless a consumer
-        takes it at once (a push front end feeds such a queue immediately)."""
-        return self._now_or_never
+        """What is arriving expires on arrival unless a consumer takes it at once
+        (a push front end feeds such a queue immediately): ``message_ttl`` is
+        0, or the put in progress has a ``ttl`` of 0."""
+        return self._now_or_never or self._arriving_now_or_never
 
     def _would_overflow(self, count: int, messages: Iterable[Incoming | bytes]) -> bool:
         """True if ``count`` more ready messages (with these bodies, when bytes are
@@ -1164,6 +1190,24 @@ class Queue:
             timer.cancel()
         self._ttl_timer = self._timers.call_at(when, self._expiry_due)
 
+    def _expire_arrived(self, now: float) -> None:
+        """After a put with ``ttl`` 0: expire the head while it is due by the
+        instant after ``now``, so such a message no consumer took is gone at
+        once when nothing was ahead of it (RabbitMQ checks the head after a
+        publish; behind other messages it waits to reach the head)."""
+        ready = self._ready
+        cutoff = math.nextafter(now, math.inf)
+        if ready and ready[0].expires_at <= cutoff:
+            expired: list[Message] = []
+            while ready and ready[0].expires_at <= cutoff:
+                expired.append(ready.popleft())
+            self._dispose(expired, "expired", now)
+            timer = self._ttl_timer
+            if not ready and timer is not None:
+                timer.cancel()  # armed for the message just gone: nothing left to expire
+                self._ttl_timer = None
+            self._arm_expiry()
+
     def _expiry_due(self, now: float) -> None:
         self._ttl_timer = None
         if self.deleted:
@@ -1205,15 +1249,21 @@ class Queue:
         journaled = True
         route = self.dead_letter_route
         if route is not None:
-            # A front end routes them (AMQP's x-dead-letter-exchange); the hop
-            # limit ends cycles through its routing.
+            # A front end routes them (AMQP's x-dead-letter-exchange), one at a
+            # time: while it does, ``put`` bars the queues on that message's
+            # death path, so the cycle rule holds whatever the routing.
             parent = self._parent
             if parent.dead_letter_depth < MAX_DEAD_LETTER_HOPS:
                 parent.dead_letter_depth += 1
+                barred = parent.barred
+                name = self.name
                 try:
-                    if route(messages, reason, now):
-                        dead_lettered = len(messages)
+                    for m in messages:
+                        parent.barred = death_path(m.headers, reason, name)
+                        if route([m], reason, now):
+                            dead_lettered += 1
                 finally:
+                    parent.barred = barred
                     parent.dead_letter_depth -= 1
         else:
             target = self._parent.dead_letter_target(self)
@@ -1481,6 +1531,11 @@ class Queues:
         self._consumers: dict[int, dict[Queue, None]] = {}
         #: Nesting of dead-lettering in progress (see MAX_DEAD_LETTER_HOPS).
         self.dead_letter_depth = 0
+        #: While a front end routes one dead letter (``Queue.dead_letter_route``):
+        #: the queues it may not enter, those on its death path (the cycle
+        #: rule of :mod:`minibroker.core.dead_letters`). ``put`` into one of
+        #: them stores nothing and returns 0. Empty otherwise.
+        self.barred: Sequence[str] = ()
         #: Called with a queue's name after it is deleted (topic bindings listen here).
         self.on_delete: list[Callable[[str], None]] = []
         #: Journal segment size and compaction knobs of this namespace's queues.

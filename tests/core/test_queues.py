@@ -9,6 +9,7 @@ import pytest
 
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig, Limits
+from minibroker.core.dead_letters import dead_letter_headers
 from minibroker.core.queue_message import DELIVERY_OVERHEAD, Message, delivery_size
 from minibroker.core.queues import MAX_DEAD_LETTER_HOPS, Queue, QueueOptions, Queues
 from minibroker.errors import (
@@ -809,6 +810,102 @@ def test_a_rejection_empties_the_path(w: World) -> None:
     assert again.headers is not None
     assert "x-death-path" not in again.headers
     assert (again.headers["x-death-hops"], again.headers["x-death-reason"]) == ("2", "rejected")
+
+
+def _routing_to(w: World, source: str, *targets: str) -> None:
+    """Give ``source`` a front end's dead-letter route (as AMQP's x-dead-letter-exchange):
+    each dead letter is put into every target, with the core's dead-letter headers."""
+
+    def route(messages: list[Message], reason: str, now: float) -> bool:
+        taken = 0
+        for m in messages:
+            headers = dead_letter_headers(m.headers, reason, source, m.delivery_count)
+            for target in targets:
+                taken += w.queues.get(target).put([In(m.body, headers)], now)
+        return taken > 0
+
+    w.queues.get(source).dead_letter_route = route
+
+
+def test_a_cycle_through_a_front_ends_routing_ends_after_one_lap(w: World) -> None:
+    """A <-> B through routes with TTLs: the old code bounced the message once
+    per TTL forever (it only bounded hops within one operation)."""
+    a = w.declare("a", message_ttl=1.0)
+    b = w.declare("b", message_ttl=1.0)
+    _routing_to(w, "a", "b")
+    _routing_to(w, "b", "a")
+    put(a, w.now, "m")
+    for _ in range(50):  # 25 TTLs of each queue
+        w.advance(1)
+    sa, sb = a.statistics(), b.statistics()
+    assert (sa.published, sa.dead_lettered, sa.dropped, sa.ready) == (1, 1, 0, 0)
+    assert (sb.published, sb.dead_lettered, sb.dropped, sb.ready) == (1, 0, 1, 0)
+    assert w.broker.next_deadline() is None
+    assert w.queues.barred == ()
+    check_conservation(a)
+    check_conservation(b)
+
+
+def test_a_route_to_several_queues_skips_only_those_on_the_path(w: World) -> None:
+    a = w.declare("a", message_ttl=1.0)
+    audit = w.declare("audit")
+    _routing_to(w, "a", "a", "audit")
+    put(a, w.now, "m")
+    for _ in range(10):
+        w.advance(1)
+    sa = a.statistics()
+    assert (sa.published, sa.expired, sa.dead_lettered, sa.dropped) == (1, 1, 1, 0)
+    [letter] = audit.inspect(10).ready
+    assert letter.headers is not None and letter.headers["x-death-path"] == "a"
+
+
+def test_a_route_after_a_rejection_may_go_back(w: World) -> None:
+    """The retry pattern through routes: each round starts with a rejection."""
+    work = w.declare("work")
+    retry = w.declare("retry", message_ttl=5.0)
+    _routing_to(w, "work", "retry")
+    _routing_to(w, "retry", "work")
+    put(work, w.now, "job")
+    for _ in range(5):
+        (d,) = work.fetch(A, 1, w.now)
+        work.nack(A, [d.delivery_id], w.now, requeue=False)
+        w.advance(5)
+    assert (work.ready_count, work.statistics().dropped, retry.statistics().dropped) == (1, 0, 0)
+
+
+def test_a_put_outside_dead_lettering_is_never_barred(w: World) -> None:
+    """Only a dead letter in flight is checked: a client's x-death-path header is
+    just a header on a put (it matters once the message dies)."""
+    a = w.declare("a")
+    a.put([In(b"m", {"x-death-path": "a"})], w.now)
+    assert a.ready_count == 1
+
+
+def test_a_zero_ttl_put_expires_at_once_unless_a_consumer_takes_it(w: World) -> None:
+    """AMQP's expiration "0" (RabbitMQ's now or never): a fetch at the same instant
+    finds nothing; the old code kept it for one timer pass."""
+    w.declare("dead")
+    q = w.declare("q", dead_letter_queue="dead")
+    q.put([In(b"unclaimed")], w.now, ttl=0)
+    assert (q.statistics().expired, q.statistics().dead_lettered) == (1, 1)
+    assert q.fetch(A, 1, w.now) == []
+    peer = FakePeer(3)
+    q.wait(peer, 1, 1, w.now, 5.0)
+    q.put([In(b"claimed")], w.now, ttl=0)
+    assert [d["body"] for d in peer.resolved[1]] == [b"claimed"]
+    assert q.statistics().expired == 1
+
+
+def test_a_zero_ttl_put_behind_others_waits_for_the_head(w: World) -> None:
+    """As in RabbitMQ, expiry looks at the head: behind another message it stays
+    until it gets there, and is gone by the next instant."""
+    q = w.declare("q")
+    put(q, w.now, "first")
+    q.put([In(b"now or never")], w.now, ttl=0)
+    assert q.ready_count == 2
+    w.advance(0.001)
+    assert bodies(q.fetch(A, 5, w.now)) == [b"first"]
+    assert q.statistics().expired == 1
 
 
 # ---------------------------------------------------------- purge, limits

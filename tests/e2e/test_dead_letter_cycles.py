@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
+from pamqp import commands
 
 from minibroker.embedded import open_broker
+from tests.amqp.amqp_wire import WireClient, publish_frames  # type: ignore[import-not-found]
 
 
 @pytest.mark.parametrize("durable", [False, True])
@@ -54,3 +56,30 @@ async def test_the_path_survives_a_restart(
         await trio.sleep(200)
         a, b = await mb.queue_stats("a"), await mb.queue_stats("b")
         assert (a.published, a.ready, b.dropped, b.ready) == (0, 0, 1, 0)
+
+
+async def test_amqp_queues_expiring_into_each_other_stop_after_one_lap(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The same cycle through x-dead-letter-exchange (the default exchange): it
+    went round once per TTL forever, as the core's rule did not apply there."""
+    async with open_broker(amqp=True) as broker:
+        client = await WireClient.connect(broker.server.front_end_ports["amqp"])
+        await client.handshake()
+        await client.open_channel()
+        for name, target in (("a", "b"), ("b", "a")):
+            arguments = {
+                "x-message-ttl": 10,
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": target,
+            }
+            await client.send(1, commands.Queue.Declare(queue=name, arguments=arguments))
+            await client.expect(commands.Queue.DeclareOk)
+        await client.send_bytes(publish_frames(b"ping-pong", routing_key="a"))
+        await trio.sleep(5)  # 250 TTLs of each queue
+        queues = broker.core.namespace().queues
+        a, b = queues.get("a").statistics(), queues.get("b").statistics()
+        assert (a.published, a.dead_lettered, a.dropped, a.ready) == (1, 1, 0, 0)
+        assert (b.published, b.dead_lettered, b.dropped, b.ready) == (1, 0, 1, 0)
+        assert broker.core.next_deadline() is None
+        await client.aclose()
