@@ -284,7 +284,11 @@ def main() -> None:
                         work_fn = lambda s=server: _paced_native(s, n, args.interval)  # noqa: E731
                     else:
                         work_fn = lambda s=server: _paced_amqp(s, n, args.interval)  # noqa: E731
-                    total, phases = server.counted(work_fn)
+                    try:
+                        total, phases = server.counted(work_fn)
+                    except SystemExit as failed:  # one case failed: report the others
+                        print(f"{case} {port_kind} {server.label}: {failed}", flush=True)
+                        continue
                     loads.append(load_average())
                     rows.append((case, port_kind, server.label, total, phases))
                     print(
