@@ -271,6 +271,7 @@ class Connection:
         session = self.session
         direct = self._direct
         receive_some = self.stream.receive_some
+        budget = self._budget
         #: The last read took less than a chunk: the socket was empty then.
         drained = False
         discarded = 0
@@ -289,8 +290,14 @@ class Connection:
                     # answer them before reading more.
                     self._dispatch(None)
                     continue
-                if self._budget is not None and session.closing is None:
-                    await self._claim_partial_frame(self._budget)
+                if budget is not None and session.closing is None:
+                    # The usual case costs no coroutine: the claim is unchanged
+                    # (no partial frame, or the same one) or granted at once.
+                    wanted = session.pending_input_bytes
+                    if wanted == self._claimed or budget.claim(self._claimed, wanted):
+                        self._claimed = wanted
+                    else:
+                        await self._claim_partial_frame(budget)
                 if direct is None:
                     data = await receive_some(READ_CHUNK)
                 else:
