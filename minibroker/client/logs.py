@@ -257,6 +257,8 @@ class TailPlan(NamedTuple):
     log: str
     group: str | None
     commit_every: int
+    #: Records the client may hold unread (None: see pushes.SubscriptionCore._limit).
+    max_pending: int | None = None
 
 
 def tail_state(
@@ -268,16 +270,20 @@ def tail_state(
     timestamp_ms: int | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     commit_every: int = DEFAULT_COMMIT_EVERY,
+    max_pending: int | None = None,
 ) -> TailPlan:
     """Replay from ``start``, then follow new records live: ``async with
     mb.tail(log) as tail: async for r in tail`` (blocking: ``with``/``for``).
 
     ``start`` defaults to "committed" with a ``group`` (resume; earliest if
     the group never committed) and to "latest" without. With a group the
-    helper commits as it goes and on exit.
+    helper commits as it goes and on exit. The client holds at most
+    ``max_pending`` records not yet taken (else the ``max_pending`` given to
+    ``connect``, else 10,000); past that it pauses the tail in the broker,
+    which keeps only its cursor, so nothing is lost (docs/logs.md).
     """
     call = tail_call(log, start, timestamp_ms, group, max_bytes)
-    return TailPlan(client, call, log, group, commit_every)
+    return TailPlan(client, call, log, group, commit_every, max_pending)
 
 
 class _TailState:
@@ -292,7 +298,7 @@ class _TailState:
         self.log = plan.log
         self.group = plan.group
         self._commit_every = plan.commit_every
-        self._context = plan.client._subscription(plan.call, parse_records)
+        self._context = plan.client._subscription(plan.call, parse_records, None, plan.max_pending)
         self._resumed = plan.call.fields["start"] == "committed"
         self._subscription: Any = None
         #: Offset after the last record handed to the caller, and after the last

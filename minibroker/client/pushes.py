@@ -8,9 +8,10 @@ the subscription), and what a full buffer does. Each flavour adds only how a
 consumer waits for items.
 
 A subscription holds at most ``max_pending`` items unread: its own (an
-argument of ``subscribe``), else the client's (``connect(max_pending=...)``),
-else, for a topic subscription, its ``buffer``, so the one number a
-subscriber asks for bounds it in the broker and in the client alike
+argument of ``subscribe``, ``tail``, ``respond``, ``serve`` and
+``serving``), else the client's (``connect(max_pending=...)``), else, for a
+topic subscription, its ``buffer``, so the one number a subscriber asks for
+bounds it in the broker and in the client alike
 (:meth:`SubscriptionCore._limit`); tails and responders default to
 ``DEFAULT_MAX_PENDING``.
 
@@ -123,8 +124,13 @@ class SubscriptionCore(Generic[T]):
 
         A subscriber asking for ``buffer=1_000_000`` means to fall that far
         behind without losing anything; a client-side limit below it would
-        drop what the broker had kept for it.
+        drop what the broker had kept for it. Below 1 a topic subscription
+        would drop everything and a paused tail or responder never resume:
+        ``ValueError``.
         """
+        for limit in (own, clients):
+            if limit is not None and limit < 1:
+                raise ValueError(f"max_pending must be at least 1, not {limit}")
         if own is not None:
             return own
         if clients is not None:
@@ -402,10 +408,16 @@ class AsyncSubscription(SubscriptionCore[T], Awaiting):
         if self.sub_id is None or self._ended is not None:
             return
         self._end(StopAsyncIteration())
-        self._client._conn.subscriptions.pop(self.sub_id, None)
-        if not self._client.closed:
+        client = self._client
+        client._conn.subscriptions.pop(self.sub_id, None)
+        if not client.closed:
+            # Queued before anything waits (``_call`` may first wait for a
+            # paused transport to drain): a close cancelled meanwhile must not
+            # leave the broker pushing to nobody, a responder's requesters
+            # waiting for their deadline instead of getting ``responder_gone``.
+            unsubscribing = client._begin(Call("unsubscribe", {"sub": self.sub_id}))
             with suppress(ConnectionClosed, BrokerError):
-                await self._client._call(Call("unsubscribe", {"sub": self.sub_id}))
+                await unsubscribing.answer()
 
     async def __aenter__(self) -> AsyncSubscription[T]:
         """Subscribe (once); leaving the block unsubscribes."""

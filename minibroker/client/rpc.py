@@ -251,7 +251,7 @@ parse_requests_sync = _requests_parser(SyncIncomingRequest)
 
 
 def respond_state(
-    client: Any, subject: str, group: str | None = None
+    client: Any, subject: str, group: str | None = None, *, max_pending: int | None = None
 ) -> Opening[IncomingRequest, SyncIncomingRequest]:
     """Register as a responder of ``subject``; iterate the requests as they come
     (``async with mb.respond(s) as requests: async for req in requests``;
@@ -261,11 +261,15 @@ def respond_state(
     gets an equal share of its requests, members of a pool take turns.
     Leaving the block unregisters: requests received but not answered
     fail at once with ``responder_gone`` for their requesters.
+    The client holds at most ``max_pending`` requests not yet taken (else
+    the ``max_pending`` given to ``connect``, else 10,000); past that it
+    pauses this responder in the broker, which keeps the rest for it.
     """
     fields: dict[str, Any] = {"subject": subject}
     if group is not None:
         fields["group"] = group
-    return Opening(client, Call("respond", fields), parse_requests, parse_requests_sync)
+    call: Call[Any] = Call("respond", fields)
+    return Opening(client, call, parse_requests, parse_requests_sync, None, max_pending)
 
 
 # ------------------------------------------------------------ handlers
@@ -286,6 +290,7 @@ class AsyncServeOptions(TypedDict, total=False):
 
     group: str | None
     concurrency: int
+    max_pending: int | None
 
 
 class SyncServeOptions(TypedDict, total=False):
@@ -293,6 +298,7 @@ class SyncServeOptions(TypedDict, total=False):
 
     group: str | None
     workers: int
+    max_pending: int | None
 
 
 def _answer_of(result: HandlerResult) -> tuple[bytes, dict[str, str] | None]:
@@ -475,6 +481,7 @@ class AsyncServing(AsyncTransport):
         *,
         group: str | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
+        max_pending: int | None = None,
         task_status: Any = None,
     ) -> None:
         """Answer every request to ``subject`` with ``await handler(req)``, forever.
@@ -488,10 +495,13 @@ class AsyncServing(AsyncTransport):
         drops. With Trio, ``await nursery.start(mb.serve, subject, handler)``
         returns once the responder is registered (``task_status``); with
         asyncio (or Trio), ``async with mb.serving(...)`` does the same.
+        Requests that find every handler busy wait in the client, at most
+        ``max_pending`` of them (as for ``respond``), then in the broker.
         """
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        async with opened_async(respond_state(self, subject, group)) as requests:
+        opening = respond_state(self, subject, group, max_pending=max_pending)
+        async with opened_async(opening) as requests:
             if task_status is not None:
                 task_status.started()
             if sniffio.current_async_library() == "trio":
@@ -538,6 +548,7 @@ class SyncServing(SyncTransport):
         *,
         group: str | None = None,
         workers: int = DEFAULT_WORKERS,
+        max_pending: int | None = None,
         handle: ServeHandle | None = None,
     ) -> None:
         """Answer requests to ``subject`` with ``handler(req)`` on ``workers`` threads.
@@ -545,7 +556,8 @@ class SyncServing(SyncTransport):
         Blocks the calling thread until the connection closes, Ctrl-C, or
         ``handle.stop()`` is called from another thread (pass a
         ``ServeHandle`` to be able to). At most ``workers`` handlers run at
-        once; further requests wait in the client's buffer meanwhile.
+        once; further requests wait in the client's buffer meanwhile (at most
+        ``max_pending``, as for ``respond``; then in the broker).
         Handler results and errors work as in the async ``serve``. On the way
         out, handlers already running are allowed to finish.
 
@@ -598,7 +610,8 @@ class SyncServing(SyncTransport):
                 self._stop_serving(requests)
                 done.set()
 
-        with opened_blocking(respond_state(self, subject, group)) as requests:
+        opening = respond_state(self, subject, group, max_pending=max_pending)
+        with opened_blocking(opening) as requests:
             control._requests = requests
             control.ready.set()
             if control.stopped:
@@ -621,10 +634,14 @@ class SyncServing(SyncTransport):
                 # once the unsubscribe's answer (or the connection's end) comes.
                 with running:
                     leaving.set()
-                requests._end(StopIteration())
-                with running:
-                    running.wait_for(lambda: busy == 0)
-                self._unregister(requests)
+                try:
+                    requests._end(StopIteration())
+                    with running:
+                        running.wait_for(lambda: busy == 0)
+                finally:
+                    # Even when a second Ctrl-C cuts that wait short: ended
+                    # locally, the subscription's ``close`` sends nothing.
+                    self._unregister(requests)
                 for done in finished:
                     done.wait()
             if failures:

@@ -13,7 +13,12 @@ and threads have none; ``serving`` gives all three the same one:
 Entering returns once the broker has registered the responder (an error
 while registering, such as ``InvalidName``, is raised right there);
 leaving stops serving. An error that ends serving early (the connection
-dropped) is raised when the block ends, or at once under Trio.
+dropped) is raised when the block ends, or at once under Trio. A caller
+cancelled (asyncio, a Trio cancel scope) or interrupted (Ctrl-C) while
+entering leaves nothing serving: the responder is unregistered before the
+cancellation goes on, so a request meets ``NoResponders``, another
+responder, or (if it reached this one) ``ResponderGone``, never a handler
+nobody waits for.
 """
 
 from __future__ import annotations
@@ -63,22 +68,41 @@ async def serving_in_background(serve: Callable[..., Awaitable[None]]) -> AsyncI
         return
     import asyncio
 
-    registered = asyncio.Event()
+    registered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     task = asyncio.ensure_future(serve(task_status=_SetOnStart(registered)))
-    waiting = asyncio.ensure_future(registered.wait())
     try:
-        await asyncio.wait((task, waiting), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiting.cancel()
-    if not registered.is_set():
+        await asyncio.wait((task, registered), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        # The caller was cancelled while serve registered: serve must not
+        # outlive it, answering requests for a block that never ran (and,
+        # once the connection goes, for nobody). Stop it and wait until it
+        # has unregistered (requests it held fail with ``responder_gone``).
+        await _stopped(task)
+        raise
+    if not registered.done():
         task.result()  # it failed before registering: raise its error here
         raise RuntimeError("serve returned before registering")  # pragma: no cover
     try:
         yield
     finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
+        error = await _stopped(task)
+        if error is not None:
+            raise error
+
+
+async def _stopped(task: Any) -> BaseException | None:
+    """Cancel the asyncio serve ``task`` and wait until it has left (unregistered);
+    return its own error, if it failed. Only a cancellation of the caller ends
+    the wait early, and it is raised, never swallowed: the task then still
+    stops (and unregisters) on its own."""
+    import asyncio
+
+    task.cancel()
+    await asyncio.wait((task,))  # raises only if the caller itself is cancelled
+    if task.cancelled():
+        return None
+    error: BaseException | None = task.exception()
+    return error
 
 
 @asynccontextmanager
@@ -107,6 +131,8 @@ def serving_in_thread(
     """Run the blocking ``serve(handle)`` on a thread; enter once ``handle.ready``
     is set (registered), and stop it (``handle.stop()``) when the block ends."""
     failure: list[BaseException] = []
+    #: Set when serve has returned (an event, not ``join``: see ``SyncServing.serve``).
+    finished = threading.Event()
 
     def run() -> None:
         try:
@@ -115,10 +141,20 @@ def serving_in_thread(
             failure.append(exc)
         finally:
             handle.ready.set()  # also wakes the caller when serve failed to register
+            finished.set()
 
     thread = threading.Thread(target=run, name="minibroker-serving", daemon=True)
-    thread.start()
-    handle.ready.wait()
+    try:
+        thread.start()
+        handle.ready.wait()
+    except BaseException:
+        # Ctrl-C while serve registered: it must not keep serving for a block
+        # that never ran. Stopped now, it unregisters as soon as its
+        # registration completes; wait for that (a second Ctrl-C stops waiting).
+        handle.stop()
+        if thread.ident is not None:  # it runs (the interrupt did not stop start())
+            finished.wait()
+        raise
     if failure:
         thread.join()
         raise failure[0]
@@ -132,10 +168,11 @@ def serving_in_thread(
 
 
 class _SetOnStart:
-    """A ``task_status`` for asyncio: ``started()`` sets an event."""
+    """A ``task_status`` for asyncio: ``started()`` completes a future."""
 
-    def __init__(self, event: Any) -> None:
-        self._event = event
+    def __init__(self, future: Any) -> None:
+        self._future = future
 
     def started(self, value: object = None) -> None:
-        self._event.set()
+        if not self._future.done():
+            self._future.set_result(None)
