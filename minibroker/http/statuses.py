@@ -22,6 +22,10 @@ STATUS_BY_CODE: Final[dict[str, int]] = {
     "not_found": 404,
     "unknown_op": 404,
     "unknown_delivery": 404,
+    # Nobody serves the subject: like a queue that does not exist, what the
+    # path names is not there (a 5xx would say the broker failed, and HTTP
+    # tooling such as schemathesis's not_a_server_error counts it as a bug).
+    "no_responders": 404,
     "conflict": 409,
     "duplicate_id": 409,
     "slow_consumer": 409,
@@ -35,7 +39,6 @@ STATUS_BY_CODE: Final[dict[str, int]] = {
     "internal": 500,
     "responder_gone": 502,
     "responder_error": 502,
-    "no_responders": 503,
     "shutting_down": 503,
     "timeout": 504,
     "storage_full": 507,
