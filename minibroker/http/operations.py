@@ -442,7 +442,13 @@ def _seconds(
 ) -> Field:
     """A duration: [MIN_SECONDS, maximum], or also 0 (see ``minibroker.core.durations``)."""
     return Field(
-        name, "number", description, default=default, minimum=MIN_SECONDS, maximum=maximum, zero=zero
+        name,
+        "number",
+        description,
+        default=default,
+        minimum=MIN_SECONDS,
+        maximum=maximum,
+        zero=zero,
     )
 
 
@@ -476,7 +482,10 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
             ),
             _seconds("message_ttl", "seconds a message may wait", MAX_MESSAGE_TTL, zero=True),
             _seconds(
-                "visibility_timeout", "seconds before redelivery", MAX_VISIBILITY_TIMEOUT, default=30.0
+                "visibility_timeout",
+                "seconds before redelivery",
+                MAX_VISIBILITY_TIMEOUT,
+                default=30.0,
             ),
             _count("max_deliveries", "deliveries before dead-lettering", 1, MAX_COUNT_OPTION),
             Field(
@@ -717,9 +726,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         _request,
         (
             *_BODY,
-            _seconds(
-                "timeout", "seconds to wait for the reply", "max_wait_seconds", default=5.0
-            ),
+            _seconds("timeout", "seconds to wait for the reply", "max_wait_seconds", default=5.0),
         ),
         resource="subject",
         body_rule=one_body(None, ("headers",)),

@@ -28,9 +28,7 @@ from minibroker.core.names import MAX_NAME_LENGTH, MAX_WORDS
 #: (with U+0085, a line break) and no-break space, and the rest of Unicode's
 #: whitespace (what ``str.isspace`` accepts). Surrogates are left out: a
 #: request cannot carry one (UTF-8 has none), and Rust's regex refuses them.
-FORBIDDEN: Final = (
-    r"\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-)
+FORBIDDEN: Final = r"\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 
 
 def _class(excluded: str) -> str:

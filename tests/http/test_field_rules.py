@@ -10,7 +10,6 @@ import httpx
 import pytest
 
 from minibroker import open_broker
-from minibroker.embedded import EmbeddedBroker
 
 
 @pytest.fixture

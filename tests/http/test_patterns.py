@@ -50,14 +50,33 @@ CASES: dict[str, tuple[str, Callable[[str], object], list[str]]] = {
     "topic": (
         patterns.TOPIC,
         split_topic,
-        ["a.b", "a..b", ".a", "a.", "a.*", "*", "#", ".".join("w" * MAX_WORDS)]
-        + [".".join("w" * (MAX_WORDS + 1))],
+        [
+            "a.b",
+            "a..b",
+            ".a",
+            "a.",
+            "a.*",
+            "*",
+            "#",
+            ".".join("w" * MAX_WORDS),
+            ".".join("w" * (MAX_WORDS + 1)),
+        ],
     ),
     "pattern": (
         patterns.TOPIC_PATTERN,
         split_pattern,
-        ["a.*", "#", "a.#.b", "a*", "*a", "##", "a..b", "*.*", ".".join("*" * MAX_WORDS)]
-        + [".".join("#" * (MAX_WORDS + 1))],
+        [
+            "a.*",
+            "#",
+            "a.#.b",
+            "a*",
+            "*a",
+            "##",
+            "a..b",
+            "*.*",
+            ".".join("*" * MAX_WORDS),
+            ".".join("#" * (MAX_WORDS + 1)),
+        ],
     ),
     "namespace": (patterns.NAMESPACE, check_namespace_name, ["", "a.b-c_d", "a b", "é", "A9"]),
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import schemathesis
@@ -89,7 +90,7 @@ def test_the_api_keeps_its_document(served: ThreadedBroker) -> None:
                 assert mode is GenerationMode.NEGATIVE, operation.label
 
 
-def test_schemathesis_cli_with_all_checks_passes(served: ThreadedBroker) -> None:
+def test_schemathesis_cli_with_all_checks_passes(served: ThreadedBroker, tmp_path: Path) -> None:
     """What an outside checker runs: ``schemathesis run --checks all`` (its
     default phases: examples, coverage, fuzzing, stateful), bounded so it
     stays quick. On a document that did not state the server's rules this
@@ -104,12 +105,13 @@ def test_schemathesis_cli_with_all_checks_passes(served: ThreadedBroker) -> None
         "--checks",
         "all",
         "--max-examples",
-        "25",
+        "20",
         "--seed",
         "7",
         "--request-timeout",
         "30",
         "--no-color",
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    # In a directory of its own: it keeps a .schemathesis/ cache where it runs.
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-20000:] + done.stderr[-5000:]
