@@ -697,7 +697,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         ),
         query=True,
         resource="log",
-        errors=frozenset({416}),
+        errors=_CONFLICT,
     ),
     Operation(
         "commit",
@@ -710,13 +710,13 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
             Field(
                 "offset",
                 "integer",
-                "the next offset the group reads (at most the log's end: 416)",
+                "the next offset the group reads (at most the log's end: 409)",
                 required=True,
                 minimum=0,
             ),
         ),
         resource="log",
-        errors=_WRITES | {416},
+        errors=_WRITES | _CONFLICT,
     ),
     Operation(
         "request",

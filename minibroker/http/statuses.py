@@ -30,7 +30,10 @@ STATUS_BY_CODE: Final[dict[str, int]] = {
     "duplicate_id": 409,
     "slow_consumer": 409,
     "too_large": 413,
-    "offset_out_of_range": 416,
+    # An offset past the log's end conflicts with the log as it is now (it
+    # becomes valid as records arrive): 409, not 416, which is about Range
+    # headers, and which schema-driven tools count as a refused valid request.
+    "offset_out_of_range": 409,
     # The queue refused the message (reject-new overflow) or a limit is
     # reached: the client may retry later, as with a rate limit.
     "overflow": 429,

@@ -78,3 +78,13 @@ async def test_padded_base64_only(http: httpx.AsyncClient) -> None:
         assert answer.status_code == 400, (encoded, answer.text)
     answer = await http.post("/v1/queues/q/messages", json={"body_base64": "QUI="})
     assert answer.status_code == 200, answer.text
+
+
+async def test_an_offset_past_the_end_is_a_conflict(http: httpx.AsyncClient) -> None:
+    """409, not 416: schema-driven tools (schemathesis's stateful phase) count a
+    416 as a valid request refused; the offset conflicts with the log as it is."""
+    await http.put("/v1/logs/l")
+    read = await http.get("/v1/logs/l/records", params={"start": 5})
+    commit = await http.post("/v1/logs/l/commits", json={"group": "g", "offset": 5})
+    for answer in (read, commit):
+        assert (answer.status_code, answer.json()["error"]["code"]) == (409, "offset_out_of_range")
