@@ -196,10 +196,13 @@ class Broker:
 
 
 def check_namespace_name(name: str) -> None:
+    """ASCII letters and digits, ``-``, ``_``, ``.``: a namespace travels in
+    URLs, AMQP vhosts and data directory names, where other scripts' letters
+    would have look-alike spellings (composed and decomposed accents)."""
     if len(name) > MAX_NAMESPACE_LENGTH:
         raise InvalidName(f"namespace is longer than {MAX_NAMESPACE_LENGTH} characters")
     for ch in name:
-        if not (ch.isalnum() or ch in "-_."):
+        if not ((ch.isascii() and ch.isalnum()) or ch in "-_."):
             raise InvalidName(
-                f"namespace {name!r} may only contain letters, digits, '-', '_' and '.'"
+                f"namespace {name!r} may only contain ASCII letters, digits, '-', '_' and '.'"
             )

@@ -10,32 +10,70 @@ from __future__ import annotations
 from typing import Any, Final
 
 from minibroker._version import __version__
+from minibroker.core.config import Limits
+from minibroker.http import patterns
 from minibroker.http.fields import field_schema, object_schema
 from minibroker.http.operations import OPERATIONS, Operation
 from minibroker.http.statuses import STATUS_BY_CODE
 
-ERROR_SCHEMA: Final = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {
-                "code": {"type": "string", "enum": sorted(STATUS_BY_CODE)},
-                "message": {"type": "string"},
-                "details": {"type": "object"},
-            },
-        }
-    },
+
+def error_schema(codes: list[str]) -> dict[str, Any]:
+    """The shape of every error answer, with the wire codes a status carries."""
+    return {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string", "enum": codes},
+                    "message": {"type": "string"},
+                    "details": {"type": "object"},
+                },
+            }
+        },
+    }
+
+
+#: The wire codes each HTTP status carries (``minibroker.http.statuses``), and
+#: the adapter's own: 408 (a body that came too slowly), 415 (a body that is
+#: not JSON), 404 (no such route) say ``bad_request`` / ``not_found``, 503
+#: ``limit_exceeded`` (too many connections, ``minibroker/server/http_listener.py``).
+_EXTRA_CODES: Final = {
+    408: ["bad_request"],
+    415: ["bad_request"],
+    404: ["not_found"],
+    503: ["limit_exceeded"],
 }
+
+
+def _codes_of(status: int) -> list[str]:
+    codes = {code for code, s in STATUS_BY_CODE.items() if s == status}
+    return sorted(codes.union(_EXTRA_CODES.get(status, ())))
+
+
 _NAMESPACE: Final = {
     "name": "namespace",
     "in": "query",
     "required": False,
     "description": "the namespace (isolated set of names) to work in; default: the default one",
-    "schema": {"type": "string", "maxLength": 128},
+    "schema": patterns.NAMESPACE_SCHEMA,
 }
+#: Path parameter patterns: queues and logs are opaque names, topics and
+#: subjects dot-separated words (``minibroker.http.patterns``).
+_RESOURCE_PATTERNS: Final = {
+    "queue": patterns.RESOURCE_IN_PATH,
+    "log": patterns.RESOURCE_IN_PATH,
+    "topic": patterns.TOPIC_IN_PATH,
+    "subject": patterns.TOPIC_IN_PATH,
+}
+#: What any operation can answer: a bad namespace or field (400), no or a
+#: wrong token (401, 403), a broker shutting down (503), a bug (500).
+_ALWAYS: Final = frozenset({400, 401, 403, 500, 503})
+#: What reading a JSON body can add: too slow (408), too large (413, also a
+#: message over the size limit), not JSON (415), too many bodies held (429).
+_BODY: Final = frozenset({408, 413, 415, 429})
 
 _OVERVIEW: Final = {
     "operationId": "overview",
@@ -58,24 +96,27 @@ _OVERVIEW: Final = {
                 }
             },
         },
-        "401": {"$ref": "#/components/responses/Error"},
+        "401": {"$ref": "#/components/responses/Error401"},
     },
     "security": [{}, {"bearer": []}],
 }
 
 
+def _statuses(op: Operation) -> frozenset[int]:
+    """Every status an operation can answer with an error."""
+    statuses = _ALWAYS | op.errors
+    if op.resource is not None:
+        statuses |= {404}
+    if op.fields and not op.query:
+        statuses |= _BODY
+    return statuses
+
+
 def _error_responses(op: Operation) -> dict[str, Any]:
-    """Every status an operation can answer with an error (all share one schema)."""
-    statuses = {400, 401, 403, 404, 409, 413, 415, 429, 500, 503, 507}
-    if op.op == "request":
-        statuses |= {502, 504}
-    if op.op == "read":
-        statuses.add(416)
-    error = {"$ref": "#/components/responses/Error"}
-    return {str(s): error for s in sorted(statuses)}
+    return {str(s): {"$ref": f"#/components/responses/Error{s}"} for s in sorted(_statuses(op))}
 
 
-def _operation(op: Operation) -> dict[str, Any]:
+def _operation(op: Operation, limits: Limits) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = []
     if op.resource is not None:
         parameters.append(
@@ -83,7 +124,7 @@ def _operation(op: Operation) -> dict[str, Any]:
                 "name": op.resource,
                 "in": "path",
                 "required": True,
-                "schema": {"type": "string", "minLength": 1},
+                "schema": patterns.name_schema(_RESOURCE_PATTERNS[op.resource]),
             }
         )
     parameters.append(_NAMESPACE)
@@ -106,23 +147,32 @@ def _operation(op: Operation) -> dict[str, Any]:
                 "name": f.name,
                 "in": "query",
                 "required": f.required,
-                "schema": field_schema(f, in_query=True),
+                "schema": field_schema(f, limits, in_query=True),
             }
             for f in op.fields
         )
     elif op.fields:
+        schema = object_schema(op.fields, limits)
+        if op.body_rule is not None:
+            schema.update(op.body_rule)
+        # Without a body every field takes its default: a body is required
+        # only where some field is (a message, delivery ids, a pattern ...).
+        required = op.body_rule is not None or "required" in schema
         spec["requestBody"] = {
-            "required": False,
-            "content": {"application/json": {"schema": object_schema(op.fields)}},
+            "required": required,
+            "content": {"application/json": {"schema": schema}},
         }
     return spec
 
 
-def openapi_document() -> dict[str, Any]:
-    """The whole document, served at ``/openapi.json``."""
+def openapi_document(limits: Limits | None = None) -> dict[str, Any]:
+    """The whole document, served at ``/openapi.json``; ``limits``: the
+    server's, which bound waits, fetches and batches."""
+    limits = limits or Limits()
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
-        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op)
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, limits)
+    statuses = sorted(set().union(*(_statuses(op) for op in OPERATIONS)))
     paths["/v1/overview"] = {"get": _OVERVIEW}
     return {
         "openapi": "3.1.0",
@@ -134,10 +184,11 @@ def openapi_document() -> dict[str, Any]:
         "paths": paths,
         "components": {
             "responses": {
-                "Error": {
+                f"Error{status}": {
                     "description": "an error, with the wire protocol's code",
-                    "content": {"application/json": {"schema": ERROR_SCHEMA}},
+                    "content": {"application/json": {"schema": error_schema(_codes_of(status))}},
                 }
+                for status in statuses
             },
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },

@@ -21,16 +21,28 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from minibroker.core.log_options import LogOptions
+from minibroker.core.durations import MIN_SECONDS
+from minibroker.core.log_options import (
+    MAX_RETENTION_BYTES,
+    MAX_RETENTION_SECONDS,
+    MIN_SEGMENT_BYTES,
+    LogOptions,
+)
 from minibroker.core.logs import START_NAMES
 from minibroker.core.namespace import Namespace
 from minibroker.core.peer import PushSource
-from minibroker.core.queue_options import QueueOptions
+from minibroker.core.queue_options import (
+    MAX_COUNT_OPTION,
+    MAX_MESSAGE_TTL,
+    MAX_VISIBILITY_TIMEOUT,
+    OVERFLOW_POLICIES,
+    QueueOptions,
+)
 from minibroker.core.queues import Message
 from minibroker.core.rpc import RpcReply
-from minibroker.errors import BadRequest, BrokerError
-from minibroker.http.fields import Field, body_json, parse_message
-from minibroker.log_store import RecordBatch
+from minibroker.errors import BadRequest, BrokerError, Conflict
+from minibroker.http.fields import MAX_INTEGER, Field, body_json, one_body, parse_message
+from minibroker.log_store import MAX_SEGMENT_BYTES, RecordBatch
 from minibroker.record_format import decode_records
 from minibroker.value_class import asdict
 
@@ -85,6 +97,12 @@ class Operation:
     resource: str | None = None
     #: JSON Schema of a successful answer.
     answer: dict[str, Any] | None = None
+    #: JSON Schema rules of the body as a whole (``one_body``: a batch or one
+    #: message, body or body_base64); the body is then required.
+    body_rule: dict[str, Any] | None = None
+    #: HTTP error statuses this operation answers besides those every one can
+    #: (see ``minibroker.http.openapi``).
+    errors: frozenset[int] = frozenset()
 
 
 class HttpPeer:
@@ -174,6 +192,10 @@ def _deliveries(messages: object) -> Json:
 
 def _declare_queue(call: Call) -> Json:
     options = QueueOptions(**call.params)
+    if options.dead_letter_queue == call.name:
+        # 409, not 400: the body is well formed, it conflicts with the queue
+        # the path names (a queue dead-lettering into itself could loop).
+        raise Conflict(f"queue {call.name!r} cannot be its own dead-letter queue", queue=call.name)
     created = call.ns.queues.declare(call.name, options, call.now)
     return {"queue": call.name, "created": created}
 
@@ -305,8 +327,10 @@ def _log_stats(call: Call) -> Json:
 
 def _append(call: Call) -> Json:
     entries = call.params["records"]
+    single = {k: v for k, v in call.params.items() if k != "records" and v is not None}
+    if entries is not None and single:
+        raise BadRequest("give 'records' or one record's fields, not both")
     if entries is None:
-        single = {k: v for k, v in call.params.items() if k != "records" and v is not None}
         message = parse_message(single, "the record", frozenset(single))
         key = single.get("key")
         entries = [(None if key is None else key.encode(), message.headers, message.body)]
@@ -398,11 +422,45 @@ _BODY: Final = (
     Field("headers", "headers", "one message's headers"),
 )
 _MESSAGES: Final = (
-    Field("messages", "messages", "a batch of messages (instead of body/headers)"),
+    Field(
+        "messages",
+        "messages",
+        "a batch of messages (instead of body/headers)",
+        max_items="max_batch",
+    ),
     *_BODY,
 )
 _COUNT: Final = {"type": "object", "properties": {"count": {"type": "integer"}}}
 _ANY_OBJECT: Final = {"type": "object"}
+_DELIVERIES: Final = Field(
+    "deliveries", "integers", "delivery ids", required=True, max_items="max_batch"
+)
+
+
+def _seconds(
+    name: str, description: str, maximum: float | str, *, zero: bool = False, default: Any = None
+) -> Field:
+    """A duration: [MIN_SECONDS, maximum], or also 0 (see ``minibroker.core.durations``)."""
+    return Field(
+        name,
+        "number",
+        description,
+        default=default,
+        minimum=MIN_SECONDS,
+        maximum=maximum,
+        zero=zero,
+    )
+
+
+def _count(name: str, description: str, minimum: int, maximum: int | str, **kw: Any) -> Field:
+    return Field(name, "integer", description, minimum=minimum, maximum=maximum, **kw)
+
+
+#: Statuses of operations that write to storage: full (507) or failing (500) disk.
+_WRITES: Final = frozenset({507})
+_CONFLICT: Final = frozenset({409})
+#: A batch a queue refuses (overflow with reject_publish): 429.
+_OVERFLOW: Final = frozenset({429})
 
 OPERATIONS: Final[tuple[Operation, ...]] = (
     Operation("queue.list", "GET", "/v1/queues", "List the queues", _list_queues),
@@ -413,16 +471,33 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "Declare a queue (again with the same options: no-op; with others: conflict)",
         _declare_queue,
         (
-            Field("max_length", "integer", "most ready messages", minimum=0),
-            Field("max_length_bytes", "integer", "most body bytes of ready messages", minimum=0),
-            Field("overflow", "string", "reject_publish or drop_head", default="reject_publish"),
-            Field("message_ttl", "number", "seconds a message may wait"),
-            Field("visibility_timeout", "number", "seconds before redelivery", default=30.0),
-            Field("max_deliveries", "integer", "deliveries before dead-lettering", minimum=1),
-            Field("dead_letter_queue", "string", "where dead messages go"),
+            _count("max_length", "most ready messages", 0, MAX_COUNT_OPTION),
+            _count("max_length_bytes", "most body bytes of ready messages", 0, MAX_COUNT_OPTION),
+            Field(
+                "overflow",
+                "string",
+                "what a put does when the queue is full",
+                default="reject_publish",
+                choices=OVERFLOW_POLICIES,
+            ),
+            _seconds("message_ttl", "seconds a message may wait", MAX_MESSAGE_TTL, zero=True),
+            _seconds(
+                "visibility_timeout",
+                "seconds before redelivery",
+                MAX_VISIBILITY_TIMEOUT,
+                default=30.0,
+            ),
+            _count("max_deliveries", "deliveries before dead-lettering", 1, MAX_COUNT_OPTION),
+            Field(
+                "dead_letter_queue",
+                "string",
+                "where dead messages go (not the queue itself: 409)",
+                name_rule="resource",
+            ),
             Field("durable", "boolean", "journal the queue to disk", default=False),
         ),
         resource="queue",
+        errors=_WRITES | _CONFLICT,
     ),
     Operation(
         "queue.delete",
@@ -431,6 +506,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "Delete a queue",
         _delete_queue,
         resource="queue",
+        errors=_WRITES,
     ),
     Operation(
         "queue.stats",
@@ -449,6 +525,8 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         _MESSAGES,
         resource="queue",
         answer=_COUNT,
+        body_rule=one_body("messages", ("headers",)),
+        errors=_WRITES | _OVERFLOW,
     ),
     Operation(
         "fetch",
@@ -457,11 +535,18 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "Fetch deliveries, long-polling up to `wait` seconds",
         _fetch,
         (
-            Field("max_messages", "integer", "most deliveries", default=1, minimum=1),
-            Field("wait", "number", "seconds to wait for a message", default=0.0, minimum=0),
-            Field("visibility_timeout", "number", "this fetch's ack deadline", minimum=0),
+            _count("max_messages", "most deliveries", 1, "max_fetch", default=1),
+            _seconds(
+                "wait",
+                "seconds to wait for a message (0: do not wait)",
+                "max_wait_seconds",
+                zero=True,
+                default=0.0,
+            ),
+            _seconds("visibility_timeout", "this fetch's ack deadline", MAX_VISIBILITY_TIMEOUT),
         ),
         resource="queue",
+        errors=_WRITES,
     ),
     Operation(
         "ack",
@@ -469,9 +554,10 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "/v1/queues/{queue}/ack",
         "Acknowledge deliveries",
         _ack,
-        (Field("deliveries", "integers", "delivery ids", required=True),),
+        (_DELIVERIES,),
         resource="queue",
         answer=_COUNT,
+        errors=_WRITES,
     ),
     Operation(
         "nack",
@@ -480,18 +566,19 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "Give deliveries back (requeue, or dead-letter), optionally after a delay",
         _nack,
         (
-            Field("deliveries", "integers", "delivery ids", required=True),
+            _DELIVERIES,
             Field("requeue", "boolean", "false: dead-letter or drop", default=True),
-            Field(
+            _seconds(
                 "delay",
-                "number",
-                "seconds before the message is ready again",
+                "seconds before the message is ready again (0: at once)",
+                MAX_VISIBILITY_TIMEOUT,
+                zero=True,
                 default=0.0,
-                minimum=0,
             ),
         ),
         resource="queue",
         answer=_COUNT,
+        errors=_WRITES,
     ),
     Operation(
         "queue.inspect",
@@ -499,7 +586,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "/v1/queues/{queue}/messages",
         "Look at ready, in-flight and delayed messages without taking them",
         _inspect,
-        (Field("limit", "integer", "most messages of each kind", default=100, minimum=0),),
+        (_count("limit", "most messages of each kind", 0, "max_fetch", default=100),),
         query=True,
         resource="queue",
     ),
@@ -511,6 +598,8 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         _publish,
         _MESSAGES,
         resource="topic",
+        body_rule=one_body("messages", ("headers",)),
+        errors=_WRITES | _OVERFLOW,
     ),
     Operation(
         "bind",
@@ -518,8 +607,9 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "/v1/queues/{queue}/bindings",
         "Bind a topic pattern to a queue (a durable subscription)",
         _bind,
-        (Field("pattern", "string", "topic pattern", required=True),),
+        (Field("pattern", "string", "topic pattern", required=True, name_rule="pattern"),),
         resource="queue",
+        errors=_WRITES | _CONFLICT,
     ),
     Operation("log.list", "GET", "/v1/logs", "List the logs", _list_logs),
     Operation(
@@ -529,14 +619,21 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "Create a log",
         _create_log,
         (
-            Field("retention_bytes", "integer", "bytes kept at most", minimum=1),
-            Field("retention_seconds", "number", "seconds a record is kept", minimum=0),
-            Field("segment_bytes", "integer", "bytes per segment file", minimum=1),
+            _count("retention_bytes", "bytes kept at most", 1, MAX_RETENTION_BYTES),
+            _seconds("retention_seconds", "seconds a record is kept", MAX_RETENTION_SECONDS),
+            _count("segment_bytes", "bytes per segment file", MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES),
         ),
         resource="log",
+        errors=_WRITES | _CONFLICT,
     ),
     Operation(
-        "log.delete", "DELETE", "/v1/logs/{log}", "Delete a log", _delete_log, resource="log"
+        "log.delete",
+        "DELETE",
+        "/v1/logs/{log}",
+        "Delete a log",
+        _delete_log,
+        resource="log",
+        errors=_WRITES,
     ),
     Operation(
         "log.stats",
@@ -553,11 +650,18 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "Append records; answers the first offset once stored",
         _append,
         (
-            Field("records", "records", "a batch of records (instead of body/key/headers)"),
+            Field(
+                "records",
+                "records",
+                "a batch of records (instead of body/key/headers)",
+                max_items="max_batch",
+            ),
             *_BODY,
             Field("key", "string", "one record's key as UTF-8 text"),
         ),
         resource="log",
+        body_rule=one_body("records", ("headers", "key")),
+        errors=_WRITES,
     ),
     Operation(
         "read",
@@ -569,22 +673,31 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
             Field(
                 "start",
                 "start",
-                f"an offset or one of {', '.join(START_NAMES)}",
+                f"an offset or one of {', '.join(START_NAMES)} (committed needs a group)",
                 default="earliest",
-            ),
-            Field(
-                "timestamp_ms",
-                "integer",
-                "start at the first record at or after this time",
                 minimum=0,
+                choices=START_NAMES,
             ),
-            Field("group", "string", "consumer group (for start=committed)"),
-            Field("max_records", "integer", "most records", default=100, minimum=1),
-            Field("max_bytes", "integer", "most bytes of records", default=1_048_576, minimum=1),
-            Field("wait", "number", "seconds to wait for a record", default=0.0, minimum=0),
+            _count(
+                "timestamp_ms",
+                "start at the first record at or after this time",
+                0,
+                MAX_INTEGER,
+            ),
+            Field("group", "string", "consumer group (for start=committed)", name_rule="resource"),
+            _count("max_records", "most records", 1, "max_fetch", default=100),
+            _count("max_bytes", "most bytes of records", 1, MAX_INTEGER, default=1_048_576),
+            _seconds(
+                "wait",
+                "seconds to wait for a record (0: do not wait)",
+                "max_wait_seconds",
+                zero=True,
+                default=0.0,
+            ),
         ),
         query=True,
         resource="log",
+        errors=_CONFLICT,
     ),
     Operation(
         "commit",
@@ -593,10 +706,17 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "Commit a consumer group's offset",
         _commit,
         (
-            Field("group", "string", "consumer group", required=True),
-            Field("offset", "integer", "the next offset the group reads", required=True, minimum=0),
+            Field("group", "string", "consumer group", required=True, name_rule="resource"),
+            Field(
+                "offset",
+                "integer",
+                "the next offset the group reads (at most the log's end: 409)",
+                required=True,
+                minimum=0,
+            ),
         ),
         resource="log",
+        errors=_WRITES | _CONFLICT,
     ),
     Operation(
         "request",
@@ -604,8 +724,13 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "/v1/requests/{subject}",
         "Send a request to one responder and wait for its reply, at most `timeout` seconds",
         _request,
-        (*_BODY, Field("timeout", "number", "seconds to wait for the reply", default=5.0)),
+        (
+            *_BODY,
+            _seconds("timeout", "seconds to wait for the reply", "max_wait_seconds", default=5.0),
+        ),
         resource="subject",
+        body_rule=one_body(None, ("headers",)),
+        errors=frozenset({502, 504}),
     ),
     Operation("rpc.stats", "GET", "/v1/requests", "Responders and pending requests", _rpc_stats),
 )

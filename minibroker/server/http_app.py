@@ -81,7 +81,8 @@ class HttpFace:
         self._events: dict[int, trio.Event] = {}
         self._results: dict[int, Json | BrokerError] = {}
         self.max_body_bytes = server.config.max_frame_bytes * 2 + BODY_SLACK
-        self._openapi = json.dumps(openapi_document()).encode()
+        self.limits = self.broker.config.limits
+        self._openapi = json.dumps(openapi_document(self.limits)).encode()
         self.dashboard = Dashboard(self)
 
     def _finished(self, token: int, result: Json | BrokerError) -> None:
@@ -161,9 +162,9 @@ class HttpFace:
         query = dict(request.query_params)
         namespace = query.pop("namespace", "")
         if op.query:
-            params = parse_query(op.fields, query)
+            params = parse_query(op.fields, query, self.limits)
         else:
-            params = parse_fields(op.fields, await self._json_body(request))
+            params = parse_fields(op.fields, await self._json_body(request), self.limits)
         name = request.path_params.get(op.resource, "") if op.resource else ""
         if principal.grants is not None:
             _authorize(principal, op, name, params)

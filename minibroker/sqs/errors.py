@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from minibroker.errors import BrokerError, StorageFull
+
 
 class SqsError(Exception):
     """An error answer: ``code`` (JSON shape name), ``query_code``, HTTP ``status``."""
@@ -101,3 +103,21 @@ def unknown_action(action: str) -> SqsError:
 
 def internal_error(message: str) -> SqsError:
     return SqsError("InternalError", message, status=500, sender_fault=False)
+
+
+def service_unavailable(message: str) -> SqsError:
+    """503 ServiceUnavailable: what SQS answers for a temporary failure on its
+    side; SDKs retry it (botocore's ``service_unavailable`` rule), as they
+    should a full disk, which frees up without the client changing anything."""
+    return SqsError("ServiceUnavailable", message, status=503, sender_fault=False)
+
+
+def broker_failure(error: BrokerError) -> SqsError:
+    """The answer to a core error that is the broker's, not the request's:
+    a full data directory is 503 ServiceUnavailable, anything else 500."""
+    if isinstance(error, StorageFull):
+        return service_unavailable(
+            "The broker's data directory is full; retry once space is freed. "
+            f"({error.code}: {error.message})"
+        )
+    return internal_error(f"{error.code}: {error.message}")

@@ -48,7 +48,7 @@ from minibroker.sqs.digests import md5_of_attributes, md5_of_body
 from minibroker.sqs.errors import (
     SqsError,
     batch_error,
-    internal_error,
+    broker_failure,
     invalid_parameter,
     message_not_inflight,
     missing_parameter,
@@ -704,7 +704,7 @@ def _translate(error: BrokerError) -> SqsError:
         return SqsError("OverLimit", error.message, status=403)
     if isinstance(error, BadRequest | InvalidName | TooLarge):
         return invalid_parameter(error.message)
-    return internal_error(f"{error.code}: {error.message}")
+    return broker_failure(error)
 
 
 @dataclass(slots=True)

@@ -36,7 +36,7 @@ from minibroker.core.broker import Broker
 from minibroker.core.timers import Timer
 from minibroker.core.wire_session import WireSession
 from minibroker.errors import BrokerError, ConnectionClosed
-from minibroker.sqs.errors import SqsError, internal_error
+from minibroker.sqs.errors import SqsError, broker_failure, internal_error
 from minibroker.sqs.handler import Answer, Parked, SqsHandler
 from minibroker.sqs.http11 import CONTINUE, HttpError, HttpRequest, RequestReader, response
 from minibroker.sqs.signing import check_signature
@@ -271,9 +271,7 @@ class SqsSession(WireSession):
         if error is None:
             self._send_held(held)
         elif self._pending is not None:
-            answer = render_error(
-                self._pending.protocol, internal_error(f"{error.code}: {error.message}")
-            )
+            answer = render_error(self._pending.protocol, broker_failure(error))
             self._send_held(_bytes_of(answer, close=not self._pending.keep_alive))
 
     # ------------------------------------------------------------ requests

@@ -180,9 +180,9 @@ async def test_request_is_answered_by_a_native_responder(
     assert answer.json() == {"body": "echo hi", "headers": {"via": "native"}}
 
 
-async def test_request_without_responders_is_503_no_responders(http: httpx.AsyncClient) -> None:
+async def test_request_without_responders_is_404_no_responders(http: httpx.AsyncClient) -> None:
     answer = await http.post("/v1/requests/svc.none", json={"body": "hi"})
-    assert answer.status_code == 503
+    assert answer.status_code == 404
     assert answer.json()["error"]["code"] == "no_responders"
 
 
