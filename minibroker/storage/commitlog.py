@@ -66,8 +66,8 @@ import fcntl
 import json
 import logging
 import os
-from dataclasses import dataclass
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from minibroker.errors import StorageError, StorageFailed, StorageFull

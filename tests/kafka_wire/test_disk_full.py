@@ -125,8 +125,9 @@ def test_a_produce_whose_fsync_fails_is_never_acknowledged(
 ) -> None:
     """acks=-1 under group commit: the answer waits for the fsync. When it
     fails the connection is closed without an answer (the client retries);
-    the retry finds the log refusing writes (KAFKA_STORAGE_ERROR) although the disk works again: the old broker retried the fsync
-    at the next round and acknowledged the retry."""
+    the retry finds the log refusing writes (KAFKA_STORAGE_ERROR) although
+    the disk works again: the old broker retried the fsync at the next round
+    and acknowledged the retry."""
     from kafka_wire.test_session import _request
     from minibroker.kafka.groups import JoinResult
 

@@ -105,7 +105,7 @@ def test_a_failed_directory_fsync_is_never_retried(tmp_path: Path, fsyncs: Fsync
     other = SegmentedLog.open(tmp_path / "new" / "other")  # its entry is in new/ too
     try:
         fsyncs.fail = 1
-        with pytest.raises(StorageFailed, match="an fsync of .*new failed"):
+        with pytest.raises(StorageFailed, match=r"an fsync of .*new failed"):
             log.sync()
         with pytest.raises(StorageFailed):
             log.sync()

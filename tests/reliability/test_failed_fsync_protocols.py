@@ -13,6 +13,7 @@ session itself: tests/kafka_wire/test_disk_full.py.)
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -24,6 +25,7 @@ from pathlib import Path
 import pika
 import pika.exceptions
 import pytest
+from pika.adapters.blocking_connection import BlockingChannel
 
 import minibroker
 from minibroker.config import ServerConfig
@@ -80,11 +82,15 @@ def health(broker: ThreadedBroker) -> tuple[int, dict[str, object]]:
         return exc.code, json.loads(exc.read())
 
 
-@pytest.fixture
-def amqp_channel() -> Iterator[list[pika.BlockingConnection]]:
-    opened: list[pika.BlockingConnection] = []
-    yield opened
-    for connection in opened:
+@contextlib.contextmanager
+def amqp_channel(broker: ThreadedBroker) -> Iterator[BlockingChannel]:
+    """A channel in confirm mode, its connection closed before the broker stops."""
+    connection = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        yield channel
+    finally:
         if connection.is_open:
             connection.close()
 
@@ -99,7 +105,7 @@ def sqs_client(broker: ThreadedBroker) -> object:
 
 
 def test_a_failed_fsync_is_never_confirmed_by_any_protocol(
-    failing: FailingStore, tmp_path: Path, amqp_channel: list[pika.BlockingConnection]
+    failing: FailingStore, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
     with run_in_thread(config(data)) as broker, minibroker.connect_sync(broker.url) as mb:
@@ -128,20 +134,17 @@ def test_a_failed_fsync_is_never_confirmed_by_any_protocol(
         assert "fsq-native" in failed["path"] and failed["code"] == "storage_failed"
 
         # ---- AMQP publisher confirms: the held confirm is a Nack, and so is the next
-        connection = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
-        amqp_channel.append(connection)
-        ch = connection.channel()
-        ch.confirm_delivery()
-        ch.queue_declare("fsq-amqp", durable=True)
-        ch.basic_publish("", "fsq-amqp", b"kept", PERSISTENT)
-        failing.target = "/queues/fsq-amqp/"
-        with pytest.raises(pika.exceptions.NackError):
-            ch.basic_publish("", "fsq-amqp", b"unsure", PERSISTENT)
-        failing.target = None
-        with pytest.raises(pika.exceptions.NackError):
-            ch.basic_publish("", "fsq-amqp", b"refused", PERSISTENT)
-        ch.queue_declare("fsq-amqp-other", durable=True)
-        ch.basic_publish("", "fsq-amqp-other", b"fine", PERSISTENT)
+        with amqp_channel(broker) as ch:
+            ch.queue_declare("fsq-amqp", durable=True)
+            ch.basic_publish("", "fsq-amqp", b"kept", PERSISTENT)
+            failing.target = "/queues/fsq-amqp/"
+            with pytest.raises(pika.exceptions.NackError):
+                ch.basic_publish("", "fsq-amqp", b"unsure", PERSISTENT)
+            failing.target = None
+            with pytest.raises(pika.exceptions.NackError):
+                ch.basic_publish("", "fsq-amqp", b"refused", PERSISTENT)
+            ch.queue_declare("fsq-amqp-other", durable=True)
+            ch.basic_publish("", "fsq-amqp-other", b"fine", PERSISTENT)
 
         # ---- SQS: SendMessage answers 500 InternalError, then and later
         sqs = sqs_client(broker)
@@ -159,13 +162,10 @@ def test_a_failed_fsync_is_never_confirmed_by_any_protocol(
     # ---- a restart recovers every store from what is on disk
     with run_in_thread(config(data)) as broker, minibroker.connect_sync(broker.url) as mb:
         assert health(broker) == (200, {"status": "ok", "failed_stores": []})
-        assert [d.body for d in mb.fetch("fsq-native", max_messages=10)][0] == b"kept"
+        assert next(d.body for d in mb.fetch("fsq-native", max_messages=10)) == b"kept"
         assert [d.body for d in mb.fetch("fsq-other", max_messages=10)] == [b"fine"]
         mb.put_many("fsq-native", [b"after"])  # writable again
-        connection = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
-        amqp_channel.append(connection)
-        ch = connection.channel()
-        ch.confirm_delivery()
-        ch.basic_publish("", "fsq-amqp", b"after", PERSISTENT)
-        method, _, first = ch.basic_get("fsq-amqp", auto_ack=True)
-        assert method is not None and first == b"kept"
+        with amqp_channel(broker) as ch:
+            ch.basic_publish("", "fsq-amqp", b"after", PERSISTENT)
+            method, _, first = ch.basic_get("fsq-amqp", auto_ack=True)
+            assert method is not None and first == b"kept"
