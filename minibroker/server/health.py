@@ -10,8 +10,6 @@ restart clears. Served by the metrics port and the HTTP face.
 
 from __future__ import annotations
 
-import json
-
 from minibroker.core.broker import Broker
 from minibroker.errors import StorageFailed
 
@@ -24,6 +22,8 @@ def failed_stores(broker: Broker) -> dict[str, StorageFailed]:
 
 def health(broker: Broker) -> tuple[int, bytes]:
     """The status and JSON body of ``GET /health``."""
+    import json  # here: ``minibroker serve`` loads no JSON module at start
+
     failed = failed_stores(broker)
     body = {
         "status": "storage_failed" if failed else "ok",
