@@ -141,6 +141,20 @@ class StorageError(BrokerError):
     code = "storage_error"
 
 
+class StorageFailed(StorageError):
+    """An fsync of the store failed: it refuses durable writes until the broker restarts.
+
+    After a failed fsync Linux may have dropped the dirty pages and marked
+    them clean, so a later fsync "succeeds" without them on disk: nothing
+    that depended on the failed sync may be confirmed by retrying it
+    (docs/storage.md, "A failed fsync"). A StorageError, so every handler of
+    storage failures treats it as one; its own code tells the client that
+    retrying is pointless until the broker restarts.
+    """
+
+    code = "storage_failed"
+
+
 class ShuttingDown(BrokerError):
     code = "shutting_down"
 

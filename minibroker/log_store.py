@@ -19,9 +19,12 @@ commit), because only it knows which appends are waiting for a confirmation.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Final, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Final, NamedTuple, Protocol
 
 from minibroker.value_class import Value
+
+if TYPE_CHECKING:
+    from minibroker.errors import StorageFailed
 
 #: One entry handed to ``append``: ``(key, headers, body)``, or a bare body
 #: (a record without key and headers: the common case, and the cheapest).
@@ -178,12 +181,31 @@ class LogStore(Protocol):
     @property
     def unsynced(self) -> bool:
         """Whether :meth:`sync` has anything to make durable: appended records,
-        or a new directory's name, not fsynced yet (a failed sync leaves them
-        so, for the next one to retry). Always False in memory."""
+        or a new directory's name, not fsynced yet. Always False in memory,
+        and once the store failed (it never syncs again)."""
+        ...
+
+    @property
+    def failed(self) -> StorageFailed | None:
+        """The failed fsync that stopped the store, None while it is healthy.
+
+        A failed store refuses every write and sync with this error until
+        it is opened again (a restart): docs/storage.md, "A failed fsync".
+        Always None in memory.
+        """
         ...
 
     def sync(self) -> None:
-        """Make every appended record durable (fsync); a no-op in memory."""
+        """Make every appended record durable (fsync); a no-op in memory.
+
+        Raises :class:`~minibroker.errors.StorageFailed` if an fsync fails
+        (now or before: it is never retried)."""
+        ...
+
+    def group_sync(self) -> None:
+        """The group commit's :meth:`sync`: a failed store raises its failure
+        to the first round after it failed (when writes were waiting on it)
+        and is passed over by later rounds."""
         ...
 
     def close(self) -> None:

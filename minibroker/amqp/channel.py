@@ -29,6 +29,7 @@ from minibroker.amqp.consumers import PULL_BATCH
 from minibroker.amqp.errors import (
     ACCESS_REFUSED,
     COMMAND_INVALID,
+    INTERNAL_ERROR,
     NO_ROUTE,
     NOT_ALLOWED,
     NOT_IMPLEMENTED,
@@ -46,7 +47,7 @@ from minibroker.core.peer import Peer
 from minibroker.core.queue_message import Message
 from minibroker.core.queue_options import UNTIL_SETTLED
 from minibroker.core.queues import Queue
-from minibroker.errors import BrokerError, UnknownDelivery
+from minibroker.errors import BrokerError, StorageError, UnknownDelivery
 
 if TYPE_CHECKING:
     from minibroker.amqp.connection import AmqpSession
@@ -494,6 +495,12 @@ class Channel:
                 # The queue was deleted and declared again: skip the old ids.
                 bad = set(exc.details.get("deliveries", ()))  # type: ignore[call-overload]
                 _settle(queue, session, [i for i in ids if i not in bad], action, now)
+            except StorageError as exc:
+                # The queue's journal refuses (an fsync of it failed): the
+                # settlement is not made; the connection's deliveries go back.
+                raise HardError(
+                    INTERNAL_ERROR, f"cannot write durable state: {exc.message}"
+                ) from None
         if session.closed or self.closing:
             return
         starting = list(self.consumers.values()) if self.global_prefetch else list(freed)

@@ -20,8 +20,14 @@ front end and every model (``--fsync``, DESIGN.md "Durability policy"):
   nothing to sync and runs as ``never``.
 
 If an fsync fails, every held confirmation becomes that error (nothing is
-confirmed that may not be on disk); the writes stay dirty in their stores
-and the next sync tries them again.
+confirmed that may not be on disk), and the store it failed on is
+fail-stop: a retried fsync could "succeed" without the data (the kernel
+may have dropped the pages the failed one was to write), so that store
+never syncs again, refuses its writes with ``storage_failed`` until the
+broker restarts, and later rounds pass over it (``LogStore.group_sync``):
+the other stores' confirmations go on. A write that failed for another
+reason (a full disk refusing the deferred records of acks) is retried by
+the next round, as nothing of it reached a failed sync.
 
 This module is sans-I/O like the rest of the core: the fsync itself is the
 ``sync_storage`` function the broker passes in (its models walk their
@@ -40,7 +46,7 @@ from collections.abc import Callable
 
 from minibroker.core.config import FsyncPolicy
 from minibroker.core.histogram import FSYNC_BUCKETS, LatencyHistogram
-from minibroker.errors import BrokerError, StorageError, StorageFull
+from minibroker.errors import BrokerError, StorageError, StorageFailed, StorageFull
 
 log = logging.getLogger("minibroker.storage")
 
@@ -142,10 +148,13 @@ class Durability:
         except (OSError, BrokerError) as exc:
             held = len(self._held)
             log.error("fsync failed; failing %d held confirmations: %s", held, exc)
+            self.synced_generation = generation
+            if isinstance(exc, StorageFailed):  # its message says what and why
+                self.fail(StorageFailed(exc.message, **exc.details))
+                return None
             # A full disk keeps its code: deferred journal records (acks,
             # queue_journal.py) are written here, and "full" tells the client why.
             kind = StorageFull if isinstance(exc, StorageFull) else StorageError
-            self.synced_generation = generation
             self.fail(kind(f"could not sync to disk: {exc}"))
             return None
         took = 0.0 if clock is None else clock() - started

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
+from minibroker.errors import StorageFailed
 from minibroker.log_store import Entry, LogStore
 
 
@@ -70,6 +71,12 @@ class StoreJournal(Journaled[LogStore]):
             self._journal = self._open_store()
         return self._journal
 
+    def sync(self) -> None:
+        """The group commit's fsync of the store (``LogStore.group_sync``: a
+        store whose fsync failed raises that once, then is passed over)."""
+        if self._journal is not None:
+            self._journal.group_sync()
+
     def _append(self, records: Sequence[Entry], now_ms: int) -> None:
         self._store_for_write().append(records, now_ms)
         self._on_write()
@@ -77,9 +84,22 @@ class StoreJournal(Journaled[LogStore]):
     def report_unsynced(self) -> None:
         """A client is about to be told that something this journal holds
         exists, without a new write (a re-declaration): if the store has
-        writes not yet fsynced (the group commit has not run, or its fsync
-        failed), report a write, so the answer waits for the sync that makes
-        them durable and retries a failed one (under ``always`` that sync
-        runs here, and raises)."""
-        if self._journal is not None and self._journal.unsynced:
-            self._on_write()
+        writes not yet fsynced (the group commit has not run), report a
+        write, so the answer waits for the sync that makes them durable
+        (under ``always`` that sync runs here, and raises). If an fsync of
+        the store failed, what it holds may not be on disk and no retry can
+        tell: the answer is its ``storage_failed`` (docs/storage.md)."""
+        report_unsynced(self._journal, self._on_write)
+
+
+def report_unsynced(store: LogStore | None, on_write: Callable[[], None]) -> None:
+    """Hold an answer that says ``store``'s contents exist until they are on
+    disk: report a write when it has unsynced ones; raise its failure when
+    an fsync of it failed (never answer "exists" from a retried sync)."""
+    if store is None:
+        return
+    failed = store.failed
+    if failed is not None:
+        raise StorageFailed(failed.message, **failed.details)
+    if store.unsynced:
+        on_write()

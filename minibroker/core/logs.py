@@ -782,7 +782,11 @@ class Logs:
 
     def sync(self) -> None:
         """Group commit: fsync every store written since the last sync, then let
-        readers see the records it covered (raise the high watermarks)."""
+        readers see the records it covered (raise the high watermarks).
+
+        A store whose fsync failed (``LogStore.group_sync``) raises that to
+        one round and is passed over by later ones; its log's high
+        watermark never moves past what a good sync covered."""
         dirty = self._dirty
         if not dirty:
             return
@@ -794,12 +798,13 @@ class Logs:
                 if target.closed:
                     continue
                 if target.data_dirty:
-                    target.store.sync()
+                    target.store.group_sync()
                     self.fsyncs += 1
                     target.data_dirty = False
-                    synced.append(target)
+                    if target.store.failed is None:
+                        synced.append(target)
                 if target.meta_dirty and target.meta is not None:
-                    target.meta.store.sync()
+                    target.meta.store.group_sync()
                     self.fsyncs += 1
                     target.meta_dirty = False
         except BaseException:

@@ -98,9 +98,10 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
+from minibroker.core.journaled import report_unsynced
 from minibroker.core.queue_message import NEVER, Message
 from minibroker.core.queue_options import QueueOptions
-from minibroker.errors import StorageError
+from minibroker.errors import StorageError, StorageFailed
 from minibroker.log_store import Entry, LogStore
 from minibroker.value_class import Value, field
 
@@ -333,6 +334,7 @@ class QueueJournal:
         if not ids:
             return
         if self.defer:
+            self._check_writable()
             self._pending_settled.extend(ids)
             self._defer(timestamp_ms)
         else:
@@ -358,6 +360,7 @@ class QueueJournal:
         if not pairs:
             return
         if self.defer:
+            self._check_writable()
             self._pending_requeued.extend(pairs)
             self._defer(timestamp_ms)
         else:
@@ -465,19 +468,37 @@ class QueueJournal:
 
     def report_unsynced(self) -> None:
         """Report a write if the store holds unsynced ones: the queue is
-        re-declared, and "it exists" must wait for them to be on disk (as
+        re-declared, and "it exists" must wait for them to be on disk; raise
+        ``storage_failed`` if an fsync of the journal failed (as
         :meth:`minibroker.core.journaled.StoreJournal.report_unsynced`)."""
-        if self.store.unsynced:
-            self.on_write()
+        report_unsynced(self.store, self.on_write)
 
     def sync(self) -> None:
-        """Write what is deferred, then fsync: the group commit's step for this queue."""
-        self.flush()
-        self.store.sync()
+        """Write what is deferred, then fsync: the group commit's step for this queue.
+
+        Once an fsync of the journal failed nothing can be written any more:
+        the ids deferred before it are dropped (the confirmations waiting on
+        them fail with the store, ``LogStore.group_sync``), and the queue
+        refuses to defer more (:meth:`_check_writable`).
+        """
+        if self.store.failed is not None:
+            self._pending_settled = []
+            self._pending_requeued = []
+        else:
+            self.flush()
+        self.store.group_sync()
+
+    def _check_writable(self) -> None:
+        """Deferred records are written by the next sync: refuse them up front
+        when the journal can never be written again, as a direct write is."""
+        failed = self.store.failed
+        if failed is not None:
+            raise StorageFailed(failed.message, **failed.details)
 
     def close(self) -> None:
         try:
-            self.flush()
+            if self.store.failed is None:  # a failed journal writes nothing more
+                self.flush()
         finally:
             self.store.close()
 

@@ -39,6 +39,7 @@ STATUS_BY_CODE: Final[dict[str, int]] = {
     "overflow": 429,
     "limit_exceeded": 429,
     "storage_error": 500,
+    "storage_failed": 500,
     "internal": 500,
     "responder_gone": 502,
     "responder_error": 502,

@@ -69,7 +69,7 @@ log = logging.getLogger("minibroker.session")
 
 #: Error codes that say something is wrong with the server, not the request:
 #: logged (rate-limited) as well as answered.
-_OPERATOR_ERRORS = frozenset({"storage_full", "storage_error"})
+_OPERATOR_ERRORS = frozenset({"storage_full", "storage_error", "storage_failed"})
 
 #: Stop draining push sources into the outbound buffer past this many bytes.
 DEFAULT_OUTBOUND_HIGH_WATER = 1024 * 1024

@@ -16,6 +16,7 @@ import logging
 import ssl
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -271,7 +272,10 @@ class BrokerServer:
                     )
                 if config.metrics_port is not None:
                     self.metrics_port = await nursery.start(
-                        serve_metrics, self.registry, config.metrics_host, config.metrics_port
+                        partial(serve_metrics, broker=self.broker),
+                        self.registry,
+                        config.metrics_host,
+                        config.metrics_port,
                     )
                 if config.http_port is not None:
                     from minibroker.server.http_app import serve_http  # starlette: only when used

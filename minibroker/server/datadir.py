@@ -18,12 +18,13 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+from functools import partial
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-from minibroker.errors import StorageError
+from minibroker.errors import StorageError, StorageFailed
 from minibroker.storage import DEFAULT_SEGMENT_BYTES, LogStore, SegmentedLog, fileio
-from minibroker.storage.new_directories import make_directories
+from minibroker.storage.new_directories import SHARED_PENDING_DIRECTORIES, make_directories
 
 DEFAULT_NAMESPACE_DIR = "default"
 #: Held (flock) by the broker that owns the directory, for as long as it runs.
@@ -55,6 +56,14 @@ class DataDirectory:
         for parent in make_directories(str(self.root)):
             fileio.fsync_directory(parent)
         self._lock_fd: int | None = None
+        #: Stores whose fsync failed (path -> the error), fail-stop until the
+        #: broker restarts (docs/storage.md, "A failed fsync"): reported by
+        #: /metrics and /health, and never reopened by this broker.
+        self.failed: dict[str, StorageFailed] = {}
+        # Opening the directory is the restart that recovers from what is on
+        # disk: failed directory fsyncs of an earlier broker of this process
+        # (tests, embedded brokers) are not this one's.
+        SHARED_PENDING_DIRECTORIES.forget_failures(str(self.root))
 
     def lock(self) -> None:
         """Claim the directory for this broker; StorageError if another one runs on it.
@@ -79,8 +88,13 @@ class DataDirectory:
         return self._kind_dir(namespace, kind) / encode_name(name)
 
     def open(self, namespace: str, kind: str, name: str, *, segment_bytes: int | None) -> LogStore:
-        return SegmentedLog.open(
-            self.path_of(namespace, kind, name),
+        path = self.path_of(namespace, kind, name)
+        failure = self.failed.get(str(path))
+        if failure is not None:
+            # Its files hold what a failed fsync left: only a restart reads them again.
+            raise StorageFailed(failure.message, **failure.details)
+        store = SegmentedLog.open(
+            path,
             segment_bytes=segment_bytes or DEFAULT_SEGMENT_BYTES,
             # Journals (queues, bindings, log metadata) are replayed record by
             # record at start: check all of them while opening, so a damaged
@@ -91,6 +105,11 @@ class DataDirectory:
             # when read.
             verify=kind != LOG_KIND,
         )
+        store.on_failure = partial(self._store_failed, str(path))
+        return store
+
+    def _store_failed(self, path: str, failure: StorageFailed) -> None:
+        self.failed.setdefault(path, failure)
 
     def existing(self, namespace: str, kind: str) -> list[str]:
         directory = self._kind_dir(namespace, kind)

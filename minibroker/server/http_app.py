@@ -17,7 +17,8 @@ endpoint, which
    protocol's code and the HTTP status ``minibroker.http.statuses`` gives it.
 
 ``/openapi.json`` serves the document, ``/metrics`` the same Prometheus
-registry as the metrics port.
+registry as the metrics port, ``/health`` the stores whose fsync failed
+(server/health.py).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from minibroker.http.openapi import openapi_document
 from minibroker.http.operations import OPERATIONS, Call, HttpPeer, Json, Operation, Parked
 from minibroker.http.statuses import error_body, status_of
 from minibroker.server.durability import wait_synced
+from minibroker.server.health import health
 from minibroker.server.http_dashboard import Dashboard
 from minibroker.server.http_listener import (
     BodyBudgetExhausted,
@@ -102,6 +104,7 @@ class HttpFace:
         routes.extend(XrayRoutes(self).routes())
         routes.append(Route("/openapi.json", self._openapi_json, methods=["GET"]))
         routes.append(Route("/metrics", self._metrics, methods=["GET"]))
+        routes.append(Route("/health", self._health, methods=["GET"]))
         return Starlette(
             routes=routes,
             exception_handlers={HTTPException: _http_error},  # type: ignore[dict-item]
@@ -128,6 +131,12 @@ class HttpFace:
     async def _metrics(self, request: Request) -> Response:
         self.authenticate(request)
         return Response(generate_latest(self.server.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def _health(self, request: Request) -> Response:
+        """Whether every store can still sync (server/health.py), behind the same token."""
+        self.authenticate(request)
+        status, body = health(self.broker)
+        return Response(body, status_code=status, media_type="application/json")
 
     def _endpoint(self, op: Operation) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:

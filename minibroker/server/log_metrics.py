@@ -16,7 +16,9 @@ Families (labels: ``namespace``, ``log``; ``group`` for group families):
 * ``minibroker_log_group_committed_offset``, ``minibroker_log_group_lag``
   (records between the committed offset and the end);
 * ``minibroker_fsync_seconds`` (histogram): one group-commit fsync round, over
-  every store with unsynced writes (logs and durable queues).
+  every store with unsynced writes (logs and durable queues);
+* ``minibroker_storage_failed_stores`` (gauge): stores whose fsync failed,
+  fail-stop until the broker restarts (server/health.py lists them).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from minibroker.core.broker import Broker
 from minibroker.core.log_options import LogStatistics
+from minibroker.server.health import failed_stores
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
@@ -82,5 +85,10 @@ def log_metrics(broker: Broker) -> Iterable[Metric]:
         "Duration of one group-commit fsync round over every store with unsynced writes",
         buckets=histogram.cumulative(),
         sum_value=histogram.total,
+    )
+    yield GaugeMetricFamily(
+        "minibroker_storage_failed_stores",
+        "Stores whose fsync failed: they refuse durable writes until the broker restarts",
+        value=len(failed_stores(broker)),
     )
 

@@ -22,6 +22,7 @@ import trio
 
 from minibroker.core.broker import Broker
 from minibroker.protocol.stats import ProtocolStats
+from minibroker.server.health import health
 from minibroker.server.log_metrics import log_metrics
 from minibroker.server.queue_metrics import queue_metrics
 from minibroker.server.rpc_metrics import rpc_metrics
@@ -94,9 +95,11 @@ async def serve_metrics(
     host: str,
     port: int,
     *,
+    broker: Broker | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Answer ``GET /metrics`` over HTTP/1.0 on the event loop.
+    """Answer ``GET /metrics`` (and, given the ``broker``, ``GET /health``:
+    server/health.py) over HTTP/1.0 on the event loop.
 
     Serving from the loop (not prometheus-client's threaded server) means the
     collector reads broker state from the thread that mutates it, so a scrape
@@ -117,10 +120,18 @@ async def serve_metrics(
                         break
                     request += chunk
                 line = request.split(b"\r\n", 1)[0].split()
-                if len(line) >= 2 and line[0] == b"GET" and line[1].split(b"?")[0] == b"/metrics":
+                path = line[1].split(b"?")[0] if len(line) >= 2 and line[0] == b"GET" else b""
+                if path == b"/metrics":
                     body = generate_latest(registry)
                     head = (
                         f"HTTP/1.0 200 OK\r\nContent-Type: {CONTENT_TYPE_LATEST}\r\n"
+                        f"Content-Length: {len(body)}\r\n\r\n"
+                    ).encode()
+                elif path == b"/health" and broker is not None:
+                    status, body = health(broker)
+                    reason = "OK" if status == 200 else "Service Unavailable"
+                    head = (
+                        f"HTTP/1.0 {status} {reason}\r\nContent-Type: application/json\r\n"
                         f"Content-Length: {len(body)}\r\n\r\n"
                     ).encode()
                 else:

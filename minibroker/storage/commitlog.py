@@ -42,6 +42,16 @@ had to create) is made durable by the log's first sync, batched with every
 other store created in the same directory
 (:mod:`minibroker.storage.new_directories`).
 
+A failed fsync (of a segment, an index file, or a directory whose entries
+the log needs) makes the log fail-stop: the kernel may have dropped the
+pages that fsync was to write and marked them clean, so a retry that
+succeeds proves nothing. From then on :meth:`SegmentedLog.append` and every
+other write raise :class:`~minibroker.errors.StorageFailed`, nothing is
+fsynced again, and a close leaves no clean-shutdown marker: the next open
+(a restart) recovers from what is on disk. The group commit learns of the
+failure once (:meth:`SegmentedLog.group_sync`), to fail every confirmation
+that was waiting on the log; reads go on.
+
 Open files: the active segment's file and the ``.lock`` file stay open while
 the log is; older segments are opened for a read and closed again through a
 bounded :class:`~minibroker.storage.fd_cache.FdCache` shared by every log in
@@ -56,10 +66,12 @@ import fcntl
 import json
 import logging
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from minibroker.errors import StorageError, StorageFull
+from minibroker.errors import StorageError, StorageFailed, StorageFull
+from minibroker.log_store import Entry
 from minibroker.storage import fileio
 from minibroker.storage.chain import DEFAULT_SEGMENT_BYTES, SegmentChain, check_segment_bytes
 from minibroker.storage.checkpoint import (
@@ -177,6 +189,14 @@ class SegmentedLog(SegmentChain[FileSegment]):
         #: Directories whose entries this log's creation changed, until a sync
         #: made them durable (see :mod:`minibroker.storage.new_directories`).
         self._new_entries: tuple[str, ...] = ()
+        #: The failed fsync that made this log fail-stop (module docstring).
+        self._failed: StorageFailed | None = None
+        #: Whether writes no good sync covered were in the log when it failed,
+        #: so that the group commit's next sync must fail (once) the
+        #: confirmations waiting on them: see :meth:`group_sync`.
+        self._failure_owed = False
+        #: Told of the failure when it happens (the data directory lists failed stores).
+        self.on_failure: Callable[[StorageFailed], None] | None = None
 
     @classmethod
     def open(
@@ -273,7 +293,7 @@ class SegmentedLog(SegmentChain[FileSegment]):
             fileio.fsync_directory(self.directory)
         except OSError as exc:
             segment.delete()
-            raise fileio.storage_error(exc, "syncing", self.directory) from exc
+            raise fileio.sync_failure(exc, self.directory) from exc
         return segment
 
     def _seal_segment(self, segment: FileSegment) -> None:
@@ -311,31 +331,108 @@ class SegmentedLog(SegmentChain[FileSegment]):
         try:
             fileio.fsync_directory(self.directory)
         except OSError as exc:
-            raise fileio.storage_error(exc, "syncing", self.directory) from exc
+            raise self._fail(fileio.sync_failure(exc, self.directory)) from exc
+
+    # -- fail-stop after a failed fsync (module docstring) -----------------------
+
+    @property
+    def failed(self) -> StorageFailed | None:
+        """The failed fsync that stopped this log, or None while it is healthy."""
+        return self._failed
+
+    def _fail(self, failure: StorageFailed) -> StorageFailed:
+        """Stop the log at its first failed fsync; returns the error to raise."""
+        if self._failed is None:
+            self._failure_owed = self.unsynced
+            self._failed = failure
+            log.error("%s (refusing writes to %s until restart)", failure.message, self.directory)
+            if self.on_failure is not None:
+                self.on_failure(failure)
+        return self._refusal()
+
+    def _refusal(self) -> StorageFailed:
+        """A fresh copy of the failure (one raised instance would pile up tracebacks)."""
+        failed = self._failed
+        assert failed is not None
+        return StorageFailed(failed.message, **failed.details)
+
+    def append(self, entries: Sequence[Entry], timestamp_ms: int) -> int:
+        if self._failed is not None:
+            raise self._refusal()
+        try:
+            return super().append(entries, timestamp_ms)
+        except StorageFailed as exc:  # a roll's fsync
+            raise self._fail(exc) from exc
+
+    def append_kafka(self, batch: bytes, count: int, timestamp_ms: int) -> int:
+        if self._failed is not None:
+            raise self._refusal()
+        try:
+            return super().append_kafka(batch, count, timestamp_ms)
+        except StorageFailed as exc:
+            raise self._fail(exc) from exc
+
+    def enforce_retention(
+        self, now_ms: int, retention_bytes: int | None, retention_ms: int | None
+    ) -> int:
+        if self._failed is not None:
+            raise self._refusal()
+        return super().enforce_retention(now_ms, retention_bytes, retention_ms)
+
+    def delete_before(self, offset: int) -> int:
+        if self._failed is not None:
+            raise self._refusal()
+        return super().delete_before(offset)
 
     # -- durability and lifecycle ------------------------------------------------
 
     @property
     def unsynced(self) -> bool:
-        """Appends or new directories that :meth:`sync` would still fsync."""
-        return not self._closed and (self._segments[-1].unsynced or bool(self._new_entries))
+        """Appends or new directories that :meth:`sync` would still fsync
+        (False once the log failed: it never syncs again)."""
+        return (
+            not self._closed
+            and self._failed is None
+            and (self._segments[-1].unsynced or bool(self._new_entries))
+        )
 
     def sync(self) -> None:
         """fdatasync the active segment (older ones were synced when they were sealed).
 
         The first sync of a new log also fsyncs the parent directories it
         created, so that the log's directory survives a power loss too.
+        A failed log raises its :class:`~minibroker.errors.StorageFailed`
+        every time, and syncs nothing.
         """
         self._check_open()
-        self._segments[-1].sync()
-        if self._new_entries:
-            self._sync_new_entries()
+        if self._failed is not None:
+            raise self._refusal()
+        try:
+            self._segments[-1].sync()
+            if self._new_entries:
+                self._sync_new_entries()
+        except StorageFailed as exc:
+            raise self._fail(exc) from exc
+
+    def group_sync(self) -> None:
+        """The group commit's sync: :meth:`sync`, except that a failed log
+        raises its failure only to the first group commit after it failed,
+        and only if writes no good sync covered were in it then: that round
+        fails every confirmation waiting on them. Later rounds pass over it
+        (its writes are refused, so nothing new waits on it), which keeps
+        the other stores' confirmations going."""
+        if self._failed is not None:
+            if self._failure_owed:
+                self._failure_owed = False
+                raise self._refusal()
+            return
+        try:
+            self.sync()
+        finally:
+            self._failure_owed = False  # raised to this round, or nothing owed
 
     def _sync_new_entries(self) -> None:
-        try:
-            SHARED_PENDING_DIRECTORIES.sync(self._new_entries)
-        except OSError as exc:
-            raise fileio.storage_error(exc, "syncing the parent of", self.directory) from exc
+        SHARED_PENDING_DIRECTORIES.sync(self._new_entries)  # StorageFailed on failure
         self._new_entries = ()
 
     def close(self) -> None:
@@ -349,6 +446,12 @@ class SegmentedLog(SegmentChain[FileSegment]):
         if self._closed:
             return
         self._closed = True
+        if self._failed is not None:
+            # Nothing is fsynced again, and no marker: the next open scans.
+            for segment in self._segments:
+                segment.release()
+            os.close(self._lock_fd)
+            return
         failure: Exception | None = None
         for segment in self._segments:
             try:

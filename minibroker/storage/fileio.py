@@ -5,6 +5,9 @@ module attribute :data:`pwrite`. That attribute is the seam the tests use to
 simulate a full disk or an I/O error (``monkeypatch.setattr(fileio, "pwrite",
 ...)``) without filling a real disk.
 
+The syncs are seams too (:data:`datasync`, :data:`fsync_file`,
+:func:`fsync_directory`), so tests can fail an fsync on purpose.
+
 Writes are unbuffered (``os.pwrite`` on a raw descriptor, at an explicit
 position): when one fails, the caller knows exactly which bytes may have
 reached the file and can cut them off again, leaving the log as it was.
@@ -18,7 +21,7 @@ import os
 from collections.abc import Callable
 from typing import Final
 
-from minibroker.errors import StorageError, StorageFull
+from minibroker.errors import StorageError, StorageFailed, StorageFull
 
 #: ``os.pwrite``, looked up at call time so tests can replace it.
 pwrite: Callable[[int, bytes | memoryview, int], int] = os.pwrite
@@ -41,11 +44,16 @@ def write_all(fd: int, data: bytes, position: int) -> None:
         position += written
 
 
+#: ``os.fsync`` of a whole file (an index file, a directory), looked up at call
+#: time like :data:`datasync` so tests can fail it.
+fsync_file: Callable[[int], None] = os.fsync
+
+
 def fsync_directory(path: str) -> None:
     """fsync a directory so that file creations and deletions in it are durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.fsync(fd)
+        fsync_file(fd)
     finally:
         os.close(fd)
 
@@ -56,6 +64,24 @@ def storage_error(exc: OSError, action: str, path: str) -> StorageFull | Storage
     if exc.errno in _FULL_ERRNOS:
         return StorageFull(f"disk full while {action} {path}", **details)
     return StorageError(f"{action} {path} failed: {exc.strerror or exc}", **details)
+
+
+def sync_failure(exc: OSError, path: str) -> StorageFailed:
+    """The broker error for a failed fsync or fdatasync of ``path``: fatal for its store.
+
+    Whatever the errno (EIO, and ENOSPC or EDQUOT on file systems that
+    allocate at writeback), the kernel may have dropped the dirty pages and
+    marked them clean, so a retried fsync proves nothing; the store that
+    raises this refuses durable writes until the broker restarts.
+    """
+    name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    return StorageFailed(
+        f"an fsync of {path} failed ({name}: {exc.strerror or exc}); data written since "
+        "the last good sync may not be on disk; restart the broker to recover from "
+        "what is on disk",
+        errno=exc.errno,
+        path=path,
+    )
 
 
 def replace_file(directory: str, name: str, data: bytes) -> None:

@@ -21,6 +21,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from itertools import accumulate
 
+from minibroker.errors import StorageFailed
 from minibroker.log_store import StoredBatch
 from minibroker.record_format import EncodedBatch
 from minibroker.storage.batch import BATCH_HEADER_SIZE, frames_of
@@ -196,7 +197,14 @@ class MemoryLog(SegmentChain[MemorySegment]):
     def unsynced(self) -> bool:
         return False  # nothing here is ever on disk
 
+    @property
+    def failed(self) -> StorageFailed | None:
+        return None  # no fsync, so none fails
+
     def sync(self) -> None:
+        self._check_open()
+
+    def group_sync(self) -> None:
         self._check_open()
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 
+from minibroker.errors import StorageFailed
 from minibroker.storage import fileio
 
 
@@ -55,10 +56,20 @@ def make_directories(path: str) -> tuple[str, ...]:
 
 
 class PendingDirectories:
-    """Directories with entries not yet fsynced, shared by the stores created in them."""
+    """Directories with entries not yet fsynced, shared by the stores created in them.
+
+    A directory whose fsync failed is never fsynced again: a retry that
+    succeeds proves nothing (the kernel may have dropped what the failed one
+    should have written, docs/storage.md "A failed fsync"), so every store
+    that needs it, then or later, fails with that error until the registry
+    forgets it (:meth:`forget_failures`, when a broker opens its data
+    directory again: the restart that recovers from what is on disk).
+    """
 
     def __init__(self) -> None:
         self._pending: set[str] = set()
+        #: Directory -> the failure of its fsync.
+        self._failed: dict[str, StorageFailed] = {}
         #: Directory fsyncs done, for tests and metrics.
         self.fsyncs = 0
 
@@ -72,15 +83,35 @@ class PendingDirectories:
     def sync(self, directories: tuple[str, ...]) -> None:
         """fsync those of ``directories`` with entries made since their last fsync.
 
-        Raises the ``OSError`` of a failed fsync; that directory stays
-        pending, so the next sync tries again.
+        Raises :class:`~minibroker.errors.StorageFailed` for a directory whose
+        fsync fails now or failed before.
         """
         pending = self._pending
+        failed = self._failed
         for directory in directories:
+            failure = failed.get(directory)
+            if failure is not None:  # a copy: one instance raised again piles up tracebacks
+                raise StorageFailed(failure.message, **failure.details)
             if directory in pending:
-                fileio.fsync_directory(directory)
+                try:
+                    fileio.fsync_directory(directory)
+                except OSError as exc:
+                    failure = failed[directory] = fileio.sync_failure(exc, directory)
+                    raise failure from exc
                 pending.discard(directory)
                 self.fsyncs += 1
+
+    def forget_failures(self, root: str) -> None:
+        """Forget the failed fsyncs of ``root`` and the directories under it.
+
+        For a broker that opens this data directory anew in the same process
+        (tests, an embedded broker restarted): it starts from what is on
+        disk, as a new process would. Their entries stay pending.
+        """
+        prefix = os.path.join(os.path.abspath(root), "")
+        for directory in [d for d in self._failed if os.path.join(d, "").startswith(prefix)]:
+            del self._failed[directory]
+            self._pending.add(directory)
 
 
 #: The registry every store of the process shares (as the descriptors of

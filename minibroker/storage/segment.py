@@ -861,13 +861,17 @@ class FileSegment:
         self.sync()
 
     def sync(self) -> None:
-        """fdatasync the log file if anything was appended since the last sync."""
+        """fdatasync the log file if anything was appended since the last sync.
+
+        A failure is :class:`~minibroker.errors.StorageFailed`: the log
+        (:mod:`minibroker.storage.commitlog`) never retries it.
+        """
         if not self._unsynced:
             return
         try:
             fileio.datasync(self._fd)
         except OSError as exc:
-            raise fileio.storage_error(exc, "syncing", self.log_path) from exc
+            raise fileio.sync_failure(exc, self.log_path) from exc
         self._unsynced = False
 
     def close_writer(self) -> None:
@@ -952,12 +956,16 @@ class FileSegment:
         return CleanEnd(self.size_bytes, self.next_offset, zlib.crc32(index.to_bytes()))
 
     def _write_index_file(self) -> None:
-        """Rewrite the index file from memory and fsync it."""
+        """Rewrite the index file from memory and fsync it (a failed fsync is
+        :class:`~minibroker.errors.StorageFailed`, as the log file's)."""
         try:
             fd = os.open(self.index_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
                 fileio.write_all(fd, self._sparse_index().to_bytes(), 0)
-                os.fsync(fd)
+                try:
+                    fileio.fsync_file(fd)
+                except OSError as exc:
+                    raise fileio.sync_failure(exc, self.index_path) from exc
             finally:
                 os.close(fd)
         except OSError as exc:

@@ -29,7 +29,7 @@ from minibroker.core.log_options import LogOptions
 from minibroker.core.namespace import Namespace
 from minibroker.core.queue_options import QueueOptions
 from minibroker.core.state_journal import StateJournal
-from minibroker.errors import BrokerError, StorageError, StorageFull
+from minibroker.errors import BrokerError, StorageFailed, StorageFull
 from minibroker.log_store import Entry, LogStore
 from minibroker.protocol.frames import MessageIn
 from minibroker.server.datadir import DataDirectory
@@ -287,13 +287,14 @@ DECLARATIONS = [declare_queue, bind_queue, declare_exchange, declare_amqp_queue,
 
 @pytest.mark.parametrize("declare", DECLARATIONS, ids=lambda f: f.__name__)
 @pytest.mark.parametrize("which", ["directory", "data"])
-def test_batch_a_redeclaration_after_a_failed_fsync_waits_for_the_retry(
+def test_batch_a_redeclaration_after_a_failed_fsync_is_refused_until_restart(
     site: Site, failing: FailingSyncs, declare: Callable[[Site], None], which: str
 ) -> None:
     """The group commit's fsync of a declaration fails: that client is told
     so. A client that declares the same thing again writes nothing ("it
-    exists"), but must not be answered before a sync that succeeds covers the
-    declaration: its answer is held, and the commit retries the fsync."""
+    exists"). The old broker held that answer and retried the fsync, which
+    can "succeed" without the declaration on disk (docs/storage.md, "A
+    failed fsync"): it is refused now, until a restart recovers from disk."""
     setup_for(declare)(site)
     durability = site.broker.durability
     since = durability.generation
@@ -308,10 +309,12 @@ def test_batch_a_redeclaration_after_a_failed_fsync_waits_for_the_retry(
     durability.sync()
     if which == "directory" and told == [None]:
         pytest.skip("this declaration made no new directory")
-    assert isinstance(told[0], StorageError)
-    failing.directories = 0
-    assert site.storage.unsynced() != []
-    # The same declaration again: held, and the commit's retry succeeds.
+    assert isinstance(told[0], StorageFailed)
+    failing.directories = failing.data = 0  # the disk works again
+    with pytest.raises((StorageFailed, HardError)) as caught:
+        site.answer(lambda: declare(site))
+    assert "an fsync of" in getattr(caught.value, "text", str(caught.value))
+    site.restart()
     assert site.answer(lambda: declare(site)) is None
     assert site.storage.unsynced() == []
 
@@ -330,23 +333,83 @@ def test_batch_a_redeclaration_before_the_first_commit_waits_for_it(
     assert durability.must_hold(since)
 
 
+def put(s: Site, queue: str, body: bytes) -> None:
+    s.ns.queues.get(queue).put([MessageIn(body)], NOW)
+
+
+def bodies(s: Site, queue: str) -> list[bytes]:
+    return [d.body for d in s.ns.queues.get(queue).fetch(Peer(), 100, NOW)]
+
+
 @pytest.mark.parametrize("site", ["always"], indirect=True)
-def test_always_a_redeclaration_retries_a_failed_sync_before_it_answers(
+def test_always_a_failed_sync_fails_the_write_and_the_queue_until_restart(
     site: Site, failing: FailingSyncs
 ) -> None:
-    """Under ``always`` a failed sync fails the request that wrote; a queue's
-    later writes (a put) that failed to sync leave its journal unsynced, and a
-    re-declaration syncs it (or fails) before it says the queue exists."""
+    """Under ``always`` a failed sync fails the request that wrote; the old
+    broker then retried it at the queue's next write (or re-declaration),
+    which "succeeded" and confirmed both. Now the queue refuses until a
+    restart, and the other queues go on."""
     declare_queue(site)
+    site.ns.queues.declare("other", DURABLE, NOW)
+    put(site, "jobs", b"kept")
     failing.data = 1
-    with pytest.raises(StorageError):
-        site.ns.queues.get("jobs").put([MessageIn(b"x")], NOW)
-    assert site.storage.unsynced() != []
-    failing.data = 1
-    with pytest.raises(StorageError):
+    with pytest.raises(StorageFailed):
+        put(site, "jobs", b"unsure")
+    with pytest.raises(StorageFailed):
+        put(site, "jobs", b"refused")
+    with pytest.raises(StorageFailed):
         declare_queue(site)
-    declare_queue(site)
+    put(site, "other", b"fine")
     assert site.storage.unsynced() == []
+    site.restart()
+    assert bodies(site, "jobs")[0] == b"kept"
+    assert bodies(site, "other") == [b"fine"]
+    put(site, "jobs", b"after")
+
+
+def test_batch_a_failed_fsync_is_never_confirmed_by_a_later_round(
+    site: Site, failing: FailingSyncs
+) -> None:
+    """The confirmation waiting on the failed fsync fails; the queue's later
+    writes (puts, acks deferred to the group commit) are refused instead of
+    being confirmed by a retried fsync; other queues are confirmed as ever;
+    a restart serves what was synced."""
+    declare_queue(site)
+    site.ns.queues.declare("other", DURABLE, NOW)
+    assert site.answer(lambda: put(site, "jobs", b"kept")) is None
+    failing.data = 1
+    told = site.answer(lambda: put(site, "jobs", b"unsure"))
+    assert isinstance(told, StorageFailed) and told.code == "storage_failed"
+    with pytest.raises(StorageFailed):
+        site.answer(lambda: put(site, "jobs", b"refused"))
+    peer = Peer()
+    held = site.ns.queues.get("jobs").fetch(peer, 1, NOW)  # reads go on
+    with pytest.raises(StorageFailed):
+        site.answer(lambda: site.ns.queues.get("jobs").ack(peer, [held[0].delivery_id], NOW))
+    assert site.answer(lambda: put(site, "other", b"fine")) is None
+    assert site.storage.unsynced() == []
+    site.restart()
+    assert bodies(site, "jobs")[0] == b"kept"
+    assert bodies(site, "other") == [b"fine"]
+    assert site.answer(lambda: put(site, "jobs", b"after")) is None
+
+
+def test_batch_a_log_never_shows_a_record_whose_fsync_failed(
+    site: Site, failing: FailingSyncs
+) -> None:
+    logs = site.ns.logs
+    logs.create("events", LogOptions(), NOW)
+    assert site.answer(lambda: logs.append("events", [b"a"], NOW)) is None
+    failing.data = 1
+    assert isinstance(site.answer(lambda: logs.append("events", [b"b"], NOW)), StorageFailed)
+    with pytest.raises(StorageFailed):
+        logs.append("events", [b"c"], NOW)
+    # The group's commits live in another store: still confirmed.
+    assert site.answer(lambda: logs.commit("events", "g", 1, NOW)) is None
+    assert logs.get("events").high_watermark == 1
+    site.restart()
+    assert site.ns.logs.committed("events", "g") == 1
+    assert site.answer(lambda: site.ns.logs.append("events", [b"d"], NOW)) is None
 
 
 # ------------------------------------------------------------- a full disk

@@ -18,7 +18,15 @@ from typing import Any
 import pytest
 from kio.schema.errors import ErrorCode
 
-from kafka_wire.wire_helpers import ONE_SECOND, call, open_session, request_class
+from kafka_wire.wire_helpers import (
+    ONE_SECOND,
+    call,
+    encode_request,
+    frame,
+    open_session,
+    request_class,
+    responses,
+)
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig
 from minibroker.kafka import wire
@@ -108,5 +116,48 @@ def test_topic_creation_and_offset_commits_on_a_full_disk(
         disk.full = False
         assert create_topic(session, "u").error_code == NONE
         assert commit_offset(session, "t", 0) == NONE
+    finally:
+        broker.close()
+
+
+def test_a_produce_whose_fsync_fails_is_never_acknowledged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """acks=-1 under group commit: the answer waits for the fsync. When it
+    fails the connection is closed without an answer (the client retries);
+    the retry finds the log refusing writes (KAFKA_STORAGE_ERROR) although
+    the disk works again: the old broker retried the fsync at the next round
+    and acknowledged the retry."""
+    from kafka_wire.test_session import _request
+    from minibroker.kafka.groups import JoinResult
+
+    failing = [False]
+    real = fileio.datasync
+
+    def datasync(fd: int) -> None:
+        if failing[0]:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real(fd)
+
+    monkeypatch.setattr(fileio, "datasync", datasync)
+    broker = Broker(storage=DataDirectory(tmp_path), memory_log=MemoryLog)
+    try:
+        produce = _request(0, 7, JoinResult(0))
+        first = open_session(broker)
+        first.receive_data(frame(0, 7, encode_request(0, 7, **produce), 1))
+        broker.durability.sync()
+        assert [cid for cid, _ in responses(first)] == [1]
+        second = open_session(broker)
+        second.receive_data(frame(0, 7, encode_request(0, 7, **produce), 2))
+        failing[0] = True
+        broker.durability.sync()
+        assert responses(second) == []
+        assert second.closing is not None and "an fsync of" in second.closing.message
+        failing[0] = False
+        third = open_session(broker)
+        answer = call(third, 0, 7, correlation_id=3, **produce)
+        [[partition]] = [t.partition_responses for t in answer.responses]
+        assert partition.error_code == KAFKA_STORAGE_ERROR
+        assert broker.namespace("t").logs.get("t-0").high_watermark == 1
     finally:
         broker.close()

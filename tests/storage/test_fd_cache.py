@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from minibroker.errors import StorageError
+from minibroker.errors import StorageError, StorageFull
 from minibroker.log_store import Record
 from minibroker.record_format import decode_records, encode_records
-from minibroker.storage import SegmentedLog, fileio
+from minibroker.storage import SegmentedLog
 from minibroker.storage.batch import BATCH_HEADER_SIZE
 from minibroker.storage.fd_cache import DEFAULT_CAPACITY, FdCache
 
@@ -172,11 +172,16 @@ def test_a_failed_roll_leaves_the_active_segment_writable(
     try:
         log.append([big], 1)
 
-        def broken_fsync(path: str) -> None:
-            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_open = os.open
 
-        monkeypatch.setattr(fileio, "fsync_directory", broken_fsync)
-        with pytest.raises(StorageError):
+        def no_new_segment(path: str, flags: int, *args: int, **kwargs: int) -> int:
+            if flags & os.O_EXCL and str(path).endswith(".log"):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real_open(path, flags, *args, **kwargs)
+
+        # (A failed fsync is another matter: the log stops, test_fsync_failures.py.)
+        monkeypatch.setattr(os, "open", no_new_segment)
+        with pytest.raises(StorageFull):
             log.append([big], 1)  # needs a new segment, whose creation fails
         monkeypatch.undo()
         log.append([small], 1)  # still fits the old active segment
