@@ -289,7 +289,13 @@ class Connection:
                     # answer them before reading more.
                     self._dispatch(None)
                     continue
-                if self._budget is not None and session.closing is None:
+                if (
+                    self._budget is not None
+                    and session.closing is None
+                    and (self._claimed or session.pending_input_bytes)
+                ):
+                    # (Nothing held and no partial frame: a claim of 0 bytes
+                    # would change nothing, so the common case skips the call.)
                     await self._claim_partial_frame(self._budget)
                 if direct is None:
                     data = await receive_some(READ_CHUNK)
