@@ -64,7 +64,28 @@ reply_frame = st.fixed_dictionaries(
         "x": junk,
     },
 ) | st.fixed_dictionaries({"op": st.just("reply"), "id": ids, "rid": junk})
-frame = request_frame | reply_frame
+#: The shapes the clients send (the fast paths' own), so that most steps exercise them.
+client_request = st.fixed_dictionaries(
+    {
+        "op": st.just("request"),
+        "id": st.integers(0, 6),
+        "subject": st.sampled_from(["svc.a", "svc.b", "svc.c", "bad name"]),
+        "body": st.binary(max_size=4),
+        "timeout": st.sampled_from([0.5, 5.0, 6.5]),
+    },
+    optional={"headers": st.dictionaries(st.text(max_size=2), st.text(max_size=2), max_size=2)},
+)
+client_reply = st.fixed_dictionaries(
+    {
+        "op": st.just("reply"),
+        "id": st.integers(0, 6),
+        "rid": st.tuples(st.just("seen"), st.integers(0, 9)),
+        "body": st.binary(max_size=4),
+        "confirm": st.just(False),
+    },
+    optional={"error": st.text(max_size=3)},
+)
+frame = client_request | client_reply | request_frame | reply_frame
 #: Who sends: the requester, either responder, or a connection without hello.
 sender = st.sampled_from(["requester", "requester", "responder1", "responder2", "stranger"])
 step = (
