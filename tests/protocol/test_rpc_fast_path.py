@@ -71,7 +71,7 @@ client_request = st.fixed_dictionaries(
         "id": st.integers(0, 6),
         "subject": st.sampled_from(["svc.a", "svc.b", "svc.c", "bad name"]),
         "body": st.binary(max_size=4),
-        "timeout": st.sampled_from([0.5, 5.0, 6.5]),
+        "timeout": st.sampled_from([0.5, 5.0, 6.5, 5, 0, 10**12]),
     },
     optional={"headers": st.dictionaries(st.text(max_size=2), st.text(max_size=2), max_size=2)},
 )
@@ -206,6 +206,10 @@ def test_the_clients_frames_take_the_fast_paths() -> None:
     decoder.receive_data(requester.data_to_send())
     assert list(decoder.values()) == [{"op": "ok", "id": 5, "result": {"body": b"HI"}}]
     assert responder.data_to_send() == b""
+    # ``request(..., timeout=5)`` sends an integer, which the generic decoder
+    # turns into 5.0: taken too.
+    assert fast_request(requester, {**request, "id": 6, "timeout": 5}, 1.0)
+    assert _rid(responder) > rid
 
 
 def test_permissions_are_checked_on_the_fast_path() -> None:

@@ -92,7 +92,7 @@ def reply(session: Session, frame: frames.Reply, now: float) -> Any:
 # ``decode_request`` + ``Session._dispatch`` + handler would, without the
 # frame object, the op table, the decoder's generator layers or the
 # durability bookkeeping those ops never need. It returns False, having done
-# nothing, for anything else (a text body, an integer timeout, a confirmed
+# nothing, for anything else (a text body, a text timeout, a confirmed
 # reply, a frame before hello, an id in use, the x-ray on), which then goes
 # the generic way and gets its precise answer or error. So the wire and
 # every answer stay the generic path's: tests/protocol/test_rpc_fast_path.py
@@ -130,6 +130,8 @@ def fast_request(session: Session, raw: dict[Any, Any], now: float) -> bool:
     timeout = raw.get("timeout")
     if timeout is None:
         timeout = _DEFAULT_TIMEOUT
+    elif type(timeout) is int:
+        timeout = float(timeout)  # as the generic decoder converts it (``timeout=5``)
     elif type(timeout) is not float:
         return False
     if not session.takes_fast_path(request_id):
