@@ -363,7 +363,10 @@ def decode_request(value: object, decoders: Mapping[str, Decoder] = DECODERS) ->
     try:
         return decoder(value, "")
     except BrokerError as exc:
-        return InvalidFrame(request_id, exc)
+        # Without its traceback: its frames lead back (f_back) to the caller's,
+        # which holds this InvalidFrame, a cycle that would keep the refused
+        # value (up to a frame of junk) until a full garbage collection.
+        return InvalidFrame(request_id, exc.with_traceback(None))
 
 
 class SharedPacker:
