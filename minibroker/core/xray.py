@@ -45,7 +45,7 @@ T = TypeVar("T")
 
 #: Where each step's work is done, in docs/internals.md's ``path::symbol`` form.
 SOURCES: Final[dict[str, str]] = {
-    "decode": "minibroker/protocol/codec.py::FrameDecoder.frames",
+    "decode": "minibroker/protocol/codec.py::decode_request",
     "decode.http": "minibroker/http/fields.py::parse_fields",
     "trie match": "minibroker/core/topics.py::Topics.match",
     "publish": "minibroker/core/topics.py::Topics.publish",

@@ -15,7 +15,8 @@ frames sent per request or per message; each gives the bytes ``encode``
 gives for the same frame, which tests/protocol/test_codec_encoders.py checks on
 arbitrary frames:
 
-* :func:`ok`: the answer to every request;
+* :func:`ok` (and :func:`ok_of`, the same without the frame object): the
+  answer to every request;
 * :func:`records` and :func:`req`: the log tail and responder pushes;
 * :func:`topic_message` and :func:`msg`: the fan-out path. A topic message
   is packed once, whatever the number of subscriptions it goes to, and each
@@ -325,6 +326,12 @@ class FrameDecoder:
     def receive_data(self, data: bytes | bytearray) -> None:
         self._raw.receive_data(data)
 
+    def values(self) -> Generator[Any, None, None]:
+        """Yield each complete frame's msgpack value, not yet decoded into a request
+        (the session decodes each with :func:`decode_request`, unless a fast path
+        takes it first); stopping early (``close()``) keeps the rest buffered."""
+        return self._raw.values()
+
     def frames(self) -> Generator[object, None, None]:
         """Yield each complete frame; a caller may stop early (``close()``) and the
         frames it did not take stay buffered for the next call."""
@@ -356,7 +363,10 @@ def decode_request(value: object, decoders: Mapping[str, Decoder] = DECODERS) ->
     try:
         return decoder(value, "")
     except BrokerError as exc:
-        return InvalidFrame(request_id, exc)
+        # Without its traceback: its frames lead back (f_back) to the caller's,
+        # which holds this InvalidFrame, a cycle that would keep the refused
+        # value (up to a frame of junk) until a full garbage collection.
+        return InvalidFrame(request_id, exc.with_traceback(None))
 
 
 class SharedPacker:
@@ -426,6 +436,12 @@ def encode(frame: Frame) -> bytes:
 def ok(frame: frames.Ok) -> bytes:
     """The ``ok`` answer; ``result`` is always there (nil when nothing)."""
     return pack_frame({"op": "ok", "id": frame.id, "result": frame.result})
+
+
+def ok_of(request_id: int, result: object) -> bytes:
+    """``ok(frames.Ok(request_id, result))`` without building the frame: the
+    answer to every request, a request/reply call's reply among them."""
+    return pack_frame({"op": "ok", "id": request_id, "result": result})
 
 
 def error_frame(request_id: int | None, error: BrokerError, max_frame_bytes: int) -> bytes:

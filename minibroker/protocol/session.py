@@ -56,11 +56,13 @@ from minibroker.protocol.codec import (
     ProtocolError,
     bye_frame,
     container_limit_for,
+    decode_request,
     end_frame,
     error_frame,
     frame_payload_budget,
 )
 from minibroker.protocol.handlers.parked import PARKED
+from minibroker.protocol.handlers.rpc import FAST_OPS, FastOp
 from minibroker.protocol.ops import OPS, PUSH_ENCODERS, REQUEST_DECODERS
 from minibroker.protocol.stats import ProtocolStats
 from minibroker.value_class import Value, field
@@ -86,6 +88,10 @@ class SessionSettings(Value):
 
 class Session(WireSession):
     """Protocol state of one connection; also that connection's core ``Peer``."""
+
+    #: op -> fast path for frames of that op (tests set ``{}`` to compare
+    #: the generic path with it).
+    fast_ops: dict[str, FastOp] = FAST_OPS
 
     def __init__(
         self,
@@ -215,15 +221,24 @@ class Session(WireSession):
         self.input_paused = False
         self._input_time = now
         high_water = self.settings.outbound_high_water
-        pending = self._decoder.frames()
+        fast_ops = self.fast_ops
+        stats = self.stats
+        pending = self._decoder.values()
         try:
             self._decoder.receive_data(data)
-            for frame in pending:
-                self.stats.frames_in += 1
-                if type(frame) is InvalidFrame:
-                    self._respond_error(frame.id, frame.error)
-                else:
-                    self._dispatch(frame, now)  # type: ignore[arg-type]
+            for value in pending:
+                stats.frames_in += 1
+                # A request/reply frame of the common shape skips the generic
+                # decode and dispatch (handlers/rpc.py::FAST_OPS); anything
+                # the fast path does not take goes the generic way below.
+                op = value.get("op") if type(value) is dict else None
+                fast = fast_ops.get(op) if type(op) is str else None
+                if fast is None or not fast(self, value, now):
+                    frame = decode_request(value, REQUEST_DECODERS)
+                    if type(frame) is InvalidFrame:
+                        self._respond_error(frame.id, frame.error)
+                    else:
+                        self._dispatch(frame, now)  # type: ignore[arg-type]
                 if not self.accepting_input():
                     return
                 if self._out_bytes >= high_water:
@@ -296,12 +311,8 @@ class Session(WireSession):
                 )
             if only_visible is not None:
                 result = only_visible(result)
-        except BrokerError as exc:
-            self._respond_error(request_id, exc)
-            return
-        except Exception:
-            log.exception("internal error handling %s from %s", frame.op, self.peer_name)
-            self._respond_error(request_id, InternalError(f"internal error handling {frame.op!r}"))
+        except Exception as exc:
+            self.answer_failure(request_id, frame.op, exc)
             return
         if result is PARKED:
             return
@@ -311,6 +322,36 @@ class Session(WireSession):
             durability.hold(partial(self._confirm_held, request_id, result))
             return
         self._respond_ok(request_id, result)
+
+    def answer_failure(self, request_id: int, op: str, exc: Exception) -> None:
+        """Answer request ``request_id`` whose handler raised ``exc``: its error
+        frame for a ``BrokerError`` (the core changed nothing), else ``internal``,
+        with the traceback logged (a bug). The generic dispatch and the fast
+        paths (handlers/rpc.py) end a failed request the same way."""
+        if isinstance(exc, BrokerError):
+            self._respond_error(request_id, exc)
+            return
+        log.exception("internal error handling %s from %s", op, self.peer_name, exc_info=exc)
+        self._respond_error(request_id, InternalError(f"internal error handling {op!r}"))
+
+    def takes_fast_path(self, request_id: int) -> bool:
+        """May a fast path (handlers/rpc.py::FAST_OPS) handle request ``request_id``?
+
+        Only after hello (before it, the generic path refuses everything but
+        hello), with the x-ray off (it traces through the generic dispatch),
+        and for an id not in use (the generic path answers ``duplicate_id``).
+        """
+        return (
+            self.namespace is not None
+            and self.broker.xray is None
+            and request_id not in self._parked_ids
+            and request_id not in self._held_ids
+        )
+
+    @property
+    def grants(self) -> Grants | None:
+        """The principal's permissions (None: everything allowed, or before hello)."""
+        return self._grants
 
     # --------------------------------------------- helpers for the handlers
 
@@ -447,7 +488,7 @@ class Session(WireSession):
         self._out_bytes += len(data)
 
     def _respond_ok(self, request_id: int, result: object) -> None:
-        frame = codec.ok(frames.Ok(request_id, result))
+        frame = codec.ok_of(request_id, result)
         if len(frame) > self._max_frame_length:
             # Batches are cut to ``frame_budget``, so only an answer nobody
             # sized gets here (a huge queue.inspect or list, a lone record whose

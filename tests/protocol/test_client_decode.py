@@ -14,7 +14,15 @@ from helpers import assert_decoders_agree
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minibroker.client.protocol import Goodbye, Push, Reply, _to_event, decode_msg
+from minibroker.client.protocol import (
+    _SERVER_DECODERS,
+    Goodbye,
+    Push,
+    Reply,
+    _to_event,
+    decode_msg,
+    decode_req,
+)
 from minibroker.errors import BadRequest, NotFound
 from minibroker.protocol import codec, frames
 from minibroker.protocol.codec import HEADER_SIZE
@@ -62,6 +70,46 @@ def test_fast_msg_decoder_agrees_with_the_generic_one(raw: dict[str, Any]) -> No
     got = assert_decoders_agree(decode_msg, generic, raw)
     if got is not None:
         assert all(type(m) is frames.TopicMessage for m in got.messages)
+
+
+request_out = st.fixed_dictionaries(
+    {},
+    optional={
+        "rid": st.integers(-2, 2**40) | scalars,
+        "subject": st.text(max_size=3) | scalars,
+        "body": st.binary(max_size=3) | scalars,
+        "headers": headers,
+        "timeout": st.floats(allow_nan=False) | scalars,
+        "other": scalars,
+    },
+)
+raw_req = st.fixed_dictionaries(
+    {"op": st.just("req")},
+    optional={
+        "sub": st.integers(0, 5) | scalars,
+        "requests": st.lists(request_out | scalars, max_size=3) | scalars,
+    },
+)
+
+
+@given(raw_req)
+def test_fast_req_decoder_agrees_with_the_generic_one(raw: dict[str, Any]) -> None:
+    """``decode_req``, the fast path of a responder's pushes (Python's float and
+    int compare equal, so the types are checked too)."""
+    got = assert_decoders_agree(decode_req, frames.DECODERS["req"], raw)
+    if got is not None:
+        expected = frames.DECODERS["req"](raw, "")
+        assert [type(r.timeout) for r in got.requests] == [
+            type(r.timeout) for r in expected.requests
+        ]
+
+
+def test_the_client_decodes_req_pushes_with_the_fast_decoder() -> None:
+    assert _SERVER_DECODERS["req"] is decode_req
+    raw = {"op": "req", "sub": 2, "requests": [{"rid": 7, "subject": "s", "body": b"x"}]}
+    event = _to_event(raw)
+    assert type(event) is Push
+    assert event.frame == frames.Req(2, [frames.RequestOut(7, "s", b"x", None, 0.0)])
 
 
 def _generic_ok_event(raw: dict[str, Any]) -> Reply | Goodbye:

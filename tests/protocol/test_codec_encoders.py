@@ -32,6 +32,7 @@ results: st.SearchStrategy[Any] = st.recursive(
 def test_ok(request_id: int, result: object) -> None:
     frame = frames.Ok(request_id, result)
     assert codec.ok(frame) == codec.encode(frame)
+    assert codec.ok_of(request_id, result) == codec.encode(frame)
 
 
 @given(ids, st.binary(max_size=50), st.integers(0, 2**32), st.integers(0, 2**63))
