@@ -368,21 +368,30 @@ def test_ctrl_c_in_blocking_serve_lets_the_running_handler_answer(minibroker_url
         text=True,
     )
     assert child.stdin is not None and child.stdout is not None
+    # Each line is read with a deadline, so a child that stalls fails the test
+    # instead of hanging it (killing the child ends a read still waiting).
+    lines = ThreadPoolExecutor(1)
+
+    def next_line() -> str:
+        assert child.stdout is not None
+        return lines.submit(child.stdout.readline).result(30)
+
     try:
-        assert child.stdout.readline() == "ready\n"
+        assert next_line() == "ready\n"
         with ThreadPoolExecutor(1) as pool:
             asked = pool.submit(request_all, "blocking", minibroker_url, [b"x"], "svc.ctrlc")
-            assert child.stdout.readline() == "running\n"
+            assert next_line() == "running\n"
             child.send_signal(signal.SIGINT)
             child.stdin.write("go\n")
             child.stdin.flush()
             (reply,) = asked.result(30)
         assert isinstance(reply, Reply) and reply.body == b"done:x"
-        assert child.stdout.readline() == "interrupted\n"
+        assert next_line() == "interrupted\n"
         assert child.wait(30) == 0
     finally:
         child.kill()
         child.wait()
+        lines.shutdown(wait=False)
 
 
 def test_blocking_serve_stopped_starts_no_buffered_request(minibroker_url: str) -> None:

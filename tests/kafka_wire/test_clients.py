@@ -265,8 +265,11 @@ def _confluent_fenced(kafka: KafkaBootstrap) -> None:
     with pytest.raises(KafkaException) as raised:
         old.commit(offsets=[TopicPartition("jobs", 0, 0)], asynchronous=False)
     error = raised.value.args[0]
+    # librdkafka makes FENCED_INSTANCE_ID fatal: depending on whether a heartbeat
+    # or the commit meets it first, the commit fails with it or with the
+    # generic _FATAL (whose text does not name the cause). The old broker
+    # answered UNKNOWN_MEMBER_ID, which is neither.
     assert error.code() in (KafkaError.FENCED_INSTANCE_ID, KafkaError._FATAL), error
-    assert "fenced" in str(error).lower() or error.code() == KafkaError.FENCED_INSTANCE_ID
     new.commit(offsets=[TopicPartition("jobs", 0, 0)], asynchronous=False)
     new.close()
     old.close()
