@@ -270,18 +270,7 @@ class AmqpSession(WireSession):
                     if channel is None or channel.closing:
                         self._content(kind, number, payload)  # refused, or ignored, there
                     else:
-                        try:
-                            if kind == framing.BODY:
-                                channel.handle_body(payload)
-                            else:
-                                channel.handle_header(payload)
-                        except SoftError as exc:
-                            self._close_channel(channel, exc, _PUBLISH_INDEX)
-                        except HardError:
-                            raise
-                        except Exception:
-                            log.exception("internal error routing %s's publish", self.peer_name)
-                            raise HardError(INTERNAL_ERROR, _ROUTING_FAILED) from None
+                        self._to_channel(channel, kind, payload)
                 elif kind == framing.METHOD:
                     if payload.startswith(_PUBLISH_START):
                         self._publish(number, payload)  # the third
@@ -402,8 +391,11 @@ class AmqpSession(WireSession):
         channel = self.channels.get(number)
         if channel is None:
             raise HardError(CHANNEL_ERROR, f"content frame on channel {number}, not open")
-        if channel.closing:
-            return
+        if not channel.closing:
+            self._to_channel(channel, kind, payload)
+
+    def _to_channel(self, channel: Channel, kind: int, payload: bytes) -> None:
+        """Hand a content frame to the open channel assembling its publish."""
         try:
             if kind == framing.BODY:
                 channel.handle_body(payload)

@@ -413,6 +413,8 @@ def compact_deliveries(
     out: list[D] = []
     add = out.append
     if type(counts) is int and type(published) is int and headers is None:
+        # The usual answer (one count and one time for all, no headers) sets
+        # them directly; the loop below is the general form, with zip and repeat.
         for delivery_id, body in enumerate(bodies, first_id):
             d: Any = _new(kind)
             d.queue = queue

@@ -113,20 +113,30 @@ def _str_map(value: object) -> bool:
     return type(value) is dict and all(type(k) is str and type(v) is str for k, v in value.items())
 
 
+def _plain_content(raw: dict[Any, Any]) -> tuple[bytes, dict[str, str] | None] | None:
+    """A fast-path map's body (b"" when absent) and headers, or None for any
+    other shape (the generic decoder then names what is wrong)."""
+    body = raw.get("body")
+    if body is None:
+        body = b""
+    elif type(body) is not bytes:
+        return None
+    headers = raw.get("headers")
+    if headers is not None and not _str_map(headers):
+        return None
+    return body, headers
+
+
 def fast_request(session: Session, raw: dict[Any, Any], now: float) -> bool:
     """A ``request`` map: park and route it as ``request`` does, or return False."""
     request_id = raw.get("id")
     subject = raw.get("subject")
     if type(request_id) is not int or request_id < 0 or type(subject) is not str:
         return False
-    body = raw.get("body")
-    if body is None:
-        body = b""
-    elif type(body) is not bytes:
+    content = _plain_content(raw)
+    if content is None:
         return False
-    headers = raw.get("headers")
-    if headers is not None and not _str_map(headers):
-        return False
+    body, headers = content
     timeout = raw.get("timeout")
     if timeout is None:
         timeout = _DEFAULT_TIMEOUT
@@ -160,14 +170,10 @@ def fast_reply(session: Session, raw: dict[Any, Any], now: float) -> bool:
         or raw.get("confirm") is not False
     ):
         return False
-    body = raw.get("body")
-    if body is None:
-        body = b""
-    elif type(body) is not bytes:
+    content = _plain_content(raw)
+    if content is None:
         return False
-    headers = raw.get("headers")
-    if headers is not None and not _str_map(headers):
-        return False
+    body, headers = content
     error = raw.get("error")
     if error is not None and type(error) is not str:
         return False
