@@ -43,6 +43,7 @@ from minibroker.core.log_options import LogOptions
 from minibroker.core.log_readers import LogTail
 from minibroker.log_store import Entry, RecordBatch
 from minibroker.protocol import codec, frames
+from minibroker.protocol.handlers.messages import is_str_map
 from minibroker.protocol.handlers.parked import PARKED
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ def decode_append(raw: dict[Any, Any], path: str = "") -> frames.Append:
         if (
             type(body) is not bytes
             or (key is not None and type(key) is not bytes)
-            or (headers is not None and not _is_str_map(headers))
+            or (headers is not None and not is_str_map(headers))
         ):
             return _generic_append_decoder(raw, path)  # type: ignore[no-any-return]
         item = _new_record(record_type)
@@ -99,12 +100,6 @@ def decode_append(raw: dict[Any, Any], path: str = "") -> frames.Append:
         _set_headers(item, headers)
         add(item)
     return frames.Append(request_id, log, decoded)
-
-
-def _is_str_map(value: object) -> bool:
-    if type(value) is not dict:
-        return False
-    return all(type(k) is str and type(v) is str for k, v in value.items())
 
 
 # ------------------------------------------------------------------- handlers

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 from minibroker.access.permissions import permission_for
 from minibroker.core.rpc import Responder, RpcReply
 from minibroker.protocol import codec, frames
+from minibroker.protocol.handlers.messages import is_str_map
 from minibroker.protocol.handlers.parked import NO_RESPONSE, PARKED
 from minibroker.value_class import fields
 
@@ -109,10 +110,6 @@ _REQUEST_DEFAULTS: Final = {f.name: f.default for f in fields(frames.RequestCall
 _DEFAULT_TIMEOUT: Final = float(_REQUEST_DEFAULTS["timeout"])  # type: ignore[arg-type]
 
 
-def _str_map(value: object) -> bool:
-    return type(value) is dict and all(type(k) is str and type(v) is str for k, v in value.items())
-
-
 def _plain_content(raw: dict[Any, Any]) -> tuple[bytes, dict[str, str] | None] | None:
     """A fast-path map's body (b"" when absent) and headers, or None for any
     other shape (the generic decoder then names what is wrong)."""
@@ -122,7 +119,7 @@ def _plain_content(raw: dict[Any, Any]) -> tuple[bytes, dict[str, str] | None] |
     elif type(body) is not bytes:
         return None
     headers = raw.get("headers")
-    if headers is not None and not _str_map(headers):
+    if headers is not None and not is_str_map(headers):
         return None
     return body, headers
 
