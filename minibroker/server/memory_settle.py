@@ -95,9 +95,9 @@ class MemorySettler:
         self._settle = settle
         self._slack = slack
         self._idle_bytes = idle_bytes
-        self._last_input = traffic_bytes()
+        self._last_traffic = traffic_bytes()
         #: Traffic at the last settle: with none since, there is nothing new to give back.
-        self._input_at_settle = self._last_input
+        self._traffic_at_settle = self._last_traffic
         #: The lowest RSS at start or after a settle: what memory can come back to.
         self._floor = rss()
         #: Idle intervals still to skip, and how many the next fruitless settle adds.
@@ -107,10 +107,10 @@ class MemorySettler:
 
     def tick(self) -> bool:
         """One check; True if it settled."""
-        received = self._traffic_bytes()
-        busy = received - self._last_input > self._idle_bytes
-        self._last_input = received
-        if busy or self._floor is None or received == self._input_at_settle:
+        traffic = self._traffic_bytes()
+        busy = traffic - self._last_traffic > self._idle_bytes
+        self._last_traffic = traffic
+        if busy or self._floor is None or traffic == self._traffic_at_settle:
             return False
         if self._skip:
             self._skip -= 1
@@ -119,7 +119,7 @@ class MemorySettler:
         if before is None or before < self._floor + self._slack:
             return False
         self._settle()
-        self._input_at_settle = received
+        self._traffic_at_settle = traffic
         after = self._rss()
         after = before if after is None else after
         self._floor = min(self._floor, after)
