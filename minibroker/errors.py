@@ -129,6 +129,17 @@ class ResponderError(BrokerError):
     code = "responder_error"
 
 
+class RequestCancelled(BrokerError):
+    """The requester withdrew its request (``request.cancel``) before it ended.
+
+    Only a requester that withdrew the request is answered with it, and the
+    clients withdraw only calls nobody waits for any more (a cancelled
+    ``request``), so it is rarely seen (docs/request-reply.md).
+    """
+
+    code = "cancelled"
+
+
 class StorageFull(BrokerError):
     """The disk is full (ENOSPC); nothing was stored, the broker keeps serving."""
 

@@ -52,8 +52,10 @@ log.create, log.delete                      admin on log
 request                                     write on subject
 respond                                     read on subject
 hello, ping, unsubscribe, reply,            nothing (reply answers a request
-pause, resume                               this connection was handed; the
-                                            others act on its own subscriptions)
+request.cancel, pause, resume               this connection was handed,
+                                            request.cancel withdraws one it
+                                            sent; the others act on its own
+                                            subscriptions)
 queue.list, log.list                        nothing; only names with a grant
                                             are listed
 namespace.drop                              admin on ``#`` of every kind (it
@@ -126,7 +128,9 @@ NEEDS: Final[dict[str, tuple[tuple[str, str, str], ...]]] = {
 }
 
 #: Operations every authenticated connection may use.
-OPEN: Final = frozenset({"hello", "ping", "unsubscribe", "reply", "pause", "resume"})
+OPEN: Final = frozenset(
+    {"hello", "ping", "unsubscribe", "reply", "request.cancel", "pause", "resume"}
+)
 
 #: Operations on every name at once: they need ``admin`` on ``#`` of every kind.
 ADMIN_OF_EVERYTHING: Final = frozenset({"namespace.drop"})

@@ -123,7 +123,7 @@ class Client(AsyncMethods):
 
     def __init__(self, *, max_pending: int | None = None) -> None:
         self._loop = asyncio.get_running_loop()
-        self._conn = Connection()
+        self._conn = Connection(post=self._post)
         self._outbox: list[bytes] = []
         self._flush_scheduled = False
         self._transport: asyncio.Transport | None = None

@@ -52,7 +52,16 @@ class PendingCall(Generic[T]):
     them hands a result to a hook.
     """
 
-    __slots__ = ("_conn", "_hook", "_parse", "done", "error", "request_id", "result")
+    __slots__ = (
+        "_conn",
+        "_hook",
+        "_parse",
+        "_withdraw",
+        "done",
+        "error",
+        "request_id",
+        "result",
+    )
 
     _guard: Any = NO_GUARD
 
@@ -63,6 +72,8 @@ class PendingCall(Generic[T]):
         self.request_id = request_id
         self._parse = parse
         self._hook = hook
+        #: The call's ``withdraw`` (set by ``Connection.begin``), for ``_give_up``.
+        self._withdraw: Callable[[int], Call[Any]] | None = None
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
@@ -108,10 +119,15 @@ class PendingCall(Generic[T]):
             on_result(self.result)
 
     def _give_up(self) -> None:
-        """The caller stopped waiting (cancelled, timed out): forget the call,
-        unless a hook must still see its answer (a subscribe to undo)."""
+        """The caller stopped waiting (cancelled, timed out, interrupted): forget
+        the call, unless a hook must still see its answer (a subscribe to
+        undo), and withdraw it from the broker if it can be (a ``request``)."""
         if self._hook is None:
             self._conn.pending.pop(self.request_id, None)
+        withdraw = self._withdraw
+        if withdraw is not None:
+            self._withdraw = None
+            self._conn.withdraw(withdraw(self.request_id))
 
 
 class PostedCall(PendingCall[Any]):
@@ -166,7 +182,9 @@ class SyncPendingCall(PendingCall[T]):
 class Connection:
     """Request ids, calls in flight, subscriptions and failure of one connection."""
 
-    def __init__(self) -> None:
+    def __init__(self, post: Callable[[Call[Any]], None] | None = None) -> None:
+        #: How the transport sends a call without waiting for it (``withdraw``).
+        self._post = post
         self.protocol = ClientProtocol()
         #: Request id -> the call waiting for its answer.
         self.pending: dict[int, PendingCall[Any]] = {}
@@ -187,8 +205,23 @@ class Connection:
             raise connection_lost(str(self.closed))
         request_id, data = self.protocol.encode(call)
         pending = kind(self, request_id, call.parse, hook)
+        if call.withdraw is not None:
+            pending._withdraw = call.withdraw
         self.pending[request_id] = pending
         return pending, data
+
+    def withdraw(self, call: Call[Any]) -> None:
+        """Post ``call``, which withdraws a parked call its caller gave up on
+        (``Call.withdraw``), if the broker announced its op among its hello
+        ``extensions`` (an older one would refuse it) and the connection is up.
+
+        Without it the broker would keep the call until its own deadline
+        (a ``request``: counted as pending, held by a responder that may
+        still be working on it). Its answer, and the withdrawn call's, are
+        read and dropped.
+        """
+        if self._post is not None and self.closed is None and call.op in self.protocol.extensions:
+            self._post(call)
 
     def post(self, call: Call[Any]) -> bytes | None:
         """The bytes of ``call`` when nobody waits for its answer; None once closed."""

@@ -45,12 +45,18 @@ class Call(Generic[T]):
     ``quiet``: the broker answers it only with an error, never with ``ok`` (a
     responder's ``reply`` with ``confirm`` false), so a transport that posts
     it keeps no pending entry waiting for an answer.
+
+    ``withdraw``: for a call the broker parks (a ``request``), the call that
+    takes it back, given its request id, posted when its caller gives up
+    before the answer (cancelled, timed out, interrupted); see
+    ``Connection.withdraw``.
     """
 
     op: str
     fields: dict[str, Any]
     parse: Callable[[Any], T] = field(default=_identity)
     quiet: bool = False
+    withdraw: Callable[[int], Call[Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,7 +92,13 @@ def request_call(
     fields: dict[str, Any] = {"subject": subject, "body": as_body(body), "timeout": timeout}
     if headers:
         fields["headers"] = headers
-    return Call("request", fields, _parse_reply)
+    # A caller that gives up (cancelled, Ctrl-C) withdraws it from the broker.
+    return Call("request", fields, _parse_reply, withdraw=cancel_request_call)
+
+
+def cancel_request_call(request_id: int) -> Call[bool]:
+    """Withdraw the ``request`` sent with ``request_id`` (``request.cancel``)."""
+    return Call("request.cancel", {"request": request_id}, lambda r: bool(r["cancelled"]))
 
 
 def reply_call(

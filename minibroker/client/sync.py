@@ -230,7 +230,7 @@ class Client(SyncMethods):
         self._tls = tls
         #: Default seconds a call waits for its answer; None waits forever.
         self.timeout = timeout
-        self._conn = Connection()
+        self._conn = Connection(post=self._post)
         self._lock = threading.Lock()
         self._outbox: list[bytes] = []
         self._sending = False
@@ -281,7 +281,12 @@ class Client(SyncMethods):
     ) -> T:
         # A call with a hook starts a subscription: its pushes belong to the reader thread.
         [pending] = self._submit([call], timeout, on_reply, read_directly=on_reply is None)
-        pending.wait()  # at once when it read its own answer
+        try:
+            pending.wait()  # at once when it read its own answer
+        except BaseException:  # Ctrl-C: the call is given up (a request withdrawn)
+            if not pending.done:
+                pending._give_up()
+            raise
         result: T = pending.outcome()
         return result
 
@@ -364,7 +369,12 @@ class Client(SyncMethods):
                     self._give_reader_the_turn()
             self._flush()
             if reading:
-                self._read_until(pendings[0])
+                try:
+                    self._read_until(pendings[0])
+                except BaseException:  # Ctrl-C while reading: as in ``_call``
+                    if not pendings[0].done:
+                        pendings[0]._give_up()
+                    raise
         finally:
             if reading and self._reading is me:
                 self._stop_reading()

@@ -97,7 +97,7 @@ class Client(AsyncMethods):
 
     def __init__(self, stream: trio.abc.Stream, *, max_pending: int | None = None) -> None:
         self._stream = stream
-        self._conn = Connection()
+        self._conn = Connection(post=self._post)
         self._outbox: list[bytes | memoryview] = []
         self._outbox_ready = trio.Event()
         self._sending = False

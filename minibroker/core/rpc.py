@@ -14,7 +14,8 @@ these ways, each counted in :class:`~minibroker.core.rpc_stats.RpcStats`:
 ``timeout``        the deadline passed first; the request is forgotten
 ``no_responders``  nobody was registered for the subject (immediately)
 ``responder_gone`` the responder holding it disconnected or unsubscribed
-``abandoned``      the requester disconnected first
+``abandoned``      the requester gave up first: it disconnected, or
+                   withdrew the request (``withdraw``: a cancelled call)
 =================  ====================================================
 
 Once a request has ended, its id (``rid``) is forgotten: a reply that comes
@@ -91,6 +92,7 @@ from minibroker.core.timers import Timer
 from minibroker.errors import (
     BrokerError,
     NoResponders,
+    RequestCancelled,
     ResponderError,
     ResponderGone,
     Timeout,
@@ -351,7 +353,8 @@ class RequestRouter:
         self._routes: dict[str, _Route] = {}
         #: rid -> pending request, for every request that has not ended.
         self._pending: dict[int, _Pending] = {}
-        #: requester conn_id -> its pending requests (to clean up on disconnect).
+        #: requester conn_id -> token -> its pending request (to clean up on
+        #: disconnect, and to find a request its requester withdraws).
         self._by_requester: dict[int, dict[int, _Pending]] = {}
         #: responder conn_id -> sub_id -> responder.
         self._by_responder_peer: dict[int, dict[int, Responder]] = {}
@@ -453,7 +456,7 @@ class RequestRouter:
         mine = self._by_requester.get(requester.conn_id)
         if mine is None:
             mine = self._by_requester[requester.conn_id] = {}
-        mine[rid] = pending
+        mine[token] = pending
         route.pick()._enqueue(pending)
         return rid
 
@@ -518,6 +521,34 @@ class RequestRouter:
         self._release_from_responder(pending)
         self._end(pending)
         self.stats.outcomes["abandoned"] += 1
+
+    def withdraw(self, requester: Peer, token: int) -> bool:
+        """The requester gave up on its request parked with ``token`` (its call
+        was cancelled): end it now and answer it with ``cancelled``, instead
+        of keeping it, and maybe a responder busy on it, until its deadline.
+
+        A request still in a responder's outbox is never written to it; one a
+        responder holds ends for it as a late one does (its reply is dropped
+        and counted). Counted as ``abandoned``, like a requester that left.
+        Returns False when ``token`` names no request of ``requester`` that is
+        still waiting (it ended already, or it is not a request). One dict
+        lookup: a cancel scope may withdraw thousands of calls at once.
+        """
+        mine = self._by_requester.get(requester.conn_id)
+        pending = None if mine is None else mine.get(token)
+        if pending is None:
+            return False
+        self._release_from_responder(pending)
+        self._end(pending)
+        self.stats.outcomes["abandoned"] += 1
+        requester.reject(
+            token,
+            RequestCancelled(
+                f"the request on {pending.subject!r} was withdrawn by its requester",
+                subject=pending.subject,
+            ),
+        )
+        return True
 
     # ------------------------------------------------------------- deadlines
 
@@ -591,7 +622,7 @@ class RequestRouter:
         del all_pending[pending.rid]
         mine = self._by_requester.get(pending.requester.conn_id)
         if mine is not None:
-            mine.pop(pending.rid, None)
+            mine.pop(pending.token, None)
             if not mine:
                 del self._by_requester[pending.requester.conn_id]
         if not all_pending:

@@ -29,7 +29,7 @@ PROTOCOL_VERSION = 1
 #: Optional forms of version 1 this broker understands, announced in the
 #: ``hello`` result (``extensions``): a client uses a form only when its
 #: broker names it, so either side may be older (docs/protocol.md).
-EXTENSIONS: tuple[str, ...] = ("put.bare", "fetch.compact")
+EXTENSIONS: tuple[str, ...] = ("put.bare", "fetch.compact", "request.cancel")
 
 StartSpec = int | str
 
@@ -344,6 +344,15 @@ class Reply(Request):
     confirm: bool = True
 
 
+class RequestCancel(Request):
+    """Withdraw this connection's ``request`` whose request id is ``request``
+    (its caller gave up): it is answered at once with ``cancelled``, and a
+    responder's reply to it is dropped as a late one (``request.cancel``)."""
+
+    op: ClassVar[str] = "request.cancel"
+    request: int
+
+
 # ------------------------------------------------------------------ responses
 
 
@@ -474,6 +483,7 @@ REQUEST_TYPES: tuple[type[Request], ...] = (
     Respond,
     RequestCall,
     Reply,
+    RequestCancel,
 )
 
 SERVER_FRAME_TYPES: tuple[Any, ...] = (Ok, Error, Msg, Records, Req, Notice, End, Bye)

@@ -95,6 +95,7 @@ OPS: dict[str, Op] = {
         Op(frames.Respond, rpc.respond),
         Op(frames.RequestCall, rpc.request),
         Op(frames.Reply, rpc.reply),
+        Op(frames.RequestCancel, rpc.request_cancel),
     )
 }
 

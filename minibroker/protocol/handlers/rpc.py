@@ -13,6 +13,8 @@ Wire shapes (see docs/request-reply.md):
 * ``request {subject, body?, headers?, timeout?}`` -> ok ``{"body",
   "headers"?}`` or an error (no_responders, timeout, responder_gone,
   responder_error, ...);
+* ``request.cancel {request}`` -> ok ``{"cancelled": bool}``, the withdrawn
+  request answered first with ``cancelled`` (a caller that gave up);
 * ``reply {rid, body?, headers?, error?, confirm?}`` -> ok ``true`` when a
   requester was waiting, ``false`` when the request had already ended (never
   an error, so a slow responder's loop keeps running). With ``confirm``
@@ -81,6 +83,20 @@ def reply(session: Session, frame: frames.Reply, now: float) -> Any:
     # confirm false: the responder does not wait for this answer, so it is
     # not sent (one write here, one wake-up and two reads in the responder).
     return delivered if frame.confirm else NO_RESPONSE
+
+
+def request_cancel(session: Session, frame: frames.RequestCancel, now: float) -> dict[str, bool]:
+    """Withdraw a ``request`` of this connection whose caller gave up.
+
+    The request is answered with ``cancelled`` before this frame's own
+    answer, and ends for its responder as a late one does. ``cancelled`` is
+    False, not an error, when the id names no request of this connection
+    still waiting (answered, timed out, never sent, or a parked fetch): the
+    cancel crossed its answer, which the client then drops.
+    """
+    token = session.parked_token(frame.request)
+    cancelled = token is not None and session.ns.rpc.withdraw(session, token)
+    return {"cancelled": cancelled}
 
 
 # ----------------------------------------------------------------- fast paths
