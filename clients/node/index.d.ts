@@ -37,6 +37,8 @@ export class NoRespondersError extends BrokerError {}
 export class TimeoutError extends BrokerError {}
 export class ResponderGoneError extends BrokerError {}
 export class ResponderError extends BrokerError {}
+/** The broker's answer to a withdrawn request (code "cancelled"); an aborted `request` rejects with its signal's reason instead. */
+export class CancelledError extends BrokerError {}
 export class StorageFullError extends BrokerError {}
 export class StorageError extends BrokerError {}
 export class ShuttingDownError extends BrokerError {}
@@ -186,12 +188,23 @@ export class Client {
   committed(log: string, group: string): Promise<number | null>;
 
   // request/reply
-  request(subject: string, body?: Bytes, options?: { headers?: Headers; timeout?: number }): Promise<Reply>;
+  /** With `signal`: an abort rejects with its reason and withdraws the request from the broker (`request.cancel`). */
+  request(
+    subject: string,
+    body?: Bytes,
+    options?: { headers?: Headers; timeout?: number; signal?: AbortSignal },
+  ): Promise<Reply>;
   respond(subject: string, options?: { group?: string; maxPending?: number }): Subscription<IncomingRequest>;
   serve(
     subject: string,
     handler: (req: IncomingRequest) => HandlerResult | Promise<HandlerResult>,
-    options?: { group?: string; concurrency?: number; onError?: (err: unknown, req: IncomingRequest) => void },
+    options?: {
+      group?: string;
+      concurrency?: number;
+      /** Requests waiting for a free handler slot before the responder is paused in the broker (default: the client's, else 10000). */
+      maxPending?: number;
+      onError?: (err: unknown, req: IncomingRequest) => void;
+    },
   ): Service;
 }
 

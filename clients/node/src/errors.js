@@ -63,6 +63,8 @@ export const NoRespondersError = define("no_responders", "NoRespondersError");
 export const TimeoutError = define("timeout", "TimeoutError");
 export const ResponderGoneError = define("responder_gone", "ResponderGoneError");
 export const ResponderError = define("responder_error", "ResponderError");
+/** The answer to a request its requester withdrew (an aborted `request`): the client drops it. */
+export const CancelledError = define("cancelled", "CancelledError");
 export const StorageFullError = define("storage_full", "StorageFullError");
 export const StorageError = define("storage_error", "StorageError");
 export const ShuttingDownError = define("shutting_down", "ShuttingDownError");

@@ -20,6 +20,8 @@ import { compact, toBytes, wireHeaders } from "./client.js";
 
 /** Handlers a `serve` runs at once by default. */
 export const DEFAULT_CONCURRENCY = 64;
+/** The op (and hello extension) that withdraws a request whose caller gave up. */
+const WITHDRAW_OP = "request.cancel";
 
 /**
  * @typedef {object} Reply
@@ -206,21 +208,46 @@ export class Service {
 export const rpcMethods = {
   /**
    * Send a request to one responder of `subject` and wait for its reply.
+   * With a `signal` that aborts first, the promise rejects with the
+   * signal's reason and the request is withdrawn from the broker
+   * (`request.cancel`, if the broker announces it): the broker forgets it
+   * instead of keeping it until its deadline, and a responder's reply to it
+   * is dropped as a late one.
    * @this {import("./client.js").Client}
    * @param {string} subject
    * @param {Uint8Array | string} [body]
-   * @param {{headers?: Record<string, string>, timeout?: number}} [options] timeout in seconds (default 5)
+   * @param {{headers?: Record<string, string>, timeout?: number, signal?: AbortSignal}} [options] timeout in seconds (default 5)
    * @returns {Promise<Reply>}
    */
   request(subject, body = new Uint8Array(0), options = {}) {
     let fields;
+    const signal = options.signal;
     try {
+      signal?.throwIfAborted();
       fields = compact({ subject, body: toBytes(body), headers: wireHeaders(options.headers), timeout: options.timeout });
     } catch (err) {
       return Promise.reject(err);
     }
-    return this._call("request", fields, {
+    let id = 0;
+    const call = this._call("request", fields, {
       parse: (r) => ({ body: asBuffer(r.body), headers: r.headers ?? null }),
+      onId: (/** @type {number} */ sent) => {
+        id = sent;
+      },
+    });
+    if (!signal) return call;
+    return new Promise((resolve, reject) => {
+      const withdraw = () => {
+        // Nobody waits for the answer any more: drop it when it comes (the
+        // broker answers a withdrawn request with `cancelled`), and take the
+        // request back unless it was answered already.
+        if (this._pending.delete(id) && this.serverInfo.extensions?.includes(WITHDRAW_OP)) {
+          this._post(WITHDRAW_OP, { request: id });
+        }
+        reject(signal.reason);
+      };
+      signal.addEventListener("abort", withdraw, { once: true });
+      call.then(resolve, reject).finally(() => signal.removeEventListener("abort", withdraw));
     });
   },
 
@@ -249,16 +276,22 @@ export const rpcMethods = {
    * headers}`, or nothing after answering `req` itself; if it throws, the
    * requester gets ResponderError with the error's text (throw
    * `new ResponderError(msg)` to send just `msg`).
+   *
+   * `maxPending` bounds the requests received and not yet handed to a
+   * handler (those waiting for a free slot of `concurrency`), as for
+   * `respond`: past it the responder is paused in the broker, where further
+   * requests wait (and may time out there) until the handlers catch up.
+   * Its own, else the client's `maxPending`, else 10,000.
    * @this {import("./client.js").Client}
    * @param {string} subject
    * @param {(req: IncomingRequest) => any} handler
-   * @param {{group?: string, concurrency?: number, onError?: (err: unknown, req: IncomingRequest) => void}} [options]
+   * @param {{group?: string, concurrency?: number, maxPending?: number, onError?: (err: unknown, req: IncomingRequest) => void}} [options]
    * @returns {Service}
    */
   serve(subject, handler, options = {}) {
     const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new RangeError("concurrency must be an integer >= 1");
-    const requests = rpcMethods.respond.call(this, subject, { group: options.group });
+    const requests = rpcMethods.respond.call(this, subject, { group: options.group, maxPending: options.maxPending });
     return new Service(requests, handler, concurrency, options.onError);
   },
 };

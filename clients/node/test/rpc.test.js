@@ -138,3 +138,63 @@ test("serve runs at most `concurrency` handlers at once", () =>
     assert.equal(peak, 3);
     await service.stop();
   }));
+
+test("an aborted request is withdrawn: the broker forgets it, the responder's reply is late", { timeout: 30_000 }, () =>
+  withClients(async (mb, other) => {
+    assert.ok(mb.serverInfo.extensions.includes("request.cancel"));
+    const requests = other.respond("svc.abort");
+    await requests.ready;
+    const controller = new AbortController();
+    const asking = mb.request("svc.abort", "q", { timeout: 30, signal: controller.signal });
+    const [held] = await requests.nextBatch(1);
+    controller.abort();
+    await assert.rejects(asking, { name: "AbortError" });
+    await mb.ping(); // the broker has read the withdrawal
+    assert.equal(await held.reply("nobody waits"), false);
+    assert.equal(mb._pending.size, 0); // both answers were read and dropped
+    // Aborted before it starts: nothing is sent.
+    await assert.rejects(mb.request("svc.abort", "x", { signal: AbortSignal.abort() }), { name: "AbortError" });
+    // Not aborted: an ordinary request.
+    const again = mb.request("svc.abort", "again", { signal: new AbortController().signal });
+    const [next] = await requests.nextBatch(1);
+    await next.reply(next.body);
+    assert.equal((await again).body.toString(), "again");
+    await requests.close();
+  }));
+
+test("serve's maxPending pauses the responder in the broker while its handlers are busy", { timeout: 30_000 }, () =>
+  withClients(async (mb, other) => {
+    const posted = [];
+    /** @type {() => void} */
+    let paused = () => {};
+    const pausedOnce = new Promise((resolve) => {
+      paused = () => resolve(undefined);
+    });
+    const post = other._post.bind(other);
+    other._post = (op, fields) => {
+      posted.push(op);
+      if (op === "pause") paused();
+      post(op, fields);
+    };
+    /** @type {() => void} */
+    let open = () => {};
+    const gate = new Promise((resolve) => {
+      open = () => resolve(undefined);
+    });
+    const service = other.serve(
+      "svc.bounded",
+      async (req) => {
+        await gate;
+        return req.body;
+      },
+      { concurrency: 1, maxPending: 2 },
+    );
+    await service.ready;
+    const bodies = Array.from({ length: 20 }, (_, i) => String(i));
+    const replies = bodies.map((b) => mb.request("svc.bounded", b, { timeout: 25 }));
+    await pausedOnce; // one handler busy, two waiting in the client: the rest wait in the broker
+    open();
+    assert.deepEqual((await Promise.all(replies)).map((r) => r.body.toString()), bodies);
+    assert.ok(posted.includes("resume"));
+    await service.stop();
+  }));
