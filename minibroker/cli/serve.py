@@ -215,7 +215,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--fsync",
         choices=["always", "batch", "never"],
         default=_env("fsync", "batch"),
-        help="when to fsync durable writes before confirming (default %(default)s)",
+        help="when to fsync durable writes before confirming (default %(default)s); "
+        "'never' fsyncs no write, only the structure recovery relies on: a segment "
+        "when it is sealed, a created or deleted store, a clean stop (docs/storage.md)",
     )
     parser.add_argument(
         "--shutdown-grace",

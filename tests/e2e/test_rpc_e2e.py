@@ -175,23 +175,29 @@ async def test_responder_dying_mid_request_fails_it_at_once(
 ) -> None:
     async with minibroker_broker.connect() as requester:
         got_request = trio.Event()
+        # Only the responder is cancelled: cancelling the nursery the request
+        # runs in (as this test once did) cancelled the request too, so
+        # Cancelled, not ResponderGone, left ``pytest.raises`` and the
+        # nursery swallowed it; now such a request is withdrawn (abandoned).
+        doomed = trio.CancelScope()
 
         async def doomed_responder(task_status: trio.TaskStatus[None]) -> None:
-            async with (
-                minibroker_broker.connect() as responder,
-                responder.respond("svc.doomed") as requests,
-            ):
-                task_status.started()
-                await requests.__anext__()
-                got_request.set()
-                await trio.sleep_forever()
+            with doomed:
+                async with (
+                    minibroker_broker.connect() as responder,
+                    responder.respond("svc.doomed") as requests,
+                ):
+                    task_status.started()
+                    await requests.__anext__()
+                    got_request.set()
+                    await trio.sleep_forever()
 
         async with trio.open_nursery() as nursery:
             await nursery.start(doomed_responder)
 
             async def kill_when_held() -> None:
                 await got_request.wait()
-                nursery.cancel_scope.cancel()  # the responder's connection closes
+                doomed.cancel()  # the responder's connection closes
 
             nursery.start_soon(kill_when_held)
             start = trio.current_time()

@@ -36,6 +36,7 @@ _EXAMPLES: dict[str, Any] = {
     "sub": 1,
     "rid": 1,
     "fetch": 1,
+    "request": 1,
     "offset": 0,
     "client": "security-test",
     "namespace": "elsewhere",
