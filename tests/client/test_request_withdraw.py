@@ -41,8 +41,7 @@ async def test_trio_a_cancelled_request_is_withdrawn(minibroker_url: str) -> Non
         with trio.CancelScope() as scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(mb.request, "svc.w", b"q", None, SAFETY)
-                async for req in requests:
-                    break
+                req = await requests.__anext__()
                 scope.cancel()
         assert scope.cancelled_caught
         await mb.ping()  # the broker has read the withdrawal
@@ -68,8 +67,7 @@ def test_asyncio_a_cancelled_request_is_withdrawn(minibroker_url: str) -> None:
             responder.respond("svc.w") as requests,
         ):
             asking = asyncio.ensure_future(mb.request("svc.w", b"q", timeout=SAFETY))
-            async for req in requests:
-                break
+            req = await requests.__anext__()
             asking.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await asking

@@ -56,7 +56,7 @@ class Fsyncs:
 
 async def _write(mb: Any, writes: int) -> None:
     """``writes`` log appends, durable puts and acks, each awaited (confirmed)."""
-    for i in range(writes):
+    for _ in range(writes):
         await mb.append("events", b"x" * 100)
         await mb.put("jobs", b"y" * 100)
     for delivery in await mb.fetch("jobs", max_messages=writes):
