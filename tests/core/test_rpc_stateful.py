@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+import minibroker.core.rpc as rpc_core
 from minibroker.core.broker import Broker
 from minibroker.core.rpc import Responder, RpcReply
 from minibroker.errors import (
     BrokerError,
     NoResponders,
+    RequestCancelled,
     ResponderError,
     ResponderGone,
     Timeout,
@@ -195,6 +197,26 @@ class RouterMachine(RuleBasedStateMachine):
         assert self.router.reply(replier, rid, b"stray", None, None, self.now) is False
         assert self.router.stats.replies_dropped == dropped + 1
 
+    @rule(data=st.data())
+    def withdraw(self, data: st.DataObject) -> None:
+        """The requester gives up (``request.cancel``): a live request ends with
+        ``cancelled``, queued or held; an ended one, or another connection's
+        token, is not withdrawn."""
+        candidates = list(self.model.live.values()) + self.model.ended
+        if not candidates:
+            assert self.router.withdraw(self.peers[0], 12345) is False
+            return
+        req = data.draw(st.sampled_from(candidates))
+        live = self.model.live.get(req.rid) is req
+        other = data.draw(st.sampled_from(self.peers))
+        if other is not req.requester:
+            assert self.router.withdraw(other, req.token) is False
+        abandoned = self.router.stats.outcomes["abandoned"]
+        assert self.router.withdraw(req.requester, req.token) is live
+        assert self.router.stats.outcomes["abandoned"] == abandoned + live
+        if live:
+            self._end(req, RequestCancelled)
+
     @rule(dt=st.sampled_from([0.1, 0.5, 1.0, 2.0]))
     def advance(self, dt: float) -> None:
         self.now += dt
@@ -222,6 +244,16 @@ class RouterMachine(RuleBasedStateMachine):
                 assert isinstance(got, req.expect), f"expected {req.expect}, got {got!r}"
         for req in self.model.live.values():
             assert req.token not in req.requester.finished
+
+    @invariant()
+    def responders_hold_and_queue_only_live_requests(self) -> None:
+        """Nothing ended stays held by a responder or counted as queued for it
+        (a withdrawn request included)."""
+        for responder in self.model.responders:
+            assert set(responder.held) <= set(self.model.live)
+            queued = [p.rid for p in responder.outbox if p.state == rpc_core._QUEUED]
+            assert set(queued) <= set(self.model.live)
+            assert responder.has_queued() == bool(queued)
 
     @invariant()
     def one_timer_armed_no_later_than_the_first_deadline(self) -> None:
