@@ -66,7 +66,7 @@ export interface ConnectOptions {
   tls?: ConnectionOptions | boolean;
   /** Seconds for TCP connect, TLS and hello (default 10). */
   connectTimeout?: number;
-  /** Items a subscription buffers unread (default 10000); past that a topic subscription applies its onOverflow, a tail or responder pauses the socket. */
+  /** Items a subscription buffers unread (default 10000); past that a topic subscription applies its onOverflow, a tail or responder is paused in the broker. */
   maxPending?: number;
   /**
    * Largest frame accepted from the broker before hello (default 256 MiB). After hello it is
