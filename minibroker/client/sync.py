@@ -371,7 +371,10 @@ class Client(SyncMethods):
             if reading:
                 try:
                     self._read_until(pendings[0])
-                except BaseException:  # Ctrl-C while reading: as in ``_call``
+                except BaseException:  # Ctrl-C while reading: as in ``_call``, once
+                    # the role is given up (so the withdrawal is sent from here).
+                    if self._reading is me:
+                        self._stop_reading()
                     if not pendings[0].done:
                         pendings[0]._give_up()
                     raise

@@ -16,6 +16,7 @@ broker has read everything sent before it, and then answers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 import threading
@@ -91,7 +92,10 @@ def _blocked_reading(thread_id: int) -> bool:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="pthread_kill")
-def test_blocking_an_interrupted_request_is_withdrawn(minibroker_url: str) -> None:
+@pytest.mark.parametrize("reader", ["caller", "reader thread"])
+def test_blocking_an_interrupted_request_is_withdrawn(minibroker_url: str, reader: str) -> None:
+    """Interrupted while it reads its own answer, or while the reader thread
+    reads for it (a subscription is open on the connection)."""
     main = threading.get_ident()
     assert threading.current_thread() is threading.main_thread()
     held: list[Any] = []
@@ -124,10 +128,13 @@ def test_blocking_an_interrupted_request_is_withdrawn(minibroker_url: str) -> No
         helper = threading.Thread(target=hold_then_interrupt, args=(responder,))
         helper.start()
         try:
-            assert ready.wait(SAFETY)
-            with pytest.raises(KeyboardInterrupt):
-                mb.request("svc.w", b"q", timeout=SAFETY)
-            mb.ping()
+            with contextlib.ExitStack() as stack:
+                if reader == "reader thread":
+                    stack.enter_context(mb.subscribe("t.#"))
+                assert ready.wait(SAFETY)
+                with pytest.raises(KeyboardInterrupt):
+                    mb.request("svc.w", b"q", timeout=SAFETY)
+                mb.ping()
         finally:
             answered.set()
             helper.join(SAFETY)
