@@ -3,7 +3,7 @@
 Before it, a cancelled ``request()`` left the request parked in the broker
 until its own deadline: counted as pending, written to a responder that
 had not read it yet, and held by one that had (docs/request-reply.md,
-"Giving up: request.cancel").
+"Giving up: withdrawing a request").
 """
 
 from __future__ import annotations
