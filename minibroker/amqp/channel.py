@@ -42,6 +42,7 @@ from minibroker.amqp.errors import (
 from minibroker.amqp.exchanges import DEFAULT, TYPES
 from minibroker.amqp.messages import from_core, to_core
 from minibroker.amqp.permissions import ADMIN, READ, WRITE
+from minibroker.amqp.sender_selected import BCC, CC, InvalidRouteHeader, header_routes
 from minibroker.amqp.transactions import HeldPublish, Transaction
 from minibroker.core.peer import Peer
 from minibroker.core.queue_message import Message
@@ -353,6 +354,7 @@ class Channel:
         headers: Mapping[str, object] | None = None
         expiration: str | None = None
         priority: int | None = None
+        decoded: commands.Basic.Properties | None = None
         if raw[0] & _ROUTING_FLAGS_HIGH or raw[1] & _ROUTING_FLAGS_LOW:
             # Only these properties matter to routing; most messages have none
             # of them and skip decoding altogether, and most others are read
@@ -363,7 +365,7 @@ class Channel:
                 if found.reply_to == REPLY_TO:
                     raw = framing.replace_span(raw, found.reply_to_span, self._reply_address())
             else:
-                properties = framing.decode_properties(raw)
+                decoded = properties = framing.decode_properties(raw)
                 headers, expiration = properties.headers, properties.expiration
                 priority = properties.priority
                 if properties.reply_to == REPLY_TO:
@@ -373,9 +375,24 @@ class Channel:
         reply = exchange.name == DEFAULT and key.startswith(_REPLY_PREFIX)
         if session.access is not None and not reply:
             session.access.exchange(WRITE, exchange.name, exchange.type, key, vhost.name)
+        cc: list[str] = []
+        bcc: list[str] = []
+        if headers and (CC in headers or BCC in headers):
+            # Sender-selected distribution (sender_selected.py): checked
+            # before a transaction holds the publish, as RabbitMQ does.
+            try:
+                cc, bcc = header_routes(headers, CC), header_routes(headers, BCC)
+            except InvalidRouteHeader as exc:
+                raise SoftError(PRECONDITION_FAILED, str(exc), Basic.Publish.index) from None
         if self.transaction is not None:
             self._hold_publish(self.transaction, publish, raw, body)
             return
+        if headers and BCC in headers:
+            # Its recipients stay hidden: gone from the headers (the message keeps the keys).
+            assert decoded is not None  # a headers table is only read by decoding
+            decoded.headers = {k: v for k, v in headers.items() if k != BCC}  # type: ignore[misc]
+            headers = decoded.headers
+            raw = framing.encode_properties(decoded)
         durability = session.broker.durability
         generation = durability.generation
         if reply:
@@ -384,11 +401,11 @@ class Channel:
             if target is not None:
                 target[1].deliver_reply(key, raw, publish.exchange, body)
         else:
-            message = to_core(publish.exchange, key, raw, headers, body)
+            message = to_core(publish.exchange, key, raw, headers, body, bcc)
             ttl = None if expiration is None else _expiration(expiration)
             try:
                 taken, refused = vhost.route(
-                    exchange, key, message, headers, session.now, ttl, priority
+                    exchange, key, message, headers, session.now, ttl, priority, cc + bcc
                 )
             except BrokerError as exc:  # storage full or failing, limits
                 if not self.confirming:
