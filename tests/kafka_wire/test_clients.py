@@ -16,6 +16,7 @@ import pytest
 import minibroker
 from kafka_wire.kafka_clients import (
     CLIENTS,
+    SESSION_MS,
     STATIC_SESSION_MS,
     Confluent,
     KafkaClient,
@@ -151,6 +152,26 @@ def test_a_second_member_takes_over_partitions_and_nothing_is_lost(
     two.stop()
     assert sorted(one.seen + two.seen) == sorted(first + second)
     assert two.seen, "the new member consumed its share"
+
+
+def test_a_closing_member_leaves_and_the_other_takes_over_before_its_session_ends(
+    client: KafkaClient, minibroker_kafka_bootstrap: KafkaBootstrap
+) -> None:
+    """A dynamic consumer's close sends LeaveGroup (librdkafka and aiokafka v1,
+    kafka-python v3 since it is offered): the member left gets every
+    partition at once, not after the closed one's session (6 s) ran out."""
+    kafka = minibroker_kafka_bootstrap
+    client.create_topic(kafka, "jobs", 2)
+    one = Member(client.name, kafka, "jobs", "leavers", None)
+    wait_for(lambda: one.assignment == {0, 1}, "the first member's assignment")
+    two = Member(client.name, kafka, "jobs", "leavers", None)
+    wait_for(lambda: len(one.assignment) == len(two.assignment) == 1, "the partitions shared")
+    two.stop()
+    started = time.monotonic()
+    wait_for(lambda: one.assignment == {0, 1}, "the member left to take both partitions")
+    took = time.monotonic() - started
+    one.stop()
+    assert took < SESSION_MS / 1000 / 2
 
 
 def test_a_restarted_static_member_takes_its_place_without_waiting_for_its_session(
