@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from pamqp import base, commands
@@ -48,7 +49,7 @@ from minibroker.core.peer import Peer
 from minibroker.core.queue_message import Message
 from minibroker.core.queue_options import UNTIL_SETTLED
 from minibroker.core.queues import Queue
-from minibroker.errors import BrokerError, StorageError, UnknownDelivery
+from minibroker.errors import BrokerError, StorageError, StorageFull, UnknownDelivery
 
 if TYPE_CHECKING:
     from minibroker.amqp.connection import AmqpSession
@@ -339,8 +340,15 @@ class Channel:
 
     # -------------------------------------------------------------- publish
 
-    def _route(self, publish: commands.Basic.Publish, raw: bytes, body: bytes) -> None:
+    def _route(
+        self, publish: commands.Basic.Publish, raw: bytes, body: bytes, *, may_wait: bool = True
+    ) -> None:
+        """Route one publish. ``may_wait``: a refusal by the full disk of a
+        publish without confirms holds it, and the connection, until the disk
+        takes it (``AmqpSession.wait_for_room``); a transaction's commit
+        (False) is refused instead."""
         session = self.session
+        published = raw
         vhost = session.vhost
         seq = 0
         if self.confirming:
@@ -407,7 +415,16 @@ class Channel:
                 taken, refused = vhost.route(
                     exchange, key, message, headers, session.now, ttl, priority, cc + bcc
                 )
-            except BrokerError as exc:  # storage full or failing, limits
+            except StorageFull as exc:
+                if self.confirming:
+                    session.confirm(self, seq, ok=False, durable=False)
+                    return
+                if not may_wait:
+                    raise SoftError(PRECONDITION_FAILED, exc.message) from None
+                # As under RabbitMQ's disk alarm: the publisher waits, nothing is lost.
+                session.wait_for_room(self, partial(self._route, publish, published, body))
+                return
+            except BrokerError as exc:  # storage failing, limits
                 if not self.confirming:
                     raise SoftError(PRECONDITION_FAILED, exc.message) from None
                 session.confirm(self, seq, ok=False, durable=False)
@@ -699,7 +716,7 @@ class Channel:
         generation = session.broker.durability.generation
         try:
             for held in transaction.publishes:
-                self._route(held.method, held.properties, held.body)
+                self._route(held.method, held.properties, held.body, may_wait=False)
         except BaseException:
             self._end_transaction(transaction)  # nothing settled: the deliveries come back
             raise
