@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from pamqp import base, commands
@@ -42,12 +43,13 @@ from minibroker.amqp.errors import (
 from minibroker.amqp.exchanges import DEFAULT, TYPES
 from minibroker.amqp.messages import from_core, to_core
 from minibroker.amqp.permissions import ADMIN, READ, WRITE
+from minibroker.amqp.sender_selected import BCC, CC, InvalidRouteHeader, header_routes
 from minibroker.amqp.transactions import HeldPublish, Transaction
 from minibroker.core.peer import Peer
 from minibroker.core.queue_message import Message
 from minibroker.core.queue_options import UNTIL_SETTLED
 from minibroker.core.queues import Queue
-from minibroker.errors import BrokerError, StorageError, UnknownDelivery
+from minibroker.errors import BrokerError, StorageError, StorageFull, UnknownDelivery
 
 if TYPE_CHECKING:
     from minibroker.amqp.connection import AmqpSession
@@ -338,8 +340,15 @@ class Channel:
 
     # -------------------------------------------------------------- publish
 
-    def _route(self, publish: commands.Basic.Publish, raw: bytes, body: bytes) -> None:
+    def _route(
+        self, publish: commands.Basic.Publish, raw: bytes, body: bytes, *, may_wait: bool = True
+    ) -> None:
+        """Route one publish. ``may_wait``: a refusal by the full disk of a
+        publish without confirms holds it, and the connection, until the disk
+        takes it (``AmqpSession.wait_for_room``); a transaction's commit
+        (False) is refused instead."""
         session = self.session
+        published = raw
         vhost = session.vhost
         seq = 0
         if self.confirming:
@@ -353,6 +362,7 @@ class Channel:
         headers: Mapping[str, object] | None = None
         expiration: str | None = None
         priority: int | None = None
+        decoded: commands.Basic.Properties | None = None
         if raw[0] & _ROUTING_FLAGS_HIGH or raw[1] & _ROUTING_FLAGS_LOW:
             # Only these properties matter to routing; most messages have none
             # of them and skip decoding altogether, and most others are read
@@ -363,7 +373,7 @@ class Channel:
                 if found.reply_to == REPLY_TO:
                     raw = framing.replace_span(raw, found.reply_to_span, self._reply_address())
             else:
-                properties = framing.decode_properties(raw)
+                decoded = properties = framing.decode_properties(raw)
                 headers, expiration = properties.headers, properties.expiration
                 priority = properties.priority
                 if properties.reply_to == REPLY_TO:
@@ -373,9 +383,24 @@ class Channel:
         reply = exchange.name == DEFAULT and key.startswith(_REPLY_PREFIX)
         if session.access is not None and not reply:
             session.access.exchange(WRITE, exchange.name, exchange.type, key, vhost.name)
+        cc: list[str] = []
+        bcc: list[str] = []
+        if headers and (CC in headers or BCC in headers):
+            # Sender-selected distribution (sender_selected.py): checked
+            # before a transaction holds the publish, as RabbitMQ does.
+            try:
+                cc, bcc = header_routes(headers, CC), header_routes(headers, BCC)
+            except InvalidRouteHeader as exc:
+                raise SoftError(PRECONDITION_FAILED, str(exc), Basic.Publish.index) from None
         if self.transaction is not None:
             self._hold_publish(self.transaction, publish, raw, body)
             return
+        if headers and BCC in headers:
+            # Its recipients stay hidden: gone from the headers (the message keeps the keys).
+            assert decoded is not None  # a headers table is only read by decoding
+            decoded.headers = {k: v for k, v in headers.items() if k != BCC}  # type: ignore[misc]
+            headers = decoded.headers
+            raw = framing.encode_properties(decoded)
         durability = session.broker.durability
         generation = durability.generation
         if reply:
@@ -384,13 +409,22 @@ class Channel:
             if target is not None:
                 target[1].deliver_reply(key, raw, publish.exchange, body)
         else:
-            message = to_core(publish.exchange, key, raw, headers, body)
+            message = to_core(publish.exchange, key, raw, headers, body, bcc)
             ttl = None if expiration is None else _expiration(expiration)
             try:
                 taken, refused = vhost.route(
-                    exchange, key, message, headers, session.now, ttl, priority
+                    exchange, key, message, headers, session.now, ttl, priority, cc + bcc
                 )
-            except BrokerError as exc:  # storage full or failing, limits
+            except StorageFull as exc:
+                if self.confirming:
+                    session.confirm(self, seq, ok=False, durable=False)
+                    return
+                if not may_wait:
+                    raise SoftError(PRECONDITION_FAILED, exc.message) from None
+                # As under RabbitMQ's disk alarm: the publisher waits, nothing is lost.
+                session.wait_for_room(self, partial(self._route, publish, published, body))
+                return
+            except BrokerError as exc:  # storage failing, limits
                 if not self.confirming:
                     raise SoftError(PRECONDITION_FAILED, exc.message) from None
                 session.confirm(self, seq, ok=False, durable=False)
@@ -682,7 +716,7 @@ class Channel:
         generation = session.broker.durability.generation
         try:
             for held in transaction.publishes:
-                self._route(held.method, held.properties, held.body)
+                self._route(held.method, held.properties, held.body, may_wait=False)
         except BaseException:
             self._end_transaction(transaction)  # nothing settled: the deliveries come back
             raise

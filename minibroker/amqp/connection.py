@@ -86,6 +86,11 @@ _LONG: Final = struct.Struct(">I")
 _PUBLISH_START: Final = b"\x00\x3c\x00\x28"
 _PUBLISH_INDEX: Final = commands.Basic.Publish.index
 _ROUTING_FAILED: Final = "internal error routing a publish"
+#: How often a publish the full disk refused is tried again, in seconds (the
+#: connection is not read meanwhile: see ``AmqpSession.wait_for_room``).
+ROOM_RETRY: Final = 1.0
+#: Connection.Blocked's reason then (RabbitMQ's for its disk alarm).
+LOW_ON_DISK: Final = "low on disk"
 #: The sequence number a held Tx.CommitOk has among the held confirms (they start at 1).
 _COMMIT: Final = 0
 
@@ -154,6 +159,10 @@ class AmqpSession(WireSession):
         self._tell_blocked = False
         #: Connection.Blocked was sent and Unblocked not yet.
         self._told_blocked = False
+        #: A publish the full disk refused, retried until it goes through:
+        #: (its channel, the retry), and the timer of the next try.
+        self._room_wait: tuple[Channel, Callable[[], None]] | None = None
+        self._room_timer: Timer | None = None
         self.closed = False
         #: Set once the client sent EOF: consumers get no more credit (see ``eof_received``).
         self.input_ended = False
@@ -243,6 +252,9 @@ class AmqpSession(WireSession):
         self._heard = True
         reader = self._reader
         reader.receive_data(data)
+        if self._room_wait is not None:  # a publish waits for room: everything after it too
+            self.input_paused = True
+            return
         try:
             if self._stage == "header":
                 header = reader.take_protocol_header()
@@ -281,6 +293,11 @@ class AmqpSession(WireSession):
                 if self.closing is not None or self.closed or self._stage == "closing":
                     return
                 if self._out_bytes >= high_water:
+                    self.input_paused = True
+                    return
+                if self.input_blocked:
+                    # The disk refused a publish (wait_for_room): the rest of
+                    # the chunk waits until it went through.
                     self.input_paused = True
                     return
                 if (
@@ -466,9 +483,9 @@ class AmqpSession(WireSession):
                         "platform": "Python/Trio",
                         "information": "https://github.com/minibroker (AMQP 0-9-1 front end)",
                         "capabilities": (
-                            dict(CAPABILITIES)
-                            if self.settings.blocking is None
-                            else {**CAPABILITIES, "connection.blocked": True}
+                            {**CAPABILITIES, "connection.blocked": True}
+                            if self._may_block
+                            else dict(CAPABILITIES)
                         ),
                     },
                     mechanisms="PLAIN AMQPLAIN",
@@ -512,7 +529,7 @@ class AmqpSession(WireSession):
         user, password = _credentials(method.mechanism, method.response)
         props = method.client_properties or {}
         capabilities = props.get("capabilities")
-        if isinstance(capabilities, dict) and self.settings.blocking is not None:
+        if isinstance(capabilities, dict) and self._may_block:
             self._tell_blocked = capabilities.get("connection.blocked") is True
         name = props.get("connection_name") or props.get("product") or ""
         self.client_name = str(name)
@@ -583,20 +600,78 @@ class AmqpSession(WireSession):
 
     # -------------------------------------------------------- resource alarm
 
+    @property
+    def _may_block(self) -> bool:
+        """Can this connection be blocked: a resource alarm is configured, or
+        there is a disk to fill (``wait_for_room``)? Only then is the
+        ``connection.blocked`` capability advertised."""
+        return self.settings.blocking is not None or self.broker.storage is not None
+
     def alarm_changed(self, reason: str | None) -> None:
         """The server's resource alarm went on (``reason``) or off (None)."""
         if self.closed or self.closing is not None:
             return
         if reason is not None:
-            if self._tell_blocked and not self._told_blocked:
-                self._told_blocked = True
-                self.write(framing.method_frame(0, Connection.Blocked(reason)))
-        else:
-            if self._told_blocked:
-                self._told_blocked = False
-                self.write(framing.method_frame(0, Connection.Unblocked()))
-            # The shell's reader waits for the writer's round: wake it either way.
-            self.input_blocked = False
+            self._tell_blocked_once(reason)
+        elif self._room_wait is None:  # else the held publish goes first
+            self._unblock()
+        self.wakeup()
+
+    def _tell_blocked_once(self, reason: str) -> None:
+        if self._tell_blocked and not self._told_blocked:
+            self._told_blocked = True
+            self.write(framing.method_frame(0, Connection.Blocked(reason)))
+
+    def _unblock(self) -> None:
+        """Read the connection again (and tell the client, if it was told it was blocked)."""
+        blocking = self.settings.blocking
+        if self._told_blocked and (blocking is None or blocking.reason is None):
+            self._told_blocked = False
+            self.write(framing.method_frame(0, Connection.Unblocked()))
+        # The shell's reader waits for the writer's round: wake it either way.
+        self.input_blocked = False
+
+    # -------------------------------------------------------------- full disk
+
+    def wait_for_room(self, channel: Channel, retry: Callable[[], None]) -> None:
+        """A publish without confirms that the full disk refused: RabbitMQ's
+        disk alarm, as the publisher sees it.
+
+        The connection is read no further (the publisher waits, and TCP pushes
+        back), a client that advertised ``connection.blocked`` gets
+        Connection.Blocked ("low on disk"), and ``retry`` routes the publish
+        again every :data:`ROOM_RETRY` seconds until the disk takes it; then
+        the connection is read again (and Unblocked sent), in order. Closing
+        the channel instead (406) would lose the message and, for a client
+        that does not read while it publishes (kombu, so Celery), every later
+        one too without a word: frames on a closed channel are dropped.
+        """
+        self._room_wait = (channel, retry)
+        self.input_blocked = self.input_paused = True
+        self._tell_blocked_once(LOW_ON_DISK)
+        self._room_timer = self.broker.timers.call_at(self.now + ROOM_RETRY, self._retry_for_room)
+
+    def _retry_for_room(self, now: float) -> None:
+        self._room_timer = None
+        held, self._room_wait = self._room_wait, None
+        if held is None or self.closed or self.closing is not None:
+            return
+        channel, retry = held
+        self.now = now
+        if not channel.closing and self.channels.get(channel.number) is channel:
+            try:
+                retry()  # refused again: wait_for_room holds it again
+            except SoftError as exc:
+                self._close_channel(channel, exc, _PUBLISH_INDEX)
+            except HardError as exc:
+                self._close_connection(exc)
+                return
+            except Exception:
+                log.exception("internal error routing a publish from %s", self.peer_name)
+                self._close_connection(HardError(INTERNAL_ERROR, _ROUTING_FAILED))
+                return
+        if self._room_wait is None:
+            self._unblock()
         self.wakeup()
 
     # ----------------------------------------------------------- heartbeats
@@ -734,6 +809,9 @@ class AmqpSession(WireSession):
         self.closed = True
         if self._heartbeat_timer is not None:
             self._heartbeat_timer.cancel()
+        if self._room_timer is not None:  # a publish the full disk refused goes with it
+            self._room_timer.cancel()
+            self._room_timer, self._room_wait = None, None
         if self.settings.blocking is not None:
             self.settings.blocking.sessions.discard(self)
         self._release_all()

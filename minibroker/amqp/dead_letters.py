@@ -7,7 +7,12 @@ there: published to the dead-letter exchange with the dead-letter routing key
 (or its own), its properties unchanged but for its death recorded in the
 ``x-death`` header (:mod:`minibroker.amqp.deaths`), the ``x-first-death-*``
 headers, and no ``expiration`` (``x-death`` keeps it as
-``original-expiration``).
+``original-expiration``). A message published with ``CC`` or ``BCC``
+(sender-selected distribution, :mod:`minibroker.amqp.sender_selected`) is
+routed with all its keys again when the queue has no dead-letter routing key;
+with one, with that key alone, and its ``CC`` header is removed. Its
+``x-death`` entry's ``routing-keys`` are the publish's key and the CC ones
+(never BCC), as in RabbitMQ.
 
 Whether it may enter the queues the exchange routes it to is the core's
 call (the cycle rule of :mod:`minibroker.core.dead_letters`): the dead letter
@@ -17,13 +22,14 @@ memory from one dead-lettering to the next, and across restarts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from minibroker.amqp.deaths import DEATHS, record_death
 from minibroker.amqp.exchanges import Exchange
 from minibroker.amqp.framing import decode_properties, encode_properties
-from minibroker.amqp.messages import CoreMessage, from_core, to_core
+from minibroker.amqp.messages import CoreMessage, bcc_keys, from_core, to_core
+from minibroker.amqp.sender_selected import CC, InvalidRouteHeader, header_routes
 from minibroker.core.dead_letters import DEATH_PATH, death_path
 from minibroker.core.queue_message import Message
 
@@ -36,8 +42,10 @@ REASONS: Final = {
 }
 
 #: How a dead letter is routed on: (exchange, routing key, message, headers table, now,
-#: priority) -> how many queues took it.
-Route = Callable[[Exchange, str, CoreMessage, dict[str, object], float, int | None], int]
+#: priority, more routing keys) -> how many queues took it.
+Route = Callable[
+    [Exchange, str, CoreMessage, dict[str, object], float, int | None, Sequence[str]], int
+]
 
 
 def dead_letter(
@@ -56,15 +64,22 @@ def dead_letter(
     taken = 0
     for m in messages:
         address = from_core(m.headers, source)
-        routing_key = address.routing_key if key is None else key
         properties = decode_properties(address.properties)
         headers: dict[str, object] = dict(properties.headers or {})
+        cc = _cc(headers)
+        if key is None:
+            # Every key it was published with, BCC ones included (RabbitMQ's routing_keys).
+            bcc = bcc_keys(m.headers)
+            routing_key, also = address.routing_key, cc + bcc
+        else:
+            routing_key, also, bcc = key, [], []  # and the CC header goes
+            headers.pop(CC, None)
         headers[DEATHS] = record_death(
             headers.get(DEATHS),
             source,
             amqp_reason,
             address.exchange,
-            address.routing_key,
+            [address.routing_key, *cc],
             wall_ms,
             properties.expiration,
         )
@@ -74,7 +89,7 @@ def dead_letter(
         properties.headers = headers  # type: ignore[assignment]
         properties.expiration = None
         raw = encode_properties(properties)
-        message = to_core(exchange.name, routing_key, raw, headers, m.body)
+        message = to_core(exchange.name, routing_key, raw, headers, m.body, bcc)
         # The core's memory of the path goes on, whatever door the message
         # came in by (to_core read it from x-death alone).
         path = death_path(m.headers, reason, source)
@@ -84,5 +99,14 @@ def dead_letter(
         else:
             letter_headers.pop(DEATH_PATH, None)
         letter = CoreMessage(m.body, letter_headers)
-        taken += route(exchange, routing_key, letter, headers, now, properties.priority)
+        taken += route(exchange, routing_key, letter, headers, now, properties.priority, also)
     return taken > 0
+
+
+def _cc(headers: dict[str, object]) -> list[str]:
+    """The routing keys of a dead letter's ``CC`` header (one that is not an
+    array, from a message that came in by another door, adds none)."""
+    try:
+        return header_routes(headers, CC)
+    except InvalidRouteHeader:
+        return []

@@ -32,7 +32,7 @@ def record_death(
     queue: str,
     reason: str,
     exchange: str,
-    routing_key: str,
+    routing_keys: list[str],
     wall_ms: int,
     expiration: str | None,
 ) -> list[object]:
@@ -56,7 +56,7 @@ def record_death(
         "queue": queue,
         "time": datetime.fromtimestamp(wall_ms // 1000, UTC),
         "exchange": exchange,
-        "routing-keys": [routing_key],
+        "routing-keys": routing_keys,
     }
     if expiration is not None:
         entry["original-expiration"] = expiration

@@ -14,7 +14,10 @@ too, so a native consumer of the same queue (or a native topic subscriber)
 reads them like any other header. One core header is the broker's own: a
 message with an ``x-death`` table gets the death path it records as
 ``x-death-path`` (the memory of the core's dead-letter cycle rule, see
-:mod:`minibroker.amqp.deaths`), never a client's string of that name.
+:mod:`minibroker.amqp.deaths`), never a client's string of that name; a
+message published with a ``BCC`` header keeps its BCC routing keys as
+``x-amqp-bcc`` (JSON), for its dead-lettering
+(:mod:`minibroker.amqp.sender_selected`).
 
 Two shortcuts keep this off the per-message bill. A message published to the
 default exchange without properties is stored without headers: the queue it
@@ -30,20 +33,26 @@ routing key.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final, NamedTuple
 
 from pamqp import commands
 
 from minibroker.amqp.deaths import DEATHS, x_death_path
 from minibroker.amqp.framing import encode_properties
+from minibroker.amqp.sender_selected import decode_keys, encode_keys
 from minibroker.core.dead_letters import DEATH_PATH
 from minibroker.core.topics import TOPIC_HEADER
 
 EXCHANGE_HEADER: Final = "x-amqp-exchange"
 ROUTING_KEY_HEADER: Final = "x-amqp-routing-key"
 PROPERTIES_HEADER: Final = "x-amqp-properties"
-_RESERVED: Final = frozenset({EXCHANGE_HEADER, ROUTING_KEY_HEADER, PROPERTIES_HEADER, DEATH_PATH})
+#: The BCC routing keys of a message published with a ``BCC`` header: gone
+#: from its headers table, kept for its dead-lettering (sender_selected.py).
+BCC_HEADER: Final = "x-amqp-bcc"
+_RESERVED: Final = frozenset(
+    {EXCHANGE_HEADER, ROUTING_KEY_HEADER, PROPERTIES_HEADER, BCC_HEADER, DEATH_PATH}
+)
 #: The property bytes of a message without properties: two zero flag bytes.
 NO_PROPERTIES: Final = b"\x00\x00"
 #: The exchange an AMQP consumer sees for a message that came through a native topic.
@@ -73,9 +82,11 @@ def to_core(
     raw_properties: bytes,
     header_table: Mapping[str, object] | None,
     body: bytes,
+    bcc: Sequence[str] = (),
 ) -> CoreMessage:
-    """Keep an AMQP message in core form (see the module docstring)."""
-    if not header_table and len(raw_properties) <= _CACHED_PROPERTIES:
+    """Keep an AMQP message in core form (see the module docstring); ``bcc``:
+    the BCC routing keys it was published with (its ``BCC`` header, removed)."""
+    if not header_table and not bcc and len(raw_properties) <= _CACHED_PROPERTIES:
         if not exchange and raw_properties == NO_PROPERTIES:
             return CoreMessage(body, None)
         address = (exchange, routing_key, raw_properties)
@@ -94,6 +105,8 @@ def to_core(
         deaths = header_table.get(DEATHS)
         if deaths is not None and (path := x_death_path(deaths)):
             headers[DEATH_PATH] = " ".join(path)
+    if bcc:
+        headers[BCC_HEADER] = encode_keys(list(bcc))
     return CoreMessage(body, _address_headers(exchange, routing_key, raw_properties, headers))
 
 
@@ -106,6 +119,13 @@ def _address_headers(
     if raw_properties != NO_PROPERTIES:
         headers[PROPERTIES_HEADER] = base64.b64encode(raw_properties).decode("ascii")
     return headers
+
+
+def bcc_keys(headers: Mapping[str, str] | None) -> list[str]:
+    """The BCC routing keys a stored message was published with (none for most)."""
+    if not headers:
+        return []
+    return decode_keys(headers.get(BCC_HEADER))
 
 
 class Addressed(NamedTuple):

@@ -332,14 +332,21 @@ class Vhost:
         now: float,
         ttl: float | None = None,
         priority: int | None = None,
+        also: Sequence[str] = (),
     ) -> tuple[int, int]:
         """Deliver ``message``; returns (queues that took it, queues that refused it when full).
 
-        ``ttl`` and ``priority`` are the message's ``expiration`` and ``priority``.
+        ``ttl`` and ``priority`` are the message's ``expiration`` and ``priority``;
+        ``also``: the routing keys of its ``CC`` and ``BCC`` headers (sender-selected
+        distribution), each queue any key reaches taking it once.
 
         A native topic subscriber reached through a topic exchange counts as
         a queue that took it (the message did go somewhere).
         """
+        if also:
+            keys = list(dict.fromkeys((routing_key, *also)))
+            if len(keys) > 1:
+                return self._route_keys(exchange, keys, message, header_table, now, ttl, priority)
         if exchange.name == DEFAULT:  # never bound to other exchanges (403)
             queue = self.namespace.queues.find(routing_key)
             if queue is None:
@@ -351,8 +358,8 @@ class Vhost:
                 return 0, 1
             return taken, 0
         if exchange.exchange_bindings:
-            return self._route_through_exchanges(
-                exchange, routing_key, message, header_table, now, ttl, priority
+            return self._route_keys(
+                exchange, [routing_key], message, header_table, now, ttl, priority
             )
         if exchange.type == TOPIC:
             return self._publish_topic(exchange, routing_key, message, now, ttl, priority)
@@ -400,49 +407,67 @@ class Vhost:
                 refused += 1
         return taken, refused
 
-    def _route_through_exchanges(
+    def _route_keys(
         self,
         exchange: Exchange,
-        routing_key: str,
+        keys: Sequence[str],
         message: CoreMessage,
         header_table: Mapping[str, object] | None,
         now: float,
         ttl: float | None,
         priority: int | None,
     ) -> tuple[int, int]:
-        """Route along exchange-to-exchange bindings too: every queue reached, once.
+        """Route with several keys (CC, BCC), or along exchange-to-exchange
+        bindings: every queue reached, once.
 
-        The first exchange routes as usual (a topic exchange reaches native
-        subscribers too); the exchanges reached through bindings add their
-        queues (cycles end where an exchange was already reached), and each
-        queue takes the message once, however many paths lead to it.
+        The first exchange routes the first key (the publish's) as usual (a
+        topic exchange reaches native subscribers too; they see the message
+        under that key only); the other keys add the queues their bindings
+        name, and the exchanges reached through bindings, each routing every
+        key, add theirs (cycles end where an exchange was already reached).
+        Each queue takes the message once, however many keys or paths lead to
+        it, as in RabbitMQ.
         """
-        taken = refused = 0
+        first, rest = keys[0], keys[1:]
+        if exchange.name == DEFAULT:
+            return self._put(list(keys), message, now, ttl, priority)
         done: set[str] = set()
         if exchange.type == TOPIC:
-            taken, refused = self._publish_topic(exchange, routing_key, message, now, ttl, priority)
-            done.update(self._topic_queues(exchange, routing_key))
+            taken, refused = self._publish_topic(exchange, first, message, now, ttl, priority)
+            done.update(self._topic_queues(exchange, first))
         else:
-            exchange_queues = exchange.route(routing_key, header_table)
+            exchange_queues = exchange.route(first, header_table)
             done.update(exchange_queues)
             taken, refused = self._put(exchange_queues, message, now, ttl, priority)
-        reached = {exchange.name}
-        pending = [exchange]
         targets: dict[str, None] = {}
+        for key in rest:
+            targets.update(dict.fromkeys(self._queues(exchange, key, header_table)))
+        reached = {exchange.name}
+        pending = [exchange] if exchange.exchange_bindings else []
         while pending:
-            for name in pending.pop().route_exchanges(routing_key, header_table):
+            source = pending.pop()
+            names = dict.fromkeys(
+                name for key in keys for name in source.route_exchanges(key, header_table)
+            )
+            for name in names:
                 following = self.exchanges.get(name)
                 if following is None or name in reached:
                     continue
                 reached.add(name)
                 pending.append(following)
-                if following.type == TOPIC:
-                    found = self._topic_queues(following, routing_key)
-                else:
-                    found = following.route(routing_key, header_table)
-                targets.update(dict.fromkeys(q for q in found if q not in done))
-        more_taken, more_refused = self._put(list(targets), message, now, ttl, priority)
+                for key in keys:
+                    targets.update(dict.fromkeys(self._queues(following, key, header_table)))
+        more = [q for q in targets if q not in done]
+        more_taken, more_refused = self._put(more, message, now, ttl, priority)
         return taken + more_taken, refused + more_refused
+
+    def _queues(
+        self, exchange: Exchange, key: str, header_table: Mapping[str, object] | None
+    ) -> list[str]:
+        """The queues ``exchange``'s own bindings send ``key`` to."""
+        if exchange.type == TOPIC:
+            return self._topic_queues(exchange, key)
+        return exchange.route(key, header_table)
 
     def _topic_queues(self, exchange: Exchange, routing_key: str) -> list[str]:
         """The queues a topic exchange's bindings send ``routing_key`` to."""
@@ -580,8 +605,11 @@ class Vhost:
         headers: dict[str, object],
         now: float,
         priority: int | None,
+        also: Sequence[str],
     ) -> int:
-        return self.route(exchange, routing_key, message, headers, now, priority=priority)[0]
+        return self.route(
+            exchange, routing_key, message, headers, now, priority=priority, also=also
+        )[0]
 
     def _check_equivalent(
         self,

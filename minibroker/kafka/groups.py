@@ -359,27 +359,69 @@ class GroupCoordinator:
         return NONE
 
     def leave(self, group_id: str, member_id: str, now: float) -> int:
+        """LeaveGroup v0-2: one member leaves, by its member id."""
+        [(_, _, error)] = self.leave_members(group_id, [(member_id, None)], now)
+        return error
+
+    def leave_members(
+        self, group_id: str, leaving: Sequence[tuple[str, str | None]], now: float
+    ) -> list[tuple[str, str | None, int]]:
+        """LeaveGroup v3 (KIP-345): a batch of (member id, ``group.instance.id``)
+        leaves; the error of each, as Kafka's ``handleLeaveGroup`` decides it.
+
+        An empty member id with an instance id removes whoever holds that
+        instance now: how an operator (kafka-python's
+        ``KafkaAdminClient.remove_group_members``) removes a static member that
+        will not come back, instead of the group waiting out its session. A
+        member id is checked as every request's (``_check_member``): a
+        replaced incarnation naming its instance is FENCED_INSTANCE_ID, an
+        unknown member UNKNOWN_MEMBER_ID. One round follows for the whole batch.
+        """
         group = self.groups.get(group_id)
-        member = None if group is None else group.members.get(member_id)
-        if group is None or member is None:
-            return UNKNOWN_MEMBER_ID
-        self._remove(group, member)
-        self._membership_changed(group, now)
-        return NONE
+        if group is None:
+            return [(member_id, instance, UNKNOWN_MEMBER_ID) for member_id, instance in leaving]
+        answers = []
+        removed = False
+        for member_id, instance in leaving:
+            if not member_id:
+                holder = None if instance is None else group.instances.get(instance)
+                error = NONE if holder is not None else UNKNOWN_MEMBER_ID
+                member_id_to_remove = holder
+            else:
+                error = _check_member(group, member_id, instance)
+                member_id_to_remove = member_id if error == NONE else None
+            if member_id_to_remove is not None:
+                self._remove(group, group.members[member_id_to_remove])
+                removed = True
+            answers.append((member_id, instance, error))
+        if removed:
+            self._membership_changed(group, now)
+        return answers
 
     def check_commit(
         self, group_id: str, generation: int, member_id: str, instance_id: str | None = None
     ) -> int:
-        """May this OffsetCommit go ahead? Commits outside a group (``assign()``,
-        generation -1) always may; a member's only in its current generation.
+        """May this OffsetCommit go ahead? Kafka's ``validateOffsetCommit``.
+
+        A commit with generation -1 (``assign()`` users, admin clients) may
+        while the group has no members; once it has some, only they may
+        commit: a commit without a member id is then UNKNOWN_MEMBER_ID, so a
+        stray simple consumer cannot overwrite the offsets of partitions a
+        live member owns. A member commits in its current generation only
+        (ILLEGAL_GENERATION otherwise); an unknown member id is
+        UNKNOWN_MEMBER_ID (a group without members is one Kafka keeps as
+        Empty: its members are all gone).
 
         As in Kafka, a member may commit while a rebalance is being prepared
         (that is how an eager consumer commits what it consumed before giving
         its partitions up); only between a join answer and the assignment
         (CompletingRebalance) is it told REBALANCE_IN_PROGRESS.
         """
-        if generation < 0 and not member_id:
+        group = self.groups.get(group_id)
+        if generation < 0 and (group is None or not group.members):
             return NONE
+        if generation < 0 and not member_id and instance_id is None:
+            return UNKNOWN_MEMBER_ID
         group, member, error = self._find(group_id, member_id, generation, instance_id)
         if group is None or member is None:
             return error

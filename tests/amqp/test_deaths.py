@@ -10,7 +10,7 @@ T0 = 1_700_000_000_000  # epoch milliseconds
 
 
 def test_a_first_death_is_one_entry_with_rabbitmqs_fields() -> None:
-    [entry] = record_death(None, "q", "expired", "ex", "rk", T0 + 999, "5000")
+    [entry] = record_death(None, "q", "expired", "ex", ["rk"], T0 + 999, "5000")
     assert entry == {
         "count": 1,
         "reason": "expired",
@@ -23,9 +23,9 @@ def test_a_first_death_is_one_entry_with_rabbitmqs_fields() -> None:
 
 
 def test_a_repeated_death_counts_up_its_entry_and_moves_it_to_the_front() -> None:
-    deaths = record_death(None, "work", "rejected", "", "work", T0, None)
-    deaths = record_death(deaths, "retry", "expired", "", "retry", T0 + 5000, None)
-    deaths = record_death(deaths, "work", "rejected", "other", "k", T0 + 9000, None)
+    deaths = record_death(None, "work", "rejected", "", ["work"], T0, None)
+    deaths = record_death(deaths, "retry", "expired", "", ["retry"], T0 + 5000, None)
+    deaths = record_death(deaths, "work", "rejected", "other", ["k"], T0 + 9000, None)
     assert [(d["queue"], d["reason"], d["count"]) for d in deaths] == [  # type: ignore[index]
         ("work", "rejected", 2),
         ("retry", "expired", 1),
@@ -41,8 +41,8 @@ def test_a_repeated_death_counts_up_its_entry_and_moves_it_to_the_front() -> Non
 
 
 def test_the_same_queue_for_another_reason_is_another_entry() -> None:
-    deaths = record_death(None, "q", "expired", "", "q", T0, None)
-    deaths = record_death(deaths, "q", "maxlen", "", "q", T0, None)
+    deaths = record_death(None, "q", "expired", "", ["q"], T0, None)
+    deaths = record_death(deaths, "q", "maxlen", "", ["q"], T0, None)
     assert [(d["reason"], d["count"]) for d in deaths] == [  # type: ignore[index]
         ("maxlen", 1),
         ("expired", 1),
@@ -50,9 +50,9 @@ def test_the_same_queue_for_another_reason_is_another_entry() -> None:
 
 
 def test_a_clients_garbage_is_kept_behind_the_new_entry() -> None:
-    assert record_death("nonsense", "q", "expired", "", "q", T0, None)[0]["count"] == 1  # type: ignore[index]
+    assert record_death("nonsense", "q", "expired", "", ["q"], T0, None)[0]["count"] == 1  # type: ignore[index]
     deaths = record_death(
-        [7, {"queue": "q", "reason": "expired", "count": "x"}], "q", "expired", "", "q", T0, None
+        [7, {"queue": "q", "reason": "expired", "count": "x"}], "q", "expired", "", ["q"], T0, None
     )
     assert deaths[0] == {"queue": "q", "reason": "expired", "count": 1}
     assert deaths[1:] == [7]

@@ -16,6 +16,7 @@ import pytest
 import minibroker
 from kafka_wire.kafka_clients import (
     CLIENTS,
+    SESSION_MS,
     STATIC_SESSION_MS,
     Confluent,
     KafkaClient,
@@ -153,6 +154,26 @@ def test_a_second_member_takes_over_partitions_and_nothing_is_lost(
     assert two.seen, "the new member consumed its share"
 
 
+def test_a_closing_member_leaves_and_the_other_takes_over_before_its_session_ends(
+    client: KafkaClient, minibroker_kafka_bootstrap: KafkaBootstrap
+) -> None:
+    """A dynamic consumer's close sends LeaveGroup (librdkafka and aiokafka v1,
+    kafka-python v3 since it is offered): the member left gets every
+    partition at once, not after the closed one's session (6 s) ran out."""
+    kafka = minibroker_kafka_bootstrap
+    client.create_topic(kafka, "jobs", 2)
+    one = Member(client.name, kafka, "jobs", "leavers", None)
+    wait_for(lambda: one.assignment == {0, 1}, "the first member's assignment")
+    two = Member(client.name, kafka, "jobs", "leavers", None)
+    wait_for(lambda: len(one.assignment) == len(two.assignment) == 1, "the partitions shared")
+    two.stop()
+    started = time.monotonic()
+    wait_for(lambda: one.assignment == {0, 1}, "the member left to take both partitions")
+    took = time.monotonic() - started
+    one.stop()
+    assert took < SESSION_MS / 1000 / 2
+
+
 def test_a_restarted_static_member_takes_its_place_without_waiting_for_its_session(
     client: KafkaClient, minibroker_kafka_bootstrap: KafkaBootstrap
 ) -> None:
@@ -202,6 +223,97 @@ def test_a_restarted_static_member_gets_its_partitions_back_without_a_rebalance(
     one.stop()
     assert revoked_after == revoked, "the other member went through a rebalance"
     assert kept == {0, 1} - held
+
+
+def test_an_operator_removes_a_departed_static_member_and_the_group_goes_on_at_once(
+    client: KafkaClient, minibroker_kafka_bootstrap: KafkaBootstrap
+) -> None:
+    """KIP-345's remedy for a static member that will not come back: remove
+    its instance with LeaveGroup v3 (kafka-python's ``remove_group_members``),
+    and the members left take its partitions over at once instead of after
+    its session (30 s). Before LeaveGroup v3 was served, kafka-python refused
+    ("requires LeaveGroup v3+")."""
+    from kafka.admin import KafkaAdminClient, MemberToRemove
+    from kafka.errors import NoError, UnknownMemberIdError
+
+    kafka = minibroker_kafka_bootstrap
+    client.create_topic(kafka, "jobs", 2)
+    one = Member(client.name, kafka, "jobs", "pair", None, instance="worker-1")
+    wait_for(lambda: one.assignment == {0, 1}, "the first member's assignment")
+    two = Member(client.name, kafka, "jobs", "pair", None, instance="worker-2")
+    wait_for(lambda: len(one.assignment) == len(two.assignment) == 1, "the partitions shared")
+    two.stop()  # a static member sends no LeaveGroup
+    started = time.monotonic()
+    admin = KafkaAdminClient(**kafka.kwargs())
+    try:
+        removed = admin.remove_group_members(
+            "pair",
+            [MemberToRemove(group_instance_id="worker-2"), MemberToRemove(member_id="nobody")],
+        )
+    finally:
+        admin.close()
+    assert sorted(removed.items()) == [("nobody", UnknownMemberIdError), ("worker-2", NoError)]
+    wait_for(lambda: one.assignment == {0, 1}, "the member left to take both partitions")
+    took = time.monotonic() - started
+    one.stop()
+    assert took < STATIC_SESSION_MS / 1000 / 3
+
+
+@pytest.mark.parametrize("client_name", ["confluent-kafka", "kafka-python"])
+def test_a_simple_consumer_may_not_commit_for_a_group_with_live_members(
+    client_name: str,
+    minibroker_kafka_bootstrap: KafkaBootstrap,
+    minibroker_kafka_server: ThreadedBroker,
+) -> None:
+    """A consumer using ``assign()`` commits with generation -1 and no member
+    id. Kafka accepts that only while the group has no members; with a live
+    member, the commit is UNKNOWN_MEMBER_ID, so it cannot overwrite the
+    offsets of partitions the member owns. Once the group is empty it may."""
+    kafka = minibroker_kafka_bootstrap
+    client = next(each for each in CLIENTS if each.name == client_name)
+    client.create_topic(kafka, "jobs", 1)
+    client.produce(kafka, "jobs", VALUES[:4])
+    live = Member(client_name, kafka, "jobs", "owners", None)
+    wait_for(lambda: len(live.seen) == 4, "the live member's records")
+    commit = _simple_commit_confluent if client_name == "confluent-kafka" else _simple_commit_kp
+    assert commit(kafka, "owners", 1) == "UNKNOWN_MEMBER_ID"
+    assert _log(minibroker_kafka_server, kafka, "jobs-0").groups["owners"].committed == 4
+    live.stop()
+    assert commit(kafka, "owners", 1) == "NONE"
+    assert _log(minibroker_kafka_server, kafka, "jobs-0").groups["owners"].committed == 1
+
+
+def _simple_commit_confluent(kafka: KafkaBootstrap, group: str, offset: int) -> str:
+    """Commit ``offset`` of jobs-0 for ``group`` from an ``assign()`` consumer: the error name."""
+    from confluent_kafka import KafkaException, TopicPartition
+
+    consumer = Confluent().consumer(kafka, group, **{"enable.auto.commit": False})
+    consumer.assign([TopicPartition("jobs", 0, 0)])
+    try:
+        consumer.commit(offsets=[TopicPartition("jobs", 0, offset)], asynchronous=False)
+    except KafkaException as exc:
+        return str(exc.args[0].name())
+    finally:
+        consumer.close()
+    return "NONE"
+
+
+def _simple_commit_kp(kafka: KafkaBootstrap, group: str, offset: int) -> str:
+    """As :func:`_simple_commit_confluent`, through kafka-python."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.errors import CommitFailedError, UnknownMemberIdError
+    from kafka.structs import OffsetAndMetadata
+
+    consumer = KafkaConsumer(**kafka.kwargs(group_id=group, enable_auto_commit=False))
+    consumer.assign([TopicPartition("jobs", 0)])
+    try:
+        consumer.commit({TopicPartition("jobs", 0): OffsetAndMetadata(offset, "", -1)})
+    except CommitFailedError as exc:  # kafka-python wraps the broker's error
+        [cause] = exc.args
+        return "UNKNOWN_MEMBER_ID" if isinstance(cause, UnknownMemberIdError) else repr(cause)
+    finally:
+        consumer.close()
+    return "NONE"
 
 
 @pytest.mark.parametrize("client_name", ["confluent-kafka", "kafka-python"])

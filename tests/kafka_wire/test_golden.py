@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from kafka_wire.test_session import VERSIONS, _request, prepared_session
-from kafka_wire.wire_helpers import encode_request, frame
+from kafka_wire.wire_helpers import encode_request, frame, request_class
+from minibroker.kafka import wire
 from minibroker.kafka.groups import JoinResult
 
 GOLDEN = Path(__file__).with_name("golden.json")
@@ -64,7 +65,10 @@ def test_golden_exchange(api_key: int, version: int) -> None:
 #: "fenced" and "replaced" requests come from the old incarnation, with and
 #: without the instance id in the request (FENCED_INSTANCE_ID, as Kafka
 #: answers, against UNKNOWN_MEMBER_ID for versions without the field);
-#: "leader" is a static member's join whose member list names its instance.
+#: "leader" is a static member's join whose member list names its instance;
+#: "batch" a LeaveGroup v3 naming the old incarnation with its instance
+#: (FENCED_INSTANCE_ID), the instance alone (removes the new holder) and an
+#: unknown one (UNKNOWN_MEMBER_ID).
 STATIC = [
     (8, 6, "replaced"),
     (8, 7, "fenced"),
@@ -72,6 +76,7 @@ STATIC = [
     (11, 5, "fenced"),
     (11, 5, "leader"),
     (12, 2, "replaced"),
+    (13, 3, "batch"),
     (12, 3, "fenced"),
     (14, 2, "replaced"),
     (14, 3, "fenced"),
@@ -96,7 +101,17 @@ def _static_exchange(
     join()  # the restart: the first incarnation never left
     if request is None:
         values = _request(api_key, version, gone)
-        if case == "leader":
+        if case == "batch":
+            identity = request_class(13, 3, "MemberIdentity")
+            leaving = [(gone.member_id, "app-1"), ("", "app-1"), ("", "app-9")]
+            values.update(
+                group_id="s",
+                members=tuple(
+                    wire.build(identity, member_id=member, group_instance_id=instance)
+                    for member, instance in leaving
+                ),
+            )
+        elif case == "leader":
             values.update(group_id="s2", group_instance_id="app-2")
         else:
             values.update(group_id="s", member_id=gone.member_id)

@@ -151,6 +151,67 @@ def test_commits_outside_a_group_are_allowed_and_stale_generations_are_not() -> 
     assert coordinator.check_commit("g", 1, "stranger") == UNKNOWN_MEMBER_ID
 
 
+def test_commits_without_a_generation_only_while_the_group_has_no_members() -> None:
+    """Kafka's rule: an ``assign()`` consumer (generation -1, no member id) may
+    commit for an empty group only; with live members it is UNKNOWN_MEMBER_ID."""
+    coordinator = GroupCoordinator(Timers())
+    a = Answers()
+    assert coordinator.check_commit("g", -1, "") == NONE
+    join(coordinator, a)
+    member = a.joins[0].member_id
+    coordinator.sync("g", 1, member, [(member, b"p0")], a.sync, 0.0)
+    assert coordinator.check_commit("g", -1, "") == UNKNOWN_MEMBER_ID
+    assert coordinator.check_commit("g", -1, "", instance_id="app-1") == UNKNOWN_MEMBER_ID
+    assert coordinator.check_commit("g", -1, member) == ILLEGAL_GENERATION
+    assert coordinator.leave("g", member, 0.0) == NONE
+    assert coordinator.check_commit("g", -1, "") == NONE
+    assert coordinator.check_commit("g", 1, member) == UNKNOWN_MEMBER_ID
+
+
+def test_a_batch_leave_removes_static_members_by_instance_and_checks_each() -> None:
+    """LeaveGroup v3: each (member id, instance id) answered as Kafka does; one
+    round for the members left, which they join at once."""
+    coordinator = GroupCoordinator(Timers())
+    a, b, c = Answers(), Answers(), Answers()
+    static_join(coordinator, a, 0.0, instance="app-1")
+    static_join(coordinator, b, 0.0, instance="app-2")
+    one = a.joins[0].member_id
+    static_join(coordinator, a, 0.0, instance="app-1", member_id=one)
+    two = b.joins[0].member_id
+    join(coordinator, c, now=0.0, protocols=(("range", subscription("jobs")),))
+    static_join(coordinator, a, 0.0, instance="app-1", member_id=one)
+    static_join(coordinator, b, 0.0, instance="app-2", member_id=two)
+    dynamic = c.joins[0].member_id
+    answers = coordinator.leave_members(
+        "g",
+        [
+            ("", "app-2"),  # an operator removing the instance, whoever holds it
+            (two, "app-2"),  # gone by now
+            ("stale-id", "app-1"),  # not the member holding app-1: fenced
+            (dynamic, None),
+            ("", "nobody"),
+        ],
+        1.0,
+    )
+    assert answers == [
+        ("", "app-2", NONE),
+        (two, "app-2", UNKNOWN_MEMBER_ID),
+        ("stale-id", "app-1", FENCED_INSTANCE_ID),
+        (dynamic, None, NONE),
+        ("", "nobody", UNKNOWN_MEMBER_ID),
+    ]
+    group = coordinator.groups["g"]
+    assert list(group.members) == [one] and group.instances == {"app-1": one}
+    assert coordinator.heartbeat("g", group.generation, one, 1.0) == REBALANCE_IN_PROGRESS
+    static_join(coordinator, a, 1.0, instance="app-1", member_id=one)
+    assert a.joins[-1].error == NONE and len(a.joins[-1].members) == 1
+    assert coordinator.leave_members("g", [("", "app-1")], 2.0) == [("", "app-1", NONE)]
+    assert "g" not in coordinator.groups
+    assert coordinator.leave_members("g", [(one, "app-1")], 2.0) == [
+        (one, "app-1", UNKNOWN_MEMBER_ID)
+    ]
+
+
 def subscription(*topics: str, user_data: bytes = b"") -> bytes:
     """A ConsumerProtocol subscription (v0): version, topics, user data."""
     out = (0).to_bytes(2, "big") + len(topics).to_bytes(4, "big")

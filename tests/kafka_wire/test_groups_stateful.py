@@ -10,7 +10,8 @@ timeouts see to it), so a client never hangs.
 
 Client ``c`` is a static member (``group.instance.id``) that may restart at
 any moment: its new incarnation takes the old one's place (and, in a stable
-group, its assignment, without a round), the old one is fenced.
+group, its assignment, without a round), the old one is fenced; an operator
+may remove it by its instance id (LeaveGroup v3) at any moment too.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from minibroker.core.timers import Timers
 from minibroker.kafka.groups import (
     FENCED_INSTANCE_ID,
     NONE,
+    UNKNOWN_MEMBER_ID,
     GroupCoordinator,
     GroupState,
     JoinResult,
@@ -160,6 +162,27 @@ class GroupMachine(RuleBasedStateMachine):
             self.member[client] = None
             group = self.coordinator.groups.get("g")
             assert group is None or member not in group.members
+
+    @rule(with_others=st.booleans())
+    def remove_the_static_instance(self, with_others: bool) -> None:
+        """An operator removes ``c`` by its instance id (LeaveGroup v3), maybe
+        with ``a`` by member id in the same batch: whoever holds the instance
+        is gone, and ``c``'s own member id no longer works."""
+        group = self.coordinator.groups.get("g")
+        holder = None if group is None else group.instances.get(INSTANCE)
+        leaving: list[tuple[str, str | None]] = [("", INSTANCE)]
+        other = self.member["a"] if with_others else None
+        if other is not None:
+            leaving.append((other, None))
+        answers = self.coordinator.leave_members("g", leaving, self.now)
+        assert answers[0][2] == (NONE if holder is not None else UNKNOWN_MEMBER_ID)
+        group = self.coordinator.groups.get("g")
+        assert group is None or (INSTANCE not in group.instances and holder not in group.members)
+        if holder is not None:
+            self.member[STATIC] = None
+        if other is not None:
+            assert group is None or other not in group.members
+            self.member["a"] = None
 
     @rule(seconds=st.sampled_from([0.5, 5.0, 11.0, 25.0]))
     def time_passes(self, seconds: float) -> None:

@@ -48,7 +48,7 @@ ADVERTISED_BYTES = b"".join(
         (10, 0, 2),
         (11, 0, 5),
         (12, 0, 3),
-        (13, 0, 1),
+        (13, 0, 3),
         (14, 0, 3),
         (15, 0, 2),
         (16, 0, 2),
@@ -278,7 +278,13 @@ def _request(api_key: int, version: int, member: JoinResult) -> dict[str, Any]:
             "protocols": (nested("JoinGroupRequestProtocol", name="range", metadata=b"m"),),
         },
         12: lambda: group,
-        13: lambda: {"group_id": "g", "member_id": member.member_id},
+        13: lambda: {
+            "group_id": "g",
+            "member_id": member.member_id,
+            "members": (nested("MemberIdentity", member_id=member.member_id),)
+            if version >= 3
+            else (),
+        },
         14: lambda: {
             **group,
             "assignments": (

@@ -130,11 +130,32 @@ def heartbeat(session: KafkaSession, slot: Slot, request: Any) -> Any:
 
 
 def leave_group(session: KafkaSession, slot: Slot, request: Any) -> Any:
-    error = int(GROUP_AUTHORIZATION_FAILED)
-    if may_group(session, request.group_id):
-        error = session.ns.groups.leave(request.group_id, request.member_id, session.now)
-    cls = wire.response_class(13, slot.version)
-    return wire.build(cls, throttle_time=NO_THROTTLE, error_code=ErrorCode(error))
+    """LeaveGroup: v0-2 one member by its id; v3 a batch of members, each by
+    member id or ``group.instance.id`` (KIP-345), answered member by member."""
+    if slot.version < 3:
+        error = int(GROUP_AUTHORIZATION_FAILED)
+        if may_group(session, request.group_id):
+            error = session.ns.groups.leave(request.group_id, request.member_id, session.now)
+        cls = wire.response_class(13, slot.version)
+        return wire.build(cls, throttle_time=NO_THROTTLE, error_code=ErrorCode(error))
+    cls, member_cls = wire.response_classes(13, slot.version, "MemberResponse")
+    if not may_group(session, request.group_id):
+        # Kafka's error answer: the code at the top, no members.
+        return wire.build(
+            cls, throttle_time=NO_THROTTLE, error_code=GROUP_AUTHORIZATION_FAILED, members=()
+        )
+    answers = session.ns.groups.leave_members(
+        request.group_id,
+        [(each.member_id, each.group_instance_id) for each in request.members],
+        session.now,
+    )
+    members = tuple(
+        wire.build(
+            member_cls, member_id=member_id, group_instance_id=instance, error_code=ErrorCode(error)
+        )
+        for member_id, instance, error in answers
+    )
+    return wire.build(cls, throttle_time=NO_THROTTLE, error_code=NONE, members=members)
 
 
 def offset_commit(session: KafkaSession, slot: Slot, request: Any) -> Any:
