@@ -110,6 +110,10 @@ class ChannelConsumer:
             limit = min(limit, channel.global_prefetch - channel.consumer_unacked)
         return limit
 
+    def room(self) -> int:
+        """Bytes of deliveries the connection's outbound buffer may still take."""
+        return self.channel.session.out_room
+
     def deliver(self, queue: Queue, messages: list[Message], now: float) -> None:
         """Encode the fetched messages (one write for the batch) and note them unacked."""
         channel = self.channel

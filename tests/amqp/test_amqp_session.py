@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from amqp_wire import publish_frames
 from pamqp import body, commands, frame, header
 
@@ -360,6 +361,42 @@ def test_a_chunk_of_publishes_is_fed_to_the_consumer_in_one_fetch() -> None:
         b"m6",
         b"m7",
     ]
+
+
+@pytest.mark.parametrize("no_ack", [False, True])
+def test_a_consumer_that_does_not_read_is_fed_no_more_than_its_buffer_takes(
+    no_ack: bool,
+) -> None:
+    """With no prefetch limit (or no_ack), one fetch could hand a consumer
+    PULL_BATCH messages: 40 of 100 kB went into the buffer of a client that
+    never read, the whole queue moved into that connection's memory. A
+    fetch is bounded by the room below the outbound high-water mark (the
+    first message goes whatever its size); the rest follow as it drains."""
+    broker = Broker()
+    publisher = _open(broker, hold=False)
+    consumer = AmqpSession(broker, 2, AmqpSettings(authenticate=lambda token: object()))
+    consumer.receive_data(b"AMQP\x00\x00\x09\x01")
+    consumer.receive_data(
+        frame.marshal(commands.Connection.StartOk({}, "PLAIN", "\0u\0p"), 0)
+        + frame.marshal(commands.Connection.TuneOk(2047, 131072, 0), 0)
+        + frame.marshal(commands.Connection.Open("/"), 0)
+        + frame.marshal(commands.Channel.Open(), 1)
+        + frame.marshal(commands.Basic.Consume(queue="q", consumer_tag="c", no_ack=no_ack), 1)
+    )
+    consumer.data_to_send()
+    size, count = 100_000, 40
+    publisher.receive_data(
+        b"".join(publish_frames(bytes([i]) * size) for i in range(count))
+    )
+    high_water = consumer.settings.outbound_high_water
+    assert broker.namespace().queues.get("q").ready_count > count // 2  # waiting there
+    received: list[bytes] = []
+    while len(received) < count:
+        out = consumer.data_to_send()  # drained: the next batch is fetched
+        assert out, f"stalled after {len(received)} messages"
+        assert len(out) <= high_water + size + 1024
+        received += [f.value for f in _frames(out) if isinstance(f, body.ContentBody)]
+    assert received == [bytes([i]) * size for i in range(count)]
 
 
 def test_a_consumer_gets_no_more_deliveries_after_its_clients_eof() -> None:
