@@ -853,7 +853,9 @@ def _expiration(value: str | None) -> float | None:
     """The ``expiration`` property (milliseconds, as a string) in seconds."""
     if value is None or value == "":
         return None
-    if not value.isdigit():
+    # ASCII digits only, as RabbitMQ: str.isdigit() also takes "²" (which
+    # int() refuses: an internal error, 541) and "٣" (which it reads as 3).
+    if not (value.isascii() and value.isdigit()):
         raise SoftError(PRECONDITION_FAILED, f"invalid expiration '{value}'", Basic.Publish.index)
     # "0" is RabbitMQ's "now or never": to a consumer ready at once, else
     # expired (the core's rule for a ttl of 0, Queue.put).

@@ -399,6 +399,28 @@ def test_a_consumer_that_does_not_read_is_fed_no_more_than_its_buffer_takes(
     assert received == [bytes([i]) * size for i in range(count)]
 
 
+@pytest.mark.parametrize("expiration", ["\u00b2", "\u0663", "1\u00b2", "-1", "1e3"])
+def test_an_expiration_of_anything_but_ascii_digits_closes_the_channel_406(
+    expiration: str,
+) -> None:
+    """"²" passed str.isdigit() and then failed int(): the connection was
+    closed with 541 INTERNAL_ERROR and a traceback logged; "٣" was read as 3."""
+    broker = Broker()
+    session = _open(broker, hold=False)
+    payload = b"x"
+    session.receive_data(
+        frame.marshal(commands.Basic.Publish(exchange="", routing_key="q"), 1)
+        + frame.marshal(
+            header.ContentHeader(0, 1, commands.Basic.Properties(expiration=expiration)), 1
+        )
+        + frame.marshal(body.ContentBody(payload), 1)
+    )
+    [close] = _frames(session.data_to_send())
+    assert isinstance(close, commands.Channel.Close), close
+    assert close.reply_code == 406
+    assert broker.namespace().queues.get("q").ready_count == 0
+
+
 def test_a_consumer_gets_no_more_deliveries_after_its_clients_eof() -> None:
     """After EOF (``eof_received``) a client can no longer ack: what is
     published to its queue stays ready for other consumers, and nothing keeps
