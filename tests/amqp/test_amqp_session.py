@@ -385,9 +385,7 @@ def test_a_consumer_that_does_not_read_is_fed_no_more_than_its_buffer_takes(
     )
     consumer.data_to_send()
     size, count = 100_000, 40
-    publisher.receive_data(
-        b"".join(publish_frames(bytes([i]) * size) for i in range(count))
-    )
+    publisher.receive_data(b"".join(publish_frames(bytes([i]) * size) for i in range(count)))
     high_water = consumer.settings.outbound_high_water
     assert broker.namespace().queues.get("q").ready_count > count // 2  # waiting there
     received: list[bytes] = []
@@ -403,7 +401,7 @@ def test_a_consumer_that_does_not_read_is_fed_no_more_than_its_buffer_takes(
 def test_an_expiration_of_anything_but_ascii_digits_closes_the_channel_406(
     expiration: str,
 ) -> None:
-    """"²" passed str.isdigit() and then failed int(): the connection was
+    """ "²" passed str.isdigit() and then failed int(): the connection was
     closed with 541 INTERNAL_ERROR and a traceback logged; "٣" was read as 3."""
     broker = Broker()
     session = _open(broker, hold=False)
@@ -419,6 +417,26 @@ def test_an_expiration_of_anything_but_ascii_digits_closes_the_channel_406(
     assert isinstance(close, commands.Channel.Close), close
     assert close.reply_code == 406
     assert broker.namespace().queues.get("q").ready_count == 0
+
+
+@pytest.mark.parametrize(
+    ("vhost", "opens"), [("a b", False), ("%2f", False), ("ok.v-1_", True), ("/", True)]
+)
+def test_a_vhost_must_be_a_valid_namespace_name(vhost: str, opens: bool) -> None:
+    """docs/amqp.md: a valid namespace name opens, any other is 530 NOT_ALLOWED."""
+    session = AmqpSession(Broker(), 1, AmqpSettings(authenticate=lambda token: object()))
+    session.receive_data(b"AMQP\x00\x00\x09\x01")
+    session.receive_data(
+        frame.marshal(commands.Connection.StartOk({}, "PLAIN", "\0u\0p"), 0)
+        + frame.marshal(commands.Connection.TuneOk(2047, 131072, 0), 0)
+        + frame.marshal(commands.Connection.Open(vhost), 0)
+    )
+    last = _frames(session.data_to_send())[-1]
+    if opens:
+        assert isinstance(last, commands.Connection.OpenOk)
+    else:
+        assert isinstance(last, commands.Connection.Close) and last.reply_code == 530
+        assert "may only contain" in last.reply_text
 
 
 def test_a_consumer_gets_no_more_deliveries_after_its_clients_eof() -> None:
