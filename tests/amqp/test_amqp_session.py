@@ -501,6 +501,52 @@ def test_a_closing_connection_gets_no_direct_replies() -> None:
     assert requester.data_to_send() == b""
 
 
+def test_direct_replies_to_a_requester_that_does_not_read_are_bounded() -> None:
+    """A reply is written past the high-water mark, but 200 MiB of replies to
+    a requester that stopped reading were all buffered (measured from
+    outside). Past max_content_in_progress of unsent output a reply is
+    dropped, and a mandatory one comes back to its publisher as NO_ROUTE."""
+    broker = Broker()
+    requester = _open(broker, hold=False, content_budget=1 << 20)
+    requester.receive_data(
+        frame.marshal(commands.Channel.Open(), 2)
+        + frame.marshal(
+            commands.Basic.Consume(queue="amq.rabbitmq.reply-to", consumer_tag="r", no_ack=True), 2
+        )
+        + frame.marshal(commands.Basic.Publish(exchange="", routing_key="q"), 2)
+        + frame.marshal(
+            header.ContentHeader(0, 3, commands.Basic.Properties(reply_to="amq.rabbitmq.reply-to")),
+            2,
+        )
+        + frame.marshal(body.ContentBody(b"req"), 2)
+    )
+    requester.data_to_send()
+    server = _open(broker, hold=False)
+    server.receive_data(frame.marshal(commands.Basic.Get(queue="q", no_ack=True), 1))
+    _, content_header, _ = _frames(server.data_to_send())
+    reply_to = content_header.properties.reply_to
+    size = 100_000
+    reply = (
+        frame.marshal(commands.Basic.Publish(exchange="", routing_key=reply_to, mandatory=True), 1)
+        + frame.marshal(header.ContentHeader(0, size, commands.Basic.Properties()), 1)
+        + frame.marshal(body.ContentBody(b"r" * size), 1)
+    )
+    returned = []
+    for _ in range(30):  # 3 MB of replies; the requester reads none
+        server.receive_data(reply)
+        returned += [
+            f for f in _frames(server.data_to_send()) if isinstance(f, commands.Basic.Return)
+        ]
+    pending = requester.data_to_send()
+    assert len(pending) <= (1 << 20) + size + 1024
+    delivered = [f for f in _frames(pending) if isinstance(f, commands.Basic.Deliver)]
+    assert len(delivered) + len(returned) == 30
+    assert returned and all(r.reply_code == 312 for r in returned)
+    server.receive_data(reply)  # read now: replies go through again
+    assert not any(isinstance(f, commands.Basic.Return) for f in _frames(server.data_to_send()))
+    assert any(isinstance(f, commands.Basic.Deliver) for f in _frames(requester.data_to_send()))
+
+
 def test_publishes_cut_at_every_byte_arrive_whole() -> None:
     broker = Broker()
     publisher = _open(broker, hold=False)
