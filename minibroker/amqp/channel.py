@@ -112,6 +112,10 @@ class ChannelConsumer:
             limit = min(limit, channel.global_prefetch - channel.consumer_unacked)
         return limit
 
+    def room(self) -> int:
+        """Bytes of deliveries the connection's outbound buffer may still take."""
+        return self.channel.session.out_room
+
     def deliver(self, queue: Queue, messages: list[Message], now: float) -> None:
         """Encode the fetched messages (one write for the batch) and note them unacked."""
         channel = self.channel
@@ -405,9 +409,10 @@ class Channel:
         generation = durability.generation
         if reply:
             target = vhost.reply_targets.get(key[len(_REPLY_PREFIX) :])
-            taken, refused = (0, 0) if target is None else (1, 0)
-            if target is not None:
-                target[1].deliver_reply(key, raw, publish.exchange, body)
+            delivered = target is not None and target[1].deliver_reply(
+                key, raw, publish.exchange, body
+            )
+            taken, refused = (1 if delivered else 0), 0
         else:
             message = to_core(publish.exchange, key, raw, headers, body, bcc)
             ttl = None if expiration is None else _expiration(expiration)
@@ -465,14 +470,26 @@ class Channel:
 
     def deliver_reply(
         self, routing_key: str, properties: bytes, exchange: str, body: bytes
-    ) -> None:
-        """A direct reply for this channel's ``amq.rabbitmq.reply-to`` consumer (no ack)."""
-        if self.closing or self.reply_token is None or not self.session.delivering:
-            return
+    ) -> bool:
+        """A direct reply for this channel's ``amq.rabbitmq.reply-to`` consumer (no ack).
+
+        A reply goes out at once, past the outbound high-water mark (it has
+        no queue to wait in), but not past ``max_content_in_progress`` of
+        unsent output: a requester that stopped reading would otherwise
+        have every reply a responder sends it buffered here, without limit.
+        Beyond that the reply is dropped, as one to a requester that is
+        gone, and the publisher learns it as unroutable (False).
+        """
+        session = self.session
+        if self.closing or self.reply_token is None or not session.delivering:
+            return False
+        if session.pending_output > session.settings.max_content_in_progress:
+            return False
         tag = self.next_tag
         self.next_tag = tag + 1
         self.write_delivery(self._reply_tag, tag, False, exchange, routing_key, properties, body)
-        self.session.wakeup()
+        session.wakeup()
+        return True
 
     # ------------------------------------------------------------- settling
 
@@ -883,7 +900,9 @@ def _expiration(value: str | None) -> float | None:
     """The ``expiration`` property (milliseconds, as a string) in seconds."""
     if value is None or value == "":
         return None
-    if not value.isdigit():
+    # ASCII digits only, as RabbitMQ: str.isdigit() also takes "²" (which
+    # int() refuses: an internal error, 541) and "٣" (which it reads as 3).
+    if not (value.isascii() and value.isdigit()):
         raise SoftError(PRECONDITION_FAILED, f"invalid expiration '{value}'", Basic.Publish.index)
     # "0" is RabbitMQ's "now or never": to a consumer ready at once, else
     # expired (the core's rule for a ttl of 0, Queue.put).

@@ -780,6 +780,16 @@ class AmqpSession(WireSession):
     def over_high_water(self) -> bool:
         return self._out_bytes >= self.settings.outbound_high_water
 
+    @property
+    def pending_output(self) -> int:
+        """Bytes written and not yet handed to the socket."""
+        return self._out_bytes
+
+    @property
+    def out_room(self) -> int:
+        """Bytes the outbound buffer may still take before the high-water mark."""
+        return self.settings.outbound_high_water - self._out_bytes
+
     def has_output(self) -> bool:
         return bool(self._out)
 

@@ -52,6 +52,10 @@ class Consumer(Protocol):
         """How many more messages it may take now (0: none)."""
         ...
 
+    def room(self) -> int:
+        """Bytes of deliveries its connection's outbound buffer may still take."""
+        ...
+
     def deliver(self, queue: Queue, messages: list[Message], now: float) -> None:
         """Send the fetched ``messages`` (encode them before calling into ``queue``)."""
         ...
@@ -171,7 +175,18 @@ class Consumers:
                     idle += 1
                     continue
                 take = min(credit, PULL_BATCH) if len(consumers) == 1 else 1
-                messages = queue.fetch(consumer.peer, take, now, UNTIL_SETTLED)
+                # A batch is bounded by what the consumer's outbound buffer
+                # may still take, as a native fetch by its frame: else a
+                # client that stops reading with no prefetch limit (or
+                # no_ack) is handed PULL_BATCH big messages at once, up to
+                # 2 GiB of buffer. The first message goes whatever its size.
+                messages = queue.fetch(
+                    consumer.peer,
+                    take,
+                    now,
+                    UNTIL_SETTLED,
+                    consumer.room() if take > 1 else None,
+                )
                 if not messages:
                     return  # everything ready had expired
                 consumer.deliver(queue, messages, now)

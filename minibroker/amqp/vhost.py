@@ -82,7 +82,9 @@ class ReplyTarget(Protocol):
 
     def deliver_reply(
         self, routing_key: str, properties: bytes, exchange: str, body: bytes
-    ) -> None: ...
+    ) -> bool:
+        """Send the reply; False if it was dropped (see ``Channel.deliver_reply``)."""
+        ...
 
 
 @dataclass(eq=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from amqp_wire import publish_frames
 from pamqp import body, commands, frame, header
 
@@ -362,6 +363,82 @@ def test_a_chunk_of_publishes_is_fed_to_the_consumer_in_one_fetch() -> None:
     ]
 
 
+@pytest.mark.parametrize("no_ack", [False, True])
+def test_a_consumer_that_does_not_read_is_fed_no_more_than_its_buffer_takes(
+    no_ack: bool,
+) -> None:
+    """With no prefetch limit (or no_ack), one fetch could hand a consumer
+    PULL_BATCH messages: 40 of 100 kB went into the buffer of a client that
+    never read, the whole queue moved into that connection's memory. A
+    fetch is bounded by the room below the outbound high-water mark (the
+    first message goes whatever its size); the rest follow as it drains."""
+    broker = Broker()
+    publisher = _open(broker, hold=False)
+    consumer = AmqpSession(broker, 2, AmqpSettings(authenticate=lambda token: object()))
+    consumer.receive_data(b"AMQP\x00\x00\x09\x01")
+    consumer.receive_data(
+        frame.marshal(commands.Connection.StartOk({}, "PLAIN", "\0u\0p"), 0)
+        + frame.marshal(commands.Connection.TuneOk(2047, 131072, 0), 0)
+        + frame.marshal(commands.Connection.Open("/"), 0)
+        + frame.marshal(commands.Channel.Open(), 1)
+        + frame.marshal(commands.Basic.Consume(queue="q", consumer_tag="c", no_ack=no_ack), 1)
+    )
+    consumer.data_to_send()
+    size, count = 100_000, 40
+    publisher.receive_data(b"".join(publish_frames(bytes([i]) * size) for i in range(count)))
+    high_water = consumer.settings.outbound_high_water
+    assert broker.namespace().queues.get("q").ready_count > count // 2  # waiting there
+    received: list[bytes] = []
+    while len(received) < count:
+        out = consumer.data_to_send()  # drained: the next batch is fetched
+        assert out, f"stalled after {len(received)} messages"
+        assert len(out) <= high_water + size + 1024
+        received += [f.value for f in _frames(out) if isinstance(f, body.ContentBody)]
+    assert received == [bytes([i]) * size for i in range(count)]
+
+
+@pytest.mark.parametrize("expiration", ["\u00b2", "\u0663", "1\u00b2", "-1", "1e3"])
+def test_an_expiration_of_anything_but_ascii_digits_closes_the_channel_406(
+    expiration: str,
+) -> None:
+    """ "²" passed str.isdigit() and then failed int(): the connection was
+    closed with 541 INTERNAL_ERROR and a traceback logged; "٣" was read as 3."""
+    broker = Broker()
+    session = _open(broker, hold=False)
+    payload = b"x"
+    session.receive_data(
+        frame.marshal(commands.Basic.Publish(exchange="", routing_key="q"), 1)
+        + frame.marshal(
+            header.ContentHeader(0, 1, commands.Basic.Properties(expiration=expiration)), 1
+        )
+        + frame.marshal(body.ContentBody(payload), 1)
+    )
+    [close] = _frames(session.data_to_send())
+    assert isinstance(close, commands.Channel.Close), close
+    assert close.reply_code == 406
+    assert broker.namespace().queues.get("q").ready_count == 0
+
+
+@pytest.mark.parametrize(
+    ("vhost", "opens"), [("a b", False), ("%2f", False), ("ok.v-1_", True), ("/", True)]
+)
+def test_a_vhost_must_be_a_valid_namespace_name(vhost: str, opens: bool) -> None:
+    """docs/amqp.md: a valid namespace name opens, any other is 530 NOT_ALLOWED."""
+    session = AmqpSession(Broker(), 1, AmqpSettings(authenticate=lambda token: object()))
+    session.receive_data(b"AMQP\x00\x00\x09\x01")
+    session.receive_data(
+        frame.marshal(commands.Connection.StartOk({}, "PLAIN", "\0u\0p"), 0)
+        + frame.marshal(commands.Connection.TuneOk(2047, 131072, 0), 0)
+        + frame.marshal(commands.Connection.Open(vhost), 0)
+    )
+    last = _frames(session.data_to_send())[-1]
+    if opens:
+        assert isinstance(last, commands.Connection.OpenOk)
+    else:
+        assert isinstance(last, commands.Connection.Close) and last.reply_code == 530
+        assert "may only contain" in last.reply_text
+
+
 def test_a_consumer_gets_no_more_deliveries_after_its_clients_eof() -> None:
     """After EOF (``eof_received``) a client can no longer ack: what is
     published to its queue stays ready for other consumers, and nothing keeps
@@ -422,6 +499,52 @@ def test_a_closing_connection_gets_no_direct_replies() -> None:
         + frame.marshal(body.ContentBody(b"reply"), 1)
     )
     assert requester.data_to_send() == b""
+
+
+def test_direct_replies_to_a_requester_that_does_not_read_are_bounded() -> None:
+    """A reply is written past the high-water mark, but 200 MiB of replies to
+    a requester that stopped reading were all buffered (measured from
+    outside). Past max_content_in_progress of unsent output a reply is
+    dropped, and a mandatory one comes back to its publisher as NO_ROUTE."""
+    broker = Broker()
+    requester = _open(broker, hold=False, content_budget=1 << 20)
+    requester.receive_data(
+        frame.marshal(commands.Channel.Open(), 2)
+        + frame.marshal(
+            commands.Basic.Consume(queue="amq.rabbitmq.reply-to", consumer_tag="r", no_ack=True), 2
+        )
+        + frame.marshal(commands.Basic.Publish(exchange="", routing_key="q"), 2)
+        + frame.marshal(
+            header.ContentHeader(0, 3, commands.Basic.Properties(reply_to="amq.rabbitmq.reply-to")),
+            2,
+        )
+        + frame.marshal(body.ContentBody(b"req"), 2)
+    )
+    requester.data_to_send()
+    server = _open(broker, hold=False)
+    server.receive_data(frame.marshal(commands.Basic.Get(queue="q", no_ack=True), 1))
+    _, content_header, _ = _frames(server.data_to_send())
+    reply_to = content_header.properties.reply_to
+    size = 100_000
+    reply = (
+        frame.marshal(commands.Basic.Publish(exchange="", routing_key=reply_to, mandatory=True), 1)
+        + frame.marshal(header.ContentHeader(0, size, commands.Basic.Properties()), 1)
+        + frame.marshal(body.ContentBody(b"r" * size), 1)
+    )
+    returned = []
+    for _ in range(30):  # 3 MB of replies; the requester reads none
+        server.receive_data(reply)
+        returned += [
+            f for f in _frames(server.data_to_send()) if isinstance(f, commands.Basic.Return)
+        ]
+    pending = requester.data_to_send()
+    assert len(pending) <= (1 << 20) + size + 1024
+    delivered = [f for f in _frames(pending) if isinstance(f, commands.Basic.Deliver)]
+    assert len(delivered) + len(returned) == 30
+    assert returned and all(r.reply_code == 312 for r in returned)
+    server.receive_data(reply)  # read now: replies go through again
+    assert not any(isinstance(f, commands.Basic.Return) for f in _frames(server.data_to_send()))
+    assert any(isinstance(f, commands.Basic.Deliver) for f in _frames(requester.data_to_send()))
 
 
 def test_publishes_cut_at_every_byte_arrive_whole() -> None:

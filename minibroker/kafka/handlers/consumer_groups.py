@@ -31,6 +31,11 @@ if TYPE_CHECKING:
 
 OFFSET_OUT_OF_RANGE: Final = ErrorCode(1)
 INVALID_GROUP_ID: Final = ErrorCode(24)
+OFFSET_METADATA_TOO_LARGE: Final = ErrorCode(12)
+#: Longest commit metadata string kept (bytes of UTF-8), as Kafka's broker
+#: default ``offset.metadata.max.bytes``: the strings are kept in memory for
+#: every group and partition, so a client must not park 32 KiB on each.
+MAX_COMMIT_METADATA_BYTES: Final = 4096
 UNKNOWN_SERVER_ERROR: Final = ErrorCode(-1)
 #: What Kafka's group coordinator answers when the offsets cannot be stored
 #: (KAFKA_STORAGE_ERROR): the client finds the coordinator again and retries.
@@ -195,6 +200,9 @@ def _commit(session: KafkaSession, group: str, topic: str, part: Any) -> ErrorCo
     log = ns.topics.partition(topic, part.partition_index)
     if log is None:
         return UNKNOWN_TOPIC_OR_PARTITION
+    metadata = part.committed_metadata
+    if metadata and len(metadata.encode()) > MAX_COMMIT_METADATA_BYTES:
+        return OFFSET_METADATA_TOO_LARGE  # and the offset is not committed, as in Kafka
     try:
         ns.core.logs.commit(log.name, group, part.committed_offset, session.now)
     except InvalidName:
@@ -205,7 +213,6 @@ def _commit(session: KafkaSession, group: str, topic: str, part: Any) -> ErrorCo
         return NOT_COORDINATOR
     except BrokerError:
         return UNKNOWN_SERVER_ERROR
-    metadata = part.committed_metadata
     if metadata:
         ns.commit_metadata[(group, log.name)] = metadata
     else:

@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 OFFSET_OUT_OF_RANGE: Final = ErrorCode(1)
 LATEST: Final = -1
 EARLIEST: Final = -2
+#: Most bytes of records one Fetch answer carries, whatever the client's
+#: ``max_bytes`` (Kafka's broker config ``fetch.max.bytes``, 55 MiB by default):
+#: a client asking for 2 GiB must not make the broker read that much of its
+#: logs into one answer. The first batch still comes back whatever its size.
+FETCH_MAX_BYTES: Final = 55 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +114,7 @@ def _read(
     cls, partition_cls, topic_cls = wire.response_classes(
         1, version, "PartitionData", "FetchableTopicResponse"
     )
-    budget = max(max_bytes, 1)
+    budget = max(min(max_bytes, FETCH_MAX_BYTES), 1)
     found = False
     by_topic: dict[str, list[Any]] = {}
     for want in wanted:
