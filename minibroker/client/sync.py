@@ -366,8 +366,8 @@ class Client(SyncMethods):
             if reading:
                 self._read_until(pendings[0])
         finally:
-            if reading and self._reading is me:
-                self._stop_reading()
+            if reading:
+                self._release(me)
         return pendings
 
     def _post(self, call: Call[Any]) -> None:
@@ -412,22 +412,22 @@ class Client(SyncMethods):
                     data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
                     outbox.clear()
                 self._sock.sendall(data)
-        except OSError as exc:
-            with lock:
-                self._sending = False
-                self._outbox.clear()
-            self._fail(connection_lost(str(exc) or type(exc).__name__))
         except BaseException as exc:
-            # Interrupted in the middle of a send (KeyboardInterrupt, a signal
-            # handler's exception): part of a frame may be on the wire, so the
-            # byte stream cannot go on. End the connection, so other threads'
-            # calls fail with ConnectionClosed instead of waiting for answers
-            # to frames nobody will ever send, and let the interrupt through.
+            # An OSError: the connection broke. Anything else interrupted a send
+            # midway (KeyboardInterrupt, a signal handler's exception): part of
+            # a frame may be on the wire, so the byte stream cannot go on
+            # either. End the connection, so other threads' calls fail with
+            # ConnectionClosed instead of waiting for answers to frames nobody
+            # will ever send, and let the interrupt through.
             with lock:
                 self._sending = False
                 self._outbox.clear()
-            self._fail(connection_lost(f"a send was interrupted ({type(exc).__name__})"))
-            raise
+            name = type(exc).__name__
+            broken = isinstance(exc, OSError)
+            reason = (str(exc) or name) if broken else f"a send was interrupted ({name})"
+            self._fail(connection_lost(reason))
+            if not broken:
+                raise
 
     def _on_reader_thread(self) -> bool:
         """True on the thread dispatching what the socket delivers (where pushes
@@ -456,14 +456,6 @@ class Client(SyncMethods):
         if holder is None or (isinstance(holder, BlockingSubscription) and not holder._offered):
             self._reading = self._reader
             self._turn.release()
-
-    def _stop_reading(self) -> None:
-        """A caller reading directly is done: hand over if anything else waits."""
-        with self._lock:
-            self._reading = None
-            conn = self._conn
-            if conn.pending or conn.subscriptions or conn.closed is not None:
-                self._give_reader_the_turn()
 
     def _read_until(self, pending: _BlockingCall[Any]) -> None:
         """Holding the reading role: read and dispatch until ``pending`` is
@@ -708,8 +700,9 @@ class Client(SyncMethods):
     def _release(self, holder: object) -> None:
         """``holder`` (a worker, or a subscription the role was offered or lent
         to) gives the role up: to an idle worker of a served subscription, else
-        to the reader thread if anything still waits for input."""
-        if isinstance(holder, threading.Thread):
+        to the reader thread if anything still waits for input (a caller that
+        read its own answer gives it up this way too)."""
+        if self._served and isinstance(holder, threading.Thread):
             for sub in tuple(self._served):
                 if self._offer(sub, holder):
                     return

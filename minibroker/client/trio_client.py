@@ -178,7 +178,7 @@ class Client(AsyncMethods):
             try:
                 sent = direct.try_write(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                self._fail(connection_lost(str(exc) or type(exc).__name__))
+                self._conn.fail(connection_lost(str(exc) or type(exc).__name__))
                 return
             if sent < len(data):
                 self._queue(memoryview(data)[sent:])
@@ -198,9 +198,9 @@ class Client(AsyncMethods):
             with trio.move_on_after(SEND_STALL_TIMEOUT) as stalled:
                 await self._stream.send_all(data)
             if stalled.cancelled_caught:
-                self._fail(connection_lost("the broker stopped reading"))
+                self._conn.fail(connection_lost("the broker stopped reading"))
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            self._fail(connection_lost(str(exc) or type(exc).__name__))
+            self._conn.fail(connection_lost(str(exc) or type(exc).__name__))
 
     async def _post_now(self, call: Call[Any]) -> None:
         """Send ``call`` without waiting for its answer, directly when the
@@ -240,7 +240,7 @@ class Client(AsyncMethods):
             while not pending.done:
                 # The request has just left: its answer cannot be there yet,
                 # so wait for readiness first instead of trying a read.
-                if not self._read_into(conn, await self._receive(direct)):
+                if not self._read_into(conn, await self._receive()):
                     break
         finally:
             self._reading = False
@@ -250,10 +250,14 @@ class Client(AsyncMethods):
                 pending._give_up()
         return pending.outcome()
 
-    async def _receive(self, direct: Any) -> bytes | BaseException:
-        """One chunk from the socket (waiting for readiness first), or why it failed."""
+    async def _receive(self, drained: bool = True) -> bytes | bytearray | BaseException:
+        """One chunk from the stream, or why it failed. On TCP, ``drained``
+        (the last read left the socket empty) waits for readiness first
+        instead of trying a read that fails (one system call less)."""
         try:
-            data: bytes = await direct.receive_some(READ_CHUNK, drained=True)
+            if self._direct is None:
+                return await self._stream.receive_some(READ_CHUNK)
+            data: bytes = await self._direct.receive_some(READ_CHUNK, drained=drained)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             return exc
         return data
@@ -261,15 +265,15 @@ class Client(AsyncMethods):
     def _read_into(self, conn: Connection, data: bytes | bytearray | BaseException) -> bool:
         """Dispatch ``data``; False (the connection failed) on EOF, an error or bad data."""
         if isinstance(data, BaseException):
-            self._fail(connection_lost(str(data) or type(data).__name__))
+            self._conn.fail(connection_lost(str(data) or type(data).__name__))
             return False
         if not data:
-            self._fail(connection_lost(CLOSED_BY_BROKER))
+            self._conn.fail(connection_lost(CLOSED_BY_BROKER))
             return False
         try:
             conn.receive_data(data)
         except BrokerError as exc:  # undecodable data from the server
-            self._fail(exc)
+            self._conn.fail(exc)
             return False
         return True
 
@@ -281,19 +285,10 @@ class Client(AsyncMethods):
             self._turn = trio.Event()
             # Holding the role: read while anything waits for input (always
             # on streams where callers never read directly). After a read
-            # shorter than a chunk the socket was empty: wait for readiness
-            # first instead of trying a read that fails (one system call less).
+            # shorter than a chunk the socket was empty (``drained``).
             drained = False
             while direct is None or conn.pending or conn.subscriptions:
-                try:
-                    if direct is None:
-                        data: bytes | bytearray | BaseException = await self._stream.receive_some(
-                            READ_CHUNK
-                        )
-                    else:
-                        data = await direct.receive_some(READ_CHUNK, drained=drained)
-                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                    data = exc
+                data = await self._receive(drained)
                 if not self._read_into(conn, data):
                     return
                 drained = not isinstance(data, BaseException) and len(data) < READ_CHUNK
@@ -312,10 +307,6 @@ class Client(AsyncMethods):
                 await self._send_all(data)
             finally:
                 self._sending = False
-
-    def _fail(self, error: BaseException) -> None:
-        """Fail every pending call and end every subscription with ``error``."""
-        self._conn.fail(error)
 
 
 @asynccontextmanager
@@ -357,7 +348,7 @@ async def open_client(
             raise group.exceptions[0] from None
         raise
     finally:
-        client._fail(ConnectionClosed("the client was closed"))
+        client._conn.fail(ConnectionClosed("the client was closed"))
         with trio.CancelScope(shield=True):
             await trio.aclose_forcefully(stream)
 
