@@ -13,11 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import (
-    AsyncIterator,
-    Awaitable,
-    Callable,
-)
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict, TypeVar, Unpack, overload
@@ -358,10 +354,6 @@ def _handle_sync(req: SyncIncomingRequest, handler: SyncHandler) -> None:
             req._client._post(call)
 
 
-#: Answers one request, then frees its slot (built by ``AsyncServing.serve``).
-Answer = Callable[[IncomingRequest], Awaitable[None]]
-
-
 async def _serve_trio(
     requests: AsyncSubscription[IncomingRequest], handler: AsyncHandler, concurrency: int
 ) -> None:
@@ -448,11 +440,21 @@ async def _serve_trio(
 
 
 async def _serve_asyncio(
-    requests: AsyncIterator[IncomingRequest], answer: Answer, slots: Any
+    requests: AsyncSubscription[IncomingRequest], handler: AsyncHandler, concurrency: int
 ) -> None:
+    """Answer each request with ``handler`` in a task of its own, at most
+    ``concurrency`` at once."""
     import asyncio
 
+    slots = asyncio.Semaphore(concurrency)
     running: set[asyncio.Task[None]] = set()
+
+    async def answer(req: IncomingRequest) -> None:
+        try:
+            await _handle_async(req, handler)
+        finally:
+            slots.release()
+
     try:
         async for req in requests:
             await slots.acquire()
@@ -504,20 +506,8 @@ class AsyncServing(AsyncTransport):
         async with opened_async(opening) as requests:
             if task_status is not None:
                 task_status.started()
-            if sniffio.current_async_library() == "trio":
-                await _serve_trio(requests, handler, concurrency)
-                return
-            import asyncio
-
-            slots = asyncio.Semaphore(concurrency)
-
-            async def answer(req: IncomingRequest) -> None:
-                try:
-                    await _handle_async(req, handler)
-                finally:
-                    slots.release()
-
-            await _serve_asyncio(requests, answer, slots)
+            on_trio = sniffio.current_async_library() == "trio"
+            await (_serve_trio if on_trio else _serve_asyncio)(requests, handler, concurrency)
 
     def serving(
         self, subject: str, handler: AsyncHandler, **options: Unpack[AsyncServeOptions]
