@@ -196,8 +196,7 @@ class Client(AsyncMethods):
 
     def _connection_lost(self, exc: Exception | None) -> None:
         reason = str(exc) if exc is not None else CLOSED_BY_BROKER
-        self._fail(connection_lost(reason or type(exc).__name__))
-        self._resume_writing()
+        self._fail(connection_lost(reason or type(exc).__name__))  # resumes writing too
         if not self._lost.done():
             self._lost.set_result(None)
 
