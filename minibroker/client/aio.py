@@ -105,10 +105,10 @@ class _Wire(asyncio.Protocol):
         self._client._connection_lost(exc)
 
     def pause_writing(self) -> None:
-        self._client._write_paused = True
+        self._client._writable.clear()
 
     def resume_writing(self) -> None:
-        self._client._resume_writing()
+        self._client._writable.set()
 
 
 class Client(AsyncMethods):
@@ -127,8 +127,10 @@ class Client(AsyncMethods):
         self._outbox: list[bytes] = []
         self._flush_scheduled = False
         self._transport: asyncio.Transport | None = None
-        self._write_paused = False
-        self._drain_waiters: list[asyncio.Future[None]] = []
+        #: Set while the transport takes writes: cleared by ``pause_writing``
+        #: (past its high-water mark), set again by ``resume_writing`` or the end.
+        self._writable = asyncio.Event()
+        self._writable.set()
         self._max_pending = max_pending
         self._lost: asyncio.Future[None] = self._loop.create_future()
         self.server_info: dict[str, Any] = {}
@@ -142,8 +144,8 @@ class Client(AsyncMethods):
     # -------------------------------------------------------- the transport
 
     async def _call(self, call: Call[T], *, on_reply: Callable[[Any], None] | None = None) -> T:
-        if self._write_paused and self._conn.closed is None:
-            await self._drain()
+        if not self._writable.is_set() and self._conn.closed is None:
+            await self._writable.wait()
         return await self._begin(call, on_reply).answer()
 
     def _queue(self, data: bytes) -> None:
@@ -167,23 +169,6 @@ class Client(AsyncMethods):
         outbox.clear()
         self._transport.write(data)
 
-    async def _drain(self) -> None:
-        """Wait until the transport's write buffer is below its high-water mark."""
-        waiter: asyncio.Future[None] = self._loop.create_future()
-        self._drain_waiters.append(waiter)
-        try:
-            await waiter
-        finally:
-            if waiter in self._drain_waiters:
-                self._drain_waiters.remove(waiter)
-
-    def _resume_writing(self) -> None:
-        self._write_paused = False
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
     # ----------------------------------------------------------- the reader
 
     def _data_received(self, data: bytes) -> None:
@@ -196,14 +181,14 @@ class Client(AsyncMethods):
 
     def _connection_lost(self, exc: Exception | None) -> None:
         reason = str(exc) if exc is not None else CLOSED_BY_BROKER
-        self._fail(connection_lost(reason or type(exc).__name__))  # resumes writing too
+        self._fail(connection_lost(reason or type(exc).__name__))
         if not self._lost.done():
             self._lost.set_result(None)
 
     def _fail(self, error: BaseException) -> None:
         """Fail every pending call and end every subscription with ``error``."""
         self._conn.fail(error)
-        self._resume_writing()
+        self._writable.set()  # nothing waits to write into a closed connection
 
     # ------------------------------------------------------------ lifecycle
 
