@@ -17,12 +17,12 @@ instead of tasks (the state is the shared sans-I/O ``Connection``):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import Any, TypeVar, Unpack
 
 from minibroker.client.advice import DEFAULT_URL, ConnectOptions, Dial, require_event_loop
 from minibroker.client.api import AsyncMethods
-from minibroker.client.connection import AsyncPendingCall, Connection
+from minibroker.client.connection import AsyncPendingCall, Connection, Hook
 from minibroker.client.protocol import CLOSED_BY_BROKER, Call, connection_lost
 from minibroker.client.pushes import DEFAULT_MAX_PENDING, AsyncSubscription
 from minibroker.errors import BrokerError, ConnectionClosed
@@ -143,7 +143,7 @@ class Client(AsyncMethods):
 
     # -------------------------------------------------------- the transport
 
-    async def _call(self, call: Call[T], *, on_reply: Callable[[Any], None] | None = None) -> T:
+    async def _call(self, call: Call[T], *, on_reply: Hook | None = None) -> T:
         if not self._writable.is_set() and self._conn.closed is None:
             await self._writable.wait()
         return await self._begin(call, on_reply).answer()

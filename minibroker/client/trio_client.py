@@ -18,7 +18,7 @@ call fails at once with ``ConnectionClosed``; nothing hangs.
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, nullcontext
 from typing import Any, TypeVar, Unpack
 
@@ -32,7 +32,7 @@ from minibroker.client.advice import (
     require_event_loop,
 )
 from minibroker.client.api import AsyncMethods
-from minibroker.client.connection import AsyncPendingCall, Connection, PostedCall
+from minibroker.client.connection import AsyncPendingCall, Connection, Hook, PostedCall
 from minibroker.client.protocol import CLOSED_BY_BROKER, Call, connection_lost, hello_call
 from minibroker.client.pushes import DEFAULT_MAX_PENDING as DEFAULT_MAX_PENDING
 from minibroker.client.pushes import AsyncSubscription
@@ -116,9 +116,7 @@ class Client(AsyncMethods):
 
     # -------------------------------------------------------- the transport
 
-    async def _call(
-        self, call: Call[T], *, on_reply: Callable[[Any], None] | None = None
-    ) -> T:
+    async def _call(self, call: Call[T], *, on_reply: Hook | None = None) -> T:
         conn = self._conn
         pending, data = conn.begin(call, _TrioCall, on_reply)
         await self._send(data)  # never a cancellation point: queued, or a shielded send
@@ -128,9 +126,7 @@ class Client(AsyncMethods):
             return result
         return await self._read_own_answer(pending)
 
-    def _begin(
-        self, call: Call[T], on_reply: Callable[[Any], None] | None = None
-    ) -> AsyncPendingCall[T]:
+    def _begin(self, call: Call[T], on_reply: Hook | None = None) -> AsyncPendingCall[T]:
         pending = super()._begin(call, on_reply)
         self._want_reader()
         return pending
