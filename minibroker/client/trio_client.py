@@ -19,24 +19,17 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from typing import Any, TypeVar, Unpack
 
 import trio
 
-from minibroker.client.advice import (
-    DEFAULT_URL,
-    ConnectOptions,
-    Dial,
-    explaining_hello,
-    require_event_loop,
-)
+from minibroker.client.advice import DEFAULT_URL, ConnectOptions, Dial, require_event_loop
 from minibroker.client.api import AsyncMethods
 from minibroker.client.connection import AsyncPendingCall, Connection, Hook, PostedCall
-from minibroker.client.protocol import CLOSED_BY_BROKER, Call, connection_lost, hello_call
+from minibroker.client.protocol import CLOSED_BY_BROKER, Call, connection_lost
 from minibroker.client.pushes import DEFAULT_MAX_PENDING as DEFAULT_MAX_PENDING
 from minibroker.client.pushes import AsyncSubscription
-from minibroker.client.url import BrokerAddress
 from minibroker.direct_io import direct_socket
 from minibroker.errors import BrokerError, ConnectionClosed
 
@@ -308,18 +301,18 @@ class Client(AsyncMethods):
 @asynccontextmanager
 async def open_client(
     stream: trio.abc.Stream,
+    hello: Call[dict[str, Any]],
     *,
-    client_name: str = "minibroker-trio",
-    token: str | None = None,
-    namespace: str | None = None,
-    address: BrokerAddress | None = None,
     max_pending: int | None = None,
+    greeting: AbstractContextManager[Any] | None = None,
 ) -> AsyncIterator[Client]:
-    """Run a client over an already-connected stream (TCP, TLS or in-memory).
+    """Run a client over an already-connected stream (TCP, TLS or in-memory)
+    that first says ``hello`` (``protocol.hello_call``).
 
-    ``address`` (the URL's, for TCP) lets a failed hello say what to do;
-    ``max_pending`` bounds each subscription's unread buffer (None: a topic
-    subscription's ``buffer``, see ``minibroker/client/pushes.py``).
+    ``greeting`` surrounds the hello call: ``Dial.greeting`` for a URL's
+    connection, so a failed hello says what to do; ``max_pending`` bounds
+    each subscription's unread buffer (None: a topic subscription's
+    ``buffer``, see ``minibroker/client/pushes.py``).
     """
     require_event_loop("trio")
     client = Client(stream, max_pending=max_pending)
@@ -327,9 +320,8 @@ async def open_client(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client._reader)
             nursery.start_soon(client._writer)
-            tls = isinstance(stream, trio.SSLStream)
-            with nullcontext() if address is None else explaining_hello(address, tls):
-                client.server_info = await client._call(hello_call(client_name, token, namespace))
+            with greeting or nullcontext():
+                client.server_info = await client._call(hello)
             try:
                 yield client
             finally:
@@ -373,11 +365,6 @@ async def connect(
             raise connection_lost(f"TLS handshake failed: {exc}") from exc
         stream = tls_stream
     async with open_client(
-        stream,
-        client_name=dial.client_name,
-        token=dial.token,
-        namespace=dial.namespace,
-        address=address,
-        max_pending=dial.max_pending,
+        stream, dial.hello(), max_pending=dial.max_pending, greeting=dial.greeting()
     ) as client:
         yield client
