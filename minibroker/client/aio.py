@@ -85,7 +85,7 @@ Subscription = AsyncSubscription
 
 
 class _Wire(asyncio.Protocol):
-    """asyncio's callbacks, forwarded to the client (keeps them off its public API)."""
+    """asyncio's callbacks, acting on the client (keeps them off its public API)."""
 
     def __init__(self, client: Client) -> None:
         self._client = client
@@ -95,14 +95,23 @@ class _Wire(asyncio.Protocol):
         self._client._transport = transport
 
     def data_received(self, data: bytes) -> None:
-        self._client._data_received(data)
+        client = self._client
+        try:
+            client._conn.receive_data(data)
+        except BrokerError as exc:  # undecodable data from the server
+            client._fail(exc)
+            if client._transport is not None:
+                client._transport.abort()
 
     def eof_received(self) -> bool | None:
         self._client._fail(connection_lost(CLOSED_BY_BROKER))
         return None  # let the transport close itself
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._client._connection_lost(exc)
+        reason = str(exc) if exc is not None else CLOSED_BY_BROKER
+        self._client._fail(connection_lost(reason or type(exc).__name__))
+        if not self._client._lost.done():
+            self._client._lost.set_result(None)
 
     def pause_writing(self) -> None:
         self._client._writable.clear()
@@ -168,22 +177,6 @@ class Client(AsyncMethods):
         data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
         outbox.clear()
         self._transport.write(data)
-
-    # ----------------------------------------------------------- the reader
-
-    def _data_received(self, data: bytes) -> None:
-        try:
-            self._conn.receive_data(data)
-        except BrokerError as exc:  # undecodable data from the server
-            self._fail(exc)
-            if self._transport is not None:
-                self._transport.abort()
-
-    def _connection_lost(self, exc: Exception | None) -> None:
-        reason = str(exc) if exc is not None else CLOSED_BY_BROKER
-        self._fail(connection_lost(reason or type(exc).__name__))
-        if not self._lost.done():
-            self._lost.set_result(None)
 
     def _fail(self, error: BaseException) -> None:
         """Fail every pending call and end every subscription with ``error``."""
