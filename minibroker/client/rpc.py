@@ -91,21 +91,8 @@ def request_call(
     return Call("request", fields, _parse_reply)
 
 
-def reply_call(
-    rid: int, body: bytes, headers: dict[str, str] | None, confirm: bool = False
-) -> Call[bool]:
+def _reply_frame(fields: dict[str, Any], confirm: bool) -> Call[bool]:
     """A ``reply`` frame; unless ``confirm``, the broker sends no ``ok`` back (``quiet``)."""
-    fields: dict[str, Any] = {"rid": rid, "body": body}
-    if headers:
-        fields["headers"] = headers
-    return _answer(fields, confirm)
-
-
-def fail_call(rid: int, message: str, confirm: bool = False) -> Call[bool]:
-    return _answer({"rid": rid, "error": message}, confirm)
-
-
-def _answer(fields: dict[str, Any], confirm: bool) -> Call[bool]:
     if not confirm:
         fields["confirm"] = False
     return Call("reply", fields, bool, quiet=not confirm)
@@ -139,11 +126,14 @@ class _IncomingBase:
         self, body: bytes, headers: dict[str, str] | None, confirm: bool = False
     ) -> Call[bool]:
         self._answer(body, headers)
-        return reply_call(self.rid, bytes(body), headers, confirm)
+        fields: dict[str, Any] = {"rid": self.rid, "body": bytes(body)}
+        if headers:
+            fields["headers"] = headers
+        return _reply_frame(fields, confirm)
 
     def _fail_call(self, message: str, confirm: bool = False) -> Call[bool]:
         self._answer(b"", None)
-        return fail_call(self.rid, str(message), confirm)
+        return _reply_frame({"rid": self.rid, "error": str(message)}, confirm)
 
 
 def _check_reply(client: Any, body: bytes, headers: dict[str, str] | None) -> None:
