@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, suppress
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypedDict, TypeVar, Unpack, overload
+from typing import Any, Literal, Self, TypedDict, Unpack, overload
 
 import sniffio
 
@@ -25,7 +25,6 @@ from minibroker.client.protocol import Call
 from minibroker.client.pushes import (
     AsyncSubscription,
     Opening,
-    PushParser,
     SubscriptionEnded,
     opened_async,
     opened_blocking,
@@ -37,7 +36,6 @@ from minibroker.protocol import frames
 
 log = logging.getLogger("minibroker.client")
 
-R = TypeVar("R", bound="_IncomingBase")
 
 
 __all__ = [
@@ -114,6 +112,11 @@ class _IncomingBase:
     _client: Any = field(repr=False)
     #: Set by ``reply``/``fail``; a request is answered at most once.
     answered: bool = field(default=False, init=False)
+
+    @classmethod
+    def _of_push(cls, frame: frames.Req, client: Any) -> list[Self]:
+        """A responder's push parser: one ``req`` frame -> its requests of this kind."""
+        return [cls(r.rid, r.subject, r.body, r.headers, r.timeout, client) for r in frame.requests]
 
     def _answer(self, body: bytes, headers: dict[str, str] | None) -> None:
         """Check what the broker would refuse, then mark the request answered."""
@@ -221,21 +224,6 @@ class SyncIncomingRequest(_IncomingBase):
         return None
 
 
-def _requests_parser(kind: type[R]) -> PushParser[R]:
-    """The push parser of a responder: one ``req`` frame -> its ``kind`` requests."""
-
-    def parse(frame: frames.Req, client: Any) -> list[R]:
-        return [
-            kind(r.rid, r.subject, r.body, r.headers, r.timeout, client) for r in frame.requests
-        ]
-
-    return parse
-
-
-parse_requests = _requests_parser(IncomingRequest)
-parse_requests_sync = _requests_parser(SyncIncomingRequest)
-
-
 def respond_state(
     client: Any, subject: str, group: str | None = None, *, max_pending: int | None = None
 ) -> Opening[IncomingRequest, SyncIncomingRequest]:
@@ -255,7 +243,8 @@ def respond_state(
     if group is not None:
         fields["group"] = group
     call: Call[Any] = Call("respond", fields)
-    return Opening(client, call, parse_requests, parse_requests_sync, None, max_pending)
+    parse_async, parse_blocking = IncomingRequest._of_push, SyncIncomingRequest._of_push
+    return Opening(client, call, parse_async, parse_blocking, None, max_pending)
 
 
 # ------------------------------------------------------------ handlers
