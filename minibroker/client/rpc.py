@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, suppress
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal, Self, TypedDict, Unpack, overload
 
 import sniffio
@@ -35,8 +36,6 @@ from minibroker.errors import BrokerError, ResponderError, TooLarge
 from minibroker.protocol import frames
 
 log = logging.getLogger("minibroker.client")
-
-
 
 __all__ = [
     "AsyncServing",
@@ -499,11 +498,7 @@ class AsyncServing(AsyncTransport):
         sent from it never meets ``NoResponders``; leaving it stops serving.
         See ``minibroker/client/serving.py``.
         """
-
-        async def serve(task_status: Any) -> None:
-            await self.serve(subject, handler, task_status=task_status, **options)
-
-        return serving_in_background(serve)
+        return serving_in_background(partial(self.serve, subject, handler, **options))
 
 
 class SyncServing(SyncTransport):
@@ -635,8 +630,4 @@ class SyncServing(SyncTransport):
         sent from it never meets ``NoResponders``); leaving it stops serving
         and waits for running handlers. See ``minibroker/client/serving.py``.
         """
-
-        def serve(handle: ServeHandle) -> None:
-            self.serve(subject, handler, handle=handle, **options)
-
-        return serving_in_thread(serve, ServeHandle())
+        return serving_in_thread(partial(self.serve, subject, handler, **options), ServeHandle())
