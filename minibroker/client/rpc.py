@@ -118,10 +118,18 @@ class _IncomingBase:
         return [cls(r.rid, r.subject, r.body, r.headers, r.timeout, client) for r in frame.requests]
 
     def _answer(self, body: bytes, headers: dict[str, str] | None) -> None:
-        """Check what the broker would refuse, then mark the request answered."""
+        """Refuse locally what the broker would refuse (a posted reply's error is
+        never read), then mark the request answered."""
         if self.answered:
             raise RuntimeError(f"request {self.rid} on {self.subject!r} was already answered")
-        _check_reply(self._client, body, headers)
+        as_body(body, "reply bodies")
+        limit = getattr(self._client, "server_info", {}).get("limits", {}).get("max_message_bytes")
+        if limit is not None and len(body) > limit:
+            raise TooLarge(
+                f"reply body of {len(body)} bytes exceeds the limit of {limit} bytes", limit=limit
+            )
+        if headers and not all(type(k) is str and type(v) is str for k, v in headers.items()):
+            raise TypeError("reply headers must map str to str")
         self.answered = True
 
     def _reply_call(
@@ -136,18 +144,6 @@ class _IncomingBase:
     def _fail_call(self, message: str, confirm: bool = False) -> Call[bool]:
         self._answer(b"", None)
         return _reply_frame({"rid": self.rid, "error": str(message)}, confirm)
-
-
-def _check_reply(client: Any, body: bytes, headers: dict[str, str] | None) -> None:
-    """Refuse locally what the broker would refuse: a posted reply's error is never read."""
-    as_body(body, "reply bodies")
-    limit = getattr(client, "server_info", {}).get("limits", {}).get("max_message_bytes")
-    if limit is not None and len(body) > limit:
-        raise TooLarge(
-            f"reply body of {len(body)} bytes exceeds the limit of {limit} bytes", limit=limit
-        )
-    if headers and not all(type(k) is str and type(v) is str for k, v in headers.items()):
-        raise TypeError("reply headers must map str to str")
 
 
 @dataclass(slots=True)
