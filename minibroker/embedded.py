@@ -16,6 +16,7 @@ from urllib.parse import quote
 import trio
 
 from minibroker.client.advice import require_event_loop
+from minibroker.client.protocol import hello_call
 from minibroker.client.trio_client import Client, open_client
 from minibroker.config import ServerConfig
 from minibroker.core.broker import Broker
@@ -94,13 +95,8 @@ class EmbeddedBroker:
     ) -> AbstractAsyncContextManager[Client]:
         """An in-process client with the same API as ``minibroker.connect``."""
         stream = self.server.open_in_process_stream()
-        return open_client(
-            stream,
-            client_name=client_name,
-            token=token,
-            namespace=namespace,
-            max_pending=max_pending,
-        )
+        hello = hello_call(client_name, token, namespace)
+        return open_client(stream, hello, max_pending=max_pending)
 
 
 @asynccontextmanager

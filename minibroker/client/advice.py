@@ -77,56 +77,48 @@ class Dial:
     def hello(self) -> Call[dict[str, Any]]:
         return hello_call(self.client_name, self.token, self.namespace)
 
-    def connecting(self) -> Any:
-        """Around opening the socket (see :func:`explaining_connect`)."""
-        return explaining_connect(self.address)
-
-    def greeting(self) -> Any:
-        """Around the hello call (see :func:`explaining_hello`)."""
-        return explaining_hello(self.address, self.ssl_context is not None)
-
-
-@contextmanager
-def explaining_connect(address: BrokerAddress) -> Iterator[None]:
-    """Opening the connection: an ``OSError`` (same class and errno) names the
-    broker and how to start one. TLS errors pass unchanged: they say enough."""
-    try:
-        yield
-    except ssl.SSLError:
-        raise
-    except OSError as raised:
-        error = _single_cause(raised)
-        reason = error.strerror or str(error) or type(error).__name__
-        message = (
-            f"cannot reach the broker at {address.host}:{address.port} ({reason}); "
-            f"is it running? Start one with: minibroker serve --port {address.port}"
-        )
-        args = (message,) if error.errno is None else (error.errno, message)
-        raise type(error)(*args) from None
-
-
-@contextmanager
-def explaining_hello(address: BrokerAddress, tls: bool) -> Iterator[None]:
-    """The hello call: a refused token says how to pass one; a connection
-    closed before any answer on a plain socket suggests TLS."""
-    where = f"{address.host}:{address.port}"
-    try:
-        yield
-    except Unauthorized as error:
-        raise Unauthorized(
-            f"{error.message}: pass the broker's token in the URL "
-            f"(minibroker://TOKEN@{where}) or as token=...",
-            **error.details,
-        ) from None
-    except ConnectionClosed as error:
-        # Only a plain end of stream: a broker that says why (too many
-        # connections, shutting down) is not speaking TLS.
-        if tls or not error.message.endswith(CLOSED_BY_BROKER):
+    @contextmanager
+    def connecting(self) -> Iterator[None]:
+        """Around opening the connection: an ``OSError`` (same class and errno)
+        names the broker and how to start one. TLS errors pass unchanged: they
+        say enough."""
+        address = self.address
+        try:
+            yield
+        except ssl.SSLError:
             raise
-        raise ConnectionClosed(
-            f"{error.message} before answering hello; if the broker serves TLS, "
-            f"connect with minibrokers://{where}"
-        ) from None
+        except OSError as raised:
+            error = _single_cause(raised)
+            reason = error.strerror or str(error) or type(error).__name__
+            message = (
+                f"cannot reach the broker at {address.host}:{address.port} ({reason}); "
+                f"is it running? Start one with: minibroker serve --port {address.port}"
+            )
+            args = (message,) if error.errno is None else (error.errno, message)
+            raise type(error)(*args) from None
+
+    @contextmanager
+    def greeting(self) -> Iterator[None]:
+        """Around the hello call: a refused token says how to pass one; a
+        connection closed before any answer on a plain socket suggests TLS."""
+        where = f"{self.address.host}:{self.address.port}"
+        try:
+            yield
+        except Unauthorized as error:
+            raise Unauthorized(
+                f"{error.message}: pass the broker's token in the URL "
+                f"(minibroker://TOKEN@{where}) or as token=...",
+                **error.details,
+            ) from None
+        except ConnectionClosed as error:
+            # Only a plain end of stream: a broker that says why (too many
+            # connections, shutting down) is not speaking TLS.
+            if self.ssl_context is not None or not error.message.endswith(CLOSED_BY_BROKER):
+                raise
+            raise ConnectionClosed(
+                f"{error.message} before answering hello; if the broker serves TLS, "
+                f"connect with minibrokers://{where}"
+            ) from None
 
 
 def _single_cause(error: OSError) -> OSError:

@@ -17,12 +17,12 @@ instead of tasks (the state is the shared sans-I/O ``Connection``):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import Any, TypeVar, Unpack
 
 from minibroker.client.advice import DEFAULT_URL, ConnectOptions, Dial, require_event_loop
 from minibroker.client.api import AsyncMethods
-from minibroker.client.connection import AsyncPendingCall, Connection
+from minibroker.client.connection import AsyncPendingCall, Connection, Hook
 from minibroker.client.protocol import CLOSED_BY_BROKER, Call, connection_lost
 from minibroker.client.pushes import DEFAULT_MAX_PENDING, AsyncSubscription
 from minibroker.errors import BrokerError, ConnectionClosed
@@ -85,7 +85,7 @@ Subscription = AsyncSubscription
 
 
 class _Wire(asyncio.Protocol):
-    """asyncio's callbacks, forwarded to the client (keeps them off its public API)."""
+    """asyncio's callbacks, acting on the client (keeps them off its public API)."""
 
     def __init__(self, client: Client) -> None:
         self._client = client
@@ -95,20 +95,29 @@ class _Wire(asyncio.Protocol):
         self._client._transport = transport
 
     def data_received(self, data: bytes) -> None:
-        self._client._data_received(data)
+        client = self._client
+        try:
+            client._conn.receive_data(data)
+        except BrokerError as exc:  # undecodable data from the server
+            client._fail(exc)
+            if client._transport is not None:
+                client._transport.abort()
 
     def eof_received(self) -> bool | None:
         self._client._fail(connection_lost(CLOSED_BY_BROKER))
         return None  # let the transport close itself
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._client._connection_lost(exc)
+        reason = str(exc) if exc is not None else CLOSED_BY_BROKER
+        self._client._fail(connection_lost(reason or type(exc).__name__))
+        if not self._client._lost.done():
+            self._client._lost.set_result(None)
 
     def pause_writing(self) -> None:
-        self._client._write_paused = True
+        self._client._writable.clear()
 
     def resume_writing(self) -> None:
-        self._client._resume_writing()
+        self._client._writable.set()
 
 
 class Client(AsyncMethods):
@@ -127,8 +136,10 @@ class Client(AsyncMethods):
         self._outbox: list[bytes] = []
         self._flush_scheduled = False
         self._transport: asyncio.Transport | None = None
-        self._write_paused = False
-        self._drain_waiters: list[asyncio.Future[None]] = []
+        #: Set while the transport takes writes: cleared by ``pause_writing``
+        #: (past its high-water mark), set again by ``resume_writing`` or the end.
+        self._writable = asyncio.Event()
+        self._writable.set()
         self._max_pending = max_pending
         self._lost: asyncio.Future[None] = self._loop.create_future()
         self.server_info: dict[str, Any] = {}
@@ -141,9 +152,9 @@ class Client(AsyncMethods):
 
     # -------------------------------------------------------- the transport
 
-    async def _call(self, call: Call[T], *, on_reply: Callable[[Any], None] | None = None) -> T:
-        if self._write_paused and self._conn.closed is None:
-            await self._drain()
+    async def _call(self, call: Call[T], *, on_reply: Hook | None = None) -> T:
+        if not self._writable.is_set() and self._conn.closed is None:
+            await self._writable.wait()
         return await self._begin(call, on_reply).answer()
 
     def _queue(self, data: bytes) -> None:
@@ -167,44 +178,10 @@ class Client(AsyncMethods):
         outbox.clear()
         self._transport.write(data)
 
-    async def _drain(self) -> None:
-        """Wait until the transport's write buffer is below its high-water mark."""
-        waiter: asyncio.Future[None] = self._loop.create_future()
-        self._drain_waiters.append(waiter)
-        try:
-            await waiter
-        finally:
-            if waiter in self._drain_waiters:
-                self._drain_waiters.remove(waiter)
-
-    def _resume_writing(self) -> None:
-        self._write_paused = False
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    # ----------------------------------------------------------- the reader
-
-    def _data_received(self, data: bytes) -> None:
-        try:
-            self._conn.receive_data(data)
-        except BrokerError as exc:  # undecodable data from the server
-            self._fail(exc)
-            if self._transport is not None:
-                self._transport.abort()
-
-    def _connection_lost(self, exc: Exception | None) -> None:
-        reason = str(exc) if exc is not None else CLOSED_BY_BROKER
-        self._fail(connection_lost(reason or type(exc).__name__))
-        self._resume_writing()
-        if not self._lost.done():
-            self._lost.set_result(None)
-
     def _fail(self, error: BaseException) -> None:
         """Fail every pending call and end every subscription with ``error``."""
         self._conn.fail(error)
-        self._resume_writing()
+        self._writable.set()  # nothing waits to write into a closed connection
 
     # ------------------------------------------------------------ lifecycle
 

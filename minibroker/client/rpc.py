@@ -13,14 +13,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import (
-    AsyncIterator,
-    Awaitable,
-    Callable,
-)
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, suppress
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypedDict, TypeVar, Unpack, overload
+from functools import partial
+from typing import Any, Literal, Self, TypedDict, Unpack, overload
 
 import sniffio
 
@@ -29,7 +26,6 @@ from minibroker.client.protocol import Call
 from minibroker.client.pushes import (
     AsyncSubscription,
     Opening,
-    PushParser,
     SubscriptionEnded,
     opened_async,
     opened_blocking,
@@ -40,9 +36,6 @@ from minibroker.errors import BrokerError, ResponderError, TooLarge
 from minibroker.protocol import frames
 
 log = logging.getLogger("minibroker.client")
-
-R = TypeVar("R", bound="_IncomingBase")
-
 
 __all__ = [
     "AsyncServing",
@@ -101,21 +94,8 @@ def cancel_request_call(request_id: int) -> Call[bool]:
     return Call("request.cancel", {"request": request_id}, lambda r: bool(r["cancelled"]))
 
 
-def reply_call(
-    rid: int, body: bytes, headers: dict[str, str] | None, confirm: bool = False
-) -> Call[bool]:
+def _reply_frame(fields: dict[str, Any], confirm: bool) -> Call[bool]:
     """A ``reply`` frame; unless ``confirm``, the broker sends no ``ok`` back (``quiet``)."""
-    fields: dict[str, Any] = {"rid": rid, "body": body}
-    if headers:
-        fields["headers"] = headers
-    return _answer(fields, confirm)
-
-
-def fail_call(rid: int, message: str, confirm: bool = False) -> Call[bool]:
-    return _answer({"rid": rid, "error": message}, confirm)
-
-
-def _answer(fields: dict[str, Any], confirm: bool) -> Call[bool]:
     if not confirm:
         fields["confirm"] = False
     return Call("reply", fields, bool, quiet=not confirm)
@@ -138,34 +118,38 @@ class _IncomingBase:
     #: Set by ``reply``/``fail``; a request is answered at most once.
     answered: bool = field(default=False, init=False)
 
+    @classmethod
+    def _of_push(cls, frame: frames.Req, client: Any) -> list[Self]:
+        """A responder's push parser: one ``req`` frame -> its requests of this kind."""
+        return [cls(r.rid, r.subject, r.body, r.headers, r.timeout, client) for r in frame.requests]
+
     def _answer(self, body: bytes, headers: dict[str, str] | None) -> None:
-        """Check what the broker would refuse, then mark the request answered."""
+        """Refuse locally what the broker would refuse (a posted reply's error is
+        never read), then mark the request answered."""
         if self.answered:
             raise RuntimeError(f"request {self.rid} on {self.subject!r} was already answered")
-        _check_reply(self._client, body, headers)
+        as_body(body, "reply bodies")
+        limit = getattr(self._client, "server_info", {}).get("limits", {}).get("max_message_bytes")
+        if limit is not None and len(body) > limit:
+            raise TooLarge(
+                f"reply body of {len(body)} bytes exceeds the limit of {limit} bytes", limit=limit
+            )
+        if headers and not all(type(k) is str and type(v) is str for k, v in headers.items()):
+            raise TypeError("reply headers must map str to str")
         self.answered = True
 
     def _reply_call(
         self, body: bytes, headers: dict[str, str] | None, confirm: bool = False
     ) -> Call[bool]:
         self._answer(body, headers)
-        return reply_call(self.rid, bytes(body), headers, confirm)
+        fields: dict[str, Any] = {"rid": self.rid, "body": bytes(body)}
+        if headers:
+            fields["headers"] = headers
+        return _reply_frame(fields, confirm)
 
     def _fail_call(self, message: str, confirm: bool = False) -> Call[bool]:
         self._answer(b"", None)
-        return fail_call(self.rid, str(message), confirm)
-
-
-def _check_reply(client: Any, body: bytes, headers: dict[str, str] | None) -> None:
-    """Refuse locally what the broker would refuse: a posted reply's error is never read."""
-    as_body(body, "reply bodies")
-    limit = getattr(client, "server_info", {}).get("limits", {}).get("max_message_bytes")
-    if limit is not None and len(body) > limit:
-        raise TooLarge(
-            f"reply body of {len(body)} bytes exceeds the limit of {limit} bytes", limit=limit
-        )
-    if headers and not all(type(k) is str and type(v) is str for k, v in headers.items()):
-        raise TypeError("reply headers must map str to str")
+        return _reply_frame({"rid": self.rid, "error": str(message)}, confirm)
 
 
 @dataclass(slots=True)
@@ -241,21 +225,6 @@ class SyncIncomingRequest(_IncomingBase):
         return None
 
 
-def _requests_parser(kind: type[R]) -> PushParser[R]:
-    """The push parser of a responder: one ``req`` frame -> its ``kind`` requests."""
-
-    def parse(frame: frames.Req, client: Any) -> list[R]:
-        return [
-            kind(r.rid, r.subject, r.body, r.headers, r.timeout, client) for r in frame.requests
-        ]
-
-    return parse
-
-
-parse_requests = _requests_parser(IncomingRequest)
-parse_requests_sync = _requests_parser(SyncIncomingRequest)
-
-
 def respond_state(
     client: Any, subject: str, group: str | None = None, *, max_pending: int | None = None
 ) -> Opening[IncomingRequest, SyncIncomingRequest]:
@@ -275,7 +244,8 @@ def respond_state(
     if group is not None:
         fields["group"] = group
     call: Call[Any] = Call("respond", fields)
-    return Opening(client, call, parse_requests, parse_requests_sync, None, max_pending)
+    parse_async, parse_blocking = IncomingRequest._of_push, SyncIncomingRequest._of_push
+    return Opening(client, call, parse_async, parse_blocking, None, max_pending)
 
 
 # ------------------------------------------------------------ handlers
@@ -364,10 +334,6 @@ def _handle_sync(req: SyncIncomingRequest, handler: SyncHandler) -> None:
             req._client._post(call)
 
 
-#: Answers one request, then frees its slot (built by ``AsyncServing.serve``).
-Answer = Callable[[IncomingRequest], Awaitable[None]]
-
-
 async def _serve_trio(
     requests: AsyncSubscription[IncomingRequest], handler: AsyncHandler, concurrency: int
 ) -> None:
@@ -454,11 +420,21 @@ async def _serve_trio(
 
 
 async def _serve_asyncio(
-    requests: AsyncIterator[IncomingRequest], answer: Answer, slots: Any
+    requests: AsyncSubscription[IncomingRequest], handler: AsyncHandler, concurrency: int
 ) -> None:
+    """Answer each request with ``handler`` in a task of its own, at most
+    ``concurrency`` at once."""
     import asyncio
 
+    slots = asyncio.Semaphore(concurrency)
     running: set[asyncio.Task[None]] = set()
+
+    async def answer(req: IncomingRequest) -> None:
+        try:
+            await _handle_async(req, handler)
+        finally:
+            slots.release()
+
     try:
         async for req in requests:
             await slots.acquire()
@@ -510,20 +486,8 @@ class AsyncServing(AsyncTransport):
         async with opened_async(opening) as requests:
             if task_status is not None:
                 task_status.started()
-            if sniffio.current_async_library() == "trio":
-                await _serve_trio(requests, handler, concurrency)
-                return
-            import asyncio
-
-            slots = asyncio.Semaphore(concurrency)
-
-            async def answer(req: IncomingRequest) -> None:
-                try:
-                    await _handle_async(req, handler)
-                finally:
-                    slots.release()
-
-            await _serve_asyncio(requests, answer, slots)
+            on_trio = sniffio.current_async_library() == "trio"
+            await (_serve_trio if on_trio else _serve_asyncio)(requests, handler, concurrency)
 
     def serving(
         self, subject: str, handler: AsyncHandler, **options: Unpack[AsyncServeOptions]
@@ -536,11 +500,7 @@ class AsyncServing(AsyncTransport):
         sent from it never meets ``NoResponders``; leaving it stops serving.
         See ``minibroker/client/serving.py``.
         """
-
-        async def serve(task_status: Any) -> None:
-            await self.serve(subject, handler, task_status=task_status, **options)
-
-        return serving_in_background(serve)
+        return serving_in_background(partial(self.serve, subject, handler, **options))
 
 
 class SyncServing(SyncTransport):
@@ -672,8 +632,4 @@ class SyncServing(SyncTransport):
         sent from it never meets ``NoResponders``); leaving it stops serving
         and waits for running handlers. See ``minibroker/client/serving.py``.
         """
-
-        def serve(handle: ServeHandle) -> None:
-            self.serve(subject, handler, handle=handle, **options)
-
-        return serving_in_thread(serve, ServeHandle())
+        return serving_in_thread(partial(self.serve, subject, handler, **options), ServeHandle())

@@ -125,10 +125,8 @@ async def _trio_serving(serve: Callable[..., Awaitable[None]]) -> AsyncIterator[
 
 
 @contextmanager
-def serving_in_thread(
-    serve: Callable[[ServeHandle], None], handle: ServeHandle
-) -> Iterator[ServeHandle]:
-    """Run the blocking ``serve(handle)`` on a thread; enter once ``handle.ready``
+def serving_in_thread(serve: Callable[..., None], handle: ServeHandle) -> Iterator[ServeHandle]:
+    """Run the blocking ``serve(handle=handle)`` on a thread; enter once ``handle.ready``
     is set (registered), and stop it (``handle.stop()``) when the block ends."""
     failure: list[BaseException] = []
     #: Set when serve has returned (an event, not ``join``: see ``SyncServing.serve``).
@@ -136,7 +134,7 @@ def serving_in_thread(
 
     def run() -> None:
         try:
-            serve(handle)
+            serve(handle=handle)
         except BaseException as exc:
             failure.append(exc)
         finally:

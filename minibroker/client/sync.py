@@ -37,7 +37,6 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
 from typing import Any, TypeVar, Unpack
 
 import sniffio
@@ -49,7 +48,7 @@ from minibroker.client.advice import (
     refuse_blocking_on_trio,
 )
 from minibroker.client.api import SyncMethods
-from minibroker.client.connection import Connection, PostedCall, SyncPendingCall
+from minibroker.client.connection import Connection, Hook, PostedCall, SyncPendingCall
 from minibroker.client.protocol import CLOSED_BY_BROKER, Call, connection_lost
 from minibroker.client.pushes import (
     DEFAULT_MAX_PENDING,
@@ -273,11 +272,7 @@ class Client(SyncMethods):
     # -------------------------------------------------------- the transport
 
     def _call(
-        self,
-        call: Call[T],
-        *,
-        timeout: Any = USE_DEFAULT,
-        on_reply: Callable[[Any], None] | None = None,
+        self, call: Call[T], *, timeout: Any = USE_DEFAULT, on_reply: Hook | None = None
     ) -> T:
         # A call with a hook starts a subscription: its pushes belong to the reader thread.
         [pending] = self._submit([call], timeout, on_reply, read_directly=on_reply is None)
@@ -309,11 +304,7 @@ class Client(SyncMethods):
         return results
 
     def _begin(
-        self,
-        call: Call[T],
-        *,
-        timeout: Any = USE_DEFAULT,
-        on_reply: Callable[[Any], None] | None = None,
+        self, call: Call[T], *, timeout: Any = USE_DEFAULT, on_reply: Hook | None = None
     ) -> _BlockingCall[T]:
         """Send ``call`` without waiting for its answer; collect it later."""
         return self._submit([call], timeout, on_reply)[0]
@@ -322,7 +313,7 @@ class Client(SyncMethods):
         self,
         calls: list[Call[Any]],
         timeout: Any,
-        on_reply: Callable[[Any], None] | None = None,
+        on_reply: Hook | None = None,
         read_directly: bool = False,
     ) -> list[_BlockingCall[Any]]:
         """Register ``calls`` and send them (or leave them to the thread already sending).
@@ -379,8 +370,8 @@ class Client(SyncMethods):
                         pendings[0]._give_up()
                     raise
         finally:
-            if reading and self._reading is me:
-                self._stop_reading()
+            if reading:
+                self._release(me)
         return pendings
 
     def _post(self, call: Call[Any]) -> None:
@@ -425,22 +416,22 @@ class Client(SyncMethods):
                     data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
                     outbox.clear()
                 self._sock.sendall(data)
-        except OSError as exc:
-            with lock:
-                self._sending = False
-                self._outbox.clear()
-            self._fail(connection_lost(str(exc) or type(exc).__name__))
         except BaseException as exc:
-            # Interrupted in the middle of a send (KeyboardInterrupt, a signal
-            # handler's exception): part of a frame may be on the wire, so the
-            # byte stream cannot go on. End the connection, so other threads'
-            # calls fail with ConnectionClosed instead of waiting for answers
-            # to frames nobody will ever send, and let the interrupt through.
+            # An OSError: the connection broke. Anything else interrupted a send
+            # midway (KeyboardInterrupt, a signal handler's exception): part of
+            # a frame may be on the wire, so the byte stream cannot go on
+            # either. End the connection, so other threads' calls fail with
+            # ConnectionClosed instead of waiting for answers to frames nobody
+            # will ever send, and let the interrupt through.
             with lock:
                 self._sending = False
                 self._outbox.clear()
-            self._fail(connection_lost(f"a send was interrupted ({type(exc).__name__})"))
-            raise
+            name = type(exc).__name__
+            broken = isinstance(exc, OSError)
+            reason = (str(exc) or name) if broken else f"a send was interrupted ({name})"
+            self._fail(connection_lost(reason))
+            if not broken:
+                raise
 
     def _on_reader_thread(self) -> bool:
         """True on the thread dispatching what the socket delivers (where pushes
@@ -469,14 +460,6 @@ class Client(SyncMethods):
         if holder is None or (isinstance(holder, BlockingSubscription) and not holder._offered):
             self._reading = self._reader
             self._turn.release()
-
-    def _stop_reading(self) -> None:
-        """A caller reading directly is done: hand over if anything else waits."""
-        with self._lock:
-            self._reading = None
-            conn = self._conn
-            if conn.pending or conn.subscriptions or conn.closed is not None:
-                self._give_reader_the_turn()
 
     def _read_until(self, pending: _BlockingCall[Any]) -> None:
         """Holding the reading role: read and dispatch until ``pending`` is
@@ -576,7 +559,7 @@ class Client(SyncMethods):
                 if sub._lender is me:  # back from a handler: take the role back
                     sub._lender = None
                     if not sub._offered:
-                        self._claim(me, sub)
+                        self._pass_role(sub, me)
                 if self._reading is not me:
                     taken = self._wait_for_turn(sub, me)
             if self._reading is not me:
@@ -601,7 +584,7 @@ class Client(SyncMethods):
                     item = sub._items.popleft()
                     resume = sub._paused and sub._consumed()
                     # Keep the role for a quick handler when a worker is idle to watch.
-                    if sub._fast and sub._idle and self._lend(sub, me):
+                    if sub._fast and sub._idle and self._pass_role(me, sub):
                         sub._lent_at = time.monotonic()
                         sub._lender = me
                         sub._lends += 1
@@ -624,7 +607,7 @@ class Client(SyncMethods):
         while True:
             if sub._offered:  # the role was handed to us workers
                 sub._offered = False
-                if self._claim(me, sub):
+                if self._pass_role(sub, me):
                     return None
             if sub._items:
                 item = sub._items.popleft()
@@ -635,7 +618,7 @@ class Client(SyncMethods):
                 if isinstance(ended, SubscriptionEnded | StopIteration):
                     return None
                 raise ended
-            if self._tls is None and self._claim(me, None):
+            if self._tls is None and self._pass_role(None, me):
                 return None
             lent = self._reading is sub and not sub._offered
             if lent and not sub._watched:
@@ -661,7 +644,7 @@ class Client(SyncMethods):
                 lent = self._reading is sub and not sub._offered
                 wait = sub._lent_at + LEND_SECONDS - time.monotonic() if lent else LEND_SECONDS
                 if wait <= 0:
-                    return self._claim(me, sub)
+                    return self._pass_role(sub, me)
                 sub._idle += 1
                 try:
                     cond.wait(wait)
@@ -675,21 +658,16 @@ class Client(SyncMethods):
         finally:
             sub._watched = False
 
-    def _lend(self, sub: BlockingSubscription[Any], me: threading.Thread) -> bool:
-        """Park the role ``me`` holds at ``sub`` while ``me`` runs a handler."""
-        with self._lock:
-            if self._reading is not me:
-                return False
-            self._reading = sub
-            return True
-
-    def _claim(self, me: threading.Thread, holder: object) -> bool:
-        """Take the reading role if ``holder`` (None: nobody, or the subscription
-        it was offered or lent to) has it."""
+    def _pass_role(self, holder: object, to: threading.Thread | BlockingSubscription[Any]) -> bool:
+        """Hand the reading role from ``holder`` to ``to`` if ``holder`` has it: a
+        worker takes it (``holder`` None: nobody has it, or the subscription it
+        was offered or lent to), or lends it to its subscription while it runs
+        a handler (``to`` the subscription), or the role is offered to ``to``'s
+        idle workers."""
         with self._lock:
             if self._reading is not holder:
                 return False
-            self._reading = me
+            self._reading = to
             return True
 
     def _read_for(self, sub: BlockingSubscription[Any]) -> None:
@@ -708,21 +686,18 @@ class Client(SyncMethods):
     def _offer(self, sub: BlockingSubscription[Any], holder: object) -> bool:
         """Hand the role ``holder`` has to one idle worker of ``sub``, if there is one."""
         with sub._cond:
-            if not sub._idle or sub._offered:
+            if not sub._idle or sub._offered or not self._pass_role(holder, sub):
                 return False
-            with self._lock:
-                if self._reading is not holder:
-                    return False
-                self._reading = sub  # offered: nobody else claims it
-            sub._offered = True
+            sub._offered = True  # the role is parked at sub: nobody else takes it
             sub._cond.notify()
             return True
 
     def _release(self, holder: object) -> None:
         """``holder`` (a worker, or a subscription the role was offered or lent
         to) gives the role up: to an idle worker of a served subscription, else
-        to the reader thread if anything still waits for input."""
-        if isinstance(holder, threading.Thread):
+        to the reader thread if anything still waits for input (a caller that
+        read its own answer gives it up this way too)."""
+        if self._served and isinstance(holder, threading.Thread):
             for sub in tuple(self._served):
                 if self._offer(sub, holder):
                     return

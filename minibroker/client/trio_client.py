@@ -18,25 +18,18 @@ call fails at once with ``ConnectionClosed``; nothing hangs.
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, nullcontext
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from typing import Any, TypeVar, Unpack
 
 import trio
 
-from minibroker.client.advice import (
-    DEFAULT_URL,
-    ConnectOptions,
-    Dial,
-    explaining_hello,
-    require_event_loop,
-)
+from minibroker.client.advice import DEFAULT_URL, ConnectOptions, Dial, require_event_loop
 from minibroker.client.api import AsyncMethods
-from minibroker.client.connection import AsyncPendingCall, Connection, PostedCall
-from minibroker.client.protocol import CLOSED_BY_BROKER, Call, connection_lost, hello_call
+from minibroker.client.connection import AsyncPendingCall, Connection, Hook, PostedCall
+from minibroker.client.protocol import CLOSED_BY_BROKER, Call, connection_lost
 from minibroker.client.pushes import DEFAULT_MAX_PENDING as DEFAULT_MAX_PENDING
 from minibroker.client.pushes import AsyncSubscription
-from minibroker.client.url import BrokerAddress
 from minibroker.direct_io import direct_socket
 from minibroker.errors import BrokerError, ConnectionClosed
 
@@ -116,9 +109,7 @@ class Client(AsyncMethods):
 
     # -------------------------------------------------------- the transport
 
-    async def _call(
-        self, call: Call[T], *, on_reply: Callable[[Any], None] | None = None
-    ) -> T:
+    async def _call(self, call: Call[T], *, on_reply: Hook | None = None) -> T:
         conn = self._conn
         pending, data = conn.begin(call, _TrioCall, on_reply)
         await self._send(data)  # never a cancellation point: queued, or a shielded send
@@ -128,9 +119,7 @@ class Client(AsyncMethods):
             return result
         return await self._read_own_answer(pending)
 
-    def _begin(
-        self, call: Call[T], on_reply: Callable[[Any], None] | None = None
-    ) -> AsyncPendingCall[T]:
+    def _begin(self, call: Call[T], on_reply: Hook | None = None) -> AsyncPendingCall[T]:
         pending = super()._begin(call, on_reply)
         self._want_reader()
         return pending
@@ -178,7 +167,7 @@ class Client(AsyncMethods):
             try:
                 sent = direct.try_write(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                self._fail(connection_lost(str(exc) or type(exc).__name__))
+                self._conn.fail(connection_lost(str(exc) or type(exc).__name__))
                 return
             if sent < len(data):
                 self._queue(memoryview(data)[sent:])
@@ -198,9 +187,9 @@ class Client(AsyncMethods):
             with trio.move_on_after(SEND_STALL_TIMEOUT) as stalled:
                 await self._stream.send_all(data)
             if stalled.cancelled_caught:
-                self._fail(connection_lost("the broker stopped reading"))
+                self._conn.fail(connection_lost("the broker stopped reading"))
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            self._fail(connection_lost(str(exc) or type(exc).__name__))
+            self._conn.fail(connection_lost(str(exc) or type(exc).__name__))
 
     async def _post_now(self, call: Call[Any]) -> None:
         """Send ``call`` without waiting for its answer, directly when the
@@ -261,15 +250,15 @@ class Client(AsyncMethods):
     def _read_into(self, conn: Connection, data: bytes | bytearray | BaseException) -> bool:
         """Dispatch ``data``; False (the connection failed) on EOF, an error or bad data."""
         if isinstance(data, BaseException):
-            self._fail(connection_lost(str(data) or type(data).__name__))
+            self._conn.fail(connection_lost(str(data) or type(data).__name__))
             return False
         if not data:
-            self._fail(connection_lost(CLOSED_BY_BROKER))
+            self._conn.fail(connection_lost(CLOSED_BY_BROKER))
             return False
         try:
             conn.receive_data(data)
         except BrokerError as exc:  # undecodable data from the server
-            self._fail(exc)
+            self._conn.fail(exc)
             return False
         return True
 
@@ -283,6 +272,7 @@ class Client(AsyncMethods):
             # on streams where callers never read directly). After a read
             # shorter than a chunk the socket was empty: wait for readiness
             # first instead of trying a read that fails (one system call less).
+            # (Read inline, not through ``_receive``: one coroutine less per chunk.)
             drained = False
             while direct is None or conn.pending or conn.subscriptions:
                 try:
@@ -313,26 +303,22 @@ class Client(AsyncMethods):
             finally:
                 self._sending = False
 
-    def _fail(self, error: BaseException) -> None:
-        """Fail every pending call and end every subscription with ``error``."""
-        self._conn.fail(error)
-
 
 @asynccontextmanager
 async def open_client(
     stream: trio.abc.Stream,
+    hello: Call[dict[str, Any]],
     *,
-    client_name: str = "minibroker-trio",
-    token: str | None = None,
-    namespace: str | None = None,
-    address: BrokerAddress | None = None,
     max_pending: int | None = None,
+    greeting: AbstractContextManager[Any] | None = None,
 ) -> AsyncIterator[Client]:
-    """Run a client over an already-connected stream (TCP, TLS or in-memory).
+    """Run a client over an already-connected stream (TCP, TLS or in-memory)
+    that first says ``hello`` (``protocol.hello_call``).
 
-    ``address`` (the URL's, for TCP) lets a failed hello say what to do;
-    ``max_pending`` bounds each subscription's unread buffer (None: a topic
-    subscription's ``buffer``, see ``minibroker/client/pushes.py``).
+    ``greeting`` surrounds the hello call: ``Dial.greeting`` for a URL's
+    connection, so a failed hello says what to do; ``max_pending`` bounds
+    each subscription's unread buffer (None: a topic subscription's
+    ``buffer``, see ``minibroker/client/pushes.py``).
     """
     require_event_loop("trio")
     client = Client(stream, max_pending=max_pending)
@@ -340,9 +326,8 @@ async def open_client(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client._reader)
             nursery.start_soon(client._writer)
-            tls = isinstance(stream, trio.SSLStream)
-            with nullcontext() if address is None else explaining_hello(address, tls):
-                client.server_info = await client._call(hello_call(client_name, token, namespace))
+            with greeting or nullcontext():
+                client.server_info = await client._call(hello)
             try:
                 yield client
             finally:
@@ -357,7 +342,7 @@ async def open_client(
             raise group.exceptions[0] from None
         raise
     finally:
-        client._fail(ConnectionClosed("the client was closed"))
+        client._conn.fail(ConnectionClosed("the client was closed"))
         with trio.CancelScope(shield=True):
             await trio.aclose_forcefully(stream)
 
@@ -386,11 +371,6 @@ async def connect(
             raise connection_lost(f"TLS handshake failed: {exc}") from exc
         stream = tls_stream
     async with open_client(
-        stream,
-        client_name=dial.client_name,
-        token=dial.token,
-        namespace=dial.namespace,
-        address=address,
-        max_pending=dial.max_pending,
+        stream, dial.hello(), max_pending=dial.max_pending, greeting=dial.greeting()
     ) as client:
         yield client

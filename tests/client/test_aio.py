@@ -110,11 +110,11 @@ def test_calls_wait_while_the_transport_is_over_its_high_water_mark(
 ) -> None:
     async def body() -> None:
         async with minibroker.aio.connect(minibroker_server.url) as mb:
-            mb._write_paused = True  # what asyncio's pause_writing() does
+            mb._writable.clear()  # what asyncio's pause_writing() does
             task = asyncio.ensure_future(mb.ping(b"later"))
             await asyncio.sleep(0)
-            assert len(mb._drain_waiters) == 1 and not mb._outbox
-            mb._resume_writing()  # what asyncio's resume_writing() does
+            assert not task.done() and not mb._outbox and not mb._conn.pending
+            mb._writable.set()  # what asyncio's resume_writing() does
             assert await task == b"later"
 
     run(body)
