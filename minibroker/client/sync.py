@@ -364,8 +364,7 @@ class Client(SyncMethods):
                     self._read_until(pendings[0])
                 except BaseException:  # Ctrl-C while reading: as in ``_call``, once
                     # the role is given up (so the withdrawal is sent from here).
-                    if self._reading is me:
-                        self._stop_reading()
+                    self._release(me)
                     if not pendings[0].done:
                         pendings[0]._give_up()
                     raise
