@@ -15,9 +15,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import minibroker
 import minibroker.aio
+from minibroker.client.producer import encoded_size
 from minibroker.errors import ConnectionClosed, Overflow, TooLarge
 
 COUNT = 1000
@@ -234,3 +237,18 @@ def test_blocking_producer_groups(minibroker_url: str) -> None:
         assert [g.result() for g in groups] == list(range(0, 500, 50))
         with pytest.raises(TypeError):
             producer.append_many(b"one body")
+
+
+@given(
+    st.lists(
+        st.binary(max_size=8)
+        | st.fixed_dictionaries({"body": st.binary(max_size=8)})
+        | st.fixed_dictionaries({"body": st.binary(max_size=8), "headers": st.just({"k": "v"})}),
+        max_size=6,
+    )
+)
+def test_encoded_size_is_the_body_bytes_of_any_batch(encoded: list[Any]) -> None:
+    """The one-pass size of bare bodies (``b"".join``) equals the general sum,
+    and a batch with maps takes the general way."""
+    expected = sum(len(m) if type(m) is bytes else len(m["body"]) for m in encoded)
+    assert encoded_size(encoded) == expected
