@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 import minibroker
 import minibroker.aio
+from minibroker.client.bodies import _encode_message, encode_messages
 from minibroker.client.producer import encoded_size
 from minibroker.errors import ConnectionClosed, Overflow, TooLarge
 
@@ -252,3 +253,23 @@ def test_encoded_size_is_the_body_bytes_of_any_batch(encoded: list[Any]) -> None
     and a batch with maps takes the general way."""
     expected = sum(len(m) if type(m) is bytes else len(m["body"]) for m in encoded)
     assert encoded_size(encoded) == expected
+
+
+@given(
+    st.lists(
+        st.binary(max_size=4)
+        | st.binary(max_size=4).map(bytearray)
+        | st.tuples(st.binary(max_size=4), st.just({"k": "v"})),
+        max_size=5,
+    )
+)
+def test_bare_batches_of_bodies_go_as_they_are_and_others_message_by_message(
+    items: list[Any],
+) -> None:
+    """``encode_messages(bare=True)``: a batch of plain ``bytes`` is sent as it
+    is (the fast path); the general way gives the same list for it, and
+    copies a ``bytearray`` to ``bytes``."""
+    general = [m if "headers" in m else m["body"] for m in map(_encode_message, items)]
+    encoded = encode_messages(items, "put_many", bare=True)
+    assert encoded == general
+    assert all(type(m) in (bytes, dict) for m in encoded)
