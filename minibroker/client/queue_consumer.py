@@ -5,8 +5,9 @@ the bookkeeping, shared by both sides and never waiting itself: the fetches
 in flight (oldest first: one connection answers them in order), the
 fetched deliveries not handed out yet, the recorded acks, and the acks and
 nacks sent and not yet confirmed. ``AsyncConsumer`` and ``SyncConsumer`` only
-wait; handing out a buffered delivery is a ``popleft``, so the async one
-runs no task and yields once per batch. The pipeline depth adapts: two
+wait; handing out a fetched delivery is building it from the answer's
+columns (``queue_wire.deliveries``), so the async one runs no task and
+yields once per batch. The pipeline depth adapts: two
 fetches in flight while they come back full (a backlog, where overlapping
 the network with the work pays), one while the queue keeps up, so a
 consumer that stops on an idle queue has one long poll to withdraw.
@@ -32,6 +33,7 @@ from minibroker.client.queue_wire import (
     SyncDelivery,
     ack_call,
     cancel_fetch_call,
+    deliveries,
     fetch_call,
     nack_call,
     raw_delivery_ids,
@@ -102,12 +104,11 @@ class ConsumerState:
 
     ``fetches`` are the pipelined fetch requests, oldest first (one
     connection answers them in order: fetches are served first come, first
-    served). ``buffer`` holds fetched deliveries not handed out yet, ``acks``
-    the recorded, unsent ack ids, ``settling`` the ack/nack (and, once
-    leaving, fetch.cancel) requests sent and not yet confirmed.
+    served). ``buffer`` yields the fetched deliveries not handed out yet
+    (each built as it is handed out), ``acks`` the recorded, unsent ack
+    ids, ``settling`` the ack/nack (and, once leaving, fetch.cancel)
+    requests sent and not yet confirmed.
     """
-
-    _batches = True
 
     def __init__(
         self,
@@ -126,19 +127,25 @@ class ConsumerState:
             raise ValueError(f"ack_every must be a positive integer, got {ack_every!r}")
         self.client = client
         self.queue = queue
+        #: Its deliveries' acks join a batch (a client's ``_batches`` is False);
+        #: an instance attribute, the fastest read in ``Delivery.ack``.
+        self._batches = True
         self.max_depth = min(FETCHES_IN_FLIGHT, prefetch)
         self.per_fetch = -(-prefetch // self.max_depth)
         #: Fetches to keep in flight now: all of them while fetches come back
         #: full (a backlog: pipelining pays), one while the queue keeps up.
         self.depth = 1
+        self.kind = kind
         # One Call for every fetch: only the request id differs between them.
-        self.fetch = fetch_call(queue, self.per_fetch, wait, visibility_timeout, kind, self)
+        # Its answer stays raw: ``take_fetched`` builds the deliveries lazily.
+        fetch = fetch_call(queue, self.per_fetch, wait, visibility_timeout, kind, self)
+        self.fetch: Call[Any] = Call(fetch.op, fetch.fields)
         #: With ``wait=0`` the iteration ends at the first empty fetch (drain mode).
         self.drain = not wait
         self.drained = False
         self.ack_every = ack_every
         self.fetches: deque[Any] = deque()
-        self.buffer: deque[Any] = deque()
+        self.buffer: Iterator[Any] = iter(())
         self.acks: list[int] = []
         self.settling: list[tuple[Any, Call[Any]]] = []
         self.closed = False
@@ -192,13 +199,14 @@ class ConsumerState:
         second fetch in flight; with one, a consumer that stops on an idle
         queue has one long poll to withdraw, not two (see ``start_closing``).
         """
-        deliveries: list[Any] = self.fetches.popleft().outcome()
-        self.depth = self.max_depth if len(deliveries) >= self.per_fetch else 1
-        if not deliveries:
+        result = self.fetches.popleft().outcome()
+        count = len(result) if isinstance(result, list) else len(result["bodies"])
+        self.depth = self.max_depth if count >= self.per_fetch else 1
+        if not count:
             self.drained = self.drain
             return None
-        self.buffer.extend(deliveries)
-        return self.buffer.popleft()
+        self.buffer = deliveries(self.kind, self.queue, self, result)
+        return next(self.buffer)
 
     def unsettled(self) -> Any:
         """Collect what was answered; the oldest ack or nack still unanswered, if any."""
@@ -292,13 +300,13 @@ class ConsumerState:
             return False
         self.closed = True
         unhanded = [d.delivery_id for d in self.buffer]
-        self.buffer.clear()
+        self.buffer = iter(())
         queue, client = self.queue, self.client
         give_back = giving_back(client, queue)
         for pending in self.fetches:
             if pending.done:
                 with suppress(BrokerError):  # a failed fetch holds nothing
-                    unhanded.extend(d.delivery_id for d in pending.outcome())
+                    unhanded.extend(raw_delivery_ids(pending.outcome()))
             else:
                 cancel = cancel_fetch_call(queue, pending.request_id)
                 pending.abandon(give_back)
@@ -350,7 +358,6 @@ class _ConsumerDriver:
 
     def __init__(self, state: ConsumerState) -> None:
         self._state = state
-        self._buffer = state.buffer
 
     queue: _OfState[str] = _OfState("The queue consumed.")
     acked: _OfState[int] = _OfState("Acks the broker has confirmed so far.")
@@ -409,12 +416,11 @@ class AsyncConsumer(_ConsumerDriver, AwaitingContext):
         return self
 
     async def __anext__(self) -> Delivery:
-        # A buffered delivery, the common case, needs no flow and no call.
-        buffer = self._buffer
-        if buffer:
-            return buffer.popleft()  # type: ignore[no-any-return]
-        delivery: Delivery | None = await self._run(self._fetched())
-        return self._handed(delivery, StopAsyncIteration)
+        # A fetched delivery, the common case, needs no flow and no wait.
+        delivery: Delivery | None = next(self._state.buffer, None)
+        if delivery is None:
+            delivery = self._handed(await self._run(self._fetched()), StopAsyncIteration)
+        return delivery
 
 
 class SyncConsumer(_ConsumerDriver, BlockingContext):
@@ -424,8 +430,7 @@ class SyncConsumer(_ConsumerDriver, BlockingContext):
         return self
 
     def __next__(self) -> SyncDelivery:
-        buffer = self._buffer
-        if buffer:
-            return buffer.popleft()  # type: ignore[no-any-return]
-        delivery: SyncDelivery | None = self._run(self._fetched())
-        return self._handed(delivery, StopIteration)
+        delivery: SyncDelivery | None = next(self._state.buffer, None)
+        if delivery is None:
+            delivery = self._handed(self._run(self._fetched()), StopIteration)
+        return delivery

@@ -10,7 +10,7 @@ same frames and reads the same results.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from itertools import repeat
 from typing import Any, Literal, TypeVar
@@ -142,8 +142,9 @@ class DeliveryBase:
     connection may settle it.
     """
 
-    # A plain slotted class: a consumer builds one per message, and this
-    # __init__ is the cheapest way to do it (no frozen-dataclass setattr).
+    # A plain slotted class without __init__: a consumer builds one per
+    # message, and ``kind()`` then setting its slots is the cheapest way
+    # (``deliveries`` below). The annotations say what each slot holds.
     __slots__ = (
         "_settled",
         "_settler",
@@ -155,16 +156,15 @@ class DeliveryBase:
         "queue",
     )
 
-    def __init__(self, queue: str, wire: dict[str, Any], settler: Any) -> None:
-        self.queue: str = queue
-        self.delivery_id: int = wire["delivery_id"]
-        self.body: bytes = wire["body"]
-        self.headers: dict[str, str] | None = wire.get("headers")
-        self.delivery_count: int = wire["delivery_count"]
-        self.published_at: int = wire["published_at"]
-        self._settler = settler
-        #: "acked" or "nacked" once settled through this object.
-        self._settled: str | None = None
+    queue: str
+    delivery_id: int
+    body: bytes
+    headers: dict[str, str] | None
+    delivery_count: int
+    published_at: int
+    _settler: Any
+    #: "acked" or "nacked" once settled through this object.
+    _settled: str | None
 
     def _settling(self, how: str) -> None:
         """Mark this delivery settled, or raise if it already was.
@@ -208,13 +208,25 @@ class DeliveryBase:
         )
 
 
+class _Recorded:
+    """What ``await`` gets from a consumer's ``d.ack()``: the ack is recorded
+    already, so awaiting it only ends an iterator that ends at once (made in
+    C: ``().__iter__``), with no Python frame run."""
+
+    __slots__ = ()
+    __await__ = ().__iter__
+
+
+RECORDED: Awaitable[None] = _Recorded()  # type: ignore[assignment]
+
+
 class Delivery(DeliveryBase):
     """A delivery for the Trio, asyncio and in-process clients: ``await d.ack()``."""
 
     __slots__ = ()
 
-    async def ack(self) -> None:
-        """Acknowledge: the message leaves the queue.
+    def ack(self) -> Awaitable[None]:
+        """Acknowledge (``await d.ack()``): the message leaves the queue.
 
         Fetched with ``fetch``: sent at once, raises ``UnknownDelivery`` if the
         delivery is no longer held (its visibility timeout ran out, or it was
@@ -222,7 +234,8 @@ class Delivery(DeliveryBase):
         """
         # A consumer's delivery acked once, the loop's every message: its id
         # joins the consumer's batch (``ConsumerState.record_ack`` inlined), no
-        # request is built. ``_settle`` does the same the long way.
+        # request is built, and what is awaited is done already: no coroutine
+        # per message. ``_settle`` does the same the long way.
         settler = self._settler
         if settler._batches and self._settled is None and not settler.closed:
             self._settled = "acked"
@@ -230,8 +243,8 @@ class Delivery(DeliveryBase):
             acks.append(self.delivery_id)
             if len(acks) >= settler.ack_every:
                 settler.flush()
-            return
-        await self._settle(ack_call(self.queue, [self.delivery_id]), "acked")
+            return RECORDED
+        return self._settle(ack_call(self.queue, [self.delivery_id]), "acked")
 
     async def nack(self, requeue: bool = True, delay: float = 0.0) -> None:
         """Give the message back: to the front of the queue (after ``delay``
@@ -381,65 +394,67 @@ def fetch_call(
     fields["compact"] = True
 
     def parse(result: list[dict[str, Any]] | dict[str, Any]) -> list[D]:
-        if isinstance(result, dict):
-            return compact_deliveries(kind, queue, settler, result)
-        return [kind(queue, m, settler) for m in result]
+        return list(deliveries(kind, queue, settler, result))
 
     return Call("fetch", fields, parse)
 
 
-_new = object.__new__
+def deliveries(
+    kind: type[D], queue: str, settler: Any, result: list[dict[str, Any]] | dict[str, Any]
+) -> Iterator[D]:
+    """The deliveries of a ``fetch`` answer, each built as it is taken.
 
-
-def compact_deliveries(
-    kind: type[D], queue: str, settler: Any, result: dict[str, Any]
-) -> list[D]:
-    """The deliveries of a compact ``fetch`` answer (docs/protocol.md, ``fetch``).
-
-    ``first_id`` and the ids after it, ``bodies``, and ``delivery_count``
-    and ``published_at`` as one integer for all or an array, ``headers`` an
-    array when some delivery has headers. Each delivery is built with its
-    slots set directly (no ``__init__``, no map per delivery to read): the
-    consumer's per-message decoding is this loop. The deliveries equal
-    those of the same answer in map form (a property test checks it).
+    A compact answer (docs/protocol.md, ``fetch``) holds ``first_id`` and
+    the ids after it, ``bodies``, and ``delivery_count`` and
+    ``published_at`` as one integer for all or an array, ``headers`` an
+    array when some delivery has headers; an older broker's answer is a map
+    per delivery. Each delivery is built with its slots set directly: the
+    consumer's per-message decoding is this loop, and it builds each
+    delivery only as it hands it out (``ConsumerState.take_fetched``), so a
+    loop that drops each delivery after its ack leaves no garbage for the
+    cyclic collector. Both forms give the same deliveries (a property test
+    checks it).
     """
-    bodies: list[bytes] = result["bodies"]
-    if not bodies:
-        return []
-    first_id: int = result["first_id"]
-    counts = result["delivery_count"]
-    published = result["published_at"]
-    headers = result.get("headers")
-    out: list[D] = []
-    add = out.append
-    if type(counts) is int and type(published) is int and headers is None:
-        # The usual answer (one count and one time for all, no headers) sets
-        # them directly; the loop below is the general form, with zip and repeat.
-        for delivery_id, body in enumerate(bodies, first_id):
-            d: Any = _new(kind)
-            d.queue = queue
-            d.delivery_id = delivery_id
-            d.body = body
-            d.headers = None
-            d.delivery_count = counts
-            d.published_at = published
-            d._settler = settler
-            d._settled = None
-            add(d)
-        return out
+    if isinstance(result, list):  # the map form: its columns
+        ids: Iterable[int] = [m["delivery_id"] for m in result]
+        bodies: list[bytes] = [m["body"] for m in result]
+        counts: Any = [m["delivery_count"] for m in result]
+        published: Any = [m["published_at"] for m in result]
+        headers: Any = [m.get("headers") for m in result]
+    else:
+        bodies = result["bodies"]
+        if not bodies:
+            return
+        first_id: int = result["first_id"]
+        ids = range(first_id, first_id + len(bodies))
+        counts = result["delivery_count"]
+        published = result["published_at"]
+        headers = result.get("headers")
+        if type(counts) is int and type(published) is int and headers is None:
+            # The usual answer (one count and one time for all, no headers) sets
+            # them directly; the loop below is the general form, with zip and repeat.
+            for delivery_id, body in enumerate(bodies, first_id):
+                d = kind()
+                d.queue = queue
+                d.delivery_id = delivery_id
+                d.body = body
+                d.headers = None
+                d.delivery_count = counts
+                d.published_at = published
+                d._settler = settler
+                d._settled = None
+                yield d
+            return
     n = len(bodies)
-    count_of_each = repeat(counts, n) if type(counts) is int else counts
-    published_of_each = repeat(published, n) if type(published) is int else published
-    headers_of_each = repeat(None, n) if headers is None else headers
     for delivery_id, body, count, at, header in zip(
-        range(first_id, first_id + n),
+        ids,
         bodies,
-        count_of_each,
-        published_of_each,
-        headers_of_each,
+        repeat(counts, n) if type(counts) is int else counts,
+        repeat(published, n) if type(published) is int else published,
+        repeat(None, n) if headers is None else headers,
         strict=True,
     ):
-        d = _new(kind)
+        d = kind()
         d.queue = queue
         d.delivery_id = delivery_id
         d.body = body
@@ -448,8 +463,7 @@ def compact_deliveries(
         d.published_at = at
         d._settler = settler
         d._settled = None
-        add(d)
-    return out
+        yield d
 
 
 def raw_delivery_ids(result: list[dict[str, Any]] | dict[str, Any]) -> list[int]:

@@ -15,9 +15,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import minibroker
 import minibroker.aio
+from minibroker.client.bodies import _encode_message, encode_messages
+from minibroker.client.producer import encoded_size
 from minibroker.errors import ConnectionClosed, Overflow, TooLarge
 
 COUNT = 1000
@@ -234,3 +238,38 @@ def test_blocking_producer_groups(minibroker_url: str) -> None:
         assert [g.result() for g in groups] == list(range(0, 500, 50))
         with pytest.raises(TypeError):
             producer.append_many(b"one body")
+
+
+@given(
+    st.lists(
+        st.binary(max_size=8)
+        | st.fixed_dictionaries({"body": st.binary(max_size=8)})
+        | st.fixed_dictionaries({"body": st.binary(max_size=8), "headers": st.just({"k": "v"})}),
+        max_size=6,
+    )
+)
+def test_encoded_size_is_the_body_bytes_of_any_batch(encoded: list[Any]) -> None:
+    """The one-pass size of bare bodies (``b"".join``) equals the general sum,
+    and a batch with maps takes the general way."""
+    expected = sum(len(m) if type(m) is bytes else len(m["body"]) for m in encoded)
+    assert encoded_size(encoded) == expected
+
+
+@given(
+    st.lists(
+        st.binary(max_size=4)
+        | st.binary(max_size=4).map(bytearray)
+        | st.tuples(st.binary(max_size=4), st.just({"k": "v"})),
+        max_size=5,
+    )
+)
+def test_bare_batches_of_bodies_go_as_they_are_and_others_message_by_message(
+    items: list[Any],
+) -> None:
+    """``encode_messages(bare=True)``: a batch of plain ``bytes`` is sent as it
+    is (the fast path); the general way gives the same list for it, and
+    copies a ``bytearray`` to ``bytes``."""
+    general = [m if "headers" in m else m["body"] for m in map(_encode_message, items)]
+    encoded = encode_messages(items, "put_many", bare=True)
+    assert encoded == general
+    assert all(type(m) in (bytes, dict) for m in encoded)

@@ -4,7 +4,7 @@
 must accept exactly what the generic schema decoder accepts, build the same
 frame and leave every error message to it. A ``fetch`` with ``compact``
 is answered with one map of columns (``encode_compact``) that the client
-turns back into deliveries (``compact_deliveries``); they must equal the
+turns back into deliveries (``deliveries``); they must equal the
 deliveries of the same answer in map form. And either side may be older:
 a client that sends neither form gets what it always got.
 """
@@ -17,7 +17,7 @@ from helpers import Net, assert_decoders_agree
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minibroker.client.queue_wire import Delivery, compact_deliveries, raw_delivery_ids
+from minibroker.client.queue_wire import Delivery, deliveries, raw_delivery_ids
 from minibroker.core.queue_message import Message
 from minibroker.protocol import frames
 from minibroker.protocol.codec import InvalidFrame, decode_request
@@ -159,8 +159,8 @@ def test_compact_answers_give_the_deliveries_of_the_map_form(
     compact = encode_compact(delivered)
     maps = encode_deliveries(delivered)
     assert type(compact) is dict
-    from_compact = compact_deliveries(Delivery, "q", settler, compact)
-    from_maps = [Delivery("q", m, settler) for m in maps]
+    from_compact = list(deliveries(Delivery, "q", settler, compact))
+    from_maps = list(deliveries(Delivery, "q", settler, maps))
     assert _fields(from_compact) == _fields(from_maps)
     assert all(d._settler is settler and d._settled is None for d in from_compact)
     assert raw_delivery_ids(compact) == raw_delivery_ids(maps)
