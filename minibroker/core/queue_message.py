@@ -128,10 +128,12 @@ class FirstDeliveries:
     def messages(self) -> list[Message]:
         """The same deliveries as ``Message`` objects (for a reader that wants them)."""
         out = []
-        for offset, (body, published_at) in enumerate(zip(self.bodies, self.published_at)):
+        delivery_id = self.first_id
+        for body, published_at in zip(self.bodies, self.published_at, strict=True):
             m = Message(body, None, published_at, delivery_count=1)
-            m.delivery_id = self.first_id + offset
+            m.delivery_id = delivery_id
             out.append(m)
+            delivery_id += 1
         return out
 
     def __repr__(self) -> str:

@@ -522,8 +522,15 @@ class Queue:
         any ready ``Message``), parked fetches are fed. False, with nothing
         done, for anything else (the general path then checks and puts it).
         """
-        if set(map(type, messages)) != {bytes}:
-            return False
+        kinds = set(map(type, messages))
+        if kinds != {bytes}:
+            # Messages with a body and no headers (a ``put`` of maps) count
+            # as bare: their bodies, gathered in C, join the tail as well.
+            if bytes in kinds or any(map(_headers_of, messages)):
+                return False
+            messages = list(map(_body_of, messages))
+            if set(map(type, messages)) != {bytes}:
+                return False
         limits = self._parent.limits
         room = self._delivery_room()
         fits = limits.max_message_bytes
@@ -1000,7 +1007,7 @@ class Queue:
             bodies, published = lease.bodies, lease.published_at
             assert bodies is not None and published is not None
             delivery_id = lease.first_id
-            for body, published_at in zip(bodies, published):
+            for body, published_at in zip(bodies, published, strict=True):
                 if body is not None:
                     m = Message(body, None, published_at, delivery_count=1)
                     m.delivery_id = delivery_id
