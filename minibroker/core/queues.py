@@ -24,6 +24,26 @@ Where a message can be
 The same ``Message`` object moves between these; a delivery allocates
 nothing per message but a dict slot.
 
+Columns: W1's messages without a ``Message``
+-------------------------------------------
+
+A batch of bodies without headers put into a *plain* queue (no TTL, no
+length limit, no priorities, no journal, no message group, no push
+consumer) makes no ``Message`` at all: the bodies join the **tail**, two
+lists (bodies, publish times) behind the ready deque (``_put_bare``). A
+compact fetch (the native protocol's, ``fetch_compact``) that finds the
+ready deque empty hands the tail's first messages out as they are, a
+``FirstDeliveries`` of slices, under a lease that holds them itself
+(``Lease.bodies``: no in-flight table entry, ``_deliver_first``); an ack of
+a run of consecutive ids of such leases settles slices (``_ack_first``).
+Every other path sees only ``Message`` objects: it first turns the tail
+into messages at the back of the ready deque (``_flush_tail``) or the
+leases' messages into in-flight ones (``_materialize``), with the values
+the general path would have given them (first delivery, no headers, no
+expiry), and goes on as before. So a nack, a timeout, a disconnect or an
+SQS receive costs what it did; W1's put, fetch and ack cost slices and
+``map`` passes instead of an object, a dict slot and a loop per message.
+
 Deadlines without per-message timers
 ------------------------------------
 
