@@ -7,7 +7,8 @@ message acked). Run::
 
     python benchmarks/queue_micro.py [--messages 500000] [--body 100] [--batch 1000]
         [--window 4] [--prefetch 2000] [--ack-every 100] [--storage memory|disk|both]
-        [--fsync batch] [--consumer trio|asyncio|blocking] [--profile DIR]
+        [--fsync batch] [--consumer trio|asyncio|blocking] [--producer put_many|queue_producer]
+        [--profile DIR]
 
 It starts ``minibroker serve`` on a free port (with ``--data-dir`` in a
 temporary directory for ``disk``, the queue then declared durable), starts a
@@ -54,12 +55,23 @@ def _bodies(count: int, size: int) -> list[bytes]:
 # ------------------------------------------------------------------ roles
 
 
-async def producer(url: str, count: int, body: int, batch: int, window: int) -> dict[str, Any]:
+async def producer(
+    url: str, count: int, body: int, batch: int, window: int, kind: str = "put_many"
+) -> dict[str, Any]:
     import trio
 
     import minibroker
 
     bodies = _bodies(count, body)
+    if kind == "queue_producer":  # the W1 producer (benchmarks/targets/minibroker.py)
+        async with minibroker.connect(url) as mb:
+            cpu = time.process_time()
+            start = time.perf_counter()
+            async with mb.queue_producer(QUEUE, max_batch=batch) as queued:
+                for first in range(0, count, batch):
+                    await queued.put_many(bodies[first : first + batch])
+            end = time.perf_counter()
+            return {"start": start, "end": end, "cpu": time.process_time() - cpu}
     async with minibroker.connect(url) as mb:
         in_flight = trio.Semaphore(window)
         cpu = time.process_time()
@@ -248,7 +260,17 @@ def run_one(args: argparse.Namespace, storage: str) -> None:
             raise RuntimeError("the consumer did not start")
         cpu0 = _cpu_seconds(server.pid)
         producer_proc = _spawn_role(
-            [*common, "--role", "produce", "--batch", str(args.batch), "--window", str(args.window)]
+            [
+                *common,
+                "--role",
+                "produce",
+                "--batch",
+                str(args.batch),
+                "--window",
+                str(args.window),
+                "--producer",
+                args.producer,
+            ]
         )
         if args.profile:
             out = Path(args.profile)
@@ -269,7 +291,7 @@ def run_one(args: argparse.Namespace, storage: str) -> None:
         label = storage if storage == "memory" else f"disk, fsync={args.fsync}"
         lost = n - consumed["distinct"]
         print(
-            f"[{label}] {n:,} x {args.body} B, put_many({args.batch}) x{args.window} -> "
+            f"[{label}] {n:,} x {args.body} B, {args.producer}({args.batch}) x{args.window} -> "
             f"{args.consumer} consume(prefetch={args.prefetch}, ack_every={args.ack_every}): "
             f"{n / seconds:,.0f} msgs/s end to end "
             f"(producer alone {n / (produced['end'] - produced['start']):,.0f}/s; "
@@ -301,6 +323,12 @@ def main() -> None:
     parser.add_argument("--storage", choices=["memory", "disk", "both"], default="both")
     parser.add_argument("--fsync", choices=["always", "batch", "never"], default="batch")
     parser.add_argument("--consumer", choices=["trio", "asyncio", "blocking"], default="trio")
+    parser.add_argument(
+        "--producer",
+        choices=["put_many", "queue_producer"],
+        default="put_many",
+        help="put_many batches with --window in flight, or mb.queue_producer (W1's)",
+    )
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--profile", metavar="DIR", default=None)
     parser.add_argument("--profile-seconds", type=float, default=3.0)
@@ -311,7 +339,9 @@ def main() -> None:
     if args.role == "produce":
         import trio
 
-        report = trio.run(producer, args.url, args.messages, args.body, args.batch, args.window)
+        report = trio.run(
+            producer, args.url, args.messages, args.body, args.batch, args.window, args.producer
+        )
         print(json.dumps(report), flush=True)
         return
     if args.role == "consume":

@@ -99,3 +99,42 @@ class Message:
             f"Message(body={self.body[:32]!r}, count={self.delivery_count}, "
             f"delivery_id={self.delivery_id}, published_at={self.published_at})"
         )
+
+
+class FirstDeliveries:
+    """A fetch's messages as columns: what a compact fetch gets instead of ``Message`` objects.
+
+    Messages put as bare bodies into a plain queue (no TTL, priorities,
+    length limits, groups or journal) wait as two lists, bodies and publish
+    times, and a compact fetch (``Queue.fetch(..., compact=True)``) hands
+    them out as they are: delivery ids ``first_id``, ``first_id + 1``, ...,
+    no headers, each delivered for the first time (``delivery_count`` 1).
+    No ``Message`` is made for them unless they leave that path (see
+    docs/internals.md, "a message's walk"). Read it right away, as a list of
+    ``Message`` returned by a fetch.
+    """
+
+    __slots__ = ("bodies", "first_id", "published_at")
+
+    def __init__(self, first_id: int, bodies: list[bytes], published_at: list[int]) -> None:
+        self.first_id = first_id
+        self.bodies = bodies
+        #: Publish time of each message, milliseconds since the Unix epoch.
+        self.published_at = published_at
+
+    def __len__(self) -> int:
+        return len(self.bodies)
+
+    def messages(self) -> list[Message]:
+        """The same deliveries as ``Message`` objects (for a reader that wants them)."""
+        out = []
+        delivery_id = self.first_id
+        for body, published_at in zip(self.bodies, self.published_at, strict=True):
+            m = Message(body, None, published_at, delivery_count=1)
+            m.delivery_id = delivery_id
+            out.append(m)
+            delivery_id += 1
+        return out
+
+    def __repr__(self) -> str:
+        return f"FirstDeliveries(first_id={self.first_id}, count={len(self.bodies)})"

@@ -24,6 +24,26 @@ Where a message can be
 The same ``Message`` object moves between these; a delivery allocates
 nothing per message but a dict slot.
 
+Columns: W1's messages without a ``Message``
+-------------------------------------------
+
+A batch of bodies without headers put into a *plain* queue (no TTL, no
+length limit, no priorities, no journal, no message group, no push
+consumer) makes no ``Message`` at all: the bodies join the **tail**, two
+lists (bodies, publish times) behind the ready deque (``_put_bare``). A
+compact fetch (the native protocol's, ``fetch_compact``) that finds the
+ready deque empty hands the tail's first messages out as they are, a
+``FirstDeliveries`` of slices, under a lease that holds them itself
+(``Lease.bodies``: no in-flight table entry, ``_deliver_first``); an ack of
+a run of consecutive ids of such leases settles slices (``_ack_first``).
+Every other path sees only ``Message`` objects: it first turns the tail
+into messages at the back of the ready deque (``_flush_tail``) or the
+leases' messages into in-flight ones (``_materialize``), with the values
+the general path would have given them (first delivery, no headers, no
+expiry), and goes on as before. So a nack, a timeout, a disconnect or an
+SQS receive costs what it did; W1's put, fetch and ack cost slices and
+``map`` passes instead of an object, a dict slot and a loop per message.
+
 Deadlines without per-message timers
 ------------------------------------
 
@@ -74,7 +94,13 @@ from minibroker.core.queue_journal import (
     recover,
     reopen,
 )
-from minibroker.core.queue_message import DELIVERY_OVERHEAD, NEVER, Message, delivery_size
+from minibroker.core.queue_message import (
+    DELIVERY_OVERHEAD,
+    NEVER,
+    FirstDeliveries,
+    Message,
+    delivery_size,
+)
 from minibroker.core.queue_options import (
     MAX_PRIORITY,
     MAX_VISIBILITY_TIMEOUT,
@@ -145,7 +171,17 @@ class Incoming(Protocol):
 class Lease:
     """The deliveries of one fetch: one consumer, one visibility deadline, one timer."""
 
-    __slots__ = ("conn_id", "count", "deadline", "first_id", "outstanding", "queue", "timer")
+    __slots__ = (
+        "bodies",
+        "conn_id",
+        "count",
+        "deadline",
+        "first_id",
+        "outstanding",
+        "published_at",
+        "queue",
+        "timer",
+    )
 
     def __init__(self, queue: Queue, conn_id: int, first_id: int, count: int, deadline: float):
         self.queue = queue
@@ -157,6 +193,13 @@ class Lease:
         self.outstanding = count
         self.deadline = deadline
         self.timer: Timer | None = None
+        #: A lease of first deliveries made without ``Message`` objects (see
+        #: ``Queue._deliver_first``) holds its messages itself, in id order:
+        #: the body of each one in flight, None for each one settled, and
+        #: their publish times. None for a lease whose messages are in the
+        #: queue's in-flight table.
+        self.bodies: list[bytes | None] | None = None
+        self.published_at: list[int] | None = None
 
     def expire(self, now: float) -> None:
         self.queue._lease_expired(self, now)
@@ -166,6 +209,7 @@ class _Waiter:
     """A long-polling fetch parked until messages arrive or its wait runs out."""
 
     __slots__ = (
+        "compact",
         "key",
         "max_bytes",
         "max_messages",
@@ -185,6 +229,7 @@ class _Waiter:
         max_messages: int,
         visibility_timeout: float,
         max_bytes: int | None,
+        compact: bool = False,
     ) -> None:
         self.queue = queue
         self.key = key
@@ -193,6 +238,8 @@ class _Waiter:
         self.max_messages = max_messages
         self.visibility_timeout = visibility_timeout
         self.max_bytes = max_bytes
+        #: Whether it takes ``FirstDeliveries`` (see ``Queue.fetch``'s ``compact``).
+        self.compact = compact
         self.timer: Timer | None = None
 
     def expire(self, now: float) -> None:
@@ -289,6 +336,19 @@ class Queue:
         self._timers = parent.broker.timers
         self._journal = journal
         self._ready: Ready = ready_for(options)
+        #: Bare bodies put into a plain queue wait here, behind ``_ready``,
+        #: as two lists (bodies, publish times) read from ``_tail_head`` on:
+        #: no ``Message`` is made for them unless something other than a put
+        #: or a compact fetch needs one (``_flush_tail``). See docs/internals.md.
+        self._tail_bodies: list[bytes] = []
+        self._tail_published: list[int] = []
+        self._tail_head = 0
+        #: Leases of first deliveries made from the tail, holding their
+        #: messages themselves (``Lease.bodies``), in delivery id order.
+        self._first_leases: list[Lease] = []
+        #: Whether bare bodies may wait in the tail and leave through
+        #: ``FirstDeliveries`` (tests turn it off to compare with the general path).
+        self.columns = True
         self._inflight: dict[int, Message] = {}
         #: conn id -> its leases here (an ordered set, in fetch order).
         self._leases: dict[int, dict[Lease, None]] = {}
@@ -336,6 +396,7 @@ class Queue:
 
     def _configure(self, options: QueueOptions) -> None:
         """Adopt ``options`` (at creation, and when reconfigured)."""
+        self._flush_tail()  # the tail holds messages of a plain queue only
         if (options.max_length_bytes is None) != (self.options.max_length_bytes is None):
             self._ready = ready_for(options, self._ready)  # start or stop counting bytes
         self.options = options
@@ -345,6 +406,10 @@ class Queue:
         self._reject_overflow = bounded and options.overflow != "drop_head"
         self._drop_overflow = bounded and options.overflow == "drop_head"
         self._prioritized = options.max_priority is not None
+        #: No option that needs a ``Message`` per ready message: no TTL, no
+        #: length limit, no priorities (groups, a journal and push consumers
+        #: are checked at each put).
+        self._plain = options.message_ttl is None and not bounded and not self._prioritized
 
     @property
     def durable(self) -> bool:
@@ -421,6 +486,19 @@ class Queue:
             count, messages if self.options.max_length_bytes is not None else ()
         ):
             self._refuse(messages, now, priority)
+        if (
+            not delay
+            and group is None
+            and ttl is None
+            and self._plain
+            and self.columns
+            and self._journal is None
+            and not self._expiring
+            and not self._grouped
+            and not self.ready_listeners
+            and self._put_bare(messages, now)
+        ):
+            return count
         published_at = self._broker.clock.wall_ms(now)
         expires_at = self._expires_at(now)
         if ttl is not None:
@@ -455,6 +533,59 @@ class Queue:
         if journal is not None:
             self._compact_quietly(journal, published_at)
         return count
+
+    def _put_bare(self, messages: Sequence[Incoming | bytes], now: float) -> bool:
+        """Put a batch of bare bodies into the tail, if it is one and every body fits.
+
+        What ``_admit`` and ``_enqueue`` do for such a batch in a plain
+        queue, with no ``Message`` made: the bodies join the tail (behind
+        any ready ``Message``), parked fetches are fed. False, with nothing
+        done, for anything else (the general path then checks and puts it).
+        """
+        kinds = set(map(type, messages))
+        if kinds != {bytes}:
+            # Messages with a body and no headers (a ``put`` of maps) count
+            # as bare: their bodies, gathered in C, join the tail as well.
+            if bytes in kinds or any(map(_headers_of, messages)):
+                return False
+            messages = list(map(_body_of, messages))
+            if set(map(type, messages)) != {bytes}:
+                return False
+        limits = self._parent.limits
+        room = self._delivery_room()
+        fits = limits.max_message_bytes
+        if room is not None:
+            fits = min(fits, room - DELIVERY_OVERHEAD)
+        if max(map(len, messages)) > fits:  # type: ignore[arg-type]
+            return False
+        self._tail_bodies.extend(messages)  # type: ignore[arg-type]
+        self._tail_published.extend(repeat(self._broker.clock.wall_ms(now), len(messages)))
+        self._admitted(limits.max_item_bytes)
+        self.published += len(messages)
+        if self._waiters:
+            self._feed_waiters(now)
+        return True
+
+    def _flush_tail(self) -> None:
+        """Turn the tail into ``Message`` objects at the back of ``_ready``.
+
+        Everything but a put and a compact fetch of a plain queue sees ready
+        messages as ``Message`` objects in ``_ready``: each such path calls
+        this first (it costs nothing when the tail is empty). The messages
+        were put into a plain queue: no headers, no expiry, priority 0.
+        """
+        bodies = self._tail_bodies
+        if not bodies:
+            return
+        published = self._tail_published
+        head = self._tail_head
+        if head:
+            bodies = bodies[head:]
+            published = published[head:]
+        self._tail_bodies = []
+        self._tail_published = []
+        self._tail_head = 0
+        self._ready.extend(map(Message, bodies, repeat(None), published))
 
     def _admit(
         self, messages: Sequence[Incoming | bytes], published_at: int, expires_at: float
@@ -597,6 +728,7 @@ class Queue:
 
     def _enqueue(self, batch: list[Message], now: float) -> None:
         """Add journaled messages at the back: feed waiters, apply drop_head, arm TTL."""
+        self._flush_tail()
         ready = self._ready
         ready.extend(batch)
         if self._waiters:
@@ -670,14 +802,36 @@ class Queue:
         the messages stay with ``peer`` until acked, nacked or its
         connection closes (how AMQP 0-9-1 consumers hold messages).
         """
+        out = self.fetch_compact(peer, max_messages, now, visibility_timeout, max_bytes, False)
+        assert type(out) is list
+        return out
+
+    def fetch_compact(
+        self,
+        peer: Peer,
+        max_messages: int,
+        now: float,
+        visibility_timeout: float | None = None,
+        max_bytes: int | None = None,
+        compact: bool = True,
+    ) -> list[Message] | FirstDeliveries:
+        """:meth:`fetch`, for a reader that also takes ``FirstDeliveries``.
+
+        With ``compact`` the answer may be a ``FirstDeliveries`` instead of
+        a list: the same deliveries, as columns, when they are first
+        deliveries of bare bodies from the tail of a plain queue (a
+        compact ``fetch`` of the native protocol encodes it as it stands).
+        """
         _check_max_messages(max_messages, self._parent.limits)
         if visibility_timeout is None:
             visibility_timeout = self.options.visibility_timeout
         elif visibility_timeout != UNTIL_SETTLED:
             check_seconds("visibility_timeout", visibility_timeout, MAX_VISIBILITY_TIMEOUT)
-        if not self._ready:
+        if not self._ready and not self._tail_bodies:
             return []
-        return self._deliver(peer.conn_id, max_messages, now, visibility_timeout, max_bytes)
+        return self._deliver(
+            peer.conn_id, max_messages, now, visibility_timeout, max_bytes, compact
+        )
 
     def wait(
         self,
@@ -688,6 +842,7 @@ class Queue:
         timeout: float,
         visibility_timeout: float | None = None,
         max_bytes: int | None = None,
+        compact: bool = False,
     ) -> None:
         """Park a long-polling fetch: ``peer.resolve(token, messages)`` finishes it.
 
@@ -695,7 +850,8 @@ class Queue:
         messages are ready, or with an empty list once ``timeout`` seconds
         have passed; rejected with NotFound if the queue is deleted. Call
         :meth:`fetch` first: a fetch only waits when nothing is ready.
-        ``max_bytes`` bounds the answer as in :meth:`fetch`.
+        ``max_bytes`` bounds the answer as in :meth:`fetch`; with ``compact``
+        the messages may be a ``FirstDeliveries`` (see :meth:`fetch_compact`).
         """
         limits = self._parent.limits
         _check_max_messages(max_messages, limits)
@@ -706,12 +862,19 @@ class Queue:
             check_seconds("visibility_timeout", visibility_timeout, MAX_VISIBILITY_TIMEOUT)
         parent = self._parent
         waiter = _Waiter(
-            self, parent.new_key(), peer, token, max_messages, visibility_timeout, max_bytes
+            self,
+            parent.new_key(),
+            peer,
+            token,
+            max_messages,
+            visibility_timeout,
+            max_bytes,
+            compact,
         )
         waiter.timer = self._timers.call_at(now + timeout, waiter.expire)
         self._waiters[waiter.key] = waiter
         parent.track(peer.conn_id, self)
-        if self._ready:
+        if self._ready or self._tail_bodies:
             self._feed_waiters(now)
 
     def _deliver(
@@ -721,7 +884,22 @@ class Queue:
         now: float,
         visibility_timeout: float,
         max_bytes: int | None = None,
-    ) -> list[Message]:
+        compact: bool = False,
+    ) -> list[Message] | FirstDeliveries:
+        if self._tail_bodies:
+            if (
+                compact
+                and not self._ready
+                and self.columns
+                and self._ttl is None
+                and not self._grouped
+                and not self._expiring
+                and self._fits_every_frame()
+            ):
+                return self._deliver_first(
+                    conn_id, max_messages, now, visibility_timeout, max_bytes
+                )
+            self._flush_tail()
         ready = self._ready
         if (
             self._ttl is None
@@ -768,6 +946,97 @@ class Queue:
                 if m.group is not None:
                     holds[m.group] = holds.get(m.group, 0) + 1
         return out
+
+    def _deliver_first(
+        self,
+        conn_id: int,
+        max_messages: int,
+        now: float,
+        visibility_timeout: float,
+        max_bytes: int | None,
+    ) -> FirstDeliveries:
+        """``_deliver`` for messages of the tail only: first deliveries, as columns.
+
+        The same choice of messages (the first ``max_messages`` within
+        ``max_bytes``, the first one whatever its size), the same lease and
+        counters; the messages stay in their lists, held by the lease
+        (``Lease.bodies``), instead of becoming ``Message`` objects in the
+        in-flight table: an ack of a run of them settles a slice of the
+        lease (``_ack_first``), in C.
+        """
+        head = self._tail_head
+        tail = self._tail_bodies
+        end = min(head + max_messages, len(tail))
+        bodies = tail[head:end]
+        count = end - head
+        if max_bytes is not None and sum(map(len, bodies)) + count * DELIVERY_OVERHEAD > max_bytes:
+            total = 0
+            fit = 0
+            for body in bodies:
+                total += len(body) + DELIVERY_OVERHEAD
+                if total > max_bytes and fit:
+                    break
+                fit += 1
+            count = fit
+            end = head + count
+            bodies = bodies[:count]
+        published = self._tail_published[head:end]
+        if end == len(tail):
+            self._tail_bodies = []
+            self._tail_published = []
+            self._tail_head = 0
+        elif end > 4096 and end * 2 > len(tail):  # drop the delivered front now and then
+            del tail[:end]
+            del self._tail_published[:end]
+            self._tail_head = 0
+        else:
+            self._tail_head = end
+        parent = self._parent
+        first = parent.next_delivery_id
+        parent.next_delivery_id = first + count
+        deadline = now + visibility_timeout
+        lease = Lease(self, conn_id, first, count, deadline)
+        if visibility_timeout != UNTIL_SETTLED:
+            lease.timer = self._timers.call_at(deadline, lease.expire)
+        lease.bodies = list(bodies)
+        lease.published_at = published
+        self._first_leases.append(lease)
+        leases = self._leases.get(conn_id)
+        if leases is None:
+            leases = self._leases[conn_id] = {}
+            parent.track(conn_id, self)
+        leases[lease] = None
+        self.delivered += count
+        return FirstDeliveries(first, bodies, published)
+
+    def _materialize(self) -> None:
+        """Give the messages of the leases of first deliveries their ``Message`` objects.
+
+        Everything but an ack of a run of them (``_ack_first``) reads
+        in-flight messages from the in-flight table: each such path calls
+        this first. The leases stay (timers, counts, connection); the table
+        keeps delivery id order, as the general path fills it.
+        """
+        first_leases = self._first_leases
+        if not first_leases:
+            return
+        self._first_leases = []
+        inflight = self._inflight
+        resort = bool(inflight) and next(reversed(inflight)) > first_leases[0].first_id
+        for lease in first_leases:
+            bodies, published = lease.bodies, lease.published_at
+            assert bodies is not None and published is not None
+            delivery_id = lease.first_id
+            for body, published_at in zip(bodies, published, strict=True):
+                if body is not None:
+                    m = Message(body, None, published_at, delivery_count=1)
+                    m.delivery_id = delivery_id
+                    m.lease = lease
+                    inflight[delivery_id] = m
+                delivery_id += 1
+            lease.bodies = lease.published_at = None
+        if resort:
+            self._inflight = dict(sorted(inflight.items()))
 
     def _take_ready(self, max_messages: int, max_bytes: int | None, now: float) -> list[Message]:
         """Pop the messages one delivery hands out: live ones, within both bounds.
@@ -837,7 +1106,7 @@ class Queue:
     def _feed_waiters(self, now: float) -> None:
         """Hand ready messages to parked fetches, first come first served."""
         waiters = self._waiters
-        while waiters and self._ready:
+        while waiters and (self._ready or self._tail_bodies):
             key = next(iter(waiters))
             waiter = waiters[key]
             messages = self._deliver(
@@ -846,6 +1115,7 @@ class Queue:
                 now,
                 waiter.visibility_timeout,
                 waiter.max_bytes,
+                waiter.compact,
             )
             if not messages:
                 break  # everything ready had expired
@@ -937,7 +1207,7 @@ class Queue:
     def _feed_unblocked(self, now: float) -> None:
         """Messages left flight for good: parked fetches may now take messages of
         their groups (only message groups make ready messages wait like this)."""
-        if self._waiters and self._ready:
+        if self._waiters and (self._ready or self._tail_bodies):
             self._feed_waiters(now)
 
     def _end_lease(self, lease: Lease) -> None:
@@ -951,6 +1221,13 @@ class Queue:
 
     def ack(self, peer: Peer, delivery_ids: Sequence[int], now: float) -> int:
         """Acknowledge deliveries held by ``peer``: they leave the queue. All or nothing."""
+        if self._first_leases:
+            count = self._ack_first(peer.conn_id, delivery_ids)
+            if count:
+                self.acked += count
+                self._feed_unblocked(now)
+                return count
+            self._materialize()
         held = self._all_held(peer.conn_id, delivery_ids)
         messages = self._held_by(peer.conn_id, delivery_ids) if held is None else held[0]
         journal = self._journal
@@ -964,6 +1241,54 @@ class Queue:
             count = self._release_all(delivery_ids, held[1])
         self.acked += count
         self._feed_unblocked(now)
+        return count
+
+    def _ack_first(self, conn_id: int, delivery_ids: Sequence[int]) -> int:
+        """The ack of a run of first deliveries (``_deliver_first``), settled in C: how many.
+
+        0, with nothing changed, unless the ids are consecutive, ascending,
+        all held by ``conn_id`` in leases of first deliveries and not
+        settled yet: the caller then takes the general path, which checks
+        the ids one by one and names the bad ones. A consumer acking what
+        it fetched, in order, passes: a few slices per lease instead of a
+        dictionary operation per message. The queue has no journal
+        (``_put_bare``), so there is nothing to write.
+        """
+        count = len(delivery_ids)
+        if not count:
+            return 0
+        first = delivery_ids[0]
+        last = delivery_ids[-1]
+        if type(first) is not int or type(last) is not int or last - first != count - 1:
+            return 0
+        ids = delivery_ids if type(delivery_ids) is list else list(delivery_ids)
+        if ids != list(range(first, last + 1)):
+            return 0
+        spans: list[tuple[Lease, int, int]] = []
+        at = first
+        for lease in self._first_leases:  # in id order
+            start = lease.first_id
+            end = start + lease.count
+            if at < start:
+                return 0  # an id no lease of first deliveries holds
+            if at >= end:
+                continue
+            upto = min(last + 1, end)
+            spans.append((lease, at - start, upto - start))
+            at = upto
+            if at > last:
+                break
+        if at <= last:
+            return 0
+        for lease, lo, hi in spans:
+            if lease.conn_id != conn_id or None in lease.bodies[lo:hi]:  # type: ignore[index]
+                return 0
+        for lease, lo, hi in spans:
+            lease.bodies[lo:hi] = [None] * (hi - lo)  # type: ignore[index]
+            lease.outstanding -= hi - lo
+            if not lease.outstanding:
+                self._first_leases.remove(lease)
+                self._end_lease(lease)
         return count
 
     def _all_held(
@@ -1020,6 +1345,7 @@ class Queue:
         (reason "max_deliveries") instead of requeued.
         """
         delay = check_seconds("delay", delay, MAX_VISIBILITY_TIMEOUT, allow_zero=True)
+        self._materialize()
         messages = self._release(self._held_by(peer.conn_id, delivery_ids))
         if not messages:
             return 0
@@ -1068,14 +1394,14 @@ class Queue:
     def _tell_ready(self, now: float) -> None:
         """Let the ready listeners fetch what just became ready (after parked fetches)."""
         for listener in list(self.ready_listeners):
-            if not self._ready or self.deleted:
+            if not (self._ready or self._tail_bodies) or self.deleted:
                 return
             listener(self, now)
 
     @property
     def ready_count(self) -> int:
         """Messages ready to be fetched now."""
-        return len(self._ready)
+        return len(self._ready) + len(self._tail_bodies) - self._tail_head
 
     def _park(self, messages: list[Message], until: float, *, at_front: bool) -> None:
         """Hold ``messages`` as delayed until ``until`` (one timer for them all)."""
@@ -1111,6 +1437,7 @@ class Queue:
         )
         if timeout == 0:
             return self.nack(peer, delivery_ids, now)
+        self._materialize()
         moved: dict[int, Message] = {}
         for m in self._held_by(peer.conn_id, delivery_ids):
             old = m.lease
@@ -1137,6 +1464,7 @@ class Queue:
         """A fetch's visibility deadline passed: its unacked messages come back."""
         if not lease.outstanding or self.deleted:
             return
+        self._materialize()
         back = self._take_back(lease)
         self._end_lease(lease)
         self._requeue(back, now)
@@ -1147,6 +1475,7 @@ class Queue:
         A message of the lease's id range may have moved to a lease of its
         own (:meth:`change_visibility`): it stays where it is.
         """
+        self._materialize()
         inflight = self._inflight
         back: list[Message] = []
         for delivery_id in range(lease.first_id, lease.first_id + lease.count):
@@ -1165,6 +1494,7 @@ class Queue:
         waiters = self._waiters
         for key in [k for k, w in waiters.items() if w.peer.conn_id == conn_id]:
             self._drop_waiter(key)
+        self._materialize()
         leases = self._leases.pop(conn_id, None)
         if not leases:
             return
@@ -1370,6 +1700,7 @@ class Queue:
 
     def purge(self, now: float) -> int:
         """Remove every ready and delayed message (in-flight ones stay with their consumers)."""
+        self._flush_tail()
         messages = list(self._ready)
         for parked in self._delayed.values():
             messages.extend(parked.messages)
@@ -1394,6 +1725,7 @@ class Queue:
         """Remove the in-flight messages ``peer`` holds, as purged (SQS's PurgeQueue
         deletes in-flight messages too; the SQS endpoint holds all of its own).
         Their delivery ids become unknown. Returns how many went."""
+        self._materialize()
         leases = self._leases.pop(peer.conn_id, None)
         if not leases:
             return 0
@@ -1418,6 +1750,7 @@ class Queue:
         messages are again delivered in order, one batch in flight at a time.
         Returns how many messages got a group.
         """
+        self._flush_tail()
         restored = 0
         for m in self._ready:
             group = group_of(m)
@@ -1434,8 +1767,8 @@ class Queue:
         return QueueStatistics(
             name=self.name,
             durable=self.durable,
-            ready=len(self._ready),
-            in_flight=len(self._inflight),
+            ready=self.ready_count,
+            in_flight=len(self._inflight) + sum(lease.outstanding for lease in self._first_leases),
             delayed=self._delayed_count,
             consumers=len(consumers),
             waiting_fetches=len(self._waiters),
@@ -1458,6 +1791,8 @@ class Queue:
             raise BadRequest(
                 f"limit must be between 0 and {self._parent.limits.max_fetch}, got {limit!r}"
             )
+        self._flush_tail()
+        self._materialize()
         ready = [m for _, m in zip(range(limit), self._ready, strict=False)]
         in_flight: list[InFlight] = []
         for delivery_id, m in self._inflight.items():
@@ -1489,6 +1824,8 @@ class Queue:
     def _shut(self, error: BrokerError | None) -> int:
         """The queue goes away: fail waiters with ``error``, disarm every timer."""
         self.deleted = True
+        self._flush_tail()
+        self._materialize()
         held = len(self._ready) + len(self._inflight) + self._delayed_count
         waiters = list(self._waiters.values())
         self._waiters.clear()

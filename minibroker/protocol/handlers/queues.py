@@ -39,7 +39,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from minibroker.core.durations import check_seconds
-from minibroker.core.queue_message import Message
+from minibroker.core.queue_message import FirstDeliveries, Message
 from minibroker.core.queue_options import QueueOptions, QueueStatistics
 from minibroker.protocol import frames
 from minibroker.protocol.frames import DECODERS
@@ -84,7 +84,9 @@ _published_of = attrgetter("published_at")
 _headers_of = attrgetter("headers")
 
 
-def encode_compact(messages: list[Message]) -> dict[str, Any] | list[dict[str, Any]]:
+def encode_compact(
+    messages: list[Message] | FirstDeliveries,
+) -> dict[str, Any] | list[dict[str, Any]]:
     """Deliveries as one compact map of columns (a ``fetch`` with ``compact``).
 
     ``{"first_id", "bodies", "delivery_count", "published_at", "headers"?}``:
@@ -94,8 +96,24 @@ def encode_compact(messages: list[Message]) -> dict[str, Any] | list[dict[str, A
     (the common case: a batch put at once, delivered for the first time),
     else an array; ``headers`` is there only when some delivery has headers
     (an array, nil for the others). An empty answer is ``{"bodies": []}``.
-    The columns are gathered with ``map`` over ``attrgetter``, in C.
+    The columns are gathered with ``map`` over ``attrgetter``, in C; a
+    ``FirstDeliveries`` (first deliveries of bare bodies, core/queue_message.py)
+    already is columns.
     """
+    if type(messages) is FirstDeliveries:
+        published_at = messages.published_at
+        first_published = published_at[0]
+        return {
+            "first_id": messages.first_id,
+            "bodies": messages.bodies,
+            "delivery_count": 1,
+            "published_at": (
+                first_published
+                if published_at.count(first_published) == len(published_at)
+                else published_at
+            ),
+        }
+    assert type(messages) is list
     if not messages:
         return {"bodies": []}
     first_id = messages[0].delivery_id
@@ -121,7 +139,7 @@ def _encode_parked(result: object) -> object:
 
 
 def _encode_parked_compact(result: object) -> object:
-    assert isinstance(result, list)
+    assert isinstance(result, (list, FirstDeliveries))
     return encode_compact(result)
 
 
@@ -241,11 +259,16 @@ def fetch(session: Session, frame: frames.Fetch, now: float) -> Any:
     # A fetch's deliveries must fit one frame of this connection: what does
     # not fit stays ready for the next fetch (see Queue.fetch).
     budget = session.frame_budget
-    messages = queue.fetch(
-        session, frame.max_messages, now, frame.visibility_timeout, budget
-    )
-    if messages or frame.wait <= 0:
-        return encode_compact(messages) if frame.compact else encode_deliveries(messages)
+    if frame.compact:
+        messages = queue.fetch_compact(
+            session, frame.max_messages, now, frame.visibility_timeout, budget
+        )
+        if messages or frame.wait <= 0:
+            return encode_compact(messages)
+    else:
+        listed = queue.fetch(session, frame.max_messages, now, frame.visibility_timeout, budget)
+        if listed or frame.wait <= 0:
+            return encode_deliveries(listed)
     token = session.park(frame.id, _encode_parked_compact if frame.compact else _encode_parked)
     try:
         queue.wait(
@@ -256,6 +279,7 @@ def fetch(session: Session, frame: frames.Fetch, now: float) -> Any:
             frame.wait,
             frame.visibility_timeout,
             budget,
+            frame.compact,
         )
     except BaseException:
         session.unpark(token)
