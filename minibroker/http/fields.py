@@ -365,6 +365,8 @@ def _or_null(schema: dict[str, Any]) -> dict[str, Any]:
         return {**schema, "oneOf": [*schema["oneOf"], _NULL]}
     if "type" not in schema:
         return {"anyOf": [schema, _NULL]}
+    if "enum" in schema:  # a null must pass the choices as well as the type
+        return {**schema, "type": [schema["type"], "null"], "enum": [*schema["enum"], None]}
     return {**schema, "type": [schema["type"], "null"]}
 
 
