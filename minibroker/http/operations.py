@@ -151,8 +151,9 @@ class HttpPeer:
         """Always: a request/reply call's answer goes to the one HTTP request
         waiting for it, which writes it through its own connection (hypercorn
         awaits the socket), so an HTTP client that stops reading holds at
-        most the replies of its requests in progress, one per HTTP/1.1
-        connection (``--http-max-connections``), never a growing buffer."""
+        most the replies of its requests in progress (one per HTTP/1.1
+        connection, up to hypercorn's stream limit on an HTTP/2 one, on at
+        most ``--http-max-connections``), never a buffer that grows."""
         return True
 
     def push_ready(self, source: PushSource) -> None:
