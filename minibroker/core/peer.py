@@ -13,6 +13,10 @@ recording fake in the core's tests):
   slow reader slows only itself and the source decides what to drop;
 * ``kick`` closes the connection (slow consumer with on_overflow=disconnect).
 
+A connection that sends request/reply ``request`` frames is a
+:class:`Requester` besides: ``takes_reply`` tells the router whether a reply
+may still be appended to its output (see ``RequestRouter.reply``).
+
 Why a port and not returned effect lists (as DESIGN.md sketches): a publish
 that reaches many subscribers would allocate one effect object per delivery,
 only for the shell to dispatch it to the same place. Calling the port lets
@@ -52,3 +56,19 @@ class Peer(Protocol):
 
     def kick(self, error: BrokerError) -> None:
         """Close this connection, telling the client why."""
+
+
+class Requester(Peer, Protocol):
+    """A ``Peer`` that parks request/reply requests (core/rpc.py)."""
+
+    def takes_reply(self) -> bool:
+        """False while this connection holds more unsent output than a reply may
+        be added to: its client is not reading.
+
+        A push source waits while its connection is over the high-water mark,
+        but a reply has no queue to wait in: it is written when its responder
+        answers. Without this check, a requester that parks many requests and
+        stops reading would make the broker hold every reply in memory. The
+        router drops such a reply (its responder is told, as for a late one)
+        and fails the request with a small ``limit_exceeded`` instead.
+        """

@@ -16,6 +16,12 @@ these ways, each counted in :class:`~minibroker.core.rpc_stats.RpcStats`:
 ``responder_gone`` the responder holding it disconnected or unsubscribed
 ``abandoned``      the requester gave up first: it disconnected, or
                    withdrew the request (``withdraw``: a cancelled call)
+``unread``         the responder replied, but the requester was not
+                   reading: its connection held more unsent output than
+                   a reply may be added to (``Requester.takes_reply``).
+                   The reply is dropped (counted in ``replies_dropped``,
+                   the responder told ``False``) and the requester gets a
+                   small ``limit_exceeded`` instead
 =================  ====================================================
 
 Once a request has ended, its id (``rid``) is forgotten: a reply that comes
@@ -85,12 +91,13 @@ from typing import TYPE_CHECKING, Final, NamedTuple
 
 from minibroker.core.durations import check_seconds
 from minibroker.core.names import SUBJECT, check_name
-from minibroker.core.peer import Peer
+from minibroker.core.peer import Peer, Requester
 from minibroker.core.rpc_stats import RpcStats
 from minibroker.core.sizes import headers_size, utf8_length
 from minibroker.core.timers import Timer
 from minibroker.errors import (
     BrokerError,
+    LimitExceeded,
     NoResponders,
     RequestCancelled,
     ResponderError,
@@ -185,7 +192,7 @@ class _Pending:
     def __init__(
         self,
         rid: int,
-        requester: Peer,
+        requester: Requester,
         token: int,
         subject: str,
         body: bytes,
@@ -410,7 +417,7 @@ class RequestRouter:
 
     def request(
         self,
-        requester: Peer,
+        requester: Requester,
         token: int,
         subject: str,
         body: bytes,
@@ -469,7 +476,8 @@ class RequestRouter:
         error: str | None,
         now: float,
     ) -> bool:
-        """A responder answers ``rid``. Returns False (and counts it) if nobody waits.
+        """A responder answers ``rid``. Returns False (and counts it) if nobody waits,
+        or if the requester is not reading (its reply is then dropped; see ``unread``).
 
         Only the connection the request was pushed to may answer it; a reply
         from anywhere else is treated like a late one. ``error`` (a message)
@@ -502,6 +510,23 @@ class RequestRouter:
         del pending.responder.held[rid]
         self._end(pending)
         stats = self.stats
+        requester = pending.requester
+        if not requester.takes_reply():
+            # The requester is not reading (docs/request-reply.md, "A
+            # requester that stops reading"): the reply, up to
+            # max_message_bytes, is not added to its output; the request
+            # ends with an error frame of a hundred bytes instead.
+            stats.replies_dropped += 1
+            stats.outcomes["unread"] += 1
+            requester.reject(
+                pending.token,
+                LimitExceeded(
+                    f"the reply to the request on {pending.subject!r} was dropped: "
+                    "this connection was not reading its answers",
+                    subject=pending.subject,
+                ),
+            )
+            return False
         stats.observe(pending.subject, now - pending.started)
         if error is None:
             stats.outcomes["ok"] += 1

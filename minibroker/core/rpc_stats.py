@@ -28,7 +28,8 @@ MAX_TRACKED_SUBJECTS: Final = 256
 OTHER_SUBJECT: Final = "_other"
 
 #: Every way a request can end; the keys of :attr:`RpcStats.outcomes`.
-#: ``abandoned`` means the requester disconnected before the request ended.
+#: ``abandoned`` means the requester disconnected before the request ended;
+#: ``unread`` that its reply was dropped because it was not reading (core/rpc.py).
 OUTCOMES: Final[tuple[str, ...]] = (
     "ok",
     "error",
@@ -36,6 +37,7 @@ OUTCOMES: Final[tuple[str, ...]] = (
     "no_responders",
     "responder_gone",
     "abandoned",
+    "unread",
 )
 
 
@@ -43,7 +45,8 @@ class RpcStats(Value):
     """Everything the request/reply model counts, for one namespace."""
 
     outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
-    #: Replies that found no waiting request (late, duplicate or unknown rid).
+    #: Replies that found no waiting request (late, duplicate or unknown rid),
+    #: or a requester that was not reading (outcome ``unread``).
     replies_dropped: int = 0
     #: Requests handed back to another responder because theirs left before seeing them.
     rerouted: int = 0

@@ -147,6 +147,15 @@ class HttpPeer:
         if self._encoders.pop(token, None) is not None:
             self._on_finished(token, error)
 
+    def takes_reply(self) -> bool:
+        """Always: a request/reply call's answer goes to the one HTTP request
+        waiting for it, which writes it through its own connection (hypercorn
+        awaits the socket), so an HTTP client that stops reading holds at
+        most the replies of its requests in progress (one per HTTP/1.1
+        connection, up to hypercorn's stream limit on an HTTP/2 one, on at
+        most ``--http-max-connections``), never a buffer that grows."""
+        return True
+
     def push_ready(self, source: PushSource) -> None:
         raise AssertionError("the HTTP face holds no subscriptions")
 

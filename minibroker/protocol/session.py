@@ -75,6 +75,10 @@ _OPERATOR_ERRORS = frozenset({"storage_full", "storage_error", "storage_failed"}
 
 #: Stop draining push sources into the outbound buffer past this many bytes.
 DEFAULT_OUTBOUND_HIGH_WATER = 1024 * 1024
+#: Unsent output past which a request/reply reply is dropped instead of
+#: written (``Session.takes_reply``): the bound AMQP's direct reply-to has
+#: (``AmqpSettings.max_content_in_progress``, docs/amqp.md).
+DEFAULT_MAX_REPLY_BACKLOG = 64 * 1024 * 1024
 
 ResultEncoder = Callable[[Any], Any]
 
@@ -82,6 +86,9 @@ ResultEncoder = Callable[[Any], Any]
 class SessionSettings(Value):
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     outbound_high_water: int = DEFAULT_OUTBOUND_HIGH_WATER
+    #: Replies are dropped while more than this many bytes (or the
+    #: high-water mark, when that is higher) wait to be sent.
+    max_reply_backlog: int = DEFAULT_MAX_REPLY_BACKLOG
     features: tuple[str, ...] = ("queues", "topics", "logs", "request_reply")
     stats: ProtocolStats = field(default_factory=ProtocolStats)
 
@@ -124,6 +131,10 @@ class Session(WireSession):
         self._max_frame_length = self.settings.max_frame_bytes + HEADER_SIZE
         self._out: list[bytes] = []
         self._out_bytes = 0
+        #: See ``takes_reply``.
+        self._reply_backlog = max(
+            self.settings.max_reply_backlog, self.settings.outbound_high_water
+        )
         self._ready: dict[int, PushSource] = {}
         #: Sub ids the client paused -> whether the source asked to be drained
         #: meanwhile (it is put back in ``_ready`` on resume).
@@ -172,6 +183,21 @@ class Session(WireSession):
             return
         self._respond_error(parked[0], error)
         self.wakeup()
+
+    def takes_reply(self) -> bool:
+        """False while more than ``max_reply_backlog`` bytes wait to be sent.
+
+        The connection stops reading past its high-water mark, so a client
+        that does not read cannot send more requests; but the replies to
+        those it already parked (up to ``max_pending_requests_per_connection``
+        of them, each up to ``max_message_bytes``) come when their
+        responders answer, and have no queue to wait in. Past this backlog
+        the router drops them and answers each request with a small
+        ``limit_exceeded`` (core/rpc.py, outcome ``unread``), so what the
+        broker holds for such a client stays bounded: the backlog, one
+        reply, and an error frame per parked request.
+        """
+        return self._out_bytes <= self._reply_backlog
 
     def push_ready(self, source: PushSource) -> None:
         if not self.closed and not self._sealed and not self.input_ended:

@@ -15,6 +15,7 @@ from minibroker.errors import (
     BadRequest,
     BrokerError,
     InvalidName,
+    LimitExceeded,
     NoResponders,
     ResponderError,
     ResponderGone,
@@ -32,10 +33,15 @@ class FakePeer:
         self.rejected: dict[int, BrokerError] = {}
         self.ready: list[Responder] = []
         self.next_token = 1
+        #: What ``takes_reply`` answers (False: a requester that stopped reading).
+        self.reading = True
 
     @property
     def conn_id(self) -> int:
         return self._conn_id
+
+    def takes_reply(self) -> bool:
+        return self.reading
 
     def resolve(self, token: int, result: object) -> None:
         assert token not in self.resolved and token not in self.rejected, "finished twice"
@@ -167,6 +173,31 @@ def test_responder_error_reaches_the_requester() -> None:
     assert isinstance(error, ResponderError)
     assert error.message == "out of stock"
     assert router.stats.outcomes["error"] == 1
+
+
+def test_a_reply_to_a_requester_that_is_not_reading_is_dropped() -> None:
+    """``takes_reply`` False: the reply is dropped as a late one is, and the
+    request ends with ``limit_exceeded`` at once (outcome ``unread``)."""
+    broker, router = make_router()
+    requester, responder_peer = FakePeer(1), FakePeer(2)
+    responder = router.add_responder(responder_peer, 1, "svc")
+    token, rid = send(router, requester, "svc")
+    failed_token, failed_rid = send(router, requester, "svc")
+    delivered(responder)
+    requester.reading = False
+    assert router.reply(responder_peer, rid, b"big", None, None, 0.0) is False
+    assert router.reply(responder_peer, failed_rid, b"", None, "oops", 0.0) is False
+    assert not requester.resolved
+    for dropped in (token, failed_token):
+        error = requester.rejected[dropped]
+        assert isinstance(error, LimitExceeded)
+        assert error.details == {"subject": "svc"}
+    assert router.stats.replies_dropped == 2
+    assert router.stats.outcomes["unread"] == 2
+    assert router.stats.outcomes["ok"] == router.stats.outcomes["error"] == 0
+    assert router.snapshot().pending == 0
+    assert responder.held == {}
+    assert len(broker.timers) == 0
 
 
 # --------------------------------------------------------------- deadlines

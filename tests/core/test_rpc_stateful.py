@@ -39,6 +39,9 @@ class FakePeer:
     def conn_id(self) -> int:
         return self._conn_id
 
+    def takes_reply(self) -> bool:
+        return True
+
     def resolve(self, token: int, result: object) -> None:
         assert token not in self.finished, f"token {token} finished twice"
         assert isinstance(result, RpcReply)

@@ -27,6 +27,7 @@ from kio.records.writers import write_new_batch
 from minibroker.kafka.records import (
     CORRUPT_MESSAGE,
     INVALID_RECORD,
+    MAX_RECORD_HEADERS,
     MESSAGE_TOO_LARGE,
     UNSUPPORTED_COMPRESSION_TYPE,
     UNSUPPORTED_FOR_MESSAGE_FORMAT,
@@ -168,6 +169,19 @@ def test_a_varint_longer_than_ten_bytes_is_corrupt_message(
         check_produced(bytes(data), 1 << 20)
     assert caught.value.error == CORRUPT_MESSAGE
     assert "longer than 10 bytes" in str(caught.value)
+
+
+def test_a_record_with_more_headers_than_the_bound_is_an_invalid_record() -> None:
+    """Each header costs every native reader of the record a Python step, and a
+    record cannot be split across reads (docs/kafka.md, "Bad input")."""
+    most = {f"h{i}": b"" for i in range(MAX_RECORD_HEADERS)}
+    assert check_produced(kio_batch([(None, b"a", most)]), 1 << 24).count == 1
+    over = {**most, "one-more": b""}
+    data = kio_batch([(None, b"a", {}), (None, b"b", over)])
+    with pytest.raises(InvalidBatch) as caught:
+        check_produced(data, 1 << 24)
+    assert caught.value.error == INVALID_RECORD
+    assert f"record 1 of the batch has {MAX_RECORD_HEADERS + 1} headers" in str(caught.value)
 
 
 def test_a_flipped_bit_inside_the_crc_is_corrupt_message() -> None:

@@ -29,7 +29,7 @@ from minibroker.access.permissions import Permissions
 from minibroker.core.broker import Broker
 from minibroker.kafka import wire
 from minibroker.kafka.groups import JoinResult
-from minibroker.kafka.records import encode_batch
+from minibroker.kafka.records import MAX_RECORD_HEADERS, encode_batch
 from minibroker.kafka.service import KafkaService, KafkaSettings
 from minibroker.kafka.session import KafkaSession
 from minibroker.log_store import Record as LogRecord
@@ -519,6 +519,20 @@ def test_acks_other_than_0_1_all_is_refused_and_nothing_is_stored_or_created(ack
     [partition] = response.responses[0].partition_responses
     assert (partition.error_code, partition.base_offset) == (ErrorCode.invalid_required_acks, -1)
     assert "t-0" not in session.ns.core.logs  # not even auto-created
+
+
+def test_a_record_with_too_many_headers_is_refused_and_nothing_is_stored() -> None:
+    session = open_session()
+    values = _request(0, 7, JoinResult(0))
+    headers = {f"h{i}": b"" for i in range(MAX_RECORD_HEADERS + 1)}
+    batch = kio_batch([(None, b"x", {}), (None, b"y", headers)])
+    partition = request_class(0, 7, "PartitionProduceData")(index=0, records=batch)
+    values["topic_data"] = (
+        request_class(0, 7, "TopicProduceData")(name="t", partition_data=(partition,)),
+    )
+    [answer] = call(session, 0, 7, **values).responses[0].partition_responses
+    assert (answer.error_code, answer.base_offset) == (ErrorCode.invalid_record, -1)
+    assert session.ns.core.logs.get("t-0").high_watermark == 0
 
 
 def test_an_idempotent_retry_is_answered_with_the_first_offset_and_stored_once() -> None:
