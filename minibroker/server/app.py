@@ -44,10 +44,10 @@ from minibroker.server.connection import (
 from minibroker.server.durability import GroupCommit
 from minibroker.server.http_connections import HttpConnections
 from minibroker.server.input_budget import InputBudget
-from minibroker.server.shared_reader import SharedReader
 from minibroker.server.memory_stream import memory_stream_pair
 from minibroker.server.metrics import BrokerCollector, make_registry, serve_metrics
 from minibroker.server.resource_alarm import ResourceAlarm
+from minibroker.server.shared_reader import SharedReader
 from minibroker.server.timers import TimerService
 from minibroker.server.wire_session import FrontEnd, SessionFactory, WireSession
 from minibroker.storage.memory import MemoryLog

@@ -31,13 +31,18 @@ task.
 from __future__ import annotations
 
 import contextlib
+import logging
 import select
+import time
+from collections.abc import Callable, Sized
 from typing import TYPE_CHECKING
 
 import trio
 
 if TYPE_CHECKING:
     from minibroker.server.connection import Connection, ReadyConnections
+
+log = logging.getLogger("minibroker.server")
 
 #: Ready sockets taken per round at most (the rest stay ready for the next one).
 MAX_EVENTS = 256
@@ -46,7 +51,7 @@ MAX_EVENTS = 256
 class SharedReader:
     """The private epoll of lent sockets and the task that serves it."""
 
-    __slots__ = ("_closed", "_epoll", "_lent", "_ready", "rounds")
+    __slots__ = ("_closed", "_epoll", "_idle", "_lent", "_ready", "rounds")
 
     def __init__(self, ready: ReadyConnections) -> None:
         self._epoll = select.epoll()
@@ -54,11 +59,18 @@ class SharedReader:
         self._lent: dict[int, Connection] = {}
         self._ready = ready
         self._closed = False
-        #: Rounds served (tests and the curious).
+        #: Serves rounds while Trio is idle, once running (None: not available).
+        self._idle: IdleServing | None = None
+        #: Rounds the task served (tests and the curious).
         self.rounds = 0
 
     def __len__(self) -> int:
         return len(self._lent)
+
+    @property
+    def idle_rounds(self) -> int:
+        """Rounds served while Trio was idle (see ``IdleServing``)."""
+        return 0 if self._idle is None else self._idle.rounds
 
     def lend(self, fd: int, connection: Connection) -> bool:
         """Read ``fd`` for ``connection`` until handed back (level-triggered).
@@ -69,50 +81,167 @@ class SharedReader:
         if self._closed:
             return False
         self._epoll.register(fd, select.EPOLLIN)
+        if self._idle is not None:
+            self._idle.epoll.register(fd, select.EPOLLIN)
         self._lent[fd] = connection
         return True
 
     def take_back(self, fd: int) -> None:
-        """Stop reading ``fd``. A descriptor already closed left the epoll by itself."""
+        """Stop reading ``fd``. A descriptor already closed left the epolls by itself."""
         if self._lent.pop(fd, None) is not None:
             with contextlib.suppress(OSError, ValueError):
                 self._epoll.unregister(fd)
+            if self._idle is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    self._idle.epoll.unregister(fd)
 
-    def close(self) -> None:
+    def _close(self) -> None:
         self._closed = True
         for connection in list(self._lent.values()):
             connection.hand_back(None)
         self._lent.clear()
         self._epoll.close()
+        if self._idle is not None:
+            trio.lowlevel.remove_instrument(self._idle)
+            self._idle.epoll.close()
+            self._idle = None
 
     async def run(self) -> None:
         """Serve the lent sockets until cancelled."""
-        epoll_fd = self._epoll.fileno()
+        epoll = self._epoll
+        epoll_fd = epoll.fileno()
         wait_readable = trio.lowlevel.wait_readable
+        self._idle = IdleServing.attach(self)
         try:
             while True:
                 await wait_readable(epoll_fd)
-                self._round()
+                self.rounds += 1
+                self.serve(epoll.poll(0, MAX_EVENTS))
         finally:
-            self.close()
+            self._close()
 
-    def _round(self) -> None:
-        """One chunk from each ready socket, then the round's output.
+    def serve(self, events: list[tuple[int, int]]) -> int:
+        """One chunk from each ready lent socket, then the round's output; how many.
 
-        A method of its own so that no connection stays referenced by the
-        task's locals while it waits (an ended one is freed at once).
+        Events of other descriptors are skipped. Holds no connection once
+        it returns, so an ended one is freed at once.
         """
-        events = self._epoll.poll(0, MAX_EVENTS)
-        if not events:
-            return
-        self.rounds += 1
         lent = self._lent
         ready = self._ready
+        served = 0
         ready.dispatching = True
         try:
             for fd, _ in events:
                 connection = lent.get(fd)
-                if connection is not None and not connection.read_lent():
-                    self.take_back(fd)
+                if connection is not None:
+                    served += 1
+                    if not connection.read_lent():
+                        self.take_back(fd)
         finally:
             ready.flush()
+        return served
+
+
+def _noop() -> None:
+    """Queued only to make Trio's I/O wait return at once."""
+
+
+class IdleServing(trio.abc.Instrument):
+    """While Trio has nothing to run, wait for the lent sockets *and* Trio's I/O at once.
+
+    Trio calls ``before_io_wait(timeout)`` right before it blocks in its
+    own ``epoll_wait`` with nothing runnable. Instead, this blocks (up to
+    the same timeout) in one ``epoll_wait`` on an epoll of its own holding
+    the lent sockets and Trio's epoll; when lent sockets are ready it serves
+    them right there and waits again, so a request/reply hop through an
+    idle broker costs no scheduler round, no task switch and no
+    ``epoll_ctl``. It returns to Trio as soon as Trio has anything to do:
+    I/O of its own, a task the round made runnable, or the timeout (a
+    deadline); in the last two cases Trio's own wait is made to return at
+    once (``run_sync_soon``).
+
+    (Trio's epoll reads ready whenever a lent socket does, since it holds
+    the shared task's epoll; after the round the next wait sees whether it
+    still is. The shared task's epoll is a separate one because an epoll
+    may not hold one that holds it.)
+
+    Needs two of Trio's internals, its epoll and its run queue, looked up
+    once by :meth:`attach`; without them, or under a clock other than
+    Trio's ``SystemClock`` (a ``MockClock``'s timeouts are not real
+    seconds), nothing is attached and the shared task serves every round.
+    """
+
+    def __init__(
+        self, shared: SharedReader, trio_epoll_fd: int, runq: Sized, waiting_for_idle: Sized
+    ) -> None:
+        self._shared = shared
+        self._runq = runq
+        self._waiting_for_idle = waiting_for_idle
+        self.epoll = select.epoll()
+        self.epoll.register(trio_epoll_fd, select.EPOLLIN)
+        self._wake_trio: Callable[[], None] = _trio_waker()
+        #: Rounds served while Trio was idle (tests and the curious).
+        self.rounds = 0
+
+    @classmethod
+    def attach(cls, shared: SharedReader) -> IdleServing | None:
+        internals = _trio_internals()
+        if internals is None:
+            return None
+        instrument = cls(shared, *internals)
+        trio.lowlevel.add_instrument(instrument)
+        return instrument
+
+    def before_io_wait(self, timeout: float) -> None:
+        if timeout <= 0 or not self._shared._lent or self._waiting_for_idle:
+            # Busy, nothing lent, or a task in ``wait_all_tasks_blocked``: its
+            # cushion is the timeout, and Trio's wait must end with no event.
+            return
+        try:
+            self._serve(timeout)
+        except Exception:
+            # A bug here must not stop the server: the shared task serves alone.
+            log.exception("serving lent sockets while idle failed; no longer doing so")
+            trio.lowlevel.remove_instrument(self)
+            self._wake_trio()
+
+    def _serve(self, timeout: float) -> None:
+        poll = self.epoll.poll
+        shared = self._shared
+        runq = self._runq
+        end = time.monotonic() + timeout
+        remaining = timeout
+        while True:
+            events = poll(remaining, MAX_EVENTS) if remaining > 0 else []
+            if not events:
+                self._wake_trio()  # a deadline is due: Trio would wait again
+                return
+            if not shared.serve(events):
+                return  # Trio's own I/O
+            self.rounds += 1
+            if runq or not shared._lent:
+                self._wake_trio()
+                return
+            remaining = end - time.monotonic()
+
+
+def _trio_waker() -> Callable[[], None]:
+    token = trio.lowlevel.current_trio_token()
+    return lambda: token.run_sync_soon(_noop)
+
+
+def _trio_internals() -> tuple[int, Sized, Sized] | None:
+    """Trio's epoll descriptor, run queue and idle waiters, or None where not as expected."""
+    try:
+        from trio._core._run import GLOBAL_RUN_CONTEXT, SystemClock
+
+        runner = GLOBAL_RUN_CONTEXT.runner
+        epoll = runner.io_manager._epoll
+        runq = runner.runq
+        waiting_for_idle = runner.waiting_for_idle
+        clock = runner.clock
+    except (ImportError, AttributeError):
+        return None
+    if type(clock) is not SystemClock or not isinstance(epoll, select.epoll):
+        return None
+    return epoll.fileno(), runq, waiting_for_idle
