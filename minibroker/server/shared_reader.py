@@ -46,6 +46,8 @@ log = logging.getLogger("minibroker.server")
 
 #: Ready sockets taken per round at most (the rest stay ready for the next one).
 MAX_EVENTS = 256
+#: Rounds served in one idle wait before Trio gets a turn (see ``IdleServing``).
+MAX_IDLE_ROUNDS = 16
 
 
 class SharedReader:
@@ -102,9 +104,9 @@ class SharedReader:
         self._lent.clear()
         self._epoll.close()
         if self._idle is not None:
-            trio.lowlevel.remove_instrument(self._idle)
+            with contextlib.suppress(KeyError):  # removed already if it failed
+                trio.lowlevel.remove_instrument(self._idle)
             self._idle.epoll.close()
-            self._idle = None
 
     async def run(self) -> None:
         """Serve the lent sockets until cancelled."""
@@ -112,6 +114,9 @@ class SharedReader:
         epoll_fd = epoll.fileno()
         wait_readable = trio.lowlevel.wait_readable
         self._idle = IdleServing.attach(self)
+        if self._idle is not None:
+            for fd in self._lent:  # lent before the loop started
+                self._idle.epoll.register(fd, select.EPOLLIN)
         try:
             while True:
                 await wait_readable(epoll_fd)
@@ -158,12 +163,14 @@ class IdleServing(trio.abc.Instrument):
     ``epoll_ctl``. It returns to Trio as soon as Trio has anything to do:
     I/O of its own, a task the round made runnable, or the timeout (a
     deadline); in the last two cases Trio's own wait is made to return at
-    once (``run_sync_soon``).
+    once (``run_sync_soon``, one write to Trio's wake-up socket).
 
-    (Trio's epoll reads ready whenever a lent socket does, since it holds
-    the shared task's epoll; after the round the next wait sees whether it
-    still is. The shared task's epoll is a separate one because an epoll
-    may not hold one that holds it.)
+    Trio's epoll reads ready whenever a lent socket does (it holds the
+    shared task's epoll), so a round's wait cannot tell whether Trio has
+    I/O of its own while lent sockets keep being ready: after
+    ``MAX_IDLE_ROUNDS`` rounds in a row Trio gets its turn regardless, so
+    a flood on lent sockets cannot starve its other connections, accepts
+    or TLS. (Two epolls, because an epoll may not hold one that holds it.)
 
     Needs two of Trio's internals, its epoll and its run queue, looked up
     once by :meth:`attach`; without them, or under a clock other than
@@ -211,18 +218,21 @@ class IdleServing(trio.abc.Instrument):
         runq = self._runq
         end = time.monotonic() + timeout
         remaining = timeout
-        while True:
+        for _ in range(MAX_IDLE_ROUNDS):
             events = poll(remaining, MAX_EVENTS) if remaining > 0 else []
             if not events:
-                self._wake_trio()  # a deadline is due: Trio would wait again
-                return
+                break  # a deadline is due
             if not shared.serve(events):
-                return  # Trio's own I/O
+                return  # Trio's own I/O: its wait returns at once
             self.rounds += 1
             if runq or not shared._lent:
-                self._wake_trio()
-                return
+                break  # a task to run
             remaining = end - time.monotonic()
+        # Trio's wait would sleep its whole timeout again: make it return at
+        # once. After MAX_IDLE_ROUNDS rounds too: Trio's epoll reads ready
+        # whenever a lent socket does, so a flood on lent sockets hides
+        # whether Trio has I/O of its own; it gets its turn every so often.
+        self._wake_trio()
 
 
 def _trio_waker() -> Callable[[], None]:
