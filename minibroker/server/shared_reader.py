@@ -46,8 +46,11 @@ log = logging.getLogger("minibroker.server")
 
 #: Ready sockets taken per round at most (the rest stay ready for the next one).
 MAX_EVENTS = 256
-#: Rounds served in one idle wait before Trio gets a turn (see ``IdleServing``).
-MAX_IDLE_ROUNDS = 16
+#: Rounds in a row whose wait found lent sockets ready at once, after which
+#: Trio gets a turn (see ``IdleServing``).
+MAX_BUSY_ROUNDS = 16
+#: A wait longer than this slept: the lent sockets were not all that kept it short.
+SLEPT_SECONDS = 100e-6
 
 
 class SharedReader:
@@ -167,10 +170,13 @@ class IdleServing(trio.abc.Instrument):
 
     Trio's epoll reads ready whenever a lent socket does (it holds the
     shared task's epoll), so a round's wait cannot tell whether Trio has
-    I/O of its own while lent sockets keep being ready: after
-    ``MAX_IDLE_ROUNDS`` rounds in a row Trio gets its turn regardless, so
-    a flood on lent sockets cannot starve its other connections, accepts
-    or TLS. (Two epolls, because an epoll may not hold one that holds it.)
+    I/O of its own while lent sockets keep being ready. So after
+    ``MAX_BUSY_ROUNDS`` rounds in a row whose wait returned at once (it
+    did not sleep: lent sockets were ready all along), Trio gets its turn
+    regardless, and a flood on lent sockets cannot starve its other
+    connections, accepts or TLS. A request/reply's rounds each sleep
+    first, so they never pay for that turn. (Two epolls, because an epoll
+    may not hold one that holds it.)
 
     Needs two of Trio's internals, its epoll and its run queue, looked up
     once by :meth:`attach`; without them, or under a clock other than
@@ -216,10 +222,13 @@ class IdleServing(trio.abc.Instrument):
         poll = self.epoll.poll
         shared = self._shared
         runq = self._runq
-        end = time.monotonic() + timeout
-        remaining = timeout
-        for _ in range(MAX_IDLE_ROUNDS):
-            events = poll(remaining, MAX_EVENTS) if remaining > 0 else []
+        clock = time.monotonic
+        now = clock()
+        end = now + timeout
+        busy = 0
+        while now < end:
+            events = poll(end - now, MAX_EVENTS)
+            waited = clock() - now
             if not events:
                 break  # a deadline is due
             if not shared.serve(events):
@@ -227,11 +236,11 @@ class IdleServing(trio.abc.Instrument):
             self.rounds += 1
             if runq or not shared._lent:
                 break  # a task to run
-            remaining = end - time.monotonic()
-        # Trio's wait would sleep its whole timeout again: make it return at
-        # once. After MAX_IDLE_ROUNDS rounds too: Trio's epoll reads ready
-        # whenever a lent socket does, so a flood on lent sockets hides
-        # whether Trio has I/O of its own; it gets its turn every so often.
+            busy = 0 if waited > SLEPT_SECONDS else busy + 1
+            if busy >= MAX_BUSY_ROUNDS:
+                break  # a flood: Trio's turn (see above)
+            now = clock()
+        # Trio's wait would sleep its whole timeout again: make it return at once.
         self._wake_trio()
 
 
