@@ -3,7 +3,20 @@
 The reader takes whatever the socket has (up to 64 KiB), hands the whole
 chunk to the session, and loops: decoding and dispatching a chunk never
 yields, so a thousand pipelined frames cost one scheduler round, not a
-thousand. The writer sleeps until the session has output, then sends
+thousand.
+
+The shared read loop (plain TCP only): a reader with nothing to do but wait
+for input *lends* its socket to the server's one ``SharedReader``
+(``minibroker/server/shared_reader.py``), which reads and dispatches chunks
+for every lent socket from one private epoll, and, while Trio has nothing
+else to run, from inside Trio's own wait, so a request/reply hop costs no
+scheduler round. The loop does only "read one chunk, dispatch it, write the
+output"; whenever anything else is due (the session is over its high-water
+mark, paused mid-chunk, blocked or closing, a partial frame the budget does
+not grant at once, EOF, a socket error) it hands the socket back and wakes
+the reader (``Connection.read_lent``, ``Connection._keeps_reading``), which
+then does what is described below exactly as before. TLS and in-memory
+streams keep reading in their own reader. The writer sleeps until the session has output, then sends
 everything that accumulated in one ``send_all``. Routing into another
 connection only appends to that connection's buffer and wakes its writer;
 nothing awaits per message.
