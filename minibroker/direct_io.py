@@ -76,6 +76,21 @@ class DirectSocket:
                 raise trio.BrokenResourceError(f"the peer closed the connection: {exc}") from exc
             raise
 
+    def fileno(self) -> int:
+        """The socket's descriptor; ``trio.ClosedResourceError`` once the stream closed it."""
+        return self._fd()
+
+    def read_now(self, max_bytes: int) -> bytes | None:
+        """What the socket holds now (b"" at EOF), or None if nothing; never blocks or yields."""
+        try:
+            return os.read(self._fd(), max_bytes)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            if exc.errno in _BROKEN:
+                raise trio.BrokenResourceError(f"connection lost: {exc}") from exc
+            raise
+
     async def receive_some(self, max_bytes: int, *, drained: bool = False) -> bytes:
         """Like ``SocketStream.receive_some``: at least one byte, or b"" at EOF.
 

@@ -47,6 +47,7 @@ from minibroker.server.input_budget import InputBudget
 from minibroker.server.memory_stream import memory_stream_pair
 from minibroker.server.metrics import BrokerCollector, make_registry, serve_metrics
 from minibroker.server.resource_alarm import ResourceAlarm
+from minibroker.server.shared_reader import SharedReader
 from minibroker.server.timers import TimerService
 from minibroker.server.wire_session import FrontEnd, SessionFactory, WireSession
 from minibroker.storage.memory import MemoryLog
@@ -120,6 +121,8 @@ class BrokerServer:
         self.input_budget = InputBudget(config.partial_frame_budget, on_drained=return_free_memory)
         #: Connections a reader writes to directly after its chunk (see connection.py).
         self._ready_connections = ReadyConnections()
+        #: Reads idle TCP connections in one task, while running (shared_reader.py).
+        self._shared_reader: SharedReader | None = None
         self.group_commit = GroupCommit(self.broker)
         self.connections_accepted = 0
         #: Bytes read on any connection of the front ends run by ``Connection``
@@ -237,6 +240,8 @@ class BrokerServer:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self.timers.run)
+            self._shared_reader = SharedReader(self._ready_connections)
+            nursery.start_soon(self._shared_reader.run)
             if self.resource_alarm.enabled:
                 nursery.start_soon(self.resource_alarm.run)
             if self.busy_poll.enabled:
@@ -445,6 +450,7 @@ class BrokerServer:
             hello_timeout=self.config.hello_timeout,
             ready=self._ready_connections,
             input_budget=self.input_budget,
+            shared_reader=self._shared_reader,
         )
         log.info("connection %d opened from %s", conn_id, peer_name)
         try:

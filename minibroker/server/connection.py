@@ -3,7 +3,20 @@
 The reader takes whatever the socket has (up to 64 KiB), hands the whole
 chunk to the session, and loops: decoding and dispatching a chunk never
 yields, so a thousand pipelined frames cost one scheduler round, not a
-thousand. The writer sleeps until the session has output, then sends
+thousand.
+
+The shared read loop (plain TCP only): a reader with nothing to do but wait
+for input *lends* its socket to the server's one ``SharedReader``
+(``minibroker/server/shared_reader.py``), which reads and dispatches chunks
+for every lent socket from one private epoll, and, while Trio has nothing
+else to run, from inside Trio's own wait, so a request/reply hop costs no
+scheduler round. The loop does only "read one chunk, dispatch it, write the
+output"; whenever anything else is due (the session is over its high-water
+mark, paused mid-chunk, blocked or closing, a partial frame the budget does
+not grant at once, EOF, a socket error) it hands the socket back and wakes
+the reader (``Connection.read_lent``, ``Connection._keeps_reading``), which
+then does what is described below exactly as before. TLS and in-memory
+streams keep reading in their own reader. The writer sleeps until the session has output, then sends
 everything that accumulated in one ``send_all``. Routing into another
 connection only appends to that connection's buffer and wakes its writer;
 nothing awaits per message.
@@ -55,6 +68,7 @@ import trio
 from minibroker.direct_io import DirectSocket, direct_socket
 from minibroker.errors import BrokerError, LimitExceeded, Timeout
 from minibroker.server.input_budget import InputBudget
+from minibroker.server.shared_reader import SharedReader
 from minibroker.server.wire_session import WireSession
 
 log = logging.getLogger("minibroker.server")
@@ -140,6 +154,7 @@ class Connection:
         hello_timeout: float | None = None,
         ready: ReadyConnections | None = None,
         input_budget: InputBudget | None = None,
+        shared_reader: SharedReader | None = None,
     ) -> None:
         self.stream = stream
         self._hello_timeout = hello_timeout
@@ -155,6 +170,13 @@ class Connection:
         self._claimed = 0
         #: Non-blocking access to a TCP socket (None for TLS and memory streams).
         self._direct: DirectSocket | None = direct_socket(stream)
+        #: Where the reader lends its idle socket (TCP only; see shared_reader.py).
+        self._shared = shared_reader if self._direct is not None else None
+        #: The descriptor while lent (else -1), the event that ends the loan,
+        #: and why it ended: None (look again), b"" (EOF) or what to raise.
+        self._lent_fd = -1
+        self._returned = trio.Event()
+        self._loan_outcome: bytes | BaseException | None = None
         #: True while this connection waits in ``_ready``.
         self._queued = False
         #: True while the writer task is inside ``send_all``.
@@ -298,6 +320,18 @@ class Connection:
                         self._claimed = wanted
                     else:
                         await self._claim_partial_frame(budget)
+                if self._shared is not None and session.closing is None:
+                    outcome = await self._lend(self._shared)
+                    if outcome is None:
+                        drained = False
+                        continue  # handed back: look at the session again
+                    if outcome == b"":
+                        session.eof_received()
+                        return
+                    if isinstance(outcome, BaseException):
+                        raise outcome
+                    # Not lent (the shared loop has ended): read here.
+                    self._shared = None
                 if direct is None:
                     data = await receive_some(READ_CHUNK)
                 else:
@@ -318,6 +352,86 @@ class Connection:
                 self._dispatch(data)
         finally:
             self._reader_done.set()
+
+    async def _lend(self, shared: SharedReader) -> bytes | BaseException | bool | None:
+        """Lend the socket to the shared loop until it hands it back; why it did.
+
+        False: the shared loop has ended and did not take it.
+        """
+        assert self._direct is not None
+        fd = self._direct.fileno()
+        self._returned = returned = trio.Event()
+        self._loan_outcome = None
+        if not shared.lend(fd, self):
+            return False
+        self._lent_fd = fd
+        try:
+            await returned.wait()
+        finally:
+            if self._lent_fd >= 0:
+                # Cancelled while lent (the connection is ending).
+                shared.take_back(self._lent_fd)
+                self._lent_fd = -1
+        # Not kept: an exception's traceback holds this connection (a cycle).
+        outcome, self._loan_outcome = self._loan_outcome, None
+        return outcome
+
+    def hand_back(self, outcome: bytes | BaseException | None) -> None:
+        """End the loan (the shared loop has taken the socket out of its epoll)."""
+        self._lent_fd = -1
+        self._loan_outcome = outcome
+        self._returned.set()
+
+    def read_lent(self) -> bool:
+        """Read and dispatch one chunk for the shared loop; False: hand the socket back.
+
+        Run in the shared loop's round, between ``ReadyConnections`` marking
+        and flushing, so the output is written with the round's.
+        """
+        assert self._direct is not None
+        if not self._keeps_reading():
+            # Something else changed the session meanwhile (a kick, a deadline).
+            self.hand_back(None)
+            return False
+        try:
+            data = self._direct.read_now(READ_CHUNK)
+            if data is None:
+                return True
+            if not data:
+                self.hand_back(b"")
+                return False
+            self.bytes_in += len(data)
+            self._dispatch_chunk(data)
+        except Exception as exc:
+            self.hand_back(exc)  # the reader raises it, as if it had read it
+            return False
+        if self._keeps_reading():
+            return True
+        self.hand_back(None)
+        return False
+
+    def _keeps_reading(self) -> bool:
+        """Whether the reader would read again at once, with nothing to wait for.
+
+        The same checks, in the same order, as the top of ``_read_loop``; a
+        partial frame's claim is granted here when that needs no wait.
+        """
+        session = self.session
+        if (
+            session.closing is not None
+            or session.over_high_water
+            or session.input_blocked
+            or session.input_paused
+        ):
+            return False
+        budget = self._budget
+        if budget is not None:
+            wanted = session.pending_input_bytes
+            if wanted != self._claimed:
+                if not budget.claim(self._claimed, wanted):
+                    return False
+                self._claimed = wanted
+        return True
 
     async def _claim_partial_frame(self, budget: InputBudget) -> None:
         """Claim the partial frame the decoder holds; wait (or refuse) while there is no room.
@@ -358,20 +472,24 @@ class Connection:
     def _dispatch(self, data: bytes | bytearray | None) -> None:
         """Dispatch a chunk (None: the frames left at the high-water mark), run
         due deadlines, then write what that produced, here and elsewhere."""
-        session = self.session
         self._ready.dispatching = True
-        now = trio.current_time()
         try:
-            if data is None:
-                session.resume_input(now)
-                self._after_input(0)
-            else:
-                session.receive_data(data, now)
-                self._after_input(len(data))
-            if session.has_output() or session.closing is not None:
-                self._wake()
+            self._dispatch_chunk(data)
         finally:
             self._ready.flush()
+
+    def _dispatch_chunk(self, data: bytes | bytearray | None) -> None:
+        """Dispatch, leaving the flush to the caller (``_dispatch`` or the shared loop)."""
+        session = self.session
+        now = trio.current_time()
+        if data is None:
+            session.resume_input(now)
+            self._after_input(0)
+        else:
+            session.receive_data(data, now)
+            self._after_input(len(data))
+        if session.has_output() or session.closing is not None:
+            self._wake()
 
     async def _write_loop(self, scope: trio.CancelScope) -> None:
         session = self.session
