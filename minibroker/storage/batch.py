@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable
 from typing import Final
 
 from minibroker.log_store import StoredBatch
@@ -373,6 +374,45 @@ def strip_batch_headers(
         for piece in pieces:
             piece.release()
     return joined
+
+
+def frames_through(
+    read_units: Callable[[int, int, bool], list[StoredBatch]],
+    offset: int,
+    end_offset: int,
+    max_records: int,
+    max_bytes: int,
+    at_least_one: bool,
+) -> tuple[bytes, int]:
+    """A read of frames where batches read whole lie: :func:`frames_of` over the units
+    ``read_units(offset, max_bytes, True)`` gives, until a limit or ``end_offset``.
+
+    The units are fetched by their stored size, which is not the size of
+    their frames (a batch of entries is smaller than its frames, but for a
+    few tiny records larger): when the frames made of them leave room,
+    more are read, so the answer holds exactly the frames a log of frames
+    would give within ``max_records`` and ``max_bytes``.
+    """
+    parts: list[bytes] = []
+    count = 0
+    size = 0
+    while count < max_records and offset + count < end_offset:
+        if count and size >= max_bytes:
+            break
+        first = at_least_one and not count
+        # At least one unit, whatever its stored size: its frames may still fit.
+        units = read_units(offset + count, max_bytes - size, True)
+        if not units:
+            break
+        data, taken = frames_of(units, offset + count, max_records - count, max_bytes - size, first)
+        if not taken:
+            break
+        parts.append(data)
+        count += taken
+        size += len(data)
+        if offset + count < units[-1].first_offset + units[-1].records:
+            break  # a limit stopped frames_of inside what was read
+    return (parts[0] if len(parts) == 1 else b"".join(parts)), count
 
 
 def frames_of(

@@ -31,7 +31,7 @@ from minibroker.storage.batch import (
     KIND_ENTRIES,
     KIND_FRAMES,
     KIND_KAFKA,
-    frames_of,
+    frames_through,
     stored_of,
 )
 from minibroker.storage.chain import DEFAULT_SEGMENT_BYTES, SegmentChain
@@ -121,9 +121,13 @@ class MemorySegment:
         self, offset: int, max_records: int, max_bytes: int, at_least_one: bool
     ) -> tuple[bytes, int]:
         if self._unit_batches:
-            units = self.read_batches(offset, self.next_offset, max_bytes, at_least_one)
-            return frames_of(units, offset, max_records, max_bytes, at_least_one)
+            return frames_through(
+                self._units_from, offset, self.next_offset, max_records, max_bytes, at_least_one
+            )
         return self._frames(offset, max_records, max_bytes, at_least_one)
+
+    def _units_from(self, offset: int, max_bytes: int, at_least_one: bool) -> list[StoredBatch]:
+        return self.read_batches(offset, self.next_offset, max_bytes, at_least_one)
 
     def read_stored(
         self,

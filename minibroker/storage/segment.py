@@ -71,7 +71,7 @@ from minibroker.storage.batch import (
     KIND_KAFKA,
     BatchScan,
     encode_batch_header,
-    frames_of,
+    frames_through,
     is_kafka_header,
     is_unit_header,
     parse_batch_header,
@@ -604,8 +604,12 @@ class FileSegment:
                 return self._read_frames(offset, max_records, max_bytes, at_least_one)
             except _KafkaBatchMet:
                 pass
-        units = self.read_batches(offset, self.next_offset, max_bytes, at_least_one)
-        return frames_of(units, offset, max_records, max_bytes, at_least_one)
+        return frames_through(
+            self._units_from, offset, self.next_offset, max_records, max_bytes, at_least_one
+        )
+
+    def _units_from(self, offset: int, max_bytes: int, at_least_one: bool) -> list[StoredBatch]:
+        return self.read_batches(offset, self.next_offset, max_bytes, at_least_one)
 
     def read_stored(
         self,
