@@ -41,6 +41,10 @@ entry: st.SearchStrategy[Entry] = st.binary(max_size=40) | st.tuples(
 batches = st.lists(st.lists(entry, min_size=1, max_size=8), min_size=1, max_size=6)
 
 MakeLog = Callable[..., LogStore]
+#: The logs are made per example by the fixture's factory: the fixture itself holds none.
+PROPERTY_SETTINGS = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @pytest.fixture(params=["memory", "disk"])
@@ -74,7 +78,7 @@ def old_frames(appended: list[tuple[list[Entry], int]]) -> list[bytes]:
     return frames
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@PROPERTY_SETTINGS
 @given(appends=batches, data=st.data())
 def test_readers_of_frames_get_the_frames_of_the_old_format(
     make_log: MakeLog, appends: list[list[Entry]], data: st.DataObject
@@ -97,7 +101,7 @@ def test_readers_of_frames_get_the_frames_of_the_old_format(
     assert got == before.read(offset, max_records, max_bytes)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@PROPERTY_SETTINGS
 @given(appends=batches, data=st.data())
 def test_a_client_taking_batches_gets_the_same_records(
     make_log: MakeLog, appends: list[list[Entry]], data: st.DataObject
