@@ -33,7 +33,7 @@ def older_broker() -> Iterator[None]:
     """The broker announces no ``read.batches`` and sends frames whatever is asked."""
     with (
         mock.patch.object(frames, "EXTENSIONS", ("put.bare", "fetch.compact")),
-        mock.patch.object(MemoryLog, "read_stored", lambda log, o, n, b, first=0: log.read(o, n, b)),
+        mock.patch.object(MemoryLog, "read_stored", lambda log, o, n, b, _=0: log.read(o, n, b)),
     ):
         yield
 
