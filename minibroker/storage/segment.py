@@ -866,10 +866,15 @@ class FileSegment:
         except CorruptRecord as exc:
             raise self._corrupt(str(exc)) from None
 
-    def _scan_time(self, timestamp_ms: int) -> int | None:
-        """:meth:`offset_for_timestamp` by reading the whole segment, when it holds
-        Kafka batches (their records have no index entries to bisect over)."""
-        units = self.read_batches(self.base_offset, self.next_offset, _NO_LIMIT, True)
+    def _scan_time(
+        self, timestamp_ms: int, start: int | None = None, end: int | None = None
+    ) -> int | None:
+        """:meth:`offset_for_timestamp` by reading the segment's units (from ``start``
+        to ``end``: all of it by default), when it holds Kafka batches (their
+        records have no index entries to bisect over), or the stretch between
+        two index entries holds batches read whole."""
+        first = self.base_offset if start is None else start
+        units = self.read_batches(first, self.next_offset if end is None else end, _NO_LIMIT, True)
         for unit in units:
             if unit.kind == KIND_KAFKA:
                 found = first_at_or_after(unit.data, timestamp_ms)
@@ -891,13 +896,19 @@ class FileSegment:
         later = bisect_left(
             range(entries),
             timestamp_ms,
-            key=lambda i: self._record_at(index.entry(i)[1]).timestamp_ms,
+            key=lambda i: self._timestamp_at(index.entry(i)[1]),
         )
         relative, start = index.entry(later - 1) if later else (0, 0)
         stop = index.entry(later)[1] if later < entries else self.size_bytes
-        for i, (offset, timestamp, _, _, _) in enumerate(
-            decode_fields(self._frames_between(start, stop))
-        ):
+        try:
+            frames = self._frames_between(start, stop)
+        except _KafkaBatchMet:  # batches of entries on the way: step over them whole
+            end = self.base_offset + index.entry(later)[0] if later < entries else None
+            found = self._scan_time(timestamp_ms, self.base_offset + relative, end)
+            if found is not None:
+                return found
+            frames = b""
+        for i, (offset, timestamp, _, _, _) in enumerate(decode_fields(frames)):
             if offset != self.base_offset + relative + i:
                 raise CorruptRecord(f"offset {offset} found where the index expected another")
             if timestamp >= timestamp_ms:
@@ -905,6 +916,16 @@ class FileSegment:
         if later < entries:
             return self.base_offset + index.entry(later)[0]
         raise CorruptRecord(f"no record at or after timestamp {timestamp_ms}")
+
+    def _timestamp_at(self, position: int) -> int:
+        """The timestamp of the record (or batch of entries: all its records') at
+        ``position``, where an index entry points."""
+        head = self._read_range(position, BATCH_HEADER_SIZE + ENTRIES_HEAD.size)
+        if len(head) == BATCH_HEADER_SIZE + ENTRIES_HEAD.size and is_unit_header(head, 0):
+            header = parse_batch_header(head, 0)
+            if header is not None and header[2] == KIND_ENTRIES:
+                return int(ENTRIES_HEAD.unpack_from(head, BATCH_HEADER_SIZE)[2])
+        return self._record_at(position).timestamp_ms
 
     def _frames_between(self, start: int, stop: int) -> bytes:
         """The record frames in bytes ``[start, stop)`` of the file, batch headers cut out."""
