@@ -542,7 +542,14 @@ def decode_stored(blob: bytes) -> list[Record]:
     runs instead of :func:`decode_records_fast`: runs of frames are decoded
     by it, and a batch (its 16-byte header, then the body) by
     :func:`entries_records`: one CRC and one unpack for the whole batch.
+    Data that starts with a frame is first tried as frames alone (what an
+    older broker sends): one pass, as before the extension.
     """
+    if blob and blob[0] != BATCH_MAGIC:
+        try:
+            return decode_records_fast(blob)
+        except CorruptRecord:
+            pass  # a batch further on (or damage, which the walk below reports)
     records: list[Record] = []
     pos = 0
     end = len(blob)
