@@ -31,7 +31,7 @@ from __future__ import annotations
 import struct
 import zlib
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import accumulate, repeat
 from typing import Final, NamedTuple
 
@@ -535,7 +535,9 @@ def cut_frames(frames: EncodedBatch, max_bytes: int, at_least_one: bool) -> Enco
     return EncodedBatch(frames.data[: ends[keep - 1]] if keep else b"", sizes[:keep])
 
 
-def decode_stored(blob: bytes) -> list[Record]:
+def decode_stored(
+    blob: bytes, decode_frames: Callable[[bytes], list[Record]] = decode_records_fast
+) -> list[Record]:
     """Decode a read's or push's data that may hold batches of entries beside frames.
 
     What a client that asked for them (``read.batches``, docs/protocol.md)
@@ -543,11 +545,13 @@ def decode_stored(blob: bytes) -> list[Record]:
     by it, and a batch (its 16-byte header, then the body) by
     :func:`entries_records`: one CRC and one unpack for the whole batch.
     Data that starts with a frame is first tried as frames alone (what an
-    older broker sends): one pass, as before the extension.
+    older broker sends): one pass, as before the extension. ``decode_frames``
+    decodes the runs of frames (the storage's own iteration passes
+    :func:`decode_records`, which checks every field).
     """
     if blob and blob[0] != BATCH_MAGIC:
         try:
-            return decode_records_fast(blob)
+            return decode_frames(blob)
         except CorruptRecord:
             pass  # a batch further on (or damage, which the walk below reports)
     records: list[Record] = []
@@ -569,7 +573,7 @@ def decode_stored(blob: bytes) -> list[Record]:
                 pos = start + length
                 continue
             stop = _frames_end(blob, pos)
-            records += decode_records_fast(blob[pos:stop])
+            records += decode_frames(blob[pos:stop])
             pos = stop
     return records
 

@@ -29,6 +29,7 @@ from minibroker.record_format import (
     EncodedBatch,
     EncodedEntries,
     decode_records,
+    decode_stored,
     encode_batch,
     encode_entries,
 )
@@ -289,9 +290,13 @@ class SegmentChain(ABC, Generic[S]):
         return self._iter_records(offset)
 
     def _iter_records(self, offset: int) -> Iterator[Record]:
+        # Batches of entries are decoded as stored (one unpack each, their CRC
+        # checked), not framed first: the journals replay so when they open.
         while offset < self.next_offset:
-            batch = self.read(offset, max_records=1 << 30, max_bytes=_ITER_CHUNK_BYTES)
-            yield from decode_records(batch.data)
+            batch = self.read_stored(
+                offset, 1 << 30, _ITER_CHUNK_BYTES, first_batch_bytes=MAX_SEGMENT_BYTES
+            )
+            yield from decode_stored(batch.data, decode_records)
             offset = batch.next_offset
 
     def _check_offset(self, offset: int) -> None:
