@@ -579,10 +579,15 @@ def decode_stored(
 
 
 def _frames_end(blob: bytes, pos: int) -> int:
-    """Where the run of frames at ``pos`` ends: at a batch header or the end of ``blob``."""
+    """Where the run of frames at ``pos`` ends: at a batch header or the end of ``blob``
+    (always past ``pos``: a cut or damaged frame is left to the frame decoder to report)."""
     end = len(blob)
     unpack_length = _LENGTH.unpack_from
-    while pos + 4 <= end and blob[pos] != BATCH_MAGIC:
+    while blob[pos] != BATCH_MAGIC:
+        if pos + 4 > end:
+            return end
         (length,) = unpack_length(blob, pos)
         pos += 4 + length
-    return min(pos, end)
+        if pos >= end:
+            return end
+    return pos
