@@ -468,8 +468,10 @@ def stored_of(
     (or where the answer has got to), holds no more records than are still
     wanted and fits what is left of ``max_bytes`` is sent as stored: its
     header (made again: 16 bytes) and its body, no record looked at. One that
-    does not is cut into frames (the first of an answer), or ends the answer
-    (any later one: the next read starts with it, whole). At least one record
+    does not is cut into frames when it starts the answer or reaches past
+    ``max_records`` (the records wanted, framed, as a read of frames gives
+    them); a later one over the byte budget ends the answer instead (the next
+    read starts with it, whole). At least one record
     when ``at_least_one``. A batch that starts the answer may take up to
     ``first_batch_bytes`` (a tail's own ``max_bytes``, when the budget of the
     moment is smaller: the room left below the connection's high-water
@@ -496,8 +498,9 @@ def stored_of(
                 count += unit.records
                 size += stored
                 continue
-            if count:
-                break
+            if count and size + stored > room:
+                break  # over the byte budget: the next read takes it whole
+            # (Past max_records: its first records, framed, as a read of frames gives.)
         first = at_least_one and not count
         data, taken = frames_of([unit], position, max_records - count, max_bytes - size, first)
         if not taken:

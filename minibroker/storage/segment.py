@@ -604,9 +604,12 @@ class FileSegment:
                 return self._read_frames(offset, max_records, max_bytes, at_least_one)
             except _KafkaBatchMet:
                 pass
-        return frames_through(
-            self._units_from, offset, self.next_offset, max_records, max_bytes, at_least_one
-        )
+        try:
+            return frames_through(
+                self._units_from, offset, self.next_offset, max_records, max_bytes, at_least_one
+            )
+        except CorruptRecord as exc:  # a batch read whole failed its CRC as it was framed
+            raise self._corrupt(str(exc)) from None
 
     def _units_from(self, offset: int, max_bytes: int, at_least_one: bool) -> list[StoredBatch]:
         return self.read_batches(offset, self.next_offset, max_bytes, at_least_one)
@@ -627,7 +630,12 @@ class FileSegment:
             except _KafkaBatchMet:
                 pass
         units = self.read_batches(offset, self.next_offset, max_bytes, at_least_one)
-        return stored_of(units, offset, max_records, max_bytes, at_least_one, first_batch_bytes)
+        try:
+            return stored_of(
+                units, offset, max_records, max_bytes, at_least_one, first_batch_bytes
+            )
+        except CorruptRecord as exc:
+            raise self._corrupt(str(exc)) from None
 
     def _unit_at_index(self, offset: int) -> bool:
         """Whether the index entry before ``offset`` points at a batch read whole: then
