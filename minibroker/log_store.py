@@ -67,13 +67,15 @@ class RecordBatch(Value, frozen=True):
 class StoredBatch(NamedTuple):
     """One stored unit of a log, as :meth:`LogStore.read_batches` returns it.
 
-    Either record frames (``kafka`` False: ``records`` frames from
-    ``first_offset``, possibly part of what one append stored) or one Kafka
-    record batch exactly as its producer sent it, its base offset set to
-    ``first_offset`` (``kafka`` True; always whole).
+    ``kind`` is the batch kind of minibroker/storage/batch.py: record frames
+    (0: ``records`` frames from ``first_offset``, possibly part of what one
+    append stored), one Kafka record batch exactly as its producer sent it,
+    its base offset set to ``first_offset`` (1; always whole), or one
+    append's batch of entries (2: the body of minibroker/record_format.py's
+    batch of entries; always whole).
     """
 
-    kafka: bool
+    kind: int
     data: bytes
     first_offset: int
     records: int
@@ -126,7 +128,7 @@ class LogStore(Protocol):
     def read_batches(self, offset: int, end_offset: int, max_bytes: int) -> list[StoredBatch]:
         """The stored units holding the records from ``offset`` up to ``end_offset``.
 
-        A Kafka batch comes whole, so the first may start before ``offset``;
+        A Kafka batch or a batch of entries comes whole, so the first may start before ``offset``;
         one reaching past ``end_offset`` is left out. Frames are cut at
         ``offset`` and ``end_offset``. The units total at most ``max_bytes``,
         except that the first is returned whatever its size.
@@ -142,6 +144,24 @@ class LogStore(Protocol):
         :attr:`next_offset` raises
         :class:`~minibroker.errors.OffsetOutOfRange` with ``first_offset``
         and ``next_offset`` in its details.
+        """
+        ...
+
+    def read_stored(
+        self, offset: int, max_records: int, max_bytes: int, first_batch_bytes: int = 0
+    ) -> RecordBatch:
+        """:meth:`read` for a client that decodes batches of entries itself
+        (the ``read.batches`` extension): whole batches of entries that start
+        at or after ``offset`` come as stored, batch header included, beside
+        frames; everything else as :meth:`read` gives it.
+
+        A batch of entries is only ever sent whole: one that starts before
+        ``offset``, reaches past ``max_records`` or alone exceeds
+        ``max_bytes`` is cut into frames, so the limits hold as for
+        :meth:`read`, ``max_bytes`` counting the bytes sent. A batch that
+        starts the answer may take up to ``first_batch_bytes`` when that is
+        more than ``max_bytes`` (a tail's own limit, when the room of the
+        moment is smaller), so that it goes whole instead of cut into frames.
         """
         ...
 

@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from itertools import accumulate, repeat
 from typing import Final, NamedTuple
 
 import msgpack
@@ -342,3 +344,250 @@ def peek_offset(buf: bytes | memoryview, pos: int) -> int | None:
     if width is None or start + 2 + width > len(buf):
         return None
     return int.from_bytes(buf[start + 2 : start + 2 + width], "big")
+
+
+# ---------------------------------------------------------------- batches of entries
+#
+# A batch of *entries* is how an ``append`` is stored since issue 19 (kind 2
+# of the batch format, minibroker/storage/batch.py): not one frame per
+# record, but the records as the client sent them, one msgpack array packed
+# in one C call, behind one CRC. Offsets and the timestamp are the batch's:
+# record ``i`` has offset ``first_offset + i`` and the batch's timestamp. The
+# body, after the 16-byte batch header::
+#
+#     u32 crc32          zlib.crc32 of every byte after this field
+#     u64 first_offset   big-endian
+#     u64 timestamp_ms   big-endian
+#     entries            msgpack array of ``count`` items: bin (a bare body)
+#                        or [key (bin | nil), headers (map str -> str | nil), body (bin)]
+#
+# It lives here, beside frames, because clients that announce the
+# ``read.batches`` extension (docs/protocol.md) get these bytes as stored
+# and decode them themselves (:func:`decode_stored`), and frame readers get
+# the very frames :func:`encode_batch` would have written
+# (:func:`entries_to_frames`).
+
+#: First byte of a batch header (see minibroker/storage/batch.py). A frame never
+#: starts with it: a frame's length is below 2**28, so its first byte is at most 0x10.
+BATCH_MAGIC: Final = 0xB7
+BATCH_VERSION: Final = 2
+#: The batch kind of a batch of entries.
+KIND_ENTRIES: Final = 2
+#: magic, version, kind, count, length, crc32 of the 12 bytes before it.
+BATCH_HEADER: Final = struct.Struct(">BBHIII")
+BATCH_HEADER_SIZE: Final = BATCH_HEADER.size
+#: ``crc32``, ``first_offset``, ``timestamp_ms`` at the start of a batch of entries.
+ENTRIES_HEAD: Final = struct.Struct(">IQQ")
+ENTRIES_HEAD_SIZE: Final = ENTRIES_HEAD.size
+_OFFSET_AND_TIME: Final = struct.Struct(">QQ")
+_CRC32: Final = struct.Struct(">I")
+_new_tuple = tuple.__new__
+
+
+class EncodedEntries(NamedTuple):
+    """A batch of entries as two buffers (``head`` + ``entries`` is the body), so
+    that a store puts its own header in front with one copy of the entries."""
+
+    head: bytes
+    entries: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.head) + len(self.entries)
+
+
+def encode_entries(
+    first_offset: int, timestamp_ms: int, entries: Sequence[Entry]
+) -> EncodedEntries:
+    """The body of a batch of ``entries`` from ``first_offset``, stamped ``timestamp_ms``.
+
+    The append hot path: one ``packb`` of the list as it is (bare bodies and
+    ``(key, headers, body)`` tuples, which msgpack writes as arrays) and one
+    CRC, whatever the number of records. The caller has checked the entries'
+    types (the protocol's append decoder does).
+    """
+    if first_offset < 0 or timestamp_ms < 0:
+        raise ValueError("offsets and timestamps must not be negative")
+    packed = msgpack.packb(entries)
+    if len(packed) > MAX_FRAME_SIZE:  # rare: only then look for a record over the limit
+        encode_batch(first_offset, timestamp_ms, entries)  # raises ValueError if there is one
+    tail = _OFFSET_AND_TIME.pack(first_offset, timestamp_ms)
+    crc = zlib.crc32(packed, zlib.crc32(tail))
+    return EncodedEntries(_CRC32.pack(crc) + tail, packed)
+
+
+class EntriesFacts(NamedTuple):
+    """What a valid batch of entries says about itself."""
+
+    first_offset: int
+    timestamp_ms: int
+    records: int
+
+
+def entries_facts(buf: bytes | memoryview, pos: int, length: int) -> EntriesFacts | None:
+    """The facts of the valid body of ``length`` bytes at ``pos``, None if it is not one.
+
+    Valid: whole, CRC matching, and a msgpack array header (of at least
+    one item) right after the head. Recovery relies on this: one CRC pass
+    over the batch and no unpacking; the item count is read from the array header.
+    """
+    end = pos + length
+    if length < ENTRIES_HEAD_SIZE + 2 or end > len(buf):
+        return None
+    crc, first_offset, timestamp_ms = ENTRIES_HEAD.unpack_from(buf, pos)
+    with memoryview(buf) as view:
+        if zlib.crc32(view[pos + 4 : end]) != crc:
+            return None
+    count = _array_length(buf, pos + ENTRIES_HEAD_SIZE)
+    if not count:
+        return None
+    return EntriesFacts(first_offset, timestamp_ms, count)
+
+
+def _array_length(buf: bytes | memoryview, pos: int) -> int | None:
+    """The item count of the msgpack array header at ``pos``, None if there is none."""
+    tag = buf[pos]
+    if 0x90 <= tag <= 0x9F:
+        return tag & 0x0F
+    width = {0xDC: 2, 0xDD: 4}.get(tag)
+    if width is None or pos + 1 + width > len(buf):
+        return None
+    return int.from_bytes(buf[pos + 1 : pos + 1 + width], "big")
+
+
+def decode_entries(body: bytes | memoryview) -> tuple[int, int, tuple[Entry, ...]]:
+    """``(first_offset, timestamp_ms, entries)`` of a body, its CRC checked.
+
+    The entries are bare bodies (``bytes``) and ``(key, headers, body)``
+    tuples, as appended. Raises :class:`CorruptRecord` when the CRC does
+    not match or the entries are not an array.
+    """
+    if len(body) < ENTRIES_HEAD_SIZE + 1:
+        raise CorruptRecord("a batch of entries is cut short")
+    crc, first_offset, timestamp_ms = ENTRIES_HEAD.unpack_from(body, 0)
+    with memoryview(body) as view:
+        if zlib.crc32(view[4:]) != crc:
+            raise CorruptRecord("CRC mismatch in a batch of entries")
+        try:
+            entries = msgpack.unpackb(view[ENTRIES_HEAD_SIZE:], use_list=False)
+        except Exception as exc:  # msgpack raises several unrelated exception types
+            raise CorruptRecord(f"undecodable batch of entries: {exc}") from None
+    if type(entries) is not tuple:
+        raise CorruptRecord("a batch of entries is not an array")
+    return first_offset, timestamp_ms, entries
+
+
+def entries_records(body: bytes | memoryview) -> list[Record]:
+    """The records of a body as :class:`Record` objects (CRC checked).
+
+    For bare bodies, the common case, the records are built in C: ``zip``
+    makes each ``(offset, timestamp, None, None, body)`` tuple and
+    ``tuple.__new__`` makes it a Record, with no Python code per record.
+    """
+    first, timestamp, entries = decode_entries(body)
+    offsets = range(first, first + len(entries))
+    if set(map(type, entries)) == {bytes}:
+        fields = zip(offsets, repeat(timestamp), repeat(None), repeat(None), entries)
+        return list(map(_new_tuple, repeat(Record), fields))
+    records: list[Record] = []
+    add = records.append
+    for offset, entry in zip(offsets, entries, strict=True):
+        if type(entry) is bytes:
+            add(_new_tuple(Record, (offset, timestamp, None, None, entry)))
+            continue
+        if type(entry) is not tuple or len(entry) != 3:
+            raise CorruptRecord(f"the entry of offset {offset} is not a body nor a triple")
+        key, headers, value = entry
+        add(_new_tuple(Record, (offset, timestamp, key, headers, value)))
+    return records
+
+
+def entries_to_frames(
+    body: bytes | memoryview, from_offset: int, max_records: int, max_bytes: int, at_least_one: bool
+) -> EncodedBatch:
+    """The records of a body from ``from_offset`` as record frames, for a frame reader.
+
+    Exactly the frames :func:`encode_batch` would have written for them, at
+    most ``max_records`` of them and ``max_bytes`` of frames (at least one
+    frame when ``at_least_one``), like a log read.
+    """
+    first, timestamp, entries = decode_entries(body)
+    skip = max(0, from_offset - first)
+    wanted = entries[skip : skip + max_records]
+    if max_bytes < len(body):
+        # Frame no more than can fit: a frame is more than its entry, so
+        # ``max_bytes`` of entries bound what fits (plus the one always given).
+        sizes = accumulate(len(e if type(e) is bytes else e[2]) for e in wanted)  # type: ignore[arg-type]
+        wanted = wanted[: bisect_right(list(sizes), max_bytes) + 1]
+    frames = encode_batch(first + skip, timestamp, wanted)
+    return cut_frames(frames, max_bytes, at_least_one)
+
+
+def cut_frames(frames: EncodedBatch, max_bytes: int, at_least_one: bool) -> EncodedBatch:
+    """The leading frames of ``frames`` that fit ``max_bytes`` (one, if ``at_least_one``)."""
+    sizes = frames.frame_sizes
+    if len(frames.data) <= max_bytes:
+        return frames
+    ends = list(accumulate(sizes))
+    keep = bisect_right(ends, max_bytes)
+    if not keep and at_least_one and sizes:
+        keep = 1
+    return EncodedBatch(frames.data[: ends[keep - 1]] if keep else b"", sizes[:keep])
+
+
+def decode_stored(
+    blob: bytes, decode_frames: Callable[[bytes], list[Record]] = decode_records_fast
+) -> list[Record]:
+    """Decode a read's or push's data that may hold batches of entries beside frames.
+
+    What a client that asked for them (``read.batches``, docs/protocol.md)
+    runs instead of :func:`decode_records_fast`: runs of frames are decoded
+    by it, and a batch (its 16-byte header, then the body) by
+    :func:`entries_records`: one CRC and one unpack for the whole batch.
+    Data that starts with a frame is first tried as frames alone (what an
+    older broker sends): one pass, as before the extension. ``decode_frames``
+    decodes the runs of frames (the storage's own iteration passes
+    :func:`decode_records`, which checks every field).
+    """
+    if blob and blob[0] != BATCH_MAGIC:
+        try:
+            return decode_frames(blob)
+        except CorruptRecord:
+            pass  # a batch further on (or damage, which the walk below reports)
+    records: list[Record] = []
+    pos = 0
+    end = len(blob)
+    with memoryview(blob) as view:
+        while pos < end:
+            if blob[pos] == BATCH_MAGIC:
+                if pos + BATCH_HEADER_SIZE > end:
+                    raise CorruptRecord(f"a batch header is cut short at byte {pos}")
+                _magic, version, kind, count, length, _crc = BATCH_HEADER.unpack_from(blob, pos)
+                start = pos + BATCH_HEADER_SIZE
+                if version != BATCH_VERSION or kind != KIND_ENTRIES or start + length > end:
+                    raise CorruptRecord(f"bad batch header at byte {pos}")
+                batch = entries_records(view[start : start + length])
+                if len(batch) != count:
+                    raise CorruptRecord(f"the batch at byte {pos} does not hold {count} records")
+                records += batch
+                pos = start + length
+                continue
+            stop = _frames_end(blob, pos)
+            records += decode_frames(blob[pos:stop])
+            pos = stop
+    return records
+
+
+def _frames_end(blob: bytes, pos: int) -> int:
+    """Where the run of frames at ``pos`` ends: at a batch header or the end of ``blob``
+    (always past ``pos``: a cut or damaged frame is left to the frame decoder to report)."""
+    end = len(blob)
+    unpack_length = _LENGTH.unpack_from
+    while blob[pos] != BATCH_MAGIC:
+        if pos + 4 > end:
+            return end
+        (length,) = unpack_length(blob, pos)
+        pos += 4 + length
+        if pos >= end:
+            return end
+    return pos

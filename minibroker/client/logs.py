@@ -1,9 +1,11 @@
 """Logs for every client: create, append, read, tail, commit (event replay).
 
-Reads and tails hand over the broker's storage frames untouched; the client
-decodes them with :func:`minibroker.record_format.decode_records_fast`,
-which checks every record's CRC, so corruption anywhere between the disk
-and the caller is detected. The tail helper's group commits (at-least-once:
+Reads and tails hand over the broker's stored bytes untouched: record
+frames, and (the client asks for them with ``batches``: ``read.batches``,
+docs/protocol.md) whole batches of entries as appends stored them. The
+client decodes both with :func:`minibroker.record_format.decode_stored`,
+which checks every frame's CRC and every batch's, so corruption anywhere
+between the disk and the caller is detected. The tail helper's group commits (at-least-once:
 every ``commit_every`` processed records, whenever it is about to wait, and
 on exit) are described in docs/logs.md, "Consumer groups".
 """
@@ -23,7 +25,7 @@ from minibroker.client.pushes import BlockingIteration, SubscriptionEnded
 from minibroker.errors import BrokerError, ConnectionClosed, OffsetOutOfRange
 from minibroker.log_store import Record
 from minibroker.protocol import frames
-from minibroker.record_format import decode_records_fast
+from minibroker.record_format import decode_stored
 
 __all__ = [
     "AsyncLogTail",
@@ -85,13 +87,15 @@ _STATS_FIELDS = tuple(f.name for f in dataclass_fields(LogStats))
 
 
 def records_from_bytes(data: bytes) -> list[Record]:
-    """Decode the raw record frames of a read or push, checking every CRC.
+    """Decode the stored bytes of a read or push, checking every CRC.
 
-    Replay speed is decoding speed: ``decode_records_fast`` is one loop over
-    the frames building NamedTuple records, with no per-record work in the
-    broker; it trusts the CRC rather than re-checking every field's type.
+    Replay speed is decoding speed: a batch of entries is one CRC and one
+    msgpack unpack, its records built in C; frames are one loop building
+    NamedTuple records (``decode_records_fast``). Both trust the CRC rather
+    than re-checking every field's type. An older broker, which ignores
+    ``batches``, sends frames only: the same function reads them.
     """
-    return decode_records_fast(data)
+    return decode_stored(data)
 
 
 def parse_records(frame: frames.Records, client: Any) -> list[Record]:
@@ -224,6 +228,7 @@ def read_call(
         "start": start,
         "max_records": max_records,
         "max_bytes": max_bytes,
+        "batches": True,
     }
     fields.update(_options(timestamp_ms=timestamp_ms, group=group))
     if wait:
@@ -236,7 +241,7 @@ def tail_call(
 ) -> Call[dict[str, Any]]:
     if start is None:
         start = "committed" if group is not None else "latest"
-    fields: dict[str, Any] = {"log": log, "start": start, "max_bytes": max_bytes}
+    fields: dict[str, Any] = {"log": log, "start": start, "max_bytes": max_bytes, "batches": True}
     fields.update(_options(timestamp_ms=timestamp_ms, group=group))
     return Call("tail", fields)
 

@@ -29,10 +29,17 @@ def empty_batch(offset: int) -> RecordBatch:
 class ReadWaiter:
     """A long-poll read parked until the high watermark passes ``offset`` or the deadline."""
 
-    __slots__ = ("log", "max_bytes", "max_records", "offset", "peer", "timer", "token")
+    __slots__ = ("log", "max_bytes", "max_records", "offset", "peer", "stored", "timer", "token")
 
     def __init__(
-        self, log: Log, peer: Peer, token: int, offset: int, max_records: int, max_bytes: int
+        self,
+        log: Log,
+        peer: Peer,
+        token: int,
+        offset: int,
+        max_records: int,
+        max_bytes: int,
+        stored: bool = False,
     ) -> None:
         self.log = log
         self.peer = peer
@@ -40,6 +47,8 @@ class ReadWaiter:
         self.offset = offset
         self.max_records = max_records
         self.max_bytes = max_bytes
+        #: The reader takes batches of entries as stored (``read.batches``).
+        self.stored = stored
         self.timer: Timer | None = None
 
     def detach(self) -> None:
@@ -58,7 +67,7 @@ class ReadWaiter:
         """Records are readable at our offset (or the log went away): answer now."""
         self.detach()
         try:
-            batch = self.log.read_at(self.offset, self.max_records, self.max_bytes)
+            batch = self.log.read_at(self.offset, self.max_records, self.max_bytes, self.stored)
         except BrokerError as exc:
             self.peer.reject(self.token, exc)
             return
@@ -76,7 +85,7 @@ class LogTail:
     (or group commit) re-announces it to its connection with ``push_ready``.
     """
 
-    __slots__ = ("_on_end", "cursor", "idle", "log", "max_bytes", "peer", "sub_id")
+    __slots__ = ("_on_end", "cursor", "idle", "log", "max_bytes", "peer", "stored", "sub_id")
 
     def __init__(
         self,
@@ -86,8 +95,11 @@ class LogTail:
         cursor: int,
         max_bytes: int,
         on_end: Callable[[BrokerError], None],
+        stored: bool = False,
     ) -> None:
         self.log = log
+        #: The subscriber takes batches of entries as stored (``read.batches``).
+        self.stored = stored
         self.peer = peer
         self.sub_id = sub_id
         self.cursor = cursor
@@ -118,7 +130,13 @@ class LogTail:
                 )
             )
             return None
-        batch = log.store.read(cursor, end - cursor, min(self.max_bytes, max(budget, 1)))
+        limit = min(self.max_bytes, max(budget, 1))
+        if self.stored:
+            # Short of room, the next batch of entries still goes whole (within
+            # max_bytes, which fits a frame) rather than framed on the way.
+            batch = log.store.read_stored(cursor, end - cursor, limit, self.max_bytes)
+        else:
+            batch = log.store.read(cursor, end - cursor, limit)
         self.cursor = batch.next_offset
         return batch
 

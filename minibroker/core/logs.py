@@ -192,15 +192,19 @@ class Log:
                 next_offset=self.high_watermark,
             )
 
-    def read_at(self, offset: int, max_records: int, max_bytes: int) -> RecordBatch:
-        """Raw records from ``offset``, never past the high watermark."""
+    def read_at(
+        self, offset: int, max_records: int, max_bytes: int, stored: bool = False
+    ) -> RecordBatch:
+        """Raw records from ``offset``, never past the high watermark; with ``stored``,
+        batches of entries as stored among the frames (``LogStore.read_stored``)."""
         if self.closed:
             raise NotFound(f"log {self.name!r} was deleted", log=self.name)
         self.check_offset(offset)
         available = self.high_watermark - offset
         if available <= 0:
             return empty_batch(offset)
-        return self.store.read(offset, min(max_records, available), max_bytes)
+        read = self.store.read_stored if stored else self.store.read
+        return read(offset, min(max_records, available), max_bytes)
 
     def read_batches_at(self, offset: int, max_bytes: int) -> list[StoredBatch]:
         """The stored units from ``offset``, never past the high watermark (the Kafka
@@ -508,11 +512,14 @@ class Logs:
         max_records: int = 1000,
         max_bytes: int = 1024 * 1024,
         wait: float = 0.0,
+        stored: bool = False,
     ) -> RecordBatch:
         """Raw records from the resolved start; empty (at that offset) when none are there.
 
         ``wait`` is only checked here; a caller that wants to long-poll an
         empty answer parks the request and calls :meth:`wait_for_records`.
+        ``stored``: for a client that decodes batches of entries itself (see
+        :meth:`Log.read_at`).
         """
         target = self.get(name)
         check_read_limits(max_records, max_bytes, self.limits)
@@ -520,7 +527,7 @@ class Logs:
         if group is not None:
             check_name("group", group)
         offset = target.resolve_start(start, timestamp_ms, group)
-        return target.read_at(offset, max_records, max_bytes)
+        return target.read_at(offset, max_records, max_bytes, stored)
 
     def _check_wait(self, wait: float) -> None:
         check_seconds("wait", wait, self.limits.max_wait_seconds, allow_zero=True)
@@ -535,6 +542,7 @@ class Logs:
         max_bytes: int,
         wait: float,
         now: float,
+        stored: bool = False,
     ) -> ReadWaiter | None:
         """Park a read at ``offset`` until records are readable there or ``wait`` passes.
 
@@ -549,7 +557,7 @@ class Logs:
         check_read_limits(max_records, max_bytes, self.limits)
         self._check_wait(wait)
         target.check_offset(offset)
-        waiter = ReadWaiter(target, peer, token, offset, max_records, max_bytes)
+        waiter = ReadWaiter(target, peer, token, offset, max_records, max_bytes, stored)
         if offset < target.high_watermark:
             waiter.wake()
             return None
@@ -570,11 +578,13 @@ class Logs:
         timestamp_ms: int | None = None,
         group: str | None = None,
         max_bytes: int = 1024 * 1024,
+        stored: bool = False,
     ) -> LogTail:
         """Start a tail subscription for ``peer``; records go out as ``records`` pushes.
 
         ``on_end(error)`` is called if the broker ends the tail (log deleted,
-        or the tail fell behind retention).
+        or the tail fell behind retention). ``stored``: the pushes may hold
+        batches of entries as stored (see :meth:`Log.read_at`).
         """
         target = self.get(name)
         _check_max_bytes(max_bytes)
@@ -582,7 +592,7 @@ class Logs:
             check_name("group", group)
         offset = target.resolve_start(start, timestamp_ms, group)
         target.check_offset(offset)
-        source = LogTail(target, peer, sub_id, offset, max_bytes, on_end)
+        source = LogTail(target, peer, sub_id, offset, max_bytes, on_end, stored)
         target.tails[source] = None
         self._track(peer.conn_id, source)
         if offset < target.high_watermark:

@@ -29,7 +29,7 @@ PROTOCOL_VERSION = 1
 #: Optional forms of version 1 this broker understands, announced in the
 #: ``hello`` result (``extensions``): a client uses a form only when its
 #: broker names it, so either side may be older (docs/protocol.md).
-EXTENSIONS: tuple[str, ...] = ("put.bare", "fetch.compact", "request.cancel")
+EXTENSIONS: tuple[str, ...] = ("put.bare", "fetch.compact", "request.cancel", "read.batches")
 
 StartSpec = int | str
 
@@ -284,6 +284,9 @@ class Read(Request):
     max_records: int = 1000
     max_bytes: int = 1_048_576
     wait: float = 0.0
+    #: True: ``records`` may hold batches of entries as stored beside frames
+    #: (``read.batches``); an older broker ignores the field and sends frames.
+    batches: bool = False
 
 
 class Tail(Request):
@@ -295,6 +298,8 @@ class Tail(Request):
     timestamp_ms: int | None = None
     group: str | None = None
     max_bytes: int = 1_048_576
+    #: As :attr:`Read.batches`, for the ``records`` pushes.
+    batches: bool = False
 
 
 class Commit(Request):

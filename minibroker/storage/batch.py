@@ -5,7 +5,8 @@ A segment file in *batch format* (format 2) is a sequence of batches, each a
 
     u8  magic     0xB7
     u8  version   2
-    u16 kind      0: record frames follow; 1: a Kafka record batch follows
+    u16 kind      0: record frames follow; 1: a Kafka record batch follows;
+                  2: a batch of entries follows (an append, as the client sent it)
     u32 count     number of records in the batch (at least 1)
     u32 length    bytes of those frames (or of the Kafka batch), header excluded
     u32 crc32     zlib.crc32 of the 12 header bytes before it
@@ -15,6 +16,19 @@ its base offset set to the offset of its first record
 (:mod:`minibroker.storage.kafka_batch`): the Kafka front end appends and
 fetches those bytes unchanged, and readers of frames get frames made from
 it. Its own CRC-32C (over everything but the base offset) covers its records.
+
+A batch of kind 2 holds one ``append`` as a batch of *entries*
+(:func:`~minibroker.record_format.encode_entries`: a CRC-32, the first
+offset, the timestamp, then the records as one msgpack array, as the client
+sent them). Since issue 19 every append is stored so: framing each record
+(a msgpack pack, a CRC and a concatenation per record) was most of the
+broker's work per appended record, and Kafka's own broker never touches the
+records of a batch either. Readers of frames get the frames
+:func:`~minibroker.record_format.encode_batch` would have written, made on
+the way (:func:`frames_of`); clients that announce ``read.batches`` get the
+batch as stored (:func:`stored_of`) and decode it with one unpack. Its CRC
+covers the body, so recovery checks it with one pass and no unpacking.
+Segments of kind-0 batches (written before) are read as they always were.
 
 Why: a write can be cut short. A process killed by SIGKILL in the middle of
 a large ``pwrite`` leaves the pages already copied in the file (Linux stops a
@@ -26,7 +40,7 @@ knows how many records and bytes the batch must have and keeps it only when
 all of them are there and valid, so after any crash a batch is there whole
 or not at all. This is Kafka's record batch, cut down to what is needed here.
 
-Why the CRC covers only the header: every record inside carries its own
+Why the CRC covers only the header: every frame inside a kind-0 batch carries its own
 CRC (:mod:`minibroker.record_format`), which recovery checks, so a torn,
 zero-filled or bit-flipped batch is caught by the record CRCs and the
 header's count and length. A second CRC over the records (Kafka has one
@@ -42,27 +56,44 @@ first byte tell its format: a segment written before batches existed
 read; new batches are only ever appended to format-2 segments (see
 :class:`~minibroker.storage.segment.FileSegment`).
 
-Headers never leave the storage: reads strip them, so the bytes a client
-gets are the record frames alone, exactly as before.
+Headers of frames never leave the storage: reads strip them, so the bytes a
+client gets are the record frames alone, exactly as before. The header of a
+batch of entries goes to a client that asked for batches (``read.batches``)
+with its body: the data of such a read is the file's bytes, frames and
+whole batches of entries, and the client tells one from the other by
+the first byte.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable
 from typing import Final
 
 from minibroker.log_store import StoredBatch
-from minibroker.record_format import FRAME_HEADER_SIZE, FrameScan, scan_frames
+from minibroker.record_format import (
+    BATCH_MAGIC,
+    BATCH_VERSION,
+    FRAME_HEADER_SIZE,
+    KIND_ENTRIES,
+    FrameScan,
+    entries_facts,
+    entries_to_frames,
+    scan_frames,
+)
 from minibroker.storage.kafka_batch import stored_facts, to_frames
 from minibroker.value_class import Value, field
 
-BATCH_MAGIC: Final = 0xB7
-BATCH_FORMAT_VERSION: Final = 2
+__all__ = ["BATCH_MAGIC", "KIND_ENTRIES"]
+
+BATCH_FORMAT_VERSION: Final = BATCH_VERSION
 #: The batch holds record frames.
 KIND_FRAMES: Final = 0
 #: The batch holds one Kafka record batch (see the module docstring).
 KIND_KAFKA: Final = 1
+#: The kinds of batches stored and read whole (a "unit"), not frame by frame.
+_UNIT_KINDS: Final = (KIND_KAFKA, KIND_ENTRIES)
 #: magic, version, kind, count, length; then the CRC of those 12 bytes.
 _HEADER_FIELDS: Final = struct.Struct(">BBHII")
 _CRC: Final = struct.Struct(">I")
@@ -85,7 +116,7 @@ def parse_batch_header(buf: bytes | memoryview, pos: int) -> tuple[int, int, int
     if (
         magic != BATCH_MAGIC
         or version != BATCH_FORMAT_VERSION
-        or kind not in (KIND_FRAMES, KIND_KAFKA)
+        or kind not in (KIND_FRAMES, KIND_KAFKA, KIND_ENTRIES)
         or count < 1
         or zlib.crc32(buf[pos : pos + _HEADER_FIELDS.size]) != crc
     ):
@@ -103,6 +134,16 @@ def is_kafka_header(buf: bytes | memoryview, pos: int) -> bool:
     )
 
 
+def is_unit_header(buf: bytes | memoryview, pos: int) -> bool:
+    """Whether the bytes at ``pos`` start the header of a batch that is read whole
+    (a Kafka batch or a batch of entries), checked cheaply like :func:`is_kafka_header`."""
+    return (
+        pos + 4 <= len(buf)
+        and buf[pos] == BATCH_MAGIC
+        and (buf[pos + 2] << 8 | buf[pos + 3]) in _UNIT_KINDS
+    )
+
+
 def starts_with_batch(buf: bytes | memoryview) -> bool:
     """True when a segment's bytes begin with a batch header byte (format 2)."""
     return len(buf) > 0 and buf[0] == BATCH_MAGIC
@@ -114,8 +155,9 @@ class BatchScan(Value):
     valid_bytes: int = 0
     #: ``(position of the first frame, sizes of the frames)`` of each whole batch of frames.
     batches: list[tuple[int, list[int]]] = field(default_factory=list)
-    #: ``(position of the batch header, record count)`` of each whole Kafka batch.
-    kafka_batches: list[tuple[int, int]] = field(default_factory=list)
+    #: ``(position of the batch header, record count)`` of each whole Kafka batch
+    #: or batch of entries (the batches that are read whole).
+    units: list[tuple[int, int]] = field(default_factory=list)
     first_offset: int | None = None
     first_timestamp_ms: int | None = None
     last_timestamp_ms: int | None = None
@@ -139,7 +181,10 @@ def scan_batches(
     consecutive offsets, timestamps not decreasing, also across batches). A
     Kafka batch is valid when :func:`~minibroker.storage.kafka_batch.stored_facts`
     says so and its base offset and record count continue the offsets; its
-    timestamp, for the log, is the largest ``maxTimestamp`` so far. The
+    timestamp, for the log, is the largest ``maxTimestamp`` so far. A batch
+    of entries is valid when :func:`~minibroker.record_format.entries_facts`
+    says so (its CRC), its count is the header's and its first offset and
+    timestamp continue the log's. The
     scan stops at the first batch that is not: that batch and everything
     after it are not part of the prefix, however many of its records are
     intact.
@@ -167,6 +212,10 @@ def scan_batches(
             break
         if kind == KIND_KAFKA:
             if not _take_kafka(scan, view, start, length, count):
+                break
+            continue
+        if kind == KIND_ENTRIES:
+            if not _take_entries(scan, view, start, length, count):
                 break
             continue
         frames = scan_frames(
@@ -205,12 +254,33 @@ def _take_kafka(scan: BatchScan, view: memoryview, start: int, length: int, coun
     ):
         return False
     timestamp = max(scan.last_timestamp_ms or 0, facts.max_timestamp_ms)
-    scan.kafka_batches.append((start - BATCH_HEADER_SIZE, count))
+    scan.units.append((start - BATCH_HEADER_SIZE, count))
     scan.valid_bytes = start + length
     if not scan.record_count:
         scan.first_offset = facts.base_offset
         scan.first_timestamp_ms = timestamp
     scan.last_timestamp_ms = timestamp
+    scan.record_count += count
+    return True
+
+
+def _take_entries(scan: BatchScan, view: memoryview, start: int, length: int, count: int) -> bool:
+    """Add the batch of entries at ``start`` to ``scan`` if it is whole and continues the log."""
+    facts = entries_facts(view, start, length)
+    expected = None if scan.first_offset is None else scan.first_offset + scan.record_count
+    if (
+        facts is None
+        or facts.records != count
+        or (expected is not None and facts.first_offset != expected)
+        or facts.timestamp_ms < (scan.last_timestamp_ms or 0)
+    ):
+        return False
+    scan.units.append((start - BATCH_HEADER_SIZE, count))
+    scan.valid_bytes = start + length
+    if not scan.record_count:
+        scan.first_offset = facts.first_offset
+        scan.first_timestamp_ms = facts.timestamp_ms
+    scan.last_timestamp_ms = facts.timestamp_ms
     scan.record_count += count
     return True
 
@@ -306,15 +376,56 @@ def strip_batch_headers(
     return joined
 
 
+def frames_through(
+    read_units: Callable[[int, int, bool], list[StoredBatch]],
+    offset: int,
+    end_offset: int,
+    max_records: int,
+    max_bytes: int,
+    at_least_one: bool,
+) -> tuple[bytes, int]:
+    """A read of frames where batches read whole lie: :func:`frames_of` over the units
+    ``read_units(offset, max_bytes, True)`` gives, until a limit or ``end_offset``.
+
+    The units are fetched by their stored size, which is not the size of
+    their frames (a batch of entries is smaller than its frames, but for a
+    few tiny records larger): when the frames made of them leave room,
+    more are read, so the answer holds exactly the frames a log of frames
+    would give within ``max_records`` and ``max_bytes``.
+    """
+    parts: list[bytes] = []
+    count = 0
+    size = 0
+    while count < max_records and offset + count < end_offset:
+        if count and size >= max_bytes:
+            break
+        first = at_least_one and not count
+        # At least one unit, whatever its stored size: its frames may still fit.
+        units = read_units(offset + count, max_bytes - size, True)
+        if not units:
+            break
+        data, taken = frames_of(units, offset + count, max_records - count, max_bytes - size, first)
+        if not taken:
+            break
+        parts.append(data)
+        count += taken
+        size += len(data)
+        if offset + count < units[-1].first_offset + units[-1].records:
+            break  # a limit stopped frames_of inside what was read
+    return (parts[0] if len(parts) == 1 else b"".join(parts)), count
+
+
 def frames_of(
     units: list[StoredBatch], offset: int, max_records: int, max_bytes: int, at_least_one: bool
 ) -> tuple[bytes, int]:
     """The record frames of ``units`` (a read's stored units) from ``offset``: ``(data, count)``.
 
-    This is how a reader of frames reads through Kafka batches: their
-    records are framed on the way (:func:`~minibroker.storage.kafka_batch.to_frames`),
-    within ``max_records`` and ``max_bytes`` like any read, at least one
-    record when ``at_least_one``.
+    This is how a reader of frames reads through Kafka batches and batches
+    of entries: their records are framed on the way
+    (:func:`~minibroker.storage.kafka_batch.to_frames`,
+    :func:`~minibroker.record_format.entries_to_frames`), within
+    ``max_records`` and ``max_bytes`` like any read, at least one record when
+    ``at_least_one``.
     """
     parts: list[bytes] = []
     count = 0
@@ -323,10 +434,10 @@ def frames_of(
         if count >= max_records:
             break
         first = at_least_one and not count
-        if unit.kafka:
-            frames = to_frames(
-                unit.data, offset + count, max_records - count, max_bytes - size, first
-            )
+        if unit.kind:
+            convert = entries_to_frames if unit.kind == KIND_ENTRIES else to_frames
+            position = offset + count
+            frames = convert(unit.data, position, max_records - count, max_bytes - size, first)
             data, taken = frames.data, len(frames.frame_sizes)
             available = unit.first_offset + unit.records - offset - count
         else:
@@ -341,3 +452,63 @@ def frames_of(
         if taken < available:
             break
     return (parts[0] if len(parts) == 1 else b"".join(parts)), count
+
+
+def stored_of(
+    units: list[StoredBatch],
+    offset: int,
+    max_records: int,
+    max_bytes: int,
+    at_least_one: bool,
+    first_batch_bytes: int = 0,
+) -> tuple[bytes, int]:
+    """The data of a read for a client that takes batches of entries (``read.batches``).
+
+    Like :func:`frames_of`, but a batch of entries that starts at ``offset``
+    (or where the answer has got to), holds no more records than are still
+    wanted and fits what is left of ``max_bytes`` is sent as stored: its
+    header (made again: 16 bytes) and its body, no record looked at. One that
+    does not is cut into frames when it starts the answer or reaches past
+    ``max_records`` (the records wanted, framed, as a read of frames gives
+    them); a later one over the byte budget ends the answer instead (the next
+    read starts with it, whole). At least one record
+    when ``at_least_one``. A batch that starts the answer may take up to
+    ``first_batch_bytes`` (a tail's own ``max_bytes``, when the budget of the
+    moment is smaller: the room left below the connection's high-water
+    mark), so that a tail short of room sends the next batch whole rather
+    than frame a part of it.
+    """
+    parts: list[bytes] = []
+    count = 0
+    size = 0
+    for unit in units:
+        if count >= max_records:
+            break
+        position = offset + count
+        if unit.kind == KIND_ENTRIES:
+            stored = BATCH_HEADER_SIZE + len(unit.data)
+            room = max(max_bytes, first_batch_bytes) if at_least_one and not count else max_bytes
+            if (
+                unit.first_offset == position
+                and unit.records <= max_records - count
+                and size + stored <= room
+            ):
+                header = encode_batch_header(unit.records, len(unit.data), KIND_ENTRIES)
+                parts += (header, unit.data)
+                count += unit.records
+                size += stored
+                continue
+            if count and size + stored > room:
+                break  # over the byte budget: the next read takes it whole
+            # (Past max_records: its first records, framed, as a read of frames gives.)
+        first = at_least_one and not count
+        data, taken = frames_of([unit], position, max_records - count, max_bytes - size, first)
+        if not taken:
+            break
+        parts.append(data)
+        count += taken
+        size += len(data)
+        if position + taken < unit.first_offset + unit.records:
+            break
+    return (parts[0] if len(parts) == 1 else b"".join(parts)), count
+

@@ -25,7 +25,14 @@ from typing import Final, Generic, Protocol, TypeVar
 
 from minibroker.errors import OffsetOutOfRange, StorageError
 from minibroker.log_store import MAX_SEGMENT_BYTES, Entry, Record, RecordBatch, StoredBatch
-from minibroker.record_format import EncodedBatch, decode_records, encode_batch
+from minibroker.record_format import (
+    EncodedBatch,
+    EncodedEntries,
+    decode_records,
+    decode_stored,
+    encode_batch,
+    encode_entries,
+)
 from minibroker.storage.batch import BATCH_HEADER_SIZE
 
 #: Default size at which a new segment is started (Kafka's default is 1 GiB).
@@ -52,6 +59,10 @@ class Segment(Protocol):
         :func:`~minibroker.storage.kafka_batch.stored_head`); all or nothing."""
         ...
 
+    def append_entries(self, batch: EncodedEntries, count: int, timestamp_ms: int) -> None:
+        """Store a batch of ``count`` entries made for ``next_offset``; all or nothing."""
+        ...
+
     def read(
         self, offset: int, max_records: int, max_bytes: int, at_least_one: bool
     ) -> tuple[bytes, int]:
@@ -64,6 +75,17 @@ class Segment(Protocol):
         """Stored units from ``offset`` (in this segment) as ``LogStore.read_batches``."""
         ...
 
+    def read_stored(
+        self,
+        offset: int,
+        max_records: int,
+        max_bytes: int,
+        at_least_one: bool,
+        first_batch_bytes: int = 0,
+    ) -> tuple[bytes, int]:
+        """:meth:`read`, whole batches of entries as stored (``LogStore.read_stored``)."""
+        ...
+
     def offset_for_timestamp(self, timestamp_ms: int) -> int | None:
         """First offset here with a timestamp >= ``timestamp_ms``, None if there is none."""
         ...
@@ -74,6 +96,11 @@ S = TypeVar("S", bound=Segment)
 
 class SegmentChain(ABC, Generic[S]):
     """Ordered segments with append, read, lookup by time and retention."""
+
+    #: How :meth:`append` stores a batch: as a batch of entries (True, since
+    #: issue 19), or as record frames, one per record (False: the format
+    #: before, which every reader still reads; tests write mixed segments with it).
+    entries_format: bool = True
 
     def __init__(self, segments: list[S], segment_bytes: int) -> None:
         if not segments:
@@ -156,26 +183,31 @@ class SegmentChain(ABC, Generic[S]):
         if not entries:
             return first
         timestamp_ms = max(timestamp_ms, self._last_timestamp() or 0)
+        if self.entries_format:
+            entries_batch = encode_entries(first, timestamp_ms, entries)
+            active = self._active_for(BATCH_HEADER_SIZE + entries_batch.size)
+            active.append_entries(entries_batch, len(entries), timestamp_ms)
+            return first
         batch = encode_batch(first, timestamp_ms, entries)
-        stored_bytes = BATCH_HEADER_SIZE + len(batch.data)
+        active = self._active_for(BATCH_HEADER_SIZE + len(batch.data))
+        active.append(batch, timestamp_ms)
+        return first
+
+    def _active_for(self, stored_bytes: int) -> S:
+        """The segment a batch of ``stored_bytes`` goes to: the active one, or a new
+        one when it would grow past ``segment_bytes``."""
         if stored_bytes > MAX_SEGMENT_BYTES:
             raise ValueError(f"a batch of {stored_bytes} bytes is larger than a segment may be")
         active = self._segments[-1]
         if active.size_bytes and active.size_bytes + stored_bytes > self.segment_bytes:
             active = self._roll()
-        active.append(batch, timestamp_ms)
-        return first
+        return active
 
     def append_kafka(self, batch: bytes, count: int, timestamp_ms: int) -> int:
         self._check_open()
         first = self.next_offset
         timestamp_ms = max(timestamp_ms, self._last_timestamp() or 0, 0)
-        stored_bytes = BATCH_HEADER_SIZE + len(batch)
-        if stored_bytes > MAX_SEGMENT_BYTES:
-            raise ValueError(f"a batch of {stored_bytes} bytes is larger than a segment may be")
-        active = self._segments[-1]
-        if active.size_bytes and active.size_bytes + stored_bytes > self.segment_bytes:
-            active = self._roll()
+        active = self._active_for(BATCH_HEADER_SIZE + len(batch))
         active.append_kafka(batch, count, timestamp_ms)
         return first
 
@@ -192,6 +224,16 @@ class SegmentChain(ABC, Generic[S]):
     # -- read ----------------------------------------------------------------------
 
     def read(self, offset: int, max_records: int, max_bytes: int) -> RecordBatch:
+        return self._read(offset, max_records, max_bytes, stored=False)
+
+    def read_stored(
+        self, offset: int, max_records: int, max_bytes: int, first_batch_bytes: int = 0
+    ) -> RecordBatch:
+        return self._read(offset, max_records, max_bytes, stored=True, first=first_batch_bytes)
+
+    def _read(
+        self, offset: int, max_records: int, max_bytes: int, *, stored: bool, first: int = 0
+    ) -> RecordBatch:
         self._check_open()
         if max_records < 1:
             raise ValueError("max_records must be at least 1")
@@ -204,7 +246,12 @@ class SegmentChain(ABC, Generic[S]):
             position = offset + count
             if position >= segment.next_offset:
                 continue  # an empty segment (only ever the active one)
-            data, n = segment.read(position, max_records - count, max_bytes - size, not count)
+            if stored:
+                data, n = segment.read_stored(
+                    position, max_records - count, max_bytes - size, not count, first
+                )
+            else:
+                data, n = segment.read(position, max_records - count, max_bytes - size, not count)
             if n:
                 parts.append(data)
                 count += n
@@ -243,9 +290,13 @@ class SegmentChain(ABC, Generic[S]):
         return self._iter_records(offset)
 
     def _iter_records(self, offset: int) -> Iterator[Record]:
+        # Batches of entries are decoded as stored (one unpack each, their CRC
+        # checked), not framed first: the journals replay so when they open.
         while offset < self.next_offset:
-            batch = self.read(offset, max_records=1 << 30, max_bytes=_ITER_CHUNK_BYTES)
-            yield from decode_records(batch.data)
+            batch = self.read_stored(
+                offset, 1 << 30, _ITER_CHUNK_BYTES, first_batch_bytes=MAX_SEGMENT_BYTES
+            )
+            yield from decode_stored(batch.data, decode_records)
             offset = batch.next_offset
 
     def _check_offset(self, offset: int) -> None:

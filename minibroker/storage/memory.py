@@ -11,8 +11,10 @@ does not store one.
 
 Memory has no seek cost, so instead of a sparse index each segment keeps the
 start position of every record: a read is two bisects and one slice, with no
-per-record work at all. A Kafka batch (:meth:`MemorySegment.append_kafka`) is
-kept as its bytes, like on disk; its records all "start" where it starts.
+per-record work at all. A Kafka batch (:meth:`MemorySegment.append_kafka`)
+and a batch of entries (:meth:`MemorySegment.append_entries`, what every
+append stores) are kept as their bytes, like on disk; their records all
+"start" where the batch starts, and reads of frames make frames of them.
 """
 
 from __future__ import annotations
@@ -23,8 +25,15 @@ from itertools import accumulate
 
 from minibroker.errors import StorageFailed
 from minibroker.log_store import StoredBatch
-from minibroker.record_format import EncodedBatch
-from minibroker.storage.batch import BATCH_HEADER_SIZE, frames_of
+from minibroker.record_format import EncodedBatch, EncodedEntries
+from minibroker.storage.batch import (
+    BATCH_HEADER_SIZE,
+    KIND_ENTRIES,
+    KIND_FRAMES,
+    KIND_KAFKA,
+    frames_through,
+    stored_of,
+)
 from minibroker.storage.chain import DEFAULT_SEGMENT_BYTES, SegmentChain
 from minibroker.storage.kafka_batch import STORED_HEAD_SIZE, first_at_or_after, stored_head
 
@@ -34,12 +43,12 @@ class MemorySegment:
 
     __slots__ = (
         "_batch_first_offsets",
-        "_batch_kafka",
+        "_batch_kinds",
         "_batch_positions",
         "_batch_timestamps",
         "_data",
-        "_kafka_batches",
         "_starts",
+        "_unit_batches",
         "base_offset",
         "first_timestamp_ms",
         "last_timestamp_ms",
@@ -59,35 +68,50 @@ class MemorySegment:
         #: One entry per appended batch (all records of a batch share a timestamp).
         self._batch_first_offsets = array("q")
         self._batch_timestamps = array("q")
-        #: Where each batch starts in ``_data``, and whether it is a Kafka batch (1).
+        #: Where each batch starts in ``_data``, and its kind (storage/batch.py).
         self._batch_positions = array("q")
-        self._batch_kafka = bytearray()
-        self._kafka_batches = 0
+        self._batch_kinds = bytearray()
+        #: Batches that are read whole (Kafka batches, batches of entries).
+        self._unit_batches = 0
 
     def append(self, batch: EncodedBatch, timestamp_ms: int) -> None:
         starts = list(accumulate(batch.frame_sizes, initial=len(self._data)))
         starts.pop()  # the last value is where the *next* record will start
         self._starts.extend(starts)
-        self._add_batch(batch.data, len(batch.frame_sizes), timestamp_ms, kafka=False)
+        self._add_batch(batch.data, len(batch.frame_sizes), timestamp_ms, KIND_FRAMES)
 
     def append_kafka(self, batch: bytes, count: int, timestamp_ms: int) -> None:
         start = len(self._data)
-        # Every record of the batch "starts" where it does. Repeating a
-        # one-item array is a memory fill; extending by a list of ``count``
-        # ints converted each one (30 ns a record, 6 % of a Kafka append).
-        self._starts.extend(array("q", (start,)) * count)
-        self._add_batch(batch, count, timestamp_ms, kafka=True)
+        self._unit_starts(count)
+        self._add_batch(batch, count, timestamp_ms, KIND_KAFKA)
         # The base offset and leader epoch, written in place: no copy of the batch.
         self._data[start : start + STORED_HEAD_SIZE] = stored_head(batch, self.next_offset - count)
-        self._kafka_batches += 1
 
-    def _add_batch(self, data: bytes, count: int, timestamp_ms: int, *, kafka: bool) -> None:
-        self._batch_positions.append(len(self._data))
-        self._batch_kafka.append(kafka)
+    def append_entries(self, batch: EncodedEntries, count: int, timestamp_ms: int) -> None:
+        self._unit_starts(count)
+        self._data += batch.head
+        self._add_batch(batch.entries, count, timestamp_ms, KIND_ENTRIES, len(batch.head))
+
+    def _unit_starts(self, count: int) -> None:
+        """Every record of a batch read whole "starts" where the batch does.
+
+        Repeating a one-item array is a memory fill; extending by a list of
+        ``count`` ints converted each one (30 ns a record, 6 % of a Kafka append).
+        """
+        self._starts.extend(array("q", (len(self._data),)) * count)
+        self._unit_batches += 1
+
+    def _add_batch(
+        self, data: bytes, count: int, timestamp_ms: int, kind: int, written: int = 0
+    ) -> None:
+        """Bookkeeping of a batch whose bytes are ``data``, after ``written`` bytes of
+        it already added to ``_data``."""
+        self._batch_positions.append(len(self._data) - written)
+        self._batch_kinds.append(kind)
         self._data += data
         self._batch_first_offsets.append(self.next_offset)
         self._batch_timestamps.append(timestamp_ms)
-        self.size_bytes += BATCH_HEADER_SIZE + len(data)  # as on disk
+        self.size_bytes += BATCH_HEADER_SIZE + written + len(data)  # as on disk
         self.next_offset += count
         if self.first_timestamp_ms is None:
             self.first_timestamp_ms = timestamp_ms
@@ -96,9 +120,26 @@ class MemorySegment:
     def read(
         self, offset: int, max_records: int, max_bytes: int, at_least_one: bool
     ) -> tuple[bytes, int]:
-        if self._kafka_batches:
+        if self._unit_batches:
+            return frames_through(
+                self._units_from, offset, self.next_offset, max_records, max_bytes, at_least_one
+            )
+        return self._frames(offset, max_records, max_bytes, at_least_one)
+
+    def _units_from(self, offset: int, max_bytes: int, at_least_one: bool) -> list[StoredBatch]:
+        return self.read_batches(offset, self.next_offset, max_bytes, at_least_one)
+
+    def read_stored(
+        self,
+        offset: int,
+        max_records: int,
+        max_bytes: int,
+        at_least_one: bool,
+        first_batch_bytes: int = 0,
+    ) -> tuple[bytes, int]:
+        if self._unit_batches:
             units = self.read_batches(offset, self.next_offset, max_bytes, at_least_one)
-            return frames_of(units, offset, max_records, max_bytes, at_least_one)
+            return stored_of(units, offset, max_records, max_bytes, at_least_one, first_batch_bytes)
         return self._frames(offset, max_records, max_bytes, at_least_one)
 
     def _frames(
@@ -130,7 +171,8 @@ class MemorySegment:
         size = 0
         while i < batches and offset < end_offset:
             following = firsts[i + 1] if i + 1 < batches else self.next_offset
-            if self._batch_kafka[i]:
+            kind = self._batch_kinds[i]
+            if kind:
                 start, stop = self._batch_span(i)
                 if following > end_offset or (
                     size + stop - start > max_bytes and (found or not at_least_one)
@@ -138,7 +180,7 @@ class MemorySegment:
                     break
                 with memoryview(self._data) as view:
                     data = bytes(view[start:stop])
-                found.append(StoredBatch(True, data, firsts[i], following - firsts[i]))
+                found.append(StoredBatch(kind, data, firsts[i], following - firsts[i]))
                 size += len(data)
                 offset = following
             else:
@@ -147,7 +189,7 @@ class MemorySegment:
                     offset, wanted, max_bytes - size, at_least_one and not found
                 )
                 if count:
-                    found.append(StoredBatch(False, data, offset, count))
+                    found.append(StoredBatch(KIND_FRAMES, data, offset, count))
                     size += len(data)
                     offset += count
                 if count < wanted:
@@ -161,10 +203,11 @@ class MemorySegment:
 
     def offset_for_timestamp(self, timestamp_ms: int) -> int | None:
         """The first batch stamped ``timestamp_ms`` or later (a batch's time is the
-        largest so far); inside a Kafka batch, its first record stamped so."""
+        largest so far); inside a Kafka batch, its first record stamped so (the
+        records of any other batch all have its time)."""
         i = bisect_left(self._batch_timestamps, timestamp_ms)
         while i < len(self._batch_timestamps):
-            if not self._batch_kafka[i]:
+            if self._batch_kinds[i] != KIND_KAFKA:
                 return self._batch_first_offsets[i]
             start, stop = self._batch_span(i)
             found = first_at_or_after(bytes(self._data[start:stop]), timestamp_ms)

@@ -48,13 +48,16 @@ from typing import Final
 from minibroker.errors import StorageError, StorageFull
 from minibroker.log_store import Record, StoredBatch
 from minibroker.record_format import (
+    ENTRIES_HEAD,
     MAX_FRAME_SIZE,
     MIN_FRAME_LENGTH,
     CorruptRecord,
     EncodedBatch,
+    EncodedEntries,
     FrameScan,
     decode_fields,
     decode_records,
+    entries_facts,
     frame_size_at,
     peek_offset,
     scan_frames,
@@ -63,16 +66,19 @@ from minibroker.storage import fileio
 from minibroker.storage.batch import (
     BATCH_HEADER_SIZE,
     BATCH_MAGIC,
+    KIND_ENTRIES,
     KIND_FRAMES,
     KIND_KAFKA,
     BatchScan,
     encode_batch_header,
-    frames_of,
+    frames_through,
     is_kafka_header,
+    is_unit_header,
     parse_batch_header,
     scan_batches,
     span_frames,
     starts_with_batch,
+    stored_of,
     strip_batch_headers,
 )
 from minibroker.storage.checkpoint import SealedFacts
@@ -102,7 +108,8 @@ _LENGTH: Final = struct.Struct(">I")
 
 
 class _KafkaBatchMet(Exception):
-    """The frames-only fast path of a read reached a Kafka batch: take the general path."""
+    """The frames-only fast path of a read reached a batch read whole (a Kafka batch or
+    a batch of entries): take the general path."""
 
 
 class _Window:
@@ -445,6 +452,12 @@ class FileSegment:
         """``(offset, timestamp, in a Kafka batch)`` of the segment's first record."""
         if self.batched:
             header = parse_batch_header(self._read_range(0, BATCH_HEADER_SIZE), 0)
+            if header is not None and header[2] == KIND_ENTRIES:
+                length = header[1]
+                entries = entries_facts(self._read_range(BATCH_HEADER_SIZE, length), 0, length)
+                if entries is None:
+                    raise CorruptRecord("the first batch of entries is damaged")
+                return entries.first_offset, entries.timestamp_ms, False
             if header is not None and header[2] == KIND_KAFKA:
                 length = header[1]
                 batch = self._read_range(BATCH_HEADER_SIZE, length)
@@ -470,11 +483,11 @@ class FileSegment:
         scan: FrameScan | BatchScan
         if self.batched:
             scan = scan_batches(data, self.base_offset)
-            units: list[tuple[int, list[int] | int]] = [*scan.batches, *scan.kafka_batches]
+            units: list[tuple[int, list[int] | int]] = [*scan.batches, *scan.units]
             units.sort(key=lambda unit: unit[0])
             relative = 0
             for position, frames in units:
-                if isinstance(frames, int):  # a Kafka batch of that many records
+                if isinstance(frames, int):  # a batch read whole, of that many records
                     index.add_unit(relative, position)
                     relative += frames
                 else:
@@ -515,6 +528,17 @@ class FileSegment:
         header = encode_batch_header(count, len(batch), KIND_KAFKA)
         with memoryview(batch) as view:  # one copy of the batch, by the join
             data = b"".join((header, stored_head(batch, self.next_offset), view[STORED_HEAD_SIZE:]))
+        position = self._write_at_end(data)
+        self._sparse_index().add_unit(self.next_offset - self.base_offset, position)
+        self._appended(len(data), count, timestamp_ms)
+
+    def append_entries(self, batch: EncodedEntries, count: int, timestamp_ms: int) -> None:
+        """Write a batch of entries behind its batch header: one copy of the entries
+        (the join), one unbuffered write, the file as it was on failure; one index
+        entry at most, for the whole batch."""
+        self._check_appendable()
+        header = encode_batch_header(count, batch.size, KIND_ENTRIES)
+        data = b"".join((header, batch.head, batch.entries))
         position = self._write_at_end(data)
         self._sparse_index().add_unit(self.next_offset - self.base_offset, position)
         self._appended(len(data), count, timestamp_ms)
@@ -575,11 +599,51 @@ class FileSegment:
         stored units are read instead and its records framed
         (:func:`~minibroker.storage.batch.frames_of`).
         """
+        if not self._unit_at_index(offset):
+            try:
+                return self._read_frames(offset, max_records, max_bytes, at_least_one)
+            except _KafkaBatchMet:
+                pass
         try:
-            return self._read_frames(offset, max_records, max_bytes, at_least_one)
-        except _KafkaBatchMet:
-            units = self.read_batches(offset, self.next_offset, max_bytes, at_least_one)
-            return frames_of(units, offset, max_records, max_bytes, at_least_one)
+            return frames_through(
+                self._units_from, offset, self.next_offset, max_records, max_bytes, at_least_one
+            )
+        except CorruptRecord as exc:  # a batch read whole failed its CRC as it was framed
+            raise self._corrupt(str(exc)) from None
+
+    def _units_from(self, offset: int, max_bytes: int, at_least_one: bool) -> list[StoredBatch]:
+        return self.read_batches(offset, self.next_offset, max_bytes, at_least_one)
+
+    def read_stored(
+        self,
+        offset: int,
+        max_records: int,
+        max_bytes: int,
+        at_least_one: bool,
+        first_batch_bytes: int = 0,
+    ) -> tuple[bytes, int]:
+        """:meth:`read` for a client that takes batches of entries as stored
+        (:func:`~minibroker.storage.batch.stored_of`)."""
+        if not self._unit_at_index(offset):
+            try:
+                return self._read_frames(offset, max_records, max_bytes, at_least_one)
+            except _KafkaBatchMet:
+                pass
+        units = self.read_batches(offset, self.next_offset, max_bytes, at_least_one)
+        try:
+            return stored_of(
+                units, offset, max_records, max_bytes, at_least_one, first_batch_bytes
+            )
+        except CorruptRecord as exc:
+            raise self._corrupt(str(exc)) from None
+
+    def _unit_at_index(self, offset: int) -> bool:
+        """Whether the index entry before ``offset`` points at a batch read whole: then
+        the frames-only path would read a window only to give up (four bytes read here)."""
+        if not self.batched:
+            return False
+        _, position = self._sparse_index().floor(offset - self.base_offset)
+        return is_unit_header(self._read_range(position, 4), 0)
 
     def _read_frames(
         self, offset: int, max_records: int, max_bytes: int, at_least_one: bool
@@ -652,7 +716,7 @@ class FileSegment:
             if len(head) < 4:
                 head = self._read_range(end, 4)
             if self.batched and head[:1] == bytes((BATCH_MAGIC,)):
-                if is_kafka_header(head, 0):
+                if is_unit_header(head, 0):
                     raise _KafkaBatchMet
                 headers.append(end)
                 end += BATCH_HEADER_SIZE
@@ -670,11 +734,13 @@ class FileSegment:
     def read_batches(
         self, offset: int, end_offset: int, max_bytes: int, at_least_one: bool
     ) -> list[StoredBatch]:
-        """The stored units from ``offset``: Kafka batches whole, frames in runs.
+        """The stored units from ``offset``: Kafka batches and batches of entries
+        whole, frames in runs.
 
         Starts at the sparse index entry at or before ``offset`` and steps
-        over units by their headers and frames by their lengths; a Kafka
-        batch's bytes are never looked into, only sliced out.
+        over units by their headers and frames by their lengths; the bytes of
+        a batch read whole are never looked into, only sliced out (its first
+        offset is checked against the index).
         """
         relative = offset - self.base_offset
         entry_relative, pos = self._sparse_index().floor(relative)
@@ -691,7 +757,7 @@ class FileSegment:
                 data = self._slice(window, run_start, pos)
                 if peek_offset(data, 0) != run_first:
                     raise self._corrupt(f"the index does not lead to offset {run_first}")
-                found.append(StoredBatch(False, data, run_first, run_count))
+                found.append(StoredBatch(KIND_FRAMES, data, run_first, run_count))
                 run_count = 0
 
         while pos < limit and current < end_offset:
@@ -709,7 +775,7 @@ class FileSegment:
                     continue
                 end = pos + BATCH_HEADER_SIZE + length
                 if end > limit:
-                    raise self._corrupt(f"the Kafka batch at byte {pos} runs past the end")
+                    raise self._corrupt(f"the batch at byte {pos} runs past the end")
                 if current + count <= offset:
                     pos, current = end, current + count
                     continue
@@ -718,9 +784,9 @@ class FileSegment:
                 ):
                     break
                 data = self._slice(window, pos + BATCH_HEADER_SIZE, end)
-                if base_offset_of(data) != current:
+                if _unit_first_offset(data, kind) != current:
                     raise self._corrupt(f"the index does not lead to offset {current}")
-                found.append(StoredBatch(True, data, current, count))
+                found.append(StoredBatch(kind, data, current, count))
                 size += length
                 pos, current = end, current + count
                 continue
@@ -771,7 +837,7 @@ class FileSegment:
 
     def _record_at(self, position: int) -> Record:
         head = self._read_range(position, 4)
-        if is_kafka_header(head, 0):
+        if is_unit_header(head, 0):
             raise _KafkaBatchMet
         size = frame_size_at(head, 0)
         if size is None or size > MAX_FRAME_SIZE or position + size > self.size_bytes:
@@ -808,15 +874,24 @@ class FileSegment:
         except CorruptRecord as exc:
             raise self._corrupt(str(exc)) from None
 
-    def _scan_time(self, timestamp_ms: int) -> int | None:
-        """:meth:`offset_for_timestamp` by reading the whole segment, when it holds
-        Kafka batches (their records have no index entries to bisect over)."""
-        units = self.read_batches(self.base_offset, self.next_offset, _NO_LIMIT, True)
+    def _scan_time(
+        self, timestamp_ms: int, start: int | None = None, end: int | None = None
+    ) -> int | None:
+        """:meth:`offset_for_timestamp` by reading the segment's units (from ``start``
+        to ``end``: all of it by default), when it holds Kafka batches (their
+        records have no index entries to bisect over), or the stretch between
+        two index entries holds batches read whole."""
+        first = self.base_offset if start is None else start
+        units = self.read_batches(first, self.next_offset if end is None else end, _NO_LIMIT, True)
         for unit in units:
-            if unit.kafka:
+            if unit.kind == KIND_KAFKA:
                 found = first_at_or_after(unit.data, timestamp_ms)
                 if found is not None:
                     return found
+                continue
+            if unit.kind == KIND_ENTRIES:
+                if ENTRIES_HEAD.unpack_from(unit.data)[2] >= timestamp_ms:
+                    return unit.first_offset
                 continue
             for offset, timestamp, _, _, _ in decode_fields(unit.data):
                 if timestamp >= timestamp_ms:
@@ -829,13 +904,19 @@ class FileSegment:
         later = bisect_left(
             range(entries),
             timestamp_ms,
-            key=lambda i: self._record_at(index.entry(i)[1]).timestamp_ms,
+            key=lambda i: self._timestamp_at(index.entry(i)[1]),
         )
         relative, start = index.entry(later - 1) if later else (0, 0)
         stop = index.entry(later)[1] if later < entries else self.size_bytes
-        for i, (offset, timestamp, _, _, _) in enumerate(
-            decode_fields(self._frames_between(start, stop))
-        ):
+        try:
+            frames = self._frames_between(start, stop)
+        except _KafkaBatchMet:  # batches of entries on the way: step over them whole
+            end = self.base_offset + index.entry(later)[0] if later < entries else None
+            found = self._scan_time(timestamp_ms, self.base_offset + relative, end)
+            if found is not None:
+                return found
+            frames = b""
+        for i, (offset, timestamp, _, _, _) in enumerate(decode_fields(frames)):
             if offset != self.base_offset + relative + i:
                 raise CorruptRecord(f"offset {offset} found where the index expected another")
             if timestamp >= timestamp_ms:
@@ -844,12 +925,22 @@ class FileSegment:
             return self.base_offset + index.entry(later)[0]
         raise CorruptRecord(f"no record at or after timestamp {timestamp_ms}")
 
+    def _timestamp_at(self, position: int) -> int:
+        """The timestamp of the record (or batch of entries: all its records') at
+        ``position``, where an index entry points."""
+        head = self._read_range(position, BATCH_HEADER_SIZE + ENTRIES_HEAD.size)
+        if len(head) == BATCH_HEADER_SIZE + ENTRIES_HEAD.size and is_unit_header(head, 0):
+            header = parse_batch_header(head, 0)
+            if header is not None and header[2] == KIND_ENTRIES:
+                return int(ENTRIES_HEAD.unpack_from(head, BATCH_HEADER_SIZE)[2])
+        return self._record_at(position).timestamp_ms
+
     def _frames_between(self, start: int, stop: int) -> bytes:
         """The record frames in bytes ``[start, stop)`` of the file, batch headers cut out."""
         data = self._read_range(start, stop - start)
         headers: list[int] = []
         end, _ = span_frames(data, 0, _NO_LIMIT, _NO_LIMIT, False, headers, start)
-        if end != len(data) and is_kafka_header(data, end):
+        if end != len(data) and is_unit_header(data, end):
             raise _KafkaBatchMet
         return strip_batch_headers(data, headers, start, start, stop)
 
@@ -983,6 +1074,13 @@ class CleanEnd:
     next_offset: int
     #: ``zlib.crc32`` of the ``.index`` file written at close.
     index_crc32: int
+
+
+def _unit_first_offset(data: bytes, kind: int) -> int:
+    """The first offset a batch read whole says it holds."""
+    if kind == KIND_ENTRIES:
+        return int(ENTRIES_HEAD.unpack_from(data)[1])
+    return base_offset_of(data)
 
 
 def _pread_all(fd: int, position: int, length: int) -> bytes:

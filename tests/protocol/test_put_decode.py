@@ -71,7 +71,7 @@ def test_the_codec_decodes_puts_with_the_fast_decoder() -> None:
 def test_hello_announces_the_extensions() -> None:
     client = Net().connect(hello=False)
     result = client.call("hello", version=frames.PROTOCOL_VERSION, client="t")
-    assert result["extensions"] == ["put.bare", "fetch.compact", "request.cancel"]
+    assert result["extensions"] == ["put.bare", "fetch.compact", "request.cancel", "read.batches"]
 
 
 def test_bare_and_mapped_puts_store_the_same_messages() -> None:

@@ -86,7 +86,7 @@ def test_hello_result_shape() -> None:
         "connection": 7,
         "namespace": "tenant-a",
         "features": ["queues", "topics", "logs", "request_reply"],
-        "extensions": ["put.bare", "fetch.compact", "request.cancel"],
+        "extensions": ["put.bare", "fetch.compact", "request.cancel", "read.batches"],
         "fsync": "batch",
         "limits": result["limits"],
     }

@@ -11,8 +11,8 @@ from typing import Any
 from minibroker.log_store import Record
 from minibroker.protocol.codec import RawFrameDecoder, pack_frame
 from minibroker.protocol.frames import PROTOCOL_VERSION
-from minibroker.record_format import decode_records
-from minibroker.storage.batch import scan_batches
+from minibroker.record_format import BATCH_HEADER_SIZE, decode_records, entries_records
+from minibroker.storage.batch import parse_batch_header, scan_batches
 
 
 def hello_frame(request_id: int = 1, **fields: Any) -> dict[str, Any]:
@@ -110,7 +110,16 @@ def store_files(store_dir: Path) -> list[StoreFile]:
         assert scan.valid_bytes == len(data), f"{path} is not pristine"
         records: list[Record] = []
         ends: list[int] = []
-        for position, sizes in scan.batches:
+        units: list[tuple[int, list[int] | int]] = [*scan.batches, *scan.units]
+        for position, sizes in sorted(units, key=lambda unit: unit[0]):
+            if isinstance(sizes, int):  # a batch of entries (how appends are stored)
+                header = parse_batch_header(data, position)
+                assert header is not None
+                start = position + BATCH_HEADER_SIZE
+                end = start + header[1]
+                records += entries_records(data[start:end])
+                ends += [end] * sizes
+                continue
             end = position + sum(sizes)
             records += decode_records(data[position:end])
             ends += [end] * len(sizes)

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from minibroker.log_store import Entry, Record
-from minibroker.record_format import decode_records, encode_records
+from minibroker.record_format import decode_records, encode_entries, encode_records
 from minibroker.storage import SegmentedLog
 from minibroker.storage.batch import BATCH_HEADER_SIZE, starts_with_batch
 from minibroker.storage.commitlog import CLEAN_SHUTDOWN_FILE_NAME
@@ -219,8 +219,9 @@ def test_a_batch_costs_one_header(tmp_path: Path) -> None:
     try:
         batch = [b"x" * 10, b"y" * 20]
         log.append(batch, 1)
-        assert log.size_bytes == BATCH_HEADER_SIZE + len(encode_records(0, 1, batch))
-        # Reads give the frames alone, exactly as encoded: headers never leave storage.
+        assert log.size_bytes == BATCH_HEADER_SIZE + encode_entries(0, 1, batch).size
+        # Reads give the frames alone, exactly as encode_records makes them (from the
+        # batch of entries): headers never leave storage for a reader of frames.
         assert log.read(0, 10, 1 << 20).data == encode_records(0, 1, batch)
     finally:
         log.close()

@@ -42,7 +42,8 @@ def files(directory: Path) -> dict[str, bytes]:
 @pytest.fixture
 def log(tmp_path: Path) -> Iterator[SegmentedLog]:
     store = SegmentedLog.open(tmp_path, segment_bytes=4096, index_interval_bytes=100)
-    store.append([(None, None, b"before-%d" % i) for i in range(10)], 1_000)
+    for i in range(10):  # ten batches: the index has entries (a batch of entries gets one)
+        store.append([(None, None, b"before-%d" % i)], 1_000)
     yield store
     store.close()
 

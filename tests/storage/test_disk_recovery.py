@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from minibroker.errors import StorageError
 from minibroker.log_store import Record
-from minibroker.record_format import encode_records
+from minibroker.record_format import encode_entries, encode_records
 from minibroker.storage import SegmentedLog
 from minibroker.storage.batch import BATCH_HEADER_SIZE
 from minibroker.storage.checkpoint import CHECKPOINT_FILE_NAME
@@ -30,10 +30,21 @@ SEGMENT_BYTES = 300
 INTERVAL = 64
 
 
-def fill(directory: Path, batches: int = 16) -> list[Record]:
+#: Which batches are stored as batches of entries (the format since issue 19)
+#: and which as record frames (before), by batch number: a log written by an
+#: older broker and appended to by a newer one mixes them.
+FORMATS = {
+    "entries": lambda i: True,
+    "frames": lambda i: False,
+    "mixed": lambda i: i % 3 != 1,
+}
+
+
+def fill(directory: Path, batches: int = 16, fmt: str = "entries") -> list[Record]:
     """Write batches of varied records across several segments; return what was written."""
     log = SegmentedLog.open(directory, segment_bytes=SEGMENT_BYTES, index_interval_bytes=INTERVAL)
     for i in range(batches):
+        log.entries_format = FORMATS[fmt](i)
         entries = [
             (
                 b"key%d" % j if j % 2 else None,
@@ -52,29 +63,31 @@ def segment_files(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.log"))
 
 
-def batch_ends(records: list[Record]) -> list[tuple[int, int]]:
+def batch_ends(records: list[Record], fmt: str = "entries") -> list[tuple[int, int]]:
     """``(byte where a batch ends, records up to it)`` for each batch of a segment's records.
 
-    Every batch :func:`fill` writes has a timestamp of its own, so the
-    records of one batch are the run sharing a timestamp.
+    Every batch :func:`fill` writes has a timestamp of its own (1000 plus its
+    number), so the records of one batch are the run sharing a timestamp.
     """
     ends = []
     position = 0
     count = 0
-    for _, batch in groupby(records, key=lambda r: r.timestamp_ms):
+    for timestamp, batch in groupby(records, key=lambda r: r.timestamp_ms):
         entries = [(r.key, r.headers, r.body) for r in batch]
         first = records[count].offset
-        position += BATCH_HEADER_SIZE + len(
-            encode_records(first, records[count].timestamp_ms, entries)
-        )
+        if FORMATS[fmt](timestamp - 1_000):
+            stored = encode_entries(first, timestamp, entries).size
+        else:
+            stored = len(encode_records(first, timestamp, entries))
+        position += BATCH_HEADER_SIZE + stored
         count += len(entries)
         ends.append((position, count))
     return ends
 
 
-def whole_batches_before(records: list[Record], position: int) -> int:
+def whole_batches_before(records: list[Record], position: int, fmt: str = "entries") -> int:
     """How many records the batches ending at or before ``position`` hold."""
-    return max((count for end, count in batch_ends(records) if end <= position), default=0)
+    return max((count for end, count in batch_ends(records, fmt) if end <= position), default=0)
 
 
 def reopen_and_check_prefix(directory: Path, written: list[Record], expected_count: int) -> None:
@@ -96,10 +109,13 @@ def reopen_and_check_prefix(directory: Path, written: list[Record], expected_cou
         log.close()
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Record]]:
+@pytest.fixture(scope="module", params=sorted(FORMATS))
+def template(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> tuple[Path, list[Record], str]:
+    """A closed log in each format: batches of entries, frames, or both mixed."""
     directory = tmp_path_factory.mktemp("template")
-    return directory, fill(directory)
+    return directory, fill(directory, fmt=request.param), request.param
 
 
 def copy_log(template: Path, root: Path, *, clean: bool = False) -> Path:
@@ -113,8 +129,8 @@ def copy_log(template: Path, root: Path, *, clean: bool = False) -> Path:
     return target
 
 
-def test_template_spans_several_segments(template: tuple[Path, list[Record]]) -> None:
-    directory, written = template
+def test_template_spans_several_segments(template: tuple[Path, list[Record], str]) -> None:
+    directory, written, _ = template
     assert len(segment_files(directory)) >= 3
     assert len(written) > 20
 
@@ -122,7 +138,7 @@ def test_template_spans_several_segments(template: tuple[Path, list[Record]]) ->
 @settings(max_examples=60)
 @given(data=st.data())
 def test_newest_segment_cut_at_any_byte(
-    template: tuple[Path, list[Record]],
+    template: tuple[Path, list[Record], str],
     tmp_path_factory: pytest.TempPathFactory,
     data: st.DataObject,
 ) -> None:
@@ -134,14 +150,14 @@ def test_newest_segment_cut_at_any_byte(
     size = newest.stat().st_size
     cut = data.draw(st.integers(0, size), label="cut")
     os.truncate(newest, cut)
-    survivors = base + whole_batches_before(written[base:], cut)
+    survivors = base + whole_batches_before(written[base:], cut, template[2])
     reopen_and_check_prefix(directory, written, survivors)
 
 
 @settings(max_examples=60)
 @given(data=st.data())
 def test_newest_segment_byte_flipped_anywhere(
-    template: tuple[Path, list[Record]],
+    template: tuple[Path, list[Record], str],
     tmp_path_factory: pytest.TempPathFactory,
     data: st.DataObject,
 ) -> None:
@@ -153,14 +169,16 @@ def test_newest_segment_byte_flipped_anywhere(
     position = data.draw(st.integers(0, len(content) - 1), label="position")
     content[position] ^= data.draw(st.integers(1, 255), label="mask")
     newest.write_bytes(content)
-    survivors = base + whole_batches_before(written[base:], position)
+    survivors = base + whole_batches_before(written[base:], position, template[2])
     reopen_and_check_prefix(directory, written, survivors)
 
 
 @settings(max_examples=30)
 @given(garbage=st.binary(min_size=1, max_size=300))
 def test_garbage_appended_to_newest_segment(
-    template: tuple[Path, list[Record]], tmp_path_factory: pytest.TempPathFactory, garbage: bytes
+    template: tuple[Path, list[Record], str],
+    tmp_path_factory: pytest.TempPathFactory,
+    garbage: bytes,
 ) -> None:
     directory = copy_log(template[0], tmp_path_factory.getbasetemp(), clean=True)
     written = template[1]

@@ -17,7 +17,7 @@ import pytest
 
 from minibroker.errors import StorageError, StorageFull
 from minibroker.log_store import Record
-from minibroker.record_format import decode_records, encode_records
+from minibroker.record_format import decode_records, encode_entries
 from minibroker.storage import SegmentedLog
 from minibroker.storage.batch import BATCH_HEADER_SIZE
 from minibroker.storage.fd_cache import DEFAULT_CAPACITY, FdCache
@@ -166,7 +166,7 @@ def test_a_failed_roll_leaves_the_active_segment_writable(
 ) -> None:
     small = (None, None, b"s")
     big = (None, None, b"b" * 60)
-    segment_bytes = len(encode_records(0, 1, [big])) + len(encode_records(1, 1, [small]))
+    segment_bytes = encode_entries(0, 1, [big]).size + encode_entries(1, 1, [small]).size
     segment_bytes += 2 * BATCH_HEADER_SIZE
     log = SegmentedLog.open(tmp_path, segment_bytes=segment_bytes, fd_cache=cache)
     try:

@@ -31,7 +31,7 @@ from kio.records.writers import write_new_batch
 from minibroker.log_store import LogStore, StoredBatch
 from minibroker.record_format import decode_records
 from minibroker.storage import MemoryLog, SegmentedLog
-from minibroker.storage.batch import BATCH_HEADER_SIZE
+from minibroker.storage.batch import BATCH_HEADER_SIZE, KIND_KAFKA
 from minibroker.storage.commitlog import CLEAN_SHUTDOWN_FILE_NAME
 from minibroker.storage.kafka_batch import base_offset_of
 
@@ -112,7 +112,12 @@ MIXED = [
 
 
 def write_mixed(log: LogStore) -> dict[int, bytes]:
-    """Append :data:`MIXED`; return the Kafka batches as appended, by first offset."""
+    """Append :data:`MIXED`; return the Kafka batches as appended, by first offset.
+
+    The native appends are stored as frames (kind 0), as before issue 19, so
+    that these tests see runs of frames beside Kafka batches (batches of
+    entries beside Kafka batches: tests/storage/test_entries_batches.py)."""
+    log.entries_format = False  # type: ignore[attr-defined]
     sent: dict[int, bytes] = {}
     for kind, values in MIXED:
         if kind == "frames":
@@ -148,7 +153,7 @@ def check_mixed(log: LogStore, sent: dict[int, bytes]) -> None:
         one = decode_records(log.read(offset, 1, 1).data)
         assert [r.body for r in one] == [ALL_VALUES[offset]]
     units = log.read_batches(0, log.next_offset, 1 << 20)
-    assert [(u.kafka, u.first_offset, u.records) for u in units] == [
+    assert [(u.kind == KIND_KAFKA, u.first_offset, u.records) for u in units] == [
         (False, 0, 2),
         (True, 2, 3),
         (False, 5, 1),
@@ -157,7 +162,7 @@ def check_mixed(log: LogStore, sent: dict[int, bytes]) -> None:
         (False, 9, 3),
     ]
     for unit in units:
-        if unit.kafka:
+        if unit.kind == KIND_KAFKA:
             # Byte for byte what the producer sent, but for the base offset.
             assert unit.data[8:] == sent[unit.first_offset][8:]
             assert base_offset_of(unit.data) == unit.first_offset
@@ -182,15 +187,15 @@ def test_a_read_from_inside_a_kafka_batch_gets_it_whole(make_log: MakeLog) -> No
     log = make_log()
     write_mixed(log)
     units = log.read_batches(3, log.next_offset, 1)  # one unit: at least one, whatever its size
-    assert [(u.kafka, u.first_offset, u.records) for u in units] == [(True, 2, 3)]
+    assert [(u.kind == KIND_KAFKA, u.first_offset, u.records) for u in units] == [(True, 2, 3)]
     units = log.read_batches(4, 8, 1 << 20)  # the batch at 7 reaches past 8: left out
-    assert [(u.kafka, u.first_offset, u.records) for u in units] == [
+    assert [(u.kind == KIND_KAFKA, u.first_offset, u.records) for u in units] == [
         (True, 2, 3),
         (False, 5, 1),
         (True, 6, 1),
     ]
     units = log.read_batches(9, 11, 1 << 20)  # frames are cut at the end offset
-    assert [(u.kafka, u.first_offset, u.records) for u in units] == [(False, 9, 2)]
+    assert [(u.kind == KIND_KAFKA, u.first_offset, u.records) for u in units] == [(False, 9, 2)]
     assert log.read_batches(log.next_offset, log.next_offset, 100) == []
 
 
@@ -199,7 +204,7 @@ def test_frames_after_a_kafka_batch_are_limited_by_bytes(make_log: MakeLog) -> N
     sent = write_mixed(log)
     size = len(sent[2])
     units = log.read_batches(2, log.next_offset, size)
-    assert [(u.kafka, u.first_offset) for u in units] == [(True, 2)]
+    assert [(u.kind == KIND_KAFKA, u.first_offset) for u in units] == [(True, 2)]
     total = sum(len(u.data) for u in log.read_batches(0, log.next_offset, 1 << 20))
     assert sum(len(u.data) for u in log.read_batches(0, log.next_offset, total - 1)) < total
 

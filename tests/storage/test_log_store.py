@@ -10,7 +10,7 @@ import pytest
 
 from minibroker.errors import OffsetOutOfRange, StorageError
 from minibroker.log_store import LogStore
-from minibroker.record_format import decode_records, encode_records
+from minibroker.record_format import decode_records, encode_entries, encode_records
 from minibroker.storage import MemoryLog, SegmentedLog
 from minibroker.storage.batch import BATCH_HEADER_SIZE
 
@@ -53,8 +53,8 @@ def frame_size(offset: int, body: bytes, ts: int = 1) -> int:
 
 
 def stored_size(offset: int, body: bytes, ts: int = 1) -> int:
-    """What a batch of one record adds to a segment: its batch header and its frame."""
-    return BATCH_HEADER_SIZE + frame_size(offset, body, ts)
+    """What a batch of one record adds to a segment: its batch header and its entries."""
+    return BATCH_HEADER_SIZE + encode_entries(offset, ts, [(None, None, body)]).size
 
 
 def test_empty_log(make_log: MakeLog) -> None:
@@ -117,11 +117,8 @@ def test_max_bytes_cuts_on_record_boundaries_but_returns_at_least_one(make_log: 
     assert log.read(0, 10, big + frame_size(1, b"b")).count == 2
     assert log.read(1, 10, 1).count == 1
     batch = log.read(0, 10, 10**6)
-    assert (batch.count, batch.next_offset, len(batch.data)) == (
-        3,
-        3,
-        log.size_bytes - BATCH_HEADER_SIZE,
-    )
+    frames = big + frame_size(1, b"b") + frame_size(2, b"c")
+    assert (batch.count, batch.next_offset, len(batch.data)) == (3, 3, frames)
 
 
 def test_out_of_range_reads_carry_the_bounds(make_log: MakeLog) -> None:
@@ -216,7 +213,9 @@ def read_index(path: Path) -> list[tuple[int, int]]:
 
 
 def test_index_file_format_and_spacing(tmp_path: Path) -> None:
+    """The index of batches of frames (the format before issue 19): entries at frames."""
     log = SegmentedLog.open(tmp_path, segment_bytes=10**6, index_interval_bytes=100)
+    log.entries_format = False
     body = b"z" * 20
     for _ in range(10):
         log.append([(None, None, body)] * 10, 7)
@@ -231,6 +230,28 @@ def test_index_file_format_and_spacing(tmp_path: Path) -> None:
         assert position - previous >= 100  # at least one interval apart...
         assert position - previous < 100 + size + BATCH_HEADER_SIZE  # ...at most a frame beyond
         previous = position
+
+
+def test_index_of_batches_of_entries_points_at_their_headers(tmp_path: Path) -> None:
+    """A batch of entries is read whole: an index entry points at its header, never inside."""
+    log = SegmentedLog.open(tmp_path, segment_bytes=10**6, index_interval_bytes=100)
+    body = b"z" * 20
+    for _ in range(10):
+        log.append([(None, None, body)] * 10, 7)
+    log.close()
+    size = BATCH_HEADER_SIZE + encode_entries(0, 7, [(None, None, body)] * 10).size
+    entries = read_index(tmp_path / f"{0:020d}.index")
+    assert entries, "expected index entries"
+    previous = 0
+    for relative, position in entries:
+        assert relative % 10 == 0 and position == relative // 10 * size  # a batch's header
+        assert 100 <= position - previous < 100 + size
+        previous = position
+    log = SegmentedLog.open(tmp_path, segment_bytes=10**6, index_interval_bytes=100)
+    try:  # a read inside a batch starts at its header and skips the records before
+        assert [r.offset for r in decode_records(log.read(37, 5, 10**6).data)] == [*range(37, 42)]
+    finally:
+        log.close()
 
 
 def test_directory_and_files_are_named_by_base_offset(tmp_path: Path) -> None:
@@ -266,8 +287,41 @@ def test_reopen_continues_and_keeps_timestamps(tmp_path: Path) -> None:
 
 
 def test_documented_segment_and_index_bytes(tmp_path: Path) -> None:
-    """The example in docs/storage.md, byte for byte."""
+    """The example in docs/storage.md, byte for byte: batches of entries."""
     log = SegmentedLog.open(tmp_path, segment_bytes=1000, index_interval_bytes=64)
+    log.append([(b"k1", {"h": "v"}, b"hello")], 1_700_000_000_000)
+    log.append([b"body-%d" % i for i in range(1, 6)], 1_700_000_000_250)
+    frames = log.read(0, 10, 10_000).data
+    log.close()
+    data = (tmp_path / f"{0:020d}.log").read_bytes()
+    assert len(data) == 131
+    assert data[:16].hex(" ") == "b7 02 00 02 00 00 00 01 00 00 00 26 e2 54 4b 0e"
+    assert data[16:36].hex(" ") == (
+        "04 cc 7b aa 00 00 00 00 00 00 00 00 00 00 01 8b cf e5 68 00"
+    )
+    assert data[36:54].hex(" ") == "91 93 c4 02 6b 31 81 a1 68 a1 76 c4 05 68 65 6c 6c 6f"
+    assert data[54:70].hex(" ") == "b7 02 00 02 00 00 00 05 00 00 00 3d 9d b1 24 22"
+    assert data[70:90].hex(" ") == (
+        "41 35 f1 b3 00 00 00 00 00 00 00 01 00 00 01 8b cf e5 68 fa"
+    )
+    bodies = ("c4 06 " + f"body-{i}".encode().hex(" ") for i in range(1, 6))
+    assert data[90:].hex(" ") == " ".join(["95", *bodies])  # fixarray 5 of bin 8
+    assert (tmp_path / f"{0:020d}.index").read_bytes() == b""  # both batches within 64 bytes
+    # A reader of frames gets the frames of the record format example.
+    assert len(frames) == 180
+    assert frames[:35].hex(" ") == (
+        "00 00 00 1f 58 17 46 46 95 00 cf 00 00 01 8b cf e5 68 00 "
+        "c4 02 6b 31 81 a1 68 a1 76 c4 05 68 65 6c 6c 6f"
+    )
+    assert frames[35:64].hex(" ") == (
+        "00 00 00 19 85 da 00 e9 95 01 cf 00 00 01 8b cf e5 68 fa c0 c0 c4 06 62 6f 64 79 2d 31"
+    )
+
+
+def test_documented_segment_and_index_bytes_of_frames(tmp_path: Path) -> None:
+    """The example in docs/storage.md in batches of frames (kind 0), byte for byte."""
+    log = SegmentedLog.open(tmp_path, segment_bytes=1000, index_interval_bytes=64)
+    log.entries_format = False
     log.append([(b"k1", {"h": "v"}, b"hello")], 1_700_000_000_000)
     log.append([(None, None, b"body-%d" % i) for i in range(1, 6)], 1_700_000_000_250)
     log.close()

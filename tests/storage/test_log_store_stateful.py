@@ -6,8 +6,10 @@ be predicted exactly. The disk machine also reopens the log, either after a
 clean close (the newest segment is then trusted, not scanned) or after a
 "crash" (its files copied while it is open, so the copy is scanned), and
 reads its older segments through a two-descriptor cache, so that they are
-closed and reopened all the time. Appends come as entries and as Kafka
-batches (stored whole, read back as frames, as units, and by time).
+closed and reopened all the time. Appends come as batches of entries (the
+format since issue 19), as record frames (the format before: both stores
+still read it, so segments mix the two) and as Kafka batches (stored whole,
+read back as frames, as units, as stored for ``read.batches``, and by time).
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ from storage.test_kafka_batches import kafka_batch
 
 from minibroker.errors import OffsetOutOfRange
 from minibroker.log_store import Entry, LogStore, Record
-from minibroker.record_format import decode_records, encode_records
+from minibroker.record_format import decode_records, decode_stored, encode_entries, encode_records
 from minibroker.storage import MemoryLog, SegmentedLog
-from minibroker.storage.batch import BATCH_HEADER_SIZE
+from minibroker.storage.batch import BATCH_HEADER_SIZE, KIND_ENTRIES, KIND_FRAMES, KIND_KAFKA
 from minibroker.storage.fd_cache import FdCache
 from minibroker.storage.kafka_batch import decode
 
@@ -68,6 +70,8 @@ class Model:
     segments: list[ModelSegment] = field(default_factory=list)
     #: First offsets and sizes of the Kafka batches appended.
     kafka: dict[int, int] = field(default_factory=dict)
+    #: First offsets and sizes of the batches of entries appended.
+    entries: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.segments.append(ModelSegment(self.start))
@@ -83,12 +87,16 @@ class Model:
     def last_ts(self) -> int:
         return next((s.last_ts for s in reversed(self.segments) if s.last_ts is not None), 0)
 
-    def append(self, batch: list[Entry], ts: int) -> int:
+    def append(self, batch: list[Entry], ts: int, frames: bool = False) -> int:
         first = self.next_offset
         if not batch:
             return first
         ts = max(ts, self.last_ts())
-        size = BATCH_HEADER_SIZE + len(encode_records(first, ts, batch))  # as stored on disk
+        if frames:  # the format before issue 19
+            size = BATCH_HEADER_SIZE + len(encode_records(first, ts, batch))  # as stored on disk
+        else:
+            size = BATCH_HEADER_SIZE + encode_entries(first, ts, batch).size
+            self.entries[first] = len(batch)
         self._add(size, len(batch), ts)
         self.records += [Record(first + i, ts, *e) for i, e in enumerate(batch)]
         return first
@@ -117,6 +125,14 @@ class Model:
 
     def in_kafka_batch(self, offset: int) -> bool:
         return any(first <= offset < first + n for first, n in self.kafka.items())
+
+    def in_unit(self, offset: int) -> bool:
+        """Whether ``offset`` is in a batch read whole (a Kafka batch or one of entries)."""
+        units = (*self.kafka.items(), *self.entries.items())
+        return any(first <= offset < first + n for first, n in units)
+
+    def kind_at(self, first: int) -> int:
+        return KIND_KAFKA if first in self.kafka else KIND_ENTRIES if first in self.entries else 0
 
     def enforce_retention(self, now: int, max_bytes: int | None, max_ms: int | None) -> int:
         removed = 0
@@ -172,6 +188,18 @@ class LogMachine(RuleBasedStateMachine):
         self.clock = max(0, self.clock + step)  # may go backwards: the store clamps
         assert self.store.append(batch, self.clock) == self.model.append(batch, self.clock)
 
+    @rule(batch=st.lists(entry, max_size=6), step=st.integers(-20, 50))
+    def append_frames(self, batch: list[Entry], step: int) -> None:
+        """An append in the format before issue 19 (record frames): what a log
+        written by an older broker holds, followed by batches of entries."""
+        self.clock = max(0, self.clock + step)
+        self.store.entries_format = False  # type: ignore[attr-defined]
+        try:
+            got = self.store.append(batch, self.clock)
+        finally:
+            self.store.entries_format = True  # type: ignore[attr-defined]
+        assert got == self.model.append(batch, self.clock, frames=True)
+
     @rule(values=st.lists(st.binary(max_size=60), min_size=1, max_size=6), ahead=st.integers(0, 9))
     def append_kafka(self, values: list[bytes], ahead: int) -> None:
         # The producer's clock runs at or ahead of the log's (a late one is in
@@ -192,16 +220,20 @@ class LogMachine(RuleBasedStateMachine):
         if offset == end:
             assert units == []
             return
-        crossing = [f for f, n in model.kafka.items() if f <= offset < f + n and f + n > end]
+        units_read_whole = (*model.kafka.items(), *model.entries.items())
+        crossing = [f for f, n in units_read_whole if f <= offset < f + n and f + n > end]
         if crossing:  # the batch holding ``offset`` reaches past ``end``
             assert units == []
             return
         assert units, "at least one unit"
         assert units[0].first_offset <= offset < units[0].first_offset + units[0].records
         for unit in units:
-            assert unit.kafka == (unit.first_offset in model.kafka)
-            if unit.kafka:
-                assert unit.records == model.kafka[unit.first_offset]
+            if unit.kind == KIND_FRAMES:
+                assert not model.in_unit(unit.first_offset)
+            else:
+                assert unit.kind == model.kind_at(unit.first_offset)
+                stored = model.kafka if unit.kind == KIND_KAFKA else model.entries
+                assert unit.records == stored[unit.first_offset]
                 assert unit.first_offset + unit.records <= end
             assert unit.first_offset + unit.records <= model.next_offset
         for before, after in pairwise(units):
@@ -223,12 +255,30 @@ class LogMachine(RuleBasedStateMachine):
             assert batch.count >= 1  # at least one, whatever max_bytes says
         assert len(batch.data) <= max_bytes or batch.count == 1
         # ... and as many as the limits allow (reads span segment boundaries;
-        # through Kafka batches the budget counts their stored bytes).
+        # through batches read whole the budget counts their stored bytes).
         touched = range(offset, min(batch.next_offset + 1, model.next_offset))
-        kafka = any(model.in_kafka_batch(o) for o in touched)
-        if not kafka and batch.count < max_records and batch.next_offset < model.next_offset:
+        whole = any(model.in_unit(o) for o in touched)
+        if not whole and batch.count < max_records and batch.next_offset < model.next_offset:
             next_record = model.records[i + batch.count]
             assert len(batch.data) + model.frame_size(next_record) > max_bytes
+
+    @rule(data=st.data(), max_records=st.integers(1, 12), max_bytes=st.integers(0, 700))
+    def read_stored(self, data: st.DataObject, max_records: int, max_bytes: int) -> None:
+        """What a client with ``read.batches`` gets: the same records as a read,
+        within the same limits (``max_bytes`` counting the bytes sent)."""
+        model = self.model
+        offset = data.draw(st.integers(model.first_offset, model.next_offset), label="offset")
+        batch = self.store.read_stored(offset, max_records, max_bytes)
+        got = decode_stored(batch.data)
+        i = offset - model.first_offset
+        assert got == model.records[i : i + batch.count]
+        assert batch.count == len(got)
+        assert batch.next_offset == offset + batch.count
+        assert 1 <= batch.count <= max_records or offset == model.next_offset
+        assert len(batch.data) <= max_bytes or batch.count == 1 or batch.data[0] != 0xB7
+        touched = range(offset, min(offset + max_records, model.next_offset))
+        if not any(model.in_unit(o) for o in touched):  # frames only: exactly a read
+            assert batch == self.store.read(offset, max_records, max_bytes)
 
     @rule(data=st.data())
     def read_out_of_range(self, data: st.DataObject) -> None:

@@ -4,7 +4,8 @@ A Fetch reads each requested partition's log from the fetch offset as the
 log stores it: batches a Kafka producer appended come back as their stored
 bytes, whole (the first may begin before the fetch offset; clients skip
 those records, as with Kafka), and records appended through another door are
-packed into one magic-2 batch per run (``kafka/records.py``). At least one
+packed into one magic-2 batch per run (``kafka/records.py``), an append's
+batch of entries into one magic-2 batch (whole, like a Kafka batch). At least one
 batch comes back when one is there, even past ``max_bytes``, so a consumer is
 never stuck behind a big one. When nothing is readable the
 request is parked on every partition's log (the core's ``wait_for_records``)
@@ -26,7 +27,7 @@ from minibroker.kafka import wire
 from minibroker.kafka.handlers.admin import NO_THROTTLE, NONE, UNKNOWN_TOPIC_OR_PARTITION
 from minibroker.kafka.records import encode_batch
 from minibroker.log_store import StoredBatch
-from minibroker.record_format import decode_records_fast
+from minibroker.record_format import KIND_ENTRIES, decode_records_fast, entries_records
 
 if TYPE_CHECKING:
     from minibroker.kafka.session import KafkaSession, Slot
@@ -158,10 +159,17 @@ def _read(
 
 def _as_kafka(units: list[StoredBatch]) -> wire.RecordParts:
     """A Fetch answer's records: stored Kafka batches as they are, runs of
-    record frames packed into a batch each; not joined (``wire.RecordParts``)."""
-    return wire.RecordParts(
-        unit.data if unit.kafka else encode_batch(decode_records_fast(unit.data)) for unit in units
-    )
+    record frames and batches of entries packed into a batch each; not
+    joined (``wire.RecordParts``)."""
+    return wire.RecordParts(map(_kafka_batch, units))
+
+
+def _kafka_batch(unit: StoredBatch) -> bytes:
+    if unit.kind == KIND_ENTRIES:
+        return encode_batch(entries_records(unit.data))
+    if unit.kind:
+        return unit.data  # a Kafka batch, as stored
+    return encode_batch(decode_records_fast(unit.data))
 
 
 def list_offsets(session: KafkaSession, slot: Slot, request: Any) -> Any:

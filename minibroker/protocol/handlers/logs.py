@@ -16,7 +16,10 @@ Wire shapes (see docs/logs.md and docs/protocol.md):
   wait?}`` -> ``{"records": bin, "count": n, "next_offset": k}``;
   ``records`` holds the storage record frames as they are on disk (decode
   them with ``minibroker.storage.decode_records``); ``max_bytes`` (of read
-  and tail) is capped at what fits one frame (``read_budget``);
+  and tail) is capped at what fits one frame (``read_budget``); with
+  ``batches: true`` (``read.batches``, read and tail) it may also hold
+  whole batches of entries as stored, header included
+  (``minibroker.record_format.decode_stored`` reads both);
 * ``tail {log, start?, timestamp_ms?, group?, max_bytes?}`` -> ``{"sub": id,
   "offset": start}``, then pushes ``{"op": "records", "sub", "data": bin,
   "count", "next_offset"}``;
@@ -166,6 +169,7 @@ def read(session: Session, frame: frames.Read, now: float) -> Any:
         frame.max_records,
         max_bytes,
         frame.wait,
+        frame.batches is True,
     )
     if batch.count or frame.wait <= 0:
         return encode_batch_result(batch)
@@ -180,6 +184,7 @@ def read(session: Session, frame: frames.Read, now: float) -> Any:
             max_bytes,
             frame.wait,
             now,
+            frame.batches is True,
         )
     except BaseException:
         session.unpark(token)
@@ -201,6 +206,7 @@ def tail(session: Session, frame: frames.Tail, now: float) -> dict[str, int]:
             frame.timestamp_ms,
             frame.group,
             read_budget(session, frame.max_bytes),
+            frame.batches is True,
         )
         started.append(source)
         return source

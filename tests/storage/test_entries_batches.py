@@ -1,0 +1,236 @@
+"""Batches of entries (kind 2): how every append is stored since issue 19.
+
+The records of an append are stored as the client sent them, one msgpack
+array behind one CRC (``minibroker/record_format.py::encode_entries``). Every
+reader must see exactly what the format before gave (a frame per record,
+``encode_batch``): readers of frames get those very bytes, made on the way,
+and a client that takes batches (``read_stored``, the ``read.batches``
+extension) gets the same records within the same limits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from minibroker.log_store import Entry, LogStore
+from minibroker.record_format import (
+    BATCH_HEADER_SIZE,
+    CorruptRecord,
+    decode_records,
+    decode_records_fast,
+    decode_stored,
+    encode_batch,
+    encode_entries,
+    encode_records,
+    entries_facts,
+    entries_records,
+    entries_to_frames,
+)
+from minibroker.storage import MemoryLog, SegmentedLog
+from minibroker.storage.batch import KIND_ENTRIES, parse_batch_header, scan_batches
+
+headers = st.none() | st.dictionaries(st.text(max_size=3), st.text(max_size=5), max_size=3)
+entry: st.SearchStrategy[Entry] = st.binary(max_size=40) | st.tuples(
+    st.none() | st.binary(max_size=6), headers, st.binary(max_size=40)
+)
+batches = st.lists(st.lists(entry, min_size=1, max_size=8), min_size=1, max_size=6)
+
+MakeLog = Callable[..., LogStore]
+#: The logs are made per example by the fixture's factory: the fixture itself holds none.
+PROPERTY_SETTINGS = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@pytest.fixture(params=["memory", "disk"])
+def make_log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeLog]:
+    made: list[LogStore] = []
+
+    def make(**options: int) -> LogStore:
+        if request.param == "memory":
+            log: LogStore = MemoryLog(**options)
+        else:
+            log = SegmentedLog.open(tmp_path / f"log{len(made)}", **options)
+        made.append(log)
+        return log
+
+    yield make
+    for log in made:
+        log.close()
+
+
+def old_frames(appended: list[tuple[list[Entry], int]]) -> list[bytes]:
+    """The frames the format before issue 19 stored for these appends, one per record."""
+    frames = []
+    offset = 0
+    for entries, timestamp in appended:
+        data, sizes = encode_batch(offset, timestamp, entries)
+        position = 0
+        for size in sizes:
+            frames.append(data[position : position + size])
+            position += size
+        offset += len(entries)
+    return frames
+
+
+@PROPERTY_SETTINGS
+@given(appends=batches, data=st.data())
+def test_readers_of_frames_get_the_frames_of_the_old_format(
+    make_log: MakeLog, appends: list[list[Entry]], data: st.DataObject
+) -> None:
+    log = make_log(segment_bytes=400)
+    before = make_log(segment_bytes=10**6)  # the format before: a frame per record
+    before.entries_format = False  # type: ignore[attr-defined]
+    appended = [(entries, 1_000 + i) for i, entries in enumerate(appends)]
+    for entries, timestamp in appended:
+        log.append(entries, timestamp)
+        before.append(entries, timestamp)
+    frames = old_frames(appended)
+    assert log.read(0, len(frames), 1 << 20).data == b"".join(frames)
+    assert list(log.iter_records()) == decode_records(b"".join(frames))
+    offset = data.draw(st.integers(0, len(frames)), label="offset")
+    max_records = data.draw(st.integers(1, 10), label="max_records")
+    max_bytes = data.draw(st.integers(1, 300), label="max_bytes")
+    got = log.read(offset, max_records, max_bytes)
+    # The limits as for frames (the log of frames is one segment: no segment end stops it).
+    assert got == before.read(offset, max_records, max_bytes)
+
+
+@PROPERTY_SETTINGS
+@given(appends=batches, data=st.data())
+def test_a_client_taking_batches_gets_the_same_records(
+    make_log: MakeLog, appends: list[list[Entry]], data: st.DataObject
+) -> None:
+    log = make_log(segment_bytes=400)
+    appended = [(entries, 1_000 + i) for i, entries in enumerate(appends)]
+    for entries, timestamp in appended:
+        log.append(entries, timestamp)
+    records = decode_records(b"".join(old_frames(appended)))
+    offset = data.draw(st.integers(0, len(records)), label="offset")
+    max_records = data.draw(st.integers(1, 12), label="max_records")
+    max_bytes = data.draw(st.integers(1, 400), label="max_bytes")
+    got = log.read_stored(offset, max_records, max_bytes)
+    assert decode_stored(got.data) == records[offset : offset + got.count]
+    assert got.next_offset == offset + got.count
+    assert got.count <= max_records
+    if offset < len(records):
+        assert got.count >= 1
+    # Within max_bytes, or one record, or one batch that starts the answer whole.
+    if len(got.data) > max_bytes and got.count > 1:
+        header = parse_batch_header(got.data, 0)
+        assert header is not None and header[0] == got.count
+        assert BATCH_HEADER_SIZE + header[1] == len(got.data)
+
+
+def test_whole_batches_go_as_stored_and_partial_ones_as_frames(make_log: MakeLog) -> None:
+    log = make_log()
+    log.append([b"a", b"b", b"c"], 5)
+    log.append([b"d", (b"k", {"h": "v"}, b"e")], 6)
+    whole = log.read_stored(0, 100, 1 << 20)
+    assert whole.count == 5
+    assert whole.data[0] == 0xB7 and parse_batch_header(whole.data, 0) == (3, 30, KIND_ENTRIES)
+    # From inside a batch: its rest as frames, then the next batch as stored.
+    inside = log.read_stored(1, 100, 1 << 20)
+    assert inside.data.startswith(encode_records(1, 5, [b"b", b"c"]))
+    assert [r.body for r in decode_stored(inside.data)] == [b"b", b"c", b"d", b"e"]
+    # Fewer records wanted than the batch holds: frames, exactly as read gives them.
+    assert log.read_stored(0, 2, 1 << 20) == log.read(0, 2, 1 << 20)
+    # A batch bigger than max_bytes: frames, cut as read cuts them...
+    assert log.read_stored(0, 100, 30) == log.read(0, 100, 30)
+    # ... unless the tail's own limit lets the first batch go whole.
+    assert log.read_stored(0, 100, 30, first_batch_bytes=1 << 20).data.startswith(whole.data[:46])
+
+
+def test_a_batch_of_entries_is_checked_by_its_crc() -> None:
+    batch = encode_entries(7, 9, [b"x", (None, {"a": "b"}, b"y")])
+    body = batch.head + batch.entries
+    assert entries_facts(body, 0, len(body)) == (7, 9, 2)
+    assert [r.offset for r in entries_records(body)] == [7, 8]
+    for position in range(len(body)):
+        damaged = bytearray(body)
+        damaged[position] ^= 0x10
+        assert entries_facts(bytes(damaged), 0, len(body)) is None
+        with pytest.raises(CorruptRecord):
+            entries_records(bytes(damaged))
+    assert entries_facts(body[:-1], 0, len(body) - 1) is None  # torn
+
+
+def test_recovery_takes_a_batch_whole_or_not_at_all() -> None:
+    first = encode_entries(0, 5, [b"a", b"b"])
+    second = encode_entries(2, 6, [b"c", b"d", b"e"])
+    from minibroker.storage.batch import encode_batch_header
+
+    stored = b"".join(
+        (
+            encode_batch_header(2, first.size, KIND_ENTRIES),
+            first.head,
+            first.entries,
+            encode_batch_header(3, second.size, KIND_ENTRIES),
+            second.head,
+            second.entries,
+        )
+    )
+    assert scan_batches(stored, 0).record_count == 5
+    boundary = BATCH_HEADER_SIZE + first.size
+    for cut in range(len(stored)):
+        scan = scan_batches(stored[:cut], 0)
+        assert scan.record_count == (2 if cut >= boundary else 0)
+        assert scan.valid_bytes == (boundary if cut >= boundary else 0)
+    # A batch that does not continue the offsets (or goes back in time) is not taken.
+    assert scan_batches(stored, 1).record_count == 0
+    late = encode_entries(2, 4, [b"c"])
+    older = encode_batch_header(1, late.size, KIND_ENTRIES) + late.head + late.entries
+    assert scan_batches(stored[:boundary] + older, 0).record_count == 2
+
+
+@given(st.lists(st.tuples(st.integers(0, 2**40), st.lists(entry, min_size=1, max_size=5))))
+def test_decode_stored_reads_frames_alone_as_decode_records_fast(
+    runs: list[tuple[int, list[Entry]]],
+) -> None:
+    """What an older broker sends (frames only), the new client reads as before."""
+    data = b"".join(encode_records(offset, 1, entries) for offset, entries in runs)
+    assert decode_stored(data) == decode_records_fast(data)
+
+
+@given(entries=st.lists(entry, min_size=1, max_size=8), data=st.data())
+def test_entries_to_frames_is_encode_batch_cut_like_a_read(
+    entries: list[Entry], data: st.DataObject
+) -> None:
+    batch = encode_entries(100, 3, entries)
+    body = batch.head + batch.entries
+    skip = data.draw(st.integers(0, len(entries) - 1))
+    max_records = data.draw(st.integers(1, 10))
+    max_bytes = data.draw(st.integers(0, 400))
+    at_least_one = data.draw(st.booleans())
+    got = entries_to_frames(body, 100 + skip, max_records, max_bytes, at_least_one)
+    expected = encode_batch(100 + skip, 3, entries[skip : skip + max_records])
+    keep = 0
+    size = 0
+    for frame_size in expected.frame_sizes:
+        if size + frame_size > max_bytes:
+            break
+        keep += 1
+        size += frame_size
+    if not keep and at_least_one:
+        keep, size = 1, expected.frame_sizes[0]
+    assert got.frame_sizes == expected.frame_sizes[:keep]
+    assert got.data == expected.data[:size]
+
+
+@given(st.binary(max_size=80), st.binary(max_size=80))
+def test_decoding_damaged_stored_data_raises_corrupt_record(before: bytes, after: bytes) -> None:
+    """Frames or garbage around a batch, cut anywhere: CorruptRecord, never a hang or
+    another error (a run of fewer than four bytes once made the decoder spin)."""
+    from minibroker.storage.batch import encode_batch_header
+
+    batch = encode_entries(0, 1, [b"x"])
+    data = before + encode_batch_header(1, batch.size, KIND_ENTRIES) + batch.head + batch.entries
+    for blob in (data + after, (data + after)[:-1], before[:3]):
+        with contextlib.suppress(CorruptRecord):
+            decode_stored(blob)
