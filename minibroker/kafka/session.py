@@ -108,7 +108,8 @@ class KafkaSession(WireSession):
         self._out: list[bytes] = []
         self._out_bytes = 0
         #: Bytes of answers filled in slots that wait behind an earlier slot
-        #: (or an fsync): held as much as ``_out`` is (see ``takes_reply``).
+        #: (or an fsync): held as much as ``_out`` is (see ``takes_reply``);
+        #: past the high-water mark no more requests are read (``input_blocked``).
         self._slotted_bytes = 0
         #: Parked core reads (Fetch long-polls): token -> callback.
         self._parked: dict[int, Callable[[object], None]] = {}
@@ -179,6 +180,15 @@ class KafkaSession(WireSession):
         while frames:
             if self._out_bytes >= OUTBOUND_HIGH_WATER:
                 self.input_paused = True
+                return
+            if self._slotted_bytes >= OUTBOUND_HIGH_WATER:
+                # Answers wait behind an earlier request (a parked Fetch, a
+                # join round): none can be sent, so the shell would never see
+                # the mark, and answers to pipelined requests would pile up
+                # in their slots (999 Fetches behind a parked one held a
+                # copy of their records each). Read nothing more until the
+                # earlier request is answered (``_flush`` unblocks).
+                self.input_blocked = self.input_paused = True
                 return
             self._dispatch(frames.popleft())
             if not self.accepting_input():
@@ -338,6 +348,8 @@ class KafkaSession(WireSession):
             self._slotted_bytes -= len(slot.body) + tail_bytes
             wrote = True
         if wrote:
+            if self.input_blocked and self._slotted_bytes < OUTBOUND_HIGH_WATER:
+                self.input_blocked = False
             self.wakeup()
 
     def _synced(self, slot: Slot, error: BrokerError | None) -> None:

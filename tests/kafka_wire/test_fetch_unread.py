@@ -16,12 +16,16 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import trio
+import trio.testing
 from kio.index import load_response_schema
 from kio.serial import entity_reader
 
+from minibroker.config import ServerConfig
 from minibroker.kafka import session as kafka_session
 from minibroker.kafka import wire
 from minibroker.kafka.session import KafkaSession
+from minibroker.server.app import BrokerServer
 
 from .wire_helpers import call, encode_request, frame, open_session, request_class, responses
 
@@ -127,3 +131,93 @@ def _split(data: bytes) -> list[tuple[int, bytes]]:
         found.append((correlation_id, data[pos + 8 : pos + 4 + size]))
         pos += 4 + size
     return found
+
+
+def test_answers_waiting_behind_a_parked_fetch_stop_the_reading_at_the_mark(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fetches answered at once but queued behind a parked one (answers go in
+    request order) were never counted against the high-water mark: 999 of
+    them held 999 copies of a 1 MiB record. Now the session blocks its input
+    at the mark and unblocks once the parked Fetch is answered."""
+    mark = 256 * 1024
+    monkeypatch.setattr(kafka_session, "OUTBOUND_HIGH_WATER", mark)
+    session = open_session()
+    topics = tuple(
+        wire.build(request_class(3, 0, "MetadataRequestTopic"), name=name) for name in ("t", "u")
+    )
+    call(session, 3, 0, topics=topics)
+    logs = session.ns.core.logs
+    logs.append("t-0", [b"r" * RECORD], 0.0)
+    parked = frame(
+        1, VERSION, encode_request(1, VERSION, **_fetch_values("u", timedelta(seconds=30))), 1
+    )
+    now = encode_request(1, VERSION, **_fetch_values("t", timedelta(0)))
+    session.receive_data(
+        parked + b"".join(frame(1, VERSION, now, cid) for cid in range(10, 10 + PARKED))
+    )
+    assert session.input_blocked and session.input_paused
+    assert session.buffered_input_bytes > 0  # the rest is not even decoded
+    assert session.data_to_send() == b""  # everything waits behind the parked Fetch
+    logs.append("u-0", [b"u"], 0.0)
+    assert not session.input_blocked
+    first = _split(session.data_to_send())
+    assert first[0][0] == 1
+    answered = [cid for cid, _ in first[1:]]
+    # Dispatching stopped at the mark: what was held is the mark and one answer.
+    assert 0 < len(answered) * RECORD <= mark + RECORD + len(answered) * 200
+    while session.input_paused:  # as the shell does once it has sent the answers
+        session.resume_input()
+        answered += [cid for cid, _ in _split(session.data_to_send())]
+    assert answered == list(range(10, 10 + PARKED))
+
+
+async def _answers(stream: trio.SocketStream, count: int) -> list[int]:
+    """Read ``count`` answers off ``stream``; their correlation ids, in order."""
+    data = b""
+    found: list[int] = []
+    while len(found) < count:
+        chunk = await stream.receive_some()
+        assert chunk, "the server closed the connection"
+        data += chunk
+        while len(data) >= 8 and len(data) >= 4 + int.from_bytes(data[:4], "big"):
+            size = int.from_bytes(data[:4], "big")
+            found.append(int.from_bytes(data[4:8], "big", signed=True))
+            data = data[4 + size :]
+    return found
+
+
+async def test_a_blocked_kafka_connection_is_read_again_once_the_parked_fetch_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Through the server: the connection stops reading behind a parked Fetch
+    (no busy loop: every task blocks), and reads on once it is answered."""
+    monkeypatch.setattr(kafka_session, "OUTBOUND_HIGH_WATER", 256 * 1024)
+    server = BrokerServer(ServerConfig(port=0, kafka_port=0))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        try:
+            stream = await trio.open_tcp_stream("127.0.0.1", server.front_end_ports["kafka"])
+            topics = tuple(
+                wire.build(request_class(3, 0, "MetadataRequestTopic"), name=name)
+                for name in ("t", "u")
+            )
+            await stream.send_all(frame(3, 0, encode_request(3, 0, topics=topics), 0))
+            assert await _answers(stream, 1) == [0]
+            logs = server.broker.namespace("t").logs
+            logs.append("t-0", [b"r" * RECORD], trio.current_time())
+            wait = timedelta(seconds=30)
+            parked = encode_request(1, VERSION, **_fetch_values("u", wait))
+            now = encode_request(1, VERSION, **_fetch_values("t", timedelta(0)))
+            await stream.send_all(
+                frame(1, VERSION, parked, 1)
+                + b"".join(frame(1, VERSION, now, cid) for cid in range(10, 10 + PARKED))
+            )
+            await trio.testing.wait_all_tasks_blocked()
+            assert logs.statistics("u-0").waiting_reads == 1
+            logs.append("u-0", [b"u"], trio.current_time())
+            with trio.fail_after(30):  # not unblocked: the answers never come
+                assert await _answers(stream, PARKED + 1) == [1, *range(10, 10 + PARKED)]
+            await stream.aclose()
+        finally:
+            server.shutdown()
