@@ -5,6 +5,13 @@ A :class:`ReadWaiter` is answered once, when the high watermark passes its
 offset or its deadline comes; a :class:`LogTail` is a push source that the
 connection drains chunk by chunk, reading each one from the store only when
 there is room to send it (see :mod:`minibroker.core.logs`).
+
+A woken waiter has no such room to wait for: its answer is written at once.
+So it first asks its connection (``Requester.takes_reply``) whether the
+client is reading; if not, it answers as at its deadline (an empty batch at
+its offset) without reading records. Otherwise a client that parks many
+reads and stops reading would make one append cost the broker one copy of
+the records per parked read (300 reads and a 1 MiB append held 300 MiB).
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from minibroker.core.peer import Peer
+from minibroker.core.peer import Peer, Requester
 from minibroker.core.timers import Timer
 from minibroker.errors import BrokerError, OffsetOutOfRange
 from minibroker.log_store import RecordBatch
@@ -34,7 +41,7 @@ class ReadWaiter:
     def __init__(
         self,
         log: Log,
-        peer: Peer,
+        peer: Requester,
         token: int,
         offset: int,
         max_records: int,
@@ -64,14 +71,24 @@ class ReadWaiter:
         self.peer.resolve(self.token, empty_batch(self.offset))
 
     def wake(self) -> None:
-        """Records are readable at our offset (or the log went away): answer now."""
+        """Records are readable at our offset (or the log went away): answer now.
+
+        Unless the client is not reading (its connection holds more unsent
+        output than ``takes_reply`` allows): then the answer is the
+        deadline's, an empty batch at our offset, so the client reads from
+        the same offset again once it reads, and loses nothing.
+        """
         self.detach()
+        peer = self.peer
+        if not peer.takes_reply():
+            peer.resolve(self.token, empty_batch(self.offset))
+            return
         try:
             batch = self.log.read_at(self.offset, self.max_records, self.max_bytes, self.stored)
         except BrokerError as exc:
-            self.peer.reject(self.token, exc)
+            peer.reject(self.token, exc)
             return
-        self.peer.resolve(self.token, batch)
+        peer.resolve(self.token, batch)
 
 
 class LogTail:

@@ -41,7 +41,7 @@ from minibroker.core.log_meta import LogMeta
 from minibroker.core.log_options import GroupStatistics, LogOptions, LogStatistics
 from minibroker.core.log_readers import Attachment, LogTail, ReadWaiter, empty_batch
 from minibroker.core.names import check_name
-from minibroker.core.peer import Peer
+from minibroker.core.peer import Peer, Requester
 from minibroker.core.sizes import headers_size
 from minibroker.core.timers import Timer
 from minibroker.errors import (
@@ -534,7 +534,7 @@ class Logs:
 
     def wait_for_records(
         self,
-        peer: Peer,
+        peer: Requester,
         token: int,
         name: str,
         offset: int,
@@ -547,7 +547,8 @@ class Logs:
         """Park a read at ``offset`` until records are readable there or ``wait`` passes.
 
         The answer goes to ``peer.resolve(token, RecordBatch)`` (empty at the
-        deadline) or ``peer.reject(token, error)`` (the log was deleted, or
+        deadline, or when records come while ``peer`` is not reading: see
+        ``ReadWaiter.wake``) or ``peer.reject(token, error)`` (the log was deleted, or
         retention overtook the offset). Returns the parked waiter, or None
         when records were already there and the answer went out at once: a
         front end that waits on several logs for one request (a Kafka Fetch)

@@ -13,9 +13,11 @@ recording fake in the core's tests):
   slow reader slows only itself and the source decides what to drop;
 * ``kick`` closes the connection (slow consumer with on_overflow=disconnect).
 
-A connection that sends request/reply ``request`` frames is a
-:class:`Requester` besides: ``takes_reply`` tells the router whether a reply
-may still be appended to its output (see ``RequestRouter.reply``).
+A connection that parks requests answered when something else happens
+(request/reply ``request`` frames, long-poll log reads) is a
+:class:`Requester` besides: ``takes_reply`` tells the core whether such an
+answer may still be appended to its output (see ``RequestRouter.reply`` and
+``ReadWaiter.wake`` in core/log_readers.py).
 
 Why a port and not returned effect lists (as DESIGN.md sketches): a publish
 that reaches many subscribers would allocate one effect object per delivery,
@@ -59,16 +61,20 @@ class Peer(Protocol):
 
 
 class Requester(Peer, Protocol):
-    """A ``Peer`` that parks request/reply requests (core/rpc.py)."""
+    """A ``Peer`` that parks request/reply requests (core/rpc.py) or
+    long-poll log reads (core/log_readers.py)."""
 
     def takes_reply(self) -> bool:
         """False while this connection holds more unsent output than a reply may
         be added to: its client is not reading.
 
         A push source waits while its connection is over the high-water mark,
-        but a reply has no queue to wait in: it is written when its responder
-        answers. Without this check, a requester that parks many requests and
-        stops reading would make the broker hold every reply in memory. The
-        router drops such a reply (its responder is told, as for a late one)
-        and fails the request with a small ``limit_exceeded`` instead.
+        but the answer to a parked request has no queue to wait in: it is
+        written when its responder answers, or when records are appended to
+        the log a read waits on. Without this check, a client that parks
+        many requests and stops reading would make the broker hold every
+        answer in memory. The router drops such a reply (its responder is
+        told, as for a late one) and fails the request with a small
+        ``limit_exceeded`` instead; a woken log read is answered as at its
+        deadline, with an empty batch at its offset, and reads no records.
         """

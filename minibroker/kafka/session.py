@@ -51,6 +51,10 @@ log = logging.getLogger("minibroker.kafka")
 MAX_IN_FLIGHT: Final = 1000
 #: Bytes of answers waiting to be sent before dispatching pauses (backpressure).
 OUTBOUND_HIGH_WATER: Final = 1024 * 1024
+#: Answers held (sent or waiting their turn) past which a parked Fetch woken
+#: by an append answers without records (``takes_reply``); the native
+#: protocol's ``max_reply_backlog`` default (protocol/session.py).
+MAX_ANSWER_BACKLOG: Final = 64 * 1024 * 1024
 #: APIs served before a SASL login: ApiVersions, SaslHandshake, SaslAuthenticate.
 BEFORE_LOGIN: Final = frozenset({18, 17, 36})
 #: Seconds between a failed login's answer and closing the connection (Kafka's
@@ -103,6 +107,10 @@ class KafkaSession(WireSession):
         self._slots: deque[Slot] = deque()
         self._out: list[bytes] = []
         self._out_bytes = 0
+        #: Bytes of answers filled in slots that wait behind an earlier slot
+        #: (or an fsync): held as much as ``_out`` is (see ``takes_reply``);
+        #: past the high-water mark no more requests are read (``input_blocked``).
+        self._slotted_bytes = 0
         #: Parked core reads (Fetch long-polls): token -> callback.
         self._parked: dict[int, Callable[[object], None]] = {}
         self._next_token = 1
@@ -120,6 +128,18 @@ class KafkaSession(WireSession):
 
     def reject(self, token: int, error: BrokerError) -> None:
         self.resolve(token, error)
+
+    def takes_reply(self) -> bool:
+        """False while more than :data:`MAX_ANSWER_BACKLOG` bytes of answers are held.
+
+        Up to :data:`MAX_IN_FLIGHT` Fetches may be parked on one connection
+        (a client may pipeline them, then stop reading), and an append wakes
+        them all at once: each would read up to ``fetch.max.bytes`` of
+        records into its answer. Past this backlog a woken Fetch answers as
+        at ``max_wait_ms``, without records (handlers/fetch.py), so the
+        client fetches again from the same offset once it reads.
+        """
+        return self._out_bytes + self._slotted_bytes <= MAX_ANSWER_BACKLOG
 
     def push_ready(self, source: PushSource) -> None:
         """Kafka has no push subscriptions: consumers fetch."""
@@ -160,6 +180,15 @@ class KafkaSession(WireSession):
         while frames:
             if self._out_bytes >= OUTBOUND_HIGH_WATER:
                 self.input_paused = True
+                return
+            if self._slotted_bytes >= OUTBOUND_HIGH_WATER:
+                # Answers wait behind an earlier request (a parked Fetch, a
+                # join round): none can be sent, so the shell would never see
+                # the mark, and answers to pipelined requests would pile up
+                # in their slots (999 Fetches behind a parked one held a
+                # copy of their records each). Read nothing more until the
+                # earlier request is answered (``_flush`` unblocks).
+                self.input_blocked = self.input_paused = True
                 return
             self._dispatch(frames.popleft())
             if not self.accepting_input():
@@ -301,6 +330,7 @@ class KafkaSession(WireSession):
     def _fill(self, slot: Slot, body: bytes, tail: tuple[bytes, ...] = ()) -> None:
         slot.body = body
         slot.tail = tail
+        self._slotted_bytes += len(body) + (sum(map(len, tail)) if tail else 0)
         self._flush()
 
     def _flush(self) -> None:
@@ -315,8 +345,11 @@ class KafkaSession(WireSession):
             self._out.append(head)
             self._out.extend(tail)
             self._out_bytes += len(head) + tail_bytes
+            self._slotted_bytes -= len(slot.body) + tail_bytes
             wrote = True
         if wrote:
+            if self.input_blocked and self._slotted_bytes < OUTBOUND_HIGH_WATER:
+                self.input_blocked = False
             self.wakeup()
 
     def _synced(self, slot: Slot, error: BrokerError | None) -> None:
@@ -369,6 +402,7 @@ class KafkaSession(WireSession):
             return
         self.closed = True
         self._slots.clear()
+        self._slotted_bytes = 0
         self._parked.clear()
         if self.namespace is not None:
             self.broker.disconnect(self, self.namespace.core, self.now)

@@ -76,7 +76,8 @@ _OPERATOR_ERRORS = frozenset({"storage_full", "storage_error", "storage_failed"}
 #: Stop draining push sources into the outbound buffer past this many bytes.
 DEFAULT_OUTBOUND_HIGH_WATER = 1024 * 1024
 #: Unsent output past which a request/reply reply is dropped instead of
-#: written (``Session.takes_reply``): the bound AMQP's direct reply-to has
+#: written, and a woken parked log read answers empty (``Session.takes_reply``):
+#: the bound AMQP's direct reply-to has
 #: (``AmqpSettings.max_content_in_progress``, docs/amqp.md).
 DEFAULT_MAX_REPLY_BACKLOG = 64 * 1024 * 1024
 
@@ -86,8 +87,9 @@ ResultEncoder = Callable[[Any], Any]
 class SessionSettings(Value):
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     outbound_high_water: int = DEFAULT_OUTBOUND_HIGH_WATER
-    #: Replies are dropped while more than this many bytes (or the
-    #: high-water mark, when that is higher) wait to be sent.
+    #: Replies are dropped, and woken parked reads answer empty, while more
+    #: than this many bytes (or the high-water mark, when that is higher)
+    #: wait to be sent.
     max_reply_backlog: int = DEFAULT_MAX_REPLY_BACKLOG
     features: tuple[str, ...] = ("queues", "topics", "logs", "request_reply")
     stats: ProtocolStats = field(default_factory=ProtocolStats)
@@ -195,7 +197,10 @@ class Session(WireSession):
         the router drops them and answers each request with a small
         ``limit_exceeded`` (core/rpc.py, outcome ``unread``), so what the
         broker holds for such a client stays bounded: the backlog, one
-        reply, and an error frame per parked request.
+        reply, and an error frame per parked request. Parked log reads
+        (up to the same number, each up to a frame) are woken by appends
+        the same way; past this backlog they read no records and answer an
+        empty batch at their offset (core/log_readers.py, ``ReadWaiter.wake``).
         """
         return self._out_bytes <= self._reply_backlog
 

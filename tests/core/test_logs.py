@@ -40,10 +40,15 @@ class FakePeer:
         self.resolved: dict[int, RecordBatch] = {}
         self.rejected: dict[int, BrokerError] = {}
         self.ready: list[PushSource] = []
+        #: What ``takes_reply`` answers (False: a client that stopped reading).
+        self.reading = True
 
     @property
     def conn_id(self) -> int:
         return self._conn_id
+
+    def takes_reply(self) -> bool:
+        return self.reading
 
     def resolve(self, token: int, result: object) -> None:
         assert token not in self.resolved and token not in self.rejected
@@ -262,6 +267,26 @@ def test_parked_read_answers_empty_at_its_deadline(logs: Logs) -> None:
     assert peer.resolved == {}
     logs.broker.on_time(12.0)
     assert (peer.resolved[1].count, peer.resolved[1].next_offset) == (0, 0)
+
+
+def test_a_parked_read_of_a_client_not_reading_is_answered_as_at_its_deadline(
+    logs: Logs,
+) -> None:
+    """``takes_reply`` False when records come: an empty batch at the read's
+    offset, no records read, the deadline timer gone; others are served."""
+    peer, other = FakePeer(1), FakePeer(2)
+    logs.create("ev", LogOptions(), 0.0)
+    logs.wait_for_records(peer, 1, "ev", 0, 100, 1 << 20, 2.0, 0.0)
+    logs.wait_for_records(other, 1, "ev", 0, 100, 1 << 20, 2.0, 0.0)
+    peer.reading = False
+    logs.append("ev", [b"a", b"b"], 1.0)
+    assert (peer.resolved[1].count, peer.resolved[1].next_offset) == (0, 0)
+    assert peer.resolved[1].data == b""
+    assert bodies(other.resolved[1]) == [b"a", b"b"]
+    assert logs.statistics("ev").waiting_reads == 0
+    assert len(logs.broker.timers) == 0
+    # Once reading again, the same offset gives every record.
+    assert bodies(logs.read("ev", start=peer.resolved[1].next_offset)) == [b"a", b"b"]
 
 
 def test_a_parked_read_can_be_withdrawn_by_the_front_end(logs: Logs) -> None:

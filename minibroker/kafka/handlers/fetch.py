@@ -12,7 +12,11 @@ request is parked on every partition's log (the core's ``wait_for_records``)
 until records arrive on any of them or ``max_wait_ms`` passes, on the core's
 timers, so a MockClock test never waits. Consumers only ever see records
 below the high watermark, which with group commit means records already
-fsynced.
+fsynced. A parked Fetch woken while its connection holds more answers than
+``KafkaSession.takes_reply`` allows (a client that pipelined many Fetches
+and stopped reading) answers as at ``max_wait_ms``, without records: the
+client fetches again from the same offsets, and the broker holds no copy of
+the records per parked Fetch.
 """
 
 from __future__ import annotations
@@ -103,14 +107,24 @@ class _ParkedFetch:
             session.unpark(token)
             if waiter is not None:
                 waiter.detach()
-        response, _ = _read(session, self.slot.version, self.wanted, self.max_bytes)
+        response, _ = _read(
+            session, self.slot.version, self.wanted, self.max_bytes, session.takes_reply()
+        )
         session.answer(self.slot, response)
 
 
 def _read(
-    session: KafkaSession, version: int, wanted: list[_Wanted], max_bytes: int
+    session: KafkaSession,
+    version: int,
+    wanted: list[_Wanted],
+    max_bytes: int,
+    with_records: bool = True,
 ) -> tuple[Any, bool]:
-    """The Fetch response for ``wanted`` as things are now, and whether it has records."""
+    """The Fetch response for ``wanted`` as things are now, and whether it has records.
+
+    Without ``with_records``, the answer at ``max_wait_ms``: every partition's
+    offsets and errors, no records.
+    """
     ns = session.ns
     cls, partition_cls, topic_cls = wire.response_classes(
         1, version, "PartitionData", "FetchableTopicResponse"
@@ -128,7 +142,7 @@ def _read(
             end, start = log.high_watermark, log.first_offset
             if not start <= want.offset <= end:
                 error = OFFSET_OUT_OF_RANGE
-            elif want.offset < end and budget > 0:
+            elif with_records and want.offset < end and budget > 0:
                 units = log.read_batches_at(want.offset, max(min(want.max_bytes, budget), 1))
                 if units:
                     records = _as_kafka(units)
