@@ -502,6 +502,89 @@ def entries_records(body: bytes | memoryview) -> list[Record]:
     return records
 
 
+class DecodedBatches:
+    """The last few batches of entries decoded for readers of frames, by content.
+
+    A read of frames that starts or stops inside a batch of entries pays the
+    whole batch (a CRC pass and an unpack of every record, ~300 µs for 1000
+    records), so a reader stepping through it by small ``max_records`` paid
+    that per step: O(batch size) per record. This keeps the decoded entries
+    of the batches such reads touched, so the next read in the same batch
+    frames only the records it wants.
+
+    A batch is found by its head (CRC, first offset, timestamp) and length
+    and then **compared byte for byte** with the body being read (one
+    ``memcmp``; free when the store hands out the same object): a hit is
+    only ever the result :func:`decode_entries` would give for these very
+    bytes. So nothing has to invalidate it: a log truncated, deleted,
+    compacted, recovered or damaged on disk yields other bytes, which miss
+    (and are checked as before); byte-identical batches of two logs share
+    an entry, correctly.
+
+    Bounded: at most ``max_batches`` batches and ``max_bytes`` of estimated
+    memory (the body kept for the comparison, the entries' ``bytes`` objects
+    and their tuple: :meth:`_cost`); least recently used first out. A batch
+    over the byte bound is not kept. Process-wide, shared by every log (a
+    cache per log would multiply the bound by the number of logs).
+    """
+
+    def __init__(self, max_batches: int = 8, max_bytes: int = 8 << 20) -> None:
+        self.max_batches = max_batches
+        self.max_bytes = max_bytes
+        self._batches: dict[tuple[bytes, int], tuple[bytes, int, int, tuple[Entry, ...], int]] = {}
+        self._bytes = 0
+
+    @property
+    def bytes_held(self) -> int:
+        """The estimated memory of the batches held (what ``max_bytes`` bounds)."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    def get(self, body: bytes | memoryview) -> tuple[int, int, tuple[Entry, ...]]:
+        """:func:`decode_entries` of ``body``, from the cache when it holds these bytes."""
+        key = (bytes(body[:ENTRIES_HEAD_SIZE]), len(body))
+        held = self._batches.get(key)
+        if held is not None and (held[0] is body or held[0] == body):
+            del self._batches[key]  # most recently used: to the end
+            self._batches[key] = held
+            return held[1], held[2], held[3]
+        return decode_entries(body)
+
+    def keep(
+        self, body: bytes | memoryview, first: int, timestamp: int, entries: tuple[Entry, ...]
+    ) -> None:
+        """Hold the decoded ``entries`` of ``body`` (as :func:`decode_entries` gave them)."""
+        cost = self._cost(body, entries)
+        if cost > self.max_bytes or not self.max_batches:
+            return
+        key = (bytes(body[:ENTRIES_HEAD_SIZE]), len(body))
+        old = self._batches.pop(key, None)
+        if old is not None:
+            self._bytes -= old[4]
+        kept = body if type(body) is bytes else bytes(body)
+        self._batches[key] = (kept, first, timestamp, entries, cost)
+        self._bytes += cost
+        while len(self._batches) > self.max_batches or self._bytes > self.max_bytes:
+            oldest = next(iter(self._batches))
+            self._bytes -= self._batches.pop(oldest)[4]
+
+    def clear(self) -> None:
+        self._batches.clear()
+        self._bytes = 0
+
+    @staticmethod
+    def _cost(body: bytes | memoryview, entries: tuple[Entry, ...]) -> int:
+        """Estimated bytes: the body, plus per entry its payload and ~100 bytes of
+        objects (a ``bytes`` header, a tuple slot; a triple's tuple and key)."""
+        return 2 * len(body) + 100 * len(entries)
+
+
+#: The process's cache of decoded batches of entries (see :class:`DecodedBatches`).
+_DECODED: Final = DecodedBatches()
+
+
 def entries_to_frames(
     body: bytes | memoryview, from_offset: int, max_records: int, max_bytes: int, at_least_one: bool
 ) -> EncodedBatch:
@@ -511,9 +594,13 @@ def entries_to_frames(
     most ``max_records`` of them and ``max_bytes`` of frames (at least one
     frame when ``at_least_one``), like a log read.
     """
-    first, timestamp, entries = decode_entries(body)
+    first, timestamp, entries = _DECODED.get(body)
     skip = max(0, from_offset - first)
     wanted = entries[skip : skip + max_records]
+    if skip or skip + len(wanted) < len(entries):
+        # A read starting or stopping inside the batch: the next one likely
+        # continues in it (a reader stepping by small max_records).
+        _DECODED.keep(body, first, timestamp, entries)
     if max_bytes < len(body):
         # Frame no more than can fit: a frame is more than its entry, so
         # ``max_bytes`` of entries bound what fits (plus the one always given).
