@@ -25,8 +25,8 @@ from collections.abc import Callable
 
 from minibroker import record_format
 from minibroker.log_store import LogStore
-from minibroker.storage.memory import MemoryLog
 from minibroker.storage.commitlog import SegmentedLog
+from minibroker.storage.memory import MemoryLog
 
 
 def fill(store: LogStore, records: int, body: bytes, batch: int) -> None:
@@ -84,8 +84,10 @@ def main() -> None:
         fill(memory, args.records, body, args.batch)
         disk = SegmentedLog.open(directory)
         fill(disk, args.records, body, args.batch)
-        print(f"{args.records} records of {args.body} bytes, {args.batch} per append; "
-              f"CPU us per record read, load {os.getloadavg()[0]:.1f}")
+        print(
+            f"{args.records} records of {args.body} bytes, {args.batch} per append; "
+            f"CPU us per record read, load {os.getloadavg()[0]:.1f}"
+        )
         cases: list[tuple[str, Callable[[], int]]] = [
             ("memory read max_records=1", lambda: read_in_steps(memory, 1)),
             ("memory read max_records=10", lambda: read_in_steps(memory, 10)),

@@ -33,6 +33,7 @@ from minibroker.record_format import (
     entries_to_frames,
 )
 from minibroker.storage import MemoryLog, SegmentedLog
+from minibroker.storage import batch as batch_module
 from minibroker.storage.batch import KIND_ENTRIES, parse_batch_header, scan_batches
 
 headers = st.none() | st.dictionaries(st.text(max_size=3), st.text(max_size=5), max_size=3)
@@ -244,6 +245,16 @@ def test_sequential_small_reads_and_reads_after_deletion_give_the_old_frames(
     """Reads stepping through batches (which the cache of decoded batches serves) give
     what the old format gave, also after the log's oldest records are deleted and
     when a new log holds other records at the same offsets."""
+    with contextlib.ExitStack() as restore:
+        _sequential_small_reads(make_log, appends, data, restore)
+
+
+def _sequential_small_reads(
+    make_log: MakeLog,
+    appends: list[list[Entry]],
+    data: st.DataObject,
+    restore: contextlib.ExitStack,
+) -> None:
     log = make_log(segment_bytes=400)
     before = make_log(segment_bytes=10**6)
     before.entries_format = False  # type: ignore[attr-defined]
@@ -251,7 +262,13 @@ def test_sequential_small_reads_and_reads_after_deletion_give_the_old_frames(
         log.append(entries, 1_000 + i)
         before.append(entries, 1_000 + i)
     step = data.draw(st.integers(1, 10), label="max_records")
-    max_bytes = data.draw(st.integers(1, 300), label="max_bytes")
+    max_bytes = data.draw(st.integers(1, 300) | st.just(1 << 20), label="max_bytes")
+    # Stored units fetched one at a time (the budget's floors at 1) or as usual.
+    if data.draw(st.booleans(), label="small fetches"):
+        floors = (batch_module.UNITS_MIN_BYTES, batch_module.UNITS_BYTES_PER_RECORD)
+        batch_module.UNITS_MIN_BYTES = batch_module.UNITS_BYTES_PER_RECORD = 1
+        restore.callback(setattr, batch_module, "UNITS_MIN_BYTES", floors[0])
+        restore.callback(setattr, batch_module, "UNITS_BYTES_PER_RECORD", floors[1])
 
     def read_through(log: LogStore, expected: LogStore, start: int) -> None:
         offset = start
