@@ -29,6 +29,7 @@ reads with it, and the clients decode with it, without loading a store.
 from __future__ import annotations
 
 import struct
+import threading
 import zlib
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
@@ -525,7 +526,9 @@ class DecodedBatches:
     memory (the body kept for the comparison, the entries' ``bytes`` objects
     and their tuple: :meth:`_cost`); least recently used first out. A batch
     over the byte bound is not kept. Process-wide, shared by every log (a
-    cache per log would multiply the bound by the number of logs).
+    cache per log would multiply the bound by the number of logs), and by
+    threads (brokers embedded in one process): its bookkeeping is under a
+    lock, decoding and the comparison are not.
     """
 
     def __init__(self, max_batches: int = 8, max_bytes: int = 8 << 20) -> None:
@@ -533,6 +536,8 @@ class DecodedBatches:
         self.max_bytes = max_bytes
         self._batches: dict[tuple[bytes, int], tuple[bytes, int, int, tuple[Entry, ...], int]] = {}
         self._bytes = 0
+        # Brokers embedded in threads of one process (minibroker.testing) share it.
+        self._lock = threading.Lock()
 
     @property
     def bytes_held(self) -> int:
@@ -545,10 +550,11 @@ class DecodedBatches:
     def get(self, body: bytes | memoryview) -> tuple[int, int, tuple[Entry, ...]]:
         """:func:`decode_entries` of ``body``, from the cache when it holds these bytes."""
         key = (bytes(body[:ENTRIES_HEAD_SIZE]), len(body))
-        held = self._batches.get(key)
+        with self._lock:
+            held = self._batches.pop(key, None)
+            if held is not None:
+                self._batches[key] = held  # most recently used: to the end
         if held is not None and (held[0] is body or held[0] == body):
-            del self._batches[key]  # most recently used: to the end
-            self._batches[key] = held
             return held[1], held[2], held[3]
         return decode_entries(body)
 
@@ -560,19 +566,21 @@ class DecodedBatches:
         if cost > self.max_bytes or not self.max_batches:
             return
         key = (bytes(body[:ENTRIES_HEAD_SIZE]), len(body))
-        old = self._batches.pop(key, None)
-        if old is not None:
-            self._bytes -= old[4]
         kept = body if type(body) is bytes else bytes(body)
-        self._batches[key] = (kept, first, timestamp, entries, cost)
-        self._bytes += cost
-        while len(self._batches) > self.max_batches or self._bytes > self.max_bytes:
-            oldest = next(iter(self._batches))
-            self._bytes -= self._batches.pop(oldest)[4]
+        with self._lock:
+            old = self._batches.pop(key, None)
+            if old is not None:
+                self._bytes -= old[4]
+            self._batches[key] = (kept, first, timestamp, entries, cost)
+            self._bytes += cost
+            while len(self._batches) > self.max_batches or self._bytes > self.max_bytes:
+                oldest = next(iter(self._batches))
+                self._bytes -= self._batches.pop(oldest)[4]
 
     def clear(self) -> None:
-        self._batches.clear()
-        self._bytes = 0
+        with self._lock:
+            self._batches.clear()
+            self._bytes = 0
 
     @staticmethod
     def _cost(body: bytes | memoryview, entries: tuple[Entry, ...]) -> int:
