@@ -600,22 +600,22 @@ def entries_to_frames(
 
     Exactly the frames :func:`encode_batch` would have written for them, at
     most ``max_records`` of them and ``max_bytes`` of frames (at least one
-    frame when ``at_least_one``), like a log read.
+    frame when ``at_least_one``), like a log read. A read that starts or
+    stops inside the batch leaves its decoded entries in :class:`DecodedBatches`
+    for the next one (a reader stepping by small ``max_records``).
     """
     first, timestamp, entries = _DECODED.get(body)
     skip = max(0, from_offset - first)
     wanted = entries[skip : skip + max_records]
-    if skip or skip + len(wanted) < len(entries):
-        # A read starting or stopping inside the batch: the next one likely
-        # continues in it (a reader stepping by small max_records).
-        _DECODED.keep(body, first, timestamp, entries)
     if max_bytes < len(body):
         # Frame no more than can fit: a frame is more than its entry, so
         # ``max_bytes`` of entries bound what fits (plus the one always given).
         sizes = accumulate(len(e if type(e) is bytes else e[2]) for e in wanted)  # type: ignore[arg-type]
         wanted = wanted[: bisect_right(list(sizes), max_bytes) + 1]
-    frames = encode_batch(first + skip, timestamp, wanted)
-    return cut_frames(frames, max_bytes, at_least_one)
+    frames = cut_frames(encode_batch(first + skip, timestamp, wanted), max_bytes, at_least_one)
+    if skip or skip + len(frames.frame_sizes) < len(entries):
+        _DECODED.keep(body, first, timestamp, entries)
+    return frames
 
 
 def cut_frames(frames: EncodedBatch, max_bytes: int, at_least_one: bool) -> EncodedBatch:
