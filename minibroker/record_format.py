@@ -29,6 +29,7 @@ reads with it, and the clients decode with it, without loading a store.
 from __future__ import annotations
 
 import struct
+import threading
 import zlib
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
@@ -502,6 +503,96 @@ def entries_records(body: bytes | memoryview) -> list[Record]:
     return records
 
 
+class DecodedBatches:
+    """The last few batches of entries decoded for readers of frames, by content.
+
+    A read of frames that starts or stops inside a batch of entries pays the
+    whole batch (a CRC pass and an unpack of every record, ~300 µs for 1000
+    records), so a reader stepping through it by small ``max_records`` paid
+    that per step: O(batch size) per record. This keeps the decoded entries
+    of the batches such reads touched, so the next read in the same batch
+    frames only the records it wants.
+
+    A batch is found by its head (CRC, first offset, timestamp) and length
+    and then **compared byte for byte** with the body being read (one
+    ``memcmp``; free when the store hands out the same object): a hit is
+    only ever the result :func:`decode_entries` would give for these very
+    bytes. So nothing has to invalidate it: a log truncated, deleted,
+    compacted, recovered or damaged on disk yields other bytes, which miss
+    (and are checked as before); byte-identical batches of two logs share
+    an entry, correctly.
+
+    Bounded: at most ``max_batches`` batches and ``max_bytes`` of estimated
+    memory (the body kept for the comparison, the entries' ``bytes`` objects
+    and their tuple: :meth:`_cost`); least recently used first out. A batch
+    over the byte bound is not kept. Process-wide, shared by every log (a
+    cache per log would multiply the bound by the number of logs), and by
+    threads (brokers embedded in one process): its bookkeeping is under a
+    lock, decoding and the comparison are not.
+    """
+
+    def __init__(self, max_batches: int = 8, max_bytes: int = 8 << 20) -> None:
+        self.max_batches = max_batches
+        self.max_bytes = max_bytes
+        self._batches: dict[tuple[bytes, int], tuple[bytes, int, int, tuple[Entry, ...], int]] = {}
+        self._bytes = 0
+        # Brokers embedded in threads of one process (minibroker.testing) share it.
+        self._lock = threading.Lock()
+
+    @property
+    def bytes_held(self) -> int:
+        """The estimated memory of the batches held (what ``max_bytes`` bounds)."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    def get(self, body: bytes | memoryview) -> tuple[int, int, tuple[Entry, ...]]:
+        """:func:`decode_entries` of ``body``, from the cache when it holds these bytes."""
+        key = (bytes(body[:ENTRIES_HEAD_SIZE]), len(body))
+        with self._lock:
+            held = self._batches.pop(key, None)
+            if held is not None:
+                self._batches[key] = held  # most recently used: to the end
+        if held is not None and (held[0] is body or held[0] == body):
+            return held[1], held[2], held[3]
+        return decode_entries(body)
+
+    def keep(
+        self, body: bytes | memoryview, first: int, timestamp: int, entries: tuple[Entry, ...]
+    ) -> None:
+        """Hold the decoded ``entries`` of ``body`` (as :func:`decode_entries` gave them)."""
+        cost = self._cost(body, entries)
+        if cost > self.max_bytes or not self.max_batches:
+            return
+        key = (bytes(body[:ENTRIES_HEAD_SIZE]), len(body))
+        kept = body if type(body) is bytes else bytes(body)
+        with self._lock:
+            old = self._batches.pop(key, None)
+            if old is not None:
+                self._bytes -= old[4]
+            self._batches[key] = (kept, first, timestamp, entries, cost)
+            self._bytes += cost
+            while len(self._batches) > self.max_batches or self._bytes > self.max_bytes:
+                oldest = next(iter(self._batches))
+                self._bytes -= self._batches.pop(oldest)[4]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._batches.clear()
+            self._bytes = 0
+
+    @staticmethod
+    def _cost(body: bytes | memoryview, entries: tuple[Entry, ...]) -> int:
+        """Estimated bytes: the body, plus per entry its payload and ~100 bytes of
+        objects (a ``bytes`` header, a tuple slot; a triple's tuple and key)."""
+        return 2 * len(body) + 100 * len(entries)
+
+
+#: The process's cache of decoded batches of entries (see :class:`DecodedBatches`).
+_DECODED: Final = DecodedBatches()
+
+
 def entries_to_frames(
     body: bytes | memoryview, from_offset: int, max_records: int, max_bytes: int, at_least_one: bool
 ) -> EncodedBatch:
@@ -509,9 +600,11 @@ def entries_to_frames(
 
     Exactly the frames :func:`encode_batch` would have written for them, at
     most ``max_records`` of them and ``max_bytes`` of frames (at least one
-    frame when ``at_least_one``), like a log read.
+    frame when ``at_least_one``), like a log read. A read that starts or
+    stops inside the batch leaves its decoded entries in :class:`DecodedBatches`
+    for the next one (a reader stepping by small ``max_records``).
     """
-    first, timestamp, entries = decode_entries(body)
+    first, timestamp, entries = _DECODED.get(body)
     skip = max(0, from_offset - first)
     wanted = entries[skip : skip + max_records]
     if max_bytes < len(body):
@@ -519,8 +612,10 @@ def entries_to_frames(
         # ``max_bytes`` of entries bound what fits (plus the one always given).
         sizes = accumulate(len(e if type(e) is bytes else e[2]) for e in wanted)  # type: ignore[arg-type]
         wanted = wanted[: bisect_right(list(sizes), max_bytes) + 1]
-    frames = encode_batch(first + skip, timestamp, wanted)
-    return cut_frames(frames, max_bytes, at_least_one)
+    frames = cut_frames(encode_batch(first + skip, timestamp, wanted), max_bytes, at_least_one)
+    if skip or skip + len(frames.frame_sizes) < len(entries):
+        _DECODED.keep(body, first, timestamp, entries)
+    return frames
 
 
 def cut_frames(frames: EncodedBatch, max_bytes: int, at_least_one: bool) -> EncodedBatch:

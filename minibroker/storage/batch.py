@@ -376,6 +376,24 @@ def strip_batch_headers(
     return joined
 
 
+#: What :func:`frames_through` reads of stored units at a time: at least this many
+#: bytes (when ``max_bytes`` allows), and this many per record still wanted.
+UNITS_MIN_BYTES = 64 * 1024
+UNITS_BYTES_PER_RECORD = 1024
+
+
+def units_budget(records: int, max_bytes: int) -> int:
+    """The bytes of stored units to read for ``records`` more records within ``max_bytes``.
+
+    A read of one record used to fetch ``max_bytes`` (often 1 MiB) of units
+    to frame one of them: ten 1000-record batches copied per call. Reading
+    for what is wanted (the loop in :func:`frames_through` reads more when
+    the frames leave room) keeps a small read small; the floor keeps runs of
+    small batches to one fetch.
+    """
+    return min(max_bytes, max(UNITS_MIN_BYTES, records * UNITS_BYTES_PER_RECORD))
+
+
 def frames_through(
     read_units: Callable[[int, int, bool], list[StoredBatch]],
     offset: int,
@@ -401,7 +419,8 @@ def frames_through(
             break
         first = at_least_one and not count
         # At least one unit, whatever its stored size: its frames may still fit.
-        units = read_units(offset + count, max_bytes - size, True)
+        budget = units_budget(max_records - count, max_bytes - size)
+        units = read_units(offset + count, budget, True)
         if not units:
             break
         data, taken = frames_of(units, offset + count, max_records - count, max_bytes - size, first)

@@ -33,6 +33,7 @@ from minibroker.record_format import (
     entries_to_frames,
 )
 from minibroker.storage import MemoryLog, SegmentedLog
+from minibroker.storage import batch as batch_module
 from minibroker.storage.batch import KIND_ENTRIES, parse_batch_header, scan_batches
 
 headers = st.none() | st.dictionaries(st.text(max_size=3), st.text(max_size=5), max_size=3)
@@ -234,3 +235,144 @@ def test_decoding_damaged_stored_data_raises_corrupt_record(before: bytes, after
     for blob in (data + after, (data + after)[:-1], before[:3]):
         with contextlib.suppress(CorruptRecord):
             decode_stored(blob)
+
+
+@PROPERTY_SETTINGS
+@given(appends=batches, data=st.data())
+def test_sequential_small_reads_and_reads_after_deletion_give_the_old_frames(
+    make_log: MakeLog, appends: list[list[Entry]], data: st.DataObject
+) -> None:
+    """Reads stepping through batches (which the cache of decoded batches serves) give
+    what the old format gave, also after the log's oldest records are deleted and
+    when a new log holds other records at the same offsets."""
+    with contextlib.ExitStack() as restore:
+        _sequential_small_reads(make_log, appends, data, restore)
+
+
+def _sequential_small_reads(
+    make_log: MakeLog,
+    appends: list[list[Entry]],
+    data: st.DataObject,
+    restore: contextlib.ExitStack,
+) -> None:
+    log = make_log(segment_bytes=400)
+    before = make_log(segment_bytes=10**6)
+    before.entries_format = False  # type: ignore[attr-defined]
+    for i, entries in enumerate(appends):
+        log.append(entries, 1_000 + i)
+        before.append(entries, 1_000 + i)
+    step = data.draw(st.integers(1, 10), label="max_records")
+    max_bytes = data.draw(st.integers(1, 300) | st.just(1 << 20), label="max_bytes")
+    # Stored units fetched one at a time (the budget's floors at 1) or as usual.
+    if data.draw(st.booleans(), label="small fetches"):
+        floors = (batch_module.UNITS_MIN_BYTES, batch_module.UNITS_BYTES_PER_RECORD)
+        batch_module.UNITS_MIN_BYTES = batch_module.UNITS_BYTES_PER_RECORD = 1
+        restore.callback(setattr, batch_module, "UNITS_MIN_BYTES", floors[0])
+        restore.callback(setattr, batch_module, "UNITS_BYTES_PER_RECORD", floors[1])
+
+    def read_through(log: LogStore, expected: LogStore, start: int) -> None:
+        offset = start
+        while offset < log.next_offset:
+            got = log.read(offset, step, max_bytes)
+            assert got == expected.read(offset, step, max_bytes)
+            offset = got.next_offset
+
+    read_through(log, before, 0)
+    cut = data.draw(st.integers(0, log.next_offset), label="delete_before")
+    log.delete_before(cut)
+    read_through(log, before, log.first_offset)
+    # Another log, the same offsets and timestamps, other records (the cache is shared).
+    other = make_log(segment_bytes=400)
+    other_before = make_log(segment_bytes=10**6)
+    other_before.entries_format = False  # type: ignore[attr-defined]
+    for i, entries in enumerate(appends):
+        changed = [b"#" + (e if type(e) is bytes else e[2]) for e in entries]  # type: ignore[operator]
+        other.append(changed, 1_000 + i)
+        other_before.append(changed, 1_000 + i)
+    read_through(other, other_before, 0)
+    read_through(log, before, log.first_offset)
+
+
+@pytest.mark.parametrize(("max_records", "max_bytes"), [(1, 1 << 20), (1000, 40)])
+def test_a_batch_is_decoded_once_for_a_reader_stepping_through_it(
+    make_log: MakeLog, monkeypatch: pytest.MonkeyPatch, max_records: int, max_bytes: int
+) -> None:
+    """A reader taking one record at a time pays the batch's CRC and unpack once,
+    not once per record (which made such a reader quadratic in the batch size)."""
+    import minibroker.record_format as record_format
+
+    decoded: list[int] = []
+    real = record_format.decode_entries
+
+    def counting(body: bytes | memoryview) -> tuple[int, int, tuple[Entry, ...]]:
+        decoded.append(len(body))
+        return real(body)
+
+    monkeypatch.setattr(record_format, "decode_entries", counting)
+    # A cache of its own: the shared one may hold these batches from another test.
+    monkeypatch.setattr(record_format, "_DECODED", record_format.DecodedBatches())
+    log = make_log()
+    for i in range(3):
+        log.append([b"%d" % n for n in range(50)], 1_000 + i)
+    offset = 0
+    while offset < log.next_offset:
+        got = log.read(offset, max_records, max_bytes)
+        assert got.count < 50  # steps smaller than a batch
+        offset = got.next_offset
+    assert len(decoded) == 3
+
+
+def test_a_damaged_batch_with_the_head_of_a_cached_one_is_still_checked() -> None:
+    """The cache compares the whole body: bytes that differ from the batch it holds
+    (damage after it was decoded, say) are checked by their CRC as before."""
+    from minibroker.record_format import DecodedBatches
+
+    cache = DecodedBatches()
+    batch = encode_entries(5, 9, [b"abc", b"def"])
+    body = batch.head + batch.entries
+    cache.keep(body, 5, 9, (b"abc", b"def"))
+    assert cache.get(bytes(body)) == (5, 9, (b"abc", b"def"))
+    damaged = bytearray(body)
+    damaged[-1] ^= 0x01
+    with pytest.raises(CorruptRecord):
+        cache.get(bytes(damaged))
+
+
+def test_the_cache_of_decoded_batches_is_bounded() -> None:
+    from minibroker.record_format import DecodedBatches
+
+    cache = DecodedBatches(max_batches=2, max_bytes=10_000)
+    bodies = []
+    for i in range(4):
+        batch = encode_entries(i * 10, 1, [b"x" * 100] * 10)
+        body = batch.head + batch.entries
+        bodies.append(body)
+        cache.keep(body, i * 10, 1, (b"x" * 100,) * 10)
+        assert len(cache) <= 2 and cache.bytes_held <= 10_000
+    assert len(cache) == 2
+    cache = DecodedBatches(max_batches=8, max_bytes=4_000)
+    for i, body in enumerate(bodies):
+        cache.keep(body, i * 10, 1, (b"x" * 100,) * 10)
+        assert cache.bytes_held <= 4_000
+    assert len(cache) == 1  # each costs ~3.1 KB (estimated): one fits
+    big = encode_entries(0, 1, [b"y" * 4_000])
+    cache.keep(big.head + big.entries, 0, 1, (b"y" * 4_000,))
+    assert len(cache) == 1 and cache.bytes_held <= 4_000  # over the bound alone: not kept
+
+
+def test_a_segment_damaged_after_a_read_is_reported_by_the_next_read(tmp_path: Path) -> None:
+    """A batch decoded (and cached) for one read, then damaged on disk: the next read
+    in it reads other bytes, which fail their CRC, as without the cache."""
+    from minibroker.errors import StorageError
+
+    log = SegmentedLog.open(tmp_path / "log")
+    log.append([b"record %d" % n for n in range(20)], 1_000)
+    log.sync()
+    assert log.read(0, 1, 1 << 20).count == 1
+    (segment,) = (tmp_path / "log").glob("*.log")
+    raw = bytearray(segment.read_bytes())
+    raw[-3] ^= 0x01  # inside the last record's body
+    segment.write_bytes(bytes(raw))
+    with pytest.raises(StorageError):
+        log.read(1, 1, 1 << 20)
+    log.close()
