@@ -915,15 +915,9 @@ class Queue:
             if not out:
                 return out
         count = len(out)
-        parent = self._parent
-        first = parent.next_delivery_id
-        parent.next_delivery_id = first + count
-        deadline = now + visibility_timeout
-        lease = Lease(self, conn_id, first, count, deadline)
-        if visibility_timeout != UNTIL_SETTLED:
-            lease.timer = self._timers.call_at(deadline, lease.expire)
+        lease = self._new_lease(conn_id, count, now, visibility_timeout)
         inflight = self._inflight
-        delivery_id = first
+        delivery_id = lease.first_id
         redelivered = 0
         for m in out:
             m.delivery_id = delivery_id
@@ -933,11 +927,6 @@ class Queue:
             if m.delivery_count:
                 redelivered += 1
             m.delivery_count += 1
-        leases = self._leases.get(conn_id)
-        if leases is None:
-            leases = self._leases[conn_id] = {}
-            parent.track(conn_id, self)
-        leases[lease] = None
         self.delivered += count
         self.redelivered += redelivered
         if self._grouped:
@@ -991,6 +980,17 @@ class Queue:
             self._tail_head = 0
         else:
             self._tail_head = end
+        lease = self._new_lease(conn_id, count, now, visibility_timeout)
+        lease.bodies = list(bodies)
+        lease.published_at = published
+        self._first_leases.append(lease)
+        self.delivered += count
+        return FirstDeliveries(lease.first_id, bodies, published)
+
+    def _new_lease(self, conn_id: int, count: int, now: float, visibility_timeout: float) -> Lease:
+        """The lease of ``count`` deliveries to ``conn_id`` (their ids the next
+        ``count`` of the broker's), its visibility timer armed and the
+        connection's leases holding it."""
         parent = self._parent
         first = parent.next_delivery_id
         parent.next_delivery_id = first + count
@@ -998,16 +998,12 @@ class Queue:
         lease = Lease(self, conn_id, first, count, deadline)
         if visibility_timeout != UNTIL_SETTLED:
             lease.timer = self._timers.call_at(deadline, lease.expire)
-        lease.bodies = list(bodies)
-        lease.published_at = published
-        self._first_leases.append(lease)
         leases = self._leases.get(conn_id)
         if leases is None:
             leases = self._leases[conn_id] = {}
             parent.track(conn_id, self)
         leases[lease] = None
-        self.delivered += count
-        return FirstDeliveries(first, bodies, published)
+        return lease
 
     def _materialize(self) -> None:
         """Give the messages of the leases of first deliveries their ``Message`` objects.
