@@ -169,6 +169,23 @@ class BatchScan(Value):
             return None
         return self.first_offset + self.record_count - 1
 
+    @property
+    def next_offset(self) -> int | None:
+        """The offset the next batch must start at (None before the first)."""
+        return None if self.first_offset is None else self.first_offset + self.record_count
+
+    def take_unit(
+        self, start: int, length: int, count: int, first_offset: int, timestamp_ms: int
+    ) -> None:
+        """Add the batch read whole (Kafka, or entries) of ``length`` bytes at ``start``."""
+        self.units.append((start - BATCH_HEADER_SIZE, count))
+        self.valid_bytes = start + length
+        if not self.record_count:
+            self.first_offset = first_offset
+            self.first_timestamp_ms = timestamp_ms
+        self.last_timestamp_ms = timestamp_ms
+        self.record_count += count
+
 
 def scan_batches(
     buf: bytes | memoryview, first_offset: int | None = None, *, leading_frames: bool = False
@@ -220,7 +237,7 @@ def scan_batches(
             continue
         frames = scan_frames(
             view[start : start + length],
-            None if scan.first_offset is None else scan.first_offset + scan.record_count,
+            scan.next_offset,
             min_timestamp_ms=scan.last_timestamp_ms or 0,
         )
         if frames.valid_bytes != length or len(frames.frame_sizes) != count:
@@ -245,7 +262,7 @@ def _take(scan: BatchScan, position: int, frames: FrameScan) -> None:
 def _take_kafka(scan: BatchScan, view: memoryview, start: int, length: int, count: int) -> bool:
     """Add the Kafka batch at ``start`` to ``scan`` if it is whole and continues the log."""
     facts = stored_facts(view, start, length)
-    expected = None if scan.first_offset is None else scan.first_offset + scan.record_count
+    expected = scan.next_offset
     if (
         facts is None
         or facts.record_count != count
@@ -254,20 +271,14 @@ def _take_kafka(scan: BatchScan, view: memoryview, start: int, length: int, coun
     ):
         return False
     timestamp = max(scan.last_timestamp_ms or 0, facts.max_timestamp_ms)
-    scan.units.append((start - BATCH_HEADER_SIZE, count))
-    scan.valid_bytes = start + length
-    if not scan.record_count:
-        scan.first_offset = facts.base_offset
-        scan.first_timestamp_ms = timestamp
-    scan.last_timestamp_ms = timestamp
-    scan.record_count += count
+    scan.take_unit(start, length, count, facts.base_offset, timestamp)
     return True
 
 
 def _take_entries(scan: BatchScan, view: memoryview, start: int, length: int, count: int) -> bool:
     """Add the batch of entries at ``start`` to ``scan`` if it is whole and continues the log."""
     facts = entries_facts(view, start, length)
-    expected = None if scan.first_offset is None else scan.first_offset + scan.record_count
+    expected = scan.next_offset
     if (
         facts is None
         or facts.records != count
@@ -275,13 +286,7 @@ def _take_entries(scan: BatchScan, view: memoryview, start: int, length: int, co
         or facts.timestamp_ms < (scan.last_timestamp_ms or 0)
     ):
         return False
-    scan.units.append((start - BATCH_HEADER_SIZE, count))
-    scan.valid_bytes = start + length
-    if not scan.record_count:
-        scan.first_offset = facts.first_offset
-        scan.first_timestamp_ms = facts.timestamp_ms
-    scan.last_timestamp_ms = facts.timestamp_ms
-    scan.record_count += count
+    scan.take_unit(start, length, count, facts.first_offset, facts.timestamp_ms)
     return True
 
 
