@@ -115,6 +115,7 @@ from minibroker.errors import (
     BadRequest,
     BrokerError,
     Conflict,
+    LimitExceeded,
     NotFound,
     Overflow,
     TooLarge,
@@ -1954,6 +1955,7 @@ class Queues:
                 # failed (or pending) sync of it is retried before the answer.
                 existing._journal.report_unsynced()
             return False
+        self._check_room(name)
         journal = None
         storage = self.broker.storage
         if options.durable and storage is not None:
@@ -1969,6 +1971,21 @@ class Queues:
                 journal.store.destroy()
                 raise
         return True
+
+    def _check_room(self, name: str) -> None:
+        """LimitExceeded when the namespace holds ``max_queues_per_namespace`` queues.
+
+        Checked on creation only: recovery registers every queue it finds, so
+        a lowered limit never keeps a data directory from starting.
+        """
+        limit = self.limits.max_queues_per_namespace
+        if len(self._queues) >= limit:
+            raise LimitExceeded(
+                f"cannot declare queue {name!r}: queue limit in namespace "
+                f"{self.namespace.name!r} ({limit}) is reached",
+                queue=name,
+                limit=limit,
+            )
 
     def _open_journal(self, name: str, options: QueueOptions) -> QueueJournal:
         storage = self.broker.storage
