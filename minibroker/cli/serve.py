@@ -254,7 +254,6 @@ def _object_limit_flags(parser: argparse.ArgumentParser) -> None:
     for flag, name, what in _OBJECT_LIMIT_FLAGS:
         parser.add_argument(
             flag,
-            dest=name,
             type=int,
             default=_env(flag[2:], getattr(defaults, name)),
             help=f"most {what}; past it, creating one more is refused (default %(default)s)",
@@ -279,7 +278,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         raise ValueError("--hello-timeout must be a positive number of seconds")
     if not 0 <= args.busy_poll_us <= MAX_BUSY_POLL_US:
         raise ValueError(f"--busy-poll-us must be between 0 and {MAX_BUSY_POLL_US:g}")
-    limits = Limits(**{name: getattr(args, name) for _, name, _ in _OBJECT_LIMIT_FLAGS})
+    limits = Limits(
+        **{name: getattr(args, flag[2:].replace("-", "_")) for flag, name, _ in _OBJECT_LIMIT_FLAGS}
+    )
     return ServerConfig(
         host=args.host,
         port=args.port,
