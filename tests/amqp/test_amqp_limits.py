@@ -98,3 +98,20 @@ def test_bindings_of_every_exchange_type_count_together(server: ThreadedBroker) 
         ch.exchange_bind("t", "d", "k")
     finally:
         connection.close()
+
+
+def test_a_new_vhost_past_the_namespace_limit_is_not_allowed() -> None:
+    config = ServerConfig(port=0, amqp_port=0, limits=Limits(max_namespaces=1))
+    with run_in_thread(config) as server:
+        kept = pika.BlockingConnection(pika.URLParameters(server.amqp_url))
+        try:
+            kept.channel().queue_declare("q")
+            # pika reports a close during connection.open as ProbableAccessDeniedError.
+            with pytest.raises(pika.exceptions.ProbableAccessDeniedError) as closed:
+                pika.BlockingConnection(pika.URLParameters(server.amqp_url_for("other")))
+            assert "(530) \"NOT_ALLOWED - vhost 'other': cannot create namespace 'other': " in str(
+                closed.value
+            )
+            assert "namespace limit (1) is reached" in str(closed.value)
+        finally:
+            kept.close()

@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 from kio.schema.errors import ErrorCode
 
-from kafka_wire.wire_helpers import ONE_SECOND, call, open_session, request_class
+from kafka_wire.wire_helpers import ONE_SECOND, call, frame, open_session, request_class
 from minibroker.config import ServerConfig
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig, Limits
+from minibroker.core.queue_options import QueueOptions
 from minibroker.core.timers import Timers
 from minibroker.kafka import wire
 from minibroker.kafka.groups import (
@@ -180,3 +181,13 @@ def test_a_join_for_a_group_past_the_limit_is_refused() -> None:
     # The second member of "a" waits for the first to rejoin: no answer yet.
     assert answers.errors == [NONE, NONE, GROUP_MAX_SIZE_REACHED]
     assert sorted(coordinator.groups) == ["a", "b"]
+
+
+def test_a_client_id_naming_a_namespace_past_the_limit_is_closed() -> None:
+    broker = limited(max_namespaces=1)
+    broker.namespace("kept").queues.declare("q", QueueOptions(), 0.0)
+    session = open_session(broker)
+    session.receive_data(frame(18, 0, b"", client_id="t/c"))  # ApiVersions names namespace "t"
+    assert session.closing is not None
+    assert session.closing.message == "cannot create namespace 't': namespace limit (1) is reached"
+    assert sorted(broker.namespaces) == ["kept"]
