@@ -140,6 +140,8 @@ OBJECT_LIMITS: Final = (
     "max_groups_per_namespace",
     "max_exchanges_per_namespace",
     "max_namespaces",
+    "max_queues_total",
+    "max_logs_total",
 )
 #: The most partitions an auto-created Kafka topic may get (a CreateTopics
 #: request has the same bound: minibroker/kafka/topics.py::MAX_PARTITIONS).

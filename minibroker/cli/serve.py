@@ -244,6 +244,8 @@ _OBJECT_LIMIT_FLAGS: Final = (
     ("--max-groups", "max_groups_per_namespace", "consumer groups with commits per namespace"),
     ("--max-exchanges", "max_exchanges_per_namespace", "AMQP exchanges per namespace (vhost)"),
     ("--max-namespaces", "max_namespaces", "namespaces in use in the whole broker"),
+    ("--max-queues-total", "max_queues_total", "queues in the whole broker"),
+    ("--max-logs-total", "max_logs_total", "logs in the whole broker"),
 )
 
 

@@ -139,6 +139,17 @@ class Broker:
     def namespaces(self) -> dict[str, Namespace]:
         return dict(self._namespaces)
 
+    def queue_total(self) -> int:
+        """Queues in every namespace, which ``max_queues_total`` bounds.
+
+        Counted only when a queue is created, which is rare next to the
+        traffic through it: one step per namespace, no counter to keep right."""
+        return sum(len(ns.queues) for ns in self._namespaces.values())
+
+    def log_total(self) -> int:
+        """Logs in every namespace, which ``max_logs_total`` bounds (as ``queue_total``)."""
+        return sum(len(ns.logs) for ns in self._namespaces.values())
+
     def drop_namespace(self, name: str) -> bool:
         """Delete a namespace and everything in it, durable files included.
 

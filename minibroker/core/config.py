@@ -53,6 +53,12 @@ class Limits(Value, frozen=True):
     #: Consumer groups with a committed offset, over the logs of one namespace
     #: (Kafka's committed offsets too): each is kept and journaled forever.
     max_groups_per_namespace: int = 10_000
+    #: Queues in the whole broker, over every namespace (RabbitMQ's
+    #: ``cluster_queue_limit``): about 330 MB of empty queues.
+    max_queues_total: int = 100_000
+    #: Logs in the whole broker: a durable log holds two open files, and
+    #: Kafka's guidance for one broker is a few thousand partitions.
+    max_logs_total: int = 20_000
     #: AMQP exchanges in one vhost (namespace), the predeclared ones included.
     max_exchanges_per_namespace: int = 10_000
     #: Namespaces in the whole broker: per-namespace limits bound nothing if

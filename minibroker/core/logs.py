@@ -412,11 +412,24 @@ class Logs:
                 log=name,
                 limit=limit,
             )
+        limit = self.limits.max_logs_total
+        if self.broker.log_total() >= limit:
+            raise LimitExceeded(
+                f"cannot create log {name!r}: log limit of the broker ({limit}) is reached",
+                log=name,
+                limit=limit,
+            )
 
-    def room(self) -> int:
-        """How many more logs this namespace may create (Kafka checks a topic's
-        partitions against it before making any)."""
-        return max(0, self.limits.max_logs_per_namespace - len(self._logs))
+    def room(self) -> tuple[int, str]:
+        """How many more logs this namespace may create, and the limit that says
+        so (Kafka checks a topic's partitions against it before making any)."""
+        limits = self.limits
+        here = limits.max_logs_per_namespace - len(self._logs)
+        overall = limits.max_logs_total - self.broker.log_total()
+        if overall < here:
+            return max(0, overall), f"of the broker ({limits.max_logs_total})"
+        per_namespace = limits.max_logs_per_namespace
+        return max(0, here), f"in namespace {self.namespace.name!r} ({per_namespace})"
 
     def delete(self, name: str, now: float) -> int:
         """Delete the log and its files; return how many records it held.

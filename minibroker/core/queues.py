@@ -1986,6 +1986,13 @@ class Queues:
                 queue=name,
                 limit=limit,
             )
+        limit = self.limits.max_queues_total
+        if self.broker.queue_total() >= limit:
+            raise LimitExceeded(
+                f"cannot declare queue {name!r}: queue limit of the broker ({limit}) is reached",
+                queue=name,
+                limit=limit,
+            )
 
     def _open_journal(self, name: str, options: QueueOptions) -> QueueJournal:
         storage = self.broker.storage

@@ -33,6 +33,8 @@ FLAGS = [
     "--max-groups",
     "--max-exchanges",
     "--max-namespaces",
+    "--max-queues-total",
+    "--max-logs-total",
     "--partial-frame-budget",
     "--auth-token",
     "--auth-file",
@@ -123,6 +125,8 @@ def test_http_max_connections_flag(monkeypatch: pytest.MonkeyPatch) -> None:
         ("--max-groups", "max_groups_per_namespace"),
         ("--max-exchanges", "max_exchanges_per_namespace"),
         ("--max-namespaces", "max_namespaces"),
+        ("--max-queues-total", "max_queues_total"),
+        ("--max-logs-total", "max_logs_total"),
     ],
 )
 def test_object_limit_flags(monkeypatch: pytest.MonkeyPatch, flag: str, field: str) -> None:

@@ -57,6 +57,23 @@ def test_the_limit_is_per_namespace() -> None:
         broker.namespace("one").queues.declare("other", QueueOptions(), 0.0)
 
 
+def test_queues_and_logs_are_also_bounded_over_the_whole_broker() -> None:
+    broker = core(max_queues_total=3, max_logs_total=2)
+    broker.namespace("one").queues.declare("a", QueueOptions(), 0.0)
+    broker.namespace("one").queues.declare("b", QueueOptions(), 0.0)
+    broker.namespace("two").queues.declare("a", QueueOptions(), 0.0)
+    with pytest.raises(LimitExceeded, match=r"queue limit of the broker \(3\) is reached"):
+        broker.namespace("three").queues.declare("a", QueueOptions(), 0.0)
+    broker.namespace("one").logs.create("l", LogOptions(), 0.0)
+    broker.namespace("two").logs.create("l", LogOptions(), 0.0)
+    with pytest.raises(LimitExceeded, match=r"log limit of the broker \(2\) is reached"):
+        broker.namespace("one").logs.create("m", LogOptions(), 0.0)
+    assert broker.namespace("one").logs.room() == (0, "of the broker (2)")
+    broker.drop_namespace("two")  # gives its queue and log back
+    broker.namespace("three").queues.declare("a", QueueOptions(), 0.0)
+    broker.namespace("one").logs.create("m", LogOptions(), 0.0)
+
+
 async def test_a_log_past_the_namespace_limit_is_refused_over_the_wire() -> None:
     async with (
         minibroker.open_broker(config=config(max_logs_per_namespace=1)) as broker,
@@ -175,6 +192,8 @@ async def test_a_data_directory_above_lowered_limits_still_starts(tmp_path: Path
         max_bindings_per_namespace=2,
         max_groups_per_namespace=2,
         max_namespaces=2,
+        max_queues_total=2,
+        max_logs_total=2,
     )
     async with minibroker.open_broker(data_dir=tmp_path, listen=True, config=lowered) as broker:
         assert sorted(broker.core.namespaces) == ["n1", "n2", "n3"]

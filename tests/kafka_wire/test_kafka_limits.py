@@ -18,6 +18,7 @@ from kafka_wire.wire_helpers import ONE_SECOND, call, frame, open_session, reque
 from minibroker.config import ServerConfig
 from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig, Limits
+from minibroker.core.log_options import LogOptions
 from minibroker.core.queue_options import QueueOptions
 from minibroker.core.timers import Timers
 from minibroker.kafka import wire
@@ -67,6 +68,18 @@ def test_create_topics_past_the_log_limit_is_a_policy_violation() -> None:
     assert create_topic(session, "b", 2, validate_only=True).error_code == POLICY_VIOLATION
     assert sorted(broker.namespace("t").logs.names()) == ["a-0", "a-1", "a-2"]  # none of "b"
     assert create_topic(session, "b", 1).error_code == NONE
+
+
+def test_a_topic_past_the_broker_wide_log_limit_is_a_policy_violation() -> None:
+    broker = limited(max_logs_total=3)
+    broker.namespace("other").logs.create("l", LogOptions(), 0.0)
+    session = open_session(broker)
+    refused = create_topic(session, "t", 3)
+    assert refused.error_code == POLICY_VIOLATION
+    assert refused.error_message == (
+        "cannot create 3 partitions: partition (log) limit of the broker (3) would be "
+        "exceeded, 2 left"
+    )
 
 
 def test_create_partitions_past_the_log_limit_is_a_policy_violation() -> None:

@@ -165,14 +165,12 @@ def partition_room(ns: KafkaNamespace, wanted: int) -> str | None:
     Checked before any is made, as Kafka checks its cap, so that a topic is
     refused whole rather than made and rolled back log by log.
     """
-    logs = ns.topics.logs
-    room = logs.room()
+    room, limit = ns.topics.logs.room()
     if wanted <= room:
         return None
-    limit = logs.limits.max_logs_per_namespace
     return (
-        f"cannot create {wanted} partitions: partition (log) limit in namespace "
-        f"{logs.namespace.name!r} ({limit}) would be exceeded, {room} left"
+        f"cannot create {wanted} partitions: partition (log) limit {limit} would be "
+        f"exceeded, {room} left"
     )
 
 
