@@ -86,6 +86,12 @@ class Broker:
         )
         #: The x-ray tracer when tracing is on (core/xray.py); None costs one check per request.
         self.xray: Xray | None = None
+        #: Queues and logs in every namespace, kept by Queues and Logs as they
+        #: add and remove them: what ``max_queues_total`` and ``max_logs_total``
+        #: bound. Counters, not sums over the namespaces, so that a broker
+        #: holding thousands of namespaces does not pay for each at every declare.
+        self.queue_total = 0
+        self.log_total = 0
 
     # ------------------------------------------------------------ namespaces
 
@@ -138,17 +144,6 @@ class Broker:
     @property
     def namespaces(self) -> dict[str, Namespace]:
         return dict(self._namespaces)
-
-    def queue_total(self) -> int:
-        """Queues in every namespace, which ``max_queues_total`` bounds.
-
-        Counted only when a queue is created, which is rare next to the
-        traffic through it: one step per namespace, no counter to keep right."""
-        return sum(len(ns.queues) for ns in self._namespaces.values())
-
-    def log_total(self) -> int:
-        """Logs in every namespace, which ``max_logs_total`` bounds (as ``queue_total``)."""
-        return sum(len(ns.logs) for ns in self._namespaces.values())
 
     def drop_namespace(self, name: str) -> bool:
         """Delete a namespace and everything in it, durable files included.

@@ -373,6 +373,7 @@ class Logs:
         if storage is None:
             store = self.broker.new_memory_log(options.segment_bytes)
             self._logs[name] = Log(self, name, options, store, None)
+            self.broker.log_total += 1
             return True
         ns = self.namespace.name
         meta_store = storage.open(ns, META_KIND, name, segment_bytes=META_SEGMENT_BYTES)
@@ -399,6 +400,7 @@ class Logs:
             meta_store.destroy()
             raise
         self._logs[name] = Log(self, name, options, store, meta)
+        self.broker.log_total += 1
         return True
 
     def _check_room(self, name: str) -> None:
@@ -413,7 +415,7 @@ class Logs:
                 limit=limit,
             )
         limit = self.limits.max_logs_total
-        if self.broker.log_total() >= limit:
+        if self.broker.log_total >= limit:
             raise LimitExceeded(
                 f"cannot create log {name!r}: log limit of the broker ({limit}) is reached",
                 log=name,
@@ -425,7 +427,7 @@ class Logs:
         so (Kafka checks a topic's partitions against it before making any)."""
         limits = self.limits
         here = limits.max_logs_per_namespace - len(self._logs)
-        overall = limits.max_logs_total - self.broker.log_total()
+        overall = limits.max_logs_total - self.broker.log_total
         if overall < here:
             return max(0, overall), f"of the broker ({limits.max_logs_total})"
         per_namespace = limits.max_logs_per_namespace
@@ -438,6 +440,7 @@ class Logs:
         """
         target = self.get(name)
         del self._logs[name]
+        self.broker.log_total -= 1
         for group in target.groups:
             self._group_gone(group)
         self._dirty.pop(target, None)
@@ -901,6 +904,7 @@ class Logs:
             target.store.close()
             if target.meta is not None:
                 target.meta.store.close()
+        self.broker.log_total -= len(self._logs)
         self._logs.clear()
         self._dirty.clear()
 
@@ -908,6 +912,7 @@ class Logs:
         for target in list(self._logs.values()):
             target.shut(NotFound(f"log {target.name!r} was deleted", log=target.name))
             self._destroy_stores(target)
+        self.broker.log_total -= len(self._logs)
         self._logs.clear()
         self._dirty.clear()
 
@@ -955,6 +960,7 @@ class Logs:
                     )
                     recovered.groups[group] = store.next_offset
             self._logs[name] = recovered
+            self.broker.log_total += 1
             for group in recovered.groups:
                 self._group_logs[group] = self._group_logs.get(group, 0) + 1
             if meta.options.has_retention:

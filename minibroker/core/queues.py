@@ -1970,6 +1970,7 @@ class Queues:
                 del self._queues[name]
                 journal.store.destroy()
                 raise
+        self.broker.queue_total += 1
         return True
 
     def _check_room(self, name: str) -> None:
@@ -1987,7 +1988,7 @@ class Queues:
                 limit=limit,
             )
         limit = self.limits.max_queues_total
-        if self.broker.queue_total() >= limit:
+        if self.broker.queue_total >= limit:
             raise LimitExceeded(
                 f"cannot declare queue {name!r}: queue limit of the broker ({limit}) is reached",
                 queue=name,
@@ -2048,6 +2049,7 @@ class Queues:
         """
         queue = self.get(name)
         del self._queues[name]
+        self.broker.queue_total -= 1
         held = queue._shut(NotFound(f"queue {name!r} was deleted", queue=name))
         if queue._journal is not None:
             queue._journal.destroy()
@@ -2085,6 +2087,7 @@ class Queues:
             queue = Queue(self, name, found.options, journal)
             queue._restore(sorted(found.live.values(), key=_publish_order))
             self._queues[name] = queue
+            self.broker.queue_total += 1
             log.info(
                 "recovered queue %r in namespace %r: %d messages from %d journal records",
                 name,
@@ -2116,6 +2119,7 @@ class Queues:
     def destroy(self) -> None:
         queues = list(self._queues.values())
         self._queues.clear()
+        self.broker.queue_total -= len(queues)
         for queue in queues:
             queue._shut(NotFound(f"queue {queue.name!r} was deleted with its namespace"))
             if queue._journal is not None:

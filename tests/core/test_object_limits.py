@@ -72,6 +72,11 @@ def test_queues_and_logs_are_also_bounded_over_the_whole_broker() -> None:
     broker.drop_namespace("two")  # gives its queue and log back
     broker.namespace("three").queues.declare("a", QueueOptions(), 0.0)
     broker.namespace("one").logs.create("m", LogOptions(), 0.0)
+    broker.namespace("one").queues.delete("a", 0.0)
+    broker.namespace("one").logs.delete("l", 0.0)
+    namespaces = broker.namespaces.values()
+    assert broker.queue_total == sum(len(ns.queues) for ns in namespaces) == 2
+    assert broker.log_total == sum(len(ns.logs) for ns in namespaces) == 1
 
 
 async def test_a_log_past_the_namespace_limit_is_refused_over_the_wire() -> None:
@@ -197,6 +202,7 @@ async def test_a_data_directory_above_lowered_limits_still_starts(tmp_path: Path
     )
     async with minibroker.open_broker(data_dir=tmp_path, listen=True, config=lowered) as broker:
         assert sorted(broker.core.namespaces) == ["n1", "n2", "n3"]
+        assert (broker.core.queue_total, broker.core.log_total) == (9, 9)  # all recovered
         async with minibroker.connect(broker.url, namespace="n1") as client:
             assert [q.queue for q in await client.list_queues()] == ["q1", "q2", "q3"]
             assert await client.declare_queue("q1", durable=True) is False
