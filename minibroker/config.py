@@ -120,6 +120,8 @@ class ServerConfig(Value, frozen=True):
             if port is not None and (type(port) is not int or not 0 <= port <= 65535):
                 raise ValueError(f"{name} must be a port number from 0 to 65535, got {port!r}")
         _check_int(self, "max_connections", 1, None)
+        for name in OBJECT_LIMITS:
+            _check_int(self.limits, name, 1, None)
         _check_int(self, "kafka_partitions", 1, MAX_KAFKA_PARTITIONS)
         _check_int(self, "memory_high_watermark", 1, None, optional=True)
         _check_int(self, "disk_free_limit", 0, None, optional=True)
@@ -129,6 +131,18 @@ class ServerConfig(Value, frozen=True):
 
 #: Fields that name a TCP port (0: any free port; None, where allowed: not served).
 _PORT_FIELDS: Final = ("port", "metrics_port", "http_port", "kafka_port", "amqp_port", "sqs_port")
+#: The counts of objects clients make (minibroker/core/config.py::Limits), each a
+#: ``minibroker serve`` flag: ``max_queues_per_namespace`` is ``--max-queues``.
+OBJECT_LIMITS: Final = (
+    "max_queues_per_namespace",
+    "max_logs_per_namespace",
+    "max_bindings_per_namespace",
+    "max_groups_per_namespace",
+    "max_exchanges_per_namespace",
+    "max_namespaces",
+    "max_queues_total",
+    "max_logs_total",
+)
 #: The most partitions an auto-created Kafka topic may get (a CreateTopics
 #: request has the same bound: minibroker/kafka/topics.py::MAX_PARTITIONS).
 MAX_KAFKA_PARTITIONS: Final = 1000
@@ -139,7 +153,7 @@ MAX_SETTING_SECONDS: Final = 86_400.0
 
 
 def _check_int(
-    config: ServerConfig, name: str, low: int, high: int | None, *, optional: bool = False
+    config: ServerConfig | Limits, name: str, low: int, high: int | None, *, optional: bool = False
 ) -> None:
     value = getattr(config, name)
     if value is None and optional:

@@ -66,7 +66,14 @@ from minibroker.core.peer import Peer
 from minibroker.core.queue_message import Message
 from minibroker.core.queues import Queue
 from minibroker.core.timers import Timer
-from minibroker.errors import BrokerError, InvalidName, Overflow, StorageError, StorageFull
+from minibroker.errors import (
+    BrokerError,
+    InvalidName,
+    LimitExceeded,
+    Overflow,
+    StorageError,
+    StorageFull,
+)
 
 if TYPE_CHECKING:
     from minibroker.core.namespace import Namespace
@@ -113,6 +120,7 @@ class Vhost:
         self.consumers = Consumers(namespace)
         self.reply_targets: dict[str, tuple[int, ReplyTarget]] = {}
         namespace.queues.on_delete.append(self._queue_deleted)
+        namespace.topics.other_bindings.append(self.binding_count)
         self.journal = VhostJournal(namespace.state_journal(JOURNAL), namespace.broker.clock)
         self._recover()
 
@@ -173,6 +181,25 @@ class Vhost:
 
     # ------------------------------------------------------------- exchanges
 
+    def binding_count(self) -> int:
+        """Bindings kept here rather than in the core's topic trie (direct, fanout
+        and headers exchanges, and exchange-to-exchange): they count against
+        ``max_bindings_per_namespace`` with the trie's. Counted when a binding
+        is made, which is rare next to publishing."""
+        return sum(len(ex.bindings) + len(ex.exchange_bindings) for ex in self.exchanges.values())
+
+    def _check_binding_room(self, action: str) -> None:
+        """406, as RabbitMQ words a reached limit, when the namespace is full of bindings."""
+        try:
+            self.namespace.topics.check_binding_room(action)
+        except LimitExceeded as exc:
+            raise SoftError(PRECONDITION_FAILED, self._limit_text(action, "binding", exc)) from None
+
+    def _limit_text(self, action: str, what: str, exc: LimitExceeded) -> str:
+        """In RabbitMQ's words, e.g. "cannot declare queue 'q': queue limit in vhost '/'
+        (10) is reached"."""
+        return f"{action}: {what} limit in vhost '{self.name}' ({exc.details['limit']}) is reached"
+
     def exchange(self, name: str) -> Exchange:
         found = self.exchanges.get(name)
         if found is None:
@@ -200,6 +227,13 @@ class Vhost:
             if name.startswith("amq."):
                 raise SoftError(
                     ACCESS_REFUSED, f"exchange name '{name}' contains reserved prefix 'amq.*'"
+                )
+            limit = self.namespace.broker.config.limits.max_exchanges_per_namespace
+            if len(self.exchanges) >= limit:
+                raise SoftError(
+                    PRECONDITION_FAILED,
+                    f"cannot declare exchange '{name}': exchange limit in vhost "
+                    f"'{self.name}' ({limit}) is reached",
                 )
             if durable:
                 self.journal.save_exchange(
@@ -270,9 +304,18 @@ class Vhost:
                 self.namespace.topics.bind(queue, topic_name(exchange_name, key))
             except InvalidName as exc:
                 raise SoftError(PRECONDITION_FAILED, exc.message) from None
+            except LimitExceeded as exc:
+                action = f"cannot bind queue '{queue}' to exchange '{exchange_name}'"
+                raise SoftError(
+                    PRECONDITION_FAILED, self._limit_text(action, "binding", exc)
+                ) from None
             except (StorageFull, StorageError) as exc:  # a durable queue's binding
                 raise cannot_write(exc) from None
         else:
+            if (queue, key) not in exchange.bindings:
+                self._check_binding_room(
+                    f"cannot bind queue '{queue}' to exchange '{exchange_name}'"
+                )
             if exchange.durable and target.durable:
                 self.journal.save_binding(SavedBinding(exchange_name, QUEUE, queue, key, arguments))
             exchange.bind(queue, key, arguments)
@@ -302,6 +345,8 @@ class Vhost:
             raise SoftError(ACCESS_REFUSED, "operation not permitted on the default exchange")
         target = self.exchange(destination)
         origin = self.exchange(source)
+        if (destination, key) not in origin.exchange_bindings:
+            self._check_binding_room(f"cannot bind exchange '{destination}' to '{source}'")
         if origin.durable and target.durable:
             self.journal.save_binding(SavedBinding(source, EXCHANGE, destination, key, arguments))
         origin.bind_exchange(destination, key, arguments)
@@ -542,6 +587,9 @@ class Vhost:
             queues.declare(name, parsed.options, now)
         except (StorageFull, StorageError) as exc:
             raise cannot_write(exc) from None
+        except LimitExceeded as exc:
+            action = f"cannot declare queue '{name}'"
+            raise SoftError(PRECONDITION_FAILED, self._limit_text(action, "queue", exc)) from None
         except BrokerError as exc:  # Conflict (other options), InvalidName, BadRequest
             raise SoftError(PRECONDITION_FAILED, exc.message) from None
         queue = queues.get(name)

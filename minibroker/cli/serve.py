@@ -9,13 +9,14 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import trio
 
 from minibroker.access.auth import load_tokens_file
 from minibroker.access.permissions import EVERYONE, load_permissions_file
 from minibroker.config import ServerConfig
+from minibroker.core.config import Limits
 from minibroker.defaults import DEFAULT_HOST, DEFAULT_PORT
 from minibroker.errors import BrokerError
 from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES
@@ -82,6 +83,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=_env("max_connections", 10_000),
         help="concurrent connections (default %(default)s)",
     )
+    _object_limit_flags(parser)
     parser.add_argument(
         "--partial-frame-budget",
         type=int,
@@ -234,6 +236,32 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.set_defaults(run=run, serve_parser=parser)
 
 
+#: Flag, Limits field and what it counts, of the object limits (docs/operations.md).
+_OBJECT_LIMIT_FLAGS: Final = (
+    ("--max-queues", "max_queues_per_namespace", "queues per namespace"),
+    ("--max-logs", "max_logs_per_namespace", "logs per namespace (a Kafka partition is a log)"),
+    ("--max-bindings", "max_bindings_per_namespace", "topic and AMQP bindings per namespace"),
+    ("--max-groups", "max_groups_per_namespace", "consumer groups with commits per namespace"),
+    ("--max-exchanges", "max_exchanges_per_namespace", "AMQP exchanges per namespace (vhost)"),
+    ("--max-namespaces", "max_namespaces", "namespaces in use in the whole broker"),
+    ("--max-queues-total", "max_queues_total", "queues in the whole broker"),
+    ("--max-logs-total", "max_logs_total", "logs in the whole broker"),
+)
+
+
+def _object_limit_flags(parser: argparse.ArgumentParser) -> None:
+    """The object limits: past one, creating one more is refused (data already
+    on disk above a lowered limit still loads)."""
+    defaults = Limits()
+    for flag, name, what in _OBJECT_LIMIT_FLAGS:
+        parser.add_argument(
+            flag,
+            type=int,
+            default=_env(flag[2:], getattr(defaults, name)),
+            help=f"most {what}; past it, creating one more is refused (default %(default)s)",
+        )
+
+
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     tokens: dict[str, str] = {}
     if args.auth_token:
@@ -252,6 +280,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         raise ValueError("--hello-timeout must be a positive number of seconds")
     if not 0 <= args.busy_poll_us <= MAX_BUSY_POLL_US:
         raise ValueError(f"--busy-poll-us must be between 0 and {MAX_BUSY_POLL_US:g}")
+    limits = Limits(
+        **{name: getattr(args, flag[2:].replace("-", "_")) for flag, name, _ in _OBJECT_LIMIT_FLAGS}
+    )
     return ServerConfig(
         host=args.host,
         port=args.port,
@@ -279,6 +310,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         disk_free_limit=args.disk_free_limit,
         sqs_port=int(args.sqs_port) if args.sqs_port is not None else None,
         sqs_keys=_sqs_keys(args.sqs_keys) if args.sqs_keys else None,
+        limits=limits,
     )
 
 

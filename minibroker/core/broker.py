@@ -19,7 +19,7 @@ from minibroker.core.namespace import MemoryLogFactory, Namespace, StorageOpener
 from minibroker.core.peer import Peer
 from minibroker.core.timers import Timers
 from minibroker.core.xray import Xray
-from minibroker.errors import InvalidName, NotFound
+from minibroker.errors import InvalidName, LimitExceeded, NotFound
 from minibroker.log_store import LogStore
 from minibroker.value_class import Value, field
 
@@ -86,17 +86,50 @@ class Broker:
         )
         #: The x-ray tracer when tracing is on (core/xray.py); None costs one check per request.
         self.xray: Xray | None = None
+        #: Queues and logs in every namespace, kept by Queues and Logs as they
+        #: add and remove them: what ``max_queues_total`` and ``max_logs_total``
+        #: bound. Counters, not sums over the namespaces, so that a broker
+        #: holding thousands of namespaces does not pay for each at every declare.
+        self.queue_total = 0
+        self.log_total = 0
 
     # ------------------------------------------------------------ namespaces
 
-    def namespace(self, name: str = DEFAULT_NAMESPACE) -> Namespace:
-        """The namespace called ``name``, created (and recovered from disk) on first use."""
+    def namespace(self, name: str = DEFAULT_NAMESPACE, *, recovering: bool = False) -> Namespace:
+        """The namespace called ``name``, created (and recovered from disk) on first use.
+
+        A new one counts against ``limits.max_namespaces`` (LimitExceeded),
+        except at start-up (``recovering``): a data directory that holds more
+        namespaces than the limit still opens all of them.
+        """
         ns = self._namespaces.get(name)
         if ns is None:
             check_namespace_name(name)
+            if not recovering:
+                self._make_room_for_namespace(name)
             ns = Namespace(name, self)
             self._namespaces[name] = ns
         return ns
+
+    def _make_room_for_namespace(self, name: str) -> None:
+        """Refuse a new namespace past ``max_namespaces``, after forgetting the idle ones.
+
+        Any hello or HTTP request names a namespace, so the cap alone would
+        let one client use up every slot with throwaway names and lock out
+        everyone else. An idle namespace (no connection in it, nothing
+        declared, no front-end state) costs nothing to make again, so those
+        are forgotten first; only namespaces in use count against the limit.
+        """
+        limit = self.config.limits.max_namespaces
+        if len(self._namespaces) < limit:
+            return
+        for idle in [key for key, ns in self._namespaces.items() if ns.is_idle()]:
+            del self._namespaces[idle]
+        if len(self._namespaces) >= limit:
+            raise LimitExceeded(
+                f"cannot create namespace {name!r}: namespace limit ({limit}) is reached",
+                limit=limit,
+            )
 
     def join(self, name: str, peer: Peer) -> Namespace:
         """The namespace a connection chose at hello, which now counts it as its own."""
@@ -124,7 +157,7 @@ class Broker:
         check_namespace_name(name)
         existed = name in self._namespaces
         # Open it if only its files exist (after a restart), so they go too.
-        ns = self.namespace(name) if self.storage is not None or existed else None
+        ns = self.namespace(name, recovering=True) if self.storage is not None or existed else None
         if ns is None:
             return False
         del self._namespaces[name]

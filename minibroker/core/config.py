@@ -34,6 +34,38 @@ class Limits(Value, frozen=True):
     #: could not be sent in one frame is refused on the way in (``too_large``)
     #: rather than accepted and stuck. None: no frame limit.
     max_item_bytes: int | None = None
+    # Counts of what clients make the broker keep (docs/operations.md, "Object
+    # limits"). Each is checked when something is created, never at recovery:
+    # a data directory holding more than a lowered limit still starts, and
+    # only further creations are refused (``limit_exceeded``). The defaults
+    # are far above what a test suite or a normal application makes, and low
+    # enough that one client cannot take the node's memory or open files.
+    #: Queues in one namespace (RabbitMQ's vhost ``max-queues``). A queue
+    #: costs about 3 KiB of memory empty, so 10,000 are about 33 MB.
+    max_queues_per_namespace: int = 10_000
+    #: Logs in one namespace; each Kafka partition is one log. A durable log
+    #: keeps open files, and Kafka's own guidance is a few thousand partitions
+    #: per broker, so 10,000 is already a lot for one node.
+    max_logs_per_namespace: int = 10_000
+    #: Topic bindings (queue, pattern) in one namespace, AMQP exchange
+    #: bindings included: each is a few trie nodes, and every publish walks them.
+    max_bindings_per_namespace: int = 100_000
+    #: Consumer groups with a committed offset, over the logs of one namespace
+    #: (Kafka's committed offsets too): each is kept and journaled forever.
+    max_groups_per_namespace: int = 10_000
+    #: Queues in the whole broker, over every namespace (RabbitMQ's
+    #: ``cluster_queue_limit``): about 330 MB of empty queues.
+    max_queues_total: int = 100_000
+    #: Logs in the whole broker: a durable log holds two open files, and
+    #: Kafka's guidance for one broker is a few thousand partitions.
+    max_logs_total: int = 20_000
+    #: AMQP exchanges in one vhost (namespace), the predeclared ones included.
+    max_exchanges_per_namespace: int = 10_000
+    #: Namespaces in the whole broker: per-namespace limits bound nothing if
+    #: namespaces themselves can be made without end (any hello, HTTP request
+    #: or AMQP vhost makes one). At the limit, namespaces that are empty and
+    #: unused are forgotten to make room before a new one is refused.
+    max_namespaces: int = 10_000
 
 
 class CoreConfig(Value, frozen=True):

@@ -48,6 +48,7 @@ from minibroker.errors import (
     BadRequest,
     BrokerError,
     Conflict,
+    LimitExceeded,
     NotFound,
     OffsetOutOfRange,
     StorageError,
@@ -311,6 +312,9 @@ class Logs:
         self._dirty: dict[Log, None] = {}
         #: Store syncs done (group commit and fsync=always), for metrics.
         self.fsyncs = 0
+        #: Consumer group -> how many of these logs hold an offset it committed:
+        #: the groups ``max_groups_per_namespace`` counts.
+        self._group_logs: dict[str, int] = {}
         self._recover()
 
     @property
@@ -364,10 +368,12 @@ class Logs:
                     options=ours,
                 )
             return False
+        self._check_room(name)
         storage = self.broker.storage
         if storage is None:
             store = self.broker.new_memory_log(options.segment_bytes)
             self._logs[name] = Log(self, name, options, store, None)
+            self.broker.log_total += 1
             return True
         ns = self.namespace.name
         meta_store = storage.open(ns, META_KIND, name, segment_bytes=META_SEGMENT_BYTES)
@@ -394,7 +400,38 @@ class Logs:
             meta_store.destroy()
             raise
         self._logs[name] = Log(self, name, options, store, meta)
+        self.broker.log_total += 1
         return True
+
+    def _check_room(self, name: str) -> None:
+        """LimitExceeded when the namespace holds ``max_logs_per_namespace`` logs
+        (on creation only: recovery opens every log it finds)."""
+        limit = self.limits.max_logs_per_namespace
+        if len(self._logs) >= limit:
+            raise LimitExceeded(
+                f"cannot create log {name!r}: log limit in namespace "
+                f"{self.namespace.name!r} ({limit}) is reached",
+                log=name,
+                limit=limit,
+            )
+        limit = self.limits.max_logs_total
+        if self.broker.log_total >= limit:
+            raise LimitExceeded(
+                f"cannot create log {name!r}: log limit of the broker ({limit}) is reached",
+                log=name,
+                limit=limit,
+            )
+
+    def room(self) -> tuple[int, str]:
+        """How many more logs this namespace may create, and the limit that says
+        so (Kafka checks a topic's partitions against it before making any)."""
+        limits = self.limits
+        here = limits.max_logs_per_namespace - len(self._logs)
+        overall = limits.max_logs_total - self.broker.log_total
+        if overall < here:
+            return max(0, overall), f"of the broker ({limits.max_logs_total})"
+        per_namespace = limits.max_logs_per_namespace
+        return max(0, here), f"in namespace {self.namespace.name!r} ({per_namespace})"
 
     def delete(self, name: str, now: float) -> int:
         """Delete the log and its files; return how many records it held.
@@ -403,6 +440,9 @@ class Logs:
         """
         target = self.get(name)
         del self._logs[name]
+        self.broker.log_total -= 1
+        for group in target.groups:
+            self._group_gone(group)
         self._dirty.pop(target, None)
         records = target.store.next_offset - target.first_offset
         target.shut(NotFound(f"log {name!r} was deleted", log=name))
@@ -615,13 +655,42 @@ class Logs:
                 first_offset=target.first_offset,
                 next_offset=target.high_watermark,
             )
-        if target.groups.get(group) == offset:
+        previous = target.groups.get(group)
+        if previous == offset:
             return
+        if previous is None:
+            self._check_group_room(group)
         if target.meta is None:
             target.groups[group] = offset
-            return
-        target.meta.write_commit(group, offset, self.broker.clock.wall_ms(now))
-        self._written(target, data=False)
+        else:
+            target.meta.write_commit(group, offset, self.broker.clock.wall_ms(now))
+            self._written(target, data=False)
+        if previous is None:
+            self._group_logs[group] = self._group_logs.get(group, 0) + 1
+
+    def _check_group_room(self, group: str) -> None:
+        """LimitExceeded for a group new to this namespace past ``max_groups_per_namespace``."""
+        limit = self.limits.max_groups_per_namespace
+        if group not in self._group_logs and len(self._group_logs) >= limit:
+            raise LimitExceeded(
+                f"cannot commit for group {group!r}: consumer group limit in namespace "
+                f"{self.namespace.name!r} ({limit}) is reached",
+                group=group,
+                limit=limit,
+            )
+
+    def _group_gone(self, group: str) -> None:
+        """One log less holds an offset of ``group``."""
+        left = self._group_logs.get(group, 0) - 1
+        if left > 0:
+            self._group_logs[group] = left
+        else:
+            self._group_logs.pop(group, None)
+
+    @property
+    def group_count(self) -> int:
+        """Consumer groups with a committed offset on any log of this namespace."""
+        return len(self._group_logs)
 
     def committed(self, name: str, group: str) -> int | None:
         """The offset ``group`` committed, or None if it never did."""
@@ -640,9 +709,10 @@ class Logs:
             return False
         if target.meta is None:
             del target.groups[group]
-            return True
-        target.meta.write_forget(group, self.broker.clock.wall_ms(now))
-        self._written(target, data=False)
+        else:
+            target.meta.write_forget(group, self.broker.clock.wall_ms(now))
+            self._written(target, data=False)
+        self._group_gone(group)
         return True
 
     def delete_records(self, name: str, offset: int, now: float) -> int:
@@ -834,6 +904,7 @@ class Logs:
             target.store.close()
             if target.meta is not None:
                 target.meta.store.close()
+        self.broker.log_total -= len(self._logs)
         self._logs.clear()
         self._dirty.clear()
 
@@ -841,6 +912,7 @@ class Logs:
         for target in list(self._logs.values()):
             target.shut(NotFound(f"log {target.name!r} was deleted", log=target.name))
             self._destroy_stores(target)
+        self.broker.log_total -= len(self._logs)
         self._logs.clear()
         self._dirty.clear()
 
@@ -888,6 +960,9 @@ class Logs:
                     )
                     recovered.groups[group] = store.next_offset
             self._logs[name] = recovered
+            self.broker.log_total += 1
+            for group in recovered.groups:
+                self._group_logs[group] = self._group_logs.get(group, 0) + 1
             if meta.options.has_retention:
                 # Fires at the first timer run, with the real time.
                 self._arm_retention(recovered, 0.0)

@@ -151,6 +151,11 @@ class Namespace:
             and self.rpc.responder_count() == 0
         )
 
+    def is_idle(self) -> bool:
+        """No connection in it, nothing declared and no front-end state: the broker
+        may forget it (core/broker.py), and would make the same one again."""
+        return not self.peers and not self._extensions and self.is_empty()
+
     def sync(self) -> None:
         for model in self.models:
             model.sync()

@@ -115,6 +115,7 @@ from minibroker.errors import (
     BadRequest,
     BrokerError,
     Conflict,
+    LimitExceeded,
     NotFound,
     Overflow,
     TooLarge,
@@ -1954,6 +1955,7 @@ class Queues:
                 # failed (or pending) sync of it is retried before the answer.
                 existing._journal.report_unsynced()
             return False
+        self._check_room(name)
         journal = None
         storage = self.broker.storage
         if options.durable and storage is not None:
@@ -1968,7 +1970,30 @@ class Queues:
                 del self._queues[name]
                 journal.store.destroy()
                 raise
+        self.broker.queue_total += 1
         return True
+
+    def _check_room(self, name: str) -> None:
+        """LimitExceeded when the namespace holds ``max_queues_per_namespace`` queues.
+
+        Checked on creation only: recovery registers every queue it finds, so
+        a lowered limit never keeps a data directory from starting.
+        """
+        limit = self.limits.max_queues_per_namespace
+        if len(self._queues) >= limit:
+            raise LimitExceeded(
+                f"cannot declare queue {name!r}: queue limit in namespace "
+                f"{self.namespace.name!r} ({limit}) is reached",
+                queue=name,
+                limit=limit,
+            )
+        limit = self.limits.max_queues_total
+        if self.broker.queue_total >= limit:
+            raise LimitExceeded(
+                f"cannot declare queue {name!r}: queue limit of the broker ({limit}) is reached",
+                queue=name,
+                limit=limit,
+            )
 
     def _open_journal(self, name: str, options: QueueOptions) -> QueueJournal:
         storage = self.broker.storage
@@ -2024,6 +2049,7 @@ class Queues:
         """
         queue = self.get(name)
         del self._queues[name]
+        self.broker.queue_total -= 1
         held = queue._shut(NotFound(f"queue {name!r} was deleted", queue=name))
         if queue._journal is not None:
             queue._journal.destroy()
@@ -2061,6 +2087,7 @@ class Queues:
             queue = Queue(self, name, found.options, journal)
             queue._restore(sorted(found.live.values(), key=_publish_order))
             self._queues[name] = queue
+            self.broker.queue_total += 1
             log.info(
                 "recovered queue %r in namespace %r: %d messages from %d journal records",
                 name,
@@ -2092,6 +2119,7 @@ class Queues:
     def destroy(self) -> None:
         queues = list(self._queues.values())
         self._queues.clear()
+        self.broker.queue_total -= len(queues)
         for queue in queues:
             queue._shut(NotFound(f"queue {queue.name!r} was deleted with its namespace"))
             if queue._journal is not None:

@@ -84,7 +84,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Final, Literal, NamedTuple, Protocol
 
 from minibroker.core import binding_journal
@@ -96,6 +96,7 @@ from minibroker.core.sizes import headers_size, utf8_length
 from minibroker.core.trie import SubscriptionTrie
 from minibroker.errors import (
     BadRequest,
+    LimitExceeded,
     NotFound,
     Overflow,
     SlowConsumer,
@@ -462,6 +463,11 @@ class Topics(Journaled[BindingJournal]):
         #: Bytes buffered per connection, shared by its subscriptions.
         self._buffers: dict[Peer, ConnectionBuffers] = {}
         self._bindings: dict[str, QueueTarget] = {}
+        #: How many (queue, pattern) pairs ``_bindings`` holds.
+        self._binding_total = 0
+        #: Counts of bindings front ends keep outside the trie (AMQP direct,
+        #: fanout and headers exchanges): ``max_bindings_per_namespace`` covers them too.
+        self.other_bindings: list[Callable[[], int]] = []
         self._subscription_count = 0
         self.stats = TopicStats()
         #: The namespace's queues, where bound copies go; they tell us of deletions.
@@ -747,16 +753,37 @@ class Topics(Journaled[BindingJournal]):
             if self._journal is not None and (queue, pattern) in self._journal.bindings:
                 self._journal.report_unsynced()  # bound only once it is on disk
             return False
+        self.check_binding_room(f"cannot bind queue {queue!r} to {pattern!r}")
         if self._journal is not None and self._is_durable(queue):
             # On disk first: a failed write leaves the binding unmade.
             self._journal.record_bind(queue, pattern, self._namespace.broker.clock.last_ms)
         self._bind(queue, pattern, words)
         return True
 
+    def check_binding_room(self, action: str) -> None:
+        """LimitExceeded when the namespace holds ``max_bindings_per_namespace``
+        bindings (this trie's and the front ends' ``other_bindings``).
+
+        ``action`` starts the message ("cannot bind queue 'q' to 'a.#'").
+        Checked for new bindings only; recovery restores every one it finds.
+        """
+        limit = self._limits.max_bindings_per_namespace
+        held = self._binding_total
+        if held < limit:
+            held += sum(count() for count in self.other_bindings)
+        if held >= limit:
+            raise LimitExceeded(
+                f"{action}: binding limit in namespace {self._namespace.name!r} "
+                f"({limit}) is reached",
+                limit=limit,
+            )
+
     def _bind(self, queue: str, pattern: str, words: tuple[str, ...]) -> None:
         target = self._bindings.get(queue)
         if target is None:
             target = self._bindings[queue] = QueueTarget(queue)
+        if pattern not in target.patterns:
+            self._binding_total += 1
         target.patterns[pattern] = words
         self._trie.insert(words, target)
         self._routes.clear()
@@ -771,6 +798,7 @@ class Topics(Journaled[BindingJournal]):
         if self._journal is not None and (queue, pattern) in self._journal.bindings:
             self._journal.record_unbind(queue, pattern, self._namespace.broker.clock.last_ms)
         words = target.patterns.pop(pattern)
+        self._binding_total -= 1
         self._trie.remove(words, target)
         if not target.patterns:
             del self._bindings[queue]
@@ -802,6 +830,7 @@ class Topics(Journaled[BindingJournal]):
                     )
                     journal.forget_unwritten(queue, pattern)
         count = len(target.patterns)
+        self._binding_total -= count
         target.patterns.clear()
         self._routes.clear()
         return count
@@ -827,7 +856,7 @@ class Topics(Journaled[BindingJournal]):
 
     @property
     def binding_count(self) -> int:
-        return sum(len(target.patterns) for target in self._bindings.values())
+        return self._binding_total
 
     @property
     def trie_nodes(self) -> int:

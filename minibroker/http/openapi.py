@@ -69,8 +69,10 @@ _RESOURCE_PATTERNS: Final = {
     "subject": patterns.TOPIC_IN_PATH,
 }
 #: What any operation can answer: a bad namespace or field (400), no or a
-#: wrong token (401, 403), a broker shutting down (503), a bug (500).
-_ALWAYS: Final = frozenset({400, 401, 403, 500, 503})
+#: wrong token (401, 403), a new namespace past ``max_namespaces`` (429
+#: ``limit_exceeded``: any request may name one), a broker shutting down
+#: (503), a bug (500).
+_ALWAYS: Final = frozenset({400, 401, 403, 429, 500, 503})
 #: What reading a JSON body can add: too slow (408), too large (413, also a
 #: message over the size limit), not JSON (415), too many bodies held (429).
 _BODY: Final = frozenset({408, 413, 415, 429})

@@ -50,6 +50,8 @@ INCONSISTENT_GROUP_PROTOCOL: Final = 23
 UNKNOWN_MEMBER_ID: Final = 25
 INVALID_SESSION_TIMEOUT: Final = 26
 REBALANCE_IN_PROGRESS: Final = 27
+#: Kafka's answer past ``group.max.size``; here also past the namespace's group limit.
+GROUP_MAX_SIZE_REACHED: Final = 81
 FENCED_INSTANCE_ID: Final = 82
 
 #: Session timeouts a member may ask for, in seconds (Kafka's broker defaults).
@@ -117,9 +119,12 @@ class Group:
 class GroupCoordinator:
     """The consumer groups of one namespace."""
 
-    def __init__(self, timers: Timers) -> None:
+    def __init__(self, timers: Timers, max_groups: int = 10_000) -> None:
         self._timers = timers
         self.groups: dict[str, Group] = {}
+        #: Groups with members this coordinator keeps at most (the namespace's
+        #: ``max_groups_per_namespace``): a JoinGroup for one more is refused.
+        self.max_groups = max_groups
         self._member_ids = itertools.count(1)
 
     # ------------------------------------------------------------- join
@@ -151,7 +156,12 @@ class GroupCoordinator:
             return
         group = self.groups.get(group_id)
         if group is None:
-            group = self.groups[group_id] = Group(group_id)
+            if len(self.groups) >= self.max_groups:
+                reply(JoinResult(GROUP_MAX_SIZE_REACHED, member_id=member_id))
+                return
+            # Registered once a member is in it (below): a refused join must
+            # leave no memberless group behind, which nothing would ever remove.
+            group = Group(group_id)
         if not protocols or not self._compatible(group, member_id, protocol_type, protocols):
             reply(JoinResult(INCONSISTENT_GROUP_PROTOCOL, member_id=member_id))
             return
@@ -183,6 +193,7 @@ class GroupCoordinator:
             member.assignment = previous.assignment
             member.instance_id = previous.instance_id  # fixed at the first join, as in Kafka
         group.members[member.member_id] = member
+        self.groups[group_id] = group
         if member.instance_id is not None:
             group.instances[member.instance_id] = member.member_id
         group.protocol_type = protocol_type

@@ -108,7 +108,10 @@ class KafkaService:
         found = self._namespaces.get(name)
         if found is None or found.core is not core:
             self._forget_dropped()
-            found = KafkaNamespace(core, TopicLogs(core.logs), GroupCoordinator(self.broker.timers))
+            groups = GroupCoordinator(
+                self.broker.timers, self.broker.config.limits.max_groups_per_namespace
+            )
+            found = KafkaNamespace(core, TopicLogs(core.logs), groups)
             self._namespaces[name] = found
         return found
 

@@ -312,7 +312,7 @@ class BrokerServer:
 
         if isinstance(self.broker.storage, DataDirectory):
             for namespace in self.broker.storage.existing_namespaces():
-                self.broker.namespace(namespace)
+                self.broker.namespace(namespace, recovering=True)
             if self.config.amqp_port is not None:
                 from minibroker.amqp.vhost import recover_vhosts
 

@@ -37,6 +37,7 @@ from minibroker.errors import (
     BrokerError,
     Conflict,
     InvalidName,
+    LimitExceeded,
     NotFound,
     Overflow,
     TooLarge,
@@ -700,7 +701,7 @@ def _translate(error: BrokerError) -> SqsError:
         return queue_does_not_exist(error.message)
     if isinstance(error, Conflict):
         return queue_name_exists(str(error.details.get("queue", "")), "its attributes")
-    if isinstance(error, Overflow):
+    if isinstance(error, Overflow | LimitExceeded):  # a full queue; too many queues
         return SqsError("OverLimit", error.message, status=403)
     if isinstance(error, BadRequest | InvalidName | TooLarge):
         return invalid_parameter(error.message)

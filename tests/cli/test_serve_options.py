@@ -17,6 +17,7 @@ from minibroker.access.auth import Authenticator, load_tokens_file
 from minibroker.cli import build_parser, main
 from minibroker.cli.serve import config_from_args
 from minibroker.config import ServerConfig
+from minibroker.core.config import Limits
 from minibroker.defaults import DEFAULT_HOST, DEFAULT_PORT
 from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES
 
@@ -26,6 +27,14 @@ FLAGS = [
     "--port",
     "--max-frame-bytes",
     "--max-connections",
+    "--max-queues",
+    "--max-logs",
+    "--max-bindings",
+    "--max-groups",
+    "--max-exchanges",
+    "--max-namespaces",
+    "--max-queues-total",
+    "--max-logs-total",
     "--partial-frame-budget",
     "--auth-token",
     "--auth-file",
@@ -105,6 +114,28 @@ def test_http_max_connections_flag(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config_from_args(serve_args()).http_max_connections == 7
     with pytest.raises(ValueError, match="http_max_connections must be a positive integer"):
         config_from_args(serve_args("--http-max-connections", "0"))
+
+
+@pytest.mark.parametrize(
+    ("flag", "field"),
+    [
+        ("--max-queues", "max_queues_per_namespace"),
+        ("--max-logs", "max_logs_per_namespace"),
+        ("--max-bindings", "max_bindings_per_namespace"),
+        ("--max-groups", "max_groups_per_namespace"),
+        ("--max-exchanges", "max_exchanges_per_namespace"),
+        ("--max-namespaces", "max_namespaces"),
+        ("--max-queues-total", "max_queues_total"),
+        ("--max-logs-total", "max_logs_total"),
+    ],
+)
+def test_object_limit_flags(monkeypatch: pytest.MonkeyPatch, flag: str, field: str) -> None:
+    assert getattr(config_from_args(serve_args()).limits, field) == getattr(Limits(), field)
+    assert getattr(config_from_args(serve_args(flag, "3")).limits, field) == 3
+    monkeypatch.setenv("MINIBROKER_" + flag[2:].upper().replace("-", "_"), "7")
+    assert getattr(config_from_args(serve_args()).limits, field) == 7
+    with pytest.raises(ValueError, match=f"{field} must be an integer of at least 1, got 0"):
+        config_from_args(serve_args(flag, "0"))
 
 
 def test_defaults() -> None:

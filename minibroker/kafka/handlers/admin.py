@@ -14,7 +14,7 @@ from kio.schema.errors import ErrorCode
 
 from minibroker.access.permissions import ADMIN
 from minibroker.core.log_options import LogOptions
-from minibroker.errors import BrokerError, StorageError, StorageFull
+from minibroker.errors import BrokerError, LimitExceeded, StorageError, StorageFull
 from minibroker.kafka import wire
 from minibroker.kafka.authorize import (
     GROUP_AUTHORIZATION_FAILED,
@@ -46,6 +46,9 @@ INVALID_CONFIG: Final = ErrorCode(40)
 TRANSACTIONAL_ID_AUTHORIZATION_FAILED: Final = ErrorCode(53)
 #: The data directory is full or failing (retriable: clients try again).
 KAFKA_STORAGE_ERROR: Final = ErrorCode(56)
+#: What Kafka answers a CreateTopics past its partition cap ("Excessively large
+#: number of partitions per request."): here, past ``max_logs_per_namespace``.
+POLICY_VIOLATION: Final = ErrorCode(44)
 NO_TRANSACTIONS: Final = "minibroker does not support transactions"
 NONE: Final = ErrorCode(0)
 
@@ -142,13 +145,33 @@ def auto_create(session: KafkaSession, topic: str) -> ErrorCode:
         return UNKNOWN_TOPIC_OR_PARTITION
     if not may_partitions(session, ADMIN, topic, settings.default_partitions):
         return UNKNOWN_TOPIC_OR_PARTITION  # Kafka's answer without CREATE rights
+    if partition_room(session.ns, settings.default_partitions) is not None:
+        return POLICY_VIOLATION
     try:
         session.ns.topics.create(topic, settings.default_partitions, LogOptions(), session.now)
     except (StorageFull, StorageError):
         return KAFKA_STORAGE_ERROR
+    except LimitExceeded:
+        return POLICY_VIOLATION
     except BrokerError:
         return INVALID_TOPIC
     return NONE
+
+
+def partition_room(ns: KafkaNamespace, wanted: int) -> str | None:
+    """Why ``wanted`` more partitions may not be made (each is a log, and the
+    namespace holds at most ``max_logs_per_namespace``), or None when they fit.
+
+    Checked before any is made, as Kafka checks its cap, so that a topic is
+    refused whole rather than made and rolled back log by log.
+    """
+    room, limit = ns.topics.logs.room()
+    if wanted <= room:
+        return None
+    return (
+        f"cannot create {wanted} partitions: partition (log) limit {limit} would be "
+        f"exceeded, {room} left"
+    )
 
 
 def find_coordinator(session: KafkaSession, slot: Slot, request: Any) -> Any:
@@ -212,6 +235,9 @@ def _create_topic(
         return TOPIC_AUTHORIZATION_FAILED, f"may not create the logs of topic {name!r}"
     if topic.replication_factor not in (-1, 1):
         return INVALID_REPLICATION_FACTOR, "a single broker keeps one replica"
+    refused = partition_room(ns, partitions)
+    if refused is not None:
+        return POLICY_VIOLATION, refused
     options: dict[str, Any] = {}
     for config in topic.configs:
         if config.name == TIMESTAMP_TYPE:
@@ -236,6 +262,8 @@ def _create_topic(
             ns.topics.create(name, partitions, log_options, session.now)
     except (StorageFull, StorageError) as exc:
         return KAFKA_STORAGE_ERROR, exc.message
+    except LimitExceeded as exc:
+        return POLICY_VIOLATION, exc.message
     except BrokerError as exc:
         return INVALID_CONFIG, exc.message
     return NONE, None
@@ -308,12 +336,17 @@ def _add_partitions(
     new = range(current, count)
     if not all(may_partition(session, ADMIN, name, index) for index in new):
         return TOPIC_AUTHORIZATION_FAILED, f"may not create the new logs of topic {name!r}"
+    refused = partition_room(session.ns, len(new))
+    if refused is not None:
+        return POLICY_VIOLATION, refused
     if validate_only:
         return NONE, None
     try:
         topics.add_partitions(name, count, first.options, session.now)
     except (StorageFull, StorageError) as exc:
         return KAFKA_STORAGE_ERROR, exc.message
+    except LimitExceeded as exc:
+        return POLICY_VIOLATION, exc.message
     except BrokerError as exc:
         return INVALID_PARTITIONS, exc.message
     return NONE, None

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any, Final
 from kio.schema.errors import ErrorCode
 
 from minibroker.access.permissions import READ
-from minibroker.errors import BrokerError, InvalidName, OffsetOutOfRange, StorageError, StorageFull
+from minibroker.errors import (
+    BrokerError,
+    InvalidName,
+    LimitExceeded,
+    OffsetOutOfRange,
+    StorageError,
+    StorageFull,
+)
 from minibroker.kafka import wire
 from minibroker.kafka.authorize import (
     GROUP_AUTHORIZATION_FAILED,
@@ -40,6 +47,9 @@ UNKNOWN_SERVER_ERROR: Final = ErrorCode(-1)
 #: What Kafka's group coordinator answers when the offsets cannot be stored
 #: (KAFKA_STORAGE_ERROR): the client finds the coordinator again and retries.
 NOT_COORDINATOR: Final = ErrorCode(16)
+#: A commit for one group too many (``max_groups_per_namespace``): the broker's
+#: policy refuses it, as Kafka refuses what its policies forbid.
+POLICY_VIOLATION: Final = ErrorCode(44)
 
 
 def _instance_id(request: Any) -> str | None:
@@ -211,6 +221,8 @@ def _commit(session: KafkaSession, group: str, topic: str, part: Any) -> ErrorCo
         return OFFSET_OUT_OF_RANGE
     except (StorageFull, StorageError):
         return NOT_COORDINATOR
+    except LimitExceeded:
+        return POLICY_VIOLATION
     except BrokerError:
         return UNKNOWN_SERVER_ERROR
     if metadata:
