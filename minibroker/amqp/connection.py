@@ -634,14 +634,15 @@ class AmqpSession(WireSession):
     # -------------------------------------------------------------- full disk
 
     def wait_for_room(self, channel: Channel, retry: Callable[[], None]) -> None:
-        """A publish without confirms that the full disk refused: RabbitMQ's
-        disk alarm, as the publisher sees it.
+        """A publish the full disk refused in some of its queues (in all of
+        them, without confirms): RabbitMQ's disk alarm, as the publisher sees it.
 
         The connection is read no further (the publisher waits, and TCP pushes
         back), a client that advertised ``connection.blocked`` gets
-        Connection.Blocked ("low on disk"), and ``retry`` routes the publish
-        again every :data:`ROOM_RETRY` seconds until the disk takes it; then
-        the connection is read again (and Unblocked sent), in order. Closing
+        Connection.Blocked ("low on disk"), and ``retry`` puts the message
+        into the queues that refused it (those only: ``disk_room.py``) every
+        :data:`ROOM_RETRY` seconds until the disk takes it; then the
+        connection is read again (and Unblocked sent), in order. Closing
         the channel instead (406) would lose the message and, for a client
         that does not read while it publishes (kombu, so Celery), every later
         one too without a word: frames on a closed channel are dropped.
