@@ -58,7 +58,7 @@ from minibroker.core.broker import Broker
 from minibroker.core.peer import PushSource
 from minibroker.core.timers import Timer
 from minibroker.core.wire_session import WireSession
-from minibroker.errors import BrokerError, ConnectionClosed, ShuttingDown
+from minibroker.errors import BrokerError, ConnectionClosed, ShuttingDown, Timeout
 
 log = logging.getLogger("minibroker.amqp")
 
@@ -189,6 +189,22 @@ class AmqpSession(WireSession):
         """Close the connection, telling the client why (320 CONNECTION_FORCED)."""
         if self.closing is None and not self.closed:
             self._close_connection(HardError(CONNECTION_FORCED, error.message))
+
+    def handshake_timed_out(self, seconds: float) -> None:
+        """RabbitMQ's ``handshake_timeout``: the socket is closed, nothing sent.
+
+        RabbitMQ sends no Connection.Close before the connection is open
+        (after Connection.Start or Tune, the client's part of the handshake
+        never came): it closes the socket after its ``handshake_timeout``
+        (10 s) and logs ``handshake_timeout``. A Close frame would not tell
+        the clients more: they report the connection lost either way.
+        """
+        if self.closing is None and not self.closed:
+            reason = f"handshake_timeout: AMQP handshake not completed within {seconds:g} seconds"
+            log.info("closing AMQP connection %s: %s", self.peer_name, reason)
+            self._stage = "closing"
+            self.closing = Timeout(reason)
+            self.wakeup()
 
     def eof_received(self) -> None:
         """The client sent EOF: send what is answered, deliver nothing more.
