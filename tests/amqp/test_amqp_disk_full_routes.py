@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from pathlib import Path
 from typing import Any
 
+import pika
 import pytest
 from pamqp import body, commands, frame, header
 
@@ -35,6 +37,7 @@ from minibroker.core.broker import Broker
 from minibroker.core.config import CoreConfig
 from minibroker.server.datadir import DataDirectory
 from minibroker.storage import fileio
+from minibroker.testing import run_in_thread
 
 TRANSIENT = "transient"
 DURABLE = "durable"
@@ -228,3 +231,38 @@ def test_every_connection_publishing_to_the_full_disk_waits_and_loses_nothing(
         assert stored.index(b"a1") < stored.index(b"a2") and stored.index(b"b1") < stored.index(
             b"b2"
         )
+
+
+def test_pika_through_a_fanout_exchange_leaves_each_queue_one_copy(
+    disk: Disk, tmp_path: Path
+) -> None:
+    """The same through a real server and client (pika, without confirms)."""
+    bodies = [b"p%d" % i for i in range(3)]
+    with run_in_thread(amqp_port=0, data_dir=tmp_path) as server:
+        connection = pika.BlockingConnection(pika.URLParameters(server.amqp_url))
+        try:
+            ch = connection.channel()
+            ch.exchange_declare("ex", "fanout")
+            for name, durable in ((TRANSIENT, False), (DURABLE, True)):
+                ch.queue_declare(name, durable=durable)
+                ch.queue_bind(name, "ex")
+            disk.room = 0
+            for payload in bodies:
+                ch.basic_publish("ex", "", payload, pika.BasicProperties(delivery_mode=2))
+            deadline = time.monotonic() + 10
+            while not disk.refusals and time.monotonic() < deadline:
+                connection.process_data_events(0.05)
+            assert disk.refusals
+            disk.room = None
+            counts: dict[str, int] = {}
+            while time.monotonic() < deadline:
+                counts = {
+                    name: ch.queue_declare(name, passive=True).method.message_count
+                    for name in (TRANSIENT, DURABLE)
+                }
+                if counts[DURABLE] == len(bodies):
+                    break
+                connection.process_data_events(0.05)
+            assert counts == {TRANSIENT: len(bodies), DURABLE: len(bodies)}
+        finally:
+            connection.close()
