@@ -27,6 +27,7 @@ from pamqp import base, commands
 
 from minibroker.amqp import framing
 from minibroker.amqp.consumers import PULL_BATCH
+from minibroker.amqp.disk_room import WaitingPublish
 from minibroker.amqp.errors import (
     ACCESS_REFUSED,
     COMMAND_INVALID,
@@ -49,7 +50,8 @@ from minibroker.core.peer import Peer
 from minibroker.core.queue_message import Message
 from minibroker.core.queue_options import UNTIL_SETTLED
 from minibroker.core.queues import Queue
-from minibroker.errors import BrokerError, StorageError, StorageFull, UnknownDelivery
+from minibroker.core.topics import NoRoom
+from minibroker.errors import BrokerError, StorageError, UnknownDelivery
 
 if TYPE_CHECKING:
     from minibroker.amqp.connection import AmqpSession
@@ -347,12 +349,13 @@ class Channel:
     def _route(
         self, publish: commands.Basic.Publish, raw: bytes, body: bytes, *, may_wait: bool = True
     ) -> None:
-        """Route one publish. ``may_wait``: a refusal by the full disk of a
-        publish without confirms holds it, and the connection, until the disk
-        takes it (``AmqpSession.wait_for_room``); a transaction's commit
-        (False) is refused instead."""
+        """Route one publish. ``may_wait``: a message the full disk refused in
+        some of its queues is held, and the connection with it, until those
+        queues have it too (``AmqpSession.wait_for_room``, ``disk_room.py``);
+        a transaction's commit (False) is refused instead. In confirm mode a
+        message no queue took is nacked at once instead (nothing is stored:
+        the publisher may send it again without making a duplicate)."""
         session = self.session
-        published = raw
         vhost = session.vhost
         seq = 0
         if self.confirming:
@@ -405,8 +408,7 @@ class Channel:
             decoded.headers = {k: v for k, v in headers.items() if k != BCC}  # type: ignore[misc]
             headers = decoded.headers
             raw = framing.encode_properties(decoded)
-        durability = session.broker.durability
-        generation = durability.generation
+        generation = session.broker.durability.generation
         if reply:
             target = vhost.reply_targets.get(key[len(_REPLY_PREFIX) :])
             delivered = target is not None and target[1].deliver_reply(
@@ -416,30 +418,74 @@ class Channel:
         else:
             message = to_core(publish.exchange, key, raw, headers, body, bcc)
             ttl = None if expiration is None else _expiration(expiration)
+            no_room: list[NoRoom] = []
             try:
                 taken, refused = vhost.route(
-                    exchange, key, message, headers, session.now, ttl, priority, cc + bcc
+                    exchange, key, message, headers, session.now, ttl, priority, cc + bcc, no_room
                 )
-            except StorageFull as exc:
-                if self.confirming:
-                    session.confirm(self, seq, ok=False, durable=False)
-                    return
-                if not may_wait:
-                    raise SoftError(PRECONDITION_FAILED, exc.message) from None
-                # As under RabbitMQ's disk alarm: the publisher waits, nothing is lost.
-                session.wait_for_room(self, partial(self._route, publish, published, body))
-                return
             except BrokerError as exc:  # storage failing, limits
                 if not self.confirming:
                     raise SoftError(PRECONDITION_FAILED, exc.message) from None
                 session.confirm(self, seq, ok=False, durable=False)
                 return
+            if no_room:
+                if not may_wait:
+                    raise SoftError(PRECONDITION_FAILED, no_room[0].error.message)
+                if self.confirming and not taken:
+                    session.confirm(self, seq, ok=False, durable=False)
+                    return
+                # As under RabbitMQ's disk alarm: the publisher waits, nothing
+                # is lost, and no queue gets the message twice.
+                waiting = WaitingPublish(
+                    publish, raw, body, seq, generation, ttl, priority, taken, refused, no_room
+                )
+                session.wait_for_room(self, partial(self._put_again, waiting))
+                return
+        self._routed(publish, raw, body, taken, refused, seq, generation)
+
+    def _put_again(self, waiting: WaitingPublish) -> None:
+        """Retry a held publish into the queues the full disk refused (see ``_route``)."""
+        session = self.session
+        try:
+            done = waiting.put_again(session.vhost, session.now)
+        except BrokerError as exc:  # the disk fails rather than fills
+            if not waiting.seq:
+                raise SoftError(PRECONDITION_FAILED, exc.message, Basic.Publish.index) from None
+            session.confirm(self, waiting.seq, ok=False, durable=False)
+            return
+        if not done:
+            session.wait_for_room(self, partial(self._put_again, waiting))
+            return
+        self._routed(
+            waiting.publish,
+            waiting.properties,
+            waiting.body,
+            waiting.taken,
+            waiting.refused,
+            waiting.seq,
+            waiting.generation,
+        )
+
+    def _routed(
+        self,
+        publish: commands.Basic.Publish,
+        raw: bytes,
+        body: bytes,
+        taken: int,
+        refused: int,
+        seq: int,
+        generation: int,
+    ) -> None:
+        """Answer a routed publish: Basic.Return when mandatory and no queue
+        matched, then its confirm (after the fsync when it made a durable write)."""
         if not taken and not refused and publish.mandatory:
             # A full queue that refused it was a route (RabbitMQ returns only
             # what matched no queue): the publisher learns of it by a nack.
-            self.write(Basic.Return(NO_ROUTE, "NO_ROUTE", publish.exchange, key), raw, body)
+            returned = Basic.Return(NO_ROUTE, "NO_ROUTE", publish.exchange, publish.routing_key)
+            self.write(returned, raw, body)
         if seq:
-            session.confirm(self, seq, ok=not refused, durable=durability.generation != generation)
+            durable = self.session.broker.durability.generation != generation
+            self.session.confirm(self, seq, ok=not refused, durable=durable)
 
     def _reply_address(self) -> str:
         """What ``amq.rabbitmq.reply-to`` in a publish's reply_to becomes: this channel's."""

@@ -58,7 +58,7 @@ from minibroker.core.broker import Broker
 from minibroker.core.peer import PushSource
 from minibroker.core.timers import Timer
 from minibroker.core.wire_session import WireSession
-from minibroker.errors import BrokerError, ConnectionClosed, ShuttingDown
+from minibroker.errors import BrokerError, ConnectionClosed, ShuttingDown, Timeout
 
 log = logging.getLogger("minibroker.amqp")
 
@@ -189,6 +189,22 @@ class AmqpSession(WireSession):
         """Close the connection, telling the client why (320 CONNECTION_FORCED)."""
         if self.closing is None and not self.closed:
             self._close_connection(HardError(CONNECTION_FORCED, error.message))
+
+    def handshake_timed_out(self, seconds: float) -> None:
+        """RabbitMQ's ``handshake_timeout``: the socket is closed, nothing sent.
+
+        RabbitMQ sends no Connection.Close before the connection is open
+        (after Connection.Start or Tune, the client's part of the handshake
+        never came): it closes the socket after its ``handshake_timeout``
+        (10 s) and logs ``handshake_timeout``. A Close frame would not tell
+        the clients more: they report the connection lost either way.
+        """
+        if self.closing is None and not self.closed:
+            reason = f"handshake_timeout: AMQP handshake not completed within {seconds:g} seconds"
+            log.info("closing AMQP connection %s: %s", self.peer_name, reason)
+            self._stage = "closing"
+            self.closing = Timeout(reason)
+            self.wakeup()
 
     def eof_received(self) -> None:
         """The client sent EOF: send what is answered, deliver nothing more.
@@ -634,14 +650,15 @@ class AmqpSession(WireSession):
     # -------------------------------------------------------------- full disk
 
     def wait_for_room(self, channel: Channel, retry: Callable[[], None]) -> None:
-        """A publish without confirms that the full disk refused: RabbitMQ's
-        disk alarm, as the publisher sees it.
+        """A publish the full disk refused in some of its queues (in all of
+        them, without confirms): RabbitMQ's disk alarm, as the publisher sees it.
 
         The connection is read no further (the publisher waits, and TCP pushes
         back), a client that advertised ``connection.blocked`` gets
-        Connection.Blocked ("low on disk"), and ``retry`` routes the publish
-        again every :data:`ROOM_RETRY` seconds until the disk takes it; then
-        the connection is read again (and Unblocked sent), in order. Closing
+        Connection.Blocked ("low on disk"), and ``retry`` puts the message
+        into the queues that refused it (those only: ``disk_room.py``) every
+        :data:`ROOM_RETRY` seconds until the disk takes it; then the
+        connection is read again (and Unblocked sent), in order. Closing
         the channel instead (406) would lose the message and, for a client
         that does not read while it publishes (kombu, so Celery), every later
         one too without a word: frames on a closed channel are dropped.

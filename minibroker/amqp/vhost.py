@@ -66,6 +66,7 @@ from minibroker.core.peer import Peer
 from minibroker.core.queue_message import Message
 from minibroker.core.queues import Queue
 from minibroker.core.timers import Timer
+from minibroker.core.topics import NoRoom
 from minibroker.errors import (
     BrokerError,
     InvalidName,
@@ -380,6 +381,7 @@ class Vhost:
         ttl: float | None = None,
         priority: int | None = None,
         also: Sequence[str] = (),
+        no_room: list[NoRoom] | None = None,
     ) -> tuple[int, int]:
         """Deliver ``message``; returns (queues that took it, queues that refused it when full).
 
@@ -389,11 +391,19 @@ class Vhost:
 
         A native topic subscriber reached through a topic exchange counts as
         a queue that took it (the message did go somewhere).
+
+        A queue the full disk refuses raises StorageFull (the queues routed
+        before it keep the message), unless ``no_room`` is a list: the queue
+        and its copy are added to it and routing goes on, so every queue that
+        can take the message has it, and ``put_again`` can give it to the
+        others alone later (``minibroker/amqp/disk_room.py``).
         """
         if also:
             keys = list(dict.fromkeys((routing_key, *also)))
             if len(keys) > 1:
-                return self._route_keys(exchange, keys, message, header_table, now, ttl, priority)
+                return self._route_keys(
+                    exchange, keys, message, header_table, now, ttl, priority, no_room
+                )
         if exchange.name == DEFAULT:  # never bound to other exchanges (403)
             queue = self.namespace.queues.find(routing_key)
             if queue is None:
@@ -403,14 +413,45 @@ class Vhost:
                 taken = queue.put([message], now, ttl=ttl, priority=priority)
             except Overflow:
                 return 0, 1
+            except StorageFull as exc:
+                if no_room is None:
+                    raise
+                no_room.append(NoRoom(routing_key, [message], exc))
+                return 0, 0
             return taken, 0
         if exchange.exchange_bindings:
             return self._route_keys(
-                exchange, [routing_key], message, header_table, now, ttl, priority
+                exchange, [routing_key], message, header_table, now, ttl, priority, no_room
             )
         if exchange.type == TOPIC:
-            return self._publish_topic(exchange, routing_key, message, now, ttl, priority)
-        return self._put(exchange.route(routing_key, header_table), message, now, ttl, priority)
+            return self._publish_topic(exchange, routing_key, message, now, ttl, priority, no_room)
+        return self._put(
+            exchange.route(routing_key, header_table), message, now, ttl, priority, no_room
+        )
+
+    def put_again(
+        self,
+        waiting: Sequence[NoRoom],
+        now: float,
+        ttl: float | None,
+        priority: int | None,
+        no_room: list[NoRoom],
+    ) -> tuple[int, int]:
+        """Put each refused copy into its queue, if the queue still exists:
+        (queues that took it, queues full); the disk refusing again adds to ``no_room``."""
+        taken = refused = 0
+        queues = self.namespace.queues
+        for held in waiting:
+            queue = queues.find(held.queue)
+            if queue is None:
+                continue  # deleted meanwhile: as if it had been before the publish
+            try:
+                taken += queue.put(held.messages, now, ttl=ttl, priority=priority)
+            except Overflow:
+                refused += 1
+            except StorageFull as exc:
+                no_room.append(held._replace(error=exc))
+        return taken, refused
 
     def _publish_topic(
         self,
@@ -420,6 +461,7 @@ class Vhost:
         now: float,
         ttl: float | None,
         priority: int | None,
+        no_room: list[NoRoom] | None = None,
     ) -> tuple[int, int]:
         """Publish through the core's topic trie: bound queues and native subscribers.
 
@@ -427,7 +469,7 @@ class Vhost:
         """
         try:
             result = self.namespace.topics.publish(
-                topic_name(exchange.name, routing_key), [message], now, ttl, priority
+                topic_name(exchange.name, routing_key), [message], now, ttl, priority, no_room
             )
         except InvalidName:
             return 0, 0  # no binding can match a key the core cannot name
@@ -440,6 +482,7 @@ class Vhost:
         now: float,
         ttl: float | None,
         priority: int | None,
+        no_room: list[NoRoom] | None = None,
     ) -> tuple[int, int]:
         """Put into each named queue that exists: (queues that took it, queues full)."""
         taken = refused = 0
@@ -452,6 +495,10 @@ class Vhost:
                 taken += queue.put([message], now, ttl=ttl, priority=priority)
             except Overflow:
                 refused += 1
+            except StorageFull as exc:
+                if no_room is None:
+                    raise
+                no_room.append(NoRoom(name, [message], exc))
         return taken, refused
 
     def _route_keys(
@@ -463,6 +510,7 @@ class Vhost:
         now: float,
         ttl: float | None,
         priority: int | None,
+        no_room: list[NoRoom] | None = None,
     ) -> tuple[int, int]:
         """Route with several keys (CC, BCC), or along exchange-to-exchange
         bindings: every queue reached, once.
@@ -477,15 +525,17 @@ class Vhost:
         """
         first, rest = keys[0], keys[1:]
         if exchange.name == DEFAULT:
-            return self._put(list(keys), message, now, ttl, priority)
+            return self._put(list(keys), message, now, ttl, priority, no_room)
         done: set[str] = set()
         if exchange.type == TOPIC:
-            taken, refused = self._publish_topic(exchange, first, message, now, ttl, priority)
+            taken, refused = self._publish_topic(
+                exchange, first, message, now, ttl, priority, no_room
+            )
             done.update(self._topic_queues(exchange, first))
         else:
             exchange_queues = exchange.route(first, header_table)
             done.update(exchange_queues)
-            taken, refused = self._put(exchange_queues, message, now, ttl, priority)
+            taken, refused = self._put(exchange_queues, message, now, ttl, priority, no_room)
         targets: dict[str, None] = {}
         for key in rest:
             targets.update(dict.fromkeys(self._queues(exchange, key, header_table)))
@@ -505,7 +555,7 @@ class Vhost:
                 for key in keys:
                     targets.update(dict.fromkeys(self._queues(following, key, header_table)))
         more = [q for q in targets if q not in done]
-        more_taken, more_refused = self._put(more, message, now, ttl, priority)
+        more_taken, more_refused = self._put(more, message, now, ttl, priority, no_room)
         return taken + more_taken, refused + more_refused
 
     def _queues(

@@ -109,7 +109,7 @@ from minibroker.value_class import Value
 
 if TYPE_CHECKING:
     from minibroker.core.namespace import Namespace
-    from minibroker.core.queues import Queues
+    from minibroker.core.queues import Incoming, Queues
 
 log = logging.getLogger("minibroker.topics")
 
@@ -117,6 +117,7 @@ __all__ = [
     "OVERFLOW_POLICIES",
     "Group",
     "MessageLike",
+    "NoRoom",
     "OverflowPolicy",
     "PublishResult",
     "PublishedMessage",
@@ -211,6 +212,21 @@ class TopicMessage:
 
     def __repr__(self) -> str:
         return f"TopicMessage({self.topic!r}, {self.body!r}, {self.headers!r})"
+
+
+class NoRoom(NamedTuple):
+    """A queue the full disk refused a publish's copies (StorageFull): its
+    name, the copies exactly as it was to store them, and the error.
+
+    Collected, instead of failing the publish, by a caller that passes a list
+    for them (``Topics.publish``'s ``no_room``): the AMQP front end puts the
+    copies into those queues alone once there is room, so the queues that
+    took them are not given them twice (``minibroker/amqp/disk_room.py``).
+    """
+
+    queue: str
+    messages: Sequence[Incoming | bytes]
+    error: StorageFull
 
 
 class PublishResult(NamedTuple):
@@ -514,6 +530,7 @@ class Topics(Journaled[BindingJournal]):
         now: float,
         ttl: float | None = None,
         priority: int | None = None,
+        no_room: list[NoRoom] | None = None,
     ) -> PublishResult:
         """Route a batch of messages published to ``topic``; returns the totals.
 
@@ -524,6 +541,11 @@ class Topics(Journaled[BindingJournal]):
         Everything is checked before anything is delivered: an invalid topic,
         a batch over ``max_batch`` or a body over ``max_message_bytes`` raises
         and nothing is published.
+
+        A bound queue the full disk refuses fails the publish (StorageFull,
+        its subscribers have seen nothing; queues before it in the route
+        keep their copies), unless ``no_room`` is a list: the queue is
+        added to it (a :class:`NoRoom`) and the publish goes on.
         """
         route = self._routes.get(topic)
         if route is None:
@@ -551,7 +573,7 @@ class Topics(Journaled[BindingJournal]):
         # subscriber has seen it.
         enqueued = refused = 0
         if route.queues:
-            enqueued, refused = self._enqueue(route.queues, batch, now, ttl, priority)
+            enqueued, refused = self._enqueue(route.queues, batch, now, ttl, priority, no_room)
         stats.published += count
         copies = 0
         for subscription in route.subscriptions:
@@ -598,11 +620,13 @@ class Topics(Journaled[BindingJournal]):
         now: float,
         ttl: float | None = None,
         priority: int | None = None,
+        no_room: list[NoRoom] | None = None,
     ) -> tuple[int, int]:
         """Put copies of ``batch`` into each bound queue: (copies stored, copies refused
         by full queues).
 
-        Storage errors propagate (the publish fails, see the module docstring).
+        Storage errors propagate (the publish fails, see the module docstring),
+        but for a full disk's when ``no_room`` collects them (see ``publish``).
         """
         queues = self._queues
         enqueued = refused = 0
@@ -624,6 +648,11 @@ class Topics(Journaled[BindingJournal]):
                 enqueued += queue.put(copies, now, ttl=ttl, priority=priority)
             except Overflow:
                 refused += len(copies)  # full with reject_publish: that queue counted it
+                continue
+            except StorageFull as exc:
+                if no_room is None:
+                    raise
+                no_room.append(NoRoom(target.name, copies, exc))
                 continue
             except TooLarge:
                 # With its x-topic header (and the x-death headers its dead

@@ -25,7 +25,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 
-from minibroker.errors import BrokerError
+from minibroker.errors import BrokerError, Timeout
 
 
 def _nothing() -> None:
@@ -96,6 +96,13 @@ class WireSession(abc.ABC):
     @abc.abstractmethod
     def kick(self, error: BrokerError) -> None:
         """Close after telling the client why, in the front end's own terms."""
+
+    def handshake_timed_out(self, seconds: float) -> None:
+        """The handshake did not end within ``seconds`` (the shell's hello
+        timeout): close, as the front end's own brokers do. By default a kick
+        that tells the client why (the msgpack door's ``bye`` ``timeout``);
+        a front end whose peers close silently overrides it."""
+        self.kick(Timeout(f"no hello within {seconds:g} seconds; closing the connection"))
 
     @abc.abstractmethod
     def eof_received(self) -> None:

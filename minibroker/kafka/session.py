@@ -35,7 +35,14 @@ from minibroker.access.permissions import Grants
 from minibroker.core.broker import Broker
 from minibroker.core.peer import PushSource
 from minibroker.core.wire_session import WireSession
-from minibroker.errors import BadFrame, BrokerError, ShuttingDown, StorageError, Unauthorized
+from minibroker.errors import (
+    BadFrame,
+    BrokerError,
+    ShuttingDown,
+    StorageError,
+    Timeout,
+    Unauthorized,
+)
 from minibroker.kafka import wire
 from minibroker.kafka.handlers import HANDLERS, NO_RESPONSE, unsupported_version
 
@@ -391,6 +398,15 @@ class KafkaSession(WireSession):
             log.info("closing Kafka connection %s: %s", self.peer_name, error.message)
             self.closing = error
             self.wakeup()
+
+    def handshake_timed_out(self, seconds: float) -> None:
+        """Closed without a word, as Kafka closes a connection idle past
+        ``connections.max.idle.ms``: Kafka has no goodbye frame."""
+        if self.principal is None:
+            what = f"no SASL login within {seconds:g} seconds"
+        else:
+            what = f"no request within {seconds:g} seconds"
+        self.kick(Timeout(f"idle connection closed: {what}"))
 
     def eof_received(self) -> None:
         """Nothing to stop: Kafka has no pushes, only answers, which still go out."""

@@ -66,7 +66,7 @@ from collections.abc import Callable
 import trio
 
 from minibroker.direct_io import DirectSocket, direct_socket
-from minibroker.errors import BrokerError, LimitExceeded, Timeout
+from minibroker.errors import BrokerError, LimitExceeded
 from minibroker.server.input_budget import InputBudget
 from minibroker.server.shared_reader import SharedReader
 from minibroker.server.wire_session import WireSession
@@ -287,7 +287,7 @@ class Connection:
         await trio.sleep(seconds)
         session = self.session
         if not session.handshake_done and session.accepting_input():
-            session.kick(Timeout(f"no hello within {seconds:g} seconds; closing the connection"))
+            session.handshake_timed_out(seconds)
 
     async def _read_loop(self) -> None:
         session = self.session
