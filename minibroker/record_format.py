@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import struct
 import threading
+from sys import getsizeof
 import zlib
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
@@ -522,9 +523,9 @@ class DecodedBatches:
     (and are checked as before); byte-identical batches of two logs share
     an entry, correctly.
 
-    Bounded: at most ``max_batches`` batches and ``max_bytes`` of estimated
-    memory (the body kept for the comparison, the entries' ``bytes`` objects
-    and their tuple: :meth:`_cost`); least recently used first out. A batch
+    Bounded: at most ``max_batches`` batches and ``max_bytes`` of memory
+    (the body kept for the comparison and the decoded objects, counted as
+    CPython lays them out: :meth:`_cost`); least recently used first out. A batch
     over the byte bound is not kept. Process-wide, shared by every log (a
     cache per log would multiply the bound by the number of logs), and by
     threads (brokers embedded in one process): its bookkeeping is under a
@@ -541,7 +542,7 @@ class DecodedBatches:
 
     @property
     def bytes_held(self) -> int:
-        """The estimated memory of the batches held (what ``max_bytes`` bounds)."""
+        """The memory of the batches held, as :meth:`_cost` counts it (what ``max_bytes`` bounds)."""
         return self._bytes
 
     def __len__(self) -> int:
@@ -584,9 +585,40 @@ class DecodedBatches:
 
     @staticmethod
     def _cost(body: bytes | memoryview, entries: tuple[Entry, ...]) -> int:
-        """Estimated bytes: the body, plus per entry its payload and ~100 bytes of
-        objects (a ``bytes`` header, a tuple slot; a triple's tuple and key)."""
-        return 2 * len(body) + 100 * len(entries)
+        """The bytes a batch held here takes: the body kept for the comparison,
+        and the decoded objects as CPython lays them out (``sys.getsizeof``:
+        the tuple, each ``bytes``, and a record's key, header dict and header
+        strings). Objects the unpacker shares (``b""``, one-character strings)
+        are counted each time: never less than the real memory.
+
+        An estimate of two bytes per body byte and 100 per entry (before)
+        was below the real memory for records with headers: 3.6 times below
+        for 50 short headers a record, so the 8 MiB bound held ~29 MiB.
+        """
+        count = len(entries)
+        cost = len(body) + _TUPLE_BASE + _SLOT * count
+        if set(map(type, entries)) <= {bytes}:  # bare bodies, the common case: C loops
+            return cost + _BYTES_BASE * count + sum(map(len, entries))
+        for entry in entries:
+            if type(entry) is bytes:
+                cost += _BYTES_BASE + len(entry)
+                continue
+            key, headers, value = entry  # type: ignore[misc]
+            cost += _TRIPLE + _BYTES_BASE + len(value)
+            if key is not None:
+                cost += _BYTES_BASE + len(key)
+            if headers:
+                cost += getsizeof(headers)
+                cost += sum(map(getsizeof, headers)) + sum(map(getsizeof, headers.values()))
+        return cost
+
+
+#: CPython's sizes (``sys.getsizeof``) of an empty tuple, of each slot of one,
+#: of an empty ``bytes`` (its contents come on top), and of a 3-tuple.
+_TUPLE_BASE: Final = getsizeof(())
+_SLOT: Final = getsizeof((None,)) - getsizeof(())
+_BYTES_BASE: Final = getsizeof(b"")
+_TRIPLE: Final = getsizeof((None, None, None))
 
 
 #: The process's cache of decoded batches of entries (see :class:`DecodedBatches`).
