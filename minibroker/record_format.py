@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import struct
 import threading
-from sys import getsizeof
 import zlib
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from itertools import accumulate, repeat
+from sys import getsizeof
 from typing import Final, NamedTuple
 
 import msgpack
@@ -542,7 +542,7 @@ class DecodedBatches:
 
     @property
     def bytes_held(self) -> int:
-        """The memory of the batches held, as :meth:`_cost` counts it (what ``max_bytes`` bounds)."""
+        """The memory of the batches held as :meth:`_cost` counts it (``max_bytes`` bounds it)."""
         return self._bytes
 
     def __len__(self) -> int:
@@ -600,16 +600,16 @@ class DecodedBatches:
         if set(map(type, entries)) <= {bytes}:  # bare bodies, the common case: C loops
             return cost + _BYTES_BASE * count + sum(map(len, entries))
         for entry in entries:
-            if type(entry) is bytes:
+            if isinstance(entry, bytes):
                 cost += _BYTES_BASE + len(entry)
                 continue
-            key, headers, value = entry  # type: ignore[misc]
+            key, headers, value = entry
             cost += _TRIPLE + _BYTES_BASE + len(value)
             if key is not None:
                 cost += _BYTES_BASE + len(key)
             if headers:
                 cost += getsizeof(headers)
-                cost += sum(map(getsizeof, headers)) + sum(map(getsizeof, headers.values()))
+                cost += sum([getsizeof(name) + getsizeof(text) for name, text in headers.items()])
         return cost
 
 

@@ -198,7 +198,7 @@ class _Opened(NamedTuple):
     base_timestamp_ms: int
     #: ``maxTimestamp`` when the batch is ``LogAppendTime`` (every record's time), else None.
     append_time: int | None
-    count: int
+    records: int
     body: bytes
 
 
@@ -274,7 +274,7 @@ def _decode_run(
     add = out.append
     varint = read_varint
     end = len(body)
-    stop = min(opened.count, index + max_records)
+    stop = min(opened.records, index + max_records)
     floor = _FRAME_FLOOR
     size = 0
     try:
@@ -335,7 +335,7 @@ def decode(batch: bytes) -> list[RecordFields]:
     not parse. (Reads use :func:`to_frames`, which decodes only what they take.)
     """
     opened = _open(batch)
-    records, _ = _decode_run(opened, 0, 0, opened.count, _UNBOUNDED)
+    records, _ = _decode_run(opened, 0, 0, opened.records, _UNBOUNDED)
     return records
 
 
@@ -361,12 +361,12 @@ def to_frames(
     empty records built ~100 MiB of them for a read of one record).
     """
     opened = _open(batch)
-    index = min(max(0, from_offset - opened.base_offset), opened.count)
+    index = min(max(0, from_offset - opened.base_offset), opened.records)
     pos = _skip(opened.body, 0, index)
     parts: list[bytes] = []
     sizes: list[int] = []
     total = 0
-    wanted = min(max_records, opened.count - index)
+    wanted = min(max_records, opened.records - index)
     while len(sizes) < wanted and total < max_bytes:
         run = min(FRAME_RUN, wanted - len(sizes))
         fields, pos = _decode_run(opened, pos, index, run, max_bytes - total)
@@ -398,7 +398,7 @@ def first_at_or_after(batch: bytes, timestamp_ms: int) -> int | None:
     pos = 0
     end = len(body)
     try:
-        for index in range(opened.count):
+        for index in range(opened.records):
             length, pos = varint(body, pos)
             record_end = pos + length
             if length < 1 or record_end > end:
