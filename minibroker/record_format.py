@@ -34,6 +34,7 @@ import zlib
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from itertools import accumulate, repeat
+from operator import itemgetter
 from sys import getsizeof
 from typing import Final, NamedTuple
 
@@ -562,11 +563,21 @@ class DecodedBatches:
     def keep(
         self, body: bytes | memoryview, first: int, timestamp: int, entries: tuple[Entry, ...]
     ) -> None:
-        """Hold the decoded ``entries`` of ``body`` (as :func:`decode_entries` gave them)."""
-        cost = self._cost(body, entries)
-        if cost > self.max_bytes or not self.max_batches:
+        """Hold the decoded ``entries`` of ``body`` (as :func:`decode_entries` gave them).
+
+        Entries :meth:`get` just found here are already held (and moved to
+        the most recent end): they are not counted again.
+        """
+        if not self.max_batches:
             return
         key = (bytes(body[:ENTRIES_HEAD_SIZE]), len(body))
+        with self._lock:
+            held = self._batches.get(key)
+        if held is not None and held[3] is entries:
+            return
+        cost = self._cost(body, entries)
+        if cost > self.max_bytes:
+            return
         kept = body if type(body) is bytes else bytes(body)
         with self._lock:
             old = self._batches.pop(key, None)
@@ -597,8 +608,14 @@ class DecodedBatches:
         """
         count = len(entries)
         cost = len(body) + _TUPLE_BASE + _SLOT * count
-        if set(map(type, entries)) <= {bytes}:  # bare bodies, the common case: C loops
+        types = set(map(type, entries))
+        if types <= {bytes}:  # bare bodies, the common case: C loops
             return cost + _BYTES_BASE * count + sum(map(len, entries))
+        if types == {tuple}:  # every record a triple: C loops but for headers
+            cost += (_TRIPLE + _BYTES_BASE) * count + sum(map(len, map(_third, entries)))
+            keys = list(filter(None, map(_first, entries)))
+            cost += _BYTES_BASE * len(keys) + sum(map(len, keys))
+            return cost + sum(map(_headers_size, filter(None, map(_second, entries))))
         for entry in entries:
             if isinstance(entry, bytes):
                 cost += _BYTES_BASE + len(entry)
@@ -608,9 +625,20 @@ class DecodedBatches:
             if key is not None:
                 cost += _BYTES_BASE + len(key)
             if headers:
-                cost += getsizeof(headers)
-                cost += sum([getsizeof(name) + getsizeof(text) for name, text in headers.items()])
+                cost += _headers_size(headers)
         return cost
+
+
+def _headers_size(headers: dict[str, str]) -> int:
+    """What a record's header dict and its strings take (``sys.getsizeof``)."""
+    return getsizeof(headers) + sum(
+        [getsizeof(name) + getsizeof(text) for name, text in headers.items()]
+    )
+
+
+_first = itemgetter(0)
+_second = itemgetter(1)
+_third = itemgetter(2)
 
 
 #: CPython's sizes (``sys.getsizeof``) of an empty tuple, of each slot of one,

@@ -367,6 +367,7 @@ HEADERS = {
         (None, {"traceparent": f"00-{i:032x}-{i:016x}-01", "type": "json"}, b"x" * 50)
         for i in range(2000)
     ],
+    "mixed": [b"x" * 10 if i % 2 else (b"k%d" % i, {"n": f"{i}"}, b"v") for i in range(2000)],
     "many short headers": [
         (b"k", {f"h{j}": f"{i}.{j}" for j in range(50)}, b"") for i in range(300)
     ],
