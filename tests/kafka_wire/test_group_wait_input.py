@@ -121,6 +121,55 @@ def test_a_join_waiting_for_a_member_later_on_the_same_connection_does_not_stall
     assert [(j.error_code, j.generation_id) for j in joins] == [(0, 2), (0, 2)]
 
 
+SYNC_VERSION = 2
+
+
+def _sync(member_id: str, assignments: dict[str, bytes]) -> bytes:
+    entity = request_class(14, SYNC_VERSION, "SyncGroupRequestAssignment")
+    return encode_request(
+        14,
+        SYNC_VERSION,
+        group_id="g",
+        generation_id=2,
+        member_id=member_id,
+        group_instance_id=None,
+        assignments=tuple(
+            wire.build(entity, member_id=member, assignment=assignment)
+            for member, assignment in assignments.items()
+        ),
+    )
+
+
+def test_a_sync_waiting_for_the_leader_later_on_the_same_connection_does_not_stall_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The follower's SyncGroup waits for the leader's, next on the connection."""
+    monkeypatch.setattr(kafka_session, "OUTBOUND_HIGH_WATER", MARK)
+    session = open_session()
+    first = _first_member(session)
+    session.receive_data(_pipelined(first))
+    answers = responses(session)
+    joins = [_join_answer(answers[0][1]), _join_answer(answers[-1][1])]
+    leader = joins[0].leader
+    assert leader == first
+    follower = str(joins[0].member_id)
+    session.receive_data(
+        frame(14, SYNC_VERSION, _sync(follower, {}), 60)
+        + b"".join(
+            frame(1, FETCH_VERSION, _fetch("t", timedelta(0)), 70 + i) for i in range(FETCHES)
+        )
+        + frame(14, SYNC_VERSION, _sync(leader, {leader: b"L", follower: b"F"}), 80)
+    )
+    assert not session.input_blocked
+    answers = responses(session)
+    assert [cid for cid, _ in answers] == [60, *range(70, 70 + FETCHES), 80]
+    synced = [
+        entity_reader(load_response_schema(14, SYNC_VERSION))(body, 0)[0]
+        for body in (answers[0][1], answers[-1][1])
+    ]
+    assert [(a.error_code, a.assignment) for a in synced] == [(0, b"F"), (0, b"L")]
+
+
 def test_behind_a_parked_fetch_the_reading_still_stops_at_the_mark(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
