@@ -75,6 +75,19 @@ MESSAGE_TOO_LARGE: Final = 10
 #: few dozen) and costs a reader under 10 ms.
 MAX_RECORD_HEADERS: Final = 10_000
 
+#: Most bytes the records of one compressed batch may inflate to; a batch
+#: that inflates to more is refused with MESSAGE_TOO_LARGE (the Java
+#: producer then splits the batch and sends the halves again). Kafka has no
+#: such bound: its broker and clients inflate a batch as a stream. Here a
+#: native reader of the partition (``read``, ``tail``, the HTTP API's log
+#: read, a lookup by time) inflates the stored batch whole, so this bounds
+#: what one read can allocate, and what the produce check itself inflates: a
+#: 1 MiB "zip bomb" that inflated to the 100 MiB request limit cost 100 MiB
+#: on produce and on every native read. 16 MiB is far above what producers
+#: send (the Java producer's ``batch.size`` is 16 KiB of compressed data,
+#: librdkafka's 1 MB before compression), so no real batch meets it.
+MAX_INFLATED_BYTES: Final = 16 * 1024 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class ProducedBatch:
@@ -103,8 +116,10 @@ def check_produced(data: bytes, max_uncompressed: int) -> ProducedBatch:
     ``lastOffsetDelta``, and that the records parse, one after the other,
     with offset deltas 0, 1, 2, ... A compressed batch is inflated for that
     (and may not inflate past ``max_uncompressed`` bytes); it is stored
-    compressed. Raises :class:`InvalidBatch` with the Kafka error code to answer.
+    compressed. ``max_uncompressed`` is capped at :data:`MAX_INFLATED_BYTES`.
+    Raises :class:`InvalidBatch` with the Kafka error code to answer.
     """
+    max_uncompressed = min(max_uncompressed, MAX_INFLATED_BYTES)
     if len(data) < BATCH_HEADER_SIZE:
         raise InvalidBatch("the record set is shorter than a batch header", CORRUPT_MESSAGE)
     (

@@ -86,6 +86,10 @@ class Slot:
     #: Applied to the response before it is encoded: adds the entries a
     #: permission check took out of the request (``kafka/authorize.py``).
     patch: Callable[[Any], Any] | None = None
+    #: The answer waits for other group members (a JoinGroup until the round
+    #: ends, a SyncGroup until the leader's assignment), whose requests may
+    #: come on this very connection: see ``KafkaSession.input_held``.
+    waits_for_peers: bool = False
 
 
 class KafkaSession(WireSession):
@@ -188,19 +192,41 @@ class KafkaSession(WireSession):
             if self._out_bytes >= OUTBOUND_HIGH_WATER:
                 self.input_paused = True
                 return
-            if self._slotted_bytes >= OUTBOUND_HIGH_WATER:
-                # Answers wait behind an earlier request (a parked Fetch, a
-                # join round): none can be sent, so the shell would never see
-                # the mark, and answers to pipelined requests would pile up
-                # in their slots (999 Fetches behind a parked one held a
-                # copy of their records each). Read nothing more until the
-                # earlier request is answered (``_flush`` unblocks).
+            if self.input_held():
+                # Answers wait behind an earlier request (a parked Fetch): none
+                # can be sent, so the shell would never see the mark, and
+                # answers to pipelined requests would pile up in their slots
+                # (999 Fetches behind a parked one held a copy of their
+                # records each). Read nothing more until the earlier request
+                # is answered (``_flush`` unblocks).
                 self.input_blocked = self.input_paused = True
                 return
             self._dispatch(frames.popleft())
             if not self.accepting_input():
                 frames.clear()
                 return
+
+    def input_held(self) -> bool:
+        """Whether the answers waiting in slots stop the reading of requests.
+
+        They do past :data:`OUTBOUND_HIGH_WATER` bytes when the first
+        unanswered request will be answered without more input: a parked
+        Fetch (at its ``max_wait_ms`` at the latest), a Produce waiting for
+        its fsync. When it is a JoinGroup or SyncGroup waiting for other
+        members (``Slot.waits_for_peers``), the request that ends its wait
+        may be one not read yet on this same connection (two members of a
+        group sharing it): blocking there stalled both until the round's
+        timeout. Then the reading goes on up to :data:`MAX_ANSWER_BACKLOG`
+        bytes of answers, the bound a connection's held answers have anyway
+        (``takes_reply``); only a client that pipelines that much behind
+        its own group wait stalls, until the round's timeout ends the wait.
+        """
+        if self._slotted_bytes < OUTBOUND_HIGH_WATER:
+            return False
+        front = self._slots[0]
+        if front.waits_for_peers and front.body is None:
+            return self._slotted_bytes >= MAX_ANSWER_BACKLOG
+        return True
 
     def resume_input(self, now: float | None = None) -> None:
         self.receive_data(b"", now)
@@ -355,7 +381,7 @@ class KafkaSession(WireSession):
             self._slotted_bytes -= len(slot.body) + tail_bytes
             wrote = True
         if wrote:
-            if self.input_blocked and self._slotted_bytes < OUTBOUND_HIGH_WATER:
+            if self.input_blocked and not self.input_held():
                 self.input_blocked = False
             self.wakeup()
 

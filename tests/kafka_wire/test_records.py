@@ -27,6 +27,7 @@ from kio.records.writers import write_new_batch
 from minibroker.kafka.records import (
     CORRUPT_MESSAGE,
     INVALID_RECORD,
+    MAX_INFLATED_BYTES,
     MAX_RECORD_HEADERS,
     MESSAGE_TOO_LARGE,
     UNSUPPORTED_COMPRESSION_TYPE,
@@ -247,6 +248,25 @@ def test_compressed_batches_are_inflated_within_the_limit(name: str) -> None:
     with pytest.raises(InvalidBatch) as caught:
         check_produced(data, 500)  # a small batch that inflates past the limit
     assert caught.value.error == MESSAGE_TOO_LARGE
+
+
+@pytest.mark.parametrize("name", COMPRESSORS)
+def test_a_batch_inflating_past_16_mib_is_refused_whatever_the_request_limit(name: str) -> None:
+    """A small batch of zeros that inflates past :data:`MAX_INFLATED_BYTES`
+    (a "zip bomb") was accepted up to the 100 MiB request limit, and every
+    native read of it inflated it again."""
+    codec, compress = COMPRESSORS[name]
+    for size, accepted in ((MAX_INFLATED_BYTES - 100, True), (MAX_INFLATED_BYTES, False)):
+        plain = kio_batch([(None, bytes(size), {}), (None, b"y", {})])
+        assert (len(plain) - 61 <= MAX_INFLATED_BYTES) == accepted  # the records part
+        data = _compressed(plain, codec, compress(plain[61:]))
+        assert len(data) < 2 << 20
+        if accepted:
+            assert check_produced(data, 100 << 20).count == 2
+            continue
+        with pytest.raises(InvalidBatch) as caught:
+            check_produced(data, 100 << 20)
+        assert caught.value.error == MESSAGE_TOO_LARGE
 
 
 @pytest.mark.parametrize("name", COMPRESSORS)

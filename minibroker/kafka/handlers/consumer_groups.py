@@ -88,6 +88,7 @@ def join_group(session: KafkaSession, slot: Slot, request: Any) -> Any:
         return None
     session_timeout = request.session_timeout.total_seconds()
     rebalance = getattr(request, "rebalance_timeout", request.session_timeout).total_seconds()
+    slot.waits_for_peers = True  # the round may wait for members on this connection
     session.ns.groups.join(
         request.group_id,
         request.member_id,
@@ -118,6 +119,7 @@ def sync_group(session: KafkaSession, slot: Slot, request: Any) -> Any:
     if not may_group(session, request.group_id):
         reply(int(GROUP_AUTHORIZATION_FAILED), b"")
         return None
+    slot.waits_for_peers = True  # a follower waits for the leader's SyncGroup
     session.ns.groups.sync(
         request.group_id,
         request.generation_id,
