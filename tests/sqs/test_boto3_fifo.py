@@ -60,6 +60,26 @@ def test_a_group_comes_back_in_order_after_its_visibility_timeout(
     assert again[0]["Attributes"]["MessageDeduplicationId"] == "m0"
 
 
+def test_messages_made_visible_one_by_one_come_back_in_group_order(
+    sqs: Any, fifo_url: str
+) -> None:
+    """One receive took a0, b0 and a1; each is made visible again on its own,
+    in the order received (the order a worker giving up on each would use).
+    Group a must be delivered again as a0, a1: each used to go to the front as
+    it came back, so a1 overtook a0."""
+    for body, group in [("a0", "a"), ("b0", "b"), ("a1", "a"), ("a2", "a")]:
+        send(sqs, fifo_url, body, group)
+    taken = sqs.receive_message(QueueUrl=fifo_url, MaxNumberOfMessages=3)["Messages"]
+    assert [m["Body"] for m in taken] == ["a0", "b0", "a1"]
+    for m in taken:
+        sqs.change_message_visibility(
+            QueueUrl=fifo_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
+        )
+    again = bodies(sqs.receive_message(QueueUrl=fifo_url, MaxNumberOfMessages=10))
+    assert [b for b in again if b.startswith("a")] == ["a0", "a1", "a2"]
+    assert "b0" in again
+
+
 def test_deduplication_window(
     sqs: Any, fifo_url: str, minibroker_sqs_endpoint: SqsEndpoint
 ) -> None:
