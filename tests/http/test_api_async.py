@@ -321,3 +321,35 @@ async def test_a_surrogate_pair_escape_is_a_character_not_an_error(http: httpx.A
     assert answer.status_code == 200
     fetched = await http.post("/v1/queues/q/fetch", json={})
     assert fetched.json()["deliveries"][0]["body"] == "\N{GRINNING FACE}"
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("PUT", "/v1/queues/%ff"),
+        ("PUT", "/v1/logs/a%fe"),
+        ("POST", "/v1/topics/t.%c3/messages"),
+        ("GET", "/v1/logs/log/records?group=%ff"),
+    ],
+)
+async def test_percent_escapes_that_are_not_utf8_are_refused(
+    http: httpx.AsyncClient, method: str, url: str
+) -> None:
+    """Decoded leniently, ``%ff`` and ``%fe`` both became U+FFFD: one queue (or
+    log, or consumer group) named by different bytes."""
+    await http.put("/v1/logs/log")
+    answer = await http.request(method, url, json={"body": "x"} if method == "POST" else None)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "bad_request"
+    assert "not UTF-8" in answer.json()["error"]["message"]
+    listed = (await http.get("/v1/queues")).json()["queues"] + (await http.get("/v1/logs")).json()[
+        "logs"
+    ]
+    assert not any("\ufffd" in str(item) for item in listed)
+
+
+async def test_a_replacement_character_sent_as_utf8_is_a_name_like_any(
+    http: httpx.AsyncClient,
+) -> None:
+    answer = await http.put("/v1/queues/a%EF%BF%BD")
+    assert answer.json() == {"queue": "a\ufffd", "created": True}
