@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from functools import partial
 
 import httpx
+import jsonschema
 import pytest
 import trio
 
@@ -162,6 +163,32 @@ async def test_append_then_read_from_an_offset(http: httpx.AsyncClient) -> None:
     assert commit.status_code == 200
     stats = (await http.get("/v1/logs/events")).json()
     assert stats["next_offset"] == 3 and "g" in stats["groups"]
+
+
+async def test_one_record_takes_its_key_as_base64_as_a_batch_item_does(
+    broker: EmbeddedBroker, http: httpx.AsyncClient
+) -> None:
+    """docs/http.md: record keys are "key" or "key_base64", at most one. The
+    one-record form refused key_base64 as an unknown field (a key that is not
+    UTF-8 could be appended only in a batch); the OpenAPI document agrees."""
+    await http.put("/v1/logs/events")
+    one = await http.post("/v1/logs/events/records", json={"body": "a", "key_base64": "/w=="})
+    assert one.json() == {"offset": 0, "count": 1}
+    both = await http.post(
+        "/v1/logs/events/records", json={"body": "b", "key": "k", "key_base64": "/w=="}
+    )
+    assert both.status_code == 400
+    [record] = (await http.get("/v1/logs/events/records")).json()["records"]
+    assert record["key_base64"] == "/w=="
+    document = (await http.get("/openapi.json")).json()
+    schema = document["paths"]["/v1/logs/{log}/records"]["post"]["requestBody"]["content"][
+        "application/json"
+    ]["schema"]
+    jsonschema.validate({"body": "a", "key_base64": "/w=="}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"body": "b", "key": "k", "key_base64": "/w=="}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"records": [], "key_base64": "/w=="}, schema)
 
 
 async def test_request_is_answered_by_a_native_responder(
