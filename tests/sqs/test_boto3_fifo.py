@@ -80,6 +80,20 @@ def test_messages_made_visible_one_by_one_come_back_in_group_order(
     assert "b0" in again
 
 
+def test_a_batch_answers_in_the_order_of_its_entries(sqs: Any, fifo_url: str) -> None:
+    """b repeats a's deduplication id: it was answered before a (the repeats
+    first, then the stored entries)."""
+    entries = [
+        {"Id": "a", "MessageBody": "1", "MessageGroupId": "g", "MessageDeduplicationId": "x"},
+        {"Id": "b", "MessageBody": "2", "MessageGroupId": "g", "MessageDeduplicationId": "x"},
+        {"Id": "c", "MessageBody": "3", "MessageGroupId": "h", "MessageDeduplicationId": "y"},
+    ]
+    answer = sqs.send_message_batch(QueueUrl=fifo_url, Entries=entries)["Successful"]
+    assert [a["Id"] for a in answer] == ["a", "b", "c"]
+    assert answer[0]["MessageId"] == answer[1]["MessageId"]
+    assert bodies(sqs.receive_message(QueueUrl=fifo_url, MaxNumberOfMessages=10)) == ["1", "3"]
+
+
 def test_deduplication_window(
     sqs: Any, fifo_url: str, minibroker_sqs_endpoint: SqsEndpoint
 ) -> None:
