@@ -254,7 +254,9 @@ def _headers(f: Field, value: object) -> dict[str, str] | None:
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
         raise _fail(f, "an object of string values", value)
-    return value or None
+    # An empty object stays one here, so that it counts as sent beside a batch
+    # (the OpenAPI document refuses that too); a message's headers drop it.
+    return value
 
 
 def _integers(f: Field, value: object) -> list[int]:
@@ -306,7 +308,7 @@ def parse_message(item: object, where: str, keys: frozenset[str] = _MESSAGE_KEYS
         raise BadRequest(f"{where} needs 'body' or 'body_base64'")
     headers = item.get("headers")
     if headers is not None:
-        headers = _headers(Field(f"{where}.headers", "headers", ""), headers)
+        headers = _headers(Field(f"{where}.headers", "headers", ""), headers) or None
     return Message(body, headers)
 
 

@@ -191,6 +191,23 @@ async def test_one_record_takes_its_key_as_base64_as_a_batch_item_does(
         jsonschema.validate({"records": [], "key_base64": "/w=="}, schema)
 
 
+@pytest.mark.parametrize(
+    ("url", "batch"),
+    [("/v1/queues/jobs/messages", "messages"), ("/v1/topics/t/messages", "messages")],
+)
+async def test_empty_headers_beside_a_batch_are_refused_as_the_schema_says(
+    http: httpx.AsyncClient, url: str, batch: str
+) -> None:
+    """One message's fields never go with a batch (docs/http.md, and the
+    OpenAPI document's oneOf); headers {} passed, read as no headers."""
+    await http.put("/v1/queues/jobs")
+    answer = await http.post(url, json={batch: [{"body": "x"}], "headers": {}})
+    assert answer.status_code == 400
+    assert "not both" in answer.json()["error"]["message"]
+    alone = await http.post(url, json={"body": "x", "headers": {}})
+    assert alone.status_code == 200
+
+
 async def test_request_is_answered_by_a_native_responder(
     broker: EmbeddedBroker, http: httpx.AsyncClient
 ) -> None:
