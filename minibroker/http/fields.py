@@ -254,7 +254,9 @@ def _headers(f: Field, value: object) -> dict[str, str] | None:
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
         raise _fail(f, "an object of string values", value)
-    return value or None
+    # An empty object stays one here, so that it counts as sent beside a batch
+    # (the OpenAPI document refuses that too); a message's headers drop it.
+    return value
 
 
 def _integers(f: Field, value: object) -> list[int]:
@@ -306,8 +308,13 @@ def parse_message(item: object, where: str, keys: frozenset[str] = _MESSAGE_KEYS
         raise BadRequest(f"{where} needs 'body' or 'body_base64'")
     headers = item.get("headers")
     if headers is not None:
-        headers = _headers(Field(f"{where}.headers", "headers", ""), headers)
+        headers = _headers(Field(f"{where}.headers", "headers", ""), headers) or None
     return Message(body, headers)
+
+
+def record_key(item: dict[str, Any], where: str) -> bytes | None:
+    """A record's ``key`` (text) or ``key_base64``, as bytes; None if neither."""
+    return _bytes_of(item, "key", where)
 
 
 def _messages(f: Field, value: object) -> list[Message]:
@@ -323,7 +330,7 @@ def _records(f: Field, value: object) -> list[tuple[bytes | None, dict[str, str]
     for i, item in enumerate(value):
         where = f"{f.name}[{i}]"
         message = parse_message(item, where, _RECORD_KEYS)
-        key = _bytes_of(item, "key", where)
+        key = record_key(item, where)
         entries.append((key, message.headers, message.body))
     return entries
 
@@ -438,6 +445,16 @@ def one_body(batch: str | None, others: Sequence[str]) -> dict[str, Any]:
         alone = dict.fromkeys(("body", "body_base64", *others), _NULL)
         branches.insert(0, {"required": [batch], "properties": {batch: {"type": "array"}, **alone}})
     return {"oneOf": branches}
+
+
+def one_record_body() -> dict[str, Any]:
+    """The rule of an append's body: ``records``, or one record's ``body`` or
+    ``body_base64`` with ``headers`` and at most one of ``key`` and ``key_base64``
+    (as an item of ``records`` takes them)."""
+    return {
+        **one_body("records", ("headers", "key", "key_base64")),
+        "allOf": [_one_of_text_or_base64("key", required=False)],
+    }
 
 
 def _integer_schema(f: Field, limits: Limits) -> dict[str, Any]:

@@ -41,7 +41,15 @@ from minibroker.core.queue_options import (
 from minibroker.core.queues import Message
 from minibroker.core.rpc import RpcReply
 from minibroker.errors import BadRequest, BrokerError, Conflict
-from minibroker.http.fields import MAX_INTEGER, Field, body_json, one_body, parse_message
+from minibroker.http.fields import (
+    MAX_INTEGER,
+    Field,
+    body_json,
+    one_body,
+    one_record_body,
+    parse_message,
+    record_key,
+)
 from minibroker.log_store import MAX_SEGMENT_BYTES, RecordBatch
 from minibroker.record_format import decode_records
 from minibroker.value_class import asdict
@@ -341,8 +349,7 @@ def _append(call: Call) -> Json:
         raise BadRequest("give 'records' or one record's fields, not both")
     if entries is None:
         message = parse_message(single, "the record", frozenset(single))
-        key = single.get("key")
-        entries = [(None if key is None else key.encode(), message.headers, message.body)]
+        entries = [(record_key(single, "the record"), message.headers, message.body)]
     first = call.ns.logs.append(call.name, entries, call.now)
     return {"offset": first, "count": len(entries)}
 
@@ -667,9 +674,10 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
             ),
             *_BODY,
             Field("key", "string", "one record's key as UTF-8 text"),
+            Field("key_base64", "string", "one record's key as base64 (any bytes)"),
         ),
         resource="log",
-        body_rule=one_body("records", ("headers", "key")),
+        body_rule=one_record_body(),
         errors=_WRITES,
     ),
     Operation(

@@ -27,6 +27,7 @@ import json
 import logging
 import re
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import parse_qsl, unquote_to_bytes
 
 import trio
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -175,6 +176,8 @@ class HttpFace:
         else:
             params = parse_fields(op.fields, await self._json_body(request), self.limits)
         name = request.path_params.get(op.resource, "") if op.resource else ""
+        if _REPLACED in name or any(_REPLACED in value for value in query.values()):
+            _check_escapes(request)
         if principal.grants is not None:
             _authorize(principal, op, name, params)
         generation = self.broker.durability.generation
@@ -267,6 +270,27 @@ def _authorize(principal: Principal, op: Operation, name: str, params: dict[str,
         value = name if field == op.resource else params.get(field)
         if value is not None:
             grants.require(action, kind, value)
+
+
+#: What a percent-escape that is not UTF-8 decodes to: the ASGI server and
+#: starlette decode the path and the query leniently.
+_REPLACED: Final = "\ufffd"
+
+
+def _check_escapes(request: Request) -> None:
+    """Refuse a path or query string whose percent-escapes are not UTF-8 (``%ff``).
+
+    Decoded leniently, each bad escape became U+FFFD, so ``/v1/queues/%ff`` and
+    ``/v1/queues/%fe`` declared and used one queue named "\ufffd". Checked only
+    when a name or value holds U+FFFD (which a client may also send properly,
+    as ``%EF%BF%BD``), so other requests pay nothing.
+    """
+    try:
+        unquote_to_bytes(request.scope.get("raw_path") or b"").decode()
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        parse_qsl(query, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest("a percent-escape of the path or query is not UTF-8") from None
 
 
 def _no_constants(name: str) -> object:

@@ -180,11 +180,12 @@ def _redrive(
         return {"dead_letter_queue": None, "max_deliveries": None}
     policy = _json_object("RedrivePolicy", raw)
     target, count = policy.get("deadLetterTargetArn"), policy.get("maxReceiveCount")
-    if count is None:
-        raise invalid_parameter(
-            "Value for parameter RedrivePolicy is invalid. Reason: Redrive policy does not "
-            "contain mandatory attribute: maxReceiveCount."
-        )
+    for mandatory, value in (("deadLetterTargetArn", target), ("maxReceiveCount", count)):
+        if value is None:
+            raise invalid_parameter(
+                "Value for parameter RedrivePolicy is invalid. Reason: Redrive policy does not "
+                f"contain mandatory attribute: {mandatory}."
+            )
     max_receives = integer_of(count)
     if max_receives is None or not 1 <= max_receives <= 1000:
         raise invalid_parameter(

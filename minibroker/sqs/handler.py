@@ -511,32 +511,35 @@ class SqsHandler:
         namespace, queue = self._queue_of(request, default)
         settings = self._settings_of(namespace, queue.name, now)
         entries = _batch_entries(request.params)
-        successful: list[Answer] = []
-        failed: list[Answer] = []
+        # Each entry's answer, success or failure (listed in the entries' order).
+        successful: dict[str, Answer] = {}
+        failed: dict[str, Answer] = {}
         # Prepared entries by (delay, message group), so each of these is one put.
         puts: dict[tuple[int, str | None], list[tuple[str, _Prepared]]] = {}
-        # FIFO: deduplication keys of this batch's earlier entries.
-        in_batch: dict[str, _Prepared] = {}
+        # FIFO: this batch's earlier entries by deduplication key, and the later
+        # entries with the same key (answered as their earlier one turns out).
+        in_batch: dict[str, str] = {}
+        repeats: list[tuple[str, _Prepared, str]] = []
         total = 0
         wall_ms = self._broker.clock.wall_ms(now)
         for entry in entries:
+            entry_id = entry["Id"]
             try:
                 prepared = _prepare_send(entry, settings, wall_ms)
             except SqsError as exc:
-                failed.append(_failure(entry["Id"], exc))
+                failed[entry_id] = _failure(entry_id, exc)
                 continue
-            total += len(prepared.outgoing.body)
-            earlier = in_batch.get(prepared.deduplication_key or "")
-            if earlier is not None:
-                prepared.answer["MessageId"] = earlier.answer["MessageId"]
-                prepared.answer["SequenceNumber"] = earlier.answer["SequenceNumber"]
-            if earlier is not None or _deduplicated(prepared, settings, now):
-                successful.append({"Id": entry["Id"], **prepared.answer})
+            total += prepared.size
+            key = prepared.deduplication_key
+            if key is not None and key in in_batch:
+                repeats.append((entry_id, prepared, in_batch[key]))
                 continue
-            if prepared.deduplication_key is not None:
-                in_batch[prepared.deduplication_key] = prepared
-            key = (prepared.delay, prepared.group)
-            puts.setdefault(key, []).append((entry["Id"], prepared))
+            if _deduplicated(prepared, settings, now):
+                successful[entry_id] = {"Id": entry_id, **prepared.answer}
+                continue
+            if key is not None:
+                in_batch[key] = entry_id
+            puts.setdefault((prepared.delay, prepared.group), []).append((entry_id, prepared))
         if total > MAX_BATCH_BYTES:
             raise batch_error(
                 "BatchRequestTooLong",
@@ -547,12 +550,27 @@ class SqsHandler:
             try:
                 queue.put([p.outgoing for _, p in batch], now, delay=delay, group=group)
             except BrokerError as exc:
-                failed.extend(_failure(entry_id, _translate(exc)) for entry_id, _ in batch)
+                error = _translate(exc)
+                failed.update((entry_id, _failure(entry_id, error)) for entry_id, _ in batch)
                 continue
             for entry_id, prepared in batch:
                 _remember(prepared, settings, now)
-                successful.append({"Id": entry_id, **prepared.answer})
-        return {"Successful": successful, "Failed": failed}
+                successful[entry_id] = {"Id": entry_id, **prepared.answer}
+        for entry_id, prepared, first_id in repeats:
+            # A duplicate of an entry that was stored answers as it does; of
+            # one that failed, fails as it did (its id names no message).
+            first = successful.get(first_id)
+            if first is None:
+                failed[entry_id] = {**failed[first_id], "Id": entry_id}
+                continue
+            prepared.answer["MessageId"] = first["MessageId"]
+            prepared.answer["SequenceNumber"] = first["SequenceNumber"]
+            successful[entry_id] = {"Id": entry_id, **prepared.answer}
+        order = [entry["Id"] for entry in entries]
+        return {
+            "Successful": [successful[i] for i in order if i in successful],
+            "Failed": [failed[i] for i in order if i in failed],
+        }
 
     def _receive_message(
         self, request: SqsRequest, default: str, now: float
@@ -718,6 +736,8 @@ class _Prepared:
     #: FIFO queues: the message group and the deduplication key.
     group: str | None = None
     deduplication_key: str | None = None
+    #: Bytes it counts as (body and attributes), against a batch's limit.
+    size: int = 0
 
 
 def _deduplicated(prepared: _Prepared, settings: QueueSettings, now: float) -> bool:
@@ -774,7 +794,7 @@ def _prepare_send(params: dict[str, Any], settings: QueueSettings, wall_ms: int)
         )
     if settings.fifo:
         answer["SequenceNumber"] = headers[SEQUENCE_HEADER]
-    return _Prepared(_Outgoing(encoded, headers), delay, answer, group, deduplication_key)
+    return _Prepared(_Outgoing(encoded, headers), delay, answer, group, deduplication_key, size)
 
 
 def _fifo_fields(

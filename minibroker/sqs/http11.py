@@ -6,7 +6,10 @@ hypercorn) cost more than the native port's whole request. This module adds
 what llhttp leaves to its caller, so that no client can make the broker
 hold unbounded memory:
 
-* request line and headers: at most ``max_header_bytes`` (431 beyond);
+* request line and headers: at most ``max_header_bytes`` (431 beyond),
+  counted as bytes while they are incomplete (so llhttp never buffers a huge
+  one) and, once complete, as parsed if the read that completed them was
+  big enough to hold too many (headers that arrive whole in one read);
 * the body: at most ``max_body_bytes`` (413). A body over the limit is read
   and dropped as it comes (nothing is kept), so a client that sends it in
   full still gets its answer instead of a reset; the request deadline
@@ -98,6 +101,8 @@ class RequestReader:
         #: The request whose headers just completed asked for ``100 Continue``.
         self.expects_continue = False
         self._header_bytes = 0
+        #: Bytes of the read being parsed (an upper bound of any request's headers in it).
+        self._read_bytes = 0
         self._url: list[bytes] = []
         self._raw_headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
@@ -108,6 +113,7 @@ class RequestReader:
     def feed(self, data: bytes | bytearray) -> None:
         """Parse ``data``; complete requests are appended to ``requests``. HttpError
         for a request that cannot be read (the stream is unusable after it)."""
+        self._read_bytes = len(data)
         if not self.in_body:
             # Bytes of a request line and headers in progress: bounded before llhttp
             # buffers a huge header value (at most one read past the limit).
@@ -117,6 +123,8 @@ class RequestReader:
         except httptools.HttpParserUpgrade:
             raise HttpError(400, "Protocol upgrades are not supported.") from None
         except httptools.HttpParserError as exc:
+            if isinstance(exc.__context__, HttpError):  # on_headers_complete's 431
+                raise exc.__context__ from None
             raise HttpError(400, f"Malformed HTTP request: {exc}.") from None
         if self.in_request and not self.in_body and self._header_bytes > self._max_header_bytes:
             raise HttpError(431, "The request line and headers are too large.")
@@ -135,6 +143,13 @@ class RequestReader:
         self._raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        limit = self._max_header_bytes
+        if self._header_bytes > limit or self._read_bytes > limit:
+            # Headers that came complete in one read, which ``feed`` does not
+            # check: count them as parsed (only when the reads could hold too many).
+            size = sum(map(len, self._url)) + sum(len(n) + len(v) + 4 for n, v in self._raw_headers)
+            if size > limit:
+                raise HttpError(431, "The request line and headers are too large.")
         self.in_body = True
         self._header_bytes = 0
         self._body = []

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from functools import partial
 
 import httpx
+import jsonschema
 import pytest
 import trio
 
@@ -162,6 +163,49 @@ async def test_append_then_read_from_an_offset(http: httpx.AsyncClient) -> None:
     assert commit.status_code == 200
     stats = (await http.get("/v1/logs/events")).json()
     assert stats["next_offset"] == 3 and "g" in stats["groups"]
+
+
+async def test_one_record_takes_its_key_as_base64_as_a_batch_item_does(
+    broker: EmbeddedBroker, http: httpx.AsyncClient
+) -> None:
+    """docs/http.md: record keys are "key" or "key_base64", at most one. The
+    one-record form refused key_base64 as an unknown field (a key that is not
+    UTF-8 could be appended only in a batch); the OpenAPI document agrees."""
+    await http.put("/v1/logs/events")
+    one = await http.post("/v1/logs/events/records", json={"body": "a", "key_base64": "/w=="})
+    assert one.json() == {"offset": 0, "count": 1}
+    both = await http.post(
+        "/v1/logs/events/records", json={"body": "b", "key": "k", "key_base64": "/w=="}
+    )
+    assert both.status_code == 400
+    [record] = (await http.get("/v1/logs/events/records")).json()["records"]
+    assert record["key_base64"] == "/w=="
+    document = (await http.get("/openapi.json")).json()
+    schema = document["paths"]["/v1/logs/{log}/records"]["post"]["requestBody"]["content"][
+        "application/json"
+    ]["schema"]
+    jsonschema.validate({"body": "a", "key_base64": "/w=="}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"body": "b", "key": "k", "key_base64": "/w=="}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"records": [], "key_base64": "/w=="}, schema)
+
+
+@pytest.mark.parametrize(
+    ("url", "batch"),
+    [("/v1/queues/jobs/messages", "messages"), ("/v1/topics/t/messages", "messages")],
+)
+async def test_empty_headers_beside_a_batch_are_refused_as_the_schema_says(
+    http: httpx.AsyncClient, url: str, batch: str
+) -> None:
+    """One message's fields never go with a batch (docs/http.md, and the
+    OpenAPI document's oneOf); headers {} passed, read as no headers."""
+    await http.put("/v1/queues/jobs")
+    answer = await http.post(url, json={batch: [{"body": "x"}], "headers": {}})
+    assert answer.status_code == 400
+    assert "not both" in answer.json()["error"]["message"]
+    alone = await http.post(url, json={"body": "x", "headers": {}})
+    assert alone.status_code == 200
 
 
 async def test_request_is_answered_by_a_native_responder(
@@ -321,3 +365,35 @@ async def test_a_surrogate_pair_escape_is_a_character_not_an_error(http: httpx.A
     assert answer.status_code == 200
     fetched = await http.post("/v1/queues/q/fetch", json={})
     assert fetched.json()["deliveries"][0]["body"] == "\N{GRINNING FACE}"
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("PUT", "/v1/queues/%ff"),
+        ("PUT", "/v1/logs/a%fe"),
+        ("POST", "/v1/topics/t.%c3/messages"),
+        ("GET", "/v1/logs/log/records?group=%ff"),
+    ],
+)
+async def test_percent_escapes_that_are_not_utf8_are_refused(
+    http: httpx.AsyncClient, method: str, url: str
+) -> None:
+    """Decoded leniently, ``%ff`` and ``%fe`` both became U+FFFD: one queue (or
+    log, or consumer group) named by different bytes."""
+    await http.put("/v1/logs/log")
+    answer = await http.request(method, url, json={"body": "x"} if method == "POST" else None)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "bad_request"
+    assert "not UTF-8" in answer.json()["error"]["message"]
+    listed = (await http.get("/v1/queues")).json()["queues"] + (await http.get("/v1/logs")).json()[
+        "logs"
+    ]
+    assert not any("\ufffd" in str(item) for item in listed)
+
+
+async def test_a_replacement_character_sent_as_utf8_is_a_name_like_any(
+    http: httpx.AsyncClient,
+) -> None:
+    answer = await http.put("/v1/queues/a%EF%BF%BD")
+    assert answer.json() == {"queue": "a\ufffd", "created": True}

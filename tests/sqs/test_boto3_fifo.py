@@ -60,6 +60,40 @@ def test_a_group_comes_back_in_order_after_its_visibility_timeout(
     assert again[0]["Attributes"]["MessageDeduplicationId"] == "m0"
 
 
+def test_messages_made_visible_one_by_one_come_back_in_group_order(
+    sqs: Any, fifo_url: str
+) -> None:
+    """One receive took a0, b0 and a1; each is made visible again on its own,
+    in the order received (the order a worker giving up on each would use).
+    Group a must be delivered again as a0, a1: each used to go to the front as
+    it came back, so a1 overtook a0."""
+    for body, group in [("a0", "a"), ("b0", "b"), ("a1", "a"), ("a2", "a")]:
+        send(sqs, fifo_url, body, group)
+    taken = sqs.receive_message(QueueUrl=fifo_url, MaxNumberOfMessages=3)["Messages"]
+    assert [m["Body"] for m in taken] == ["a0", "b0", "a1"]
+    for m in taken:
+        sqs.change_message_visibility(
+            QueueUrl=fifo_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
+        )
+    again = bodies(sqs.receive_message(QueueUrl=fifo_url, MaxNumberOfMessages=10))
+    assert [b for b in again if b.startswith("a")] == ["a0", "a1", "a2"]
+    assert "b0" in again
+
+
+def test_a_batch_answers_in_the_order_of_its_entries(sqs: Any, fifo_url: str) -> None:
+    """b repeats a's deduplication id: it was answered before a (the repeats
+    first, then the stored entries)."""
+    entries = [
+        {"Id": "a", "MessageBody": "1", "MessageGroupId": "g", "MessageDeduplicationId": "x"},
+        {"Id": "b", "MessageBody": "2", "MessageGroupId": "g", "MessageDeduplicationId": "x"},
+        {"Id": "c", "MessageBody": "3", "MessageGroupId": "h", "MessageDeduplicationId": "y"},
+    ]
+    answer = sqs.send_message_batch(QueueUrl=fifo_url, Entries=entries)["Successful"]
+    assert [a["Id"] for a in answer] == ["a", "b", "c"]
+    assert answer[0]["MessageId"] == answer[1]["MessageId"]
+    assert bodies(sqs.receive_message(QueueUrl=fifo_url, MaxNumberOfMessages=10)) == ["1", "3"]
+
+
 def test_deduplication_window(
     sqs: Any, fifo_url: str, minibroker_sqs_endpoint: SqsEndpoint
 ) -> None:

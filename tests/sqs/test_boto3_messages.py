@@ -194,6 +194,22 @@ def test_send_message_batch(sqs: Any, queue_url: str) -> None:
     assert [m["Body"] for m in got] == ["first", "third"]
 
 
+def test_message_attributes_count_against_a_batchs_size(sqs: Any, queue_url: str) -> None:
+    """A batch is at most 1 MiB of messages, attributes included (each message
+    is counted as against MaximumMessageSize); only bodies used to count."""
+    attribute = {"pad": {"DataType": "String", "StringValue": "a" * 60_000}}
+    entries = [
+        {"Id": str(i), "MessageBody": "b" * 150_000, "MessageAttributes": attribute}
+        for i in range(5)
+    ]
+    with pytest.raises(ClientError) as caught:
+        sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+    assert error_code(caught) == "AWS.SimpleQueueService.BatchRequestTooLong"
+    assert "Messages" not in sqs.receive_message(QueueUrl=queue_url)
+    fits = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries[:4])
+    assert len(fits["Successful"]) == 4
+
+
 def test_delete_and_change_visibility_batches(
     sqs: Any, queue_url: str, minibroker_sqs_endpoint: SqsEndpoint
 ) -> None:

@@ -219,6 +219,25 @@ def test_redrive_policy_needs_an_existing_target(sqs: Any) -> None:
     assert error_code(exc) == "InvalidParameterValue"
 
 
+@pytest.mark.parametrize(
+    ("policy", "missing"),
+    [
+        ({"maxReceiveCount": 3}, "deadLetterTargetArn"),
+        ({"deadLetterTargetArn": "arn:aws:sqs:us-east-1:000000000000:x"}, "maxReceiveCount"),
+    ],
+)
+def test_a_redrive_policy_missing_an_attribute_says_which(
+    sqs: Any, policy: dict[str, Any], missing: str
+) -> None:
+    """Without deadLetterTargetArn the answer was "Invalid value for the queue
+    ARN: 'None'", as AWS answers for a missing maxReceiveCount it names it."""
+    with pytest.raises(ClientError) as exc:
+        sqs.create_queue(QueueName="orphan", Attributes={"RedrivePolicy": json.dumps(policy)})
+    assert error_code(exc) == "InvalidParameterValue"
+    message = exc.value.response["Error"]["Message"]
+    assert message.endswith(f"does not contain mandatory attribute: {missing}.")
+
+
 def test_a_queue_created_over_sqs_is_a_minibroker_queue(
     sqs: Any, queue_url: str, minibroker_sqs_endpoint: SqsEndpoint
 ) -> None:

@@ -84,3 +84,25 @@ def test_a_full_disk_is_service_unavailable_and_passes(served: ThreadedBroker, d
     sqs.send_message(QueueUrl=url, MessageBody="after")
     got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
     assert sorted(m["Body"] for m in got) == ["after", "before"]
+
+
+def test_a_fifo_batch_duplicate_of_a_refused_entry_is_refused_too(
+    served: ThreadedBroker, disk: Disk
+) -> None:
+    """b repeats a's deduplication id in one batch. When a could not be stored,
+    b was still answered as stored, with a's MessageId: a message that exists
+    nowhere."""
+    sqs = _client(served)
+    url = sqs.create_queue(QueueName="orders.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    disk.full = True
+    entry = {"MessageBody": "x", "MessageGroupId": "g", "MessageDeduplicationId": "same"}
+    batch = sqs.send_message_batch(
+        QueueUrl=url, Entries=[{"Id": "a", **entry}, {"Id": "b", **entry}]
+    )
+    assert batch.get("Successful", []) == []
+    assert [(f["Id"], f["Code"]) for f in batch["Failed"]] == [
+        ("a", "ServiceUnavailable"),
+        ("b", "ServiceUnavailable"),
+    ]
+    disk.full = False
+    assert "Messages" not in sqs.receive_message(QueueUrl=url)

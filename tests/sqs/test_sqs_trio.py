@@ -299,6 +299,38 @@ async def test_headers_too_large_get_431_and_the_connection_closes(
         await client.answer()
 
 
+@pytest.mark.parametrize("whole", [False, True], ids=["headers-only", "whole-request"])
+async def test_headers_too_large_arriving_in_one_read_get_431(
+    broker: EmbeddedBroker, whole: bool
+) -> None:
+    """Headers over the limit that arrive complete in one read (one big header,
+    or many small ones) used to pass: only incomplete ones were counted."""
+    client = await connect(broker)
+    many = b"".join(b"x-pad-%d: %s\r\n" % (i, b"y" * 60) for i in range(400))
+    request = b"POST / HTTP/1.1\r\nhost: h\r\n" + many + b"\r\n"
+    if whole:
+        request = request.replace(b"host: h", b"host: h\r\ncontent-length: 2") + b"{}"
+    assert len(many) > MAX_HEADER_BYTES
+    await client.stream.send_all(request)
+    answer = await client.answer()
+    assert answer.status == 431
+    with pytest.raises(EOFError):
+        await client.answer()
+
+
+async def test_headers_just_under_the_limit_are_served(broker: EmbeddedBroker) -> None:
+    client = await connect(broker)
+    padding = b"y" * (MAX_HEADER_BYTES - 400)
+    body = b"{}"
+    await client.stream.send_all(
+        b"POST / HTTP/1.1\r\nhost: h\r\nx-amz-target: AmazonSQS.ListQueues\r\n"
+        b"content-type: application/x-amz-json-1.0\r\ncontent-length: 2\r\n"
+        b"x-pad: " + padding + b"\r\n\r\n" + body
+    )
+    answer = await client.answer()
+    assert answer.status == 200
+
+
 async def test_a_malformed_request_gets_400_and_the_connection_closes(
     broker: EmbeddedBroker,
 ) -> None:
