@@ -457,13 +457,13 @@ def _built(
 
     ``columns`` None is the usual answer: ids from ``first_id``, ``count``
     and ``published_at`` for all, no headers. Else ``columns`` gives each
-    delivery its id, count, time and headers (the general form: about 7%
-    more instructions per delivery; the usual one pays a test per delivery,
-    under 2%, for sharing this loop).
+    delivery its id, count, time and headers (the general form). Sharing
+    this loop costs the usual form a test per delivery (callgrind: 2,025 ->
+    2,056 instructions per delivery) and the general form its nested rows
+    (2,257 -> 2,409), against a loop of its own each.
     """
-    rows: Iterator[tuple[Any, bytes]] = (
-        enumerate(bodies, first_id) if columns is None else zip(columns, bodies, strict=True)
-    )
+    row: Any  # a delivery id, or a columns row
+    rows = enumerate(bodies, first_id) if columns is None else zip(columns, bodies, strict=True)
     for row, body in rows:
         d = kind()
         if columns is None:
