@@ -126,11 +126,7 @@ def _queued(view: dict[str, Any]) -> QueuedMessage:
 
 
 def _parse_contents(result: dict[str, Any]) -> QueueContents:
-    return QueueContents(
-        [_queued(v) for v in result["ready"]],
-        [_queued(v) for v in result["in_flight"]],
-        [_queued(v) for v in result["delayed"]],
-    )
+    return QueueContents(*([_queued(v) for v in result[f.name]] for f in fields(QueueContents)))
 
 
 class DeliveryBase:
@@ -383,15 +379,13 @@ def fetch_call(
     kind: type[D],
     settler: Any,
 ) -> Call[list[D]]:
-    fields: dict[str, Any] = {"queue": queue, "max_messages": max_messages}
+    # Compact answers (``fetch.compact``) carry columns instead of a map per
+    # delivery; an older broker ignores the field and answers with maps.
+    fields: dict[str, Any] = {"queue": queue, "max_messages": max_messages, "compact": True}
     if wait:
         fields["wait"] = wait
     if visibility_timeout is not None:
         fields["visibility_timeout"] = visibility_timeout
-
-    # Compact answers (``fetch.compact``) carry columns instead of a map per
-    # delivery; an older broker ignores the field and answers with maps.
-    fields["compact"] = True
 
     def parse(result: list[dict[str, Any]] | dict[str, Any]) -> list[D]:
         return list(deliveries(kind, queue, settler, result))
