@@ -209,19 +209,31 @@ def _paced_amqp(server: Server, messages: int, interval: float) -> None:
         raise SystemExit(f"paced AMQP: {verifier.distinct} of {messages} arrived")
 
 
-def _paced_native(server: Server, messages: int, interval: float) -> None:
-    """The native client, one ``put`` every ``interval`` seconds; consume as the harness."""
+def native_w1(
+    server: Server,
+    messages: int,
+    *,
+    batch: int,
+    interval: float = 0.0,
+    body_size: int = 100,
+    prefetch: int = 2000,
+    ack_every: int = 100,
+) -> None:
+    """W1 with the native client against ``server``: one connection putting
+    ``batch`` messages per ``put_many`` through ``queue_producer(max_batch=batch)``
+    (pausing ``interval`` seconds after each, if any), one iterating
+    ``consume(prefetch, ack_every)`` and acking every delivery (the roles of
+    benchmarks/targets/minibroker.py). Raises SystemExit unless all arrived."""
     import trio
 
     import minibroker
 
-    cfg = RunConfig(targets=(), workloads=(), counts=Counts(1, 1, 1, 1, 1, 1), timeout=1200.0)
     url = f"minibroker://127.0.0.1:{server.port}"
-    queue = f"paced-{time.monotonic_ns()}"
-    verifier = Verifier(messages, cfg.body_size)
+    queue = f"w1-{time.monotonic_ns()}"
+    verifier = Verifier(messages, body_size)
 
     async def consume(mb: Any, ready: trio.Event) -> None:
-        async with mb.consume(queue, prefetch=cfg.prefetch, ack_every=cfg.ack_every) as found:
+        async with mb.consume(queue, prefetch=prefetch, ack_every=ack_every) as found:
             ready.set()
             async for delivery in found:
                 verifier.add(delivery.body)
@@ -236,15 +248,31 @@ def _paced_native(server: Server, messages: int, interval: float) -> None:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(consume, mb, ready)
                 await ready.wait()
-                async with producer_mb.queue_producer(queue, max_batch=1) as producer:
-                    for body in make_bodies(messages, cfg.body_size):
-                        await producer.put_many([body])
-                        await trio.sleep(interval)
+                async with producer_mb.queue_producer(queue, max_batch=batch) as producer:
+                    bodies = make_bodies(messages, body_size)
+                    for first in range(0, messages, batch):
+                        await producer.put_many(bodies[first : first + batch])
+                        if interval:
+                            await trio.sleep(interval)
             await mb.delete_queue(queue)
 
     trio.run(run)
     if not verifier.done:
-        raise SystemExit(f"paced native: {verifier.distinct} of {messages} arrived")
+        raise SystemExit(f"native W1: {verifier.distinct} of {messages} arrived")
+
+
+def _paced_native(server: Server, messages: int, interval: float) -> None:
+    """The native client, one ``put`` every ``interval`` seconds; consume as the harness."""
+    cfg = RunConfig(targets=(), workloads=(), counts=Counts(1, 1, 1, 1, 1, 1), timeout=1200.0)
+    native_w1(
+        server,
+        messages,
+        batch=1,
+        interval=interval,
+        body_size=cfg.body_size,
+        prefetch=cfg.prefetch,
+        ack_every=cfg.ack_every,
+    )
 
 
 def main() -> None:

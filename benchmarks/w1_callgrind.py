@@ -18,51 +18,16 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
 
-from benchmarks.amqp_callgrind import Server
-from benchmarks.payload import Verifier, make_bodies
+from benchmarks.amqp_callgrind import Server, native_w1
 from benchmarks.sysinfo import load_average
 from benchmarks.targets.minibroker import REPO_ROOT
 
 
 def w1(server: Server, messages: int) -> None:
     """One W1 run against ``server``: every message put, delivered and acked."""
-    import trio
-
-    import minibroker
-
-    url = f"minibroker://127.0.0.1:{server.port}"
-    queue = f"w1-{time.monotonic_ns()}"
-    verifier = Verifier(messages, 100)
-
-    async def consume(mb: Any, ready: trio.Event) -> None:
-        async with mb.consume(queue, prefetch=2000, ack_every=100) as found:
-            ready.set()
-            async for delivery in found:
-                verifier.add(delivery.body)
-                await delivery.ack()
-                if verifier.done:
-                    break
-
-    async def run() -> None:
-        async with minibroker.connect(url) as mb, minibroker.connect(url) as producer_mb:
-            await mb.declare_queue(queue)
-            ready = trio.Event()
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(consume, mb, ready)
-                await ready.wait()
-                async with producer_mb.queue_producer(queue, max_batch=1000) as producer:
-                    bodies = make_bodies(messages, 100)
-                    for first in range(0, messages, 1000):
-                        await producer.put_many(bodies[first : first + 1000])
-            await mb.delete_queue(queue)
-
-    trio.run(run)
-    if not verifier.done:
-        raise SystemExit(f"W1: {verifier.distinct} of {messages} arrived")
+    native_w1(server, messages, batch=1000)
 
 
 def main() -> None:

@@ -407,7 +407,8 @@ class QueueProducer(Generic[C]):
 
 
 def encoded_size(encoded: list[Any]) -> int:
-    """Body bytes of a batch in wire form (bare bodies and ``{"body"}`` maps)."""
+    """Body bytes of a batch in wire form (bare bodies and ``{"body"}`` maps),
+    for queue producers and log producers alike."""
     try:
         # Bare bodies only, the common batch: one pass in C that checks and
         # sums at once (a map in the list raises TypeError).
@@ -467,8 +468,7 @@ class LogProducer(Generic[C]):
         together; waits only while the window is full. Its confirmation gives
         the first one's offset once stored (the rest follow densely)."""
         encoded = encode_records(records)
-        size = sum(len(r if isinstance(r, bytes) else r["body"]) for r in encoded)
-        return self._room_after(self._state.add_many(encoded, size))
+        return self._room_after(self._state.add_many(encoded, encoded_size(encoded)))
 
 
 class AsyncLogProducer(LogProducer[Coroutine[Any, Any, Confirmation]], AsyncProducer):

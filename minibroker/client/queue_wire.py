@@ -126,11 +126,7 @@ def _queued(view: dict[str, Any]) -> QueuedMessage:
 
 
 def _parse_contents(result: dict[str, Any]) -> QueueContents:
-    return QueueContents(
-        [_queued(v) for v in result["ready"]],
-        [_queued(v) for v in result["in_flight"]],
-        [_queued(v) for v in result["delayed"]],
-    )
+    return QueueContents(*([_queued(v) for v in result[f.name]] for f in fields(QueueContents)))
 
 
 class DeliveryBase:
@@ -383,15 +379,13 @@ def fetch_call(
     kind: type[D],
     settler: Any,
 ) -> Call[list[D]]:
-    fields: dict[str, Any] = {"queue": queue, "max_messages": max_messages}
+    # Compact answers (``fetch.compact``) carry columns instead of a map per
+    # delivery; an older broker ignores the field and answers with maps.
+    fields: dict[str, Any] = {"queue": queue, "max_messages": max_messages, "compact": True}
     if wait:
         fields["wait"] = wait
     if visibility_timeout is not None:
         fields["visibility_timeout"] = visibility_timeout
-
-    # Compact answers (``fetch.compact``) carry columns instead of a map per
-    # delivery; an older broker ignores the field and answers with maps.
-    fields["compact"] = True
 
     def parse(result: list[dict[str, Any]] | dict[str, Any]) -> list[D]:
         return list(deliveries(kind, queue, settler, result))
@@ -408,12 +402,8 @@ def deliveries(
     the ids after it, ``bodies``, and ``delivery_count`` and
     ``published_at`` as one integer for all or an array, ``headers`` an
     array when some delivery has headers; an older broker's answer is a map
-    per delivery. Each delivery is built with its slots set directly: the
-    consumer's per-message decoding is this loop, and it builds each
-    delivery only as it hands it out (``ConsumerState.take_fetched``), so a
-    loop that drops each delivery after its ack leaves no garbage for the
-    cyclic collector. Both forms give the same deliveries (a property test
-    checks it).
+    per delivery. This gathers the columns; ``_built`` builds the deliveries.
+    Both forms give the same deliveries (a property test checks it).
     """
     if isinstance(result, list):  # the map form: its columns
         ids: Iterable[int] = [m["delivery_id"] for m in result]
@@ -424,43 +414,61 @@ def deliveries(
     else:
         bodies = result["bodies"]
         if not bodies:
-            return
+            return iter(())
         first_id: int = result["first_id"]
-        ids = range(first_id, first_id + len(bodies))
         counts = result["delivery_count"]
         published = result["published_at"]
         headers = result.get("headers")
         if type(counts) is int and type(published) is int and headers is None:
-            # The usual answer (one count and one time for all, no headers) sets
-            # them directly; the loop below is the general form, with zip and repeat.
-            for delivery_id, body in enumerate(bodies, first_id):
-                d = kind()
-                d.queue = queue
-                d.delivery_id = delivery_id
-                d.body = body
-                d.headers = None
-                d.delivery_count = counts
-                d.published_at = published
-                d._settler = settler
-                d._settled = None
-                yield d
-            return
+            return _built(kind, queue, settler, bodies, first_id, counts, published, None)
+        ids = range(first_id, first_id + len(bodies))
     n = len(bodies)
-    for delivery_id, body, count, at, header in zip(
+    columns = zip(
         ids,
-        bodies,
         repeat(counts, n) if type(counts) is int else counts,
         repeat(published, n) if type(published) is int else published,
         repeat(None, n) if headers is None else headers,
         strict=True,
-    ):
+    )
+    return _built(kind, queue, settler, bodies, 0, 0, 0, columns)
+
+
+def _built(
+    kind: type[D],
+    queue: str,
+    settler: Any,
+    bodies: list[bytes],
+    first_id: int,
+    count: int,
+    published_at: int,
+    columns: Iterator[tuple[int, int, int, dict[str, str] | None]] | None,
+) -> Iterator[D]:
+    """The deliveries of ``bodies``, each built as it is taken, with its slots
+    set directly: the consumer's per-message decoding is this loop, and it
+    builds each delivery only as it hands it out (``ConsumerState.take_fetched``),
+    so a loop that drops each delivery after its ack leaves no garbage for
+    the cyclic collector.
+
+    ``columns`` None is the usual answer: ids from ``first_id``, ``count``
+    and ``published_at`` for all, no headers. Else ``columns`` gives each
+    delivery its id, count, time and headers (the general form). Sharing
+    this loop costs the usual form a test per delivery (callgrind: 2,025 ->
+    2,056 instructions per delivery) and the general form its nested rows
+    (2,257 -> 2,409), against a loop of its own each.
+    """
+    row: Any  # a delivery id, or a columns row
+    rows = enumerate(bodies, first_id) if columns is None else zip(columns, bodies, strict=True)
+    for row, body in rows:
         d = kind()
+        if columns is None:
+            d.delivery_id = row
+            d.headers = None
+            d.delivery_count = count
+            d.published_at = published_at
+        else:
+            d.delivery_id, d.delivery_count, d.published_at, d.headers = row
         d.queue = queue
-        d.delivery_id = delivery_id
         d.body = body
-        d.headers = header
-        d.delivery_count = count
-        d.published_at = at
         d._settler = settler
         d._settled = None
         yield d

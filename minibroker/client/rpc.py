@@ -512,8 +512,8 @@ class SyncServing(SyncTransport):
         subject: str,
         handler: SyncHandler,
         *,
-        group: str | None = None,
         workers: int = DEFAULT_WORKERS,
+        group: str | None = None,
         max_pending: int | None = None,
         handle: ServeHandle | None = None,
     ) -> None:

@@ -17,7 +17,7 @@ from helpers import Net, assert_decoders_agree
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minibroker.client.queue_wire import Delivery, deliveries, raw_delivery_ids
+from minibroker.client.queue_wire import Delivery, DeliveryBase, deliveries, raw_delivery_ids
 from minibroker.core.queue_message import Message
 from minibroker.protocol import frames
 from minibroker.protocol.codec import InvalidFrame, decode_request
@@ -164,6 +164,33 @@ def test_compact_answers_give_the_deliveries_of_the_map_form(
     assert _fields(from_compact) == _fields(from_maps)
     assert all(d._settler is settler and d._settled is None for d in from_compact)
     assert raw_delivery_ids(compact) == raw_delivery_ids(maps)
+
+
+def _slots(deliveries: list[Delivery]) -> list[tuple[Any, ...]]:
+    return [tuple(getattr(d, name) for name in DeliveryBase.__slots__) for d in deliveries]
+
+
+@given(
+    st.lists(st.binary(max_size=4), max_size=6),
+    st.integers(1, 2**40),
+    st.integers(1, 3),
+    st.integers(0, 2**42),
+)
+def test_the_usual_compact_answer_is_built_as_the_general_form(
+    bodies: list[bytes], first_id: int, count: int, published_at: int
+) -> None:
+    # One count and one time for all, no headers: ``deliveries`` builds these
+    # without the general form's per-delivery columns; listing the same
+    # values as columns takes the general form.
+    usual = {"first_id": first_id, "bodies": bodies, "delivery_count": count}
+    usual["published_at"] = published_at
+    n = len(bodies)
+    general = {**usual, "delivery_count": [count] * n, "published_at": [published_at] * n}
+    settler = object()
+    for columns in (general, {**general, "headers": [None] * n}):
+        fast = list(deliveries(Delivery, "q", settler, usual))
+        assert _slots(fast) == _slots(list(deliveries(Delivery, "q", settler, columns)))
+        assert [d.delivery_id for d in fast] == list(range(first_id, first_id + n))
 
 
 def test_deliveries_that_are_not_a_range_go_as_maps() -> None:
