@@ -856,3 +856,36 @@ def test_a_fetch_answer_of_several_partitions_joins_their_record_parts(version: 
     body, tail = wire.encode_response_split(_with_records(response, parts))
     assert tail == ()
     assert body == wire.encode_response(_with_records(response, [records, records]))
+
+
+def _join_group_v1(member_id: str) -> bytes:
+    join = request_class(11, 1, "JoinGroupRequestProtocol")
+    return encode_request(
+        11,
+        1,
+        group_id="g",
+        session_timeout=timedelta(seconds=10),
+        rebalance_timeout=timedelta(seconds=10),
+        member_id=member_id,
+        protocol_type="consumer",
+        protocols=(wire.build(join, name="range", metadata=b"m"),),
+    )
+
+
+def test_a_consumer_closed_while_its_first_join_waits_leaves_the_group() -> None:
+    """It never learnt its member id (the round's answer carries it), so it
+    sent no LeaveGroup: the next round waited for it and handed it
+    partitions, and the group waited out its session."""
+    first = open_session()
+    first.receive_data(frame(11, 1, _join_group_v1(""), correlation_id=1))
+    [(_, body)] = responses(first)
+    leader = wire.decode_response(11, 1, body).member_id
+    second = first.service.make_session(first.broker, 2, "test")
+    second.receive_data(frame(11, 1, _join_group_v1(""), correlation_id=1))
+    assert responses(second) == []  # parked: the round waits for the leader
+    second.connection_lost()
+    first.receive_data(frame(11, 1, _join_group_v1(leader), correlation_id=2))
+    [(_, body)] = responses(first)
+    answer = wire.decode_response(11, 1, body)
+    assert (answer.error_code, answer.generation_id) == (ErrorCode(0), 2)
+    assert [member.member_id for member in answer.members] == [leader]
