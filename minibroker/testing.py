@@ -234,6 +234,18 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             "use minibroker_aio_client, blocking ones minibroker_url",
             pytrace=False,
         )
+    # The other way round: trio_mode claims every ``async def`` test, marked
+    # asyncio or not, while pytest-asyncio still sets its fixtures up on a
+    # loop of its own, so the client's first call failed with "no running
+    # event loop" from deep inside it.
+    if "minibroker_aio_client" in requested and item.get_closest_marker("trio") is not None:
+        pytest.fail(
+            f"minibroker_aio_client is an asyncio fixture but {item.name} runs under Trio "
+            "(trio_mode claims every async def test, @pytest.mark.asyncio ones too): Trio "
+            "tests use minibroker_client; in a suite with both kinds, mark the Trio tests "
+            "@pytest.mark.trio instead of setting trio_mode",
+            pytrace=False,
+        )
 
 
 @pytest.fixture

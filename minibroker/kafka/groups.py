@@ -100,6 +100,9 @@ class Member:
     client_host: str = ""
     #: Its ``group.instance.id`` (KIP-345), None for a dynamic member.
     instance_id: str | None = None
+    #: The connection whose JoinGroup made this member and waits for its
+    #: answer: until it is answered, the client does not know the member id.
+    unnamed_on: object | None = None
 
 
 @dataclass(slots=True)
@@ -126,6 +129,8 @@ class GroupCoordinator:
         #: ``max_groups_per_namespace``): a JoinGroup for one more is refused.
         self.max_groups = max_groups
         self._member_ids = itertools.count(1)
+        #: Members whose client does not know their id yet, by connection.
+        self._unnamed: dict[object, dict[str, tuple[Group, Member]]] = {}
 
     # ------------------------------------------------------------- join
 
@@ -142,8 +147,13 @@ class GroupCoordinator:
         now: float,
         client_host: str = "",
         instance_id: str | None = None,
+        connection: object | None = None,
     ) -> None:
         """A member (re)joins; ``reply`` is called when the round it joined ends.
+
+        A new dynamic member's ``connection`` is remembered until that answer:
+        if it closes first, :meth:`connection_lost` removes the member, whose
+        id its client never learnt (no LeaveGroup or Heartbeat can name it).
 
         A new member with the ``instance_id`` (``group.instance.id``) of one
         already in the group is that consumer restarted
@@ -196,6 +206,9 @@ class GroupCoordinator:
         self.groups[group_id] = group
         if member.instance_id is not None:
             group.instances[member.instance_id] = member.member_id
+        elif not member_id and connection is not None:
+            member.unnamed_on = connection
+            self._unnamed.setdefault(connection, {})[member.member_id] = (group, member)
         group.protocol_type = protocol_type
         if group.state is not GroupState.PREPARING_REBALANCE:
             self._prepare_rebalance(group, now)
@@ -303,6 +316,7 @@ class GroupCoordinator:
         )
         for member in list(members.values()):
             reply, member.join_reply = member.join_reply, None
+            self._named(member)
             self._touch(group, member, now)
             if reply is not None:
                 reply(
@@ -471,7 +485,33 @@ class GroupCoordinator:
         self._remove(group, member)
         self._membership_changed(group, now)
 
+    def connection_lost(self, connection: object, now: float) -> None:
+        """Remove the members ``connection`` joined whose join was not answered.
+
+        Kafka answers a new member's first JoinGroup with MEMBER_ID_REQUIRED
+        and its id (KIP-394), so a consumer that closes while the round is
+        open still knows whom to name in its LeaveGroup. Here the id comes
+        with the round's answer (a join takes one round trip, not two), so a
+        consumer closed before that sends no LeaveGroup, and the group waited
+        for the member's rebalance and then session timeout.
+        """
+        for group, member in list(self._unnamed.pop(connection, {}).values()):
+            if group.members.get(member.member_id) is member:
+                self._remove(group, member)
+                self._membership_changed(group, now)
+
+    def _named(self, member: Member) -> None:
+        """The member's id is on its way to its client: forget its connection."""
+        connection, member.unnamed_on = member.unnamed_on, None
+        if connection is not None:
+            unnamed = self._unnamed.get(connection)
+            if unnamed is not None:
+                unnamed.pop(member.member_id, None)
+                if not unnamed:
+                    del self._unnamed[connection]
+
     def _remove(self, group: Group, member: Member) -> None:
+        self._named(member)
         del group.members[member.member_id]
         instance = member.instance_id
         if instance is not None and group.instances.get(instance) == member.member_id:

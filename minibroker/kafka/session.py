@@ -447,6 +447,7 @@ class KafkaSession(WireSession):
         self._slotted_bytes = 0
         self._parked.clear()
         if self.namespace is not None:
+            self.namespace.groups.connection_lost(self, self.now)
             self.broker.disconnect(self, self.namespace.core, self.now)
 
     def shutdown(self) -> None:

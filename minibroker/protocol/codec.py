@@ -268,6 +268,13 @@ def _unpack(body: bytes | memoryview, max_container_len: int | None) -> Any:
         )
     except msgpack.ExtraData as exc:
         raise ProtocolError("frame holds more than one msgpack value") from exc
+    except msgpack.StackError as exc:
+        # msgpack's own message is empty: say what was wrong.
+        raise ProtocolError("frame is not valid msgpack: arrays or maps nested too deep") from exc
+    except msgpack.FormatError as exc:
+        raise ProtocolError(
+            "frame is not valid msgpack: a byte that begins no msgpack value (such as 0xc1)"
+        ) from exc
     except ValueError as exc:
         if "exceeds max_" in str(exc):
             raise ProtocolError(

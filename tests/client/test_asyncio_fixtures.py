@@ -79,3 +79,28 @@ def test_forgetting_trio_mode_says_how_to_turn_it_on(pytester: pytest.Pytester) 
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*set trio_mode = true (or mark it @pytest.mark.trio)*"])
 
+
+
+def test_the_asyncio_fixture_in_a_test_trio_runs_names_the_trio_one(
+    pytester: pytest.Pytester,
+) -> None:
+    """trio_mode claims every ``async def`` test, ``@pytest.mark.asyncio`` ones
+    too: pytest-asyncio still set the fixture up on its own loop, and the test's
+    first call failed deep in the client with "no running event loop"."""
+    result = run_suite(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.asyncio
+        async def test_claimed_by_trio(minibroker_aio_client):
+            await minibroker_aio_client.ping()
+        """,
+        "trio_mode = true",
+        "asyncio_default_fixture_loop_scope = function",
+    )
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*minibroker_aio_client is an asyncio fixture but test_claimed_by_trio runs under Trio*"]
+    )
+    result.stdout.no_fnmatch_line("*no running event loop*")

@@ -34,8 +34,20 @@ def join(
     member_id: str = "",
     now: float = 0.0,
     protocols: tuple[tuple[str, bytes], ...] = (("range", b"meta"),),
+    connection: object | None = None,
 ) -> None:
-    coordinator.join("g", member_id, "client", 10.0, 30.0, "consumer", protocols, answers.join, now)
+    coordinator.join(
+        "g",
+        member_id,
+        "client",
+        10.0,
+        30.0,
+        "consumer",
+        protocols,
+        answers.join,
+        now,
+        connection=connection,
+    )
 
 
 def test_a_lone_member_joins_at_once_as_leader_of_generation_1() -> None:
@@ -369,3 +381,35 @@ def test_a_static_member_returning_with_another_subscription_starts_a_round() ->
     [result] = a_again.joins
     assert (result.error, result.generation, result.leader) == (NONE, 2, result.member_id)
     assert coordinator.groups["g"].state is GroupState.COMPLETING_REBALANCE
+
+
+def test_a_new_member_whose_connection_closes_before_its_join_is_answered_is_removed() -> None:
+    """Its client never learnt its member id, so it could send no LeaveGroup:
+    the round used to wait for it, hand it partitions, then wait out its
+    session (a consumer closed right after subscribing, in a busy group)."""
+    coordinator = GroupCoordinator(Timers())
+    a, b = Answers(), Answers()
+    join(coordinator, a)
+    leader = a.joins[0].member_id
+    coordinator.sync("g", 1, leader, [(leader, b"p0,p1")], a.sync, 0.0)
+    connection = object()
+    join(coordinator, b, now=1.0, connection=connection)
+    assert b.joins == []  # parked until the leader rejoins
+    coordinator.connection_lost(connection, 1.5)
+    [gone] = b.joins
+    assert gone.error == UNKNOWN_MEMBER_ID
+    join(coordinator, a, member_id=leader, now=2.0)
+    assert a.joins[-1].generation == 2
+    assert [member_id for member_id, _, _ in a.joins[-1].members] == [leader]
+
+
+def test_a_member_whose_join_was_answered_stays_when_its_connection_closes() -> None:
+    """It knows its id: it may reconnect and go on, or leave; its session decides."""
+    coordinator = GroupCoordinator(Timers())
+    a = Answers()
+    connection = object()
+    join(coordinator, a, connection=connection)
+    member = a.joins[0].member_id
+    coordinator.connection_lost(connection, 1.0)
+    assert list(coordinator.groups["g"].members) == [member]
+    assert coordinator.heartbeat("g", 1, member, 1.0) == NONE

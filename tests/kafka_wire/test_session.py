@@ -676,6 +676,37 @@ def test_a_null_array_the_schema_does_not_allow_closes_the_connection_as_malform
     assert not [record for record in caplog.records if record.levelname == "ERROR"]
 
 
+def _offset_fetch_v1(partitions: int) -> bytes:
+    """OffsetFetch v1 of group "g" naming ``partitions`` partitions of topic "t"."""
+    head = struct.pack(">h", 1) + b"g" + struct.pack(">ih", 1, 1) + b"t"
+    return head + struct.pack(">i", partitions) + struct.pack(">i", 0) * partitions
+
+
+def _metadata_v4(topics: int) -> bytes:
+    """Metadata v4 naming ``topics`` topics (a nullable array), no auto-creation."""
+    return struct.pack(">i", topics) + (struct.pack(">h", 1) + b"x") * topics + b"\x00"
+
+
+@pytest.mark.parametrize(
+    ("api_key", "version", "body_of"),
+    [(9, 1, lambda n: _offset_fetch_v1(n - 1)), (3, 4, _metadata_v4)],
+)
+def test_a_request_naming_more_entries_than_the_bound_closes_the_connection(
+    api_key: int, version: int, body_of: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An 8 MB OffsetFetch naming 2,000,000 partitions held the event loop, and
+    every connection on every port, for 28 s while its answer was built."""
+    monkeypatch.setattr(wire, "MAX_REQUEST_ENTRIES", 50)
+    session = open_session()
+    session.receive_data(frame(api_key, version, body_of(50), correlation_id=1))
+    [(correlation_id, _)] = responses(session)
+    assert correlation_id == 1 and session.closing is None
+    session.receive_data(frame(api_key, version, body_of(51), correlation_id=2))
+    assert session.closing is not None
+    assert "names more than 50 entries" in session.closing.message
+    assert responses(session) == []
+
+
 def _golden_requests() -> list[tuple[int, bytes]]:
     """Every recorded golden request frame, with its API key."""
     import json
@@ -825,3 +856,36 @@ def test_a_fetch_answer_of_several_partitions_joins_their_record_parts(version: 
     body, tail = wire.encode_response_split(_with_records(response, parts))
     assert tail == ()
     assert body == wire.encode_response(_with_records(response, [records, records]))
+
+
+def _join_group_v1(member_id: str) -> bytes:
+    join = request_class(11, 1, "JoinGroupRequestProtocol")
+    return encode_request(
+        11,
+        1,
+        group_id="g",
+        session_timeout=timedelta(seconds=10),
+        rebalance_timeout=timedelta(seconds=10),
+        member_id=member_id,
+        protocol_type="consumer",
+        protocols=(wire.build(join, name="range", metadata=b"m"),),
+    )
+
+
+def test_a_consumer_closed_while_its_first_join_waits_leaves_the_group() -> None:
+    """It never learnt its member id (the round's answer carries it), so it
+    sent no LeaveGroup: the next round waited for it and handed it
+    partitions, and the group waited out its session."""
+    first = open_session()
+    first.receive_data(frame(11, 1, _join_group_v1(""), correlation_id=1))
+    [(_, body)] = responses(first)
+    leader = wire.decode_response(11, 1, body).member_id
+    second = first.service.make_session(first.broker, 2, "test")
+    second.receive_data(frame(11, 1, _join_group_v1(""), correlation_id=1))
+    assert responses(second) == []  # parked: the round waits for the leader
+    second.connection_lost()
+    first.receive_data(frame(11, 1, _join_group_v1(leader), correlation_id=2))
+    [(_, body)] = responses(first)
+    answer = wire.decode_response(11, 1, body)
+    assert (answer.error_code, answer.generation_id) == (ErrorCode(0), 2)
+    assert [member.member_id for member in answer.members] == [leader]

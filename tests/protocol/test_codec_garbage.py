@@ -138,10 +138,10 @@ def test_unhashable_map_key_is_a_protocol_error() -> None:
     ("body", "message"),
     [
         (b"", "empty frame"),
-        (b"\xc1", "not valid msgpack"),  # 0xc1 is never used
+        (b"\xc1", "not valid msgpack: a byte that begins no msgpack value"),  # never used
         (b"\x80\x80", "more than one msgpack value"),
         (b"\x92\x01", "not valid msgpack"),  # truncated array
-        (b"\x91" * 5000 + b"\xc0", "not valid msgpack"),  # nesting too deep
+        (b"\x91" * 5000 + b"\xc0", "not valid msgpack: arrays or maps nested too deep"),
         (b"\xa2\xff\xfe", "not valid msgpack"),  # str that is not UTF-8
         (b"\x93\x01\x02\x03", "must be a msgpack map"),
         (b"\xc0", "must be a msgpack map"),

@@ -76,3 +76,20 @@ def test_two_queues_dead_lettering_into_each_other_with_a_1e_300_ttl_are_refused
     for queue, other in (("A", "B"), ("B", "A")):
         error = a.error("queue.declare", queue=queue, message_ttl=1e-300, dead_letter_queue=other)
         assert error.code == "bad_request" and "message_ttl" in error.message
+
+
+# ------------------------------------ the AMQP-only "until settled" value
+
+
+@pytest.mark.parametrize("compact", [False, True])
+def test_a_fetch_with_an_infinite_visibility_timeout_is_a_bad_request(compact: bool) -> None:
+    """``math.inf`` is the core's ``UNTIL_SETTLED`` (AMQP consumers hold a
+    message until they settle it); a msgpack client sending it held the
+    message past the 12-hour ceiling, until its connection closed."""
+    net = Net()
+    a = net.connect()
+    a.call("queue.declare", queue="q")
+    a.call("put", queue="q", messages=[{"body": b"x"}])
+    error = a.error("fetch", queue="q", visibility_timeout=float("inf"), compact=compact)
+    assert error.code == "bad_request" and "visibility_timeout must be between" in error.message
+    assert a.call("queue.stats", queue="q")["ready"] == 1

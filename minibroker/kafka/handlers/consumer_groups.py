@@ -101,6 +101,7 @@ def join_group(session: KafkaSession, slot: Slot, request: Any) -> Any:
         session.now,
         client_host="/" + session.peer_name.rsplit(":", 1)[0],
         instance_id=_instance_id(request),
+        connection=session,
     )
     return None
 

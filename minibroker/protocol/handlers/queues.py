@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from minibroker.core.durations import check_seconds
 from minibroker.core.queue_message import FirstDeliveries, Message
-from minibroker.core.queue_options import QueueOptions, QueueStatistics
+from minibroker.core.queue_options import MAX_VISIBILITY_TIMEOUT, QueueOptions, QueueStatistics
 from minibroker.protocol import frames
 from minibroker.protocol.frames import DECODERS
 from minibroker.protocol.handlers.messages import fast_messages
@@ -256,6 +256,11 @@ def fetch(session: Session, frame: frames.Fetch, now: float) -> Any:
     queue = session.ns.queues.get(frame.queue)
     max_wait = session.broker.config.limits.max_wait_seconds
     check_seconds("wait", frame.wait, max_wait, allow_zero=True)
+    if frame.visibility_timeout is not None:
+        # Checked here, not only in the core: the core takes ``math.inf``
+        # (``UNTIL_SETTLED``, AMQP's hold-until-settled) from its own front
+        # ends, and a client must not reach it.
+        check_seconds("visibility_timeout", frame.visibility_timeout, MAX_VISIBILITY_TIMEOUT)
     # A fetch's deliveries must fit one frame of this connection: what does
     # not fit stays ready for the next fetch (see Queue.fetch).
     budget = session.frame_budget
