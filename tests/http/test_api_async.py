@@ -244,6 +244,16 @@ def _raw_json(content: bytes) -> dict[str, object]:
     return {"content": content, "headers": {"content-type": "application/json"}}
 
 
+async def test_reading_from_the_committed_offset_needs_a_group(http: httpx.AsyncClient) -> None:
+    await http.put("/v1/logs/events")
+    await http.post("/v1/logs/events/records", json={"body": "a"})
+    alone = await http.get("/v1/logs/events/records", params={"start": "committed"})
+    assert (alone.status_code, alone.json()["error"]["code"]) == (400, "bad_request")
+    assert "needs a group" in alone.json()["error"]["message"]
+    grouped = await http.get("/v1/logs/events/records", params={"start": "committed", "group": "g"})
+    assert [r["body"] for r in grouped.json()["records"]] == ["a"]
+
+
 @pytest.mark.parametrize(
     ("method", "path", "kwargs", "status", "code"),
     [

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode, checks
 
@@ -63,6 +63,15 @@ def served() -> Iterator[ThreadedBroker]:
         yield broker
 
 
+def _committed_without_group(case: schemathesis.Case) -> bool:
+    """The one rule the document states only in words: ``start=committed``
+    needs ``group`` (OpenAPI cannot make one query parameter require another).
+    Such a request is 400 (tests/http/test_api_async.py checks it), so it is
+    no schema-valid request the server must accept."""
+    query = case.query or {}
+    return query.get("start") == "committed" and "group" not in query
+
+
 def test_the_api_keeps_its_document(served: ThreadedBroker) -> None:
     """Every operation, with generated input: ``call_and_validate`` runs
     schemathesis's checks (no server error, a documented status and content
@@ -81,6 +90,7 @@ def test_the_api_keeps_its_document(served: ThreadedBroker) -> None:
             @given(case=operation.as_strategy(generation_mode=mode))
             @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
             def check(case: schemathesis.Case) -> None:
+                assume(not _committed_without_group(case))
                 case.call_and_validate(checks=CHECKS)
 
             try:
