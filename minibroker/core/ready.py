@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
+from operator import attrgetter
 from typing import Protocol
 
 from minibroker.core.queue_message import Message
@@ -108,6 +109,21 @@ class PriorityReady:
             if level > self._top:
                 self._top = level
 
+    def return_in_order(self, messages: list[Message]) -> None:
+        """:func:`return_in_order` for each message's priority: among the
+        returned messages at the front of its level (FIFO within a level)."""
+        levels = self._levels
+        top = len(levels) - 1
+        by_level: dict[int, list[Message]] = {}
+        for m in messages:
+            by_level.setdefault(min(m.priority, top), []).append(m)
+        for level, returned in by_level.items():
+            _merge_front(levels[level], returned)
+            self._count += len(returned)
+            self.nbytes += sum(len(m.body) for m in returned)
+            if level > self._top:
+                self._top = level
+
     def _head_level(self) -> deque[Message]:
         levels = self._levels
         top = self._top
@@ -141,6 +157,54 @@ class PriorityReady:
     def __iter__(self) -> Iterator[Message]:
         for level in reversed(self._levels):
             yield from level
+
+
+_seq_of = attrgetter("seq")
+
+
+def _merge_front(ready: deque[Message], messages: list[Message]) -> None:
+    """Merge ``messages`` into the run of returned messages at the front of ``ready``.
+
+    The invariant that makes this cheap: the ready messages start with a run
+    of messages delivered before (``delivery_count`` > 0) in publish order
+    (``Message.seq``), then come the others, never delivered, which were
+    published after all of them (a FIFO delivers in publish order). So only
+    the run's messages published before the newest returned one are popped,
+    merged (a sort of two sorted runs: linear) and put back; the rest stay.
+    Returns in publish order, the common case (a closed channel, a nack of
+    a whole fetch), cost a sort that finds one run and an ``extendleft``.
+    """
+    if len(messages) > 1:
+        messages = sorted(messages, key=_seq_of)
+    newest = messages[-1].seq
+    ahead: list[Message] = []
+    if ready:
+        popleft = ready.popleft
+        while ready:
+            m = ready[0]
+            if not m.delivery_count or m.seq > newest:
+                break
+            ahead.append(popleft())
+    if ahead:
+        ahead.extend(messages)
+        messages = sorted(ahead, key=_seq_of)
+    ready.extendleft(reversed(messages))
+
+
+def return_in_order(ready: Ready, messages: list[Message]) -> None:
+    """Put messages that come back from consumers (nack, timeout, disconnect)
+    among the returned messages at the front of ``ready``, in publish order.
+
+    As RabbitMQ: "a requeued message is placed back at its original
+    position in the queue if possible", so messages requeued one at a time,
+    in any order, are delivered again in the order they were published.
+    Every returned message has its ``seq`` (the journal's, or its first
+    delivery id: see ``Queue._deliver``).
+    """
+    if type(ready) is PriorityReady:
+        ready.return_in_order(messages)
+    else:
+        _merge_front(ready, messages)  # type: ignore[arg-type]
 
 
 def ready_for(options: QueueOptions, messages: Iterable[Message] = ()) -> Ready:
