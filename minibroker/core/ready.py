@@ -19,6 +19,7 @@ picks one from the options.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable, Iterator
 from operator import attrgetter
@@ -62,6 +63,10 @@ class CountedReady(deque[Message]):
         m = super().popleft()
         self.nbytes -= len(m.body)
         return m
+
+    def insert(self, index: int, m: Message, /) -> None:
+        super().insert(index, m)
+        self.nbytes += len(m.body)
 
     def clear(self) -> None:
         super().clear()
@@ -161,6 +166,18 @@ class PriorityReady:
 
 _seq_of = attrgetter("seq")
 
+#: Returns of at most this many messages are placed one by one, each by a
+#: binary search (``_insert_each``); larger ones are merged in one pass.
+_BISECT_MOST = 16
+#: Above every ``Message.seq`` (journal offsets and delivery ids).
+_AFTER_RUN = 1 << 64
+
+
+def _run_key(m: Message) -> int:
+    """A ready message's place for the binary search: returned ones by publish
+    order, never delivered ones after all of them."""
+    return m.seq if m.delivery_count else _AFTER_RUN
+
 
 def _merge_front(ready: deque[Message], messages: list[Message]) -> None:
     """Merge ``messages`` into the run of returned messages at the front of ``ready``.
@@ -168,27 +185,59 @@ def _merge_front(ready: deque[Message], messages: list[Message]) -> None:
     The invariant that makes this cheap: the ready messages start with a run
     of messages delivered before (``delivery_count`` > 0) in publish order
     (``Message.seq``), then come the others, never delivered, which were
-    published after all of them (a FIFO delivers in publish order). So only
-    the run's messages published before the newest returned one are popped,
-    merged (a sort of two sorted runs: linear) and put back; the rest stay.
-    Returns in publish order, the common case (a closed channel, a nack of
-    a whole fetch), cost a sort that finds one run and an ``extendleft``.
+    published after all of them (a queue delivers what it never delivered
+    in publish order). Returns older than the run's head, the common case (a
+    closed channel, a nack of a whole fetch, a nack of the oldest message),
+    cost a sort that finds one run and an ``extendleft``. A few messages
+    (one at a time: basic.reject) are each put where a binary search of the
+    run finds its place, in C; more are merged with the run's messages
+    published before the newest of them, popped and put back.
     """
     if len(messages) > 1:
         messages = sorted(messages, key=_seq_of)
+    if ready:
+        head = ready[0]
+        if head.delivery_count and head.seq <= messages[-1].seq:
+            if len(messages) <= _BISECT_MOST:
+                left = _insert_each(ready, messages)
+                if not left:
+                    return
+                messages = messages[:left]
+            messages = _merged_with_run(ready, messages)
+    ready.extendleft(reversed(messages))
+
+
+def _insert_each(ready: deque[Message], messages: list[Message]) -> int:
+    """Insert ``messages`` (in publish order) into the run, newest first, each
+    at the place a binary search finds; return how many are left (0: all).
+
+    Stops, leaving the older ones, at a place that is not in the run (a
+    message never delivered just before it: the invariant does not hold).
+    """
+    left = len(messages)
+    while left:
+        m = messages[left - 1]
+        at = bisect_right(ready, m.seq, key=_run_key)
+        if at and not ready[at - 1].delivery_count:
+            return left
+        ready.insert(at, m)
+        left -= 1
+    return 0
+
+
+def _merged_with_run(ready: deque[Message], messages: list[Message]) -> list[Message]:
+    """Pop the run's messages published before the newest of ``messages`` and
+    return them merged with ``messages`` (a sort of two sorted runs: linear)."""
     newest = messages[-1].seq
     ahead: list[Message] = []
-    if ready:
-        popleft = ready.popleft
-        while ready:
-            m = ready[0]
-            if not m.delivery_count or m.seq > newest:
-                break
-            ahead.append(popleft())
-    if ahead:
-        ahead.extend(messages)
-        messages = sorted(ahead, key=_seq_of)
-    ready.extendleft(reversed(messages))
+    popleft = ready.popleft
+    while ready:
+        m = ready[0]
+        if not m.delivery_count or m.seq > newest:
+            break
+        ahead.append(popleft())
+    ahead.extend(messages)
+    return sorted(ahead, key=_seq_of)
 
 
 def return_in_order(ready: Ready, messages: list[Message]) -> None:
