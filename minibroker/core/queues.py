@@ -14,8 +14,8 @@ Where a message can be
   right; anything coming back (nack, timeout, a consumer's disconnect) goes
   to the left, so it is delivered first, merged by publish order into the
   run of messages returned before (``ready.return_in_order``; as RabbitMQ,
-  a requeued message goes back to its original position). A queue with ``max_priority`` or
-  ``max_length_bytes`` keeps a deque-like container that ranks or counts
+  a requeued message goes back to its original position). A queue with
+  ``max_priority`` or ``max_length_bytes`` keeps a deque-like container that ranks or counts
   instead (:mod:`minibroker.core.ready`); other queues pay nothing for it.
 * **in flight**: in ``_inflight``, a dict from delivery id to message. The
   id is unique in the namespace and never reused, so a stale id can never

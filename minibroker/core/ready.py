@@ -1,7 +1,8 @@
 """A queue's ready messages, in delivery order: a plain deque, or one that counts or ranks.
 
 Most queues keep their ready messages in a ``collections.deque``: appends at
-the back, requeues at the front, deliveries from the front, all in C. Two
+the back, requeues at the front (in publish order among earlier requeues:
+:func:`return_in_order`), deliveries from the front, all in C. Two
 options need more, and only queues declared with them pay for it:
 
 * ``max_length_bytes`` needs the total body size of the ready messages at
