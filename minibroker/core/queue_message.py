@@ -2,7 +2,7 @@
 
 A ``Message`` object is created once, when the message enters the queue, and
 then only moves: from the ready deque to the in-flight table (fetch), back to
-the front of the deque (nack, visibility timeout, disconnect), or out (ack,
+the front of the deque in publish order (nack, visibility timeout, disconnect), or out (ack,
 expiry, dead-lettering...). Nothing is copied per delivery, which is what
 keeps a fetch-and-ack cycle down to a few dictionary operations.
 """
@@ -81,7 +81,9 @@ class Message:
         self.delivery_id = 0
         #: The fetch it was delivered in, while in flight.
         self.lease: Lease | None = None
-        #: Publish order, kept across restarts (durable queues; -1 otherwise).
+        #: Publish order: the journal's number (durable queues, kept across
+        #: restarts); elsewhere its first delivery id, set at that delivery
+        #: (-1 until then). Returns are placed by it (``ready.return_in_order``).
         self.seq = seq
         #: Offset of the journal record that holds it (durable queues; -1 otherwise).
         self.jid = jid

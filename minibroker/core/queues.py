@@ -12,8 +12,10 @@ Where a message can be
 
 * **ready**: in ``_ready``, a deque in delivery order. Puts append on the
   right; anything coming back (nack, timeout, a consumer's disconnect) goes
-  to the left, so it is delivered first. A queue with ``max_priority`` or
-  ``max_length_bytes`` keeps a deque-like container that ranks or counts
+  to the left, so it is delivered first, merged by publish order into the
+  run of messages returned before (``ready.return_in_order``; as RabbitMQ,
+  a requeued message goes back to its original position). A queue with
+  ``max_priority`` or ``max_length_bytes`` keeps a deque-like container that ranks or counts
   instead (:mod:`minibroker.core.ready`); other queues pay nothing for it.
 * **in flight**: in ``_inflight``, a dict from delivery id to message. The
   id is unique in the namespace and never reused, so a stale id can never
@@ -74,7 +76,6 @@ import logging
 import math
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
-from itertools import count as numbering
 from itertools import islice, repeat
 from operator import attrgetter
 from typing import TYPE_CHECKING, Final, Protocol
@@ -109,7 +110,7 @@ from minibroker.core.queue_options import (
     QueueOptions,
     QueueStatistics,
 )
-from minibroker.core.ready import Ready, ready_bytes, ready_for
+from minibroker.core.ready import Ready, ready_bytes, ready_for, return_in_order
 from minibroker.core.sizes import headers_size
 from minibroker.core.timers import Timer
 from minibroker.errors import (
@@ -361,14 +362,6 @@ class Queue:
         self._group_holds: dict[str, int] = {}
         #: Whether a grouped message was ever put: fetches then take the slow path.
         self._grouped = False
-        #: Groups some of whose messages came back while others were still in
-        #: flight: their later returns are placed in publish order, not at the
-        #: front (see ``_to_front``). Empty unless a fetch took several
-        #: messages of one group and they came back at different times.
-        self._split_groups: set[str] = set()
-        #: Publish order of a queue without a journal's grouped messages (a
-        #: journal numbers its messages itself): ``Message.seq``.
-        self._group_order = numbering()
         #: The largest ``max_item_bytes`` any message here was admitted under
         #: (inf: unbounded or unknown). Only a smaller limit since (a restart
         #: with a smaller frame limit) can leave a message no delivery frame
@@ -526,11 +519,8 @@ class Queue:
         self._admitted(limits.max_item_bytes)
         if group is not None:
             self._grouped = True
-            numbered = journal is not None  # the journal set each message's seq
             for message in batch:
                 message.group = group
-                if not numbered:
-                    message.seq = next(self._group_order)
         self.published += count
         if delay > 0:
             self._park(batch, now + delay, at_front=False)
@@ -936,9 +926,14 @@ class Queue:
             m.delivery_id = delivery_id
             m.lease = lease
             inflight[delivery_id] = m
-            delivery_id += 1
             if m.delivery_count:
                 redelivered += 1
+            elif m.seq < 0:
+                # Where no journal numbered it, its first delivery id is its
+                # publish order for returns (``return_in_order``): a queue
+                # delivers what it never delivered in publish order.
+                m.seq = delivery_id
+            delivery_id += 1
             m.delivery_count += 1
         self.delivered += count
         self.redelivered += redelivered
@@ -1038,7 +1033,7 @@ class Queue:
             delivery_id = lease.first_id
             for body, published_at in zip(bodies, published, strict=True):
                 if body is not None:
-                    m = Message(body, None, published_at, delivery_count=1)
+                    m = Message(body, None, published_at, delivery_count=1, seq=delivery_id)
                     m.delivery_id = delivery_id
                     m.lease = lease
                     inflight[delivery_id] = m
@@ -1246,8 +1241,6 @@ class Queue:
             self._compact_quietly(journal, timestamp)
         if held is None:
             count = len(self._release(messages))
-            if self._split_groups:
-                self._end_splits(messages)
         else:
             count = self._release_all(delivery_ids, held[1])
         self.acked += count
@@ -1349,7 +1342,8 @@ class Queue:
         requeue: bool = True,
         delay: float = 0.0,
     ) -> int:
-        """Give deliveries back: requeue them at the front (after ``delay`` seconds) or,
+        """Give deliveries back: requeue them (after ``delay`` seconds) at the front, among
+        the messages returned before in publish order (``_to_front``), or,
         with ``requeue=False``, dead-letter them (reason "rejected"). All or nothing.
 
         A message already delivered ``max_deliveries`` times is dead-lettered
@@ -1361,8 +1355,6 @@ class Queue:
         if not messages:
             return 0
         if not requeue:
-            if self._split_groups:
-                self._end_splits(messages)
             self._dispose(messages, "rejected", now)
             self._feed_unblocked(now)
         elif delay > 0:
@@ -1383,13 +1375,11 @@ class Queue:
         spent = [m for m in messages if m.delivery_count >= max_deliveries]
         if not spent:
             return messages
-        if self._split_groups:
-            self._end_splits(spent)
         self._dispose(spent, "max_deliveries", now)
         return [m for m in messages if m.delivery_count < max_deliveries]
 
     def _requeue(self, messages: list[Message], now: float) -> None:
-        """Messages come back from consumers: to the front, in the order given."""
+        """Messages come back from consumers: to the front, in publish order (``_to_front``)."""
         kept = self._past_max_deliveries(messages, now)
         if not kept:
             return
@@ -1398,73 +1388,23 @@ class Queue:
         self._to_front(kept, now)
 
     def _to_front(self, messages: list[Message], now: float) -> None:
-        if self._grouped and (self._split_groups or self._group_holds):
-            self._return_grouped(messages)
-        else:
-            self._ready.extendleft(reversed(messages))
+        """Messages come back (nack, timeout, disconnect, end of a nack delay):
+        ready again among the returned ones at the front, in publish order.
+
+        As RabbitMQ puts a requeued message back at its original position,
+        messages returned one at a time are delivered again in the order
+        they were published, whatever order they came back in (see
+        :func:`~minibroker.core.ready.return_in_order`). That also keeps a
+        message group in order when messages one fetch took come back
+        apart (ChangeMessageVisibility of one receipt handle).
+        """
+        return_in_order(self._ready, messages)
         if self._ttl is not None or self._expiring:
             self._arm_expiry()
         if self._waiters:
             self._feed_waiters(now)
         if self.ready_listeners:
             self._tell_ready(now)
-
-    def _return_grouped(self, messages: list[Message]) -> None:
-        """Messages of a grouped queue come back: to the front, except where that
-        would put a group out of order.
-
-        Several messages of one group are in flight only when one fetch took
-        them (the group is held while any is out), and each may come back on
-        its own (ChangeMessageVisibility of one receipt handle, visibility
-        timeouts changed apart). The first to come back while the others are
-        still out goes to the front and marks its group *split*; each later
-        one of a split group is placed among the group's ready messages by
-        publish order (``Message.seq``), so the group is delivered again in
-        the order it was published. The split ends when none of the group is
-        in flight any more. Only that placement scans the ready messages.
-        """
-        split = self._split_groups
-        ordered = [m for m in messages if m.group in split] if split else []
-        if ordered:
-            front = [m for m in messages if m.group not in split]
-            self._ready.extendleft(reversed(front))
-            for m in ordered:
-                self._place_in_group(m)
-        else:
-            self._ready.extendleft(reversed(messages))
-        holds = self._group_holds
-        for m in messages:
-            group = m.group
-            if group is None:
-                continue
-            if group in holds:
-                split.add(group)
-            else:
-                split.discard(group)
-
-    def _place_in_group(self, message: Message) -> None:
-        """Put ``message`` into the ready messages after its group's older ones
-        and before its newer ones (at the front if it is the group's oldest)."""
-        ready = self._ready
-        group, seq = message.group, message.seq
-        cut = 0
-        for i, m in enumerate(ready):
-            if m.group == group:
-                if m.seq > seq:
-                    break
-                cut = i + 1
-        head = [ready.popleft() for _ in range(cut)]
-        head.append(message)
-        ready.extendleft(reversed(head))
-
-    def _end_splits(self, messages: list[Message]) -> None:
-        """These messages left flight for good: a split group none of whose
-        messages is in flight any more is whole again (see ``_return_grouped``)."""
-        split = self._split_groups
-        holds = self._group_holds
-        for m in messages:
-            if m.group in split and m.group not in holds:
-                split.discard(m.group)
 
     def _tell_ready(self, now: float) -> None:
         """Let the ready listeners fetch what just became ready (after parked fetches)."""
@@ -1812,8 +1752,6 @@ class Queue:
         journal = self._journal
         if journal is not None and messages:
             journal.settle(messages, self._broker.clock.wall_ms(now))
-        if self._split_groups:
-            self._end_splits(messages)
         self.purged += len(messages)
         self._feed_unblocked(now)
         return len(messages)
@@ -1923,7 +1861,6 @@ class Queue:
         self._inflight.clear()
         self._leases.clear()
         self._group_holds.clear()
-        self._split_groups.clear()
         self._delayed.clear()
         self._delayed_count = 0
         if error is not None:

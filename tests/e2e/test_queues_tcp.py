@@ -311,3 +311,26 @@ async def test_an_exception_in_the_loop_still_sends_the_acks_and_gives_back_the_
         await mb.ping()
         stats = await mb.queue_stats("work")
         assert (stats.acked, stats.in_flight, stats.ready) == (10, 0, 90)
+
+
+async def test_nacked_one_at_a_time_they_come_back_in_publication_order(
+    broker: EmbeddedBroker,
+) -> None:
+    """As RabbitMQ: a requeued message goes back to its place in publication
+    order (each nack used to go to the very front: m4, m1, m3 came next)."""
+    url = url_of(broker, fresh_namespace("requeue"))
+    async with minibroker.connect(url) as mb:
+        await mb.declare_queue("work", durable=True)
+        await mb.put_many("work", numbered(8))
+        with trio.fail_after(SAFETY):
+            held = await mb.fetch("work", max_messages=5)  # m0 .. m4
+            async with minibroker.connect(url) as other:
+                later = await other.fetch("work", max_messages=2)  # m5, m6
+                assert [d.body for d in later] == numbered(7)[5:]
+                await later[1].nack()
+                await later[0].nack()
+            for index in (3, 1, 4):
+                await held[index].nack()
+            again = await mb.fetch("work", max_messages=10)
+        assert [d.body for d in again] == [numbered(8)[i] for i in (1, 3, 4, 5, 6, 7)]
+        assert [d.delivery_count for d in again] == [2, 2, 2, 2, 2, 1]
