@@ -96,6 +96,15 @@ class LimitExceeded(BrokerError):
 
     code = "limit_exceeded"
 
+    @classmethod
+    def reached(
+        cls, action: str, what: str, where: str, limit: int, **details: object
+    ) -> LimitExceeded:
+        """An object limit, in RabbitMQ's words: "cannot declare queue 'q': queue
+        limit in namespace 'n' (10) is reached" (``where``: "in namespace 'n'",
+        "of the broker"). ``details`` carry ``limit`` and what was refused."""
+        return cls(f"{action}: {what} limit {where} ({limit}) is reached", limit=limit, **details)
+
 
 class UnknownDelivery(BrokerError):
     """Ack/nack of a delivery id that is unknown, expired, or not held by this connection."""

@@ -406,21 +406,14 @@ class Logs:
     def _check_room(self, name: str) -> None:
         """LimitExceeded when the namespace holds ``max_logs_per_namespace`` logs
         (on creation only: recovery opens every log it finds)."""
+        action = f"cannot create log {name!r}"
         limit = self.limits.max_logs_per_namespace
         if len(self._logs) >= limit:
-            raise LimitExceeded(
-                f"cannot create log {name!r}: log limit in namespace "
-                f"{self.namespace.name!r} ({limit}) is reached",
-                log=name,
-                limit=limit,
-            )
+            where = f"in namespace {self.namespace.name!r}"
+            raise LimitExceeded.reached(action, "log", where, limit, log=name)
         limit = self.limits.max_logs_total
         if self.broker.log_total >= limit:
-            raise LimitExceeded(
-                f"cannot create log {name!r}: log limit of the broker ({limit}) is reached",
-                log=name,
-                limit=limit,
-            )
+            raise LimitExceeded.reached(action, "log", "of the broker", limit, log=name)
 
     def room(self) -> tuple[int, str]:
         """How many more logs this namespace may create, and the limit that says
@@ -672,11 +665,12 @@ class Logs:
         """LimitExceeded for a group new to this namespace past ``max_groups_per_namespace``."""
         limit = self.limits.max_groups_per_namespace
         if group not in self._group_logs and len(self._group_logs) >= limit:
-            raise LimitExceeded(
-                f"cannot commit for group {group!r}: consumer group limit in namespace "
-                f"{self.namespace.name!r} ({limit}) is reached",
+            raise LimitExceeded.reached(
+                f"cannot commit for group {group!r}",
+                "consumer group",
+                f"in namespace {self.namespace.name!r}",
+                limit,
                 group=group,
-                limit=limit,
             )
 
     def _group_gone(self, group: str) -> None:

@@ -801,11 +801,8 @@ class Topics(Journaled[BindingJournal]):
         if held < limit:
             held += sum(count() for count in self.other_bindings)
         if held >= limit:
-            raise LimitExceeded(
-                f"{action}: binding limit in namespace {self._namespace.name!r} "
-                f"({limit}) is reached",
-                limit=limit,
-            )
+            where = f"in namespace {self._namespace.name!r}"
+            raise LimitExceeded.reached(action, "binding", where, limit)
 
     def _bind(self, queue: str, pattern: str, words: tuple[str, ...]) -> None:
         target = self._bindings.get(queue)

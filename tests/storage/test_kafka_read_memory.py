@@ -23,6 +23,7 @@ from crc32c import crc32c
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from minibroker.kafka.records import _zigzag
 from minibroker.log_store import LogStore
 from minibroker.record_format import EncodedBatch, cut_frames, decode_records, encode_fields
 from minibroker.storage import MemoryLog, SegmentedLog
@@ -38,14 +39,6 @@ EPOCH_MS = 1_767_225_600_000
 MiB = 1 << 20
 
 
-def _varint(value: int) -> bytes:
-    encoded = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while encoded >= 0x80:
-        out.append((encoded & 0x7F) | 0x80)
-        encoded >>= 7
-    out.append(encoded)
-    return bytes(out)
 
 
 def raw_batch(
@@ -59,13 +52,13 @@ def raw_batch(
     """
     parts = []
     for index, (delta_ts, key, value, headers) in enumerate(records):
-        body = b"\x00" + _varint(delta_ts) + _varint(index)
-        body += _varint(-1) if key is None else _varint(len(key)) + key
-        body += _varint(len(value)) + value + _varint(len(headers))
+        body = b"\x00" + _zigzag(delta_ts) + _zigzag(index)
+        body += _zigzag(-1) if key is None else _zigzag(len(key)) + key
+        body += _zigzag(len(value)) + value + _zigzag(len(headers))
         for name, text in headers.items():
             encoded = name.encode()
-            body += _varint(len(encoded)) + encoded + _varint(len(text)) + text
-        parts.append(_varint(len(body)) + body)
+            body += _zigzag(len(encoded)) + encoded + _zigzag(len(text)) + text
+        parts.append(_zigzag(len(body)) + body)
     payload = b"".join(parts)
     if gzipped:
         payload = gzip.compress(payload)
