@@ -25,6 +25,17 @@ def take_frame(buffer: bytes) -> tuple[bytes, int, Received] | None:
     return None
 
 
+def split_frames(data: bytes) -> list[Received]:
+    """Every frame of ``data``, which holds whole frames only, as pamqp values
+    (what a sans-I/O session's ``data_to_send`` gives)."""
+    out: list[Received] = []
+    while data:
+        consumed, _, value = frame.unmarshal(data)
+        out.append(value)
+        data = data[consumed:]
+    return out
+
+
 def publish_frames(payload: bytes, channel: int = 1, routing_key: str = "q") -> bytes:
     """A Basic.Publish to the default exchange with its content header and
     body frame: what a client sends for one message."""

@@ -25,11 +25,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pika
 import pytest
-from amqp_wire import publish_frames
+from amqp_wire import publish_frames, split_frames
 from pamqp import commands, frame
 
 from minibroker.amqp.connection import LOW_ON_DISK, ROOM_RETRY, AmqpSession, AmqpSettings
@@ -204,15 +203,6 @@ def test_a_publisher_with_confirms_is_still_nacked(disk: Disk, server: ThreadedB
 # ------------------------------------------------ the session, without a socket
 
 
-def _frames(data: bytes) -> list[Any]:
-    out = []
-    while data:
-        consumed, _, value = frame.unmarshal(data)
-        out.append(value)
-        data = data[consumed:]
-    return out
-
-
 def _broker(root: Path) -> Broker:
     """A broker on a data directory; fsync "never", so no answer waits for a
     group commit (which the shell, absent here, would run)."""
@@ -223,7 +213,7 @@ def _open(broker: Broker, *, capable: bool) -> AmqpSession:
     """An open session with channel 1 and a durable queue ``jobs``."""
     session = AmqpSession(broker, 1, AmqpSettings(authenticate=lambda token: object()))
     session.receive_data(b"AMQP\x00\x00\x09\x01", 0.0)
-    [start] = _frames(session.data_to_send())
+    [start] = split_frames(session.data_to_send())
     assert start.server_properties["capabilities"]["connection.blocked"] is True  # a disk to fill
     properties = {"capabilities": {"connection.blocked": True}} if capable else {}
     session.receive_data(
@@ -253,7 +243,7 @@ def test_the_refused_publish_is_retried_on_the_core_timers_and_the_rest_waits(
         + passive,
         0.0,
     )
-    told = _frames(session.data_to_send())
+    told = split_frames(session.data_to_send())
     expected = [commands.Connection.Blocked] if capable else []
     assert [type(each) for each in told] == expected  # no Channel.Close, no DeclareOk
     assert session.input_blocked and queue.ready_count == 0
@@ -266,7 +256,7 @@ def test_the_refused_publish_is_retried_on_the_core_timers_and_the_rest_waits(
     broker.on_time(2 * ROOM_RETRY)
     assert not session.input_blocked and queue.ready_count == 1
     session.resume_input(2 * ROOM_RETRY)  # the rest of the input, in order
-    *unblocked, declare_ok = _frames(session.data_to_send())
+    *unblocked, declare_ok = split_frames(session.data_to_send())
     assert [type(each) for each in unblocked] == (
         [commands.Connection.Unblocked] if capable else []
     )
@@ -301,6 +291,6 @@ def test_a_transaction_refused_by_the_full_disk_closes_the_channel(
     session.receive_data(
         publish_frames(b"one", routing_key=QUEUE) + frame.marshal(commands.Tx.Commit(), 1), 0.0
     )
-    [close] = _frames(session.data_to_send())
+    [close] = split_frames(session.data_to_send())
     assert isinstance(close, commands.Channel.Close) and close.reply_code == 406
     assert not session.input_blocked

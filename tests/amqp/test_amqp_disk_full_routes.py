@@ -30,6 +30,7 @@ from typing import Any
 
 import pika
 import pytest
+from amqp_wire import split_frames
 from pamqp import body, commands, frame, header
 
 from minibroker.amqp.connection import ROOM_RETRY, AmqpSession, AmqpSettings
@@ -68,15 +69,6 @@ def disk(monkeypatch: pytest.MonkeyPatch) -> Disk:
     return seam
 
 
-def _frames(data: bytes) -> list[Any]:
-    out = []
-    while data:
-        consumed, _, value = frame.unmarshal(data)
-        out.append(value)
-        data = data[consumed:]
-    return out
-
-
 def _publish(exchange: str, key: str, payload: bytes) -> bytes:
     return (
         frame.marshal(commands.Basic.Publish(exchange=exchange, routing_key=key), 1)
@@ -113,7 +105,7 @@ def _declare(session: AmqpSession, kind: str, queues: list[tuple[str, bool]], ke
         data += frame.marshal(commands.Queue.Declare(queue=name, durable=durable), 1)
         data += frame.marshal(commands.Queue.Bind(queue=name, exchange="ex", routing_key=key), 1)
     session.receive_data(data, 0.0)
-    answers = _frames(session.data_to_send())
+    answers = split_frames(session.data_to_send())
     assert not any(isinstance(a, commands.Channel.Close) for a in answers), answers
 
 
@@ -176,12 +168,12 @@ def test_a_confirm_for_a_partly_stored_message_is_held_then_acked(
     _declare(session, "fanout", [(TRANSIENT, False), (DURABLE, True)], "")
     disk.room = 0
     session.receive_data(_publish("ex", "", b"one") + _publish("ex", "", b"two"), 0.0)
-    told = _frames(session.data_to_send())
+    told = split_frames(session.data_to_send())
     assert [type(t) for t in told] == [commands.Connection.Blocked]  # no Ack, no Nack
     disk.room = None
     broker.on_time(ROOM_RETRY)
     session.resume_input(ROOM_RETRY)
-    told = _frames(session.data_to_send())
+    told = split_frames(session.data_to_send())
     assert [type(t) for t in told] == [
         commands.Basic.Ack,  # one, once both queues have it
         commands.Connection.Unblocked,
@@ -200,7 +192,7 @@ def test_a_confirm_for_a_message_no_queue_took_is_nacked_at_once(
     _declare(session, "fanout", [(DURABLE, True), (OTHER, True)], "")
     disk.room = 0
     session.receive_data(_publish("ex", "", b"one"), 0.0)
-    [nack] = _frames(session.data_to_send())
+    [nack] = split_frames(session.data_to_send())
     assert isinstance(nack, commands.Basic.Nack) and nack.delivery_tag == 1
     assert not session.input_blocked
     assert _bodies(broker, DURABLE) == [] and _bodies(broker, OTHER) == []
@@ -218,7 +210,7 @@ def test_every_connection_publishing_to_the_full_disk_waits_and_loses_nothing(
     assert first.input_blocked and second.input_blocked
     # A connection that does not publish is read as usual.
     reader.receive_data(frame.marshal(commands.Queue.Declare(queue=DURABLE, passive=True), 1), 0.0)
-    [declare_ok] = _frames(reader.data_to_send())
+    [declare_ok] = split_frames(reader.data_to_send())
     assert isinstance(declare_ok, commands.Queue.DeclareOk) and not reader.input_blocked
     disk.room = None
     broker.on_time(ROOM_RETRY)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from amqp_wire import publish_frames
+from amqp_wire import publish_frames, split_frames
 from pamqp import body, commands, frame, header
 
 from minibroker.amqp.connection import AmqpSession, AmqpSettings
@@ -39,15 +39,6 @@ def _open(broker: Broker, *, hold: bool, content_budget: int = 1 << 26) -> AmqpS
     return session
 
 
-def _frames(data: bytes) -> list[Any]:
-    out = []
-    while data:
-        consumed, _, value = frame.unmarshal(data)
-        out.append(value)
-        data = data[consumed:]
-    return out
-
-
 def _publish(session: AmqpSession, payload: bytes) -> None:
     session.receive_data(publish_frames(payload))
 
@@ -72,12 +63,12 @@ def test_confirms_of_durable_writes_wait_for_the_group_commit() -> None:
     _publish(session, b"one")
     first = broker.durability.generation
     _publish(session, b"two")
-    assert _frames(session.data_to_send()) == []  # nothing confirmed before the fsync
+    assert split_frames(session.data_to_send()) == []  # nothing confirmed before the fsync
     broker.durability.release(first)
-    [ack] = _frames(session.data_to_send())
+    [ack] = split_frames(session.data_to_send())
     assert isinstance(ack, commands.Basic.Ack) and ack.delivery_tag == 1
     broker.durability.release(broker.durability.generation)
-    [ack] = _frames(session.data_to_send())
+    [ack] = split_frames(session.data_to_send())
     assert isinstance(ack, commands.Basic.Ack) and ack.delivery_tag == 2
 
 
@@ -87,7 +78,7 @@ def test_a_failed_fsync_nacks_the_held_confirms() -> None:
     _durable_puts(broker)
     _publish(session, b"one")
     broker.durability.fail(StorageError("disk on fire"))
-    [nack] = _frames(session.data_to_send())
+    [nack] = split_frames(session.data_to_send())
     assert isinstance(nack, commands.Basic.Nack) and nack.delivery_tag == 1
 
 
@@ -96,7 +87,7 @@ def test_without_group_commit_confirms_go_at_once() -> None:
     session = _open(broker, hold=False)
     _durable_puts(broker)
     _publish(session, b"one")
-    [ack] = _frames(session.data_to_send())
+    [ack] = split_frames(session.data_to_send())
     assert isinstance(ack, commands.Basic.Ack)
 
 
@@ -106,7 +97,7 @@ def test_exclusive_queues_are_gone_before_close_ok() -> None:
     session.receive_data(frame.marshal(commands.Queue.Declare(queue="mine", exclusive=True), 1))
     session.data_to_send()
     session.receive_data(frame.marshal(commands.Connection.Close(200, "bye", 0, 0), 0))
-    [close_ok] = _frames(session.data_to_send())
+    [close_ok] = split_frames(session.data_to_send())
     assert isinstance(close_ok, commands.Connection.CloseOk)
     assert broker.namespace().queues.find("mine") is None  # already, not at socket close
 
@@ -127,7 +118,7 @@ def test_bodies_in_progress_are_bounded_per_connection() -> None:
     session.receive_data(_begin_publish(1, 600))  # ... this one stays half-sent
     assert session.closing is None
     session.receive_data(_begin_publish(2, 600))  # 1,200 bytes would be in progress
-    frames = _frames(session.data_to_send())
+    frames = split_frames(session.data_to_send())
     assert isinstance(frames[-1], commands.Connection.Close) and frames[-1].reply_code == 530
 
 
@@ -145,7 +136,7 @@ def test_pending_input_is_the_next_frames_declared_size() -> None:
 
 
 def _connection_close(session: AmqpSession) -> commands.Connection.Close:
-    sent = _frames(session.data_to_send())
+    sent = split_frames(session.data_to_send())
     closes = [f for f in sent if isinstance(f, commands.Connection.Close)]
     assert len(closes) == 1
     return closes[0]
@@ -187,9 +178,9 @@ def test_a_commit_of_durable_writes_is_answered_after_the_group_commit() -> None
     _transactional(session)
     _publish_on(session, 2, b"one")
     session.receive_data(frame.marshal(commands.Tx.Commit(), 2))
-    assert _frames(session.data_to_send()) == []  # not before the fsync
+    assert split_frames(session.data_to_send()) == []  # not before the fsync
     broker.durability.release(broker.durability.generation)
-    [commit_ok] = _frames(session.data_to_send())
+    [commit_ok] = split_frames(session.data_to_send())
     assert isinstance(commit_ok, commands.Tx.CommitOk)
 
 
@@ -201,7 +192,7 @@ def test_a_commit_whose_fsync_fails_closes_its_channel() -> None:
     _publish_on(session, 2, b"one")
     session.receive_data(frame.marshal(commands.Tx.Commit(), 2))
     broker.durability.fail(StorageError("disk on fire"))
-    [close] = _frames(session.data_to_send())
+    [close] = split_frames(session.data_to_send())
     assert isinstance(close, commands.Channel.Close) and close.reply_code == 406
     assert "could not be made durable" in close.reply_text
 
@@ -242,9 +233,9 @@ def test_declarations_of_durable_objects_are_answered_after_the_group_commit(
         session.receive_data(frame.marshal(method, 1))
         # Written to the state journal, not yet fsynced: a crash now would
         # lose it, so the client must not hear that it succeeded.
-        assert _frames(session.data_to_send()) == [], method.name
+        assert split_frames(session.data_to_send()) == [], method.name
         broker.durability.sync()
-        [reply] = _frames(session.data_to_send())
+        [reply] = split_frames(session.data_to_send())
         assert isinstance(reply, answer), method.name
     broker.close()
 
@@ -256,9 +247,9 @@ def test_later_answers_wait_behind_a_held_declaration(tmp_path: Path) -> None:
         frame.marshal(commands.Queue.Declare(queue="kept", durable=True), 1)
         + frame.marshal(commands.Queue.Declare(queue="memo"), 1)  # writes nothing
     )
-    assert _frames(session.data_to_send()) == []
+    assert split_frames(session.data_to_send()) == []
     broker.durability.sync()
-    first, second = _frames(session.data_to_send())
+    first, second = split_frames(session.data_to_send())
     assert (first.queue, second.queue) == ("kept", "memo")
     broker.close()
 
@@ -268,7 +259,7 @@ def test_a_declaration_whose_fsync_fails_closes_the_connection(tmp_path: Path) -
     session = _synced_session(broker)
     session.receive_data(frame.marshal(commands.Queue.Declare(queue="kept", durable=True), 1))
     broker.durability.fail(StorageError("disk on fire"))
-    [close] = _frames(session.data_to_send())
+    [close] = split_frames(session.data_to_send())
     assert isinstance(close, commands.Connection.Close) and close.reply_code == 541
     assert session.closing is not None
     broker.close()
@@ -282,7 +273,7 @@ def test_declarations_of_transient_objects_are_answered_at_once(tmp_path: Path) 
         + frame.marshal(commands.Queue.Declare(queue="memo"), 1)
         + frame.marshal(commands.Queue.Bind(queue="memo", exchange="t", routing_key="k"), 1)
     )
-    replies = _frames(session.data_to_send())
+    replies = split_frames(session.data_to_send())
     assert [type(r) for r in replies] == [
         commands.Exchange.DeclareOk,
         commands.Queue.DeclareOk,
@@ -342,7 +333,7 @@ def test_a_chunk_of_publishes_is_fed_to_the_consumer_in_one_fetch() -> None:
     queue.fetch = counting_fetch  # type: ignore[method-assign]
     publisher.receive_data(b"".join(publish_frames(b"m%d" % i) for i in range(8)))
     assert fetched == [5]  # once, up to the prefetch, after the whole chunk
-    frames = _frames(consumer.data_to_send())
+    frames = split_frames(consumer.data_to_send())
     delivers = [f for f in frames if isinstance(f, commands.Basic.Deliver)]
     assert [d.delivery_tag for d in delivers] == [1, 2, 3, 4, 5]
     assert [f.value for f in frames if isinstance(f, body.ContentBody)] == [
@@ -355,7 +346,7 @@ def test_a_chunk_of_publishes_is_fed_to_the_consumer_in_one_fetch() -> None:
     consumer.receive_data(frame.marshal(commands.Basic.Ack(5, multiple=True), 1))
     assert fetched == [5, 3]
     assert [
-        f.value for f in _frames(consumer.data_to_send()) if isinstance(f, body.ContentBody)
+        f.value for f in split_frames(consumer.data_to_send()) if isinstance(f, body.ContentBody)
     ] == [
         b"m5",
         b"m6",
@@ -393,7 +384,7 @@ def test_a_consumer_that_does_not_read_is_fed_no_more_than_its_buffer_takes(
         out = consumer.data_to_send()  # drained: the next batch is fetched
         assert out, f"stalled after {len(received)} messages"
         assert len(out) <= high_water + size + 1024
-        received += [f.value for f in _frames(out) if isinstance(f, body.ContentBody)]
+        received += [f.value for f in split_frames(out) if isinstance(f, body.ContentBody)]
     assert received == [bytes([i]) * size for i in range(count)]
 
 
@@ -413,7 +404,7 @@ def test_an_expiration_of_anything_but_ascii_digits_closes_the_channel_406(
         )
         + frame.marshal(body.ContentBody(payload), 1)
     )
-    [close] = _frames(session.data_to_send())
+    [close] = split_frames(session.data_to_send())
     assert isinstance(close, commands.Channel.Close), close
     assert close.reply_code == 406
     assert broker.namespace().queues.get("q").ready_count == 0
@@ -431,7 +422,7 @@ def test_a_vhost_must_be_a_valid_namespace_name(vhost: str, opens: bool) -> None
         + frame.marshal(commands.Connection.TuneOk(2047, 131072, 0), 0)
         + frame.marshal(commands.Connection.Open(vhost), 0)
     )
-    last = _frames(session.data_to_send())[-1]
+    last = split_frames(session.data_to_send())[-1]
     if opens:
         assert isinstance(last, commands.Connection.OpenOk)
     else:
@@ -447,7 +438,7 @@ def test_a_consumer_gets_no_more_deliveries_after_its_clients_eof() -> None:
     publisher = _open(broker, hold=False)
     consumer = _consumer(broker, 2, prefetch=0)
     publisher.receive_data(publish_frames(b"before"))
-    frames = _frames(consumer.data_to_send())
+    frames = split_frames(consumer.data_to_send())
     assert [f.value for f in frames if isinstance(f, body.ContentBody)] == [b"before"]
     consumer.eof_received()
     publisher.receive_data(b"".join(publish_frames(b"after%d" % i) for i in range(3)))
@@ -464,7 +455,7 @@ def test_a_connection_closing_on_an_error_gets_no_more_deliveries() -> None:
     publisher = _open(broker, hold=False)
     consumer = _consumer(broker, 2, prefetch=0)
     consumer.receive_data(b"\x09\x00\x00\x00\x00\x00\x00\xce")  # unknown frame type 9
-    [close] = _frames(consumer.data_to_send())
+    [close] = split_frames(consumer.data_to_send())
     assert isinstance(close, commands.Connection.Close) and close.reply_code == 501
     publisher.receive_data(b"".join(publish_frames(b"after%d" % i) for i in range(3)))
     assert consumer.data_to_send() == b""
@@ -489,10 +480,10 @@ def test_a_closing_connection_gets_no_direct_replies() -> None:
     requester.data_to_send()
     server = _open(broker, hold=False)
     server.receive_data(frame.marshal(commands.Basic.Get(queue="q", no_ack=True), 1))
-    _, content_header, _ = _frames(server.data_to_send())
+    _, content_header, _ = split_frames(server.data_to_send())
     reply_to = content_header.properties.reply_to
     requester.kick(StorageError("gone"))
-    assert isinstance(_frames(requester.data_to_send())[0], commands.Connection.Close)
+    assert isinstance(split_frames(requester.data_to_send())[0], commands.Connection.Close)
     server.receive_data(
         frame.marshal(commands.Basic.Publish(exchange="", routing_key=reply_to), 1)
         + frame.marshal(header.ContentHeader(0, 5, commands.Basic.Properties()), 1)
@@ -523,7 +514,7 @@ def test_direct_replies_to_a_requester_that_does_not_read_are_bounded() -> None:
     requester.data_to_send()
     server = _open(broker, hold=False)
     server.receive_data(frame.marshal(commands.Basic.Get(queue="q", no_ack=True), 1))
-    _, content_header, _ = _frames(server.data_to_send())
+    _, content_header, _ = split_frames(server.data_to_send())
     reply_to = content_header.properties.reply_to
     size = 100_000
     reply = (
@@ -535,16 +526,20 @@ def test_direct_replies_to_a_requester_that_does_not_read_are_bounded() -> None:
     for _ in range(30):  # 3 MB of replies; the requester reads none
         server.receive_data(reply)
         returned += [
-            f for f in _frames(server.data_to_send()) if isinstance(f, commands.Basic.Return)
+            f for f in split_frames(server.data_to_send()) if isinstance(f, commands.Basic.Return)
         ]
     pending = requester.data_to_send()
     assert len(pending) <= (1 << 20) + size + 1024
-    delivered = [f for f in _frames(pending) if isinstance(f, commands.Basic.Deliver)]
+    delivered = [f for f in split_frames(pending) if isinstance(f, commands.Basic.Deliver)]
     assert len(delivered) + len(returned) == 30
     assert returned and all(r.reply_code == 312 for r in returned)
     server.receive_data(reply)  # read now: replies go through again
-    assert not any(isinstance(f, commands.Basic.Return) for f in _frames(server.data_to_send()))
-    assert any(isinstance(f, commands.Basic.Deliver) for f in _frames(requester.data_to_send()))
+    assert not any(
+        isinstance(f, commands.Basic.Return) for f in split_frames(server.data_to_send())
+    )
+    assert any(
+        isinstance(f, commands.Basic.Deliver) for f in split_frames(requester.data_to_send())
+    )
 
 
 def test_publishes_cut_at_every_byte_arrive_whole() -> None:
@@ -554,7 +549,7 @@ def test_publishes_cut_at_every_byte_arrive_whole() -> None:
     data = b"".join(publish_frames(b"x" * 300 + b"%d" % i) for i in range(3))
     for i in range(len(data)):
         publisher.receive_data(data[i : i + 1])
-    frames = _frames(consumer.data_to_send())
+    frames = split_frames(consumer.data_to_send())
     assert [f.value for f in frames if isinstance(f, body.ContentBody)] == [
         b"x" * 300 + b"0",
         b"x" * 300 + b"1",
@@ -577,7 +572,7 @@ def test_a_plain_default_exchange_publish_is_rebuilt_exactly_from_the_core() -> 
 def _confirms(data: bytes) -> list[tuple[str, int, bool]]:
     return [
         (type(f).__name__, f.delivery_tag, f.multiple)
-        for f in _frames(data)
+        for f in split_frames(data)
         if isinstance(f, commands.Basic.Ack | commands.Basic.Nack)
     ]
 
@@ -629,7 +624,7 @@ def test_other_frames_between_confirms_keep_their_place() -> None:
     session.receive_data(publish_frames(b"1") + unroutable + publish_frames(b"3"))
     kinds = [
         (type(f).__name__, getattr(f, "delivery_tag", None), getattr(f, "multiple", None))
-        for f in _frames(session.data_to_send())
+        for f in split_frames(session.data_to_send())
         if not isinstance(f, header.ContentHeader | body.ContentBody)
     ]
     assert kinds == [("Ack", 1, False), ("Return", None, None), ("Ack", 3, True)]

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pika
-from amqp_wire import publish_frames
+from amqp_wire import publish_frames, split_frames
 from pamqp import commands, frame
 
 from minibroker.amqp.blocking import Blocking
@@ -17,15 +17,6 @@ from minibroker.server.resource_alarm import ResourceAlarm
 from minibroker.testing import ThreadedBroker, run_in_thread
 
 
-def _frames(data: bytes) -> list[Any]:
-    out = []
-    while data:
-        consumed, _, value = frame.unmarshal(data)
-        out.append(value)
-        data = data[consumed:]
-    return out
-
-
 def _session(
     broker: Broker, conn_id: int, blocking: Blocking | None, *, capable: bool
 ) -> tuple[AmqpSession, Any]:
@@ -33,7 +24,7 @@ def _session(
         broker, conn_id, AmqpSettings(authenticate=lambda token: object(), blocking=blocking)
     )
     session.receive_data(b"AMQP\x00\x00\x09\x01")
-    [start] = _frames(session.data_to_send())
+    [start] = split_frames(session.data_to_send())
     properties = {"capabilities": {"connection.blocked": True}} if capable else {}
     session.receive_data(
         frame.marshal(commands.Connection.StartOk(properties, "PLAIN", "\0u\0p"), 0)
@@ -61,7 +52,7 @@ def test_a_publisher_under_the_alarm_is_read_no_further_until_it_clears() -> Non
     queue = broker.namespace().queues.get("q")
 
     blocking.set("low on memory")
-    [blocked] = _frames(publisher.data_to_send())
+    [blocked] = split_frames(publisher.data_to_send())
     assert isinstance(blocked, commands.Connection.Blocked) and blocked.reason == "low on memory"
     assert unaware.data_to_send() == b""  # no capability: not told, blocked all the same
 
@@ -71,7 +62,7 @@ def test_a_publisher_under_the_alarm_is_read_no_further_until_it_clears() -> Non
     assert queue.ready_count == 0  # each stopped after the Publish method frame
 
     blocking.set(None)
-    [unblocked] = _frames(publisher.data_to_send())
+    [unblocked] = split_frames(publisher.data_to_send())
     assert isinstance(unblocked, commands.Connection.Unblocked)
     assert not publisher.input_blocked and not unaware.input_blocked
     publisher.resume_input()  # what the shell does once its reader may go on
@@ -93,7 +84,7 @@ def test_a_connection_that_only_consumes_is_not_blocked() -> None:
         + frame.marshal(commands.Queue.Declare(queue="q", passive=True), 1)
     )
     assert not consumer.input_blocked
-    *_, declare_ok = _frames(consumer.data_to_send())
+    *_, declare_ok = split_frames(consumer.data_to_send())
     assert isinstance(declare_ok, commands.Queue.DeclareOk) and declare_ok.message_count == 0
 
 
@@ -115,7 +106,7 @@ def test_a_client_that_connects_during_the_alarm_is_told_at_once() -> None:
         + frame.marshal(commands.Connection.TuneOk(2047, 131072, 0), 0)
         + frame.marshal(commands.Connection.Open("/"), 0)
     )
-    *_, open_ok, blocked = _frames(session.data_to_send())
+    *_, open_ok, blocked = split_frames(session.data_to_send())
     assert isinstance(open_ok, commands.Connection.OpenOk)
     assert isinstance(blocked, commands.Connection.Blocked)
 
