@@ -27,7 +27,15 @@ from minibroker.kafka import wire
 from minibroker.kafka.session import KafkaSession
 from minibroker.server.app import BrokerServer
 
-from .wire_helpers import call, encode_request, frame, open_session, request_class, responses
+from .wire_helpers import (
+    answer_ids,
+    call,
+    encode_request,
+    frame,
+    open_session,
+    request_class,
+    responses,
+)
 
 RECORD = 100 * 1024
 BACKLOG = 256 * 1024
@@ -172,22 +180,7 @@ def test_answers_waiting_behind_a_parked_fetch_stop_the_reading_at_the_mark(
     assert answered == list(range(10, 10 + PARKED))
 
 
-async def _answers(stream: trio.SocketStream, count: int) -> list[int]:
-    """Read ``count`` answers off ``stream``; their correlation ids, in order."""
-    data = b""
-    found: list[int] = []
-    while len(found) < count:
-        chunk = await stream.receive_some()
-        assert chunk, "the server closed the connection"
-        data += chunk
-        while len(data) >= 8 and len(data) >= 4 + int.from_bytes(data[:4], "big"):
-            size = int.from_bytes(data[:4], "big")
-            found.append(int.from_bytes(data[4:8], "big", signed=True))
-            data = data[4 + size :]
-    return found
-
-
-async def test_a_blocked_kafka_connection_is_read_again_once_the_parked_fetch_answers(
+async def test_a_blocked_kafka_connection_is_read_again_once_the_parked_fetchanswer_ids(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Through the server: the connection stops reading behind a parked Fetch
@@ -203,7 +196,7 @@ async def test_a_blocked_kafka_connection_is_read_again_once_the_parked_fetch_an
                 for name in ("t", "u")
             )
             await stream.send_all(frame(3, 0, encode_request(3, 0, topics=topics), 0))
-            assert await _answers(stream, 1) == [0]
+            assert await answer_ids(stream, 1) == [0]
             logs = server.broker.namespace("t").logs
             logs.append("t-0", [b"r" * RECORD], trio.current_time())
             wait = timedelta(seconds=30)
@@ -217,7 +210,7 @@ async def test_a_blocked_kafka_connection_is_read_again_once_the_parked_fetch_an
             assert logs.statistics("u-0").waiting_reads == 1
             logs.append("u-0", [b"u"], trio.current_time())
             with trio.fail_after(30):  # not unblocked: the answers never come
-                assert await _answers(stream, PARKED + 1) == [1, *range(10, 10 + PARKED)]
+                assert await answer_ids(stream, PARKED + 1) == [1, *range(10, 10 + PARKED)]
             await stream.aclose()
         finally:
             server.shutdown()

@@ -27,7 +27,15 @@ from minibroker.kafka import wire
 from minibroker.kafka.session import KafkaSession
 from minibroker.server.app import BrokerServer
 
-from .wire_helpers import call, encode_request, frame, open_session, request_class, responses
+from .wire_helpers import (
+    answer_ids,
+    call,
+    encode_request,
+    frame,
+    open_session,
+    request_class,
+    responses,
+)
 
 MARK = 256 * 1024
 RECORD = 100 * 1024
@@ -194,20 +202,6 @@ def test_behind_a_parked_fetch_the_reading_still_stops_at_the_mark(
     assert answered == [10, *EXPECTED]
 
 
-async def _answers(stream: trio.SocketStream, count: int) -> list[int]:
-    data = b""
-    found: list[int] = []
-    while len(found) < count:
-        chunk = await stream.receive_some()
-        assert chunk, "the server closed the connection"
-        data += chunk
-        while len(data) >= 8 and len(data) >= 4 + int.from_bytes(data[:4], "big"):
-            size = int.from_bytes(data[:4], "big")
-            found.append(int.from_bytes(data[4:8], "big", signed=True))
-            data = data[4 + size :]
-    return found
-
-
 async def test_two_members_on_one_socket_join_with_answers_queued_behind_the_first(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -220,7 +214,7 @@ async def test_two_members_on_one_socket_join_with_answers_queued_behind_the_fir
             stream = await trio.open_tcp_stream("127.0.0.1", server.front_end_ports["kafka"])
             topics = (wire.build(request_class(3, 0, "MetadataRequestTopic"), name="t"),)
             await stream.send_all(frame(3, 0, encode_request(3, 0, topics=topics), 0))
-            assert await _answers(stream, 1) == [0]
+            assert await answer_ids(stream, 1) == [0]
             server.broker.namespace("t").logs.append("t-0", [b"r" * RECORD], trio.current_time())
             await stream.send_all(frame(11, JOIN_VERSION, _join(""), 2))
             data = b""
@@ -230,7 +224,7 @@ async def test_two_members_on_one_socket_join_with_answers_queued_behind_the_fir
             await stream.send_all(_pipelined(first))
             # Before: the rebalance timeout (5 minutes) passed first.
             with trio.fail_after(30):
-                assert await _answers(stream, len(EXPECTED)) == EXPECTED
+                assert await answer_ids(stream, len(EXPECTED)) == EXPECTED
             await stream.aclose()
         finally:
             server.shutdown()

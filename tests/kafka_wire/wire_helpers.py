@@ -7,6 +7,7 @@ import struct
 from datetime import timedelta
 from typing import Any
 
+import trio
 from kio.index import load_request_schema, load_response_schema
 from kio.serial import entity_reader, entity_writer
 
@@ -71,3 +72,18 @@ def call(
 
 
 ONE_SECOND = timedelta(seconds=1)
+
+
+async def answer_ids(stream: trio.SocketStream, count: int) -> list[int]:
+    """Read ``count`` answers off ``stream``; their correlation ids, in order."""
+    data = b""
+    found: list[int] = []
+    while len(found) < count:
+        chunk = await stream.receive_some()
+        assert chunk, "the server closed the connection"
+        data += chunk
+        while len(data) >= 8 and len(data) >= 4 + int.from_bytes(data[:4], "big"):
+            size = int.from_bytes(data[:4], "big")
+            found.append(int.from_bytes(data[4:8], "big", signed=True))
+            data = data[4 + size :]
+    return found
