@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 
 import pika
 import pika.exceptions
@@ -11,14 +10,6 @@ import pytest
 
 import minibroker
 from minibroker.testing import ThreadedBroker
-
-
-@pytest.fixture
-def connection(minibroker_amqp_url: str) -> Iterator[pika.BlockingConnection]:
-    conn = pika.BlockingConnection(pika.URLParameters(minibroker_amqp_url))
-    yield conn
-    if conn.is_open:
-        conn.close()
 
 
 def test_confirmed_publish_then_get_keeps_properties_and_headers(

@@ -11,19 +11,9 @@ with RabbitMQ when it runs; these cover a durable queue and a consumer.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pika
-import pytest
 from pika_helpers import bodies
-
-
-@pytest.fixture
-def connection(minibroker_amqp_url: str) -> Iterator[pika.BlockingConnection]:
-    conn = pika.BlockingConnection(pika.URLParameters(minibroker_amqp_url))
-    yield conn
-    if conn.is_open:
-        conn.close()
 
 
 def test_a_durable_queue_redelivers_rejects_in_publication_order(

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pika
 import pika.exceptions
 import pytest
 from pika.adapters.blocking_connection import BlockingConnection
 
 from minibroker.amqp.connection import AmqpSettings
-
-
-@pytest.fixture
-def connection(minibroker_amqp_url: str) -> Iterator[BlockingConnection]:
-    conn = pika.BlockingConnection(pika.URLParameters(minibroker_amqp_url))
-    yield conn
-    if conn.is_open:
-        conn.close()
 
 
 def ready(connection: BlockingConnection, queue: str) -> int:
