@@ -105,6 +105,23 @@ class LimitExceeded(BrokerError):
         "of the broker"). ``details`` carry ``limit`` and what was refused."""
         return cls(f"{action}: {what} limit {where} ({limit}) is reached", limit=limit, **details)
 
+    @classmethod
+    def check_room(
+        cls,
+        action: str,
+        what: str,
+        namespace: str,
+        held: tuple[int, int],
+        limits: tuple[int, int],
+        **details: object,
+    ) -> None:
+        """Refuse one more ``what`` when ``held`` (in the namespace, in the
+        broker) has reached ``limits`` (per namespace, for the broker)."""
+        if held[0] >= limits[0]:
+            raise cls.reached(action, what, f"in namespace {namespace!r}", limits[0], **details)
+        if held[1] >= limits[1]:
+            raise cls.reached(action, what, "of the broker", limits[1], **details)
+
 
 class UnknownDelivery(BrokerError):
     """Ack/nack of a delivery id that is unknown, expired, or not held by this connection."""

@@ -406,14 +406,14 @@ class Logs:
     def _check_room(self, name: str) -> None:
         """LimitExceeded when the namespace holds ``max_logs_per_namespace`` logs
         (on creation only: recovery opens every log it finds)."""
-        action = f"cannot create log {name!r}"
-        limit = self.limits.max_logs_per_namespace
-        if len(self._logs) >= limit:
-            where = f"in namespace {self.namespace.name!r}"
-            raise LimitExceeded.reached(action, "log", where, limit, log=name)
-        limit = self.limits.max_logs_total
-        if self.broker.log_total >= limit:
-            raise LimitExceeded.reached(action, "log", "of the broker", limit, log=name)
+        LimitExceeded.check_room(
+            f"cannot create log {name!r}",
+            "log",
+            self.namespace.name,
+            (len(self._logs), self.broker.log_total),
+            (self.limits.max_logs_per_namespace, self.limits.max_logs_total),
+            log=name,
+        )
 
     def room(self) -> tuple[int, str]:
         """How many more logs this namespace may create, and the limit that says

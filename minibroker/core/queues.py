@@ -1997,14 +1997,14 @@ class Queues:
         Checked on creation only: recovery registers every queue it finds, so
         a lowered limit never keeps a data directory from starting.
         """
-        action = f"cannot declare queue {name!r}"
-        limit = self.limits.max_queues_per_namespace
-        if len(self._queues) >= limit:
-            where = f"in namespace {self.namespace.name!r}"
-            raise LimitExceeded.reached(action, "queue", where, limit, queue=name)
-        limit = self.limits.max_queues_total
-        if self.broker.queue_total >= limit:
-            raise LimitExceeded.reached(action, "queue", "of the broker", limit, queue=name)
+        LimitExceeded.check_room(
+            f"cannot declare queue {name!r}",
+            "queue",
+            self.namespace.name,
+            (len(self._queues), self.broker.queue_total),
+            (self.limits.max_queues_per_namespace, self.limits.max_queues_total),
+            queue=name,
+        )
 
     def _open_journal(self, name: str, options: QueueOptions) -> QueueJournal:
         storage = self.broker.storage
