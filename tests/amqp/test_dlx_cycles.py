@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from amqp_wire import split_frames
 from pamqp import body, commands, frame, header
-from test_amqp_session import _frames, _open
+from test_amqp_session import _open
 
 from minibroker.amqp.connection import AmqpSession
 from minibroker.core.broker import Broker
@@ -51,7 +52,7 @@ def _send(
 def _get(session: AmqpSession, queue: str, now: float) -> tuple[Any, Any] | None:
     """basic.get with no_ack: (the content header's properties, body), or None."""
     session.receive_data(frame.marshal(commands.Basic.Get(queue=queue, no_ack=True), 1), now)
-    replies = _frames(session.data_to_send())
+    replies = split_frames(session.data_to_send())
     if isinstance(replies[0], commands.Basic.GetEmpty):
         return None
     content = next(r for r in replies if isinstance(r, header.ContentHeader))
@@ -171,7 +172,7 @@ def test_rejections_keep_delayed_retries_going_and_x_death_counts_them() -> None
     now = NOW
     for attempt in range(1, 6):
         session.receive_data(frame.marshal(commands.Basic.Get(queue="work"), 1), now)
-        replies = _frames(session.data_to_send())
+        replies = split_frames(session.data_to_send())
         [get_ok] = [r for r in replies if isinstance(r, commands.Basic.GetOk)]
         session.receive_data(
             frame.marshal(commands.Basic.Reject(get_ok.delivery_tag, requeue=False), 1), now
@@ -179,7 +180,7 @@ def test_rejections_keep_delayed_retries_going_and_x_death_counts_them() -> None
         now += 5
         broker.on_time(now)
         session.receive_data(frame.marshal(commands.Basic.Get(queue="work"), 1), now)
-        replies = _frames(session.data_to_send())
+        replies = split_frames(session.data_to_send())
         [content] = [r for r in replies if isinstance(r, header.ContentHeader)]
         [get_ok] = [r for r in replies if isinstance(r, commands.Basic.GetOk)]
         # One entry per (queue, reason), the latest first, counted as RabbitMQ counts.
@@ -227,7 +228,9 @@ def test_a_dead_letter_loses_its_expiration_and_x_death_keeps_it() -> None:
         properties=commands.Basic.Properties(expiration="60000"),
     )
     session.receive_data(frame.marshal(commands.Basic.Get(queue="src"), 1), NOW)
-    [get_ok] = [r for r in _frames(session.data_to_send()) if isinstance(r, commands.Basic.GetOk)]
+    [get_ok] = [
+        r for r in split_frames(session.data_to_send()) if isinstance(r, commands.Basic.GetOk)
+    ]
     session.receive_data(
         frame.marshal(commands.Basic.Reject(get_ok.delivery_tag, requeue=False), 1), NOW
     )

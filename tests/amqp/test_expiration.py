@@ -6,8 +6,9 @@ one nanosecond, so a basic.get in the same input still got the message.
 
 from __future__ import annotations
 
+from amqp_wire import split_frames
 from pamqp import body, commands, frame, header
-from test_amqp_session import _frames, _open
+from test_amqp_session import _open
 
 from minibroker.core.broker import Broker
 
@@ -29,7 +30,7 @@ def test_a_zero_expiration_is_gone_for_a_get_a_moment_later() -> None:
     _publish_expiring_now(session, NOW)
     session.data_to_send()
     session.receive_data(frame.marshal(commands.Basic.Get(queue="q", no_ack=True), 1), NOW + 1e-4)
-    replies = _frames(session.data_to_send())
+    replies = split_frames(session.data_to_send())
     assert [type(r) for r in replies] == [commands.Basic.GetEmpty]
 
 
@@ -58,7 +59,7 @@ def test_a_zero_expiration_is_gone_for_a_get_in_the_same_chunk() -> None:
         + frame.marshal(commands.Basic.Get(queue="src", no_ack=True), 1),
         NOW,
     )
-    replies = _frames(session.data_to_send())
+    replies = split_frames(session.data_to_send())
     assert [type(r) for r in replies if not isinstance(r, commands.Basic.Ack)] == [
         commands.Basic.GetEmpty
     ]
@@ -76,7 +77,7 @@ def test_a_zero_expiration_reaches_a_consumer_that_is_ready() -> None:
     )
     session.data_to_send()
     _publish_expiring_now(session, NOW)
-    delivered = [f for f in _frames(session.data_to_send()) if isinstance(f, body.ContentBody)]
+    delivered = [f for f in split_frames(session.data_to_send()) if isinstance(f, body.ContentBody)]
     assert [d.value for d in delivered] == [b"now"]
 
 
@@ -116,7 +117,7 @@ def _get(session: object, queue: str) -> list[object]:
     session.receive_data(  # type: ignore[attr-defined]
         frame.marshal(commands.Basic.Get(queue=queue, no_ack=True), 1), NOW
     )
-    return _frames(session.data_to_send())  # type: ignore[attr-defined]
+    return split_frames(session.data_to_send())  # type: ignore[attr-defined]
 
 
 def test_a_zero_queue_ttl_is_gone_for_a_get_at_the_same_instant() -> None:
@@ -159,7 +160,7 @@ def test_a_zero_queue_ttl_reaches_a_consumer_with_credit_and_no_other() -> None:
         ),
         NOW,
     )
-    delivered = [f for f in _frames(session.data_to_send()) if isinstance(f, body.ContentBody)]
+    delivered = [f for f in split_frames(session.data_to_send()) if isinstance(f, body.ContentBody)]
     assert [d.value for d in delivered] == [b"1"]
     got = _get(session, "dead")
     assert [f.value for f in got if isinstance(f, body.ContentBody)] == [b"2"]
