@@ -96,6 +96,9 @@ class LimitExceeded(BrokerError):
 
     code = "limit_exceeded"
 
+    #: True when the broker-wide cap refused (RabbitMQ says "in cluster" then).
+    broker_wide: bool = False
+
     @classmethod
     def reached(
         cls, action: str, what: str, where: str, limit: int, **details: object
@@ -120,7 +123,9 @@ class LimitExceeded(BrokerError):
         if held[0] >= limits[0]:
             raise cls.reached(action, what, f"in namespace {namespace!r}", limits[0], **details)
         if held[1] >= limits[1]:
-            raise cls.reached(action, what, "of the broker", limits[1], **details)
+            error = cls.reached(action, what, "of the broker", limits[1], **details)
+            error.broker_wide = True
+            raise error
 
 
 class UnknownDelivery(BrokerError):

@@ -198,8 +198,9 @@ class Vhost:
 
     def _limit_text(self, action: str, what: str, exc: LimitExceeded) -> str:
         """In RabbitMQ's words, e.g. "cannot declare queue 'q': queue limit in vhost '/'
-        (10) is reached"."""
-        return f"{action}: {what} limit in vhost '{self.name}' ({exc.details['limit']}) is reached"
+        (10) is reached", or "in cluster" for the broker-wide cap."""
+        where = "in cluster" if exc.broker_wide else f"in vhost '{self.name}'"
+        return f"{action}: {what} limit {where} ({exc.details['limit']}) is reached"
 
     def exchange(self, name: str) -> Exchange:
         found = self.exchanges.get(name)

@@ -115,3 +115,22 @@ def test_a_new_vhost_past_the_namespace_limit_is_not_allowed() -> None:
             assert "namespace limit (1) is reached" in str(closed.value)
         finally:
             kept.close()
+
+
+def test_a_queue_past_the_broker_wide_limit_says_cluster_as_rabbitmq_does() -> None:
+    """RabbitMQ's ``cluster_queue_limit``: "queue limit in cluster (N) is reached"."""
+    limits = Limits(max_queues_per_namespace=10, max_queues_total=2)
+    with run_in_thread(ServerConfig(port=0, amqp_port=0, limits=limits)) as threaded:
+        connection = pika.BlockingConnection(pika.URLParameters(threaded.amqp_url))
+        try:
+            ch = connection.channel()
+            ch.queue_declare("a")
+            ch.queue_declare("b")
+            code, text = _closed_with(lambda: ch.queue_declare("c"))
+            assert (code, text) == (
+                406,
+                "PRECONDITION_FAILED - cannot declare queue 'c': queue limit in cluster (2) "
+                "is reached",
+            )
+        finally:
+            connection.close()
