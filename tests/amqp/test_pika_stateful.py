@@ -3,15 +3,16 @@
 Publish (confirmed), get, ack, nack and reject (with or without requeue),
 recover, and closing the channel, in any order. After every step the broker
 must agree with a plain model of an AMQP queue as minibroker promises it:
-FIFO among ready messages, requeued messages back at the head (in tag order
-when a channel closes), ``redelivered`` set exactly on messages delivered
-before, delivery tags increasing per channel, ``message_count`` exact,
-nothing lost and nothing duplicated.
+FIFO among ready messages, requeued messages back at their place in
+publication order (as RabbitMQ puts them, however and in whatever order they
+come back), ``redelivered`` set exactly on messages delivered before,
+delivery tags increasing per channel, ``message_count`` exact, nothing lost
+and nothing duplicated.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import bisect
 from typing import Any
 
 import pika
@@ -30,8 +31,11 @@ class PikaQueueMachine(RuleBasedStateMachine):
         self.connection: Any = None
         self.channel: Any = None
         self.next_body = 0
-        self.ready: deque[tuple[bytes, bool]] = deque()  # (body, delivered before)
-        self.unacked: dict[int, bytes] = {}
+        # (publication number, body, delivered before), in publication order:
+        # the queue hands out its head and puts every returned message back at
+        # its place, so what is ready stays sorted by publication.
+        self.ready: list[tuple[int, bytes, bool]] = []
+        self.unacked: dict[int, tuple[int, bytes]] = {}  # tag -> (number, body)
         self.last_tag = 0
 
     @initialize()
@@ -53,10 +57,11 @@ class PikaQueueMachine(RuleBasedStateMachine):
     @rule(count=st.integers(1, 3))
     def publish(self, count: int) -> None:
         for _ in range(count):
-            body = str(self.next_body).encode()
+            number = self.next_body
             self.next_body += 1
+            body = str(number).encode()
             self.channel.basic_publish("", "q", body)
-            self.ready.append((body, False))
+            self.ready.append((number, body, False))
 
     @rule(auto_ack=st.booleans())
     def get(self, auto_ack: bool) -> None:
@@ -64,13 +69,13 @@ class PikaQueueMachine(RuleBasedStateMachine):
         if not self.ready:
             assert method is None
             return
-        expected, delivered_before = self.ready.popleft()
+        number, expected, delivered_before = self.ready.pop(0)
         assert (body, method.redelivered) == (expected, delivered_before)
         assert method.delivery_tag > self.last_tag
         self.last_tag = method.delivery_tag
         assert method.message_count == len(self.ready)
         if not auto_ack:
-            self.unacked[method.delivery_tag] = body
+            self.unacked[method.delivery_tag] = (number, body)
 
     @precondition(lambda self: self.unacked)
     @rule(data=st.data(), multiple=st.booleans())
@@ -88,9 +93,9 @@ class PikaQueueMachine(RuleBasedStateMachine):
             self.channel.basic_reject(tag, requeue=requeue)
         else:
             self.channel.basic_nack(tag, multiple=False, requeue=requeue)
-        body = self.unacked.pop(tag)
+        number, body = self.unacked.pop(tag)
         if requeue:
-            self.ready.appendleft((body, True))
+            bisect.insort(self.ready, (number, body, True))
 
     @rule()
     def recover(self) -> None:
@@ -104,8 +109,8 @@ class PikaQueueMachine(RuleBasedStateMachine):
         self._open_channel()
 
     def _all_unacked_back(self) -> None:
-        back = [(self.unacked[t], True) for t in sorted(self.unacked)]
-        self.ready.extendleft(reversed(back))
+        for number, body in self.unacked.values():
+            bisect.insort(self.ready, (number, body, True))
         self.unacked.clear()
 
     @invariant()
