@@ -22,7 +22,7 @@ from minibroker.errors import BrokerError
 from minibroker.protocol.codec import DEFAULT_MAX_FRAME_BYTES
 from minibroker.server.accept import raise_open_file_limit
 from minibroker.server.allocator import keep_large_blocks_mapped, small_objects_from_the_c_heap
-from minibroker.server.app import BrokerServer
+from minibroker.server.app import BrokerServer, MissingExtra
 from minibroker.server.memory_settle import MemorySettler
 
 #: Upper bound of --busy-poll-us: beyond 10 ms it is just a spinning broker.
@@ -334,14 +334,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"minibroker serve: {exc}", file=sys.stderr)
         return 2
     raise_open_file_limit()
-    failure: OSError | BrokerError | None = None
+    failure: OSError | BrokerError | MissingExtra | None = None
     keep_large_blocks_mapped()  # memory of big frames goes back to the system
     small_objects_from_the_c_heap()  # and that of a burst's small objects, when trimmed
     try:
         trio.run(serve_until_signalled, config)
-    except* (OSError, BrokerError) as group:
+    except* (OSError, BrokerError, MissingExtra) as group:
         # A port already taken, a data directory we may not write or that
-        # another broker holds: one line, not a traceback nested in groups.
+        # another broker holds, a front end whose extra is not installed:
+        # one line, not a traceback nested in groups.
         failure = _first_leaf(group)
     if failure is not None:
         print(f"minibroker serve: cannot start: {_describe(failure, config)}", file=sys.stderr)
@@ -350,16 +351,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _first_leaf(
-    group: BaseExceptionGroup[OSError | BrokerError],
-) -> OSError | BrokerError:
+    group: BaseExceptionGroup[OSError | BrokerError | MissingExtra],
+) -> OSError | BrokerError | MissingExtra:
     error: BaseException = group
     while isinstance(error, BaseExceptionGroup):
         error = error.exceptions[0]
-    assert isinstance(error, OSError | BrokerError)
+    assert isinstance(error, OSError | BrokerError | MissingExtra)
     return error
 
 
-def _describe(error: OSError | BrokerError, config: ServerConfig) -> str:
+def _describe(error: OSError | BrokerError | MissingExtra, config: ServerConfig) -> str:
     if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
         ports = f"--port {config.port}"
         if config.metrics_port is not None:

@@ -15,7 +15,7 @@ import itertools
 import logging
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -56,12 +56,42 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from minibroker.amqp.connection import AmqpSession
-    from minibroker.kafka.service import KafkaService
+    from minibroker.kafka.service import KafkaService, KafkaSettings
     from minibroker.sqs.session import SqsEndpoint
 
 log = logging.getLogger("minibroker.server")
 
 TLS_HANDSHAKE_TIMEOUT = 10.0
+
+
+#: The packages the ``kafka`` extra brings that the Kafka front end imports.
+KAFKA_EXTRA_PACKAGES = ("kio", "crc32c")
+
+
+class MissingExtra(ImportError):
+    """A front end was asked for whose libraries (an extra) are not installed."""
+
+
+def _kafka_front_end() -> tuple[type[KafkaSettings], Callable[..., KafkaService]]:
+    """Import the Kafka front end, which needs the ``kafka`` extra.
+
+    Without it a Kafka port used to fail with a bare ``No module named
+    'kio'``; this says which extra to install, and ``minibroker serve``
+    prints it as its one-line start-up error.
+    """
+    try:
+        from minibroker.kafka import service
+        from minibroker.server import kafka_door
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").partition(".")[0]
+        if missing not in KAFKA_EXTRA_PACKAGES:
+            raise
+        raise MissingExtra(
+            f"a Kafka port needs the kafka extra ({missing} is not installed): "
+            "pip install 'minibroker[kafka]'",
+            name=missing,
+        ) from exc
+    return service.KafkaSettings, kafka_door.add_kafka_front_end
 
 
 class BrokerServer:
@@ -98,9 +128,7 @@ class BrokerServer:
         #: The Kafka front end's shared state, when ``config.kafka_port`` is set.
         self.kafka: KafkaService | None = None
         if config.kafka_port is not None:
-            from minibroker.kafka.service import KafkaSettings
-            from minibroker.server.kafka_door import add_kafka_front_end
-
+            KafkaSettings, add_kafka_front_end = _kafka_front_end()
             settings = KafkaSettings(
                 advertised_host=_advertised(config.host),
                 auto_create_topics=config.kafka_auto_create_topics,
