@@ -34,6 +34,10 @@ V = TypeVar("V")
 Hook = Callable[[Any], None]
 
 
+#: Withdrawals in protocol version 1 itself, sent to any broker (the others
+#: are extensions, sent only to a broker that announces them).
+BASE_WITHDRAWALS = frozenset({"fetch.cancel"})
+
 #: The guard of single-threaded transports: nothing to exclude.
 NO_GUARD: AbstractContextManager[None] = nullcontext()
 
@@ -54,6 +58,7 @@ class PendingCall(Generic[T]):
 
     __slots__ = (
         "_conn",
+        "_give_back",
         "_hook",
         "_parse",
         "_withdraw",
@@ -74,6 +79,8 @@ class PendingCall(Generic[T]):
         self._hook = hook
         #: The call's ``withdraw`` (set by ``Connection.begin``), for ``_give_up``.
         self._withdraw: Callable[[int], Call[Any]] | None = None
+        #: The call's ``give_back`` (set by ``Connection.begin``), for ``_give_up``.
+        self._give_back: Hook | None = None
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
@@ -121,8 +128,13 @@ class PendingCall(Generic[T]):
     def _give_up(self) -> None:
         """The caller stopped waiting (cancelled, timed out, interrupted): forget
         the call, unless a hook must still see its answer (a subscribe to
-        undo), and withdraw it from the broker if it can be (a ``request``)."""
-        if self._hook is None:
+        undo, a fetch's deliveries to give back), and withdraw it from the
+        broker if it can be (a ``request``, a long-poll ``fetch``)."""
+        give_back = self._give_back
+        if give_back is not None:
+            self._give_back = None
+            self.abandon(give_back)
+        elif self._hook is None:
             self._conn.pending.pop(self.request_id, None)
         withdraw = self._withdraw
         if withdraw is not None:
@@ -207,20 +219,27 @@ class Connection:
         pending = kind(self, request_id, call.parse, hook)
         if call.withdraw is not None:
             pending._withdraw = call.withdraw
+            pending._give_back = call.give_back
         self.pending[request_id] = pending
         return pending, data
 
     def withdraw(self, call: Call[Any]) -> None:
         """Post ``call``, which withdraws a parked call its caller gave up on
-        (``Call.withdraw``), if the broker announced its op among its hello
-        ``extensions`` (an older one would refuse it) and the connection is up.
+        (``Call.withdraw``), if the broker understands its op (one of protocol
+        version 1, or one it announced among its hello ``extensions``: an
+        older one would refuse it) and the connection is up.
 
         Without it the broker would keep the call until its own deadline
         (a ``request``: counted as pending, held by a responder that may
-        still be working on it). Its answer, and the withdrawn call's, are
-        read and dropped.
+        still be working on it; a ``fetch``: the next message delivered to
+        nobody). Its answer, and the withdrawn call's, are read and dropped
+        (or given back: ``Call.give_back``).
         """
-        if self._post is not None and self.closed is None and call.op in self.protocol.extensions:
+        if (
+            self._post is not None
+            and self.closed is None
+            and (call.op in BASE_WITHDRAWALS or call.op in self.protocol.extensions)
+        ):
             self._post(call)
 
     def post(self, call: Call[Any]) -> bytes | None:

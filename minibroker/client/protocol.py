@@ -46,10 +46,14 @@ class Call(Generic[T]):
     responder's ``reply`` with ``confirm`` false), so a transport that posts
     it keeps no pending entry waiting for an answer.
 
-    ``withdraw``: for a call the broker parks (a ``request``), the call that
-    takes it back, given its request id, posted when its caller gives up
-    before the answer (cancelled, timed out, interrupted); see
-    ``Connection.withdraw``.
+    ``withdraw``: for a call the broker parks (a ``request``, the blocking
+    client's long-poll ``fetch``), the call that takes it back, given its
+    request id, posted when its caller gives up before the answer
+    (cancelled, timed out, interrupted); see ``Connection.withdraw``.
+
+    ``give_back``: for a call whose answer holds something its caller must
+    return if it gave up (a fetch's deliveries, to nack), what to do with
+    that raw answer should it still come; see ``PendingCall._give_up``.
     """
 
     op: str
@@ -57,6 +61,7 @@ class Call(Generic[T]):
     parse: Callable[[Any], T] = field(default=_identity)
     quiet: bool = False
     withdraw: Callable[[int], Call[Any]] | None = None
+    give_back: Callable[[Any], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

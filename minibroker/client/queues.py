@@ -8,7 +8,8 @@ fetches) is in docs/queues.md, "Client API".
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from functools import partial
+from typing import Any, NamedTuple, TypeVar
 
 from minibroker.client.bodies import MessageItem
 from minibroker.client.protocol import Call
@@ -20,6 +21,7 @@ from minibroker.client.queue_consumer import (
     ConsumerState,
     SyncConsumer,
     fetch_withdrawable,
+    giving_back,
 )
 from minibroker.client.queue_wire import (
     DEFAULT_VISIBILITY_TIMEOUT,
@@ -31,8 +33,11 @@ from minibroker.client.queue_wire import (
     QueueInfo,
     QueueStats,
     SyncDelivery,
+    cancel_fetch_call,
     fetch_call,
 )
+
+T = TypeVar("T")
 
 __all__ = [
     "DEFAULT_ACK_EVERY",
@@ -117,4 +122,20 @@ async def fetch_async(plan: FetchPlan) -> list[Delivery]:
 
 
 def fetch_blocking(plan: FetchPlan) -> list[SyncDelivery]:
-    return plan.client._call(plan.call)  # type: ignore[no-any-return]
+    call = plan.call
+    if "wait" in call.fields:  # a long poll parks on the broker: Ctrl-C withdraws it
+        call = withdrawable_fetch(call, plan.client, plan.queue)
+    return plan.client._call(call)  # type: ignore[no-any-return]
+
+
+def withdrawable_fetch(call: Call[T], client: Any, queue: str) -> Call[T]:
+    """``call`` (a long-poll fetch), withdrawn if its blocking caller gives up.
+
+    The blocking client's counterpart of ``fetch_withdrawable``: a fetch
+    interrupted by Ctrl-C (or the client's own timeout) used to stay parked
+    on the broker, so the next message went to nobody and stayed invisible
+    until its visibility timeout. Giving it up now sends ``fetch.cancel``
+    and gives back (nacks) whatever deliveries its answer still brings.
+    """
+    withdraw = partial(cancel_fetch_call, queue)
+    return Call(call.op, call.fields, call.parse, call.quiet, withdraw, giving_back(client, queue))
