@@ -227,6 +227,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     trio_mode forgotten) fails deep inside pytest-trio; say what to do."""
     requested = getattr(item, "fixturenames", ())
     wanted = [name for name in TRIO_FIXTURES if name in requested]
+    if wanted and _asyncio_auto_mode(item.config):
+        # pytest-asyncio's auto mode sets every async fixture up on asyncio,
+        # a Trio test's too: open_broker then refused to run on asyncio with
+        # advice meant for application code.
+        pytest.fail(
+            f"{wanted[-1]} is a Trio fixture, and pytest-asyncio's asyncio_mode = auto "
+            "sets every async fixture up on asyncio, a @pytest.mark.trio test's too: "
+            "in a suite with Trio tests use asyncio_mode = strict (pytest-asyncio's "
+            "default) and mark the asyncio tests @pytest.mark.asyncio",
+            pytrace=False,
+        )
     if wanted and item.get_closest_marker("trio") is None:
         pytest.fail(
             f"{wanted[-1]} is a Trio fixture but {item.name} does not run under Trio: set "
@@ -246,6 +257,15 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             "@pytest.mark.trio instead of setting trio_mode",
             pytrace=False,
         )
+
+
+def _asyncio_auto_mode(config: pytest.Config) -> bool:
+    """Whether pytest-asyncio runs here in auto mode (``--asyncio-mode`` wins
+    over the ``asyncio_mode`` ini setting, as in pytest-asyncio itself)."""
+    if not config.pluginmanager.has_plugin("asyncio"):
+        return False
+    mode = config.getoption("asyncio_mode", None) or config.getini("asyncio_mode")
+    return str(getattr(mode, "value", mode)) == "auto"
 
 
 @pytest.fixture

@@ -104,3 +104,33 @@ def test_the_asyncio_fixture_in_a_test_trio_runs_names_the_trio_one(
         ["*minibroker_aio_client is an asyncio fixture but test_claimed_by_trio runs under Trio*"]
     )
     result.stdout.no_fnmatch_line("*no running event loop*")
+
+
+def test_a_trio_fixture_under_asyncio_auto_mode_says_to_use_strict_mode(
+    pytester: pytest.Pytester,
+) -> None:
+    """pytest-asyncio's ``asyncio_mode = auto`` sets every ``async def`` fixture
+    up on asyncio, a ``@pytest.mark.trio`` test's too: ``minibroker_client``
+    failed with "minibroker.open_broker runs on trio but this code runs under
+    asyncio: use run_in_thread()", advice for application code, not for a
+    suite's configuration. The asyncio tests of the same suite still pass."""
+    result = run_suite(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.trio
+        async def test_trio_side(minibroker_client):
+            await minibroker_client.ping()
+
+        async def test_asyncio_side(minibroker_aio_client):
+            await minibroker_aio_client.ping()
+        """,
+        "asyncio_mode = auto",
+        "asyncio_default_fixture_loop_scope = function",
+    )
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*minibroker_client is a Trio fixture*asyncio_mode = auto*asyncio_mode = strict*"]
+    )
+    result.stdout.no_fnmatch_line("*use minibroker.testing.run_in_thread*")
