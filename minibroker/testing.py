@@ -25,9 +25,10 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
+import sniffio
 import trio
 import trio.testing
 
@@ -191,8 +192,11 @@ def fresh_namespace(prefix: str = "test") -> str:
 
 
 @pytest.fixture
-async def minibroker_broker() -> AsyncIterator[EmbeddedBroker]:
+async def minibroker_broker(request: pytest.FixtureRequest) -> AsyncIterator[EmbeddedBroker]:
     """An in-process broker for this (Trio) test, memory storage, no socket."""
+    running = sniffio.current_async_library()
+    if running != "trio":  # an anyio test whose backend is not Trio
+        _refuse_trio_fixture("minibroker_broker", request.node.name, running)
     async with open_broker() as broker:
         yield broker
 
@@ -217,6 +221,8 @@ def minibroker_namespace() -> str:
     return fresh_namespace()
 
 
+#: ``_test_runner`` of a test that neither pytest-trio nor anyio runs.
+NO_RUNNER = "none"
 #: Fixtures that only a test running under Trio can use.
 TRIO_FIXTURES = ("minibroker_broker", "minibroker_client")
 
@@ -238,7 +244,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             "default) and mark the asyncio tests @pytest.mark.asyncio",
             pytrace=False,
         )
-    if wanted and item.get_closest_marker("trio") is None:
+    runner = _test_runner(item) if wanted else "trio"
+    if runner not in ("trio", None, NO_RUNNER):
+        _refuse_trio_fixture(wanted[-1], item.name, runner)
+    if runner == NO_RUNNER:
         pytest.fail(
             f"{wanted[-1]} is a Trio fixture but {item.name} does not run under Trio: set "
             "trio_mode = true (or mark it @pytest.mark.trio) for Trio tests; asyncio tests "
@@ -257,6 +266,33 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             "@pytest.mark.trio instead of setting trio_mode",
             pytrace=False,
         )
+
+
+def _test_runner(item: pytest.Item) -> str | None:
+    """The event loop that runs ``item``: "trio" for pytest-trio's (``trio``
+    marker), the backend of anyio's (``anyio`` marker), ``NO_RUNNER`` for
+    neither; None when only the test's ``anyio_backend`` fixture, not set up
+    yet, can tell (``minibroker_broker`` checks then)."""
+    if item.get_closest_marker("trio") is not None:
+        return "trio"
+    if item.get_closest_marker("anyio") is None:
+        return NO_RUNNER
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or "anyio_backend" not in callspec.params:
+        return None
+    backend = callspec.params["anyio_backend"]
+    return str(backend[0] if isinstance(backend, tuple) else backend)
+
+
+def _refuse_trio_fixture(fixture: str, test: str, running: str | None) -> NoReturn:
+    """Fail ``test``, which runs under ``running`` (an anyio backend, or the
+    library sniffio finds), for asking for Trio fixture ``fixture``."""
+    pytest.fail(
+        f"{fixture} is a Trio fixture but {test} runs under {running}: asyncio "
+        "tests use minibroker_aio_client, blocking ones minibroker_url (or run the "
+        "test on anyio's trio backend)",
+        pytrace=False,
+    )
 
 
 def _asyncio_auto_mode(config: pytest.Config) -> bool:

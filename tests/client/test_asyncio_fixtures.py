@@ -134,3 +134,38 @@ def test_a_trio_fixture_under_asyncio_auto_mode_says_to_use_strict_mode(
         ["*minibroker_client is a Trio fixture*asyncio_mode = auto*asyncio_mode = strict*"]
     )
     result.stdout.no_fnmatch_line("*use minibroker.testing.run_in_thread*")
+
+
+def test_anyio_tests_on_the_trio_backend_get_the_trio_fixtures(
+    pytester: pytest.Pytester,
+) -> None:
+    """anyio's pytest plugin runs an ``@pytest.mark.anyio`` test, and its async
+    fixtures, on the ``anyio_backend`` it asks for: on Trio the Trio fixtures
+    work, and they were refused ("does not run under Trio"). On asyncio they
+    fail with a sentence naming the asyncio fixture."""
+    result = run_suite(
+        pytester,
+        """
+        import pytest
+
+        pytestmark = pytest.mark.anyio
+
+        @pytest.fixture(params=["trio", "asyncio"])
+        def anyio_backend(request):
+            return request.param
+
+        async def test_trio_fixture(minibroker_client, anyio_backend):
+            await minibroker_client.declare_queue("jobs")
+            await minibroker_client.put("jobs", b"job")
+            [delivery] = await minibroker_client.fetch("jobs")
+            assert delivery.body == b"job"
+        """,
+        "asyncio_default_fixture_loop_scope = function",
+    )
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "minibroker_client is a Trio fixture but test_trio_fixture?asyncio? runs "
+            "under asyncio: asyncio tests use minibroker_aio_client*"
+        ]
+    )
