@@ -437,10 +437,13 @@ class BrokerServer:
     def _tls_context(self) -> ssl.SSLContext | None:
         if self.config.tls_cert is None:
             return None
+        cert, key = self.config.tls_cert, self.config.tls_key or self.config.tls_cert
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(
-            str(self.config.tls_cert), str(self.config.tls_key or self.config.tls_cert)
-        )
+        try:
+            context.load_cert_chain(str(cert), str(key))
+        except OSError as exc:  # ssl.SSLError too; neither names the file
+            reason = exc.strerror or str(exc)
+            raise OSError(f"cannot load --tls-cert {cert} / --tls-key {key}: {reason}") from exc
         return context
 
     def _native_session(self, broker: Broker, conn_id: int, peer_name: str) -> Session:

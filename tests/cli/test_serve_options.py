@@ -408,3 +408,24 @@ def test_values_at_the_bounds_are_taken() -> None:
         )
     )  # fmt: skip
     assert (config.hello_timeout, config.shutdown_grace, config.port) == (0.001, 0.0, 65535)
+
+
+@pytest.mark.parametrize("problem", ["missing", "not PEM"])
+def test_an_unloadable_tls_file_is_named_in_the_start_error(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    problem: str,
+) -> None:
+    """ssl's own error names no file ("[Errno 2] No such file or directory",
+    "[SSL] PEM lib"): the start error line says which files it could not load."""
+    monkeypatch.setattr(logging, "basicConfig", lambda **kwargs: None)
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    if problem == "not PEM":
+        cert.write_text("not a certificate\n")
+        key.write_text("not a key\n")
+    status = main(["serve", "--port", "0", "--tls-cert", str(cert), "--tls-key", str(key)])
+    assert status == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("minibroker serve: cannot start: ")
+    assert f"--tls-cert {cert}" in line and f"--tls-key {key}" in line
