@@ -254,30 +254,42 @@ class Channel:
     def begin_publish(self, method: commands.Basic.Publish) -> None:
         """A Basic.Publish (the session's shortcut for it): its content frames follow."""
         if self._publish is not None:
-            raise HardError(
-                UNEXPECTED_FRAME,
-                "expected content header for class 60, got non content header frame "
-                f"{method.name}",
-                method.index,
-            )
+            raise self.content_expected()
         self._publish_method(method)
 
     def handle_method(self, method: base.Frame) -> None:
         if self._publish is not None:
-            raise HardError(
-                UNEXPECTED_FRAME,
-                f"expected content header for class 60, got non content header frame {method.name}",
-                method.index,
-            )
+            raise self.content_expected()
         handler = _HANDLERS.get(type(method))
         if handler is None:
-            raise HardError(NOT_IMPLEMENTED, f"{method.name} is not implemented", method.index)
+            if isinstance(method, Basic.RecoverAsync):
+                raise HardError(NOT_IMPLEMENTED, f"{method.name} is not implemented", method.index)
+            # A method only the server sends (an -Ok, a delivery): RabbitMQ's 503.
+            raise HardError(
+                COMMAND_INVALID, f"unexpected {method.name} from a client", method.index
+            )
         handler(self, method)
+
+    @property
+    def assembling(self) -> bool:
+        """A Basic.Publish came and its content has not all come yet."""
+        return self._publish is not None
+
+    def content_expected(self) -> HardError:
+        """505 for a frame that broke into a publish's content, in RabbitMQ's
+        words: it names the Basic.Publish and the frame that was due."""
+        if self._properties is None:
+            text = "expected content header for class 60, got non content header frame instead"
+        else:
+            text = "expected content body, got non content body frame instead"
+        return HardError(UNEXPECTED_FRAME, text, Basic.Publish.index)
 
     def handle_header(self, payload: bytes) -> None:
         """A content header frame's payload: the publish's body size and properties."""
-        if self._publish is None or self._properties is not None:
+        if self._publish is None:
             raise HardError(UNEXPECTED_FRAME, "unexpected content header frame")
+        if self._properties is not None:
+            raise self.content_expected()
         class_id, body_size, properties = framing.decode_content_header(payload)
         if class_id != _BASIC_CLASS:
             raise HardError(
@@ -310,6 +322,8 @@ class Channel:
     def handle_body(self, payload: bytes) -> None:
         properties = self._properties
         if properties is None:
+            if self._publish is not None:
+                raise self.content_expected()
             raise HardError(UNEXPECTED_FRAME, "unexpected content body frame")
         expected = self._expected
         if len(payload) == expected and not self._body_size:
@@ -540,21 +554,28 @@ class Channel:
     # ------------------------------------------------------------- settling
 
     def _tags(self, delivery_tag: int, multiple: bool, method: base.Frame) -> list[int]:
-        if multiple:
-            # ``unacked`` holds its tags in increasing order (tags only grow).
-            if delivery_tag == 0:
-                tags = list(self.unacked)
-            else:
-                tags = []
-                for t in self.unacked:
-                    if t > delivery_tag:
-                        break
-                    tags.append(t)
-            if tags:
-                return tags
-        elif delivery_tag in self.unacked:
+        """The tags a settlement names, as RabbitMQ's ``collect_acks`` reads them.
+
+        Tag 0 with ``multiple`` is everything outstanding, even nothing (the
+        spec's "all outstanding messages"). Any other tag must itself be
+        outstanding, with ``multiple`` too: a tag never delivered or already
+        settled is 406 and settles nothing, rather than the tags below it.
+        """
+        if multiple and delivery_tag == 0:
+            return list(self.unacked)
+        if delivery_tag not in self.unacked:
+            raise SoftError(
+                PRECONDITION_FAILED, f"unknown delivery tag {delivery_tag}", method.index
+            )
+        if not multiple:
             return [delivery_tag]
-        raise SoftError(PRECONDITION_FAILED, f"unknown delivery tag {delivery_tag}", method.index)
+        # ``unacked`` holds its tags in increasing order (tags only grow).
+        tags = []
+        for t in self.unacked:
+            if t > delivery_tag:
+                break
+            tags.append(t)
+        return tags
 
     def settle(self, tags: list[int], action: str) -> None:
         """Ack (``"ack"``), requeue (``"requeue"``) or drop/dead-letter (``"drop"``) deliveries."""
@@ -741,7 +762,7 @@ class Channel:
         self._settle_or_hold(self._tags(method.delivery_tag or 0, method.multiple, method), "ack")
 
     def _nack(self, method: commands.Basic.Nack) -> None:
-        tags = self._tags(method.delivery_tag, method.multiple, method)
+        tags = self._tags(method.delivery_tag or 0, method.multiple, method)
         self._settle_or_hold(tags, "requeue" if method.requeue else "drop")
 
     def _reject(self, method: commands.Basic.Reject) -> None:

@@ -392,6 +392,8 @@ class AmqpSession(WireSession):
             return
         try:
             if isinstance(method, commands.Channel.Close):
+                if channel.assembling:
+                    raise channel.content_expected()
                 self._client_closed_channel(channel)
             elif isinstance(method, commands.Channel.Open):
                 raise HardError(CHANNEL_ERROR, "second 'channel.open' seen", method.index)
@@ -535,8 +537,9 @@ class AmqpSession(WireSession):
         elif isinstance(method, Connection.Blocked | Connection.Unblocked):
             return
         else:
+            # Once open, RabbitMQ's 504 ("unexpected method in connection state running").
             raise HardError(
-                COMMAND_INVALID if stage == "open" else UNEXPECTED_FRAME,
+                CHANNEL_ERROR if stage == "open" else UNEXPECTED_FRAME,
                 f"unexpected {method.name} on channel 0",
                 method.index,
             )

@@ -206,7 +206,8 @@ _DOMAINS: Final[dict[str, _Decoder]] = {
 
 
 def unmarshal_method(method: base.Frame, payload: bytes, pos: int = 4) -> None:
-    """Set ``method``'s arguments from ``payload[pos:]``, as pamqp's ``unmarshal`` would.
+    """Set ``method``'s arguments from ``payload[pos:]``, as pamqp's ``unmarshal`` would,
+    except that bytes left after the last argument are an error.
 
     Bits pack into octets, least significant first, eight at most, as in the spec.
     """
@@ -232,6 +233,8 @@ def unmarshal_method(method: base.Frame, payload: bytes, pos: int = 4) -> None:
             raise ValueError(f"unknown argument type {kind!r}")
         value, pos = decoder(payload, pos, end, 0)
         setattr(method, name, value)
+    if pos != end:  # RabbitMQ refuses them too ("cannot decode")
+        raise ValueError(f"{end - pos} bytes after the arguments")
 
 
 def properties(raw: bytes) -> commands.Basic.Properties:

@@ -288,6 +288,7 @@ _PUBLISH_INDEX: Final = commands.Basic.Publish.index
 _ACK_INDEX: Final = commands.Basic.Ack.index
 _LONGLONG: Final = struct.Struct(">Q")
 _ACK_ARGS: Final = struct.Struct(">QB")
+_ACK_SIZE: Final = 4 + _ACK_ARGS.size  # the method index, then the arguments
 
 
 def _shortstr(value: str) -> bytes:
@@ -451,6 +452,8 @@ def _decode_publish(payload: bytes) -> base.Frame:
     exchange, pos = _read_shortstr(payload, 6)  # after the index and the ticket
     routing_key, pos = _read_shortstr(payload, pos)
     bits = payload[pos]
+    if pos + 1 != len(payload):
+        raise IndexError("bytes after the arguments")  # decode_method names them
     method = commands.Basic.Publish.__new__(commands.Basic.Publish)
     method.ticket = 0
     method.exchange = exchange
@@ -487,6 +490,8 @@ def decode_publish(payload: bytes) -> commands.Basic.Publish | None:
 
 
 def _decode_ack(payload: bytes) -> base.Frame:
+    if len(payload) != _ACK_SIZE:
+        raise IndexError("not a Basic.Ack's size")  # decode_method names the problem
     delivery_tag, bits = _ACK_ARGS.unpack_from(payload, 4)
     method = commands.Basic.Ack.__new__(commands.Basic.Ack)
     method.delivery_tag = delivery_tag
