@@ -55,10 +55,12 @@ from minibroker.amqp.errors import (
 from minibroker.amqp.exchanges import (
     DEFAULT,
     DIRECT,
+    HEADERS,
     PREDECLARED,
     TOPIC,
     Exchange,
     topic_name,
+    x_match_problem,
 )
 from minibroker.amqp.messages import CoreMessage
 from minibroker.amqp.permissions import ADMIN, READ, WRITE, Access
@@ -301,6 +303,7 @@ class Vhost:
             raise SoftError(ACCESS_REFUSED, "operation not permitted on the default exchange")
         exchange = self.exchange(exchange_name)
         target = self.queue(queue)
+        _check_binding_arguments(exchange, arguments)
         if exchange.type == TOPIC:
             try:
                 self.namespace.topics.bind(queue, topic_name(exchange_name, key))
@@ -347,6 +350,7 @@ class Vhost:
             raise SoftError(ACCESS_REFUSED, "operation not permitted on the default exchange")
         target = self.exchange(destination)
         origin = self.exchange(source)
+        _check_binding_arguments(origin, arguments)
         if (destination, key) not in origin.exchange_bindings:
             self._check_binding_room(f"cannot bind exchange '{destination}' to '{source}'")
         if origin.durable and target.durable:
@@ -892,3 +896,10 @@ def recover_vhosts(namespaces: Sequence[Namespace]) -> None:
     for namespace in namespaces:
         if namespace.has_state(JOURNAL):
             vhost_of(namespace)
+
+
+def _check_binding_arguments(exchange: Exchange, arguments: Mapping[str, object]) -> None:
+    """406 for binding arguments the exchange's type refuses, as RabbitMQ's
+    ``validate_binding``: a headers exchange's ``x-match`` is the one checked."""
+    if exchange.type == HEADERS and (problem := x_match_problem(arguments)) is not None:
+        raise SoftError(PRECONDITION_FAILED, problem)
