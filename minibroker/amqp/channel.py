@@ -63,9 +63,10 @@ REPLY_TO: str = "amq.rabbitmq.reply-to"
 _REPLY_PREFIX = REPLY_TO + "."
 #: The class id of Basic (its content headers carry it).
 _BASIC_CLASS: Final = Basic.Publish.index >> 16
-#: Property flags of headers, priority, reply_to and expiration: the ones routing
-#: reads, in the first and the second byte of the raw properties.
-_ROUTING_PROPERTIES = 0x2000 | 0x0800 | 0x0200 | 0x0100
+#: Property flags of headers, priority, reply_to and expiration (the ones routing
+#: reads) and user_id (checked against the login), in the first and the second
+#: byte of the raw properties.
+_ROUTING_PROPERTIES = 0x2000 | 0x0800 | 0x0200 | 0x0100 | 0x0010
 _ROUTING_FLAGS_HIGH: Final = _ROUTING_PROPERTIES >> 8
 _ROUTING_FLAGS_LOW: Final = _ROUTING_PROPERTIES & 0xFF
 
@@ -395,6 +396,12 @@ class Channel:
                     raw = framing.replace_span(raw, found.reply_to_span, self._reply_address())
             else:
                 decoded = properties = framing.decode_properties(raw)
+                if properties.user_id is not None and properties.user_id != session.user:
+                    raise SoftError(  # RabbitMQ's validated user ID
+                        PRECONDITION_FAILED,
+                        f"user_id property set to '{properties.user_id}' "
+                        f"but authenticated user was '{session.user}'",
+                    )
                 headers, expiration = properties.headers, properties.expiration
                 priority = properties.priority
                 if properties.reply_to == REPLY_TO:

@@ -155,6 +155,8 @@ class AmqpSession(WireSession):
         self._silent_ticks = 0
         #: What the login may do, when a permissions file is in force (None: everything).
         self.access: Access | None = None
+        #: The user name the client logged in with (a publish's user_id must be it).
+        self.user = ""
         #: The client advertised the ``connection.blocked`` capability.
         self._tell_blocked = False
         #: Connection.Blocked was sent and Unblocked not yet.
@@ -563,6 +565,7 @@ class AmqpSession(WireSession):
                 f"invalid credentials (user '{user}')",
                 method.index,
             )
+        self.user = user  # what a publish's user_id must say, if it says anything
         grants = getattr(principal, "grants", None)
         if isinstance(grants, Grants):
             self.access = Access(grants, user)

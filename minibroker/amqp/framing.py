@@ -203,7 +203,8 @@ def routing_properties(raw: bytes) -> RoutingProperties | None:
     """reply_to, expiration and priority, read straight from the property bytes.
 
     None when this shortcut does not apply (a non-empty headers table, which
-    routing needs decoded; a second flags word; bytes that do not add up):
+    routing needs decoded; a user_id, which is checked; a second flags word;
+    bytes that do not add up):
     then :func:`decode_properties` decodes everything, and names any error.
     Clients send some properties with every message (aio-pika an empty
     headers table, a delivery mode and a priority), so most publishes take
@@ -211,7 +212,7 @@ def routing_properties(raw: bytes) -> RoutingProperties | None:
     """
     try:
         flags = (raw[0] << 8) | raw[1]
-        if flags & 1:
+        if flags & 0x0011:  # a second flags word, or a user_id
             return None
         pos = 2
         if flags & 0x8000:  # content_type
