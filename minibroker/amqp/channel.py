@@ -502,7 +502,13 @@ class Channel:
         if not taken and not refused and publish.mandatory:
             # A full queue that refused it was a route (RabbitMQ returns only
             # what matched no queue): the publisher learns of it by a nack.
-            returned = Basic.Return(NO_ROUTE, "NO_ROUTE", publish.exchange, publish.routing_key)
+            returned = framing.unchecked(
+                Basic.Return,
+                reply_code=NO_ROUTE,
+                reply_text="NO_ROUTE",
+                exchange=publish.exchange,
+                routing_key=publish.routing_key,
+            )
             self.write(returned, raw, body)
         if seq:
             durable = self.session.broker.durability.generation != generation
@@ -754,8 +760,13 @@ class Channel:
         self.next_tag = tag + 1
         address = from_core(m.headers, name)
         self.write(
-            Basic.GetOk(
-                tag, m.delivery_count > 1, address.exchange, address.routing_key, queue.ready_count
+            framing.unchecked(
+                Basic.GetOk,
+                delivery_tag=tag,
+                redelivered=m.delivery_count > 1,
+                exchange=address.exchange,
+                routing_key=address.routing_key,
+                message_count=queue.ready_count,
             ),
             address.properties,
             m.body,
@@ -911,7 +922,12 @@ class Channel:
         )
         session.last_queue = name
         if not method.nowait:
-            declared = commands.Queue.DeclareOk(name, ready, consumers)
+            declared = framing.unchecked(
+                commands.Queue.DeclareOk,
+                queue=name,
+                message_count=ready,
+                consumer_count=consumers,
+            )
             session.reply_after_fsync(self, declared, since=generation)
 
     def _queue_bind(self, method: commands.Queue.Bind) -> None:
