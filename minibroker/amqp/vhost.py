@@ -258,8 +258,13 @@ class Vhost:
             self.journal.report_unsynced()  # declared only once it is on disk
 
     def delete_exchange(self, name: str, *, if_unused: bool, now: float) -> None:
-        if name == DEFAULT or name.startswith("amq."):
-            raise SoftError(ACCESS_REFUSED, f"operation not permitted on exchange '{name}'")
+        if name == DEFAULT:
+            raise SoftError(ACCESS_REFUSED, "operation not permitted on the default exchange")
+        if name.startswith("amq."):
+            raise SoftError(
+                ACCESS_REFUSED,
+                f"deletion of system exchange '{name}' in vhost '{self.name}' not allowed",
+            )
         exchange = self.exchanges.get(name)
         if exchange is None:
             return  # deleting a missing exchange succeeds (RabbitMQ 3.x)
@@ -591,13 +596,18 @@ class Vhost:
         """405 when ``name`` is another connection's exclusive queue."""
         declaration = self.declarations.get(name)
         if declaration is not None and declaration.exclusive_owner not in (None, conn_id):
-            raise SoftError(
-                RESOURCE_LOCKED,
-                f"cannot obtain exclusive access to locked queue '{name}' in vhost "
-                f"'{self.name}'. It could be originally declared on another connection "
-                "or the exclusive property value does not match that of the original "
-                "declaration.",
-            )
+            raise self._locked(name)
+
+    def _locked(self, name: str) -> SoftError:
+        """405, in RabbitMQ's words: another connection's exclusive queue, or a
+        redeclaration whose ``exclusive`` differs from the declaration's."""
+        return SoftError(
+            RESOURCE_LOCKED,
+            f"cannot obtain exclusive access to locked queue '{name}' in vhost "
+            f"'{self.name}'. It could be originally declared on another connection "
+            "or the exclusive property value does not match that of the original "
+            "declaration.",
+        )
 
     def declare_queue(
         self,
@@ -634,9 +644,11 @@ class Vhost:
         declaration = self.declarations.get(name)
         if existing is not None:
             self.check_owner(name, conn_id)
+            if declaration is not None and (declaration.exclusive_owner is not None) != exclusive:
+                raise self._locked(name)  # RabbitMQ: before any other difference
             if declaration is not None:
                 self._check_equivalent(
-                    name, declaration, durable, exclusive, auto_delete, arguments
+                    name, declaration, durable, auto_delete, arguments
                 )
         try:
             queues.declare(name, parsed.options, now)
@@ -721,13 +733,11 @@ class Vhost:
         name: str,
         declaration: QueueDeclaration,
         durable: bool,
-        exclusive: bool,
         auto_delete: bool,
         arguments: dict[str, object],
     ) -> None:
         for label, ours, theirs in (
             ("durable", declaration.durable, durable),
-            ("exclusive", declaration.exclusive_owner is not None, exclusive),
             ("auto_delete", declaration.auto_delete, auto_delete),
         ):
             if ours != theirs:
@@ -756,7 +766,7 @@ class Vhost:
             raise SoftError(PRECONDITION_FAILED, f"queue '{name}' in vhost '{self.name}' in use")
         if if_empty and queue.ready_count:
             raise SoftError(
-                PRECONDITION_FAILED, f"queue '{name}' in vhost '{self.name}' is not empty"
+                PRECONDITION_FAILED, f"queue '{name}' in vhost '{self.name}' not empty"
             )
         ready = queue.ready_count
         self.namespace.queues.delete(name, now)
