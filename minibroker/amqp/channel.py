@@ -206,6 +206,8 @@ class Channel:
         self.publish_seq = 0
         #: Set by Tx.Select: what is held until the next commit or rollback.
         self.transaction: Transaction[Unacked] | None = None
+        #: A commit waiting for room on the full disk (``_commit_from``).
+        self._committing: Transaction[Unacked] | None = None
         self.reply_token: str | None = None
         self._reply_tag = ""
         #: The publish being assembled: its method, then (once its content
@@ -362,14 +364,20 @@ class Channel:
     # -------------------------------------------------------------- publish
 
     def _route(
-        self, publish: commands.Basic.Publish, raw: bytes, body: bytes, *, may_wait: bool = True
+        self,
+        publish: commands.Basic.Publish,
+        raw: bytes,
+        body: bytes,
+        *,
+        hold: Callable[[WaitingPublish], None] | None = None,
     ) -> None:
-        """Route one publish. ``may_wait``: a message the full disk refused in
-        some of its queues is held, and the connection with it, until those
-        queues have it too (``AmqpSession.wait_for_room``, ``disk_room.py``);
-        a transaction's commit (False) is refused instead. In confirm mode a
-        message no queue took is nacked at once instead (nothing is stored:
-        the publisher may send it again without making a duplicate)."""
+        """Route one publish. A message the full disk refused in some of its
+        queues is held, and the connection with it, until those queues have
+        it too (``AmqpSession.wait_for_room``, ``disk_room.py``); ``hold``, a
+        commit's, takes it instead, to hold the rest of the commit behind it.
+        In confirm mode a message no queue took is nacked at once instead
+        (nothing is stored: the publisher may send it again without making a
+        duplicate)."""
         session = self.session
         vhost = session.vhost
         seq = 0
@@ -450,8 +458,6 @@ class Channel:
                 session.confirm(self, seq, ok=False, durable=False)
                 return
             if no_room:
-                if not may_wait:
-                    raise SoftError(PRECONDITION_FAILED, no_room[0].error.message)
                 if self.confirming and not taken:
                     session.confirm(self, seq, ok=False, durable=False)
                     return
@@ -460,7 +466,10 @@ class Channel:
                 waiting = WaitingPublish(
                     publish, raw, body, seq, generation, ttl, priority, taken, refused, no_room
                 )
-                session.wait_for_room(self, partial(self._put_again, waiting))
+                if hold is not None:
+                    hold(waiting)
+                else:
+                    session.wait_for_room(self, partial(self._put_again, waiting))
                 return
         self._routed(publish, raw, body, taken, refused, seq, generation)
 
@@ -659,6 +668,9 @@ class Channel:
         session = self.session
         vhost = session.vhost
         self._drop_content()
+        if self._committing is not None:  # closed while its commit waited for room
+            self._end_transaction(self._committing)
+            self._committing = None
         if self.transaction is not None:
             self._end_transaction(self.transaction)
             self.transaction = None
@@ -814,20 +826,74 @@ class Channel:
         session = self.session
         session.transactions_size -= transaction.size
         transaction.size = 0
-        self.transaction = None  # so _route routes instead of holding
-        generation = session.broker.durability.generation
+        # The next transaction's; nothing is read on this channel while a
+        # commit waits for room, so it stays empty until the commit is done.
+        self.transaction = Transaction()
+        self._commit_from(transaction, 0, session.broker.durability.generation, None)
+
+    def _commit_from(
+        self,
+        transaction: Transaction[Unacked],
+        start: int,
+        generation: int,
+        waiting: WaitingPublish | None,
+    ) -> None:
+        """Commit ``transaction`` from its publish ``start`` on, after ``waiting``
+        (a publish of it the full disk refused in some queues) has them all.
+
+        A full disk holds the commit as it holds a publish (the connection is
+        read no further, Connection.Blocked, a retry each ROOM_RETRY): the
+        commit is finished, every publish in order and then the settlements,
+        once there is room, rather than failed with its first publishes
+        stored and the rest not. A disk that fails (an I/O error, a failed
+        fsync) is not waited for: 406, with what was routed before it.
+        """
+        session = self.session
+        self._committing = transaction
+        next_transaction, self.transaction = self.transaction, None  # so _route routes
+        held: list[WaitingPublish] = []
         try:
-            for held in transaction.publishes:
-                self._route(held.method, held.properties, held.body, may_wait=False)
+            if waiting is not None and not self._finish_waiting(waiting):
+                held.append(waiting)  # still refused: ``start`` stays past it
+            publishes = transaction.publishes
+            while not held and start < len(publishes):
+                publish = publishes[start]
+                start += 1
+                self._route(publish.method, publish.properties, publish.body, hold=held.append)
         except BaseException:
+            self._committing = None
             self._end_transaction(transaction)  # nothing settled: the deliveries come back
             raise
         finally:
-            self.transaction = Transaction()
+            self.transaction = next_transaction
+        if held:
+            retry = partial(self._commit_from, transaction, start, generation, held[0])
+            session.wait_for_room(self, retry)
+            return
+        self._committing = None
         for deliveries, action in transaction.settlements:
             self.unacked.update(deliveries)
             self.settle(list(deliveries), action)
         session.committed(self, durable=session.broker.durability.generation != generation)
+
+    def _finish_waiting(self, waiting: WaitingPublish) -> bool:
+        """Put a commit's held publish into the queues still missing it; True
+        (and its Basic.Return, if due) once every one has it."""
+        try:
+            done = waiting.put_again(self.session.vhost, self.session.now)
+        except BrokerError as exc:  # the disk fails rather than fills
+            raise SoftError(PRECONDITION_FAILED, exc.message, Basic.Publish.index) from None
+        if done:
+            self._routed(
+                waiting.publish,
+                waiting.properties,
+                waiting.body,
+                waiting.taken,
+                waiting.refused,
+                0,
+                waiting.generation,
+            )
+        return done
 
     def _tx_rollback(self, method: commands.Tx.Rollback) -> None:
         transaction = self._transaction()
