@@ -209,9 +209,14 @@ def _broker(root: Path) -> Broker:
     return Broker(CoreConfig(fsync="never"), storage=DataDirectory(root))
 
 
-def _open(broker: Broker, *, capable: bool) -> AmqpSession:
-    """An open session with channel 1 and a durable queue ``jobs``."""
-    session = AmqpSession(broker, 1, AmqpSettings(authenticate=lambda token: object()))
+def _open(
+    broker: Broker, *, capable: bool, settings: AmqpSettings | None = None, conn_id: int = 1
+) -> AmqpSession:
+    """An open session with channel 1 and a durable queue ``jobs``; sessions
+    of one server share ``settings`` (and with them the full disk's state)."""
+    if settings is None:
+        settings = AmqpSettings(authenticate=lambda token: object())
+    session = AmqpSession(broker, conn_id, settings)
     session.receive_data(b"AMQP\x00\x00\x09\x01", 0.0)
     [start] = split_frames(session.data_to_send())
     assert start.server_properties["capabilities"]["connection.blocked"] is True  # a disk to fill
@@ -365,3 +370,61 @@ def test_a_commit_on_a_connection_lost_while_it_waits_gives_its_deliveries_back(
     broker.on_time(ROOM_RETRY)
     # The commit never finished: its ack was not applied, the delivery is back.
     assert [m.body for m in queue.inspect(10).ready] == [b"delivered"]
+
+
+@pytest.mark.parametrize("confirming", [False, True])
+def test_while_a_publish_waits_for_room_every_publisher_waits_before_routing(
+    disk: Disk, tmp_path: Path, confirming: bool
+) -> None:
+    """RabbitMQ's disk alarm blocks every publishing connection before its
+    message is routed. Here: once one connection's publish waits for room,
+    another's next publish waits too, unrouted, even one to a queue that
+    needs no disk or one in confirm mode (no Basic.Nack), until the waiting
+    publish went through."""
+    broker = _broker(tmp_path)
+    settings = AmqpSettings(authenticate=lambda token: object())
+    first = _open(broker, capable=True, settings=settings, conn_id=1)
+    other = _open(broker, capable=True, settings=settings, conn_id=2)
+    other.receive_data(frame.marshal(commands.Queue.Declare(queue="transient"), 1), 0.0)
+    if confirming:
+        other.receive_data(frame.marshal(commands.Confirm.Select(), 1), 0.0)
+    other.data_to_send()
+    namespace = broker.namespace()
+    disk.full = True
+    first.receive_data(publish_frames(b"one", routing_key=QUEUE), 0.0)
+    assert first.input_blocked
+    other.receive_data(
+        publish_frames(b"t", routing_key="transient") + publish_frames(b"two", routing_key=QUEUE),
+        0.0,
+    )
+    told = [type(each) for each in split_frames(other.data_to_send())]
+    assert told == [commands.Connection.Blocked]  # no Basic.Nack
+    assert other.input_blocked
+    assert namespace.queues.get("transient").ready_count == 0  # not routed
+    disk.full = False
+    broker.on_time(ROOM_RETRY)
+    assert not first.input_blocked and not other.input_blocked
+    other.resume_input(ROOM_RETRY)
+    answers = [type(each) for each in split_frames(other.data_to_send())]
+    acks = [commands.Basic.Ack] if confirming else []  # one, for both (multiple)
+    assert answers == [commands.Connection.Unblocked, *acks]
+    assert [m.body for m in namespace.queues.get(QUEUE).inspect(10).ready] == [b"one", b"two"]
+    assert namespace.queues.get("transient").ready_count == 1
+
+
+def test_the_others_are_read_again_when_the_waiting_connection_is_lost(
+    disk: Disk, tmp_path: Path
+) -> None:
+    broker = _broker(tmp_path)
+    settings = AmqpSettings(authenticate=lambda token: object())
+    first = _open(broker, capable=True, settings=settings, conn_id=1)
+    other = _open(broker, capable=False, settings=settings, conn_id=2)
+    disk.full = True
+    first.receive_data(publish_frames(b"one", routing_key=QUEUE), 0.0)
+    other.receive_data(publish_frames(b"two", routing_key=QUEUE), 0.0)
+    assert other.input_blocked
+    first.connection_lost(0.5)
+    assert not other.input_blocked  # it finds out about the disk for itself
+    disk.full = False
+    other.resume_input(0.5)
+    assert [m.body for m in broker.namespace().queues.get(QUEUE).inspect(10).ready] == [b"two"]
