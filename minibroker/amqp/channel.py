@@ -916,7 +916,7 @@ class Channel:
     def _exchange_declare(self, method: commands.Exchange.Declare) -> None:
         if method.exchange_type not in TYPES and not method.passive:
             raise HardError(
-                COMMAND_INVALID, f"invalid exchange type '{method.exchange_type}'", method.index
+                COMMAND_INVALID, f"unknown exchange type '{method.exchange_type}'", method.index
             )
         session = self.session
         access = session.access

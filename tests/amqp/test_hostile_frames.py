@@ -164,3 +164,15 @@ def test_bytes_after_a_methods_arguments_are_a_syntax_error(method: Any) -> None
         *divmod(method.index, 1 << 16),
     )
     assert "7 bytes after the arguments" in close.reply_text
+
+
+def test_an_unknown_exchange_type_is_503_in_rabbitmqs_words() -> None:
+    session = _open(Broker(), hold=False)
+    session.receive_data(
+        frame.marshal(commands.Exchange.Declare(exchange="d", exchange_type="x-delayed-message"), 1)
+    )
+    close = _connection_close(session)
+    assert (close.reply_code, close.reply_text) == (
+        503,
+        "COMMAND_INVALID - unknown exchange type 'x-delayed-message'",
+    )
