@@ -63,9 +63,10 @@ REPLY_TO: str = "amq.rabbitmq.reply-to"
 _REPLY_PREFIX = REPLY_TO + "."
 #: The class id of Basic (its content headers carry it).
 _BASIC_CLASS: Final = Basic.Publish.index >> 16
-#: Property flags of headers, priority, reply_to and expiration: the ones routing
-#: reads, in the first and the second byte of the raw properties.
-_ROUTING_PROPERTIES = 0x2000 | 0x0800 | 0x0200 | 0x0100
+#: Property flags of headers, priority, reply_to and expiration (the ones routing
+#: reads) and user_id (checked against the login), in the first and the second
+#: byte of the raw properties.
+_ROUTING_PROPERTIES = 0x2000 | 0x0800 | 0x0200 | 0x0100 | 0x0010
 _ROUTING_FLAGS_HIGH: Final = _ROUTING_PROPERTIES >> 8
 _ROUTING_FLAGS_LOW: Final = _ROUTING_PROPERTIES & 0xFF
 
@@ -205,6 +206,8 @@ class Channel:
         self.publish_seq = 0
         #: Set by Tx.Select: what is held until the next commit or rollback.
         self.transaction: Transaction[Unacked] | None = None
+        #: A commit waiting for room on the full disk (``_commit_from``).
+        self._committing: Transaction[Unacked] | None = None
         self.reply_token: str | None = None
         self._reply_tag = ""
         #: The publish being assembled: its method, then (once its content
@@ -254,30 +257,42 @@ class Channel:
     def begin_publish(self, method: commands.Basic.Publish) -> None:
         """A Basic.Publish (the session's shortcut for it): its content frames follow."""
         if self._publish is not None:
-            raise HardError(
-                UNEXPECTED_FRAME,
-                "expected content header for class 60, got non content header frame "
-                f"{method.name}",
-                method.index,
-            )
+            raise self.content_expected()
         self._publish_method(method)
 
     def handle_method(self, method: base.Frame) -> None:
         if self._publish is not None:
-            raise HardError(
-                UNEXPECTED_FRAME,
-                f"expected content header for class 60, got non content header frame {method.name}",
-                method.index,
-            )
+            raise self.content_expected()
         handler = _HANDLERS.get(type(method))
         if handler is None:
-            raise HardError(NOT_IMPLEMENTED, f"{method.name} is not implemented", method.index)
+            if isinstance(method, Basic.RecoverAsync):
+                raise HardError(NOT_IMPLEMENTED, f"{method.name} is not implemented", method.index)
+            # A method only the server sends (an -Ok, a delivery): RabbitMQ's 503.
+            raise HardError(
+                COMMAND_INVALID, f"unexpected {method.name} from a client", method.index
+            )
         handler(self, method)
+
+    @property
+    def assembling(self) -> bool:
+        """A Basic.Publish came and its content has not all come yet."""
+        return self._publish is not None
+
+    def content_expected(self) -> HardError:
+        """505 for a frame that broke into a publish's content, in RabbitMQ's
+        words: it names the Basic.Publish and the frame that was due."""
+        if self._properties is None:
+            text = "expected content header for class 60, got non content header frame instead"
+        else:
+            text = "expected content body, got non content body frame instead"
+        return HardError(UNEXPECTED_FRAME, text, Basic.Publish.index)
 
     def handle_header(self, payload: bytes) -> None:
         """A content header frame's payload: the publish's body size and properties."""
-        if self._publish is None or self._properties is not None:
+        if self._publish is None:
             raise HardError(UNEXPECTED_FRAME, "unexpected content header frame")
+        if self._properties is not None:
+            raise self.content_expected()
         class_id, body_size, properties = framing.decode_content_header(payload)
         if class_id != _BASIC_CLASS:
             raise HardError(
@@ -310,6 +325,8 @@ class Channel:
     def handle_body(self, payload: bytes) -> None:
         properties = self._properties
         if properties is None:
+            if self._publish is not None:
+                raise self.content_expected()
             raise HardError(UNEXPECTED_FRAME, "unexpected content body frame")
         expected = self._expected
         if len(payload) == expected and not self._body_size:
@@ -347,14 +364,20 @@ class Channel:
     # -------------------------------------------------------------- publish
 
     def _route(
-        self, publish: commands.Basic.Publish, raw: bytes, body: bytes, *, may_wait: bool = True
+        self,
+        publish: commands.Basic.Publish,
+        raw: bytes,
+        body: bytes,
+        *,
+        hold: Callable[[WaitingPublish], None] | None = None,
     ) -> None:
-        """Route one publish. ``may_wait``: a message the full disk refused in
-        some of its queues is held, and the connection with it, until those
-        queues have it too (``AmqpSession.wait_for_room``, ``disk_room.py``);
-        a transaction's commit (False) is refused instead. In confirm mode a
-        message no queue took is nacked at once instead (nothing is stored:
-        the publisher may send it again without making a duplicate)."""
+        """Route one publish. A message the full disk refused in some of its
+        queues is held, and the connection with it, until those queues have
+        it too (``AmqpSession.wait_for_room``, ``disk_room.py``); ``hold``, a
+        commit's, takes it instead, to hold the rest of the commit behind it.
+        In confirm mode a message no queue took is nacked at once instead
+        (nothing is stored: the publisher may send it again without making a
+        duplicate)."""
         session = self.session
         vhost = session.vhost
         seq = 0
@@ -381,6 +404,12 @@ class Channel:
                     raw = framing.replace_span(raw, found.reply_to_span, self._reply_address())
             else:
                 decoded = properties = framing.decode_properties(raw)
+                if properties.user_id is not None and properties.user_id != session.user:
+                    raise SoftError(  # RabbitMQ's validated user ID
+                        PRECONDITION_FAILED,
+                        f"user_id property set to '{properties.user_id}' "
+                        f"but authenticated user was '{session.user}'",
+                    )
                 headers, expiration = properties.headers, properties.expiration
                 priority = properties.priority
                 if properties.reply_to == REPLY_TO:
@@ -429,8 +458,6 @@ class Channel:
                 session.confirm(self, seq, ok=False, durable=False)
                 return
             if no_room:
-                if not may_wait:
-                    raise SoftError(PRECONDITION_FAILED, no_room[0].error.message)
                 if self.confirming and not taken:
                     session.confirm(self, seq, ok=False, durable=False)
                     return
@@ -439,7 +466,10 @@ class Channel:
                 waiting = WaitingPublish(
                     publish, raw, body, seq, generation, ttl, priority, taken, refused, no_room
                 )
-                session.wait_for_room(self, partial(self._put_again, waiting))
+                if hold is not None:
+                    hold(waiting)
+                else:
+                    session.wait_for_room(self, partial(self._put_again, waiting))
                 return
         self._routed(publish, raw, body, taken, refused, seq, generation)
 
@@ -481,7 +511,13 @@ class Channel:
         if not taken and not refused and publish.mandatory:
             # A full queue that refused it was a route (RabbitMQ returns only
             # what matched no queue): the publisher learns of it by a nack.
-            returned = Basic.Return(NO_ROUTE, "NO_ROUTE", publish.exchange, publish.routing_key)
+            returned = framing.unchecked(
+                Basic.Return,
+                reply_code=NO_ROUTE,
+                reply_text="NO_ROUTE",
+                exchange=publish.exchange,
+                routing_key=publish.routing_key,
+            )
             self.write(returned, raw, body)
         if seq:
             durable = self.session.broker.durability.generation != generation
@@ -540,21 +576,28 @@ class Channel:
     # ------------------------------------------------------------- settling
 
     def _tags(self, delivery_tag: int, multiple: bool, method: base.Frame) -> list[int]:
-        if multiple:
-            # ``unacked`` holds its tags in increasing order (tags only grow).
-            if delivery_tag == 0:
-                tags = list(self.unacked)
-            else:
-                tags = []
-                for t in self.unacked:
-                    if t > delivery_tag:
-                        break
-                    tags.append(t)
-            if tags:
-                return tags
-        elif delivery_tag in self.unacked:
+        """The tags a settlement names, as RabbitMQ's ``collect_acks`` reads them.
+
+        Tag 0 with ``multiple`` is everything outstanding, even nothing (the
+        spec's "all outstanding messages"). Any other tag must itself be
+        outstanding, with ``multiple`` too: a tag never delivered or already
+        settled is 406 and settles nothing, rather than the tags below it.
+        """
+        if multiple and delivery_tag == 0:
+            return list(self.unacked)
+        if delivery_tag not in self.unacked:
+            raise SoftError(
+                PRECONDITION_FAILED, f"unknown delivery tag {delivery_tag}", method.index
+            )
+        if not multiple:
             return [delivery_tag]
-        raise SoftError(PRECONDITION_FAILED, f"unknown delivery tag {delivery_tag}", method.index)
+        # ``unacked`` holds its tags in increasing order (tags only grow).
+        tags = []
+        for t in self.unacked:
+            if t > delivery_tag:
+                break
+            tags.append(t)
+        return tags
 
     def settle(self, tags: list[int], action: str) -> None:
         """Ack (``"ack"``), requeue (``"requeue"``) or drop/dead-letter (``"drop"``) deliveries."""
@@ -625,6 +668,9 @@ class Channel:
         session = self.session
         vhost = session.vhost
         self._drop_content()
+        if self._committing is not None:  # closed while its commit waited for room
+            self._end_transaction(self._committing)
+            self._committing = None
         if self.transaction is not None:
             self._end_transaction(self.transaction)
             self.transaction = None
@@ -726,8 +772,13 @@ class Channel:
         self.next_tag = tag + 1
         address = from_core(m.headers, name)
         self.write(
-            Basic.GetOk(
-                tag, m.delivery_count > 1, address.exchange, address.routing_key, queue.ready_count
+            framing.unchecked(
+                Basic.GetOk,
+                delivery_tag=tag,
+                redelivered=m.delivery_count > 1,
+                exchange=address.exchange,
+                routing_key=address.routing_key,
+                message_count=queue.ready_count,
             ),
             address.properties,
             m.body,
@@ -741,7 +792,7 @@ class Channel:
         self._settle_or_hold(self._tags(method.delivery_tag or 0, method.multiple, method), "ack")
 
     def _nack(self, method: commands.Basic.Nack) -> None:
-        tags = self._tags(method.delivery_tag, method.multiple, method)
+        tags = self._tags(method.delivery_tag or 0, method.multiple, method)
         self._settle_or_hold(tags, "requeue" if method.requeue else "drop")
 
     def _reject(self, method: commands.Basic.Reject) -> None:
@@ -775,20 +826,74 @@ class Channel:
         session = self.session
         session.transactions_size -= transaction.size
         transaction.size = 0
-        self.transaction = None  # so _route routes instead of holding
-        generation = session.broker.durability.generation
+        # The next transaction's; nothing is read on this channel while a
+        # commit waits for room, so it stays empty until the commit is done.
+        self.transaction = Transaction()
+        self._commit_from(transaction, 0, session.broker.durability.generation, None)
+
+    def _commit_from(
+        self,
+        transaction: Transaction[Unacked],
+        start: int,
+        generation: int,
+        waiting: WaitingPublish | None,
+    ) -> None:
+        """Commit ``transaction`` from its publish ``start`` on, after ``waiting``
+        (a publish of it the full disk refused in some queues) has them all.
+
+        A full disk holds the commit as it holds a publish (the connection is
+        read no further, Connection.Blocked, a retry each ROOM_RETRY): the
+        commit is finished, every publish in order and then the settlements,
+        once there is room, rather than failed with its first publishes
+        stored and the rest not. A disk that fails (an I/O error, a failed
+        fsync) is not waited for: 406, with what was routed before it.
+        """
+        session = self.session
+        self._committing = transaction
+        next_transaction, self.transaction = self.transaction, None  # so _route routes
+        held: list[WaitingPublish] = []
         try:
-            for held in transaction.publishes:
-                self._route(held.method, held.properties, held.body, may_wait=False)
+            if waiting is not None and not self._finish_waiting(waiting):
+                held.append(waiting)  # still refused: ``start`` stays past it
+            publishes = transaction.publishes
+            while not held and start < len(publishes):
+                publish = publishes[start]
+                start += 1
+                self._route(publish.method, publish.properties, publish.body, hold=held.append)
         except BaseException:
+            self._committing = None
             self._end_transaction(transaction)  # nothing settled: the deliveries come back
             raise
         finally:
-            self.transaction = Transaction()
+            self.transaction = next_transaction
+        if held:
+            retry = partial(self._commit_from, transaction, start, generation, held[0])
+            session.wait_for_room(self, retry)
+            return
+        self._committing = None
         for deliveries, action in transaction.settlements:
             self.unacked.update(deliveries)
             self.settle(list(deliveries), action)
         session.committed(self, durable=session.broker.durability.generation != generation)
+
+    def _finish_waiting(self, waiting: WaitingPublish) -> bool:
+        """Put a commit's held publish into the queues still missing it; True
+        (and its Basic.Return, if due) once every one has it."""
+        try:
+            done = waiting.put_again(self.session.vhost, self.session.now)
+        except BrokerError as exc:  # the disk fails rather than fills
+            raise SoftError(PRECONDITION_FAILED, exc.message, Basic.Publish.index) from None
+        if done:
+            self._routed(
+                waiting.publish,
+                waiting.properties,
+                waiting.body,
+                waiting.taken,
+                waiting.refused,
+                0,
+                waiting.generation,
+            )
+        return done
 
     def _tx_rollback(self, method: commands.Tx.Rollback) -> None:
         transaction = self._transaction()
@@ -811,7 +916,7 @@ class Channel:
     def _exchange_declare(self, method: commands.Exchange.Declare) -> None:
         if method.exchange_type not in TYPES and not method.passive:
             raise HardError(
-                COMMAND_INVALID, f"invalid exchange type '{method.exchange_type}'", method.index
+                COMMAND_INVALID, f"unknown exchange type '{method.exchange_type}'", method.index
             )
         session = self.session
         access = session.access
@@ -883,7 +988,12 @@ class Channel:
         )
         session.last_queue = name
         if not method.nowait:
-            declared = commands.Queue.DeclareOk(name, ready, consumers)
+            declared = framing.unchecked(
+                commands.Queue.DeclareOk,
+                queue=name,
+                message_count=ready,
+                consumer_count=consumers,
+            )
             session.reply_after_fsync(self, declared, since=generation)
 
     def _queue_bind(self, method: commands.Queue.Bind) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Final
 
@@ -37,6 +37,7 @@ from minibroker.access.permissions import Grants
 from minibroker.amqp import decoding, framing
 from minibroker.amqp.blocking import Blocking
 from minibroker.amqp.channel import Channel, close_frame
+from minibroker.amqp.disk_room import DiskFull
 from minibroker.amqp.errors import (
     ACCESS_REFUSED,
     CHANNEL_ERROR,
@@ -110,6 +111,8 @@ class AmqpSettings:
     #: The server's resource alarm (None: none configured, and the
     #: ``connection.blocked`` capability is not advertised).
     blocking: Blocking | None = None
+    #: The full disk, shared by the server's sessions (``disk_room.py``).
+    disk_full: DiskFull = field(default_factory=DiskFull)
 
 
 class AmqpSession(WireSession):
@@ -155,6 +158,8 @@ class AmqpSession(WireSession):
         self._silent_ticks = 0
         #: What the login may do, when a permissions file is in force (None: everything).
         self.access: Access | None = None
+        #: The user name the client logged in with (a publish's user_id must be it).
+        self.user = ""
         #: The client advertised the ``connection.blocked`` capability.
         self._tell_blocked = False
         #: Connection.Blocked was sent and Unblocked not yet.
@@ -284,6 +289,7 @@ class AmqpSession(WireSession):
                 self._start()
             high_water = self.settings.outbound_high_water
             blocking = self.settings.blocking
+            full_disk = self.settings.disk_full.waiting
             channels = self.channels
             is_open = self._stage == "open"
             # Once per frame, three frames per message: the usual frames of an
@@ -325,6 +331,11 @@ class AmqpSession(WireSession):
                     # A publisher under the alarm: stop here (the rest of
                     # the chunk waits) until it clears.
                     self.input_blocked = self.input_paused = True
+                    return
+                if full_disk and kind == framing.METHOD and payload.startswith(_PUBLISH_START):
+                    # Another connection's publish waits for room: this one
+                    # waits too, before routing (disk_room.py).
+                    self._blocked_by_full_disk()
                     return
         except HardError as exc:
             self._close_connection(exc)
@@ -392,6 +403,8 @@ class AmqpSession(WireSession):
             return
         try:
             if isinstance(method, commands.Channel.Close):
+                if channel.assembling:
+                    raise channel.content_expected()
                 self._client_closed_channel(channel)
             elif isinstance(method, commands.Channel.Open):
                 raise HardError(CHANNEL_ERROR, "second 'channel.open' seen", method.index)
@@ -535,8 +548,9 @@ class AmqpSession(WireSession):
         elif isinstance(method, Connection.Blocked | Connection.Unblocked):
             return
         else:
+            # Once open, RabbitMQ's 504 ("unexpected method in connection state running").
             raise HardError(
-                COMMAND_INVALID if stage == "open" else UNEXPECTED_FRAME,
+                CHANNEL_ERROR if stage == "open" else UNEXPECTED_FRAME,
                 f"unexpected {method.name} on channel 0",
                 method.index,
             )
@@ -560,6 +574,7 @@ class AmqpSession(WireSession):
                 f"invalid credentials (user '{user}')",
                 method.index,
             )
+        self.user = user  # what a publish's user_id must say, if it says anything
         grants = getattr(principal, "grants", None)
         if isinstance(grants, Grants):
             self.access = Access(grants, user)
@@ -641,6 +656,8 @@ class AmqpSession(WireSession):
     def _unblock(self) -> None:
         """Read the connection again (and tell the client, if it was told it was blocked)."""
         blocking = self.settings.blocking
+        if self in self.settings.disk_full.blocked:
+            return  # the disk is still full for it (disk_room_again reads it again)
         if self._told_blocked and (blocking is None or blocking.reason is None):
             self._told_blocked = False
             self.write(framing.method_frame(0, Connection.Unblocked()))
@@ -664,6 +681,7 @@ class AmqpSession(WireSession):
         one too without a word: frames on a closed channel are dropped.
         """
         self._room_wait = (channel, retry)
+        self.settings.disk_full.waiting.add(self)
         self.input_blocked = self.input_paused = True
         self._tell_blocked_once(LOW_ON_DISK)
         self._room_timer = self.broker.timers.call_at(self.now + ROOM_RETRY, self._retry_for_room)
@@ -688,6 +706,23 @@ class AmqpSession(WireSession):
                 self._close_connection(HardError(INTERNAL_ERROR, _ROUTING_FAILED))
                 return
         if self._room_wait is None:
+            self.settings.disk_full.done(self)
+            self._unblock()
+        self.wakeup()
+
+    def _blocked_by_full_disk(self) -> None:
+        """Stop reading after a Basic.Publish while another connection's
+        publish waits for room: RabbitMQ's disk alarm blocks every publisher."""
+        self.settings.disk_full.blocked.add(self)
+        self.input_blocked = self.input_paused = True
+        self._tell_blocked_once(LOW_ON_DISK)
+
+    def disk_room_again(self) -> None:
+        """The publishes that waited for room went through: read on."""
+        if self.closed or self.closing is not None:
+            return
+        blocking = self.settings.blocking
+        if blocking is None or blocking.reason is None:
             self._unblock()
         self.wakeup()
 
@@ -839,6 +874,9 @@ class AmqpSession(WireSession):
         if self._room_timer is not None:  # a publish the full disk refused goes with it
             self._room_timer.cancel()
             self._room_timer, self._room_wait = None, None
+        disk_full = self.settings.disk_full
+        disk_full.blocked.discard(self)
+        disk_full.done(self)  # the next publisher finds out whether the disk has room
         if self.settings.blocking is not None:
             self.settings.blocking.sessions.discard(self)
         self._release_all()

@@ -206,7 +206,8 @@ _DOMAINS: Final[dict[str, _Decoder]] = {
 
 
 def unmarshal_method(method: base.Frame, payload: bytes, pos: int = 4) -> None:
-    """Set ``method``'s arguments from ``payload[pos:]``, as pamqp's ``unmarshal`` would.
+    """Set ``method``'s arguments from ``payload[pos:]``, as pamqp's ``unmarshal`` would,
+    except that bytes left after the last argument are an error.
 
     Bits pack into octets, least significant first, eight at most, as in the spec.
     """
@@ -232,6 +233,8 @@ def unmarshal_method(method: base.Frame, payload: bytes, pos: int = 4) -> None:
             raise ValueError(f"unknown argument type {kind!r}")
         value, pos = decoder(payload, pos, end, 0)
         setattr(method, name, value)
+    if pos != end:  # RabbitMQ refuses them too ("cannot decode")
+        raise ValueError(f"{end - pos} bytes after the arguments")
 
 
 def properties(raw: bytes) -> commands.Basic.Properties:
@@ -257,3 +260,27 @@ def properties(raw: bytes) -> commands.Basic.Properties:
             value, pos = decoder(raw, pos, end, 0)
             setattr(found, name, value)
     return found
+
+
+def field_type_name(value: object) -> str:
+    """RabbitMQ's name for the field-table type ``value`` was decoded from (best effort:
+    pamqp gives Python values, and a few wire types share one)."""
+    if value is None:
+        return "void"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "signedint" if -(2**31) <= value < 2**31 else "long"
+    if isinstance(value, str):
+        return "longstr"
+    if isinstance(value, float):
+        return "double"
+    if isinstance(value, _decimal.Decimal):
+        return "decimal"
+    if isinstance(value, datetime.datetime):
+        return "timestamp"
+    if isinstance(value, dict):
+        return "table"
+    if isinstance(value, bytes | bytearray):
+        return "binary"
+    return type(value).__name__

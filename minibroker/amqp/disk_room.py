@@ -18,11 +18,17 @@ publishes reach every queue after this one, in order.
 The publisher's answer waits too: a Basic.Return (mandatory, no queue) and,
 in confirm mode, the Basic.Ack once every queue has the message, never
 before (``minibroker/amqp/channel.py::Channel._routed``).
+
+While any connection waits so, the disk is full for every publisher, as
+under RabbitMQ's disk alarm: :class:`DiskFull`, shared by the server's AMQP
+sessions, makes every other connection stop reading after its next
+Basic.Publish, before routing it (Connection.Blocked "low on disk"), until
+the waiting publishes are through; then they are read again.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pamqp import commands
@@ -30,6 +36,7 @@ from pamqp import commands
 from minibroker.core.topics import NoRoom
 
 if TYPE_CHECKING:
+    from minibroker.amqp.connection import AmqpSession
     from minibroker.amqp.vhost import Vhost
 
 
@@ -64,3 +71,26 @@ class WaitingPublish:
         self.refused += refused
         self.no_room = still
         return not still
+
+
+@dataclass(slots=True, eq=False)
+class DiskFull:
+    """The full disk as every AMQP session of a server sees it.
+
+    ``waiting``: sessions holding a publish the disk refused (each retries
+    it); while there is one, the disk counts as full. ``blocked``: sessions
+    stopped before routing a publish meanwhile, read again once ``waiting``
+    is empty (the last waiting publish went through, or its connection
+    went away: then the next publisher finds out for itself).
+    """
+
+    waiting: set[AmqpSession] = field(default_factory=set)
+    blocked: set[AmqpSession] = field(default_factory=set)
+
+    def done(self, session: AmqpSession) -> None:
+        """``session`` holds no refused publish any more."""
+        self.waiting.discard(session)
+        if not self.waiting and self.blocked:
+            sessions, self.blocked = self.blocked, set()
+            for each in sessions:
+                each.disk_room_again()

@@ -6,7 +6,7 @@ Where a message goes is decided by the exchange's type:
 * ``direct``: to the queues bound with exactly that key;
 * ``fanout``: to every bound queue;
 * ``headers``: to the queues whose binding arguments match the message's
-  headers table (``x-match`` ``all`` or ``any``);
+  headers table (``x-match`` ``all``, ``any``, ``all-with-x`` or ``any-with-x``);
 * ``topic``: through the core's topic trie. Its bindings are the core's
   queue bindings (``Topics.bind``), so topic routing, durable bindings and
   cross-door delivery are the core's; :func:`topic_name` says which core
@@ -27,6 +27,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
+
+from minibroker.amqp.decoding import field_type_name
 
 DIRECT: Final = "direct"
 FANOUT: Final = "fanout"
@@ -170,12 +172,50 @@ def topic_matches(pattern: str, key: str) -> bool:
     return reachable[-1]
 
 
+#: ``x-match`` values and whether each matches ``x-`` arguments too.
+X_MATCH: Final = {"all": False, "any": False, "all-with-x": True, "any-with-x": True}
+
+
 def headers_match(binding: Mapping[str, object], headers: Mapping[str, object] | None) -> bool:
-    """RabbitMQ's headers-exchange rule: ``x-match`` all (default) or any of the other arguments."""
+    """RabbitMQ's headers-exchange rule: ``x-match`` all (default) or any of the
+    other arguments; ``all-with-x``/``any-with-x`` count ``x-`` arguments too.
+    An argument without a value (void) asks only for the header's presence."""
     mode = binding.get("x-match", "all")
-    wanted = [(k, v) for k, v in binding.items() if not k.startswith("x-")]
+    with_x = X_MATCH.get(mode, False)  # type: ignore[call-overload]
+    wanted = [
+        (k, v)
+        for k, v in binding.items()
+        if k != "x-match" and (with_x or not k.startswith("x-"))
+    ]
     headers = headers or {}
     hits = (k in headers and (v is None or headers[k] == v) for k, v in wanted)
-    if mode == "any":
+    if mode in ("any", "any-with-x"):
         return any(hits)
     return all(hits)
+
+
+def x_match_problem(arguments: Mapping[str, object]) -> str | None:
+    """Why a headers binding's ``x-match`` is refused (RabbitMQ's words), or None."""
+    if "x-match" not in arguments:
+        return None
+    mode = arguments["x-match"]
+    if type(mode) is not str:
+        return (
+            f"Invalid x-match field type {field_type_name(mode)} "
+            f"(value {erlang_term(mode)}); expected longstr"
+        )
+    if mode not in X_MATCH:
+        return (
+            f"Invalid x-match field value {erlang_term(mode)}; "
+            "expected all, any, all-with-x, or any-with-x"
+        )
+    return None
+
+
+def erlang_term(value: object) -> str:
+    """How RabbitMQ prints a value in its error texts (binaries as ``<<"...">>``)."""
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value).decode("utf-8", "replace")
+    if isinstance(value, str):
+        return f'<<"{value}">>'
+    return repr(value)

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, TypeVar
 
 from pamqp import base, commands
-from pamqp import frame as pamqp_frame
+from pamqp import encode as pamqp_encode
 
 from minibroker.amqp import decoding
 from minibroker.amqp.errors import FRAME_ERROR, NOT_IMPLEMENTED, SYNTAX_ERROR, HardError
@@ -41,6 +41,7 @@ FRAME_OVERHEAD: Final = 8
 MIN_FRAME_MAX: Final = 4096
 _CONTENT_HEADER: Final = struct.Struct(">HHQ")
 _METHOD_INDEX: Final = struct.Struct(">I")
+_Method = TypeVar("_Method", bound=base.Frame)
 HEARTBEAT_FRAME: Final = b"\x08\x00\x00\x00\x00\x00\x00\xce"
 #: Deepest nesting of tables and arrays accepted in a field table (header
 #: values, arguments). Far beyond any real use, and far below what would make
@@ -203,7 +204,8 @@ def routing_properties(raw: bytes) -> RoutingProperties | None:
     """reply_to, expiration and priority, read straight from the property bytes.
 
     None when this shortcut does not apply (a non-empty headers table, which
-    routing needs decoded; a second flags word; bytes that do not add up):
+    routing needs decoded; a user_id, which is checked; a second flags word;
+    bytes that do not add up):
     then :func:`decode_properties` decodes everything, and names any error.
     Clients send some properties with every message (aio-pika an empty
     headers table, a delivery mode and a priority), so most publishes take
@@ -211,7 +213,7 @@ def routing_properties(raw: bytes) -> RoutingProperties | None:
     """
     try:
         flags = (raw[0] << 8) | raw[1]
-        if flags & 1:
+        if flags & 0x0011:  # a second flags word, or a user_id
             return None
         pos = 2
         if flags & 0x8000:  # content_type
@@ -263,8 +265,48 @@ def _frame(kind: int, channel: int, payload: bytes) -> bytes:
 
 
 def method_frame(channel: int, method: base.Frame) -> bytes:
-    data: bytes = pamqp_frame.marshal(method, channel)
-    return data
+    """A method frame, its arguments encoded as pamqp's ``marshal`` encodes them,
+    without its ``validate``: that refuses queue and exchange names with
+    characters outside ``[a-zA-Z0-9-_.:@#,/+ ]``, which RabbitMQ and
+    minibroker accept (a Queue.DeclareOk for ``tasks$1`` would be a 541)."""
+    return _frame(METHOD, channel, _METHOD_INDEX.pack(method.index) + _arguments(method))
+
+
+def _arguments(method: base.Frame) -> bytes:
+    """``method``'s arguments in wire order; bits packed eight to an octet."""
+    output: list[bytes] = []
+    bits = -1  # no octet of bits open
+    offset = 0
+    for name in method.__slots__:
+        kind = method.amqp_type(name)
+        value = getattr(method, name, 0)
+        if kind == "bit":
+            if bits < 0:
+                bits, offset = 0, 0
+            bits = pamqp_encode.bit(value, bits, offset)
+            offset += 1
+            if offset == 8:
+                output.append(pamqp_encode.octet(bits))
+                bits = -1
+            continue
+        if bits >= 0:
+            output.append(pamqp_encode.octet(bits))
+            bits = -1
+        output.append(pamqp_encode.by_type(value, kind))
+    if bits >= 0:
+        output.append(pamqp_encode.octet(bits))
+    return b"".join(output)
+
+
+def unchecked(method_class: type[_Method], **arguments: object) -> _Method:
+    """``method_class`` with ``arguments`` (every one of them), built without
+    pamqp's ``validate``, for an answer that names a queue or an exchange
+    (see :func:`method_frame`)."""
+    assert set(arguments) == set(method_class.__slots__), arguments
+    method = method_class.__new__(method_class)
+    for name, value in arguments.items():
+        setattr(method, name, value)
+    return method
 
 
 def content_frames(channel: int, properties: bytes, body: bytes, frame_max: int) -> bytes:
@@ -288,6 +330,7 @@ _PUBLISH_INDEX: Final = commands.Basic.Publish.index
 _ACK_INDEX: Final = commands.Basic.Ack.index
 _LONGLONG: Final = struct.Struct(">Q")
 _ACK_ARGS: Final = struct.Struct(">QB")
+_ACK_SIZE: Final = 4 + _ACK_ARGS.size  # the method index, then the arguments
 
 
 def _shortstr(value: str) -> bytes:
@@ -451,6 +494,8 @@ def _decode_publish(payload: bytes) -> base.Frame:
     exchange, pos = _read_shortstr(payload, 6)  # after the index and the ticket
     routing_key, pos = _read_shortstr(payload, pos)
     bits = payload[pos]
+    if pos + 1 != len(payload):
+        raise IndexError("bytes after the arguments")  # decode_method names them
     method = commands.Basic.Publish.__new__(commands.Basic.Publish)
     method.ticket = 0
     method.exchange = exchange
@@ -487,6 +532,8 @@ def decode_publish(payload: bytes) -> commands.Basic.Publish | None:
 
 
 def _decode_ack(payload: bytes) -> base.Frame:
+    if len(payload) != _ACK_SIZE:
+        raise IndexError("not a Basic.Ack's size")  # decode_method names the problem
     delivery_tag, bits = _ACK_ARGS.unpack_from(payload, 4)
     method = commands.Basic.Ack.__new__(commands.Basic.Ack)
     method.delivery_tag = delivery_tag

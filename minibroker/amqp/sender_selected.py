@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
-from decimal import Decimal
 from typing import Final
+
+from minibroker.amqp.decoding import field_type_name
 
 CC: Final = "CC"
 BCC: Final = "BCC"
@@ -40,7 +40,7 @@ def header_routes(headers: Mapping[str, object] | None, name: str) -> list[str]:
         return []
     if not isinstance(value, list):
         raise InvalidRouteHeader(
-            f'invalid message: {{unacceptable_type_in_header,"{name}",{_type_name(value)}}}'
+            f'invalid message: {{unacceptable_type_in_header,"{name}",{field_type_name(value)}}}'
         )
     return [key for key in value if type(key) is str]
 
@@ -61,27 +61,3 @@ def decode_keys(value: str | None) -> list[str]:
     if not isinstance(keys, list):
         return []
     return [key for key in keys if type(key) is str]
-
-
-def _type_name(value: object) -> str:
-    """RabbitMQ's name for the field-table type ``value`` was decoded from (best effort:
-    pamqp gives Python values, and a few wire types share one)."""
-    if value is None:
-        return "void"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "signedint" if -(2**31) <= value < 2**31 else "long"
-    if isinstance(value, str):
-        return "longstr"
-    if isinstance(value, float):
-        return "double"
-    if isinstance(value, Decimal):
-        return "decimal"
-    if isinstance(value, datetime):
-        return "timestamp"
-    if isinstance(value, dict):
-        return "table"
-    if isinstance(value, bytes | bytearray):
-        return "binary"
-    return type(value).__name__

@@ -14,7 +14,9 @@ What a transaction holds is bounded per connection (the same budget as
 bodies being received, ``AmqpSettings.max_content_in_progress``): a
 transaction that would hold more closes its channel with 406, and nothing
 of it is applied. As in RabbitMQ, a commit is not atomic across queues: a
-storage failure in the middle leaves the messages routed before it.
+storage failure in the middle leaves the messages routed before it. A full
+disk holds the commit instead, as it holds a publish, until every publish of
+it is stored (``minibroker/amqp/channel.py::Channel._commit_from``).
 """
 
 from __future__ import annotations

@@ -55,10 +55,12 @@ from minibroker.amqp.errors import (
 from minibroker.amqp.exchanges import (
     DEFAULT,
     DIRECT,
+    HEADERS,
     PREDECLARED,
     TOPIC,
     Exchange,
     topic_name,
+    x_match_problem,
 )
 from minibroker.amqp.messages import CoreMessage
 from minibroker.amqp.permissions import ADMIN, READ, WRITE, Access
@@ -256,8 +258,13 @@ class Vhost:
             self.journal.report_unsynced()  # declared only once it is on disk
 
     def delete_exchange(self, name: str, *, if_unused: bool, now: float) -> None:
-        if name == DEFAULT or name.startswith("amq."):
-            raise SoftError(ACCESS_REFUSED, f"operation not permitted on exchange '{name}'")
+        if name == DEFAULT:
+            raise SoftError(ACCESS_REFUSED, "operation not permitted on the default exchange")
+        if name.startswith("amq."):
+            raise SoftError(
+                ACCESS_REFUSED,
+                f"deletion of system exchange '{name}' in vhost '{self.name}' not allowed",
+            )
         exchange = self.exchanges.get(name)
         if exchange is None:
             return  # deleting a missing exchange succeeds (RabbitMQ 3.x)
@@ -301,6 +308,7 @@ class Vhost:
             raise SoftError(ACCESS_REFUSED, "operation not permitted on the default exchange")
         exchange = self.exchange(exchange_name)
         target = self.queue(queue)
+        _check_binding_arguments(exchange, arguments)
         if exchange.type == TOPIC:
             try:
                 self.namespace.topics.bind(queue, topic_name(exchange_name, key))
@@ -347,6 +355,7 @@ class Vhost:
             raise SoftError(ACCESS_REFUSED, "operation not permitted on the default exchange")
         target = self.exchange(destination)
         origin = self.exchange(source)
+        _check_binding_arguments(origin, arguments)
         if (destination, key) not in origin.exchange_bindings:
             self._check_binding_room(f"cannot bind exchange '{destination}' to '{source}'")
         if origin.durable and target.durable:
@@ -587,13 +596,18 @@ class Vhost:
         """405 when ``name`` is another connection's exclusive queue."""
         declaration = self.declarations.get(name)
         if declaration is not None and declaration.exclusive_owner not in (None, conn_id):
-            raise SoftError(
-                RESOURCE_LOCKED,
-                f"cannot obtain exclusive access to locked queue '{name}' in vhost "
-                f"'{self.name}'. It could be originally declared on another connection "
-                "or the exclusive property value does not match that of the original "
-                "declaration.",
-            )
+            raise self._locked(name)
+
+    def _locked(self, name: str) -> SoftError:
+        """405, in RabbitMQ's words: another connection's exclusive queue, or a
+        redeclaration whose ``exclusive`` differs from the declaration's."""
+        return SoftError(
+            RESOURCE_LOCKED,
+            f"cannot obtain exclusive access to locked queue '{name}' in vhost "
+            f"'{self.name}'. It could be originally declared on another connection "
+            "or the exclusive property value does not match that of the original "
+            "declaration.",
+        )
 
     def declare_queue(
         self,
@@ -630,9 +644,11 @@ class Vhost:
         declaration = self.declarations.get(name)
         if existing is not None:
             self.check_owner(name, conn_id)
+            if declaration is not None and (declaration.exclusive_owner is not None) != exclusive:
+                raise self._locked(name)  # RabbitMQ: before any other difference
             if declaration is not None:
                 self._check_equivalent(
-                    name, declaration, durable, exclusive, auto_delete, arguments
+                    name, declaration, durable, auto_delete, arguments
                 )
         try:
             queues.declare(name, parsed.options, now)
@@ -717,13 +733,11 @@ class Vhost:
         name: str,
         declaration: QueueDeclaration,
         durable: bool,
-        exclusive: bool,
         auto_delete: bool,
         arguments: dict[str, object],
     ) -> None:
         for label, ours, theirs in (
             ("durable", declaration.durable, durable),
-            ("exclusive", declaration.exclusive_owner is not None, exclusive),
             ("auto_delete", declaration.auto_delete, auto_delete),
         ):
             if ours != theirs:
@@ -752,7 +766,7 @@ class Vhost:
             raise SoftError(PRECONDITION_FAILED, f"queue '{name}' in vhost '{self.name}' in use")
         if if_empty and queue.ready_count:
             raise SoftError(
-                PRECONDITION_FAILED, f"queue '{name}' in vhost '{self.name}' is not empty"
+                PRECONDITION_FAILED, f"queue '{name}' in vhost '{self.name}' not empty"
             )
         ready = queue.ready_count
         self.namespace.queues.delete(name, now)
@@ -892,3 +906,10 @@ def recover_vhosts(namespaces: Sequence[Namespace]) -> None:
     for namespace in namespaces:
         if namespace.has_state(JOURNAL):
             vhost_of(namespace)
+
+
+def _check_binding_arguments(exchange: Exchange, arguments: Mapping[str, object]) -> None:
+    """406 for binding arguments the exchange's type refuses, as RabbitMQ's
+    ``validate_binding``: a headers exchange's ``x-match`` is the one checked."""
+    if exchange.type == HEADERS and (problem := x_match_problem(arguments)) is not None:
+        raise SoftError(PRECONDITION_FAILED, problem)

@@ -209,9 +209,14 @@ def _broker(root: Path) -> Broker:
     return Broker(CoreConfig(fsync="never"), storage=DataDirectory(root))
 
 
-def _open(broker: Broker, *, capable: bool) -> AmqpSession:
-    """An open session with channel 1 and a durable queue ``jobs``."""
-    session = AmqpSession(broker, 1, AmqpSettings(authenticate=lambda token: object()))
+def _open(
+    broker: Broker, *, capable: bool, settings: AmqpSettings | None = None, conn_id: int = 1
+) -> AmqpSession:
+    """An open session with channel 1 and a durable queue ``jobs``; sessions
+    of one server share ``settings`` (and with them the full disk's state)."""
+    if settings is None:
+        settings = AmqpSettings(authenticate=lambda token: object())
+    session = AmqpSession(broker, conn_id, settings)
     session.receive_data(b"AMQP\x00\x00\x09\x01", 0.0)
     [start] = split_frames(session.data_to_send())
     assert start.server_properties["capabilities"]["connection.blocked"] is True  # a disk to fill
@@ -278,19 +283,148 @@ def test_a_connection_lost_while_waiting_for_room_drops_the_retry(
     assert broker.namespace().queues.get(QUEUE).ready_count == 0
 
 
-def test_a_transaction_refused_by_the_full_disk_closes_the_channel(
-    disk: Disk, tmp_path: Path
+class FillingDisk(Disk):
+    """A disk with room for ``room`` more writes, full after them."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self.room = room
+
+    def pwrite(self, fd: int, data: bytes | memoryview, position: int) -> int:
+        if self.room <= 0:
+            self.full = True
+        self.room -= 1
+        return super().pwrite(fd, data, position)
+
+
+def test_a_commit_the_disk_fills_under_waits_and_commits_whole(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """A commit routes many publishes at once: there is no one publish to hold,
-    so a full disk fails the commit (406) as before, and nothing is settled."""
+    """The disk fills after the first of a commit's publishes: the commit is
+    not left half done (406 with "one" stored, as before) but held as a
+    publish is, and finished when there is room: every publish, in order,
+    then the settlements, then Tx.CommitOk."""
     broker = _broker(tmp_path)
     session = _open(broker, capable=True)
-    session.receive_data(frame.marshal(commands.Tx.Select(), 1), 0.0)
+    queue = broker.namespace().queues.get(QUEUE)
+    session.receive_data(publish_frames(b"delivered", routing_key=QUEUE), 0.0)
+    session.receive_data(
+        frame.marshal(commands.Basic.Get(queue=QUEUE), 1) + frame.marshal(commands.Tx.Select(), 1),
+        0.0,
+    )
+    session.data_to_send()
+    disk = FillingDisk(room=1)
+    monkeypatch.setattr(fileio, "pwrite", disk.pwrite)
+    passive = frame.marshal(commands.Queue.Declare(queue=QUEUE, passive=True), 1)
+    session.receive_data(
+        publish_frames(b"one", routing_key=QUEUE)
+        + publish_frames(b"two", routing_key=QUEUE)
+        + publish_frames(b"three", routing_key=QUEUE)
+        + frame.marshal(commands.Basic.Ack(1), 1)
+        + frame.marshal(commands.Tx.Commit(), 1)
+        + passive,
+        0.0,
+    )
+    told = split_frames(session.data_to_send())
+    assert [type(each) for each in told] == [commands.Connection.Blocked]  # no Channel.Close
+    assert session.input_blocked
+    assert [m.body for m in queue.inspect(10).ready] == [b"one"]  # "two" waits, and "three"
+    broker.on_time(ROOM_RETRY)  # still full: held again
+    assert session.input_blocked and queue.ready_count == 1
+    disk.full, disk.room = False, 100
+    broker.on_time(2 * ROOM_RETRY)
+    assert not session.input_blocked
+    assert [m.body for m in queue.inspect(10).ready] == [b"one", b"two", b"three"]
+    assert queue.inspect(10).in_flight == []  # the ack was applied with the commit
+    session.resume_input(2 * ROOM_RETRY)
+    answers = [type(each) for each in split_frames(session.data_to_send())]
+    assert answers == [
+        commands.Tx.CommitOk,  # written by the retry that finished the commit
+        commands.Connection.Unblocked,
+        commands.Queue.DeclareOk,
+    ]
+
+
+def test_a_commit_on_a_connection_lost_while_it_waits_gives_its_deliveries_back(
+    disk: Disk, tmp_path: Path
+) -> None:
+    broker = _broker(tmp_path)
+    session = _open(broker, capable=True)
+    queue = broker.namespace().queues.get(QUEUE)
+    session.receive_data(publish_frames(b"delivered", routing_key=QUEUE), 0.0)
+    session.receive_data(
+        frame.marshal(commands.Basic.Get(queue=QUEUE), 1) + frame.marshal(commands.Tx.Select(), 1),
+        0.0,
+    )
     session.data_to_send()
     disk.full = True
     session.receive_data(
-        publish_frames(b"one", routing_key=QUEUE) + frame.marshal(commands.Tx.Commit(), 1), 0.0
+        publish_frames(b"one", routing_key=QUEUE)
+        + frame.marshal(commands.Basic.Ack(1), 1)
+        + frame.marshal(commands.Tx.Commit(), 1),
+        0.0,
     )
-    [close] = split_frames(session.data_to_send())
-    assert isinstance(close, commands.Channel.Close) and close.reply_code == 406
-    assert not session.input_blocked
+    assert session.input_blocked
+    session.connection_lost(0.5)
+    disk.full = False
+    broker.on_time(ROOM_RETRY)
+    # The commit never finished: its ack was not applied, the delivery is back.
+    assert [m.body for m in queue.inspect(10).ready] == [b"delivered"]
+
+
+@pytest.mark.parametrize("confirming", [False, True])
+def test_while_a_publish_waits_for_room_every_publisher_waits_before_routing(
+    disk: Disk, tmp_path: Path, confirming: bool
+) -> None:
+    """RabbitMQ's disk alarm blocks every publishing connection before its
+    message is routed. Here: once one connection's publish waits for room,
+    another's next publish waits too, unrouted, even one to a queue that
+    needs no disk or one in confirm mode (no Basic.Nack), until the waiting
+    publish went through."""
+    broker = _broker(tmp_path)
+    settings = AmqpSettings(authenticate=lambda token: object())
+    first = _open(broker, capable=True, settings=settings, conn_id=1)
+    other = _open(broker, capable=True, settings=settings, conn_id=2)
+    other.receive_data(frame.marshal(commands.Queue.Declare(queue="transient"), 1), 0.0)
+    if confirming:
+        other.receive_data(frame.marshal(commands.Confirm.Select(), 1), 0.0)
+    other.data_to_send()
+    namespace = broker.namespace()
+    disk.full = True
+    first.receive_data(publish_frames(b"one", routing_key=QUEUE), 0.0)
+    assert first.input_blocked
+    other.receive_data(
+        publish_frames(b"t", routing_key="transient") + publish_frames(b"two", routing_key=QUEUE),
+        0.0,
+    )
+    told = [type(each) for each in split_frames(other.data_to_send())]
+    assert told == [commands.Connection.Blocked]  # no Basic.Nack
+    assert other.input_blocked
+    assert namespace.queues.get("transient").ready_count == 0  # not routed
+    disk.full = False
+    broker.on_time(ROOM_RETRY)
+    assert not first.input_blocked and not other.input_blocked
+    other.resume_input(ROOM_RETRY)
+    answers = [type(each) for each in split_frames(other.data_to_send())]
+    acks = [commands.Basic.Ack] if confirming else []  # one, for both (multiple)
+    assert answers == [commands.Connection.Unblocked, *acks]
+    assert [m.body for m in namespace.queues.get(QUEUE).inspect(10).ready] == [b"one", b"two"]
+    assert namespace.queues.get("transient").ready_count == 1
+
+
+def test_the_others_are_read_again_when_the_waiting_connection_is_lost(
+    disk: Disk, tmp_path: Path
+) -> None:
+    broker = _broker(tmp_path)
+    settings = AmqpSettings(authenticate=lambda token: object())
+    first = _open(broker, capable=True, settings=settings, conn_id=1)
+    other = _open(broker, capable=False, settings=settings, conn_id=2)
+    disk.full = True
+    first.receive_data(publish_frames(b"one", routing_key=QUEUE), 0.0)
+    other.receive_data(publish_frames(b"two", routing_key=QUEUE), 0.0)
+    assert other.input_blocked
+    first.connection_lost(0.5)
+    assert not other.input_blocked  # it finds out about the disk for itself
+    disk.full = False
+    other.resume_input(0.5)
+    assert [m.body for m in broker.namespace().queues.get(QUEUE).inspect(10).ready] == [b"two"]

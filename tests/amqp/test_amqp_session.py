@@ -152,12 +152,13 @@ def test_an_unknown_frame_type_is_a_frame_error_on_any_channel() -> None:
         assert (close.reply_code, close.reply_text) == (501, "FRAME_ERROR - unknown frame type 9")
 
 
-def test_channel_open_on_channel_0_is_an_invalid_command_not_an_unimplemented_one() -> None:
+def test_channel_open_on_channel_0_is_a_channel_error_not_an_unimplemented_one() -> None:
+    # RabbitMQ's 504, as for every non-connection method on channel 0.
     session = _open(Broker(), hold=False)
     session.receive_data(frame.marshal(commands.Channel.Open(), 0))
     close = _connection_close(session)
-    assert close.reply_code == 503
-    assert close.reply_text == "COMMAND_INVALID - unexpected Channel.Open on channel 0"
+    assert close.reply_code == 504
+    assert close.reply_text == "CHANNEL_ERROR - unexpected Channel.Open on channel 0"
 
 
 def _transactional(session: AmqpSession) -> None:

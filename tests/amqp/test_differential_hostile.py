@@ -34,6 +34,7 @@ def _content_header(size: int = 3, class_id: int = 60) -> bytes:
 
 
 PUBLISH = frame.marshal(commands.Basic.Publish(exchange="", routing_key="nowhere"), 1)
+QOS = frame.marshal(commands.Basic.Qos(0, 1, False), 1)
 
 
 class Raw:
@@ -127,6 +128,18 @@ CASES: dict[str, Callable[[Raw], None]] = {
     "a content header of class 50": lambda c: c.send_bytes(PUBLISH + _content_header(3, 50)),
     "a connection method on channel 1": lambda c: c.send(
         1, commands.Connection.Close(200, "x", 0, 0)
+    ),
+    "a method where a publish's header is due": lambda c: c.send_bytes(PUBLISH + QOS),
+    "a method where a publish's body is due": lambda c: c.send_bytes(
+        PUBLISH + _content_header() + QOS
+    ),
+    "a channel method on channel 0": lambda c: c.send(0, commands.Basic.Qos(0, 1, False)),
+    "a method only the server sends": lambda c: c.send(1, commands.Channel.CloseOk()),
+    "ack tag 0 multiple with nothing outstanding": lambda c: c.send_bytes(
+        frame.marshal(commands.Basic.Ack(0, multiple=True), 1) + QOS
+    ),
+    "ack multiple up to a tag never delivered": lambda c: c.send_bytes(
+        frame.marshal(commands.Basic.Ack(5, multiple=True), 1) + QOS
     ),
 }
 
