@@ -13,9 +13,7 @@ import struct
 from datetime import timedelta
 from typing import Any
 
-from minibroker.kafka import wire
-from minibroker.kafka.session import KafkaSession
-from tests.kafka_wire.wire_helpers import (
+from kafka_wire.wire_helpers import (
     call,
     encode_request,
     frame,
@@ -23,11 +21,13 @@ from tests.kafka_wire.wire_helpers import (
     request_class,
     responses,
 )
+from minibroker.kafka import wire
+from minibroker.kafka.session import KafkaSession
 
 
 def _produce(session: KafkaSession, topic: str) -> None:
     """One record on ``topic``-0 (Produce v3 auto-creates the topic)."""
-    from tests.kafka_wire.test_records import kio_batch
+    from kafka_wire.test_records import kio_batch
 
     batch = kio_batch([(None, b"x", {})])
     name = struct.pack(">h", len(topic)) + topic.encode()

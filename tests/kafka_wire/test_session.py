@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from kio.index import load_request_schema
 from kio.schema.errors import ErrorCode
+from kio.serial import entity_reader
 
 from kafka_wire.test_records import EPOCH_MS, kio_batch
 from kafka_wire.wire_helpers import (
@@ -28,6 +30,7 @@ from minibroker.access.auth import Authenticator
 from minibroker.access.permissions import Permissions
 from minibroker.core.broker import Broker
 from minibroker.kafka import wire
+from minibroker.kafka.entries import count_entries
 from minibroker.kafka.groups import JoinResult
 from minibroker.kafka.records import MAX_RECORD_HEADERS, encode_batch
 from minibroker.kafka.service import KafkaService, KafkaSettings
@@ -707,6 +710,42 @@ def test_a_request_naming_more_entries_than_the_bound_closes_the_connection(
     assert responses(session) == []
 
 
+@pytest.mark.parametrize(
+    ("api_key", "version", "body"),
+    [
+        (3, 4, _metadata_v4(200_000)),
+        # the array claims 2**31 - 1 entries; the frame holds 100,001
+        (
+            9,
+            1,
+            _offset_fetch_v1(100_001)[: -4 * 100_001 - 4]
+            + struct.pack(">i", 2**31 - 1)
+            + struct.pack(">i", 0) * 100_001,
+        ),
+    ],
+)
+def test_a_request_naming_too_many_entries_is_refused_before_kio_decodes_it(
+    api_key: int, version: int, body: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kio builds an object per entry before the count could be checked: a
+    10 MB Metadata request naming 5,000,000 empty topic names held every
+    client of the server for 8.4 s (a 100 MiB one, the request limit, for
+    over a minute). The arrays' lengths are now counted on the bytes first."""
+    decoded: list[tuple[int, int]] = []
+    reader = wire.request_reader
+
+    def spy(api_key: int, version: int) -> Any:
+        decoded.append((api_key, version))
+        return reader(api_key, version)
+
+    monkeypatch.setattr(wire, "request_reader", spy)
+    session = open_session()
+    session.receive_data(frame(api_key, version, body))
+    assert session.closing is not None
+    assert "names more than 100000 entries" in session.closing.message
+    assert decoded == []
+
+
 def _golden_requests() -> list[tuple[int, bytes]]:
     """Every recorded golden request frame, with its API key."""
     import json
@@ -716,6 +755,34 @@ def _golden_requests() -> list[tuple[int, bytes]]:
         (int(key.split(".")[0]), bytes.fromhex(exchange["request"]))
         for key, exchange in sorted(golden.items())
     ]
+
+
+@given(
+    st.sampled_from(_golden_requests()),
+    st.lists(st.tuples(st.integers(min_value=0), st.integers(0, 255)), max_size=6),
+)
+def test_entries_counted_on_the_bytes_are_the_ones_kio_decodes(
+    golden: tuple[int, bytes], flips: list[tuple[int, int]]
+) -> None:
+    """``kafka/entries.py`` walks the schema over the bytes as kio reads them:
+    on every request kio decodes whole, it counts the same entries."""
+    _, request = golden
+    data = bytearray(request[4:])
+    header = wire.parse_header(bytes(data))
+    body_size = len(data) - header.body_offset
+    for position, value in flips if body_size else ():  # the header stays valid
+        data[header.body_offset + position % body_size] = value
+    cls = load_request_schema(header.api_key, header.api_version)
+    try:
+        decoded, size = entity_reader(cls)(bytes(data), header.body_offset)
+    except Exception:
+        return  # kio refuses it: the session closes the connection either way
+    if header.body_offset + size != len(data):
+        return
+    expected = wire._check_entity(decoded, wire.MAX_REQUEST_ENTRIES)
+    if expected >= 0:
+        counted = count_entries(cls, bytes(data), header.body_offset, wire.MAX_REQUEST_ENTRIES)
+        assert counted == expected
 
 
 @given(
