@@ -29,6 +29,8 @@ from kafka_wire.wire_helpers import (
 from minibroker.access.auth import Authenticator
 from minibroker.access.permissions import Permissions
 from minibroker.core.broker import Broker
+from minibroker.core.config import CoreConfig, Limits
+from minibroker.kafka import records as records_module
 from minibroker.kafka import wire
 from minibroker.kafka.entries import count_entries
 from minibroker.kafka.groups import JoinResult
@@ -829,6 +831,30 @@ def _fetched_records(session: KafkaSession, offset: int, correlation_id: int) ->
     head = 4 + 4 + len(topic) + 4 + struct.calcsize(">ihqq") + 4  # up to the record set's size
     (size,) = struct.unpack_from(">i", body, head)
     return body[head + 4 : head + 4 + size]
+
+
+def test_a_batch_over_the_record_bound_is_refused_before_its_records_are_walked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The core refuses an append of more than ``max_batch`` records; the
+    front end walked every record of such a batch first: 200,000 empty
+    records (1.8 MB) took 1.2 s of the event loop every client shares to be
+    refused, and a 100 MiB request holds a hundred such batches."""
+    walked: list[int] = []
+    check = records_module._check_records
+
+    def spy(body: bytes, pos: int, count: int) -> int:
+        walked.append(count)
+        return check(body, pos, count)
+
+    monkeypatch.setattr(records_module, "_check_records", spy)
+    session = open_session(Broker(CoreConfig(limits=Limits(max_batch=10)), memory_log=MemoryLog))
+    _produce_v3(session, kio_batch([(None, b"x", {})] * 10), 1)
+    _produce_v3(session, kio_batch([(None, b"x", {})] * 11), 2)
+    answers = [wire.decode_response(0, 3, body) for _, body in responses(session)]
+    errors = [answer.responses[0].partition_responses[0].error_code for answer in answers]
+    assert errors == [ErrorCode(0), ErrorCode(87)]  # INVALID_RECORD, as the core answered
+    assert walked == [10]
 
 
 def test_a_produced_batch_is_fetched_as_it_was_sent_beside_native_records() -> None:

@@ -98,7 +98,11 @@ def _append(session: KafkaSession, topic: str, data: Any) -> Appended:
     if data.records is None:
         return INVALID_RECORD, -1, -1, None
     try:
-        batch = check_produced(data.records, session.service.max_request_bytes)
+        batch = check_produced(
+            data.records,
+            session.service.max_request_bytes,
+            session.broker.config.limits.max_batch,
+        )
     except InvalidBatch as exc:
         return ErrorCode(exc.error), -1, -1, None
     append_time = None
