@@ -43,6 +43,7 @@ from minibroker.storage.kafka_batch import (
 BATCH_HEADER: Final = HEADER
 #: Bytes of a batch header (up to and including ``recordsCount``).
 BATCH_HEADER_SIZE: Final = HEADER_SIZE
+_COUNT: Final = struct.Struct(">i")
 _LOG_OVERHEAD: Final = LOG_OVERHEAD
 _CRC_START: Final = CRC_START
 _AFTER_CRC: Final = struct.Struct(">hiqqqhii")
@@ -106,6 +107,15 @@ class ProducedBatch:
     @property
     def last_sequence(self) -> int:
         return self.base_sequence + self.count - 1
+
+
+def claimed_records(data: bytes | None) -> int:
+    """The record count a batch's header claims (0 if it has no header):
+    what checking its records would cost, read before paying it."""
+    if data is None or len(data) < BATCH_HEADER_SIZE:
+        return 0
+    (count,) = _COUNT.unpack_from(data, BATCH_HEADER_SIZE - _COUNT.size)  # the header's last field
+    return max(count, 0)
 
 
 def check_produced(

@@ -34,6 +34,7 @@ from minibroker.kafka import records as records_module
 from minibroker.kafka import wire
 from minibroker.kafka.entries import count_entries
 from minibroker.kafka.groups import JoinResult
+from minibroker.kafka.handlers import produce as produce_module
 from minibroker.kafka.records import MAX_RECORD_HEADERS, encode_batch
 from minibroker.kafka.service import KafkaService, KafkaSettings
 from minibroker.kafka.session import KafkaSession
@@ -855,6 +856,37 @@ def test_a_batch_over_the_record_bound_is_refused_before_its_records_are_walked(
     errors = [answer.responses[0].partition_responses[0].error_code for answer in answers]
     assert errors == [ErrorCode(0), ErrorCode(87)]  # INVALID_RECORD, as the core answered
     assert walked == [10]
+
+
+def test_a_produce_request_over_the_record_bound_is_refused_whole_before_any_walk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Batches under the per-batch bound still add up: a 17.8 MB request of
+    20 batches of 100,000 empty records held every client up for 7.5 s
+    (a 100 MiB one for most of a minute). The records the batches' headers
+    claim are added up first; past the bound every partition is answered
+    MESSAGE_TOO_LARGE and nothing is created or stored."""
+    walked: list[int] = []
+    check = records_module._check_records
+
+    def spy(body: bytes, pos: int, count: int) -> int:
+        walked.append(count)
+        return check(body, pos, count)
+
+    monkeypatch.setattr(records_module, "_check_records", spy)
+    monkeypatch.setattr(produce_module, "MAX_REQUEST_RECORDS", 20, raising=False)
+    session = open_session(default_partitions=2)
+    batch = kio_batch([(None, b"x", {})] * 11)
+    topic = struct.pack(">h", 1) + b"t"
+    body = struct.pack(">hhi", -1, -1, 1000) + struct.pack(">i", 1) + topic + struct.pack(">i", 2)
+    body += b"".join(struct.pack(">ii", index, len(batch)) + batch for index in (0, 1))
+    session.receive_data(frame(0, 3, body, correlation_id=1))
+    [(_, answer)] = responses(session)
+    [topic_answer] = wire.decode_response(0, 3, answer).responses
+    errors = [part.error_code for part in topic_answer.partition_responses]
+    assert errors == [ErrorCode(10), ErrorCode(10)]  # MESSAGE_TOO_LARGE
+    assert walked == []
+    assert session.ns.topics.partition_count("t") == 0  # not even auto-created
 
 
 def test_a_produced_batch_is_fetched_as_it_was_sent_beside_native_records() -> None:
