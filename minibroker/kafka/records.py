@@ -114,7 +114,7 @@ def claimed_records(data: bytes | None) -> int:
     what checking its records would cost, read before paying it."""
     if data is None or len(data) < BATCH_HEADER_SIZE:
         return 0
-    (count,) = _COUNT.unpack_from(data, BATCH_HEADER_SIZE - _COUNT.size)  # the header's last field
+    count: int = _COUNT.unpack_from(data, BATCH_HEADER_SIZE - _COUNT.size)[0]  # the last field
     return max(count, 0)
 
 
