@@ -103,6 +103,8 @@ class ProducedBatch:
     max_timestamp_ms: int
     #: Bytes of the largest record (its length field), for the size limits.
     largest: int
+    #: Bytes its records inflated to (0: not compressed).
+    inflated: int = 0
 
     @property
     def last_sequence(self) -> int:
@@ -178,7 +180,10 @@ def check_produced(
             f"a batch holds at most {max_records} records, got {count}", INVALID_RECORD
         )
     codec = attributes & CODEC_MASK
+    inflated = 0
     if codec:
+        if max_uncompressed <= 0:  # zlib would take a limit of 0 for none at all
+            raise InvalidBatch("the request's batches inflate past its limit", MESSAGE_TOO_LARGE)
         try:
             body = compression.inflate(codec, data[BATCH_HEADER_SIZE:], max_uncompressed)
         except compression.Unsupported as exc:
@@ -187,11 +192,12 @@ def check_produced(
             raise InvalidBatch(str(exc), CORRUPT_MESSAGE) from None
         except compression.TooLarge as exc:
             raise InvalidBatch(str(exc), MESSAGE_TOO_LARGE) from None
+        inflated = len(body)
         largest = _check_records(body, 0, count)
     else:
         largest = _check_records(data, BATCH_HEADER_SIZE, count)
     return ProducedBatch(
-        data, count, producer_id, producer_epoch, base_sequence, max_ts, largest
+        data, count, producer_id, producer_epoch, base_sequence, max_ts, largest, inflated
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import struct
 from dataclasses import replace
 from datetime import timedelta
@@ -15,7 +16,7 @@ from kio.index import load_request_schema
 from kio.schema.errors import ErrorCode
 from kio.serial import entity_reader
 
-from kafka_wire.test_records import EPOCH_MS, kio_batch
+from kafka_wire.test_records import EPOCH_MS, _compressed, kio_batch
 from kafka_wire.wire_helpers import (
     ONE_SECOND,
     PORT,
@@ -39,6 +40,7 @@ from minibroker.kafka.records import MAX_RECORD_HEADERS, encode_batch
 from minibroker.kafka.service import KafkaService, KafkaSettings
 from minibroker.kafka.session import KafkaSession
 from minibroker.log_store import Record as LogRecord
+from minibroker.storage import kafka_compression as compression
 from minibroker.storage.memory import MemoryLog
 
 #: The ApiVersions answer, byte for byte: (key, min, max) for the 28 APIs.
@@ -887,6 +889,39 @@ def test_a_produce_request_over_the_record_bound_is_refused_whole_before_any_wal
     assert errors == [ErrorCode(10), ErrorCode(10)]  # MESSAGE_TOO_LARGE
     assert walked == []
     assert session.ns.topics.partition_count("t") == 0  # not even auto-created
+
+
+def test_a_produce_requests_batches_share_one_inflation_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each compressed batch may inflate to 16 MiB, but a request may hold
+    thousands: a 64 KB request of 100 zstd batches of 637 bytes, each
+    inflating past 16 MiB, held every client up for 5 s (100,000 of them,
+    the entry bound, would for over an hour). What the request's batches
+    inflate is counted against one budget; past it, a compressed batch is
+    MESSAGE_TOO_LARGE without being inflated."""
+    inflated: list[int] = []
+    inflate = compression.inflate
+
+    def spy(codec: int, data: bytes, limit: int) -> bytes:
+        inflated.append(limit)
+        return inflate(codec, data, limit)
+
+    monkeypatch.setattr(compression, "inflate", spy)
+    monkeypatch.setattr(produce_module, "MAX_REQUEST_INFLATED_BYTES", 1000, raising=False)
+    session = open_session()
+    plain = kio_batch([(None, b"x" * 500, {})])
+    batch = _compressed(plain, 1, gzip.compress(plain[61:]))  # inflates to about 510 bytes
+    topic = struct.pack(">h", 1) + b"t"
+    body = struct.pack(">hhi", -1, -1, 1000) + struct.pack(">i", 1) + topic + struct.pack(">i", 3)
+    body += (struct.pack(">ii", 0, len(batch)) + batch) * 3
+    session.receive_data(frame(0, 3, body, correlation_id=1))
+    [(_, answer)] = responses(session)
+    [topic_answer] = wire.decode_response(0, 3, answer).responses
+    errors = [part.error_code for part in topic_answer.partition_responses]
+    assert errors == [ErrorCode(0), ErrorCode(10), ErrorCode(10)]  # MESSAGE_TOO_LARGE
+    assert len(inflated) == 2  # the third was refused uninflated
+    assert inflated[1] < 500
 
 
 def test_a_produced_batch_is_fetched_as_it_was_sent_beside_native_records() -> None:
