@@ -121,7 +121,7 @@ def _entity(cls: type, data: bytes, pos: int, budget: int) -> tuple[int, int]:
         if pos > len(data):
             raise Overrun
     if flexible:
-        pos, budget = _skip_tagged(data, pos, budget)
+        pos, budget = skip_tagged(data, pos, budget)
     return pos, budget
 
 
@@ -155,7 +155,7 @@ def _skip_value(kafka_type: str, flexible: bool, data: bytes, pos: int) -> int:
     return pos
 
 
-def _skip_tagged(data: bytes, pos: int, budget: int) -> tuple[int, int]:
+def skip_tagged(data: bytes, pos: int, budget: int) -> tuple[int, int]:
     """Past a flexible entity's tagged fields (tag, size, bytes each); each
     counts as an entry, so an absurd count stops at the budget too."""
     count, pos = _uvarint(data, pos)

@@ -2,9 +2,11 @@
 
 A Kafka request is ``i32 size`` followed by a request header (``i16
 api_key, i16 api_version, i32 correlation_id, nullable string client_id``,
-plus tagged fields in the flexible versions this front end does not speak)
-and the body. A response is ``i32 size``, ``i32 correlation_id`` (response
-header v0) and the body.
+plus tagged fields in flexible versions) and the body. A response is ``i32
+size``, ``i32 correlation_id`` (response header v0; plus tagged fields, v1,
+in flexible versions other than ApiVersions') and the body. Of the flexible
+versions (KIP-482) only ListGroups v3-4 are implemented: the clients fall
+back to the older versions of everything else.
 
 The header is parsed by hand because it must be read before the version is
 known to be one we support (a flexible ApiVersions v3 request still has to be
@@ -27,7 +29,7 @@ from typing import Any, Final, get_args, get_origin
 from kio.index import load_request_schema, load_response_schema
 from kio.serial import entity_reader, entity_writer
 
-from minibroker.kafka.entries import Overrun, TooManyEntries, count_entries
+from minibroker.kafka.entries import Overrun, TooManyEntries, count_entries, skip_tagged
 
 #: ``size`` prefix of every frame, both ways.
 SIZE: Final = struct.Struct(">i")
@@ -82,7 +84,7 @@ IMPLEMENTED: Final = {
     13: (0, 3),
     14: (0, 3),
     15: (0, 2),
-    16: (0, 2),
+    16: (0, 4),
     17: (1, 1),
     18: (0, 2),
     19: (2, 4),
@@ -152,7 +154,21 @@ def parse_header(frame: bytes) -> RequestHeader:
         except UnicodeDecodeError:
             raise MalformedRequest("the client id is not UTF-8") from None
         offset = end
+    if is_flexible(api_key, version):
+        try:  # request header v2: the client id is followed by tagged fields
+            offset, _ = skip_tagged(frame, offset, MAX_REQUEST_ENTRIES)
+        except (Overrun, TooManyEntries):
+            raise MalformedRequest("the request header's tagged fields are malformed") from None
     return RequestHeader(api_key, version, correlation_id, client_id, offset)
+
+
+@cache
+def is_flexible(api_key: int, version: int) -> bool:
+    """Whether a version this front end implements is a flexible one (KIP-482:
+    compact strings and arrays, tagged fields, header v2 and v1). Versions it
+    does not implement are answered without reading their body."""
+    low, high = IMPLEMENTED.get(api_key, (0, -1))
+    return low <= version <= high and bool(load_request_schema(api_key, version).__flexible__)
 
 
 def split_frames(buffer: bytearray, max_bytes: int) -> list[bytes]:
@@ -184,10 +200,15 @@ def split_frames(buffer: bytearray, max_bytes: int) -> list[bytes]:
     return frames
 
 
-def frame_response(correlation_id: int, body: bytes, tail_bytes: int = 0) -> bytes:
-    """The start of a response frame: size, correlation id (response header v0)
-    and ``body``; ``tail_bytes`` more follow it (a Fetch answer's records, sent
-    as they are: see :func:`encode_response_split`)."""
+def frame_response(
+    correlation_id: int, body: bytes, tail_bytes: int = 0, flexible: bool = False
+) -> bytes:
+    """The start of a response frame: size, correlation id (response header v0;
+    v1 when ``flexible``: an empty set of tagged fields follows) and ``body``;
+    ``tail_bytes`` more follow it (a Fetch answer's records, sent as they
+    are: see :func:`encode_response_split`)."""
+    if flexible:
+        return _RESPONSE_PREFIX.pack(len(body) + tail_bytes + 5, correlation_id) + b"\0" + body
     return _RESPONSE_PREFIX.pack(len(body) + tail_bytes + 4, correlation_id) + body
 
 

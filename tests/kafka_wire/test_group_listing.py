@@ -144,3 +144,29 @@ def test_a_deleted_group_loses_its_protocol_type_and_a_rejoin_takes_the_new_one(
     joined = _join(session, "left", protocol_type="connect")
     _leave(session, "left", joined.member_id)
     assert _described(session, "left") == ("Empty", "connect", "")
+
+
+def _flexible_call(session: KafkaSession, api_key: int, version: int, **values: Any) -> Any:
+    """A request in a flexible version: request header v2 (tagged fields after
+    the client id), and the answer's header v1 (tagged fields after the
+    correlation id) checked and stripped (``wire_helpers.frame`` and ``call``)."""
+    return call(session, api_key, version, correlation_id=9, **values)
+
+
+def test_list_groups_v4_reports_each_groups_state_and_filters_by_it() -> None:
+    """kafka-python's ``list_groups(states_filter=...)`` needs v4 (it raised
+    IncompatibleBrokerVersion); confluent-kafka's ``list_consumer_groups``
+    reported every group's state UNKNOWN and ignored its states filter."""
+    session = open_session()
+    _produce(session, "t")
+    _emptied_group(session, "left")
+    joined = _join(session, "live")
+    _sync(session, "live", joined.generation_id, joined.member_id)
+    every = _flexible_call(session, 16, 4, states_filter=())
+    assert [(g.group_id, g.protocol_type, g.group_state) for g in every.groups] == [
+        ("left", "consumer", "Empty"),
+        ("live", "consumer", "Stable"),
+    ]
+    stable = _flexible_call(session, 16, 4, states_filter=("Stable",))
+    assert [g.group_id for g in stable.groups] == ["live"]
+    assert [g.group_id for g in _flexible_call(session, 16, 3).groups] == ["left", "live"]

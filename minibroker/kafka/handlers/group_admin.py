@@ -63,15 +63,22 @@ def _groups_with_offsets(session: KafkaSession) -> set[str]:
 
 
 def list_groups(session: KafkaSession, slot: Slot, request: Any) -> Any:
+    """Every group with members or committed offsets; v4 adds each one's
+    state and filters by ``states_filter`` (empty: every state), as Kafka's
+    ``listGroups`` does (the filter's names are matched case-insensitively)."""
     cls, listed_cls = wire.response_classes(16, slot.version, "ListedGroup")
     coordinator = session.ns.groups
-    types = {name: group.protocol_type or "" for name, group in coordinator.groups.items()}
+    listed = {
+        name: (group.protocol_type or "", group.state.value)
+        for name, group in coordinator.groups.items()
+    }
     for name in _groups_with_offsets(session):
-        types.setdefault(name, coordinator.protocol_type(name))
+        listed.setdefault(name, (coordinator.protocol_type(name), EMPTY))
+    wanted = {state.lower() for state in getattr(request, "states_filter", ())}
     groups = tuple(
-        wire.build(listed_cls, group_id=name, protocol_type=protocol_type)
-        for name, protocol_type in sorted(types.items())
-        if sees_group(session, name)
+        wire.build(listed_cls, group_id=name, protocol_type=protocol_type, group_state=state)
+        for name, (protocol_type, state) in sorted(listed.items())
+        if (not wanted or state.lower() in wanted) and sees_group(session, name)
     )
     return wire.build(cls, throttle_time=NO_THROTTLE, error_code=NONE, groups=groups)
 
