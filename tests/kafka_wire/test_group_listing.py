@@ -13,6 +13,8 @@ import struct
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from kafka_wire.wire_helpers import (
     call,
     encode_request,
@@ -170,3 +172,23 @@ def test_list_groups_v4_reports_each_groups_state_and_filters_by_it() -> None:
     stable = _flexible_call(session, 16, 4, states_filter=("Stable",))
     assert [g.group_id for g in stable.groups] == ["live"]
     assert [g.group_id for g in _flexible_call(session, 16, 3).groups] == ["left", "live"]
+
+
+def test_a_compact_array_of_absurd_length_is_refused_before_kio_reads_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """kio's native reader reserves memory for a compact array's claimed
+    length before reading it: a 56-byte ListGroups v4 whose states filter
+    claimed 2**32 - 2 entries made it ask for 32 GiB, and the allocation
+    failure aborted the whole server. Flexible requests have their entries
+    counted on the bytes first, whatever their size."""
+
+    def refuse(api_key: int, version: int) -> Any:
+        raise AssertionError("kio's reader must not see this request")
+
+    monkeypatch.setattr(wire, "request_reader", refuse)
+    session = open_session()
+    states = b"\xff\xff\xff\xff\x0f" + b"\x02a" * 10  # compact array: 2**32 - 2 entries
+    session.receive_data(frame(16, 4, states + b"\x00"))
+    assert session.closing is not None
+    assert "names more than 100000 entries" in session.closing.message
