@@ -162,13 +162,20 @@ def parse_header(frame: bytes) -> RequestHeader:
     return RequestHeader(api_key, version, correlation_id, client_id, offset)
 
 
-@cache
 def is_flexible(api_key: int, version: int) -> bool:
     """Whether a version this front end implements is a flexible one (KIP-482:
     compact strings and arrays, tagged fields, header v2 and v1). Versions it
     does not implement are answered without reading their body."""
-    low, high = IMPLEMENTED.get(api_key, (0, -1))
-    return low <= version <= high and bool(load_request_schema(api_key, version).__flexible__)
+    return (api_key, version) in FLEXIBLE
+
+
+#: The flexible (API key, version) pairs among those implemented.
+FLEXIBLE: Final = frozenset(
+    (api_key, version)
+    for api_key, (low, high) in IMPLEMENTED.items()
+    for version in range(low, high + 1)
+    if load_request_schema(api_key, version).__flexible__
+)
 
 
 def split_frames(buffer: bytearray, max_bytes: int) -> list[bytes]:
