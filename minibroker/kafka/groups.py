@@ -131,6 +131,12 @@ class GroupCoordinator:
         self._member_ids = itertools.count(1)
         #: Members whose client does not know their id yet, by connection.
         self._unnamed: dict[object, dict[str, tuple[Group, Member]]] = {}
+        #: The protocol type of groups forgotten when their last member left
+        #: (``_emptied``), oldest first: Kafka keeps an empty group's protocol
+        #: type while its offsets remain, and admin clients read it (a group
+        #: of type "" is a "simple" one to confluent-kafka). At most
+        #: ``max_groups`` are kept; one evicted reads as "" again.
+        self._emptied_types: dict[str, str] = {}
 
     # ------------------------------------------------------------- join
 
@@ -204,6 +210,7 @@ class GroupCoordinator:
             member.instance_id = previous.instance_id  # fixed at the first join, as in Kafka
         group.members[member.member_id] = member
         self.groups[group_id] = group
+        self._emptied_types.pop(group_id, None)
         if member.instance_id is not None:
             group.instances[member.instance_id] = member.member_id
         elif not member_id and connection is not None:
@@ -541,9 +548,27 @@ class GroupCoordinator:
         group.protocol = group.leader = None
         if self.groups.get(group.group_id) is group:
             del self.groups[group.group_id]
+            if group.protocol_type:
+                self._emptied_types[group.group_id] = group.protocol_type
+                if len(self._emptied_types) > self.max_groups:
+                    del self._emptied_types[next(iter(self._emptied_types))]
 
     def describe(self, group_id: str) -> Group | None:
         return self.groups.get(group_id)
+
+    def protocol_type(self, group_id: str) -> str:
+        """The group's protocol type: its members', else the one it had when
+        its last member left, else "" (a group known only by offsets that
+        an ``assign()`` consumer committed, as in Kafka)."""
+        group = self.groups.get(group_id)
+        if group is not None:
+            return group.protocol_type or ""
+        return self._emptied_types.get(group_id, "")
+
+    def deleted(self, group_id: str) -> None:
+        """The group's offsets were deleted (DeleteGroups): Kafka removes the
+        group, protocol type and all."""
+        self._emptied_types.pop(group_id, None)
 
 
 def _check_member(group: Group, member_id: str, instance_id: str | None) -> int:

@@ -91,6 +91,12 @@ class Slot:
     #: come on this very connection: see ``KafkaSession.input_held``.
     waits_for_peers: bool = False
 
+    @property
+    def flexible_header(self) -> bool:
+        """The answer's header is v1 (a flexible version; never ApiVersions,
+        whose answer a client must read before it knows the versions)."""
+        return self.api_key != 18 and wire.is_flexible(self.api_key, self.version)
+
 
 class KafkaSession(WireSession):
     """Protocol state of one Kafka connection; also its core ``Peer``."""
@@ -374,7 +380,9 @@ class KafkaSession(WireSession):
             assert slot.body is not None
             tail = slot.tail
             tail_bytes = sum(map(len, tail)) if tail else 0
-            head = wire.frame_response(slot.correlation_id, slot.body, tail_bytes)
+            head = wire.frame_response(
+                slot.correlation_id, slot.body, tail_bytes, slot.flexible_header
+            )
             self._out.append(head)
             self._out.extend(tail)
             self._out_bytes += len(head) + tail_bytes

@@ -499,3 +499,38 @@ def test_a_log_append_time_topic_stamps_batches_with_the_broker_time(
     message = consumer.poll(DEADLINE)
     consumer.close()
     assert message is not None and message.timestamp() == (TIMESTAMP_CREATE_TIME, 1000)
+
+
+def test_groups_are_listed_by_state_and_an_emptied_group_stays_a_consumer_group(
+    minibroker_kafka_bootstrap: KafkaBootstrap,
+) -> None:
+    """ListGroups v4 (state filter) through confluent-kafka and kafka-python;
+    before, kafka-python's ``states_filter`` raised IncompatibleBrokerVersion
+    and confluent-kafka reported every state UNKNOWN, its filter ignored, and
+    a group whose members left as a "simple" (protocol type "") group."""
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+    from kafka.admin import KafkaAdminClient
+
+    kafka = minibroker_kafka_bootstrap
+    confluent = Confluent()
+    confluent.produce(kafka, "orders", [b"a"])
+    assert confluent.consume(kafka, "orders", "finished", 1, manual=True) == [b"a"]  # then leaves
+    live = confluent.consumer(kafka, "live")
+    live.subscribe(["orders"])
+    try:
+        while not live.assignment():
+            live.poll(0.05)
+        admin = AdminClient(kafka.confluent())
+        found = admin.list_consumer_groups(states={ConsumerGroupState.EMPTY}).result(DEADLINE)
+        assert [(g.group_id, g.state, g.is_simple_consumer_group) for g in found.valid] == [
+            ("finished", ConsumerGroupState.EMPTY, False)
+        ]
+        python_admin = KafkaAdminClient(**kafka.kwargs())
+        try:
+            stable = python_admin.list_groups(states_filter=["Stable"])
+        finally:
+            python_admin.close()
+        assert [(g["group_id"], g["group_state"]) for g in stable] == [("live", "Stable")]
+    finally:
+        live.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import struct
 from dataclasses import replace
 from datetime import timedelta
@@ -11,9 +12,11 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from kio.index import load_request_schema
 from kio.schema.errors import ErrorCode
+from kio.serial import entity_reader
 
-from kafka_wire.test_records import EPOCH_MS, kio_batch
+from kafka_wire.test_records import EPOCH_MS, _compressed, kio_batch
 from kafka_wire.wire_helpers import (
     ONE_SECOND,
     PORT,
@@ -27,12 +30,17 @@ from kafka_wire.wire_helpers import (
 from minibroker.access.auth import Authenticator
 from minibroker.access.permissions import Permissions
 from minibroker.core.broker import Broker
+from minibroker.core.config import CoreConfig, Limits
+from minibroker.kafka import records as records_module
 from minibroker.kafka import wire
+from minibroker.kafka.entries import count_entries
 from minibroker.kafka.groups import JoinResult
+from minibroker.kafka.handlers import produce as produce_module
 from minibroker.kafka.records import MAX_RECORD_HEADERS, encode_batch
 from minibroker.kafka.service import KafkaService, KafkaSettings
 from minibroker.kafka.session import KafkaSession
 from minibroker.log_store import Record as LogRecord
+from minibroker.storage import kafka_compression as compression
 from minibroker.storage.memory import MemoryLog
 
 #: The ApiVersions answer, byte for byte: (key, min, max) for the 28 APIs.
@@ -51,7 +59,7 @@ ADVERTISED_BYTES = b"".join(
         (13, 0, 3),
         (14, 0, 3),
         (15, 0, 2),
-        (16, 0, 2),
+        (16, 0, 4),
         (17, 1, 1),
         (18, 0, 2),
         (19, 2, 4),
@@ -707,6 +715,42 @@ def test_a_request_naming_more_entries_than_the_bound_closes_the_connection(
     assert responses(session) == []
 
 
+@pytest.mark.parametrize(
+    ("api_key", "version", "body"),
+    [
+        (3, 4, _metadata_v4(200_000)),
+        # the array claims 2**31 - 1 entries; the frame holds 100,001
+        (
+            9,
+            1,
+            _offset_fetch_v1(100_001)[: -4 * 100_001 - 4]
+            + struct.pack(">i", 2**31 - 1)
+            + struct.pack(">i", 0) * 100_001,
+        ),
+    ],
+)
+def test_a_request_naming_too_many_entries_is_refused_before_kio_decodes_it(
+    api_key: int, version: int, body: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kio builds an object per entry before the count could be checked: a
+    10 MB Metadata request naming 5,000,000 empty topic names held every
+    client of the server for 8.4 s (a 100 MiB one, the request limit, for
+    over a minute). The arrays' lengths are now counted on the bytes first."""
+    decoded: list[tuple[int, int]] = []
+    reader = wire.request_reader
+
+    def spy(api_key: int, version: int) -> Any:
+        decoded.append((api_key, version))
+        return reader(api_key, version)
+
+    monkeypatch.setattr(wire, "request_reader", spy)
+    session = open_session()
+    session.receive_data(frame(api_key, version, body))
+    assert session.closing is not None
+    assert "names more than 100000 entries" in session.closing.message
+    assert decoded == []
+
+
 def _golden_requests() -> list[tuple[int, bytes]]:
     """Every recorded golden request frame, with its API key."""
     import json
@@ -716,6 +760,34 @@ def _golden_requests() -> list[tuple[int, bytes]]:
         (int(key.split(".")[0]), bytes.fromhex(exchange["request"]))
         for key, exchange in sorted(golden.items())
     ]
+
+
+@given(
+    st.sampled_from(_golden_requests()),
+    st.lists(st.tuples(st.integers(min_value=0), st.integers(0, 255)), max_size=6),
+)
+def test_entries_counted_on_the_bytes_are_the_ones_kio_decodes(
+    golden: tuple[int, bytes], flips: list[tuple[int, int]]
+) -> None:
+    """``kafka/entries.py`` walks the schema over the bytes as kio reads them:
+    on every request kio decodes whole, it counts the same entries."""
+    _, request = golden
+    data = bytearray(request[4:])
+    header = wire.parse_header(bytes(data))
+    body_size = len(data) - header.body_offset
+    for position, value in flips if body_size else ():  # the header stays valid
+        data[header.body_offset + position % body_size] = value
+    cls = load_request_schema(header.api_key, header.api_version)
+    try:
+        decoded, size = entity_reader(cls)(bytes(data), header.body_offset)
+    except Exception:
+        return  # kio refuses it: the session closes the connection either way
+    if header.body_offset + size != len(data):
+        return
+    expected = wire._check_entity(decoded, wire.MAX_REQUEST_ENTRIES)
+    if expected >= 0:
+        counted = count_entries(cls, bytes(data), header.body_offset, wire.MAX_REQUEST_ENTRIES)
+        assert counted == expected
 
 
 @given(
@@ -762,6 +834,94 @@ def _fetched_records(session: KafkaSession, offset: int, correlation_id: int) ->
     head = 4 + 4 + len(topic) + 4 + struct.calcsize(">ihqq") + 4  # up to the record set's size
     (size,) = struct.unpack_from(">i", body, head)
     return body[head + 4 : head + 4 + size]
+
+
+def test_a_batch_over_the_record_bound_is_refused_before_its_records_are_walked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The core refuses an append of more than ``max_batch`` records; the
+    front end walked every record of such a batch first: 200,000 empty
+    records (1.8 MB) took 1.2 s of the event loop every client shares to be
+    refused, and a 100 MiB request holds a hundred such batches."""
+    walked: list[int] = []
+    check = records_module._check_records
+
+    def spy(body: bytes, pos: int, count: int) -> int:
+        walked.append(count)
+        return check(body, pos, count)
+
+    monkeypatch.setattr(records_module, "_check_records", spy)
+    session = open_session(Broker(CoreConfig(limits=Limits(max_batch=10)), memory_log=MemoryLog))
+    _produce_v3(session, kio_batch([(None, b"x", {})] * 10), 1)
+    _produce_v3(session, kio_batch([(None, b"x", {})] * 11), 2)
+    answers = [wire.decode_response(0, 3, body) for _, body in responses(session)]
+    errors = [answer.responses[0].partition_responses[0].error_code for answer in answers]
+    assert errors == [ErrorCode(0), ErrorCode(87)]  # INVALID_RECORD, as the core answered
+    assert walked == [10]
+
+
+def test_a_produce_request_over_the_record_bound_is_refused_whole_before_any_walk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Batches under the per-batch bound still add up: a 17.8 MB request of
+    20 batches of 100,000 empty records held every client up for 7.5 s
+    (a 100 MiB one for most of a minute). The records the batches' headers
+    claim are added up first; past the bound every partition is answered
+    MESSAGE_TOO_LARGE and nothing is created or stored."""
+    walked: list[int] = []
+    check = records_module._check_records
+
+    def spy(body: bytes, pos: int, count: int) -> int:
+        walked.append(count)
+        return check(body, pos, count)
+
+    monkeypatch.setattr(records_module, "_check_records", spy)
+    monkeypatch.setattr(produce_module, "MAX_REQUEST_RECORDS", 20, raising=False)
+    session = open_session(default_partitions=2)
+    batch = kio_batch([(None, b"x", {})] * 11)
+    topic = struct.pack(">h", 1) + b"t"
+    body = struct.pack(">hhi", -1, -1, 1000) + struct.pack(">i", 1) + topic + struct.pack(">i", 2)
+    body += b"".join(struct.pack(">ii", index, len(batch)) + batch for index in (0, 1))
+    session.receive_data(frame(0, 3, body, correlation_id=1))
+    [(_, answer)] = responses(session)
+    [topic_answer] = wire.decode_response(0, 3, answer).responses
+    errors = [part.error_code for part in topic_answer.partition_responses]
+    assert errors == [ErrorCode(10), ErrorCode(10)]  # MESSAGE_TOO_LARGE
+    assert walked == []
+    assert session.ns.topics.partition_count("t") == 0  # not even auto-created
+
+
+def test_a_produce_requests_batches_share_one_inflation_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each compressed batch may inflate to 16 MiB, but a request may hold
+    thousands: a 64 KB request of 100 zstd batches of 637 bytes, each
+    inflating past 16 MiB, held every client up for 5 s (100,000 of them,
+    the entry bound, would for over an hour). What the request's batches
+    inflate is counted against one budget; past it, a compressed batch is
+    MESSAGE_TOO_LARGE without being inflated."""
+    inflated: list[int] = []
+    inflate = compression.inflate
+
+    def spy(codec: int, data: bytes, limit: int) -> bytes:
+        inflated.append(limit)
+        return inflate(codec, data, limit)
+
+    monkeypatch.setattr(compression, "inflate", spy)
+    monkeypatch.setattr(produce_module, "MAX_REQUEST_INFLATED_BYTES", 1000, raising=False)
+    session = open_session()
+    plain = kio_batch([(None, b"x" * 500, {})])
+    batch = _compressed(plain, 1, gzip.compress(plain[61:]))  # inflates to about 510 bytes
+    topic = struct.pack(">h", 1) + b"t"
+    body = struct.pack(">hhi", -1, -1, 1000) + struct.pack(">i", 1) + topic + struct.pack(">i", 3)
+    body += (struct.pack(">ii", 0, len(batch)) + batch) * 3
+    session.receive_data(frame(0, 3, body, correlation_id=1))
+    [(_, answer)] = responses(session)
+    [topic_answer] = wire.decode_response(0, 3, answer).responses
+    errors = [part.error_code for part in topic_answer.partition_responses]
+    assert errors == [ErrorCode(0), ErrorCode(10), ErrorCode(10)]  # MESSAGE_TOO_LARGE
+    assert len(inflated) == 2  # the third was refused uninflated
+    assert inflated[1] < 500
 
 
 def test_a_produced_batch_is_fetched_as_it_was_sent_beside_native_records() -> None:

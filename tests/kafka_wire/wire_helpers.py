@@ -31,6 +31,8 @@ def frame(
 ) -> bytes:
     encoded = client_id.encode()
     header = struct.pack(">hhih", api_key, version, correlation_id, len(encoded)) + encoded
+    if wire.is_flexible(api_key, version):
+        header += b"\0"  # request header v2: no tagged fields
     return struct.pack(">i", len(header) + len(body)) + header + body
 
 
@@ -66,6 +68,9 @@ def call(
     )
     [(got_id, body)] = responses(session)
     assert got_id == correlation_id
+    if api_key != 18 and wire.is_flexible(api_key, version):
+        assert body[0] == 0  # response header v1: no tagged fields
+        body = body[1:]
     response, size = entity_reader(load_response_schema(api_key, version))(body, 0)
     assert size == len(body)
     return response

@@ -2,8 +2,9 @@
 
 A group is listed while it has members (the coordinator in ``kafka/groups.py``)
 or committed offsets on a Kafka topic's partition log; one with offsets
-only is Empty, as in Kafka after its members left, and its protocol type is
-unknown (""): the coordinator forgets a group when its last member leaves.
+only is Empty, as in Kafka after its members left, with the protocol type
+its members had ("consumer"), or "" for a group that never had members
+(``GroupCoordinator.protocol_type``).
 DescribeGroups answers a group nobody knows as Kafka does: no error, state
 Dead, no members.
 
@@ -62,15 +63,22 @@ def _groups_with_offsets(session: KafkaSession) -> set[str]:
 
 
 def list_groups(session: KafkaSession, slot: Slot, request: Any) -> Any:
+    """Every group with members or committed offsets; v4 adds each one's
+    state and filters by ``states_filter`` (empty: every state), as Kafka's
+    ``listGroups`` does (the filter's names are matched case-insensitively)."""
     cls, listed_cls = wire.response_classes(16, slot.version, "ListedGroup")
-    live = session.ns.groups.groups
-    types = {name: group.protocol_type or "" for name, group in live.items()}
+    coordinator = session.ns.groups
+    listed = {
+        name: (group.protocol_type or "", group.state.value)
+        for name, group in coordinator.groups.items()
+    }
     for name in _groups_with_offsets(session):
-        types.setdefault(name, "")
+        listed.setdefault(name, (coordinator.protocol_type(name), EMPTY))
+    wanted = {state.lower() for state in getattr(request, "states_filter", ())}
     groups = tuple(
-        wire.build(listed_cls, group_id=name, protocol_type=protocol_type)
-        for name, protocol_type in sorted(types.items())
-        if sees_group(session, name)
+        wire.build(listed_cls, group_id=name, protocol_type=protocol_type, group_state=state)
+        for name, (protocol_type, state) in sorted(listed.items())
+        if (not wanted or state.lower() in wanted) and sees_group(session, name)
     )
     return wire.build(cls, throttle_time=NO_THROTTLE, error_code=NONE, groups=groups)
 
@@ -97,6 +105,7 @@ def describe_groups(session: KafkaSession, slot: Slot, request: Any) -> Any:
             fields.update(_described(group, member_cls))
         elif name in _groups_with_offsets(session):
             fields["group_state"] = EMPTY
+            fields["protocol_type"] = session.ns.groups.protocol_type(name)
         described.append(wire.build(group_cls, **fields))
     return wire.build(cls, throttle_time=NO_THROTTLE, groups=tuple(described))
 
@@ -142,6 +151,7 @@ def _delete_group(session: KafkaSession, name: str) -> ErrorCode:
     for topic, count in ns.topics.topics().items():
         for index in range(count):
             found |= _forget(session, name, topic, index)
+    ns.groups.deleted(name)
     return NONE if found else GROUP_ID_NOT_FOUND
 
 
