@@ -23,6 +23,7 @@ import base64
 import contextlib
 import itertools
 import re
+import secrets
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -165,6 +166,9 @@ class SqsHandler:
         self._watched: dict[str, weakref.ref[Namespace]] = {}
         self._parked: dict[int, _Receive] = {}
         self._tokens = itertools.count(1)
+        #: Put in every receipt handle: a handle from before a restart names a
+        #: delivery id the core may since have given to another message.
+        self._incarnation = secrets.randbits(48)
         self._actions: dict[str, Callable[[SqsRequest, str, float], Answer | Parked]] = {
             "CreateQueue": self._create_queue,
             "GetQueueUrl": self._get_queue_url,
@@ -620,7 +624,7 @@ class SqsHandler:
         )
         out: Answer = {
             "MessageId": message_id,
-            "ReceiptHandle": receipt_handle(receive.queue, m.delivery_id),
+            "ReceiptHandle": receipt_handle(receive.queue, m.delivery_id, self._incarnation),
             "MD5OfBody": body_md5,
             "Body": body,
         }
@@ -661,10 +665,18 @@ class SqsHandler:
     def _delete(self, queue: Queue, handle: object, now: float) -> None:
         if handle is None:
             raise missing_parameter("ReceiptHandle")
-        delivery_id = parse_receipt_handle(handle, queue.name)
+        delivery_id = self._delivery_of(handle, queue)
+        if delivery_id is None:
+            return  # from before a restart: that receipt is over, as a redelivered one
         # Already deleted, or redelivered since: SQS answers success too.
         with contextlib.suppress(UnknownDelivery):
             queue.ack(self, [delivery_id], now)
+
+    def _delivery_of(self, handle: object, queue: Queue) -> int | None:
+        """The delivery id a handle names, or None if an earlier incarnation of
+        the endpoint (before a restart) gave it out."""
+        incarnation, delivery_id = parse_receipt_handle(handle, queue.name)
+        return delivery_id if incarnation == self._incarnation else None
 
     def _delete_message_batch(
         self, request: SqsRequest, default: str, now: float
@@ -689,7 +701,9 @@ class SqsHandler:
         timeout = _optional_integer(params, "VisibilityTimeout", 0, 43_200)
         if timeout is None:
             raise missing_parameter("VisibilityTimeout")
-        delivery_id = parse_receipt_handle(handle, queue.name)
+        delivery_id = self._delivery_of(handle, queue)
+        if delivery_id is None:
+            raise message_not_inflight()
         try:
             queue.change_visibility(self, [delivery_id], now, float(timeout))
         except UnknownDelivery:
