@@ -313,7 +313,8 @@ class SqsHandler:
     def recover(self) -> None:
         """Load the settings saved by an earlier run, once the core has recovered
         every namespace and before any client is served; FIFO queues get their
-        messages' groups back (``Queue.restore_groups``)."""
+        messages' groups back (``Queue.restore_groups``), and the deduplication
+        ids of the messages sent in the last five minutes back in their window."""
         store = self._store
         if store is None:
             return
@@ -326,7 +327,9 @@ class SqsHandler:
                     continue
                 self._settings[(name, queue_name)] = settings
                 if settings.fifo:
-                    queue.restore_groups(_group_of)
+                    queue.restore_groups(
+                        _restoring_deduplication(settings, self._broker.clock.epoch_offset)
+                    )
 
     def _url(self, request: SqsRequest, namespace: str, queue: str) -> str:
         return queue_url(request.base_url, namespace, queue)
@@ -725,6 +728,39 @@ class SqsHandler:
 def _group_of(message: Message) -> str | None:
     headers = message.headers
     return headers.get(GROUP_HEADER) if headers else None
+
+
+def _restoring_deduplication(
+    settings: QueueSettings, epoch_offset: float
+) -> Callable[[Message], str | None]:
+    """``_group_of`` for ``Queue.restore_groups`` at start-up that also puts
+    each message's deduplication id back in the queue's window, for what is
+    left of its five minutes (counted from when the message was stored).
+
+    The window lives in memory; without this, a send stored just before a
+    crash and retried by its client after the restart (it never got the
+    answer) was stored twice. Only messages still in the queue are seen: one
+    deleted before the restart is not, so its retry is stored again."""
+    deduplicator = settings.deduplicator
+
+    def group_of(message: Message) -> str | None:
+        headers = message.headers
+        if not headers:
+            return None
+        group = headers.get(GROUP_HEADER)
+        deduplication_id = headers.get(DEDUPLICATION_HEADER)
+        sequence = headers.get(SEQUENCE_HEADER)
+        if group and deduplication_id and sequence:
+            key = (
+                f"{group}\n{deduplication_id}"
+                if settings.deduplication_per_group
+                else deduplication_id
+            )
+            sent = Sent(message_id_of(headers, ""), sequence)
+            deduplicator.remember(key, message.published_at / 1000 - epoch_offset, sent)
+        return group
+
+    return group_of
 
 
 def _translate(error: BrokerError) -> SqsError:

@@ -18,7 +18,7 @@ pytest.importorskip("pika")
 pytest.importorskip("confluent_kafka")
 pytest.importorskip("boto3")
 
-from benchmarks.frontend_crash_campaign import run_campaign  # noqa: E402
+from benchmarks.frontend_crash_campaign import run_campaign
 
 pytestmark = pytest.mark.slow
 
