@@ -23,6 +23,7 @@ import base64
 import contextlib
 import itertools
 import re
+import secrets
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -165,6 +166,9 @@ class SqsHandler:
         self._watched: dict[str, weakref.ref[Namespace]] = {}
         self._parked: dict[int, _Receive] = {}
         self._tokens = itertools.count(1)
+        #: Put in every receipt handle: a handle from before a restart names a
+        #: delivery id the core may since have given to another message.
+        self._incarnation = secrets.randbits(48)
         self._actions: dict[str, Callable[[SqsRequest, str, float], Answer | Parked]] = {
             "CreateQueue": self._create_queue,
             "GetQueueUrl": self._get_queue_url,
@@ -309,7 +313,8 @@ class SqsHandler:
     def recover(self) -> None:
         """Load the settings saved by an earlier run, once the core has recovered
         every namespace and before any client is served; FIFO queues get their
-        messages' groups back (``Queue.restore_groups``)."""
+        messages' groups back (``Queue.restore_groups``), and the deduplication
+        ids of the messages sent in the last five minutes back in their window."""
         store = self._store
         if store is None:
             return
@@ -322,7 +327,9 @@ class SqsHandler:
                     continue
                 self._settings[(name, queue_name)] = settings
                 if settings.fifo:
-                    queue.restore_groups(_group_of)
+                    queue.restore_groups(
+                        _restoring_deduplication(settings, self._broker.clock.epoch_offset)
+                    )
 
     def _url(self, request: SqsRequest, namespace: str, queue: str) -> str:
         return queue_url(request.base_url, namespace, queue)
@@ -620,7 +627,7 @@ class SqsHandler:
         )
         out: Answer = {
             "MessageId": message_id,
-            "ReceiptHandle": receipt_handle(receive.queue, m.delivery_id),
+            "ReceiptHandle": receipt_handle(receive.queue, m.delivery_id, self._incarnation),
             "MD5OfBody": body_md5,
             "Body": body,
         }
@@ -661,10 +668,18 @@ class SqsHandler:
     def _delete(self, queue: Queue, handle: object, now: float) -> None:
         if handle is None:
             raise missing_parameter("ReceiptHandle")
-        delivery_id = parse_receipt_handle(handle, queue.name)
+        delivery_id = self._delivery_of(handle, queue)
+        if delivery_id is None:
+            return  # from before a restart: that receipt is over, as a redelivered one
         # Already deleted, or redelivered since: SQS answers success too.
         with contextlib.suppress(UnknownDelivery):
             queue.ack(self, [delivery_id], now)
+
+    def _delivery_of(self, handle: object, queue: Queue) -> int | None:
+        """The delivery id a handle names, or None if an earlier incarnation of
+        the endpoint (before a restart) gave it out."""
+        incarnation, delivery_id = parse_receipt_handle(handle, queue.name)
+        return delivery_id if incarnation == self._incarnation else None
 
     def _delete_message_batch(
         self, request: SqsRequest, default: str, now: float
@@ -689,7 +704,9 @@ class SqsHandler:
         timeout = _optional_integer(params, "VisibilityTimeout", 0, 43_200)
         if timeout is None:
             raise missing_parameter("VisibilityTimeout")
-        delivery_id = parse_receipt_handle(handle, queue.name)
+        delivery_id = self._delivery_of(handle, queue)
+        if delivery_id is None:
+            raise message_not_inflight()
         try:
             queue.change_visibility(self, [delivery_id], now, float(timeout))
         except UnknownDelivery:
@@ -711,6 +728,39 @@ class SqsHandler:
 def _group_of(message: Message) -> str | None:
     headers = message.headers
     return headers.get(GROUP_HEADER) if headers else None
+
+
+def _restoring_deduplication(
+    settings: QueueSettings, epoch_offset: float
+) -> Callable[[Message], str | None]:
+    """``_group_of`` for ``Queue.restore_groups`` at start-up that also puts
+    each message's deduplication id back in the queue's window, for what is
+    left of its five minutes (counted from when the message was stored).
+
+    The window lives in memory; without this, a send stored just before a
+    crash and retried by its client after the restart (it never got the
+    answer) was stored twice. Only messages still in the queue are seen: one
+    deleted before the restart is not, so its retry is stored again."""
+    deduplicator = settings.deduplicator
+
+    def group_of(message: Message) -> str | None:
+        headers = message.headers
+        if not headers:
+            return None
+        group = headers.get(GROUP_HEADER)
+        deduplication_id = headers.get(DEDUPLICATION_HEADER)
+        sequence = headers.get(SEQUENCE_HEADER)
+        if group and deduplication_id and sequence:
+            key = (
+                f"{group}\n{deduplication_id}"
+                if settings.deduplication_per_group
+                else deduplication_id
+            )
+            sent = Sent(message_id_of(headers, ""), sequence)
+            deduplicator.remember(key, message.published_at / 1000 - epoch_offset, sent)
+        return group
+
+    return group_of
 
 
 def _translate(error: BrokerError) -> SqsError:

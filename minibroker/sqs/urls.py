@@ -20,7 +20,9 @@ from minibroker.sqs.errors import SqsError, invalid_parameter, receipt_handle_in
 
 #: The account shown for the default namespace (moto and LocalStack use a fixed one too).
 DEFAULT_ACCOUNT: Final = "000000000000"
-_RECEIPT_PREFIX: Final = "mb1:"
+_RECEIPT_PREFIX: Final = "mb2:"
+#: Handles without an incarnation, given out before it was added: always stale now.
+_OLD_RECEIPT_PREFIX: Final = "mb1:"
 
 
 def account_of(namespace: str) -> str:
@@ -77,23 +79,41 @@ def parse_arn(arn: object) -> tuple[str, str]:
     return namespace_of(parts[4]), parts[5]
 
 
-def receipt_handle(queue: str, delivery_id: int) -> str:
-    """An opaque handle for one delivery: the queue and the core's delivery id."""
-    raw = f"{delivery_id}\n{queue}".encode()
+def receipt_handle(queue: str, delivery_id: int, incarnation: int) -> str:
+    """An opaque handle for one delivery: the queue, the core's delivery id and
+    the endpoint's ``incarnation``.
+
+    The core numbers deliveries from 1 again at every start, so the
+    incarnation (a random number drawn when the endpoint starts) is what
+    keeps a handle given out before a restart from naming a delivery made
+    after it."""
+    raw = f"{incarnation:x}.{delivery_id}\n{queue}".encode()
     return _RECEIPT_PREFIX + base64.urlsafe_b64encode(raw).decode()
 
 
-def parse_receipt_handle(handle: object, queue: str) -> int:
-    """The delivery id a handle names; ReceiptHandleIsInvalid if it is not one of
-    this queue's handles."""
-    if not isinstance(handle, str) or not handle.startswith(_RECEIPT_PREFIX):
+def parse_receipt_handle(handle: object, queue: str) -> tuple[int | None, int]:
+    """(incarnation, delivery id) a handle names; ReceiptHandleIsInvalid if it is
+    not one of this queue's handles. The incarnation is None for a handle of
+    the format before incarnations (``mb1:``), which only an earlier process
+    can have given out."""
+    if not isinstance(handle, str):
         raise receipt_handle_invalid(str(handle))
+    if handle.startswith(_RECEIPT_PREFIX):
+        encoded, versioned = handle[len(_RECEIPT_PREFIX) :], True
+    elif handle.startswith(_OLD_RECEIPT_PREFIX):
+        encoded, versioned = handle[len(_OLD_RECEIPT_PREFIX) :], False
+    else:
+        raise receipt_handle_invalid(handle)
     try:
-        raw = base64.urlsafe_b64decode(handle[len(_RECEIPT_PREFIX) :]).decode()
+        raw = base64.urlsafe_b64decode(encoded).decode()
         delivery, named = raw.split("\n", 1)
+        incarnation: int | None = None
+        if versioned:
+            prefix, delivery = delivery.split(".", 1)
+            incarnation = int(prefix, 16)
         delivery_id = int(delivery)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise receipt_handle_invalid(handle) from None
     if named != queue or delivery_id <= 0:
         raise receipt_handle_invalid(handle)
-    return delivery_id
+    return incarnation, delivery_id

@@ -36,6 +36,7 @@ from minibroker.kafka import wire
 from minibroker.kafka.entries import count_entries
 from minibroker.kafka.groups import JoinResult
 from minibroker.kafka.handlers import produce as produce_module
+from minibroker.kafka.producers import REMEMBERED
 from minibroker.kafka.records import MAX_RECORD_HEADERS, encode_batch
 from minibroker.kafka.service import KafkaService, KafkaSettings
 from minibroker.kafka.session import KafkaSession
@@ -567,6 +568,59 @@ def test_an_idempotent_retry_is_answered_with_the_first_offset_and_stored_once()
     assert call(session, 0, 7, **values).responses[0].partition_responses[
         0
     ].error_code == ErrorCode(45)
+
+
+def _produce_one(session: KafkaSession, batch: bytes) -> Any:
+    values = _request(0, 7, JoinResult(0))
+    partition = request_class(0, 7, "PartitionProduceData")(index=0, records=batch)
+    values["topic_data"] = (
+        request_class(0, 7, "TopicProduceData")(name="t", partition_data=(partition,)),
+    )
+    return call(session, 0, 7, **values).responses[0].partition_responses[0]
+
+
+def test_an_idempotent_retry_after_a_restart_is_recognised_from_the_log() -> None:
+    """A batch stored just before a crash, whose answer never reached the
+    producer, is sent again once the broker is back: it must not be stored
+    twice (Kafka rebuilds its producer state from the log at start-up). A new
+    front end on the same logs is the restarted broker."""
+    broker = Broker(memory_log=MemoryLog)
+    before = open_session(broker)
+    first = kio_batch([(None, b"x", {}), (None, b"y", {})], producer_id=42, base_sequence=0)
+    other = kio_batch([(None, b"o", {})], producer_id=7, base_sequence=0)
+    second = kio_batch([(None, b"z", {})], producer_id=42, base_sequence=2)
+    assert [_produce_one(before, b).base_offset for b in (first, other, second)] == [0, 2, 3]
+
+    after = open_session(broker)
+    assert _produce_one(after, second).base_offset == 3
+    assert _produce_one(after, first).base_offset == 0
+    assert after.ns.core.logs.get("t-0").high_watermark == 4
+    # The sequence state came back too: a gap is still a gap, the next batch is next.
+    gap = kio_batch([(None, b"g", {})], producer_id=42, base_sequence=9)
+    assert _produce_one(after, gap).error_code == ErrorCode(45)
+    following = kio_batch([(None, b"n", {})], producer_id=42, base_sequence=3)
+    assert _produce_one(after, following).base_offset == 4
+
+
+def test_after_a_restart_a_tail_too_large_to_read_whole_still_gives_the_newest_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    broker = Broker(memory_log=MemoryLog)
+    before = open_session(broker)
+    batches = [
+        kio_batch([(None, b"v" * 200, {})], producer_id=42, base_sequence=seq)
+        for seq in range(40)
+    ]
+    for batch in batches:
+        _produce_one(before, batch)
+    # Room for about ten of the forty batches: the windows of 1 and 8 records
+    # fit, the one of 64 does not, so the last eight batches are read (and
+    # the last five of them remembered, as for batches that just came).
+    monkeypatch.setattr(produce_module, "TAIL_BYTES", 10 * len(batches[0]))
+    after = open_session(broker)
+    assert _produce_one(after, batches[-1]).base_offset == 39
+    assert _produce_one(after, batches[-REMEMBERED]).base_offset == 40 - REMEMBERED
+    assert after.ns.core.logs.get("t-0").high_watermark == 40
 
 
 def test_auto_create_can_be_switched_off() -> None:

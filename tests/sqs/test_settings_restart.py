@@ -12,6 +12,17 @@ from typing import Any
 import pytest
 
 from minibroker.config import ServerConfig
+from minibroker.core.queue_message import Message
+from minibroker.sqs.attributes import QueueSettings
+from minibroker.sqs.fifo import (
+    DEDUPLICATION_HEADER,
+    DEDUPLICATION_WINDOW,
+    GROUP_HEADER,
+    SEQUENCE_HEADER,
+    Sent,
+)
+from minibroker.sqs.handler import _restoring_deduplication
+from minibroker.sqs.messages import MESSAGE_ID_HEADER
 from minibroker.testing import run_in_thread
 
 boto3 = pytest.importorskip("boto3")
@@ -95,3 +106,56 @@ def test_a_deleted_queue_leaves_no_settings_for_its_successor(tmp_path: Path) ->
         sqs = client(broker.sqs_url)
         url = sqs.get_queue_url(QueueName="jobs")["QueueUrl"]
         assert sqs.list_queue_tags(QueueUrl=url).get("Tags", {}) == {}
+
+
+def test_the_deduplication_window_comes_back_from_the_messages_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """A send stored just before a crash whose answer the client never got is
+    sent again after the restart: within five minutes it must be dropped, as
+    SQS drops it, and answered as the first one was."""
+    config = ServerConfig(port=0, sqs_port=0, data_dir=tmp_path)
+    with run_in_thread(config) as broker:
+        sqs = client(broker.sqs_url)
+        url = sqs.create_queue(
+            QueueName="once.fifo",
+            Attributes={"FifoQueue": "true", "DeduplicationScope": "messageGroup"},
+        )["QueueUrl"]
+        first = sqs.send_message(
+            QueueUrl=url, MessageBody="pay 10", MessageGroupId="a", MessageDeduplicationId="p1"
+        )
+
+    with run_in_thread(config) as broker:
+        sqs = client(broker.sqs_url)
+        url = sqs.get_queue_url(QueueName="once.fifo")["QueueUrl"]
+        retry = sqs.send_message(
+            QueueUrl=url, MessageBody="pay 10", MessageGroupId="a", MessageDeduplicationId="p1"
+        )
+        assert (retry["MessageId"], retry["SequenceNumber"]) == (
+            first["MessageId"],
+            first["SequenceNumber"],
+        )
+        # The scope came back with it: the same id in another group is another message.
+        sqs.send_message(
+            QueueUrl=url, MessageBody="pay 10", MessageGroupId="b", MessageDeduplicationId="p1"
+        )
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+        assert sorted(bodies(got)) == ["pay 10", "pay 10"]
+        assert len({m["MessageId"] for m in got}) == 2
+
+
+def test_a_restored_deduplication_id_lasts_five_minutes_from_its_send() -> None:
+    settings = QueueSettings(created=0, modified=0, fifo=True)
+    published_ms = 1_000_000_000_000
+    headers = {
+        MESSAGE_ID_HEADER: "m-1",
+        GROUP_HEADER: "a",
+        DEDUPLICATION_HEADER: "p1",
+        SEQUENCE_HEADER: "00000000000000000007",
+    }
+    group_of = _restoring_deduplication(settings, epoch_offset=900_000_000.0)
+    assert group_of(Message(b"x", headers, published_ms)) == "a"
+    sent_at = published_ms / 1000 - 900_000_000.0  # on the broker's clock
+    found = settings.deduplicator.find("p1", sent_at + DEDUPLICATION_WINDOW - 1)
+    assert found == Sent("m-1", "00000000000000000007")
+    assert settings.deduplicator.find("p1", sent_at + DEDUPLICATION_WINDOW) is None

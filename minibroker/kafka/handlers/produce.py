@@ -35,15 +35,20 @@ from minibroker.kafka.handlers.admin import (
     UNKNOWN_TOPIC_OR_PARTITION,
     auto_create,
 )
+from minibroker.kafka.producers import TAIL_BYTES, TAIL_RECORDS, StoredSequence
 from minibroker.kafka.records import (
+    BATCH_HEADER,
     MAX_INFLATED_BYTES,
     InvalidBatch,
     check_produced,
     claimed_records,
     with_append_time,
 )
+from minibroker.log_store import StoredBatch
+from minibroker.storage.batch import KIND_KAFKA
 
 if TYPE_CHECKING:
+    from minibroker.core.logs import Log
     from minibroker.kafka.session import KafkaSession, Slot
 
 #: Returned instead of a response: the request gets no answer (``acks=0``).
@@ -157,6 +162,8 @@ def _append(session: KafkaSession, topic: str, data: Any, budget: _Budget) -> Ap
     producers = session.service.producers
     pid = batch.producer_id
     if pid >= 0:
+        if not producers.knows_tail(log.name):
+            producers.learn_tail(log.name, stored_sequences(log))
         verdict = producers.check(
             pid, batch.producer_epoch, log.name, batch.base_sequence, batch.last_sequence
         )
@@ -179,3 +186,54 @@ def _append(session: KafkaSession, topic: str, data: Any, budget: _Budget) -> Ap
             pid, batch.producer_epoch, log.name, batch.base_sequence, batch.last_sequence, offset
         )
     return NONE, offset, log.first_offset, append_time
+
+
+def stored_sequences(log: Log) -> list[StoredSequence]:
+    """The idempotent batches among the last ``TAIL_RECORDS`` records of ``log``,
+    oldest first (what ``Producers.learn_tail`` needs after a restart).
+
+    Reads windows ending at the high watermark, each eight times longer than
+    the last, and keeps the longest one that fits in ``TAIL_BYTES`` (the
+    first, the last batch, whatever its size): the newest batches, the ones
+    a producer may send again, are always in it."""
+    found: list[StoredSequence] = []
+    window = 1
+    while True:
+        start = max(log.first_offset, log.high_watermark - window)
+        units = _read_all(log, start, TAIL_BYTES if window > 1 else None)
+        if units is None:
+            return found
+        found = [
+            (producer_id, epoch, first_seq, first_seq + count - 1, unit.first_offset)
+            for unit in units
+            if unit.kind == KIND_KAFKA
+            for producer_id, epoch, first_seq, count in [_producer_fields(unit.data)]
+        ]
+        if start == log.first_offset or window >= TAIL_RECORDS:
+            return found
+        window = min(window * 8, TAIL_RECORDS)
+
+
+def _read_all(log: Log, start: int, max_bytes: int | None) -> list[StoredBatch] | None:
+    """Every stored unit from ``start`` to the high watermark; None past ``max_bytes``."""
+    units: list[StoredBatch] = []
+    size = 0
+    offset = start
+    while offset < log.high_watermark:
+        if max_bytes is not None and size >= max_bytes:
+            return None
+        got = log.read_batches_at(offset, TAIL_BYTES if max_bytes is None else max_bytes - size)
+        if not got:
+            break
+        units += got
+        size += sum(len(unit.data) for unit in got)
+        offset = got[-1].first_offset + got[-1].records
+    if max_bytes is not None and size > max_bytes:
+        return None
+    return units
+
+
+def _producer_fields(batch: bytes) -> tuple[int, int, int, int]:
+    """(producer id, epoch, base sequence, record count) of a stored Kafka batch."""
+    fields = BATCH_HEADER.unpack_from(batch)
+    return fields[9], fields[10], fields[11], fields[12]
