@@ -32,7 +32,9 @@ def test_a_worker_thread_runs_tasks_and_retries(minibroker_amqp_url: str) -> Non
     # reply exchange) before it returns: broadcast control works too.
     # Celery 5.7's test worker takes about 10 s to stop (against RabbitMQ
     # too), hence the generous shutdown_timeout.
-    with start_worker(app, pool="solo", perform_ping_check=True, shutdown_timeout=40):
+    with start_worker(
+        app, pool="solo", perform_ping_check=True, ping_task_timeout=WAIT, shutdown_timeout=40
+    ):
         assert app.send_task("add", (2, 3)).get(timeout=WAIT) == 5
         results = [app.send_task("add", (i, i)) for i in range(10)]
         assert [r.get(timeout=WAIT) for r in results] == [2 * i for i in range(10)]
