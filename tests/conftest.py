@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import tracemalloc
 from collections.abc import Iterator
 
@@ -20,6 +21,16 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 pytest_plugins = ["pytester"]
+
+# A shell starting the suite in the background (`make test &`, nohup, a job
+# runner without job control) hands it SIGINT ignored, and Python then installs
+# no KeyboardInterrupt handler: the tests of Ctrl-C (tests/client/
+# test_serving_cancel.py) failed, one waited forever, and every child process
+# (ignored signals survive exec) shrugged off the SIGINT its test sent. Caught
+# instead, SIGINT raises KeyboardInterrupt here and is reset to the default in
+# every child.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

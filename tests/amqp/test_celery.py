@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,9 @@ from celery.contrib.testing.worker import start_worker
 from tests.amqp.celery_app import make_app  # type: ignore[import-not-found]
 
 HERE = Path(__file__).parent
+#: The most a task's result or a new worker process takes: reached only by a
+#: broken run, never a pace (CI's machine runs at load 8 and more).
+WAIT = 60
 
 
 def _pyamqp(url: str) -> str:
@@ -28,11 +32,13 @@ def test_a_worker_thread_runs_tasks_and_retries(minibroker_amqp_url: str) -> Non
     # reply exchange) before it returns: broadcast control works too.
     # Celery 5.7's test worker takes about 10 s to stop (against RabbitMQ
     # too), hence the generous shutdown_timeout.
-    with start_worker(app, pool="solo", perform_ping_check=True, shutdown_timeout=40):
-        assert app.send_task("add", (2, 3)).get(timeout=10) == 5
+    with start_worker(
+        app, pool="solo", perform_ping_check=True, ping_task_timeout=WAIT, shutdown_timeout=40
+    ):
+        assert app.send_task("add", (2, 3)).get(timeout=WAIT) == 5
         results = [app.send_task("add", (i, i)) for i in range(10)]
-        assert [r.get(timeout=10) for r in results] == [2 * i for i in range(10)]
-        assert app.send_task("flaky", ("done", 2)).get(timeout=10) == "done after 2 retries"
+        assert [r.get(timeout=WAIT) for r in results] == [2 * i for i in range(10)]
+        assert app.send_task("flaky", ("done", 2)).get(timeout=WAIT) == "done after 2 retries"
 
 
 @pytest.mark.slow
@@ -60,14 +66,13 @@ def test_a_worker_process_runs_tasks_and_stops_warmly(minibroker_amqp_url: str) 
     )
     try:
         app = make_app(url)
+        deadline = time.monotonic() + WAIT  # the worker process starts meanwhile
         replies = app.control.ping(timeout=1.0)
-        for _ in range(20):
-            if replies:
-                break
+        while not replies and time.monotonic() < deadline:
             replies = app.control.ping(timeout=1.0)
         assert replies, "the worker never answered a ping"
-        assert app.send_task("add", (20, 22)).get(timeout=10) == 42
-        assert app.send_task("flaky", ("ok", 1)).get(timeout=10) == "ok after 1 retries"
+        assert app.send_task("add", (20, 22)).get(timeout=WAIT) == 42
+        assert app.send_task("flaky", ("ok", 1)).get(timeout=WAIT) == "ok after 1 retries"
     finally:
         worker.send_signal(signal.SIGTERM)  # warm shutdown
         _, stderr = worker.communicate(timeout=30)

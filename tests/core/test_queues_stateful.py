@@ -8,6 +8,10 @@ count. The core must agree after every step, and every delivery must obey:
 * every message is acked, dead-lettered or still in the queue (or its
   dead-letter queue): never lost, never invented;
 * FIFO among never-delivered messages;
+* a fetch takes the messages that came back first, in publish order (as
+  docs/queues.md promises: "it joins the messages returned before it at the
+  front ... in the order they were published"), then the never-delivered
+  ones; a restart puts every ready message back in publish order;
 * delivery counts only grow (across restarts too: they may repeat, never fall).
 
 The durable variant restarts the broker on a memory-backed "data directory"
@@ -58,6 +62,8 @@ class Ref:
     until: float = 0.0
     #: Highest delivery count a consumer has seen.
     seen: int = 0
+    #: Ready among the returned messages at the front (until a restart).
+    returned: bool = False
 
 
 class QueueMachine(RuleBasedStateMachine):
@@ -117,6 +123,12 @@ class QueueMachine(RuleBasedStateMachine):
     def held_by(self, conn: int) -> list[bytes]:
         return [b for b, r in self.ref.items() if r.state == IN_FLIGHT and r.holder == conn]
 
+    def _ready_in_order(self) -> list[bytes]:
+        """The ready messages in the order a fetch must take them: those that
+        came back (in publish order), then the others (in publish order)."""
+        ready = [b for b, r in self.ref.items() if r.state == READY]
+        return sorted(ready, key=lambda b: (not self.ref[b].returned, self.ref[b].seq))
+
     def _delivered(self, conn: int, messages: list[Message], vt: float) -> None:
         """Check a delivery against the reference and record it."""
         never_ready = sorted(
@@ -139,6 +151,7 @@ class QueueMachine(RuleBasedStateMachine):
             assert m.delivery_id not in live_ids
             live_ids.add(m.delivery_id)
             r.state, r.holder, r.delivery_id = IN_FLIGHT, conn, m.delivery_id
+            r.returned = False
             r.count = r.seen = m.delivery_count
             r.deadline = self.now + vt
 
@@ -147,6 +160,7 @@ class QueueMachine(RuleBasedStateMachine):
         r = self.ref[body]
         self.stale_ids.append(r.delivery_id)
         r.state = DEAD if r.count >= MAX_DELIVERIES else READY
+        r.returned = r.state == READY
 
     def _check_waiters(self) -> None:
         """Waiters the core resolved since the last step: record their deliveries."""
@@ -186,9 +200,9 @@ class QueueMachine(RuleBasedStateMachine):
         vt=st.sampled_from([None, 1.0, 25.0]),
     )
     def fetch(self, conn: int, n: int, vt: float | None) -> None:
-        ready = len(self.in_state(READY))
+        expected = self._ready_in_order()[:n]
         messages = self.q.fetch(self.peers[conn], n, self.now, vt)
-        assert len(messages) == min(n, ready)
+        assert [m.body for m in messages] == expected
         self._delivered(conn, messages, VISIBILITY if vt is None else vt)
 
     @precondition(lambda self: not self.in_state(READY))
@@ -303,7 +317,7 @@ class QueueMachine(RuleBasedStateMachine):
             if r.state == IN_FLIGHT and r.deadline <= self.now:
                 self._returned(body)
             elif r.state == DELAYED and r.until <= self.now:
-                r.state = READY
+                r.state, r.returned = READY, True
         self.broker.on_time(self.now)
         self._check_waiters()
 
@@ -327,6 +341,7 @@ class QueueMachine(RuleBasedStateMachine):
                 r.count -= 1  # its last delivery never finished
             elif r.state == DELAYED:
                 r.state = READY
+            r.returned = False  # the journal's publish order, for all that is ready
         self.waiters.clear()
         self.stale_ids.clear()  # delivery ids start again in a new process
         self.restarts += 1
@@ -338,7 +353,7 @@ class QueueMachine(RuleBasedStateMachine):
     def agrees_with_reference(self) -> None:
         q = self.q
         contents = q.inspect(100_000)
-        assert sorted(m.body for m in contents.ready) == sorted(self.in_state(READY))
+        assert [m.body for m in contents.ready] == self._ready_in_order()
         held = {h.message.body: (h.conn_id, h.delivery_id) for h in contents.in_flight}
         assert len(held) == len(contents.in_flight), "a message held twice"
         assert held == {

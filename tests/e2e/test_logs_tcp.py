@@ -49,6 +49,15 @@ async def mb(broker: EmbeddedBroker, namespace: str) -> AsyncIterator[minibroker
         yield client
 
 
+async def parked_reads(mb: minibroker.Client, log: str, count: int = 1) -> None:
+    """Until ``count`` reads of ``log`` wait at the broker: a read sent by
+    another task may not have reached it yet (a fixed sleep missed it on a
+    loaded machine, and the record then came before the read's "latest")."""
+    with trio.fail_after(SAFETY):
+        while (await mb.log_stats(log)).waiting_reads < count:
+            await trio.sleep(0.001)
+
+
 async def test_replay_from_each_kind_of_start(mb: minibroker.Client) -> None:
     await mb.create_log("ev")
     first = await mb.append_many("ev", [b"a", b"b", b"c"])
@@ -89,7 +98,7 @@ async def test_long_poll_read_returns_when_records_arrive(mb: minibroker.Client)
             got.extend(await mb.read("ev", start="latest", wait=SAFETY))
 
         nursery.start_soon(reader)
-        await trio.sleep(0.05)
+        await parked_reads(mb, "ev")
         await mb.append("ev", b"news")
     assert [r.body for r in got] == [b"news"]
     # Nothing arrives: an empty answer at the deadline.
@@ -191,8 +200,7 @@ async def test_deleting_a_log_ends_tails_and_fails_parked_reads(
                     failure.append(exc)
 
             nursery.start_soon(parked)
-            await trio.sleep(0.05)
-            assert (await mb.log_stats("ev")).waiting_reads == 1
+            await parked_reads(mb, "ev")
             await mb.delete_log("ev")
             with trio.fail_after(SAFETY):
                 remaining = [r async for r in tail]

@@ -16,6 +16,8 @@ from benchmarks.kafka_null_broker import NullBroker
 from benchmarks.kafka_phases import append
 from benchmarks.targets.kafka import REPLAY_BATCH, _consumer_config, _create_topic
 
+from .wire_helpers import frame
+
 
 def test_the_harness_client_appends_and_replays_through_the_null_broker() -> None:
     from confluent_kafka import Consumer, TopicPartition
@@ -46,3 +48,14 @@ def test_the_harness_client_appends_and_replays_through_the_null_broker() -> Non
         server.join(10)
     assert not server.is_alive()
     assert got == list(enumerate(bodies))[10_000:]
+
+
+def test_a_client_gone_before_its_answer_ends_the_connection_quietly() -> None:
+    """A client may close while its answer is on the way (a consumer closing
+    mid-fetch does): the connection's thread ends, raising nothing; an
+    exception there reached pytest as an unhandled thread exception."""
+    server_side, client_side = socket.socketpair()
+    client_side.sendall(frame(18, 0, b""))  # ApiVersions v0: an answer is owed
+    client_side.close()
+    NullBroker("127.0.0.1", 0).serve_connection(server_side)  # must not raise
+    assert server_side.fileno() == -1
