@@ -125,6 +125,9 @@ class BrokerServer:
         self._shared_reader: SharedReader | None = None
         self.group_commit = GroupCommit(self.broker)
         self.connections_accepted = 0
+        #: Open connections whose handshake has not ended, oldest first
+        #: (``--max-handshaking-connections``; see ``_make_room``).
+        self.handshaking: dict[int, Connection] = {}
         #: Bytes read on any connection of the front ends run by ``Connection``
         #: (msgpack, AMQP, Kafka, SQS); see ``input_received``.
         self.input_bytes = 0
@@ -430,7 +433,7 @@ class BrokerServer:
         ``make_session`` picks the front end (the msgpack protocol by default).
         """
         self.connections_accepted += 1
-        if not self._accepting or len(self.sessions) >= self.config.max_connections:
+        if not self._accepting or not self._make_room():
             if make_session is None:
                 await _refuse(stream, self._refusal())
             else:
@@ -452,6 +455,9 @@ class BrokerServer:
             input_budget=self.input_budget,
             shared_reader=self._shared_reader,
         )
+        if not session.handshake_done:
+            self.handshaking[conn_id] = connection
+            session.on_handshake = partial(self._handshake_ended, conn_id)
         log.info("connection %d opened from %s", conn_id, peer_name)
         try:
             await connection.run()
@@ -460,6 +466,8 @@ class BrokerServer:
             log.exception("connection %d from %s failed", conn_id, peer_name)
             connection.close_reason = "internal error (see the log)"
         finally:
+            self.handshaking.pop(conn_id, None)
+            session.on_handshake = _no_callback  # (a cycle through the server otherwise)
             del self.sessions[conn_id]
             del self.connections[conn_id]
             self._closed_bytes_out += connection.bytes_out
@@ -474,6 +482,36 @@ class BrokerServer:
                 self._all_closed.set()
                 self._all_closed = trio.Event()
 
+    def _make_room(self) -> bool:
+        """Whether a new connection may be served; at a limit, close the
+        oldest connection still in its handshake to make room for it.
+
+        Without that, clients that connect and never authenticate (each
+        closed by the hello timeout, then back at once) held every slot,
+        and no one else could connect, on any port. Now they can hold at
+        most ``--max-handshaking-connections`` slots, and only for as long
+        as it takes that many newer connections to arrive; a client that
+        completes its handshake in that time keeps its slot. Only when
+        every connection has completed its handshake is the new one refused.
+        """
+        config = self.config
+        at_limit = len(self.sessions) >= config.max_connections
+        cap = config.max_handshaking_connections
+        assert cap is not None  # ServerConfig sets it
+        if not at_limit and len(self.handshaking) < cap:
+            return True
+        if not self.handshaking:
+            return False
+        conn_id, oldest = next(iter(self.handshaking.items()))
+        del self.handshaking[conn_id]
+        what = "connections" if at_limit else "connections in their handshake"
+        limit = config.max_connections if at_limit else cap
+        oldest.abort(f"closed to make room: {what} at the limit ({limit}), oldest handshake first")
+        return True
+
+    def _handshake_ended(self, conn_id: int) -> None:
+        self.handshaking.pop(conn_id, None)
+
     def _refusal(self) -> BrokerError:
         if not self._accepting:
             return ShuttingDown("the server is shutting down")
@@ -487,6 +525,10 @@ class BrokerServer:
         client_side, server_side = memory_stream_pair()
         self._connections_nursery.start_soon(self.serve_stream, server_side, "in-process")
         return client_side
+
+
+def _no_callback() -> None:
+    """A finished session's ``on_handshake``."""
 
 
 async def _refuse(stream: trio.abc.Stream, error: BrokerError) -> None:
