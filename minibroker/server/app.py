@@ -126,8 +126,12 @@ class BrokerServer:
         self.group_commit = GroupCommit(self.broker)
         self.connections_accepted = 0
         #: Open connections whose handshake has not ended, oldest first
-        #: (``--max-handshaking-connections``; see ``_make_room``).
-        self.handshaking: dict[int, Connection] = {}
+        #: (``--max-handshaking-connections``; see ``_make_room``): TLS
+        #: handshakes in progress included, under negative ids.
+        self.handshaking: dict[int, Connection | PendingTls] = {}
+        self._tls_ids = itertools.count(-1, -1)
+        #: TLS handshakes in progress: connections, not sessions yet.
+        self.tls_handshakes = 0
         #: Bytes read on any connection of the front ends run by ``Connection``
         #: (msgpack, AMQP, Kafka, SQS); see ``input_received``.
         self.input_bytes = 0
@@ -391,14 +395,8 @@ class BrokerServer:
                 await self.serve_stream(stream, peer, make_session)
                 return
             ssl_stream = trio.SSLStream(stream, tls, server_side=True)
-            try:
-                with trio.fail_after(TLS_HANDSHAKE_TIMEOUT):
-                    await ssl_stream.do_handshake()
-            except (trio.TooSlowError, trio.BrokenResourceError) as exc:
-                log.info("TLS handshake with %s failed: %s", peer, exc or type(exc).__name__)
-                await trio.aclose_forcefully(ssl_stream)
-                return
-            await self.serve_stream(ssl_stream, peer, make_session)
+            if await self._tls_handshake(ssl_stream, peer):
+                await self.serve_stream(ssl_stream, peer, make_session)
 
         # Connections run in ``handler_nursery``, so that cancelling the accept
         # scope at shutdown stops accepting without cutting live connections.
@@ -408,6 +406,38 @@ class BrokerServer:
             scope.cancel()
         with scope:
             await serve_listeners(handle, listeners, handler_nursery=handler_nursery)
+
+    async def _tls_handshake(
+        self, ssl_stream: trio.SSLStream[trio.SocketStream], peer: str
+    ) -> bool:
+        """Run the server side of a TLS handshake; False (the stream closed) if it failed.
+
+        The handshake counts as a connection in its handshake (``_make_room``):
+        before, connections that never sent a ClientHello were not counted
+        anywhere, and any number of them could be held for 10 s each.
+        """
+        if not self._accepting or not self._make_room():
+            log.warning("refused a connection: %s", self._refusal().message)
+            await trio.aclose_forcefully(ssl_stream)
+            return False
+        key = next(self._tls_ids)
+        pending = self.handshaking[key] = PendingTls()
+        self.tls_handshakes += 1
+        try:
+            with pending.scope, trio.fail_after(TLS_HANDSHAKE_TIMEOUT):
+                await ssl_stream.do_handshake()
+        except (trio.TooSlowError, trio.BrokenResourceError) as exc:
+            log.info("TLS handshake with %s failed: %s", peer, exc or type(exc).__name__)
+            await trio.aclose_forcefully(ssl_stream)
+            return False
+        finally:
+            self.handshaking.pop(key, None)
+            self.tls_handshakes -= 1
+        if pending.scope.cancelled_caught:
+            log.info("TLS handshake with %s %s", peer, pending.close_reason)
+            await trio.aclose_forcefully(ssl_stream)
+            return False
+        return True
 
     def _tls_context(self) -> ssl.SSLContext | None:
         if self.config.tls_cert is None:
@@ -495,7 +525,7 @@ class BrokerServer:
         every connection has completed its handshake is the new one refused.
         """
         config = self.config
-        at_limit = len(self.sessions) >= config.max_connections
+        at_limit = len(self.sessions) + self.tls_handshakes >= config.max_connections
         cap = config.max_handshaking_connections
         assert cap is not None  # ServerConfig sets it
         if not at_limit and len(self.handshaking) < cap:
@@ -525,6 +555,20 @@ class BrokerServer:
         client_side, server_side = memory_stream_pair()
         self._connections_nursery.start_soon(self.serve_stream, server_side, "in-process")
         return client_side
+
+
+class PendingTls:
+    """A TLS handshake in progress, which ``_make_room`` may end like a connection."""
+
+    __slots__ = ("close_reason", "scope")
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        self.close_reason = ""
+
+    def abort(self, reason: str) -> None:
+        self.close_reason = reason
+        self.scope.cancel()
 
 
 def _no_callback() -> None:
