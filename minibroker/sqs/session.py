@@ -35,7 +35,7 @@ from typing import Final, Protocol
 from minibroker.core.broker import Broker
 from minibroker.core.timers import Timer
 from minibroker.core.wire_session import WireSession
-from minibroker.errors import BrokerError, ConnectionClosed
+from minibroker.errors import BrokerError, ConnectionClosed, Timeout
 from minibroker.sqs.errors import SqsError, broker_failure, internal_error
 from minibroker.sqs.handler import Answer, Parked, SqsHandler
 from minibroker.sqs.http11 import CONTINUE, HttpError, HttpRequest, RequestReader, response
@@ -236,6 +236,15 @@ class SqsSession(WireSession):
     def kick(self, error: BrokerError) -> None:
         self.closing = error
         self.wakeup()
+
+    def handshake_timed_out(self, seconds: float) -> None:
+        """No request served within the shell's hello timeout: close a
+        connection that is idle. A request on its way keeps its own deadline
+        (``REQUEST_SECONDS``, then a 408), as a first request may be a large
+        batch on a slow link."""
+        if self._reader.in_request or self._pending is not None or self._backlog:
+            return
+        self.kick(Timeout(f"no request within {seconds:g} seconds"))
 
     def eof_received(self) -> None:
         """Nothing to stop: HTTP has no pushes, only responses, which still go out."""
