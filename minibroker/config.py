@@ -38,6 +38,12 @@ class ServerConfig(Value, frozen=True):
     port: int = DEFAULT_PORT
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     max_connections: int = 10_000
+    #: Of those, connections still in their handshake (hello, the AMQP
+    #: handshake, a Kafka login, an SQS connection's first request) at once;
+    #: more are refused, so that clients who never authenticate cannot take
+    #: every slot. None: ``max_connections`` (at either limit, the oldest of
+    #: them makes room for a new connection: server/app.py::_make_room).
+    max_handshaking_connections: int | None = None
     #: token -> principal name; empty means no authentication.
     tokens: dict[str, str] | None = None
     tls_cert: Path | None = None
@@ -102,6 +108,8 @@ class ServerConfig(Value, frozen=True):
         if type(cap) is not int or cap < 1:
             raise ValueError(f"http_max_connections must be a positive integer, got {cap!r}")
         self._check_ranges()
+        if self.max_handshaking_connections is None:
+            object.__setattr__(self, "max_handshaking_connections", self.max_connections)
         fitting = message_limit_for(self.max_frame_bytes)
         if self.limits.max_message_bytes > fitting:
             # Frozen: set the consistent limits the way dataclasses' own __init__ does.
@@ -120,6 +128,7 @@ class ServerConfig(Value, frozen=True):
             if port is not None and (type(port) is not int or not 0 <= port <= 65535):
                 raise ValueError(f"{name} must be a port number from 0 to 65535, got {port!r}")
         _check_int(self, "max_connections", 1, None)
+        _check_int(self, "max_handshaking_connections", 1, None, optional=True)
         for name in OBJECT_LIMITS:
             _check_int(self.limits, name, 1, None)
         _check_int(self, "kafka_partitions", 1, MAX_KAFKA_PARTITIONS)

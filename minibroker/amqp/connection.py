@@ -608,6 +608,7 @@ class AmqpSession(WireSession):
             raise HardError(NOT_ALLOWED, f"vhost {vhost!r}: {exc.message}", method.index) from None
         self._vhost = vhost_of(ns)
         self._stage = "open"
+        self.handshake_ended()
         self.write(framing.method_frame(0, Connection.OpenOk()))
         blocking = self.settings.blocking
         if blocking is not None:

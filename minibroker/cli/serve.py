@@ -83,6 +83,14 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=_env("max_connections", 10_000),
         help="concurrent connections (default %(default)s)",
     )
+    parser.add_argument(
+        "--max-handshaking-connections",
+        type=int,
+        default=_env("max_handshaking_connections", None),
+        help="of those, connections still in their handshake (hello, AMQP handshake, Kafka "
+        "login, an SQS connection's first request); past it, or at --max-connections, "
+        "the oldest of them is closed to make room (default: --max-connections)",
+    )
     _object_limit_flags(parser)
     parser.add_argument(
         "--partial-frame-budget",
@@ -288,6 +296,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         port=args.port,
         max_frame_bytes=args.max_frame_bytes,
         max_connections=args.max_connections,
+        max_handshaking_connections=args.max_handshaking_connections,
         partial_frame_budget=args.partial_frame_budget,
         tokens=tokens or None,
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,

@@ -49,11 +49,24 @@ class WireSession(abc.ABC):
         self.input_blocked = False
         #: Who the client says it is (for logs); empty until it says.
         self.client_name = ""
+        #: Called once when the handshake ends (``handshake_ended``): the shell
+        #: counts the connections still in theirs (``--max-handshaking-connections``).
+        self.on_handshake: Callable[[], None] = _nothing
 
     @property
     @abc.abstractmethod
     def handshake_done(self) -> bool:
         """True once the client has authenticated (ends the handshake deadline)."""
+
+    def handshake_ended(self) -> None:
+        """Tell the shell, once, that ``handshake_done`` has become True.
+
+        Each front end calls it where its handshake succeeds, so that the
+        shell's count of connections still in their handshake needs no look
+        at every connection, and costs nothing per frame.
+        """
+        callback, self.on_handshake = self.on_handshake, _nothing
+        callback()
 
     @abc.abstractmethod
     def receive_data(self, data: bytes | bytearray, now: float) -> None:

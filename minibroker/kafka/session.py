@@ -316,6 +316,7 @@ class KafkaSession(WireSession):
         except BrokerError as exc:
             self.kick(exc)
             return False
+        self.handshake_ended()
         self.client_name = self._client_id or ""
         return True
 

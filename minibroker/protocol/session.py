@@ -487,6 +487,7 @@ class Session(WireSession):
             raise
         self._grants = self.principal.grants
         self.namespace = self.broker.join(frame.namespace or "", self)
+        self.handshake_ended()
         self._decoder.max_frame_bytes = self.settings.max_frame_bytes
         self.client_name = frame.client
         limits = self.broker.config.limits

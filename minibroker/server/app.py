@@ -153,6 +153,13 @@ class BrokerServer:
         self._shared_reader: SharedReader | None = None
         self.group_commit = GroupCommit(self.broker)
         self.connections_accepted = 0
+        #: Open connections whose handshake has not ended, oldest first
+        #: (``--max-handshaking-connections``; see ``_make_room``): TLS
+        #: handshakes in progress included, under negative ids.
+        self.handshaking: dict[int, Connection | PendingTls] = {}
+        self._tls_ids = itertools.count(-1, -1)
+        #: TLS handshakes in progress: connections, not sessions yet.
+        self.tls_handshakes = 0
         #: Bytes read on any connection of the front ends run by ``Connection``
         #: (msgpack, AMQP, Kafka, SQS); see ``input_received``.
         self.input_bytes = 0
@@ -416,14 +423,8 @@ class BrokerServer:
                 await self.serve_stream(stream, peer, make_session)
                 return
             ssl_stream = trio.SSLStream(stream, tls, server_side=True)
-            try:
-                with trio.fail_after(TLS_HANDSHAKE_TIMEOUT):
-                    await ssl_stream.do_handshake()
-            except (trio.TooSlowError, trio.BrokenResourceError) as exc:
-                log.info("TLS handshake with %s failed: %s", peer, exc or type(exc).__name__)
-                await trio.aclose_forcefully(ssl_stream)
-                return
-            await self.serve_stream(ssl_stream, peer, make_session)
+            if await self._tls_handshake(ssl_stream, peer):
+                await self.serve_stream(ssl_stream, peer, make_session)
 
         # Connections run in ``handler_nursery``, so that cancelling the accept
         # scope at shutdown stops accepting without cutting live connections.
@@ -433,6 +434,38 @@ class BrokerServer:
             scope.cancel()
         with scope:
             await serve_listeners(handle, listeners, handler_nursery=handler_nursery)
+
+    async def _tls_handshake(
+        self, ssl_stream: trio.SSLStream[trio.SocketStream], peer: str
+    ) -> bool:
+        """Run the server side of a TLS handshake; False (the stream closed) if it failed.
+
+        The handshake counts as a connection in its handshake (``_make_room``):
+        before, connections that never sent a ClientHello were not counted
+        anywhere, and any number of them could be held for 10 s each.
+        """
+        if not self._accepting or not self._make_room():
+            log.warning("refused a connection: %s", self._refusal().message)
+            await trio.aclose_forcefully(ssl_stream)
+            return False
+        key = next(self._tls_ids)
+        pending = self.handshaking[key] = PendingTls()
+        self.tls_handshakes += 1
+        try:
+            with pending.scope, trio.fail_after(TLS_HANDSHAKE_TIMEOUT):
+                await ssl_stream.do_handshake()
+        except (trio.TooSlowError, trio.BrokenResourceError) as exc:
+            log.info("TLS handshake with %s failed: %s", peer, exc or type(exc).__name__)
+            await trio.aclose_forcefully(ssl_stream)
+            return False
+        finally:
+            self.handshaking.pop(key, None)
+            self.tls_handshakes -= 1
+        if pending.scope.cancelled_caught:
+            log.info("TLS handshake with %s %s", peer, pending.close_reason)
+            await trio.aclose_forcefully(ssl_stream)
+            return False
+        return True
 
     def _tls_context(self) -> ssl.SSLContext | None:
         if self.config.tls_cert is None:
@@ -461,7 +494,7 @@ class BrokerServer:
         ``make_session`` picks the front end (the msgpack protocol by default).
         """
         self.connections_accepted += 1
-        if not self._accepting or len(self.sessions) >= self.config.max_connections:
+        if not self._accepting or not self._make_room():
             if make_session is None:
                 await _refuse(stream, self._refusal())
             else:
@@ -483,6 +516,9 @@ class BrokerServer:
             input_budget=self.input_budget,
             shared_reader=self._shared_reader,
         )
+        if not session.handshake_done:
+            self.handshaking[conn_id] = connection
+            session.on_handshake = partial(self._handshake_ended, conn_id)
         log.info("connection %d opened from %s", conn_id, peer_name)
         try:
             await connection.run()
@@ -491,6 +527,8 @@ class BrokerServer:
             log.exception("connection %d from %s failed", conn_id, peer_name)
             connection.close_reason = "internal error (see the log)"
         finally:
+            self.handshaking.pop(conn_id, None)
+            session.on_handshake = _no_callback  # (a cycle through the server otherwise)
             del self.sessions[conn_id]
             del self.connections[conn_id]
             self._closed_bytes_out += connection.bytes_out
@@ -505,6 +543,36 @@ class BrokerServer:
                 self._all_closed.set()
                 self._all_closed = trio.Event()
 
+    def _make_room(self) -> bool:
+        """Whether a new connection may be served; at a limit, close the
+        oldest connection still in its handshake to make room for it.
+
+        Without that, clients that connect and never authenticate (each
+        closed by the hello timeout, then back at once) held every slot,
+        and no one else could connect, on any port. Now they can hold at
+        most ``--max-handshaking-connections`` slots, and only for as long
+        as it takes that many newer connections to arrive; a client that
+        completes its handshake in that time keeps its slot. Only when
+        every connection has completed its handshake is the new one refused.
+        """
+        config = self.config
+        at_limit = len(self.sessions) + self.tls_handshakes >= config.max_connections
+        cap = config.max_handshaking_connections
+        assert cap is not None  # ServerConfig sets it
+        if not at_limit and len(self.handshaking) < cap:
+            return True
+        if not self.handshaking:
+            return False
+        conn_id, oldest = next(iter(self.handshaking.items()))
+        del self.handshaking[conn_id]
+        what = "connections" if at_limit else "connections in their handshake"
+        limit = config.max_connections if at_limit else cap
+        oldest.abort(f"closed to make room: {what} at the limit ({limit}), oldest handshake first")
+        return True
+
+    def _handshake_ended(self, conn_id: int) -> None:
+        self.handshaking.pop(conn_id, None)
+
     def _refusal(self) -> BrokerError:
         if not self._accepting:
             return ShuttingDown("the server is shutting down")
@@ -518,6 +586,24 @@ class BrokerServer:
         client_side, server_side = memory_stream_pair()
         self._connections_nursery.start_soon(self.serve_stream, server_side, "in-process")
         return client_side
+
+
+class PendingTls:
+    """A TLS handshake in progress, which ``_make_room`` may end like a connection."""
+
+    __slots__ = ("close_reason", "scope")
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        self.close_reason = ""
+
+    def abort(self, reason: str) -> None:
+        self.close_reason = reason
+        self.scope.cancel()
+
+
+def _no_callback() -> None:
+    """A finished session's ``on_handshake``."""
 
 
 async def _refuse(stream: trio.abc.Stream, error: BrokerError) -> None:

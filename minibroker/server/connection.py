@@ -168,6 +168,9 @@ class Connection:
         #: the bytes of it this connection holds.
         self._budget = input_budget
         self._claimed = 0
+        #: Whether that claim was made before the handshake ended (it is then
+        #: part of the budget's pre-auth share, and released from it).
+        self._claimed_pre_auth = False
         #: Non-blocking access to a TCP socket (None for TLS and memory streams).
         self._direct: DirectSocket | None = direct_socket(stream)
         #: Where the reader lends its idle socket (TCP only; see shared_reader.py).
@@ -189,6 +192,8 @@ class Connection:
         #: what is already answered, then ends the connection.
         self._input_done = False
         self._reader_done = trio.Event()
+        #: Cancelled by ``abort``: the connection ends at once, nothing more sent.
+        self._abort_scope = trio.CancelScope()
         #: Bytes received from and sent to the client (the dashboard shows them):
         #: one addition per chunk read or write, not per frame.
         self.bytes_in = 0
@@ -246,16 +251,17 @@ class Connection:
         """Serve until EOF, an error, a kick or cancellation; always cleans up."""
         session = self.session
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._write_loop, nursery.cancel_scope)
-                if self._hello_timeout is not None:
-                    nursery.start_soon(self._hello_deadline, self._hello_timeout)
-                await self._read_loop()
-                # EOF, or the connection is closing and the peer's input is
-                # drained: the writer flushes what is already answered (the
-                # error or goodbye included), then cancels the scope.
-                self._input_done = True
-                self._wakeup.set()
+            with self._abort_scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._write_loop, nursery.cancel_scope)
+                    if self._hello_timeout is not None:
+                        nursery.start_soon(self._hello_deadline, self._hello_timeout)
+                    await self._read_loop()
+                    # EOF, or the connection is closing and the peer's input is
+                    # drained: the writer flushes what is already answered (the
+                    # error or goodbye included), then cancels the scope.
+                    self._input_done = True
+                    self._wakeup.set()
         except* (trio.BrokenResourceError, trio.ClosedResourceError) as group:
             # The nursery wraps task errors in an ExceptionGroup; a peer that
             # vanished ends this connection only, never the server.
@@ -271,11 +277,17 @@ class Connection:
             # hold) until the cycle collector's rare full collection.
             session.wakeup = _no_wakeup
             if self._budget is not None:
-                self._budget.release(self._claimed)
+                self._budget.release(self._claimed, pre_auth=self._claimed_pre_auth)
                 self._claimed = 0
             self._after_input(0)
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await self.stream.aclose()
+
+    def abort(self, reason: str) -> None:
+        """End the connection at once: no goodbye, no linger (the server needs
+        its slot for another client now; see ``BrokerServer._make_room``)."""
+        self.close_reason = reason
+        self._abort_scope.cancel()
 
     async def _hello_deadline(self, seconds: float) -> None:
         """Close a connection that has not completed hello in time.
@@ -316,9 +328,7 @@ class Connection:
                     # The usual case costs no coroutine: the claim is unchanged
                     # (no partial frame, or the same one) or granted at once.
                     wanted = session.pending_input_bytes
-                    if wanted == self._claimed or budget.claim(self._claimed, wanted):
-                        self._claimed = wanted
-                    else:
+                    if wanted != self._claimed and not self._claim(budget, wanted):
                         await self._claim_partial_frame(budget)
                 if self._shared is not None and session.closing is None:
                     outcome = await self._lend(self._shared)
@@ -427,11 +437,26 @@ class Connection:
         budget = self._budget
         if budget is not None:
             wanted = session.pending_input_bytes
-            if wanted != self._claimed:
-                if not budget.claim(self._claimed, wanted):
-                    return False
-                self._claimed = wanted
+            if wanted != self._claimed and not self._claim(budget, wanted):
+                return False
         return True
+
+    def _claim(self, budget: InputBudget, wanted: int) -> bool:
+        """Move this connection's claim to ``wanted`` bytes, from the budget's
+        pre-auth share while the handshake is not done; False if refused.
+
+        A claim made before the handshake and still held after it is given
+        back to the share first, then claimed again as an authenticated one.
+        """
+        pre_auth = not self.session.handshake_done
+        if pre_auth != self._claimed_pre_auth:
+            budget.release(self._claimed, pre_auth=self._claimed_pre_auth)
+            self._claimed = 0
+            self._claimed_pre_auth = pre_auth
+        if budget.claim(self._claimed, wanted, pre_auth=pre_auth):
+            self._claimed = wanted
+            return True
+        return False
 
     async def _claim_partial_frame(self, budget: InputBudget) -> None:
         """Claim the partial frame the decoder holds; wait (or refuse) while there is no room.
@@ -442,19 +467,19 @@ class Connection:
         session = self.session
         while session.closing is None:
             wanted = session.pending_input_bytes
-            if budget.claim(self._claimed, wanted):
-                self._claimed = wanted
+            if self._claim(budget, wanted):
                 return
             # No claim while waiting or refused: waiters must never block each other.
-            budget.release(self._claimed)
+            budget.release(self._claimed, pre_auth=self._claimed_pre_auth)
             self._claimed = 0
             if not session.handshake_done:
                 budget.refused += 1
                 session.discard_input()
                 session.kick(
                     LimitExceeded(
-                        f"the server holds its limit of {budget.limit} bytes of incomplete "
-                        "frames; try again later"
+                        f"the server holds its limit of incomplete frames ({budget.limit} "
+                        f"bytes, {budget.pre_auth_limit} of them for connections that have "
+                        "not completed their handshake); try again later"
                     )
                 )
                 return

@@ -22,6 +22,13 @@ the way Kafka's ``queued.max.request.bytes`` memory pool does:
   park memory in the server.
 * Claims shrink as frames complete and are released when a connection
   closes.
+* Connections that have not completed their handshake (hello, the AMQP
+  handshake, a Kafka login, an SQS connection's first request) claim from
+  a quarter of the budget, ``pre_auth_limit``, and only within it: no
+  overshoot. Otherwise a few unauthenticated clients declaring large frames
+  (three Kafka size prefixes of 100 MiB, or 32 SQS ``Content-Length`` of
+  8 MiB) held the whole budget, and every authenticated client's next large
+  frame waited on them; now those always have three quarters of it.
 
 * When every claim is released after the claims reached ``drained_after``
   bytes, ``on_drained`` runs (the server returns freed memory to the
@@ -54,6 +61,8 @@ class InputBudget:
         "held",
         "limit",
         "paused",
+        "pre_auth_held",
+        "pre_auth_limit",
         "refused",
         "waiting_bytes",
     )
@@ -72,6 +81,10 @@ class InputBudget:
         self._peak = 0
         #: Bytes claimed by connections now.
         self.held = 0
+        #: The most, and the bytes now, claimed by connections still in their
+        #: handshake (part of ``held``).
+        self.pre_auth_limit = max(limit // 4, 1)
+        self.pre_auth_held = 0
         #: Bytes buffered by connections waiting for room (one read each at
         #: most). Not claims: counting them could let waiters block each
         #: other for good, with nobody left to release anything.
@@ -82,24 +95,33 @@ class InputBudget:
         self._waiting = 0
         self._room = trio.Event()
 
-    def claim(self, current: int, wanted: int) -> bool:
+    def claim(self, current: int, wanted: int, *, pre_auth: bool = False) -> bool:
         """Move one connection's claim from ``current`` to ``wanted`` bytes.
 
         Shrinking always succeeds; growing succeeds while the other
-        connections hold less than the limit. False leaves the claim as it was.
+        connections hold less than the limit. A connection still in its
+        handshake (``pre_auth``, the same for both amounts) must also stay
+        within ``pre_auth_limit`` with the others in their handshake. False
+        leaves the claim as it was.
         """
         if wanted <= current:
-            self.release(current - wanted)
+            self.release(current - wanted, pre_auth=pre_auth)
             return True
         if self.held - current >= self.limit:
             return False
+        if pre_auth:
+            if self.pre_auth_held - current + wanted > self.pre_auth_limit:
+                return False
+            self.pre_auth_held += wanted - current
         self.held += wanted - current
         self._peak = max(self._peak, self.held)
         return True
 
-    def release(self, nbytes: int) -> None:
+    def release(self, nbytes: int, *, pre_auth: bool = False) -> None:
         if nbytes:
             self.held -= nbytes
+            if pre_auth:
+                self.pre_auth_held -= nbytes
             if not self.held and self._peak >= self.drained_after:
                 self._peak = 0
                 if self._on_drained is not None:

@@ -35,7 +35,7 @@ from typing import Final, Protocol
 from minibroker.core.broker import Broker
 from minibroker.core.timers import Timer
 from minibroker.core.wire_session import WireSession
-from minibroker.errors import BrokerError, ConnectionClosed
+from minibroker.errors import BrokerError, ConnectionClosed, Timeout
 from minibroker.sqs.errors import SqsError, broker_failure, internal_error
 from minibroker.sqs.handler import Answer, Parked, SqsHandler
 from minibroker.sqs.http11 import CONTINUE, HttpError, HttpRequest, RequestReader, response
@@ -72,9 +72,9 @@ class BodyBudget(Protocol):
 
     refused: int
 
-    def claim(self, current: int, wanted: int) -> bool: ...
+    def claim(self, current: int, wanted: int, *, pre_auth: bool = False) -> bool: ...
 
-    def release(self, nbytes: int) -> None: ...
+    def release(self, nbytes: int, *, pre_auth: bool = False) -> None: ...
 
 
 class SqsEndpoint:
@@ -156,8 +156,13 @@ class SqsSession(WireSession):
         self._continued = False
         #: Close once the held answer is out (the server is shutting down).
         self._close_after_held = False
-        #: Bytes of the body now arriving claimed from the server-wide budget.
+        #: Bytes of the body now arriving claimed from the server-wide budget,
+        #: and whether from its pre-auth share (before the first request was served).
         self._claimed = 0
+        self._claimed_pre_auth = True
+        #: Set once a request has been served (its signature checked, with keys):
+        #: the connection's "handshake" (see ``handshake_done``).
+        self._served = False
         self._request_started: float | None = None
         self._idle_since = now
         self._timer: Timer | None = None
@@ -169,7 +174,12 @@ class SqsSession(WireSession):
 
     @property
     def handshake_done(self) -> bool:
-        return True  # HTTP has no handshake; the idle deadline closes silent clients
+        """True once a request was served, its signature checked when the
+        endpoint has keys. HTTP has no handshake, but until then the client
+        has proved nothing: the shell's hello deadline closes a connection
+        that sends no request, and its body claims from the budget's
+        pre-auth share (server/input_budget.py)."""
+        return self._served
 
     @property
     def pending_input_bytes(self) -> int:
@@ -227,6 +237,15 @@ class SqsSession(WireSession):
         self.closing = error
         self.wakeup()
 
+    def handshake_timed_out(self, seconds: float) -> None:
+        """No request served within the shell's hello timeout: close a
+        connection that is idle. A request on its way keeps its own deadline
+        (``REQUEST_SECONDS``, then a 408), as a first request may be a large
+        batch on a slow link."""
+        if self._reader.in_request or self._pending is not None or self._backlog:
+            return
+        self.kick(Timeout(f"no request within {seconds:g} seconds"))
+
     def eof_received(self) -> None:
         """Nothing to stop: HTTP has no pushes, only responses, which still go out."""
 
@@ -255,7 +274,7 @@ class SqsSession(WireSession):
             self._handler.cancel(pending.token, self.now)
         self._pending = None
         self._held = None
-        self._endpoint.budget.release(self._claimed)
+        self._endpoint.budget.release(self._claimed, pre_auth=self._claimed_pre_auth)
         self._claimed = 0
         for timer in (self._timer, self._resume_timer):
             if timer is not None:
@@ -327,10 +346,15 @@ class SqsSession(WireSession):
             self._continued = False
         if wanted != self._claimed:
             budget = self._endpoint.budget
-            if budget.claim(self._claimed, wanted):
+            pre_auth = not self._served
+            if pre_auth != self._claimed_pre_auth:
+                budget.release(self._claimed, pre_auth=self._claimed_pre_auth)
+                self._claimed = 0
+                self._claimed_pre_auth = pre_auth
+            if budget.claim(self._claimed, wanted, pre_auth=pre_auth):
                 self._claimed = wanted
             else:
-                budget.release(self._claimed)
+                budget.release(self._claimed, pre_auth=pre_auth)
                 self._claimed = 0
                 budget.refused += 1
                 self._broken = HttpError(
@@ -360,6 +384,9 @@ class SqsSession(WireSession):
                     request.raw_headers,
                     request.body,
                 )
+            if not self._served:
+                self._served = True
+                self.handshake_ended()
             parsed = parse_request(
                 request.method,
                 f"{endpoint.scheme}://{headers.get('host') or endpoint.default_host}",
@@ -453,7 +480,7 @@ class SqsSession(WireSession):
         )
         self._emit(render_error(self._protocol, sqs_error), close=True)
         self.closing = ConnectionClosed(f"HTTP {error.status}: {error.message}")
-        self._endpoint.budget.release(self._claimed)
+        self._endpoint.budget.release(self._claimed, pre_auth=self._claimed_pre_auth)
         self._claimed = 0
         self.wakeup()
 

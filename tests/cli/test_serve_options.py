@@ -27,6 +27,7 @@ FLAGS = [
     "--port",
     "--max-frame-bytes",
     "--max-connections",
+    "--max-handshaking-connections",
     "--max-queues",
     "--max-logs",
     "--max-bindings",
@@ -114,6 +115,18 @@ def test_http_max_connections_flag(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config_from_args(serve_args()).http_max_connections == 7
     with pytest.raises(ValueError, match="http_max_connections must be a positive integer"):
         config_from_args(serve_args("--http-max-connections", "0"))
+
+
+def test_max_handshaking_connections_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert config_from_args(serve_args()).max_handshaking_connections == 10_000
+    config = config_from_args(serve_args("--max-connections", "40"))
+    assert config.max_handshaking_connections == 40  # the same as --max-connections by default
+    flag = "--max-handshaking-connections"
+    assert config_from_args(serve_args(flag, "50")).max_handshaking_connections == 50
+    monkeypatch.setenv("MINIBROKER_MAX_HANDSHAKING_CONNECTIONS", "7")
+    assert config_from_args(serve_args()).max_handshaking_connections == 7
+    with pytest.raises(ValueError, match="max_handshaking_connections must be an integer of at"):
+        config_from_args(serve_args(flag, "0"))
 
 
 @pytest.mark.parametrize(

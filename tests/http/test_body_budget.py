@@ -27,12 +27,25 @@ async def broker() -> AsyncIterator[EmbeddedBroker]:
         yield broker
 
 
-async def start_a_body_and_stall(url: str, path: str, sent: int) -> trio.SocketStream:
+SQS_LIST_QUEUES = (
+    b"POST / HTTP/1.1\r\nhost: h\r\nx-amz-target: AmazonSQS.ListQueues\r\n"
+    b"content-type: application/x-amz-json-1.0\r\ncontent-length: 2\r\n\r\n{}"
+)
+
+
+async def start_a_body_and_stall(
+    url: str, path: str, sent: int, *, first: bytes = b""
+) -> trio.SocketStream:
     """A client that announces a body larger than ``sent``, sends ``sent``
-    bytes of it and then stops, holding its connection open."""
+    bytes of it and then stops, holding its connection open; after a whole
+    request ``first`` and its answer, if given (an SQS connection that has
+    had a request served is no longer in its handshake)."""
     address = urlsplit(url)
     assert address.hostname is not None and address.port is not None
     stream = await trio.open_tcp_stream(address.hostname, address.port)
+    if first:
+        await stream.send_all(first)
+        assert (await stream.receive_some(65536)).startswith(b"HTTP/1.1 200")
     head = (
         f"POST {path} HTTP/1.1\r\nhost: {address.netloc}\r\n"
         f"content-type: application/json\r\ncontent-length: {2 * sent}\r\n\r\n"
@@ -70,7 +83,7 @@ async def test_http_bodies_past_the_budget_are_refused_until_it_frees(
 async def test_sqs_bodies_past_the_budget_are_a_503_botocore_retries(
     broker: EmbeddedBroker,
 ) -> None:
-    stalled = await start_a_body_and_stall(broker.sqs_endpoint, "/", BUDGET)
+    stalled = await start_a_body_and_stall(broker.sqs_endpoint, "/", BUDGET, first=SQS_LIST_QUEUES)
     await wait_until_held(broker, lambda held: held >= BUDGET)
     headers = {"x-amz-target": "AmazonSQS.ListQueues", "content-type": "application/x-amz-json-1.0"}
     async with httpx.AsyncClient(base_url=broker.sqs_endpoint, headers=headers) as sqs:
@@ -81,3 +94,20 @@ async def test_sqs_bodies_past_the_budget_are_a_503_botocore_retries(
         await stalled.aclose()
         await wait_until_held(broker, lambda held: held == 0)
         assert (await sqs.post("/", content=b"{}")).status_code == 200
+
+
+async def test_sqs_bodies_before_a_first_request_is_served_claim_a_quarter_of_the_budget(
+    broker: EmbeddedBroker,
+) -> None:
+    """A connection that has proved nothing yet (no request served: with
+    --sqs-keys, no signature checked) may not hold the budget others need:
+    before, 40 such clients announcing 8 MiB bodies held it all for 30 s."""
+    first = await start_a_body_and_stall(broker.sqs_endpoint, "/", 32 * KiB)  # 64 KiB: fits
+    await wait_until_held(broker, lambda held: held == 64 * KiB)
+    refused = await start_a_body_and_stall(broker.sqs_endpoint, "/", 16 * KiB)  # 32 more: no
+    answer = await refused.receive_some(65536)
+    assert answer.startswith(b"HTTP/1.1 503")
+    assert broker.server.input_budget.held == 64 * KiB
+    for stream in (first, refused):
+        await stream.aclose()
+    await wait_until_held(broker, lambda held: held == 0)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 import trustme
 from security_support import StartServer
 
@@ -93,3 +94,39 @@ async def test_a_stalled_handshake_is_dropped(
     assert trio.current_time() - started >= TLS_HANDSHAKE_TIMEOUT
     await stalled.aclose()
     assert server.sessions == {}
+
+
+async def test_tls_handshakes_in_progress_count_as_connections(
+    serve: StartServer, ca: trustme.CA, tls_files: dict[str, Path]
+) -> None:
+    """Connections that never send a ClientHello were counted nowhere: any
+    number of them could each hold a descriptor and a task for 10 s. They
+    count against --max-connections now, and the oldest makes room."""
+    import os
+    import socket
+
+    def closed_by_server(stream: trio.SocketStream) -> bool:
+        peek = socket.socket(fileno=os.dup(stream.socket.fileno()))
+        try:
+            return peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except ConnectionResetError:
+            return True
+        finally:
+            peek.close()
+
+    server = await serve(max_connections=2, **tls_files)
+    stalled = [await trio.open_tcp_stream("127.0.0.1", server.port) for _ in range(3)]  # type: ignore[arg-type]
+    await trio.testing.wait_all_tasks_blocked()
+    assert closed_by_server(stalled[0])  # the third made room
+    assert not closed_by_server(stalled[1]) and not closed_by_server(stalled[2])
+    assert server.tls_handshakes == 2 and len(server.handshaking) == 2
+
+    async with minibroker.connect(
+        f"minibrokers://localhost:{server.port}", ssl_context=trusting(ca)
+    ) as mb:  # and so does a client that completes its handshakes
+        assert await mb.ping(b"in") == b"in"
+        assert closed_by_server(stalled[1])
+    for stream in stalled:
+        await stream.aclose()

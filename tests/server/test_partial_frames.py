@@ -11,6 +11,7 @@ In-process streams make "the server has read all it will read" exact
 from __future__ import annotations
 
 import gc
+import struct
 import tracemalloc
 
 import pytest
@@ -88,7 +89,7 @@ async def test_before_hello_a_connection_past_the_budget_is_refused(
     start_server: StartServer,
 ) -> None:
     size = 60 * KiB
-    server = await start_server(partial_frame_budget=100 * KiB)
+    server = await start_server(partial_frame_budget=484 * KiB)
     first = {"op": "hello", "id": 1, "version": PROTOCOL_VERSION, "client": "raw"}
     first["token"] = "t" * (size - len(pack_frame({**first, "token": ""})) + HEADER_SIZE - 2)
     frame = pack_frame(first)
@@ -96,11 +97,12 @@ async def test_before_hello_a_connection_past_the_budget_is_refused(
     for client in clients:
         await client.send_bytes(frame[: 10 * KiB])
     await trio.testing.wait_all_tasks_blocked()
-    # Two claims (60 KiB each) exhaust 100 KiB; the third is refused, not parked.
+    # Two claims (60 KiB each) exhaust the pre-hello share, a quarter of 484 KiB;
+    # the third is refused, not parked.
     *admitted, refused = clients
     (bye,) = await refused.receive_until_eof()
     assert (bye["op"], bye["code"]) == ("bye", "limit_exceeded")
-    assert "102400 bytes of incomplete frames" in bye["message"]
+    assert "(495616 bytes, 123904 of them for connections" in bye["message"]
     assert server.input_budget.refused == 1
     for client in admitted:
         await client.send_bytes(frame[10 * KiB :])
@@ -196,3 +198,104 @@ async def test_the_server_returns_freed_memory_after_stalled_connections_close(
     await trio.testing.wait_all_tasks_blocked()
     assert server.input_budget.held == 0
     assert trims == [1]
+
+
+def long_hello(size: int, **fields: object) -> bytes:
+    """A hello frame of about ``size`` bytes (its token padded), with its length prefix."""
+    first = {"op": "hello", "id": 1, "version": PROTOCOL_VERSION, "client": "raw", **fields}
+    first["token"] = "t" * (size - len(pack_frame({**first, "token": ""})) + HEADER_SIZE - 2)
+    return pack_frame(first)
+
+
+async def test_connections_before_hello_cannot_take_the_budget_from_authenticated_ones(
+    start_server: StartServer,
+) -> None:
+    """Unauthenticated connections claim from a quarter of the budget only.
+
+    Before, six of them each sending the start of a 60 KiB hello held the
+    whole 256 KiB budget, and a client that had said hello waited with its
+    large frame until they left (their hello timeout, then they reconnect).
+    """
+    server = await start_server(partial_frame_budget=256 * KiB, tokens={"secret": "alice"})
+    legit = await connect(server, say_hello=False)
+    await legit.handshake(token="secret")
+    attackers = [await connect(server, say_hello=False) for _ in range(6)]
+    start = long_hello(60 * KiB)[: 10 * KiB]
+    for attacker in attackers:
+        await attacker.send_bytes(start)
+    await trio.testing.wait_all_tasks_blocked()
+    budget = server.input_budget
+    await legit.send_bytes(big_ping(2, 150 * KiB))
+    await trio.testing.wait_all_tasks_blocked()
+    assert budget.paused == 0  # it never waited
+    assert (await legit.receive_one())["id"] == 2
+
+    # One 60 KiB claim fits the 64 KiB share; the other five are refused, not parked.
+    assert budget.pre_auth_held == budget.held == 60 * KiB + HEADER_SIZE
+    assert budget.refused == 5
+    for attacker in attackers[1:]:
+        (bye,) = await attacker.receive_until_eof()
+        assert (bye["op"], bye["code"]) == ("bye", "limit_exceeded")
+        assert "65536 of them for connections that have not completed" in bye["message"]
+
+
+async def test_a_claim_made_before_hello_moves_out_of_the_pre_auth_share_after_it(
+    start_server: StartServer,
+) -> None:
+    server = await start_server(partial_frame_budget=256 * KiB)
+    client = await connect(server, say_hello=False)
+    frame = long_hello(30 * KiB)
+    await client.send_bytes(frame[: 10 * KiB])
+    await trio.testing.wait_all_tasks_blocked()
+    budget = server.input_budget
+    assert budget.pre_auth_held == budget.held == 30 * KiB + HEADER_SIZE
+    ping_frame = big_ping(2, 100 * KiB)
+    await client.send_bytes(frame[10 * KiB :] + ping_frame[: 10 * KiB])
+    assert (await client.receive_one())["op"] == "ok"
+    await trio.testing.wait_all_tasks_blocked()
+    assert (budget.pre_auth_held, budget.held) == (0, 100 * KiB + HEADER_SIZE)
+    await client.aclose()
+    await trio.testing.wait_all_tasks_blocked()
+    assert (budget.pre_auth_held, budget.held) == (0, 0)
+
+
+def test_claims_before_the_handshake_stay_within_a_quarter_of_the_budget() -> None:
+    budget = InputBudget(4000)
+    assert budget.pre_auth_limit == 1000
+    assert budget.claim(0, 600, pre_auth=True)
+    assert not budget.claim(0, 600, pre_auth=True)  # no overshoot before the handshake
+    assert budget.claim(0, 400, pre_auth=True)
+    assert budget.claim(0, 3000)  # authenticated claims have the rest
+    assert budget.claim(600, 100, pre_auth=True)  # shrinking is always granted
+    assert (budget.held, budget.pre_auth_held) == (3500, 500)
+    budget.release(100, pre_auth=True)
+    budget.release(400, pre_auth=True)
+    budget.release(3000)
+    assert (budget.held, budget.pre_auth_held) == (0, 0)
+
+
+async def test_unauthenticated_kafka_size_prefixes_do_not_stall_authenticated_clients(
+    start_server: StartServer,
+) -> None:
+    """Two Kafka connections that have not logged in each declare a 200 KiB
+    request and send nothing more. Before, they held the whole 256 KiB
+    budget (a claim may overshoot), and a native client that had said hello
+    waited with its next large frame until they left; now they are refused."""
+    server = await start_server(
+        partial_frame_budget=256 * KiB, tokens={"secret": "alice"}, kafka_port=0
+    )
+    legit = await RawClient.connect(server.port)  # type: ignore[arg-type]
+    await legit.handshake(token="secret")
+    attackers = []
+    for _ in range(2):
+        attacker = await trio.open_tcp_stream("127.0.0.1", server.front_end_ports["kafka"])
+        await attacker.send_all(struct.pack(">i", 200 * KiB) + b"x" * 100)
+        attackers.append(attacker)
+    await trio.testing.wait_all_tasks_blocked()
+    await legit.send_bytes(big_ping(2, 150 * KiB))
+    await trio.testing.wait_all_tasks_blocked()
+    assert server.input_budget.paused == 0  # it never waited
+    assert (await legit.receive_one())["id"] == 2
+    assert server.input_budget.held == 0
+    for attacker in attackers:
+        assert await attacker.receive_some(1) == b""  # closed, as Kafka closes: no answer

@@ -287,6 +287,17 @@ async def test_an_idle_connection_is_closed_after_the_keep_alive_timeout(
     assert trio.current_time() - started == pytest.approx(IDLE_SECONDS)
 
 
+async def test_a_connection_that_starts_no_request_is_closed_at_the_hello_timeout(
+    broker: EmbeddedBroker, autojump_clock: trio.testing.MockClock
+) -> None:
+    """As on every port: before, it held its slot for the 75 s keep-alive
+    timeout without ever proving anything (connection floods)."""
+    client = await connect(broker)
+    started = trio.current_time()
+    assert await client.stream.receive_some(100) == b""  # EOF
+    assert trio.current_time() - started == pytest.approx(10)  # --hello-timeout
+
+
 async def test_headers_too_large_get_431_and_the_connection_closes(
     broker: EmbeddedBroker,
 ) -> None:
