@@ -486,13 +486,18 @@ class Channel:
         if not done:
             session.wait_for_room(self, partial(self._put_again, waiting))
             return
+        self._routed_when_stored(waiting, waiting.seq)
+
+    def _routed_when_stored(self, waiting: WaitingPublish, seq: int) -> None:
+        """:meth:`_routed` for a publish held for disk room, once every queue
+        has it (``seq`` 0 inside a transaction: its Tx.CommitOk answers)."""
         self._routed(
             waiting.publish,
             waiting.properties,
             waiting.body,
             waiting.taken,
             waiting.refused,
-            waiting.seq,
+            seq,
             waiting.generation,
         )
 
@@ -884,15 +889,7 @@ class Channel:
         except BrokerError as exc:  # the disk fails rather than fills
             raise SoftError(PRECONDITION_FAILED, exc.message, Basic.Publish.index) from None
         if done:
-            self._routed(
-                waiting.publish,
-                waiting.properties,
-                waiting.body,
-                waiting.taken,
-                waiting.refused,
-                0,
-                waiting.generation,
-            )
+            self._routed_when_stored(waiting, 0)
         return done
 
     def _tx_rollback(self, method: commands.Tx.Rollback) -> None:
